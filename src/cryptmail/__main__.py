@@ -1,0 +1,3 @@
+from cryptmail.cli import main
+
+raise SystemExit(main())

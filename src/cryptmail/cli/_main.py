@@ -1,0 +1,67 @@
+"""Entry point: parse global options, dispatch to the noun modules, map errors to exits.
+
+Each noun module (`_user.py`, `_key.py`, `_dovecot.py`, ...) has a `register(sub)` that
+adds its sub-commands; a sub-command's handler takes the parsed `argparse.Namespace`
+and returns the exit code. A CryptmailError becomes one line on stderr and exit 1;
+never a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from cryptmail.cli import _registry
+from cryptmail.errors import CryptmailError
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cryptmail",
+        description="A mail server that keeps every mailbox encrypted at rest, per user.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="data directory (SQLite database, blobs); default ./cryptmail-data",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="SQLAlchemy URL overriding the embedded SQLite database",
+    )
+    parser.add_argument("--config", default=None, help="TOML configuration file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="noun", metavar="COMMAND")
+    sub.required = True
+    for register in _registry.registrations():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(handler(args))
+    except CryptmailError as exc:
+        print(f"cryptmail: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cryptmail: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1

@@ -1,0 +1,53 @@
+"""The async boundary: the one place that sends blocking work off the event loop.
+
+`run_blocking` is for short blocking calls (fsync, SQL drivers without async, a few EC
+operations). `run_kdf` is for Argon2, on its own bounded pool so that a login storm
+queues instead of exhausting memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_kdf_lock = threading.Lock()
+_kdf_pool: ThreadPoolExecutor | None = None
+_kdf_workers = 4
+
+
+def configure_kdf_pool(max_concurrent: int) -> None:
+    """Size the Argon2 pool (from crypto.argon2.max_concurrent). Call before serving."""
+    global _kdf_pool, _kdf_workers
+    with _kdf_lock:
+        if _kdf_pool is not None:
+            _kdf_pool.shutdown(wait=False)
+            _kdf_pool = None
+        _kdf_workers = max_concurrent
+
+
+def _get_kdf_pool() -> ThreadPoolExecutor:
+    global _kdf_pool
+    with _kdf_lock:
+        if _kdf_pool is None:
+            # argon2-cffi releases the GIL during hashing, so threads run in parallel.
+            _kdf_pool = ThreadPoolExecutor(max_workers=_kdf_workers, thread_name_prefix="kdf")
+        return _kdf_pool
+
+
+async def run_blocking(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run a blocking call in the default thread pool."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(func, *args, **kwargs))
+
+
+async def run_kdf(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run a password derivation (Argon2) on the bounded KDF pool."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_get_kdf_pool(), functools.partial(func, *args, **kwargs))

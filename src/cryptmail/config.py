@@ -1,0 +1,240 @@
+"""The one configuration object, loaded from one TOML file.
+
+Every field has a default; `cryptmail` runs with no file at all on the embedded
+defaults (SQLite and a local blob directory under the data directory). The loader
+rejects unknown keys, wrong types and impossible combinations with the file, the key
+path and the reason. `docs/configuration.md` is checked against these docstrings by
+`tests/test_config.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from cryptmail.errors import ConfigError
+
+Curve = Literal["x25519", "prime256v1", "secp384r1", "secp521r1"]
+
+
+@dataclass(frozen=True)
+class Argon2Config:
+    """Argon2id cost for new key slots. Each slot stores its own parameters."""
+
+    memory_kib: int = 47104
+    """Memory per derivation in KiB (default 46 MiB; OWASP's minimum is 19 MiB)."""
+    time_cost: int = 2
+    """Passes over the memory (OWASP: at least 2 at 19 MiB)."""
+    parallelism: int = 1
+    """Lanes. 1 keeps a login storm from taking every core."""
+    max_memory_kib: int = 1048576
+    """Ceiling checked before unlocking a stored slot (refuses a planted 100 GiB slot)."""
+    max_time_cost: int = 16
+    """Ceiling for a stored slot's passes."""
+    max_concurrent: int = 4
+    """Derivations running at once; more logins queue."""
+
+
+@dataclass(frozen=True)
+class CryptoConfig:
+    """Keys made for new users."""
+
+    curve: Curve = "x25519"
+    """Curve of new key pairs: x25519 (fastest), prime256v1, secp384r1 or secp521r1."""
+    argon2: Argon2Config = field(default_factory=Argon2Config)
+    """Argon2id parameters for password, recovery and app-password slots."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Where users, keys and the encrypted index live."""
+
+    url: str = ""
+    """SQLAlchemy URL. Empty: SQLite file `cryptmail.db` in the data directory.
+    Examples: `mysql+pymysql://mailadmin:PW@127.0.0.1/mailserver`,
+    `postgresql://cryptmail@127.0.0.1/cryptmail`."""
+
+
+@dataclass(frozen=True)
+class BlobsConfig:
+    """Where message blobs live."""
+
+    backend: Literal["local", "s3"] = "local"
+    """`local`: a directory (default `blobs/` in the data directory); `s3`: an S3 bucket."""
+    path: str = ""
+    """Directory for the local backend; empty means `<data dir>/blobs`."""
+    s3_endpoint: str = ""
+    """S3 endpoint URL (MinIO, Garage, Ceph RGW, AWS)."""
+    s3_bucket: str = ""
+    """S3 bucket name."""
+    s3_access_key_file: str = ""
+    """File holding the S3 access key id."""
+    s3_secret_key_file: str = ""
+    """File holding the S3 secret key."""
+
+
+@dataclass(frozen=True)
+class LmtpConfig:
+    """The LMTP listener Postfix delivers to."""
+
+    listen: str = ""
+    """`HOST:PORT` or `unix:/path`; empty: not started unless given on the command line."""
+    max_message_bytes: int = 104857600
+    """Largest message accepted (SIZE), 100 MiB."""
+    max_connections: int = 64
+    """Concurrent LMTP connections."""
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    """The IMAP listeners."""
+
+    listen: str = ""
+    """Plain IMAP (STARTTLS offered) as `HOST:PORT`; empty: off."""
+    listen_tls: str = ""
+    """Implicit-TLS IMAP as `HOST:PORT`; empty: off."""
+    tls_cert: str = ""
+    """PEM certificate; empty: a self-signed one is made in the data directory."""
+    tls_key: str = ""
+    """PEM private key for `tls_cert`."""
+    append_limit: int = 52428800
+    """Largest APPEND accepted after login (APPENDLIMIT), 50 MiB."""
+    idle_timeout_s: int = 1800
+    """Idle time before a connection is closed (RFC 3501: at least 30 minutes)."""
+    max_connections_per_ip: int = 50
+    """Connections from one client address."""
+    allow_plaintext_login_on_loopback: bool = True
+    """Allow LOGIN before TLS from 127.0.0.0/8 and ::1 (as Dovecot does)."""
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The self-service web pages and JSON API."""
+
+    listen: str = ""
+    """`HOST:PORT`; empty: off."""
+    admin_token_file: str = ""
+    """File holding the admin API token; empty: admin API off."""
+    secure_cookies: bool = True
+    """Mark cookies Secure (turn off only for plain-HTTP tests on loopback)."""
+    min_password_length: int = 10
+    """Shortest new password accepted."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    data_dir: str = "cryptmail-data"
+    """Directory for the SQLite database, blobs and the self-signed certificate."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of the server."""
+    crypto: CryptoConfig = field(default_factory=CryptoConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    blobs: BlobsConfig = field(default_factory=BlobsConfig)
+    lmtp: LmtpConfig = field(default_factory=LmtpConfig)
+    imap: ImapConfig = field(default_factory=ImapConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_path / 'cryptmail.db').resolve()}"
+
+    @property
+    def blob_path(self) -> Path:
+        return Path(self.blobs.path) if self.blobs.path else self.data_path / "blobs"
+
+
+T = TypeVar("T")
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> Config:
+    """Load and validate the TOML file at `path` (or the defaults), then apply overrides.
+
+    Raises ConfigError naming the file, the key path and the reason.
+    """
+    raw: dict[str, Any] = {}
+    source = str(path) if path else "<defaults>"
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{source}: the configuration file does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    config = _build(Config, raw, source, "")
+    _check(config, source)
+    return config
+
+
+def _build(cls: type[T], raw: dict[str, Any], source: str, prefix: str) -> T:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: [{prefix.rstrip('.')}] must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {prefix}{unknown[0]}")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        path = f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, source, path + ".")  # type: ignore[arg-type]
+        else:
+            values[name] = _coerce(hint, value, source, path)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            choices = ", ".join(repr(a) for a in allowed)
+            raise ConfigError(f"{source}: {path} = {value!r} is not one of {choices}")
+        return value
+    if isinstance(hint, types.UnionType):
+        raise ConfigError(f"{source}: {path}: union types are not configurable")
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{source}: {path} must be true or false, not {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{source}: {path} must be an integer, not {value!r}")
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{source}: {path} must be a string, not {value!r}")
+    return value
+
+
+def _check(config: Config, source: str) -> None:
+    a = config.crypto.argon2
+    if a.memory_kib < 19456 or a.time_cost < 2 and a.memory_kib < 47104:
+        raise ConfigError(
+            f"{source}: crypto.argon2 below OWASP's minimum (19 MiB with t=2, or 46 MiB with t=1)"
+        )
+    if a.memory_kib > a.max_memory_kib or a.time_cost > a.max_time_cost:
+        raise ConfigError(f"{source}: crypto.argon2 parameters exceed their own max_* ceilings")
+    if a.parallelism < 1 or a.max_concurrent < 1:
+        raise ConfigError(f"{source}: crypto.argon2.parallelism and max_concurrent must be >= 1")
+    if config.blobs.backend == "s3" and not (config.blobs.s3_endpoint and config.blobs.s3_bucket):
+        raise ConfigError(f"{source}: blobs.backend = 's3' needs blobs.s3_endpoint and s3_bucket")
+    if bool(config.imap.tls_cert) != bool(config.imap.tls_key):
+        raise ConfigError(f"{source}: imap.tls_cert and imap.tls_key go together")

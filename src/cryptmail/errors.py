@@ -1,0 +1,183 @@
+"""The one exception tree of cryptmail.
+
+    CryptmailError
+    ├── ConfigError                 the TOML file or a command-line option is wrong
+    ├── CryptoError
+    │   ├── DecryptionFailed        opaque: wrong key, tampered, truncated (one type, no detail)
+    │   ├── MalformedObject         a stored object's header cannot be parsed
+    │   └── KdfParametersRefused    stored Argon2 parameters above the configured ceiling
+    ├── DovecotFormatError
+    │   ├── DovecotKeyNotFound      no private key for the file's recipient key id
+    │   └── DovecotWrongPassword    the password does not unlock a `2:` key
+    ├── UserError
+    │   ├── UnknownUser
+    │   ├── UnknownDomain
+    │   ├── UserExists
+    │   ├── DomainExists
+    │   ├── AliasExists
+    │   ├── UnsupportedPasswordScheme
+    │   └── PasswordRejected        a new password breaks the password rules
+    ├── KeySlotError
+    │   ├── AuthenticationFailed    opaque: unknown user, wrong password, no slot
+    │   ├── NoKeyPair               the user has no key pair yet
+    │   ├── AppPasswordNotFound
+    │   └── AppPasswordExists
+    ├── StoreError
+    │   ├── MailboxNotFound
+    │   ├── MailboxExists
+    │   ├── MessageNotFound
+    │   ├── BlobMissing             a row names a blob that is not in the blob store
+    │   ├── ObjectTampered          a stored object failed authentication
+    │   ├── QuotaExceeded
+    │   ├── KeyLocked               the operation needs the unlocked key
+    │   └── StoreUnavailable        transient: database or blob store did not answer
+    └── ProtocolError               a client sent something we cannot parse
+
+Messages are sentences a person can act on; they name objects by id, never by content,
+and never contain a password, a recovery code, a key or mail content.
+"""
+
+from __future__ import annotations
+
+
+class CryptmailError(Exception):
+    """Root of every error cryptmail raises on purpose."""
+
+
+class ConfigError(CryptmailError):
+    """The configuration file or a command-line option is not valid."""
+
+
+class CryptoError(CryptmailError):
+    """A cryptographic operation failed."""
+
+
+class DecryptionFailed(CryptoError):
+    """Authentication failed: wrong key, or the object was changed, swapped or truncated.
+
+    Deliberately one type with one message, so that callers and attackers learn nothing
+    from which check failed.
+    """
+
+    def __init__(self, what: str = "object") -> None:
+        super().__init__(
+            f"{what} failed authentication: it was changed, swapped, truncated, "
+            "or the key is wrong"
+        )
+
+
+class MalformedObject(CryptoError):
+    """A stored object's header is not in a format we know."""
+
+
+class KdfParametersRefused(CryptoError):
+    """Stored Argon2 parameters exceed the configured ceiling; refused before any work."""
+
+
+class DovecotFormatError(CryptmailError):
+    """A Dovecot mail-crypt file or key string cannot be used."""
+
+
+class DovecotKeyNotFound(DovecotFormatError):
+    """No available private key matches the recipient key id of a Dovecot file."""
+
+
+class DovecotWrongPassword(DovecotFormatError):
+    """The password does not unlock a Dovecot `2:` private key."""
+
+
+class UserError(CryptmailError):
+    """A user, domain or alias operation failed."""
+
+
+class UnknownUser(UserError):
+    """No such user."""
+
+
+class UnknownDomain(UserError):
+    """No such domain."""
+
+
+class UserExists(UserError):
+    """The user already exists."""
+
+
+class DomainExists(UserError):
+    """The domain already exists."""
+
+
+class AliasExists(UserError):
+    """The alias already exists."""
+
+
+class UnsupportedPasswordScheme(UserError):
+    """A stored password hash uses a `{SCHEME}` we do not know."""
+
+
+class PasswordRejected(UserError):
+    """A new password breaks the password rules (length, contains the address, ...)."""
+
+
+class KeySlotError(CryptmailError):
+    """A key slot could not be used or changed."""
+
+
+class AuthenticationFailed(KeySlotError):
+    """Opaque login failure: unknown user, wrong password and missing slot look the same."""
+
+    def __init__(self, detail: str = "") -> None:
+        # The detail is for the operator log only; str() shows the generic sentence.
+        self.detail = detail
+        super().__init__("authentication failed")
+
+
+class NoKeyPair(KeySlotError):
+    """The user has no key pair yet; one is made at the first login with a password."""
+
+
+class AppPasswordNotFound(KeySlotError):
+    """No app password with that name."""
+
+
+class AppPasswordExists(KeySlotError):
+    """An app password with that name exists already."""
+
+
+class StoreError(CryptmailError):
+    """A mail store operation failed."""
+
+
+class MailboxNotFound(StoreError):
+    """No such mailbox."""
+
+
+class MailboxExists(StoreError):
+    """The mailbox exists already."""
+
+
+class MessageNotFound(StoreError):
+    """No such message."""
+
+
+class BlobMissing(StoreError):
+    """A message row names a blob that the blob store does not have."""
+
+
+class ObjectTampered(StoreError):
+    """A stored object failed authentication."""
+
+
+class QuotaExceeded(StoreError):
+    """The user's quota would be exceeded."""
+
+
+class KeyLocked(StoreError):
+    """The operation needs the user's unlocked key, and this session does not hold it."""
+
+
+class StoreUnavailable(StoreError):
+    """Transient: the database or the blob store did not answer. Retry later."""
+
+
+class ProtocolError(CryptmailError):
+    """A client sent something that cannot be parsed."""

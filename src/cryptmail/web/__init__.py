@@ -1,0 +1,1 @@
+"""cryptmail.web."""
