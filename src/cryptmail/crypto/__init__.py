@@ -1,1 +1,81 @@
-"""cryptmail.crypto."""
+"""cryptmail.crypto: our hazmat floor. Primitives only; no I/O, no asyncio, no SQL.
+
+Only `cryptmail.keys` and `cryptmail.store` may import this package (a test enforces it).
+Every function here is built from `cryptography` and `argon2-cffi` primitives; the
+formats are specified in docs/security.md.
+"""
+
+from cryptmail.crypto._account import (
+    derive_data_key,
+    new_account_key,
+    open_private_key,
+    seal_private_key,
+)
+from cryptmail.crypto._codes import (
+    code_lookup_id,
+    generate_app_password,
+    generate_recovery_code,
+    normalize_code,
+)
+from cryptmail.crypto._ecies import WrappedKey, unwrap_key, wrap_key
+from cryptmail.crypto._fields import FieldCipher
+from cryptmail.crypto._kdf import Argon2Params, derive_key
+from cryptmail.crypto._keypair import (
+    CurveName,
+    PrivateKey,
+    PublicKey,
+    PublicKeyInfo,
+    curve_names,
+    export_private_key_pem,
+    generate_private_key,
+    public_info,
+)
+from cryptmail.crypto._slots import lock_slot, slot_params, unlock_slot
+from cryptmail.crypto._stream import (
+    MAX_HEADER_SIZE,
+    BlobHeader,
+    BlobOpener,
+    BlobSealer,
+    chunk_span,
+    open_chunk,
+    parse_blob_header,
+    plain_header,
+    unwrap_blob_key,
+)
+
+__all__ = [
+    "MAX_HEADER_SIZE",
+    "Argon2Params",
+    "BlobHeader",
+    "BlobOpener",
+    "BlobSealer",
+    "CurveName",
+    "FieldCipher",
+    "PrivateKey",
+    "PublicKey",
+    "PublicKeyInfo",
+    "WrappedKey",
+    "chunk_span",
+    "code_lookup_id",
+    "curve_names",
+    "derive_data_key",
+    "derive_key",
+    "export_private_key_pem",
+    "generate_app_password",
+    "generate_private_key",
+    "generate_recovery_code",
+    "lock_slot",
+    "new_account_key",
+    "normalize_code",
+    "open_chunk",
+    "open_private_key",
+    "parse_blob_header",
+    "plain_header",
+    "public_info",
+    "seal_private_key",
+    "slot_params",
+    "unlock_slot",
+    "unwrap_blob_key",
+    "unwrap_key",
+    "wrap_key",
+]

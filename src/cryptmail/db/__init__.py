@@ -1,1 +1,14 @@
-"""cryptmail.db."""
+"""cryptmail.db: the engine, the tables and their migrations."""
+
+from cryptmail.db import _tables as tables
+from cryptmail.db._engine import async_url, create_engine
+from cryptmail.db._migrate import current_revision, head_revision, upgrade
+
+__all__ = [
+    "async_url",
+    "create_engine",
+    "current_revision",
+    "head_revision",
+    "tables",
+    "upgrade",
+]

@@ -1,0 +1,81 @@
+"""ECIES: wrap a random message key to a user public key, so delivery needs no password.
+
+    Z        = ECDH(ephemeral private, recipient public)
+    wrap_key = HKDF-SHA256(ikm=Z, salt=E || P, info=LABEL_ECIES_WRAP || context)
+    wrapped  = AES-256-GCM(wrap_key, nonce=0^12, aad=context).encrypt(message_key)
+
+E is the ephemeral public encoding, P the recipient's. Each wrap uses a fresh ephemeral
+key, so every wrap_key is used exactly once and the fixed nonce is safe. `context` binds
+the wrap to the object it protects (the blob id), so a header moved to another blob
+fails to unwrap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from cryptmail.crypto._keypair import (
+    PrivateKey,
+    PublicKeyInfo,
+    ecdh,
+    encode_public_key,
+    generate_private_key,
+    load_public_key,
+    public_info,
+)
+from cryptmail.crypto._labels import LABEL_ECIES_WRAP, MESSAGE_KEY_SIZE
+from cryptmail.errors import DecryptionFailed, MalformedObject
+
+WRAPPED_SIZE = MESSAGE_KEY_SIZE + 16
+_ZERO_NONCE = bytes(12)
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    """A message key wrapped to one recipient."""
+
+    ephemeral: bytes
+    wrapped: bytes
+
+
+def _wrap_key_for(shared: bytes, ephemeral: bytes, recipient: bytes, context: bytes) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=ephemeral + recipient,
+        info=LABEL_ECIES_WRAP + context,
+    ).derive(shared)
+
+
+def wrap_key(message_key: bytes, recipient: PublicKeyInfo, context: bytes) -> WrappedKey:
+    """Wrap `message_key` (32 bytes) to `recipient`, bound to `context`."""
+    if len(message_key) != MESSAGE_KEY_SIZE:
+        raise ValueError("a message key is 32 bytes")
+    ephemeral_private = generate_private_key(recipient.curve)
+    ephemeral = encode_public_key(ephemeral_private.public_key())
+    shared = ecdh(ephemeral_private, recipient.load())
+    wrap = _wrap_key_for(shared, ephemeral, recipient.encoded, context)
+    return WrappedKey(ephemeral, AESGCM(wrap).encrypt(_ZERO_NONCE, message_key, context))
+
+
+def unwrap_key(wrapped: WrappedKey, private_key: PrivateKey, context: bytes) -> bytes:
+    """The message key; DecryptionFailed for a wrong key, context or changed bytes."""
+    if len(wrapped.wrapped) != WRAPPED_SIZE:
+        # Checked before any decryption (partitioning oracles, as age requires).
+        raise DecryptionFailed("wrapped message key")
+    recipient = public_info(private_key)
+    try:
+        ephemeral_public = load_public_key(recipient.curve, wrapped.ephemeral)
+        shared = ecdh(private_key, ephemeral_public)
+    except MalformedObject as exc:
+        raise DecryptionFailed("wrapped message key") from exc
+    wrap = _wrap_key_for(shared, wrapped.ephemeral, recipient.encoded, context)
+    try:
+        return AESGCM(wrap).decrypt(_ZERO_NONCE, wrapped.wrapped, context)
+    except InvalidTag as exc:
+        raise DecryptionFailed("wrapped message key") from exc

@@ -1,0 +1,44 @@
+"""Magic bytes, versions and domain-separation labels of our formats.
+
+Spelled exactly as in docs/security.md; tests/crypto/test_labels.py compares them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Blob (message body) container.
+BLOB_MAGIC: Final = b"CMBLOB"
+BLOB_VERSION: Final = 1
+BLOB_MODE_PLAIN: Final = 0
+BLOB_MODE_SEALED: Final = 1
+BLOB_CHUNK_SIZE: Final = 64 * 1024
+BLOB_TAG_SIZE: Final = 16
+LABEL_BLOB_PAYLOAD: Final = b"cryptmail/v1/blob-payload"
+
+# ECIES wrap of a message key to a user public key.
+LABEL_ECIES_WRAP: Final = b"cryptmail/v1/ecies-wrap"
+MESSAGE_KEY_SIZE: Final = 32
+
+# Account key hierarchy.
+ACCOUNT_KEY_SIZE: Final = 32
+LABEL_DATA_KEY: Final = b"cryptmail/v1/data-key"
+LABEL_PRIVATE_KEY_WRAP: Final = b"cryptmail/v1/private-key-wrap"
+
+# Key slots.
+SLOT_VERSION: Final = 1
+SLOT_SALT_SIZE: Final = 16
+LABEL_SLOT: Final = b"cryptmail/v1/slot"
+
+# Sealed index fields (folder names, flags, caches).
+FIELD_VERSION: Final = 1
+LABEL_FIELD: Final = b"cryptmail/v1/field"
+
+# Curve identifiers as stored in blob headers and key rows.
+CURVE_IDS: Final = {"x25519": 1, "prime256v1": 2, "secp384r1": 3, "secp521r1": 4}
+
+# One-time codes (recovery codes, app passwords).
+LABEL_CODE_LOOKUP: Final = b"cryptmail/v1/code-lookup"
+RECOVERY_CODE_GROUPS: Final = 8
+APP_PASSWORD_GROUPS: Final = 4
+CODE_GROUP_SIZE: Final = 5

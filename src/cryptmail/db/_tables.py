@@ -1,0 +1,194 @@
+"""Every table, as SQLAlchemy Core.
+
+The three ISPmail tables are kept as the guide creates them (plus `crypt` and `quota`),
+so Postfix's and other tools' queries keep working. Our own tables start with `cm_`.
+Columns that carry meaning are sealed (`*_sealed`, see docs/security.md); only ids,
+UIDs, modseqs, rounded sizes, dates and the fixed SPECIAL-USE role are plain.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+_BLOB = LargeBinary(16 * 1024 * 1024)  # MEDIUMBLOB on MariaDB; BLOB caps at 64 KiB
+
+virtual_domains = Table(
+    "virtual_domains",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(50), nullable=False, unique=True),
+)
+
+virtual_users = Table(
+    "virtual_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "domain_id",
+        Integer,
+        ForeignKey("virtual_domains.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("email", String(100), nullable=False, unique=True),
+    Column("password", String(150), nullable=False),
+    Column("quota", BigInteger, nullable=False, server_default="0"),
+    Column("crypt", SmallInteger, nullable=False, server_default="0"),
+)
+
+virtual_aliases = Table(
+    "virtual_aliases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "domain_id",
+        Integer,
+        ForeignKey("virtual_domains.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("source", String(100), nullable=False),
+    Column("destination", String(100), nullable=False),
+)
+
+# One row per user that has keys. `account_uuid` binds slots to the account, so a slot
+# copied to another account fails; it survives a change of virtual_users.id on migration.
+cm_accounts = Table(
+    "cm_accounts",
+    metadata,
+    Column(
+        "user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("account_uuid", LargeBinary(16), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=False), nullable=False),
+    Column("used_bytes", BigInteger, nullable=False, server_default="0"),
+)
+
+cm_key_pairs = Table(
+    "cm_key_pairs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("key_id", LargeBinary(32), nullable=False, unique=True),
+    Column("curve", String(16), nullable=False),
+    Column("public_key", LargeBinary(256), nullable=False),
+    Column("private_sealed", LargeBinary(1024), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=False), nullable=False),
+    Index("ix_cm_key_pairs_user", "user_id"),
+)
+
+# kind: "password", "recovery" or "app". name: the app password's name ("" otherwise).
+cm_key_slots = Table(
+    "cm_key_slots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(64), nullable=False, server_default=""),
+    Column("lookup_id", LargeBinary(16), nullable=True, unique=True),
+    Column("record", LargeBinary(256), nullable=False),
+    Column("created_at", DateTime(timezone=False), nullable=False),
+    UniqueConstraint("user_id", "kind", "name", name="uq_cm_key_slots_user_kind_name"),
+)
+
+# Security events shown to the user. The detail (client IP, app password name) is
+# sealed to the user's public key, so it can be written without the unlocked key.
+cm_key_events = Table(
+    "cm_key_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("at", DateTime(timezone=False), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("detail_sealed", LargeBinary(1024), nullable=True),
+    Index("ix_cm_key_events_user", "user_id", "at"),
+)
+
+# role: inbox, sent, drafts, trash, junk, archive (the same six for everyone) or NULL.
+# name_sealed holds the full path; name_lookup is a keyed hash of it for uniqueness.
+cm_mailboxes = Table(
+    "cm_mailboxes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("role", String(16), nullable=True),
+    Column("name_sealed", LargeBinary(2048), nullable=True),
+    Column("name_lookup", LargeBinary(32), nullable=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uidnext", BigInteger, nullable=False),
+    Column("highest_modseq", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=False), nullable=False),
+    UniqueConstraint("user_id", "role", name="uq_cm_mailboxes_user_role"),
+    UniqueConstraint("user_id", "name_lookup", name="uq_cm_mailboxes_user_name"),
+)
+
+# One row per message. flags_sealed / cache_sealed are NULL until the first session
+# that holds the key indexes the message (delivery has only the public key).
+cm_messages = Table(
+    "cm_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "mailbox_id", Integer, ForeignKey("cm_mailboxes.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Column("blob_id", LargeBinary(16), nullable=False, unique=True),
+    Column("sealed", Boolean, nullable=False),
+    Column("size_rounded", BigInteger, nullable=False),
+    Column("internal_date", DateTime(timezone=False), nullable=False),
+    Column("flags_sealed", LargeBinary(4096), nullable=True),
+    Column("cache_sealed", _BLOB, nullable=True),
+    UniqueConstraint("mailbox_id", "uid", name="uq_cm_messages_mailbox_uid"),
+    Index("ix_cm_messages_mailbox_modseq", "mailbox_id", "modseq"),
+)
+
+# Expunged UIDs per mailbox with the modseq of the expunge (QRESYNC VANISHED).
+cm_expunged = Table(
+    "cm_expunged",
+    metadata,
+    Column(
+        "mailbox_id", Integer, ForeignKey("cm_mailboxes.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("uid", BigInteger, primary_key=True),
+    Column("modseq", BigInteger, nullable=False),
+)
+
+# Sealed per-user settings (subscriptions, keyword list): key is a keyed hash.
+cm_user_settings = Table(
+    "cm_user_settings",
+    metadata,
+    Column(
+        "user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("name", String(32), primary_key=True),
+    Column("value_sealed", _BLOB, nullable=False),
+)
+
+# Work journal for resumable long jobs (mailbox encrypt, import): plain ids only.
+cm_jobs = Table(
+    "cm_jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("state_sealed", _BLOB, nullable=True),
+    Column("updated_at", DateTime(timezone=False), nullable=False),
+)
