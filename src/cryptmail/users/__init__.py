@@ -1,1 +1,43 @@
-"""cryptmail.users."""
+"""cryptmail.users: the ISPmail tables (domains, users, aliases) and password hashes."""
+
+from cryptmail.users._directory import (
+    Alias,
+    User,
+    add_alias,
+    add_domain,
+    add_user,
+    domain_of,
+    find_user,
+    get_user,
+    get_user_by_id,
+    list_aliases,
+    list_domains,
+    list_users,
+    normalize_address,
+    remove_alias,
+    resolve_recipient,
+    set_crypt,
+    set_password_hash,
+    set_quota,
+)
+
+__all__ = [
+    "Alias",
+    "User",
+    "add_alias",
+    "add_domain",
+    "add_user",
+    "domain_of",
+    "find_user",
+    "get_user",
+    "get_user_by_id",
+    "list_aliases",
+    "list_domains",
+    "list_users",
+    "normalize_address",
+    "remove_alias",
+    "resolve_recipient",
+    "set_crypt",
+    "set_password_hash",
+    "set_quota",
+]
