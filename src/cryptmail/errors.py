@@ -16,6 +16,7 @@
     │   ├── DomainExists
     │   ├── AliasExists
     │   ├── UnsupportedPasswordScheme
+    │   ├── MalformedPasswordHash   a stored hash cannot be parsed, or demands too much work
     │   └── PasswordRejected        a new password breaks the password rules
     ├── KeySlotError
     │   ├── AuthenticationFailed    opaque: unknown user, wrong password, no slot
@@ -112,6 +113,11 @@ class AliasExists(UserError):
 
 class UnsupportedPasswordScheme(UserError):
     """A stored password hash uses a `{SCHEME}` we do not know."""
+
+
+class MalformedPasswordHash(UserError):
+    """A stored password hash of a known scheme cannot be parsed, or its work factor is
+    above the ceiling we accept before doing any work."""
 
 
 class PasswordRejected(UserError):
