@@ -17,7 +17,7 @@ from cryptmail.crypto._codes import (
     generate_recovery_code,
     normalize_code,
 )
-from cryptmail.crypto._ecies import WrappedKey, unwrap_key, wrap_key
+from cryptmail.crypto._ecies import WrappedKey, open_box, seal_box, unwrap_key, wrap_key
 from cryptmail.crypto._fields import FieldCipher
 from cryptmail.crypto._kdf import Argon2Params, derive_key
 from cryptmail.crypto._keypair import (
@@ -28,6 +28,7 @@ from cryptmail.crypto._keypair import (
     curve_names,
     export_private_key_pem,
     generate_private_key,
+    load_public_key,
     public_info,
 )
 from cryptmail.crypto._slots import lock_slot, slot_params, unlock_slot
@@ -64,14 +65,17 @@ __all__ = [
     "generate_app_password",
     "generate_private_key",
     "generate_recovery_code",
+    "load_public_key",
     "lock_slot",
     "new_account_key",
     "normalize_code",
+    "open_box",
     "open_chunk",
     "open_private_key",
     "parse_blob_header",
     "plain_header",
     "public_info",
+    "seal_box",
     "seal_private_key",
     "slot_params",
     "unlock_slot",

@@ -25,9 +25,7 @@ _FIX = str.maketrans({"0": "O", "1": "I", "8": "B"})
 
 def _generate(groups: int) -> str:
     chars = "".join(secrets.choice(_B32) for _ in range(groups * CODE_GROUP_SIZE))
-    return "-".join(
-        chars[i : i + CODE_GROUP_SIZE] for i in range(0, len(chars), CODE_GROUP_SIZE)
-    )
+    return "-".join(chars[i : i + CODE_GROUP_SIZE] for i in range(0, len(chars), CODE_GROUP_SIZE))
 
 
 def generate_recovery_code() -> str:
@@ -51,5 +49,3 @@ def normalize_code(text: str) -> str | None:
 def code_lookup_id(normalized: str) -> bytes:
     """16-byte id of a normalized code. Codes carry 100+ bits, so this reveals nothing."""
     return hmac.new(LABEL_CODE_LOOKUP, normalized.encode(), hashlib.sha256).digest()[:16]
-
-

@@ -12,6 +12,7 @@ fails to unwrap.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -79,3 +80,30 @@ def unwrap_key(wrapped: WrappedKey, private_key: PrivateKey, context: bytes) -> 
         return AESGCM(wrap).decrypt(_ZERO_NONCE, wrapped.wrapped, context)
     except InvalidTag as exc:
         raise DecryptionFailed("wrapped message key") from exc
+
+
+def seal_box(plaintext: bytes, recipient: PublicKeyInfo, context: bytes) -> bytes:
+    """Seal a short value to a public key (security-event details written at login).
+
+    box = eph_len u8 | ephemeral | wrapped (48) | AES-256-GCM(message_key, 0^12,
+          aad=context).encrypt(plaintext); the message key is fresh per box.
+    """
+    message_key = os.urandom(MESSAGE_KEY_SIZE)
+    wrapped = wrap_key(message_key, recipient, context)
+    body = AESGCM(message_key).encrypt(_ZERO_NONCE, plaintext, context)
+    return bytes([len(wrapped.ephemeral)]) + wrapped.ephemeral + wrapped.wrapped + body
+
+
+def open_box(box: bytes, private_key: PrivateKey, context: bytes) -> bytes:
+    """The plaintext of `seal_box`; DecryptionFailed if it is not ours or was changed."""
+    if not box:
+        raise DecryptionFailed("sealed box")
+    eph_len = box[0]
+    ephemeral = box[1 : 1 + eph_len]
+    wrapped = box[1 + eph_len : 1 + eph_len + WRAPPED_SIZE]
+    body = box[1 + eph_len + WRAPPED_SIZE :]
+    message_key = unwrap_key(WrappedKey(ephemeral, wrapped), private_key, context)
+    try:
+        return AESGCM(message_key).decrypt(_ZERO_NONCE, body, context)
+    except InvalidTag as exc:
+        raise DecryptionFailed("sealed box") from exc

@@ -10,12 +10,16 @@ the collision chance below 2^-32, far above any mailbox's lifetime of updates.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from cryptmail.crypto._labels import FIELD_VERSION, LABEL_FIELD
+from cryptmail.crypto._labels import FIELD_VERSION, LABEL_FIELD, LABEL_FIELD_LOOKUP
 from cryptmail.errors import DecryptionFailed
 
 _VERSION = bytes([FIELD_VERSION])
@@ -24,10 +28,18 @@ _VERSION = bytes([FIELD_VERSION])
 class FieldCipher:
     """Seals and opens index fields under one user's data key."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_lookup_key")
 
     def __init__(self, data_key: bytes) -> None:
         self._aead = AESGCM(data_key)
+        self._lookup_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=LABEL_FIELD_LOOKUP
+        ).derive(data_key)
+
+    def lookup(self, value: bytes, context: bytes) -> bytes:
+        """A keyed hash of `value` for equality look-ups (unique folder names) without
+        revealing it: HMAC-SHA256(HKDF(data_key, LABEL_FIELD_LOOKUP), context || 0 || value)."""
+        return hmac.new(self._lookup_key, context + b"\x00" + value, hashlib.sha256).digest()
 
     def __repr__(self) -> str:
         return "FieldCipher(<data key>)"

@@ -75,9 +75,7 @@ def curve_of(key: PrivateKey | PublicKey) -> CurveName:
 def encode_public_key(key: PublicKey) -> bytes:
     if isinstance(key, x25519.X25519PublicKey):
         return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return key.public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
-    )
+    return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
 
 
 def public_info(key: PrivateKey | PublicKey) -> PublicKeyInfo:

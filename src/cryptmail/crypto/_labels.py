@@ -33,6 +33,7 @@ LABEL_SLOT: Final = b"cryptmail/v1/slot"
 # Sealed index fields (folder names, flags, caches).
 FIELD_VERSION: Final = 1
 LABEL_FIELD: Final = b"cryptmail/v1/field"
+LABEL_FIELD_LOOKUP: Final = b"cryptmail/v1/field-lookup"
 
 # Curve identifiers as stored in blob headers and key rows.
 CURVE_IDS: Final = {"x25519": 1, "prime256v1": 2, "secp384r1": 3, "secp521r1": 4}

@@ -24,9 +24,7 @@ _HEAD = struct.Struct(">BIIB")
 _RECORD_SIZE = _HEAD.size + SLOT_SALT_SIZE + 12 + ACCOUNT_KEY_SIZE + 16
 
 
-def lock_slot(
-    account_key: bytes, credential: bytes, params: Argon2Params, context: bytes
-) -> bytes:
+def lock_slot(account_key: bytes, credential: bytes, params: Argon2Params, context: bytes) -> bytes:
     """A slot record that `unlock_slot(record, credential, context)` opens."""
     return _lock_slot(account_key, credential, params, context, os.urandom(SLOT_SALT_SIZE))
 

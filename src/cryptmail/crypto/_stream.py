@@ -298,5 +298,3 @@ def chunk_span(header: BlobHeader, index: int) -> tuple[int, int]:
     """Byte offset and length of chunk `index` inside the blob (the last may be shorter)."""
     stride = header.chunk_size + BLOB_TAG_SIZE
     return header.size + index * stride, stride
-
-

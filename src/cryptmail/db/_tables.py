@@ -104,6 +104,9 @@ cm_key_slots = Table(
     Column("name", String(64), nullable=False, server_default=""),
     Column("lookup_id", LargeBinary(16), nullable=True, unique=True),
     Column("record", LargeBinary(256), nullable=False),
+    # For the password slot: SHA-256 of the virtual_users.password string written in the
+    # same transaction. If the hash changes outside cryptmail, login notices and checks it.
+    Column("hash_fingerprint", LargeBinary(32), nullable=True),
     Column("created_at", DateTime(timezone=False), nullable=False),
     UniqueConstraint("user_id", "kind", "name", name="uq_cm_key_slots_user_kind_name"),
 )

@@ -124,6 +124,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=64), server_default="", nullable=False),
         sa.Column("lookup_id", sa.LargeBinary(length=16), nullable=True),
         sa.Column("record", sa.LargeBinary(length=256), nullable=False),
+        sa.Column("hash_fingerprint", sa.LargeBinary(length=32), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["virtual_users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),

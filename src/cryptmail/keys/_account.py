@@ -1,0 +1,33 @@
+"""An unlocked account: what a session holds in memory after login, never on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cryptmail.crypto import FieldCipher, PrivateKey, PublicKeyInfo
+from cryptmail.errors import DecryptionFailed
+from cryptmail.secret import SecretBytes
+from cryptmail.users import User
+
+
+@dataclass(frozen=True, repr=False)
+class UnlockedAccount:
+    """The user's private keys and data key, unlocked for one or more live sessions."""
+
+    user: User
+    account_uuid: bytes
+    account_key: SecretBytes
+    private_keys: Mapping[bytes, PrivateKey]
+    active_key: PublicKeyInfo
+    fields: FieldCipher = field(compare=False)
+
+    def __repr__(self) -> str:
+        return f"UnlockedAccount(user_id={self.user.id}, keys={len(self.private_keys)})"
+
+    def private_key(self, key_id: bytes) -> PrivateKey:
+        """The private key with `key_id`; DecryptionFailed if the account has none."""
+        try:
+            return self.private_keys[key_id]
+        except KeyError:
+            raise DecryptionFailed("message key (no private key with that id)") from None

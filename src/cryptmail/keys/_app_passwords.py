@@ -1,0 +1,95 @@
+"""App passwords: one named slot each, for phones and mail clients. Revoking deletes
+the slot and nothing else; the app password stops working at the next login."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.config import CryptoConfig
+from cryptmail.crypto import code_lookup_id, generate_app_password, normalize_code
+from cryptmail.db import tables as t
+from cryptmail.errors import AppPasswordExists, AppPasswordNotFound, KeySlotError
+from cryptmail.keys import _events as events
+from cryptmail.keys._account import UnlockedAccount
+from cryptmail.keys._provision import insert_slot
+from cryptmail.keys._slots import APP, make_slot, slot_context
+from cryptmail.secret import Password
+
+_NAME = re.compile(r"^[\w .@+-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class AppPasswordInfo:
+    name: str
+    created_at: datetime
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not _NAME.match(name):
+        raise KeySlotError("an app password name is 1-64 letters, digits, spaces or . @ + - _")
+    return name
+
+
+async def add_app_password(
+    engine: AsyncEngine,
+    account: UnlockedAccount,
+    name: str,
+    crypto: CryptoConfig,
+    *,
+    client_ip: str = "",
+) -> str:
+    """A new app password named `name`, returned once."""
+    name = check_name(name)
+    secret = generate_app_password()
+    normalized = normalize_code(secret)
+    assert normalized is not None  # noqa: S101 - generated codes are always valid
+    record = await make_slot(
+        account.account_key.reveal(),
+        Password.from_str(normalized),
+        crypto.argon2,
+        slot_context(account.account_uuid, APP, name),
+    )
+    try:
+        async with engine.begin() as conn:
+            await insert_slot(
+                conn, account.user.id, APP, record, name=name, lookup_id=code_lookup_id(normalized)
+            )
+            await events.record_event(
+                conn, account.user.id, events.APP_PASSWORD_ADDED, client_ip, name
+            )
+    except IntegrityError as exc:
+        raise AppPasswordExists(f"an app password named {name!r} exists already") from exc
+    return secret
+
+
+async def revoke_app_password(
+    engine: AsyncEngine, user_id: int, name: str, *, client_ip: str = ""
+) -> None:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(t.cm_key_slots).where(
+                t.cm_key_slots.c.user_id == user_id,
+                t.cm_key_slots.c.kind == APP,
+                t.cm_key_slots.c.name == name.strip(),
+            )
+        )
+        if result.rowcount == 0:
+            raise AppPasswordNotFound(f"no app password named {name.strip()!r}")
+        await events.record_event(conn, user_id, events.APP_PASSWORD_REVOKED, client_ip, name)
+
+
+async def list_app_passwords(engine: AsyncEngine, user_id: int) -> list[AppPasswordInfo]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(t.cm_key_slots.c.name, t.cm_key_slots.c.created_at)
+            .where(t.cm_key_slots.c.user_id == user_id, t.cm_key_slots.c.kind == APP)
+            .order_by(t.cm_key_slots.c.name)
+        )
+        return [AppPasswordInfo(str(r.name), r.created_at) for r in rows]

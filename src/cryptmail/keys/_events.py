@@ -1,0 +1,103 @@
+"""Security events a user sees on the web page: password changed, code used, app
+password added or revoked, failed sign-ins; with time and client address.
+
+The detail (client address, app password name) is sealed to the user's active public
+key, so a failed sign-in can be recorded without the unlocked key, and a stolen
+database shows only event kinds and times.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cryptmail.crypto import open_box, seal_box
+from cryptmail.db import tables as t
+from cryptmail.errors import DecryptionFailed
+from cryptmail.keys._account import UnlockedAccount
+from cryptmail.keys._keyring import active_public_key, utcnow
+
+PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name, not a secret
+RECOVERY_USED = "recovery_used"
+RECOVERY_RENEWED = "recovery_renewed"
+APP_PASSWORD_ADDED = "app_password_added"  # noqa: S105 - an event name
+APP_PASSWORD_REVOKED = "app_password_revoked"  # noqa: S105 - an event name
+SIGN_IN_FAILED = "sign_in_failed"
+KEY_CREATED = "key_created"
+KEY_ROTATED = "key_rotated"
+
+KEEP_EVENTS = 500
+
+
+@dataclass(frozen=True)
+class Event:
+    at: datetime
+    event: str
+    client_ip: str
+    name: str
+
+
+def _context(user_id: int) -> bytes:
+    return b"key-event|" + str(user_id).encode()
+
+
+async def record_event(
+    conn: AsyncConnection, user_id: int, event: str, client_ip: str = "", name: str = ""
+) -> None:
+    public = await active_public_key(conn, user_id)
+    detail = None
+    if public is not None:
+        payload = json.dumps({"ip": client_ip, "name": name}).encode()
+        detail = public.key_id + seal_box(payload, public, _context(user_id))
+    await conn.execute(
+        t.cm_key_events.insert().values(
+            user_id=user_id, at=utcnow(), event=event, detail_sealed=detail
+        )
+    )
+
+
+async def list_events(
+    conn: AsyncConnection, account: UnlockedAccount, limit: int = 100
+) -> list[Event]:
+    rows = await conn.execute(
+        select(t.cm_key_events)
+        .where(t.cm_key_events.c.user_id == account.user.id)
+        .order_by(t.cm_key_events.c.at.desc(), t.cm_key_events.c.id.desc())
+        .limit(limit)
+    )
+    events: list[Event] = []
+    for row in rows:
+        ip = name = ""
+        if row.detail_sealed:
+            sealed = bytes(row.detail_sealed)
+            try:
+                private = account.private_key(sealed[:32])
+                detail = json.loads(open_box(sealed[32:], private, _context(account.user.id)))
+                ip, name = str(detail.get("ip", "")), str(detail.get("name", ""))
+            except (DecryptionFailed, ValueError):
+                ip = "?"
+        events.append(Event(row.at, str(row.event), ip, name))
+    return events
+
+
+async def prune_events(conn: AsyncConnection, user_id: int) -> None:
+    """Keep the newest KEEP_EVENTS events of a user."""
+    cutoff = (
+        await conn.execute(
+            select(t.cm_key_events.c.id)
+            .where(t.cm_key_events.c.user_id == user_id)
+            .order_by(t.cm_key_events.c.id.desc())
+            .offset(KEEP_EVENTS)
+            .limit(1)
+        )
+    ).first()
+    if cutoff is not None:
+        await conn.execute(
+            delete(t.cm_key_events).where(
+                t.cm_key_events.c.user_id == user_id, t.cm_key_events.c.id <= cutoff.id
+            )
+        )

@@ -1,0 +1,170 @@
+"""Key pairs in SQL: create an account's keys, load and unlock them, rotate, list.
+
+A user's private keys are sealed under the account key (crypto._account); the public
+key of the active pair is what delivery seals new mail to.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cryptmail.crypto import (
+    CurveName,
+    FieldCipher,
+    PrivateKey,
+    PublicKeyInfo,
+    derive_data_key,
+    export_private_key_pem,
+    generate_private_key,
+    open_private_key,
+    public_info,
+    seal_private_key,
+)
+from cryptmail.db import tables as t
+from cryptmail.errors import NoKeyPair
+from cryptmail.keys._account import UnlockedAccount
+from cryptmail.secret import SecretBytes
+from cryptmail.users import User
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+@dataclass(frozen=True)
+class KeyPairInfo:
+    """What `key list` shows: nothing secret."""
+
+    key_id: bytes
+    curve: str
+    created_at: datetime
+    active: bool
+
+    @property
+    def fingerprint(self) -> str:
+        hexid = self.key_id.hex()
+        return ":".join(hexid[i : i + 4] for i in range(0, 32, 4))
+
+
+async def insert_account(conn: AsyncConnection, user_id: int, account_uuid: bytes) -> None:
+    await conn.execute(
+        t.cm_accounts.insert().values(
+            user_id=user_id, account_uuid=account_uuid, created_at=utcnow()
+        )
+    )
+
+
+async def insert_key_pair(
+    conn: AsyncConnection,
+    user_id: int,
+    account_key: bytes,
+    private_key: PrivateKey,
+    *,
+    active: bool = True,
+) -> PublicKeyInfo:
+    """Store `private_key` sealed under `account_key`; make it active (the others not)."""
+    info = public_info(private_key)
+    if active:
+        await conn.execute(
+            update(t.cm_key_pairs).where(t.cm_key_pairs.c.user_id == user_id).values(active=False)
+        )
+    await conn.execute(
+        t.cm_key_pairs.insert().values(
+            user_id=user_id,
+            key_id=info.key_id,
+            curve=info.curve,
+            public_key=info.encoded,
+            private_sealed=seal_private_key(account_key, private_key, info.key_id),
+            active=active,
+            created_at=utcnow(),
+        )
+    )
+    return info
+
+
+def new_account_uuid() -> bytes:
+    return os.urandom(16)
+
+
+def new_private_key(curve: CurveName) -> PrivateKey:
+    return generate_private_key(curve)
+
+
+async def account_uuid(conn: AsyncConnection, user_id: int) -> bytes | None:
+    row = (
+        await conn.execute(
+            select(t.cm_accounts.c.account_uuid).where(t.cm_accounts.c.user_id == user_id)
+        )
+    ).first()
+    return bytes(row.account_uuid) if row is not None else None
+
+
+async def active_public_key(conn: AsyncConnection, user_id: int) -> PublicKeyInfo | None:
+    """The key new mail is sealed to, or None if the user has no keys yet."""
+    row = (
+        await conn.execute(
+            select(t.cm_key_pairs.c.curve, t.cm_key_pairs.c.public_key).where(
+                t.cm_key_pairs.c.user_id == user_id, t.cm_key_pairs.c.active.is_(True)
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return PublicKeyInfo(row.curve, bytes(row.public_key))
+
+
+async def list_key_pairs(conn: AsyncConnection, user_id: int) -> list[KeyPairInfo]:
+    rows = await conn.execute(
+        select(t.cm_key_pairs)
+        .where(t.cm_key_pairs.c.user_id == user_id)
+        .order_by(t.cm_key_pairs.c.created_at, t.cm_key_pairs.c.id)
+    )
+    return [KeyPairInfo(bytes(r.key_id), str(r.curve), r.created_at, bool(r.active)) for r in rows]
+
+
+async def open_account(
+    conn: AsyncConnection, user: User, uuid: bytes, account_key: bytes
+) -> UnlockedAccount:
+    """Unseal every private key of `user` with `account_key`."""
+    rows = (
+        await conn.execute(select(t.cm_key_pairs).where(t.cm_key_pairs.c.user_id == user.id))
+    ).all()
+    if not rows:
+        raise NoKeyPair(f"user {user.email} has no key pair")
+    private_keys: dict[bytes, PrivateKey] = {}
+    active: PublicKeyInfo | None = None
+    for row in rows:
+        key_id = bytes(row.key_id)
+        private_keys[key_id] = open_private_key(account_key, bytes(row.private_sealed), key_id)
+        if row.active:
+            active = PublicKeyInfo(row.curve, bytes(row.public_key))
+    if active is None:
+        raise NoKeyPair(f"user {user.email} has no active key pair; run `cryptmail key rotate`")
+    return UnlockedAccount(
+        user=user,
+        account_uuid=uuid,
+        account_key=SecretBytes(account_key),
+        private_keys=private_keys,
+        active_key=active,
+        fields=FieldCipher(derive_data_key(account_key)),
+    )
+
+
+async def rotate_key_pair(
+    conn: AsyncConnection, account: UnlockedAccount, curve: CurveName
+) -> PublicKeyInfo:
+    """A new active key pair; old ones stay so old mail stays readable."""
+    private_key = new_private_key(curve)
+    return await insert_key_pair(
+        conn, account.user.id, account.account_key.reveal(), private_key, active=True
+    )
+
+
+def export_private_keys(account: UnlockedAccount, passphrase: bytes | None) -> list[bytes]:
+    """Every private key of the account as PKCS#8 PEM (encrypted when given a passphrase)."""
+    return [export_private_key_pem(k, passphrase) for k in account.private_keys.values()]
