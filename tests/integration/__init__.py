@@ -1,0 +1,1 @@
+"""Integration tests: cryptmail against real servers started by the tests on loopback."""

@@ -1,0 +1,136 @@
+"""Running, waiting for and cleaning up after server processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ._errors import ServerStartError
+
+KEEP_DIRS_ENV = "CRYPTMAIL_KEEP_SERVER_DIRS"
+
+
+def make_private_dir(prefix: str, *, uid: int | None = None, gid: int | None = None) -> Path:
+    """Create a fresh 0755 folder in the system temp folder, owned by ``uid``/``gid`` if given.
+
+    pytest's own ``tmp_path`` lives under a 0700 folder of root, which the
+    unprivileged users that Postfix and PostgreSQL switch to cannot enter; so
+    the runners keep their data here instead.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    if uid is not None or gid is not None:
+        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+    return path
+
+
+def remove_private_dir(path: Path) -> None:
+    """Delete a folder made by :func:`make_private_dir`, unless CRYPTMAIL_KEEP_SERVER_DIRS=1."""
+    if os.environ.get(KEEP_DIRS_ENV) == "1":
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """Return the last ``lines`` lines of a log file, or a note that it is missing."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(log {path} unreadable: {exc})"
+    tail = text.splitlines()[-lines:]
+    return "\n".join(tail) if tail else f"(log {path} is empty)"
+
+
+def run_checked(
+    argv: Sequence[str],
+    *,
+    what: str,
+    timeout: float = 60.0,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+    as_user: tuple[int, int] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a setup command, as ``as_user`` (uid, gid) if given; return its result.
+
+    Raises:
+        ServerStartError: the command exited non-zero or timed out; the message holds its output.
+    """
+    uid, gid = as_user if as_user is not None else (None, None)
+    try:
+        result = subprocess.run(
+            list(argv),
+            input=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+            cwd=cwd,
+            user=uid,
+            group=gid,
+            extra_groups=[] if as_user is not None else None,
+        )
+    except subprocess.TimeoutExpired as exc:
+        message = f"{what}: `{argv[0]}` did not finish within {timeout:.0f} s"
+        raise ServerStartError(message) from exc
+    if result.returncode != 0:
+        output = result.stdout.decode(errors="replace").strip()[-3000:]
+        raise ServerStartError(
+            f"{what}: `{' '.join(argv)}` exited with {result.returncode}:\n{output}"
+        )
+    return result
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    alive: Callable[[], bool] | None = None,
+    interval: float = 0.05,
+) -> bool:
+    """Poll ``ready`` until it returns True; return False on timeout or once ``alive`` says no."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if ready():
+            return True
+        if alive is not None and not alive():
+            return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def stop_process(
+    process: subprocess.Popen[bytes],
+    *,
+    first_signal: signal.Signals = signal.SIGTERM,
+    grace: float = 20.0,
+) -> None:
+    """Ask a child server to stop with ``first_signal``; SIGKILL it after ``grace`` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(first_signal)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def pid_alive(pid: int) -> bool:
+    """Tell whether ``pid`` runs; a zombie counts as gone.
+
+    Postfix's master daemonizes, so after it exits it stays a zombie until
+    PID 1 reaps it; in a container that can take a while.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X")

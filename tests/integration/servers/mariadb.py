@@ -1,0 +1,216 @@
+"""A private MariaDB server on loopback, with its own data folder."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import pymysql
+
+from ._binaries import find_binary
+from ._database import Database
+from ._errors import ServerStartError
+from ._ports import LOOPBACK, free_port
+from ._process import (
+    log_tail,
+    make_private_dir,
+    remove_private_dir,
+    run_checked,
+    stop_process,
+    wait_until,
+)
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
+
+# Durability is traded for speed: tests kill cryptmail, never the database.
+_SERVER_OPTIONS = (
+    "--skip-name-resolve",
+    "--character-set-server=utf8mb4",
+    "--collation-server=utf8mb4_unicode_ci",
+    "--innodb-buffer-pool-size=64M",
+    "--innodb-flush-log-at-trx-commit=2",
+    "--innodb-doublewrite=0",
+    "--max-connections=200",
+)
+
+
+class MariaDB:
+    """A throwaway ``mariadbd`` on 127.0.0.1, run as root with ``--user=root``.
+
+    ``start()`` initializes a data folder, starts the server, waits until root
+    can log in over the unix socket and creates :attr:`database`. More
+    databases come from :meth:`create_database`. ``stop()`` shuts it down and
+    deletes the folder (set CRYPTMAIL_KEEP_SERVER_DIRS=1 to keep it).
+    """
+
+    host = LOOPBACK
+
+    def __init__(self, *, port: int | None = None, start_timeout: float = 30.0) -> None:
+        self.port = port if port is not None else free_port()
+        self.start_timeout = start_timeout
+        self.base_dir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._database: Database | None = None
+        self.start_seconds: float | None = None
+        """Wall time the last ``start()`` took, including initialization."""
+
+    @property
+    def socket_path(self) -> Path:
+        return self._dir / "mysqld.sock"
+
+    @property
+    def log_path(self) -> Path:
+        return self._dir / "mariadbd.log"
+
+    @property
+    def database(self) -> Database:
+        """The database made by ``start()``, named ``cryptmail``."""
+        if self._database is None:
+            raise RuntimeError("MariaDB.database is set by start(); the server is not running")
+        return self._database
+
+    @property
+    def _dir(self) -> Path:
+        if self.base_dir is None:
+            raise RuntimeError("MariaDB has no data folder until start() is called")
+        return self.base_dir
+
+    def start(self) -> None:
+        """Initialize, start and wait for the server; create the ``cryptmail`` database.
+
+        Raises:
+            BinaryMissing: mariadbd or mariadb-install-db is not installed.
+            ServerStartError: the server did not answer within ``start_timeout``.
+        """
+        started = time.monotonic()
+        mariadbd = find_binary("mariadbd", package="mariadb-server")
+        install_db = find_binary("mariadb-install-db", package="mariadb-server")
+        self.base_dir = make_private_dir("cryptmail-mariadb-")
+        try:
+            run_checked(
+                [
+                    install_db,
+                    "--no-defaults",
+                    f"--datadir={self._dir / 'data'}",
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    "--skip-name-resolve",
+                ],
+                what="initializing the MariaDB data folder",
+                cwd=self._dir,
+            )
+            self._launch(mariadbd)
+            self._database = self.create_database("cryptmail")
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+
+    def _launch(self, mariadbd: str) -> None:
+        argv = [
+            mariadbd,
+            "--no-defaults",
+            f"--datadir={self._dir / 'data'}",
+            f"--socket={self.socket_path}",
+            f"--pid-file={self._dir / 'mariadbd.pid'}",
+            f"--log-error={self.log_path}",
+            f"--tmpdir={self._dir}",
+            f"--port={self.port}",
+            f"--bind-address={self.host}",
+            "--user=root",
+            *_SERVER_OPTIONS,
+        ]
+        self._process = subprocess.Popen(
+            argv,
+            cwd=self._dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        process = self._process
+        if not wait_until(
+            self._answers, timeout=self.start_timeout, alive=lambda: process.poll() is None
+        ):
+            state = (
+                f"exited with {process.returncode}"
+                if process.poll() is not None
+                else f"did not answer within {self.start_timeout:.0f} s"
+            )
+            raise ServerStartError(
+                f"mariadbd on {self.host}:{self.port} {state}. Is the port taken, or the disk "
+                f"full? Try running `{' '.join(argv)}` by hand. Its log ends with:\n"
+                f"{log_tail(self.log_path)}"
+            )
+
+    def _answers(self) -> bool:
+        try:
+            self.admin_connect(connect_timeout=1).close()
+        except pymysql.err.OperationalError:
+            return False
+        return True
+
+    def admin_connect(self, *, connect_timeout: int = 10) -> pymysql.connections.Connection:
+        """Open a pymysql connection as root over the unix socket (autocommit on)."""
+        return pymysql.connect(
+            unix_socket=str(self.socket_path),
+            user="root",
+            connect_timeout=connect_timeout,
+            autocommit=True,
+        )
+
+    def create_database(self, name: str | None = None) -> Database:
+        """Create a database and a same-named user with a random password that owns it.
+
+        ``name`` defaults to a fresh random one; it must match ``[a-z_][a-z0-9_]*``.
+        """
+        name = name if name is not None else f"t_{secrets.token_hex(6)}"
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"database name {name!r} must match {_NAME.pattern}")
+        password = secrets.token_urlsafe(18)
+        connection = self.admin_connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+                cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, password))
+                cursor.execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO %s@'%%'", (name,))
+        finally:
+            connection.close()
+        return Database(
+            dialect="mysql",
+            async_driver="aiomysql",
+            sync_driver="pymysql",
+            host=self.host,
+            port=self.port,
+            name=name,
+            user=name,
+            password=password,
+            query="charset=utf8mb4",
+        )
+
+    def stop(self) -> None:
+        """Shut the server down (SIGTERM, then SIGKILL) and delete its folder."""
+        if self._process is not None:
+            stop_process(self._process)
+            self._process = None
+        if self.base_dir is not None:
+            remove_private_dir(self.base_dir)
+            self.base_dir = None
+        self._database = None
+
+    def __enter__(self) -> MariaDB:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

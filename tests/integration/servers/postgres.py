@@ -1,0 +1,280 @@
+"""A private PostgreSQL server on loopback, with its own cluster folder."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import re
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from ._binaries import find_binary
+from ._database import Database
+from ._errors import ServerStartError
+from ._ports import LOOPBACK, free_port
+from ._process import (
+    log_tail,
+    make_private_dir,
+    remove_private_dir,
+    run_checked,
+    stop_process,
+    wait_until,
+)
+
+BINDIR_ENV = "CRYPTMAIL_PG_BINDIR"
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+# Durability is traded for speed: tests kill cryptmail, never the database.
+_SERVER_OPTIONS = ("fsync=off", "full_page_writes=off", "max_connections=200")
+
+
+def _debian_bindirs() -> list[str]:
+    """Debian's /usr/lib/postgresql/N/bin folders, newest major version first."""
+    found = glob.glob("/usr/lib/postgresql/*/bin")
+
+    def major(path: str) -> int:
+        version = Path(path).parent.name
+        return int(version) if version.isdigit() else 0
+
+    return sorted(found, key=major, reverse=True)
+
+
+def _service_user() -> tuple[int, int] | None:
+    """(uid, gid) to run the server as: ``postgres`` when we are root, else ourselves."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise ServerStartError(
+            "PostgreSQL refuses to run as root and there is no `postgres` user to run it as; "
+            "run `bash scripts/install-deps.sh` (the postgresql package creates that user)"
+        ) from exc
+    return entry.pw_uid, entry.pw_gid
+
+
+class Postgres:
+    """A throwaway ``postgres`` on 127.0.0.1.
+
+    As root, the cluster is owned by and runs as the ``postgres`` system user.
+    ``start()`` runs initdb (local connections trusted, TCP ones need a
+    password), starts the server, waits until ``psql`` gets an answer over the
+    unix socket and creates :attr:`database`. More databases come from
+    :meth:`create_database`. ``stop()`` does a fast shutdown and deletes the
+    folder (set CRYPTMAIL_KEEP_SERVER_DIRS=1 to keep it).
+    """
+
+    host = LOOPBACK
+
+    def __init__(self, *, port: int | None = None, start_timeout: float = 30.0) -> None:
+        self.port = port if port is not None else free_port()
+        self.start_timeout = start_timeout
+        self.base_dir: Path | None = None
+        self._psql = "psql"
+        self.start_seconds: float | None = None
+        """Wall time the last ``start()`` took, including initdb."""
+        self._process: subprocess.Popen[bytes] | None = None
+        self._database: Database | None = None
+
+    @property
+    def socket_dir(self) -> Path:
+        return self._dir / "sock"
+
+    @property
+    def log_path(self) -> Path:
+        return self._dir / "postgres.log"
+
+    @property
+    def database(self) -> Database:
+        """The database made by ``start()``, named ``cryptmail``."""
+        if self._database is None:
+            raise RuntimeError("Postgres.database is set by start(); the server is not running")
+        return self._database
+
+    @property
+    def _dir(self) -> Path:
+        if self.base_dir is None:
+            raise RuntimeError("Postgres has no data folder until start() is called")
+        return self.base_dir
+
+    def _binary(self, name: str) -> str:
+        override = os.environ.get(BINDIR_ENV)
+        dirs = [override] if override else _debian_bindirs()
+        return find_binary(name, package="postgresql", extra_dirs=dirs)
+
+    def start(self) -> None:
+        """Initialize, start and wait for the server; create the ``cryptmail`` database.
+
+        Raises:
+            BinaryMissing: initdb, postgres or psql is not installed.
+            ServerStartError: the server did not answer within ``start_timeout``.
+        """
+        started = time.monotonic()
+        initdb, postgres = self._binary("initdb"), self._binary("postgres")
+        self._psql = self._binary("psql")
+        owner = _service_user()
+        uid, gid = owner if owner is not None else (None, None)
+        self.base_dir = make_private_dir("cryptmail-postgres-", uid=uid, gid=gid)
+        try:
+            run_checked(
+                [
+                    initdb,
+                    "-D",
+                    str(self._dir / "data"),
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                what="initializing the PostgreSQL cluster",
+                cwd=self._dir,
+                as_user=owner,
+            )
+            self._launch(postgres, owner)
+            self._database = self.create_database("cryptmail")
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+
+    def _launch(self, postgres: str, owner: tuple[int, int] | None) -> None:
+        self.socket_dir.mkdir()
+        if owner is not None:
+            os.chown(self.socket_dir, *owner)
+        argv = [
+            postgres,
+            "-D",
+            str(self._dir / "data"),
+            "-k",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-h",
+            self.host,
+        ]
+        for option in _SERVER_OPTIONS:
+            argv += ["-c", option]
+        uid, gid = owner if owner is not None else (None, None)
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                argv,
+                cwd=self._dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                user=uid,
+                group=gid,
+                extra_groups=[] if owner is not None else None,
+            )
+        process = self._process
+        if not wait_until(
+            self._answers,
+            timeout=self.start_timeout,
+            alive=lambda: process.poll() is None,
+            interval=0.1,
+        ):
+            state = (
+                f"exited with {process.returncode}"
+                if process.poll() is not None
+                else f"did not answer within {self.start_timeout:.0f} s"
+            )
+            raise ServerStartError(
+                f"postgres on {self.host}:{self.port} {state}. Is the port taken, or shared "
+                f"memory short? Try running `{' '.join(argv)}` by hand as the postgres user. "
+                f"Its log ends with:\n{log_tail(self.log_path)}"
+            )
+
+    def _answers(self) -> bool:
+        result = subprocess.run(
+            [*self._psql_argv(), "-c", "SELECT 1"],
+            capture_output=True,
+            check=False,
+            env={**os.environ, "PGCONNECT_TIMEOUT": "2"},
+            timeout=10,
+        )
+        return result.returncode == 0
+
+    def _psql_argv(self) -> list[str]:
+        return [
+            self._psql,
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ]
+
+    def psql(self, sql: str) -> str:
+        """Run SQL as the ``postgres`` superuser over the unix socket; return psql's output.
+
+        Raises:
+            ServerStartError: psql failed; the message holds its output.
+        """
+        result = run_checked(
+            [*self._psql_argv(), "-At"], what="running SQL as postgres", stdin=sql.encode()
+        )
+        return result.stdout.decode()
+
+    def create_database(self, name: str | None = None) -> Database:
+        """Create a database and a same-named login role with a random password that owns it.
+
+        ``name`` defaults to a fresh random one; it must match ``[a-z_][a-z0-9_]*``.
+        """
+        name = name if name is not None else f"t_{secrets.token_hex(6)}"
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"database name {name!r} must match {_NAME.pattern}")
+        password = secrets.token_urlsafe(18)
+        # The SQL goes on stdin, so the password never shows in a process list.
+        self.psql(
+            f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}';\n"
+            f'CREATE DATABASE "{name}" OWNER "{name}" ENCODING \'UTF8\';\n'
+        )
+        return Database(
+            dialect="postgresql",
+            async_driver="asyncpg",
+            sync_driver="psycopg",
+            host=self.host,
+            port=self.port,
+            name=name,
+            user=name,
+            password=password,
+        )
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT, then SIGKILL) and delete the cluster folder."""
+        if self._process is not None:
+            stop_process(self._process, first_signal=signal.SIGINT)
+            self._process = None
+        if self.base_dir is not None:
+            remove_private_dir(self.base_dir)
+            self.base_dir = None
+        self._database = None
+
+    def __enter__(self) -> Postgres:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
