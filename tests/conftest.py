@@ -1,0 +1,40 @@
+"""Suite-wide pytest setup: which marked tests run by default.
+
+``slow`` tests (soak and kill loops) are skipped unless ``--run-slow`` is
+given or ``CRYPTMAIL_SLOW=1`` is set. Every test under ``tests/integration/``
+is marked ``integration``, so ``-m "not integration"`` gives a quick run
+without servers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SLOW_ENV = "CRYPTMAIL_SLOW"
+_INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help=f"also run tests marked slow (same as {SLOW_ENV}=1)",
+    )
+
+
+def _slow_enabled(config: pytest.Config) -> bool:
+    return bool(config.getoption("--run-slow")) or os.environ.get(SLOW_ENV) == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    run_slow = _slow_enabled(config)
+    skip_slow = pytest.mark.skip(reason=f"slow test: pass --run-slow or set {SLOW_ENV}=1")
+    for item in items:
+        if item.path.is_relative_to(_INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
+        if not run_slow and item.get_closest_marker("slow") is not None:
+            item.add_marker(skip_slow)

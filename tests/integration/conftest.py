@@ -1,0 +1,160 @@
+"""Fixtures that start real servers on 127.0.0.1 for the integration tests.
+
+Session-wide: ``mariadb``, ``postgres`` (each a running server; ask it for a
+fresh database with ``create_database()``), ``chromium_launch_kwargs``.
+Per test: ``mariadb_database`` and ``postgres_database`` (a fresh database and
+owner each), ``postfix_factory`` (build a Postfix for this test's domains and
+LMTP server; all are stopped when the test ends).
+
+A server whose program is missing fails the test, so CI never skips by
+accident; set ``CRYPTMAIL_ALLOW_SKIP=1`` on a machine without the servers to
+skip instead. Any other start failure is an error either way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from typing import NoReturn, Protocol
+
+import pytest
+
+from .servers import (
+    BinaryMissing,
+    Database,
+    MariaDB,
+    Postfix,
+    Postgres,
+    launch_kwargs,
+)
+from .servers._process import log_tail
+
+ALLOW_SKIP_ENV = "CRYPTMAIL_ALLOW_SKIP"
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+_START_TIMES: list[tuple[str, float]] = []
+
+
+def _unavailable(exc: BinaryMissing) -> NoReturn:
+    """Skip (only when allowed) or fail a test whose server program is missing."""
+    if os.environ.get(ALLOW_SKIP_ENV) == "1":
+        pytest.skip(str(exc))
+    pytest.fail(f"{exc} (or set {ALLOW_SKIP_ENV}=1 to skip such tests)", pytrace=False)
+
+
+def _started(server: MariaDB | Postgres | Postfix, name: str) -> None:
+    started = time.monotonic()
+    try:
+        server.start()
+    except BinaryMissing as exc:
+        missing = exc
+    else:
+        _START_TIMES.append((name, time.monotonic() - started))
+        return
+    _unavailable(missing)  # outside the except block, so the report shows no traceback chain
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how long each server took to start, so slow starts show up in CI logs."""
+    if not _START_TIMES:
+        return
+    by_name: dict[str, list[float]] = {}
+    for name, seconds in _START_TIMES:
+        by_name.setdefault(name, []).append(seconds)
+    parts = [
+        f"{name} {max(times):.2f} s"
+        if len(times) == 1
+        else f"{name} x{len(times)} (mean {sum(times) / len(times):.2f} s, max {max(times):.2f} s)"
+        for name, times in by_name.items()
+    ]
+    terminalreporter.write_line("server start times: " + ", ".join(parts))
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDB]:
+    """A MariaDB server for the whole session; ``.database`` is a ready database."""
+    server = MariaDB()
+    _started(server, "MariaDB")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mariadb_database(mariadb: MariaDB) -> Database:
+    """A fresh MariaDB database, owned by a fresh user with a password."""
+    return mariadb.create_database()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for the whole session; ``.database`` is a ready database."""
+    server = Postgres()
+    _started(server, "PostgreSQL")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_database(postgres: Postgres) -> Database:
+    """A fresh PostgreSQL database, owned by a fresh role with a password."""
+    return postgres.create_database()
+
+
+class PostfixFactory(Protocol):
+    """Builds and starts a Postfix; see :class:`servers.Postfix` for the parameters."""
+
+    def __call__(
+        self,
+        *,
+        domains: Sequence[str],
+        lmtp: str,
+        smtp_port: int | None = None,
+        aliases: Mapping[str, str] | None = None,
+        mailboxes: Sequence[str] | None = None,
+        hostname: str = "mx.cryptmail.test",
+        settings: Mapping[str, str] | None = None,
+        start_timeout: float = 30.0,
+    ) -> Postfix: ...
+
+
+@pytest.fixture
+def postfix_factory(request: pytest.FixtureRequest) -> Iterator[PostfixFactory]:
+    """Start Postfix instances for this test; stop them all when it ends.
+
+    If the test failed, each instance's log tail is printed at teardown.
+    """
+    instances: list[Postfix] = []
+
+    def make(**options: object) -> Postfix:
+        instance = Postfix(**options)  # type: ignore[arg-type]  # -- checked by PostfixFactory
+        _started(instance, "Postfix")
+        instances.append(instance)
+        return instance
+
+    factory: Callable[..., Postfix] = make
+    yield factory
+    failed = any(report.failed for report in request.node.stash.get(_REPORTS, {}).values())
+    for instance in instances:
+        if failed and instance.base_dir is not None:
+            print(f"--- Postfix log ({instance.log_path}) ---\n{log_tail(instance.log_path, 60)}")
+        instance.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item, so fixtures can tell that the test failed."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+@pytest.fixture(scope="session")
+def chromium_launch_kwargs() -> dict[str, object]:
+    """Keyword arguments for Playwright's ``chromium.launch()`` with Debian's Chromium."""
+    try:
+        return launch_kwargs()
+    except BinaryMissing as exc:
+        missing = exc
+    _unavailable(missing)
