@@ -1,6 +1,7 @@
 """cryptmail.db: the engine, the tables and their migrations."""
 
 from cryptmail.db import _tables as tables
+from cryptmail.db._clock import utcnow
 from cryptmail.db._engine import async_url, create_engine
 from cryptmail.db._migrate import current_revision, head_revision, upgrade
 
@@ -11,4 +12,5 @@ __all__ = [
     "head_revision",
     "tables",
     "upgrade",
+    "utcnow",
 ]

@@ -153,7 +153,8 @@ cm_messages = Table(
     ),
     Column("uid", BigInteger, nullable=False),
     Column("modseq", BigInteger, nullable=False),
-    Column("blob_id", LargeBinary(16), nullable=False, unique=True),
+    # A COPY shares the blob (no re-encryption); the blob goes when its last row goes.
+    Column("blob_id", LargeBinary(16), nullable=False),
     Column("sealed", Boolean, nullable=False),
     Column("size_rounded", BigInteger, nullable=False),
     Column("internal_date", DateTime(timezone=False), nullable=False),
@@ -161,6 +162,7 @@ cm_messages = Table(
     Column("cache_sealed", _BLOB, nullable=True),
     UniqueConstraint("mailbox_id", "uid", name="uq_cm_messages_mailbox_uid"),
     Index("ix_cm_messages_mailbox_modseq", "mailbox_id", "modseq"),
+    Index("ix_cm_messages_blob", "blob_id"),
 )
 
 # Expunged UIDs per mailbox with the modseq of the expunge (QRESYNC VANISHED).

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail.crypto import open_box, seal_box
 from cryptmail.db import tables as t
+from cryptmail.db import utcnow
 from cryptmail.errors import DecryptionFailed
 from cryptmail.keys._account import UnlockedAccount
-from cryptmail.keys._keyring import active_public_key, utcnow
+from cryptmail.keys._keyring import active_public_key
 
 PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name, not a secret
 RECOVERY_USED = "recovery_used"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,14 +26,11 @@ from cryptmail.crypto import (
     seal_private_key,
 )
 from cryptmail.db import tables as t
+from cryptmail.db import utcnow
 from cryptmail.errors import NoKeyPair
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.secret import SecretBytes
 from cryptmail.users import User
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from cryptmail.crypto import (
     normalize_code,
 )
 from cryptmail.db import tables as t
+from cryptmail.db import utcnow
 from cryptmail.keys import _events as events
 from cryptmail.keys._keyring import (
     insert_account,
     insert_key_pair,
     new_account_uuid,
     new_private_key,
-    utcnow,
 )
 from cryptmail.keys._slots import (
     PASSWORD,

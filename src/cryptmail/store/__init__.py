@@ -1,1 +1,102 @@
-"""cryptmail.store."""
+"""cryptmail.store: mailboxes, message rows, the encrypted index and the blobs.
+
+Delivery appends with only the user's public key; a session holding the unlocked
+account reads, indexes and caches. Everything that carries meaning is sealed.
+"""
+
+from cryptmail.store._append import (
+    Appended,
+    StoredBlob,
+    check_quota,
+    deliver_message,
+    insert_row,
+    used_bytes,
+    write_blob,
+)
+from cryptmail.store._check import CheckReport, check_store
+from cryptmail.store._codec import MessageCache, round_size
+from cryptmail.store._ids import BlobId, MailboxId, MessageId, UserId, new_blob_id
+from cryptmail.store._mailboxes import (
+    DEFAULT_MAILBOXES,
+    DELIMITER,
+    Mailbox,
+    create_mailbox,
+    delete_mailbox,
+    ensure_default_mailboxes,
+    get_mailbox,
+    inbox_id,
+    list_mailboxes,
+    mailbox_by_id,
+    rename_mailbox,
+)
+from cryptmail.store._messages import (
+    RECENT_FLAG,
+    MessageRow,
+    copy_messages,
+    expunge,
+    load_cache,
+    load_messages,
+    mailbox_counts,
+    save_cache,
+    set_flags,
+    unreferenced_blobs,
+    vanished_since,
+)
+from cryptmail.store._notify import ChangeBus
+from cryptmail.store._reader import (
+    OpenedBlob,
+    open_blob,
+    read_plaintext,
+    read_range,
+    stream_plaintext,
+)
+from cryptmail.store._spool import Spool, sweep_spools
+
+__all__ = [
+    "DEFAULT_MAILBOXES",
+    "DELIMITER",
+    "RECENT_FLAG",
+    "Appended",
+    "BlobId",
+    "ChangeBus",
+    "CheckReport",
+    "Mailbox",
+    "MailboxId",
+    "MessageCache",
+    "MessageId",
+    "MessageRow",
+    "OpenedBlob",
+    "Spool",
+    "StoredBlob",
+    "UserId",
+    "check_quota",
+    "check_store",
+    "copy_messages",
+    "create_mailbox",
+    "delete_mailbox",
+    "deliver_message",
+    "ensure_default_mailboxes",
+    "expunge",
+    "get_mailbox",
+    "inbox_id",
+    "insert_row",
+    "list_mailboxes",
+    "load_cache",
+    "load_messages",
+    "mailbox_by_id",
+    "mailbox_counts",
+    "new_blob_id",
+    "open_blob",
+    "read_plaintext",
+    "read_range",
+    "rename_mailbox",
+    "round_size",
+    "save_cache",
+    "set_flags",
+    "stream_plaintext",
+    "sweep_spools",
+    "unreferenced_blobs",
+    "used_bytes",
+    "vanished_since",
+    "write_blob",
+]

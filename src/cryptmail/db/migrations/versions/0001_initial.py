@@ -182,9 +182,9 @@ def upgrade() -> None:
         sa.Column("cache_sealed", sa.LargeBinary(length=16777216), nullable=True),
         sa.ForeignKeyConstraint(["mailbox_id"], ["cm_mailboxes.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("blob_id"),
         sa.UniqueConstraint("mailbox_id", "uid", name="uq_cm_messages_mailbox_uid"),
     )
+    op.create_index("ix_cm_messages_blob", "cm_messages", ["blob_id"], unique=False)
     op.create_index(
         "ix_cm_messages_mailbox_modseq", "cm_messages", ["mailbox_id", "modseq"], unique=False
     )

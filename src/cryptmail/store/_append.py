@@ -1,0 +1,184 @@
+"""Adding a message: the blob first (durable), then its row (one transaction).
+
+Delivery holds only the user's public key: it seals the blob and writes a row with no
+flags and no cache. A crash between blob and row leaves an orphan blob that
+`store check --fix` removes; never a row without its blob.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cryptmail.crypto import BlobSealer, PublicKeyInfo, plain_header
+from cryptmail.db import tables as t
+from cryptmail.db import utcnow
+from cryptmail.errors import KeyLocked, QuotaExceeded
+from cryptmail.keys import active_public_key
+from cryptmail.keys._faults import checkpoint
+from cryptmail.store._codec import round_size
+from cryptmail.store._ids import BlobId, MailboxId, new_blob_id
+from cryptmail.store._mailboxes import inbox_id
+from cryptmail.store._notify import ChangeBus
+from cryptmail.store.blobs import BlobStore
+from cryptmail.users import User
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    blob_id: BlobId
+    size: int
+    sealed: bool
+    message_key: bytes | None
+
+
+@dataclass(frozen=True)
+class Appended:
+    mailbox_id: MailboxId
+    uid: int
+    modseq: int
+    row_id: int
+    blob: StoredBlob
+
+
+async def write_blob(
+    blobs: BlobStore, recipient: PublicKeyInfo | None, source: AsyncIterable[bytes]
+) -> StoredBlob:
+    """Write `source` as a new blob, sealed to `recipient` (or plain if None)."""
+    blob_id = new_blob_id()
+    writer = await blobs.create(blob_id)
+    sealer = BlobSealer(recipient, blob_id) if recipient is not None else None
+    size = 0
+    try:
+        await writer.write(sealer.header if sealer else plain_header())
+        async for data in source:
+            size += len(data)
+            await writer.write(sealer.update(data) if sealer else data)
+        if sealer is not None:
+            await writer.write(sealer.finalize())
+        checkpoint("append:before-blob-commit")
+        await writer.commit()
+    except BaseException:
+        await writer.abort()
+        raise
+    checkpoint("append:after-blob-commit")
+    return StoredBlob(blob_id, size, sealer is not None, sealer.message_key if sealer else None)
+
+
+async def used_bytes(conn: AsyncConnection, user_id: int) -> int:
+    query = (
+        select(func.coalesce(func.sum(t.cm_messages.c.size_rounded), 0))
+        .select_from(t.cm_messages.join(t.cm_mailboxes))
+        .where(t.cm_mailboxes.c.user_id == user_id)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def check_quota(conn: AsyncConnection, user: User, size: int) -> None:
+    """QuotaExceeded if `size` more bytes would pass the user's quota (0 = none)."""
+    if user.quota <= 0:
+        return
+    if await used_bytes(conn, user.id) + round_size(size) > user.quota:
+        raise QuotaExceeded(f"user id {user.id} is over quota")
+
+
+async def insert_row(
+    conn: AsyncConnection,
+    mailbox_id: MailboxId,
+    blob: StoredBlob,
+    internal_date: datetime,
+    *,
+    uid: int | None = None,
+) -> tuple[int, int, int]:
+    """Allocate a UID and a modseq and insert the row. Returns (row id, uid, modseq).
+
+    The UPDATE comes first so that it takes the row lock (or SQLite's write lock) before
+    anything is read: concurrent deliveries to one mailbox queue instead of colliding.
+    `uid` keeps a given UID (import keeps Dovecot's), which must be >= UIDNEXT.
+    """
+    mb = t.cm_mailboxes
+    if uid is None:
+        await conn.execute(
+            update(mb)
+            .where(mb.c.id == mailbox_id)
+            .values(uidnext=mb.c.uidnext + 1, highest_modseq=mb.c.highest_modseq + 1)
+        )
+        row = (
+            await conn.execute(
+                select(mb.c.uidnext, mb.c.highest_modseq).where(mb.c.id == mailbox_id)
+            )
+        ).one()
+        uid, modseq = int(row.uidnext) - 1, int(row.highest_modseq)
+    else:
+        await conn.execute(
+            update(mb)
+            .where(mb.c.id == mailbox_id)
+            .values(
+                uidnext=func.max(mb.c.uidnext, uid + 1)
+                if conn.dialect.name == "sqlite"
+                else func.greatest(mb.c.uidnext, uid + 1),
+                highest_modseq=mb.c.highest_modseq + 1,
+            )
+        )
+        row = (await conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id))).one()
+        modseq = int(row.highest_modseq)
+    result = await conn.execute(
+        t.cm_messages.insert().values(
+            mailbox_id=mailbox_id,
+            uid=uid,
+            modseq=modseq,
+            blob_id=blob.blob_id,
+            sealed=blob.sealed,
+            size_rounded=round_size(blob.size),
+            internal_date=internal_date,
+        )
+    )
+    return int(result.inserted_primary_key[0]), uid, modseq  # type: ignore[index]
+
+
+async def deliver_message(
+    engine: AsyncEngine,
+    blobs: BlobStore,
+    user: User,
+    source: AsyncIterable[bytes],
+    *,
+    size_hint: int = 0,
+    internal_date: datetime | None = None,
+    bus: ChangeBus | None = None,
+) -> Appended:
+    """Deliver to the user's INBOX with only the public key (no password needed).
+
+    crypt = 2 seals the blob; crypt = 0 stores it plain (marked plain). Raises
+    QuotaExceeded, KeyLocked (crypt = 2 but no key pair yet: the user must log in once;
+    the sender should retry later), StoreUnavailable.
+    """
+    async with engine.connect() as conn:
+        recipient = await active_public_key(conn, user.id) if user.crypt == 2 else None
+        if user.crypt == 2 and recipient is None:
+            raise KeyLocked(
+                f"user id {user.id} has encryption on but no key pair yet; it is made at the "
+                "first login, or with `cryptmail user add`"
+            )
+        await check_quota(conn, user, size_hint)
+    blob = await write_blob(blobs, recipient, source)
+    try:
+        async with engine.begin() as conn:
+            await check_quota(conn, user, blob.size)
+            mailbox = await inbox_id(conn, user.id)
+            row_id, uid, modseq = await insert_row(conn, mailbox, blob, internal_date or utcnow())
+            checkpoint("append:before-row-commit")
+    except QuotaExceeded:
+        # Certainly not committed: remove the orphan now. For any other failure the
+        # commit's fate is unknown, so the blob stays and the sweep decides later.
+        await blobs.delete(blob.blob_id)
+        raise
+    if bus is not None:
+        bus.publish(user.id, mailbox)
+    return Appended(mailbox, uid, modseq, row_id, blob)

@@ -1,0 +1,82 @@
+"""`store check`: the integrity sweep that needs no password.
+
+Every row has its blob, every blob's header parses, and blobs no row names (orphans of
+a crash between blob and row) are listed, and removed with `fix` once older than the
+grace period (a delivery in flight has a blob without a row for a moment).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.crypto import MAX_HEADER_SIZE, parse_blob_header
+from cryptmail.db import tables as t
+from cryptmail.errors import BlobMissing, MalformedObject
+from cryptmail.store._ids import BlobId
+from cryptmail.store.blobs import BlobStore
+
+
+@dataclass
+class CheckReport:
+    rows: int = 0
+    blobs: int = 0
+    missing: list[tuple[int, BlobId]] = field(default_factory=list)
+    malformed: list[BlobId] = field(default_factory=list)
+    orphans: list[BlobId] = field(default_factory=list)
+    removed: list[BlobId] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.malformed or self.orphans)
+
+
+async def check_store(
+    engine: AsyncEngine, blobs: BlobStore, *, fix: bool = False, grace_s: float = 600.0
+) -> CheckReport:
+    report = CheckReport()
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(t.cm_messages.c.id, t.cm_messages.c.blob_id))).all()
+    referenced: dict[bytes, int] = {}
+    for row in rows:
+        referenced.setdefault(bytes(row.blob_id), int(row.id))
+    report.rows = len(rows)
+    present: set[bytes] = set()
+    async for blob_id in blobs.list_ids():
+        present.add(blob_id)
+        report.blobs += 1
+        try:
+            parse_blob_header(await blobs.read(blob_id, 0, MAX_HEADER_SIZE))
+        except (MalformedObject, BlobMissing):
+            report.malformed.append(blob_id)
+        if blob_id not in referenced:
+            report.orphans.append(blob_id)
+    for blob_id, row_id in referenced.items():
+        if blob_id not in present:
+            report.missing.append((row_id, BlobId(blob_id)))
+    if fix and report.orphans:
+        now = time.time()
+        async with engine.connect() as conn:
+            for blob_id in report.orphans:
+                # Re-check under the current state: a row may have committed meanwhile.
+                still = (
+                    await conn.execute(
+                        select(t.cm_messages.c.id)
+                        .where(t.cm_messages.c.blob_id == blob_id)
+                        .limit(1)
+                    )
+                ).first()
+                if still is not None:
+                    continue
+                try:
+                    if now - await blobs.modified_at(blob_id) < grace_s:
+                        continue
+                except BlobMissing:
+                    continue
+                await blobs.delete(blob_id)
+                report.removed.append(blob_id)
+        report.orphans = [b for b in report.orphans if b not in set(report.removed)]
+    return report

@@ -1,0 +1,16 @@
+"""Id types, so mypy keeps blob, mailbox and message ids apart."""
+
+from __future__ import annotations
+
+import os
+from typing import NewType
+
+BlobId = NewType("BlobId", bytes)
+MailboxId = NewType("MailboxId", int)
+MessageId = NewType("MessageId", int)
+UserId = NewType("UserId", int)
+
+
+def new_blob_id() -> BlobId:
+    """A random 16-byte id: never derived from content or address."""
+    return BlobId(os.urandom(16))

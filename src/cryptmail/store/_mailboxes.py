@@ -1,0 +1,247 @@
+"""Mailboxes: the six default folders with SPECIAL-USE roles, and the user's own.
+
+A default folder's name follows from its role (the same six for everyone), so only the
+role is plain. Other names are sealed under the data key, with a keyed hash for
+uniqueness. Hierarchy is in the name ("Work/2026"), delimiter "/".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cryptmail.db import tables as t
+from cryptmail.db import utcnow
+from cryptmail.errors import MailboxExists, MailboxNotFound, StoreError
+from cryptmail.keys import UnlockedAccount
+from cryptmail.store._ids import MailboxId
+
+DELIMITER = "/"
+# role -> (name, SPECIAL-USE attribute)
+DEFAULT_MAILBOXES: dict[str, tuple[str, str]] = {
+    "inbox": ("INBOX", ""),
+    "sent": ("Sent", "\\Sent"),
+    "drafts": ("Drafts", "\\Drafts"),
+    "trash": ("Trash", "\\Trash"),
+    "junk": ("Junk", "\\Junk"),
+    "archive": ("Archive", "\\Archive"),
+}
+_ROLE_BY_NAME = {
+    name.upper() if role == "inbox" else name: role for role, (name, _) in DEFAULT_MAILBOXES.items()
+}
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    id: MailboxId
+    name: str
+    role: str | None
+    uidvalidity: int
+    uidnext: int
+    highest_modseq: int
+
+    @property
+    def special_use(self) -> str:
+        return DEFAULT_MAILBOXES[self.role][1] if self.role else ""
+
+
+def new_uidvalidity() -> int:
+    # Time-based like Dovecot, with random low bits so two folders made in the same
+    # second (or a folder re-created) differ; stays within 32 bits.
+    return (int(time.time()) & 0x7FFFFF00) | (os.urandom(1)[0] or 1)
+
+
+def _role_for(name: str) -> str | None:
+    if name.upper() == "INBOX":
+        return "inbox"
+    return _ROLE_BY_NAME.get(name)
+
+
+def _name_context(user_id: int) -> bytes:
+    return b"mailbox-name|" + str(user_id).encode()
+
+
+async def ensure_default_mailboxes(conn: AsyncConnection, user_id: int) -> None:
+    """Create whichever of the six default folders the user lacks (no key needed)."""
+    rows = await conn.execute(
+        select(t.cm_mailboxes.c.role).where(
+            t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role.is_not(None)
+        )
+    )
+    have = {r.role for r in rows}
+    for role in DEFAULT_MAILBOXES:
+        if role in have:
+            continue
+        await conn.execute(
+            t.cm_mailboxes.insert().values(
+                user_id=user_id,
+                role=role,
+                uidvalidity=new_uidvalidity(),
+                uidnext=1,
+                highest_modseq=1,
+                created_at=utcnow(),
+            )
+        )
+
+
+async def inbox_id(conn: AsyncConnection, user_id: int) -> MailboxId:
+    row = (
+        await conn.execute(
+            select(t.cm_mailboxes.c.id).where(
+                t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role == "inbox"
+            )
+        )
+    ).first()
+    if row is None:
+        await ensure_default_mailboxes(conn, user_id)
+        return await inbox_id(conn, user_id)
+    return MailboxId(int(row.id))
+
+
+def _mailbox(row: object, account: UnlockedAccount | None) -> Mailbox:
+    role = row.role  # type: ignore[attr-defined]
+    if role:
+        name = DEFAULT_MAILBOXES[role][0]
+    elif account is not None:
+        name = account.fields.open(
+            bytes(row.name_sealed),  # type: ignore[attr-defined]
+            _name_context(account.user.id),
+        ).decode("utf-8")
+    else:
+        name = f"#{row.id}"  # type: ignore[attr-defined]
+    return Mailbox(
+        id=MailboxId(int(row.id)),  # type: ignore[attr-defined]
+        name=name,
+        role=role,
+        uidvalidity=int(row.uidvalidity),  # type: ignore[attr-defined]
+        uidnext=int(row.uidnext),  # type: ignore[attr-defined]
+        highest_modseq=int(row.highest_modseq),  # type: ignore[attr-defined]
+    )
+
+
+async def list_mailboxes(
+    conn: AsyncConnection, user_id: int, account: UnlockedAccount | None
+) -> list[Mailbox]:
+    """Every mailbox of the user; names of non-default folders need the account."""
+    rows = await conn.execute(
+        select(t.cm_mailboxes).where(t.cm_mailboxes.c.user_id == user_id).order_by("id")
+    )
+    boxes = [_mailbox(r, account) for r in rows]
+    return sorted(boxes, key=lambda b: (b.role != "inbox", b.name))
+
+
+async def get_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> Mailbox:
+    role = _role_for(name)
+    user_id = account.user.id
+    if role is not None:
+        query = select(t.cm_mailboxes).where(
+            t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role == role
+        )
+    else:
+        lookup = account.fields.lookup(name.encode("utf-8"), _name_context(user_id))
+        query = select(t.cm_mailboxes).where(
+            t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.name_lookup == lookup
+        )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise MailboxNotFound("no such mailbox")
+    return _mailbox(row, account)
+
+
+async def mailbox_by_id(
+    conn: AsyncConnection, account: UnlockedAccount | None, mailbox_id: int
+) -> Mailbox:
+    row = (
+        await conn.execute(select(t.cm_mailboxes).where(t.cm_mailboxes.c.id == mailbox_id))
+    ).first()
+    if row is None:
+        raise MailboxNotFound(f"mailbox id {mailbox_id} does not exist")
+    return _mailbox(row, account)
+
+
+def check_name(name: str) -> str:
+    if not name or len(name.encode("utf-8")) > 1000:
+        raise StoreError("a mailbox name is 1 to 1000 bytes")
+    parts = name.split(DELIMITER)
+    if any(p == "" for p in parts) or any(ch in name for ch in "\r\n\x00*%"):
+        raise StoreError("a mailbox name has no empty levels and no CR, LF, NUL, * or %")
+    return name
+
+
+async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> Mailbox:
+    name = check_name(name)
+    if _role_for(name) is not None:
+        raise MailboxExists("that mailbox exists already")
+    user_id = account.user.id
+    context = _name_context(user_id)
+    try:
+        result = await conn.execute(
+            t.cm_mailboxes.insert().values(
+                user_id=user_id,
+                role=None,
+                name_sealed=account.fields.seal(name.encode("utf-8"), context),
+                name_lookup=account.fields.lookup(name.encode("utf-8"), context),
+                uidvalidity=new_uidvalidity(),
+                uidnext=1,
+                highest_modseq=1,
+                created_at=utcnow(),
+            )
+        )
+    except IntegrityError as exc:
+        raise MailboxExists("that mailbox exists already") from exc
+    return await mailbox_by_id(conn, account, int(result.inserted_primary_key[0]))  # type: ignore[index]
+
+
+async def rename_mailbox(
+    conn: AsyncConnection, account: UnlockedAccount, old: str, new: str
+) -> None:
+    """Rename `old` and its children. Renaming INBOX is not supported here (RFC 3501
+    asks to move its messages; the IMAP layer does that with `move`)."""
+    check_name(new)
+    source = await get_mailbox(conn, account, old)
+    if source.role is not None:
+        raise StoreError("default folders cannot be renamed")
+    if _role_for(new) is not None:
+        raise MailboxExists("that mailbox exists already")
+    boxes = await list_mailboxes(conn, account.user.id, account)
+    names = {b.name for b in boxes}
+    renames = [
+        (b, new + b.name[len(old) :])
+        for b in boxes
+        if b.name == old or b.name.startswith(old + DELIMITER)
+    ]
+    for _box, target in renames:
+        if target in names and target not in {b.name for b, _ in renames}:
+            raise MailboxExists("that mailbox exists already")
+    context = _name_context(account.user.id)
+    for box, target in renames:
+        await conn.execute(
+            update(t.cm_mailboxes)
+            .where(t.cm_mailboxes.c.id == box.id)
+            .values(
+                name_sealed=account.fields.seal(target.encode("utf-8"), context),
+                name_lookup=account.fields.lookup(target.encode("utf-8"), context),
+                # Clients cache by UIDVALIDITY: a renamed folder is a new folder to them.
+                uidvalidity=new_uidvalidity(),
+            )
+        )
+
+
+async def delete_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> list[bytes]:
+    """Delete a folder and its messages; returns blob ids that may now be unreferenced."""
+    box = await get_mailbox(conn, account, name)
+    if box.role is not None:
+        raise StoreError("default folders cannot be deleted")
+    blob_rows = await conn.execute(
+        select(t.cm_messages.c.blob_id).where(t.cm_messages.c.mailbox_id == box.id)
+    )
+    blobs = [bytes(r.blob_id) for r in blob_rows]
+    await conn.execute(delete(t.cm_messages).where(t.cm_messages.c.mailbox_id == box.id))
+    await conn.execute(delete(t.cm_expunged).where(t.cm_expunged.c.mailbox_id == box.id))
+    await conn.execute(delete(t.cm_mailboxes).where(t.cm_mailboxes.c.id == box.id))
+    return blobs

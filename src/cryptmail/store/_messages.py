@@ -1,0 +1,242 @@
+"""Message rows as a session with the unlocked key sees them.
+
+Flags and caches are sealed under the data key with the row id as context. A row with
+flags_sealed NULL was delivered while nobody held the key; `index_message` fills it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cryptmail.db import tables as t
+from cryptmail.keys import UnlockedAccount
+from cryptmail.store._codec import MessageCache, decode_flags, encode_flags
+from cryptmail.store._ids import BlobId, MailboxId, MessageId
+
+RECENT_FLAG = "\\Recent"
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: MessageId
+    mailbox_id: MailboxId
+    uid: int
+    modseq: int
+    blob_id: BlobId
+    sealed: bool
+    size_rounded: int
+    internal_date: datetime
+    flags: frozenset[str]
+    indexed: bool
+
+
+def _flags_context(row_id: int) -> bytes:
+    return b"flags|" + str(row_id).encode()
+
+
+def _cache_context(row_id: int) -> bytes:
+    return b"cache|" + str(row_id).encode()
+
+
+_COLUMNS = (
+    t.cm_messages.c.id,
+    t.cm_messages.c.mailbox_id,
+    t.cm_messages.c.uid,
+    t.cm_messages.c.modseq,
+    t.cm_messages.c.blob_id,
+    t.cm_messages.c.sealed,
+    t.cm_messages.c.size_rounded,
+    t.cm_messages.c.internal_date,
+    t.cm_messages.c.flags_sealed,
+    t.cm_messages.c.cache_sealed.is_not(None).label("indexed"),
+)
+
+
+def _row(r: object, account: UnlockedAccount) -> MessageRow:
+    sealed_flags = r.flags_sealed  # type: ignore[attr-defined]
+    row_id = int(r.id)  # type: ignore[attr-defined]
+    flags = (
+        decode_flags(account.fields.open(bytes(sealed_flags), _flags_context(row_id)))
+        if sealed_flags is not None
+        else frozenset()
+    )
+    return MessageRow(
+        id=MessageId(row_id),
+        mailbox_id=MailboxId(int(r.mailbox_id)),  # type: ignore[attr-defined]
+        uid=int(r.uid),  # type: ignore[attr-defined]
+        modseq=int(r.modseq),  # type: ignore[attr-defined]
+        blob_id=BlobId(bytes(r.blob_id)),  # type: ignore[attr-defined]
+        sealed=bool(r.sealed),  # type: ignore[attr-defined]
+        size_rounded=int(r.size_rounded),  # type: ignore[attr-defined]
+        internal_date=r.internal_date,  # type: ignore[attr-defined]
+        flags=flags,
+        indexed=bool(r.indexed),  # type: ignore[attr-defined]
+    )
+
+
+async def load_messages(
+    conn: AsyncConnection,
+    account: UnlockedAccount,
+    mailbox_id: MailboxId,
+    *,
+    since_modseq: int = 0,
+    since_uid: int = 0,
+) -> list[MessageRow]:
+    """Rows of a mailbox in UID order, flags opened; only those changed after
+    `since_modseq` or above `since_uid` when given (a session's incremental refresh)."""
+    query = select(*_COLUMNS).where(t.cm_messages.c.mailbox_id == mailbox_id)
+    if since_modseq:
+        query = query.where(t.cm_messages.c.modseq > since_modseq)
+    if since_uid:
+        query = query.where(t.cm_messages.c.uid > since_uid)
+    rows = await conn.execute(query.order_by(t.cm_messages.c.uid))
+    return [_row(r, account) for r in rows]
+
+
+async def load_cache(
+    conn: AsyncConnection, account: UnlockedAccount, row_id: MessageId
+) -> MessageCache | None:
+    row = (
+        await conn.execute(select(t.cm_messages.c.cache_sealed).where(t.cm_messages.c.id == row_id))
+    ).first()
+    if row is None or row.cache_sealed is None:
+        return None
+    return MessageCache.decode(account.fields.open(bytes(row.cache_sealed), _cache_context(row_id)))
+
+
+async def save_cache(
+    conn: AsyncConnection,
+    account: UnlockedAccount,
+    row: MessageRow,
+    cache: MessageCache,
+    *,
+    initial_flags: frozenset[str] = frozenset({RECENT_FLAG}),
+) -> None:
+    """Seal the cache of a row; a row never indexed also gets its first flags
+    (\\Recent: it arrived while nobody looked). Does not change the modseq."""
+    values: dict[str, object] = {
+        "cache_sealed": account.fields.seal(cache.encode(), _cache_context(row.id))
+    }
+    if not row.indexed:
+        values["flags_sealed"] = account.fields.seal(
+            encode_flags(row.flags | initial_flags), _flags_context(row.id)
+        )
+    await conn.execute(update(t.cm_messages).where(t.cm_messages.c.id == row.id).values(**values))
+
+
+async def _bump_modseq(conn: AsyncConnection, mailbox_id: MailboxId) -> int:
+    mb = t.cm_mailboxes
+    await conn.execute(
+        update(mb).where(mb.c.id == mailbox_id).values(highest_modseq=mb.c.highest_modseq + 1)
+    )
+    row = (await conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id))).one()
+    return int(row.highest_modseq)
+
+
+async def set_flags(
+    conn: AsyncConnection,
+    account: UnlockedAccount,
+    mailbox_id: MailboxId,
+    changes: Mapping[MessageId, frozenset[str]],
+) -> int:
+    """Store new flag sets for rows of one mailbox; all get one new modseq (returned)."""
+    if not changes:
+        return 0
+    modseq = await _bump_modseq(conn, mailbox_id)
+    for row_id, flags in changes.items():
+        await conn.execute(
+            update(t.cm_messages)
+            .where(t.cm_messages.c.id == row_id, t.cm_messages.c.mailbox_id == mailbox_id)
+            .values(
+                flags_sealed=account.fields.seal(encode_flags(flags), _flags_context(row_id)),
+                modseq=modseq,
+            )
+        )
+    return modseq
+
+
+async def expunge(
+    conn: AsyncConnection, mailbox_id: MailboxId, rows: Sequence[MessageRow]
+) -> tuple[int, list[BlobId]]:
+    """Remove rows; remember their UIDs for QRESYNC. Returns the modseq and the blob ids
+    to check with `unreferenced_blobs` after commit."""
+    if not rows:
+        return 0, []
+    modseq = await _bump_modseq(conn, mailbox_id)
+    ids = [r.id for r in rows]
+    await conn.execute(delete(t.cm_messages).where(t.cm_messages.c.id.in_(ids)))
+    await conn.execute(
+        t.cm_expunged.insert(),
+        [{"mailbox_id": mailbox_id, "uid": r.uid, "modseq": modseq} for r in rows],
+    )
+    return modseq, [r.blob_id for r in rows]
+
+
+async def unreferenced_blobs(conn: AsyncConnection, blob_ids: Iterable[BlobId]) -> list[BlobId]:
+    wanted = list(set(blob_ids))
+    if not wanted:
+        return []
+    rows = await conn.execute(
+        select(t.cm_messages.c.blob_id).where(t.cm_messages.c.blob_id.in_(wanted))
+    )
+    used = {bytes(r.blob_id) for r in rows}
+    return [b for b in wanted if b not in used]
+
+
+async def copy_messages(
+    conn: AsyncConnection,
+    account: UnlockedAccount,
+    rows: Sequence[MessageRow],
+    target: MailboxId,
+) -> list[tuple[int, int]]:
+    """Copy rows to `target` sharing their blobs (no re-encryption). Returns
+    (source uid, new uid) pairs. Flags and cache are resealed for the new rows."""
+    from cryptmail.store._append import StoredBlob, insert_row
+
+    pairs: list[tuple[int, int]] = []
+    for row in rows:
+        cache = await load_cache(conn, account, row.id)
+        blob = StoredBlob(row.blob_id, row.size_rounded, row.sealed, None)
+        new_id, uid, _modseq = await insert_row(conn, target, blob, row.internal_date)
+        await conn.execute(
+            update(t.cm_messages)
+            .where(t.cm_messages.c.id == new_id)
+            .values(
+                size_rounded=row.size_rounded,
+                flags_sealed=account.fields.seal(
+                    encode_flags(row.flags | {RECENT_FLAG}), _flags_context(new_id)
+                ),
+                cache_sealed=(
+                    account.fields.seal(cache.encode(), _cache_context(new_id)) if cache else None
+                ),
+            )
+        )
+        pairs.append((row.uid, uid))
+    return pairs
+
+
+async def vanished_since(conn: AsyncConnection, mailbox_id: MailboxId, modseq: int) -> list[int]:
+    rows = await conn.execute(
+        select(t.cm_expunged.c.uid)
+        .where(t.cm_expunged.c.mailbox_id == mailbox_id, t.cm_expunged.c.modseq > modseq)
+        .order_by(t.cm_expunged.c.uid)
+    )
+    return [int(r.uid) for r in rows]
+
+
+async def mailbox_counts(conn: AsyncConnection, mailbox_id: MailboxId) -> tuple[int, int]:
+    """(messages, messages never indexed) — the latter approximates RECENT/UNSEEN-new."""
+    row = (
+        await conn.execute(
+            select(
+                func.count(),
+                func.sum(case((t.cm_messages.c.flags_sealed.is_(None), 1), else_=0)),
+            ).where(t.cm_messages.c.mailbox_id == mailbox_id)
+        )
+    ).one()
+    return int(row[0]), int(row[1] or 0)

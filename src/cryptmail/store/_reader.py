@@ -1,0 +1,135 @@
+"""Reading message bytes: verified, streamed, or by byte range.
+
+A sealed blob's message key comes from the sealed cache when a session cached it, so
+re-reading costs no EC operation; otherwise one ECIES unwrap (off the event loop).
+No byte is returned before its chunk's tag verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.crypto import (
+    MAX_HEADER_SIZE,
+    BlobHeader,
+    BlobOpener,
+    chunk_span,
+    open_chunk,
+    parse_blob_header,
+    unwrap_blob_key,
+)
+from cryptmail.errors import DecryptionFailed, MalformedObject, ObjectTampered
+from cryptmail.keys import UnlockedAccount
+from cryptmail.store._ids import BlobId
+from cryptmail.store.blobs import BlobStore
+
+_STREAM_PIECE = 256 * 1024
+
+
+@dataclass(frozen=True, repr=False)
+class OpenedBlob:
+    """A blob ready to read: its header, size and (sealed) message key."""
+
+    blob_id: BlobId
+    header: BlobHeader
+    blob_size: int
+    message_key: bytes | None
+
+    def __repr__(self) -> str:
+        return f"OpenedBlob({self.blob_id.hex()[:8]}, sealed={self.header.sealed})"
+
+    @property
+    def size(self) -> int:
+        """Plaintext size."""
+        return self.header.plaintext_size(self.blob_size)
+
+
+def _tampered(blob_id: BlobId) -> ObjectTampered:
+    return ObjectTampered(
+        f"blob {blob_id.hex()} failed authentication: it was changed or swapped on disk; "
+        "restore it from backup, then run `cryptmail store check`"
+    )
+
+
+async def open_blob(
+    blobs: BlobStore,
+    account: UnlockedAccount | None,
+    blob_id: BlobId,
+    *,
+    message_key: bytes | None = None,
+) -> OpenedBlob:
+    """Read the header and find the message key. Plain blobs need no account."""
+    head = await blobs.read(blob_id, 0, MAX_HEADER_SIZE)
+    blob_size = await blobs.size(blob_id)
+    try:
+        header = parse_blob_header(head)
+    except MalformedObject as exc:
+        raise _tampered(blob_id) from exc
+    if not header.sealed:
+        return OpenedBlob(blob_id, header, blob_size, None)
+    if message_key is None:
+        if account is None:
+            raise DecryptionFailed("sealed blob (no key)")
+        try:
+            private_key = account.private_key(header.key_id)
+            message_key = await run_blocking(unwrap_blob_key, header, private_key, blob_id)
+        except DecryptionFailed as exc:
+            raise _tampered(blob_id) from exc
+    return OpenedBlob(blob_id, header, blob_size, message_key)
+
+
+async def stream_plaintext(blobs: BlobStore, opened: OpenedBlob) -> AsyncIterator[bytes]:
+    """The whole message, verified chunk by chunk, in constant memory."""
+    source = blobs.stream(opened.blob_id, opened.header.size, _STREAM_PIECE)
+    if not opened.header.sealed:
+        async for piece in source:
+            yield piece
+        return
+    assert opened.message_key is not None  # noqa: S101 - open_blob set it
+    opener = BlobOpener(opened.header, opened.message_key, opened.blob_id)
+    try:
+        async for piece in source:
+            out = opener.update(piece)
+            if out:
+                yield out
+        last = opener.finalize()
+    except DecryptionFailed as exc:
+        raise _tampered(opened.blob_id) from exc
+    if last:
+        yield last
+
+
+async def read_plaintext(blobs: BlobStore, opened: OpenedBlob) -> bytes:
+    return b"".join([piece async for piece in stream_plaintext(blobs, opened)])
+
+
+async def read_range(blobs: BlobStore, opened: OpenedBlob, offset: int, length: int) -> bytes:
+    """Plaintext bytes [offset, offset+length), decrypting only the chunks that hold them."""
+    total = opened.size
+    if offset >= total or length <= 0:
+        return b""
+    end = min(total, offset + length)
+    header = opened.header
+    if not header.sealed:
+        return await blobs.read(opened.blob_id, header.size + offset, end - offset)
+    assert opened.message_key is not None  # noqa: S101 - open_blob set it
+    size = header.chunk_size
+    count = header.chunk_count(opened.blob_size)
+    first, last = offset // size, (end - 1) // size
+    out: list[bytes] = []
+    for index in range(first, last + 1):
+        start, stride = chunk_span(header, index)
+        chunk = await blobs.read(opened.blob_id, start, stride)
+        try:
+            out.append(
+                open_chunk(
+                    header, opened.message_key, opened.blob_id, index, chunk, index == count - 1
+                )
+            )
+        except DecryptionFailed as exc:
+            raise _tampered(opened.blob_id) from exc
+    data = b"".join(out)
+    skip = offset - first * size
+    return data[skip : skip + (end - offset)]

@@ -1,0 +1,91 @@
+"""A temporary spool for a message in transit, encrypted under a key held in memory.
+
+LMTP receives one DATA for several recipients, each sealed to another key, and a 50 MB
+message must not sit in memory. The spool keeps it on disk sealed to an ephemeral
+X25519 key that lives only in this object: a crash leaves an unreadable file, which
+the next start removes. Nothing in plaintext ever touches the disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.crypto import (
+    BlobOpener,
+    BlobSealer,
+    generate_private_key,
+    parse_blob_header,
+    public_info,
+)
+
+_READ = 256 * 1024
+
+
+class Spool:
+    """Write once with `write`/`close`, then read any number of times with `chunks`."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._private = generate_private_key("x25519")
+        self._spool_id = os.urandom(16)
+        self._sealer = BlobSealer(public_info(self._private), self._spool_id)
+        self._path = directory / f"spool-{os.getpid()}-{self._spool_id.hex()}"
+        self._file = open(self._path, "xb")  # noqa: SIM115 - closed in close()
+        self._file.write(self._sealer.header)
+        self._message_key = self._sealer.message_key
+        self.size = 0
+
+    async def write(self, data: bytes) -> None:
+        self.size += len(data)
+        sealed = self._sealer.update(data)
+        if sealed:
+            await run_blocking(self._file.write, sealed)
+
+    async def close(self) -> None:
+        await run_blocking(self._file.write, self._sealer.finalize())
+        await run_blocking(self._file.close)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The message, verified chunk by chunk."""
+        with open(self._path, "rb") as f:  # noqa: ASYNC230 - reads go through run_blocking
+            head = await run_blocking(f.read, 512)
+            header = parse_blob_header(head)
+            opener = BlobOpener(header, self._message_key, self._spool_id)
+            pending = head[header.size :]
+            while True:
+                out = opener.update(pending)
+                if out:
+                    yield out
+                pending = await run_blocking(f.read, _READ)
+                if not pending:
+                    break
+            last = opener.finalize()
+            if last:
+                yield last
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._path.unlink(missing_ok=True)
+
+
+def sweep_spools(directory: Path) -> int:
+    """Remove spools left by a crash (unreadable anyway: their key died with the process)."""
+    if not directory.exists():
+        return 0
+    count = 0
+    for entry in directory.glob("spool-*"):
+        try:
+            pid = int(entry.name.split("-")[1])
+            os.kill(pid, 0)
+            continue  # its writer still runs (another frontend on this data dir)
+        except (ValueError, IndexError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue
+        entry.unlink(missing_ok=True)
+        count += 1
+    return count

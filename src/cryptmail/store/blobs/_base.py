@@ -1,0 +1,48 @@
+"""The blob backend interface: write-once objects named by random ids."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from cryptmail.store._ids import BlobId
+
+
+class BlobWriter(Protocol):
+    """One blob being written. Nothing is visible under its id before `commit`."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def commit(self) -> int:
+        """Make the blob durable and visible; returns its size."""
+        ...
+
+    async def abort(self) -> None:
+        """Throw away what was written."""
+        ...
+
+
+class BlobStore(Protocol):
+    async def create(self, blob_id: BlobId) -> BlobWriter: ...
+
+    async def read(self, blob_id: BlobId, offset: int = 0, length: int = -1) -> bytes:
+        """Bytes [offset, offset+length) (to the end for -1). BlobMissing if absent."""
+        ...
+
+    def stream(
+        self, blob_id: BlobId, offset: int = 0, chunk_size: int = 65536
+    ) -> AsyncIterator[bytes]:
+        """The blob from `offset` in pieces of at most `chunk_size`."""
+        ...
+
+    async def size(self, blob_id: BlobId) -> int: ...
+
+    async def modified_at(self, blob_id: BlobId) -> float:
+        """When the blob was written (Unix time); the sweep spares young orphans."""
+        ...
+
+    async def delete(self, blob_id: BlobId) -> None:
+        """Remove the blob (overwriting it first where the backend allows); no error if absent."""
+        ...
+
+    def list_ids(self) -> AsyncIterator[BlobId]: ...

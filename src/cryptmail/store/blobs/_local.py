@@ -1,0 +1,185 @@
+"""Blobs as files in a local directory.
+
+Layout: `<root>/<2 hex>/<32 hex>` (the id's first byte fans out directories) and
+`<root>/tmp/` for blobs being written. A write is crash-safe: temp file, fsync, rename,
+fsync the directory; only then is the id visible. A crash leaves at most a temp file,
+which `sweep_temp` removes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.errors import BlobMissing, StoreUnavailable
+from cryptmail.store._ids import BlobId
+
+_BUFFER = 256 * 1024
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobWriter:
+    def __init__(self, store: LocalBlobStore, blob_id: BlobId) -> None:
+        self._store = store
+        self._blob_id = blob_id
+        self._temp = store.root / "tmp" / f"{blob_id.hex()}.{os.getpid()}"
+        self._file = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
+        self._pending = bytearray()
+        self._size = 0
+
+    async def write(self, data: bytes) -> None:
+        self._pending += data
+        self._size += len(data)
+        if len(self._pending) >= _BUFFER:
+            pending, self._pending = bytes(self._pending), bytearray()
+            await run_blocking(self._file.write, pending)
+
+    def _finish(self, pending: bytes) -> None:
+        self._file.write(pending)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        final = self._store.path_of(self._blob_id)
+        final.parent.mkdir(exist_ok=True)
+        os.rename(self._temp, final)
+        _fsync_dir(final.parent)
+
+    async def commit(self) -> int:
+        try:
+            await run_blocking(self._finish, bytes(self._pending))
+        except OSError as exc:
+            await self.abort()
+            raise StoreUnavailable(f"writing blob {self._blob_id.hex()[:8]} failed: {exc}") from exc
+        return self._size
+
+    async def abort(self) -> None:
+        def _drop() -> None:
+            if not self._file.closed:
+                self._file.close()
+            self._temp.unlink(missing_ok=True)
+
+        await run_blocking(_drop)
+
+
+class LocalBlobStore:
+    """Blob backend on a local filesystem."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, blob_id: BlobId) -> Path:
+        hexid = blob_id.hex()
+        return self.root / hexid[:2] / hexid
+
+    async def create(self, blob_id: BlobId) -> LocalBlobWriter:
+        return await run_blocking(LocalBlobWriter, self, blob_id)
+
+    def _read(self, blob_id: BlobId, offset: int, length: int) -> bytes:
+        try:
+            with open(self.path_of(blob_id), "rb") as f:
+                f.seek(offset)
+                return f.read() if length < 0 else f.read(length)
+        except FileNotFoundError:
+            raise BlobMissing(
+                f"blob {blob_id.hex()} is missing from {self.root}; restore it from backup, "
+                "then run `cryptmail store check`"
+            ) from None
+
+    async def read(self, blob_id: BlobId, offset: int = 0, length: int = -1) -> bytes:
+        return await run_blocking(self._read, blob_id, offset, length)
+
+    async def stream(
+        self, blob_id: BlobId, offset: int = 0, chunk_size: int = 65536
+    ) -> AsyncIterator[bytes]:
+        position = offset
+        while True:
+            # Read a few chunks per thread hop to keep the hop cost small.
+            data = await self.read(blob_id, position, chunk_size * 4)
+            if not data:
+                return
+            for start in range(0, len(data), chunk_size):
+                yield data[start : start + chunk_size]
+            position += len(data)
+            if len(data) < chunk_size * 4:
+                return
+
+    async def size(self, blob_id: BlobId) -> int:
+        try:
+            return (await run_blocking(os.stat, self.path_of(blob_id))).st_size
+        except FileNotFoundError:
+            raise BlobMissing(f"blob {blob_id.hex()} is missing from {self.root}") from None
+
+    async def modified_at(self, blob_id: BlobId) -> float:
+        try:
+            return (await run_blocking(os.stat, self.path_of(blob_id))).st_mtime
+        except FileNotFoundError:
+            raise BlobMissing(f"blob {blob_id.hex()} is missing from {self.root}") from None
+
+    def _delete(self, blob_id: BlobId) -> None:
+        path = self.path_of(blob_id)
+        try:
+            size = path.stat().st_size
+            # Overwrite before unlinking: on a plain filesystem this keeps a plain blob's
+            # bytes out of free blocks (not on copy-on-write or SSD wear levelling).
+            with open(path, "r+b") as f:
+                remaining = size
+                zeros = bytes(min(_BUFFER, size))
+                while remaining > 0:
+                    step = min(remaining, len(zeros))
+                    f.write(zeros[:step])
+                    remaining -= step
+                f.flush()
+                os.fsync(f.fileno())
+            path.unlink()
+            _fsync_dir(path.parent)
+        except FileNotFoundError:
+            return
+
+    async def delete(self, blob_id: BlobId) -> None:
+        await run_blocking(self._delete, blob_id)
+
+    async def list_ids(self) -> AsyncIterator[BlobId]:
+        def _scan() -> list[BlobId]:
+            found: list[BlobId] = []
+            for sub in sorted(self.root.iterdir()):
+                if sub.name == "tmp" or not sub.is_dir():
+                    continue
+                for entry in sub.iterdir():
+                    try:
+                        found.append(BlobId(bytes.fromhex(entry.name)))
+                    except ValueError:
+                        continue
+            return found
+
+        for blob_id in await run_blocking(_scan):
+            yield blob_id
+
+    async def sweep_temp(self, min_age_s: float = 3600.0) -> int:
+        """Remove temp files left by a crash (older than `min_age_s`, so that writes in
+        flight in other processes are spared); returns how many."""
+
+        def _sweep() -> int:
+            import time
+
+            count = 0
+            cutoff = time.time() - min_age_s
+            for entry in (self.root / "tmp").iterdir():
+                try:
+                    if entry.stat().st_mtime <= cutoff:
+                        entry.unlink()
+                        count += 1
+                except FileNotFoundError:
+                    continue
+            return count
+
+        return await run_blocking(_sweep)
