@@ -33,6 +33,8 @@
     │   ├── KeyLocked               the operation needs the unlocked key
     │   └── StoreUnavailable        transient: database or blob store did not answer
     └── ProtocolError               a client sent something we cannot parse
+        ├── ParseError              one command is malformed: answer `tag BAD reason`, read on
+        └── InputTooLarge           a command line or literal is over its limit: refuse first
 
 Messages are sentences a person can act on; they name objects by id, never by content,
 and never contain a password, a recovery code, a key or mail content.
@@ -187,3 +189,35 @@ class StoreUnavailable(StoreError):
 
 class ProtocolError(CryptmailError):
     """A client sent something that cannot be parsed."""
+
+
+class ParseError(ProtocolError):
+    """One client command is malformed; the server answers ``tag BAD reason`` and reads on.
+
+    ``reason`` is a fixed sentence safe to send to the client (it never echoes the
+    client's arguments); ``tag`` is the command's tag when it could be read, else None.
+    """
+
+    def __init__(self, reason: str, tag: str | None = None) -> None:
+        self.reason = reason
+        self.tag = tag
+        super().__init__(reason)
+
+
+class InputTooLarge(ProtocolError):
+    """A command line or literal is larger than the limit the server set.
+
+    Raised before the oversized data is buffered. ``recoverable`` is True when the
+    client has not sent the data yet (a synchronizing literal it waits to be invited
+    for): answer ``tag NO [TOOBIG]`` or ``tag BAD`` and read on. When False the byte
+    stream cannot be resynchronised: answer ``* BYE`` and close.
+    """
+
+    def __init__(
+        self, reason: str, *, tag: str | None = None, limit: int, recoverable: bool
+    ) -> None:
+        self.reason = reason
+        self.tag = tag
+        self.limit = limit
+        self.recoverable = recoverable
+        super().__init__(reason)
