@@ -1,0 +1,167 @@
+"""What every admin command needs: the config, an engine on a ready schema, stdin secrets
+and plain tables.
+
+`run_with_engine` is the one place a command enters asyncio. The embedded SQLite
+database is created and migrated on first use; a MariaDB or PostgreSQL database must be
+migrated on purpose with `cryptmail db upgrade`, so a wrong URL never creates tables in
+a database that was meant for something else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TypeAlias
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.cli._options import config_from_args, read_stdin_lines
+from cryptmail.concurrency import configure_kdf_pool
+from cryptmail.config import Config
+from cryptmail.db import create_engine, current_revision, head_revision, upgrade
+from cryptmail.errors import ConfigError, KeySlotError, PasswordRejected, StoreUnavailable
+from cryptmail.secret import Password
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[Config, AsyncEngine], Awaitable[int]]
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+# Their DEBUG records carry SQL parameters (password hashes, sealed key slots): never
+# below INFO. Alembic says "Context impl SQLiteImpl" at INFO on every run: only with -v.
+_QUIET_LOGGERS = {"aiosqlite": logging.INFO, "asyncpg": logging.INFO, "aiomysql": logging.INFO}
+_VERBOSE_ONLY_LOGGERS = ("alembic",)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+async def prepare_schema(engine: AsyncEngine, url: str) -> None:
+    """Migrate an embedded SQLite database; demand an up-to-date schema elsewhere.
+
+    Raises ConfigError when a server database has not been migrated.
+    """
+    head = head_revision()
+    current = await current_revision(engine)
+    if current == head:
+        return
+    if is_sqlite(url):
+        log.info("migrating the SQLite database from %s to %s", current, head)
+        await upgrade(engine)
+        return
+    found = "has no cryptmail schema" if current is None else f"is at revision {current}"
+    raise ConfigError(
+        f"the database {found}, this cryptmail needs {head}; "
+        "run `cryptmail --database-url URL db upgrade` first"
+    )
+
+
+def _quiet_libraries() -> None:
+    root_level = logging.getLogger().getEffectiveLevel()
+    for name, floor in _QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(floor, root_level))
+    if root_level > logging.DEBUG:
+        for name in _VERBOSE_ONLY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_with_engine(args: argparse.Namespace, work: Work, *, check_schema: bool = True) -> int:
+    """Build the config, open the engine, make sure of the schema, run `work`, close.
+
+    Database connection failures become StoreUnavailable (one line, no SQL, no URL).
+    """
+    config = config_from_args(args)
+    _quiet_libraries()
+    configure_kdf_pool(config.crypto.argon2.max_concurrent)
+
+    async def main() -> int:
+        engine = create_engine(config.database_url)
+        try:
+            if check_schema:
+                await prepare_schema(engine, config.database_url)
+            return await work(config, engine)
+        except (OperationalError, InterfaceError) as exc:
+            # str(exc) holds the SQL statement and its parameters: never print it.
+            raise StoreUnavailable(
+                f"the database did not answer ({_cause(exc)}); check database.url and "
+                "that the server is running and reachable"
+            ) from exc
+        except DBAPIError as exc:
+            raise StoreUnavailable(
+                f"the database refused the operation ({_cause(exc)}); run with -v and "
+                "check the server's log"
+            ) from exc
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"the database could not be reached ({type(exc).__name__}); check "
+                "database.url and that the server is running"
+            ) from exc
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def _cause(exc: DBAPIError) -> str:
+    return type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+
+
+def read_secrets(args: argparse.Namespace, flag: str, prompts: Sequence[str]) -> list[Password]:
+    """One secret per prompt: lines of stdin when `--<flag>` is set, else asked on a TTY.
+
+    Secrets never come from the command line, where `ps` and shell history would show
+    them. Raises ConfigError when neither source is available, PasswordRejected for an
+    empty secret.
+    """
+    option = "--" + flag.replace("_", "-")
+    if getattr(args, flag, False):
+        secrets = read_stdin_lines(len(prompts))
+    elif sys.stdin.isatty():
+        secrets = [Password.from_str(getpass.getpass(f"{prompt}: ")) for prompt in prompts]
+    else:
+        raise ConfigError(
+            f"give {' and '.join(prompts)} on standard input, one per line, with {option}"
+        )
+    for prompt, secret in zip(prompts, secrets, strict=True):
+        if not len(secret):
+            raise PasswordRejected(f"{prompt} is empty")
+    return secrets
+
+
+def say(message: str) -> None:
+    """A status line for the person at the terminal (stderr, so stdout stays data)."""
+    print(message, file=sys.stderr)
+
+
+def show_secret(secret: str, label: str, warning: str) -> None:
+    """Print a one-time secret alone on stdout, with its label and warning on stderr."""
+    say(f"{label} (shown only this once):")
+    print(secret, flush=True)
+    say(warning)
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Columns padded to their widest cell; an empty table prints only its header."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def wrong_credential(what: str, email: str) -> KeySlotError:
+    """The admin-facing error for a credential that did not unlock `email`'s key."""
+    return KeySlotError(f"{what} does not unlock the key of {email}; nothing was changed")
