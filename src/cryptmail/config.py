@@ -124,6 +124,14 @@ class WebConfig:
     """Mark cookies Secure (turn off only for plain-HTTP tests on loopback)."""
     min_password_length: int = 10
     """Shortest new password accepted."""
+    tls_cert: str = ""
+    """PEM certificate for HTTPS served by cryptmail itself; empty: plain HTTP, for a TLS
+    reverse proxy in front (the usual setup) or tests on loopback."""
+    tls_key: str = ""
+    """PEM private key for `tls_cert`."""
+    trusted_proxies: str = ""
+    """Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and
+    X-Forwarded-Proto are believed; empty: the client address is the connection's."""
 
 
 @dataclass(frozen=True)
