@@ -34,6 +34,7 @@
     │   └── StoreUnavailable        transient: database or blob store did not answer
     └── ProtocolError               a client sent something we cannot parse
         ├── ParseError              one command is malformed: answer `tag BAD reason`, read on
+        │   └── UnknownCharset      SEARCH CHARSET we cannot decode: answer NO [BADCHARSET]
         └── InputTooLarge           a command line or literal is over its limit: refuse first
 
 Messages are sentences a person can act on; they name objects by id, never by content,
@@ -202,6 +203,10 @@ class ParseError(ProtocolError):
         self.reason = reason
         self.tag = tag
         super().__init__(reason)
+
+
+class UnknownCharset(ParseError):
+    """A SEARCH names a CHARSET that cannot be decoded; RFC 3501 wants NO [BADCHARSET]."""
 
 
 class InputTooLarge(ProtocolError):
