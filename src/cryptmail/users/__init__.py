@@ -20,10 +20,19 @@ from cryptmail.users._directory import (
     set_password_hash,
     set_quota,
 )
+from cryptmail.users._schemes import (
+    WRITABLE_SCHEMES,
+    Argon2Parameters,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 
 __all__ = [
     "Alias",
+    "Argon2Parameters",
     "User",
+    "WRITABLE_SCHEMES",
     "add_alias",
     "add_domain",
     "add_user",
@@ -31,13 +40,16 @@ __all__ = [
     "find_user",
     "get_user",
     "get_user_by_id",
+    "hash_password",
     "list_aliases",
     "list_domains",
     "list_users",
+    "needs_rehash",
     "normalize_address",
     "remove_alias",
     "resolve_recipient",
     "set_crypt",
     "set_password_hash",
     "set_quota",
+    "verify_password",
 ]

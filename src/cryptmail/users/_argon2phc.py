@@ -1,0 +1,194 @@
+"""Argon2 PHC strings (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`), as Dovecot writes them.
+
+Dovecot's ARGON2I / ARGON2ID schemes go through libsodium, whose strings are the
+reference PHC format that argon2-cffi reads and writes too. The string is parsed strictly
+here and its cost checked against a ceiling before argon2-cffi does any work, because
+argon2-cffi's own parser is lenient and a stored string may ask for any amount of memory.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import re
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from argon2 import Type, low_level, profiles
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from cryptmail.errors import MalformedPasswordHash
+
+Argon2Variant = Literal["argon2i", "argon2id"]
+
+MEMORY_CEILING_KIB: Final = 1 << 20
+"""1 GiB; `doveadm pw -s ARGON2ID -r 4` and above write exactly this much."""
+TIME_CEILING: Final = 32
+PARALLELISM_CEILING: Final = 16
+
+_TYPES: Final[dict[Argon2Variant, Type]] = {"argon2i": Type.I, "argon2id": Type.ID}
+_NUMBER: Final = r"[1-9][0-9]{0,9}"
+_B64: Final = r"[A-Za-z0-9+/]+"
+_PARSE: Final = re.compile(
+    rf"\$(?P<variant>argon2id|argon2i)"
+    rf"(?:\$v=(?P<version>16|19))?"
+    rf"\$m=(?P<m>{_NUMBER}),t=(?P<t>{_NUMBER}),p=(?P<p>{_NUMBER})"
+    rf"\$(?P<salt>{_B64})\$(?P<hash>{_B64})"
+)
+
+
+@dataclass(frozen=True)
+class Argon2Parameters:
+    """Cost of new Argon2 hashes. The defaults are argon2-cffi's (RFC 9106, low memory).
+
+    Dovecot's own `doveadm pw -s ARGON2ID` writes m=65536, t=3, p=1; it verifies hashes
+    with any p.
+    """
+
+    time_cost: int = profiles.RFC_9106_LOW_MEMORY.time_cost
+    """Passes over memory (Argon2 t)."""
+    memory_cost: int = profiles.RFC_9106_LOW_MEMORY.memory_cost
+    """Memory in KiB (Argon2 m)."""
+    parallelism: int = profiles.RFC_9106_LOW_MEMORY.parallelism
+    """Lanes (Argon2 p)."""
+    hash_len: int = profiles.RFC_9106_LOW_MEMORY.hash_len
+    """Bytes of output."""
+    salt_len: int = profiles.RFC_9106_LOW_MEMORY.salt_len
+    """Bytes of random salt."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.parallelism <= PARALLELISM_CEILING:
+            raise ValueError(f"Argon2 parallelism must be in 1..{PARALLELISM_CEILING}")
+        if not 1 <= self.time_cost <= TIME_CEILING:
+            raise ValueError(f"Argon2 time_cost must be in 1..{TIME_CEILING}")
+        if not 8 * self.parallelism <= self.memory_cost <= MEMORY_CEILING_KIB:
+            raise ValueError(
+                f"Argon2 memory_cost must be in 8*parallelism..{MEMORY_CEILING_KIB} KiB"
+            )
+        if self.hash_len < 16 or self.salt_len < 16:
+            raise ValueError("Argon2 hash_len and salt_len must be at least 16 bytes")
+
+
+@dataclass(frozen=True)
+class Argon2Hash:
+    """A parsed PHC string; `encoded` is the whole text."""
+
+    variant: Argon2Variant
+    version: int
+    memory_cost: int
+    time_cost: int
+    parallelism: int
+    salt_len: int
+    hash_len: int
+    encoded: str
+
+    @property
+    def scheme(self) -> str:
+        return self.variant.upper()
+
+    def matches(self, params: Argon2Parameters) -> bool:
+        """Whether this hash was made with exactly these parameters (and version 19)."""
+        return (
+            self.version == 19
+            and self.memory_cost == params.memory_cost
+            and self.time_cost == params.time_cost
+            and self.parallelism == params.parallelism
+            and self.salt_len == params.salt_len
+            and self.hash_len == params.hash_len
+        )
+
+
+def is_argon2(encoded: str) -> bool:
+    return encoded.startswith("$argon2")
+
+
+def parse_argon2(encoded: str) -> Argon2Hash:
+    """Parse a PHC string strictly and check its cost against the ceilings.
+
+    Raises:
+        MalformedPasswordHash: not a canonical argon2i/argon2id PHC string (argon2d is
+            refused, as libsodium and so Dovecot refuse it), or its cost is above a ceiling.
+    """
+    match = _PARSE.fullmatch(encoded)
+    if match is None:
+        raise MalformedPasswordHash(
+            "a stored ARGON2 password hash is malformed (only canonical $argon2i$ and "
+            "$argon2id$ strings are read); set a new password for the user"
+        )
+    salt = _decode_b64(match["salt"])
+    digest = _decode_b64(match["hash"])
+    memory, time, lanes = int(match["m"]), int(match["t"]), int(match["p"])
+    if memory > MEMORY_CEILING_KIB or time > TIME_CEILING or lanes > PARALLELISM_CEILING:
+        raise MalformedPasswordHash(
+            f"a stored ARGON2 password hash asks for m={memory} KiB, t={time}, p={lanes}, "
+            f"above the ceiling (m<={MEMORY_CEILING_KIB}, t<={TIME_CEILING}, "
+            f"p<={PARALLELISM_CEILING}); set a new password for the user"
+        )
+    variant: Argon2Variant = "argon2id" if match["variant"] == "argon2id" else "argon2i"
+    return Argon2Hash(
+        variant=variant,
+        version=int(match["version"] or 16),
+        memory_cost=memory,
+        time_cost=time,
+        parallelism=lanes,
+        salt_len=len(salt),
+        hash_len=len(digest),
+        encoded=encoded,
+    )
+
+
+def verify_argon2(parsed: Argon2Hash, password: bytes) -> bool:
+    """Whether `password` matches; argon2-cffi compares in constant time.
+
+    Raises:
+        MalformedPasswordHash: the Argon2 library refused the string's parameters.
+    """
+    try:
+        low_level.verify_secret(parsed.encoded.encode("ascii"), password, _TYPES[parsed.variant])
+    except VerifyMismatchError:
+        return False
+    except (VerificationError, InvalidHashError) as exc:
+        raise MalformedPasswordHash(
+            "a stored ARGON2 password hash has parameters the Argon2 library refuses; "
+            "set a new password for the user"
+        ) from exc
+    return True
+
+
+def hash_argon2(password: bytes, variant: Argon2Variant, params: Argon2Parameters) -> str:
+    """A new PHC string with a random salt."""
+    return _hash_argon2_with_salt(password, variant, params, os.urandom(params.salt_len))
+
+
+def _hash_argon2_with_salt(
+    password: bytes, variant: Argon2Variant, params: Argon2Parameters, salt: bytes
+) -> str:
+    """Test seam: a PHC string with a chosen salt."""
+    encoded = low_level.hash_secret(
+        password,
+        salt,
+        time_cost=params.time_cost,
+        memory_cost=params.memory_cost,
+        parallelism=params.parallelism,
+        hash_len=params.hash_len,
+        type=_TYPES[variant],
+        version=19,
+    )
+    return encoded.decode("ascii")
+
+
+def _decode_b64(text: str) -> bytes:
+    """Unpadded standard base64, canonical only (no stray bits in the last character)."""
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        raw = binascii.a2b_base64(padded, strict_mode=True)
+    except binascii.Error as exc:
+        raise MalformedPasswordHash(
+            "a stored ARGON2 password hash has bad base64; set a new password for the user"
+        ) from exc
+    if binascii.b2a_base64(raw, newline=False).decode("ascii").rstrip("=") != text:
+        raise MalformedPasswordHash(
+            "a stored ARGON2 password hash has non-canonical base64; "
+            "set a new password for the user"
+        )
+    return raw
