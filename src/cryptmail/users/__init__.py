@@ -20,6 +20,7 @@ from cryptmail.users._directory import (
     set_password_hash,
     set_quota,
 )
+from cryptmail.users._rules import check_new_password
 from cryptmail.users._schemes import (
     WRITABLE_SCHEMES,
     Argon2Parameters,
@@ -36,6 +37,7 @@ __all__ = [
     "add_alias",
     "add_domain",
     "add_user",
+    "check_new_password",
     "domain_of",
     "find_user",
     "get_user",
