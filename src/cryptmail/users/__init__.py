@@ -30,10 +30,10 @@ from cryptmail.users._schemes import (
 )
 
 __all__ = [
+    "WRITABLE_SCHEMES",
     "Alias",
     "Argon2Parameters",
     "User",
-    "WRITABLE_SCHEMES",
     "add_alias",
     "add_domain",
     "add_user",
