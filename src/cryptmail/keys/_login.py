@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cryptmail.concurrency import run_kdf
 from cryptmail.config import CryptoConfig
 from cryptmail.crypto import code_lookup_id, normalize_code
+from cryptmail.db import tables as t
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
@@ -28,9 +29,10 @@ from cryptmail.keys._slots import (
     open_slot,
     slot_by_lookup,
     slots_of,
+    verify_hash,
 )
 from cryptmail.secret import Password
-from cryptmail.users import User, find_user, verify_password
+from cryptmail.users import User, find_user
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +76,35 @@ async def unlock_account(
     if uuid is None or password_slot is None:
         return await _first_login(engine, user, credential, crypto, client_ip)
 
-    if password_slot.hash_fingerprint != hash_fingerprint(user.password_hash):
+    stale = password_slot.hash_fingerprint != hash_fingerprint(user.password_hash)
+    if stale:
         # The hash changed outside cryptmail (an admin tool, a webmail plugin writing the
         # hash itself): it is the authority for who may log in, so check it too.
-        if not await run_kdf(verify_password, user.password_hash, credential):
+        if not await verify_hash(user.password_hash, credential):
             await _failed(engine, user, client_ip, "wrong password (hash changed outside)")
     account_key = await open_slot(password_slot, uuid, credential, crypto.argon2)
     if account_key is None:
         await _failed(engine, user, client_ip, "wrong password")
     assert account_key is not None  # noqa: S101 - _failed raises
+    if stale:
+        await _adopt_hash(engine, password_slot, user)
     async with engine.connect() as conn:
         return await open_account(conn, user, uuid, account_key), password_slot
+
+
+async def _adopt_hash(engine: AsyncEngine, slot: SlotRow, user: User) -> None:
+    # Both the outside hash and the slot took this password: remember the hash, so later
+    # logins skip the second slow check. Only if neither changed meanwhile.
+    async with engine.begin() as conn:
+        current = await find_user(conn, user.email)
+        if current is None or current.password_hash != user.password_hash:
+            return
+        await conn.execute(
+            update(t.cm_key_slots)
+            .where(t.cm_key_slots.c.id == slot.id, t.cm_key_slots.c.record == slot.record)
+            .values(hash_fingerprint=hash_fingerprint(user.password_hash))
+        )
+    log.info("login of user id %d: adopted a password hash written outside cryptmail", user.id)
 
 
 def _is_text(credential: Password) -> bool:
@@ -105,7 +125,7 @@ async def _failed(engine: AsyncEngine, user: User, client_ip: str, detail: str) 
 async def _first_login(
     engine: AsyncEngine, user: User, credential: Password, crypto: CryptoConfig, client_ip: str
 ) -> tuple[UnlockedAccount, SlotRow]:
-    if not await run_kdf(verify_password, user.password_hash, credential):
+    if not await verify_hash(user.password_hash, credential):
         log.info("login failed for user id %d: wrong password (no keys yet)", user.id)
         raise AuthenticationFailed("wrong password")
     async with engine.begin() as conn:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cryptmail.concurrency import run_kdf
 from cryptmail.config import CryptoConfig
 from cryptmail.crypto import code_lookup_id, generate_recovery_code, normalize_code
 from cryptmail.db import tables as t
@@ -29,13 +28,14 @@ from cryptmail.keys._slots import (
     SlotRow,
     burn_kdf,
     hash_fingerprint,
+    hash_for_slot,
     make_slot,
     open_slot,
     slot_context,
     slots_of,
 )
 from cryptmail.secret import Password
-from cryptmail.users import find_user, hash_password, set_password_hash
+from cryptmail.users import find_user, set_password_hash
 
 
 async def _replace_slot(
@@ -85,7 +85,7 @@ async def change_password(
     record = await make_slot(
         account.account_key.reveal(), new, crypto.argon2, slot_context(uuid, PASSWORD, "")
     )
-    new_hash = await run_kdf(hash_password, new)
+    new_hash = await hash_for_slot(new, crypto.argon2)
     checkpoint("password:before-transaction")
     async with engine.begin() as conn:
         await _set_password(conn, account, slot, record, new_hash)
@@ -149,7 +149,7 @@ async def recover(
         account = await open_account(conn, user, uuid, account_key)
     password_slot = next((s for s in slots if s.kind == PASSWORD), None)
     record = await make_slot(account_key, new, crypto.argon2, slot_context(uuid, PASSWORD, ""))
-    new_hash = await run_kdf(hash_password, new)
+    new_hash = await hash_for_slot(new, crypto.argon2)
     new_code, recovery_record, lookup = await _new_recovery(account, crypto)
     checkpoint("recover:before-transaction")
     async with engine.begin() as conn:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cryptmail.concurrency import run_kdf
 from cryptmail.config import CryptoConfig
 from cryptmail.crypto import (
     code_lookup_id,
@@ -28,11 +27,12 @@ from cryptmail.keys._slots import (
     PASSWORD,
     RECOVERY,
     hash_fingerprint,
+    hash_for_slot,
     make_slot,
     slot_context,
 )
 from cryptmail.secret import Password
-from cryptmail.users import User, add_user, hash_password
+from cryptmail.users import User, add_user
 
 
 @dataclass(frozen=True, repr=False)
@@ -139,7 +139,7 @@ async def create_user(
     quota: int = 0,
 ) -> NewAccount:
     """Add a user with its hash, keys and slots, all in one transaction."""
-    password_hash = await run_kdf(hash_password, password)
+    password_hash = await hash_for_slot(password, crypto.argon2)
     async with engine.begin() as conn:
         user = await add_user(conn, email, password_hash, crypt=crypt, quota=quota)
         code = await provision_keys(conn, user, password, crypto)

@@ -8,6 +8,7 @@ and name, so a slot row copied elsewhere does not open.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,8 +18,11 @@ from cryptmail.concurrency import run_kdf
 from cryptmail.config import Argon2Config
 from cryptmail.crypto import Argon2Params, lock_slot, slot_params, unlock_slot
 from cryptmail.db import tables as t
-from cryptmail.errors import DecryptionFailed, MalformedObject
-from cryptmail.secret import SecretBytes
+from cryptmail.errors import DecryptionFailed, MalformedObject, UserError
+from cryptmail.secret import Password, SecretBytes
+from cryptmail.users import Argon2Parameters, hash_password, verify_password
+
+log = logging.getLogger(__name__)
 
 PASSWORD = "password"  # noqa: S105 - a slot kind, not a secret
 RECOVERY = "recovery"
@@ -65,6 +69,34 @@ async def open_slot(
         return await run_kdf(unlock_slot, row.record, credential.reveal(), context)
     except (DecryptionFailed, MalformedObject):
         return None
+
+
+def _hash_password_sync(password: SecretBytes, config: Argon2Config) -> str:
+    params = Argon2Parameters(
+        time_cost=config.time_cost, memory_cost=config.memory_kib, parallelism=config.parallelism
+    )
+    return hash_password(Password(password.reveal()), argon2=params)
+
+
+async def hash_for_slot(password: SecretBytes, config: Argon2Config) -> str:
+    """The `{ARGON2ID}` hash for virtual_users.password, at the slots' own cost: the SQL
+    hash is an offline target too, and the weaker of the two would protect the mail."""
+    return await run_kdf(_hash_password_sync, password, config)
+
+
+def _verify_sync(stored: str, password: SecretBytes) -> bool:
+    try:
+        return verify_password(stored, Password(password.reveal()))
+    except UserError as exc:
+        # A hash we cannot use (unknown scheme, malformed) fails like a wrong password;
+        # the operator log says which, by user id, in the caller.
+        log.warning("stored password hash cannot be checked: %s", type(exc).__name__)
+        return False
+
+
+async def verify_hash(stored: str, password: SecretBytes) -> bool:
+    """Check `password` against a virtual_users.password value, off the event loop."""
+    return await run_kdf(_verify_sync, stored, password)
 
 
 async def burn_kdf(config: Argon2Config) -> None:
