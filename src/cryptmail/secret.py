@@ -42,7 +42,7 @@ class SecretBytes:
     def __hash__(self) -> int:
         return hash((type(self), len(self._value)))
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         # Pickling would copy the secret into another process's memory or a file by
         # accident; the Argon2 process pool gets raw bytes explicitly instead.
         raise TypeError("secrets are not picklable")

@@ -54,9 +54,9 @@ async def check_store(
             report.malformed.append(blob_id)
         if blob_id not in referenced:
             report.orphans.append(blob_id)
-    for blob_id, row_id in referenced.items():
-        if blob_id not in present:
-            report.missing.append((row_id, BlobId(blob_id)))
+    for raw_id, row_id in referenced.items():
+        if raw_id not in present:
+            report.missing.append((row_id, BlobId(raw_id)))
     if fix and report.orphans:
         now = time.time()
         async with engine.connect() as conn:
