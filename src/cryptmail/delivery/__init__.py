@@ -1,1 +1,29 @@
-"""cryptmail.delivery."""
+"""cryptmail.delivery: the LMTP server (RFC 2033) that Postfix hands mail to.
+
+The engine (`_protocol.py`) parses and bounds; the handler (`_handler.py`) decides and
+delivers into the encrypted store; the server (`_server.py`) listens and stops gracefully.
+"""
+
+from cryptmail.delivery._handler import DeliveryHandler, reply_for
+from cryptmail.delivery._protocol import (
+    DataSink,
+    Envelope,
+    Handler,
+    Limits,
+    LmtpConnection,
+    Session,
+)
+from cryptmail.delivery._server import LmtpServer, parse_address
+
+__all__ = [
+    "DataSink",
+    "DeliveryHandler",
+    "Envelope",
+    "Handler",
+    "Limits",
+    "LmtpConnection",
+    "LmtpServer",
+    "Session",
+    "parse_address",
+    "reply_for",
+]

@@ -1,0 +1,118 @@
+"""Delivery policy: who may receive, where the bytes go, and what each recipient hears.
+
+RCPT resolves the address (aliases, catch-all, several destinations) to users. DATA is
+spooled once, encrypted under a key that lives in memory only, then delivered to each
+user with that user's public key. A user reached by several accepted recipients gets
+the message once. Errors map to replies in one table; an unexpected one is a 4xx with
+no internals, so the sender retries and learns nothing.
+
+The log has one line per delivery: session, transaction, user id, size, result. Never a
+subject, never an address (the sender is a correspondent; the recipient is logged by id).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.delivery._protocol import DataSink, Envelope, Session
+from cryptmail.errors import KeyLocked, QuotaExceeded
+from cryptmail.store import ChangeBus, Spool, deliver_message
+from cryptmail.store.blobs import BlobStore
+from cryptmail.users import User, resolve_recipient
+
+log = logging.getLogger(__name__)
+
+OK = "250 2.0.0 Message accepted for delivery"
+UNKNOWN_USER = "550 5.1.1 No such user here"
+RECIPIENT_OK = "250 2.1.5 OK"
+TRANSIENT = "451 4.3.0 Temporary failure, try again later"
+OVER_QUOTA = "452 4.2.2 Mailbox full"
+NO_KEYS = "451 4.3.0 Mailbox not ready yet, try again later"
+
+
+def reply_for(exc: BaseException) -> str:
+    """The LMTP reply for a failed delivery: the one mapping table."""
+    if isinstance(exc, QuotaExceeded):
+        return OVER_QUOTA
+    if isinstance(exc, KeyLocked):
+        return NO_KEYS
+    return TRANSIENT
+
+
+class DeliveryHandler:
+    """Resolves recipients and delivers into the encrypted store."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        blobs: BlobStore,
+        spool_dir: Path,
+        *,
+        bus: ChangeBus | None = None,
+    ) -> None:
+        self._engine = engine
+        self._blobs = blobs
+        self._spool_dir = spool_dir
+        self._bus = bus
+
+    async def handle_rcpt(
+        self, session: Session, envelope: Envelope, address: str
+    ) -> tuple[str, object | None]:
+        try:
+            async with self._engine.connect() as conn:
+                users = await resolve_recipient(conn, address)
+        except Exception as exc:  # noqa: BLE001 - transient: the sender retries
+            log.warning(
+                "session %s: recipient lookup failed (%s)", session.session_id, type(exc).__name__
+            )
+            log.debug("recipient lookup failure", exc_info=True)
+            return TRANSIENT, None
+        if not users:
+            return UNKNOWN_USER, None
+        return RECIPIENT_OK, users
+
+    async def open_sink(self, session: Session, envelope: Envelope) -> DataSink:
+        return Spool(self._spool_dir)
+
+    async def handle_data(
+        self, session: Session, envelope: Envelope, sink: DataSink, size: int
+    ) -> Sequence[str]:
+        assert isinstance(sink, Spool)  # noqa: S101 - open_sink made it
+        queue_id = f"{session.session_id}.{session.transactions}"
+        outcome: dict[int, str] = {}
+        replies: list[str] = []
+        for _address, token in envelope.recipients:
+            users: list[User] = token  # type: ignore[assignment]  # -- set by handle_rcpt
+            results = []
+            for user in users:
+                if user.id not in outcome:
+                    outcome[user.id] = await self._deliver(queue_id, user, sink, size)
+                results.append(outcome[user.id])
+            failed = [r for r in results if not r.startswith("2")]
+            replies.append(failed[0] if failed else OK)
+        return replies
+
+    async def _deliver(self, queue_id: str, user: User, spool: Spool, size: int) -> str:
+        try:
+            await deliver_message(
+                self._engine, self._blobs, user, spool.chunks(), size_hint=size, bus=self._bus
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure gets a reply, none a traceback
+            reply = reply_for(exc)
+            log.warning(
+                "delivery %s user=%d size=%d result=%s (%s)",
+                queue_id,
+                user.id,
+                size,
+                reply[:3],
+                type(exc).__name__,
+            )
+            if reply is TRANSIENT:
+                log.debug("delivery failure", exc_info=True)
+            return reply
+        log.info("delivery %s user=%d size=%d result=250", queue_id, user.id, size)
+        return OK

@@ -1,0 +1,277 @@
+"""LMTP dialogues over a real socket, with the stdlib client where it fits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import socket
+
+import pytest
+from sqlalchemy import func, select
+
+from cryptmail.db import tables as t
+from cryptmail.delivery import Limits
+from cryptmail.users import add_user
+
+from .conftest import MakeRig, Rig
+
+MESSAGE = (
+    b"From: a@example.net\r\nTo: alice@example.org\r\nSubject: hello\r\n"
+    b"Message-ID: <1@example.net>\r\n\r\nHello\r\n"
+)
+
+
+def _send(port: int, recipients: list[str], message: bytes) -> dict[str, tuple[int, bytes]]:
+    with smtplib.LMTP("127.0.0.1", port) as client:
+        client.ehlo("client.test")
+        try:
+            return client.sendmail("sender@example.net", recipients, message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            return exc.recipients
+
+
+def _dialogue(port: int, lines: bytes, replies: int) -> list[bytes]:
+    """Send raw bytes at once (pipelined) and read `replies` reply lines (last lines)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"220")
+        sock.sendall(lines)
+        out = []
+        while len(out) < replies:
+            line = f.readline()
+            if not line:
+                break
+            if line[3:4] == b"-":
+                continue
+            out.append(line.rstrip(b"\r\n"))
+        return out
+
+
+async def test_one_recipient_stored_sealed(rig: Rig) -> None:
+    await rig.add_user("alice@example.org")
+    refused = await asyncio.to_thread(_send, rig.port, ["alice@example.org"], MESSAGE)
+    assert refused == {}
+    assert await rig.messages("alice@example.org") == [MESSAGE]
+    async with rig.engine.connect() as conn:
+        sealed = (await conn.execute(select(t.cm_messages.c.sealed))).scalars().all()
+    assert sealed == [True]
+
+
+async def test_per_recipient_replies(rig: Rig) -> None:
+    await rig.add_user("alice@example.org")
+    await rig.add_user("bob@example.org", crypt=0)
+    await rig.add_user("full@example.org", quota=1)
+    script = (
+        b"LHLO c.test\r\nMAIL FROM:<s@example.net>\r\n"
+        b"RCPT TO:<alice@example.org>\r\nRCPT TO:<nobody@example.org>\r\n"
+        b"RCPT TO:<bob@example.org>\r\nRCPT TO:<full@example.org>\r\nDATA\r\n"
+    )
+    body = MESSAGE + b".\r\nQUIT\r\n"
+    replies = await asyncio.to_thread(_dialogue, rig.port, script + body, 11)
+    codes = [r[:9] for r in replies]
+    assert codes == [
+        b"250 c.test"[:0] + replies[0][:9],  # LHLO last line (SIZE)
+        b"250 2.1.0",
+        b"250 2.1.5",
+        b"550 5.1.1",
+        b"250 2.1.5",
+        b"250 2.1.5",
+        b"354 Start",
+        b"250 2.0.0",  # alice
+        b"250 2.0.0",  # bob
+        b"452 4.2.2",  # full
+        b"221 2.0.0",
+    ]
+    assert await rig.messages("alice@example.org") == [MESSAGE]
+    assert await rig.messages("bob@example.org") == [MESSAGE]
+    assert await rig.messages("full@example.org") == []
+
+
+async def test_smtplib_multi_recipient_unknown(rig: Rig) -> None:
+    await rig.add_user("alice@example.org")
+    refused = await asyncio.to_thread(
+        _send, rig.port, ["alice@example.org", "ghost@example.org"], MESSAGE
+    )
+    assert refused["ghost@example.org"][0] == 550
+    assert len(await rig.messages("alice@example.org")) == 1
+
+
+async def test_dot_stuffing_and_8bit_kept_exactly(rig: Rig) -> None:
+    await rig.add_user("alice@example.org")
+    body = (
+        "Subject: ümlaut\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        ".leading dot\r\n..two dots\r\n.\tx\r\nlast line without CRLF? no: "
+        "grüße\r\n"
+    ).encode()
+    stuffed = b"\r\n".join(
+        (b"." + line if line.startswith(b".") else line) for line in body.split(b"\r\n")
+    )
+    script = (
+        b"LHLO c.test\r\nMAIL FROM:<s@example.net> BODY=8BITMIME SIZE=100\r\n"
+        b"RCPT TO:<alice@example.org>\r\nDATA\r\n" + stuffed + b".\r\nQUIT\r\n"
+    )
+    replies = await asyncio.to_thread(_dialogue, rig.port, script, 6)
+    assert replies[4].startswith(b"250 2.0.0"), replies
+    assert await rig.messages("alice@example.org") == [body]
+
+
+async def test_bare_lf_dot_does_not_end_data(rig: Rig) -> None:
+    await rig.add_user("alice@example.org")
+    body = b"Subject: x\r\n\r\nbefore\n.\nsmuggled\r\n"
+    script = (
+        b"LHLO c.test\r\nMAIL FROM:<s@example.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n"
+        + body
+        + b".\r\nQUIT\r\n"
+    )
+    replies = await asyncio.to_thread(_dialogue, rig.port, script, 6)
+    assert replies[4].startswith(b"250 2.0.0")
+    assert await rig.messages("alice@example.org") == [body]
+
+
+async def test_long_data_line_kept_and_huge_command_refused(rig: Rig) -> None:
+    await rig.add_user("alice@example.org")
+    body = b"Subject: x\r\n\r\n" + b"A" * 300_000 + b"\r\n"
+    script = (
+        b"LHLO c.test\r\nNOOP " + b"x" * 100_000 + b"\r\nMAIL FROM:<s@example.net>\r\n"
+        b"RCPT TO:<alice@example.org>\r\nDATA\r\n" + body + b".\r\nQUIT\r\n"
+    )
+    replies = await asyncio.to_thread(_dialogue, rig.port, script, 7)
+    assert replies[1].startswith(b"500 5.5.2")
+    assert replies[5].startswith(b"250 2.0.0")
+    assert await rig.messages("alice@example.org") == [body]
+
+
+async def test_message_over_size_refused(rig_factory: MakeRig) -> None:
+    rig = await rig_factory(Limits(max_message_bytes=1000))
+    await rig.add_user("alice@example.org")
+    script = (
+        b"LHLO c.test\r\nMAIL FROM:<s@example.net> SIZE=5000\r\n"
+        b"MAIL FROM:<s@example.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n"
+        + b"x" * 2000
+        + b"\r\n.\r\nQUIT\r\n"
+    )
+    replies = await asyncio.to_thread(_dialogue, rig.port, script, 7)
+    assert replies[1].startswith(b"552 5.3.4")
+    assert replies[5].startswith(b"552 5.3.4")
+    assert await rig.messages("alice@example.org") == []
+
+
+async def test_too_many_recipients(rig_factory: MakeRig) -> None:
+    rig = await rig_factory(Limits(max_recipients=1))
+    await rig.add_user("alice@example.org")
+    await rig.add_user("bob@example.org")
+    script = (
+        b"LHLO c.test\r\nMAIL FROM:<s@example.net>\r\nRCPT TO:<alice@example.org>\r\n"
+        b"RCPT TO:<bob@example.org>\r\nQUIT\r\n"
+    )
+    replies = await asyncio.to_thread(_dialogue, rig.port, script, 5)
+    assert replies[3].startswith(b"452 4.5.3")
+
+
+async def test_state_errors_and_misc_commands(rig: Rig) -> None:
+    script = (
+        b"MAIL FROM:<s@example.net>\r\nEHLO x\r\nLHLO c.test\r\nRCPT TO:<a@example.org>\r\n"
+        b"DATA\r\nVRFY someone\r\nMAIL FROM:<s@x>\r\nMAIL FROM:<s@x>\r\nRSET\r\nNOOP\r\n"
+        b"MAIL FROM:<s@x> FOO=1\r\nFROB\r\nQUIT\r\n"
+    )
+    replies = await asyncio.to_thread(_dialogue, rig.port, script, 13)
+    assert [r[:3] for r in replies] == [
+        b"503", b"500", b"250", b"503", b"503", b"252", b"250", b"503",
+        b"250", b"250", b"555", b"500", b"221",
+    ]  # fmt: skip
+
+
+async def test_no_key_pair_yet_is_transient(rig: Rig) -> None:
+    async with rig.engine.begin() as conn:
+        await add_user(conn, "new@example.org", "{PLAIN}x", crypt=2)
+    refused = await asyncio.to_thread(_send_expect_data_error, rig.port, "new@example.org")
+    assert refused.startswith(b"451 4.3.0") or refused.startswith(b"4.3.0")
+
+
+def _send_expect_data_error(port: int, recipient: str) -> bytes:
+    script = (
+        b"LHLO c.test\r\nMAIL FROM:<s@example.net>\r\nRCPT TO:<"
+        + recipient.encode()
+        + b">\r\nDATA\r\n"
+        + MESSAGE
+        + b".\r\nQUIT\r\n"
+    )
+    return _dialogue(port, script, 6)[4]
+
+
+async def test_internal_failure_is_451_without_internals(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await rig.add_user("alice@example.org")
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("INTERNAL-SECRET-DETAIL")
+
+    monkeypatch.setattr("cryptmail.delivery._handler.deliver_message", broken)
+    caplog.set_level(logging.INFO)
+    reply = await asyncio.to_thread(_send_expect_data_error, rig.port, "alice@example.org")
+    assert reply.startswith(b"451 4.3.0")
+    assert b"INTERNAL" not in reply
+    async with rig.engine.connect() as conn:
+        count = (await conn.execute(select(func.count()).select_from(t.cm_messages))).scalar()
+    assert count == 0
+    assert "result=451" in caplog.text
+    assert "example.net" not in caplog.text and "hello" not in caplog.text
+    assert not list((rig.data_dir / "spool").glob("spool-*"))
+
+
+async def test_connection_cap(rig_factory: MakeRig) -> None:
+    rig = await rig_factory(max_connections=1)
+
+    def two() -> bytes:
+        with socket.create_connection(("127.0.0.1", rig.port), timeout=10) as first:
+            assert first.makefile("rb").readline().startswith(b"220")
+            with socket.create_connection(("127.0.0.1", rig.port), timeout=10) as second:
+                return second.makefile("rb").readline()
+
+    assert (await asyncio.to_thread(two)).startswith(b"421")
+
+
+async def test_idle_timeout(rig_factory: MakeRig) -> None:
+    rig = await rig_factory(Limits(idle_timeout_s=0.3))
+
+    def idle() -> bytes:
+        with socket.create_connection(("127.0.0.1", rig.port), timeout=10) as sock:
+            f = sock.makefile("rb")
+            f.readline()
+            return f.readline()
+
+    assert (await asyncio.to_thread(idle)).startswith(b"421 4.4.2")
+
+
+async def test_graceful_stop_finishes_delivery_in_flight(rig: Rig) -> None:
+    await rig.add_user("alice@example.org")
+
+    def slow_client() -> list[bytes]:
+        with socket.create_connection(("127.0.0.1", rig.port), timeout=10) as sock:
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(
+                b"LHLO c\r\nMAIL FROM:<s@x.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n"
+            )
+            for _ in range(8):
+                f.readline()
+            sock.sendall(MESSAGE[:20])
+            stopping.wait(10)
+            sock.sendall(MESSAGE[20:] + b".\r\n")
+            return [f.readline(), f.readline()]
+
+    import threading
+
+    stopping = threading.Event()
+    client = asyncio.create_task(asyncio.to_thread(slow_client))
+    await asyncio.sleep(0.5)
+    stop = asyncio.create_task(rig.server.stop(grace_s=10))
+    await asyncio.sleep(0.2)
+    stopping.set()
+    replies = await client
+    await stop
+    assert replies[0].startswith(b"250 2.0.0")
+    assert replies[1].startswith(b"421")
+    assert await rig.messages("alice@example.org") == [MESSAGE]
