@@ -1,0 +1,162 @@
+"""`cryptmail serve`: run the listeners (LMTP, and IMAP and web when built) until SIGTERM.
+
+One engine, one blob store, one change bus and one login throttle are shared by every
+listener. At start, spools left by a crash are removed (their key died with the
+process). SIGTERM or SIGINT stops gracefully: no new connections, deliveries in flight
+finish and get their replies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.cli._runtime import SubParsers, run_with_engine
+from cryptmail.config import Config
+from cryptmail.delivery import DeliveryHandler, Limits, LmtpServer, parse_address
+from cryptmail.errors import ConfigError
+from cryptmail.keys import LoginThrottle
+from cryptmail.store import ChangeBus, sweep_spools
+from cryptmail.store.blobs import LocalBlobStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LMTP = "127.0.0.1:2424"
+GRACE_S = 60.0
+
+
+def register(sub: SubParsers) -> None:
+    parser = sub.add_parser("serve", help="run the LMTP, IMAP and web listeners")
+    parser.add_argument("--lmtp", metavar="ADDR", help="HOST:PORT or unix:/path for LMTP")
+    parser.add_argument("--imap", metavar="ADDR", help="HOST:PORT for IMAP (STARTTLS)")
+    parser.add_argument("--imaps", metavar="ADDR", help="HOST:PORT for IMAP over TLS")
+    parser.add_argument("--web", metavar="ADDR", help="HOST:PORT for the web pages")
+    parser.set_defaults(handler=_serve)
+
+
+def _optional(module: str, name: str) -> Callable[..., Coroutine[Any, Any, None]] | None:
+    """A server entry point another package provides, or None while it is not built."""
+    try:
+        found: Any = importlib.import_module(module)
+    except ModuleNotFoundError:
+        return None
+    entry = getattr(found, name, None)
+    return entry if callable(entry) else None
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    target = parse_address(address)
+    if not isinstance(target, tuple):
+        raise ConfigError(f"{address!r}: this listener takes HOST:PORT, not a Unix socket")
+    return target
+
+
+def _serve(args: argparse.Namespace) -> int:
+    async def work(config: Config, engine: AsyncEngine) -> int:
+        any_flag = any((args.lmtp, args.imap, args.imaps, args.web))
+        lmtp = args.lmtp or ("" if any_flag else config.lmtp.listen or DEFAULT_LMTP)
+        imap = args.imap or ("" if any_flag else config.imap.listen)
+        imaps = args.imaps or ("" if any_flag else config.imap.listen_tls)
+        web = args.web or ("" if any_flag else config.web.listen)
+        if config.blobs.backend != "local":
+            raise ConfigError("blobs.backend = 's3' is not supported by serve yet; use local")
+        return await _run(config, engine, lmtp=lmtp, imap=imap, imaps=imaps, web=web)
+
+    return run_with_engine(args, work)
+
+
+async def _run(
+    config: Config, engine: AsyncEngine, *, lmtp: str, imap: str, imaps: str, web: str
+) -> int:
+    spool_dir = config.data_path / "spool"
+    removed = sweep_spools(spool_dir)
+    if removed:
+        log.info("removed %d spool(s) left by an earlier crash", removed)
+    blobs = LocalBlobStore(config.blob_path)
+    bus = ChangeBus()
+    throttle = LoginThrottle()
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, shutdown.set)
+
+    lmtp_server: LmtpServer | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        if lmtp:
+            handler = DeliveryHandler(engine, blobs, spool_dir, bus=bus)
+            lmtp_server = LmtpServer(
+                handler,
+                limits=Limits(max_message_bytes=config.lmtp.max_message_bytes),
+                max_connections=config.lmtp.max_connections,
+            )
+            await lmtp_server.listen(lmtp)
+        for address, tls in ((imap, False), (imaps, True)):
+            if not address:
+                continue
+            serve_imap = _optional("cryptmail.imap", "serve_imap")
+            if serve_imap is None:
+                log.warning("IMAP is not built in this version; not listening on %s", address)
+                continue
+            host, port = _host_port(address)
+            tasks.append(
+                asyncio.create_task(
+                    serve_imap(
+                        config,
+                        host,
+                        port,
+                        engine=engine,
+                        blobs=blobs,
+                        bus=bus,
+                        throttle=throttle,
+                        shutdown_event=shutdown,
+                        tls=tls,
+                    )
+                )
+            )
+        if web:
+            serve_web = _optional("cryptmail.web", "serve_web")
+            if serve_web is None:
+                log.warning("the web pages are not built in this version; not listening")
+            else:
+                host, port = _host_port(web)
+                tasks.append(
+                    asyncio.create_task(
+                        serve_web(
+                            config,
+                            host,
+                            port,
+                            engine=engine,
+                            throttle=throttle,
+                            shutdown_event=shutdown,
+                        )
+                    )
+                )
+        if lmtp_server is None and not tasks:
+            raise ConfigError("no listener to run: give --lmtp, --imap, --imaps or --web")
+        log.info("cryptmail serving; SIGTERM stops gracefully")
+        waiter = asyncio.create_task(shutdown.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        shutdown.set()
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                log.error("a listener stopped: %s", task.exception())
+    finally:
+        shutdown.set()
+        if lmtp_server is not None:
+            await lmtp_server.stop(GRACE_S)
+        for task in tasks:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, GRACE_S)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("cryptmail stopped")
+    return 0
