@@ -1,0 +1,1 @@
+"""Tests of cryptmail.keys on SQLite (tests/integration/ runs the keys suite on servers)."""

@@ -1,0 +1,80 @@
+"""Fixtures for the keys tests: a migrated SQLite database and fast-but-valid Argon2.
+
+Key slots (and the `{ARGON2ID}` hashes keys writes at the same cost) use the smallest
+Argon2 cost the config accepts, 19 MiB with t=2: a few tens of milliseconds each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.config import Argon2Config, CryptoConfig
+from cryptmail.db import create_engine, upgrade
+from cryptmail.db import tables as t
+from cryptmail.keys import NewAccount, create_user
+from cryptmail.secret import Password
+from cryptmail.users import Argon2Parameters, add_domain, hash_password
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 - the test users' password
+
+MakeUser = Callable[..., Awaitable[NewAccount]]
+
+
+# What other tools write, kept cheap for speed.
+CHEAP_HASH = Argon2Parameters(time_cost=1, memory_cost=8192, parallelism=1)
+
+
+def pw(text: str) -> Password:
+    return Password.from_str(text)
+
+
+def other_tool_hash(password: str, scheme: str = "ARGON2ID") -> str:
+    """What an admin tool or an older ISPmail setup writes (at a low cost, for speed)."""
+    return hash_password(
+        pw(password), scheme, argon2=CHEAP_HASH, bcrypt_cost=4, sha_crypt_rounds=1000
+    )
+
+
+async def snapshot(engine: AsyncEngine) -> tuple[object, ...]:
+    """Every credential-bearing value: the password hashes and all key slot rows."""
+    async with engine.connect() as conn:
+        hashes = (await conn.execute(select(t.virtual_users.c.password))).all()
+        slots = (await conn.execute(select(t.cm_key_slots).order_by(t.cm_key_slots.c.id))).all()
+    return tuple(hashes) + tuple(slots)
+
+
+@pytest.fixture
+def crypto() -> CryptoConfig:
+    return CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "cryptmail.db"
+
+
+@pytest.fixture
+async def engine(db_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite:///{db_path}")
+    await upgrade(engine)
+    async with engine.begin() as conn:
+        await add_domain(conn, "example.org")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def make_user(engine: AsyncEngine, crypto: CryptoConfig) -> MakeUser:
+    """`await make_user(email, password, crypt=2, quota=0)` -> NewAccount."""
+
+    async def make(
+        email: str = "alice@example.org", password: str = PASSWORD, *, crypt: int = 2
+    ) -> NewAccount:
+        return await create_user(engine, email, Password.from_str(password), crypto, crypt=crypt)
+
+    return make

@@ -1,0 +1,122 @@
+"""UnlockedAccounts: parallel sessions share one unlock; changes elsewhere apply at once."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.config import CryptoConfig
+from cryptmail.errors import AuthenticationFailed
+from cryptmail.keys import (
+    UnlockedAccounts,
+    add_app_password,
+    change_password,
+    revoke_app_password,
+    unlock_account,
+)
+from keys.conftest import PASSWORD, MakeUser, pw
+
+ALICE = "alice@example.org"
+
+
+@pytest.fixture
+def kdf_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of every function sent to the Argon2 pool by the keys package."""
+    import pkgutil
+
+    import cryptmail.concurrency
+    import cryptmail.keys
+
+    for info in pkgutil.iter_modules(cryptmail.keys.__path__):
+        module = importlib.import_module(f"cryptmail.keys.{info.name}")
+        # Every Argon2 of the keys package goes through _slots, so counting there is complete.
+        assert info.name == "_slots" or not hasattr(module, "run_kdf"), info.name
+
+    calls: list[str] = []
+    real = cryptmail.concurrency.run_kdf
+
+    async def counting(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr("cryptmail.keys._slots.run_kdf", counting)
+    return calls
+
+
+async def test_second_session_runs_no_argon2(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser, kdf_calls: list[str]
+) -> None:
+    await make_user()
+    cache = UnlockedAccounts(engine, crypto)
+    kdf_calls.clear()
+    first = await cache.acquire(ALICE, pw(PASSWORD))
+    assert kdf_calls == ["unlock_slot"]
+    kdf_calls.clear()
+    second = await cache.acquire("Alice@Example.org", pw(PASSWORD))
+    assert kdf_calls == []
+    assert second is first
+    assert cache.live_accounts == 1
+    cache.release(first)
+    assert cache.live_accounts == 1
+    cache.release(second)
+    assert cache.live_accounts == 0
+    await cache.acquire(ALICE, pw(PASSWORD))  # after the last session: unlock again
+    assert kdf_calls == ["unlock_slot"]
+
+
+async def test_wrong_password_is_not_served_from_the_cache(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    await make_user()
+    cache = UnlockedAccounts(engine, crypto)
+    await cache.acquire(ALICE, pw(PASSWORD))
+    with pytest.raises(AuthenticationFailed):
+        await cache.acquire(ALICE, pw(PASSWORD + " "))
+    with pytest.raises(AuthenticationFailed):
+        await cache.acquire("bob@example.org", pw(PASSWORD))
+
+
+async def test_revoked_app_password_fails_at_once(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    new = await make_user()
+    cache = UnlockedAccounts(engine, crypto)
+    account = await cache.acquire(ALICE, pw(PASSWORD))
+    secret = await add_app_password(engine, account, "phone", crypto)
+    await cache.acquire(ALICE, pw(secret))
+    await cache.acquire(ALICE, pw(secret))  # served from the cache
+    await revoke_app_password(engine, new.user.id, "phone")
+    with pytest.raises(AuthenticationFailed):
+        await cache.acquire(ALICE, pw(secret))
+    assert await cache.acquire(ALICE, pw(PASSWORD)) is account
+
+
+async def test_password_changed_by_another_process_applies_at_once(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    await make_user()
+    cache = UnlockedAccounts(engine, crypto)
+    await cache.acquire(ALICE, pw(PASSWORD))
+    await change_password(engine, ALICE, pw(PASSWORD), pw("changed elsewhere"), crypto)
+    with pytest.raises(AuthenticationFailed):
+        await cache.acquire(ALICE, pw(PASSWORD))
+    await cache.acquire(ALICE, pw("changed elsewhere"))
+
+
+async def test_forget_drops_cached_credentials(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser, kdf_calls: list[str]
+) -> None:
+    await make_user()
+    cache = UnlockedAccounts(engine, crypto)
+    await cache.acquire(ALICE, pw(PASSWORD))
+    cache.forget("ALICE@example.org")
+    kdf_calls.clear()
+    await cache.acquire(ALICE, pw(PASSWORD))
+    assert kdf_calls == ["unlock_slot"]
+    # The account is still shared with the earlier session.
+    account, _slot = await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
+    assert account.account_key == (await cache.acquire(ALICE, pw(PASSWORD))).account_key

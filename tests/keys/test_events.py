@@ -1,0 +1,90 @@
+"""Security events: recorded with each change, detail sealed to the user's public key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.config import CryptoConfig
+from cryptmail.db import tables as t
+from cryptmail.errors import AuthenticationFailed
+from cryptmail.keys import (
+    add_app_password,
+    change_password,
+    list_events,
+    recover,
+    renew_recovery_code,
+    revoke_app_password,
+    rotate_key_pair,
+    unlock_account,
+)
+from keys.conftest import PASSWORD, MakeUser, pw
+
+ALICE = "alice@example.org"
+IP = "203.0.113.219"
+DEVICE = "marker-device-q7"
+
+
+async def test_events_are_recorded_and_sealed(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser, db_path: Path
+) -> None:
+    new = await make_user()
+    assert new.recovery_code is not None
+    with pytest.raises(AuthenticationFailed):
+        await unlock_account(engine, ALICE, pw("guess"), crypto, client_ip=IP)
+    account, _slot = await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
+    await add_app_password(engine, account, DEVICE, crypto, client_ip=IP)
+    await revoke_app_password(engine, account.user.id, DEVICE, client_ip=IP)
+    await change_password(engine, ALICE, pw(PASSWORD), pw("second"), crypto, client_ip=IP)
+    code = await recover(engine, ALICE, new.recovery_code, pw("third"), crypto, client_ip=IP)
+    account, _slot = await unlock_account(engine, ALICE, pw("third"), crypto)
+    await renew_recovery_code(engine, account, crypto, client_ip=IP)
+    assert code
+
+    async with engine.connect() as conn:
+        events = await list_events(conn, account)
+    assert [e.event for e in reversed(events)] == [
+        "key_created",
+        "sign_in_failed",
+        "app_password_added",
+        "app_password_revoked",
+        "password_changed",
+        "recovery_used",
+        "recovery_renewed",
+    ]
+    assert all(e.client_ip == IP for e in events if e.event != "key_created")
+    assert {e.name for e in events if e.event.startswith("app_")} == {DEVICE}
+
+    async with engine.connect() as conn:
+        sealed = [
+            bytes(row.detail_sealed)
+            for row in await conn.execute(select(t.cm_key_events.c.detail_sealed))
+        ]
+    assert len(sealed) == 7
+    await engine.dispose()
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    for marker in (IP, DEVICE):
+        for form in (marker.encode(), marker.encode("utf-16-le")):
+            assert form not in raw
+            assert not any(form in blob for blob in sealed)
+
+
+async def test_old_events_stay_readable_after_rotation(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    await make_user()
+    with pytest.raises(AuthenticationFailed):
+        await unlock_account(engine, ALICE, pw("guess"), crypto, client_ip=IP)
+    account, _slot = await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
+    async with engine.begin() as conn:
+        await rotate_key_pair(conn, account, "prime256v1")
+    with pytest.raises(AuthenticationFailed):
+        await unlock_account(engine, ALICE, pw("guess"), crypto, client_ip="198.51.100.2")
+    account, _slot = await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
+    async with engine.connect() as conn:
+        events = await list_events(conn, account)
+    failed = [e.client_ip for e in events if e.event == "sign_in_failed"]
+    assert failed == ["198.51.100.2", IP]
