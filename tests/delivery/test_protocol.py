@@ -255,7 +255,7 @@ async def test_graceful_stop_finishes_delivery_in_flight(rig: Rig) -> None:
             sock.sendall(
                 b"LHLO c\r\nMAIL FROM:<s@x.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n"
             )
-            for _ in range(8):
+            for _ in range(9):
                 f.readline()
             sock.sendall(MESSAGE[:20])
             stopping.wait(10)

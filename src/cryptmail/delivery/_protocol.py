@@ -184,9 +184,10 @@ class LmtpConnection:
     async def _command(self, raw: bytes) -> bool:
         """Handle one command line; False ends the connection."""
         try:
-            line = raw.decode("ascii").rstrip("\r\n")
+            # UTF-8 addresses are allowed (SMTPUTF8, RFC 6531).
+            line = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
-            await self._reply("500 5.5.2 Command must be ASCII")
+            await self._reply("500 5.5.2 Command must be UTF-8")
             return True
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
@@ -227,6 +228,7 @@ class LmtpConnection:
             "250-PIPELINING",
             "250-ENHANCEDSTATUSCODES",
             "250-8BITMIME",
+            "250-SMTPUTF8",
             f"250 SIZE {self._limits.max_message_bytes}",
         )
         return True
@@ -251,7 +253,9 @@ class LmtpConnection:
             name = name.upper()
             if name == "SIZE" and value.isdigit() and len(value) <= 15:
                 size = int(value)
-            elif name == "BODY" and value.upper() in _BODY_TYPES:
+            elif (name == "BODY" and value.upper() in _BODY_TYPES) or (
+                name == "SMTPUTF8" and not value
+            ):
                 pass
             else:
                 await self._reply("555 5.5.4 Unsupported MAIL parameter")

@@ -1,0 +1,133 @@
+"""`cryptmail serve` as a subprocess on a free loopback port, plus store helpers.
+
+Users are made and mail is read through the store API with the password, the way a
+session would; the server process only ever holds public keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cryptmail.config import Argon2Config, CryptoConfig
+from cryptmail.db import create_engine, upgrade
+from cryptmail.keys import create_user, unlock_account
+from cryptmail.secret import Password
+from cryptmail.store import list_mailboxes, load_messages, open_blob, read_plaintext
+from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.users import add_domain
+
+from .servers._ports import free_port
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 - the test users' password
+CRYPTO = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
+
+
+def db_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'cryptmail.db'}"
+
+
+def make_users(data_dir: Path, domain: str, users: dict[str, int]) -> None:
+    """Create the domain and `{email: crypt}` users."""
+
+    async def run() -> None:
+        engine = create_engine(db_url(data_dir))
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            await add_domain(conn, domain)
+        for email, crypt in users.items():
+            await create_user(engine, email, Password.from_str(PASSWORD), CRYPTO, crypt=crypt)
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def read_all(data_dir: Path, email: str) -> dict[str, list[bytes]]:
+    """{folder name: [message bytes in UID order]} of `email`, opened with the password."""
+
+    async def run() -> dict[str, list[bytes]]:
+        engine = create_engine(db_url(data_dir))
+        blobs = LocalBlobStore(data_dir / "blobs")
+        account, _ = await unlock_account(engine, email, Password.from_str(PASSWORD), CRYPTO)
+        out: dict[str, list[bytes]] = {}
+        async with engine.connect() as conn:
+            for box in await list_mailboxes(conn, account.user.id, account):
+                rows = await load_messages(conn, account, box.id)
+                out[box.name] = [
+                    await read_plaintext(blobs, await open_blob(blobs, account, r.blob_id))
+                    for r in rows
+                ]
+        await engine.dispose()
+        return out
+
+    return asyncio.run(run())
+
+
+def store_check(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cryptmail", "--data-dir", str(data_dir), "store", "check", "--fix"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+class CryptmailServer:
+    """`python -m cryptmail serve --lmtp 127.0.0.1:PORT` over `data_dir`."""
+
+    def __init__(self, data_dir: Path, *, verbose: bool = False) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.verbose = verbose
+        self.log_path = data_dir.parent / "serve.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def lmtp(self) -> str:
+        return f"inet:127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        argv = [sys.executable, "-m", "cryptmail", "--data-dir", str(self.data_dir)]
+        if self.verbose:
+            argv.append("-v")
+        argv += ["serve", "--lmtp", f"127.0.0.1:{self.port}"]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ))
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"cryptmail serve exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    if sock.recv(100).startswith(b"220"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("cryptmail serve did not answer")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
