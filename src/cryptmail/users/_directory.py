@@ -52,7 +52,8 @@ class Alias:
 
 def normalize_address(address: str) -> str:
     address = address.strip()
-    if address.count("@") != 1 or address.startswith("@") and len(address) < 2:
+    local, _at, domain = address.rpartition("@")
+    if address.count("@") != 1 or not local or not domain or any(c.isspace() for c in address):
         raise UserError(f"{address!r} is not an e-mail address (local@domain)")
     return address.lower()
 
@@ -178,7 +179,11 @@ async def add_alias(conn: AsyncConnection, source: str, destination: str) -> Ali
     """Add `source` -> `destination`. `@domain` as source is a catch-all for that domain."""
     source = source.strip().lower()
     destination = normalize_address(destination)
-    dom = await domain_id(conn, domain_of(source) if "@" in source else source)
+    if not source.startswith("@"):
+        source = normalize_address(source)
+    elif len(source) < 2 or source.count("@") != 1:
+        raise UserError(f"{source!r} is neither an address nor @domain (a catch-all)")
+    dom = await domain_id(conn, domain_of(source))
     existing = (
         await conn.execute(
             select(t.virtual_aliases.c.id).where(
@@ -241,11 +246,15 @@ async def resolve_recipient(conn: AsyncConnection, address: str) -> list[User]:
             seen.add(target)
             explicit = await _alias_targets(conn, [target])
             user = await find_user(conn, target)
-            if user is not None:
-                found.setdefault(user.id, user)
             if explicit:
+                # The alias wins over a user of the same address, as in Postfix; the user
+                # keeps a copy only if the alias lists the address itself.
+                if user is not None and target in explicit:
+                    found.setdefault(user.id, user)
                 next_round.extend(d for d in explicit if d != target)
-            elif user is None:
+            elif user is not None:
+                found.setdefault(user.id, user)
+            else:
                 next_round.extend(await _alias_targets(conn, ["@" + domain_of(target)]))
         pending = next_round
     return list(found.values())
