@@ -1,0 +1,78 @@
+"""Every credential check of the web pages and the API goes through the shared throttle.
+
+The same LoginThrottle instance as IMAP: earlier failures for an address or a client
+address delay the next attempt (growing, capped); a success clears the address. The
+operator log records the outcome by address hash only, never the credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from cryptmail.errors import AuthenticationFailed
+from cryptmail.keys import UnlockedAccount, unlock_account
+from cryptmail.secret import Password
+from cryptmail.web._context import WebContext
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def address_tag(address: str) -> str:
+    """A short stable tag of an address for the log (which address, not who)."""
+    return hashlib.sha256(address.strip().lower().encode("utf-8", "replace")).hexdigest()[:12]
+
+
+async def throttled(
+    context: WebContext,
+    address: str,
+    client_ip: str,
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+) -> T:
+    """Wait as the throttle asks, run `attempt`, record the outcome.
+
+    Raises AuthenticationFailed (after counting the failure) and whatever `attempt` raises.
+    """
+    await context.throttle.wait(address, client_ip)
+    try:
+        result = await attempt()
+    except AuthenticationFailed as exc:
+        context.throttle.failed(address, client_ip)
+        log.info(
+            "web %s failed for address %s from %s: %s",
+            what,
+            address_tag(address),
+            client_ip,
+            exc.detail,
+        )
+        raise
+    context.throttle.succeeded(address)
+    log.info("web %s succeeded for address %s from %s", what, address_tag(address), client_ip)
+    return result
+
+
+async def unlock(
+    context: WebContext, address: str, password: Password, client_ip: str, what: str
+) -> UnlockedAccount:
+    """Unlock with the login password (never an app password), throttled.
+
+    The caller keeps the account only for the current request. Raises AuthenticationFailed.
+    """
+
+    async def attempt() -> UnlockedAccount:
+        account, _slot = await unlock_account(
+            context.engine,
+            address,
+            password,
+            context.config.crypto,
+            client_ip=client_ip,
+            allow_app_password=False,
+        )
+        return account
+
+    return await throttled(context, address, client_ip, what, attempt)

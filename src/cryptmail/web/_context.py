@@ -1,0 +1,44 @@
+"""What every route needs, made once per app: config, engine, throttle, sessions, pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
+
+from cryptmail.config import Config
+from cryptmail.keys import LoginThrottle
+from cryptmail.secret import SecretBytes
+from cryptmail.web._render import Pages
+from cryptmail.web._sessions import SessionStore
+
+STATE_KEY = "cryptmail_web"
+"""Name of the WebContext in `app.state`, set by the app's lifespan."""
+
+
+@dataclass(frozen=True, repr=False)
+class WebContext:
+    config: Config
+    engine: AsyncEngine
+    throttle: LoginThrottle
+    sessions: SessionStore
+    pages: Pages
+    admin_token: SecretBytes | None
+
+    def __repr__(self) -> str:
+        return f"WebContext(sessions={len(self.sessions)})"
+
+
+def web_context(conn: HTTPConnection) -> WebContext:
+    """The app's WebContext. Raises RuntimeError outside the app's lifespan."""
+    context = getattr(conn.app.state, STATE_KEY, None)
+    if not isinstance(context, WebContext):
+        raise RuntimeError("the web app's lifespan did not run; start it with its lifespan")
+    return context
+
+
+def client_ip(conn: HTTPConnection) -> str:
+    """The client's address: the connection's, or the one a trusted proxy named (see
+    web.trusted_proxies; the proxy middleware has put it into the scope)."""
+    return conn.client.host if conn.client is not None else ""

@@ -1,0 +1,49 @@
+"""The recovery code: whether one exists, and a new one (after the password).
+
+Renewing makes the old code useless; the new one is shown once.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cryptmail.errors import AuthenticationFailed
+from cryptmail.keys import has_recovery_code, renew_recovery_code
+from cryptmail.secret import Password
+from cryptmail.web._attempts import unlock
+from cryptmail.web._context import client_ip, web_context
+from cryptmail.web._forms import BadInput, read_form, text
+from cryptmail.web._signed_in import current_user, to_sign_in
+
+
+async def recovery_code_form(request: Request) -> Response:
+    context = web_context(request)
+    user = await current_user(request)
+    if user is None:
+        return to_sign_in()
+    has_code = await has_recovery_code(context.engine, user.id)
+    return context.pages.render(request, "recovery_code.html", {"has_code": has_code})
+
+
+async def renew(request: Request) -> Response:
+    context = web_context(request)
+    user = await current_user(request)
+    if user is None:
+        return to_sign_in()
+    ip = client_ip(request)
+    form = await read_form(request)
+    try:
+        password = Password.from_str(text(form, "password"))
+        unlocked = await unlock(context, user.email, password, ip, "recovery code renewal")
+    except (BadInput, AuthenticationFailed):
+        values = {
+            "has_code": await has_recovery_code(context.engine, user.id),
+            "error": "error.password",
+        }
+        return context.pages.render(request, "recovery_code.html", values, status=400)
+    code = await renew_recovery_code(context.engine, unlocked, context.config.crypto, client_ip=ip)
+    del unlocked
+    return context.pages.render(
+        request, "code.html", {"code": code, "reason": "renewed", "next": "/account"}
+    )

@@ -1,0 +1,1 @@
+"""Tests of cryptmail.web through httpx's ASGI transport (tests/integration/ drives Chromium)."""

@@ -1,0 +1,131 @@
+"""Fixtures for the web tests: a migrated SQLite database, a user, the app in its
+lifespan, and an httpx client that talks to it in-process over "https".
+
+Argon2 runs at the smallest cost the config accepts (19 MiB, t=2): a few tens of
+milliseconds per derivation. The throttle records what it would wait and never sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from cryptmail.config import Config, load_config
+from cryptmail.db import create_engine, upgrade
+from cryptmail.keys import LoginThrottle, NewAccount, create_user
+from cryptmail.secret import Password
+from cryptmail.users import add_domain
+
+ALICE = "alice@example.org"
+PASSWORD = "correct horse battery staple"  # noqa: S105 - the test user's password
+NEW_PASSWORD = "a brand new passphrase"  # noqa: S105
+CLIENT_IP = "203.0.113.7"
+FAST_ARGON2 = {"crypto.argon2.memory_kib": 19456, "crypto.argon2.time_cost": 2}
+
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def pw(text: str) -> Password:
+    return Password.from_str(text)
+
+
+def make_config(data_dir: Path, **overrides: Any) -> Config:
+    return load_config(None, data_dir=str(data_dir), **FAST_ARGON2, **overrides)
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token of the (first) form on a page."""
+    found = _TOKEN.search(html)
+    assert found is not None, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+@dataclass
+class RecordingThrottle(LoginThrottle):
+    """A LoginThrottle that records the delay it would impose instead of sleeping."""
+
+    waits: list[tuple[str, str, float]] = field(default_factory=list)
+
+    async def wait(self, address: str, client_ip: str) -> None:
+        self.waits.append((address, client_ip, self.delay_for(address, client_ip)))
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+async def engine(config: Config) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(config.database_url)
+    await upgrade(engine)
+    async with engine.begin() as conn:
+        await add_domain(conn, "example.org")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def alice(engine: AsyncEngine, config: Config) -> NewAccount:
+    """alice@example.org with keys, crypt = 2 and a recovery code."""
+    return await create_user(engine, ALICE, pw(PASSWORD), config.crypto)
+
+
+@pytest.fixture
+def throttle() -> RecordingThrottle:
+    return RecordingThrottle()
+
+
+@pytest.fixture
+async def app(
+    config: Config, engine: AsyncEngine, throttle: RecordingThrottle
+) -> AsyncIterator[Starlette]:
+    from cryptmail.web import create_app
+
+    app = create_app(config, engine=engine, throttle=throttle)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app, client=(CLIENT_IP, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        yield client
+
+
+async def form_token(client: httpx.AsyncClient, path: str) -> str:
+    """GET a page and return the CSRF token of its form."""
+    page = await client.get(path)
+    assert page.status_code == 200, page.text
+    return csrf_token(page.text)
+
+
+async def submit(
+    client: httpx.AsyncClient, page: str, data: dict[str, str], action: str | None = None
+) -> httpx.Response:
+    """Fill in the form of `page` (fresh token) and post it to `action` (default: `page`)."""
+    token = await form_token(client, page)
+    return await client.post(action or page, data={"csrf_token": token, **data})
+
+
+async def sign_in(
+    client: httpx.AsyncClient, address: str = ALICE, password: str = PASSWORD
+) -> httpx.Response:
+    return await submit(client, "/sign-in", {"address": address, "password": password})
+
+
+@pytest.fixture
+async def signed_in(client: httpx.AsyncClient, alice: NewAccount) -> httpx.AsyncClient:
+    """The client, signed in as alice."""
+    response = await sign_in(client)
+    assert response.status_code == 303 and response.headers["location"] == "/account"
+    return client

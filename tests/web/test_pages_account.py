@@ -1,0 +1,93 @@
+"""The account overview (no key needed) and the security log (password needed)."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.db import tables as t
+from cryptmail.keys import NewAccount, list_key_pairs
+from cryptmail.users import get_user, set_crypt
+from web.conftest import ALICE, CLIENT_IP, PASSWORD, sign_in, submit
+
+
+async def test_overview(
+    signed_in: httpx.AsyncClient, engine: AsyncEngine, alice: NewAccount
+) -> None:
+    async with engine.connect() as conn:
+        (pair,) = await list_key_pairs(conn, alice.user.id)
+    page = (await signed_in.get("/account")).text
+    assert ALICE in page
+    assert pair.fingerprint in page
+    assert "x25519" in page
+    assert pair.created_at.strftime("%Y-%m-%d %H:%M UTC") in page
+    assert "<dd>encrypted</dd>" in page
+    assert "You have a recovery code." in page
+    assert "You have no recovery code" not in page
+
+
+async def test_overview_shows_crypt_off(
+    signed_in: httpx.AsyncClient, engine: AsyncEngine, alice: NewAccount
+) -> None:
+    async with engine.begin() as conn:
+        await set_crypt(conn, alice.user.id, 0)
+    assert "unencrypted" in (await signed_in.get("/account")).text
+
+
+async def test_overview_warns_without_recovery_code(
+    signed_in: httpx.AsyncClient, engine: AsyncEngine, alice: NewAccount
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(delete(t.cm_key_slots).where(t.cm_key_slots.c.kind == "recovery"))
+    page = (await signed_in.get("/account")).text
+    assert "You have no recovery code. If you forget your password, your mail is lost" in page
+
+
+async def test_session_of_a_deleted_user_ends(
+    signed_in: httpx.AsyncClient, engine: AsyncEngine, alice: NewAccount
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(delete(t.virtual_users).where(t.virtual_users.c.id == alice.user.id))
+    response = await signed_in.get("/account")
+    assert response.headers["location"] == "/sign-in"
+    assert "Max-Age=0" in response.headers["set-cookie"]
+
+
+async def test_log_asks_for_the_password(signed_in: httpx.AsyncClient) -> None:
+    page = (await signed_in.get("/account/log")).text
+    assert "enter your password to read it" in page
+    assert '<table class="log">' not in page
+
+
+async def test_log_shows_events_with_client_address(
+    client: httpx.AsyncClient, alice: NewAccount, engine: AsyncEngine
+) -> None:
+    await sign_in(client, ALICE, "a wrong password")
+    await sign_in(client)
+    response = await submit(client, "/account/log", {"password": PASSWORD})
+    assert response.status_code == 200
+    page = response.text
+    assert '<table class="log">' in page
+    assert "Failed sign-in" in page and CLIENT_IP in page
+    assert "Key created" in page
+
+
+async def test_log_with_wrong_password(signed_in: httpx.AsyncClient) -> None:
+    response = await submit(signed_in, "/account/log", {"password": "not it at all"})
+    assert response.status_code == 400
+    assert "The password is wrong." in response.text
+    assert '<table class="log">' not in response.text
+
+
+async def test_account_pages_need_sign_in(client: httpx.AsyncClient, alice: NewAccount) -> None:
+    for path in ("/account", "/account/log", "/account/recovery-code", "/account/app-passwords"):
+        assert (await client.get(path)).headers["location"] == "/sign-in", path
+
+
+async def test_user_unchanged_by_viewing(
+    signed_in: httpx.AsyncClient, engine: AsyncEngine, alice: NewAccount
+) -> None:
+    await signed_in.get("/account")
+    async with engine.connect() as conn:
+        assert (await get_user(conn, ALICE)).password_hash == alice.user.password_hash

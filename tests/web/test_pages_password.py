@@ -1,0 +1,92 @@
+"""Change password: old once, new twice; the key is re-locked; other sessions end."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.config import Config
+from cryptmail.errors import AuthenticationFailed
+from cryptmail.keys import NewAccount, unlock_account
+from cryptmail.users import get_user, verify_password
+from web.conftest import ALICE, NEW_PASSWORD, PASSWORD, RecordingThrottle, pw, sign_in, submit
+
+
+def _form(
+    old: str = PASSWORD, new: str = NEW_PASSWORD, repeat: str | None = None
+) -> dict[str, str]:
+    return {"old": old, "new": new, "repeat": new if repeat is None else repeat}
+
+
+async def test_page_needs_sign_in(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/account/password")).headers["location"] == "/sign-in"
+
+
+async def test_page_warns_and_shows_the_rules(signed_in: httpx.AsyncClient) -> None:
+    page = (await signed_in.get("/account/password")).text
+    assert "nobody can open your mail again" in page
+    assert "At least 10 characters" in page
+    assert 'autocomplete="new-password"' in page
+
+
+async def test_change_password(
+    signed_in: httpx.AsyncClient, engine: AsyncEngine, config: Config, alice: NewAccount
+) -> None:
+    response = await submit(signed_in, "/account/password", _form())
+    assert response.status_code == 303
+    assert response.headers["location"] == "/account?done=password_changed"
+    page = await signed_in.get(response.headers["location"])
+    assert "Your password is changed." in page.text  # still signed in, fresh session
+
+    with pytest.raises(AuthenticationFailed):
+        await unlock_account(engine, ALICE, pw(PASSWORD), config.crypto)
+    await unlock_account(engine, ALICE, pw(NEW_PASSWORD), config.crypto)
+    async with engine.connect() as conn:
+        user = await get_user(conn, ALICE)
+    assert verify_password(user.password_hash, pw(NEW_PASSWORD))
+
+
+async def test_change_ends_other_sessions(
+    signed_in: httpx.AsyncClient, app: object, alice: NewAccount
+) -> None:
+    transport = httpx.ASGITransport(app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as other:
+        await sign_in(other)
+        assert (await other.get("/account")).status_code == 200
+        await submit(signed_in, "/account/password", _form())
+        assert (await other.get("/account")).headers["location"] == "/sign-in"
+    assert (await signed_in.get("/account")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        (_form(old="wrong password"), "The password is wrong."),
+        (_form(repeat="different passphrase"), "The two new passwords are not the same."),
+        (_form(new="tooshort"), "The new password was not accepted."),
+        (_form(new="aaaaaaaaaaaaaaa"), "The new password was not accepted."),
+        (_form(new="my alice passphrase"), "The new password was not accepted."),
+        ({"old": PASSWORD}, "The password is wrong."),
+    ],
+)
+async def test_refused_changes_change_nothing(
+    signed_in: httpx.AsyncClient,
+    engine: AsyncEngine,
+    config: Config,
+    throttle: RecordingThrottle,
+    form: dict[str, str],
+    message: str,
+) -> None:
+    response = await submit(signed_in, "/account/password", form)
+    assert response.status_code == 400
+    assert message in response.text
+    await unlock_account(engine, ALICE, pw(PASSWORD), config.crypto)
+
+
+async def test_wrong_old_password_is_throttled(
+    signed_in: httpx.AsyncClient, throttle: RecordingThrottle
+) -> None:
+    await submit(signed_in, "/account/password", _form(old="wrong password"))
+    await submit(signed_in, "/account/password", _form(old="wrong again!"))
+    assert throttle.waits[-1][0] == ALICE and throttle.waits[-1][2] > 0
