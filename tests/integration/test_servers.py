@@ -248,10 +248,11 @@ def test_postfix_retries_after_451(sink: LmtpSink, postfix_factory: PostfixFacto
     postfix.send(_message("retry"), "alice@sender.test", ["bob@example.test"])
 
     postfix.wait_for_log(r"to=<bob@example\.test>.*status=deferred.*451 4\.3\.0")
-    [delivery] = sink.wait_for(1)
+    postfix.wait_queue_empty()
+
+    [delivery] = sink.wait_for(1, timeout=5)
     assert delivery.recipients == ["bob@example.test"]
     assert sink.attempts == 2
-    postfix.wait_queue_empty()
 
 
 def test_postfix_retries_only_the_deferred_recipient(
@@ -261,10 +262,11 @@ def test_postfix_retries_only_the_deferred_recipient(
     postfix = postfix_factory(domains=["example.test"], lmtp=f"inet:{LOOPBACK}:{sink.port}")
     postfix.send(_message("split"), "alice@sender.test", ["a@example.test", "b@example.test"])
 
-    deliveries = sink.wait_for(2)
+    postfix.wait_queue_empty()
+
+    deliveries = sink.wait_for(2, timeout=5)
     assert sorted(d.recipients[0] for d in deliveries) == ["a@example.test", "b@example.test"]
     assert sink.attempts == 2
-    postfix.wait_queue_empty()
 
 
 def test_postfix_queues_while_lmtp_is_down(postfix_factory: PostfixFactory) -> None:
