@@ -15,6 +15,7 @@ from cryptmail.store._append import (
 )
 from cryptmail.store._check import CheckReport, check_store
 from cryptmail.store._codec import MessageCache, round_size
+from cryptmail.store._encrypt import EncryptProgress, encrypt_mailboxes
 from cryptmail.store._ids import BlobId, MailboxId, MessageId, UserId, new_blob_id
 from cryptmail.store._mailboxes import (
     DEFAULT_MAILBOXES,
@@ -60,6 +61,7 @@ __all__ = [
     "BlobId",
     "ChangeBus",
     "CheckReport",
+    "EncryptProgress",
     "Mailbox",
     "MailboxId",
     "MessageCache",
@@ -75,6 +77,7 @@ __all__ = [
     "create_mailbox",
     "delete_mailbox",
     "deliver_message",
+    "encrypt_mailboxes",
     "ensure_default_mailboxes",
     "expunge",
     "get_mailbox",
