@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config, load_config
 from cryptmail.db import create_engine, upgrade
@@ -15,7 +16,6 @@ from cryptmail.secret import Password
 from cryptmail.store import ensure_default_mailboxes
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import User, add_domain, get_user
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 PASSWORD = Password.from_str("correct horse battery")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -87,7 +88,8 @@ _CHILD = textwrap.dedent(
     async def main():
         config = load_config(None, data_dir=sys.argv[1])
         engine = create_engine(config.database_url)
-        async for _ in encrypt_mailboxes(engine, LocalBlobStore(config.blob_path), int(sys.argv[2])):
+        blobs = LocalBlobStore(config.blob_path)
+        async for _ in encrypt_mailboxes(engine, blobs, int(sys.argv[2])):
             pass
         await engine.dispose()
 
@@ -108,9 +110,8 @@ _CHILD = textwrap.dedent(
 async def test_killed_encrypt_resumes_without_loss(rig: StoreRig, checkpoint: str) -> None:
     user_id, bodies = await _deliver_plain(rig, "alice@example.org", 3)
     env = dict(os.environ, CRYPTMAIL_CRASH_AT=checkpoint)
-    killed = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(rig.data_dir), str(user_id)], env=env, check=False
-    )
+    command = [sys.executable, "-c", _CHILD, str(rig.data_dir), str(user_id)]
+    killed = await asyncio.to_thread(subprocess.run, command, env=env, check=False)
     assert killed.returncode == -9
     # Whatever state the crash left, every message reads back, once, unchanged.
     assert [data for _, _, data in await _read_all(rig, "alice@example.org")] == bodies
