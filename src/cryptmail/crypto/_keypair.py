@@ -125,11 +125,17 @@ def export_private_key_pem(key: PrivateKey, passphrase: bytes | None) -> bytes:
 
 
 def ecdh(private_key: PrivateKey, peer: PublicKey) -> bytes:
-    """The raw shared secret; MalformedObject if the curves differ."""
+    """The raw shared secret; MalformedObject if the curves differ or the peer is a
+    low-order X25519 point (all-zero shared secret)."""
     if isinstance(private_key, x25519.X25519PrivateKey):
         if not isinstance(peer, x25519.X25519PublicKey):
             raise MalformedObject("X25519 key used with a non-X25519 peer")
-        return private_key.exchange(peer)
+        try:
+            return private_key.exchange(peer)
+        except ValueError as exc:
+            # OpenSSL refuses an all-zero result (RFC 7748 section 6.1); a stored
+            # ephemeral key must fail like any other bad header, not as a ValueError.
+            raise MalformedObject("X25519 peer is a low-order point") from exc
     if not isinstance(peer, ec.EllipticCurvePublicKey) or peer.curve.name != (
         private_key.curve.name
     ):

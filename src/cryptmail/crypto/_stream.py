@@ -71,17 +71,27 @@ class BlobHeader:
         return self.mode == BLOB_MODE_SEALED
 
     def plaintext_size(self, blob_size: int) -> int:
-        """Plaintext length of a blob of `blob_size` bytes with this header."""
+        """Plaintext length of a blob of `blob_size` bytes with this header.
+
+        Raises DecryptionFailed for a sealed blob whose body length no valid blob has
+        (cut inside a tag, or ending in an empty chunk after full ones): it was truncated.
+        """
         body = blob_size - self.size
         if not self.sealed:
             return body
-        stride = self.chunk_size + BLOB_TAG_SIZE
-        chunks = max(1, -(-body // stride))
-        return body - chunks * BLOB_TAG_SIZE
+        return body - self.chunk_count(blob_size) * BLOB_TAG_SIZE
 
     def chunk_count(self, blob_size: int) -> int:
+        """Number of chunks of a sealed blob of `blob_size` bytes; DecryptionFailed if no
+        valid blob has that size (see `plaintext_size`)."""
         body = blob_size - self.size
-        return max(1, -(-body // (self.chunk_size + BLOB_TAG_SIZE)))
+        full, rest = divmod(body, self.chunk_size + BLOB_TAG_SIZE)
+        if rest == 0 and full > 0:
+            return full
+        # The last chunk holds 1..C bytes, or 0 only when it is the only chunk.
+        if body < BLOB_TAG_SIZE or 0 < rest < BLOB_TAG_SIZE or (rest == BLOB_TAG_SIZE and full):
+            raise DecryptionFailed("blob")
+        return full + 1
 
 
 def plain_header() -> bytes:
