@@ -147,7 +147,6 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"header size: {header.size}")
     print(f"integrity: {'yes' if header.authenticated else 'NO'}")
     for recipient in header.recipients:
-        kind = "EC" if recipient.ephemeral_key else "RSA"
         style = "old-style" if header.version == 1 else "new-style"
-        print(f"recipient: {kind} {recipient.key_id} ({style} key id)")
+        print(f"recipient: {recipient.algorithm} {recipient.key_id} ({style} key id)")
     return 0

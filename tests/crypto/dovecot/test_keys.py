@@ -33,7 +33,7 @@ from cryptmail.crypto.dovecot import (
     unlock_user_keys,
 )
 from cryptmail.crypto.dovecot._der import decode_oid, encode_oid
-from cryptmail.crypto.dovecot._keys import _dump_private_key_string
+from cryptmail.crypto.dovecot._keystrings import _dump_private_key_string
 from cryptmail.errors import (
     DecryptionFailed,
     DovecotFormatError,

@@ -25,11 +25,8 @@ from cryptmail.crypto.dovecot import (
     read_dovecot_header,
     write_dovecot_file,
 )
-from cryptmail.crypto.dovecot._stream import (
-    _encrypt_dovecot_stream,
-    _key_data_hash,
-    _unwrap_v2,
-)
+from cryptmail.crypto.dovecot._mailkey import key_data_hash, unwrap_v2
+from cryptmail.crypto.dovecot._stream import _encrypt_dovecot_stream
 from cryptmail.errors import (
     CryptmailError,
     DecryptionFailed,
@@ -105,6 +102,7 @@ def test_every_vector_header_matches_its_description(entry: dict[str, Any]) -> N
     assert (header.cipher, header.digest) == (entry["cipher"], entry["mac"])
     assert recipient.key_id == entry["recipient_key_id"]
     assert recipient.key_type == (2 if entry["recipient_key_type"] == "EC" else 1)
+    assert recipient.algorithm == entry["recipient_key_type"]
     assert header.trailer_size == entry["trailer_len"]
     assert header.size == 48 + entry["key_data_len"]
 
@@ -117,9 +115,9 @@ def test_worked_example_key_material_and_body() -> None:
     data = _vector(ALICE_02)
     header = parse_dovecot_header(data)
     assert data[: header.size].hex() == values["header"][0]
-    key_material = _unwrap_v2(header, user_keyring("alice"))
+    key_material = unwrap_v2(header, user_keyring("alice"))
     assert key_material.hex() == values["key data (AES-256-CBC/PKCS#7 decrypted, 60 bytes)"][0]
-    assert _key_data_hash("sha256", key_material).hex() == values["key data hash"][0]
+    assert key_data_hash("sha256", key_material).hex() == values["key data hash"][0]
     assert data[-16:].hex() == values["GCM tag (last 16 bytes of file)"][0]
 
 
@@ -127,7 +125,7 @@ def test_writer_body_is_byte_identical_to_dovecots() -> None:
     """Same per-mail key and plaintext: our ciphertext and tag equal Dovecot's."""
     data = _vector(ALICE_02)
     header = parse_dovecot_header(data)
-    key_material = _unwrap_v2(header, user_keyring("alice"))
+    key_material = unwrap_v2(header, user_keyring("alice"))
     folder_key = user_keyring("alice").find(header.recipients[0].key_id)
     assert isinstance(folder_key, ec.EllipticCurvePrivateKey)
     ours = b"".join(

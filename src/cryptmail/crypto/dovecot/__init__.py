@@ -29,6 +29,12 @@ from cryptmail.crypto.dovecot._attributes import (
     parse_dict_file,
 )
 from cryptmail.crypto.dovecot._constants import STREAM_MAGIC
+from cryptmail.crypto.dovecot._header import (
+    DovecotHeader,
+    DovecotRecipient,
+    parse_dovecot_header,
+    read_dovecot_header,
+)
 from cryptmail.crypto.dovecot._keyfiles import load_global_private_key, load_global_public_key
 from cryptmail.crypto.dovecot._keyring import (
     DovecotKeyring,
@@ -38,28 +44,26 @@ from cryptmail.crypto.dovecot._keyring import (
 from cryptmail.crypto.dovecot._keys import (
     DovecotPrivateKey,
     DovecotPublicKey,
-    KeyStringInfo,
-    dump_private_key_string,
-    dump_public_key_string,
     export_private_key_pem,
     generate_dovecot_key,
-    inspect_key_string,
     key_id,
-    load_private_key_string,
-    load_public_key_string,
     mpi_decode,
     mpi_encode,
     old_key_id,
     public_key_der,
 )
+from cryptmail.crypto.dovecot._keystrings import (
+    KeyStringInfo,
+    dump_private_key_string,
+    dump_public_key_string,
+    inspect_key_string,
+    load_private_key_string,
+    load_public_key_string,
+)
 from cryptmail.crypto.dovecot._stream import (
-    DovecotHeader,
-    DovecotRecipient,
     decrypt_dovecot_bytes,
     encrypt_dovecot_stream,
-    parse_dovecot_header,
     read_dovecot_file,
-    read_dovecot_header,
     write_dovecot_file,
 )
 from cryptmail.crypto.dovecot._uidlist import (

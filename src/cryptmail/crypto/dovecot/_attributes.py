@@ -22,7 +22,7 @@ from cryptmail.crypto.dovecot._constants import (
     ATTR_SERVER_PREFIX,
     ATTR_SHARED_PREFIX,
 )
-from cryptmail.crypto.dovecot._keys import inspect_key_string
+from cryptmail.crypto.dovecot._keystrings import inspect_key_string
 from cryptmail.errors import DovecotFormatError
 
 _ESCAPES = {0x01: b"\x011", 0x00: b"\x010", 0x09: b"\x01t", 0x0D: b"\x01r", 0x0A: b"\x01n"}

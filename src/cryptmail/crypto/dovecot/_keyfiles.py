@@ -16,13 +16,8 @@ from typing import cast
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cryptmail.crypto.dovecot._keys import (
-    DovecotPrivateKey,
-    DovecotPublicKey,
-    load_private_key_string,
-    load_public_key_string,
-    public_key_of,
-)
+from cryptmail.crypto.dovecot._keys import DovecotPrivateKey, DovecotPublicKey, public_key_of
+from cryptmail.crypto.dovecot._keystrings import load_private_key_string, load_public_key_string
 from cryptmail.errors import DovecotFormatError, DovecotWrongPassword
 from cryptmail.secret import SecretBytes
 
@@ -76,7 +71,8 @@ def _load_private(text: str, password: SecretBytes | None, allow_base64: bool) -
         return _load_private_pem(text, password)
     if text.startswith("{"):
         key = _load_jwk(text, private=True)
-        assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)  # noqa: S101 - _load_jwk(private=True) builds only private keys
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise DovecotFormatError("the JWK holds no private key (member 'd')")
         return key
     if text.startswith(("2:", "1\t")):
         return load_private_key_string(text, password=password)

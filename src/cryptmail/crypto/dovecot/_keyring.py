@@ -13,13 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cryptmail.crypto.dovecot._attributes import DovecotAttributes
 from cryptmail.crypto.dovecot._constants import KEY_ENCTYPE_KEY, KEY_ENCTYPE_PASSWORD
-from cryptmail.crypto.dovecot._keys import (
-    DovecotPrivateKey,
-    inspect_key_string,
-    key_id,
-    load_private_key_string,
-    old_key_id,
-)
+from cryptmail.crypto.dovecot._keys import DovecotPrivateKey, key_id, old_key_id
+from cryptmail.crypto.dovecot._keystrings import inspect_key_string, load_private_key_string
 from cryptmail.errors import DovecotWrongPassword
 from cryptmail.secret import SecretBytes
 
