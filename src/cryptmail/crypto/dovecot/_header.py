@@ -48,7 +48,7 @@ class DovecotRecipient:
 
     @property
     def algorithm(self) -> str:
-        """"EC" or "RSA"."""
+        """The recipient key type by name: EC or RSA."""
         return "RSA" if self.key_type == KEY_TYPE_RSA else "EC"
 
 
