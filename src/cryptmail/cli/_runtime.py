@@ -65,7 +65,12 @@ async def prepare_schema(engine: AsyncEngine, url: str) -> None:
 
 
 def _quiet_libraries() -> None:
-    root_level = logging.getLogger().getEffectiveLevel()
+    root = logging.getLogger()
+    if root.level == logging.INFO:
+        # Commands say what they did themselves; the library's INFO records (a failed
+        # login by user id, a migration step) are for a server's log. -v shows all.
+        root.setLevel(logging.WARNING)
+    root_level = root.getEffectiveLevel()
     for name, floor in _QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(floor, root_level))
     if root_level > logging.DEBUG:

@@ -1,0 +1,97 @@
+"""`cryptmail user`: add, list, passwd, recover, crypt."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cli.conftest import ALICE, CRYPTO, PASSWORD, Alice, Cli
+from cryptmail.errors import AuthenticationFailed
+from cryptmail.keys import unlock_account
+from cryptmail.secret import Password
+
+RECOVERY_CODE = re.compile(r"[A-Z2-7]{5}(?:-[A-Z2-7]{5}){7}")
+
+
+async def works(cli: Cli, password: str, email: str = ALICE) -> bool:
+    async with cli.engine() as engine:
+        try:
+            await unlock_account(engine, email, Password.from_str(password), CRYPTO)
+        except AuthenticationFailed:
+            return False
+    return True
+
+
+async def test_user_add_prints_the_code_alone_once(cli: Cli) -> None:
+    cli.ok("domain", "add", "example.org")
+    done = cli.ok(
+        "user",
+        "add",
+        "Bob@Example.org",
+        "--password-stdin",
+        "--crypt",
+        "0",
+        "--quota",
+        "1000",
+        stdin="bob's password\n",
+    )
+    assert RECOVERY_CODE.fullmatch(done.stdout.strip())
+    assert done.stdout.count("\n") == 1
+    assert "shown only this once" in done.stderr
+    assert "Store this recovery code" in done.stderr
+    assert await works(cli, "bob's password", "bob@example.org")
+
+    table = cli.ok("user", "list").stdout.splitlines()
+    assert table[0].split() == ["address", "crypt", "key", "id", "curve", "created"]
+    row = table[1].split()
+    assert row[:2] == ["bob@example.org", "0"]
+    assert re.fullmatch(r"[0-9a-f]{16}", row[2]) and row[3] == "x25519"
+
+
+def test_user_add_errors(cli: Cli) -> None:
+    assert "domain example.org does not exist" in cli.fails(
+        "user", "add", ALICE, "--password-stdin", stdin="pw\n"
+    )
+    cli.ok("domain", "add", "example.org")
+    assert "--password-stdin" in cli.fails("user", "add", ALICE)  # stdin is not a terminal
+    assert "empty" in cli.fails("user", "add", ALICE, "--password-stdin", stdin="\n")
+    assert "standard input" in cli.fails("user", "add", ALICE, "--password-stdin")
+    assert "not an e-mail address" in cli.fails("user", "add", "alice", "--password-stdin")
+    # No option takes a secret from the command line.
+    done = cli.run("user", "add", ALICE, "--password", "secret")
+    assert done.returncode == 2
+    assert "secret" not in cli.ok("user", "list").stdout
+
+
+async def test_passwd(alice: Alice) -> None:
+    cli = alice.cli
+    done = cli.ok("user", "passwd", ALICE, "--password-stdin", stdin=f"{PASSWORD}\nnew one\n")
+    assert done.stdout == ""
+    assert await works(cli, "new one")
+    assert not await works(cli, PASSWORD)
+    line = cli.fails("user", "passwd", ALICE, "--password-stdin", stdin=f"{PASSWORD}\nx\n")
+    assert "does not unlock" in line and "nothing was changed" in line
+    assert "does not exist" in cli.fails(
+        "user", "passwd", "nobody@example.org", "--password-stdin", stdin="a\nb\n"
+    )
+
+
+async def test_recover(alice: Alice) -> None:
+    cli = alice.cli
+    stdin = f"{alice.recovery_code.lower()}\nrecovered\n"
+    done = cli.ok("user", "recover", ALICE, "--stdin", stdin=stdin)
+    fresh = done.stdout.strip()
+    assert RECOVERY_CODE.fullmatch(fresh) and fresh != alice.recovery_code
+    assert await works(cli, "recovered")
+    assert "does not unlock" in cli.fails("user", "recover", ALICE, "--stdin", stdin=stdin)
+    cli.ok("user", "recover", ALICE, "--stdin", stdin=f"{fresh}\nagain\n")
+    assert await works(cli, "again")
+
+
+@pytest.mark.parametrize("crypt", ["0", "2"])
+def test_crypt(alice: Alice, crypt: str) -> None:
+    done = alice.cli.ok("user", "crypt", ALICE, crypt)
+    assert ("sealed" if crypt == "2" else "plain") in done.stderr
+    assert alice.cli.ok("user", "list").stdout.splitlines()[1].split()[1] == crypt
+    assert alice.cli.run("user", "crypt", ALICE, "1").returncode == 2
