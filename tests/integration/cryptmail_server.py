@@ -69,9 +69,20 @@ def read_all(data_dir: Path, email: str) -> dict[str, list[bytes]]:
     return asyncio.run(run())
 
 
-def store_check(data_dir: Path) -> subprocess.CompletedProcess[str]:
+def store_check(data_dir: Path, grace_s: float = 600.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cryptmail", "--data-dir", str(data_dir), "store", "check", "--fix"],
+        [
+            sys.executable,
+            "-m",
+            "cryptmail",
+            "--data-dir",
+            str(data_dir),
+            "store",
+            "check",
+            "--fix",
+            "--grace",
+            str(grace_s),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -122,5 +122,5 @@ async def test_killed_encrypt_resumes_without_loss(rig: StoreRig, checkpoint: st
     assert [data for _, _, data in messages] == bodies
     assert all(sealed for _, sealed, _ in messages)
     report = await store.check_store(rig.engine, rig.blobs, fix=True, grace_s=0)
-    assert not report.missing and not report.malformed and not report.orphans
+    assert report.clean, report
     assert not _disk_has_marker(rig)

@@ -160,9 +160,13 @@ cm_messages = Table(
     Column("internal_date", DateTime(timezone=False), nullable=False),
     Column("flags_sealed", LargeBinary(4096), nullable=True),
     Column("cache_sealed", _BLOB, nullable=True),
+    # SHA-256 over user id and the exact delivered bytes (truncated), kept for one hour
+    # so a retry after a crash between commit and "250" is recognised, then cleared.
+    Column("delivery_tag", LargeBinary(16), nullable=True),
     UniqueConstraint("mailbox_id", "uid", name="uq_cm_messages_mailbox_uid"),
     Index("ix_cm_messages_mailbox_modseq", "mailbox_id", "modseq"),
     Index("ix_cm_messages_blob", "blob_id"),
+    Index("ix_cm_messages_delivery_tag", "delivery_tag"),
 )
 
 # Expunged UIDs per mailbox with the modseq of the expunge (QRESYNC VANISHED).

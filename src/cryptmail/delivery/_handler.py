@@ -98,8 +98,14 @@ class DeliveryHandler:
 
     async def _deliver(self, queue_id: str, user: User, spool: Spool, size: int) -> str:
         try:
-            await deliver_message(
-                self._engine, self._blobs, user, spool.chunks(), size_hint=size, bus=self._bus
+            appended = await deliver_message(
+                self._engine,
+                self._blobs,
+                user,
+                spool.chunks(),
+                size_hint=size,
+                bus=self._bus,
+                message_digest=spool.digest,
             )
         except Exception as exc:  # noqa: BLE001 - every failure gets a reply, none a traceback
             reply = reply_for(exc)
@@ -114,5 +120,11 @@ class DeliveryHandler:
             if reply is TRANSIENT:
                 log.debug("delivery failure", exc_info=True)
             return reply
-        log.info("delivery %s user=%d size=%d result=250", queue_id, user.id, size)
+        log.info(
+            "delivery %s user=%d size=%d result=250%s",
+            queue_id,
+            user.id,
+            size,
+            " (retry of a stored delivery)" if appended.duplicate else "",
+        )
         return OK

@@ -7,10 +7,11 @@ flags and no cache. A crash between blob and row leaves an orphan blob that
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -45,7 +46,57 @@ class Appended:
     uid: int
     modseq: int
     row_id: int
-    blob: StoredBlob
+    blob: StoredBlob | None
+    duplicate: bool = False
+
+
+DELIVERY_TAG_WINDOW = timedelta(hours=1)
+
+
+def delivery_tag(user_id: int, message_digest: bytes) -> bytes:
+    """Tag of one delivery: a retry of the same bytes to the same user has the same tag.
+
+    The bytes include the MTA's own Received header (queue id, time), so the tag does
+    not help anyone confirm a guessed message; it is cleared after an hour anyway.
+    """
+    return hashlib.sha256(b"delivery|%d|" % user_id + message_digest).digest()[:16]
+
+
+async def _earlier_delivery(conn: AsyncConnection, user_id: int, tag: bytes) -> Appended | None:
+    cutoff = utcnow() - DELIVERY_TAG_WINDOW
+    mailboxes = select(t.cm_mailboxes.c.id).where(t.cm_mailboxes.c.user_id == user_id)
+    # Clear old tags of this user first: they must not outlive the retry window.
+    await conn.execute(
+        update(t.cm_messages)
+        .where(
+            t.cm_messages.c.mailbox_id.in_(mailboxes),
+            t.cm_messages.c.delivery_tag.is_not(None),
+            t.cm_messages.c.internal_date < cutoff,
+        )
+        .values(delivery_tag=None)
+    )
+    row = (
+        await conn.execute(
+            select(
+                t.cm_messages.c.id,
+                t.cm_messages.c.mailbox_id,
+                t.cm_messages.c.uid,
+                t.cm_messages.c.modseq,
+            )
+            .where(t.cm_messages.c.delivery_tag == tag, t.cm_messages.c.mailbox_id.in_(mailboxes))
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return Appended(
+        MailboxId(int(row.mailbox_id)),
+        int(row.uid),
+        int(row.modseq),
+        int(row.id),
+        None,
+        duplicate=True,
+    )
 
 
 async def write_blob(
@@ -96,6 +147,7 @@ async def insert_row(
     internal_date: datetime,
     *,
     uid: int | None = None,
+    tag: bytes | None = None,
 ) -> tuple[int, int, int]:
     """Allocate a UID and a modseq and insert the row. Returns (row id, uid, modseq).
 
@@ -138,6 +190,7 @@ async def insert_row(
             sealed=blob.sealed,
             size_rounded=round_size(blob.size),
             internal_date=internal_date,
+            delivery_tag=tag,
         )
     )
     return int(result.inserted_primary_key[0]), uid, modseq  # type: ignore[index]
@@ -152,13 +205,24 @@ async def deliver_message(
     size_hint: int = 0,
     internal_date: datetime | None = None,
     bus: ChangeBus | None = None,
+    message_digest: bytes | None = None,
 ) -> Appended:
     """Deliver to the user's INBOX with only the public key (no password needed).
 
     crypt = 2 seals the blob; crypt = 0 stores it plain (marked plain). Raises
     QuotaExceeded, KeyLocked (crypt = 2 but no key pair yet: the user must log in once;
     the sender should retry later), StoreUnavailable.
+
+    With `message_digest` (SHA-256 of the bytes), a retry of a delivery that committed
+    within the last hour is recognised and not stored again (`duplicate=True`): the MTA
+    retries when we die between the commit and our "250".
     """
+    tag = delivery_tag(user.id, message_digest) if message_digest is not None else None
+    if tag is not None:
+        async with engine.begin() as conn:
+            earlier = await _earlier_delivery(conn, user.id, tag)
+        if earlier is not None:
+            return earlier
     async with engine.connect() as conn:
         recipient = await active_public_key(conn, user.id) if user.crypt == 2 else None
         if user.crypt == 2 and recipient is None:
@@ -172,7 +236,9 @@ async def deliver_message(
         async with engine.begin() as conn:
             await check_quota(conn, user, blob.size)
             mailbox = await inbox_id(conn, user.id)
-            row_id, uid, modseq = await insert_row(conn, mailbox, blob, internal_date or utcnow())
+            row_id, uid, modseq = await insert_row(
+                conn, mailbox, blob, internal_date or utcnow(), tag=tag
+            )
             checkpoint("append:before-row-commit")
     except QuotaExceeded:
         # Certainly not committed: remove the orphan now. For any other failure the

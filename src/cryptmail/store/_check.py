@@ -30,8 +30,14 @@ class CheckReport:
     removed: list[BlobId] = field(default_factory=list)
 
     @property
+    def kept_orphans(self) -> list[BlobId]:
+        removed = set(self.removed)
+        return [b for b in self.orphans if b not in removed]
+
+    @property
     def clean(self) -> bool:
-        return not (self.missing or self.malformed or self.orphans)
+        """Nothing missing or malformed, and every orphan removed."""
+        return not (self.missing or self.malformed or self.kept_orphans)
 
 
 async def check_store(
@@ -78,5 +84,4 @@ async def check_store(
                     continue
                 await blobs.delete(blob_id)
                 report.removed.append(blob_id)
-        report.orphans = [b for b in report.orphans if b not in set(report.removed)]
     return report

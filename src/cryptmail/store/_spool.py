@@ -8,6 +8,7 @@ the next start removes. Nothing in plaintext ever touches the disk.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,10 +37,17 @@ class Spool:
         self._file = open(self._path, "xb")  # noqa: SIM115 - closed in close()
         self._file.write(self._sealer.header)
         self._message_key = self._sealer.message_key
+        self._digest = hashlib.sha256()
         self.size = 0
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 of the message written so far (for the delivery tag)."""
+        return self._digest.digest()
 
     async def write(self, data: bytes) -> None:
         self.size += len(data)
+        self._digest.update(data)
         sealed = self._sealer.update(data)
         if sealed:
             await run_blocking(self._file.write, sealed)

@@ -180,11 +180,13 @@ def upgrade() -> None:
         sa.Column("internal_date", sa.DateTime(), nullable=False),
         sa.Column("flags_sealed", sa.LargeBinary(length=4096), nullable=True),
         sa.Column("cache_sealed", sa.LargeBinary(length=16777216), nullable=True),
+        sa.Column("delivery_tag", sa.LargeBinary(length=16), nullable=True),
         sa.ForeignKeyConstraint(["mailbox_id"], ["cm_mailboxes.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("mailbox_id", "uid", name="uq_cm_messages_mailbox_uid"),
     )
     op.create_index("ix_cm_messages_blob", "cm_messages", ["blob_id"], unique=False)
+    op.create_index("ix_cm_messages_delivery_tag", "cm_messages", ["delivery_tag"], unique=False)
     op.create_index(
         "ix_cm_messages_mailbox_modseq", "cm_messages", ["mailbox_id", "modseq"], unique=False
     )
