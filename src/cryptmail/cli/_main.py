@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from cryptmail import __version__
 from cryptmail.cli import _registry
 from cryptmail.errors import CryptmailError
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", default=None, help="TOML configuration file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=f"cryptmail {__version__}")
     sub = parser.add_subparsers(dest="noun", metavar="COMMAND")
     sub.required = True
     for register in _registry.registrations():

@@ -78,13 +78,21 @@ def _quiet_libraries() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_with_engine(args: argparse.Namespace, work: Work, *, check_schema: bool = True) -> int:
+def run_with_engine(
+    args: argparse.Namespace, work: Work, *, check_schema: bool = True, server: bool = False
+) -> int:
     """Build the config, open the engine, make sure of the schema, run `work`, close.
 
     Database connection failures become StoreUnavailable (one line, no SQL, no URL).
     """
     config = config_from_args(args)
-    _quiet_libraries()
+    if server:
+        # A server's log is its output: the configured level, one line per event.
+        if not getattr(args, "verbose", False):
+            logging.getLogger().setLevel(config.log_level)
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+    else:
+        _quiet_libraries()
     configure_kdf_pool(config.crypto.argon2.max_concurrent)
 
     async def main() -> int:

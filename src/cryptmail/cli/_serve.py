@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise ConfigError("blobs.backend = 's3' is not supported by serve yet; use local")
         return await _run(config, engine, lmtp=lmtp, imap=imap, imaps=imaps, web=web)
 
-    return run_with_engine(args, work)
+    return run_with_engine(args, work, server=True)
 
 
 async def _run(
