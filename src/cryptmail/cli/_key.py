@@ -13,6 +13,7 @@ import typing
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.cli._runtime import (
+    RECOVERY_WARNING,
     SubParsers,
     print_table,
     read_secrets,
@@ -22,7 +23,6 @@ from cryptmail.cli._runtime import (
     when,
     wrong_credential,
 )
-from cryptmail.cli._user import RECOVERY_WARNING
 from cryptmail.config import Config, Curve
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import (
@@ -141,7 +141,7 @@ def _export(args: argparse.Namespace) -> int:
     prompts = ["the password"]
     if args.passphrase_stdin:
         prompts.append("the export passphrase")
-    secrets = read_secrets(args, "password_stdin", prompts)
+    secrets = read_secrets(args, "password_stdin", prompts, confirm_last=len(prompts) > 1)
     passphrase = secrets[1].reveal() if len(secrets) > 1 else None
 
     async def work(config: Config, engine: AsyncEngine) -> int:

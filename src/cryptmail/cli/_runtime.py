@@ -129,18 +129,26 @@ def _cause(exc: DBAPIError) -> str:
     return type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
 
 
-def read_secrets(args: argparse.Namespace, flag: str, prompts: Sequence[str]) -> list[Password]:
-    """One secret per prompt: lines of stdin when `--<flag>` is set, else asked on a TTY.
+def read_secrets(
+    args: argparse.Namespace, flag: str, prompts: Sequence[str], *, confirm_last: bool = False
+) -> list[Password]:
+    """One secret per prompt: lines of stdin when `--<flag>` is set, else asked on a TTY
+    (where `confirm_last` asks for the last one, a new password, twice).
 
     Secrets never come from the command line, where `ps` and shell history would show
-    them. Raises ConfigError when neither source is available, PasswordRejected for an
-    empty secret.
+    them. Raises ConfigError when neither source is available or the two entries differ,
+    PasswordRejected for an empty secret.
     """
     option = "--" + flag.replace("_", "-")
     if getattr(args, flag, False):
         secrets = read_stdin_lines(len(prompts))
     elif sys.stdin.isatty():
         secrets = [Password.from_str(getpass.getpass(f"{prompt}: ")) for prompt in prompts]
+        if (
+            confirm_last
+            and Password.from_str(getpass.getpass(f"{prompts[-1]} again: ")) != (secrets[-1])
+        ):
+            raise ConfigError(f"the two entries of {prompts[-1]} differ; nothing was changed")
     else:
         raise ConfigError(
             f"give {' and '.join(prompts)} on standard input, one per line, with {option}"
@@ -149,6 +157,13 @@ def read_secrets(args: argparse.Namespace, flag: str, prompts: Sequence[str]) ->
         if not len(secret):
             raise PasswordRejected(f"{prompt} is empty")
     return secrets
+
+
+RECOVERY_WARNING = (
+    "Store this recovery code somewhere safe now (on paper, or in a password manager "
+    "the user controls). It is the only way into the mailbox if the password is "
+    "forgotten; without it the mail cannot be recovered by anyone."
+)
 
 
 def say(message: str) -> None:

@@ -12,6 +12,7 @@ import argparse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.cli._runtime import (
+    RECOVERY_WARNING,
     SubParsers,
     print_table,
     read_secrets,
@@ -25,12 +26,6 @@ from cryptmail.config import Config
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import change_password, create_user, list_key_pairs, recover
 from cryptmail.users import get_user, list_users, normalize_address, set_crypt
-
-RECOVERY_WARNING = (
-    "Store this recovery code somewhere safe now (on paper, or in a password manager "
-    "the user controls). It is the only way into the mailbox if the password is "
-    "forgotten; without it the mail cannot be recovered by anyone."
-)
 
 
 def _quota(text: str) -> int:
@@ -106,7 +101,7 @@ def register(sub: SubParsers) -> None:
 
 def _add(args: argparse.Namespace) -> int:
     email = normalize_address(args.address)
-    (password,) = read_secrets(args, "password_stdin", ["the password"])
+    (password,) = read_secrets(args, "password_stdin", ["the password"], confirm_last=True)
 
     async def work(config: Config, engine: AsyncEngine) -> int:
         account = await create_user(
@@ -147,7 +142,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _passwd(args: argparse.Namespace) -> int:
     email = normalize_address(args.address)
-    old, new = read_secrets(args, "password_stdin", ["the current password", "the new password"])
+    old, new = read_secrets(
+        args, "password_stdin", ["the current password", "the new password"], confirm_last=True
+    )
 
     async def work(config: Config, engine: AsyncEngine) -> int:
         async with engine.connect() as conn:
@@ -164,7 +161,9 @@ def _passwd(args: argparse.Namespace) -> int:
 
 def _recover(args: argparse.Namespace) -> int:
     email = normalize_address(args.address)
-    code, new = read_secrets(args, "stdin", ["the recovery code", "the new password"])
+    code, new = read_secrets(
+        args, "stdin", ["the recovery code", "the new password"], confirm_last=True
+    )
 
     async def work(config: Config, engine: AsyncEngine) -> int:
         async with engine.connect() as conn:
