@@ -546,8 +546,16 @@ def test_low_order_ephemeral_key_fails_opaquely(
 
 @pytest.mark.parametrize(
     "ephemeral",
-    [b"", b"\x00", b"\x02" + bytes(32), b"\x04" + bytes(64), b"\x05" + bytes(32), bytes(33)],
-    ids=["empty", "infinity", "x=0", "uncompressed-zero", "bad-prefix", "zeros"],
+    [
+        b"",
+        b"\x00",
+        b"\x02" + (1).to_bytes(32, "big"),
+        b"\x02" + bytes(32),
+        b"\x04" + bytes(64),
+        b"\x05" + bytes(32),
+        bytes(33),
+    ],
+    ids=["empty", "infinity", "off-curve", "valid-x0", "uncompressed-zero", "bad-prefix", "zeros"],
 )
 def test_invalid_nist_ephemeral_key_fails_opaquely(
     private_keys: dict[CurveName, PrivateKey], ephemeral: bytes
