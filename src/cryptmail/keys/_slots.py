@@ -18,7 +18,7 @@ from cryptmail.concurrency import run_kdf
 from cryptmail.config import Argon2Config
 from cryptmail.crypto import Argon2Params, lock_slot, slot_params, unlock_slot
 from cryptmail.db import tables as t
-from cryptmail.errors import DecryptionFailed, MalformedObject, UserError
+from cryptmail.errors import DecryptionFailed, KdfParametersRefused, MalformedObject, UserError
 from cryptmail.secret import Password, SecretBytes
 from cryptmail.users import Argon2Parameters, hash_password, verify_password
 
@@ -68,6 +68,10 @@ async def open_slot(
         context = slot_context(account_uuid, row.kind, row.name)
         return await run_kdf(unlock_slot, row.record, credential.reveal(), context)
     except (DecryptionFailed, MalformedObject):
+        return None
+    except KdfParametersRefused as exc:
+        # A planted or foreign slot: to the client a failed login like any other.
+        log.warning("key slot %d of user id %d refused: %s", row.id, row.user_id, exc)
         return None
 
 
