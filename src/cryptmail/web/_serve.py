@@ -86,6 +86,13 @@ async def serve_web(
     use, no permission, unreadable certificate) or the web config is inconsistent.
     """
     server = _Server(uvicorn_config(config, host, port, engine=engine, throttle=throttle))
+    if not config.web.tls_cert and not config.web.trusted_proxies:
+        log.warning(
+            "the web listener on %s:%d speaks plain HTTP and trusts no proxy: set "
+            "web.trusted_proxies to the TLS reverse proxy in front, or web.tls_cert/tls_key",
+            host,
+            port,
+        )
 
     async def stop_when_asked() -> None:
         await shutdown_event.wait()
