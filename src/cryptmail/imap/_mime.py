@@ -83,6 +83,9 @@ class MimeParser:
         self._last_cr = False  # the last byte of the open line is CR
         # body state
         self._held_nl = 0  # newline bytes held: they go to the boundary if one follows
+        self._eoh_nl = 0  # newline of the empty line that just ended a header block
+        self._prev_eoh_nl = 0
+        self._eoh_part: MessagePart | None = None
         self._last_byte = -1  # last body byte accounted (for CRLF across chunks)
         self._start_part_header(self.root)
 
@@ -167,6 +170,17 @@ class MimeParser:
         if self._boundaries and line[:2] == b"--":
             found = self._find_boundary(line, length, newline > 0)
             if found is not None and found.part is not part:
+                if (
+                    self._eoh_nl
+                    and self._eoh_part is part.parent
+                    and part.header.physical == 0
+                    and self._eoh_part is not None
+                ):
+                    # The line after message/rfc822's empty line is a boundary: Dovecot
+                    # gives that empty line to the boundary and starts the child on it.
+                    self._move_eoh_newline(self._eoh_part)
+                    part.offset -= self._prev_eoh_nl
+                self._eoh_nl = 0
                 self._flush_header()
                 if self._prev_hdr_nl:
                     part.header.lines -= 1
@@ -177,10 +191,15 @@ class MimeParser:
                     parent.body.lines += 1
                     parent.body.physical += self._prev_hdr_nl
                     parent.body.virtual += 2
+                moved = self._prev_hdr_nl
                 self._end_headers_fully()
+                if moved and self._part.parent is part:
+                    # A message/rfc822 child starts on the newline given away above.
+                    self._part.offset -= moved
                 # The boundary line itself is body data of the boundary's part.
                 self._boundary_reached(found, line, length, newline)
                 return
+        self._eoh_nl = 0
         physical = length + newline
         part.header.physical += physical
         part.header.virtual += length + (2 if newline else 0)
@@ -196,6 +215,8 @@ class MimeParser:
                 else:
                     part.flags &= ~FLAG_MULTIPART
             self._end_of_headers(found_eoh=True)
+            self._eoh_nl = newline
+            self._eoh_part = part
             return
         self._prev_hdr_nl = newline
         if line[:1] in (b" ", b"\t") and self._hdr_name is not None:
@@ -350,6 +371,7 @@ class MimeParser:
             self._line_is_candidate = True
             return self._feed_line(data, pos)
         self._commit_held_newline()
+        self._eoh_nl = 0
         if self._boundaries and self._total_parts < MAX_TOTAL_PARTS:
             nxt = data.find(b"\n-", pos)
         else:
@@ -394,8 +416,25 @@ class MimeParser:
         self._add_region_holding_newline(data, pos, newline)
         return newline + 1
 
+    def _move_eoh_newline(self, part: MessagePart) -> None:
+        """Give ``part``'s header-ending empty line to its parent's body."""
+        newline = self._eoh_nl
+        parent = part.parent
+        assert parent is not None  # noqa: S101 -- only parts inside a multipart get here
+        part.header.physical -= newline
+        part.header.virtual -= 2
+        part.header.lines -= 1
+        parent.body.physical += newline
+        parent.body.virtual += 2
+        parent.body.lines += 1
+        self._prev_eoh_nl = newline
+        self._eoh_nl = 0
+
     def _body_candidate(self, line: bytes, length: int, newline: int) -> None:
         found = self._find_boundary(line, length, newline > 0)
+        if found is not None and self._eoh_nl and found.part is not self._part:
+            self._move_eoh_newline(self._part)
+        self._eoh_nl = 0
         if found is None:
             self._commit_held_newline()
             self._account_line_into(self._part, line, length, 0)
