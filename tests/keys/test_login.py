@@ -132,3 +132,35 @@ async def test_hash_rewritten_outside_for_the_same_password(
             )
         ).scalar_one()
     assert bytes(fingerprint) == hash_fingerprint(rehashed)
+
+
+async def test_recovery_code_is_not_a_login(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    new = await make_user()
+    assert new.recovery_code is not None
+    with pytest.raises(AuthenticationFailed):
+        await unlock_account(engine, ALICE, pw(new.recovery_code), crypto)
+
+
+async def test_missing_password_slot_fails_and_recovery_mends_it(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    """An account whose password slot is gone (a restore gone wrong): login fails plainly,
+    and the recovery code still gets the user back in."""
+    from sqlalchemy import delete
+
+    from cryptmail.keys import recover
+
+    new = await make_user()
+    assert new.recovery_code is not None
+    async with engine.begin() as conn:
+        await conn.execute(
+            delete(t.cm_key_slots).where(
+                t.cm_key_slots.c.user_id == new.user.id, t.cm_key_slots.c.kind == "password"
+            )
+        )
+    with pytest.raises(AuthenticationFailed):
+        await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
+    await recover(engine, ALICE, new.recovery_code, pw("mended"), crypto)
+    await unlock_account(engine, ALICE, pw("mended"), crypto)

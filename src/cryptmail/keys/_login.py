@@ -72,9 +72,15 @@ async def unlock_account(
                     async with engine.connect() as conn:
                         return await open_account(conn, user, uuid, account_key), slot
 
-    password_slot = next((s for s in slots if s.kind == PASSWORD), None)
-    if uuid is None or password_slot is None:
+    if uuid is None:
         return await _first_login(engine, user, credential, crypto, client_ip)
+    password_slot = next((s for s in slots if s.kind == PASSWORD), None)
+    if password_slot is None:
+        # Keys without a password slot (never written so; a bad restore): the recovery
+        # code makes a new one. Making keys again here would loop.
+        await burn_kdf(crypto.argon2)
+        await _failed(engine, user, client_ip, "the account has no password slot")
+    assert password_slot is not None  # noqa: S101 - _failed raises
 
     stale = password_slot.hash_fingerprint != hash_fingerprint(user.password_hash)
     if stale:
