@@ -120,3 +120,36 @@ async def test_forget_drops_cached_credentials(
     # The account is still shared with the earlier session.
     account, _slot = await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
     assert account.account_key == (await cache.acquire(ALICE, pw(PASSWORD))).account_key
+
+
+async def test_failed_logins_leave_nothing_behind(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    await make_user()
+    cache = UnlockedAccounts(engine, crypto)
+    for n in range(3):
+        with pytest.raises(AuthenticationFailed):
+            await cache.acquire(f"made-up-{n}@example.org", pw(PASSWORD))
+    with pytest.raises(AuthenticationFailed):
+        await cache.acquire(ALICE, pw("wrong"))
+    assert cache._locks == {} and cache._waiting == {}
+    account = await cache.acquire(ALICE, pw(PASSWORD))
+    assert list(cache._locks) == [ALICE]
+    cache.release(account)
+    assert cache._locks == {} and cache.live_accounts == 0
+
+
+async def test_parallel_logins_share_one_unlock(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser, kdf_calls: list[str]
+) -> None:
+    import asyncio
+
+    await make_user()
+    cache = UnlockedAccounts(engine, crypto)
+    kdf_calls.clear()
+    accounts = await asyncio.gather(*(cache.acquire(ALICE, pw(PASSWORD)) for _ in range(5)))
+    assert kdf_calls == ["unlock_slot"]
+    assert all(a is accounts[0] for a in accounts)
+    for account in accounts:
+        cache.release(account)
+    assert cache.live_accounts == 0 and cache._locks == {} and cache._waiting == {}

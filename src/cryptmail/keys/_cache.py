@@ -42,6 +42,7 @@ class UnlockedAccounts:
         self._tag_key = os.urandom(32)
         self._entries: dict[str, _Entry] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}  # acquire calls in progress, per address
 
     def _tag(self, address: str, credential: Password) -> bytes:
         return hmac.new(
@@ -67,6 +68,20 @@ class UnlockedAccounts:
         key = address.strip().lower()
         tag = self._tag(key, credential)
         lock = self._locks.setdefault(key, asyncio.Lock())
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            return await self._acquire_locked(lock, key, tag, credential, client_ip)
+        finally:
+            # Failed logins for made-up addresses must not leave a lock behind each.
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
+                if key not in self._entries:
+                    self._locks.pop(key, None)
+
+    async def _acquire_locked(
+        self, lock: asyncio.Lock, key: str, tag: bytes, credential: Password, client_ip: str
+    ) -> UnlockedAccount:
         async with lock:
             entry = self._entries.get(key)
             if entry is not None and tag in entry.credentials:
@@ -93,7 +108,8 @@ class UnlockedAccounts:
         entry.sessions -= 1
         if entry.sessions <= 0:
             del self._entries[key]
-            self._locks.pop(key, None)
+            if key not in self._waiting:
+                self._locks.pop(key, None)
 
     def forget(self, address: str) -> None:
         """Drop cached credentials of `address` (after a password change in-process)."""
