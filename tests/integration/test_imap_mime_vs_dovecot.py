@@ -67,9 +67,24 @@ EDGE_CASES = [
 ]
 
 
+def _limits() -> list[bytes]:
+    """Messages past Dovecot's limits: 100 nested parts, 10,000 parts in all."""
+    deep = b"Content-Type: multipart/mixed; boundary=x0y\r\n\r\n" + b"".join(
+        b"--x%dy\r\nContent-Type: multipart/mixed; boundary=x%dy\r\n\r\n" % (i, i + 1)
+        for i in range(120)
+    )
+    forwarded = b"Subject: leaf\r\n\r\nleaf\r\n"
+    for _ in range(110):
+        forwarded = b"Content-Type: message/rfc822\r\n\r\n" + forwarded
+    many = b"Content-Type: multipart/mixed; boundary=A\r\n\r\n" + (
+        b"--A\r\nContent-Type: text/plain\r\n\r\nx\r\n" * 10_010 + b"--A--\r\n"
+    )
+    return [deep + b"x\r\n", forwarded, many]
+
+
 @pytest.fixture(scope="module")
 def corpus() -> list[bytes]:
-    return EDGE_CASES + generate_corpus(7, 60) + generate_corpus(11, 40)
+    return EDGE_CASES + _limits() + generate_corpus(7, 60) + generate_corpus(11, 40)
 
 
 @pytest.fixture(scope="module")

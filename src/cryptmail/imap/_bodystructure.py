@@ -102,6 +102,12 @@ def _write(out: bytearray, part: MessagePart, extended: bool) -> None:
     elif data.content_type is None:
         out += b'"text" "plain"'
         text = True
+    elif data.content_type.lower() == b"multipart" or (
+        data.content_type.lower() == b"message" and (data.subtype or b"").lower() == b"rfc822"
+    ):
+        # A container left unparsed (nested too deep): Dovecot describes it this way.
+        out += b'"application" "octet-stream"'
+        text = False
     else:
         text = data.content_type.lower() == b"text"
         append_nstring(out, data.content_type)

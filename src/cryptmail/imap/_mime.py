@@ -248,6 +248,10 @@ class MimeParser:
                 return
             self._end_of_headers(found_eoh=False)
 
+    def _parts_exhausted(self) -> bool:
+        """At 10,000 parts (the message counted) boundaries stop being recognised."""
+        return self._total_parts + 1 >= MAX_TOTAL_PARTS
+
     def _too_nested(self, part: MessagePart) -> bool:
         return part.depth + 1 >= MAX_NESTED_PARTS
 
@@ -366,13 +370,13 @@ class MimeParser:
 
     def _feed_body(self, data: bytes, pos: int) -> int:
         """At a body line start: bulk-account lines that cannot be boundaries."""
-        if self._boundaries and self._total_parts < MAX_TOTAL_PARTS and data[pos] == 0x2D:
+        if self._boundaries and not self._parts_exhausted() and data[pos] == 0x2D:
             # A '-' line may be a boundary: its held newline waits for the verdict.
             self._line_is_candidate = True
             return self._feed_line(data, pos)
         self._commit_held_newline()
         self._eoh_nl = 0
-        if self._boundaries and self._total_parts < MAX_TOTAL_PARTS:
+        if self._boundaries and not self._parts_exhausted():
             nxt = data.find(b"\n-", pos)
         else:
             nxt = -1
@@ -481,7 +485,7 @@ class MimeParser:
             self._in_header = False
 
     def _find_boundary(self, line: bytes, length: int, has_newline: bool) -> _Boundary | None:
-        if self._total_parts >= MAX_TOTAL_PARTS:
+        if self._parts_exhausted():
             return None
         rest = line[2:]
         size = length - 2
