@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import smtplib
 import subprocess
 import time
@@ -282,21 +284,43 @@ class Postfix:
         self._control("reload", what="reloading Postfix")
 
     def stop(self) -> None:
-        """Stop the master (``postfix stop``, SIGKILL after 10 s) and delete the folder."""
-        pid = self.master_pid
-        if pid is not None:
-            subprocess.run(
-                [self._postfix, "-c", str(self.config_dir), "stop"],
-                capture_output=True,
-                check=False,
-                timeout=30,
-            )
-            if not wait_until(lambda: not pid_alive(pid), timeout=10):
-                os.kill(pid, 9)
-                wait_until(lambda: not pid_alive(pid), timeout=5)
+        """Stop the instance (``postfix stop``, SIGKILL after 10 s) and delete its folder.
+
+        Every process whose environment names this instance's config folder is
+        waited for, so nothing outlives the folder even if the pid file was
+        never written or is unreadable.
+        """
         if self.base_dir is not None:
+            pids = self._instance_pids()
+            if pids:
+                subprocess.run(
+                    [self._postfix, "-c", str(self.config_dir), "stop"],
+                    capture_output=True,
+                    check=False,
+                    timeout=30,
+                )
+                if not wait_until(lambda: not self._instance_pids(), timeout=10):
+                    for pid in self._instance_pids():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                    wait_until(lambda: not self._instance_pids(), timeout=5)
             remove_private_dir(self.base_dir)
             self.base_dir = None
+
+    def _instance_pids(self) -> list[int]:
+        """Live processes of this instance: the master and its children carry MAIL_CONFIG."""
+        marker = f"MAIL_CONFIG={self.config_dir}".encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if marker in environ.split(b"\0") and pid_alive(int(entry.name)):
+                pids.append(int(entry.name))
+        return pids
 
     def __enter__(self) -> Postfix:
         self.start()
