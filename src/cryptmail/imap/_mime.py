@@ -21,6 +21,7 @@ Dovecot's rules kept here, because BODYSTRUCTURE shows their effects:
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from cryptmail.imap._envelope import EnvelopeBuilder
@@ -86,6 +87,8 @@ class MimeParser:
         self._eoh_nl = 0  # newline of the empty line that just ended a header block
         self._prev_eoh_nl = 0
         self._eoh_part: MessagePart | None = None
+        self._pattern_texts: tuple[bytes, ...] = ()
+        self._pattern = re.compile(b"(?!)")
         self._last_byte = -1  # last body byte accounted (for CRLF across chunks)
         self._start_part_header(self.root)
 
@@ -248,6 +251,16 @@ class MimeParser:
                 return
             self._end_of_headers(found_eoh=False)
 
+    def _could_be_boundary(self, data: bytes, pos: int, newline: int) -> bool:
+        """Cheap pre-check of a whole '-' line: does any known boundary prefix it?"""
+        if data[pos + 1 : pos + 2] != b"-":
+            return False
+        start = pos + 2
+        return any(
+            data.startswith(boundary.text, start) and start + len(boundary.text) <= newline
+            for boundary in self._boundaries
+        )
+
     def _parts_exhausted(self) -> bool:
         """At 10,000 parts (the message counted) boundaries stop being recognised."""
         return self._total_parts + 1 >= MAX_TOTAL_PARTS
@@ -371,29 +384,41 @@ class MimeParser:
     def _feed_body(self, data: bytes, pos: int) -> int:
         """At a body line start: bulk-account lines that cannot be boundaries."""
         if self._boundaries and not self._parts_exhausted() and data[pos] == 0x2D:
-            # A '-' line may be a boundary: its held newline waits for the verdict.
-            self._line_is_candidate = True
-            return self._feed_line(data, pos)
+            newline = data.find(b"\n", pos)
+            if newline < 0 or self._could_be_boundary(data, pos, newline):
+                # A '-' line may be a boundary: its held newline waits for the verdict.
+                self._line_is_candidate = True
+                return self._feed_line(data, pos)
         self._commit_held_newline()
         self._eoh_nl = 0
-        if self._boundaries and not self._parts_exhausted():
-            nxt = data.find(b"\n-", pos)
-        else:
-            nxt = -1
-        if nxt < 0:
+        watching = bool(self._boundaries) and not self._parts_exhausted()
+        match = self._candidate_pattern().search(data, pos) if watching else None
+        if match is None:
             last_nl = data.rfind(b"\n", pos)
             if last_nl < 0:
                 self._add_body(data[pos:])
                 self._line_open = True
                 return len(data)
             self._add_region_holding_newline(data, pos, last_nl)
-            if last_nl + 1 < len(data):
+            rest = last_nl + 1
+            if rest < len(data):
+                if watching and data[rest] == 0x2D:
+                    return rest  # an unfinished '-' line: decided when it is complete
                 self._commit_held_newline()
-                self._add_body(data[last_nl + 1 :])
+                self._add_body(data[rest:])
                 self._line_open = True
             return len(data)
-        self._add_region_holding_newline(data, pos, nxt)
-        return nxt + 1
+        self._add_region_holding_newline(data, pos, match.start())
+        return match.start() + 1
+
+    def _candidate_pattern(self) -> re.Pattern[bytes]:
+        """``\n--`` followed by any open boundary: the only lines worth a look."""
+        texts = tuple(boundary.text for boundary in self._boundaries)
+        if texts != self._pattern_texts:
+            alternatives = b"|".join(re.escape(text) for text in sorted(set(texts)))
+            self._pattern = re.compile(b"\n--(?:" + alternatives + b")")
+            self._pattern_texts = texts
+        return self._pattern
 
     def _add_region_holding_newline(self, data: bytes, pos: int, newline: int) -> None:
         """Account ``data[pos:newline+1]`` but hold back its final [CR]LF."""
