@@ -64,16 +64,22 @@ async def prepare_schema(engine: AsyncEngine, url: str) -> None:
     )
 
 
-def _quiet_libraries() -> None:
+def _set_log_levels(args: argparse.Namespace, config: Config, *, server: bool) -> None:
     root = logging.getLogger()
-    if root.level == logging.INFO:
+    verbose = bool(getattr(args, "verbose", False))
+    if server:
+        # A server's log is its output: the configured level, one line per event.
+        if not verbose:
+            root.setLevel(config.log_level)
+    elif root.level == logging.INFO:
         # Commands say what they did themselves; the library's INFO records (a failed
         # login by user id, a migration step) are for a server's log. -v shows all.
         root.setLevel(logging.WARNING)
     root_level = root.getEffectiveLevel()
+    # Also for servers at DEBUG: the drivers' records would carry SQL parameters.
     for name, floor in _QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(floor, root_level))
-    if root_level > logging.DEBUG:
+    if not verbose:
         for name in _VERBOSE_ONLY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -86,13 +92,7 @@ def run_with_engine(
     Database connection failures become StoreUnavailable (one line, no SQL, no URL).
     """
     config = config_from_args(args)
-    if server:
-        # A server's log is its output: the configured level, one line per event.
-        if not getattr(args, "verbose", False):
-            logging.getLogger().setLevel(config.log_level)
-            logging.getLogger("alembic").setLevel(logging.WARNING)
-    else:
-        _quiet_libraries()
+    _set_log_levels(args, config, server=server)
     configure_kdf_pool(config.crypto.argon2.max_concurrent)
 
     async def main() -> int:
