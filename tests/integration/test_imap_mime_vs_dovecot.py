@@ -64,6 +64,9 @@ EDGE_CASES = [
     b"Content-Type: multipart/signed; boundary=----=_B\r\n\r\n------=_B\r\n"
     b"Content-Type: text/html\r\n\r\nx\r\n------=_B--\r\nepilogue text\r\n\r\n------=_A--",
     b"Content-Type: text/plain; name*0*=utf-8''a%20; name*1=b; filename*=x; c*2=z\r\n\r\nx",
+    b'Subject: a\0b\r\nFrom: x\0y <a\0b@c>\r\nTo: "a\0b" <c@d>, x@[1\0.2] (co\0mment)\r\n'
+    b'MIME-Version: 1.0\r\nContent-Type: text/plain; name="a\0b"\r\nContent-ID: <a\0b>\r\n'
+    b'Content-Disposition: attachment; filename="c\0d"\r\n\r\nbo\0dy\r\n',
 ]
 
 

@@ -314,6 +314,8 @@ class EnvelopeBuilder:
 
     def add_header(self, name_lower: bytes, value: bytes) -> None:
         env = self.envelope
+        if b"\0" in value and name_lower in _STRING_FIELDS:
+            value = value.replace(b"\0", "\ufffd".encode())
         if name_lower == b"date":
             env.date = value
         elif name_lower == b"subject":
@@ -332,6 +334,7 @@ class EnvelopeBuilder:
             setattr(env, attr, found if current is None else current + found)
 
 
+_STRING_FIELDS: Final = frozenset({b"date", b"subject", b"message-id", b"in-reply-to"})
 _ADDRESS_FIELDS: Final = {
     b"from": "from_",
     b"sender": "sender",

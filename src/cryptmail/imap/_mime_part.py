@@ -64,13 +64,13 @@ class PartData:
             if reader.mime_token(token) >= 0 and reader.skip_lwsp() == 0 and token:
                 self.transfer_encoding = bytes(token)
         elif kind == b"id" and self.content_id is None:
-            self.content_id = _nul_to_0x80(value)
+            self.content_id = nul_to_replacement(value)
         elif kind == b"md5" and self.md5 is None:
-            self.md5 = _nul_to_0x80(value)
+            self.md5 = nul_to_replacement(value)
         elif kind == b"description" and self.description is None:
-            self.description = _nul_to_0x80(value)
+            self.description = nul_to_replacement(value)
         elif kind == b"location" and self.location is None:
-            self.location = _nul_to_0x80(value)
+            self.location = nul_to_replacement(value)
         elif kind == b"language" and self.language is None:
             self._language(value)
         elif kind == b"disposition" and not self.disposition_params:
@@ -109,8 +109,9 @@ class PartData:
             self.language = langs
 
 
-def _nul_to_0x80(value: bytes) -> bytes:
-    return value.replace(b"\0", b"\x80") if b"\0" in value else value
+def nul_to_replacement(value: bytes) -> bytes:
+    """NUL becomes U+FFFD in stored header strings, as in Dovecot."""
+    return value.replace(b"\0", "\ufffd".encode()) if b"\0" in value else value
 
 
 @dataclass(slots=True, eq=False)

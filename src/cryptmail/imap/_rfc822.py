@@ -52,12 +52,12 @@ class Rfc822Reader:
                 level -= 1
                 if level == 0:
                     if self.last_comment is not None:
-                        self.last_comment += data[start : self.pos]
+                        self.last_comment += _nul(data[start : self.pos])
                     self.pos += 1
                     return 1 if self.pos < self.end else 0
             elif char == 0x5C:
                 if self.last_comment is not None:
-                    self.last_comment += data[start : self.pos]
+                    self.last_comment += _nul(data[start : self.pos])
                 start = self.pos + 1
                 self.pos += 1
                 if self.pos >= self.end:
@@ -65,7 +65,7 @@ class Rfc822Reader:
             elif char == 0x0A and self.last_comment is not None:
                 # folding inside a comment: drop the [CR]LF, keep the blank after it
                 end = self.pos - 1 if self.pos > start and data[self.pos - 1] == 0x0D else self.pos
-                self.last_comment += data[start:end]
+                self.last_comment += _nul(data[start:end])
                 start = self.pos + 1
             self.pos += 1
         return -1
@@ -145,20 +145,20 @@ class Rfc822Reader:
         while self.pos < self.end:
             char = data[self.pos]
             if char == 0x22:
-                out += data[start : self.pos]
+                out += _nul(data[start : self.pos])
                 self.pos += 1
                 return self.skip_lwsp()
             if char == 0x0A:
                 length = self.pos - start
                 if length > 0 and data[start + length - 1] == 0x0D:
                     length -= 1
-                out += data[start : start + length]
+                out += _nul(data[start : start + length])
                 start = self.pos + 1
             elif char == 0x5C:
                 self.pos += 1
                 if self.pos >= self.end:
                     return -1
-                out += data[start : self.pos - 1]
+                out += _nul(data[start : self.pos - 1])
                 start = self.pos
             self.pos += 1
         return -1
@@ -200,7 +200,7 @@ class Rfc822Reader:
                     break
             elif char == 0x5D:
                 self.pos += 1
-                out += self.data[start : self.pos]
+                out += _nul(self.data[start : self.pos])
                 return self.skip_lwsp()
             self.pos += 1
         return -1
@@ -269,6 +269,14 @@ def _cut_nul(value: bytes) -> bytes:
     # Dovecot copies these with C string functions, which stop at a NUL.
     nul = value.find(b"\0")
     return value if nul < 0 else value[:nul]
+
+
+_REPLACEMENT: Final = "\ufffd".encode()
+
+
+def _nul(value: bytes) -> bytes:
+    """NUL inside quoted strings, comments and domain literals becomes U+FFFD."""
+    return value.replace(b"\0", _REPLACEMENT) if b"\0" in value else value
 
 
 def _rfc2231_escape(value: bytes) -> bytes:
