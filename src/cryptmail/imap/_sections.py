@@ -71,7 +71,7 @@ def filter_header(
                 out += stream.feed(line)
     if cached_style:
         out += b"\r\n"
-    return bytes(out)
+    return bytes(out).replace(b"\0", b"\x80")  # IMAP literals carry no NUL
 
 
 def header_section(header: bytes, plan: SectionPlan, partial: tuple[int, int] | None) -> bytes:
