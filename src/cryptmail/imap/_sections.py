@@ -64,7 +64,9 @@ def filter_header(
             continue
         if cached_style:
             for line in lines:
-                out += line.rstrip(b"\r\n") + b"\r\n"
+                if line.endswith(b"\n"):
+                    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+                out += line + b"\r\n"
         else:
             stream = VirtualStream()
             for line in lines:
