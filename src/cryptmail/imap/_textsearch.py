@@ -124,10 +124,9 @@ class _Identity:
 
 
 def _header_text(header: bytes) -> str:
-    lines = []
-    for line in header.replace(b"\r\n", b"\n").split(b"\n"):
-        lines.append(line)
-    return decode_header_value(b"\n".join(lines)) + "\n"
+    """Each field decoded and unfolded on its own line."""
+    fields = re.split(rb"\r?\n(?![ \t])", header)
+    return "\n".join(decode_header_value(field) for field in fields) + "\n"
 
 
 def _part_data(header: bytes) -> PartData:
@@ -169,7 +168,7 @@ def iter_message_text(
             yield _header_text(header)
         if part.children or not part.flags & FLAG_TEXT:
             continue
-        data = _part_data(header) if index or header else PartData()
+        data = _part_data(header)
         encoding = (data.transfer_encoding or b"7bit").lower()
         decoder: _Base64Stream | _QuotedPrintableStream | _Identity
         if encoding == b"base64":
