@@ -384,3 +384,27 @@ def test_append_date_time_formats() -> None:
     assert stamp is not None and stamp.utcoffset() == -dt.timedelta(hours=1, minutes=30)
     with pytest.raises(ParseError):
         parse_line(b'a APPEND INBOX "12-Foo-2020 23:59:59 -0130" {1}\r\n', b"x")
+
+
+def test_abort_between_multiappend_messages_skips_the_rest() -> None:
+    reader = CommandReader()
+    reader.feed(b"A1 APPEND INBOX {1+}\r\nx {17+}\r\nA9 DELETE INBOX\r\n\r\nA2 NOOP\r\n")
+    assert isinstance(reader.next_event(), AppendStart)
+    assert reader.next_event() == AppendData(b"x")
+    assert reader.next_event() == AppendEnd()
+    assert isinstance(reader.next_event(), AppendStart)  # second message: refuse it
+    reader.abort_command()
+    (event,) = drain(reader)
+    assert isinstance(event, CommandReady) and event.command.tag == "A2"
+
+
+def test_abort_after_append_end_before_next_message() -> None:
+    reader = CommandReader()
+    reader.feed(b"A1 APPEND INBOX {1+}\r\nx")
+    assert isinstance(reader.next_event(), AppendStart)
+    assert reader.next_event() == AppendData(b"x")
+    assert reader.next_event() == AppendEnd()
+    reader.abort_command()  # e.g. quota exceeded after the first message
+    reader.feed(b" {17+}\r\nA9 DELETE INBOX\r\n\r\nA2 NOOP\r\n")
+    (event,) = drain(reader)
+    assert isinstance(event, CommandReady) and event.command.tag == "A2"

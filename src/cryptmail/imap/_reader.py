@@ -183,7 +183,8 @@ class CommandReader:
         """Drop the command being read (after AppendStart, to refuse a message).
 
         A synchronizing literal not invited yet is simply forgotten; otherwise its
-        bytes and the rest of the command are read and thrown away.
+        bytes and the rest of the command (further MULTIAPPEND messages included) are
+        read and thrown away.
         """
         self._events.clear()
         if (
@@ -197,8 +198,10 @@ class CommandReader:
             self._state = _State.DISCARD_LITERAL
         elif self._state is _State.LITERAL:
             self._state = _State.DISCARD_LITERAL
-        else:
+        elif self._state is _State.LINE and self._frame.lines:
+            # Between two literals of one command (after AppendEnd): skip its rest.
             self._reset_command()
+            self._state = _State.DISCARD_LINE
 
     @property
     def buffered(self) -> int:
