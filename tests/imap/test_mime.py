@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from dovecot_mime_vectors import VECTORS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mime_corpus import generate_corpus, generate_message
 
 from cryptmail.imap._analysis import MessageAnalysis, MessageAnalyzer, analyze_message
 from cryptmail.imap._mime import HEADER_LINE_MAX, MimeParser
 from cryptmail.imap._partmap import PartMap, VirtualStream
 from cryptmail.imap._requests import Section
 from cryptmail.imap._sections import filter_header, header_section
+
+from .dovecot_mime_vectors import VECTORS
+from .mime_corpus import generate_corpus, generate_message
 
 
 def serve(message: bytes, analysis: MessageAnalysis, section: Section,

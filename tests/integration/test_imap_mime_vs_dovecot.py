@@ -16,11 +16,8 @@ follow it for at most ``FILTER_LOOKAHEAD`` bytes.
 from __future__ import annotations
 
 import imaplib
-import importlib.util
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import cast
+from collections.abc import Iterator
 
 import pytest
 
@@ -28,21 +25,9 @@ from cryptmail.imap._analysis import MessageAnalysis, analyze_message
 from cryptmail.imap._partmap import VirtualStream
 from cryptmail.imap._requests import Section
 from cryptmail.imap._sections import header_section
+from imap.mime_corpus import generate_corpus
 
 from .servers.dovecot import Dovecot, DovecotFactory, DovecotUser, dovecot_instances
-
-
-def _corpus_generator() -> Callable[[int, int], list[bytes]]:
-    """``generate_corpus`` from tests/imap/mime_corpus.py (tests/ is not a package)."""
-    path = Path(__file__).resolve().parents[1] / "imap" / "mime_corpus.py"
-    spec = importlib.util.spec_from_file_location("mime_corpus", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return cast(Callable[[int, int], list[bytes]], module.generate_corpus)
-
-
-generate_corpus = _corpus_generator()
 
 pytestmark = pytest.mark.integration
 

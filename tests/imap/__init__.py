@@ -1,0 +1,1 @@
+"""Tests of cryptmail.imap: reader and parser, responses, MIME analysis, SEARCH."""
