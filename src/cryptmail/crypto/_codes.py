@@ -2,7 +2,9 @@
 
 A code is groups of base32 characters joined by hyphens (recovery: 8 groups of 5, 200
 bits; app password: 4 groups of 5, 100 bits). Input is normalized (case, spaces,
-hyphens, the look-alikes 0/O, 1/I/L, 8/B) so a hand-copied code still works.
+hyphens, and the look-alike digits: 0 as O, 1 as I, 8 as B) so a hand-copied
+code still works. L is a base32 letter of its own, so a 1 typed for a lower-case l
+does not match.
 `code_lookup_id` finds the slot for a code without trying every slot's Argon2.
 """
 

@@ -45,6 +45,7 @@ from cryptmail.crypto._labels import (
 )
 from cryptmail.errors import DecryptionFailed, MalformedObject
 
+# CURVE_IDS's keys are exactly the CurveName literals, which mypy cannot see.
 _CURVES_BY_ID: dict[int, CurveName] = {v: k for k, v in CURVE_IDS.items()}  # type: ignore[misc]
 _PREFIX = BLOB_MAGIC + bytes([BLOB_VERSION])
 MAX_HEADER_SIZE = len(_PREFIX) + 1 + 1 + 32 + 1 + 255 + 1 + 255 + 1
