@@ -1,10 +1,10 @@
 """Recovery codes and app passwords: random, shown once, easy to copy by hand.
 
-A code is groups of base32 characters joined by hyphens (recovery: 8 groups of 5, 200
-bits; app password: 4 groups of 5, 100 bits). Input is normalized (case, spaces,
-hyphens, and the look-alike digits: 0 as O, 1 as I, 8 as B) so a hand-copied
-code still works. L is a base32 letter of its own, so a 1 typed for a lower-case l
-does not match.
+A code is groups of characters joined by hyphens, drawn from base32 without the letters
+that look like digits or each other (I, L, O, B): recovery codes are 8 groups of 5
+(192 bits), app passwords 4 groups of 5 (96 bits). A typed code is normalized (case,
+spaces, hyphens), so a hand-copied code still works, and since the look-alikes are never
+generated, a misread character cannot silently match another code's.
 `code_lookup_id` finds the slot for a code without trying every slot's Argon2.
 """
 
@@ -22,11 +22,13 @@ from cryptmail.crypto._labels import (
 )
 
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+# What we generate from: no I/L (1), O (0), B (8), so nothing reads two ways.
+_UNAMBIGUOUS = "".join(ch for ch in _B32 if ch not in "ILOB")
 _FIX = str.maketrans({"0": "O", "1": "I", "8": "B"})
 
 
 def _generate(groups: int) -> str:
-    chars = "".join(secrets.choice(_B32) for _ in range(groups * CODE_GROUP_SIZE))
+    chars = "".join(secrets.choice(_UNAMBIGUOUS) for _ in range(groups * CODE_GROUP_SIZE))
     return "-".join(chars[i : i + CODE_GROUP_SIZE] for i in range(0, len(chars), CODE_GROUP_SIZE))
 
 

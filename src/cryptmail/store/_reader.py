@@ -107,7 +107,10 @@ async def read_plaintext(blobs: BlobStore, opened: OpenedBlob) -> bytes:
 
 async def read_range(blobs: BlobStore, opened: OpenedBlob, offset: int, length: int) -> bytes:
     """Plaintext bytes [offset, offset+length), decrypting only the chunks that hold them."""
-    total = opened.size
+    try:
+        total = opened.size
+    except DecryptionFailed as exc:  # a blob cut short: not a valid STREAM length
+        raise _tampered(opened.blob_id) from exc
     if offset >= total or length <= 0:
         return b""
     end = min(total, offset + length)
