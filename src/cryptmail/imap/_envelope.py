@@ -18,7 +18,7 @@ from cryptmail.imap._response import (
 )
 from cryptmail.imap._rfc822 import Rfc822Reader
 
-__all__ = ["Address", "Envelope", "EnvelopeBuilder", "parse_addresses"]
+__all__ = ["Address", "Envelope", "EnvelopeBuilder", "parse_addresses", "write_addresses"]
 
 ENVELOPE_FIELDS: Final = (
     b"date", b"subject", b"from", b"sender", b"reply-to",
@@ -47,11 +47,12 @@ class _Pending:
 
 
 class _AddressParser:
-    def __init__(self, value: bytes) -> None:
+    def __init__(self, value: bytes, *, fill_missing: bool = True) -> None:
         self.r = Rfc822Reader(value, keep_comment=True)
         self.out: list[Address] = []
         self.addr = _Pending()
         self.buf = bytearray()
+        self.fill = fill_missing
 
     def add(self) -> None:
         a = self.addr
@@ -60,10 +61,10 @@ class _AddressParser:
 
     def add_fixed(self) -> None:
         if self.addr.mailbox is None:
-            self.addr.mailbox = b"MISSING_MAILBOX"
+            self.addr.mailbox = b"MISSING_MAILBOX" if self.fill else b""
             self.addr.invalid = True
         if not self.addr.domain:
-            self.addr.domain = b"MISSING_DOMAIN"
+            self.addr.domain = b"MISSING_DOMAIN" if self.fill else b""
             self.addr.invalid = True
         self.add()
 
@@ -114,7 +115,8 @@ class _AddressParser:
             if self.domain_list() > 0 and r.data[r.pos] == 0x3A:
                 r.pos += 1
             else:
-                self.addr.route = b"INVALID_ROUTE"
+                if self.fill:
+                    self.addr.route = b"INVALID_ROUTE"
                 if r.pos >= r.end:
                     return -1
             if r.skip_lwsp() <= 0:
@@ -136,7 +138,8 @@ class _AddressParser:
             return -1
         self.addr.name = bytes(out) or None
         if self.angle_addr() < 0:
-            self.addr.domain = b"SYNTAX_ERROR"
+            if self.fill:
+                self.addr.domain = b"SYNTAX_ERROR"
             self.addr.invalid = True
         return 1 if r.pos < r.end else 0
 
@@ -239,12 +242,70 @@ class _AddressParser:
                 break
 
 
-def parse_addresses(value: bytes) -> tuple[Address, ...] | None:
-    """Parse an address-list header value; None when it holds no address at all."""
-    parser = _AddressParser(value)
+def parse_addresses(value: bytes, *, fill_missing: bool = True) -> tuple[Address, ...] | None:
+    """Parse an address-list header value; None when it holds no address at all.
+
+    With ``fill_missing`` (as ENVELOPE wants) unparsable pieces become
+    ``MISSING_MAILBOX`` and the like; without it they are left empty.
+    """
+    parser = _AddressParser(value, fill_missing=fill_missing)
     if parser.r.skip_lwsp() > 0:
         parser.address_list()
     return tuple(parser.out) or None
+
+
+def _maybe_quoted(value: bytes, *, escape_dot: bool) -> bytes:
+    if all(_is_atext(c) or (not escape_dot and c == 0x2E) for c in value):
+        return value
+    escaped = value.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return b'"' + escaped + b'"'
+
+
+def _is_atext(char: int) -> bool:
+    return char >= 0x80 or (0x20 < char < 0x7F and char not in b'()<>[]:;@\\,."')
+
+
+def write_addresses(addresses: tuple[Address, ...] | None) -> bytes:
+    """The header form of parsed addresses, as Dovecot writes them for SEARCH."""
+    out = bytearray()
+    first = True
+    in_group = False
+    for addr in addresses or ():
+        if not first:
+            out += b", "
+        first = False
+        if addr.domain is None:
+            if not in_group:
+                name = addr.mailbox or b""
+                if not name:
+                    out += b'""'
+                elif b"=?" in name:
+                    out += name
+                else:
+                    out += _maybe_quoted(name, escape_dot=True)
+                out += b": "
+                first = True
+            else:
+                if out.endswith(b", "):
+                    del out[-2:]
+                elif out.endswith(b": "):
+                    del out[-1:]
+                out += b";"
+            in_group = not in_group
+            continue
+        if addr.name is not None:
+            out += addr.name if b"=?" in addr.name else _maybe_quoted(addr.name, escape_dot=True)
+        mailbox = addr.mailbox or b""
+        if addr.name:
+            out += b" "
+        out += b"<"
+        if addr.route is not None:
+            out += addr.route + b":"
+        out += _maybe_quoted(mailbox, escape_dot=False) if mailbox else b'""'
+        if addr.domain:
+            out += b"@" + addr.domain
+        out += b">"
+    return bytes(out)
 
 
 @dataclass(slots=True)

@@ -20,8 +20,10 @@ __all__ = ["Cursor", "Frame", "PendingLiteral", "StreamedLiteral"]
 _CTL: Final = frozenset(range(0x00, 0x20)) | {0x7F}
 _ATOM_SPECIALS: Final = frozenset(b'(){ %*"\\]') | _CTL
 ATOM_CHARS: Final = frozenset(c for c in range(0x01, 0x80) if c not in _ATOM_SPECIALS)
-ASTRING_CHARS: Final = ATOM_CHARS | {ord("]")}
-TAG_CHARS: Final = ASTRING_CHARS - {ord("+")}
+_ASTRING_7BIT: Final = ATOM_CHARS | {ord("]")}
+ASTRING_CHARS: Final = _ASTRING_7BIT | frozenset(range(0x80, 0x100))
+"""Bytes of an unquoted astring; 8-bit is tolerated there, as Dovecot does."""
+TAG_CHARS: Final = _ASTRING_7BIT - {ord("+")}
 LIST_CHARS: Final = ATOM_CHARS | frozenset(b"%*]")
 _DIGITS: Final = frozenset(b"0123456789")
 MONTHS: Final = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN",

@@ -12,7 +12,9 @@ Semantics, after RFC 3501 section 6.4.4 and Dovecot:
   context overrides that for internal dates); a message without a usable Date:
   matches none of the SENT keys;
 * header keys match a case-insensitive substring of the decoded value (encoded words
-  decoded) of any field of that name; an empty string matches when the field exists;
+  decoded) of any field of that name; address fields (From, To, Cc, Bcc, Sender,
+  Reply-To) are matched in their parsed and rewritten form, as Dovecot does; an empty
+  string matches when the field exists;
 * BODY and TEXT match the decoded text (transfer encoding and charset undone);
 * NEW is RECENT UNSEEN, OLD is NOT RECENT; keywords compare case-insensitively;
 * ``*`` in a sequence or UID set means the largest number in the mailbox.
@@ -22,10 +24,12 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from cryptmail.imap._envelope import parse_addresses, write_addresses
 from cryptmail.imap._requests import (
     SearchAnd,
     SearchDate,
@@ -131,9 +135,21 @@ def _flag_test(key: SearchFlag) -> Predicate:
     return test
 
 
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
+_BLANKS = re.compile(" {2,}")
+
+
 def _header_test(key: SearchHeader) -> Predicate:
     needle = fold_text(key.value)
     name = key.field
+    is_address = name.lower() in _ADDRESS_HEADERS
+
+    def searchable(value: bytes) -> str:
+        if is_address:
+            # Dovecot matches address fields in their parsed and rewritten form.
+            return fold_text(decode_header_value(write_addresses(parse_addresses(value))))
+        # Unstructured fields compare with blank runs squeezed to one space.
+        return _BLANKS.sub(" ", fold_text(decode_header_value(value)))
 
     def test(view: MessageView) -> bool:
         values = view.header_values(name)
@@ -141,7 +157,7 @@ def _header_test(key: SearchHeader) -> Predicate:
             return False
         if not needle:
             return True
-        return any(needle in fold_text(decode_header_value(value)) for value in values)
+        return any(needle in searchable(value) for value in values)
 
     return test
 

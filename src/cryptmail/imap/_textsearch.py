@@ -21,8 +21,9 @@ from cryptmail.imap._partmap import PartMap
 
 __all__ = ["decode_header_value", "fold_text", "iter_message_text", "stream_contains"]
 
+# Like Dovecot, a word may hold blanks before its closing "?=" and still decode.
 _ENCODED_WORD: Final = re.compile(
-    rb"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=(?:[ \t\r\n]+(?==\?[^?\s]+\?[QqBb]\?[^?\s]*\?=))?"
+    rb"=\?([^?]+)\?([QqBb])\?([^?]*)\?=(?:[ \t\r\n]+(?==\?[^?]+\?[QqBb]\?[^?]*\?=))?"
 )
 _QP_LINE_CARRY: Final = 8192
 ByteRangeReader = Callable[[int, int], Iterable[bytes]]
@@ -30,8 +31,8 @@ ByteRangeReader = Callable[[int, int], Iterable[bytes]]
 
 
 def fold_text(text: str) -> str:
-    """The comparison form: NFKC normalised and case folded."""
-    return unicodedata.normalize("NFKC", text).casefold()
+    """The comparison form: decomposed (NFKD), case folded, tabs as spaces."""
+    return unicodedata.normalize("NFKD", text).casefold().replace("\t", " ")
 
 
 def _codec(charset: bytes | str | None) -> str:
@@ -46,10 +47,13 @@ def _codec(charset: bytes | str | None) -> str:
 
 
 def _bytes_to_text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    """UTF-8 where it is valid; each stray 8-bit byte read as Latin-1."""
+    text = raw.decode("utf-8", "surrogateescape")
+    if not any("\udc80" <= char <= "\udcff" for char in text):
+        return text
+    return "".join(
+        chr(ord(char) - 0xDC00) if "\udc80" <= char <= "\udcff" else char for char in text
+    )
 
 
 def decode_header_value(raw: bytes) -> str:
@@ -156,15 +160,14 @@ def _part_data(header: bytes) -> PartData:
 def iter_message_text(
     read: ByteRangeReader, part_map: PartMap, *, include_headers: bool
 ) -> Iterator[str]:
-    """Decoded text of the message: text/* bodies (and headers, for TEXT), in order.
+    """Decoded text of the message: text/* bodies (and all headers, for TEXT), in order.
 
     ``read`` gives stored bytes by range; each part's MIME header is read whole (it is
     small) and its body streamed through the transfer and charset decoders.
     """
-    for index, part in enumerate(part_map.parts):
+    for part in part_map.parts:
         header = b"".join(read(part.header_offset, part.header_size))
-        is_message_header = index == 0 or part_map.parts[index - 1].is_rfc822
-        if include_headers and is_message_header:
+        if include_headers:
             yield _header_text(header)
         if part.children or not part.flags & FLAG_TEXT:
             continue
