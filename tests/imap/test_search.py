@@ -104,7 +104,8 @@ def run(command: bytes, *literals: bytes) -> list[int]:
         (b"a SEARCH ON 6-Mar-2024", [1]),
         (b"a SEARCH BEFORE 1-Mar-2024", [3]),
         (b"a SEARCH SENTON 5-Mar-2024", [1]),  # the Date: header's own day
-        (b"a SEARCH SENTBEFORE 1-Jan-2030", [1]),  # no Date: matches no SENT key
+        (b"a SEARCH SENTBEFORE 1-Jan-2030", [1, 2, 3]),  # no Date: means 1 Jan 1970
+        (b"a SEARCH SENTSINCE 1-Jan-1971", [1]),
         (b"a SEARCH YOUNGER 432000", [1]),
         (b"a SEARCH OLDER 432000", [2, 3]),
         (b"a SEARCH FROM ALICE", [1]),

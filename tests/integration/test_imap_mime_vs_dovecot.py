@@ -258,6 +258,8 @@ SEARCH_QUERIES = [
     "BODY résumé", "TO undisclosed", 'FROM "Dr. Carol"', "TEXT naïve", "BODY 日本語",
     "FROM MISSING", "TO SYNTAX_ERROR", 'SUBJECT "world  meeting"', "OR FROM bob TO bob",
     "NOT BODY the", 'BODY "soft break"', "SUBJECT テスト", "FROM Ünïcödé",
+    "SENTSINCE 1-Jan-2020", "SENTBEFORE 1-Jan-2010", "SENTON 5-Jun-2019", "SENTON 1-Jan-1970",
+    "LARGER 3000", "SMALLER 500",
 ]  # fmt: skip
 """Queries; a non-ASCII last word is sent as a literal (imaplib sends ASCII only)."""
 

@@ -9,8 +9,8 @@ Semantics, after RFC 3501 section 6.4.4 and Dovecot:
 
 * BEFORE / ON / SINCE compare the day of the internal date, SENTBEFORE / SENTON /
   SENTSINCE the day of the Date: header, each in its own time zone (``tz`` in the
-  context overrides that for internal dates); a message without a usable Date:
-  matches none of the SENT keys;
+  context overrides that for internal dates); a message without a usable Date: counts
+  as sent on 1 Jan 1970, as in Dovecot;
 * header keys match a case-insensitive substring of the decoded value (encoded words
   decoded) of any field of that name; address fields (From, To, Cc, Bcc, Sender,
   Reply-To) are matched in their parsed and rewritten form, as Dovecot does; an empty
@@ -104,14 +104,19 @@ def _day_of(stamp: dt.datetime, tz: dt.tzinfo | None) -> dt.date:
     return stamp.date()
 
 
-def _sent_day(view: MessageView) -> dt.date | None:
+_EPOCH_DAY = dt.date(1970, 1, 1)
+
+
+def _sent_day(view: MessageView) -> dt.date:
+    """The Date: header's day in its own zone; 1 Jan 1970 when missing or unreadable
+    (Dovecot's sent date is then 0)."""
     values = view.header_values("Date")
     if not values:
-        return None
+        return _EPOCH_DAY
     try:
         parsed = email.utils.parsedate_to_datetime(decode_header_value(values[0]))
-    except (TypeError, ValueError, IndexError):
-        return None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return _EPOCH_DAY
     return parsed.date()
 
 
