@@ -65,8 +65,7 @@ class DecryptionFailed(CryptoError):
 
     def __init__(self, what: str = "object") -> None:
         super().__init__(
-            f"{what} failed authentication: it was changed, swapped, truncated, "
-            "or the key is wrong"
+            f"{what} failed authentication: it was changed, swapped, truncated, or the key is wrong"
         )
 
 
