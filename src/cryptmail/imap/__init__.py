@@ -100,6 +100,7 @@ from cryptmail.imap._response import (
     untagged,
 )
 from cryptmail.imap._search import MessageView, SearchContext, compile_search, search
+from cryptmail.imap._server import serve_imap
 from cryptmail.imap._sections import filter_header, header_section
 from cryptmail.imap._sequence import RangeSet, SequenceSet, format_number_runs
 from cryptmail.imap._textsearch import decode_header_value, iter_message_text
@@ -201,6 +202,7 @@ __all__ = [
     "parse_line",
     "response_code",
     "search",
+    "serve_imap",
     "tagged",
     "untagged",
 ]

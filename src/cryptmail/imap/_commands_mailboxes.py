@@ -1,0 +1,334 @@
+"""Mailbox commands: SELECT, EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST,
+LSUB, NAMESPACE, STATUS, CHECK, CLOSE, UNSELECT.
+
+Folder names are secret at rest; they exist in clear only in this session's memory
+and on the wire, never in a log line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final
+
+from cryptmail.errors import MailboxExists, StoreError
+from cryptmail.imap._commands_store import expunge_deleted
+from cryptmail.imap._requests import (
+    Check,
+    Close,
+    Create,
+    Delete,
+    Examine,
+    List,
+    Lsub,
+    Namespace,
+    Rename,
+    Select,
+    Status,
+    Subscribe,
+    Unselect,
+    Unsubscribe,
+)
+from cryptmail.imap._response import Atom, ImapValue, append_astring, tagged, untagged
+from cryptmail.imap._selected import SYSTEM_FLAGS, SelectedMailbox, flag_atoms
+from cryptmail.imap._sequence import format_number_runs
+from cryptmail.imap._session import AUTH, SELECTED, CommandFailed, Session, route
+from cryptmail.imap._utf7 import encode_mailbox_name
+from cryptmail.store import (
+    DELIMITER,
+    Mailbox,
+    create_mailbox,
+    delete_mailbox,
+    get_mailbox,
+    list_mailboxes,
+    load_messages,
+    mailbox_counts,
+    rename_mailbox,
+    unreferenced_blobs,
+    vanished_since,
+)
+
+_PERMANENT: Final = "[PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)]"
+
+
+def _wire_name(name: str) -> bytes:
+    out = bytearray()
+    append_astring(out, "INBOX" if name.upper() == "INBOX" else encode_mailbox_name(name))
+    return bytes(out)
+
+
+async def _select(session: Session, command: Select | Examine, read_only: bool) -> bytes:
+    account = session.user_account
+    if session.selected is not None:
+        session.selected.close()
+        session.selected = None
+        session.state = "auth"
+        await session.send(b"* OK [CLOSED] Previous mailbox closed.\r\n")
+    async with session.context.engine.connect() as conn:
+        box = await get_mailbox(conn, account, command.mailbox)
+    selected = SelectedMailbox(session.context, account, box, read_only=read_only)
+    await selected.load()
+    if command.condstore or command.qresync is not None:
+        session.enabled.add("CONDSTORE")
+    if command.qresync is not None and "QRESYNC" not in session.enabled:
+        raise CommandFailed("QRESYNC is not enabled.", status="BAD")
+    selected.condstore = "CONDSTORE" in session.enabled
+    selected.qresync = "QRESYNC" in session.enabled
+    flags = flag_atoms(set(SYSTEM_FLAGS) | selected.keywords())
+    await session.send(untagged(Atom("FLAGS"), flags))
+    permanent = "" if read_only else _PERMANENT
+    if permanent:
+        await session.send(b"* OK " + permanent.encode() + b" Flags permitted.\r\n")
+    else:
+        await session.send(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n")
+    await session.send(untagged(selected.exists, Atom("EXISTS")))
+    await session.send(untagged(len(selected.recent), Atom("RECENT")))
+    first_unseen = next(
+        (i for i, uid in enumerate(selected.uids, 1) if "\\Seen" not in selected.rows[uid].flags),
+        0,
+    )
+    if first_unseen:
+        await session.send(b"* OK [UNSEEN %d] First unseen.\r\n" % first_unseen)
+    await session.send(b"* OK [UIDVALIDITY %d] UIDs valid.\r\n" % selected.uidvalidity)
+    await session.send(b"* OK [UIDNEXT %d] Predicted next UID.\r\n" % box.uidnext)
+    await session.send(b"* OK [HIGHESTMODSEQ %d] Highest.\r\n" % selected.highest_modseq)
+    session.selected = selected
+    session.state = "selected"
+    qresync = command.qresync
+    if qresync is not None and qresync.uidvalidity == selected.uidvalidity:
+        async with session.context.engine.connect() as conn:
+            gone = await vanished_since(conn, selected.mailbox_id, qresync.modseq)
+        if qresync.known_uids is not None:
+            known = qresync.known_uids.resolve(max(selected.uidnext, 1))
+            gone = [uid for uid in gone if uid in known]
+        if gone:
+            runs = format_number_runs(sorted(set(gone)))
+            await session.send(b"* VANISHED (EARLIER) " + runs.encode() + b"\r\n")
+        for uid in selected.uids:
+            if selected.rows[uid].modseq > qresync.modseq:
+                await session.send(selected.flags_response(uid))
+    code = "[READ-ONLY]" if read_only else "[READ-WRITE]"
+    return tagged(command.tag, "OK", "Select completed.", code)
+
+
+@route(Select, AUTH)
+async def select(session: Session, command: Select) -> bytes:
+    return await _select(session, command, False)
+
+
+@route(Examine, AUTH)
+async def examine(session: Session, command: Examine) -> bytes:
+    return await _select(session, command, True)
+
+
+@route(Create, AUTH)
+async def create(session: Session, command: Create) -> bytes:
+    account = session.user_account
+    name = command.mailbox.rstrip(DELIMITER)
+    if command.special_use:
+        raise CommandFailed("Special-use folders are fixed.", "[USEATTR]")
+    async with session.context.engine.begin() as conn:
+        existing = {b.name for b in await list_mailboxes(conn, account.user.id, account)}
+        if name in existing or name.upper() == "INBOX":
+            raise MailboxExists("that mailbox exists already")
+        levels = name.split(DELIMITER)
+        for depth in range(1, len(levels) + 1):
+            path = DELIMITER.join(levels[:depth])
+            if path not in existing:
+                await create_mailbox(conn, account, path)
+    return tagged(command.tag, "OK", "Create completed.")
+
+
+async def _drop_blobs(session: Session, blob_ids: Iterable[bytes]) -> None:
+    from cryptmail.store import BlobId
+
+    async with session.context.engine.connect() as conn:
+        unused = await unreferenced_blobs(conn, [BlobId(b) for b in blob_ids])
+    for blob_id in unused:
+        await session.context.blobs.delete(blob_id)
+
+
+@route(Delete, AUTH)
+async def delete(session: Session, command: Delete) -> bytes:
+    account = session.user_account
+    async with session.context.engine.begin() as conn:
+        box = await get_mailbox(conn, account, command.mailbox)
+        if box.role is not None:
+            raise CommandFailed("Special folders cannot be deleted.", "[CANNOT]")
+        blob_ids = await delete_mailbox(conn, account, command.mailbox)
+    if session.selected is not None and session.selected.mailbox_id == box.id:
+        session.selected.close()
+        session.selected = None
+        session.state = "auth"
+    await _drop_blobs(session, blob_ids)
+    return tagged(command.tag, "OK", "Delete completed.")
+
+
+@route(Rename, AUTH)
+async def rename(session: Session, command: Rename) -> bytes:
+    account = session.user_account
+    async with session.context.engine.begin() as conn:
+        source = await get_mailbox(conn, account, command.mailbox)
+        if source.role is not None:
+            raise CommandFailed("Special folders cannot be renamed.", "[CANNOT]")
+        await rename_mailbox(conn, account, command.mailbox, command.new_name.rstrip(DELIMITER))
+    return tagged(command.tag, "OK", "Rename completed.")
+
+
+@route(Subscribe, AUTH)
+async def subscribe(session: Session, command: Subscribe) -> bytes:
+    async with session.context.engine.connect() as conn:
+        await get_mailbox(conn, session.user_account, command.mailbox)
+    return tagged(command.tag, "OK", "Subscribe completed.")
+
+
+@route(Unsubscribe, AUTH)
+async def unsubscribe(session: Session, command: Unsubscribe) -> bytes:
+    return tagged(command.tag, "OK", "Unsubscribe completed.")
+
+
+def _pattern(reference: str, pattern: str) -> re.Pattern[str]:
+    full = reference + pattern
+    out = []
+    for char in full:
+        if char == "*":
+            out.append(".*")
+        elif char == "%":
+            out.append("[^" + re.escape(DELIMITER) + "]*")
+        else:
+            out.append(re.escape(char))
+    body = "".join(out)
+    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] == DELIMITER):
+        body = "(?i:INBOX)" + "".join(out[5:])
+    return re.compile(body, re.DOTALL)
+
+
+def _tree(boxes: list[Mailbox]) -> dict[str, Mailbox | None]:
+    """Every folder, plus parents that exist only as a level of a name (None)."""
+    tree: dict[str, Mailbox | None] = {b.name: b for b in boxes}
+    for box in boxes:
+        levels = box.name.split(DELIMITER)
+        for depth in range(1, len(levels)):
+            tree.setdefault(DELIMITER.join(levels[:depth]), None)
+    return tree
+
+
+async def _list(
+    session: Session,
+    tag: str,
+    reference: str,
+    patterns: Iterable[str],
+    *,
+    verb: bytes,
+    special_only: bool = False,
+) -> bytes:
+    account = session.user_account
+    patterns = list(patterns)
+    if patterns == [""]:
+        await session.send(b"* " + verb + b' (\\Noselect) "/" ""\r\n')
+        return tagged(tag, "OK", f"{verb.decode()} completed.")
+    async with session.context.engine.connect() as conn:
+        boxes = await list_mailboxes(conn, account.user.id, account)
+    tree = _tree(boxes)
+    names = sorted(tree)
+    matchers = [_pattern(reference, p) for p in patterns]
+    for name in names:
+        if not any(m.fullmatch(name) for m in matchers):
+            continue
+        box = tree[name]
+        if special_only and (box is None or not box.special_use):
+            continue
+        prefix = name + DELIMITER
+        has_children = any(other.startswith(prefix) for other in names)
+        attributes = ["\\HasChildren" if has_children else "\\HasNoChildren"]
+        if box is None:
+            attributes.insert(0, "\\Noselect")
+        elif box.special_use:
+            attributes.append(box.special_use)
+        line = b"* " + verb + b" (" + " ".join(attributes).encode() + b') "/" '
+        await session.send(line + _wire_name(name) + b"\r\n")
+    return tagged(tag, "OK", f"{verb.decode()} completed.")
+
+
+@route(List, AUTH)
+async def list_(session: Session, command: List) -> bytes:
+    return await _list(
+        session, command.tag, command.reference, command.patterns, verb=b"LIST",
+        special_only="SPECIAL-USE" in command.selection,
+    )  # fmt: skip
+
+
+@route(Lsub, AUTH)
+async def lsub(session: Session, command: Lsub) -> bytes:
+    return await _list(session, command.tag, command.reference, [command.pattern], verb=b"LSUB")
+
+
+@route(Namespace, AUTH)
+async def namespace(session: Session, command: Namespace) -> bytes:
+    await session.send(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
+    return tagged(command.tag, "OK", "Namespace completed.")
+
+
+@route(Status, AUTH)
+async def status(session: Session, command: Status) -> bytes:
+    account = session.user_account
+    async with session.context.engine.connect() as conn:
+        box = await get_mailbox(conn, account, command.mailbox)
+        count, unindexed = await mailbox_counts(conn, box.id)
+        wants_flags = any(i in ("UNSEEN", "DELETED", "SIZE") for i in command.items)
+        rows = await load_messages(conn, account, box.id) if wants_flags else []
+    values: list[ImapValue] = []
+    for item in command.items:
+        value: int
+        if item == "MESSAGES":
+            value = count
+        elif item == "RECENT":
+            value = unindexed + sum(1 for r in rows if "\\Recent" in r.flags)
+        elif item == "UIDNEXT":
+            value = box.uidnext
+        elif item == "UIDVALIDITY":
+            value = box.uidvalidity
+        elif item == "UNSEEN":
+            value = sum(1 for r in rows if "\\Seen" not in r.flags)
+        elif item == "DELETED":
+            value = sum(1 for r in rows if "\\Deleted" in r.flags)
+        elif item == "HIGHESTMODSEQ":
+            value = box.highest_modseq
+        elif item == "SIZE":
+            value = sum(r.size_rounded for r in rows)
+        elif item == "APPENDLIMIT":
+            value = session.config.imap.append_limit
+        else:
+            continue
+        values += [Atom(item), value]
+    out = bytearray(b"* STATUS ")
+    out += _wire_name(box.name if box.role != "inbox" else "INBOX")
+    await session.send(bytes(out) + b" " + untagged(values)[2:])
+    return tagged(command.tag, "OK", "Status completed.")
+
+
+@route(Check, SELECTED)
+async def check(session: Session, command: Check) -> bytes:
+    return tagged(command.tag, "OK", "Check completed.")
+
+
+@route(Close, SELECTED, refresh=False)
+async def close(session: Session, command: Close) -> bytes:
+    selected = session.mailbox
+    if not selected.read_only:
+        try:
+            await expunge_deleted(session, None, report=False)
+        except StoreError:
+            pass
+    selected.close()
+    session.selected = None
+    session.state = "auth"
+    return tagged(command.tag, "OK", "Close completed.")
+
+
+@route(Unselect, SELECTED, refresh=False)
+async def unselect(session: Session, command: Unselect) -> bytes:
+    session.mailbox.close()
+    session.selected = None
+    session.state = "auth"
+    return tagged(command.tag, "OK", "Unselect completed.")

@@ -1,0 +1,231 @@
+"""FETCH items for one message, and the cached facts they come from.
+
+The first time any session reads a message it is decrypted once (one EC unwrap),
+streamed through :class:`MessageAnalyzer`, and the result (part map, ENVELOPE, BODY,
+BODYSTRUCTURE) is sealed into ``MessageCache.extra`` together with the message key;
+every later read costs no EC operation and no MIME parse. Bodies go to the socket in
+pieces read by byte range, so a 50 MB ``BODY[]`` never sits in memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.imap._analysis import MessageAnalysis, MessageAnalyzer
+from cryptmail.imap._partmap import SectionPlan, VirtualStream
+from cryptmail.imap._requests import BodySection, FetchAttribute, FetchItem, Section
+from cryptmail.imap._response import FetchResponse, LiteralSlot, Raw, format_date_time
+from cryptmail.imap._sections import header_section
+from cryptmail.store import (
+    MessageCache,
+    MessageRow,
+    OpenedBlob,
+    load_cache,
+    open_blob,
+    read_range,
+    save_cache,
+    stream_plaintext,
+)
+
+if TYPE_CHECKING:
+    from cryptmail.imap._selected import SelectedMailbox
+    from cryptmail.imap._session import Session
+
+PIECE: Final = 256 * 1024
+_PARSE_OFF_LOOP: Final = 64 * 1024
+_CHEAP: Final = frozenset({"FLAGS", "UID", "INTERNALDATE", "MODSEQ"})
+_FACTS_KEPT: Final = 4096
+
+
+@dataclass(frozen=True, repr=False)
+class Facts:
+    """What the sealed cache holds about one message."""
+
+    analysis: MessageAnalysis
+    message_key: bytes | None
+
+    def __repr__(self) -> str:
+        return f"Facts(size={self.analysis.rfc822_size})"
+
+
+async def _index(selected: SelectedMailbox, row: MessageRow) -> Facts:
+    context = selected.context
+    opened = await open_blob(context.blobs, selected.account, row.blob_id)
+    analyzer = MessageAnalyzer()
+    size = 0
+    async for piece in stream_plaintext(context.blobs, opened):
+        size += len(piece)
+        if len(piece) >= _PARSE_OFF_LOOP:
+            await run_blocking(analyzer.feed, piece)
+        else:
+            analyzer.feed(piece)
+    analysis = await run_blocking(analyzer.finish)
+    cache = MessageCache(size, opened.message_key, analysis.to_bytes())
+    async with context.engine.begin() as conn:
+        await save_cache(conn, selected.account, row, cache, initial_flags=selected.initial_flags)
+    return Facts(analysis, opened.message_key)
+
+
+async def load_facts(selected: SelectedMailbox, row: MessageRow) -> Facts:
+    """The message's facts: from memory, the sealed cache, or by indexing it once."""
+    found = selected.facts.get(row.id)
+    if found is not None:
+        selected.facts.move_to_end(row.id)
+        return found
+    facts: Facts | None = None
+    async with selected.context.engine.connect() as conn:
+        cache = await load_cache(conn, selected.account, row.id)
+    if cache is not None and cache.extra:
+        try:
+            facts = Facts(MessageAnalysis.from_bytes(cache.extra), cache.message_key)
+        except ValueError:
+            facts = None
+    if facts is None:
+        facts = await _index(selected, row)
+    selected.facts[row.id] = facts
+    while len(selected.facts) > _FACTS_KEPT:
+        selected.facts.popitem(last=False)
+    return facts
+
+
+def sets_seen(item: FetchItem) -> bool:
+    if isinstance(item, BodySection):
+        return not item.peek
+    return item.name in ("RFC822", "RFC822.TEXT")
+
+
+def needs_facts(items: tuple[FetchItem, ...]) -> bool:
+    return any(not isinstance(i, FetchAttribute) or i.name not in _CHEAP for i in items)
+
+
+_RFC822_SECTIONS: Final = {
+    "RFC822": Section(),
+    "RFC822.HEADER": Section(text="HEADER"),
+    "RFC822.TEXT": Section(text="TEXT"),
+}
+
+
+class MessageFetch:
+    """Builds and writes one ``* n FETCH`` response."""
+
+    def __init__(self, session: Session, selected: SelectedMailbox, seq: int, uid: int) -> None:
+        self._session = session
+        self._selected = selected
+        self._row = selected.rows[uid]
+        self._uid = uid
+        self._response = FetchResponse(seq)
+        self._plans: deque[SectionPlan] = deque()
+        self._facts: Facts | None = None
+        self._opened: OpenedBlob | None = None
+
+    async def _open(self) -> OpenedBlob:
+        if self._opened is None:
+            key = self._facts.message_key if self._facts else None
+            self._opened = await open_blob(
+                self._selected.context.blobs, self._selected.account, self._row.blob_id,
+                message_key=key,
+            )  # fmt: skip
+        return self._opened
+
+    async def build(self, items: tuple[FetchItem, ...], *, with_modseq: bool) -> None:
+        if needs_facts(items):
+            self._facts = await load_facts(self._selected, self._row)
+        names = {i.name for i in items if isinstance(i, FetchAttribute)}
+        for item in items:
+            if isinstance(item, BodySection):
+                await self._section(item.response_key(), item.section, item.partial)
+            else:
+                await self._attribute(item.name)
+        if with_modseq and "MODSEQ" not in names:
+            await self._attribute("MODSEQ")
+
+    async def _attribute(self, name: str) -> None:
+        response, row = self._response, self._row
+        if name == "UID":
+            response.add("UID", self._uid)
+        elif name == "FLAGS":
+            response.add("FLAGS", self._selected.flags_of(self._uid))
+        elif name == "INTERNALDATE":
+            response.add("INTERNALDATE", Raw(format_date_time(row.internal_date)))
+        elif name == "MODSEQ":
+            response.add("MODSEQ", [row.modseq])
+        elif name in _RFC822_SECTIONS:
+            await self._section(name, _RFC822_SECTIONS[name], None)
+        else:
+            assert self._facts is not None  # noqa: S101 - needs_facts() loaded them
+            analysis = self._facts.analysis
+            if name == "RFC822.SIZE":
+                response.add(name, analysis.rfc822_size)
+            elif name == "ENVELOPE":
+                response.add(name, Raw(analysis.envelope))
+            elif name == "BODY":
+                response.add(name, Raw(analysis.body))
+            elif name == "BODYSTRUCTURE":
+                response.add(name, Raw(analysis.bodystructure))
+
+    async def _section(self, key: str, section: Section, partial: tuple[int, int] | None) -> None:
+        assert self._facts is not None  # noqa: S101 - needs_facts() loaded them
+        plan = self._facts.analysis.part_map.plan(section, partial)
+        if not plan.found:
+            self._response.add_literal(key, b"")
+            return
+        if plan.header_fields is not None:
+            opened = await self._open()
+            header = await read_range(
+                self._selected.context.blobs, opened, plan.offset, plan.length
+            )
+            self._response.add_literal(key, header_section(header, plan, partial))
+            return
+        size = plan.size or 0
+        if size <= 4096:
+            self._response.add_literal(key, await self._collect(plan))
+            return
+        self._plans.append(plan)
+        self._response.add_streamed(key, size)
+
+    async def _collect(self, plan: SectionPlan) -> bytes:
+        out = bytearray()
+        async for piece in self._stream(plan):
+            out += piece
+        return bytes(out)
+
+    async def _stream(self, plan: SectionPlan) -> AsyncIterator[bytes]:
+        size = plan.size or 0
+        if size == 0:
+            return
+        opened = await self._open()
+        blobs = self._selected.context.blobs
+        if not plan.needs_conversion:
+            pos, left = plan.offset + plan.skip, size
+            converter: VirtualStream | None = None
+            end = pos + left
+        else:
+            pos, left = plan.offset, size
+            converter = VirtualStream.for_plan(plan)
+            end = plan.offset + plan.length
+        while left > 0 and pos < end:
+            step = min(PIECE - pos % PIECE, end - pos)
+            data = await read_range(blobs, opened, pos, step)
+            if not data:
+                break
+            pos += len(data)
+            out = converter.feed(data) if converter is not None else data[:left]
+            left -= len(out)
+            if out:
+                yield out
+        if left > 0:  # the stored message is shorter than its map says: keep the syntax
+            yield b" " * left
+
+    async def write(self) -> None:
+        for piece in self._response.pieces():
+            if isinstance(piece, LiteralSlot):
+                plan = self._plans.popleft()
+                async for data in self._stream(plan):
+                    await self._session.send(data)
+                    await self._session.drain()
+            else:
+                await self._session.send(piece)

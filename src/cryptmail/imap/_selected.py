@@ -1,0 +1,263 @@
+"""The selected mailbox as one session sees it: UIDs, sequence numbers and flags in
+memory, kept current by an incremental refresh.
+
+A refresh reads the mailbox row (one query); only when its highest modseq moved does
+it load the rows changed since (``load_messages(since_modseq=...)``) and the UIDs
+expunged since (``vanished_since``). So NOOP, IDLE and a single FETCH cost the same in
+a mailbox of ten messages as in one of a million. Changes are queued and written as
+untagged EXPUNGE / EXISTS / RECENT / FETCH responses where RFC 3501 allows them.
+
+\\Recent: a message nobody has indexed yet, or one whose stored flags carry \\Recent,
+is recent to the first session that selects it read-write; that session indexes it
+(one EC unwrap, ever) without \\Recent, or removes the stored \\Recent.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+from cryptmail.errors import CryptmailError
+from cryptmail.imap._response import Atom, ImapValue, untagged
+from cryptmail.imap._sequence import SequenceSet, format_number_runs
+from cryptmail.keys import UnlockedAccount
+from cryptmail.store import (
+    RECENT_FLAG,
+    Mailbox,
+    MessageId,
+    MessageRow,
+    load_messages,
+    mailbox_by_id,
+    set_flags,
+    vanished_since,
+)
+
+if TYPE_CHECKING:
+    from cryptmail.imap._fetch import Facts
+    from cryptmail.imap._server import ServerContext
+    from cryptmail.imap._session import Session
+
+SYSTEM_FLAGS: Final = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_FACTS_KEPT: Final = 4096
+
+
+class InvalidSequence(CryptmailError):
+    """A message sequence number beyond the mailbox."""
+
+
+def flag_atoms(flags: Iterable[str]) -> list[ImapValue]:
+    return [Atom(f) for f in sorted(flags, key=lambda f: (not f.startswith("\\"), f))]
+
+
+class SelectedMailbox:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        context: ServerContext,
+        account: UnlockedAccount,
+        mailbox: Mailbox,
+        *,
+        read_only: bool,
+    ) -> None:
+        self.context = context
+        self.account = account
+        self.mailbox_id = mailbox.id
+        self.uidvalidity = mailbox.uidvalidity
+        self.uidnext = mailbox.uidnext
+        self.highest_modseq = mailbox.highest_modseq
+        self.read_only = read_only
+        self.uids: list[int] = []
+        self.rows: dict[int, MessageRow] = {}
+        self.recent: set[int] = set()
+        self.facts: OrderedDict[MessageId, Facts] = OrderedDict()
+        self.condstore = False
+        self.qresync = False
+        self._announced = 0  # EXISTS count the client knows
+        self._expunged: set[int] = set()  # UIDs gone from the store, not yet reported
+        self._flag_changes: set[int] = set()
+
+    @property
+    def initial_flags(self) -> frozenset[str]:
+        """Flags a never-indexed row gets when this session indexes it."""
+        return frozenset() if not self.read_only else frozenset({RECENT_FLAG})
+
+    # -- loading -------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        async with self.context.engine.connect() as conn:
+            rows = await load_messages(conn, self.account, self.mailbox_id)
+        for row in rows:
+            self.rows[row.uid] = row
+            self.uids.append(row.uid)
+        self.uids.sort()
+        await self._claim_recent(rows)
+        self._announced = len(self.uids)
+
+    async def _claim_recent(self, rows: Iterable[MessageRow]) -> None:
+        from cryptmail.imap._fetch import load_facts
+
+        stored_recent: dict[MessageId, frozenset[str]] = {}
+        for row in rows:
+            if RECENT_FLAG in row.flags:
+                self.recent.add(row.uid)
+                clean = row.flags - {RECENT_FLAG}
+                self.rows[row.uid] = _with_flags(row, clean)
+                stored_recent[row.id] = clean
+            elif not row.indexed:
+                self.recent.add(row.uid)
+                if not self.read_only:
+                    try:
+                        await load_facts(self, self.rows[row.uid])
+                    except CryptmailError:
+                        continue  # a broken message stays unindexed; FETCH reports it
+        if stored_recent and not self.read_only:
+            async with self.context.engine.begin() as conn:
+                modseq = await set_flags(conn, self.account, self.mailbox_id, stored_recent)
+            self.note_own_modseq(modseq)
+
+    def note_own_modseq(self, modseq: int) -> None:
+        """Our own change bumped the modseq by one: skip re-reading it at refresh."""
+        if modseq == self.highest_modseq + 1:
+            self.highest_modseq = modseq
+
+    def close(self) -> None:
+        self.facts.clear()
+
+    # -- numbers ---------------------------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def sequence_of(self, uid: int) -> int:
+        return bisect.bisect_left(self.uids, uid) + 1
+
+    def resolve(self, sequence: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
+        """(sequence number, UID) pairs the set names, ascending.
+
+        Raises InvalidSequence for a sequence number beyond the mailbox.
+        """
+        if uid:
+            largest = self.uids[-1] if self.uids else 0
+            ranges = sequence.resolve(largest)
+            found = list(ranges.select(self.uids))
+            first = self.sequence_of(found[0]) if found else 0
+            return [(first + i, u) for i, u in enumerate(found)]
+        count = len(self.uids)
+        ranges = sequence.resolve(count)
+        if ranges and ranges.ends[-1] > count:
+            raise InvalidSequence("message sequence number beyond the mailbox")
+        return [(seq, self.uids[seq - 1]) for seq in ranges]
+
+    def flags_of(self, uid: int) -> list[ImapValue]:
+        flags = set(self.rows[uid].flags)
+        if uid in self.recent:
+            flags.add(RECENT_FLAG)
+        return flag_atoms(flags)
+
+    def keywords(self) -> set[str]:
+        found: set[str] = set()
+        for row in self.rows.values():
+            found.update(f for f in row.flags if not f.startswith("\\"))
+        return found
+
+    # -- local changes -------------------------------------------------------------------
+
+    def update_flags(self, uid: int, flags: frozenset[str], modseq: int) -> None:
+        row = self.rows.get(uid)
+        if row is not None:
+            self.rows[uid] = _with_flags(row, flags, modseq)
+
+    def add_row(self, row: MessageRow) -> None:
+        if row.uid in self.rows:
+            return
+        self.rows[row.uid] = row
+        bisect.insort(self.uids, row.uid)
+
+    def remove_uids(self, uids: Iterable[int]) -> list[int]:
+        """Drop UIDs; returns the sequence numbers to report, each valid when sent."""
+        sequences: list[int] = []
+        for uid in sorted(set(uids), reverse=True):
+            index = bisect.bisect_left(self.uids, uid)
+            if index < len(self.uids) and self.uids[index] == uid:
+                del self.uids[index]
+                row = self.rows.pop(uid)
+                self.facts.pop(row.id, None)
+                self.recent.discard(uid)
+                self._flag_changes.discard(uid)
+                self._expunged.discard(uid)
+                sequences.append(index + 1)
+        self._announced = len(self.uids)
+        return sequences
+
+    # -- refresh -------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Learn what other sessions and processes changed (one query if nothing did)."""
+        async with self.context.engine.connect() as conn:
+            box = await mailbox_by_id(conn, None, self.mailbox_id)
+            if box.highest_modseq == self.highest_modseq:
+                return
+            since = self.highest_modseq
+            gone = await vanished_since(conn, self.mailbox_id, since)
+            changed = await load_messages(conn, self.account, self.mailbox_id, since_modseq=since)
+        self.highest_modseq = max(self.highest_modseq, box.highest_modseq)
+        self.uidnext = max(self.uidnext, box.uidnext)
+        self._expunged.update(uid for uid in gone if uid in self.rows)
+        fresh: list[MessageRow] = []
+        for row in changed:
+            known = self.rows.get(row.uid)
+            if known is None:
+                if row.uid not in gone:
+                    self.add_row(row)
+                    fresh.append(row)
+                continue
+            if known.flags != row.flags - {RECENT_FLAG} or known.modseq != row.modseq:
+                self.rows[row.uid] = _with_flags(row, row.flags - {RECENT_FLAG})
+                if known.flags != row.flags - {RECENT_FLAG}:
+                    self._flag_changes.add(row.uid)
+        if fresh:
+            await self._claim_recent(fresh)
+
+    async def send_updates(self, session: Session, *, allow_expunge: bool = True) -> None:
+        """Refresh, then write the untagged responses the client has not seen."""
+        await self.refresh()
+        if allow_expunge and self._expunged:
+            gone = sorted(self._expunged)
+            sequences = self.remove_uids(gone)
+            if self.qresync:
+                await session.send(b"* VANISHED " + format_number_runs(gone).encode() + b"\r\n")
+            else:
+                for seq in sequences:
+                    await session.send(untagged(seq, Atom("EXPUNGE")))
+        if len(self.uids) != self._announced:
+            self._announced = len(self.uids)
+            await session.send(untagged(len(self.uids), Atom("EXISTS")))
+            await session.send(untagged(len(self.recent), Atom("RECENT")))
+        if self._flag_changes:
+            for uid in sorted(self._flag_changes):
+                if uid in self._expunged or uid not in self.rows:
+                    continue
+                await session.send(self.flags_response(uid))
+            self._flag_changes.clear()
+
+    def flags_response(self, uid: int, *, with_uid: bool = True) -> bytes:
+        parts: list[ImapValue] = []
+        if with_uid:
+            parts += [Atom("UID"), uid]
+        parts += [Atom("FLAGS"), self.flags_of(uid)]
+        if self.condstore:
+            parts += [Atom("MODSEQ"), [self.rows[uid].modseq]]
+        return untagged(self.sequence_of(uid), Atom("FETCH"), parts)
+
+    def is_expunged(self, uid: int) -> bool:
+        return uid in self._expunged
+
+
+def _with_flags(row: MessageRow, flags: frozenset[str], modseq: int | None = None) -> MessageRow:
+    from dataclasses import replace
+
+    return replace(row, flags=flags, modseq=row.modseq if modseq is None else modseq)

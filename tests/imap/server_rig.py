@@ -1,0 +1,94 @@
+"""A live IMAP server on a free loopback port, over a fresh SQLite data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptmail.config import Config, load_config
+from cryptmail.db import create_engine, upgrade
+from cryptmail.imap._server import ImapListener, make_context
+from cryptmail.keys import LoginThrottle, create_user
+from cryptmail.secret import Password
+from cryptmail.store import ChangeBus, deliver_message, ensure_default_mailboxes
+from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.users import add_domain, get_user
+
+PASSWORD = "p%ss \"word' 1"
+UTF8_PASSWORD = "pä%ss \"wörd' ✓"
+USER = "alice@example.org"
+
+
+@dataclass
+class ImapRig:
+    """Runs the server's event loop in a thread, so sync clients can talk to it."""
+
+    config: Config
+    loop: asyncio.AbstractEventLoop
+    port: int
+    bus: ChangeBus
+
+    def run(self, coro):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def deliver(self, message: bytes, email: str = USER) -> None:
+        async def work() -> None:
+            async with self._engine.connect() as conn:
+                user = await get_user(conn, email)
+
+            async def source():  # type: ignore[no-untyped-def]
+                yield message
+
+            await deliver_message(self._engine, self._blobs, user, source(), bus=self.bus)
+
+        self.run(work())
+
+    def add_user(self, email: str, password: str, crypt: int = 2) -> None:
+        async def work() -> None:
+            await create_user(
+                self._engine, email, Password.from_str(password), self.config.crypto, crypt=crypt
+            )
+            async with self._engine.begin() as conn:
+                user = await get_user(conn, email)
+                await ensure_default_mailboxes(conn, user.id)
+
+        self.run(work())
+
+
+def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
+    config = load_config(
+        None, data_dir=str(tmp_path / "data"), **{"crypto.argon2.memory_kib": 19456}, **overrides
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def setup() -> tuple[ImapListener, object, object]:
+        engine = create_engine(config.database_url)
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            await add_domain(conn, "example.org")
+        blobs = LocalBlobStore(config.blob_path)
+        bus = ChangeBus()
+        context = make_context(
+            config, engine=engine, blobs=blobs, bus=bus, throttle=LoginThrottle(base_delay_s=0.01)
+        )
+        listener = ImapListener(context, implicit_tls=False)
+        await listener.start("127.0.0.1", 0)
+        return listener, engine, blobs
+
+    listener, engine, blobs = asyncio.run_coroutine_threadsafe(setup(), loop).result(60)
+    rig = ImapRig(config, loop, listener.port, listener._context.bus)  # noqa: SLF001
+    rig._engine = engine  # type: ignore[attr-defined]
+    rig._blobs = blobs  # type: ignore[attr-defined]
+    rig.add_user(USER, PASSWORD)
+    try:
+        yield rig
+    finally:
+        asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(engine.dispose(), loop).result(30)  # type: ignore[attr-defined]
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
