@@ -149,7 +149,9 @@ class SelectedMailbox:
         count = len(self.uids)
         ranges = sequence.resolve(count)
         if ranges and ranges.ends[-1] > count:
-            raise InvalidSequence("message sequence number beyond the mailbox")
+            if not sequence.uses_star:
+                raise InvalidSequence("message sequence number beyond the mailbox")
+            ranges = ranges.clip(1, count)  # "1:*" in an empty mailbox names nothing
         return [(seq, self.uids[seq - 1]) for seq in ranges]
 
     def flags_of(self, uid: int) -> list[ImapValue]:
