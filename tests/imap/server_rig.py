@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config, load_config
 from cryptmail.db import create_engine, upgrade
@@ -22,6 +25,9 @@ UTF8_PASSWORD = "pä%ss \"wörd' ✓"
 USER = "alice@example.org"
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class ImapRig:
     """Runs the server's event loop in a thread, so sync clients can talk to it."""
@@ -30,28 +36,30 @@ class ImapRig:
     loop: asyncio.AbstractEventLoop
     port: int
     bus: ChangeBus
+    engine: AsyncEngine
+    blobs: LocalBlobStore
 
-    def run(self, coro):  # type: ignore[no-untyped-def]
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
     def deliver(self, message: bytes, email: str = USER) -> None:
         async def work() -> None:
-            async with self._engine.connect() as conn:
+            async with self.engine.connect() as conn:
                 user = await get_user(conn, email)
 
-            async def source():  # type: ignore[no-untyped-def]
+            async def source() -> AsyncIterator[bytes]:
                 yield message
 
-            await deliver_message(self._engine, self._blobs, user, source(), bus=self.bus)
+            await deliver_message(self.engine, self.blobs, user, source(), bus=self.bus)
 
         self.run(work())
 
     def add_user(self, email: str, password: str, crypt: int = 2) -> None:
         async def work() -> None:
             await create_user(
-                self._engine, email, Password.from_str(password), self.config.crypto, crypt=crypt
+                self.engine, email, Password.from_str(password), self.config.crypto, crypt=crypt
             )
-            async with self._engine.begin() as conn:
+            async with self.engine.begin() as conn:
                 user = await get_user(conn, email)
                 await ensure_default_mailboxes(conn, user.id)
 
@@ -66,7 +74,7 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
-    async def setup() -> tuple[ImapListener, object, object]:
+    async def setup() -> tuple[ImapListener, AsyncEngine, LocalBlobStore]:
         engine = create_engine(config.database_url)
         await upgrade(engine)
         async with engine.begin() as conn:
@@ -81,14 +89,12 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
         return listener, engine, blobs
 
     listener, engine, blobs = asyncio.run_coroutine_threadsafe(setup(), loop).result(60)
-    rig = ImapRig(config, loop, listener.port, listener._context.bus)  # noqa: SLF001
-    rig._engine = engine  # type: ignore[attr-defined]
-    rig._blobs = blobs  # type: ignore[attr-defined]
+    rig = ImapRig(config, loop, listener.port, listener.context.bus, engine, blobs)
     rig.add_user(USER, PASSWORD)
     try:
         yield rig
     finally:
         asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(30)
-        asyncio.run_coroutine_threadsafe(engine.dispose(), loop).result(30)  # type: ignore[attr-defined]
+        asyncio.run_coroutine_threadsafe(engine.dispose(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)

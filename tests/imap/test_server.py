@@ -1,3 +1,5 @@
+# mypy: disable-error-code="index, operator, arg-type, assignment"
+# (imaplib's stubs type every response item as a union of bytes, tuples and None)
 """The IMAP server on a loopback port, driven by imaplib and imapclient."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="index, operator, arg-type, assignment"
+# (imaplib's stubs type every response item as a union of bytes, tuples and None)
 """CONDSTORE/QRESYNC, partial and large bodies, limits, logging hygiene, key release."""
 
 from __future__ import annotations

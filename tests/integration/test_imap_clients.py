@@ -1,3 +1,5 @@
+# mypy: disable-error-code="index, operator, arg-type, assignment"
+# (imaplib's stubs type every response item as a union of bytes, tuples and None)
 """Real IMAP clients against the cryptmail IMAP server on loopback.
 
 imaplib and imapclient run a whole session; mbsync (Debian's isync) pushes a Maildir
@@ -16,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.imap.server_rig import PASSWORD, USER, ImapRig, start_rig
 
 SYNC_USER = "sync@example.org"

@@ -133,6 +133,10 @@ class ImapListener:
         self._server: asyncio.Server | None = None
 
     @property
+    def context(self) -> ServerContext:
+        return self._context
+
+    @property
     def port(self) -> int:
         assert self._server is not None  # noqa: S101 - only after start()
         return int(self._server.sockets[0].getsockname()[1])
