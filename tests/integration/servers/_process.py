@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ._errors import ServerStartError
@@ -61,7 +62,7 @@ def run_checked(
     Raises:
         ServerStartError: the command exited non-zero or timed out; the message holds its output.
     """
-    uid, gid = as_user if as_user is not None else (None, None)
+    uid, gid, groups = _identity(as_user)
     try:
         result = subprocess.run(
             list(argv),
@@ -73,7 +74,7 @@ def run_checked(
             cwd=cwd,
             user=uid,
             group=gid,
-            extra_groups=[] if as_user is not None else None,
+            extra_groups=groups,
         )
     except subprocess.TimeoutExpired as exc:
         message = f"{what}: `{argv[0]}` did not finish within {timeout:.0f} s"
@@ -84,6 +85,69 @@ def run_checked(
             f"{what}: `{' '.join(argv)}` exited with {result.returncode}:\n{output}"
         )
     return result
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    output: Path | None = None,
+    cwd: Path | None = None,
+    as_user: tuple[int, int] | None = None,
+    new_session: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start a server in the background, stdin closed, as ``as_user`` (uid, gid) if given.
+
+    Its stdout and stderr both go to the file ``output`` (truncated first), or nowhere.
+    """
+    uid, gid, groups = _identity(as_user)
+    with contextlib.ExitStack() as stack:
+        sink = subprocess.DEVNULL if output is None else stack.enter_context(output.open("wb"))
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+            user=uid,
+            group=gid,
+            extra_groups=groups,
+        )
+
+
+def _identity(as_user: tuple[int, int] | None) -> tuple[int | None, int | None, list[int] | None]:
+    """``user``, ``group`` and ``extra_groups`` for subprocess: ``as_user`` only, or ourselves."""
+    if as_user is None:
+        return None, None, None
+    return as_user[0], as_user[1], []
+
+
+def wait_answering(
+    answers: Callable[[], bool],
+    *,
+    server: str,
+    advice: str,
+    logs: Mapping[str, Path],
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    interval: float = 0.05,
+) -> None:
+    """Poll ``answers`` until it returns True, giving up early if ``process`` exits.
+
+    Raises:
+        ServerStartError: ``server`` (its name and address) exited or did not answer within
+            ``timeout``; the message says which, then ``advice``, then the tail of each log
+            in ``logs`` (what it is, e.g. ``"log"``, to its path).
+    """
+    alive = None if process is None else lambda: process.poll() is None
+    if wait_until(answers, timeout=timeout, alive=alive, interval=interval):
+        return
+    if process is not None and process.poll() is not None:
+        state = f"exited with {process.returncode}"
+    else:
+        state = f"did not answer within {timeout:.0f} s"
+    tails = "\n".join(f"Its {what} ends with:\n{log_tail(path)}" for what, path in logs.items())
+    raise ServerStartError(f"{server} {state}. {advice} {tails}")
 
 
 def wait_until(

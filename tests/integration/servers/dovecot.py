@@ -55,7 +55,14 @@ import pytest
 from ._binaries import find_binary
 from ._errors import BinaryMissing, ServerStartError
 from ._ports import LOOPBACK, free_port
-from ._process import log_tail, make_private_dir, remove_private_dir, stop_process, wait_until
+from ._process import (
+    make_private_dir,
+    remove_private_dir,
+    spawn,
+    stop_process,
+    wait_answering,
+    wait_until,
+)
 
 ALLOW_SKIP_ENV = "CRYPTMAIL_ALLOW_SKIP"
 NOBODY = 65534
@@ -276,22 +283,17 @@ class Dovecot:
             self.config_path.write_text(self.config())
             self.log_path.touch(mode=0o600)
             self._check_config()
-            output = (self._dir / "dovecot.out").open("wb")
-            with output:
-                self._process = subprocess.Popen(
-                    [self._dovecot, "-F", "-c", str(self.config_path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                )
-            if not wait_until(self._answers, timeout=self.start_timeout, alive=self._alive):
-                state = "exited" if not self._alive() else "did not answer"
-                raise ServerStartError(
-                    f"Dovecot {state} within {self.start_timeout:.0f} s; try "
-                    f"`dovecot -F -c {self.config_path}` by hand. Its output:\n"
-                    f"{log_tail(self._dir / 'dovecot.out')}\nIts log ends with:\n"
-                    f"{log_tail(self.log_path)}"
-                )
+            output = self._dir / "dovecot.out"
+            argv = [self._dovecot, "-F", "-c", str(self.config_path)]
+            self._process = spawn(argv, output=output)
+            wait_answering(
+                self._answers,
+                server="Dovecot",
+                advice=f"Try running `dovecot -F -c {self.config_path}` by hand.",
+                logs={"output": output, "log": self.log_path},
+                timeout=self.start_timeout,
+                process=self._process,
+            )
         except BaseException:
             self.stop()
             raise
@@ -307,9 +309,6 @@ class Dovecot:
             raise ServerStartError(
                 f"doveconf refused {self.config_path}: {result.stderr.decode(errors='replace')}"
             )
-
-    def _alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     def _answers(self) -> bool:
         if not _unix_socket_answers(self._dir / "run" / "auth-userdb"):

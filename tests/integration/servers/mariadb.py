@@ -13,15 +13,14 @@ import pymysql
 
 from ._binaries import find_binary
 from ._database import Database
-from ._errors import ServerStartError
 from ._ports import LOOPBACK, free_port
 from ._process import (
-    log_tail,
     make_private_dir,
     remove_private_dir,
     run_checked,
+    spawn,
     stop_process,
-    wait_until,
+    wait_answering,
 )
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
@@ -125,28 +124,15 @@ class MariaDB:
             "--user=root",
             *_SERVER_OPTIONS,
         ]
-        self._process = subprocess.Popen(
-            argv,
-            cwd=self._dir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        self._process = spawn(argv, cwd=self._dir, new_session=True)
+        wait_answering(
+            self._answers,
+            server=f"mariadbd on {self.host}:{self.port}",
+            advice=f"Is the port taken, or the disk full? Try running `{' '.join(argv)}` by hand.",
+            logs={"log": self.log_path},
+            timeout=self.start_timeout,
+            process=self._process,
         )
-        process = self._process
-        if not wait_until(
-            self._answers, timeout=self.start_timeout, alive=lambda: process.poll() is None
-        ):
-            state = (
-                f"exited with {process.returncode}"
-                if process.poll() is not None
-                else f"did not answer within {self.start_timeout:.0f} s"
-            )
-            raise ServerStartError(
-                f"mariadbd on {self.host}:{self.port} {state}. Is the port taken, or the disk "
-                f"full? Try running `{' '.join(argv)}` by hand. Its log ends with:\n"
-                f"{log_tail(self.log_path)}"
-            )
 
     def _answers(self) -> bool:
         try:

@@ -25,6 +25,7 @@ from ._process import (
     pid_alive,
     remove_private_dir,
     run_checked,
+    wait_answering,
     wait_until,
 )
 
@@ -236,13 +237,16 @@ class Postfix:
             self._write_config()
             self._control("check", what="checking the Postfix config")
             self._control("start", what="starting Postfix")
-            if not wait_until(self._answers, timeout=self.start_timeout, interval=0.1):
-                raise ServerStartError(
-                    f"Postfix started but smtpd on {self.host}:{self.smtp_port} did not answer "
-                    f"within {self.start_timeout:.0f} s; is the port taken? Try "
-                    f"`postfix -c {self.config_dir} start` by hand. Its log ends with:\n"
-                    f"{log_tail(self.log_path)}"
-                )
+            wait_answering(
+                self._answers,
+                server=f"Postfix started but smtpd on {self.host}:{self.smtp_port}",
+                advice=(
+                    f"Is the port taken? Try running `postfix -c {self.config_dir} start` by hand."
+                ),
+                logs={"log": self.log_path},
+                timeout=self.start_timeout,
+                interval=0.1,
+            )
         except BaseException:
             self.stop()
             raise

@@ -18,12 +18,12 @@ from ._database import Database
 from ._errors import ServerStartError
 from ._ports import LOOPBACK, free_port
 from ._process import (
-    log_tail,
     make_private_dir,
     remove_private_dir,
     run_checked,
+    spawn,
     stop_process,
-    wait_until,
+    wait_answering,
 )
 
 BINDIR_ENV = "CRYPTMAIL_PG_BINDIR"
@@ -163,36 +163,21 @@ class Postgres:
         ]
         for option in _SERVER_OPTIONS:
             argv += ["-c", option]
-        uid, gid = owner if owner is not None else (None, None)
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                argv,
-                cwd=self._dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                user=uid,
-                group=gid,
-                extra_groups=[] if owner is not None else None,
-            )
-        process = self._process
-        if not wait_until(
+        self._process = spawn(
+            argv, output=self.log_path, cwd=self._dir, as_user=owner, new_session=True
+        )
+        wait_answering(
             self._answers,
+            server=f"postgres on {self.host}:{self.port}",
+            advice=(
+                "Is the port taken, or shared memory short? "
+                f"Try running `{' '.join(argv)}` by hand as the postgres user."
+            ),
+            logs={"log": self.log_path},
             timeout=self.start_timeout,
-            alive=lambda: process.poll() is None,
+            process=self._process,
             interval=0.1,
-        ):
-            state = (
-                f"exited with {process.returncode}"
-                if process.poll() is not None
-                else f"did not answer within {self.start_timeout:.0f} s"
-            )
-            raise ServerStartError(
-                f"postgres on {self.host}:{self.port} {state}. Is the port taken, or shared "
-                f"memory short? Try running `{' '.join(argv)}` by hand as the postgres user. "
-                f"Its log ends with:\n{log_tail(self.log_path)}"
-            )
+        )
 
     def _answers(self) -> bool:
         result = subprocess.run(
