@@ -9,16 +9,18 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from ._errors import ServerStartError
 
 KEEP_DIRS_ENV = "CRYPTMAIL_KEEP_SERVER_DIRS"
 
 
-def make_private_dir(prefix: str, *, uid: int | None = None, gid: int | None = None) -> Path:
-    """Create a fresh 0755 folder in the system temp folder, owned by ``uid``/``gid`` if given.
+def make_private_dir(prefix: str, *, owner: tuple[int, int] | None = None) -> Path:
+    """Create a fresh 0755 folder in the system temp folder, owned by ``owner`` (uid, gid) if given.
 
     pytest's own ``tmp_path`` lives under a 0700 folder of root, which the
     unprivileged users that Postfix and PostgreSQL switch to cannot enter; so
@@ -26,8 +28,8 @@ def make_private_dir(prefix: str, *, uid: int | None = None, gid: int | None = N
     """
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
-    if uid is not None or gid is not None:
-        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+    if owner is not None:
+        os.chown(path, *owner)
     return path
 
 
@@ -198,3 +200,63 @@ def pid_alive(pid: int) -> bool:
         return False
     state = stat.rsplit(")", 1)[-1].split()[0]
     return state not in ("Z", "X")
+
+
+class PrivateServer:
+    """What every runner shares: its own folder, perhaps a child process, start() and stop().
+
+    A subclass implements ``start()`` (making the folder with :meth:`_new_folder`)
+    and ``stop()`` (ending with :meth:`_discard`); the class is then a context
+    manager that starts on entry and stops on exit.
+    """
+
+    base_dir: Path | None = None
+    """The server's folder while it runs, None before ``start()`` and after ``stop()``."""
+    _process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def _dir(self) -> Path:
+        if self.base_dir is None:
+            raise RuntimeError(f"{type(self).__name__} has no folder until start() is called")
+        return self.base_dir
+
+    @contextlib.contextmanager
+    def _new_folder(self, prefix: str, *, owner: tuple[int, int] | None = None) -> Iterator[Path]:
+        """Make the folder (see :func:`make_private_dir`) for the start steps in the block.
+
+        If a step fails, even by KeyboardInterrupt, ``stop()`` runs before the
+        error goes on, so a failed start leaves no process and no folder behind.
+        """
+        self.base_dir = make_private_dir(prefix, owner=owner)
+        try:
+            yield self.base_dir
+        except BaseException:
+            self.stop()
+            raise
+
+    def _discard(self, first_signal: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the child process, if any (see :func:`stop_process`), and delete the folder."""
+        if self._process is not None:
+            stop_process(self._process, first_signal=first_signal)
+            self._process = None
+        if self.base_dir is not None:
+            remove_private_dir(self.base_dir)
+            self.base_dir = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -40,14 +40,12 @@ from __future__ import annotations
 
 import os
 import pwd
-import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import ParamSpec
 
 import pytest
@@ -55,14 +53,7 @@ import pytest
 from ._binaries import find_binary
 from ._errors import BinaryMissing, ServerStartError
 from ._ports import LOOPBACK, free_port
-from ._process import (
-    make_private_dir,
-    remove_private_dir,
-    spawn,
-    stop_process,
-    wait_answering,
-    wait_until,
-)
+from ._process import PrivateServer, spawn, wait_answering, wait_until
 
 ALLOW_SKIP_ENV = "CRYPTMAIL_ALLOW_SKIP"
 NOBODY = 65534
@@ -101,7 +92,7 @@ class DovecotUser:
         return f"{self.name}:{{PLAIN}}{self.password}:{uid}:{gid}::{home}::{extra}\n"
 
 
-class Dovecot:
+class Dovecot(PrivateServer):
     """A private Dovecot instance; see the module docstring for what it holds."""
 
     host = LOOPBACK
@@ -136,18 +127,10 @@ class Dovecot:
         self.internal_user = "dovecot" if as_root else own_name
         self.login_user = "dovenull" if as_root else own_name
         self.start_timeout = start_timeout
-        self.base_dir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
         self._dovecot = "dovecot"
         self._doveadm = "doveadm"
 
     # -- folders ---------------------------------------------------------------
-
-    @property
-    def _dir(self) -> Path:
-        if self.base_dir is None:
-            raise RuntimeError("Dovecot has no folder until start() is called")
-        return self.base_dir
 
     @property
     def config_path(self) -> Path:
@@ -274,8 +257,7 @@ class Dovecot:
         """
         self._dovecot = find_binary("dovecot", package="dovecot-core")
         self._doveadm = find_binary("doveadm", package="dovecot-core")
-        self.base_dir = make_private_dir("cryptmail-dovecot-")
-        try:
+        with self._new_folder("cryptmail-dovecot-"):
             (self._dir / "home").mkdir(mode=0o755)
             for name in self.users:
                 self._make_home(name)
@@ -294,9 +276,6 @@ class Dovecot:
                 timeout=self.start_timeout,
                 process=self._process,
             )
-        except BaseException:
-            self.stop()
-            raise
 
     def _check_config(self) -> None:
         result = subprocess.run(
@@ -318,24 +297,7 @@ class Dovecot:
 
     def stop(self) -> None:
         """SIGTERM the master (SIGKILL after 20 s) and delete the folder."""
-        if self._process is not None:
-            stop_process(self._process, first_signal=signal.SIGTERM)
-            self._process = None
-        if self.base_dir is not None:
-            remove_private_dir(self.base_dir)
-            self.base_dir = None
-
-    def __enter__(self) -> Dovecot:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._discard()
 
     # -- doveadm ---------------------------------------------------------------
 

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import re
 import secrets
-import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 import pymysql
 
 from ._binaries import find_binary
 from ._database import Database
 from ._ports import LOOPBACK, free_port
-from ._process import (
-    make_private_dir,
-    remove_private_dir,
-    run_checked,
-    spawn,
-    stop_process,
-    wait_answering,
-)
+from ._process import PrivateServer, run_checked, spawn, wait_answering
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
 
@@ -37,7 +28,7 @@ _SERVER_OPTIONS = (
 )
 
 
-class MariaDB:
+class MariaDB(PrivateServer):
     """A throwaway ``mariadbd`` on 127.0.0.1, run as root with ``--user=root``.
 
     ``start()`` initializes a data folder, starts the server, waits until root
@@ -51,8 +42,6 @@ class MariaDB:
     def __init__(self, *, port: int | None = None, start_timeout: float = 30.0) -> None:
         self.port = port if port is not None else free_port()
         self.start_timeout = start_timeout
-        self.base_dir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
         self._database: Database | None = None
         self.start_seconds: float | None = None
         """Wall time the last ``start()`` took, including initialization."""
@@ -72,12 +61,6 @@ class MariaDB:
             raise RuntimeError("MariaDB.database is set by start(); the server is not running")
         return self._database
 
-    @property
-    def _dir(self) -> Path:
-        if self.base_dir is None:
-            raise RuntimeError("MariaDB has no data folder until start() is called")
-        return self.base_dir
-
     def start(self) -> None:
         """Initialize, start and wait for the server; create the ``cryptmail`` database.
 
@@ -88,8 +71,7 @@ class MariaDB:
         started = time.monotonic()
         mariadbd = find_binary("mariadbd", package="mariadb-server")
         install_db = find_binary("mariadb-install-db", package="mariadb-server")
-        self.base_dir = make_private_dir("cryptmail-mariadb-")
-        try:
+        with self._new_folder("cryptmail-mariadb-"):
             run_checked(
                 [
                     install_db,
@@ -105,9 +87,6 @@ class MariaDB:
             )
             self._launch(mariadbd)
             self._database = self.create_database("cryptmail")
-        except BaseException:
-            self.stop()
-            raise
         self.start_seconds = time.monotonic() - started
 
     def _launch(self, mariadbd: str) -> None:
@@ -181,22 +160,5 @@ class MariaDB:
 
     def stop(self) -> None:
         """Shut the server down (SIGTERM, then SIGKILL) and delete its folder."""
-        if self._process is not None:
-            stop_process(self._process)
-            self._process = None
-        if self.base_dir is not None:
-            remove_private_dir(self.base_dir)
-            self.base_dir = None
+        self._discard()
         self._database = None
-
-    def __enter__(self) -> MariaDB:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -13,17 +13,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 from ._binaries import find_binary
 from ._errors import ServerStartError
 from ._ports import LOOPBACK, free_port
 from ._process import (
+    PrivateServer,
     log_tail,
-    make_private_dir,
     pid_alive,
-    remove_private_dir,
     run_checked,
     wait_answering,
     wait_until,
@@ -82,7 +80,7 @@ class QueuedMessage:
     delay_reasons: tuple[str, ...]
 
 
-class Postfix:
+class Postfix(PrivateServer):
     """A Postfix instance with its own config, queue, data folder and log file.
 
     Mail for ``domains`` goes to ``lmtp``, a Postfix LMTP next hop such as
@@ -123,18 +121,11 @@ class Postfix:
         self.hostname = hostname
         self.settings = dict(settings or {})
         self.start_timeout = start_timeout
-        self.base_dir: Path | None = None
         self.start_seconds: float | None = None
         """Wall time the last ``start()`` took."""
         self._postfix = "postfix"
 
     # -- folders -------------------------------------------------------------
-
-    @property
-    def _dir(self) -> Path:
-        if self.base_dir is None:
-            raise RuntimeError("Postfix has no folder until start() is called")
-        return self.base_dir
 
     @property
     def config_dir(self) -> Path:
@@ -232,8 +223,7 @@ class Postfix:
                 "a private Postfix instance must be started as root, because its master "
                 "daemon switches to the postfix user; run the integration tests as root"
             )
-        self.base_dir = make_private_dir("cryptmail-postfix-")
-        try:
+        with self._new_folder("cryptmail-postfix-"):
             self._write_config()
             self._control("check", what="checking the Postfix config")
             self._control("start", what="starting Postfix")
@@ -247,9 +237,6 @@ class Postfix:
                 timeout=self.start_timeout,
                 interval=0.1,
             )
-        except BaseException:
-            self.stop()
-            raise
         self.start_seconds = time.monotonic() - started
 
     def _control(self, command: str, *, what: str) -> None:
@@ -308,8 +295,7 @@ class Postfix:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
                     wait_until(lambda: not self._instance_pids(), timeout=5)
-            remove_private_dir(self.base_dir)
-            self.base_dir = None
+        self._discard()
 
     def _instance_pids(self) -> list[int]:
         """Live processes of this instance: the master and its children carry MAIL_CONFIG."""
@@ -325,18 +311,6 @@ class Postfix:
             if marker in environ.split(b"\0") and pid_alive(int(entry.name)):
                 pids.append(int(entry.name))
         return pids
-
-    def __enter__(self) -> Postfix:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- mail ----------------------------------------------------------------
 

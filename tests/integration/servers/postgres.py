@@ -11,20 +11,12 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 from ._binaries import find_binary
 from ._database import Database
 from ._errors import ServerStartError
 from ._ports import LOOPBACK, free_port
-from ._process import (
-    make_private_dir,
-    remove_private_dir,
-    run_checked,
-    spawn,
-    stop_process,
-    wait_answering,
-)
+from ._process import PrivateServer, run_checked, spawn, wait_answering
 
 BINDIR_ENV = "CRYPTMAIL_PG_BINDIR"
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -58,7 +50,7 @@ def _service_user() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-class Postgres:
+class Postgres(PrivateServer):
     """A throwaway ``postgres`` on 127.0.0.1.
 
     As root, the cluster is owned by and runs as the ``postgres`` system user.
@@ -74,11 +66,9 @@ class Postgres:
     def __init__(self, *, port: int | None = None, start_timeout: float = 30.0) -> None:
         self.port = port if port is not None else free_port()
         self.start_timeout = start_timeout
-        self.base_dir: Path | None = None
         self._psql = "psql"
         self.start_seconds: float | None = None
         """Wall time the last ``start()`` took, including initdb."""
-        self._process: subprocess.Popen[bytes] | None = None
         self._database: Database | None = None
 
     @property
@@ -96,12 +86,6 @@ class Postgres:
             raise RuntimeError("Postgres.database is set by start(); the server is not running")
         return self._database
 
-    @property
-    def _dir(self) -> Path:
-        if self.base_dir is None:
-            raise RuntimeError("Postgres has no data folder until start() is called")
-        return self.base_dir
-
     def _binary(self, name: str) -> str:
         override = os.environ.get(BINDIR_ENV)
         dirs = [override] if override else _debian_bindirs()
@@ -118,9 +102,7 @@ class Postgres:
         initdb, postgres = self._binary("initdb"), self._binary("postgres")
         self._psql = self._binary("psql")
         owner = _service_user()
-        uid, gid = owner if owner is not None else (None, None)
-        self.base_dir = make_private_dir("cryptmail-postgres-", uid=uid, gid=gid)
-        try:
+        with self._new_folder("cryptmail-postgres-", owner=owner):
             run_checked(
                 [
                     initdb,
@@ -141,9 +123,6 @@ class Postgres:
             )
             self._launch(postgres, owner)
             self._database = self.create_database("cryptmail")
-        except BaseException:
-            self.stop()
-            raise
         self.start_seconds = time.monotonic() - started
 
     def _launch(self, postgres: str, owner: tuple[int, int] | None) -> None:
@@ -244,22 +223,5 @@ class Postgres:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT, then SIGKILL) and delete the cluster folder."""
-        if self._process is not None:
-            stop_process(self._process, first_signal=signal.SIGINT)
-            self._process = None
-        if self.base_dir is not None:
-            remove_private_dir(self.base_dir)
-            self.base_dir = None
+        self._discard(signal.SIGINT)
         self._database = None
-
-    def __enter__(self) -> Postgres:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
