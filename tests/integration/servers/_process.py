@@ -9,7 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -186,6 +186,36 @@ def stop_process(
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+def stop_pids(live_pids: Callable[[], Collection[int]], *, grace: float) -> None:
+    """Wait up to ``grace`` seconds until ``live_pids()`` is empty; SIGKILL whatever is left.
+
+    For servers that daemonize, so there is no child to wait for: the caller
+    asks them to stop first, and names the processes that must go.
+    """
+    if wait_until(lambda: not live_pids(), timeout=grace):
+        return
+    for pid in live_pids():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not live_pids(), timeout=5)
+
+
+def pids_with_environ(entry: str) -> list[int]:
+    """Live processes whose environment holds ``entry`` (``NAME=value``, exactly)."""
+    marker = entry.encode()
+    pids = []
+    for folder in Path("/proc").iterdir():
+        if not folder.name.isdigit():
+            continue
+        try:
+            environ = (folder / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0") and pid_alive(int(folder.name)):
+            pids.append(int(folder.name))
+    return pids
 
 
 def pid_alive(pid: int) -> bool:

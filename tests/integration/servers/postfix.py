@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import smtplib
 import subprocess
 import time
@@ -22,7 +20,9 @@ from ._process import (
     PrivateServer,
     log_tail,
     pid_alive,
+    pids_with_environ,
     run_checked,
+    stop_pids,
     wait_answering,
     wait_until,
 )
@@ -281,36 +281,19 @@ class Postfix(PrivateServer):
         waited for, so nothing outlives the folder even if the pid file was
         never written or is unreadable.
         """
-        if self.base_dir is not None:
-            pids = self._instance_pids()
-            if pids:
-                subprocess.run(
-                    [self._postfix, "-c", str(self.config_dir), "stop"],
-                    capture_output=True,
-                    check=False,
-                    timeout=30,
-                )
-                if not wait_until(lambda: not self._instance_pids(), timeout=10):
-                    for pid in self._instance_pids():
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)
-                    wait_until(lambda: not self._instance_pids(), timeout=5)
+        if self.base_dir is not None and self._instance_pids():
+            subprocess.run(
+                [self._postfix, "-c", str(self.config_dir), "stop"],
+                capture_output=True,
+                check=False,
+                timeout=30,
+            )
+            stop_pids(self._instance_pids, grace=10)
         self._discard()
 
     def _instance_pids(self) -> list[int]:
         """Live processes of this instance: the master and its children carry MAIL_CONFIG."""
-        marker = f"MAIL_CONFIG={self.config_dir}".encode()
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if marker in environ.split(b"\0") and pid_alive(int(entry.name)):
-                pids.append(int(entry.name))
-        return pids
+        return pids_with_environ(f"MAIL_CONFIG={self.config_dir}")
 
     # -- mail ----------------------------------------------------------------
 
