@@ -127,3 +127,44 @@ def test_logs_carry_no_secrets(rig: ImapRig, caplog: pytest.LogCaptureFixture) -
     assert "IMAP" in text or "C:" in text
     for marker in ("SecretSubjectMarker", "SecretBodyMarker", "SecretFolderMarker", "p%ss"):
         assert marker not in text
+
+
+def test_large_fetch_streams_in_constant_memory(rig: ImapRig) -> None:
+    import base64
+    import os
+    import tracemalloc
+
+    message = b"Subject: big\r\n\r\n" + base64.encodebytes(os.urandom(15 << 20)).replace(
+        b"\n", b"\r\n"
+    )
+    size = len(message)
+    rig.deliver(message)
+    del message
+    imap = _login(rig)
+    imap.select("INBOX")
+    imap.fetch("1", "(RFC822.SIZE)")  # the one-time indexing is not what we measure
+    sock = socket.create_connection(("127.0.0.1", rig.port), timeout=30)
+    f = sock.makefile("rwb")
+    f.readline()
+    quoted = PASSWORD.replace("\\", "\\\\").replace('"', '\\"')
+    f.write(f'a LOGIN {USER} "{quoted}"\r\nb EXAMINE INBOX\r\n'.encode())
+    f.flush()
+    while not f.readline().startswith(b"b "):
+        pass
+    tracemalloc.start()
+    try:
+        f.write(b"c FETCH 1 BODY.PEEK[]\r\n")
+        f.flush()
+        total, tail = 0, b""
+        while b"\r\nc OK" not in tail:
+            chunk = f.read1(1 << 16)
+            assert chunk
+            total += len(chunk)
+            tail = (tail + chunk)[-200:]
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total > size
+    assert peak < size // 4, peak
+    sock.close()
+    imap.logout()
