@@ -20,7 +20,8 @@ from cryptmail.errors import CryptmailError
 log = logging.getLogger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `argv`, only the noun it names is imported (see `_registry`)."""
     parser = argparse.ArgumentParser(
         prog="cryptmail",
         description="A mail server that keeps every mailbox encrypted at rest, per user.",
@@ -40,13 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cryptmail {__version__}")
     sub = parser.add_subparsers(dest="noun", metavar="COMMAND")
     sub.required = True
-    for register in _registry.registrations():
+    for register in _registry.registrations(argv):
         register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
