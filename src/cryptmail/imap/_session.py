@@ -359,9 +359,20 @@ class Session:
             }[self.state]
             await self.send(tagged(command.tag, "BAD", text))
             return
-        await self._guarded(command.tag, found.handler(self, command), refresh=found.refresh)
+        # RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may).
+        allow_expunge = command.name not in ("FETCH", "STORE", "SEARCH") or bool(
+            getattr(command, "uid", False)
+        )
+        await self._guarded(
+            command.tag,
+            found.handler(self, command),
+            refresh=found.refresh,
+            allow_expunge=allow_expunge,
+        )
 
-    async def _guarded(self, tag: str, work: Awaitable[bytes], *, refresh: bool = True) -> None:
+    async def _guarded(
+        self, tag: str, work: Awaitable[bytes], *, refresh: bool = True, allow_expunge: bool = True
+    ) -> None:
         try:
             reply = await work
         except (ConnectionClosed, asyncio.CancelledError):
@@ -375,7 +386,7 @@ class Session:
             reply = tagged(tag, status, text, code)
         if refresh and self.selected is not None:
             try:
-                await self.selected.send_updates(self)
+                await self.selected.send_updates(self, allow_expunge=allow_expunge)
             except StoreError as exc:
                 log.warning("IMAP: mailbox refresh failed: %s", type(exc).__name__)
         await self.send(reply)
