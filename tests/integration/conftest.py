@@ -13,45 +13,30 @@ skip instead. Any other start failure is an error either way.
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import NoReturn, Protocol
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 import pytest
 
-from .servers import (
-    BinaryMissing,
-    Database,
-    MariaDB,
-    Postfix,
-    Postgres,
-    launch_kwargs,
-)
+from .servers import BinaryMissing, Database, MariaDB, Postfix, Postgres, launch_kwargs
+from .servers._fixtures import Runner, start_or_skip, started_instances, unavailable
 from .servers._process import log_tail
 
-ALLOW_SKIP_ENV = "CRYPTMAIL_ALLOW_SKIP"
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 _START_TIMES: list[tuple[str, float]] = []
+_R = TypeVar("_R", bound=Runner)
 
 
-def _unavailable(exc: BinaryMissing) -> NoReturn:
-    """Skip (only when allowed) or fail a test whose server program is missing."""
-    if os.environ.get(ALLOW_SKIP_ENV) == "1":
-        pytest.skip(str(exc))
-    pytest.fail(f"{exc} (or set {ALLOW_SKIP_ENV}=1 to skip such tests)", pytrace=False)
+def _started(server: Runner, name: str) -> None:
+    """Start ``server`` (see ``start_or_skip``) and note the time it took for the summary."""
+    _START_TIMES.append((name, start_or_skip(server)))
 
 
-def _started(server: MariaDB | Postgres | Postfix, name: str) -> None:
-    started = time.monotonic()
-    try:
-        server.start()
-    except BinaryMissing as exc:
-        missing = exc
-    else:
-        _START_TIMES.append((name, time.monotonic() - started))
-        return
-    _unavailable(missing)  # outside the except block, so the report shows no traceback chain
+def _running(server: _R, name: str) -> Iterator[_R]:
+    """The body of a fixture that starts ``server``, yields it and stops it at teardown."""
+    _started(server, name)
+    yield server
+    server.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -73,10 +58,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[MariaDB]:
     """A MariaDB server for the whole session; ``.database`` is a ready database."""
-    server = MariaDB()
-    _started(server, "MariaDB")
-    yield server
-    server.stop()
+    yield from _running(MariaDB(), "MariaDB")
 
 
 @pytest.fixture
@@ -88,10 +70,7 @@ def mariadb_database(mariadb: MariaDB) -> Database:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A PostgreSQL server for the whole session; ``.database`` is a ready database."""
-    server = Postgres()
-    _started(server, "PostgreSQL")
-    yield server
-    server.stop()
+    yield from _running(Postgres(), "PostgreSQL")
 
 
 @pytest.fixture
@@ -123,21 +102,18 @@ def postfix_factory(request: pytest.FixtureRequest) -> Iterator[PostfixFactory]:
 
     If the test failed, each instance's log tail is printed at teardown.
     """
-    instances: list[Postfix] = []
 
-    def make(**options: object) -> Postfix:
-        instance = Postfix(**options)  # type: ignore[arg-type]  # -- checked by PostfixFactory
-        _started(instance, "Postfix")
-        instances.append(instance)
-        return instance
-
-    factory: Callable[..., Postfix] = make
-    yield factory
-    failed = any(report.failed for report in request.node.stash.get(_REPORTS, {}).values())
-    for instance in instances:
-        if failed and instance.base_dir is not None:
+    def show_log_if_failed(instance: Postfix) -> None:
+        reports = request.node.stash.get(_REPORTS, {}).values()
+        if any(report.failed for report in reports) and instance.base_dir is not None:
             print(f"--- Postfix log ({instance.log_path}) ---\n{log_tail(instance.log_path, 60)}")
-        instance.stop()
+
+    with started_instances(
+        Postfix,
+        start=lambda instance: _started(instance, "Postfix"),
+        before_stop=show_log_if_failed,
+    ) as factory:
+        yield factory
 
 
 @pytest.hookimpl(wrapper=True)
@@ -157,4 +133,4 @@ def chromium_launch_kwargs() -> dict[str, object]:
         return launch_kwargs()
     except BinaryMissing as exc:
         missing = exc
-    _unavailable(missing)
+    unavailable(missing)

@@ -42,23 +42,19 @@ import os
 import pwd
 import socket
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ParamSpec
-
-import pytest
 
 from ._binaries import find_binary
-from ._errors import BinaryMissing, ServerStartError
+from ._errors import ServerStartError
+from ._fixtures import ALLOW_SKIP_ENV, started_instances
 from ._ports import LOOPBACK, free_port
 from ._process import PrivateServer, spawn, wait_answering, wait_until
 
-ALLOW_SKIP_ENV = "CRYPTMAIL_ALLOW_SKIP"
 NOBODY = 65534
 _DEFAULT_ATTRIBUTE_DICT = "file:%h/Maildir/dovecot-attributes"
-_P = ParamSpec("_P")
 
 
 class DoveadmError(RuntimeError):
@@ -372,29 +368,11 @@ def _greets(host: str, port: int, greeting: bytes) -> bool:
 # -- pytest ------------------------------------------------------------------------------
 
 
-def _starting(make: Callable[_P, Dovecot], started: list[Dovecot]) -> Callable[_P, Dovecot]:
-    def start(*args: _P.args, **kwargs: _P.kwargs) -> Dovecot:
-        instance = make(*args, **kwargs)
-        try:
-            instance.start()
-        except BinaryMissing as exc:
-            missing = exc
-        else:
-            started.append(instance)
-            return instance
-        if os.environ.get(ALLOW_SKIP_ENV) == "1":
-            pytest.skip(str(missing))
-        pytest.fail(f"{missing} (or set {ALLOW_SKIP_ENV}=1 to skip such tests)", pytrace=False)
-
-    return start
-
-
 DovecotFactory = Callable[..., Dovecot]
 """What ``dovecot_instances()`` yields: takes ``Dovecot``'s keyword arguments, starts it."""
 
 
-@contextmanager
-def dovecot_instances() -> Iterator[DovecotFactory]:
+def dovecot_instances() -> AbstractContextManager[DovecotFactory]:
     """Start private Dovecot instances through the yielded factory; stop them all at exit.
 
     For a test, wrap it in a fixture of your own::
@@ -407,12 +385,7 @@ def dovecot_instances() -> Iterator[DovecotFactory]:
     A missing Dovecot fails the test (skips with CRYPTMAIL_ALLOW_SKIP=1), like the other
     server fixtures. Set CRYPTMAIL_KEEP_SERVER_DIRS=1 to keep their folders and logs.
     """
-    started: list[Dovecot] = []
-    try:
-        yield _starting(Dovecot, started)
-    finally:
-        for instance in started:
-            instance.stop()
+    return started_instances(Dovecot)
 
 
 def wait_for_file(folder: Path, timeout: float = 10.0) -> list[Path]:
