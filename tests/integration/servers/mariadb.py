@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import re
-import secrets
+import signal
 import time
 from pathlib import Path
 
 import pymysql
 
 from ._binaries import find_binary
-from ._database import Database
-from ._ports import LOOPBACK, free_port
-from ._process import PrivateServer, run_checked, spawn, wait_answering
-
-_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
+from ._database import Database, DatabaseServer
+from ._process import run_checked, spawn, wait_answering
 
 # Durability is traded for speed: tests kill cryptmail, never the database.
 _SERVER_OPTIONS = (
@@ -28,7 +25,7 @@ _SERVER_OPTIONS = (
 )
 
 
-class MariaDB(PrivateServer):
+class MariaDB(DatabaseServer):
     """A throwaway ``mariadbd`` on 127.0.0.1, run as root with ``--user=root``.
 
     ``start()`` initializes a data folder, starts the server, waits until root
@@ -37,14 +34,8 @@ class MariaDB(PrivateServer):
     deletes the folder (set CRYPTMAIL_KEEP_SERVER_DIRS=1 to keep it).
     """
 
-    host = LOOPBACK
-
-    def __init__(self, *, port: int | None = None, start_timeout: float = 30.0) -> None:
-        self.port = port if port is not None else free_port()
-        self.start_timeout = start_timeout
-        self._database: Database | None = None
-        self.start_seconds: float | None = None
-        """Wall time the last ``start()`` took, including initialization."""
+    _name_pattern = re.compile(r"[a-z_][a-z0-9_]{0,31}")
+    _stop_signal = signal.SIGTERM
 
     @property
     def socket_path(self) -> Path:
@@ -53,13 +44,6 @@ class MariaDB(PrivateServer):
     @property
     def log_path(self) -> Path:
         return self._dir / "mariadbd.log"
-
-    @property
-    def database(self) -> Database:
-        """The database made by ``start()``, named ``cryptmail``."""
-        if self._database is None:
-            raise RuntimeError("MariaDB.database is set by start(); the server is not running")
-        return self._database
 
     def start(self) -> None:
         """Initialize, start and wait for the server; create the ``cryptmail`` database.
@@ -129,15 +113,7 @@ class MariaDB(PrivateServer):
             autocommit=True,
         )
 
-    def create_database(self, name: str | None = None) -> Database:
-        """Create a database and a same-named user with a random password that owns it.
-
-        ``name`` defaults to a fresh random one; it must match ``[a-z_][a-z0-9_]*``.
-        """
-        name = name if name is not None else f"t_{secrets.token_hex(6)}"
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"database name {name!r} must match {_NAME.pattern}")
-        password = secrets.token_urlsafe(18)
+    def _create_owned_database(self, name: str, password: str) -> Database:
         connection = self.admin_connect()
         try:
             with connection.cursor() as cursor:
@@ -157,8 +133,3 @@ class MariaDB(PrivateServer):
             password=password,
             query="charset=utf8mb4",
         )
-
-    def stop(self) -> None:
-        """Shut the server down (SIGTERM, then SIGKILL) and delete its folder."""
-        self._discard()
-        self._database = None

@@ -6,20 +6,17 @@ import glob
 import os
 import pwd
 import re
-import secrets
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 from ._binaries import find_binary
-from ._database import Database
+from ._database import Database, DatabaseServer
 from ._errors import ServerStartError
-from ._ports import LOOPBACK, free_port
-from ._process import PrivateServer, run_checked, spawn, wait_answering
+from ._process import run_checked, spawn, wait_answering
 
 BINDIR_ENV = "CRYPTMAIL_PG_BINDIR"
-_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 # Durability is traded for speed: tests kill cryptmail, never the database.
 _SERVER_OPTIONS = ("fsync=off", "full_page_writes=off", "max_connections=200")
@@ -50,7 +47,7 @@ def _service_user() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-class Postgres(PrivateServer):
+class Postgres(DatabaseServer):
     """A throwaway ``postgres`` on 127.0.0.1.
 
     As root, the cluster is owned by and runs as the ``postgres`` system user.
@@ -61,15 +58,9 @@ class Postgres(PrivateServer):
     folder (set CRYPTMAIL_KEEP_SERVER_DIRS=1 to keep it).
     """
 
-    host = LOOPBACK
-
-    def __init__(self, *, port: int | None = None, start_timeout: float = 30.0) -> None:
-        self.port = port if port is not None else free_port()
-        self.start_timeout = start_timeout
-        self._psql = "psql"
-        self.start_seconds: float | None = None
-        """Wall time the last ``start()`` took, including initdb."""
-        self._database: Database | None = None
+    _name_pattern = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+    _stop_signal = signal.SIGINT  # a fast shutdown
+    _psql = "psql"
 
     @property
     def socket_dir(self) -> Path:
@@ -78,13 +69,6 @@ class Postgres(PrivateServer):
     @property
     def log_path(self) -> Path:
         return self._dir / "postgres.log"
-
-    @property
-    def database(self) -> Database:
-        """The database made by ``start()``, named ``cryptmail``."""
-        if self._database is None:
-            raise RuntimeError("Postgres.database is set by start(); the server is not running")
-        return self._database
 
     def _binary(self, name: str) -> str:
         override = os.environ.get(BINDIR_ENV)
@@ -196,15 +180,7 @@ class Postgres(PrivateServer):
         )
         return result.stdout.decode()
 
-    def create_database(self, name: str | None = None) -> Database:
-        """Create a database and a same-named login role with a random password that owns it.
-
-        ``name`` defaults to a fresh random one; it must match ``[a-z_][a-z0-9_]*``.
-        """
-        name = name if name is not None else f"t_{secrets.token_hex(6)}"
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"database name {name!r} must match {_NAME.pattern}")
-        password = secrets.token_urlsafe(18)
+    def _create_owned_database(self, name: str, password: str) -> Database:
         # The SQL goes on stdin, so the password never shows in a process list.
         self.psql(
             f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}';\n"
@@ -220,8 +196,3 @@ class Postgres(PrivateServer):
             user=name,
             password=password,
         )
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT, then SIGKILL) and delete the cluster folder."""
-        self._discard(signal.SIGINT)
-        self._database = None
