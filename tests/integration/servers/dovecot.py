@@ -48,10 +48,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._binaries import find_binary
-from ._errors import ServerStartError
 from ._fixtures import ALLOW_SKIP_ENV, started_instances
 from ._ports import LOOPBACK, free_port
-from ._process import PrivateServer, spawn, wait_answering, wait_until
+from ._process import PrivateServer, run_checked, spawn, wait_answering, wait_until
 
 NOBODY = 65534
 _DEFAULT_ATTRIBUTE_DICT = "file:%h/Maildir/dovecot-attributes"
@@ -274,16 +273,12 @@ class Dovecot(PrivateServer):
             )
 
     def _check_config(self) -> None:
-        result = subprocess.run(
-            [find_binary("doveconf", package="dovecot-core"), "-n", "-c", str(self.config_path)],
-            capture_output=True,
+        doveconf = find_binary("doveconf", package="dovecot-core")
+        run_checked(
+            [doveconf, "-n", "-c", str(self.config_path)],
+            what="checking the Dovecot config",
             timeout=30,
-            check=False,
         )
-        if result.returncode != 0:
-            raise ServerStartError(
-                f"doveconf refused {self.config_path}: {result.stderr.decode(errors='replace')}"
-            )
 
     def _answers(self) -> bool:
         if not _unix_socket_answers(self._dir / "run" / "auth-userdb"):
