@@ -17,6 +17,7 @@ from cryptmail.store._check import CheckReport, check_store
 from cryptmail.store._codec import MessageCache, round_size
 from cryptmail.store._encrypt import EncryptProgress, encrypt_mailboxes
 from cryptmail.store._ids import BlobId, MailboxId, MessageId, UserId, new_blob_id
+from cryptmail.store._import import ImportProgress, import_maildir
 from cryptmail.store._mailboxes import (
     DEFAULT_MAILBOXES,
     DELIMITER,
@@ -30,6 +31,7 @@ from cryptmail.store._mailboxes import (
     mailbox_by_id,
     rename_mailbox,
 )
+from cryptmail.store._maildir import MaildirFolder, scan_maildir
 from cryptmail.store._messages import (
     RECENT_FLAG,
     MessageRow,
@@ -62,8 +64,10 @@ __all__ = [
     "ChangeBus",
     "CheckReport",
     "EncryptProgress",
+    "ImportProgress",
     "Mailbox",
     "MailboxId",
+    "MaildirFolder",
     "MessageCache",
     "MessageId",
     "MessageRow",
@@ -81,6 +85,7 @@ __all__ = [
     "ensure_default_mailboxes",
     "expunge",
     "get_mailbox",
+    "import_maildir",
     "inbox_id",
     "insert_row",
     "list_mailboxes",
@@ -95,6 +100,7 @@ __all__ = [
     "rename_mailbox",
     "round_size",
     "save_cache",
+    "scan_maildir",
     "set_flags",
     "stream_plaintext",
     "sweep_spools",

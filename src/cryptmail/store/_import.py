@@ -1,0 +1,386 @@
+"""Importing a Dovecot Maildir (plain or mail-crypt encrypted) into a user's store.
+
+What a client sees afterwards is what Dovecot showed it: the same folders, UIDVALIDITY
+and UIDs (so nothing is downloaded again), flags, keywords, internal dates (file mtimes)
+and bytes. Dovecot keeps LF line ends on disk and serves CRLF; we store what it served:
+every LF not preceded by CR becomes CRLF, a file that has CRLF already is kept as it is.
+Messages in `new/` arrive with \\Recent (the first session that opens the folder claims
+it), those in `cur/` without.
+
+Each message is decrypted (every check before the first byte, see
+`crypto.dovecot.read_dovecot_file`), stored per the user's `crypt` setting (sealed to
+the public key, or plain) and indexed under the data key. UIDs are kept while the
+target folder is empty or carries the Maildir's UIDVALIDITY (an earlier run of this
+import set it) and the UID is not below the folder's UIDNEXT; otherwise the message gets
+a new UID (counted as renumbered).
+
+Resumable and idempotent: rows and journal entries commit in one transaction per batch.
+The journal (`cm_jobs`, kind "import") holds, per batch, a keyed hash (under the data
+key) of folder name and Maildir base name, sealed: it tells nothing about the mail. A
+rerun skips what the journal has. A crash between blob and row leaves orphan blobs that
+`store check --fix` removes.
+
+Format v1 files (and v2 without integrity) have no authentication: they are imported
+when `allow_unauthenticated` (the default: they were the user's mail all along, and
+refusing them would lose it) and counted in `ImportProgress.unverified`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.crypto.dovecot import DovecotKeyring, read_dovecot_file, read_dovecot_header
+from cryptmail.db import tables as t
+from cryptmail.db import utcnow
+from cryptmail.errors import (
+    CryptoError,
+    DovecotFormatError,
+    MailboxNotFound,
+    StoreError,
+)
+from cryptmail.keys import UnlockedAccount
+from cryptmail.keys._faults import checkpoint
+from cryptmail.store._append import StoredBlob, insert_row, write_blob
+from cryptmail.store._codec import MessageCache, round_size
+from cryptmail.store._ids import MailboxId, MessageId
+from cryptmail.store._mailboxes import (
+    Mailbox,
+    create_mailbox,
+    ensure_default_mailboxes,
+    get_mailbox,
+)
+from cryptmail.store._maildir import MaildirFolder, MaildirMessage, flags_from_info, scan_maildir
+from cryptmail.store._messages import RECENT_FLAG, MessageRow, save_cache
+from cryptmail.store.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+JOURNAL_KIND = "import"
+_ENTRY_SIZE = 16
+_BATCH_MESSAGES = 32
+_BATCH_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    """Totals so far. `done_*` counts skipped messages too, so it ends at `total_*`.
+
+    `skipped`: already imported by an earlier run; `renumbered`: got a new UID;
+    `unverified`: format without integrity (v1); `failed`: unreadable and left out
+    (only with `skip_unreadable`); `missing`: in the uidlist but no file (Dovecot would
+    drop them too).
+    """
+
+    done_messages: int = 0
+    done_bytes: int = 0
+    total_messages: int = 0
+    total_bytes: int = 0
+    folders: int = 0
+    imported: int = 0
+    skipped: int = 0
+    renumbered: int = 0
+    unverified: int = 0
+    failed: int = 0
+    missing: int = 0
+
+
+@dataclass
+class _Pending:
+    message: MaildirMessage
+    blob: StoredBlob
+    uid: int | None
+    flags: frozenset[str]
+    entry: bytes
+
+
+@dataclass
+class _Folder:
+    """The target folder's state while its messages go in."""
+
+    mailbox: Mailbox
+    keep_uids: bool
+    uidnext: int
+    set_uidvalidity: bool
+    pending: list[_Pending] = field(default_factory=list)
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(p.blob.size for p in self.pending)
+
+
+def _journal_context(user_id: int) -> bytes:
+    return b"import-journal|%d" % user_id
+
+
+def journal_entry(account: UnlockedAccount, folder: str, base: str) -> bytes:
+    """The journal's name for one Maildir file of one folder: a keyed hash."""
+    value = folder.encode("utf-8") + b"\x00" + base.encode("utf-8", "surrogateescape")
+    context = b"import-entry|%d" % account.user.id
+    return account.fields.lookup(value, context)[:_ENTRY_SIZE]
+
+
+async def load_journal(conn: AsyncConnection, account: UnlockedAccount) -> set[bytes]:
+    """Every entry the user's import journal holds."""
+    rows = await conn.execute(
+        select(t.cm_jobs.c.state_sealed).where(
+            t.cm_jobs.c.user_id == account.user.id, t.cm_jobs.c.kind == JOURNAL_KIND
+        )
+    )
+    entries: set[bytes] = set()
+    context = _journal_context(account.user.id)
+    for row in rows:
+        if row.state_sealed is None:
+            continue
+        data = account.fields.open(bytes(row.state_sealed), context)
+        entries.update(data[i : i + _ENTRY_SIZE] for i in range(0, len(data), _ENTRY_SIZE))
+    return entries
+
+
+def to_crlf(piece: bytes, after_cr: bool) -> bytes:
+    """Bare LF to CRLF, as Dovecot serves a Maildir file; `after_cr`: the byte before
+    `piece` was CR (so a leading LF is already part of a CRLF)."""
+    head = b""
+    if after_cr and piece.startswith(b"\n"):
+        head, piece = b"\n", piece[1:]
+    return head + piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+async def _crlf_source(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
+    after_cr = False
+    for piece in pieces:
+        if not piece:
+            continue
+        yield to_crlf(piece, after_cr)
+        after_cr = piece.endswith(b"\r")
+
+
+@dataclass
+class _OpenedMail:
+    fileobj: BinaryIO
+    pieces: Iterator[bytes]
+    unverified: bool
+
+
+def _open_mail(path: Path, keyring: DovecotKeyring, allow_unauthenticated: bool) -> _OpenedMail:
+    fileobj = open(path, "rb")  # closed by the caller, after streaming
+    try:
+        header = read_dovecot_header(fileobj)
+        fileobj.seek(0)
+        unverified = header is not None and not header.authenticated
+        pieces = read_dovecot_file(fileobj, keyring, allow_unauthenticated=allow_unauthenticated)
+    except BaseException:
+        fileobj.close()
+        raise
+    return _OpenedMail(fileobj, pieces, unverified)
+
+
+def _internal_date(mtime: float) -> datetime:
+    return datetime.fromtimestamp(int(mtime), UTC).replace(tzinfo=None)
+
+
+async def _target(conn: AsyncConnection, account: UnlockedAccount, name: str) -> Mailbox:
+    await ensure_default_mailboxes(conn, account.user.id)
+    try:
+        return await get_mailbox(conn, account, name)
+    except MailboxNotFound:
+        return await create_mailbox(conn, account, name)
+
+
+async def _prepare_folder(
+    engine: AsyncEngine, account: UnlockedAccount, folder: MaildirFolder
+) -> _Folder:
+    async with engine.begin() as conn:
+        mailbox = await _target(conn, account, folder.name)
+        count = (
+            await conn.execute(select(func.count()).where(t.cm_messages.c.mailbox_id == mailbox.id))
+        ).scalar_one()
+        uidlist = folder.uidlist
+        keep = uidlist is not None and (count == 0 or mailbox.uidvalidity == uidlist.uid_validity)
+        if keep and uidlist is not None and mailbox.uidvalidity != uidlist.uid_validity:
+            await conn.execute(
+                update(t.cm_mailboxes)
+                .where(t.cm_mailboxes.c.id == mailbox.id)
+                .values(uidvalidity=uidlist.uid_validity)
+            )
+            mailbox = replace(mailbox, uidvalidity=uidlist.uid_validity)
+    return _Folder(mailbox, keep, mailbox.uidnext, keep)
+
+
+async def _finish_folder(engine: AsyncEngine, state: _Folder, folder: MaildirFolder) -> None:
+    if not state.set_uidvalidity or folder.uidlist is None:
+        return
+    next_uid = folder.uidlist.next_uid
+    mb = t.cm_mailboxes
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(mb)
+            .where(mb.c.id == state.mailbox.id, mb.c.uidnext < next_uid)
+            .values(uidnext=next_uid)
+        )
+
+
+async def _commit(engine: AsyncEngine, account: UnlockedAccount, state: _Folder) -> None:
+    """Rows, flags, caches and the journal entries of the pending batch: one transaction."""
+    if not state.pending:
+        return
+    mailbox_id = MailboxId(state.mailbox.id)
+    async with engine.begin() as conn:
+        for item in state.pending:
+            date = _internal_date(item.message.mtime)
+            row_id, uid, modseq = await insert_row(conn, mailbox_id, item.blob, date, uid=item.uid)
+            row = MessageRow(
+                id=MessageId(row_id),
+                mailbox_id=mailbox_id,
+                uid=uid,
+                modseq=modseq,
+                blob_id=item.blob.blob_id,
+                sealed=item.blob.sealed,
+                size_rounded=round_size(item.blob.size),
+                internal_date=date,
+                flags=item.flags,
+                indexed=False,
+            )
+            # The cache holds the exact size and the message key (no EC unwrap at the
+            # first read); the IMAP layer adds its analysis when it first reads it.
+            cache = MessageCache(item.blob.size, item.blob.message_key)
+            recent = frozenset({RECENT_FLAG}) if item.message.in_new else frozenset()
+            await save_cache(conn, account, row, cache, initial_flags=recent)
+        await conn.execute(
+            t.cm_jobs.insert().values(
+                user_id=account.user.id,
+                kind=JOURNAL_KIND,
+                state_sealed=account.fields.seal(
+                    b"".join(p.entry for p in state.pending), _journal_context(account.user.id)
+                ),
+                updated_at=utcnow(),
+            )
+        )
+        checkpoint("import:before-commit")
+    checkpoint("import:after-commit")
+    state.pending.clear()
+
+
+def _unreadable(folder_number: int, message: MaildirMessage, exc: Exception) -> StoreError:
+    where = f"{'new' if message.in_new else 'cur'}/{message.base}"
+    return StoreError(
+        f"the message file {where} of folder #{folder_number} could not be read ({exc}); "
+        "check the key or password, or run again with --skip-unreadable to leave it out"
+    )
+
+
+async def import_maildir(
+    engine: AsyncEngine,
+    blobs: BlobStore,
+    account: UnlockedAccount,
+    root: Path,
+    keyring: DovecotKeyring,
+    *,
+    allow_unauthenticated: bool = True,
+    skip_unreadable: bool = False,
+) -> AsyncIterator[ImportProgress]:
+    """Import every folder of the Maildir at `root`; yields progress after each message
+    (the first yield, before any work, carries the totals).
+
+    Raises DovecotFormatError (a broken uidlist or folder name), StoreError (a file that
+    does not decrypt: wrong key, tampered; unless `skip_unreadable`), OSError.
+    """
+    folders = await run_blocking(scan_maildir, root)
+    recipient = account.active_key if account.user.crypt == 2 else None
+    async with engine.connect() as conn:
+        journal = await load_journal(conn, account)
+    progress = ImportProgress(
+        total_messages=sum(len(f.messages) for f in folders),
+        total_bytes=sum(m.size for f in folders for m in f.messages),
+        folders=len(folders),
+    )
+    yield progress
+    for number, folder in enumerate(folders, start=1):
+        state = await _prepare_folder(engine, account, folder)
+        uids = folder.uids()
+        present = {m.base for m in folder.messages}
+        progress = replace(
+            progress, missing=progress.missing + sum(1 for b in uids if b not in present)
+        )
+        # Messages the uidlist names, in UID order, then the others in name order (the
+        # order Dovecot would give them UIDs in).
+        ordered = sorted(
+            folder.messages, key=lambda m: (m.base not in uids, uids.get(m.base, 0), m.base)
+        )
+        for message in ordered:
+            entry = journal_entry(account, folder.name, message.base)
+            if entry in journal:
+                progress = replace(
+                    progress,
+                    done_messages=progress.done_messages + 1,
+                    done_bytes=progress.done_bytes + message.size,
+                    skipped=progress.skipped + 1,
+                )
+                yield progress
+                continue
+            uid = uids.get(message.base)
+            if state.keep_uids and uid is not None and uid < state.uidnext:
+                # Taken meanwhile (mail delivered here since): from now on, every
+                # message of this folder gets a new UID, so none can collide.
+                state.keep_uids = False
+            if not state.keep_uids:
+                if uid is not None:
+                    progress = replace(progress, renumbered=progress.renumbered + 1)
+                uid = None
+            elif uid is None and folder.uidlist is not None:
+                # Not in the uidlist yet: the next UID Dovecot would have given it.
+                uid = max(state.uidnext, folder.uidlist.next_uid)
+            try:
+                opened = await run_blocking(
+                    _open_mail, message.path, keyring, allow_unauthenticated
+                )
+            except (CryptoError, DovecotFormatError) as exc:
+                if not skip_unreadable:
+                    raise _unreadable(number, message, exc) from exc
+                log.warning("import: folder #%d file %s left out: %s", number, message.base, exc)
+                progress = replace(
+                    progress,
+                    done_messages=progress.done_messages + 1,
+                    done_bytes=progress.done_bytes + message.size,
+                    failed=progress.failed + 1,
+                )
+                yield progress
+                continue
+            try:
+                blob = await write_blob(blobs, recipient, _crlf_source(opened.pieces))
+            finally:
+                opened.fileobj.close()
+            if uid is not None:
+                state.uidnext = uid + 1
+            state.pending.append(
+                _Pending(message, blob, uid, flags_from_info(message.info, folder.keywords), entry)
+            )
+            journal.add(entry)
+            progress = replace(
+                progress,
+                done_messages=progress.done_messages + 1,
+                done_bytes=progress.done_bytes + message.size,
+                imported=progress.imported + 1,
+                unverified=progress.unverified + int(opened.unverified),
+            )
+            if len(state.pending) >= _BATCH_MESSAGES or state.pending_bytes >= _BATCH_BYTES:
+                await _commit(engine, account, state)
+            yield progress
+        await _commit(engine, account, state)
+        await _finish_folder(engine, state, folder)
+    log.info(
+        "import for user id %d: %d imported, %d skipped, %d renumbered, %d unverified",
+        account.user.id,
+        progress.imported,
+        progress.skipped,
+        progress.renumbered,
+        progress.unverified,
+    )
