@@ -1,0 +1,193 @@
+"""Delivery into the INBOX: sealed or plain, key and quota checks, UIDs, retry tags."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from cryptmail import store
+from cryptmail.db import tables as t
+from cryptmail.db import utcnow
+from cryptmail.errors import KeyLocked, QuotaExceeded
+from cryptmail.store import _append
+from cryptmail.users import add_user, set_quota
+
+from .conftest import StoreRig
+
+MARKER = b"append-marker-91d2"
+
+
+async def _source(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 8192):
+        yield data[start : start + 8192]
+
+
+def _message(size: int = 3000) -> bytes:
+    head = b"Subject: test\r\n\r\n" + MARKER + b"\r\n"
+    return head + os.urandom(size).hex().encode()[: max(0, size - len(head))]
+
+
+async def _blob_count(rig: StoreRig) -> int:
+    return len([b async for b in rig.blobs.list_ids()])
+
+
+async def test_crypt2_delivers_sealed(rig: StoreRig) -> None:
+    user = await rig.user("alice@example.org", crypt=2)
+    message = _message()
+    appended = await store.deliver_message(rig.engine, rig.blobs, user, _source(message))
+    assert appended.uid == 1
+    assert not appended.duplicate
+    assert appended.blob is not None and appended.blob.sealed
+    assert appended.blob.size == len(message)
+    raw = await rig.blobs.read(appended.blob.blob_id)
+    assert MARKER not in raw
+    opened = await store.open_blob(
+        rig.blobs, None, appended.blob.blob_id, message_key=appended.blob.message_key
+    )
+    assert await store.read_plaintext(rig.blobs, opened) == message
+
+
+async def test_crypt0_delivers_plain(rig: StoreRig) -> None:
+    user = await rig.user("bob@example.org", crypt=0)
+    message = _message()
+    appended = await store.deliver_message(rig.engine, rig.blobs, user, _source(message))
+    assert appended.blob is not None and not appended.blob.sealed
+    assert appended.blob.message_key is None
+    opened = await store.open_blob(rig.blobs, None, appended.blob.blob_id)
+    assert await store.read_plaintext(rig.blobs, opened) == message
+    async with rig.engine.connect() as conn:
+        sealed = (await conn.execute(select(t.cm_messages.c.sealed))).scalar_one()
+    assert sealed is False
+
+
+async def test_crypt2_without_key_pair_is_key_locked(rig: StoreRig) -> None:
+    async with rig.engine.begin() as conn:
+        user = await add_user(conn, "nokey@example.org", "{PLAIN}x", crypt=2)
+    with pytest.raises(KeyLocked):
+        await store.deliver_message(rig.engine, rig.blobs, user, _source(_message()))
+    assert await _blob_count(rig) == 0
+
+
+async def test_quota_zero_means_none(rig: StoreRig) -> None:
+    user = await rig.user("alice@example.org")
+    assert user.quota == 0
+    for _ in range(3):
+        await store.deliver_message(rig.engine, rig.blobs, user, _source(_message(50_000)))
+    async with rig.engine.connect() as conn:
+        assert await store.used_bytes(conn, user.id) == 3 * store.round_size(50_000)
+
+
+async def test_quota_exceeded_removes_the_orphan(rig: StoreRig) -> None:
+    user = await rig.user("alice@example.org")
+    async with rig.engine.begin() as conn:
+        await set_quota(conn, user.id, 10_000)
+    user = type(user)(**{**user.__dict__, "quota": 10_000})
+    await store.deliver_message(rig.engine, rig.blobs, user, _source(_message(4000)))
+    # The size hint is small, so only the check after the blob write catches it.
+    with pytest.raises(QuotaExceeded):
+        await store.deliver_message(
+            rig.engine, rig.blobs, user, _source(_message(20_000)), size_hint=10
+        )
+    assert await _blob_count(rig) == 1
+    # With an honest size hint it is refused before any blob is written.
+    with pytest.raises(QuotaExceeded):
+        await store.deliver_message(
+            rig.engine, rig.blobs, user, _source(_message(20_000)), size_hint=20_000
+        )
+    assert await _blob_count(rig) == 1
+    assert (await store.check_store(rig.engine, rig.blobs)).clean
+
+
+async def test_concurrent_deliveries_get_distinct_increasing_uids(rig: StoreRig) -> None:
+    user = await rig.user("alice@example.org")
+    results = await asyncio.gather(
+        *(
+            store.deliver_message(rig.engine, rig.blobs, user, _source(_message(1000)))
+            for _ in range(20)
+        )
+    )
+    uids = sorted(r.uid for r in results)
+    assert uids == list(range(1, 21))
+    assert len({r.modseq for r in results}) == 20
+    async with rig.engine.connect() as conn:
+        inbox = await store.mailbox_by_id(conn, None, results[0].mailbox_id)
+        count = (await conn.execute(select(func.count()).select_from(t.cm_messages))).scalar()
+    assert inbox.uidnext == 21
+    assert count == 20
+    assert await _blob_count(rig) == 20
+
+
+async def test_retry_with_same_digest_within_the_hour_is_a_duplicate(rig: StoreRig) -> None:
+    user = await rig.user("alice@example.org")
+    message = _message()
+    digest = hashlib.sha256(message).digest()
+    first = await store.deliver_message(
+        rig.engine, rig.blobs, user, _source(message), message_digest=digest
+    )
+    again = await store.deliver_message(
+        rig.engine, rig.blobs, user, _source(message), message_digest=digest
+    )
+    assert again.duplicate
+    assert again.blob is None
+    assert (again.uid, again.row_id, again.mailbox_id) == (
+        first.uid,
+        first.row_id,
+        first.mailbox_id,
+    )
+    assert await _blob_count(rig) == 1
+    # Another message, or no digest, is stored.
+    other = await store.deliver_message(
+        rig.engine,
+        rig.blobs,
+        user,
+        _source(message + b"x"),
+        message_digest=hashlib.sha256(message + b"x").digest(),
+    )
+    assert not other.duplicate and other.uid == 2
+
+
+async def test_retry_after_the_window_is_stored_again(rig: StoreRig) -> None:
+    user = await rig.user("alice@example.org")
+    message = _message()
+    digest = hashlib.sha256(message).digest()
+    first = await store.deliver_message(
+        rig.engine, rig.blobs, user, _source(message), message_digest=digest
+    )
+    async with rig.engine.begin() as conn:
+        await conn.execute(
+            update(t.cm_messages)
+            .where(t.cm_messages.c.id == first.row_id)
+            .values(internal_date=utcnow() - _append.DELIVERY_TAG_WINDOW - timedelta(seconds=5))
+        )
+    later = await store.deliver_message(
+        rig.engine, rig.blobs, user, _source(message), message_digest=digest
+    )
+    assert not later.duplicate
+    assert later.uid == first.uid + 1
+    assert await _blob_count(rig) == 2
+    async with rig.engine.connect() as conn:
+        tags = (
+            (await conn.execute(select(t.cm_messages.c.delivery_tag).order_by(t.cm_messages.c.id)))
+            .scalars()
+            .all()
+        )
+    assert tags[0] is None  # cleared: tags do not outlive the window
+    assert tags[1] is not None
+
+
+async def test_tag_is_per_user(rig: StoreRig) -> None:
+    alice = await rig.user("alice@example.org")
+    bob = await rig.user("bob@example.org")
+    message = _message()
+    digest = hashlib.sha256(message).digest()
+    for user in (alice, bob):
+        appended = await store.deliver_message(
+            rig.engine, rig.blobs, user, _source(message), message_digest=digest
+        )
+        assert not appended.duplicate

@@ -1,0 +1,125 @@
+"""LocalBlobStore: crash-safe writes, the temp sweep, overwrite on delete, listing."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cryptmail.errors import BlobMissing
+from cryptmail.store import new_blob_id
+from cryptmail.store.blobs import LocalBlobStore
+
+
+@pytest.fixture
+def blobs(tmp_path: Path) -> LocalBlobStore:
+    return LocalBlobStore(tmp_path / "blobs")
+
+
+def _temp_files(blobs: LocalBlobStore) -> list[Path]:
+    return list((blobs.root / "tmp").iterdir())
+
+
+async def test_write_goes_to_temp_then_renames(blobs: LocalBlobStore) -> None:
+    blob_id = new_blob_id()
+    writer = await blobs.create(blob_id)
+    await writer.write(b"hello ")
+    await writer.write(b"world")
+    # Nothing under the id before commit; the bytes sit in a temp file.
+    assert not blobs.path_of(blob_id).exists()
+    assert len(_temp_files(blobs)) == 1
+    with pytest.raises(BlobMissing):
+        await blobs.read(blob_id)
+    assert await writer.commit() == 11
+    assert _temp_files(blobs) == []
+    assert await blobs.read(blob_id) == b"hello world"
+    assert await blobs.read(blob_id, 6, 3) == b"wor"
+    assert await blobs.size(blob_id) == 11
+
+
+async def test_large_write_streams_back(blobs: LocalBlobStore) -> None:
+    blob_id = new_blob_id()
+    data = os.urandom(700_000)
+    writer = await blobs.create(blob_id)
+    for start in range(0, len(data), 100_000):
+        await writer.write(data[start : start + 100_000])
+    await writer.commit()
+    pieces = [piece async for piece in blobs.stream(blob_id, 10, 65536)]
+    assert all(len(p) <= 65536 for p in pieces)
+    assert b"".join(pieces) == data[10:]
+
+
+async def test_abort_leaves_nothing(blobs: LocalBlobStore) -> None:
+    blob_id = new_blob_id()
+    writer = await blobs.create(blob_id)
+    await writer.write(os.urandom(300_000))
+    await writer.abort()
+    assert _temp_files(blobs) == []
+    assert not blobs.path_of(blob_id).exists()
+    assert [b async for b in blobs.list_ids()] == []
+
+
+async def test_sweep_temp_removes_only_old_temp_files(blobs: LocalBlobStore) -> None:
+    old = blobs.root / "tmp" / "old.1"
+    young = blobs.root / "tmp" / "young.1"
+    old.write_bytes(b"x")
+    young.write_bytes(b"y")
+    an_hour_ago = time.time() - 3700
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert await blobs.sweep_temp() == 1
+    assert not old.exists()
+    assert young.exists()
+    assert await blobs.sweep_temp(min_age_s=0) == 1
+    assert _temp_files(blobs) == []
+
+
+async def test_delete_overwrites_before_unlinking(
+    blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob_id = new_blob_id()
+    writer = await blobs.create(blob_id)
+    await writer.write(b"secret bytes" * 1000)
+    await writer.commit()
+    path = blobs.path_of(blob_id)
+    seen: list[bytes] = []
+    real_unlink = Path.unlink
+
+    def spy(self: Path, missing_ok: bool = False) -> None:
+        if self == path:
+            seen.append(self.read_bytes())
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", spy)
+    await blobs.delete(blob_id)
+    assert seen == [bytes(12_000)]
+    assert not path.exists()
+    await blobs.delete(blob_id)  # absent: no error
+
+
+async def test_list_ids_skips_temp_and_foreign_names(blobs: LocalBlobStore) -> None:
+    ids = []
+    for _ in range(5):
+        blob_id = new_blob_id()
+        writer = await blobs.create(blob_id)
+        await writer.write(b"x")
+        await writer.commit()
+        ids.append(blob_id)
+    pending = await blobs.create(new_blob_id())
+    await pending.write(b"in flight")
+    (blobs.path_of(ids[0]).parent / "not-hex").write_bytes(b"")
+    assert sorted([b async for b in blobs.list_ids()]) == sorted(ids)
+    await pending.abort()
+
+
+async def test_missing_blob_raises_blob_missing(blobs: LocalBlobStore) -> None:
+    blob_id = new_blob_id()
+    with pytest.raises(BlobMissing, match=blob_id.hex()):
+        await blobs.read(blob_id)
+    with pytest.raises(BlobMissing):
+        await blobs.size(blob_id)
+    with pytest.raises(BlobMissing):
+        await blobs.modified_at(blob_id)
+    with pytest.raises(BlobMissing):
+        [piece async for piece in blobs.stream(blob_id)]

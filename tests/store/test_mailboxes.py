@@ -1,0 +1,123 @@
+"""Mailboxes: the six defaults with roles, user folders with sealed names."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryptmail import store
+from cryptmail.errors import MailboxExists, MailboxNotFound, StoreError
+from cryptmail.keys import UnlockedAccount, unlock_account
+
+from .conftest import PASSWORD, StoreRig
+
+SECRET_NAME = "Projekt-Geheim-4a71"
+
+
+async def _account(rig: StoreRig, email: str = "alice@example.org") -> UnlockedAccount:
+    await rig.user(email)
+    account, _ = await unlock_account(rig.engine, email, PASSWORD, rig.config.crypto)
+    return account
+
+
+async def _names(rig: StoreRig, account: UnlockedAccount) -> list[str]:
+    async with rig.engine.connect() as conn:
+        return [b.name for b in await store.list_mailboxes(conn, account.user.id, account)]
+
+
+async def test_default_six_with_roles(rig: StoreRig) -> None:
+    account = await _account(rig)
+    async with rig.engine.begin() as conn:
+        await store.ensure_default_mailboxes(conn, account.user.id)  # idempotent
+        boxes = await store.list_mailboxes(conn, account.user.id, None)
+    assert [b.name for b in boxes] == ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"]
+    uses = {b.name: b.special_use for b in boxes}
+    assert uses == {
+        "INBOX": "",
+        "Archive": "\\Archive",
+        "Drafts": "\\Drafts",
+        "Junk": "\\Junk",
+        "Sent": "\\Sent",
+        "Trash": "\\Trash",
+    }
+    async with rig.engine.connect() as conn:
+        inbox = await store.get_mailbox(conn, account, "inbox")
+        assert inbox.role == "inbox"
+        assert inbox.id == await store.inbox_id(conn, account.user.id)
+
+
+async def test_create_rename_with_children_delete(rig: StoreRig) -> None:
+    account = await _account(rig)
+    async with rig.engine.begin() as conn:
+        for name in ("Work", "Work/2025", "Work/2025/Q1", "Workshop"):
+            await store.create_mailbox(conn, account, name)
+        await store.rename_mailbox(conn, account, "Work", "Job")
+    names = await _names(rig, account)
+    assert {"Job", "Job/2025", "Job/2025/Q1", "Workshop"} <= set(names)
+    assert not any(n == "Work" or n.startswith("Work/") for n in names)
+    async with rig.engine.begin() as conn:
+        await store.delete_mailbox(conn, account, "Job/2025/Q1")
+        with pytest.raises(MailboxNotFound):
+            await store.get_mailbox(conn, account, "Job/2025/Q1")
+        with pytest.raises(StoreError):
+            await store.delete_mailbox(conn, account, "Trash")
+        with pytest.raises(StoreError):
+            await store.rename_mailbox(conn, account, "Sent", "Other")
+        with pytest.raises(MailboxExists):
+            await store.rename_mailbox(conn, account, "Workshop", "Job")
+        with pytest.raises(MailboxExists):
+            await store.create_mailbox(conn, account, "Drafts")
+
+
+@pytest.mark.parametrize("bad", ["", "a//b", "/a", "a/", "x*", "y%", "z\r\n", "n\x00"])
+async def test_bad_names_are_refused(rig: StoreRig, bad: str) -> None:
+    account = await _account(rig)
+    async with rig.engine.begin() as conn:
+        with pytest.raises(StoreError):
+            await store.create_mailbox(conn, account, bad)
+
+
+async def test_names_are_sealed_in_the_database(rig: StoreRig) -> None:
+    account = await _account(rig)
+    async with rig.engine.begin() as conn:
+        await store.create_mailbox(conn, account, SECRET_NAME)
+        await store.create_mailbox(conn, account, SECRET_NAME + "/Kind")
+        await store.rename_mailbox(conn, account, SECRET_NAME + "/Kind", "Zweiter-Name-0b9e")
+    await rig.engine.dispose()  # flush the WAL into the file
+    raw = b"".join(p.read_bytes() for p in rig.data_dir.glob("cryptmail.db*"))
+    for name in (SECRET_NAME, "Zweiter-Name-0b9e", "Kind"):
+        assert name.encode() not in raw
+        assert name.encode("utf-16-le") not in raw
+    assert set(await _names(rig, account)) >= {SECRET_NAME, "Zweiter-Name-0b9e"}
+
+
+async def test_uniqueness_by_keyed_lookup(rig: StoreRig) -> None:
+    alice = await _account(rig)
+    bob = await _account(rig, "bob@example.org")
+    async with rig.engine.begin() as conn:
+        await store.create_mailbox(conn, alice, "Shared-Name")
+        with pytest.raises(MailboxExists):
+            await store.create_mailbox(conn, alice, "Shared-Name")
+        # Another user may use the same name: the lookup is keyed per user.
+        await store.create_mailbox(conn, bob, "Shared-Name")
+        found = await store.get_mailbox(conn, alice, "Shared-Name")
+        assert found.name == "Shared-Name"
+        with pytest.raises(MailboxNotFound):
+            await store.get_mailbox(conn, alice, "shared-name")
+    # Without the account the name is not known.
+    async with rig.engine.connect() as conn:
+        box = await store.mailbox_by_id(conn, None, found.id)
+    assert box.name == f"#{found.id}"
+
+
+async def test_uidvalidity_changes_on_rename(rig: StoreRig) -> None:
+    account = await _account(rig)
+    async with rig.engine.begin() as conn:
+        parent = await store.create_mailbox(conn, account, "Old")
+        child = await store.create_mailbox(conn, account, "Old/Child")
+        await store.rename_mailbox(conn, account, "Old", "New")
+        renamed = await store.get_mailbox(conn, account, "New")
+        renamed_child = await store.get_mailbox(conn, account, "New/Child")
+    assert renamed.id == parent.id
+    assert renamed.uidvalidity != parent.uidvalidity
+    assert renamed_child.id == child.id
+    assert renamed_child.uidvalidity != child.uidvalidity

@@ -1,0 +1,149 @@
+"""Message rows: sealed flags and cache, modseqs, copy, expunge and unreferenced blobs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+from sqlalchemy import select
+
+from cryptmail import store
+from cryptmail.db import tables as t
+from cryptmail.keys import UnlockedAccount, unlock_account
+from cryptmail.store import MessageCache, MessageId, MessageRow
+
+from .conftest import PASSWORD, StoreRig
+
+FLAG = "$Kennwort-7d21"
+
+
+async def _source(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _setup(rig: StoreRig, count: int = 3) -> tuple[UnlockedAccount, list[MessageRow]]:
+    user = await rig.user("alice@example.org")
+    for i in range(count):
+        body = b"Subject: %d\r\n\r\n" % i + os.urandom(100)
+        await store.deliver_message(rig.engine, rig.blobs, user, _source(body))
+    account, _ = await unlock_account(rig.engine, user.email, PASSWORD, rig.config.crypto)
+    return account, await _rows(rig, account)
+
+
+async def _rows(rig: StoreRig, account: UnlockedAccount, box: str = "INBOX") -> list[MessageRow]:
+    async with rig.engine.connect() as conn:
+        mailbox = await store.get_mailbox(conn, account, box)
+        return await store.load_messages(conn, account, mailbox.id)
+
+
+async def test_new_rows_have_no_flags_until_indexed(rig: StoreRig) -> None:
+    account, rows = await _setup(rig)
+    assert [r.uid for r in rows] == [1, 2, 3]
+    assert all(r.flags == frozenset() and not r.indexed for r in rows)
+    async with rig.engine.begin() as conn:
+        counts = await store.mailbox_counts(conn, rows[0].mailbox_id)
+        assert counts == (3, 3)
+        await store.save_cache(conn, account, rows[0], MessageCache(size=10, message_key=None))
+        counts = await store.mailbox_counts(conn, rows[0].mailbox_id)
+    assert counts == (3, 2)
+    first = (await _rows(rig, account))[0]
+    assert first.indexed
+    assert first.flags == {store.RECENT_FLAG}
+    assert first.modseq == rows[0].modseq  # caching changes no modseq
+
+
+async def test_flags_are_sealed_and_padded(rig: StoreRig) -> None:
+    account, rows = await _setup(rig, 2)
+    async with rig.engine.begin() as conn:
+        await store.set_flags(
+            conn,
+            account,
+            rows[0].mailbox_id,
+            {rows[0].id: frozenset({FLAG, "\\Seen"}), rows[1].id: frozenset()},
+        )
+        sealed = (
+            (await conn.execute(select(t.cm_messages.c.flags_sealed).order_by(t.cm_messages.c.id)))
+            .scalars()
+            .all()
+        )
+    assert all(FLAG.encode() not in s and b"Seen" not in s for s in sealed)
+    # Padding: both flag sets fit in 32 bytes, so the sealed values are equally long.
+    assert len(sealed[0]) == len(sealed[1])
+    fresh = await _rows(rig, account)
+    assert fresh[0].flags == {FLAG, "\\Seen"}
+    assert fresh[1].flags == frozenset()
+
+
+async def test_set_flags_bumps_modseq(rig: StoreRig) -> None:
+    account, rows = await _setup(rig)
+    mailbox = rows[0].mailbox_id
+    async with rig.engine.begin() as conn:
+        before = await store.mailbox_by_id(conn, account, mailbox)
+        modseq = await store.set_flags(conn, account, mailbox, {rows[1].id: frozenset({"\\Seen"})})
+        after = await store.mailbox_by_id(conn, account, mailbox)
+        assert await store.set_flags(conn, account, mailbox, {}) == 0
+    assert modseq == before.highest_modseq + 1 == after.highest_modseq
+    changed = await _rows(rig, account)
+    assert [r.modseq == modseq for r in changed] == [False, True, False]
+    async with rig.engine.connect() as conn:
+        since = await store.load_messages(conn, account, mailbox, since_modseq=modseq - 1)
+    assert [r.uid for r in since] == [2]
+
+
+async def test_save_and_load_cache(rig: StoreRig) -> None:
+    account, rows = await _setup(rig, 1)
+    cache = MessageCache(size=1234, message_key=os.urandom(32), extra=b"envelope bytes")
+    async with rig.engine.begin() as conn:
+        assert await store.load_cache(conn, account, rows[0].id) is None
+        await store.save_cache(conn, account, rows[0], cache)
+        assert await store.load_cache(conn, account, rows[0].id) == cache
+        assert await store.load_cache(conn, account, MessageId(999)) is None
+        raw = (await conn.execute(select(t.cm_messages.c.cache_sealed))).scalar_one()
+    assert b"envelope bytes" not in raw
+    assert cache.message_key is not None and cache.message_key not in raw
+
+
+async def test_copy_shares_the_blob_and_reseals(rig: StoreRig) -> None:
+    account, rows = await _setup(rig, 2)
+    cache = MessageCache(size=5, message_key=None, extra=b"x")
+    async with rig.engine.begin() as conn:
+        await store.save_cache(conn, account, rows[0], cache)
+        await store.set_flags(conn, account, rows[0].mailbox_id, {rows[0].id: frozenset({FLAG})})
+        archive = await store.get_mailbox(conn, account, "Archive")
+    rows = await _rows(rig, account)
+    async with rig.engine.begin() as conn:
+        pairs = await store.copy_messages(conn, account, rows, archive.id)
+    assert pairs == [(1, 1), (2, 2)]
+    copies = await _rows(rig, account, "Archive")
+    assert [c.blob_id for c in copies] == [r.blob_id for r in rows]
+    assert copies[0].flags == {FLAG, store.RECENT_FLAG}
+    assert copies[1].flags == {store.RECENT_FLAG}
+    async with rig.engine.connect() as conn:
+        assert await store.load_cache(conn, account, copies[0].id) == cache
+        assert await store.load_cache(conn, account, copies[1].id) is None
+        result = await conn.execute(select(t.cm_messages.c.id, t.cm_messages.c.flags_sealed))
+        sealed = {row.id: row.flags_sealed for row in result}
+    # Resealed under the new row id, not copied bytes.
+    assert sealed[copies[0].id] != sealed[rows[0].id]
+    assert len([b async for b in rig.blobs.list_ids()]) == 2
+
+
+async def test_expunge_vanished_and_unreferenced_blobs(rig: StoreRig) -> None:
+    account, rows = await _setup(rig, 3)
+    async with rig.engine.begin() as conn:
+        archive = await store.get_mailbox(conn, account, "Archive")
+        await store.copy_messages(conn, account, rows[:1], archive.id)
+    mailbox = rows[0].mailbox_id
+    async with rig.engine.begin() as conn:
+        before = (await store.mailbox_by_id(conn, account, mailbox)).highest_modseq
+        modseq, blob_ids = await store.expunge(conn, mailbox, rows[:2])
+        assert await store.expunge(conn, mailbox, []) == (0, [])
+    assert modseq == before + 1
+    assert blob_ids == [rows[0].blob_id, rows[1].blob_id]
+    async with rig.engine.connect() as conn:
+        assert await store.vanished_since(conn, mailbox, before) == [1, 2]
+        assert await store.vanished_since(conn, mailbox, modseq) == []
+        # The first blob is still named by its copy in Archive.
+        assert await store.unreferenced_blobs(conn, blob_ids) == [rows[1].blob_id]
+        assert await store.unreferenced_blobs(conn, []) == []
+    assert [r.uid for r in await _rows(rig, account)] == [3]

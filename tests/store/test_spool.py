@@ -1,0 +1,67 @@
+"""The transit spool: sealed on disk, digest of the plaintext, crash leftovers swept."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptmail.store import Spool, sweep_spools
+
+MARKER = b"spool-marker-5c1d"
+
+
+def _files(folder: Path) -> list[Path]:
+    return list(folder.iterdir())
+
+
+async def test_spool_on_disk_never_holds_the_plaintext(tmp_path: Path) -> None:
+    message = (MARKER + b" " + os.urandom(64).hex().encode() + b"\r\n") * 5000
+    spool = Spool(tmp_path)
+    for start in range(0, len(message), 10_000):
+        await spool.write(message[start : start + 10_000])
+    await spool.close()
+    files = _files(tmp_path)
+    assert len(files) == 1
+    on_disk = files[0].read_bytes()
+    assert MARKER not in on_disk
+    assert message[:64] not in on_disk
+    assert spool.size == len(message)
+    assert spool.digest == hashlib.sha256(message).digest()
+    # Readable any number of times, and equal to what went in.
+    assert b"".join([c async for c in spool.chunks()]) == message
+    assert b"".join([c async for c in spool.chunks()]) == message
+    spool.discard()
+    assert _files(tmp_path) == []
+
+
+async def test_empty_spool(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    await spool.close()
+    assert b"".join([c async for c in spool.chunks()]) == b""
+    assert spool.digest == hashlib.sha256(b"").digest()
+    spool.discard()
+
+
+def test_sweep_spools_spares_live_writers(tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    live = tmp_path / f"spool-{os.getpid()}-aa"
+    gone = tmp_path / f"spool-{dead_pid}-bb"
+    odd = tmp_path / "spool-notapid-cc"
+    other = tmp_path / "unrelated"
+    for path in (live, gone, odd, other):
+        path.write_bytes(b"x")
+    assert sweep_spools(tmp_path) == 2
+    assert live.exists()
+    assert other.exists()
+    assert not gone.exists()
+    assert not odd.exists()
+    assert sweep_spools(tmp_path / "absent") == 0
