@@ -1,4 +1,8 @@
-"""`cryptmail mailbox list|export USER --password-stdin`: folders, counts, and export.
+"""`cryptmail mailbox list|export|encrypt USER`: folders, counts, export, sealing.
+
+`encrypt` seals a user's plain mail (stored while crypt was 0, or imported plain) with
+only the public key; it shows progress, stops cleanly on Ctrl-C, and continues where it
+stopped when run again.
 
 Export writes every folder with the bytes exactly as delivered. Maildir: Dovecot's
 Maildir++ layout (`cur/new/tmp`, sub-folders as `.Parent.Child` in modified UTF-7),
@@ -18,6 +22,7 @@ from typing import BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cryptmail.cli._progress import ProgressDisplay
 from cryptmail.cli._runtime import (
     SubParsers,
     print_table,
@@ -27,12 +32,13 @@ from cryptmail.cli._runtime import (
     wrong_credential,
 )
 from cryptmail.config import Config
-from cryptmail.errors import AuthenticationFailed, ConfigError
-from cryptmail.keys import UnlockedAccount, unlock_account
+from cryptmail.errors import AuthenticationFailed, ConfigError, KeyLocked
+from cryptmail.keys import UnlockedAccount, active_public_key, unlock_account
 from cryptmail.store import (
     DELIMITER,
     Mailbox,
     MessageRow,
+    encrypt_mailboxes,
     list_mailboxes,
     load_messages,
     mailbox_counts,
@@ -40,6 +46,7 @@ from cryptmail.store import (
     stream_plaintext,
 )
 from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.users import get_user, list_users, normalize_address
 
 _MAILDIR_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S"}
 _DELETED = "T"
@@ -60,6 +67,23 @@ def register(sub: SubParsers) -> None:
     export.add_argument("--format", choices=("maildir", "mbox"), default="maildir")
     export.add_argument("--password-stdin", action="store_true", help="password on stdin")
     export.set_defaults(handler=_export)
+
+    encrypt = verbs.add_parser(
+        "encrypt",
+        help="seal a user's plain mail (after `user crypt USER 2`)",
+        description="Seal every plain message of USER (or of every user with crypt = 2) "
+        "to the user's public key. No password is needed when the user has a key pair; "
+        "with --password-stdin a user without one gets it now (first login). Ctrl-C "
+        "stops it; run it again to continue.",
+    )
+    encrypt.add_argument("user", nargs="?", help="email address")
+    encrypt.add_argument("--all", action="store_true", help="every user with crypt = 2")
+    encrypt.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the user's password (makes the key pair if the user has none yet)",
+    )
+    encrypt.set_defaults(handler=_encrypt)
 
 
 def encode_utf7(name: str) -> str:
@@ -118,6 +142,70 @@ def _list(args: argparse.Namespace) -> int:
         return 0
 
     return run_with_engine(args, work)
+
+
+def _encrypt(args: argparse.Namespace) -> int:
+    if bool(args.all) == bool(args.user):
+        raise ConfigError("give either one USER or --all")
+    if args.all and args.password_stdin:
+        raise ConfigError("--password-stdin needs one USER, not --all")
+    password = (
+        read_secrets(args, "password_stdin", ["the password"])[0] if args.password_stdin else None
+    )
+
+    async def work(config: Config, engine: AsyncEngine) -> int:
+        blobs = LocalBlobStore(config.blob_path)
+        async with engine.connect() as conn:
+            if args.all:
+                users = [u for u in await list_users(conn) if u.crypt == 2]
+            else:
+                users = [await get_user(conn, normalize_address(args.user))]
+        if password is not None:
+            try:
+                await unlock_account(engine, users[0].email, password, config.crypto)
+            except AuthenticationFailed as exc:
+                raise wrong_credential("the password", users[0].email) from exc
+        waiting = 0
+        for user in users:
+            async with engine.connect() as conn:
+                if await active_public_key(conn, user.id) is None:
+                    if not args.all:
+                        raise KeyLocked(
+                            f"{user.email} has no key pair yet; it is made at the first "
+                            "login, or give the password with --password-stdin"
+                        )
+                    say(f"{user.email}: skipped, no key pair yet (made at the first login)")
+                    waiting += 1
+                    continue
+            await encrypt_with_progress(engine, blobs, user.id, user.email)
+        if waiting:
+            say(f"{waiting} user(s) skipped: they get a key pair at their first login")
+        return 0
+
+    try:
+        return run_with_engine(args, work)
+    except KeyboardInterrupt:
+        say("interrupted; nothing is lost: run the same command again to continue")
+        return 130
+
+
+async def encrypt_with_progress(
+    engine: AsyncEngine, blobs: LocalBlobStore, user_id: int, email: str
+) -> None:
+    display = ProgressDisplay(f"encrypt {email}", 0, 0)
+    done = 0
+    try:
+        async for step in encrypt_mailboxes(engine, blobs, user_id):
+            display.set_totals(step.total_messages, step.total_bytes)
+            display.update(step.done_messages, step.done_bytes)
+            done = step.done_messages
+    except BaseException:
+        display.abandon()
+        raise
+    if done:
+        display.finish()
+    else:
+        say(f"{email}: nothing to seal, every message is sealed already")
 
 
 def _mbox_lines(data: bytes, at_line_start: bool) -> Iterator[bytes]:

@@ -1,0 +1,217 @@
+"""`cryptmail import maildir USER MAILDIR`: move a user's Dovecot Maildir in.
+
+Keys: the user's `dovecot-attributes` (mail-crypt per-user and per-folder keys; by
+default the one inside the Maildir) unlocked with the user's password, and/or a global
+private key file. Secrets come from standard input or a terminal prompt, never argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.cli._progress import ProgressDisplay
+from cryptmail.cli._runtime import (
+    SubParsers,
+    read_secrets,
+    run_with_engine,
+    say,
+    wrong_credential,
+)
+from cryptmail.config import Config
+from cryptmail.crypto.dovecot import (
+    DovecotKeyring,
+    keyring_from_attributes,
+    load_global_private_key,
+    parse_attributes,
+)
+from cryptmail.errors import AuthenticationFailed, ConfigError, DovecotWrongPassword
+from cryptmail.keys import unlock_account
+from cryptmail.secret import Password
+from cryptmail.store import ImportProgress, import_maildir
+from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.users import normalize_address
+
+_MAILDIR_DESCRIPTION = """\
+Import every folder of a Dovecot Maildir (Maildir++ layout) into USER's mailbox:
+folders, UIDs and UIDVALIDITY (clients do not download again), flags and keywords,
+internal dates, and the bytes as Dovecot served them (bare LF as CRLF). Mail
+encrypted by Dovecot's mail-crypt plugin is decrypted and every check is made first;
+mail is stored sealed or plain as USER's crypt setting says. Plain and encrypted
+files may be mixed.
+
+Run it again at any time: what is in already is skipped, and a run that was stopped
+(Ctrl-C, a crash) continues. After a crash, `cryptmail store check --fix` removes
+the few stored pieces no message points at.
+
+Standard input (with --password-stdin), one line each, in this order:
+  1. USER's password: it unlocks (or, at USER's first login, makes) USER's keys here,
+     and unlocks the Dovecot user keys in dovecot-attributes;
+  2. with --separate-dovecot-password: the password of the Dovecot user keys
+     (Dovecot's mail_crypt_private_password), when it is not USER's password;
+  3. with --dovecot-private-key KEY.pem, if that file is encrypted: its password
+     (Dovecot's mail_crypt_global_private_key_password).
+Without --password-stdin, each is asked for on the terminal.
+
+Files in format v1 (mail_crypt_save_version = 1) have no integrity protection: they
+are imported unverified and counted, unless --refuse-unverified is given.
+"""
+
+
+def register(sub: SubParsers) -> None:
+    parser = sub.add_parser("import", help="import mail into cryptmail")
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    maildir = kinds.add_parser(
+        "maildir",
+        help="a Dovecot Maildir, plain or encrypted by mail-crypt",
+        description=_MAILDIR_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    maildir.add_argument("user", metavar="USER", help="email address (must exist here)")
+    maildir.add_argument("maildir", metavar="MAILDIR", help="the user's Maildir (its INBOX)")
+    maildir.add_argument(
+        "--dovecot-attributes",
+        metavar="FILE",
+        help="the user's dovecot-attributes (default: MAILDIR/dovecot-attributes if present)",
+    )
+    maildir.add_argument(
+        "--dovecot-private-key",
+        metavar="KEY.pem",
+        help="a global private key (mail_crypt_global_private_key), PEM or key string",
+    )
+    maildir.add_argument(
+        "--password-stdin", action="store_true", help="read the passwords from standard input"
+    )
+    maildir.add_argument(
+        "--separate-dovecot-password",
+        action="store_true",
+        help="the Dovecot user keys have another password than USER: read it too",
+    )
+    maildir.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out files that do not decrypt (counted) instead of stopping",
+    )
+    maildir.add_argument(
+        "--refuse-unverified",
+        action="store_true",
+        help="stop at a file without integrity protection (format v1)",
+    )
+    maildir.set_defaults(handler=_maildir)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+
+def _key_file_locked(data: bytes) -> bool:
+    try:
+        load_global_private_key(data, None)
+    except DovecotWrongPassword:
+        return True
+    return False
+
+
+def _keyring(
+    args: argparse.Namespace, attributes_path: Path | None, key_data: bytes | None
+) -> tuple[DovecotKeyring, Password]:
+    prompts = ["the password of " + args.user]
+    if args.separate_dovecot_password:
+        prompts.append("the password of the Dovecot user keys")
+    locked = key_data is not None and _key_file_locked(key_data)
+    if locked:
+        prompts.append("the password of the key file")
+    secrets = read_secrets(args, "password_stdin", prompts)
+    password = secrets[0]
+    keyring = DovecotKeyring()
+    if attributes_path is not None:
+        dovecot_password = secrets[1] if args.separate_dovecot_password else password
+        attributes = parse_attributes(_read(attributes_path, "attributes file"))
+        try:
+            unlocked = keyring_from_attributes(attributes, dovecot_password)
+        except DovecotWrongPassword as exc:
+            raise DovecotWrongPassword(
+                f"the password does not unlock the Dovecot user keys in {attributes_path}; "
+                "if they have their own password, add --separate-dovecot-password"
+            ) from exc
+        for key_id in unlocked:
+            found = unlocked.find(key_id)
+            if found is not None:
+                keyring.add(found)
+    if key_data is not None:
+        keyring.add(load_global_private_key(key_data, secrets[-1] if locked else None))
+    return keyring, password
+
+
+def _summary(email: str, result: ImportProgress) -> str:
+    parts = [f"{result.imported} message(s) imported into {email} from {result.folders} folder(s)"]
+    if result.skipped:
+        parts.append(f"{result.skipped} already there")
+    if result.renumbered:
+        parts.append(f"{result.renumbered} with a new UID (the folder had other mail)")
+    if result.unverified:
+        parts.append(f"{result.unverified} in format v1, without integrity protection")
+    if result.failed:
+        parts.append(f"{result.failed} unreadable and left out (see the log)")
+    if result.missing:
+        parts.append(f"{result.missing} listed in a dovecot-uidlist without a file")
+    return "; ".join(parts)
+
+
+def _maildir(args: argparse.Namespace) -> int:
+    email = normalize_address(args.user)
+    root = Path(args.maildir)
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a directory; give the user's Maildir")
+    attributes_path: Path | None = None
+    if args.dovecot_attributes:
+        attributes_path = Path(args.dovecot_attributes)
+    elif (root / "dovecot-attributes").is_file():
+        attributes_path = root / "dovecot-attributes"
+    key_data = (
+        _read(Path(args.dovecot_private_key), "key file") if args.dovecot_private_key else None
+    )
+    keyring, password = _keyring(args, attributes_path, key_data)
+
+    async def work(config: Config, engine: AsyncEngine) -> int:
+        try:
+            account, _slot = await unlock_account(engine, email, password, config.crypto)
+        except AuthenticationFailed as exc:
+            raise wrong_credential("the password", email) from exc
+        blobs = LocalBlobStore(config.blob_path)
+        display: ProgressDisplay | None = None
+        result = ImportProgress()
+        try:
+            async for result in import_maildir(
+                engine,
+                blobs,
+                account,
+                root,
+                keyring,
+                allow_unauthenticated=not args.refuse_unverified,
+                skip_unreadable=args.skip_unreadable,
+            ):
+                if display is None:
+                    display = ProgressDisplay(
+                        f"import {email}", result.total_messages, result.total_bytes
+                    )
+                display.update(result.done_messages, result.done_bytes)
+        except BaseException:
+            if display is not None:
+                display.abandon()
+            raise
+        if display is not None:
+            display.finish()
+        say(_summary(email, result))
+        return 0
+
+    try:
+        return run_with_engine(args, work)
+    except KeyboardInterrupt:
+        say("interrupted; run the same command again to continue where it stopped")
+        return 130
