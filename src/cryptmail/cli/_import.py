@@ -49,7 +49,7 @@ the few stored pieces no message points at.
 Standard input (with --password-stdin), one line each, in this order:
   1. USER's password: it unlocks (or, at USER's first login, makes) USER's keys here,
      and unlocks the Dovecot user keys in dovecot-attributes;
-  2. with --separate-dovecot-password: the password of the Dovecot user keys
+  2. with --dovecot-password-stdin: the password of the Dovecot user keys
      (Dovecot's mail_crypt_private_password), when it is not USER's password;
   3. with --dovecot-private-key KEY.pem, if that file is encrypted: its password
      (Dovecot's mail_crypt_global_private_key_password).
@@ -85,9 +85,9 @@ def register(sub: SubParsers) -> None:
         "--password-stdin", action="store_true", help="read the passwords from standard input"
     )
     maildir.add_argument(
-        "--separate-dovecot-password",
+        "--dovecot-password-stdin",
         action="store_true",
-        help="the Dovecot user keys have another password than USER: read it too",
+        help="the Dovecot user keys have their own password: read it as the second line",
     )
     maildir.add_argument(
         "--skip-unreadable",
@@ -121,7 +121,7 @@ def _keyring(
     args: argparse.Namespace, attributes_path: Path | None, key_data: bytes | None
 ) -> tuple[DovecotKeyring, Password]:
     prompts = ["the password of " + args.user]
-    if args.separate_dovecot_password:
+    if args.dovecot_password_stdin:
         prompts.append("the password of the Dovecot user keys")
     locked = key_data is not None and _key_file_locked(key_data)
     if locked:
@@ -130,14 +130,14 @@ def _keyring(
     password = secrets[0]
     keyring = DovecotKeyring()
     if attributes_path is not None:
-        dovecot_password = secrets[1] if args.separate_dovecot_password else password
+        dovecot_password = secrets[1] if args.dovecot_password_stdin else password
         attributes = parse_attributes(_read(attributes_path, "attributes file"))
         try:
             unlocked = keyring_from_attributes(attributes, dovecot_password)
         except DovecotWrongPassword as exc:
             raise DovecotWrongPassword(
                 f"the password does not unlock the Dovecot user keys in {attributes_path}; "
-                "if they have their own password, add --separate-dovecot-password"
+                "if they have their own password, add --dovecot-password-stdin"
             ) from exc
         for key_id in unlocked:
             found = unlocked.find(key_id)
