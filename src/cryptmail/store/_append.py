@@ -157,16 +157,20 @@ async def insert_row(
     """
     mb = t.cm_mailboxes
     if uid is None:
-        await conn.execute(
+        bump = (
             update(mb)
             .where(mb.c.id == mailbox_id)
             .values(uidnext=mb.c.uidnext + 1, highest_modseq=mb.c.highest_modseq + 1)
         )
-        row = (
-            await conn.execute(
-                select(mb.c.uidnext, mb.c.highest_modseq).where(mb.c.id == mailbox_id)
-            )
-        ).one()
+        if conn.dialect.update_returning:  # SQLite, PostgreSQL: one round trip
+            row = (await conn.execute(bump.returning(mb.c.uidnext, mb.c.highest_modseq))).one()
+        else:  # MariaDB has no UPDATE ... RETURNING
+            await conn.execute(bump)
+            row = (
+                await conn.execute(
+                    select(mb.c.uidnext, mb.c.highest_modseq).where(mb.c.id == mailbox_id)
+                )
+            ).one()
         uid, modseq = int(row.uidnext) - 1, int(row.highest_modseq)
     else:
         await conn.execute(
@@ -218,12 +222,12 @@ async def deliver_message(
     retries when we die between the commit and our "250".
     """
     tag = delivery_tag(user.id, message_digest) if message_digest is not None else None
-    if tag is not None:
-        async with engine.begin() as conn:
+    # One short transaction before the blob: retry tag, key, quota estimate, INBOX id.
+    async with engine.begin() as conn:
+        if tag is not None:
             earlier = await _earlier_delivery(conn, user.id, tag)
-        if earlier is not None:
-            return earlier
-    async with engine.connect() as conn:
+            if earlier is not None:
+                return earlier
         recipient = await active_public_key(conn, user.id) if user.crypt == 2 else None
         if user.crypt == 2 and recipient is None:
             raise KeyLocked(
@@ -231,11 +235,11 @@ async def deliver_message(
                 "first login, or with `cryptmail user add`"
             )
         await check_quota(conn, user, size_hint)
+        mailbox = await inbox_id(conn, user.id)
     blob = await write_blob(blobs, recipient, source)
     try:
         async with engine.begin() as conn:
             await check_quota(conn, user, blob.size)
-            mailbox = await inbox_id(conn, user.id)
             row_id, uid, modseq = await insert_row(
                 conn, mailbox, blob, internal_date or utcnow(), tag=tag
             )
