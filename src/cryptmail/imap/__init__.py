@@ -100,9 +100,9 @@ from cryptmail.imap._response import (
     untagged,
 )
 from cryptmail.imap._search import MessageView, SearchContext, compile_search, search
-from cryptmail.imap._server import serve_imap
 from cryptmail.imap._sections import filter_header, header_section
 from cryptmail.imap._sequence import RangeSet, SequenceSet, format_number_runs
+from cryptmail.imap._server import serve_imap
 from cryptmail.imap._textsearch import decode_header_value, iter_message_text
 from cryptmail.imap._utf7 import decode_mailbox_name, encode_mailbox_name
 
