@@ -38,6 +38,9 @@ def _run(tmp_path: Path, postfix_factory: PostfixFactory, count: int) -> None:
     server.start()
     postfix = postfix_factory(domains=["example.org"], lmtp=server.lmtp)
     rng = random.Random(1)  # noqa: S311 - test timing, not crypto
+    # Enough kills to land in every phase of a delivery many times, few enough that the
+    # default run stays within the suite's time budget.
+    max_kills = max(60, count // 6)
     done = threading.Event()
 
     def send_all() -> None:
@@ -49,7 +52,7 @@ def _run(tmp_path: Path, postfix_factory: PostfixFactory, count: int) -> None:
     sender.start()
     kills = 0
     try:
-        while (not done.is_set() or not postfix.queue_empty()) and kills < 60:
+        while (not done.is_set() or not postfix.queue_empty()) and kills < max_kills:
             time.sleep(rng.uniform(0.05, 0.4))
             server.kill()
             kills += 1
@@ -81,9 +84,9 @@ def _run(tmp_path: Path, postfix_factory: PostfixFactory, count: int) -> None:
 
 
 def test_kill_during_deliveries(tmp_path: Path, postfix_factory: PostfixFactory) -> None:
-    _run(tmp_path, postfix_factory, 200)
+    _run(tmp_path, postfix_factory, 1000)
 
 
 @pytest.mark.slow
 def test_kill_during_deliveries_long(tmp_path: Path, postfix_factory: PostfixFactory) -> None:
-    _run(tmp_path, postfix_factory, int(os.environ.get("CRYPTMAIL_KILL_COUNT", "1000")))
+    _run(tmp_path, postfix_factory, int(os.environ.get("CRYPTMAIL_KILL_COUNT", "5000")))

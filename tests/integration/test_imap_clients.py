@@ -153,8 +153,8 @@ def _mbsync(rc: Path) -> str:
 @pytest.mark.parametrize(
     "count",
     [
-        pytest.param(200, id="200"),
-        pytest.param(1000, id="1000", marks=pytest.mark.slow),
+        pytest.param(1000, id="1000"),
+        pytest.param(5000, id="5000", marks=pytest.mark.slow),
     ],
 )
 def test_mbsync_round_trip(rig: ImapRig, tmp_path: Path, count: int) -> None:
