@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,8 @@ import pytest
 
 from cryptmail import store
 from cryptmail.errors import KeyLocked
-from cryptmail.keys import unlock_account
+from cryptmail.keys import UnlockedAccount, unlock_account
+from cryptmail.store import MessageRow
 from cryptmail.users import set_crypt
 
 from .conftest import PASSWORD, StoreRig
@@ -124,3 +126,71 @@ async def test_killed_encrypt_resumes_without_loss(rig: StoreRig, checkpoint: st
     report = await store.check_store(rig.engine, rig.blobs, fix=True, grace_s=0)
     assert report.clean, report
     assert not _disk_has_marker(rig)
+
+
+async def _inbox_rows(rig: StoreRig, email: str) -> tuple[UnlockedAccount, list[MessageRow]]:
+    account, _ = await unlock_account(rig.engine, email, PASSWORD, rig.config.crypto)
+    async with rig.engine.connect() as conn:
+        inbox = await store.get_mailbox(conn, account, "INBOX")
+        return account, await store.load_messages(conn, account, inbox.id)
+
+
+async def test_copy_after_encrypt_uses_the_sealed_blob_not_the_stale_row(rig: StoreRig) -> None:
+    # An IMAP session loaded its rows before `mailbox encrypt` swapped and deleted the
+    # plain blob; its COPY must name the blob the row names now.
+    user_id, bodies = await _deliver_plain(rig, "alice@example.org", 1)
+    account, stale = await _inbox_rows(rig, "alice@example.org")
+    async for _ in store.encrypt_mailboxes(rig.engine, rig.blobs, user_id):
+        pass
+    async with rig.engine.begin() as conn:
+        archive = await store.get_mailbox(conn, account, "Archive")
+        assert await store.copy_messages(conn, account, stale, archive.id) == [(1, 1)]
+        copy = (await store.load_messages(conn, account, archive.id))[0]
+    assert copy.sealed and copy.blob_id != stale[0].blob_id
+    opened = await store.open_blob(rig.blobs, account, copy.blob_id)
+    assert await store.read_plaintext(rig.blobs, opened) == bodies[0]
+    assert (await store.check_store(rig.engine, rig.blobs)).clean
+
+
+async def test_copy_of_a_row_expunged_meanwhile_is_left_out(rig: StoreRig) -> None:
+    await _deliver_plain(rig, "alice@example.org", 2)
+    account, rows = await _inbox_rows(rig, "alice@example.org")
+    async with rig.engine.begin() as conn:
+        await store.expunge(conn, rows[0].mailbox_id, rows[:1])
+        archive = await store.get_mailbox(conn, account, "Archive")
+        assert await store.copy_messages(conn, account, rows, archive.id) == [(2, 1)]
+
+
+async def test_encrypt_keeps_a_plain_blob_a_concurrent_copy_still_names(
+    rig: StoreRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL interleaving: a COPY that locked its source row before the swap commits
+    # a row naming the plain blob, which the swap's UPDATE did not see. Simulated by
+    # pointing the Archive copy back at the plain blob right after the swap commits.
+    user_id, bodies = await _deliver_plain(rig, "alice@example.org", 1)
+    account, rows = await _inbox_rows(rig, "alice@example.org")
+    async with rig.engine.begin() as conn:
+        archive = await store.get_mailbox(conn, account, "Archive")
+        await store.copy_messages(conn, account, rows, archive.id)
+    plain_id = rows[0].blob_id
+    database = rig.data_dir / "cryptmail.db"
+    assert database.exists()
+
+    def late_copy(name: str) -> None:
+        if name != "encrypt:after-swap":
+            return
+        with sqlite3.connect(database) as db:
+            db.execute(
+                "UPDATE cm_messages SET blob_id = ?, sealed = 0 WHERE mailbox_id = ?",
+                (plain_id, archive.id),
+            )
+
+    monkeypatch.setattr("cryptmail.store._encrypt.checkpoint", late_copy)
+    async for _ in store.encrypt_mailboxes(rig.engine, rig.blobs, user_id):
+        pass
+    async with rig.engine.connect() as conn:
+        copy = (await store.load_messages(conn, account, archive.id))[0]
+    assert copy.blob_id == plain_id
+    opened = await store.open_blob(rig.blobs, account, copy.blob_id)
+    assert await store.read_plaintext(rig.blobs, opened) == bodies[0]
+    assert (await store.check_store(rig.engine, rig.blobs)).clean

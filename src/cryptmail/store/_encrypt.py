@@ -4,10 +4,10 @@ Needs only the public key. For each plain blob: write a sealed copy, read it bac
 compare it with the plain bytes (opened with the message key the sealer chose, so no
 private key is needed), then point every row that names the plain blob at the sealed
 one in one transaction (compare-and-swap on the blob id), then overwrite and delete the
-plain blob. UIDs, flags and modseqs do not change, so connected IMAP clients see
-nothing. Every step is restartable: a crash leaves the plain blob in use (and maybe a
-sealed orphan for the sweep) or the sealed blob in use (and maybe a plain orphan, which
-the next run or the sweep removes).
+plain blob if no row names it any more. UIDs, flags and modseqs do not change, so
+connected IMAP clients see nothing. Every step is restartable: a crash leaves the plain
+blob in use (and maybe a sealed orphan for the sweep) or the sealed blob in use (and
+maybe a plain orphan, which the next run or the sweep removes).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cryptmail.keys import active_public_key
 from cryptmail.keys._faults import checkpoint
 from cryptmail.store._append import write_blob
 from cryptmail.store._ids import BlobId
+from cryptmail.store._messages import drop_unreferenced_blobs
 from cryptmail.store._reader import OpenedBlob, stream_plaintext
 from cryptmail.store.blobs import BlobStore
 
@@ -125,7 +126,9 @@ async def encrypt_mailboxes(
             # Expunged meanwhile: the sealed copy is unused.
             await blobs.delete(stored.blob_id)
         else:
-            await blobs.delete(plain_id)
+            # A COPY that locked its source row before our swap may have committed a new
+            # row naming the plain blob after our UPDATE chose its rows: keep it then.
+            await drop_unreferenced_blobs(engine, blobs, [plain_id])
         done_messages += 1
         done_bytes += size
         yield EncryptProgress(done_messages, done_bytes, len(work), total_bytes)

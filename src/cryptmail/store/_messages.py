@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.db import tables as t
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._codec import MessageCache, decode_flags, encode_flags
 from cryptmail.store._ids import BlobId, MailboxId, MessageId
+from cryptmail.store.blobs import BlobStore
 
 RECENT_FLAG = "\\Recent"
 
@@ -195,19 +196,41 @@ async def copy_messages(
     target: MailboxId,
 ) -> list[tuple[int, int]]:
     """Copy rows to `target` sharing their blobs (no re-encryption). Returns
-    (source uid, new uid) pairs. Flags and cache are resealed for the new rows."""
+    (source uid, new uid) pairs; a row expunged meanwhile is left out. Flags and cache
+    are resealed for the new rows.
+
+    The blob id, sealed mark and size come from the source row as it is now, read under
+    a lock, never from `rows`: `mailbox encrypt` may have swapped the blob and deleted
+    the old one since the session loaded them.
+    """
     from cryptmail.store._append import StoredBlob, insert_row
 
+    mb = t.cm_mailboxes
+    msg = t.cm_messages
+    # A write first: SQLite then holds its write lock, so the reads below see the latest
+    # commit and no swap can land before ours does (elsewhere FOR UPDATE does that).
+    await conn.execute(update(mb).where(mb.c.id == target).values(uidnext=mb.c.uidnext))
     pairs: list[tuple[int, int]] = []
     for row in rows:
+        source = (
+            await conn.execute(
+                select(msg.c.blob_id, msg.c.sealed, msg.c.size_rounded)
+                .where(msg.c.id == row.id)
+                .with_for_update()
+            )
+        ).first()
+        if source is None:
+            continue
         cache = await load_cache(conn, account, row.id)
-        blob = StoredBlob(row.blob_id, row.size_rounded, row.sealed, None)
+        blob = StoredBlob(
+            BlobId(bytes(source.blob_id)), int(source.size_rounded), bool(source.sealed), None
+        )
         new_id, uid, _modseq = await insert_row(conn, target, blob, row.internal_date)
         await conn.execute(
-            update(t.cm_messages)
-            .where(t.cm_messages.c.id == new_id)
+            update(msg)
+            .where(msg.c.id == new_id)
             .values(
-                size_rounded=row.size_rounded,
+                size_rounded=blob.size,
                 flags_sealed=account.fields.seal(
                     encode_flags(row.flags | {RECENT_FLAG}), _flags_context(new_id)
                 ),
@@ -218,6 +241,18 @@ async def copy_messages(
         )
         pairs.append((row.uid, uid))
     return pairs
+
+
+async def drop_unreferenced_blobs(
+    engine: AsyncEngine, blobs: BlobStore, blob_ids: Iterable[BlobId]
+) -> list[BlobId]:
+    """Delete those of `blob_ids` that no row names, checked after the commit that freed
+    them (a COPY may share a blob). Returns the ids deleted."""
+    async with engine.begin() as conn:
+        unused = await unreferenced_blobs(conn, blob_ids)
+        for blob_id in unused:
+            await blobs.delete(blob_id)
+    return unused
 
 
 async def vanished_since(conn: AsyncConnection, mailbox_id: MailboxId, modseq: int) -> list[int]:
