@@ -29,6 +29,7 @@
     │   ├── MessageNotFound
     │   ├── BlobMissing             a row names a blob that is not in the blob store
     │   ├── ObjectTampered          a stored object failed authentication
+    │   │   └── PlainBlobRefused    a plain blob where the row says the message is sealed
     │   ├── QuotaExceeded
     │   ├── KeyLocked               the operation needs the unlocked key
     │   └── StoreUnavailable        transient: database or blob store did not answer
@@ -173,6 +174,10 @@ class BlobMissing(StoreError):
 
 class ObjectTampered(StoreError):
     """A stored object failed authentication."""
+
+
+class PlainBlobRefused(ObjectTampered):
+    """A blob has a plain header but its row says sealed: someone may have swapped it."""
 
 
 class QuotaExceeded(StoreError):

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cryptmail import store
-from cryptmail.errors import DecryptionFailed, ObjectTampered
+from cryptmail.errors import DecryptionFailed, ObjectTampered, PlainBlobRefused
 from cryptmail.keys import UnlockedAccount, unlock_account
 from cryptmail.store import OpenedBlob, StoredBlob
 
@@ -146,3 +146,21 @@ async def test_plain_blob_needs_no_account(rig: StoreRig) -> None:
     opened = await store.open_blob(rig.blobs, None, blob.blob_id)
     assert opened.message_key is None
     assert await store.read_plaintext(rig.blobs, opened) == b"plain text"
+
+
+async def test_plain_blob_swapped_in_for_a_sealed_one_is_refused(rig: StoreRig) -> None:
+    # Someone who can write to the blob store replaces a sealed blob with a plain one
+    # under the same id: the row (or the cached message key) says sealed, so refuse.
+    account = await _account(rig)
+    sealed = await _write(rig, account, b"Subject: real\r\n\r\nreal", sealed=True)
+    plain = await _write(rig, account, b"Subject: forged\r\n\r\nforged", sealed=False)
+    forged = rig.blobs.path_of(plain.blob_id).read_bytes()
+    rig.blobs.path_of(sealed.blob_id).write_bytes(forged)
+    with pytest.raises(PlainBlobRefused):
+        await store.open_blob(rig.blobs, account, sealed.blob_id, expect_sealed=True)
+    assert sealed.message_key is not None
+    with pytest.raises(PlainBlobRefused):
+        await store.open_blob(rig.blobs, None, sealed.blob_id, message_key=sealed.message_key)
+    # A row that says plain still reads its plain blob.
+    opened = await store.open_blob(rig.blobs, account, plain.blob_id, expect_sealed=False)
+    assert await store.read_plaintext(rig.blobs, opened) == b"Subject: forged\r\n\r\nforged"

@@ -246,7 +246,7 @@ def _export(args: argparse.Namespace) -> int:
 async def _copy(
     target: BinaryIO, account: UnlockedAccount, blobs: LocalBlobStore, row: MessageRow, mbox: bool
 ) -> None:
-    opened = await open_blob(blobs, account, row.blob_id)
+    opened = await open_blob(blobs, account, row.blob_id, expect_sealed=row.sealed)
     at_start = True
     async for piece in stream_plaintext(blobs, opened):
         if mbox:

@@ -54,7 +54,7 @@ class Facts:
 
 async def _index(selected: SelectedMailbox, row: MessageRow) -> Facts:
     context = selected.context
-    opened = await open_blob(context.blobs, selected.account, row.blob_id)
+    opened = await open_blob(context.blobs, selected.account, row.blob_id, expect_sealed=row.sealed)
     analyzer = MessageAnalyzer()
     size = 0
     async for piece in stream_plaintext(context.blobs, opened):
@@ -127,7 +127,7 @@ class MessageFetch:
             key = self._facts.message_key if self._facts else None
             self._opened = await open_blob(
                 self._selected.context.blobs, self._selected.account, self._row.blob_id,
-                message_key=key,
+                message_key=key, expect_sealed=self._row.sealed,
             )  # fmt: skip
         return self._opened
 

@@ -20,7 +20,12 @@ from cryptmail.crypto import (
     parse_blob_header,
     unwrap_blob_key,
 )
-from cryptmail.errors import DecryptionFailed, MalformedObject, ObjectTampered
+from cryptmail.errors import (
+    DecryptionFailed,
+    MalformedObject,
+    ObjectTampered,
+    PlainBlobRefused,
+)
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import BlobId
 from cryptmail.store.blobs import BlobStore
@@ -59,8 +64,14 @@ async def open_blob(
     blob_id: BlobId,
     *,
     message_key: bytes | None = None,
+    expect_sealed: bool = False,
 ) -> OpenedBlob:
-    """Read the header and find the message key. Plain blobs need no account."""
+    """Read the header and find the message key. Plain blobs need no account.
+
+    `expect_sealed` comes from the message row: a plain blob is then refused with
+    PlainBlobRefused, as it is when a cached `message_key` says the message was sealed,
+    since anyone who can write to the blob store could otherwise substitute plaintext.
+    """
     head = await blobs.read(blob_id, 0, MAX_HEADER_SIZE)
     blob_size = await blobs.size(blob_id)
     try:
@@ -68,6 +79,11 @@ async def open_blob(
     except MalformedObject as exc:
         raise _tampered(blob_id) from exc
     if not header.sealed:
+        if expect_sealed or message_key is not None:
+            raise PlainBlobRefused(
+                f"blob {blob_id.hex()} is plain but its message is sealed: it was swapped on "
+                "disk; restore it from backup, then run `cryptmail store check`"
+            )
         return OpenedBlob(blob_id, header, blob_size, None)
     if message_key is None:
         if account is None:
