@@ -147,3 +147,21 @@ async def test_expunge_vanished_and_unreferenced_blobs(rig: StoreRig) -> None:
         assert await store.unreferenced_blobs(conn, blob_ids) == [rows[1].blob_id]
         assert await store.unreferenced_blobs(conn, []) == []
     assert [r.uid for r in await _rows(rig, account)] == [3]
+
+
+async def test_cache_fill_never_clobbers_flags_stored_meanwhile(rig: StoreRig) -> None:
+    # Session A loads a never-indexed row; session B stores a flag on it; then A fills
+    # the cache with its stale copy of the row. B's flag must survive.
+    account, rows = await _setup(rig, 1)
+    stale = rows[0]
+    assert not stale.indexed
+    async with rig.engine.begin() as conn:
+        await store.set_flags(conn, account, stale.mailbox_id, {stale.id: frozenset({FLAG})})
+    cache = MessageCache(size=5, message_key=None, extra=b"x")
+    async with rig.engine.begin() as conn:
+        await store.save_cache(conn, account, stale, cache)
+    (row,) = await _rows(rig, account)
+    assert row.flags == {FLAG}
+    assert row.indexed
+    async with rig.engine.connect() as conn:
+        assert await store.load_cache(conn, account, row.id) == cache

@@ -118,16 +118,30 @@ async def save_cache(
     *,
     initial_flags: frozenset[str] = frozenset({RECENT_FLAG}),
 ) -> None:
-    """Seal the cache of a row; a row never indexed also gets its first flags
-    (\\Recent: it arrived while nobody looked). Does not change the modseq."""
-    values: dict[str, object] = {
-        "cache_sealed": account.fields.seal(cache.encode(), _cache_context(row.id))
-    }
-    if not row.indexed:
-        values["flags_sealed"] = account.fields.seal(
-            encode_flags(row.flags | initial_flags), _flags_context(row.id)
+    """Seal the cache of a row; a row that has no flags yet also gets its first flags
+    (\\Recent: it arrived while nobody looked). Does not change the modseq.
+
+    The first flags are written only `WHERE flags_sealed IS NULL`, decided by the
+    database and not by the session's copy of the row: another session may have
+    stored flags since this one loaded it, and those must win.
+    """
+    msg = t.cm_messages
+    await conn.execute(
+        update(msg)
+        .where(msg.c.id == row.id)
+        .values(cache_sealed=account.fields.seal(cache.encode(), _cache_context(row.id)))
+    )
+    if row.indexed:
+        return
+    await conn.execute(
+        update(msg)
+        .where(msg.c.id == row.id, msg.c.flags_sealed.is_(None))
+        .values(
+            flags_sealed=account.fields.seal(
+                encode_flags(row.flags | initial_flags), _flags_context(row.id)
+            )
         )
-    await conn.execute(update(t.cm_messages).where(t.cm_messages.c.id == row.id).values(**values))
+    )
 
 
 async def _bump_modseq(conn: AsyncConnection, mailbox_id: MailboxId) -> int:
