@@ -15,6 +15,7 @@ from cryptmail import store
 from cryptmail.db import tables as t
 from cryptmail.db import utcnow
 from cryptmail.errors import KeyLocked, QuotaExceeded
+from cryptmail.keys import active_public_key
 from cryptmail.store import _append
 from cryptmail.users import add_user, set_quota
 
@@ -191,3 +192,19 @@ async def test_tag_is_per_user(rig: StoreRig) -> None:
             rig.engine, rig.blobs, user, _source(message), message_digest=digest
         )
         assert not appended.duplicate
+
+
+async def test_a_sealer_that_fails_to_start_leaves_no_temp_file(
+    rig: StoreRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await rig.user("alice@example.org")
+    async with rig.engine.connect() as conn:
+        recipient = await active_public_key(conn, user.id)
+
+    def refuse(*_args: object) -> None:
+        raise ValueError("refused recipient key")
+
+    monkeypatch.setattr(_append, "BlobSealer", refuse)
+    with pytest.raises(ValueError, match="refused"):
+        await store.write_blob(rig.blobs, recipient, _source(b"body"))
+    assert list((rig.blobs.root / "tmp").iterdir()) == []

@@ -105,9 +105,10 @@ async def write_blob(
     """Write `source` as a new blob, sealed to `recipient` (or plain if None)."""
     blob_id = new_blob_id()
     writer = await blobs.create(blob_id)
-    sealer = BlobSealer(recipient, blob_id) if recipient is not None else None
     size = 0
     try:
+        # Inside the try: a recipient key the sealer refuses must not leave a temp file.
+        sealer = BlobSealer(recipient, blob_id) if recipient is not None else None
         await writer.write(sealer.header if sealer else plain_header())
         async for data in source:
             size += len(data)
