@@ -153,3 +153,10 @@ async def test_parallel_logins_share_one_unlock(
     for account in accounts:
         cache.release(account)
     assert cache.live_accounts == 0 and cache._locks == {} and cache._waiting == {}
+
+
+def test_cache_entry_repr_hides_slot_records() -> None:
+    from cryptmail.keys._cache import _Entry
+
+    entry = _Entry(account=None, credentials={b"tag": (1, b"slot-record-0d4e")})  # type: ignore[arg-type]  # repr needs no account
+    assert "slot-record-0d4e" not in repr(entry)

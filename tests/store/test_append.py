@@ -208,3 +208,12 @@ async def test_a_sealer_that_fails_to_start_leaves_no_temp_file(
     with pytest.raises(ValueError, match="refused"):
         await store.write_blob(rig.blobs, recipient, _source(b"body"))
     assert list((rig.blobs.root / "tmp").iterdir()) == []
+
+
+async def test_stored_blob_and_appended_reprs_hide_the_message_key(rig: StoreRig) -> None:
+    user = await rig.user("alice@example.org")
+    appended = await store.deliver_message(rig.engine, rig.blobs, user, _source(_message()))
+    assert appended.blob is not None and appended.blob.message_key is not None
+    key = appended.blob.message_key
+    for value in (appended.blob, appended):
+        assert repr(key) not in repr(value) and key.hex() not in repr(value)

@@ -13,7 +13,7 @@ fails to unwrap.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -41,7 +41,7 @@ class WrappedKey:
     """A message key wrapped to one recipient."""
 
     ephemeral: bytes
-    wrapped: bytes
+    wrapped: bytes = field(repr=False)
 
 
 def _wrap_key_for(shared: bytes, ephemeral: bytes, recipient: bytes, context: bytes) -> bytes:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -57,10 +57,10 @@ class BlobHeader:
     """A parsed blob header. `raw` is its exact bytes, `size` their count."""
 
     mode: int
-    raw: bytes
+    raw: bytes = field(repr=False)  # holds the wrapped message key
     curve: CurveName | None = None
     key_id: bytes = b""
-    wrapped: WrappedKey | None = None
+    wrapped: WrappedKey | None = field(default=None, repr=False)
     chunk_size: int = BLOB_CHUNK_SIZE
 
     @property

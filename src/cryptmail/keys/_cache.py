@@ -29,7 +29,7 @@ from cryptmail.secret import Password
 class _Entry:
     account: UnlockedAccount
     # credential tag -> (slot id, slot record) that it opened
-    credentials: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
+    credentials: dict[bytes, tuple[int, bytes]] = field(default_factory=dict, repr=False)
     sessions: int = 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -37,7 +37,7 @@ class StoredBlob:
     blob_id: BlobId
     size: int
     sealed: bool
-    message_key: bytes | None
+    message_key: bytes | None = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ class DovecotKeySet:
     """
 
     active: str | None = None
-    private_keys: Mapping[str, str] = field(default_factory=dict)
+    private_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     public_keys: Mapping[str, str] = field(default_factory=dict)
 
     def with_key(self, private_key: str, public_key: str, *, active: bool = True) -> DovecotKeySet:

@@ -8,7 +8,7 @@ and the PBKDF2 round count has a ceiling, all checked before any key work.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from cryptmail.crypto.dovecot._constants import (
@@ -44,7 +44,7 @@ class DovecotRecipient:
     key_type: int
     key_id: str
     ephemeral_key: bytes
-    wrapped_key: bytes
+    wrapped_key: bytes = field(repr=False)
 
     @property
     def algorithm(self) -> str:
