@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cryptmail.errors import BlobMissing
-from cryptmail.store import new_blob_id
+from cryptmail.store import BlobId, new_blob_id
 from cryptmail.store.blobs import LocalBlobStore
 
 
@@ -123,3 +123,31 @@ async def test_missing_blob_raises_blob_missing(blobs: LocalBlobStore) -> None:
         await blobs.modified_at(blob_id)
     with pytest.raises(BlobMissing):
         [piece async for piece in blobs.stream(blob_id)]
+
+
+async def test_a_new_fan_out_directory_is_synced_in_its_parent(
+    blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptmail.store.blobs import _local
+
+    synced: list[Path] = []
+    real = _local._fsync_dir
+
+    def record(path: Path) -> None:
+        synced.append(Path(path))
+        real(path)
+
+    monkeypatch.setattr(_local, "_fsync_dir", record)
+    first = new_blob_id()
+    writer = await blobs.create(first)
+    await writer.write(b"one")
+    await writer.commit()
+    fan_out = blobs.path_of(first).parent
+    assert synced == [blobs.root, fan_out]
+    # A second blob in the same directory syncs only that directory.
+    second = BlobId(first[:1] + os.urandom(15))
+    synced.clear()
+    writer = await blobs.create(second)
+    await writer.write(b"two")
+    await writer.commit()
+    assert synced == [fan_out]

@@ -49,7 +49,11 @@ class LocalBlobWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         final = self._store.path_of(self._blob_id)
-        final.parent.mkdir(exist_ok=True)
+        if not final.parent.is_dir():
+            final.parent.mkdir(exist_ok=True)
+            # The new fan-out directory's entry must be durable before a row names a
+            # blob inside it (also when a concurrent writer made it a moment ago).
+            _fsync_dir(final.parent.parent)
         os.rename(self._temp, final)
         _fsync_dir(final.parent)
 
