@@ -151,3 +151,30 @@ async def test_a_new_fan_out_directory_is_synced_in_its_parent(
     await writer.write(b"two")
     await writer.commit()
     assert synced == [fan_out]
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in root.rglob("*")}
+
+
+async def test_blobs_and_spools_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    from cryptmail.store import Spool
+
+    previous = os.umask(0o022)
+    try:
+        blobs = LocalBlobStore(tmp_path / "data" / "blobs")
+        writer = await blobs.create(new_blob_id())
+        await writer.write(b"body")  # the temp file, before commit
+        temp_modes = _modes(blobs.root / "tmp")
+        await writer.commit()
+        spool = Spool(tmp_path / "data" / "spool")
+        await spool.write(b"in transit")
+        await spool.close()
+    finally:
+        os.umask(previous)
+    assert set(temp_modes.values()) == {0o600}
+    modes = _modes(tmp_path / "data")
+    dirs = {name for name in modes if (tmp_path / "data" / name).is_dir()}
+    assert dirs and all(modes[name] == 0o700 for name in dirs), modes
+    assert all(mode == 0o600 for name, mode in modes.items() if name not in dirs), modes
+    spool.discard()

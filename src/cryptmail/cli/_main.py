@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -60,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    # Everything a command creates (data dir, SQLite files, blobs, spools, exports) is
+    # for the owner only: directories 0700, files 0600.
+    umask = os.umask(0o077)
     try:
         return int(handler(args))
     except CryptmailError as exc:
@@ -70,3 +74,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    finally:
+        os.umask(umask)

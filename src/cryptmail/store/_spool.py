@@ -29,12 +29,13 @@ class Spool:
     """Write once with `write`/`close`, then read any number of times with `chunks`."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._private = generate_private_key("x25519")
         self._spool_id = os.urandom(16)
         self._sealer = BlobSealer(public_info(self._private), self._spool_id)
         self._path = directory / f"spool-{os.getpid()}-{self._spool_id.hex()}"
-        self._file = open(self._path, "xb")  # noqa: SIM115 - closed in close()
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(fd, "wb")
         self._file.write(self._sealer.header)
         self._message_key = self._sealer.message_key
         self._digest = hashlib.sha256()

@@ -17,6 +17,9 @@ from cryptmail.errors import BlobMissing, StoreUnavailable
 from cryptmail.store._ids import BlobId
 
 _BUFFER = 256 * 1024
+# Owner only, whatever the umask: names and sizes of blobs are nobody else's business.
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
 
 
 def _fsync_dir(path: Path) -> None:
@@ -32,7 +35,8 @@ class LocalBlobWriter:
         self._store = store
         self._blob_id = blob_id
         self._temp = store.root / "tmp" / f"{blob_id.hex()}.{os.getpid()}"
-        self._file = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
+        fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        self._file = os.fdopen(fd, "wb")
         self._pending = bytearray()
         self._size = 0
 
@@ -50,7 +54,7 @@ class LocalBlobWriter:
         self._file.close()
         final = self._store.path_of(self._blob_id)
         if not final.parent.is_dir():
-            final.parent.mkdir(exist_ok=True)
+            final.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
             # The new fan-out directory's entry must be durable before a row names a
             # blob inside it (also when a concurrent writer made it a moment ago).
             _fsync_dir(final.parent.parent)
@@ -79,7 +83,8 @@ class LocalBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        (root / "tmp").mkdir(mode=_DIR_MODE, exist_ok=True)
 
     def path_of(self, blob_id: BlobId) -> Path:
         hexid = blob_id.hex()
