@@ -1,9 +1,11 @@
 """`cryptmail serve`: run the listeners (LMTP, and IMAP and web when built) until SIGTERM.
 
 One engine, one blob store, one change bus and one login throttle are shared by every
-listener. At start, spools left by a crash are removed (their key died with the
-process). SIGTERM or SIGINT stops gracefully: no new connections, deliveries in flight
-finish and get their replies.
+listener. At start and then hourly, a sweep removes spools left by a crash (their key
+died with the process), blob temp files older than an hour, and orphan blobs (no row
+names them: a crash between blob and row) older than a day, long past any delivery,
+APPEND or import still in flight. SIGTERM or SIGINT stops gracefully: no new
+connections, deliveries in flight finish and get their replies.
 """
 
 from __future__ import annotations
@@ -15,22 +17,28 @@ import importlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.cli._runtime import SubParsers, run_with_engine
+from cryptmail.concurrency import run_blocking
 from cryptmail.config import Config
 from cryptmail.delivery import DeliveryHandler, Limits, LmtpServer, parse_address
-from cryptmail.errors import ConfigError
+from cryptmail.errors import ConfigError, CryptmailError
 from cryptmail.keys import LoginThrottle
-from cryptmail.store import ChangeBus, sweep_spools
+from cryptmail.store import ChangeBus, sweep_orphans, sweep_spools
 from cryptmail.store.blobs import LocalBlobStore
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LMTP = "127.0.0.1:2424"
 GRACE_S = 60.0
+SWEEP_EVERY_S = 3600.0
+TEMP_GRACE_S = 3600.0
+ORPHAN_GRACE_S = 86400.0
 
 
 def register(sub: SubParsers) -> None:
@@ -73,13 +81,38 @@ def _serve(args: argparse.Namespace) -> int:
     return run_with_engine(args, work, server=True)
 
 
+async def sweep_once(engine: AsyncEngine, blobs: LocalBlobStore, spool_dir: Path) -> None:
+    """One pass of the periodic sweep; the orphan rules are `store check --fix`'s."""
+    spools = await run_blocking(sweep_spools, spool_dir)
+    temps = await blobs.sweep_temp(TEMP_GRACE_S)
+    orphans = await sweep_orphans(engine, blobs, grace_s=ORPHAN_GRACE_S)
+    if spools or temps or orphans:
+        log.info(
+            "sweep removed %d spool(s), %d blob temp file(s) and %d orphan blob(s)",
+            spools,
+            temps,
+            len(orphans),
+        )
+
+
+async def sweep_forever(
+    engine: AsyncEngine, blobs: LocalBlobStore, spool_dir: Path, shutdown: asyncio.Event
+) -> None:
+    """Sweep now, then every SWEEP_EVERY_S, until `shutdown` is set. A failed pass is
+    logged and retried at the next interval: the sweep is housekeeping, never fatal."""
+    while not shutdown.is_set():
+        try:
+            await sweep_once(engine, blobs, spool_dir)
+        except (CryptmailError, SQLAlchemyError, OSError) as exc:
+            log.warning("sweep failed (%s); retrying in %d s", type(exc).__name__, SWEEP_EVERY_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shutdown.wait(), SWEEP_EVERY_S)
+
+
 async def _run(
     config: Config, engine: AsyncEngine, *, lmtp: str, imap: str, imaps: str, web: str
 ) -> int:
     spool_dir = config.data_path / "spool"
-    removed = sweep_spools(spool_dir)
-    if removed:
-        log.info("removed %d spool(s) left by an earlier crash", removed)
     blobs = LocalBlobStore(config.blob_path)
     bus = ChangeBus()
     throttle = LoginThrottle()
@@ -90,6 +123,7 @@ async def _run(
 
     lmtp_server: LmtpServer | None = None
     tasks: list[asyncio.Task[None]] = []
+    sweeper = asyncio.create_task(sweep_forever(engine, blobs, spool_dir, shutdown))
     try:
         if lmtp:
             handler = DeliveryHandler(engine, blobs, spool_dir, bus=bus)
@@ -156,6 +190,9 @@ async def _run(
         for task in tasks:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, GRACE_S)
+        sweeper.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await sweeper
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("cryptmail stopped")

@@ -13,7 +13,7 @@ from cryptmail.store._append import (
     used_bytes,
     write_blob,
 )
-from cryptmail.store._check import CheckReport, check_store
+from cryptmail.store._check import CheckReport, check_store, sweep_orphans
 from cryptmail.store._codec import MessageCache, round_size
 from cryptmail.store._encrypt import EncryptProgress, encrypt_mailboxes
 from cryptmail.store._ids import BlobId, MailboxId, MessageId, UserId, new_blob_id
@@ -105,6 +105,7 @@ __all__ = [
     "scan_maildir",
     "set_flags",
     "stream_plaintext",
+    "sweep_orphans",
     "sweep_spools",
     "unreferenced_blobs",
     "used_bytes",

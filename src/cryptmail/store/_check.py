@@ -40,16 +40,46 @@ class CheckReport:
         return not (self.missing or self.malformed or self.kept_orphans)
 
 
-async def check_store(
-    engine: AsyncEngine, blobs: BlobStore, *, fix: bool = False, grace_s: float = 600.0
-) -> CheckReport:
-    report = CheckReport()
+async def _referenced(engine: AsyncEngine) -> tuple[dict[bytes, int], int]:
+    """Every blob id a row names, with one such row id; and the number of rows."""
     async with engine.connect() as conn:
         rows = (await conn.execute(select(t.cm_messages.c.id, t.cm_messages.c.blob_id))).all()
     referenced: dict[bytes, int] = {}
     for row in rows:
         referenced.setdefault(bytes(row.blob_id), int(row.id))
-    report.rows = len(rows)
+    return referenced, len(rows)
+
+
+async def _remove_orphans(
+    engine: AsyncEngine, blobs: BlobStore, orphans: list[BlobId], grace_s: float
+) -> list[BlobId]:
+    removed: list[BlobId] = []
+    now = time.time()
+    async with engine.connect() as conn:
+        for blob_id in orphans:
+            # Re-check under the current state: a row may have committed meanwhile.
+            still = (
+                await conn.execute(
+                    select(t.cm_messages.c.id).where(t.cm_messages.c.blob_id == blob_id).limit(1)
+                )
+            ).first()
+            if still is not None:
+                continue
+            try:
+                if now - await blobs.modified_at(blob_id) < grace_s:
+                    continue
+            except BlobMissing:
+                continue
+            await blobs.delete(blob_id)
+            removed.append(blob_id)
+    return removed
+
+
+async def check_store(
+    engine: AsyncEngine, blobs: BlobStore, *, fix: bool = False, grace_s: float = 600.0
+) -> CheckReport:
+    report = CheckReport()
+    referenced, report.rows = await _referenced(engine)
     present: set[bytes] = set()
     async for blob_id in blobs.list_ids():
         present.add(blob_id)
@@ -64,24 +94,18 @@ async def check_store(
         if raw_id not in present:
             report.missing.append((row_id, BlobId(raw_id)))
     if fix and report.orphans:
-        now = time.time()
-        async with engine.connect() as conn:
-            for blob_id in report.orphans:
-                # Re-check under the current state: a row may have committed meanwhile.
-                still = (
-                    await conn.execute(
-                        select(t.cm_messages.c.id)
-                        .where(t.cm_messages.c.blob_id == blob_id)
-                        .limit(1)
-                    )
-                ).first()
-                if still is not None:
-                    continue
-                try:
-                    if now - await blobs.modified_at(blob_id) < grace_s:
-                        continue
-                except BlobMissing:
-                    continue
-                await blobs.delete(blob_id)
-                report.removed.append(blob_id)
+        report.removed = await _remove_orphans(engine, blobs, report.orphans, grace_s)
     return report
+
+
+async def sweep_orphans(
+    engine: AsyncEngine, blobs: BlobStore, *, grace_s: float = 86400.0
+) -> list[BlobId]:
+    """Remove blobs no row names that are older than `grace_s` (what `check --fix` does
+    to orphans, without reading every header); returns the ids removed. The serve loop
+    runs it periodically."""
+    referenced, _ = await _referenced(engine)
+    orphans = [b async for b in blobs.list_ids() if b not in referenced]
+    if not orphans:
+        return []
+    return await _remove_orphans(engine, blobs, orphans, grace_s)
