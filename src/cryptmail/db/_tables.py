@@ -191,6 +191,18 @@ cm_user_settings = Table(
     Column("value_sealed", _BLOB, nullable=False),
 )
 
+# IMAP subscriptions: a name may be subscribed whether or not the folder exists
+# (RFC 3501 6.3.6), so rows are keyed by the name's keyed hash, not a mailbox id.
+cm_subscriptions = Table(
+    "cm_subscriptions",
+    metadata,
+    Column(
+        "user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("name_lookup", LargeBinary(32), primary_key=True),
+    Column("name_sealed", LargeBinary(2048), nullable=False),
+)
+
 # Work journal for resumable long jobs (mailbox encrypt, import): plain ids only.
 cm_jobs = Table(
     "cm_jobs",

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from cryptmail.errors import MailboxExists, StoreError
 from cryptmail.imap._commands_store import expunge_deleted
 from cryptmail.imap._requests import (
@@ -41,12 +43,16 @@ from cryptmail.store import (
     delete_mailbox,
     get_mailbox,
     list_mailboxes,
+    list_subscriptions,
     load_messages,
     mailbox_counts,
+    rename_inbox,
     rename_mailbox,
     unreferenced_blobs,
     vanished_since,
 )
+from cryptmail.store import subscribe as store_subscribe
+from cryptmail.store import unsubscribe as store_unsubscribe
 
 _PERMANENT: Final = "[PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)]"
 
@@ -167,23 +173,35 @@ async def delete(session: Session, command: Delete) -> bytes:
 @route(Rename, AUTH)
 async def rename(session: Session, command: Rename) -> bytes:
     account = session.user_account
+    new_name = command.new_name.rstrip(DELIMITER)
     async with session.context.engine.begin() as conn:
         source = await get_mailbox(conn, account, command.mailbox)
-        if source.role is not None:
+        if source.role == "inbox":
+            await rename_inbox(conn, account, new_name)
+        elif source.role is not None:
             raise CommandFailed("Special folders cannot be renamed.", "[CANNOT]")
-        await rename_mailbox(conn, account, command.mailbox, command.new_name.rstrip(DELIMITER))
+        else:
+            await rename_mailbox(conn, account, command.mailbox, new_name)
+    if source.role == "inbox":
+        session.context.bus.publish(account.user.id, source.id)
     return tagged(command.tag, "OK", "Rename completed.")
 
 
 @route(Subscribe, AUTH)
 async def subscribe(session: Session, command: Subscribe) -> bytes:
-    async with session.context.engine.connect() as conn:
-        await get_mailbox(conn, session.user_account, command.mailbox)
+    async with session.context.engine.begin() as conn:
+        await store_subscribe(conn, session.user_account, command.mailbox.rstrip(DELIMITER))
     return tagged(command.tag, "OK", "Subscribe completed.")
 
 
 @route(Unsubscribe, AUTH)
 async def unsubscribe(session: Session, command: Unsubscribe) -> bytes:
+    async with session.context.engine.begin() as conn:
+        found = await store_unsubscribe(
+            conn, session.user_account, command.mailbox.rstrip(DELIMITER)
+        )
+    if not found:
+        raise CommandFailed("Not subscribed to that name.", "[NONEXISTENT]")
     return tagged(command.tag, "OK", "Unsubscribe completed.")
 
 
@@ -213,54 +231,82 @@ def _tree(boxes: list[Mailbox]) -> dict[str, Mailbox | None]:
     return tree
 
 
-async def _list(
-    session: Session,
-    tag: str,
-    reference: str,
-    patterns: Iterable[str],
-    *,
-    verb: bytes,
-    special_only: bool = False,
-) -> bytes:
+def _ancestors(name: str) -> list[str]:
+    levels = name.split(DELIMITER)
+    return [DELIMITER.join(levels[:depth]) for depth in range(1, len(levels))]
+
+
+async def _list(session: Session, command: List) -> bytes:
+    """LIST, with the RFC 5258 selection and return options and RFC 5819 STATUS."""
     account = session.user_account
-    patterns = list(patterns)
+    patterns = list(command.patterns)
     if patterns == [""]:
-        await session.send(b"* " + verb + b' (\\Noselect) "/" ""\r\n')
-        return tagged(tag, "OK", f"{verb.decode()} completed.")
-    async with session.context.engine.connect() as conn:
+        await session.send(b'* LIST (\\Noselect) "/" ""\r\n')
+        return tagged(command.tag, "OK", "List completed.")
+    selection, returns = command.selection, command.returns
+    want_subscribed = "SUBSCRIBED" in selection or "SUBSCRIBED" in returns
+    async with session.context.engine.begin() as conn:
         boxes = await list_mailboxes(conn, account.user.id, account)
+        subscribed = await list_subscriptions(conn, account) if want_subscribed else set()
     tree = _tree(boxes)
-    names = sorted(tree)
-    matchers = [_pattern(reference, p) for p in patterns]
-    for name in names:
+    children: set[str] = {a for name in tree for a in _ancestors(name)}
+    subscribed_below: set[str] = {a for name in subscribed for a in _ancestors(name)}
+    if "SUBSCRIBED" in selection:
+        candidates = set(subscribed)
+        if "RECURSIVEMATCH" in selection:
+            candidates |= subscribed_below
+    else:
+        candidates = set(tree)
+    matchers = [_pattern(command.reference, p) for p in patterns]
+    for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
         if not any(m.fullmatch(name) for m in matchers):
             continue
-        box = tree[name]
-        if special_only and (box is None or not box.special_use):
+        box = tree.get(name)
+        if "SPECIAL-USE" in selection and (box is None or not box.special_use):
             continue
-        prefix = name + DELIMITER
-        has_children = any(other.startswith(prefix) for other in names)
-        attributes = ["\\HasChildren" if has_children else "\\HasNoChildren"]
-        if box is None:
-            attributes.insert(0, "\\Noselect")
-        elif box.special_use:
+        attributes: list[str] = []
+        if name not in tree:
+            attributes.append("\\NonExistent")
+        elif box is None:
+            attributes.append("\\Noselect")
+        if name in tree:
+            attributes.append("\\HasChildren" if name in children else "\\HasNoChildren")
+        if box is not None and box.special_use:
             attributes.append(box.special_use)
-        line = b"* " + verb + b" (" + " ".join(attributes).encode() + b') "/" '
-        await session.send(line + _wire_name(name) + b"\r\n")
-    return tagged(tag, "OK", f"{verb.decode()} completed.")
+        if want_subscribed and name in subscribed:
+            attributes.append("\\Subscribed")
+        line = b"* LIST (" + " ".join(attributes).encode() + b') "/" ' + _wire_name(name)
+        if "RECURSIVEMATCH" in selection and name in subscribed_below:
+            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        await session.send(line + b"\r\n")
+        if command.status_items and box is not None:
+            async with session.context.engine.connect() as conn:
+                await session.send(await _status_line(session, conn, box, command.status_items))
+    return tagged(command.tag, "OK", "List completed.")
 
 
 @route(List, AUTH)
 async def list_(session: Session, command: List) -> bytes:
-    return await _list(
-        session, command.tag, command.reference, command.patterns, verb=b"LIST",
-        special_only="SPECIAL-USE" in command.selection,
-    )  # fmt: skip
+    return await _list(session, command)
 
 
 @route(Lsub, AUTH)
 async def lsub(session: Session, command: Lsub) -> bytes:
-    return await _list(session, command.tag, command.reference, [command.pattern], verb=b"LSUB")
+    account = session.user_account
+    if command.pattern == "":
+        await session.send(b'* LSUB (\\Noselect) "/" ""\r\n')
+        return tagged(command.tag, "OK", "Lsub completed.")
+    async with session.context.engine.begin() as conn:
+        subscribed = await list_subscriptions(conn, account)
+    matcher = _pattern(command.reference, command.pattern)
+    # RFC 3501 6.3.9: with "%", an unsubscribed parent of a subscribed name is \Noselect.
+    parents = {a for name in subscribed for a in _ancestors(name)} - subscribed
+    lines = [(name, b"()") for name in subscribed if matcher.fullmatch(name)]
+    if "%" in command.pattern:
+        lines += [(name, b"(\\Noselect)") for name in parents if matcher.fullmatch(name)]
+    for name, attributes in sorted(lines, key=lambda item: (item[0] != "INBOX", item[0])):
+        await session.send(b"* LSUB " + attributes + b' "/" ' + _wire_name(name) + b"\r\n")
+    return tagged(command.tag, "OK", "Lsub completed.")
 
 
 @route(Namespace, AUTH)
@@ -269,16 +315,16 @@ async def namespace(session: Session, command: Namespace) -> bytes:
     return tagged(command.tag, "OK", "Namespace completed.")
 
 
-@route(Status, AUTH)
-async def status(session: Session, command: Status) -> bytes:
-    account = session.user_account
-    async with session.context.engine.connect() as conn:
-        box = await get_mailbox(conn, account, command.mailbox)
-        count, unindexed = await mailbox_counts(conn, box.id)
-        wants_flags = any(i in ("UNSEEN", "DELETED", "SIZE") for i in command.items)
-        rows = await load_messages(conn, account, box.id) if wants_flags else []
+async def _status_line(
+    session: Session, conn: AsyncConnection, box: Mailbox, items: Iterable[str]
+) -> bytes:
+    """One ``* STATUS`` response for `box` (STATUS and LIST-STATUS share it)."""
+    items = list(items)
+    count, unindexed = await mailbox_counts(conn, box.id)
+    wants_flags = any(i in ("UNSEEN", "DELETED", "SIZE", "RECENT") for i in items)
+    rows = await load_messages(conn, session.user_account, box.id) if wants_flags else []
     values: list[ImapValue] = []
-    for item in command.items:
+    for item in items:
         value: int
         if item == "MESSAGES":
             value = count
@@ -301,9 +347,14 @@ async def status(session: Session, command: Status) -> bytes:
         else:
             continue
         values += [Atom(item), value]
-    out = bytearray(b"* STATUS ")
-    out += _wire_name(box.name if box.role != "inbox" else "INBOX")
-    await session.send(bytes(out) + b" " + untagged(values)[2:])
+    return b"* STATUS " + _wire_name(box.name) + b" " + untagged(values)[2:]
+
+
+@route(Status, AUTH)
+async def status(session: Session, command: Status) -> bytes:
+    async with session.context.engine.connect() as conn:
+        box = await get_mailbox(conn, session.user_account, command.mailbox)
+        await session.send(await _status_line(session, conn, box, command.items))
     return tagged(command.tag, "OK", "Status completed.")
 
 

@@ -206,6 +206,7 @@ class Session:
         else:
             caps += [
                 "UIDPLUS", "MOVE", "NAMESPACE", "UNSELECT", "SPECIAL-USE", "CHILDREN",
+                "LIST-EXTENDED", "LIST-STATUS",
                 f"APPENDLIMIT={self.config.imap.append_limit}", "CONDSTORE", "QRESYNC",
             ]  # fmt: skip
         return " ".join(caps)

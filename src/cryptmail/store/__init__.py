@@ -29,6 +29,7 @@ from cryptmail.store._mailboxes import (
     inbox_id,
     list_mailboxes,
     mailbox_by_id,
+    rename_inbox,
     rename_mailbox,
 )
 from cryptmail.store._maildir import MaildirFolder, scan_maildir
@@ -55,6 +56,7 @@ from cryptmail.store._reader import (
     stream_plaintext,
 )
 from cryptmail.store._spool import Spool, sweep_spools
+from cryptmail.store._subscriptions import list_subscriptions, subscribe, unsubscribe
 
 __all__ = [
     "DEFAULT_MAILBOXES",
@@ -91,6 +93,7 @@ __all__ = [
     "inbox_id",
     "insert_row",
     "list_mailboxes",
+    "list_subscriptions",
     "load_cache",
     "load_messages",
     "mailbox_by_id",
@@ -99,15 +102,18 @@ __all__ = [
     "open_blob",
     "read_plaintext",
     "read_range",
+    "rename_inbox",
     "rename_mailbox",
     "round_size",
     "save_cache",
     "scan_maildir",
     "set_flags",
     "stream_plaintext",
+    "subscribe",
     "sweep_orphans",
     "sweep_spools",
     "unreferenced_blobs",
+    "unsubscribe",
     "used_bytes",
     "vanished_since",
     "write_blob",

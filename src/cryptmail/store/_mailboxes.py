@@ -200,8 +200,7 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
 async def rename_mailbox(
     conn: AsyncConnection, account: UnlockedAccount, old: str, new: str
 ) -> None:
-    """Rename `old` and its children. Renaming INBOX is not supported here (RFC 3501
-    asks to move its messages; the IMAP layer does that with `move`)."""
+    """Rename `old` and its children; INBOX goes through `rename_inbox` instead."""
     check_name(new)
     source = await get_mailbox(conn, account, old)
     if source.role is not None:
@@ -230,6 +229,47 @@ async def rename_mailbox(
                 uidvalidity=new_uidvalidity(),
             )
         )
+
+
+async def rename_inbox(conn: AsyncConnection, account: UnlockedAccount, new: str) -> Mailbox:
+    """RFC 3501 6.3.5: renaming INBOX creates `new`, moves every INBOX message there
+    (UIDs 1..n in the new folder) and leaves INBOX empty but existing.
+
+    Run it inside one transaction: the rows change folder in place (flags and caches
+    are sealed to the row id, so nothing is resealed), and INBOX records the old UIDs
+    as expunged for QRESYNC, so a crash leaves either the old state or the new one.
+    Raises MailboxExists if `new` exists, StoreError for an invalid name.
+    """
+    user_id = account.user.id
+    inbox = await inbox_id(conn, user_id)
+    target = await create_mailbox(conn, account, new)
+    msg = t.cm_messages
+    rows = (
+        await conn.execute(
+            select(msg.c.id, msg.c.uid).where(msg.c.mailbox_id == inbox).order_by(msg.c.uid)
+        )
+    ).all()
+    if not rows:
+        return target
+    mb = t.cm_mailboxes
+    await conn.execute(
+        update(mb).where(mb.c.id == inbox).values(highest_modseq=mb.c.highest_modseq + 1)
+    )
+    inbox_modseq = int(
+        (await conn.execute(select(mb.c.highest_modseq).where(mb.c.id == inbox))).scalar_one()
+    )
+    for new_uid, row in enumerate(rows, 1):
+        await conn.execute(
+            update(msg)
+            .where(msg.c.id == row.id)
+            .values(mailbox_id=target.id, uid=new_uid, modseq=target.highest_modseq)
+        )
+    await conn.execute(
+        t.cm_expunged.insert(),
+        [{"mailbox_id": inbox, "uid": r.uid, "modseq": inbox_modseq} for r in rows],
+    )
+    await conn.execute(update(mb).where(mb.c.id == target.id).values(uidnext=len(rows) + 1))
+    return await mailbox_by_id(conn, account, target.id)
 
 
 async def delete_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> list[bytes]:
