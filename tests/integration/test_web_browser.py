@@ -3,9 +3,12 @@
 `serve_web` runs on a free loopback port over HTTPS (a throwaway certificate, Secure
 cookies as in production) with a temporary SQLite data directory. Chromium signs in,
 reads the security log, changes the password, makes and revokes an app password, signs
-out and recovers with the recovery code; after each step the keys API proves the
-effect: the old password fails, the new one unlocks, the app password unlocks and then
-fails once revoked. (When `cryptmail.imap` lands, the same checks can go over imaplib.)
+out and recovers with the recovery code. Our IMAP server runs in the same process with
+the same engine and the same `LoginThrottle` (as `cryptmail serve --web --imap` wires
+them), and after each step Python's imaplib proves the effect over IMAP: the old password
+gets NO [AUTHENTICATIONFAILED] (even while a session opened with it is still live, so its
+unlocked key is cached), the new one logs in, and the message delivered before the change
+reads byte-exact; the app password logs in and reads mail, and fails once revoked.
 
 A screenshot of every page goes to test-artifacts/web/ (phone-sized, and a few at
 desktop size and in German).
@@ -14,6 +17,7 @@ desktop size and in German).
 from __future__ import annotations
 
 import asyncio
+import imaplib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,9 +30,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.config import Config, load_config
 from cryptmail.db import create_engine, upgrade
 from cryptmail.errors import AuthenticationFailed
+from cryptmail.imap import serve_imap
 from cryptmail.keys import LoginThrottle, create_user, recover, unlock_account
 from cryptmail.secret import Password
-from cryptmail.users import add_domain
+from cryptmail.store import ChangeBus, deliver_message
+from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.users import add_domain, get_user
 from cryptmail.web import serve_web
 from web.conftest import self_signed_certificate
 
@@ -39,6 +46,12 @@ THIRD = "recovered with the code"  # noqa: S105
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
+MESSAGE = (
+    b"From: Bob <bob@example.net>\r\nTo: alice@example.org\r\n"
+    b"Subject: delivered before the password change\r\n"
+    b"Message-ID: <before-change@example.net>\r\n\r\n"
+    b"Still readable after every step.\r\n"
+)
 
 
 @dataclass
@@ -47,6 +60,8 @@ class WebServer:
     config: Config
     engine: AsyncEngine
     recovery_code: str
+    imap_port: int
+    throttle: LoginThrottle
 
     async def unlocks(self, password: str) -> bool:
         try:
@@ -56,6 +71,42 @@ class WebServer:
         except AuthenticationFailed:
             return False
         return True
+
+    def imap_login(self, credential: str) -> imaplib.IMAP4:
+        """A logged-in imaplib client (call from a thread: the server runs on this loop)."""
+        client = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
+        try:
+            client.login(ALICE, credential)
+        except imaplib.IMAP4.error:
+            client.shutdown()
+            raise
+        return client
+
+    def imap_refuses(self, credential: str) -> bool:
+        """True when LOGIN answers NO [AUTHENTICATIONFAILED]."""
+        try:
+            client = self.imap_login(credential)
+        except imaplib.IMAP4.error as exc:
+            assert "[AUTHENTICATIONFAILED]" in str(exc), exc
+            return True
+        client.logout()
+        return False
+
+    def imap_inbox(self, credential: str) -> list[bytes]:
+        """Log in with `credential` and return every INBOX message as the server sends it."""
+        client = self.imap_login(credential)
+        try:
+            return _read_inbox(client)
+        finally:
+            client.logout()
+
+
+def _read_inbox(client: imaplib.IMAP4) -> list[bytes]:
+    status, _ = client.select("INBOX", readonly=True)
+    assert status == "OK"
+    status, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
+    assert status == "OK"
+    return [item[1] for item in data if isinstance(item, tuple)]
 
 
 def _free_port() -> int:
@@ -96,24 +147,52 @@ async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
         await add_domain(conn, "example.org")
     account = await create_user(engine, ALICE, Password.from_str(FIRST), config.crypto)
     assert account.recovery_code is not None
-    port = _free_port()
+    blobs = LocalBlobStore(config.blob_path)
+    bus = ChangeBus()
+    async with engine.connect() as conn:
+        user = await get_user(conn, ALICE)
+
+    async def source() -> AsyncIterator[bytes]:
+        yield MESSAGE
+
+    await deliver_message(engine, blobs, user, source(), bus=bus)
+    # One throttle for both, as `cryptmail serve` shares it; a short base delay keeps
+    # the run quick (the sharing, not the delay, is under test).
+    throttle = LoginThrottle(base_delay_s=0.01)
+    port, imap_port = _free_port(), _free_port()
     shutdown = asyncio.Event()
-    task = asyncio.create_task(
+    web_task = asyncio.create_task(
         serve_web(
+            config, "127.0.0.1", port, engine=engine, throttle=throttle, shutdown_event=shutdown
+        )
+    )
+    imap_task = asyncio.create_task(
+        serve_imap(
             config,
             "127.0.0.1",
-            port,
+            imap_port,
             engine=engine,
-            throttle=LoginThrottle(),
+            blobs=blobs,
+            bus=bus,
+            throttle=throttle,
             shutdown_event=shutdown,
+            tls=False,
         )
     )
     try:
-        await _wait_for_port(port, task)
-        yield WebServer(f"https://127.0.0.1:{port}", config, engine, account.recovery_code)
+        await _wait_for_port(port, web_task)
+        await _wait_for_port(imap_port, imap_task)
+        yield WebServer(
+            f"https://127.0.0.1:{port}",
+            config,
+            engine,
+            account.recovery_code,
+            imap_port,
+            throttle,
+        )
     finally:
         shutdown.set()
-        await asyncio.wait_for(task, 20)
+        await asyncio.wait_for(asyncio.gather(web_task, imap_task), 20)
         await engine.dispose()
 
 
@@ -155,6 +234,11 @@ async def _submit(page: Page, fields: dict[str, str], form: str = "main form") -
 async def test_self_service_in_chromium(web_server: WebServer, browser: Browser) -> None:
     page = await _new_page(browser, PHONE)
     url = web_server.url
+    imap = asyncio.to_thread
+    # A session with the first password stays open throughout: its unlocked key is
+    # cached, and that must not let new logins with an old credential through.
+    live = await imap(web_server.imap_login, FIRST)
+    assert await imap(_read_inbox, live) == [MESSAGE]
 
     # Sign in.
     await page.goto(url + "/")
@@ -163,6 +247,11 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     await _submit(page, {"address": ALICE, "password": "not the password"})
     assert "The address or the password is wrong." in await page.inner_text("main")
     await _shot(page, "02-sign-in-failed")
+    # The web failure counts in the throttle IMAP uses, and an IMAP failure in the web's.
+    after_web = web_server.throttle.delay_for(ALICE, "127.0.0.1")
+    assert after_web > 0
+    assert await imap(web_server.imap_refuses, "not the password either")
+    assert web_server.throttle.delay_for(ALICE, "127.0.0.1") == 2 * after_web
     await _submit(page, {"address": ALICE, "password": FIRST})
     assert page.url == url + "/account"
     body = await page.inner_text("main")
@@ -191,6 +280,8 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     await _shot(page, "07-password-changed")
     assert not await web_server.unlocks(FIRST)
     assert await web_server.unlocks(SECOND)
+    assert await imap(web_server.imap_refuses, FIRST)
+    assert await imap(web_server.imap_inbox, SECOND) == [MESSAGE]
 
     # Make an app password; it unlocks the key; revoke it; it does not.
     await page.goto(url + "/account/app-passwords")
@@ -200,6 +291,7 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     assert "It is shown only this once." in await page.inner_text("main")
     await _shot(page, "09-app-password-created")
     assert await web_server.unlocks(secret)
+    assert await imap(web_server.imap_inbox, secret) == [MESSAGE]
     await page.click("text=Done: back to app passwords")
     await _shot(page, "10-app-passwords")
     async with page.expect_navigation():
@@ -207,10 +299,26 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     assert "The app password is revoked." in await page.inner_text("main")
     await _shot(page, "11-app-password-revoked")
     assert not await web_server.unlocks(secret)
+    assert await imap(web_server.imap_refuses, secret)
 
-    # The recovery code page.
+    # The recovery code page: renew it; the code made with the account stops working.
     await page.goto(url + "/account/recovery-code")
     await _shot(page, "12-recovery-code")
+    await _submit(page, {"password": SECOND}, form="form.card")
+    code = await page.inner_text(".secret code")
+    assert code != web_server.recovery_code
+    assert "It is shown only this once." in await page.inner_text("main")
+    await _shot(page, "12b-recovery-code-renewed")
+    with pytest.raises(AuthenticationFailed):
+        await recover(
+            web_server.engine,
+            ALICE,
+            web_server.recovery_code,
+            Password.from_str("x" * 20),
+            web_server.config.crypto,
+        )
+    await page.click("text=I have stored the code: back to my account")
+    assert page.url == url + "/account"
 
     # Sign out, then recover with the code.
     async with page.expect_navigation():
@@ -222,7 +330,6 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     body = await page.inner_text("main")
     assert body.index("nobody can open your mail again") < body.index("Recovery code")
     await _shot(page, "13-forgot")
-    code = web_server.recovery_code
     await _submit(page, {"address": ALICE, "code": code, "new": THIRD, "repeat": THIRD})
     new_code = await page.inner_text(".secret code")
     assert new_code != code
@@ -230,6 +337,9 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     await _shot(page, "14-new-recovery-code")
     assert not await web_server.unlocks(SECOND)
     assert await web_server.unlocks(THIRD)
+    assert await imap(web_server.imap_refuses, SECOND)
+    assert await imap(web_server.imap_refuses, FIRST)
+    assert await imap(web_server.imap_inbox, THIRD) == [MESSAGE]
     with pytest.raises(AuthenticationFailed):  # the code was used up
         await recover(
             web_server.engine, ALICE, code, Password.from_str("x" * 20), web_server.config.crypto
@@ -239,6 +349,32 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     await page.click("text=I have stored the code: continue to sign-in")
     await _submit(page, {"address": ALICE, "password": THIRD})
     assert page.url == url + "/account"
+    await imap(live.logout)
+
+    # Every key event is in the log, with the client's address.
+    await page.goto(url + "/account/log")
+    await _submit(page, {"password": THIRD})
+    rows = [
+        " ".join((await row.inner_text()).split())
+        for row in await page.query_selector_all("table.log tbody tr")
+    ]
+    assert any("Key created" in row for row in rows)  # by create_user, not over the web
+    # (Failed sign-ins without an address are this test's direct keys API checks.)
+    for event in (
+        "Failed sign-in",
+        "Password changed",
+        "App password added (phone)",
+        "App password revoked (phone)",
+        "Recovery code renewed",
+        "Recovery code used",
+    ):
+        assert any(event in row and row.endswith(" 127.0.0.1") for row in rows), (event, rows)
+    await _shot(page, "15-log-all-events")
+
+    # An error page.
+    await page.goto(url + "/no/such/page")
+    assert await page.inner_text("h1") == "Something went wrong"
+    await _shot(page, "16-not-found")
 
 
 async def test_pages_at_desktop_size_and_in_german(web_server: WebServer, browser: Browser) -> None:
