@@ -284,3 +284,46 @@ def test_preauth_line_cap_and_malformed_input(rig: ImapRig) -> None:
         _, done = imap.ask(b"NOOP")
         assert b" OK " in done
     imap.close()
+
+
+def test_preauth_idle_timeout_is_short(rig: ImapRig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptmail.imap import _session
+
+    monkeypatch.setattr(_session, "PREAUTH_TIMEOUT_S", 0.5)
+    waiting = Raw.connect(rig.port)
+    logged_in = Raw.connect(rig.port)
+    logged_in.login()
+    assert waiting.line().startswith(b"* BYE")  # the socket timeout bounds the wait
+    assert waiting.line() == b""
+    _, done = logged_in.ask(b"NOOP")  # the logged-in session has RFC 3501's 30 minutes
+    assert b" OK " in done
+    waiting.close()
+    logged_in.close()
+
+
+def test_connection_cap_counts_both_listeners(tmp_path: Path) -> None:
+    rig_iter = start_rig(tmp_path, **{"imap.max_connections_per_ip": 2})
+    rig = next(rig_iter)
+
+    async def start() -> ImapListener:
+        listener = ImapListener(rig_context(rig), implicit_tls=True)
+        await listener.start("127.0.0.1", 0)
+        return listener
+
+    listener = rig.run(start())
+    try:
+        plain = [Raw.connect(rig.port) for _ in range(2)]
+        for conn in plain:
+            assert conn.greeting.startswith(b"* OK")
+        client = ssl.create_default_context()
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(("127.0.0.1", listener.port), timeout=10)
+        tls = Raw(client.wrap_socket(raw))
+        assert tls.greeting.startswith(b"* BYE")
+        tls.close()
+        for conn in plain:
+            conn.close()
+    finally:
+        rig.run(listener.stop())
+        next(rig_iter, None)

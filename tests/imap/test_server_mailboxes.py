@@ -117,8 +117,10 @@ def test_list_extended_and_list_status(rig: ImapRig) -> None:
     imap.store("1", "+FLAGS", "(\\Seen)")
     imap.close()
     imap.create("Work/2026")
+    imap.create("Deep/Down")
+    imap.delete("Deep")  # "Deep" now exists only as a level of a name
     imap.create("Tmp")
-    imap.rename("Tmp", "Deep/Down")  # "Deep" exists only as a level of a name
+    assert imap.rename("Tmp", "Made/Up")[0] == "OK"  # RFC 3501 6.3.5 creates "Made"
     typ, _ = imap._simple_command(  # noqa: SLF001
         "LIST", '""', "*", "RETURN", "(STATUS (MESSAGES UNSEEN))"
     )
@@ -128,6 +130,7 @@ def test_list_extended_and_list_status(rig: ImapRig) -> None:
     assert b"Sent (MESSAGES 0 UNSEEN 0)" in statuses
     assert b"Deep/Down (MESSAGES 0 UNSEEN 0)" in statuses
     assert not any(s.startswith(b"Deep (") for s in statuses)
+    assert b"Made (MESSAGES 0 UNSEEN 0)" in statuses
     listed = imap.untagged_responses.pop("LIST")
     assert b'(\\HasNoChildren) "/" INBOX' in listed
     assert b'(\\HasChildren) "/" Work' in listed

@@ -182,6 +182,11 @@ async def rename(session: Session, command: Rename) -> bytes:
             raise CommandFailed("Special folders cannot be renamed.", "[CANNOT]")
         else:
             await rename_mailbox(conn, account, command.mailbox, new_name)
+        # RFC 3501 6.3.5: superior levels of the new name are created if missing.
+        existing = {b.name for b in await list_mailboxes(conn, account.user.id, account)}
+        for parent in _ancestors(new_name):
+            if parent not in existing and parent.upper() != "INBOX":
+                await create_mailbox(conn, account, parent)
     if source.role == "inbox":
         session.context.bus.publish(account.user.id, source.id)
     return tagged(command.tag, "OK", "Rename completed.")

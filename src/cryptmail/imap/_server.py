@@ -128,7 +128,9 @@ class ImapListener:
     def __init__(self, context: ServerContext, *, implicit_tls: bool) -> None:
         self._context = context
         self._implicit_tls = implicit_tls
-        self._per_ip: dict[str, int] = {}
+        # Shared by the plain and the TLS listener of one engine: the cap is per client
+        # address, whichever port it connects to.
+        self._per_ip = _shared_counts(context.engine)
         self._sessions: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
@@ -190,6 +192,13 @@ class ImapListener:
 
 
 _ACCOUNTS: weakref.WeakKeyDictionary[AsyncEngine, UnlockedAccounts] = weakref.WeakKeyDictionary()
+
+
+_CONNECTIONS: weakref.WeakKeyDictionary[AsyncEngine, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def _shared_counts(engine: AsyncEngine) -> dict[str, int]:
+    return _CONNECTIONS.setdefault(engine, {})
 
 
 def _shared_accounts(engine: AsyncEngine, config: Config) -> UnlockedAccounts:

@@ -59,6 +59,9 @@ PREAUTH_LIMITS: Final = ReaderLimits(
     max_line=8 * 1024, max_literal=4 * 1024, max_command=16 * 1024, max_append=0
 )
 _READ_SIZE: Final = 64 * 1024
+PREAUTH_TIMEOUT_S: float = 60.0
+"""Idle time allowed before login (RFC 3501's 30 minutes apply once logged in), so
+unauthenticated connections cannot hold the per-address slots for long."""
 _TRACE_WORD: Final = re.compile(rb"[A-Za-z0-9.]{1,24}")
 
 
@@ -229,8 +232,11 @@ class Session:
 
     async def _read(self) -> bytes:
         await self.drain()
+        limit = float(self.config.imap.idle_timeout_s)
+        if self.state == "nonauth":
+            limit = min(limit, PREAUTH_TIMEOUT_S)
         try:
-            async with asyncio.timeout(self.config.imap.idle_timeout_s):
+            async with asyncio.timeout(limit):
                 return await self._reader.read(_READ_SIZE)
         except TimeoutError:
             with contextlib.suppress(OSError):
