@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cryptmail.cli import _serve as cli_serve
 from cryptmail.config import Config
 from cryptmail.errors import ConfigError
 from cryptmail.keys import LoginThrottle
@@ -125,3 +126,40 @@ async def test_address_in_use(tmp_path: Path, engine: AsyncEngine) -> None:
                 throttle=LoginThrottle(),
                 shutdown_event=asyncio.Event(),
             )
+
+
+async def test_cryptmail_serve_gives_web_and_imap_one_throttle(
+    config: Config, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cryptmail serve --web ... --imap ... --imaps ...` passes the same LoginThrottle to
+    every listener, so failures at the web form slow IMAP logins and the other way round."""
+    throttles: dict[str, object] = {}
+
+    def recorder(name: str) -> object:
+        async def serve(*args: object, throttle: object, **kwargs: object) -> None:
+            throttles[f"{name}:{len(throttles)}"] = throttle
+            if len(throttles) == 3:
+                shutdown_event = kwargs["shutdown_event"]
+                assert isinstance(shutdown_event, asyncio.Event)
+                shutdown_event.set()
+
+        return serve
+
+    monkeypatch.setattr(cli_serve, "_optional", lambda module, name: recorder(name))
+    code = await cli_serve._run(
+        config,
+        engine,
+        lmtp="",
+        imap=f"127.0.0.1:{_free_port()}",
+        imaps=f"127.0.0.1:{_free_port()}",
+        web=f"127.0.0.1:{_free_port()}",
+    )
+    assert code == 0
+    assert sorted(name.split(":")[0] for name in throttles) == [
+        "serve_imap",
+        "serve_imap",
+        "serve_web",
+    ]
+    first, *others = throttles.values()
+    assert isinstance(first, LoginThrottle)
+    assert all(other is first for other in others)
