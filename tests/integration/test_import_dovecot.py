@@ -174,7 +174,7 @@ def _ours(rig: ImapRig, user: str, password: str, folders: dict[str, str]) -> Sn
     imap.login(user, password)
     typ, listing = imap.list()
     assert typ == "OK"
-    from cryptmail.cli._mailbox import encode_utf7
+    from cryptmail.imap import encode_mailbox_name as encode_utf7
 
     names = {line.decode().rsplit(' "/" ', 1)[1].strip('"') for line in listing}
     wire = {encode_utf7(name): name for name in folders.values()}

@@ -4,24 +4,17 @@
 only the public key; it shows progress, stops cleanly on Ctrl-C, and continues where it
 stopped when run again.
 
-Export writes every folder with the bytes exactly as delivered. Maildir: Dovecot's
-Maildir++ layout (`cur/new/tmp`, sub-folders as `.Parent.Child` in modified UTF-7),
-flags in the `:2,` info part. mbox: mboxrd (`>From ` quoting, reversible), one file
-per folder; mbox has no place for IMAP flags, so they are not kept there.
+Export writes every folder with the bytes exactly as stored (see `_export`).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import os
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cryptmail.cli._export import Exporter
 from cryptmail.cli._progress import ProgressDisplay
 from cryptmail.cli._runtime import (
     SubParsers,
@@ -35,21 +28,14 @@ from cryptmail.config import Config
 from cryptmail.errors import AuthenticationFailed, ConfigError, KeyLocked
 from cryptmail.keys import UnlockedAccount, active_public_key, unlock_account
 from cryptmail.store import (
-    DELIMITER,
-    Mailbox,
-    MessageRow,
     encrypt_mailboxes,
     list_mailboxes,
+    list_subscriptions,
     load_messages,
     mailbox_counts,
-    open_blob,
-    stream_plaintext,
 )
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import get_user, list_users, normalize_address
-
-_MAILDIR_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S"}
-_DELETED = "T"
 
 
 def register(sub: SubParsers) -> None:
@@ -84,41 +70,6 @@ def register(sub: SubParsers) -> None:
         help="read the user's password (makes the key pair if the user has none yet)",
     )
     encrypt.set_defaults(handler=_encrypt)
-
-
-def encode_utf7(name: str) -> str:
-    """RFC 3501 modified UTF-7, as Dovecot names Maildir++ folders."""
-    out: list[str] = []
-    pending: list[str] = []
-
-    def flush() -> None:
-        if pending:
-            raw = "".join(pending).encode("utf-16-be")
-            out.append("&" + base64.b64encode(raw).decode().rstrip("=").replace("/", ",") + "-")
-            pending.clear()
-
-    for char in name:
-        if 0x20 <= ord(char) <= 0x7E:
-            flush()
-            out.append("&-" if char == "&" else char)
-        else:
-            pending.append(char)
-    flush()
-    return "".join(out)
-
-
-def maildir_folder(name: str, role: str | None) -> str:
-    """The Maildir++ directory for a folder: '' for INBOX, `.A.B` for `A/B`."""
-    if role == "inbox":
-        return ""
-    return "." + ".".join(encode_utf7(part) for part in name.split(DELIMITER))
-
-
-def maildir_info(flags: frozenset[str]) -> str:
-    letters = {_MAILDIR_FLAGS[f] for f in flags if f in _MAILDIR_FLAGS}
-    if "\\Deleted" in flags:
-        letters.add(_DELETED)
-    return ":2," + "".join(sorted(letters))
 
 
 async def _unlock(config: Config, engine: AsyncEngine, args: argparse.Namespace) -> UnlockedAccount:
@@ -208,16 +159,6 @@ async def encrypt_with_progress(
         say(f"{email}: nothing to seal, every message is sealed already")
 
 
-def _mbox_lines(data: bytes, at_line_start: bool) -> Iterator[bytes]:
-    """mboxrd quoting of one piece: `>*From ` at a line start gets one more `>`."""
-    lines = data.split(b"\n")
-    for index, line in enumerate(lines):
-        start = at_line_start if index == 0 else True
-        if start and line.lstrip(b">").startswith(b"From "):
-            line = b">" + line
-        yield line + (b"\n" if index < len(lines) - 1 else b"")
-
-
 def _export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
@@ -229,70 +170,28 @@ def _export(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a CLI run
         async with engine.connect() as conn:
             boxes = await list_mailboxes(conn, account.user.id, account)
-        count = 0
-        for box in boxes:
-            async with engine.connect() as conn:
-                rows = await load_messages(conn, account, box.id)
+            folders = [(box, await load_messages(conn, account, box.id)) for box in boxes]
+            subscribed = await list_subscriptions(conn, account)
+        display = ProgressDisplay(f"export {account.user.email}", 0, 0)
+        display.set_totals(
+            sum(len(rows) for _box, rows in folders),
+            sum(row.size_rounded for _box, rows in folders for row in rows),
+        )
+        exporter = Exporter(out, account, blobs, display)
+        try:
+            for box, rows in folders:
+                if args.format == "maildir":
+                    await exporter.maildir_folder(box, rows)
+                else:
+                    await exporter.mbox_folder(box, rows)
             if args.format == "maildir":
-                count += await _maildir_folder(out, box, rows, account, blobs)
-            else:
-                count += await _mbox_folder(out, box, rows, account, blobs)
-        say(f"exported {count} message(s) from {len(boxes)} folder(s) to {out}")
+                names = {box.name for box in boxes}
+                exporter.subscriptions([n for n in subscribed if n in names])
+        except BaseException:
+            display.abandon()
+            raise
+        display.finish()
+        say(f"exported {exporter.messages} message(s) from {len(boxes)} folder(s) to {out}")
         return 0
 
     return run_with_engine(args, work)
-
-
-async def _copy(
-    target: BinaryIO, account: UnlockedAccount, blobs: LocalBlobStore, row: MessageRow, mbox: bool
-) -> None:
-    opened = await open_blob(blobs, account, row.blob_id, expect_sealed=row.sealed)
-    at_start = True
-    async for piece in stream_plaintext(blobs, opened):
-        if mbox:
-            for line in _mbox_lines(piece, at_start):
-                target.write(line)
-            at_start = piece.endswith(b"\n")
-        else:
-            target.write(piece)
-
-
-async def _maildir_folder(
-    out: Path, box: Mailbox, rows: list[MessageRow], account: UnlockedAccount, blobs: LocalBlobStore
-) -> int:
-    folder = out / maildir_folder(box.name, box.role)
-    for sub in ("cur", "new", "tmp"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    if box.role != "inbox":
-        (folder / "maildirfolder").touch()
-    lines = [f"3 V{box.uidvalidity} N{box.uidnext}"]
-    for row in rows:
-        uid = row.uid
-        stamp = int(row.internal_date.timestamp())
-        base = f"{stamp}.M{uid}P{os.getpid()}.cryptmail"
-        tmp = folder / "tmp" / base
-        with open(tmp, "wb") as target:  # noqa: ASYNC230 - a CLI run, one user
-            await _copy(target, account, blobs, row, mbox=False)
-        size = tmp.stat().st_size
-        name = f"{base},S={size}{maildir_info(row.flags)}"
-        os.utime(tmp, (stamp, stamp))
-        tmp.rename(folder / "cur" / name)
-        lines.append(f"{uid} {name.split(':')[0]}")
-    (folder / "dovecot-uidlist").write_text("\n".join(lines) + "\n")
-    return len(rows)
-
-
-async def _mbox_folder(
-    out: Path, box: Mailbox, rows: list[MessageRow], account: UnlockedAccount, blobs: LocalBlobStore
-) -> int:
-    path = out / (box.name.replace(DELIMITER, ".") if box.role != "inbox" else "INBOX")
-    with open(path, "wb") as target:  # noqa: ASYNC230 - a CLI run, one user
-        for row in rows:
-            when = time.strftime(
-                "%a %b %d %H:%M:%S %Y",
-                row.internal_date.timetuple(),
-            )
-            target.write(f"From MAILER-DAEMON {when}\n".encode())
-            await _copy(target, account, blobs, row, mbox=True)
-            target.write(b"\n")
-    return len(rows)
