@@ -184,6 +184,13 @@ def _ours(rig: ImapRig, user: str, password: str, folders: dict[str, str]) -> Sn
     return snapshot
 
 
+async def _set_quota(rig: ImapRig, email: str, quota: int) -> None:
+    from cryptmail.users import get_user, set_quota
+
+    async with rig.engine.begin() as conn:
+        await set_quota(conn, (await get_user(conn, email)).id, quota)
+
+
 def test_dovecot_maildirs_import_as_dovecot_served_them(
     dovecot_factory: DovecotFactory, rig: ImapRig, tmp_path: Path
 ) -> None:
@@ -215,8 +222,12 @@ def test_dovecot_maildirs_import_as_dovecot_served_them(
     rig.add_user(PLAIN_USER, PLAIN_PASSWORD, crypt=0)
     report = _import(rig, USER, alice_dir, f"{PASSWORD}\n{KEY_PASSWORD}\n")
     assert "7 message(s) imported" in report
+    rig.run(_set_quota(rig, PLAIN_USER, 1000))
     report = _import(rig, PLAIN_USER, bob_dir, f"{PLAIN_PASSWORD}\n")
+    # An admin import is not refused for quota, only reported.
     assert "7 message(s) imported" in report
+    assert "over the quota of 1000" in report
+    rig.run(_set_quota(rig, PLAIN_USER, 0))
 
     wanted = {"INBOX": "INBOX", **FOLDERS}
     assert _ours(rig, USER, PASSWORD, wanted) == theirs["alice"]

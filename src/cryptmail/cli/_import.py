@@ -30,9 +30,9 @@ from cryptmail.crypto.dovecot import (
 from cryptmail.errors import AuthenticationFailed, ConfigError, DovecotWrongPassword
 from cryptmail.keys import unlock_account
 from cryptmail.secret import Password
-from cryptmail.store import ImportProgress, import_maildir
+from cryptmail.store import ImportProgress, import_maildir, used_bytes
 from cryptmail.store.blobs import LocalBlobStore
-from cryptmail.users import normalize_address
+from cryptmail.users import get_user, normalize_address
 
 _MAILDIR_DESCRIPTION = """\
 Import every folder of a Dovecot Maildir (Maildir++ layout) into USER's mailbox:
@@ -163,6 +163,20 @@ def _summary(email: str, result: ImportProgress) -> str:
     return "; ".join(parts)
 
 
+async def _report_quota(engine: AsyncEngine, user_id: int, email: str) -> None:
+    # An admin import moves mail that already exists: it is not refused for quota (that
+    # would lose mail half-way through a move), but the admin learns the user is over it.
+    async with engine.connect() as conn:
+        user = await get_user(conn, email)
+        used = await used_bytes(conn, user_id)
+    if user.quota > 0 and used > user.quota:
+        say(
+            f"{email} now uses {used} bytes, over the quota of {user.quota}: imported mail "
+            "is kept, but new mail and APPEND are refused until the user deletes some or "
+            "virtual_users.quota is raised"
+        )
+
+
 def _maildir(args: argparse.Namespace) -> int:
     email = normalize_address(args.user)
     root = Path(args.maildir)
@@ -208,6 +222,7 @@ def _maildir(args: argparse.Namespace) -> int:
         if display is not None:
             display.finish()
         say(_summary(email, result))
+        await _report_quota(engine, account.user.id, email)
         return 0
 
     try:
