@@ -129,6 +129,8 @@ def test_maildir_export_is_served_by_dovecot_as_we_served_it(
     out = tmp_path / "export"
     report = _export(rig, out, "maildir")
     assert "exported 7 message(s)" in report
+    # Not a terminal: plain progress lines, the last one with the whole count.
+    assert "export alice@example.org: 7/7 messages (100%)" in report
     # Everything came through tmp/ and is now in cur/; no temporary index files remain.
     assert not [p for p in out.rglob("tmp/*")] and not list(out.rglob("*.tmp"))
     keywords = (out / "dovecot-keywords").read_text().split("\n")

@@ -222,6 +222,7 @@ def test_dovecot_maildirs_import_as_dovecot_served_them(
     rig.add_user(PLAIN_USER, PLAIN_PASSWORD, crypt=0)
     report = _import(rig, USER, alice_dir, f"{PASSWORD}\n{KEY_PASSWORD}\n")
     assert "7 message(s) imported" in report
+    assert f"import {USER}: 7/7 messages (100%)" in report  # plain progress lines
     rig.run(_set_quota(rig, PLAIN_USER, 1000))
     report = _import(rig, PLAIN_USER, bob_dir, f"{PLAIN_PASSWORD}\n")
     # An admin import is not refused for quota, only reported.
