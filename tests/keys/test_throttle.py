@@ -75,3 +75,40 @@ async def test_wait_sleeps_for_the_delay(
     throttle.failed("alice@example.org", "192.0.2.1")
     await throttle.wait("alice@example.org", "192.0.2.1")
     assert slept == [1.0]
+
+
+async def test_a_parallel_burst_is_delayed_as_failures_in_a_row(
+    clock: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr("cryptmail.keys._throttle.asyncio.sleep", fake_sleep)
+    throttle = LoginThrottle(base_delay_s=0.5, max_delay_s=60.0)
+
+    async def wrong_attempt() -> None:
+        await throttle.wait("alice@example.org", "192.0.2.1")
+        await real_sleep(0)  # the password check, in parallel with the others
+        throttle.failed("alice@example.org", "192.0.2.1")
+
+    await asyncio.gather(*(wrong_attempt() for _ in range(5)))
+    # Each attempt waited as if those before it had already failed.
+    assert sorted(slept) == [0.5, 1.0, 2.0, 4.0]
+    # All five failures count: the next attempt gets the sixth delay.
+    assert throttle.delay_for("alice@example.org", "192.0.2.1") == 8.0
+
+
+def test_an_unsettled_reservation_lapses(clock: list[float]) -> None:
+    import asyncio
+
+    throttle = LoginThrottle(pending_ttl_s=60.0)
+    asyncio.run(throttle.wait("alice@example.org", "192.0.2.1"))
+    assert throttle.delay_for("alice@example.org", "192.0.2.1") == 0.5
+    clock[0] += 61
+    assert throttle.delay_for("alice@example.org", "192.0.2.1") == 0.0
