@@ -6,8 +6,10 @@ Argon2 cost the config accepts, 19 MiB with t=2: a few tens of milliseconds each
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -78,3 +80,27 @@ def make_user(engine: AsyncEngine, crypto: CryptoConfig) -> MakeUser:
         return await create_user(engine, email, Password.from_str(password), crypto, crypt=crypt)
 
     return make
+
+
+@pytest.fixture
+def kdf_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of every function sent to the Argon2 pool by the keys package."""
+    import pkgutil
+
+    import cryptmail.concurrency
+    import cryptmail.keys
+
+    for info in pkgutil.iter_modules(cryptmail.keys.__path__):
+        module = importlib.import_module(f"cryptmail.keys.{info.name}")
+        # Every Argon2 of the keys package goes through _slots, so counting there is complete.
+        assert info.name == "_slots" or not hasattr(module, "run_kdf"), info.name
+
+    calls: list[str] = []
+    real = cryptmail.concurrency.run_kdf
+
+    async def counting(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr("cryptmail.keys._slots.run_kdf", counting)
+    return calls

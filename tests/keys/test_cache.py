@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,30 +17,6 @@ from cryptmail.keys import (
 from keys.conftest import PASSWORD, MakeUser, pw
 
 ALICE = "alice@example.org"
-
-
-@pytest.fixture
-def kdf_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of every function sent to the Argon2 pool by the keys package."""
-    import pkgutil
-
-    import cryptmail.concurrency
-    import cryptmail.keys
-
-    for info in pkgutil.iter_modules(cryptmail.keys.__path__):
-        module = importlib.import_module(f"cryptmail.keys.{info.name}")
-        # Every Argon2 of the keys package goes through _slots, so counting there is complete.
-        assert info.name == "_slots" or not hasattr(module, "run_kdf"), info.name
-
-    calls: list[str] = []
-    real = cryptmail.concurrency.run_kdf
-
-    async def counting(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        calls.append(getattr(func, "__name__", repr(func)))
-        return await real(func, *args, **kwargs)
-
-    monkeypatch.setattr("cryptmail.keys._slots.run_kdf", counting)
-    return calls
 
 
 async def test_second_session_runs_no_argon2(

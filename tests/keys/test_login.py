@@ -89,7 +89,8 @@ async def test_first_login_provisions_an_ispmail_row(
         user = await get_user(conn, "legacy@example.org")
         pairs = await list_key_pairs(conn, user_id)
         slots = await slots_of(conn, user_id)
-    assert user.password_hash.startswith("{" + scheme + "}")  # the hash is left as it was
+    # A cheap outside hash is rehashed to the slots' {ARGON2ID} at this login (H3).
+    assert user.password_hash.startswith("{ARGON2ID}")
     assert [p.active for p in pairs] == [True]
     assert [s.kind for s in slots] == ["password"]
     assert slots[0].hash_fingerprint == hash_fingerprint(user.password_hash)
@@ -118,20 +119,22 @@ async def test_hash_rewritten_outside_for_the_same_password(
     engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
 ) -> None:
     """Another tool re-hashes the same password (say, to BLF-CRYPT): login still works,
-    and the slot learns the new hash so later logins skip the extra check."""
+    the weak hash is replaced by {ARGON2ID}, and the slot learns that hash so later
+    logins skip the extra check."""
     new = await make_user()
     rehashed = other_tool_hash(PASSWORD, "BLF-CRYPT")
     async with engine.begin() as conn:
         await set_password_hash(conn, new.user.id, rehashed)
     account, slot = await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
-    assert account.user.password_hash == rehashed
+    assert account.user.password_hash.startswith("{ARGON2ID}")
     async with engine.connect() as conn:
+        assert (await get_user(conn, ALICE)).password_hash == account.user.password_hash
         fingerprint = (
             await conn.execute(
                 select(t.cm_key_slots.c.hash_fingerprint).where(t.cm_key_slots.c.id == slot.id)
             )
         ).scalar_one()
-    assert bytes(fingerprint) == hash_fingerprint(rehashed)
+    assert bytes(fingerprint) == hash_fingerprint(account.user.password_hash)
 
 
 async def test_recovery_code_is_not_a_login(

@@ -4,7 +4,13 @@ Argon2 must not run again for every parallel connection of the same user. The fi
 login unlocks; later logins with the same credential are checked against a keyed hash
 held in memory (HMAC under a per-process random key) and against the slot record in
 the database (so a password change or a revoked app password elsewhere takes effect at
-once), then share the account. The entry is dropped when its last session ends.
+once) and against virtual_users.password (a hash an admin wrote directly must match the
+fingerprint on the password slot, or the login goes the full way and the new hash
+decides), then share the account. The entry is dropped when its last session ends.
+
+After a password change or recovery, `forget` drops the cached credentials, so only the
+new password logs in; sessions already open keep their unlocked key until they end
+(the key itself did not change, only the slots locking it).
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import hmac
 import os
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
 from cryptmail.db import tables as t
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._login import unlock_account
+from cryptmail.keys._slots import PASSWORD, hash_fingerprint
 from cryptmail.secret import Password
 
 
@@ -49,14 +56,36 @@ class UnlockedAccounts:
             self._tag_key, address.encode() + b"\x00" + credential.reveal(), hashlib.sha256
         ).digest()
 
-    async def _slot_unchanged(self, slot_id: int, record: bytes) -> bool:
+    async def _slot_unchanged(self, user_id: int, slot_id: int, record: bytes) -> bool:
+        # The slot that opened it is unchanged, and the SQL hash is still the one the
+        # password slot was locked with (not rewritten from outside).
+        slots = t.cm_key_slots
+        password_slot = slots.alias("password_slot")
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(t.cm_key_slots.c.record).where(t.cm_key_slots.c.id == slot_id)
+                    select(
+                        slots.c.record,
+                        t.virtual_users.c.password,
+                        password_slot.c.hash_fingerprint,
+                    )
+                    .select_from(
+                        slots.join(t.virtual_users, t.virtual_users.c.id == slots.c.user_id).join(
+                            password_slot,
+                            and_(
+                                password_slot.c.user_id == slots.c.user_id,
+                                password_slot.c.kind == PASSWORD,
+                            ),
+                        )
+                    )
+                    .where(slots.c.id == slot_id, slots.c.user_id == user_id)
                 )
             ).first()
-        return row is not None and hmac.compare_digest(bytes(row.record), record)
+        if row is None or row.hash_fingerprint is None:
+            return False
+        return hmac.compare_digest(bytes(row.record), record) and hmac.compare_digest(
+            bytes(row.hash_fingerprint), hash_fingerprint(str(row.password))
+        )
 
     async def acquire(
         self, address: str, credential: Password, *, client_ip: str = ""
@@ -86,7 +115,7 @@ class UnlockedAccounts:
             entry = self._entries.get(key)
             if entry is not None and tag in entry.credentials:
                 slot_id, record = entry.credentials[tag]
-                if await self._slot_unchanged(slot_id, record):
+                if await self._slot_unchanged(entry.account.user.id, slot_id, record):
                     entry.sessions += 1
                     return entry.account
                 del entry.credentials[tag]

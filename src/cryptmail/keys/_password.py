@@ -18,6 +18,7 @@ from cryptmail.db import tables as t
 from cryptmail.errors import AuthenticationFailed, KeySlotError
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
+from cryptmail.keys._cache import UnlockedAccounts
 from cryptmail.keys._faults import checkpoint
 from cryptmail.keys._keyring import account_uuid, open_account
 from cryptmail.keys._login import unlock_account
@@ -76,8 +77,14 @@ async def change_password(
     crypto: CryptoConfig,
     *,
     client_ip: str = "",
+    cache: UnlockedAccounts | None = None,
 ) -> None:
-    """Verify `old`, re-lock the key with `new` and change the hash, in one transaction."""
+    """Verify `old`, re-lock the key with `new` and change the hash, in one transaction.
+
+    With `cache`, its cached credentials of `email` are dropped after the commit, so only
+    `new` logs in (the slot check would refuse the old one anyway); live sessions keep
+    their unlocked key until they end. Raises AuthenticationFailed, KeySlotError.
+    """
     account, slot = await unlock_account(
         engine, email, old, crypto, client_ip=client_ip, allow_app_password=False
     )
@@ -92,6 +99,8 @@ async def change_password(
         await events.record_event(conn, account.user.id, events.PASSWORD_CHANGED, client_ip)
         checkpoint("password:before-commit")
     checkpoint("password:after-commit")
+    if cache is not None:
+        cache.forget(email)
 
 
 async def _new_recovery(account: UnlockedAccount, crypto: CryptoConfig) -> tuple[str, bytes, bytes]:
@@ -128,9 +137,11 @@ async def recover(
     crypto: CryptoConfig,
     *,
     client_ip: str = "",
+    cache: UnlockedAccounts | None = None,
 ) -> str:
     """Set a new password with the recovery code; the code is used up and a new one
-    returned (show it once). Raises AuthenticationFailed for any wrong input."""
+    returned (show it once). With `cache`, cached credentials of `email` are dropped as
+    in `change_password`. Raises AuthenticationFailed for any wrong input."""
     normalized = normalize_code(code)
     async with engine.connect() as conn:
         user = await find_user(conn, email)
@@ -158,6 +169,8 @@ async def recover(
         await events.record_event(conn, user.id, events.RECOVERY_USED, client_ip)
         checkpoint("recover:before-commit")
     checkpoint("recover:after-commit")
+    if cache is not None:
+        cache.forget(email)
     return new_code
 
 
