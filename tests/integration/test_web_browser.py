@@ -251,7 +251,7 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     after_web = web_server.throttle.delay_for(ALICE, "127.0.0.1")
     assert after_web > 0
     assert await imap(web_server.imap_refuses, "not the password either")
-    assert web_server.throttle.delay_for(ALICE, "127.0.0.1") == 2 * after_web
+    assert web_server.throttle.delay_for(ALICE, "127.0.0.1") > after_web
     await _submit(page, {"address": ALICE, "password": FIRST})
     assert page.url == url + "/account"
     body = await page.inner_text("main")
