@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
 from cryptmail.concurrency import run_blocking
+from cryptmail.errors import BlobMissing
 from cryptmail.imap._analysis import MessageAnalysis, MessageAnalyzer
 from cryptmail.imap._partmap import SectionPlan, VirtualStream
 from cryptmail.imap._requests import BodySection, FetchAttribute, FetchItem, Section
@@ -25,6 +26,7 @@ from cryptmail.store import (
     MessageRow,
     OpenedBlob,
     load_cache,
+    load_message,
     open_blob,
     read_range,
     save_cache,
@@ -52,9 +54,36 @@ class Facts:
         return f"Facts(size={self.analysis.rfc822_size})"
 
 
+async def open_current(
+    selected: SelectedMailbox, row: MessageRow, message_key: bytes | None = None
+) -> tuple[MessageRow, OpenedBlob]:
+    """Open the row's blob; if it is gone, re-read the row once and open its new blob.
+
+    `cryptmail mailbox encrypt` gives a row a new blob and deletes the old one, so a
+    session that loaded the row before holds a blob id that no longer exists.
+    """
+    blobs, account = selected.context.blobs, selected.account
+    try:
+        opened = await open_blob(
+            blobs, account, row.blob_id, message_key=message_key, expect_sealed=row.sealed
+        )
+    except BlobMissing:
+        async with selected.context.engine.connect() as conn:
+            fresh = await load_message(conn, account, row.id)
+        if fresh is None or fresh.blob_id == row.blob_id:
+            raise
+        row = replace(row, blob_id=fresh.blob_id, sealed=fresh.sealed)
+        if selected.rows.get(row.uid) is not None:
+            selected.rows[row.uid] = replace(
+                selected.rows[row.uid], blob_id=row.blob_id, sealed=row.sealed
+            )
+        opened = await open_blob(blobs, account, row.blob_id, expect_sealed=row.sealed)
+    return row, opened
+
+
 async def _index(selected: SelectedMailbox, row: MessageRow) -> Facts:
     context = selected.context
-    opened = await open_blob(context.blobs, selected.account, row.blob_id, expect_sealed=row.sealed)
+    row, opened = await open_current(selected, row)
     analyzer = MessageAnalyzer()
     size = 0
     async for piece in stream_plaintext(context.blobs, opened):
@@ -125,10 +154,7 @@ class MessageFetch:
     async def _open(self) -> OpenedBlob:
         if self._opened is None:
             key = self._facts.message_key if self._facts else None
-            self._opened = await open_blob(
-                self._selected.context.blobs, self._selected.account, self._row.blob_id,
-                message_key=key, expect_sealed=self._row.sealed,
-            )  # fmt: skip
+            self._row, self._opened = await open_current(self._selected, self._row, key)
         return self._opened
 
     async def build(self, items: tuple[FetchItem, ...], *, with_modseq: bool) -> None:

@@ -99,6 +99,14 @@ async def load_messages(
     return [_row(r, account) for r in rows]
 
 
+async def load_message(
+    conn: AsyncConnection, account: UnlockedAccount, row_id: MessageId
+) -> MessageRow | None:
+    """One row by id, flags opened; None when it was expunged."""
+    found = (await conn.execute(select(*_COLUMNS).where(t.cm_messages.c.id == row_id))).first()
+    return None if found is None else _row(found, account)
+
+
 async def load_cache(
     conn: AsyncConnection, account: UnlockedAccount, row_id: MessageId
 ) -> MessageCache | None:
