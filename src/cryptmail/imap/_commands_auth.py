@@ -102,7 +102,7 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
         context.throttle.failed(address, session.peer_ip)
         log.info("IMAP login failed (%s)", exc.detail or "no detail")
         raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]") from None
-    context.throttle.succeeded(address)
+    context.throttle.succeeded(address, session.peer_ip)
     try:
         async with context.engine.begin() as conn:
             await ensure_default_mailboxes(conn, account.user.id)

@@ -51,7 +51,7 @@ async def throttled(
             exc.detail,
         )
         raise
-    context.throttle.succeeded(address)
+    context.throttle.succeeded(address, client_ip)
     log.info("web %s succeeded for address %s from %s", what, address_tag(address), client_ip)
     return result
 
