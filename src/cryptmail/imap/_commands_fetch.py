@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from cryptmail.errors import BlobMissing, DecryptionFailed, ObjectTampered
-from cryptmail.imap._fetch import MessageFetch, sets_seen
+from cryptmail.imap._fetch import MessageFetch, needs_facts, prefetch_facts, sets_seen
 from cryptmail.imap._requests import Fetch, FetchAttribute, FetchItem
 from cryptmail.imap._response import tagged
 from cryptmail.imap._selected import InvalidSequence
@@ -74,6 +74,8 @@ async def fetch(session: Session, command: Fetch) -> bytes:
                 selected.update_flags(uid, changes[selected.rows[uid].id], modseq)
             selected.note_own_modseq(modseq)
             session.context.bus.publish(selected.account.user.id, selected.mailbox_id)
+    if len(targets) > 1 and needs_facts(items):
+        await prefetch_facts(selected, [selected.rows[uid] for _seq, uid in targets])
     failed = False
     for seq, uid in targets:
         message_items = items

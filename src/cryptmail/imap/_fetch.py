@@ -26,6 +26,7 @@ from cryptmail.store import (
     MessageRow,
     OpenedBlob,
     load_cache,
+    load_caches,
     load_message,
     open_blob,
     read_range,
@@ -41,6 +42,7 @@ PIECE: Final = 256 * 1024
 _PARSE_OFF_LOOP: Final = 64 * 1024
 _CHEAP: Final = frozenset({"FLAGS", "UID", "INTERNALDATE", "MODSEQ"})
 _FACTS_KEPT: Final = 4096
+_JOINED: Final = 64 * 1024
 
 
 @dataclass(frozen=True, repr=False)
@@ -119,6 +121,28 @@ async def load_facts(selected: SelectedMailbox, row: MessageRow) -> Facts:
     while len(selected.facts) > _FACTS_KEPT:
         selected.facts.popitem(last=False)
     return facts
+
+
+async def prefetch_facts(selected: SelectedMailbox, rows: list[MessageRow]) -> None:
+    """Load the cached facts of many messages in a few queries instead of one each.
+
+    Only as many as the in-memory cache keeps; the rest load one by one as they come.
+    """
+    missing = [row.id for row in rows[:_FACTS_KEPT] if row.id not in selected.facts]
+    if not missing:
+        return
+    async with selected.context.engine.connect() as conn:
+        caches = await load_caches(conn, selected.account, missing)
+    for row_id, cache in caches.items():
+        if not cache.extra:
+            continue
+        try:
+            facts = Facts(MessageAnalysis.from_bytes(cache.extra), cache.message_key)
+        except ValueError:
+            continue
+        selected.facts[row_id] = facts
+    while len(selected.facts) > _FACTS_KEPT:
+        selected.facts.popitem(last=False)
 
 
 def sets_seen(item: FetchItem) -> bool:
@@ -247,11 +271,20 @@ class MessageFetch:
             yield b" " * left
 
     async def write(self) -> None:
+        # Small literals join the surrounding text, so a message of a few KB goes out in
+        # one socket write; big ones stream piece by piece, waiting for the client.
+        out = bytearray()
         for piece in self._response.pieces():
-            if isinstance(piece, LiteralSlot):
-                plan = self._plans.popleft()
-                async for data in self._stream(plan):
-                    await self._session.send(data)
+            if not isinstance(piece, LiteralSlot):
+                out += piece
+                continue
+            plan = self._plans.popleft()
+            small = (plan.size or 0) <= _JOINED
+            async for data in self._stream(plan):
+                out += data
+                if not small:
+                    await self._session.send(bytes(out))
+                    out.clear()
                     await self._session.drain()
-            else:
-                await self._session.send(piece)
+        if out:
+            await self._session.send(bytes(out))

@@ -118,6 +118,24 @@ async def load_cache(
     return MessageCache.decode(account.fields.open(bytes(row.cache_sealed), _cache_context(row_id)))
 
 
+async def load_caches(
+    conn: AsyncConnection, account: UnlockedAccount, row_ids: Iterable[MessageId]
+) -> dict[MessageId, MessageCache]:
+    """The sealed caches of many rows in one query each 500 ids; rows without one are left out."""
+    found: dict[MessageId, MessageCache] = {}
+    wanted = list(row_ids)
+    for start in range(0, len(wanted), 500):
+        batch = wanted[start : start + 500]
+        query = select(t.cm_messages.c.id, t.cm_messages.c.cache_sealed).where(
+            t.cm_messages.c.id.in_(batch), t.cm_messages.c.cache_sealed.is_not(None)
+        )
+        for r in await conn.execute(query):
+            row_id = MessageId(int(r.id))
+            opened = account.fields.open(bytes(r.cache_sealed), _cache_context(row_id))
+            found[row_id] = MessageCache.decode(opened)
+    return found
+
+
 async def save_cache(
     conn: AsyncConnection,
     account: UnlockedAccount,
