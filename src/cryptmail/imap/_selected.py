@@ -145,6 +145,9 @@ class SelectedMailbox:
             ranges = sequence.resolve(largest)
             found = list(ranges.select(self.uids))
             first = self.sequence_of(found[0]) if found else 0
+            if found and self.uids[first + len(found) - 2] != found[-1]:
+                # A set with gaps ("1,5,9"): each UID's own position.
+                return [(self.sequence_of(u), u) for u in found]
             return [(first + i, u) for i, u in enumerate(found)]
         count = len(self.uids)
         ranges = sequence.resolve(count)
