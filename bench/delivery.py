@@ -14,19 +14,12 @@ its whole process tree (live processes plus reaped children). Printed: cryptmail
 crypt=2 msg/s over Dovecot mail-crypt msg/s (target >= 2x).
 
 CRYPTMAIL_BENCH_PROFILE=out.prof runs the cryptmail server under cProfile and writes
-the profile there when it stops. No asserts: numbers only.
+the profile there when it stops (see bench/_servers.py). No asserts: numbers only.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
-import os
-import smtplib
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,100 +27,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from cryptmail.config import Argon2Config, CryptoConfig
-from cryptmail.db import create_engine, upgrade
-from cryptmail.keys import create_user
-from cryptmail.secret import Password
-from cryptmail.users import add_domain
-
-TICKS = os.sysconf("SC_CLK_TCK")
-ROOT = Path(__file__).resolve().parent.parent
-PROFILE_ENV = "CRYPTMAIL_BENCH_PROFILE"
-DOVECOT_PASSWORD = "bench-key-password-1"
-
-
-def _message(size: int, index: int) -> bytes:
-    payload = base64.encodebytes(os.urandom(size * 3 // 4)).replace(b"\n", b"\r\n")
-    return (
-        (
-            b"From: bench@example.net\r\nTo: user@example.org\r\nSubject: bench\r\n"
-            b"Message-ID: <b%d@example.net>\r\nMIME-Version: 1.0\r\n"
-            b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
-            b"Content-Type: text/plain\r\n\r\nhello\r\n--b\r\n"
-            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-            % index
-        )
-        + payload
-        + b"--b--\r\n"
-    )
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _cpu_s(pid: int) -> float:
-    fields = _stat(pid)
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _tree_cpu_s(root: int) -> float:
-    """CPU of `root`, its live descendants, and the children it has reaped."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
-            except (OSError, IndexError):
-                continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in tree:
-                tree.add(pid)
-                frontier.append(pid)
-    total = 0.0
-    for pid in tree:
-        try:
-            fields = _stat(pid)
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-        if pid == root:
-            total += int(fields[13]) + int(fields[14])
-    return total / TICKS
-
-
-def _hwm_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-async def _users(data_dir: Path) -> None:
-    engine = create_engine(f"sqlite:///{data_dir / 'cryptmail.db'}")
-    await upgrade(engine)
-    async with engine.begin() as conn:
-        await add_domain(conn, "example.org")
-    crypto = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
-    for email, crypt in (("c2@example.org", 2), ("c0@example.org", 0)):
-        await create_user(engine, email, Password.from_str("bench password 1"), crypto, crypt=crypt)
-    await engine.dispose()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _deliver(port: int, rcpt: str, messages: list[bytes]) -> None:
-    with smtplib.LMTP("127.0.0.1", port) as client:
-        for message in messages:
-            client.sendmail("bench@example.net", [rcpt], message)
-
+from _servers import (
+    DOVECOT_USER,
+    check_dovecot_sealed,
+    cpu_s,
+    cryptmail_server,
+    dovecot_server,
+    hwm_mib,
+    lmtp_deliver,
+    make_users,
+    message,
+    tree_cpu_s,
+)
 
 Row = tuple[str, int, str, int, float, float, float, float]
 
@@ -146,7 +57,7 @@ def _measure(
     start = time.perf_counter()
     parts = [messages[i::concurrency] for i in range(concurrency)]
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda p: _deliver(port, rcpt, p), parts))
+        list(pool.map(lambda p: lmtp_deliver(port, rcpt, p), parts))
     wall = time.perf_counter() - start
     cpu_ms = (cpu() - cpu0) * 1000 / count
     size = len(messages[0])
@@ -167,77 +78,16 @@ def _measure(
 def _cryptmail() -> Iterator[tuple[int, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        asyncio.run(_users(data_dir))
-        port = _free_port()
-        profile = os.environ.get(PROFILE_ENV)
-        runner = ["-m", "cProfile", "-o", profile] if profile else []
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                *runner,
-                "-m",
-                "cryptmail",
-                "--data-dir",
-                str(data_dir),
-                "serve",
-                "--lmtp",
-                f"127.0.0.1:{port}",
-            ],
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(200):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            yield server.pid, port
-        finally:
-            server.terminate()
-            server.wait(60)
-
-
-def _dovecot_runner() -> tuple[type, type]:
-    """The integration runner's Dovecot and DovecotUser, imported from the tests tree."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        from tests.integration.servers.dovecot import Dovecot, DovecotUser
-    finally:
-        sys.path.remove(str(ROOT))
-    return Dovecot, DovecotUser
+        make_users(data_dir, {"c2@example.org": 2, "c0@example.org": 0})
+        with cryptmail_server(data_dir, "lmtp") as (pid, ports):
+            yield pid, ports["lmtp"]
 
 
 @contextmanager
 def _dovecot(mail_crypt: bool) -> Iterator[tuple[int, int]]:
-    dovecot_class, user_class = _dovecot_runner()
-    fields = {"mail_crypt_private_password": DOVECOT_PASSWORD} if mail_crypt else {}
-    server = dovecot_class(
-        users=[user_class("bench@example.org", "bench-login-1", fields)],
-        mail_plugins=["mail_crypt"] if mail_crypt else [],
-        plugin_settings=(
-            {
-                "mail_crypt_curve": "secp521r1",
-                "mail_crypt_save_version": "2",
-                "mail_crypt_require_encrypted_user_key": "yes",
-            }
-            if mail_crypt
-            else {}
-        ),
-        lmtp=True,
-    )
-    server.start()
-    try:
-        if mail_crypt:
-            server.doveadm("mailbox", "cryptokey", "generate", "-u", "bench@example.org", "-U")
-        assert server._process is not None
+    with dovecot_server(mail_crypt, lmtp=True) as server:
         yield server._process.pid, server.lmtp_port
-        stored = next(iter(server.maildir("bench@example.org").glob("*/*,S=*")))
-        sealed = stored.read_bytes().startswith(b"CRYPTED")
-        if sealed != mail_crypt:
-            raise RuntimeError(f"Dovecot stored {stored.name} sealed={sealed}, want {mail_crypt}")
-    finally:
-        server.stop()
+        check_dovecot_sealed(server, mail_crypt)
 
 
 def _print_rows(rows: list[Row]) -> None:
@@ -263,7 +113,7 @@ def main() -> None:
     parser.add_argument("--no-dovecot", action="store_true", help="cryptmail only")
     args = parser.parse_args()
     counts = {4096: 200, 200_000: 20} if args.quick else {4096: 2000, 200_000: 200}
-    sets = {size: [_message(size, i) for i in range(count)] for size, count in counts.items()}
+    sets = {size: [message(size, i) for i in range(count)] for size, count in counts.items()}
     rows: list[Row] = []
     by: dict[tuple[int, int, str], Row] = {}
 
@@ -278,11 +128,11 @@ def main() -> None:
 
     with _cryptmail() as (pid, port):
         for rcpt, label in (("c2@example.org", "cryptmail c2"), ("c0@example.org", "cryptmail c0")):
-            run(label, port, rcpt, lambda: _cpu_s(pid), lambda: _hwm_mib(pid))
+            run(label, port, rcpt, lambda: cpu_s(pid), lambda: hwm_mib(pid))
     if not args.no_dovecot:
         for mail_crypt, label in ((True, "dovecot crypt"), (False, "dovecot plain")):
             with _dovecot(mail_crypt) as (pid, port):
-                run(label, port, "bench@example.org", lambda: _tree_cpu_s(pid), lambda: 0.0)
+                run(label, port, DOVECOT_USER, lambda: tree_cpu_s(pid), lambda: 0.0)
     rows.sort(key=lambda r: (int(r[0].split()[0]), r[1]))
     _print_rows(rows)
     print()

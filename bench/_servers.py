@@ -1,0 +1,232 @@
+"""What the benches share: test messages, the servers they measure, and /proc readings.
+
+`cryptmail_server` runs `cryptmail serve` on a data directory made by `make_users`;
+`dovecot_server` runs Debian's Dovecot 2.3 through the integration runner
+(`tests/integration/servers/dovecot.py`), with or without mail-crypt (secp521r1 per-user
+keys locked by the userdb field `mail_crypt_private_password`, as in the ISPmail guide).
+CRYPTMAIL_BENCH_PROFILE=out.prof runs the cryptmail server under cProfile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cryptmail.config import Argon2Config, CryptoConfig
+from cryptmail.db import create_engine, upgrade
+from cryptmail.keys import create_user
+from cryptmail.secret import Password
+from cryptmail.store import ensure_default_mailboxes
+from cryptmail.users import add_domain, get_user
+
+TICKS = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE_ENV = "CRYPTMAIL_BENCH_PROFILE"
+PASSWORD = "bench password 1"
+DOVECOT_USER = "bench@example.org"
+DOVECOT_LOGIN = "bench-login-1"
+DOVECOT_PASSWORD = "bench-key-password-1"
+BENCH_CRYPTO = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
+
+
+def message(size: int, index: int) -> bytes:
+    """A multipart MIME message of about `size` bytes with a base64 attachment."""
+    payload = base64.encodebytes(os.urandom(size * 3 // 4)).replace(b"\n", b"\r\n")
+    return (
+        (
+            b"From: bench@example.net\r\nTo: user@example.org\r\nSubject: bench\r\n"
+            b"Message-ID: <b%d@example.net>\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+            b"Content-Type: text/plain\r\n\r\nhello\r\n--b\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            % index
+        )
+        + payload
+        + b"--b--\r\n"
+    )
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_s(pid: int) -> float:
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU of `root`, its live descendants, and the children it has reaped."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
+            except (OSError, IndexError):
+                continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    total = 0.0
+    for pid in tree:
+        try:
+            fields = _stat(pid)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+        if pid == root:
+            total += int(fields[13]) + int(fields[14])
+    return total / TICKS
+
+
+def hwm_mib(pid: int) -> float:
+    """Peak resident memory of one process (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def tree_pids(root: int) -> list[int]:
+    """`root` and its live descendants."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
+            except (OSError, IndexError):
+                continue
+    tree, frontier = [root], [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.append(pid)
+                frontier.append(pid)
+    return tree
+
+
+def lmtp_deliver(port: int, rcpt: str, messages: list[bytes]) -> None:
+    """Deliver `messages` to `rcpt` over one LMTP connection on loopback."""
+    with smtplib.LMTP("127.0.0.1", port) as client:
+        for data in messages:
+            client.sendmail("bench@example.net", [rcpt], data)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _make_users(data_dir: Path, users: Mapping[str, int]) -> None:
+    engine = create_engine(f"sqlite:///{data_dir / 'cryptmail.db'}")
+    await upgrade(engine)
+    async with engine.begin() as conn:
+        await add_domain(conn, "example.org")
+    for email, crypt in users.items():
+        await create_user(engine, email, Password.from_str(PASSWORD), BENCH_CRYPTO, crypt=crypt)
+        async with engine.begin() as conn:
+            await ensure_default_mailboxes(conn, (await get_user(conn, email)).id)
+    await engine.dispose()
+
+
+def make_users(data_dir: Path, users: Mapping[str, int]) -> None:
+    """A fresh SQLite data dir with `users` (address: crypt level), password PASSWORD."""
+    asyncio.run(_make_users(data_dir, users))
+
+
+@contextmanager
+def cryptmail_server(data_dir: Path, *listeners: str) -> Iterator[tuple[int, dict[str, int]]]:
+    """`cryptmail serve` with each listener ("lmtp", "imap") on a free loopback port.
+
+    Yields the server's pid and the port of each listener, once every port answers.
+    """
+    ports = {name: free_port() for name in listeners}
+    profile = os.environ.get(PROFILE_ENV)
+    runner = ["-m", "cProfile", "-o", profile] if profile else []
+    flags = [arg for name, port in ports.items() for arg in (f"--{name}", f"127.0.0.1:{port}")]
+    server = subprocess.Popen(
+        [sys.executable, *runner, "-m", "cryptmail", "--data-dir", str(data_dir), "serve", *flags],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for port in ports.values():
+            for _ in range(400):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        yield server.pid, ports
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def _dovecot_runner() -> tuple[Any, Any]:
+    """The integration runner's Dovecot and DovecotUser, imported from the tests tree."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tests.integration.servers.dovecot import Dovecot, DovecotUser
+    finally:
+        sys.path.remove(str(ROOT))
+    return Dovecot, DovecotUser
+
+
+def dovecot_available() -> bool:
+    return Path("/usr/sbin/dovecot").exists()
+
+
+@contextmanager
+def dovecot_server(mail_crypt: bool, *, lmtp: bool = False, imap: bool = False) -> Iterator[Any]:
+    """Dovecot with one user, DOVECOT_USER (password DOVECOT_LOGIN), started and stopped.
+
+    With mail-crypt the user's key pair is generated before the server is yielded.
+    """
+    dovecot_class, user_class = _dovecot_runner()
+    fields = {"mail_crypt_private_password": DOVECOT_PASSWORD} if mail_crypt else {}
+    server = dovecot_class(
+        users=[user_class(DOVECOT_USER, DOVECOT_LOGIN, fields)],
+        mail_plugins=["mail_crypt"] if mail_crypt else [],
+        plugin_settings=(
+            {
+                "mail_crypt_curve": "secp521r1",
+                "mail_crypt_save_version": "2",
+                "mail_crypt_require_encrypted_user_key": "yes",
+            }
+            if mail_crypt
+            else {}
+        ),
+        lmtp=lmtp,
+        imap=imap,
+    )
+    server.start()
+    try:
+        if mail_crypt:
+            server.doveadm("mailbox", "cryptokey", "generate", "-u", DOVECOT_USER, "-U")
+        yield server
+    finally:
+        server.stop()
+
+
+def check_dovecot_sealed(server: Any, mail_crypt: bool, mailbox: str = "INBOX") -> None:
+    """Refuse numbers from a Dovecot that did not store mail the way it was asked to."""
+    stored = next(iter(server.maildir(DOVECOT_USER, mailbox).glob("*/*,S=*")))
+    sealed = stored.read_bytes().startswith(b"CRYPTED")
+    if sealed != mail_crypt:
+        raise RuntimeError(f"Dovecot stored {stored.name} sealed={sealed}, want {mail_crypt}")

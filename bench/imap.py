@@ -1,0 +1,359 @@
+"""IMAP read path: cryptmail crypt=2 and crypt=0 against Dovecot with and without mail-crypt.
+
+    python bench/imap.py [--quick] [--large-count N] [--no-dovecot]
+
+In one run, for each server: login + SELECT + ``FETCH 1:* BODY.PEEK[]`` of 1,000 x 4 KB
+and 100 x 200 KB messages (the first pass after delivery, then warm, each on a fresh
+connection); the time to the first byte of a one-message FETCH on a fresh connection;
+the median NOOP and one-message FETCH latency in mailboxes of 1,000 and N messages
+(default 10,000; issue 4's figure is `--large-count 50000`, which fills for several
+minutes); and the server's peak RSS while a 20 MB message is fetched.
+
+cryptmail's mailboxes are filled through the store API before the server starts (one
+user per mailbox). Dovecot 2.3 (when installed) is started by the integration runner
+with LMTP and IMAP on loopback: the 4 KB set arrives over LMTP, the others through
+`doveadm save`, and the N-message mailbox is written as Maildir files directly (plain
+Dovecot only: mail-crypt would need N `doveadm save` runs). Goals, as ratios printed at
+the end: warm encrypted 4 KB FETCH >= 20x Dovecot mail-crypt and >= 0.25x Dovecot plain.
+CRYPTMAIL_BENCH_PROFILE=out.prof profiles the cryptmail server. No asserts: numbers only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _servers import (
+    DOVECOT_LOGIN,
+    DOVECOT_USER,
+    PASSWORD,
+    check_dovecot_sealed,
+    cryptmail_server,
+    dovecot_available,
+    dovecot_server,
+    hwm_mib,
+    lmtp_deliver,
+    make_users,
+    message,
+    tree_pids,
+)
+
+from cryptmail.config import load_config
+from cryptmail.db import create_engine
+from cryptmail.store import deliver_message
+from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.users import get_user
+
+SMALL, LARGE, HUGE = 4096, 200_000, 20_000_000
+SAMPLES = 200
+
+
+class Client:
+    """A minimal IMAP client over a raw socket, so the client costs little per message."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._tag = 0
+        self._buffer = b""
+        while b"\r\n" not in self._buffer:
+            self._buffer += self.sock.recv(65536)
+        self._buffer = b""
+
+    def command(self, text: str, *, first_byte: list[float] | None = None) -> int:
+        """Send one command, read to its tagged reply; returns the bytes received."""
+        self._tag += 1
+        tag = b"b%d " % self._tag
+        self.sock.sendall(tag + text.encode() + b"\r\n")
+        received, tail = 0, b""
+        while True:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError(f"server closed the connection after {text!r}")
+            if first_byte is not None and received == 0:
+                first_byte.append(time.perf_counter())
+            received += len(data)
+            tail = (tail + data)[-4096:]
+            if tail.endswith(b"\r\n"):
+                start = tail.rfind(b"\r\n", 0, len(tail) - 2) + 2
+                line = tail[start:] if start >= 2 else tail
+                if line.startswith(tag):
+                    if not line[len(tag) :].startswith(b"OK"):
+                        raise RuntimeError(f"{text!r}: {line!r}")
+                    return received
+
+    def close(self) -> None:
+        try:
+            self.command("LOGOUT")
+        except (OSError, RuntimeError):
+            pass
+        self.sock.close()
+
+
+@dataclass
+class Server:
+    """One server as the bench sees it: where each mailbox is and how to log in to it."""
+
+    label: str
+    port: int
+    pids: Callable[[], list[int]]
+    login: Callable[[str], tuple[str, str, str]]  # set name -> user, password, mailbox
+    sets: set[str] = field(default_factory=set)
+
+
+def _session(server: Server, name: str) -> Client:
+    user, password, mailbox = server.login(name)
+    client = Client(server.port)
+    client.command(f'LOGIN "{user}" "{password}"')
+    client.command(f'SELECT "{mailbox}"')
+    return client
+
+
+def _fetch_all(server: Server, name: str, count: int) -> float:
+    """msg/s for login + SELECT + FETCH 1:* BODY.PEEK[] on a fresh connection."""
+    start = time.perf_counter()
+    client = _session(server, name)
+    client.command("FETCH 1:* BODY.PEEK[]")
+    wall = time.perf_counter() - start
+    client.close()
+    return count / wall
+
+
+def _first_byte_ms(server: Server, name: str, count: int) -> float:
+    """Connect, login, SELECT, then FETCH one message: ms from connect to its first byte."""
+    start = time.perf_counter()
+    client = _session(server, name)
+    stamp: list[float] = []
+    client.command(f"FETCH {random.randint(1, count)} BODY.PEEK[]", first_byte=stamp)
+    client.close()
+    return (stamp[0] - start) * 1000
+
+
+def _latency_ms(server: Server, name: str, count: int) -> tuple[float, float]:
+    """Median NOOP and one-message FETCH BODY.PEEK[] latency on one connection."""
+    client = _session(server, name)
+    noops, fetches = [], []
+    for _ in range(SAMPLES):
+        start = time.perf_counter()
+        client.command("NOOP")
+        noops.append(time.perf_counter() - start)
+    for _ in range(SAMPLES):
+        start = time.perf_counter()
+        client.command(f"FETCH {random.randint(1, count)} BODY.PEEK[]")
+        fetches.append(time.perf_counter() - start)
+    client.close()
+    return statistics.median(noops) * 1000, statistics.median(fetches) * 1000
+
+
+def _huge_rss_mib(server: Server) -> tuple[float, float]:
+    """Peak RSS (MiB) of the server processes before and after one 20 MB message is fetched.
+
+    Before: the peak of everything measured so far, after SELECT of the 20 MB mailbox.
+    """
+    client = _session(server, "huge")
+    before = max(hwm_mib(pid) for pid in server.pids())
+    client.command("FETCH 1 BODY.PEEK[]")
+    after = max(hwm_mib(pid) for pid in server.pids())
+    client.close()
+    return before, after
+
+
+@dataclass
+class Figures:
+    rates: dict[str, float] = field(default_factory=dict)  # "4 KB first" -> msg/s
+    first_byte_ms: float = 0.0
+    latency: dict[int, tuple[float, float]] = field(default_factory=dict)
+    huge_rss_mib: tuple[float, float] = (0.0, 0.0)
+
+
+def _measure(server: Server, counts: dict[str, int]) -> Figures:
+    figures = Figures()
+    for name, label in (("small", "4 KB"), ("large", "200 KB")):
+        figures.rates[f"{label} first"] = _fetch_all(server, name, counts[name])
+        figures.rates[f"{label} warm"] = _fetch_all(server, name, counts[name])
+    figures.first_byte_ms = _first_byte_ms(server, "small", counts["small"])
+    figures.latency[counts["small"]] = _latency_ms(server, "small", counts["small"])
+    if "count" in server.sets:
+        figures.latency[counts["count"]] = _latency_ms(server, "count", counts["count"])
+    figures.huge_rss_mib = _huge_rss_mib(server)
+    return figures
+
+
+# -- filling ---------------------------------------------------------------------------------
+
+
+def _sets(counts: dict[str, int]) -> dict[str, list[bytes]]:
+    return {
+        "small": [message(SMALL, i) for i in range(counts["small"])],
+        "large": [message(LARGE, i) for i in range(counts["large"])],
+        "huge": [message(HUGE, 0)],
+    }
+
+
+def _count_message(index: int) -> bytes:
+    return b"From: bench@example.net\r\nSubject: n%d\r\n\r\n%s\r\n" % (index, b"x" * 900)
+
+
+async def _fill(data_dir: Path, plan: dict[str, list[bytes] | int]) -> None:
+    config = load_config(None, data_dir=str(data_dir))
+    engine = create_engine(config.database_url)
+    blobs = LocalBlobStore(config.blob_path)
+    limit = asyncio.Semaphore(8)
+
+    async def one(email: str, data: bytes) -> None:
+        async with limit:
+            async with engine.connect() as conn:
+                user = await get_user(conn, email)
+
+            async def source() -> AsyncIterator[bytes]:
+                yield data
+
+            await deliver_message(engine, blobs, user, source(), size_hint=len(data))
+
+    for email, messages in plan.items():
+        if isinstance(messages, int):
+            for base in range(0, messages, 500):
+                batch = range(base, min(messages, base + 500))
+                await asyncio.gather(*(one(email, _count_message(i)) for i in batch))
+        else:
+            for data in messages:  # in order, so UIDs follow the list
+                await one(email, data)
+    await engine.dispose()
+
+
+@contextmanager
+def _cryptmail(crypt: int, sets: dict[str, list[bytes]], count: int) -> Iterator[Server]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        names = [*sets, "count"]
+        make_users(data_dir, {f"{name}-c{crypt}@example.org": crypt for name in names})
+        plan: dict[str, list[bytes] | int] = {
+            f"{n}-c{crypt}@example.org": m for n, m in sets.items()
+        }
+        plan[f"count-c{crypt}@example.org"] = count
+        start = time.perf_counter()
+        asyncio.run(_fill(data_dir, plan))
+        print(f"  cryptmail c{crypt}: filled in {time.perf_counter() - start:.0f} s", flush=True)
+        with cryptmail_server(data_dir, "imap") as (pid, ports):
+            yield Server(
+                f"cryptmail c{crypt}",
+                ports["imap"],
+                lambda: [pid],
+                lambda name: (f"{name}-c{crypt}@example.org", PASSWORD, "INBOX"),
+                set(names),
+            )
+
+
+def _maildir_fill(server: object, folder: str, count: int) -> None:
+    """Write `count` messages as Maildir files, as if Dovecot had delivered them."""
+    base = server.home(DOVECOT_USER) / "Maildir" / f".{folder}"  # type: ignore[attr-defined]
+    for sub in ("cur", "new", "tmp"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    now = int(time.time())
+    for index in range(count):
+        data = _count_message(index)
+        name = f"{now - count + index}.M{index}P1.bench,S={len(data)}:2,S"
+        (base / "cur" / name).write_bytes(data)
+    server.give_to_mail_user(base)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def _dovecot(mail_crypt: bool, sets: dict[str, list[bytes]], count: int) -> Iterator[Server]:
+    with dovecot_server(mail_crypt, lmtp=True, imap=True) as server:
+        start = time.perf_counter()
+        small = sets["small"]
+        with ThreadPoolExecutor(4) as pool:
+            parts = [small[i::4] for i in range(4)]
+            list(pool.map(lambda p: lmtp_deliver(server.lmtp_port, DOVECOT_USER, p), parts))
+        for name in ("large", "huge"):
+            server.doveadm("mailbox", "create", "-u", DOVECOT_USER, name)
+            for data in sets[name]:
+                server.save(DOVECOT_USER, data, name)
+        names = {"small", "large", "huge"}
+        if not mail_crypt:
+            _maildir_fill(server, "count", count)
+            names.add("count")
+        check_dovecot_sealed(server, mail_crypt)
+        label = "dovecot crypt" if mail_crypt else "dovecot plain"
+        print(f"  {label}: filled in {time.perf_counter() - start:.0f} s", flush=True)
+        root = server._process.pid
+        yield Server(
+            label,
+            server.imap_port,
+            lambda: tree_pids(root),
+            lambda name: (DOVECOT_USER, DOVECOT_LOGIN, "INBOX" if name == "small" else name),
+            names,
+        )
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def _print(results: dict[str, Figures], counts: dict[str, int]) -> None:
+    labels = list(results)
+    rows: list[tuple[str, list[str]]] = []
+    for key in ("4 KB first", "4 KB warm", "200 KB first", "200 KB warm"):
+        rows.append((f"FETCH 1:* {key} msg/s", [f"{results[s].rates[key]:.0f}" for s in labels]))
+    rows.append(("first byte, fresh conn ms", [f"{results[s].first_byte_ms:.1f}" for s in labels]))
+    for n in sorted({counts["small"], counts["count"]}):
+        for which, index in (("NOOP", 0), ("FETCH 1 msg", 1)):
+            cells = [
+                f"{results[s].latency[n][index]:.2f}" if n in results[s].latency else "-"
+                for s in labels
+            ]
+            rows.append((f"{which} at {n} ms (median)", cells))
+    rss = [results[s].huge_rss_mib for s in labels]
+    rows.append(("peak RSS before 20 MB MiB", [f"{before:.0f}" for before, _ in rss]))
+    rows.append(("peak RSS after 20 MB MiB", [f"{after:.0f}" for _, after in rss]))
+    print()
+    print(f"{'':>30}" + "".join(f"{s:>16}" for s in labels))
+    for name, cells in rows:
+        print(f"{name:>30}" + "".join(f"{c:>16}" for c in cells))
+    print()
+    c2 = results["cryptmail c2"].rates["4 KB warm"]
+    c0 = results["cryptmail c0"].rates["4 KB warm"]
+    print(f"warm 4 KB FETCH, crypt2 / crypt0: {c2 / c0:.2f}x")
+    if "dovecot crypt" in results:
+        dc = results["dovecot crypt"].rates["4 KB warm"]
+        dp = results["dovecot plain"].rates["4 KB warm"]
+        print(f"warm 4 KB FETCH, crypt2 / Dovecot mail-crypt: {c2 / dc:.1f}x (goal >= 20x)")
+        print(f"warm 4 KB FETCH, crypt2 / Dovecot plain: {c2 / dp:.2f}x (goal >= 0.25x)")
+    else:
+        print("Dovecot baseline: not run")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="100 x 4 KB, 10 x 200 KB, 1,000")
+    parser.add_argument("--large-count", type=int, default=10_000, metavar="N")
+    parser.add_argument("--no-dovecot", action="store_true", help="cryptmail only")
+    args = parser.parse_args()
+    counts = {"small": 1000, "large": 100, "count": args.large_count}
+    if args.quick:
+        counts = {"small": 100, "large": 10, "count": min(args.large_count, 1000)}
+    sets = _sets(counts)
+    random.seed(os.getpid())
+    results: dict[str, Figures] = {}
+    for crypt in (2, 0):
+        with _cryptmail(crypt, sets, counts["count"]) as server:
+            results[server.label] = _measure(server, counts)
+    if not args.no_dovecot and dovecot_available():
+        for mail_crypt in (True, False):
+            with _dovecot(mail_crypt, sets, counts["count"]) as server:
+                results[server.label] = _measure(server, counts)
+    _print(results, counts)
+
+
+if __name__ == "__main__":
+    main()
