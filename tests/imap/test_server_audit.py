@@ -327,3 +327,41 @@ def test_connection_cap_counts_both_listeners(tmp_path: Path) -> None:
     finally:
         rig.run(listener.stop())
         next(rig_iter, None)
+
+
+def test_appendlimit_and_qresync_fetch_vanished(tmp_path: Path) -> None:
+    rig_iter = start_rig(tmp_path, **{"imap.append_limit": 1000})
+    rig = next(rig_iter)
+    try:
+        imap = Raw.connect(rig.port)
+        imap.login()
+        untagged, _ = imap.ask(b"CAPABILITY")
+        assert b"APPENDLIMIT=1000" in untagged[0].split()
+        _, done = imap.ask(b"APPEND INBOX {5000}")  # refused before any byte is sent
+        assert b" NO [TOOBIG] " in done
+        message = b"Subject: x\r\n\r\ny\r\n"
+        for _ in range(2):
+            imap.ask(b"APPEND INBOX {%d+}\r\n" % len(message) + message)
+        imap.ask(b"ENABLE QRESYNC")
+        untagged, _ = imap.ask(b"SELECT INBOX")
+        assert b"* 2 RECENT" in untagged  # RFC 3501 6.3.11: APPEND sets \Recent
+        untagged, _ = imap.ask(b"FETCH 1:* (FLAGS)")
+        assert all(b"\\Recent" in line for line in untagged)
+        watcher = Raw.connect(rig.port)
+        watcher.login()
+        untagged, _ = watcher.ask(b"SELECT INBOX")
+        assert b"* 0 RECENT" in untagged  # only one session sees a message as recent
+        watcher.close()
+        imap.ask(b"STORE 1 +FLAGS (\\Deleted)")
+        untagged, _ = imap.ask(b"EXPUNGE")
+        assert untagged == [b"* VANISHED 1"]
+        untagged, _ = imap.ask(b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)")
+        assert untagged[0] == b"* VANISHED (EARLIER) 1"
+        assert untagged[1].startswith(b"* 1 FETCH (UID 2 ") and b"MODSEQ (" in untagged[1]
+        _, done = imap.ask(b"FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)")
+        assert b" BAD " in done
+        untagged, _ = imap.ask(b"STATUS INBOX (MESSAGES APPENDLIMIT)")
+        assert untagged == [b"* STATUS INBOX (MESSAGES 1 APPENDLIMIT 1000)"]
+        imap.close()
+    finally:
+        next(rig_iter, None)

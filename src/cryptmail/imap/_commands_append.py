@@ -95,7 +95,9 @@ async def _commit(session: Session, box: Mailbox, received: list[_Received]) -> 
                 internal_date=date, flags=frozenset(), indexed=False,
             )  # fmt: skip
             cache = MessageCache(item.blob.size, item.blob.message_key, item.analysis.to_bytes())
-            await save_cache(conn, account, row, cache, initial_flags=item.flags)
+            # RFC 3501 6.3.11: whatever flags the client gave, \Recent is set too.
+            flags = item.flags | {RECENT_FLAG}
+            await save_cache(conn, account, row, cache, initial_flags=flags)
             uids.append(uid)
     return uids
 
