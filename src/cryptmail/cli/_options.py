@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from cryptmail.config import Config, load_config
 from cryptmail.errors import ConfigError
 from cryptmail.secret import Password
-
-log = logging.getLogger(__name__)
 
 DATABASE_URL_ENV = "CRYPTMAIL_DATABASE_URL"
 DATABASE_URL_FILE_ENV = "CRYPTMAIL_DATABASE_URL_FILE"
@@ -42,13 +36,6 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
 
 def _database_url(from_argv: str | None, env: Mapping[str, str]) -> str:
     if from_argv:
-        if _has_password(from_argv):
-            log.warning(
-                "--database-url carries a password, which other local users can read in "
-                "the process list; use $%s or $%s instead",
-                DATABASE_URL_ENV,
-                DATABASE_URL_FILE_ENV,
-            )
         return from_argv
     if env.get(DATABASE_URL_ENV):
         return env[DATABASE_URL_ENV].strip()
@@ -62,13 +49,6 @@ def _database_url(from_argv: str | None, env: Mapping[str, str]) -> str:
                 f"({type(exc).__name__}); point it at a readable UTF-8 file holding the URL"
             ) from exc
     return ""
-
-
-def _has_password(url: str) -> bool:
-    try:
-        return make_url(url).password is not None
-    except ArgumentError:
-        return False
 
 
 def read_stdin_lines(count: int) -> list[Password]:
