@@ -95,3 +95,17 @@ def test_crypt(alice: Alice, crypt: str) -> None:
     assert ("sealed" if crypt == "2" else "plain") in done.stderr
     assert alice.cli.ok("user", "list").stdout.splitlines()[1].split()[1] == crypt
     assert alice.cli.run("user", "crypt", ALICE, "1").returncode == 2
+
+
+async def test_recovery_code_is_made_with_the_password(alice: Alice) -> None:
+    cli = alice.cli
+    assert "does not unlock" in cli.fails(
+        "user", "recovery-code", ALICE, "--password-stdin", stdin="wrong\n"
+    )
+    done = cli.ok("user", "recovery-code", ALICE, "--password-stdin", stdin=f"{PASSWORD}\n")
+    fresh = done.stdout.strip()
+    assert RECOVERY_CODE.fullmatch(fresh) and fresh != alice.recovery_code
+    old = f"{alice.recovery_code}\nnope\n"
+    assert "does not unlock" in cli.fails("user", "recover", ALICE, "--stdin", stdin=old)
+    cli.ok("user", "recover", ALICE, "--stdin", stdin=f"{fresh}\nrecovered\n")
+    assert await works(cli, "recovered")

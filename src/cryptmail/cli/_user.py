@@ -1,4 +1,5 @@
-"""`cryptmail user`: mail users with their keys (add, list, passwd, recover, crypt).
+"""`cryptmail user`: mail users with their keys (add, list, passwd, recover, recovery-code,
+crypt).
 
 Passwords and recovery codes come from standard input only (`--password-stdin`,
 `--stdin`) or a terminal prompt, never from the command line. A new recovery code is
@@ -24,7 +25,14 @@ from cryptmail.cli._runtime import (
 )
 from cryptmail.config import Config
 from cryptmail.errors import AuthenticationFailed
-from cryptmail.keys import change_password, create_user, list_key_pairs, recover
+from cryptmail.keys import (
+    change_password,
+    create_user,
+    list_key_pairs,
+    recover,
+    renew_recovery_code,
+    verify_only,
+)
 from cryptmail.users import get_user, list_users, normalize_address, set_crypt
 
 
@@ -92,6 +100,18 @@ def register(sub: SubParsers) -> None:
         "--stdin", action="store_true", help="read the code, then the new password, per line"
     )
     rec.set_defaults(handler=_recover)
+
+    code = verbs.add_parser(
+        "recovery-code",
+        help="make (or replace) a user's recovery code",
+        description="Make a new recovery code with the user's password; the old code, if "
+        "any, stops working. Users whose keys were made at their first login (ISPmail rows) "
+        "have none until this runs or they make one on the web account page. Standard "
+        "input: the password.",
+    )
+    code.add_argument("address")
+    code.add_argument("--password-stdin", action="store_true", help="read the password")
+    code.set_defaults(handler=_recovery_code)
 
     crypt = verbs.add_parser("crypt", help="seal a user's new mail (2) or store it plain (0)")
     crypt.add_argument("address")
@@ -173,6 +193,24 @@ def _recover(args: argparse.Namespace) -> int:
         except AuthenticationFailed as exc:
             raise wrong_credential("the recovery code", email) from exc
         say(f"password of {email} set with the recovery code; the old code no longer works")
+        show_secret(new_code, f"New recovery code for {email}", RECOVERY_WARNING)
+        return 0
+
+    return run_with_engine(args, work)
+
+
+def _recovery_code(args: argparse.Namespace) -> int:
+    email = normalize_address(args.address)
+    (password,) = read_secrets(args, "password_stdin", ["the password"])
+
+    async def work(config: Config, engine: AsyncEngine) -> int:
+        async with engine.connect() as conn:
+            await get_user(conn, email)
+        try:
+            account = await verify_only(engine, email, password, config.crypto)
+        except AuthenticationFailed as exc:
+            raise wrong_credential("the password", email) from exc
+        new_code = await renew_recovery_code(engine, account, config.crypto)
         show_secret(new_code, f"New recovery code for {email}", RECOVERY_WARNING)
         return 0
 
