@@ -2,7 +2,7 @@
 
 from cryptmail.db import _tables as tables
 from cryptmail.db._clock import utcnow
-from cryptmail.db._engine import async_url, create_engine
+from cryptmail.db._engine import async_url, create_engine, run_transaction
 from cryptmail.db._migrate import current_revision, head_revision, upgrade
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "create_engine",
     "current_revision",
     "head_revision",
+    "run_transaction",
     "tables",
     "upgrade",
     "utcnow",

@@ -13,14 +13,13 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import BlobSealer, PublicKeyInfo, plain_header
+from cryptmail.db import run_transaction, utcnow
 from cryptmail.db import tables as t
-from cryptmail.db import utcnow
 from cryptmail.errors import KeyLocked, QuotaExceeded
-from cryptmail.keys import active_public_key
 from cryptmail.keys._faults import checkpoint
 from cryptmail.store._codec import round_size
 from cryptmail.store._ids import BlobId, MailboxId, new_blob_id
@@ -62,11 +61,11 @@ def delivery_tag(user_id: int, message_digest: bytes) -> bytes:
     return hashlib.sha256(b"delivery|%d|" % user_id + message_digest).digest()[:16]
 
 
-async def _earlier_delivery(conn: AsyncConnection, user_id: int, tag: bytes) -> Appended | None:
+def _earlier_delivery(conn: Connection, user_id: int, tag: bytes) -> Appended | None:
     cutoff = utcnow() - DELIVERY_TAG_WINDOW
     mailboxes = select(t.cm_mailboxes.c.id).where(t.cm_mailboxes.c.user_id == user_id)
     # Clear old tags of this user first: they must not outlive the retry window.
-    await conn.execute(
+    conn.execute(
         update(t.cm_messages)
         .where(
             t.cm_messages.c.mailbox_id.in_(mailboxes),
@@ -75,17 +74,15 @@ async def _earlier_delivery(conn: AsyncConnection, user_id: int, tag: bytes) -> 
         )
         .values(delivery_tag=None)
     )
-    row = (
-        await conn.execute(
-            select(
-                t.cm_messages.c.id,
-                t.cm_messages.c.mailbox_id,
-                t.cm_messages.c.uid,
-                t.cm_messages.c.modseq,
-            )
-            .where(t.cm_messages.c.delivery_tag == tag, t.cm_messages.c.mailbox_id.in_(mailboxes))
-            .limit(1)
+    row = conn.execute(
+        select(
+            t.cm_messages.c.id,
+            t.cm_messages.c.mailbox_id,
+            t.cm_messages.c.uid,
+            t.cm_messages.c.modseq,
         )
+        .where(t.cm_messages.c.delivery_tag == tag, t.cm_messages.c.mailbox_id.in_(mailboxes))
+        .limit(1)
     ).first()
     if row is None:
         return None
@@ -97,6 +94,39 @@ async def _earlier_delivery(conn: AsyncConnection, user_id: int, tag: bytes) -> 
         None,
         duplicate=True,
     )
+
+
+def _delivery_target(conn: Connection, user_id: int) -> tuple[PublicKeyInfo | None, int | None]:
+    """The active public key and the INBOX id (None if not made yet), in one statement.
+
+    The same key query as `keys.active_public_key`, joined here so that the delivery
+    path costs one round trip instead of two.
+    """
+    kp, mb = t.cm_key_pairs, t.cm_mailboxes
+    active = (kp.c.user_id == user_id, kp.c.active.is_(True))
+    row = conn.execute(
+        select(
+            select(mb.c.id)
+            .where(mb.c.user_id == user_id, mb.c.role == "inbox")
+            .limit(1)
+            .scalar_subquery()
+            .label("inbox"),
+            select(kp.c.curve)
+            .where(*active)
+            .order_by(kp.c.id)
+            .limit(1)
+            .scalar_subquery()
+            .label("curve"),
+            select(kp.c.public_key)
+            .where(*active)
+            .order_by(kp.c.id)
+            .limit(1)
+            .scalar_subquery()
+            .label("public_key"),
+        )
+    ).one()
+    recipient = PublicKeyInfo(row.curve, bytes(row.public_key)) if row.curve is not None else None
+    return recipient, (int(row.inbox) if row.inbox is not None else None)
 
 
 async def write_blob(
@@ -124,25 +154,33 @@ async def write_blob(
     return StoredBlob(blob_id, size, sealer is not None, sealer.message_key if sealer else None)
 
 
-async def used_bytes(conn: AsyncConnection, user_id: int) -> int:
+def _used_bytes(conn: Connection, user_id: int) -> int:
     query = (
         select(func.coalesce(func.sum(t.cm_messages.c.size_rounded), 0))
         .select_from(t.cm_messages.join(t.cm_mailboxes))
         .where(t.cm_mailboxes.c.user_id == user_id)
     )
-    return int((await conn.execute(query)).scalar_one())
+    return int(conn.execute(query).scalar_one())
+
+
+def _check_quota(conn: Connection, user: User, size: int) -> None:
+    if user.quota <= 0:
+        return
+    if _used_bytes(conn, user.id) + round_size(size) > user.quota:
+        raise QuotaExceeded(f"user id {user.id} is over quota")
+
+
+async def used_bytes(conn: AsyncConnection, user_id: int) -> int:
+    return await conn.run_sync(_used_bytes, user_id)
 
 
 async def check_quota(conn: AsyncConnection, user: User, size: int) -> None:
     """QuotaExceeded if `size` more bytes would pass the user's quota (0 = none)."""
-    if user.quota <= 0:
-        return
-    if await used_bytes(conn, user.id) + round_size(size) > user.quota:
-        raise QuotaExceeded(f"user id {user.id} is over quota")
+    await conn.run_sync(_check_quota, user, size)
 
 
-async def insert_row(
-    conn: AsyncConnection,
+def _insert_row(
+    conn: Connection,
     mailbox_id: MailboxId,
     blob: StoredBlob,
     internal_date: datetime,
@@ -164,17 +202,15 @@ async def insert_row(
             .values(uidnext=mb.c.uidnext + 1, highest_modseq=mb.c.highest_modseq + 1)
         )
         if conn.dialect.update_returning:  # SQLite, PostgreSQL: one round trip
-            row = (await conn.execute(bump.returning(mb.c.uidnext, mb.c.highest_modseq))).one()
+            row = conn.execute(bump.returning(mb.c.uidnext, mb.c.highest_modseq)).one()
         else:  # MariaDB has no UPDATE ... RETURNING
-            await conn.execute(bump)
-            row = (
-                await conn.execute(
-                    select(mb.c.uidnext, mb.c.highest_modseq).where(mb.c.id == mailbox_id)
-                )
+            conn.execute(bump)
+            row = conn.execute(
+                select(mb.c.uidnext, mb.c.highest_modseq).where(mb.c.id == mailbox_id)
             ).one()
         uid, modseq = int(row.uidnext) - 1, int(row.highest_modseq)
     else:
-        await conn.execute(
+        conn.execute(
             update(mb)
             .where(mb.c.id == mailbox_id)
             .values(
@@ -184,9 +220,9 @@ async def insert_row(
                 highest_modseq=mb.c.highest_modseq + 1,
             )
         )
-        row = (await conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id))).one()
+        row = conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id)).one()
         modseq = int(row.highest_modseq)
-    result = await conn.execute(
+    result = conn.execute(
         t.cm_messages.insert().values(
             mailbox_id=mailbox_id,
             uid=uid,
@@ -199,6 +235,24 @@ async def insert_row(
         )
     )
     return int(result.inserted_primary_key[0]), uid, modseq  # type: ignore[index]
+
+
+async def insert_row(
+    conn: AsyncConnection,
+    mailbox_id: MailboxId,
+    blob: StoredBlob,
+    internal_date: datetime,
+    *,
+    uid: int | None = None,
+    tag: bytes | None = None,
+) -> tuple[int, int, int]:
+    """Allocate a UID and a modseq and insert the row. Returns (row id, uid, modseq).
+
+    `uid` keeps a given UID (import keeps Dovecot's), which must be >= UIDNEXT.
+    """
+    return await conn.run_sync(
+        lambda sync: _insert_row(sync, mailbox_id, blob, internal_date, uid=uid, tag=tag)
+    )
 
 
 async def deliver_message(
@@ -223,28 +277,42 @@ async def deliver_message(
     retries when we die between the commit and our "250".
     """
     tag = delivery_tag(user.id, message_digest) if message_digest is not None else None
-    # One short transaction before the blob: retry tag, key, quota estimate, INBOX id.
-    async with engine.begin() as conn:
+
+    def prepare(conn: Connection) -> tuple[Appended | None, PublicKeyInfo | None, int | None]:
         if tag is not None:
-            earlier = await _earlier_delivery(conn, user.id, tag)
+            earlier = _earlier_delivery(conn, user.id, tag)
             if earlier is not None:
-                return earlier
-        recipient = await active_public_key(conn, user.id) if user.crypt == 2 else None
-        if user.crypt == 2 and recipient is None:
+                return earlier, None, None
+        recipient, inbox = _delivery_target(conn, user.id)
+        if user.crypt != 2:
+            recipient = None
+        elif recipient is None:
             raise KeyLocked(
                 f"user id {user.id} has encryption on but no key pair yet; it is made at the "
                 "first login, or with `cryptmail user add`"
             )
-        await check_quota(conn, user, size_hint)
-        mailbox = await inbox_id(conn, user.id)
-    blob = await write_blob(blobs, recipient, source)
-    try:
+        _check_quota(conn, user, size_hint)
+        return None, recipient, inbox
+
+    # One short transaction before the blob: retry tag, key, quota estimate, INBOX id.
+    earlier, recipient, inbox = await run_transaction(engine, prepare)
+    if earlier is not None:
+        return earlier
+    if inbox is None:  # first delivery: make the default mailboxes
         async with engine.begin() as conn:
-            await check_quota(conn, user, blob.size)
-            row_id, uid, modseq = await insert_row(
-                conn, mailbox, blob, internal_date or utcnow(), tag=tag
-            )
-            checkpoint("append:before-row-commit")
+            inbox = await inbox_id(conn, user.id)
+    mailbox = MailboxId(inbox)
+    blob = await write_blob(blobs, recipient, source)
+    when = internal_date or utcnow()
+
+    def commit_row(conn: Connection) -> tuple[int, int, int]:
+        _check_quota(conn, user, blob.size)
+        inserted = _insert_row(conn, mailbox, blob, when, tag=tag)
+        checkpoint("append:before-row-commit")
+        return inserted
+
+    try:
+        row_id, uid, modseq = await run_transaction(engine, commit_row)
     except QuotaExceeded:
         # Certainly not committed: remove the orphan now. For any other failure the
         # commit's fate is unknown, so the blob stays and the sweep decides later.
