@@ -85,7 +85,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sync_engine(engine: AsyncEngine) -> Engine | None:
     """A pysqlite engine on the same SQLite file (same pragmas), or None for other DBs.
 
-    It lives as long as `engine` (weak key): its pooled connections close with it.
+    It lives as long as `engine` (weak key) and is disposed when `engine` is collected,
+    so its pooled connections (and their file handles) do not outlive the async engine.
     """
     with _sync_lock:
         if engine in _sync_engines:
@@ -99,6 +100,7 @@ def _sync_engine(engine: AsyncEngine) -> Engine | None:
                 pool_size=4,
             )
             event.listen(sync, "connect", _sqlite_pragmas)
+            weakref.finalize(engine, sync.dispose)
         _sync_engines[engine] = sync
         return sync
 

@@ -23,12 +23,15 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 
 metadata = MetaData()
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 _BLOB = LargeBinary(16 * 1024 * 1024)  # MEDIUMBLOB on MariaDB; BLOB caps at 64 KiB
+# MariaDB refuses a BLOB column in a primary key; a fixed-width digest fits VARBINARY.
+_DIGEST = LargeBinary(32).with_variant(mysql.VARBINARY(32), "mysql", "mariadb")
 
 virtual_domains = Table(
     "virtual_domains",
@@ -199,7 +202,7 @@ cm_subscriptions = Table(
     Column(
         "user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), primary_key=True
     ),
-    Column("name_lookup", LargeBinary(32), primary_key=True),
+    Column("name_lookup", _DIGEST, primary_key=True),
     Column("name_sealed", LargeBinary(2048), nullable=False),
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision = "0002"
 down_revision = "0001"
@@ -19,7 +20,12 @@ def upgrade() -> None:
     op.create_table(
         "cm_subscriptions",
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("name_lookup", sa.LargeBinary(length=32), nullable=False),
+        # VARBINARY: MariaDB refuses a BLOB column in a primary key.
+        sa.Column(
+            "name_lookup",
+            sa.LargeBinary(length=32).with_variant(mysql.VARBINARY(32), "mysql", "mariadb"),
+            nullable=False,
+        ),
         sa.Column("name_sealed", sa.LargeBinary(length=2048), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["virtual_users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("user_id", "name_lookup"),
