@@ -38,6 +38,7 @@ class ImapRig:
     bus: ChangeBus
     engine: AsyncEngine
     blobs: LocalBlobStore
+    throttle: LoginThrottle
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
@@ -89,7 +90,9 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
         return listener, engine, blobs
 
     listener, engine, blobs = asyncio.run_coroutine_threadsafe(setup(), loop).result(60)
-    rig = ImapRig(config, loop, listener.port, listener.context.bus, engine, blobs)
+    rig = ImapRig(
+        config, loop, listener.port, listener.context.bus, engine, blobs, listener.context.throttle
+    )
     rig.add_user(USER, PASSWORD)
     try:
         yield rig

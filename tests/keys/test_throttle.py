@@ -38,9 +38,26 @@ def test_address_and_client_are_counted_apart(clock: list[float]) -> None:
 def test_success_clears_the_address_not_the_client(clock: list[float]) -> None:
     throttle = LoginThrottle()
     throttle.failed("alice@example.org", "192.0.2.1")
-    throttle.succeeded("ALICE@example.org")
+    throttle.succeeded("ALICE@example.org", "192.0.2.1")
     assert throttle.delay_for("alice@example.org", "198.51.100.7") == 0.0
     assert throttle.delay_for("bob@example.org", "192.0.2.1") == 0.5
+
+
+async def test_successes_from_one_client_do_not_add_up(
+    clock: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("cryptmail.keys._throttle.asyncio.sleep", sleep)
+    throttle = LoginThrottle()
+    for _ in range(30):
+        await throttle.wait("alice@example.org", "192.0.2.1")
+        throttle.succeeded("alice@example.org", "192.0.2.1")
+    assert slept == []
+    assert throttle.delay_for("bob@example.org", "192.0.2.1") == 0.0
 
 
 def test_failures_fade(clock: list[float]) -> None:

@@ -91,7 +91,7 @@ class LoginThrottle:
             record.failures += 1
             record.last = now
 
-    def succeeded(self, address: str, client_ip: str = "") -> None:
+    def succeeded(self, address: str, client_ip: str) -> None:
         self._by_address.pop(address.lower(), None)
         record = self._by_client.get(client_ip)
         if record is not None and record.pending:
