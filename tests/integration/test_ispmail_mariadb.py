@@ -28,7 +28,7 @@ from cryptmail.keys import list_key_pairs, unlock_account
 from cryptmail.secret import Password
 from cryptmail.store import list_mailboxes, load_messages, open_blob, read_plaintext
 from cryptmail.store.blobs import LocalBlobStore
-from cryptmail.users import get_user
+from cryptmail.users import get_user, verify_password
 
 from .servers import Database, MariaDB
 from .servers._ports import free_port
@@ -197,8 +197,11 @@ def test_first_login_makes_keys_and_lmtp_delivers_sealed(
             await engine.dispose()
 
     asyncio.run(first_login())
-    # The hash is the guide's still: cryptmail made keys, it did not rewrite the row.
-    assert _rows(upgraded, "SELECT password FROM virtual_users WHERE id = 1") == [(JOHN_HASH,)]
+    # The guide's cheap bcrypt (cost 5) would be the weakest way in, so the login
+    # replaced it in the same row with an {ARGON2ID} hash of the same password.
+    [(stored,)] = _rows(upgraded, "SELECT password FROM virtual_users WHERE id = 1")
+    assert stored.startswith("{ARGON2ID}$argon2id$")
+    assert verify_password(stored, Password.from_str("summersun"))
 
     process, port = _lmtp_server(upgraded, tmp_path)
     try:
