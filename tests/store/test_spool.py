@@ -19,7 +19,7 @@ def _files(folder: Path) -> list[Path]:
 
 async def test_spool_on_disk_never_holds_the_plaintext(tmp_path: Path) -> None:
     message = (MARKER + b" " + os.urandom(64).hex().encode() + b"\r\n") * 5000
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, memory_limit=64 * 1024)
     for start in range(0, len(message), 10_000):
         await spool.write(message[start : start + 10_000])
     await spool.close()
@@ -33,6 +33,32 @@ async def test_spool_on_disk_never_holds_the_plaintext(tmp_path: Path) -> None:
     # Readable any number of times, and equal to what went in.
     assert b"".join([c async for c in spool.chunks()]) == message
     assert b"".join([c async for c in spool.chunks()]) == message
+    spool.discard()
+    assert _files(tmp_path) == []
+
+
+async def test_a_small_message_never_touches_the_disk(tmp_path: Path) -> None:
+    message = MARKER + b"\r\n" * 100
+    spool = Spool(tmp_path / "spool", memory_limit=len(message))
+    await spool.write(message)
+    await spool.close()
+    assert not spool.on_disk
+    assert not (tmp_path / "spool").exists()
+    assert b"".join([c async for c in spool.chunks()]) == message
+    assert spool.digest == hashlib.sha256(message).digest()
+    spool.discard()
+
+
+async def test_one_byte_over_the_limit_moves_to_a_sealed_file(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, memory_limit=100)
+    await spool.write(MARKER * 5)
+    assert not spool.on_disk
+    await spool.write(MARKER * 2)  # 119 bytes: over the limit
+    await spool.close()
+    assert spool.on_disk
+    [file] = _files(tmp_path)
+    assert MARKER not in file.read_bytes()
+    assert b"".join([c async for c in spool.chunks()]) == MARKER * 7
     spool.discard()
     assert _files(tmp_path) == []
 

@@ -1,9 +1,9 @@
 """A temporary spool for a message in transit, encrypted under a key held in memory.
 
 LMTP receives one DATA for several recipients, each sealed to another key, and a 50 MB
-message must not sit in memory. The spool keeps it on disk sealed to an ephemeral
-X25519 key that lives only in this object: a crash leaves an unreadable file, which
-the next start removes. Nothing in plaintext ever touches the disk.
+message must not sit in memory. Past 512 KiB the spool keeps it on disk sealed to an
+ephemeral X25519 key that lives only in this object: a crash leaves an unreadable file,
+which the next start removes. Nothing in plaintext ever touches the disk.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.crypto import (
@@ -23,21 +24,23 @@ from cryptmail.crypto import (
 )
 
 _READ = 256 * 1024
+_MEMORY_LIMIT = 512 * 1024
 
 
 class Spool:
-    """Write once with `write`/`close`, then read any number of times with `chunks`."""
+    """Write once with `write`/`close`, then read any number of times with `chunks`.
 
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._private = generate_private_key("x25519")
-        self._spool_id = os.urandom(16)
-        self._sealer = BlobSealer(public_info(self._private), self._spool_id)
-        self._path = directory / f"spool-{os.getpid()}-{self._spool_id.hex()}"
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._file = os.fdopen(fd, "wb")
-        self._file.write(self._sealer.header)
-        self._message_key = self._sealer.message_key
+    A message up to `memory_limit` bytes stays in memory and never touches the disk:
+    most mail is small, and a file, an ephemeral key and a second seal per delivery
+    cost more than the delivery's own sealing. A larger one moves to a sealed file.
+    """
+
+    def __init__(self, directory: Path, memory_limit: int = _MEMORY_LIMIT) -> None:
+        self._directory = directory
+        self._memory_limit = memory_limit
+        self._memory: bytearray | None = bytearray()
+        self._file: BinaryIO | None = None
+        self._path: Path | None = None
         self._digest = hashlib.sha256()
         self.size = 0
 
@@ -46,19 +49,51 @@ class Spool:
         """SHA-256 of the message written so far (for the delivery tag)."""
         return self._digest.digest()
 
+    @property
+    def on_disk(self) -> bool:
+        return self._path is not None
+
+    def _open_file(self) -> None:
+        self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private = generate_private_key("x25519")
+        self._spool_id = os.urandom(16)
+        self._sealer = BlobSealer(public_info(private), self._spool_id)
+        self._message_key = self._sealer.message_key
+        path = self._directory / f"spool-{os.getpid()}-{self._spool_id.hex()}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._path = path
+        self._file = os.fdopen(fd, "wb")
+        self._file.write(self._sealer.header)
+
     async def write(self, data: bytes) -> None:
         self.size += len(data)
         self._digest.update(data)
+        if self._memory is not None:
+            self._memory += data
+            if len(self._memory) <= self._memory_limit:
+                return
+            data = bytes(self._memory)
+            self._forget_memory()
+            await run_blocking(self._open_file)
+        assert self._file is not None  # noqa: S101 - set by _open_file
         sealed = self._sealer.update(data)
         if sealed:
             await run_blocking(self._file.write, sealed)
 
     async def close(self) -> None:
-        await run_blocking(self._file.write, self._sealer.finalize())
-        await run_blocking(self._file.close)
+        if self._file is None:
+            return
+        file = self._file
+        await run_blocking(file.write, self._sealer.finalize())
+        await run_blocking(file.close)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The message, verified chunk by chunk."""
+        if self._memory is not None:
+            for start in range(0, len(self._memory), _READ):
+                yield bytes(self._memory[start : start + _READ])
+            return
+        assert self._path is not None  # noqa: S101 - discarded spools are not read
         with open(self._path, "rb") as f:  # noqa: ASYNC230 - reads go through run_blocking
             head = await run_blocking(f.read, 512)
             header = parse_blob_header(head)
@@ -75,10 +110,17 @@ class Spool:
             if last:
                 yield last
 
+    def _forget_memory(self) -> None:
+        if self._memory is not None:
+            self._memory[:] = bytes(len(self._memory))  # overwrite before freeing
+            self._memory = None
+
     def discard(self) -> None:
-        if not self._file.closed:
+        self._forget_memory()
+        if self._file is not None and not self._file.closed:
             self._file.close()
-        self._path.unlink(missing_ok=True)
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
 
 
 def sweep_spools(directory: Path) -> int:
