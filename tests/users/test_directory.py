@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail.db import create_engine, upgrade
+from cryptmail.db import tables as t
 from cryptmail.errors import (
     AliasExists,
     DomainExists,
@@ -26,6 +27,7 @@ from cryptmail.users import (
     list_aliases,
     list_domains,
     list_users,
+    lookup_recipient,
     normalize_address,
     remove_alias,
     resolve_recipient,
@@ -171,3 +173,28 @@ async def test_an_alias_of_a_user_address_redirects_it(conn: AsyncConnection) ->
     assert await resolved(conn, "alice@example.org") == ["bob@example.org"]
     await add_alias(conn, "alice@example.org", "alice@example.org")
     assert await resolved(conn, "alice@example.org") == ["alice@example.org", "bob@example.org"]
+
+
+async def test_lookup_recipient_runs_in_its_own_transaction(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'lookup.db'}")
+    await upgrade(engine)
+    try:
+        async with engine.begin() as connection:
+            await add_domain(connection, "example.org")
+            await add_user(connection, "alice@example.org", HASH)
+            # A row an admin typed by hand, in mixed case, as the guide's SQL allows.
+            await connection.execute(
+                t.virtual_users.insert().values(
+                    domain_id=1, email="Dave@Example.org", password=HASH, crypt=0, quota=0
+                )
+            )
+            await add_alias(connection, "team@example.org", "dave@example.org")
+        assert [u.email for u in await lookup_recipient(engine, "ALICE@example.org")] == [
+            "alice@example.org"
+        ]
+        assert [u.email for u in await lookup_recipient(engine, "team@example.org")] == [
+            "Dave@Example.org"
+        ]
+        assert await lookup_recipient(engine, "nobody@example.org") == []
+    finally:
+        await engine.dispose()

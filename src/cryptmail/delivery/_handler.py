@@ -22,7 +22,7 @@ from cryptmail.delivery._protocol import DataSink, Envelope, Session
 from cryptmail.errors import KeyLocked, QuotaExceeded
 from cryptmail.store import ChangeBus, Spool, deliver_message
 from cryptmail.store.blobs import BlobStore
-from cryptmail.users import User, resolve_recipient
+from cryptmail.users import User, lookup_recipient
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ class DeliveryHandler:
         self, session: Session, envelope: Envelope, address: str
     ) -> tuple[str, object | None]:
         try:
-            async with self._engine.connect() as conn:
-                users = await resolve_recipient(conn, address)
+            users = await lookup_recipient(self._engine, address)
         except Exception as exc:  # noqa: BLE001 - transient: the sender retries
             log.warning(
                 "session %s: recipient lookup failed (%s)", session.session_id, type(exc).__name__

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cryptmail.db import run_transaction
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     AliasExists,
@@ -218,20 +219,24 @@ async def list_aliases(conn: AsyncConnection) -> list[Alias]:
     return [Alias(int(r.id), str(r.source), str(r.destination)) for r in rows]
 
 
-async def _alias_targets(conn: AsyncConnection, sources: Sequence[str]) -> list[str]:
-    rows = await conn.execute(
+def _alias_targets(conn: Connection, sources: Sequence[str]) -> list[str]:
+    rows = conn.execute(
         select(t.virtual_aliases.c.destination).where(t.virtual_aliases.c.source.in_(sources))
     )
     return [str(r.destination).lower() for r in rows]
 
 
-async def resolve_recipient(conn: AsyncConnection, address: str) -> list[User]:
-    """The mailbox users that mail to `address` reaches, as Postfix's ISPmail maps do.
+def _find_user_sync(conn: Connection, address: str) -> User | None:
+    # Exact match first: it uses the email index. Rows an admin typed in mixed case
+    # still match through lower(), which scans, so only misses pay for it.
+    users = t.virtual_users
+    row = conn.execute(select(users).where(users.c.email == address)).first()
+    if row is None:
+        row = conn.execute(select(users).where(func.lower(users.c.email) == address)).first()
+    return _user(row) if row is not None else None
 
-    An exact alias wins; otherwise an existing user gets it; otherwise a catch-all
-    `@domain` alias. Aliases may point to aliases (up to MAX_ALIAS_DEPTH) and to several
-    destinations; each user appears once. An unknown address gives [].
-    """
+
+def _resolve(conn: Connection, address: str) -> list[User]:
     address = address.strip().lower()
     found: dict[int, User] = {}
     seen: set[str] = set()
@@ -244,8 +249,8 @@ async def resolve_recipient(conn: AsyncConnection, address: str) -> list[User]:
             if target in seen or "@" not in target:
                 continue
             seen.add(target)
-            explicit = await _alias_targets(conn, [target])
-            user = await find_user(conn, target)
+            explicit = _alias_targets(conn, [target])
+            user = _find_user_sync(conn, target)
             if explicit:
                 # The alias wins over a user of the same address, as in Postfix; the user
                 # keeps a copy only if the alias lists the address itself.
@@ -255,6 +260,24 @@ async def resolve_recipient(conn: AsyncConnection, address: str) -> list[User]:
             elif user is not None:
                 found.setdefault(user.id, user)
             else:
-                next_round.extend(await _alias_targets(conn, ["@" + domain_of(target)]))
+                next_round.extend(_alias_targets(conn, ["@" + domain_of(target)]))
         pending = next_round
     return list(found.values())
+
+
+async def resolve_recipient(conn: AsyncConnection, address: str) -> list[User]:
+    """The mailbox users that mail to `address` reaches, as Postfix's ISPmail maps do.
+
+    An exact alias wins; otherwise an existing user gets it; otherwise a catch-all
+    `@domain` alias. Aliases may point to aliases (up to MAX_ALIAS_DEPTH) and to several
+    destinations; each user appears once. An unknown address gives [].
+    """
+    return await conn.run_sync(_resolve, address)
+
+
+async def lookup_recipient(engine: AsyncEngine, address: str) -> list[User]:
+    """`resolve_recipient` in a transaction of its own, in one database round trip.
+
+    LMTP asks this for every RCPT; on SQLite it runs as one worker-thread call.
+    """
+    return await run_transaction(engine, lambda conn: _resolve(conn, address))
