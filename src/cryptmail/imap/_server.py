@@ -240,12 +240,17 @@ async def serve_imap(
     throttle: LoginThrottle,
     shutdown_event: asyncio.Event,
     tls: bool,
+    accounts: UnlockedAccounts | None = None,
 ) -> None:
     """Serve IMAP on host:port (implicit TLS when `tls`) until `shutdown_event` is set.
 
+    `accounts`: the unlocked accounts to share with the other listeners (the web drops
+    cached credentials there after a password change); None shares one per engine.
     Raises OSError when the address cannot be bound.
     """
-    context = make_context(config, engine=engine, blobs=blobs, bus=bus, throttle=throttle)
+    context = make_context(
+        config, engine=engine, blobs=blobs, bus=bus, throttle=throttle, accounts=accounts
+    )
     listener = ImapListener(context, implicit_tls=tls)
     await listener.start(host, port)
     try:
