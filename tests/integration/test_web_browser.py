@@ -31,7 +31,7 @@ from cryptmail.config import Config, load_config
 from cryptmail.db import create_engine, upgrade
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.imap import serve_imap
-from cryptmail.keys import LoginThrottle, create_user, recover, unlock_account
+from cryptmail.keys import LoginThrottle, UnlockedAccounts, create_user, recover, unlock_account
 from cryptmail.secret import Password
 from cryptmail.store import ChangeBus, deliver_message
 from cryptmail.store.blobs import LocalBlobStore
@@ -157,13 +157,21 @@ async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
 
     await deliver_message(engine, blobs, user, source(), bus=bus)
     # One throttle for both, as `cryptmail serve` shares it; a short base delay keeps
-    # the run quick (the sharing, not the delay, is under test).
+    # the run quick (the sharing, not the delay, is under test). One cache of unlocked
+    # accounts too, so the web's password change drops IMAP's cached credentials.
     throttle = LoginThrottle(base_delay_s=0.01)
+    accounts = UnlockedAccounts(engine, config.crypto)
     port, imap_port = _free_port(), _free_port()
     shutdown = asyncio.Event()
     web_task = asyncio.create_task(
         serve_web(
-            config, "127.0.0.1", port, engine=engine, throttle=throttle, shutdown_event=shutdown
+            config,
+            "127.0.0.1",
+            port,
+            engine=engine,
+            throttle=throttle,
+            shutdown_event=shutdown,
+            accounts=accounts,
         )
     )
     imap_task = asyncio.create_task(
@@ -177,6 +185,7 @@ async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
             throttle=throttle,
             shutdown_event=shutdown,
             tls=False,
+            accounts=accounts,
         )
     )
     try:

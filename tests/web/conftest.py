@@ -1,5 +1,6 @@
 """Fixtures for the web tests: a migrated SQLite database, a user, the app in its
-lifespan, and an httpx client that talks to it in-process over "https".
+lifespan (with the unlocked-account cache IMAP would share), and an httpx client that
+talks to it in-process over "https".
 
 Argon2 runs at the smallest cost the config accepts (19 MiB, t=2): a few tens of
 milliseconds per derivation. The throttle records what it would wait and never sleeps.
@@ -18,9 +19,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from cryptmail.config import Config, load_config
+from cryptmail.config import Config, CryptoConfig, load_config
 from cryptmail.db import create_engine, upgrade
-from cryptmail.keys import LoginThrottle, NewAccount, create_user
+from cryptmail.keys import LoginThrottle, NewAccount, UnlockedAccounts, create_user
 from cryptmail.secret import Password
 from cryptmail.users import add_domain
 
@@ -58,6 +59,18 @@ class RecordingThrottle(LoginThrottle):
         self.waits.append((address, client_ip, self.delay_for(address, client_ip)))
 
 
+class RecordingAccounts(UnlockedAccounts):
+    """The UnlockedAccounts IMAP holds, also recording which addresses it had to forget."""
+
+    def __init__(self, engine: AsyncEngine, crypto: CryptoConfig) -> None:
+        super().__init__(engine, crypto)
+        self.forgotten: list[str] = []
+
+    def forget(self, address: str) -> None:
+        self.forgotten.append(address)
+        super().forget(address)
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     return make_config(tmp_path)
@@ -85,12 +98,18 @@ def throttle() -> RecordingThrottle:
 
 
 @pytest.fixture
+def accounts(engine: AsyncEngine, config: Config) -> RecordingAccounts:
+    """The unlocked-account cache of an IMAP listener in the same process."""
+    return RecordingAccounts(engine, config.crypto)
+
+
+@pytest.fixture
 async def app(
-    config: Config, engine: AsyncEngine, throttle: RecordingThrottle
+    config: Config, engine: AsyncEngine, throttle: RecordingThrottle, accounts: RecordingAccounts
 ) -> AsyncIterator[Starlette]:
     from cryptmail.web import create_app
 
-    app = create_app(config, engine=engine, throttle=throttle)
+    app = create_app(config, engine=engine, throttle=throttle, accounts=accounts)
     async with app.router.lifespan_context(app):
         yield app
 

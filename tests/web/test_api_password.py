@@ -20,6 +20,7 @@ from web.conftest import (
     CLIENT_IP,
     NEW_PASSWORD,
     PASSWORD,
+    RecordingAccounts,
     RecordingThrottle,
     make_config,
     pw,
@@ -114,6 +115,27 @@ async def test_recover(
         json={"address": ALICE, "code": alice.recovery_code, "new": "third passphrase"},
     )
     assert again.status_code == 401
+
+
+async def test_change_and_recover_drop_imap_cached_credentials(
+    client: httpx.AsyncClient, accounts: RecordingAccounts, alice: NewAccount
+) -> None:
+    await accounts.acquire(ALICE, pw(PASSWORD))
+    wrong = {"address": ALICE, "old": "not the password", "new": NEW_PASSWORD}
+    assert (await client.post("/api/v1/password", json=wrong)).status_code == 401
+    assert accounts.forgotten == []
+    change = {"address": ALICE, "old": PASSWORD, "new": NEW_PASSWORD}
+    assert (await client.post("/api/v1/password", json=change)).status_code == 204
+    assert accounts.forgotten == [ALICE]
+    with pytest.raises(AuthenticationFailed):
+        await accounts.acquire(ALICE, pw(PASSWORD))
+
+    await accounts.acquire(ALICE, pw(NEW_PASSWORD))
+    recovery = {"address": ALICE, "code": alice.recovery_code, "new": "third passphrase"}
+    assert (await client.post("/api/v1/recover", json=recovery)).status_code == 200
+    assert accounts.forgotten == [ALICE, ALICE]
+    with pytest.raises(AuthenticationFailed):
+        await accounts.acquire(ALICE, pw(NEW_PASSWORD))
 
 
 async def test_recover_rules(client: httpx.AsyncClient, alice: NewAccount) -> None:

@@ -10,7 +10,16 @@ from cryptmail.config import Config
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import NewAccount, unlock_account
 from cryptmail.users import get_user, verify_password
-from web.conftest import ALICE, NEW_PASSWORD, PASSWORD, RecordingThrottle, pw, sign_in, submit
+from web.conftest import (
+    ALICE,
+    NEW_PASSWORD,
+    PASSWORD,
+    RecordingAccounts,
+    RecordingThrottle,
+    pw,
+    sign_in,
+    submit,
+)
 
 
 def _form(
@@ -90,3 +99,26 @@ async def test_wrong_old_password_is_throttled(
     await submit(signed_in, "/account/password", _form(old="wrong password"))
     await submit(signed_in, "/account/password", _form(old="wrong again!"))
     assert throttle.waits[-1][0] == ALICE and throttle.waits[-1][2] > 0
+
+
+async def test_change_drops_imap_cached_credentials(
+    signed_in: httpx.AsyncClient, accounts: RecordingAccounts, alice: NewAccount
+) -> None:
+    """An IMAP session holds alice's account; after the change only the new password
+    logs in through the cache, and the open session keeps its key."""
+    held = await accounts.acquire(ALICE, pw(PASSWORD))
+    response = await submit(signed_in, "/account/password", _form())
+    assert response.status_code == 303
+    assert accounts.forgotten == [ALICE]
+    assert accounts.live_accounts == 1
+    with pytest.raises(AuthenticationFailed):
+        await accounts.acquire(ALICE, pw(PASSWORD))
+    assert await accounts.acquire(ALICE, pw(NEW_PASSWORD)) is held
+
+
+async def test_failed_change_forgets_nothing(
+    signed_in: httpx.AsyncClient, accounts: RecordingAccounts
+) -> None:
+    response = await submit(signed_in, "/account/password", _form(old="not the password"))
+    assert response.status_code == 400
+    assert accounts.forgotten == []

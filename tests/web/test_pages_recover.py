@@ -10,7 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.config import Config
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import NewAccount, recover, unlock_account
-from web.conftest import ALICE, NEW_PASSWORD, PASSWORD, RecordingThrottle, pw, sign_in, submit
+from web.conftest import (
+    ALICE,
+    NEW_PASSWORD,
+    PASSWORD,
+    RecordingAccounts,
+    RecordingThrottle,
+    pw,
+    sign_in,
+    submit,
+)
 
 WARNING = "Without your password and your recovery code nobody can open your mail again"
 
@@ -94,3 +103,18 @@ async def test_recovery_ends_every_session(
         response = await submit(other, "/forgot", _form(alice.recovery_code or ""))
         assert response.status_code == 200
     assert (await client.get("/account")).headers["location"] == "/sign-in"
+
+
+async def test_recover_drops_imap_cached_credentials(
+    client: httpx.AsyncClient, accounts: RecordingAccounts, alice: NewAccount
+) -> None:
+    await accounts.acquire(ALICE, pw(PASSWORD))
+    assert alice.recovery_code is not None
+    response = await submit(client, "/forgot", _form("wrong-code"))
+    assert response.status_code == 400
+    assert accounts.forgotten == []
+    response = await submit(client, "/forgot", _form(alice.recovery_code))
+    assert response.status_code == 200
+    assert accounts.forgotten == [ALICE]
+    with pytest.raises(AuthenticationFailed):
+        await accounts.acquire(ALICE, pw(PASSWORD))

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.cli import _serve as cli_serve
 from cryptmail.config import Config
 from cryptmail.errors import ConfigError
-from cryptmail.keys import LoginThrottle
+from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.web import serve_web
 from web.conftest import make_config, self_signed_certificate
 
@@ -132,12 +132,18 @@ async def test_cryptmail_serve_gives_web_and_imap_one_throttle(
     config: Config, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`cryptmail serve --web ... --imap ... --imaps ...` passes the same LoginThrottle to
-    every listener, so failures at the web form slow IMAP logins and the other way round."""
+    every listener, so failures at the web form slow IMAP logins and the other way round,
+    and the same UnlockedAccounts, so a password change on the web drops IMAP's cached
+    credentials."""
     throttles: dict[str, object] = {}
+    caches: list[object] = []
 
     def recorder(name: str) -> object:
-        async def serve(*args: object, throttle: object, **kwargs: object) -> None:
+        async def serve(
+            *args: object, throttle: object, accounts: object, **kwargs: object
+        ) -> None:
             throttles[f"{name}:{len(throttles)}"] = throttle
+            caches.append(accounts)
             if len(throttles) == 3:
                 shutdown_event = kwargs["shutdown_event"]
                 assert isinstance(shutdown_event, asyncio.Event)
@@ -163,3 +169,6 @@ async def test_cryptmail_serve_gives_web_and_imap_one_throttle(
     first, *others = throttles.values()
     assert isinstance(first, LoginThrottle)
     assert all(other is first for other in others)
+    first_cache, *other_caches = caches
+    assert isinstance(first_cache, UnlockedAccounts)
+    assert len(other_caches) == 2 and all(other is first_cache for other in other_caches)

@@ -1,10 +1,11 @@
 """`cryptmail serve`: run the listeners (LMTP, and IMAP and web when built) until SIGTERM.
 
-One engine, one blob store, one change bus and one login throttle are shared by every
-listener. At start and then hourly, a sweep removes spools left by a crash (their key
-died with the process), blob temp files older than an hour, and orphan blobs (no row
-names them: a crash between blob and row) older than a day, long past any delivery,
-APPEND or import still in flight. SIGTERM or SIGINT stops gracefully: no new
+One engine, one blob store, one change bus, one login throttle and one cache of unlocked
+accounts are shared by every listener (a password change on the web drops IMAP's cached
+credentials of that user). At start and then hourly, a sweep removes spools left by a
+crash (their key died with the process), blob temp files older than an hour, and orphan
+blobs (no row names them: a crash between blob and row) older than a day, long past any
+delivery, APPEND or import still in flight. SIGTERM or SIGINT stops gracefully: no new
 connections, deliveries in flight finish and get their replies.
 """
 
@@ -28,7 +29,7 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.config import Config
 from cryptmail.delivery import DeliveryHandler, Limits, LmtpServer, parse_address
 from cryptmail.errors import ConfigError, CryptmailError
-from cryptmail.keys import LoginThrottle
+from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.store import ChangeBus, sweep_orphans, sweep_spools
 from cryptmail.store.blobs import LocalBlobStore
 
@@ -116,6 +117,7 @@ async def _run(
     blobs = LocalBlobStore(config.blob_path)
     bus = ChangeBus()
     throttle = LoginThrottle()
+    accounts = UnlockedAccounts(engine, config.crypto)
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -153,6 +155,7 @@ async def _run(
                         throttle=throttle,
                         shutdown_event=shutdown,
                         tls=tls,
+                        accounts=accounts,
                     )
                 )
             )
@@ -171,6 +174,7 @@ async def _run(
                             engine=engine,
                             throttle=throttle,
                             shutdown_event=shutdown,
+                            accounts=accounts,
                         )
                     )
                 )

@@ -57,7 +57,13 @@ async def change(request: Request) -> Response:
 
     async def attempt() -> None:
         await change_password(
-            context.engine, address, old, new, context.config.crypto, client_ip=ip
+            context.engine,
+            address,
+            old,
+            new,
+            context.config.crypto,
+            client_ip=ip,
+            cache=context.accounts,
         )
 
     try:
@@ -121,7 +127,13 @@ async def recover_account(request: Request) -> Response:
 
     async def attempt() -> str:
         return await recover(
-            context.engine, address, fields["code"], new, context.config.crypto, client_ip=ip
+            context.engine,
+            address,
+            fields["code"],
+            new,
+            context.config.crypto,
+            client_ip=ip,
+            cache=context.accounts,
         )
 
     try:

@@ -22,7 +22,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from cryptmail.config import Config
 from cryptmail.db import create_engine
 from cryptmail.errors import ConfigError
-from cryptmail.keys import LoginThrottle
+from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.secret import SecretBytes
 from cryptmail.web._context import STATE_KEY, WebContext
 from cryptmail.web._csrf import CsrfMiddleware
@@ -67,13 +67,18 @@ def read_admin_token(path: str) -> SecretBytes | None:
 
 
 def create_app(
-    config: Config, engine: AsyncEngine | None = None, throttle: LoginThrottle | None = None
+    config: Config,
+    engine: AsyncEngine | None = None,
+    throttle: LoginThrottle | None = None,
+    accounts: UnlockedAccounts | None = None,
 ) -> Starlette:
     """The self-service pages and the JSON API as one ASGI app.
 
     `engine`: the caller's engine (kept open at shutdown); None makes one from
     `config.database_url` in the lifespan and disposes of it afterwards. The schema must
     be migrated already. `throttle`: the LoginThrottle shared with IMAP; None makes one.
+    `accounts`: IMAP's UnlockedAccounts, so a password change or recovery here drops its
+    cached credentials at once; None makes an empty one (no IMAP in this process).
     Raises ConfigError for an unusable admin token file.
     """
     sessions = SessionStore()
@@ -84,7 +89,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         active = engine if engine is not None else create_engine(config.database_url)
-        context = WebContext(config, active, shared_throttle, sessions, pages, admin_token)
+        cache = accounts if accounts is not None else UnlockedAccounts(active, config.crypto)
+        context = WebContext(config, active, shared_throttle, cache, sessions, pages, admin_token)
         setattr(app.state, STATE_KEY, context)
         try:
             yield

@@ -1,4 +1,5 @@
-"""What every route needs, made once per app: config, engine, throttle, sessions, pages."""
+"""What every route needs, made once per app: config, engine, throttle, unlocked-account
+cache, sessions, pages."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
 from cryptmail.config import Config
-from cryptmail.keys import LoginThrottle
+from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.secret import SecretBytes
 from cryptmail.web._render import Pages
 from cryptmail.web._sessions import SessionStore
@@ -22,6 +23,9 @@ class WebContext:
     config: Config
     engine: AsyncEngine
     throttle: LoginThrottle
+    accounts: UnlockedAccounts
+    """IMAP's unlocked accounts in this process: a password change or recovery here drops
+    their cached credentials (the web itself never keeps an unlocked key)."""
     sessions: SessionStore
     pages: Pages
     admin_token: SecretBytes | None

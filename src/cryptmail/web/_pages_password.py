@@ -1,7 +1,8 @@
 """Change password: the old one once, the new one twice.
 
-keys.change_password re-locks the key and changes the hash in one transaction. Every
-other session of the user ends; this browser gets a fresh session id.
+keys.change_password re-locks the key and changes the hash in one transaction, and
+drops IMAP's cached credentials of the user. Every other web session of the user ends;
+this browser gets a fresh session id.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ async def change(request: Request) -> Response:
             Password.from_str(new),
             context.config.crypto,
             client_ip=ip,
+            cache=context.accounts,
         )
 
     try:

@@ -2,8 +2,8 @@
 
 The form says, before anything happens, that without the password and the recovery
 code nobody can open the mail. On success the code is used up and a new one is shown
-once; every session of the user ends. A wrong address and a wrong code get the same
-answer after the same work.
+once; every web session of the user ends, and IMAP's cached credentials of the user are
+dropped. A wrong address and a wrong code get the same answer after the same work.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ async def recover_account(request: Request) -> Response:
             Password.from_str(new),
             context.config.crypto,
             client_ip=ip,
+            cache=context.accounts,
         )
 
     try:

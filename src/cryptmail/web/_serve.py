@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config
 from cryptmail.errors import ConfigError
-from cryptmail.keys import LoginThrottle
+from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.web._app import create_app
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,13 @@ def uvicorn_config(
     *,
     engine: AsyncEngine | None = None,
     throttle: LoginThrottle | None = None,
+    accounts: UnlockedAccounts | None = None,
 ) -> uvicorn.Config:
     """The uvicorn settings for the web listener, with the app made by `create_app`."""
     web = config.web
     if bool(web.tls_cert) != bool(web.tls_key):
         raise ConfigError("web.tls_cert and web.tls_key go together: give both or neither")
-    app = create_app(config, engine=engine, throttle=throttle)
+    app = create_app(config, engine=engine, throttle=throttle, accounts=accounts)
     return uvicorn.Config(
         app,
         host=host,
@@ -77,15 +78,19 @@ async def serve_web(
     engine: AsyncEngine,
     throttle: LoginThrottle,
     shutdown_event: asyncio.Event,
+    accounts: UnlockedAccounts | None = None,
 ) -> None:
     """Serve the pages and the API on `host:port` until `shutdown_event` is set.
 
-    `engine` (migrated schema) and `throttle` are shared with the other listeners and
-    stay open afterwards. Returns once open requests have finished (at most
+    `engine` (migrated schema), `throttle` and `accounts` (IMAP's unlocked accounts, whose
+    cached credentials a password change here drops) are shared with the other listeners
+    and stay open afterwards. Returns once open requests have finished (at most
     GRACEFUL_SHUTDOWN_S). Raises ConfigError when the listener cannot start (address in
     use, no permission, unreadable certificate) or the web config is inconsistent.
     """
-    server = _Server(uvicorn_config(config, host, port, engine=engine, throttle=throttle))
+    server = _Server(
+        uvicorn_config(config, host, port, engine=engine, throttle=throttle, accounts=accounts)
+    )
     if not config.web.tls_cert and not config.web.trusted_proxies:
         log.warning(
             "the web listener on %s:%d speaks plain HTTP and trusts no proxy: set "
