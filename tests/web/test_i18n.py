@@ -61,7 +61,7 @@ def _template_keys() -> set[str]:
 def test_every_used_key_exists() -> None:
     used = _template_keys()
     used |= {f"notice.{n}" for n in NOTICES}
-    used |= {f"code.heading_{reason}" for reason in ("recovered", "renewed")}
+    used |= {f"code.heading_{reason}" for reason in ("recovered", "renewed", "created")}
     events = [v for k, v in vars(_events).items() if k.isupper() and isinstance(v, str)]
     used |= {f"event.{e}" for e in events if e != "keep_events"}
     assert len(used) > 60

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.db import tables as t
-from cryptmail.keys import NewAccount, list_key_pairs
-from cryptmail.users import get_user, set_crypt
-from web.conftest import ALICE, CLIENT_IP, PASSWORD, sign_in, submit
+from cryptmail.keys import NewAccount, has_recovery_code, list_key_pairs
+from cryptmail.users import add_user, get_user, hash_password, set_crypt
+from web.conftest import ALICE, CLIENT_IP, PASSWORD, pw, sign_in, submit
+
+BANNER = "You have no recovery code yet: if you forget your password, your mail is lost."
+BANNER_LINK = '<a href="/account/recovery-code">Create one now.</a>'
 
 
 async def test_overview(
@@ -25,6 +31,7 @@ async def test_overview(
     assert "<dd>encrypted</dd>" in page
     assert "You have a recovery code." in page
     assert "You have no recovery code" not in page
+    assert BANNER not in page
 
 
 async def test_overview_shows_crypt_off(
@@ -41,7 +48,40 @@ async def test_overview_warns_without_recovery_code(
     async with engine.begin() as conn:
         await conn.execute(delete(t.cm_key_slots).where(t.cm_key_slots.c.kind == "recovery"))
     page = (await signed_in.get("/account")).text
-    assert "You have no recovery code. If you forget your password, your mail is lost" in page
+    assert BANNER in page and BANNER_LINK in page
+    assert page.index(BANNER) < page.index('<dl class="facts">')
+    assert "Create a recovery code</a>" in page
+    german = (await signed_in.get("/account", headers={"accept-language": "de"})).text
+    assert "Du hast noch keinen Wiederherstellungscode" in german
+    assert "Erstelle jetzt einen.</a>" in german
+
+
+async def test_first_login_user_is_asked_for_a_recovery_code(
+    client: httpx.AsyncClient, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user whose keys are made at the first login (an ISPmail row) has no recovery
+    code; the account page says so until one is made, and the code is never logged."""
+    caplog.set_level(logging.DEBUG)
+    address = "legacy@example.org"
+    async with engine.begin() as conn:
+        user = await add_user(conn, address, hash_password(pw(PASSWORD)), crypt=2)
+    response = await sign_in(client, address, PASSWORD)
+    assert response.headers["location"] == "/account"
+    async with engine.connect() as conn:
+        assert len(await list_key_pairs(conn, user.id)) == 1
+    assert not await has_recovery_code(engine, user.id)
+
+    page = (await client.get("/account")).text
+    assert BANNER in page and BANNER_LINK in page
+    response = await submit(client, "/account/recovery-code", {"password": PASSWORD})
+    assert response.status_code == 200
+    code = response.text.split('<p class="secret"><code>')[1].split("</code>")[0]
+    assert code
+    assert await has_recovery_code(engine, user.id)
+    page = (await client.get("/account")).text
+    assert BANNER not in page and "Create one now." not in page
+    assert "You have a recovery code." in page
+    assert code not in caplog.text and PASSWORD not in caplog.text
 
 
 async def test_session_of_a_deleted_user_ends(

@@ -24,7 +24,8 @@ async def test_page_says_whether_a_code_exists(
     async with engine.begin() as conn:
         await conn.execute(delete(t.cm_key_slots).where(t.cm_key_slots.c.kind == "recovery"))
     page = (await signed_in.get("/account/recovery-code")).text
-    assert "You have no recovery code. If you forget your password" in page
+    assert "You have no recovery code yet: if you forget your password" in page
+    assert "Make a recovery code</button>" in page
 
 
 async def test_renew(
@@ -35,6 +36,7 @@ async def test_renew(
     page = response.text
     code = page.split('<p class="secret"><code>')[1].split("</code>")[0]
     assert code != alice.recovery_code
+    assert "<h1>Your new recovery code</h1>" in page
     assert "It is shown only this once." in page
     assert "Your previous recovery code no longer works." in page
     with pytest.raises(AuthenticationFailed):
@@ -51,6 +53,8 @@ async def test_create_when_missing(
         await conn.execute(delete(t.cm_key_slots).where(t.cm_key_slots.c.kind == "recovery"))
     response = await submit(signed_in, "/account/recovery-code", {"password": PASSWORD})
     assert response.status_code == 200
+    assert "<h1>Your recovery code</h1>" in response.text
+    assert "previous recovery code" not in response.text
     assert await has_recovery_code(engine, alice.user.id)
 
 

@@ -1,6 +1,8 @@
 """The recovery code: whether one exists, and a new one (after the password).
 
-Renewing makes the old code useless; the new one is shown once.
+Users whose keys were made at their first login have none until they create one here
+(the account page asks them to). Renewing makes the old code useless; the new one is
+shown once.
 """
 
 from __future__ import annotations
@@ -33,17 +35,16 @@ async def renew(request: Request) -> Response:
         return to_sign_in()
     ip = client_ip(request)
     form = await read_form(request)
+    had_code = await has_recovery_code(context.engine, user.id)
     try:
         password = Password.from_str(text(form, "password"))
         unlocked = await unlock(context, user.email, password, ip, "recovery code renewal")
     except (BadInput, AuthenticationFailed):
-        values = {
-            "has_code": await has_recovery_code(context.engine, user.id),
-            "error": "error.password",
-        }
+        values = {"has_code": had_code, "error": "error.password"}
         return context.pages.render(request, "recovery_code.html", values, status=400)
     code = await renew_recovery_code(context.engine, unlocked, context.config.crypto, client_ip=ip)
     del unlocked
+    reason = "renewed" if had_code else "created"
     return context.pages.render(
-        request, "code.html", {"code": code, "reason": "renewed", "next": "/account"}
+        request, "code.html", {"code": code, "reason": reason, "next": "/account"}
     )
