@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,7 +31,7 @@ from cryptmail.imap._requests import (
     Unsubscribe,
 )
 from cryptmail.imap._response import Atom, ImapValue, append_astring, tagged, untagged
-from cryptmail.imap._selected import SYSTEM_FLAGS, SelectedMailbox, flag_atoms
+from cryptmail.imap._selected import SelectedMailbox
 from cryptmail.imap._sequence import format_number_runs
 from cryptmail.imap._session import AUTH, SELECTED, CommandFailed, Session, route
 from cryptmail.imap._utf7 import encode_mailbox_name
@@ -53,8 +52,6 @@ from cryptmail.store import (
 )
 from cryptmail.store import subscribe as store_subscribe
 from cryptmail.store import unsubscribe as store_unsubscribe
-
-_PERMANENT: Final = "[PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)]"
 
 
 def _wire_name(name: str) -> bytes:
@@ -80,13 +77,7 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
         raise CommandFailed("QRESYNC is not enabled.", status="BAD")
     selected.condstore = "CONDSTORE" in session.enabled
     selected.qresync = "QRESYNC" in session.enabled
-    flags = flag_atoms(set(SYSTEM_FLAGS) | selected.keywords())
-    await session.send(untagged(Atom("FLAGS"), flags))
-    permanent = "" if read_only else _PERMANENT
-    if permanent:
-        await session.send(b"* OK " + permanent.encode() + b" Flags permitted.\r\n")
-    else:
-        await session.send(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n")
+    await session.send(selected.flags_responses())
     await session.send(untagged(selected.exists, Atom("EXISTS")))
     await session.send(untagged(len(selected.recent), Atom("RECENT")))
     first_unseen = next(

@@ -133,6 +133,8 @@ async def store(session: Session, command: Store) -> bytes:
             selected.update_flags(uid, changes[selected.rows[uid].id], modseq)
         selected.note_own_modseq(modseq)
         session.context.bus.publish(selected.account.user.id, selected.mailbox_id)
+        # A keyword new to the mailbox is announced before the FETCHes that carry it.
+        await selected.announce_keywords(session)
     report = set(changed_uids) if command.silent else {uid for _s, uid in targets}
     if command.silent and selected.condstore:
         report = set(changed_uids)

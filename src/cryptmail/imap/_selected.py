@@ -5,11 +5,19 @@ A refresh reads the mailbox row (one query); only when its highest modseq moved 
 it load the rows changed since (``load_messages(since_modseq=...)``) and the UIDs
 expunged since (``vanished_since``). So NOOP, IDLE and a single FETCH cost the same in
 a mailbox of ten messages as in one of a million. Changes are queued and written as
-untagged EXPUNGE / EXISTS / RECENT / FETCH responses where RFC 3501 allows them.
+untagged FLAGS / EXPUNGE / EXISTS / RECENT / FETCH responses where RFC 3501 allows them.
+
+Keywords: FLAGS and PERMANENTFLAGS name the system flags plus every keyword this session
+has seen in the mailbox (RFC 3501 7.1, 7.2.6). A keyword that first appears (our STORE,
+an APPEND or COPY here, another session's change) is announced with a new ``* FLAGS``
+and ``* OK [PERMANENTFLAGS ...]`` before the FETCH or EXISTS that shows it, as Dovecot
+does; the set only grows while the mailbox stays selected.
 
 \\Recent: a message nobody has indexed yet, or one whose stored flags carry \\Recent,
 is recent to the first session that selects it read-write; that session indexes it
-(one EC unwrap, ever) without \\Recent, or removes the stored \\Recent.
+(one EC unwrap, ever) without \\Recent, or removes the stored \\Recent. ``* n RECENT``
+goes out whenever the count the client knows changes: after new mail, and after an
+expunge that took recent messages (as Dovecot does).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
 from cryptmail.errors import CryptmailError
-from cryptmail.imap._response import Atom, ImapValue, untagged
+from cryptmail.imap._response import Atom, ImapValue, response_code, untagged
 from cryptmail.imap._sequence import SequenceSet, format_number_runs
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
@@ -75,7 +83,10 @@ class SelectedMailbox:
         self.facts: OrderedDict[MessageId, Facts] = OrderedDict()
         self.condstore = False
         self.qresync = False
+        self.keywords: set[str] = set()  # keywords in FLAGS; grows, never shrinks
         self._announced = 0  # EXISTS count the client knows
+        self._announced_recent = 0  # RECENT count the client knows
+        self._new_keywords = False  # keywords gained since the last FLAGS response
         self._expunged: set[int] = set()  # UIDs gone from the store, not yet reported
         self._flag_changes: set[int] = set()
 
@@ -95,6 +106,10 @@ class SelectedMailbox:
         self.uids.sort()
         await self._claim_recent(rows)
         self._announced = len(self.uids)
+        self._announced_recent = len(self.recent)
+        for row in rows:
+            self._note_keywords(row.flags)
+        self._new_keywords = False  # SELECT sends the first FLAGS response itself
 
     async def _claim_recent(self, rows: Iterable[MessageRow]) -> None:
         from cryptmail.imap._fetch import load_facts
@@ -163,11 +178,29 @@ class SelectedMailbox:
             flags.add(RECENT_FLAG)
         return flag_atoms(flags)
 
-    def keywords(self) -> set[str]:
-        found: set[str] = set()
-        for row in self.rows.values():
-            found.update(f for f in row.flags if not f.startswith("\\"))
-        return found
+    def _note_keywords(self, flags: Iterable[str]) -> None:
+        new = {f for f in flags if not f.startswith("\\")} - self.keywords
+        if new:
+            self.keywords |= new
+            self._new_keywords = True
+
+    def flags_responses(self) -> bytes:
+        """``* FLAGS`` then ``* OK [PERMANENTFLAGS ...]``: system flags plus keywords.
+
+        A read-only session may change nothing, so its PERMANENTFLAGS list is empty.
+        """
+        names = flag_atoms(set(SYSTEM_FLAGS) | self.keywords)
+        out = untagged(Atom("FLAGS"), names)
+        if self.read_only:
+            return out + b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n"
+        code = response_code("PERMANENTFLAGS", [*names, Atom("\\*")])
+        return out + b"* OK " + code.encode() + b" Flags permitted.\r\n"
+
+    async def announce_keywords(self, session: Session) -> None:
+        """Send FLAGS and PERMANENTFLAGS again if a keyword appeared since the last."""
+        if self._new_keywords:
+            self._new_keywords = False
+            await session.send(self.flags_responses())
 
     # -- local changes -------------------------------------------------------------------
 
@@ -175,12 +208,14 @@ class SelectedMailbox:
         row = self.rows.get(uid)
         if row is not None:
             self.rows[uid] = _with_flags(row, flags, modseq)
+            self._note_keywords(flags)
 
     def add_row(self, row: MessageRow) -> None:
         if row.uid in self.rows:
             return
         self.rows[row.uid] = row
         bisect.insort(self.uids, row.uid)
+        self._note_keywords(row.flags)
 
     def remove_uids(self, uids: Iterable[int]) -> list[int]:
         """Drop UIDs; returns the sequence numbers to report, each valid when sent."""
@@ -224,12 +259,14 @@ class SelectedMailbox:
                 self.rows[row.uid] = _with_flags(row, row.flags - {RECENT_FLAG})
                 if known.flags != row.flags - {RECENT_FLAG}:
                     self._flag_changes.add(row.uid)
+                    self._note_keywords(row.flags)
         if fresh:
             await self._claim_recent(fresh)
 
     async def send_updates(self, session: Session, *, allow_expunge: bool = True) -> None:
         """Refresh, then write the untagged responses the client has not seen."""
         await self.refresh()
+        await self.announce_keywords(session)
         if allow_expunge and self._expunged:
             gone = sorted(self._expunged)
             sequences = self.remove_uids(gone)
@@ -241,13 +278,20 @@ class SelectedMailbox:
         if len(self.uids) != self._announced:
             self._announced = len(self.uids)
             await session.send(untagged(len(self.uids), Atom("EXISTS")))
-            await session.send(untagged(len(self.recent), Atom("RECENT")))
+        await self.announce_recent(session)
         if self._flag_changes:
             for uid in sorted(self._flag_changes):
                 if uid in self._expunged or uid not in self.rows:
                     continue
                 await session.send(self.flags_response(uid))
             self._flag_changes.clear()
+
+    async def announce_recent(self, session: Session) -> None:
+        """``* n RECENT`` if the count changed since the client last heard it: after new
+        mail, and after expunges that took recent messages (Dovecot does the same)."""
+        if len(self.recent) != self._announced_recent:
+            self._announced_recent = len(self.recent)
+            await session.send(untagged(len(self.recent), Atom("RECENT")))
 
     def flags_response(self, uid: int, *, with_uid: bool = True) -> bytes:
         parts: list[ImapValue] = []
