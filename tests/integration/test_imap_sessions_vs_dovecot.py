@@ -371,6 +371,14 @@ def test_sessions_match_dovecot(endpoints: tuple[Endpoint, Endpoint], corpus: li
     same(b"SUBSCRIBE Work")
     same(b'LSUB "" "*"')
     same(b'LIST "" "W*"')
+    # RENAME leaves subscriptions under the old names (Dovecot 2.3 does not move them).
+    same(b"CREATE Work/2026")
+    same(b"SUBSCRIBE Work/2026")
+    same(b"RENAME Work Done")
+    same(b'LSUB "" "Work*"')
+    same(b'LSUB "" "Done*"')
+    same(b'LIST "" "Done*"')
+    same(b'LIST "" "Work*"')
     same(b"NOOP")
     differing = {command.decode() for command, _, _ in diffs.found}
     assert differing == set(KNOWN_DIFFERENCES), diffs.report()
