@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cryptmail.delivery._input import LineTooLong, LmtpInput
+
 log = logging.getLogger(__name__)
 
 _FLUSH = 64 * 1024
@@ -88,10 +90,6 @@ class Handler(Protocol):
         ...
 
 
-class _TooLong(Exception):
-    pass
-
-
 class LmtpConnection:
     """Runs one LMTP dialogue to its end."""
 
@@ -104,7 +102,7 @@ class LmtpConnection:
         hostname: str,
         limits: Limits,
     ) -> None:
-        self._reader = reader
+        self._input = LmtpInput(reader, limits.idle_timeout_s)
         self._writer = writer
         self._handler = handler
         self._hostname = hostname
@@ -122,30 +120,6 @@ class LmtpConnection:
         self._writer.write("".join(line + "\r\n" for line in lines).encode("ascii"))
         await self._writer.drain()
 
-    async def _readline(self, limit: int) -> bytes:
-        """One line with its ending; raises _TooLong (line consumed), EOFError."""
-        async with asyncio.timeout(self._limits.idle_timeout_s):
-            try:
-                line = await self._reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as exc:
-                raise EOFError from exc
-            except asyncio.LimitOverrunError:
-                await self._skip_line()
-                raise _TooLong from None
-        if len(line) > limit:
-            raise _TooLong
-        return line
-
-    async def _skip_line(self) -> None:
-        while True:
-            try:
-                await self._reader.readuntil(b"\n")
-                return
-            except asyncio.LimitOverrunError as exc:
-                await self._reader.readexactly(max(exc.consumed, 1))
-            except asyncio.IncompleteReadError as exc:
-                raise EOFError from exc
-
     # -- dialogue ------------------------------------------------------------
 
     async def run(self) -> None:
@@ -156,8 +130,8 @@ class LmtpConnection:
                     await self._reply("421 4.3.2 Service shutting down, try again later")
                     return
                 try:
-                    raw = await self._readline(self._limits.max_command_line)
-                except _TooLong:
+                    raw = await self._input.readline(self._limits.max_command_line)
+                except LineTooLong:
                     await self._reply("500 5.5.2 Line too long")
                     continue
                 if not await self._command(raw):
@@ -316,46 +290,17 @@ class LmtpConnection:
         too_big = False
         failed = sink is None
         pending = bytearray()
-        at_line_start = True
-        cr = False
-        loop = asyncio.get_running_loop()
-        idle = self._limits.idle_timeout_s
         try:
-            # One deadline for the whole DATA, pushed forward as lines arrive, at most
-            # every idle/16 s: a timer per line cost more CPU than the rest of delivery.
-            # It sleeps while the spool writes, so only reads count as idle.
-            async with asyncio.timeout(idle) as deadline:
-                renewed = loop.time()
-                while True:
-                    now = loop.time()
-                    if deadline.when() is None or now - renewed > idle / 16:
-                        deadline.reschedule(now + idle)
-                        renewed = now
-                    try:
-                        line = await self._reader.readuntil(b"\n")
-                        whole = True
-                    except asyncio.LimitOverrunError as exc:
-                        line = await self._reader.readexactly(max(exc.consumed, 1))
-                        whole = False
-                    except asyncio.IncompleteReadError as exc:
-                        raise EOFError from exc
-                    if at_line_start and whole and line == b".\r\n":
-                        break
-                    if at_line_start and line.startswith(b"."):
-                        line = line[1:]
-                    # A CR can end one piece of an overlong line and its LF start the next.
-                    at_line_start = whole and (line.endswith(b"\r\n") or (line == b"\n" and cr))
-                    cr = line.endswith(b"\r")
-                    size += len(line)
-                    if size > self._limits.max_message_bytes:
-                        too_big = True
-                    if too_big or failed:
-                        continue
-                    pending += line
-                    if len(pending) >= _FLUSH:
-                        deadline.reschedule(None)  # a slow disk is not an idle client
-                        failed = not await self._write(sink, bytes(pending))
-                        pending.clear()
+            async for piece in self._input.data():
+                size += len(piece)
+                if size > self._limits.max_message_bytes:
+                    too_big = True
+                if too_big or failed:
+                    continue  # read on to the final dot, so the dialogue stays in step
+                pending += piece
+                if len(pending) >= _FLUSH:
+                    failed = not await self._write(sink, bytes(pending))
+                    pending.clear()
             if pending and not (too_big or failed):
                 failed = not await self._write(sink, bytes(pending))
             if not (too_big or failed) and sink is not None:

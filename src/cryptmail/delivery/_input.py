@@ -1,0 +1,114 @@
+"""Buffered reading of one LMTP connection: command lines, and DATA up to CRLF.CRLF.
+
+DATA is read in socket-sized chunks and dot-unstuffed with `bytes.find`, not line by
+line: a 200 KB message has thousands of lines, and a Python step per line cost more than
+sealing and storing the whole message. Bytes after the final dot (a pipelined next
+command) stay in the buffer for `readline`.
+
+A line starts at the start of DATA and after each CRLF; a bare LF starts none. So only
+CRLF.CRLF ends DATA, and only a dot right after CRLF is unstuffed (no SMTP smuggling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+_CHUNK = 64 * 1024
+_LINE_START_DOT = b"\r\n."
+
+
+class Readable(Protocol):
+    """What LmtpInput needs of its socket: asyncio.StreamReader is one."""
+
+    async def read(self, n: int) -> bytes: ...
+
+
+class LineTooLong(Exception):
+    """A command line over the limit; the whole line has been consumed."""
+
+
+class LmtpInput:
+    def __init__(self, reader: Readable, idle_timeout_s: float) -> None:
+        self._reader = reader
+        self._idle = idle_timeout_s
+        self._buffer = bytearray()
+
+    async def _fill(self) -> None:
+        """Append the next bytes from the socket; EOFError at its end, TimeoutError if idle."""
+        async with asyncio.timeout(self._idle):
+            data = await self._reader.read(_CHUNK)
+        if not data:
+            raise EOFError
+        self._buffer += data
+
+    async def readline(self, limit: int) -> bytes:
+        """One line with its ending. LineTooLong (line consumed) past `limit` bytes."""
+        buffer = self._buffer
+        searched = 0
+        while True:
+            end = buffer.find(b"\n", searched)
+            if end >= 0:
+                line = bytes(buffer[: end + 1])
+                del buffer[: end + 1]
+                if len(line) > limit:
+                    raise LineTooLong
+                return line
+            if len(buffer) > limit:
+                buffer.clear()
+                await self._skip_line()
+                raise LineTooLong
+            searched = len(buffer)
+            await self._fill()
+
+    async def _skip_line(self) -> None:
+        while True:
+            await self._fill()
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                del self._buffer[: end + 1]
+                return
+            self._buffer.clear()
+
+    async def data(self) -> AsyncIterator[bytes]:
+        """The DATA content, dot-unstuffed, in pieces; the final CRLF.CRLF is consumed.
+
+        The content ends with the CRLF before the final dot. EOFError if the
+        connection ends first, TimeoutError if the client stays idle.
+        """
+        buffer = self._buffer
+        # DATA begins at a line start: treat it as if a CRLF came before.
+        while len(buffer) < 3:
+            await self._fill()
+        if buffer.startswith(b".\r\n"):
+            del buffer[:3]
+            return
+        if buffer.startswith(b"."):
+            del buffer[:1]
+        while True:
+            at = buffer.find(_LINE_START_DOT)
+            if at < 0:
+                # Keep a trailing CR or CRLF: it may begin a CRLF-dot in the next chunk.
+                keep = 2 if buffer.endswith(b"\r\n") else 1 if buffer.endswith(b"\r") else 0
+                if len(buffer) > keep:
+                    piece = bytes(buffer[: len(buffer) - keep])
+                    del buffer[: len(buffer) - keep]
+                    yield piece
+                await self._fill()
+                continue
+            if len(buffer) < at + 5:
+                # Not yet known whether this dot ends DATA: emit what precedes it.
+                if at:
+                    piece = bytes(buffer[:at])
+                    del buffer[:at]
+                    yield piece
+                await self._fill()
+                continue
+            piece = bytes(buffer[: at + 2])
+            if buffer[at + 3 : at + 5] == b"\r\n":
+                del buffer[: at + 5]
+                yield piece
+                return
+            del buffer[: at + 3]  # the content up to the CRLF, and the stuffed dot
+            yield piece
