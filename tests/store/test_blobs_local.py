@@ -125,6 +125,24 @@ async def test_missing_blob_raises_blob_missing(blobs: LocalBlobStore) -> None:
         [piece async for piece in blobs.stream(blob_id)]
 
 
+def test_a_new_store_makes_every_fan_out_directory_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptmail.store.blobs import _local
+
+    synced: list[Path] = []
+    monkeypatch.setattr(_local, "_fsync_dir", lambda path: synced.append(Path(path)))
+    store = LocalBlobStore(tmp_path / "blobs")
+    assert sorted(p.name for p in store.root.iterdir() if p.name != "tmp") == [
+        f"{n:02x}" for n in range(256)
+    ]
+    assert all((store.root / f"{n:02x}").stat().st_mode & 0o777 == 0o700 for n in range(256))
+    assert synced == [store.root]
+    synced.clear()
+    LocalBlobStore(tmp_path / "blobs")  # a second start has nothing to make
+    assert synced == []
+
+
 async def test_a_new_fan_out_directory_is_synced_in_its_parent(
     blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,6 +157,7 @@ async def test_a_new_fan_out_directory_is_synced_in_its_parent(
 
     monkeypatch.setattr(_local, "_fsync_dir", record)
     first = new_blob_id()
+    blobs.path_of(first).parent.rmdir()  # as if lost, or from before they were made up front
     writer = await blobs.create(first)
     await writer.write(b"one")
     await writer.commit()

@@ -85,6 +85,19 @@ class LocalBlobStore:
         self.root = root
         root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
         (root / "tmp").mkdir(mode=_DIR_MODE, exist_ok=True)
+        self._make_fan_out()
+
+    def _make_fan_out(self) -> None:
+        # All 256 fan-out directories up front: otherwise the first few thousand
+        # deliveries each pay for a mkdir and an fsync of the root on their way.
+        made = False
+        for byte in range(256):
+            directory = self.root / f"{byte:02x}"
+            if not directory.is_dir():
+                directory.mkdir(mode=_DIR_MODE, exist_ok=True)
+                made = True
+        if made:
+            _fsync_dir(self.root)
 
     def path_of(self, blob_id: BlobId) -> Path:
         hexid = blob_id.hex()
