@@ -26,17 +26,36 @@ async def test_write_goes_to_temp_then_renames(blobs: LocalBlobStore) -> None:
     blob_id = new_blob_id()
     writer = await blobs.create(blob_id)
     await writer.write(b"hello ")
-    await writer.write(b"world")
+    # A small blob stays in memory until commit: no file at all yet.
+    assert _temp_files(blobs) == []
+    big = b"w" * 300_000
+    await writer.write(big)
     # Nothing under the id before commit; the bytes sit in a temp file.
     assert not blobs.path_of(blob_id).exists()
     assert len(_temp_files(blobs)) == 1
     with pytest.raises(BlobMissing):
         await blobs.read(blob_id)
-    assert await writer.commit() == 11
+    assert await writer.commit() == 6 + len(big)
     assert _temp_files(blobs) == []
-    assert await blobs.read(blob_id) == b"hello world"
-    assert await blobs.read(blob_id, 6, 3) == b"wor"
-    assert await blobs.size(blob_id) == 11
+    assert await blobs.read(blob_id) == b"hello " + big
+    assert await blobs.read(blob_id, 6, 3) == b"www"
+    assert await blobs.size(blob_id) == 6 + len(big)
+
+
+async def test_a_small_blob_is_written_at_commit_and_an_abort_leaves_nothing(
+    blobs: LocalBlobStore,
+) -> None:
+    kept, dropped = new_blob_id(), new_blob_id()
+    writer = await blobs.create(kept)
+    await writer.write(b"small")
+    assert await writer.commit() == 5
+    assert await blobs.read(kept) == b"small"
+    writer = await blobs.create(dropped)
+    await writer.write(b"never kept")
+    await writer.abort()
+    assert _temp_files(blobs) == []
+    with pytest.raises(BlobMissing):
+        await blobs.read(dropped)
 
 
 async def test_large_write_streams_back(blobs: LocalBlobStore) -> None:
@@ -183,10 +202,10 @@ async def test_blobs_and_spools_are_owner_only_whatever_the_umask(tmp_path: Path
     try:
         blobs = LocalBlobStore(tmp_path / "data" / "blobs")
         writer = await blobs.create(new_blob_id())
-        await writer.write(b"body")  # the temp file, before commit
+        await writer.write(b"body" * 100_000)  # the temp file, before commit
         temp_modes = _modes(blobs.root / "tmp")
         await writer.commit()
-        spool = Spool(tmp_path / "data" / "spool")
+        spool = Spool(tmp_path / "data" / "spool", memory_limit=0)
         await spool.write(b"in transit")
         await spool.close()
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.errors import BlobMissing, StoreUnavailable
@@ -31,27 +32,42 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalBlobWriter:
+    """Buffers in memory and opens its temp file only when the buffer fills or at commit.
+
+    So a small blob costs one worker-thread call (open, write, fsync, rename, fsync the
+    directory), not one more to create the file first.
+    """
+
     def __init__(self, store: LocalBlobStore, blob_id: BlobId) -> None:
         self._store = store
         self._blob_id = blob_id
         self._temp = store.root / "tmp" / f"{blob_id.hex()}.{os.getpid()}"
-        fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
-        self._file = os.fdopen(fd, "wb")
+        self._file: BinaryIO | None = None
         self._pending = bytearray()
         self._size = 0
+
+    def _open(self) -> BinaryIO:
+        if self._file is None:
+            fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+            self._file = os.fdopen(fd, "wb")
+        return self._file
+
+    def _append(self, pending: bytes) -> None:
+        self._open().write(pending)
 
     async def write(self, data: bytes) -> None:
         self._pending += data
         self._size += len(data)
         if len(self._pending) >= _BUFFER:
             pending, self._pending = bytes(self._pending), bytearray()
-            await run_blocking(self._file.write, pending)
+            await run_blocking(self._append, pending)
 
     def _finish(self, pending: bytes) -> None:
-        self._file.write(pending)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        file = self._open()
+        file.write(pending)
+        file.flush()
+        os.fsync(file.fileno())
+        file.close()
         final = self._store.path_of(self._blob_id)
         if not final.parent.is_dir():
             final.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
@@ -70,8 +86,12 @@ class LocalBlobWriter:
         return self._size
 
     async def abort(self) -> None:
+        self._pending = bytearray()
+        if self._file is None:
+            return
+
         def _drop() -> None:
-            if not self._file.closed:
+            if self._file is not None and not self._file.closed:
                 self._file.close()
             self._temp.unlink(missing_ok=True)
 
@@ -104,7 +124,7 @@ class LocalBlobStore:
         return self.root / hexid[:2] / hexid
 
     async def create(self, blob_id: BlobId) -> LocalBlobWriter:
-        return await run_blocking(LocalBlobWriter, self, blob_id)
+        return LocalBlobWriter(self, blob_id)
 
     def _read(self, blob_id: BlobId, offset: int, length: int) -> bytes:
         try:
