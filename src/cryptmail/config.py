@@ -48,6 +48,8 @@ class CryptoConfig:
     """Curve of new key pairs: x25519 (fastest), prime256v1, secp384r1 or secp521r1."""
     argon2: Argon2Config = field(default_factory=Argon2Config)
     """Argon2id parameters for password, recovery and app-password slots."""
+    rehash_weak_hashes: bool = True
+    """Replace a weaker virtual_users.password (e.g. bcrypt cost 5) with {ARGON2ID} at login."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from dataclasses import replace
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,6 +54,18 @@ async def test_weak_hash_is_rehashed_to_argon2id_at_login(
     assert password_slot.hash_fingerprint == hash_fingerprint(user.password_hash)
     # And the next login takes the fast way (one slot unlock, no rehash).
     await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
+
+
+async def test_rehash_can_be_switched_off(engine: AsyncEngine, crypto: CryptoConfig) -> None:
+    await _ispmail_row(engine, "BLF-CRYPT")
+    async with engine.connect() as conn:
+        guide_row = (await get_user(conn, ALICE)).password_hash
+    assert guide_row.startswith("{BLF-CRYPT}")
+    keep = replace(crypto, rehash_weak_hashes=False)
+    for _ in range(2):  # the first login makes keys, the second takes the usual way
+        await unlock_account(engine, ALICE, pw(PASSWORD), keep)
+        async with engine.connect() as conn:
+            assert (await get_user(conn, ALICE)).password_hash == guide_row
 
 
 async def test_weak_hash_set_outside_is_rehashed_and_adopted(

@@ -8,6 +8,7 @@ and a refused outside hash), so timing does not tell which addresses exist or ha
 A successful password login rehashes a weak or outdated virtual_users.password (any
 scheme or cost other than the `{ARGON2ID}` slots are locked at) in the transaction that
 records its fingerprint on the password slot; the column stays a Dovecot `{SCHEME}` hash.
+`crypto.rehash_weak_hashes = false` leaves the column as it is.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ async def unlock_account(
         await _failed(engine, user, client_ip, "wrong password")
     assert account_key is not None  # noqa: S101 - _failed raises
     new_hash = None
-    if _weak_hash(user.password_hash, crypto):
+    if crypto.rehash_weak_hashes and _weak_hash(user.password_hash, crypto):
         new_hash = await hash_for_slot(credential, crypto.argon2)
     if stale or new_hash is not None:
         password_slot, user = await _adopt_hash(engine, password_slot, user, new_hash)
