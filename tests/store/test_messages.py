@@ -165,3 +165,41 @@ async def test_cache_fill_never_clobbers_flags_stored_meanwhile(rig: StoreRig) -
     assert row.indexed
     async with rig.engine.connect() as conn:
         assert await store.load_cache(conn, account, row.id) == cache
+
+
+async def _usage_matches_the_messages(rig: StoreRig, user_id: int) -> int:
+    """Each mailbox's used_bytes equals its messages' sizes; returns the user's total."""
+    mb, msg = t.cm_mailboxes, t.cm_messages
+    async with rig.engine.connect() as conn:
+        boxes = (
+            await conn.execute(select(mb.c.id, mb.c.used_bytes).where(mb.c.user_id == user_id))
+        ).all()
+        for box in boxes:
+            sizes = await conn.execute(select(msg.c.size_rounded).where(msg.c.mailbox_id == box.id))
+            assert box.used_bytes == sum(r.size_rounded for r in sizes), box.id
+        return await store.used_bytes(conn, user_id)
+
+
+async def test_usage_counters_follow_every_change(rig: StoreRig) -> None:
+    account, rows = await _setup(rig, 4)
+    user_id = account.user.id
+    one = rows[0].size_rounded
+    assert await _usage_matches_the_messages(rig, user_id) == 4 * one
+    async with rig.engine.begin() as conn:
+        archive = await store.get_mailbox(conn, account, "Archive")
+        await store.copy_messages(conn, account, rows[:2], archive.id)
+        work = await store.create_mailbox(conn, account, "Work")
+        await store.copy_messages(conn, account, rows[2:], work.id)
+    assert await _usage_matches_the_messages(rig, user_id) == 8 * one
+    async with rig.engine.begin() as conn:
+        await store.expunge(conn, rows[0].mailbox_id, rows[:1])
+    async with rig.engine.begin() as conn:
+        await store.expunge(conn, rows[0].mailbox_id, rows[1:2])
+    assert await _usage_matches_the_messages(rig, user_id) == 6 * one
+    async with rig.engine.begin() as conn:
+        await store.rename_inbox(conn, account, "Old INBOX")
+        await store.delete_mailbox(conn, account, "Work")
+    assert await _usage_matches_the_messages(rig, user_id) == 4 * one
+    user = account.user
+    await store.deliver_message(rig.engine, rig.blobs, user, _source(b"Subject: x\r\n\r\n"))
+    assert await _usage_matches_the_messages(rig, user_id) > 4 * one

@@ -141,6 +141,9 @@ cm_mailboxes = Table(
     Column("uidnext", BigInteger, nullable=False),
     Column("highest_modseq", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=False), nullable=False),
+    # SUM(size_rounded) of the mailbox's messages, kept in step by every insert and
+    # expunge, so a quota check reads a few mailbox rows instead of every message.
+    Column("used_bytes", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("user_id", "role", name="uq_cm_mailboxes_user_role"),
     UniqueConstraint("user_id", "name_lookup", name="uq_cm_mailboxes_user_name"),
 )

@@ -155,11 +155,8 @@ async def write_blob(
 
 
 def _used_bytes(conn: Connection, user_id: int) -> int:
-    query = (
-        select(func.coalesce(func.sum(t.cm_messages.c.size_rounded), 0))
-        .select_from(t.cm_messages.join(t.cm_mailboxes))
-        .where(t.cm_mailboxes.c.user_id == user_id)
-    )
+    mb = t.cm_mailboxes
+    query = select(func.coalesce(func.sum(mb.c.used_bytes), 0)).where(mb.c.user_id == user_id)
     return int(conn.execute(query).scalar_one())
 
 
@@ -195,11 +192,16 @@ def _insert_row(
     `uid` keeps a given UID (import keeps Dovecot's), which must be >= UIDNEXT.
     """
     mb = t.cm_mailboxes
+    size = round_size(blob.size)
     if uid is None:
         bump = (
             update(mb)
             .where(mb.c.id == mailbox_id)
-            .values(uidnext=mb.c.uidnext + 1, highest_modseq=mb.c.highest_modseq + 1)
+            .values(
+                uidnext=mb.c.uidnext + 1,
+                highest_modseq=mb.c.highest_modseq + 1,
+                used_bytes=mb.c.used_bytes + size,
+            )
         )
         if conn.dialect.update_returning:  # SQLite, PostgreSQL: one round trip
             row = conn.execute(bump.returning(mb.c.uidnext, mb.c.highest_modseq)).one()
@@ -218,6 +220,7 @@ def _insert_row(
                 if conn.dialect.name == "sqlite"
                 else func.greatest(mb.c.uidnext, uid + 1),
                 highest_modseq=mb.c.highest_modseq + 1,
+                used_bytes=mb.c.used_bytes + size,
             )
         )
         row = conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id)).one()
@@ -229,7 +232,7 @@ def _insert_row(
             modseq=modseq,
             blob_id=blob.blob_id,
             sealed=blob.sealed,
-            size_rounded=round_size(blob.size),
+            size_rounded=size,
             internal_date=internal_date,
             delivery_tag=tag,
         )

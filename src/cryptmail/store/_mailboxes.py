@@ -268,7 +268,13 @@ async def rename_inbox(conn: AsyncConnection, account: UnlockedAccount, new: str
         t.cm_expunged.insert(),
         [{"mailbox_id": inbox, "uid": r.uid, "modseq": inbox_modseq} for r in rows],
     )
-    await conn.execute(update(mb).where(mb.c.id == target.id).values(uidnext=len(rows) + 1))
+    # Every INBOX message moved, and with them all of INBOX's usage.
+    # (Read first: MariaDB refuses a subquery on the table an UPDATE changes.)
+    moved = (await conn.execute(select(mb.c.used_bytes).where(mb.c.id == inbox))).scalar_one()
+    await conn.execute(
+        update(mb).where(mb.c.id == target.id).values(uidnext=len(rows) + 1, used_bytes=moved)
+    )
+    await conn.execute(update(mb).where(mb.c.id == inbox).values(used_bytes=0))
     return await mailbox_by_id(conn, account, target.id)
 
 

@@ -210,6 +210,17 @@ async def expunge(
         return 0, []
     modseq = await _bump_modseq(conn, mailbox_id)
     ids = [r.id for r in rows]
+    msg, mb = t.cm_messages, t.cm_mailboxes
+    # What the rows still present weigh (another session may have expunged some), read
+    # under the mailbox row lock _bump_modseq took.
+    freed = (
+        select(func.coalesce(func.sum(msg.c.size_rounded), 0))
+        .where(msg.c.id.in_(ids), msg.c.mailbox_id == mailbox_id)
+        .scalar_subquery()
+    )
+    await conn.execute(
+        update(mb).where(mb.c.id == mailbox_id).values(used_bytes=mb.c.used_bytes - freed)
+    )
     await conn.execute(delete(t.cm_messages).where(t.cm_messages.c.id.in_(ids)))
     await conn.execute(
         t.cm_expunged.insert(),
