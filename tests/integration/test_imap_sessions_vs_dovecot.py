@@ -295,8 +295,6 @@ KNOWN_DIFFERENCES = {
     "Dovecot sends a bare [BADCHARSET]; both are RFC 3501",
     "STORE 1 +FLAGS (\\Flagged)": "on an EXAMINEd mailbox we answer NO [READ-ONLY], "
     "Dovecot answers OK and changes nothing",
-    "STORE 1:3 +FLAGS (\\Flagged)": "we send an untagged FETCH for a message whose flags "
-    "did not change; Dovecot does not",
     'LSUB "" "*"': "we subscribe INBOX by default and give LSUB no special-use "
     "attributes; Dovecot's LSUB carries them",
 }

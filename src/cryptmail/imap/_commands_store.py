@@ -135,9 +135,9 @@ async def store(session: Session, command: Store) -> bytes:
         session.context.bus.publish(selected.account.user.id, selected.mailbox_id)
         # A keyword new to the mailbox is announced before the FETCHes that carry it.
         await selected.announce_keywords(session)
-    report = set(changed_uids) if command.silent else {uid for _s, uid in targets}
-    if command.silent and selected.condstore:
-        report = set(changed_uids)
+    # Only messages whose flags changed get a FETCH, as Dovecot does; .SILENT sends
+    # them only under CONDSTORE, which needs their new MODSEQ (RFC 7162 3.1.3).
+    report = set(changed_uids)
     if not command.silent or selected.condstore:
         for _seq, uid in targets:
             if uid in report and uid not in modified:
