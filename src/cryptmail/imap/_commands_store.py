@@ -19,6 +19,7 @@ from cryptmail.store import (
     BlobId,
     MessageId,
     MessageRow,
+    check_quota,
     copy_messages,
     expunge,
     get_mailbox,
@@ -165,6 +166,8 @@ async def _copy(session: Session, command: Copy | Move, *, move: bool) -> bytes:
         verb = "Move" if move else "Copy"
         return tagged(command.tag, "OK", f"No messages found; {verb.lower()} completed.")
     async with session.context.engine.begin() as conn:
+        if not move:  # a MOVE adds nothing to the mailbox's total
+            await check_quota(conn, account.user, sum(row.size_rounded for row in rows))
         pairs = await copy_messages(conn, account, rows, target.id)
         blob_ids: list[BlobId] = []
         if move:
