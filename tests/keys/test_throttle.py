@@ -14,6 +14,18 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return now
 
 
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays the throttle asked for, without waiting them out."""
+    delays: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    monkeypatch.setattr("cryptmail.keys._throttle.asyncio.sleep", sleep)
+    return delays
+
+
 def test_delays_double_up_to_the_cap(clock: list[float]) -> None:
     throttle = LoginThrottle(base_delay_s=0.5, max_delay_s=3.0)
     assert throttle.delay_for("alice@example.org", "192.0.2.1") == 0.0
@@ -44,14 +56,8 @@ def test_success_clears_the_address_not_the_client(clock: list[float]) -> None:
 
 
 async def test_successes_from_one_client_do_not_add_up(
-    clock: list[float], monkeypatch: pytest.MonkeyPatch
+    clock: list[float], slept: list[float]
 ) -> None:
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    monkeypatch.setattr("cryptmail.keys._throttle.asyncio.sleep", sleep)
     throttle = LoginThrottle()
     for _ in range(30):
         await throttle.wait("alice@example.org", "192.0.2.1")
@@ -77,15 +83,7 @@ def test_a_flood_does_not_grow_without_bound(clock: list[float]) -> None:
     assert len(throttle._by_client) <= 10
 
 
-async def test_wait_sleeps_for_the_delay(
-    clock: list[float], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    monkeypatch.setattr("cryptmail.keys._throttle.asyncio.sleep", sleep)
+async def test_wait_sleeps_for_the_delay(clock: list[float], slept: list[float]) -> None:
     throttle = LoginThrottle()
     await throttle.wait("alice@example.org", "192.0.2.1")
     throttle.failed("alice@example.org", "192.0.2.1")
