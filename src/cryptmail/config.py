@@ -73,11 +73,13 @@ class BlobsConfig:
     s3_endpoint: str = ""
     """S3 endpoint URL (MinIO, Garage, Ceph RGW, AWS)."""
     s3_bucket: str = ""
-    """S3 bucket name."""
+    """S3 bucket name; it must exist already."""
+    s3_region: str = "us-east-1"
+    """Region the requests are signed for (AWS needs the bucket's own; others accept any)."""
     s3_access_key_file: str = ""
-    """File holding the S3 access key id."""
+    """File holding the S3 access key id (required for `s3`)."""
     s3_secret_key_file: str = ""
-    """File holding the S3 secret key."""
+    """File holding the S3 secret key (required for `s3`); keep it mode 600."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,13 @@ def _check(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: crypto.argon2 parameters exceed their own max_* ceilings")
     if a.parallelism < 1 or a.max_concurrent < 1:
         raise ConfigError(f"{source}: crypto.argon2.parallelism and max_concurrent must be >= 1")
-    if config.blobs.backend == "s3" and not (config.blobs.s3_endpoint and config.blobs.s3_bucket):
-        raise ConfigError(f"{source}: blobs.backend = 's3' needs blobs.s3_endpoint and s3_bucket")
+    b = config.blobs
+    if b.backend == "s3" and not (
+        b.s3_endpoint and b.s3_bucket and b.s3_access_key_file and b.s3_secret_key_file
+    ):
+        raise ConfigError(
+            f"{source}: blobs.backend = 's3' needs blobs.s3_endpoint, s3_bucket, "
+            "s3_access_key_file and s3_secret_key_file"
+        )
     if bool(config.imap.tls_cert) != bool(config.imap.tls_key):
         raise ConfigError(f"{source}: imap.tls_cert and imap.tls_key go together")

@@ -1,7 +1,8 @@
 """Fixtures that start real servers on 127.0.0.1 for the integration tests.
 
 Session-wide: ``mariadb``, ``postgres`` (each a running server; ask it for a
-fresh database with ``create_database()``), ``chromium_launch_kwargs``.
+fresh database with ``create_database()``), ``seaweedfs`` (an S3 gateway; make a
+bucket per test), ``chromium_launch_kwargs``.
 Per test: ``mariadb_database`` and ``postgres_database`` (a fresh database and
 owner each), ``postfix_factory`` (build a Postfix for this test's domains and
 LMTP server; all are stopped when the test ends).
@@ -18,7 +19,15 @@ from typing import Protocol, TypeVar
 
 import pytest
 
-from .servers import BinaryMissing, Database, MariaDB, Postfix, Postgres, launch_kwargs
+from .servers import (
+    BinaryMissing,
+    Database,
+    MariaDB,
+    Postfix,
+    Postgres,
+    SeaweedFS,
+    launch_kwargs,
+)
 from .servers._fixtures import Runner, start_or_skip, started_instances, unavailable
 from .servers._process import log_tail
 
@@ -77,6 +86,12 @@ def postgres() -> Iterator[Postgres]:
 def postgres_database(postgres: Postgres) -> Database:
     """A fresh PostgreSQL database, owned by a fresh role with a password."""
     return postgres.create_database()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[SeaweedFS]:
+    """A SeaweedFS S3 gateway for the whole session; make a bucket per test."""
+    yield from _running(SeaweedFS(), "SeaweedFS")
 
 
 class PostfixFactory(Protocol):

@@ -13,6 +13,7 @@ from .chromium import CHROMIUM_ARGS, launch_kwargs, persistent_context_kwargs
 from .mariadb import MariaDB
 from .postfix import Postfix, QueuedMessage
 from .postgres import Postgres
+from .seaweedfs import S3Credentials, SeaweedFS
 
 __all__ = [
     "CHROMIUM_ARGS",
@@ -23,6 +24,8 @@ __all__ = [
     "Postfix",
     "Postgres",
     "QueuedMessage",
+    "S3Credentials",
+    "SeaweedFS",
     "ServerStartError",
     "free_port",
     "launch_kwargs",

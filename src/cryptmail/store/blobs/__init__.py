@@ -2,5 +2,7 @@
 
 from cryptmail.store.blobs._base import BlobStore, BlobWriter
 from cryptmail.store.blobs._local import LocalBlobStore
+from cryptmail.store.blobs._open import open_blob_store
+from cryptmail.store.blobs._s3 import S3BlobStore
 
-__all__ = ["BlobStore", "BlobWriter", "LocalBlobStore"]
+__all__ = ["BlobStore", "BlobWriter", "LocalBlobStore", "S3BlobStore", "open_blob_store"]
