@@ -26,7 +26,7 @@ from cryptmail.cli._runtime import say
 from cryptmail.imap import encode_mailbox_name
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import DELIMITER, Mailbox, MessageRow, open_blob, stream_plaintext
-from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.store.blobs import BlobStore
 
 _FLAG_LETTERS = {
     "\\Draft": "D",
@@ -84,7 +84,7 @@ def mbox_quote(line: bytes) -> bytes:
 
 
 async def _copy(
-    target: BinaryIO, account: UnlockedAccount, blobs: LocalBlobStore, row: MessageRow, mbox: bool
+    target: BinaryIO, account: UnlockedAccount, blobs: BlobStore, row: MessageRow, mbox: bool
 ) -> int:
     opened = await open_blob(blobs, account, row.blob_id, expect_sealed=row.sealed)
     size = 0
@@ -106,7 +106,7 @@ class Exporter:
     """Writes folders one by one under `out`, counting into one progress display."""
 
     def __init__(
-        self, out: Path, account: UnlockedAccount, blobs: LocalBlobStore, display: ProgressDisplay
+        self, out: Path, account: UnlockedAccount, blobs: BlobStore, display: ProgressDisplay
     ) -> None:
         self.out = out
         self.account = account

@@ -31,7 +31,7 @@ from cryptmail.errors import AuthenticationFailed, ConfigError, DovecotWrongPass
 from cryptmail.keys import unlock_account
 from cryptmail.secret import Password
 from cryptmail.store import ImportProgress, import_maildir, used_bytes
-from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.store.blobs import open_blob_store
 from cryptmail.users import get_user, normalize_address
 
 _MAILDIR_DESCRIPTION = """\
@@ -197,7 +197,7 @@ def _maildir(args: argparse.Namespace) -> int:
             account, _slot = await unlock_account(engine, email, password, config.crypto)
         except AuthenticationFailed as exc:
             raise wrong_credential("the password", email) from exc
-        blobs = LocalBlobStore(config.blob_path)
+        blobs = open_blob_store(config)
         display: ProgressDisplay | None = None
         result = ImportProgress()
         try:

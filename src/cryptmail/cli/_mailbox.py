@@ -34,7 +34,7 @@ from cryptmail.store import (
     load_messages,
     mailbox_counts,
 )
-from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.store.blobs import BlobStore, open_blob_store
 from cryptmail.users import get_user, list_users, normalize_address
 
 
@@ -105,7 +105,7 @@ def _encrypt(args: argparse.Namespace) -> int:
     )
 
     async def work(config: Config, engine: AsyncEngine) -> int:
-        blobs = LocalBlobStore(config.blob_path)
+        blobs = open_blob_store(config)
         async with engine.connect() as conn:
             if args.all:
                 users = [u for u in await list_users(conn) if u.crypt == 2]
@@ -141,7 +141,7 @@ def _encrypt(args: argparse.Namespace) -> int:
 
 
 async def encrypt_with_progress(
-    engine: AsyncEngine, blobs: LocalBlobStore, user_id: int, email: str
+    engine: AsyncEngine, blobs: BlobStore, user_id: int, email: str
 ) -> None:
     display = ProgressDisplay(f"encrypt {email}", 0, 0)
     done = 0
@@ -166,7 +166,7 @@ def _export(args: argparse.Namespace) -> int:
 
     async def work(config: Config, engine: AsyncEngine) -> int:
         account = await _unlock(config, engine, args)
-        blobs = LocalBlobStore(config.blob_path)
+        blobs = open_blob_store(config)
         out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a CLI run
         async with engine.connect() as conn:
             boxes = await list_mailboxes(conn, account.user.id, account)

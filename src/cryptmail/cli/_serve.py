@@ -31,7 +31,7 @@ from cryptmail.delivery import DeliveryHandler, Limits, LmtpServer, parse_addres
 from cryptmail.errors import ConfigError, CryptmailError
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.store import ChangeBus, sweep_orphans, sweep_spools
-from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.store.blobs import BlobStore, open_blob_store
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,12 @@ def _serve(args: argparse.Namespace) -> int:
         imap = args.imap or ("" if any_flag else config.imap.listen)
         imaps = args.imaps or ("" if any_flag else config.imap.listen_tls)
         web = args.web or ("" if any_flag else config.web.listen)
-        if config.blobs.backend != "local":
-            raise ConfigError("blobs.backend = 's3' is not supported by serve yet; use local")
         return await _run(config, engine, lmtp=lmtp, imap=imap, imaps=imaps, web=web)
 
     return run_with_engine(args, work, server=True)
 
 
-async def sweep_once(engine: AsyncEngine, blobs: LocalBlobStore, spool_dir: Path) -> None:
+async def sweep_once(engine: AsyncEngine, blobs: BlobStore, spool_dir: Path) -> None:
     """One pass of the periodic sweep; the orphan rules are `store check --fix`'s."""
     spools = await run_blocking(sweep_spools, spool_dir)
     temps = await blobs.sweep_temp(TEMP_GRACE_S)
@@ -97,7 +95,7 @@ async def sweep_once(engine: AsyncEngine, blobs: LocalBlobStore, spool_dir: Path
 
 
 async def sweep_forever(
-    engine: AsyncEngine, blobs: LocalBlobStore, spool_dir: Path, shutdown: asyncio.Event
+    engine: AsyncEngine, blobs: BlobStore, spool_dir: Path, shutdown: asyncio.Event
 ) -> None:
     """Sweep now, then every SWEEP_EVERY_S, until `shutdown` is set. A failed pass is
     logged and retried at the next interval: the sweep is housekeeping, never fatal."""
@@ -114,7 +112,7 @@ async def _run(
     config: Config, engine: AsyncEngine, *, lmtp: str, imap: str, imaps: str, web: str
 ) -> int:
     spool_dir = config.data_path / "spool"
-    blobs = LocalBlobStore(config.blob_path)
+    blobs = open_blob_store(config)
     bus = ChangeBus()
     throttle = LoginThrottle()
     accounts = UnlockedAccounts(engine, config.crypto)

@@ -8,9 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.cli._runtime import SubParsers, run_with_engine, say
 from cryptmail.config import Config
-from cryptmail.errors import ConfigError
 from cryptmail.store import check_store
-from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.store.blobs import open_blob_store
 
 
 def register(sub: SubParsers) -> None:
@@ -33,9 +32,7 @@ def register(sub: SubParsers) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     async def work(config: Config, engine: AsyncEngine) -> int:
-        if config.blobs.backend != "local":
-            raise ConfigError("store check supports the local blob backend only for now")
-        blobs = LocalBlobStore(config.blob_path)
+        blobs = open_blob_store(config)
         report = await check_store(engine, blobs, fix=args.fix, grace_s=args.grace)
         print(f"rows: {report.rows}")
         print(f"blobs: {report.blobs}")
