@@ -1,19 +1,26 @@
-"""The server fixtures work: the databases answer SQLAlchemy; Postfix delivers over LMTP."""
+"""The server fixtures work: the databases answer SQLAlchemy; Postfix delivers over LMTP;
+SeaweedFS listens on loopback only and checks S3 signatures."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from botocore.exceptions import ClientError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from .conftest import PostfixFactory
-from .servers import LOOPBACK, Database, MariaDB, Postgres, free_port
+from .servers import LOOPBACK, Database, MariaDB, Postgres, SeaweedFS, free_port
 
 # -- databases ---------------------------------------------------------------------------
 
@@ -83,6 +90,44 @@ def test_postgres_default_database_and_password(postgres: Postgres) -> None:
     with pytest.raises(sa.exc.OperationalError):
         wrong.connect().close()
     wrong.dispose()
+
+
+def _listening(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket `pid` listens on, from /proc (IPv4 and IPv6)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address, port = fields[1].split(":")
+                raw = bytes.fromhex(address)
+                if table == "tcp":
+                    host = socket.inet_ntop(socket.AF_INET, raw[::-1])
+                else:
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                    host = socket.inet_ntop(socket.AF_INET6, words)
+                found.add((host, int(port, 16)))
+    return found
+
+
+def test_seaweedfs_listens_on_loopback_only_and_checks_signatures(seaweedfs: SeaweedFS) -> None:
+    assert seaweedfs._process is not None
+    listening = _listening(seaweedfs._process.pid)
+    assert len(listening) >= 8  # master, volume, filer and S3, each HTTP and gRPC
+    assert {host for host, _ in listening} == {LOOPBACK}
+    creds = seaweedfs.credentials
+    assert creds.endpoint.startswith(f"http://{LOOPBACK}:")
+    assert "Buckets" in creds.client().list_buckets()
+    with pytest.raises(ClientError):
+        creds.client(secret_key="wrong-secret").list_buckets()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(creds.endpoint + "/", timeout=5)  # noqa: S310 - our loopback
+    assert refused.value.code == 403
 
 
 # -- an LMTP sink (RFC 2033) -------------------------------------------------------------
