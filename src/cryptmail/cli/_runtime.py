@@ -34,9 +34,13 @@ log = logging.getLogger(__name__)
 Work = Callable[[Config, AsyncEngine], Awaitable[int]]
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-# Their DEBUG records carry SQL parameters (password hashes, sealed key slots): never
+# Their DEBUG records carry SQL parameters (password hashes, sealed key slots) or, for
+# botocore and urllib3, every S3 request's headers (the access key id, signatures): never
 # below INFO. Alembic says "Context impl SQLiteImpl" at INFO on every run: only with -v.
-_QUIET_LOGGERS = {"aiosqlite": logging.INFO, "asyncpg": logging.INFO, "aiomysql": logging.INFO}
+_QUIET_LOGGERS = {
+    name: logging.INFO
+    for name in ("aiosqlite", "asyncpg", "aiomysql", "boto3", "botocore", "s3transfer", "urllib3")
+}
 _VERBOSE_ONLY_LOGGERS = ("alembic",)
 
 
