@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 PART_SIZE = 8 * 1024 * 1024
 """Buffer limit of a writer and the size of each multipart part (S3's minimum is 5 MiB)."""
 _STREAM_READ = 1024 * 1024
-"""Bytes pulled from a GET's body per worker-thread hop while streaming."""
+"""Bytes fetched per ranged GET while streaming (then cut into the caller's chunks)."""
 _ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
 _CREDENTIALS = frozenset(
     {"403", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "Forbidden"}
@@ -287,33 +287,17 @@ class S3BlobStore:
     async def stream(
         self, blob_id: BlobId, offset: int = 0, chunk_size: int = 65536
     ) -> AsyncIterator[bytes]:
-        from botocore.exceptions import ClientError
-
-        # One GET for the whole range, its body read a megabyte per thread hop.
-        def _open() -> Any:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key_of(blob_id)}
-            if offset > 0:
-                kwargs["Range"] = f"bytes={offset}-"
-            try:
-                return self._client.get_object(**kwargs)["Body"]
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "InvalidRange":
-                    return None
-                raise
-
-        body = await self._call("reading", blob_id, _open)
-        if body is None:
-            return
-        try:
-            step = max(chunk_size, _STREAM_READ // chunk_size * chunk_size)
-            while True:
-                data = await self._call("reading", blob_id, body.read, amt=step)
-                if not data:
-                    return
-                for start in range(0, len(data), chunk_size):
-                    yield data[start : start + chunk_size]
-        finally:
-            body.close()
+        # A ranged GET per megabyte, not one long GET: a slow IMAP client must not hold a
+        # connection open until the S3 server's idle timeout cuts it mid-message.
+        step = max(chunk_size, _STREAM_READ // chunk_size * chunk_size)
+        position = offset
+        while True:
+            data = await self.read(blob_id, position, step)
+            for start in range(0, len(data), chunk_size):
+                yield data[start : start + chunk_size]
+            position += len(data)
+            if len(data) < step:
+                return
 
     async def _head(self, blob_id: BlobId) -> dict[str, Any]:
         answer: dict[str, Any] = await self._call(
@@ -362,28 +346,37 @@ class S3BlobStore:
     async def sweep_temp(self, min_age_s: float = 3600.0) -> int:
         """Abort multipart uploads left by a crash (started more than `min_age_s` ago, so
         that uploads in flight in other processes are spared); returns how many."""
-        answer = await self._call(
-            "listing unfinished uploads in",
-            None,
-            self._client.list_multipart_uploads,
-            Bucket=self.bucket,
-        )
         cutoff = time.time() - min_age_s
-        count = 0
-        for upload in answer.get("Uploads", []):
-            blob_id = _parse_key(str(upload["Key"]))
-            if blob_id is None or upload["Initiated"].timestamp() > cutoff:
-                continue
+        stale: list[tuple[BlobId, str, str]] = []
+        markers: dict[str, str] = {}
+        while True:
+            page = await self._call(
+                "listing unfinished uploads in",
+                None,
+                self._client.list_multipart_uploads,
+                Bucket=self.bucket,
+                **markers,
+            )
+            for upload in page.get("Uploads", []):
+                blob_id = _parse_key(str(upload["Key"]))
+                if blob_id is not None and upload["Initiated"].timestamp() <= cutoff:
+                    stale.append((blob_id, str(upload["Key"]), str(upload["UploadId"])))
+            if not page.get("IsTruncated"):
+                break
+            markers = {
+                "KeyMarker": str(page.get("NextKeyMarker", "")),
+                "UploadIdMarker": str(page.get("NextUploadIdMarker", "")),
+            }
+        for blob_id, key, upload_id in stale:
             await self._call(
                 "aborting a stale upload of",
                 blob_id,
                 self._client.abort_multipart_upload,
                 Bucket=self.bucket,
-                Key=upload["Key"],
-                UploadId=upload["UploadId"],
+                Key=key,
+                UploadId=upload_id,
             )
-            count += 1
-        return count
+        return len(stale)
 
 
 def _parse_key(key: str) -> BlobId | None:
