@@ -67,6 +67,9 @@ class SeaweedFS(PrivateServer):
 
     _credentials: S3Credentials | None = None
 
+    def __init__(self) -> None:
+        self._ports: dict[str, int] = {}
+
     @property
     def credentials(self) -> S3Credentials:
         if self._credentials is None:
@@ -116,8 +119,10 @@ class SeaweedFS(PrivateServer):
                 access_key=access_key,
                 secret_key=secret_key,
             )
+            self._ports = ports
             argv = [
                 weed,
+                f"-logdir={self._dir}",  # glog would write to /tmp
                 "server",
                 f"-dir={self._dir / 'data'}",
                 f"-ip={LOOPBACK}",
@@ -166,6 +171,13 @@ class SeaweedFS(PrivateServer):
         if self._process is not None:
             stop_process(self._process, grace=2.0)
             self._process = None
+        # Each gRPC server also listens on a unix socket at a fixed /tmp path (no flag
+        # moves it), which a killed server leaves behind.
+        for component in ("master", "volume", "filer", "s3"):
+            port = self._ports.get(f"{component}.port.grpc")
+            if port is not None:
+                Path(f"/tmp/seaweedfs-{component}-grpc-{port}.sock").unlink(missing_ok=True)
+        self._ports = {}
         self._discard()
 
 
