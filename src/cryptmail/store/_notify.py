@@ -1,8 +1,8 @@
 """In-process change notifications: delivery tells IDLE sessions of the same user.
 
-Sessions also poll the database now and then (see imap), so a change made by another
-process (the CLI, another frontend) is seen too; on PostgreSQL the scale-out mode adds
-LISTEN/NOTIFY on top.
+Sessions also poll the database now and then (IDLE every 2 s, see imap), so a change
+made by another process (the CLI, another node of a scale-out setup) is seen too, a
+poll later. Cross-node push (e.g. PostgreSQL LISTEN/NOTIFY) is not built.
 """
 
 from __future__ import annotations
