@@ -90,6 +90,24 @@ def store_check(data_dir: Path, grace_s: float = 600.0) -> subprocess.CompletedP
     )
 
 
+def wait_for_greeting(
+    process: subprocess.Popen[bytes], port: int, log_path: Path, timeout: float = 30.0
+) -> None:
+    """Until the listener on `port` greets (LMTP 220, IMAP * OK); RuntimeError with the
+    end of the server's log if the process exits or nothing answers in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"cryptmail serve exited: {log_path.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(100)[:1] in (b"2", b"*"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"cryptmail serve did not answer on port {port} within {timeout:.0f} s")
+
+
 class CryptmailServer:
     """`python -m cryptmail serve --lmtp 127.0.0.1:PORT` over `data_dir`."""
 
@@ -112,17 +130,7 @@ class CryptmailServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ))
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"cryptmail serve exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    if sock.recv(100).startswith(b"220"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("cryptmail serve did not answer")
+        wait_for_greeting(self.process, self.port, self.log_path, timeout)
 
     @property
     def pid(self) -> int:

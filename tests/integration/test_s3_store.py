@@ -10,16 +10,14 @@ import imaplib
 import os
 import secrets
 import smtplib
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .cryptmail_server import PASSWORD, make_users
+from .cryptmail_server import PASSWORD, make_users, wait_for_greeting
 from .servers import S3Credentials, SeaweedFS, free_port
 
 pytestmark = pytest.mark.integration
@@ -60,20 +58,6 @@ def _cryptmail(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "cryptmail", "--config", str(config), *args]
 
 
-def _wait_greeting(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"cryptmail serve exited: {log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(100)[:1] in (b"2", b"*"):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("cryptmail serve did not answer")
-
-
 @pytest.fixture
 def served(tmp_path: Path, seaweedfs: SeaweedFS) -> Iterator[tuple[Path, int, int, str]]:
     """(config file, LMTP port, IMAP port, bucket) of a running `cryptmail serve`."""
@@ -92,8 +76,8 @@ def served(tmp_path: Path, seaweedfs: SeaweedFS) -> Iterator[tuple[Path, int, in
             stderr=sink,
         )
     try:
-        _wait_greeting(process, lmtp, log)
-        _wait_greeting(process, imap, log)
+        wait_for_greeting(process, lmtp, log)
+        wait_for_greeting(process, imap, log)
         yield config, lmtp, imap, bucket
     finally:
         process.terminate()

@@ -36,6 +36,7 @@ import pytest
 
 from cryptmail.imap._commands_idle import POLL_S
 
+from .cryptmail_server import wait_for_greeting
 from .servers import Database, SeaweedFS, free_port
 
 pytestmark = pytest.mark.integration
@@ -94,20 +95,6 @@ def _cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProce
     return done
 
 
-def _wait_greeting(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"cryptmail serve exited: {log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(100)[:1] in (b"2", b"*"):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("cryptmail serve did not answer")
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
@@ -150,8 +137,8 @@ def nodes(
                 )
             started.append(node)
         for process, node in zip(processes, started, strict=True):
-            _wait_greeting(process, node.lmtp, node.log)
-            _wait_greeting(process, node.imap, node.log)
+            wait_for_greeting(process, node.lmtp, node.log, timeout=60)
+            wait_for_greeting(process, node.imap, node.log, timeout=60)
         yield started[0], started[1]
     finally:
         for process in processes:
