@@ -12,6 +12,11 @@ from cryptmail.errors import BlobMissing
 from cryptmail.store import BlobId, new_blob_id
 from cryptmail.store.blobs import LocalBlobStore
 
+from .blob_contract import (
+    missing_blob_raises_blob_missing,
+    small_blob_commits_and_abort_leaves_nothing,
+)
+
 
 @pytest.fixture
 def blobs(tmp_path: Path) -> LocalBlobStore:
@@ -45,17 +50,8 @@ async def test_write_goes_to_temp_then_renames(blobs: LocalBlobStore) -> None:
 async def test_a_small_blob_is_written_at_commit_and_an_abort_leaves_nothing(
     blobs: LocalBlobStore,
 ) -> None:
-    kept, dropped = new_blob_id(), new_blob_id()
-    writer = await blobs.create(kept)
-    await writer.write(b"small")
-    assert await writer.commit() == 5
-    assert await blobs.read(kept) == b"small"
-    writer = await blobs.create(dropped)
-    await writer.write(b"never kept")
-    await writer.abort()
+    await small_blob_commits_and_abort_leaves_nothing(blobs)
     assert _temp_files(blobs) == []
-    with pytest.raises(BlobMissing):
-        await blobs.read(dropped)
 
 
 async def test_large_write_streams_back(blobs: LocalBlobStore) -> None:
@@ -133,15 +129,7 @@ async def test_list_ids_skips_temp_and_foreign_names(blobs: LocalBlobStore) -> N
 
 
 async def test_missing_blob_raises_blob_missing(blobs: LocalBlobStore) -> None:
-    blob_id = new_blob_id()
-    with pytest.raises(BlobMissing, match=blob_id.hex()):
-        await blobs.read(blob_id)
-    with pytest.raises(BlobMissing):
-        await blobs.size(blob_id)
-    with pytest.raises(BlobMissing):
-        await blobs.modified_at(blob_id)
-    with pytest.raises(BlobMissing):
-        [piece async for piece in blobs.stream(blob_id)]
+    await missing_blob_raises_blob_missing(blobs)
 
 
 def test_a_new_store_makes_every_fan_out_directory_once(

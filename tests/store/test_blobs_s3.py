@@ -20,6 +20,11 @@ from cryptmail.store.blobs import S3BlobStore, _s3, open_blob_store
 from integration.servers._fixtures import start_or_skip
 from integration.servers.seaweedfs import S3Credentials, SeaweedFS
 
+from .blob_contract import (
+    missing_blob_raises_blob_missing,
+    small_blob_commits_and_abort_leaves_nothing,
+)
+
 pytestmark = pytest.mark.integration
 
 
@@ -96,16 +101,7 @@ async def test_an_empty_blob_round_trips(blobs: S3BlobStore) -> None:
 async def test_a_small_blob_is_one_put_and_an_abort_leaves_nothing(
     blobs: S3BlobStore, seaweedfs: S3Credentials, bucket: str
 ) -> None:
-    kept, dropped = new_blob_id(), new_blob_id()
-    writer = await blobs.create(kept)
-    await writer.write(b"small")
-    assert await writer.commit() == 5
-    assert await blobs.read(kept) == b"small"
-    writer = await blobs.create(dropped)
-    await writer.write(b"never kept")
-    await writer.abort()
-    with pytest.raises(BlobMissing):
-        await blobs.read(dropped)
+    kept = await small_blob_commits_and_abort_leaves_nothing(blobs)
     assert _uploads(seaweedfs, bucket) == []
     assert _keys(seaweedfs, bucket) == [S3BlobStore.key_of(kept)]
 
@@ -228,17 +224,7 @@ async def test_list_ids_pages_and_skips_foreign_keys(
 
 
 async def test_missing_blob_raises_blob_missing(blobs: S3BlobStore) -> None:
-    blob_id = new_blob_id()
-    with pytest.raises(BlobMissing, match=blob_id.hex()):
-        await blobs.read(blob_id)
-    with pytest.raises(BlobMissing):
-        await blobs.read(blob_id, 5, 0)
-    with pytest.raises(BlobMissing):
-        await blobs.size(blob_id)
-    with pytest.raises(BlobMissing):
-        await blobs.modified_at(blob_id)
-    with pytest.raises(BlobMissing):
-        [piece async for piece in blobs.stream(blob_id)]
+    await missing_blob_raises_blob_missing(blobs)
 
 
 async def test_wrong_credentials_are_a_clear_store_unavailable(
