@@ -108,6 +108,18 @@ def wait_for_greeting(
     raise RuntimeError(f"cryptmail serve did not answer on port {port} within {timeout:.0f} s")
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (serve finishes what is in flight), SIGKILL after 30 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 class CryptmailServer:
     """`python -m cryptmail serve --lmtp 127.0.0.1:PORT` over `data_dir`."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .cryptmail_server import PASSWORD, make_users, wait_for_greeting
+from .cryptmail_server import PASSWORD, make_users, stop_process, wait_for_greeting
 from .servers import S3Credentials, SeaweedFS, free_port
 
 pytestmark = pytest.mark.integration
@@ -80,12 +80,7 @@ def served(tmp_path: Path, seaweedfs: SeaweedFS) -> Iterator[tuple[Path, int, in
         wait_for_greeting(process, imap, log)
         yield config, lmtp, imap, bucket
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
     # At DEBUG (-v) too: no S3 key (botocore's DEBUG records show the access key id in
     # every request's headers) and no mail content.
     text = log.read_bytes()

@@ -36,7 +36,7 @@ import pytest
 
 from cryptmail.imap._commands_idle import POLL_S
 
-from .cryptmail_server import wait_for_greeting
+from .cryptmail_server import stop_process, wait_for_greeting
 from .servers import Database, SeaweedFS, free_port
 
 pytestmark = pytest.mark.integration
@@ -95,17 +95,6 @@ def _cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProce
     return done
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-
-
 @pytest.fixture
 def nodes(
     tmp_path: Path, postgres_database: Database, seaweedfs: SeaweedFS
@@ -142,7 +131,7 @@ def nodes(
         yield started[0], started[1]
     finally:
         for process in processes:
-            _stop(process)
+            stop_process(process)
     for config in configs:
         assert PASSWORD.encode() not in (config.parent / "serve.log").read_bytes()
 
