@@ -9,6 +9,18 @@ from cryptmail.store import BlobId, new_blob_id
 from cryptmail.store.blobs import BlobStore
 
 
+async def committed_blobs(blobs: BlobStore, count: int) -> list[BlobId]:
+    """`count` one-byte blobs, committed; their ids."""
+    ids = []
+    for _ in range(count):
+        blob_id = new_blob_id()
+        writer = await blobs.create(blob_id)
+        await writer.write(b"x")
+        await writer.commit()
+        ids.append(blob_id)
+    return ids
+
+
 async def missing_blob_raises_blob_missing(blobs: BlobStore) -> None:
     blob_id = new_blob_id()
     with pytest.raises(BlobMissing, match=blob_id.hex()):

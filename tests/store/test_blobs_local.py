@@ -13,6 +13,7 @@ from cryptmail.store import BlobId, new_blob_id
 from cryptmail.store.blobs import LocalBlobStore
 
 from .blob_contract import (
+    committed_blobs,
     missing_blob_raises_blob_missing,
     small_blob_commits_and_abort_leaves_nothing,
 )
@@ -114,13 +115,7 @@ async def test_delete_overwrites_before_unlinking(
 
 
 async def test_list_ids_skips_temp_and_foreign_names(blobs: LocalBlobStore) -> None:
-    ids = []
-    for _ in range(5):
-        blob_id = new_blob_id()
-        writer = await blobs.create(blob_id)
-        await writer.write(b"x")
-        await writer.commit()
-        ids.append(blob_id)
+    ids = await committed_blobs(blobs, 5)
     pending = await blobs.create(new_blob_id())
     await pending.write(b"in flight")
     (blobs.path_of(ids[0]).parent / "not-hex").write_bytes(b"")

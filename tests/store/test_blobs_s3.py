@@ -21,6 +21,7 @@ from integration.servers._fixtures import start_or_skip
 from integration.servers.seaweedfs import S3Credentials, SeaweedFS
 
 from .blob_contract import (
+    committed_blobs,
     missing_blob_raises_blob_missing,
     small_blob_commits_and_abort_leaves_nothing,
 )
@@ -197,13 +198,7 @@ async def test_delete_removes_and_tolerates_absence(blobs: S3BlobStore) -> None:
 async def test_list_ids_pages_and_skips_foreign_keys(
     blobs: S3BlobStore, seaweedfs: S3Credentials, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = []
-    for _ in range(5):
-        blob_id = new_blob_id()
-        writer = await blobs.create(blob_id)
-        await writer.write(b"x")
-        await writer.commit()
-        ids.append(blob_id)
+    ids = await committed_blobs(blobs, 5)
     client = seaweedfs.client()
     client.put_object(Bucket=bucket, Key="README", Body=b"not a blob")
     client.put_object(Bucket=bucket, Key=f"zz/{ids[0].hex()}", Body=b"wrong fan-out")
