@@ -49,3 +49,14 @@ async def small_blob_commits_and_abort_leaves_nothing(blobs: BlobStore) -> BlobI
         await blobs.read(dropped)
     assert [b async for b in blobs.list_ids()] == [kept]
     return kept
+
+
+async def read_heads_gives_prefixes_and_leaves_out_missing_blobs(blobs: BlobStore) -> None:
+    short, long_, missing = new_blob_id(), new_blob_id(), new_blob_id()
+    for blob_id, data in ((short, b"abc"), (long_, b"x" * 100 + b"y" * 100)):
+        writer = await blobs.create(blob_id)
+        await writer.write(data)
+        await writer.commit()
+    heads = await blobs.read_heads([short, missing, long_], 100)
+    assert heads == {short: b"abc", long_: b"x" * 100}
+    assert await blobs.read_heads([], 100) == {}

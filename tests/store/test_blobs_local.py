@@ -15,6 +15,7 @@ from cryptmail.store.blobs import LocalBlobStore
 from .blob_contract import (
     committed_blobs,
     missing_blob_raises_blob_missing,
+    read_heads_gives_prefixes_and_leaves_out_missing_blobs,
     small_blob_commits_and_abort_leaves_nothing,
 )
 
@@ -125,6 +126,10 @@ async def test_list_ids_skips_temp_and_foreign_names(blobs: LocalBlobStore) -> N
 
 async def test_missing_blob_raises_blob_missing(blobs: LocalBlobStore) -> None:
     await missing_blob_raises_blob_missing(blobs)
+
+
+async def test_read_heads_gives_prefixes_and_leaves_out_missing_blobs(blobs: LocalBlobStore) -> None:
+    await read_heads_gives_prefixes_and_leaves_out_missing_blobs(blobs)
 
 
 def test_a_new_store_makes_every_fan_out_directory_once(

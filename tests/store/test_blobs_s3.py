@@ -23,6 +23,7 @@ from integration.servers.seaweedfs import S3Credentials, SeaweedFS
 from .blob_contract import (
     committed_blobs,
     missing_blob_raises_blob_missing,
+    read_heads_gives_prefixes_and_leaves_out_missing_blobs,
     small_blob_commits_and_abort_leaves_nothing,
 )
 
@@ -220,6 +221,10 @@ async def test_list_ids_pages_and_skips_foreign_keys(
 
 async def test_missing_blob_raises_blob_missing(blobs: S3BlobStore) -> None:
     await missing_blob_raises_blob_missing(blobs)
+
+
+async def test_read_heads_gives_prefixes_and_leaves_out_missing_blobs(blobs: S3BlobStore) -> None:
+    await read_heads_gives_prefixes_and_leaves_out_missing_blobs(blobs)
 
 
 async def test_wrong_credentials_are_a_clear_store_unavailable(

@@ -51,6 +51,7 @@ from cryptmail.store._messages import (
 )
 from cryptmail.store._notify import ChangeBus
 from cryptmail.store._reader import (
+    HEAD_SIZE,
     OpenedBlob,
     open_blob,
     read_plaintext,
@@ -63,6 +64,7 @@ from cryptmail.store._subscriptions import list_subscriptions, subscribe, unsubs
 __all__ = [
     "DEFAULT_MAILBOXES",
     "DELIMITER",
+    "HEAD_SIZE",
     "RECENT_FLAG",
     "Appended",
     "BlobId",

@@ -30,7 +30,8 @@ from cryptmail.store._ids import BlobId
 from cryptmail.store.blobs import BlobStore
 
 _STREAM_PIECE = 256 * 1024
-_WHOLE_BLOB = 64 * 1024  # blobs this small are read in one go and kept while open
+HEAD_SIZE = 64 * 1024
+"""What `open_blob` reads first: a blob shorter than this is read whole and kept open."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -66,17 +67,21 @@ async def open_blob(
     *,
     message_key: bytes | None = None,
     expect_sealed: bool = False,
+    head: bytes | None = None,
 ) -> OpenedBlob:
     """Read the header and find the message key. Plain blobs need no account.
 
     `expect_sealed` comes from the message row: a plain blob is then refused with
     PlainBlobRefused, as it is when a cached `message_key` says the message was sealed,
     since anyone who can write to the blob store could otherwise substitute plaintext.
+    `head`, when given, is the blob's first HEAD_SIZE bytes as `BlobStore.read_heads`
+    returned them (blobs are never rewritten, so reading them earlier is the same).
     """
     # One read serves a small blob whole: a FETCH of many small messages then costs one
     # blob store round trip per message instead of three.
-    head = await blobs.read(blob_id, 0, _WHOLE_BLOB)
-    contents = head if len(head) < _WHOLE_BLOB else None
+    if head is None:
+        head = await blobs.read(blob_id, 0, HEAD_SIZE)
+    contents = head if len(head) < HEAD_SIZE else None
     blob_size = len(head) if contents is not None else await blobs.size(blob_id)
     try:
         header = parse_blob_header(head)

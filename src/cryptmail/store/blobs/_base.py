@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from cryptmail.store._ids import BlobId
@@ -27,6 +27,12 @@ class BlobStore(Protocol):
 
     async def read(self, blob_id: BlobId, offset: int = 0, length: int = -1) -> bytes:
         """Bytes [offset, offset+length) (to the end for -1). BlobMissing if absent."""
+        ...
+
+    async def read_heads(self, blob_ids: Sequence[BlobId], length: int) -> dict[BlobId, bytes]:
+        """The first `length` bytes of each blob (all of a shorter one), in one round trip
+        where the backend allows. A missing blob is left out rather than raised: the
+        caller reads it again on its own and gets the usual BlobMissing."""
         ...
 
     def stream(

@@ -9,7 +9,7 @@ which `sweep_temp` removes.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -139,6 +139,21 @@ class LocalBlobStore:
 
     async def read(self, blob_id: BlobId, offset: int = 0, length: int = -1) -> bytes:
         return await run_blocking(self._read, blob_id, offset, length)
+
+    def _read_heads(self, blob_ids: Sequence[BlobId], length: int) -> dict[BlobId, bytes]:
+        heads = {}
+        for blob_id in blob_ids:
+            try:
+                with open(self.path_of(blob_id), "rb") as f:
+                    heads[blob_id] = f.read(length)
+            except FileNotFoundError:
+                continue
+        return heads
+
+    async def read_heads(self, blob_ids: Sequence[BlobId], length: int) -> dict[BlobId, bytes]:
+        # One thread hop for the lot: for a FETCH of many small messages the hop, not the
+        # read from the page cache, is what costs.
+        return await run_blocking(self._read_heads, blob_ids, length)
 
     async def stream(
         self, blob_id: BlobId, offset: int = 0, chunk_size: int = 65536
