@@ -64,7 +64,12 @@ def test_analysis_serialisation_round_trip_and_rejections() -> None:
     for broken in (data[:-1], data + b"x", b"XXXX" + data[4:], data[:4] + b"\x02" + data[5:]):
         with pytest.raises(ValueError):
             MessageAnalysis.from_bytes(broken)
-    raw = bytearray(analysis.part_map.to_bytes())
+    mapped = analysis.part_map.to_bytes()
+    oversized = mapped[:6] + b"\xff" * 10 + b"\x01" + mapped[6:]
+    for broken in (mapped[:-1], mapped + b"\x00", mapped[:-1] + b"\x80", oversized):
+        with pytest.raises(ValueError):
+            PartMap.from_bytes(broken)
+    raw = bytearray(mapped)
     raw[7] = 9  # the root claims nine children (byte 6 is its flags)
     with pytest.raises(ValueError):
         PartMap.from_bytes(bytes(raw))

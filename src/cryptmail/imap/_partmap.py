@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from cryptmail.imap._mime_part import FLAG_MULTIPART, FLAG_RFC822, FLAG_TEXT, MessagePart
 from cryptmail.imap._requests import Section
@@ -32,9 +32,12 @@ FILTER_LOOKAHEAD: Final = 64 * 1024
 """How far past a part's header HEADER.FIELDS may read looking for the empty line."""
 
 
-@dataclass(frozen=True, slots=True)
-class PartEntry:
-    """One MIME part: physical offsets and sizes, virtual sizes, flags, child count."""
+class PartEntry(NamedTuple):
+    """One MIME part: physical offsets and sizes, virtual sizes, flags, child count.
+
+    A named tuple, not a dataclass: every FETCH of a message that is not in memory
+    builds its entries from the cache, and a tuple is several times cheaper to build.
+    """
 
     flags: int
     children: int
@@ -95,6 +98,25 @@ def _varint(out: bytearray, value: int) -> None:
     out.append(value)
 
 
+def _read_varints(data: bytes, pos: int) -> list[int]:
+    """Every varint from `pos` to the end of `data`, in one pass."""
+    values: list[int] = []
+    append = values.append
+    value = shift = 0
+    for byte in data[pos:]:
+        if byte & 0x80:
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if shift > 63:
+                raise ValueError("part map holds an oversized number")
+        else:
+            append(value | byte << shift)
+            value = shift = 0
+    if shift:
+        raise ValueError("part map is truncated")
+    return values
+
+
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
@@ -150,19 +172,14 @@ class PartMap:
         """
         if data[:4] != MAGIC or len(data) < 6 or data[4] != VERSION:
             raise ValueError("not a version 1 part map")
-        count, pos = _read_varint(data, 5)
+        values = _read_varints(data, 5)
+        count = values[0]
         if not 1 <= count <= _MAX_PARTS:
             raise ValueError("part map has an impossible part count")
-        parts = []
-        for _ in range(count):
-            values = []
-            for _field in range(8):
-                value, pos = _read_varint(data, pos)
-                values.append(value)
-            parts.append(PartEntry(*values))
-        if pos != len(data):
-            raise ValueError("part map has trailing bytes")
-        result = cls(tuple(parts))
+        if len(values) != 1 + 8 * count:
+            raise ValueError("part map is truncated or has trailing bytes")
+        make = PartEntry._make
+        result = cls(tuple(make(values[i : i + 8]) for i in range(1, len(values), 8)))
         if result._subtree_end(0) != count:
             raise ValueError("part map child counts do not form one tree")
         return result
