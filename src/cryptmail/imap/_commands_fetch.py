@@ -12,7 +12,14 @@ from __future__ import annotations
 import logging
 
 from cryptmail.errors import BlobMissing, DecryptionFailed, ObjectTampered
-from cryptmail.imap._fetch import MessageFetch, needs_facts, prefetch_facts, sets_seen
+from cryptmail.imap._fetch import (
+    MessageFetch,
+    needs_facts,
+    prefetch_facts,
+    reads_blob,
+    sets_seen,
+)
+from cryptmail.imap._readahead import HeadReadAhead
 from cryptmail.imap._requests import Fetch, FetchAttribute, FetchItem
 from cryptmail.imap._response import tagged
 from cryptmail.imap._selected import InvalidSequence
@@ -77,22 +84,40 @@ async def fetch(session: Session, command: Fetch) -> bytes:
     if len(targets) > 1 and needs_facts(items):
         await prefetch_facts(selected, [selected.rows[uid] for _seq, uid in targets])
     failed = False
-    for seq, uid in targets:
-        message_items = items
-        if uid in newly_seen and FetchAttribute("FLAGS") not in items:
-            message_items = (*items, FetchAttribute("FLAGS"))
-        response = MessageFetch(session, selected, seq, uid)
-        try:
-            await response.build(message_items, with_modseq=with_modseq)
-        except _UNREADABLE as exc:
-            log.error("IMAP FETCH: %s", exc)
-            failed = True
-            continue
-        try:
-            await response.write()
-        except _UNREADABLE as exc:
-            log.error("IMAP FETCH, mid-literal: %s", exc)
-            raise ConnectionClosed("a message failed verification while being sent") from exc
+    heads: HeadReadAhead | None = None
+    if len(targets) > 1 and reads_blob(items):
+        blob_ids = [selected.rows[uid].blob_id for _seq, uid in targets]
+        heads = HeadReadAhead(selected.context.blobs, blob_ids)
+    out = bytearray()
+    try:
+        for position, (seq, uid) in enumerate(targets):
+            message_items = items
+            if uid in newly_seen and FetchAttribute("FLAGS") not in items:
+                message_items = (*items, FetchAttribute("FLAGS"))
+            head = await heads.head(position) if heads is not None else None
+            response = MessageFetch(session, selected, seq, uid, head=head)
+            try:
+                await response.build(message_items, with_modseq=with_modseq)
+            except _UNREADABLE as exc:
+                log.error("IMAP FETCH: %s", exc)
+                failed = True
+                continue
+            try:
+                await response.write(out)
+            except _UNREADABLE as exc:
+                log.error("IMAP FETCH, mid-literal: %s", exc)
+                raise ConnectionClosed("a message failed verification while being sent") from exc
+    except ConnectionClosed:
+        raise
+    except Exception:
+        if out:  # the responses built so far still go out before the command's error
+            await session.send(bytes(out))
+        raise
+    finally:
+        if heads is not None:
+            heads.close()
+    if out:
+        await session.send(bytes(out))
     if failed:
         return tagged(
             command.tag, "NO", "Some messages could not be read; the operator was told.",

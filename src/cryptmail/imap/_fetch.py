@@ -57,7 +57,10 @@ class Facts:
 
 
 async def open_current(
-    selected: SelectedMailbox, row: MessageRow, message_key: bytes | None = None
+    selected: SelectedMailbox,
+    row: MessageRow,
+    message_key: bytes | None = None,
+    head: bytes | None = None,
 ) -> tuple[MessageRow, OpenedBlob]:
     """Open the row's blob; if it is gone, re-read the row once and open its new blob.
 
@@ -67,7 +70,12 @@ async def open_current(
     blobs, account = selected.context.blobs, selected.account
     try:
         opened = await open_blob(
-            blobs, account, row.blob_id, message_key=message_key, expect_sealed=row.sealed
+            blobs,
+            account,
+            row.blob_id,
+            message_key=message_key,
+            expect_sealed=row.sealed,
+            head=head,
         )
     except BlobMissing:
         async with selected.context.engine.connect() as conn:
@@ -165,8 +173,17 @@ _RFC822_SECTIONS: Final = {
 class MessageFetch:
     """Builds and writes one ``* n FETCH`` response."""
 
-    def __init__(self, session: Session, selected: SelectedMailbox, seq: int, uid: int) -> None:
+    def __init__(
+        self,
+        session: Session,
+        selected: SelectedMailbox,
+        seq: int,
+        uid: int,
+        *,
+        head: bytes | None = None,
+    ) -> None:
         self._session = session
+        self._head = head
         self._selected = selected
         self._row = selected.rows[uid]
         self._uid = uid
@@ -178,7 +195,8 @@ class MessageFetch:
     async def _open(self) -> OpenedBlob:
         if self._opened is None:
             key = self._facts.message_key if self._facts else None
-            self._row, self._opened = await open_current(self._selected, self._row, key)
+            self._row, self._opened = await open_current(self._selected, self._row, key, self._head)
+            self._head = None
         return self._opened
 
     async def build(self, items: tuple[FetchItem, ...], *, with_modseq: bool) -> None:
@@ -270,10 +288,13 @@ class MessageFetch:
         if left > 0:  # the stored message is shorter than its map says: keep the syntax
             yield b" " * left
 
-    async def write(self) -> None:
-        # Small literals join the surrounding text, so a message of a few KB goes out in
-        # one socket write; big ones stream piece by piece, waiting for the client.
-        out = bytearray()
+    async def write(self, out: bytearray) -> None:
+        """Add the response to `out`, which the caller sends when the command ends.
+
+        Small literals join the surrounding text, and the responses of many small
+        messages join each other, so a socket write carries up to _JOINED bytes; big
+        literals stream piece by piece, waiting for the client.
+        """
         for piece in self._response.pieces():
             if not isinstance(piece, LiteralSlot):
                 out += piece
@@ -286,5 +307,11 @@ class MessageFetch:
                     await self._session.send(bytes(out))
                     out.clear()
                     await self._session.drain()
-        if out:
+        if len(out) >= _JOINED:
             await self._session.send(bytes(out))
+            out.clear()
+
+
+def reads_blob(items: tuple[FetchItem, ...]) -> bool:
+    """Whether the items need the message's bytes, not only its cached facts."""
+    return any(isinstance(i, BodySection) or i.name in _RFC822_SECTIONS for i in items)
