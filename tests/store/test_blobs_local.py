@@ -128,7 +128,9 @@ async def test_missing_blob_raises_blob_missing(blobs: LocalBlobStore) -> None:
     await missing_blob_raises_blob_missing(blobs)
 
 
-async def test_read_heads_gives_prefixes_and_leaves_out_missing_blobs(blobs: LocalBlobStore) -> None:
+async def test_read_heads_gives_prefixes_and_leaves_out_missing_blobs(
+    blobs: LocalBlobStore,
+) -> None:
     await read_heads_gives_prefixes_and_leaves_out_missing_blobs(blobs)
 
 

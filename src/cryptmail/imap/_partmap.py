@@ -16,7 +16,7 @@ Serialized form (all integers unsigned LEB128 varints)::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -130,23 +130,41 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-@dataclass(frozen=True, slots=True)
 class PartMap:
-    """All parts of one message in pre-order (index 0 is the message itself)."""
+    """All parts of one message in pre-order (index 0 is the message itself).
 
-    parts: tuple[PartEntry, ...]
+    Read from the cache, the numbers are decoded and checked at once but the entries are
+    built on first use: a whole-message FETCH needs only the sizes of part 0.
+    """
+
+    __slots__ = ("_parts", "_values", "size", "vsize")
+
+    size: int
+    """Stored (physical) size of the message."""
+    vsize: int
+    """RFC822.SIZE: the size with every line ending counted as CRLF."""
+
+    def __init__(self, parts: tuple[PartEntry, ...]) -> None:
+        self._parts: tuple[PartEntry, ...] | None = parts
+        self._values: list[int] = []
+        root = parts[0]
+        self.size = root.header_size + root.body_size
+        self.vsize = root.header_vsize + root.body_vsize
 
     @property
-    def size(self) -> int:
-        """Stored (physical) size of the message."""
-        root = self.parts[0]
-        return root.header_size + root.body_size
+    def parts(self) -> tuple[PartEntry, ...]:
+        if self._parts is None:
+            values, make = self._values, PartEntry._make
+            self._parts = tuple(make(values[i : i + 8]) for i in range(1, len(values), 8))
+        return self._parts
 
-    @property
-    def vsize(self) -> int:
-        """RFC822.SIZE: the size with every line ending counted as CRLF."""
-        root = self.parts[0]
-        return root.header_vsize + root.body_vsize
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PartMap) and self.parts == other.parts
+
+    __hash__ = None  # type: ignore[assignment]  # mutable cache inside: not hashable
+
+    def __repr__(self) -> str:
+        return f"PartMap({len(self.parts)} parts, vsize={self.vsize})"
 
     # -- serialisation -----------------------------------------------------------------
 
@@ -178,30 +196,25 @@ class PartMap:
             raise ValueError("part map has an impossible part count")
         if len(values) != 1 + 8 * count:
             raise ValueError("part map is truncated or has trailing bytes")
-        make = PartEntry._make
-        result = cls(tuple(make(values[i : i + 8]) for i in range(1, len(values), 8)))
-        if result._subtree_end(0) != count:
+        if _subtree_end(values[2::8], 0) != count:
             raise ValueError("part map child counts do not form one tree")
+        result = cls.__new__(cls)
+        result._parts, result._values = None, values
+        # Fields of part 0: values[1:9] = flags, children, header offset, header size,
+        # body size, header vsize, body vsize, body lines.
+        result.size = values[4] + values[5]
+        result.vsize = values[6] + values[7]
         return result
 
     # -- navigation ---------------------------------------------------------------------
 
-    def _subtree_end(self, index: int) -> int:
-        """Index just past the subtree rooted at ``index`` (iterative, no recursion)."""
-        pending = 1
-        while pending:
-            if index >= len(self.parts):
-                raise ValueError("part map child counts run past the end")
-            pending += self.parts[index].children - 1
-            index += 1
-        return index
-
     def children(self, index: int) -> Iterator[int]:
         """Indexes of the direct children of part ``index``."""
+        counts = [part.children for part in self.parts]
         child = index + 1
-        for _ in range(self.parts[index].children):
+        for _ in range(counts[index]):
             yield child
-            child = self._subtree_end(child)
+            child = _subtree_end(counts, child)
 
     def find(self, path: tuple[int, ...]) -> int | None:
         """The part a section number names, with Dovecot's rules, or None.
@@ -234,6 +247,9 @@ class PartMap:
 
     def plan(self, section: Section, partial: tuple[int, int] | None = None) -> SectionPlan:
         """Plan the answer to ``BODY[section]<partial>``."""
+        if not section.part and section.text == "":  # the whole message: part 0's sizes
+            skip, size = window(self.vsize, partial)
+            return SectionPlan(True, 0, self.size, self.vsize, size, skip)
         if section.part:
             found = self.find(section.part)
             if found is None:
@@ -248,9 +264,7 @@ class PartMap:
             index = 0
         part = self.parts[index]
         text = section.text
-        if text == "" and not section.part:
-            offset, length, vsize = 0, self.size, self.vsize
-        elif text in ("", "TEXT"):
+        if text in ("", "TEXT"):
             offset, length, vsize = part.body_offset, part.body_size, part.body_vsize
         else:  # HEADER, HEADER.FIELDS[.NOT], MIME
             offset, length, vsize = part.header_offset, part.header_size, part.header_vsize
@@ -270,6 +284,18 @@ class PartMap:
 
     def __iter__(self) -> Iterator[PartEntry]:
         return iter(self.parts)
+
+
+def _subtree_end(children: Sequence[int], index: int) -> int:
+    """Index just past the subtree rooted at ``index`` (iterative, no recursion), given
+    each part's child count."""
+    pending = 1
+    while pending:
+        if index >= len(children):
+            raise ValueError("part map child counts run past the end")
+        pending += children[index] - 1
+        index += 1
+    return index
 
 
 def window(vsize: int, partial: tuple[int, int] | None) -> tuple[int, int]:

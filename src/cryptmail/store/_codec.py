@@ -6,6 +6,7 @@ which flags are set.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ def encode_flags(flags: frozenset[str]) -> bytes:
     return raw + b" " * (-len(raw) % _PAD)
 
 
+@functools.lru_cache(maxsize=1024)
 def decode_flags(data: bytes) -> frozenset[str]:
+    # Cached: a mailbox holds few distinct flag sets, and SELECT decodes one per message.
     try:
         value = json.loads(data.rstrip(b" ").decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
