@@ -15,13 +15,15 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
 from cryptmail.concurrency import run_blocking
-from cryptmail.errors import BlobMissing
-from cryptmail.imap._analysis import MessageAnalysis, MessageAnalyzer
+from cryptmail.errors import BlobMissing, CryptmailError
+from cryptmail.imap._analysis import MessageAnalysis, MessageAnalyzer, analyze_message
 from cryptmail.imap._partmap import SectionPlan, VirtualStream
 from cryptmail.imap._requests import BodySection, FetchAttribute, FetchItem, Section
 from cryptmail.imap._response import FetchResponse, LiteralSlot, Raw, format_date_time
 from cryptmail.imap._sections import header_section
+from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
+    HEAD_SIZE,
     MessageCache,
     MessageRow,
     OpenedBlob,
@@ -29,8 +31,11 @@ from cryptmail.store import (
     load_caches,
     load_message,
     open_blob,
+    open_small_blob,
     read_range,
     save_cache,
+    save_caches,
+    small_blob_plaintext,
     stream_plaintext,
 )
 
@@ -43,6 +48,8 @@ _PARSE_OFF_LOOP: Final = 64 * 1024
 _CHEAP: Final = frozenset({"FLAGS", "UID", "INTERNALDATE", "MODSEQ"})
 _FACTS_KEPT: Final = 4096
 _JOINED: Final = 64 * 1024
+INDEX_BATCH: Final = 64
+"""Never-read messages indexed per blob read, worker call and transaction."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -109,6 +116,64 @@ async def _index(selected: SelectedMailbox, row: MessageRow) -> Facts:
     return Facts(analysis, opened.message_key)
 
 
+def _analyze_small(
+    account: UnlockedAccount, blobs: list[tuple[MessageRow, bytes]]
+) -> list[tuple[MessageRow, Facts, int]]:
+    # One worker-thread call for a batch: unwrap, decrypt and analyse each small message.
+    # One that fails is left out; indexed alone later, it reports what is wrong.
+    done = []
+    for row, contents in blobs:
+        try:
+            opened = open_small_blob(contents, account, row.blob_id, expect_sealed=row.sealed)
+            message = small_blob_plaintext(opened)
+        except CryptmailError:
+            continue
+        done.append((row, Facts(analyze_message(message), opened.message_key), len(message)))
+    return done
+
+
+async def index_messages(selected: SelectedMailbox, rows: list[MessageRow]) -> None:
+    """Index never-read messages in batches of INDEX_BATCH: the blobs read in one round
+    trip, the small ones unwrapped and analysed in one worker call, their caches saved in
+    one transaction. A big or unreadable message is indexed alone (`load_facts`), whose
+    error, if any, is raised for the first such message after the others are done."""
+    context, account = selected.context, selected.account
+    failure: CryptmailError | None = None
+    for start in range(0, len(rows), INDEX_BATCH):
+        batch = [row for row in rows[start : start + INDEX_BATCH] if row.id not in selected.facts]
+        heads = await context.blobs.read_heads([row.blob_id for row in batch], HEAD_SIZE)
+        small = []
+        for row in batch:
+            head = heads.get(row.blob_id)
+            if head is not None and len(head) < HEAD_SIZE:
+                small.append((row, head))
+        indexed = await run_blocking(_analyze_small, account, small)
+        if indexed:
+            caches = [
+                (row, MessageCache(size, facts.message_key, facts.analysis.to_bytes()))
+                for row, facts, size in indexed
+            ]
+            await save_caches(context.engine, account, caches, initial_flags=selected.initial_flags)
+        for row, facts, _size in indexed:
+            _keep(selected, row, facts)
+        done = {row.id for row, _facts, _size in indexed}
+        for row in batch:
+            if row.id in done:
+                continue
+            try:
+                await load_facts(selected, row)
+            except CryptmailError as exc:
+                failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+def _keep(selected: SelectedMailbox, row: MessageRow, facts: Facts) -> None:
+    selected.facts[row.id] = facts
+    while len(selected.facts) > _FACTS_KEPT:
+        selected.facts.popitem(last=False)
+
+
 async def load_facts(selected: SelectedMailbox, row: MessageRow) -> Facts:
     """The message's facts: from memory, the sealed cache, or by indexing it once."""
     found = selected.facts.get(row.id)
@@ -125,9 +190,7 @@ async def load_facts(selected: SelectedMailbox, row: MessageRow) -> Facts:
             facts = None
     if facts is None:
         facts = await _index(selected, row)
-    selected.facts[row.id] = facts
-    while len(selected.facts) > _FACTS_KEPT:
-        selected.facts.popitem(last=False)
+    _keep(selected, row, facts)
     return facts
 
 
@@ -151,6 +214,12 @@ async def prefetch_facts(selected: SelectedMailbox, rows: list[MessageRow]) -> N
         selected.facts[row_id] = facts
     while len(selected.facts) > _FACTS_KEPT:
         selected.facts.popitem(last=False)
+    never_read = [row for row in rows[:_FACTS_KEPT] if row.id not in selected.facts]
+    if len(never_read) > 1:
+        try:
+            await index_messages(selected, never_read)
+        except CryptmailError:
+            pass  # the FETCH reads each failed message again and reports it
 
 
 def sets_seen(item: FetchItem) -> bool:

@@ -112,9 +112,10 @@ class SelectedMailbox:
         self._new_keywords = False  # SELECT sends the first FLAGS response itself
 
     async def _claim_recent(self, rows: Iterable[MessageRow]) -> None:
-        from cryptmail.imap._fetch import load_facts
+        from cryptmail.imap._fetch import index_messages
 
         stored_recent: dict[MessageId, frozenset[str]] = {}
+        never_read: list[MessageRow] = []
         for row in rows:
             if RECENT_FLAG in row.flags:
                 self.recent.add(row.uid)
@@ -123,11 +124,12 @@ class SelectedMailbox:
                 stored_recent[row.id] = clean
             elif not row.indexed:
                 self.recent.add(row.uid)
-                if not self.read_only:
-                    try:
-                        await load_facts(self, self.rows[row.uid])
-                    except CryptmailError:
-                        continue  # a broken message stays unindexed; FETCH reports it
+                never_read.append(self.rows[row.uid])
+        if never_read and not self.read_only:
+            try:
+                await index_messages(self, never_read)
+            except CryptmailError:
+                pass  # a broken message stays unindexed; FETCH reports it
         if stored_recent and not self.read_only:
             async with self.context.engine.begin() as conn:
                 modseq = await set_flags(conn, self.account, self.mailbox_id, stored_recent)

@@ -10,9 +10,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import Connection, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cryptmail.db import run_transaction
 from cryptmail.db import tables as t
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._codec import MessageCache, decode_flags, encode_flags
@@ -151,15 +152,41 @@ async def save_cache(
     database and not by the session's copy of the row: another session may have
     stored flags since this one loaded it, and those must win.
     """
+    await conn.run_sync(_save_cache, account, row, cache, initial_flags)
+
+
+async def save_caches(
+    engine: AsyncEngine,
+    account: UnlockedAccount,
+    caches: Sequence[tuple[MessageRow, MessageCache]],
+    *,
+    initial_flags: frozenset[str] = frozenset({RECENT_FLAG}),
+) -> None:
+    """`save_cache` for many rows in one transaction (on SQLite, one worker call)."""
+
+    def work(conn: Connection) -> None:
+        for row, cache in caches:
+            _save_cache(conn, account, row, cache, initial_flags)
+
+    await run_transaction(engine, work)
+
+
+def _save_cache(
+    conn: Connection,
+    account: UnlockedAccount,
+    row: MessageRow,
+    cache: MessageCache,
+    initial_flags: frozenset[str],
+) -> None:
     msg = t.cm_messages
-    await conn.execute(
+    conn.execute(
         update(msg)
         .where(msg.c.id == row.id)
         .values(cache_sealed=account.fields.seal(cache.encode(), _cache_context(row.id)))
     )
     if row.indexed:
         return
-    await conn.execute(
+    conn.execute(
         update(msg)
         .where(msg.c.id == row.id, msg.c.flags_sealed.is_(None))
         .values(

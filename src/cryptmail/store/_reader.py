@@ -81,12 +81,58 @@ async def open_blob(
     # blob store round trip per message instead of three.
     if head is None:
         head = await blobs.read(blob_id, 0, HEAD_SIZE)
-    contents = head if len(head) < HEAD_SIZE else None
-    blob_size = len(head) if contents is not None else await blobs.size(blob_id)
+    blob_size = len(head) if len(head) < HEAD_SIZE else await blobs.size(blob_id)
+    header = _parse_header(head, blob_id)
+    if header.sealed and message_key is None:  # an EC operation: off the event loop
+        return await run_blocking(
+            _opened, header, head, blob_size, account, blob_id, message_key, expect_sealed
+        )
+    return _opened(header, head, blob_size, account, blob_id, message_key, expect_sealed)
+
+
+def open_small_blob(
+    contents: bytes, account: UnlockedAccount | None, blob_id: BlobId, *, expect_sealed: bool
+) -> OpenedBlob:
+    """`open_blob` for a whole blob already read (shorter than HEAD_SIZE), without the
+    event loop: it may unwrap the message key, so call it from a worker thread."""
+    if len(contents) >= HEAD_SIZE:
+        raise ValueError("open_small_blob takes a whole blob shorter than HEAD_SIZE")
+    header = _parse_header(contents, blob_id)
+    return _opened(header, contents, len(contents), account, blob_id, None, expect_sealed)
+
+
+def small_blob_plaintext(opened: OpenedBlob) -> bytes:
+    """The whole message of a blob held in memory (`opened.contents`), verified."""
+    if opened.contents is None:
+        raise ValueError("small_blob_plaintext needs a blob held in memory")
+    body = opened.contents[opened.header.size :]
+    if not opened.header.sealed:
+        return body
+    assert opened.message_key is not None  # noqa: S101 - _opened set it
     try:
-        header = parse_blob_header(head)
+        opener = BlobOpener(opened.header, opened.message_key, opened.blob_id)
+        return opener.update(body) + opener.finalize()
+    except DecryptionFailed as exc:
+        raise _tampered(opened.blob_id) from exc
+
+
+def _parse_header(head: bytes, blob_id: BlobId) -> BlobHeader:
+    try:
+        return parse_blob_header(head)
     except MalformedObject as exc:
         raise _tampered(blob_id) from exc
+
+
+def _opened(
+    header: BlobHeader,
+    head: bytes,
+    blob_size: int,
+    account: UnlockedAccount | None,
+    blob_id: BlobId,
+    message_key: bytes | None,
+    expect_sealed: bool,
+) -> OpenedBlob:
+    contents = head if len(head) < HEAD_SIZE else None
     if not header.sealed:
         if expect_sealed or message_key is not None:
             raise PlainBlobRefused(
@@ -99,7 +145,7 @@ async def open_blob(
             raise DecryptionFailed("sealed blob (no key)")
         try:
             private_key = account.private_key(header.key_id)
-            message_key = await run_blocking(unwrap_blob_key, header, private_key, blob_id)
+            message_key = unwrap_blob_key(header, private_key, blob_id)
         except DecryptionFailed as exc:
             raise _tampered(blob_id) from exc
     return OpenedBlob(blob_id, header, blob_size, message_key, contents)

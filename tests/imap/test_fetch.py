@@ -1,0 +1,117 @@
+# mypy: disable-error-code="index, operator, arg-type, assignment, union-attr"
+# (imaplib's stubs type every response item as a union of bytes, tuples and None)
+"""Indexing never-read messages in batches: at SELECT, and at a FETCH in EXAMINE.
+
+Delivery has only the public key, so the first session that unlocks it fills each
+message's sealed cache. A batch reads its blobs in one round trip and saves its caches
+in one transaction; a big message and an unreadable one are indexed alone, and the
+unreadable one stays unindexed without stopping the others."""
+
+from __future__ import annotations
+
+import imaplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from cryptmail.db import tables as t
+from cryptmail.imap._fetch import INDEX_BATCH
+from cryptmail.store import HEAD_SIZE, BlobId
+
+from .server_rig import PASSWORD, USER, ImapRig, start_rig
+from .test_commands_fetch import _bodies
+
+COUNT = INDEX_BATCH + 6
+BIG, BROKEN = 5, INDEX_BATCH + 2  # a blob over HEAD_SIZE; a blob with a flipped bit
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[ImapRig]:
+    yield from start_rig(tmp_path)
+
+
+def _message(index: int) -> bytes:
+    lines = HEAD_SIZE // 20 + 100 if index == BIG else 3
+    body = b"line %d of the body\r\n" % index * lines
+    return (
+        b"From: Bob <bob@example.org>\r\nSubject: message %d\r\n"
+        b"Message-ID: <m%d@example.org>\r\n\r\n%s" % (index, index, body)
+    )
+
+
+def _fill(rig: ImapRig) -> list[bytes]:
+    messages = [_message(i) for i in range(1, COUNT + 1)]
+    for data in messages:
+        rig.deliver(data)
+    blob_id = _column(rig, t.cm_messages.c.blob_id)[BROKEN - 1]
+    path = rig.blobs.path_of(BlobId(bytes(blob_id)))
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0x01
+    path.write_bytes(bytes(raw))
+    return messages
+
+
+def _column(rig: ImapRig, column: object) -> list[object]:
+    async def query() -> list[object]:
+        async with rig.engine.connect() as conn:
+            rows = await conn.execute(select(column).order_by(t.cm_messages.c.uid))
+            return [row[0] for row in rows]
+
+    return rig.run(query())
+
+
+def _unindexed(rig: ImapRig) -> list[int]:
+    caches = _column(rig, t.cm_messages.c.cache_sealed)
+    return [uid for uid, cache in enumerate(caches, start=1) if cache is None]
+
+
+def _login(rig: ImapRig) -> imaplib.IMAP4:
+    imap = imaplib.IMAP4("127.0.0.1", rig.port)
+    imap.login(USER, PASSWORD)
+    return imap
+
+
+def test_select_indexes_never_read_messages_and_keeps_going_past_a_broken_one(
+    rig: ImapRig,
+) -> None:
+    messages = _fill(rig)
+    assert len(_unindexed(rig)) == COUNT
+    imap = _login(rig)
+    typ, data = imap.select("INBOX")
+    assert typ == "OK" and data == [b"%d" % COUNT]
+    assert imap.untagged_responses["RECENT"] == [b"%d" % COUNT]
+    assert _unindexed(rig) == [BROKEN]
+    typ, data = imap.fetch("1:*", "(RFC822.SIZE BODY.PEEK[])")
+    assert typ == "NO"
+    bodies = _bodies(imap.untagged_responses.pop("FETCH"))
+    assert bodies == {i: m for i, m in enumerate(messages, start=1) if i != BROKEN}
+    typ, data = imap.fetch(f"{BIG}", "(BODYSTRUCTURE ENVELOPE)")
+    assert typ == "OK" and b'"message 5"' in data[0]
+    imap.logout()
+    # The next session finds the caches; only the unreadable message is new to it again,
+    # as it stays unindexed until it is restored.
+    imap = _login(rig)
+    typ, data = imap.select("INBOX")
+    assert typ == "OK" and imap.untagged_responses["RECENT"] == [b"1"]
+    imap.logout()
+
+
+def test_a_fetch_in_examine_indexes_in_batches_and_leaves_flags_alone(rig: ImapRig) -> None:
+    messages = _fill(rig)
+    imap = _login(rig)
+    imap.select("INBOX", readonly=True)
+    assert len(_unindexed(rig)) == COUNT  # EXAMINE reads nothing at SELECT
+    typ, _ = imap.fetch("1:*", "(BODY.PEEK[HEADER])")
+    assert typ == "NO"
+    headers = _bodies(imap.untagged_responses.pop("FETCH"))
+    wanted = {i: m.partition(b"\r\n\r\n")[0] + b"\r\n\r\n" for i, m in enumerate(messages, 1)}
+    del wanted[BROKEN]
+    assert headers == wanted
+    assert _unindexed(rig) == [BROKEN]
+    imap.logout()
+    imap = _login(rig)
+    imap.select("INBOX")  # the first read-write session still sees them all as new
+    assert imap.untagged_responses["RECENT"] == [b"%d" % COUNT]
+    imap.logout()
