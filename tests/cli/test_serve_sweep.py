@@ -99,3 +99,22 @@ async def test_sweep_runs_at_start_survives_a_failed_pass_and_stops_on_shutdown(
     blobs = LocalBlobStore(tmp_path / "blobs")
     await _serve.sweep_forever(None, blobs, tmp_path / "spool", shutdown)  # type: ignore[arg-type]  # the fake needs no engine
     assert calls == [0, 1]
+
+
+async def test_tag_expiry_runs_at_start_survives_a_failure_and_stops_on_shutdown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shutdown = asyncio.Event()
+    calls: list[int] = []
+
+    async def fake_expire(_engine: object) -> int:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise OSError("database hiccup")
+        shutdown.set()
+        return 3
+
+    monkeypatch.setattr(_serve, "expire_delivery_tags", fake_expire)
+    monkeypatch.setattr(_serve, "TAG_EXPIRY_EVERY_S", 0.0)
+    await _serve.expire_tags_forever(None, shutdown)  # type: ignore[arg-type]  # the fake needs no engine
+    assert calls == [0, 1]

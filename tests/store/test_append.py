@@ -17,7 +17,7 @@ from cryptmail.db import utcnow
 from cryptmail.errors import KeyLocked, QuotaExceeded
 from cryptmail.keys import active_public_key
 from cryptmail.store import _append
-from cryptmail.users import add_user, set_quota
+from cryptmail.users import add_alias, add_user, set_quota
 
 from .conftest import StoreRig
 
@@ -172,13 +172,14 @@ async def test_retry_after_the_window_is_stored_again(rig: StoreRig) -> None:
     assert not later.duplicate
     assert later.uid == first.uid + 1
     assert await _blob_count(rig) == 2
+    assert await store.expire_delivery_tags(rig.engine) == 1
     async with rig.engine.connect() as conn:
         tags = (
             (await conn.execute(select(t.cm_messages.c.delivery_tag).order_by(t.cm_messages.c.id)))
             .scalars()
             .all()
         )
-    assert tags[0] is None  # cleared: tags do not outlive the window
+    assert tags[0] is None  # cleared: tags do not outlive the window (by much)
     assert tags[1] is not None
 
 
@@ -217,3 +218,55 @@ async def test_stored_blob_and_appended_reprs_hide_the_message_key(rig: StoreRig
     key = appended.blob.message_key
     for value in (appended.blob, appended):
         assert repr(key) not in repr(value) and key.hex() not in repr(value)
+
+
+async def test_resolve_delivery_gives_each_user_with_key_and_inbox(rig: StoreRig) -> None:
+    alice = await rig.user("alice@example.org")
+    bob = await rig.user("bob@example.org", crypt=0)
+    async with rig.engine.begin() as conn:
+        await add_alias(conn, "team@example.org", "alice@example.org")
+        await add_alias(conn, "team@example.org", "bob@example.org")
+        nokey = await add_user(conn, "nokey@example.org", "{PLAIN}x", crypt=2)
+        alice_key = await active_public_key(conn, alice.id)
+    targets = {
+        t.user.email: t for t in await store.resolve_delivery(rig.engine, "TEAM@example.org")
+    }
+    assert set(targets) == {"alice@example.org", "bob@example.org"}
+    assert targets["alice@example.org"].recipient == alice_key
+    assert targets["alice@example.org"].inbox is not None
+    assert targets["bob@example.org"].user == bob
+    assert await store.resolve_delivery(rig.engine, "nobody@example.org") == []
+    # No key pair and no mailboxes yet: KeyLocked before a byte is written.
+    [locked] = await store.resolve_delivery(rig.engine, "nokey@example.org")
+    assert (locked.recipient, locked.inbox) == (None, None)
+    with pytest.raises(KeyLocked):
+        await store.deliver_message(
+            rig.engine, rig.blobs, nokey, _source(_message()), target=locked
+        )
+    assert await _blob_count(rig) == 0
+
+
+async def test_delivery_to_a_resolved_target_checks_the_retry_tag_at_commit(
+    rig: StoreRig,
+) -> None:
+    user = await rig.user("alice@example.org")
+    [target] = await store.resolve_delivery(rig.engine, "alice@example.org")
+    message = _message()
+    digest = hashlib.sha256(message).digest()
+    first = await store.deliver_message(
+        rig.engine, rig.blobs, user, _source(message), message_digest=digest, target=target
+    )
+    again = await store.deliver_message(
+        rig.engine, rig.blobs, user, _source(message), message_digest=digest, target=target
+    )
+    assert not first.duplicate and again.duplicate
+    assert (again.uid, again.row_id) == (first.uid, first.row_id)
+    assert await _blob_count(rig) == 1  # the retry's blob was written and removed
+    assert first.blob is not None
+    opened = await store.open_blob(
+        rig.blobs, None, first.blob.blob_id, message_key=first.blob.message_key
+    )
+    assert await store.read_plaintext(rig.blobs, opened) == message
+    other = await rig.user("bob@example.org")
+    with pytest.raises(ValueError, match="another user"):
+        await store.deliver_message(rig.engine, rig.blobs, other, _source(message), target=target)

@@ -30,7 +30,7 @@ from cryptmail.config import Config
 from cryptmail.delivery import DeliveryHandler, Limits, LmtpServer, parse_address
 from cryptmail.errors import ConfigError, CryptmailError
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
-from cryptmail.store import ChangeBus, sweep_orphans, sweep_spools
+from cryptmail.store import ChangeBus, expire_delivery_tags, sweep_orphans, sweep_spools
 from cryptmail.store.blobs import BlobStore, open_blob_store
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LMTP = "127.0.0.1:2424"
 GRACE_S = 60.0
 SWEEP_EVERY_S = 3600.0
+TAG_EXPIRY_EVERY_S = 300.0
+"""How often delivery retry tags older than their hour are cleared."""
 TEMP_GRACE_S = 3600.0
 ORPHAN_GRACE_S = 86400.0
 
@@ -108,6 +110,19 @@ async def sweep_forever(
             await asyncio.wait_for(shutdown.wait(), SWEEP_EVERY_S)
 
 
+async def expire_tags_forever(engine: AsyncEngine, shutdown: asyncio.Event) -> None:
+    """Clear expired delivery retry tags now, then every TAG_EXPIRY_EVERY_S."""
+    while not shutdown.is_set():
+        try:
+            cleared = await expire_delivery_tags(engine)
+            if cleared:
+                log.debug("cleared %d expired delivery retry tag(s)", cleared)
+        except (CryptmailError, SQLAlchemyError, OSError) as exc:
+            log.warning("clearing delivery retry tags failed (%s)", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shutdown.wait(), TAG_EXPIRY_EVERY_S)
+
+
 async def _run(
     config: Config, engine: AsyncEngine, *, lmtp: str, imap: str, imaps: str, web: str
 ) -> int:
@@ -125,6 +140,7 @@ async def _run(
     lmtp_server: LmtpServer | None = None
     tasks: list[asyncio.Task[None]] = []
     sweeper = asyncio.create_task(sweep_forever(engine, blobs, spool_dir, shutdown))
+    expirer = asyncio.create_task(expire_tags_forever(engine, shutdown))
     try:
         if lmtp:
             handler = DeliveryHandler(engine, blobs, spool_dir, bus=bus)
@@ -193,9 +209,10 @@ async def _run(
         for task in tasks:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, GRACE_S)
-        sweeper.cancel()
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await sweeper
+        for housekeeping in (sweeper, expirer):
+            housekeeping.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await housekeeping
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("cryptmail stopped")

@@ -1,6 +1,7 @@
 """Delivery policy: who may receive, where the bytes go, and what each recipient hears.
 
-RCPT resolves the address (aliases, catch-all, several destinations) to users. DATA is
+RCPT resolves the address (aliases, catch-all, several destinations) to users, with
+each one's public key and INBOX, in one transaction. DATA is
 spooled once, encrypted under a key that lives in memory only, then delivered to each
 user with that user's public key. A user reached by several accepted recipients gets
 the message once. Errors map to replies in one table; an unexpected one is a 4xx with
@@ -20,9 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
 from cryptmail.errors import KeyLocked, QuotaExceeded
-from cryptmail.store import ChangeBus, Spool, deliver_message
+from cryptmail.store import ChangeBus, DeliveryTarget, Spool, deliver_message, resolve_delivery
 from cryptmail.store.blobs import BlobStore
-from cryptmail.users import User, lookup_recipient
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +63,16 @@ class DeliveryHandler:
         self, session: Session, envelope: Envelope, address: str
     ) -> tuple[str, object | None]:
         try:
-            users = await lookup_recipient(self._engine, address)
+            targets = await resolve_delivery(self._engine, address)
         except Exception as exc:  # noqa: BLE001 - transient: the sender retries
             log.warning(
                 "session %s: recipient lookup failed (%s)", session.session_id, type(exc).__name__
             )
             log.debug("recipient lookup failure", exc_info=True)
             return TRANSIENT, None
-        if not users:
+        if not targets:
             return UNKNOWN_USER, None
-        return RECIPIENT_OK, users
+        return RECIPIENT_OK, targets
 
     async def open_sink(self, session: Session, envelope: Envelope) -> DataSink:
         return Spool(self._spool_dir)
@@ -85,17 +85,19 @@ class DeliveryHandler:
         outcome: dict[int, str] = {}
         replies: list[str] = []
         for _address, token in envelope.recipients:
-            users: list[User] = token  # type: ignore[assignment]  # -- set by handle_rcpt
+            targets: list[DeliveryTarget] = token  # type: ignore[assignment]  # -- set by handle_rcpt
             results = []
-            for user in users:
-                if user.id not in outcome:
-                    outcome[user.id] = await self._deliver(queue_id, user, sink, size)
-                results.append(outcome[user.id])
+            for target in targets:
+                user_id = target.user.id
+                if user_id not in outcome:
+                    outcome[user_id] = await self._deliver(queue_id, target, sink, size)
+                results.append(outcome[user_id])
             failed = [r for r in results if not r.startswith("2")]
             replies.append(failed[0] if failed else OK)
         return replies
 
-    async def _deliver(self, queue_id: str, user: User, spool: Spool, size: int) -> str:
+    async def _deliver(self, queue_id: str, target: DeliveryTarget, spool: Spool, size: int) -> str:
+        user = target.user
         try:
             appended = await deliver_message(
                 self._engine,
@@ -105,6 +107,7 @@ class DeliveryHandler:
                 size_hint=size,
                 bus=self._bus,
                 message_digest=spool.digest,
+                target=target,
             )
         except Exception as exc:  # noqa: BLE001 - every failure gets a reply, none a traceback
             reply = reply_for(exc)

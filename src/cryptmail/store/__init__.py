@@ -6,10 +6,13 @@ account reads, indexes and caches. Everything that carries meaning is sealed.
 
 from cryptmail.store._append import (
     Appended,
+    DeliveryTarget,
     StoredBlob,
     check_quota,
     deliver_message,
+    expire_delivery_tags,
     insert_row,
+    resolve_delivery,
     used_bytes,
     write_blob,
 )
@@ -67,6 +70,7 @@ from cryptmail.store._subscriptions import list_subscriptions, subscribe, unsubs
 __all__ = [
     "DEFAULT_MAILBOXES",
     "DELIMITER",
+    "DeliveryTarget",
     "HEAD_SIZE",
     "RECENT_FLAG",
     "Appended",
@@ -93,6 +97,7 @@ __all__ = [
     "deliver_message",
     "drop_unreferenced_blobs",
     "encrypt_mailboxes",
+    "expire_delivery_tags",
     "ensure_default_mailboxes",
     "expunge",
     "get_mailbox",
@@ -112,6 +117,7 @@ __all__ = [
     "open_small_blob",
     "read_plaintext",
     "read_range",
+    "resolve_delivery",
     "rename_inbox",
     "rename_mailbox",
     "round_size",

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import BlobSealer, PublicKeyInfo, plain_header
@@ -26,7 +26,7 @@ from cryptmail.store._ids import BlobId, MailboxId, new_blob_id
 from cryptmail.store._mailboxes import inbox_id
 from cryptmail.store._notify import ChangeBus
 from cryptmail.store.blobs import BlobStore
-from cryptmail.users import User
+from cryptmail.users import User, resolve_recipient_sync
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +61,35 @@ def delivery_tag(user_id: int, message_digest: bytes) -> bytes:
     return hashlib.sha256(b"delivery|%d|" % user_id + message_digest).digest()[:16]
 
 
-def _earlier_delivery(conn: Connection, user_id: int, tag: bytes) -> Appended | None:
-    cutoff = utcnow() - DELIVERY_TAG_WINDOW
-    mailboxes = select(t.cm_mailboxes.c.id).where(t.cm_mailboxes.c.user_id == user_id)
-    # Clear old tags of this user first: they must not outlive the retry window.
-    conn.execute(
-        update(t.cm_messages)
-        .where(
-            t.cm_messages.c.mailbox_id.in_(mailboxes),
-            t.cm_messages.c.delivery_tag.is_not(None),
-            t.cm_messages.c.internal_date < cutoff,
+def _users_mailboxes(user_id: int) -> Select[tuple[int]]:
+    return select(t.cm_mailboxes.c.id).where(t.cm_mailboxes.c.user_id == user_id)
+
+
+async def expire_delivery_tags(engine: AsyncEngine) -> int:
+    """Clear the retry tags older than DELIVERY_TAG_WINDOW, for every user; returns how
+    many. `cryptmail serve` runs it every few minutes. Delivery ignores expired tags
+    itself, so this only keeps a database reader from linking old identical messages;
+    doing it here and not in each delivery keeps a delivery's cost independent of how
+    much mail arrived in the last hour."""
+
+    def work(conn: Connection) -> int:
+        result = conn.execute(
+            update(t.cm_messages)
+            .where(
+                t.cm_messages.c.delivery_tag.is_not(None),
+                t.cm_messages.c.internal_date < utcnow() - DELIVERY_TAG_WINDOW,
+            )
+            .values(delivery_tag=None)
         )
-        .values(delivery_tag=None)
-    )
+        return int(result.rowcount)
+
+    return await run_transaction(engine, work)
+
+
+def _earlier_delivery(conn: Connection, user_id: int, tag: bytes) -> Appended | None:
+    """The row a delivery of the same bytes committed within the retry window, if any.
+
+    Only reads, so the transaction before the blob is written stays read-only."""
     row = conn.execute(
         select(
             t.cm_messages.c.id,
@@ -81,7 +97,11 @@ def _earlier_delivery(conn: Connection, user_id: int, tag: bytes) -> Appended | 
             t.cm_messages.c.uid,
             t.cm_messages.c.modseq,
         )
-        .where(t.cm_messages.c.delivery_tag == tag, t.cm_messages.c.mailbox_id.in_(mailboxes))
+        .where(
+            t.cm_messages.c.delivery_tag == tag,
+            t.cm_messages.c.mailbox_id.in_(_users_mailboxes(user_id)),
+            t.cm_messages.c.internal_date >= utcnow() - DELIVERY_TAG_WINDOW,
+        )
         .limit(1)
     ).first()
     if row is None:
@@ -258,6 +278,46 @@ async def insert_row(
     )
 
 
+@dataclass(frozen=True, repr=False)
+class DeliveryTarget:
+    """A user and where their new mail goes, looked up when LMTP accepts the recipient,
+    so that the delivery itself reads nothing before it writes the blob."""
+
+    user: User
+    recipient: PublicKeyInfo | None
+    """The active public key; None when the user has none yet."""
+    inbox: int | None
+    """The INBOX's id; None before the first delivery makes the default mailboxes."""
+
+    def __repr__(self) -> str:
+        return f"DeliveryTarget(user={self.user.id}, inbox={self.inbox})"
+
+
+async def resolve_delivery(engine: AsyncEngine, address: str) -> list[DeliveryTarget]:
+    """The users `address` reaches (as `users.resolve_recipient`) with their delivery
+    targets, in one transaction: LMTP asks this for each RCPT."""
+
+    def work(conn: Connection) -> list[DeliveryTarget]:
+        return [
+            DeliveryTarget(user, *_delivery_target(conn, user.id))
+            for user in resolve_recipient_sync(conn, address)
+        ]
+
+    return await run_transaction(engine, work)
+
+
+def _sealing_key(target: DeliveryTarget) -> PublicKeyInfo | None:
+    user = target.user
+    if user.crypt != 2:
+        return None
+    if target.recipient is None:
+        raise KeyLocked(
+            f"user id {user.id} has encryption on but no key pair yet; it is made at the "
+            "first login, or with `cryptmail user add`"
+        )
+    return target.recipient
+
+
 async def deliver_message(
     engine: AsyncEngine,
     blobs: BlobStore,
@@ -268,6 +328,7 @@ async def deliver_message(
     internal_date: datetime | None = None,
     bus: ChangeBus | None = None,
     message_digest: bytes | None = None,
+    target: DeliveryTarget | None = None,
 ) -> Appended:
     """Deliver to the user's INBOX with only the public key (no password needed).
 
@@ -278,29 +339,32 @@ async def deliver_message(
     With `message_digest` (SHA-256 of the bytes), a retry of a delivery that committed
     within the last hour is recognised and not stored again (`duplicate=True`): the MTA
     retries when we die between the commit and our "250".
+
+    `target` (from `resolve_delivery`, for this user) saves the read before the blob:
+    the retry tag is then checked in the row's own transaction, and a retry's blob is
+    written and removed again; without it, one read-only transaction comes first.
     """
+    if target is not None and target.user.id != user.id:
+        raise ValueError("deliver_message: the target is another user's")
     tag = delivery_tag(user.id, message_digest) if message_digest is not None else None
 
-    def prepare(conn: Connection) -> tuple[Appended | None, PublicKeyInfo | None, int | None]:
+    def prepare(conn: Connection) -> tuple[Appended | None, DeliveryTarget | None]:
         if tag is not None:
             earlier = _earlier_delivery(conn, user.id, tag)
             if earlier is not None:
-                return earlier, None, None
-        recipient, inbox = _delivery_target(conn, user.id)
-        if user.crypt != 2:
-            recipient = None
-        elif recipient is None:
-            raise KeyLocked(
-                f"user id {user.id} has encryption on but no key pair yet; it is made at the "
-                "first login, or with `cryptmail user add`"
-            )
+                return earlier, None
+        found = DeliveryTarget(user, *_delivery_target(conn, user.id))
+        _sealing_key(found)  # KeyLocked before any bytes are written
         _check_quota(conn, user, size_hint)
-        return None, recipient, inbox
+        return None, found
 
-    # One short transaction before the blob: retry tag, key, quota estimate, INBOX id.
-    earlier, recipient, inbox = await run_transaction(engine, prepare)
-    if earlier is not None:
-        return earlier
+    if target is None:
+        earlier, target = await run_transaction(engine, prepare)
+        if earlier is not None:
+            return earlier
+        assert target is not None  # noqa: S101 - prepare returns one or the other
+    recipient = _sealing_key(target)
+    inbox = target.inbox
     if inbox is None:  # first delivery: make the default mailboxes
         async with engine.begin() as conn:
             inbox = await inbox_id(conn, user.id)
@@ -308,19 +372,26 @@ async def deliver_message(
     blob = await write_blob(blobs, recipient, source)
     when = internal_date or utcnow()
 
-    def commit_row(conn: Connection) -> tuple[int, int, int]:
+    def commit_row(conn: Connection) -> Appended:
+        if tag is not None:
+            earlier = _earlier_delivery(conn, user.id, tag)
+            if earlier is not None:
+                return earlier
         _check_quota(conn, user, blob.size)
-        inserted = _insert_row(conn, mailbox, blob, when, tag=tag)
+        row_id, uid, modseq = _insert_row(conn, mailbox, blob, when, tag=tag)
         checkpoint("append:before-row-commit")
-        return inserted
+        return Appended(mailbox, uid, modseq, row_id, blob)
 
     try:
-        row_id, uid, modseq = await run_transaction(engine, commit_row)
+        appended = await run_transaction(engine, commit_row)
     except QuotaExceeded:
         # Certainly not committed: remove the orphan now. For any other failure the
         # commit's fate is unknown, so the blob stays and the sweep decides later.
         await blobs.delete(blob.blob_id)
         raise
+    if appended.duplicate:  # an earlier delivery of the same bytes committed meanwhile
+        await blobs.delete(blob.blob_id)
+        return appended
     if bus is not None:
         bus.publish(user.id, mailbox)
-    return Appended(mailbox, uid, modseq, row_id, blob)
+    return appended

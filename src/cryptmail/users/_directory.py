@@ -236,7 +236,8 @@ def _find_user_sync(conn: Connection, address: str) -> User | None:
     return _user(row) if row is not None else None
 
 
-def _resolve(conn: Connection, address: str) -> list[User]:
+def resolve_recipient_sync(conn: Connection, address: str) -> list[User]:
+    """`resolve_recipient` inside a synchronous transaction (see `run_transaction`)."""
     address = address.strip().lower()
     found: dict[int, User] = {}
     seen: set[str] = set()
@@ -272,7 +273,7 @@ async def resolve_recipient(conn: AsyncConnection, address: str) -> list[User]:
     `@domain` alias. Aliases may point to aliases (up to MAX_ALIAS_DEPTH) and to several
     destinations; each user appears once. An unknown address gives [].
     """
-    return await conn.run_sync(_resolve, address)
+    return await conn.run_sync(resolve_recipient_sync, address)
 
 
 async def lookup_recipient(engine: AsyncEngine, address: str) -> list[User]:
@@ -280,4 +281,4 @@ async def lookup_recipient(engine: AsyncEngine, address: str) -> list[User]:
 
     LMTP asks this for every RCPT; on SQLite it runs as one worker-thread call.
     """
-    return await run_transaction(engine, lambda conn: _resolve(conn, address))
+    return await run_transaction(engine, lambda conn: resolve_recipient_sync(conn, address))
