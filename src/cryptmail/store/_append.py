@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Select, func, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import BlobSealer, PublicKeyInfo, plain_header
@@ -51,6 +51,54 @@ class Appended:
 
 DELIVERY_TAG_WINDOW = timedelta(hours=1)
 
+# The statements every delivery runs, built once: building and keying a SQLAlchemy
+# statement costs 50-200 us each time, several times what SQLite takes to run it.
+_msg, _mb, _kp = t.cm_messages, t.cm_mailboxes, t.cm_key_pairs
+_USER_ID: BindParameter[int] = bindparam("user_id")
+_USERS_MAILBOXES = select(_mb.c.id).where(_mb.c.user_id == _USER_ID)
+_ACTIVE_KEY = (_kp.c.user_id == _USER_ID, _kp.c.active.is_(True))
+_TARGET = select(
+    select(_mb.c.id)
+    .where(_mb.c.user_id == _USER_ID, _mb.c.role == "inbox")
+    .limit(1)
+    .scalar_subquery()
+    .label("inbox"),
+    select(_kp.c.curve)
+    .where(*_ACTIVE_KEY)
+    .order_by(_kp.c.id)
+    .limit(1)
+    .scalar_subquery()
+    .label("curve"),
+    select(_kp.c.public_key)
+    .where(*_ACTIVE_KEY)
+    .order_by(_kp.c.id)
+    .limit(1)
+    .scalar_subquery()
+    .label("public_key"),
+)
+_EARLIER = (
+    select(_msg.c.id, _msg.c.mailbox_id, _msg.c.uid, _msg.c.modseq)
+    .where(
+        _msg.c.delivery_tag == bindparam("tag"),
+        _msg.c.mailbox_id.in_(_USERS_MAILBOXES),
+        _msg.c.internal_date >= bindparam("cutoff"),
+    )
+    .limit(1)
+)
+_USED_BYTES = select(func.coalesce(func.sum(_mb.c.used_bytes), 0)).where(_mb.c.user_id == _USER_ID)
+_BUMP = (
+    update(_mb)
+    .where(_mb.c.id == bindparam("mailbox_id"))
+    .values(
+        uidnext=_mb.c.uidnext + 1,
+        highest_modseq=_mb.c.highest_modseq + 1,
+        used_bytes=_mb.c.used_bytes + bindparam("size"),
+    )
+)
+_BUMP_RETURNING = _BUMP.returning(_mb.c.uidnext, _mb.c.highest_modseq)
+_COUNTERS = select(_mb.c.uidnext, _mb.c.highest_modseq).where(_mb.c.id == bindparam("mailbox_id"))
+_INSERT = _msg.insert()
+
 
 def delivery_tag(user_id: int, message_digest: bytes) -> bytes:
     """Tag of one delivery: a retry of the same bytes to the same user has the same tag.
@@ -59,10 +107,6 @@ def delivery_tag(user_id: int, message_digest: bytes) -> bytes:
     not help anyone confirm a guessed message; it is cleared after an hour anyway.
     """
     return hashlib.sha256(b"delivery|%d|" % user_id + message_digest).digest()[:16]
-
-
-def _users_mailboxes(user_id: int) -> Select[tuple[int]]:
-    return select(t.cm_mailboxes.c.id).where(t.cm_mailboxes.c.user_id == user_id)
 
 
 async def expire_delivery_tags(engine: AsyncEngine) -> int:
@@ -90,20 +134,8 @@ def _earlier_delivery(conn: Connection, user_id: int, tag: bytes) -> Appended | 
     """The row a delivery of the same bytes committed within the retry window, if any.
 
     Only reads, so the transaction before the blob is written stays read-only."""
-    row = conn.execute(
-        select(
-            t.cm_messages.c.id,
-            t.cm_messages.c.mailbox_id,
-            t.cm_messages.c.uid,
-            t.cm_messages.c.modseq,
-        )
-        .where(
-            t.cm_messages.c.delivery_tag == tag,
-            t.cm_messages.c.mailbox_id.in_(_users_mailboxes(user_id)),
-            t.cm_messages.c.internal_date >= utcnow() - DELIVERY_TAG_WINDOW,
-        )
-        .limit(1)
-    ).first()
+    cutoff = utcnow() - DELIVERY_TAG_WINDOW
+    row = conn.execute(_EARLIER, {"tag": tag, "user_id": user_id, "cutoff": cutoff}).first()
     if row is None:
         return None
     return Appended(
@@ -122,29 +154,7 @@ def _delivery_target(conn: Connection, user_id: int) -> tuple[PublicKeyInfo | No
     The same key query as `keys.active_public_key`, joined here so that the delivery
     path costs one round trip instead of two.
     """
-    kp, mb = t.cm_key_pairs, t.cm_mailboxes
-    active = (kp.c.user_id == user_id, kp.c.active.is_(True))
-    row = conn.execute(
-        select(
-            select(mb.c.id)
-            .where(mb.c.user_id == user_id, mb.c.role == "inbox")
-            .limit(1)
-            .scalar_subquery()
-            .label("inbox"),
-            select(kp.c.curve)
-            .where(*active)
-            .order_by(kp.c.id)
-            .limit(1)
-            .scalar_subquery()
-            .label("curve"),
-            select(kp.c.public_key)
-            .where(*active)
-            .order_by(kp.c.id)
-            .limit(1)
-            .scalar_subquery()
-            .label("public_key"),
-        )
-    ).one()
+    row = conn.execute(_TARGET, {"user_id": user_id}).one()
     recipient = PublicKeyInfo(row.curve, bytes(row.public_key)) if row.curve is not None else None
     return recipient, (int(row.inbox) if row.inbox is not None else None)
 
@@ -175,9 +185,7 @@ async def write_blob(
 
 
 def _used_bytes(conn: Connection, user_id: int) -> int:
-    mb = t.cm_mailboxes
-    query = select(func.coalesce(func.sum(mb.c.used_bytes), 0)).where(mb.c.user_id == user_id)
-    return int(conn.execute(query).scalar_one())
+    return int(conn.execute(_USED_BYTES, {"user_id": user_id}).scalar_one())
 
 
 def _check_quota(conn: Connection, user: User, size: int) -> None:
@@ -214,22 +222,12 @@ def _insert_row(
     mb = t.cm_mailboxes
     size = round_size(blob.size)
     if uid is None:
-        bump = (
-            update(mb)
-            .where(mb.c.id == mailbox_id)
-            .values(
-                uidnext=mb.c.uidnext + 1,
-                highest_modseq=mb.c.highest_modseq + 1,
-                used_bytes=mb.c.used_bytes + size,
-            )
-        )
+        params = {"mailbox_id": mailbox_id, "size": size}
         if conn.dialect.update_returning:  # SQLite, PostgreSQL: one round trip
-            row = conn.execute(bump.returning(mb.c.uidnext, mb.c.highest_modseq)).one()
+            row = conn.execute(_BUMP_RETURNING, params).one()
         else:  # MariaDB has no UPDATE ... RETURNING
-            conn.execute(bump)
-            row = conn.execute(
-                select(mb.c.uidnext, mb.c.highest_modseq).where(mb.c.id == mailbox_id)
-            ).one()
+            conn.execute(_BUMP, params)
+            row = conn.execute(_COUNTERS, params).one()
         uid, modseq = int(row.uidnext) - 1, int(row.highest_modseq)
     else:
         conn.execute(
@@ -246,16 +244,17 @@ def _insert_row(
         row = conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id)).one()
         modseq = int(row.highest_modseq)
     result = conn.execute(
-        t.cm_messages.insert().values(
-            mailbox_id=mailbox_id,
-            uid=uid,
-            modseq=modseq,
-            blob_id=blob.blob_id,
-            sealed=blob.sealed,
-            size_rounded=size,
-            internal_date=internal_date,
-            delivery_tag=tag,
-        )
+        _INSERT,
+        {
+            "mailbox_id": mailbox_id,
+            "uid": uid,
+            "modseq": modseq,
+            "blob_id": blob.blob_id,
+            "sealed": blob.sealed,
+            "size_rounded": size,
+            "internal_date": internal_date,
+            "delivery_tag": tag,
+        },
     )
     return int(result.inserted_primary_key[0]), uid, modseq  # type: ignore[index]
 

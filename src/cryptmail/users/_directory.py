@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -219,20 +219,28 @@ async def list_aliases(conn: AsyncConnection) -> list[Alias]:
     return [Alias(int(r.id), str(r.source), str(r.destination)) for r in rows]
 
 
+# Built once: LMTP runs these for every RCPT, and building and keying a SQLAlchemy
+# statement costs several times what the database takes to answer it.
+_ALIAS_TARGETS = select(t.virtual_aliases.c.destination).where(
+    t.virtual_aliases.c.source.in_(bindparam("sources", expanding=True))
+)
+_USER_BY_EMAIL = select(t.virtual_users).where(t.virtual_users.c.email == bindparam("email"))
+_USER_BY_LOWER_EMAIL = select(t.virtual_users).where(
+    func.lower(t.virtual_users.c.email) == bindparam("email")
+)
+
+
 def _alias_targets(conn: Connection, sources: Sequence[str]) -> list[str]:
-    rows = conn.execute(
-        select(t.virtual_aliases.c.destination).where(t.virtual_aliases.c.source.in_(sources))
-    )
+    rows = conn.execute(_ALIAS_TARGETS, {"sources": list(sources)})
     return [str(r.destination).lower() for r in rows]
 
 
 def _find_user_sync(conn: Connection, address: str) -> User | None:
     # Exact match first: it uses the email index. Rows an admin typed in mixed case
     # still match through lower(), which scans, so only misses pay for it.
-    users = t.virtual_users
-    row = conn.execute(select(users).where(users.c.email == address)).first()
+    row = conn.execute(_USER_BY_EMAIL, {"email": address}).first()
     if row is None:
-        row = conn.execute(select(users).where(func.lower(users.c.email) == address)).first()
+        row = conn.execute(_USER_BY_LOWER_EMAIL, {"email": address}).first()
     return _user(row) if row is not None else None
 
 
