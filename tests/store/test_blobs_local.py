@@ -100,19 +100,41 @@ async def test_delete_overwrites_before_unlinking(
     await writer.write(b"secret bytes" * 1000)
     await writer.commit()
     path = blobs.path_of(blob_id)
-    seen: list[bytes] = []
+    seen: list[tuple[str, bytes]] = []
     real_unlink = Path.unlink
 
     def spy(self: Path, missing_ok: bool = False) -> None:
-        if self == path:
-            seen.append(self.read_bytes())
+        seen.append((self.parent.name, self.read_bytes()))
         real_unlink(self, missing_ok=missing_ok)
 
     monkeypatch.setattr(Path, "unlink", spy)
     await blobs.delete(blob_id)
-    assert seen == [bytes(12_000)]
+    # Moved out of its name first, then zeroed, then unlinked.
+    assert seen == [("tmp", bytes(12_000))]
     assert not path.exists()
+    assert _temp_files(blobs) == []
     await blobs.delete(blob_id)  # absent: no error
+
+
+async def test_a_delete_killed_while_overwriting_leaves_no_half_zeroed_blob(
+    blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob_id = new_blob_id()
+    writer = await blobs.create(blob_id)
+    await writer.write(b"secret bytes" * 1000)
+    await writer.commit()
+
+    def crash(*_args: object) -> None:
+        raise OSError("killed while overwriting")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="killed"):
+        await blobs.delete(blob_id)
+    # The blob's name is gone; what is left is a temp file the sweep removes.
+    assert [b async for b in blobs.list_ids()] == []
+    assert len(_temp_files(blobs)) == 1
+    monkeypatch.undo()
+    assert await blobs.sweep_temp(0) == 1
 
 
 async def test_list_ids_skips_temp_and_foreign_names(blobs: LocalBlobStore) -> None:

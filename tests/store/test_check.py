@@ -77,3 +77,14 @@ async def test_orphan_kept_within_grace_removed_after(rig: StoreRig) -> None:
     assert report.removed == [young]
     assert report.clean
     assert (await store.check_store(rig.engine, rig.blobs)).clean
+
+
+async def test_a_malformed_blob_no_row_names_is_an_orphan(rig: StoreRig) -> None:
+    await _deliver(rig, 1)
+    blob_id = await _orphan(rig, age_s=7200)
+    rig.blobs.path_of(blob_id).write_bytes(bytes(300))  # zeroed, as a crash may leave it
+    os.utime(rig.blobs.path_of(blob_id), (time.time() - 7200,) * 2)
+    report = await store.check_store(rig.engine, rig.blobs, fix=True)
+    assert report.malformed == []
+    assert report.orphans == report.removed == [blob_id]
+    assert report.clean

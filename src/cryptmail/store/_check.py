@@ -84,12 +84,15 @@ async def check_store(
     async for blob_id in blobs.list_ids():
         present.add(blob_id)
         report.blobs += 1
+        if blob_id not in referenced:
+            # No row names it, so it holds nobody's mail, whatever its header says (a
+            # crash can leave a half-written one); it is removed as an orphan.
+            report.orphans.append(blob_id)
+            continue
         try:
             parse_blob_header(await blobs.read(blob_id, 0, MAX_HEADER_SIZE))
         except (MalformedObject, BlobMissing):
             report.malformed.append(blob_id)
-        if blob_id not in referenced:
-            report.orphans.append(blob_id)
     for raw_id, row_id in referenced.items():
         if raw_id not in present:
             report.missing.append((row_id, BlobId(raw_id)))

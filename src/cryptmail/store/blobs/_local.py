@@ -184,23 +184,28 @@ class LocalBlobStore:
 
     def _delete(self, blob_id: BlobId) -> None:
         path = self.path_of(blob_id)
+        # Out of its name first, in one rename: a crash while overwriting must not leave a
+        # half-zeroed file under a blob id (`store check` would call it malformed). What
+        # a crash leaves in tmp/ is swept like any temp file.
+        doomed = self.root / "tmp" / f"{blob_id.hex()}.deleted.{os.getpid()}"
         try:
-            size = path.stat().st_size
-            # Overwrite before unlinking: on a plain filesystem this keeps a plain blob's
-            # bytes out of free blocks (not on copy-on-write or SSD wear levelling).
-            with open(path, "r+b") as f:
-                remaining = size
-                zeros = bytes(min(_BUFFER, size))
-                while remaining > 0:
-                    step = min(remaining, len(zeros))
-                    f.write(zeros[:step])
-                    remaining -= step
-                f.flush()
-                os.fsync(f.fileno())
-            path.unlink()
-            _fsync_dir(path.parent)
+            os.rename(path, doomed)
         except FileNotFoundError:
             return
+        _fsync_dir(path.parent)
+        size = doomed.stat().st_size
+        # Overwrite before unlinking: on a plain filesystem this keeps a plain blob's
+        # bytes out of free blocks (not on copy-on-write or SSD wear levelling).
+        with open(doomed, "r+b") as f:
+            remaining = size
+            zeros = bytes(min(_BUFFER, size))
+            while remaining > 0:
+                step = min(remaining, len(zeros))
+                f.write(zeros[:step])
+                remaining -= step
+            f.flush()
+            os.fsync(f.fileno())
+        doomed.unlink()
 
     async def delete(self, blob_id: BlobId) -> None:
         await run_blocking(self._delete, blob_id)
