@@ -92,13 +92,18 @@ async def test_sweep_temp_removes_only_old_temp_files(blobs: LocalBlobStore) -> 
     assert _temp_files(blobs) == []
 
 
-async def test_delete_overwrites_before_unlinking(
-    blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _secret_blob(blobs: LocalBlobStore) -> BlobId:
     blob_id = new_blob_id()
     writer = await blobs.create(blob_id)
     await writer.write(b"secret bytes" * 1000)
     await writer.commit()
+    return blob_id
+
+
+async def test_delete_overwrites_before_unlinking(
+    blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob_id = await _secret_blob(blobs)
     path = blobs.path_of(blob_id)
     seen: list[tuple[str, bytes]] = []
     real_unlink = Path.unlink
@@ -119,13 +124,14 @@ async def test_delete_overwrites_before_unlinking(
 async def test_a_delete_killed_while_overwriting_leaves_no_half_zeroed_blob(
     blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    blob_id = new_blob_id()
-    writer = await blobs.create(blob_id)
-    await writer.write(b"secret bytes" * 1000)
-    await writer.commit()
+    blob_id = await _secret_blob(blobs)
+    real_fsync, calls = os.fsync, []
 
-    def crash(*_args: object) -> None:
-        raise OSError("killed while overwriting")
+    def crash(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:  # the first syncs the directory after the rename
+            raise OSError("killed while overwriting")
+        real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(OSError, match="killed"):
