@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cryptmail.db import create_engine, upgrade
+from cryptmail.db import create_engine, run_transaction, upgrade
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     AliasExists,
@@ -27,10 +27,10 @@ from cryptmail.users import (
     list_aliases,
     list_domains,
     list_users,
-    lookup_recipient,
     normalize_address,
     remove_alias,
     resolve_recipient,
+    resolve_recipient_sync,
     set_crypt,
     set_quota,
 )
@@ -175,7 +175,7 @@ async def test_an_alias_of_a_user_address_redirects_it(conn: AsyncConnection) ->
     assert await resolved(conn, "alice@example.org") == ["alice@example.org", "bob@example.org"]
 
 
-async def test_lookup_recipient_runs_in_its_own_transaction(tmp_path: Path) -> None:
+async def test_resolve_recipient_sync_in_a_transaction_of_its_own(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'lookup.db'}")
     await upgrade(engine)
     try:
@@ -189,12 +189,13 @@ async def test_lookup_recipient_runs_in_its_own_transaction(tmp_path: Path) -> N
                 )
             )
             await add_alias(connection, "team@example.org", "dave@example.org")
-        assert [u.email for u in await lookup_recipient(engine, "ALICE@example.org")] == [
-            "alice@example.org"
-        ]
-        assert [u.email for u in await lookup_recipient(engine, "team@example.org")] == [
-            "Dave@Example.org"
-        ]
-        assert await lookup_recipient(engine, "nobody@example.org") == []
+
+        async def lookup(address: str) -> list[str]:
+            users = await run_transaction(engine, lambda c: resolve_recipient_sync(c, address))
+            return [u.email for u in users]
+
+        assert await lookup("ALICE@example.org") == ["alice@example.org"]
+        assert await lookup("team@example.org") == ["Dave@Example.org"]
+        assert await lookup("nobody@example.org") == []
     finally:
         await engine.dispose()

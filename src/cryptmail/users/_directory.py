@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cryptmail.db import run_transaction
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     AliasExists,
@@ -282,11 +281,3 @@ async def resolve_recipient(conn: AsyncConnection, address: str) -> list[User]:
     destinations; each user appears once. An unknown address gives [].
     """
     return await conn.run_sync(resolve_recipient_sync, address)
-
-
-async def lookup_recipient(engine: AsyncEngine, address: str) -> list[User]:
-    """`resolve_recipient` in a transaction of its own, in one database round trip.
-
-    LMTP asks this for every RCPT; on SQLite it runs as one worker-thread call.
-    """
-    return await run_transaction(engine, lambda conn: resolve_recipient_sync(conn, address))
