@@ -99,4 +99,4 @@ async def test_the_sql_hash_costs_as_much_as_a_slot(
     await make_user()
     async with engine.connect() as conn:
         user = await get_user(conn, ALICE)
-    assert user.password_hash.startswith("{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$")
+    assert user.password_hash.startswith("{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=2$")
