@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from cryptmail.imap._analysis import MessageAnalysis, MessageAnalyzer, analyze_message
 from cryptmail.imap._mime import HEADER_LINE_MAX, MimeParser
-from cryptmail.imap._partmap import PartMap, VirtualStream
+from cryptmail.imap._partmap import PartMap, VirtualStream, _varint
 from cryptmail.imap._requests import Section
 from cryptmail.imap._sections import filter_header, header_section
 
@@ -56,15 +56,49 @@ def test_sizes_add_up_for_the_corpus() -> None:
             assert part.body_offset + part.body_size <= len(message)
 
 
+def _varint_analysis(analysis: MessageAnalysis) -> bytes:
+    """Version 1 of the cached form, as caches written before version 2 hold it."""
+    out = bytearray(b"CMMA\x01")
+    part_map = analysis.part_map
+    values = [value for part in part_map for value in part]
+    for field in (
+        part_map._to_varint_bytes(values), analysis.envelope, analysis.body,
+        analysis.bodystructure,
+    ):  # fmt: skip
+        _varint(out, len(field))
+        out += field
+    return bytes(out)
+
+
 def test_analysis_serialisation_round_trip_and_rejections() -> None:
     analysis = analyze_message(VECTORS["multipart_mixed"][0])
     data = analysis.to_bytes()
+    assert data[4] == 2
     assert MessageAnalysis.from_bytes(data) == analysis
     assert PartMap.from_bytes(analysis.part_map.to_bytes()) == analysis.part_map
-    for broken in (data[:-1], data + b"x", b"XXXX" + data[4:], data[:4] + b"\x02" + data[5:]):
+    for broken in (data[:-1], data + b"x", b"XXXX" + data[4:], data[:4] + b"\x03" + data[5:]):
         with pytest.raises(ValueError):
             MessageAnalysis.from_bytes(broken)
     mapped = analysis.part_map.to_bytes()
+    for broken in (mapped[:-1], mapped + b"\x00", mapped[:5] + b"\xff\xff\xff\xff" + mapped[9:]):
+        with pytest.raises(ValueError):
+            PartMap.from_bytes(broken)
+    raw = bytearray(mapped)
+    raw[13] = 9  # the root claims nine children (bytes 9-12 are its flags)
+    with pytest.raises(ValueError):
+        PartMap.from_bytes(bytes(raw))
+
+
+def test_version_1_caches_are_still_read_and_rejected_alike() -> None:
+    analysis = analyze_message(VECTORS["multipart_mixed"][0])
+    data = _varint_analysis(analysis)
+    assert MessageAnalysis.from_bytes(data) == analysis
+    for broken in (data[:-1], data + b"x"):
+        with pytest.raises(ValueError):
+            MessageAnalysis.from_bytes(broken)
+    values = [value for part in analysis.part_map for value in part]
+    mapped = analysis.part_map._to_varint_bytes(values)
+    assert PartMap.from_bytes(mapped) == analysis.part_map
     oversized = mapped[:6] + b"\xff" * 10 + b"\x01" + mapped[6:]
     for broken in (mapped[:-1], mapped + b"\x00", mapped[:-1] + b"\x80", oversized):
         with pytest.raises(ValueError):
@@ -73,6 +107,16 @@ def test_analysis_serialisation_round_trip_and_rejections() -> None:
     raw[7] = 9  # the root claims nine children (byte 6 is its flags)
     with pytest.raises(ValueError):
         PartMap.from_bytes(bytes(raw))
+
+
+def test_a_value_beyond_32_bits_is_kept_in_the_varint_form() -> None:
+    part_map = analyze_message(b"Subject: x\r\n\r\nbody\r\n").part_map
+    root = part_map.parts[0]._replace(body_size=1 << 33, body_vsize=1 << 33)
+    huge = PartMap((root,))
+    data = huge.to_bytes()
+    assert data[4] == 1
+    assert PartMap.from_bytes(data) == huge
+    assert PartMap.from_bytes(data).size == root.header_size + (1 << 33)
 
 
 def test_sections_of_a_multipart_message() -> None:

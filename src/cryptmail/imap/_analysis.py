@@ -4,23 +4,28 @@
 returns a :class:`MessageAnalysis`: the part map plus ENVELOPE, BODY and BODYSTRUCTURE
 already in IMAP syntax. ``to_bytes`` / ``from_bytes`` give the cacheable form::
 
-    magic "CMMA" | version (1 byte, 1) | four fields, each a varint length + bytes:
-        part map (see _partmap) | ENVELOPE | BODY | BODYSTRUCTURE
+    magic "CMMA" | version (1 byte, 2) | four field lengths (u32 little-endian)
+        | part map (see _partmap) | ENVELOPE | BODY | BODYSTRUCTURE
+
+Version 1 put each length as a varint before its field; it is still read.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Final
 
 from cryptmail.imap._bodystructure import write_body, write_bodystructure, write_envelope
 from cryptmail.imap._mime import MimeParser
-from cryptmail.imap._partmap import PartMap, _read_varint, _varint, part_map_from_tree
+from cryptmail.imap._partmap import PartMap, _read_varint, part_map_from_tree
 
 __all__ = ["MessageAnalysis", "MessageAnalyzer", "analyze_message"]
 
 MAGIC: Final = b"CMMA"
-VERSION: Final = 1
+VERSION: Final = 2
+_VARINT_VERSION: Final = 1
+_LENGTHS: Final = struct.Struct("<4I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,29 +42,45 @@ class MessageAnalysis:
         return self.part_map.vsize
 
     def to_bytes(self) -> bytes:
-        out = bytearray(MAGIC)
-        out.append(VERSION)
-        for field in (self.part_map.to_bytes(), self.envelope, self.body, self.bodystructure):
-            _varint(out, len(field))
-            out += field
-        return bytes(out)
+        fields = (self.part_map.to_bytes(), self.envelope, self.body, self.bodystructure)
+        head = MAGIC + bytes([VERSION]) + _LENGTHS.pack(*(len(field) for field in fields))
+        return head + b"".join(fields)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MessageAnalysis:
-        """Raises ValueError on anything but :meth:`to_bytes` output."""
-        if data[:4] != MAGIC or len(data) < 5 or data[4] != VERSION:
-            raise ValueError("not a version 1 message analysis")
-        pos = 5
-        fields: list[bytes] = []
-        for _ in range(4):
-            length, pos = _read_varint(data, pos)
-            if pos + length > len(data):
+        """Raises ValueError on anything but :meth:`to_bytes` output (either version)."""
+        if data[:4] != MAGIC or len(data) < 5:
+            raise ValueError("not a message analysis")
+        if data[4] == VERSION:
+            if len(data) < 5 + _LENGTHS.size:
                 raise ValueError("message analysis is truncated")
-            fields.append(data[pos : pos + length])
-            pos += length
-        if pos != len(data):
-            raise ValueError("message analysis has trailing bytes")
+            lengths = _LENGTHS.unpack_from(data, 5)
+            pos = 5 + _LENGTHS.size
+            if pos + sum(lengths) != len(data):
+                raise ValueError("message analysis is truncated or has trailing bytes")
+            fields = []
+            for length in lengths:
+                fields.append(data[pos : pos + length])
+                pos += length
+        elif data[4] == _VARINT_VERSION:
+            fields = _varint_fields(data)
+        else:
+            raise ValueError(f"message analysis version {data[4]} is unknown")
         return cls(PartMap.from_bytes(fields[0]), fields[1], fields[2], fields[3])
+
+
+def _varint_fields(data: bytes) -> list[bytes]:
+    pos = 5
+    fields: list[bytes] = []
+    for _ in range(4):
+        length, pos = _read_varint(data, pos)
+        if pos + length > len(data):
+            raise ValueError("message analysis is truncated")
+        fields.append(data[pos : pos + length])
+        pos += length
+    if pos != len(data):
+        raise ValueError("message analysis has trailing bytes")
+    return fields
 
 
 class MessageAnalyzer:

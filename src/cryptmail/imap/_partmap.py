@@ -7,15 +7,20 @@ Computed once when a message is first seen (:func:`part_map_from_tree`), stored
 :class:`VirtualStream` turns those bytes into what IMAP sends (bare LF as CRLF, NUL as
 0x80, the partial window applied) chunk by chunk.
 
-Serialized form (all integers unsigned LEB128 varints)::
+Serialized form, version 2 (integers unsigned 32-bit little-endian, so that one
+``struct`` call decodes a whole map: every FETCH of a message not in memory loads one)::
 
-    magic "CMPM" | version (1 byte, 1) | part count | per part, in pre-order:
+    magic "CMPM" | version (1 byte, 2) | part count | per part, in pre-order:
         flags | children | header offset | header size | body size
         | header virtual size | body virtual size | body lines
+
+Version 1, the same fields as unsigned LEB128 varints, is still read (caches written
+before version 2) and still written when a value does not fit 32 bits.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
@@ -26,7 +31,10 @@ from cryptmail.imap._requests import Section
 __all__ = ["PartEntry", "PartMap", "SectionPlan", "VirtualStream", "part_map_from_tree"]
 
 MAGIC: Final = b"CMPM"
-VERSION: Final = 1
+VERSION: Final = 2
+_VARINT_VERSION: Final = 1
+_FIXED_LIMIT: Final = 1 << 32
+_FIELDS: Final = 8
 _MAX_PARTS: Final = 1 << 20
 FILTER_LOOKAHEAD: Final = 64 * 1024
 """How far past a part's header HEADER.FIELDS may read looking for the empty line."""
@@ -146,7 +154,7 @@ class PartMap:
 
     def __init__(self, parts: tuple[PartEntry, ...]) -> None:
         self._parts: tuple[PartEntry, ...] | None = parts
-        self._values: list[int] = []
+        self._values: Sequence[int] = ()
         root = parts[0]
         self.size = root.header_size + root.body_size
         self.vsize = root.header_vsize + root.body_vsize
@@ -155,7 +163,9 @@ class PartMap:
     def parts(self) -> tuple[PartEntry, ...]:
         if self._parts is None:
             values, make = self._values, PartEntry._make
-            self._parts = tuple(make(values[i : i + 8]) for i in range(1, len(values), 8))
+            self._parts = tuple(
+                make(values[i : i + _FIELDS]) for i in range(0, len(values), _FIELDS)
+            )
         return self._parts
 
     def __eq__(self, other: object) -> bool:
@@ -169,41 +179,58 @@ class PartMap:
     # -- serialisation -----------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
+        values = [value for part in self.parts for value in part]
+        if min(values, default=0) < 0:
+            raise ValueError("part map values are never negative")
+        if max(values, default=0) >= _FIXED_LIMIT:
+            return self._to_varint_bytes(values)
+        head = MAGIC + bytes([VERSION]) + struct.pack("<I", len(self.parts))
+        return head + struct.pack(f"<{len(values)}I", *values)
+
+    def _to_varint_bytes(self, values: list[int]) -> bytes:
         out = bytearray(MAGIC)
-        out.append(VERSION)
+        out.append(_VARINT_VERSION)
         _varint(out, len(self.parts))
-        for part in self.parts:
-            for value in (
-                part.flags, part.children, part.header_offset, part.header_size,
-                part.body_size, part.header_vsize, part.body_vsize, part.body_lines,
-            ):  # fmt: skip
-                _varint(out, value)
+        for value in values:
+            _varint(out, value)
         return bytes(out)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PartMap:
-        """Parse :meth:`to_bytes` output, rejecting anything inconsistent.
+        """Parse :meth:`to_bytes` output (either version), rejecting anything inconsistent.
 
         Raises:
             ValueError: wrong magic or version, truncation, trailing bytes, or a
                 tree shape that does not add up.
         """
-        if data[:4] != MAGIC or len(data) < 6 or data[4] != VERSION:
-            raise ValueError("not a version 1 part map")
-        values = _read_varints(data, 5)
-        count = values[0]
-        if not 1 <= count <= _MAX_PARTS:
-            raise ValueError("part map has an impossible part count")
-        if len(values) != 1 + 8 * count:
-            raise ValueError("part map is truncated or has trailing bytes")
-        if _subtree_end(values[2::8], 0) != count:
+        if data[:4] != MAGIC or len(data) < 6:
+            raise ValueError("not a part map")
+        values: Sequence[int]
+        if data[4] == VERSION:
+            if len(data) < 9:
+                raise ValueError("part map is truncated")
+            (count,) = struct.unpack_from("<I", data, 5)
+            if not 1 <= count <= _MAX_PARTS or len(data) != 9 + 4 * _FIELDS * count:
+                raise ValueError("part map is truncated, too long or has an impossible count")
+            values = struct.unpack_from(f"<{_FIELDS * count}I", data, 9)
+        elif data[4] == _VARINT_VERSION:
+            decoded = _read_varints(data, 5)
+            count = decoded[0]
+            if not 1 <= count <= _MAX_PARTS:
+                raise ValueError("part map has an impossible part count")
+            if len(decoded) != 1 + _FIELDS * count:
+                raise ValueError("part map is truncated or has trailing bytes")
+            values = decoded[1:]
+        else:
+            raise ValueError(f"part map version {data[4]} is unknown")
+        if _subtree_end(values[1::_FIELDS], 0) != count:
             raise ValueError("part map child counts do not form one tree")
         result = cls.__new__(cls)
         result._parts, result._values = None, values
-        # Fields of part 0: values[1:9] = flags, children, header offset, header size,
+        # Fields of part 0: values[0:8] = flags, children, header offset, header size,
         # body size, header vsize, body vsize, body lines.
-        result.size = values[4] + values[5]
-        result.vsize = values[6] + values[7]
+        result.size = values[3] + values[4]
+        result.vsize = values[5] + values[6]
         return result
 
     # -- navigation ---------------------------------------------------------------------
