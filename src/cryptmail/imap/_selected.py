@@ -309,6 +309,4 @@ class SelectedMailbox:
 
 
 def _with_flags(row: MessageRow, flags: frozenset[str], modseq: int | None = None) -> MessageRow:
-    from dataclasses import replace
-
-    return replace(row, flags=flags, modseq=row.modseq if modseq is None else modseq)
+    return row._replace(flags=flags, modseq=row.modseq if modseq is None else modseq)

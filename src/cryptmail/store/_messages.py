@@ -7,8 +7,8 @@ flags_sealed NULL was delivered while nobody held the key; `index_message` fills
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,8 +23,9 @@ from cryptmail.store.blobs import BlobStore
 RECENT_FLAG = "\\Recent"
 
 
-@dataclass(frozen=True)
-class MessageRow:
+class MessageRow(NamedTuple):
+    """One message as its mailbox lists it. A named tuple: SELECT builds one per message."""
+
     id: MessageId
     mailbox_id: MailboxId
     uid: int
@@ -59,25 +60,23 @@ _COLUMNS = (
 )
 
 
-def _row(r: object, account: UnlockedAccount) -> MessageRow:
-    sealed_flags = r.flags_sealed  # type: ignore[attr-defined]
-    row_id = int(r.id)  # type: ignore[attr-defined]
-    flags = (
-        decode_flags(account.fields.open(bytes(sealed_flags), _flags_context(row_id)))
-        if sealed_flags is not None
-        else frozenset()
-    )
+def _row(r: Sequence[Any], account: UnlockedAccount) -> MessageRow:
+    # Unpacked by position, in _COLUMNS order: SELECT runs this once per message.
+    row_id, mailbox_id, uid, modseq, blob_id, sealed, size_rounded, when, flags, indexed = r
+    row_id = int(row_id)
     return MessageRow(
-        id=MessageId(row_id),
-        mailbox_id=MailboxId(int(r.mailbox_id)),  # type: ignore[attr-defined]
-        uid=int(r.uid),  # type: ignore[attr-defined]
-        modseq=int(r.modseq),  # type: ignore[attr-defined]
-        blob_id=BlobId(bytes(r.blob_id)),  # type: ignore[attr-defined]
-        sealed=bool(r.sealed),  # type: ignore[attr-defined]
-        size_rounded=int(r.size_rounded),  # type: ignore[attr-defined]
-        internal_date=r.internal_date,  # type: ignore[attr-defined]
-        flags=flags,
-        indexed=bool(r.indexed),  # type: ignore[attr-defined]
+        MessageId(row_id),
+        MailboxId(int(mailbox_id)),
+        int(uid),
+        int(modseq),
+        BlobId(bytes(blob_id)),
+        bool(sealed),
+        int(size_rounded),
+        when,
+        decode_flags(account.fields.open(bytes(flags), _flags_context(row_id)))
+        if flags is not None
+        else frozenset(),
+        bool(indexed),
     )
 
 
@@ -130,9 +129,9 @@ async def load_caches(
         query = select(t.cm_messages.c.id, t.cm_messages.c.cache_sealed).where(
             t.cm_messages.c.id.in_(batch), t.cm_messages.c.cache_sealed.is_not(None)
         )
-        for r in await conn.execute(query):
-            row_id = MessageId(int(r.id))
-            opened = account.fields.open(bytes(r.cache_sealed), _cache_context(row_id))
+        for raw_id, sealed in await conn.execute(query):
+            row_id = MessageId(int(raw_id))
+            opened = account.fields.open(bytes(sealed), _cache_context(row_id))
             found[row_id] = MessageCache.decode(opened)
     return found
 
