@@ -21,6 +21,7 @@ from cryptmail.crypto import (
     BlobOpener,
     BlobSealer,
     CurveName,
+    PayloadKey,
     PrivateKey,
     chunk_span,
     curve_names,
@@ -306,6 +307,43 @@ def _payload_key(head: bytes) -> bytes:
         salt=BLOB_ID,
         info=b"cryptmail/v1/blob-payload" + hashlib.sha256(head).digest(),
     ).derive(MESSAGE_KEY)
+
+
+def test_payload_key_is_the_documented_one_and_opens_like_the_message_key(
+    private_keys: dict[CurveName, PrivateKey],
+) -> None:
+    plaintext = plaintext_of(2 * CHUNK + 5)
+    blob = seal(private_keys["x25519"], plaintext)
+    header = parse_blob_header(blob)
+    payload_key = PayloadKey.derive(header, MESSAGE_KEY, BLOB_ID)
+    assert payload_key.key == _payload_key(blob[: header.size])
+    assert payload_key.header_digest == hashlib.sha256(blob[: header.size]).digest()
+    assert PayloadKey.from_bytes(payload_key.to_bytes()) == payload_key
+    assert "key" not in repr(payload_key).replace("PayloadKey(<key>)", "")
+    opener = BlobOpener.with_payload_key(header, payload_key)
+    assert opener.update(blob[header.size :]) + opener.finalize() == plaintext
+    count = header.chunk_count(len(blob))
+    for index in range(count):
+        start, length = chunk_span(header, index)
+        got = payload_key.open_chunk(index, blob[start : start + length], index == count - 1)
+        assert got == plaintext[index * CHUNK : (index + 1) * CHUNK]
+    with pytest.raises(MalformedObject):
+        PayloadKey.from_bytes(payload_key.to_bytes()[:-1])
+
+
+def test_payload_key_refuses_another_header(private_keys: dict[CurveName, PrivateKey]) -> None:
+    key = private_keys["x25519"]
+    first = seal(key, plaintext_of(100))
+    header = parse_blob_header(first)
+    payload_key = PayloadKey.derive(header, MESSAGE_KEY, BLOB_ID)
+    # The same message key and id, but the header was re-made (fresh ephemeral key): the
+    # body would decrypt under the payload key, so the digest is what must refuse it.
+    other = parse_blob_header(seal(key, plaintext_of(100)))
+    with pytest.raises(DecryptionFailed):
+        payload_key.check(other)
+    with pytest.raises(DecryptionFailed):
+        BlobOpener.with_payload_key(other, payload_key)
+    payload_key.check(header)
 
 
 def test_plain_blobs() -> None:

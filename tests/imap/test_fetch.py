@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+import cryptmail.crypto._stream as stream_module
 from cryptmail.db import tables as t
 from cryptmail.imap._fetch import INDEX_BATCH
 from cryptmail.store import HEAD_SIZE, BlobId
@@ -115,3 +116,31 @@ def test_a_fetch_in_examine_indexes_in_batches_and_leaves_flags_alone(rig: ImapR
     imap.select("INBOX")  # the first read-write session still sees them all as new
     assert imap.untagged_responses["RECENT"] == [b"%d" % COUNT]
     imap.logout()
+
+
+def test_a_warm_fetch_derives_no_key(rig: ImapRig, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The caches written by indexing hold each blob's payload key: a later session reads
+    # the bodies with neither the EC unwrap nor the HKDF.
+    messages = [_message(i) for i in range(1, 9)]
+    for data in messages:
+        rig.deliver(data)
+    imap = _login(rig)
+    imap.select("INBOX")
+    imap.logout()
+    derived: list[bytes] = []
+    original = stream_module._derive_payload
+
+    def counting(message_key: bytes, blob_id: bytes, header_digest: bytes) -> bytes:
+        derived.append(blob_id)
+        return original(message_key, blob_id, header_digest)
+
+    monkeypatch.setattr(stream_module, "_derive_payload", counting)
+    imap = _login(rig)
+    imap.select("INBOX")
+    typ, data = imap.fetch("1:*", "BODY.PEEK[]")
+    assert typ == "OK"
+    assert _bodies(data) == dict(enumerate(messages, start=1))
+    typ, data = imap.fetch("3", "BODY.PEEK[1]<2.10>")
+    assert typ == "OK" and data[0][1] == messages[2].partition(b"\r\n\r\n")[2][2:12]
+    imap.logout()
+    assert derived == []

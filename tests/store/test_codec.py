@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cryptmail.crypto import PayloadKey
 from cryptmail.errors import ObjectTampered
 from cryptmail.store import MessageCache, round_size
 from cryptmail.store._codec import decode_flags, encode_flags
@@ -34,6 +35,18 @@ def test_cache_round_trip_with_and_without_key() -> None:
     assert MessageCache.decode(with_key.encode()) == with_key
     without = MessageCache(size=7, message_key=None)
     assert MessageCache.decode(without.encode()) == without
+
+
+def test_cache_round_trip_with_a_payload_key() -> None:
+    payload_key = PayloadKey(bytes(range(32)), bytes(range(32, 64)))
+    cache = MessageCache(size=99, message_key=None, extra=b"analysis", payload_key=payload_key)
+    decoded = MessageCache.decode(cache.encode())
+    assert decoded == cache
+    assert decoded.key == (None, payload_key)
+    both = MessageCache(size=1, message_key=b"M" * 32, extra=b"x", payload_key=payload_key)
+    assert MessageCache.decode(both.encode()) == both
+    with pytest.raises(ObjectTampered):
+        MessageCache.decode(cache.encode()[: 10 + 40])  # cut inside the payload key
 
 
 def test_cache_repr_hides_the_key() -> None:

@@ -164,3 +164,38 @@ async def test_plain_blob_swapped_in_for_a_sealed_one_is_refused(rig: StoreRig) 
     # A row that says plain still reads its plain blob.
     opened = await store.open_blob(rig.blobs, account, plain.blob_id, expect_sealed=False)
     assert await store.read_plaintext(rig.blobs, opened) == b"Subject: forged\r\n\r\nforged"
+
+
+async def test_cached_payload_key_opens_without_the_private_key(rig: StoreRig) -> None:
+    account = await _account(rig)
+    data = os.urandom(2 * CHUNK + 9)
+    blob = await _write(rig, account, data, True)
+    first = await _open(rig, account, blob)
+    assert first.key.payload_key is not None and first.key.message_key is None
+    opened = await store.open_blob(rig.blobs, None, blob.blob_id, payload_key=first.payload_key)
+    assert opened.message_key is None
+    assert await store.read_plaintext(rig.blobs, opened) == data
+    assert await store.read_range(rig.blobs, opened, CHUNK - 4, 10) == data[CHUNK - 4 : CHUNK + 6]
+
+
+async def test_cached_payload_key_refuses_an_edited_header_or_a_swapped_blob(
+    rig: StoreRig,
+) -> None:
+    account = await _account(rig)
+    blob = await _write(rig, account, b"the message " * 50, True)
+    other = await _write(rig, account, b"another one " * 50, True)
+    payload_key = (await _open(rig, account, blob)).payload_key
+    path = rig.blobs.path_of(blob.blob_id)
+    original = path.read_bytes()
+    edited = bytearray(original)
+    edited[10] ^= 1  # inside the key id: the body still decrypts, the header changed
+    path.write_bytes(bytes(edited))
+    with pytest.raises(ObjectTampered):
+        await store.open_blob(rig.blobs, None, blob.blob_id, payload_key=payload_key)
+    os.replace(rig.blobs.path_of(other.blob_id), path)
+    with pytest.raises(ObjectTampered):
+        await store.open_blob(rig.blobs, None, blob.blob_id, payload_key=payload_key)
+    plain = await _write(rig, account, b"Subject: forged\r\n\r\nforged", sealed=False)
+    path.write_bytes(rig.blobs.path_of(plain.blob_id).read_bytes())
+    with pytest.raises(PlainBlobRefused):
+        await store.open_blob(rig.blobs, None, blob.blob_id, payload_key=payload_key)

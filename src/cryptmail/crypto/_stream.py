@@ -22,6 +22,7 @@ is released before its tag verifies.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from dataclasses import dataclass, field
 
@@ -142,13 +143,77 @@ def parse_blob_header(data: bytes) -> BlobHeader:
 
 
 def _payload_cipher(message_key: bytes, blob_id: bytes, header: bytes) -> AESGCM:
-    payload_key = HKDF(
+    return AESGCM(_derive_payload(message_key, blob_id, hashlib.sha256(header).digest()))
+
+
+def _derive_payload(message_key: bytes, blob_id: bytes, header_digest: bytes) -> bytes:
+    return HKDF(
         algorithm=hashes.SHA256(),
         length=32,
         salt=blob_id,
-        info=LABEL_BLOB_PAYLOAD + hashlib.sha256(header).digest(),
+        info=LABEL_BLOB_PAYLOAD + header_digest,
     ).derive(message_key)
-    return AESGCM(payload_key)
+
+
+class PayloadKey:
+    """The key one sealed blob's chunks are encrypted under, with the SHA-256 of the
+    header it was derived for.
+
+    Cached (sealed) after the first read, it saves later reads the EC unwrap and the
+    HKDF. `check` compares the digest, so an edited header still fails as it does when
+    the key is derived from the message key.
+    """
+
+    __slots__ = ("_aead", "header_digest", "key")
+
+    SIZE = 64
+    """Bytes of `to_bytes`: the key, then the header digest."""
+
+    def __init__(self, key: bytes, header_digest: bytes) -> None:
+        if len(key) != 32 or len(header_digest) != 32:
+            raise MalformedObject("a payload key is 32 bytes and its header digest 32")
+        self.key = key
+        self.header_digest = header_digest
+        self._aead = AESGCM(key)
+
+    @classmethod
+    def derive(cls, header: BlobHeader, message_key: bytes, blob_id: bytes) -> PayloadKey:
+        digest = hashlib.sha256(header.raw).digest()
+        return cls(_derive_payload(message_key, blob_id, digest), digest)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PayloadKey:
+        if len(data) != cls.SIZE:
+            raise MalformedObject("a cached payload key has the wrong length")
+        return cls(data[:32], data[32:])
+
+    def to_bytes(self) -> bytes:
+        return self.key + self.header_digest
+
+    def __repr__(self) -> str:
+        return "PayloadKey(<key>)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PayloadKey) and hmac.compare_digest(
+            self.to_bytes(), other.to_bytes()
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds a key: never a dict key
+
+    def check(self, header: BlobHeader) -> None:
+        """DecryptionFailed unless `header` is the one this key was derived for."""
+        if not hmac.compare_digest(hashlib.sha256(header.raw).digest(), self.header_digest):
+            raise DecryptionFailed("blob header")
+
+    def open_chunk(self, index: int, chunk: bytes, last: bool) -> bytes:
+        """Decrypt the single chunk `index` (for reads at an offset)."""
+        try:
+            plaintext = self._aead.decrypt(_nonce(index, last), chunk, None)
+        except (InvalidTag, ValueError) as exc:
+            raise DecryptionFailed("blob") from exc
+        if last and not plaintext and index > 0:
+            raise DecryptionFailed("blob")
+        return plaintext
 
 
 def _nonce(index: int, last: bool) -> bytes:
@@ -247,7 +312,20 @@ class BlobOpener:
     def __init__(self, header: BlobHeader, message_key: bytes, blob_id: bytes) -> None:
         if not header.sealed:
             raise MalformedObject("BlobOpener is for sealed blobs")
-        self._cipher = _payload_cipher(message_key, blob_id, header.raw)
+        self._start(header, _payload_cipher(message_key, blob_id, header.raw))
+
+    @classmethod
+    def with_payload_key(cls, header: BlobHeader, payload_key: PayloadKey) -> BlobOpener:
+        """An opener from a cached payload key (checked against `header`)."""
+        if not header.sealed:
+            raise MalformedObject("BlobOpener is for sealed blobs")
+        payload_key.check(header)
+        opener = cls.__new__(cls)
+        opener._start(header, payload_key._aead)
+        return opener
+
+    def _start(self, header: BlobHeader, cipher: AESGCM) -> None:
+        self._cipher = cipher
         self._stride = header.chunk_size + BLOB_TAG_SIZE
         self._buffer = bytearray()
         self._index = 0
@@ -295,14 +373,7 @@ def open_chunk(
     last: bool,
 ) -> bytes:
     """Decrypt the single chunk `index` (for partial fetches at an offset)."""
-    cipher = _payload_cipher(message_key, blob_id, header.raw)
-    try:
-        plaintext = cipher.decrypt(_nonce(index, last), chunk, None)
-    except (InvalidTag, ValueError) as exc:
-        raise DecryptionFailed("blob") from exc
-    if last and not plaintext and index > 0:
-        raise DecryptionFailed("blob")
-    return plaintext
+    return PayloadKey.derive(header, message_key, blob_id).open_chunk(index, chunk, last)
 
 
 def chunk_span(header: BlobHeader, index: int) -> tuple[int, int]:

@@ -74,7 +74,8 @@ class _View:
             self._opened = self._bridge.call(
                 open_blob(
                     self._selected.context.blobs, self._selected.account, self._row.blob_id,
-                    message_key=facts.message_key, expect_sealed=self._row.sealed,
+                    message_key=facts.key.message_key, payload_key=facts.key.payload_key,
+                    expect_sealed=self._row.sealed,
                 )
             )  # fmt: skip
         return self._opened

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from cryptmail.concurrency import run_blocking
@@ -24,6 +24,7 @@ from cryptmail.imap._sections import header_section
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     HEAD_SIZE,
+    CachedKey,
     MessageCache,
     MessageRow,
     OpenedBlob,
@@ -57,7 +58,7 @@ class Facts:
     """What the sealed cache holds about one message."""
 
     analysis: MessageAnalysis
-    message_key: bytes | None
+    key: CachedKey
 
     def __repr__(self) -> str:
         return f"Facts(size={self.analysis.rfc822_size})"
@@ -66,7 +67,7 @@ class Facts:
 async def open_current(
     selected: SelectedMailbox,
     row: MessageRow,
-    message_key: bytes | None = None,
+    key: CachedKey | None = None,
     head: bytes | None = None,
 ) -> tuple[MessageRow, OpenedBlob]:
     """Open the row's blob; if it is gone, re-read the row once and open its new blob.
@@ -80,7 +81,8 @@ async def open_current(
             blobs,
             account,
             row.blob_id,
-            message_key=message_key,
+            message_key=key.message_key if key else None,
+            payload_key=key.payload_key if key else None,
             expect_sealed=row.sealed,
             head=head,
         )
@@ -89,10 +91,10 @@ async def open_current(
             fresh = await load_message(conn, account, row.id)
         if fresh is None or fresh.blob_id == row.blob_id:
             raise
-        row = replace(row, blob_id=fresh.blob_id, sealed=fresh.sealed)
+        row = row._replace(blob_id=fresh.blob_id, sealed=fresh.sealed)
         if selected.rows.get(row.uid) is not None:
-            selected.rows[row.uid] = replace(
-                selected.rows[row.uid], blob_id=row.blob_id, sealed=row.sealed
+            selected.rows[row.uid] = selected.rows[row.uid]._replace(
+                blob_id=row.blob_id, sealed=row.sealed
             )
         opened = await open_blob(blobs, account, row.blob_id, expect_sealed=row.sealed)
     return row, opened
@@ -110,10 +112,10 @@ async def _index(selected: SelectedMailbox, row: MessageRow) -> Facts:
         else:
             analyzer.feed(piece)
     analysis = await run_blocking(analyzer.finish)
-    cache = MessageCache(size, opened.message_key, analysis.to_bytes())
+    cache = MessageCache(size, None, analysis.to_bytes(), opened.payload_key)
     async with context.engine.begin() as conn:
         await save_cache(conn, selected.account, row, cache, initial_flags=selected.initial_flags)
-    return Facts(analysis, opened.message_key)
+    return Facts(analysis, opened.key)
 
 
 def _analyze_small(
@@ -128,7 +130,7 @@ def _analyze_small(
             message = small_blob_plaintext(opened)
         except CryptmailError:
             continue
-        done.append((row, Facts(analyze_message(message), opened.message_key), len(message)))
+        done.append((row, Facts(analyze_message(message), opened.key), len(message)))
     return done
 
 
@@ -150,7 +152,7 @@ async def index_messages(selected: SelectedMailbox, rows: list[MessageRow]) -> N
         indexed = await run_blocking(_analyze_small, account, small)
         if indexed:
             caches = [
-                (row, MessageCache(size, facts.message_key, facts.analysis.to_bytes()))
+                (row, MessageCache(size, None, facts.analysis.to_bytes(), facts.key.payload_key))
                 for row, facts, size in indexed
             ]
             await save_caches(context.engine, account, caches, initial_flags=selected.initial_flags)
@@ -185,7 +187,7 @@ async def load_facts(selected: SelectedMailbox, row: MessageRow) -> Facts:
         cache = await load_cache(conn, selected.account, row.id)
     if cache is not None and cache.extra:
         try:
-            facts = Facts(MessageAnalysis.from_bytes(cache.extra), cache.message_key)
+            facts = Facts(MessageAnalysis.from_bytes(cache.extra), cache.key)
         except ValueError:
             facts = None
     if facts is None:
@@ -208,7 +210,7 @@ async def prefetch_facts(selected: SelectedMailbox, rows: list[MessageRow]) -> N
         if not cache.extra:
             continue
         try:
-            facts = Facts(MessageAnalysis.from_bytes(cache.extra), cache.message_key)
+            facts = Facts(MessageAnalysis.from_bytes(cache.extra), cache.key)
         except ValueError:
             continue
         selected.facts[row_id] = facts
@@ -263,7 +265,7 @@ class MessageFetch:
 
     async def _open(self) -> OpenedBlob:
         if self._opened is None:
-            key = self._facts.message_key if self._facts else None
+            key = self._facts.key if self._facts else None
             self._row, self._opened = await open_current(self._selected, self._row, key, self._head)
             self._head = None
         return self._opened

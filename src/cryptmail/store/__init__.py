@@ -17,7 +17,7 @@ from cryptmail.store._append import (
     write_blob,
 )
 from cryptmail.store._check import CheckReport, check_store, sweep_orphans
-from cryptmail.store._codec import MessageCache, round_size
+from cryptmail.store._codec import CachedKey, MessageCache, round_size
 from cryptmail.store._encrypt import EncryptProgress, encrypt_mailboxes
 from cryptmail.store._ids import BlobId, MailboxId, MessageId, UserId, new_blob_id
 from cryptmail.store._import import ImportProgress, import_maildir
@@ -82,6 +82,7 @@ __all__ = [
     "Mailbox",
     "MailboxId",
     "MaildirFolder",
+    "CachedKey",
     "MessageCache",
     "MessageId",
     "MessageRow",

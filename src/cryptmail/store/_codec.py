@@ -10,12 +10,16 @@ import functools
 import json
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from cryptmail.errors import ObjectTampered
+from cryptmail.crypto import PayloadKey
+from cryptmail.errors import MalformedObject, ObjectTampered
 
 _PAD = 32
-_CACHE_HEAD = struct.Struct(">BBQ")  # version, flags (bit0: message key present), size
+# version, flags (bit 0: message key present, bit 1: payload key present), size
+_CACHE_HEAD = struct.Struct(">BBQ")
 _CACHE_VERSION = 1
+_HAS_MESSAGE_KEY, _HAS_PAYLOAD_KEY = 1, 2
 
 
 def encode_flags(flags: frozenset[str]) -> bytes:
@@ -35,25 +39,46 @@ def decode_flags(data: bytes) -> frozenset[str]:
     return frozenset(value)
 
 
+class CachedKey(NamedTuple):
+    """What a sealed cache may hold to open a blob without the private key."""
+
+    message_key: bytes | None = None
+    payload_key: PayloadKey | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.message_key is None and self.payload_key is None
+
+
 @dataclass(frozen=True, repr=False)
 class MessageCache:
     """What the first session that reads a message remembers about it, sealed.
 
-    `message_key` saves the EC unwrap on every later read; `size` is the exact size;
-    `extra` belongs to the protocol layer (envelope, body structure, part map).
+    `payload_key` (or, in records written before it existed, `message_key`) saves the
+    EC unwrap on every later read, and the payload key the HKDF too; `size` is the
+    exact size; `extra` belongs to the protocol layer (envelope, body structure, part
+    map).
     """
 
     size: int
     message_key: bytes | None
     extra: bytes = b""
+    payload_key: PayloadKey | None = None
 
     def __repr__(self) -> str:
         return f"MessageCache(size={self.size}, extra={len(self.extra)} bytes)"
 
+    @property
+    def key(self) -> CachedKey:
+        return CachedKey(self.message_key, self.payload_key)
+
     def encode(self) -> bytes:
-        has_key = self.message_key is not None
-        head = _CACHE_HEAD.pack(_CACHE_VERSION, 1 if has_key else 0, self.size)
-        return head + (self.message_key or b"") + self.extra
+        bits = (_HAS_MESSAGE_KEY if self.message_key is not None else 0) | (
+            _HAS_PAYLOAD_KEY if self.payload_key is not None else 0
+        )
+        head = _CACHE_HEAD.pack(_CACHE_VERSION, bits, self.size)
+        payload = self.payload_key.to_bytes() if self.payload_key is not None else b""
+        return head + (self.message_key or b"") + payload + self.extra
 
     @classmethod
     def decode(cls, data: bytes) -> MessageCache:
@@ -64,11 +89,18 @@ class MessageCache:
         if version != _CACHE_VERSION:
             raise ObjectTampered(f"message cache version {version} is unknown")
         offset = _CACHE_HEAD.size
-        key = None
-        if bits & 1:
+        key = payload_key = None
+        if bits & _HAS_MESSAGE_KEY:
             key = data[offset : offset + 32]
             offset += 32
-        return cls(size=size, message_key=key, extra=data[offset:])
+        if bits & _HAS_PAYLOAD_KEY:
+            end = offset + PayloadKey.SIZE
+            try:
+                payload_key = PayloadKey.from_bytes(data[offset:end])
+            except MalformedObject as exc:
+                raise ObjectTampered("a message cache record is truncated") from exc
+            offset = end
+        return cls(size=size, message_key=key, extra=data[offset:], payload_key=payload_key)
 
 
 def round_size(size: int) -> int:

@@ -1,7 +1,8 @@
 """Reading message bytes: verified, streamed, or by byte range.
 
-A sealed blob's message key comes from the sealed cache when a session cached it, so
-re-reading costs no EC operation; otherwise one ECIES unwrap (off the event loop).
+A sealed blob's payload key (or, in older caches, its message key) comes from the sealed
+cache when a session cached it, so re-reading costs no EC operation; otherwise one ECIES
+unwrap (off the event loop).
 No byte is returned before its chunk's tag verified.
 """
 
@@ -14,8 +15,8 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.crypto import (
     BlobHeader,
     BlobOpener,
+    PayloadKey,
     chunk_span,
-    open_chunk,
     parse_blob_header,
     unwrap_blob_key,
 )
@@ -26,6 +27,7 @@ from cryptmail.errors import (
     PlainBlobRefused,
 )
 from cryptmail.keys import UnlockedAccount
+from cryptmail.store._codec import CachedKey
 from cryptmail.store._ids import BlobId
 from cryptmail.store.blobs import BlobStore
 
@@ -36,16 +38,25 @@ HEAD_SIZE = 64 * 1024
 
 @dataclass(frozen=True, repr=False)
 class OpenedBlob:
-    """A blob ready to read: its header, size and (sealed) message key."""
+    """A blob ready to read: its header, size and (sealed) payload key; the message key
+    too when it was unwrapped or given rather than a cached payload key."""
 
     blob_id: BlobId
     header: BlobHeader
     blob_size: int
     message_key: bytes | None
     contents: bytes | None = None  # the whole blob, when it is small
+    payload_key: PayloadKey | None = None
 
     def __repr__(self) -> str:
         return f"OpenedBlob({self.blob_id.hex()[:8]}, sealed={self.header.sealed})"
+
+    @property
+    def key(self) -> CachedKey:
+        """What a cache keeps to open this blob again: the payload key when there is one."""
+        if self.payload_key is not None:
+            return CachedKey(None, self.payload_key)
+        return CachedKey(self.message_key, None)
 
     @property
     def size(self) -> int:
@@ -66,13 +77,16 @@ async def open_blob(
     blob_id: BlobId,
     *,
     message_key: bytes | None = None,
+    payload_key: PayloadKey | None = None,
     expect_sealed: bool = False,
     head: bytes | None = None,
 ) -> OpenedBlob:
-    """Read the header and find the message key. Plain blobs need no account.
+    """Read the header and find the payload key. Plain blobs need no account.
 
+    A cached `payload_key` is used as it is (checked against the header); a cached
+    `message_key` saves the unwrap; with neither, the account's private key unwraps.
     `expect_sealed` comes from the message row: a plain blob is then refused with
-    PlainBlobRefused, as it is when a cached `message_key` says the message was sealed,
+    PlainBlobRefused, as it is when a cached key says the message was sealed,
     since anyone who can write to the blob store could otherwise substitute plaintext.
     `head`, when given, is the blob's first HEAD_SIZE bytes as `BlobStore.read_heads`
     returned them (blobs are never rewritten, so reading them earlier is the same).
@@ -83,11 +97,12 @@ async def open_blob(
         head = await blobs.read(blob_id, 0, HEAD_SIZE)
     blob_size = len(head) if len(head) < HEAD_SIZE else await blobs.size(blob_id)
     header = _parse_header(head, blob_id)
-    if header.sealed and message_key is None:  # an EC operation: off the event loop
+    known = CachedKey(message_key, payload_key)
+    if header.sealed and known.empty:  # an EC operation: off the event loop
         return await run_blocking(
-            _opened, header, head, blob_size, account, blob_id, message_key, expect_sealed
+            _opened, header, head, blob_size, account, blob_id, known, expect_sealed
         )
-    return _opened(header, head, blob_size, account, blob_id, message_key, expect_sealed)
+    return _opened(header, head, blob_size, account, blob_id, known, expect_sealed)
 
 
 def open_small_blob(
@@ -98,7 +113,9 @@ def open_small_blob(
     if len(contents) >= HEAD_SIZE:
         raise ValueError("open_small_blob takes a whole blob shorter than HEAD_SIZE")
     header = _parse_header(contents, blob_id)
-    return _opened(header, contents, len(contents), account, blob_id, None, expect_sealed)
+    return _opened(
+        header, contents, len(contents), account, blob_id, CachedKey(None, None), expect_sealed
+    )
 
 
 def small_blob_plaintext(opened: OpenedBlob) -> bytes:
@@ -108,9 +125,9 @@ def small_blob_plaintext(opened: OpenedBlob) -> bytes:
     body = opened.contents[opened.header.size :]
     if not opened.header.sealed:
         return body
-    assert opened.message_key is not None  # noqa: S101 - _opened set it
+    assert opened.payload_key is not None  # noqa: S101 - _opened set it
     try:
-        opener = BlobOpener(opened.header, opened.message_key, opened.blob_id)
+        opener = BlobOpener.with_payload_key(opened.header, opened.payload_key)
         return opener.update(body) + opener.finalize()
     except DecryptionFailed as exc:
         raise _tampered(opened.blob_id) from exc
@@ -129,17 +146,24 @@ def _opened(
     blob_size: int,
     account: UnlockedAccount | None,
     blob_id: BlobId,
-    message_key: bytes | None,
+    known: CachedKey,
     expect_sealed: bool,
 ) -> OpenedBlob:
     contents = head if len(head) < HEAD_SIZE else None
+    message_key, payload_key = known
     if not header.sealed:
-        if expect_sealed or message_key is not None:
+        if expect_sealed or not known.empty:
             raise PlainBlobRefused(
                 f"blob {blob_id.hex()} is plain but its message is sealed: it was swapped on "
                 "disk; restore it from backup, then run `cryptmail store check`"
             )
         return OpenedBlob(blob_id, header, blob_size, None, contents)
+    if payload_key is not None:
+        try:
+            payload_key.check(header)
+        except DecryptionFailed as exc:
+            raise _tampered(blob_id) from exc
+        return OpenedBlob(blob_id, header, blob_size, None, contents, payload_key)
     if message_key is None:
         if account is None:
             raise DecryptionFailed("sealed blob (no key)")
@@ -148,7 +172,8 @@ def _opened(
             message_key = unwrap_blob_key(header, private_key, blob_id)
         except DecryptionFailed as exc:
             raise _tampered(blob_id) from exc
-    return OpenedBlob(blob_id, header, blob_size, message_key, contents)
+    payload_key = PayloadKey.derive(header, message_key, blob_id)
+    return OpenedBlob(blob_id, header, blob_size, message_key, contents, payload_key)
 
 
 async def stream_plaintext(blobs: BlobStore, opened: OpenedBlob) -> AsyncIterator[bytes]:
@@ -158,8 +183,8 @@ async def stream_plaintext(blobs: BlobStore, opened: OpenedBlob) -> AsyncIterato
         async for piece in source:
             yield piece
         return
-    assert opened.message_key is not None  # noqa: S101 - open_blob set it
-    opener = BlobOpener(opened.header, opened.message_key, opened.blob_id)
+    assert opened.payload_key is not None  # noqa: S101 - open_blob set it
+    opener = BlobOpener.with_payload_key(opened.header, opened.payload_key)
     try:
         async for piece in source:
             out = opener.update(piece)
@@ -190,7 +215,8 @@ async def read_range(blobs: BlobStore, opened: OpenedBlob, offset: int, length: 
         if opened.contents is not None:
             return opened.contents[header.size + offset : header.size + end]
         return await blobs.read(opened.blob_id, header.size + offset, end - offset)
-    assert opened.message_key is not None  # noqa: S101 - open_blob set it
+    payload_key = opened.payload_key
+    assert payload_key is not None  # noqa: S101 - open_blob set it
     size = header.chunk_size
     count = header.chunk_count(opened.blob_size)
     first, last = offset // size, (end - 1) // size
@@ -202,11 +228,7 @@ async def read_range(blobs: BlobStore, opened: OpenedBlob, offset: int, length: 
         else:
             chunk = await blobs.read(opened.blob_id, start, stride)
         try:
-            out.append(
-                open_chunk(
-                    header, opened.message_key, opened.blob_id, index, chunk, index == count - 1
-                )
-            )
+            out.append(payload_key.open_chunk(index, chunk, index == count - 1))
         except DecryptionFailed as exc:
             raise _tampered(opened.blob_id) from exc
     data = b"".join(out)
