@@ -220,13 +220,16 @@ async def read_range(blobs: BlobStore, opened: OpenedBlob, offset: int, length: 
     size = header.chunk_size
     count = header.chunk_count(opened.blob_size)
     first, last = offset // size, (end - 1) // size
+    base, stride = chunk_span(header, first)
+    if opened.contents is not None:
+        stored = opened.contents
+    else:  # the chunks lie end to end: one read for all of them
+        stored = await blobs.read(opened.blob_id, base, (last - first + 1) * stride)
+        base = 0
     out: list[bytes] = []
     for index in range(first, last + 1):
-        start, stride = chunk_span(header, index)
-        if opened.contents is not None:
-            chunk = opened.contents[start : start + stride]
-        else:
-            chunk = await blobs.read(opened.blob_id, start, stride)
+        start = base + (index - first) * stride
+        chunk = stored[start : start + stride]
         try:
             out.append(payload_key.open_chunk(index, chunk, index == count - 1))
         except DecryptionFailed as exc:
