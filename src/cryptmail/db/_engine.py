@@ -6,7 +6,10 @@ Users give plain SQLAlchemy URLs (`sqlite:///…`, `mysql+pymysql://…`,
 `run_transaction` runs a short synchronous transaction body. On a SQLite file it runs
 the whole body in one worker-thread call on a plain sqlite3 connection: aiosqlite hops
 to its thread three or four times per statement (cursor, execute, fetch, close), and on
-the delivery path those hops cost more CPU than the statements themselves.
+the delivery path those hops cost more CPU than the statements themselves. Its write
+transactions begin IMMEDIATE, so what they read before their first write is read under
+the write lock, and they queue on a lock of this process first: SQLite's own wait for a
+busy database sleeps in steps of milliseconds, which concurrent deliveries would pay.
 """
 
 from __future__ import annotations
@@ -100,16 +103,38 @@ def _sync_engine(engine: AsyncEngine) -> Engine | None:
                 pool_size=4,
             )
             event.listen(sync, "connect", _sqlite_pragmas)
+            event.listen(sync, "connect", _driver_leaves_transactions_to_us)
+            event.listen(sync, "begin", _begin)
             weakref.finalize(engine, sync.dispose)
         _sync_engines[engine] = sync
         return sync
 
 
-async def run_transaction(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
+def _driver_leaves_transactions_to_us(dbapi_connection: Any, _record: Any) -> None:
+    # sqlite3 would otherwise send BEGIN only before the first INSERT/UPDATE/DELETE, so
+    # the SELECTs before it would run outside the transaction.
+    dbapi_connection.isolation_level = None
+
+
+def _begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(_WRITES, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+_WRITES = "cryptmail_writes"
+_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+async def run_transaction(
+    engine: AsyncEngine, work: Callable[[Connection], T], *, writes: bool = True
+) -> T:
     """Run `work(conn)` in one transaction, committed if it returns, rolled back if it raises.
 
     `work` is synchronous and must not block on anything but the database. On SQLite it
     runs in one worker-thread call; elsewhere through the async driver (`run_sync`).
+    `writes=False` promises that `work` normally only reads: on SQLite it then neither
+    queues behind this process's writers nor takes the write lock up front (a write it
+    does make anyway still works, waiting for the lock the usual way).
     Raises whatever `work` or the driver raises (SQLAlchemy errors are not translated).
     """
     sync = _sync_engine(engine)
@@ -117,8 +142,22 @@ async def run_transaction(engine: AsyncEngine, work: Callable[[Connection], T]) 
         async with engine.begin() as conn:
             return await conn.run_sync(work)
 
-    def _run() -> T:
+    def _read() -> T:
         with sync.begin() as conn:
             return work(conn)
 
-    return await run_blocking(_run)
+    def _write() -> T:
+        with _write_lock(sync), sync.connect() as conn:
+            conn = conn.execution_options(**{_WRITES: True})
+            with conn.begin():
+                return work(conn)
+
+    return await run_blocking(_write if writes else _read)
+
+
+def _write_lock(sync: Engine) -> threading.Lock:
+    with _sync_lock:
+        lock = _write_locks.get(sync)
+        if lock is None:
+            lock = _write_locks[sync] = threading.Lock()
+        return lock

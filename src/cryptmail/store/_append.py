@@ -302,7 +302,7 @@ async def resolve_delivery(engine: AsyncEngine, address: str) -> list[DeliveryTa
             for user in resolve_recipient_sync(conn, address)
         ]
 
-    return await run_transaction(engine, work)
+    return await run_transaction(engine, work, writes=False)
 
 
 def _sealing_key(target: DeliveryTarget) -> PublicKeyInfo | None:

@@ -1,0 +1,103 @@
+"""run_transaction on a SQLite file: whole transactions, writers queued, reads included."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.db import create_engine, run_transaction
+
+Db = tuple[AsyncEngine, Path]
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Db]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, value INTEGER)"))
+        await conn.execute(text("INSERT INTO counter VALUES (1, 0)"))
+    yield engine, tmp_path / "db.sqlite"
+    await engine.dispose()
+
+
+def _locked_for_others(path: Path) -> bool:
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        return True
+    other.execute("ROLLBACK")
+    return False
+
+
+async def test_a_write_transaction_holds_the_write_lock_before_its_first_read(db: Db) -> None:
+    engine, path = db
+    seen: list[bool] = []
+
+    def work(conn: Connection) -> int:
+        value = int(conn.execute(text("SELECT value FROM counter")).scalar_one())
+        # The read above is inside the transaction, under the write lock: no other
+        # writer can change the value between it and the update below.
+        seen.append(_locked_for_others(path))
+        conn.execute(text("UPDATE counter SET value = :v"), {"v": value + 1})
+        return value
+
+    assert await run_transaction(engine, work) == 0
+    assert seen == [True]
+    assert not _locked_for_others(path)
+
+
+async def test_a_read_transaction_takes_no_write_lock(db: Db) -> None:
+    engine, path = db
+    seen: list[bool] = []
+
+    def work(conn: Connection) -> int:
+        seen.append(_locked_for_others(path))
+        return int(conn.execute(text("SELECT value FROM counter")).scalar_one())
+
+    assert await run_transaction(engine, work, writes=False) == 0
+    assert seen == [False]
+
+
+async def test_concurrent_read_modify_writes_lose_no_update(db: Db) -> None:
+    engine, _path = db
+    barrier = threading.Barrier(4, timeout=5)
+
+    def bump(conn: Connection) -> None:
+        value = int(conn.execute(text("SELECT value FROM counter")).scalar_one())
+        try:
+            barrier.wait(timeout=0.2)  # writers queue, so only one is here at a time
+        except threading.BrokenBarrierError:
+            pass
+        conn.execute(text("UPDATE counter SET value = :v"), {"v": value + 1})
+
+    await asyncio.gather(*(run_transaction(engine, bump) for _ in range(4)))
+
+    def read(conn: Connection) -> int:
+        return int(conn.execute(text("SELECT value FROM counter")).scalar_one())
+
+    assert await run_transaction(engine, read, writes=False) == 4
+
+
+async def test_a_failing_write_transaction_rolls_back_and_frees_the_lock(db: Db) -> None:
+    engine, path = db
+
+    def fail(conn: Connection) -> None:
+        conn.execute(text("UPDATE counter SET value = 99"))
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await run_transaction(engine, fail)
+    assert not _locked_for_others(path)
+
+    def read(conn: Connection) -> int:
+        return int(conn.execute(text("SELECT value FROM counter")).scalar_one())
+
+    assert await run_transaction(engine, read, writes=False) == 0
