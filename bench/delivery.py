@@ -6,7 +6,8 @@ Starts `cryptmail serve` on a fresh data directory, delivers ~4 KB and ~200 KB M
 messages at concurrency 1 and 8, and prints messages/s, MB/s, server CPU ms per message
 (from /proc/<pid>/stat), peak RSS, and the crypt2/crypt0 CPU ratio (target <= 1.3x).
 Each server and recipient first gets 50 unmeasured deliveries, so the figures are the
-steady state, not start-up; each row is the median of three consecutive parts.
+steady state, not start-up. All servers run side by side; each set is delivered in five
+parts that go round the servers in turn, and each row is the median part.
 Temporary data directories (ours and Dovecot's) follow TMPDIR.
 
 The baseline is Dovecot 2.3 LMTP on loopback, started by the integration runner
@@ -28,7 +29,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from _servers import (
@@ -46,45 +49,56 @@ from _servers import (
 
 Row = tuple[str, int, str, int, float, float, float, float]
 WARMUP_MESSAGES = 50
-ROUNDS = 3
+ROUNDS = 5
 
 
-def _measure(
-    port: int,
-    rcpt: str,
-    label: str,
-    messages: list[bytes],
-    concurrency: int,
-    cpu: Callable[[], float],
-    rss: Callable[[], float],
-) -> Row:
-    """Deliver `messages` in ROUNDS consecutive parts; the median part is reported.
+@dataclass
+class Target:
+    """One server and recipient as the bench delivers to it."""
 
-    A shared machine has bursts of noise lasting seconds; the median of three parts
-    keeps one burst from deciding a ratio.
+    label: str
+    port: int
+    rcpt: str
+    cpu: Callable[[], float]
+    rss: Callable[[], float]
+
+
+def _measure(targets: list[Target], messages: list[bytes], concurrency: int) -> list[Row]:
+    """Deliver `messages` to every target in ROUNDS parts; each row is its median part.
+
+    The parts go round the targets in turn: a shared machine has bursts of noise lasting
+    seconds, and taking turns lets a burst fall on every server instead of deciding a
+    ratio, while the median keeps one burst from deciding a row.
     """
-    rounds: list[tuple[float, float]] = []  # (msg/s, cpu ms per message)
+    rounds: dict[str, list[tuple[float, float]]] = {t.label: [] for t in targets}
     for part in (messages[i::ROUNDS] for i in range(ROUNDS)):
-        cpu0 = cpu()
-        start = time.perf_counter()
         streams = [part[i::concurrency] for i in range(concurrency)]
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(lambda p: lmtp_deliver(port, rcpt, p), streams))
-        wall = time.perf_counter() - start
-        rounds.append((len(part) / wall, (cpu() - cpu0) * 1000 / len(part)))
-    rate = statistics.median(r for r, _ in rounds)
-    cpu_ms = statistics.median(c for _, c in rounds)
+        for target in targets:
+            cpu0 = target.cpu()
+            start = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(partial(lmtp_deliver, target.port, target.rcpt), streams))
+            wall = time.perf_counter() - start
+            cpu_ms = (target.cpu() - cpu0) * 1000 / len(part)
+            rounds[target.label].append((len(part) / wall, cpu_ms))
     size = len(messages[0])
-    return (
-        f"{round(size / 1000)} KB",
-        concurrency,
-        label,
-        len(messages),
-        rate,
-        rate * size / 1e6,
-        cpu_ms,
-        rss(),
-    )
+    rows = []
+    for target in targets:
+        rate = statistics.median(r for r, _ in rounds[target.label])
+        cpu_ms = statistics.median(c for _, c in rounds[target.label])
+        rows.append(
+            (
+                f"{round(size / 1000)} KB",
+                concurrency,
+                target.label,
+                len(messages),
+                rate,
+                rate * size / 1e6,
+                cpu_ms,
+                target.rss(),
+            )  # fmt: skip
+        )
+    return rows
 
 
 @contextmanager
@@ -140,22 +154,27 @@ def main() -> None:
     # caches and the first SQLite pages, which a short run would otherwise mostly measure.
     warmup = [message(4096, 100_000 + i) for i in range(WARMUP_MESSAGES)]
 
-    def run(
-        label: str, port: int, rcpt: str, cpu: Callable[[], float], rss: Callable[[], float]
-    ) -> None:
-        lmtp_deliver(port, rcpt, warmup)
+    with ExitStack() as running:
+        pid, port = running.enter_context(_cryptmail())
+        targets = [
+            Target(label, port, rcpt, lambda: cpu_s(pid), lambda: hwm_mib(pid))
+            for rcpt, label in (
+                ("c2@example.org", "cryptmail c2"),
+                ("c0@example.org", "cryptmail c0"),
+            )
+        ]
+        if not args.no_dovecot:
+            for mail_crypt, label in ((True, "dovecot crypt"), (False, "dovecot plain")):
+                pid_d, port_d = running.enter_context(_dovecot(mail_crypt))
+                targets.append(
+                    Target(label, port_d, DOVECOT_USER, partial(tree_cpu_s, pid_d), lambda: 0.0)
+                )
+        for target in targets:
+            lmtp_deliver(target.port, target.rcpt, warmup)
         for (size, concurrency), messages in sets.items():
-            row = _measure(port, rcpt, label, messages, concurrency, cpu, rss)
-            rows.append(row)
-            by[(size, concurrency, label)] = row
-
-    with _cryptmail() as (pid, port):
-        for rcpt, label in (("c2@example.org", "cryptmail c2"), ("c0@example.org", "cryptmail c0")):
-            run(label, port, rcpt, lambda: cpu_s(pid), lambda: hwm_mib(pid))
-    if not args.no_dovecot:
-        for mail_crypt, label in ((True, "dovecot crypt"), (False, "dovecot plain")):
-            with _dovecot(mail_crypt) as (pid, port):
-                run(label, port, DOVECOT_USER, lambda: tree_cpu_s(pid), lambda: 0.0)
+            for row in _measure(targets, messages, concurrency):
+                rows.append(row)
+                by[(size, concurrency, row[2])] = row
     rows.sort(key=lambda r: (int(r[0].split()[0]), r[1]))
     _print_rows(rows)
     print()
