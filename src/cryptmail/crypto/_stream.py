@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -53,16 +53,21 @@ MAX_HEADER_SIZE = len(_PREFIX) + 1 + 1 + 32 + 1 + 255 + 1 + 255 + 1
 _MIN_CHUNK_LOG2, _MAX_CHUNK_LOG2 = 12, 24
 
 
-@dataclass(frozen=True)
-class BlobHeader:
+class BlobHeader(NamedTuple):
     """A parsed blob header. `raw` is its exact bytes, `size` their count."""
 
     mode: int
-    raw: bytes = field(repr=False)  # holds the wrapped message key
+    raw: bytes  # holds the wrapped message key: kept out of repr
     curve: CurveName | None = None
     key_id: bytes = b""
-    wrapped: WrappedKey | None = field(default=None, repr=False)
+    wrapped: WrappedKey | None = None  # kept out of repr too
     chunk_size: int = BLOB_CHUNK_SIZE
+
+    def __repr__(self) -> str:
+        return (
+            f"BlobHeader(mode={self.mode}, curve={self.curve!r}, key_id={self.key_id!r}, "
+            f"chunk_size={self.chunk_size})"
+        )
 
     @property
     def size(self) -> int:

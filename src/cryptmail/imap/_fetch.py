@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.errors import BlobMissing, CryptmailError
@@ -53,8 +52,7 @@ INDEX_BATCH: Final = 64
 """Never-read messages indexed per blob read, worker call and transaction."""
 
 
-@dataclass(frozen=True, repr=False)
-class Facts:
+class Facts(NamedTuple):
     """What the sealed cache holds about one message."""
 
     analysis: MessageAnalysis

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from cryptmail.imap._mime_part import FLAG_MULTIPART, FLAG_RFC822, FLAG_TEXT, MessagePart
@@ -69,8 +68,7 @@ class PartEntry(NamedTuple):
         return bool(self.flags & FLAG_RFC822)
 
 
-@dataclass(frozen=True, slots=True)
-class SectionPlan:
+class SectionPlan(NamedTuple):
     """How to answer one BODY[section]<partial>.
 
     Read ``length`` stored bytes from ``offset`` and pass them through

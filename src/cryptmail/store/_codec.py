@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import struct
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from cryptmail.crypto import PayloadKey
@@ -50,8 +49,7 @@ class CachedKey(NamedTuple):
         return self.message_key is None and self.payload_key is None
 
 
-@dataclass(frozen=True, repr=False)
-class MessageCache:
+class MessageCache(NamedTuple):
     """What the first session that reads a message remembers about it, sealed.
 
     `payload_key` (or, in records written before it existed, `message_key`) saves the

@@ -9,7 +9,7 @@ No byte is returned before its chunk's tag verified.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.crypto import (
@@ -36,8 +36,7 @@ HEAD_SIZE = 64 * 1024
 """What `open_blob` reads first: a blob shorter than this is read whole and kept open."""
 
 
-@dataclass(frozen=True, repr=False)
-class OpenedBlob:
+class OpenedBlob(NamedTuple):
     """A blob ready to read: its header, size and (sealed) payload key; the message key
     too when it was unwrapped or given rather than a cached payload key."""
 
