@@ -165,11 +165,22 @@ def _huge_rss_mib(server: Server) -> tuple[float, float]:
     Before: the peak of everything measured so far, after SELECT of the 20 MB mailbox.
     """
     client = _session(server, "huge")
-    before = max(hwm_mib(pid) for pid in server.pids())
+    before = _peak_mib(server)
     client.command("FETCH 1 BODY.PEEK[]")
-    after = max(hwm_mib(pid) for pid in server.pids())
+    after = _peak_mib(server)
     client.close()
     return before, after
+
+
+def _peak_mib(server: Server) -> float:
+    """The largest peak RSS among the server's processes (Dovecot's come and go)."""
+    peaks = [0.0]
+    for pid in server.pids():
+        try:
+            peaks.append(hwm_mib(pid))
+        except FileNotFoundError:
+            pass  # the process ended between listing and reading
+    return max(peaks)
 
 
 @dataclass
