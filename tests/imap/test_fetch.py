@@ -1,11 +1,12 @@
 # mypy: disable-error-code="index, operator, arg-type, assignment, union-attr"
 # (imaplib's stubs type every response item as a union of bytes, tuples and None)
-"""Indexing never-read messages in batches: at SELECT, and at a FETCH in EXAMINE.
+"""New messages: claimed at SELECT without being read, indexed in batches by FETCH.
 
-Delivery has only the public key, so the first session that unlocks it fills each
-message's sealed cache. A batch reads its blobs in one round trip and saves its caches
-in one transaction; a big message and an unreadable one are indexed alone, and the
-unreadable one stays unindexed without stopping the others."""
+Delivery has only the public key, so the first session that unlocks it gives each new
+message its first flags (at SELECT, one statement for all) and the first FETCH that
+needs it fills its sealed cache. A batch reads its blobs in one round trip and saves its
+caches in one transaction; a big message and an unreadable one are indexed alone, and
+the unreadable one stays unindexed without stopping the others."""
 
 from __future__ import annotations
 
@@ -74,7 +75,12 @@ def _login(rig: ImapRig) -> imaplib.IMAP4:
     return imap
 
 
-def test_select_indexes_never_read_messages_and_keeps_going_past_a_broken_one(
+def _unclaimed(rig: ImapRig) -> list[int]:
+    flags = _column(rig, t.cm_messages.c.flags_sealed)
+    return [uid for uid, sealed in enumerate(flags, start=1) if sealed is None]
+
+
+def test_select_claims_new_messages_and_a_fetch_indexes_them_past_a_broken_one(
     rig: ImapRig,
 ) -> None:
     messages = _fill(rig)
@@ -83,20 +89,23 @@ def test_select_indexes_never_read_messages_and_keeps_going_past_a_broken_one(
     typ, data = imap.select("INBOX")
     assert typ == "OK" and data == [b"%d" % COUNT]
     assert imap.untagged_responses["RECENT"] == [b"%d" % COUNT]
-    assert _unindexed(rig) == [BROKEN]
+    # SELECT gave every message its first flags and read no blob.
+    assert _unclaimed(rig) == [] and len(_unindexed(rig)) == COUNT
     typ, data = imap.fetch("1:*", "(RFC822.SIZE BODY.PEEK[])")
     assert typ == "NO"
     bodies = _bodies(imap.untagged_responses.pop("FETCH"))
     assert bodies == {i: m for i, m in enumerate(messages, start=1) if i != BROKEN}
+    assert _unindexed(rig) == [BROKEN]
     typ, data = imap.fetch(f"{BIG}", "(BODYSTRUCTURE ENVELOPE)")
     assert typ == "OK" and b'"message 5"' in data[0]
     imap.logout()
-    # The next session finds the caches; only the unreadable message is new to it again,
-    # as it stays unindexed until it is restored.
+    # The next session finds them all claimed: none is new to it, the unreadable one
+    # included, which stays unindexed until it is restored.
     imap = _login(rig)
     typ, data = imap.select("INBOX")
-    assert typ == "OK" and imap.untagged_responses["RECENT"] == [b"1"]
+    assert typ == "OK" and imap.untagged_responses["RECENT"] == [b"0"]
     imap.logout()
+    assert _unindexed(rig) == [BROKEN]
 
 
 def test_a_fetch_in_examine_indexes_in_batches_and_leaves_flags_alone(rig: ImapRig) -> None:
@@ -126,6 +135,7 @@ def test_a_warm_fetch_derives_no_key(rig: ImapRig, monkeypatch: pytest.MonkeyPat
         rig.deliver(data)
     imap = _login(rig)
     imap.select("INBOX")
+    imap.fetch("1:*", "BODY.PEEK[]")  # the first read indexes them
     imap.logout()
     derived: list[bytes] = []
     original = stream_module._derive_payload

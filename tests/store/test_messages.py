@@ -52,6 +52,29 @@ async def test_new_rows_have_no_flags_until_indexed(rig: StoreRig) -> None:
     assert first.modseq == rows[0].modseq  # caching changes no modseq
 
 
+async def test_claiming_gives_first_flags_without_a_modseq_and_never_overwrites(
+    rig: StoreRig,
+) -> None:
+    account, rows = await _setup(rig)
+    assert not any(r.claimed for r in rows)
+    async with rig.engine.begin() as conn:  # another session stored flags first
+        await store.set_flags(conn, account, rows[0].mailbox_id, {rows[0].id: {"\\Seen"}})
+    await store.claim_messages(rig.engine, account, rows, frozenset({store.RECENT_FLAG}))
+    claimed = await _rows(rig, account)
+    assert all(r.claimed and not r.indexed for r in claimed)
+    assert claimed[0].flags == {"\\Seen"}  # the earlier flags won
+    assert [r.flags for r in claimed[1:]] == [{store.RECENT_FLAG}] * 2
+    assert [r.modseq for r in claimed[1:]] == [r.modseq for r in rows[1:]]
+    async with rig.engine.connect() as conn:
+        assert await store.mailbox_counts(conn, rows[0].mailbox_id) == (3, 0)
+    # A claimed row's cache is saved without touching its flags.
+    await store.save_caches(
+        rig.engine, account, [(claimed[1], MessageCache(size=5, message_key=None))]
+    )
+    again = await _rows(rig, account)
+    assert again[1].indexed and again[1].flags == {store.RECENT_FLAG}
+
+
 async def test_flags_are_sealed_and_padded(rig: StoreRig) -> None:
     account, rows = await _setup(rig, 2)
     async with rig.engine.begin() as conn:

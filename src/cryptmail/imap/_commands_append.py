@@ -92,7 +92,7 @@ async def _commit(session: Session, box: Mailbox, received: list[_Received]) -> 
             row = MessageRow(
                 id=MessageId(row_id), mailbox_id=box.id, uid=uid, modseq=modseq,
                 blob_id=item.blob.blob_id, sealed=item.blob.sealed, size_rounded=0,
-                internal_date=date, flags=frozenset(), indexed=False,
+                internal_date=date, flags=frozenset(), indexed=False, claimed=False,
             )  # fmt: skip
             cache = MessageCache(item.blob.size, item.blob.message_key, item.analysis.to_bytes())
             # RFC 3501 6.3.11: whatever flags the client gave, \Recent is set too.

@@ -39,6 +39,7 @@ from cryptmail.store._maildir import MaildirFolder, scan_maildir
 from cryptmail.store._messages import (
     RECENT_FLAG,
     MessageRow,
+    claim_messages,
     copy_messages,
     drop_unreferenced_blobs,
     expunge,
@@ -92,6 +93,7 @@ __all__ = [
     "UserId",
     "check_quota",
     "check_store",
+    "claim_messages",
     "copy_messages",
     "create_mailbox",
     "delete_mailbox",

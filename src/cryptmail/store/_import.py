@@ -248,6 +248,7 @@ async def _commit(engine: AsyncEngine, account: UnlockedAccount, state: _Folder)
                 internal_date=date,
                 flags=item.flags,
                 indexed=False,
+                claimed=False,
             )
             # The cache holds the exact size and the message key (no EC unwrap at the
             # first read); the IMAP layer adds its analysis when it first reads it.

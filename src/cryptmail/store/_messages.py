@@ -1,7 +1,9 @@
 """Message rows as a session with the unlocked key sees them.
 
 Flags and caches are sealed under the data key with the row id as context. A row with
-flags_sealed NULL was delivered while nobody held the key; `index_message` fills it.
+flags_sealed NULL was delivered while nobody held the key: the first session that
+selects its mailbox claims it (`claim_messages`, its first flags) without reading it,
+and the first that reads it seals its cache (`save_cache`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, case, delete, func, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.db import run_transaction
@@ -36,6 +38,9 @@ class MessageRow(NamedTuple):
     internal_date: datetime
     flags: frozenset[str]
     indexed: bool
+    """A session has sealed the message's cache (facts and key)."""
+    claimed: bool = True
+    """A session has given it its first flags: it is no longer new (\\Recent) to anyone."""
 
 
 def _flags_context(row_id: int) -> bytes:
@@ -77,6 +82,7 @@ def _row(r: Sequence[Any], account: UnlockedAccount) -> MessageRow:
         if flags is not None
         else frozenset(),
         bool(indexed),
+        flags is not None,
     )
 
 
@@ -183,7 +189,7 @@ def _save_cache(
         .where(msg.c.id == row.id)
         .values(cache_sealed=account.fields.seal(cache.encode(), _cache_context(row.id)))
     )
-    if row.indexed:
+    if row.claimed:
         return
     conn.execute(
         update(msg)
@@ -194,6 +200,42 @@ def _save_cache(
             )
         )
     )
+
+
+_CLAIM = (
+    update(t.cm_messages)
+    .where(t.cm_messages.c.id == bindparam("row_id"), t.cm_messages.c.flags_sealed.is_(None))
+    .values(flags_sealed=bindparam("first_flags"))
+)
+
+
+async def claim_messages(
+    engine: AsyncEngine,
+    account: UnlockedAccount,
+    rows: Sequence[MessageRow],
+    flags: frozenset[str] = frozenset(),
+) -> None:
+    """Give rows that nobody has seen their first flags, in one transaction, reading
+    no blob and taking no new modseq (their flags are those they arrived with).
+
+    Written only `WHERE flags_sealed IS NULL`: a session that stored flags first wins.
+    One prepared statement for every row: a SELECT may claim 50,000 of them.
+    """
+    params = [
+        {
+            "row_id": row.id,
+            "first_flags": account.fields.seal(
+                encode_flags(row.flags | flags), _flags_context(row.id)
+            ),
+        }
+        for row in rows
+    ]
+
+    def work(conn: Connection) -> None:
+        if params:
+            conn.execute(_CLAIM, params)
+
+    await run_transaction(engine, work)
 
 
 async def _bump_modseq(conn: AsyncConnection, mailbox_id: MailboxId) -> int:
@@ -342,7 +384,7 @@ async def vanished_since(conn: AsyncConnection, mailbox_id: MailboxId, modseq: i
 
 
 async def mailbox_counts(conn: AsyncConnection, mailbox_id: MailboxId) -> tuple[int, int]:
-    """(messages, messages never indexed) — the latter approximates RECENT/UNSEEN-new."""
+    """(messages, messages no session has claimed yet): the latter approximates RECENT."""
     row = (
         await conn.execute(
             select(
