@@ -26,7 +26,6 @@ from cryptmail.crypto import (
     chunk_span,
     curve_names,
     generate_private_key,
-    open_chunk,
     parse_blob_header,
     plain_header,
     public_info,
@@ -259,7 +258,7 @@ def test_the_body_is_stream_under_the_documented_payload_key(
         assert aead.encrypt(nonce, piece, None) == chunk
 
 
-def test_open_chunk_and_chunk_span(private_keys: dict[CurveName, PrivateKey]) -> None:
+def test_payload_key_open_chunk_and_chunk_span(private_keys: dict[CurveName, PrivateKey]) -> None:
     plaintext = plaintext_of(3 * CHUNK + 17)
     blob = seal(private_keys["x25519"], plaintext)
     header = parse_blob_header(blob)
@@ -269,15 +268,18 @@ def test_open_chunk_and_chunk_span(private_keys: dict[CurveName, PrivateKey]) ->
         start, length = chunk_span(header, index)
         assert (start, length) == (header.size + index * STRIDE, STRIDE)
         chunk = blob[start : start + length]
-        got = open_chunk(header, MESSAGE_KEY, BLOB_ID, index, chunk, index == count - 1)
+        got = PayloadKey.derive(header, MESSAGE_KEY, BLOB_ID).open_chunk(
+            index, chunk, index == count - 1
+        )
         assert got == plaintext[index * CHUNK : (index + 1) * CHUNK]
 
 
-def test_open_chunk_checks_position_and_last_flag(
+def test_payload_key_open_chunk_checks_position_and_last_flag(
     private_keys: dict[CurveName, PrivateKey],
 ) -> None:
     blob = seal(private_keys["x25519"], plaintext_of(2 * CHUNK + 1))
     header = parse_blob_header(blob)
+    payload_key = PayloadKey.derive(header, MESSAGE_KEY, BLOB_ID)
     head, chunks = chunks_of(blob)
     cases = [
         (0, chunks[0], True),  # a middle chunk presented as the last one
@@ -288,13 +290,13 @@ def test_open_chunk_checks_position_and_last_flag(
     ]
     for index, chunk, last in cases:
         with pytest.raises(DecryptionFailed):
-            open_chunk(header, MESSAGE_KEY, BLOB_ID, index, chunk, last)
+            payload_key.open_chunk(index, chunk, last)
     # An empty last chunk is only valid as chunk 0 (the empty message).
     empty_last = AESGCM(_payload_key(head)).encrypt(bytes(11) + b"\x01", b"", None)
-    assert open_chunk(header, MESSAGE_KEY, BLOB_ID, 0, empty_last, True) == b""
+    assert payload_key.open_chunk(0, empty_last, True) == b""
     forged = AESGCM(_payload_key(head)).encrypt((3).to_bytes(11, "big") + b"\x01", b"", None)
     with pytest.raises(DecryptionFailed):
-        open_chunk(header, MESSAGE_KEY, BLOB_ID, 3, forged, True)
+        payload_key.open_chunk(3, forged, True)
 
 
 def _payload_key(head: bytes) -> bytes:

@@ -369,18 +369,6 @@ class BlobOpener:
         return plaintext
 
 
-def open_chunk(
-    header: BlobHeader,
-    message_key: bytes,
-    blob_id: bytes,
-    index: int,
-    chunk: bytes,
-    last: bool,
-) -> bytes:
-    """Decrypt the single chunk `index` (for partial fetches at an offset)."""
-    return PayloadKey.derive(header, message_key, blob_id).open_chunk(index, chunk, last)
-
-
 def chunk_span(header: BlobHeader, index: int) -> tuple[int, int]:
     """Byte offset and length of chunk `index` inside the blob (the last may be shorter)."""
     stride = header.chunk_size + BLOB_TAG_SIZE
