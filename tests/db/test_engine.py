@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -101,3 +103,51 @@ async def test_a_failing_write_transaction_rolls_back_and_frees_the_lock(db: Db)
         return int(conn.execute(text("SELECT value FROM counter")).scalar_one())
 
     assert await run_transaction(engine, read, writes=False) == 0
+
+
+def _hold_turn(writers: Path) -> subprocess.Popen[bytes]:
+    """Another process (an LMTP worker of serve) taking its turn as a writer, until it
+    reads a line."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(writers)!r}, os.O_RDWR | os.O_CREAT, 0o600)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == b"held\n"
+    return holder
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+async def test_writers_of_other_processes_queue_on_the_writers_file(db: Db) -> None:
+    engine, path = db
+    writers = Path(f"{path}-writers")
+
+    def bump(conn: Connection) -> None:
+        conn.execute(text("UPDATE counter SET value = value + 1"))
+
+    await run_transaction(engine, bump)
+    assert _mode(writers) == 0o600  # made by the first write; it holds nothing anyway
+    holder = _hold_turn(writers)
+    try:
+        waiting = asyncio.ensure_future(run_transaction(engine, bump))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # queued behind the other process, not in SQLite
+        assert holder.stdin is not None
+        holder.stdin.write(b"\n")
+        holder.stdin.flush()
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        holder.kill()
+        holder.wait()

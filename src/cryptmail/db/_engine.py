@@ -8,15 +8,20 @@ the whole body in one worker-thread call on a plain sqlite3 connection: aiosqlit
 to its thread three or four times per statement (cursor, execute, fetch, close), and on
 the delivery path those hops cost more CPU than the statements themselves. Its write
 transactions begin IMMEDIATE, so what they read before their first write is read under
-the write lock, and they queue on a lock of this process first: SQLite's own wait for a
-busy database sleeps in steps of milliseconds, which concurrent deliveries would pay.
+the write lock, and they queue first: on a lock of this process, then on an `flock` of
+`<database>-writers` shared with every other process (serve's LMTP workers). SQLite's
+own wait for a busy database sleeps in steps of milliseconds, which concurrent
+deliveries would pay; a queue wakes the next writer the moment the last one commits.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -122,7 +127,7 @@ def _begin(conn: Connection) -> None:
 
 
 _WRITES = "cryptmail_writes"
-_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_write_queues: weakref.WeakKeyDictionary[Engine, _WriteQueue] = weakref.WeakKeyDictionary()
 
 
 async def run_transaction(
@@ -147,7 +152,7 @@ async def run_transaction(
             return work(conn)
 
     def _write() -> T:
-        with _write_lock(sync), sync.connect() as conn:
+        with _write_queue(sync).turn(), sync.connect() as conn:
             conn = conn.execution_options(**{_WRITES: True})
             with conn.begin():
                 return work(conn)
@@ -155,9 +160,33 @@ async def run_transaction(
     return await run_blocking(_write if writes else _read)
 
 
-def _write_lock(sync: Engine) -> threading.Lock:
+class _WriteQueue:
+    """The writers of one SQLite file, in turn: the threads of this process on a lock,
+    the processes on an `flock` of `<database>-writers` (opened on first use; the
+    kernel drops the flock if a process dies holding it)."""
+
+    def __init__(self, database: str) -> None:
+        self._path = database + "-writers"
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._threads:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                weakref.finalize(self, os.close, self._fd)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def _write_queue(sync: Engine) -> _WriteQueue:
     with _sync_lock:
-        lock = _write_locks.get(sync)
-        if lock is None:
-            lock = _write_locks[sync] = threading.Lock()
-        return lock
+        queue = _write_queues.get(sync)
+        if queue is None:
+            assert sync.url.database is not None  # noqa: S101 - _sync_engine: a file
+            queue = _write_queues[sync] = _WriteQueue(sync.url.database)
+        return queue
