@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
 from cryptmail.errors import KeyLocked, QuotaExceeded
-from cryptmail.store import ChangeBus, DeliveryTarget, Spool, deliver_message, resolve_delivery
+from cryptmail.store import (
+    ChangePublisher,
+    DeliveryTarget,
+    Spool,
+    deliver_message,
+    resolve_delivery,
+)
 from cryptmail.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
@@ -52,7 +58,7 @@ class DeliveryHandler:
         blobs: BlobStore,
         spool_dir: Path,
         *,
-        bus: ChangeBus | None = None,
+        bus: ChangePublisher | None = None,
     ) -> None:
         self._engine = engine
         self._blobs = blobs

@@ -54,7 +54,7 @@ from cryptmail.store._messages import (
     unreferenced_blobs,
     vanished_since,
 )
-from cryptmail.store._notify import ChangeBus
+from cryptmail.store._notify import ChangeBus, ChangeForwarder, ChangePublisher, PipePublisher
 from cryptmail.store._reader import (
     HEAD_SIZE,
     OpenedBlob,
@@ -77,6 +77,8 @@ __all__ = [
     "BlobId",
     "CachedKey",
     "ChangeBus",
+    "ChangeForwarder",
+    "ChangePublisher",
     "CheckReport",
     "DeliveryTarget",
     "EncryptProgress",
@@ -88,6 +90,7 @@ __all__ = [
     "MessageId",
     "MessageRow",
     "OpenedBlob",
+    "PipePublisher",
     "Spool",
     "StoredBlob",
     "UserId",

@@ -24,7 +24,7 @@ from cryptmail.keys._faults import checkpoint
 from cryptmail.store._codec import round_size
 from cryptmail.store._ids import BlobId, MailboxId, new_blob_id
 from cryptmail.store._mailboxes import inbox_id
-from cryptmail.store._notify import ChangeBus
+from cryptmail.store._notify import ChangePublisher
 from cryptmail.store.blobs import BlobStore
 from cryptmail.users import User, resolve_recipient_sync
 
@@ -325,7 +325,7 @@ async def deliver_message(
     *,
     size_hint: int = 0,
     internal_date: datetime | None = None,
-    bus: ChangeBus | None = None,
+    bus: ChangePublisher | None = None,
     message_digest: bytes | None = None,
     target: DeliveryTarget | None = None,
 ) -> Appended:

@@ -1,5 +1,8 @@
-"""In-process change notifications: delivery tells IDLE sessions of the same user.
+"""Change notifications: delivery tells IDLE sessions of the same user.
 
+Within a process a ChangeBus hands changes to the sessions' queues. `serve`'s LMTP
+worker processes publish through a pipe (`PipePublisher`) that the main process reads
+into its bus (`ChangeForwarder`), so IDLE hears of their deliveries at once too.
 Sessions also poll the database now and then (IDLE every 2 s, see imap), so a change
 made by another process (the CLI, another node of a scale-out setup) is seen too, a
 poll later. Cross-node push (e.g. PostgreSQL LISTEN/NOTIFY) is not built.
@@ -8,7 +11,20 @@ poll later. Cross-node push (e.g. PostgreSQL LISTEN/NOTIFY) is not built.
 from __future__ import annotations
 
 import asyncio
+import os
+import struct
 from collections import defaultdict
+from typing import Protocol
+
+_RECORD = struct.Struct("!QQ")
+"""One change on the pipe: user id, mailbox id. 16 bytes, far below PIPE_BUF, so the
+kernel never interleaves two writers' records."""
+
+
+class ChangePublisher(Protocol):
+    """Where the store reports that a user's mailbox changed."""
+
+    def publish(self, user_id: int, mailbox_id: int) -> None: ...
 
 
 class ChangeBus:
@@ -33,3 +49,51 @@ class ChangeBus:
                 queue.put_nowait(mailbox_id)
             except asyncio.QueueFull:
                 pass  # the session is far behind; it rescans on its next wake-up anyway
+
+
+class PipePublisher:
+    """Publishes into another process's ChangeBus through the write end of a pipe.
+
+    It never blocks a delivery: when the pipe is full (the reader is far behind) or
+    closed (the reader is gone), the change is dropped and IDLE's poll finds it.
+    """
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+
+    def publish(self, user_id: int, mailbox_id: int) -> None:
+        try:
+            os.write(self._fd, _RECORD.pack(user_id, mailbox_id))
+        except (BlockingIOError, BrokenPipeError):
+            pass
+
+
+class ChangeForwarder:
+    """Reads a pipe's changes (from PipePublishers) into `bus` on the running loop,
+    from construction until `close()`."""
+
+    def __init__(self, fd: int, bus: ChangeBus) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._bus = bus
+        self._pending = b""
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(fd, self._read)
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self._fd, 64 * _RECORD.size)
+        except BlockingIOError:
+            return
+        if not data:  # every writer closed its end
+            self.close()
+            return
+        data = self._pending + data
+        whole = len(data) - len(data) % _RECORD.size
+        self._pending = data[whole:]
+        for user_id, mailbox_id in _RECORD.iter_unpack(data[:whole]):
+            self._bus.publish(user_id, mailbox_id)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._fd)

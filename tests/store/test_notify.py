@@ -1,0 +1,76 @@
+"""Change notifications: the in-process bus, and the pipe from LMTP worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from cryptmail.store import ChangeBus, ChangeForwarder, PipePublisher
+
+
+async def test_the_bus_tells_only_the_users_own_sessions() -> None:
+    bus = ChangeBus()
+    mine, theirs = bus.subscribe(1), bus.subscribe(2)
+    bus.publish(1, 10)
+    assert mine.get_nowait() == 10
+    assert theirs.empty()
+    bus.unsubscribe(1, mine)
+    bus.publish(1, 11)
+    assert mine.empty()
+
+
+async def test_changes_published_into_a_pipe_reach_the_bus_of_the_reading_process() -> None:
+    bus = ChangeBus()
+    queue = bus.subscribe(7)
+    read_end, write_end = os.pipe()
+    forwarder = ChangeForwarder(read_end, bus)
+    try:
+        publisher = PipePublisher(write_end)
+        publisher.publish(7, 3)
+        publisher.publish(8, 4)  # another user: nobody of theirs listens here
+        publisher.publish(7, 2**40)
+        assert await asyncio.wait_for(queue.get(), 5) == 3
+        assert await asyncio.wait_for(queue.get(), 5) == 2**40
+    finally:
+        forwarder.close()
+        os.close(read_end)
+        os.close(write_end)
+
+
+async def test_a_full_pipe_drops_changes_instead_of_blocking_the_delivery() -> None:
+    read_end, write_end = os.pipe()
+    try:
+        publisher = PipePublisher(write_end)
+        for mailbox in range(10_000):  # 160 KB: more than a pipe holds
+            publisher.publish(1, mailbox)
+        assert len(os.read(read_end, 1 << 20)) % 16 == 0
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+async def test_a_pipe_whose_reader_is_gone_is_not_an_error() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        PipePublisher(write_end).publish(1, 1)
+    finally:
+        os.close(write_end)
+
+
+async def test_a_record_split_across_reads_is_put_back_together() -> None:
+    bus = ChangeBus()
+    queue = bus.subscribe(5)
+    read_end, write_end = os.pipe()
+    forwarder = ChangeForwarder(read_end, bus)
+    try:
+        record = (5).to_bytes(8, "big") + (9).to_bytes(8, "big")
+        os.write(write_end, record[:5])
+        await asyncio.sleep(0.05)
+        assert queue.empty()
+        os.write(write_end, record[5:])
+        assert await asyncio.wait_for(queue.get(), 5) == 9
+    finally:
+        forwarder.close()
+        os.close(read_end)
+        os.close(write_end)
