@@ -13,9 +13,11 @@ from cryptmail.delivery._protocol import (
     LmtpConnection,
     Session,
 )
-from cryptmail.delivery._server import LmtpServer, parse_address
+from cryptmail.delivery._server import LmtpServer, bind_listener, parse_address
+from cryptmail.delivery._shares import ConnectionShares
 
 __all__ = [
+    "ConnectionShares",
     "DataSink",
     "DeliveryHandler",
     "Envelope",
@@ -24,6 +26,7 @@ __all__ = [
     "LmtpConnection",
     "LmtpServer",
     "Session",
+    "bind_listener",
     "parse_address",
     "reply_for",
 ]

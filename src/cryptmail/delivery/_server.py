@@ -7,15 +7,22 @@ delivery in flight finish and send its replies, and only then cancels what is le
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 from cryptmail.delivery._protocol import READ_LIMIT, Handler, Limits, LmtpConnection
+from cryptmail.delivery._shares import ConnectionShares
 from cryptmail.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+BACKLOG = 128
+ACCEPT_DEFER_S = 0.002
+"""How long a process holding more connections than another leaves a new one to it."""
 
 
 def parse_address(address: str) -> tuple[str, int] | Path:
@@ -31,8 +38,69 @@ def parse_address(address: str) -> tuple[str, int] | Path:
     return host.strip("[]"), int(port)
 
 
+def bind_listener(address: str, *, wait_s: float = 0.0) -> socket.socket:
+    """A listening socket on `address`, TCP or Unix. Raises ConfigError, OSError.
+
+    A TCP port still held by a stopping process (e.g. LMTP workers of a killed `serve`,
+    finishing their deliveries) is retried for up to `wait_s` seconds.
+    """
+    target = parse_address(address)
+    if isinstance(target, Path):
+        if target.is_socket():
+            target.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(target))
+            # Postfix's lmtp client runs as the postfix user.
+            os.chmod(target, 0o666)  # noqa: S103 - a socket; access is LMTP, not files
+        except OSError:
+            sock.close()
+            raise
+    else:
+        host, port = target
+        deadline = time.monotonic() + wait_s
+        while True:
+            sock = _tcp_socket(host, port)
+            try:
+                sock.bind((host, port))
+                break
+            except OSError as exc:
+                sock.close()
+                if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock)
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
+
+
 class LmtpServer:
-    """Serves LMTP with one handler on any number of listeners."""
+    """Serves LMTP with one handler on any number of listeners.
+
+    With `shares`, it is one of several processes on the same listeners and takes a new
+    connection only when it holds the fewest (see `ConnectionShares`).
+    """
 
     def __init__(
         self,
@@ -41,43 +109,74 @@ class LmtpServer:
         hostname: str = "",
         limits: Limits | None = None,
         max_connections: int = 64,
+        shares: ConnectionShares | None = None,
     ) -> None:
         self._handler = handler
         self._hostname = hostname or socket.getfqdn()
         self._limits = limits or Limits()
         self._max_connections = max_connections
-        self._servers: list[asyncio.Server] = []
+        self._shares = shares
+        self._listeners: dict[socket.socket, asyncio.Task[None]] = {}
         self._connections: dict[asyncio.Task[None], LmtpConnection] = {}
+        self._starting: set[asyncio.Task[None]] = set()
+        """Connection tasks (the loop keeps only weak references to tasks)."""
 
     @property
     def ports(self) -> list[int]:
         """The TCP ports listened on (useful with port 0)."""
         found = []
-        for server in self._servers:
-            for sock in server.sockets:
-                name = sock.getsockname()
-                if isinstance(name, tuple):
-                    found.append(int(name[1]))
+        for sock in self._listeners:
+            name = sock.getsockname()
+            if isinstance(name, tuple):
+                found.append(int(name[1]))
         return found
 
     async def listen(self, address: str) -> None:
         """Start listening on `address`. Raises ConfigError, OSError."""
-        target = parse_address(address)
-        if isinstance(target, Path):
-            if target.is_socket():
-                target.unlink()
-            server = await asyncio.start_unix_server(
-                self._accept, path=str(target), limit=READ_LIMIT
-            )
-            # Postfix's lmtp client runs as the postfix user.
-            os.chmod(target, 0o666)  # noqa: S103 - a socket; access is LMTP, not files
-        else:
-            host, port = target
-            server = await asyncio.start_server(
-                self._accept, host, port, limit=READ_LIMIT, reuse_address=True
-            )
-        self._servers.append(server)
+        await self.serve_socket(bind_listener(address))
         log.info("LMTP listening on %s", address)
+
+    async def serve_socket(self, sock: socket.socket) -> None:
+        """Accept connections on a listening socket (from `bind_listener`, perhaps bound
+        by another process: the kernel hands each connection to one of the processes)."""
+        sock.setblocking(False)
+        self._listeners[sock] = asyncio.create_task(self._accept_forever(sock))
+
+    async def _accept_forever(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await _readable(loop, sock)
+            if self._shares is not None and not self._shares.holds_fewest():
+                await asyncio.sleep(ACCEPT_DEFER_S)
+            try:
+                conn, _peer = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                continue  # another process took it
+            except OSError as exc:  # out of descriptors or buffers: wait, then go on
+                log.warning("LMTP accept failed (%s); retrying", exc.strerror)
+                await asyncio.sleep(0.1)
+                continue
+            task = asyncio.create_task(self._start(conn))
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def _start(self, conn: socket.socket) -> None:
+        if self._shares is not None:
+            self._shares.opened()
+        try:
+            conn.setblocking(False)
+            try:
+                if conn.family == socket.AF_UNIX:
+                    reader, writer = await asyncio.open_unix_connection(sock=conn, limit=READ_LIMIT)
+                else:
+                    reader, writer = await asyncio.open_connection(sock=conn, limit=READ_LIMIT)
+            except BaseException:
+                conn.close()
+                raise
+            await self._accept(reader, writer)
+        finally:
+            if self._shares is not None:
+                self._shares.closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._connections) >= self._max_connections:
@@ -105,8 +204,14 @@ class LmtpServer:
 
     async def stop(self, grace_s: float = 60.0) -> None:
         """Stop accepting, finish deliveries in flight (up to `grace_s`), close the rest."""
-        for server in self._servers:
-            server.close()
+        for accepting in self._listeners.values():
+            accepting.cancel()
+        await asyncio.gather(*self._listeners.values(), return_exceptions=True)
+        for sock in self._listeners:
+            sock.close()
+        self._listeners.clear()
+        for task in self._starting - set(self._connections):
+            task.cancel()  # not yet greeted
         for task, connection in list(self._connections.items()):
             connection.closing = True
             if not connection.busy:
@@ -118,7 +223,4 @@ class LmtpServer:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
         log.info("LMTP stopped")
