@@ -10,6 +10,7 @@ path and the reason. `docs/configuration.md` is checked against these docstrings
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import types
 import typing
@@ -91,7 +92,15 @@ class LmtpConfig:
     max_message_bytes: int = 104857600
     """Largest message accepted (SIZE), 100 MiB."""
     max_connections: int = 64
-    """Concurrent LMTP connections."""
+    """Concurrent LMTP connections per LMTP worker process."""
+    processes: int = 0
+    """LMTP worker processes; 0: one per CPU core, at least 2. Each delivers one message
+    at a time, so more of them overlap waiting for the disk with computing."""
+
+    @property
+    def process_count(self) -> int:
+        """`processes`, with 0 resolved for the CPU cores this process may use."""
+        return self.processes or max(2, len(os.sched_getaffinity(0)))
 
 
 @dataclass(frozen=True)
@@ -256,3 +265,5 @@ def _check(config: Config, source: str) -> None:
         )
     if bool(config.imap.tls_cert) != bool(config.imap.tls_key):
         raise ConfigError(f"{source}: imap.tls_cert and imap.tls_key go together")
+    if config.lmtp.processes < 0:
+        raise ConfigError(f"{source}: lmtp.processes must be >= 0 (0: one per CPU core)")

@@ -120,14 +120,46 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait(10)
 
 
-class CryptmailServer:
-    """`python -m cryptmail serve --lmtp 127.0.0.1:PORT` over `data_dir`."""
+def child_pids(pid: int) -> list[int]:
+    """The live processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
 
-    def __init__(self, data_dir: Path, *, verbose: bool = False) -> None:
+
+def vm_hwm_kib(pid: int) -> int:
+    """Peak resident memory of a live process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"process {pid} has no VmHWM")
+
+
+class CryptmailServer:
+    """`python -m cryptmail serve --lmtp 127.0.0.1:PORT` over `data_dir`, with `config`
+    (TOML) as its configuration file when given. LMTP is served by `serve`'s worker
+    processes, one per core and at least two by default (`lmtp.processes = 0`)."""
+
+    def __init__(
+        self, data_dir: Path, *, verbose: bool = False, config: str = "", imap: bool = False
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.imap_port = free_port() if imap else 0
         self.verbose = verbose
         self.log_path = data_dir.parent / "serve.log"
+        self.config_path: Path | None = None
+        if config:
+            self.config_path = data_dir.parent / "cryptmail.toml"
+            self.config_path.write_text(config)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -136,18 +168,29 @@ class CryptmailServer:
 
     def start(self, timeout: float = 30.0) -> None:
         argv = [sys.executable, "-m", "cryptmail", "--data-dir", str(self.data_dir)]
+        if self.config_path is not None:
+            argv += ["--config", str(self.config_path)]
         if self.verbose:
             argv.append("-v")
         argv += ["serve", "--lmtp", f"127.0.0.1:{self.port}"]
+        if self.imap_port:
+            argv += ["--imap", f"127.0.0.1:{self.imap_port}"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ))
         log.close()
         wait_for_greeting(self.process, self.port, self.log_path, timeout)
+        if self.imap_port:
+            wait_for_greeting(self.process, self.imap_port, self.log_path, timeout)
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The LMTP worker processes running now."""
+        return child_pids(self.pid)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

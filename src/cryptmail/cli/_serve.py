@@ -7,6 +7,9 @@ crash (their key died with the process), blob temp files older than an hour, and
 blobs (no row names them: a crash between blob and row) older than a day, long past any
 delivery, APPEND or import still in flight. SIGTERM or SIGINT stops gracefully: no new
 connections, deliveries in flight finish and get their replies.
+
+LMTP is served by worker processes on the listener this process binds
+(`_lmtp_workers`, `lmtp.processes`); this one serves IMAP and the web pages.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import importlib
 import logging
 import signal
@@ -25,10 +27,13 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cryptmail.cli._gc import settle_gc
+from cryptmail.cli._lmtp_workers import LmtpWorkers, WorkerSetup, logger_levels
+from cryptmail.cli._main import LOG_FORMAT
 from cryptmail.cli._runtime import SubParsers, run_with_engine
 from cryptmail.concurrency import run_blocking
 from cryptmail.config import Config
-from cryptmail.delivery import DeliveryHandler, Limits, LmtpServer, parse_address
+from cryptmail.delivery import ConnectionShares, bind_listener, parse_address
 from cryptmail.errors import ConfigError, CryptmailError
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.store import ChangeBus, expire_delivery_tags, sweep_orphans, sweep_spools
@@ -38,13 +43,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LMTP = "127.0.0.1:2424"
 GRACE_S = 60.0
+BIND_WAIT_S = 10.0
+"""How long a restart waits for the LMTP port held by the workers of a killed `serve`,
+which stop accepting at once but may still be finishing deliveries."""
 SWEEP_EVERY_S = 3600.0
 TAG_EXPIRY_EVERY_S = 300.0
 """How often delivery retry tags older than their hour are cleared."""
 TEMP_GRACE_S = 3600.0
 ORPHAN_GRACE_S = 86400.0
-GC_YOUNG_THRESHOLD = 10_000
-"""Container allocations between young-generation collections (Python's default: 700)."""
 
 
 def register(sub: SubParsers) -> None:
@@ -126,21 +132,6 @@ async def expire_tags_forever(engine: AsyncEngine, shutdown: asyncio.Event) -> N
             await asyncio.wait_for(shutdown.wait(), TAG_EXPIRY_EVERY_S)
 
 
-def settle_gc() -> None:
-    """Keep the cyclic garbage collector off the per-message path.
-
-    What is loaded at start (modules, table metadata, config) lives as long as the
-    process, yet every full collection walked it again. Each message a FETCH or a
-    delivery handles makes a few dozen short-lived objects, so at the default threshold
-    a young collection ran about every 20 messages. Measured over 1,000-message FETCHes:
-    9 ms of collection per FETCH by default, 2.6 ms with the freeze, none with both.
-    """
-    gc.collect()
-    gc.freeze()
-    _young, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-
-
 async def _run(
     config: Config, engine: AsyncEngine, *, lmtp: str, imap: str, imaps: str, web: str
 ) -> int:
@@ -155,19 +146,21 @@ async def _run(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
 
-    lmtp_server: LmtpServer | None = None
+    workers: LmtpWorkers | None = None
     tasks: list[asyncio.Task[None]] = []
-    sweeper = asyncio.create_task(sweep_forever(engine, blobs, spool_dir, shutdown))
-    expirer = asyncio.create_task(expire_tags_forever(engine, shutdown))
+    housekeeping = [
+        asyncio.create_task(sweep_forever(engine, blobs, spool_dir, shutdown)),
+        asyncio.create_task(expire_tags_forever(engine, shutdown)),
+    ]
     try:
         if lmtp:
-            handler = DeliveryHandler(engine, blobs, spool_dir, bus=bus)
-            lmtp_server = LmtpServer(
-                handler,
-                limits=Limits(max_message_bytes=config.lmtp.max_message_bytes),
-                max_connections=config.lmtp.max_connections,
-            )
-            await lmtp_server.listen(lmtp)
+            processes = config.lmtp.process_count
+            sock = await run_blocking(bind_listener, lmtp, wait_s=BIND_WAIT_S)
+            setup = WorkerSetup(config, LOG_FORMAT, logger_levels(), GRACE_S)
+            workers = LmtpWorkers(setup, sock, ConnectionShares.create(processes), bus)
+            workers.start()
+            housekeeping.append(asyncio.create_task(workers.watch(shutdown)))
+            log.info("LMTP listening on %s (%d worker processes)", lmtp, processes)
         for address, tls in ((imap, False), (imaps, True)):
             if not address:
                 continue
@@ -211,7 +204,7 @@ async def _run(
                         )
                     )
                 )
-        if lmtp_server is None and not tasks:
+        if workers is None and not tasks:
             raise ConfigError("no listener to run: give --lmtp, --imap, --imaps or --web")
         settle_gc()
         log.info("cryptmail serving; SIGTERM stops gracefully")
@@ -223,15 +216,15 @@ async def _run(
                 log.error("a listener stopped: %s", task.exception())
     finally:
         shutdown.set()
-        if lmtp_server is not None:
-            await lmtp_server.stop(GRACE_S)
+        if workers is not None:
+            await workers.stop(GRACE_S)
         for task in tasks:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, GRACE_S)
-        for housekeeping in (sweeper, expirer):
-            housekeeping.cancel()
+        for task in housekeeping:
+            task.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await housekeeping
+                await task
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("cryptmail stopped")

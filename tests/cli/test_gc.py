@@ -1,4 +1,4 @@
-"""`serve` keeps the cyclic garbage collector off the per-message path."""
+"""Server processes keep the cyclic garbage collector off the per-message path."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cryptmail.cli._serve import GC_YOUNG_THRESHOLD, settle_gc
+from cryptmail.cli._gc import GC_YOUNG_THRESHOLD, settle_gc
 
 
 @pytest.fixture

@@ -1,0 +1,138 @@
+"""`serve` and its LMTP worker processes (`lmtp.processes`).
+
+The workers deliver on the main process's listener (even while it is stopped), IDLE
+in the main process hears of their deliveries, their command lines carry no
+configuration, one that dies is replaced, and they stop with the main process: on
+SIGTERM, and on SIGKILL too, when they finish what is in flight and free the port for
+the next start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from .cryptmail_server import PASSWORD, CryptmailServer, make_users, read_all
+
+WORKERS = 3
+CONFIG = f"[lmtp]\nprocesses = {WORKERS}\n"
+
+
+def _message(index: int) -> bytes:
+    head = f"Subject: worker {index}\r\nMessage-ID: <w{index}@example.net>\r\n"
+    return f"{head}\r\nbody {index}\r\n".encode()
+
+
+def _deliver(port: int, message: bytes) -> None:
+    with smtplib.LMTP("127.0.0.1", port) as client:
+        client.sendmail("s@example.net", ["alice@example.org"], message)
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _workers(server: CryptmailServer) -> list[int]:
+    _wait_for("the workers started", lambda: len(server.worker_pids) == WORKERS)
+    return server.worker_pids
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[CryptmailServer]:
+    data_dir = tmp_path / "data"
+    make_users(data_dir, "example.org", {"alice@example.org": 2})
+    running = CryptmailServer(data_dir, config=CONFIG, imap=True)
+    running.start()
+    yield running
+    running.stop()
+
+
+def test_workers_deliver_while_the_main_process_is_stopped(server: CryptmailServer) -> None:
+    workers = _workers(server)
+    for pid in workers:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        # Descriptors and the parent's pid only: the configuration came on stdin.
+        assert argv[1:3] == [b"-m", b"cryptmail.cli._lmtp_workers"]
+        assert all(arg.isdigit() for arg in argv[3:]) and len(argv) == 9
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        for index in range(6):
+            _deliver(server.port, _message(index))
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    stored = read_all(server.data_dir, "alice@example.org")["INBOX"]
+    assert stored == [_message(index) for index in range(6)]
+
+
+def test_idle_in_the_main_process_hears_of_a_workers_delivery(server: CryptmailServer) -> None:
+    _workers(server)
+    client = IMAPClient("127.0.0.1", port=server.imap_port, ssl=False, timeout=30)
+    try:
+        client.login("alice@example.org", PASSWORD)
+        client.select_folder("INBOX")
+        client.idle()
+        os.kill(server.pid, signal.SIGSTOP)  # only a worker can take the delivery
+        try:
+            _deliver(server.port, _message(1))
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        started = time.monotonic()
+        responses = client.idle_check(timeout=10)
+        print(f"\nEXISTS {1000 * (time.monotonic() - started):.0f} ms after SIGCONT")
+        client.idle_done()
+        assert (1, b"EXISTS") in responses
+    finally:
+        client.logout()
+
+
+def test_a_worker_that_dies_is_replaced(server: CryptmailServer) -> None:
+    victim, *survivors = _workers(server)
+    os.kill(victim, signal.SIGKILL)
+    _wait_for(
+        "a new worker",
+        lambda: len(server.worker_pids) == WORKERS and victim not in server.worker_pids,
+    )
+    assert set(survivors) <= set(server.worker_pids)
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        _deliver(server.port, _message(7))
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert read_all(server.data_dir, "alice@example.org")["INBOX"] == [_message(7)]
+    assert f"LMTP worker {victim} exited (-9)" in server.log_path.read_text()
+
+
+def test_sigterm_stops_every_process(server: CryptmailServer) -> None:
+    workers = _workers(server)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(60) == 0
+    assert not [pid for pid in workers if _alive(pid)]
+
+
+def test_workers_stop_when_the_main_process_is_killed(server: CryptmailServer) -> None:
+    workers = _workers(server)
+    server.kill()
+    _wait_for("the workers stopped", lambda: not [pid for pid in workers if _alive(pid)])
+    server.start()  # the port is free again
+    _deliver(server.port, _message(2))
+    assert read_all(server.data_dir, "alice@example.org")["INBOX"] == [_message(2)]
