@@ -4,7 +4,9 @@
 
 Starts `cryptmail serve` on a fresh data directory, delivers ~4 KB and ~200 KB MIME
 messages at concurrency 1 and 8, and prints messages/s, MB/s, server CPU ms per message
-(from /proc/<pid>/stat), peak RSS, and the crypt2/crypt0 CPU ratio (target <= 1.3x).
+(from /proc/<pid>/stat, of `serve` and its LMTP worker processes: `lmtp.processes`
+defaults to one per core), peak RSS (the processes' peaks added up), and the
+crypt2/crypt0 CPU ratio (target <= 1.3x).
 Each server and recipient first gets 50 unmeasured deliveries, so the figures are the
 steady state, not start-up. All servers run side by side; each set is delivered in five
 parts that go round the servers in turn, and each row is the median part.
@@ -37,14 +39,13 @@ from pathlib import Path
 from _servers import (
     DOVECOT_USER,
     check_dovecot_sealed,
-    cpu_s,
     cryptmail_server,
     dovecot_server,
-    hwm_mib,
     lmtp_deliver,
     make_users,
     message,
     tree_cpu_s,
+    tree_hwm_mib,
 )
 
 Row = tuple[str, int, str, int, float, float, float, float]
@@ -157,7 +158,7 @@ def main() -> None:
     with ExitStack() as running:
         pid, port = running.enter_context(_cryptmail())
         targets = [
-            Target(label, port, rcpt, lambda: cpu_s(pid), lambda: hwm_mib(pid))
+            Target(label, port, rcpt, partial(tree_cpu_s, pid), partial(tree_hwm_mib, pid))
             for rcpt, label in (
                 ("c2@example.org", "cryptmail c2"),
                 ("c0@example.org", "cryptmail c0"),
