@@ -7,7 +7,9 @@ queues instead of exhausting memory.
 A process that does one thing at a time (an LMTP worker of `serve`) calls
 `block_in_place()`: its blocking calls then run right on the loop. Handing each one to a
 thread and back cost more CPU than many of the calls themselves (waking the thread,
-passing the GIL back and forth), a third of a delivery's CPU when measured.
+passing the GIL back and forth), a third of a delivery's CPU when measured. A call that
+waits long for the disk (the fsync of a big blob) goes through `run_in_thread`, so the
+process serves its other connections meanwhile.
 """
 
 from __future__ import annotations
@@ -57,6 +59,13 @@ async def run_blocking(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) 
     """Run a blocking call in the default thread pool (or in place, see above)."""
     if _in_place:
         return func(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(func, *args, **kwargs))
+
+
+async def run_in_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run a blocking call in the default thread pool, also in a process that blocks in
+    place: for calls that mostly wait (the disk writing a big blob)."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, functools.partial(func, *args, **kwargs))
 

@@ -1,0 +1,37 @@
+"""The async boundary: run_blocking off the loop, or in place once block_in_place was
+called (in a fresh interpreter here: the switch is for the life of a process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+from cryptmail.concurrency import run_blocking, run_in_thread
+
+_PROBE = """
+import asyncio, threading
+from cryptmail.concurrency import block_in_place, run_blocking, run_in_thread
+
+async def main():
+    main = threading.get_ident()
+    before = await run_blocking(threading.get_ident) == main
+    block_in_place()
+    after = await run_blocking(threading.get_ident) == main
+    waiting = await run_in_thread(threading.get_ident) == main
+    print(before, after, waiting)
+
+asyncio.run(main())
+"""
+
+
+async def test_run_blocking_runs_on_another_thread() -> None:
+    assert await run_blocking(threading.get_ident) != threading.get_ident()
+    assert await run_in_thread(threading.get_ident) != threading.get_ident()
+
+
+def test_block_in_place_keeps_calls_on_the_loop_but_run_in_thread_still_leaves_it() -> None:
+    found = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.split() == ["False", "True", "False"]
