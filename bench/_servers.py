@@ -60,8 +60,16 @@ def _stat(pid: int) -> list[str]:
 
 
 def cpu_s(pid: int) -> float:
-    fields = _stat(pid)
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """CPU time of a live process, user and system, to the nanosecond: the sum over its
+    threads of /proc/<pid>/task/<tid>/schedstat. /proc/<pid>/stat counts in ticks of
+    10 ms, a tenth of what 40 deliveries of 200 KB cost."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
 
 
 def tree_cpu_s(root: int) -> float:
@@ -83,13 +91,13 @@ def tree_cpu_s(root: int) -> float:
     total = 0.0
     for pid in tree:
         try:
-            fields = _stat(pid)
+            total += cpu_s(pid)
+            if pid == root:  # reaped children are counted in ticks only
+                fields = _stat(pid)
+                total += (int(fields[13]) + int(fields[14])) / TICKS
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-        if pid == root:
-            total += int(fields[13]) + int(fields[14])
-    return total / TICKS
+    return total
 
 
 def hwm_mib(pid: int) -> float:

@@ -4,7 +4,7 @@
 
 Starts `cryptmail serve` on a fresh data directory, delivers ~4 KB and ~200 KB MIME
 messages at concurrency 1 and 8, and prints messages/s, MB/s, server CPU ms per message
-(from /proc/<pid>/stat, of `serve` and its LMTP worker processes: `lmtp.processes`
+(from /proc schedstat, of `serve` and its LMTP worker processes: `lmtp.processes`
 defaults to one per core), peak RSS (the processes' peaks added up), and the
 crypt2/crypt0 CPU ratio (target <= 1.3x).
 Each server and recipient first gets 50 unmeasured deliveries, so the figures are the
