@@ -234,3 +234,15 @@ async def test_blobs_and_spools_are_owner_only_whatever_the_umask(tmp_path: Path
     assert dirs and all(modes[name] == 0o700 for name in dirs), modes
     assert all(mode == 0o600 for name, mode in modes.items() if name not in dirs), modes
     spool.discard()
+
+
+async def test_a_written_buffer_reused_by_its_owner_is_stored_as_it_was(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    blob_id = new_blob_id()
+    writer = await store.create(blob_id)
+    buffer = bytearray(b"first")
+    await writer.write(buffer)  # type: ignore[arg-type]  # -- a caller's reused buffer
+    buffer[:] = b"other"
+    await writer.write(b" second")
+    await writer.commit()
+    assert await store.read(blob_id, 0, 100) == b"first second"

@@ -278,16 +278,31 @@ class BlobSealer:
         """Accept plaintext; return the ciphertext of every chunk now known not to be last."""
         if self._done:
             raise ValueError("sealer already finalized")
-        self._buffer += data
-        out: list[bytes] = []
+        buffer = self._buffer
         size = self._chunk_size
-        # Keep at least one byte back: a full chunk is the last one if nothing follows.
-        while len(self._buffer) > size:
-            chunk = bytes(self._buffer[:size])
-            del self._buffer[:size]
-            out.append(self._cipher.encrypt(_nonce(self._index, False), chunk, None))
-            self._index += 1
+        out: list[bytes] = []
+        # Whole chunks are encrypted straight from `data`; only a chunk's start or end
+        # waits in the buffer. Keep at least one byte back: a full chunk is the last one
+        # if nothing follows.
+        with memoryview(data) as view:
+            start = 0
+            if buffer:
+                start = min(len(view), size - len(buffer))
+                buffer += view[:start]
+                if start == len(view):
+                    return b""
+                out.append(self._seal_chunk(buffer))
+                buffer.clear()
+            while len(view) - start > size:
+                out.append(self._seal_chunk(view[start : start + size]))
+                start += size
+            buffer += view[start:]
         return b"".join(out)
+
+    def _seal_chunk(self, chunk: bytes | bytearray | memoryview) -> bytes:
+        sealed = self._cipher.encrypt(_nonce(self._index, False), chunk, None)
+        self._index += 1
+        return sealed
 
     def finalize(self) -> bytes:
         """The last chunk."""

@@ -289,7 +289,10 @@ class LmtpConnection:
         size = 0
         too_big = False
         failed = sink is None
-        pending = bytearray()
+        # Pieces are joined once per flush: appending to a bytearray and then copying it
+        # out would be two more passes over the message.
+        pending: list[bytes] = []
+        pending_size = 0
         try:
             async for piece in self._input.data():
                 size += len(piece)
@@ -297,12 +300,14 @@ class LmtpConnection:
                     too_big = True
                 if too_big or failed:
                     continue  # read on to the final dot, so the dialogue stays in step
-                pending += piece
-                if len(pending) >= _FLUSH:
-                    failed = not await self._write(sink, bytes(pending))
+                pending.append(piece)
+                pending_size += len(piece)
+                if pending_size >= _FLUSH:
+                    failed = not await self._write(sink, b"".join(pending))
                     pending.clear()
+                    pending_size = 0
             if pending and not (too_big or failed):
-                failed = not await self._write(sink, bytes(pending))
+                failed = not await self._write(sink, b"".join(pending))
             if not (too_big or failed) and sink is not None:
                 try:
                     await sink.close()

@@ -8,6 +8,7 @@ which the next start removes. Nothing in plaintext ever touches the disk.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -25,6 +26,13 @@ from cryptmail.crypto import (
 
 _READ = 256 * 1024
 _MEMORY_LIMIT = 512 * 1024
+
+
+def _overwrite(buffer: bytearray) -> None:
+    """Zero the plaintext before its memory is freed, in place: one pass, where assigning
+    `bytes(len)` made a zeroed copy first."""
+    if buffer:
+        ctypes.memset((ctypes.c_char * len(buffer)).from_buffer(buffer), 0, len(buffer))
 
 
 class Spool:
@@ -91,7 +99,9 @@ class Spool:
         """The message, verified chunk by chunk."""
         if self._memory is not None:
             for start in range(0, len(self._memory), _READ):
-                yield bytes(self._memory[start : start + _READ])
+                with memoryview(self._memory) as view:
+                    chunk = bytes(view[start : start + _READ])  # one copy, not two
+                yield chunk
             return
         assert self._path is not None  # noqa: S101 - discarded spools are not read
         with open(self._path, "rb") as f:  # noqa: ASYNC230 - reads go through run_blocking
@@ -112,7 +122,7 @@ class Spool:
 
     def _forget_memory(self) -> None:
         if self._memory is not None:
-            self._memory[:] = bytes(len(self._memory))  # overwrite before freeing
+            _overwrite(self._memory)
             self._memory = None
 
     def discard(self) -> None:
