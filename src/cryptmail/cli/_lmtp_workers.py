@@ -35,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from cryptmail.cli._gc import settle_gc
+from cryptmail.cli._memory import settle_gc, tune_malloc
 from cryptmail.concurrency import block_in_place, run_blocking
 from cryptmail.config import Config
 from cryptmail.db import create_engine
@@ -210,6 +210,7 @@ async def _serve(
         )
         await server.serve_socket(sock)
         settle_gc()
+        tune_malloc()
         await stop.wait()
         await server.stop(setup.grace_s)
     finally:

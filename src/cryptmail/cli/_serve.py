@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cryptmail.cli._gc import settle_gc
 from cryptmail.cli._lmtp_workers import LmtpWorkers, WorkerSetup, logger_levels
 from cryptmail.cli._main import LOG_FORMAT
+from cryptmail.cli._memory import settle_gc, tune_malloc
 from cryptmail.cli._runtime import SubParsers, run_with_engine
 from cryptmail.concurrency import run_blocking
 from cryptmail.config import Config
@@ -207,6 +207,7 @@ async def _run(
         if workers is None and not tasks:
             raise ConfigError("no listener to run: give --lmtp, --imap, --imaps or --web")
         settle_gc()
+        tune_malloc()
         log.info("cryptmail serving; SIGTERM stops gracefully")
         waiter = asyncio.create_task(shutdown.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
