@@ -20,6 +20,7 @@ import pytest
 from imapclient import IMAPClient
 
 from .cryptmail_server import PASSWORD, CryptmailServer, make_users, read_all
+from .servers._process import pid_alive
 
 WORKERS = 3
 CONFIG = f"[lmtp]\nprocesses = {WORKERS}\n"
@@ -41,14 +42,6 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout:.0f} s")
         time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _workers(server: CryptmailServer) -> list[int]:
@@ -126,13 +119,13 @@ def test_sigterm_stops_every_process(server: CryptmailServer) -> None:
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(60) == 0
-    assert not [pid for pid in workers if _alive(pid)]
+    assert not [pid for pid in workers if pid_alive(pid)]
 
 
 def test_workers_stop_when_the_main_process_is_killed(server: CryptmailServer) -> None:
     workers = _workers(server)
     server.kill()
-    _wait_for("the workers stopped", lambda: not [pid for pid in workers if _alive(pid)])
+    _wait_for("the workers stopped", lambda: not [pid for pid in workers if pid_alive(pid)])
     server.start()  # the port is free again
     _deliver(server.port, _message(2))
     assert read_all(server.data_dir, "alice@example.org")["INBOX"] == [_message(2)]

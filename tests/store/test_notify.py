@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
+
+import pytest
 
 from cryptmail.store import ChangeBus, ChangeForwarder, PipePublisher
+
+Pipe = tuple[int, int]
+
+
+@pytest.fixture
+def pipe() -> Iterator[Pipe]:
+    read_end, write_end = os.pipe()
+    yield read_end, write_end
+    os.close(read_end)
+    os.close(write_end)
 
 
 async def test_the_bus_tells_only_the_users_own_sessions() -> None:
@@ -19,10 +32,12 @@ async def test_the_bus_tells_only_the_users_own_sessions() -> None:
     assert mine.empty()
 
 
-async def test_changes_published_into_a_pipe_reach_the_bus_of_the_reading_process() -> None:
+async def test_changes_published_into_a_pipe_reach_the_bus_of_the_reading_process(
+    pipe: Pipe,
+) -> None:
+    read_end, write_end = pipe
     bus = ChangeBus()
     queue = bus.subscribe(7)
-    read_end, write_end = os.pipe()
     forwarder = ChangeForwarder(read_end, bus)
     try:
         publisher = PipePublisher(write_end)
@@ -33,20 +48,14 @@ async def test_changes_published_into_a_pipe_reach_the_bus_of_the_reading_proces
         assert await asyncio.wait_for(queue.get(), 5) == 2**40
     finally:
         forwarder.close()
-        os.close(read_end)
-        os.close(write_end)
 
 
-async def test_a_full_pipe_drops_changes_instead_of_blocking_the_delivery() -> None:
-    read_end, write_end = os.pipe()
-    try:
-        publisher = PipePublisher(write_end)
-        for mailbox in range(10_000):  # 160 KB: more than a pipe holds
-            publisher.publish(1, mailbox)
-        assert len(os.read(read_end, 1 << 20)) % 16 == 0
-    finally:
-        os.close(read_end)
-        os.close(write_end)
+async def test_a_full_pipe_drops_changes_instead_of_blocking_the_delivery(pipe: Pipe) -> None:
+    read_end, write_end = pipe
+    publisher = PipePublisher(write_end)
+    for mailbox in range(10_000):  # 160 KB: more than a pipe holds
+        publisher.publish(1, mailbox)
+    assert len(os.read(read_end, 1 << 20)) % 16 == 0
 
 
 async def test_a_pipe_whose_reader_is_gone_is_not_an_error() -> None:
@@ -58,10 +67,10 @@ async def test_a_pipe_whose_reader_is_gone_is_not_an_error() -> None:
         os.close(write_end)
 
 
-async def test_a_record_split_across_reads_is_put_back_together() -> None:
+async def test_a_record_split_across_reads_is_put_back_together(pipe: Pipe) -> None:
+    read_end, write_end = pipe
     bus = ChangeBus()
     queue = bus.subscribe(5)
-    read_end, write_end = os.pipe()
     forwarder = ChangeForwarder(read_end, bus)
     try:
         record = (5).to_bytes(8, "big") + (9).to_bytes(8, "big")
@@ -72,5 +81,3 @@ async def test_a_record_split_across_reads_is_put_back_together() -> None:
         assert await asyncio.wait_for(queue.get(), 5) == 9
     finally:
         forwarder.close()
-        os.close(read_end)
-        os.close(write_end)
