@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptmail.cli._memory import tune_malloc
 from cryptmail.crypto import BlobSealer, generate_private_key, public_info
 from cryptmail.delivery._input import LmtpInput
+from cryptmail.serve import tune_malloc
 from cryptmail.store import Spool
 
 READ = 64 * 1024

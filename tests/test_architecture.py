@@ -1,5 +1,5 @@
-"""Dependencies point one way: protocols -> store -> keys -> users -> db, crypto at the
-bottom; protocol code never imports crypto; every package's __all__ is sorted."""
+"""Dependencies point one way: cli -> serve -> protocols -> store -> keys -> users -> db,
+crypto at the bottom; protocol code never imports crypto; every package's __all__ is sorted."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "delivery": {"store", "keys", "users", "db"},
     "imap": {"store", "keys", "users", "db"},
     "web": {"keys", "users", "db"},
-    "cli": {"crypto", "db", "users", "keys", "store", "delivery", "imap", "web"},
+    "serve": {"db", "users", "keys", "store", "delivery", "imap", "web"},
+    "cli": {"crypto", "db", "users", "keys", "store", "delivery", "imap", "web", "serve"},
 }
 SHARED = {"config", "errors", "secret", "concurrency", "__init__"}
 

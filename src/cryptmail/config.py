@@ -147,6 +147,10 @@ class WebConfig:
     X-Forwarded-Proto are believed; empty: the client address is the connection's."""
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""One line per record, the same for the command line, `serve` and its workers."""
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration."""

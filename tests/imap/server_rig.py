@@ -85,8 +85,8 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
         context = make_context(
             config, engine=engine, blobs=blobs, bus=bus, throttle=LoginThrottle(base_delay_s=0.01)
         )
-        listener = ImapListener(context, implicit_tls=False)
-        await listener.start("127.0.0.1", 0)
+        listener = ImapListener(context, "127.0.0.1", 0, implicit_tls=False)
+        await listener.start()
         return listener, engine, blobs
 
     listener, engine, blobs = asyncio.run_coroutine_threadsafe(setup(), loop).result(60)

@@ -215,8 +215,8 @@ def test_implicit_tls_with_logged_self_signed_certificate(
     assert len(logged) == 1
 
     async def start() -> ImapListener:
-        listener = ImapListener(rig_context(rig), implicit_tls=True)
-        await listener.start("127.0.0.1", 0)
+        listener = ImapListener(rig_context(rig), "127.0.0.1", 0, implicit_tls=True)
+        await listener.start()
         return listener
 
     listener = rig.run(start())
@@ -306,8 +306,8 @@ def test_connection_cap_counts_both_listeners(tmp_path: Path) -> None:
     rig = next(rig_iter)
 
     async def start() -> ImapListener:
-        listener = ImapListener(rig_context(rig), implicit_tls=True)
-        await listener.start("127.0.0.1", 0)
+        listener = ImapListener(rig_context(rig), "127.0.0.1", 0, implicit_tls=True)
+        await listener.start()
         return listener
 
     listener = rig.run(start())

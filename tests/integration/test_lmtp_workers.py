@@ -64,7 +64,7 @@ def test_workers_deliver_while_the_main_process_is_stopped(server: CryptmailServ
     for pid in workers:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
         # Descriptors and the parent's pid only: the configuration came on stdin.
-        assert argv[1:3] == [b"-m", b"cryptmail.cli._lmtp_workers"]
+        assert argv[1:3] == [b"-m", b"cryptmail.serve._lmtp_worker"]
         assert all(arg.isdigit() for arg in argv[3:]) and len(argv) == 9
     os.kill(server.pid, signal.SIGSTOP)
     try:

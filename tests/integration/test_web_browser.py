@@ -30,13 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.config import Config, load_config
 from cryptmail.db import create_engine, upgrade
 from cryptmail.errors import AuthenticationFailed
-from cryptmail.imap import serve_imap
+from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import LoginThrottle, UnlockedAccounts, create_user, recover, unlock_account
 from cryptmail.secret import Password
 from cryptmail.store import ChangeBus, deliver_message
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import add_domain, get_user
-from cryptmail.web import serve_web
+from cryptmail.web import WebServer as WebListener
 from web.conftest import self_signed_certificate
 
 ALICE = "alice@example.org"
@@ -116,21 +116,6 @@ def _free_port() -> int:
     return port
 
 
-async def _wait_for_port(port: int, task: asyncio.Task[None]) -> None:
-    for _ in range(400):
-        if task.done():
-            task.result()  # raises what stopped the server
-        try:
-            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.025)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    raise AssertionError(f"the web listener on port {port} did not answer within 10 s")
-
-
 @pytest.fixture
 async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
     cert, key = self_signed_certificate(tmp_path)
@@ -161,36 +146,18 @@ async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
     # accounts too, so the web's password change drops IMAP's cached credentials.
     throttle = LoginThrottle(base_delay_s=0.01)
     accounts = UnlockedAccounts(engine, config.crypto)
-    port, imap_port = _free_port(), _free_port()
-    shutdown = asyncio.Event()
-    web_task = asyncio.create_task(
-        serve_web(
-            config,
-            "127.0.0.1",
-            port,
-            engine=engine,
-            throttle=throttle,
-            shutdown_event=shutdown,
-            accounts=accounts,
-        )
+    port = _free_port()
+    web = WebListener(
+        config, "127.0.0.1", port, engine=engine, throttle=throttle, accounts=accounts
     )
-    imap_task = asyncio.create_task(
-        serve_imap(
-            config,
-            "127.0.0.1",
-            imap_port,
-            engine=engine,
-            blobs=blobs,
-            bus=bus,
-            throttle=throttle,
-            shutdown_event=shutdown,
-            tls=False,
-            accounts=accounts,
-        )
+    context = make_context(
+        config, engine=engine, blobs=blobs, bus=bus, throttle=throttle, accounts=accounts
     )
+    imap = ImapListener(context, "127.0.0.1", 0, implicit_tls=False)
+    await web.start()
+    await imap.start()
+    imap_port = imap.port
     try:
-        await _wait_for_port(port, web_task)
-        await _wait_for_port(imap_port, imap_task)
         yield WebServer(
             f"https://127.0.0.1:{port}",
             config,
@@ -200,8 +167,7 @@ async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
             throttle,
         )
     finally:
-        shutdown.set()
-        await asyncio.wait_for(asyncio.gather(web_task, imap_task), 20)
+        await asyncio.wait_for(asyncio.gather(web.stop(20), imap.stop(20)), 25)
         await engine.dispose()
 
 

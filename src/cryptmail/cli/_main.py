@@ -16,12 +16,10 @@ from collections.abc import Sequence
 
 from cryptmail import __version__
 from cryptmail.cli import _registry
+from cryptmail.config import LOG_FORMAT
 from cryptmail.errors import CryptmailError
 
 log = logging.getLogger(__name__)
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `argv`, only the noun it names is imported (see `_registry`)."""

@@ -1,6 +1,7 @@
 """The LMTP listener: TCP or a Unix socket, a connection cap and a graceful stop.
 
-`stop()` closes the listeners first, tells idle connections to go (421), lets every
+`LmtpServer` has the listener shape `serve` runs (start, wait_closed, stop with a grace
+period). `stop()` closes the listeners first, tells idle connections to go (421), lets every
 delivery in flight finish and send its replies, and only then cancels what is left.
 """
 
@@ -12,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptmail.delivery._protocol import READ_LIMIT, Handler, Limits, LmtpConnection
@@ -110,8 +112,12 @@ class LmtpServer:
         limits: Limits | None = None,
         max_connections: int = 64,
         shares: ConnectionShares | None = None,
+        sockets: Sequence[socket.socket] = (),
     ) -> None:
+        """`sockets`: listening sockets (from `bind_listener`) that `start` serves."""
         self._handler = handler
+        self._sockets = list(sockets)
+        self._closed = asyncio.Event()
         self._hostname = hostname or socket.getfqdn()
         self._limits = limits or Limits()
         self._max_connections = max_connections
@@ -120,6 +126,19 @@ class LmtpServer:
         self._connections: dict[asyncio.Task[None], LmtpConnection] = {}
         self._starting: set[asyncio.Task[None]] = set()
         """Connection tasks (the loop keeps only weak references to tasks)."""
+
+    @property
+    def name(self) -> str:
+        return "LMTP"
+
+    async def start(self) -> None:
+        """Accept connections on the sockets given at construction."""
+        for sock in self._sockets:
+            await self.serve_socket(sock)
+
+    async def wait_closed(self) -> None:
+        """Return once `stop` has finished."""
+        await self._closed.wait()
 
     @property
     def ports(self) -> list[int]:
@@ -223,4 +242,5 @@ class LmtpServer:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
+        self._closed.set()
         log.info("LMTP stopped")

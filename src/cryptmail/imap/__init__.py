@@ -102,7 +102,7 @@ from cryptmail.imap._response import (
 from cryptmail.imap._search import MessageView, SearchContext, compile_search, search
 from cryptmail.imap._sections import filter_header, header_section
 from cryptmail.imap._sequence import RangeSet, SequenceSet, format_number_runs
-from cryptmail.imap._server import serve_imap
+from cryptmail.imap._server import ImapListener, make_context
 from cryptmail.imap._textsearch import decode_header_value, iter_message_text
 from cryptmail.imap._utf7 import decode_mailbox_name, encode_mailbox_name
 
@@ -138,6 +138,7 @@ __all__ = [
     "Frame",
     "Id",
     "Idle",
+    "ImapListener",
     "ImapValue",
     "List",
     "LiteralSlot",
@@ -198,11 +199,11 @@ __all__ = [
     "format_number_runs",
     "header_section",
     "iter_message_text",
+    "make_context",
     "parse_command",
     "parse_line",
     "response_code",
     "search",
-    "serve_imap",
     "tagged",
     "untagged",
 ]

@@ -123,11 +123,18 @@ def make_ssl_context(config: Config) -> ssl.SSLContext:
 
 
 class ImapListener:
-    """One listening socket and its sessions."""
+    """IMAP on `host:port` (implicit TLS when `implicit_tls`) and its sessions: the
+    listener shape `serve` runs (start, wait_closed, stop with a grace period). Port 0
+    picks a free port; `port` tells which once started."""
 
-    def __init__(self, context: ServerContext, *, implicit_tls: bool) -> None:
+    def __init__(
+        self, context: ServerContext, host: str, port: int, *, implicit_tls: bool
+    ) -> None:
         self._context = context
+        self._host = host
+        self._requested_port = port
         self._implicit_tls = implicit_tls
+        self._closed = asyncio.Event()
         # Shared by the plain and the TLS listener of one engine: the cap is per client
         # address, whichever port it connects to.
         self._per_ip = _shared_counts(context.engine)
@@ -139,16 +146,33 @@ class ImapListener:
         return self._context
 
     @property
+    def name(self) -> str:
+        kind = "IMAPS" if self._implicit_tls else "IMAP"
+        return f"{kind} on {self._host}:{self._requested_port}"
+
+    @property
     def port(self) -> int:
         assert self._server is not None  # noqa: S101 - only after start()
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self) -> None:
+        """Bind and accept. Raises OSError when the address cannot be bound."""
         ssl_context = self._context.ssl_context if self._implicit_tls else None
         self._server = await asyncio.start_server(
-            self._accept, host, port, ssl=ssl_context, reuse_address=True, limit=1 << 16
+            self._accept,
+            self._host,
+            self._requested_port,
+            ssl=ssl_context,
+            reuse_address=True,
+            limit=1 << 16,
         )
-        log.info("IMAP%s listening on %s:%d", "S" if self._implicit_tls else "", host, self.port)
+        log.info(
+            "IMAP%s listening on %s:%d", "S" if self._implicit_tls else "", self._host, self.port
+        )
+
+    async def wait_closed(self) -> None:
+        """Return once `stop` has finished."""
+        await self._closed.wait()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
 
@@ -179,16 +203,21 @@ class ImapListener:
             if not self._per_ip[ip]:
                 del self._per_ip[ip]
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = _SHUTDOWN_GRACE_S) -> None:
+        """Close the socket and end every session (each says BYE), waiting at most
+        `grace_s` (and _SHUTDOWN_GRACE_S) for them."""
+        grace_s = min(grace_s, _SHUTDOWN_GRACE_S)
         if self._server is not None:
             self._server.close()
         for task in list(self._sessions):
             task.cancel()
         if self._sessions:
-            await asyncio.wait(list(self._sessions), timeout=_SHUTDOWN_GRACE_S)
+            await asyncio.wait(list(self._sessions), timeout=grace_s)
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), _SHUTDOWN_GRACE_S)
+                await asyncio.wait_for(self._server.wait_closed(), grace_s)
+        self._closed.set()
+        log.info("%s stopped", self.name)
 
 
 _ACCOUNTS: weakref.WeakKeyDictionary[AsyncEngine, UnlockedAccounts] = weakref.WeakKeyDictionary()
@@ -227,34 +256,3 @@ def make_context(
         accounts=accounts or _shared_accounts(engine, config),
         ssl_context=make_ssl_context(config),
     )
-
-
-async def serve_imap(
-    config: Config,
-    host: str,
-    port: int,
-    *,
-    engine: AsyncEngine,
-    blobs: BlobStore,
-    bus: ChangeBus,
-    throttle: LoginThrottle,
-    shutdown_event: asyncio.Event,
-    tls: bool,
-    accounts: UnlockedAccounts | None = None,
-) -> None:
-    """Serve IMAP on host:port (implicit TLS when `tls`) until `shutdown_event` is set.
-
-    `accounts`: the unlocked accounts to share with the other listeners (the web drops
-    cached credentials there after a password change); None shares one per engine.
-    Raises OSError when the address cannot be bound.
-    """
-    context = make_context(
-        config, engine=engine, blobs=blobs, bus=bus, throttle=throttle, accounts=accounts
-    )
-    listener = ImapListener(context, implicit_tls=tls)
-    await listener.start(host, port)
-    try:
-        await shutdown_event.wait()
-    finally:
-        await listener.stop()
-        log.info("IMAP listener stopped")

@@ -1,12 +1,12 @@
 """cryptmail.web: the self-service pages and the JSON API.
 
-`create_app` builds the ASGI app; `serve_web` runs it under uvicorn for `cryptmail
+`create_app` builds the ASGI app; `WebServer` runs it under uvicorn for `cryptmail
 serve`. Users sign in, see their key and its log, change their password, recover with
 the recovery code, renew it, and manage app passwords; `/api/v1/` offers the same to
 programs (openapi.yaml).
 """
 
 from cryptmail.web._app import create_app
-from cryptmail.web._serve import serve_web
+from cryptmail.web._serve import WebServer
 
-__all__ = ["create_app", "serve_web"]
+__all__ = ["WebServer", "create_app"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Generator
 from typing import Final
 
@@ -34,9 +35,18 @@ class _Server(uvicorn.Server):
     """uvicorn without its own signal handlers: `cryptmail serve` owns the signals and
     sets the shutdown event."""
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.up = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.up.set()
 
 
 def uvicorn_config(
@@ -70,53 +80,88 @@ def uvicorn_config(
     )
 
 
-async def serve_web(
-    config: Config,
-    host: str,
-    port: int,
-    *,
-    engine: AsyncEngine,
-    throttle: LoginThrottle,
-    shutdown_event: asyncio.Event,
-    accounts: UnlockedAccounts | None = None,
-) -> None:
-    """Serve the pages and the API on `host:port` until `shutdown_event` is set.
+class WebServer:
+    """The pages and the API on `host:port` under uvicorn: the listener shape `serve`
+    runs (start, wait_closed, stop with a grace period).
 
     `engine` (migrated schema), `throttle` and `accounts` (IMAP's unlocked accounts, whose
     cached credentials a password change here drops) are shared with the other listeners
-    and stay open afterwards. Returns once open requests have finished (at most
-    GRACEFUL_SHUTDOWN_S). Raises ConfigError when the listener cannot start (address in
-    use, no permission, unreadable certificate) or the web config is inconsistent.
+    and stay open after the stop. Raises ConfigError (at construction or at `start`) when
+    the web config is inconsistent or the listener cannot start (address in use, no
+    permission, unreadable certificate).
     """
-    server = _Server(
-        uvicorn_config(config, host, port, engine=engine, throttle=throttle, accounts=accounts)
-    )
-    if not config.web.tls_cert and not config.web.trusted_proxies:
-        log.warning(
-            "the web listener on %s:%d speaks plain HTTP and trusts no proxy: set "
-            "web.trusted_proxies to the TLS reverse proxy in front, or web.tls_cert/tls_key",
-            host,
-            port,
+
+    def __init__(
+        self,
+        config: Config,
+        host: str,
+        port: int,
+        *,
+        engine: AsyncEngine,
+        throttle: LoginThrottle,
+        accounts: UnlockedAccounts | None = None,
+    ) -> None:
+        self.throttle = throttle
+        self.accounts = accounts
+        self._config = config
+        self._host = host
+        self._port = port
+        self._server = _Server(
+            uvicorn_config(config, host, port, engine=engine, throttle=throttle, accounts=accounts)
         )
+        self._task: asyncio.Task[None] | None = None
 
-    async def stop_when_asked() -> None:
-        await shutdown_event.wait()
-        server.should_exit = True
+    @property
+    def name(self) -> str:
+        return f"web on {self._host}:{self._port}"
 
-    watcher = asyncio.create_task(stop_when_asked())
-    try:
-        await server.serve()
-    except (SystemExit, OSError) as exc:
-        # uvicorn leaves with sys.exit() when it cannot bind or its startup fails; an
-        # unreadable certificate is an OSError (ssl.SSLError) from loading its config.
-        raise ConfigError(
-            f"the web listener on {host}:{port} did not start; the log above says why "
-            "(address in use, no permission, or an unreadable web.tls_cert/tls_key)"
-        ) from exc
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-    if not server.started:
-        raise ConfigError(f"the web listener on {host}:{port} did not start; see the log above")
-    log.info("web listener on %s:%d stopped", host, port)
+    async def start(self) -> None:
+        """Return once uvicorn accepts connections."""
+        if not self._config.web.tls_cert and not self._config.web.trusted_proxies:
+            log.warning(
+                "the web listener on %s:%d speaks plain HTTP and trusts no proxy: set "
+                "web.trusted_proxies to the TLS reverse proxy in front, or web.tls_cert/tls_key",
+                self._host,
+                self._port,
+            )
+        self._task = asyncio.create_task(self._serve())
+        up = asyncio.create_task(self._server.up.wait())
+        await asyncio.wait([up, self._task], return_when=asyncio.FIRST_COMPLETED)
+        up.cancel()
+        if not self._server.started:
+            await self._task  # raises its ConfigError
+            raise ConfigError(
+                f"the web listener on {self._host}:{self._port} did not start; see the log above"
+            )
+
+    async def _serve(self) -> None:
+        try:
+            await self._server.serve()
+        except (SystemExit, OSError) as exc:
+            # uvicorn leaves with sys.exit() when it cannot bind or its startup fails; an
+            # unreadable certificate is an OSError (ssl.SSLError) from loading its config.
+            raise ConfigError(
+                f"the web listener on {self._host}:{self._port} did not start; the log above "
+                "says why (address in use, no permission, or an unreadable "
+                "web.tls_cert/tls_key)"
+            ) from exc
+        if not self._server.started:
+            raise ConfigError(
+                f"the web listener on {self._host}:{self._port} did not start; see the log above"
+            )
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            await self._task
+
+    async def stop(self, grace_s: float) -> None:
+        """Let open requests finish (at most `grace_s`, and uvicorn's own
+        GRACEFUL_SHUTDOWN_S), then close."""
+        self._server.should_exit = True
+        if self._task is None:
+            return
+        done, _ = await asyncio.wait([self._task], timeout=grace_s)
+        if not done:
+            self._server.force_exit = True
+            await asyncio.wait([self._task], timeout=5)
+        log.info("web listener on %s:%d stopped", self._host, self._port)

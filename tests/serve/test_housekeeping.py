@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from cryptmail import store
-from cryptmail.cli import _serve
 from cryptmail.config import load_config
 from cryptmail.db import create_engine, upgrade
 from cryptmail.keys import create_user
 from cryptmail.secret import Password
+from cryptmail.serve import _housekeeping
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import add_domain, get_user
 
@@ -71,7 +71,7 @@ async def test_sweep_removes_old_orphans_temps_and_dead_spools(tmp_path: Path) -
         dead.write_bytes(b"x")
         live.write_bytes(b"x")
 
-        await _serve.sweep_once(engine, blobs, spool_dir)
+        await _housekeeping.sweep_once(engine, blobs, spool_dir)
 
         left = {b async for b in blobs.list_ids()}
         assert left == {kept.blob.blob_id, young_orphan}
@@ -94,10 +94,10 @@ async def test_sweep_runs_at_start_survives_a_failed_pass_and_stops_on_shutdown(
             raise OSError("disk hiccup")
         shutdown.set()
 
-    monkeypatch.setattr(_serve, "sweep_once", fake_sweep)
-    monkeypatch.setattr(_serve, "SWEEP_EVERY_S", 0.0)
+    monkeypatch.setattr(_housekeeping, "sweep_once", fake_sweep)
+    monkeypatch.setattr(_housekeeping, "SWEEP_EVERY_S", 0.0)
     blobs = LocalBlobStore(tmp_path / "blobs")
-    await _serve.sweep_forever(None, blobs, tmp_path / "spool", shutdown)  # type: ignore[arg-type]  # the fake needs no engine
+    await _housekeeping.sweep_forever(None, blobs, tmp_path / "spool", shutdown)  # type: ignore[arg-type]  # the fake needs no engine
     assert calls == [0, 1]
 
 
@@ -114,7 +114,7 @@ async def test_tag_expiry_runs_at_start_survives_a_failure_and_stops_on_shutdown
         shutdown.set()
         return 3
 
-    monkeypatch.setattr(_serve, "expire_delivery_tags", fake_expire)
-    monkeypatch.setattr(_serve, "TAG_EXPIRY_EVERY_S", 0.0)
-    await _serve.expire_tags_forever(None, shutdown)  # type: ignore[arg-type]  # the fake needs no engine
+    monkeypatch.setattr(_housekeeping, "expire_delivery_tags", fake_expire)
+    monkeypatch.setattr(_housekeeping, "TAG_EXPIRY_EVERY_S", 0.0)
+    await _housekeeping.expire_tags_forever(None, shutdown)  # type: ignore[arg-type]  # the fake needs no engine
     assert calls == [0, 1]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cryptmail.cli._memory import GC_YOUNG_THRESHOLD, settle_gc
+from cryptmail.serve._memory import GC_YOUNG_THRESHOLD, settle_gc
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_settle_gc_freezes_what_start_loaded_and_collects_the_young_less_often()
 _FAULTS = """
 import asyncio, os, resource, sys, tempfile
 from pathlib import Path
-from cryptmail.cli._memory import tune_malloc
+from cryptmail.serve._memory import tune_malloc
 from cryptmail.crypto import BlobSealer, generate_private_key, public_info
 from cryptmail.store import Spool
 

@@ -1,5 +1,5 @@
-"""`serve`'s LMTP worker processes: how the main process starts and watches them, and
-what each one runs (`python -m cryptmail.cli._lmtp_workers`).
+"""LMTP in worker processes: the main process binds the listener, starts the workers
+and starts one again when it dies.
 
 A delivery is mostly Python, and one process runs Python on one core at a time, so one
 process delivered about as fast on eight connections as on one. So the main process
@@ -13,35 +13,27 @@ threads.
 
 A worker only delivers. Its IDLE notifications go through a pipe to the main process's
 change bus (`PipePublisher`, `ChangeForwarder`); the SQLite writers of all processes
-queue on one `flock` (`db.run_transaction`). A worker gets its configuration (which may
-hold a database password) as a pickle on its stdin, never on its command line, and it
-is told to stop (SIGTERM) when the main process dies, even by SIGKILL: it then stops
-accepting at once and finishes the deliveries in flight, as `serve` does on SIGTERM.
-A worker that dies is started again.
+queue on one `flock` (`db.run_transaction`). What a worker runs is `_lmtp_worker`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import pickle
-import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
-from cryptmail.cli._memory import settle_gc, tune_malloc
-from cryptmail.concurrency import block_in_place, run_blocking
-from cryptmail.config import Config
-from cryptmail.db import create_engine
-from cryptmail.delivery import ConnectionShares, DeliveryHandler, Limits, LmtpServer
-from cryptmail.store import ChangeBus, ChangeForwarder, PipePublisher
-from cryptmail.store.blobs import open_blob_store
+from cryptmail.concurrency import run_blocking
+from cryptmail.delivery import ConnectionShares, bind_listener
+from cryptmail.serve import _lmtp_worker
+from cryptmail.serve._lmtp_worker import WorkerSetup
+from cryptmail.store import ChangeBus, ChangeForwarder
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +42,9 @@ MAX_RESTART_DELAY_S = 60.0
 QUICK_EXIT_S = 10.0
 """A worker that exits sooner than this after its start counts as failing at start:
 its next start waits longer, so a broken setup does not restart in a tight loop."""
-_PR_SET_PDEATHSIG = 1
-
-
-@dataclass(frozen=True)
-class WorkerSetup:
-    """What a worker needs from the main process, sent over its stdin."""
-
-    config: Config
-    log_format: str
-    log_levels: dict[str, int]
-    grace_s: float
+BIND_WAIT_S = 10.0
+"""How long a restart waits for the LMTP port held by the workers of a killed `serve`,
+which stop accepting at once but may still be finishing deliveries."""
 
 
 def logger_levels() -> dict[str, int]:
@@ -80,42 +64,57 @@ class _Worker:
 
 
 class LmtpWorkers:
-    """Worker processes serving `sock`, one for each slot of `shares`, started again
-    when one dies."""
+    """The LMTP listener of `serve`: worker processes serving `address`, one for each
+    of `processes` slots, started again when one dies. A `serve.Listener`."""
 
-    def __init__(
-        self, setup: WorkerSetup, sock: socket.socket, shares: ConnectionShares, bus: ChangeBus
-    ):
+    def __init__(self, setup: WorkerSetup, address: str, processes: int, bus: ChangeBus):
         self._setup = setup
-        self._sock = sock
-        self._shares = shares
+        self._address = address
+        self._shares = ConnectionShares.create(processes)
         self._bus = bus
+        self._sock: socket.socket | None = None
         self._workers: list[_Worker] = []
         self._forwarder: ChangeForwarder | None = None
         self._notify_write = -1
         self._quick_exits = 0
         self._restart_at = 0.0
+        self._watcher: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return f"LMTP on {self._address}"
 
     @property
     def pids(self) -> list[int]:
         return [worker.process.pid for worker in self._workers]
 
-    def start(self) -> None:
-        """Start the workers. Must run on the main thread: a worker is told to stop
-        when the thread that started it ends (PR_SET_PDEATHSIG)."""
+    async def start(self) -> None:
+        """Bind the listener and start the workers. Raises ConfigError, OSError.
+
+        Must run on the main thread: a worker is told to stop when the thread that
+        started it ends (PR_SET_PDEATHSIG)."""
+        self._sock = await run_blocking(bind_listener, self._address, wait_s=BIND_WAIT_S)
         read_end, self._notify_write = os.pipe()
         self._forwarder = ChangeForwarder(read_end, self._bus)
         self._workers = [self._spawn(slot) for slot in range(self._shares.slots)]
-        log.info("LMTP worker processes started: %s", ", ".join(map(str, self.pids)))
+        self._watcher = asyncio.create_task(self._watch())
+        log.info(
+            "LMTP listening on %s (%d worker processes: %s)",
+            self._address,
+            self._shares.slots,
+            ", ".join(map(str, self.pids)),
+        )
 
     def _spawn(self, slot: int) -> _Worker:
+        assert self._sock is not None  # noqa: S101 - only after start()
         self._shares.reset(slot)
         fds = (self._sock.fileno(), self._notify_write, self._shares.fd)
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [
                 sys.executable,
                 "-m",
-                __name__,
+                _lmtp_worker.__name__,
                 *map(str, fds),
                 str(self._shares.slots),
                 str(slot),
@@ -130,13 +129,10 @@ class LmtpWorkers:
             process.stdin.write(pickle.dumps(self._setup))
         return _Worker(process, slot, time.monotonic())
 
-    async def watch(self, shutdown: asyncio.Event) -> None:
-        """Start a worker again when one exits, until `shutdown` is set."""
-        while not shutdown.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(shutdown.wait(), WATCH_EVERY_S)
-            if shutdown.is_set():
-                return
+    async def _watch(self) -> None:
+        """Start a worker again when one exits, until cancelled by `stop`."""
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
             for index, worker in enumerate(self._workers):
                 code = worker.process.poll()
                 if code is None or time.monotonic() < self._restart_at:
@@ -153,12 +149,22 @@ class LmtpWorkers:
                 )
                 self._workers[index] = self._spawn(worker.slot)
 
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
     async def stop(self, grace_s: float) -> None:
         """SIGTERM every worker, wait up to `grace_s` for their deliveries, then SIGKILL."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         for worker in self._workers:
             if worker.process.poll() is None:
                 worker.process.terminate()
-        self._sock.close()  # the workers' copies close as they stop accepting
+        if self._sock is not None:
+            self._sock.close()  # the workers' copies close as they stop accepting
+            self._sock = None
         deadline = time.monotonic() + grace_s
         while any(w.process.poll() is None for w in self._workers):
             if time.monotonic() >= deadline:
@@ -175,68 +181,4 @@ class LmtpWorkers:
         if self._notify_write >= 0:
             os.close(self._notify_write)
             self._notify_write = -1
-
-
-def _stop_with_parent(parent_pid: int) -> None:
-    """Ask the kernel for SIGTERM when the main process dies; if it already has, stop."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-async def _serve(
-    setup: WorkerSetup, sock: socket.socket, notify_fd: int, shares: ConnectionShares
-) -> int:
-    config = setup.config
-    if config.blobs.backend == "local":
-        block_in_place()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    engine = create_engine(config.database_url)
-    try:
-        blobs = await run_blocking(open_blob_store, config)
-        handler = DeliveryHandler(
-            engine, blobs, config.data_path / "spool", bus=PipePublisher(notify_fd)
-        )
-        server = LmtpServer(
-            handler,
-            limits=Limits(max_message_bytes=config.lmtp.max_message_bytes),
-            max_connections=config.lmtp.max_connections,
-            shares=shares,
-        )
-        await server.serve_socket(sock)
-        settle_gc()
-        tune_malloc()
-        await stop.wait()
-        await server.stop(setup.grace_s)
-    finally:
-        await engine.dispose()
-    return 0
-
-
-def main(argv: list[str]) -> int:
-    """A worker: `LISTEN_FD NOTIFY_FD SHARES_FD SLOTS SLOT PARENT_PID`, its WorkerSetup
-    on stdin."""
-    listen_fd, notify_fd, shares_fd, slots, slot, parent_pid = (int(arg) for arg in argv)
-    # Our parent wrote it into a pipe it made for us: nothing else can reach this stdin.
-    setup: WorkerSetup = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
-    os.umask(0o077)
-    logging.basicConfig(format=setup.log_format, stream=sys.stderr)
-    for name, level in setup.log_levels.items():
-        logging.getLogger(name or None).setLevel(level)
-    _stop_with_parent(parent_pid)
-    sock = socket.socket(fileno=listen_fd)
-    sock.setblocking(False)
-    try:
-        shares = ConnectionShares(shares_fd, slots, slot)
-        return asyncio.run(_serve(setup, sock, notify_fd, shares))
-    except KeyboardInterrupt:
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+        self._closed.set()

@@ -1,0 +1,72 @@
+"""The server's periodic chores: the crash-leftover sweep and the retry-tag expiry.
+
+At start and then hourly, a sweep removes spools left by a crash (their key died with
+the process), blob temp files older than an hour, and orphan blobs (no row names them:
+a crash between blob and row) older than a day, long past any delivery, APPEND or
+import still in flight. Every five minutes, delivery retry tags older than their hour
+are cleared. A failed pass is logged and tried again at the next interval: housekeeping
+is never fatal to the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.errors import CryptmailError
+from cryptmail.store import expire_delivery_tags, sweep_orphans, sweep_spools
+from cryptmail.store.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 3600.0
+TAG_EXPIRY_EVERY_S = 300.0
+"""How often delivery retry tags older than their hour are cleared."""
+TEMP_GRACE_S = 3600.0
+ORPHAN_GRACE_S = 86400.0
+
+
+async def sweep_once(engine: AsyncEngine, blobs: BlobStore, spool_dir: Path) -> None:
+    """One pass of the periodic sweep; the orphan rules are `store check --fix`'s."""
+    spools = await run_blocking(sweep_spools, spool_dir)
+    temps = await blobs.sweep_temp(TEMP_GRACE_S)
+    orphans = await sweep_orphans(engine, blobs, grace_s=ORPHAN_GRACE_S)
+    if spools or temps or orphans:
+        log.info(
+            "sweep removed %d spool(s), %d blob temp file(s) and %d orphan blob(s)",
+            spools,
+            temps,
+            len(orphans),
+        )
+
+
+async def sweep_forever(
+    engine: AsyncEngine, blobs: BlobStore, spool_dir: Path, shutdown: asyncio.Event
+) -> None:
+    """Sweep now, then every SWEEP_EVERY_S, until `shutdown` is set."""
+    while not shutdown.is_set():
+        try:
+            await sweep_once(engine, blobs, spool_dir)
+        except (CryptmailError, SQLAlchemyError, OSError) as exc:
+            log.warning("sweep failed (%s); retrying in %d s", type(exc).__name__, SWEEP_EVERY_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shutdown.wait(), SWEEP_EVERY_S)
+
+
+async def expire_tags_forever(engine: AsyncEngine, shutdown: asyncio.Event) -> None:
+    """Clear expired delivery retry tags now, then every TAG_EXPIRY_EVERY_S."""
+    while not shutdown.is_set():
+        try:
+            cleared = await expire_delivery_tags(engine)
+            if cleared:
+                log.debug("cleared %d expired delivery retry tag(s)", cleared)
+        except (CryptmailError, SQLAlchemyError, OSError) as exc:
+            log.warning("clearing delivery retry tags failed (%s)", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shutdown.wait(), TAG_EXPIRY_EVERY_S)

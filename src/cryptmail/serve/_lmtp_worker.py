@@ -1,0 +1,107 @@
+"""One LMTP worker process (`python -m cryptmail.serve._lmtp_worker`).
+
+It serves the listening socket its parent bound, with the parent's configuration (sent
+as a pickle on its stdin, since it may hold a database password: never on the command
+line). Its blocking calls run in place on its loop (`block_in_place`) unless blobs go to
+S3. It is told to stop (SIGTERM) when the main process dies, even by SIGKILL: it then
+stops accepting at once and finishes the deliveries in flight, as `serve` does on
+SIGTERM. See `_lmtp_workers` for the parent's side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+from cryptmail.concurrency import block_in_place, run_blocking
+from cryptmail.config import Config
+from cryptmail.db import create_engine
+from cryptmail.delivery import ConnectionShares, DeliveryHandler, Limits, LmtpServer
+from cryptmail.serve._memory import settle_gc, tune_malloc
+from cryptmail.store import PipePublisher
+from cryptmail.store.blobs import open_blob_store
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a worker needs from the main process, sent over its stdin."""
+
+    config: Config
+    log_format: str
+    log_levels: dict[str, int]
+    grace_s: float
+
+
+def _stop_with_parent(parent_pid: int) -> None:
+    """Ask the kernel for SIGTERM when the main process dies; if it already has, stop."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _serve(
+    setup: WorkerSetup, sock: socket.socket, notify_fd: int, shares: ConnectionShares
+) -> int:
+    config = setup.config
+    if config.blobs.backend == "local":
+        block_in_place()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    engine = create_engine(config.database_url)
+    try:
+        blobs = await run_blocking(open_blob_store, config)
+        handler = DeliveryHandler(
+            engine, blobs, config.data_path / "spool", bus=PipePublisher(notify_fd)
+        )
+        server = LmtpServer(
+            handler,
+            limits=Limits(max_message_bytes=config.lmtp.max_message_bytes),
+            max_connections=config.lmtp.max_connections,
+            shares=shares,
+            sockets=[sock],
+        )
+        await server.start()
+        settle_gc()
+        tune_malloc()
+        await stop.wait()
+        await server.stop(setup.grace_s)
+    finally:
+        await engine.dispose()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """A worker: `LISTEN_FD NOTIFY_FD SHARES_FD SLOTS SLOT PARENT_PID`, its WorkerSetup
+    on stdin."""
+    listen_fd, notify_fd, shares_fd, slots, slot, parent_pid = (int(arg) for arg in argv)
+    # Our parent wrote it into a pipe it made for us: nothing else can reach this stdin.
+    setup: WorkerSetup = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
+    os.umask(0o077)
+    logging.basicConfig(format=setup.log_format, stream=sys.stderr)
+    for name, level in setup.log_levels.items():
+        logging.getLogger(name or None).setLevel(level)
+    _stop_with_parent(parent_pid)
+    sock = socket.socket(fileno=listen_fd)
+    sock.setblocking(False)
+    try:
+        shares = ConnectionShares(shares_fd, slots, slot)
+        return asyncio.run(_serve(setup, sock, notify_fd, shares))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

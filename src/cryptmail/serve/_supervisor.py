@@ -1,0 +1,185 @@
+"""The running server: what every listener shares, which listeners run, and their life.
+
+One engine, one blob store, one change bus, one login throttle and one cache of unlocked
+accounts are shared by every listener (a password change on the web drops IMAP's cached
+credentials of that user; a failed login at the web form counts against IMAP too). The
+listeners and the housekeeping chores run under one `asyncio.TaskGroup`: SIGTERM or
+SIGINT, or a listener that stops on its own, stops them all gracefully: no new
+connections, deliveries in flight finish and get their replies.
+
+LMTP is served by worker processes on the listener this process binds (`LmtpWorkers`);
+this process serves IMAP and the web pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.config import LOG_FORMAT, Config
+from cryptmail.delivery import parse_address
+from cryptmail.errors import ConfigError
+from cryptmail.imap import ImapListener, make_context
+from cryptmail.keys import LoginThrottle, UnlockedAccounts
+from cryptmail.serve._housekeeping import expire_tags_forever, sweep_forever
+from cryptmail.serve._listener import Listener
+from cryptmail.serve._lmtp_worker import WorkerSetup
+from cryptmail.serve._lmtp_workers import LmtpWorkers, logger_levels
+from cryptmail.serve._memory import settle_gc, tune_malloc
+from cryptmail.store import ChangeBus
+from cryptmail.store.blobs import BlobStore, open_blob_store
+from cryptmail.web import WebServer
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 60.0
+"""How long deliveries and commands in flight get to finish at a stop."""
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """Where each listener listens; an empty string turns that listener off."""
+
+    lmtp: str = ""
+    imap: str = ""
+    imaps: str = ""
+    web: str = ""
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every listener of one server shares."""
+
+    config: Config
+    engine: AsyncEngine
+    blobs: BlobStore
+    bus: ChangeBus
+    throttle: LoginThrottle
+    accounts: UnlockedAccounts
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    target = parse_address(address)
+    if not isinstance(target, tuple):
+        raise ConfigError(f"{address!r}: this listener takes HOST:PORT, not a Unix socket")
+    return target
+
+
+def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
+    """The listeners `addresses` turn on, each given what they share. Raises ConfigError."""
+    config = shared.config
+    listeners: list[Listener] = []
+    if addresses.lmtp:
+        setup = WorkerSetup(config, LOG_FORMAT, logger_levels(), GRACE_S)
+        listeners.append(
+            LmtpWorkers(setup, addresses.lmtp, config.lmtp.process_count, shared.bus)
+        )
+    if addresses.imap or addresses.imaps:
+        context = make_context(
+            config,
+            engine=shared.engine,
+            blobs=shared.blobs,
+            bus=shared.bus,
+            throttle=shared.throttle,
+            accounts=shared.accounts,
+        )
+        for address, tls in ((addresses.imap, False), (addresses.imaps, True)):
+            if address:
+                host, port = _host_port(address)
+                listeners.append(ImapListener(context, host, port, implicit_tls=tls))
+    if addresses.web:
+        host, port = _host_port(addresses.web)
+        listeners.append(
+            WebServer(
+                config,
+                host,
+                port,
+                engine=shared.engine,
+                throttle=shared.throttle,
+                accounts=shared.accounts,
+            )
+        )
+    if not listeners:
+        raise ConfigError("no listener to run: give --lmtp, --imap, --imaps or --web")
+    return listeners
+
+
+async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) -> int:
+    """Serve until SIGTERM or SIGINT (or until a listener stops on its own); return the
+    exit code. Raises ConfigError or OSError when a listener cannot start."""
+    # Off the loop: building an S3 client imports boto3 and reads its data files (~0.3 s).
+    blobs = await run_blocking(open_blob_store, config)
+    shared = Shared(
+        config=config,
+        engine=engine,
+        blobs=blobs,
+        bus=ChangeBus(),
+        throttle=LoginThrottle(),
+        accounts=UnlockedAccounts(engine, config.crypto),
+    )
+    listeners = make_listeners(shared, addresses)
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, shutdown.set)
+    try:
+        await _run(shared, listeners, shutdown)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("cryptmail stopped")
+    return 0
+
+
+async def _run(shared: Shared, listeners: list[Listener], shutdown: asyncio.Event) -> None:
+    started: list[Listener] = []
+    try:
+        # Started one by one, before the task group, so that one that cannot bind
+        # raises its own ConfigError or OSError for the command line to report.
+        for listener in listeners:
+            await listener.start()
+            started.append(listener)
+        async with asyncio.TaskGroup() as group:
+            spool_dir: Path = shared.config.data_path / "spool"
+            group.create_task(sweep_forever(shared.engine, shared.blobs, spool_dir, shutdown))
+            group.create_task(expire_tags_forever(shared.engine, shutdown))
+            for listener in started:
+                group.create_task(_watch(listener, shutdown))
+            settle_gc()
+            tune_malloc()
+            log.info("cryptmail serving; SIGTERM stops gracefully")
+            await shutdown.wait()
+            await _stop_all(started)
+            started.clear()
+    finally:
+        # A listener that failed to start, or a cancelled server: stop what runs.
+        shutdown.set()
+        await _stop_all(started)
+
+
+async def _watch(listener: Listener, shutdown: asyncio.Event) -> None:
+    """A listener that ends on its own (an error, or a clean close before the stop)
+    brings the whole server down, as a supervisor would rather restart it whole."""
+    try:
+        await listener.wait_closed()
+    except Exception as exc:
+        log.error("%s stopped: %s", listener.name, exc)
+    finally:
+        shutdown.set()
+
+
+async def _stop_all(listeners: list[Listener]) -> None:
+    """Stop the listeners side by side, each with the one grace period; one that fails
+    to stop cleanly is logged and keeps none of the others from stopping."""
+    results = await asyncio.gather(
+        *(listener.stop(GRACE_S) for listener in listeners), return_exceptions=True
+    )
+    for listener, result in zip(listeners, results, strict=True):
+        if isinstance(result, BaseException):
+            log.error("%s did not stop cleanly: %s", listener.name, result)
