@@ -8,7 +8,8 @@
 # install of this checkout. The tests start private server instances, so no
 # system daemon may keep running after a package install (they would take
 # ports 25, 143 and 3306): daemons are kept from starting, and stopped if they
-# started anyway. Set CRYPTMAIL_FORCE_PIP=1 to run pip regardless.
+# started anyway. Set CRYPTMAIL_FORCE_PIP=1 to run pip regardless. With
+# --python-only, only the Python packages (the fast test lane needs no server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -148,5 +149,7 @@ install_python() {
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 }
 
-install_packages
+if [ "${1:-}" != "--python-only" ]; then
+  install_packages
+fi
 install_python
