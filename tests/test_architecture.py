@@ -12,7 +12,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "cryptmail"
 
 # Which cryptmail packages each package may import (besides itself and the shared
-# top-level modules config, errors, secret, concurrency).
+# top-level modules config, errors, secret, concurrency, utf7).
 ALLOWED: dict[str, set[str]] = {
     "crypto": set(),
     "db": set(),
@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "web": {"keys", "users", "db"},
     "cli": {"crypto", "db", "users", "keys", "store", "delivery", "imap", "web"},
 }
-SHARED = {"config", "errors", "secret", "concurrency", "__init__"}
+SHARED = {"config", "errors", "secret", "concurrency", "utf7", "__init__"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -61,7 +61,7 @@ def test_imports_point_down(package: str) -> None:
 
 
 def test_shared_modules_import_no_layer() -> None:
-    for name in ("config", "errors", "secret", "concurrency"):
+    for name in ("config", "errors", "secret", "concurrency", "utf7"):
         for module in _imports(SRC / f"{name}.py"):
             assert _package_of(module) in SHARED, f"{name}.py imports {module}"
 
