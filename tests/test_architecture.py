@@ -12,7 +12,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "cryptmail"
 
 # Which cryptmail packages each package may import (besides itself and the shared
-# top-level modules config, errors, secret, concurrency).
+# top-level modules config, errors, secret, concurrency, utf7).
 ALLOWED: dict[str, set[str]] = {
     "crypto": set(),
     "db": set(),
@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "serve": {"db", "users", "keys", "store", "delivery", "imap", "web"},
     "cli": {"crypto", "db", "users", "keys", "store", "delivery", "imap", "web", "serve"},
 }
-SHARED = {"config", "errors", "secret", "concurrency", "__init__"}
+SHARED = {"config", "errors", "secret", "concurrency", "utf7", "__init__"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -62,7 +62,7 @@ def test_imports_point_down(package: str) -> None:
 
 
 def test_shared_modules_import_no_layer() -> None:
-    for name in ("config", "errors", "secret", "concurrency"):
+    for name in ("config", "errors", "secret", "concurrency", "utf7"):
         for module in _imports(SRC / f"{name}.py"):
             assert _package_of(module) in SHARED, f"{name}.py imports {module}"
 
@@ -83,3 +83,133 @@ def test_all_is_sorted_and_importable(package: str) -> None:
     assert list(names) == sorted(names, key=_isort_key), f"{package}.__all__ is not sorted"
     for name in names:
         assert hasattr(module, name), f"{package}.__all__ names missing {name}"
+
+
+# -- Rooms inside imap, and no import circles ---------------------------------------------
+# An import under `if TYPE_CHECKING:` is not an edge: it never runs. A function-local
+# import is one: it runs, and hides a circle rather than removing it.
+
+_TOP = SRC.parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(_TOP).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+_MODULES: dict[str, Path] = {
+    _module_name(p): p for p in SRC.rglob("*.py") if "migrations" not in p.parts
+}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_imports(module: str) -> set[str]:
+    """The cryptmail modules `module` imports when it runs (`from pkg import _mod` names
+    the submodule, `from pkg import name` the package)."""
+    path = _MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if sub in _MODULES else base)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {name for name in found if name in _MODULES}
+
+
+def _components(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one node (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def connect(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in sorted(graph[module]):
+            if target not in index:
+                connect(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component: list[str] = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            connect(module)
+    return circles
+
+
+def test_no_import_circles() -> None:
+    circles = _components({m: _runtime_imports(m) - {m} for m in _MODULES})
+    assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+@pytest.mark.parametrize(
+    ("room", "forbidden"),
+    [
+        ("cryptmail.imap.wire", ("cryptmail.imap.message", "cryptmail.imap.server")),
+        ("cryptmail.imap.message", ("cryptmail.imap.server",)),
+    ],
+)
+def test_imap_rooms_point_down(room: str, forbidden: tuple[str, ...]) -> None:
+    """wire <- message <- server: the pure rooms never reach up (nor through the
+    `cryptmail.imap` package, which re-exports the server)."""
+    bad: list[str] = []
+    for path in (SRC.parent / room.replace(".", "/")).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                bad.append(f"{path.relative_to(SRC)} uses a relative import")
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            for name in names:
+                if name == "cryptmail.imap" or name.startswith(forbidden):
+                    bad.append(f"{path.relative_to(SRC)} imports {name}")
+    assert not bad, "\n".join(sorted(set(bad)))
+
+
+def test_circle_finder_sees_a_circle() -> None:
+    """The circle test can fail: the old imap layout (session -> append handler ->
+    session) is a circle under the same rules."""
+    tree = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _components(tree) == [["a", "b", "c"]]

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config, load_config
 from cryptmail.db import create_engine, upgrade
-from cryptmail.imap._server import ImapListener, make_context
+from cryptmail.imap.server._listener import ImapListener, make_context
 from cryptmail.keys import LoginThrottle, create_user
 from cryptmail.secret import Password
 from cryptmail.store import ChangeBus, deliver_message, ensure_default_mailboxes

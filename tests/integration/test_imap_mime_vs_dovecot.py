@@ -26,13 +26,13 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import pytest
 
-from cryptmail.imap._analysis import MessageAnalysis, analyze_message
-from cryptmail.imap._parser import parse_line
-from cryptmail.imap._partmap import VirtualStream
-from cryptmail.imap._requests import Search, Section
-from cryptmail.imap._search import SearchContext, search
-from cryptmail.imap._sections import header_section
-from cryptmail.imap._textsearch import iter_message_text
+from cryptmail.imap.message._analysis import MessageAnalysis, analyze_message
+from cryptmail.imap.message._partmap import VirtualStream
+from cryptmail.imap.message._search import SearchContext, search
+from cryptmail.imap.message._sections import header_section
+from cryptmail.imap.message._textsearch import iter_message_text
+from cryptmail.imap.wire._parser import parse_line
+from cryptmail.imap.wire._requests import Search, Section
 from imap.mime_corpus import generate_corpus
 
 from .servers.dovecot import Dovecot, DovecotFactory, DovecotUser, dovecot_instances

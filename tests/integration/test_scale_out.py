@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptmail.imap._commands_idle import POLL_S
+from cryptmail.imap.server.commands._idle import POLL_S
 
 from .cryptmail_server import stop_process, wait_for_greeting
 from .servers import Database, SeaweedFS, free_port

@@ -21,6 +21,7 @@ from cryptmail.errors import CryptmailError
 
 log = logging.getLogger(__name__)
 
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `argv`, only the noun it names is imported (see `_registry`)."""
     parser = argparse.ArgumentParser(

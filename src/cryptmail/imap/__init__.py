@@ -1,15 +1,21 @@
-"""cryptmail.imap: the pure IMAP4rev1 protocol layer (no I/O, no asyncio, no SQL).
+"""cryptmail.imap: the IMAP4rev1 server, in three rooms that depend one way.
 
-* Reading: :class:`CommandReader` frames the byte stream (literals, limits, streamed
-  APPEND messages) and :func:`parse_command` turns a frame into a typed command from
-  the frozen command dataclasses (``Fetch``, ``Search``, ``Append``, ...).
-* Writing: :class:`FetchResponse`, :func:`untagged`, :func:`tagged`, :func:`continuation`,
-  :func:`response_code` and the string helpers, with Dovecot's quoting choices.
-* Messages: :class:`MessageAnalyzer` streams a message once and yields a
-  :class:`MessageAnalysis` (part map, ENVELOPE, BODY, BODYSTRUCTURE) that can be cached;
-  :meth:`PartMap.plan` and :class:`VirtualStream` serve ``BODY[section]<partial>``.
-* SEARCH: :func:`compile_search` over :class:`MessageView` objects.
-* Names and sets: modified UTF-7, :class:`SequenceSet`, :class:`RangeSet`.
+* :mod:`cryptmail.imap.wire`: the protocol on the wire, pure (no I/O, no asyncio, no
+  SQL). :class:`CommandReader` frames the byte stream and :func:`parse_command` turns a
+  frame into one of the frozen command dataclasses (``Fetch``, ``Search``, ``Append``,
+  ...); :class:`FetchResponse`, :func:`untagged`, :func:`tagged` and the string helpers
+  write replies with Dovecot's quoting choices; :class:`SequenceSet`, :class:`RangeSet`.
+* :mod:`cryptmail.imap.message`: what IMAP sees of a message, also pure.
+  :class:`MessageAnalyzer` streams a message once and yields a cacheable
+  :class:`MessageAnalysis` (part map, ENVELOPE, BODY, BODYSTRUCTURE); :meth:`PartMap.plan`
+  and :class:`VirtualStream` serve ``BODY[section]<partial>``; :func:`compile_search`
+  runs SEARCH over :class:`MessageView` objects. It builds on ``wire``.
+* :mod:`cryptmail.imap.server`: the listener (:class:`ImapListener`), one session per
+  connection, the selected mailbox, FETCH loading, and the command handlers in
+  ``server/commands/`` with the one table that maps each command to its handler. It
+  builds on both and does the I/O, asyncio and SQL.
+
+Mailbox names are modified UTF-7 (:mod:`cryptmail.utf7`, shared with the store).
 
 Extensions understood: CONDSTORE/QRESYNC (RFC 7162), UIDPLUS (4315), MOVE (6851),
 LITERAL+ (7888), ENABLE (5161), NAMESPACE (2342), ID (2971), UNSELECT (3691),
@@ -17,31 +23,46 @@ SPECIAL-USE (6154), SASL-IR (4959), APPENDLIMIT (7889), IDLE (2177), LIST-EXTEND
 (5258) with LIST-STATUS (5819), ESEARCH return options (4731), WITHIN (5032).
 """
 
-from cryptmail.imap._analysis import MessageAnalysis, MessageAnalyzer, analyze_message
-from cryptmail.imap._envelope import Address, Envelope
-from cryptmail.imap._lexer import Frame, StreamedLiteral
-from cryptmail.imap._parser import parse_command, parse_line
-from cryptmail.imap._partmap import PartEntry, PartMap, SectionPlan, VirtualStream
-from cryptmail.imap._reader import (
+from cryptmail.imap.message import (
+    Address,
+    Envelope,
+    MessageAnalysis,
+    MessageAnalyzer,
+    MessageView,
+    PartEntry,
+    PartMap,
+    SearchContext,
+    SectionPlan,
+    VirtualStream,
+    analyze_message,
+    compile_search,
+    decode_header_value,
+    filter_header,
+    header_section,
+    iter_message_text,
+    search,
+)
+from cryptmail.imap.server import (
+    ImapListener,
+    make_context,
+)
+from cryptmail.imap.wire import (
+    Append,
     AppendData,
     AppendEnd,
-    AppendStart,
-    ClientLine,
-    CommandReader,
-    CommandReady,
-    ContinueLiteral,
-    ReaderEvent,
-    ReaderLimits,
-)
-from cryptmail.imap._requests import (
-    Append,
     AppendMessage,
+    AppendStart,
+    Atom,
     Authenticate,
     BodySection,
     Capability,
     Check,
+    ClientLine,
     Close,
     Command,
+    CommandReader,
+    CommandReady,
+    ContinueLiteral,
     Copy,
     Create,
     Delete,
@@ -51,9 +72,13 @@ from cryptmail.imap._requests import (
     Fetch,
     FetchAttribute,
     FetchItem,
+    FetchResponse,
+    Frame,
     Id,
     Idle,
+    ImapValue,
     List,
+    LiteralSlot,
     Login,
     Logout,
     Lsub,
@@ -61,6 +86,10 @@ from cryptmail.imap._requests import (
     Namespace,
     Noop,
     QResync,
+    RangeSet,
+    Raw,
+    ReaderEvent,
+    ReaderLimits,
     Rename,
     Search,
     SearchAnd,
@@ -77,34 +106,27 @@ from cryptmail.imap._requests import (
     SearchText,
     Section,
     Select,
+    SequenceSet,
     StartTLS,
     Status,
     Store,
+    StreamedLiteral,
     Subscribe,
     Unselect,
     Unsubscribe,
-)
-from cryptmail.imap._response import (
-    Atom,
-    FetchResponse,
-    ImapValue,
-    LiteralSlot,
-    Raw,
     append_astring,
     append_nstring,
     append_value,
     continuation,
     format_date_time,
+    format_number_runs,
+    parse_command,
+    parse_line,
     response_code,
     tagged,
     untagged,
 )
-from cryptmail.imap._search import MessageView, SearchContext, compile_search, search
-from cryptmail.imap._sections import filter_header, header_section
-from cryptmail.imap._sequence import RangeSet, SequenceSet, format_number_runs
-from cryptmail.imap._server import ImapListener, make_context
-from cryptmail.imap._textsearch import decode_header_value, iter_message_text
-from cryptmail.imap._utf7 import decode_mailbox_name, encode_mailbox_name
+from cryptmail.utf7 import decode_mailbox_name, encode_mailbox_name
 
 __all__ = [
     "Address",

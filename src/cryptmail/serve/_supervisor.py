@@ -77,9 +77,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
     listeners: list[Listener] = []
     if addresses.lmtp:
         setup = WorkerSetup(config, LOG_FORMAT, logger_levels(), GRACE_S)
-        listeners.append(
-            LmtpWorkers(setup, addresses.lmtp, config.lmtp.process_count, shared.bus)
-        )
+        listeners.append(LmtpWorkers(setup, addresses.lmtp, config.lmtp.process_count, shared.bus))
     if addresses.imap or addresses.imaps:
         context = make_context(
             config,

@@ -12,14 +12,13 @@ Everything here is synchronous file access: call it through `run_blocking`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptmail.crypto.dovecot import Uidlist, maildir_base_name, parse_uidlist
-from cryptmail.errors import DovecotFormatError
+from cryptmail.errors import DovecotFormatError, ParseError
+from cryptmail.utf7 import decode_mailbox_name
 
 _FLAG_LETTERS = {
     "D": "\\Draft",
@@ -69,30 +68,14 @@ class MaildirFolder:
 
 
 def decode_utf7(text: str) -> str:
-    """RFC 3501 modified UTF-7 to Unicode. Raises DovecotFormatError if malformed."""
-    out: list[str] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char != "&":
-            out.append(char)
-            index += 1
-            continue
-        end = text.find("-", index + 1)
-        if end < 0:
-            raise DovecotFormatError("a folder name has an unterminated modified UTF-7 run")
-        run = text[index + 1 : end]
-        if not run:
-            out.append("&")
-        else:
-            padded = run.replace(",", "/") + "=" * (-len(run) % 4)
-            try:
-                raw = base64.b64decode(padded, validate=True)
-                out.append(raw.decode("utf-16-be"))
-            except (binascii.Error, UnicodeDecodeError) as exc:
-                raise DovecotFormatError("a folder name is not valid modified UTF-7") from exc
-        index = end + 1
-    return "".join(out)
+    """A folder name's modified UTF-7 to Unicode, read leniently (other programs may have
+    written the directory). Raises DovecotFormatError if malformed."""
+    try:
+        return decode_mailbox_name(text, strict=False)
+    except ParseError as exc:
+        raise DovecotFormatError(
+            f"a folder name is not valid modified UTF-7: {exc.reason}"
+        ) from exc
 
 
 def flags_from_info(info: str, keywords: dict[str, str]) -> frozenset[str]:

@@ -1,0 +1,207 @@
+"""Text for SEARCH: decoded header values and the decoded text of a message's parts.
+
+Matching follows Dovecot: encoded words (RFC 2047) and body transfer encodings are
+decoded, charsets converted to Unicode, and both sides compared after Unicode case
+folding and compatibility normalisation. Bodies are decoded as a stream from the
+part map's byte ranges, so a 50 MB message is never held whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from typing import Final
+
+from cryptmail.imap.message._mime_part import FLAG_TEXT, PartData
+from cryptmail.imap.message._partmap import PartMap
+
+__all__ = ["decode_header_value", "fold_text", "iter_message_text", "stream_contains"]
+
+# Like Dovecot, a word may hold blanks before its closing "?=" and still decode.
+_ENCODED_WORD: Final = re.compile(
+    rb"=\?([^?]+)\?([QqBb])\?([^?]*)\?=(?:[ \t\r\n]+(?==\?[^?]+\?[QqBb]\?[^?]*\?=))?"
+)
+_QP_LINE_CARRY: Final = 8192
+ByteRangeReader = Callable[[int, int], Iterable[bytes]]
+"""``read(offset, length)`` yields the stored message bytes of that range in chunks."""
+
+
+def fold_text(text: str) -> str:
+    """The comparison form: decomposed (NFKD), case folded, tabs as spaces."""
+    return unicodedata.normalize("NFKD", text).casefold().replace("\t", " ")
+
+
+def _codec(charset: bytes | str | None) -> str:
+    name = charset.decode("ascii", "replace") if isinstance(charset, bytes) else charset
+    if not name:
+        return "utf-8"
+    name = name.split("*", 1)[0]  # RFC 2231 language suffix
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return "utf-8"
+
+
+def _bytes_to_text(raw: bytes) -> str:
+    """UTF-8 where it is valid; each stray 8-bit byte read as Latin-1."""
+    text = raw.decode("utf-8", "surrogateescape")
+    if not any("\udc80" <= char <= "\udcff" for char in text):
+        return text
+    return "".join(
+        chr(ord(char) - 0xDC00) if "\udc80" <= char <= "\udcff" else char for char in text
+    )
+
+
+def decode_header_value(raw: bytes) -> str:
+    """Unfold a header value and decode its encoded words; 8-bit bytes as UTF-8 (else
+    Latin-1). Blanks between two encoded words vanish, as RFC 2047 says."""
+    raw = raw.replace(b"\r\n", b"").replace(b"\n", b"")
+    out: list[str] = []
+    pos = 0
+    for match in _ENCODED_WORD.finditer(raw):
+        out.append(_bytes_to_text(raw[pos : match.start()]))
+        charset, encoding, payload = match.group(1), match.group(2).upper(), match.group(3)
+        try:
+            if encoding == b"B":
+                data = base64.b64decode(payload + b"=" * (-len(payload) % 4))
+            else:
+                data = binascii.a2b_qp(payload.replace(b"_", b" "), header=True)
+            out.append(data.decode(_codec(charset), "replace"))
+        except (binascii.Error, ValueError):
+            out.append(_bytes_to_text(match.group(0)))
+        pos = match.end()
+    out.append(_bytes_to_text(raw[pos:]))
+    return "".join(out)
+
+
+class _Base64Stream:
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._carry + bytes(c for c in chunk if c not in b" \t\r\n")
+        usable = len(data) - len(data) % 4
+        self._carry = data[usable:]
+        try:
+            return binascii.a2b_base64(data[:usable])
+        except binascii.Error:
+            return b""
+
+    def finish(self) -> bytes:
+        tail, self._carry = self._carry, b""
+        try:
+            return binascii.a2b_base64(tail + b"=" * (-len(tail) % 4)) if tail else b""
+        except binascii.Error:
+            return b""
+
+
+class _QuotedPrintableStream:
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._carry + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) < _QP_LINE_CARRY:
+            self._carry = data
+            return b""
+        if cut == 0:
+            cut = len(data)
+        self._carry = data[cut:]
+        return binascii.a2b_qp(data[:cut])
+
+    def finish(self) -> bytes:
+        tail, self._carry = self._carry, b""
+        return binascii.a2b_qp(tail)
+
+
+class _Identity:
+    def feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def finish(self) -> bytes:
+        return b""
+
+
+def _header_text(header: bytes) -> str:
+    """Each field decoded and unfolded on its own line."""
+    fields = re.split(rb"\r?\n(?![ \t])", header)
+    return "\n".join(decode_header_value(field) for field in fields) + "\n"
+
+
+def _part_data(header: bytes) -> PartData:
+    data = PartData()
+    current: list[bytes] = []
+
+    def flush() -> None:
+        if not current:
+            return
+        line = b"\n".join(current)
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower().startswith(b"content-"):
+            data.add_header(name.strip().lower(), value.lstrip(b" \t"))
+        current.clear()
+
+    for line in header.replace(b"\r\n", b"\n").split(b"\n"):
+        if line[:1] in (b" ", b"\t") and current:
+            current.append(line)
+            continue
+        flush()
+        if line:
+            current.append(line)
+    flush()
+    return data
+
+
+def iter_message_text(
+    read: ByteRangeReader, part_map: PartMap, *, include_headers: bool
+) -> Iterator[str]:
+    """Decoded text of the message: text/* bodies (and all headers, for TEXT), in order.
+
+    ``read`` gives stored bytes by range; each part's MIME header is read whole (it is
+    small) and its body streamed through the transfer and charset decoders.
+    """
+    for part in part_map.parts:
+        header = b"".join(read(part.header_offset, part.header_size))
+        if include_headers:
+            yield _header_text(header)
+        if part.children or not part.flags & FLAG_TEXT:
+            continue
+        data = _part_data(header)
+        encoding = (data.transfer_encoding or b"7bit").lower()
+        decoder: _Base64Stream | _QuotedPrintableStream | _Identity
+        if encoding == b"base64":
+            decoder = _Base64Stream()
+        elif encoding == b"quoted-printable":
+            decoder = _QuotedPrintableStream()
+        else:
+            decoder = _Identity()
+        charset = next((v for k, v in data.params if k.lower() == b"charset"), None)
+        text_decoder = codecs.getincrementaldecoder(_codec(charset))(errors="replace")
+        for chunk in read(part.body_offset, part.body_size):
+            text = text_decoder.decode(decoder.feed(chunk))
+            if text:
+                yield text
+        tail = text_decoder.decode(decoder.finish(), final=True)
+        if tail:
+            yield tail
+
+
+def stream_contains(chunks: Iterable[str], needle: str) -> bool:
+    """Whether the folded text of ``chunks`` contains the folded ``needle``, looking
+    across chunk borders and keeping only ``len(needle)`` characters between chunks."""
+    folded_needle = fold_text(needle)
+    if not folded_needle:
+        return True
+    keep = len(folded_needle) - 1
+    tail = ""
+    for chunk in chunks:
+        window = tail + fold_text(chunk)
+        if folded_needle in window:
+            return True
+        tail = window[-keep:] if keep else ""
+    return False

@@ -1,0 +1,354 @@
+"""One IMAP connection: the state machine, command dispatch and error replies.
+
+States follow RFC 3501: not authenticated, authenticated, selected, logout. A command
+is looked up in the explicit table :data:`~cryptmail.imap.server.commands.COMMANDS`; its
+handler writes untagged responses with :meth:`Session.send` and returns the tagged
+completion line, or raises :class:`CommandFailed`. Store errors map to NO with RFC 5530
+codes in one table here. A malformed command gets ``BAD`` with a fixed reason and the
+connection reads on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import ssl
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from cryptmail.errors import (
+    BlobMissing,
+    InputTooLarge,
+    KeyLocked,
+    MailboxExists,
+    MailboxNotFound,
+    MessageNotFound,
+    ObjectTampered,
+    ParseError,
+    QuotaExceeded,
+    StoreError,
+    StoreUnavailable,
+    UnknownCharset,
+)
+from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed
+from cryptmail.imap.server._route import State
+from cryptmail.imap.server.commands import COMMANDS, receive_append
+from cryptmail.imap.wire._reader import (
+    AppendStart,
+    ClientLine,
+    CommandReader,
+    CommandReady,
+    ContinueLiteral,
+    ReaderEvent,
+    ReaderLimits,
+)
+from cryptmail.imap.wire._requests import Command
+from cryptmail.imap.wire._response import continuation, response_code, tagged
+from cryptmail.keys import UnlockedAccount
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._listener import ServerContext
+    from cryptmail.imap.server._selected import SelectedMailbox
+
+log = logging.getLogger(__name__)
+
+PREAUTH_LIMITS: Final = ReaderLimits(
+    max_line=8 * 1024, max_literal=4 * 1024, max_command=16 * 1024, max_append=0
+)
+_READ_SIZE: Final = 64 * 1024
+PREAUTH_TIMEOUT_S: float = 60.0
+"""Idle time allowed before login (RFC 3501's 30 minutes apply once logged in), so
+unauthenticated connections cannot hold the per-address slots for long."""
+_TRACE_WORD: Final = re.compile(rb"[A-Za-z0-9.]{1,24}")
+
+
+def scrub(line: bytes) -> str:
+    """A protocol trace line without credentials, names or content: tag and verb only."""
+    words = line.split(b" ", 2)
+    kept = [w.decode("ascii") if _TRACE_WORD.fullmatch(w) else "?" for w in words[:2]]
+    return " ".join(kept) + (f" ...({len(line)} bytes)" if len(words) > 2 else "")
+
+
+def _error_reply(exc: Exception) -> tuple[Literal["NO", "BAD"], str | None, str]:
+    """One table: our errors to IMAP status, RFC 5530 code and a fixed text."""
+    if isinstance(exc, CommandFailed):
+        return exc.status, exc.code, exc.text
+    if isinstance(exc, UnknownCharset):
+        return "NO", "[BADCHARSET (UTF-8 US-ASCII)]", "Unsupported charset."
+    if isinstance(exc, ParseError):
+        return "BAD", None, exc.reason
+    if isinstance(exc, MailboxNotFound):
+        return "NO", "[NONEXISTENT]", "Mailbox does not exist."
+    if isinstance(exc, MailboxExists):
+        return "NO", "[ALREADYEXISTS]", "Mailbox already exists."
+    if isinstance(exc, QuotaExceeded):
+        return "NO", "[OVERQUOTA]", "Quota exceeded."
+    if isinstance(exc, (ObjectTampered, BlobMissing)):
+        return "NO", "[CORRUPTION]", "A stored message could not be read; the operator was told."
+    if isinstance(exc, StoreUnavailable):
+        return "NO", "[UNAVAILABLE]", "Storage is temporarily unavailable; try again."
+    if isinstance(exc, MessageNotFound):
+        return "NO", "[EXPUNGEISSUED]", "Some messages were expunged."
+    if isinstance(exc, KeyLocked):
+        return "NO", "[UNAVAILABLE]", "The mailbox key is locked."
+    if isinstance(exc, StoreError):
+        return "NO", "[CANNOT]", "Operation not permitted on this mailbox."
+    return "NO", "[SERVERBUG]", "Internal error; the operator was told."
+
+
+class Session:
+    """The state of one connection; see the module docstring."""
+
+    def __init__(
+        self,
+        context: ServerContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        peer_ip: str,
+        tls_active: bool,
+    ) -> None:
+        self.context = context
+        self.config = context.config
+        self._reader = reader
+        self._writer = writer
+        self.peer_ip = peer_ip
+        self.tls_active = tls_active
+        self.commands = CommandReader(PREAUTH_LIMITS)
+        self.state: State = "nonauth"
+        self.account: UnlockedAccount | None = None
+        self.selected: SelectedMailbox | None = None
+        self.enabled: set[str] = set()
+        self.logged_out = False
+
+    # -- facts ---------------------------------------------------------------------------
+
+    @property
+    def loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.peer_ip).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def plaintext_login_allowed(self) -> bool:
+        if self.tls_active:
+            return True
+        return self.loopback and self.config.imap.allow_plaintext_login_on_loopback
+
+    @property
+    def user_account(self) -> UnlockedAccount:
+        if self.account is None:
+            raise CommandFailed("Not logged in.", status="BAD")
+        return self.account
+
+    @property
+    def mailbox(self) -> SelectedMailbox:
+        if self.selected is None:
+            raise CommandFailed("No mailbox selected.", status="BAD")
+        return self.selected
+
+    def capabilities(self) -> str:
+        caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
+        if self.state == "nonauth":
+            if not self.tls_active and self.context.ssl_context is not None:
+                caps.append("STARTTLS")
+            if self.plaintext_login_allowed:
+                caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+            else:
+                caps.append("LOGINDISABLED")
+        else:
+            caps += [
+                "UIDPLUS", "MOVE", "NAMESPACE", "UNSELECT", "SPECIAL-USE", "CHILDREN",
+                "LIST-EXTENDED", "LIST-STATUS",
+                f"APPENDLIMIT={self.config.imap.append_limit}", "CONDSTORE", "QRESYNC",
+            ]  # fmt: skip
+        return " ".join(caps)
+
+    # -- I/O -----------------------------------------------------------------------------
+
+    async def send(self, data: bytes) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("S: %s", scrub(data.split(b"\r\n", 1)[0]))
+        self._writer.write(data)
+        if self._writer.transport.get_write_buffer_size() > _READ_SIZE:
+            await self.drain()
+
+    async def drain(self) -> None:
+        try:
+            async with asyncio.timeout(self.config.imap.idle_timeout_s):
+                await self._writer.drain()
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionClosed("the client stopped reading") from exc
+
+    async def _read(self) -> bytes:
+        await self.drain()
+        limit = float(self.config.imap.idle_timeout_s)
+        if self.state == "nonauth":
+            limit = min(limit, PREAUTH_TIMEOUT_S)
+        try:
+            async with asyncio.timeout(limit):
+                return await self._reader.read(_READ_SIZE)
+        except TimeoutError:
+            with contextlib.suppress(OSError):
+                self._writer.write(b"* BYE Idle for too long.\r\n")
+            raise ConnectionClosed("idle timeout") from None
+        except OSError as exc:
+            raise ConnectionClosed("read failed") from exc
+
+    async def next_event(self) -> ReaderEvent:
+        """The next reader event; raises ParseError, InputTooLarge, ConnectionClosed."""
+        while True:
+            event = self.commands.next_event()
+            if event is not None:
+                return event
+            data = await self._read()
+            if not data:
+                raise ConnectionClosed("the client closed the connection")
+            self.commands.feed(data)
+
+    async def read_client_line(self) -> bytes:
+        """One raw line (SASL response, IDLE's DONE)."""
+        self.commands.request_line()
+        while True:
+            event = await self.next_event()
+            if isinstance(event, ClientLine):
+                return event.line
+
+    async def start_tls(self) -> None:
+        context = self.context.ssl_context
+        assert context is not None  # noqa: S101 - STARTTLS is refused without one
+        await self.drain()
+        try:
+            await self._writer.start_tls(context)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConnectionClosed("TLS handshake failed") from exc
+        self.tls_active = True
+        # Anything the client pipelined before the handshake is discarded (RFC 3501 11.1).
+        self.commands = CommandReader(PREAUTH_LIMITS)
+
+    def authenticated(self, account: UnlockedAccount) -> None:
+        self.account = account
+        self.state = "auth"
+        self.commands.limits = ReaderLimits(max_append=self.config.imap.append_limit)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self.send(
+                b"* OK [CAPABILITY " + self.capabilities().encode() + b"] cryptmail IMAP ready.\r\n"
+            )
+            while not self.logged_out:
+                try:
+                    event = await self.next_event()
+                    await self._on_event(event)
+                except ParseError as exc:
+                    await self._bad(exc)
+                except InputTooLarge as exc:
+                    if not exc.recoverable:
+                        await self.send(b"* BYE " + exc.reason.encode() + b"\r\n")
+                        break
+                    await self._refuse_large(exc)
+            await self.drain()
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                self._writer.write(b"* BYE Server shutting down.\r\n")
+            raise
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.selected is not None:
+            self.selected.close()
+            self.selected = None
+        if self.account is not None:
+            self.context.accounts.release(self.account)
+            self.account = None
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await self._writer.wait_closed()
+
+    async def _bad(self, exc: ParseError) -> None:
+        status: Literal["NO", "BAD"] = "NO" if isinstance(exc, UnknownCharset) else "BAD"
+        code = "[BADCHARSET (UTF-8 US-ASCII)]" if isinstance(exc, UnknownCharset) else None
+        if exc.tag:
+            await self.send(tagged(exc.tag, status, exc.reason, code))
+        else:
+            await self.send(b"* BAD " + exc.reason.encode() + b"\r\n")
+
+    async def _refuse_large(self, exc: InputTooLarge) -> None:
+        reason = exc.reason
+        code = None
+        if reason.startswith("[TOOBIG] "):
+            code, reason = "[TOOBIG]", reason[len("[TOOBIG] ") :]
+        if exc.tag:
+            status: Literal["NO", "BAD"] = "NO" if self.state != "nonauth" else "BAD"
+            await self.send(tagged(exc.tag, status, reason, code))
+        else:
+            await self.send(b"* BAD " + reason.encode() + b"\r\n")
+
+    async def _on_event(self, event: ReaderEvent) -> None:
+        if isinstance(event, ContinueLiteral):
+            await self.send(continuation())
+        elif isinstance(event, AppendStart):
+            await self._guarded(event.tag, receive_append(self, event))
+        elif isinstance(event, CommandReady):
+            await self.dispatch(event.command)
+
+    async def dispatch(self, command: Command) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("C: %s %s", command.tag if _TRACE_WORD.fullmatch(command.tag.encode())
+                      else "?", command.name)  # fmt: skip
+        found = COMMANDS.get(type(command))
+        if found is None:
+            await self.send(tagged(command.tag, "BAD", "Command not implemented."))
+            return
+        if self.state not in found.states:
+            text = {
+                "nonauth": "Log in first.",
+                "auth": "No mailbox selected.",
+                "selected": "Already logged in.",
+            }[self.state]
+            await self.send(tagged(command.tag, "BAD", text))
+            return
+        # RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may).
+        allow_expunge = command.name not in ("FETCH", "STORE", "SEARCH") or bool(
+            getattr(command, "uid", False)
+        )
+        await self._guarded(
+            command.tag,
+            found.handler(self, command),
+            refresh=found.refresh,
+            allow_expunge=allow_expunge,
+        )
+
+    async def _guarded(
+        self, tag: str, work: Awaitable[bytes], *, refresh: bool = True, allow_expunge: bool = True
+    ) -> None:
+        try:
+            reply = await work
+        except (ConnectionClosed, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure gets an answer
+            if not isinstance(exc, (CommandFailed, StoreError, ParseError)):
+                log.exception("IMAP command failed unexpectedly")
+            elif isinstance(exc, (ObjectTampered, BlobMissing)):
+                log.error("IMAP: %s", exc)
+            status, code, text = _error_reply(exc)
+            reply = tagged(tag, status, text, code)
+        if refresh and self.selected is not None:
+            try:
+                await self.selected.send_updates(self, allow_expunge=allow_expunge)
+            except StoreError as exc:
+                log.warning("IMAP: mailbox refresh failed: %s", type(exc).__name__)
+        await self.send(reply)
+
+    def code(self, name: str, *args: Any) -> str:
+        return response_code(name, *args)

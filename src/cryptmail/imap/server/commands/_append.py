@@ -1,0 +1,153 @@
+"""APPEND and MULTIAPPEND, streamed: each message literal goes from the socket into a
+new blob (sealed to the account's active key when the user's mail is encrypted) and
+through the MIME analyzer in the same pass, so the stored cache is ready and the
+message is never held whole. Rows are committed together when the command ends; a
+command that fails or is cut short leaves no row, and its blobs are removed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.db import utcnow
+from cryptmail.errors import MailboxNotFound, ParseError, QuotaExceeded
+from cryptmail.imap.message._analysis import MessageAnalysis, MessageAnalyzer
+from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed
+from cryptmail.imap.wire._reader import AppendData, AppendEnd, AppendStart, CommandReady
+from cryptmail.imap.wire._requests import Append
+from cryptmail.imap.wire._response import tagged
+from cryptmail.imap.wire._sequence import format_number_runs
+from cryptmail.store import (
+    RECENT_FLAG,
+    Mailbox,
+    MessageCache,
+    MessageId,
+    MessageRow,
+    StoredBlob,
+    check_quota,
+    get_mailbox,
+    insert_row,
+    save_cache,
+    write_blob,
+)
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._session import Session
+
+_ANALYZE_OFF_LOOP = 64 * 1024
+
+
+@dataclass(frozen=True)
+class _Received:
+    blob: StoredBlob
+    analysis: MessageAnalysis
+    flags: frozenset[str]
+    internal_date: dt.datetime | None
+
+
+def _utc(stamp: dt.datetime | None) -> dt.datetime:
+    if stamp is None:
+        return utcnow()
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
+    return stamp.replace(microsecond=0)
+
+
+async def _receive_one(session: Session, start: AppendStart) -> _Received:
+    account = session.user_account
+    analyzer = MessageAnalyzer()
+
+    async def source() -> AsyncIterator[bytes]:
+        while True:
+            event = await session.next_event()
+            if isinstance(event, AppendData):
+                if len(event.data) >= _ANALYZE_OFF_LOOP:
+                    await run_blocking(analyzer.feed, event.data)
+                else:
+                    analyzer.feed(event.data)
+                yield event.data
+            elif isinstance(event, AppendEnd):
+                return
+
+    recipient = account.active_key if account.user.crypt == 2 else None
+    blob = await write_blob(session.context.blobs, recipient, source())
+    analysis = await run_blocking(analyzer.finish)
+    flags = frozenset(start.flags) - {RECENT_FLAG}
+    return _Received(blob, analysis, flags, start.internal_date)
+
+
+async def _discard(session: Session, received: list[_Received]) -> None:
+    for item in received:
+        await session.context.blobs.delete(item.blob.blob_id)
+
+
+async def _commit(session: Session, box: Mailbox, received: list[_Received]) -> list[int]:
+    account = session.user_account
+    uids: list[int] = []
+    async with session.context.engine.begin() as conn:
+        await check_quota(conn, account.user, sum(r.blob.size for r in received))
+        for item in received:
+            date = _utc(item.internal_date)
+            row_id, uid, modseq = await insert_row(conn, box.id, item.blob, date)
+            row = MessageRow(
+                id=MessageId(row_id), mailbox_id=box.id, uid=uid, modseq=modseq,
+                blob_id=item.blob.blob_id, sealed=item.blob.sealed, size_rounded=0,
+                internal_date=date, flags=frozenset(), indexed=False, claimed=False,
+            )  # fmt: skip
+            cache = MessageCache(item.blob.size, item.blob.message_key, item.analysis.to_bytes())
+            # RFC 3501 6.3.11: whatever flags the client gave, \Recent is set too.
+            flags = item.flags | {RECENT_FLAG}
+            await save_cache(conn, account, row, cache, initial_flags=flags)
+            uids.append(uid)
+    return uids
+
+
+async def receive_append(session: Session, start: AppendStart) -> bytes:
+    """Handle an APPEND from its first message literal to the command's end."""
+    tag = start.tag
+    if session.state == "nonauth":
+        session.commands.abort_command()
+        raise CommandFailed("Log in first.", status="BAD")
+    try:
+        async with session.context.engine.connect() as conn:
+            box = await get_mailbox(conn, session.user_account, start.mailbox)
+            await check_quota(conn, session.user_account.user, start.size)
+    except MailboxNotFound:
+        session.commands.abort_command()
+        raise CommandFailed("Mailbox does not exist.", "[TRYCREATE]") from None
+    except QuotaExceeded:
+        session.commands.abort_command()
+        raise
+    received: list[_Received] = []
+    event: object = start
+    try:
+        while True:
+            if isinstance(event, AppendStart):
+                if event.needs_continuation:
+                    await session.send(b"+ Ready for literal data\r\n")
+                received.append(await _receive_one(session, event))
+            elif isinstance(event, CommandReady) and isinstance(event.command, Append):
+                break
+            event = await session.next_event()
+        uids = await _commit(session, box, received)
+    except ParseError as exc:
+        await _discard(session, received)
+        raise CommandFailed(exc.reason, status="BAD") from None
+    except ConnectionClosed:
+        await _discard(session, received)
+        raise
+    except BaseException:
+        await _discard(session, received)
+        raise
+    session.context.bus.publish(session.user_account.user.id, box.id)
+    code = f"[APPENDUID {box.uidvalidity} {format_number_runs(uids)}]"
+    return tagged(tag, "OK", "Append completed.", code)
+
+
+async def append_without_literal(session: Session, command: Append) -> bytes:
+    """An APPEND whose messages came whole (never with the streaming reader)."""
+    raise CommandFailed("APPEND needs a message literal.", status="BAD")

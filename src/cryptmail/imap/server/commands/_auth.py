@@ -1,0 +1,166 @@
+"""Commands of any state and logging in: CAPABILITY, NOOP, LOGOUT, ID, ENABLE,
+STARTTLS, LOGIN and AUTHENTICATE (PLAIN, LOGIN; SASL-IR).
+
+Every failed login answers the same ``NO [AUTHENTICATIONFAILED]``, after the
+throttle's delay, whether the user is unknown or the password wrong; the operator log
+says which, by id. Plaintext logins are refused before TLS except from loopback when
+the configuration allows it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import TYPE_CHECKING, Final
+
+from cryptmail.errors import AuthenticationFailed
+from cryptmail.imap.server._errors import CommandFailed
+from cryptmail.imap.wire._requests import (
+    Authenticate,
+    Capability,
+    Enable,
+    Id,
+    Login,
+    Logout,
+    Noop,
+    StartTLS,
+)
+from cryptmail.imap.wire._response import Atom, tagged, untagged
+from cryptmail.secret import Password
+from cryptmail.store import ensure_default_mailboxes
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._session import Session
+
+log = logging.getLogger(__name__)
+
+_FAILED: Final = "Authentication failed."
+_MAX_ADDRESS: Final = 320
+
+
+async def capability(session: Session, command: Capability) -> bytes:
+    await session.send(b"* CAPABILITY " + session.capabilities().encode() + b"\r\n")
+    return tagged(command.tag, "OK", "Capability completed.")
+
+
+async def noop(session: Session, command: Noop) -> bytes:
+    return tagged(command.tag, "OK", "NOOP completed.")
+
+
+async def logout(session: Session, command: Logout) -> bytes:
+    await session.send(b"* BYE Logging out.\r\n")
+    session.logged_out = True
+    return tagged(command.tag, "OK", "Logout completed.")
+
+
+async def identify(session: Session, command: Id) -> bytes:
+    await session.send(untagged(Atom("ID"), ["name", "cryptmail"]))
+    return tagged(command.tag, "OK", "ID completed.")
+
+
+async def enable(session: Session, command: Enable) -> bytes:
+    enabled = []
+    for name in command.capabilities:
+        if name in ("CONDSTORE", "QRESYNC") and name not in session.enabled:
+            session.enabled.add(name)
+            enabled.append(name)
+            if name == "QRESYNC":
+                session.enabled.add("CONDSTORE")
+    if session.selected is not None and session.enabled:
+        session.selected.condstore = True
+        session.selected.qresync = "QRESYNC" in session.enabled
+    await session.send(b"* ENABLED" + b"".join(b" " + n.encode() for n in enabled) + b"\r\n")
+    return tagged(command.tag, "OK", "Enabled.")
+
+
+async def starttls(session: Session, command: StartTLS) -> bytes:
+    if session.tls_active or session.context.ssl_context is None:
+        raise CommandFailed("TLS is already active.", status="BAD")
+    await session.send(tagged(command.tag, "OK", "Begin TLS negotiation now."))
+    await session.start_tls()
+    return b""
+
+
+async def _log_in(session: Session, address: str, password: Password) -> None:
+    """Unlock the account or raise CommandFailed with the one opaque answer."""
+    context = session.context
+    if not session.plaintext_login_allowed:
+        raise CommandFailed(
+            "Plaintext authentication disallowed on non-secure connections.",
+            "[PRIVACYREQUIRED]",
+        )
+    if not address or len(address) > _MAX_ADDRESS:
+        raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]")
+    await context.throttle.wait(address, session.peer_ip)
+    try:
+        account = await context.accounts.acquire(address, password, client_ip=session.peer_ip)
+    except AuthenticationFailed as exc:
+        context.throttle.failed(address, session.peer_ip)
+        log.info("IMAP login failed (%s)", exc.detail or "no detail")
+        raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]") from None
+    context.throttle.succeeded(address, session.peer_ip)
+    try:
+        async with context.engine.begin() as conn:
+            await ensure_default_mailboxes(conn, account.user.id)
+    except BaseException:
+        context.accounts.release(account)
+        raise
+    session.authenticated(account)
+    log.info("IMAP login of user id %d", account.user.id)
+
+
+def _logged_in(session: Session, tag: str) -> bytes:
+    code = "[CAPABILITY " + session.capabilities() + "]"
+    return tagged(tag, "OK", "Logged in.", code)
+
+
+async def login(session: Session, command: Login) -> bytes:
+    await _log_in(session, command.userid, command.password)
+    return _logged_in(session, command.tag)
+
+
+async def _sasl_response(session: Session, challenge: bytes) -> bytes:
+    await session.send(b"+ " + challenge + b"\r\n")
+    line = await session.read_client_line()
+    if line.strip() == b"*":
+        raise CommandFailed("Authentication cancelled.", status="BAD")
+    try:
+        return base64.b64decode(line.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise CommandFailed("Invalid base64 in the SASL response.", status="BAD") from None
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]") from None
+
+
+async def authenticate(session: Session, command: Authenticate) -> bytes:
+    mechanism = command.mechanism.upper()
+    if mechanism not in ("PLAIN", "LOGIN"):
+        raise CommandFailed("Unsupported authentication mechanism.")
+    if not session.plaintext_login_allowed:
+        raise CommandFailed(
+            "Plaintext authentication disallowed on non-secure connections.",
+            "[PRIVACYREQUIRED]",
+        )
+    initial = command.initial_response.reveal() if command.initial_response else None
+    if mechanism == "PLAIN":
+        data = initial if initial is not None else await _sasl_response(session, b"")
+        parts = data.split(b"\x00")
+        if len(parts) != 3:
+            raise CommandFailed("Invalid PLAIN response.", status="BAD")
+        authzid, authcid, secret = parts
+        if authzid and authzid != authcid:
+            raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]")
+        address, password = _text(authcid), Password(secret)
+    else:
+        user = initial if initial else await _sasl_response(session, b"VXNlcm5hbWU6")
+        secret = await _sasl_response(session, b"UGFzc3dvcmQ6")
+        address, password = _text(user), Password(secret)
+    _text(password.reveal())
+    await _log_in(session, address, password)
+    return _logged_in(session, command.tag)

@@ -1,0 +1,129 @@
+"""FETCH and UID FETCH, with CONDSTORE's CHANGEDSINCE and QRESYNC's VANISHED.
+
+Each message's response is built first (facts loaded from the sealed cache, indexing
+the message once if nobody has) and then written, bodies streamed piece by piece.
+A message that cannot be read is left out and the command ends in NO; a message that
+fails verification in the middle of its literal ends the connection, since the
+literal's announced size can no longer be honoured.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from cryptmail.errors import BlobMissing, DecryptionFailed, ObjectTampered
+from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed
+from cryptmail.imap.server._fetch import (
+    MessageFetch,
+    needs_facts,
+    prefetch_facts,
+    reads_blob,
+    sets_seen,
+)
+from cryptmail.imap.server._readahead import HeadReadAhead
+from cryptmail.imap.server._selected import InvalidSequence
+from cryptmail.imap.wire._requests import Fetch, FetchAttribute, FetchItem
+from cryptmail.imap.wire._response import tagged
+from cryptmail.imap.wire._sequence import format_number_runs
+from cryptmail.store import MessageId, set_flags, vanished_since
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._session import Session
+
+log = logging.getLogger(__name__)
+
+_UNREADABLE = (ObjectTampered, BlobMissing, DecryptionFailed)
+
+
+async def fetch(session: Session, command: Fetch) -> bytes:
+    selected = session.mailbox
+    try:
+        targets = selected.resolve(command.sequence, uid=command.uid)
+    except InvalidSequence:
+        raise CommandFailed("Invalid message sequence number.", status="BAD") from None
+    items: tuple[FetchItem, ...] = command.items
+    if command.uid and FetchAttribute("UID") not in items:
+        items = (FetchAttribute("UID"), *items)
+    with_modseq = command.changed_since is not None
+    if command.changed_since is not None:
+        selected.condstore = True
+        session.enabled.add("CONDSTORE")
+        since = command.changed_since
+        targets = [(s, u) for s, u in targets if selected.rows[u].modseq > since]
+        if command.vanished:
+            if not command.uid or not selected.qresync:
+                raise CommandFailed("VANISHED needs UID FETCH and QRESYNC.", status="BAD")
+            async with session.context.engine.connect() as conn:
+                gone = await vanished_since(conn, selected.mailbox_id, since)
+            wanted = command.sequence.resolve(max(selected.uidnext - 1, 1))
+            gone = [uid for uid in gone if uid in wanted]
+            if gone:
+                runs = format_number_runs(sorted(set(gone)))
+                await session.send(b"* VANISHED (EARLIER) " + runs.encode() + b"\r\n")
+    if (
+        selected.condstore
+        and FetchAttribute("MODSEQ") not in items
+        and any(i == FetchAttribute("FLAGS") for i in items)
+    ):
+        with_modseq = True
+    targets = [(s, u) for s, u in targets if not selected.is_expunged(u)]
+    seen_items = any(sets_seen(i) for i in items)
+    newly_seen: set[int] = set()
+    if seen_items and not selected.read_only:
+        changes = {}
+        for _seq, uid in targets:
+            row = selected.rows[uid]
+            if "\\Seen" not in row.flags:
+                changes[MessageId(row.id)] = row.flags | {"\\Seen"}
+                newly_seen.add(uid)
+        if changes:
+            async with session.context.engine.begin() as conn:
+                modseq = await set_flags(conn, selected.account, selected.mailbox_id, changes)
+            for uid in newly_seen:
+                selected.update_flags(uid, changes[selected.rows[uid].id], modseq)
+            selected.note_own_modseq(modseq)
+            session.context.bus.publish(selected.account.user.id, selected.mailbox_id)
+    if len(targets) > 1 and needs_facts(items):
+        await prefetch_facts(selected, [selected.rows[uid] for _seq, uid in targets])
+    failed = False
+    heads: HeadReadAhead | None = None
+    if len(targets) > 1 and reads_blob(items):
+        blob_ids = [selected.rows[uid].blob_id for _seq, uid in targets]
+        heads = HeadReadAhead(selected.context.blobs, blob_ids)
+    out = bytearray()
+    try:
+        for position, (seq, uid) in enumerate(targets):
+            message_items = items
+            if uid in newly_seen and FetchAttribute("FLAGS") not in items:
+                message_items = (*items, FetchAttribute("FLAGS"))
+            head = await heads.head(position) if heads is not None else None
+            response = MessageFetch(session, selected, seq, uid, head=head)
+            try:
+                await response.build(message_items, with_modseq=with_modseq)
+            except _UNREADABLE as exc:
+                log.error("IMAP FETCH: %s", exc)
+                failed = True
+                continue
+            try:
+                await response.write(out)
+            except _UNREADABLE as exc:
+                log.error("IMAP FETCH, mid-literal: %s", exc)
+                raise ConnectionClosed("a message failed verification while being sent") from exc
+    except ConnectionClosed:
+        raise
+    except Exception:
+        if out:  # the responses built so far still go out before the command's error
+            await session.send(bytes(out))
+        raise
+    finally:
+        if heads is not None:
+            heads.close()
+    if out:
+        await session.send(bytes(out))
+    if failed:
+        return tagged(
+            command.tag, "NO", "Some messages could not be read; the operator was told.",
+            "[CORRUPTION]",
+        )  # fmt: skip
+    return tagged(command.tag, "OK", "Fetch completed.")

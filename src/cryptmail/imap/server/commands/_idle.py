@@ -1,0 +1,55 @@
+"""IDLE (RFC 2177): push EXISTS, EXPUNGE and flag changes until the client says DONE.
+
+A delivery in this process wakes the session through the ChangeBus at once; changes
+made by other processes (the CLI, another frontend) are found by polling the
+mailbox's highest modseq every couple of seconds, which costs one small query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Final
+
+from cryptmail.imap.server._errors import CommandFailed
+from cryptmail.imap.wire._requests import Idle
+from cryptmail.imap.wire._response import tagged
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._session import Session
+
+POLL_S: Final = 2.0
+
+
+async def idle(session: Session, command: Idle) -> bytes:
+    account = session.user_account
+    bus = session.context.bus
+    await session.send(b"+ idling\r\n")
+    await session.drain()
+    queue = bus.subscribe(account.user.id)
+    line_task = asyncio.create_task(session.read_client_line())
+    try:
+        while True:
+            if session.selected is not None:
+                await session.selected.send_updates(session)
+                await session.drain()
+            waiter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait(
+                {line_task, waiter}, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+            while not queue.empty():
+                queue.get_nowait()
+            if line_task in done:
+                if line_task.result().strip().upper() != b"DONE":
+                    raise CommandFailed("Expected DONE.", status="BAD")
+                break
+    finally:
+        bus.unsubscribe(account.user.id, queue)
+        if not line_task.done():
+            line_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await line_task
+    return tagged(command.tag, "OK", "Idle completed.")

@@ -1,0 +1,371 @@
+"""Mailbox commands: SELECT, EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST,
+LSUB, NAMESPACE, STATUS, CHECK, CLOSE, UNSELECT.
+
+Folder names are secret at rest; they exist in clear only in this session's memory
+and on the wire, never in a log line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cryptmail.errors import MailboxExists, StoreError
+from cryptmail.imap.server._errors import CommandFailed
+from cryptmail.imap.server._selected import SelectedMailbox
+from cryptmail.imap.server.commands._store import expunge_deleted
+from cryptmail.imap.wire._requests import (
+    Check,
+    Close,
+    Create,
+    Delete,
+    Examine,
+    List,
+    Lsub,
+    Namespace,
+    Rename,
+    Select,
+    Status,
+    Subscribe,
+    Unselect,
+    Unsubscribe,
+)
+from cryptmail.imap.wire._response import Atom, ImapValue, append_astring, tagged, untagged
+from cryptmail.imap.wire._sequence import format_number_runs
+from cryptmail.store import (
+    DELIMITER,
+    Mailbox,
+    create_mailbox,
+    delete_mailbox,
+    get_mailbox,
+    list_mailboxes,
+    list_subscriptions,
+    load_messages,
+    mailbox_counts,
+    rename_inbox,
+    rename_mailbox,
+    unreferenced_blobs,
+    vanished_since,
+)
+from cryptmail.store import subscribe as store_subscribe
+from cryptmail.store import unsubscribe as store_unsubscribe
+from cryptmail.utf7 import encode_mailbox_name
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._session import Session
+
+
+def _wire_name(name: str) -> bytes:
+    out = bytearray()
+    append_astring(out, "INBOX" if name.upper() == "INBOX" else encode_mailbox_name(name))
+    return bytes(out)
+
+
+async def _select(session: Session, command: Select | Examine, read_only: bool) -> bytes:
+    account = session.user_account
+    if session.selected is not None:
+        session.selected.close()
+        session.selected = None
+        session.state = "auth"
+        await session.send(b"* OK [CLOSED] Previous mailbox closed.\r\n")
+    async with session.context.engine.connect() as conn:
+        box = await get_mailbox(conn, account, command.mailbox)
+    selected = SelectedMailbox(session.context, account, box, read_only=read_only)
+    await selected.load()
+    if command.condstore or command.qresync is not None:
+        session.enabled.add("CONDSTORE")
+    if command.qresync is not None and "QRESYNC" not in session.enabled:
+        raise CommandFailed("QRESYNC is not enabled.", status="BAD")
+    selected.condstore = "CONDSTORE" in session.enabled
+    selected.qresync = "QRESYNC" in session.enabled
+    await session.send(selected.flags_responses())
+    await session.send(untagged(selected.exists, Atom("EXISTS")))
+    await session.send(untagged(len(selected.recent), Atom("RECENT")))
+    first_unseen = next(
+        (i for i, uid in enumerate(selected.uids, 1) if "\\Seen" not in selected.rows[uid].flags),
+        0,
+    )
+    if first_unseen:
+        await session.send(b"* OK [UNSEEN %d] First unseen.\r\n" % first_unseen)
+    await session.send(b"* OK [UIDVALIDITY %d] UIDs valid.\r\n" % selected.uidvalidity)
+    await session.send(b"* OK [UIDNEXT %d] Predicted next UID.\r\n" % box.uidnext)
+    await session.send(b"* OK [HIGHESTMODSEQ %d] Highest.\r\n" % selected.highest_modseq)
+    session.selected = selected
+    session.state = "selected"
+    qresync = command.qresync
+    if qresync is not None and qresync.uidvalidity == selected.uidvalidity:
+        async with session.context.engine.connect() as conn:
+            gone = await vanished_since(conn, selected.mailbox_id, qresync.modseq)
+        if qresync.known_uids is not None:
+            known = qresync.known_uids.resolve(max(selected.uidnext, 1))
+            gone = [uid for uid in gone if uid in known]
+        if gone:
+            runs = format_number_runs(sorted(set(gone)))
+            await session.send(b"* VANISHED (EARLIER) " + runs.encode() + b"\r\n")
+        for uid in selected.uids:
+            if selected.rows[uid].modseq > qresync.modseq:
+                await session.send(selected.flags_response(uid))
+    code = "[READ-ONLY]" if read_only else "[READ-WRITE]"
+    return tagged(command.tag, "OK", "Select completed.", code)
+
+
+async def select(session: Session, command: Select) -> bytes:
+    return await _select(session, command, False)
+
+
+async def examine(session: Session, command: Examine) -> bytes:
+    return await _select(session, command, True)
+
+
+async def create(session: Session, command: Create) -> bytes:
+    account = session.user_account
+    name = command.mailbox.rstrip(DELIMITER)
+    if command.special_use:
+        raise CommandFailed("Special-use folders are fixed.", "[USEATTR]")
+    async with session.context.engine.begin() as conn:
+        existing = {b.name for b in await list_mailboxes(conn, account.user.id, account)}
+        if name in existing or name.upper() == "INBOX":
+            raise MailboxExists("that mailbox exists already")
+        levels = name.split(DELIMITER)
+        for depth in range(1, len(levels) + 1):
+            path = DELIMITER.join(levels[:depth])
+            if path not in existing:
+                await create_mailbox(conn, account, path)
+    return tagged(command.tag, "OK", "Create completed.")
+
+
+async def _drop_blobs(session: Session, blob_ids: Iterable[bytes]) -> None:
+    from cryptmail.store import BlobId
+
+    async with session.context.engine.connect() as conn:
+        unused = await unreferenced_blobs(conn, [BlobId(b) for b in blob_ids])
+    for blob_id in unused:
+        await session.context.blobs.delete(blob_id)
+
+
+async def delete(session: Session, command: Delete) -> bytes:
+    account = session.user_account
+    async with session.context.engine.begin() as conn:
+        box = await get_mailbox(conn, account, command.mailbox)
+        if box.role is not None:
+            raise CommandFailed("Special folders cannot be deleted.", "[CANNOT]")
+        blob_ids = await delete_mailbox(conn, account, command.mailbox)
+    if session.selected is not None and session.selected.mailbox_id == box.id:
+        session.selected.close()
+        session.selected = None
+        session.state = "auth"
+    await _drop_blobs(session, blob_ids)
+    return tagged(command.tag, "OK", "Delete completed.")
+
+
+async def rename(session: Session, command: Rename) -> bytes:
+    account = session.user_account
+    new_name = command.new_name.rstrip(DELIMITER)
+    async with session.context.engine.begin() as conn:
+        source = await get_mailbox(conn, account, command.mailbox)
+        if source.role == "inbox":
+            await rename_inbox(conn, account, new_name)
+        elif source.role is not None:
+            raise CommandFailed("Special folders cannot be renamed.", "[CANNOT]")
+        else:
+            await rename_mailbox(conn, account, command.mailbox, new_name)
+        # RFC 3501 6.3.5: superior levels of the new name are created if missing.
+        existing = {b.name for b in await list_mailboxes(conn, account.user.id, account)}
+        for parent in _ancestors(new_name):
+            if parent not in existing and parent.upper() != "INBOX":
+                await create_mailbox(conn, account, parent)
+    if source.role == "inbox":
+        session.context.bus.publish(account.user.id, source.id)
+    return tagged(command.tag, "OK", "Rename completed.")
+
+
+async def subscribe(session: Session, command: Subscribe) -> bytes:
+    async with session.context.engine.begin() as conn:
+        await store_subscribe(conn, session.user_account, command.mailbox.rstrip(DELIMITER))
+    return tagged(command.tag, "OK", "Subscribe completed.")
+
+
+async def unsubscribe(session: Session, command: Unsubscribe) -> bytes:
+    async with session.context.engine.begin() as conn:
+        found = await store_unsubscribe(
+            conn, session.user_account, command.mailbox.rstrip(DELIMITER)
+        )
+    if not found:
+        raise CommandFailed("Not subscribed to that name.", "[NONEXISTENT]")
+    return tagged(command.tag, "OK", "Unsubscribe completed.")
+
+
+def _pattern(reference: str, pattern: str) -> re.Pattern[str]:
+    full = reference + pattern
+    out = []
+    for char in full:
+        if char == "*":
+            out.append(".*")
+        elif char == "%":
+            out.append("[^" + re.escape(DELIMITER) + "]*")
+        else:
+            out.append(re.escape(char))
+    body = "".join(out)
+    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] == DELIMITER):
+        body = "(?i:INBOX)" + "".join(out[5:])
+    return re.compile(body, re.DOTALL)
+
+
+def _tree(boxes: list[Mailbox]) -> dict[str, Mailbox | None]:
+    """Every folder, plus parents that exist only as a level of a name (None)."""
+    tree: dict[str, Mailbox | None] = {b.name: b for b in boxes}
+    for box in boxes:
+        levels = box.name.split(DELIMITER)
+        for depth in range(1, len(levels)):
+            tree.setdefault(DELIMITER.join(levels[:depth]), None)
+    return tree
+
+
+def _ancestors(name: str) -> list[str]:
+    levels = name.split(DELIMITER)
+    return [DELIMITER.join(levels[:depth]) for depth in range(1, len(levels))]
+
+
+async def _list(session: Session, command: List) -> bytes:
+    """LIST, with the RFC 5258 selection and return options and RFC 5819 STATUS."""
+    account = session.user_account
+    patterns = list(command.patterns)
+    if patterns == [""]:
+        await session.send(b'* LIST (\\Noselect) "/" ""\r\n')
+        return tagged(command.tag, "OK", "List completed.")
+    selection, returns = command.selection, command.returns
+    want_subscribed = "SUBSCRIBED" in selection or "SUBSCRIBED" in returns
+    async with session.context.engine.begin() as conn:
+        boxes = await list_mailboxes(conn, account.user.id, account)
+        subscribed = await list_subscriptions(conn, account) if want_subscribed else set()
+    tree = _tree(boxes)
+    children: set[str] = {a for name in tree for a in _ancestors(name)}
+    subscribed_below: set[str] = {a for name in subscribed for a in _ancestors(name)}
+    if "SUBSCRIBED" in selection:
+        candidates = set(subscribed)
+        if "RECURSIVEMATCH" in selection:
+            candidates |= subscribed_below
+    else:
+        candidates = set(tree)
+    matchers = [_pattern(command.reference, p) for p in patterns]
+    for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
+        if not any(m.fullmatch(name) for m in matchers):
+            continue
+        box = tree.get(name)
+        if "SPECIAL-USE" in selection and (box is None or not box.special_use):
+            continue
+        attributes: list[str] = []
+        if name not in tree:
+            attributes.append("\\NonExistent")
+        elif box is None:
+            attributes.append("\\Noselect")
+        if name in tree:
+            attributes.append("\\HasChildren" if name in children else "\\HasNoChildren")
+        if box is not None and box.special_use:
+            attributes.append(box.special_use)
+        if want_subscribed and name in subscribed:
+            attributes.append("\\Subscribed")
+        line = b"* LIST (" + " ".join(attributes).encode() + b') "/" ' + _wire_name(name)
+        if "RECURSIVEMATCH" in selection and name in subscribed_below:
+            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        await session.send(line + b"\r\n")
+        if command.status_items and box is not None:
+            async with session.context.engine.connect() as conn:
+                await session.send(await _status_line(session, conn, box, command.status_items))
+    return tagged(command.tag, "OK", "List completed.")
+
+
+async def list_(session: Session, command: List) -> bytes:
+    return await _list(session, command)
+
+
+async def lsub(session: Session, command: Lsub) -> bytes:
+    account = session.user_account
+    if command.pattern == "":
+        await session.send(b'* LSUB (\\Noselect) "/" ""\r\n')
+        return tagged(command.tag, "OK", "Lsub completed.")
+    async with session.context.engine.begin() as conn:
+        subscribed = await list_subscriptions(conn, account)
+    matcher = _pattern(command.reference, command.pattern)
+    # RFC 3501 6.3.9: with "%", an unsubscribed parent of a subscribed name is \Noselect.
+    parents = {a for name in subscribed for a in _ancestors(name)} - subscribed
+    lines = [(name, b"()") for name in subscribed if matcher.fullmatch(name)]
+    if "%" in command.pattern:
+        lines += [(name, b"(\\Noselect)") for name in parents if matcher.fullmatch(name)]
+    for name, attributes in sorted(lines, key=lambda item: (item[0] != "INBOX", item[0])):
+        await session.send(b"* LSUB " + attributes + b' "/" ' + _wire_name(name) + b"\r\n")
+    return tagged(command.tag, "OK", "Lsub completed.")
+
+
+async def namespace(session: Session, command: Namespace) -> bytes:
+    await session.send(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
+    return tagged(command.tag, "OK", "Namespace completed.")
+
+
+async def _status_line(
+    session: Session, conn: AsyncConnection, box: Mailbox, items: Iterable[str]
+) -> bytes:
+    """One ``* STATUS`` response for `box` (STATUS and LIST-STATUS share it)."""
+    items = list(items)
+    count, unindexed = await mailbox_counts(conn, box.id)
+    wants_flags = any(i in ("UNSEEN", "DELETED", "SIZE", "RECENT") for i in items)
+    rows = await load_messages(conn, session.user_account, box.id) if wants_flags else []
+    values: list[ImapValue] = []
+    for item in items:
+        value: int
+        if item == "MESSAGES":
+            value = count
+        elif item == "RECENT":
+            value = unindexed + sum(1 for r in rows if "\\Recent" in r.flags)
+        elif item == "UIDNEXT":
+            value = box.uidnext
+        elif item == "UIDVALIDITY":
+            value = box.uidvalidity
+        elif item == "UNSEEN":
+            value = sum(1 for r in rows if "\\Seen" not in r.flags)
+        elif item == "DELETED":
+            value = sum(1 for r in rows if "\\Deleted" in r.flags)
+        elif item == "HIGHESTMODSEQ":
+            value = box.highest_modseq
+        elif item == "SIZE":
+            value = sum(r.size_rounded for r in rows)
+        elif item == "APPENDLIMIT":
+            value = session.config.imap.append_limit
+        else:
+            continue
+        values += [Atom(item), value]
+    return b"* STATUS " + _wire_name(box.name) + b" " + untagged(values)[2:]
+
+
+async def status(session: Session, command: Status) -> bytes:
+    async with session.context.engine.connect() as conn:
+        box = await get_mailbox(conn, session.user_account, command.mailbox)
+        await session.send(await _status_line(session, conn, box, command.items))
+    return tagged(command.tag, "OK", "Status completed.")
+
+
+async def check(session: Session, command: Check) -> bytes:
+    return tagged(command.tag, "OK", "Check completed.")
+
+
+async def close(session: Session, command: Close) -> bytes:
+    selected = session.mailbox
+    if not selected.read_only:
+        try:
+            await expunge_deleted(session, None, report=False)
+        except StoreError:
+            pass
+    selected.close()
+    session.selected = None
+    session.state = "auth"
+    return tagged(command.tag, "OK", "Close completed.")
+
+
+async def unselect(session: Session, command: Unselect) -> bytes:
+    session.mailbox.close()
+    session.selected = None
+    session.state = "auth"
+    return tagged(command.tag, "OK", "Unselect completed.")

@@ -1,0 +1,183 @@
+"""SEARCH and UID SEARCH (with ESEARCH's RETURN and CONDSTORE's MODSEQ).
+
+The protocol layer evaluates programs synchronously over :class:`MessageView`
+objects, cheap keys first. We run that evaluation in a worker thread; a view that
+needs more than flags and numbers (sizes, headers, text) asks the event loop for the
+cached facts and for byte ranges of the message, so only the messages a program
+really needs to read are decrypted, and bodies stream instead of loading whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.db import utcnow
+from cryptmail.imap.message._search import SearchContext, compile_search
+from cryptmail.imap.message._textsearch import iter_message_text
+from cryptmail.imap.server._fetch import Facts, load_facts
+from cryptmail.imap.server._selected import SelectedMailbox
+from cryptmail.imap.wire._requests import (
+    Search,
+    SearchAnd,
+    SearchKey,
+    SearchModSeq,
+    SearchNot,
+    SearchOr,
+)
+from cryptmail.imap.wire._response import tagged
+from cryptmail.imap.wire._sequence import RangeSet
+from cryptmail.store import RECENT_FLAG, MessageRow, OpenedBlob, open_blob, read_range
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._session import Session
+
+T = TypeVar("T")
+_PIECE: Final = 256 * 1024
+_FIELD_SPLIT: Final = re.compile(rb"\r?\n(?![ \t])")
+
+
+class _Bridge:
+    """Runs coroutines on the session's loop from the search thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def call(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+
+class _View:
+    """One message as SEARCH sees it; expensive facts are loaded on first use."""
+
+    def __init__(
+        self, bridge: _Bridge, selected: SelectedMailbox, sequence: int, row: MessageRow
+    ) -> None:
+        self._bridge = bridge
+        self._selected = selected
+        self.sequence = sequence
+        self._row = row
+        self.uid = row.uid
+        self.modseq = row.modseq
+        self.internal_date: dt.datetime = row.internal_date
+        flags = set(row.flags)
+        if row.uid in selected.recent:
+            flags.add(RECENT_FLAG)
+        self.flags = frozenset(flags)
+        self._facts: Facts | None = None
+        self._opened: OpenedBlob | None = None
+        self._fields: list[tuple[bytes, bytes]] | None = None
+
+    def _load(self) -> Facts:
+        if self._facts is None:
+            self._facts = self._bridge.call(load_facts(self._selected, self._row))
+        return self._facts
+
+    def _blob(self) -> OpenedBlob:
+        if self._opened is None:
+            facts = self._load()
+            self._opened = self._bridge.call(
+                open_blob(
+                    self._selected.context.blobs, self._selected.account, self._row.blob_id,
+                    message_key=facts.key.message_key, payload_key=facts.key.payload_key,
+                    expect_sealed=self._row.sealed,
+                )
+            )  # fmt: skip
+        return self._opened
+
+    def _read(self, offset: int, length: int) -> Iterator[bytes]:
+        opened = self._blob()
+        blobs = self._selected.context.blobs
+        end = offset + length
+        while offset < end:
+            step = min(_PIECE, end - offset)
+            data = self._bridge.call(read_range(blobs, opened, offset, step))
+            if not data:
+                return
+            offset += len(data)
+            yield data
+
+    @property
+    def size(self) -> int:
+        return self._load().analysis.rfc822_size
+
+    def header_values(self, name: str) -> Sequence[bytes]:
+        if self._fields is None:
+            root = self._load().analysis.part_map.parts[0]
+            header = b"".join(self._read(root.header_offset, root.header_size))
+            fields = []
+            for raw in _FIELD_SPLIT.split(header):
+                key, colon, value = raw.partition(b":")
+                if colon:
+                    fields.append((key.strip().lower(), value.lstrip(b" \t").rstrip(b"\r\n")))
+            self._fields = fields
+        wanted = name.lower().encode("ascii", "replace")
+        return [value for key, value in self._fields if key == wanted]
+
+    def text(self, *, include_headers: bool) -> Iterable[str]:
+        part_map = self._load().analysis.part_map
+        return iter_message_text(self._read, part_map, include_headers=include_headers)
+
+
+def _uses_modseq(key: SearchKey) -> bool:
+    if isinstance(key, SearchModSeq):
+        return True
+    if isinstance(key, SearchAnd):
+        return any(_uses_modseq(k) for k in key.keys)
+    if isinstance(key, SearchOr):
+        return _uses_modseq(key.left) or _uses_modseq(key.right)
+    if isinstance(key, SearchNot):
+        return _uses_modseq(key.key)
+    return False
+
+
+def _evaluate(program: SearchAnd, context: SearchContext, views: list[_View]) -> list[_View]:
+    test = compile_search(program, context)
+    return [view for view in views if test(view)]
+
+
+async def search(session: Session, command: Search) -> bytes:
+    selected = session.mailbox
+    bridge = _Bridge(asyncio.get_running_loop())
+    views = [
+        _View(bridge, selected, seq, selected.rows[uid])
+        for seq, uid in enumerate(selected.uids, start=1)
+        if not selected.is_expunged(uid)
+    ]
+    context = SearchContext(
+        largest_uid=selected.uids[-1] if selected.uids else 0,
+        largest_sequence=len(selected.uids),
+        now=utcnow(),
+    )
+    found = await run_blocking(_evaluate, command.program, context, views)
+    numbers = [v.uid if command.uid else v.sequence for v in found]
+    modseq = max((v.modseq for v in found), default=0) if _uses_modseq(command.program) else 0
+    if _uses_modseq(command.program):
+        selected.condstore = True
+        session.enabled.add("CONDSTORE")
+    if command.returns is not None:
+        out = b'* ESEARCH (TAG "' + command.tag.encode() + b'")'
+        if command.uid:
+            out += b" UID"
+        returns = set(command.returns) or {"ALL"}
+        if numbers and "MIN" in returns:
+            out += b" MIN %d" % min(numbers)
+        if numbers and "MAX" in returns:
+            out += b" MAX %d" % max(numbers)
+        if "COUNT" in returns:
+            out += b" COUNT %d" % len(numbers)
+        if numbers and "ALL" in returns:
+            out += b" ALL " + str(RangeSet.from_numbers(numbers)).encode()
+        if modseq:
+            out += b" MODSEQ %d" % modseq
+        await session.send(out + b"\r\n")
+    else:
+        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if modseq and numbers:
+            line += b" (MODSEQ %d)" % modseq
+        await session.send(line + b"\r\n")
+    return tagged(command.tag, "OK", "Search completed.")

@@ -1,0 +1,200 @@
+"""Changing messages: STORE, COPY, MOVE, EXPUNGE and UID EXPUNGE (UIDPLUS, MOVE,
+CONDSTORE's UNCHANGEDSINCE).
+
+Blobs are shared by copies; after an expunge commits, only blobs no row names any more
+are deleted from the blob store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from cryptmail.errors import MailboxNotFound
+from cryptmail.imap.server._errors import CommandFailed
+from cryptmail.imap.server._selected import InvalidSequence, SelectedMailbox
+from cryptmail.imap.wire._requests import Copy, Expunge, Move, Store
+from cryptmail.imap.wire._response import Atom, ImapValue, tagged, untagged
+from cryptmail.imap.wire._sequence import RangeSet, format_number_runs
+from cryptmail.store import (
+    BlobId,
+    MessageId,
+    MessageRow,
+    check_quota,
+    copy_messages,
+    expunge,
+    get_mailbox,
+    set_flags,
+    unreferenced_blobs,
+)
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._session import Session
+
+
+def _targets(selected: SelectedMailbox, command: Store | Copy | Move) -> list[tuple[int, int]]:
+    try:
+        found = selected.resolve(command.sequence, uid=command.uid)
+    except InvalidSequence:
+        raise CommandFailed("Invalid message sequence number.", status="BAD") from None
+    return [(seq, uid) for seq, uid in found if not selected.is_expunged(uid)]
+
+
+def _writable(selected: SelectedMailbox) -> None:
+    if selected.read_only:
+        raise CommandFailed("Mailbox is read-only.", "[READ-ONLY]")
+
+
+async def drop_blobs(session: Session, blob_ids: Iterable[BlobId]) -> None:
+    """Delete blobs no row references any more (after the commit that freed them)."""
+    wanted = list(blob_ids)
+    if not wanted:
+        return
+    async with session.context.engine.connect() as conn:
+        unused = await unreferenced_blobs(conn, wanted)
+    for blob_id in unused:
+        await session.context.blobs.delete(blob_id)
+
+
+async def _report_expunged(session: Session, selected: SelectedMailbox, uids: list[int]) -> None:
+    sequences = selected.remove_uids(uids)
+    if selected.qresync:
+        if uids:
+            runs = format_number_runs(sorted(uids))
+            await session.send(b"* VANISHED " + runs.encode() + b"\r\n")
+        return
+    for seq in sequences:
+        await session.send(untagged(seq, Atom("EXPUNGE")))
+
+
+async def expunge_deleted(session: Session, only: RangeSet | None, *, report: bool) -> None:
+    selected = session.mailbox
+    rows: list[MessageRow] = [
+        selected.rows[uid]
+        for uid in selected.uids
+        if "\\Deleted" in selected.rows[uid].flags
+        and (only is None or uid in only)
+        and not selected.is_expunged(uid)
+    ]
+    if not rows:
+        return
+    async with session.context.engine.begin() as conn:
+        modseq, blob_ids = await expunge(conn, selected.mailbox_id, rows)
+    selected.note_own_modseq(modseq)
+    uids = [row.uid for row in rows]
+    if report:
+        await _report_expunged(session, selected, uids)
+    else:
+        selected.remove_uids(uids)
+    session.context.bus.publish(selected.account.user.id, selected.mailbox_id)
+    await drop_blobs(session, blob_ids)
+
+
+async def expunge_command(session: Session, command: Expunge) -> bytes:
+    selected = session.mailbox
+    _writable(selected)
+    only = None
+    if command.uids is not None:
+        largest = selected.uids[-1] if selected.uids else 0
+        only = command.uids.resolve(largest)
+    await expunge_deleted(session, only, report=True)
+    return tagged(command.tag, "OK", "Expunge completed.")
+
+
+def _new_flags(mode: str, old: frozenset[str], given: frozenset[str]) -> frozenset[str]:
+    if mode == "add":
+        return old | given
+    if mode == "remove":
+        return old - given
+    return given
+
+
+async def store(session: Session, command: Store) -> bytes:
+    selected = session.mailbox
+    _writable(selected)
+    targets = _targets(selected, command)
+    given = frozenset(command.flags)
+    changes: dict[MessageId, frozenset[str]] = {}
+    changed_uids: list[int] = []
+    modified: list[int] = []
+    for _seq, uid in targets:
+        row = selected.rows[uid]
+        if command.unchanged_since is not None and row.modseq > command.unchanged_since:
+            modified.append(uid)
+            continue
+        new = _new_flags(command.mode, row.flags, given)
+        if new != row.flags:
+            changes[row.id] = new
+            changed_uids.append(uid)
+    if command.unchanged_since is not None:
+        selected.condstore = True
+        session.enabled.add("CONDSTORE")
+    if changes:
+        async with session.context.engine.begin() as conn:
+            modseq = await set_flags(conn, selected.account, selected.mailbox_id, changes)
+        for uid in changed_uids:
+            selected.update_flags(uid, changes[selected.rows[uid].id], modseq)
+        selected.note_own_modseq(modseq)
+        session.context.bus.publish(selected.account.user.id, selected.mailbox_id)
+        # A keyword new to the mailbox is announced before the FETCHes that carry it.
+        await selected.announce_keywords(session)
+    # Only messages whose flags changed get a FETCH, as Dovecot does; .SILENT sends
+    # them only under CONDSTORE, which needs their new MODSEQ (RFC 7162 3.1.3).
+    report = set(changed_uids)
+    if not command.silent or selected.condstore:
+        for _seq, uid in targets:
+            if uid in report and uid not in modified:
+                await session.send(selected.flags_response(uid, with_uid=command.uid))
+    code = None
+    if modified:
+        numbers = modified if command.uid else [selected.sequence_of(u) for u in modified]
+        code = "[MODIFIED " + format_number_runs(sorted(numbers)) + "]"
+    return tagged(command.tag, "OK", "Store completed.", code)
+
+
+async def _copy(session: Session, command: Copy | Move, *, move: bool) -> bytes:
+    selected = session.mailbox
+    if move:
+        _writable(selected)
+    targets = _targets(selected, command)
+    account = selected.account
+    try:
+        async with session.context.engine.connect() as conn:
+            target = await get_mailbox(conn, account, command.mailbox)
+    except MailboxNotFound:
+        raise CommandFailed("Mailbox does not exist.", "[TRYCREATE]") from None
+    rows = [selected.rows[uid] for _seq, uid in targets]
+    if not rows:
+        verb = "Move" if move else "Copy"
+        return tagged(command.tag, "OK", f"No messages found; {verb.lower()} completed.")
+    async with session.context.engine.begin() as conn:
+        if not move:  # a MOVE adds nothing to the mailbox's total
+            await check_quota(conn, account.user, sum(row.size_rounded for row in rows))
+        pairs = await copy_messages(conn, account, rows, target.id)
+        blob_ids: list[BlobId] = []
+        if move:
+            modseq, blob_ids = await expunge(conn, selected.mailbox_id, rows)
+    session.context.bus.publish(account.user.id, target.id)
+    values: list[ImapValue] = [
+        Atom("COPYUID"),
+        target.uidvalidity,
+        Atom(format_number_runs(p[0] for p in pairs)),
+        Atom(format_number_runs(p[1] for p in pairs)),
+    ]
+    code = "[" + untagged(*values)[2:-2].decode() + "]"
+    if not move:
+        return tagged(command.tag, "OK", "Copy completed.", code)
+    selected.note_own_modseq(modseq)
+    await session.send(b"* OK " + code.encode() + b" Moved.\r\n")
+    await _report_expunged(session, selected, [row.uid for row in rows])
+    session.context.bus.publish(account.user.id, selected.mailbox_id)
+    await drop_blobs(session, blob_ids)
+    return tagged(command.tag, "OK", "Move completed.")
+
+
+async def copy(session: Session, command: Copy) -> bytes:
+    return await _copy(session, command, move=False)
+
+
+async def move(session: Session, command: Move) -> bytes:
+    return await _copy(session, command, move=True)

@@ -1,0 +1,489 @@
+"""Typed client commands: what :func:`parse_command` turns a command line into.
+
+Every command is a frozen dataclass with its ``tag``. Mailbox names are already decoded
+from modified UTF-7; credentials travel in secret wrappers; strings a SEARCH matches on
+are decoded from the command's CHARSET.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from cryptmail.imap.wire._sequence import SequenceSet
+from cryptmail.secret import Password, SecretBytes
+
+__all__ = [
+    "Append",
+    "AppendMessage",
+    "Authenticate",
+    "BodySection",
+    "Capability",
+    "Check",
+    "Close",
+    "Command",
+    "Copy",
+    "Create",
+    "Delete",
+    "Enable",
+    "Examine",
+    "Expunge",
+    "Fetch",
+    "FetchAttribute",
+    "FetchItem",
+    "Id",
+    "Idle",
+    "List",
+    "Login",
+    "Logout",
+    "Lsub",
+    "Move",
+    "Namespace",
+    "Noop",
+    "QResync",
+    "Rename",
+    "Search",
+    "SearchAnd",
+    "SearchDate",
+    "SearchFlag",
+    "SearchHeader",
+    "SearchKey",
+    "SearchModSeq",
+    "SearchNot",
+    "SearchOlder",
+    "SearchOr",
+    "SearchSequence",
+    "SearchSize",
+    "SearchText",
+    "Section",
+    "Select",
+    "StartTLS",
+    "Status",
+    "Store",
+    "Subscribe",
+    "Unselect",
+    "Unsubscribe",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Base of every command; ``name`` is the command verb in upper case."""
+
+    name: ClassVar[str] = ""
+    tag: str
+
+
+# -- any state ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Capability(Command):
+    name: ClassVar[str] = "CAPABILITY"
+
+
+@dataclass(frozen=True, slots=True)
+class Noop(Command):
+    name: ClassVar[str] = "NOOP"
+
+
+@dataclass(frozen=True, slots=True)
+class Logout(Command):
+    name: ClassVar[str] = "LOGOUT"
+
+
+@dataclass(frozen=True, slots=True)
+class Id(Command):
+    """RFC 2971 ID; ``parameters`` is None for ``ID NIL``."""
+
+    name: ClassVar[str] = "ID"
+    parameters: tuple[tuple[str, str | None], ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Enable(Command):
+    """RFC 5161 ENABLE; capability names in upper case."""
+
+    name: ClassVar[str] = "ENABLE"
+    capabilities: tuple[str, ...]
+
+
+# -- not authenticated ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS(Command):
+    name: ClassVar[str] = "STARTTLS"
+
+
+@dataclass(frozen=True, slots=True)
+class Login(Command):
+    name: ClassVar[str] = "LOGIN"
+    userid: str
+    password: Password
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate(Command):
+    """AUTHENTICATE; ``initial_response`` is the decoded SASL-IR (RFC 4959), b"" for ``=``."""
+
+    name: ClassVar[str] = "AUTHENTICATE"
+    mechanism: str
+    initial_response: SecretBytes | None = None
+
+
+# -- authenticated -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QResync:
+    """QRESYNC select parameter (RFC 7162 section 3.2.5)."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    known_sequences: SequenceSet | None = None
+    known_sequence_uids: SequenceSet | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Select(Command):
+    name: ClassVar[str] = "SELECT"
+    mailbox: str
+    condstore: bool = False
+    qresync: QResync | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Examine(Command):
+    name: ClassVar[str] = "EXAMINE"
+    mailbox: str
+    condstore: bool = False
+    qresync: QResync | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Create(Command):
+    """CREATE, with RFC 6154 ``USE (...)`` special-use attributes if given."""
+
+    name: ClassVar[str] = "CREATE"
+    mailbox: str
+    special_use: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delete(Command):
+    name: ClassVar[str] = "DELETE"
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rename(Command):
+    name: ClassVar[str] = "RENAME"
+    mailbox: str
+    new_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe(Command):
+    name: ClassVar[str] = "SUBSCRIBE"
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe(Command):
+    name: ClassVar[str] = "UNSUBSCRIBE"
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class List(Command):
+    """LIST, basic or RFC 5258 extended.
+
+    ``selection`` holds upper-case selection options (SUBSCRIBED, REMOTE,
+    RECURSIVEMATCH, SPECIAL-USE); ``returns`` the return options (SUBSCRIBED,
+    CHILDREN, SPECIAL-USE, STATUS); ``status_items`` the RFC 5819 STATUS items.
+    ``extended`` tells whether any extended syntax was used.
+    """
+
+    name: ClassVar[str] = "LIST"
+    reference: str
+    patterns: tuple[str, ...]
+    selection: frozenset[str] = frozenset()
+    returns: frozenset[str] = frozenset()
+    status_items: tuple[str, ...] = ()
+    extended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Lsub(Command):
+    name: ClassVar[str] = "LSUB"
+    reference: str
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace(Command):
+    name: ClassVar[str] = "NAMESPACE"
+
+
+@dataclass(frozen=True, slots=True)
+class Status(Command):
+    """STATUS; ``items`` upper case (MESSAGES, UIDNEXT, HIGHESTMODSEQ, SIZE, ...)."""
+
+    name: ClassVar[str] = "STATUS"
+    mailbox: str
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """One message of an APPEND (MULTIAPPEND allows several).
+
+    ``data`` is None when the reader streamed the literal to the server through
+    ``AppendData`` events; ``size`` is the literal's announced size either way.
+    """
+
+    flags: tuple[str, ...]
+    internal_date: dt.datetime | None
+    size: int
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Append(Command):
+    name: ClassVar[str] = "APPEND"
+    mailbox: str
+    messages: tuple[AppendMessage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Idle(Command):
+    """IDLE (RFC 2177); the server then calls ``CommandReader.request_line`` for DONE."""
+
+    name: ClassVar[str] = "IDLE"
+
+
+# -- selected ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Check(Command):
+    name: ClassVar[str] = "CHECK"
+
+
+@dataclass(frozen=True, slots=True)
+class Close(Command):
+    name: ClassVar[str] = "CLOSE"
+
+
+@dataclass(frozen=True, slots=True)
+class Unselect(Command):
+    name: ClassVar[str] = "UNSELECT"
+
+
+@dataclass(frozen=True, slots=True)
+class Expunge(Command):
+    """EXPUNGE; ``uids`` is set for UID EXPUNGE (RFC 4315)."""
+
+    name: ClassVar[str] = "EXPUNGE"
+    uids: SequenceSet | None = None
+
+
+SectionText = Literal["", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A ``section`` of BODY[...]: part path ``(1, 2)`` plus text specifier."""
+
+    part: tuple[int, ...] = ()
+    text: SectionText = ""
+    fields: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        pieces = [".".join(str(n) for n in self.part)] if self.part else []
+        if self.text:
+            pieces.append(self.text)
+        spec = ".".join(pieces)
+        if self.fields:
+            spec += " (" + " ".join(f.upper() for f in self.fields) + ")"
+        return spec
+
+
+@dataclass(frozen=True, slots=True)
+class FetchAttribute:
+    """A FETCH item without a section: ENVELOPE, FLAGS, UID, RFC822.SIZE, MODSEQ, ..."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BodySection:
+    """``BODY[section]<partial>`` or ``BODY.PEEK[...]``; ``partial`` is (offset, length)."""
+
+    section: Section
+    peek: bool = False
+    partial: tuple[int, int] | None = None
+
+    def response_key(self) -> str:
+        """The item name the FETCH response uses: ``BODY[1.MIME]<0>`` (never ``.PEEK``)."""
+        key = f"BODY[{self.section}]"
+        if self.partial is not None:
+            key += f"<{self.partial[0]}>"
+        return key
+
+
+FetchItem = FetchAttribute | BodySection
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch(Command):
+    """FETCH or UID FETCH; macros (ALL, FAST, FULL) are already expanded."""
+
+    name: ClassVar[str] = "FETCH"
+    sequence: SequenceSet
+    items: tuple[FetchItem, ...]
+    uid: bool = False
+    changed_since: int | None = None
+    vanished: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Store(Command):
+    """STORE; ``mode`` is ``"set"``, ``"add"`` (+FLAGS) or ``"remove"`` (-FLAGS)."""
+
+    name: ClassVar[str] = "STORE"
+    sequence: SequenceSet
+    mode: Literal["set", "add", "remove"]
+    flags: tuple[str, ...]
+    silent: bool = False
+    uid: bool = False
+    unchanged_since: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Copy(Command):
+    name: ClassVar[str] = "COPY"
+    sequence: SequenceSet
+    mailbox: str
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Move(Command):
+    name: ClassVar[str] = "MOVE"
+    sequence: SequenceSet
+    mailbox: str
+    uid: bool = False
+
+
+# -- SEARCH --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFlag:
+    """A flag test: ``\\Seen`` present (SEEN) or absent (UNSEEN); ``\\Recent`` too."""
+
+    flag: str
+    present: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHeader:
+    """Substring of a header field (FROM, TO, CC, BCC, SUBJECT, HEADER name value)."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchText:
+    """Substring of the body (BODY) or of header and body (TEXT)."""
+
+    value: str
+    include_headers: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDate:
+    """BEFORE/ON/SINCE on the internal date, or SENTBEFORE/SENTON/SENTSINCE on Date:."""
+
+    relation: Literal["before", "on", "since"]
+    date: dt.date
+    sent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSize:
+    relation: Literal["larger", "smaller"]
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOlder:
+    """RFC 5032 OLDER (``older=True``) or YOUNGER, in seconds of internal-date age."""
+
+    seconds: int
+    older: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSequence:
+    """A message set by sequence number, or by UID (``UID set``)."""
+
+    sequence: SequenceSet
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchModSeq:
+    """RFC 7162 MODSEQ [entry-name entry-type] mod-sequence-valzer."""
+
+    modseq: int
+    entry: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchNot:
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOr:
+    left: SearchKey
+    right: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class SearchAnd:
+    """All of ``keys``; an empty tuple is ALL."""
+
+    keys: tuple[SearchKey, ...]
+
+
+SearchKey = (
+    SearchFlag
+    | SearchHeader
+    | SearchText
+    | SearchDate
+    | SearchSize
+    | SearchOlder
+    | SearchSequence
+    | SearchModSeq
+    | SearchNot
+    | SearchOr
+    | SearchAnd
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Search(Command):
+    """SEARCH or UID SEARCH. ``returns`` is the RFC 4731 RETURN list, None without one."""
+
+    name: ClassVar[str] = "SEARCH"
+    program: SearchAnd
+    charset: str | None = None
+    uid: bool = False
+    returns: tuple[str, ...] | None = None

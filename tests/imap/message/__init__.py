@@ -1,0 +1,1 @@
+"""Tests of cryptmail.imap.message: MIME analysis, part map, sections, SEARCH."""

@@ -1,0 +1,1 @@
+"""Tests of cryptmail.imap.server: listener, sessions, selected mailbox, FETCH loading."""

@@ -1,0 +1,1 @@
+"""Tests of cryptmail.imap.server.commands: the command handlers over a live listener."""

@@ -1,0 +1,1 @@
+"""Tests of cryptmail.imap.wire: reader, parser, responses, sequence sets."""
