@@ -37,7 +37,7 @@ def _dialogue(port: int, lines: bytes, replies: int) -> list[bytes]:
         f = sock.makefile("rb")
         assert f.readline().startswith(b"220")
         sock.sendall(lines)
-        out = []
+        out: list[bytes] = []
         while len(out) < replies:
             line = f.readline()
             if not line:

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.imap.server_rig import ImapRig, start_rig
 
 from cryptmail.users import get_user, set_crypt
+from imap.server_rig import ImapRig, start_rig
 
 pytestmark = pytest.mark.integration
 

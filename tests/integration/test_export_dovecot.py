@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.imap.server_rig import PASSWORD, USER, ImapRig, start_rig
+
+from imap.server_rig import PASSWORD, USER, ImapRig, start_rig
 
 from .servers.dovecot import DovecotFactory, DovecotUser, dovecot_instances
 from .test_import_dovecot import FOLDERS, _ours, _quote, _snapshot

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.imap.server_rig import PASSWORD, USER, ImapRig, start_rig
+
+from imap.server_rig import PASSWORD, USER, ImapRig, start_rig
 
 SYNC_USER = "sync@example.org"
 SYNC_PASSWORD = "sync pass%word"

@@ -23,7 +23,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from tests.imap.server_rig import PASSWORD, USER, ImapRig, start_rig
+
+from imap.server_rig import PASSWORD, USER, ImapRig, start_rig
 
 from .servers.dovecot import Dovecot, DovecotFactory, DovecotUser, dovecot_instances
 

@@ -200,6 +200,7 @@ def test_first_login_makes_keys_and_lmtp_delivers_sealed(
     # The guide's cheap bcrypt (cost 5) would be the weakest way in, so the login
     # replaced it in the same row with an {ARGON2ID} hash of the same password.
     [(stored,)] = _rows(upgraded, "SELECT password FROM virtual_users WHERE id = 1")
+    assert isinstance(stored, str)
     assert stored.startswith("{ARGON2ID}$argon2id$")
     assert verify_password(stored, Password.from_str("summersun"))
 

@@ -106,7 +106,7 @@ def test_lmtp_to_imap_through_s3_leaves_nothing_readable(
         assert imap.login(EMAIL, PASSWORD)[0] == "OK"
         assert imap.select("INBOX")[0] == "OK"
         fetched = []
-        for uid in (b"1", b"2"):
+        for uid in ("1", "2"):
             typ, data = imap.uid("FETCH", uid, "(BODY.PEEK[])")
             assert typ == "OK"
             fetched.append(next(item[1] for item in data if isinstance(item, tuple)))

@@ -150,7 +150,8 @@ def _login(node: Node) -> imaplib.IMAP4:
 def _body(imap: imaplib.IMAP4, uid: int) -> bytes:
     typ, data = imap.uid("FETCH", str(uid), "(BODY.PEEK[])")
     assert typ == "OK"
-    return next(item[1] for item in data if isinstance(item, tuple))
+    body: bytes = next(item[1] for item in data if isinstance(item, tuple))
+    return body
 
 
 class _RawImap:

@@ -58,7 +58,9 @@ async def test_claiming_gives_first_flags_without_a_modseq_and_never_overwrites(
     account, rows = await _setup(rig)
     assert not any(r.claimed for r in rows)
     async with rig.engine.begin() as conn:  # another session stored flags first
-        await store.set_flags(conn, account, rows[0].mailbox_id, {rows[0].id: {"\\Seen"}})
+        await store.set_flags(
+            conn, account, rows[0].mailbox_id, {rows[0].id: frozenset({"\\Seen"})}
+        )
     await store.claim_messages(rig.engine, account, rows, frozenset({store.RECENT_FLAG}))
     claimed = await _rows(rig, account)
     assert all(r.claimed and not r.indexed for r in claimed)

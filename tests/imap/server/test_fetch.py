@@ -13,9 +13,10 @@ from __future__ import annotations
 import imaplib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 import cryptmail.crypto._stream as stream_module
 from cryptmail.db import tables as t
@@ -55,8 +56,8 @@ def _fill(rig: ImapRig) -> list[bytes]:
     return messages
 
 
-def _column(rig: ImapRig, column: object) -> list[object]:
-    async def query() -> list[object]:
+def _column(rig: ImapRig, column: ColumnElement[Any]) -> list[Any]:
+    async def query() -> list[Any]:
         async with rig.engine.connect() as conn:
             rows = await conn.execute(select(column).order_by(t.cm_messages.c.uid))
             return [row[0] for row in rows]

@@ -53,7 +53,7 @@ class Raw:
         return self.until(tag)
 
     def until(self, tag: bytes) -> tuple[list[bytes], bytes]:
-        untagged = []
+        untagged: list[bytes] = []
         while True:
             line = self.line()
             assert line, "connection closed"
