@@ -21,6 +21,7 @@
     ├── KeySlotError
     │   ├── AuthenticationFailed    opaque: unknown user, wrong password, no slot
     │   ├── NoKeyPair               the user has no key pair yet
+    │   ├── PasswordResetRefused    a password set without the old one would lock a key
     │   ├── AppPasswordNotFound
     │   └── AppPasswordExists
     ├── StoreError
@@ -142,6 +143,11 @@ class AuthenticationFailed(KeySlotError):
 
 class NoKeyPair(KeySlotError):
     """The user has no key pair yet; one is made at the first login with a password."""
+
+
+class PasswordResetRefused(KeySlotError):
+    """A password set without the old one (the admin reset) would lock the user out of
+    their key: only a user with crypt = 0 and no key pair yet may be reset."""
 
 
 class AppPasswordNotFound(KeySlotError):

@@ -44,7 +44,8 @@ class SecretBytes:
 
     def __reduce__(self) -> str | tuple[object, ...]:
         # Pickling would copy the secret into another process's memory or a file by
-        # accident; the Argon2 process pool gets raw bytes explicitly instead.
+        # accident (what `serve` hands its LMTP workers is pickled, for one). The Argon2
+        # pool runs threads in this process and gets the raw bytes at the crypto call.
         raise TypeError("secrets are not picklable")
 
 

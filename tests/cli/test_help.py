@@ -8,7 +8,7 @@ from cryptmail.cli import main
 
 COMMANDS = {
     "domain": ["add", "list"],
-    "user": ["add", "list", "passwd", "recover", "crypt"],
+    "user": ["add", "list", "passwd", "recover", "recovery-code", "crypt"],
     "key": ["list", "rotate", "export", "recovery-code"],
     "app-password": ["add", "list", "revoke"],
     "alias": ["add", "list", "remove"],

@@ -213,7 +213,7 @@ async def test_cache(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> No
         calls.append(func.__name__)
         return await real(func, *args, **kwargs)
 
-    monkeypatch.setattr("cryptmail.keys._slots.run_kdf", counting)
+    monkeypatch.setattr("cryptmail.keys._kdf.run_kdf", counting)
     new = await create_user(engine, ALICE, pw(PASSWORD), CRYPTO)
     cache = UnlockedAccounts(engine, CRYPTO)
     account = await cache.acquire(ALICE, pw(PASSWORD))

@@ -7,12 +7,13 @@ Argon2 cost the config accepts, 19 MiB with t=2: a few tens of milliseconds each
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Argon2Config, CryptoConfig
@@ -92,8 +93,8 @@ def kdf_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     for info in pkgutil.iter_modules(cryptmail.keys.__path__):
         module = importlib.import_module(f"cryptmail.keys.{info.name}")
-        # Every Argon2 of the keys package goes through _slots, so counting there is complete.
-        assert info.name == "_slots" or not hasattr(module, "run_kdf"), info.name
+        # Every Argon2 of the keys package goes through _kdf, so counting there is complete.
+        assert info.name == "_kdf" or not hasattr(module, "run_kdf"), info.name
 
     calls: list[str] = []
     real = cryptmail.concurrency.run_kdf
@@ -102,5 +103,65 @@ def kdf_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(getattr(func, "__name__", repr(func)))
         return await real(func, *args, **kwargs)
 
-    monkeypatch.setattr("cryptmail.keys._slots.run_kdf", counting)
+    monkeypatch.setattr("cryptmail.keys._kdf.run_kdf", counting)
     return calls
+
+
+@pytest.fixture
+def argon2_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """One entry per Argon2 computation, counted where the argon2 library is called: slot
+    keys (crypto's derive_key) and `{ARGON2*}` hashes made or checked (users)."""
+    import argon2.low_level
+
+    import cryptmail.crypto._kdf
+
+    runs: list[str] = []
+
+    def counted(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            runs.append(name)
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        cryptmail.crypto._kdf,
+        "hash_secret_raw",
+        counted("slot key", cryptmail.crypto._kdf.hash_secret_raw),
+    )
+    monkeypatch.setattr(
+        argon2.low_level, "hash_secret", counted("new hash", argon2.low_level.hash_secret)
+    )
+    monkeypatch.setattr(
+        argon2.low_level, "verify_secret", counted("hash check", argon2.low_level.verify_secret)
+    )
+    return runs
+
+
+@dataclass
+class Writes:
+    """Write transactions committed, and the statements that changed virtual_users.password."""
+
+    commits: int = 0
+    hash_updates: int = 0
+
+
+@pytest.fixture
+def writes(engine: AsyncEngine) -> Iterator[Writes]:
+    seen = Writes()
+
+    def on_commit(_conn: object) -> None:
+        seen.commits += 1
+
+    def on_execute(*args: Any) -> None:
+        statement = " ".join(str(args[2]).split()).upper()
+        if statement.startswith("UPDATE VIRTUAL_USERS") and "PASSWORD=" in statement.replace(
+            " ", ""
+        ):
+            seen.hash_updates += 1
+
+    event.listen(engine.sync_engine, "commit", on_commit)
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    yield seen
+    event.remove(engine.sync_engine, "commit", on_commit)
+    event.remove(engine.sync_engine, "before_cursor_execute", on_execute)

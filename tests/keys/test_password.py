@@ -10,8 +10,8 @@ from cryptmail.config import CryptoConfig
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import add_app_password, change_password, recover, unlock_account
 from cryptmail.keys._slots import hash_fingerprint, slots_of
-from cryptmail.users import add_user, get_user, verify_password
-from keys.conftest import PASSWORD, MakeUser, other_tool_hash, pw, snapshot
+from cryptmail.users import add_user, get_user, set_password_hash, verify_password
+from keys.conftest import PASSWORD, MakeUser, Writes, other_tool_hash, pw, snapshot
 
 ALICE = "alice@example.org"
 NEW = "a brand new passphrase"
@@ -81,3 +81,51 @@ async def test_first_change_of_an_ispmail_row_makes_keys(
     await unlock_account(engine, "legacy@example.org", pw(NEW), crypto)
     async with engine.connect() as conn:
         assert [s.kind for s in await slots_of(conn, user.id)] == ["password"]
+
+
+async def test_changing_a_legacy_hash_costs_two_argon2_and_one_write(
+    engine: AsyncEngine, crypto: CryptoConfig, argon2_runs: list[str], writes: Writes
+) -> None:
+    """An ISPmail row with a {SHA512-CRYPT} hash and no keys: the old password is checked
+    against the hash (no Argon2), the keys are made locked by the new password, and the
+    new hash is written once, in the one transaction that stores the keys."""
+    async with engine.begin() as conn:
+        await add_user(conn, "legacy@example.org", other_tool_hash(PASSWORD, "SHA512-CRYPT"))
+    argon2_runs.clear()
+    writes.commits = writes.hash_updates = 0
+    await change_password(engine, "legacy@example.org", pw(PASSWORD), pw(NEW), crypto)
+    assert sorted(argon2_runs) == ["new hash", "slot key"]
+    assert (writes.commits, writes.hash_updates) == (1, 1)
+    async with engine.connect() as conn:
+        user = await get_user(conn, "legacy@example.org")
+        slots = await slots_of(conn, user.id)
+    assert user.password_hash.startswith("{ARGON2ID}")
+    assert [s.hash_fingerprint for s in slots] == [hash_fingerprint(user.password_hash)]
+    await unlock_account(engine, "legacy@example.org", pw(NEW), crypto)
+
+
+async def test_changing_a_legacy_hash_of_a_user_with_keys_writes_the_hash_once(
+    engine: AsyncEngine,
+    crypto: CryptoConfig,
+    make_user: MakeUser,
+    argon2_runs: list[str],
+    writes: Writes,
+) -> None:
+    """A user with keys whose hash an outside tool set to {SHA512-CRYPT}: the old password
+    is checked against that hash (no Argon2) and opens the slot; the old password is not
+    rehashed first. Three Argon2 is the floor here: opening the old slot, locking the new
+    one and the new {ARGON2ID} hash (one derivation cannot serve both the slot key and a
+    hash that the SQL row shows, or the row would open the slot)."""
+    new = await make_user()
+    async with engine.begin() as conn:
+        await set_password_hash(conn, new.user.id, other_tool_hash(PASSWORD, "SHA512-CRYPT"))
+    argon2_runs.clear()
+    writes.commits = writes.hash_updates = 0
+    await change_password(engine, ALICE, pw(PASSWORD), pw(NEW), crypto)
+    assert sorted(argon2_runs) == ["new hash", "slot key", "slot key"]
+    assert (writes.commits, writes.hash_updates) == (1, 1)
+    _account, slot = await unlock_account(engine, ALICE, pw(NEW), crypto)
+    async with engine.connect() as conn:
+        assert slot.hash_fingerprint == hash_fingerprint(
+            (await get_user(conn, ALICE)).password_hash
+        )

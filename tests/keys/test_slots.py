@@ -73,7 +73,7 @@ async def test_planted_work_factor_is_refused_before_argon2(
         calls.append(func.__name__)
         return await real(func, *args, **kwargs)
 
-    monkeypatch.setattr("cryptmail.keys._slots.run_kdf", counting)
+    monkeypatch.setattr("cryptmail.keys._kdf.run_kdf", counting)
     with pytest.raises(AuthenticationFailed):
         await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
     assert "unlock_slot" not in calls

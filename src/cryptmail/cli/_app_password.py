@@ -19,11 +19,10 @@ from cryptmail.cli._runtime import (
     say,
     show_secret,
     when,
-    wrong_credential,
 )
+from cryptmail.cli._unlock import unlock_user
 from cryptmail.config import Config
-from cryptmail.errors import AuthenticationFailed
-from cryptmail.keys import add_app_password, list_app_passwords, revoke_app_password, verify_only
+from cryptmail.keys import add_app_password, list_app_passwords, revoke_app_password
 from cryptmail.users import get_user, normalize_address
 
 _APP_WARNING = (
@@ -44,7 +43,7 @@ def register(sub: SubParsers) -> None:
         description="Make a new app password for a device and print it once. The app "
         "password locks the user's key in a slot of its own, and only the unlocked key "
         "can be locked again, so the user's login password is required on standard "
-        "input (--password-stdin).",
+        "input (--password-stdin); an app password is refused.",
     )
     add.add_argument("address")
     add.add_argument("--name", required=True, help="a name for the device, e.g. phone")
@@ -70,12 +69,7 @@ def _add(args: argparse.Namespace) -> int:
     (password,) = read_secrets(args, "password_stdin", ["the user's password"])
 
     async def work(config: Config, engine: AsyncEngine) -> int:
-        async with engine.connect() as conn:
-            await get_user(conn, email)
-        try:
-            account = await verify_only(engine, email, password, config.crypto)
-        except AuthenticationFailed as exc:
-            raise wrong_credential("the password", email) from exc
+        account = await unlock_user(engine, config, email, password, app_password=False)
         secret = await add_app_password(engine, account, args.name, config.crypto)
         say(f"app password {args.name.strip()!r} added for {email}")
         show_secret(secret, f"App password {args.name.strip()!r}", _APP_WARNING)

@@ -18,8 +18,8 @@ from cryptmail.cli._runtime import (
     read_secrets,
     run_with_engine,
     say,
-    wrong_credential,
 )
+from cryptmail.cli._unlock import unlock_user
 from cryptmail.config import Config
 from cryptmail.crypto.dovecot import (
     DovecotKeyring,
@@ -27,8 +27,7 @@ from cryptmail.crypto.dovecot import (
     load_global_private_key,
     parse_attributes,
 )
-from cryptmail.errors import AuthenticationFailed, ConfigError, DovecotWrongPassword
-from cryptmail.keys import unlock_account
+from cryptmail.errors import ConfigError, DovecotWrongPassword
 from cryptmail.secret import Password
 from cryptmail.store import ImportProgress, import_maildir, used_bytes
 from cryptmail.store.blobs import open_blob_store
@@ -48,7 +47,9 @@ the few stored pieces no message points at.
 
 Standard input (with --password-stdin), one line each, in this order:
   1. USER's password: it unlocks (or, at USER's first login, makes) USER's keys here,
-     and unlocks the Dovecot user keys in dovecot-attributes;
+     and unlocks the Dovecot user keys in dovecot-attributes. One of USER's app
+     passwords also unlocks USER's keys (importing adds mail, as IMAP APPEND does);
+     the Dovecot user keys then need --dovecot-password-stdin;
   2. with --dovecot-password-stdin: the password of the Dovecot user keys
      (Dovecot's mail_crypt_private_password), when it is not USER's password;
   3. with --dovecot-private-key KEY.pem, if that file is encrypted: its password
@@ -193,10 +194,8 @@ def _maildir(args: argparse.Namespace) -> int:
     keyring, password = _keyring(args, attributes_path, key_data)
 
     async def work(config: Config, engine: AsyncEngine) -> int:
-        try:
-            account, _slot = await unlock_account(engine, email, password, config.crypto)
-        except AuthenticationFailed as exc:
-            raise wrong_credential("the password", email) from exc
+        # Adding mail: an app password will do, as for IMAP APPEND (see `_unlock`).
+        account = await unlock_user(engine, config, email, password, app_password=True)
         blobs = open_blob_store(config)
         display: ProgressDisplay | None = None
         result = ImportProgress()

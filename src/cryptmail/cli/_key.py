@@ -1,7 +1,9 @@
-"""`cryptmail key`: a user's key pairs (list, rotate, export) and recovery code.
+"""`cryptmail key`: a user's key pairs (list, rotate, export); `key recovery-code` is
+`user recovery-code` under this noun too.
 
-Everything but `list` needs the user's password on standard input: the private keys
-are locked under it, and the admin holds no key that opens them.
+Everything but `list` needs the user's login password on standard input (an app password
+is refused, see `_unlock`): the private keys are locked under it, and the admin holds no
+key that opens them.
 """
 
 from __future__ import annotations
@@ -13,32 +15,26 @@ import typing
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.cli._runtime import (
-    RECOVERY_WARNING,
     SubParsers,
     print_table,
     read_secrets,
     run_with_engine,
     say,
-    show_secret,
     when,
-    wrong_credential,
 )
+from cryptmail.cli._unlock import KEY_CREDENTIAL, unlock_user
+from cryptmail.cli._user import register_recovery_code
 from cryptmail.config import Config, Curve
-from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import (
-    UnlockedAccount,
+    KEY_ROTATED,
     export_private_keys,
     list_key_pairs,
     record_event,
-    renew_recovery_code,
     rotate_key_pair,
-    verify_only,
 )
-from cryptmail.secret import Password
 from cryptmail.users import get_user, normalize_address
 
-_KEY_ROTATED = "key_rotated"
-_STDIN_HELP = "read the user's password from the first line of standard input"
+_STDIN_HELP = "read the user's login password (not an app password) from the first line of stdin"
 
 
 def register(sub: SubParsers) -> None:
@@ -67,7 +63,7 @@ def register(sub: SubParsers) -> None:
         "export",
         help="write every private key of a user as PKCS#8 PEM to stdout",
         description="Write every private key of the user as PKCS#8 PEM to stdout. Standard "
-        "input: the user's password, then (with --passphrase-stdin) a passphrase that "
+        f"input: {KEY_CREDENTIAL}, then (with --passphrase-stdin) a passphrase that "
         "encrypts the PEM. Without a passphrase the keys are written in the clear.",
     )
     export.add_argument("address")
@@ -79,24 +75,7 @@ def register(sub: SubParsers) -> None:
     )
     export.set_defaults(handler=_export)
 
-    code = verbs.add_parser(
-        "recovery-code",
-        help="replace a user's recovery code and print the new one once",
-    )
-    code.add_argument("address")
-    code.add_argument("--password-stdin", action="store_true", help=_STDIN_HELP)
-    code.set_defaults(handler=_recovery_code)
-
-
-async def _unlock(
-    engine: AsyncEngine, config: Config, email: str, password: Password
-) -> UnlockedAccount:
-    async with engine.connect() as conn:
-        await get_user(conn, email)
-    try:
-        return await verify_only(engine, email, password, config.crypto)
-    except AuthenticationFailed as exc:
-        raise wrong_credential("the password", email) from exc
+    register_recovery_code(verbs, alias=True)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -125,11 +104,11 @@ def _rotate(args: argparse.Namespace) -> int:
     (password,) = read_secrets(args, "password_stdin", ["the password"])
 
     async def work(config: Config, engine: AsyncEngine) -> int:
-        account = await _unlock(engine, config, email, password)
+        account = await unlock_user(engine, config, email, password, app_password=False)
         curve: Curve = args.curve or config.crypto.curve
         async with engine.begin() as conn:
             info = await rotate_key_pair(conn, account, curve)
-            await record_event(conn, account.user.id, _KEY_ROTATED)
+            await record_event(conn, account.user.id, KEY_ROTATED)
         say(f"new active key of {email}: {info.key_id.hex()[:16]} {info.curve}")
         return 0
 
@@ -145,7 +124,7 @@ def _export(args: argparse.Namespace) -> int:
     passphrase = secrets[1].reveal() if len(secrets) > 1 else None
 
     async def work(config: Config, engine: AsyncEngine) -> int:
-        account = await _unlock(engine, config, email, secrets[0])
+        account = await unlock_user(engine, config, email, secrets[0], app_password=False)
         pems = export_private_keys(account, passphrase)
         if passphrase is None:
             say(
@@ -155,20 +134,6 @@ def _export(args: argparse.Namespace) -> int:
         for pem in pems:
             sys.stdout.buffer.write(pem)
         sys.stdout.buffer.flush()
-        return 0
-
-    return run_with_engine(args, work)
-
-
-def _recovery_code(args: argparse.Namespace) -> int:
-    email = normalize_address(args.address)
-    (password,) = read_secrets(args, "password_stdin", ["the password"])
-
-    async def work(config: Config, engine: AsyncEngine) -> int:
-        account = await _unlock(engine, config, email, password)
-        code = await renew_recovery_code(engine, account, config.crypto)
-        say(f"recovery code of {email} replaced; the old one no longer works")
-        show_secret(code, f"New recovery code for {email}", RECOVERY_WARNING)
         return 0
 
     return run_with_engine(args, work)

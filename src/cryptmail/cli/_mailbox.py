@@ -22,11 +22,11 @@ from cryptmail.cli._runtime import (
     read_secrets,
     run_with_engine,
     say,
-    wrong_credential,
 )
+from cryptmail.cli._unlock import MAIL_CREDENTIAL, unlock_user
 from cryptmail.config import Config
-from cryptmail.errors import AuthenticationFailed, ConfigError, KeyLocked
-from cryptmail.keys import UnlockedAccount, active_public_key, unlock_account
+from cryptmail.errors import ConfigError, KeyLocked
+from cryptmail.keys import UnlockedAccount, active_public_key
 from cryptmail.store import (
     encrypt_mailboxes,
     list_mailboxes,
@@ -37,6 +37,8 @@ from cryptmail.store import (
 from cryptmail.store.blobs import BlobStore, open_blob_store
 from cryptmail.users import get_user, list_users, normalize_address
 
+_PASSWORD_HELP = f"read {MAIL_CREDENTIAL} from standard input"
+
 
 def register(sub: SubParsers) -> None:
     parser = sub.add_parser("mailbox", help="list and export a user's folders")
@@ -44,14 +46,20 @@ def register(sub: SubParsers) -> None:
 
     listing = verbs.add_parser("list", help="folders with message counts")
     listing.add_argument("user", help="email address")
-    listing.add_argument("--password-stdin", action="store_true", help="password on stdin")
+    listing.add_argument("--password-stdin", action="store_true", help=_PASSWORD_HELP)
     listing.set_defaults(handler=_list)
 
-    export = verbs.add_parser("export", help="every folder as Maildir or mbox")
+    export = verbs.add_parser(
+        "export",
+        help="every folder as Maildir or mbox",
+        description="Write every folder of the user as Maildir or mbox. It reads mail as "
+        f"IMAP does, so it takes {MAIL_CREDENTIAL}. Private keys are exported by "
+        "`key export`, which needs the login password.",
+    )
     export.add_argument("user", help="email address")
     export.add_argument("out", help="output directory (must not exist or be empty)")
     export.add_argument("--format", choices=("maildir", "mbox"), default="maildir")
-    export.add_argument("--password-stdin", action="store_true", help="password on stdin")
+    export.add_argument("--password-stdin", action="store_true", help=_PASSWORD_HELP)
     export.set_defaults(handler=_export)
 
     encrypt = verbs.add_parser(
@@ -67,18 +75,16 @@ def register(sub: SubParsers) -> None:
     encrypt.add_argument(
         "--password-stdin",
         action="store_true",
-        help="read the user's password (makes the key pair if the user has none yet)",
+        help=f"read {MAIL_CREDENTIAL} (makes the key pair if the user has none yet)",
     )
     encrypt.set_defaults(handler=_encrypt)
 
 
 async def _unlock(config: Config, engine: AsyncEngine, args: argparse.Namespace) -> UnlockedAccount:
+    # Reading mail: an app password will do, as over IMAP (see `_unlock`).
     (password,) = read_secrets(args, "password_stdin", ["password"])
-    try:
-        account, _slot = await unlock_account(engine, args.user, password, config.crypto)
-    except AuthenticationFailed as exc:
-        raise wrong_credential("the password", args.user) from exc
-    return account
+    email = normalize_address(args.user)
+    return await unlock_user(engine, config, email, password, app_password=True)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -112,10 +118,7 @@ def _encrypt(args: argparse.Namespace) -> int:
             else:
                 users = [await get_user(conn, normalize_address(args.user))]
         if password is not None:
-            try:
-                await unlock_account(engine, users[0].email, password, config.crypto)
-            except AuthenticationFailed as exc:
-                raise wrong_credential("the password", users[0].email) from exc
+            await unlock_user(engine, config, users[0].email, password, app_password=True)
         waiting = 0
         for user in users:
             async with engine.connect() as conn:

@@ -23,6 +23,7 @@ from cryptmail.cli._runtime import (
     when,
     wrong_credential,
 )
+from cryptmail.cli._unlock import KEY_CREDENTIAL, unlock_user
 from cryptmail.config import Config
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import (
@@ -31,7 +32,6 @@ from cryptmail.keys import (
     list_key_pairs,
     recover,
     renew_recovery_code,
-    verify_only,
 )
 from cryptmail.users import get_user, list_users, normalize_address, set_crypt
 
@@ -79,7 +79,8 @@ def register(sub: SubParsers) -> None:
         "passwd",
         help="change a user's password",
         description="Change the password: the key is re-locked and the hash changed in one "
-        "transaction. Standard input: the current password, then the new one.",
+        "transaction. Standard input: the current password, then the new one. The current "
+        "password is the login password (an app password is refused).",
     )
     passwd.add_argument("address")
     passwd.add_argument(
@@ -101,22 +102,31 @@ def register(sub: SubParsers) -> None:
     )
     rec.set_defaults(handler=_recover)
 
-    code = verbs.add_parser(
-        "recovery-code",
-        help="make (or replace) a user's recovery code",
-        description="Make a new recovery code with the user's password; the old code, if "
-        "any, stops working. Users whose keys were made at their first login (ISPmail rows) "
-        "have none until this runs or they make one on the web account page. Standard "
-        "input: the password.",
-    )
-    code.add_argument("address")
-    code.add_argument("--password-stdin", action="store_true", help="read the password")
-    code.set_defaults(handler=_recovery_code)
+    register_recovery_code(verbs)
 
     crypt = verbs.add_parser("crypt", help="seal a user's new mail (2) or store it plain (0)")
     crypt.add_argument("address")
     crypt.add_argument("crypt", type=int, choices=(0, 2), help="2: seal new mail; 0: plain")
     crypt.set_defaults(handler=_crypt)
+
+
+def register_recovery_code(verbs: SubParsers, *, alias: bool = False) -> None:
+    """`user recovery-code`; with `alias`, the same command under another noun (`key
+    recovery-code`, kept for scripts written against it)."""
+    code = verbs.add_parser(
+        "recovery-code",
+        help="make (or replace) a user's recovery code and print it once"
+        + (" (same as `user recovery-code`)" if alias else ""),
+        description="Make a new recovery code with the user's password; the old code, if "
+        "any, stops working. Users whose keys were made at their first login (ISPmail rows) "
+        "have none until this runs or they make one on the web account page. Standard "
+        f"input: {KEY_CREDENTIAL}.",
+    )
+    code.add_argument("address")
+    code.add_argument(
+        "--password-stdin", action="store_true", help="read the login password from stdin"
+    )
+    code.set_defaults(handler=recovery_code)
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -199,18 +209,15 @@ def _recover(args: argparse.Namespace) -> int:
     return run_with_engine(args, work)
 
 
-def _recovery_code(args: argparse.Namespace) -> int:
+def recovery_code(args: argparse.Namespace) -> int:
+    """`user recovery-code` and its alias `key recovery-code`."""
     email = normalize_address(args.address)
     (password,) = read_secrets(args, "password_stdin", ["the password"])
 
     async def work(config: Config, engine: AsyncEngine) -> int:
-        async with engine.connect() as conn:
-            await get_user(conn, email)
-        try:
-            account = await verify_only(engine, email, password, config.crypto)
-        except AuthenticationFailed as exc:
-            raise wrong_credential("the password", email) from exc
+        account = await unlock_user(engine, config, email, password, app_password=False)
         new_code = await renew_recovery_code(engine, account, config.crypto)
+        say(f"recovery code of {email} made; the old one, if any, no longer works")
         show_secret(new_code, f"New recovery code for {email}", RECOVERY_WARNING)
         return 0
 

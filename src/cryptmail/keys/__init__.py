@@ -1,9 +1,13 @@
 """cryptmail.keys: key pairs, key slots, password change, recovery, app passwords.
 
-Everything that turns a credential into an unlocked account, and back.
+Everything that turns a credential into an unlocked account, and back. One function per
+job: `verify_login` (a login, with its side effects), `open_account_key` (check a
+credential, write nothing), `open_private_keys`, `change_password`, `recover`,
+`reset_password` (the admin reset), `add_app_password` / `revoke_app_password`.
+`unlock_account` is `verify_login` plus `open_private_keys`.
 """
 
-from cryptmail.keys._account import UnlockedAccount
+from cryptmail.keys._account import AccountKey, UnlockedAccount
 from cryptmail.keys._app_passwords import (
     AppPasswordInfo,
     add_app_password,
@@ -11,27 +15,34 @@ from cryptmail.keys._app_passwords import (
     revoke_app_password,
 )
 from cryptmail.keys._cache import UnlockedAccounts
-from cryptmail.keys._events import Event, list_events, record_event
+from cryptmail.keys._credential import open_account_key
+from cryptmail.keys._events import (
+    KEY_ROTATED,
+    PASSWORD_CHANGED,
+    Event,
+    list_events,
+    record_event,
+)
 from cryptmail.keys._keyring import (
     KeyPairInfo,
     account_uuid,
     active_public_key,
     export_private_keys,
     list_key_pairs,
+    open_private_keys,
     rotate_key_pair,
 )
-from cryptmail.keys._login import unlock_account
-from cryptmail.keys._password import (
-    change_password,
-    has_recovery_code,
-    recover,
-    renew_recovery_code,
-    verify_only,
-)
+from cryptmail.keys._login import unlock_account, verify_login, verify_only
+from cryptmail.keys._password import change_password
 from cryptmail.keys._provision import NewAccount, create_user, provision_keys
+from cryptmail.keys._recovery import has_recovery_code, recover, renew_recovery_code
+from cryptmail.keys._reset import reset_password
 from cryptmail.keys._throttle import LoginThrottle
 
 __all__ = [
+    "KEY_ROTATED",
+    "PASSWORD_CHANGED",
+    "AccountKey",
     "AppPasswordInfo",
     "Event",
     "KeyPairInfo",
@@ -49,12 +60,16 @@ __all__ = [
     "list_app_passwords",
     "list_events",
     "list_key_pairs",
+    "open_account_key",
+    "open_private_keys",
     "provision_keys",
     "record_event",
     "recover",
     "renew_recovery_code",
+    "reset_password",
     "revoke_app_password",
     "rotate_key_pair",
     "unlock_account",
+    "verify_login",
     "verify_only",
 ]

@@ -1,4 +1,5 @@
-"""An unlocked account: what a session holds in memory after login, never on disk."""
+"""An opened account key and an unlocked account: what a session holds in memory after
+login, never on disk."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 
 from cryptmail.crypto import FieldCipher, PrivateKey, PublicKeyInfo
 from cryptmail.errors import DecryptionFailed
+from cryptmail.keys._slots import SlotRow
 from cryptmail.secret import SecretBytes
 from cryptmail.users import User
 
@@ -31,3 +33,21 @@ class UnlockedAccount:
             return self.private_keys[key_id]
         except KeyError:
             raise DecryptionFailed("message key (no private key with that id)") from None
+
+
+@dataclass(frozen=True, repr=False)
+class AccountKey:
+    """The account key, opened by the credential in `slot`; the private keys stay sealed.
+
+    `hash_checked`: the credential was also checked against virtual_users.password,
+    because that hash was changed outside cryptmail (the slot does not go with it yet).
+    """
+
+    user: User
+    account_uuid: bytes
+    account_key: SecretBytes
+    slot: SlotRow
+    hash_checked: bool = False
+
+    def __repr__(self) -> str:
+        return f"AccountKey(user_id={self.user.id}, slot={self.slot.kind})"

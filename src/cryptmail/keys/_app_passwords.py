@@ -7,18 +7,16 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
 from cryptmail.crypto import code_lookup_id, generate_app_password, normalize_code
-from cryptmail.db import tables as t
 from cryptmail.errors import AppPasswordExists, AppPasswordNotFound, KeySlotError
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
-from cryptmail.keys._provision import insert_slot
-from cryptmail.keys._slots import APP, make_slot, slot_context
+from cryptmail.keys._kdf import make_slot, slot_context
+from cryptmail.keys._slots import APP, app_slot_names, delete_app_slot, insert_slot
 from cryptmail.secret import Password
 
 _NAME = re.compile(r"^[\w .@+-]{1,64}$")
@@ -45,7 +43,10 @@ async def add_app_password(
     *,
     client_ip: str = "",
 ) -> str:
-    """A new app password named `name`, returned once."""
+    """A new app password named `name`, returned once (one Argon2id).
+
+    Raises KeySlotError for a bad name, AppPasswordExists.
+    """
     name = check_name(name)
     secret = generate_app_password()
     normalized = normalize_code(secret)
@@ -72,24 +73,14 @@ async def add_app_password(
 async def revoke_app_password(
     engine: AsyncEngine, user_id: int, name: str, *, client_ip: str = ""
 ) -> None:
+    """Delete the app password `name`: it stops working at the next login (a session it
+    opened keeps running until it ends). Raises AppPasswordNotFound."""
     async with engine.begin() as conn:
-        result = await conn.execute(
-            delete(t.cm_key_slots).where(
-                t.cm_key_slots.c.user_id == user_id,
-                t.cm_key_slots.c.kind == APP,
-                t.cm_key_slots.c.name == name.strip(),
-            )
-        )
-        if result.rowcount == 0:
+        if not await delete_app_slot(conn, user_id, name.strip()):
             raise AppPasswordNotFound(f"no app password named {name.strip()!r}")
         await events.record_event(conn, user_id, events.APP_PASSWORD_REVOKED, client_ip, name)
 
 
 async def list_app_passwords(engine: AsyncEngine, user_id: int) -> list[AppPasswordInfo]:
     async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(t.cm_key_slots.c.name, t.cm_key_slots.c.created_at)
-            .where(t.cm_key_slots.c.user_id == user_id, t.cm_key_slots.c.kind == APP)
-            .order_by(t.cm_key_slots.c.name)
-        )
-        return [AppPasswordInfo(str(r.name), r.created_at) for r in rows]
+        return [AppPasswordInfo(n, at) for n, at in await app_slot_names(conn, user_id)]

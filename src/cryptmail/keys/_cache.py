@@ -21,14 +21,12 @@ import hmac
 import os
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
-from cryptmail.db import tables as t
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._login import unlock_account
-from cryptmail.keys._slots import PASSWORD, hash_fingerprint
+from cryptmail.keys._slots import slot_still_opens
 from cryptmail.secret import Password
 
 
@@ -57,35 +55,8 @@ class UnlockedAccounts:
         ).digest()
 
     async def _slot_unchanged(self, user_id: int, slot_id: int, record: bytes) -> bool:
-        # The slot that opened it is unchanged, and the SQL hash is still the one the
-        # password slot was locked with (not rewritten from outside).
-        slots = t.cm_key_slots
-        password_slot = slots.alias("password_slot")
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        slots.c.record,
-                        t.virtual_users.c.password,
-                        password_slot.c.hash_fingerprint,
-                    )
-                    .select_from(
-                        slots.join(t.virtual_users, t.virtual_users.c.id == slots.c.user_id).join(
-                            password_slot,
-                            and_(
-                                password_slot.c.user_id == slots.c.user_id,
-                                password_slot.c.kind == PASSWORD,
-                            ),
-                        )
-                    )
-                    .where(slots.c.id == slot_id, slots.c.user_id == user_id)
-                )
-            ).first()
-        if row is None or row.hash_fingerprint is None:
-            return False
-        return hmac.compare_digest(bytes(row.record), record) and hmac.compare_digest(
-            bytes(row.hash_fingerprint), hash_fingerprint(str(row.password))
-        )
+            return await slot_still_opens(conn, user_id, slot_id, record)
 
     async def acquire(
         self, address: str, credential: Password, *, client_ip: str = ""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import (
     CurveName,
@@ -28,7 +28,7 @@ from cryptmail.crypto import (
 from cryptmail.db import tables as t
 from cryptmail.db import utcnow
 from cryptmail.errors import NoKeyPair
-from cryptmail.keys._account import UnlockedAccount
+from cryptmail.keys._account import AccountKey, UnlockedAccount
 from cryptmail.secret import SecretBytes
 from cryptmail.users import User
 
@@ -150,6 +150,12 @@ async def open_account(
         active_key=active,
         fields=FieldCipher(derive_data_key(account_key)),
     )
+
+
+async def open_private_keys(engine: AsyncEngine, key: AccountKey) -> UnlockedAccount:
+    """Unseal every private key of the account `key` opened. Raises NoKeyPair."""
+    async with engine.connect() as conn:
+        return await open_account(conn, key.user, key.account_uuid, key.account_key.reveal())
 
 
 async def rotate_key_pair(

@@ -1,28 +1,25 @@
-"""Key-slot rows: which credential locks the account key, and opening them.
+"""Key-slot rows in SQL: every statement on cm_key_slots lives here.
 
 kinds: "password" (the login password; one), "recovery" (the recovery code; one),
-"app" (app passwords; one per name). A slot's AEAD context is the account uuid, kind
-and name, so a slot row copied elsewhere does not open.
+"app" (app passwords; one per name). The record is the account key locked by that
+credential (see `_kdf`); the password slot also holds the fingerprint of the
+virtual_users.password it was locked alongside, so a hash rewritten outside cryptmail
+is noticed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
+import hmac
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cryptmail.concurrency import run_kdf
-from cryptmail.config import Argon2Config
-from cryptmail.crypto import Argon2Params, lock_slot, slot_params, unlock_slot
 from cryptmail.db import tables as t
-from cryptmail.errors import DecryptionFailed, KdfParametersRefused, MalformedObject, UserError
-from cryptmail.secret import Password, SecretBytes
-from cryptmail.users import Argon2Parameters, hash_password, verify_password
-
-log = logging.getLogger(__name__)
+from cryptmail.db import utcnow
+from cryptmail.errors import KeySlotError
 
 PASSWORD = "password"  # noqa: S105 - a slot kind, not a secret
 RECOVERY = "recovery"
@@ -40,72 +37,8 @@ class SlotRow:
     hash_fingerprint: bytes | None
 
 
-def slot_context(account_uuid: bytes, kind: str, name: str) -> bytes:
-    return account_uuid + b"|" + kind.encode() + b"|" + name.encode("utf-8")
-
-
-def params_of(config: Argon2Config) -> Argon2Params:
-    return Argon2Params(config.memory_kib, config.time_cost, config.parallelism)
-
-
 def hash_fingerprint(password_hash: str) -> bytes:
     return hashlib.sha256(password_hash.encode("utf-8")).digest()
-
-
-async def make_slot(
-    account_key: bytes, credential: SecretBytes, config: Argon2Config, context: bytes
-) -> bytes:
-    """A new slot record (Argon2id on the KDF pool)."""
-    return await run_kdf(lock_slot, account_key, credential.reveal(), params_of(config), context)
-
-
-async def open_slot(
-    row: SlotRow, account_uuid: bytes, credential: SecretBytes, config: Argon2Config
-) -> bytes | None:
-    """The account key, or None if the credential does not open this slot."""
-    try:
-        slot_params(row.record).check_ceiling(config.max_memory_kib, config.max_time_cost)
-        context = slot_context(account_uuid, row.kind, row.name)
-        return await run_kdf(unlock_slot, row.record, credential.reveal(), context)
-    except (DecryptionFailed, MalformedObject):
-        return None
-    except KdfParametersRefused as exc:
-        # A planted or foreign slot: to the client a failed login like any other.
-        log.warning("key slot %d of user id %d refused: %s", row.id, row.user_id, exc)
-        return None
-
-
-def _hash_password_sync(password: SecretBytes, config: Argon2Config) -> str:
-    params = Argon2Parameters(
-        time_cost=config.time_cost, memory_cost=config.memory_kib, parallelism=config.parallelism
-    )
-    return hash_password(Password(password.reveal()), argon2=params)
-
-
-async def hash_for_slot(password: SecretBytes, config: Argon2Config) -> str:
-    """The `{ARGON2ID}` hash for virtual_users.password, at the slots' own cost: the SQL
-    hash is an offline target too, and the weaker of the two would protect the mail."""
-    return await run_kdf(_hash_password_sync, password, config)
-
-
-def _verify_sync(stored: str, password: SecretBytes) -> bool:
-    try:
-        return verify_password(stored, Password(password.reveal()))
-    except UserError as exc:
-        # A hash we cannot use (unknown scheme, malformed) fails like a wrong password;
-        # the operator log says which, by user id, in the caller.
-        log.warning("stored password hash cannot be checked: %s", type(exc).__name__)
-        return False
-
-
-async def verify_hash(stored: str, password: SecretBytes) -> bool:
-    """Check `password` against a virtual_users.password value, off the event loop."""
-    return await run_kdf(_verify_sync, stored, password)
-
-
-async def burn_kdf(config: Argon2Config) -> None:
-    """Spend one Argon2 on nothing, so an unknown user costs as long as a wrong password."""
-    await run_kdf(lock_slot, bytes(32), b"", params_of(config), b"burn")
 
 
 def _row(r: object) -> SlotRow:
@@ -134,3 +67,106 @@ async def slot_by_lookup(conn: AsyncConnection, lookup_id: bytes) -> SlotRow | N
         await conn.execute(select(t.cm_key_slots).where(t.cm_key_slots.c.lookup_id == lookup_id))
     ).first()
     return _row(row) if row is not None else None
+
+
+async def insert_slot(
+    conn: AsyncConnection,
+    user_id: int,
+    kind: str,
+    record: bytes,
+    *,
+    name: str = "",
+    lookup_id: bytes | None = None,
+    fingerprint: bytes | None = None,
+) -> None:
+    """Raises IntegrityError if the user has a slot of this kind and name already."""
+    await conn.execute(
+        t.cm_key_slots.insert().values(
+            user_id=user_id,
+            kind=kind,
+            name=name,
+            lookup_id=lookup_id,
+            record=record,
+            hash_fingerprint=fingerprint,
+            created_at=utcnow(),
+        )
+    )
+
+
+async def replace_slot(
+    conn: AsyncConnection, old: SlotRow, record: bytes, **values: object
+) -> None:
+    """Swap the record of `old` (and other columns); KeySlotError if it changed meanwhile."""
+    # Compare-and-swap on the record: a concurrent change of the same slot loses cleanly.
+    result = await conn.execute(
+        update(t.cm_key_slots)
+        .where(t.cm_key_slots.c.id == old.id, t.cm_key_slots.c.record == old.record)
+        .values(record=record, **values)
+    )
+    if result.rowcount != 1:
+        raise KeySlotError("the key slot changed while this change ran; try again")
+
+
+async def set_fingerprint(conn: AsyncConnection, slot: SlotRow, fingerprint: bytes) -> bool:
+    """Record the SQL hash a password slot goes with, unless the slot changed meanwhile."""
+    result = await conn.execute(
+        update(t.cm_key_slots)
+        .where(t.cm_key_slots.c.id == slot.id, t.cm_key_slots.c.record == slot.record)
+        .values(hash_fingerprint=fingerprint)
+    )
+    return bool(result.rowcount == 1)
+
+
+async def delete_app_slot(conn: AsyncConnection, user_id: int, name: str) -> bool:
+    """Delete the app password slot `name`; False if there was none."""
+    result = await conn.execute(
+        delete(t.cm_key_slots).where(
+            t.cm_key_slots.c.user_id == user_id,
+            t.cm_key_slots.c.kind == APP,
+            t.cm_key_slots.c.name == name,
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def app_slot_names(conn: AsyncConnection, user_id: int) -> list[tuple[str, datetime]]:
+    """Name and creation time of each app password slot, by name."""
+    rows = await conn.execute(
+        select(t.cm_key_slots.c.name, t.cm_key_slots.c.created_at)
+        .where(t.cm_key_slots.c.user_id == user_id, t.cm_key_slots.c.kind == APP)
+        .order_by(t.cm_key_slots.c.name)
+    )
+    return [(str(r.name), r.created_at) for r in rows]
+
+
+async def slot_still_opens(
+    conn: AsyncConnection, user_id: int, slot_id: int, record: bytes
+) -> bool:
+    """Whether slot `slot_id` still holds `record` and the SQL hash is still the one the
+    password slot was locked alongside (not rewritten from outside)."""
+    slots = t.cm_key_slots
+    password_slot = slots.alias("password_slot")
+    row = (
+        await conn.execute(
+            select(
+                slots.c.record,
+                t.virtual_users.c.password,
+                password_slot.c.hash_fingerprint,
+            )
+            .select_from(
+                slots.join(t.virtual_users, t.virtual_users.c.id == slots.c.user_id).join(
+                    password_slot,
+                    and_(
+                        password_slot.c.user_id == slots.c.user_id,
+                        password_slot.c.kind == PASSWORD,
+                    ),
+                )
+            )
+            .where(slots.c.id == slot_id, slots.c.user_id == user_id)
+        )
+    ).first()
+    if row is None or row.hash_fingerprint is None:
+        return False
+    return hmac.compare_digest(bytes(row.record), record) and hmac.compare_digest(
+        bytes(row.hash_fingerprint), hash_fingerprint(str(row.password))
+    )

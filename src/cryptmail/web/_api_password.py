@@ -1,24 +1,25 @@
 """API: change the password (old and new), recover with the code, and the admin reset.
 
-The admin token sets a password without the old one only where no key depends on it:
-a user with crypt = 0 and no key pair yet. Any other user's key is locked by the
-password; replacing the hash alone would lock them out of their own mail for good, so
-that is refused (409) and the old password or the recovery code is needed.
+The admin token sets a password without the old one only where no key depends on it
+(`keys.reset_password`: a user with crypt = 0 and no key pair yet); any other user is
+refused (409) and needs the old password or the recovery code.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from cryptmail.concurrency import run_kdf
-from cryptmail.errors import AuthenticationFailed, PasswordRejected
-from cryptmail.keys import account_uuid, change_password, record_event, recover
+from cryptmail.errors import (
+    AuthenticationFailed,
+    PasswordRejected,
+    PasswordResetRefused,
+    UnknownUser,
+)
+from cryptmail.keys import change_password, recover, reset_password
 from cryptmail.secret import Password
-from cryptmail.users import Argon2Parameters, find_user, hash_password, set_password_hash
 from cryptmail.web._api_input import ApiError, Field, auth_failed, bearer_matches, read_fields
 from cryptmail.web._attempts import address_tag, throttled
 from cryptmail.web._context import WebContext, client_ip, web_context
@@ -26,7 +27,6 @@ from cryptmail.web._new_password import check_new
 
 log = logging.getLogger(__name__)
 
-PASSWORD_CHANGED: Final = "password_changed"  # noqa: S105 - the keys event name, not a secret
 ADDRESS = Field(254)
 SECRET = Field(1024)
 CODE = Field(128)
@@ -90,30 +90,25 @@ async def _admin_reset(
             "The admin token is wrong.",
             {"www-authenticate": 'Bearer realm="cryptmail"'},
         )
-    async with context.engine.connect() as conn:
-        user = await find_user(conn, address)
-        has_keys = user is not None and await account_uuid(conn, user.id) is not None
-    if user is None:
-        raise ApiError(404, "unknown_user", "No user has this address.")
-    if user.crypt != 0 or has_keys:
-        log.warning("API admin password reset refused for user id %d: key locked", user.id)
+    try:
+        user = await reset_password(
+            context.engine,
+            address,
+            new,
+            context.config.crypto,
+            client_ip=ip,
+            check_new=lambda _user: _check_rules(context, address, new),
+        )
+    except UnknownUser:
+        raise ApiError(404, "unknown_user", "No user has this address.") from None
+    except PasswordResetRefused:
         raise ApiError(
             409,
             "key_locked_by_password",
             "This user's mail key is locked by their password: setting a password without "
             "the old one would lock them out of their mail for good. Change it with the old "
             "password (field 'old'), or with the recovery code (POST /api/v1/recover).",
-        )
-    _check_rules(context, address, new)
-    argon2 = context.config.crypto.argon2
-    # The SQL hash at the slots' cost, as keys does: it is an offline target too.
-    params = Argon2Parameters(
-        time_cost=argon2.time_cost, memory_cost=argon2.memory_kib, parallelism=argon2.parallelism
-    )
-    new_hash = await run_kdf(hash_password, new, argon2=params)
-    async with context.engine.begin() as conn:
-        await set_password_hash(conn, user.id, new_hash)
-        await record_event(conn, user.id, PASSWORD_CHANGED, ip)
+        ) from None
     context.sessions.drop_user(user_id=user.id)
     log.info("API admin password reset for user id %d (crypt 0, no keys) from %s", user.id, ip)
 

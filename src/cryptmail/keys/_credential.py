@@ -1,0 +1,159 @@
+"""Opening the account key with a credential: the check every login, password change
+and key operation starts with. It writes nothing but a failed-sign-in event.
+
+Every failure is the same AuthenticationFailed to the caller; its `detail` (for the
+operator log, by id) says which case it was. Every attempt spends at least one Argon2 at
+slot cost (a real slot unlock, or `burn_kdf` for an unknown user, a user without keys
+and a refused outside hash), so timing does not tell which addresses exist or have keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.config import CryptoConfig
+from cryptmail.crypto import code_lookup_id, normalize_code
+from cryptmail.errors import AuthenticationFailed
+from cryptmail.keys import _events as events
+from cryptmail.keys._account import AccountKey
+from cryptmail.keys._kdf import burn_kdf, open_slot, verify_hash
+from cryptmail.keys._keyring import account_uuid
+from cryptmail.keys._slots import (
+    APP,
+    PASSWORD,
+    hash_fingerprint,
+    slot_by_lookup,
+    slots_of,
+)
+from cryptmail.secret import Password, SecretBytes
+from cryptmail.users import User, find_user
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, repr=False)
+class KeylessUser:
+    """A user without keys yet (an ISPmail row) whose password matched the SQL hash."""
+
+    user: User
+
+
+async def check_credential(
+    engine: AsyncEngine,
+    email: str,
+    credential: Password,
+    crypto: CryptoConfig,
+    *,
+    client_ip: str = "",
+    allow_app_password: bool = False,
+) -> AccountKey | KeylessUser:
+    """The opened account key, or for a user without keys the proof that the password
+    matched the SQL hash. Raises AuthenticationFailed."""
+    async with engine.connect() as conn:
+        user = await find_user(conn, email)
+        if user is None:
+            await burn_kdf(crypto.argon2)
+            raise AuthenticationFailed("unknown user")
+        uuid = await account_uuid(conn, user.id)
+        slots = await slots_of(conn, user.id) if uuid is not None else []
+
+    if uuid is None:
+        if not await verify_hash(user.password_hash, credential):
+            # The slot unlock a user with keys costs: without it a cheap legacy hash would
+            # tell that this address exists but has no keys yet. (A right password needs
+            # no cover: the caller knows it, and making keys costs more anyway.)
+            await burn_kdf(crypto.argon2)
+            log.info("login failed for user id %d: wrong password (no keys yet)", user.id)
+            raise AuthenticationFailed("wrong password")
+        return KeylessUser(user)
+
+    password_slot = next((s for s in slots if s.kind == PASSWORD), None)
+    in_sync = password_slot is not None and password_slot.hash_fingerprint == hash_fingerprint(
+        user.password_hash
+    )
+    if allow_app_password and in_sync:
+        # Not when the hash was changed outside (an admin reset): app passwords wait until
+        # the new password has logged in once and the slot adopted the new hash.
+        opened = await _open_app_slot(engine, user, uuid, credential, crypto)
+        if opened is not None:
+            return opened
+
+    if password_slot is None:
+        # Keys without a password slot (never written so; a bad restore): the recovery
+        # code makes a new one. Making keys again here would loop.
+        await burn_kdf(crypto.argon2)
+        raise await _failed(engine, user, client_ip, "the account has no password slot")
+    if not in_sync:
+        # The hash changed outside cryptmail (an admin tool, a webmail plugin writing the
+        # hash itself): it is the authority for who may log in, so check it too.
+        if not await verify_hash(user.password_hash, credential):
+            await burn_kdf(crypto.argon2)  # the slot unlock a right hash would cost
+            raise await _failed(engine, user, client_ip, "wrong password (hash changed outside)")
+    account_key = await open_slot(password_slot, uuid, credential, crypto.argon2)
+    if account_key is None:
+        raise await _failed(engine, user, client_ip, "wrong password")
+    return AccountKey(user, uuid, SecretBytes(account_key), password_slot, not in_sync)
+
+
+async def open_account_key(
+    engine: AsyncEngine,
+    email: str,
+    credential: Password,
+    crypto: CryptoConfig,
+    *,
+    client_ip: str = "",
+    allow_app_password: bool = False,
+) -> AccountKey:
+    """Open the account key of `email` with its login password (or, if allowed, an app
+    password). Writes nothing on success: no keys are made, no hash is replaced.
+
+    Raises AuthenticationFailed, also for a user without keys yet (a login makes them).
+    """
+    opened = await check_credential(
+        engine,
+        email,
+        credential,
+        crypto,
+        client_ip=client_ip,
+        allow_app_password=allow_app_password,
+    )
+    if isinstance(opened, KeylessUser):
+        log.info("key of user id %d not opened: no keys yet", opened.user.id)
+        raise AuthenticationFailed("no keys yet")
+    return opened
+
+
+async def _open_app_slot(
+    engine: AsyncEngine, user: User, uuid: bytes, credential: Password, crypto: CryptoConfig
+) -> AccountKey | None:
+    normalized = normalize_code(credential.text()) if _is_text(credential) else None
+    if normalized is None:
+        return None
+    async with engine.connect() as conn:
+        slot = await slot_by_lookup(conn, code_lookup_id(normalized))
+    if slot is None or slot.user_id != user.id or slot.kind != APP:
+        return None
+    account_key = await open_slot(slot, uuid, Password.from_str(normalized), crypto.argon2)
+    if account_key is None:
+        return None
+    return AccountKey(user, uuid, SecretBytes(account_key), slot)
+
+
+def _is_text(credential: Password) -> bool:
+    try:
+        credential.text()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def _failed(
+    engine: AsyncEngine, user: User, client_ip: str, detail: str
+) -> AuthenticationFailed:
+    async with engine.begin() as conn:
+        await events.record_event(conn, user.id, events.SIGN_IN_FAILED, client_ip=client_ip)
+    log.info("login failed for user id %d: %s", user.id, detail)
+    return AuthenticationFailed(detail)

@@ -1,0 +1,85 @@
+"""The keys package's Argon2 work, all on the KDF pool: lock and open a slot record, make
+and check a virtual_users.password hash, and burn one derivation to even out timing.
+
+A slot's AEAD context is the account uuid, kind and name, so a slot row copied
+elsewhere does not open.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cryptmail.concurrency import run_kdf
+from cryptmail.config import Argon2Config
+from cryptmail.crypto import Argon2Params, lock_slot, slot_params, unlock_slot
+from cryptmail.errors import DecryptionFailed, KdfParametersRefused, MalformedObject, UserError
+from cryptmail.keys._slots import SlotRow
+from cryptmail.secret import Password, SecretBytes
+from cryptmail.users import Argon2Parameters, hash_password, verify_password
+
+log = logging.getLogger(__name__)
+
+
+def slot_context(account_uuid: bytes, kind: str, name: str) -> bytes:
+    return account_uuid + b"|" + kind.encode() + b"|" + name.encode("utf-8")
+
+
+def params_of(config: Argon2Config) -> Argon2Params:
+    return Argon2Params(config.memory_kib, config.time_cost, config.parallelism)
+
+
+async def make_slot(
+    account_key: bytes, credential: SecretBytes, config: Argon2Config, context: bytes
+) -> bytes:
+    """A new slot record (one Argon2id)."""
+    return await run_kdf(lock_slot, account_key, credential.reveal(), params_of(config), context)
+
+
+async def open_slot(
+    row: SlotRow, account_uuid: bytes, credential: SecretBytes, config: Argon2Config
+) -> bytes | None:
+    """The account key, or None if the credential does not open this slot (one Argon2id,
+    none for a slot asking for more work than the configured ceiling)."""
+    try:
+        slot_params(row.record).check_ceiling(config.max_memory_kib, config.max_time_cost)
+        context = slot_context(account_uuid, row.kind, row.name)
+        return await run_kdf(unlock_slot, row.record, credential.reveal(), context)
+    except (DecryptionFailed, MalformedObject):
+        return None
+    except KdfParametersRefused as exc:
+        # A planted or foreign slot: to the client a failed login like any other.
+        log.warning("key slot %d of user id %d refused: %s", row.id, row.user_id, exc)
+        return None
+
+
+def _hash_password_sync(password: SecretBytes, config: Argon2Config) -> str:
+    params = Argon2Parameters(
+        time_cost=config.time_cost, memory_cost=config.memory_kib, parallelism=config.parallelism
+    )
+    return hash_password(Password(password.reveal()), argon2=params)
+
+
+async def hash_for_slot(password: SecretBytes, config: Argon2Config) -> str:
+    """The `{ARGON2ID}` hash for virtual_users.password, at the slots' own cost: the SQL
+    hash is an offline target too, and the weaker of the two would protect the mail."""
+    return await run_kdf(_hash_password_sync, password, config)
+
+
+def _verify_sync(stored: str, password: SecretBytes) -> bool:
+    try:
+        return verify_password(stored, Password(password.reveal()))
+    except UserError as exc:
+        # A hash we cannot use (unknown scheme, malformed) fails like a wrong password;
+        # the operator log says which, by user id, in the caller.
+        log.warning("stored password hash cannot be checked: %s", type(exc).__name__)
+        return False
+
+
+async def verify_hash(stored: str, password: SecretBytes) -> bool:
+    """Check `password` against a virtual_users.password value, off the event loop."""
+    return await run_kdf(_verify_sync, stored, password)
+
+
+async def burn_kdf(config: Argon2Config) -> None:
+    """Spend one Argon2 on nothing, so an unknown user costs as long as a wrong password."""
+    await run_kdf(lock_slot, bytes(32), b"", params_of(config), b"burn")

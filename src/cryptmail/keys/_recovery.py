@@ -1,0 +1,121 @@
+"""The recovery code: set a new password with it, renew it, ask whether there is one.
+
+Recovery is one write transaction, like a password change (see `_password`): the
+password slot, the hash and the new recovery slot change together. A wrong code
+changes nothing but the failed-sign-in event.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cryptmail.config import CryptoConfig
+from cryptmail.crypto import code_lookup_id, generate_recovery_code, normalize_code
+from cryptmail.errors import AuthenticationFailed
+from cryptmail.keys import _events as events
+from cryptmail.keys._account import UnlockedAccount
+from cryptmail.keys._cache import UnlockedAccounts
+from cryptmail.keys._faults import checkpoint
+from cryptmail.keys._kdf import burn_kdf, hash_for_slot, make_slot, open_slot, slot_context
+from cryptmail.keys._keyring import account_uuid, open_account
+from cryptmail.keys._password import set_password
+from cryptmail.keys._slots import (
+    PASSWORD,
+    RECOVERY,
+    SlotRow,
+    insert_slot,
+    replace_slot,
+    slots_of,
+)
+from cryptmail.secret import Password
+from cryptmail.users import find_user
+
+
+async def _new_recovery(account: UnlockedAccount, crypto: CryptoConfig) -> tuple[str, bytes, bytes]:
+    code = generate_recovery_code()
+    normalized = normalize_code(code)
+    assert normalized is not None  # noqa: S101 - generated codes are always valid
+    record = await make_slot(
+        account.account_key.reveal(),
+        Password.from_str(normalized),
+        crypto.argon2,
+        slot_context(account.account_uuid, RECOVERY, ""),
+    )
+    return code, record, code_lookup_id(normalized)
+
+
+async def _store_recovery(
+    conn: AsyncConnection,
+    account: UnlockedAccount,
+    old: SlotRow | None,
+    record: bytes,
+    lookup: bytes,
+) -> None:
+    if old is None:
+        await insert_slot(conn, account.user.id, RECOVERY, record, lookup_id=lookup)
+    else:
+        await replace_slot(conn, old, record, lookup_id=lookup)
+
+
+async def recover(
+    engine: AsyncEngine,
+    email: str,
+    code: str,
+    new: Password,
+    crypto: CryptoConfig,
+    *,
+    client_ip: str = "",
+    cache: UnlockedAccounts | None = None,
+) -> str:
+    """Set a new password with the recovery code; the code is used up and a new one
+    returned (show it once). With `cache`, cached credentials of `email` are dropped as
+    in `change_password`. Raises AuthenticationFailed for any wrong input."""
+    normalized = normalize_code(code)
+    async with engine.connect() as conn:
+        user = await find_user(conn, email)
+        uuid = await account_uuid(conn, user.id) if user is not None else None
+        slots = await slots_of(conn, user.id) if user is not None and uuid else []
+    recovery_slot = next((s for s in slots if s.kind == RECOVERY), None)
+    if user is None or uuid is None or recovery_slot is None or normalized is None:
+        await burn_kdf(crypto.argon2)
+        raise AuthenticationFailed("recovery: no such user, no recovery slot or malformed code")
+    account_key = await open_slot(recovery_slot, uuid, Password.from_str(normalized), crypto.argon2)
+    if account_key is None:
+        async with engine.begin() as conn:
+            await events.record_event(conn, user.id, events.SIGN_IN_FAILED, client_ip)
+        raise AuthenticationFailed("recovery: wrong code")
+    async with engine.connect() as conn:
+        account = await open_account(conn, user, uuid, account_key)
+    password_slot = next((s for s in slots if s.kind == PASSWORD), None)
+    record = await make_slot(account_key, new, crypto.argon2, slot_context(uuid, PASSWORD, ""))
+    new_hash = await hash_for_slot(new, crypto.argon2)
+    new_code, recovery_record, lookup = await _new_recovery(account, crypto)
+    checkpoint("recover:before-transaction")
+    async with engine.begin() as conn:
+        await set_password(conn, user.id, password_slot, record, new_hash)
+        await _store_recovery(conn, account, recovery_slot, recovery_record, lookup)
+        await events.record_event(conn, user.id, events.RECOVERY_USED, client_ip)
+        checkpoint("recover:before-commit")
+    checkpoint("recover:after-commit")
+    if cache is not None:
+        cache.forget(email)
+    return new_code
+
+
+async def renew_recovery_code(
+    engine: AsyncEngine, account: UnlockedAccount, crypto: CryptoConfig, *, client_ip: str = ""
+) -> str:
+    """Replace the recovery code (the caller proved the password). Returns the new code."""
+    async with engine.connect() as conn:
+        slots = await slots_of(conn, account.user.id)
+    old = next((s for s in slots if s.kind == RECOVERY), None)
+    code, record, lookup = await _new_recovery(account, crypto)
+    async with engine.begin() as conn:
+        await _store_recovery(conn, account, old, record, lookup)
+        await events.record_event(conn, account.user.id, events.RECOVERY_RENEWED, client_ip)
+    return code
+
+
+async def has_recovery_code(engine: AsyncEngine, user_id: int) -> bool:
+    async with engine.connect() as conn:
+        return any(s.kind == RECOVERY for s in await slots_of(conn, user_id))
