@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cryptmail.errors import MailboxExists, StoreError
+from cryptmail.errors import MailboxExists, MailboxNotFound, StoreError
 from cryptmail.imap.server._errors import CommandFailed
 from cryptmail.imap.server._selected import SelectedMailbox
 from cryptmail.imap.server.commands._store import expunge_deleted
@@ -30,6 +30,7 @@ from cryptmail.imap.wire._requests import (
     Select,
     Status,
     Subscribe,
+    UndecodableName,
     Unselect,
     Unsubscribe,
 )
@@ -56,6 +57,18 @@ from cryptmail.utf7 import encode_mailbox_name
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
+
+
+def _refuse_new_name(name: str) -> None:
+    """A name to be created must decode; Dovecot answers the same NO."""
+    if isinstance(name, UndecodableName):
+        raise CommandFailed("Mailbox name is not valid mUTF-7.")
+
+
+def _refuse_undecodable(name: str) -> None:
+    """A name that does not decode names no mailbox (NO, not BAD: it is data)."""
+    if isinstance(name, UndecodableName):
+        raise MailboxNotFound("the mailbox name is not valid modified UTF-7")
 
 
 def _wire_name(name: str) -> bytes:
@@ -122,6 +135,7 @@ async def examine(session: Session, command: Examine) -> bytes:
 
 async def create(session: Session, command: Create) -> bytes:
     account = session.user_account
+    _refuse_new_name(command.mailbox)
     name = command.mailbox.rstrip(DELIMITER)
     if command.special_use:
         raise CommandFailed("Special-use folders are fixed.", "[USEATTR]")
@@ -166,10 +180,16 @@ async def rename(session: Session, command: Rename) -> bytes:
     new_name = command.new_name.rstrip(DELIMITER)
     async with session.context.engine.begin() as conn:
         source = await get_mailbox(conn, account, command.mailbox)
+        _refuse_new_name(command.new_name)
         if source.role == "inbox":
             await rename_inbox(conn, account, new_name)
         elif source.role is not None:
             raise CommandFailed("Special folders cannot be renamed.", "[CANNOT]")
+        elif new_name == source.name:
+            raise MailboxExists("a mailbox cannot be renamed to its own name")
+        elif new_name.startswith(source.name + DELIMITER):
+            # Its children would land on their own names (Dovecot refuses the same way).
+            raise CommandFailed("Can't rename mailbox under itself.")
         else:
             await rename_mailbox(conn, account, command.mailbox, new_name)
         # RFC 3501 6.3.5: superior levels of the new name are created if missing.
@@ -183,12 +203,14 @@ async def rename(session: Session, command: Rename) -> bytes:
 
 
 async def subscribe(session: Session, command: Subscribe) -> bytes:
+    _refuse_undecodable(command.mailbox)
     async with session.context.engine.begin() as conn:
         await store_subscribe(conn, session.user_account, command.mailbox.rstrip(DELIMITER))
     return tagged(command.tag, "OK", "Subscribe completed.")
 
 
 async def unsubscribe(session: Session, command: Unsubscribe) -> bytes:
+    _refuse_undecodable(command.mailbox)
     async with session.context.engine.begin() as conn:
         found = await store_unsubscribe(
             conn, session.user_account, command.mailbox.rstrip(DELIMITER)
