@@ -292,7 +292,8 @@ def _list(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
             returns.add(word)
             if cur.peek() != ord(")"):
                 cur.sp()
-    if "RECURSIVEMATCH" in selection and selection == {"RECURSIVEMATCH"}:
+    # RFC 5258 section 3: RECURSIVEMATCH alone, or with only REMOTE, is BAD.
+    if "RECURSIVEMATCH" in selection and not selection - {"RECURSIVEMATCH", "REMOTE"}:
         raise cur.fail("RECURSIVEMATCH needs another selection option")
     cur.expect_end()
     return rq.List(

@@ -265,20 +265,34 @@ async def _list(session: Session, command: List) -> bytes:
         subscribed = await list_subscriptions(conn, account) if want_subscribed else set()
     tree = _tree(boxes)
     children: set[str] = {a for name in tree for a in _ancestors(name)}
-    subscribed_below: set[str] = {a for name in subscribed for a in _ancestors(name)}
-    if "SUBSCRIBED" in selection:
-        candidates = set(subscribed)
-        if "RECURSIVEMATCH" in selection:
-            candidates |= subscribed_below
-    else:
-        candidates = set(tree)
+    criteria = [o for o in ("SUBSCRIBED", "SPECIAL-USE") if o in selection]
+
+    def meets(name: str) -> bool:
+        """Whether `name` satisfies every selection criterion (RFC 5258 section 3)."""
+        if "SUBSCRIBED" in selection and name not in subscribed:
+            return False
+        box = tree.get(name)
+        return "SPECIAL-USE" not in selection or (box is not None and bool(box.special_use))
+
     matchers = [_pattern(command.reference, p) for p in patterns]
-    for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
-        if not any(m.fullmatch(name) for m in matchers):
+
+    def returned(name: str) -> bool:
+        return any(m.fullmatch(name) for m in matchers)
+
+    names = set(tree) | (set(subscribed) if "SUBSCRIBED" in selection else set())
+    selected = {name for name in names if meets(name)}
+    # RFC 5258 section 3.5: CHILDINFO tells of a matching descendant this LIST does not
+    # return itself; a parent that does not match is listed only for such a child.
+    hidden_below: set[str] = set()
+    if "RECURSIVEMATCH" in selection:
+        for name in selected:
+            if not returned(name):
+                hidden_below.update(_ancestors(name))
+    childinfo = b' ("CHILDINFO" (' + " ".join(f'"{c}"' for c in criteria).encode() + b"))"
+    for name in sorted(selected | hidden_below, key=lambda n: (n != "INBOX", n)):
+        if not returned(name):
             continue
         box = tree.get(name)
-        if "SPECIAL-USE" in selection and (box is None or not box.special_use):
-            continue
         attributes: list[str] = []
         if name not in tree:
             attributes.append("\\NonExistent")
@@ -291,8 +305,8 @@ async def _list(session: Session, command: List) -> bytes:
         if want_subscribed and name in subscribed:
             attributes.append("\\Subscribed")
         line = b"* LIST (" + " ".join(attributes).encode() + b') "/" ' + _wire_name(name)
-        if "RECURSIVEMATCH" in selection and name in subscribed_below:
-            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        if name in hidden_below:
+            line += childinfo
         await session.send(line + b"\r\n")
         if command.status_items and box is not None:
             async with session.context.engine.connect() as conn:
