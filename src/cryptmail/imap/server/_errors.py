@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 from cryptmail.errors import CryptmailError
+from cryptmail.imap.wire._requests import UndecodableName
 
 
 class CommandFailed(CryptmailError):
@@ -24,3 +25,9 @@ class CommandFailed(CryptmailError):
 
 class ConnectionClosed(CryptmailError):
     """The client went away (or timed out) in the middle of a command."""
+
+
+def missing_code(name: str) -> str:
+    """The code for a COPY, MOVE or APPEND target that does not exist: TRYCREATE
+    (RFC 3501 7.1) unless the name cannot be created at all."""
+    return "[NONEXISTENT]" if isinstance(name, UndecodableName) else "[TRYCREATE]"

@@ -335,7 +335,7 @@ class MessageFetch:
                 stored = await read_range(blobs, opened, plan.offset, plan.length)
                 data = VirtualStream.for_plan(plan).feed(stored)
             else:
-                data = await read_range(blobs, opened, plan.offset + plan.skip, size)
+                data = _no_nul(await read_range(blobs, opened, plan.offset + plan.skip, size))
             return data + b" " * (size - len(data))  # as _stream pads a short message
         out = bytearray()
         async for piece in self._stream(plan):
@@ -362,7 +362,7 @@ class MessageFetch:
             if not data:
                 break
             pos += len(data)
-            out = converter.feed(data) if converter is not None else data[:left]
+            out = converter.feed(data) if converter is not None else _no_nul(data[:left])
             left -= len(out)
             if out:
                 yield out
@@ -391,6 +391,13 @@ class MessageFetch:
         if len(out) >= _JOINED:
             await self._session.send(bytes(out))
             out.clear()
+
+
+def _no_nul(data: bytes) -> bytes:
+    """NUL as 0x80, one byte for one, as VirtualStream does where lines are converted:
+    RFC 3501 allows no NUL in a literal (only BINARY may carry one), and every size
+    already reported stays true."""
+    return data.replace(b"\0", b"\x80") if b"\0" in data else data
 
 
 def reads_blob(items: tuple[FetchItem, ...]) -> bool:

@@ -56,8 +56,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREAUTH_LIMITS: Final = ReaderLimits(
-    max_line=8 * 1024, max_literal=4 * 1024, max_command=16 * 1024, max_append=0
+    max_line=48 * 1024, max_literal=4 * 1024, max_command=64 * 1024, max_append=0
 )
+"""Tighter than after login, but a client's ID (RFC 2971 allows 30 values of 1 KiB,
+about 31 KB on one line) must fit: Roundcube sends it before LOGIN."""
 _READ_SIZE: Final = 64 * 1024
 PREAUTH_TIMEOUT_S: float = 60.0
 """Idle time allowed before login (RFC 3501's 30 minutes apply once logged in), so
@@ -211,10 +213,16 @@ class Session:
             self.commands.feed(data)
 
     async def read_client_line(self) -> bytes:
-        """One raw line (SASL response, IDLE's DONE)."""
+        """One raw line (SASL response, IDLE's DONE); BAD for the command if too long."""
         self.commands.request_line()
         while True:
-            event = await self.next_event()
+            try:
+                event = await self.next_event()
+            except InputTooLarge as exc:
+                if exc.recoverable:
+                    raise CommandFailed("Line is too long.", status="BAD") from None
+                await self.send(b"* BYE " + exc.reason.encode() + b"\r\n")
+                raise ConnectionClosed("input over the limit") from None
             if isinstance(event, ClientLine):
                 return event.line
 

@@ -72,6 +72,7 @@ from cryptmail.imap.wire._requests import (
     Status,
     Store,
     Subscribe,
+    UndecodableName,
     Unselect,
     Unsubscribe,
 )
@@ -158,6 +159,7 @@ __all__ = [
     "Store",
     "StreamedLiteral",
     "Subscribe",
+    "UndecodableName",
     "Unselect",
     "Unsubscribe",
     "append_astring",

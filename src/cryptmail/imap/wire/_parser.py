@@ -46,22 +46,23 @@ _MAX_ID_PAIRS: Final = 30
 Handler = Callable[[Cursor, str, bool], rq.Command]
 
 
-def _mailbox(cur: Cursor, raw: bytes) -> str:
+def _mailbox(raw: bytes) -> str:
+    """The decoded name, or an UndecodableName for the handler to refuse with NO."""
     try:
         text = raw.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise cur.fail("Mailbox name is not 7-bit modified UTF-7") from exc
+    except UnicodeDecodeError:
+        return rq.UndecodableName(raw)
     if text.upper() == "INBOX":
         return "INBOX"
     try:
         return decode_mailbox_name(text)
-    except ParseError as exc:
-        raise cur.fail("Mailbox name is not valid modified UTF-7") from exc
+    except ParseError:
+        return rq.UndecodableName(raw)
 
 
 def _sp_mailbox(cur: Cursor) -> str:
     cur.sp()
-    return _mailbox(cur, cur.astring())
+    return _mailbox(cur.astring())
 
 
 def _sp_sequence(cur: Cursor) -> SequenceSet:
@@ -259,19 +260,19 @@ def _list(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
                 raise cur.fail("Unknown LIST selection option")
             selection.add(word)
         cur.sp()
-    reference = _mailbox(cur, cur.astring())
+    reference = _mailbox(cur.astring())
     cur.sp()
     patterns: list[str] = []
     if cur.skip_byte(b"("):
         extended = True
         while True:
-            patterns.append(_mailbox(cur, cur.list_mailbox()))
+            patterns.append(_mailbox(cur.list_mailbox()))
             if cur.skip_byte(b")"):
                 break
             cur.sp()
     else:
         raw = cur.list_mailbox()
-        patterns.append("" if not raw else _mailbox(cur, raw))
+        patterns.append("" if not raw else _mailbox(raw))
     returns: set[str] = set()
     status_items: tuple[str, ...] = ()
     if not cur.at_end():
@@ -291,7 +292,8 @@ def _list(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
             returns.add(word)
             if cur.peek() != ord(")"):
                 cur.sp()
-    if "RECURSIVEMATCH" in selection and selection == {"RECURSIVEMATCH"}:
+    # RFC 5258 section 3: RECURSIVEMATCH alone, or with only REMOTE, is BAD.
+    if "RECURSIVEMATCH" in selection and not selection - {"RECURSIVEMATCH", "REMOTE"}:
         raise cur.fail("RECURSIVEMATCH needs another selection option")
     cur.expect_end()
     return rq.List(
@@ -305,7 +307,7 @@ def _lsub(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     cur.sp()
     raw = cur.list_mailbox()
     cur.expect_end()
-    return rq.Lsub(tag, reference, _mailbox(cur, raw) if raw else "")
+    return rq.Lsub(tag, reference, _mailbox(raw) if raw else "")
 
 
 def _status_items(cur: Cursor) -> tuple[str, ...]:

@@ -16,12 +16,16 @@ Feed it what the socket gave (:meth:`CommandReader.feed`), then drain
 * :class:`ClientLine` - one raw line, after :meth:`CommandReader.request_line`
   (IDLE's ``DONE``, SASL responses of AUTHENTICATE).
 
-Limits are checked before anything is buffered: an over-long line raises
+Limits are checked before anything is buffered: an over-long command line raises
 :class:`~cryptmail.errors.InputTooLarge` with ``recoverable=False`` (answer ``* BYE``
-and close); an over-large literal raises it with ``recoverable=True`` and the reader
-skips that command, so the server answers ``tag NO [TOOBIG]`` and reads on. A
-malformed command raises :class:`~cryptmail.errors.ParseError` after the whole command
-was read, so the next command starts clean.
+and close: it may end in a literal marker, so the stream cannot be resynchronised);
+an over-large literal, or a command whose lines and literals together pass
+``max_command``, raises it with ``recoverable=True`` and the reader skips that
+command, so the server answers ``tag NO [TOOBIG]`` and reads on. An over-long raw
+line (:class:`ClientLine`) carries no literal, so it is skipped to its end and raises
+``recoverable=True`` too: the command waiting for it answers ``BAD``. A malformed
+command raises :class:`~cryptmail.errors.ParseError` after the whole command was
+read, so the next command starts clean.
 """
 
 from __future__ import annotations
@@ -58,11 +62,12 @@ class ReaderLimits:
     """Input bounds; each is checked before the bytes it guards are buffered."""
 
     max_line: int = 64 * 1024
-    """Longest line of command text (literals excluded)."""
+    """Longest single line (command text or a raw client line), as Dovecot's
+    ``imap_max_line_length``; a whole command is bounded by ``max_command``."""
     max_literal: int = 1024 * 1024
     """Largest literal held in memory (any literal but an APPEND message)."""
     max_command: int = 4 * 1024 * 1024
-    """Largest total of text and buffered literals in one command."""
+    """Largest total of text lines and buffered literals in one command."""
     max_append: int = 50 * 1024 * 1024
     """Largest APPEND message (advertise it as APPENDLIMIT, RFC 7889)."""
     chunk_size: int = 64 * 1024
@@ -120,6 +125,7 @@ class _State(enum.Enum):
     STREAM = enum.auto()
     DISCARD_LITERAL = enum.auto()
     DISCARD_LINE = enum.auto()
+    SKIP_LINE = enum.auto()
     DEAD = enum.auto()
 
 
@@ -272,6 +278,13 @@ class CommandReader:
                 else:
                     self._remaining = marker[0]
                     self._state = _State.DISCARD_LITERAL
+            elif state is _State.SKIP_LINE:
+                newline = self._buf.find(b"\n", self._pos)
+                if newline < 0:
+                    self._skip(self.buffered)
+                    return None
+                self._skip(newline + 1 - self._pos)
+                self._state = _State.LINE
             else:
                 assert self._dead is not None  # noqa: S101 -- DEAD always sets _dead
                 raise self._dead
@@ -303,14 +316,28 @@ class CommandReader:
         if newline < 0:
             self._scan = len(self._buf)
             if len(self._buf) - self._pos > self.limits.max_line:
-                self._die("Command line is too long", self.limits.max_line)
+                self._line_too_long(None)
             return None
         end = newline - 1 if newline > self._pos and self._buf[newline - 1] == 0x0D else newline
         if end - self._pos > self.limits.max_line:
-            self._die("Command line is too long", self.limits.max_line)
+            self._line_too_long(newline)
         line = bytes(self._buf[self._pos : end])
         self._skip(newline + 1 - self._pos)
         return line
+
+    def _line_too_long(self, newline: int | None) -> None:
+        if not self._line_mode:
+            self._die("Command line is too long", self.limits.max_line)
+        # A raw line (SASL response, IDLE's DONE) has no literal: skip it to its end.
+        self._line_mode = False
+        if newline is None:
+            self._skip(self.buffered)
+            self._state = _State.SKIP_LINE
+        else:
+            self._skip(newline + 1 - self._pos)
+        raise InputTooLarge(
+            "Line is too long", tag=None, limit=self.limits.max_line, recoverable=True
+        )
 
     def _die(self, reason: str, limit: int) -> None:
         self._state = _State.DEAD
@@ -336,6 +363,11 @@ class CommandReader:
         self._command_size += len(line) + 2
         frame.lines.append(line)
         marker = _literal_marker(line)
+        if self._command_size > self.limits.max_command:
+            size, sync = marker if marker is not None else (0, True)
+            raise self._too_large(
+                "[TOOBIG] Command is too large", self.limits.max_command, sync, size
+            )
         if marker is None:
             self._reset_command()
             return CommandReady(parse_command(frame))

@@ -1,7 +1,8 @@
 """Typed client commands: what :func:`parse_command` turns a command line into.
 
 Every command is a frozen dataclass with its ``tag``. Mailbox names are already decoded
-from modified UTF-7; credentials travel in secret wrappers; strings a SEARCH matches on
+from modified UTF-7 (a name that does not decode is an :class:`UndecodableName`);
+credentials travel in secret wrappers; strings a SEARCH matches on
 are decoded from the command's CHARSET.
 """
 
@@ -62,9 +63,25 @@ __all__ = [
     "Status",
     "Store",
     "Subscribe",
+    "UndecodableName",
     "Unselect",
     "Unsubscribe",
 ]
+
+
+class UndecodableName(str):
+    """A mailbox name the client sent that is not valid modified UTF-7.
+
+    A name is the client's data, not syntax, so the command still parses (as Dovecot's
+    does) and its handler answers ``NO``. The value is NUL and the raw name: no stored
+    name holds a NUL, so a lookup finds nothing and a pattern matches nothing even
+    where a handler does not check for it.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, raw: bytes) -> UndecodableName:
+        return super().__new__(cls, "\x00" + raw.decode("latin-1"))
 
 
 @dataclass(frozen=True, slots=True)

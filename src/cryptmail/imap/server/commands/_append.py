@@ -16,7 +16,7 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.db import utcnow
 from cryptmail.errors import MailboxNotFound, ParseError, QuotaExceeded
 from cryptmail.imap.message._analysis import MessageAnalysis, MessageAnalyzer
-from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed
+from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed, missing_code
 from cryptmail.imap.wire._reader import AppendData, AppendEnd, AppendStart, CommandReady
 from cryptmail.imap.wire._requests import Append
 from cryptmail.imap.wire._response import tagged
@@ -118,7 +118,7 @@ async def receive_append(session: Session, start: AppendStart) -> bytes:
             await check_quota(conn, session.user_account.user, start.size)
     except MailboxNotFound:
         session.commands.abort_command()
-        raise CommandFailed("Mailbox does not exist.", "[TRYCREATE]") from None
+        raise CommandFailed("Mailbox does not exist.", missing_code(start.mailbox)) from None
     except QuotaExceeded:
         session.commands.abort_command()
         raise

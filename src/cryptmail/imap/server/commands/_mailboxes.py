@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cryptmail.errors import MailboxExists, StoreError
+from cryptmail.errors import MailboxExists, MailboxNotFound, StoreError
 from cryptmail.imap.server._errors import CommandFailed
 from cryptmail.imap.server._selected import SelectedMailbox
 from cryptmail.imap.server.commands._store import expunge_deleted
@@ -30,6 +30,7 @@ from cryptmail.imap.wire._requests import (
     Select,
     Status,
     Subscribe,
+    UndecodableName,
     Unselect,
     Unsubscribe,
 )
@@ -56,6 +57,18 @@ from cryptmail.utf7 import encode_mailbox_name
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
+
+
+def _refuse_new_name(name: str) -> None:
+    """A name to be created must decode; Dovecot answers the same NO."""
+    if isinstance(name, UndecodableName):
+        raise CommandFailed("Mailbox name is not valid mUTF-7.")
+
+
+def _refuse_undecodable(name: str) -> None:
+    """A name that does not decode names no mailbox (NO, not BAD: it is data)."""
+    if isinstance(name, UndecodableName):
+        raise MailboxNotFound("the mailbox name is not valid modified UTF-7")
 
 
 def _wire_name(name: str) -> bytes:
@@ -122,6 +135,7 @@ async def examine(session: Session, command: Examine) -> bytes:
 
 async def create(session: Session, command: Create) -> bytes:
     account = session.user_account
+    _refuse_new_name(command.mailbox)
     name = command.mailbox.rstrip(DELIMITER)
     if command.special_use:
         raise CommandFailed("Special-use folders are fixed.", "[USEATTR]")
@@ -166,10 +180,16 @@ async def rename(session: Session, command: Rename) -> bytes:
     new_name = command.new_name.rstrip(DELIMITER)
     async with session.context.engine.begin() as conn:
         source = await get_mailbox(conn, account, command.mailbox)
+        _refuse_new_name(command.new_name)
         if source.role == "inbox":
             await rename_inbox(conn, account, new_name)
         elif source.role is not None:
             raise CommandFailed("Special folders cannot be renamed.", "[CANNOT]")
+        elif new_name == source.name:
+            raise MailboxExists("a mailbox cannot be renamed to its own name")
+        elif new_name.startswith(source.name + DELIMITER):
+            # Its children would land on their own names (Dovecot refuses the same way).
+            raise CommandFailed("Can't rename mailbox under itself.")
         else:
             await rename_mailbox(conn, account, command.mailbox, new_name)
         # RFC 3501 6.3.5: superior levels of the new name are created if missing.
@@ -183,12 +203,14 @@ async def rename(session: Session, command: Rename) -> bytes:
 
 
 async def subscribe(session: Session, command: Subscribe) -> bytes:
+    _refuse_undecodable(command.mailbox)
     async with session.context.engine.begin() as conn:
         await store_subscribe(conn, session.user_account, command.mailbox.rstrip(DELIMITER))
     return tagged(command.tag, "OK", "Subscribe completed.")
 
 
 async def unsubscribe(session: Session, command: Unsubscribe) -> bytes:
+    _refuse_undecodable(command.mailbox)
     async with session.context.engine.begin() as conn:
         found = await store_unsubscribe(
             conn, session.user_account, command.mailbox.rstrip(DELIMITER)
@@ -243,20 +265,34 @@ async def _list(session: Session, command: List) -> bytes:
         subscribed = await list_subscriptions(conn, account) if want_subscribed else set()
     tree = _tree(boxes)
     children: set[str] = {a for name in tree for a in _ancestors(name)}
-    subscribed_below: set[str] = {a for name in subscribed for a in _ancestors(name)}
-    if "SUBSCRIBED" in selection:
-        candidates = set(subscribed)
-        if "RECURSIVEMATCH" in selection:
-            candidates |= subscribed_below
-    else:
-        candidates = set(tree)
+    criteria = [o for o in ("SUBSCRIBED", "SPECIAL-USE") if o in selection]
+
+    def meets(name: str) -> bool:
+        """Whether `name` satisfies every selection criterion (RFC 5258 section 3)."""
+        if "SUBSCRIBED" in selection and name not in subscribed:
+            return False
+        box = tree.get(name)
+        return "SPECIAL-USE" not in selection or (box is not None and bool(box.special_use))
+
     matchers = [_pattern(command.reference, p) for p in patterns]
-    for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
-        if not any(m.fullmatch(name) for m in matchers):
+
+    def returned(name: str) -> bool:
+        return any(m.fullmatch(name) for m in matchers)
+
+    names = set(tree) | (set(subscribed) if "SUBSCRIBED" in selection else set())
+    selected = {name for name in names if meets(name)}
+    # RFC 5258 section 3.5: CHILDINFO tells of a matching descendant this LIST does not
+    # return itself; a parent that does not match is listed only for such a child.
+    hidden_below: set[str] = set()
+    if "RECURSIVEMATCH" in selection:
+        for name in selected:
+            if not returned(name):
+                hidden_below.update(_ancestors(name))
+    childinfo = b' ("CHILDINFO" (' + " ".join(f'"{c}"' for c in criteria).encode() + b"))"
+    for name in sorted(selected | hidden_below, key=lambda n: (n != "INBOX", n)):
+        if not returned(name):
             continue
         box = tree.get(name)
-        if "SPECIAL-USE" in selection and (box is None or not box.special_use):
-            continue
         attributes: list[str] = []
         if name not in tree:
             attributes.append("\\NonExistent")
@@ -269,8 +305,8 @@ async def _list(session: Session, command: List) -> bytes:
         if want_subscribed and name in subscribed:
             attributes.append("\\Subscribed")
         line = b"* LIST (" + " ".join(attributes).encode() + b') "/" ' + _wire_name(name)
-        if "RECURSIVEMATCH" in selection and name in subscribed_below:
-            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        if name in hidden_below:
+            line += childinfo
         await session.send(line + b"\r\n")
         if command.status_items and box is not None:
             async with session.context.engine.connect() as conn:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from cryptmail.errors import MailboxNotFound
-from cryptmail.imap.server._errors import CommandFailed
+from cryptmail.imap.server._errors import CommandFailed, missing_code
 from cryptmail.imap.server._selected import InvalidSequence, SelectedMailbox
 from cryptmail.imap.wire._requests import Copy, Expunge, Move, Store
 from cryptmail.imap.wire._response import Atom, ImapValue, tagged, untagged
@@ -162,7 +162,7 @@ async def _copy(session: Session, command: Copy | Move, *, move: bool) -> bytes:
         async with session.context.engine.connect() as conn:
             target = await get_mailbox(conn, account, command.mailbox)
     except MailboxNotFound:
-        raise CommandFailed("Mailbox does not exist.", "[TRYCREATE]") from None
+        raise CommandFailed("Mailbox does not exist.", missing_code(command.mailbox)) from None
     rows = [selected.rows[uid] for _seq, uid in targets]
     if not rows:
         verb = "Move" if move else "Copy"
