@@ -29,7 +29,7 @@ from cryptmail.keys._password import (
     verify_only,
 )
 from cryptmail.keys._provision import NewAccount, create_user, provision_keys
-from cryptmail.keys._throttle import LoginThrottle
+from cryptmail.keys._throttle import LoginThrottle, Reservation
 
 __all__ = [
     "AppPasswordInfo",
@@ -37,6 +37,7 @@ __all__ = [
     "KeyPairInfo",
     "LoginThrottle",
     "NewAccount",
+    "Reservation",
     "UnlockedAccount",
     "UnlockedAccounts",
     "account_uuid",
