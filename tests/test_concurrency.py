@@ -35,3 +35,30 @@ def test_block_in_place_keeps_calls_on_the_loop_but_run_in_thread_still_leaves_i
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=60
     )
     assert found.stdout.split() == ["False", "True", "False"]
+
+
+async def test_the_kdf_queue_is_bounded() -> None:
+    """Beyond max_concurrent running and max_queued waiting, a derivation is refused at
+    once (KdfBusy) instead of queueing behind a flood; a finished one frees its place."""
+    import asyncio
+
+    import pytest
+
+    from cryptmail.concurrency import configure_kdf_pool, kdf_load, run_kdf
+    from cryptmail.errors import KdfBusy
+
+    release = threading.Event()
+    configure_kdf_pool(1, max_queued=2)
+    try:
+        held = [asyncio.create_task(run_kdf(release.wait, 30)) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert kdf_load() == 3
+        with pytest.raises(KdfBusy):
+            await run_kdf(release.wait, 30)
+        release.set()
+        assert await asyncio.gather(*held) == [True, True, True]
+        assert kdf_load() == 0
+        assert await run_kdf(lambda: 7) == 7
+    finally:
+        release.set()
+        configure_kdf_pool(4)

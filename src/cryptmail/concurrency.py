@@ -2,7 +2,8 @@
 
 `run_blocking` is for short blocking calls (fsync, SQL drivers without async, a few EC
 operations). `run_kdf` is for Argon2, on its own bounded pool so that a login storm
-queues instead of exhausting memory.
+queues instead of exhausting memory, and on a bounded queue: past `max_queued` waiting
+it raises KdfBusy at once, so a flood cannot starve real logins behind an endless queue.
 
 A process that does one thing at a time (an LMTP worker of `serve`) calls
 `block_in_place()`: its blocking calls then run right on the loop. Handing each one to a
@@ -21,12 +22,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from cryptmail.errors import KdfBusy
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _kdf_lock = threading.Lock()
 _kdf_pool: ThreadPoolExecutor | None = None
 _kdf_workers = 4
+_kdf_max_queued = 32
+_kdf_load = 0  # derivations running or waiting, under _kdf_lock
 _in_place = False
 
 
@@ -36,14 +41,21 @@ def block_in_place() -> None:
     _in_place = True
 
 
-def configure_kdf_pool(max_concurrent: int) -> None:
-    """Size the Argon2 pool (from crypto.argon2.max_concurrent). Call before serving."""
-    global _kdf_pool, _kdf_workers
+def configure_kdf_pool(max_concurrent: int, max_queued: int = 32) -> None:
+    """Size the Argon2 pool and its queue (crypto.argon2.max_concurrent, max_queued).
+    Call before serving."""
+    global _kdf_pool, _kdf_workers, _kdf_max_queued
     with _kdf_lock:
         if _kdf_pool is not None:
             _kdf_pool.shutdown(wait=False)
             _kdf_pool = None
         _kdf_workers = max_concurrent
+        _kdf_max_queued = max_queued
+
+
+def kdf_load() -> int:
+    """Derivations running or waiting now."""
+    return _kdf_load
 
 
 def _get_kdf_pool() -> ThreadPoolExecutor:
@@ -71,6 +83,19 @@ async def run_in_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs)
 
 
 async def run_kdf(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run a password derivation (Argon2) on the bounded KDF pool."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_get_kdf_pool(), functools.partial(func, *args, **kwargs))
+    """Run a password derivation (Argon2) on the bounded KDF pool.
+
+    Raises KdfBusy, without running it, when `max_queued` derivations already wait.
+    """
+    global _kdf_load
+    pool = _get_kdf_pool()
+    with _kdf_lock:
+        if _kdf_load >= _kdf_workers + _kdf_max_queued:
+            raise KdfBusy()
+        _kdf_load += 1
+    try:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, functools.partial(func, *args, **kwargs))
+    finally:
+        with _kdf_lock:
+            _kdf_load -= 1

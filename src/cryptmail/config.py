@@ -10,6 +10,7 @@ path and the reason. `docs/configuration.md` is checked against these docstrings
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -39,6 +40,9 @@ class Argon2Config:
     """Ceiling for a stored slot's passes."""
     max_concurrent: int = 4
     """Derivations running at once; more logins queue."""
+    max_queued: int = 32
+    """Derivations waiting for a free place; beyond that a login is refused at once
+    (IMAP `NO [UNAVAILABLE]`, web 503 with Retry-After) instead of queueing without end."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,9 @@ class ImapConfig:
     """Idle time before a connection is closed (RFC 3501: at least 30 minutes)."""
     max_connections_per_ip: int = 50
     """Connections from one client address."""
+    max_connections: int = 5000
+    """Connections from all clients together (each IMAP listener of the process counts);
+    more are told `* BYE` and closed."""
     allow_plaintext_login_on_loopback: bool = True
     """Allow LOGIN before TLS from 127.0.0.0/8 and ::1 (as Dovecot does)."""
 
@@ -147,6 +154,26 @@ class WebConfig:
     X-Forwarded-Proto are believed; empty: the client address is the connection's."""
 
 
+@dataclass(frozen=True)
+class AuthConfig:
+    """The login throttle shared by IMAP and the web: token buckets that only failed
+    logins empty, one per address tried and one per client address."""
+
+    address_burst: int = 5
+    """Wrong passwords for one address before its logins are refused for a while."""
+    address_refill_s: int = 20
+    """Seconds until one more wrong password is allowed for an address."""
+    client_burst: int = 50
+    """Wrong passwords from one client address (IPv6: its /64), for any addresses, before
+    its logins are refused for a while; sized for an office behind one NAT address."""
+    client_refill_s: int = 6
+    """Seconds until one more wrong password is allowed from a client address."""
+    trusted_networks: tuple[str, ...] = ()
+    """Networks (CIDR, e.g. `["10.0.0.5/32"]`) of webmail hosts that log in for many
+    people: they have no client bucket of their own, and their IMAP `ID` field
+    `x-originating-ip` names the client to throttle instead. Empty: none."""
+
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 """One line per record, the same for the command line, `serve` and its workers."""
 
@@ -165,6 +192,7 @@ class Config:
     lmtp: LmtpConfig = field(default_factory=LmtpConfig)
     imap: ImapConfig = field(default_factory=ImapConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
     def data_path(self) -> Path:
@@ -246,6 +274,10 @@ def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
         raise ConfigError(f"{source}: {path} must be an integer, not {value!r}")
     if hint is str and not isinstance(value, str):
         raise ConfigError(f"{source}: {path} must be a string, not {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{source}: {path} must be a list of strings, not {value!r}")
+        return tuple(value)
     return value
 
 
@@ -269,5 +301,25 @@ def _check(config: Config, source: str) -> None:
         )
     if bool(config.imap.tls_cert) != bool(config.imap.tls_key):
         raise ConfigError(f"{source}: imap.tls_cert and imap.tls_key go together")
+    if a.max_queued < 0:
+        raise ConfigError(f"{source}: crypto.argon2.max_queued must be >= 0")
+    if config.imap.max_connections < 1:
+        raise ConfigError(f"{source}: imap.max_connections must be >= 1")
+    _check_auth(config.auth, source)
     if config.lmtp.processes < 0:
         raise ConfigError(f"{source}: lmtp.processes must be >= 0 (0: one per CPU core)")
+
+
+def _check_auth(auth: AuthConfig, source: str) -> None:
+    if min(auth.address_burst, auth.client_burst) < 1:
+        raise ConfigError(f"{source}: auth.address_burst and auth.client_burst must be >= 1")
+    if min(auth.address_refill_s, auth.client_refill_s) < 1:
+        raise ConfigError(f"{source}: auth.address_refill_s and client_refill_s must be >= 1")
+    for network in auth.trusted_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{source}: auth.trusted_networks: {network!r} is not a network "
+                "(expected CIDR such as 10.0.0.5/32 or 2001:db8::/64)"
+            ) from None

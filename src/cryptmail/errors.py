@@ -5,7 +5,8 @@
     ├── CryptoError
     │   ├── DecryptionFailed        opaque: wrong key, tampered, truncated (one type, no detail)
     │   ├── MalformedObject         a stored object's header cannot be parsed
-    │   └── KdfParametersRefused    stored Argon2 parameters above the configured ceiling
+    │   ├── KdfParametersRefused    stored Argon2 parameters above the configured ceiling
+    │   └── KdfBusy                 transient: the Argon2 queue is full; retry in a moment
     ├── DovecotFormatError
     │   ├── DovecotKeyNotFound      no private key for the file's recipient key id
     │   └── DovecotWrongPassword    the password does not unlock a `2:` key
@@ -20,6 +21,7 @@
     │   └── PasswordRejected        a new password breaks the password rules
     ├── KeySlotError
     │   ├── AuthenticationFailed    opaque: unknown user, wrong password, no slot
+    │   ├── TooManyAttempts         the login throttle refuses: too many recent failures
     │   ├── NoKeyPair               the user has no key pair yet
     │   ├── PasswordResetRefused    a password set without the old one would lock a key
     │   ├── AppPasswordNotFound
@@ -77,6 +79,17 @@ class MalformedObject(CryptoError):
 
 class KdfParametersRefused(CryptoError):
     """Stored Argon2 parameters exceed the configured ceiling; refused before any work."""
+
+
+class KdfBusy(CryptoError):
+    """Transient: more password derivations are running and queued than allowed."""
+
+    def __init__(self, retry_after_s: float = 1.0) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            "the password derivation queue is full (crypto.argon2.max_queued); "
+            "too many logins at once, try again in a moment"
+        )
 
 
 class DovecotFormatError(CryptmailError):
@@ -139,6 +152,18 @@ class AuthenticationFailed(KeySlotError):
         # The detail is for the operator log only; str() shows the generic sentence.
         self.detail = detail
         super().__init__("authentication failed")
+
+
+class TooManyAttempts(KeySlotError):
+    """The login throttle refuses the attempt before any password is checked: recent
+    failures emptied the address's or the client's allowance."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            f"too many failed logins for this address or from this client; "
+            f"try again in {max(1, round(retry_after_s))} s"
+        )
 
 
 class NoKeyPair(KeySlotError):

@@ -48,7 +48,7 @@ class RawClient:
         return self.until(tag)
 
     def until(self, tag: bytes) -> tuple[list[bytes], bytes]:
-        untagged = []
+        untagged: list[bytes] = []
         while True:
             response = self.response()
             assert response, "connection closed"

@@ -83,7 +83,7 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
         blobs = LocalBlobStore(config.blob_path)
         bus = ChangeBus()
         context = make_context(
-            config, engine=engine, blobs=blobs, bus=bus, throttle=LoginThrottle(base_delay_s=0.01)
+            config, engine=engine, blobs=blobs, bus=bus, throttle=LoginThrottle.from_config(config)
         )
         listener = ImapListener(context, "127.0.0.1", 0, implicit_tls=False)
         await listener.start()

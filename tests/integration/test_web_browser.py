@@ -141,10 +141,11 @@ async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
         yield MESSAGE
 
     await deliver_message(engine, blobs, user, source(), bus=bus)
-    # One throttle for both, as `cryptmail serve` shares it; a short base delay keeps
-    # the run quick (the sharing, not the delay, is under test). One cache of unlocked
-    # accounts too, so the web's password change drops IMAP's cached credentials.
-    throttle = LoginThrottle(base_delay_s=0.01)
+    # One throttle for both, as `cryptmail serve` shares it (the sharing is under test).
+    # One cache of unlocked accounts too, so the web's password change drops IMAP's
+    # cached credentials. The walk-through tries six wrong credentials for alice on
+    # purpose, more than the default burst of five.
+    throttle = LoginThrottle(address_burst=20)
     accounts = UnlockedAccounts(engine, config.crypto)
     port = _free_port()
     web = WebListener(
@@ -223,10 +224,10 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     assert "The address or the password is wrong." in await page.inner_text("main")
     await _shot(page, "02-sign-in-failed")
     # The web failure counts in the throttle IMAP uses, and an IMAP failure in the web's.
-    after_web = web_server.throttle.delay_for(ALICE, "127.0.0.1")
+    after_web = web_server.throttle.debt(ALICE, "127.0.0.1")
     assert after_web > 0
     assert await imap(web_server.imap_refuses, "not the password either")
-    assert web_server.throttle.delay_for(ALICE, "127.0.0.1") > after_web
+    assert web_server.throttle.debt(ALICE, "127.0.0.1") > after_web
     await _submit(page, {"address": ALICE, "password": FIRST})
     assert page.url == url + "/account"
     body = await page.inner_text("main")

@@ -1,129 +1,219 @@
-"""LoginThrottle: doubling delays per address and per client, capped, fading, bounded."""
+"""LoginThrottle: token buckets per address and per client; only failures cost.
+
+Every test injects the clock, so nothing here waits or depends on wall time.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from cryptmail.errors import TooManyAttempts
 from cryptmail.keys import LoginThrottle
 
+A = "alice@example.org"
+IP = "192.0.2.1"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    now = [1000.0]
-    monkeypatch.setattr("cryptmail.keys._throttle.time.monotonic", lambda: now[0])
-    return now
+def clock() -> Clock:
+    return Clock()
 
 
-@pytest.fixture
-def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The delays the throttle asked for, without waiting them out."""
-    delays: list[float] = []
+def throttle_with(clock: Clock, **kwargs: object) -> LoginThrottle:
+    options: dict[str, object] = {
+        "address_burst": 5,
+        "address_refill_s": 20.0,
+        "client_burst": 50,
+        "client_refill_s": 6.0,
+    }
+    options.update(kwargs)
+    return LoginThrottle(clock=clock, **options)  # type: ignore[arg-type]
 
-    async def sleep(seconds: float) -> None:
-        delays.append(seconds)
 
-    monkeypatch.setattr("cryptmail.keys._throttle.asyncio.sleep", sleep)
-    return delays
+def fail(throttle: LoginThrottle, address: str = A, ip: str = IP) -> None:
+    throttle.failed(throttle.reserve(address, ip))
 
 
-def test_delays_double_up_to_the_cap(clock: list[float]) -> None:
-    throttle = LoginThrottle(base_delay_s=0.5, max_delay_s=3.0)
-    assert throttle.delay_for("alice@example.org", "192.0.2.1") == 0.0
-    delays = []
+def test_the_burst_then_one_per_refill(clock: Clock) -> None:
+    throttle = throttle_with(clock)
     for _ in range(5):
-        throttle.failed("alice@example.org", "192.0.2.1")
-        delays.append(throttle.delay_for("alice@example.org", "192.0.2.1"))
-    assert delays == [0.5, 1.0, 2.0, 3.0, 3.0]
+        fail(throttle)
+    with pytest.raises(TooManyAttempts) as refused:
+        throttle.reserve(A, IP)
+    assert refused.value.retry_after_s == pytest.approx(20.0)
+    assert throttle.refusals == 1
+    clock.now += 20.0
+    fail(throttle)  # one token came back
+    with pytest.raises(TooManyAttempts):
+        throttle.reserve(A, IP)
 
 
-def test_address_and_client_are_counted_apart(clock: list[float]) -> None:
-    throttle = LoginThrottle()
-    throttle.failed("Alice@Example.org", "192.0.2.1")
-    throttle.failed("alice@example.org", "192.0.2.1")
-    # Same address from elsewhere: the address's count applies (case-insensitive).
-    assert throttle.delay_for("ALICE@example.org", "198.51.100.7") == 1.0
-    # Another address from the same client: the client's count applies.
-    assert throttle.delay_for("bob@example.org", "192.0.2.1") == 1.0
-    assert throttle.delay_for("bob@example.org", "198.51.100.7") == 0.0
+def test_address_and_client_are_counted_apart(clock: Clock) -> None:
+    """(Kept from the doubling-delay throttle: both counts apply, the address's
+    case-insensitively.)"""
+    throttle = throttle_with(clock)
+    fail(throttle, "Alice@Example.org")
+    fail(throttle, "alice@example.org")
+    assert throttle.debt("ALICE@example.org", "198.51.100.7") == 2
+    assert throttle.debt("bob@example.org", IP) == 2
+    assert throttle.debt("bob@example.org", "198.51.100.7") == 0
 
 
-def test_success_clears_the_address_not_the_client(clock: list[float]) -> None:
-    throttle = LoginThrottle()
-    throttle.failed("alice@example.org", "192.0.2.1")
-    throttle.succeeded("ALICE@example.org", "192.0.2.1")
-    assert throttle.delay_for("alice@example.org", "198.51.100.7") == 0.0
-    assert throttle.delay_for("bob@example.org", "192.0.2.1") == 0.5
+def test_another_users_login_from_the_same_client_is_not_refused(clock: Clock) -> None:
+    """(b) Six failures for A from one address, then B from there is let through at once."""
+    throttle = throttle_with(clock)
+    for _ in range(5):
+        fail(throttle)
+    with pytest.raises(TooManyAttempts):
+        throttle.reserve(A, IP)
+    throttle.succeeded(throttle.reserve("bob@example.org", IP))
+    assert throttle.refusals == 1
 
 
-async def test_successes_from_one_client_do_not_add_up(
-    clock: list[float], slept: list[float]
-) -> None:
-    throttle = LoginThrottle()
+def test_successes_cost_nothing_however_parallel(clock: Clock) -> None:
+    """(a) Ten logins in flight from one client, over and over: none refused."""
+    throttle = throttle_with(clock)
     for _ in range(30):
-        await throttle.wait("alice@example.org", "192.0.2.1")
-        throttle.succeeded("alice@example.org", "192.0.2.1")
-    assert slept == []
-    assert throttle.delay_for("bob@example.org", "192.0.2.1") == 0.0
+        reservations = [throttle.reserve(f"user{n}@example.org", IP) for n in range(10)]
+        for reservation in reservations:
+            throttle.succeeded(reservation)
+    assert throttle.refusals == 0
+    assert throttle.debt("bob@example.org", IP) == 0
 
 
-def test_failures_fade(clock: list[float]) -> None:
-    throttle = LoginThrottle(forget_after_s=900.0)
-    throttle.failed("alice@example.org", "192.0.2.1")
-    clock[0] += 899.0
-    assert throttle.delay_for("alice@example.org", "192.0.2.1") == 0.5
-    clock[0] += 2.0
-    assert throttle.delay_for("alice@example.org", "192.0.2.1") == 0.0
+def test_parallel_guesses_beyond_the_burst_are_refused_not_queued(clock: Clock) -> None:
+    """(c) Reservations happen before the check: only the burst is ever in flight."""
+    throttle = throttle_with(clock)
+    admitted, refused = [], 0
+    for _ in range(20):
+        try:
+            admitted.append(throttle.reserve(A, IP))
+        except TooManyAttempts:
+            refused += 1
+    assert (len(admitted), refused) == (5, 15)
+    for reservation in admitted:
+        throttle.failed(reservation)
+    assert throttle.debt(A, "198.51.100.7") == 5
 
 
-def test_a_flood_does_not_grow_without_bound(clock: list[float]) -> None:
-    throttle = LoginThrottle(max_entries=10)
+async def test_parallel_wrong_attempts_in_a_running_loop(clock: Clock) -> None:
+    """(Replaces "a parallel burst is delayed as failures in a row": the burst is now
+    refused, and all admitted failures count.)"""
+    throttle = throttle_with(clock)
+    reached = 0
+
+    async def wrong_attempt() -> str:
+        nonlocal reached
+        try:
+            reservation = throttle.reserve(A, IP)
+        except TooManyAttempts:
+            return "refused"
+        reached += 1
+        await asyncio.sleep(0)  # the password check, in parallel with the others
+        throttle.failed(reservation)
+        return "failed"
+
+    outcomes = await asyncio.gather(*(wrong_attempt() for _ in range(20)))
+    assert reached == 5
+    assert outcomes.count("refused") == 15
+
+
+def test_a_success_does_not_clear_the_address(clock: Clock) -> None:
+    """(d) The victim's login gives back its own token, not the attacker's debt.
+    (The doubling throttle cleared the address on success; the issue asks otherwise.)"""
+    throttle = throttle_with(clock)
+    for _ in range(4):
+        fail(throttle, ip="203.0.113.9")
+    throttle.succeeded(throttle.reserve(A, IP))
+    assert throttle.debt(A, "198.51.100.7") == 4
+    fail(throttle, ip="203.0.113.9")
+    with pytest.raises(TooManyAttempts):
+        throttle.reserve(A, "203.0.113.10")
+
+
+def test_address_keys_are_folded_as_the_user_look_up_folds_them(clock: Clock) -> None:
+    """(e)"""
+    throttle = throttle_with(clock)
+    for _ in range(5):
+        fail(throttle, " BOB@example.org\t", ip=f"198.51.100.{_}")
+    with pytest.raises(TooManyAttempts):
+        throttle.reserve("bob@example.org", "203.0.113.1")
+
+
+def test_failures_fade(clock: Clock) -> None:
+    throttle = throttle_with(clock)
+    fail(throttle)
+    clock.now += 19.0
+    assert throttle.debt(A, IP) == pytest.approx(1.0 / 20 * 1)  # 1 - 19/20 of a token left
+    clock.now += 2.0
+    assert throttle.debt(A, IP) == 0
+
+
+def test_released_attempts_cost_nothing(clock: Clock) -> None:
+    """An attempt that ended in another error (database gone, KDF queue full) is given back."""
+    throttle = throttle_with(clock)
+    for _ in range(10):
+        throttle.release(throttle.reserve(A, IP))
+    assert throttle.debt(A, IP) == 0
+
+
+def test_a_flood_is_bounded_but_the_worst_offender_stays(clock: Clock) -> None:
+    """(f) Past the cap, full and nearly full buckets go first; the deepest debt stays."""
+    throttle = throttle_with(clock, max_entries=10)
+    for _ in range(5):
+        fail(throttle, "victim@example.org", ip="203.0.113.1")
     for n in range(35):
-        throttle.failed(f"user{n}@example.org", f"192.0.2.{n}")
-    assert len(throttle._by_address) <= 10
-    assert len(throttle._by_client) <= 10
+        fail(throttle, f"user{n}@example.org", f"192.0.2.{n}")
+        clock.now += 0.1  # 3.5 s in all: the victim's debt has not refilled
+    assert throttle.entries() <= (10, 10)
+    with pytest.raises(TooManyAttempts):
+        throttle.reserve("victim@example.org", "198.51.100.1")
 
 
-async def test_wait_sleeps_for_the_delay(clock: list[float], slept: list[float]) -> None:
-    throttle = LoginThrottle()
-    await throttle.wait("alice@example.org", "192.0.2.1")
-    throttle.failed("alice@example.org", "192.0.2.1")
-    throttle.failed("alice@example.org", "192.0.2.1")
-    await throttle.wait("alice@example.org", "192.0.2.1")
-    assert slept == [1.0]
+def test_full_buckets_go_before_any_in_debt(clock: Clock) -> None:
+    throttle = throttle_with(clock, max_entries=4)
+    fail(throttle, "old@example.org", "192.0.2.1")
+    clock.now += 100.0  # old@ has refilled: quiet, nothing to remember
+    fail(throttle, "a@example.org", "192.0.2.2")
+    fail(throttle, "b@example.org", "192.0.2.3")
+    fail(throttle, "c@example.org", "192.0.2.4")
+    fail(throttle, "d@example.org", "192.0.2.5")  # needs room
+    for address in ("a@example.org", "b@example.org", "c@example.org", "d@example.org"):
+        assert throttle.debt(address, "198.51.100.1") == 1
 
 
-async def test_a_parallel_burst_is_delayed_as_failures_in_a_row(
-    clock: list[float], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import asyncio
-
-    slept: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def fake_sleep(delay: float) -> None:
-        slept.append(delay)
-        await real_sleep(0)
-
-    monkeypatch.setattr("cryptmail.keys._throttle.asyncio.sleep", fake_sleep)
-    throttle = LoginThrottle(base_delay_s=0.5, max_delay_s=60.0)
-
-    async def wrong_attempt() -> None:
-        await throttle.wait("alice@example.org", "192.0.2.1")
-        await real_sleep(0)  # the password check, in parallel with the others
-        throttle.failed("alice@example.org", "192.0.2.1")
-
-    await asyncio.gather(*(wrong_attempt() for _ in range(5)))
-    # Each attempt waited as if those before it had already failed.
-    assert sorted(slept) == [0.5, 1.0, 2.0, 4.0]
-    # All five failures count: the next attempt gets the sixth delay.
-    assert throttle.delay_for("alice@example.org", "192.0.2.1") == 8.0
+def test_trusted_networks_skip_the_client_bucket_only(clock: Clock) -> None:
+    """(g) A webmail host's own address is exempt; the address bucket still applies."""
+    throttle = throttle_with(clock, client_burst=2, trusted_networks=("10.0.0.0/24",))
+    assert throttle.is_trusted("10.0.0.5") and not throttle.is_trusted("10.0.1.5")
+    for n in range(5):
+        fail(throttle, f"user{n}@example.org", "10.0.0.5")
+    fail(throttle, "x@example.org", "10.0.0.5")
+    assert throttle.refusals == 0
+    for _ in range(4):
+        fail(throttle, "user0@example.org", "10.0.0.5")
+    with pytest.raises(TooManyAttempts):
+        throttle.reserve("user0@example.org", "10.0.0.5")
+    fail(throttle, "y@example.org", "198.51.100.1")
+    fail(throttle, "z@example.org", "198.51.100.1")
+    with pytest.raises(TooManyAttempts):
+        throttle.reserve("w@example.org", "198.51.100.1")
 
 
-def test_an_unsettled_reservation_lapses(clock: list[float]) -> None:
-    import asyncio
-
-    throttle = LoginThrottle(pending_ttl_s=60.0)
-    asyncio.run(throttle.wait("alice@example.org", "192.0.2.1"))
-    assert throttle.delay_for("alice@example.org", "192.0.2.1") == 0.5
-    clock[0] += 61
-    assert throttle.delay_for("alice@example.org", "192.0.2.1") == 0.0
+def test_ipv6_clients_share_a_bucket_per_64(clock: Clock) -> None:
+    throttle = throttle_with(clock, client_burst=2)
+    fail(throttle, "a@example.org", "2001:db8::1")
+    fail(throttle, "b@example.org", "2001:db8::2")
+    with pytest.raises(TooManyAttempts):
+        throttle.reserve("c@example.org", "2001:db8::ffff:3")
+    throttle.succeeded(throttle.reserve("c@example.org", "2001:db8:0:1::1"))

@@ -3,14 +3,13 @@ lifespan (with the unlocked-account cache IMAP would share), and an httpx client
 talks to it in-process over "https".
 
 Argon2 runs at the smallest cost the config accepts (19 MiB, t=2): a few tens of
-milliseconds per derivation. The throttle records what it would wait and never sleeps.
+milliseconds per derivation. The throttle records each reservation and the debt it met.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,13 @@ from starlette.applications import Starlette
 
 from cryptmail.config import Config, CryptoConfig, load_config
 from cryptmail.db import create_engine, upgrade
-from cryptmail.keys import LoginThrottle, NewAccount, UnlockedAccounts, create_user
+from cryptmail.keys import (
+    LoginThrottle,
+    NewAccount,
+    Reservation,
+    UnlockedAccounts,
+    create_user,
+)
 from cryptmail.secret import Password
 from cryptmail.users import add_domain
 
@@ -49,14 +54,17 @@ def csrf_token(html: str) -> str:
     return found.group(1)
 
 
-@dataclass
 class RecordingThrottle(LoginThrottle):
-    """A LoginThrottle that records the delay it would impose instead of sleeping."""
+    """A LoginThrottle that records each reservation with the debt it met (the tokens
+    earlier failures had spent from the address's or the client's bucket)."""
 
-    waits: list[tuple[str, str, float]] = field(default_factory=list)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.waits: list[tuple[str, str, float]] = []
 
-    async def wait(self, address: str, client_ip: str) -> None:
-        self.waits.append((address, client_ip, self.delay_for(address, client_ip)))
+    def reserve(self, address: str, client_ip: str) -> Reservation:
+        self.waits.append((address, client_ip, self.debt(address, client_ip)))
+        return super().reserve(address, client_ip)
 
 
 class RecordingAccounts(UnlockedAccounts):

@@ -266,3 +266,40 @@ async def test_without_old_and_without_token(
         "/api/v1/password", json={"address": "carol@example.org", "new": NEW_PASSWORD}
     )
     assert response.status_code == 400
+
+
+async def test_a_guess_with_the_bucket_empty_gets_429_with_retry_after(
+    client: httpx.AsyncClient, alice: NewAccount, throttle: RecordingThrottle
+) -> None:
+    """(i) Five wrong passwords spend the address's burst; the sixth is refused before any
+    password is checked, with the seconds to wait, and so is the right one meanwhile."""
+    for _ in range(5):
+        wrong = await client.post(
+            "/api/v1/password", json={"address": ALICE, "old": "not it", "new": NEW_PASSWORD}
+        )
+        assert wrong.status_code == 401
+    for old in ("not it", PASSWORD):
+        refused = await client.post(
+            "/api/v1/password", json={"address": ALICE, "old": old, "new": NEW_PASSWORD}
+        )
+        assert refused.status_code == 429
+        assert refused.json()["error"] == "too_many_attempts"
+        assert 1 <= int(refused.headers["retry-after"]) <= 20
+    assert throttle.refusals == 2
+
+
+async def test_a_full_argon2_queue_gets_503_with_retry_after(
+    client: httpx.AsyncClient, alice: NewAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptmail.errors import KdfBusy
+
+    async def busy(*args: object, **kwargs: object) -> None:
+        raise KdfBusy()
+
+    monkeypatch.setattr("cryptmail.keys._kdf.run_kdf", busy)
+    response = await client.post(
+        "/api/v1/password", json={"address": ALICE, "old": PASSWORD, "new": NEW_PASSWORD}
+    )
+    assert response.status_code == 503
+    assert response.json()["error"] == "unavailable"
+    assert int(response.headers["retry-after"]) >= 1

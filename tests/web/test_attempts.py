@@ -33,10 +33,32 @@ async def test_outcomes(app: Starlette, throttle: RecordingThrottle) -> None:
 
     with pytest.raises(AuthenticationFailed):
         await throttled(context, "a@example.org", IP, "test", fails)
-    assert throttle.delay_for("a@example.org", "198.51.100.1") > 0
+    assert throttle.debt("a@example.org", "198.51.100.1") == pytest.approx(1, abs=0.1)
     with pytest.raises(StoreUnavailable):  # not a wrong credential: not counted
         await throttled(context, "b@example.org", "198.51.100.2", "test", breaks)
-    assert throttle.delay_for("b@example.org", "198.51.100.2") == 0
+    assert throttle.debt("b@example.org", "198.51.100.2") == 0
     assert await throttled(context, "a@example.org", IP, "test", works) == "ok"
-    assert throttle.delay_for("a@example.org", "198.51.100.1") == 0
+    # The success costs nothing and does not wipe the earlier failure (it used to).
+    assert throttle.debt("a@example.org", "198.51.100.1") == pytest.approx(1, abs=0.1)
     assert [w[0] for w in throttle.waits] == ["a@example.org", "b@example.org", "a@example.org"]
+
+
+async def test_an_empty_bucket_refuses_before_the_attempt_runs(
+    app: Starlette, throttle: RecordingThrottle
+) -> None:
+    from cryptmail.errors import TooManyAttempts
+
+    context: WebContext = app.state.cryptmail_web
+    ran = 0
+
+    async def fails() -> None:
+        nonlocal ran
+        ran += 1
+        raise AuthenticationFailed("wrong password")
+
+    for _ in range(5):
+        with pytest.raises(AuthenticationFailed):
+            await throttled(context, "a@example.org", IP, "test", fails)
+    with pytest.raises(TooManyAttempts):
+        await throttled(context, "a@example.org", IP, "test", fails)
+    assert ran == 5

@@ -94,7 +94,7 @@ def api_app(tmp_path_factory: pytest.TempPathFactory) -> Starlette:
     """The app as `serve` makes it, its engine made in its lifespan (run by schemathesis)."""
     config = make_config(Path(tmp_path_factory.mktemp("api")))
     asyncio.run(_prepare(config))
-    return create_app(config, throttle=LoginThrottle(base_delay_s=0.0))
+    return create_app(config, throttle=LoginThrottle())
 
 
 @pytest.fixture(scope="module")

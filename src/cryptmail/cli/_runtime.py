@@ -97,7 +97,7 @@ def run_with_engine(
     """
     config = config_from_args(args)
     _set_log_levels(args, config, server=server)
-    configure_kdf_pool(config.crypto.argon2.max_concurrent)
+    configure_kdf_pool(config.crypto.argon2.max_concurrent, config.crypto.argon2.max_queued)
 
     async def main() -> int:
         engine = create_engine(config.database_url)

@@ -37,7 +37,7 @@ from cryptmail.keys._password import change_password
 from cryptmail.keys._provision import NewAccount, create_user, provision_keys
 from cryptmail.keys._recovery import has_recovery_code, recover, renew_recovery_code
 from cryptmail.keys._reset import reset_password
-from cryptmail.keys._throttle import LoginThrottle
+from cryptmail.keys._throttle import LoginThrottle, Reservation
 
 __all__ = [
     "KEY_ROTATED",
@@ -48,6 +48,7 @@ __all__ = [
     "KeyPairInfo",
     "LoginThrottle",
     "NewAccount",
+    "Reservation",
     "UnlockedAccount",
     "UnlockedAccounts",
     "account_uuid",

@@ -1,98 +1,140 @@
-"""Growing delays after failed logins, per address and per client address.
+"""The login throttle: it limits the rate of wrong guesses, not the number of logins.
 
-Shared by IMAP and the web pages (one instance per process, made by `serve`). A failure
-doubles the delay for that address and that client (0.5 s, 1 s, 2 s ... up to
-`max_delay_s`); a success clears the address; entries fade after `forget_after_s`.
+Shared by IMAP and the web pages (one instance per process, made by `serve`). Every
+credential check first reserves a token from the bucket of the address tried and from
+the bucket of the client's address (see `_buckets`); if either is empty the attempt is
+refused at once (`TooManyAttempts`, with the seconds until a token is back) instead of
+sleeping, so parallel guesses are refused rather than queued and no more than a
+bucket's burst is ever being checked at once. The outcome settles the reservation:
+a right password gives both tokens back (a success costs nothing and delays nobody,
+and it does not wipe the failures others ran up for that address); a wrong one keeps
+them; any other error (`release`) gives them back, as no password was judged.
 
-Attempts still in flight count as failures to come: `wait` reserves a place before it
-sleeps, and `failed` / `succeeded` settle it. So a burst of N parallel attempts is spread
-out as N failures in a row would be, instead of all passing the check before any failure
-is counted. A reservation nobody settles (the caller raised something else) lapses after
-`pending_ttl_s`.
+Addresses are folded as the user look-up folds them (`users.fold_address`), IPv6
+clients are counted per /64. Clients in `auth.trusted_networks` (webmail hosts that
+log in on behalf of many people) have no client bucket of their own; the IMAP layer may
+then throttle the real client address they pass (ID `x-originating-ip`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import ipaddress
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cryptmail.config import Config
+from cryptmail.errors import TooManyAttempts
+from cryptmail.keys._buckets import BucketTable
+from cryptmail.users import fold_address
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass
-class _Record:
-    failures: int = 0
-    last: float = 0.0
-    pending: deque[float] = field(default_factory=deque)
+@dataclass(frozen=True)
+class Reservation:
+    """The tokens one attempt holds until `failed`, `succeeded` or `release`."""
+
+    address_key: str
+    client_key: str | None
+    """None: the client is in a trusted network and has no bucket."""
 
 
-@dataclass
+def client_key(client_ip: str) -> str:
+    """The bucket key of a client address: the address, or its /64 for IPv6."""
+    try:
+        ip = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class LoginThrottle:
-    base_delay_s: float = 0.5
-    max_delay_s: float = 15.0
-    forget_after_s: float = 900.0
-    max_entries: int = 100_000
-    pending_ttl_s: float = 120.0
-    _by_address: dict[str, _Record] = field(default_factory=dict)
-    _by_client: dict[str, _Record] = field(default_factory=dict)
+    def __init__(
+        self,
+        *,
+        address_burst: int = 5,
+        address_refill_s: float = 20.0,
+        client_burst: int = 50,
+        client_refill_s: float = 6.0,
+        max_entries: int = 100_000,
+        trusted_networks: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._by_address = BucketTable(address_burst, address_refill_s, max_entries, clock)
+        self._by_client = BucketTable(client_burst, client_refill_s, max_entries, clock)
+        self._trusted: tuple[_Network, ...] = tuple(
+            ipaddress.ip_network(n, strict=False) for n in trusted_networks
+        )
+        self.refusals = 0
+        """Attempts refused so far (for tests and the operator; nothing ever sleeps)."""
 
-    def _keys(self, address: str, client_ip: str) -> tuple[tuple[dict[str, _Record], str], ...]:
-        return ((self._by_address, address.lower()), (self._by_client, client_ip))
-
-    def _count(self, table: dict[str, _Record], key: str, now: float) -> int:
-        record = table.get(key)
-        if record is None:
-            return 0
-        while record.pending and now - record.pending[0] > self.pending_ttl_s:
-            record.pending.popleft()
-        if not record.pending and now - record.last > self.forget_after_s:
-            del table[key]
-            return 0
-        failures = record.failures if now - record.last <= self.forget_after_s else 0
-        return failures + len(record.pending)
-
-    def _delay(self, count: int) -> float:
-        if count == 0:
-            return 0.0
-        return float(min(self.max_delay_s, self.base_delay_s * (2 ** (count - 1))))
-
-    def delay_for(self, address: str, client_ip: str) -> float:
-        """The delay the next attempt gets: earlier failures plus attempts in flight."""
-        now = time.monotonic()
-        return self._delay(
-            max(self._count(table, key, now) for table, key in self._keys(address, client_ip))
+    @classmethod
+    def from_config(cls, config: Config) -> LoginThrottle:
+        auth = config.auth
+        return cls(
+            address_burst=auth.address_burst,
+            address_refill_s=auth.address_refill_s,
+            client_burst=auth.client_burst,
+            client_refill_s=auth.client_refill_s,
+            trusted_networks=auth.trusted_networks,
         )
 
-    async def wait(self, address: str, client_ip: str) -> None:
-        """Reserve this attempt's place, then sleep as long as the ones before it ask.
+    def is_trusted(self, client_ip: str) -> bool:
+        """Whether `client_ip` is in `auth.trusted_networks`."""
+        try:
+            ip = ipaddress.ip_address(client_ip)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
 
-        Settle the attempt with `failed` or `succeeded` afterwards.
+    def _reservation(self, address: str, client_ip: str) -> Reservation:
+        client = None if self.is_trusted(client_ip) else client_key(client_ip)
+        return Reservation(fold_address(address), client)
+
+    def reserve(self, address: str, client_ip: str) -> Reservation:
+        """Take a token for `address` and one for `client_ip`, before checking a password.
+
+        Raises TooManyAttempts (taking nothing) when either bucket is empty.
         """
-        now = time.monotonic()
-        delay = self.delay_for(address, client_ip)
-        for table, key in self._keys(address, client_ip):
-            if len(table) >= self.max_entries:
-                table.clear()  # under a flood, forget rather than grow without bound
-            record = table.setdefault(key, _Record(last=now))
-            record.pending.append(now)
-        if delay:
-            await asyncio.sleep(delay)
+        reservation = self._reservation(address, client_ip)
+        wait_s = self._by_address.wait_s(reservation.address_key)
+        if reservation.client_key is not None:
+            wait_s = max(wait_s, self._by_client.wait_s(reservation.client_key))
+        if wait_s > 0:
+            self.refusals += 1
+            raise TooManyAttempts(wait_s)
+        self._by_address.take(reservation.address_key)
+        if reservation.client_key is not None:
+            self._by_client.take(reservation.client_key)
+        return reservation
 
-    def failed(self, address: str, client_ip: str) -> None:
-        now = time.monotonic()
-        for table, key in self._keys(address, client_ip):
-            if len(table) >= self.max_entries:
-                table.clear()
-            record = table.setdefault(key, _Record())
-            if record.pending:
-                record.pending.popleft()
-            if now - record.last > self.forget_after_s:
-                record.failures = 0
-            record.failures += 1
-            record.last = now
+    def failed(self, reservation: Reservation) -> None:
+        """The password was wrong: the tokens stay spent."""
 
-    def succeeded(self, address: str, client_ip: str) -> None:
-        self._by_address.pop(address.lower(), None)
-        record = self._by_client.get(client_ip)
-        if record is not None and record.pending:
-            record.pending.popleft()
+    def succeeded(self, reservation: Reservation) -> None:
+        """The password was right: give the tokens back."""
+        self.release(reservation)
+
+    def release(self, reservation: Reservation) -> None:
+        """No password was judged (another error): give the tokens back."""
+        self._by_address.give_back(reservation.address_key)
+        if reservation.client_key is not None:
+            self._by_client.give_back(reservation.client_key)
+
+    def debt(self, address: str, client_ip: str) -> float:
+        """Tokens missing from the fuller-spent of the two buckets (0: no recent failure)."""
+        reservation = self._reservation(address, client_ip)
+        spent = self._by_address.burst - self._by_address.level(reservation.address_key)
+        if reservation.client_key is not None:
+            client = self._by_client.burst - self._by_client.level(reservation.client_key)
+            spent = max(spent, client)
+        return spent
+
+    def entries(self) -> tuple[int, int]:
+        """Buckets held: (by address, by client)."""
+        return len(self._by_address), len(self._by_client)

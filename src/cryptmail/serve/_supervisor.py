@@ -118,7 +118,7 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
         engine=engine,
         blobs=blobs,
         bus=ChangeBus(),
-        throttle=LoginThrottle(),
+        throttle=LoginThrottle.from_config(config),
         accounts=UnlockedAccounts(engine, config.crypto),
     )
     listeners = make_listeners(shared, addresses)

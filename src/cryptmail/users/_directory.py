@@ -58,6 +58,15 @@ def normalize_address(address: str) -> str:
     return address.lower()
 
 
+def fold_address(address: str) -> str:
+    """The form `find_user` compares with: stripped and lower-cased, not validated.
+
+    Anything keyed by a login address (the login throttle) folds it the same way, so
+    two spellings that reach one user share one key.
+    """
+    return address.strip().lower()
+
+
 def domain_of(address: str) -> str:
     return address.rsplit("@", 1)[1].lower()
 
@@ -125,7 +134,7 @@ async def find_user(conn: AsyncConnection, email: str) -> User | None:
     row = (
         await conn.execute(
             select(t.virtual_users).where(
-                func.lower(t.virtual_users.c.email) == email.strip().lower()
+                func.lower(t.virtual_users.c.email) == fold_address(email)
             )
         )
     ).first()
@@ -135,7 +144,7 @@ async def find_user(conn: AsyncConnection, email: str) -> User | None:
 async def get_user(conn: AsyncConnection, email: str) -> User:
     user = await find_user(conn, email)
     if user is None:
-        raise UnknownUser(f"user {email.strip().lower()} does not exist")
+        raise UnknownUser(f"user {fold_address(email)} does not exist")
     return user
 
 

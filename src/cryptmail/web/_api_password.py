@@ -80,9 +80,9 @@ async def _admin_reset(
     ip = client_ip(request)
     # Per client address only, so a stranger's failures cannot slow the real admin.
     throttle_key = f"admin-token@{ip}"
-    await context.throttle.wait(throttle_key, ip)
+    reservation = context.throttle.reserve(throttle_key, ip)
     if not admin:
-        context.throttle.failed(throttle_key, ip)
+        context.throttle.failed(reservation)
         log.warning("API admin password reset refused from %s: wrong admin token", ip)
         raise ApiError(
             401,
@@ -90,6 +90,7 @@ async def _admin_reset(
             "The admin token is wrong.",
             {"www-authenticate": 'Bearer realm="cryptmail"'},
         )
+    context.throttle.succeeded(reservation)
     try:
         user = await reset_password(
             context.engine,

@@ -83,7 +83,7 @@ def create_app(
     """
     sessions = SessionStore()
     pages = Pages(min_password_length=config.web.min_password_length)
-    shared_throttle = throttle if throttle is not None else LoginThrottle()
+    shared_throttle = throttle if throttle is not None else LoginThrottle.from_config(config)
     admin_token = read_admin_token(config.web.admin_token_file)
 
     @asynccontextmanager

@@ -1,8 +1,10 @@
 """Every credential check of the web pages and the API goes through the shared throttle.
 
-The same LoginThrottle instance as IMAP: earlier failures for an address or a client
-address delay the next attempt (growing, capped); a success clears the address. The
-operator log records the outcome by address hash only, never the credential.
+The same LoginThrottle instance as IMAP: each check reserves a token for the address and
+the client first; a wrong credential keeps them, anything else gives them back. With a
+bucket empty the check is not run: TooManyAttempts goes to the error table (429 with
+Retry-After), as KdfBusy does (503). The operator log records the outcome by address
+hash only, never the credential.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from cryptmail.errors import AuthenticationFailed
+from cryptmail.errors import AuthenticationFailed, TooManyAttempts
 from cryptmail.keys import UnlockedAccount, unlock_account
 from cryptmail.secret import Password
 from cryptmail.web._context import WebContext
@@ -34,15 +36,25 @@ async def throttled(
     what: str,
     attempt: Callable[[], Awaitable[T]],
 ) -> T:
-    """Wait as the throttle asks, run `attempt`, record the outcome.
+    """Reserve the throttle's tokens, run `attempt`, settle them by the outcome.
 
-    Raises AuthenticationFailed (after counting the failure) and whatever `attempt` raises.
+    Raises TooManyAttempts (without running `attempt`), AuthenticationFailed (after
+    counting the failure) and whatever `attempt` raises (the tokens given back).
     """
-    await context.throttle.wait(address, client_ip)
+    try:
+        reservation = context.throttle.reserve(address, client_ip)
+    except TooManyAttempts:
+        log.info(
+            "web %s refused by the throttle for address %s from %s",
+            what,
+            address_tag(address),
+            client_ip,
+        )
+        raise
     try:
         result = await attempt()
     except AuthenticationFailed as exc:
-        context.throttle.failed(address, client_ip)
+        context.throttle.failed(reservation)
         log.info(
             "web %s failed for address %s from %s: %s",
             what,
@@ -51,7 +63,10 @@ async def throttled(
             exc.detail,
         )
         raise
-    context.throttle.succeeded(address, client_ip)
+    except BaseException:
+        context.throttle.release(reservation)
+        raise
+    context.throttle.succeeded(reservation)
     log.info("web %s succeeded for address %s from %s", what, address_tag(address), client_ip)
     return result
 

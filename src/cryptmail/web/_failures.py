@@ -8,13 +8,14 @@ secret). SQLAlchemy's messages hold SQL parameters, so only their type is logged
 from __future__ import annotations
 
 import logging
+import math
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from cryptmail.errors import CryptmailError, StoreUnavailable
+from cryptmail.errors import CryptmailError, KdfBusy, StoreUnavailable, TooManyAttempts
 from cryptmail.web._api_input import ApiError
 from cryptmail.web._context import web_context
 
@@ -26,6 +27,7 @@ _API_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
+    429: "too_many_attempts",
     503: "unavailable",
 }
 
@@ -34,16 +36,24 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def _answer(request: Request, status: int, headers: dict[str, str] | None = None) -> Response:
+def _answer(
+    request: Request,
+    status: int,
+    headers: dict[str, str] | None = None,
+    *,
+    api_message: str | None = None,
+    page_message: str | None = None,
+) -> Response:
     if _is_api(request):
         code = _API_CODES.get(status, "internal_error")
-        body = {"error": code, "message": _api_message(status)}
+        body = {"error": code, "message": api_message or _api_message(status)}
         return JSONResponse(body, status_code=status, headers=headers)
     try:
         pages = web_context(request).pages
     except RuntimeError:
         return PlainTextResponse("error", status_code=status, headers=headers)
-    response = pages.error(request, status, _PAGE_MESSAGES.get(status, "error.internal"))
+    message = page_message or _PAGE_MESSAGES.get(status, "error.internal")
+    response = pages.error(request, status, message)
     response.headers.update(headers or {})
     return response
 
@@ -71,6 +81,34 @@ async def store_unavailable(request: Request, exc: Exception) -> Response:
     return _answer(request, 503, {"retry-after": "60"})
 
 
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"retry-after": str(max(1, math.ceil(seconds)))}
+
+
+async def too_many_attempts(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TooManyAttempts)  # noqa: S101 - registered for it only
+    return _answer(
+        request,
+        429,
+        _retry_after(exc.retry_after_s),
+        api_message="Too many failed attempts for this address or from this client; "
+        "try again after the seconds in Retry-After.",
+        page_message="error.too_many_attempts",
+    )
+
+
+async def kdf_busy(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KdfBusy)  # noqa: S101 - registered for it only
+    log.warning("web %s refused: the Argon2 queue is full", request.url.path)
+    return _answer(
+        request,
+        503,
+        _retry_after(exc.retry_after_s),
+        api_message="The server is checking too many passwords at once; try again in a moment.",
+        page_message="error.busy",
+    )
+
+
 async def cryptmail_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, StoreUnavailable):
         return await store_unavailable(request, exc)
@@ -85,6 +123,8 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     ApiError: api_error,
+    TooManyAttempts: too_many_attempts,
+    KdfBusy: kdf_busy,
     HTTPException: http_error,
     SQLAlchemyError: store_unavailable,
     CryptmailError: cryptmail_error,

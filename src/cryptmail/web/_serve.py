@@ -26,7 +26,7 @@ from cryptmail.web._app import create_app
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS: Final = 512
-"""Concurrent connections; more get 503 (throttled logins hold theirs while waiting)."""
+"""Concurrent connections; more get 503."""
 KEEP_ALIVE_S: Final = 5
 GRACEFUL_SHUTDOWN_S: Final = 10
 

@@ -1,5 +1,5 @@
-"""The IMAP listener: plain (STARTTLS offered) or implicit TLS, a per-address
-connection cap, and a graceful stop when the shutdown event is set.
+"""The IMAP listener: plain (STARTTLS offered) or implicit TLS, a per-address and a
+global connection cap, and a graceful stop when the shutdown event is set.
 
 When no certificate is configured, a self-signed one is made once in the data
 directory and its SHA-256 fingerprint is logged, so users can compare it with what
@@ -124,9 +124,9 @@ class ImapListener:
         self._requested_port = port
         self._implicit_tls = implicit_tls
         self._closed = asyncio.Event()
-        # Shared by the plain and the TLS listener of one engine: the cap is per client
-        # address, whichever port it connects to.
-        self._per_ip = _shared_counts(context.engine)
+        # Shared by the plain and the TLS listener of one engine: the caps count
+        # connections whichever port they came to.
+        self._counts = _shared_counts(context.engine)
         self._sessions: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
@@ -167,13 +167,21 @@ class ImapListener:
 
         peer = writer.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) else "local"
-        if self._per_ip.get(ip, 0) >= self._context.config.imap.max_connections_per_ip:
+        counts, limits = self._counts, self._context.config.imap
+        refusal = None
+        if counts.total >= limits.max_connections:
+            refusal = b"* BYE Too many connections to this server; try again later.\r\n"
+            log.warning("IMAP connection refused: imap.max_connections reached")
+        elif counts.per_ip.get(ip, 0) >= limits.max_connections_per_ip:
+            refusal = b"* BYE Too many connections from your address.\r\n"
+        if refusal is not None:
             with contextlib.suppress(OSError):
-                writer.write(b"* BYE Too many connections from your address.\r\n")
+                writer.write(refusal)
                 await writer.drain()
             writer.close()
             return
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        counts.per_ip[ip] = counts.per_ip.get(ip, 0) + 1
+        counts.total += 1
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 - always inside a task
         self._sessions.add(task)
@@ -188,9 +196,10 @@ class ImapListener:
             log.exception("IMAP connection from a client failed")
         finally:
             self._sessions.discard(task)
-            self._per_ip[ip] -= 1
-            if not self._per_ip[ip]:
-                del self._per_ip[ip]
+            counts.total -= 1
+            counts.per_ip[ip] -= 1
+            if not counts.per_ip[ip]:
+                del counts.per_ip[ip]
 
     async def stop(self, grace_s: float = _SHUTDOWN_GRACE_S) -> None:
         """Close the socket and end every session (each says BYE), waiting at most
@@ -212,11 +221,17 @@ class ImapListener:
 _ACCOUNTS: weakref.WeakKeyDictionary[AsyncEngine, UnlockedAccounts] = weakref.WeakKeyDictionary()
 
 
-_CONNECTIONS: weakref.WeakKeyDictionary[AsyncEngine, dict[str, int]] = weakref.WeakKeyDictionary()
+@dataclass
+class _Connections:
+    per_ip: dict[str, int] = field(default_factory=dict)
+    total: int = 0
 
 
-def _shared_counts(engine: AsyncEngine) -> dict[str, int]:
-    return _CONNECTIONS.setdefault(engine, {})
+_CONNECTIONS: weakref.WeakKeyDictionary[AsyncEngine, _Connections] = weakref.WeakKeyDictionary()
+
+
+def _shared_counts(engine: AsyncEngine) -> _Connections:
+    return _CONNECTIONS.setdefault(engine, _Connections())
 
 
 def _shared_accounts(engine: AsyncEngine, config: Config) -> UnlockedAccounts:

@@ -118,6 +118,8 @@ class Session:
         self._reader = reader
         self._writer = writer
         self.peer_ip = peer_ip
+        # The client behind a trusted webmail host, from its ID x-originating-ip.
+        self.origin_ip: str | None = None
         self.tls_active = tls_active
         self.commands = CommandReader(PREAUTH_LIMITS)
         self.state: State = "nonauth"

@@ -1,20 +1,27 @@
 """Commands of any state and logging in: CAPABILITY, NOOP, LOGOUT, ID, ENABLE,
 STARTTLS, LOGIN and AUTHENTICATE (PLAIN, LOGIN; SASL-IR).
 
-Every failed login answers the same ``NO [AUTHENTICATIONFAILED]``, after the
-throttle's delay, whether the user is unknown or the password wrong; the operator log
-says which, by id. Plaintext logins are refused before TLS except from loopback when
-the configuration allows it.
+Every failed login answers the same ``NO [AUTHENTICATIONFAILED]``, whether the user is
+unknown or the password wrong; the operator log says which, by id. When the login
+throttle's allowance for the address or the client is spent, or the Argon2 queue is
+full, the answer is ``NO [UNAVAILABLE]`` at once, before any password is checked.
+Plaintext logins are refused before TLS except from loopback when the configuration
+allows it.
+
+A webmail host in ``auth.trusted_networks`` may name its user's address with the ID
+field ``x-originating-ip``; the throttle then counts that address instead of the
+host's. From anywhere else the field is ignored.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import logging
 from typing import TYPE_CHECKING, Final
 
-from cryptmail.errors import AuthenticationFailed
+from cryptmail.errors import AuthenticationFailed, KdfBusy, TooManyAttempts
 from cryptmail.imap.server._errors import CommandFailed
 from cryptmail.imap.wire._requests import (
     Authenticate,
@@ -36,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FAILED: Final = "Authentication failed."
+_BUSY: Final = "Too many login attempts; try again later."
+_ORIGINATING_IP: Final = "x-originating-ip"
 _MAX_ADDRESS: Final = 320
 
 
@@ -55,6 +64,13 @@ async def logout(session: Session, command: Logout) -> bytes:
 
 
 async def identify(session: Session, command: Id) -> bytes:
+    if command.parameters and session.context.throttle.is_trusted(session.peer_ip):
+        for field, value in command.parameters:
+            if field.lower() == _ORIGINATING_IP and value is not None:
+                try:
+                    session.origin_ip = str(ipaddress.ip_address(value.strip()))
+                except ValueError:
+                    log.info("IMAP ID from a trusted host: unusable %s ignored", _ORIGINATING_IP)
     await session.send(untagged(Atom("ID"), ["name", "cryptmail"]))
     return tagged(command.tag, "OK", "ID completed.")
 
@@ -92,14 +108,26 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
         )
     if not address or len(address) > _MAX_ADDRESS:
         raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]")
-    await context.throttle.wait(address, session.peer_ip)
+    client_ip = session.origin_ip or session.peer_ip
     try:
-        account = await context.accounts.acquire(address, password, client_ip=session.peer_ip)
+        reservation = context.throttle.reserve(address, client_ip)
+    except TooManyAttempts as exc:
+        log.info("IMAP login refused by the throttle for %.0f s", exc.retry_after_s)
+        raise CommandFailed(_BUSY, "[UNAVAILABLE]") from None
+    try:
+        account = await context.accounts.acquire(address, password, client_ip=client_ip)
     except AuthenticationFailed as exc:
-        context.throttle.failed(address, session.peer_ip)
+        context.throttle.failed(reservation)
         log.info("IMAP login failed (%s)", exc.detail or "no detail")
         raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]") from None
-    context.throttle.succeeded(address, session.peer_ip)
+    except KdfBusy:
+        context.throttle.release(reservation)
+        log.warning("IMAP login refused: the Argon2 queue is full (crypto.argon2.max_queued)")
+        raise CommandFailed(_BUSY, "[UNAVAILABLE]") from None
+    except BaseException:
+        context.throttle.release(reservation)
+        raise
+    context.throttle.succeeded(reservation)
     try:
         async with context.engine.begin() as conn:
             await ensure_default_mailboxes(conn, account.user.id)
