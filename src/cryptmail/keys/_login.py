@@ -17,13 +17,12 @@ import logging
 from dataclasses import replace
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
 from cryptmail.crypto import code_lookup_id, normalize_code
 from cryptmail.db import tables as t
-from cryptmail.errors import AuthenticationFailed, UserError
+from cryptmail.errors import AuthenticationFailed, DatabaseConflict, UserError
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._keyring import account_uuid, open_account
@@ -193,7 +192,7 @@ async def _first_login(
             if await account_uuid(conn, user.id) is None:
                 await provision_keys(conn, user, credential, crypto, with_recovery=False)
                 log.info("made keys for user id %d at first login", user.id)
-    except IntegrityError:
+    except DatabaseConflict:
         # A concurrent first login won the race (unique account row); use its keys.
         log.info("first login of user id %d: keys were made concurrently; using them", user.id)
     return await unlock_account(

@@ -2,19 +2,19 @@
 
 Nothing of an exception's text reaches the client except our own ApiError sentences;
 the log gets the type and, for our own errors, the message (which never holds a
-secret). SQLAlchemy's messages hold SQL parameters, so only their type is logged.
+secret). The database's errors arrive translated (cryptmail.db); a failed statement,
+like one that found no database, answers 503: the operator's log has the cause.
 """
 
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from cryptmail.errors import CryptmailError, StoreUnavailable
+from cryptmail.errors import CryptmailError, DatabaseError, StoreUnavailable
 from cryptmail.web._api_input import ApiError
 from cryptmail.web._context import web_context
 
@@ -86,7 +86,7 @@ async def server_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ApiError: api_error,
     HTTPException: http_error,
-    SQLAlchemyError: store_unavailable,
+    DatabaseError: store_unavailable,
     CryptmailError: cryptmail_error,
     Exception: server_error,
 }
