@@ -12,6 +12,7 @@ from cryptmail.keys._app_passwords import (
 )
 from cryptmail.keys._cache import UnlockedAccounts
 from cryptmail.keys._events import Event, list_events, record_event
+from cryptmail.keys._faults import checkpoint
 from cryptmail.keys._keyring import (
     KeyPairInfo,
     account_uuid,
@@ -43,6 +44,7 @@ __all__ = [
     "active_public_key",
     "add_app_password",
     "change_password",
+    "checkpoint",
     "create_user",
     "export_private_keys",
     "has_recovery_code",
