@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.db import create_engine, run_transaction
@@ -134,3 +135,12 @@ async def test_a_refused_connection_is_unavailable(scheme: str, closed_port: int
 
 def test_other_exceptions_pass_unchanged() -> None:
     assert translate(ValueError("a bug in a bind processor")) is None
+
+
+async def test_sqlalchemys_own_probes_keep_its_errors(engine: AsyncEngine) -> None:
+    # MySQL's has_table catches DBAPIError from a DESCRIBE it marks like this.
+    with pytest.raises(DBAPIError):
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql(
+                "SELECT * FROM nowhere", execution_options={"skip_user_error_events": True}
+            )

@@ -89,6 +89,12 @@ def _on_error(context: ExceptionContext) -> BaseException | None:
     # one; an error of ours there would end that instead.
     if context.is_pre_ping:
         return None
+    # SQLAlchemy's own probes (MySQL's has_table runs DESCRIBE and catches DBAPIError
+    # 1146 to answer False) ask for no user error events per statement; this version
+    # honours that only per connection, so we look at the statement's options too.
+    execution = context.execution_context
+    if execution is not None and execution.execution_options.get("skip_user_error_events"):
+        return None
     return translate(
         context.original_exception,
         context.sqlalchemy_exception,
