@@ -1,12 +1,14 @@
 """The one exception tree of cryptmail.
 
     CryptmailError
-    ├── ConfigError                 the TOML file or a command-line option is wrong
+    ├── ConfigError                 the TOML file, a command-line option or a path given is wrong
     ├── CryptoError
     │   ├── DecryptionFailed        opaque: wrong key, tampered, truncated (one type, no detail)
     │   ├── MalformedObject         a stored object's header cannot be parsed
     │   ├── KdfParametersRefused    stored Argon2 parameters above the configured ceiling
     │   └── KdfBusy                 transient: the Argon2 queue is full; retry in a moment
+    ├── DatabaseError               the database refused a statement (driver error chained)
+    │   └── DatabaseConflict        a unique or foreign-key constraint refused a write
     ├── DovecotFormatError
     │   ├── DovecotKeyNotFound      no private key for the file's recipient key id
     │   └── DovecotWrongPassword    the password does not unlock a `2:` key
@@ -36,10 +38,15 @@
     │   ├── QuotaExceeded
     │   ├── KeyLocked               the operation needs the unlocked key
     │   └── StoreUnavailable        transient: database or blob store did not answer
+    │       └── DatabaseUnavailable transient: no connection, dropped, locked, deadlock victim
     └── ProtocolError               a client sent something we cannot parse
         ├── ParseError              one command is malformed: answer `tag BAD reason`, read on
         │   └── UnknownCharset      SEARCH CHARSET we cannot decode: answer NO [BADCHARSET]
         └── InputTooLarge           a command line or literal is over its limit: refuse first
+
+The database's own errors never leave `cryptmail.db`: an engine hook turns them into
+DatabaseUnavailable (retry later), DatabaseConflict (someone made that row first) or
+DatabaseError where they arise, with the driver's error as `__cause__`.
 
 Messages are sentences a person can act on; they name objects by id, never by content,
 and never contain a password, a recovery code, a key or mail content.
@@ -90,6 +97,16 @@ class KdfBusy(CryptoError):
             "the password derivation queue is full (crypto.argon2.max_queued); "
             "too many logins at once, try again in a moment"
         )
+
+
+class DatabaseError(CryptmailError):
+    """The database refused or failed a statement. The driver's error is the __cause__;
+    the message names its type only, never SQL or parameters (they hold hashes, slots)."""
+
+
+class DatabaseConflict(DatabaseError):
+    """A unique or foreign-key constraint refused a write: the row exists already, or a
+    concurrent writer made it first. Callers that expect the race catch this."""
 
 
 class DovecotFormatError(CryptmailError):
@@ -221,6 +238,11 @@ class KeyLocked(StoreError):
 
 class StoreUnavailable(StoreError):
     """Transient: the database or the blob store did not answer. Retry later."""
+
+
+class DatabaseUnavailable(StoreUnavailable):
+    """Transient: the database could not be reached, dropped the connection, stayed
+    locked or chose this transaction as a deadlock victim. Retry later."""
 
 
 class ProtocolError(CryptmailError):

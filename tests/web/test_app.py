@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import cryptmail.web
-from cryptmail.errors import ConfigError
+from cryptmail.errors import ConfigError, DatabaseUnavailable
 from cryptmail.keys import NewAccount
 from cryptmail.web import create_app
 from cryptmail.web._app import read_admin_token
@@ -116,7 +116,9 @@ async def test_database_down_gives_503(
     alice: NewAccount,
 ) -> None:
     async def down(*_args: object, **_kwargs: object) -> None:
-        raise OperationalError("SELECT secret_statement", {"password": "hash-param"}, Exception())
+        # What the engine hook raises: ours, chained from the driver's (SQL, parameters).
+        cause = OperationalError("SELECT secret_statement", {"password": "hash-param"}, Exception())
+        raise DatabaseUnavailable("the database did not answer (OperationalError)") from cause
 
     monkeypatch.setattr("cryptmail.web._attempts.unlock_account", down)
     page = await sign_in(client)

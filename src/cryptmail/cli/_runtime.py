@@ -19,14 +19,13 @@ from datetime import datetime
 from typing import TypeAlias
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.cli._options import config_from_args, read_stdin_lines
 from cryptmail.concurrency import configure_kdf_pool
 from cryptmail.config import Config
 from cryptmail.db import create_engine, current_revision, head_revision, upgrade
-from cryptmail.errors import ConfigError, KeySlotError, PasswordRejected, StoreUnavailable
+from cryptmail.errors import ConfigError, KeySlotError, PasswordRejected
 from cryptmail.secret import Password
 
 log = logging.getLogger(__name__)
@@ -93,7 +92,10 @@ def run_with_engine(
 ) -> int:
     """Build the config, open the engine, make sure of the schema, run `work`, close.
 
-    Database connection failures become StoreUnavailable (one line, no SQL, no URL).
+    The database's errors arrive translated by its engine (DatabaseUnavailable says
+    to check database.url; no SQL, no URL). An OSError left is a file's: a path the
+    command was given (an export's destination, an import's source) or one it made
+    there, and becomes a ConfigError naming that path and the system's reason.
     """
     config = config_from_args(args)
     _set_log_levels(args, config, server=server)
@@ -105,32 +107,22 @@ def run_with_engine(
             if check_schema:
                 await prepare_schema(engine, config.database_url)
             return await work(config, engine)
-        except (OperationalError, InterfaceError) as exc:
-            # str(exc) holds the SQL statement and its parameters: never print it.
-            raise StoreUnavailable(
-                f"the database did not answer ({_cause(exc)}); check database.url and "
-                "that the server is running and reachable"
-            ) from exc
-        except DBAPIError as exc:
-            raise StoreUnavailable(
-                f"the database refused the operation ({_cause(exc)}); run with -v and "
-                "check the server's log"
-            ) from exc
         except BrokenPipeError:
             raise
         except OSError as exc:
-            raise StoreUnavailable(
-                f"the database could not be reached ({type(exc).__name__}); check "
-                "database.url and that the server is running"
-            ) from exc
+            if exc.filename is None:
+                raise
+            raise ConfigError(_file_failure(exc)) from exc
         finally:
             await engine.dispose()
 
     return asyncio.run(main())
 
 
-def _cause(exc: DBAPIError) -> str:
-    return type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+def _file_failure(exc: OSError) -> str:
+    """`cannot use afile/sub: Not a directory`: the path and the system's reason."""
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    return f"cannot use {paths}: {exc.strerror or type(exc).__name__}"
 
 
 def read_secrets(

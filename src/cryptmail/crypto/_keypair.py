@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import TypeAlias, cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
+from cryptmail.config import Curve
 from cryptmail.crypto._labels import CURVE_IDS
 from cryptmail.errors import MalformedObject
 
-CurveName = Literal["x25519", "prime256v1", "secp384r1", "secp521r1"]
+# The one list of curve names is config's (shared, importable by every layer; config
+# may import no layer, so it cannot take it from here).
+CurveName: TypeAlias = Curve
 
 _NIST: dict[str, ec.EllipticCurve] = {
     "prime256v1": ec.SECP256R1(),

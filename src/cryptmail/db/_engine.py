@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -32,7 +33,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cryptmail.concurrency import run_blocking
-from cryptmail.errors import ConfigError
+from cryptmail.db._errors import install_error_hooks, translate
+from cryptmail.errors import ConfigError, DatabaseUnavailable
 
 T = TypeVar("T")
 
@@ -70,11 +72,14 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(target, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        install_error_hooks(engine.sync_engine)
         return engine
     if parsed.get_backend_name() == "mysql":
         kwargs.setdefault("pool_recycle", 3600)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(target, **kwargs)
+    engine = create_async_engine(target, **kwargs)
+    install_error_hooks(engine.sync_engine)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -109,6 +114,7 @@ def _sync_engine(engine: AsyncEngine) -> Engine | None:
             )
             event.listen(sync, "connect", _sqlite_pragmas)
             event.listen(sync, "connect", _driver_leaves_transactions_to_us)
+            install_error_hooks(sync)
             weakref.finalize(engine, sync.dispose)
         _sync_engines[engine] = sync
         return sync
@@ -126,7 +132,10 @@ def _begin(conn: Connection, sql: str) -> None:
     every statement, a fifth of a short transaction's CPU."""
     driver = conn.connection.driver_connection
     assert driver is not None  # noqa: S101 - a checked-out connection has one
-    driver.execute(sql)
+    try:
+        driver.execute(sql)
+    except sqlite3.Error as error:  # past SQLAlchemy, so past its error hook
+        raise (translate(error) or error) from error
 
 
 _write_queues: weakref.WeakKeyDictionary[Engine, _WriteQueue] = weakref.WeakKeyDictionary()
@@ -142,7 +151,8 @@ async def run_transaction(
     `writes=False` promises that `work` normally only reads: on SQLite it then neither
     queues behind this process's writers nor takes the write lock up front (a write it
     does make anyway still works, waiting for the lock the usual way).
-    Raises whatever `work` or the driver raises (SQLAlchemy errors are not translated).
+    Raises whatever `work` raises; the database's errors arrive as DatabaseUnavailable,
+    DatabaseConflict or DatabaseError (see `_errors`).
     """
     sync = _sync_engine(engine)
     if sync is None:
@@ -178,7 +188,12 @@ class _WriteQueue:
     def turn(self) -> Iterator[None]:
         with self._threads:
             if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                except OSError as exc:
+                    raise DatabaseUnavailable(
+                        f"cannot open the database's writer queue {self._path}: {exc.strerror}"
+                    ) from exc
                 weakref.finalize(self, os.close, self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
-from cryptmail.errors import KeyLocked, QuotaExceeded
+from cryptmail.errors import DatabaseError, KeyLocked, QuotaExceeded, StoreUnavailable
 from cryptmail.store import (
     ChangePublisher,
     DeliveryTarget,
@@ -40,12 +40,22 @@ OVER_QUOTA = "452 4.2.2 Mailbox full"
 NO_KEYS = "451 4.3.0 Mailbox not ready yet, try again later"
 
 
+# The one table from errors to replies; the nearest base class of an error decides. An
+# error it does not name is TRANSIENT as well: the sender retries and learns nothing.
+REPLIES: dict[type[BaseException], str] = {
+    QuotaExceeded: OVER_QUOTA,
+    KeyLocked: NO_KEYS,
+    StoreUnavailable: TRANSIENT,
+    # A conflict is a race with another delivery: the retry finds what that one stored.
+    DatabaseError: TRANSIENT,
+}
+
+
 def reply_for(exc: BaseException) -> str:
-    """The LMTP reply for a failed delivery: the one mapping table."""
-    if isinstance(exc, QuotaExceeded):
-        return OVER_QUOTA
-    if isinstance(exc, KeyLocked):
-        return NO_KEYS
+    """The LMTP reply for a failed delivery, from REPLIES."""
+    for klass in type(exc).__mro__:
+        if klass in REPLIES:
+            return REPLIES[klass]
     return TRANSIENT
 
 

@@ -23,6 +23,7 @@ from cryptmail.keys._events import (
     list_events,
     record_event,
 )
+from cryptmail.keys._faults import checkpoint
 from cryptmail.keys._keyring import (
     KeyPairInfo,
     account_uuid,
@@ -55,6 +56,7 @@ __all__ = [
     "active_public_key",
     "add_app_password",
     "change_password",
+    "checkpoint",
     "create_user",
     "export_private_keys",
     "has_recovery_code",

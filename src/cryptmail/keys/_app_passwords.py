@@ -7,12 +7,16 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
 from cryptmail.crypto import code_lookup_id, generate_app_password, normalize_code
-from cryptmail.errors import AppPasswordExists, AppPasswordNotFound, KeySlotError
+from cryptmail.errors import (
+    AppPasswordExists,
+    AppPasswordNotFound,
+    DatabaseConflict,
+    KeySlotError,
+)
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._kdf import make_slot, slot_context
@@ -65,7 +69,7 @@ async def add_app_password(
             await events.record_event(
                 conn, account.user.id, events.APP_PASSWORD_ADDED, client_ip, name
             )
-    except IntegrityError as exc:
+    except DatabaseConflict as exc:
         raise AppPasswordExists(f"an app password named {name!r} exists already") from exc
     return secret
 

@@ -16,12 +16,11 @@ import logging
 from dataclasses import replace
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
 from cryptmail.db import tables as t
-from cryptmail.errors import UserError
+from cryptmail.errors import DatabaseConflict, UserError
 from cryptmail.keys._account import AccountKey, UnlockedAccount
 from cryptmail.keys._credential import KeylessUser, check_credential
 from cryptmail.keys._kdf import hash_for_slot
@@ -147,7 +146,7 @@ async def _first_login(
             if await account_uuid(conn, user.id) is None:
                 await insert_keys(conn, user.id, keys, user.password_hash)
                 log.info("made keys for user id %d at first login", user.id)
-    except IntegrityError:
+    except DatabaseConflict:
         # A concurrent first login won the race (unique account row); use its keys.
         log.info("first login of user id %d: keys were made concurrently; using them", user.id)
     return await verify_login(

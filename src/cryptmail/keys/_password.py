@@ -9,11 +9,10 @@ nothing but the failed-sign-in event.
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.config import CryptoConfig
-from cryptmail.errors import KeySlotError
+from cryptmail.errors import DatabaseConflict, KeySlotError
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import AccountKey
 from cryptmail.keys._cache import UnlockedAccounts
@@ -113,7 +112,7 @@ async def _first_password(
             await insert_keys(conn, user.id, keys, new_hash)
             await events.record_event(conn, user.id, events.PASSWORD_CHANGED, client_ip)
             checkpoint("password:before-commit")
-    except IntegrityError as exc:
+    except DatabaseConflict as exc:
         raise _made_meanwhile() from exc
     checkpoint("password:after-commit")
 

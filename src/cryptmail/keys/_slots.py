@@ -79,7 +79,7 @@ async def insert_slot(
     lookup_id: bytes | None = None,
     fingerprint: bytes | None = None,
 ) -> None:
-    """Raises IntegrityError if the user has a slot of this kind and name already."""
+    """Raises DatabaseConflict if the user has a slot of this kind and name already."""
     await conn.execute(
         t.cm_key_slots.insert().values(
             user_id=user_id,

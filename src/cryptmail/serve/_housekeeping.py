@@ -15,7 +15,6 @@ import contextlib
 import logging
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.concurrency import run_blocking
@@ -53,7 +52,7 @@ async def sweep_forever(
     while not shutdown.is_set():
         try:
             await sweep_once(engine, blobs, spool_dir)
-        except (CryptmailError, SQLAlchemyError, OSError) as exc:
+        except (CryptmailError, OSError) as exc:
             log.warning("sweep failed (%s); retrying in %d s", type(exc).__name__, SWEEP_EVERY_S)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(shutdown.wait(), SWEEP_EVERY_S)
@@ -66,7 +65,7 @@ async def expire_tags_forever(engine: AsyncEngine, shutdown: asyncio.Event) -> N
             cleared = await expire_delivery_tags(engine)
             if cleared:
                 log.debug("cleared %d expired delivery retry tag(s)", cleared)
-        except (CryptmailError, SQLAlchemyError, OSError) as exc:
+        except (CryptmailError, OSError) as exc:
             log.warning("clearing delivery retry tags failed (%s)", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(shutdown.wait(), TAG_EXPIRY_EVERY_S)

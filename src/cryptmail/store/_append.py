@@ -20,7 +20,7 @@ from cryptmail.crypto import BlobSealer, PublicKeyInfo, plain_header
 from cryptmail.db import run_transaction, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import KeyLocked, QuotaExceeded
-from cryptmail.keys._faults import checkpoint
+from cryptmail.keys import checkpoint
 from cryptmail.store._codec import round_size
 from cryptmail.store._ids import BlobId, MailboxId, new_blob_id
 from cryptmail.store._mailboxes import inbox_id

@@ -23,8 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.crypto import MAX_HEADER_SIZE, BlobOpener, parse_blob_header
 from cryptmail.db import tables as t
 from cryptmail.errors import KeyLocked, ObjectTampered
-from cryptmail.keys import active_public_key
-from cryptmail.keys._faults import checkpoint
+from cryptmail.keys import active_public_key, checkpoint
 from cryptmail.store._append import write_blob
 from cryptmail.store._ids import BlobId
 from cryptmail.store._messages import drop_unreferenced_blobs

@@ -47,8 +47,7 @@ from cryptmail.errors import (
     MailboxNotFound,
     StoreError,
 )
-from cryptmail.keys import UnlockedAccount
-from cryptmail.keys._faults import checkpoint
+from cryptmail.keys import UnlockedAccount, checkpoint
 from cryptmail.store._append import StoredBlob, insert_row, write_blob
 from cryptmail.store._codec import MessageCache, round_size
 from cryptmail.store._ids import MailboxId, MessageId

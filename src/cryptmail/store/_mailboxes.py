@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail.db import tables as t
 from cryptmail.db import utcnow
-from cryptmail.errors import MailboxExists, MailboxNotFound, StoreError
+from cryptmail.errors import DatabaseConflict, MailboxExists, MailboxNotFound, StoreError
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import MailboxId
 
@@ -192,7 +191,7 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
                 created_at=utcnow(),
             )
         )
-    except IntegrityError as exc:
+    except DatabaseConflict as exc:
         raise MailboxExists("that mailbox exists already") from exc
     return await mailbox_by_id(conn, account, int(result.inserted_primary_key[0]))  # type: ignore[index]
 

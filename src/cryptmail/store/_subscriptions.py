@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Final
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail.db import tables as t
+from cryptmail.errors import DatabaseConflict
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._mailboxes import DEFAULT_MAILBOXES, check_name
 
@@ -48,7 +48,7 @@ async def _insert(conn: AsyncConnection, account: UnlockedAccount, name: str) ->
                     name_sealed=account.fields.seal(data, _context(user_id)),
                 )
             )
-    except IntegrityError:
+    except DatabaseConflict:
         pass  # another session subscribed the same name meanwhile
 
 
@@ -69,7 +69,7 @@ async def _seed_defaults(conn: AsyncConnection, account: UnlockedAccount) -> Non
                     value_sealed=account.fields.seal(b"1", _context(user_id)),
                 )
             )
-    except IntegrityError:
+    except DatabaseConflict:
         return  # another session seeds them
     for name, _attribute in DEFAULT_MAILBOXES.values():
         await _insert(conn, account, name)

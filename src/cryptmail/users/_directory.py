@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     AliasExists,
+    DatabaseConflict,
     DomainExists,
     UnknownDomain,
     UnknownUser,
@@ -77,7 +77,7 @@ async def add_domain(conn: AsyncConnection, name: str) -> int:
         raise UserError(f"{name!r} is not a domain name")
     try:
         result = await conn.execute(t.virtual_domains.insert().values(name=name))
-    except IntegrityError as exc:
+    except DatabaseConflict as exc:
         raise DomainExists(f"domain {name} exists already") from exc
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
@@ -113,7 +113,7 @@ async def add_user(
                 domain_id=dom, email=email, password=password_hash, crypt=crypt, quota=quota
             )
         )
-    except IntegrityError as exc:
+    except DatabaseConflict as exc:
         raise UserExists(f"user {email} exists already") from exc
     uid = int(result.inserted_primary_key[0])  # type: ignore[index]
     return User(uid, email, dom, password_hash, quota, crypt)

@@ -2,7 +2,8 @@
 
 Nothing of an exception's text reaches the client except our own ApiError sentences;
 the log gets the type and, for our own errors, the message (which never holds a
-secret). SQLAlchemy's messages hold SQL parameters, so only their type is logged.
+secret). The database's errors arrive translated (cryptmail.db); a failed statement,
+like one that found no database, answers 503: the operator's log has the cause.
 """
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ from __future__ import annotations
 import logging
 import math
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from cryptmail.errors import CryptmailError, KdfBusy, StoreUnavailable, TooManyAttempts
+from cryptmail.errors import (
+    CryptmailError,
+    DatabaseError,
+    KdfBusy,
+    StoreUnavailable,
+    TooManyAttempts,
+)
 from cryptmail.web._api_input import ApiError
 from cryptmail.web._context import web_context
 
@@ -126,7 +132,7 @@ EXCEPTION_HANDLERS = {
     TooManyAttempts: too_many_attempts,
     KdfBusy: kdf_busy,
     HTTPException: http_error,
-    SQLAlchemyError: store_unavailable,
+    DatabaseError: store_unavailable,
     CryptmailError: cryptmail_error,
     Exception: server_error,
 }

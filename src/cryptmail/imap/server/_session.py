@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from cryptmail.errors import (
     BlobMissing,
     InputTooLarge,
+    KdfBusy,
     KeyLocked,
     MailboxExists,
     MailboxNotFound,
@@ -31,6 +32,7 @@ from cryptmail.errors import (
     QuotaExceeded,
     StoreError,
     StoreUnavailable,
+    TooManyAttempts,
     UnknownCharset,
 )
 from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed
@@ -94,6 +96,8 @@ def _error_reply(exc: Exception) -> tuple[Literal["NO", "BAD"], str | None, str]
         return "NO", "[UNAVAILABLE]", "Storage is temporarily unavailable; try again."
     if isinstance(exc, MessageNotFound):
         return "NO", "[EXPUNGEISSUED]", "Some messages were expunged."
+    if isinstance(exc, (TooManyAttempts, KdfBusy)):
+        return "NO", "[UNAVAILABLE]", "Too many login attempts; try again in a moment."
     if isinstance(exc, KeyLocked):
         return "NO", "[UNAVAILABLE]", "The mailbox key is locked."
     if isinstance(exc, StoreError):
