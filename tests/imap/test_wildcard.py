@@ -30,8 +30,11 @@ def _regex(full: str) -> re.Pattern[str]:
 _NAMES = st.text(alphabet="abIiNnBbOoXx/.", max_size=12)
 _PATTERNS = st.one_of(
     st.text(alphabet="abInX/*%", max_size=8),
-    st.builds(lambda case, rest: case + rest, st.sampled_from(["INBOX", "inbox", "InBoX"]),
-              st.text(alphabet="ab/*%", max_size=6)),  # fmt: skip
+    st.builds(
+        lambda case, rest: case + rest,
+        st.sampled_from(["INBOX", "inbox", "InBoX"]),
+        st.text(alphabet="ab/*%", max_size=6),
+    ),
 )
 
 
