@@ -38,7 +38,9 @@ from cryptmail.store._mailboxes import (
 from cryptmail.store._maildir import MaildirFolder, scan_maildir
 from cryptmail.store._messages import (
     RECENT_FLAG,
+    FlagUpdate,
     MessageRow,
+    change_flags,
     claim_messages,
     copy_messages,
     drop_unreferenced_blobs,
@@ -82,6 +84,7 @@ __all__ = [
     "CheckReport",
     "DeliveryTarget",
     "EncryptProgress",
+    "FlagUpdate",
     "ImportProgress",
     "Mailbox",
     "MailboxId",
@@ -95,6 +98,7 @@ __all__ = [
     "StoredBlob",
     "UserId",
     "check_quota",
+    "change_flags",
     "check_store",
     "claim_messages",
     "copy_messages",
