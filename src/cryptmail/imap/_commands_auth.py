@@ -28,7 +28,7 @@ from cryptmail.imap._requests import (
 from cryptmail.imap._response import Atom, tagged, untagged
 from cryptmail.imap._session import ANY, NONAUTH, CommandFailed, Session, route
 from cryptmail.secret import Password
-from cryptmail.store import ensure_default_mailboxes
+from cryptmail.store import create_default_mailboxes
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,7 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
         raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]") from None
     context.throttle.succeeded(address, session.peer_ip)
     try:
-        async with context.engine.begin() as conn:
-            await ensure_default_mailboxes(conn, account.user.id)
+        await create_default_mailboxes(context.engine, account.user.id)
     except BaseException:
         context.accounts.release(account)
         raise
