@@ -7,11 +7,12 @@ uniqueness. Hierarchy is in the name ("Work/2026"), delimiter "/".
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, case, delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.db import run_transaction, utcnow
@@ -21,6 +22,7 @@ from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import MailboxId
 
 DELIMITER = "/"
+_ATTEMPTS = 5
 # role -> (name, SPECIAL-USE attribute)
 DEFAULT_MAILBOXES: dict[str, tuple[str, str]] = {
     "inbox": ("INBOX", ""),
@@ -148,17 +150,18 @@ async def create_default_mailboxes(engine: AsyncEngine, user_id: int) -> Mailbox
     One read-only look first: nearly every user has them already, and a login or a
     delivery should not queue for the write lock for nothing."""
 
-    def inbox(conn: Connection) -> MailboxId | None:
-        row = conn.execute(
-            select(t.cm_mailboxes.c.id).where(
-                t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role == "inbox"
-            )
-        ).first()
+    def inbox(conn: Connection, *, latest: bool = False) -> MailboxId | None:
+        query = select(t.cm_mailboxes.c.id).where(
+            t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role == "inbox"
+        )
+        # A locking read sees the row another transaction committed meanwhile, which
+        # MariaDB's snapshot (REPEATABLE READ) would hide.
+        row = conn.execute(query.with_for_update() if latest else query).first()
         return None if row is None else MailboxId(int(row.id))
 
     def create(conn: Connection) -> MailboxId:
         _ensure_defaults(conn, user_id)
-        found = inbox(conn)
+        found = inbox(conn, latest=True)
         assert found is not None  # noqa: S101 - _ensure_defaults just made it
         return found
 
@@ -168,7 +171,17 @@ async def create_default_mailboxes(engine: AsyncEngine, user_id: int) -> Mailbox
     found = await run_transaction(engine, look, writes=False)
     if found is not None:
         return found
-    return await run_transaction(engine, create)
+    for attempt in range(_ATTEMPTS):
+        try:
+            return await run_transaction(engine, create)
+        except (OperationalError, IntegrityError):
+            # MariaDB ends a transaction that lost a deadlock between parallel first
+            # deliveries (InnoDB's gap and duplicate-key locks); the winner's folders
+            # are there by the time this one looks again.
+            if attempt == _ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def inbox_id(conn: AsyncConnection, user_id: int) -> MailboxId:
