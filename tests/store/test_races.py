@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 
 from cryptmail import store
 from cryptmail.db import tables as t
-from cryptmail.keys import UnlockedAccount, unlock_account
+from cryptmail.keys import UnlockedAccount, create_user, unlock_account
 from cryptmail.store import MessageRow
 from cryptmail.users import get_user
 
@@ -191,3 +191,19 @@ async def test_parallel_first_deliveries_to_a_user_made_by_sql(rig: StoreRig) ->
     assert count == 5
     report = await store.check_store(rig.engine, rig.blobs)
     assert report.clean, report
+
+
+async def test_a_user_is_created_with_the_default_folders(rig: StoreRig) -> None:
+    created = await create_user(
+        rig.engine,
+        "folders@example.org",
+        PASSWORD,
+        rig.config.crypto,
+        with_user=store.ensure_default_mailboxes,
+    )
+    async with rig.engine.connect() as conn:
+        boxes = await store.list_mailboxes(conn, created.user.id, None)
+    assert sorted(b.role or "" for b in boxes) == sorted(store.DEFAULT_MAILBOXES)
+    # A first delivery and a login find them and create nothing.
+    inbox = await store.create_default_mailboxes(rig.engine, created.user.id)
+    assert inbox == next(b.id for b in boxes if b.role == "inbox")

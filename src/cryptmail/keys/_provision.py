@@ -3,6 +3,7 @@ one transaction. The recovery code is returned once and stored nowhere but its s
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -137,10 +138,16 @@ async def create_user(
     *,
     crypt: int = 2,
     quota: int = 0,
+    with_user: Callable[[AsyncConnection, int], Awaitable[None]] | None = None,
 ) -> NewAccount:
-    """Add a user with its hash, keys and slots, all in one transaction."""
+    """Add a user with its hash, keys and slots, all in one transaction.
+
+    `with_user(conn, user_id)` runs in that transaction too: the store passes the
+    creation of the default folders (it sits above this layer)."""
     password_hash = await hash_for_slot(password, crypto.argon2)
     async with engine.begin() as conn:
         user = await add_user(conn, email, password_hash, crypt=crypt, quota=quota)
         code = await provision_keys(conn, user, password, crypto)
+        if with_user is not None:
+            await with_user(conn, user.id)
     return NewAccount(user, code)
