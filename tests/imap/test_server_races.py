@@ -216,3 +216,18 @@ def test_list_with_many_wildcards_answers(rig: ImapRig) -> None:
     typ, data = imap.list('""', "%%%%%%%%%%%%%%%%%%%%%%%%a")
     assert typ == "OK" and len(data) == 1
     imap.logout()
+
+
+def test_a_blob_missing_under_a_live_row_is_still_corruption(
+    rig: ImapRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = _two_sessions(rig, messages=1)
+    for path in rig.blobs.root.rglob("*"):
+        if path.is_file() and len(path.name) == 32:
+            path.unlink()
+    typ, data = b.fetch("1", "(BODY.PEEK[])")
+    assert typ == "NO"
+    assert b"CORRUPTION" in data[0], data
+    assert "restore it from backup" in caplog.text
+    a.logout()
+    b.logout()
