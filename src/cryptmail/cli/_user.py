@@ -33,6 +33,7 @@ from cryptmail.keys import (
     recover,
     renew_recovery_code,
 )
+from cryptmail.store import ensure_default_mailboxes
 from cryptmail.users import get_user, list_users, normalize_address, set_crypt
 
 
@@ -135,7 +136,13 @@ def _add(args: argparse.Namespace) -> int:
 
     async def work(config: Config, engine: AsyncEngine) -> int:
         account = await create_user(
-            engine, email, password, config.crypto, crypt=args.crypt, quota=args.quota
+            engine,
+            email,
+            password,
+            config.crypto,
+            crypt=args.crypt,
+            quota=args.quota,
+            with_user=ensure_default_mailboxes,
         )
         async with engine.connect() as conn:
             pairs = await list_key_pairs(conn, account.user.id)

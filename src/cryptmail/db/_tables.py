@@ -175,6 +175,18 @@ cm_messages = Table(
     Index("ix_cm_messages_delivery_tag", "delivery_tag"),
 )
 
+# The last UIDVALIDITY given to any of the user's mailboxes: it only grows, so a folder
+# created (or renamed) under a name that existed before gets a greater value than any
+# the name had (RFC 3501 2.3.1.1), however fast it is deleted and created again.
+cm_uidvalidity = Table(
+    "cm_uidvalidity",
+    metadata,
+    Column(
+        "user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("last_value", BigInteger, nullable=False),
+)
+
 # Expunged UIDs per mailbox with the modseq of the expunge (QRESYNC VANISHED).
 cm_expunged = Table(
     "cm_expunged",

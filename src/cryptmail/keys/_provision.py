@@ -6,6 +6,7 @@ The Argon2 work (`prepare_keys`) runs before the transaction; `insert_keys` only
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -123,11 +124,17 @@ async def create_user(
     *,
     crypt: int = 2,
     quota: int = 0,
+    with_user: Callable[[AsyncConnection, int], Awaitable[None]] | None = None,
 ) -> NewAccount:
-    """Add a user with its hash, keys and slots, all in one transaction."""
+    """Add a user with its hash, keys and slots, all in one transaction.
+
+    `with_user(conn, user_id)` runs in that transaction too: the store passes the
+    creation of the default folders (it sits above this layer)."""
     password_hash = await hash_for_slot(password, crypto.argon2)
     keys = await prepare_keys(password, crypto)
     async with engine.begin() as conn:
         user = await add_user(conn, email, password_hash, crypt=crypt, quota=quota)
         await insert_keys(conn, user.id, keys, password_hash)
+        if with_user is not None:
+            await with_user(conn, user.id)
     return NewAccount(user, keys.recovery_code)

@@ -23,7 +23,7 @@ from cryptmail.errors import KeyLocked, QuotaExceeded
 from cryptmail.keys import checkpoint
 from cryptmail.store._codec import round_size
 from cryptmail.store._ids import BlobId, MailboxId, new_blob_id
-from cryptmail.store._mailboxes import inbox_id
+from cryptmail.store._mailboxes import create_default_mailboxes
 from cryptmail.store._notify import ChangePublisher
 from cryptmail.store.blobs import BlobStore
 from cryptmail.users import User, resolve_recipient_sync
@@ -364,9 +364,8 @@ async def deliver_message(
         assert target is not None  # noqa: S101 - prepare returns one or the other
     recipient = _sealing_key(target)
     inbox = target.inbox
-    if inbox is None:  # first delivery: make the default mailboxes
-        async with engine.begin() as conn:
-            inbox = await inbox_id(conn, user.id)
+    if inbox is None:  # first delivery: make the default mailboxes (others may too)
+        inbox = await create_default_mailboxes(engine, user.id)
     mailbox = MailboxId(inbox)
     blob = await write_blob(blobs, recipient, source)
     when = internal_date or utcnow()

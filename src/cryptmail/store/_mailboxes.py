@@ -7,20 +7,27 @@ uniqueness. Hierarchy is in the name ("Work/2026"), delimiter "/".
 
 from __future__ import annotations
 
-import os
+import asyncio
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, case, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cryptmail.db import run_transaction, utcnow
 from cryptmail.db import tables as t
-from cryptmail.db import utcnow
-from cryptmail.errors import DatabaseConflict, MailboxExists, MailboxNotFound, StoreError
+from cryptmail.errors import (
+    DatabaseConflict,
+    DatabaseUnavailable,
+    MailboxExists,
+    MailboxNotFound,
+    StoreError,
+)
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import MailboxId
 
 DELIMITER = "/"
+_ATTEMPTS = 5
 # role -> (name, SPECIAL-USE attribute)
 DEFAULT_MAILBOXES: dict[str, tuple[str, str]] = {
     "inbox": ("INBOX", ""),
@@ -49,10 +56,42 @@ class Mailbox:
         return DEFAULT_MAILBOXES[self.role][1] if self.role else ""
 
 
-def new_uidvalidity() -> int:
-    # Time-based like Dovecot, with random low bits so two folders made in the same
-    # second (or a folder re-created) differ; stays within 32 bits.
-    return (int(time.time()) & 0x7FFFFF00) | (os.urandom(1)[0] or 1)
+def _allocate_uidvalidities(conn: Connection, user_id: int, count: int) -> list[int]:
+    """`count` UIDVALIDITY values for new (or renamed) mailboxes of the user, each
+    greater than any the user's mailboxes ever had (RFC 3501 2.3.1.1).
+
+    Time-based like Dovecot's, taken from a per-user counter that only grows; its row
+    stays locked until the caller's transaction ends, so two sessions never get the
+    same value. Stays within 32 bits until the year 2106.
+    """
+    uv, mb = t.cm_uidvalidity, t.cm_mailboxes
+    now = int(time.time())
+    grown = case((uv.c.last_value > now, uv.c.last_value), else_=now) + count
+    for _attempt in range(3):
+        bumped = conn.execute(update(uv).where(uv.c.user_id == user_id).values(last_value=grown))
+        if bumped.rowcount:
+            break
+        # No counter yet (a user made before it, or by other tools): start above every
+        # value the user's mailboxes have.
+        highest = conn.execute(
+            select(func.coalesce(func.max(mb.c.uidvalidity), 0)).where(mb.c.user_id == user_id)
+        ).scalar_one()
+        first = uv.insert().values(user_id=user_id, last_value=max(int(highest), now) + count)
+        if conn.dialect.name == "sqlite":  # the UPDATE took the write lock: nobody races
+            conn.execute(first)
+            break
+        try:
+            with conn.begin_nested():
+                conn.execute(first)
+            break
+        except DatabaseConflict:
+            continue  # another transaction made the row first: move it on instead
+    last = int(conn.execute(select(uv.c.last_value).where(uv.c.user_id == user_id)).scalar_one())
+    return list(range(last - count + 1, last + 1))
+
+
+async def _new_uidvalidity(conn: AsyncConnection, user_id: int) -> int:
+    return (await conn.run_sync(_allocate_uidvalidities, user_id, 1))[0]
 
 
 def _role_for(name: str) -> str | None:
@@ -65,27 +104,89 @@ def _name_context(user_id: int) -> bytes:
     return b"mailbox-name|" + str(user_id).encode()
 
 
-async def ensure_default_mailboxes(conn: AsyncConnection, user_id: int) -> None:
-    """Create whichever of the six default folders the user lacks (no key needed)."""
-    rows = await conn.execute(
+def _missing_roles(conn: Connection, user_id: int) -> list[str]:
+    rows = conn.execute(
         select(t.cm_mailboxes.c.role).where(
             t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role.is_not(None)
         )
     )
     have = {r.role for r in rows}
-    for role in DEFAULT_MAILBOXES:
-        if role in have:
-            continue
-        await conn.execute(
-            t.cm_mailboxes.insert().values(
-                user_id=user_id,
-                role=role,
-                uidvalidity=new_uidvalidity(),
-                uidnext=1,
-                highest_modseq=1,
-                created_at=utcnow(),
-            )
+    return [role for role in DEFAULT_MAILBOXES if role not in have]
+
+
+def _ensure_defaults(conn: Connection, user_id: int) -> None:
+    """Create the default folders the user lacks, tolerating another transaction that
+    creates them at the same time (first deliveries in parallel, a login meanwhile)."""
+    missing = _missing_roles(conn, user_id)
+    if not missing:
+        return
+    values = _allocate_uidvalidities(conn, user_id, len(missing))
+    # Read again under the write lock the counter took (SQLite) or after the rows that
+    # another transaction committed meanwhile (elsewhere a duplicate fails below).
+    missing = _missing_roles(conn, user_id)
+    for role, uidvalidity in zip(missing, values, strict=False):
+        row = t.cm_mailboxes.insert().values(
+            user_id=user_id,
+            role=role,
+            uidvalidity=uidvalidity,
+            uidnext=1,
+            highest_modseq=1,
+            created_at=utcnow(),
         )
+        if conn.dialect.name == "sqlite":
+            conn.execute(row)
+            continue
+        try:
+            with conn.begin_nested():
+                conn.execute(row)
+        except DatabaseConflict:
+            pass  # another transaction created this folder first: it exists, as wanted
+
+
+async def ensure_default_mailboxes(conn: AsyncConnection, user_id: int) -> None:
+    """Create whichever of the six default folders the user lacks (no key needed)."""
+    await conn.run_sync(_ensure_defaults, user_id)
+
+
+async def create_default_mailboxes(engine: AsyncEngine, user_id: int) -> MailboxId:
+    """`ensure_default_mailboxes` through the write path (`run_transaction`, so on
+    SQLite behind this process's other writers); the INBOX id.
+
+    One read-only look first: nearly every user has them already, and a login or a
+    delivery should not queue for the write lock for nothing."""
+
+    def inbox(conn: Connection, *, latest: bool = False) -> MailboxId | None:
+        query = select(t.cm_mailboxes.c.id).where(
+            t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role == "inbox"
+        )
+        # A locking read sees the row another transaction committed meanwhile, which
+        # MariaDB's snapshot (REPEATABLE READ) would hide.
+        row = conn.execute(query.with_for_update() if latest else query).first()
+        return None if row is None else MailboxId(int(row.id))
+
+    def create(conn: Connection) -> MailboxId:
+        _ensure_defaults(conn, user_id)
+        found = inbox(conn, latest=True)
+        assert found is not None  # noqa: S101 - _ensure_defaults just made it
+        return found
+
+    def look(conn: Connection) -> MailboxId | None:
+        return None if _missing_roles(conn, user_id) else inbox(conn)
+
+    found = await run_transaction(engine, look, writes=False)
+    if found is not None:
+        return found
+    for attempt in range(_ATTEMPTS):
+        try:
+            return await run_transaction(engine, create)
+        except (DatabaseUnavailable, DatabaseConflict):
+            # MariaDB ends a transaction that lost a deadlock between parallel first
+            # deliveries (InnoDB's gap and duplicate-key locks); the winner's folders
+            # are there by the time this one looks again.
+            if attempt == _ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def inbox_id(conn: AsyncConnection, user_id: int) -> MailboxId:
@@ -185,7 +286,7 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
                 role=None,
                 name_sealed=account.fields.seal(name.encode("utf-8"), context),
                 name_lookup=account.fields.lookup(name.encode("utf-8"), context),
-                uidvalidity=new_uidvalidity(),
+                uidvalidity=await _new_uidvalidity(conn, user_id),
                 uidnext=1,
                 highest_modseq=1,
                 created_at=utcnow(),
@@ -225,7 +326,7 @@ async def rename_mailbox(
                 name_sealed=account.fields.seal(target.encode("utf-8"), context),
                 name_lookup=account.fields.lookup(target.encode("utf-8"), context),
                 # Clients cache by UIDVALIDITY: a renamed folder is a new folder to them.
-                uidvalidity=new_uidvalidity(),
+                uidvalidity=await _new_uidvalidity(conn, account.user.id),
             )
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Connection, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,6 +23,7 @@ from cryptmail.store._ids import BlobId, MailboxId, MessageId
 from cryptmail.store.blobs import BlobStore
 
 RECENT_FLAG = "\\Recent"
+FlagMode = Literal["set", "add", "remove"]
 
 
 class MessageRow(NamedTuple):
@@ -269,18 +270,134 @@ async def set_flags(
     return modseq
 
 
+class FlagUpdate(NamedTuple):
+    """What `change_flags` did, read and decided under the rows' lock."""
+
+    modseq: int
+    """The new modseq of the rows that changed; 0 when none did."""
+    changed: dict[MessageId, frozenset[str]]
+    """The stored flags of the rows that changed, as written."""
+    modified: list[MessageId]
+    """Rows left alone because they changed after UNCHANGEDSINCE."""
+    gone: list[MessageId]
+    """Rows no longer in the mailbox (another session expunged or moved them)."""
+
+
+def _apply(mode: FlagMode, stored: frozenset[str], given: frozenset[str]) -> frozenset[str]:
+    if mode == "add":
+        return stored | given
+    if mode == "remove":
+        return stored - given
+    # A replacement keeps \Recent: it marks a row no session has claimed, not a flag.
+    return given | (stored & {RECENT_FLAG})
+
+
+async def change_flags(
+    engine: AsyncEngine,
+    account: UnlockedAccount,
+    mailbox_id: MailboxId,
+    row_ids: Sequence[MessageId],
+    mode: FlagMode,
+    flags: frozenset[str],
+    *,
+    unchanged_since: int | None = None,
+) -> FlagUpdate:
+    """Add (`mode` "add"), remove ("remove") or replace ("set") flags of rows of one
+    mailbox, as one transaction that reads each row's stored flags under its lock,
+    applies the change and writes the rows that changed with one new modseq.
+
+    Never from a session's copy of the flags: another session may have changed them
+    since it loaded them, and writing a set computed from that copy would undo it.
+    UNCHANGEDSINCE is checked against the stored modseq (RFC 7162 3.1.3).
+    """
+    wanted = list(dict.fromkeys(row_ids))
+    if not wanted:
+        return FlagUpdate(0, {}, [], [])
+
+    def work(conn: Connection) -> FlagUpdate:
+        mb, msg = t.cm_mailboxes, t.cm_messages
+        # The mailbox row first, as expunge and delivery take it: no lock-order cycle.
+        conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id).with_for_update())
+        stored: dict[MessageId, tuple[int, frozenset[str]]] = {}
+        for start in range(0, len(wanted), 500):
+            query = (
+                select(msg.c.id, msg.c.modseq, msg.c.flags_sealed)
+                .where(msg.c.id.in_(wanted[start : start + 500]), msg.c.mailbox_id == mailbox_id)
+                .with_for_update()
+            )
+            for raw_id, modseq, sealed in conn.execute(query):
+                row_id = MessageId(int(raw_id))
+                opened = (
+                    decode_flags(account.fields.open(bytes(sealed), _flags_context(row_id)))
+                    if sealed is not None
+                    else frozenset()
+                )
+                stored[row_id] = (int(modseq), opened)
+        changed: dict[MessageId, frozenset[str]] = {}
+        modified: list[MessageId] = []
+        for row_id in wanted:
+            if row_id not in stored:
+                continue
+            modseq, current = stored[row_id]
+            if unchanged_since is not None and modseq > unchanged_since:
+                modified.append(row_id)
+                continue
+            new = _apply(mode, current, flags)
+            if new != current:
+                changed[row_id] = new
+        gone = [row_id for row_id in wanted if row_id not in stored]
+        if not changed:
+            return FlagUpdate(0, changed, modified, gone)
+        conn.execute(
+            update(mb).where(mb.c.id == mailbox_id).values(highest_modseq=mb.c.highest_modseq + 1)
+        )
+        new_modseq = int(
+            conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id)).scalar_one()
+        )
+        conn.execute(
+            update(msg)
+            .where(msg.c.id == bindparam("row_id"))
+            .values(flags_sealed=bindparam("new_flags"), modseq=new_modseq),
+            [
+                {
+                    "row_id": row_id,
+                    "new_flags": account.fields.seal(encode_flags(new), _flags_context(row_id)),
+                }
+                for row_id, new in changed.items()
+            ],
+        )
+        return FlagUpdate(new_modseq, changed, modified, gone)
+
+    return await run_transaction(engine, work)
+
+
 async def expunge(
     conn: AsyncConnection, mailbox_id: MailboxId, rows: Sequence[MessageRow]
 ) -> tuple[int, list[BlobId]]:
     """Remove rows; remember their UIDs for QRESYNC. Returns the modseq and the blob ids
-    to check with `unreferenced_blobs` after commit."""
+    to check with `unreferenced_blobs` after commit.
+
+    A row another session expunged (or moved) already is skipped: expunging it again is
+    no error, and its UID is already remembered."""
     if not rows:
         return 0, []
+    # A write first: it takes the mailbox row's lock (SQLite: the write lock), so the
+    # rows read next are the latest and no other expunge of them can commit meanwhile.
     modseq = await _bump_modseq(conn, mailbox_id)
-    ids = [r.id for r in rows]
     msg, mb = t.cm_messages, t.cm_mailboxes
-    # What the rows still present weigh (another session may have expunged some), read
-    # under the mailbox row lock _bump_modseq took.
+    wanted = [r.id for r in rows]
+    present: set[int] = set()
+    for start in range(0, len(wanted), 500):
+        found = await conn.execute(
+            select(msg.c.id)
+            .where(msg.c.id.in_(wanted[start : start + 500]), msg.c.mailbox_id == mailbox_id)
+            .with_for_update()
+        )
+        present.update(int(r.id) for r in found)
+    rows = [r for r in rows if r.id in present]
+    if not rows:
+        return modseq, []
+    ids = [r.id for r in rows]
     freed = (
         select(func.coalesce(func.sum(msg.c.size_rounded), 0))
         .where(msg.c.id.in_(ids), msg.c.mailbox_id == mailbox_id)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from cryptmail.concurrency import run_blocking
-from cryptmail.errors import BlobMissing, CryptmailError
+from cryptmail.errors import BlobMissing, CryptmailError, MessageNotFound
 from cryptmail.imap.message._analysis import MessageAnalysis, MessageAnalyzer, analyze_message
 from cryptmail.imap.message._partmap import SectionPlan, VirtualStream
 from cryptmail.imap.message._sections import header_section
@@ -87,7 +87,9 @@ async def open_current(
     except BlobMissing:
         async with selected.context.engine.connect() as conn:
             fresh = await load_message(conn, account, row.id)
-        if fresh is None or fresh.blob_id == row.blob_id:
+        if fresh is None:  # another session expunged it and dropped its blob
+            raise MessageNotFound("the message was expunged by another session") from None
+        if fresh.blob_id == row.blob_id:
             raise
         row = row._replace(blob_id=fresh.blob_id, sealed=fresh.sealed)
         if selected.rows.get(row.uid) is not None:

@@ -36,10 +36,10 @@ from cryptmail.store import (
     Mailbox,
     MessageId,
     MessageRow,
+    change_flags,
     claim_messages,
     load_messages,
     mailbox_by_id,
-    set_flags,
     vanished_since,
 )
 
@@ -133,9 +133,18 @@ class SelectedMailbox:
             for row in unclaimed:
                 self.rows[row.uid] = row._replace(claimed=True)
         if stored_recent and not self.read_only:
-            async with self.context.engine.begin() as conn:
-                modseq = await set_flags(conn, self.account, self.mailbox_id, stored_recent)
-            self.note_own_modseq(modseq)
+            # Only \Recent is taken off the stored flags: another session may have
+            # changed the others since these rows were loaded.
+            done = await change_flags(
+                self.context.engine,
+                self.account,
+                self.mailbox_id,
+                list(stored_recent),
+                "remove",
+                frozenset({RECENT_FLAG}),
+            )
+            if done.changed:
+                self.note_own_modseq(done.modseq)
 
     def note_own_modseq(self, modseq: int) -> None:
         """Our own change bumped the modseq by one: skip re-reading it at refresh."""

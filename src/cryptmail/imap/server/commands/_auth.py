@@ -35,7 +35,7 @@ from cryptmail.imap.wire._requests import (
 )
 from cryptmail.imap.wire._response import Atom, tagged, untagged
 from cryptmail.secret import Password
-from cryptmail.store import ensure_default_mailboxes
+from cryptmail.store import create_default_mailboxes
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
@@ -129,8 +129,7 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
         raise
     context.throttle.succeeded(reservation)
     try:
-        async with context.engine.begin() as conn:
-            await ensure_default_mailboxes(conn, account.user.id)
+        await create_default_mailboxes(context.engine, account.user.id)
     except BaseException:
         context.accounts.release(account)
         raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from cryptmail.errors import BlobMissing, DecryptionFailed, ObjectTampered
+from cryptmail.errors import BlobMissing, DecryptionFailed, MessageNotFound, ObjectTampered
 from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed
 from cryptmail.imap.server._fetch import (
     MessageFetch,
@@ -26,7 +26,7 @@ from cryptmail.imap.server._selected import InvalidSequence
 from cryptmail.imap.wire._requests import Fetch, FetchAttribute, FetchItem
 from cryptmail.imap.wire._response import tagged
 from cryptmail.imap.wire._sequence import format_number_runs
-from cryptmail.store import MessageId, set_flags, vanished_since
+from cryptmail.store import RECENT_FLAG, change_flags, vanished_since
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
@@ -71,22 +71,30 @@ async def fetch(session: Session, command: Fetch) -> bytes:
     seen_items = any(sets_seen(i) for i in items)
     newly_seen: set[int] = set()
     if seen_items and not selected.read_only:
-        changes = {}
-        for _seq, uid in targets:
-            row = selected.rows[uid]
-            if "\\Seen" not in row.flags:
-                changes[MessageId(row.id)] = row.flags | {"\\Seen"}
-                newly_seen.add(uid)
-        if changes:
-            async with session.context.engine.begin() as conn:
-                modseq = await set_flags(conn, selected.account, selected.mailbox_id, changes)
-            for uid in newly_seen:
-                selected.update_flags(uid, changes[selected.rows[uid].id], modseq)
-            selected.note_own_modseq(modseq)
-            session.context.bus.publish(selected.account.user.id, selected.mailbox_id)
+        unseen = {
+            selected.rows[uid].id: uid
+            for _seq, uid in targets
+            if "\\Seen" not in selected.rows[uid].flags
+        }
+        if unseen:
+            # Added to the stored flags, not to this session's (maybe stale) copy.
+            done = await change_flags(
+                session.context.engine,
+                selected.account,
+                selected.mailbox_id,
+                list(unseen),
+                "add",
+                frozenset({"\\Seen"}),
+            )
+            for row_id, flags in done.changed.items():
+                newly_seen.add(unseen[row_id])
+                selected.update_flags(unseen[row_id], flags - {RECENT_FLAG}, done.modseq)
+            if done.changed:
+                selected.note_own_modseq(done.modseq)
+                session.context.bus.publish(selected.account.user.id, selected.mailbox_id)
     if len(targets) > 1 and needs_facts(items):
         await prefetch_facts(selected, [selected.rows[uid] for _seq, uid in targets])
-    failed = False
+    failed = expunged = False
     heads: HeadReadAhead | None = None
     if len(targets) > 1 and reads_blob(items):
         blob_ids = [selected.rows[uid].blob_id for _seq, uid in targets]
@@ -101,6 +109,9 @@ async def fetch(session: Session, command: Fetch) -> bytes:
             response = MessageFetch(session, selected, seq, uid, head=head)
             try:
                 await response.build(message_items, with_modseq=with_modseq)
+            except MessageNotFound:  # another session expunged it: no corruption
+                expunged = True
+                continue
             except _UNREADABLE as exc:
                 log.error("IMAP FETCH: %s", exc)
                 failed = True
@@ -121,6 +132,8 @@ async def fetch(session: Session, command: Fetch) -> bytes:
             heads.close()
     if out:
         await session.send(bytes(out))
+    if expunged and not failed:
+        return tagged(command.tag, "NO", "Some messages were expunged.", "[EXPUNGEISSUED]")
     if failed:
         return tagged(
             command.tag, "NO", "Some messages could not be read; the operator was told.",

@@ -7,7 +7,6 @@ and on the wire, never in a log line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -36,6 +35,7 @@ from cryptmail.imap.wire._requests import (
 )
 from cryptmail.imap.wire._response import Atom, ImapValue, append_astring, tagged, untagged
 from cryptmail.imap.wire._sequence import format_number_runs
+from cryptmail.imap.wire._wildcard import ListPattern
 from cryptmail.store import (
     DELIMITER,
     Mailbox,
@@ -220,20 +220,8 @@ async def unsubscribe(session: Session, command: Unsubscribe) -> bytes:
     return tagged(command.tag, "OK", "Unsubscribe completed.")
 
 
-def _pattern(reference: str, pattern: str) -> re.Pattern[str]:
-    full = reference + pattern
-    out = []
-    for char in full:
-        if char == "*":
-            out.append(".*")
-        elif char == "%":
-            out.append("[^" + re.escape(DELIMITER) + "]*")
-        else:
-            out.append(re.escape(char))
-    body = "".join(out)
-    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] == DELIMITER):
-        body = "(?i:INBOX)" + "".join(out[5:])
-    return re.compile(body, re.DOTALL)
+def _pattern(reference: str, pattern: str) -> ListPattern:
+    return ListPattern(reference + pattern, DELIMITER)
 
 
 def _tree(boxes: list[Mailbox]) -> dict[str, Mailbox | None]:

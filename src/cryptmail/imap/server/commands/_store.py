@@ -17,14 +17,14 @@ from cryptmail.imap.wire._requests import Copy, Expunge, Move, Store
 from cryptmail.imap.wire._response import Atom, ImapValue, tagged, untagged
 from cryptmail.imap.wire._sequence import RangeSet, format_number_runs
 from cryptmail.store import (
+    RECENT_FLAG,
     BlobId,
-    MessageId,
     MessageRow,
+    change_flags,
     check_quota,
     copy_messages,
     expunge,
     get_mailbox,
-    set_flags,
     unreferenced_blobs,
 )
 
@@ -101,40 +101,32 @@ async def expunge_command(session: Session, command: Expunge) -> bytes:
     return tagged(command.tag, "OK", "Expunge completed.")
 
 
-def _new_flags(mode: str, old: frozenset[str], given: frozenset[str]) -> frozenset[str]:
-    if mode == "add":
-        return old | given
-    if mode == "remove":
-        return old - given
-    return given
-
-
 async def store(session: Session, command: Store) -> bytes:
     selected = session.mailbox
     _writable(selected)
     targets = _targets(selected, command)
     given = frozenset(command.flags)
-    changes: dict[MessageId, frozenset[str]] = {}
-    changed_uids: list[int] = []
-    modified: list[int] = []
-    for _seq, uid in targets:
-        row = selected.rows[uid]
-        if command.unchanged_since is not None and row.modseq > command.unchanged_since:
-            modified.append(uid)
-            continue
-        new = _new_flags(command.mode, row.flags, given)
-        if new != row.flags:
-            changes[row.id] = new
-            changed_uids.append(uid)
+    by_id = {selected.rows[uid].id: uid for _seq, uid in targets}
+    # The change is applied to the stored flags under their lock, not to this
+    # session's copy: another session may have changed them since it was loaded.
+    done = await change_flags(
+        session.context.engine,
+        selected.account,
+        selected.mailbox_id,
+        list(by_id),
+        command.mode,
+        given,
+        unchanged_since=command.unchanged_since,
+    )
+    modified = [by_id[row_id] for row_id in done.modified]
+    changed_uids = [by_id[row_id] for row_id in done.changed]
     if command.unchanged_since is not None:
         selected.condstore = True
         session.enabled.add("CONDSTORE")
-    if changes:
-        async with session.context.engine.begin() as conn:
-            modseq = await set_flags(conn, selected.account, selected.mailbox_id, changes)
-        for uid in changed_uids:
-            selected.update_flags(uid, changes[selected.rows[uid].id], modseq)
-        selected.note_own_modseq(modseq)
+    if done.changed:
+        for row_id, flags in done.changed.items():
+            selected.update_flags(by_id[row_id], flags - {RECENT_FLAG}, done.modseq)
+        selected.note_own_modseq(done.modseq)
         session.context.bus.publish(selected.account.user.id, selected.mailbox_id)
         # A keyword new to the mailbox is announced before the FETCHes that carry it.
         await selected.announce_keywords(session)
@@ -175,17 +167,22 @@ async def _copy(session: Session, command: Copy | Move, *, move: bool) -> bytes:
         if move:
             modseq, blob_ids = await expunge(conn, selected.mailbox_id, rows)
     session.context.bus.publish(account.user.id, target.id)
-    values: list[ImapValue] = [
-        Atom("COPYUID"),
-        target.uidvalidity,
-        Atom(format_number_runs(p[0] for p in pairs)),
-        Atom(format_number_runs(p[1] for p in pairs)),
-    ]
-    code = "[" + untagged(*values)[2:-2].decode() + "]"
+    # No COPYUID when another session expunged every message first: RFC 4315 has no
+    # empty UID set.
+    code = None
+    if pairs:
+        values: list[ImapValue] = [
+            Atom("COPYUID"),
+            target.uidvalidity,
+            Atom(format_number_runs(p[0] for p in pairs)),
+            Atom(format_number_runs(p[1] for p in pairs)),
+        ]
+        code = "[" + untagged(*values)[2:-2].decode() + "]"
     if not move:
         return tagged(command.tag, "OK", "Copy completed.", code)
     selected.note_own_modseq(modseq)
-    await session.send(b"* OK " + code.encode() + b" Moved.\r\n")
+    if code is not None:
+        await session.send(b"* OK " + code.encode() + b" Moved.\r\n")
     await _report_expunged(session, selected, [row.uid for row in rows])
     session.context.bus.publish(account.user.id, selected.mailbox_id)
     await drop_blobs(session, blob_ids)
