@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cryptmail.db import tables as t
-from cryptmail.delivery import Limits
+from cryptmail.delivery import Limits, delivery_headers
 from cryptmail.users import add_user
 
 from .conftest import MakeRig, Rig
@@ -52,7 +52,9 @@ async def test_one_recipient_stored_sealed(rig: Rig) -> None:
     await rig.add_user("alice@example.org")
     refused = await asyncio.to_thread(_send, rig.port, ["alice@example.org"], MESSAGE)
     assert refused == {}
-    assert await rig.messages("alice@example.org") == [MESSAGE]
+    assert await rig.messages("alice@example.org") == [
+        delivery_headers("sender@example.net", "alice@example.org") + MESSAGE
+    ]
     async with rig.engine.connect() as conn:
         sealed = (await conn.execute(select(t.cm_messages.c.sealed))).scalars().all()
     assert sealed == [True]
@@ -83,8 +85,12 @@ async def test_per_recipient_replies(rig: Rig) -> None:
         b"452 4.2.2",  # full
         b"221 2.0.0",
     ]
-    assert await rig.messages("alice@example.org") == [MESSAGE]
-    assert await rig.messages("bob@example.org") == [MESSAGE]
+    assert await rig.messages("alice@example.org") == [
+        delivery_headers("s@example.net", "alice@example.org") + MESSAGE
+    ]
+    assert await rig.messages("bob@example.org") == [
+        delivery_headers("s@example.net", "bob@example.org") + MESSAGE
+    ]
     assert await rig.messages("full@example.org") == []
 
 
@@ -113,7 +119,9 @@ async def test_dot_stuffing_and_8bit_kept_exactly(rig: Rig) -> None:
     )
     replies = await asyncio.to_thread(_dialogue, rig.port, script, 6)
     assert replies[4].startswith(b"250 2.0.0"), replies
-    assert await rig.messages("alice@example.org") == [body]
+    assert await rig.messages("alice@example.org") == [
+        delivery_headers("s@example.net", "alice@example.org") + body
+    ]
 
 
 async def test_bare_lf_dot_does_not_end_data(rig: Rig) -> None:
@@ -126,7 +134,9 @@ async def test_bare_lf_dot_does_not_end_data(rig: Rig) -> None:
     )
     replies = await asyncio.to_thread(_dialogue, rig.port, script, 6)
     assert replies[4].startswith(b"250 2.0.0")
-    assert await rig.messages("alice@example.org") == [body]
+    assert await rig.messages("alice@example.org") == [
+        delivery_headers("s@example.net", "alice@example.org") + body
+    ]
 
 
 async def test_long_data_line_kept_and_huge_command_refused(rig: Rig) -> None:
@@ -139,7 +149,9 @@ async def test_long_data_line_kept_and_huge_command_refused(rig: Rig) -> None:
     replies = await asyncio.to_thread(_dialogue, rig.port, script, 7)
     assert replies[1].startswith(b"500 5.5.2")
     assert replies[5].startswith(b"250 2.0.0")
-    assert await rig.messages("alice@example.org") == [body]
+    assert await rig.messages("alice@example.org") == [
+        delivery_headers("s@example.net", "alice@example.org") + body
+    ]
 
 
 async def test_message_over_size_refused(rig_factory: MakeRig) -> None:
@@ -274,4 +286,6 @@ async def test_graceful_stop_finishes_delivery_in_flight(rig: Rig) -> None:
     await stop
     assert replies[0].startswith(b"250 2.0.0")
     assert replies[1].startswith(b"421")
-    assert await rig.messages("alice@example.org") == [MESSAGE]
+    assert await rig.messages("alice@example.org") == [
+        delivery_headers("s@x.net", "alice@example.org") + MESSAGE
+    ]

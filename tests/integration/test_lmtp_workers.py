@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+from cryptmail.delivery import delivery_headers
+
 from .cryptmail_server import PASSWORD, CryptmailServer, make_users, read_all
 from .servers._process import pid_alive
 
@@ -29,6 +31,11 @@ CONFIG = f"[lmtp]\nprocesses = {WORKERS}\n"
 def _message(index: int) -> bytes:
     head = f"Subject: worker {index}\r\nMessage-ID: <w{index}@example.net>\r\n"
     return f"{head}\r\nbody {index}\r\n".encode()
+
+
+def _stored(message: bytes) -> bytes:
+    """The copy `_deliver` stores: the trace lines of final delivery, then the message."""
+    return delivery_headers("s@example.net", "alice@example.org") + message
 
 
 def _deliver(port: int, message: bytes) -> None:
@@ -73,7 +80,7 @@ def test_workers_deliver_while_the_main_process_is_stopped(server: CryptmailServ
     finally:
         os.kill(server.pid, signal.SIGCONT)
     stored = read_all(server.data_dir, "alice@example.org")["INBOX"]
-    assert stored == [_message(index) for index in range(6)]
+    assert stored == [_stored(_message(index)) for index in range(6)]
 
 
 def test_idle_in_the_main_process_hears_of_a_workers_delivery(server: CryptmailServer) -> None:
@@ -110,7 +117,7 @@ def test_a_worker_that_dies_is_replaced(server: CryptmailServer) -> None:
         _deliver(server.port, _message(7))
     finally:
         os.kill(server.pid, signal.SIGCONT)
-    assert read_all(server.data_dir, "alice@example.org")["INBOX"] == [_message(7)]
+    assert read_all(server.data_dir, "alice@example.org")["INBOX"] == [_stored(_message(7))]
     assert f"LMTP worker {victim} exited (-9)" in server.log_path.read_text()
 
 
@@ -128,4 +135,4 @@ def test_workers_stop_when_the_main_process_is_killed(server: CryptmailServer) -
     _wait_for("the workers stopped", lambda: not [pid for pid in workers if pid_alive(pid)])
     server.start()  # the port is free again
     _deliver(server.port, _message(2))
-    assert read_all(server.data_dir, "alice@example.org")["INBOX"] == [_message(2)]
+    assert read_all(server.data_dir, "alice@example.org")["INBOX"] == [_stored(_message(2))]

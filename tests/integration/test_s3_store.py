@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from cryptmail.delivery import delivery_headers
+
 from .cryptmail_server import PASSWORD, make_users, stop_process, wait_for_greeting
 from .servers import S3Credentials, SeaweedFS, free_port
 
@@ -110,7 +112,8 @@ def test_lmtp_to_imap_through_s3_leaves_nothing_readable(
             typ, data = imap.uid("FETCH", uid, "(BODY.PEEK[])")
             assert typ == "OK"
             fetched.append(next(item[1] for item in data if isinstance(item, tuple)))
-        assert fetched == [small, large]
+        top = delivery_headers("s@example.net", EMAIL)
+        assert fetched == [top + small, top + large]
     finally:
         imap.logout()
 

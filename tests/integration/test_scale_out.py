@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pytest
 
+from cryptmail.delivery import delivery_headers
 from cryptmail.imap.server.commands._idle import POLL_S
 
 from .cryptmail_server import stop_process, wait_for_greeting
@@ -136,6 +137,11 @@ def nodes(
         assert PASSWORD.encode() not in (config.parent / "serve.log").read_bytes()
 
 
+def _stored(message: bytes) -> bytes:
+    """The copy `_deliver` stores: the trace lines of final delivery, then the message."""
+    return delivery_headers("s@example.net", EMAIL) + message
+
+
 def _deliver(node: Node, message: bytes) -> None:
     with smtplib.LMTP("127.0.0.1", node.lmtp) as client:
         client.sendmail("s@example.net", [EMAIL], message)
@@ -222,14 +228,14 @@ def test_two_nodes_share_database_and_bucket(
     try:
         typ, data = session_b.select("INBOX")
         assert (typ, data) == ("OK", [b"1"])
-        assert _body(session_b, 1) == first
+        assert _body(session_b, 1) == _stored(first)
 
         # B stays SELECTed; a delivery through A shows up at B's next NOOP.
         session_b.response("EXISTS")  # imaplib keeps SELECT's; drop it
         _deliver(node_a, second)
         assert session_b.noop()[0] == "OK"
         assert session_b.response("EXISTS") == ("EXISTS", [b"2"])
-        assert _body(session_b, 2) == second
+        assert _body(session_b, 2) == _stored(second)
 
         # A flag set on B is seen by a fresh session on A.
         typ, _ = session_b.uid("STORE", "1", "+FLAGS", r"(\Flagged)")
@@ -249,7 +255,7 @@ def test_two_nodes_share_database_and_bucket(
             assert match is not None, item
             flags[int(match[1])] = match[2].split()
         assert b"\\Flagged" in flags[1] and b"\\Flagged" not in flags[2]
-        assert _body(session_a, 2) == second
+        assert _body(session_a, 2) == _stored(second)
     finally:
         session_a.logout()
 

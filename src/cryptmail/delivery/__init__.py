@@ -15,6 +15,7 @@ from cryptmail.delivery._protocol import (
 )
 from cryptmail.delivery._server import LmtpServer, bind_listener, parse_address
 from cryptmail.delivery._shares import ConnectionShares
+from cryptmail.delivery._trace import delivery_headers
 
 __all__ = [
     "ConnectionShares",
@@ -27,6 +28,7 @@ __all__ = [
     "LmtpServer",
     "Session",
     "bind_listener",
+    "delivery_headers",
     "parse_address",
     "reply_for",
 ]

@@ -3,8 +3,9 @@
 RCPT resolves the address (aliases, catch-all, several destinations) to users, with
 each one's public key and INBOX, in one transaction. DATA is
 spooled once, encrypted under a key that lives in memory only, then delivered to each
-user with that user's public key. A user reached by several accepted recipients gets
-the message once. Errors map to replies in one table; an unexpected one is a 4xx with
+user with that user's public key, with Return-Path and Delivered-To on top (`_trace`).
+A user reached by several accepted recipients gets the message once, delivered to the
+first of those addresses. Errors map to replies in one table; an unexpected one is a 4xx with
 no internals, so the sender retries and learns nothing.
 
 The log has one line per delivery: session, transaction, user id, size, result. Never a
@@ -13,13 +14,15 @@ subject, never an address (the sender is a correspondent; the recipient is logge
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
+from cryptmail.delivery._trace import delivery_headers
 from cryptmail.errors import DatabaseError, KeyLocked, QuotaExceeded, StoreUnavailable
 from cryptmail.store import (
     ChangePublisher,
@@ -100,29 +103,37 @@ class DeliveryHandler:
         queue_id = f"{session.session_id}.{session.transactions}"
         outcome: dict[int, str] = {}
         replies: list[str] = []
-        for _address, token in envelope.recipients:
+        sender = envelope.sender or ""
+        for address, token in envelope.recipients:
             targets: list[DeliveryTarget] = token  # type: ignore[assignment]  # -- set by handle_rcpt
             results = []
             for target in targets:
                 user_id = target.user.id
                 if user_id not in outcome:
-                    outcome[user_id] = await self._deliver(queue_id, target, sink, size)
+                    headers = delivery_headers(sender, address)
+                    outcome[user_id] = await self._deliver(queue_id, target, sink, headers, size)
                 results.append(outcome[user_id])
             failed = [r for r in results if not r.startswith("2")]
             replies.append(failed[0] if failed else OK)
         return replies
 
-    async def _deliver(self, queue_id: str, target: DeliveryTarget, spool: Spool, size: int) -> str:
+    async def _deliver(
+        self, queue_id: str, target: DeliveryTarget, spool: Spool, headers: bytes, size: int
+    ) -> str:
         user = target.user
+        size += len(headers)
         try:
             appended = await deliver_message(
                 self._engine,
                 self._blobs,
                 user,
-                spool.chunks(),
+                _after(headers, spool.chunks()),
                 size_hint=size,
                 bus=self._bus,
-                message_digest=spool.digest,
+                # The copy's bytes are the headers and the spool: a retry of the message
+                # from the same sender to the same address has the same digest, without
+                # a pass over the message to hash the copy itself.
+                message_digest=hashlib.sha256(headers + spool.digest).digest(),
                 target=target,
             )
         except Exception as exc:  # noqa: BLE001 - every failure gets a reply, none a traceback
@@ -146,3 +157,12 @@ class DeliveryHandler:
             " (retry of a stored delivery)" if appended.duplicate else "",
         )
         return OK
+
+
+async def _after(headers: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The headers as a piece of their own, then the message's pieces as they are: the
+    sealer takes pieces of any size, and joining the headers to the first piece would
+    copy it."""
+    yield headers
+    async for chunk in chunks:
+        yield chunk

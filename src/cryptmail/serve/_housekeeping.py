@@ -1,11 +1,14 @@
-"""The server's periodic chores: the crash-leftover sweep and the retry-tag expiry.
+"""The server's chores: the start-up cleanup, the crash-leftover sweep and the retry-tag
+expiry.
 
-At start and then hourly, a sweep removes spools left by a crash (their key died with
-the process), blob temp files older than an hour, and orphan blobs (no row names them:
-a crash between blob and row) older than a day, long past any delivery, APPEND or
-import still in flight. Every five minutes, delivery retry tags older than their hour
-are cleared. A failed pass is logged and tried again at the next interval: housekeeping
-is never fatal to the server.
+Before any listener starts, `clean_at_start` removes what a killed server left, whatever
+its age: files in `blobs/tmp` whose writer is dead (zeroed first: a crypt 0 user's
+plaintext) and spools of dead processes. Then, at start and hourly, a sweep removes
+spools left by a crash (their key died with the process), blob temp files older than an
+hour, and orphan blobs (no row names them: a crash between blob and row) older than a
+day, long past any delivery, APPEND or import still in flight. Every five minutes,
+delivery retry tags older than their hour are cleared. A failed pass is logged and tried
+again at the next interval: housekeeping is never fatal to the server.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.concurrency import run_blocking
 from cryptmail.errors import CryptmailError
 from cryptmail.store import expire_delivery_tags, sweep_orphans, sweep_spools
-from cryptmail.store.blobs import BlobStore
+from cryptmail.store.blobs import BlobStore, LocalBlobStore
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,34 @@ TAG_EXPIRY_EVERY_S = 300.0
 """How often delivery retry tags older than their hour are cleared."""
 TEMP_GRACE_S = 3600.0
 ORPHAN_GRACE_S = 86400.0
+
+
+async def clean_at_start(blobs: BlobStore, spool_dir: Path) -> None:
+    """Remove what a killed server left. Call it before the listeners start.
+
+    Safe then: this server has no delivery, APPEND or delete in flight yet, so a file
+    with its own pid is an earlier process's (the pid came round again). With the local
+    backend only one `serve` uses a data dir; another process on it (an import, a
+    `store` command) still runs, and its files, named with its pid, are kept. An S3
+    bucket may be shared by other nodes whose uploads cannot be told apart: there the
+    hourly sweep's age rule stays the only one.
+    """
+    try:
+        spools = await run_blocking(sweep_spools, spool_dir)
+        temps = None
+        if isinstance(blobs, LocalBlobStore):
+            temps = await blobs.sweep_dead_writers(spare_own=False)
+    except OSError as exc:  # the hourly sweep tries again; never fatal to the server
+        log.warning("start-up cleanup failed (%s)", type(exc).__name__)
+        return
+    if spools or (temps and temps.count):
+        log.info(
+            "start-up cleanup removed %d spool(s) and %d blob temp file(s) (%d bytes) "
+            "left by a stopped server",
+            spools,
+            temps.count if temps else 0,
+            temps.bytes if temps else 0,
+        )
 
 
 async def sweep_once(engine: AsyncEngine, blobs: BlobStore, spool_dir: Path) -> None:

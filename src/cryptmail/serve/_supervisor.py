@@ -27,7 +27,7 @@ from cryptmail.delivery import parse_address
 from cryptmail.errors import ConfigError
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
-from cryptmail.serve._housekeeping import expire_tags_forever, sweep_forever
+from cryptmail.serve._housekeeping import clean_at_start, expire_tags_forever, sweep_forever
 from cryptmail.serve._listener import Listener
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.serve._lmtp_workers import LmtpWorkers, logger_levels
@@ -137,6 +137,10 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
 
 async def _run(shared: Shared, listeners: list[Listener], shutdown: asyncio.Event) -> None:
     started: list[Listener] = []
+    spool_dir: Path = shared.config.data_path / "spool"
+    # Before the first listener: nothing of this server is in flight yet (why that makes
+    # it safe: `clean_at_start`).
+    await clean_at_start(shared.blobs, spool_dir)
     try:
         # Started one by one, before the task group, so that one that cannot bind
         # raises its own ConfigError or OSError for the command line to report.
@@ -144,7 +148,6 @@ async def _run(shared: Shared, listeners: list[Listener], shutdown: asyncio.Even
             await listener.start()
             started.append(listener)
         async with asyncio.TaskGroup() as group:
-            spool_dir: Path = shared.config.data_path / "spool"
             group.create_task(sweep_forever(shared.engine, shared.blobs, spool_dir, shutdown))
             group.create_task(expire_tags_forever(shared.engine, shutdown))
             for listener in started:

@@ -2,7 +2,10 @@
 
 Every row has its blob, every blob's header parses, and blobs no row names (orphans of
 a crash between blob and row) are listed, and removed with `fix` once older than the
-grace period (a delivery in flight has a blob without a row for a moment).
+grace period (a delivery in flight has a blob without a row for a moment). An orphan
+within the grace period is no problem: it may be a delivery in flight, and if it is a
+crash's, a later sweep takes it. The local backend's `blobs/tmp` is counted too (writes
+in flight and what killed writers left); `fix` removes the files of dead writers.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from cryptmail.crypto import MAX_HEADER_SIZE, parse_blob_header
 from cryptmail.db import tables as t
 from cryptmail.errors import BlobMissing, MalformedObject
 from cryptmail.store._ids import BlobId
-from cryptmail.store.blobs import BlobStore
+from cryptmail.store.blobs import BlobStore, LocalBlobStore, TempFiles
 
 
 @dataclass
@@ -28,6 +31,13 @@ class CheckReport:
     malformed: list[BlobId] = field(default_factory=list)
     orphans: list[BlobId] = field(default_factory=list)
     removed: list[BlobId] = field(default_factory=list)
+    young_orphans: list[BlobId] = field(default_factory=list)
+    """Orphans younger than the grace period: kept, and no problem."""
+    orphans_go_after: float | None = None
+    """When the youngest orphan leaves its grace period (Unix time); None if none is young."""
+    temp: TempFiles | None = None
+    """What `blobs/tmp` holds (None for a backend without one)."""
+    temp_removed: TempFiles = TempFiles()
 
     @property
     def kept_orphans(self) -> list[BlobId]:
@@ -36,8 +46,10 @@ class CheckReport:
 
     @property
     def clean(self) -> bool:
-        """Nothing missing or malformed, and every orphan removed."""
-        return not (self.missing or self.malformed or self.kept_orphans)
+        """Nothing missing or malformed, and every orphan past its grace period removed."""
+        young = set(self.young_orphans)
+        overdue = [b for b in self.kept_orphans if b not in young]
+        return not (self.missing or self.malformed or overdue)
 
 
 async def _referenced(engine: AsyncEngine) -> tuple[dict[bytes, int], int]:
@@ -96,9 +108,30 @@ async def check_store(
     for raw_id, row_id in referenced.items():
         if raw_id not in present:
             report.missing.append((row_id, BlobId(raw_id)))
+    await _sort_young(blobs, report, grace_s)
     if fix and report.orphans:
         report.removed = await _remove_orphans(engine, blobs, report.orphans, grace_s)
+    if isinstance(blobs, LocalBlobStore):
+        report.temp = await blobs.temp_usage()
+        if fix and report.temp.count:
+            report.temp_removed = await blobs.sweep_dead_writers()
     return report
+
+
+async def _sort_young(blobs: BlobStore, report: CheckReport, grace_s: float) -> None:
+    """Note the orphans within the grace period, and when the last of them leaves it."""
+    now = time.time()
+    latest: float | None = None
+    for blob_id in list(report.orphans):
+        try:
+            modified = await blobs.modified_at(blob_id)
+        except BlobMissing:  # removed meanwhile (a sweep, or a delete that committed)
+            report.orphans.remove(blob_id)
+            continue
+        if now - modified < grace_s:
+            report.young_orphans.append(blob_id)
+            latest = modified if latest is None else max(latest, modified)
+    report.orphans_go_after = None if latest is None else latest + grace_s
 
 
 async def sweep_orphans(

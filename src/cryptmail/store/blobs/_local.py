@@ -1,15 +1,22 @@
 """Blobs as files in a local directory.
 
 Layout: `<root>/<2 hex>/<32 hex>` (the id's first byte fans out directories) and
-`<root>/tmp/` for blobs being written. A write is crash-safe: temp file, fsync, rename,
-fsync the directory; only then is the id visible. A crash leaves at most a temp file,
-which `sweep_temp` removes.
+`<root>/tmp/` for blobs being written (`<id>.<pid>`) or deleted (`<id>.deleted.<pid>`).
+A write is crash-safe: temp file, fsync, rename, fsync the directory; only then is the
+id visible. A crash leaves at most a file in tmp/, which `sweep_dead_writers` removes at
+the next start (its writer's pid is gone) and `sweep_temp` once it is old.
+
+Whatever leaves tmp/ is overwritten with zeros first: a temp file or a blob being
+deleted may be a crypt 0 user's plaintext, which must not stay in free blocks (on a
+plain filesystem; not on copy-on-write or SSD wear levelling).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +32,49 @@ a thread even in a process that blocks in place (see `concurrency`): measured wi
 # Owner only, whatever the umask: names and sizes of blobs are nobody else's business.
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class TempFiles:
+    """Files in `blobs/tmp`: how many and their bytes."""
+
+    count: int = 0
+    bytes: int = 0
+
+
+def _zero_and_unlink(path: Path) -> int:
+    """Overwrite `path` with zeros in place, fsync, unlink; returns its size. Raises
+    FileNotFoundError if it is gone already."""
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        remaining = size
+        zeros = bytes(min(_BUFFER, size))
+        while remaining > 0:
+            step = min(remaining, len(zeros))
+            f.write(zeros[:step] if step < len(zeros) else zeros)
+            remaining -= step
+        f.flush()
+        os.fsync(f.fileno())
+    path.unlink()
+    return size
+
+
+def _writer_pid(name: str) -> int | None:
+    """The pid in a tmp/ name (`<id>.<pid>` or `<id>.deleted.<pid>`); None for others."""
+    head, _, pid = name.rpartition(".")
+    if not head or not pid.isdigit():
+        return None
+    return int(pid)
+
+
+def _runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -110,7 +160,10 @@ class LocalBlobWriter:
         def _drop() -> None:
             if self._file is not None and not self._file.closed:
                 self._file.close()
-            self._temp.unlink(missing_ok=True)
+            try:
+                _zero_and_unlink(self._temp)  # it may hold a crypt 0 user's plaintext
+            except FileNotFoundError:
+                pass
 
         await run_blocking(_drop)
 
@@ -210,19 +263,7 @@ class LocalBlobStore:
         except FileNotFoundError:
             return
         _fsync_dir(path.parent)
-        size = doomed.stat().st_size
-        # Overwrite before unlinking: on a plain filesystem this keeps a plain blob's
-        # bytes out of free blocks (not on copy-on-write or SSD wear levelling).
-        with open(doomed, "r+b") as f:
-            remaining = size
-            zeros = bytes(min(_BUFFER, size))
-            while remaining > 0:
-                step = min(remaining, len(zeros))
-                f.write(zeros[:step])
-                remaining -= step
-            f.flush()
-            os.fsync(f.fileno())
-        doomed.unlink()
+        _zero_and_unlink(doomed)
 
     async def delete(self, blob_id: BlobId) -> None:
         await run_blocking(self._delete, blob_id)
@@ -243,22 +284,66 @@ class LocalBlobStore:
         for blob_id in await run_blocking(_scan):
             yield blob_id
 
+    def _temp_entries(self) -> list[Path]:
+        return [entry for entry in (self.root / "tmp").iterdir() if entry.is_file()]
+
     async def sweep_temp(self, min_age_s: float = 3600.0) -> int:
-        """Remove temp files left by a crash (older than `min_age_s`, so that writes in
-        flight in other processes are spared); returns how many."""
+        """Zero and remove the files in tmp/ older than `min_age_s` (writes in flight in
+        other processes are younger); returns how many."""
 
         def _sweep() -> int:
-            import time
-
             count = 0
             cutoff = time.time() - min_age_s
-            for entry in (self.root / "tmp").iterdir():
+            for entry in self._temp_entries():
                 try:
                     if entry.stat().st_mtime <= cutoff:
-                        entry.unlink()
+                        _zero_and_unlink(entry)
                         count += 1
                 except FileNotFoundError:
                     continue
             return count
 
         return await run_blocking(_sweep)
+
+    async def sweep_dead_writers(self, *, spare_own: bool = True) -> TempFiles:
+        """Zero and remove the files in tmp/ whose writer (the pid in the name) has
+        died, whatever their age: what a killed APPEND, delivery or delete left.
+
+        `spare_own=False` counts this process as dead too: right for `serve` before its
+        listeners start, when none of its own writes can be in flight and a file with its
+        pid is from an earlier process that had the same pid (a container restarted).
+        A file of a running process is kept (a `cryptmail import` or `store` command on
+        the same data dir), and so is a name of another form; `sweep_temp` takes both
+        once they are old.
+        """
+
+        def _sweep() -> TempFiles:
+            count = size = 0
+            own = os.getpid()
+            for entry in self._temp_entries():
+                pid = _writer_pid(entry.name)
+                if pid is None or (pid == own and spare_own) or (pid != own and _runs(pid)):
+                    continue
+                try:
+                    size += _zero_and_unlink(entry)
+                except FileNotFoundError:
+                    continue
+                count += 1
+            return TempFiles(count, size)
+
+        return await run_blocking(_sweep)
+
+    async def temp_usage(self) -> TempFiles:
+        """What tmp/ holds now: writes in flight and what crashed writers left."""
+
+        def _usage() -> TempFiles:
+            count = size = 0
+            for entry in self._temp_entries():
+                try:
+                    size += entry.stat().st_size
+                except FileNotFoundError:
+                    continue
+                count += 1
+            return TempFiles(count, size)
+
+        return await run_blocking(_usage)
