@@ -38,7 +38,9 @@ def _send(port: int, sender: str, recipients: list[str], message: bytes) -> None
 
 async def _rows(rig: Rig) -> int:
     async with rig.engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(t.cm_messages))).scalar_one())
+        return int(
+            (await conn.execute(select(func.count()).select_from(t.cm_messages))).scalar_one()
+        )
 
 
 def test_the_header_lines_are_dovecots() -> None:
