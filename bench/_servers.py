@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -181,26 +181,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _make_users(data_dir: Path, users: Mapping[str, int]) -> None:
+async def _make_users(data_dir: Path, users: Mapping[str, int], crypto: CryptoConfig) -> None:
     engine = create_engine(f"sqlite:///{data_dir / 'cryptmail.db'}")
     await upgrade(engine)
     async with engine.begin() as conn:
         await add_domain(conn, "example.org")
     for email, crypt in users.items():
-        await create_user(engine, email, Password.from_str(PASSWORD), BENCH_CRYPTO, crypt=crypt)
+        await create_user(engine, email, Password.from_str(PASSWORD), crypto, crypt=crypt)
         async with engine.begin() as conn:
             await ensure_default_mailboxes(conn, (await get_user(conn, email)).id)
     await engine.dispose()
 
 
-def make_users(data_dir: Path, users: Mapping[str, int]) -> None:
-    """A fresh SQLite data dir with `users` (address: crypt level), password PASSWORD."""
-    asyncio.run(_make_users(data_dir, users))
+def make_users(
+    data_dir: Path, users: Mapping[str, int], crypto: CryptoConfig = BENCH_CRYPTO
+) -> None:
+    """A fresh SQLite data dir with `users` (address: crypt level), password PASSWORD,
+    their key slots made with `crypto` (default: Argon2id at 19 MiB, quick to make)."""
+    asyncio.run(_make_users(data_dir, users, crypto))
 
 
 @contextmanager
-def cryptmail_server(data_dir: Path, *listeners: str) -> Iterator[tuple[int, dict[str, int]]]:
-    """`cryptmail serve` with each listener ("lmtp", "imap") on a free loopback port.
+def cryptmail_server(
+    data_dir: Path, *listeners: str, config: Path | None = None
+) -> Iterator[tuple[int, dict[str, int]]]:
+    """`cryptmail serve` with each listener ("lmtp", "imap") on a free loopback port,
+    and the TOML file `config` if one is given.
 
     Yields the server's pid and the port of each listener, once every port answers.
     """
@@ -208,8 +214,10 @@ def cryptmail_server(data_dir: Path, *listeners: str) -> Iterator[tuple[int, dic
     profile = os.environ.get(PROFILE_ENV)
     runner = ["-m", "cProfile", "-o", profile] if profile else []
     flags = [arg for name, port in ports.items() for arg in (f"--{name}", f"127.0.0.1:{port}")]
+    options = ["--config", str(config)] if config else []
     server = subprocess.Popen(
-        [sys.executable, *runner, "-m", "cryptmail", "--data-dir", str(data_dir), "serve", *flags],
+        [sys.executable, *runner, "-m", "cryptmail", "--data-dir", str(data_dir), *options]
+        + ["serve", *flags],
         stderr=subprocess.DEVNULL,
     )
     try:
@@ -241,15 +249,22 @@ def dovecot_available() -> bool:
 
 
 @contextmanager
-def dovecot_server(mail_crypt: bool, *, lmtp: bool = False, imap: bool = False) -> Iterator[Any]:
-    """Dovecot with one user, DOVECOT_USER (password DOVECOT_LOGIN), started and stopped.
+def dovecot_server(
+    mail_crypt: bool,
+    *,
+    lmtp: bool = False,
+    imap: bool = False,
+    users: Sequence[str] = (DOVECOT_USER,),
+) -> Iterator[Any]:
+    """Dovecot with `users` (default: DOVECOT_USER), each with the password
+    DOVECOT_LOGIN, started and stopped.
 
-    With mail-crypt the user's key pair is generated before the server is yielded.
+    With mail-crypt each user's key pair is generated before the server is yielded.
     """
     dovecot_class, user_class = _dovecot_runner()
     fields = {"mail_crypt_private_password": DOVECOT_PASSWORD} if mail_crypt else {}
     server = dovecot_class(
-        users=[user_class(DOVECOT_USER, DOVECOT_LOGIN, fields)],
+        users=[user_class(name, DOVECOT_LOGIN, fields) for name in users],
         mail_plugins=["mail_crypt"] if mail_crypt else [],
         plugin_settings=(
             {
@@ -266,15 +281,18 @@ def dovecot_server(mail_crypt: bool, *, lmtp: bool = False, imap: bool = False) 
     server.start()
     try:
         if mail_crypt:
-            server.doveadm("mailbox", "cryptokey", "generate", "-u", DOVECOT_USER, "-U")
+            for name in users:
+                server.doveadm("mailbox", "cryptokey", "generate", "-u", name, "-U")
         yield server
     finally:
         server.stop()
 
 
-def check_dovecot_sealed(server: Any, mail_crypt: bool, mailbox: str = "INBOX") -> None:
+def check_dovecot_sealed(
+    server: Any, mail_crypt: bool, mailbox: str = "INBOX", user: str = DOVECOT_USER
+) -> None:
     """Refuse numbers from a Dovecot that did not store mail the way it was asked to."""
-    stored = next(iter(server.maildir(DOVECOT_USER, mailbox).glob("*/*,S=*")))
+    stored = next(iter(server.maildir(user, mailbox).glob("*/*,S=*")))
     sealed = stored.read_bytes().startswith(b"CRYPTED")
     if sealed != mail_crypt:
         raise RuntimeError(f"Dovecot stored {stored.name} sealed={sealed}, want {mail_crypt}")
