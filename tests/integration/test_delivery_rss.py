@@ -61,4 +61,8 @@ def test_50mb_delivery_peak_rss(tmp_path: Path) -> None:
     )
     assert grown_mib < 32
     stored = read_all(data_dir, "alice@example.org")["INBOX"]
-    assert len(stored) == 1 + len(workers) and len(stored[-1]) == len(big)
+    # Delivery puts Return-Path and Delivered-To on top of the message it was given.
+    assert len(stored) == 1 + len(workers) and stored[-1].endswith(big)
+    assert stored[-1][: -len(big)] == (
+        b"Return-Path: <s@example.net>\r\nDelivered-To: alice@example.org\r\n"
+    )
