@@ -90,6 +90,8 @@ def test_unknown_key_names_file_and_path(tmp_path: Path) -> None:
         ("[web]\nsecure_cookies = 1\n", "true or false"),
         ("[blobs]\nbackend = 's3'\n", "s3_endpoint"),
         ("[imap]\ntls_cert = 'a.pem'\n", "go together"),
+        ("[auth]\ncache_ttl_s = -1\n", "auth.cache_ttl_s must be >= 0"),
+        ("[auth]\ncache_max_users = 0\n", "auth.cache_max_users >= 1"),
         ("not toml [", "not valid TOML"),
     ],
 )

@@ -172,6 +172,13 @@ class AuthConfig:
     """Networks (CIDR, e.g. `["10.0.0.5/32"]`) of webmail hosts that log in for many
     people: they have no client bucket of their own, and their IMAP `ID` field
     `x-originating-ip` names the client to throttle instead. Empty: none."""
+    cache_ttl_s: int = 300
+    """Seconds a user's unlocked account stays in memory after their last session ends,
+    so a repeated login with the same password costs a keyed hash instead of Argon2id
+    (see docs/security.md, "Login cache"). 0: dropped with the last session."""
+    cache_max_users: int = 10000
+    """Most users kept unlocked after their last session; beyond it the least recently
+    used go first."""
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -315,6 +322,10 @@ def _check_auth(auth: AuthConfig, source: str) -> None:
         raise ConfigError(f"{source}: auth.address_burst and auth.client_burst must be >= 1")
     if min(auth.address_refill_s, auth.client_refill_s) < 1:
         raise ConfigError(f"{source}: auth.address_refill_s and client_refill_s must be >= 1")
+    if auth.cache_ttl_s < 0 or auth.cache_max_users < 1:
+        raise ConfigError(
+            f"{source}: auth.cache_ttl_s must be >= 0 (0: off) and auth.cache_max_users >= 1"
+        )
     for network in auth.trusted_networks:
         try:
             ipaddress.ip_network(network, strict=False)

@@ -81,6 +81,8 @@ cm_accounts = Table(
     Column("account_uuid", LargeBinary(16), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=False), nullable=False),
     Column("used_bytes", BigInteger, nullable=False, server_default="0"),
+    # Bumped by every change that must end cached logins (keys/_generation.py).
+    Column("credential_generation", BigInteger, nullable=False, server_default="0"),
 )
 
 cm_key_pairs = Table(

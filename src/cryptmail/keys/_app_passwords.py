@@ -19,6 +19,7 @@ from cryptmail.errors import (
 )
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
+from cryptmail.keys._generation import bump_generation
 from cryptmail.keys._kdf import make_slot, slot_context
 from cryptmail.keys._slots import APP, app_slot_names, delete_app_slot, insert_slot
 from cryptmail.secret import Password
@@ -82,6 +83,7 @@ async def revoke_app_password(
     async with engine.begin() as conn:
         if not await delete_app_slot(conn, user_id, name.strip()):
             raise AppPasswordNotFound(f"no app password named {name.strip()!r}")
+        await bump_generation(conn, user_id)  # ends cached logins in every process
         await events.record_event(conn, user_id, events.APP_PASSWORD_REVOKED, client_ip, name)
 
 

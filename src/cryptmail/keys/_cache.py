@@ -1,16 +1,28 @@
-"""Unlocked accounts shared by a user's live sessions, in memory only.
+"""Unlocked accounts shared by a user's live sessions, kept a while after, in memory only.
 
-Argon2 must not run again for every parallel connection of the same user. The first
-login unlocks; later logins with the same credential are checked against a keyed hash
-held in memory (HMAC under a per-process random key) and against the slot record in
-the database (so a password change or a revoked app password elsewhere takes effect at
-once) and against virtual_users.password (a hash an admin wrote directly must match the
-fingerprint on the password slot, or the login goes the full way and the new hash
-decides), then share the account. The entry is dropped when its last session ends.
+Argon2 must not run again for every parallel connection of the same user, nor for every
+page of a webmail that logs in per request. The first login unlocks; the account then
+stays in memory while the user has a live session and for `ttl_s` (`auth.cache_ttl_s`)
+after the last one ends. A later login is served from memory when its credential
+matches a verifier of an earlier successful login: an HMAC-SHA256 over the user id and
+the credential under a random per-process key (the credential itself is never kept),
+one per credential (the password and each app password apart, with the slot kind, so
+an app password never passes where only the password may).
 
-After a password change or recovery, `forget` drops the cached credentials, so only the
-new password logs in; sessions already open keep their unlocked key until they end
-(the key itself did not change, only the slots locking it).
+Before serving from memory, one connection reads the account's credential generation
+(cm_accounts.credential_generation, bumped by every password change, recovery,
+app-password revocation and key rotation in any process, see `_generation`) and drops
+the verifiers when it moved, and checks the slot record and virtual_users.password as
+the login saw them (a hash an admin wrote directly must match the fingerprint on the
+password slot). A credential that matches no verifier (a wrong password too) goes the
+full Argon2 way, as without the cache, so the cache shows in no failure's timing.
+
+Idle accounts expire `ttl_s` after their last release: a timer on the running loop
+purges them, and every acquire purges the expired ones first. At most `max_users`
+accounts are kept; beyond it the least recently released idle ones go first.
+
+After a password change or recovery in this process, `forget` drops the verifiers of
+the address at once; sessions already open keep their unlocked key until they end.
 """
 
 from __future__ import annotations
@@ -18,59 +30,133 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
-from dataclasses import dataclass, field
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cryptmail.config import CryptoConfig
+from cryptmail.config import AuthConfig, Config, CryptoConfig
 from cryptmail.keys._account import UnlockedAccount
+from cryptmail.keys._generation import read_generation, read_generation_of
 from cryptmail.keys._login import unlock_account
-from cryptmail.keys._slots import slot_still_opens
-from cryptmail.secret import Password
+from cryptmail.keys._slots import PASSWORD, slot_still_opens
+from cryptmail.secret import Password, SecretBytes
+
+_DEFAULTS = AuthConfig()
+
+
+@dataclass
+class _Verifier:
+    """One credential that unlocked the account: its keyed hash and the slot it opened."""
+
+    digest: SecretBytes
+    kind: str
+    slot_id: int
+    record: bytes = field(repr=False)
 
 
 @dataclass
 class _Entry:
     account: UnlockedAccount
-    # credential tag -> (slot id, slot record) that it opened
-    credentials: dict[bytes, tuple[int, bytes]] = field(default_factory=dict, repr=False)
+    generation: int | None  # as read before the login that unlocked; None: no keys then
+    verifiers: list[_Verifier] = field(default_factory=list, repr=False)
     sessions: int = 0
+    idle_since: float = 0.0
+
+
+def _same_keys(old: UnlockedAccount, new: UnlockedAccount) -> bool:
+    # A new password hash alone does not matter: the sessions share the account still.
+    return (
+        replace(old.user, password_hash=new.user.password_hash) == new.user
+        and old.account_key == new.account_key
+        and old.active_key.key_id == new.active_key.key_id
+        and set(old.private_keys) == set(new.private_keys)
+    )
 
 
 class UnlockedAccounts:
-    """Refcounted unlocked accounts, keyed by lower-cased address."""
+    """Refcounted unlocked accounts, keyed by lower-cased address, kept `ttl_s` seconds
+    after their last session (0: dropped with it)."""
 
-    def __init__(self, engine: AsyncEngine, crypto: CryptoConfig) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        crypto: CryptoConfig,
+        *,
+        ttl_s: float = _DEFAULTS.cache_ttl_s,
+        max_users: int = _DEFAULTS.cache_max_users,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._engine = engine
         self._crypto = crypto
-        self._tag_key = os.urandom(32)
+        self.ttl_s = ttl_s
+        self.max_users = max_users
+        self._clock = clock
+        self._verifier_key = SecretBytes(secrets.token_bytes(32))
         self._entries: dict[str, _Entry] = {}
+        self._idle: OrderedDict[str, None] = OrderedDict()  # by release time, oldest first
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, int] = {}  # acquire calls in progress, per address
+        self._timer: asyncio.TimerHandle | None = None
 
-    def _tag(self, address: str, credential: Password) -> bytes:
-        return hmac.new(
-            self._tag_key, address.encode() + b"\x00" + credential.reveal(), hashlib.sha256
-        ).digest()
+    @classmethod
+    def from_config(cls, engine: AsyncEngine, config: Config) -> UnlockedAccounts:
+        return cls(
+            engine,
+            config.crypto,
+            ttl_s=config.auth.cache_ttl_s,
+            max_users=config.auth.cache_max_users,
+        )
 
-    async def _slot_unchanged(self, user_id: int, slot_id: int, record: bytes) -> bool:
+    def _digest(self, user_id: int, credential: Password) -> bytes:
+        message = str(user_id).encode() + b"\x00" + credential.reveal()
+        return hmac.new(self._verifier_key.reveal(), message, hashlib.sha256).digest()
+
+    def _match(
+        self, entry: _Entry, credential: Password, allow_app_password: bool
+    ) -> _Verifier | None:
+        digest = self._digest(entry.account.user.id, credential)
+        found = None
+        for verifier in entry.verifiers:
+            if hmac.compare_digest(verifier.digest.reveal(), digest) and (
+                allow_app_password or verifier.kind == PASSWORD
+            ):
+                found = verifier
+        return found
+
+    async def _still_valid(self, entry: _Entry, verifier: _Verifier) -> bool:
+        user_id = entry.account.user.id
         async with self._engine.connect() as conn:
-            return await slot_still_opens(conn, user_id, slot_id, record)
+            if await read_generation(conn, user_id) != entry.generation:
+                entry.verifiers.clear()
+                return False
+            if await slot_still_opens(conn, user_id, verifier.slot_id, verifier.record):
+                return True
+        entry.verifiers.remove(verifier)
+        return False
 
     async def acquire(
-        self, address: str, credential: Password, *, client_ip: str = ""
+        self,
+        address: str,
+        credential: Password,
+        *,
+        client_ip: str = "",
+        allow_app_password: bool = True,
     ) -> UnlockedAccount:
         """Log in and hold the account for one session; call `release` when it ends.
 
         Raises AuthenticationFailed.
         """
+        self.purge()
         key = address.strip().lower()
-        tag = self._tag(key, credential)
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._waiting[key] = self._waiting.get(key, 0) + 1
         try:
-            return await self._acquire_locked(lock, key, tag, credential, client_ip)
+            async with lock:
+                return await self._acquire_locked(key, credential, client_ip, allow_app_password)
         finally:
             # Failed logins for made-up addresses must not leave a lock behind each.
             self._waiting[key] -= 1
@@ -80,43 +166,118 @@ class UnlockedAccounts:
                     self._locks.pop(key, None)
 
     async def _acquire_locked(
-        self, lock: asyncio.Lock, key: str, tag: bytes, credential: Password, client_ip: str
+        self, key: str, credential: Password, client_ip: str, allow_app_password: bool
     ) -> UnlockedAccount:
-        async with lock:
-            entry = self._entries.get(key)
-            if entry is not None and tag in entry.credentials:
-                slot_id, record = entry.credentials[tag]
-                if await self._slot_unchanged(entry.account.user.id, slot_id, record):
-                    entry.sessions += 1
-                    return entry.account
-                del entry.credentials[tag]
-            account, slot = await unlock_account(
-                self._engine, key, credential, self._crypto, client_ip=client_ip
-            )
-            if entry is None:
-                entry = _Entry(account)
-                self._entries[key] = entry
-            entry.credentials[tag] = (slot.id, slot.record)
-            entry.sessions += 1
-            return entry.account
-
-    def release(self, account: UnlockedAccount) -> None:
-        key = account.user.email.lower()
+        entry = self._entries.get(key)
+        if entry is not None:
+            verifier = self._match(entry, credential, allow_app_password)
+            if verifier is not None and await self._still_valid(entry, verifier):
+                return self._hold(key, entry)
+        # Read before the unlock: a change committed meanwhile then shows at the next hit.
+        async with self._engine.connect() as conn:
+            generation = await read_generation_of(conn, key)
+        account, slot = await unlock_account(
+            self._engine,
+            key,
+            credential,
+            self._crypto,
+            client_ip=client_ip,
+            allow_app_password=allow_app_password,
+        )
         entry = self._entries.get(key)
         if entry is None:
+            entry = self._entries[key] = _Entry(account, generation)
+        elif not _same_keys(entry.account, account):
+            entry.account = account  # a rotated key; open sessions keep what they hold
+        if entry.generation != generation:
+            entry.verifiers.clear()
+            entry.generation = generation
+        if generation is not None:
+            entry.verifiers = [v for v in entry.verifiers if v.slot_id != slot.id]
+            digest = SecretBytes(self._digest(account.user.id, credential))
+            entry.verifiers.append(_Verifier(digest, slot.kind, slot.id, slot.record))
+        held = self._hold(key, entry)
+        self._evict()
+        return held
+
+    def _hold(self, key: str, entry: _Entry) -> UnlockedAccount:
+        entry.sessions += 1
+        self._idle.pop(key, None)
+        self._entries[key] = entry  # a purge may have dropped it while we checked
+        return entry.account
+
+    def release(self, account: UnlockedAccount) -> None:
+        key = account.user.email.strip().lower()
+        entry = self._entries.get(key)
+        if entry is None or entry.sessions <= 0:
             return
         entry.sessions -= 1
-        if entry.sessions <= 0:
-            del self._entries[key]
-            if key not in self._waiting:
-                self._locks.pop(key, None)
+        if entry.sessions > 0:
+            return
+        if self.ttl_s <= 0:
+            self._drop(key)
+            return
+        entry.idle_since = self._clock()
+        self._idle[key] = None
+        self._idle.move_to_end(key)
+        self._evict()
+        self._schedule()
 
     def forget(self, address: str) -> None:
         """Drop cached credentials of `address` (after a password change in-process)."""
-        entry = self._entries.get(address.strip().lower())
-        if entry is not None:
-            entry.credentials.clear()
+        key = address.strip().lower()
+        entry = self._entries.get(key)
+        if entry is None:
+            return
+        entry.verifiers.clear()
+        if entry.sessions <= 0:
+            self._drop(key)
+
+    def purge(self) -> int:
+        """Drop the idle accounts whose time is up; how many."""
+        now = self._clock()
+        dropped = 0
+        while self._idle:
+            key = next(iter(self._idle))
+            if now - self._entries[key].idle_since < self.ttl_s:
+                break
+            self._drop(key)
+            dropped += 1
+        return dropped
+
+    def _drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+        self._idle.pop(key, None)
+        if key not in self._waiting:
+            self._locks.pop(key, None)
+
+    def _evict(self) -> None:
+        while len(self._entries) > self.max_users and self._idle:
+            self._drop(next(iter(self._idle)))
+
+    def _schedule(self) -> None:
+        # One timer for the oldest idle account; it re-arms for the next one.
+        if self._timer is not None or not self._idle:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a synchronous caller): the next acquire purges
+        oldest = self._entries[next(iter(self._idle))]
+        delay = max(0.0, oldest.idle_since + self.ttl_s - self._clock())
+        self._timer = loop.call_later(delay + 0.05, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.purge()
+        self._schedule()
 
     @property
     def live_accounts(self) -> int:
+        """Accounts held by at least one session."""
+        return sum(1 for entry in self._entries.values() if entry.sessions > 0)
+
+    @property
+    def cached_accounts(self) -> int:
+        """Accounts in memory: held by a session or idle within their time."""
         return len(self._entries)

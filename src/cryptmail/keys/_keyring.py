@@ -29,6 +29,7 @@ from cryptmail.db import tables as t
 from cryptmail.db import utcnow
 from cryptmail.errors import NoKeyPair
 from cryptmail.keys._account import AccountKey, UnlockedAccount
+from cryptmail.keys._generation import bump_generation
 from cryptmail.secret import SecretBytes
 from cryptmail.users import User
 
@@ -163,6 +164,7 @@ async def rotate_key_pair(
 ) -> PublicKeyInfo:
     """A new active key pair; old ones stay so old mail stays readable."""
     private_key = new_private_key(curve)
+    await bump_generation(conn, account.user.id)  # ends cached logins in every process
     return await insert_key_pair(
         conn, account.user.id, account.account_key.reveal(), private_key, active=True
     )

@@ -18,6 +18,7 @@ from cryptmail.keys._account import AccountKey
 from cryptmail.keys._cache import UnlockedAccounts
 from cryptmail.keys._credential import KeylessUser, check_credential
 from cryptmail.keys._faults import checkpoint
+from cryptmail.keys._generation import bump_generation
 from cryptmail.keys._kdf import hash_for_slot, make_slot, slot_context
 from cryptmail.keys._keyring import account_uuid
 from cryptmail.keys._provision import insert_keys, prepare_keys
@@ -42,6 +43,7 @@ async def set_password(
         await replace_slot(conn, password_slot, record, hash_fingerprint=fingerprint)
     checkpoint("password:after-slot")
     await set_password_hash(conn, user_id, new_hash)
+    await bump_generation(conn, user_id)  # ends cached logins in every process
     checkpoint("password:after-hash")
 
 

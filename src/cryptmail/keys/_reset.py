@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.config import CryptoConfig
 from cryptmail.errors import PasswordResetRefused, UnknownUser
 from cryptmail.keys import _events as events
+from cryptmail.keys._generation import bump_generation
 from cryptmail.keys._kdf import hash_for_slot
 from cryptmail.keys._keyring import account_uuid
 from cryptmail.secret import Password
@@ -69,6 +70,7 @@ async def reset_password(
                 "change the password with the old one"
             )
         await set_password_hash(conn, user.id, new_hash)
+        await bump_generation(conn, user.id)  # ends cached logins in every process
         await events.record_event(conn, user.id, events.PASSWORD_CHANGED, client_ip)
     log.info("password reset for user id %d (crypt 0, no keys)", user.id)
     return user

@@ -119,7 +119,7 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
         blobs=blobs,
         bus=ChangeBus(),
         throttle=LoginThrottle.from_config(config),
-        accounts=UnlockedAccounts(engine, config.crypto),
+        accounts=UnlockedAccounts.from_config(engine, config),
     )
     listeners = make_listeners(shared, addresses)
     shutdown = asyncio.Event()

@@ -89,7 +89,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         active = engine if engine is not None else create_engine(config.database_url)
-        cache = accounts if accounts is not None else UnlockedAccounts(active, config.crypto)
+        cache = accounts if accounts is not None else UnlockedAccounts.from_config(active, config)
         context = WebContext(config, active, shared_throttle, cache, sessions, pages, admin_token)
         setattr(app.state, STATE_KEY, context)
         try:

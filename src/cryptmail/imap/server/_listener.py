@@ -238,7 +238,7 @@ def _shared_accounts(engine: AsyncEngine, config: Config) -> UnlockedAccounts:
     # The plain and the TLS listener share unlocked keys, so Argon2 runs once per user.
     accounts = _ACCOUNTS.get(engine)
     if accounts is None:
-        accounts = _ACCOUNTS[engine] = UnlockedAccounts(engine, config.crypto)
+        accounts = _ACCOUNTS[engine] = UnlockedAccounts.from_config(engine, config)
     return accounts
 
 

@@ -216,3 +216,45 @@ def test_an_untrusted_clients_originating_ip_is_ignored(rig: ImapRig) -> None:
     conn.close()
     assert rig.throttle.debt("someone@example.org", "127.0.0.1") == pytest.approx(1, abs=0.01)
     assert rig.throttle.debt("someone@example.org", "198.51.100.7") == 0
+
+
+def test_ten_sessions_logging_in_and_out_again_run_argon2_once(
+    tmp_path: Path, kdf_calls: list[int]
+) -> None:
+    """A webmail's pattern: one user, ten connections from one address, each logging in
+    and out again and again; only the first login derives a key (the login cache).
+
+    Every login, a cache hit too, holds a token of the address's bucket while it is
+    checked, so ten at the very same moment need a burst of ten."""
+    rig_iter = start_rig(tmp_path, **SLOW, **{"auth.address_burst": 10})
+    rig = next(rig_iter)
+    try:
+        _ten_sessions(rig, kdf_calls)
+    finally:
+        next(rig_iter, None)
+
+
+def _ten_sessions(rig: ImapRig, kdf_calls: list[int]) -> None:
+    kdf_calls.clear()
+    conn = Conn(rig.port)
+    assert b" OK " in conn.login(USER, PASSWORD)
+    conn.ask("LOGOUT")
+    conn.close()
+    assert len(kdf_calls) == 1
+
+    def session(_i: int) -> list[bytes]:
+        replies = []
+        for _ in range(3):
+            conn = Conn(rig.port)
+            replies.append(conn.login(USER, PASSWORD))
+            replies.append(conn.ask("LOGOUT"))
+            conn.close()
+        return replies
+
+    for replies in in_parallel(10, session):
+        assert all(b" OK " in reply for reply in replies), replies
+    assert len(kdf_calls) == 1
+    assert rig.throttle.refusals == 0
+    # A wrong password is still checked the full way, and fails.
+    assert b"[AUTHENTICATIONFAILED]" in wrong_login(rig.port)
+    assert len(kdf_calls) > 1
