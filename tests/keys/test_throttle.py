@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from cryptmail.errors import TooManyAttempts
-from cryptmail.keys import LoginThrottle
+from cryptmail.keys import LoginThrottle, Reservation
 
 A = "alice@example.org"
 IP = "192.0.2.1"
@@ -217,3 +217,42 @@ def test_ipv6_clients_share_a_bucket_per_64(clock: Clock) -> None:
     with pytest.raises(TooManyAttempts):
         throttle.reserve("c@example.org", "2001:db8::ffff:3")
     throttle.succeeded(throttle.reserve("c@example.org", "2001:db8:0:1::1"))
+
+
+async def test_acquire_waits_for_attempts_in_flight_and_goes_on_after_a_success() -> None:
+    """The owner's parallel logins beyond the burst are held, not refused: the bucket is
+    empty only because two checks are running, and one of them succeeds."""
+    throttle = LoginThrottle(address_burst=2, client_burst=50)
+    first = throttle.reserve("alice@example.org", "192.0.2.1")
+    second = throttle.reserve("alice@example.org", "192.0.2.1")
+    third = asyncio.create_task(throttle.acquire("alice@example.org", "192.0.2.1"))
+    await asyncio.sleep(0)
+    assert not third.done() and throttle.held_back == 1
+    throttle.succeeded(first)
+    assert isinstance(await third, Reservation)
+    throttle.succeeded(second)
+    assert throttle.refusals == 0
+
+
+async def test_acquire_refuses_a_waiter_once_the_attempts_in_flight_fail() -> None:
+    throttle = LoginThrottle(address_burst=2, client_burst=50)
+    first = throttle.reserve("alice@example.org", "192.0.2.1")
+    second = throttle.reserve("alice@example.org", "192.0.2.1")
+    third = asyncio.create_task(throttle.acquire("alice@example.org", "192.0.2.1"))
+    await asyncio.sleep(0)
+    throttle.failed(first)
+    await asyncio.sleep(0)
+    assert not third.done()  # the second may still succeed and give its token back
+    throttle.failed(second)
+    with pytest.raises(TooManyAttempts):
+        await third
+    assert throttle.refusals == 1
+
+
+async def test_acquire_refuses_at_once_when_failures_emptied_the_bucket() -> None:
+    throttle = LoginThrottle(address_burst=2, client_burst=50)
+    for _ in range(2):
+        throttle.failed(throttle.reserve("alice@example.org", "192.0.2.1"))
+    with pytest.raises(TooManyAttempts):
+        await asyncio.wait_for(throttle.acquire("alice@example.org", "192.0.2.1"), 1)
+    assert throttle.held_back == 0

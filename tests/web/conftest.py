@@ -62,9 +62,11 @@ class RecordingThrottle(LoginThrottle):
         super().__init__(**options)
         self.waits: list[tuple[str, str, float]] = []
 
-    def reserve(self, address: str, client_ip: str) -> Reservation:
+    async def acquire(
+        self, address: str, client_ip: str, *, patience_s: float = 10.0
+    ) -> Reservation:
         self.waits.append((address, client_ip, self.debt(address, client_ip)))
-        return super().reserve(address, client_ip)
+        return await super().acquire(address, client_ip, patience_s=patience_s)
 
 
 class RecordingAccounts(UnlockedAccounts):

@@ -3,9 +3,16 @@
 Shared by IMAP and the web pages (one instance per process, made by `serve`). Every
 credential check first reserves a token from the bucket of the address tried and from
 the bucket of the client's address (see `_buckets`); if either is empty the attempt is
-refused at once (`TooManyAttempts`, with the seconds until a token is back) instead of
-sleeping, so parallel guesses are refused rather than queued and no more than a
-bucket's burst is ever being checked at once. The outcome settles the reservation:
+refused (`TooManyAttempts`, with the seconds until a token is back) instead of
+sleeping, so no more than a bucket's burst is ever being checked at once. One case
+waits instead: when a bucket is empty only because attempts are being checked right
+now (a phone and a desktop logging in together, or a webmail's parallel requests),
+`acquire` waits for those to settle, at most `patience_s`: a right password gives its
+token back and the next attempt goes on; a wrong one keeps it and the waiter is then
+refused. So parallel guesses are refused once the burst is spent, and the owner's
+parallel logins are never refused, only held for the length of a check.
+
+The outcome settles the reservation:
 a right password gives both tokens back (a success costs nothing and delays nobody,
 and it does not wipe the failures others ran up for that address); a wrong one keeps
 them; any other error (`release`) gives them back, as no password was judged.
@@ -18,8 +25,10 @@ then throttle the real client address they pass (ID `x-originating-ip`).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -71,7 +80,12 @@ class LoginThrottle:
             ipaddress.ip_network(n, strict=False) for n in trusted_networks
         )
         self.refusals = 0
-        """Attempts refused so far (for tests and the operator; nothing ever sleeps)."""
+        """Attempts refused so far (for tests and the operator)."""
+        self.held_back = 0
+        """Attempts that waited for others in flight to settle (see `acquire`)."""
+        self._held: Counter[str] = Counter()
+        """Tokens taken by attempts still being checked, by bucket key."""
+        self._settled: list[asyncio.Future[None]] = []
 
     @classmethod
     def from_config(cls, config: Config) -> LoginThrottle:
@@ -102,19 +116,84 @@ class LoginThrottle:
         Raises TooManyAttempts (taking nothing) when either bucket is empty.
         """
         reservation = self._reservation(address, client_ip)
-        wait_s = self._by_address.wait_s(reservation.address_key)
-        if reservation.client_key is not None:
-            wait_s = max(wait_s, self._by_client.wait_s(reservation.client_key))
+        wait_s = self._shortage_s(reservation)
         if wait_s > 0:
             self.refusals += 1
             raise TooManyAttempts(wait_s)
+        self._take(reservation)
+        return reservation
+
+    async def acquire(
+        self, address: str, client_ip: str, *, patience_s: float = 10.0
+    ) -> Reservation:
+        """`reserve`, but while a bucket is empty only because of attempts in flight,
+        wait (at most `patience_s`) for them to settle instead of refusing.
+
+        Raises TooManyAttempts when a bucket is empty through failures, or still empty
+        after `patience_s`.
+        """
+        reservation = self._reservation(address, client_ip)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience_s
+        waited = False
+        while True:
+            wait_s = self._shortage_s(reservation)
+            if wait_s <= 0:
+                self._take(reservation)
+                return reservation
+            left = deadline - loop.time()
+            if left <= 0 or not self._in_flight_frees(reservation):
+                self.refusals += 1
+                raise TooManyAttempts(wait_s)
+            if not waited:
+                self.held_back += 1
+                waited = True
+            settled: asyncio.Future[None] = loop.create_future()
+            self._settled.append(settled)
+            try:
+                async with asyncio.timeout(left):
+                    await settled
+            except TimeoutError:
+                pass
+
+    def _shortage_s(self, reservation: Reservation) -> float:
+        wait_s = self._by_address.wait_s(reservation.address_key)
+        if reservation.client_key is not None:
+            wait_s = max(wait_s, self._by_client.wait_s(reservation.client_key))
+        return wait_s
+
+    def _in_flight_frees(self, reservation: Reservation) -> bool:
+        """Whether settling the attempts in flight could refill every empty bucket."""
+        pairs = [(self._by_address, reservation.address_key)]
+        if reservation.client_key is not None:
+            pairs.append((self._by_client, reservation.client_key))
+        return all(
+            table.level(key) + self._held[key] >= 1.0
+            for table, key in pairs
+            if table.wait_s(key) > 0
+        )
+
+    def _take(self, reservation: Reservation) -> None:
         self._by_address.take(reservation.address_key)
+        self._held[reservation.address_key] += 1
         if reservation.client_key is not None:
             self._by_client.take(reservation.client_key)
-        return reservation
+            self._held[reservation.client_key] += 1
+
+    def _settle(self, reservation: Reservation) -> None:
+        for key in (reservation.address_key, reservation.client_key):
+            if key is not None and self._held[key] > 0:
+                self._held[key] -= 1
+                if not self._held[key]:
+                    del self._held[key]
+        waiters, self._settled = self._settled, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def failed(self, reservation: Reservation) -> None:
         """The password was wrong: the tokens stay spent."""
+        self._settle(reservation)
 
     def succeeded(self, reservation: Reservation) -> None:
         """The password was right: give the tokens back."""
@@ -125,6 +204,7 @@ class LoginThrottle:
         self._by_address.give_back(reservation.address_key)
         if reservation.client_key is not None:
             self._by_client.give_back(reservation.client_key)
+        self._settle(reservation)
 
     def debt(self, address: str, client_ip: str) -> float:
         """Tokens missing from the fuller-spent of the two buckets (0: no recent failure)."""

@@ -80,7 +80,7 @@ async def _admin_reset(
     ip = client_ip(request)
     # Per client address only, so a stranger's failures cannot slow the real admin.
     throttle_key = f"admin-token@{ip}"
-    reservation = context.throttle.reserve(throttle_key, ip)
+    reservation = await context.throttle.acquire(throttle_key, ip)
     if not admin:
         context.throttle.failed(reservation)
         log.warning("API admin password reset refused from %s: wrong admin token", ip)

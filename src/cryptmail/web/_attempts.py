@@ -42,7 +42,7 @@ async def throttled(
     counting the failure) and whatever `attempt` raises (the tokens given back).
     """
     try:
-        reservation = context.throttle.reserve(address, client_ip)
+        reservation = await context.throttle.acquire(address, client_ip)
     except TooManyAttempts:
         log.info(
             "web %s refused by the throttle for address %s from %s",

@@ -110,7 +110,7 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
         raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]")
     client_ip = session.origin_ip or session.peer_ip
     try:
-        reservation = context.throttle.reserve(address, client_ip)
+        reservation = await context.throttle.acquire(address, client_ip)
     except TooManyAttempts as exc:
         log.info("IMAP login refused by the throttle for %.0f s", exc.retry_after_s)
         raise CommandFailed(_BUSY, "[UNAVAILABLE]") from None
