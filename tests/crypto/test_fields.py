@@ -90,3 +90,21 @@ def test_lookup_is_the_documented_keyed_hash() -> None:
 def test_repr_hides_the_key() -> None:
     assert repr(FIELDS) == "FieldCipher(<data key>)"
     assert DATA_KEY.hex() not in repr(FIELDS)
+
+
+def test_later_generations_seal_under_the_newest_key() -> None:
+    later = FieldCipher(DATA_KEY, {1: bytes(32), 2: bytes(range(2, 34))})
+    sealed = later.seal(b"Projects", CONTEXT)
+    assert sealed[:5] == b"\x02\x00\x00\x00\x02"
+    assert len(sealed) == 33 + len(b"Projects")
+    aead = AESGCM(bytes(range(2, 34)))
+    assert aead.decrypt(sealed[5:17], sealed[17:], b"cryptmail/v1/field" + CONTEXT) == b"Projects"
+    assert later.open(sealed, CONTEXT) == b"Projects"
+    # Older fields keep opening; the lookup key stays generation 0's.
+    assert later.open(FIELDS.seal(b"old", CONTEXT), CONTEXT) == b"old"
+    assert later.lookup(b"x", CONTEXT) == FIELDS.lookup(b"x", CONTEXT)
+    # A cipher without generation 2 cannot read it.
+    with pytest.raises(DecryptionFailed):
+        FieldCipher(DATA_KEY, {1: bytes(32)}).open(sealed, CONTEXT)
+    with pytest.raises(DecryptionFailed):
+        FIELDS.open(sealed, CONTEXT)

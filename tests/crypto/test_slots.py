@@ -1,4 +1,5 @@
-"""Key slots: the account key locked by one credential, with its own Argon2 cost."""
+"""Key slots of version 2: the account key sealed to a key pair derived from the
+credential, so that a new account key can be sealed to it without the credential."""
 
 from __future__ import annotations
 
@@ -6,140 +7,123 @@ import struct
 
 import pytest
 from argon2.low_level import Type, hash_secret_raw
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-import cryptmail.crypto._slots as slots_module
-from cryptmail.config import Argon2Config
-from cryptmail.crypto import Argon2Params, lock_slot, slot_params, unlock_slot
-from cryptmail.crypto._slots import _lock_slot
-from cryptmail.errors import DecryptionFailed, KdfParametersRefused, MalformedObject
+from cryptmail.crypto import (
+    Argon2Params,
+    SlotLabel,
+    derive_slot_key,
+    lock_slot,
+    reseal_slot,
+    seal_slot,
+    slot_params,
+    slot_public_key,
+    slot_version,
+    unlock_slot,
+    upgrade_slot,
+)
+from cryptmail.crypto._ecies import WrappedKey, unwrap_key
+from cryptmail.crypto._keypair import encode_public_key
+from cryptmail.crypto._slots_v1 import _lock_slot
+from cryptmail.errors import DecryptionFailed, MalformedObject
 
 FAST = Argon2Params(memory_kib=8, time_cost=1, parallelism=1)
 ACCOUNT_KEY = bytes(range(32))
+OTHER_KEY = bytes(range(1, 33))
 PASSWORD = b"correct horse battery staple"
-CONTEXT = bytes(16) + b"|password|"
 SALT = bytes(range(16, 32))
-CEILING = Argon2Config()
+LABEL = SlotLabel(bytes(16), "password", "", 3)
 
 
-def unlock_checked(
-    record: bytes, credential: bytes, context: bytes, max_memory_kib: int = CEILING.max_memory_kib
-) -> bytes:
-    """What the keys layer does: refuse the parameters first, then run Argon2."""
-    slot_params(record).check_ceiling(max_memory_kib, CEILING.max_time_cost)
-    return unlock_slot(record, credential, context)
-
-
-def test_round_trip() -> None:
-    record = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, CONTEXT)
-    assert len(record) == 86
+def test_round_trip_and_layout() -> None:
+    record = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, LABEL)
+    assert len(record) == 138
+    assert record[:10] == struct.pack(">BIIB", 2, 8, 1, 1)
+    assert slot_version(record) == 2
     assert slot_params(record) == FAST
-    assert unlock_checked(record, PASSWORD, CONTEXT) == ACCOUNT_KEY
+    assert unlock_slot(record, PASSWORD, LABEL).account_key == ACCOUNT_KEY
 
 
 def test_layout_follows_the_spec() -> None:
-    params = Argon2Params(memory_kib=64, time_cost=2, parallelism=2)
-    record = _lock_slot(ACCOUNT_KEY, PASSWORD, params, CONTEXT, SALT)
-    assert record[:10] == struct.pack(">BIIB", 1, 64, 2, 2)
+    slot_key = derive_slot_key(PASSWORD, FAST, SALT)
+    record = seal_slot(ACCOUNT_KEY, slot_key.public, LABEL)
     assert record[10:26] == SALT
-    nonce, sealed = record[26:38], record[38:]
-    assert len(sealed) == 48
-    slot_key = hash_secret_raw(PASSWORD, SALT, 2, 64, 2, 32, Type.ID)
-    assert AESGCM(slot_key).decrypt(nonce, sealed, b"cryptmail/v1/slot" + CONTEXT) == ACCOUNT_KEY
+    ikm = hash_secret_raw(PASSWORD, SALT, 1, 8, 1, 32, Type.ID)
+    scalar = HKDF(hashes.SHA256(), 32, None, b"cryptmail/v2/slot-private-key").derive(ikm)
+    private = X25519PrivateKey.from_private_bytes(scalar)
+    assert record[26:58] == encode_public_key(private.public_key())
+    context = (
+        b"cryptmail/v2/slot"
+        + b"\x00\x10"
+        + bytes(16)
+        + b"\x00\x08password"
+        + b"\x00\x00"
+        + b"\x00\x00\x00\x03"
+    )
+    assert LABEL.context() == context
+    wrapped = WrappedKey(record[58:90], record[90:138])
+    assert unwrap_key(wrapped, private, context) == ACCOUNT_KEY
 
 
-def test_fresh_salt_and_nonce_every_time() -> None:
-    first = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, CONTEXT)
-    second = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, CONTEXT)
-    assert first[10:26] != second[10:26]
-    fixed = [_lock_slot(ACCOUNT_KEY, PASSWORD, FAST, CONTEXT, SALT) for _ in range(2)]
-    assert fixed[0][10:26] == fixed[1][10:26] == SALT
-    assert fixed[0][26:38] != fixed[1][26:38]  # the nonce stays random
+def test_reseal_needs_no_credential_and_keeps_the_slot_key() -> None:
+    record = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, LABEL)
+    later = SlotLabel(bytes(16), "password", "", 4)
+    resealed = reseal_slot(record, OTHER_KEY, later)
+    assert slot_public_key(resealed) == slot_public_key(record)
+    assert unlock_slot(resealed, PASSWORD, later).account_key == OTHER_KEY
+    with pytest.raises(DecryptionFailed):
+        unlock_slot(resealed, PASSWORD, LABEL)  # the older generation's label
 
 
-@pytest.mark.parametrize("length", [0, 16, 31, 33, 64])
-def test_only_32_byte_account_keys(length: int) -> None:
-    with pytest.raises(ValueError, match="32 bytes"):
-        lock_slot(bytes(length), PASSWORD, FAST, CONTEXT)
-
-
-def test_wrong_password_fails() -> None:
-    record = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, CONTEXT)
-    for wrong in (b"", b"correct horse battery stapl", PASSWORD + b" ", PASSWORD.upper()):
+def test_wrong_credential_or_label_fails() -> None:
+    record = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, LABEL)
+    for wrong in (b"", PASSWORD + b" ", PASSWORD.upper()):
         with pytest.raises(DecryptionFailed):
-            unlock_checked(record, wrong, CONTEXT)
-
-
-def test_wrong_context_fails() -> None:
-    record = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, CONTEXT)
-    for context in (
-        b"",
-        bytes(16) + b"|recovery|",  # relabelled as another kind
-        bytes(15) + b"\x01|password|",  # copied to another account
-        CONTEXT + b"x",
+            unlock_slot(record, wrong, LABEL)
+    for label in (
+        SlotLabel(bytes(16), "recovery", "", 3),
+        SlotLabel(bytes(15) + b"\x01", "password", "", 3),
+        SlotLabel(bytes(16), "password", "x", 3),
+        SlotLabel(bytes(16), "password", "", 2),
     ):
         with pytest.raises(DecryptionFailed):
-            unlock_checked(record, PASSWORD, context)
+            unlock_slot(record, PASSWORD, label)
 
 
 def test_every_flipped_bit_fails() -> None:
-    record = _lock_slot(ACCOUNT_KEY, PASSWORD, FAST, CONTEXT, SALT)
-    for position in range(len(record)):
-        for bit in range(8):
-            bad = bytearray(record)
-            bad[position] ^= 1 << bit
-            if position == 0:
-                expected: type[Exception] = MalformedObject  # version
-            elif position < 10:
-                # The cost fields: refused by the ceiling, or a different slot key.
-                try:
-                    # A low ceiling keeps a flipped high memory bit from costing 512 MiB.
-                    unlock_checked(bytes(bad), PASSWORD, CONTEXT, max_memory_kib=4096)
-                except (KdfParametersRefused, DecryptionFailed):
-                    continue
-                pytest.fail(f"cost byte {position} bit {bit} was accepted")
-            else:
-                expected = DecryptionFailed
-            with pytest.raises(expected):
-                unlock_checked(bytes(bad), PASSWORD, CONTEXT)
+    record = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, LABEL)
+    for position in range(10, len(record)):
+        bad = bytearray(record)
+        bad[position] ^= 0x40
+        with pytest.raises(DecryptionFailed):
+            unlock_slot(bytes(bad), PASSWORD, LABEL)
 
 
-@pytest.mark.parametrize("length", [0, 1, 10, 85, 87, 200])
+@pytest.mark.parametrize("length", [0, 1, 10, 86, 137, 139])
 def test_wrong_length_is_malformed(length: int) -> None:
-    record = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, CONTEXT)
-    bad = (record * 3)[:length]
+    record = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, LABEL)
+    bad = (record * 2)[:length]
     with pytest.raises(MalformedObject):
         slot_params(bad)
     with pytest.raises(MalformedObject):
-        unlock_slot(bad, PASSWORD, CONTEXT)
+        unlock_slot(bad, PASSWORD, LABEL)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
-def test_unknown_version_is_malformed(version: int) -> None:
-    record = lock_slot(ACCOUNT_KEY, PASSWORD, FAST, CONTEXT)
-    with pytest.raises(MalformedObject, match="version"):
-        unlock_slot(bytes([version]) + record[1:], PASSWORD, CONTEXT)
+def test_a_version_1_slot_opens_and_upgrades_without_another_argon2() -> None:
+    old = _lock_slot(ACCOUNT_KEY, PASSWORD, FAST, LABEL.v1_context(), SALT)
+    assert slot_version(old) == 1
+    with pytest.raises(MalformedObject):
+        slot_public_key(old)  # no public half: only its credential can re-lock it
+    opened = unlock_slot(old, PASSWORD, LABEL)
+    assert opened.account_key == ACCOUNT_KEY
+    upgraded = upgrade_slot(opened, LABEL)
+    assert slot_public_key(upgraded).salt == SALT
+    assert slot_public_key(upgraded) == derive_slot_key(PASSWORD, FAST, SALT).public
+    assert unlock_slot(upgraded, PASSWORD, LABEL).account_key == ACCOUNT_KEY
 
 
-@pytest.mark.parametrize(
-    ("memory_kib", "time_cost", "parallelism"),
-    [(CEILING.max_memory_kib + 1, 1, 1), (100 << 20, 1, 1), (64, CEILING.max_time_cost + 1, 1)],
-)
-def test_parameters_above_the_ceiling_are_refused_before_any_work(
-    monkeypatch: pytest.MonkeyPatch, memory_kib: int, time_cost: int, parallelism: int
-) -> None:
-    # A record planted with a huge cost: built by hand, since locking it would run it.
-    record = struct.pack(">BIIB", 1, memory_kib, time_cost, parallelism) + bytes(76)
-
-    def no_argon2(*args: object) -> bytes:
-        raise AssertionError("Argon2 ran before the ceiling was checked")
-
-    monkeypatch.setattr(slots_module, "derive_key", no_argon2)
-    with pytest.raises(KdfParametersRefused):
-        unlock_checked(record, PASSWORD, CONTEXT)
-
-
-def test_the_default_cost_is_within_the_default_ceiling() -> None:
-    config = Argon2Config()
-    params = Argon2Params(config.memory_kib, config.time_cost, config.parallelism)
-    params.check_ceiling(config.max_memory_kib, config.max_time_cost)
+def test_repr_hides_the_keys() -> None:
+    opened = unlock_slot(lock_slot(ACCOUNT_KEY, PASSWORD, FAST, LABEL), PASSWORD, LABEL)
+    assert ACCOUNT_KEY.hex() not in repr(opened) and "private" not in repr(opened.slot_key)

@@ -285,7 +285,9 @@ async def test_cli_needs_db_upgrade_on_servers(db_url: str, tmp_path: Path) -> N
     )
     assert cli("user", "recover", ALICE, "--stdin", stdin=f"{code}\nthird\n").returncode == 0
     listing = cli("key", "list", ALICE)
-    assert listing.returncode == 0 and listing.stdout.splitlines()[1].split()[-1] == "yes"
+    # passwd and recover re-keyed: three key pairs, the newest active.
+    rows = listing.stdout.splitlines()[1:]
+    assert listing.returncode == 0 and [r.split()[-1] for r in rows] == ["no", "no", "yes"]
     engine = create_engine(db_url)
     try:
         assert await current_revision(engine) == head_revision()

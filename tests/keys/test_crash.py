@@ -36,16 +36,20 @@ NEW = "the new password"
 CRYPTO = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
 CONFIG = "[crypto.argon2]\nmemory_kib = 19456\ntime_cost = 2\n"
 
+REKEY_CHECKPOINTS = ["rekey:after-generation", "rekey:after-keys", "rekey:after-slots"]
 PASSWD_CHECKPOINTS = [
     "password:before-transaction",
+    *REKEY_CHECKPOINTS,
     "password:after-slot",
     "password:after-hash",
     "password:before-commit",
     "password:after-commit",
 ]
-# recover re-locks the password slot through the same steps as a password change.
+# recover re-keys and re-locks the password slot through the same steps as a password
+# change.
 RECOVER_CHECKPOINTS = [
     "recover:before-transaction",
+    *REKEY_CHECKPOINTS,
     "password:after-slot",
     "password:after-hash",
     "recover:before-commit",
@@ -154,7 +158,7 @@ async def _code_works(data_dir: Path, code: str) -> bool:
 
 
 @pytest.mark.parametrize("checkpoint", PASSWD_CHECKPOINTS)
-async def test_passwd_killed_at(data_dir: Path, checkpoint: str) -> None:
+async def test_passwd_killed_at(data_dir: Path, template: Template, checkpoint: str) -> None:
     stdin = f"{OLD}\n{NEW}\n"
     returncode = run_cli(
         data_dir, stdin, "user", "passwd", ALICE, "--password-stdin", crash_at=checkpoint
@@ -162,6 +166,8 @@ async def test_passwd_killed_at(data_dir: Path, checkpoint: str) -> None:
     assert returncode == -signal.SIGKILL
     expected = "new" if checkpoint.endswith("after-commit") else "old"
     assert await _state(data_dir, OLD, NEW) == expected
+    # The recovery slot, not used by the change, holds whichever account key is current.
+    assert await _code_works(data_dir, template.recovery_code)
 
 
 @pytest.mark.parametrize("checkpoint", RECOVER_CHECKPOINTS)

@@ -60,6 +60,8 @@ async def test_credential_changes_bump_it_and_logins_do_not(
     assert new.recovery_code is not None
     await recover(engine, ALICE, new.recovery_code, pw("third password"), crypto)
     assert await generation(engine, user_id) == 3
+    # The account unlocked at the start is three re-keys old: rotation needs a fresh one.
+    account, _slot = await unlock_account(engine, ALICE, pw("third password"), crypto)
     async with engine.begin() as conn:
         await rotate_key_pair(conn, account, "prime256v1")
     assert await generation(engine, user_id) == 4

@@ -137,7 +137,9 @@ async def test_password_change_drops_cached_credentials(
     with pytest.raises(AuthenticationFailed):
         await cache.acquire(ALICE, pw(PASSWORD))
     again = await cache.acquire(ALICE, pw("new secret"))
-    assert again is held  # the live session keeps its key; only the credential changed
+    # The change re-keyed the account: a new login gets the new generation's keys, and
+    # the live session keeps the account it holds until it ends.
+    assert again is not held and again.generation == held.generation + 1
     cache.release(again)
     cache.release(held)
 

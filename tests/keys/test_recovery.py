@@ -34,7 +34,11 @@ async def test_recover_sets_password_and_replaces_the_code(
     with pytest.raises(AuthenticationFailed):
         await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
     after, slot = await unlock_account(engine, ALICE, pw(NEW), crypto)
-    assert after.account_key == before.account_key
+    # Re-keyed (was: re-locked, the finding "the account key never changes"): a new
+    # account key and active key pair; the old private keys come along, re-sealed.
+    assert after.account_key != before.account_key
+    assert after.active_key != before.active_key
+    assert set(before.private_keys) < set(after.private_keys)
     async with engine.connect() as conn:
         user = await get_user(conn, ALICE)
     assert verify_password(user.password_hash, pw(NEW))

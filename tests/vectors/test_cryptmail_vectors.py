@@ -23,9 +23,11 @@ from cryptmail.crypto import (
     BlobOpener,
     FieldCipher,
     PrivateKey,
+    SlotLabel,
     code_lookup_id,
     derive_data_key,
     normalize_code,
+    open_data_key,
     open_private_key,
     parse_blob_header,
     public_info,
@@ -34,6 +36,7 @@ from cryptmail.crypto import (
     unwrap_blob_key,
 )
 from cryptmail.crypto._keypair import load_private_key
+from cryptmail.crypto._slots_v1 import unlock_slot_v1
 from cryptmail.errors import DecryptionFailed, KdfParametersRefused, MalformedObject
 
 HERE = Path(__file__).parent / "cryptmail"
@@ -99,8 +102,9 @@ def our_open_cached(blob: bytes, blob_id: bytes, message_key: bytes) -> bytes:
 
 
 def our_unlock(record: bytes, credential: bytes, context: bytes) -> bytes:
+    """A version-1 record, opened with its stored context."""
     slot_params(record).check_ceiling(CEILING["max_memory_kib"], CEILING["max_time_cost"])
-    return unlock_slot(record, credential, context)
+    return unlock_slot_v1(record, credential, context)
 
 
 # --- accounts -----------------------------------------------------------------------
@@ -127,6 +131,44 @@ def test_accounts(curve: str) -> None:
     assert reader.compact_public(theirs).hex() == account["public_key"]
     pkcs8 = _private(curve)
     assert public_info(load_private_key(pkcs8)).key_id == key_id
+
+
+@pytest.mark.parametrize("curve", sorted(ACCOUNTS))
+def test_a_re_keyed_account(curve: str) -> None:
+    account = ACCOUNTS[curve]
+    uuid = bytes.fromhex(account["account_uuid"])
+    later = account["generation_1"]
+    account_key = bytes.fromhex(later["account_key"])
+    for slot in later["slots"]:
+        record = bytes.fromhex(slot["record"])
+        credential = slot["credential"].encode("utf-8")
+        label = SlotLabel(uuid, slot["kind"], slot["name"], slot["generation"])
+        slot_params(record).check_ceiling(CEILING["max_memory_kib"], CEILING["max_time_cost"])
+        assert unlock_slot(record, credential, label).account_key == account_key
+        theirs = reader.unlock_slot_v2(
+            record, credential, (uuid, slot["kind"], slot["name"], slot["generation"]), **CEILING
+        )
+        assert theirs == account_key
+    data_keys = {}
+    for entry in later["data_keys"]:
+        sealed = bytes.fromhex(entry["sealed"])
+        ours = open_data_key(account_key, sealed, entry["generation"])
+        assert ours == reader.open_data_key(account_key, sealed, entry["generation"])
+        assert ours.hex() == entry["data_key"]
+        data_keys[entry["generation"]] = ours
+    assert data_keys[0].hex() == account["data_key"]
+    key_id = bytes.fromhex(account["key_id"])
+    sealed_private = bytes.fromhex(later["private_sealed"])
+    assert public_info(open_private_key(account_key, sealed_private, key_id)).key_id == key_id
+    field = later["field"]
+    sealed_field = bytes.fromhex(field["sealed"])
+    context = field["context"].encode()
+    fields = FieldCipher(data_keys.pop(0), data_keys)
+    assert fields.open(sealed_field, context).decode() == field["value"]
+    theirs_field = reader.open_field_v2(
+        {0: bytes.fromhex(account["data_key"]), **data_keys}, sealed_field, context
+    )
+    assert theirs_field.decode() == field["value"]
 
 
 # --- blobs --------------------------------------------------------------------------

@@ -105,7 +105,8 @@ async def test_change_drops_imap_cached_credentials(
     signed_in: httpx.AsyncClient, accounts: RecordingAccounts, alice: NewAccount
 ) -> None:
     """An IMAP session holds alice's account; after the change only the new password
-    logs in through the cache, and the open session keeps its key."""
+    logs in, to the new generation's keys (the change re-keyed the account), and the
+    open session keeps the account it holds."""
     held = await accounts.acquire(ALICE, pw(PASSWORD))
     response = await submit(signed_in, "/account/password", _form())
     assert response.status_code == 303
@@ -113,7 +114,8 @@ async def test_change_drops_imap_cached_credentials(
     assert accounts.live_accounts == 1
     with pytest.raises(AuthenticationFailed):
         await accounts.acquire(ALICE, pw(PASSWORD))
-    assert await accounts.acquire(ALICE, pw(NEW_PASSWORD)) is held
+    again = await accounts.acquire(ALICE, pw(NEW_PASSWORD))
+    assert again is not held and again.generation == held.generation + 1
 
 
 async def test_failed_change_forgets_nothing(

@@ -24,14 +24,20 @@ MESSAGE_KEY_SIZE: Final = 32
 ACCOUNT_KEY_SIZE: Final = 32
 LABEL_DATA_KEY: Final = b"cryptmail/v1/data-key"
 LABEL_PRIVATE_KEY_WRAP: Final = b"cryptmail/v1/private-key-wrap"
+LABEL_DATA_KEY_WRAP: Final = b"cryptmail/v2/data-key-wrap"
 
-# Key slots.
-SLOT_VERSION: Final = 1
+# Key slots: version 2 is written, version 1 (LABEL_SLOT) is still read.
+SLOT_VERSION: Final = 2
+SLOT_VERSION_1: Final = 1
 SLOT_SALT_SIZE: Final = 16
 LABEL_SLOT: Final = b"cryptmail/v1/slot"
+LABEL_SLOT_BOX: Final = b"cryptmail/v2/slot"
+LABEL_SLOT_PRIVATE_KEY: Final = b"cryptmail/v2/slot-private-key"
 
-# Sealed index fields (folder names, flags, caches).
-FIELD_VERSION: Final = 1
+# Sealed index fields (folder names, flags, caches): version 2 names the data key's
+# generation; version 1 is generation 0.
+FIELD_VERSION: Final = 2
+FIELD_VERSION_1: Final = 1
 LABEL_FIELD: Final = b"cryptmail/v1/field"
 LABEL_FIELD_LOOKUP: Final = b"cryptmail/v1/field-lookup"
 

@@ -83,6 +83,22 @@ cm_accounts = Table(
     Column("used_bytes", BigInteger, nullable=False, server_default="0"),
     # Bumped by every change that must end cached logins (keys/_generation.py).
     Column("credential_generation", BigInteger, nullable=False, server_default="0"),
+    # Bumped by every re-key (password change, recovery, revocation, rotation): the
+    # generation of the account key the slots hold now.
+    Column("generation", Integer, nullable=False, server_default="0"),
+)
+
+# The data keys of the generations after the first, and generation 0's once the account
+# was re-keyed, each sealed under the current account key (docs/security.md). An account
+# never re-keyed has no rows: its data key is derived from its account key.
+cm_data_keys = Table(
+    "cm_data_keys",
+    metadata,
+    Column(
+        "user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("generation", Integer, primary_key=True, autoincrement=False),
+    Column("sealed", LargeBinary(64), nullable=False),
 )
 
 cm_key_pairs = Table(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cryptmail.crypto import FieldCipher, PrivateKey, PublicKeyInfo
+from cryptmail.crypto import FieldCipher, PrivateKey, PublicKeyInfo, SlotKey
 from cryptmail.errors import DecryptionFailed
 from cryptmail.keys._slots import SlotRow
 from cryptmail.secret import SecretBytes
@@ -23,6 +23,8 @@ class UnlockedAccount:
     private_keys: Mapping[bytes, PrivateKey]
     active_key: PublicKeyInfo
     fields: FieldCipher = field(compare=False)
+    # The generation of `account_key` (cm_accounts.generation when it was opened).
+    generation: int = 0
 
     def __repr__(self) -> str:
         return f"UnlockedAccount(user_id={self.user.id}, keys={len(self.private_keys)})"
@@ -41,6 +43,8 @@ class AccountKey:
 
     `hash_checked`: the credential was also checked against virtual_users.password,
     because that hash was changed outside cryptmail (the slot does not go with it yet).
+    `slot_key`: the slot's key pair, derived from the credential (to upgrade a version-1
+    slot without another Argon2).
     """
 
     user: User
@@ -48,6 +52,8 @@ class AccountKey:
     account_key: SecretBytes
     slot: SlotRow
     hash_checked: bool = False
+    generation: int = 0
+    slot_key: SlotKey | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return f"AccountKey(user_id={self.user.id}, slot={self.slot.kind})"

@@ -1,5 +1,9 @@
-"""App passwords: one named slot each, for phones and mail clients. Revoking deletes
-the slot and nothing else; the app password stops working at the next login."""
+"""App passwords: one named slot each, for phones and mail clients.
+
+Revoking with the unlocked account re-keys it (`_rekey`), so the revoked app password,
+kept with an old copy of its slot, opens nothing delivered after the revocation.
+Without it (an admin revoking from the command line) only the slot is deleted; the
+account is re-keyed at its next password change or rotation."""
 
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ from cryptmail.errors import (
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._generation import bump_generation
-from cryptmail.keys._kdf import make_slot, slot_context
-from cryptmail.keys._slots import APP, app_slot_names, delete_app_slot, insert_slot
+from cryptmail.keys._kdf import make_slot, slot_label
+from cryptmail.keys._rekey import check_generation, next_generation, rekey
+from cryptmail.keys._slots import APP, app_slot_names, delete_app_slot, insert_slot, slots_of
 from cryptmail.secret import Password
 
 _NAME = re.compile(r"^[\w .@+-]{1,64}$")
@@ -60,10 +65,11 @@ async def add_app_password(
         account.account_key.reveal(),
         Password.from_str(normalized),
         crypto.argon2,
-        slot_context(account.account_uuid, APP, name),
+        slot_label(account.account_uuid, APP, name, account.generation),
     )
     try:
         async with engine.begin() as conn:
+            await check_generation(conn, account.user.id, account.generation)
             await insert_slot(
                 conn, account.user.id, APP, record, name=name, lookup_id=code_lookup_id(normalized)
             )
@@ -76,14 +82,38 @@ async def add_app_password(
 
 
 async def revoke_app_password(
-    engine: AsyncEngine, user_id: int, name: str, *, client_ip: str = ""
+    engine: AsyncEngine,
+    user_id: int,
+    name: str,
+    *,
+    client_ip: str = "",
+    account: UnlockedAccount | None = None,
 ) -> None:
     """Delete the app password `name`: it stops working at the next login (a session it
-    opened keeps running until it ends). Raises AppPasswordNotFound."""
+    opened keeps running until it ends). With `account` (the user's, unlocked), re-key
+    it in the same transaction. Raises AppPasswordNotFound, KeySlotError (`account` is
+    of an older generation)."""
     async with engine.begin() as conn:
+        if account is not None:
+            if account.user.id != user_id:
+                raise ValueError("the unlocked account is another user's")
+            slots = await slots_of(conn, user_id)
+            slot = next((s for s in slots if s.kind == APP and s.name == name.strip()), None)
+            if slot is None:
+                raise AppPasswordNotFound(f"no app password named {name.strip()!r}")
+            await rekey(
+                conn,
+                user_id,
+                account.account_uuid,
+                account.account_key.reveal(),
+                account.generation,
+                next_generation(account.generation),
+                skip={slot.id},
+            )
         if not await delete_app_slot(conn, user_id, name.strip()):
             raise AppPasswordNotFound(f"no app password named {name.strip()!r}")
-        await bump_generation(conn, user_id)  # ends cached logins in every process
+        if account is None:  # a re-key ends cached logins itself
+            await bump_generation(conn, user_id)  # in every process
         await events.record_event(conn, user_id, events.APP_PASSWORD_REVOKED, client_ip, name)
 
 

@@ -20,7 +20,7 @@ from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import AccountKey
 from cryptmail.keys._kdf import burn_kdf, open_slot, verify_hash
-from cryptmail.keys._keyring import account_uuid
+from cryptmail.keys._keyring import account_state
 from cryptmail.keys._slots import (
     APP,
     PASSWORD,
@@ -57,10 +57,10 @@ async def check_credential(
         if user is None:
             await burn_kdf(crypto.argon2)
             raise AuthenticationFailed("unknown user")
-        uuid = await account_uuid(conn, user.id)
-        slots = await slots_of(conn, user.id) if uuid is not None else []
+        state = await account_state(conn, user.id)
+        slots = await slots_of(conn, user.id) if state is not None else []
 
-    if uuid is None:
+    if state is None:
         if not await verify_hash(user.password_hash, credential):
             # The slot unlock a user with keys costs: without it a cheap legacy hash would
             # tell that this address exists but has no keys yet. (A right password needs
@@ -70,6 +70,7 @@ async def check_credential(
             raise AuthenticationFailed("wrong password")
         return KeylessUser(user)
 
+    uuid, generation = state
     password_slot = next((s for s in slots if s.kind == PASSWORD), None)
     in_sync = password_slot is not None and password_slot.hash_fingerprint == hash_fingerprint(
         user.password_hash
@@ -77,7 +78,7 @@ async def check_credential(
     if allow_app_password and in_sync:
         # Not when the hash was changed outside (an admin reset): app passwords wait until
         # the new password has logged in once and the slot adopted the new hash.
-        opened = await _open_app_slot(engine, user, uuid, credential, crypto)
+        opened = await _open_app_slot(engine, user, uuid, generation, credential, crypto)
         if opened is not None:
             return opened
 
@@ -92,10 +93,18 @@ async def check_credential(
         if not await verify_hash(user.password_hash, credential):
             await burn_kdf(crypto.argon2)  # the slot unlock a right hash would cost
             raise await _failed(engine, user, client_ip, "wrong password (hash changed outside)")
-    account_key = await open_slot(password_slot, uuid, credential, crypto.argon2)
-    if account_key is None:
+    slot = await open_slot(password_slot, uuid, generation, credential, crypto.argon2)
+    if slot is None:
         raise await _failed(engine, user, client_ip, "wrong password")
-    return AccountKey(user, uuid, SecretBytes(account_key), password_slot, not in_sync)
+    return AccountKey(
+        user,
+        uuid,
+        SecretBytes(slot.account_key),
+        password_slot,
+        not in_sync,
+        generation=generation,
+        slot_key=slot.slot_key,
+    )
 
 
 async def open_account_key(
@@ -127,7 +136,12 @@ async def open_account_key(
 
 
 async def _open_app_slot(
-    engine: AsyncEngine, user: User, uuid: bytes, credential: Password, crypto: CryptoConfig
+    engine: AsyncEngine,
+    user: User,
+    uuid: bytes,
+    generation: int,
+    credential: Password,
+    crypto: CryptoConfig,
 ) -> AccountKey | None:
     normalized = normalize_code(credential.text()) if _is_text(credential) else None
     if normalized is None:
@@ -136,10 +150,17 @@ async def _open_app_slot(
         slot = await slot_by_lookup(conn, code_lookup_id(normalized))
     if slot is None or slot.user_id != user.id or slot.kind != APP:
         return None
-    account_key = await open_slot(slot, uuid, Password.from_str(normalized), crypto.argon2)
-    if account_key is None:
+    opened = await open_slot(slot, uuid, generation, Password.from_str(normalized), crypto.argon2)
+    if opened is None:
         return None
-    return AccountKey(user, uuid, SecretBytes(account_key), slot)
+    return AccountKey(
+        user,
+        uuid,
+        SecretBytes(opened.account_key),
+        slot,
+        generation=generation,
+        slot_key=opened.slot_key,
+    )
 
 
 def _is_text(credential: Password) -> bool:

@@ -1,8 +1,9 @@
 """The keys package's Argon2 work, all on the KDF pool: lock and open a slot record, make
 and check a virtual_users.password hash, and burn one derivation to even out timing.
 
-A slot's AEAD context is the account uuid, kind and name, so a slot row copied
-elsewhere does not open.
+A slot is bound to the account uuid, its kind and name and the account key's
+generation (`SlotLabel`), so a slot row copied elsewhere, or restored from before a
+re-key, does not open.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import logging
 
 from cryptmail.concurrency import run_kdf
 from cryptmail.config import Argon2Config
-from cryptmail.crypto import Argon2Params, lock_slot, slot_params, unlock_slot
+from cryptmail.crypto import (
+    Argon2Params,
+    OpenedSlot,
+    SlotLabel,
+    lock_slot,
+    slot_params,
+    unlock_slot,
+)
 from cryptmail.errors import DecryptionFailed, KdfParametersRefused, MalformedObject, UserError
 from cryptmail.keys._slots import SlotRow
 from cryptmail.secret import Password, SecretBytes
@@ -20,8 +28,8 @@ from cryptmail.users import Argon2Parameters, hash_password, verify_password
 log = logging.getLogger(__name__)
 
 
-def slot_context(account_uuid: bytes, kind: str, name: str) -> bytes:
-    return account_uuid + b"|" + kind.encode() + b"|" + name.encode("utf-8")
+def slot_label(account_uuid: bytes, kind: str, name: str, generation: int) -> SlotLabel:
+    return SlotLabel(account_uuid, kind, name, generation)
 
 
 def params_of(config: Argon2Config) -> Argon2Params:
@@ -29,21 +37,25 @@ def params_of(config: Argon2Config) -> Argon2Params:
 
 
 async def make_slot(
-    account_key: bytes, credential: SecretBytes, config: Argon2Config, context: bytes
+    account_key: bytes, credential: SecretBytes, config: Argon2Config, label: SlotLabel
 ) -> bytes:
-    """A new slot record (one Argon2id)."""
-    return await run_kdf(lock_slot, account_key, credential.reveal(), params_of(config), context)
+    """A new (version 2) slot record (one Argon2id)."""
+    return await run_kdf(lock_slot, account_key, credential.reveal(), params_of(config), label)
 
 
 async def open_slot(
-    row: SlotRow, account_uuid: bytes, credential: SecretBytes, config: Argon2Config
-) -> bytes | None:
-    """The account key, or None if the credential does not open this slot (one Argon2id,
-    none for a slot asking for more work than the configured ceiling)."""
+    row: SlotRow,
+    account_uuid: bytes,
+    generation: int,
+    credential: SecretBytes,
+    config: Argon2Config,
+) -> OpenedSlot | None:
+    """The account key and the slot's key pair, or None if the credential does not open
+    this slot (one Argon2id, none for a slot asking for more work than the ceiling)."""
     try:
         slot_params(row.record).check_ceiling(config.max_memory_kib, config.max_time_cost)
-        context = slot_context(account_uuid, row.kind, row.name)
-        return await run_kdf(unlock_slot, row.record, credential.reveal(), context)
+        label = slot_label(account_uuid, row.kind, row.name, generation)
+        return await run_kdf(unlock_slot, row.record, credential.reveal(), label)
     except (DecryptionFailed, MalformedObject):
         return None
     except KdfParametersRefused as exc:
@@ -82,4 +94,4 @@ async def verify_hash(stored: str, password: SecretBytes) -> bool:
 
 async def burn_kdf(config: Argon2Config) -> None:
     """Spend one Argon2 on nothing, so an unknown user costs as long as a wrong password."""
-    await run_kdf(lock_slot, bytes(32), b"", params_of(config), b"burn")
+    await run_kdf(lock_slot, bytes(32), b"", params_of(config), SlotLabel(b"", "burn", "", 0))

@@ -1,7 +1,9 @@
-"""Key pairs in SQL: create an account's keys, load and unlock them, rotate, list.
+"""Key pairs and data keys in SQL: create an account's keys, load and unlock them,
+rotate, list.
 
-A user's private keys are sealed under the account key (crypto._account); the public
-key of the active pair is what delivery seals new mail to.
+A user's private keys and data keys are sealed under the account key (crypto._account);
+the public key of the active pair is what delivery seals new mail to. An account never
+re-keyed has no cm_data_keys rows: its one data key is derived from its account key.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cryptmail.crypto import (
     derive_data_key,
     export_private_key_pem,
     generate_private_key,
+    open_data_key,
     open_private_key,
     public_info,
     seal_private_key,
@@ -29,7 +32,6 @@ from cryptmail.db import tables as t
 from cryptmail.db import utcnow
 from cryptmail.errors import NoKeyPair
 from cryptmail.keys._account import AccountKey, UnlockedAccount
-from cryptmail.keys._generation import bump_generation
 from cryptmail.secret import SecretBytes
 from cryptmail.users import User
 
@@ -102,6 +104,31 @@ async def account_uuid(conn: AsyncConnection, user_id: int) -> bytes | None:
     return bytes(row.account_uuid) if row is not None else None
 
 
+async def account_state(conn: AsyncConnection, user_id: int) -> tuple[bytes, int] | None:
+    """The account uuid and the generation of its account key, or None without keys."""
+    row = (
+        await conn.execute(
+            select(t.cm_accounts.c.account_uuid, t.cm_accounts.c.generation).where(
+                t.cm_accounts.c.user_id == user_id
+            )
+        )
+    ).first()
+    return (bytes(row.account_uuid), int(row.generation)) if row is not None else None
+
+
+async def data_keys(conn: AsyncConnection, user_id: int, account_key: bytes) -> dict[int, bytes]:
+    """Every data key of the account by generation, opened with `account_key`."""
+    rows = (
+        await conn.execute(select(t.cm_data_keys).where(t.cm_data_keys.c.user_id == user_id))
+    ).all()
+    if not rows:
+        return {0: derive_data_key(account_key)}
+    return {
+        int(r.generation): open_data_key(account_key, bytes(r.sealed), int(r.generation))
+        for r in rows
+    }
+
+
 async def active_public_key(conn: AsyncConnection, user_id: int) -> PublicKeyInfo | None:
     """The key new mail is sealed to, or None if the user has no keys yet."""
     row = (
@@ -128,7 +155,10 @@ async def list_key_pairs(conn: AsyncConnection, user_id: int) -> list[KeyPairInf
 async def open_account(
     conn: AsyncConnection, user: User, uuid: bytes, account_key: bytes
 ) -> UnlockedAccount:
-    """Unseal every private key of `user` with `account_key`."""
+    """Unseal every private key and data key of `user` with `account_key`."""
+    state = await account_state(conn, user.id)
+    generation = state[1] if state is not None else 0
+    keys = await data_keys(conn, user.id, account_key)
     rows = (
         await conn.execute(select(t.cm_key_pairs).where(t.cm_key_pairs.c.user_id == user.id))
     ).all()
@@ -149,7 +179,8 @@ async def open_account(
         account_key=SecretBytes(account_key),
         private_keys=private_keys,
         active_key=active,
-        fields=FieldCipher(derive_data_key(account_key)),
+        fields=FieldCipher(keys.pop(0), keys),
+        generation=generation,
     )
 
 
@@ -157,17 +188,6 @@ async def open_private_keys(engine: AsyncEngine, key: AccountKey) -> UnlockedAcc
     """Unseal every private key of the account `key` opened. Raises NoKeyPair."""
     async with engine.connect() as conn:
         return await open_account(conn, key.user, key.account_uuid, key.account_key.reveal())
-
-
-async def rotate_key_pair(
-    conn: AsyncConnection, account: UnlockedAccount, curve: CurveName
-) -> PublicKeyInfo:
-    """A new active key pair; old ones stay so old mail stays readable."""
-    private_key = new_private_key(curve)
-    await bump_generation(conn, account.user.id)  # ends cached logins in every process
-    return await insert_key_pair(
-        conn, account.user.id, account.account_key.reveal(), private_key, active=True
-    )
 
 
 def export_private_keys(account: UnlockedAccount, passphrase: bytes | None) -> list[bytes]:

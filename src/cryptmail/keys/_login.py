@@ -8,6 +8,10 @@ A successful password login rehashes a weak or outdated virtual_users.password (
 scheme or cost other than the `{ARGON2ID}` slots are locked at) in the transaction that
 records its fingerprint on the password slot; the column stays a Dovecot `{SCHEME}` hash.
 `crypto.rehash_weak_hashes = false` leaves the column as it is.
+
+A login that opens a version-1 slot (made before re-keying existed) writes it as
+version 2 at the same salt and cost, which needs no second Argon2: from then on a re-key
+can seal new account keys to it without its credential.
 """
 
 from __future__ import annotations
@@ -19,14 +23,22 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
+from cryptmail.crypto import OpenedSlot, slot_version, upgrade_slot
 from cryptmail.db import tables as t
-from cryptmail.errors import DatabaseConflict, UserError
+from cryptmail.errors import DatabaseConflict, KeySlotError, UserError
 from cryptmail.keys._account import AccountKey, UnlockedAccount
 from cryptmail.keys._credential import KeylessUser, check_credential
-from cryptmail.keys._kdf import hash_for_slot
+from cryptmail.keys._kdf import hash_for_slot, slot_label
 from cryptmail.keys._keyring import account_uuid, open_private_keys
 from cryptmail.keys._provision import insert_keys, prepare_keys
-from cryptmail.keys._slots import PASSWORD, SlotRow, hash_fingerprint, set_fingerprint
+from cryptmail.keys._rekey import check_generation
+from cryptmail.keys._slots import (
+    PASSWORD,
+    SlotRow,
+    hash_fingerprint,
+    replace_slot,
+    set_fingerprint,
+)
 from cryptmail.secret import Password
 from cryptmail.users import Argon2Parameters, User, find_user, needs_rehash
 
@@ -58,6 +70,8 @@ async def verify_login(
     )
     if isinstance(opened, KeylessUser):
         return await _first_login(engine, opened.user, credential, crypto, client_ip)
+    if opened.slot_key is not None and slot_version(opened.slot.record) == 1:
+        opened = await _upgrade_slot(engine, opened)
     if opened.slot.kind != PASSWORD:
         return opened  # an app password: the SQL hash is none of its business
     new_hash = None
@@ -88,6 +102,23 @@ async def unlock_account(
         allow_app_password=allow_app_password,
     )
     return await open_private_keys(engine, opened), opened.slot
+
+
+async def _upgrade_slot(engine: AsyncEngine, opened: AccountKey) -> AccountKey:
+    # The slot key came out of this login's Argon2: sealing the account key to its public
+    # half is EC work only. Lost races (a change or another upgrade) keep the old record.
+    assert opened.slot_key is not None  # noqa: S101 - checked by the caller
+    slot = opened.slot
+    label = slot_label(opened.account_uuid, slot.kind, slot.name, opened.generation)
+    record = upgrade_slot(OpenedSlot(opened.account_key.reveal(), opened.slot_key), label)
+    try:
+        async with engine.begin() as conn:
+            await check_generation(conn, opened.user.id, opened.generation)
+            await replace_slot(conn, slot, record)
+    except KeySlotError:
+        return opened
+    log.info("login of user id %d: key slot %d upgraded to version 2", opened.user.id, slot.id)
+    return replace(opened, slot=replace(slot, record=record))
 
 
 def _weak_hash(stored: str, crypto: CryptoConfig) -> bool:

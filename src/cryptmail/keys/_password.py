@@ -1,10 +1,12 @@
-"""Password change: the old password opens the account key, the new one locks it.
+"""Password change: the old password opens the account key, and a re-key (`_rekey`)
+replaces it: a new account key and key pair, every other slot sealed again, and the
+password slot locked by the new password.
 
-One write transaction: the key slot and virtual_users.password change together, so a
-crash at any point leaves the old or the new password working, never neither (proved
-by tests/keys/test_crash.py through the checkpoints below). The Argon2 work runs before
-the transaction opens, so no lock is held across it. A wrong old password changes
-nothing but the failed-sign-in event.
+One write transaction: the keys, the slots and virtual_users.password change together,
+so a crash at any point leaves the old or the new password working, never neither
+(proved by tests/keys/test_crash.py through the checkpoints below). The Argon2 work runs
+before the transaction opens, so no lock is held across it. A wrong old password
+changes nothing but the failed-sign-in event.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from cryptmail.keys._account import AccountKey
 from cryptmail.keys._cache import UnlockedAccounts
 from cryptmail.keys._credential import KeylessUser, check_credential
 from cryptmail.keys._faults import checkpoint
-from cryptmail.keys._generation import bump_generation
-from cryptmail.keys._kdf import hash_for_slot, make_slot, slot_context
+from cryptmail.keys._kdf import hash_for_slot, make_slot, slot_label
 from cryptmail.keys._keyring import account_uuid
 from cryptmail.keys._provision import insert_keys, prepare_keys
+from cryptmail.keys._rekey import next_generation, rekey
 from cryptmail.keys._slots import PASSWORD, SlotRow, hash_fingerprint, insert_slot, replace_slot
 from cryptmail.secret import Password
 from cryptmail.users import User, set_password_hash
@@ -43,7 +45,6 @@ async def set_password(
         await replace_slot(conn, password_slot, record, hash_fingerprint=fingerprint)
     checkpoint("password:after-slot")
     await set_password_hash(conn, user_id, new_hash)
-    await bump_generation(conn, user_id)  # ends cached logins in every process
     checkpoint("password:after-hash")
 
 
@@ -57,10 +58,11 @@ async def change_password(
     client_ip: str = "",
     cache: UnlockedAccounts | None = None,
 ) -> None:
-    """Verify `old`, re-lock the account key with `new` and replace the hash, in one
-    transaction. Argon2id: three for a user with keys (open the old slot, lock the new
-    one, hash `new`), two for a user without keys yet (whose keys are made now, locked
-    by `new`); one more when the old hash was an Argon2 written outside cryptmail.
+    """Verify `old`, re-key the account with the new password slot and replace the
+    hash, in one transaction. Argon2id: three for a user with keys (open the old slot,
+    lock the new one, hash `new`), two for a user without keys yet (whose keys are made
+    now, locked by `new`); one more when the old hash was an Argon2 written outside
+    cryptmail. Version-1 slots other than the password's are deleted (`_rekey`).
 
     With `cache`, its cached credentials of `email` are dropped after the commit, so only
     `new` logs in (the slot check would refuse the old one anyway); live sessions keep
@@ -84,10 +86,20 @@ async def _replace_password(
     crypto: CryptoConfig,
     client_ip: str,
 ) -> None:
-    context = slot_context(opened.account_uuid, PASSWORD, "")
-    record = await make_slot(opened.account_key.reveal(), new, crypto.argon2, context)
+    following = next_generation(opened.generation)
+    label = slot_label(opened.account_uuid, PASSWORD, "", following.generation)
+    record = await make_slot(following.account_key, new, crypto.argon2, label)
     checkpoint("password:before-transaction")
     async with engine.begin() as conn:
+        await rekey(
+            conn,
+            opened.user.id,
+            opened.account_uuid,
+            opened.account_key.reveal(),
+            opened.generation,
+            following,
+            skip={opened.slot.id},
+        )
         await set_password(conn, opened.user.id, opened.slot, record, new_hash)
         await events.record_event(conn, opened.user.id, events.PASSWORD_CHANGED, client_ip)
         checkpoint("password:before-commit")

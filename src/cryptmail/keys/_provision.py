@@ -20,7 +20,7 @@ from cryptmail.crypto import (
     normalize_code,
 )
 from cryptmail.keys import _events as events
-from cryptmail.keys._kdf import hash_for_slot, make_slot, slot_context
+from cryptmail.keys._kdf import hash_for_slot, make_slot, slot_label
 from cryptmail.keys._keyring import (
     insert_account,
     insert_key_pair,
@@ -62,7 +62,7 @@ async def prepare_keys(
     account_key = new_account_key()
     uuid = new_account_uuid()
     password_record = await make_slot(
-        account_key, password, crypto.argon2, slot_context(uuid, PASSWORD, "")
+        account_key, password, crypto.argon2, slot_label(uuid, PASSWORD, "", 0)
     )
     code = recovery_record = None
     if with_recovery:
@@ -73,7 +73,7 @@ async def prepare_keys(
             account_key,
             Password.from_str(normalized),
             crypto.argon2,
-            slot_context(uuid, RECOVERY, ""),
+            slot_label(uuid, RECOVERY, "", 0),
         )
     return PreparedKeys(
         account_key, uuid, new_private_key(crypto.curve), password_record, code, recovery_record

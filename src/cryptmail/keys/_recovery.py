@@ -1,8 +1,9 @@
 """The recovery code: set a new password with it, renew it, ask whether there is one.
 
-Recovery is one write transaction, like a password change (see `_password`): the
-password slot, the hash and the new recovery slot change together. A wrong code
-changes nothing but the failed-sign-in event.
+Recovery re-keys the account (`_rekey`), like a password change: a recovery code kept
+with an old copy of its slot opens nothing delivered after it. Recovery is
+one write transaction: the keys, the password slot, the hash and the new recovery slot
+change together. A wrong code changes nothing but the failed-sign-in event.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._cache import UnlockedAccounts
 from cryptmail.keys._faults import checkpoint
-from cryptmail.keys._kdf import burn_kdf, hash_for_slot, make_slot, open_slot, slot_context
-from cryptmail.keys._keyring import account_uuid, open_account
+from cryptmail.keys._kdf import burn_kdf, hash_for_slot, make_slot, open_slot, slot_label
+from cryptmail.keys._keyring import account_state
 from cryptmail.keys._password import set_password
+from cryptmail.keys._rekey import GenerationKey, check_generation, next_generation, rekey
 from cryptmail.keys._slots import (
     PASSWORD,
     RECOVERY,
@@ -31,28 +33,31 @@ from cryptmail.secret import Password
 from cryptmail.users import find_user
 
 
-async def _new_recovery(account: UnlockedAccount, crypto: CryptoConfig) -> tuple[str, bytes, bytes]:
+async def _new_recovery(
+    uuid: bytes, following: GenerationKey, crypto: CryptoConfig
+) -> tuple[str, bytes, bytes]:
+    # `following`: the account key (and its generation) the new slot holds.
     code = generate_recovery_code()
     normalized = normalize_code(code)
     assert normalized is not None  # noqa: S101 - generated codes are always valid
     record = await make_slot(
-        account.account_key.reveal(),
+        following.account_key,
         Password.from_str(normalized),
         crypto.argon2,
-        slot_context(account.account_uuid, RECOVERY, ""),
+        slot_label(uuid, RECOVERY, "", following.generation),
     )
     return code, record, code_lookup_id(normalized)
 
 
 async def _store_recovery(
     conn: AsyncConnection,
-    account: UnlockedAccount,
+    user_id: int,
     old: SlotRow | None,
     record: bytes,
     lookup: bytes,
 ) -> None:
     if old is None:
-        await insert_slot(conn, account.user.id, RECOVERY, record, lookup_id=lookup)
+        await insert_slot(conn, user_id, RECOVERY, record, lookup_id=lookup)
     else:
         await replace_slot(conn, old, record, lookup_id=lookup)
 
@@ -73,27 +78,36 @@ async def recover(
     normalized = normalize_code(code)
     async with engine.connect() as conn:
         user = await find_user(conn, email)
-        uuid = await account_uuid(conn, user.id) if user is not None else None
-        slots = await slots_of(conn, user.id) if user is not None and uuid else []
+        state = await account_state(conn, user.id) if user is not None else None
+        slots = await slots_of(conn, user.id) if user is not None and state else []
     recovery_slot = next((s for s in slots if s.kind == RECOVERY), None)
-    if user is None or uuid is None or recovery_slot is None or normalized is None:
+    if user is None or state is None or recovery_slot is None or normalized is None:
         await burn_kdf(crypto.argon2)
         raise AuthenticationFailed("recovery: no such user, no recovery slot or malformed code")
-    account_key = await open_slot(recovery_slot, uuid, Password.from_str(normalized), crypto.argon2)
-    if account_key is None:
+    uuid, generation = state
+    opened = await open_slot(
+        recovery_slot, uuid, generation, Password.from_str(normalized), crypto.argon2
+    )
+    if opened is None:
         async with engine.begin() as conn:
             await events.record_event(conn, user.id, events.SIGN_IN_FAILED, client_ip)
         raise AuthenticationFailed("recovery: wrong code")
-    async with engine.connect() as conn:
-        account = await open_account(conn, user, uuid, account_key)
     password_slot = next((s for s in slots if s.kind == PASSWORD), None)
-    record = await make_slot(account_key, new, crypto.argon2, slot_context(uuid, PASSWORD, ""))
+    following = next_generation(generation)
+    record = await make_slot(
+        following.account_key,
+        new,
+        crypto.argon2,
+        slot_label(uuid, PASSWORD, "", following.generation),
+    )
     new_hash = await hash_for_slot(new, crypto.argon2)
-    new_code, recovery_record, lookup = await _new_recovery(account, crypto)
+    new_code, recovery_record, lookup = await _new_recovery(uuid, following, crypto)
     checkpoint("recover:before-transaction")
+    replaced = {recovery_slot.id} | ({password_slot.id} if password_slot is not None else set())
     async with engine.begin() as conn:
+        await rekey(conn, user.id, uuid, opened.account_key, generation, following, skip=replaced)
         await set_password(conn, user.id, password_slot, record, new_hash)
-        await _store_recovery(conn, account, recovery_slot, recovery_record, lookup)
+        await _store_recovery(conn, user.id, recovery_slot, recovery_record, lookup)
         await events.record_event(conn, user.id, events.RECOVERY_USED, client_ip)
         checkpoint("recover:before-commit")
     checkpoint("recover:after-commit")
@@ -105,13 +119,19 @@ async def recover(
 async def renew_recovery_code(
     engine: AsyncEngine, account: UnlockedAccount, crypto: CryptoConfig, *, client_ip: str = ""
 ) -> str:
-    """Replace the recovery code (the caller proved the password). Returns the new code."""
+    """Replace the recovery code (the caller proved the password). Returns the new code.
+
+    Not a re-key: the session that asked keeps working. A code that may have leaked
+    calls for a password change too (docs/security.md). Raises KeySlotError if the
+    account was re-keyed since `account` was unlocked."""
     async with engine.connect() as conn:
         slots = await slots_of(conn, account.user.id)
     old = next((s for s in slots if s.kind == RECOVERY), None)
-    code, record, lookup = await _new_recovery(account, crypto)
+    current = GenerationKey(account.account_key.reveal(), account.generation)
+    code, record, lookup = await _new_recovery(account.account_uuid, current, crypto)
     async with engine.begin() as conn:
-        await _store_recovery(conn, account, old, record, lookup)
+        await check_generation(conn, account.user.id, account.generation)
+        await _store_recovery(conn, account.user.id, old, record, lookup)
         await events.record_event(conn, account.user.id, events.RECOVERY_RENEWED, client_ip)
     return code
 

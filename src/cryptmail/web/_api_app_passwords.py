@@ -85,9 +85,12 @@ async def revoke(request: Request) -> Response:
     address, password = basic_credentials(request)
     unlocked = await _unlock(request, address, password, "API app password revocation")
     user_id = unlocked.user.id
-    del unlocked
     try:
-        await revoke_app_password(context.engine, user_id, name, client_ip=client_ip(request))
+        await revoke_app_password(
+            context.engine, user_id, name, client_ip=client_ip(request), account=unlocked
+        )
     except AppPasswordNotFound:
         raise ApiError(404, "app_password_not_found", "No app password has this name.") from None
+    finally:
+        del unlocked
     return Response(status_code=204)

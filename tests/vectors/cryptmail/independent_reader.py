@@ -213,7 +213,59 @@ def unlock_slot(
     return aead_open(slot_key, nonce, sealed, b"cryptmail/v1/slot" + context)
 
 
+def unlock_slot_v2(
+    record: bytes,
+    credential: bytes,
+    label: tuple[bytes, str, str, int],
+    max_memory_kib: int,
+    max_time_cost: int,
+) -> bytes:
+    """A version-2 record: Argon2id, the slot's X25519 key, then the ECIES box.
+    `label` is (account_uuid, kind, name, generation)."""
+    if len(record) != 138 or record[0] != 2:
+        raise Malformed("slot record")
+    memory, passes, lanes = struct.unpack(">IIB", record[1:10])
+    if (
+        memory > max_memory_kib
+        or passes > max_time_cost
+        or not 1 <= lanes <= 64
+        or memory < 8 * lanes
+        or passes < 1
+    ):
+        raise Refused
+    salt, public, ephemeral, wrapped = record[10:26], record[26:58], record[58:90], record[90:]
+    ikm = hash_secret_raw(credential, salt, passes, memory, lanes, 32, Type.ID)
+    private = x25519.X25519PrivateKey.from_private_bytes(
+        hkdf(ikm, b"", b"cryptmail/v2/slot-private-key")
+    )
+    if compact_public(private) != public:
+        raise Failed
+    uuid, kind, name, generation = label
+
+    def lp(value: bytes) -> bytes:
+        return struct.pack(">H", len(value)) + value
+
+    context = (
+        b"cryptmail/v2/slot"
+        + lp(uuid)
+        + lp(kind.encode("ascii"))
+        + lp(name.encode("utf-8"))
+        + struct.pack(">I", generation)
+    )
+    shared = shared_secret(private, ephemeral)
+    wrap = hkdf(shared, ephemeral + public, b"cryptmail/v1/ecies-wrap" + context)
+    return aead_open(wrap, bytes(12), wrapped, context)
+
+
 # --- Sealed private key and data key ------------------------------------------------
+
+
+def open_data_key(account_key: bytes, sealed: bytes, generation: int) -> bytes:
+    wrap = hkdf(account_key, b"", b"cryptmail/v2/data-key-wrap")
+    if len(sealed) < 12 + TAG:
+        raise Failed
+    aad = b"cryptmail/v2/data-key-wrap" + struct.pack(">I", generation)
+    return aead_open(wrap, sealed[:12], sealed[12:], aad)
 
 
 def derive_data_key(account_key: bytes) -> bytes:
@@ -234,6 +286,19 @@ def open_field(data_key: bytes, sealed: bytes, context: bytes) -> bytes:
     if len(sealed) < 29 or sealed[0] != 1:
         raise Failed
     return aead_open(data_key, sealed[1:13], sealed[13:], b"cryptmail/v1/field" + context)
+
+
+def open_field_v2(data_keys: dict[int, bytes], sealed: bytes, context: bytes) -> bytes:
+    """A field of version 1 (generation 0) or 2 (the generation follows the version)."""
+    if sealed[:1] == b"\x01":
+        return open_field(data_keys[0], sealed, context)
+    if len(sealed) < 33 or sealed[0] != 2:
+        raise Failed
+    generation = struct.unpack(">I", sealed[1:5])[0]
+    if generation not in data_keys:
+        raise Failed
+    key = data_keys[generation]
+    return aead_open(key, sealed[5:17], sealed[17:], b"cryptmail/v1/field" + context)
 
 
 def field_lookup(data_key: bytes, value: bytes, context: bytes) -> bytes:

@@ -26,17 +26,21 @@ from cryptmail.crypto import (
     CurveName,
     FieldCipher,
     PrivateKey,
+    SlotLabel,
     code_lookup_id,
     curve_names,
     derive_data_key,
+    derive_slot_key,
     normalize_code,
     parse_blob_header,
     plain_header,
     public_info,
+    seal_data_key,
     seal_private_key,
 )
 from cryptmail.crypto._keypair import serialize_private_key
-from cryptmail.crypto._slots import _lock_slot
+from cryptmail.crypto._slots import seal_slot
+from cryptmail.crypto._slots_v1 import _lock_slot
 from cryptmail.crypto._stream import BlobSealer
 
 OUT = Path(__file__).with_name("vectors.json")
@@ -110,6 +114,32 @@ def make_account(curve: CurveName) -> dict[str, Any]:
             }
         )
     other = fixed_private_key(curve, "other")
+    # Generation 1, as a re-key leaves it: version-2 slots, both data keys sealed under
+    # the new account key, the old private key sealed again, and a field under data key 1.
+    key_1 = digest("account key 1", curve)
+    data_keys = {0: derive_data_key(account_key), 1: digest("data key 1", curve)}
+    slots_v2 = []
+    for slot in slots:
+        kind, name = str(slot["kind"]), str(slot["name"])
+        params = SLOT_PARAMS_LANES if kind == "recovery" else SLOT_PARAMS
+        salt = digest("slot salt v2", curve, kind)[:16]
+        public = derive_slot_key(str(slot["credential"]).encode("utf-8"), params, salt).public
+        record = seal_slot(key_1, public, SlotLabel(account_uuid, kind, name, 1))
+        slots_v2.append({**slot, "generation": 1, "record": record.hex()})
+        del slots_v2[-1]["context"]
+    field_1 = FieldCipher(data_keys[0], {1: data_keys[1]}).seal(
+        b"INBOX/Projects", b"mailbox-name|1"
+    )
+    generation_1 = {
+        "account_key": key_1.hex(),
+        "slots": slots_v2,
+        "data_keys": [
+            {"generation": g, "data_key": k.hex(), "sealed": seal_data_key(key_1, k, g).hex()}
+            for g, k in sorted(data_keys.items())
+        ],
+        "private_sealed": seal_private_key(key_1, key, info.key_id).hex(),
+        "field": {"context": "mailbox-name|1", "value": "INBOX/Projects", "sealed": field_1.hex()},
+    }
     return {
         "curve": curve,
         "account_uuid": account_uuid.hex(),
@@ -121,6 +151,7 @@ def make_account(curve: CurveName) -> dict[str, Any]:
         "private_sealed": seal_private_key(account_key, key, info.key_id).hex(),
         "other_private_key_pkcs8": serialize_private_key(other).hex(),
         "slots": slots,
+        "generation_1": generation_1,
     }
 
 

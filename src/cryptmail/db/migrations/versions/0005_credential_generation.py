@@ -2,7 +2,7 @@
 cache: every password change, recovery, app-password revocation and key rotation bumps
 it, so each process drops its cached logins of that user.
 
-Revision ID: 0005_credential_generation
+Revision ID: 0005
 Revises: 0004
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_credential_generation"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
