@@ -213,3 +213,121 @@ def test_circle_finder_sees_a_circle() -> None:
     session) is a circle under the same rules."""
     tree = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _components(tree) == [["a", "b", "c"]]
+
+
+# -- Private modules stay inside their package, and no import hides from the graph -------
+
+
+def _private_cross_imports(package: str, tree: ast.AST) -> list[str]:
+    """Imports in a module of top-level `package` that reach into another package's
+    private part: any path component starting with `_` below `cryptmail.Q`, Q != package
+    (`from cryptmail.Q import _mod` names the submodule `_mod` too)."""
+    bad: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            paths = [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            paths = [alias.name for alias in node.names]
+        else:
+            continue
+        for path in paths:
+            parts = path.split(".")
+            if parts[0] != "cryptmail" or len(parts) < 3:
+                continue
+            target = parts[1]
+            if target != package and any(p.startswith("_") for p in parts[2:]):
+                bad.append(path)
+    return bad
+
+
+def test_no_private_import_across_packages() -> None:
+    bad: list[str] = []
+    for path in SRC.rglob("*.py"):
+        relative = path.relative_to(SRC)
+        package = relative.parts[0] if len(relative.parts) > 1 else relative.stem
+        for name in _private_cross_imports(package, ast.parse(path.read_text())):
+            bad.append(f"{relative} imports {name}")
+    assert not bad, "\n".join(sorted(bad))
+
+
+def test_private_import_finder_sees_one() -> None:
+    """The test above can fail: a web module reaching into keys' private module is caught,
+    in both import forms, while its own private modules and keys' public face are not."""
+    snippet = ast.parse(
+        "from cryptmail.keys._slots import SlotRow\n"
+        "from cryptmail.keys import _kdf\n"
+        "import cryptmail.store._ids\n"
+        "from cryptmail.web._csrf import check\n"
+        "from cryptmail.keys import unlock_account\n"
+    )
+    assert _private_cross_imports("web", snippet) == [
+        "cryptmail.keys._slots.SlotRow",
+        "cryptmail.keys._kdf",
+        "cryptmail.store._ids",
+    ]
+
+
+_DYNAMIC_IMPORTERS = {"import_module", "__import__", "find_spec"}
+_REGISTRY = "cli/_registry.py"
+
+
+def _dynamic_imports(tree: ast.AST) -> list[str]:
+    """Calls of importlib.import_module, __import__ or (importlib.util.)find_spec whose
+    module name is ours or cannot be told (not a string constant): an import that the
+    import-graph tests above cannot see."""
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = (
+            func.attr
+            if isinstance(func, ast.Attribute)
+            else func.id
+            if isinstance(func, ast.Name)
+            else ""
+        )
+        if name not in _DYNAMIC_IMPORTERS:
+            continue
+        first = node.args[0] if node.args else None
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            module = first.value
+            if module.split(".")[0] != "cryptmail" and not module.startswith("."):
+                continue  # another library's module: no edge of ours hidden
+        found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_dynamic_import_of_our_modules() -> None:
+    bad: list[str] = []
+    for path in SRC.rglob("*.py"):
+        relative = path.relative_to(SRC)
+        if relative.as_posix() == _REGISTRY:
+            continue
+        bad.extend(f"{relative} {call}" for call in _dynamic_imports(ast.parse(path.read_text())))
+    assert not bad, "\n".join(sorted(bad))
+
+
+def test_dynamic_import_finder_sees_one() -> None:
+    """The test above can fail: each spelling naming our modules is caught, and so is a
+    name it cannot read; another library's module is not."""
+    snippet = ast.parse(
+        "import importlib, importlib.util\n"
+        "importlib.import_module('cryptmail.keys._slots')\n"
+        "__import__('cryptmail.store')\n"
+        "importlib.util.find_spec('cryptmail.cli._user')\n"
+        "importlib.import_module(name)\n"
+        "importlib.import_module('._x', package=__name__)\n"
+        "importlib.import_module('json')\n"
+        "importlib.util.find_spec('uvloop')\n"
+    )
+    assert [call.split(":")[0] for call in _dynamic_imports(snippet)] == [
+        "line 2",
+        "line 3",
+        "line 4",
+        "line 5",
+        "line 6",
+    ]
+    assert _dynamic_imports(ast.parse((SRC / _REGISTRY).read_text())), (
+        "cli/_registry.py, the one exception, has dynamic imports to exempt"
+    )

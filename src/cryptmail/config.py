@@ -19,13 +19,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from cryptmail.errors import ConfigError
+from cryptmail.errors import ConfigError, KdfParametersRefused
 
 Curve = Literal["x25519", "prime256v1", "secp384r1", "secp521r1"]
 
 
 @dataclass(frozen=True)
-class Argon2Config:
+class Argon2Params:
+    """Argon2 cost (RFC 9106): of one key slot, of a password hash, or of new ones.
+
+    The one parameter type of every layer: `Argon2Config` is one, so the configured
+    value goes to the key slots and to the password hashes as it is.
+    """
+
+    memory_kib: int
+    time_cost: int
+    parallelism: int
+
+    def check_ceiling(self, max_memory_kib: int, max_time_cost: int) -> None:
+        """Refuse, before any work, parameters above the configured ceiling."""
+        if (
+            self.memory_kib > max_memory_kib
+            or self.time_cost > max_time_cost
+            or not 1 <= self.parallelism <= 64
+            or self.memory_kib < 8 * self.parallelism
+            or self.time_cost < 1
+        ):
+            raise KdfParametersRefused(
+                f"key slot asks for Argon2id m={self.memory_kib} KiB t={self.time_cost} "
+                f"p={self.parallelism}, outside the allowed range (ceiling "
+                f"m={max_memory_kib} KiB t={max_time_cost}); raise crypto.argon2.max_* "
+                "only if you created such slots on purpose"
+            )
+
+
+@dataclass(frozen=True)
+class Argon2Config(Argon2Params):
     """Argon2id cost for new key slots. Each slot stores its own parameters."""
 
     memory_kib: int = 47104

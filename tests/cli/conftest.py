@@ -29,7 +29,7 @@ from cryptmail.users import add_domain
 CONFIG = "[crypto.argon2]\nmemory_kib = 19456\ntime_cost = 2\n"
 CRYPTO = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
 ALICE = "alice@example.org"
-PASSWORD = "alice's first password"  # noqa: S105 - test password
+PASSWORD = "alice's first password"  # test password
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from cryptmail.cli._options import config_from_args
 from cryptmail.errors import ConfigError
 
-URL = "postgresql://cryptmail:s3cret@127.0.0.1/cryptmail"  # noqa: S105 - a test URL
+URL = "postgresql://cryptmail:s3cret@127.0.0.1/cryptmail"  # a test URL
 
 
 def _args(database_url: str | None = None) -> argparse.Namespace:

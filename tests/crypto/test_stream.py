@@ -463,7 +463,7 @@ def test_every_flipped_header_bit_fails(
                 open_with_key(bad, key)
             except expected:
                 continue
-            except Exception as exc:  # noqa: BLE001 - report which byte broke the rule
+            except Exception as exc:  # report which byte broke the rule
                 pytest.fail(f"{name} byte {position} bit {bit}: {type(exc).__name__}: {exc}")
             pytest.fail(f"{name} byte {position} bit {bit} was accepted")
 

@@ -24,7 +24,7 @@ from cryptmail.store import (
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import add_domain
 
-PASSWORD = "correct horse battery staple"  # noqa: S105 - the test users' password
+PASSWORD = "correct horse battery staple"  # the test users' password
 CRYPTO = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
 
 

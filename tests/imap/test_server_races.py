@@ -116,9 +116,7 @@ def test_unchangedsince_sees_another_sessions_change(rig: ImapRig) -> None:
     modseq = data[0].split(b"MODSEQ (")[1].split(b")")[0].decode()
     assert b.store("1", "+FLAGS", "(\\Flagged)")[0] == "OK"
     # a's view still has the old modseq: the stored one decides (RFC 7162 3.1.3).
-    typ, data = a._simple_command(  # noqa: SLF001
-        "STORE", "1", f"(UNCHANGEDSINCE {modseq})", "+FLAGS", "(\\Seen)"
-    )
+    typ, data = a._simple_command("STORE", "1", f"(UNCHANGEDSINCE {modseq})", "+FLAGS", "(\\Seen)")
     assert typ == "OK"
     assert b"MODIFIED 1" in a.untagged_responses.get("OK", [b""])[-1] or b"MODIFIED 1" in data[0]
     assert _flags(b, "1") == [b"\\Flagged"]
@@ -176,7 +174,7 @@ def test_move_and_copy_of_a_message_another_session_expunged(rig: ImapRig) -> No
     # A COPY of a live and an expunged message names only the one copied.
     assert a.uid("STORE", "3", "+FLAGS", "(\\Deleted)")[0] == "OK"
     assert a.expunge()[0] == "OK"
-    typ, data = b._simple_command("UID", "COPY", "1:3", "Archive")  # noqa: SLF001 - b sees 1, 3
+    typ, data = b._simple_command("UID", "COPY", "1:3", "Archive")  # b sees 1, 3
     assert typ == "OK", data
     assert b"[COPYUID " in data[0] and b"] " in data[0], data
     assert data[0].split(b"]")[0].split()[2] == b"1", data  # source UIDs: 1 alone

@@ -25,7 +25,7 @@ from cryptmail.users import add_domain
 
 from .servers._ports import free_port
 
-PASSWORD = "correct horse battery staple"  # noqa: S105 - the test users' password
+PASSWORD = "correct horse battery staple"  # the test users' password
 CRYPTO = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
 
 
@@ -175,7 +175,7 @@ class CryptmailServer:
         argv += ["serve", "--lmtp", f"127.0.0.1:{self.port}"]
         if self.imap_port:
             argv += ["--imap", f"127.0.0.1:{self.imap_port}"]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.log_path, "ab")  # handed to the child
         self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ))
         log.close()
         wait_for_greeting(self.process, self.port, self.log_path, timeout)

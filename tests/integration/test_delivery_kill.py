@@ -37,7 +37,7 @@ def _run(tmp_path: Path, postfix_factory: PostfixFactory, count: int) -> None:
     server = CryptmailServer(data_dir)
     server.start()
     postfix = postfix_factory(domains=["example.org"], lmtp=server.lmtp)
-    rng = random.Random(1)  # noqa: S311 - test timing, not crypto
+    rng = random.Random(1)  # test timing, not crypto
     # Enough kills to land in every phase of a delivery many times, few enough that the
     # default run stays within the suite's time budget.
     max_kills = max(60, count // 6)

@@ -61,7 +61,7 @@ from cryptmail.users import (
 CRYPTO = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
 CONFIG = "[crypto.argon2]\nmemory_kib = 19456\ntime_cost = 2\n"
 ALICE = "alice@example.org"
-PASSWORD = "alice's password"  # noqa: S105 - test password
+PASSWORD = "alice's password"  # test password
 NEW = "alice's new password"
 IP = "203.0.113.44"
 SERVER_FIXTURES = {"mariadb": "mariadb_database", "postgresql": "postgres_database"}

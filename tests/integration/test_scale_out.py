@@ -43,7 +43,7 @@ from .servers import Database, SeaweedFS, free_port
 pytestmark = pytest.mark.integration
 
 EMAIL = "scaled@example.org"
-PASSWORD = "scale-out password 7"  # noqa: S105 - the test user's password
+PASSWORD = "scale-out password 7"  # the test user's password
 IDLE_WAIT_S = POLL_S + 8.0  # the poll interval plus slack for a busy 2-core machine
 
 

@@ -40,9 +40,9 @@ from cryptmail.web import WebServer as WebListener
 from web.conftest import self_signed_certificate
 
 ALICE = "alice@example.org"
-FIRST = "correct horse battery staple"  # noqa: S105 - test passwords
-SECOND = "a brand new passphrase"  # noqa: S105
-THIRD = "recovered with the code"  # noqa: S105
+FIRST = "correct horse battery staple"  # test passwords
+SECOND = "a brand new passphrase"
+THIRD = "recovered with the code"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}

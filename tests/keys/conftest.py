@@ -16,20 +16,20 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cryptmail.config import Argon2Config, CryptoConfig
+from cryptmail.config import Argon2Config, Argon2Params, CryptoConfig
 from cryptmail.db import create_engine, upgrade
 from cryptmail.db import tables as t
 from cryptmail.keys import NewAccount, create_user
 from cryptmail.secret import Password
-from cryptmail.users import Argon2Parameters, add_domain, hash_password
+from cryptmail.users import add_domain, hash_password
 
-PASSWORD = "correct horse battery staple"  # noqa: S105 - the test users' password
+PASSWORD = "correct horse battery staple"  # the test users' password
 
 MakeUser = Callable[..., Awaitable[NewAccount]]
 
 
 # What other tools write, kept cheap for speed.
-CHEAP_HASH = Argon2Parameters(time_cost=1, memory_cost=8192, parallelism=1)
+CHEAP_HASH = Argon2Params(memory_kib=8192, time_cost=1, parallelism=1)
 
 
 def pw(text: str) -> Password:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
+from cryptmail.db import UserId
 from cryptmail.db import tables as t
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import add_app_password, has_recovery_code, list_key_pairs, unlock_account
@@ -67,7 +68,7 @@ async def test_app_password_of_another_user_fails(
         await unlock_account(engine, ALICE, pw(secret), crypto)
 
 
-async def _ispmail_row(engine: AsyncEngine, password_hash: str) -> int:
+async def _ispmail_row(engine: AsyncEngine, password_hash: str) -> UserId:
     async with engine.begin() as conn:
         user = await add_user(conn, "legacy@example.org", password_hash, crypt=2)
     return user.id

@@ -19,7 +19,6 @@ from cryptmail.keys import (
     list_key_pairs,
     unlock_account,
 )
-from cryptmail.keys._kdf import params_of
 from cryptmail.keys._slots import slots_of
 from keys.conftest import PASSWORD, MakeUser, pw
 
@@ -33,7 +32,7 @@ async def _make_v1(engine: AsyncEngine, crypto: CryptoConfig, kind: str, secret:
         slot = next(s for s in await slots_of(conn, account.user.id) if s.kind == kind)
         label = SlotLabel(account.account_uuid, kind, "", 0)
         record = lock_slot_v1(
-            account.account_key.reveal(), secret, params_of(crypto.argon2), label.v1_context()
+            account.account_key.reveal(), secret, crypto.argon2, label.v1_context()
         )
         await conn.execute(
             update(t.cm_key_slots).where(t.cm_key_slots.c.id == slot.id).values(record=record)

@@ -33,6 +33,7 @@ from cryptmail.crypto import (
     unlock_slot,
     unwrap_blob_key,
 )
+from cryptmail.db import UserId
 from cryptmail.errors import DecryptionFailed, MalformedObject
 from cryptmail.keys import (
     active_public_key,
@@ -60,7 +61,7 @@ class Mail:
     cache: bytes | None = None
 
 
-async def deliver(engine: AsyncEngine, user_id: int, text: bytes) -> Mail:
+async def deliver(engine: AsyncEngine, user_id: UserId, text: bytes) -> Mail:
     """What delivery does: seal to the active public key; no secret involved."""
     async with engine.connect() as conn:
         public = await active_public_key(conn, user_id)

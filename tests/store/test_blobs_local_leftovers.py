@@ -31,7 +31,7 @@ def _dead_pid() -> int:
 @pytest.fixture
 def live_pid() -> Iterator[int]:
     """The pid of another process that runs for the test's length."""
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # noqa: S603
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         yield child.pid
     finally:

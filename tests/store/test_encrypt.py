@@ -15,7 +15,7 @@ import pytest
 from cryptmail import store
 from cryptmail.errors import KeyLocked
 from cryptmail.keys import UnlockedAccount, unlock_account
-from cryptmail.store import MessageRow
+from cryptmail.store import MessageRow, UserId
 from cryptmail.users import set_crypt
 
 from .conftest import PASSWORD, StoreRig
@@ -31,7 +31,7 @@ def _message(i: int) -> bytes:
     return b"Subject: m%d\r\n\r\n" % i + MARKER + b" " + os.urandom(5000).hex().encode()
 
 
-async def _deliver_plain(rig: StoreRig, email: str, count: int) -> tuple[int, list[bytes]]:
+async def _deliver_plain(rig: StoreRig, email: str, count: int) -> tuple[UserId, list[bytes]]:
     user = await rig.user(email, crypt=0)
     bodies = [_message(i) for i in range(count)]
     for body in bodies:
@@ -75,7 +75,7 @@ async def test_encrypt_seals_every_plain_blob_and_keeps_uids(rig: StoreRig) -> N
 
 async def test_encrypt_without_key_pair_is_refused(rig: StoreRig) -> None:
     with pytest.raises(KeyLocked):
-        async for _ in store.encrypt_mailboxes(rig.engine, rig.blobs, 999):
+        async for _ in store.encrypt_mailboxes(rig.engine, rig.blobs, UserId(999)):
             pass
 
 

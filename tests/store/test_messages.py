@@ -10,7 +10,7 @@ from sqlalchemy import select
 from cryptmail import store
 from cryptmail.db import tables as t
 from cryptmail.keys import UnlockedAccount, unlock_account
-from cryptmail.store import MessageCache, MessageId, MessageRow
+from cryptmail.store import MessageCache, MessageId, MessageRow, UserId
 
 from .conftest import PASSWORD, StoreRig
 
@@ -192,7 +192,7 @@ async def test_cache_fill_never_clobbers_flags_stored_meanwhile(rig: StoreRig) -
         assert await store.load_cache(conn, account, row.id) == cache
 
 
-async def _usage_matches_the_messages(rig: StoreRig, user_id: int) -> int:
+async def _usage_matches_the_messages(rig: StoreRig, user_id: UserId) -> int:
     """Each mailbox's used_bytes equals its messages' sizes; returns the user's total."""
     mb, msg = t.cm_mailboxes, t.cm_messages
     async with rig.engine.connect() as conn:

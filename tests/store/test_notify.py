@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cryptmail.store import ChangeBus, ChangeForwarder, PipePublisher
+from cryptmail.store import ChangeBus, ChangeForwarder, MailboxId, PipePublisher, UserId
 
 Pipe = tuple[int, int]
 
@@ -23,12 +23,12 @@ def pipe() -> Iterator[Pipe]:
 
 async def test_the_bus_tells_only_the_users_own_sessions() -> None:
     bus = ChangeBus()
-    mine, theirs = bus.subscribe(1), bus.subscribe(2)
-    bus.publish(1, 10)
+    mine, theirs = bus.subscribe(UserId(1)), bus.subscribe(UserId(2))
+    bus.publish(UserId(1), MailboxId(10))
     assert mine.get_nowait() == 10
     assert theirs.empty()
-    bus.unsubscribe(1, mine)
-    bus.publish(1, 11)
+    bus.unsubscribe(UserId(1), mine)
+    bus.publish(UserId(1), MailboxId(11))
     assert mine.empty()
 
 
@@ -37,13 +37,13 @@ async def test_changes_published_into_a_pipe_reach_the_bus_of_the_reading_proces
 ) -> None:
     read_end, write_end = pipe
     bus = ChangeBus()
-    queue = bus.subscribe(7)
+    queue = bus.subscribe(UserId(7))
     forwarder = ChangeForwarder(read_end, bus)
     try:
         publisher = PipePublisher(write_end)
-        publisher.publish(7, 3)
-        publisher.publish(8, 4)  # another user: nobody of theirs listens here
-        publisher.publish(7, 2**40)
+        publisher.publish(UserId(7), MailboxId(3))
+        publisher.publish(UserId(8), MailboxId(4))  # another user: nobody of theirs listens here
+        publisher.publish(UserId(7), MailboxId(2**40))
         assert await asyncio.wait_for(queue.get(), 5) == 3
         assert await asyncio.wait_for(queue.get(), 5) == 2**40
     finally:
@@ -54,7 +54,7 @@ async def test_a_full_pipe_drops_changes_instead_of_blocking_the_delivery(pipe: 
     read_end, write_end = pipe
     publisher = PipePublisher(write_end)
     for mailbox in range(10_000):  # 160 KB: more than a pipe holds
-        publisher.publish(1, mailbox)
+        publisher.publish(UserId(1), MailboxId(mailbox))
     assert len(os.read(read_end, 1 << 20)) % 16 == 0
 
 
@@ -62,7 +62,7 @@ async def test_a_pipe_whose_reader_is_gone_is_not_an_error() -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        PipePublisher(write_end).publish(1, 1)
+        PipePublisher(write_end).publish(UserId(1), MailboxId(1))
     finally:
         os.close(write_end)
 
@@ -70,7 +70,7 @@ async def test_a_pipe_whose_reader_is_gone_is_not_an_error() -> None:
 async def test_a_record_split_across_reads_is_put_back_together(pipe: Pipe) -> None:
     read_end, write_end = pipe
     bus = ChangeBus()
-    queue = bus.subscribe(5)
+    queue = bus.subscribe(UserId(5))
     forwarder = ChangeForwarder(read_end, bus)
     try:
         record = (5).to_bytes(8, "big") + (9).to_bytes(8, "big")

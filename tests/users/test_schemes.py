@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cryptmail.config import Argon2Params
 from cryptmail.errors import MalformedPasswordHash, PasswordRejected, UnsupportedPasswordScheme
 from cryptmail.secret import Password
 from cryptmail.users import (
     WRITABLE_SCHEMES,
-    Argon2Parameters,
     hash_password,
     needs_rehash,
     verify_password,
@@ -23,7 +23,7 @@ from cryptmail.users._argon2phc import _hash_argon2_with_salt
 from cryptmail.users._shacrypt import _hash_sha_crypt_with_salt, _sha_crypt_checksum
 
 # Cheap costs for round trips; the defaults are tested once each.
-FAST_ARGON2 = Argon2Parameters(time_cost=1, memory_cost=1024, parallelism=1)
+FAST_ARGON2 = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 
 SPECIAL = 'Grüße "quoted" 100% sûr'
 
@@ -286,7 +286,7 @@ def test_default_scheme_is_argon2id_with_argon2_cffi_defaults() -> None:
 
 
 def test_argon2_parameters_are_passable() -> None:
-    params = Argon2Parameters(time_cost=2, memory_cost=2048, parallelism=2, hash_len=24)
+    params = Argon2Params(memory_kib=2048, time_cost=2, parallelism=2)
     stored = hash_password(pw("summersun"), "argon2i", argon2=params)
     assert stored.startswith("{ARGON2I}$argon2i$v=19$m=2048,t=2,p=2$")
     assert verify_password(stored, pw("summersun"))
@@ -480,8 +480,10 @@ def test_cost_arguments_are_checked() -> None:
         hash_password(pw("summersun"), "BLF-CRYPT", bcrypt_cost=3)
     with pytest.raises(ValueError, match="rounds"):
         hash_password(pw("summersun"), "SHA512-CRYPT", sha_crypt_rounds=999)
-    with pytest.raises(ValueError, match="memory_cost"):
-        Argon2Parameters(memory_cost=4)
+    with pytest.raises(ValueError, match="memory_kib"):
+        hash_password(
+            pw("summersun"), argon2=Argon2Params(memory_kib=4, time_cost=3, parallelism=4)
+        )
 
 
 # --- needs_rehash ---------------------------------------------------------------------
@@ -542,7 +544,7 @@ needs_doveadm = pytest.mark.skipif(shutil.which("doveadm") is None, reason="dove
 def _doveadm(*args: str) -> subprocess.CompletedProcess[str]:
     doveadm = shutil.which("doveadm")
     assert doveadm is not None
-    return subprocess.run(  # noqa: S603 - fixed executable, test arguments
+    return subprocess.run(  # fixed executable, test arguments
         [doveadm, "-c", "/dev/null", "pw", *args],
         capture_output=True,
         text=True,

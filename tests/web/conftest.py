@@ -31,8 +31,8 @@ from cryptmail.secret import Password
 from cryptmail.users import add_domain
 
 ALICE = "alice@example.org"
-PASSWORD = "correct horse battery staple"  # noqa: S105 - the test user's password
-NEW_PASSWORD = "a brand new passphrase"  # noqa: S105
+PASSWORD = "correct horse battery staple"  # the test user's password
+NEW_PASSWORD = "a brand new passphrase"
 CLIENT_IP = "203.0.113.7"
 FAST_ARGON2 = {"crypto.argon2.memory_kib": 19456, "crypto.argon2.time_cost": 2}
 

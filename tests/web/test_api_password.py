@@ -27,7 +27,7 @@ from web.conftest import (
     sign_in,
 )
 
-TOKEN = "0123456789abcdef0123456789abcdef"  # noqa: S105 - the test admin token
+TOKEN = "0123456789abcdef0123456789abcdef"  # the test admin token
 
 
 async def test_change_with_json(

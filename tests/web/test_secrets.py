@@ -14,8 +14,8 @@ from cryptmail.keys import NewAccount
 from cryptmail.web._context import WebContext
 from web.conftest import ALICE, NEW_PASSWORD, PASSWORD, csrf_token, sign_in, submit
 
-THIRD = "third passphrase here"  # noqa: S105
-FOURTH = "fourth passphrase here"  # noqa: S105
+THIRD = "third passphrase here"
+FOURTH = "fourth passphrase here"
 
 
 def _forms(secret: str) -> set[str]:
@@ -91,7 +91,7 @@ async def test_no_secret_in_logs_or_sessions(
     context: WebContext = app.state.cryptmail_web
     sessions = [
         repr(vars(s))
-        for pool in context.sessions._pools.values()  # noqa: SLF001 - inspecting the store
+        for pool in context.sessions._pools.values()  # inspecting the store
         for s in pool.values()
     ]
     assert sessions
@@ -106,7 +106,7 @@ async def test_session_holds_only_user_id_and_address(
     signed_in: httpx.AsyncClient, app: Starlette, alice: NewAccount
 ) -> None:
     context: WebContext = app.state.cryptmail_web
-    (session,) = context.sessions._pools[True].values()  # noqa: SLF001
+    (session,) = context.sessions._pools[True].values()
     assert (session.user_id, session.address) == (alice.user.id, ALICE)
     for value in vars(session).values():
         assert isinstance(value, str | int | float | list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cryptmail.db import UserId
 from cryptmail.web._sessions import CSRF_TOKENS_PER_SESSION, SessionStore
 
 
@@ -24,7 +25,7 @@ def test_new_sessions_have_distinct_random_ids() -> None:
 def test_idle_and_lifetime_expiry() -> None:
     clock = Clock()
     store = SessionStore(idle_s=10, lifetime_s=25, _clock=clock)
-    session = store.sign_in(None, 1, "Alice@Example.org")
+    session = store.sign_in(None, UserId(1), "Alice@Example.org")
     assert session.address == "alice@example.org"
     for _ in range(2):
         clock.now += 9
@@ -40,7 +41,7 @@ def test_sign_in_replaces_the_session() -> None:
     store = SessionStore()
     anonymous = store.new()
     token = store.issue_csrf(anonymous)
-    signed = store.sign_in(anonymous, 7, "alice@example.org")
+    signed = store.sign_in(anonymous, UserId(7), "alice@example.org")
     assert signed.id != anonymous.id
     assert store.get(anonymous.id) is None
     assert not store.consume_csrf(signed, token)  # tokens do not carry over
@@ -48,7 +49,7 @@ def test_sign_in_replaces_the_session() -> None:
 
 def test_anonymous_flood_does_not_push_out_signed_in_sessions() -> None:
     store = SessionStore(max_anonymous=10, max_signed_in=10)
-    signed = store.sign_in(None, 1, "alice@example.org")
+    signed = store.sign_in(None, UserId(1), "alice@example.org")
     first = store.new()
     for _ in range(100):
         store.new()
@@ -59,10 +60,10 @@ def test_anonymous_flood_does_not_push_out_signed_in_sessions() -> None:
 
 def test_drop_user_by_id_and_address() -> None:
     store = SessionStore()
-    a1 = store.sign_in(None, 1, "alice@example.org")
-    a2 = store.sign_in(None, 1, "alice@example.org")
-    bob = store.sign_in(None, 2, "bob@example.org")
-    assert store.drop_user(user_id=1) == 2
+    a1 = store.sign_in(None, UserId(1), "alice@example.org")
+    a2 = store.sign_in(None, UserId(1), "alice@example.org")
+    bob = store.sign_in(None, UserId(2), "bob@example.org")
+    assert store.drop_user(user_id=UserId(1)) == 2
     assert store.get(a1.id) is None and store.get(a2.id) is None
     assert store.get(bob.id) is bob
     assert store.drop_user(address="BOB@example.org") == 1
@@ -91,7 +92,7 @@ def test_csrf_tokens_are_bounded() -> None:
 
 def test_session_holds_only_id_address_and_tokens() -> None:
     store = SessionStore()
-    session = store.sign_in(None, 3, "alice@example.org")
+    session = store.sign_in(None, UserId(3), "alice@example.org")
     store.issue_csrf(session)
     assert set(vars(session)) == {"id", "created", "seen", "user_id", "address", "csrf_tokens"}
     assert session.id not in repr(session)

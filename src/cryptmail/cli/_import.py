@@ -27,6 +27,7 @@ from cryptmail.crypto.dovecot import (
     load_global_private_key,
     parse_attributes,
 )
+from cryptmail.db import UserId
 from cryptmail.errors import ConfigError, DovecotWrongPassword
 from cryptmail.secret import Password
 from cryptmail.store import ImportProgress, import_maildir, used_bytes
@@ -164,7 +165,7 @@ def _summary(email: str, result: ImportProgress) -> str:
     return "; ".join(parts)
 
 
-async def _report_quota(engine: AsyncEngine, user_id: int, email: str) -> None:
+async def _report_quota(engine: AsyncEngine, user_id: UserId, email: str) -> None:
     # An admin import moves mail that already exists: it is not refused for quota (that
     # would lose mail half-way through a move), but the admin learns the user is over it.
     async with engine.connect() as conn:

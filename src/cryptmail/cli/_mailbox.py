@@ -25,6 +25,7 @@ from cryptmail.cli._runtime import (
 )
 from cryptmail.cli._unlock import MAIL_CREDENTIAL, unlock_user
 from cryptmail.config import Config
+from cryptmail.db import UserId
 from cryptmail.errors import ConfigError, KeyLocked
 from cryptmail.keys import UnlockedAccount, active_public_key
 from cryptmail.store import (
@@ -144,7 +145,7 @@ def _encrypt(args: argparse.Namespace) -> int:
 
 
 async def encrypt_with_progress(
-    engine: AsyncEngine, blobs: BlobStore, user_id: int, email: str
+    engine: AsyncEngine, blobs: BlobStore, user_id: UserId, email: str
 ) -> None:
     display = ProgressDisplay(f"encrypt {email}", 0, 0)
     done = 0

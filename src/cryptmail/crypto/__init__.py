@@ -2,9 +2,11 @@
 
 Only `cryptmail.keys` and `cryptmail.store` may import this package (a test enforces it).
 Every function here is built from `cryptography` and `argon2-cffi` primitives; the
-formats are specified in docs/security.md.
+formats are specified in docs/security.md. `Argon2Params` is `cryptmail.config`'s, the
+one Argon2 parameter type of every layer, re-exported here for the slot functions.
 """
 
+from cryptmail.config import Argon2Params
 from cryptmail.crypto._account import (
     derive_data_key,
     new_account_key,
@@ -22,7 +24,7 @@ from cryptmail.crypto._codes import (
 )
 from cryptmail.crypto._ecies import WrappedKey, open_box, seal_box, unwrap_key, wrap_key
 from cryptmail.crypto._fields import FieldCipher
-from cryptmail.crypto._kdf import Argon2Params, derive_key
+from cryptmail.crypto._kdf import derive_key
 from cryptmail.crypto._keypair import (
     CurveName,
     PrivateKey,

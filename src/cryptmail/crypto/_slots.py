@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from cryptmail.config import Argon2Params
 from cryptmail.crypto._ecies import WRAPPED_SIZE, WrappedKey, unwrap_key, wrap_key
-from cryptmail.crypto._kdf import Argon2Params, derive_key
+from cryptmail.crypto._kdf import derive_key
 from cryptmail.crypto._keypair import PublicKeyInfo, encode_public_key
 from cryptmail.crypto._labels import (
     ACCOUNT_KEY_SIZE,

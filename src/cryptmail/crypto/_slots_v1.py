@@ -17,7 +17,8 @@ import struct
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cryptmail.crypto._kdf import Argon2Params, derive_key
+from cryptmail.config import Argon2Params
+from cryptmail.crypto._kdf import derive_key
 from cryptmail.crypto._labels import ACCOUNT_KEY_SIZE, LABEL_SLOT, SLOT_SALT_SIZE, SLOT_VERSION_1
 from cryptmail.errors import DecryptionFailed, MalformedObject
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cryptmail.db import UserId
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
 from cryptmail.delivery._trace import delivery_headers
 from cryptmail.errors import DatabaseError, KeyLocked, QuotaExceeded, StoreUnavailable
@@ -83,7 +84,7 @@ class DeliveryHandler:
     ) -> tuple[str, object | None]:
         try:
             targets = await resolve_delivery(self._engine, address)
-        except Exception as exc:  # noqa: BLE001 - transient: the sender retries
+        except Exception as exc:  # transient: the sender retries
             log.warning(
                 "session %s: recipient lookup failed (%s)", session.session_id, type(exc).__name__
             )
@@ -101,7 +102,7 @@ class DeliveryHandler:
     ) -> Sequence[str]:
         assert isinstance(sink, Spool)  # noqa: S101 - open_sink made it
         queue_id = f"{session.session_id}.{session.transactions}"
-        outcome: dict[int, str] = {}
+        outcome: dict[UserId, str] = {}
         replies: list[str] = []
         sender = envelope.sender or ""
         for address, token in envelope.recipients:
@@ -136,7 +137,7 @@ class DeliveryHandler:
                 message_digest=hashlib.sha256(headers + spool.digest).digest(),
                 target=target,
             )
-        except Exception as exc:  # noqa: BLE001 - every failure gets a reply, none a traceback
+        except Exception as exc:  # every failure gets a reply, none a traceback
             reply = reply_for(exc)
             log.warning(
                 "delivery %s user=%d size=%d result=%s (%s)",

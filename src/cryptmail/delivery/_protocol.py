@@ -282,7 +282,7 @@ class LmtpConnection:
         count = len(envelope.recipients)
         try:
             sink: DataSink | None = await self._handler.open_sink(self.session, envelope)
-        except Exception as exc:  # noqa: BLE001 - any failure is transient for the sender
+        except Exception as exc:  # any failure is transient for the sender
             log.warning("session %s: no spool (%s)", self.session.session_id, type(exc).__name__)
             sink = None
         await self._reply("354 Start mail input; end with <CRLF>.<CRLF>")
@@ -311,7 +311,7 @@ class LmtpConnection:
             if not (too_big or failed) and sink is not None:
                 try:
                     await sink.close()
-                except Exception as exc:  # noqa: BLE001 - transient for the sender
+                except Exception as exc:  # transient for the sender
                     log.warning(
                         "session %s: spool close failed (%s)",
                         self.session.session_id,
@@ -345,7 +345,7 @@ class LmtpConnection:
             return False
         try:
             await sink.write(data)
-        except Exception as exc:  # noqa: BLE001 - transient for the sender
+        except Exception as exc:  # transient for the sender
             log.warning(
                 "session %s: spool write failed (%s)", self.session.session_id, type(exc).__name__
             )

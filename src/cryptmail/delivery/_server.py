@@ -216,7 +216,7 @@ class LmtpServer:
             await connection.run()
         except asyncio.CancelledError:
             pass
-        except Exception:  # noqa: BLE001 - one connection's bug must not reach the loop
+        except Exception:  # one connection's bug must not reach the loop
             log.exception("session %s: connection failed", connection.session.session_id)
         finally:
             self._connections.pop(task, None)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
 from cryptmail.crypto import code_lookup_id, generate_app_password, normalize_code
+from cryptmail.db import UserId
 from cryptmail.errors import (
     AppPasswordExists,
     AppPasswordNotFound,
@@ -83,7 +84,7 @@ async def add_app_password(
 
 async def revoke_app_password(
     engine: AsyncEngine,
-    user_id: int,
+    user_id: UserId,
     name: str,
     *,
     client_ip: str = "",
@@ -117,6 +118,6 @@ async def revoke_app_password(
         await events.record_event(conn, user_id, events.APP_PASSWORD_REVOKED, client_ip, name)
 
 
-async def list_app_passwords(engine: AsyncEngine, user_id: int) -> list[AppPasswordInfo]:
+async def list_app_passwords(engine: AsyncEngine, user_id: UserId) -> list[AppPasswordInfo]:
     async with engine.connect() as conn:
         return [AppPasswordInfo(n, at) for n, at in await app_slot_names(conn, user_id)]

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import AuthConfig, Config, CryptoConfig
+from cryptmail.db import UserId
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._generation import read_generation, read_generation_of
 from cryptmail.keys._login import unlock_account
@@ -111,7 +112,7 @@ class UnlockedAccounts:
             max_users=config.auth.cache_max_users,
         )
 
-    def _digest(self, user_id: int, credential: Password) -> bytes:
+    def _digest(self, user_id: UserId, credential: Password) -> bytes:
         message = str(user_id).encode() + b"\x00" + credential.reveal()
         return hmac.new(self._verifier_key.reveal(), message, hashlib.sha256).digest()
 

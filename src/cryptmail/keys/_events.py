@@ -16,8 +16,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail.crypto import open_box, seal_box
+from cryptmail.db import UserId, utcnow
 from cryptmail.db import tables as t
-from cryptmail.db import utcnow
 from cryptmail.errors import DecryptionFailed
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._keyring import active_public_key
@@ -42,12 +42,12 @@ class Event:
     name: str
 
 
-def _context(user_id: int) -> bytes:
+def _context(user_id: UserId) -> bytes:
     return b"key-event|" + str(user_id).encode()
 
 
 async def record_event(
-    conn: AsyncConnection, user_id: int, event: str, client_ip: str = "", name: str = ""
+    conn: AsyncConnection, user_id: UserId, event: str, client_ip: str = "", name: str = ""
 ) -> None:
     public = await active_public_key(conn, user_id)
     detail = None
@@ -85,7 +85,7 @@ async def list_events(
     return events
 
 
-async def prune_events(conn: AsyncConnection, user_id: int) -> None:
+async def prune_events(conn: AsyncConnection, user_id: UserId) -> None:
     """Keep the newest KEEP_EVENTS events of a user."""
     cutoff = (
         await conn.execute(

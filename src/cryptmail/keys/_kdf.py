@@ -13,7 +13,6 @@ import logging
 from cryptmail.concurrency import run_kdf
 from cryptmail.config import Argon2Config
 from cryptmail.crypto import (
-    Argon2Params,
     OpenedSlot,
     SlotLabel,
     lock_slot,
@@ -23,7 +22,7 @@ from cryptmail.crypto import (
 from cryptmail.errors import DecryptionFailed, KdfParametersRefused, MalformedObject, UserError
 from cryptmail.keys._slots import SlotRow
 from cryptmail.secret import Password, SecretBytes
-from cryptmail.users import Argon2Parameters, hash_password, verify_password
+from cryptmail.users import hash_password, verify_password
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +31,11 @@ def slot_label(account_uuid: bytes, kind: str, name: str, generation: int) -> Sl
     return SlotLabel(account_uuid, kind, name, generation)
 
 
-def params_of(config: Argon2Config) -> Argon2Params:
-    return Argon2Params(config.memory_kib, config.time_cost, config.parallelism)
-
-
 async def make_slot(
     account_key: bytes, credential: SecretBytes, config: Argon2Config, label: SlotLabel
 ) -> bytes:
     """A new (version 2) slot record (one Argon2id)."""
-    return await run_kdf(lock_slot, account_key, credential.reveal(), params_of(config), label)
+    return await run_kdf(lock_slot, account_key, credential.reveal(), config, label)
 
 
 async def open_slot(
@@ -65,10 +60,7 @@ async def open_slot(
 
 
 def _hash_password_sync(password: SecretBytes, config: Argon2Config) -> str:
-    params = Argon2Parameters(
-        time_cost=config.time_cost, memory_cost=config.memory_kib, parallelism=config.parallelism
-    )
-    return hash_password(Password(password.reveal()), argon2=params)
+    return hash_password(Password(password.reveal()), argon2=config)
 
 
 async def hash_for_slot(password: SecretBytes, config: Argon2Config) -> str:
@@ -94,4 +86,4 @@ async def verify_hash(stored: str, password: SecretBytes) -> bool:
 
 async def burn_kdf(config: Argon2Config) -> None:
     """Spend one Argon2 on nothing, so an unknown user costs as long as a wrong password."""
-    await run_kdf(lock_slot, bytes(32), b"", params_of(config), SlotLabel(b"", "burn", "", 0))
+    await run_kdf(lock_slot, bytes(32), b"", config, SlotLabel(b"", "burn", "", 0))

@@ -28,8 +28,8 @@ from cryptmail.crypto import (
     public_info,
     seal_private_key,
 )
+from cryptmail.db import UserId, utcnow
 from cryptmail.db import tables as t
-from cryptmail.db import utcnow
 from cryptmail.errors import NoKeyPair
 from cryptmail.keys._account import AccountKey, UnlockedAccount
 from cryptmail.secret import SecretBytes
@@ -51,7 +51,7 @@ class KeyPairInfo:
         return ":".join(hexid[i : i + 4] for i in range(0, 32, 4))
 
 
-async def insert_account(conn: AsyncConnection, user_id: int, account_uuid: bytes) -> None:
+async def insert_account(conn: AsyncConnection, user_id: UserId, account_uuid: bytes) -> None:
     await conn.execute(
         t.cm_accounts.insert().values(
             user_id=user_id, account_uuid=account_uuid, created_at=utcnow()
@@ -61,7 +61,7 @@ async def insert_account(conn: AsyncConnection, user_id: int, account_uuid: byte
 
 async def insert_key_pair(
     conn: AsyncConnection,
-    user_id: int,
+    user_id: UserId,
     account_key: bytes,
     private_key: PrivateKey,
     *,
@@ -95,7 +95,7 @@ def new_private_key(curve: CurveName) -> PrivateKey:
     return generate_private_key(curve)
 
 
-async def account_uuid(conn: AsyncConnection, user_id: int) -> bytes | None:
+async def account_uuid(conn: AsyncConnection, user_id: UserId) -> bytes | None:
     row = (
         await conn.execute(
             select(t.cm_accounts.c.account_uuid).where(t.cm_accounts.c.user_id == user_id)
@@ -104,7 +104,7 @@ async def account_uuid(conn: AsyncConnection, user_id: int) -> bytes | None:
     return bytes(row.account_uuid) if row is not None else None
 
 
-async def account_state(conn: AsyncConnection, user_id: int) -> tuple[bytes, int] | None:
+async def account_state(conn: AsyncConnection, user_id: UserId) -> tuple[bytes, int] | None:
     """The account uuid and the generation of its account key, or None without keys."""
     row = (
         await conn.execute(
@@ -116,7 +116,7 @@ async def account_state(conn: AsyncConnection, user_id: int) -> tuple[bytes, int
     return (bytes(row.account_uuid), int(row.generation)) if row is not None else None
 
 
-async def data_keys(conn: AsyncConnection, user_id: int, account_key: bytes) -> dict[int, bytes]:
+async def data_keys(conn: AsyncConnection, user_id: UserId, account_key: bytes) -> dict[int, bytes]:
     """Every data key of the account by generation, opened with `account_key`."""
     rows = (
         await conn.execute(select(t.cm_data_keys).where(t.cm_data_keys.c.user_id == user_id))
@@ -129,7 +129,7 @@ async def data_keys(conn: AsyncConnection, user_id: int, account_key: bytes) -> 
     }
 
 
-async def active_public_key(conn: AsyncConnection, user_id: int) -> PublicKeyInfo | None:
+async def active_public_key(conn: AsyncConnection, user_id: UserId) -> PublicKeyInfo | None:
     """The key new mail is sealed to, or None if the user has no keys yet."""
     row = (
         await conn.execute(
@@ -143,7 +143,7 @@ async def active_public_key(conn: AsyncConnection, user_id: int) -> PublicKeyInf
     return PublicKeyInfo(row.curve, bytes(row.public_key))
 
 
-async def list_key_pairs(conn: AsyncConnection, user_id: int) -> list[KeyPairInfo]:
+async def list_key_pairs(conn: AsyncConnection, user_id: UserId) -> list[KeyPairInfo]:
     rows = await conn.execute(
         select(t.cm_key_pairs)
         .where(t.cm_key_pairs.c.user_id == user_id)

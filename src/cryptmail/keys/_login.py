@@ -40,7 +40,7 @@ from cryptmail.keys._slots import (
     set_fingerprint,
 )
 from cryptmail.secret import Password
-from cryptmail.users import Argon2Parameters, User, find_user, needs_rehash
+from cryptmail.users import User, find_user, needs_rehash
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +122,8 @@ async def _upgrade_slot(engine: AsyncEngine, opened: AccountKey) -> AccountKey:
 
 
 def _weak_hash(stored: str, crypto: CryptoConfig) -> bool:
-    params = Argon2Parameters(
-        time_cost=crypto.argon2.time_cost,
-        memory_cost=crypto.argon2.memory_kib,
-        parallelism=crypto.argon2.parallelism,
-    )
     try:
-        return needs_rehash(stored, "ARGON2ID", argon2=params)
+        return needs_rehash(stored, "ARGON2ID", argon2=crypto.argon2)
     except UserError:
         return True  # it verified through the slot, but no other consumer can use it
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.config import CryptoConfig
+from cryptmail.db import UserId
 from cryptmail.errors import DatabaseConflict, KeySlotError
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import AccountKey
@@ -31,7 +32,7 @@ from cryptmail.users import User, set_password_hash
 
 async def set_password(
     conn: AsyncConnection,
-    user_id: int,
+    user_id: UserId,
     password_slot: SlotRow | None,
     record: bytes,
     new_hash: str,

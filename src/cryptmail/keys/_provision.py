@@ -19,6 +19,7 @@ from cryptmail.crypto import (
     new_account_key,
     normalize_code,
 )
+from cryptmail.db import UserId
 from cryptmail.keys import _events as events
 from cryptmail.keys._kdf import hash_for_slot, make_slot, slot_label
 from cryptmail.keys._keyring import (
@@ -81,7 +82,7 @@ async def prepare_keys(
 
 
 async def insert_keys(
-    conn: AsyncConnection, user_id: int, keys: PreparedKeys, password_hash: str
+    conn: AsyncConnection, user_id: UserId, keys: PreparedKeys, password_hash: str
 ) -> None:
     """Store prepared keys for a user without keys, in the caller's transaction;
     `password_hash` is the virtual_users.password the password slot goes with."""
@@ -124,7 +125,7 @@ async def create_user(
     *,
     crypt: int = 2,
     quota: int = 0,
-    with_user: Callable[[AsyncConnection, int], Awaitable[None]] | None = None,
+    with_user: Callable[[AsyncConnection, UserId], Awaitable[None]] | None = None,
 ) -> NewAccount:
     """Add a user with its hash, keys and slots, all in one transaction.
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.config import CryptoConfig
 from cryptmail.crypto import code_lookup_id, generate_recovery_code, normalize_code
+from cryptmail.db import UserId
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
@@ -51,7 +52,7 @@ async def _new_recovery(
 
 async def _store_recovery(
     conn: AsyncConnection,
-    user_id: int,
+    user_id: UserId,
     old: SlotRow | None,
     record: bytes,
     lookup: bytes,
@@ -136,6 +137,6 @@ async def renew_recovery_code(
     return code
 
 
-async def has_recovery_code(engine: AsyncEngine, user_id: int) -> bool:
+async def has_recovery_code(engine: AsyncEngine, user_id: UserId) -> bool:
     async with engine.connect() as conn:
         return any(s.kind == RECOVERY for s in await slots_of(conn, user_id))

@@ -36,6 +36,7 @@ from cryptmail.crypto import (
     seal_private_key,
     slot_version,
 )
+from cryptmail.db import UserId
 from cryptmail.db import tables as t
 from cryptmail.errors import KeySlotError, MalformedObject
 from cryptmail.keys._account import UnlockedAccount
@@ -76,7 +77,7 @@ def stale_keys() -> KeySlotError:
     )
 
 
-async def check_generation(conn: AsyncConnection, user_id: int, generation: int) -> None:
+async def check_generation(conn: AsyncConnection, user_id: UserId, generation: int) -> None:
     """KeySlotError unless the account key is still of `generation`."""
     row = (
         await conn.execute(
@@ -89,7 +90,7 @@ async def check_generation(conn: AsyncConnection, user_id: int, generation: int)
 
 async def rekey(
     conn: AsyncConnection,
-    user_id: int,
+    user_id: UserId,
     account_uuid: bytes,
     old_key: bytes,
     old_generation: int,

@@ -17,8 +17,8 @@ from datetime import datetime
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cryptmail.db import UserId, utcnow
 from cryptmail.db import tables as t
-from cryptmail.db import utcnow
 from cryptmail.errors import KeySlotError
 
 PASSWORD = "password"  # noqa: S105 - a slot kind, not a secret
@@ -29,7 +29,7 @@ APP = "app"
 @dataclass(frozen=True, repr=False)
 class SlotRow:
     id: int
-    user_id: int
+    user_id: UserId
     kind: str
     name: str
     lookup_id: bytes | None
@@ -44,7 +44,7 @@ def hash_fingerprint(password_hash: str) -> bytes:
 def _row(r: object) -> SlotRow:
     return SlotRow(
         id=int(r.id),  # type: ignore[attr-defined]
-        user_id=int(r.user_id),  # type: ignore[attr-defined]
+        user_id=UserId(int(r.user_id)),  # type: ignore[attr-defined]
         kind=str(r.kind),  # type: ignore[attr-defined]
         name=str(r.name),  # type: ignore[attr-defined]
         lookup_id=bytes(r.lookup_id) if r.lookup_id is not None else None,  # type: ignore[attr-defined]
@@ -55,7 +55,7 @@ def _row(r: object) -> SlotRow:
     )
 
 
-async def slots_of(conn: AsyncConnection, user_id: int) -> list[SlotRow]:
+async def slots_of(conn: AsyncConnection, user_id: UserId) -> list[SlotRow]:
     rows = await conn.execute(
         select(t.cm_key_slots).where(t.cm_key_slots.c.user_id == user_id).order_by("id")
     )
@@ -71,7 +71,7 @@ async def slot_by_lookup(conn: AsyncConnection, lookup_id: bytes) -> SlotRow | N
 
 async def insert_slot(
     conn: AsyncConnection,
-    user_id: int,
+    user_id: UserId,
     kind: str,
     record: bytes,
     *,
@@ -117,7 +117,7 @@ async def set_fingerprint(conn: AsyncConnection, slot: SlotRow, fingerprint: byt
     return bool(result.rowcount == 1)
 
 
-async def delete_app_slot(conn: AsyncConnection, user_id: int, name: str) -> bool:
+async def delete_app_slot(conn: AsyncConnection, user_id: UserId, name: str) -> bool:
     """Delete the app password slot `name`; False if there was none."""
     result = await conn.execute(
         delete(t.cm_key_slots).where(
@@ -129,7 +129,7 @@ async def delete_app_slot(conn: AsyncConnection, user_id: int, name: str) -> boo
     return bool(result.rowcount)
 
 
-async def app_slot_names(conn: AsyncConnection, user_id: int) -> list[tuple[str, datetime]]:
+async def app_slot_names(conn: AsyncConnection, user_id: UserId) -> list[tuple[str, datetime]]:
     """Name and creation time of each app password slot, by name."""
     rows = await conn.execute(
         select(t.cm_key_slots.c.name, t.cm_key_slots.c.created_at)
@@ -140,7 +140,7 @@ async def app_slot_names(conn: AsyncConnection, user_id: int) -> list[tuple[str,
 
 
 async def slot_still_opens(
-    conn: AsyncConnection, user_id: int, slot_id: int, record: bytes
+    conn: AsyncConnection, user_id: UserId, slot_id: int, record: bytes
 ) -> bool:
     """Whether slot `slot_id` still holds `record` and the SQL hash is still the one the
     password slot was locked alongside (not rewritten from outside)."""

@@ -4,6 +4,7 @@ Delivery appends with only the user's public key; a session holding the unlocked
 account reads, indexes and caches. Everything that carries meaning is sealed.
 """
 
+from cryptmail.db import UserId
 from cryptmail.store._append import (
     Appended,
     DeliveryTarget,
@@ -19,7 +20,7 @@ from cryptmail.store._append import (
 from cryptmail.store._check import CheckReport, check_store, sweep_orphans
 from cryptmail.store._codec import CachedKey, MessageCache, round_size
 from cryptmail.store._encrypt import EncryptProgress, encrypt_mailboxes
-from cryptmail.store._ids import BlobId, MailboxId, MessageId, UserId, new_blob_id
+from cryptmail.store._ids import BlobId, MailboxId, MessageId, new_blob_id
 from cryptmail.store._import import ImportProgress, import_maildir
 from cryptmail.store._mailboxes import (
     DEFAULT_MAILBOXES,

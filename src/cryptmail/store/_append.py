@@ -17,7 +17,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, func, select, updat
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import BlobSealer, PublicKeyInfo, plain_header
-from cryptmail.db import run_transaction, utcnow
+from cryptmail.db import UserId, run_transaction, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import KeyLocked, QuotaExceeded
 from cryptmail.keys import checkpoint
@@ -100,7 +100,7 @@ _COUNTERS = select(_mb.c.uidnext, _mb.c.highest_modseq).where(_mb.c.id == bindpa
 _INSERT = _msg.insert()
 
 
-def delivery_tag(user_id: int, message_digest: bytes) -> bytes:
+def delivery_tag(user_id: UserId, message_digest: bytes) -> bytes:
     """Tag of one delivery: a retry of the same bytes to the same user has the same tag.
 
     The bytes include the MTA's own Received header (queue id, time), so the tag does
@@ -130,7 +130,7 @@ async def expire_delivery_tags(engine: AsyncEngine) -> int:
     return await run_transaction(engine, work)
 
 
-def _earlier_delivery(conn: Connection, user_id: int, tag: bytes) -> Appended | None:
+def _earlier_delivery(conn: Connection, user_id: UserId, tag: bytes) -> Appended | None:
     """The row a delivery of the same bytes committed within the retry window, if any.
 
     Only reads, so the transaction before the blob is written stays read-only."""
@@ -148,7 +148,9 @@ def _earlier_delivery(conn: Connection, user_id: int, tag: bytes) -> Appended | 
     )
 
 
-def _delivery_target(conn: Connection, user_id: int) -> tuple[PublicKeyInfo | None, int | None]:
+def _delivery_target(
+    conn: Connection, user_id: UserId
+) -> tuple[PublicKeyInfo | None, MailboxId | None]:
     """The active public key and the INBOX id (None if not made yet), in one statement.
 
     The same key query as `keys.active_public_key`, joined here so that the delivery
@@ -156,7 +158,7 @@ def _delivery_target(conn: Connection, user_id: int) -> tuple[PublicKeyInfo | No
     """
     row = conn.execute(_TARGET, {"user_id": user_id}).one()
     recipient = PublicKeyInfo(row.curve, bytes(row.public_key)) if row.curve is not None else None
-    return recipient, (int(row.inbox) if row.inbox is not None else None)
+    return recipient, (MailboxId(int(row.inbox)) if row.inbox is not None else None)
 
 
 async def write_blob(
@@ -184,7 +186,7 @@ async def write_blob(
     return StoredBlob(blob_id, size, sealer is not None, sealer.message_key if sealer else None)
 
 
-def _used_bytes(conn: Connection, user_id: int) -> int:
+def _used_bytes(conn: Connection, user_id: UserId) -> int:
     return int(conn.execute(_USED_BYTES, {"user_id": user_id}).scalar_one())
 
 
@@ -195,7 +197,7 @@ def _check_quota(conn: Connection, user: User, size: int) -> None:
         raise QuotaExceeded(f"user id {user.id} is over quota")
 
 
-async def used_bytes(conn: AsyncConnection, user_id: int) -> int:
+async def used_bytes(conn: AsyncConnection, user_id: UserId) -> int:
     return await conn.run_sync(_used_bytes, user_id)
 
 
@@ -285,7 +287,7 @@ class DeliveryTarget:
     user: User
     recipient: PublicKeyInfo | None
     """The active public key; None when the user has none yet."""
-    inbox: int | None
+    inbox: MailboxId | None
     """The INBOX's id; None before the first delivery makes the default mailboxes."""
 
     def __repr__(self) -> str:
@@ -366,7 +368,7 @@ async def deliver_message(
     inbox = target.inbox
     if inbox is None:  # first delivery: make the default mailboxes (others may too)
         inbox = await create_default_mailboxes(engine, user.id)
-    mailbox = MailboxId(inbox)
+    mailbox = inbox
     blob = await write_blob(blobs, recipient, source)
     when = internal_date or utcnow()
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.crypto import MAX_HEADER_SIZE, parse_blob_header
 from cryptmail.db import tables as t
 from cryptmail.errors import BlobMissing, MalformedObject
-from cryptmail.store._ids import BlobId
+from cryptmail.store._ids import BlobId, MessageId
 from cryptmail.store.blobs import BlobStore, LocalBlobStore, TempFiles
 
 
@@ -27,7 +27,7 @@ from cryptmail.store.blobs import BlobStore, LocalBlobStore, TempFiles
 class CheckReport:
     rows: int = 0
     blobs: int = 0
-    missing: list[tuple[int, BlobId]] = field(default_factory=list)
+    missing: list[tuple[MessageId, BlobId]] = field(default_factory=list)
     malformed: list[BlobId] = field(default_factory=list)
     orphans: list[BlobId] = field(default_factory=list)
     removed: list[BlobId] = field(default_factory=list)
@@ -52,13 +52,13 @@ class CheckReport:
         return not (self.missing or self.malformed or overdue)
 
 
-async def _referenced(engine: AsyncEngine) -> tuple[dict[bytes, int], int]:
+async def _referenced(engine: AsyncEngine) -> tuple[dict[bytes, MessageId], int]:
     """Every blob id a row names, with one such row id; and the number of rows."""
     async with engine.connect() as conn:
         rows = (await conn.execute(select(t.cm_messages.c.id, t.cm_messages.c.blob_id))).all()
-    referenced: dict[bytes, int] = {}
+    referenced: dict[bytes, MessageId] = {}
     for row in rows:
-        referenced.setdefault(bytes(row.blob_id), int(row.id))
+        referenced.setdefault(bytes(row.blob_id), MessageId(int(row.id)))
     return referenced, len(rows)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.crypto import MAX_HEADER_SIZE, BlobOpener, parse_blob_header
+from cryptmail.db import UserId
 from cryptmail.db import tables as t
 from cryptmail.errors import KeyLocked, ObjectTampered
 from cryptmail.keys import active_public_key, checkpoint
@@ -43,7 +44,7 @@ class EncryptProgress:
     total_bytes: int
 
 
-async def _plain_blobs(engine: AsyncEngine, user_id: int) -> list[tuple[BlobId, int]]:
+async def _plain_blobs(engine: AsyncEngine, user_id: UserId) -> list[tuple[BlobId, int]]:
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(t.cm_messages.c.blob_id, t.cm_messages.c.size_rounded)
@@ -83,7 +84,7 @@ async def _sealed_digest(
 
 
 async def encrypt_mailboxes(
-    engine: AsyncEngine, blobs: BlobStore, user_id: int
+    engine: AsyncEngine, blobs: BlobStore, user_id: UserId
 ) -> AsyncIterator[EncryptProgress]:
     """Seal every plain blob of the user; yields progress after each one.
 

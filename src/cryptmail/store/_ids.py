@@ -1,4 +1,5 @@
-"""Id types, so mypy keeps blob, mailbox and message ids apart."""
+"""Id types, so mypy keeps blob, mailbox and message ids apart (`UserId` is the db
+layer's; this package re-exports it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import NewType
 BlobId = NewType("BlobId", bytes)
 MailboxId = NewType("MailboxId", int)
 MessageId = NewType("MessageId", int)
-UserId = NewType("UserId", int)
 
 
 def new_blob_id() -> BlobId:

@@ -39,8 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.crypto.dovecot import DovecotKeyring, read_dovecot_file, read_dovecot_header
+from cryptmail.db import UserId, utcnow
 from cryptmail.db import tables as t
-from cryptmail.db import utcnow
 from cryptmail.errors import (
     CryptoError,
     DovecotFormatError,
@@ -116,7 +116,7 @@ class _Folder:
         return sum(p.blob.size for p in self.pending)
 
 
-def _journal_context(user_id: int) -> bytes:
+def _journal_context(user_id: UserId) -> bytes:
     return b"import-journal|%d" % user_id
 
 

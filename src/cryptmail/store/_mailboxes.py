@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cryptmail.db import run_transaction, utcnow
+from cryptmail.db import UserId, run_transaction, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     DatabaseConflict,
@@ -24,7 +24,7 @@ from cryptmail.errors import (
     StoreError,
 )
 from cryptmail.keys import UnlockedAccount
-from cryptmail.store._ids import MailboxId
+from cryptmail.store._ids import BlobId, MailboxId
 
 DELIMITER = "/"
 _ATTEMPTS = 5
@@ -56,7 +56,7 @@ class Mailbox:
         return DEFAULT_MAILBOXES[self.role][1] if self.role else ""
 
 
-def _allocate_uidvalidities(conn: Connection, user_id: int, count: int) -> list[int]:
+def _allocate_uidvalidities(conn: Connection, user_id: UserId, count: int) -> list[int]:
     """`count` UIDVALIDITY values for new (or renamed) mailboxes of the user, each
     greater than any the user's mailboxes ever had (RFC 3501 2.3.1.1).
 
@@ -90,7 +90,7 @@ def _allocate_uidvalidities(conn: Connection, user_id: int, count: int) -> list[
     return list(range(last - count + 1, last + 1))
 
 
-async def _new_uidvalidity(conn: AsyncConnection, user_id: int) -> int:
+async def _new_uidvalidity(conn: AsyncConnection, user_id: UserId) -> int:
     return (await conn.run_sync(_allocate_uidvalidities, user_id, 1))[0]
 
 
@@ -100,11 +100,11 @@ def _role_for(name: str) -> str | None:
     return _ROLE_BY_NAME.get(name)
 
 
-def _name_context(user_id: int) -> bytes:
+def _name_context(user_id: UserId) -> bytes:
     return b"mailbox-name|" + str(user_id).encode()
 
 
-def _missing_roles(conn: Connection, user_id: int) -> list[str]:
+def _missing_roles(conn: Connection, user_id: UserId) -> list[str]:
     rows = conn.execute(
         select(t.cm_mailboxes.c.role).where(
             t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role.is_not(None)
@@ -114,7 +114,7 @@ def _missing_roles(conn: Connection, user_id: int) -> list[str]:
     return [role for role in DEFAULT_MAILBOXES if role not in have]
 
 
-def _ensure_defaults(conn: Connection, user_id: int) -> None:
+def _ensure_defaults(conn: Connection, user_id: UserId) -> None:
     """Create the default folders the user lacks, tolerating another transaction that
     creates them at the same time (first deliveries in parallel, a login meanwhile)."""
     missing = _missing_roles(conn, user_id)
@@ -143,12 +143,12 @@ def _ensure_defaults(conn: Connection, user_id: int) -> None:
             pass  # another transaction created this folder first: it exists, as wanted
 
 
-async def ensure_default_mailboxes(conn: AsyncConnection, user_id: int) -> None:
+async def ensure_default_mailboxes(conn: AsyncConnection, user_id: UserId) -> None:
     """Create whichever of the six default folders the user lacks (no key needed)."""
     await conn.run_sync(_ensure_defaults, user_id)
 
 
-async def create_default_mailboxes(engine: AsyncEngine, user_id: int) -> MailboxId:
+async def create_default_mailboxes(engine: AsyncEngine, user_id: UserId) -> MailboxId:
     """`ensure_default_mailboxes` through the write path (`run_transaction`, so on
     SQLite behind this process's other writers); the INBOX id.
 
@@ -189,7 +189,7 @@ async def create_default_mailboxes(engine: AsyncEngine, user_id: int) -> Mailbox
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def inbox_id(conn: AsyncConnection, user_id: int) -> MailboxId:
+async def inbox_id(conn: AsyncConnection, user_id: UserId) -> MailboxId:
     row = (
         await conn.execute(
             select(t.cm_mailboxes.c.id).where(
@@ -225,7 +225,7 @@ def _mailbox(row: object, account: UnlockedAccount | None) -> Mailbox:
 
 
 async def list_mailboxes(
-    conn: AsyncConnection, user_id: int, account: UnlockedAccount | None
+    conn: AsyncConnection, user_id: UserId, account: UnlockedAccount | None
 ) -> list[Mailbox]:
     """Every mailbox of the user; names of non-default folders need the account."""
     rows = await conn.execute(
@@ -254,7 +254,7 @@ async def get_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str
 
 
 async def mailbox_by_id(
-    conn: AsyncConnection, account: UnlockedAccount | None, mailbox_id: int
+    conn: AsyncConnection, account: UnlockedAccount | None, mailbox_id: MailboxId
 ) -> Mailbox:
     row = (
         await conn.execute(select(t.cm_mailboxes).where(t.cm_mailboxes.c.id == mailbox_id))
@@ -294,7 +294,8 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
         )
     except DatabaseConflict as exc:
         raise MailboxExists("that mailbox exists already") from exc
-    return await mailbox_by_id(conn, account, int(result.inserted_primary_key[0]))  # type: ignore[index]
+    new_id = MailboxId(int(result.inserted_primary_key[0]))  # type: ignore[index]
+    return await mailbox_by_id(conn, account, new_id)
 
 
 async def rename_mailbox(
@@ -378,7 +379,9 @@ async def rename_inbox(conn: AsyncConnection, account: UnlockedAccount, new: str
     return await mailbox_by_id(conn, account, target.id)
 
 
-async def delete_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> list[bytes]:
+async def delete_mailbox(
+    conn: AsyncConnection, account: UnlockedAccount, name: str
+) -> list[BlobId]:
     """Delete a folder and its messages; returns blob ids that may now be unreferenced."""
     box = await get_mailbox(conn, account, name)
     if box.role is not None:
@@ -386,7 +389,7 @@ async def delete_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
     blob_rows = await conn.execute(
         select(t.cm_messages.c.blob_id).where(t.cm_messages.c.mailbox_id == box.id)
     )
-    blobs = [bytes(r.blob_id) for r in blob_rows]
+    blobs = [BlobId(bytes(r.blob_id)) for r in blob_rows]
     await conn.execute(delete(t.cm_messages).where(t.cm_messages.c.mailbox_id == box.id))
     await conn.execute(delete(t.cm_expunged).where(t.cm_expunged.c.mailbox_id == box.id))
     await conn.execute(delete(t.cm_mailboxes).where(t.cm_mailboxes.c.id == box.id))

@@ -16,6 +16,9 @@ import struct
 from collections import defaultdict
 from typing import Protocol
 
+from cryptmail.db import UserId
+from cryptmail.store._ids import MailboxId
+
 _RECORD = struct.Struct("!QQ")
 """One change on the pipe: user id, mailbox id. 16 bytes, far below PIPE_BUF, so the
 kernel never interleaves two writers' records."""
@@ -24,26 +27,26 @@ kernel never interleaves two writers' records."""
 class ChangePublisher(Protocol):
     """Where the store reports that a user's mailbox changed."""
 
-    def publish(self, user_id: int, mailbox_id: int) -> None: ...
+    def publish(self, user_id: UserId, mailbox_id: MailboxId) -> None: ...
 
 
 class ChangeBus:
     def __init__(self) -> None:
-        self._queues: dict[int, set[asyncio.Queue[int]]] = defaultdict(set)
+        self._queues: dict[UserId, set[asyncio.Queue[MailboxId]]] = defaultdict(set)
 
-    def subscribe(self, user_id: int) -> asyncio.Queue[int]:
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=64)
+    def subscribe(self, user_id: UserId) -> asyncio.Queue[MailboxId]:
+        queue: asyncio.Queue[MailboxId] = asyncio.Queue(maxsize=64)
         self._queues[user_id].add(queue)
         return queue
 
-    def unsubscribe(self, user_id: int, queue: asyncio.Queue[int]) -> None:
+    def unsubscribe(self, user_id: UserId, queue: asyncio.Queue[MailboxId]) -> None:
         queues = self._queues.get(user_id)
         if queues is not None:
             queues.discard(queue)
             if not queues:
                 del self._queues[user_id]
 
-    def publish(self, user_id: int, mailbox_id: int) -> None:
+    def publish(self, user_id: UserId, mailbox_id: MailboxId) -> None:
         for queue in list(self._queues.get(user_id, ())):
             try:
                 queue.put_nowait(mailbox_id)
@@ -62,7 +65,7 @@ class PipePublisher:
         os.set_blocking(fd, False)
         self._fd = fd
 
-    def publish(self, user_id: int, mailbox_id: int) -> None:
+    def publish(self, user_id: UserId, mailbox_id: MailboxId) -> None:
         try:
             os.write(self._fd, _RECORD.pack(user_id, mailbox_id))
         except (BlockingIOError, BrokenPipeError):
@@ -93,7 +96,7 @@ class ChangeForwarder:
         whole = len(data) - len(data) % _RECORD.size
         self._pending = data[whole:]
         for user_id, mailbox_id in _RECORD.iter_unpack(data[:whole]):
-            self._bus.publish(user_id, mailbox_id)
+            self._bus.publish(UserId(user_id), MailboxId(mailbox_id))
 
     def close(self) -> None:
         self._loop.remove_reader(self._fd)

@@ -13,6 +13,7 @@ from typing import Final
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cryptmail.db import UserId
 from cryptmail.db import tables as t
 from cryptmail.errors import DatabaseConflict
 from cryptmail.keys import UnlockedAccount
@@ -21,7 +22,7 @@ from cryptmail.store._mailboxes import DEFAULT_MAILBOXES, check_name
 _SEEDED: Final = "subscriptions-seeded"
 
 
-def _context(user_id: int) -> bytes:
+def _context(user_id: UserId) -> bytes:
     return b"subscription|" + str(user_id).encode()
 
 

@@ -25,7 +25,6 @@ from cryptmail.users._directory import (
 from cryptmail.users._rules import check_new_password
 from cryptmail.users._schemes import (
     WRITABLE_SCHEMES,
-    Argon2Parameters,
     hash_password,
     needs_rehash,
     verify_password,
@@ -34,7 +33,6 @@ from cryptmail.users._schemes import (
 __all__ = [
     "WRITABLE_SCHEMES",
     "Alias",
-    "Argon2Parameters",
     "User",
     "add_alias",
     "add_domain",

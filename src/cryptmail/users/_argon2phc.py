@@ -17,6 +17,7 @@ from typing import Final, Literal
 from argon2 import Type, low_level, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from cryptmail.config import Argon2Params
 from cryptmail.errors import MalformedPasswordHash
 
 Argon2Variant = Literal["argon2i", "argon2id"]
@@ -25,6 +26,18 @@ MEMORY_CEILING_KIB: Final = 1 << 20
 """1 GiB; `doveadm pw -s ARGON2ID -r 4` and above write exactly this much."""
 TIME_CEILING: Final = 32
 PARALLELISM_CEILING: Final = 16
+HASH_LEN: Final = profiles.RFC_9106_LOW_MEMORY.hash_len
+"""Bytes of output of a new hash: 32, argon2-cffi's default and what Dovecot writes."""
+SALT_LEN: Final = profiles.RFC_9106_LOW_MEMORY.salt_len
+"""Bytes of random salt of a new hash (16)."""
+DEFAULT_ARGON2: Final = Argon2Params(
+    memory_kib=profiles.RFC_9106_LOW_MEMORY.memory_cost,
+    time_cost=profiles.RFC_9106_LOW_MEMORY.time_cost,
+    parallelism=profiles.RFC_9106_LOW_MEMORY.parallelism,
+)
+"""Cost of new hashes unless the caller names its own: RFC 9106's low-memory choice,
+argon2-cffi's default. Dovecot's own `doveadm pw -s ARGON2ID` writes m=65536, t=3, p=1;
+it verifies hashes with any p."""
 
 _TYPES: Final[dict[Argon2Variant, Type]] = {"argon2i": Type.I, "argon2id": Type.ID}
 _NUMBER: Final = r"[1-9][0-9]{0,9}"
@@ -35,38 +48,6 @@ _PARSE: Final = re.compile(
     rf"\$m=(?P<m>{_NUMBER}),t=(?P<t>{_NUMBER}),p=(?P<p>{_NUMBER})"
     rf"\$(?P<salt>{_B64})\$(?P<hash>{_B64})"
 )
-
-
-@dataclass(frozen=True)
-class Argon2Parameters:
-    """Cost of new Argon2 hashes. The defaults are argon2-cffi's (RFC 9106, low memory).
-
-    Dovecot's own `doveadm pw -s ARGON2ID` writes m=65536, t=3, p=1; it verifies hashes
-    with any p.
-    """
-
-    time_cost: int = profiles.RFC_9106_LOW_MEMORY.time_cost
-    """Passes over memory (Argon2 t)."""
-    memory_cost: int = profiles.RFC_9106_LOW_MEMORY.memory_cost
-    """Memory in KiB (Argon2 m)."""
-    parallelism: int = profiles.RFC_9106_LOW_MEMORY.parallelism
-    """Lanes (Argon2 p)."""
-    hash_len: int = profiles.RFC_9106_LOW_MEMORY.hash_len
-    """Bytes of output."""
-    salt_len: int = profiles.RFC_9106_LOW_MEMORY.salt_len
-    """Bytes of random salt."""
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.parallelism <= PARALLELISM_CEILING:
-            raise ValueError(f"Argon2 parallelism must be in 1..{PARALLELISM_CEILING}")
-        if not 1 <= self.time_cost <= TIME_CEILING:
-            raise ValueError(f"Argon2 time_cost must be in 1..{TIME_CEILING}")
-        if not 8 * self.parallelism <= self.memory_cost <= MEMORY_CEILING_KIB:
-            raise ValueError(
-                f"Argon2 memory_cost must be in 8*parallelism..{MEMORY_CEILING_KIB} KiB"
-            )
-        if self.hash_len < 16 or self.salt_len < 16:
-            raise ValueError("Argon2 hash_len and salt_len must be at least 16 bytes")
 
 
 @dataclass(frozen=True)
@@ -86,15 +67,16 @@ class Argon2Hash:
     def scheme(self) -> str:
         return self.variant.upper()
 
-    def matches(self, params: Argon2Parameters) -> bool:
-        """Whether this hash was made with exactly these parameters (and version 19)."""
+    def matches(self, params: Argon2Params) -> bool:
+        """Whether `hash_argon2` would write this hash's form with these parameters:
+        the same cost, version 19, and our salt and output lengths."""
         return (
             self.version == 19
-            and self.memory_cost == params.memory_cost
+            and self.memory_cost == params.memory_kib
             and self.time_cost == params.time_cost
             and self.parallelism == params.parallelism
-            and self.salt_len == params.salt_len
-            and self.hash_len == params.hash_len
+            and self.salt_len == SALT_LEN
+            and self.hash_len == HASH_LEN
         )
 
 
@@ -155,22 +137,36 @@ def verify_argon2(parsed: Argon2Hash, password: bytes) -> bool:
     return True
 
 
-def hash_argon2(password: bytes, variant: Argon2Variant, params: Argon2Parameters) -> str:
-    """A new PHC string with a random salt."""
-    return _hash_argon2_with_salt(password, variant, params, os.urandom(params.salt_len))
+def hash_argon2(password: bytes, variant: Argon2Variant, params: Argon2Params) -> str:
+    """A new PHC string with a random salt.
+
+    Raises:
+        ValueError: a cost is outside what we would read back (the ceilings above).
+    """
+    return _hash_argon2_with_salt(password, variant, params, os.urandom(SALT_LEN))
+
+
+def _check_cost(params: Argon2Params) -> None:
+    if not 1 <= params.parallelism <= PARALLELISM_CEILING:
+        raise ValueError(f"Argon2 parallelism must be in 1..{PARALLELISM_CEILING}")
+    if not 1 <= params.time_cost <= TIME_CEILING:
+        raise ValueError(f"Argon2 time_cost must be in 1..{TIME_CEILING}")
+    if not 8 * params.parallelism <= params.memory_kib <= MEMORY_CEILING_KIB:
+        raise ValueError(f"Argon2 memory_kib must be in 8*parallelism..{MEMORY_CEILING_KIB} KiB")
 
 
 def _hash_argon2_with_salt(
-    password: bytes, variant: Argon2Variant, params: Argon2Parameters, salt: bytes
+    password: bytes, variant: Argon2Variant, params: Argon2Params, salt: bytes
 ) -> str:
     """Test seam: a PHC string with a chosen salt."""
+    _check_cost(params)
     encoded = low_level.hash_secret(
         password,
         salt,
         time_cost=params.time_cost,
-        memory_cost=params.memory_cost,
+        memory_cost=params.memory_kib,
         parallelism=params.parallelism,
-        hash_len=params.hash_len,
+        hash_len=HASH_LEN,
         type=_TYPES[variant],
         version=19,
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cryptmail.db import UserId
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     AliasExists,
@@ -32,7 +33,7 @@ MAX_ALIAS_DEPTH = 8
 class User:
     """A row of virtual_users."""
 
-    id: int
+    id: UserId
     email: str
     domain_id: int
     password_hash: str
@@ -115,13 +116,13 @@ async def add_user(
         )
     except DatabaseConflict as exc:
         raise UserExists(f"user {email} exists already") from exc
-    uid = int(result.inserted_primary_key[0])  # type: ignore[index]
+    uid = UserId(int(result.inserted_primary_key[0]))  # type: ignore[index]
     return User(uid, email, dom, password_hash, quota, crypt)
 
 
 def _user(row: object) -> User:
     return User(
-        int(row.id),  # type: ignore[attr-defined]
+        UserId(int(row.id)),  # type: ignore[attr-defined]
         str(row.email),  # type: ignore[attr-defined]
         int(row.domain_id),  # type: ignore[attr-defined]
         str(row.password),  # type: ignore[attr-defined]
@@ -148,7 +149,7 @@ async def get_user(conn: AsyncConnection, email: str) -> User:
     return user
 
 
-async def get_user_by_id(conn: AsyncConnection, user_id: int) -> User:
+async def get_user_by_id(conn: AsyncConnection, user_id: UserId) -> User:
     row = (
         await conn.execute(select(t.virtual_users).where(t.virtual_users.c.id == user_id))
     ).first()
@@ -162,7 +163,7 @@ async def list_users(conn: AsyncConnection) -> list[User]:
     return [_user(row) for row in rows]
 
 
-async def set_crypt(conn: AsyncConnection, user_id: int, crypt: int) -> None:
+async def set_crypt(conn: AsyncConnection, user_id: UserId, crypt: int) -> None:
     if crypt not in (0, 2):
         raise UserError("crypt must be 0 (new mail stays plain) or 2 (new mail is sealed)")
     await conn.execute(
@@ -170,7 +171,7 @@ async def set_crypt(conn: AsyncConnection, user_id: int, crypt: int) -> None:
     )
 
 
-async def set_password_hash(conn: AsyncConnection, user_id: int, password_hash: str) -> None:
+async def set_password_hash(conn: AsyncConnection, user_id: UserId, password_hash: str) -> None:
     await conn.execute(
         update(t.virtual_users)
         .where(t.virtual_users.c.id == user_id)
@@ -178,7 +179,7 @@ async def set_password_hash(conn: AsyncConnection, user_id: int, password_hash: 
     )
 
 
-async def set_quota(conn: AsyncConnection, user_id: int, quota: int) -> None:
+async def set_quota(conn: AsyncConnection, user_id: UserId, quota: int) -> None:
     await conn.execute(
         update(t.virtual_users).where(t.virtual_users.c.id == user_id).values(quota=quota)
     )
@@ -255,7 +256,7 @@ def _find_user_sync(conn: Connection, address: str) -> User | None:
 def resolve_recipient_sync(conn: Connection, address: str) -> list[User]:
     """`resolve_recipient` inside a synchronous transaction (see `run_transaction`)."""
     address = address.strip().lower()
-    found: dict[int, User] = {}
+    found: dict[UserId, User] = {}
     seen: set[str] = set()
     pending = [address]
     for _depth in range(MAX_ALIAS_DEPTH):

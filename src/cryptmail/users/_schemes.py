@@ -29,17 +29,17 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
+from cryptmail.config import Argon2Params
 from cryptmail.errors import MalformedPasswordHash, PasswordRejected, UnsupportedPasswordScheme
 from cryptmail.secret import Password
 from cryptmail.users import _argon2phc, _blfcrypt, _shacrypt
-from cryptmail.users._argon2phc import Argon2Parameters as Argon2Parameters
+from cryptmail.users._argon2phc import DEFAULT_ARGON2
 
 Encoding = Literal["none", "base64", "hex"]
 
 WRITABLE_SCHEMES: Final = ("ARGON2I", "ARGON2ID", "BLF-CRYPT", "SHA256-CRYPT", "SHA512-CRYPT")
 """Schemes `hash_password` writes."""
 
-DEFAULT_ARGON2: Final = Argon2Parameters()
 DEFAULT_BCRYPT_COST: Final = 12
 DEFAULT_SHA_CRYPT_ROUNDS: Final = _shacrypt.ROUNDS_DEFAULT
 """5000, the implicit value glibc and `doveadm pw` write; prefer ARGON2ID anyway."""
@@ -160,7 +160,7 @@ def hash_password(
     password: Password,
     scheme: str = "ARGON2ID",
     *,
-    argon2: Argon2Parameters = DEFAULT_ARGON2,
+    argon2: Argon2Params = DEFAULT_ARGON2,
     bcrypt_cost: int = DEFAULT_BCRYPT_COST,
     sha_crypt_rounds: int = DEFAULT_SHA_CRYPT_ROUNDS,
 ) -> str:
@@ -199,7 +199,7 @@ def needs_rehash(
     stored: str,
     scheme: str = "ARGON2ID",
     *,
-    argon2: Argon2Parameters = DEFAULT_ARGON2,
+    argon2: Argon2Params = DEFAULT_ARGON2,
     bcrypt_cost: int = DEFAULT_BCRYPT_COST,
     sha_crypt_rounds: int = DEFAULT_SHA_CRYPT_ROUNDS,
     default_scheme: str = "CRYPT",

@@ -30,7 +30,8 @@ ROUNDS_DEFAULT: Final = 5000
 ROUNDS_MIN: Final = 1000
 ROUNDS_MAX: Final = 999_999_999
 ROUNDS_CEILING: Final = 1_000_000
-"""Most rounds we verify: about a second of pure Python; more is a denial of service."""
+"""Most rounds we verify: a second or two of pure Python (SHA512-CRYPT is the slower);
+more is a denial of service."""
 SALT_MAX: Final = 16
 
 _ALPHABET: Final = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from cryptmail.db import UserId
+
 IDLE_S: Final = 30 * 60
 """A session unused this long is gone."""
 LIFETIME_S: Final = 12 * 60 * 60
@@ -37,7 +39,7 @@ class Session:
     id: str
     created: float
     seen: float
-    user_id: int | None = None
+    user_id: UserId | None = None
     address: str = ""
     csrf_tokens: list[str] = field(default_factory=list)
 
@@ -100,7 +102,7 @@ class SessionStore:
         self._put(session)
         return session
 
-    def sign_in(self, old: Session | None, user_id: int, address: str) -> Session:
+    def sign_in(self, old: Session | None, user_id: UserId, address: str) -> Session:
         """A new session for the user; the old one (and its tokens) is gone. A fresh id
         at sign-in means an id planted before sign-in is worth nothing."""
         if old is not None:
@@ -113,7 +115,7 @@ class SessionStore:
     def drop(self, session: Session) -> None:
         self._pools[session.signed_in].pop(session.id, None)
 
-    def drop_user(self, *, user_id: int | None = None, address: str = "") -> int:
+    def drop_user(self, *, user_id: UserId | None = None, address: str = "") -> int:
         """End every session of a user (after a password change or recovery)."""
         pool = self._pools[True]
         doomed = [
@@ -174,7 +176,7 @@ class SessionSlot:
             self.current = self.store.new()
         return self.current
 
-    def sign_in(self, user_id: int, address: str) -> Session:
+    def sign_in(self, user_id: UserId, address: str) -> Session:
         self.current = self.store.sign_in(self.current, user_id, address)
         return self.current
 

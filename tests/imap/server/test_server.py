@@ -133,7 +133,7 @@ def test_utf8_passwords(rig: ImapRig) -> None:
     # LOGIN with literals
     imap = imaplib.IMAP4("127.0.0.1", rig.port)
     imap.literal = secret
-    typ, _ = imap._simple_command("LOGIN", "carol@example.org")  # noqa: SLF001
+    typ, _ = imap._simple_command("LOGIN", "carol@example.org")
     assert typ == "OK"
     imap.logout()
     # AUTHENTICATE PLAIN

@@ -31,7 +31,7 @@ def test_condstore_and_qresync(rig: ImapRig) -> None:
     rig.deliver(b"Subject: a\r\n\r\none\r\n")
     rig.deliver(b"Subject: b\r\n\r\ntwo\r\n")
     imap = _login(rig)
-    typ, data = imap._simple_command("ENABLE", "QRESYNC")  # noqa: SLF001
+    typ, data = imap._simple_command("ENABLE", "QRESYNC")
     assert typ == "OK"
     typ, _ = imap.select("INBOX")
     modseq = int(imap.untagged_responses["HIGHESTMODSEQ"][0])
@@ -44,9 +44,7 @@ def test_condstore_and_qresync(rig: ImapRig) -> None:
     imap.close()
     typ, info = imap.status("INBOX", "(UIDVALIDITY HIGHESTMODSEQ)")
     uidvalidity = int(info[0].split(b"UIDVALIDITY ")[1].split()[0].rstrip(b")"))
-    typ, _ = imap._simple_command(  # noqa: SLF001
-        "SELECT", "INBOX", f"(QRESYNC ({uidvalidity} {modseq} 1:2))"
-    )
+    typ, _ = imap._simple_command("SELECT", "INBOX", f"(QRESYNC ({uidvalidity} {modseq} 1:2))")
     assert typ == "OK"
     assert imap.untagged_responses.get("VANISHED") == [b"(EARLIER) 2"]
     imap.logout()

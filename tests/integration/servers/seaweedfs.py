@@ -162,7 +162,7 @@ class SeaweedFS(PrivateServer):
             client.put_object(Bucket="ready-probe", Key="probe", Body=b"x")
             client.delete_object(Bucket="ready-probe", Key="probe")
             client.delete_bucket(Bucket="ready-probe")
-        except Exception:  # noqa: BLE001 - any failure means "not yet"
+        except Exception:  # any failure means "not yet"
             return False
         return True
 

@@ -192,7 +192,7 @@ class ImapListener:
             await session.run()
         except asyncio.CancelledError:
             pass
-        except Exception:  # noqa: BLE001 - one connection's bug must not reach the loop
+        except Exception:  # one connection's bug must not reach the loop
             log.exception("IMAP connection from a client failed")
         finally:
             self._sessions.discard(task)

@@ -350,7 +350,7 @@ class Session:
             reply = await work
         except (ConnectionClosed, asyncio.CancelledError):
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure gets an answer
+        except Exception as exc:  # every failure gets an answer
             if not isinstance(exc, (CommandFailed, StoreError, ParseError)):
                 log.exception("IMAP command failed unexpectedly")
             elif isinstance(exc, (ObjectTampered, BlobMissing)):

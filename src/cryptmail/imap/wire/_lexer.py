@@ -39,7 +39,7 @@ class StreamedLiteral:
     size: int
 
 
-class PendingLiteral(Exception):  # noqa: N818 -- a control-flow signal, not an error
+class PendingLiteral(Exception):  # a control-flow signal, not an error
     """The cursor reached a literal whose bytes have not arrived (prefix parsing)."""
 
 

@@ -34,7 +34,7 @@ def test_rename_inbox_moves_messages_and_keeps_inbox(rig: ImapRig) -> None:
     for n in range(3):
         rig.deliver(b"Subject: m%d\r\n\r\nbody %d\r\n" % (n, n))
     watcher = _login(rig)
-    watcher._simple_command("ENABLE", "QRESYNC")  # noqa: SLF001
+    watcher._simple_command("ENABLE", "QRESYNC")
     watcher.select("INBOX")
     imap = _login(rig)
     imap.select("INBOX")
@@ -85,14 +85,12 @@ def test_subscriptions_are_stored_sealed(rig: ImapRig) -> None:
     )
     typ, data = again.lsub('""', "%")
     assert b'(\\Noselect) "/" Secret-Project' in _lines(data)
-    typ, data = again._simple_command("LIST", "(SUBSCRIBED)", '""', "*")  # noqa: SLF001
+    typ, data = again._simple_command("LIST", "(SUBSCRIBED)", '""', "*")
     listed = again.untagged_responses.pop("LIST")
     assert b'(\\NonExistent \\Subscribed) "/" Not-Yet-There' in listed
     assert b'(\\HasNoChildren \\Subscribed) "/" Secret-Project/Q3' in listed
     assert not any(b"Junk" in line for line in listed)
-    typ, data = again._simple_command(  # noqa: SLF001
-        "LIST", "(SUBSCRIBED RECURSIVEMATCH)", '""', "%"
-    )
+    typ, data = again._simple_command("LIST", "(SUBSCRIBED RECURSIVEMATCH)", '""', "%")
     listed = again.untagged_responses.pop("LIST")
     assert b'(\\HasChildren) "/" Secret-Project ("CHILDINFO" ("SUBSCRIBED"))' in listed
     again.logout()
@@ -121,9 +119,7 @@ def test_list_extended_and_list_status(rig: ImapRig) -> None:
     imap.delete("Deep")  # "Deep" now exists only as a level of a name
     imap.create("Tmp")
     assert imap.rename("Tmp", "Made/Up")[0] == "OK"  # RFC 3501 6.3.5 creates "Made"
-    typ, _ = imap._simple_command(  # noqa: SLF001
-        "LIST", '""', "*", "RETURN", "(STATUS (MESSAGES UNSEEN))"
-    )
+    typ, _ = imap._simple_command("LIST", '""', "*", "RETURN", "(STATUS (MESSAGES UNSEEN))")
     assert typ == "OK"
     statuses = imap.untagged_responses.pop("STATUS")
     assert b"INBOX (MESSAGES 2 UNSEEN 1)" in statuses
@@ -135,13 +131,13 @@ def test_list_extended_and_list_status(rig: ImapRig) -> None:
     assert b'(\\HasNoChildren) "/" INBOX' in listed
     assert b'(\\HasChildren) "/" Work' in listed
     assert b'(\\Noselect \\HasChildren) "/" Deep' in listed
-    typ, _ = imap._simple_command(  # noqa: SLF001
+    typ, _ = imap._simple_command(
         "LIST", "(SPECIAL-USE)", '""', "*", "RETURN", "(SUBSCRIBED CHILDREN)"
     )
     listed = sorted(imap.untagged_responses.pop("LIST"))
     assert len(listed) == 5
     assert b'(\\HasNoChildren \\Trash \\Subscribed) "/" Trash' in listed
-    typ, _ = imap._simple_command("LIST", '""', '("INBOX" "Work/%")')  # noqa: SLF001
+    typ, _ = imap._simple_command("LIST", '""', '("INBOX" "Work/%")')
     listed = imap.untagged_responses.pop("LIST")
     assert [line.split(b'"/" ')[1] for line in listed] == [b"INBOX", b"Work/2026"]
     imap.logout()

@@ -38,6 +38,7 @@ from cryptmail.imap.wire._sequence import format_number_runs
 from cryptmail.imap.wire._wildcard import ListPattern
 from cryptmail.store import (
     DELIMITER,
+    BlobId,
     Mailbox,
     create_mailbox,
     delete_mailbox,
@@ -151,11 +152,9 @@ async def create(session: Session, command: Create) -> bytes:
     return tagged(command.tag, "OK", "Create completed.")
 
 
-async def _drop_blobs(session: Session, blob_ids: Iterable[bytes]) -> None:
-    from cryptmail.store import BlobId
-
+async def _drop_blobs(session: Session, blob_ids: Iterable[BlobId]) -> None:
     async with session.context.engine.connect() as conn:
-        unused = await unreferenced_blobs(conn, [BlobId(b) for b in blob_ids])
+        unused = await unreferenced_blobs(conn, blob_ids)
     for blob_id in unused:
         await session.context.blobs.delete(blob_id)
 
