@@ -13,7 +13,7 @@ from cryptmail.delivery._protocol import (
     LmtpConnection,
     Session,
 )
-from cryptmail.delivery._server import LmtpServer, bind_listener, parse_address
+from cryptmail.delivery._server import LmtpServer, bind_listener, parse_address, socket_group_id
 from cryptmail.delivery._shares import ConnectionShares
 from cryptmail.delivery._trace import delivery_headers
 
@@ -30,5 +30,6 @@ __all__ = [
     "bind_listener",
     "delivery_headers",
     "parse_address",
+    "socket_group_id",
     "reply_for",
 ]
