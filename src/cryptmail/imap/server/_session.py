@@ -250,7 +250,9 @@ class Session:
         assert context is not None  # noqa: S101 - STARTTLS is refused without one
         # From here on, new bytes stay in the socket until the TLS layer reads them, so
         # what the two buffers hold now is all the plaintext there will ever be.
-        self._writer.transport.pause_reading()
+        transport = self._writer.transport
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
         if unread_plaintext(self._reader, self.commands):
             await self.send(b"* BYE STARTTLS must be the last command before the handshake.\r\n")
             await self.drain()
