@@ -30,6 +30,6 @@ __all__ = [
     "bind_listener",
     "delivery_headers",
     "parse_address",
-    "socket_group_id",
     "reply_for",
+    "socket_group_id",
 ]
