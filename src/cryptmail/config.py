@@ -129,6 +129,9 @@ class LmtpConfig:
     processes: int = 0
     """LMTP worker processes; 0: one per CPU core, at least 2. Each delivers one message
     at a time, so more of them overlap waiting for the disk with computing."""
+    socket_group: str = ""
+    """Group (name or number) of a Unix `listen` socket, which is mode 0660: whoever can
+    connect can deliver mail. Empty: the data directory's group. With Postfix: `postfix`."""
 
     @property
     def process_count(self) -> int:

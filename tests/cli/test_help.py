@@ -29,6 +29,10 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith(f"usage: cryptmail {' '.join(argv)}")
 
 
+_SWITCHES_ABOUT_SECRETS = {"--allow-weak-password"}
+"""Options that name a secret but only switch a check off; they take no value."""
+
+
 def test_no_option_takes_a_secret() -> None:
     """Secrets come from stdin only: no option of these commands names one."""
     from cryptmail.cli._main import build_parser
@@ -43,7 +47,9 @@ def test_no_option_takes_a_secret() -> None:
                 stack.extend(action.choices.values())
             for option in action.option_strings:
                 seen.append(option)
-                if any(word in option for word in ("password", "passphrase", "code", "secret")):
+                if option in _SWITCHES_ABOUT_SECRETS:
+                    assert action.nargs == 0, option  # a switch: it takes no value
+                elif any(word in option for word in ("password", "passphrase", "code", "secret")):
                     assert option.endswith("-stdin"), option
                     assert action.nargs == 0, option
     assert "--password-stdin" in seen

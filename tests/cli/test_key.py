@@ -52,5 +52,7 @@ def test_recovery_code(alice: Alice) -> None:
     done = cli.ok("key", "recovery-code", ALICE, "--password-stdin", stdin=f"{PASSWORD}\n")
     fresh = done.stdout.strip()
     assert fresh and fresh != alice.recovery_code and "shown only this once" in done.stderr
-    cli.fails("user", "recover", ALICE, "--stdin", stdin=f"{alice.recovery_code}\nx\n")
-    cli.ok("user", "recover", ALICE, "--stdin", stdin=f"{fresh}\nnew\n")
+    cli.fails(
+        "user", "recover", ALICE, "--stdin", stdin=f"{alice.recovery_code}\nwrong code, strong pw\n"
+    )
+    cli.ok("user", "recover", ALICE, "--stdin", stdin=f"{fresh}\nthe new passphrase\n")

@@ -34,13 +34,13 @@ async def test_user_add_prints_the_code_alone_once(cli: Cli) -> None:
         "0",
         "--quota",
         "1000",
-        stdin="bob's password\n",
+        stdin="a quiet harbour at dawn\n",
     )
     assert RECOVERY_CODE.fullmatch(done.stdout.strip())
     assert done.stdout.count("\n") == 1
     assert "shown only this once" in done.stderr
     assert "Store this recovery code" in done.stderr
-    assert await works(cli, "bob's password", "bob@example.org")
+    assert await works(cli, "a quiet harbour at dawn", "bob@example.org")
 
     table = cli.ok("user", "list").stdout.splitlines()
     assert table[0].split() == ["address", "crypt", "key", "id", "curve", "created"]
@@ -51,7 +51,7 @@ async def test_user_add_prints_the_code_alone_once(cli: Cli) -> None:
 
 def test_user_add_errors(cli: Cli) -> None:
     assert "domain example.org does not exist" in cli.fails(
-        "user", "add", ALICE, "--password-stdin", stdin="pw\n"
+        "user", "add", ALICE, "--password-stdin", stdin="plenty long enough\n"
     )
     cli.ok("domain", "add", "example.org")
     assert "--password-stdin" in cli.fails("user", "add", ALICE)  # stdin is not a terminal
@@ -66,11 +66,15 @@ def test_user_add_errors(cli: Cli) -> None:
 
 async def test_passwd(alice: Alice) -> None:
     cli = alice.cli
-    done = cli.ok("user", "passwd", ALICE, "--password-stdin", stdin=f"{PASSWORD}\nnew one\n")
+    done = cli.ok(
+        "user", "passwd", ALICE, "--password-stdin", stdin=f"{PASSWORD}\nfresh words to remember\n"
+    )
     assert done.stdout == ""
-    assert await works(cli, "new one")
+    assert await works(cli, "fresh words to remember")
     assert not await works(cli, PASSWORD)
-    line = cli.fails("user", "passwd", ALICE, "--password-stdin", stdin=f"{PASSWORD}\nx\n")
+    line = cli.fails(
+        "user", "passwd", ALICE, "--password-stdin", stdin=f"{PASSWORD}\nanother long phrase\n"
+    )
     assert "does not unlock" in line and "nothing was changed" in line
     assert "does not exist" in cli.fails(
         "user", "passwd", "nobody@example.org", "--password-stdin", stdin="a\nb\n"
@@ -79,14 +83,14 @@ async def test_passwd(alice: Alice) -> None:
 
 async def test_recover(alice: Alice) -> None:
     cli = alice.cli
-    stdin = f"{alice.recovery_code.lower()}\nrecovered\n"
+    stdin = f"{alice.recovery_code.lower()}\nrecovered at last, now\n"
     done = cli.ok("user", "recover", ALICE, "--stdin", stdin=stdin)
     fresh = done.stdout.strip()
     assert RECOVERY_CODE.fullmatch(fresh) and fresh != alice.recovery_code
-    assert await works(cli, "recovered")
+    assert await works(cli, "recovered at last, now")
     assert "does not unlock" in cli.fails("user", "recover", ALICE, "--stdin", stdin=stdin)
-    cli.ok("user", "recover", ALICE, "--stdin", stdin=f"{fresh}\nagain\n")
-    assert await works(cli, "again")
+    cli.ok("user", "recover", ALICE, "--stdin", stdin=f"{fresh}\nagain and again, anew\n")
+    assert await works(cli, "again and again, anew")
 
 
 @pytest.mark.parametrize("crypt", ["0", "2"])
@@ -105,7 +109,7 @@ async def test_recovery_code_is_made_with_the_password(alice: Alice) -> None:
     done = cli.ok("user", "recovery-code", ALICE, "--password-stdin", stdin=f"{PASSWORD}\n")
     fresh = done.stdout.strip()
     assert RECOVERY_CODE.fullmatch(fresh) and fresh != alice.recovery_code
-    old = f"{alice.recovery_code}\nnope\n"
+    old = f"{alice.recovery_code}\nnope, not this code\n"
     assert "does not unlock" in cli.fails("user", "recover", ALICE, "--stdin", stdin=old)
-    cli.ok("user", "recover", ALICE, "--stdin", stdin=f"{fresh}\nrecovered\n")
-    assert await works(cli, "recovered")
+    cli.ok("user", "recover", ALICE, "--stdin", stdin=f"{fresh}\nrecovered at last, now\n")
+    assert await works(cli, "recovered at last, now")

@@ -61,8 +61,8 @@ from cryptmail.users import (
 CRYPTO = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
 CONFIG = "[crypto.argon2]\nmemory_kib = 19456\ntime_cost = 2\n"
 ALICE = "alice@example.org"
-PASSWORD = "alice's password"  # test password
-NEW = "alice's new password"
+PASSWORD = "her first password"  # test password
+NEW = "her new password"
 IP = "203.0.113.44"
 SERVER_FIXTURES = {"mariadb": "mariadb_database", "postgresql": "postgres_database"}
 
@@ -167,11 +167,11 @@ async def test_change_recover_renew(engine: AsyncEngine) -> None:
 
     await change_password(engine, ALICE, pw(PASSWORD), pw(NEW), CRYPTO, client_ip=IP)
     assert (await works(engine, PASSWORD), await works(engine, NEW)) == (False, True)
-    code = await recover(engine, ALICE, new.recovery_code, pw("third"), CRYPTO)
-    assert (await works(engine, NEW), await works(engine, "third")) == (False, True)
+    code = await recover(engine, ALICE, new.recovery_code, pw("a third password"), CRYPTO)
+    assert (await works(engine, NEW), await works(engine, "a third password")) == (False, True)
     with pytest.raises(AuthenticationFailed):
         await recover(engine, ALICE, new.recovery_code, pw("fourth"), CRYPTO)
-    account, _slot = await unlock_account(engine, ALICE, pw("third"), CRYPTO)
+    account, _slot = await unlock_account(engine, ALICE, pw("a third password"), CRYPTO)
     renewed = await renew_recovery_code(engine, account, CRYPTO)
     with pytest.raises(AuthenticationFailed):
         await recover(engine, ALICE, code, pw("fourth"), CRYPTO)
@@ -283,7 +283,10 @@ async def test_cli_needs_db_upgrade_on_servers(db_url: str, tmp_path: Path) -> N
         cli("user", "passwd", ALICE, "--password-stdin", stdin=f"{PASSWORD}\n{NEW}\n").returncode
         == 0
     )
-    assert cli("user", "recover", ALICE, "--stdin", stdin=f"{code}\nthird\n").returncode == 0
+    assert (
+        cli("user", "recover", ALICE, "--stdin", stdin=f"{code}\na third password\n").returncode
+        == 0
+    )
     listing = cli("key", "list", ALICE)
     # passwd and recover re-keyed: three key pairs, the newest active.
     rows = listing.stdout.splitlines()[1:]
@@ -291,7 +294,7 @@ async def test_cli_needs_db_upgrade_on_servers(db_url: str, tmp_path: Path) -> N
     engine = create_engine(db_url)
     try:
         assert await current_revision(engine) == head_revision()
-        assert (await works(engine, NEW), await works(engine, "third")) == (False, True)
+        assert (await works(engine, NEW), await works(engine, "a third password")) == (False, True)
     finally:
         await engine.dispose()
 

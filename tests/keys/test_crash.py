@@ -217,11 +217,13 @@ def _kill_loop(data_dir: Path, iterations: int, seed: int) -> list[str]:
     # One full run tells how long a change takes on this machine (and changes it).
     started = time.monotonic()
     assert (
-        run_cli(data_dir, f"{current}\nfull run\n", "user", "passwd", ALICE, "--password-stdin")
+        run_cli(
+            data_dir, f"{current}\nfull run password\n", "user", "passwd", ALICE, "--password-stdin"
+        )
         == 0
     )
     full = time.monotonic() - started
-    current = "full run"
+    current = "full run password"
     outcomes = []
     for n in range(iterations):
         new = f"password {n}"

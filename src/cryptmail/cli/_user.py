@@ -33,8 +33,24 @@ from cryptmail.keys import (
     recover,
     renew_recovery_code,
 )
+from cryptmail.secret import Password
 from cryptmail.store import ensure_default_mailboxes
-from cryptmail.users import get_user, list_users, normalize_address, set_crypt
+from cryptmail.users import check_new_password, get_user, list_users, normalize_address, set_crypt
+
+_ALLOW_WEAK_HELP = (
+    "accept a password that breaks the password rules (length, address, common "
+    "passwords), e.g. when importing existing accounts"
+)
+
+
+def _allow_weak(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-weak-password", action="store_true", help=_ALLOW_WEAK_HELP)
+
+
+def _check_new(args: argparse.Namespace, config: Config, email: str, new: Password) -> None:
+    """The one password policy (users.check_new_password), unless the admin waived it."""
+    if not args.allow_weak_password:
+        check_new_password(new, email, min_length=config.web.min_password_length)
 
 
 def _quota(text: str) -> int:
@@ -71,6 +87,7 @@ def register(sub: SubParsers) -> None:
     add.add_argument(
         "--quota", type=_quota, default=0, metavar="BYTES", help="mailbox quota; 0: no limit"
     )
+    _allow_weak(add)
     add.set_defaults(handler=_add)
 
     listing = verbs.add_parser("list", help="list users with their active key")
@@ -89,6 +106,7 @@ def register(sub: SubParsers) -> None:
         action="store_true",
         help="read the current password, then the new one, one per line",
     )
+    _allow_weak(passwd)
     passwd.set_defaults(handler=_passwd)
 
     rec = verbs.add_parser(
@@ -101,6 +119,7 @@ def register(sub: SubParsers) -> None:
     rec.add_argument(
         "--stdin", action="store_true", help="read the code, then the new password, per line"
     )
+    _allow_weak(rec)
     rec.set_defaults(handler=_recover)
 
     register_recovery_code(verbs)
@@ -135,6 +154,7 @@ def _add(args: argparse.Namespace) -> int:
     (password,) = read_secrets(args, "password_stdin", ["the password"], confirm_last=True)
 
     async def work(config: Config, engine: AsyncEngine) -> int:
+        _check_new(args, config, email, password)
         account = await create_user(
             engine,
             email,
@@ -186,6 +206,7 @@ def _passwd(args: argparse.Namespace) -> int:
     async def work(config: Config, engine: AsyncEngine) -> int:
         async with engine.connect() as conn:
             await get_user(conn, email)
+        _check_new(args, config, email, new)
         try:
             await change_password(engine, email, old, new, config.crypto)
         except AuthenticationFailed as exc:
@@ -205,6 +226,7 @@ def _recover(args: argparse.Namespace) -> int:
     async def work(config: Config, engine: AsyncEngine) -> int:
         async with engine.connect() as conn:
             await get_user(conn, email)
+        _check_new(args, config, email, new)
         try:
             new_code = await recover(engine, email, code.text(), new, config.crypto)
         except AuthenticationFailed as exc:

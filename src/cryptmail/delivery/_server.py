@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import grp
 import logging
 import os
 import socket
@@ -40,8 +41,28 @@ def parse_address(address: str) -> tuple[str, int] | Path:
     return host.strip("[]"), int(port)
 
 
-def bind_listener(address: str, *, wait_s: float = 0.0) -> socket.socket:
+def socket_group_id(group: str, data_dir: Path) -> int | None:
+    """The group for a Unix listening socket: `group` (`lmtp.socket_group`, a name or a
+    number), else the data directory's group, else None. Raises ConfigError."""
+    if not group:
+        try:
+            return data_dir.stat().st_gid
+        except FileNotFoundError:
+            return None
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"lmtp.socket_group = {group!r}: no such group on this system") from None
+
+
+def bind_listener(address: str, *, wait_s: float = 0.0, group: int | None = None) -> socket.socket:
     """A listening socket on `address`, TCP or Unix. Raises ConfigError, OSError.
+
+    A Unix socket gets mode 0660 and, if given, the group `group`: whoever may connect
+    can hand in mail for any user, so only the owner and that group (Postfix's lmtp
+    client runs as the postfix user: make it `postfix`) may.
 
     A TCP port still held by a stopping process (e.g. LMTP workers of a killed `serve`,
     finishing their deliveries) is retried for up to `wait_s` seconds.
@@ -52,9 +73,15 @@ def bind_listener(address: str, *, wait_s: float = 0.0) -> socket.socket:
             target.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(str(target))
-            # Postfix's lmtp client runs as the postfix user.
-            os.chmod(target, 0o666)  # noqa: S103 - a socket; access is LMTP, not files
+            # No moment where others may connect: bind under a umask that shuts them out.
+            old_umask = os.umask(0o177)
+            try:
+                sock.bind(str(target))
+            finally:
+                os.umask(old_umask)
+            if group is not None:
+                _give_to_group(target, group)
+            os.chmod(target, 0o660)
         except OSError:
             sock.close()
             raise
@@ -74,6 +101,16 @@ def bind_listener(address: str, *, wait_s: float = 0.0) -> socket.socket:
     sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
+
+
+def _give_to_group(path: Path, group: int) -> None:
+    try:
+        os.chown(path, -1, group)
+    except PermissionError:
+        raise ConfigError(
+            f"cannot give the LMTP socket {path} to group {group}: this process is not a "
+            "member of it (set lmtp.socket_group to a group of the user cryptmail runs as)"
+        ) from None
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
@@ -150,9 +187,9 @@ class LmtpServer:
                 found.append(int(name[1]))
         return found
 
-    async def listen(self, address: str) -> None:
+    async def listen(self, address: str, *, group: int | None = None) -> None:
         """Start listening on `address`. Raises ConfigError, OSError."""
-        await self.serve_socket(bind_listener(address))
+        await self.serve_socket(bind_listener(address, group=group))
         log.info("LMTP listening on %s", address)
 
     async def serve_socket(self, sock: socket.socket) -> None:

@@ -24,6 +24,7 @@ from cryptmail.concurrency import block_in_place, run_blocking
 from cryptmail.config import Config
 from cryptmail.db import create_engine
 from cryptmail.delivery import ConnectionShares, DeliveryHandler, Limits, LmtpServer
+from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._memory import settle_gc, tune_malloc
 from cryptmail.store import PipePublisher
 from cryptmail.store.blobs import open_blob_store
@@ -93,6 +94,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(format=setup.log_format, stream=sys.stderr)
     for name, level in setup.log_levels.items():
         logging.getLogger(name or None).setLevel(level)
+    forbid_core_dumps()  # execve made this process dumpable again
     _stop_with_parent(parent_pid)
     sock = socket.socket(fileno=listen_fd)
     sock.setblocking(False)

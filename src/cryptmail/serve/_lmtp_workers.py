@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 
 from cryptmail.concurrency import run_blocking
-from cryptmail.delivery import ConnectionShares, bind_listener
+from cryptmail.delivery import ConnectionShares, bind_listener, socket_group_id
 from cryptmail.serve import _lmtp_worker
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.store import ChangeBus, ChangeForwarder
@@ -94,7 +94,11 @@ class LmtpWorkers:
 
         Must run on the main thread: a worker is told to stop when the thread that
         started it ends (PR_SET_PDEATHSIG)."""
-        self._sock = await run_blocking(bind_listener, self._address, wait_s=BIND_WAIT_S)
+        config = self._setup.config
+        group = socket_group_id(config.lmtp.socket_group, config.data_path)
+        self._sock = await run_blocking(
+            bind_listener, self._address, wait_s=BIND_WAIT_S, group=group
+        )
         read_end, self._notify_write = os.pipe()
         self._forwarder = ChangeForwarder(read_end, self._bus)
         self._workers = [self._spawn(slot) for slot in range(self._shares.slots)]

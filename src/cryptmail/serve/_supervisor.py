@@ -27,6 +27,7 @@ from cryptmail.delivery import parse_address
 from cryptmail.errors import ConfigError
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
+from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._housekeeping import clean_at_start, expire_tags_forever, sweep_forever
 from cryptmail.serve._listener import Listener
 from cryptmail.serve._lmtp_worker import WorkerSetup
@@ -111,6 +112,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
 async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) -> int:
     """Serve until SIGTERM or SIGINT (or until a listener stops on its own); return the
     exit code. Raises ConfigError or OSError when a listener cannot start."""
+    forbid_core_dumps()  # before any key is unlocked in this process
     # Off the loop: building an S3 client imports boto3 and reads its data files (~0.3 s).
     blobs = await run_blocking(open_blob_store, config)
     shared = Shared(

@@ -1,5 +1,6 @@
 """cryptmail.users: the ISPmail tables (domains, users, aliases) and password hashes."""
 
+from cryptmail.users._common import is_common_password
 from cryptmail.users._directory import (
     Alias,
     User,
@@ -22,7 +23,7 @@ from cryptmail.users._directory import (
     set_password_hash,
     set_quota,
 )
-from cryptmail.users._rules import check_new_password
+from cryptmail.users._rules import PasswordRule, check_new_password, password_problems
 from cryptmail.users._schemes import (
     WRITABLE_SCHEMES,
     hash_password,
@@ -33,6 +34,7 @@ from cryptmail.users._schemes import (
 __all__ = [
     "WRITABLE_SCHEMES",
     "Alias",
+    "PasswordRule",
     "User",
     "add_alias",
     "add_domain",
@@ -44,11 +46,13 @@ __all__ = [
     "get_user",
     "get_user_by_id",
     "hash_password",
+    "is_common_password",
     "list_aliases",
     "list_domains",
     "list_users",
     "needs_rehash",
     "normalize_address",
+    "password_problems",
     "remove_alias",
     "resolve_recipient",
     "resolve_recipient_sync",

@@ -99,7 +99,9 @@ async def read_fields(request: Request, fields: Mapping[str, Field]) -> dict[str
 def _json_object(body: bytes) -> dict[str, object]:
     try:
         parsed = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and the int-length limit
+        # (an integer of 4,301 digits or more), which is not a JSONDecodeError.
         raise bad_request("The body is not valid JSON.") from None
     if not isinstance(parsed, dict):
         raise bad_request("The body must be a JSON object.")

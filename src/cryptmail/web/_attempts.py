@@ -4,13 +4,15 @@ The same LoginThrottle instance as IMAP: each check reserves a token for the add
 the client first; a wrong credential keeps them, anything else gives them back. With a
 bucket empty the check is not run: TooManyAttempts goes to the error table (429 with
 Retry-After), as KdfBusy does (503). The operator log records the outcome by address
-hash only, never the credential.
+tag only (a keyed hash), never the credential.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -23,10 +25,19 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# A plain hash of an address is reversed by hashing guessed addresses (the domain is
+# public and local parts are few). Under a key that lives only in this process's memory
+# the tag cannot be; the price is that tags from before a restart do not match those
+# after it. A key kept in the data directory would keep them stable, but would leak
+# with the data directory, which a backup holds beside the logs.
+_TAG_KEY = secrets.token_bytes(32)
+
 
 def address_tag(address: str) -> str:
-    """A short stable tag of an address for the log (which address, not who)."""
-    return hashlib.sha256(address.strip().lower().encode("utf-8", "replace")).hexdigest()[:12]
+    """A short tag of an address for the log: the same address gets the same tag until
+    the process restarts (which address, not who)."""
+    folded = address.strip().lower().encode("utf-8", "replace")
+    return hmac.new(_TAG_KEY, folded, hashlib.sha256).hexdigest()[:12]
 
 
 async def throttled(

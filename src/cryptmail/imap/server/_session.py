@@ -105,6 +105,13 @@ def _error_reply(exc: Exception) -> tuple[Literal["NO", "BAD"], str | None, str]
     return "NO", "[SERVERBUG]", "Internal error; the operator was told."
 
 
+def unread_plaintext(reader: asyncio.StreamReader, commands: CommandReader) -> int:
+    """Bytes received and not consumed yet: in the command parser and in the
+    StreamReader's read-ahead (asyncio has no public accessor for the latter)."""
+    stream_buffer: bytearray = getattr(reader, "_buffer", bytearray())
+    return commands.buffered + len(stream_buffer)
+
+
 class Session:
     """The state of one connection; see the module docstring."""
 
@@ -232,16 +239,31 @@ class Session:
             if isinstance(event, ClientLine):
                 return event.line
 
-    async def start_tls(self) -> None:
+    async def start_tls(self, tag: str) -> None:
+        """Answer STARTTLS and run the handshake, or refuse if the client pipelined.
+
+        Bytes received after STARTTLS came in plaintext: letting them into the TLS
+        session would run an attacker's commands as if they were protected
+        (CVE-2011-0411). Like Dovecot and Postfix, the server hangs up instead.
+        """
         context = self.context.ssl_context
         assert context is not None  # noqa: S101 - STARTTLS is refused without one
+        # From here on, new bytes stay in the socket until the TLS layer reads them, so
+        # what the two buffers hold now is all the plaintext there will ever be.
+        transport = self._writer.transport
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
+        if unread_plaintext(self._reader, self.commands):
+            await self.send(b"* BYE STARTTLS must be the last command before the handshake.\r\n")
+            await self.drain()
+            raise ConnectionClosed("bytes pipelined after STARTTLS")
+        await self.send(tagged(tag, "OK", "Begin TLS negotiation now."))
         await self.drain()
         try:
             await self._writer.start_tls(context)
         except (ssl.SSLError, OSError) as exc:
             raise ConnectionClosed("TLS handshake failed") from exc
         self.tls_active = True
-        # Anything the client pipelined before the handshake is discarded (RFC 3501 11.1).
         self.commands = CommandReader(PREAUTH_LIMITS)
 
     def authenticated(self, account: UnlockedAccount) -> None:

@@ -93,8 +93,7 @@ async def enable(session: Session, command: Enable) -> bytes:
 async def starttls(session: Session, command: StartTLS) -> bytes:
     if session.tls_active or session.context.ssl_context is None:
         raise CommandFailed("TLS is already active.", status="BAD")
-    await session.send(tagged(command.tag, "OK", "Begin TLS negotiation now."))
-    await session.start_tls()
+    await session.start_tls(command.tag)
     return b""
 
 

@@ -1,0 +1,55 @@
+"""The LMTP Unix socket: mode 0660 and a configurable group, not 0666 (any local user
+could inject mail)."""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from cryptmail.config import load_config
+from cryptmail.delivery import bind_listener, socket_group_id
+from cryptmail.errors import ConfigError
+
+
+def _mode_and_group(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    assert stat.S_ISSOCK(info.st_mode)
+    return stat.S_IMODE(info.st_mode), info.st_gid
+
+
+def test_the_socket_is_0660_with_the_given_group(tmp_path: Path) -> None:
+    path = tmp_path / "lmtp.sock"
+    sock = bind_listener(f"unix:{path}", group=os.getgid())
+    try:
+        assert _mode_and_group(path) == (0o660, os.getgid())
+    finally:
+        sock.close()
+
+
+def test_the_socket_is_0660_without_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "lmtp.sock"
+    sock = bind_listener(f"unix:{path}")
+    try:
+        assert _mode_and_group(path)[0] == 0o660
+    finally:
+        sock.close()
+
+
+def test_group_by_name_number_or_the_data_directory(tmp_path: Path) -> None:
+    name = grp.getgrgid(os.getgid()).gr_name
+    assert socket_group_id(name, tmp_path) == os.getgid()
+    assert socket_group_id(str(os.getgid()), tmp_path) == os.getgid()
+    assert socket_group_id("", tmp_path) == tmp_path.stat().st_gid
+    assert socket_group_id("", tmp_path / "not-made-yet") is None
+    with pytest.raises(ConfigError, match="lmtp.socket_group"):
+        socket_group_id("no-such-group-cryptmail", tmp_path)
+
+
+def test_the_setting_is_read_from_the_config() -> None:
+    config = load_config(None, **{"lmtp.socket_group": "postfix"})
+    assert config.lmtp.socket_group == "postfix"
+    assert load_config(None).lmtp.socket_group == ""
