@@ -60,9 +60,18 @@ async def test_a_re_key_deletes_a_version_1_slot_it_cannot_seal_to(
     created = await make_user(ALICE)
     assert created.recovery_code is not None
     await _make_v1(engine, crypto, "recovery", created.recovery_code.replace("-", "").encode())
-    await change_password(engine, ALICE, pw(PASSWORD), pw("new"), crypto)
+    dropped = await change_password(engine, ALICE, pw(PASSWORD), pw("new"), crypto)
+    assert dropped == (("recovery", ""),)  # so the caller tells the user, not silence
     assert not await has_recovery_code(engine, created.user.id)
     await unlock_account(engine, ALICE, pw("new"), crypto)
+
+
+async def test_a_change_that_drops_nothing_says_so(
+    engine: AsyncEngine, make_user: MakeUser, crypto: CryptoConfig
+) -> None:
+    created = await make_user(ALICE)
+    assert await change_password(engine, ALICE, pw(PASSWORD), pw("new"), crypto) == ()
+    assert await has_recovery_code(engine, created.user.id)
 
 
 async def test_a_password_change_costs_three_argon2_and_moves_the_generation(

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config
+from cryptmail.crypto import SlotLabel
+from cryptmail.crypto._slots_v1 import lock_slot_v1
+from cryptmail.db import tables as t
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import NewAccount, unlock_account
+from cryptmail.keys._slots import slots_of
 from cryptmail.users import get_user, verify_password
 from web.conftest import (
     ALICE,
@@ -124,3 +129,30 @@ async def test_failed_change_forgets_nothing(
     response = await submit(signed_in, "/account/password", _form(old="not the password"))
     assert response.status_code == 400
     assert accounts.forgotten == []
+
+
+async def test_a_recovery_code_the_change_could_not_carry_is_announced(
+    signed_in: httpx.AsyncClient, alice: NewAccount, engine: AsyncEngine, config: Config
+) -> None:
+    """A recovery code made before slot version 2 and never used since cannot follow the
+    re-key: the page says so at once instead of leaving the user to find out when they
+    need it."""
+    account, _ = await unlock_account(engine, ALICE, pw(PASSWORD), config.crypto)
+    assert alice.recovery_code is not None
+    async with engine.begin() as conn:
+        slot = next(s for s in await slots_of(conn, account.user.id) if s.kind == "recovery")
+        label = SlotLabel(account.account_uuid, "recovery", "", 0)
+        record = lock_slot_v1(
+            account.account_key.reveal(),
+            alice.recovery_code.replace("-", "").encode(),
+            config.crypto.argon2,
+            label.v1_context(),
+        )
+        await conn.execute(
+            update(t.cm_key_slots).where(t.cm_key_slots.c.id == slot.id).values(record=record)
+        )
+    response = await submit(signed_in, "/account/password", _form())
+    assert response.status_code == 303
+    assert response.headers["location"] == "/account?done=password_changed_credentials_dropped"
+    page = await signed_in.get(response.headers["location"])
+    assert "no longer work: make a new recovery code now" in page.text

@@ -208,10 +208,22 @@ def _passwd(args: argparse.Namespace) -> int:
             await get_user(conn, email)
         _check_new(args, config, email, new)
         try:
-            await change_password(engine, email, old, new, config.crypto)
+            dropped = await change_password(engine, email, old, new, config.crypto)
         except AuthenticationFailed as exc:
             raise wrong_credential("the current password", email) from exc
-        say(f"password of {email} changed; its recovery code and app passwords still work")
+        if not dropped:
+            say(f"password of {email} changed; its recovery code and app passwords still work")
+            return 0
+        say(f"password of {email} changed")
+        for kind, name in dropped:
+            # Made before slot version 2 and never used since: a re-key cannot follow it.
+            if kind == "recovery":
+                say(
+                    f"its old recovery code no longer works: make a new one with "
+                    f"`cryptmail user recovery-code {email}` and give it to the user"
+                )
+            else:
+                say(f"its app password {name!r} no longer works: add a new one")
         return 0
 
     return run_with_engine(args, work)

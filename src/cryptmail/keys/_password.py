@@ -58,7 +58,7 @@ async def change_password(
     *,
     client_ip: str = "",
     cache: UnlockedAccounts | None = None,
-) -> None:
+) -> tuple[tuple[str, str], ...]:
     """Verify `old`, re-key the account with the new password slot and replace the
     hash, in one transaction. Argon2id: three for a user with keys (open the old slot,
     lock the new one, hash `new`), two for a user without keys yet (whose keys are made
@@ -67,16 +67,21 @@ async def change_password(
 
     With `cache`, its cached credentials of `email` are dropped after the commit, so only
     `new` logs in (the slot check would refuse the old one anyway); live sessions keep
-    their unlocked key until they end. Raises AuthenticationFailed, KeySlotError.
+    their unlocked key until they end. Returns the (kind, name) of the version-1 slots the
+    re-key had to delete (a recovery code or app passwords made before slot version 2 and
+    never used since), so the caller can tell the user to make new ones. Raises
+    AuthenticationFailed, KeySlotError.
     """
     opened = await check_credential(engine, email, old, crypto, client_ip=client_ip)
     new_hash = await hash_for_slot(new, crypto.argon2)
+    dropped: tuple[tuple[str, str], ...] = ()
     if isinstance(opened, KeylessUser):
         await _first_password(engine, opened.user, new, new_hash, crypto, client_ip)
     else:
-        await _replace_password(engine, opened, new, new_hash, crypto, client_ip)
+        dropped = await _replace_password(engine, opened, new, new_hash, crypto, client_ip)
     if cache is not None:
         cache.forget(email)
+    return dropped
 
 
 async def _replace_password(
@@ -86,13 +91,13 @@ async def _replace_password(
     new_hash: str,
     crypto: CryptoConfig,
     client_ip: str,
-) -> None:
+) -> tuple[tuple[str, str], ...]:
     following = next_generation(opened.generation)
     label = slot_label(opened.account_uuid, PASSWORD, "", following.generation)
     record = await make_slot(following.account_key, new, crypto.argon2, label)
     checkpoint("password:before-transaction")
     async with engine.begin() as conn:
-        await rekey(
+        rekeyed = await rekey(
             conn,
             opened.user.id,
             opened.account_uuid,
@@ -105,6 +110,7 @@ async def _replace_password(
         await events.record_event(conn, opened.user.id, events.PASSWORD_CHANGED, client_ip)
         checkpoint("password:before-commit")
     checkpoint("password:after-commit")
+    return rekeyed.dropped
 
 
 async def _first_password(

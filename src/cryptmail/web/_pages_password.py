@@ -48,8 +48,8 @@ async def change(request: Request) -> Response:
     if problem:
         return again(problem)
 
-    async def attempt() -> None:
-        await change_password(
+    async def attempt() -> tuple[tuple[str, str], ...]:
+        return await change_password(
             context.engine,
             user.email,
             Password.from_str(old),
@@ -60,9 +60,13 @@ async def change(request: Request) -> Response:
         )
 
     try:
-        await throttled(context, user.email, ip, "password change", attempt)
+        dropped = await throttled(context, user.email, ip, "password change", attempt)
     except AuthenticationFailed:
         return again("error.password")
     context.sessions.drop_user(user_id=user.id)
     slot_of(request.scope).sign_in(user.id, user.email)
+    if dropped:
+        # A recovery code or app passwords made before slot version 2 and never used
+        # since could not follow the re-key: say so at once, not never.
+        return see_other("/account?done=password_changed_credentials_dropped")
     return see_other("/account?done=password_changed")

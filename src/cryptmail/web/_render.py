@@ -18,7 +18,14 @@ from cryptmail.web._i18n import Catalogs, negotiate
 from cryptmail.web._sessions import SCOPE_KEY, SessionSlot
 
 NOTICES: Final = frozenset(
-    {"password_changed", "signed_out", "app_password_revoked", "recovered", "session_ended"}
+    {
+        "password_changed",
+        "password_changed_credentials_dropped",
+        "signed_out",
+        "app_password_revoked",
+        "recovered",
+        "session_ended",
+    }
 )
 """Notices a redirect may ask for with `?done=`; anything else is ignored."""
 
