@@ -759,5 +759,6 @@ def test_many_sessions_agree_with_the_model(server: CryptmailServer) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SLOW_LOAD_S + 300)  # past the suite's 300 s default
 def test_many_sessions_for_ten_minutes(server: CryptmailServer) -> None:
     _run(server, SLOW_LOAD_S)
