@@ -32,6 +32,7 @@ RACES: list[Callable[[StoreRig], Awaitable[None]]] = [
     test_races.test_uidvalidity_of_a_recreated_name_always_grows,
     test_races.test_uidvalidity_starts_above_rows_made_by_other_tools,
     test_races.test_parallel_first_deliveries_to_a_user_made_by_sql,
+    test_races.test_moves_and_flag_changes_do_not_deadlock,
 ]
 
 

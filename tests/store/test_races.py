@@ -223,3 +223,35 @@ async def test_a_user_is_created_with_the_default_folders(rig: StoreRig) -> None
     # A first delivery and a login find them and create nothing.
     inbox = await store.create_default_mailboxes(rig.engine, created.user.id)
     assert inbox == next(b.id for b in boxes if b.role == "inbox")
+
+
+async def test_moves_and_flag_changes_do_not_deadlock(rig: StoreRig) -> None:
+    """MOVEs in both directions and flag changes on the same rows, at once: none may
+    fail as a deadlock victim (MariaDB, PostgreSQL). Found by the multi-session test."""
+    account, _rows_ = await _setup(rig, count=6)
+    async with rig.engine.connect() as conn:
+        inbox = await store.get_mailbox(conn, account, "INBOX")
+        archive = await store.get_mailbox(conn, account, "Archive")
+
+    async def move(source: int, target: int) -> None:
+        async with rig.engine.connect() as conn:
+            rows = await store.load_messages(conn, account, store.MailboxId(source))
+        async with rig.engine.begin() as conn:
+            await store.move_messages(
+                conn, account, rows[:2], store.MailboxId(source), store.MailboxId(target)
+            )
+
+    async def flag(mailbox_id: int) -> None:
+        async with rig.engine.connect() as conn:
+            rows = await store.load_messages(conn, account, store.MailboxId(mailbox_id))
+        await store.change_flags(
+            rig.engine, account, store.MailboxId(mailbox_id), [r.id for r in rows], "add",
+            frozenset({"\\Flagged"}),
+        )  # fmt: skip
+
+    for _round in range(15):
+        await asyncio.gather(
+            move(inbox.id, archive.id), move(archive.id, inbox.id), flag(inbox.id), flag(archive.id)
+        )
+    total = len(await _rows(rig, account)) + len(await _rows(rig, account, "Archive"))
+    assert total == 6

@@ -479,6 +479,31 @@ async def copy_messages(
     return pairs
 
 
+async def move_messages(
+    conn: AsyncConnection,
+    account: UnlockedAccount,
+    rows: Sequence[MessageRow],
+    source: MailboxId,
+    target: MailboxId,
+) -> tuple[list[tuple[int, int]], int, list[BlobId]]:
+    """MOVE (RFC 6851): copy rows to `target`, then expunge them from `source`, in the
+    caller's transaction. Returns the (source uid, new uid) pairs, the source's new
+    modseq and the blob ids to check with `unreferenced_blobs` after commit.
+
+    Both mailbox rows are locked first, lower id first. Otherwise the copy holds the
+    source's message rows while the expunge waits for the source's mailbox row, which
+    a flag change or expunge there holds while it waits for those message rows; and two
+    MOVEs in opposite directions would take the two mailbox rows in opposite order.
+    MariaDB and PostgreSQL end such a cycle by failing one of them as a deadlock victim.
+    """
+    mb = t.cm_mailboxes
+    for mailbox_id in sorted({source, target}):
+        await conn.execute(update(mb).where(mb.c.id == mailbox_id).values(uidnext=mb.c.uidnext))
+    pairs = await copy_messages(conn, account, rows, target)
+    modseq, blob_ids = await expunge(conn, source, rows)
+    return pairs, modseq, blob_ids
+
+
 async def drop_unreferenced_blobs(
     engine: AsyncEngine, blobs: BlobStore, blob_ids: Iterable[BlobId]
 ) -> list[BlobId]:

@@ -111,3 +111,27 @@ def test_recent_count_follows_expunges(rig: ImapRig) -> None:
     assert untagged == [b"* 2 EXPUNGE"]
     watcher.close()
     imap.close()
+
+
+def test_exists_after_expunge_and_new_mail_of_the_same_count(rig: ImapRig) -> None:
+    """Another session expunges one message and adds one: the count is what it was, but
+    the client, having applied the EXPUNGE, knows one message less, so EXISTS must follow
+    (RFC 3501 7.4.1: EXPUNGE decrements the count). Found by the multi-session model test."""
+    imap = _session(rig)
+    for _ in range(3):
+        _append(imap)
+    imap.ask(b"SELECT INBOX")
+    other = _session(rig)
+    other.ask(b"SELECT INBOX")
+    other.ask(b"STORE 2 +FLAGS.SILENT (\\Deleted)")
+    other.ask(b"EXPUNGE")
+    _append(other)
+    untagged, _ = imap.ask(b"NOOP")
+    assert [u for u in untagged if not u.endswith(b"RECENT")] == [b"* 2 EXPUNGE", b"* 3 EXISTS"]
+    # Its EXPUNGE names only sequence numbers the client knows: 3 is the new message.
+    other.ask(b"STORE 3 +FLAGS.SILENT (\\Deleted)")
+    other.ask(b"EXPUNGE")
+    untagged, _ = imap.ask(b"NOOP")
+    assert [u for u in untagged if not u.endswith(b"RECENT")] == [b"* 3 EXPUNGE"]
+    other.close()
+    imap.close()

@@ -242,8 +242,12 @@ class SelectedMailbox:
                 self.recent.discard(uid)
                 self._flag_changes.discard(uid)
                 self._expunged.discard(uid)
-                sequences.append(index + 1)
-        self._announced = len(self.uids)
+                # The client's count drops by one per EXPUNGE, so new mail added since
+                # the last EXISTS still needs one; a message it never heard of (above
+                # the announced count) has no sequence number to report.
+                if index < self._announced:
+                    sequences.append(index + 1)
+                    self._announced -= 1
         return sequences
 
     # -- refresh -------------------------------------------------------------------------

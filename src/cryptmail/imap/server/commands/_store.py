@@ -25,6 +25,7 @@ from cryptmail.store import (
     copy_messages,
     expunge,
     get_mailbox,
+    move_messages,
     unreferenced_blobs,
 )
 
@@ -162,10 +163,13 @@ async def _copy(session: Session, command: Copy | Move, *, move: bool) -> bytes:
     async with session.context.engine.begin() as conn:
         if not move:  # a MOVE adds nothing to the mailbox's total
             await check_quota(conn, account.user, sum(row.size_rounded for row in rows))
-        pairs = await copy_messages(conn, account, rows, target.id)
         blob_ids: list[BlobId] = []
         if move:
-            modseq, blob_ids = await expunge(conn, selected.mailbox_id, rows)
+            pairs, modseq, blob_ids = await move_messages(
+                conn, account, rows, selected.mailbox_id, target.id
+            )
+        else:
+            pairs = await copy_messages(conn, account, rows, target.id)
     session.context.bus.publish(account.user.id, target.id)
     # No COPYUID when another session expunged every message first: RFC 4315 has no
     # empty UID set.
