@@ -61,7 +61,7 @@ from .cryptmail_server import CryptmailServer
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "many clients, one server 9"  # noqa: S105 - the test users' password
+PASSWORD = "many clients, one server 9"
 CRYPTO = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
 USERS = [f"user{n}@example.org" for n in range(3)]
 CONNECTIONS_PER_USER = 3
@@ -595,7 +595,7 @@ def _run_session(session: Session, rng: random.Random, deliver: DeliverFn, deadl
                 break
             session.step(rng, deliver)
         session.command(b"LOGOUT")
-    except Exception as exc:  # noqa: BLE001 - a test bug must fail the run, not end a thread
+    except Exception as exc:
         session.world.stop.set()
         history = "\n    ".join(session.history)
         with session.world.lock:
@@ -611,7 +611,7 @@ def _run_deliveries(world: World, deliver: DeliverFn, rng: random.Random, deadli
     try:
         while time.monotonic() < deadline and not world.stop.wait(rng.uniform(0.1, 0.6)):
             deliver(rng.choice(USERS))
-    except Exception as exc:  # noqa: BLE001 - as in _run_session
+    except Exception as exc:
         world.stop.set()
         with world.lock:
             world.failures.append(f"LMTP delivery: {type(exc).__name__}: {exc}")
