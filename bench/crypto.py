@@ -30,6 +30,7 @@ from cryptmail.crypto import (
     BlobSealer,
     CurveName,
     PrivateKey,
+    SlotLabel,
     curve_names,
     generate_private_key,
     lock_slot,
@@ -201,11 +202,12 @@ def bench_messages(
 
 def bench_argon2(rounds: int) -> float:
     config = Argon2Config()
-    record = lock_slot(os.urandom(32), b"bench password", config, b"bench")
+    label = SlotLabel(os.urandom(16), "password", "", 0)
+    record = lock_slot(os.urandom(32), b"bench password", config, label)
     samples = []
     for _ in range(rounds):
         start = time.perf_counter()
-        unlock_slot(record, b"bench password", b"bench")
+        unlock_slot(record, b"bench password", label)
         samples.append(time.perf_counter() - start)
     seconds = statistics.median(samples)
     table(

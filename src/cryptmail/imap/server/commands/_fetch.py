@@ -22,11 +22,11 @@ from cryptmail.imap.server._fetch import (
     sets_seen,
 )
 from cryptmail.imap.server._readahead import HeadReadAhead
-from cryptmail.imap.server._selected import InvalidSequence
+from cryptmail.imap.server._selected import InvalidSequence, SelectedMailbox
 from cryptmail.imap.wire._requests import Fetch, FetchAttribute, FetchItem
 from cryptmail.imap.wire._response import tagged
 from cryptmail.imap.wire._sequence import format_number_runs
-from cryptmail.store import RECENT_FLAG, change_flags, vanished_since
+from cryptmail.store import RECENT_FLAG, change_flags, load_message, vanished_since
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
@@ -113,6 +113,11 @@ async def fetch(session: Session, command: Fetch) -> bytes:
                 expunged = True
                 continue
             except _UNREADABLE as exc:
+                if isinstance(exc, BlobMissing) and await _expunged_meanwhile(selected, uid):
+                    # Its blob went with its row, on a path other than `open_current`'s
+                    # (facts of a message never read, a cached analysis): no corruption.
+                    expunged = True
+                    continue
                 log.error("IMAP FETCH: %s", exc)
                 failed = True
                 continue
@@ -140,3 +145,13 @@ async def fetch(session: Session, command: Fetch) -> bytes:
             "[CORRUPTION]",
         )  # fmt: skip
     return tagged(command.tag, "OK", "Fetch completed.")
+
+
+async def _expunged_meanwhile(selected: SelectedMailbox, uid: int) -> bool:
+    """Whether the row of `uid` is gone: another session expunged it after this one
+    loaded the mailbox, and deleted its blob with it."""
+    row = selected.rows.get(uid)
+    if row is None:
+        return True
+    async with selected.context.engine.connect() as conn:
+        return await load_message(conn, selected.account, row.id) is None
