@@ -20,6 +20,7 @@ import pytest
 from imapclient import IMAPClient
 
 from cryptmail.delivery import delivery_headers
+from cryptmail.serve._lmtp_workers import WORKER_MODULE
 
 from .cryptmail_server import PASSWORD, CryptmailServer, make_users, read_all
 from .servers._process import pid_alive
@@ -71,7 +72,7 @@ def test_workers_deliver_while_the_main_process_is_stopped(server: CryptmailServ
     for pid in workers:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
         # Descriptors and the parent's pid only: the configuration came on stdin.
-        assert argv[1:3] == [b"-m", b"cryptmail.serve._lmtp_worker"]
+        assert argv[1:3] == [b"-m", WORKER_MODULE.encode()]
         assert all(arg.isdigit() for arg in argv[3:]) and len(argv) == 9
     os.kill(server.pid, signal.SIGSTOP)
     try:

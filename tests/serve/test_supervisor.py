@@ -111,3 +111,24 @@ async def test_a_listener_that_cannot_start_stops_the_others(
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", web_port)
     await engine.dispose()
+
+
+def test_the_worker_module_runs_without_being_imported_twice() -> None:
+    """`python -m` of a module the package already imported runs it a second time (runpy
+    warns on every worker start); the worker's entry module is named, not imported."""
+    import subprocess
+    import sys
+
+    from cryptmail.serve._lmtp_workers import WORKER_MODULE
+
+    done = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", WORKER_MODULE],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # No arguments: main() refuses them; what matters is that runpy did not warn.
+    assert "RuntimeWarning" not in done.stderr, done.stderr
+    assert "ValueError" in done.stderr

@@ -1,4 +1,4 @@
-"""One LMTP worker process (`python -m cryptmail.serve._lmtp_worker`).
+"""One LMTP worker process (started as `python -m cryptmail.serve._worker_process`).
 
 It serves the listening socket its parent bound, with the parent's configuration (sent
 as a pickle on its stdin, since it may hold a database password: never on the command
@@ -103,7 +103,3 @@ def main(argv: list[str]) -> int:
         return asyncio.run(_serve(setup, sock, notify_fd, shares))
     except KeyboardInterrupt:
         return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

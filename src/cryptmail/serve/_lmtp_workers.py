@@ -13,7 +13,8 @@ threads.
 
 A worker only delivers. Its IDLE notifications go through a pipe to the main process's
 change bus (`PipePublisher`, `ChangeForwarder`); the SQLite writers of all processes
-queue on one `flock` (`db.run_transaction`). What a worker runs is `_lmtp_worker`.
+queue on one `flock` (`db.run_transaction`). What a worker runs is `_lmtp_worker`, started
+through `_worker_process`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.delivery import ConnectionShares, bind_listener, socket_group_id
-from cryptmail.serve import _lmtp_worker
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.store import ChangeBus, ChangeForwarder
 
@@ -42,6 +42,9 @@ MAX_RESTART_DELAY_S = 60.0
 QUICK_EXIT_S = 10.0
 """A worker that exits sooner than this after its start counts as failing at start:
 its next start waits longer, so a broken setup does not restart in a tight loop."""
+WORKER_MODULE = "cryptmail.serve._worker_process"
+"""What a worker runs with `python -m`; named, not imported, so that runpy does not find
+it imported already (see that module)."""
 BIND_WAIT_S = 10.0
 """How long a restart waits for the LMTP port held by the workers of a killed `serve`,
 which stop accepting at once but may still be finishing deliveries."""
@@ -118,7 +121,7 @@ class LmtpWorkers:
             [
                 sys.executable,
                 "-m",
-                _lmtp_worker.__name__,
+                WORKER_MODULE,
                 *map(str, fds),
                 str(self._shares.slots),
                 str(slot),
