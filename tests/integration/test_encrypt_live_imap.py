@@ -4,7 +4,7 @@ A user with crypt = 0 gets plain mail, an IMAP session selects INBOX and sets fl
 `mailbox encrypt` (the CLI, its own process) seals everything. The same session, never
 re-selected, must see the same UIDs, flags and bytes, no EXPUNGE, and keep working. A
 hard link kept to each plain blob file shows what the backend did to its bytes before the
-unlink: they were overwritten with zeros.
+unlink, once the grace for reads in flight was over: they were overwritten with zeros.
 """
 
 from __future__ import annotations
@@ -104,7 +104,14 @@ def test_encrypt_under_a_live_session_changes_no_uid_or_flag(rig: ImapRig, tmp_p
     assert [(uid, flags) for uid, flags, _ in after][2] == (3, "\\Answered \\Recent")
     imap.logout()
 
-    on_disk = [p for p in (rig.config.data_path / "blobs").rglob("*") if p.is_file()]
+    blobs = rig.config.data_path / "blobs"
+    named = [p for p in blobs.glob("[0-9a-f]*/*") if p.is_file()]
+    assert len(named) == 6 and not any(MARKER in p.read_bytes() for p in named)
+    # The plain copies wait in tmp/ for the grace (a FETCH may still be reading one);
+    # then `serve`, here the rig's store, zeroes and unlinks them.
+    assert len(list((blobs / "tmp").iterdir())) == 6
+    assert rig.run(rig.blobs.sweep_deleted(0)).count == 6
+    on_disk = [p for p in blobs.rglob("*") if p.is_file()]
     assert len(on_disk) == 6 and not any(MARKER in p.read_bytes() for p in on_disk)
     # Every plain blob's bytes were zeroed before it was unlinked.
     for link in links.iterdir():

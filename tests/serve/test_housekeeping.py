@@ -118,3 +118,27 @@ async def test_tag_expiry_runs_at_start_survives_a_failure_and_stops_on_shutdown
     monkeypatch.setattr(_housekeeping, "TAG_EXPIRY_EVERY_S", 0.0)
     await _housekeeping.expire_tags_forever(None, shutdown)  # type: ignore[arg-type]  # the fake needs no engine
     assert calls == [0, 1]
+
+
+async def test_deleted_blobs_are_zeroed_once_their_grace_is_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    blob_id = store.new_blob_id()
+    writer = await blobs.create(blob_id)
+    await writer.write(b"plain words " * 100)
+    await writer.commit()
+    await blobs.delete(blob_id)
+    [doomed] = list((blobs.root / "tmp").iterdir())
+    os.link(doomed, tmp_path / "peek")
+    monkeypatch.setattr(_housekeeping, "DELETE_GRACE_S", 0.05)
+    shutdown = asyncio.Event()
+    task = asyncio.create_task(_housekeeping.zero_deleted_forever(blobs, shutdown))
+    for _ in range(200):
+        if not doomed.exists():
+            break
+        await asyncio.sleep(0.05)
+    shutdown.set()
+    await task
+    assert not doomed.exists()
+    assert (tmp_path / "peek").read_bytes() == bytes(1200)

@@ -1,4 +1,4 @@
-"""LocalBlobStore: crash-safe writes, the temp sweep, overwrite on delete, listing."""
+"""LocalBlobStore: crash-safe writes, the temp sweep, overwrite after delete, listing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from cryptmail.errors import BlobMissing
 from cryptmail.store import BlobId, new_blob_id
-from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.store.blobs import LocalBlobStore, TempFiles
 
 from .blob_contract import (
     committed_blobs,
@@ -100,11 +100,20 @@ async def _secret_blob(blobs: LocalBlobStore) -> BlobId:
     return blob_id
 
 
-async def test_delete_overwrites_before_unlinking(
+async def test_delete_moves_the_blob_out_of_its_name_and_zeroes_it_after_the_grace(
     blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blob_id = await _secret_blob(blobs)
     path = blobs.path_of(blob_id)
+    await blobs.delete(blob_id)
+    assert not path.exists()
+    with pytest.raises(BlobMissing):
+        await blobs.read(blob_id)
+    # Within the grace the bytes are left alone: a read may still be on them.
+    assert await blobs.sweep_deleted() == TempFiles(0, 0)
+    [doomed] = _temp_files(blobs)
+    assert doomed.read_bytes() == b"secret bytes" * 1000
+
     seen: list[tuple[str, bytes]] = []
     real_unlink = Path.unlink
 
@@ -113,33 +122,42 @@ async def test_delete_overwrites_before_unlinking(
         real_unlink(self, missing_ok=missing_ok)
 
     monkeypatch.setattr(Path, "unlink", spy)
-    await blobs.delete(blob_id)
-    # Moved out of its name first, then zeroed, then unlinked.
+    assert await blobs.sweep_deleted(0) == TempFiles(1, 12_000)
+    # Zeroed, then unlinked.
     assert seen == [("tmp", bytes(12_000))]
-    assert not path.exists()
     assert _temp_files(blobs) == []
     await blobs.delete(blob_id)  # absent: no error
 
 
-async def test_a_delete_killed_while_overwriting_leaves_no_half_zeroed_blob(
+async def test_a_read_that_opened_the_blob_before_its_delete_gets_the_real_bytes(
+    blobs: LocalBlobStore,
+) -> None:
+    """The multi-session test once saw a FETCH answer a message with wrong bytes while
+    another session expunged it: the delete zeroed the inode the FETCH had open."""
+    blob_id = await _secret_blob(blobs)
+    with open(blobs.path_of(blob_id), "rb") as reader:  # noqa: ASYNC230 - the point
+        await blobs.delete(blob_id)
+        await blobs.sweep_deleted()
+        assert reader.read() == b"secret bytes" * 1000
+
+
+async def test_a_sweep_killed_while_overwriting_leaves_no_half_zeroed_blob(
     blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blob_id = await _secret_blob(blobs)
-    real_fsync, calls = os.fsync, []
+    await blobs.delete(blob_id)
+    real_fsync = os.fsync
 
     def crash(fd: int) -> None:
-        calls.append(fd)
-        if len(calls) == 2:  # the first syncs the directory after the rename
-            raise OSError("killed while overwriting")
-        real_fsync(fd)
+        raise OSError("killed while overwriting")
 
     monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(OSError, match="killed"):
-        await blobs.delete(blob_id)
-    # The blob's name is gone; what is left is a temp file the sweep removes.
+        await blobs.sweep_deleted(0)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    # The blob's name is gone; what is left is a temp file the sweeps remove.
     assert [b async for b in blobs.list_ids()] == []
     assert len(_temp_files(blobs)) == 1
-    monkeypatch.undo()
     assert await blobs.sweep_temp(0) == 1
 
 

@@ -7,7 +7,12 @@ LMTP runs in worker processes (`LmtpWorkers`, each running `_lmtp_worker`); memo
 settings for long-running processes are in `_memory`.
 """
 
-from cryptmail.serve._housekeeping import expire_tags_forever, sweep_forever, sweep_once
+from cryptmail.serve._housekeeping import (
+    expire_tags_forever,
+    sweep_forever,
+    sweep_once,
+    zero_deleted_forever,
+)
 from cryptmail.serve._listener import Listener
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.serve._lmtp_workers import LmtpWorkers
@@ -34,4 +39,5 @@ __all__ = [
     "sweep_forever",
     "sweep_once",
     "tune_malloc",
+    "zero_deleted_forever",
 ]

@@ -6,8 +6,10 @@ its age: files in `blobs/tmp` whose writer is dead (zeroed first: a crypt 0 user
 plaintext) and spools of dead processes. Then, at start and hourly, a sweep removes
 spools left by a crash (their key died with the process), blob temp files older than an
 hour, and orphan blobs (no row names them: a crash between blob and row) older than a
-day, long past any delivery, APPEND or import still in flight. Every five minutes,
-delivery retry tags older than their hour are cleared. A failed pass is logged and tried
+day, long past any delivery, APPEND or import still in flight. Every half minute, local
+blobs deleted at least that long ago are zeroed and removed (not at once: a read may
+still be on them). Every five minutes, delivery retry tags older than their hour are
+cleared. A failed pass is logged and tried
 again at the next interval: housekeeping is never fatal to the server.
 """
 
@@ -23,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.concurrency import run_blocking
 from cryptmail.errors import CryptmailError
 from cryptmail.store import expire_delivery_tags, sweep_orphans, sweep_spools
-from cryptmail.store.blobs import BlobStore, LocalBlobStore
+from cryptmail.store.blobs import DELETE_GRACE_S, BlobStore, LocalBlobStore
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,20 @@ async def sweep_forever(
             log.warning("sweep failed (%s); retrying in %d s", type(exc).__name__, SWEEP_EVERY_S)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(shutdown.wait(), SWEEP_EVERY_S)
+
+
+async def zero_deleted_forever(blobs: BlobStore, shutdown: asyncio.Event) -> None:
+    """Zero and remove deleted local blobs once their grace is over, every
+    DELETE_GRACE_S; nothing to do for S3, whose deletes are final at once."""
+    if not isinstance(blobs, LocalBlobStore):
+        return
+    while not shutdown.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shutdown.wait(), DELETE_GRACE_S)
+        try:
+            await blobs.sweep_deleted(DELETE_GRACE_S)
+        except OSError as exc:
+            log.warning("zeroing deleted blobs failed (%s)", type(exc).__name__)
 
 
 async def expire_tags_forever(engine: AsyncEngine, shutdown: asyncio.Event) -> None:

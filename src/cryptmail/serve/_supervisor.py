@@ -28,7 +28,12 @@ from cryptmail.errors import ConfigError
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.serve._hardening import forbid_core_dumps
-from cryptmail.serve._housekeeping import clean_at_start, expire_tags_forever, sweep_forever
+from cryptmail.serve._housekeeping import (
+    clean_at_start,
+    expire_tags_forever,
+    sweep_forever,
+    zero_deleted_forever,
+)
 from cryptmail.serve._listener import Listener
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.serve._lmtp_workers import LmtpWorkers, logger_levels
@@ -152,6 +157,7 @@ async def _run(shared: Shared, listeners: list[Listener], shutdown: asyncio.Even
         async with asyncio.TaskGroup() as group:
             group.create_task(sweep_forever(shared.engine, shared.blobs, spool_dir, shutdown))
             group.create_task(expire_tags_forever(shared.engine, shutdown))
+            group.create_task(zero_deleted_forever(shared.blobs, shutdown))
             for listener in started:
                 group.create_task(_watch(listener, shutdown))
             settle_gc()

@@ -20,7 +20,7 @@ from cryptmail.crypto import MAX_HEADER_SIZE, parse_blob_header
 from cryptmail.db import tables as t
 from cryptmail.errors import BlobMissing, MalformedObject
 from cryptmail.store._ids import BlobId, MessageId
-from cryptmail.store.blobs import BlobStore, LocalBlobStore, TempFiles
+from cryptmail.store.blobs import DELETE_GRACE_S, BlobStore, LocalBlobStore, TempFiles
 
 
 @dataclass
@@ -114,7 +114,9 @@ async def check_store(
     if isinstance(blobs, LocalBlobStore):
         report.temp = await blobs.temp_usage()
         if fix and report.temp.count:
-            report.temp_removed = await blobs.sweep_dead_writers()
+            dead = await blobs.sweep_dead_writers()
+            deleted = await blobs.sweep_deleted(min(grace_s, DELETE_GRACE_S))
+            report.temp_removed = TempFiles(dead.count + deleted.count, dead.bytes + deleted.bytes)
     return report
 
 

@@ -48,7 +48,9 @@ class BlobStore(Protocol):
         ...
 
     async def delete(self, blob_id: BlobId) -> None:
-        """Remove the blob (overwriting it first where the backend allows); no error if absent."""
+        """Remove the blob from its name at once; no error if absent. The local backend
+        overwrites its bytes a little later (`LocalBlobStore.sweep_deleted`), once no
+        read that began before the delete can still be reading them."""
         ...
 
     def list_ids(self) -> AsyncIterator[BlobId]: ...

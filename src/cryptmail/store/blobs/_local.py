@@ -9,6 +9,12 @@ the next start (its writer's pid is gone) and `sweep_temp` once it is old.
 Whatever leaves tmp/ is overwritten with zeros first: a temp file or a blob being
 deleted may be a crypt 0 user's plaintext, which must not stay in free blocks (on a
 plain filesystem; not on copy-on-write or SSD wear levelling).
+
+A deleted blob is zeroed only DELETE_GRACE_S after it left its name (`sweep_deleted`,
+run by `serve`), never at once: a FETCH in another session may have opened the file a
+moment before, and zeroing the inode under it would hand that client zeros as the
+message (or, sealed, a failed tag) instead of the bytes it asked for. A reader that
+opens the file after the rename finds it missing, as for any expunged message.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ from cryptmail.errors import BlobMissing, StoreUnavailable
 from cryptmail.store._ids import BlobId
 
 _BUFFER = 256 * 1024
+DELETE_GRACE_S = 30.0
+"""How long a deleted blob waits in tmp/ before it is zeroed and unlinked: far longer
+than one read of a blob (one open, seek and read of at most a few hundred KB)."""
+_DELETED = ".deleted."
 _WAITS_LONG = 64 * 1024
 """A blob larger than this makes its commit wait for the disk long enough to hand it to
 a thread even in a process that blocks in place (see `concurrency`): measured with
@@ -257,13 +267,12 @@ class LocalBlobStore:
         # Out of its name first, in one rename: a crash while overwriting must not leave a
         # half-zeroed file under a blob id (`store check` would call it malformed). What
         # a crash leaves in tmp/ is swept like any temp file.
-        doomed = self.root / "tmp" / f"{blob_id.hex()}.deleted.{os.getpid()}"
+        doomed = self.root / "tmp" / f"{blob_id.hex()}{_DELETED}{os.getpid()}"
         try:
             os.rename(path, doomed)
         except FileNotFoundError:
             return
         _fsync_dir(path.parent)
-        _zero_and_unlink(doomed)
 
     async def delete(self, blob_id: BlobId) -> None:
         await run_blocking(self._delete, blob_id)
@@ -302,6 +311,27 @@ class LocalBlobStore:
                 except FileNotFoundError:
                     continue
             return count
+
+        return await run_blocking(_sweep)
+
+    async def sweep_deleted(self, min_age_s: float = DELETE_GRACE_S) -> TempFiles:
+        """Zero and remove the deleted blobs that left their names more than `min_age_s`
+        ago (the rename sets the file's ctime), whichever process deleted them."""
+
+        def _sweep() -> TempFiles:
+            count = size = 0
+            cutoff = time.time() - min_age_s
+            for entry in self._temp_entries():
+                if _DELETED not in entry.name:
+                    continue
+                try:
+                    if entry.stat().st_ctime > cutoff:
+                        continue
+                    size += _zero_and_unlink(entry)
+                except FileNotFoundError:
+                    continue
+                count += 1
+            return TempFiles(count, size)
 
         return await run_blocking(_sweep)
 
