@@ -12,6 +12,8 @@
 # --python-only, only the Python packages (the fast test lane needs no server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/python.sh
+source scripts/python.sh
 
 PACKAGES=(
   postfix mariadb-server postgresql
@@ -86,7 +88,7 @@ install_packages() {
 # Exit 0 when every requirement of cryptmail and its test extra is met and cryptmail
 # is installed in editable mode from this checkout (CI clones into a new folder).
 python_deps_current() {
-  python3 - <<'PY'
+  "$PYTHON" - <<'PY'
 import json
 import sys
 import tomllib
@@ -146,7 +148,7 @@ install_python() {
   fi
   log "pip install -e '.[test]'"
   # Playwright drives Debian's /usr/bin/chromium; never `playwright install`.
-  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
+  "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 }
 
 if [ "${1:-}" != "--python-only" ]; then

@@ -11,6 +11,8 @@
 # CRYPTMAIL_TEST_TIMEOUT=seconds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/python.sh
+source scripts/python.sh
 
 fast=0
 if [ "${1:-}" = "--fast" ]; then
@@ -36,7 +38,7 @@ if [ -n "${CRYPTMAIL_TEST_TIMEOUT:-}" ]; then
 fi
 
 started=$SECONDS
-python3 -m pytest "${pytest_args[@]}" "$@" 2>&1 | tee "$log_dir/pytest.log"
+"$PYTHON" -m pytest "${pytest_args[@]}" "$@" 2>&1 | tee "$log_dir/pytest.log"
 pytest_rc=${PIPESTATUS[0]}
 pytest_seconds=$((SECONDS - started))
 # pytest -q ends with its summary line ("N passed, M failed in Xs").
@@ -45,16 +47,16 @@ closing=$(grep -E '(passed|failed|errors?|skipped|deselected|no tests ran).* in 
 
 echo
 echo "== ruff check src tests"
-python3 -m ruff check src tests
+"$PYTHON" -m ruff check src tests
 ruff_rc=$?
 
 echo "== mypy (strict, configured in pyproject.toml): the package, then tests/ and bench/"
-python3 -m mypy
+"$PYTHON" -m mypy
 mypy_rc=$?
 # The test modules import each other from tests/ (pytest's rootdir), bench/ from bench/;
 # each tree is checked on its own, since both have a module named delivery.
-MYPYPATH=src:tests python3 -m mypy --explicit-package-bases tests || mypy_rc=$?
-MYPYPATH=src:bench python3 -m mypy --explicit-package-bases bench || mypy_rc=$?
+MYPYPATH=src:tests "$PYTHON" -m mypy --explicit-package-bases tests || mypy_rc=$?
+MYPYPATH=src:bench "$PYTHON" -m mypy --explicit-package-bases bench || mypy_rc=$?
 
 echo
 echo "test.sh: pytest exit $pytest_rc after ${pytest_seconds}s, ruff exit $ruff_rc, mypy exit $mypy_rc"
