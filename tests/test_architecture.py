@@ -12,7 +12,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "cryptmail"
 
 # Which cryptmail packages each package may import (besides itself and the shared
-# top-level modules config, errors, secret, concurrency, utf7).
+# top-level modules config, errors, secret, concurrency, utf7, sockets).
 ALLOWED: dict[str, set[str]] = {
     "crypto": set(),
     "db": set(),
@@ -22,10 +22,11 @@ ALLOWED: dict[str, set[str]] = {
     "delivery": {"store", "keys", "users", "db"},
     "imap": {"store", "keys", "users", "db"},
     "web": {"keys", "users", "db"},
-    "serve": {"db", "users", "keys", "store", "delivery", "imap", "web"},
-    "cli": {"crypto", "db", "users", "keys", "store", "delivery", "imap", "web", "serve"},
+    "sasl": {"keys", "users", "db"},
+    "serve": {"db", "users", "keys", "store", "delivery", "imap", "web", "sasl"},
+    "cli": {"crypto", "db", "users", "keys", "store", "delivery", "imap", "web", "sasl", "serve"},
 }
-SHARED = {"config", "errors", "secret", "concurrency", "utf7", "__init__"}
+SHARED = {"config", "errors", "secret", "concurrency", "utf7", "sockets", "__init__"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -11,7 +11,8 @@ from typing import cast
 
 import pytest
 
-from cryptmail.delivery import ConnectionShares, Handler, LmtpServer, bind_listener
+from cryptmail.delivery import ConnectionShares, Handler, LmtpServer
+from cryptmail.sockets import bind_listener
 
 NOBODY = cast(Handler, object())  # connections here never get past the greeting
 

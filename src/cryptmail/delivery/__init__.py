@@ -13,7 +13,7 @@ from cryptmail.delivery._protocol import (
     LmtpConnection,
     Session,
 )
-from cryptmail.delivery._server import LmtpServer, bind_listener, parse_address, socket_group_id
+from cryptmail.delivery._server import LmtpServer
 from cryptmail.delivery._shares import ConnectionShares
 from cryptmail.delivery._trace import delivery_headers
 
@@ -27,9 +27,6 @@ __all__ = [
     "LmtpConnection",
     "LmtpServer",
     "Session",
-    "bind_listener",
     "delivery_headers",
-    "parse_address",
     "reply_for",
-    "socket_group_id",
 ]

@@ -31,8 +31,9 @@ import time
 from dataclasses import dataclass
 
 from cryptmail.concurrency import run_blocking
-from cryptmail.delivery import ConnectionShares, bind_listener, socket_group_id
+from cryptmail.delivery import ConnectionShares
 from cryptmail.serve._lmtp_worker import WorkerSetup
+from cryptmail.sockets import bind_listener, socket_group_id
 from cryptmail.store import ChangeBus, ChangeForwarder
 
 log = logging.getLogger(__name__)

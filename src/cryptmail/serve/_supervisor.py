@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.config import LOG_FORMAT, Config
-from cryptmail.delivery import parse_address
 from cryptmail.errors import ConfigError
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
@@ -38,6 +37,7 @@ from cryptmail.serve._listener import Listener
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.serve._lmtp_workers import LmtpWorkers, logger_levels
 from cryptmail.serve._memory import settle_gc, tune_malloc
+from cryptmail.sockets import parse_address
 from cryptmail.store import ChangeBus
 from cryptmail.store.blobs import BlobStore, open_blob_store
 from cryptmail.web import WebServer

@@ -1,5 +1,5 @@
-"""The LMTP Unix socket: mode 0660 and a configurable group, not 0666 (any local user
-could inject mail)."""
+"""Unix listening sockets (LMTP, SASL): mode 0660 and a configurable group, not 0666
+(any local user could inject mail or try passwords)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from cryptmail.config import load_config
-from cryptmail.delivery import bind_listener, socket_group_id
 from cryptmail.errors import ConfigError
+from cryptmail.sockets import bind_listener, socket_group_id
 
 
 def _mode_and_group(path: Path) -> tuple[int, int]:
