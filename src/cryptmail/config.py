@@ -140,6 +140,21 @@ class LmtpConfig:
 
 
 @dataclass(frozen=True)
+class SaslConfig:
+    """SMTP AUTH for Postfix (`smtpd_sasl_type = dovecot`): Dovecot's auth protocol."""
+
+    listen: str = ""
+    """`unix:/path` (with Postfix's chrooted smtpd: under its queue directory, e.g.
+    `unix:/var/spool/postfix/private/auth`, and `smtpd_sasl_path = private/auth`) or a
+    loopback `HOST:PORT` (`smtpd_sasl_path = inet:HOST:PORT`); empty: off."""
+    socket_group: str = ""
+    """Group (name or number) of a Unix `listen` socket, which is mode 0660: whoever can
+    connect can try passwords. Empty: the data directory's group. With Postfix: `postfix`."""
+    max_connections: int = 256
+    """Connections at once (Postfix opens one per smtpd process)."""
+
+
+@dataclass(frozen=True)
 class ImapConfig:
     """The IMAP listeners."""
 
@@ -231,6 +246,7 @@ class Config:
     lmtp: LmtpConfig = field(default_factory=LmtpConfig)
     imap: ImapConfig = field(default_factory=ImapConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    sasl: SaslConfig = field(default_factory=SaslConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property

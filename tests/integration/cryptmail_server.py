@@ -93,15 +93,16 @@ def store_check(data_dir: Path, grace_s: float = 600.0) -> subprocess.CompletedP
 def wait_for_greeting(
     process: subprocess.Popen[bytes], port: int, log_path: Path, timeout: float = 30.0
 ) -> None:
-    """Until the listener on `port` greets (LMTP 220, IMAP * OK); RuntimeError with the
-    end of the server's log if the process exits or nothing answers in time."""
+    """Until the listener on `port` greets (LMTP 220, IMAP * OK, SASL's VERSION line);
+    RuntimeError with the end of the server's log if the process exits or nothing
+    answers in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"cryptmail serve exited: {log_path.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(100)[:1] in (b"2", b"*"):
+                if sock.recv(100)[:1] in (b"2", b"*", b"V"):
                     return
         except OSError:
             time.sleep(0.05)
@@ -149,11 +150,18 @@ class CryptmailServer:
     processes, one per core and at least two by default (`lmtp.processes = 0`)."""
 
     def __init__(
-        self, data_dir: Path, *, verbose: bool = False, config: str = "", imap: bool = False
+        self,
+        data_dir: Path,
+        *,
+        verbose: bool = False,
+        config: str = "",
+        imap: bool = False,
+        sasl: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.imap_port = free_port() if imap else 0
+        self.sasl_port = free_port() if sasl else 0
         self.verbose = verbose
         self.log_path = data_dir.parent / "serve.log"
         self.config_path: Path | None = None
@@ -175,12 +183,15 @@ class CryptmailServer:
         argv += ["serve", "--lmtp", f"127.0.0.1:{self.port}"]
         if self.imap_port:
             argv += ["--imap", f"127.0.0.1:{self.imap_port}"]
+        if self.sasl_port:
+            argv += ["--sasl", f"127.0.0.1:{self.sasl_port}"]
         log = open(self.log_path, "ab")  # handed to the child
         self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ))
         log.close()
         wait_for_greeting(self.process, self.port, self.log_path, timeout)
-        if self.imap_port:
-            wait_for_greeting(self.process, self.imap_port, self.log_path, timeout)
+        for port in (self.imap_port, self.sasl_port):
+            if port:
+                wait_for_greeting(self.process, port, self.log_path, timeout)
 
     @property
     def pid(self) -> int:

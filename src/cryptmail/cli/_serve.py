@@ -1,4 +1,4 @@
-"""`cryptmail serve`: run the listeners (LMTP, IMAP, web) until SIGTERM.
+"""`cryptmail serve`: run the listeners (LMTP, IMAP, web, SASL) until SIGTERM.
 
 Argument parsing only; the running server is `cryptmail.serve`.
 """
@@ -17,25 +17,33 @@ DEFAULT_LMTP = "127.0.0.1:2424"
 
 
 def register(sub: SubParsers) -> None:
-    parser = sub.add_parser("serve", help="run the LMTP, IMAP and web listeners")
+    parser = sub.add_parser("serve", help="run the LMTP, IMAP, web and SASL listeners")
     parser.add_argument("--lmtp", metavar="ADDR", help="HOST:PORT or unix:/path for LMTP")
     parser.add_argument("--imap", metavar="ADDR", help="HOST:PORT for IMAP (STARTTLS)")
     parser.add_argument("--imaps", metavar="ADDR", help="HOST:PORT for IMAP over TLS")
     parser.add_argument("--web", metavar="ADDR", help="HOST:PORT for the web pages")
+    parser.add_argument(
+        "--sasl", metavar="ADDR", help="unix:/path or HOST:PORT for SMTP AUTH (Postfix)"
+    )
     parser.set_defaults(handler=_serve)
 
 
 def addresses(args: argparse.Namespace, config: Config) -> Addresses:
     """The command line's listeners; with none given, the config's (LMTP by default)."""
-    if any((args.lmtp, args.imap, args.imaps, args.web)):
+    if any((args.lmtp, args.imap, args.imaps, args.web, args.sasl)):
         return Addresses(
-            lmtp=args.lmtp or "", imap=args.imap or "", imaps=args.imaps or "", web=args.web or ""
+            lmtp=args.lmtp or "",
+            imap=args.imap or "",
+            imaps=args.imaps or "",
+            web=args.web or "",
+            sasl=args.sasl or "",
         )
     return Addresses(
         lmtp=config.lmtp.listen or DEFAULT_LMTP,
         imap=config.imap.listen,
         imaps=config.imap.listen_tls,
         web=config.web.listen,
+        sasl=config.sasl.listen,
     )
 
 

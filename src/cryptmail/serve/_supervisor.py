@@ -26,6 +26,7 @@ from cryptmail.config import LOG_FORMAT, Config
 from cryptmail.errors import ConfigError
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
+from cryptmail.sasl import SaslChecker, SaslServer
 from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._housekeeping import (
     clean_at_start,
@@ -37,7 +38,7 @@ from cryptmail.serve._listener import Listener
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.serve._lmtp_workers import LmtpWorkers, logger_levels
 from cryptmail.serve._memory import settle_gc, tune_malloc
-from cryptmail.sockets import parse_address
+from cryptmail.sockets import parse_address, socket_group_id
 from cryptmail.store import ChangeBus
 from cryptmail.store.blobs import BlobStore, open_blob_store
 from cryptmail.web import WebServer
@@ -56,6 +57,7 @@ class Addresses:
     imap: str = ""
     imaps: str = ""
     web: str = ""
+    sasl: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,18 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
                 accounts=shared.accounts,
             )
         )
+    if addresses.sasl:
+        checker = SaslChecker(shared.engine, config.crypto, shared.throttle)
+        group = socket_group_id(
+            config.sasl.socket_group, config.data_path, setting="sasl.socket_group"
+        )
+        listeners.append(
+            SaslServer(
+                checker, addresses.sasl, group=group, max_connections=config.sasl.max_connections
+            )
+        )
     if not listeners:
-        raise ConfigError("no listener to run: give --lmtp, --imap, --imaps or --web")
+        raise ConfigError("no listener to run: give --lmtp, --imap, --imaps, --web or --sasl")
     return listeners
 
 
