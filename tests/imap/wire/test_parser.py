@@ -409,3 +409,23 @@ def test_abort_after_append_end_before_next_message() -> None:
     reader.feed(b" {17+}\r\nA9 DELETE INBOX\r\n\r\nA2 NOOP\r\n")
     (event,) = drain(reader)
     assert isinstance(event, CommandReady) and event.command.tag == "A2"
+
+
+def test_quota_commands() -> None:
+    assert parse_line(b'q1 GETQUOTAROOT "Entw&APw-rfe"') == rq.GetQuotaRoot("q1", "Entwürfe")
+    assert parse_line(b'q2 getquota "User quota"') == rq.GetQuota("q2", "User quota")
+    assert parse_line(b'q3 SETQUOTA "" (storage 512 MESSAGE 10)') == rq.SetQuota(
+        "q3", "", (("STORAGE", 512), ("MESSAGE", 10))
+    )
+    assert parse_line(b"q4 SETQUOTA x ()") == rq.SetQuota("q4", "x", ())
+    status = parse_line(b"s STATUS INBOX (DELETED DELETED-STORAGE)")
+    assert isinstance(status, rq.Status) and status.items == ("DELETED", "DELETED-STORAGE")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"q GETQUOTA", b'q SETQUOTA "" (STORAGE)', b'q SETQUOTA "" STORAGE 1', b"q GETQUOTAROOT"],
+)
+def test_malformed_quota_commands_are_parse_errors(line: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_line(line)

@@ -180,6 +180,7 @@ class Session:
                 "UIDPLUS", "MOVE", "NAMESPACE", "UNSELECT", "SPECIAL-USE", "CHILDREN",
                 "LIST-EXTENDED", "LIST-STATUS",
                 f"APPENDLIMIT={self.config.imap.append_limit}", "CONDSTORE", "QRESYNC",
+                "QUOTA", "QUOTA=RES-STORAGE",
             ]  # fmt: skip
         return " ".join(caps)
 

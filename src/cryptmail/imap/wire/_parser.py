@@ -37,7 +37,7 @@ __all__ = ["parse_append_prefix", "parse_command", "parse_line"]
 _SEQ_CHARS: Final = frozenset(b"0123456789:,*")
 _STATUS_ITEMS: Final = frozenset(
     {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
-     "APPENDLIMIT", "DELETED"}
+     "APPENDLIMIT", "DELETED", "DELETED-STORAGE"}
 )  # fmt: skip
 _LIST_SELECT: Final = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 _LIST_RETURN: Final = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"})
@@ -325,6 +325,35 @@ def _status(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     return rq.Status(tag, mailbox, items)
 
 
+def _getquota(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
+    cur.sp()
+    root = _utf8(cur, cur.astring(), "quota root")
+    cur.expect_end()
+    return rq.GetQuota(tag, root)
+
+
+def _getquotaroot(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
+    mailbox = _sp_mailbox(cur)
+    cur.expect_end()
+    return rq.GetQuotaRoot(tag, mailbox)
+
+
+def _setquota(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
+    cur.sp()
+    root = _utf8(cur, cur.astring(), "quota root")
+    cur.sp()
+    cur.expect_byte(b"(", "'('")
+    limits: list[tuple[str, int]] = []
+    while not cur.skip_byte(b")"):
+        if limits:
+            cur.sp()
+        resource = cur.atom("a quota resource").upper()
+        cur.sp()
+        limits.append((resource, cur.number()))
+    cur.expect_end()
+    return rq.SetQuota(tag, root, tuple(limits))
+
+
 def _append(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     mailbox = _sp_mailbox(cur)
     messages: list[rq.AppendMessage] = []
@@ -487,6 +516,9 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "ENABLE": _enable,
     "ID": _id,
     "IDLE": _no_args(rq.Idle),
+    "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _getquotaroot,
+    "SETQUOTA": _setquota,
 }
 _UID_COMMANDS: Final = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"})
 

@@ -33,6 +33,8 @@ __all__ = [
     "Fetch",
     "FetchAttribute",
     "FetchItem",
+    "GetQuota",
+    "GetQuotaRoot",
     "Id",
     "Idle",
     "List",
@@ -59,6 +61,7 @@ __all__ = [
     "SearchText",
     "Section",
     "Select",
+    "SetQuota",
     "StartTLS",
     "Status",
     "Store",
@@ -252,6 +255,31 @@ class Status(Command):
     name: ClassVar[str] = "STATUS"
     mailbox: str
     items: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuota(Command):
+    """GETQUOTA (RFC 9208): the resources of one quota root."""
+
+    name: ClassVar[str] = "GETQUOTA"
+    root: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuotaRoot(Command):
+    """GETQUOTAROOT (RFC 9208): the quota roots of a mailbox, and their resources."""
+
+    name: ClassVar[str] = "GETQUOTAROOT"
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetQuota(Command):
+    """SETQUOTA (RFC 9208); ``limits`` as (upper-case resource, limit) pairs."""
+
+    name: ClassVar[str] = "SETQUOTA"
+    root: str
+    limits: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,8 @@ def _refuse_undecodable(name: str) -> None:
         raise MailboxNotFound("the mailbox name is not valid modified UTF-7")
 
 
-def _wire_name(name: str) -> bytes:
+def wire_name(name: str) -> bytes:
+    """A mailbox name as a response writes it: INBOX, else modified UTF-7 as an astring."""
     out = bytearray()
     append_astring(out, "INBOX" if name.upper() == "INBOX" else encode_mailbox_name(name))
     return bytes(out)
@@ -291,7 +292,7 @@ async def _list(session: Session, command: List) -> bytes:
             attributes.append(box.special_use)
         if want_subscribed and name in subscribed:
             attributes.append("\\Subscribed")
-        line = b"* LIST (" + " ".join(attributes).encode() + b') "/" ' + _wire_name(name)
+        line = b"* LIST (" + " ".join(attributes).encode() + b') "/" ' + wire_name(name)
         if name in hidden_below:
             line += childinfo
         await session.send(line + b"\r\n")
@@ -319,7 +320,7 @@ async def lsub(session: Session, command: Lsub) -> bytes:
     if "%" in command.pattern:
         lines += [(name, b"(\\Noselect)") for name in parents if matcher.fullmatch(name)]
     for name, attributes in sorted(lines, key=lambda item: (item[0] != "INBOX", item[0])):
-        await session.send(b"* LSUB " + attributes + b' "/" ' + _wire_name(name) + b"\r\n")
+        await session.send(b"* LSUB " + attributes + b' "/" ' + wire_name(name) + b"\r\n")
     return tagged(command.tag, "OK", "Lsub completed.")
 
 
@@ -334,7 +335,9 @@ async def _status_line(
     """One ``* STATUS`` response for `box` (STATUS and LIST-STATUS share it)."""
     items = list(items)
     count, unindexed = await mailbox_counts(conn, box.id)
-    wants_flags = any(i in ("UNSEEN", "DELETED", "SIZE", "RECENT") for i in items)
+    wants_flags = any(
+        i in ("UNSEEN", "DELETED", "DELETED-STORAGE", "SIZE", "RECENT") for i in items
+    )
     rows = await load_messages(conn, session.user_account, box.id) if wants_flags else []
     values: list[ImapValue] = []
     for item in items:
@@ -351,6 +354,10 @@ async def _status_line(
             value = sum(1 for r in rows if "\\Seen" not in r.flags)
         elif item == "DELETED":
             value = sum(1 for r in rows if "\\Deleted" in r.flags)
+        elif item == "DELETED-STORAGE":
+            # RFC 9208: what an EXPUNGE would give back, in the STORAGE resource's unit
+            # (1024 octets) and as the quota counts it.
+            value = -(-sum(r.size_rounded for r in rows if "\\Deleted" in r.flags) // 1024)
         elif item == "HIGHESTMODSEQ":
             value = box.highest_modseq
         elif item == "SIZE":
@@ -360,7 +367,7 @@ async def _status_line(
         else:
             continue
         values += [Atom(item), value]
-    return b"* STATUS " + _wire_name(box.name) + b" " + untagged(values)[2:]
+    return b"* STATUS " + wire_name(box.name) + b" " + untagged(values)[2:]
 
 
 async def status(session: Session, command: Status) -> bytes:

@@ -1,0 +1,65 @@
+"""QUOTA (RFC 9208): GETQUOTAROOT, GETQUOTA and SETQUOTA.
+
+A user has one quota root, named as Dovecot names it ("User quota"), governing all their
+mailboxes, with the one resource the ISPmail schema limits: STORAGE, the
+virtual_users.quota column in units of 1024 octets, against the same usage delivery,
+APPEND and COPY check (padded sizes, see `store.used_bytes`). A user without a quota
+(0) has no quota root at all. SETQUOTA is refused: the admin sets quotas in SQL or with
+`cryptmail user`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from cryptmail.imap.server._errors import CommandFailed
+from cryptmail.imap.server.commands._mailboxes import wire_name
+from cryptmail.imap.wire._requests import GetQuota, GetQuotaRoot, SetQuota
+from cryptmail.imap.wire._response import Atom, Raw, tagged, untagged
+from cryptmail.store import get_mailbox, used_bytes
+from cryptmail.users import get_user_by_id
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._session import Session
+
+ROOT: Final = "User quota"
+
+
+def _kib(octets: int) -> int:
+    return -(-octets // 1024)
+
+
+async def _quota_line(session: Session) -> bytes | None:
+    """The ``* QUOTA`` response of the user's root; None if the user has no quota."""
+    account = session.user_account
+    async with session.context.engine.connect() as conn:
+        # Read now, not at login: the admin may have changed it since.
+        limit = (await get_user_by_id(conn, account.user.id)).quota
+        if limit <= 0:
+            return None
+        used = await used_bytes(conn, account.user.id)
+    return untagged(Atom("QUOTA"), ROOT, [Atom("STORAGE"), _kib(used), _kib(limit)])
+
+
+async def getquotaroot(session: Session, command: GetQuotaRoot) -> bytes:
+    async with session.context.engine.connect() as conn:
+        box = await get_mailbox(conn, session.user_account, command.mailbox)
+    quota = await _quota_line(session)
+    name = Raw(wire_name(box.name))
+    if quota is None:
+        await session.send(untagged(Atom("QUOTAROOT"), name))
+    else:
+        await session.send(untagged(Atom("QUOTAROOT"), name, ROOT) + quota)
+    return tagged(command.tag, "OK", "Getquotaroot completed.")
+
+
+async def getquota(session: Session, command: GetQuota) -> bytes:
+    quota = await _quota_line(session) if command.root == ROOT else None
+    if quota is None:
+        raise CommandFailed("No such quota root.", "[NONEXISTENT]")
+    await session.send(quota)
+    return tagged(command.tag, "OK", "Getquota completed.")
+
+
+async def setquota(session: Session, command: SetQuota) -> bytes:
+    raise CommandFailed("Quotas are set by the administrator.", "[NOPERM]")
