@@ -155,6 +155,15 @@ class SaslConfig:
 
 
 @dataclass(frozen=True)
+class QuotaConfig:
+    """virtual_users.quota (bytes; 0 = none) is enforced at delivery, APPEND and COPY."""
+
+    warnings: tuple[int, ...] = (80, 95)
+    """Percentages of the quota: a delivery that takes the usage past one of them is
+    followed by a warning message in the user's INBOX (once per crossing). Empty: none."""
+
+
+@dataclass(frozen=True)
 class ImapConfig:
     """The IMAP listeners."""
 
@@ -247,6 +256,7 @@ class Config:
     imap: ImapConfig = field(default_factory=ImapConfig)
     web: WebConfig = field(default_factory=WebConfig)
     sasl: SaslConfig = field(default_factory=SaslConfig)
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
@@ -329,6 +339,12 @@ def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
         raise ConfigError(f"{source}: {path} must be an integer, not {value!r}")
     if hint is str and not isinstance(value, str):
         raise ConfigError(f"{source}: {path} must be a string, not {value!r}")
+    if origin is tuple and typing.get_args(hint)[0] is int:
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise ConfigError(f"{source}: {path} must be a list of integers, not {value!r}")
+        return tuple(value)
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{source}: {path} must be a list of strings, not {value!r}")
@@ -337,6 +353,8 @@ def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
 
 
 def _check(config: Config, source: str) -> None:
+    if any(not 0 < percent <= 100 for percent in config.quota.warnings):
+        raise ConfigError(f"{source}: quota.warnings are percentages from 1 to 100")
     a = config.crypto.argon2
     if a.memory_kib < 19456 or a.time_cost < 2 and a.memory_kib < 47104:
         raise ConfigError(

@@ -66,13 +66,19 @@ MakeRig = Callable[..., Awaitable[Rig]]
 async def rig_factory(tmp_path: Path) -> AsyncIterator[MakeRig]:
     made: list[Rig] = []
 
-    async def make(limits: Limits | None = None, max_connections: int = 16) -> Rig:
+    async def make(
+        limits: Limits | None = None,
+        max_connections: int = 16,
+        quota_warnings: tuple[int, ...] = (),
+    ) -> Rig:
         engine = create_engine(f"sqlite:///{tmp_path / 'cryptmail.db'}")
         await upgrade(engine)
         async with engine.begin() as conn:
             await add_domain(conn, "example.org")
         blobs = LocalBlobStore(tmp_path / "blobs")
-        handler = DeliveryHandler(engine, blobs, tmp_path / "spool", bus=ChangeBus())
+        handler = DeliveryHandler(
+            engine, blobs, tmp_path / "spool", bus=ChangeBus(), quota_warnings=quota_warnings
+        )
         server = LmtpServer(
             handler, hostname="lmtp.test", limits=limits, max_connections=max_connections
         )

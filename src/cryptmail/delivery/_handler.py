@@ -5,7 +5,9 @@ each one's public key and INBOX, in one transaction. DATA is
 spooled once, encrypted under a key that lives in memory only, then delivered to each
 user with that user's public key, with Return-Path and Delivered-To on top (`_trace`).
 A user reached by several accepted recipients gets the message once, delivered to the
-first of those addresses. Errors map to replies in one table; an unexpected one is a 4xx with
+first of those addresses. A delivery that takes a user's usage past a `quota.warnings`
+threshold is followed by a warning into their INBOX (`_quota_warning`). Errors map to
+replies in one table; an unexpected one is a 4xx with
 no internals, so the sender retries and learns nothing.
 
 The log has one line per delivery: session, transaction, user id, size, result. Never a
@@ -17,12 +19,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.db import UserId
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
+from cryptmail.delivery._quota_warning import crossed_threshold, warning_message
 from cryptmail.delivery._trace import delivery_headers
 from cryptmail.errors import DatabaseError, KeyLocked, QuotaExceeded, StoreUnavailable
 from cryptmail.store import (
@@ -33,6 +37,7 @@ from cryptmail.store import (
     resolve_delivery,
 )
 from cryptmail.store.blobs import BlobStore
+from cryptmail.users import User
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +78,13 @@ class DeliveryHandler:
         spool_dir: Path,
         *,
         bus: ChangePublisher | None = None,
+        quota_warnings: Sequence[int] = (),
     ) -> None:
         self._engine = engine
         self._blobs = blobs
         self._spool_dir = spool_dir
         self._bus = bus
+        self._quota_warnings = tuple(quota_warnings)
 
     async def handle_rcpt(
         self, session: Session, envelope: Envelope, address: str
@@ -157,7 +164,28 @@ class DeliveryHandler:
             size,
             " (retry of a stored delivery)" if appended.duplicate else "",
         )
+        if appended.used_before is not None and appended.blob is not None:
+            await self._warn_quota(user, appended.used_before, appended.blob.size)
         return OK
+
+    async def _warn_quota(self, user: User, used_before: int, added: int) -> None:
+        percent = crossed_threshold(user.quota, used_before, added, self._quota_warnings)
+        if percent is None:
+            return
+        used = used_before + added
+        message = warning_message(user, percent, used, datetime.now(UTC))
+
+        async def source() -> AsyncIterator[bytes]:
+            yield message
+
+        try:
+            await deliver_message(
+                self._engine, self._blobs, user, source(), size_hint=len(message), bus=self._bus
+            )
+        except Exception as exc:  # the mail that crossed is stored; the warning is extra
+            log.warning("quota warning for user=%d not delivered (%s)", user.id, type(exc).__name__)
+            return
+        log.info("quota warning for user=%d: %d%% of the quota used", user.id, percent)
 
 
 async def _after(headers: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -65,7 +65,11 @@ async def _serve(
     try:
         blobs = await run_blocking(open_blob_store, config)
         handler = DeliveryHandler(
-            engine, blobs, config.data_path / "spool", bus=PipePublisher(notify_fd)
+            engine,
+            blobs,
+            config.data_path / "spool",
+            bus=PipePublisher(notify_fd),
+            quota_warnings=config.quota.warnings,
         )
         server = LmtpServer(
             handler,

@@ -47,6 +47,9 @@ class Appended:
     row_id: int
     blob: StoredBlob | None
     duplicate: bool = False
+    used_before: int | None = None
+    """The user's usage (as the quota counts it) just before this message, read in the
+    transaction that added it; None for a user without a quota."""
 
 
 DELIVERY_TAG_WINDOW = timedelta(hours=1)
@@ -190,11 +193,14 @@ def _used_bytes(conn: Connection, user_id: UserId) -> int:
     return int(conn.execute(_USED_BYTES, {"user_id": user_id}).scalar_one())
 
 
-def _check_quota(conn: Connection, user: User, size: int) -> None:
+def _check_quota(conn: Connection, user: User, size: int) -> int | None:
+    """The usage before `size` more bytes (None: no quota); QuotaExceeded past it."""
     if user.quota <= 0:
-        return
-    if _used_bytes(conn, user.id) + round_size(size) > user.quota:
+        return None
+    used = _used_bytes(conn, user.id)
+    if used + round_size(size) > user.quota:
         raise QuotaExceeded(f"user id {user.id} is over quota")
+    return used
 
 
 async def used_bytes(conn: AsyncConnection, user_id: UserId) -> int:
@@ -377,10 +383,10 @@ async def deliver_message(
             earlier = _earlier_delivery(conn, user.id, tag)
             if earlier is not None:
                 return earlier
-        _check_quota(conn, user, blob.size)
+        used = _check_quota(conn, user, blob.size)
         row_id, uid, modseq = _insert_row(conn, mailbox, blob, when, tag=tag)
         checkpoint("append:before-row-commit")
-        return Appended(mailbox, uid, modseq, row_id, blob)
+        return Appended(mailbox, uid, modseq, row_id, blob, used_before=used)
 
     try:
         appended = await run_transaction(engine, commit_row)
