@@ -164,6 +164,25 @@ class QuotaConfig:
 
 
 @dataclass(frozen=True)
+class SpamConfig:
+    """Spam learning: messages moved into Junk are learned as spam, out of Junk (not to
+    Trash) as ham, by a command that reads the message on standard input."""
+
+    learn_spam: tuple[str, ...] = ()
+    """The command and its arguments (no shell), e.g. `["rspamc", "learn_spam"]`; empty: off."""
+    learn_ham: tuple[str, ...] = ()
+    """The same for ham, e.g. `["rspamc", "learn_ham"]`; empty: off."""
+    max_running: int = 2
+    """Commands running at once."""
+    max_queued: int = 1000
+    """Messages waiting to be learned; beyond that they are skipped (and logged)."""
+    timeout_s: int = 30
+    """Seconds a command may run before it is killed."""
+    max_message_bytes: int = 10485760
+    """Larger messages are not learned (10 MiB)."""
+
+
+@dataclass(frozen=True)
 class ImapConfig:
     """The IMAP listeners."""
 
@@ -257,6 +276,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     sasl: SaslConfig = field(default_factory=SaslConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
+    spam: SpamConfig = field(default_factory=SpamConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
@@ -353,6 +373,8 @@ def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
 
 
 def _check(config: Config, source: str) -> None:
+    if config.spam.max_running < 1 or config.spam.max_queued < 1:
+        raise ConfigError(f"{source}: spam.max_running and spam.max_queued must be at least 1")
     if any(not 0 < percent <= 100 for percent in config.quota.warnings):
         raise ConfigError(f"{source}: quota.warnings are percentages from 1 to 100")
     a = config.crypto.argon2

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config, load_config
 from cryptmail.db import create_engine, upgrade
+from cryptmail.imap.server._learning import SpamLearner
 from cryptmail.imap.server._listener import ImapListener, make_context
 from cryptmail.keys import LoginThrottle, create_user
 from cryptmail.secret import Password
@@ -39,6 +40,7 @@ class ImapRig:
     engine: AsyncEngine
     blobs: LocalBlobStore
     throttle: LoginThrottle
+    learner: SpamLearner | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
@@ -91,7 +93,14 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
 
     listener, engine, blobs = asyncio.run_coroutine_threadsafe(setup(), loop).result(60)
     rig = ImapRig(
-        config, loop, listener.port, listener.context.bus, engine, blobs, listener.context.throttle
+        config,
+        loop,
+        listener.port,
+        listener.context.bus,
+        engine,
+        blobs,
+        listener.context.throttle,
+        listener.context.learner,
     )
     rig.add_user(USER, PASSWORD)
     try:

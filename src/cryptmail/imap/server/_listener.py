@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config
+from cryptmail.imap.server._learning import SpamLearner
 from cryptmail.imap.server._session import Session
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.store import ChangeBus
@@ -48,6 +49,8 @@ class ServerContext:
     accounts: UnlockedAccounts
     ssl_context: ssl.SSLContext | None
     hostname: str = field(default_factory=socket.gethostname)
+    learner: SpamLearner | None = None
+    """Spam learning on moves into and out of Junk; None when `spam` is not configured."""
 
 
 def _make_self_signed(cert_path: Path, key_path: Path) -> None:
@@ -214,6 +217,9 @@ class ImapListener:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), grace_s)
+        learner = self.context.learner
+        if learner is not None:  # what is still queued is not learned: training is a hint
+            await learner.close()
         self._closed.set()
         log.info("%s stopped", self.name)
 
@@ -259,4 +265,7 @@ def make_context(
         throttle=throttle,
         accounts=accounts or _shared_accounts(engine, config),
         ssl_context=make_ssl_context(config),
+        learner=SpamLearner(config.spam, blobs)
+        if config.spam.learn_spam or config.spam.learn_ham
+        else None,
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from cryptmail.errors import MailboxNotFound
 from cryptmail.imap.server._errors import CommandFailed, missing_code
+from cryptmail.imap.server._learning import verdict_for
 from cryptmail.imap.server._selected import InvalidSequence, SelectedMailbox
 from cryptmail.imap.wire._requests import Copy, Expunge, Move, Store
 from cryptmail.imap.wire._response import Atom, ImapValue, tagged, untagged
@@ -25,6 +26,7 @@ from cryptmail.store import (
     copy_messages,
     expunge,
     get_mailbox,
+    mailbox_by_id,
     move_messages,
     unreferenced_blobs,
 )
@@ -151,9 +153,13 @@ async def _copy(session: Session, command: Copy | Move, *, move: bool) -> bytes:
         _writable(selected)
     targets = _targets(selected, command)
     account = selected.account
+    learner = session.context.learner
+    source_role: str | None = None
     try:
         async with session.context.engine.connect() as conn:
             target = await get_mailbox(conn, account, command.mailbox)
+            if learner is not None:
+                source_role = (await mailbox_by_id(conn, None, selected.mailbox_id)).role
     except MailboxNotFound:
         raise CommandFailed("Mailbox does not exist.", missing_code(command.mailbox)) from None
     rows = [selected.rows[uid] for _seq, uid in targets]
@@ -171,6 +177,14 @@ async def _copy(session: Session, command: Copy | Move, *, move: bool) -> bytes:
         else:
             pairs = await copy_messages(conn, account, rows, target.id)
     session.context.bus.publish(account.user.id, target.id)
+    verdict = verdict_for(source_role, target.role) if learner is not None else None
+    if learner is not None and verdict is not None and pairs:
+        copied = {source_uid for source_uid, _new_uid in pairs}
+        learner.submit(
+            verdict,
+            account,
+            [(row.blob_id, row.size_rounded) for row in rows if row.uid in copied],
+        )
     # No COPYUID when another session expunged every message first: RFC 4315 has no
     # empty UID set.
     code = None
