@@ -12,7 +12,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "cryptmail"
 
 # Which cryptmail packages each package may import (besides itself and the shared
-# top-level modules config, errors, secret, concurrency, utf7, sockets).
+# top-level modules config, errors, secret, concurrency, utf7, sockets, logs).
 ALLOWED: dict[str, set[str]] = {
     "crypto": set(),
     "db": set(),
@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "serve": {"db", "users", "keys", "store", "delivery", "imap", "web", "sasl"},
     "cli": {"crypto", "db", "users", "keys", "store", "delivery", "imap", "web", "sasl", "serve"},
 }
-SHARED = {"config", "errors", "secret", "concurrency", "utf7", "sockets", "__init__"}
+SHARED = {"config", "errors", "secret", "concurrency", "utf7", "sockets", "logs", "__init__"}
 
 
 def _imports(path: Path) -> set[str]:

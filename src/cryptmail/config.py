@@ -268,6 +268,9 @@ class Config:
     """Directory for the SQLite database, blobs and the self-signed certificate."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the server."""
+    log_format: Literal["text", "json"] = "text"
+    """`text`: one line per event; `json`: one JSON object per line (fields `time`,
+    `level`, `logger`, `message`, `pid`, `exception`), for a log collector."""
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     blobs: BlobsConfig = field(default_factory=BlobsConfig)

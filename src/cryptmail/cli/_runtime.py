@@ -26,6 +26,7 @@ from cryptmail.concurrency import configure_kdf_pool
 from cryptmail.config import Config
 from cryptmail.db import create_engine, current_revision, head_revision, upgrade
 from cryptmail.errors import ConfigError, KeySlotError, PasswordRejected
+from cryptmail.logs import use_format
 from cryptmail.secret import Password
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def run_with_engine(
     there, and becomes a ConfigError naming that path and the system's reason.
     """
     config = config_from_args(args)
+    use_format(config.log_format)
     _set_log_levels(args, config, server=server)
     configure_kdf_pool(config.crypto.argon2.max_concurrent, config.crypto.argon2.max_queued)
 

@@ -24,6 +24,7 @@ from cryptmail.concurrency import block_in_place, run_blocking
 from cryptmail.config import Config
 from cryptmail.db import create_engine
 from cryptmail.delivery import ConnectionShares, DeliveryHandler, Limits, LmtpServer
+from cryptmail.logs import use_format
 from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._memory import settle_gc, tune_malloc
 from cryptmail.store import PipePublisher
@@ -96,6 +97,7 @@ def main(argv: list[str]) -> int:
     setup: WorkerSetup = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
     os.umask(0o077)
     logging.basicConfig(format=setup.log_format, stream=sys.stderr)
+    use_format(setup.config.log_format)
     for name, level in setup.log_levels.items():
         logging.getLogger(name or None).setLevel(level)
     forbid_core_dumps()  # execve made this process dumpable again
