@@ -31,6 +31,7 @@ from cryptmail.crypto import (
     wrap_key,
 )
 from cryptmail.crypto._keypair import ecdh
+from cryptmail.crypto._labels import LABEL_BLOB_KEY_WRAP, LABEL_ECIES_WRAP, LABEL_SEALED_BOX
 from cryptmail.errors import DecryptionFailed
 
 MESSAGE_KEY = bytes(range(32))
@@ -82,6 +83,75 @@ def test_rfc5869_hkdf_sha256(ikm: str, salt: str, info: str, length: int, okm: s
 def test_aes256gcm_zero_key_zero_nonce(plaintext: str, sealed: str) -> None:
     aead = AESGCM(bytes(32))
     assert aead.encrypt(bytes(12), bytes.fromhex(plaintext), None).hex() == sealed
+
+
+def test_labelled_wrap_follows_the_documented_formula(
+    private_keys: dict[CurveName, PrivateKey],
+) -> None:
+    key = private_keys["x25519"]
+    recipient = public_info(key)
+    wrapped = wrap_key(MESSAGE_KEY, recipient, CONTEXT, label=LABEL_BLOB_KEY_WRAP)
+    shared = ecdh(key, load_public_key("x25519", wrapped.ephemeral))
+    wrap = HKDF(
+        hashes.SHA256(),
+        32,
+        salt=wrapped.ephemeral + recipient.encoded,
+        info=b"cryptmail/v3/blob-key-wrap" + CONTEXT,
+    ).derive(shared)
+    assert AESGCM(wrap).decrypt(bytes(12), wrapped.wrapped, CONTEXT) == MESSAGE_KEY
+
+
+def test_box_follows_the_documented_formula() -> None:
+    box = seal_box(b"details", public_info(_KEY), CONTEXT)
+    assert box[:2] == bytes([3, 32])
+    wrapped = WrappedKey(box[2:34], box[34:82])
+    message_key = unwrap_key(wrapped, _KEY, CONTEXT, label=b"cryptmail/v3/sealed-box")
+    body = AESGCM(message_key).decrypt(bytes(12), box[82:], b"cryptmail/v3/sealed-box" + CONTEXT)
+    assert body == b"details"
+
+
+def _legacy_box(plaintext: bytes, key: PrivateKey, context: bytes) -> bytes:
+    """A version-1 box as it was written before the sealed box had its own label."""
+    message_key = os.urandom(32)
+    wrapped = wrap_key(message_key, public_info(key), context)
+    body = AESGCM(message_key).encrypt(bytes(12), plaintext, context)
+    return bytes([len(wrapped.ephemeral)]) + wrapped.ephemeral + wrapped.wrapped + body
+
+
+def test_version_1_boxes_still_open(
+    private_keys: dict[CurveName, PrivateKey], curve: CurveName
+) -> None:
+    key = private_keys[curve]
+    old = _legacy_box(b"old details", key, b"key-event|7")
+    assert open_box(old, key, CONTEXT, legacy=b"key-event|7") == b"old details"
+    assert open_box(old, key, b"key-event|7") == b"old details"
+    with pytest.raises(DecryptionFailed):
+        open_box(old, key, CONTEXT, legacy=b"key-event|8")
+    # A version-3 box never opens with the legacy context, nor as version 1.
+    new = seal_box(b"new details", public_info(key), CONTEXT)
+    with pytest.raises(DecryptionFailed):
+        open_box(new, key, b"other", legacy=CONTEXT)
+    with pytest.raises(DecryptionFailed):
+        open_box(new[1:], key, CONTEXT)
+
+
+def test_a_box_wrap_is_no_blob_wrap_and_back(private_keys: dict[CurveName, PrivateKey]) -> None:
+    """Label separation: the same key, message key and context under two purposes."""
+    key = private_keys["x25519"]
+    for made, tried in (
+        (LABEL_SEALED_BOX, LABEL_BLOB_KEY_WRAP),
+        (LABEL_BLOB_KEY_WRAP, LABEL_SEALED_BOX),
+        (LABEL_BLOB_KEY_WRAP, LABEL_ECIES_WRAP),
+        (LABEL_ECIES_WRAP, LABEL_SEALED_BOX),
+    ):
+        wrapped = wrap_key(MESSAGE_KEY, public_info(key), CONTEXT, label=made)
+        assert unwrap_key(wrapped, key, CONTEXT, label=made) == MESSAGE_KEY
+        with pytest.raises(DecryptionFailed):
+            unwrap_key(wrapped, key, CONTEXT, label=tried)
+    # A whole event box's wrapped key, put in a blob header, does not unwrap there.
+    box = seal_box(b"x", public_info(key), CONTEXT)
+    with pytest.raises(DecryptionFailed):
+        unwrap_key(WrappedKey(box[2:34], box[34:82]), key, CONTEXT, label=LABEL_BLOB_KEY_WRAP)
 
 
 def test_wrap_follows_the_documented_formula(private_keys: dict[CurveName, PrivateKey]) -> None:
@@ -203,8 +273,9 @@ def test_box_round_trip(
     plaintext = os.urandom(size)
     box = seal_box(plaintext, public_info(key), CONTEXT)
     eph = EPHEMERAL_SIZES[curve]
-    assert box[0] == eph
-    assert len(box) == 1 + eph + 48 + size + 16
+    assert box[0] == 3  # SEALED_BOX_VERSION
+    assert box[1] == eph
+    assert len(box) == 2 + eph + 48 + size + 16
     assert open_box(box, key, CONTEXT) == plaintext
 
 

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -20,25 +21,83 @@ CONTEXT = b"mailbox-name|17"
 FIELDS = FieldCipher(DATA_KEY)
 
 
+def _field_key(data_key: bytes) -> bytes:
+    return HKDF(hashes.SHA256(), 32, salt=b"", info=b"cryptmail/v3/field-key").derive(data_key)
+
+
+def _sealed_v1(value: bytes, context: bytes, data_key: bytes = DATA_KEY) -> bytes:
+    """A version-1 field as written before version 3: the data key as the AES key."""
+    nonce = bytes(range(12))
+    return b"\x01" + nonce + AESGCM(data_key).encrypt(nonce, value, b"cryptmail/v1/field" + context)
+
+
+def _sealed_v2(value: bytes, context: bytes, generation: int, data_key: bytes) -> bytes:
+    nonce = bytes(range(12))
+    head = b"\x02" + generation.to_bytes(4, "big")
+    return head + nonce + AESGCM(data_key).encrypt(nonce, value, b"cryptmail/v1/field" + context)
+
+
 @settings(max_examples=100)
 @given(value=st.binary(max_size=2000), context=st.binary(max_size=64))
 def test_round_trip(value: bytes, context: bytes) -> None:
     sealed = FIELDS.seal(value, context)
-    assert len(sealed) == 29 + len(value)
-    assert sealed[0] == 1
+    assert len(sealed) == 33 + len(value)
+    assert sealed[:5] == b"\x03\x00\x00\x00\x00"
+    assert FIELDS.is_current(sealed)
     assert FIELDS.open(sealed, context) == value
 
 
 def test_layout_follows_the_spec() -> None:
     sealed = FIELDS.seal(b"Projects/2025", CONTEXT)
-    aead = AESGCM(DATA_KEY)
-    assert aead.decrypt(sealed[1:13], sealed[13:], b"cryptmail/v1/field" + CONTEXT) == (
+    aead = AESGCM(_field_key(DATA_KEY))
+    assert aead.decrypt(sealed[5:17], sealed[17:], b"cryptmail/v1/field" + CONTEXT) == (
         b"Projects/2025"
     )
+    # The data key itself is no AES key of a version-3 field.
+    with pytest.raises(InvalidTag):
+        AESGCM(DATA_KEY).decrypt(sealed[5:17], sealed[17:], b"cryptmail/v1/field" + CONTEXT)
+
+
+def test_version_1_and_2_fields_still_open() -> None:
+    old = _sealed_v1(b"Projects/2024", CONTEXT)
+    assert not FIELDS.is_current(old)
+    assert FIELDS.open(old, CONTEXT) == b"Projects/2024"
+    later = FieldCipher(DATA_KEY, {1: bytes(32)})
+    assert later.open(old, CONTEXT) == b"Projects/2024"
+    assert later.open(_sealed_v2(b"x", CONTEXT, 1, bytes(32)), CONTEXT) == b"x"
+    with pytest.raises(DecryptionFailed):
+        FIELDS.open(_sealed_v2(b"x", CONTEXT, 1, bytes(32)), CONTEXT)
+
+
+def test_legacy_context_applies_to_old_versions_only() -> None:
+    """A column whose binding changed: old fields open with the old context, new ones
+    only with the new; neither opens with the other's."""
+    new_context, old_context = b"\x00\x01a\x00\x0217", b"mailbox-name|5"
+    old = _sealed_v1(b"Work", old_context)
+    assert FIELDS.open(old, new_context, legacy=old_context) == b"Work"
+    with pytest.raises(DecryptionFailed):
+        FIELDS.open(old, new_context)
+    new = FIELDS.seal(b"Work", new_context)
+    assert FIELDS.open(new, new_context, legacy=old_context) == b"Work"
+    with pytest.raises(DecryptionFailed):
+        FIELDS.open(new, old_context, legacy=new_context)
+
+
+def test_a_version_3_field_cannot_be_downgraded() -> None:
+    """Relabelling a version-3 field as 1 or 2 meets the data key instead of the field
+    key, and fails under any context."""
+    later = FieldCipher(DATA_KEY, {1: bytes(32)})
+    for cipher in (FIELDS, later):
+        sealed = cipher.seal(b"Work", CONTEXT)
+        as_v2 = b"\x02" + sealed[1:]
+        as_v1 = b"\x01" + sealed[5:]
+        for bad in (as_v1, as_v2):
+            with pytest.raises(DecryptionFailed):
+                later.open(bad, CONTEXT, legacy=CONTEXT)
 
 
 def test_nonces_are_fresh() -> None:
-    assert FIELDS.seal(b"x", CONTEXT)[1:13] != FIELDS.seal(b"x", CONTEXT)[1:13]
+    assert FIELDS.seal(b"x", CONTEXT)[5:17] != FIELDS.seal(b"x", CONTEXT)[5:17]
 
 
 def test_wrong_context_fails() -> None:
@@ -66,11 +125,16 @@ def test_every_flipped_bit_fails() -> None:
 
 def test_short_or_unknown_version_fails() -> None:
     sealed = FIELDS.seal(b"", CONTEXT)
-    assert len(sealed) == 29
-    for length in range(29):
+    assert len(sealed) == 33
+    for length in range(33):
         with pytest.raises(DecryptionFailed):
             FIELDS.open(sealed[:length], CONTEXT)
-    for version in (0, 2, 255):
+    old = _sealed_v1(b"", CONTEXT)
+    assert len(old) == 29
+    for length in range(29):
+        with pytest.raises(DecryptionFailed):
+            FIELDS.open(old[:length], CONTEXT)
+    for version in (0, 1, 2, 4, 255):
         with pytest.raises(DecryptionFailed):
             FIELDS.open(bytes([version]) + sealed[1:], CONTEXT)
 
@@ -95,9 +159,9 @@ def test_repr_hides_the_key() -> None:
 def test_later_generations_seal_under_the_newest_key() -> None:
     later = FieldCipher(DATA_KEY, {1: bytes(32), 2: bytes(range(2, 34))})
     sealed = later.seal(b"Projects", CONTEXT)
-    assert sealed[:5] == b"\x02\x00\x00\x00\x02"
+    assert sealed[:5] == b"\x03\x00\x00\x00\x02"
     assert len(sealed) == 33 + len(b"Projects")
-    aead = AESGCM(bytes(range(2, 34)))
+    aead = AESGCM(_field_key(bytes(range(2, 34))))
     assert aead.decrypt(sealed[5:17], sealed[17:], b"cryptmail/v1/field" + CONTEXT) == b"Projects"
     assert later.open(sealed, CONTEXT) == b"Projects"
     # Older fields keep opening; the lookup key stays generation 0's.

@@ -87,8 +87,9 @@ def test_every_doc_constant_exists_in_the_code() -> None:
     [value for name, value in vars(labels).items() if name.startswith("LABEL_")],
 )
 def test_labels_are_versioned_and_distinct(label: bytes) -> None:
-    # v2: the labels the re-keying formats (slot version 2, data key wrap) brought.
-    assert label.startswith((b"cryptmail/v1/", b"cryptmail/v2/"))
+    # v2: the labels the re-keying formats (slot version 2, data key wrap) brought; v3:
+    # those of the label separation (field version 3, blob version 3, sealed box 3).
+    assert label.startswith((b"cryptmail/v1/", b"cryptmail/v2/", b"cryptmail/v3/"))
     all_labels = [v for n, v in vars(labels).items() if n.startswith("LABEL_")]
     assert all_labels.count(label) == 1
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cryptmail.crypto._ecies as ecies_module
+import cryptmail.crypto._stream as stream_module
 from cryptmail.crypto import (
     MAX_HEADER_SIZE,
     BlobHeader,
@@ -24,12 +25,15 @@ from cryptmail.crypto import (
     PayloadKey,
     PrivateKey,
     chunk_span,
+    context,
     curve_names,
     generate_private_key,
     parse_blob_header,
     plain_header,
     public_info,
     unwrap_blob_key,
+    unwrap_key,
+    wrap_key,
 )
 from cryptmail.crypto._labels import (
     BLOB_CHUNK_SIZE,
@@ -721,3 +725,65 @@ def test_max_header_size_covers_the_largest_header() -> None:
     assert len(largest) == MAX_HEADER_SIZE
     header = parse_blob_header(largest + b"body")
     assert header.size == MAX_HEADER_SIZE
+
+
+# --- the blob wrap's own label (issue 14, finding 6) ---------------------------------
+
+
+def _version_1_blob(private_key: PrivateKey, plaintext: bytes) -> bytes:
+    """A blob as written before version 3: the message key wrapped with the shared
+    label and the bare blob id; everything else as now."""
+    info = public_info(private_key)
+    wrapped = wrap_key(MESSAGE_KEY, info, BLOB_ID)
+    header = b"".join(
+        [
+            BLOB_MAGIC,
+            bytes([1, BLOB_MODE_SEALED, CURVE_IDS[info.curve]]),
+            info.key_id,
+            bytes([len(wrapped.ephemeral)]),
+            wrapped.ephemeral,
+            bytes([48]),
+            wrapped.wrapped,
+            bytes([CHUNK.bit_length() - 1]),
+        ]
+    )
+    cipher = stream_module._payload_cipher(MESSAGE_KEY, BLOB_ID, header)
+    assert len(plaintext) <= CHUNK
+    return header + cipher.encrypt(stream_module._nonce(0, True), plaintext, None)
+
+
+def test_version_1_blobs_still_open(
+    private_keys: dict[CurveName, PrivateKey], curve: CurveName
+) -> None:
+    blob = _version_1_blob(private_keys[curve], b"an old message")
+    assert parse_blob_header(blob).version == 1
+    assert open_with_key(blob, private_keys[curve]) == b"an old message"
+
+
+def test_the_blob_wrap_has_its_own_label_and_a_length_prefixed_context(
+    private_keys: dict[CurveName, PrivateKey],
+) -> None:
+    key = private_keys["x25519"]
+    header = parse_blob_header(seal(key, b"new"))
+    assert header.version == BLOB_VERSION == 3
+    assert header.wrapped is not None
+    got = unwrap_key(header.wrapped, key, context(BLOB_ID), label=b"cryptmail/v3/blob-key-wrap")
+    assert got == MESSAGE_KEY
+    with pytest.raises(DecryptionFailed):
+        unwrap_key(header.wrapped, key, BLOB_ID)  # the version-1 label and context
+
+
+def test_a_version_3_blob_relabelled_version_1_fails(
+    private_keys: dict[CurveName, PrivateKey],
+) -> None:
+    key = private_keys["prime256v1"]
+    blob = seal(key, b"new mail")
+    downgraded = blob[:6] + b"\x01" + blob[7:]
+    with pytest.raises(DecryptionFailed):
+        open_with_key(downgraded, key)
+    with pytest.raises(DecryptionFailed):
+        open_cached(downgraded)
+    # And back: an old blob set to version 3 fails too.
+    old = _version_1_blob(key, b"old mail")
+    with pytest.raises(DecryptionFailed):
+        open_with_key(old[:6] + b"\x03" + old[7:], key)

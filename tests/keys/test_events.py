@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
+from cryptmail.crypto import wrap_key
 from cryptmail.db import tables as t
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import (
+    UnlockedAccount,
     add_app_password,
     change_password,
     list_events,
@@ -88,3 +92,66 @@ async def test_old_events_stay_readable_after_rotation(
         events = await list_events(conn, account)
     failed = [e.client_ip for e in events if e.event == "sign_in_failed"]
     assert failed == ["198.51.100.2", IP]
+
+
+# --- details bound to their rows (issue 14, finding 6) --------------------------------
+
+
+async def _two_failures(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> tuple[UnlockedAccount, list[int]]:
+    await make_user()
+    for ip in (IP, "198.51.100.2"):
+        with pytest.raises(AuthenticationFailed):
+            await unlock_account(engine, ALICE, pw("guess"), crypto, client_ip=ip)
+    account, _slot = await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
+    ev = t.cm_key_events
+    async with engine.connect() as conn:
+        ids = [
+            int(r.id)
+            for r in await conn.execute(
+                select(ev.c.id).where(ev.c.event == "sign_in_failed").order_by(ev.c.id)
+            )
+        ]
+    return account, ids
+
+
+async def _failed_ips(engine: AsyncEngine, account: UnlockedAccount) -> list[str]:
+    async with engine.connect() as conn:
+        events = await list_events(conn, account)
+    return [e.client_ip for e in events if e.event == "sign_in_failed"]
+
+
+async def test_swapped_details_are_detected(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    account, (first, second) = await _two_failures(engine, crypto, make_user)
+    assert await _failed_ips(engine, account) == ["198.51.100.2", IP]
+    ev = t.cm_key_events
+    async with engine.begin() as conn:
+        one, two = [
+            (await conn.execute(select(ev.c.detail_sealed).where(ev.c.id == i))).scalar_one()
+            for i in (first, second)
+        ]
+        await conn.execute(update(ev).where(ev.c.id == first).values(detail_sealed=two))
+        await conn.execute(update(ev).where(ev.c.id == second).values(detail_sealed=one))
+    assert await _failed_ips(engine, account) == ["?", "?"]
+
+
+async def test_old_format_details_still_open(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    """A detail sealed before the sealed box had its own label and a per-row context."""
+    account, (first, _second) = await _two_failures(engine, crypto, make_user)
+    public = account.active_key
+    message_key = os.urandom(32)
+    context = b"key-event|%d" % account.user.id
+    wrapped = wrap_key(message_key, public, context)  # the shared version-1 label
+    body = AESGCM(message_key).encrypt(bytes(12), b'{"ip": "192.0.2.77", "name": ""}', context)
+    box = bytes([len(wrapped.ephemeral)]) + wrapped.ephemeral + wrapped.wrapped + body
+    ev = t.cm_key_events
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(ev).where(ev.c.id == first).values(detail_sealed=public.key_id + box)
+        )
+    assert await _failed_ips(engine, account) == ["198.51.100.2", "192.0.2.77"]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select, update
 
 from cryptmail import store
-from cryptmail.errors import MailboxExists, MailboxNotFound, StoreError
+from cryptmail.crypto import FieldCipher, context
+from cryptmail.db import tables as t
+from cryptmail.errors import MailboxExists, MailboxNotFound, ObjectTampered, StoreError
 from cryptmail.keys import UnlockedAccount, unlock_account
 
 from .conftest import PASSWORD, StoreRig
+from .sealed_rows import legacy_seal, swap
 
 SECRET_NAME = "Projekt-Geheim-4a71"
 
@@ -121,3 +125,81 @@ async def test_uidvalidity_changes_on_rename(rig: StoreRig) -> None:
     assert renamed.uidvalidity != parent.uidvalidity
     assert renamed_child.id == child.id
     assert renamed_child.uidvalidity != child.uidvalidity
+
+
+# --- names bound to their rows (issue 14, finding 6) --------------------------------
+
+
+async def _two_folders(rig: StoreRig) -> tuple[UnlockedAccount, store.Mailbox, store.Mailbox]:
+    account = await _account(rig)
+    async with rig.engine.begin() as conn:
+        first = await store.create_mailbox(conn, account, "Payroll")
+        second = await store.create_mailbox(conn, account, "Newsletters")
+        await store.create_mailbox(conn, account, "Untouched")
+    return account, first, second
+
+
+@pytest.mark.parametrize("column", ["name_sealed", "name_lookup"])
+async def test_swapped_names_are_detected(
+    rig: StoreRig, column: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer swaps two folders' sealed names (or their lookups): neither folder is
+    shown under the other's name; the listing leaves both out and logs it, and using
+    either by name or id is a clear error."""
+    account, first, second = await _two_folders(rig)
+    await swap(rig.engine, t.cm_mailboxes, column, "id", first.id, second.id)
+    names = await _names(rig, account)
+    assert "Untouched" in names and "INBOX" in names
+    assert "Payroll" not in names and "Newsletters" not in names
+    assert f"mailbox id {first.id}" in caplog.text and f"mailbox id {second.id}" in caplog.text
+    async with rig.engine.connect() as conn:
+        for name in ("Payroll", "Newsletters"):
+            with pytest.raises(ObjectTampered, match="failed authentication"):
+                await store.get_mailbox(conn, account, name)
+        with pytest.raises(ObjectTampered, match=f"mailbox id {first.id}"):
+            await store.mailbox_by_id(conn, account, first.id)
+
+
+async def test_a_name_moved_to_another_users_row_fails(rig: StoreRig) -> None:
+    alice = await _account(rig)
+    bob = await _account(rig, "bob@example.org")
+    async with rig.engine.begin() as conn:
+        mine = await store.create_mailbox(conn, alice, "Same")
+        theirs = await store.create_mailbox(conn, bob, "Same")
+    await swap(rig.engine, t.cm_mailboxes, "name_sealed", "id", mine.id, theirs.id)
+    assert "Same" not in await _names(rig, alice)
+    assert "Same" not in await _names(rig, bob)
+
+
+async def test_new_names_are_version_3_bound_to_the_row(rig: StoreRig) -> None:
+    account, first, _second = await _two_folders(rig)
+    async with rig.engine.begin() as conn:
+        await store.rename_mailbox(conn, account, "Payroll", "Salaries")
+        sealed = (
+            await conn.execute(
+                select(t.cm_mailboxes.c.name_sealed).where(t.cm_mailboxes.c.id == first.id)
+            )
+        ).scalar_one()
+    assert FieldCipher.is_current(bytes(sealed))
+    assert account.fields.open(bytes(sealed), context("cm_mailboxes.name_sealed", first.id)) == (
+        b"Salaries"
+    )
+
+
+async def test_old_format_names_still_open(rig: StoreRig) -> None:
+    account, first, second = await _two_folders(rig)
+    legacy = b"mailbox-name|%d" % account.user.id
+    async with rig.engine.begin() as conn:
+        for box in (first, second):
+            await conn.execute(
+                update(t.cm_mailboxes)
+                .where(t.cm_mailboxes.c.id == box.id)
+                .values(name_sealed=legacy_seal(account, box.name.encode(), legacy))
+            )
+    assert {"Payroll", "Newsletters"} <= set(await _names(rig, account))
+    async with rig.engine.connect() as conn:
+        assert (await store.get_mailbox(conn, account, "Payroll")).id == first.id
+    # Old names are bound to the user only, but the lookup check still catches a swap
+    # of the sealed names alone.
+    await swap(rig.engine, t.cm_mailboxes, "name_sealed", "id", first.id, second.id)
+    assert not {"Payroll", "Newsletters"} & set(await _names(rig, account))

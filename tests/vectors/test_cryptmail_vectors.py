@@ -21,16 +21,19 @@ import pytest
 
 from cryptmail.crypto import (
     BlobOpener,
+    BlobSealer,
     FieldCipher,
     PrivateKey,
     SlotLabel,
     code_lookup_id,
+    context,
     derive_data_key,
     normalize_code,
     open_data_key,
     open_private_key,
     parse_blob_header,
     public_info,
+    seal_box,
     slot_params,
     unlock_slot,
     unwrap_blob_key,
@@ -340,3 +343,50 @@ def test_the_set_has_what_docs_security_md_promises() -> None:
     }
     for kind in ("slots", "fields", "private_keys", "blobs"):
         assert VECTORS["invalid"][kind], kind
+
+
+# --- the current formats: made now by cryptmail.crypto, opened by the reader ----------
+#
+# vectors.json predates the label separation (blob version 1, field versions 1 and 2);
+# the version-3 objects cryptmail writes now are checked against the independent reader
+# here, since their ephemeral keys and nonces are random anyway.
+
+
+@pytest.mark.parametrize("curve", sorted(ACCOUNTS))
+def test_current_blobs_open_in_the_reader(curve: str) -> None:
+    pkcs8 = _private(curve)
+    ours = load_private_key(pkcs8)
+    blob_id = bytes(range(16))
+    plaintext = plaintext_of(5000)
+    sealer = BlobSealer(public_info(ours), blob_id)
+    blob = sealer.header + sealer.update(plaintext) + sealer.finalize()
+    assert blob[6] == 3
+    assert reader.open_blob(blob, blob_id, reader.load_private_key(pkcs8)) == plaintext
+    with pytest.raises(reader.Failed):
+        reader.open_blob(blob[:6] + b"\x01" + blob[7:], blob_id, reader.load_private_key(pkcs8))
+
+
+def test_current_fields_open_in_the_reader() -> None:
+    account = ACCOUNTS["x25519"]
+    data_key = bytes.fromhex(account["data_key"])
+    later = {1: bytes(range(32))}
+    context_ = context("cm_mailboxes.name_sealed", 17)
+    for keys in ({}, later):
+        sealed = FieldCipher(data_key, keys).seal(b"Projects/2026", context_)
+        assert sealed[0] == 3
+        opened = reader.open_field_v3({0: data_key, **keys}, sealed, context_)
+        assert opened == b"Projects/2026"
+        with pytest.raises(reader.Failed):
+            reader.open_field_v2({0: data_key, **keys}, b"\x02" + sealed[1:], context_)
+
+
+def test_current_sealed_boxes_open_in_the_reader() -> None:
+    pkcs8 = _private("prime256v1")
+    ours = load_private_key(pkcs8)
+    info = public_info(ours)
+    context_ = context("cm_key_events.detail_sealed", 5)
+    detail = info.key_id + seal_box(b'{"ip": "192.0.2.1"}', info, context_)
+    theirs = reader.load_private_key(pkcs8)
+    assert reader.open_box(detail, theirs, context_) == b'{"ip": "192.0.2.1"}'
+    with pytest.raises(reader.Failed):
+        reader.open_box(detail, theirs, context("cm_key_events.detail_sealed", 6))

@@ -22,6 +22,7 @@ from cryptmail.crypto._codes import (
     generate_recovery_code,
     normalize_code,
 )
+from cryptmail.crypto._context import context
 from cryptmail.crypto._ecies import WrappedKey, open_box, seal_box, unwrap_key, wrap_key
 from cryptmail.crypto._fields import FieldCipher
 from cryptmail.crypto._kdf import derive_key
@@ -82,6 +83,7 @@ __all__ = [
     "WrappedKey",
     "chunk_span",
     "code_lookup_id",
+    "context",
     "curve_names",
     "derive_data_key",
     "derive_key",

@@ -7,17 +7,25 @@ from __future__ import annotations
 
 from typing import Final
 
-# Blob (message body) container.
+# Blob (message body) container: version 3 wraps the message key under its own label
+# (LABEL_BLOB_KEY_WRAP); version 1 (LABEL_ECIES_WRAP) is still read. Version 2 was
+# never written: everything the label separation brought is numbered 3.
 BLOB_MAGIC: Final = b"CMBLOB"
-BLOB_VERSION: Final = 1
+BLOB_VERSION: Final = 3
+BLOB_VERSION_1: Final = 1
 BLOB_MODE_PLAIN: Final = 0
 BLOB_MODE_SEALED: Final = 1
 BLOB_CHUNK_SIZE: Final = 64 * 1024
 BLOB_TAG_SIZE: Final = 16
 LABEL_BLOB_PAYLOAD: Final = b"cryptmail/v1/blob-payload"
 
-# ECIES wrap of a message key to a user public key.
+# ECIES wrap of a message key to a public key: one label per purpose, each with a
+# length-prefixed context. LABEL_ECIES_WRAP is the shared one of version-1 blobs,
+# version-1 sealed boxes and slot boxes (whose context starts with LABEL_SLOT_BOX).
 LABEL_ECIES_WRAP: Final = b"cryptmail/v1/ecies-wrap"
+LABEL_BLOB_KEY_WRAP: Final = b"cryptmail/v3/blob-key-wrap"
+LABEL_SEALED_BOX: Final = b"cryptmail/v3/sealed-box"
+SEALED_BOX_VERSION: Final = 3
 MESSAGE_KEY_SIZE: Final = 32
 
 # Account key hierarchy.
@@ -34,11 +42,14 @@ LABEL_SLOT: Final = b"cryptmail/v1/slot"
 LABEL_SLOT_BOX: Final = b"cryptmail/v2/slot"
 LABEL_SLOT_PRIVATE_KEY: Final = b"cryptmail/v2/slot-private-key"
 
-# Sealed index fields (folder names, flags, caches): version 2 names the data key's
-# generation; version 1 is generation 0.
-FIELD_VERSION: Final = 2
+# Sealed index fields (folder names, flags, caches): version 3 seals under a field key
+# derived from the data key (LABEL_FIELD_KEY); versions 2 (naming the data key's
+# generation) and 1 (generation 0) used the data key itself and are still read.
+FIELD_VERSION: Final = 3
+FIELD_VERSION_2: Final = 2
 FIELD_VERSION_1: Final = 1
 LABEL_FIELD: Final = b"cryptmail/v1/field"
+LABEL_FIELD_KEY: Final = b"cryptmail/v3/field-key"
 LABEL_FIELD_LOOKUP: Final = b"cryptmail/v1/field-lookup"
 
 # Curve identifiers as stored in blob headers and key rows.

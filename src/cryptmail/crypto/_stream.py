@@ -2,7 +2,7 @@
 
 Layout (docs/security.md has the normative version):
 
-    magic "CMBLOB" | version u8 = 1 | mode u8
+    magic "CMBLOB" | version u8 = 3 (1 is still read) | mode u8
     mode 0 (plain):  body = the message bytes as delivered
     mode 1 (sealed): curve u8 | key_id 32 | eph_len u8 | ephemeral | wrapped_len u8 |
                      wrapped | chunk_log2 u8 ; body = chunks
@@ -17,6 +17,11 @@ Every chunk but the last holds exactly C plaintext bytes; the last holds 1..C by
 at a chunk boundary fail, the counter makes reordering fail, the header hash and the
 blob id in the payload key make header edits and swapped blobs fail. No byte of a chunk
 is released before its tag verifies.
+
+Version 3 wraps the message key with label LABEL_BLOB_KEY_WRAP and context
+lp(blob_id) (crypto._context); version 1 used the shared LABEL_ECIES_WRAP with the bare
+blob id. Nothing else differs; a version byte changed from 3 to 1 changes the wrap
+label and the header digest, so the blob fails to open.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from cryptmail.crypto._context import context
 from cryptmail.crypto._ecies import WrappedKey, unwrap_key, wrap_key
 from cryptmail.crypto._keypair import CurveName, PrivateKey, PublicKeyInfo
 from cryptmail.crypto._labels import (
@@ -40,8 +46,11 @@ from cryptmail.crypto._labels import (
     BLOB_MODE_SEALED,
     BLOB_TAG_SIZE,
     BLOB_VERSION,
+    BLOB_VERSION_1,
     CURVE_IDS,
+    LABEL_BLOB_KEY_WRAP,
     LABEL_BLOB_PAYLOAD,
+    LABEL_ECIES_WRAP,
     MESSAGE_KEY_SIZE,
 )
 from cryptmail.errors import DecryptionFailed, MalformedObject
@@ -49,6 +58,7 @@ from cryptmail.errors import DecryptionFailed, MalformedObject
 # CURVE_IDS's keys are exactly the CurveName literals, which mypy cannot see.
 _CURVES_BY_ID: dict[int, CurveName] = {v: k for k, v in CURVE_IDS.items()}  # type: ignore[misc]
 _PREFIX = BLOB_MAGIC + bytes([BLOB_VERSION])
+_VERSIONS = (BLOB_VERSION_1, BLOB_VERSION)
 MAX_HEADER_SIZE = len(_PREFIX) + 1 + 1 + 32 + 1 + 255 + 1 + 255 + 1
 _MIN_CHUNK_LOG2, _MAX_CHUNK_LOG2 = 12, 24
 
@@ -62,6 +72,7 @@ class BlobHeader(NamedTuple):
     key_id: bytes = b""
     wrapped: WrappedKey | None = None  # kept out of repr too
     chunk_size: int = BLOB_CHUNK_SIZE
+    version: int = BLOB_VERSION
 
     def __repr__(self) -> str:
         return (
@@ -109,13 +120,18 @@ def plain_header() -> bytes:
 def parse_blob_header(data: bytes) -> BlobHeader:
     """Parse the header at the start of `data` (pass at least MAX_HEADER_SIZE bytes or the
     whole blob). Raises MalformedObject if it is not one of ours."""
-    if not data.startswith(_PREFIX) or len(data) < len(_PREFIX) + 1:
-        raise MalformedObject("not a cryptmail blob (bad magic or version)")
     pos = len(_PREFIX)
+    if (
+        not data.startswith(BLOB_MAGIC)
+        or len(data) < pos + 1
+        or data[len(BLOB_MAGIC)] not in _VERSIONS
+    ):
+        raise MalformedObject("not a cryptmail blob (bad magic or version)")
+    version = data[len(BLOB_MAGIC)]
     mode = data[pos]
     pos += 1
     if mode == BLOB_MODE_PLAIN:
-        return BlobHeader(mode=mode, raw=data[:pos])
+        return BlobHeader(mode=mode, raw=data[:pos], version=version)
     if mode != BLOB_MODE_SEALED:
         raise MalformedObject(f"unknown blob mode {mode}")
     try:
@@ -144,6 +160,7 @@ def parse_blob_header(data: bytes) -> BlobHeader:
         key_id=key_id,
         wrapped=WrappedKey(ephemeral, wrapped),
         chunk_size=1 << chunk_log2,
+        version=version,
     )
 
 
@@ -255,7 +272,7 @@ class BlobSealer:
         ):
             raise ValueError("chunk size must be a power of two between 4 KiB and 16 MiB")
         self.message_key = message_key
-        wrapped = wrap_key(message_key, recipient, blob_id)
+        wrapped = wrap_key(message_key, recipient, context(blob_id), label=LABEL_BLOB_KEY_WRAP)
         self.header = b"".join(
             [
                 _PREFIX,
@@ -318,7 +335,9 @@ def unwrap_blob_key(header: BlobHeader, private_key: PrivateKey, blob_id: bytes)
     """The message key of a sealed blob; DecryptionFailed if it is not ours."""
     if header.wrapped is None:
         raise MalformedObject("a plain blob has no message key")
-    return unwrap_key(header.wrapped, private_key, blob_id)
+    if header.version == BLOB_VERSION_1:
+        return unwrap_key(header.wrapped, private_key, blob_id, label=LABEL_ECIES_WRAP)
+    return unwrap_key(header.wrapped, private_key, context(blob_id), label=LABEL_BLOB_KEY_WRAP)
 
 
 class BlobOpener:

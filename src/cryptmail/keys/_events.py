@@ -3,7 +3,9 @@ password added or revoked, failed sign-ins; with time and client address.
 
 The detail (client address, app password name) is sealed to the user's active public
 key, so a failed sign-in can be recorded without the unlocked key, and a stolen
-database shows only event kinds and times.
+database shows only event kinds and times. A detail is bound to its row (column and
+event id): moved to another event, it fails to open. Details written before that
+binding are bound to the user only and still open.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cryptmail.crypto import open_box, seal_box
+from cryptmail.crypto import context, open_box, seal_box
 from cryptmail.db import UserId, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import DecryptionFailed
@@ -42,22 +44,31 @@ class Event:
     name: str
 
 
-def _context(user_id: UserId) -> bytes:
+def _legacy_context(user_id: UserId) -> bytes:
+    """The context of details sealed before they were bound to their row."""
     return b"key-event|" + str(user_id).encode()
+
+
+def _context(event_id: int) -> bytes:
+    return context("cm_key_events.detail_sealed", event_id)
 
 
 async def record_event(
     conn: AsyncConnection, user_id: UserId, event: str, client_ip: str = "", name: str = ""
 ) -> None:
     public = await active_public_key(conn, user_id)
-    detail = None
-    if public is not None:
-        payload = json.dumps({"ip": client_ip, "name": name}).encode()
-        detail = public.key_id + seal_box(payload, public, _context(user_id))
+    result = await conn.execute(
+        t.cm_key_events.insert().values(user_id=user_id, at=utcnow(), event=event)
+    )
+    if public is None:
+        return
+    # The detail is bound to the event id, known only now: sealed in the same
+    # transaction, so nobody sees the row without it.
+    event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    payload = json.dumps({"ip": client_ip, "name": name}).encode()
+    detail = public.key_id + seal_box(payload, public, _context(event_id))
     await conn.execute(
-        t.cm_key_events.insert().values(
-            user_id=user_id, at=utcnow(), event=event, detail_sealed=detail
-        )
+        update(t.cm_key_events).where(t.cm_key_events.c.id == event_id).values(detail_sealed=detail)
     )
 
 
@@ -77,7 +88,13 @@ async def list_events(
             sealed = bytes(row.detail_sealed)
             try:
                 private = account.private_key(sealed[:32])
-                detail = json.loads(open_box(sealed[32:], private, _context(account.user.id)))
+                opened = open_box(
+                    sealed[32:],
+                    private,
+                    _context(int(row.id)),
+                    legacy=_legacy_context(account.user.id),
+                )
+                detail = json.loads(opened)
                 ip, name = str(detail.get("ip", "")), str(detail.get("name", ""))
             except (DecryptionFailed, ValueError):
                 ip = "?"

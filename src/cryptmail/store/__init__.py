@@ -70,6 +70,7 @@ from cryptmail.store._reader import (
     small_blob_plaintext,
     stream_plaintext,
 )
+from cryptmail.store._reseal import reseal_old_fields
 from cryptmail.store._spool import Spool, sweep_spools
 from cryptmail.store._subscriptions import list_subscriptions, subscribe, unsubscribe
 
@@ -134,6 +135,7 @@ __all__ = [
     "read_range",
     "rename_inbox",
     "rename_mailbox",
+    "reseal_old_fields",
     "resolve_delivery",
     "round_size",
     "save_cache",

@@ -3,31 +3,45 @@
 A default folder's name follows from its role (the same six for everyone), so only the
 role is plain. Other names are sealed under the data key, with a keyed hash for
 uniqueness. Hierarchy is in the name ("Work/2026"), delimiter "/".
+
+A sealed name is bound to its row (column and mailbox id), and an opened name must hash
+to the row's `name_lookup`: a name moved to another row, or a lookup moved, fails
+instead of showing one folder's messages under another's name. Names sealed before
+that binding (field versions 1 and 2, bound to the user only) still open, and
+`reseal_names` binds them at the user's next login.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cryptmail.crypto import FieldCipher, context
 from cryptmail.db import UserId, run_transaction, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     DatabaseConflict,
     DatabaseUnavailable,
+    DecryptionFailed,
     MailboxExists,
     MailboxNotFound,
+    ObjectTampered,
     StoreError,
 )
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import BlobId, MailboxId
 
+log = logging.getLogger(__name__)
+
 DELIMITER = "/"
 _ATTEMPTS = 5
+_NAME_COLUMN = "cm_mailboxes.name_sealed"
 # role -> (name, SPECIAL-USE attribute)
 DEFAULT_MAILBOXES: dict[str, tuple[str, str]] = {
     "inbox": ("INBOX", ""),
@@ -101,7 +115,38 @@ def _role_for(name: str) -> str | None:
 
 
 def _name_context(user_id: UserId) -> bytes:
+    """The keyed lookup's context, and the sealing context of names written before
+    field version 3 (bound to the user only). Lookups keep it: unique names must hash
+    as they always did."""
     return b"mailbox-name|" + str(user_id).encode()
+
+
+def _sealed_name_context(mailbox_id: int) -> bytes:
+    return context(_NAME_COLUMN, mailbox_id)
+
+
+def _seal_name(account: UnlockedAccount, mailbox_id: int, name: str) -> bytes:
+    return account.fields.seal(name.encode("utf-8"), _sealed_name_context(mailbox_id))
+
+
+def _open_name(account: UnlockedAccount, row: object) -> str:
+    """The name of a user folder's row; ObjectTampered if its sealed name does not open
+    for this row or does not match the row's lookup (a swapped name or lookup)."""
+    mailbox_id = int(row.id)  # type: ignore[attr-defined]
+    sealed, lookup = row.name_sealed, row.name_lookup  # type: ignore[attr-defined]
+    legacy = _name_context(account.user.id)
+    try:
+        if sealed is None or lookup is None:
+            raise DecryptionFailed("mailbox name")
+        data = account.fields.open(bytes(sealed), _sealed_name_context(mailbox_id), legacy=legacy)
+        if not hmac.compare_digest(account.fields.lookup(data, legacy), bytes(lookup)):
+            raise DecryptionFailed("mailbox name")
+        return data.decode("utf-8")
+    except (DecryptionFailed, UnicodeDecodeError) as exc:
+        raise ObjectTampered(
+            f"the sealed name of mailbox id {mailbox_id} failed authentication: it was "
+            "changed, or moved from another row, in the database"
+        ) from exc
 
 
 def _missing_roles(conn: Connection, user_id: UserId) -> list[str]:
@@ -208,10 +253,7 @@ def _mailbox(row: object, account: UnlockedAccount | None) -> Mailbox:
     if role:
         name = DEFAULT_MAILBOXES[role][0]
     elif account is not None:
-        name = account.fields.open(
-            bytes(row.name_sealed),  # type: ignore[attr-defined]
-            _name_context(account.user.id),
-        ).decode("utf-8")
+        name = _open_name(account, row)
     else:
         name = f"#{row.id}"  # type: ignore[attr-defined]
     return Mailbox(
@@ -227,11 +269,20 @@ def _mailbox(row: object, account: UnlockedAccount | None) -> Mailbox:
 async def list_mailboxes(
     conn: AsyncConnection, user_id: UserId, account: UnlockedAccount | None
 ) -> list[Mailbox]:
-    """Every mailbox of the user; names of non-default folders need the account."""
+    """Every mailbox of the user; names of non-default folders need the account.
+
+    A folder whose sealed name fails authentication is left out and logged (a wrong
+    name is never shown, and the other folders stay listed); selecting it by any name
+    fails with ObjectTampered."""
     rows = await conn.execute(
         select(t.cm_mailboxes).where(t.cm_mailboxes.c.user_id == user_id).order_by("id")
     )
-    boxes = [_mailbox(r, account) for r in rows]
+    boxes: list[Mailbox] = []
+    for row in rows:
+        try:
+            boxes.append(_mailbox(row, account))
+        except ObjectTampered as exc:
+            log.warning("user id %d: left out of the folder list: %s", user_id, exc)
     return sorted(boxes, key=lambda b: (b.role != "inbox", b.name))
 
 
@@ -278,14 +329,12 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
     if _role_for(name) is not None:
         raise MailboxExists("that mailbox exists already")
     user_id = account.user.id
-    context = _name_context(user_id)
     try:
         result = await conn.execute(
             t.cm_mailboxes.insert().values(
                 user_id=user_id,
                 role=None,
-                name_sealed=account.fields.seal(name.encode("utf-8"), context),
-                name_lookup=account.fields.lookup(name.encode("utf-8"), context),
+                name_lookup=account.fields.lookup(name.encode("utf-8"), _name_context(user_id)),
                 uidvalidity=await _new_uidvalidity(conn, user_id),
                 uidnext=1,
                 highest_modseq=1,
@@ -295,6 +344,13 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
     except DatabaseConflict as exc:
         raise MailboxExists("that mailbox exists already") from exc
     new_id = MailboxId(int(result.inserted_primary_key[0]))  # type: ignore[index]
+    # The name is bound to the row id, known only now: sealed in the same transaction,
+    # so no other session ever sees the row without its name.
+    await conn.execute(
+        update(t.cm_mailboxes)
+        .where(t.cm_mailboxes.c.id == new_id)
+        .values(name_sealed=_seal_name(account, new_id, name))
+    )
     return await mailbox_by_id(conn, account, new_id)
 
 
@@ -318,14 +374,14 @@ async def rename_mailbox(
     for _box, target in renames:
         if target in names and target not in {b.name for b, _ in renames}:
             raise MailboxExists("that mailbox exists already")
-    context = _name_context(account.user.id)
+    lookup_context = _name_context(account.user.id)
     for box, target in renames:
         await conn.execute(
             update(t.cm_mailboxes)
             .where(t.cm_mailboxes.c.id == box.id)
             .values(
-                name_sealed=account.fields.seal(target.encode("utf-8"), context),
-                name_lookup=account.fields.lookup(target.encode("utf-8"), context),
+                name_sealed=_seal_name(account, box.id, target),
+                name_lookup=account.fields.lookup(target.encode("utf-8"), lookup_context),
                 # Clients cache by UIDVALIDITY: a renamed folder is a new folder to them.
                 uidvalidity=await _new_uidvalidity(conn, account.user.id),
             )
@@ -394,3 +450,40 @@ async def delete_mailbox(
     await conn.execute(delete(t.cm_expunged).where(t.cm_expunged.c.mailbox_id == box.id))
     await conn.execute(delete(t.cm_mailboxes).where(t.cm_mailboxes.c.id == box.id))
     return blobs
+
+
+def reseal_names(conn: Connection, account: UnlockedAccount, *, write: bool) -> int:
+    """Bind the user's folder names sealed before field version 3 to their rows.
+
+    With `write` False only counts them (a read-only look at login); with `write` True
+    re-seals each one that still opens for its row and matches its lookup, unless
+    another session changed it meanwhile. A name that fails is logged and left as it
+    is: re-sealing it would make a moved name look genuine. Returns the count.
+    """
+    mb = t.cm_mailboxes
+    rows = conn.execute(
+        select(mb.c.id, mb.c.name_sealed, mb.c.name_lookup).where(
+            mb.c.user_id == account.user.id, mb.c.role.is_(None)
+        )
+    ).all()
+    old = [
+        r
+        for r in rows
+        if r.name_sealed is not None and not FieldCipher.is_current(bytes(r.name_sealed))
+    ]
+    if not write:
+        return len(old)
+    done = 0
+    for row in old:
+        try:
+            name = _open_name(account, row)
+        except ObjectTampered as exc:
+            log.warning("user id %d: not re-sealed: %s", account.user.id, exc)
+            continue
+        result = conn.execute(
+            update(mb)
+            .where(mb.c.id == row.id, mb.c.name_sealed == row.name_sealed)
+            .values(name_sealed=_seal_name(account, int(row.id), name))
+        )
+        done += result.rowcount
+    return done

@@ -4,26 +4,56 @@ A subscribed name need not exist (RFC 3501 6.3.6), so a row holds the name seale
 under the data key, keyed by the same keyed hash as folder names. The six default
 folders are subscribed the first time a session holding the key asks; a marker in
 ``cm_user_settings`` keeps that from happening again after the user unsubscribes one.
+
+A row's sealed name is bound to the row's key (the user and the name's lookup), and an
+opened name must hash to that lookup: a name moved to another row fails. Names sealed
+before that binding (field versions 1 and 2, bound to the user only) still open, and
+`reseal_subscriptions` binds them at the user's next login.
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
 from typing import Final
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cryptmail.crypto import FieldCipher, context
 from cryptmail.db import UserId
 from cryptmail.db import tables as t
-from cryptmail.errors import DatabaseConflict
+from cryptmail.errors import DatabaseConflict, DecryptionFailed
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._mailboxes import DEFAULT_MAILBOXES, check_name
+
+log = logging.getLogger(__name__)
 
 _SEEDED: Final = "subscriptions-seeded"
 
 
 def _context(user_id: UserId) -> bytes:
+    """The keyed lookup's context, and the sealing context of names written before
+    field version 3. Lookups keep it: a subscribed name must hash as it always did."""
     return b"subscription|" + str(user_id).encode()
+
+
+def _sealed_context(user_id: UserId, lookup: bytes) -> bytes:
+    # The row's primary key is (user_id, name_lookup).
+    return context("cm_subscriptions.name_sealed", user_id, lookup)
+
+
+def _open(account: UnlockedAccount, sealed: bytes, lookup: bytes) -> str:
+    """The subscribed name of a row; DecryptionFailed unless it opens for this row and
+    hashes to its lookup (a name moved from another row fails either way)."""
+    user_id = account.user.id
+    data = account.fields.open(sealed, _sealed_context(user_id, lookup), legacy=_context(user_id))
+    if not hmac.compare_digest(account.fields.lookup(data, _context(user_id)), lookup):
+        raise DecryptionFailed("subscription")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecryptionFailed("subscription") from exc
 
 
 def _canonical(name: str) -> str:
@@ -46,7 +76,7 @@ async def _insert(conn: AsyncConnection, account: UnlockedAccount, name: str) ->
                 sub.insert().values(
                     user_id=user_id,
                     name_lookup=lookup,
-                    name_sealed=account.fields.seal(data, _context(user_id)),
+                    name_sealed=account.fields.seal(data, _sealed_context(user_id, lookup)),
                 )
             )
     except DatabaseConflict:
@@ -67,7 +97,9 @@ async def _seed_defaults(conn: AsyncConnection, account: UnlockedAccount) -> Non
                 st.insert().values(
                     user_id=user_id,
                     name=_SEEDED,
-                    value_sealed=account.fields.seal(b"1", _context(user_id)),
+                    value_sealed=account.fields.seal(
+                        b"1", context("cm_user_settings.value_sealed", user_id, _SEEDED)
+                    ),
                 )
             )
     except DatabaseConflict:
@@ -97,11 +129,62 @@ async def unsubscribe(conn: AsyncConnection, account: UnlockedAccount, name: str
 
 
 async def list_subscriptions(conn: AsyncConnection, account: UnlockedAccount) -> set[str]:
-    """Every subscribed name (existing or not); seeds the defaults on first use."""
+    """Every subscribed name (existing or not); seeds the defaults on first use.
+
+    A row whose name fails authentication is left out and logged."""
     await _seed_defaults(conn, account)
     user_id = account.user.id
     sub = t.cm_subscriptions
-    rows = await conn.execute(select(sub.c.name_sealed).where(sub.c.user_id == user_id))
-    return {
-        account.fields.open(bytes(r.name_sealed), _context(user_id)).decode("utf-8") for r in rows
-    }
+    rows = await conn.execute(
+        select(sub.c.name_sealed, sub.c.name_lookup).where(sub.c.user_id == user_id)
+    )
+    names: set[str] = set()
+    for row in rows:
+        try:
+            names.add(_open(account, bytes(row.name_sealed), bytes(row.name_lookup)))
+        except DecryptionFailed:
+            log.warning(
+                "user id %d: a subscription left out: its sealed name failed "
+                "authentication (changed, or moved from another row, in the database)",
+                user_id,
+            )
+    return names
+
+
+def reseal_subscriptions(conn: Connection, account: UnlockedAccount, *, write: bool) -> int:
+    """Bind the user's subscriptions sealed before field version 3 to their rows; with
+    `write` False only count them. As `reseal_names`: a row that fails is logged and
+    left, one changed meanwhile is skipped. Returns the count."""
+    user_id = account.user.id
+    sub = t.cm_subscriptions
+    rows = conn.execute(
+        select(sub.c.name_sealed, sub.c.name_lookup).where(sub.c.user_id == user_id)
+    ).all()
+    old = [r for r in rows if not FieldCipher.is_current(bytes(r.name_sealed))]
+    if not write:
+        return len(old)
+    done = 0
+    for row in old:
+        lookup = bytes(row.name_lookup)
+        try:
+            name = _open(account, bytes(row.name_sealed), lookup)
+        except DecryptionFailed:
+            log.warning(
+                "user id %d: a subscription not re-sealed: it fails authentication", user_id
+            )
+            continue
+        result = conn.execute(
+            update(sub)
+            .where(
+                sub.c.user_id == user_id,
+                sub.c.name_lookup == lookup,
+                sub.c.name_sealed == row.name_sealed,
+            )
+            .values(
+                name_sealed=account.fields.seal(
+                    name.encode("utf-8"), _sealed_context(user_id, lookup)
+                )
+            )
+        )
+        done += result.rowcount
+    return done

@@ -108,14 +108,19 @@ class Header:
     ephemeral: bytes = b""
     wrapped: bytes = b""
     chunk_size: int = 0
+    version: int = 1
+
+
+def lp(value: bytes) -> bytes:
+    return struct.pack(">H", len(value)) + value
 
 
 def parse_header(blob: bytes) -> Header:
-    if blob[:6] != MAGIC or len(blob) < 8 or blob[6] != 1:
+    if blob[:6] != MAGIC or len(blob) < 8 or blob[6] not in (1, 3):
         raise Malformed("magic or version")
     mode = blob[7]
     if mode == 0:
-        return Header(raw=blob[:8], sealed=False)
+        return Header(raw=blob[:8], sealed=False, version=blob[6])
     if mode != 1:
         raise Malformed("mode")
     cursor = 8
@@ -137,7 +142,9 @@ def parse_header(blob: bytes) -> Header:
     log2 = take(1)[0]
     if not 12 <= log2 <= 24:
         raise Malformed("chunk size")
-    return Header(blob[:cursor], True, CURVES[curve_id], kid, ephemeral, wrapped, 1 << log2)
+    return Header(
+        blob[:cursor], True, CURVES[curve_id], kid, ephemeral, wrapped, 1 << log2, blob[6]
+    )
 
 
 def unwrap_message_key(blob: bytes, blob_id: bytes, key: Private) -> bytes:
@@ -149,8 +156,12 @@ def unwrap_message_key(blob: bytes, blob_id: bytes, key: Private) -> bytes:
         raise Failed  # before any ECDH
     shared = shared_secret(key, header.ephemeral)
     salt = header.ephemeral + compact_public(key)
-    wrap = hkdf(shared, salt, b"cryptmail/v1/ecies-wrap" + blob_id)
-    return aead_open(wrap, bytes(12), header.wrapped, blob_id)
+    if header.version == 1:
+        label, context = b"cryptmail/v1/ecies-wrap", blob_id
+    else:
+        label, context = b"cryptmail/v3/blob-key-wrap", lp(blob_id)
+    wrap = hkdf(shared, salt, label + context)
+    return aead_open(wrap, bytes(12), header.wrapped, context)
 
 
 def open_body(blob: bytes, blob_id: bytes, message_key: bytes) -> bytes:
@@ -301,9 +312,40 @@ def open_field_v2(data_keys: dict[int, bytes], sealed: bytes, context: bytes) ->
     return aead_open(key, sealed[5:17], sealed[17:], b"cryptmail/v1/field" + context)
 
 
+def open_field_v3(data_keys: dict[int, bytes], sealed: bytes, context: bytes) -> bytes:
+    """A field of version 3: under the field key derived from the generation's data key."""
+    if len(sealed) < 33 or sealed[0] != 3:
+        raise Failed
+    generation = struct.unpack(">I", sealed[1:5])[0]
+    if generation not in data_keys:
+        raise Failed
+    field_key = hkdf(data_keys[generation], b"", b"cryptmail/v3/field-key")
+    return aead_open(field_key, sealed[5:17], sealed[17:], b"cryptmail/v1/field" + context)
+
+
 def field_lookup(data_key: bytes, value: bytes, context: bytes) -> bytes:
     lookup_key = hkdf(data_key, b"", b"cryptmail/v1/field-lookup")
     return hmac.new(lookup_key, context + b"\x00" + value, hashlib.sha256).digest()
+
+
+# --- Sealed box ---------------------------------------------------------------------
+
+
+def open_box(detail: bytes, key: Private, context: bytes) -> bytes:
+    """A version-3 security-event detail: key_id || 0x03 || eph_len || E || wrapped || body."""
+    if detail[:32] != key_id(key) or detail[32:33] != b"\x03" or len(detail) < 34:
+        raise Failed
+    eph_len = detail[33]
+    ephemeral = detail[34 : 34 + eph_len]
+    wrapped = detail[34 + eph_len : 34 + eph_len + 48]
+    body = detail[34 + eph_len + 48 :]
+    if len(wrapped) != 48:
+        raise Failed
+    label = b"cryptmail/v3/sealed-box"
+    shared = shared_secret(key, ephemeral)
+    wrap = hkdf(shared, ephemeral + compact_public(key), label + context)
+    message_key = aead_open(wrap, bytes(12), wrapped, context)
+    return aead_open(message_key, bytes(12), body, label + context)
 
 
 # --- Codes --------------------------------------------------------------------------

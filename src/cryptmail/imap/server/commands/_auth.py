@@ -35,7 +35,7 @@ from cryptmail.imap.wire._requests import (
 )
 from cryptmail.imap.wire._response import Atom, tagged, untagged
 from cryptmail.secret import Password
-from cryptmail.store import create_default_mailboxes
+from cryptmail.store import create_default_mailboxes, reseal_old_fields
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
@@ -129,6 +129,7 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
     context.throttle.succeeded(reservation)
     try:
         await create_default_mailboxes(context.engine, account.user.id)
+        await reseal_old_fields(context.engine, account)
     except BaseException:
         context.accounts.release(account)
         raise
