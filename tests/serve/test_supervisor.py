@@ -132,3 +132,14 @@ def test_the_worker_module_runs_without_being_imported_twice() -> None:
     # No arguments: main() refuses them; what matters is that runpy did not warn.
     assert "RuntimeWarning" not in done.stderr, done.stderr
     assert "ValueError" in done.stderr
+
+
+async def test_readiness_reports_a_blob_store_that_cannot_be_written(tmp_path: Path) -> None:
+    from cryptmail.serve._supervisor import _blob_readiness
+    from cryptmail.store.blobs import LocalBlobStore
+
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    check = _blob_readiness(blobs)
+    assert await check() == []
+    (blobs.root / "tmp").rmdir()
+    assert await check() == ["blob store"]

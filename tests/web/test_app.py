@@ -27,7 +27,7 @@ from web.conftest import (
 
 
 def test_exported_members() -> None:
-    assert cryptmail.web.__all__ == ["WebServer", "create_app"]
+    assert cryptmail.web.__all__ == ["Readiness", "WebServer", "create_app"]
     assert sorted(cryptmail.web.__all__) == cryptmail.web.__all__
 
 

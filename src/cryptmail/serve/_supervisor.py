@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.config import LOG_FORMAT, Config
-from cryptmail.errors import ConfigError
+from cryptmail.errors import ConfigError, StoreUnavailable
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.sasl import SaslChecker, SaslServer
@@ -41,7 +41,7 @@ from cryptmail.serve._memory import settle_gc, tune_malloc
 from cryptmail.sockets import parse_address, socket_group_id
 from cryptmail.store import ChangeBus
 from cryptmail.store.blobs import BlobStore, open_blob_store
-from cryptmail.web import WebServer
+from cryptmail.web import Readiness, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,20 @@ def _host_port(address: str) -> tuple[str, int]:
     return target
 
 
+def _blob_readiness(blobs: BlobStore) -> Readiness:
+    """`/readyz`'s check of the blob store (the web package does not know it)."""
+
+    async def check() -> list[str]:
+        try:
+            await blobs.ready()
+        except StoreUnavailable as exc:
+            log.warning("readiness: %s", exc)
+            return ["blob store"]
+        return []
+
+    return check
+
+
 def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
     """The listeners `addresses` turn on, each given what they share. Raises ConfigError."""
     config = shared.config
@@ -109,6 +123,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
                 engine=shared.engine,
                 throttle=shared.throttle,
                 accounts=shared.accounts,
+                readiness=_blob_readiness(shared.blobs),
             )
         )
     if addresses.sasl:

@@ -24,7 +24,7 @@ from cryptmail.db import create_engine
 from cryptmail.errors import ConfigError
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.secret import SecretBytes
-from cryptmail.web._context import STATE_KEY, WebContext
+from cryptmail.web._context import STATE_KEY, Readiness, WebContext
 from cryptmail.web._csrf import CsrfMiddleware
 from cryptmail.web._failures import EXCEPTION_HANDLERS
 from cryptmail.web._headers import SecurityHeadersMiddleware
@@ -71,6 +71,7 @@ def create_app(
     engine: AsyncEngine | None = None,
     throttle: LoginThrottle | None = None,
     accounts: UnlockedAccounts | None = None,
+    readiness: Readiness | None = None,
 ) -> Starlette:
     """The self-service pages and the JSON API as one ASGI app.
 
@@ -79,6 +80,7 @@ def create_app(
     be migrated already. `throttle`: the LoginThrottle shared with IMAP; None makes one.
     `accounts`: IMAP's UnlockedAccounts, so a password change or recovery here drops its
     cached credentials at once; None makes an empty one (no IMAP in this process).
+    `readiness`: what `/readyz` checks besides the database (see `_health`).
     Raises ConfigError for an unusable admin token file.
     """
     sessions = SessionStore()
@@ -90,7 +92,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         active = engine if engine is not None else create_engine(config.database_url)
         cache = accounts if accounts is not None else UnlockedAccounts.from_config(active, config)
-        context = WebContext(config, active, shared_throttle, cache, sessions, pages, admin_token)
+        context = WebContext(
+            config, active, shared_throttle, cache, sessions, pages, admin_token, readiness
+        )
         setattr(app.state, STATE_KEY, context)
         try:
             yield

@@ -3,6 +3,7 @@ cache, sessions, pages."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +19,11 @@ STATE_KEY = "cryptmail_web"
 """Name of the WebContext in `app.state`, set by the app's lifespan."""
 
 
+Readiness = Callable[[], Awaitable[list[str]]]
+"""Names of the parts that are not ready (empty: all are); `serve` gives one for the
+blob store, which the web package does not know."""
+
+
 @dataclass(frozen=True, repr=False)
 class WebContext:
     config: Config
@@ -29,6 +35,8 @@ class WebContext:
     sessions: SessionStore
     pages: Pages
     admin_token: SecretBytes | None
+    readiness: Readiness | None = None
+    """What `/readyz` checks beyond the database (the blob store, under `serve`)."""
 
     def __repr__(self) -> str:
         return f"WebContext(sessions={len(self.sessions)})"

@@ -23,6 +23,7 @@ from cryptmail.web import (
     _pages_recovery_code,
     _pages_sign_in,
 )
+from cryptmail.web._health import healthz, readyz
 from cryptmail.web._openapi import openapi_yaml
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -59,6 +60,8 @@ ROUTES: list[BaseRoute] = [
         POST=_pages_app_passwords.create,
     ),
     _route("/account/app-passwords/revoke", POST=_pages_app_passwords.revoke),
+    _route("/healthz", GET=healthz),
+    _route("/readyz", GET=readyz),
     _route(f"{API}/openapi.yaml", GET=openapi_yaml),
     _route(f"{API}/password", POST=_api_password.change),
     _route(f"{API}/recover", POST=_api_password.recover_account),

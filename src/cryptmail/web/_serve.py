@@ -22,6 +22,7 @@ from cryptmail.config import Config
 from cryptmail.errors import ConfigError
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.web._app import create_app
+from cryptmail.web._context import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,15 @@ def uvicorn_config(
     engine: AsyncEngine | None = None,
     throttle: LoginThrottle | None = None,
     accounts: UnlockedAccounts | None = None,
+    readiness: Readiness | None = None,
 ) -> uvicorn.Config:
     """The uvicorn settings for the web listener, with the app made by `create_app`."""
     web = config.web
     if bool(web.tls_cert) != bool(web.tls_key):
         raise ConfigError("web.tls_cert and web.tls_key go together: give both or neither")
-    app = create_app(config, engine=engine, throttle=throttle, accounts=accounts)
+    app = create_app(
+        config, engine=engine, throttle=throttle, accounts=accounts, readiness=readiness
+    )
     return uvicorn.Config(
         app,
         host=host,
@@ -100,6 +104,7 @@ class WebServer:
         engine: AsyncEngine,
         throttle: LoginThrottle,
         accounts: UnlockedAccounts | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         self.throttle = throttle
         self.accounts = accounts
@@ -107,7 +112,15 @@ class WebServer:
         self._host = host
         self._port = port
         self._server = _Server(
-            uvicorn_config(config, host, port, engine=engine, throttle=throttle, accounts=accounts)
+            uvicorn_config(
+                config,
+                host,
+                port,
+                engine=engine,
+                throttle=throttle,
+                accounts=accounts,
+                readiness=readiness,
+            )
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -55,6 +55,11 @@ class BlobStore(Protocol):
 
     def list_ids(self) -> AsyncIterator[BlobId]: ...
 
+    async def ready(self) -> None:
+        """Return if the store can be written now (for a readiness probe); raise
+        StoreUnavailable naming what is wrong otherwise."""
+        ...
+
     async def sweep_temp(self, min_age_s: float = 3600.0) -> int:
         """Remove what crashed writers left (temp files, unfinished uploads) older than
         `min_age_s`; returns how many."""

@@ -277,6 +277,14 @@ class LocalBlobStore:
     async def delete(self, blob_id: BlobId) -> None:
         await run_blocking(self._delete, blob_id)
 
+    async def ready(self) -> None:
+        def _check() -> None:
+            tmp = self.root / "tmp"
+            if not tmp.is_dir() or not os.access(tmp, os.W_OK | os.X_OK):
+                raise StoreUnavailable(f"the blob directory {tmp} is missing or not writable")
+
+        await run_blocking(_check)
+
     async def list_ids(self) -> AsyncIterator[BlobId]:
         def _scan() -> list[BlobId]:
             found: list[BlobId] = []

@@ -261,6 +261,9 @@ class S3BlobStore:
     async def create(self, blob_id: BlobId) -> S3BlobWriter:
         return S3BlobWriter(self, blob_id)
 
+    async def ready(self) -> None:
+        await self._call("checking the bucket", None, self._client.head_bucket, Bucket=self.bucket)
+
     async def read(self, blob_id: BlobId, offset: int = 0, length: int = -1) -> bytes:
         if length == 0:
             await self.size(blob_id)  # still BlobMissing for an absent blob
