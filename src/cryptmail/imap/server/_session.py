@@ -213,6 +213,8 @@ class Session:
 
     async def _read(self) -> bytes:
         await self.drain()
+        if self.credentials_changed:  # told while the drain waited, before a deadline to move
+            self._end_for_credentials()
         limit = float(self.config.imap.idle_timeout_s)
         if self.state == "nonauth":
             limit = min(limit, PREAUTH_TIMEOUT_S)
@@ -306,6 +308,8 @@ class Session:
                 self._read_deadline.reschedule(asyncio.get_running_loop().time())
 
     def _end_for_credentials(self) -> NoReturn:
+        if self.account is not None:
+            log.info("IMAP session of user id %d ended: credentials changed", self.account.user.id)
         with contextlib.suppress(OSError):
             self._writer.write(CREDENTIALS_CHANGED)
         raise ConnectionClosed("credentials changed")
