@@ -8,12 +8,18 @@ poll (2 s) and the connection closes; other users' sessions go on.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from cryptmail.config import load_config
+from cryptmail.imap.server._errors import ConnectionClosed
+from cryptmail.imap.server._session import Session
 from cryptmail.keys import add_app_password, change_password, revoke_app_password, unlock_account
 from cryptmail.secret import Password
 from cryptmail.users import get_user
@@ -142,3 +148,52 @@ def test_pipelined_commands_after_the_change_are_not_run(rig: ImapRig) -> None:
         pytest.fail("the session did not end")
     finally:
         client.close()
+
+
+class _SlowWriter:
+    """A StreamWriter whose drain waits until released, as for a client that reads slowly."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.released = asyncio.Event()
+        self.transport = SimpleNamespace(get_write_buffer_size=lambda: 0)
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    async def drain(self) -> None:
+        await self.released.wait()
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+async def test_told_while_a_write_drains_it_ends_before_the_read_waits(tmp_path: Path) -> None:
+    told: list[Callable[[], None]] = []
+
+    def watch(_user: int, _generation: int, on_change: Callable[[], None]) -> str:
+        told.append(on_change)
+        return "a watch"
+
+    watcher = SimpleNamespace(watch=watch, unwatch=lambda _watch: None)
+    accounts = SimpleNamespace(release=lambda _account, ended_generation=None: None)
+    config = load_config(None, data_dir=str(tmp_path))
+    context: Any = SimpleNamespace(config=config, watcher=watcher, accounts=accounts)
+    writer = _SlowWriter()
+    stand_in: Any = writer  # only what Session uses of a StreamWriter
+    account: Any = SimpleNamespace(user=SimpleNamespace(id=1))
+    session = Session(
+        context, asyncio.StreamReader(), stand_in, peer_ip="127.0.0.1", tls_active=False
+    )
+    session.authenticated(account, 0)
+    reading = asyncio.create_task(session.next_event())
+    await asyncio.sleep(0.05)  # blocked in the drain, before the read and its deadline
+    (on_change,) = told
+    on_change()
+    writer.released.set()
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(reading, 2)  # not the 30-minute idle timeout
+    assert writer.written.startswith(BYE)
