@@ -31,6 +31,7 @@ from cryptmail.errors import (
     UserExists,
 )
 from cryptmail.keys import (
+    CredentialWatcher,
     UnlockedAccounts,
     add_app_password,
     change_password,
@@ -226,6 +227,26 @@ async def test_cache(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> No
     await revoke_app_password(engine, new.user.id, "phone")
     with pytest.raises(AuthenticationFailed):
         await cache.acquire(ALICE, pw(phone))
+
+
+async def test_credential_watcher(engine: AsyncEngine) -> None:
+    """The watcher's one query (user_id IN (...)) on each backend: a password change
+    ends alice's watched sessions and leaves bob's."""
+    alice = (await create_user(engine, ALICE, pw(PASSWORD), CRYPTO)).user.id
+    bob = (await create_user(engine, "bob@example.org", pw(PASSWORD), CRYPTO)).user.id
+    watcher = CredentialWatcher(engine, poll_s=3600)
+    ended: list[int] = []
+
+    def on_change(user_id: int) -> Callable[[], None]:
+        return lambda: ended.append(user_id)
+
+    for user_id in (alice, alice, bob):
+        watcher.watch(user_id, 0, on_change(user_id))
+    assert await watcher.check() == 0
+    await change_password(engine, ALICE, pw(PASSWORD), pw(NEW), CRYPTO)
+    assert await watcher.check() == 2
+    assert ended == [alice, alice]
+    await watcher.close()
 
 
 async def test_aliases(engine: AsyncEngine) -> None:

@@ -289,3 +289,36 @@ def test_idle_push_is_per_node_and_other_nodes_are_polled(nodes: tuple[Node, Nod
         client.command("o1", "LOGOUT")
     finally:
         client.close()
+
+
+def test_a_password_change_ends_the_sessions_on_every_node(nodes: tuple[Node, Node]) -> None:
+    """The password changed with the CLI (a third process): each node's credential
+    watcher polls the shared database, and alice's sessions on both nodes (IDLE on A,
+    SELECTed on B) get BYE [UNAVAILABLE] within 5 s, then the connection closes."""
+    node_a, node_b = nodes
+    clients = [_RawImap(node_a.imap), _RawImap(node_b.imap)]
+    try:
+        for n, client in enumerate(clients):
+            client.command(f"l{n}", f'LOGIN "{EMAIL}" "{PASSWORD}"')
+            client.command(f"s{n}", "SELECT INBOX")
+        clients[0].sock.sendall(b"i1 IDLE\r\n")
+        assert clients[0].line(30.0).startswith(b"+")
+        _cli(
+            node_a.config,
+            "user",
+            "passwd",
+            EMAIL,
+            "--password-stdin",
+            stdin=f"{PASSWORD}\nscale-out password 8\n",
+        )
+        since = time.monotonic()
+        for client in clients:
+            line = client.line(15.0)
+            waited = time.monotonic() - since
+            assert line.startswith(b"* BYE [UNAVAILABLE] Credentials changed"), line
+            assert waited < 5.0, f"BYE after {waited:.1f} s"
+            with pytest.raises(ConnectionError):
+                client.line(5.0)
+    finally:
+        for client in clients:
+            client.close()

@@ -109,6 +109,15 @@ def _read_inbox(client: imaplib.IMAP4) -> list[bytes]:
     return [item[1] for item in data if isinstance(item, tuple)]
 
 
+def _ended_by_the_change(client: imaplib.IMAP4) -> bool:
+    """The server said BYE [UNAVAILABLE] within 5 s and closed the connection."""
+    client.sock.settimeout(5)
+    line = client.readline()
+    closed = client.readline() == b""
+    client.shutdown()
+    return line.startswith(b"* BYE [UNAVAILABLE] Credentials changed") and closed
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -211,8 +220,9 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     page = await _new_page(browser, PHONE)
     url = web_server.url
     imap = asyncio.to_thread
-    # A session with the first password stays open throughout: its unlocked key is
-    # cached, and that must not let new logins with an old credential through.
+    # A session with the first password stays open until the password changes: its
+    # unlocked key is cached, and that must not let new logins with an old credential
+    # through; the change then ends it (issue 14: sessions end).
     live = await imap(web_server.imap_login, FIRST)
     assert await imap(_read_inbox, live) == [MESSAGE]
 
@@ -256,6 +266,7 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     await _shot(page, "07-password-changed")
     assert not await web_server.unlocks(FIRST)
     assert await web_server.unlocks(SECOND)
+    assert await imap(_ended_by_the_change, live)
     assert await imap(web_server.imap_refuses, FIRST)
     assert await imap(web_server.imap_inbox, SECOND) == [MESSAGE]
 
@@ -325,7 +336,6 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     await page.click("text=I have stored the code: continue to sign-in")
     await _submit(page, {"address": ALICE, "password": THIRD})
     assert page.url == url + "/account"
-    await imap(live.logout)
 
     # Every key event is in the log, with the client's address.
     await page.goto(url + "/account/log")

@@ -4,7 +4,8 @@ Everything that turns a credential into an unlocked account, and back. One funct
 job: `verify_login` (a login, with its side effects), `open_account_key` (check a
 credential, write nothing), `open_private_keys`, `change_password`, `recover`,
 `reset_password` (the admin reset), `add_app_password` / `revoke_app_password`.
-`unlock_account` is `verify_login` plus `open_private_keys`.
+`unlock_account` is `verify_login` plus `open_private_keys`. `CredentialWatcher` ends
+live sessions whose credential generation moved.
 """
 
 from cryptmail.keys._account import AccountKey, UnlockedAccount
@@ -24,6 +25,7 @@ from cryptmail.keys._events import (
     record_event,
 )
 from cryptmail.keys._faults import checkpoint
+from cryptmail.keys._generation import read_generation, read_generation_of
 from cryptmail.keys._keyring import (
     KeyPairInfo,
     account_uuid,
@@ -39,12 +41,14 @@ from cryptmail.keys._recovery import has_recovery_code, recover, renew_recovery_
 from cryptmail.keys._rekey import rotate_key_pair
 from cryptmail.keys._reset import reset_password
 from cryptmail.keys._throttle import LoginThrottle, Reservation
+from cryptmail.keys._watcher import CredentialWatcher, Watch
 
 __all__ = [
     "KEY_ROTATED",
     "PASSWORD_CHANGED",
     "AccountKey",
     "AppPasswordInfo",
+    "CredentialWatcher",
     "Event",
     "KeyPairInfo",
     "LoginThrottle",
@@ -52,6 +56,7 @@ __all__ = [
     "Reservation",
     "UnlockedAccount",
     "UnlockedAccounts",
+    "Watch",
     "account_uuid",
     "active_public_key",
     "add_app_password",
@@ -66,6 +71,8 @@ __all__ = [
     "open_account_key",
     "open_private_keys",
     "provision_keys",
+    "read_generation",
+    "read_generation_of",
     "record_event",
     "recover",
     "renew_recovery_code",

@@ -90,10 +90,10 @@ async def revoke_app_password(
     client_ip: str = "",
     account: UnlockedAccount | None = None,
 ) -> None:
-    """Delete the app password `name`: it stops working at the next login (a session it
-    opened keeps running until it ends). With `account` (the user's, unlocked), re-key
-    it in the same transaction. Raises AppPasswordNotFound, KeySlotError (`account` is
-    of an older generation)."""
+    """Delete the app password `name`: it stops working at the next login, and the
+    user's live sessions end at the next poll of their `CredentialWatcher`. With
+    `account` (the user's, unlocked), re-key it in the same transaction. Raises
+    AppPasswordNotFound, KeySlotError (`account` is of an older generation)."""
     async with engine.begin() as conn:
         if account is not None:
             if account.user.id != user_id:

@@ -22,7 +22,10 @@ purges them, and every acquire purges the expired ones first. At most `max_users
 accounts are kept; beyond it the least recently released idle ones go first.
 
 After a password change or recovery in this process, `forget` drops the verifiers of
-the address at once; sessions already open keep their unlocked key until they end.
+the address at once. Sessions already open are ended by the `CredentialWatcher` (see
+`_watcher`) within seconds; one released with `ended_generation` takes the entry's
+verifiers with it, so the account leaves memory with its last session instead of
+staying `ttl_s` longer.
 """
 
 from __future__ import annotations
@@ -76,6 +79,10 @@ def _same_keys(old: UnlockedAccount, new: UnlockedAccount) -> bool:
         and old.active_key.key_id == new.active_key.key_id
         and set(old.private_keys) == set(new.private_keys)
     )
+
+
+def _generation_of(entry: _Entry) -> int:
+    return 0 if entry.generation is None else entry.generation
 
 
 class UnlockedAccounts:
@@ -151,6 +158,23 @@ class UnlockedAccounts:
 
         Raises AuthenticationFailed.
         """
+        account, _generation = await self.acquire_with_generation(
+            address, credential, client_ip=client_ip, allow_app_password=allow_app_password
+        )
+        return account
+
+    async def acquire_with_generation(
+        self,
+        address: str,
+        credential: Password,
+        *,
+        client_ip: str = "",
+        allow_app_password: bool = True,
+    ) -> tuple[UnlockedAccount, int]:
+        """`acquire`, and the credential generation the login was checked at: read
+        before the credential check, so a change committed while it ran shows as a
+        moved generation to the session's `CredentialWatcher`. Raises AuthenticationFailed.
+        """
         self.purge()
         key = address.strip().lower()
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -168,12 +192,12 @@ class UnlockedAccounts:
 
     async def _acquire_locked(
         self, key: str, credential: Password, client_ip: str, allow_app_password: bool
-    ) -> UnlockedAccount:
+    ) -> tuple[UnlockedAccount, int]:
         entry = self._entries.get(key)
         if entry is not None:
             verifier = self._match(entry, credential, allow_app_password)
             if verifier is not None and await self._still_valid(entry, verifier):
-                return self._hold(key, entry)
+                return self._hold(key, entry), _generation_of(entry)
         # Read before the unlock: a change committed meanwhile then shows at the next hit.
         async with self._engine.connect() as conn:
             generation = await read_generation_of(conn, key)
@@ -199,7 +223,8 @@ class UnlockedAccounts:
             entry.verifiers.append(_Verifier(digest, slot.kind, slot.id, slot.record))
         held = self._hold(key, entry)
         self._evict()
-        return held
+        # Keys made by this very login (none before) start at generation 0.
+        return held, 0 if generation is None else generation
 
     def _hold(self, key: str, entry: _Entry) -> UnlockedAccount:
         entry.sessions += 1
@@ -207,15 +232,20 @@ class UnlockedAccounts:
         self._entries[key] = entry  # a purge may have dropped it while we checked
         return entry.account
 
-    def release(self, account: UnlockedAccount) -> None:
+    def release(self, account: UnlockedAccount, *, ended_generation: int | None = None) -> None:
+        """One session of `account` ended. `ended_generation`: it was ended because the
+        credentials of that generation changed; unless a later login refreshed the
+        entry, its verifiers go, and the account leaves memory with its last session."""
         key = account.user.email.strip().lower()
         entry = self._entries.get(key)
         if entry is None or entry.sessions <= 0:
             return
+        if ended_generation is not None and _generation_of(entry) == ended_generation:
+            entry.verifiers.clear()
         entry.sessions -= 1
         if entry.sessions > 0:
             return
-        if self.ttl_s <= 0:
+        if self.ttl_s <= 0 or (ended_generation is not None and not entry.verifiers):
             self._drop(key)
             return
         entry.idle_since = self._clock()

@@ -3,14 +3,19 @@
 Every change after which a cached login must not be served again (a password change,
 recovery, an app password revoked, a key rotation) bumps it in the transaction that
 makes the change. The login cache of every process that shares the database reads it
-before serving a login from memory, and drops its entry when it moved.
+before serving a login from memory, and drops its entry when it moved; the
+`CredentialWatcher` of every process reads it for the users with live sessions and ends
+their sessions when it moved (`_watcher`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cryptmail.db import UserId
 from cryptmail.db import tables as t
 from cryptmail.users import fold_address
 
@@ -48,3 +53,24 @@ async def read_generation_of(conn: AsyncConnection, email: str) -> int | None:
         )
     ).scalar_one_or_none()
     return None if value is None else int(value)
+
+
+_CHUNK = 500  # bound parameters per query (SQLite's limit was 999 before 3.32)
+
+
+async def read_generations(
+    conn: AsyncConnection, user_ids: Collection[UserId]
+) -> dict[UserId, int]:
+    """The generations of `user_ids`, one query per 500 ids; a user without keys (or
+    gone) is missing from the answer."""
+    accounts = t.cm_accounts
+    ids = sorted(set(user_ids))
+    found: dict[UserId, int] = {}
+    for start in range(0, len(ids), _CHUNK):
+        rows = await conn.execute(
+            select(accounts.c.user_id, accounts.c.credential_generation).where(
+                accounts.c.user_id.in_(ids[start : start + _CHUNK])
+            )
+        )
+        found.update({UserId(int(row.user_id)): int(row.credential_generation) for row in rows})
+    return found

@@ -66,11 +66,11 @@ async def change_password(
     cryptmail. Version-1 slots other than the password's are deleted (`_rekey`).
 
     With `cache`, its cached credentials of `email` are dropped after the commit, so only
-    `new` logs in (the slot check would refuse the old one anyway); live sessions keep
-    their unlocked key until they end. Returns the (kind, name) of the version-1 slots the
-    re-key had to delete (a recovery code or app passwords made before slot version 2 and
-    never used since), so the caller can tell the user to make new ones. Raises
-    AuthenticationFailed, KeySlotError.
+    `new` logs in (the slot check would refuse the old one anyway); live sessions end
+    when their `CredentialWatcher` sees the generation move (`_watcher`). Returns the
+    (kind, name) of the version-1 slots the re-key had to delete (a recovery code or app
+    passwords made before slot version 2 and never used since), so the caller can tell
+    the user to make new ones. Raises AuthenticationFailed, KeySlotError.
     """
     opened = await check_credential(engine, email, old, crypto, client_ip=client_ip)
     new_hash = await hash_for_slot(new, crypto.argon2)

@@ -1,8 +1,10 @@
 """The running server: what every listener shares, which listeners run, and their life.
 
-One engine, one blob store, one change bus, one login throttle and one cache of unlocked
-accounts are shared by every listener (a password change on the web drops IMAP's cached
-credentials of that user; a failed login at the web form counts against IMAP too). The
+One engine, one blob store, one change bus, one login throttle, one cache of unlocked
+accounts and one credential watcher are shared by every listener (a password change on
+the web drops IMAP's cached credentials of that user; a failed login at the web form
+counts against IMAP too; one poll every two seconds ends the IMAP sessions whose
+credentials changed, whichever process changed them). The
 listeners and the housekeeping chores run under one `asyncio.TaskGroup`: SIGTERM or
 SIGINT, or a listener that stops on its own, stops them all gracefully: no new
 connections, deliveries in flight finish and get their replies.
@@ -25,7 +27,7 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.config import LOG_FORMAT, Config
 from cryptmail.errors import ConfigError, StoreUnavailable
 from cryptmail.imap import ImapListener, make_context
-from cryptmail.keys import LoginThrottle, UnlockedAccounts
+from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
 from cryptmail.sasl import SaslChecker, SaslServer
 from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._housekeeping import (
@@ -70,6 +72,7 @@ class Shared:
     bus: ChangeBus
     throttle: LoginThrottle
     accounts: UnlockedAccounts
+    watcher: CredentialWatcher | None = None  # None: IMAP's own, one per engine
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -108,6 +111,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             bus=shared.bus,
             throttle=shared.throttle,
             accounts=shared.accounts,
+            watcher=shared.watcher,
         )
         for address, tls in ((addresses.imap, False), (addresses.imaps, True)):
             if address:
@@ -154,6 +158,7 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
         bus=ChangeBus(),
         throttle=LoginThrottle.from_config(config),
         accounts=UnlockedAccounts.from_config(engine, config),
+        watcher=CredentialWatcher(engine),
     )
     listeners = make_listeners(shared, addresses)
     shutdown = asyncio.Event()
@@ -163,6 +168,8 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
     try:
         await _run(shared, listeners, shutdown)
     finally:
+        if shared.watcher is not None:
+            await shared.watcher.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("cryptmail stopped")

@@ -1,7 +1,8 @@
 """App passwords: list, create (after the password; shown once), revoke.
 
 Revoking needs no key: it deletes one slot, and the app password stops working at the
-next login.
+next login. It moves the credential generation: every IMAP session of the user ends
+and so does every other web session; this one stays signed in (`keep_signed_in`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cryptmail.users import User
 from cryptmail.web._attempts import unlock
 from cryptmail.web._context import client_ip, web_context
 from cryptmail.web._forms import BadInput, read_form, text
-from cryptmail.web._signed_in import current_user, see_other, to_sign_in
+from cryptmail.web._signed_in import current_user, keep_signed_in, see_other, to_sign_in
 
 MAX_NAME = 64
 
@@ -86,4 +87,7 @@ async def revoke(request: Request) -> Response:
         await revoke_app_password(context.engine, user.id, name, client_ip=client_ip(request))
     except (BadInput, AppPasswordNotFound):
         return await _list_page(request, user, error="error.app_missing", status=400)
+    # The revocation ends the user's other sessions (IMAP included), not this one.
+    if not await keep_signed_in(request, user):
+        return to_sign_in()
     return see_other("/account/app-passwords?done=app_password_revoked")

@@ -1,8 +1,10 @@
 """Change password: the old one once, the new one twice.
 
 keys.change_password re-locks the key and changes the hash in one transaction, and
-drops IMAP's cached credentials of the user. Every other web session of the user ends;
-this browser gets a fresh session id.
+drops IMAP's cached credentials of the user. Every other web session of the user ends
+(here at once, in other processes at their next request: the generation moved) and so
+does every IMAP session; this browser stays signed in, with a fresh session id bound to
+the new generation (`keep_signed_in`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from cryptmail.web._attempts import throttled
 from cryptmail.web._context import client_ip, web_context
 from cryptmail.web._forms import BadInput, read_form, text
 from cryptmail.web._new_password import form_problem
-from cryptmail.web._sessions import slot_of
-from cryptmail.web._signed_in import current_user, see_other, to_sign_in
+from cryptmail.web._signed_in import current_user, keep_signed_in, see_other, to_sign_in
 
 
 async def password_form(request: Request) -> Response:
@@ -64,7 +65,8 @@ async def change(request: Request) -> Response:
     except AuthenticationFailed:
         return again("error.password")
     context.sessions.drop_user(user_id=user.id)
-    slot_of(request.scope).sign_in(user.id, user.email)
+    if not await keep_signed_in(request, user, new_id=True):
+        return to_sign_in()
     if dropped:
         # A recovery code or app passwords made before slot version 2 and never used
         # since could not follow the re-key: say so at once, not never.

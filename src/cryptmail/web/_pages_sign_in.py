@@ -16,7 +16,7 @@ from cryptmail.web._attempts import unlock
 from cryptmail.web._context import client_ip, web_context
 from cryptmail.web._forms import BadInput, read_form, text
 from cryptmail.web._sessions import slot_of
-from cryptmail.web._signed_in import see_other, to_sign_in
+from cryptmail.web._signed_in import generation_at_sign_in, see_other, to_sign_in
 
 MAX_ADDRESS = 254
 
@@ -40,11 +40,12 @@ async def sign_in(request: Request) -> Response:
     try:
         address = text(form, "address", max_length=MAX_ADDRESS).strip()
         password = Password.from_str(text(form, "password"))
+        generation = await generation_at_sign_in(request, address)
         account = await unlock(context, address, password, client_ip(request), "sign-in")
     except (BadInput, AuthenticationFailed):
         values = {"address": address, "error": "error.sign_in"}
         return context.pages.render(request, "sign_in.html", values, status=400)
-    slot_of(request.scope).sign_in(account.user.id, account.user.email)
+    slot_of(request.scope).sign_in(account.user.id, account.user.email, generation=generation)
     del account  # the unlocked key lives no longer than this request
     return see_other("/account")
 

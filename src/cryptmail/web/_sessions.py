@@ -1,9 +1,10 @@
 """Server-side web sessions, in memory only.
 
 The cookie carries nothing but a random session id. A session holds the signed-in
-user's id and address and a few single-use CSRF tokens; never a password, a recovery
-code or an unlocked key. A page that needs the key asks for the password again and
-drops the key when its request ends.
+user's id and address, the credential generation the sign-in was checked at, and a few
+single-use CSRF tokens; never a password, a recovery code or an unlocked key. A page
+that needs the key asks for the password again and drops the key when its request ends.
+A session whose generation is no longer the account's is signed out (`_signed_in`).
 
 Sessions end after `IDLE_S` without a request or `LIFETIME_S` after sign-in. Anonymous
 sessions (made for the sign-in and recovery forms) and signed-in ones have separate
@@ -41,6 +42,8 @@ class Session:
     seen: float
     user_id: UserId | None = None
     address: str = ""
+    # cm_accounts.credential_generation as the sign-in saw it (keys/_generation.py).
+    generation: int = 0
     csrf_tokens: list[str] = field(default_factory=list)
 
     @property
@@ -102,13 +105,23 @@ class SessionStore:
         self._put(session)
         return session
 
-    def sign_in(self, old: Session | None, user_id: UserId, address: str) -> Session:
-        """A new session for the user; the old one (and its tokens) is gone. A fresh id
-        at sign-in means an id planted before sign-in is worth nothing."""
+    def sign_in(
+        self, old: Session | None, user_id: UserId, address: str, *, generation: int = 0
+    ) -> Session:
+        """A new session for the user, checked at credential `generation`; the old one
+        (and its tokens) is gone. A fresh id at sign-in means an id planted before
+        sign-in is worth nothing."""
         if old is not None:
             self.drop(old)
         now = self._clock()
-        session = Session(new_session_id(), now, now, user_id=user_id, address=address.lower())
+        session = Session(
+            new_session_id(),
+            now,
+            now,
+            user_id=user_id,
+            address=address.lower(),
+            generation=generation,
+        )
         self._put(session)
         return session
 
@@ -176,8 +189,8 @@ class SessionSlot:
             self.current = self.store.new()
         return self.current
 
-    def sign_in(self, user_id: UserId, address: str) -> Session:
-        self.current = self.store.sign_in(self.current, user_id, address)
+    def sign_in(self, user_id: UserId, address: str, *, generation: int = 0) -> Session:
+        self.current = self.store.sign_in(self.current, user_id, address, generation=generation)
         return self.current
 
     def sign_out(self) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.config import Config
 from cryptmail.imap.server._learning import SpamLearner
 from cryptmail.imap.server._session import Session
-from cryptmail.keys import LoginThrottle, UnlockedAccounts
+from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
 from cryptmail.store import ChangeBus
 from cryptmail.store.blobs import BlobStore
 
@@ -48,6 +48,8 @@ class ServerContext:
     throttle: LoginThrottle
     accounts: UnlockedAccounts
     ssl_context: ssl.SSLContext | None
+    # Ends sessions whose credentials changed; shared per engine like `accounts`.
+    watcher: CredentialWatcher
     hostname: str = field(default_factory=socket.gethostname)
     learner: SpamLearner | None = None
     """Spam learning on moves into and out of Junk; None when `spam` is not configured."""
@@ -225,6 +227,7 @@ class ImapListener:
 
 
 _ACCOUNTS: weakref.WeakKeyDictionary[AsyncEngine, UnlockedAccounts] = weakref.WeakKeyDictionary()
+_WATCHERS: weakref.WeakKeyDictionary[AsyncEngine, CredentialWatcher] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -248,6 +251,14 @@ def _shared_accounts(engine: AsyncEngine, config: Config) -> UnlockedAccounts:
     return accounts
 
 
+def _shared_watcher(engine: AsyncEngine) -> CredentialWatcher:
+    # One poll per process for every listener's sessions.
+    watcher = _WATCHERS.get(engine)
+    if watcher is None:
+        watcher = _WATCHERS[engine] = CredentialWatcher(engine)
+    return watcher
+
+
 def make_context(
     config: Config,
     *,
@@ -256,6 +267,7 @@ def make_context(
     bus: ChangeBus,
     throttle: LoginThrottle,
     accounts: UnlockedAccounts | None = None,
+    watcher: CredentialWatcher | None = None,
 ) -> ServerContext:
     return ServerContext(
         config=config,
@@ -265,6 +277,7 @@ def make_context(
         throttle=throttle,
         accounts=accounts or _shared_accounts(engine, config),
         ssl_context=make_ssl_context(config),
+        watcher=watcher or _shared_watcher(engine),
         learner=SpamLearner(config.spam, blobs)
         if config.spam.learn_spam or config.spam.learn_ham
         else None,

@@ -6,6 +6,12 @@ handler writes untagged responses with :meth:`Session.send` and returns the tagg
 completion line, or raises :class:`CommandFailed`. Store errors map to NO with RFC 5530
 codes in one table here. A malformed command gets ``BAD`` with a fixed reason and the
 connection reads on.
+
+A logged-in session is watched (`keys.CredentialWatcher`): when the user's credential
+generation moves (a password change, recovery, app-password revocation or re-key, in
+any process), the session answers ``* BYE [UNAVAILABLE] Credentials changed`` and closes
+at once if it was waiting for the client (also in IDLE), else right after the command
+in progress; pipelined commands behind it are not run.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
 from cryptmail.errors import (
     BlobMissing,
@@ -49,7 +55,7 @@ from cryptmail.imap.wire._reader import (
 )
 from cryptmail.imap.wire._requests import Command
 from cryptmail.imap.wire._response import continuation, response_code, tagged
-from cryptmail.keys import UnlockedAccount
+from cryptmail.keys import UnlockedAccount, Watch
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._listener import ServerContext
@@ -67,6 +73,7 @@ PREAUTH_TIMEOUT_S: float = 60.0
 """Idle time allowed before login (RFC 3501's 30 minutes apply once logged in), so
 unauthenticated connections cannot hold the per-address slots for long."""
 _TRACE_WORD: Final = re.compile(rb"[A-Za-z0-9.]{1,24}")
+CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 
 
 def scrub(line: bytes) -> str:
@@ -138,6 +145,11 @@ class Session:
         self.selected: SelectedMailbox | None = None
         self.enabled: set[str] = set()
         self.logged_out = False
+        self.credentials_changed = False
+        self._generation = 0
+        self._watch: Watch | None = None
+        # The deadline of the read in progress: moved to now to wake it.
+        self._read_deadline: asyncio.Timeout | None = None
 
     # -- facts ---------------------------------------------------------------------------
 
@@ -202,22 +214,31 @@ class Session:
 
     async def _read(self) -> bytes:
         await self.drain()
+        if self.credentials_changed:  # told while the drain waited, before a deadline to move
+            self._end_for_credentials()
         limit = float(self.config.imap.idle_timeout_s)
         if self.state == "nonauth":
             limit = min(limit, PREAUTH_TIMEOUT_S)
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(limit) as deadline:
+                self._read_deadline = deadline
                 return await self._reader.read(_READ_SIZE)
         except TimeoutError:
+            if self.credentials_changed:
+                self._end_for_credentials()
             with contextlib.suppress(OSError):
                 self._writer.write(b"* BYE Idle for too long.\r\n")
             raise ConnectionClosed("idle timeout") from None
         except OSError as exc:
             raise ConnectionClosed("read failed") from exc
+        finally:
+            self._read_deadline = None
 
     async def next_event(self) -> ReaderEvent:
         """The next reader event; raises ParseError, InputTooLarge, ConnectionClosed."""
         while True:
+            if self.credentials_changed:
+                self._end_for_credentials()
             event = self.commands.next_event()
             if event is not None:
                 return event
@@ -267,10 +288,32 @@ class Session:
         self.tls_active = True
         self.commands = CommandReader(PREAUTH_LIMITS)
 
-    def authenticated(self, account: UnlockedAccount) -> None:
+    def authenticated(self, account: UnlockedAccount, generation: int) -> None:
+        """Logged in as `account`, checked at credential `generation`: the session
+        ends when that generation moves."""
         self.account = account
+        self._generation = generation
+        self._watch = self.context.watcher.watch(
+            account.user.id, generation, self._on_credentials_changed
+        )
         self.state = "auth"
         self.commands.limits = ReaderLimits(max_append=self.config.imap.append_limit)
+
+    def _on_credentials_changed(self) -> None:
+        # Called by the watcher's task: wake a read in progress (here or in IDLE's line
+        # task); a command in progress finishes and the next event ends the session.
+        self.credentials_changed = True
+        if self._read_deadline is not None:
+            # Already expiring (the idle timeout fired): its handler sees the flag too.
+            with contextlib.suppress(RuntimeError):
+                self._read_deadline.reschedule(asyncio.get_running_loop().time())
+
+    def _end_for_credentials(self) -> NoReturn:
+        if self.account is not None:
+            log.info("IMAP session of user id %d ended: credentials changed", self.account.user.id)
+        with contextlib.suppress(OSError):
+            self._writer.write(CREDENTIALS_CHANGED)
+        raise ConnectionClosed("credentials changed")
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -304,9 +347,13 @@ class Session:
         if self.selected is not None:
             self.selected.close()
             self.selected = None
+        if self._watch is not None:
+            self.context.watcher.unwatch(self._watch)
+            self._watch = None
         if self.account is not None:
-            self.context.accounts.release(self.account)
-            self.account = None
+            ended = self._generation if self.credentials_changed else None
+            self.context.accounts.release(self.account, ended_generation=ended)
+            self.account = None  # the unlocked key goes with the last reference
         self._writer.close()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):

@@ -114,7 +114,9 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
         log.info("IMAP login refused by the throttle for %.0f s", exc.retry_after_s)
         raise CommandFailed(_BUSY, "[UNAVAILABLE]") from None
     try:
-        account = await context.accounts.acquire(address, password, client_ip=client_ip)
+        account, generation = await context.accounts.acquire_with_generation(
+            address, password, client_ip=client_ip
+        )
     except AuthenticationFailed as exc:
         context.throttle.failed(reservation)
         log.info("IMAP login failed (%s)", exc.detail or "no detail")
@@ -133,7 +135,7 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
     except BaseException:
         context.accounts.release(account)
         raise
-    session.authenticated(account)
+    session.authenticated(account, generation)
     log.info("IMAP login of user id %d", account.user.id)
 
 
