@@ -57,7 +57,7 @@ async def test_a_user_without_a_recovery_code_gets_one_at_sign_in(
     async with engine.begin() as conn:
         user = await add_user(conn, address, hash_password(pw(PASSWORD)), crypt=2)
     response = await sign_in(client, address, PASSWORD)
-    assert response.status_code == 200
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
     page = response.text
     assert "<h1>Your recovery code</h1>" in page and "It is shown only this once." in page
     assert 'href="/account"' in page and "previous recovery code" not in page
