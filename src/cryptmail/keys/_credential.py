@@ -74,12 +74,12 @@ async def _check(
     # Each failing path: one verify_hash and one Argon2id (open_slot or burn_kdf).
     async with engine.connect() as conn:
         user = await find_user(conn, email)
-        if user is None:
-            await verify_hash(await clock.cover(), credential)
-            await burn_kdf(crypto.argon2)
-            raise AuthenticationFailed("unknown user")
-        state = await account_state(conn, user.id)
-        slots = await slots_of(conn, user.id) if state is not None else []
+        state = await account_state(conn, user.id) if user is not None else None
+        slots = await slots_of(conn, user.id) if user is not None and state is not None else []
+    if user is None:  # no connection held: measuring the cover needs one
+        await verify_hash(await clock.cover(), credential)
+        await burn_kdf(crypto.argon2)
+        raise AuthenticationFailed("unknown user")
 
     if state is None:
         if not await verify_hash(user.password_hash, credential):
