@@ -20,6 +20,7 @@ from cryptmail.config import Argon2Config, Argon2Params, CryptoConfig
 from cryptmail.db import create_engine, upgrade
 from cryptmail.db import tables as t
 from cryptmail.keys import NewAccount, create_user
+from cryptmail.keys._timing import seed_cover
 from cryptmail.secret import Password
 from cryptmail.users import add_domain, hash_password
 
@@ -67,6 +68,9 @@ async def engine(db_path: Path) -> AsyncIterator[AsyncEngine]:
     await upgrade(engine)
     async with engine.begin() as conn:
         await add_domain(conn, "example.org")
+    # The cover hash of failing logins, given instead of measured at the first failure,
+    # so that each test's KDF calls are its own (tests/keys/test_timing.py measures).
+    seed_cover(engine, other_tool_hash("not anyone's password"), 0.0)
     yield engine
     await engine.dispose()
 

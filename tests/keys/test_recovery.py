@@ -7,8 +7,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
+from cryptmail.db import tables as t
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import (
+    ensure_recovery_code,
     has_recovery_code,
     recover,
     renew_recovery_code,
@@ -107,3 +109,36 @@ async def test_renew_gives_a_code_to_a_user_without_one(
     assert await has_recovery_code(engine, user.id)
     await recover(engine, "legacy@example.org", code, pw(NEW), crypto)
     await unlock_account(engine, "legacy@example.org", pw(NEW), crypto)
+
+
+async def test_a_first_login_user_gets_a_code_once_the_account_is_unlocked(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    """Keys made at the first login come without a recovery code; `ensure_recovery_code`
+    (the web sign-in) makes one, once, and it opens the account."""
+    legacy = "legacy@example.org"
+    async with engine.begin() as conn:
+        user = await add_user(conn, legacy, other_tool_hash(PASSWORD, "SHA512-CRYPT"), crypt=2)
+    account, _slot = await unlock_account(engine, legacy, pw(PASSWORD), crypto)  # keys made
+    assert not await has_recovery_code(engine, user.id)
+    code = await ensure_recovery_code(engine, account, crypto)
+    assert code is not None and await has_recovery_code(engine, user.id)
+    assert await ensure_recovery_code(engine, account, crypto) is None  # has one now
+    await recover(engine, legacy, code, pw(NEW), crypto)
+    await unlock_account(engine, legacy, pw(NEW), crypto)
+
+
+async def test_no_code_is_made_for_a_stale_account(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    """Re-keyed since it was unlocked (a password change elsewhere): the next sign-in
+    makes the code, not this one."""
+    new = await make_user()
+    stale, _slot = await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
+    await recover(engine, ALICE, new.recovery_code or "", pw(NEW), crypto)  # re-keys
+    async with engine.begin() as conn:
+        await conn.execute(t.cm_key_slots.delete().where(t.cm_key_slots.c.kind == "recovery"))
+    assert await ensure_recovery_code(engine, stale, crypto) is None
+    assert not await has_recovery_code(engine, new.user.id)
+    fresh, _slot = await unlock_account(engine, ALICE, pw(NEW), crypto)
+    assert await ensure_recovery_code(engine, fresh, crypto) is not None

@@ -27,8 +27,9 @@ from cryptmail.keys import (
     UnlockedAccounts,
     create_user,
 )
+from cryptmail.keys._timing import seed_cover
 from cryptmail.secret import Password
-from cryptmail.users import add_domain
+from cryptmail.users import add_domain, hash_password
 
 ALICE = "alice@example.org"
 PASSWORD = "correct horse battery staple"  # the test user's password
@@ -92,6 +93,11 @@ async def engine(config: Config) -> AsyncIterator[AsyncEngine]:
     await upgrade(engine)
     async with engine.begin() as conn:
         await add_domain(conn, "example.org")
+    # The cover hash of failing logins, given instead of measured (several Argon2id) at
+    # each test's first failure; tests/keys/test_timing.py measures it.
+    seed_cover(
+        engine, hash_password(pw("not anyone's"), "SHA512-CRYPT", sha_crypt_rounds=1000), 0.0
+    )
     yield engine
     await engine.dispose()
 

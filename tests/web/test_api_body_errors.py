@@ -51,3 +51,26 @@ async def test_bad_bodies_are_client_errors(
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"] in ("invalid_request", "authentication_failed")
     assert throttle.waits == []
+
+
+@pytest.mark.parametrize("field", ["address", "old", "new", "code", "name", "password", "extra"])
+async def test_a_huge_integer_in_any_field_is_a_client_error(
+    client: httpx.AsyncClient, field: str
+) -> None:
+    """Issue 14: a JSON integer of 4,301+ digits anywhere in an API body was an HTTP 500."""
+    strings = {"address": "a@example.org", "old": "x", "new": "y", "code": "c", "name": "n"}
+    body = (
+        b"{"
+        + b", ".join(
+            b'"%s": %s' % (k.encode(), HUGE if k == field else b'"%s"' % v.encode())
+            for k, v in {**strings, "password": "p", "extra": "e"}.items()
+        )
+        + b"}"
+    )
+    for path in ("/api/v1/password", "/api/v1/recover", "/api/v1/app-passwords"):
+        response = await client.post(path, content=body, headers=JSON)
+        assert 400 <= response.status_code < 500, (path, response.text)
+    response = await client.request(
+        "DELETE", "/api/v1/app-passwords/phone", content=body, headers=JSON
+    )
+    assert 400 <= response.status_code < 500, response.text

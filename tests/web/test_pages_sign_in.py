@@ -10,8 +10,18 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config
-from cryptmail.keys import NewAccount, add_app_password, unlock_account
-from web.conftest import ALICE, CLIENT_IP, PASSWORD, RecordingThrottle, pw, sign_in, submit
+from cryptmail.keys import NewAccount, add_app_password, has_recovery_code, recover, unlock_account
+from cryptmail.users import add_user, hash_password
+from web.conftest import (
+    ALICE,
+    CLIENT_IP,
+    PASSWORD,
+    RecordingThrottle,
+    csrf_token,
+    pw,
+    sign_in,
+    submit,
+)
 
 
 async def test_home_redirects(client: httpx.AsyncClient, alice: NewAccount) -> None:
@@ -36,6 +46,38 @@ async def test_sign_in_and_see_the_account(client: httpx.AsyncClient, alice: New
     account = await client.get("/account")
     assert account.status_code == 200
     assert ALICE in account.text
+
+
+async def test_a_user_without_a_recovery_code_gets_one_at_sign_in(
+    client: httpx.AsyncClient, engine: AsyncEngine, config: Config
+) -> None:
+    """An ISPmail row gets its keys at the first login, and no recovery code (README:
+    every user has one): the web sign-in makes it, shows it once, and it works."""
+    address = "legacy@example.org"
+    async with engine.begin() as conn:
+        user = await add_user(conn, address, hash_password(pw(PASSWORD)), crypt=2)
+    response = await sign_in(client, address, PASSWORD)
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    page = response.text
+    assert "<h1>Your recovery code</h1>" in page and "It is shown only this once." in page
+    assert 'href="/account"' in page and "previous recovery code" not in page
+    code = page.split('<p class="secret"><code>')[1].split("</code>")[0]
+    assert await has_recovery_code(engine, user.id)
+    assert (await client.get("/account")).status_code == 200  # signed in
+
+    token = csrf_token((await client.get("/account")).text)
+    await client.post("/sign-out", data={"csrf_token": token})
+    again = await sign_in(client, address, PASSWORD)  # has one now: straight to the account
+    assert again.status_code == 303 and again.headers["location"] == "/account"
+    await recover(engine, address, code, pw("a new passphrase 1"), config.crypto)
+
+
+async def test_a_user_with_a_recovery_code_gets_no_new_one(
+    client: httpx.AsyncClient, engine: AsyncEngine, config: Config, alice: NewAccount
+) -> None:
+    response = await sign_in(client)
+    assert response.status_code == 303 and response.headers["location"] == "/account"
+    await recover(engine, ALICE, alice.recovery_code or "", pw("a new passphrase 2"), config.crypto)
 
 
 def _normalized(html: str) -> str:

@@ -99,6 +99,11 @@ def _revoke(args: argparse.Namespace) -> int:
             user = await get_user(conn, email)
         await revoke_app_password(engine, user.id, args.name)
         say(f"app password {args.name.strip()!r} of {email} revoked")
+        # Without the user's key there is no re-key now (keys/_app_passwords.py).
+        say(
+            "its sessions end now; the mail key is replaced at the user's next login, and "
+            "until then a backup copy of the revoked slot still opens mail delivered meanwhile"
+        )
         return 0
 
     return run_with_engine(args, work)

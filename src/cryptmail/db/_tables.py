@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 
@@ -86,6 +87,9 @@ cm_accounts = Table(
     # Bumped by every re-key (password change, recovery, revocation, rotation): the
     # generation of the account key the slots hold now.
     Column("generation", Integer, nullable=False, server_default="0"),
+    # Set when a slot was deleted without the account key to re-key (an app password
+    # revoked by an admin): the next login that opens the key re-keys (keys/_rekey.py).
+    Column("rekey_pending", Boolean, nullable=False, server_default=false()),
 )
 
 # The data keys of the generations after the first, and generation 0's once the account

@@ -37,7 +37,12 @@ from cryptmail.keys._keyring import (
 from cryptmail.keys._login import unlock_account, verify_login, verify_only
 from cryptmail.keys._password import change_password
 from cryptmail.keys._provision import NewAccount, create_user, provision_keys
-from cryptmail.keys._recovery import has_recovery_code, recover, renew_recovery_code
+from cryptmail.keys._recovery import (
+    ensure_recovery_code,
+    has_recovery_code,
+    recover,
+    renew_recovery_code,
+)
 from cryptmail.keys._rekey import rotate_key_pair
 from cryptmail.keys._reset import reset_password
 from cryptmail.keys._throttle import LoginThrottle, Reservation
@@ -63,6 +68,7 @@ __all__ = [
     "change_password",
     "checkpoint",
     "create_user",
+    "ensure_recovery_code",
     "export_private_keys",
     "has_recovery_code",
     "list_app_passwords",

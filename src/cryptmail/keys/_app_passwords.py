@@ -2,11 +2,16 @@
 
 Revoking with the unlocked account re-keys it (`_rekey`), so the revoked app password,
 kept with an old copy of its slot, opens nothing delivered after the revocation.
-Without it (an admin revoking from the command line) only the slot is deleted; the
-account is re-keyed at its next password change or rotation."""
+Without it (an admin on the command line, a signed-in web page: neither holds the key)
+the slot is deleted, the credential generation bumped (the app password's sessions
+end, its cached logins are dropped) and the account marked re-key pending: the next
+login that opens the account key re-keys it. Until then the revoked app password with
+a copy of its old slot (a backup) still opens the account key, and so mail delivered
+meanwhile; the revocation says so."""
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,9 +31,11 @@ from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._generation import bump_generation
 from cryptmail.keys._kdf import make_slot, slot_label
-from cryptmail.keys._rekey import check_generation, next_generation, rekey
+from cryptmail.keys._rekey import check_generation, mark_rekey_pending, next_generation, rekey
 from cryptmail.keys._slots import APP, app_slot_names, delete_app_slot, insert_slot, slots_of
 from cryptmail.secret import Password
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[\w .@+-]{1,64}$")
 
@@ -92,8 +99,9 @@ async def revoke_app_password(
 ) -> None:
     """Delete the app password `name`: it stops working at the next login, and the
     user's live sessions end at the next poll of their `CredentialWatcher`. With
-    `account` (the user's, unlocked), re-key it in the same transaction. Raises
-    AppPasswordNotFound, KeySlotError (`account` is of an older generation)."""
+    `account` (the user's, unlocked), re-key in the same transaction; without, mark the
+    account re-key pending (the next login re-keys). Raises AppPasswordNotFound,
+    KeySlotError (`account` is of an older generation)."""
     async with engine.begin() as conn:
         if account is not None:
             if account.user.id != user_id:
@@ -113,9 +121,12 @@ async def revoke_app_password(
             )
         if not await delete_app_slot(conn, user_id, name.strip()):
             raise AppPasswordNotFound(f"no app password named {name.strip()!r}")
-        if account is None:  # a re-key ends cached logins itself
+        if account is None:  # a re-key does both itself
             await bump_generation(conn, user_id)  # in every process
+            await mark_rekey_pending(conn, user_id)
         await events.record_event(conn, user_id, events.APP_PASSWORD_REVOKED, client_ip, name)
+    if account is None:
+        log.info("app password of user id %d revoked; re-key pending until its next login", user_id)
 
 
 async def list_app_passwords(engine: AsyncEngine, user_id: UserId) -> list[AppPasswordInfo]:

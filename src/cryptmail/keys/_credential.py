@@ -2,9 +2,10 @@
 and key operation starts with. It writes nothing but a failed-sign-in event.
 
 Every failure is the same AuthenticationFailed to the caller; its `detail` (for the
-operator log, by id) says which case it was. Every attempt spends at least one Argon2 at
-slot cost (a real slot unlock, or `burn_kdf` for an unknown user, a user without keys
-and a refused outside hash), so timing does not tell which addresses exist or have keys.
+operator log, by id) says which case it was. Every failing path does the same KDF work,
+one stored-hash check (the row's own, or `_timing`'s cover hash) and one Argon2id at
+slot cost (a slot unlock, or `burn_kdf`), and then waits out `_timing`'s floor, so
+timing does not tell which addresses exist, have keys, or wait for their first login.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cryptmail.keys._slots import (
     slot_by_lookup,
     slots_of,
 )
+from cryptmail.keys._timing import FailureClock
 from cryptmail.secret import Password, SecretBytes
 from cryptmail.users import User, find_user
 
@@ -52,19 +54,37 @@ async def check_credential(
 ) -> AccountKey | KeylessUser:
     """The opened account key, or for a user without keys the proof that the password
     matched the SQL hash. Raises AuthenticationFailed."""
+    clock = FailureClock(engine, crypto.argon2)
+    try:
+        return await _check(engine, email, credential, crypto, clock, client_ip, allow_app_password)
+    except AuthenticationFailed:
+        await clock.pad()
+        raise
+
+
+async def _check(
+    engine: AsyncEngine,
+    email: str,
+    credential: Password,
+    crypto: CryptoConfig,
+    clock: FailureClock,
+    client_ip: str,
+    allow_app_password: bool,
+) -> AccountKey | KeylessUser:
+    # Each failing path: one verify_hash and one Argon2id (open_slot or burn_kdf).
     async with engine.connect() as conn:
         user = await find_user(conn, email)
-        if user is None:
-            await burn_kdf(crypto.argon2)
-            raise AuthenticationFailed("unknown user")
-        state = await account_state(conn, user.id)
-        slots = await slots_of(conn, user.id) if state is not None else []
+        state = await account_state(conn, user.id) if user is not None else None
+        slots = await slots_of(conn, user.id) if user is not None and state is not None else []
+    if user is None:  # no connection held: measuring the cover needs one
+        await verify_hash(await clock.cover(), credential)
+        await burn_kdf(crypto.argon2)
+        raise AuthenticationFailed("unknown user")
 
     if state is None:
         if not await verify_hash(user.password_hash, credential):
-            # The slot unlock a user with keys costs: without it a cheap legacy hash would
-            # tell that this address exists but has no keys yet. (A right password needs
-            # no cover: the caller knows it, and making keys costs more anyway.)
+            # The slot unlock a user with keys costs. (A right password needs no cover:
+            # the caller knows it, and making keys costs more anyway.)
             await burn_kdf(crypto.argon2)
             log.info("login failed for user id %d: wrong password (no keys yet)", user.id)
             raise AuthenticationFailed("wrong password")
@@ -85,6 +105,7 @@ async def check_credential(
     if password_slot is None:
         # Keys without a password slot (never written so; a bad restore): the recovery
         # code makes a new one. Making keys again here would loop.
+        await verify_hash(await clock.cover(), credential)
         await burn_kdf(crypto.argon2)
         raise await _failed(engine, user, client_ip, "the account has no password slot")
     if not in_sync:
@@ -95,6 +116,8 @@ async def check_credential(
             raise await _failed(engine, user, client_ip, "wrong password (hash changed outside)")
     slot = await open_slot(password_slot, uuid, generation, credential, crypto.argon2)
     if slot is None:
+        if in_sync:  # the hash check the other paths make
+            await verify_hash(await clock.cover(), credential)
         raise await _failed(engine, user, client_ip, "wrong password")
     return AccountKey(
         user,

@@ -12,6 +12,9 @@ records its fingerprint on the password slot; the column stays a Dovecot `{SCHEM
 A login that opens a version-1 slot (made before re-keying existed) writes it as
 version 2 at the same salt and cost, which needs no second Argon2: from then on a re-key
 can seal new account keys to it without its credential.
+
+A login to an account marked re-key pending (an app password revoked without the key,
+keys/_app_passwords.py) re-keys it, holding the account key the credential opened.
 """
 
 from __future__ import annotations
@@ -31,15 +34,16 @@ from cryptmail.keys._credential import KeylessUser, check_credential
 from cryptmail.keys._kdf import hash_for_slot, slot_label
 from cryptmail.keys._keyring import account_uuid, open_private_keys
 from cryptmail.keys._provision import insert_keys, prepare_keys
-from cryptmail.keys._rekey import check_generation
+from cryptmail.keys._rekey import check_generation, next_generation, rekey, rekey_pending
 from cryptmail.keys._slots import (
     PASSWORD,
     SlotRow,
     hash_fingerprint,
     replace_slot,
     set_fingerprint,
+    slots_of,
 )
-from cryptmail.secret import Password
+from cryptmail.secret import Password, SecretBytes
 from cryptmail.users import User, find_user, needs_rehash
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,7 @@ async def verify_login(
         return await _first_login(engine, opened.user, credential, crypto, client_ip)
     if opened.slot_key is not None and slot_version(opened.slot.record) == 1:
         opened = await _upgrade_slot(engine, opened)
+    opened = await _rekey_if_pending(engine, opened)
     if opened.slot.kind != PASSWORD:
         return opened  # an app password: the SQL hash is none of its business
     new_hash = None
@@ -119,6 +124,37 @@ async def _upgrade_slot(engine: AsyncEngine, opened: AccountKey) -> AccountKey:
         return opened
     log.info("login of user id %d: key slot %d upgraded to version 2", opened.user.id, slot.id)
     return replace(opened, slot=replace(slot, record=record))
+
+
+async def _rekey_if_pending(engine: AsyncEngine, opened: AccountKey) -> AccountKey:
+    # EC and AES work only: every version-2 slot, this one too, follows without its
+    # credential. A lost race (another login or a change re-keyed first) keeps `opened`,
+    # as for any key changed during a login.
+    user_id = opened.user.id
+    async with engine.connect() as conn:
+        if not await rekey_pending(conn, user_id):
+            return opened
+    following = next_generation(opened.generation)
+    try:
+        async with engine.begin() as conn:
+            await rekey(
+                conn,
+                user_id,
+                opened.account_uuid,
+                opened.account_key.reveal(),
+                opened.generation,
+                following,
+            )
+            slot = next((s for s in await slots_of(conn, user_id) if s.id == opened.slot.id), None)
+    except KeySlotError:
+        return opened
+    log.info("login of user id %d: re-keyed, as a revocation without the key asked", user_id)
+    return replace(
+        opened,
+        account_key=SecretBytes(following.account_key),
+        generation=following.generation,
+        slot=slot or opened.slot,  # a version-1 slot whose upgrade lost a race is gone
+    )
 
 
 def _weak_hash(stored: str, crypto: CryptoConfig) -> bool:

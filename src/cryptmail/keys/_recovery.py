@@ -1,4 +1,12 @@
-"""The recovery code: set a new password with it, renew it, ask whether there is one.
+"""The recovery code: set a new password with it, renew it, ask whether there is one,
+and give one to a user who has none.
+
+Users whose keys were made at their first login (an ISPmail row, keys/_provision.py)
+have no recovery code: making its slot needs the account key, and their first login
+may be over IMAP, where there is nowhere to show a code. The web sign-in, which holds
+the unlocked account, gives them one (`ensure_recovery_code`); an IMAP login tells
+them to sign in there until they have one. "Has a recovery code" is read from the
+slot rows, so a code dropped by a re-key (a version-1 slot) is made again the same way.
 
 Recovery re-keys the account (`_rekey`), like a password change: a recovery code kept
 with an old copy of its slot opens nothing delivered after it. Recovery is
@@ -8,12 +16,14 @@ change together. A wrong code changes nothing but the failed-sign-in event.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.config import CryptoConfig
 from cryptmail.crypto import code_lookup_id, generate_recovery_code, normalize_code
 from cryptmail.db import UserId
-from cryptmail.errors import AuthenticationFailed
+from cryptmail.errors import AuthenticationFailed, DatabaseConflict, KeySlotError
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._cache import UnlockedAccounts
@@ -32,6 +42,8 @@ from cryptmail.keys._slots import (
 )
 from cryptmail.secret import Password
 from cryptmail.users import find_user
+
+log = logging.getLogger(__name__)
 
 
 async def _new_recovery(
@@ -134,6 +146,27 @@ async def renew_recovery_code(
         await check_generation(conn, account.user.id, account.generation)
         await _store_recovery(conn, account.user.id, old, record, lookup)
         await events.record_event(conn, account.user.id, events.RECOVERY_RENEWED, client_ip)
+    return code
+
+
+async def ensure_recovery_code(
+    engine: AsyncEngine, account: UnlockedAccount, crypto: CryptoConfig, *, client_ip: str = ""
+) -> str | None:
+    """A new recovery code if the account has none (show it once), else None (one
+    Argon2id only when a code is made). A sign-in elsewhere that made one meanwhile, or
+    a re-key since `account` was unlocked, leaves it to the next sign-in: None."""
+    if await has_recovery_code(engine, account.user.id):
+        return None
+    current = GenerationKey(account.account_key.reveal(), account.generation)
+    code, record, lookup = await _new_recovery(account.account_uuid, current, crypto)
+    try:
+        async with engine.begin() as conn:
+            await check_generation(conn, account.user.id, account.generation)
+            await _store_recovery(conn, account.user.id, None, record, lookup)
+            await events.record_event(conn, account.user.id, events.RECOVERY_RENEWED, client_ip)
+    except (DatabaseConflict, KeySlotError):
+        return None
+    log.info("recovery code made for user id %d, which had none", account.user.id)
     return code
 
 

@@ -14,6 +14,11 @@ slot row) that opened the old account key opens nothing delivered after the chan
 The caller then writes or deletes the slots it named in `skip` (the changed password,
 the used recovery code, the revoked app password), sealed to `new.account_key` for
 generation `new.generation`. One transaction: a crash leaves the old state or the new.
+
+A change made without the account key (an app password revoked by an admin, or from a
+web page, which holds no key) cannot re-key: it deletes the slot and marks the account
+`rekey_pending`; the next login that opens the account key re-keys (keys/_login.py),
+and every re-key clears the mark.
 """
 
 from __future__ import annotations
@@ -88,6 +93,22 @@ async def check_generation(conn: AsyncConnection, user_id: UserId, generation: i
         raise stale_keys()
 
 
+async def mark_rekey_pending(conn: AsyncConnection, user_id: UserId) -> None:
+    """The next login that opens the account key re-keys it (no-op without keys)."""
+    await conn.execute(
+        update(t.cm_accounts).where(t.cm_accounts.c.user_id == user_id).values(rekey_pending=True)
+    )
+
+
+async def rekey_pending(conn: AsyncConnection, user_id: UserId) -> bool:
+    row = (
+        await conn.execute(
+            select(t.cm_accounts.c.rekey_pending).where(t.cm_accounts.c.user_id == user_id)
+        )
+    ).first()
+    return row is not None and bool(row.rekey_pending)
+
+
 async def rekey(
     conn: AsyncConnection,
     user_id: UserId,
@@ -111,6 +132,7 @@ async def rekey(
         .values(
             generation=new.generation,
             credential_generation=t.cm_accounts.c.credential_generation + 1,
+            rekey_pending=False,
         )
     )
     if moved.rowcount != 1:

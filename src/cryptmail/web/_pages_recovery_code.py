@@ -1,8 +1,9 @@
 """The recovery code: whether one exists, and a new one (after the password).
 
-Users whose keys were made at their first login have none until they create one here
-(the account page asks them to). Renewing makes the old code useless; the new one is
-shown once.
+Users whose keys were made at their first login have none until their next sign-in
+makes one (`_pages_sign_in`); one whose code a re-key dropped, or whose sign-in lost a
+race, creates one here (the account page asks them to). Renewing makes the old code
+useless; the new one is shown once.
 """
 
 from __future__ import annotations

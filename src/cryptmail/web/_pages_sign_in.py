@@ -3,6 +3,10 @@
 Signing in unlocks the key once, to prove the password, and keeps nothing of it: the
 session then holds only the user's id and address. A wrong address and a wrong
 password get the same answer, after the same work.
+
+A user without a recovery code (keys made at the first login of an ISPmail row, which
+may have been over IMAP) gets one while the key is unlocked, shown once, as after
+`user add`; IMAP logins tell them to sign in here until they do.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cryptmail.errors import AuthenticationFailed
+from cryptmail.keys import ensure_recovery_code
 from cryptmail.secret import Password
 from cryptmail.web._attempts import unlock
 from cryptmail.web._context import client_ip, web_context
@@ -46,7 +51,13 @@ async def sign_in(request: Request) -> Response:
         values = {"address": address, "error": "error.sign_in"}
         return context.pages.render(request, "sign_in.html", values, status=400)
     slot_of(request.scope).sign_in(account.user.id, account.user.email, generation=generation)
+    code = await ensure_recovery_code(
+        context.engine, account, context.config.crypto, client_ip=client_ip(request)
+    )
     del account  # the unlocked key lives no longer than this request
+    if code is not None:
+        values = {"code": code, "reason": "created", "next": "/account"}
+        return context.pages.render(request, "code.html", values)
     return see_other("/account")
 
 

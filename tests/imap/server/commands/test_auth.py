@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from cryptmail.errors import KdfBusy
+from cryptmail.keys import ensure_recovery_code, unlock_account
+from cryptmail.secret import Password
+from cryptmail.users import add_user, hash_password
 
 from ...server_rig import PASSWORD, USER, ImapRig, start_rig
 
@@ -259,3 +262,63 @@ def _ten_sessions(rig: ImapRig, kdf_calls: list[int]) -> None:
     # A wrong password is still checked the full way, and fails.
     assert b"[AUTHENTICATIONFAILED]" in wrong_login(rig.port)
     assert len(kdf_calls) > 1
+
+
+def _login_lines(port: int, address: str, password: str) -> list[bytes]:
+    """Every line the server sends in answer to one LOGIN, untagged ones too."""
+    conn = Conn(port)
+    try:
+        conn.file.write(f'a LOGIN "{address}" "{password}"\r\n'.encode())
+        conn.file.flush()
+        lines: list[bytes] = []
+        while not lines or not lines[-1].startswith(b"a "):
+            line = conn.file.readline()
+            assert line, "connection closed"
+            lines.append(line.rstrip(b"\r\n"))
+        conn.ask("LOGOUT")
+        return lines
+    finally:
+        conn.close()
+
+
+def test_a_user_without_a_recovery_code_is_alerted_at_login_until_they_have_one(
+    rig: ImapRig,
+) -> None:
+    """An ISPmail row gets its keys at the first (IMAP) login but no recovery code:
+    each login says so in an ALERT (RFC 3501 7.1) until the web sign-in made one."""
+    legacy, secret = "legacy@example.org", "legacy passphrase 1"
+
+    async def add_row() -> None:
+        async with rig.engine.begin() as conn:
+            await add_user(conn, legacy, hash_password(Password.from_str(secret)), crypt=2)
+
+    async def web_sign_in() -> str | None:
+        account, _slot = await unlock_account(
+            rig.engine, legacy, Password.from_str(secret), rig.config.crypto
+        )
+        return await ensure_recovery_code(rig.engine, account, rig.config.crypto)
+
+    rig.run(add_row())
+    alert = b"* OK [ALERT] You have no recovery code"
+    for _ in range(2):  # the first login makes the keys; the second finds them
+        lines = _login_lines(rig.port, legacy, secret)
+        assert lines[-1].startswith(b"a OK ")
+        (line,) = [x for x in lines if x.startswith(b"* OK [ALERT]")]
+        assert line.startswith(alert) and b"web pages" in line
+    assert rig.run(web_sign_in()) is not None
+    lines = _login_lines(rig.port, legacy, secret)
+    assert lines[-1].startswith(b"a OK ") and not any(b"[ALERT]" in x for x in lines)
+    assert not any(b"[ALERT]" in x for x in _login_lines(rig.port, USER, "p%ss"))  # wrong pw
+    conn = Conn(rig.port)  # a user made with a code (user add) is never alerted
+    try:
+        conn.file.write(b"a LOGIN " + USER.encode() + b" {%d}\r\n" % len(PASSWORD.encode()))
+        conn.file.flush()
+        assert conn.file.readline().startswith(b"+")
+        conn.file.write(PASSWORD.encode() + b"\r\n")
+        conn.file.flush()
+        reply = [conn.file.readline()]
+        while not reply[-1].startswith(b"a "):
+            reply.append(conn.file.readline())
+        assert reply[-1].startswith(b"a OK ") and not any(b"[ALERT]" in x for x in reply)
+    finally:
+        conn.close()

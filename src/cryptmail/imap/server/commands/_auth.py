@@ -8,6 +8,10 @@ full, the answer is ``NO [UNAVAILABLE]`` at once, before any password is checked
 Plaintext logins are refused before TLS except from loopback when the configuration
 allows it.
 
+A user without a recovery code (keys made at the first login of an ISPmail row) is told
+at every login, in an ``* OK [ALERT]`` before the tagged OK (RFC 3501 7.1), to sign in
+to the web pages, which make one while the key is unlocked: IMAP has nowhere to show it.
+
 A webmail host in ``auth.trusted_networks`` may name its user's address with the ID
 field ``x-originating-ip``; the throttle then counts that address instead of the
 host's. From anywhere else the field is ignored.
@@ -34,6 +38,7 @@ from cryptmail.imap.wire._requests import (
     StartTLS,
 )
 from cryptmail.imap.wire._response import Atom, tagged, untagged
+from cryptmail.keys import has_recovery_code
 from cryptmail.secret import Password
 from cryptmail.store import create_default_mailboxes, reseal_old_fields
 
@@ -45,6 +50,10 @@ log = logging.getLogger(__name__)
 _FAILED: Final = "Authentication failed."
 _BUSY: Final = "Too many login attempts; try again later."
 _ORIGINATING_IP: Final = "x-originating-ip"
+_NO_RECOVERY_CODE: Final = (
+    b"* OK [ALERT] You have no recovery code: if you forget your password, your mail is "
+    b"lost. Sign in to the web pages of your mail account to get one.\r\n"
+)
 _MAX_ADDRESS: Final = 320
 
 
@@ -137,6 +146,8 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
         raise
     session.authenticated(account, generation)
     log.info("IMAP login of user id %d", account.user.id)
+    if not await has_recovery_code(context.engine, account.user.id):
+        await session.send(_NO_RECOVERY_CODE)
 
 
 def _logged_in(session: Session, tag: str) -> bytes:
