@@ -110,3 +110,15 @@ async def test_a_change_racing_with_its_own_signs_out_too(
     await add_app_password(engine, account, "phone", config.crypto)
     await revoke_app_password(engine, alice.user.id, "phone")  # the generation is now +2
     await _signed_out(signed_in)
+
+
+async def test_the_sign_in_that_re_keys_stays_signed_in(
+    client: httpx.AsyncClient, alice: NewAccount, engine: AsyncEngine, config: Config
+) -> None:
+    # A revocation without the key (the CLI's) leaves a re-key pending; this sign-in
+    # makes it and moves the generation, and must not be signed out by its own re-key.
+    account, _slot = await unlock_account(engine, ALICE, pw(PASSWORD), config.crypto)
+    await add_app_password(engine, account, "phone", config.crypto)
+    await revoke_app_password(engine, account.user.id, "phone")
+    assert (await sign_in(client)).status_code in (200, 303)
+    await _signed_in(client)

@@ -25,6 +25,9 @@ class UnlockedAccount:
     fields: FieldCipher = field(compare=False)
     # The generation of `account_key` (cm_accounts.generation when it was opened).
     generation: int = 0
+    # The credential generation this unlock itself left behind when it re-keyed (a
+    # re-key pending after a revocation without the key); None when it did not.
+    credential_generation: int | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return f"UnlockedAccount(user_id={self.user.id}, keys={len(self.private_keys)})"
@@ -44,7 +47,8 @@ class AccountKey:
     `hash_checked`: the credential was also checked against virtual_users.password,
     because that hash was changed outside cryptmail (the slot does not go with it yet).
     `slot_key`: the slot's key pair, derived from the credential (to upgrade a version-1
-    slot without another Argon2).
+    slot without another Argon2). `credential_generation`: set when this login re-keyed,
+    the credential generation its re-key left (sessions opened by it belong to that one).
     """
 
     user: User
@@ -54,6 +58,7 @@ class AccountKey:
     hash_checked: bool = False
     generation: int = 0
     slot_key: SlotKey | None = field(default=None, compare=False)
+    credential_generation: int | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return f"AccountKey(user_id={self.user.id}, slot={self.slot.kind})"

@@ -209,6 +209,8 @@ class UnlockedAccounts:
             client_ip=client_ip,
             allow_app_password=allow_app_password,
         )
+        if account.credential_generation is not None:
+            generation = account.credential_generation  # this login re-keyed
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = _Entry(account, generation)

@@ -9,7 +9,7 @@ re-keyed has no cm_data_keys rows: its one data key is derived from its account 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -187,7 +187,10 @@ async def open_account(
 async def open_private_keys(engine: AsyncEngine, key: AccountKey) -> UnlockedAccount:
     """Unseal every private key of the account `key` opened. Raises NoKeyPair."""
     async with engine.connect() as conn:
-        return await open_account(conn, key.user, key.account_uuid, key.account_key.reveal())
+        account = await open_account(conn, key.user, key.account_uuid, key.account_key.reveal())
+    if key.credential_generation is None:
+        return account
+    return replace(account, credential_generation=key.credential_generation)
 
 
 def export_private_keys(account: UnlockedAccount, passphrase: bytes | None) -> list[bytes]:

@@ -31,6 +31,7 @@ from cryptmail.db import tables as t
 from cryptmail.errors import DatabaseConflict, KeySlotError, UserError
 from cryptmail.keys._account import AccountKey, UnlockedAccount
 from cryptmail.keys._credential import KeylessUser, check_credential
+from cryptmail.keys._generation import read_generation
 from cryptmail.keys._kdf import hash_for_slot, slot_label
 from cryptmail.keys._keyring import account_uuid, open_private_keys
 from cryptmail.keys._provision import insert_keys, prepare_keys
@@ -146,6 +147,9 @@ async def _rekey_if_pending(engine: AsyncEngine, opened: AccountKey) -> AccountK
                 following,
             )
             slot = next((s for s in await slots_of(conn, user_id) if s.id == opened.slot.id), None)
+            # The re-key moved the credential generation (other sessions hold the old
+            # keys and must end); the session this login opens holds the new ones.
+            moved = await read_generation(conn, user_id)
     except KeySlotError:
         return opened
     log.info("login of user id %d: re-keyed, as a revocation without the key asked", user_id)
@@ -154,6 +158,7 @@ async def _rekey_if_pending(engine: AsyncEngine, opened: AccountKey) -> AccountK
         account_key=SecretBytes(following.account_key),
         generation=following.generation,
         slot=slot or opened.slot,  # a version-1 slot whose upgrade lost a race is gone
+        credential_generation=moved,
     )
 
 

@@ -50,6 +50,8 @@ async def sign_in(request: Request) -> Response:
     except (BadInput, AuthenticationFailed):
         values = {"address": address, "error": "error.sign_in"}
         return context.pages.render(request, "sign_in.html", values, status=400)
+    if account.credential_generation is not None:  # this sign-in re-keyed
+        generation = account.credential_generation
     slot_of(request.scope).sign_in(account.user.id, account.user.email, generation=generation)
     code = await ensure_recovery_code(
         context.engine, account, context.config.crypto, client_ip=client_ip(request)

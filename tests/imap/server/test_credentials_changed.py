@@ -127,6 +127,31 @@ def test_an_app_password_revoked_ends_the_sessions(rig: ImapRig) -> None:
         main.close()
 
 
+def test_the_login_that_re_keys_keeps_its_session(rig: ImapRig) -> None:
+    """A revocation without the key leaves a re-key pending; the next login makes it and
+    moves the generation. That login's own session holds the new keys and must live
+    on (and read mail sealed to them); only older sessions end."""
+
+    async def revoke_without_key() -> None:
+        account, _slot = await unlock_account(
+            rig.engine, USER, Password.from_str(PASSWORD), rig.config.crypto
+        )
+        await add_app_password(rig.engine, account, "phone", rig.config.crypto)
+        await revoke_app_password(rig.engine, account.user.id, "phone")
+
+    rig.run(revoke_without_key())
+    rekeying = _selected(rig)  # this login re-keys
+    try:
+        rig.deliver(b"Subject: after the re-key\r\n\r\nsealed to the new key\r\n")
+        time.sleep(2 * 2.0 + 0.5)  # two polls of the watcher
+        _still_open(rekeying)
+        lines, done = rekeying.ask(b"FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert b" OK " in done, done
+        assert b"after the re-key" in b"".join(lines)
+    finally:
+        rekeying.close()
+
+
 def test_pipelined_commands_after_the_change_are_not_run(rig: ImapRig) -> None:
     client = _selected(rig)
     try:
