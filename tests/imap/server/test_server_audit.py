@@ -207,7 +207,7 @@ def test_authentication_failures_answer_alike(rig: ImapRig) -> None:
 def test_implicit_tls_with_logged_self_signed_certificate(
     rig: ImapRig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="cryptmail.imap.server._listener"):
+    with caplog.at_level(logging.INFO, logger="cryptmail.tls"):
         make_ssl_context(rig.config)  # a restart: the certificate made at first start is kept
     made = [r for r in caplog.records if "made a self-signed" in r.getMessage()]
     assert made == []
