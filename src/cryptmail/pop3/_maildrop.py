@@ -3,9 +3,12 @@ mail delivered later waits for the next session), numbered 1..n in UID order.
 
 Sizes are the octets RETR sends (CRLF line ends, without dot-stuffing): the exact size
 from the message's sealed cache when an IMAP session has indexed it, else counted by
-reading the message once. UIDLs are Dovecot's default `%08Xu%08Xv` (UID, then
-UIDVALIDITY, 8 upper-case hex digits each), so they survive sessions and an import from
-Dovecot, which keeps both.
+reading the message once. The cache holds the stored size, which is the same for what
+Postfix delivers and `import maildir` stores (both CRLF); a message an IMAP client
+appended with bare LF line ends is listed that many octets short.
+
+UIDLs are Dovecot's default `%08Xu%08Xv` (UID, then UIDVALIDITY, 8 upper-case hex digits
+each), so they survive sessions and an import from Dovecot, which keeps both.
 
 DELE only marks; `commit` (QUIT) expunges the marked messages as IMAP EXPUNGE does and
 sets \\Seen on those retrieved (Dovecot's default, `pop3_no_flag_updates = no`). A
