@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from cryptmail.delivery import DeliveryHandler, LmtpServer
-from cryptmail.imap.server._listener import ImapListener, make_ssl_context
+from cryptmail.imap.server._listener import ImapListener
+from cryptmail.tls import make_ssl_context
 
 from ..server_rig import PASSWORD, USER, ImapRig, start_rig
 
