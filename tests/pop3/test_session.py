@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from cryptmail.keys import add_app_password, unlock_account
 from cryptmail.pop3 import uidl
+from cryptmail.secret import Password
 
 from .conftest import OTHER, PASSWORD, USER, Pop3Rig
 
@@ -313,3 +315,41 @@ def test_two_sessions_of_one_user_and_several_users(rig: Pop3Rig) -> None:
     assert second.quit().startswith(b"+OK")  # expunging it again is no error
     other.quit()
     assert _imap_flags_and_count(rig)[0] == 1
+
+
+def test_app_password_and_the_throttle_shared_with_imap(rig: Pop3Rig) -> None:
+    async def make() -> str:
+        account, _ = await unlock_account(
+            rig.engine, USER, Password.from_str(PASSWORD), rig.config.crypto
+        )
+        return await add_app_password(rig.engine, account, "phone", rig.config.crypto)
+
+    app_password = rig.run(make())
+    pop = rig.login(USER, app_password)
+    pop.quit()
+    for _ in range(5):
+        with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+            rig.login(USER, "wrong")
+    imap = imaplib.IMAP4("127.0.0.1", rig.imap.port)
+    with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+        imap.login(USER, PASSWORD)
+    imap.logout()
+
+
+def test_malformed_auth_plain(rig: Pop3Rig) -> None:
+    sock, file = _raw(rig)
+    other = base64.b64encode(f"{OTHER}\0{USER}\0{PASSWORD}".encode())
+    assert _ask(file, b"AUTH PLAIN " + other) == b"-ERR [AUTH] Authentication failed.\r\n"
+    assert _ask(file, b"AUTH PLAIN !!!") == b"-ERR Invalid base64 data in the SASL response.\r\n"
+    assert _ask(file, b"AUTH PLAIN =") == b"-ERR [AUTH] Authentication failed.\r\n"
+    sock.close()
+
+
+def test_idle_clients_are_disconnected(tmp_path: Path) -> None:
+    from .conftest import start_rig
+
+    for rig in start_rig(tmp_path, **{"pop3.idle_timeout_s": 1}):
+        sock, file = _raw(rig)
+        assert file.readline() == b"-ERR Disconnected for inactivity.\r\n"
+        assert file.readline() == b""
+        sock.close()
