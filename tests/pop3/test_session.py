@@ -8,6 +8,7 @@ import base64
 import imaplib
 import io
 import poplib
+import re
 import socket
 import ssl
 from pathlib import Path
@@ -46,16 +47,23 @@ def _multiline(file: io.BufferedRWPair) -> list[bytes]:
 
 
 def _imap_flags_and_count(rig: Pop3Rig) -> tuple[int, bytes]:
+    """(messages in INBOX, their flags joined) as an IMAP session sees them."""
     imap = imaplib.IMAP4("127.0.0.1", rig.imap.port)
     imap.login(USER, PASSWORD)
     _, data = imap.select("INBOX")
     count = int(data[0] or b"0")
-    flags = b""
+    by_number: dict[bytes, bytes] = {}
     if count:
         _, fetched = imap.fetch("1:*", "(FLAGS)")
-        flags = b" ".join(f for f in fetched if isinstance(f, bytes))
+        # An unsolicited FETCH (a change the bus announced) may come too: one per message.
+        for item in fetched:
+            found = (
+                re.match(rb"(\d+) \(.*FLAGS \(([^)]*)\)", item) if isinstance(item, bytes) else None
+            )
+            if found:
+                by_number[found[1]] = found[2]
     imap.logout()
-    return count, flags
+    return count, b" ".join(by_number[n] for n in sorted(by_number, key=int))
 
 
 def test_retr_top_list_uidl_byte_exact(rig: Pop3Rig) -> None:
@@ -143,6 +151,7 @@ def test_dele_quit_expunges_for_imap_and_drops_blobs(rig: Pop3Rig) -> None:
 
 
 def test_rset_and_a_dropped_connection_delete_nothing(rig: Pop3Rig) -> None:
+    # Like Dovecot's, a session that ends without QUIT still marks what it retrieved.
     rig.deliver(MESSAGE)
     rig.deliver(MESSAGE)
     pop = rig.login()
@@ -156,7 +165,7 @@ def test_rset_and_a_dropped_connection_delete_nothing(rig: Pop3Rig) -> None:
     pop.quit()
     count, flags = _imap_flags_and_count(rig)
     assert count == 2
-    assert b"\\Seen" not in flags
+    assert flags.count(b"\\Seen") == 1
 
 
 def test_mail_delivered_during_a_session_waits_for_the_next(rig: Pop3Rig) -> None:
@@ -353,3 +362,12 @@ def test_idle_clients_are_disconnected(tmp_path: Path) -> None:
         assert file.readline() == b"-ERR Disconnected for inactivity.\r\n"
         assert file.readline() == b""
         sock.close()
+
+
+def test_too_many_bad_commands_close_the_connection(rig: Pop3Rig) -> None:
+    sock, file = _raw(rig)
+    for _ in range(21):
+        assert _ask(file, b"XYZZY").startswith(b"-ERR")
+    assert file.readline() == b"-ERR Too many bad commands.\r\n"
+    assert file.readline() == b""
+    sock.close()

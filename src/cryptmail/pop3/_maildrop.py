@@ -12,7 +12,8 @@ each), so they survive sessions and an import from Dovecot, which keeps both.
 
 DELE only marks; `commit` (QUIT) expunges the marked messages as IMAP EXPUNGE does and
 sets \\Seen on those retrieved (Dovecot's default, `pop3_no_flag_updates = no`). A
-session that ends without QUIT changes nothing.
+session that ends without QUIT deletes nothing; like Dovecot's, it still marks what it
+retrieved \\Seen (`mark_seen`).
 """
 
 from __future__ import annotations
@@ -184,25 +185,32 @@ class Maildrop:
 
     # -- QUIT ----------------------------------------------------------------------------
 
-    async def commit(self, bus: ChangeBus) -> Committed:
-        """Set \\Seen on the messages retrieved and expunge those marked deleted, as IMAP
-        does (other sessions are told; blobs no row names any more are deleted)."""
+    async def mark_seen(self, bus: ChangeBus) -> int:
+        """Set \\Seen on the messages retrieved and not marked deleted; how many changed.
+        Dovecot does this at QUIT and also when a session ends without one."""
         seen = [e.row.id for e in self.entries if e.retrieved and not e.deleted]
+        if not seen:
+            return 0
+        update = await change_flags(
+            self._engine, self._account, self.mailbox_id, seen, "add", frozenset({SEEN_FLAG})
+        )
+        for entry in self.entries:
+            entry.retrieved = False
+        if update.changed:
+            bus.publish(self._account.user.id, self.mailbox_id)
+        return len(update.changed)
+
+    async def commit(self, bus: ChangeBus) -> Committed:
+        """QUIT: `mark_seen`, then expunge the messages marked deleted as IMAP does
+        (other sessions are told; blobs no row names any more are deleted)."""
+        seen = await self.mark_seen(bus)
         doomed = [e.row for e in self.entries if e.deleted]
-        user_id = self._account.user.id
-        changed = 0
-        if seen:
-            update = await change_flags(
-                self._engine, self._account, self.mailbox_id, seen, "add", frozenset({SEEN_FLAG})
-            )
-            changed = len(update.changed)
-        expunged = 0
-        if doomed:
-            async with self._engine.begin() as conn:
-                _modseq, blob_ids = await expunge(conn, self.mailbox_id, doomed)
-            expunged = len(doomed)
-            bus.publish(user_id, self.mailbox_id)
-            await drop_unreferenced_blobs(self._engine, self._blobs, blob_ids)
-        elif changed:
-            bus.publish(user_id, self.mailbox_id)
-        return Committed(expunged, changed)
+        if not doomed:
+            return Committed(0, seen)
+        async with self._engine.begin() as conn:
+            _modseq, blob_ids = await expunge(conn, self.mailbox_id, doomed)
+        bus.publish(self._account.user.id, self.mailbox_id)
+        for entry in self.entries:
+            entry.deleted = False  # done: a second commit changes nothing
+        await drop_unreferenced_blobs(self._engine, self._blobs, blob_ids)
+        return Committed(len(doomed), seen)

@@ -52,6 +52,8 @@ from cryptmail.store.blobs import BlobStore
 log = logging.getLogger(__name__)
 
 PREAUTH_TIMEOUT_S: Final = 60.0
+MAX_BAD_COMMANDS: Final = 20
+"""Bad commands in a row before the connection is closed (Dovecot's limit)."""
 MAX_FAILED_LOGINS: Final = 3
 """Wrong passwords on one connection before it is closed (the throttle counts them too)."""
 _READ_SIZE: Final = 1 << 16
@@ -190,16 +192,24 @@ class Session:
     async def run(self) -> None:
         try:
             await self.send(ok("cryptmail POP3 ready."))
+            bad = 0
             while self.state is not State.DONE:
+                if bad > MAX_BAD_COMMANDS:
+                    await self.send(err("Too many bad commands."))
+                    break
                 line = await self.read_line()
                 if line is None:
+                    bad += 1
                     continue
                 try:
                     command = parse_command(line)
                 except CommandError as exc:
                     await self.send(err(str(exc)))
+                    bad += 1
                     continue
-                await self.send(await self._dispatch(command))
+                reply = await self._dispatch(command)
+                bad = bad + 1 if reply.startswith(b"-ERR") else 0
+                await self.send(reply)
             await self._drain()
         except _Closed:
             pass
@@ -227,7 +237,14 @@ class Session:
             return err("The mailbox could not be read; try again later.", _TEMP)
 
     async def close(self) -> None:
-        self.maildrop = None
+        drop, self.maildrop = self.maildrop, None
+        if drop is not None:
+            # Ended without QUIT (QUIT clears the maildrop): nothing is deleted, but what
+            # was retrieved is marked \\Seen, as Dovecot does.
+            try:
+                await asyncio.shield(drop.mark_seen(self.context.bus))
+            except (StoreError, asyncio.CancelledError):
+                log.warning("POP3 session end could not mark retrieved messages seen")
         if self.account is not None:
             self.context.accounts.release(self.account)
             self.account = None
@@ -243,11 +260,12 @@ class Session:
 
     async def quit(self, command: Command) -> bytes:
         self.state = State.DONE
-        if self.maildrop is None:
+        drop, self.maildrop = self.maildrop, None
+        if drop is None:
             return ok("Logging out.")
         try:
             # Shielded: a server stop must not cut the update in half.
-            done = await asyncio.shield(self.maildrop.commit(self.context.bus))
+            done = await asyncio.shield(drop.commit(self.context.bus))
         except StoreError:
             log.exception("POP3 QUIT could not update the mailbox")
             return err("Deleted messages were not removed; try again.", _TEMP)
