@@ -12,7 +12,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "cryptmail"
 
 # Which cryptmail packages each package may import (besides itself and the shared
-# top-level modules config, errors, secret, concurrency, utf7, sockets, logs).
+# top-level modules config, errors, secret, concurrency, utf7, sockets, logs, tls).
 ALLOWED: dict[str, set[str]] = {
     "crypto": set(),
     "db": set(),
@@ -23,10 +23,25 @@ ALLOWED: dict[str, set[str]] = {
     "imap": {"store", "keys", "users", "db"},
     "web": {"keys", "users", "db"},
     "sasl": {"keys", "users", "db"},
-    "serve": {"db", "users", "keys", "store", "delivery", "imap", "web", "sasl"},
-    "cli": {"crypto", "db", "users", "keys", "store", "delivery", "imap", "web", "sasl", "serve"},
+    "pop3": {"store", "keys", "users", "db"},
+    "serve": {"db", "users", "keys", "store", "delivery", "imap", "web", "sasl", "pop3"},
+    "cli": {
+        "crypto",
+        "db",
+        "users",
+        "keys",
+        "store",
+        "delivery",
+        "imap",
+        "web",
+        "sasl",
+        "pop3",
+        "serve",
+    },
 }
-SHARED = {"config", "errors", "secret", "concurrency", "utf7", "sockets", "logs", "__init__"}
+SHARED = {
+    "config", "errors", "secret", "concurrency", "utf7", "sockets", "logs", "tls", "__init__",
+}  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:

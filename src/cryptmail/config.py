@@ -183,6 +183,26 @@ class SpamConfig:
 
 
 @dataclass(frozen=True)
+class Pop3Config:
+    """The POP3 listeners (RFC 1939 with STLS, UIDL, TOP, SASL PLAIN; RFC 2449). TLS uses
+    IMAP's certificate (`imap.tls_cert`, or the self-signed one)."""
+
+    listen: str = ""
+    """Plain POP3 (STLS offered) as `HOST:PORT`, usually port 110; empty: off."""
+    listen_tls: str = ""
+    """Implicit-TLS POP3 as `HOST:PORT`, usually port 995; empty: off."""
+    idle_timeout_s: int = 600
+    """Idle time before a connection is closed (RFC 1939: at least 10 minutes)."""
+    max_connections_per_ip: int = 20
+    """Connections from one client address."""
+    max_connections: int = 1000
+    """Connections from all clients together (both POP3 listeners count)."""
+    allow_plaintext_login_on_loopback: bool = True
+    """Allow USER/PASS and AUTH PLAIN before STLS from 127.0.0.0/8 and ::1 (as Dovecot
+    does)."""
+
+
+@dataclass(frozen=True)
 class ImapConfig:
     """The IMAP listeners."""
 
@@ -280,6 +300,7 @@ class Config:
     sasl: SaslConfig = field(default_factory=SaslConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     spam: SpamConfig = field(default_factory=SpamConfig)
+    pop3: Pop3Config = field(default_factory=Pop3Config)
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property

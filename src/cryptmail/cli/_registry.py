@@ -28,7 +28,7 @@ class Noun:
 
 # Order is the order of `cryptmail --help`.
 NOUNS = (
-    Noun("serve", "_serve", "run the LMTP, IMAP and web listeners"),
+    Noun("serve", "_serve", "run the LMTP, IMAP, web, SASL and POP3 listeners"),
     Noun("domain", "_domain", "add and list mail domains"),
     Noun("user", "_user", "add and manage mail users and their keys"),
     Noun("alias", "_alias", "add, list and remove aliases"),

@@ -1,4 +1,4 @@
-"""`cryptmail serve`: run the listeners (LMTP, IMAP, web, SASL) until SIGTERM.
+"""`cryptmail serve`: run the listeners (LMTP, IMAP, web, SASL, POP3) until SIGTERM.
 
 Argument parsing only; the running server is `cryptmail.serve`.
 """
@@ -17,7 +17,7 @@ DEFAULT_LMTP = "127.0.0.1:2424"
 
 
 def register(sub: SubParsers) -> None:
-    parser = sub.add_parser("serve", help="run the LMTP, IMAP, web and SASL listeners")
+    parser = sub.add_parser("serve", help="run the LMTP, IMAP, web, SASL and POP3 listeners")
     parser.add_argument("--lmtp", metavar="ADDR", help="HOST:PORT or unix:/path for LMTP")
     parser.add_argument("--imap", metavar="ADDR", help="HOST:PORT for IMAP (STARTTLS)")
     parser.add_argument("--imaps", metavar="ADDR", help="HOST:PORT for IMAP over TLS")
@@ -25,18 +25,22 @@ def register(sub: SubParsers) -> None:
     parser.add_argument(
         "--sasl", metavar="ADDR", help="unix:/path or HOST:PORT for SMTP AUTH (Postfix)"
     )
+    parser.add_argument("--pop3", metavar="ADDR", help="HOST:PORT for POP3 (STLS)")
+    parser.add_argument("--pop3s", metavar="ADDR", help="HOST:PORT for POP3 over TLS")
     parser.set_defaults(handler=_serve)
 
 
 def addresses(args: argparse.Namespace, config: Config) -> Addresses:
     """The command line's listeners; with none given, the config's (LMTP by default)."""
-    if any((args.lmtp, args.imap, args.imaps, args.web, args.sasl)):
+    if any((args.lmtp, args.imap, args.imaps, args.web, args.sasl, args.pop3, args.pop3s)):
         return Addresses(
             lmtp=args.lmtp or "",
             imap=args.imap or "",
             imaps=args.imaps or "",
             web=args.web or "",
             sasl=args.sasl or "",
+            pop3=args.pop3 or "",
+            pop3s=args.pop3s or "",
         )
     return Addresses(
         lmtp=config.lmtp.listen or DEFAULT_LMTP,
@@ -44,6 +48,8 @@ def addresses(args: argparse.Namespace, config: Config) -> Addresses:
         imaps=config.imap.listen_tls,
         web=config.web.listen,
         sasl=config.sasl.listen,
+        pop3=config.pop3.listen,
+        pop3s=config.pop3.listen_tls,
     )
 
 

@@ -10,7 +10,7 @@ SIGINT, or a listener that stops on its own, stops them all gracefully: no new
 connections, deliveries in flight finish and get their replies.
 
 LMTP is served by worker processes on the listener this process binds (`LmtpWorkers`);
-this process serves IMAP and the web pages.
+this process serves IMAP, POP3, SASL and the web pages.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from cryptmail.config import LOG_FORMAT, Config
 from cryptmail.errors import ConfigError, StoreUnavailable
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
+from cryptmail.pop3 import Pop3Listener, make_pop3_context
 from cryptmail.sasl import SaslChecker, SaslServer
 from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._housekeeping import (
@@ -60,6 +61,8 @@ class Addresses:
     imaps: str = ""
     web: str = ""
     sasl: str = ""
+    pop3: str = ""
+    pop3s: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,23 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
                 checker, addresses.sasl, group=group, max_connections=config.sasl.max_connections
             )
         )
+    if addresses.pop3 or addresses.pop3s:
+        pop3 = make_pop3_context(
+            config,
+            engine=shared.engine,
+            blobs=shared.blobs,
+            bus=shared.bus,
+            throttle=shared.throttle,
+            accounts=shared.accounts,
+        )
+        for address, tls in ((addresses.pop3, False), (addresses.pop3s, True)):
+            if address:
+                host, port = _host_port(address)
+                listeners.append(Pop3Listener(pop3, host, port, implicit_tls=tls))
     if not listeners:
-        raise ConfigError("no listener to run: give --lmtp, --imap, --imaps, --web or --sasl")
+        raise ConfigError(
+            "no listener to run: give --lmtp, --imap, --imaps, --web, --sasl, --pop3 or --pop3s"
+        )
     return listeners
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from cryptmail.delivery import DeliveryHandler, LmtpServer
-from cryptmail.imap.server._listener import ImapListener, make_ssl_context
+from cryptmail.imap.server._listener import ImapListener
+from cryptmail.tls import make_ssl_context
 
 from ..server_rig import PASSWORD, USER, ImapRig, start_rig
 
@@ -207,7 +208,7 @@ def test_authentication_failures_answer_alike(rig: ImapRig) -> None:
 def test_implicit_tls_with_logged_self_signed_certificate(
     rig: ImapRig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="cryptmail.imap.server._listener"):
+    with caplog.at_level(logging.INFO, logger="cryptmail.tls"):
         make_ssl_context(rig.config)  # a restart: the certificate made at first start is kept
     made = [r for r in caplog.records if "made a self-signed" in r.getMessage()]
     assert made == []

@@ -1,25 +1,19 @@
 """The IMAP listener: plain (STARTTLS offered) or implicit TLS, a per-address and a
 global connection cap, and a graceful stop when the shutdown event is set.
 
-When no certificate is configured, a self-signed one is made once in the data
-directory and its SHA-256 fingerprint is logged, so users can compare it with what
-their client shows.
+The TLS context (the configured certificate, or a self-signed one made once in the
+data directory) comes from `cryptmail.tls`, which POP3 shares.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import hashlib
-import ipaddress
 import logging
-import os
 import socket
 import ssl
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,11 +23,10 @@ from cryptmail.imap.server._session import Session
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
 from cryptmail.store import ChangeBus
 from cryptmail.store.blobs import BlobStore
+from cryptmail.tls import make_ssl_context
 
 log = logging.getLogger(__name__)
 
-_CERT_NAME = "imap-selfsigned.pem"
-_KEY_NAME = "imap-selfsigned.key"
 _SHUTDOWN_GRACE_S = 5.0
 
 
@@ -53,69 +46,6 @@ class ServerContext:
     hostname: str = field(default_factory=socket.gethostname)
     learner: SpamLearner | None = None
     """Spam learning on moves into and out of Junk; None when `spam` is not configured."""
-
-
-def _make_self_signed(cert_path: Path, key_path: Path) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    private_key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, socket.getfqdn()[:64])])
-    now = dt.datetime.now(dt.UTC)
-    san = x509.SubjectAlternativeName(
-        [
-            x509.DNSName(socket.getfqdn()),
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("::1")),
-        ]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(san, critical=False)
-        .sign(private_key, hashes.SHA256())
-    )
-    key_pem = private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    cert_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _fingerprint(cert_path: Path) -> str:
-    der = ssl.PEM_cert_to_DER_cert(cert_path.read_text(encoding="ascii"))
-    digest = hashlib.sha256(der).hexdigest().upper()
-    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
-
-
-def make_ssl_context(config: Config) -> ssl.SSLContext:
-    """The server TLS context: the configured certificate, or a self-signed one."""
-    if config.imap.tls_cert:
-        cert_path, key_path = Path(config.imap.tls_cert), Path(config.imap.tls_key)
-    else:
-        cert_path = config.data_path / _CERT_NAME
-        key_path = config.data_path / _KEY_NAME
-        if not (cert_path.exists() and key_path.exists()):
-            _make_self_signed(cert_path, key_path)
-            log.info("made a self-signed IMAP certificate in the data directory")
-        log.info("IMAP self-signed certificate SHA-256 fingerprint %s", _fingerprint(cert_path))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert_path), str(key_path))
-    return context
 
 
 class ImapListener:

@@ -1,0 +1,106 @@
+"""Logging in: USER/PASS and AUTH PLAIN end here, with the login throttle and the cache
+of unlocked accounts that IMAP and the web share.
+
+Every wrong password or unknown user gets the one answer `-ERR [AUTH] Authentication
+failed.` (RFC 3206); the operator log says which, by id. A spent throttle allowance is
+`[LOGIN-DELAY]` (RFC 2449: try again later, the password may be right) and a full
+Argon2 queue `[SYS/TEMP]`, both before any password is checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.errors import AuthenticationFailed, KdfBusy, TooManyAttempts
+from cryptmail.keys import LoginThrottle, UnlockedAccount, UnlockedAccounts
+from cryptmail.pop3._wire import err
+from cryptmail.secret import Password
+from cryptmail.store import create_default_mailboxes
+
+log = logging.getLogger(__name__)
+
+MAX_ADDRESS: Final = 320
+FAILED: Final = err("Authentication failed.", "AUTH")
+THROTTLED: Final = err("Too many login attempts; try again later.", "LOGIN-DELAY")
+BUSY: Final = err("The server is busy; try again later.", "SYS/TEMP")
+PRIVACY: Final = err("Plaintext authentication disallowed on non-secure connections.", "AUTH")
+
+
+class LoginRefused(Exception):
+    """The login failed; `reply` is the -ERR line to send."""
+
+    def __init__(self, reply: bytes) -> None:
+        super().__init__("login refused")
+        self.reply = reply
+
+
+@dataclass(frozen=True)
+class Credentials:
+    address: str
+    password: Password
+
+
+def plain_credentials(response: str) -> Credentials:
+    """The SASL PLAIN response (RFC 4616), base64 as the client sent it; LoginRefused
+    with the one answer for anything malformed, so nothing is learnt from it."""
+    try:
+        data = base64.b64decode(response.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise LoginRefused(err("Invalid base64 data in the SASL response.")) from None
+    parts = data.split(b"\x00")
+    if len(parts) != 3:
+        raise LoginRefused(FAILED)
+    authzid, authcid, secret = parts
+    if authzid and authzid != authcid:
+        raise LoginRefused(FAILED)  # no logging in as someone else
+    try:
+        address = authcid.decode("utf-8")
+        secret.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LoginRefused(FAILED) from None
+    return Credentials(address, Password(secret))
+
+
+async def log_in(
+    engine: AsyncEngine,
+    throttle: LoginThrottle,
+    accounts: UnlockedAccounts,
+    credentials: Credentials,
+    client_ip: str,
+) -> UnlockedAccount:
+    """Unlock the account (the caller releases it), or raise LoginRefused."""
+    address = credentials.address
+    if not address or len(address) > MAX_ADDRESS:
+        raise LoginRefused(FAILED)
+    try:
+        reservation = await throttle.acquire(address, client_ip)
+    except TooManyAttempts as exc:
+        log.info("POP3 login refused by the throttle for %.0f s", exc.retry_after_s)
+        raise LoginRefused(THROTTLED) from None
+    try:
+        account = await accounts.acquire(address, credentials.password, client_ip=client_ip)
+    except AuthenticationFailed as exc:
+        throttle.failed(reservation)
+        log.info("POP3 login failed (%s)", exc.detail or "no detail")
+        raise LoginRefused(FAILED) from None
+    except KdfBusy:
+        throttle.release(reservation)
+        log.warning("POP3 login refused: the Argon2 queue is full (crypto.argon2.max_queued)")
+        raise LoginRefused(BUSY) from None
+    except BaseException:
+        throttle.release(reservation)
+        raise
+    throttle.succeeded(reservation)
+    try:
+        await create_default_mailboxes(engine, account.user.id)
+    except BaseException:
+        accounts.release(account)
+        raise
+    log.info("POP3 login of user id %d", account.user.id)
+    return account
