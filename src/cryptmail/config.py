@@ -225,6 +225,11 @@ class Config:
     """Directory for the SQLite database, blobs and the self-signed certificate."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the server."""
+    server_key_file: str = ""
+    """File holding the server key (32 random bytes, mode 600, made at first start), kept
+    outside the database: it authenticates the public key and `crypt` that delivery
+    reads. Empty: `server.key` in the data directory. Every node that delivers mail
+    needs the same file; back it up with, but not in, the database dumps."""
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     blobs: BlobsConfig = field(default_factory=BlobsConfig)
@@ -242,6 +247,10 @@ class Config:
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.data_path / 'cryptmail.db').resolve()}"
+
+    @property
+    def server_key_path(self) -> Path:
+        return Path(self.server_key_file) if self.server_key_file else self.data_path / "server.key"
 
     @property
     def blob_path(self) -> Path:

@@ -86,6 +86,12 @@ cm_accounts = Table(
     # Bumped by every re-key (password change, recovery, revocation, rotation): the
     # generation of the account key the slots hold now.
     Column("generation", Integer, nullable=False, server_default="0"),
+    # Authenticated key rows (keys/_integrity.py): the MAC under the account key, the
+    # slot list it covers, and the MAC under the server key that delivery checks. NULL
+    # until the first unlock after migration 0007 (docs/security.md).
+    Column("key_mac", LargeBinary(32), nullable=True),
+    Column("key_mac_slots", LargeBinary, nullable=True),
+    Column("delivery_mac", LargeBinary(32), nullable=True),
 )
 
 # The data keys of the generations after the first, and generation 0's once the account

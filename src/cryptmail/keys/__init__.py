@@ -24,6 +24,14 @@ from cryptmail.keys._events import (
     record_event,
 )
 from cryptmail.keys._faults import checkpoint
+from cryptmail.keys._integrity import (
+    DeliveryCheck,
+    check_delivery,
+    note_crypt_changed_at_delivery,
+    note_key_unverified,
+    seal_delivery,
+    verify_key_rows,
+)
 from cryptmail.keys._keyring import (
     KeyPairInfo,
     account_uuid,
@@ -38,6 +46,13 @@ from cryptmail.keys._provision import NewAccount, create_user, provision_keys
 from cryptmail.keys._recovery import has_recovery_code, recover, renew_recovery_code
 from cryptmail.keys._rekey import rotate_key_pair
 from cryptmail.keys._reset import reset_password
+from cryptmail.keys._server_key import (
+    ServerKey,
+    delivery_retry_tag,
+    install_server_key,
+    load_server_key,
+    server_key,
+)
 from cryptmail.keys._throttle import LoginThrottle, Reservation
 
 __all__ = [
@@ -45,24 +60,32 @@ __all__ = [
     "PASSWORD_CHANGED",
     "AccountKey",
     "AppPasswordInfo",
+    "DeliveryCheck",
     "Event",
     "KeyPairInfo",
     "LoginThrottle",
     "NewAccount",
     "Reservation",
+    "ServerKey",
     "UnlockedAccount",
     "UnlockedAccounts",
     "account_uuid",
     "active_public_key",
     "add_app_password",
     "change_password",
+    "check_delivery",
     "checkpoint",
     "create_user",
+    "delivery_retry_tag",
     "export_private_keys",
     "has_recovery_code",
+    "install_server_key",
     "list_app_passwords",
     "list_events",
     "list_key_pairs",
+    "load_server_key",
+    "note_crypt_changed_at_delivery",
+    "note_key_unverified",
     "open_account_key",
     "open_private_keys",
     "provision_keys",
@@ -72,7 +95,10 @@ __all__ = [
     "reset_password",
     "revoke_app_password",
     "rotate_key_pair",
+    "seal_delivery",
+    "server_key",
     "unlock_account",
+    "verify_key_rows",
     "verify_login",
     "verify_only",
 ]
