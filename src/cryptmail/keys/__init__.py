@@ -30,6 +30,7 @@ from cryptmail.keys._integrity import (
     note_crypt_changed_at_delivery,
     note_key_unverified,
     seal_delivery,
+    verified_public_key,
     verify_key_rows,
 )
 from cryptmail.keys._keyring import (
@@ -98,6 +99,7 @@ __all__ = [
     "seal_delivery",
     "server_key",
     "unlock_account",
+    "verified_public_key",
     "verify_key_rows",
     "verify_login",
     "verify_only",

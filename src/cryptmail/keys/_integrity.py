@@ -46,7 +46,7 @@ from cryptmail.crypto import (
 )
 from cryptmail.db import UserId
 from cryptmail.db import tables as t
-from cryptmail.errors import CryptoError, KeyRowsTampered, KeySlotError
+from cryptmail.errors import CryptoError, KeyRowsTampered, KeySlotError, RecipientKeyUnverified
 from cryptmail.keys import _events as events
 from cryptmail.keys._server_key import server_key
 from cryptmail.keys._slots import slots_of
@@ -416,3 +416,23 @@ async def note_crypt_changed_at_delivery(
 ) -> None:
     async with engine.begin() as conn:
         await note_crypt_changed(conn, user_id, stored, vouched)
+
+
+async def verified_public_key(conn: AsyncConnection, user_id: UserId) -> PublicKeyInfo | None:
+    """The active public key, checked against the delivery MAC like a delivery's (for
+    sealing without the user: `mailbox encrypt`); None without keys. Raises
+    RecipientKeyUnverified for a key the MAC does not vouch for."""
+    rows = await read_key_rows(conn, user_id)
+    if rows is None:
+        return None
+    if not check_delivery(user_id, rows.crypt, rows.active, rows.delivery_mac).verified:
+        log.error(
+            "user id %d: the public key in the database does not match its MAC under the "
+            "server key; nothing is sealed to it",
+            user_id,
+        )
+        raise RecipientKeyUnverified(
+            f"user id {user_id}: the public key in the database is not the one cryptmail "
+            "recorded; nothing was sealed to it (docs/security.md, 'Authenticated key rows')"
+        )
+    return rows.active
