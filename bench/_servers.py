@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 from cryptmail.config import Argon2Config, CryptoConfig
 from cryptmail.db import create_engine, upgrade
-from cryptmail.keys import create_user
+from cryptmail.keys import create_user, install_server_key, load_server_key
 from cryptmail.secret import Password
 from cryptmail.store import ensure_default_mailboxes
 from cryptmail.users import add_domain, get_user
@@ -182,6 +182,8 @@ def free_port() -> int:
 
 
 async def _make_users(data_dir: Path, users: Mapping[str, int], crypto: CryptoConfig) -> None:
+    # The key rows are sealed under the server key the served process reads.
+    install_server_key(load_server_key(data_dir / "server.key"))
     engine = create_engine(f"sqlite:///{data_dir / 'cryptmail.db'}")
     await upgrade(engine)
     async with engine.begin() as conn:

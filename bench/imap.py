@@ -53,6 +53,7 @@ from _servers import (
 
 from cryptmail.config import load_config
 from cryptmail.db import create_engine
+from cryptmail.keys import install_server_key, load_server_key
 from cryptmail.store import deliver_message
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import get_user
@@ -238,6 +239,7 @@ def _count_message(index: int) -> bytes:
 
 async def _fill(data_dir: Path, plan: dict[str, list[bytes] | int]) -> None:
     config = load_config(None, data_dir=str(data_dir))
+    install_server_key(load_server_key(config.server_key_path))
     engine = create_engine(config.database_url)
     blobs = LocalBlobStore(config.blob_path)
     limit = asyncio.Semaphore(8)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cryptmail.keys import install_server_key, load_server_key
+
 SLOW_ENV = "CRYPTMAIL_SLOW"
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 
@@ -38,3 +40,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if not run_slow and item.get_closest_marker("slow") is not None:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _server_key(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every process has a server key (cli/_runtime.py installs it from the config);
+    the tests' own process gets one made for the session."""
+    install_server_key(load_server_key(tmp_path_factory.mktemp("server-key") / "server.key"))

@@ -51,6 +51,7 @@ USERS_AND_SLOTS = (
     E.PasswordRejected,
     E.KeySlotError,
     E.AuthenticationFailed,
+    E.KeyRowsTampered,
     E.NoKeyPair,
     E.AppPasswordNotFound,
     E.AppPasswordExists,

@@ -291,6 +291,11 @@ class Config:
     log_format: Literal["text", "json"] = "text"
     """`text`: one line per event; `json`: one JSON object per line (fields `time`,
     `level`, `logger`, `message`, `pid`, `exception`), for a log collector."""
+    server_key_file: str = ""
+    """File holding the server key (32 random bytes, mode 600, made at first start), kept
+    outside the database: it authenticates the public key and `crypt` that delivery
+    reads. Empty: `server.key` in the data directory. Every node that delivers mail
+    needs the same file; back it up with, but not in, the database dumps."""
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     blobs: BlobsConfig = field(default_factory=BlobsConfig)
@@ -312,6 +317,10 @@ class Config:
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.data_path / 'cryptmail.db').resolve()}"
+
+    @property
+    def server_key_path(self) -> Path:
+        return Path(self.server_key_file) if self.server_key_file else self.data_path / "server.key"
 
     @property
     def blob_path(self) -> Path:

@@ -171,6 +171,11 @@ class AuthenticationFailed(KeySlotError):
         super().__init__("authentication failed")
 
 
+class KeyRowsTampered(AuthenticationFailed):
+    """The account's key pairs or key slots in the database do not match the MAC
+    cryptmail wrote over them: changed outside cryptmail, so the login is refused."""
+
+
 class TooManyAttempts(KeySlotError):
     """The login throttle refuses the attempt before any password is checked: recent
     failures emptied the address's or the client's allowance."""
@@ -238,6 +243,12 @@ class KeyLocked(StoreError):
 
 class StoreUnavailable(StoreError):
     """Transient: the database or the blob store did not answer. Retry later."""
+
+
+class RecipientKeyUnverified(StoreUnavailable):
+    """The recipient's public key in the database does not match the MAC cryptmail
+    wrote over it under the server key: changed outside cryptmail. Transient on purpose:
+    the MTA keeps the message and retries while an administrator looks."""
 
 
 class DatabaseUnavailable(StoreUnavailable):

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Argon2Config, CryptoConfig
 from cryptmail.db import create_engine, upgrade
-from cryptmail.keys import create_user
+from cryptmail.keys import create_user, install_server_key, load_server_key, server_key
 from cryptmail.secret import Password
 from cryptmail.users import add_domain
 
@@ -63,11 +63,15 @@ class Cli:
 
     @asynccontextmanager
     async def engine(self) -> AsyncIterator[AsyncEngine]:
-        """The data dir's database, for checking what a command did through the API."""
+        """The data dir's database, for checking what a command did through the API,
+        with the data dir's server key as the commands use it."""
         engine = create_engine(f"sqlite:///{self.data_dir / 'cryptmail.db'}")
+        session_key = server_key()
+        install_server_key(load_server_key(self.data_dir / "server.key"))
         try:
             yield engine
         finally:
+            install_server_key(session_key)
             await engine.dispose()
 
 
@@ -86,12 +90,16 @@ def _new_cli(path: Path) -> Cli:
 
 async def _with_alice(cli: Cli) -> str:
     engine = create_engine(f"sqlite:///{cli.data_dir / 'cryptmail.db'}")
+    # The key rows are sealed under the server key the commands will read.
+    session_key = server_key()
+    install_server_key(load_server_key(cli.data_dir / "server.key"))
     try:
         await upgrade(engine)
         async with engine.begin() as conn:
             await add_domain(conn, "example.org")
         new = await create_user(engine, ALICE, Password.from_str(PASSWORD), CRYPTO)
     finally:
+        install_server_key(session_key)
         await engine.dispose()
     assert new.recovery_code is not None
     return new.recovery_code

@@ -5,11 +5,16 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import update
 
 from cli.conftest import ALICE, CRYPTO, PASSWORD, Alice, Cli
+from cryptmail.crypto import generate_private_key, public_info
+from cryptmail.db import tables as t
 from cryptmail.errors import AuthenticationFailed
-from cryptmail.keys import unlock_account
+from cryptmail.keys import check_delivery, unlock_account
 from cryptmail.secret import Password
+from cryptmail.store import resolve_delivery
 
 RECOVERY_CODE = re.compile(r"[A-Z2-7]{5}(?:-[A-Z2-7]{5}){7}")
 
@@ -99,6 +104,31 @@ def test_crypt(alice: Alice, crypt: str) -> None:
     assert ("sealed" if crypt == "2" else "plain") in done.stderr
     assert alice.cli.ok("user", "list").stdout.splitlines()[1].split()[1] == crypt
     assert alice.cli.run("user", "crypt", ALICE, "1").returncode == 2
+
+
+@pytest.mark.parametrize("crypt", [0, 2])
+async def test_crypt_records_the_value_for_delivery(alice: Alice, crypt: int) -> None:
+    """Delivery obeys a `crypt` set with the command (its MAC under the server key
+    says so), where one flipped in SQL is read as 2 (tests/store/test_append.py)."""
+    alice.cli.ok("user", "crypt", ALICE, str(crypt))
+    async with alice.cli.engine() as engine:
+        [target] = await resolve_delivery(engine, ALICE)
+        check = check_delivery(
+            target.user.id, target.user.crypt, target.recipient, target.delivery_mac
+        )
+    assert target.user.crypt == crypt
+    assert check.verified and not check.crypt_changed and check.crypt == crypt
+
+
+def test_crypt_refuses_to_vouch_for_a_public_key_changed_in_sql(alice: Alice) -> None:
+    attacker = public_info(generate_private_key("x25519"))
+    engine = create_sync_engine(f"sqlite:///{alice.cli.data_dir / 'cryptmail.db'}")
+    with engine.begin() as conn:
+        conn.execute(update(t.cm_key_pairs).values(public_key=attacker.encoded))
+    engine.dispose()
+    line = alice.cli.fails("user", "crypt", ALICE, "0")
+    assert "public key in the database is not the one cryptmail recorded" in line
+    assert alice.cli.ok("user", "list").stdout.splitlines()[1].split()[1] == "2"
 
 
 async def test_recovery_code_is_made_with_the_password(alice: Alice) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from cryptmail.config import Argon2Config, CryptoConfig
 from cryptmail.db import create_engine, upgrade
-from cryptmail.keys import create_user, unlock_account
+from cryptmail.keys import create_user, server_key, unlock_account
 from cryptmail.secret import Password
 from cryptmail.store import list_mailboxes, load_messages, open_blob, read_plaintext
 from cryptmail.store.blobs import LocalBlobStore
@@ -33,8 +34,19 @@ def db_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'cryptmail.db'}"
 
 
+def share_server_key(data_dir: Path) -> None:
+    """Give a server on `data_dir` the server key of this test process (tests/conftest.py),
+    as every node of one database needs the same one: the key rows this process writes
+    are then the ones the server's delivery verifies."""
+    target = data_dir / "server.key"
+    if not target.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(server_key().path, target)
+
+
 def make_users(data_dir: Path, domain: str, users: dict[str, int]) -> None:
     """Create the domain and `{email: crypt}` users."""
+    share_server_key(data_dir)
 
     async def run() -> None:
         engine = create_engine(db_url(data_dir))
@@ -178,6 +190,7 @@ class CryptmailServer:
         return f"inet:127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
+        share_server_key(self.data_dir)
         argv = [sys.executable, "-m", "cryptmail", "--data-dir", str(self.data_dir)]
         if self.config_path is not None:
             argv += ["--config", str(self.config_path)]

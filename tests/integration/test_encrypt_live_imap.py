@@ -22,6 +22,8 @@ import pytest
 from cryptmail.users import get_user, set_crypt
 from imap.server_rig import ImapRig, start_rig
 
+from .cryptmail_server import share_server_key
+
 pytestmark = pytest.mark.integration
 
 EMAIL = "carol@example.org"
@@ -75,6 +77,7 @@ def test_encrypt_under_a_live_session_changes_no_uid_or_flag(rig: ImapRig, tmp_p
     assert [uid for uid, _, _ in before] == [1, 2, 3, 4, 5, 6]
 
     _set_crypt(rig)
+    share_server_key(rig.config.data_path)  # the key rows were sealed in this process
     result = subprocess.run(
         [
             sys.executable,

@@ -30,6 +30,7 @@ from cryptmail.store import list_mailboxes, load_messages, open_blob, read_plain
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import get_user, verify_password
 
+from .cryptmail_server import share_server_key
 from .servers import Database, MariaDB
 from .servers._ports import free_port
 
@@ -122,6 +123,7 @@ def ispmail(mariadb: MariaDB) -> Database:
 
 
 def _cli(url: str, data_dir: Path, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    share_server_key(data_dir)  # the key this process checks and writes key rows with
     return subprocess.run(
         [sys.executable, "-m", "cryptmail", "--database-url", url, "--data-dir", str(data_dir)]
         + list(argv),
@@ -157,6 +159,7 @@ def upgraded(ispmail: Database, tmp_path: Path) -> Database:
 
 def _lmtp_server(database: Database, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    share_server_key(tmp_path / "data")
     argv = [sys.executable, "-m", "cryptmail", "--database-url", database.sync_url]
     argv += ["--data-dir", str(tmp_path / "data"), "serve", "--lmtp", f"127.0.0.1:{port}"]
     log = tmp_path / "serve.log"

@@ -17,8 +17,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from imapclient import IMAPClient
 
+from cryptmail.crypto import generate_private_key, public_info
+from cryptmail.db import tables as t
 from cryptmail.delivery import delivery_headers
 from cryptmail.serve._lmtp_workers import WORKER_MODULE
 
@@ -137,3 +140,38 @@ def test_workers_stop_when_the_main_process_is_killed(server: CryptmailServer) -
     server.start()  # the port is free again
     _deliver(server.port, _message(2))
     assert read_all(server.data_dir, "alice@example.org")["INBOX"] == [_stored(_message(2))]
+
+
+def test_a_public_key_replaced_in_sql_is_a_4xx_from_the_workers(
+    server: CryptmailServer,
+) -> None:
+    """Finding 4 of issue 14 through the real listener: a SQL writer puts their public
+    key in alice's key-pair row; the workers (which read the server key file themselves)
+    answer 451, so Postfix keeps the message, and nothing is sealed to that key."""
+    _workers(server)
+    _deliver(server.port, _message(1))  # the key as cryptmail wrote it: delivered
+    attacker = public_info(generate_private_key("x25519"))
+    engine = sqlalchemy.create_engine(f"sqlite:///{server.data_dir / 'cryptmail.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.update(t.cm_key_pairs)
+            .where(t.cm_key_pairs.c.active.is_(True))
+            .values(key_id=attacker.key_id, public_key=attacker.encoded)
+        )
+    blobs_before = sorted((server.data_dir / "blobs").rglob("*"))
+    os.kill(server.pid, signal.SIGSTOP)  # only a worker can take the delivery
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            _deliver(server.port, _message(2))
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert refused.value.smtp_code == 451
+    assert sorted((server.data_dir / "blobs").rglob("*")) == blobs_before
+    with engine.connect() as conn:
+        count = conn.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(t.cm_messages))
+        assert count.scalar() == 1
+        events = conn.execute(sqlalchemy.select(t.cm_key_events.c.event)).scalars().all()
+    engine.dispose()
+    assert "key_rows_changed" in events
+    log = server.log_path.read_text()
+    assert "deferred: the public key or crypt in the database is not the one" in log

@@ -73,6 +73,8 @@ def _write_config(node_dir: Path, database: Database, seaweedfs: SeaweedFS, buck
     path = node_dir / "cryptmail.toml"
     path.write_text(
         f"data_dir = '{node_dir / 'data'}'\n"
+        # Every node needs the same server key (docs/configuration.md, "Scale-out").
+        f"server_key_file = '{node_dir.parent / 'server.key'}'\n"
         "[crypto.argon2]\nmemory_kib = 19456\n"
         f"[database]\nurl = '{database.url}'\n"
         "[blobs]\nbackend = 's3'\n"

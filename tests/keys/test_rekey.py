@@ -26,7 +26,8 @@ ALICE = "alice@example.org"
 
 
 async def _make_v1(engine: AsyncEngine, crypto: CryptoConfig, kind: str, secret: bytes) -> None:
-    """Write the `kind` slot as version 1, as cryptmail did before re-keying."""
+    """Write the `kind` slot as version 1, as cryptmail did before re-keying (and before
+    key rows had MACs: migration 0008 came later)."""
     account, _ = await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
     async with engine.begin() as conn:
         slot = next(s for s in await slots_of(conn, account.user.id) if s.kind == kind)
@@ -36,6 +37,11 @@ async def _make_v1(engine: AsyncEngine, crypto: CryptoConfig, kind: str, secret:
         )
         await conn.execute(
             update(t.cm_key_slots).where(t.cm_key_slots.c.id == slot.id).values(record=record)
+        )
+        await conn.execute(
+            update(t.cm_accounts)
+            .where(t.cm_accounts.c.user_id == account.user.id)
+            .values(key_mac=None, key_mac_slots=None, delivery_mac=None)
         )
 
 

@@ -7,17 +7,25 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
 
 from cryptmail import store
+from cryptmail.crypto import PublicKeyInfo, generate_private_key, public_info
+from cryptmail.db import UserId, utcnow
 from cryptmail.db import tables as t
-from cryptmail.db import utcnow
-from cryptmail.errors import KeyLocked, QuotaExceeded
-from cryptmail.keys import active_public_key
+from cryptmail.errors import KeyLocked, QuotaExceeded, RecipientKeyUnverified
+from cryptmail.keys import (
+    active_public_key,
+    install_server_key,
+    load_server_key,
+    seal_delivery,
+    server_key,
+)
 from cryptmail.store import _append
-from cryptmail.users import add_alias, add_user, set_quota
+from cryptmail.users import add_alias, add_user, get_user, set_crypt, set_quota
 
 from .conftest import StoreRig
 
@@ -270,3 +278,107 @@ async def test_delivery_to_a_resolved_target_checks_the_retry_tag_at_commit(
     other = await rig.user("bob@example.org")
     with pytest.raises(ValueError, match="another user"):
         await store.deliver_message(rig.engine, rig.blobs, other, _source(message), target=target)
+
+
+# Authenticated key rows at delivery (docs/security.md, "Authenticated key rows").
+
+
+async def _replace_public_key(rig: StoreRig, user_id: int) -> PublicKeyInfo:
+    """Finding 4 of issue 14: a SQL writer puts their own public key in the user's
+    active key-pair row."""
+    attacker = public_info(generate_private_key("x25519"))
+    async with rig.engine.begin() as conn:
+        await conn.execute(
+            update(t.cm_key_pairs)
+            .where(t.cm_key_pairs.c.user_id == user_id, t.cm_key_pairs.c.active.is_(True))
+            .values(key_id=attacker.key_id, public_key=attacker.encoded)
+        )
+    return attacker
+
+
+async def _events(rig: StoreRig, user_id: int) -> list[str]:
+    async with rig.engine.connect() as conn:
+        rows = await conn.execute(
+            select(t.cm_key_events.c.event)
+            .where(t.cm_key_events.c.user_id == user_id)
+            .order_by(t.cm_key_events.c.id)
+        )
+        return [str(r.event) for r in rows]
+
+
+async def test_a_public_key_replaced_in_sql_defers_delivery_and_seals_nothing(
+    rig: StoreRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = await rig.user("alice@example.org")
+    await _replace_public_key(rig, user.id)
+    with pytest.raises(RecipientKeyUnverified):
+        await store.deliver_message(rig.engine, rig.blobs, user, _source(_message()))
+    assert await _blob_count(rig) == 0
+    async with rig.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(t.cm_messages))).scalar() == 0
+    assert "key_rows_changed" in await _events(rig, user.id)
+    assert any(r.levelname == "ERROR" and "deferred" in r.getMessage() for r in caplog.records)
+    # Resolved at RCPT time, as LMTP does: the same refusal at DATA.
+    [target] = await store.resolve_delivery(rig.engine, "alice@example.org")
+    with pytest.raises(RecipientKeyUnverified):
+        await store.deliver_message(rig.engine, rig.blobs, user, _source(b"x"), target=target)
+    assert await _blob_count(rig) == 0
+    assert (await _events(rig, user.id)).count("key_rows_changed") == 1  # once
+
+
+async def test_crypt_flipped_to_0_in_sql_still_seals_and_tells_the_user(
+    rig: StoreRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    created = await rig.user("alice@example.org")
+    async with rig.engine.begin() as conn:
+        await conn.execute(
+            update(t.virtual_users).where(t.virtual_users.c.id == created.id).values(crypt=0)
+        )
+        user = await get_user(conn, "alice@example.org")
+    assert user.crypt == 0
+    appended = await store.deliver_message(rig.engine, rig.blobs, user, _source(_message()))
+    assert appended.blob is not None and appended.blob.sealed
+    assert MARKER not in await rig.blobs.read(appended.blob.blob_id)
+    assert (await _events(rig, user.id))[-1] == "crypt_changed"
+    assert any("crypt is 0 in the database" in r.getMessage() for r in caplog.records)
+    await store.deliver_message(rig.engine, rig.blobs, user, _source(_message()))
+    assert (await _events(rig, user.id)).count("crypt_changed") == 1
+
+
+async def test_crypt_set_through_cryptmail_is_obeyed(rig: StoreRig) -> None:
+    created = await rig.user("alice@example.org")
+    async with rig.engine.begin() as conn:
+        await set_crypt(conn, created.id, 0)
+        assert await seal_delivery(conn, created.id)  # what `user crypt` does
+        user = await get_user(conn, "alice@example.org")
+    appended = await store.deliver_message(rig.engine, rig.blobs, user, _source(_message()))
+    assert appended.blob is not None and not appended.blob.sealed
+    assert "crypt_changed" not in await _events(rig, user.id)
+
+
+async def test_keys_without_a_delivery_mac_are_delivered_to_with_a_warning(
+    rig: StoreRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = await rig.user("alice@example.org")
+    async with rig.engine.begin() as conn:
+        await conn.execute(update(t.cm_accounts).values(delivery_mac=None, key_mac=None))
+    appended = await store.deliver_message(rig.engine, rig.blobs, user, _source(_message()))
+    assert appended.blob is not None and appended.blob.sealed
+    assert any("has no MAC yet" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_retry_tag_is_keyed_by_the_server_key(tmp_path: Path) -> None:
+    digest = hashlib.sha256(b"the same bytes").digest()
+    session_key = server_key()
+    try:
+        install_server_key(load_server_key(tmp_path / "one.key"))
+        one = _append.delivery_tag(UserId(7), digest)
+        assert _append.delivery_tag(UserId(7), digest) == one
+        install_server_key(load_server_key(tmp_path / "two.key"))
+        two = _append.delivery_tag(UserId(7), digest)
+    finally:
+        install_server_key(session_key)
+    assert len(one) == len(two) == 16
+    assert one != two
+    # Not the unkeyed hash a database reader could compute from the same bytes.
+    assert one != hashlib.sha256(b"delivery|7|" + digest).digest()[:16]

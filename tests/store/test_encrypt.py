@@ -11,10 +11,13 @@ import textwrap
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import update
 
 from cryptmail import store
-from cryptmail.errors import KeyLocked
-from cryptmail.keys import UnlockedAccount, unlock_account
+from cryptmail.crypto import generate_private_key, public_info
+from cryptmail.db import tables as t
+from cryptmail.errors import KeyLocked, RecipientKeyUnverified
+from cryptmail.keys import UnlockedAccount, server_key, unlock_account
 from cryptmail.store import MessageRow, UserId
 from cryptmail.users import set_crypt
 
@@ -77,6 +80,24 @@ async def test_encrypt_seals_every_plain_blob_and_keeps_uids(rig: StoreRig) -> N
     assert (await store.check_store(rig.engine, rig.blobs)).clean
 
 
+async def test_encrypt_refuses_a_public_key_replaced_in_sql(rig: StoreRig) -> None:
+    """Like delivery, `mailbox encrypt` seals without the user: a key that is not the
+    one cryptmail recorded gets nothing, and the plain mail stays as it was."""
+    user_id, _bodies = await _deliver_plain(rig, "alice@example.org", 2)
+    attacker = public_info(generate_private_key("x25519"))
+    async with rig.engine.begin() as conn:
+        await conn.execute(
+            update(t.cm_key_pairs)
+            .where(t.cm_key_pairs.c.user_id == user_id)
+            .values(key_id=attacker.key_id, public_key=attacker.encoded)
+        )
+    with pytest.raises(RecipientKeyUnverified):
+        async for _ in store.encrypt_mailboxes(rig.engine, rig.blobs, user_id):
+            pass
+    assert _disk_has_marker(rig)
+    assert len([b async for b in rig.blobs.list_ids()]) == 2
+
+
 async def test_encrypt_without_key_pair_is_refused(rig: StoreRig) -> None:
     with pytest.raises(KeyLocked):
         async for _ in store.encrypt_mailboxes(rig.engine, rig.blobs, UserId(999)):
@@ -87,11 +108,14 @@ _CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from cryptmail.config import load_config
+    from pathlib import Path
     from cryptmail.db import create_engine
+    from cryptmail.keys import install_server_key, load_server_key
     from cryptmail.store import encrypt_mailboxes
     from cryptmail.store.blobs import LocalBlobStore
 
     async def main():
+        install_server_key(load_server_key(Path(sys.argv[3])))  # the one the rig sealed with
         config = load_config(None, data_dir=sys.argv[1])
         engine = create_engine(config.database_url)
         blobs = LocalBlobStore(config.blob_path)
@@ -116,7 +140,8 @@ _CHILD = textwrap.dedent(
 async def test_killed_encrypt_resumes_without_loss(rig: StoreRig, checkpoint: str) -> None:
     user_id, bodies = await _deliver_plain(rig, "alice@example.org", 3)
     env = dict(os.environ, CRYPTMAIL_CRASH_AT=checkpoint)
-    command = [sys.executable, "-c", _CHILD, str(rig.data_dir), str(user_id)]
+    key_path = server_key().path
+    command = [sys.executable, "-c", _CHILD, str(rig.data_dir), str(user_id), str(key_path)]
     killed = await asyncio.to_thread(subprocess.run, command, env=env, check=False)
     assert killed.returncode == -9
     # Whatever state the crash left, every message reads back, once, unchanged.

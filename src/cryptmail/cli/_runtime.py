@@ -26,6 +26,7 @@ from cryptmail.concurrency import configure_kdf_pool
 from cryptmail.config import Config
 from cryptmail.db import create_engine, current_revision, head_revision, upgrade
 from cryptmail.errors import ConfigError, KeySlotError, PasswordRejected
+from cryptmail.keys import install_server_key, load_server_key
 from cryptmail.logs import use_format
 from cryptmail.secret import Password
 
@@ -106,6 +107,8 @@ def run_with_engine(
     async def main() -> int:
         engine = create_engine(config.database_url)
         try:
+            # Made at the first start; LMTP workers read the same file.
+            install_server_key(load_server_key(config.server_key_path))
             if check_schema:
                 await prepare_schema(engine, config.database_url)
             return await work(config, engine)

@@ -32,6 +32,7 @@ from cryptmail.keys import (
     list_key_pairs,
     recover,
     renew_recovery_code,
+    seal_delivery,
 )
 from cryptmail.secret import Password
 from cryptmail.store import ensure_default_mailboxes
@@ -272,6 +273,9 @@ def _crypt(args: argparse.Namespace) -> int:
         async with engine.begin() as conn:
             user = await get_user(conn, email)
             await set_crypt(conn, user.id, args.crypt)
+            # The new value, vouched for under the server key: delivery reads a crypt
+            # without it as the safer value (docs/security.md).
+            await seal_delivery(conn, user.id)
             has_keys = any(p.active for p in await list_key_pairs(conn, user.id))
         state = "sealed" if args.crypt == 2 else "stored plain"
         say(f"new mail for {email} is {state} from now on; stored mail is unchanged")

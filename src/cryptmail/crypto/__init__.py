@@ -25,6 +25,21 @@ from cryptmail.crypto._codes import (
 from cryptmail.crypto._context import context
 from cryptmail.crypto._ecies import WrappedKey, open_box, seal_box, unwrap_key, wrap_key
 from cryptmail.crypto._fields import FieldCipher
+from cryptmail.crypto._integrity import (
+    MAC_SIZE,
+    KeyPairRow,
+    SlotEntry,
+    account_mac,
+    decode_slot_list,
+    delivery_mac,
+    delivery_mac_key,
+    delivery_tag,
+    delivery_tag_key,
+    derive_mac_key,
+    encode_slot_list,
+    macs_equal,
+    slot_digest,
+)
 from cryptmail.crypto._kdf import derive_key
 from cryptmail.crypto._keypair import (
     CurveName,
@@ -37,6 +52,7 @@ from cryptmail.crypto._keypair import (
     load_public_key,
     public_info,
 )
+from cryptmail.crypto._labels import SERVER_KEY_SIZE
 from cryptmail.crypto._slots import (
     OpenedSlot,
     SlotKey,
@@ -65,35 +81,48 @@ from cryptmail.crypto._stream import (
 )
 
 __all__ = [
+    "MAC_SIZE",
     "MAX_HEADER_SIZE",
+    "SERVER_KEY_SIZE",
     "Argon2Params",
     "BlobHeader",
     "BlobOpener",
     "BlobSealer",
     "CurveName",
     "FieldCipher",
+    "KeyPairRow",
     "OpenedSlot",
     "PayloadKey",
     "PrivateKey",
     "PublicKey",
     "PublicKeyInfo",
+    "SlotEntry",
     "SlotKey",
     "SlotLabel",
     "SlotPublicKey",
     "WrappedKey",
+    "account_mac",
     "chunk_span",
     "code_lookup_id",
     "context",
     "curve_names",
+    "decode_slot_list",
+    "delivery_mac",
+    "delivery_mac_key",
+    "delivery_tag",
+    "delivery_tag_key",
     "derive_data_key",
     "derive_key",
+    "derive_mac_key",
     "derive_slot_key",
+    "encode_slot_list",
     "export_private_key_pem",
     "generate_app_password",
     "generate_private_key",
     "generate_recovery_code",
     "load_public_key",
     "lock_slot",
+    "macs_equal",
     "new_account_key",
     "new_data_key",
     "normalize_code",
@@ -108,6 +137,7 @@ __all__ = [
     "seal_data_key",
     "seal_private_key",
     "seal_slot",
+    "slot_digest",
     "slot_params",
     "slot_public_key",
     "slot_version",

@@ -60,3 +60,11 @@ LABEL_CODE_LOOKUP: Final = b"cryptmail/v1/code-lookup"
 RECOVERY_CODE_GROUPS: Final = 8
 APP_PASSWORD_GROUPS: Final = 4
 CODE_GROUP_SIZE: Final = 5
+
+# Authenticated key rows (docs/security.md, "Authenticated key rows"): a MAC under the
+# account key over what a login trusts, a MAC under the server key over what delivery
+# trusts, and the keyed retry tag of a delivery.
+LABEL_ACCOUNT_MAC: Final = b"cryptmail/v2/account-mac"
+LABEL_DELIVERY_MAC: Final = b"cryptmail/v2/delivery-mac"
+LABEL_DELIVERY_TAG: Final = b"cryptmail/v2/delivery-tag"
+SERVER_KEY_SIZE: Final = 32

@@ -90,6 +90,12 @@ cm_accounts = Table(
     # Set when a slot was deleted without the account key to re-key (an app password
     # revoked by an admin): the next login that opens the key re-keys (keys/_rekey.py).
     Column("rekey_pending", Boolean, nullable=False, server_default=false()),
+    # Authenticated key rows (keys/_integrity.py): the MAC under the account key, the
+    # slot list it covers, and the MAC under the server key that delivery checks. NULL
+    # until the first unlock after migration 0008 (docs/security.md).
+    Column("key_mac", LargeBinary(32), nullable=True),
+    Column("key_mac_slots", LargeBinary, nullable=True),
+    Column("delivery_mac", LargeBinary(32), nullable=True),
 )
 
 # The data keys of the generations after the first, and generation 0's once the account

@@ -26,6 +26,15 @@ from cryptmail.keys._events import (
 )
 from cryptmail.keys._faults import checkpoint
 from cryptmail.keys._generation import read_generation, read_generation_of
+from cryptmail.keys._integrity import (
+    DeliveryCheck,
+    check_delivery,
+    note_crypt_changed_at_delivery,
+    note_key_unverified,
+    seal_delivery,
+    verified_public_key,
+    verify_key_rows,
+)
 from cryptmail.keys._keyring import (
     KeyPairInfo,
     account_uuid,
@@ -45,6 +54,13 @@ from cryptmail.keys._recovery import (
 )
 from cryptmail.keys._rekey import rotate_key_pair
 from cryptmail.keys._reset import reset_password
+from cryptmail.keys._server_key import (
+    ServerKey,
+    delivery_retry_tag,
+    install_server_key,
+    load_server_key,
+    server_key,
+)
 from cryptmail.keys._throttle import LoginThrottle, Reservation
 from cryptmail.keys._watcher import CredentialWatcher, Watch
 
@@ -54,11 +70,13 @@ __all__ = [
     "AccountKey",
     "AppPasswordInfo",
     "CredentialWatcher",
+    "DeliveryCheck",
     "Event",
     "KeyPairInfo",
     "LoginThrottle",
     "NewAccount",
     "Reservation",
+    "ServerKey",
     "UnlockedAccount",
     "UnlockedAccounts",
     "Watch",
@@ -66,14 +84,20 @@ __all__ = [
     "active_public_key",
     "add_app_password",
     "change_password",
+    "check_delivery",
     "checkpoint",
     "create_user",
     "ensure_recovery_code",
+    "delivery_retry_tag",
     "export_private_keys",
     "has_recovery_code",
+    "install_server_key",
     "list_app_passwords",
     "list_events",
     "list_key_pairs",
+    "load_server_key",
+    "note_crypt_changed_at_delivery",
+    "note_key_unverified",
     "open_account_key",
     "open_private_keys",
     "provision_keys",
@@ -85,7 +109,11 @@ __all__ = [
     "reset_password",
     "revoke_app_password",
     "rotate_key_pair",
+    "seal_delivery",
+    "server_key",
     "unlock_account",
+    "verified_public_key",
+    "verify_key_rows",
     "verify_login",
     "verify_only",
 ]

@@ -30,6 +30,7 @@ from cryptmail.errors import (
 from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._generation import bump_generation
+from cryptmail.keys._integrity import keeping_rows_sealed
 from cryptmail.keys._kdf import make_slot, slot_label
 from cryptmail.keys._rekey import check_generation, mark_rekey_pending, next_generation, rekey
 from cryptmail.keys._slots import APP, app_slot_names, delete_app_slot, insert_slot, slots_of
@@ -78,9 +79,15 @@ async def add_app_password(
     try:
         async with engine.begin() as conn:
             await check_generation(conn, account.user.id, account.generation)
-            await insert_slot(
-                conn, account.user.id, APP, record, name=name, lookup_id=code_lookup_id(normalized)
-            )
+            async with keeping_rows_sealed(conn, account.user.id, account.account_key.reveal()):
+                await insert_slot(
+                    conn,
+                    account.user.id,
+                    APP,
+                    record,
+                    name=name,
+                    lookup_id=code_lookup_id(normalized),
+                )
             await events.record_event(
                 conn, account.user.id, events.APP_PASSWORD_ADDED, client_ip, name
             )
@@ -110,16 +117,25 @@ async def revoke_app_password(
             slot = next((s for s in slots if s.kind == APP and s.name == name.strip()), None)
             if slot is None:
                 raise AppPasswordNotFound(f"no app password named {name.strip()!r}")
-            await rekey(
-                conn,
-                user_id,
-                account.account_uuid,
-                account.account_key.reveal(),
-                account.generation,
-                next_generation(account.generation),
-                skip={slot.id},
-            )
-        if not await delete_app_slot(conn, user_id, name.strip()):
+            old_key = account.account_key.reveal()
+            async with keeping_rows_sealed(conn, user_id, old_key) as sealing:
+                following = next_generation(account.generation)
+                await rekey(
+                    conn,
+                    user_id,
+                    account.account_uuid,
+                    old_key,
+                    account.generation,
+                    following,
+                    skip={slot.id},
+                )
+                sealing.account_key = following.account_key
+                if not await delete_app_slot(conn, user_id, name.strip()):
+                    raise AppPasswordNotFound(f"no app password named {name.strip()!r}")
+        elif not await delete_app_slot(conn, user_id, name.strip()):
+            # Without the user's key the MAC cannot be rewritten; a slot missing from
+            # the table is allowed by it (keys/_integrity.py), and the next unlock
+            # rewrites it.
             raise AppPasswordNotFound(f"no app password named {name.strip()!r}")
         if account is None:  # a re-key does both itself
             await bump_generation(conn, user_id)  # in every process

@@ -32,6 +32,11 @@ APP_PASSWORD_REVOKED = "app_password_revoked"  # noqa: S105 - an event name
 SIGN_IN_FAILED = "sign_in_failed"
 KEY_CREATED = "key_created"
 KEY_ROTATED = "key_rotated"
+# The account's key rows, or its `crypt`, were changed in the database outside cryptmail
+# (keys/_integrity.py). Recorded without a sealed detail: the public key it would be
+# sealed to is the one in doubt.
+KEY_ROWS_CHANGED = "key_rows_changed"
+CRYPT_CHANGED = "crypt_changed"
 
 KEEP_EVENTS = 500
 
@@ -69,6 +74,35 @@ async def record_event(
     detail = public.key_id + seal_box(payload, public, _context(event_id))
     await conn.execute(
         update(t.cm_key_events).where(t.cm_key_events.c.id == event_id).values(detail_sealed=detail)
+    )
+
+
+async def record_plain_event(
+    conn: AsyncConnection,
+    user_id: UserId,
+    event: str,
+    client_ip: str = "",
+    *,
+    once: bool = False,
+) -> None:
+    """Record `event` without a sealed detail (`client_ip` goes only to the log, by the
+    caller). With `once`, not if the user's newest event is already this one."""
+    del client_ip  # no key to seal it to that is not in doubt
+    if once:
+        newest = (
+            await conn.execute(
+                select(t.cm_key_events.c.event)
+                .where(t.cm_key_events.c.user_id == user_id)
+                .order_by(t.cm_key_events.c.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if newest == event:
+            return
+    await conn.execute(
+        t.cm_key_events.insert().values(
+            user_id=user_id, at=utcnow(), event=event, detail_sealed=None
+        )
     )
 
 

@@ -32,6 +32,7 @@ from cryptmail.errors import DatabaseConflict, KeySlotError, UserError
 from cryptmail.keys._account import AccountKey, UnlockedAccount
 from cryptmail.keys._credential import KeylessUser, check_credential
 from cryptmail.keys._generation import read_generation
+from cryptmail.keys._integrity import keeping_rows_sealed, verify_key_rows
 from cryptmail.keys._kdf import hash_for_slot, slot_label
 from cryptmail.keys._keyring import account_uuid, open_private_keys
 from cryptmail.keys._provision import insert_keys, prepare_keys
@@ -75,6 +76,8 @@ async def verify_login(
     )
     if isinstance(opened, KeylessUser):
         return await _first_login(engine, opened.user, credential, crypto, client_ip)
+    key = opened.account_key.reveal()
+    await verify_key_rows(engine, opened.user.id, key, opened.generation, client_ip)
     if opened.slot_key is not None and slot_version(opened.slot.record) == 1:
         opened = await _upgrade_slot(engine, opened)
     opened = await _rekey_if_pending(engine, opened)
@@ -120,7 +123,8 @@ async def _upgrade_slot(engine: AsyncEngine, opened: AccountKey) -> AccountKey:
     try:
         async with engine.begin() as conn:
             await check_generation(conn, opened.user.id, opened.generation)
-            await replace_slot(conn, slot, record)
+            async with keeping_rows_sealed(conn, opened.user.id, opened.account_key.reveal()):
+                await replace_slot(conn, slot, record)
     except KeySlotError:
         return opened
     log.info("login of user id %d: key slot %d upgraded to version 2", opened.user.id, slot.id)

@@ -21,6 +21,7 @@ from cryptmail.keys._account import AccountKey
 from cryptmail.keys._cache import UnlockedAccounts
 from cryptmail.keys._credential import KeylessUser, check_credential
 from cryptmail.keys._faults import checkpoint
+from cryptmail.keys._integrity import keeping_rows_sealed, verify_key_rows
 from cryptmail.keys._kdf import hash_for_slot, make_slot, slot_label
 from cryptmail.keys._keyring import account_uuid
 from cryptmail.keys._provision import insert_keys, prepare_keys
@@ -92,21 +93,25 @@ async def _replace_password(
     crypto: CryptoConfig,
     client_ip: str,
 ) -> tuple[tuple[str, str], ...]:
+    old_key = opened.account_key.reveal()
+    await verify_key_rows(engine, opened.user.id, old_key, opened.generation, client_ip)
     following = next_generation(opened.generation)
     label = slot_label(opened.account_uuid, PASSWORD, "", following.generation)
     record = await make_slot(following.account_key, new, crypto.argon2, label)
     checkpoint("password:before-transaction")
     async with engine.begin() as conn:
-        rekeyed = await rekey(
-            conn,
-            opened.user.id,
-            opened.account_uuid,
-            opened.account_key.reveal(),
-            opened.generation,
-            following,
-            skip={opened.slot.id},
-        )
-        await set_password(conn, opened.user.id, opened.slot, record, new_hash)
+        async with keeping_rows_sealed(conn, opened.user.id, old_key) as sealing:
+            rekeyed = await rekey(
+                conn,
+                opened.user.id,
+                opened.account_uuid,
+                old_key,
+                opened.generation,
+                following,
+                skip={opened.slot.id},
+            )
+            sealing.account_key = following.account_key
+            await set_password(conn, opened.user.id, opened.slot, record, new_hash)
         await events.record_event(conn, opened.user.id, events.PASSWORD_CHANGED, client_ip)
         checkpoint("password:before-commit")
     checkpoint("password:after-commit")

@@ -21,6 +21,7 @@ from cryptmail.crypto import (
 )
 from cryptmail.db import UserId
 from cryptmail.keys import _events as events
+from cryptmail.keys._integrity import seal_key_rows
 from cryptmail.keys._kdf import hash_for_slot, make_slot, slot_label
 from cryptmail.keys._keyring import (
     insert_account,
@@ -97,6 +98,7 @@ async def insert_keys(
         await insert_slot(
             conn, user_id, RECOVERY, keys.recovery_record, lookup_id=code_lookup_id(normalized)
         )
+    await seal_key_rows(conn, user_id, keys.account_key)
     await events.record_event(conn, user_id, events.KEY_CREATED)
 
 

@@ -28,6 +28,7 @@ from cryptmail.keys import _events as events
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._cache import UnlockedAccounts
 from cryptmail.keys._faults import checkpoint
+from cryptmail.keys._integrity import keeping_rows_sealed, verify_key_rows
 from cryptmail.keys._kdf import burn_kdf, hash_for_slot, make_slot, open_slot, slot_label
 from cryptmail.keys._keyring import account_state
 from cryptmail.keys._password import set_password
@@ -105,6 +106,7 @@ async def recover(
         async with engine.begin() as conn:
             await events.record_event(conn, user.id, events.SIGN_IN_FAILED, client_ip)
         raise AuthenticationFailed("recovery: wrong code")
+    await verify_key_rows(engine, user.id, opened.account_key, generation, client_ip)
     password_slot = next((s for s in slots if s.kind == PASSWORD), None)
     following = next_generation(generation)
     record = await make_slot(
@@ -118,9 +120,13 @@ async def recover(
     checkpoint("recover:before-transaction")
     replaced = {recovery_slot.id} | ({password_slot.id} if password_slot is not None else set())
     async with engine.begin() as conn:
-        await rekey(conn, user.id, uuid, opened.account_key, generation, following, skip=replaced)
-        await set_password(conn, user.id, password_slot, record, new_hash)
-        await _store_recovery(conn, user.id, recovery_slot, recovery_record, lookup)
+        async with keeping_rows_sealed(conn, user.id, opened.account_key) as sealing:
+            await rekey(
+                conn, user.id, uuid, opened.account_key, generation, following, skip=replaced
+            )
+            sealing.account_key = following.account_key
+            await set_password(conn, user.id, password_slot, record, new_hash)
+            await _store_recovery(conn, user.id, recovery_slot, recovery_record, lookup)
         await events.record_event(conn, user.id, events.RECOVERY_USED, client_ip)
         checkpoint("recover:before-commit")
     checkpoint("recover:after-commit")
@@ -144,7 +150,8 @@ async def renew_recovery_code(
     code, record, lookup = await _new_recovery(account.account_uuid, current, crypto)
     async with engine.begin() as conn:
         await check_generation(conn, account.user.id, account.generation)
-        await _store_recovery(conn, account.user.id, old, record, lookup)
+        async with keeping_rows_sealed(conn, account.user.id, current.account_key):
+            await _store_recovery(conn, account.user.id, old, record, lookup)
         await events.record_event(conn, account.user.id, events.RECOVERY_RENEWED, client_ip)
     return code
 

@@ -46,6 +46,7 @@ from cryptmail.db import tables as t
 from cryptmail.errors import KeySlotError, MalformedObject
 from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._faults import checkpoint
+from cryptmail.keys._integrity import keeping_rows_sealed
 from cryptmail.keys._kdf import slot_label
 from cryptmail.keys._keyring import data_keys, insert_key_pair, new_private_key
 from cryptmail.keys._slots import replace_slot, slots_of
@@ -206,13 +207,16 @@ async def rotate_key_pair(
     transaction; old private keys stay (sealed under the new account key) so old mail
     stays readable. `account` is stale afterwards. Raises KeySlotError."""
     new = next_generation(account.generation)
-    done = await rekey(
-        conn,
-        account.user.id,
-        account.account_uuid,
-        account.account_key.reveal(),
-        account.generation,
-        new,
-        curve=curve,
-    )
+    old_key = account.account_key.reveal()
+    async with keeping_rows_sealed(conn, account.user.id, old_key) as sealing:
+        done = await rekey(
+            conn,
+            account.user.id,
+            account.account_uuid,
+            old_key,
+            account.generation,
+            new,
+            curve=curve,
+        )
+        sealing.account_key = new.account_key
     return done.active_key

@@ -24,6 +24,7 @@ from cryptmail.concurrency import block_in_place, run_blocking
 from cryptmail.config import Config
 from cryptmail.db import create_engine
 from cryptmail.delivery import ConnectionShares, DeliveryHandler, Limits, LmtpServer
+from cryptmail.keys import install_server_key, load_server_key
 from cryptmail.logs import use_format
 from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._memory import settle_gc, tune_malloc
@@ -56,6 +57,8 @@ async def _serve(
     setup: WorkerSetup, sock: socket.socket, notify_fd: int, shares: ConnectionShares
 ) -> int:
     config = setup.config
+    # The file the main process made or read at its start: never sent over the pipe.
+    install_server_key(load_server_key(config.server_key_path))
     if config.blobs.backend == "local":
         block_in_place()
     stop = asyncio.Event()

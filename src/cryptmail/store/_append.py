@@ -3,11 +3,14 @@
 Delivery holds only the user's public key: it seals the blob and writes a row with no
 flags and no cache. A crash between blob and row leaves an orphan blob that
 `store check --fix` removes; never a row without its blob.
+
+The public key and `crypt` delivery reads are checked against their MAC under the
+server key (keys/_integrity.py) before any byte is written: a key that does not verify
+is a temporary failure (the MTA retries), never mail sealed to someone else's key.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
@@ -19,8 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cryptmail.crypto import BlobSealer, PublicKeyInfo, plain_header
 from cryptmail.db import UserId, run_transaction, utcnow
 from cryptmail.db import tables as t
-from cryptmail.errors import KeyLocked, QuotaExceeded
-from cryptmail.keys import checkpoint
+from cryptmail.errors import KeyLocked, QuotaExceeded, RecipientKeyUnverified
+from cryptmail.keys import (
+    DeliveryCheck,
+    check_delivery,
+    checkpoint,
+    delivery_retry_tag,
+    note_crypt_changed_at_delivery,
+    note_key_unverified,
+)
 from cryptmail.store._codec import round_size
 from cryptmail.store._ids import BlobId, MailboxId, new_blob_id
 from cryptmail.store._mailboxes import create_default_mailboxes
@@ -56,7 +66,7 @@ DELIVERY_TAG_WINDOW = timedelta(hours=1)
 
 # The statements every delivery runs, built once: building and keying a SQLAlchemy
 # statement costs 50-200 us each time, several times what SQLite takes to run it.
-_msg, _mb, _kp = t.cm_messages, t.cm_mailboxes, t.cm_key_pairs
+_msg, _mb, _kp, _acc = t.cm_messages, t.cm_mailboxes, t.cm_key_pairs, t.cm_accounts
 _USER_ID: BindParameter[int] = bindparam("user_id")
 _USERS_MAILBOXES = select(_mb.c.id).where(_mb.c.user_id == _USER_ID)
 _ACTIVE_KEY = (_kp.c.user_id == _USER_ID, _kp.c.active.is_(True))
@@ -78,6 +88,10 @@ _TARGET = select(
     .limit(1)
     .scalar_subquery()
     .label("public_key"),
+    select(_acc.c.delivery_mac)
+    .where(_acc.c.user_id == _USER_ID)
+    .scalar_subquery()
+    .label("delivery_mac"),
 )
 _EARLIER = (
     select(_msg.c.id, _msg.c.mailbox_id, _msg.c.uid, _msg.c.modseq)
@@ -106,10 +120,11 @@ _INSERT = _msg.insert()
 def delivery_tag(user_id: UserId, message_digest: bytes) -> bytes:
     """Tag of one delivery: a retry of the same bytes to the same user has the same tag.
 
-    The bytes include the MTA's own Received header (queue id, time), so the tag does
-    not help anyone confirm a guessed message; it is cleared after an hour anyway.
+    An HMAC under a subkey of the server key, so that a database reader holding the
+    same bytes (a co-recipient) cannot confirm that this user got them; it is cleared
+    after an hour anyway. Tags from before it was keyed simply expire.
     """
-    return hashlib.sha256(b"delivery|%d|" % user_id + message_digest).digest()[:16]
+    return delivery_retry_tag(user_id, message_digest)
 
 
 async def expire_delivery_tags(engine: AsyncEngine) -> int:
@@ -153,15 +168,17 @@ def _earlier_delivery(conn: Connection, user_id: UserId, tag: bytes) -> Appended
 
 def _delivery_target(
     conn: Connection, user_id: UserId
-) -> tuple[PublicKeyInfo | None, MailboxId | None]:
-    """The active public key and the INBOX id (None if not made yet), in one statement.
+) -> tuple[PublicKeyInfo | None, MailboxId | None, bytes | None]:
+    """The active public key, the INBOX id (None if not made yet) and the delivery MAC,
+    in one statement.
 
     The same key query as `keys.active_public_key`, joined here so that the delivery
     path costs one round trip instead of two.
     """
     row = conn.execute(_TARGET, {"user_id": user_id}).one()
     recipient = PublicKeyInfo(row.curve, bytes(row.public_key)) if row.curve is not None else None
-    return recipient, (MailboxId(int(row.inbox)) if row.inbox is not None else None)
+    mac = bytes(row.delivery_mac) if row.delivery_mac is not None else None
+    return recipient, (MailboxId(int(row.inbox)) if row.inbox is not None else None), mac
 
 
 async def write_blob(
@@ -295,6 +312,9 @@ class DeliveryTarget:
     """The active public key; None when the user has none yet."""
     inbox: MailboxId | None
     """The INBOX's id; None before the first delivery makes the default mailboxes."""
+    delivery_mac: bytes | None = None
+    """The MAC over the user id, `crypt` and `recipient` under the server key; None for
+    a user without keys, or keys from before it existed."""
 
     def __repr__(self) -> str:
         return f"DeliveryTarget(user={self.user.id}, inbox={self.inbox})"
@@ -313,9 +333,36 @@ async def resolve_delivery(engine: AsyncEngine, address: str) -> list[DeliveryTa
     return await run_transaction(engine, work, writes=False)
 
 
-def _sealing_key(target: DeliveryTarget) -> PublicKeyInfo | None:
+def _check_target(target: DeliveryTarget) -> DeliveryCheck:
+    """The delivery MAC's verdict on `target`, logged."""
     user = target.user
-    if user.crypt != 2:
+    check = check_delivery(user.id, user.crypt, target.recipient, target.delivery_mac)
+    if not check.verified:
+        log.error(
+            "delivery to user id %d deferred: the public key or crypt in the database is "
+            "not the one cryptmail recorded (its MAC under the server key does not match); "
+            "someone changed cm_key_pairs or virtual_users.crypt outside cryptmail, or "
+            "server_key_file is not the key this database was sealed with. Nothing was "
+            "sealed to that key (docs/security.md, 'Authenticated key rows')",
+            user.id,
+        )
+    elif check.unsealed:
+        log.warning(
+            "delivery to user id %d: its public key has no MAC yet (keys from before the "
+            "server key; written at the user's next sign-in), so it is not verified",
+            user.id,
+        )
+    return check
+
+
+def _sealing_key(target: DeliveryTarget, check: DeliveryCheck) -> PublicKeyInfo | None:
+    user = target.user
+    if not check.verified:
+        raise RecipientKeyUnverified(
+            f"user id {user.id}: the public key in the database does not verify; delivery "
+            "is deferred until an administrator restores it"
+        )
+    if check.crypt != 2:
         return None
     if target.recipient is None:
         raise KeyLocked(
@@ -361,8 +408,8 @@ async def deliver_message(
             if earlier is not None:
                 return earlier, None
         found = DeliveryTarget(user, *_delivery_target(conn, user.id))
-        _sealing_key(found)  # KeyLocked before any bytes are written
-        _check_quota(conn, user, size_hint)
+        if check_delivery(user.id, user.crypt, found.recipient, found.delivery_mac).verified:
+            _check_quota(conn, user, size_hint)
         return None, found
 
     if target is None:
@@ -370,7 +417,12 @@ async def deliver_message(
         if earlier is not None:
             return earlier
         assert target is not None  # noqa: S101 - prepare returns one or the other
-    recipient = _sealing_key(target)
+    check = _check_target(target)
+    if not check.verified:
+        await note_key_unverified(engine, user.id)
+    elif check.crypt_changed and check.vouched is not None:
+        await note_crypt_changed_at_delivery(engine, user.id, user.crypt, check.vouched)
+    recipient = _sealing_key(target, check)  # KeyLocked before any bytes are written
     inbox = target.inbox
     if inbox is None:  # first delivery: make the default mailboxes (others may too)
         inbox = await create_default_mailboxes(engine, user.id)

@@ -24,7 +24,7 @@ from cryptmail.crypto import MAX_HEADER_SIZE, BlobOpener, parse_blob_header
 from cryptmail.db import UserId
 from cryptmail.db import tables as t
 from cryptmail.errors import KeyLocked, ObjectTampered
-from cryptmail.keys import active_public_key, checkpoint
+from cryptmail.keys import checkpoint, verified_public_key
 from cryptmail.store._append import write_blob
 from cryptmail.store._ids import BlobId
 from cryptmail.store._messages import drop_unreferenced_blobs
@@ -88,11 +88,12 @@ async def encrypt_mailboxes(
 ) -> AsyncIterator[EncryptProgress]:
     """Seal every plain blob of the user; yields progress after each one.
 
-    Raises KeyLocked if the user has no key pair, ObjectTampered if a sealed copy does
-    not read back equal (the plain blob is then kept).
+    Raises KeyLocked if the user has no key pair, RecipientKeyUnverified if its public
+    key is not the one cryptmail recorded (changed in SQL), ObjectTampered if a sealed
+    copy does not read back equal (the plain blob is then kept).
     """
     async with engine.connect() as conn:
-        recipient = await active_public_key(conn, user_id)
+        recipient = await verified_public_key(conn, user_id)
     if recipient is None:
         raise KeyLocked(f"user id {user_id} has no key pair yet; it is made at the first login")
     work = await _plain_blobs(engine, user_id)
