@@ -103,6 +103,7 @@ class SelectedMailbox:
         self._listing: MailboxListing | None = None
         self._borrowed = False  # rows and uids are the listing's: copy before a change
         self.first_unseen_uid: int | None = None  # as of the load
+        self._just_loaded = False  # the refresh at the end of SELECT has nothing to read
 
     @property
     def initial_flags(self) -> frozenset[str]:
@@ -126,6 +127,7 @@ class SelectedMailbox:
         self._announced = len(self.uids)
         self._announced_recent = len(self.recent)
         self._new_keywords = False  # SELECT sends the first FLAGS response itself
+        self._just_loaded = True
 
     def _own(self) -> None:
         """Copy the borrowed rows before the first change to this session's view."""
@@ -293,6 +295,11 @@ class SelectedMailbox:
 
     async def refresh(self) -> None:
         """Learn what other sessions and processes changed (one query if nothing did)."""
+        if self._just_loaded:
+            # Straight after the load, which read the mailbox row: what lands meanwhile
+            # is read at the next command's refresh.
+            self._just_loaded = False
+            return
         async with self.context.engine.connect() as conn:
             box = await mailbox_by_id(conn, None, self.mailbox_id)
             if box.highest_modseq == self.highest_modseq:

@@ -95,15 +95,21 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
         raise CommandFailed("QRESYNC is not enabled.", status="BAD")
     selected.condstore = "CONDSTORE" in session.enabled
     selected.qresync = "QRESYNC" in session.enabled
-    await session.send(selected.flags_responses())
-    await session.send(untagged(selected.exists, Atom("EXISTS")))
-    await session.send(untagged(len(selected.recent), Atom("RECENT")))
+    # One socket write for all of them instead of one each.
+    lines = [
+        selected.flags_responses(),
+        untagged(selected.exists, Atom("EXISTS")),
+        untagged(len(selected.recent), Atom("RECENT")),
+    ]
     if selected.first_unseen_uid is not None:
         first_unseen = selected.sequence_of(selected.first_unseen_uid)
-        await session.send(b"* OK [UNSEEN %d] First unseen.\r\n" % first_unseen)
-    await session.send(b"* OK [UIDVALIDITY %d] UIDs valid.\r\n" % selected.uidvalidity)
-    await session.send(b"* OK [UIDNEXT %d] Predicted next UID.\r\n" % selected.uidnext)
-    await session.send(b"* OK [HIGHESTMODSEQ %d] Highest.\r\n" % selected.highest_modseq)
+        lines.append(b"* OK [UNSEEN %d] First unseen.\r\n" % first_unseen)
+    lines += [
+        b"* OK [UIDVALIDITY %d] UIDs valid.\r\n" % selected.uidvalidity,
+        b"* OK [UIDNEXT %d] Predicted next UID.\r\n" % selected.uidnext,
+        b"* OK [HIGHESTMODSEQ %d] Highest.\r\n" % selected.highest_modseq,
+    ]
+    await session.send(b"".join(lines))
     session.selected = selected
     session.state = "selected"
     qresync = command.qresync
