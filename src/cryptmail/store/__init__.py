@@ -28,6 +28,7 @@ from cryptmail.store._listing import (
     cached_listing,
     drop_listings,
     listing_count,
+    mailbox_counters,
     mailbox_listing,
 )
 from cryptmail.store._mailboxes import (
@@ -38,6 +39,7 @@ from cryptmail.store._mailboxes import (
     create_mailbox,
     delete_mailbox,
     ensure_default_mailboxes,
+    find_mailbox,
     get_mailbox,
     inbox_id,
     list_mailboxes,
@@ -127,6 +129,7 @@ __all__ = [
     "ensure_default_mailboxes",
     "expire_delivery_tags",
     "expunge",
+    "find_mailbox",
     "get_mailbox",
     "import_maildir",
     "inbox_id",
@@ -140,6 +143,7 @@ __all__ = [
     "load_messages",
     "load_rows",
     "mailbox_by_id",
+    "mailbox_counters",
     "mailbox_counts",
     "mailbox_listing",
     "move_messages",

@@ -47,7 +47,7 @@ from cryptmail.store import (
     change_flags,
     claim_messages,
     load_messages,
-    mailbox_by_id,
+    mailbox_counters,
     mailbox_listing,
     vanished_since,
 )
@@ -300,16 +300,19 @@ class SelectedMailbox:
             # is read at the next command's refresh.
             self._just_loaded = False
             return
+        # Every command in the selected state pays this look (`mailbox_counters`: a third
+        # of an async connection's cost). What it finds changed is read after it, maybe
+        # newer: that is read again next time, and applying it twice changes nothing.
+        highest_modseq, uidnext = await mailbox_counters(self.context.engine, self.mailbox_id)
+        if highest_modseq == self.highest_modseq:
+            return
+        since = self.highest_modseq
         async with self.context.engine.connect() as conn:
-            box = await mailbox_by_id(conn, None, self.mailbox_id)
-            if box.highest_modseq == self.highest_modseq:
-                return
-            since = self.highest_modseq
             gone = await vanished_since(conn, self.mailbox_id, since)
             changed = await load_messages(conn, self.account, self.mailbox_id, since_modseq=since)
         self._own()
-        self.highest_modseq = max(self.highest_modseq, box.highest_modseq)
-        self.uidnext = max(self.uidnext, box.uidnext)
+        self.highest_modseq = max(self.highest_modseq, highest_modseq)
+        self.uidnext = max(self.uidnext, uidnext)
         self._expunged.update(uid for uid in gone if uid in self.rows)
         fresh: list[MessageRow] = []
         for row in changed:

@@ -42,6 +42,7 @@ from cryptmail.store import (
     Mailbox,
     create_mailbox,
     delete_mailbox,
+    find_mailbox,
     get_mailbox,
     list_mailboxes,
     list_subscriptions,
@@ -85,8 +86,7 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
         session.selected = None
         session.state = "auth"
         await session.send(b"* OK [CLOSED] Previous mailbox closed.\r\n")
-    async with session.context.engine.connect() as conn:
-        box = await get_mailbox(conn, account, command.mailbox)
+    box = await find_mailbox(session.context.engine, account, command.mailbox)
     selected = SelectedMailbox(session.context, account, box, read_only=read_only)
     await selected.load()
     if command.condstore or command.qresync is not None:
