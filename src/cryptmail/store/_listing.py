@@ -204,9 +204,16 @@ class MailboxListing:
             if row is None or row.claimed:
                 continue
             self._own()
-            self._count(row, -1)
-            self.rows[uid] = row = row._replace(claimed=True, flags=row.flags | flags)
-            self._count(row, +1)
+            if flags - row.flags:
+                self._count(row, -1)
+                self.rows[uid] = row = row._replace(claimed=True, flags=row.flags | flags)
+                self._count(row, +1)
+                continue
+            # Only the claim: the counts by flag stay (a first SELECT claims 50,000).
+            self.rows[uid] = row._replace(claimed=True)
+            self._unclaimed.discard(uid)
+            if RECENT_FLAG not in row.flags:
+                self.fresh.discard(uid)
 
     def replace_row(self, uid: int, blob_id: BlobId, sealed: bool) -> None:
         """A row's blob changed (`mailbox encrypt`), which takes no new modseq."""
