@@ -109,11 +109,13 @@ class MailboxListing:
     async def sync(self, engine: AsyncEngine, account: UnlockedAccount, box: Mailbox) -> None:
         """Bring the rows up to `box`, the mailbox row as the caller has just read it."""
         async with self._lock:
-            if box.highest_modseq == self.highest_modseq and not self._unclaimed:
-                return
             since = self.highest_modseq
+            # A `box` older than the listing was read before another session's sync (the
+            # modseq only grows): the listing is as current, nothing to read for it.
+            if since and box.highest_modseq <= since and not self._unclaimed:
+                return
             async with engine.connect() as conn:
-                if since == 0 or box.highest_modseq < since:
+                if since == 0:
                     rows = await load_messages(conn, account, self.mailbox_id)
                     self._reset(rows)
                 else:
