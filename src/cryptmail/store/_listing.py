@@ -5,9 +5,10 @@ Opening every row's sealed flags at every SELECT cost about 6 us a message (6.8 
 them (UID, row id, modseq, flags, ...) and is brought up to date from the database each
 time it is used, with the work of what changed only:
 
-* the caller passes the mailbox row it has just read; when its highest modseq is the
-  listing's, nothing that bumps the modseq has happened (flag changes, deliveries and
-  appends in any process or node, copies, moves, expunges) and no row is read;
+* the caller passes the mailbox row it has just read; when its highest modseq is not
+  above the listing's, nothing that bumps the modseq has happened since (flag changes,
+  deliveries and appends in any process or node, copies, moves, expunges) and no row
+  is read;
 * otherwise the rows changed since (`load_messages(since_modseq=...)`) and the UIDs
   expunged since (`vanished_since`, from cm_expunged) are read and applied;
 * rows that no session had claimed yet are read again by id while there are any: a
