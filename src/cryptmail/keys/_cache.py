@@ -38,18 +38,59 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import AuthConfig, Config, CryptoConfig
-from cryptmail.db import UserId
+from cryptmail.db import UserId, run_transaction
+from cryptmail.db import tables as t
 from cryptmail.keys._account import UnlockedAccount
-from cryptmail.keys._generation import read_generation, read_generation_of
+from cryptmail.keys._generation import read_generation_of
 from cryptmail.keys._login import unlock_account
-from cryptmail.keys._slots import PASSWORD, slot_still_opens
+from cryptmail.keys._slots import PASSWORD, hash_fingerprint
 from cryptmail.secret import Password, SecretBytes
 
 _DEFAULTS = AuthConfig()
+
+
+_accounts, _users, _slots = t.cm_accounts, t.virtual_users, t.cm_key_slots
+_password_slot = _slots.alias("password_slot")
+_STILL_VALID = (
+    select(
+        _accounts.c.credential_generation,
+        _slots.c.record,
+        _users.c.password,
+        _password_slot.c.hash_fingerprint,
+    )
+    .select_from(
+        _accounts.join(_users, _users.c.id == _accounts.c.user_id)
+        .outerjoin(
+            _slots,
+            and_(_slots.c.user_id == _accounts.c.user_id, _slots.c.id == bindparam("slot_id")),
+        )
+        .outerjoin(
+            _password_slot,
+            and_(
+                _password_slot.c.user_id == _accounts.c.user_id,
+                _password_slot.c.kind == PASSWORD,
+            ),
+        )
+    )
+    .where(_accounts.c.user_id == bindparam("user_id"))
+)
+"""`read_generation` and `slot_still_opens` in one query."""
+
+
+def _slot_unchanged(found: Any, record: bytes) -> bool:
+    # As `slot_still_opens`: the slot still holds the record the login opened, and the
+    # SQL hash is the one the password slot was locked alongside.
+    if found.record is None or found.hash_fingerprint is None:
+        return False
+    return hmac.compare_digest(bytes(found.record), record) and hmac.compare_digest(
+        bytes(found.hash_fingerprint), hash_fingerprint(str(found.password))
+    )
 
 
 @dataclass
@@ -137,12 +178,18 @@ class UnlockedAccounts:
 
     async def _still_valid(self, entry: _Entry, verifier: _Verifier) -> bool:
         user_id = entry.account.user.id
-        async with self._engine.connect() as conn:
-            if await read_generation(conn, user_id) != entry.generation:
-                entry.verifiers.clear()
-                return False
-            if await slot_still_opens(conn, user_id, verifier.slot_id, verifier.record):
-                return True
+        params = {"user_id": user_id, "slot_id": verifier.slot_id}
+        # One statement built once, in one read transaction (on SQLite one worker call):
+        # the two async queries it replaces took about 1 ms of a 1.6 ms cache hit.
+        found = await run_transaction(
+            self._engine, lambda conn: conn.execute(_STILL_VALID, params).first(), writes=False
+        )
+        generation = None if found is None else int(found.credential_generation)
+        if generation != entry.generation:
+            entry.verifiers.clear()
+            return False
+        if found is not None and _slot_unchanged(found, verifier.record):
+            return True
         entry.verifiers.remove(verifier)
         return False
 

@@ -18,8 +18,9 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, select, update
+from sqlalchemy import Connection, Select, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import FieldCipher, context
@@ -286,19 +287,31 @@ async def list_mailboxes(
     return sorted(boxes, key=lambda b: (b.role != "inbox", b.name))
 
 
-async def get_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> Mailbox:
+def _mailbox_query(account: UnlockedAccount, name: str) -> Select[Any]:
     role = _role_for(name)
     user_id = account.user.id
     if role is not None:
-        query = select(t.cm_mailboxes).where(
+        return select(t.cm_mailboxes).where(
             t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role == role
         )
-    else:
-        lookup = account.fields.lookup(name.encode("utf-8"), _name_context(user_id))
-        query = select(t.cm_mailboxes).where(
-            t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.name_lookup == lookup
-        )
-    row = (await conn.execute(query)).first()
+    lookup = account.fields.lookup(name.encode("utf-8"), _name_context(user_id))
+    return select(t.cm_mailboxes).where(
+        t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.name_lookup == lookup
+    )
+
+
+async def get_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> Mailbox:
+    row = (await conn.execute(_mailbox_query(account, name))).first()
+    if row is None:
+        raise MailboxNotFound("no such mailbox")
+    return _mailbox(row, account)
+
+
+async def find_mailbox(engine: AsyncEngine, account: UnlockedAccount, name: str) -> Mailbox:
+    """`get_mailbox` in a read transaction of its own: on SQLite one worker call instead
+    of an async connection's several thread hops (SELECT's only query)."""
+    query = _mailbox_query(account, name)
+    row = await run_transaction(engine, lambda conn: conn.execute(query).first(), writes=False)
     if row is None:
         raise MailboxNotFound("no such mailbox")
     return _mailbox(row, account)

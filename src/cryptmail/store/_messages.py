@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sqlalchemy import Connection, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -21,6 +21,9 @@ from cryptmail.keys import UnlockedAccount
 from cryptmail.store._codec import MessageCache, decode_flags, encode_flags
 from cryptmail.store._ids import BlobId, MailboxId, MessageId
 from cryptmail.store.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from cryptmail.store._append import StoredBlob
 
 RECENT_FLAG = "\\Recent"
 FlagMode = Literal["set", "add", "remove"]
@@ -104,6 +107,18 @@ async def load_messages(
         query = query.where(t.cm_messages.c.uid > since_uid)
     rows = await conn.execute(query.order_by(t.cm_messages.c.uid))
     return [_row(r, account) for r in rows]
+
+
+async def load_rows(
+    conn: AsyncConnection, account: UnlockedAccount, row_ids: Iterable[MessageId]
+) -> list[MessageRow]:
+    """Rows by id, flags opened, in one query each 500 ids; expunged ones are left out."""
+    wanted = list(row_ids)
+    found: list[MessageRow] = []
+    for start in range(0, len(wanted), 500):
+        query = select(*_COLUMNS).where(t.cm_messages.c.id.in_(wanted[start : start + 500]))
+        found += [_row(r, account) for r in await conn.execute(query)]
+    return found
 
 
 async def load_message(
@@ -237,6 +252,47 @@ async def claim_messages(
             conn.execute(_CLAIM, params)
 
     await run_transaction(engine, work)
+
+
+class AppendItem(NamedTuple):
+    """One message of an IMAP APPEND, its blob written: what its row is made of."""
+
+    blob: StoredBlob
+    internal_date: datetime
+    cache: MessageCache
+    flags: frozenset[str]
+    """Its first flags (APPEND gives \\Recent with the client's)."""
+
+
+async def append_rows(
+    engine: AsyncEngine,
+    account: UnlockedAccount,
+    mailbox_id: MailboxId,
+    items: Sequence[AppendItem],
+) -> list[tuple[int, int, int]]:
+    """APPEND's commit: the quota check, then each row with its sealed cache and first
+    flags, in one transaction; (row id, uid, modseq) of each. On SQLite it waits its
+    turn in the writers' queue (`run_transaction`), not in SQLite's busy handler, which
+    sleeps up to 100 ms at a time while the lock may long be free.
+    Raises QuotaExceeded."""
+    from cryptmail.store._append import _check_quota, _insert_row
+
+    def work(conn: Connection) -> list[tuple[int, int, int]]:
+        _check_quota(conn, account.user, sum(item.blob.size for item in items))
+        done = []
+        for item in items:
+            row_id, uid, modseq = _insert_row(conn, mailbox_id, item.blob, item.internal_date)
+            row = MessageRow(
+                id=MessageId(row_id), mailbox_id=mailbox_id, uid=uid, modseq=modseq,
+                blob_id=item.blob.blob_id, sealed=item.blob.sealed, size_rounded=0,
+                internal_date=item.internal_date, flags=frozenset(), indexed=False,
+                claimed=False,
+            )  # fmt: skip
+            _save_cache(conn, account, row, item.cache, item.flags)
+            done.append((row_id, uid, modseq))
+        return done
+
+    return await run_transaction(engine, work)
 
 
 async def _bump_modseq(conn: AsyncConnection, mailbox_id: MailboxId) -> int:
@@ -379,16 +435,36 @@ async def expunge(
 
     A row another session expunged (or moved) already is skipped: expunging it again is
     no error, and its UID is already remembered."""
+    return await conn.run_sync(_expunge, mailbox_id, rows)
+
+
+async def expunge_messages(
+    engine: AsyncEngine, mailbox_id: MailboxId, rows: Sequence[MessageRow]
+) -> tuple[int, list[BlobId]]:
+    """`expunge` as a transaction of its own. On SQLite it then waits its turn in the
+    writers' queue (`run_transaction`) instead of in SQLite's busy handler, which sleeps
+    up to 100 ms at a time while the lock may long be free."""
+    return await run_transaction(engine, lambda conn: _expunge(conn, mailbox_id, rows))
+
+
+def _expunge(
+    conn: Connection, mailbox_id: MailboxId, rows: Sequence[MessageRow]
+) -> tuple[int, list[BlobId]]:
     if not rows:
         return 0, []
+    msg, mb = t.cm_messages, t.cm_mailboxes
     # A write first: it takes the mailbox row's lock (SQLite: the write lock), so the
     # rows read next are the latest and no other expunge of them can commit meanwhile.
-    modseq = await _bump_modseq(conn, mailbox_id)
-    msg, mb = t.cm_messages, t.cm_mailboxes
+    conn.execute(
+        update(mb).where(mb.c.id == mailbox_id).values(highest_modseq=mb.c.highest_modseq + 1)
+    )
+    modseq = int(
+        conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id)).scalar_one()
+    )
     wanted = [r.id for r in rows]
     present: set[int] = set()
     for start in range(0, len(wanted), 500):
-        found = await conn.execute(
+        found = conn.execute(
             select(msg.c.id)
             .where(msg.c.id.in_(wanted[start : start + 500]), msg.c.mailbox_id == mailbox_id)
             .with_for_update()
@@ -403,11 +479,9 @@ async def expunge(
         .where(msg.c.id.in_(ids), msg.c.mailbox_id == mailbox_id)
         .scalar_subquery()
     )
-    await conn.execute(
-        update(mb).where(mb.c.id == mailbox_id).values(used_bytes=mb.c.used_bytes - freed)
-    )
-    await conn.execute(delete(t.cm_messages).where(t.cm_messages.c.id.in_(ids)))
-    await conn.execute(
+    conn.execute(update(mb).where(mb.c.id == mailbox_id).values(used_bytes=mb.c.used_bytes - freed))
+    conn.execute(delete(t.cm_messages).where(t.cm_messages.c.id.in_(ids)))
+    conn.execute(
         t.cm_expunged.insert(),
         [{"mailbox_id": mailbox_id, "uid": r.uid, "modseq": modseq} for r in rows],
     )

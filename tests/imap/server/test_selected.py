@@ -3,12 +3,20 @@ FLAGS / PERMANENTFLAGS and their announcement, and ``* n RECENT`` after expunges
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from ..server_rig import ImapRig, start_rig
+from cryptmail.db import create_engine
+from cryptmail.keys import unlock_account
+from cryptmail.secret import Password
+from cryptmail.store import change_flags, deliver_message, expunge, get_mailbox, load_messages
+from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.users import get_user
+
+from ..server_rig import PASSWORD, USER, ImapRig, start_rig
 from .test_server_audit import Raw
 
 SYSTEM = b"\\Answered \\Deleted \\Draft \\Flagged \\Seen"
@@ -134,4 +142,94 @@ def test_exists_after_expunge_and_new_mail_of_the_same_count(rig: ImapRig) -> No
     untagged, _ = imap.ask(b"NOOP")
     assert [u for u in untagged if not u.endswith(b"RECENT")] == [b"* 3 EXPUNGE"]
     other.close()
+    imap.close()
+
+
+def _state(imap: Raw) -> tuple[list[bytes], list[bytes]]:
+    """What a fresh SELECT tells, and every message's UID and flags."""
+    untagged, done = imap.ask(b"SELECT INBOX")
+    assert b" OK " in done, done
+    closed = b"* OK [CLOSED] Previous mailbox closed."
+    untagged = untagged[untagged.index(closed) + 1 :] if closed in untagged else untagged
+    fetched, _ = imap.ask(b"FETCH 1:* (UID FLAGS)")
+    return untagged, fetched
+
+
+def test_a_second_select_sees_what_other_sessions_changed(rig: ImapRig) -> None:
+    """SELECT starts from the listing the process keeps for the account: what another
+    session changed in between (flags, an expunge, new mail) is in the next SELECT."""
+    imap = _session(rig)
+    for _ in range(4):
+        _append(imap)
+    untagged, _ = imap.ask(b"SELECT INBOX")
+    assert b"* 4 EXISTS" in untagged and b"* 4 RECENT" in untagged
+    assert b"* OK [UNSEEN 1] First unseen." in untagged
+
+    other = _session(rig)
+    other.ask(b"SELECT INBOX")
+    other.ask(b"STORE 1:2 +FLAGS.SILENT (\\Seen $Done)")
+    other.ask(b"STORE 3 +FLAGS.SILENT (\\Deleted)")
+    other.ask(b"EXPUNGE")
+    _append(other, b"\\Seen")
+    untagged, fetched = _state(imap)
+    assert untagged[:2] == _announcement(b" $Done")
+    assert b"* 4 EXISTS" in untagged and b"* 0 RECENT" in untagged
+    assert b"* OK [UNSEEN 3] First unseen." in untagged
+    assert fetched == [
+        b"* 1 FETCH (UID 1 FLAGS (\\Seen $Done))",
+        b"* 2 FETCH (UID 2 FLAGS (\\Seen $Done))",
+        b"* 3 FETCH (UID 4 FLAGS ())",
+        b"* 4 FETCH (UID 5 FLAGS (\\Seen))",
+    ]
+    status, _ = other.ask(b"STATUS INBOX (MESSAGES UNSEEN RECENT DELETED)")
+    assert status == [b"* STATUS INBOX (MESSAGES 4 UNSEEN 1 RECENT 0 DELETED 0)"]
+
+    # New mail nobody has seen: recent to the next SELECT, and to that one only.
+    rig.deliver(b"Subject: new\r\n\r\nnew\r\n")
+    untagged, _ = other.ask(b"SELECT INBOX")
+    assert b"* 5 EXISTS" in untagged and b"* 1 RECENT" in untagged
+    untagged, _ = imap.ask(b"SELECT INBOX")
+    assert b"* 5 EXISTS" in untagged and b"* 0 RECENT" in untagged
+    other.close()
+    imap.close()
+
+
+def test_a_second_select_sees_what_another_process_changed(rig: ImapRig) -> None:
+    """Changes through another engine on the same database (an LMTP worker, another
+    node), with no event on this server's bus: the next SELECT reads them all the same."""
+    imap = _session(rig)
+    for _ in range(3):
+        _append(imap)
+    imap.ask(b"SELECT INBOX")
+
+    async def elsewhere() -> None:
+        engine = create_engine(rig.config.database_url)
+        try:
+            account, _ = await unlock_account(
+                engine, USER, Password.from_str(PASSWORD), rig.config.crypto
+            )
+            async with engine.connect() as conn:
+                box = await get_mailbox(conn, account, "INBOX")
+                rows = await load_messages(conn, account, box.id)
+                user = await get_user(conn, USER)
+            await change_flags(engine, account, box.id, [rows[0].id], "add", frozenset({"$Far"}))
+            async with engine.begin() as conn:
+                await expunge(conn, box.id, [rows[1]])
+
+            async def source() -> AsyncIterator[bytes]:
+                yield b"Subject: far\r\n\r\nfar\r\n"
+
+            await deliver_message(engine, LocalBlobStore(rig.config.blob_path), user, source())
+        finally:
+            await engine.dispose()
+
+    asyncio.run(elsewhere())
+    untagged, fetched = _state(imap)
+    assert untagged[:2] == _announcement(b" $Far")
+    assert b"* 3 EXISTS" in untagged and b"* 1 RECENT" in untagged
+    assert fetched == [
+        b"* 1 FETCH (UID 1 FLAGS ($Far))",
+        b"* 2 FETCH (UID 3 FLAGS ())",
+        b"* 3 FETCH (UID 4 FLAGS (\\Recent))",
+    ]
     imap.close()

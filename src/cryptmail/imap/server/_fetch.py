@@ -92,10 +92,7 @@ async def open_current(
         if fresh.blob_id == row.blob_id:
             raise
         row = row._replace(blob_id=fresh.blob_id, sealed=fresh.sealed)
-        if selected.rows.get(row.uid) is not None:
-            selected.rows[row.uid] = selected.rows[row.uid]._replace(
-                blob_id=row.blob_id, sealed=row.sealed
-            )
+        selected.replace_blob(row.uid, row.blob_id, row.sealed)
         opened = await open_blob(blobs, account, row.blob_id, expect_sealed=row.sealed)
     return row, opened
 

@@ -7,6 +7,12 @@ expunged since (``vanished_since``). So NOOP, IDLE and a single FETCH cost the s
 a mailbox of ten messages as in one of a million. Changes are queued and written as
 untagged FLAGS / EXPUNGE / EXISTS / RECENT / FETCH responses where RFC 3501 allows them.
 
+SELECT starts from the mailbox's listing (`store.mailbox_listing`), which this process
+keeps for the account between SELECTs and brings up to date with what changed only, and
+borrows its rows instead of copying them: the first change this session makes to its
+view (a flag it stores, mail it learns of, a message it claims) copies them first. So
+SELECT does no work per message in the mailbox, only per message changed since.
+
 Keywords: FLAGS and PERMANENTFLAGS name the system flags plus every keyword this session
 has seen in the mailbox (RFC 3501 7.1, 7.2.6). A keyword that first appears (our STORE,
 an APPEND or COPY here, another session's change) is announced with a new ``* FLAGS``
@@ -33,13 +39,16 @@ from cryptmail.imap.wire._sequence import SequenceSet, format_number_runs
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     RECENT_FLAG,
+    BlobId,
     Mailbox,
+    MailboxListing,
     MessageId,
     MessageRow,
     change_flags,
     claim_messages,
     load_messages,
-    mailbox_by_id,
+    mailbox_counters,
+    mailbox_listing,
     vanished_since,
 )
 
@@ -73,6 +82,7 @@ class SelectedMailbox:
     ) -> None:
         self.context = context
         self.account = account
+        self._mailbox = mailbox
         self.mailbox_id = mailbox.id
         self.uidvalidity = mailbox.uidvalidity
         self.uidnext = mailbox.uidnext
@@ -90,6 +100,10 @@ class SelectedMailbox:
         self._new_keywords = False  # keywords gained since the last FLAGS response
         self._expunged: set[int] = set()  # UIDs gone from the store, not yet reported
         self._flag_changes: set[int] = set()
+        self._listing: MailboxListing | None = None
+        self._borrowed = False  # rows and uids are the listing's: copy before a change
+        self.first_unseen_uid: int | None = None  # as of the load
+        self._just_loaded = False  # the refresh at the end of SELECT has nothing to read
 
     @property
     def initial_flags(self) -> frozenset[str]:
@@ -99,18 +113,28 @@ class SelectedMailbox:
     # -- loading -------------------------------------------------------------------------
 
     async def load(self) -> None:
-        async with self.context.engine.connect() as conn:
-            rows = await load_messages(conn, self.account, self.mailbox_id)
-        for row in rows:
-            self.rows[row.uid] = row
-            self.uids.append(row.uid)
-        self.uids.sort()
-        await self._claim_recent(rows)
+        listing = await mailbox_listing(self.context.engine, self.account, self._mailbox)
+        # Nothing awaited from here to the borrow: the listing is as synced.
+        self._listing = listing
+        self.rows, self.uids = listing.borrow()
+        self._borrowed = True
+        self.highest_modseq = max(self.highest_modseq, listing.highest_modseq)
+        if self.uids:
+            self.uidnext = max(self.uidnext, self.uids[-1] + 1)
+        self.first_unseen_uid = listing.first_unseen
+        self.keywords = set(listing.keywords)
+        await self._claim_recent([self.rows[uid] for uid in sorted(listing.fresh)])
         self._announced = len(self.uids)
         self._announced_recent = len(self.recent)
-        for row in rows:
-            self._note_keywords(row.flags)
         self._new_keywords = False  # SELECT sends the first FLAGS response itself
+        self._just_loaded = True
+
+    def _own(self) -> None:
+        """Copy the borrowed rows before the first change to this session's view."""
+        if self._borrowed:
+            self.rows = dict(self.rows)
+            self.uids = list(self.uids)
+            self._borrowed = False
 
     async def _claim_recent(self, rows: Iterable[MessageRow]) -> None:
         """Messages new to everyone become this session's \\Recent. A read-write session
@@ -123,6 +147,7 @@ class SelectedMailbox:
             if RECENT_FLAG in row.flags:
                 self.recent.add(row.uid)
                 clean = row.flags - {RECENT_FLAG}
+                self._own()
                 self.rows[row.uid] = _with_flags(row, clean)
                 stored_recent[row.id] = clean
             elif not row.claimed:
@@ -130,8 +155,11 @@ class SelectedMailbox:
                 unclaimed.append(self.rows[row.uid])
         if unclaimed and not self.read_only:
             await claim_messages(self.context.engine, self.account, unclaimed)
+            self._own()
             for row in unclaimed:
                 self.rows[row.uid] = row._replace(claimed=True)
+            if self._listing is not None:
+                self._listing.note_claimed(row.uid for row in unclaimed)
         if stored_recent and not self.read_only:
             # Only \Recent is taken off the stored flags: another session may have
             # changed the others since these rows were loaded.
@@ -153,6 +181,16 @@ class SelectedMailbox:
 
     def close(self) -> None:
         self.facts.clear()
+        self._listing = None
+
+    def replace_blob(self, uid: int, blob_id: BlobId, sealed: bool) -> None:
+        """The row's blob changed under it (`mailbox encrypt`); the listing learns too."""
+        row = self.rows.get(uid)
+        if row is not None:
+            self._own()
+            self.rows[uid] = row._replace(blob_id=blob_id, sealed=sealed)
+        if self._listing is not None:
+            self._listing.replace_row(uid, blob_id, sealed)
 
     # -- numbers ---------------------------------------------------------------------------
 
@@ -220,12 +258,14 @@ class SelectedMailbox:
     def update_flags(self, uid: int, flags: frozenset[str], modseq: int) -> None:
         row = self.rows.get(uid)
         if row is not None:
+            self._own()
             self.rows[uid] = _with_flags(row, flags, modseq)
             self._note_keywords(flags)
 
     def add_row(self, row: MessageRow) -> None:
         if row.uid in self.rows:
             return
+        self._own()
         self.rows[row.uid] = row
         bisect.insort(self.uids, row.uid)
         self._note_keywords(row.flags)
@@ -233,6 +273,7 @@ class SelectedMailbox:
     def remove_uids(self, uids: Iterable[int]) -> list[int]:
         """Drop UIDs; returns the sequence numbers to report, each valid when sent."""
         sequences: list[int] = []
+        self._own()
         for uid in sorted(set(uids), reverse=True):
             index = bisect.bisect_left(self.uids, uid)
             if index < len(self.uids) and self.uids[index] == uid:
@@ -254,15 +295,24 @@ class SelectedMailbox:
 
     async def refresh(self) -> None:
         """Learn what other sessions and processes changed (one query if nothing did)."""
+        if self._just_loaded:
+            # Straight after the load, which read the mailbox row: what lands meanwhile
+            # is read at the next command's refresh.
+            self._just_loaded = False
+            return
+        # Every command in the selected state pays this look (`mailbox_counters`: a third
+        # of an async connection's cost). What it finds changed is read after it, maybe
+        # newer: that is read again next time, and applying it twice changes nothing.
+        highest_modseq, uidnext = await mailbox_counters(self.context.engine, self.mailbox_id)
+        if highest_modseq == self.highest_modseq:
+            return
+        since = self.highest_modseq
         async with self.context.engine.connect() as conn:
-            box = await mailbox_by_id(conn, None, self.mailbox_id)
-            if box.highest_modseq == self.highest_modseq:
-                return
-            since = self.highest_modseq
             gone = await vanished_since(conn, self.mailbox_id, since)
             changed = await load_messages(conn, self.account, self.mailbox_id, since_modseq=since)
-        self.highest_modseq = max(self.highest_modseq, box.highest_modseq)
-        self.uidnext = max(self.uidnext, box.uidnext)
+        self._own()
+        self.highest_modseq = max(self.highest_modseq, highest_modseq)
+        self.uidnext = max(self.uidnext, uidnext)
         self._expunged.update(uid for uid in gone if uid in self.rows)
         fresh: list[MessageRow] = []
         for row in changed:

@@ -23,15 +23,13 @@ from cryptmail.imap.wire._response import tagged
 from cryptmail.imap.wire._sequence import format_number_runs
 from cryptmail.store import (
     RECENT_FLAG,
+    AppendItem,
     Mailbox,
     MessageCache,
-    MessageId,
-    MessageRow,
     StoredBlob,
+    append_rows,
     check_quota,
     get_mailbox,
-    insert_row,
-    save_cache,
     write_blob,
 )
 
@@ -87,23 +85,18 @@ async def _discard(session: Session, received: list[_Received]) -> None:
 
 async def _commit(session: Session, box: Mailbox, received: list[_Received]) -> list[int]:
     account = session.user_account
-    uids: list[int] = []
-    async with session.context.engine.begin() as conn:
-        await check_quota(conn, account.user, sum(r.blob.size for r in received))
-        for item in received:
-            date = _utc(item.internal_date)
-            row_id, uid, modseq = await insert_row(conn, box.id, item.blob, date)
-            row = MessageRow(
-                id=MessageId(row_id), mailbox_id=box.id, uid=uid, modseq=modseq,
-                blob_id=item.blob.blob_id, sealed=item.blob.sealed, size_rounded=0,
-                internal_date=date, flags=frozenset(), indexed=False, claimed=False,
-            )  # fmt: skip
-            cache = MessageCache(item.blob.size, item.blob.message_key, item.analysis.to_bytes())
+    items = [
+        AppendItem(
+            item.blob,
+            _utc(item.internal_date),
+            MessageCache(item.blob.size, item.blob.message_key, item.analysis.to_bytes()),
             # RFC 3501 6.3.11: whatever flags the client gave, \Recent is set too.
-            flags = item.flags | {RECENT_FLAG}
-            await save_cache(conn, account, row, cache, initial_flags=flags)
-            uids.append(uid)
-    return uids
+            item.flags | {RECENT_FLAG},
+        )
+        for item in received
+    ]
+    done = await append_rows(session.context.engine, account, box.id, items)
+    return [uid for _row_id, uid, _modseq in done]
 
 
 async def receive_append(session: Session, start: AppendStart) -> bytes:

@@ -42,11 +42,12 @@ from cryptmail.store import (
     Mailbox,
     create_mailbox,
     delete_mailbox,
+    find_mailbox,
     get_mailbox,
     list_mailboxes,
     list_subscriptions,
-    load_messages,
     mailbox_counts,
+    mailbox_listing,
     rename_inbox,
     rename_mailbox,
     unreferenced_blobs,
@@ -86,8 +87,7 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
         session.selected = None
         session.state = "auth"
         await session.send(b"* OK [CLOSED] Previous mailbox closed.\r\n")
-    async with session.context.engine.connect() as conn:
-        box = await get_mailbox(conn, account, command.mailbox)
+    box = await find_mailbox(session.context.engine, account, command.mailbox)
     selected = SelectedMailbox(session.context, account, box, read_only=read_only)
     await selected.load()
     if command.condstore or command.qresync is not None:
@@ -96,18 +96,21 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
         raise CommandFailed("QRESYNC is not enabled.", status="BAD")
     selected.condstore = "CONDSTORE" in session.enabled
     selected.qresync = "QRESYNC" in session.enabled
-    await session.send(selected.flags_responses())
-    await session.send(untagged(selected.exists, Atom("EXISTS")))
-    await session.send(untagged(len(selected.recent), Atom("RECENT")))
-    first_unseen = next(
-        (i for i, uid in enumerate(selected.uids, 1) if "\\Seen" not in selected.rows[uid].flags),
-        0,
-    )
-    if first_unseen:
-        await session.send(b"* OK [UNSEEN %d] First unseen.\r\n" % first_unseen)
-    await session.send(b"* OK [UIDVALIDITY %d] UIDs valid.\r\n" % selected.uidvalidity)
-    await session.send(b"* OK [UIDNEXT %d] Predicted next UID.\r\n" % box.uidnext)
-    await session.send(b"* OK [HIGHESTMODSEQ %d] Highest.\r\n" % selected.highest_modseq)
+    # One socket write for all of them instead of one each.
+    lines = [
+        selected.flags_responses(),
+        untagged(selected.exists, Atom("EXISTS")),
+        untagged(len(selected.recent), Atom("RECENT")),
+    ]
+    if selected.first_unseen_uid is not None:
+        first_unseen = selected.sequence_of(selected.first_unseen_uid)
+        lines.append(b"* OK [UNSEEN %d] First unseen.\r\n" % first_unseen)
+    lines += [
+        b"* OK [UIDVALIDITY %d] UIDs valid.\r\n" % selected.uidvalidity,
+        b"* OK [UIDNEXT %d] Predicted next UID.\r\n" % selected.uidnext,
+        b"* OK [HIGHESTMODSEQ %d] Highest.\r\n" % selected.highest_modseq,
+    ]
+    await session.send(b"".join(lines))
     session.selected = selected
     session.state = "selected"
     qresync = command.qresync
@@ -334,34 +337,37 @@ async def _status_line(
 ) -> bytes:
     """One ``* STATUS`` response for `box` (STATUS and LIST-STATUS share it)."""
     items = list(items)
-    count, unindexed = await mailbox_counts(conn, box.id)
-    wants_flags = any(
-        i in ("UNSEEN", "DELETED", "DELETED-STORAGE", "SIZE", "RECENT") for i in items
-    )
-    rows = await load_messages(conn, session.user_account, box.id) if wants_flags else []
+    recent = unseen = deleted = deleted_size = size = 0
+    if any(i in ("UNSEEN", "DELETED", "DELETED-STORAGE", "SIZE", "RECENT") for i in items):
+        # The account's listing of the mailbox: loaded once, then only what changed.
+        listing = await mailbox_listing(session.context.engine, session.user_account, box)
+        count, recent, unseen = len(listing.uids), listing.recent, len(listing.unseen)
+        deleted, deleted_size, size = listing.deleted, listing.deleted_size, listing.size
+    else:
+        count, _unclaimed = await mailbox_counts(conn, box.id)
     values: list[ImapValue] = []
     for item in items:
         value: int
         if item == "MESSAGES":
             value = count
         elif item == "RECENT":
-            value = unindexed + sum(1 for r in rows if "\\Recent" in r.flags)
+            value = recent
         elif item == "UIDNEXT":
             value = box.uidnext
         elif item == "UIDVALIDITY":
             value = box.uidvalidity
         elif item == "UNSEEN":
-            value = sum(1 for r in rows if "\\Seen" not in r.flags)
+            value = unseen
         elif item == "DELETED":
-            value = sum(1 for r in rows if "\\Deleted" in r.flags)
+            value = deleted
         elif item == "DELETED-STORAGE":
             # RFC 9208: what an EXPUNGE would give back, in the STORAGE resource's unit
             # (1024 octets) and as the quota counts it.
-            value = -(-sum(r.size_rounded for r in rows if "\\Deleted" in r.flags) // 1024)
+            value = -(-deleted_size // 1024)
         elif item == "HIGHESTMODSEQ":
             value = box.highest_modseq
         elif item == "SIZE":
-            value = sum(r.size_rounded for r in rows)
+            value = size
         elif item == "APPENDLIMIT":
             value = session.config.imap.append_limit
         else:

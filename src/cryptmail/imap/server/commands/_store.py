@@ -24,7 +24,7 @@ from cryptmail.store import (
     change_flags,
     check_quota,
     copy_messages,
-    expunge,
+    expunge_messages,
     get_mailbox,
     mailbox_by_id,
     move_messages,
@@ -81,8 +81,7 @@ async def expunge_deleted(session: Session, only: RangeSet | None, *, report: bo
     ]
     if not rows:
         return
-    async with session.context.engine.begin() as conn:
-        modseq, blob_ids = await expunge(conn, selected.mailbox_id, rows)
+    modseq, blob_ids = await expunge_messages(session.context.engine, selected.mailbox_id, rows)
     selected.note_own_modseq(modseq)
     uids = [row.uid for row in rows]
     if report:
