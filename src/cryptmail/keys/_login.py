@@ -140,16 +140,14 @@ async def _rekey_if_pending(engine: AsyncEngine, opened: AccountKey) -> AccountK
         if not await rekey_pending(conn, user_id):
             return opened
     following = next_generation(opened.generation)
+    old_key = opened.account_key.reveal()
     try:
         async with engine.begin() as conn:
-            await rekey(
-                conn,
-                user_id,
-                opened.account_uuid,
-                opened.account_key.reveal(),
-                opened.generation,
-                following,
-            )
+            async with keeping_rows_sealed(conn, user_id, old_key) as sealing:
+                await rekey(
+                    conn, user_id, opened.account_uuid, old_key, opened.generation, following
+                )
+                sealing.account_key = following.account_key  # the MACs under the new key
             slot = next((s for s in await slots_of(conn, user_id) if s.id == opened.slot.id), None)
             # The re-key moved the credential generation (other sessions hold the old
             # keys and must end); the session this login opens holds the new ones.

@@ -169,7 +169,9 @@ async def ensure_recovery_code(
     try:
         async with engine.begin() as conn:
             await check_generation(conn, account.user.id, account.generation)
-            await _store_recovery(conn, account.user.id, None, record, lookup)
+            # A new slot is a change of the key rows: their MAC covers the slot list.
+            async with keeping_rows_sealed(conn, account.user.id, current.account_key):
+                await _store_recovery(conn, account.user.id, None, record, lookup)
             await events.record_event(conn, account.user.id, events.RECOVERY_RENEWED, client_ip)
     except (DatabaseConflict, KeySlotError):
         return None
