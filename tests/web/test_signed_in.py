@@ -122,3 +122,24 @@ async def test_the_sign_in_that_re_keys_stays_signed_in(
     await revoke_app_password(engine, account.user.id, "phone")
     assert (await sign_in(client)).status_code in (200, 303)
     await _signed_in(client)
+
+
+async def test_a_page_whose_unlock_makes_the_pending_re_key_keeps_the_session(
+    signed_in: httpx.AsyncClient, engine: AsyncEngine, config: Config
+) -> None:
+    # Revoked on the web page (no key there): the session stays, a re-key is pending.
+    account, _slot = await unlock_account(engine, ALICE, pw(PASSWORD), config.crypto)
+    await add_app_password(engine, account, "phone", config.crypto)
+    revoked = await submit(
+        signed_in,
+        "/account/app-passwords",
+        {"name": "phone"},
+        action="/account/app-passwords/revoke",
+    )
+    assert revoked.status_code == 303
+    await _signed_in(signed_in)
+    # The recovery-code page unlocks with the password: that unlock makes the re-key
+    # and moves the generation; the session that did it goes on.
+    renewed = await submit(signed_in, "/account/recovery-code", {"password": PASSWORD})
+    assert renewed.status_code == 200 and "only this once" in renewed.text
+    await _signed_in(signed_in)

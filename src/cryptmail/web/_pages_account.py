@@ -17,7 +17,7 @@ from cryptmail.secret import Password
 from cryptmail.web._attempts import unlock
 from cryptmail.web._context import client_ip, web_context
 from cryptmail.web._forms import BadInput, read_form, text
-from cryptmail.web._signed_in import current_user, to_sign_in
+from cryptmail.web._signed_in import current_user, follow_own_rekey, to_sign_in
 
 LOG_LENGTH = 100
 
@@ -50,6 +50,7 @@ async def security_log(request: Request) -> Response:
     except (BadInput, AuthenticationFailed):
         values = {"events": None, "error": "error.password"}
         return context.pages.render(request, "log.html", values, status=400)
+    follow_own_rekey(request, unlocked)
     async with context.engine.connect() as conn:
         events = await list_events(conn, unlocked, limit=LOG_LENGTH)
     del unlocked

@@ -22,7 +22,13 @@ from cryptmail.users import User
 from cryptmail.web._attempts import unlock
 from cryptmail.web._context import client_ip, web_context
 from cryptmail.web._forms import BadInput, read_form, text
-from cryptmail.web._signed_in import current_user, keep_signed_in, see_other, to_sign_in
+from cryptmail.web._signed_in import (
+    current_user,
+    follow_own_rekey,
+    keep_signed_in,
+    see_other,
+    to_sign_in,
+)
 
 MAX_NAME = 64
 
@@ -63,6 +69,7 @@ async def create(request: Request) -> Response:
         unlocked = await unlock(context, user.email, password, ip, "app password creation")
     except AuthenticationFailed:
         return await _list_page(request, user, error="error.password", name=name, status=400)
+    follow_own_rekey(request, unlocked)
     try:
         secret = await add_app_password(
             context.engine, unlocked, name, context.config.crypto, client_ip=ip

@@ -17,7 +17,7 @@ from cryptmail.secret import Password
 from cryptmail.web._attempts import unlock
 from cryptmail.web._context import client_ip, web_context
 from cryptmail.web._forms import BadInput, read_form, text
-from cryptmail.web._signed_in import current_user, to_sign_in
+from cryptmail.web._signed_in import current_user, follow_own_rekey, to_sign_in
 
 
 async def recovery_code_form(request: Request) -> Response:
@@ -43,6 +43,7 @@ async def renew(request: Request) -> Response:
     except (BadInput, AuthenticationFailed):
         values = {"has_code": had_code, "error": "error.password"}
         return context.pages.render(request, "recovery_code.html", values, status=400)
+    follow_own_rekey(request, unlocked)
     code = await renew_recovery_code(context.engine, unlocked, context.config.crypto, client_ip=ip)
     del unlocked
     reason = "renewed" if had_code else "created"

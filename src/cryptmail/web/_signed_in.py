@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 
 from cryptmail.errors import UnknownUser
-from cryptmail.keys import read_generation, read_generation_of
+from cryptmail.keys import UnlockedAccount, read_generation, read_generation_of
 from cryptmail.users import User, get_user_by_id
 from cryptmail.web._context import web_context
 from cryptmail.web._sessions import slot_of
@@ -76,6 +76,20 @@ async def keep_signed_in(request: Request, user: User, *, new_id: bool = False) 
     else:
         session.generation = generation
     return True
+
+
+def follow_own_rekey(request: Request, account: UnlockedAccount) -> None:
+    """After an unlock on a signed-in page: if that unlock made the re-key a keyless
+    revocation left pending, it moved the generation itself, and this session (which
+    holds no key) must follow it rather than be signed out by its own password. Only
+    when that re-key was the one move since the session's generation; any other change
+    in between still ends it at its next request."""
+    session = slot_of(request.scope).user
+    moved = account.credential_generation
+    if session is None or moved is None or session.user_id != account.user.id:
+        return
+    if session.generation == moved - 1:
+        session.generation = moved
 
 
 def to_sign_in(notice: str = "") -> RedirectResponse:
