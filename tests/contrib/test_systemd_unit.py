@@ -42,6 +42,7 @@ def test_the_unit_runs_serve_unprivileged_and_confined() -> None:
     assert settings["User"] == "cryptmail" and settings["NoNewPrivileges"] == "yes"
     assert settings["ProtectSystem"] == "strict" and settings["ProtectHome"] == "yes"
     assert settings["LimitCORE"] == "0" and settings["UMask"] == "0077"
+    assert settings["LimitMEMLOCK"] == "infinity"  # serve locks its memory against swap
     assert settings["CapabilityBoundingSet"] == "CAP_NET_BIND_SERVICE"
     assert settings["StateDirectoryMode"] == "0700"
     assert settings["KillSignal"] == "SIGTERM"

@@ -30,7 +30,7 @@ from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
 from cryptmail.pop3 import Pop3Listener, make_pop3_context
 from cryptmail.sasl import SaslChecker, SaslServer
-from cryptmail.serve._hardening import forbid_core_dumps
+from cryptmail.serve._hardening import forbid_core_dumps, keep_out_of_swap
 from cryptmail.serve._housekeeping import (
     clean_at_start,
     expire_tags_forever,
@@ -167,6 +167,7 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
     """Serve until SIGTERM or SIGINT (or until a listener stops on its own); return the
     exit code. Raises ConfigError or OSError when a listener cannot start."""
     forbid_core_dumps()  # before any key is unlocked in this process
+    keep_out_of_swap()
     # Off the loop: building an S3 client imports boto3 and reads its data files (~0.3 s).
     blobs = await run_blocking(open_blob_store, config)
     shared = Shared(
