@@ -217,11 +217,14 @@ def cryptmail_server(
     runner = ["-m", "cProfile", "-o", profile] if profile else []
     flags = [arg for name, port in ports.items() for arg in (f"--{name}", f"127.0.0.1:{port}")]
     options = ["--config", str(config)] if config else []
+    # The server's log goes beside its data dir: a crash mid-run is then explained there.
+    log = open(data_dir.parent / "serve.log", "ab")
     server = subprocess.Popen(
         [sys.executable, *runner, "-m", "cryptmail", "--data-dir", str(data_dir), *options]
         + ["serve", *flags],
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
+    log.close()
     try:
         for port in ports.values():
             for _ in range(400):
