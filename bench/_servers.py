@@ -235,8 +235,12 @@ def cryptmail_server(
                     time.sleep(0.05)
         yield server.pid, ports
     finally:
+        died = server.poll() is not None
         server.terminate()
         server.wait(60)
+        if died:  # the data dir goes with the bench's temporary directory: show why now
+            tail = (data_dir.parent / "serve.log").read_text(errors="replace")[-4000:]
+            print(f"cryptmail serve exited with {server.returncode}:\n{tail}", file=sys.stderr)
 
 
 def _dovecot_runner() -> tuple[Any, Any]:
