@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from cryptmail.errors import TooManyAttempts
+from cryptmail.errors import AuthenticationFailed, KdfBusy, TooManyAttempts
 from cryptmail.keys import LoginThrottle, Reservation
 
 A = "alice@example.org"
@@ -256,3 +256,35 @@ async def test_acquire_refuses_at_once_when_failures_emptied_the_bucket() -> Non
     with pytest.raises(TooManyAttempts):
         await asyncio.wait_for(throttle.acquire("alice@example.org", "192.0.2.1"), 1)
     assert throttle.held_back == 0
+
+
+async def test_check_settles_the_reservation_by_the_attempts_outcome(clock: Clock) -> None:
+    """What IMAP, POP3, SASL and the web all call: a wrong credential keeps its tokens,
+    a right one and any other error give them back, an empty bucket runs nothing."""
+    throttle = throttle_with(clock, address_burst=2)
+
+    async def right() -> str:
+        return "unlocked"
+
+    async def wrong() -> str:
+        raise AuthenticationFailed("wrong password")
+
+    async def broken() -> str:
+        raise KdfBusy()
+
+    assert await throttle.check(A, IP, right) == "unlocked"
+    with pytest.raises(KdfBusy):
+        await throttle.check(A, IP, broken)
+    assert throttle.debt(A, IP) == 0
+    for _ in range(2):
+        with pytest.raises(AuthenticationFailed):
+            await throttle.check(A, IP, wrong)
+    ran: list[str] = []
+
+    async def counted() -> str:
+        ran.append("ran")
+        return "unlocked"
+
+    with pytest.raises(TooManyAttempts):
+        await throttle.check(A, IP, counted)
+    assert ran == []

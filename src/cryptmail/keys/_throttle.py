@@ -29,13 +29,16 @@ import asyncio
 import ipaddress
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptmail.config import Config
-from cryptmail.errors import TooManyAttempts
+from cryptmail.errors import AuthenticationFailed, TooManyAttempts
 from cryptmail.keys._buckets import BucketTable
 from cryptmail.users import fold_address
+
+T = TypeVar("T")
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -190,6 +193,25 @@ class LoginThrottle:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    async def check(self, address: str, client_ip: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`acquire`, run `attempt` (the credential check), settle by its outcome: an
+        AuthenticationFailed keeps the tokens spent, any other error gives them back, a
+        success gives them back. Every protocol's login goes through here.
+
+        Raises TooManyAttempts (without running `attempt`) and what `attempt` raises.
+        """
+        reservation = await self.acquire(address, client_ip)
+        try:
+            result = await attempt()
+        except AuthenticationFailed:
+            self.failed(reservation)
+            raise
+        except BaseException:
+            self.release(reservation)
+            raise
+        self.succeeded(reservation)
+        return result
 
     def failed(self, reservation: Reservation) -> None:
         """The password was wrong: the tokens stay spent."""

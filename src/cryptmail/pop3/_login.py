@@ -79,24 +79,20 @@ async def log_in(
     if not address or len(address) > MAX_ADDRESS:
         raise LoginRefused(FAILED)
     try:
-        reservation = await throttle.acquire(address, client_ip)
+        account = await throttle.check(
+            address,
+            client_ip,
+            lambda: accounts.acquire(address, credentials.password, client_ip=client_ip),
+        )
     except TooManyAttempts as exc:
         log.info("POP3 login refused by the throttle for %.0f s", exc.retry_after_s)
         raise LoginRefused(THROTTLED) from None
-    try:
-        account = await accounts.acquire(address, credentials.password, client_ip=client_ip)
     except AuthenticationFailed as exc:
-        throttle.failed(reservation)
         log.info("POP3 login failed (%s)", exc.detail or "no detail")
         raise LoginRefused(FAILED) from None
     except KdfBusy:
-        throttle.release(reservation)
         log.warning("POP3 login refused: the Argon2 queue is full (crypto.argon2.max_queued)")
         raise LoginRefused(BUSY) from None
-    except BaseException:
-        throttle.release(reservation)
-        raise
-    throttle.succeeded(reservation)
     try:
         await create_default_mailboxes(engine, account.user.id)
     except BaseException:

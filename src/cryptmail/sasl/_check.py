@@ -56,30 +56,25 @@ class SaslChecker:
         if not address or len(address) > _MAX_ADDRESS:
             return Verdict(Outcome.FAILED)
         try:
-            reservation = await self.throttle.acquire(address, client_ip)
+            opened = await self.throttle.check(
+                address,
+                client_ip,
+                lambda: verify_login(
+                    self.engine, address, password, self.crypto, client_ip=client_ip
+                ),
+            )
         except TooManyAttempts as exc:
             log.info("SASL login refused by the throttle for %.0f s", exc.retry_after_s)
             return Verdict(Outcome.TRY_LATER)
-        try:
-            opened = await verify_login(
-                self.engine, address, password, self.crypto, client_ip=client_ip
-            )
         except AuthenticationFailed as exc:
-            self.throttle.failed(reservation)
             log.info("SASL login failed (%s)", exc.detail or "no detail")
             return Verdict(Outcome.FAILED)
         except KdfBusy:
-            self.throttle.release(reservation)
             log.warning("SASL login refused: the Argon2 queue is full (crypto.argon2.max_queued)")
             return Verdict(Outcome.TRY_LATER)
         except StoreUnavailable as exc:  # the database too: DatabaseUnavailable
-            self.throttle.release(reservation)
             log.warning("SASL login not checked: %s", exc)
             return Verdict(Outcome.TRY_LATER)
-        except BaseException:
-            self.throttle.release(reservation)
-            raise
-        self.throttle.succeeded(reservation)
         user = opened.user
         del opened  # the account key goes with it: nothing of the login is kept
         log.info("SASL login of user id %d", user.id)

@@ -53,7 +53,7 @@ async def throttled(
     counting the failure) and whatever `attempt` raises (the tokens given back).
     """
     try:
-        reservation = await context.throttle.acquire(address, client_ip)
+        result = await context.throttle.check(address, client_ip, attempt)
     except TooManyAttempts:
         log.info(
             "web %s refused by the throttle for address %s from %s",
@@ -62,10 +62,7 @@ async def throttled(
             client_ip,
         )
         raise
-    try:
-        result = await attempt()
     except AuthenticationFailed as exc:
-        context.throttle.failed(reservation)
         log.info(
             "web %s failed for address %s from %s: %s",
             what,
@@ -74,10 +71,6 @@ async def throttled(
             exc.detail,
         )
         raise
-    except BaseException:
-        context.throttle.release(reservation)
-        raise
-    context.throttle.succeeded(reservation)
     log.info("web %s succeeded for address %s from %s", what, address_tag(address), client_ip)
     return result
 

@@ -118,26 +118,22 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
         raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]")
     client_ip = session.origin_ip or session.peer_ip
     try:
-        reservation = await context.throttle.acquire(address, client_ip)
+        account, generation = await context.throttle.check(
+            address,
+            client_ip,
+            lambda: context.accounts.acquire_with_generation(
+                address, password, client_ip=client_ip
+            ),
+        )
     except TooManyAttempts as exc:
         log.info("IMAP login refused by the throttle for %.0f s", exc.retry_after_s)
         raise CommandFailed(_BUSY, "[UNAVAILABLE]") from None
-    try:
-        account, generation = await context.accounts.acquire_with_generation(
-            address, password, client_ip=client_ip
-        )
     except AuthenticationFailed as exc:
-        context.throttle.failed(reservation)
         log.info("IMAP login failed (%s)", exc.detail or "no detail")
         raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]") from None
     except KdfBusy:
-        context.throttle.release(reservation)
         log.warning("IMAP login refused: the Argon2 queue is full (crypto.argon2.max_queued)")
         raise CommandFailed(_BUSY, "[UNAVAILABLE]") from None
-    except BaseException:
-        context.throttle.release(reservation)
-        raise
-    context.throttle.succeeded(reservation)
     try:
         await create_default_mailboxes(context.engine, account.user.id)
         await reseal_old_fields(context.engine, account)
