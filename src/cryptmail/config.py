@@ -158,6 +158,10 @@ class SaslConfig:
 class QuotaConfig:
     """virtual_users.quota (bytes; 0 = none) is enforced at delivery, APPEND and COPY."""
 
+    messages: int = 0
+    """Most messages a user may keep in all folders together; 0: no limit. One limit for
+    every user, as Dovecot's `quota_rule = *:messages=N`; reported as the MESSAGE
+    resource of IMAP QUOTA, enforced at delivery (452), APPEND, COPY (`NO [OVERQUOTA]`)."""
     warnings: tuple[int, ...] = (80, 95)
     """Percentages of the quota: a delivery that takes the usage past one of them is
     followed by a warning message in the user's INBOX (once per crossing). Empty: none."""
@@ -408,6 +412,8 @@ def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
 def _check(config: Config, source: str) -> None:
     if config.spam.max_running < 1 or config.spam.max_queued < 1:
         raise ConfigError(f"{source}: spam.max_running and spam.max_queued must be at least 1")
+    if config.quota.messages < 0:
+        raise ConfigError(f"{source}: quota.messages is a number of messages, 0 for no limit")
     if any(not 0 < percent <= 100 for percent in config.quota.warnings):
         raise ConfigError(f"{source}: quota.warnings are percentages from 1 to 100")
     a = config.crypto.argon2

@@ -70,6 +70,7 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[MakeRig]:
         limits: Limits | None = None,
         max_connections: int = 16,
         quota_warnings: tuple[int, ...] = (),
+        message_limit: int = 0,
     ) -> Rig:
         engine = create_engine(f"sqlite:///{tmp_path / 'cryptmail.db'}")
         await upgrade(engine)
@@ -77,7 +78,12 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[MakeRig]:
             await add_domain(conn, "example.org")
         blobs = LocalBlobStore(tmp_path / "blobs")
         handler = DeliveryHandler(
-            engine, blobs, tmp_path / "spool", bus=ChangeBus(), quota_warnings=quota_warnings
+            engine,
+            blobs,
+            tmp_path / "spool",
+            bus=ChangeBus(),
+            quota_warnings=quota_warnings,
+            message_limit=message_limit,
         )
         server = LmtpServer(
             handler, hostname="lmtp.test", limits=limits, max_connections=max_connections

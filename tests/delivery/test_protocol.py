@@ -154,6 +154,23 @@ async def test_long_data_line_kept_and_huge_command_refused(rig: Rig) -> None:
     ]
 
 
+async def test_message_limit_answers_452_for_that_recipient_only(rig_factory: MakeRig) -> None:
+    """quota.messages: the delivery that would pass the limit gets 452 4.2.2 (the sender
+    retries; the user frees room), the other recipients of the same message get theirs."""
+    rig = await rig_factory(message_limit=1)
+    await rig.add_user("alice@example.org")
+    await rig.add_user("bob@example.org")
+    assert await asyncio.to_thread(_send, rig.port, ["alice@example.org"], MESSAGE) == {}
+    script = (
+        b"LHLO c.test\r\nMAIL FROM:<s@example.net>\r\n"
+        b"RCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n"
+    )
+    replies = await asyncio.to_thread(_dialogue, rig.port, script + MESSAGE + b".\r\nQUIT\r\n", 8)
+    assert [r[:9] for r in replies[-3:]] == [b"452 4.2.2", b"250 2.0.0", b"221 2.0.0"]
+    assert len(await rig.messages("alice@example.org")) == 1
+    assert len(await rig.messages("bob@example.org")) == 1
+
+
 async def test_message_over_size_refused(rig_factory: MakeRig) -> None:
     rig = await rig_factory(Limits(max_message_bytes=1000))
     await rig.add_user("alice@example.org")

@@ -23,11 +23,12 @@ from cryptmail.keys import (
     load_server_key,
     seal_delivery,
     server_key,
+    unlock_account,
 )
 from cryptmail.store import _append
 from cryptmail.users import add_alias, add_user, get_user, set_crypt, set_quota
 
-from .conftest import StoreRig
+from .conftest import PASSWORD, StoreRig
 
 MARKER = b"append-marker-91d2"
 
@@ -90,6 +91,57 @@ async def test_quota_zero_means_none(rig: StoreRig) -> None:
         await store.deliver_message(rig.engine, rig.blobs, user, _source(_message(50_000)))
     async with rig.engine.connect() as conn:
         assert await store.used_bytes(conn, user.id) == 3 * store.round_size(50_000)
+
+
+async def _counted(rig: StoreRig, user_id: UserId) -> tuple[int, int]:
+    """(the per-mailbox counters' sum, COUNT(*) of the user's rows)."""
+    async with rig.engine.connect() as conn:
+        kept = await store.message_count(conn, user_id)
+        boxes = select(t.cm_mailboxes.c.id).where(t.cm_mailboxes.c.user_id == user_id)
+        rows = (
+            await conn.execute(select(func.count()).where(t.cm_messages.c.mailbox_id.in_(boxes)))
+        ).scalar_one()
+    return kept, int(rows)
+
+
+async def test_message_limit_refuses_the_delivery_past_it_before_any_blob(
+    rig: StoreRig,
+) -> None:
+    user = await rig.user("alice@example.org")
+    for _ in range(2):
+        await store.deliver_message(
+            rig.engine, rig.blobs, user, _source(_message()), message_limit=2
+        )
+    with pytest.raises(QuotaExceeded, match="message limit"):
+        await store.deliver_message(
+            rig.engine, rig.blobs, user, _source(_message()), message_limit=2
+        )
+    assert await _blob_count(rig) == 2
+    assert await _counted(rig, user.id) == (2, 2)
+    # Without a limit (0) the same user takes more.
+    await store.deliver_message(rig.engine, rig.blobs, user, _source(_message()))
+    assert await _counted(rig, user.id) == (3, 3)
+
+
+async def test_message_count_follows_expunge_copy_and_move(rig: StoreRig) -> None:
+    user = await rig.user("alice@example.org")
+    for _ in range(4):
+        await store.deliver_message(rig.engine, rig.blobs, user, _source(_message()))
+    account, _slot = await unlock_account(
+        rig.engine, "alice@example.org", PASSWORD, rig.config.crypto
+    )
+    async with rig.engine.connect() as conn:
+        inbox = await store.get_mailbox(conn, account, "INBOX")
+        trash = await store.get_mailbox(conn, account, "Trash")
+        rows = await store.load_messages(conn, account, inbox.id)
+    async with rig.engine.begin() as conn:
+        await store.copy_messages(conn, account, rows[:2], trash.id)
+    assert await _counted(rig, user.id) == (6, 6)
+    async with rig.engine.begin() as conn:
+        await store.move_messages(conn, account, rows[2:3], inbox.id, trash.id)
+    assert await _counted(rig, user.id) == (6, 6)
+    await store.expunge_messages(rig.engine, inbox.id, rows[:1])
+    assert await _counted(rig, user.id) == (5, 5)
 
 
 async def test_quota_exceeded_removes_the_orphan(rig: StoreRig) -> None:

@@ -172,6 +172,8 @@ cm_mailboxes = Table(
     # SUM(size_rounded) of the mailbox's messages, kept in step by every insert and
     # expunge, so a quota check reads a few mailbox rows instead of every message.
     Column("used_bytes", BigInteger, nullable=False, server_default="0"),
+    # COUNT of the mailbox's messages, kept in step the same way (the MESSAGE quota).
+    Column("message_count", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("user_id", "role", name="uq_cm_mailboxes_user_role"),
     UniqueConstraint("user_id", "name_lookup", name="uq_cm_mailboxes_user_name"),
 )

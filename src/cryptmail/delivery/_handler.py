@@ -79,12 +79,14 @@ class DeliveryHandler:
         *,
         bus: ChangePublisher | None = None,
         quota_warnings: Sequence[int] = (),
+        message_limit: int = 0,
     ) -> None:
         self._engine = engine
         self._blobs = blobs
         self._spool_dir = spool_dir
         self._bus = bus
         self._quota_warnings = tuple(quota_warnings)
+        self._message_limit = message_limit
 
     async def handle_rcpt(
         self, session: Session, envelope: Envelope, address: str
@@ -143,6 +145,7 @@ class DeliveryHandler:
                 # a pass over the message to hash the copy itself.
                 message_digest=hashlib.sha256(headers + spool.digest).digest(),
                 target=target,
+                message_limit=self._message_limit,
             )
         except Exception as exc:  # every failure gets a reply, none a traceback
             reply = reply_for(exc)

@@ -74,6 +74,7 @@ async def _serve(
             config.data_path / "spool",
             bus=PipePublisher(notify_fd),
             quota_warnings=config.quota.warnings,
+            message_limit=config.quota.messages,
         )
         server = LmtpServer(
             handler,

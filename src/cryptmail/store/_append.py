@@ -103,6 +103,9 @@ _EARLIER = (
     .limit(1)
 )
 _USED_BYTES = select(func.coalesce(func.sum(_mb.c.used_bytes), 0)).where(_mb.c.user_id == _USER_ID)
+_MESSAGE_COUNT = select(func.coalesce(func.sum(_mb.c.message_count), 0)).where(
+    _mb.c.user_id == _USER_ID
+)
 _BUMP = (
     update(_mb)
     .where(_mb.c.id == bindparam("mailbox_id"))
@@ -110,6 +113,7 @@ _BUMP = (
         uidnext=_mb.c.uidnext + 1,
         highest_modseq=_mb.c.highest_modseq + 1,
         used_bytes=_mb.c.used_bytes + bindparam("size"),
+        message_count=_mb.c.message_count + 1,
     )
 )
 _BUMP_RETURNING = _BUMP.returning(_mb.c.uidnext, _mb.c.highest_modseq)
@@ -210,8 +214,17 @@ def _used_bytes(conn: Connection, user_id: UserId) -> int:
     return int(conn.execute(_USED_BYTES, {"user_id": user_id}).scalar_one())
 
 
-def _check_quota(conn: Connection, user: User, size: int) -> int | None:
-    """The usage before `size` more bytes (None: no quota); QuotaExceeded past it."""
+def _message_count(conn: Connection, user_id: UserId) -> int:
+    return int(conn.execute(_MESSAGE_COUNT, {"user_id": user_id}).scalar_one())
+
+
+def _check_quota(
+    conn: Connection, user: User, size: int, *, messages: int = 1, message_limit: int = 0
+) -> int | None:
+    """The usage before `size` more bytes (None: no quota); QuotaExceeded past the
+    user's quota, or past `message_limit` messages in all (0: none) with `messages` more."""
+    if message_limit > 0 and _message_count(conn, user.id) + messages > message_limit:
+        raise QuotaExceeded(f"user id {user.id} is at the message limit ({message_limit})")
     if user.quota <= 0:
         return None
     used = _used_bytes(conn, user.id)
@@ -224,9 +237,19 @@ async def used_bytes(conn: AsyncConnection, user_id: UserId) -> int:
     return await conn.run_sync(_used_bytes, user_id)
 
 
-async def check_quota(conn: AsyncConnection, user: User, size: int) -> None:
-    """QuotaExceeded if `size` more bytes would pass the user's quota (0 = none)."""
-    await conn.run_sync(_check_quota, user, size)
+async def message_count(conn: AsyncConnection, user_id: UserId) -> int:
+    """The user's messages in all mailboxes (the MESSAGE quota resource)."""
+    return await conn.run_sync(_message_count, user_id)
+
+
+async def check_quota(
+    conn: AsyncConnection, user: User, size: int, *, messages: int = 1, message_limit: int = 0
+) -> None:
+    """QuotaExceeded if `size` more bytes would pass the user's quota (0 = none), or
+    `messages` more would pass `message_limit` (0 = none)."""
+    await conn.run_sync(
+        lambda sync: _check_quota(sync, user, size, messages=messages, message_limit=message_limit)
+    )
 
 
 def _insert_row(
@@ -264,6 +287,7 @@ def _insert_row(
                 else func.greatest(mb.c.uidnext, uid + 1),
                 highest_modseq=mb.c.highest_modseq + 1,
                 used_bytes=mb.c.used_bytes + size,
+                message_count=mb.c.message_count + 1,
             )
         )
         row = conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id)).one()
@@ -383,12 +407,14 @@ async def deliver_message(
     bus: ChangePublisher | None = None,
     message_digest: bytes | None = None,
     target: DeliveryTarget | None = None,
+    message_limit: int = 0,
 ) -> Appended:
     """Deliver to the user's INBOX with only the public key (no password needed).
 
     crypt = 2 seals the blob; crypt = 0 stores it plain (marked plain). Raises
-    QuotaExceeded, KeyLocked (crypt = 2 but no key pair yet: the user must log in once;
-    the sender should retry later), StoreUnavailable.
+    QuotaExceeded (past the user's quota, or `message_limit` messages: 0 = none),
+    KeyLocked (crypt = 2 but no key pair yet: the user must log in once; the sender
+    should retry later), StoreUnavailable.
 
     With `message_digest` (SHA-256 of the bytes), a retry of a delivery that committed
     within the last hour is recognised and not stored again (`duplicate=True`): the MTA
@@ -409,7 +435,7 @@ async def deliver_message(
                 return earlier, None
         found = DeliveryTarget(user, *_delivery_target(conn, user.id))
         if check_delivery(user.id, user.crypt, found.recipient, found.delivery_mac).verified:
-            _check_quota(conn, user, size_hint)
+            _check_quota(conn, user, size_hint, message_limit=message_limit)
         return None, found
 
     if target is None:
@@ -435,7 +461,7 @@ async def deliver_message(
             earlier = _earlier_delivery(conn, user.id, tag)
             if earlier is not None:
                 return earlier
-        used = _check_quota(conn, user, blob.size)
+        used = _check_quota(conn, user, blob.size, message_limit=message_limit)
         row_id, uid, modseq = _insert_row(conn, mailbox, blob, when, tag=tag)
         checkpoint("append:before-row-commit")
         return Appended(mailbox, uid, modseq, row_id, blob, used_before=used)

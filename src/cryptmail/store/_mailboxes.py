@@ -442,9 +442,11 @@ async def rename_inbox(conn: AsyncConnection, account: UnlockedAccount, new: str
     # (Read first: MariaDB refuses a subquery on the table an UPDATE changes.)
     moved = (await conn.execute(select(mb.c.used_bytes).where(mb.c.id == inbox))).scalar_one()
     await conn.execute(
-        update(mb).where(mb.c.id == target.id).values(uidnext=len(rows) + 1, used_bytes=moved)
+        update(mb)
+        .where(mb.c.id == target.id)
+        .values(uidnext=len(rows) + 1, used_bytes=moved, message_count=len(rows))
     )
-    await conn.execute(update(mb).where(mb.c.id == inbox).values(used_bytes=0))
+    await conn.execute(update(mb).where(mb.c.id == inbox).values(used_bytes=0, message_count=0))
     return await mailbox_by_id(conn, account, target.id)
 
 

@@ -269,16 +269,25 @@ async def append_rows(
     account: UnlockedAccount,
     mailbox_id: MailboxId,
     items: Sequence[AppendItem],
+    *,
+    message_limit: int = 0,
 ) -> list[tuple[int, int, int]]:
-    """APPEND's commit: the quota check, then each row with its sealed cache and first
-    flags, in one transaction; (row id, uid, modseq) of each. On SQLite it waits its
-    turn in the writers' queue (`run_transaction`), not in SQLite's busy handler, which
-    sleeps up to 100 ms at a time while the lock may long be free.
+    """APPEND's commit: the quota check (`message_limit` messages in all, 0 = none),
+    then each row with its sealed cache and first flags, in one transaction; (row id,
+    uid, modseq) of each. On SQLite it waits its turn in the writers' queue
+    (`run_transaction`), not in SQLite's busy handler, which sleeps up to 100 ms at a
+    time while the lock may long be free.
     Raises QuotaExceeded."""
     from cryptmail.store._append import _check_quota, _insert_row
 
     def work(conn: Connection) -> list[tuple[int, int, int]]:
-        _check_quota(conn, account.user, sum(item.blob.size for item in items))
+        _check_quota(
+            conn,
+            account.user,
+            sum(item.blob.size for item in items),
+            messages=len(items),
+            message_limit=message_limit,
+        )
         done = []
         for item in items:
             row_id, uid, modseq = _insert_row(conn, mailbox_id, item.blob, item.internal_date)
@@ -479,7 +488,11 @@ def _expunge(
         .where(msg.c.id.in_(ids), msg.c.mailbox_id == mailbox_id)
         .scalar_subquery()
     )
-    conn.execute(update(mb).where(mb.c.id == mailbox_id).values(used_bytes=mb.c.used_bytes - freed))
+    conn.execute(
+        update(mb)
+        .where(mb.c.id == mailbox_id)
+        .values(used_bytes=mb.c.used_bytes - freed, message_count=mb.c.message_count - len(ids))
+    )
     conn.execute(delete(t.cm_messages).where(t.cm_messages.c.id.in_(ids)))
     conn.execute(
         t.cm_expunged.insert(),

@@ -194,6 +194,8 @@ class Session:
                 f"APPENDLIMIT={self.config.imap.append_limit}", "CONDSTORE", "QRESYNC",
                 "QUOTA", "QUOTA=RES-STORAGE",
             ]  # fmt: skip
+            if self.config.quota.messages > 0:
+                caps.append("QUOTA=RES-MESSAGE")
         return " ".join(caps)
 
     # -- I/O -----------------------------------------------------------------------------

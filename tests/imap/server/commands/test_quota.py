@@ -118,3 +118,44 @@ def test_getquotaroot_of_a_missing_mailbox_and_setquota_are_refused(rig: ImapRig
         imap._simple_command("SETQUOTA", '"User quota"', "(STORAGE)")  # no limit: BAD
     assert imap.noop()[0] == "OK"
     imap.logout()
+
+
+def test_message_resource_with_two_sessions_append_copy_and_expunge(tmp_path: Path) -> None:
+    """quota.messages: MESSAGE is reported beside STORAGE, and APPEND and COPY past it
+    are refused with NO [OVERQUOTA] whichever session made the count."""
+    for rig in start_rig(tmp_path, **{"quota.messages": 3}):
+        phone, desktop = _login(rig), _login(rig)
+        caps = phone.capability()[1][0].split()
+        assert b"QUOTA=RES-MESSAGE" in caps
+        # No STORAGE limit: the root holds MESSAGE alone.
+        typ, data = phone.getquotaroot("INBOX")
+        assert typ == "OK" and data[1] == [b'"User quota" (MESSAGE 0 3)']
+        rig.deliver(b"Subject: one\r\n\r\nbody\r\n")
+        desktop.append("INBOX", None, None, b"Subject: two\r\n\r\nbody\r\n")
+        _set_quota(rig, 10 * 1024 * 1024)
+        typ, data = phone.getquota('"User quota"')
+        words = data[0].decode()
+        assert "MESSAGE 2 3" in words and "STORAGE " in words
+        phone.select("INBOX")
+        assert phone.copy("1", "Archive")[0] == "OK"  # the third
+        typ, data = desktop.append("INBOX", None, None, b"Subject: four\r\n\r\nx\r\n")
+        assert typ == "NO" and b"[OVERQUOTA]" in data[0]
+        typ, data = phone.copy("1:2", "Archive")
+        assert typ == "NO" and b"[OVERQUOTA]" in data[0]
+        # An expunge frees a place, seen by the other session at once.
+        phone.store("1", "+FLAGS", "(\\Deleted)")
+        phone.expunge()
+        assert desktop.append("INBOX", None, None, b"Subject: five\r\n\r\nx\r\n")[0] == "OK"
+        typ, data = phone.getquota('"User quota"')
+        assert "MESSAGE 3 3" in data[0].decode()
+        for imap in (phone, desktop):
+            imap.logout()
+
+
+def test_no_message_resource_without_the_setting(rig: ImapRig) -> None:
+    imap = _login(rig)
+    assert b"QUOTA=RES-MESSAGE" not in imap.capability()[1][0].split()
+    _set_quota(rig, 1024 * 1024)
+    typ, data = imap.getquota('"User quota"')
+    assert typ == "OK" and b"MESSAGE" not in data[0]
+    imap.logout()

@@ -95,7 +95,13 @@ async def _commit(session: Session, box: Mailbox, received: list[_Received]) -> 
         )
         for item in received
     ]
-    done = await append_rows(session.context.engine, account, box.id, items)
+    done = await append_rows(
+        session.context.engine,
+        account,
+        box.id,
+        items,
+        message_limit=session.config.quota.messages,
+    )
     return [uid for _row_id, uid, _modseq in done]
 
 
@@ -108,7 +114,12 @@ async def receive_append(session: Session, start: AppendStart) -> bytes:
     try:
         async with session.context.engine.connect() as conn:
             box = await get_mailbox(conn, session.user_account, start.mailbox)
-            await check_quota(conn, session.user_account.user, start.size)
+            await check_quota(
+                conn,
+                session.user_account.user,
+                start.size,
+                message_limit=session.config.quota.messages,
+            )
     except MailboxNotFound:
         session.commands.abort_command()
         raise CommandFailed("Mailbox does not exist.", missing_code(start.mailbox)) from None

@@ -167,7 +167,13 @@ async def _copy(session: Session, command: Copy | Move, *, move: bool) -> bytes:
         return tagged(command.tag, "OK", f"No messages found; {verb.lower()} completed.")
     async with session.context.engine.begin() as conn:
         if not move:  # a MOVE adds nothing to the mailbox's total
-            await check_quota(conn, account.user, sum(row.size_rounded for row in rows))
+            await check_quota(
+                conn,
+                account.user,
+                sum(row.size_rounded for row in rows),
+                messages=len(rows),
+                message_limit=session.config.quota.messages,
+            )
         blob_ids: list[BlobId] = []
         if move:
             pairs, modseq, blob_ids = await move_messages(
