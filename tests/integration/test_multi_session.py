@@ -53,8 +53,9 @@ from cryptmail.config import Argon2Config, CryptoConfig
 from cryptmail.db import create_engine, upgrade
 from cryptmail.delivery import delivery_headers
 from cryptmail.imap.server.commands._idle import POLL_S
-from cryptmail.keys import create_user
+from cryptmail.keys import create_user, unlock_account
 from cryptmail.secret import Password
+from cryptmail.store import get_mailbox, load_messages
 from cryptmail.users import add_domain
 
 from .cryptmail_server import CryptmailServer
@@ -79,6 +80,11 @@ ALL_FLAGS = [f"$kw{n}" for n in range(len(USERS) * CONNECTIONS_PER_USER)] + ["\\
 SERVER_FIXTURES = {"mariadb": "mariadb_database", "postgresql": "postgres_database"}
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
 _MARKER = re.compile(rb"X-Model-Marker: (m[0-9a-f]+)")
+# "session 1 (user0@example.org, INBOX): ModelError: UID 25 FLAGS [...]" or the final
+# check's "user0@example.org INBOX UID 25: $kw1 should be set".
+_FLAG_FAILURE = re.compile(
+    r"(user\d+@example\.org)(?:, | )(INBOX|Archive)\)?(?:: ModelError:)? UID (\d+)(?: FLAGS|: )"
+)
 
 
 class ModelError(AssertionError):
@@ -688,8 +694,44 @@ def _make_users(url: str) -> None:
     asyncio.run(run())
 
 
+def _database_truth(url: str, failure: str) -> str:
+    """For a failure about a message's flags: the row as stored, read past the server with
+    the user's password, so the report says whether the database or a session's view of
+    it was wrong."""
+    found = _FLAG_FAILURE.search(failure)
+    if found is None:
+        return ""
+    user, mailbox, uid = found.group(1), found.group(2), int(found.group(3))
+
+    async def run() -> str:
+        engine = create_engine(url)
+        try:
+            account, _slot = await unlock_account(engine, user, Password.from_str(PASSWORD), CRYPTO)
+            async with engine.connect() as conn:
+                box = await get_mailbox(conn, account, mailbox)
+                rows = [r for r in await load_messages(conn, account, box.id) if r.uid == uid]
+            if not rows:
+                return (
+                    f"\n  database: {mailbox} UID {uid} is not stored"
+                    f" (mailbox modseq {box.highest_modseq})"
+                )
+            row = rows[0]
+            return (
+                f"\n  database: {mailbox} UID {uid} FLAGS {sorted(row.flags)} modseq {row.modseq}"
+                f" claimed {row.claimed} (mailbox modseq {box.highest_modseq})"
+            )
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except Exception as exc:  # a report of a failure must not hide it
+        return f"\n  database: not read ({type(exc).__name__}: {exc})"
+
+
 @pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CryptmailServer]:
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CryptmailServer, str]]:
+    """A running server and its database URL."""
     data = tmp_path / "data"
     data.mkdir()
     if request.param == "sqlite":
@@ -704,12 +746,12 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cryptmail
     )
     serve.start(timeout=60)
     try:
-        yield serve
+        yield serve, url
     finally:
         serve.stop()
 
 
-def _run(server: CryptmailServer, load_s: float) -> None:
+def _run(server: CryptmailServer, load_s: float, database_url: str) -> None:
     replay = os.environ.get("CRYPTMAIL_MULTI_SEED")
     seed = int(replay) if replay else random.SystemRandom().randrange(1, 2**32)
     world = World(seed)
@@ -751,14 +793,15 @@ def _run(server: CryptmailServer, load_s: float) -> None:
         f"after {max(world.idle_waits, default=0.0):.2f} s"
     )
     print(summary)
-    assert not world.failures, summary + "\n" + "\n".join(world.failures)
+    reports = [failure + _database_truth(database_url, failure) for failure in world.failures]
+    assert not world.failures, summary + "\n" + "\n".join(reports)
 
 
-def test_many_sessions_agree_with_the_model(server: CryptmailServer) -> None:
-    _run(server, LOAD_S)
+def test_many_sessions_agree_with_the_model(server: tuple[CryptmailServer, str]) -> None:
+    _run(server[0], LOAD_S, server[1])
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(SLOW_LOAD_S + 300)  # past the suite's 300 s default
-def test_many_sessions_for_ten_minutes(server: CryptmailServer) -> None:
-    _run(server, SLOW_LOAD_S)
+def test_many_sessions_for_ten_minutes(server: tuple[CryptmailServer, str]) -> None:
+    _run(server[0], SLOW_LOAD_S, server[1])
