@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.cli._progress import ProgressDisplay
@@ -28,9 +29,17 @@ from cryptmail.crypto.dovecot import (
     parse_attributes,
 )
 from cryptmail.db import UserId
+from cryptmail.db import tables as t
 from cryptmail.errors import ConfigError, DovecotWrongPassword
 from cryptmail.secret import Password
-from cryptmail.store import ImportProgress, import_maildir, used_bytes
+from cryptmail.store import (
+    ImportProgress,
+    StagedSource,
+    import_maildir,
+    list_staged,
+    stage_import,
+    used_bytes,
+)
 from cryptmail.store.blobs import open_blob_store
 from cryptmail.users import get_user, normalize_address
 
@@ -59,6 +68,19 @@ Without --password-stdin, each is asked for on the terminal.
 
 Files in format v1 (mail_crypt_save_version = 1) have no integrity protection: they
 are imported unverified and counted, unless --refuse-unverified is given.
+
+With --at-first-login no password is asked: the Maildir (its mail-crypt user keys
+locked by USER's login password, as on an ISPmail server) is staged, and imported in
+the background at USER's next successful login over IMAP or POP3, with the Dovecot keys
+unlocked by that login's password. Nothing is decrypted or copied now: leave the
+Maildir where it is until `cryptmail import status` says done. The INBOX's UIDs are
+reserved now, so mail delivered meanwhile keeps clear of them.
+"""
+
+_STATUS_DESCRIPTION = """\
+List the imports staged with `import maildir --at-first-login`: user, state (staged:
+waiting for the user's login; running; done; failed), messages done of total, and when
+it was staged and last seen alive. No path and no folder name is shown.
 """
 
 
@@ -101,7 +123,20 @@ def register(sub: SubParsers) -> None:
         action="store_true",
         help="stop at a file without integrity protection (format v1)",
     )
+    maildir.add_argument(
+        "--at-first-login",
+        action="store_true",
+        help="stage it: import it at USER's next login, with the keys that password opens",
+    )
     maildir.set_defaults(handler=_maildir)
+    status = kinds.add_parser(
+        "status",
+        help="staged first-login imports and how far they are",
+        description=_STATUS_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("user", metavar="USER", nargs="?", help="only this user's")
+    status.set_defaults(handler=_status)
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -189,6 +224,8 @@ def _maildir(args: argparse.Namespace) -> int:
         attributes_path = Path(args.dovecot_attributes)
     elif (root / "dovecot-attributes").is_file():
         attributes_path = root / "dovecot-attributes"
+    if args.at_first_login:
+        return _stage(args, email, root, attributes_path)
     key_data = (
         _read(Path(args.dovecot_private_key), "key file") if args.dovecot_private_key else None
     )
@@ -230,3 +267,49 @@ def _maildir(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         say("interrupted; run the same command again to continue where it stopped")
         return 130
+
+
+def _stage(args: argparse.Namespace, email: str, root: Path, attributes: Path | None) -> int:
+    if args.password_stdin or args.dovecot_password_stdin or args.dovecot_private_key:
+        raise ConfigError(
+            "--at-first-login takes no password and no key: the user's login password "
+            "unlocks the Dovecot keys at that login"
+        )
+    source = StagedSource(root.resolve(), None if attributes is None else attributes.resolve())
+
+    async def work(config: Config, engine: AsyncEngine) -> int:
+        async with engine.connect() as conn:
+            user = await get_user(conn, email)
+        staged = await stage_import(engine, user.id, source)
+        say(
+            f"staged import #{staged.id}: {staged.total_messages} message(s) for {email}, "
+            "imported at the next login; keep the Maildir until `cryptmail import status` "
+            "says done"
+        )
+        return 0
+
+    return run_with_engine(args, work)
+
+
+def _status(args: argparse.Namespace) -> int:
+    async def work(config: Config, engine: AsyncEngine) -> int:
+        async with engine.connect() as conn:
+            user_id = None
+            if args.user:
+                user_id = (await get_user(conn, normalize_address(args.user))).id
+            emails = {
+                int(row.id): str(row.email)
+                for row in await conn.execute(select(t.virtual_users.c.id, t.virtual_users.c.email))
+            }
+        rows = await list_staged(engine, user_id)
+        print("id\tuser\tstate\tmessages\tstaged\tlast seen\terror")
+        for row in rows:
+            print(
+                f"{row.id}\t{emails.get(row.user_id, row.user_id)}\t{row.state}\t"
+                f"{row.done_messages}/{row.total_messages}\t"
+                f"{row.created_at:%Y-%m-%d %H:%M:%S}\t{row.heartbeat_at:%Y-%m-%d %H:%M:%S}\t"
+                f"{row.error or ''}"
+            )
+        return 0
+
+    return run_with_engine(args, work)

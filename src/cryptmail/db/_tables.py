@@ -259,3 +259,21 @@ cm_jobs = Table(
     Column("state_sealed", _BLOB, nullable=True),
     Column("updated_at", DateTime(timezone=False), nullable=False),
 )
+
+# Imports staged by `import maildir --at-first-login`, run at the user's first login.
+# Plain: the user id, the state, counts and times; where the Maildir is (and the UIDs
+# reserved for it) is sealed under the server key, so a database reader learns no path.
+cm_staged_imports = Table(
+    "cm_staged_imports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("source_sealed", _BLOB, nullable=False),
+    Column("done_messages", Integer, nullable=False, default=0),
+    Column("total_messages", Integer, nullable=False, default=0),
+    Column("error", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=False), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=False), nullable=False),
+    Index("ix_cm_staged_imports_user", "user_id"),
+)

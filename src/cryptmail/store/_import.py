@@ -9,10 +9,13 @@ it), those in `cur/` without.
 
 Each message is decrypted (every check before the first byte, see
 `crypto.dovecot.read_dovecot_file`), stored per the user's `crypt` setting (sealed to
-the public key, or plain) and indexed under the data key. UIDs are kept while the
+the public key, or plain) and indexed under the data key. UIDs are kept when the
 target folder is empty or carries the Maildir's UIDVALIDITY (an earlier run of this
-import set it) and the UID is not below the folder's UIDNEXT; otherwise the message gets
-a new UID (counted as renumbered).
+import, or the staging of a first-login import, set it): the folder's UIDNEXT is then
+raised to the uidlist's at once, so mail delivered during the import takes UIDs above
+every UID of the uidlist, and each listed UID no other message holds is kept. Otherwise
+(the folder had other mail under another UIDVALIDITY) the message gets a new UID
+(counted as renumbered), as do files the uidlist does not name.
 
 Resumable and idempotent: rows and journal entries commit in one transaction per batch.
 The journal (`cm_jobs`, kind "import") holds, per batch, a keyed hash (under the data
@@ -38,7 +41,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.concurrency import run_blocking
-from cryptmail.crypto.dovecot import DovecotKeyring, read_dovecot_file, read_dovecot_header
+from cryptmail.crypto.dovecot import (
+    DovecotKeyring,
+    Uidlist,
+    read_dovecot_file,
+    read_dovecot_header,
+)
 from cryptmail.db import UserId, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import (
@@ -106,9 +114,10 @@ class _Folder:
     """The target folder's state while its messages go in."""
 
     mailbox: Mailbox
-    keep_uids: bool
-    uidnext: int
-    set_uidvalidity: bool
+    reserved_below: int
+    """UIDs below this (the uidlist's next UID) are the Maildir's; 0: keep none."""
+    taken: set[int]
+    """UIDs of the folder's rows below `reserved_below`."""
     pending: list[_Pending] = field(default_factory=list)
 
     @property
@@ -194,37 +203,48 @@ async def _target(conn: AsyncConnection, account: UnlockedAccount, name: str) ->
         return await create_mailbox(conn, account, name)
 
 
+async def reserve_uids(conn: AsyncConnection, mailbox: Mailbox, uidlist: Uidlist) -> int:
+    """Give the folder the uidlist's UIDVALIDITY and raise its UIDNEXT to the uidlist's,
+    if it is empty or has that UIDVALIDITY already; the UIDs reserved below (0: none).
+
+    From then on a delivery takes a UID above every UID of the uidlist, so the import
+    keeps Dovecot's UIDs however much mail arrives meanwhile."""
+    mb = t.cm_mailboxes
+    if mailbox.uidvalidity != uidlist.uid_validity:
+        count = (
+            await conn.execute(select(func.count()).where(t.cm_messages.c.mailbox_id == mailbox.id))
+        ).scalar_one()
+        if count:
+            return 0
+    await conn.execute(
+        update(mb).where(mb.c.id == mailbox.id).values(uidvalidity=uidlist.uid_validity)
+    )
+    await conn.execute(
+        update(mb)
+        .where(mb.c.id == mailbox.id, mb.c.uidnext < uidlist.next_uid)
+        .values(uidnext=uidlist.next_uid)
+    )
+    return uidlist.next_uid
+
+
 async def _prepare_folder(
     engine: AsyncEngine, account: UnlockedAccount, folder: MaildirFolder
 ) -> _Folder:
     async with engine.begin() as conn:
         mailbox = await _target(conn, account, folder.name)
-        count = (
-            await conn.execute(select(func.count()).where(t.cm_messages.c.mailbox_id == mailbox.id))
-        ).scalar_one()
-        uidlist = folder.uidlist
-        keep = uidlist is not None and (count == 0 or mailbox.uidvalidity == uidlist.uid_validity)
-        if keep and uidlist is not None and mailbox.uidvalidity != uidlist.uid_validity:
-            await conn.execute(
-                update(t.cm_mailboxes)
-                .where(t.cm_mailboxes.c.id == mailbox.id)
-                .values(uidvalidity=uidlist.uid_validity)
-            )
-            mailbox = replace(mailbox, uidvalidity=uidlist.uid_validity)
-    return _Folder(mailbox, keep, mailbox.uidnext, keep)
-
-
-async def _finish_folder(engine: AsyncEngine, state: _Folder, folder: MaildirFolder) -> None:
-    if not state.set_uidvalidity or folder.uidlist is None:
-        return
-    next_uid = folder.uidlist.next_uid
-    mb = t.cm_mailboxes
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(mb)
-            .where(mb.c.id == state.mailbox.id, mb.c.uidnext < next_uid)
-            .values(uidnext=next_uid)
-        )
+        reserved = 0
+        if folder.uidlist is not None:
+            reserved = await reserve_uids(conn, mailbox, folder.uidlist)
+        msg = t.cm_messages
+        taken = {
+            int(uid)
+            for uid in (
+                await conn.execute(
+                    select(msg.c.uid).where(msg.c.mailbox_id == mailbox.id, msg.c.uid < reserved)
+                )
+            ).scalars()
+        }
+    return _Folder(mailbox, reserved, taken)
 
 
 async def _commit(engine: AsyncEngine, account: UnlockedAccount, state: _Folder) -> None:
@@ -327,17 +347,9 @@ async def import_maildir(
                 yield progress
                 continue
             uid = uids.get(message.base)
-            if state.keep_uids and uid is not None and uid < state.uidnext:
-                # Taken meanwhile (mail delivered here since): from now on, every
-                # message of this folder gets a new UID, so none can collide.
-                state.keep_uids = False
-            if not state.keep_uids:
-                if uid is not None:
-                    progress = replace(progress, renumbered=progress.renumbered + 1)
+            if uid is not None and (uid >= state.reserved_below or uid in state.taken):
+                progress = replace(progress, renumbered=progress.renumbered + 1)
                 uid = None
-            elif uid is None and folder.uidlist is not None:
-                # Not in the uidlist yet: the next UID Dovecot would have given it.
-                uid = max(state.uidnext, folder.uidlist.next_uid)
             try:
                 opened = await run_blocking(
                     _open_mail, message.path, keyring, allow_unauthenticated
@@ -359,7 +371,7 @@ async def import_maildir(
             finally:
                 opened.fileobj.close()
             if uid is not None:
-                state.uidnext = uid + 1
+                state.taken.add(uid)
             state.pending.append(
                 _Pending(message, blob, uid, flags_from_info(message.info, folder.keywords), entry)
             )
@@ -375,7 +387,6 @@ async def import_maildir(
                 await _commit(engine, account, state)
             yield progress
         await _commit(engine, account, state)
-        await _finish_folder(engine, state, folder)
     log.info(
         "import for user id %d: %d imported, %d skipped, %d renumbered, %d unverified",
         account.user.id,

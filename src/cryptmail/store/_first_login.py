@@ -1,0 +1,225 @@
+"""Running staged imports at the user's first successful login, in the background.
+
+A login (IMAP, POP3, web) calls `FirstLoginImports.after_login` with the account it
+unlocked and the password it checked. One query claims the user's staged imports
+(`_staged.claim_staged`: of several logins at once, here or on another node, one wins);
+the login then answers at once and a task of this process does the work:
+
+1. the password unlocks the Dovecot user keys of each claimed Maildir (PBKDF2, as
+   Dovecot does, off the event loop); the password is dropped right after, whatever
+   the outcome. It is never written anywhere: it lives in this task's memory only
+   until the Dovecot keys are open, as it lives in the login's;
+2. `import_maildir` runs with those keys and the account (the account's public key
+   seals, its data key indexes), beating the row's heartbeat and progress every
+   `_BEAT_S` seconds; the unlocked keys stay in this task's memory until it ends.
+
+A password that does not open the Dovecot keys (an app password, or a password changed
+since Dovecot) puts the row back to `staged`: the next login with the right password
+imports it. A server that stops puts running rows back to `staged`; one that dies
+leaves them `running` with an old heartbeat, and the next login after
+`auth.import_stale_s` claims and resumes them (the import journal skips what is in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.crypto.dovecot import DovecotKeyring, keyring_from_attributes, parse_attributes
+from cryptmail.db import UserId
+from cryptmail.errors import CryptmailError, DovecotWrongPassword, StoreError
+from cryptmail.keys import UnlockedAccount
+from cryptmail.secret import Password
+from cryptmail.store._import import import_maildir
+from cryptmail.store._staged import (
+    DONE,
+    FAILED,
+    RUNNING,
+    STAGED,
+    ClaimedImport,
+    StagedSource,
+    beat_staged,
+    claim_staged,
+    finish_staged,
+    list_staged,
+)
+from cryptmail.store.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+_BEAT_S: Final = 1.0
+
+
+@dataclass(frozen=True)
+class ImportNotice:
+    """An import of the user's old mail is under way: `done` of `total` messages."""
+
+    done: int
+    total: int
+
+
+def _unlock_keyring(source: StagedSource, password: Password) -> DovecotKeyring:
+    """The Dovecot folder keys the password opens (an empty keyring for a plain Maildir).
+    Raises DovecotWrongPassword, DovecotFormatError, OSError."""
+    attributes = source.attributes
+    if attributes is None and (source.root / "dovecot-attributes").is_file():
+        attributes = source.root / "dovecot-attributes"
+    if attributes is None:
+        return DovecotKeyring()
+    return keyring_from_attributes(parse_attributes(Path(attributes).read_bytes()), password)
+
+
+@dataclass
+class _Run:
+    task: asyncio.Task[None] | None
+    done: int
+    total: int
+
+
+class FirstLoginImports:
+    """The staged imports this process runs, one task per user at most."""
+
+    def __init__(self, engine: AsyncEngine, blobs: BlobStore, *, stale_after_s: float) -> None:
+        self._engine = engine
+        self._blobs = blobs
+        self._stale_after = timedelta(seconds=stale_after_s)
+        self._runs: dict[UserId, _Run] = {}
+        self._locks: dict[UserId, asyncio.Lock] = {}
+
+    def progress(self, user_id: UserId) -> ImportNotice | None:
+        """The user's import running in this process, if any."""
+        run = self._runs.get(user_id)
+        return None if run is None else ImportNotice(run.done, run.total)
+
+    async def after_login(
+        self, account: UnlockedAccount, password: Password
+    ) -> ImportNotice | None:
+        """Start the user's staged imports, if any, without waiting for them; what is
+        under way (here or on another node), or None. Never raises for the import's
+        sake: a login must not fail because its old mail cannot be imported."""
+        user_id = account.user.id
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        try:
+            async with lock:
+                if user_id in self._runs:
+                    return self.progress(user_id)
+                claimed = await claim_staged(self._engine, user_id, self._stale_after)
+                if claimed:
+                    run = _Run(None, 0, sum(c.total_messages for c in claimed))
+                    self._runs[user_id] = run
+                    run.task = asyncio.create_task(
+                        self._run(account, password, claimed, run),
+                        name=f"first-login import of user id {user_id}",
+                    )
+                    return ImportNotice(0, run.total)
+            # Running on another node, or staged with a password this login did not
+            # have: say so if it runs.
+            rows = await list_staged(self._engine, user_id)
+        except (CryptmailError, OSError):
+            log.exception("first-login import of user id %d could not start", user_id)
+            return None
+        running = [r for r in rows if r.state == RUNNING]
+        if not running:
+            return None
+        return ImportNotice(
+            sum(r.done_messages for r in running), sum(r.total_messages for r in running)
+        )
+
+    async def close(self) -> None:
+        """Stop the running imports (their rows go back to `staged`)."""
+        tasks = [r.task for r in self._runs.values() if r.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait(self, user_id: UserId) -> None:
+        """Until the user's import in this process ends (for tests and the CLI)."""
+        run = self._runs.get(user_id)
+        if run is not None and run.task is not None:
+            await asyncio.gather(run.task, return_exceptions=True)
+
+    async def _run(
+        self,
+        account: UnlockedAccount,
+        password: Password | None,
+        claimed: list[ClaimedImport],
+        run: _Run,
+    ) -> None:
+        user_id = account.user.id
+        ready: list[tuple[ClaimedImport, DovecotKeyring]] = []
+        try:
+            assert password is not None  # noqa: S101 - given by after_login
+            for job in claimed:
+                try:
+                    keyring = await run_blocking(_unlock_keyring, job.source, password)
+                except DovecotWrongPassword:
+                    log.info(
+                        "import #%d of user id %d: this login's password does not open the "
+                        "Dovecot keys; it waits for a login with the Dovecot password",
+                        job.id,
+                        user_id,
+                    )
+                    await finish_staged(self._engine, job.id, STAGED)
+                    run.total -= job.total_messages
+                    continue
+                except (CryptmailError, OSError) as exc:
+                    await self._failed(job, exc, 0)
+                    run.total -= job.total_messages
+                    continue
+                ready.append((job, keyring))
+            password = None  # the Dovecot keys are open: the password is not needed
+            base = 0
+            for job, keyring in ready:
+                await self._import(account, job, keyring, run, base)
+                base += job.total_messages
+        finally:
+            password = None
+            del self._runs[user_id]
+
+    async def _import(
+        self,
+        account: UnlockedAccount,
+        job: ClaimedImport,
+        keyring: DovecotKeyring,
+        run: _Run,
+        base: int,
+    ) -> None:
+        done = 0
+        last_beat = time.monotonic()
+        try:
+            async for progress in import_maildir(
+                self._engine, self._blobs, account, job.source.root, keyring
+            ):
+                done = progress.done_messages
+                run.done = base + done
+                if time.monotonic() - last_beat >= _BEAT_S:
+                    await beat_staged(self._engine, job.id, done)
+                    last_beat = time.monotonic()
+        except asyncio.CancelledError:
+            await asyncio.shield(finish_staged(self._engine, job.id, STAGED, done_messages=done))
+            raise
+        except (CryptmailError, OSError) as exc:
+            await self._failed(job, exc, done)
+            return
+        except Exception as exc:
+            # Unexpected (a database gone away): the next login tries again.
+            log.error("import #%d stopped by %s; staged again", job.id, type(exc).__name__)
+            await finish_staged(self._engine, job.id, STAGED, done_messages=done)
+            raise
+        await finish_staged(self._engine, job.id, DONE, done_messages=done)
+        log.info("import #%d of user id %d done: %d messages", job.id, account.user.id, done)
+
+    async def _failed(self, job: ClaimedImport, exc: BaseException, done: int) -> None:
+        # A StoreError names a file by folder number and base name, never a folder;
+        # others (OSError, a broken uidlist) may name a path: only their type is kept.
+        error = str(exc) if isinstance(exc, StoreError) else type(exc).__name__
+        log.error("import #%d failed: %s", job.id, error)
+        await finish_staged(self._engine, job.id, FAILED, error, done_messages=done)
