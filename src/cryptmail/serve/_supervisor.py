@@ -133,10 +133,11 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
                 throttle=shared.throttle,
                 accounts=shared.accounts,
                 readiness=_blob_readiness(shared.blobs),
+                imports=shared.imports,
             )
         )
     if addresses.sasl:
-        checker = SaslChecker(shared.engine, config.crypto, shared.throttle)
+        checker = SaslChecker(shared.engine, config.crypto, shared.throttle, shared.imports)
         group = socket_group_id(
             config.sasl.socket_group, config.data_path, setting="sasl.socket_group"
         )

@@ -36,7 +36,7 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.crypto.dovecot import DovecotKeyring, keyring_from_attributes, parse_attributes
 from cryptmail.db import UserId
 from cryptmail.errors import CryptmailError, DovecotWrongPassword, StoreError
-from cryptmail.keys import UnlockedAccount
+from cryptmail.keys import AccountKey, UnlockedAccount, open_private_keys
 from cryptmail.secret import Password
 from cryptmail.store._import import import_maildir
 from cryptmail.store._staged import (
@@ -49,7 +49,7 @@ from cryptmail.store._staged import (
     beat_staged,
     claim_staged,
     finish_staged,
-    list_staged,
+    open_staged,
 )
 from cryptmail.store.blobs import BlobStore
 
@@ -106,31 +106,56 @@ class FirstLoginImports:
         under way (here or on another node), or None. Never raises for the import's
         sake: a login must not fail because its old mail cannot be imported."""
         user_id = account.user.id
-        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        if user_id in self._runs:
+            return self.progress(user_id)
         try:
-            async with lock:
+            rows = await open_staged(self._engine, user_id)
+            if not rows:
+                return None  # nearly every login: one indexed read
+            async with self._locks.setdefault(user_id, asyncio.Lock()):
                 if user_id in self._runs:
                     return self.progress(user_id)
-                claimed = await claim_staged(self._engine, user_id, self._stale_after)
+                claimed = await claim_staged(self._engine, rows, self._stale_after)
                 if claimed:
-                    run = _Run(None, 0, sum(c.total_messages for c in claimed))
-                    self._runs[user_id] = run
-                    run.task = asyncio.create_task(
-                        self._run(account, password, claimed, run),
-                        name=f"first-login import of user id {user_id}",
-                    )
-                    return ImportNotice(0, run.total)
-            # Running on another node, or staged with a password this login did not
-            # have: say so if it runs.
-            rows = await list_staged(self._engine, user_id)
+                    self._start(account, password, claimed)
+                    return self.progress(user_id)
+            # Running on another node (or here, claimed by a login that just won).
+            return await self.running(user_id)
         except (CryptmailError, OSError):
             log.exception("first-login import of user id %d could not start", user_id)
             return None
-        running = [r for r in rows if r.state == RUNNING]
+
+    async def running(self, user_id: UserId) -> ImportNotice | None:
+        """The user's import under way, here or on another node; None if none runs."""
+        if user_id in self._runs:
+            return self.progress(user_id)
+        running = [r for r in await open_staged(self._engine, user_id) if r.state == RUNNING]
         if not running:
             return None
         return ImportNotice(
             sum(r.done_messages for r in running), sum(r.total_messages for r in running)
+        )
+
+    async def after_key_login(self, opened: AccountKey, password: Password) -> None:
+        """`after_login` for a login that opened the account key only (SASL): the
+        private keys are unsealed only when an import is staged."""
+        try:
+            if not await open_staged(self._engine, opened.user.id):
+                return
+            account = await open_private_keys(self._engine, opened)
+        except (CryptmailError, OSError):
+            log.exception("first-login import of user id %d could not start", opened.user.id)
+            return
+        await self.after_login(account, password)
+
+    def _start(
+        self, account: UnlockedAccount, password: Password, claimed: list[ClaimedImport]
+    ) -> None:
+        run = _Run(None, 0, sum(c.total_messages for c in claimed))
+        self._runs[account.user.id] = run
+        run.task = asyncio.create_task(
+            self._run(account, password, claimed, run),
+            name=f"first-login import of user id {account.user.id}",
         )
 
     async def close(self) -> None:

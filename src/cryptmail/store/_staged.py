@@ -173,22 +173,26 @@ async def list_staged(engine: AsyncEngine, user_id: UserId | None = None) -> lis
         return [_row(r) for r in await conn.execute(query)]
 
 
+async def open_staged(engine: AsyncEngine, user_id: UserId) -> list[StagedImport]:
+    """The user's imports that are staged or running."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(_staged).where(_staged.c.user_id == user_id, _staged.c.state.in_(_OPEN))
+        )
+        return [_row(r) for r in rows]
+
+
 async def claim_staged(
-    engine: AsyncEngine, user_id: UserId, stale_after: timedelta
+    engine: AsyncEngine, rows: list[StagedImport], stale_after: timedelta
 ) -> list[ClaimedImport]:
-    """Mark the user's staged imports (and running ones whose heartbeat is older than
-    `stale_after`: their process died) as running here; the ones this call won.
+    """Mark `rows` (as `open_staged` read them) as running here: the staged ones, and
+    the running ones whose heartbeat is older than `stale_after` (their process died);
+    the ones this call won.
 
     Each row changes only if it is still as read, so of several logins at once (in this
     process or on other nodes) exactly one claims it."""
     now = utcnow()
     claimed: list[ClaimedImport] = []
-    async with engine.connect() as conn:
-        rows = list(
-            await conn.execute(
-                select(_staged).where(_staged.c.user_id == user_id, _staged.c.state.in_(_OPEN))
-            )
-        )
     for row in rows:
         if row.state == RUNNING and row.heartbeat_at > now - stale_after:
             continue  # alive elsewhere
@@ -202,17 +206,20 @@ async def claim_staged(
                 )
                 .values(state=RUNNING, heartbeat_at=now)
             )
+            sealed = (
+                await conn.execute(select(_staged.c.source_sealed).where(_staged.c.id == row.id))
+            ).scalar_one()
         if won.rowcount != 1:
             continue
         try:
-            source = open_source(user_id, bytes(row.source_sealed))
+            source = open_source(row.user_id, bytes(sealed))
         except StoreError as exc:
-            await finish_staged(engine, int(row.id), FAILED, str(exc))
-            log.error("import #%d of user id %d: %s", row.id, user_id, exc)
+            await finish_staged(engine, row.id, FAILED, str(exc))
+            log.error("import #%d of user id %d: %s", row.id, row.user_id, exc)
             continue
         if row.state == RUNNING:
-            log.info("import #%d of user id %d: its process died; resuming it", row.id, user_id)
-        claimed.append(ClaimedImport(int(row.id), int(row.total_messages), source))
+            log.info("import #%d of user id %d: its process died; resuming it", row.id, row.user_id)
+        claimed.append(ClaimedImport(row.id, row.total_messages, source))
     return claimed
 
 
