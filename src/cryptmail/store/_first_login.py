@@ -82,6 +82,7 @@ class _Run:
     task: asyncio.Task[None] | None
     done: int
     total: int
+    job_ids: tuple[int, ...]
 
 
 class FirstLoginImports:
@@ -151,7 +152,7 @@ class FirstLoginImports:
     def _start(
         self, account: UnlockedAccount, password: Password, claimed: list[ClaimedImport]
     ) -> None:
-        run = _Run(None, 0, sum(c.total_messages for c in claimed))
+        run = _Run(None, 0, sum(c.total_messages for c in claimed), tuple(c.id for c in claimed))
         self._runs[account.user.id] = run
         run.task = asyncio.create_task(
             self._run(account, password, claimed, run),
@@ -160,10 +161,16 @@ class FirstLoginImports:
 
     async def close(self) -> None:
         """Stop the running imports (their rows go back to `staged`)."""
-        tasks = [r.task for r in self._runs.values() if r.task is not None]
+        runs = dict(self._runs)
+        tasks = [r.task for r in runs.values() if r.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for user_id, run in runs.items():
+            if self._runs.pop(user_id, None) is not None:
+                # Cancelled before it began: its own clean-up never ran.
+                for job_id in run.job_ids:
+                    await finish_staged(self._engine, job_id, STAGED)
 
     async def wait(self, user_id: UserId) -> None:
         """Until the user's import in this process ends (for tests and the CLI)."""
@@ -180,6 +187,7 @@ class FirstLoginImports:
     ) -> None:
         user_id = account.user.id
         ready: list[tuple[ClaimedImport, DovecotKeyring]] = []
+        unfinished = {job.id for job in claimed}
         try:
             assert password is not None  # noqa: S101 - given by after_login
             for job in claimed:
@@ -192,10 +200,12 @@ class FirstLoginImports:
                         job.id,
                         user_id,
                     )
+                    unfinished.discard(job.id)
                     await finish_staged(self._engine, job.id, STAGED)
                     run.total -= job.total_messages
                     continue
                 except (CryptmailError, OSError) as exc:
+                    unfinished.discard(job.id)
                     await self._failed(job, exc, 0)
                     run.total -= job.total_messages
                     continue
@@ -204,10 +214,17 @@ class FirstLoginImports:
             base = 0
             for job, keyring in ready:
                 await self._import(account, job, keyring, run, base)
+                unfinished.discard(job.id)
                 base += job.total_messages
+        except BaseException:
+            # Stopped (the server shuts down) or broken: what did not end waits for the
+            # next login, as after a crash but without waiting for the heartbeat to age.
+            for job_id in unfinished:
+                await asyncio.shield(finish_staged(self._engine, job_id, STAGED))
+            raise
         finally:
             password = None
-            del self._runs[user_id]
+            self._runs.pop(user_id, None)
 
     async def _import(
         self,
@@ -228,16 +245,12 @@ class FirstLoginImports:
                 if time.monotonic() - last_beat >= _BEAT_S:
                     await beat_staged(self._engine, job.id, done)
                     last_beat = time.monotonic()
-        except asyncio.CancelledError:
-            await asyncio.shield(finish_staged(self._engine, job.id, STAGED, done_messages=done))
-            raise
         except (CryptmailError, OSError) as exc:
             await self._failed(job, exc, done)
             return
         except Exception as exc:
-            # Unexpected (a database gone away): the next login tries again.
+            # Unexpected (a database gone away): `_run` stages it again.
             log.error("import #%d stopped by %s; staged again", job.id, type(exc).__name__)
-            await finish_staged(self._engine, job.id, STAGED, done_messages=done)
             raise
         await finish_staged(self._engine, job.id, DONE, done_messages=done)
         log.info("import #%d of user id %d done: %d messages", job.id, account.user.id, done)
