@@ -118,3 +118,19 @@ async def test_a_stopped_server_puts_it_back_to_staged(rig: StoreRig, maildir: P
     assert (row.state, row.done_messages) == ("done", 7)
     stored = await contents(rig, account)
     assert sum(len(items) for _, items in stored.values()) == 7
+
+
+async def test_a_damaged_file_is_left_out_and_counted(rig: StoreRig, maildir: Path) -> None:
+    account = await _staged_account(rig, maildir)
+    damaged = sorted((maildir / "new").iterdir())[1]
+    data = bytearray(damaged.read_bytes())
+    data[-40] ^= 1
+    damaged.write_bytes(bytes(data))
+    imports = FirstLoginImports(rig.engine, rig.blobs, stale_after_s=60)
+    await imports.after_login(account, DOVECOT_PASSWORD)
+    await imports.wait(account.user.id)
+    (row,) = await list_staged(rig.engine, account.user.id)
+    assert (row.state, row.done_messages) == ("done", 7)
+    assert row.error is not None and row.error.startswith("1 file(s) did not decrypt")
+    stored = await contents(rig, account)
+    assert sum(len(items) for _, items in stored.values()) == 6

@@ -234,13 +234,16 @@ class FirstLoginImports:
         run: _Run,
         base: int,
     ) -> None:
-        done = 0
+        done = failed = 0
         last_beat = time.monotonic()
         try:
+            # A file that does not decrypt is left out and counted (its folder number and
+            # name go to the log): the user should not wait for the rest because of it,
+            # and the admin still has it in the Dovecot tree.
             async for progress in import_maildir(
-                self._engine, self._blobs, account, job.source.root, keyring
+                self._engine, self._blobs, account, job.source.root, keyring, skip_unreadable=True
             ):
-                done = progress.done_messages
+                done, failed = progress.done_messages, progress.failed
                 run.done = base + done
                 if time.monotonic() - last_beat >= _BEAT_S:
                     await beat_staged(self._engine, job.id, done)
@@ -252,7 +255,10 @@ class FirstLoginImports:
             # Unexpected (a database gone away): `_run` stages it again.
             log.error("import #%d stopped by %s; staged again", job.id, type(exc).__name__)
             raise
-        await finish_staged(self._engine, job.id, DONE, done_messages=done)
+        note = None
+        if failed:
+            note = f"{failed} file(s) did not decrypt and were left out; see the serve log"
+        await finish_staged(self._engine, job.id, DONE, note, done_messages=done)
         log.info("import #%d of user id %d done: %d messages", job.id, account.user.id, done)
 
     async def _failed(self, job: ClaimedImport, exc: BaseException, done: int) -> None:
