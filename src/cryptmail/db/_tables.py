@@ -277,3 +277,19 @@ cm_staged_imports = Table(
     Column("heartbeat_at", DateTime(timezone=False), nullable=False),
     Index("ix_cm_staged_imports_user", "user_id"),
 )
+
+# Blobs written for a staged import before the user's login places them (plain and
+# global-key mail is sealed at once, see store/_sealed_import.py): the sweep of
+# unreferenced blobs keeps them. Random ids only.
+cm_staged_blobs = Table(
+    "cm_staged_blobs",
+    metadata,
+    Column(
+        "staged_id",
+        Integer,
+        ForeignKey("cm_staged_imports.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("blob_id", LargeBinary(16), primary_key=True),
+    Index("ix_cm_staged_blobs_blob", "blob_id"),
+)

@@ -86,6 +86,7 @@ from cryptmail.store._reader import (
     stream_plaintext,
 )
 from cryptmail.store._reseal import reseal_old_fields
+from cryptmail.store._sealed_import import seal_maildir
 from cryptmail.store._spool import Spool, sweep_spools
 from cryptmail.store._staged import (
     StagedImport,
@@ -179,6 +180,7 @@ __all__ = [
     "save_cache",
     "save_caches",
     "scan_maildir",
+    "seal_maildir",
     "set_flags",
     "small_blob_plaintext",
     "stage_import",

@@ -9,8 +9,10 @@ the login then answers at once and a task of this process does the work:
    Dovecot does, off the event loop); the password is dropped right after, whatever
    the outcome. It is never written anywhere: it lives in this task's memory only
    until the Dovecot keys are open, as it lives in the login's;
-2. `import_maildir` runs with those keys and the account (the account's public key
-   seals, its data key indexes), beating the row's heartbeat and progress every
+   (mail sealed already by `import maildir --at-first-login` with a global key or a
+   plain Maildir, see `_sealed_import`, needs no Dovecot key: any login places it);
+2. `import_maildir` (or `place_sealed`) runs with those keys and the account (the
+   account's public key seals, its data key indexes), beating the row's heartbeat and progress every
    `_BEAT_S` seconds; the unlocked keys stay in this task's memory until it ends.
 
 A password that does not open the Dovecot keys (an app password, or a password changed
@@ -38,7 +40,9 @@ from cryptmail.db import UserId
 from cryptmail.errors import CryptmailError, DovecotWrongPassword, StoreError
 from cryptmail.keys import AccountKey, UnlockedAccount, open_private_keys
 from cryptmail.secret import Password
+from cryptmail.store._ids import BlobId
 from cryptmail.store._import import import_maildir
+from cryptmail.store._sealed_import import place_sealed
 from cryptmail.store._staged import (
     DONE,
     FAILED,
@@ -186,11 +190,14 @@ class FirstLoginImports:
         run: _Run,
     ) -> None:
         user_id = account.user.id
-        ready: list[tuple[ClaimedImport, DovecotKeyring]] = []
+        ready: list[tuple[ClaimedImport, DovecotKeyring | None]] = []
         unfinished = {job.id for job in claimed}
         try:
             assert password is not None  # noqa: S101 - given by after_login
             for job in claimed:
+                if job.source.manifest is not None:
+                    ready.append((job, None))  # sealed already: any login places it
+                    continue
                 try:
                     keyring = await run_blocking(_unlock_keyring, job.source, password)
                 except DovecotWrongPassword:
@@ -212,8 +219,8 @@ class FirstLoginImports:
                 ready.append((job, keyring))
             password = None  # the Dovecot keys are open: the password is not needed
             base = 0
-            for job, keyring in ready:
-                await self._import(account, job, keyring, run, base)
+            for job, opened in ready:
+                await self._import(account, job, opened, run, base)
                 unfinished.discard(job.id)
                 base += job.total_messages
         except BaseException:
@@ -230,7 +237,7 @@ class FirstLoginImports:
         self,
         account: UnlockedAccount,
         job: ClaimedImport,
-        keyring: DovecotKeyring,
+        keyring: DovecotKeyring | None,
         run: _Run,
         base: int,
     ) -> None:
@@ -240,9 +247,19 @@ class FirstLoginImports:
             # A file that does not decrypt is left out and counted (its folder number and
             # name go to the log): the user should not wait for the rest because of it,
             # and the admin still has it in the Dovecot tree.
-            async for progress in import_maildir(
-                self._engine, self._blobs, account, job.source.root, keyring, skip_unreadable=True
-            ):
+            if keyring is None and job.source.manifest is not None:
+                manifest = BlobId(bytes.fromhex(job.source.manifest))
+                steps = place_sealed(self._engine, self._blobs, account, job.id, manifest)
+            else:
+                steps = import_maildir(
+                    self._engine,
+                    self._blobs,
+                    account,
+                    job.source.root,
+                    keyring or DovecotKeyring(),
+                    skip_unreadable=True,
+                )
+            async for progress in steps:
                 done, failed = progress.done_messages, progress.failed
                 run.done = base + done
                 if time.monotonic() - last_beat >= _BEAT_S:

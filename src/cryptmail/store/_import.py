@@ -65,7 +65,7 @@ from cryptmail.store._mailboxes import (
     ensure_default_mailboxes,
     get_mailbox,
 )
-from cryptmail.store._maildir import MaildirFolder, MaildirMessage, flags_from_info, scan_maildir
+from cryptmail.store._maildir import MaildirMessage, flags_from_info, scan_maildir
 from cryptmail.store._messages import RECENT_FLAG, MessageRow, save_cache
 from cryptmail.store.blobs import BlobStore
 
@@ -73,8 +73,8 @@ log = logging.getLogger(__name__)
 
 JOURNAL_KIND = "import"
 _ENTRY_SIZE = 16
-_BATCH_MESSAGES = 32
-_BATCH_BYTES = 8 << 20
+BATCH_MESSAGES = 32
+BATCH_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class ImportProgress:
 
 
 @dataclass
-class _Pending:
+class Pending:
     message: MaildirMessage
     blob: StoredBlob
     uid: int | None
@@ -110,7 +110,7 @@ class _Pending:
 
 
 @dataclass
-class _Folder:
+class FolderState:
     """The target folder's state while its messages go in."""
 
     mailbox: Mailbox
@@ -118,7 +118,7 @@ class _Folder:
     """UIDs below this (the uidlist's next UID) are the Maildir's; 0: keep none."""
     taken: set[int]
     """UIDs of the folder's rows below `reserved_below`."""
-    pending: list[_Pending] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
 
     @property
     def pending_bytes(self) -> int:
@@ -162,7 +162,7 @@ def to_crlf(piece: bytes, after_cr: bool) -> bytes:
     return head + piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-async def _crlf_source(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
+async def crlf_source(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
     after_cr = False
     for piece in pieces:
         if not piece:
@@ -172,13 +172,13 @@ async def _crlf_source(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
 
 
 @dataclass
-class _OpenedMail:
+class OpenedMail:
     fileobj: BinaryIO
     pieces: Iterator[bytes]
     unverified: bool
 
 
-def _open_mail(path: Path, keyring: DovecotKeyring, allow_unauthenticated: bool) -> _OpenedMail:
+def open_mail(path: Path, keyring: DovecotKeyring, allow_unauthenticated: bool) -> OpenedMail:
     fileobj = open(path, "rb")  # closed by the caller, after streaming
     try:
         header = read_dovecot_header(fileobj)
@@ -188,7 +188,7 @@ def _open_mail(path: Path, keyring: DovecotKeyring, allow_unauthenticated: bool)
     except BaseException:
         fileobj.close()
         raise
-    return _OpenedMail(fileobj, pieces, unverified)
+    return OpenedMail(fileobj, pieces, unverified)
 
 
 def _internal_date(mtime: float) -> datetime:
@@ -227,14 +227,15 @@ async def reserve_uids(conn: AsyncConnection, mailbox: Mailbox, uidlist: Uidlist
     return uidlist.next_uid
 
 
-async def _prepare_folder(
-    engine: AsyncEngine, account: UnlockedAccount, folder: MaildirFolder
-) -> _Folder:
+async def prepare_folder(
+    engine: AsyncEngine, account: UnlockedAccount, name: str, uidlist: Uidlist | None
+) -> FolderState:
+    """The folder `name` (made if missing) with Dovecot's UIDs reserved in it."""
     async with engine.begin() as conn:
-        mailbox = await _target(conn, account, folder.name)
+        mailbox = await _target(conn, account, name)
         reserved = 0
-        if folder.uidlist is not None:
-            reserved = await reserve_uids(conn, mailbox, folder.uidlist)
+        if uidlist is not None:
+            reserved = await reserve_uids(conn, mailbox, uidlist)
         msg = t.cm_messages
         taken = {
             int(uid)
@@ -244,10 +245,10 @@ async def _prepare_folder(
                 )
             ).scalars()
         }
-    return _Folder(mailbox, reserved, taken)
+    return FolderState(mailbox, reserved, taken)
 
 
-async def _commit(engine: AsyncEngine, account: UnlockedAccount, state: _Folder) -> None:
+async def commit_batch(engine: AsyncEngine, account: UnlockedAccount, state: FolderState) -> None:
     """Rows, flags, caches and the journal entries of the pending batch: one transaction."""
     if not state.pending:
         return
@@ -289,7 +290,7 @@ async def _commit(engine: AsyncEngine, account: UnlockedAccount, state: _Folder)
     state.pending.clear()
 
 
-def _unreadable(folder_number: int, message: MaildirMessage, exc: Exception) -> StoreError:
+def unreadable(folder_number: int, message: MaildirMessage, exc: Exception) -> StoreError:
     where = f"{'new' if message.in_new else 'cur'}/{message.base}"
     return StoreError(
         f"the message file {where} of folder #{folder_number} could not be read ({exc}); "
@@ -324,7 +325,7 @@ async def import_maildir(
     )
     yield progress
     for number, folder in enumerate(folders, start=1):
-        state = await _prepare_folder(engine, account, folder)
+        state = await prepare_folder(engine, account, folder.name, folder.uidlist)
         uids = folder.uids()
         present = {m.base for m in folder.messages}
         progress = replace(
@@ -351,12 +352,10 @@ async def import_maildir(
                 progress = replace(progress, renumbered=progress.renumbered + 1)
                 uid = None
             try:
-                opened = await run_blocking(
-                    _open_mail, message.path, keyring, allow_unauthenticated
-                )
+                opened = await run_blocking(open_mail, message.path, keyring, allow_unauthenticated)
             except (CryptoError, DovecotFormatError) as exc:
                 if not skip_unreadable:
-                    raise _unreadable(number, message, exc) from exc
+                    raise unreadable(number, message, exc) from exc
                 log.warning("import: folder #%d file %s left out: %s", number, message.base, exc)
                 progress = replace(
                     progress,
@@ -367,13 +366,13 @@ async def import_maildir(
                 yield progress
                 continue
             try:
-                blob = await write_blob(blobs, recipient, _crlf_source(opened.pieces))
+                blob = await write_blob(blobs, recipient, crlf_source(opened.pieces))
             finally:
                 opened.fileobj.close()
             if uid is not None:
                 state.taken.add(uid)
             state.pending.append(
-                _Pending(message, blob, uid, flags_from_info(message.info, folder.keywords), entry)
+                Pending(message, blob, uid, flags_from_info(message.info, folder.keywords), entry)
             )
             journal.add(entry)
             progress = replace(
@@ -383,10 +382,10 @@ async def import_maildir(
                 imported=progress.imported + 1,
                 unverified=progress.unverified + int(opened.unverified),
             )
-            if len(state.pending) >= _BATCH_MESSAGES or state.pending_bytes >= _BATCH_BYTES:
-                await _commit(engine, account, state)
+            if len(state.pending) >= BATCH_MESSAGES or state.pending_bytes >= BATCH_BYTES:
+                await commit_batch(engine, account, state)
             yield progress
-        await _commit(engine, account, state)
+        await commit_batch(engine, account, state)
     log.info(
         "import for user id %d: %d imported, %d skipped, %d renumbered, %d unverified",
         account.user.id,

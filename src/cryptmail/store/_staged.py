@@ -9,7 +9,8 @@ the data directory); it counts the messages and reserves the INBOX's UIDs (see
 import needs. Where the Maildir is is sealed under the server key (docs/security.md,
 "Staged imports"); the state, counts and times are plain.
 
-States: `staged` (waiting for a login), `running` (a process holds it and beats its
+States: `sealing` (plain or global-key mail being sealed by the admin's command, see
+`_sealed_import`), `staged` (waiting for a login), `running` (a process holds it and beats its
 heartbeat), `done`, `failed`. A `running` row whose heartbeat is older than the stale
 limit belongs to a process that died (kill -9, power cut): the next login claims it
 again, and the import journal makes the rerun skip what is in already.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.db import UserId, utcnow
@@ -38,6 +39,7 @@ from cryptmail.store._maildir import scan_maildir
 
 log = logging.getLogger(__name__)
 
+SEALING: Final = "sealing"
 STAGED: Final = "staged"
 RUNNING: Final = "running"
 DONE: Final = "done"
@@ -49,10 +51,12 @@ _staged = t.cm_staged_imports
 
 @dataclass(frozen=True)
 class StagedSource:
-    """Where the staged Maildir is: its root (the INBOX) and its dovecot-attributes."""
+    """Where the staged Maildir is: its root (the INBOX) and its dovecot-attributes; or,
+    for mail sealed already (`_sealed_import`), the blob id (hex) of its manifest."""
 
     root: Path
     attributes: Path | None
+    manifest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ def seal_source(user_id: UserId, source: StagedSource) -> bytes:
     value = {
         "root": str(source.root),
         "attributes": None if source.attributes is None else str(source.attributes),
+        "manifest": source.manifest,
     }
     data = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogateescape")
     return server_key().staged_import_cipher().seal(data, _context(user_id))
@@ -105,7 +110,11 @@ def open_source(user_id: UserId, sealed: bytes) -> StagedSource:
             "stage it again"
         ) from exc
     attributes = value.get("attributes")
-    return StagedSource(Path(value["root"]), None if attributes is None else Path(attributes))
+    return StagedSource(
+        Path(value["root"]),
+        None if attributes is None else Path(attributes),
+        value.get("manifest"),
+    )
 
 
 def _row(row: object) -> StagedImport:
@@ -135,16 +144,7 @@ async def stage_import(engine: AsyncEngine, user_id: UserId, source: StagedSourc
     sealed = seal_source(user_id, source)
     now = utcnow()
     async with engine.begin() as conn:
-        open_rows = (
-            await conn.execute(
-                select(_staged.c.id).where(_staged.c.user_id == user_id, _staged.c.state.in_(_OPEN))
-            )
-        ).first()
-        if open_rows is not None:
-            raise StoreError(
-                f"an import of user id {user_id} is staged or running already "
-                f"(#{open_rows.id}); see `cryptmail import status`"
-            )
+        await refuse_second(conn, user_id)
         if inbox_folder is not None and inbox_folder.uidlist is not None:
             inbox = await mailbox_by_id(conn, None, inbox_id)
             await reserve_uids(conn, inbox, inbox_folder.uidlist)
@@ -162,6 +162,22 @@ async def stage_import(engine: AsyncEngine, user_id: UserId, source: StagedSourc
         job_id = int(result.inserted_primary_key[0])  # type: ignore[index]
     log.info("import #%d of user id %d staged: %d messages", job_id, user_id, total)
     return StagedImport(job_id, user_id, STAGED, 0, total, None, now, now)
+
+
+async def refuse_second(conn: AsyncConnection, user_id: UserId) -> None:
+    """StoreError if an import of the user is staged, running or being sealed."""
+    found = (
+        await conn.execute(
+            select(_staged.c.id).where(
+                _staged.c.user_id == user_id, _staged.c.state.in_((*_OPEN, SEALING))
+            )
+        )
+    ).first()
+    if found is not None:
+        raise StoreError(
+            f"an import of user id {user_id} is staged or running already "
+            f"(#{found.id}); see `cryptmail import status`"
+        )
 
 
 async def list_staged(engine: AsyncEngine, user_id: UserId | None = None) -> list[StagedImport]:

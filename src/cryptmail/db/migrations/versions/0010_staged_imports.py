@@ -1,5 +1,6 @@
 """Imports staged for a user's first login (`import maildir --at-first-login`): the
-state and counts in plain, where the Maildir is sealed under the server key.
+state and counts in plain, where the Maildir is sealed under the server key; and the
+blobs a staged import wrote before the login places them (cm_staged_blobs).
 
 Revision ID: 0010
 Revises: 0008
@@ -35,8 +36,21 @@ def upgrade() -> None:
         sa.Column("heartbeat_at", sa.DateTime(timezone=False), nullable=False),
     )
     op.create_index("ix_cm_staged_imports_user", "cm_staged_imports", ["user_id"])
+    op.create_table(
+        "cm_staged_blobs",
+        sa.Column(
+            "staged_id",
+            sa.Integer(),
+            sa.ForeignKey("cm_staged_imports.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("blob_id", sa.LargeBinary(16), primary_key=True),
+    )
+    op.create_index("ix_cm_staged_blobs_blob", "cm_staged_blobs", ["blob_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cm_staged_blobs_blob", "cm_staged_blobs")
+    op.drop_table("cm_staged_blobs")
     op.drop_index("ix_cm_staged_imports_user", "cm_staged_imports")
     op.drop_table("cm_staged_imports")
