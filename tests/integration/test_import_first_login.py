@@ -234,3 +234,77 @@ def test_staged_import_runs_at_first_login_survives_a_kill_and_keeps_uids(
         assert f"{EMAIL}\tdone\t{total}/{total}" in status.stdout, status.stdout
     finally:
         server.stop()
+
+
+def test_global_key_mail_sealed_by_the_admin_is_placed_at_a_pop3_login(tmp_path: Path) -> None:
+    """frank's Maildir (Dovecot's global RSA key, its PEM encrypted): the admin's
+    command seals it to frank's public key without frank's password; the Maildir goes;
+    frank's first POP3 login places it, with Dovecot's UIDLs."""
+    data_dir = tmp_path / "data"
+    maildir = tmp_path / "Maildir"
+    shutil.copytree(VECTORS / "maildirs" / "frank" / "Maildir", maildir)
+    email, secret = "frank@example.org", "frank's own login password"
+    make_users(data_dir, "example.org", {})
+
+    async def add_frank() -> None:
+        engine = create_engine(db_url(data_dir))
+        await create_user(engine, email, Password.from_str(secret), CRYPTO, crypt=2)
+        await engine.dispose()
+
+    asyncio.run(add_frank())
+    uidlist = parse_uidlist((maildir / "dovecot-uidlist").read_bytes())
+    by_file = {e["file"]: e for e in json.loads((VECTORS / "vectors.json").read_text())}
+    expected: dict[str, bytes] = {}
+    for path in (VECTORS / "maildirs" / "frank" / "Maildir" / "new").iterdir():
+        plain = (VECTORS / by_file[path.relative_to(VECTORS).as_posix()]["plaintext"]).read_bytes()
+        record = uidlist.find(path.name)
+        assert record is not None
+        expected[f"{record.uid:08X}{uidlist.uid_validity:08X}"] = plain.replace(
+            b"\r\n", b"\n"
+        ).replace(b"\n", b"\r\n")
+
+    key = VECTORS / "keys" / "frank-global-rsa2048-priv-encrypted.pem"
+    sealed = subprocess.run(
+        [sys.executable, "-m", "cryptmail", "--data-dir", str(data_dir), "import", "maildir"]
+        + [email, str(maildir), "--at-first-login", "--dovecot-private-key", str(key)]
+        + ["--password-stdin"],
+        input="frank-global-pw\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert sealed.returncode == 0, sealed.stderr
+    assert "no longer needed" in sealed.stderr
+    shutil.rmtree(maildir)
+    (row,) = _staged(data_dir)
+    assert (row.state, row.total_messages) == ("staged", len(expected))
+
+    server = CryptmailServer(data_dir, pop3=True, config=CONFIG)
+    server.start()
+    try:
+        pop = poplib.POP3("127.0.0.1", server.pop3_port)
+        pop.user(email)
+        pop.pass_(secret)
+        pop.quit()
+        row = _wait_done(data_dir)
+        assert (row.state, row.done_messages) == ("done", len(expected))
+        pop = poplib.POP3("127.0.0.1", server.pop3_port)
+        try:
+            pop.user(email)
+            pop.pass_(secret)
+            _, lines, _ = pop.uidl()
+            got: dict[str, bytes] = {}
+            for entry in lines:
+                number, name = entry.split()
+                _, body, _ = pop.retr(int(number))
+                got[name.decode()] = b"".join(piece + b"\r\n" for piece in body)
+        finally:
+            pop.quit()
+        assert set(got) == set(expected)
+        for wanted, data in expected.items():
+            # poplib strips each line's CRLF; POP3 ends a message without one in CRLF.
+            whole = data if data.endswith(b"\r\n") or not data else data + b"\r\n"
+            assert got[wanted] == whole, wanted
+    finally:
+        server.stop()
