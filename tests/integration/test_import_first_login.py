@@ -308,3 +308,53 @@ def test_global_key_mail_sealed_by_the_admin_is_placed_at_a_pop3_login(tmp_path:
             assert got[wanted] == whole, wanted
     finally:
         server.stop()
+
+
+def test_pop3_uidls_are_dovecots_after_the_password_import(tmp_path: Path) -> None:
+    """The other import path (`import maildir` with the user's password): POP3 gives
+    every imported message the UIDL Dovecot gave it (`%08Xu%08Xv`), in every session."""
+    data_dir = tmp_path / "data"
+    maildir = tmp_path / "Maildir"
+    shutil.copytree(VECTORS / "maildirs" / "alice" / "Maildir", maildir)
+    make_users(data_dir, "example.org", {})
+
+    async def add_alice() -> None:
+        engine = create_engine(db_url(data_dir))
+        await create_user(engine, EMAIL, Password.from_str(SECRET), CRYPTO, crypt=2)
+        await engine.dispose()
+
+    asyncio.run(add_alice())
+    done = subprocess.run(
+        [sys.executable, "-m", "cryptmail", "--data-dir", str(data_dir), "import", "maildir"]
+        + [EMAIL, str(maildir), "--password-stdin"],
+        input=SECRET + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    uidvalidity, messages = _expected(maildir)["INBOX"]
+    wanted = {f"{uid:08X}{uidvalidity:08X}": data for uid, data in messages.items()}
+    server = CryptmailServer(data_dir, pop3=True, config=CONFIG)
+    server.start()
+    try:
+        for _ in range(2):
+            pop = poplib.POP3("127.0.0.1", server.pop3_port)
+            try:
+                pop.user(EMAIL)
+                pop.pass_(SECRET)
+                _, lines, _ = pop.uidl()
+                got: dict[str, bytes] = {}
+                for entry in lines:
+                    number, name = entry.split()
+                    _, body, _ = pop.retr(int(number))
+                    got[name.decode()] = b"".join(piece + b"\r\n" for piece in body)
+            finally:
+                pop.quit()
+            assert set(got) == set(wanted)
+            for name, data in wanted.items():
+                whole = data if data.endswith(b"\r\n") or not data else data + b"\r\n"
+                assert got[name] == whole, name
+    finally:
+        server.stop()
