@@ -353,8 +353,8 @@ def test_pop3_uidls_are_dovecots_after_the_password_import(tmp_path: Path) -> No
             finally:
                 pop.quit()
             assert set(got) == set(wanted)
-            for name, data in wanted.items():
+            for uidl, data in wanted.items():
                 whole = data if data.endswith(b"\r\n") or not data else data + b"\r\n"
-                assert got[name] == whole, name
+                assert got[uidl] == whole, uidl
     finally:
         server.stop()
