@@ -278,6 +278,10 @@ class AuthConfig:
     cache_max_users: int = 10000
     """Most users kept unlocked after their last session; beyond it the least recently
     used go first."""
+    import_stale_s: int = 120
+    """Seconds after which a first-login import (`import maildir --at-first-login`)
+    whose process stopped beating its heartbeat counts as dead: the user's next login
+    resumes it. A running import beats every second."""
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

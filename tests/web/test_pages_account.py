@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,10 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config
 from cryptmail.db import tables as t
-from cryptmail.keys import NewAccount, has_recovery_code, list_key_pairs, verify_login
+from cryptmail.db import utcnow
+from cryptmail.keys import (
+    NewAccount,
+    create_user,
+    has_recovery_code,
+    list_key_pairs,
+    verify_login,
+)
+from cryptmail.store import FirstLoginImports, StagedSource, list_staged, stage_import
+from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import add_user, get_user, hash_password, set_crypt
 from web.conftest import ALICE, CLIENT_IP, PASSWORD, pw, sign_in, submit
 
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "dovecot-2.3"
 BANNER = "You have no recovery code yet: if you forget your password, your mail is lost."
 BANNER_LINK = '<a href="/account/recovery-code">Create one now.</a>'
 
@@ -140,3 +152,44 @@ async def test_user_unchanged_by_viewing(
     await signed_in.get("/account")
     async with engine.connect() as conn:
         assert (await get_user(conn, ALICE)).password_hash == alice.user.password_hash
+
+
+async def test_sign_in_starts_the_staged_import_and_the_page_shows_it_running(
+    engine: AsyncEngine, config: Config, tmp_path: Path
+) -> None:
+    """A user whose Dovecot Maildir is staged (keys locked by the login password, as on
+    ISPmail): the web sign-in starts its import; while one runs (here: claimed by another
+    node, its heartbeat fresh) the overview shows how far it is."""
+    from cryptmail.web import create_app
+
+    address, secret = "carol@example.org", "Alice-Secret-521"
+    maildir = tmp_path / "Maildir"
+    shutil.copytree(VECTORS / "maildirs" / "alice" / "Maildir", maildir)
+    created = await create_user(engine, address, pw(secret), config.crypto)
+    await stage_import(engine, created.user.id, StagedSource(maildir, None))
+    imports = FirstLoginImports(engine, LocalBlobStore(config.blob_path), stale_after_s=60)
+    app = create_app(config, engine=engine, imports=imports)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app, client=(CLIENT_IP, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            response = await sign_in(client, address, secret)
+            assert response.status_code in (200, 303)
+            await imports.wait(created.user.id)
+            (row,) = await list_staged(engine, created.user.id)
+            assert (row.state, row.done_messages) == ("done", 7)
+            assert 'id="import-progress"' not in (await client.get("/account")).text
+
+            async with engine.begin() as conn:  # another node runs a second one
+                await conn.execute(
+                    t.cm_staged_imports.insert().values(
+                        user_id=created.user.id,
+                        state="running",
+                        source_sealed=b"",
+                        done_messages=3,
+                        total_messages=10,
+                        created_at=utcnow(),
+                        heartbeat_at=utcnow(),
+                    )
+                )
+            page = (await client.get("/account")).text
+            assert 'id="import-progress"' in page and "3 of 10 messages" in page

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.cli._progress import ProgressDisplay
@@ -28,9 +29,18 @@ from cryptmail.crypto.dovecot import (
     parse_attributes,
 )
 from cryptmail.db import UserId
+from cryptmail.db import tables as t
 from cryptmail.errors import ConfigError, DovecotWrongPassword
 from cryptmail.secret import Password
-from cryptmail.store import ImportProgress, import_maildir, used_bytes
+from cryptmail.store import (
+    ImportProgress,
+    StagedSource,
+    import_maildir,
+    list_staged,
+    seal_maildir,
+    stage_import,
+    used_bytes,
+)
 from cryptmail.store.blobs import open_blob_store
 from cryptmail.users import get_user, normalize_address
 
@@ -59,6 +69,27 @@ Without --password-stdin, each is asked for on the terminal.
 
 Files in format v1 (mail_crypt_save_version = 1) have no integrity protection: they
 are imported unverified and counted, unless --refuse-unverified is given.
+
+With --at-first-login USER's password is not needed (the admin does not know it):
+  * a Maildir whose mail-crypt user keys are locked by a password (ISPmail: USER's
+    login password) is staged, and imported in the background at USER's next
+    successful login (IMAP, POP3, web, SMTP AUTH), with the Dovecot keys unlocked by
+    that login's password. Nothing is decrypted or copied now: leave the Maildir where
+    it is until `cryptmail import status` says done;
+  * a plain Maildir, or one encrypted to a global key (--dovecot-private-key; its
+    password, if any, with --password-stdin or at the prompt), is read and sealed to
+    USER's public key now, as delivery does; the messages go into USER's folders at
+    the next login (folder names and flags need USER's key). The Maildir is not
+    needed afterwards. USER needs keys for this (made at the first login or by
+    `cryptmail user add`).
+Either way the INBOX's UIDs are reserved now, so mail delivered meanwhile keeps clear
+of them, and the imported messages keep Dovecot's UIDs.
+"""
+
+_STATUS_DESCRIPTION = """\
+List the imports staged with `import maildir --at-first-login`: user, state (staged:
+waiting for the user's login; running; done; failed), messages done of total, and when
+it was staged and last seen alive. No path and no folder name is shown.
 """
 
 
@@ -101,7 +132,20 @@ def register(sub: SubParsers) -> None:
         action="store_true",
         help="stop at a file without integrity protection (format v1)",
     )
+    maildir.add_argument(
+        "--at-first-login",
+        action="store_true",
+        help="stage it: import it at USER's next login, with the keys that password opens",
+    )
     maildir.set_defaults(handler=_maildir)
+    status = kinds.add_parser(
+        "status",
+        help="staged first-login imports and how far they are",
+        description=_STATUS_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("user", metavar="USER", nargs="?", help="only this user's")
+    status.set_defaults(handler=_status)
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -189,6 +233,8 @@ def _maildir(args: argparse.Namespace) -> int:
         attributes_path = Path(args.dovecot_attributes)
     elif (root / "dovecot-attributes").is_file():
         attributes_path = root / "dovecot-attributes"
+    if args.at_first_login:
+        return _stage(args, email, root, attributes_path)
     key_data = (
         _read(Path(args.dovecot_private_key), "key file") if args.dovecot_private_key else None
     )
@@ -230,3 +276,129 @@ def _maildir(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         say("interrupted; run the same command again to continue where it stopped")
         return 130
+
+
+def _locked_attributes(attributes: Path | None) -> bool:
+    """Whether the Maildir has Dovecot user keys locked by a password."""
+    if attributes is None:
+        return False
+    try:
+        keyring_from_attributes(parse_attributes(_read(attributes, "attributes file")), None)
+    except DovecotWrongPassword:
+        return True
+    return False
+
+
+def _stage(args: argparse.Namespace, email: str, root: Path, attributes: Path | None) -> int:
+    if args.password_stdin and not args.dovecot_private_key:
+        raise ConfigError(
+            "--at-first-login takes no password of the user: the user's login password "
+            "unlocks the Dovecot keys at that login"
+        )
+    if args.dovecot_password_stdin:
+        raise ConfigError("--at-first-login: the Dovecot user keys open with the login password")
+    locked = _locked_attributes(attributes)
+    if locked and args.dovecot_private_key:
+        raise ConfigError(
+            "this Maildir has Dovecot user keys locked by a password and a global key was "
+            "given; import the two separately"
+        )
+    if locked:
+        source = StagedSource(root.resolve(), None if attributes is None else attributes.resolve())
+        return _stage_source(args, email, source)
+    # Plain or global-key mail: no user secret is needed to read it; it is sealed to the
+    # user's public key now and placed in the folders at the next login.
+    keyring = DovecotKeyring()
+    if args.dovecot_private_key:
+        key_data = _read(Path(args.dovecot_private_key), "key file")
+        secret = None
+        if _key_file_locked(key_data):
+            secret = read_secrets(args, "password_stdin", ["the password of the key file"])[0]
+        keyring.add(load_global_private_key(key_data, secret))
+    elif attributes is not None:
+        unlocked = keyring_from_attributes(
+            parse_attributes(_read(attributes, "attributes file")), None
+        )
+        for key_id in unlocked:
+            found = unlocked.find(key_id)
+            if found is not None:
+                keyring.add(found)
+
+    async def work(config: Config, engine: AsyncEngine) -> int:
+        async with engine.connect() as conn:
+            user = await get_user(conn, email)
+        blobs = open_blob_store(config)
+        display: ProgressDisplay | None = None
+        result = ImportProgress()
+        try:
+            async for result in seal_maildir(
+                engine,
+                blobs,
+                user.id,
+                root,
+                keyring,
+                allow_unauthenticated=not args.refuse_unverified,
+                skip_unreadable=args.skip_unreadable,
+            ):
+                if display is None:
+                    display = ProgressDisplay(
+                        f"seal {email}", result.total_messages, result.total_bytes
+                    )
+                display.update(result.done_messages, result.done_bytes)
+        except BaseException:
+            if display is not None:
+                display.abandon()
+            raise
+        if display is not None:
+            display.finish()
+        say(
+            f"{result.imported} message(s) of {email} sealed to the user's key; they go "
+            "into the folders at the next login. The Maildir is no longer needed"
+            + (f"; {result.failed} unreadable and left out" if result.failed else "")
+        )
+        return 0
+
+    try:
+        return run_with_engine(args, work)
+    except KeyboardInterrupt:
+        say("interrupted; run the same command again to start over")
+        return 130
+
+
+def _stage_source(args: argparse.Namespace, email: str, source: StagedSource) -> int:
+    async def work(config: Config, engine: AsyncEngine) -> int:
+        async with engine.connect() as conn:
+            user = await get_user(conn, email)
+        staged = await stage_import(engine, user.id, source)
+        say(
+            f"staged import #{staged.id}: {staged.total_messages} message(s) for {email}, "
+            "imported at the next login; keep the Maildir until `cryptmail import status` "
+            "says done"
+        )
+        return 0
+
+    return run_with_engine(args, work)
+
+
+def _status(args: argparse.Namespace) -> int:
+    async def work(config: Config, engine: AsyncEngine) -> int:
+        async with engine.connect() as conn:
+            user_id = None
+            if args.user:
+                user_id = (await get_user(conn, normalize_address(args.user))).id
+            emails = {
+                int(row.id): str(row.email)
+                for row in await conn.execute(select(t.virtual_users.c.id, t.virtual_users.c.email))
+            }
+        rows = await list_staged(engine, user_id)
+        print("id\tuser\tstate\tmessages\tstaged\tlast seen\terror")
+        for row in rows:
+            print(
+                f"{row.id}\t{emails.get(row.user_id, row.user_id)}\t{row.state}\t"
+                f"{row.done_messages}/{row.total_messages}\t"
+                f"{row.created_at:%Y-%m-%d %H:%M:%S}\t{row.heartbeat_at:%Y-%m-%d %H:%M:%S}\t"
+                f"{row.error or ''}"
+            )
+        return 0
+
+    return run_with_engine(args, work)

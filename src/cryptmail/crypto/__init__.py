@@ -39,6 +39,7 @@ from cryptmail.crypto._integrity import (
     encode_slot_list,
     macs_equal,
     slot_digest,
+    staged_import_key,
 )
 from cryptmail.crypto._kdf import derive_key
 from cryptmail.crypto._keypair import (
@@ -141,6 +142,7 @@ __all__ = [
     "slot_params",
     "slot_public_key",
     "slot_version",
+    "staged_import_key",
     "unlock_slot",
     "unwrap_blob_key",
     "unwrap_key",

@@ -26,6 +26,7 @@ from cryptmail.crypto._labels import (
     LABEL_ACCOUNT_MAC,
     LABEL_DELIVERY_MAC,
     LABEL_DELIVERY_TAG,
+    LABEL_STAGED_IMPORT,
 )
 
 MAC_SIZE = 32
@@ -126,6 +127,11 @@ def delivery_mac(
     user without a key pair."""
     message = struct.pack(">Qq", user_id, crypt) + _lp(curve.encode()) + _lp(public_key)
     return hmac.new(mac_key, message, hashlib.sha256).digest()
+
+
+def staged_import_key(server_key: bytes) -> bytes:
+    """The key that seals where a staged first-login import's Maildir is."""
+    return derive_mac_key(server_key, LABEL_STAGED_IMPORT)
 
 
 def delivery_tag_key(server_key: bytes) -> bytes:

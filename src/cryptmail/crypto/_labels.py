@@ -67,4 +67,6 @@ CODE_GROUP_SIZE: Final = 5
 LABEL_ACCOUNT_MAC: Final = b"cryptmail/v2/account-mac"
 LABEL_DELIVERY_MAC: Final = b"cryptmail/v2/delivery-mac"
 LABEL_DELIVERY_TAG: Final = b"cryptmail/v2/delivery-tag"
+# Where a staged first-login import's Maildir is (docs/security.md, "Staged imports").
+LABEL_STAGED_IMPORT: Final = b"cryptmail/v2/staged-import"
 SERVER_KEY_SIZE: Final = 32

@@ -261,3 +261,37 @@ cm_jobs = Table(
     Column("state_sealed", _BLOB, nullable=True),
     Column("updated_at", DateTime(timezone=False), nullable=False),
 )
+
+# Imports staged by `import maildir --at-first-login`, run at the user's first login.
+# Plain: the user id, the state, counts and times; where the Maildir is (and the UIDs
+# reserved for it) is sealed under the server key, so a database reader learns no path.
+cm_staged_imports = Table(
+    "cm_staged_imports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("source_sealed", _BLOB, nullable=False),
+    Column("done_messages", Integer, nullable=False, default=0),
+    Column("total_messages", Integer, nullable=False, default=0),
+    Column("error", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=False), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=False), nullable=False),
+    Index("ix_cm_staged_imports_user", "user_id"),
+)
+
+# Blobs written for a staged import before the user's login places them (plain and
+# global-key mail is sealed at once, see store/_sealed_import.py): the sweep of
+# unreferenced blobs keeps them. Random ids only.
+cm_staged_blobs = Table(
+    "cm_staged_blobs",
+    metadata,
+    Column(
+        "staged_id",
+        Integer,
+        ForeignKey("cm_staged_imports.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("blob_id", LargeBinary(16), primary_key=True),
+    Index("ix_cm_staged_blobs_blob", "blob_id"),
+)

@@ -15,7 +15,7 @@ from cryptmail.config import Config
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.pop3._session import Pop3Context, Session
 from cryptmail.pop3._wire import err
-from cryptmail.store import ChangeBus
+from cryptmail.store import ChangeBus, FirstLoginImports
 from cryptmail.store.blobs import BlobStore
 from cryptmail.tls import make_ssl_context
 
@@ -32,6 +32,7 @@ def make_pop3_context(
     bus: ChangeBus,
     throttle: LoginThrottle,
     accounts: UnlockedAccounts,
+    imports: FirstLoginImports | None = None,
 ) -> Pop3Context:
     """What the plain and the TLS listener share; the certificate is IMAP's."""
     return Pop3Context(
@@ -42,6 +43,7 @@ def make_pop3_context(
         throttle=throttle,
         accounts=accounts,
         ssl_context=make_ssl_context(config),
+        imports=imports,
     )
 
 

@@ -46,7 +46,7 @@ from cryptmail.pop3._wire import (
     parse_command,
 )
 from cryptmail.secret import Password
-from cryptmail.store import ChangeBus
+from cryptmail.store import ChangeBus, FirstLoginImports
 from cryptmail.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class Pop3Context:
     accounts: UnlockedAccounts
     ssl_context: ssl.SSLContext | None
     connections: dict[str, int] = field(default_factory=dict)
+    imports: FirstLoginImports | None = None
     """Open connections per client address, over both listeners."""
 
 
@@ -347,6 +348,9 @@ class Session:
                     self.state = State.DONE
             raise
         self.account = account
+        if context.imports is not None:
+            # Started, not awaited: the maildrop shows what is in so far.
+            await context.imports.after_login(account, credentials.password)
         try:
             self.maildrop = await Maildrop.load(context.engine, context.blobs, account)
         except StoreError:

@@ -4,7 +4,9 @@ The same path as an IMAP LOGIN without the session: the login throttle shared wi
 and the web, `keys.verify_login` (its hash schemes, rehash of a weak hash, keys made at
 a first login), and nothing kept afterwards. The account key the check opens is dropped
 at once; no private key is unsealed, nothing is cached, so a revoked app password or a
-changed password fails at the very next AUTH.
+changed password fails at the very next AUTH. Only for a user whose old mail is staged
+(`import maildir --at-first-login`) are the private keys unsealed, and handed with the
+password to the import this login starts in the background.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,7 +25,7 @@ from cryptmail.errors import (
     StoreUnavailable,
     TooManyAttempts,
 )
-from cryptmail.keys import LoginThrottle, verify_login
+from cryptmail.keys import AccountKey, LoginThrottle, verify_login
 from cryptmail.secret import Password
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,13 @@ class Verdict:
     """The user's address as stored (what Postfix records as sasl_username); on OK only."""
 
 
+class StagedImports(Protocol):
+    """Where a login starts the user's staged import of old mail (`serve` passes
+    store.FirstLoginImports; SASL does not reach down to the store itself)."""
+
+    async def after_key_login(self, opened: AccountKey, password: Password) -> None: ...
+
+
 @dataclass(frozen=True)
 class SaslChecker:
     """What a SASL login is checked against; shared by every connection of a listener."""
@@ -50,6 +60,8 @@ class SaslChecker:
     engine: AsyncEngine
     crypto: CryptoConfig
     throttle: LoginThrottle
+    imports: StagedImports | None = None
+    """Where a login starts the user's staged import (None: it waits for IMAP or POP3)."""
 
     async def check(self, address: str, password: Password, client_ip: str) -> Verdict:
         address = address.strip()
@@ -76,6 +88,8 @@ class SaslChecker:
             log.warning("SASL login not checked: %s", exc)
             return Verdict(Outcome.TRY_LATER)
         user = opened.user
+        if self.imports is not None:
+            await self.imports.after_key_login(opened, password)
         del opened  # the account key goes with it: nothing of the login is kept
         log.info("SASL login of user id %d", user.id)
         return Verdict(Outcome.OK, user.email)

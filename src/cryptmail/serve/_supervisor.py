@@ -42,7 +42,7 @@ from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.serve._lmtp_workers import LmtpWorkers, logger_levels
 from cryptmail.serve._memory import settle_gc, tune_malloc
 from cryptmail.sockets import parse_address, socket_group_id
-from cryptmail.store import ChangeBus
+from cryptmail.store import ChangeBus, FirstLoginImports
 from cryptmail.store.blobs import BlobStore, open_blob_store
 from cryptmail.web import Readiness, WebServer
 
@@ -76,6 +76,7 @@ class Shared:
     throttle: LoginThrottle
     accounts: UnlockedAccounts
     watcher: CredentialWatcher | None = None  # None: IMAP's own, one per engine
+    imports: FirstLoginImports | None = None  # None: staged imports wait
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -115,6 +116,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             throttle=shared.throttle,
             accounts=shared.accounts,
             watcher=shared.watcher,
+            imports=shared.imports,
         )
         for address, tls in ((addresses.imap, False), (addresses.imaps, True)):
             if address:
@@ -131,10 +133,11 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
                 throttle=shared.throttle,
                 accounts=shared.accounts,
                 readiness=_blob_readiness(shared.blobs),
+                imports=shared.imports,
             )
         )
     if addresses.sasl:
-        checker = SaslChecker(shared.engine, config.crypto, shared.throttle)
+        checker = SaslChecker(shared.engine, config.crypto, shared.throttle, shared.imports)
         group = socket_group_id(
             config.sasl.socket_group, config.data_path, setting="sasl.socket_group"
         )
@@ -151,6 +154,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             bus=shared.bus,
             throttle=shared.throttle,
             accounts=shared.accounts,
+            imports=shared.imports,
         )
         for address, tls in ((addresses.pop3, False), (addresses.pop3s, True)):
             if address:
@@ -178,6 +182,7 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
         throttle=LoginThrottle.from_config(config),
         accounts=UnlockedAccounts.from_config(engine, config),
         watcher=CredentialWatcher(engine),
+        imports=FirstLoginImports(engine, blobs, stale_after_s=config.auth.import_stale_s),
     )
     listeners = make_listeners(shared, addresses)
     shutdown = asyncio.Event()
@@ -187,6 +192,8 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
     try:
         await _run(shared, listeners, shutdown)
     finally:
+        if shared.imports is not None:
+            await shared.imports.close()
         if shared.watcher is not None:
             await shared.watcher.close()
         for signum in (signal.SIGTERM, signal.SIGINT):

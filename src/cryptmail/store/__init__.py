@@ -21,6 +21,7 @@ from cryptmail.store._append import (
 from cryptmail.store._check import CheckReport, check_store, sweep_orphans
 from cryptmail.store._codec import CachedKey, MessageCache, round_size
 from cryptmail.store._encrypt import EncryptProgress, encrypt_mailboxes
+from cryptmail.store._first_login import FirstLoginImports, ImportNotice
 from cryptmail.store._ids import BlobId, MailboxId, MessageId, new_blob_id
 from cryptmail.store._import import ImportProgress, import_maildir
 from cryptmail.store._listing import (
@@ -86,7 +87,14 @@ from cryptmail.store._reader import (
     stream_plaintext,
 )
 from cryptmail.store._reseal import reseal_old_fields
+from cryptmail.store._sealed_import import seal_maildir
 from cryptmail.store._spool import Spool, sweep_spools
+from cryptmail.store._staged import (
+    StagedImport,
+    StagedSource,
+    list_staged,
+    stage_import,
+)
 from cryptmail.store._subscriptions import list_subscriptions, subscribe, unsubscribe
 
 __all__ = [
@@ -105,7 +113,9 @@ __all__ = [
     "CheckReport",
     "DeliveryTarget",
     "EncryptProgress",
+    "FirstLoginImports",
     "FlagUpdate",
+    "ImportNotice",
     "ImportProgress",
     "Mailbox",
     "MailboxId",
@@ -117,6 +127,8 @@ __all__ = [
     "OpenedBlob",
     "PipePublisher",
     "Spool",
+    "StagedImport",
+    "StagedSource",
     "StoredBlob",
     "UserId",
     "append_rows",
@@ -143,6 +155,7 @@ __all__ = [
     "inbox_id",
     "insert_row",
     "list_mailboxes",
+    "list_staged",
     "list_subscriptions",
     "listing_count",
     "load_cache",
@@ -169,8 +182,10 @@ __all__ = [
     "save_cache",
     "save_caches",
     "scan_maildir",
+    "seal_maildir",
     "set_flags",
     "small_blob_plaintext",
+    "stage_import",
     "stream_plaintext",
     "subscribe",
     "sweep_orphans",

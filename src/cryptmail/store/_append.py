@@ -36,7 +36,7 @@ from cryptmail.store._ids import BlobId, MailboxId, new_blob_id
 from cryptmail.store._mailboxes import create_default_mailboxes
 from cryptmail.store._notify import ChangePublisher
 from cryptmail.store.blobs import BlobStore
-from cryptmail.users import User, resolve_recipient_sync
+from cryptmail.users import User, get_user_by_id, resolve_recipient_sync
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +342,17 @@ class DeliveryTarget:
 
     def __repr__(self) -> str:
         return f"DeliveryTarget(user={self.user.id}, inbox={self.inbox})"
+
+
+async def resolve_target(engine: AsyncEngine, user_id: UserId) -> DeliveryTarget:
+    """The user's delivery target, by id. Raises UnknownUser."""
+    async with engine.connect() as conn:
+        user = await get_user_by_id(conn, user_id)
+    return await run_transaction(
+        engine,
+        lambda conn: DeliveryTarget(user, *_delivery_target(conn, user_id)),
+        writes=False,
+    )
 
 
 async def resolve_delivery(engine: AsyncEngine, address: str) -> list[DeliveryTarget]:

@@ -56,9 +56,13 @@ async def _referenced(engine: AsyncEngine) -> tuple[dict[bytes, MessageId], int]
     """Every blob id a row names, with one such row id; and the number of rows."""
     async with engine.connect() as conn:
         rows = (await conn.execute(select(t.cm_messages.c.id, t.cm_messages.c.blob_id))).all()
+        staged = (await conn.execute(select(t.cm_staged_blobs.c.blob_id))).scalars().all()
     referenced: dict[bytes, MessageId] = {}
     for row in rows:
         referenced.setdefault(bytes(row.blob_id), MessageId(int(row.id)))
+    for blob_id in staged:
+        # Sealed for a staged import, placed at the user's next login (no row yet).
+        referenced.setdefault(bytes(blob_id), MessageId(0))
     return referenced, len(rows)
 
 
@@ -75,7 +79,14 @@ async def _remove_orphans(
                     select(t.cm_messages.c.id).where(t.cm_messages.c.blob_id == blob_id).limit(1)
                 )
             ).first()
-            if still is not None:
+            staged = (
+                await conn.execute(
+                    select(t.cm_staged_blobs.c.staged_id)
+                    .where(t.cm_staged_blobs.c.blob_id == blob_id)
+                    .limit(1)
+                )
+            ).first()
+            if still is not None or staged is not None:
                 continue
             try:
                 if now - await blobs.modified_at(blob_id) < grace_s:

@@ -9,10 +9,13 @@ it), those in `cur/` without.
 
 Each message is decrypted (every check before the first byte, see
 `crypto.dovecot.read_dovecot_file`), stored per the user's `crypt` setting (sealed to
-the public key, or plain) and indexed under the data key. UIDs are kept while the
+the public key, or plain) and indexed under the data key. UIDs are kept when the
 target folder is empty or carries the Maildir's UIDVALIDITY (an earlier run of this
-import set it) and the UID is not below the folder's UIDNEXT; otherwise the message gets
-a new UID (counted as renumbered).
+import, or the staging of a first-login import, set it): the folder's UIDNEXT is then
+raised to the uidlist's at once, so mail delivered during the import takes UIDs above
+every UID of the uidlist, and each listed UID no other message holds is kept. Otherwise
+(the folder had other mail under another UIDVALIDITY) the message gets a new UID
+(counted as renumbered), as do files the uidlist does not name.
 
 Resumable and idempotent: rows and journal entries commit in one transaction per batch.
 The journal (`cm_jobs`, kind "import") holds, per batch, a keyed hash (under the data
@@ -38,7 +41,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.concurrency import run_blocking
-from cryptmail.crypto.dovecot import DovecotKeyring, read_dovecot_file, read_dovecot_header
+from cryptmail.crypto.dovecot import (
+    DovecotKeyring,
+    Uidlist,
+    read_dovecot_file,
+    read_dovecot_header,
+)
 from cryptmail.db import UserId, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import (
@@ -57,7 +65,7 @@ from cryptmail.store._mailboxes import (
     ensure_default_mailboxes,
     get_mailbox,
 )
-from cryptmail.store._maildir import MaildirFolder, MaildirMessage, flags_from_info, scan_maildir
+from cryptmail.store._maildir import MaildirMessage, flags_from_info, scan_maildir
 from cryptmail.store._messages import RECENT_FLAG, MessageRow, save_cache
 from cryptmail.store.blobs import BlobStore
 
@@ -65,8 +73,8 @@ log = logging.getLogger(__name__)
 
 JOURNAL_KIND = "import"
 _ENTRY_SIZE = 16
-_BATCH_MESSAGES = 32
-_BATCH_BYTES = 8 << 20
+BATCH_MESSAGES = 32
+BATCH_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ class ImportProgress:
 
 
 @dataclass
-class _Pending:
+class Pending:
     message: MaildirMessage
     blob: StoredBlob
     uid: int | None
@@ -102,14 +110,15 @@ class _Pending:
 
 
 @dataclass
-class _Folder:
+class FolderState:
     """The target folder's state while its messages go in."""
 
     mailbox: Mailbox
-    keep_uids: bool
-    uidnext: int
-    set_uidvalidity: bool
-    pending: list[_Pending] = field(default_factory=list)
+    reserved_below: int
+    """UIDs below this (the uidlist's next UID) are the Maildir's; 0: keep none."""
+    taken: set[int]
+    """UIDs of the folder's rows below `reserved_below`."""
+    pending: list[Pending] = field(default_factory=list)
 
     @property
     def pending_bytes(self) -> int:
@@ -153,7 +162,7 @@ def to_crlf(piece: bytes, after_cr: bool) -> bytes:
     return head + piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-async def _crlf_source(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
+async def crlf_source(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
     after_cr = False
     for piece in pieces:
         if not piece:
@@ -163,13 +172,13 @@ async def _crlf_source(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
 
 
 @dataclass
-class _OpenedMail:
+class OpenedMail:
     fileobj: BinaryIO
     pieces: Iterator[bytes]
     unverified: bool
 
 
-def _open_mail(path: Path, keyring: DovecotKeyring, allow_unauthenticated: bool) -> _OpenedMail:
+def open_mail(path: Path, keyring: DovecotKeyring, allow_unauthenticated: bool) -> OpenedMail:
     fileobj = open(path, "rb")  # closed by the caller, after streaming
     try:
         header = read_dovecot_header(fileobj)
@@ -179,7 +188,7 @@ def _open_mail(path: Path, keyring: DovecotKeyring, allow_unauthenticated: bool)
     except BaseException:
         fileobj.close()
         raise
-    return _OpenedMail(fileobj, pieces, unverified)
+    return OpenedMail(fileobj, pieces, unverified)
 
 
 def _internal_date(mtime: float) -> datetime:
@@ -194,40 +203,52 @@ async def _target(conn: AsyncConnection, account: UnlockedAccount, name: str) ->
         return await create_mailbox(conn, account, name)
 
 
-async def _prepare_folder(
-    engine: AsyncEngine, account: UnlockedAccount, folder: MaildirFolder
-) -> _Folder:
-    async with engine.begin() as conn:
-        mailbox = await _target(conn, account, folder.name)
+async def reserve_uids(conn: AsyncConnection, mailbox: Mailbox, uidlist: Uidlist) -> int:
+    """Give the folder the uidlist's UIDVALIDITY and raise its UIDNEXT to the uidlist's,
+    if it is empty or has that UIDVALIDITY already; the UIDs reserved below (0: none).
+
+    From then on a delivery takes a UID above every UID of the uidlist, so the import
+    keeps Dovecot's UIDs however much mail arrives meanwhile."""
+    mb = t.cm_mailboxes
+    if mailbox.uidvalidity != uidlist.uid_validity:
         count = (
             await conn.execute(select(func.count()).where(t.cm_messages.c.mailbox_id == mailbox.id))
         ).scalar_one()
-        uidlist = folder.uidlist
-        keep = uidlist is not None and (count == 0 or mailbox.uidvalidity == uidlist.uid_validity)
-        if keep and uidlist is not None and mailbox.uidvalidity != uidlist.uid_validity:
-            await conn.execute(
-                update(t.cm_mailboxes)
-                .where(t.cm_mailboxes.c.id == mailbox.id)
-                .values(uidvalidity=uidlist.uid_validity)
-            )
-            mailbox = replace(mailbox, uidvalidity=uidlist.uid_validity)
-    return _Folder(mailbox, keep, mailbox.uidnext, keep)
+        if count:
+            return 0
+    await conn.execute(
+        update(mb).where(mb.c.id == mailbox.id).values(uidvalidity=uidlist.uid_validity)
+    )
+    await conn.execute(
+        update(mb)
+        .where(mb.c.id == mailbox.id, mb.c.uidnext < uidlist.next_uid)
+        .values(uidnext=uidlist.next_uid)
+    )
+    return uidlist.next_uid
 
 
-async def _finish_folder(engine: AsyncEngine, state: _Folder, folder: MaildirFolder) -> None:
-    if not state.set_uidvalidity or folder.uidlist is None:
-        return
-    next_uid = folder.uidlist.next_uid
-    mb = t.cm_mailboxes
+async def prepare_folder(
+    engine: AsyncEngine, account: UnlockedAccount, name: str, uidlist: Uidlist | None
+) -> FolderState:
+    """The folder `name` (made if missing) with Dovecot's UIDs reserved in it."""
     async with engine.begin() as conn:
-        await conn.execute(
-            update(mb)
-            .where(mb.c.id == state.mailbox.id, mb.c.uidnext < next_uid)
-            .values(uidnext=next_uid)
-        )
+        mailbox = await _target(conn, account, name)
+        reserved = 0
+        if uidlist is not None:
+            reserved = await reserve_uids(conn, mailbox, uidlist)
+        msg = t.cm_messages
+        taken = {
+            int(uid)
+            for uid in (
+                await conn.execute(
+                    select(msg.c.uid).where(msg.c.mailbox_id == mailbox.id, msg.c.uid < reserved)
+                )
+            ).scalars()
+        }
+    return FolderState(mailbox, reserved, taken)
 
 
-async def _commit(engine: AsyncEngine, account: UnlockedAccount, state: _Folder) -> None:
+async def commit_batch(engine: AsyncEngine, account: UnlockedAccount, state: FolderState) -> None:
     """Rows, flags, caches and the journal entries of the pending batch: one transaction."""
     if not state.pending:
         return
@@ -269,7 +290,7 @@ async def _commit(engine: AsyncEngine, account: UnlockedAccount, state: _Folder)
     state.pending.clear()
 
 
-def _unreadable(folder_number: int, message: MaildirMessage, exc: Exception) -> StoreError:
+def unreadable(folder_number: int, message: MaildirMessage, exc: Exception) -> StoreError:
     where = f"{'new' if message.in_new else 'cur'}/{message.base}"
     return StoreError(
         f"the message file {where} of folder #{folder_number} could not be read ({exc}); "
@@ -304,7 +325,7 @@ async def import_maildir(
     )
     yield progress
     for number, folder in enumerate(folders, start=1):
-        state = await _prepare_folder(engine, account, folder)
+        state = await prepare_folder(engine, account, folder.name, folder.uidlist)
         uids = folder.uids()
         present = {m.base for m in folder.messages}
         progress = replace(
@@ -327,24 +348,14 @@ async def import_maildir(
                 yield progress
                 continue
             uid = uids.get(message.base)
-            if state.keep_uids and uid is not None and uid < state.uidnext:
-                # Taken meanwhile (mail delivered here since): from now on, every
-                # message of this folder gets a new UID, so none can collide.
-                state.keep_uids = False
-            if not state.keep_uids:
-                if uid is not None:
-                    progress = replace(progress, renumbered=progress.renumbered + 1)
+            if uid is not None and (uid >= state.reserved_below or uid in state.taken):
+                progress = replace(progress, renumbered=progress.renumbered + 1)
                 uid = None
-            elif uid is None and folder.uidlist is not None:
-                # Not in the uidlist yet: the next UID Dovecot would have given it.
-                uid = max(state.uidnext, folder.uidlist.next_uid)
             try:
-                opened = await run_blocking(
-                    _open_mail, message.path, keyring, allow_unauthenticated
-                )
+                opened = await run_blocking(open_mail, message.path, keyring, allow_unauthenticated)
             except (CryptoError, DovecotFormatError) as exc:
                 if not skip_unreadable:
-                    raise _unreadable(number, message, exc) from exc
+                    raise unreadable(number, message, exc) from exc
                 log.warning("import: folder #%d file %s left out: %s", number, message.base, exc)
                 progress = replace(
                     progress,
@@ -355,13 +366,13 @@ async def import_maildir(
                 yield progress
                 continue
             try:
-                blob = await write_blob(blobs, recipient, _crlf_source(opened.pieces))
+                blob = await write_blob(blobs, recipient, crlf_source(opened.pieces))
             finally:
                 opened.fileobj.close()
             if uid is not None:
-                state.uidnext = uid + 1
+                state.taken.add(uid)
             state.pending.append(
-                _Pending(message, blob, uid, flags_from_info(message.info, folder.keywords), entry)
+                Pending(message, blob, uid, flags_from_info(message.info, folder.keywords), entry)
             )
             journal.add(entry)
             progress = replace(
@@ -371,11 +382,10 @@ async def import_maildir(
                 imported=progress.imported + 1,
                 unverified=progress.unverified + int(opened.unverified),
             )
-            if len(state.pending) >= _BATCH_MESSAGES or state.pending_bytes >= _BATCH_BYTES:
-                await _commit(engine, account, state)
+            if len(state.pending) >= BATCH_MESSAGES or state.pending_bytes >= BATCH_BYTES:
+                await commit_batch(engine, account, state)
             yield progress
-        await _commit(engine, account, state)
-        await _finish_folder(engine, state, folder)
+        await commit_batch(engine, account, state)
     log.info(
         "import for user id %d: %d imported, %d skipped, %d renumbered, %d unverified",
         account.user.id,

@@ -24,7 +24,7 @@ from cryptmail.db import create_engine
 from cryptmail.errors import ConfigError
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.secret import SecretBytes
-from cryptmail.web._context import STATE_KEY, Readiness, WebContext
+from cryptmail.web._context import STATE_KEY, Readiness, StagedImports, WebContext
 from cryptmail.web._csrf import CsrfMiddleware
 from cryptmail.web._failures import EXCEPTION_HANDLERS
 from cryptmail.web._headers import SecurityHeadersMiddleware
@@ -72,6 +72,7 @@ def create_app(
     throttle: LoginThrottle | None = None,
     accounts: UnlockedAccounts | None = None,
     readiness: Readiness | None = None,
+    imports: StagedImports | None = None,
 ) -> Starlette:
     """The self-service pages and the JSON API as one ASGI app.
 
@@ -81,6 +82,7 @@ def create_app(
     `accounts`: IMAP's UnlockedAccounts, so a password change or recovery here drops its
     cached credentials at once; None makes an empty one (no IMAP in this process).
     `readiness`: what `/readyz` checks besides the database (see `_health`).
+    `imports`: where a sign-in starts the user's staged import of old mail.
     Raises ConfigError for an unusable admin token file.
     """
     sessions = SessionStore()
@@ -93,7 +95,7 @@ def create_app(
         active = engine if engine is not None else create_engine(config.database_url)
         cache = accounts if accounts is not None else UnlockedAccounts.from_config(active, config)
         context = WebContext(
-            config, active, shared_throttle, cache, sessions, pages, admin_token, readiness
+            config, active, shared_throttle, cache, sessions, pages, admin_token, readiness, imports
         )
         setattr(app.state, STATE_KEY, context)
         try:

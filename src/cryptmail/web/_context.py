@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
 from cryptmail.config import Config
-from cryptmail.keys import LoginThrottle, UnlockedAccounts
-from cryptmail.secret import SecretBytes
+from cryptmail.db import UserId
+from cryptmail.keys import LoginThrottle, UnlockedAccount, UnlockedAccounts
+from cryptmail.secret import Password, SecretBytes
 from cryptmail.web._render import Pages
 from cryptmail.web._sessions import SessionStore
 
@@ -22,6 +24,28 @@ STATE_KEY = "cryptmail_web"
 Readiness = Callable[[], Awaitable[list[str]]]
 """Names of the parts that are not ready (empty: all are); `serve` gives one for the
 blob store, which the web package does not know."""
+
+
+class ImportState(Protocol):
+    """How far the import of a user's old mail is: `done` of `total` messages."""
+
+    @property
+    def done(self) -> int: ...
+
+    @property
+    def total(self) -> int: ...
+
+
+class StagedImports(Protocol):
+    """Where a sign-in starts the user's staged import of old mail and the account page
+    reads its progress (`serve` passes store.FirstLoginImports; the web does not reach
+    down to the store itself)."""
+
+    async def after_login(
+        self, account: UnlockedAccount, password: Password
+    ) -> ImportState | None: ...
+
+    async def running(self, user_id: UserId) -> ImportState | None: ...
 
 
 @dataclass(frozen=True, repr=False)
@@ -37,6 +61,8 @@ class WebContext:
     admin_token: SecretBytes | None
     readiness: Readiness | None = None
     """What `/readyz` checks beyond the database (the blob store, under `serve`)."""
+    imports: StagedImports | None = None
+    """Staged imports of old mail (None: a sign-in starts none)."""
 
     def __repr__(self) -> str:
         return f"WebContext(sessions={len(self.sessions)})"

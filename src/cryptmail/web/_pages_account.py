@@ -34,6 +34,7 @@ async def account(request: Request) -> Response:
         "key_pairs": key_pairs,
         "has_code": await has_recovery_code(context.engine, user.id),
         "app_passwords": await list_app_passwords(context.engine, user.id),
+        "importing": None if context.imports is None else await context.imports.running(user.id),
     }
     return context.pages.render(request, "account.html", values)
 

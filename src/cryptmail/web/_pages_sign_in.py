@@ -56,6 +56,10 @@ async def sign_in(request: Request) -> Response:
     code = await ensure_recovery_code(
         context.engine, account, context.config.crypto, client_ip=client_ip(request)
     )
+    if context.imports is not None:
+        # The one exception: the import of the user's staged old mail holds the account
+        # (and the Dovecot keys this password opens) until it ends.
+        await context.imports.after_login(account, password)
     del account  # the unlocked key lives no longer than this request
     if code is not None:
         values = {"code": code, "reason": "created", "next": "/account"}

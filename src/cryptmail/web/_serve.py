@@ -22,7 +22,7 @@ from cryptmail.config import Config
 from cryptmail.errors import ConfigError
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
 from cryptmail.web._app import create_app
-from cryptmail.web._context import Readiness
+from cryptmail.web._context import Readiness, StagedImports
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,19 @@ def uvicorn_config(
     throttle: LoginThrottle | None = None,
     accounts: UnlockedAccounts | None = None,
     readiness: Readiness | None = None,
+    imports: StagedImports | None = None,
 ) -> uvicorn.Config:
     """The uvicorn settings for the web listener, with the app made by `create_app`."""
     web = config.web
     if bool(web.tls_cert) != bool(web.tls_key):
         raise ConfigError("web.tls_cert and web.tls_key go together: give both or neither")
     app = create_app(
-        config, engine=engine, throttle=throttle, accounts=accounts, readiness=readiness
+        config,
+        engine=engine,
+        throttle=throttle,
+        accounts=accounts,
+        readiness=readiness,
+        imports=imports,
     )
     return uvicorn.Config(
         app,
@@ -105,6 +111,7 @@ class WebServer:
         throttle: LoginThrottle,
         accounts: UnlockedAccounts | None = None,
         readiness: Readiness | None = None,
+        imports: StagedImports | None = None,
     ) -> None:
         self.throttle = throttle
         self.accounts = accounts
@@ -120,6 +127,7 @@ class WebServer:
                 throttle=throttle,
                 accounts=accounts,
                 readiness=readiness,
+                imports=imports,
             )
         )
         self._task: asyncio.Task[None] | None = None

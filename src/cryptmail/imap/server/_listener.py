@@ -21,7 +21,7 @@ from cryptmail.config import Config
 from cryptmail.imap.server._learning import SpamLearner
 from cryptmail.imap.server._session import Session
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
-from cryptmail.store import ChangeBus
+from cryptmail.store import ChangeBus, FirstLoginImports
 from cryptmail.store.blobs import BlobStore
 from cryptmail.tls import make_ssl_context
 
@@ -45,6 +45,7 @@ class ServerContext:
     watcher: CredentialWatcher
     hostname: str = field(default_factory=socket.gethostname)
     learner: SpamLearner | None = None
+    imports: FirstLoginImports | None = None
     """Spam learning on moves into and out of Junk; None when `spam` is not configured."""
 
 
@@ -198,6 +199,7 @@ def make_context(
     throttle: LoginThrottle,
     accounts: UnlockedAccounts | None = None,
     watcher: CredentialWatcher | None = None,
+    imports: FirstLoginImports | None = None,
 ) -> ServerContext:
     return ServerContext(
         config=config,
@@ -211,4 +213,5 @@ def make_context(
         learner=SpamLearner(config.spam, blobs)
         if config.spam.learn_spam or config.spam.learn_ham
         else None,
+        imports=imports,
     )

@@ -12,6 +12,10 @@ A user without a recovery code (keys made at the first login of an ISPmail row) 
 at every login, in an ``* OK [ALERT]`` before the tagged OK (RFC 3501 7.1), to sign in
 to the web pages, which make one while the key is unlocked: IMAP has nowhere to show it.
 
+A user whose old mail is staged (`import maildir --at-first-login`) has it imported
+from this login on, in the background; the login says so in an ``* OK [ALERT]`` with
+the progress, at every login while it runs.
+
 A webmail host in ``auth.trusted_networks`` may name its user's address with the ID
 field ``x-originating-ip``; the throttle then counts that address instead of the
 host's. From anywhere else the field is ignored.
@@ -53,6 +57,10 @@ _ORIGINATING_IP: Final = "x-originating-ip"
 _NO_RECOVERY_CODE: Final = (
     b"* OK [ALERT] You have no recovery code: if you forget your password, your mail is "
     b"lost. Sign in to the web pages of your mail account to get one.\r\n"
+)
+_IMPORTING: Final = (
+    b"* OK [ALERT] Your old mail is being imported: %d of %d messages so far. It appears "
+    b"in your folders as it comes in.\r\n"
 )
 _MAX_ADDRESS: Final = 320
 
@@ -144,6 +152,10 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
     log.info("IMAP login of user id %d", account.user.id)
     if not await has_recovery_code(context.engine, account.user.id):
         await session.send(_NO_RECOVERY_CODE)
+    if context.imports is not None:
+        notice = await context.imports.after_login(account, password)
+        if notice is not None:
+            await session.send(_IMPORTING % (notice.done, notice.total))
 
 
 def _logged_in(session: Session, tag: str) -> bytes:
