@@ -18,10 +18,11 @@ from cryptmail.db._changes import (
 from cryptmail.db._clock import utcnow
 from cryptmail.db._engine import async_url, create_engine, run_transaction
 from cryptmail.db._ids import UserId
-from cryptmail.db._listen import ChangeListener
+from cryptmail.db._listen import APPLICATION_NAME, ChangeListener
 from cryptmail.db._migrate import current_revision, head_revision, upgrade
 
 __all__ = [
+    "APPLICATION_NAME",
     "Change",
     "ChangeCursor",
     "ChangeKind",
