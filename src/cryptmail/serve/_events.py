@@ -104,6 +104,8 @@ class ChangeFeed:
         """LISTEN connections opened again after one was lost."""
         self.listener_pid: int | None = None
         """The PostgreSQL backend of the LISTEN connection now (pg_stat_activity.pid)."""
+        self.started = asyncio.Event()
+        """Set once the feed knows where the log stands: changes from then on reach it."""
 
     async def run(self, shutdown: asyncio.Event) -> None:
         if self.mode == "off":
@@ -112,6 +114,7 @@ class ChangeFeed:
         if self._cursor is None:
             return  # stopped before the database ever answered
         log.info("change feed: %s, from change %d", self.mode, self._cursor.high)
+        self.started.set()
         if self.mode == "notify":
             await self._listen_forever(shutdown)
         else:
