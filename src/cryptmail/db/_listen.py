@@ -47,7 +47,7 @@ class ChangeListener:
                 timeout=CONNECT_TIMEOUT_S,
                 server_settings={"application_name": APPLICATION_NAME},
             )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise DatabaseUnavailable(
                 f"cannot open the change listener's connection to PostgreSQL "
                 f"({type(exc).__name__}); is the database up?"
@@ -59,7 +59,7 @@ class ChangeListener:
         connection.add_termination_listener(lambda _conn: lost.set())
         try:
             await connection.add_listener(CHANNEL, notified)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             connection.terminate()
             raise DatabaseUnavailable(f"LISTEN {CHANNEL} failed ({type(exc).__name__})") from exc
         return cls(connection, lost)
@@ -87,5 +87,5 @@ class ChangeListener:
             return
         try:
             await asyncio.wait_for(self._connection.close(), timeout=5.0)
-        except (OSError, TimeoutError, Exception):  # closing a broken connection
+        except Exception:  # a broken connection cannot close politely
             self._connection.terminate()

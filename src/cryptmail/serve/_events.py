@@ -141,7 +141,7 @@ class ChangeFeed:
                 if failing:
                     log.info("change feed: the change log is readable again")
                 failing = False
-            except (CryptmailError, OSError) as exc:
+            except Exception as exc:  # the feed must outlive any failure: it is not fatal
                 if not failing:
                     log.warning("change feed: reading the change log failed (%s)", exc)
                 failing = True
@@ -201,7 +201,7 @@ class ChangeFeed:
         while not shutdown.is_set():
             try:
                 listener = await ChangeListener.open(self._engine.url, self._notified)
-            except CryptmailError as exc:
+            except Exception as exc:  # never fatal to the server: try again later
                 log.warning("change feed: %s; retrying in %d ms", exc, self._events.reconnect_ms)
                 await _sleep_unless(shutdown, self._events.reconnect_ms / 1000)
                 continue
@@ -221,8 +221,8 @@ class ChangeFeed:
                     log.info("change feed: listening (backend %d)", listener.backend_pid)
                 opened_before = True
                 await self._watch(listener, shutdown)
-            except (CryptmailError, OSError) as exc:
-                log.warning("change feed: %s", exc)
+            except Exception as exc:  # never fatal to the server: reconnect, catch up
+                log.warning("change feed: %s (%s)", exc, type(exc).__name__)
             finally:
                 await listener.close()
             if not shutdown.is_set():
@@ -282,7 +282,7 @@ async def prune_forever(
             buckets = await throttle.prune_shared()
             if deleted or buckets:
                 log.debug("pruned %d change(s) and %d full throttle bucket(s)", deleted, buckets)
-        except (CryptmailError, OSError) as exc:
+        except Exception as exc:  # housekeeping is never fatal to the server
             log.warning("pruning the change log failed (%s)", type(exc).__name__)
         await _sleep_unless(shutdown, PRUNE_EVERY_S)
 
