@@ -3,8 +3,6 @@ every node, the table holds no address, and full buckets are pruned."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.config import load_config
 from cryptmail.db import tables as t
 from cryptmail.errors import AuthenticationFailed, TooManyAttempts
-from cryptmail.keys import LoginThrottle, ServerKey, install_server_key
+from cryptmail.keys import LoginThrottle
 from cryptmail.keys._shared_buckets import SharedBuckets
 
 ADDRESS = "alice@example.org"
@@ -81,12 +79,9 @@ async def test_the_table_names_no_address_and_prunes_full_buckets(engine: AsyncE
     assert await node.prune_shared() == 2
 
 
-async def test_shared_only_off_sqlite_unless_asked(engine: AsyncEngine, tmp_path: Path) -> None:
-    install_server_key(ServerKey(bytes(32), tmp_path / "server.key"))
-    try:
-        assert not LoginThrottle.from_config(load_config(None), engine).shared
-        forced = load_config(None, **{"auth.shared_buckets": "database"})
-        assert LoginThrottle.from_config(forced, engine).shared
-        assert not LoginThrottle.from_config(forced).shared  # no engine, nothing to share
-    finally:
-        install_server_key(None)
+async def test_shared_only_off_sqlite_unless_asked(engine: AsyncEngine) -> None:
+    # The hash key comes from the server key tests/conftest.py installs for the session.
+    assert not LoginThrottle.from_config(load_config(None), engine).shared
+    forced = load_config(None, **{"auth.shared_buckets": "database"})
+    assert LoginThrottle.from_config(forced, engine).shared
+    assert not LoginThrottle.from_config(forced).shared  # no engine, nothing to share
