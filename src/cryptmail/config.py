@@ -282,6 +282,41 @@ class AuthConfig:
     """Seconds after which a first-login import (`import maildir --at-first-login`)
     whose process stopped beating its heartbeat counts as dead: the user's next login
     resumes it. A running import beats every second."""
+    shared_buckets: Literal["auto", "database", "memory"] = "auto"
+    """Where the failure buckets live: `database` (table cm_login_failures, so a
+    password guessed on one node counts on every node; one small query per login, one
+    write per failure), `memory` (this process only), `auto`: `database` on
+    PostgreSQL and MariaDB/MySQL, `memory` on SQLite."""
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """How every node of a scale-out setup hears at once of changes made elsewhere (new
+    mail, flags, expunges, mailboxes, credential changes): the change log (see
+    docs/operations.md, "Scale-out topology")."""
+
+    mode: Literal["auto", "notify", "poll", "off"] = "auto"
+    """`notify`: PostgreSQL LISTEN/NOTIFY, one connection per node; `poll`: read the
+    change log every `poll_interval_ms` (MariaDB/MySQL, SQLite); `auto`: `notify` on
+    PostgreSQL, `poll` elsewhere; `off`: only this node's own changes push, and IDLE
+    and the credential watcher poll the database every 2 s instead."""
+    poll_interval_ms: int = 250
+    """Milliseconds between two reads of the change log in `poll` mode: one query per
+    node, not per session."""
+    reconnect_ms: int = 1000
+    """Milliseconds before a lost LISTEN connection is opened again (then the node
+    catches up from the log, missing nothing)."""
+    check_interval_s: int = 10
+    """Seconds between two checks that the LISTEN connection is alive (one round trip,
+    which also catches up any change whose NOTIFY was missed)."""
+    safety_poll_s: int = 30
+    """Seconds between IDLE's and the credential watcher's own reads of the database,
+    behind the events (0: never). Only used while the events are on."""
+    keep_rows: int = 100000
+    """Most change-log rows kept; older ones are pruned every minute."""
+    keep_s: int = 3600
+    """Seconds a change-log row is kept at most. A node cut off longer than that wakes
+    every IDLE session and checks every login once it is back, instead of replaying."""
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -315,6 +350,7 @@ class Config:
     spam: SpamConfig = field(default_factory=SpamConfig)
     pop3: Pop3Config = field(default_factory=Pop3Config)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     @property
     def data_path(self) -> Path:
@@ -444,8 +480,21 @@ def _check(config: Config, source: str) -> None:
     if config.imap.max_connections < 1:
         raise ConfigError(f"{source}: imap.max_connections must be >= 1")
     _check_auth(config.auth, source)
+    _check_events(config.events, source)
     if config.lmtp.processes < 0:
         raise ConfigError(f"{source}: lmtp.processes must be >= 0 (0: one per CPU core)")
+
+
+def _check_events(events: EventsConfig, source: str) -> None:
+    if min(events.poll_interval_ms, events.reconnect_ms, events.check_interval_s) < 1:
+        raise ConfigError(
+            f"{source}: events.poll_interval_ms, reconnect_ms and check_interval_s must be >= 1"
+        )
+    if events.safety_poll_s < 0 or events.keep_rows < 1000 or events.keep_s < 60:
+        raise ConfigError(
+            f"{source}: events.safety_poll_s must be >= 0 (0: never), events.keep_rows "
+            ">= 1000 and events.keep_s >= 60"
+        )
 
 
 def _check_auth(auth: AuthConfig, source: str) -> None:

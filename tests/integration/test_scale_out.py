@@ -1,19 +1,21 @@
-"""Scale-out: two `cryptmail serve` processes ("nodes") on one PostgreSQL database and one
-S3 bucket (SeaweedFS).
+"""Scale-out: two `cryptmail serve` processes ("nodes") on one shared database
+(PostgreSQL or MariaDB: every two-node test runs on both) and one S3 bucket (SeaweedFS).
 
 Each node has its own data directory (its self-signed TLS certificate) and the same
 `database.url` and `[blobs]`. The user is made with the CLI. Mail delivered over LMTP to
 node A is read byte-exact over IMAP on node B; a session on B that stays SELECTed sees a
-second delivery through A at its next NOOP (the selected-mailbox refresh reads the
-database), a flag set on B is seen by a fresh session on A, and `store check` is clean.
+second delivery through A at its next NOOP, flags set on either node are seen on the
+other, and `store check` is clean.
 
-IDLE across nodes: the ChangeBus that wakes IDLE at once only reaches sessions of the
-same process. An IDLE session on B still learns of a delivery on A, because IDLE also
-polls the mailbox's highest modseq every `POLL_S` (2 s): the EXISTS for a delivery on A
-comes at that poll (about 2 s here; asserted within the interval plus slack for a busy
-machine), while one for a delivery on B comes at once. Nothing pushes across nodes; the
-poll is what carries it. The login throttle and the unlocked-account cache are per node
-too (docs/configuration.md, "Scale-out").
+Cross-node events (serve/_events.py): every change writes a change-log row; PostgreSQL
+nodes hear of it by LISTEN/NOTIFY, MariaDB nodes by polling the log. The IDLE tests turn
+IDLE's own database poll off (`events.safety_poll_s = 0`) and, on PostgreSQL, the
+feed's periodic read of the log too (`check_interval_s` of an hour), so an EXISTS on B
+for a delivery through A can only have come by the notification (or poll) path. The
+LISTEN connection is killed with pg_terminate_backend while mail arrives, and the node
+catches up from the log without losing any. Wrong passwords on A and on B add up in one
+shared bucket; a password change ends sessions on both nodes at once; node A killed
+with SIGKILL while a real Postfix delivers to A-then-B loses nothing.
 """
 
 from __future__ import annotations
@@ -23,28 +25,36 @@ import os
 import re
 import secrets
 import select
+import signal
 import smtplib
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from cryptmail.db import APPLICATION_NAME
 from cryptmail.delivery import delivery_headers
-from cryptmail.imap.server.commands._idle import POLL_S
 
-from .cryptmail_server import stop_process, wait_for_greeting
-from .servers import Database, SeaweedFS, free_port
+from .conftest import PostfixFactory
+from .cryptmail_server import child_pids, stop_process, wait_for_greeting
+from .servers import Database, Postgres, SeaweedFS, free_port
 
 pytestmark = pytest.mark.integration
 
 EMAIL = "scaled@example.org"
 PASSWORD = "scale-out password 7"  # the test user's password
-IDLE_WAIT_S = POLL_S + 8.0  # the poll interval plus slack for a busy 2-core machine
+WAIT_S = 30.0  # how long an event may take on a busy 2-core machine before we call it lost
+
+# IDLE's own poll off, the watcher's too: only the change feed carries other nodes'
+# changes. On PostgreSQL the feed's periodic read of the log is off as well (an hour),
+# so only NOTIFY (and the catch-up after a reconnect) can.
+EVENTS_ONLY = "[events]\nsafety_poll_s = 0\ncheck_interval_s = 3600\n"
 
 
 def _message(n: int) -> bytes:
@@ -56,15 +66,52 @@ def _message(n: int) -> bytes:
     ).encode()
 
 
-@dataclass(frozen=True)
+@dataclass
 class Node:
     config: Path
     lmtp: int
     imap: int
     log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cryptmail", "--config", str(self.config), "serve"]
+                + ["--lmtp", f"127.0.0.1:{self.lmtp}", "--imap", f"127.0.0.1:{self.imap}"],
+                stdout=sink,
+                stderr=sink,
+            )
+
+    def wait_ready(self) -> None:
+        assert self.process is not None
+        wait_for_greeting(self.process, self.lmtp, self.log, timeout=60)
+        wait_for_greeting(self.process, self.imap, self.log, timeout=60)
+        # The change feed starts with the listeners; wait until it reads the log.
+        _wait_for(lambda: "change feed: " in self.log.read_text(), "the change feed to start")
+
+    def kill(self) -> None:
+        """SIGKILL the node and its LMTP workers at once, as a power cut would."""
+        assert self.process is not None
+        for pid in [self.process.pid, *child_pids(self.process.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(10)
 
 
-def _write_config(node_dir: Path, database: Database, seaweedfs: SeaweedFS, bucket: str) -> Path:
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _write_config(
+    node_dir: Path, database: Database, seaweedfs: SeaweedFS, bucket: str, extra: str
+) -> Path:
     keys = node_dir / "keys"
     keys.mkdir(parents=True)
     (keys / "access").write_text(seaweedfs.credentials.access_key + "\n")
@@ -80,7 +127,7 @@ def _write_config(node_dir: Path, database: Database, seaweedfs: SeaweedFS, buck
         "[blobs]\nbackend = 's3'\n"
         f"s3_endpoint = '{seaweedfs.credentials.endpoint}'\ns3_bucket = '{bucket}'\n"
         f"s3_access_key_file = '{keys / 'access'}'\n"
-        f"s3_secret_key_file = '{keys / 'secret'}'\n"
+        f"s3_secret_key_file = '{keys / 'secret'}'\n" + extra
     )
     os.chmod(path, 0o600)  # it holds the database password
     return path
@@ -98,45 +145,59 @@ def _cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProce
     return done
 
 
-@pytest.fixture
-def nodes(
-    tmp_path: Path, postgres_database: Database, seaweedfs: SeaweedFS
-) -> Iterator[tuple[Node, Node]]:
-    """Nodes A and B serving one PostgreSQL database and one bucket, with the user made."""
-    bucket = f"mail-{secrets.token_hex(6)}"
-    seaweedfs.credentials.client().create_bucket(Bucket=bucket)
-    configs = [
-        _write_config(tmp_path / name, postgres_database, seaweedfs, bucket) for name in "ab"
-    ]
-    _cli(configs[0], "db", "upgrade")
-    _cli(configs[0], "domain", "add", "example.org")
-    _cli(
-        configs[1], "user", "add", EMAIL, "--crypt", "2", "--password-stdin", stdin=f"{PASSWORD}\n"
+@pytest.fixture(params=["postgresql", "mariadb"])
+def database(request: pytest.FixtureRequest) -> Database:
+    """A fresh database on PostgreSQL, then on MariaDB."""
+    found: Database = request.getfixturevalue(
+        f"{'postgres' if request.param == 'postgresql' else 'mariadb'}_database"
     )
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        started = []
+    return found
+
+
+ClusterFactory = Callable[..., tuple[Node, Node]]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, database: Database, seaweedfs: SeaweedFS) -> Iterator[ClusterFactory]:
+    """`cluster(extra_toml)`: nodes A and B serving one database and one bucket, with
+    the user made; `extra_toml` is appended to both configurations."""
+    started: list[Node] = []
+
+    def make(extra: str = "") -> tuple[Node, Node]:
+        bucket = f"mail-{secrets.token_hex(6)}"
+        seaweedfs.credentials.client().create_bucket(Bucket=bucket)
+        configs = [
+            _write_config(tmp_path / name, database, seaweedfs, bucket, extra) for name in "ab"
+        ]
+        _cli(configs[0], "db", "upgrade")
+        _cli(configs[0], "domain", "add", "example.org")
+        _cli(
+            configs[1],
+            "user", "add", EMAIL, "--crypt", "2", "--password-stdin",
+            stdin=f"{PASSWORD}\n",
+        )  # fmt: skip
         for config in configs:
             node = Node(config, free_port(), free_port(), config.parent / "serve.log")
-            with node.log.open("wb") as sink:
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "cryptmail", "--config", str(config), "serve"]
-                        + ["--lmtp", f"127.0.0.1:{node.lmtp}", "--imap", f"127.0.0.1:{node.imap}"],
-                        stdout=sink,
-                        stderr=sink,
-                    )
-                )
+            node.start()
             started.append(node)
-        for process, node in zip(processes, started, strict=True):
-            wait_for_greeting(process, node.lmtp, node.log, timeout=60)
-            wait_for_greeting(process, node.imap, node.log, timeout=60)
-        yield started[0], started[1]
+        for node in started:
+            node.wait_ready()
+        return started[0], started[1]
+
+    try:
+        yield make
     finally:
-        for process in processes:
-            stop_process(process)
-    for config in configs:
-        assert PASSWORD.encode() not in (config.parent / "serve.log").read_bytes()
+        for node in started:
+            if node.process is not None:
+                stop_process(node.process)
+    for node in started:
+        assert PASSWORD.encode() not in node.log.read_bytes()
+
+
+@pytest.fixture
+def nodes(cluster: ClusterFactory) -> tuple[Node, Node]:
+    """Nodes A and B with the default event settings."""
+    return cluster()
 
 
 def _stored(message: bytes) -> bytes:
@@ -195,28 +256,45 @@ class _RawImap:
         self.sock.close()
 
 
-def _idle_until_exists(client: _RawImap, count: int, deliver: Node) -> float | None:
-    """IDLE, deliver one message through `deliver`, and return the seconds until
-    `* count EXISTS` arrives (None if it did not within IDLE_WAIT_S); then DONE."""
+def _idle(client: _RawImap) -> None:
     client.sock.sendall(b"i1 IDLE\r\n")
-    assert client.line(30.0).startswith(b"+")
-    _deliver(deliver, _message(count))
-    delivered = time.monotonic()
-    latency = None
-    wanted = re.compile(rb"\* %d EXISTS" % count)
-    try:
-        while (left := delivered + IDLE_WAIT_S - time.monotonic()) > 0:
-            if wanted.fullmatch(client.line(left)):
-                latency = time.monotonic() - delivered
-                break
-    except TimeoutError:
-        pass
+    assert client.line(WAIT_S).startswith(b"+")
+
+
+def _wait_line(client: _RawImap, pattern: bytes) -> tuple[float, list[bytes]]:
+    """Seconds until an untagged line matching `pattern` arrives (AssertionError if none
+    within WAIT_S), and the lines read on the way."""
+    wanted = re.compile(pattern)
+    since = time.monotonic()
+    seen = []
+    while (left := since + WAIT_S - time.monotonic()) > 0:
+        try:
+            line = client.line(left)
+        except TimeoutError:
+            break
+        seen.append(line)
+        if wanted.fullmatch(line):
+            return time.monotonic() - since, seen
+    raise AssertionError(f"no {pattern!r} within {WAIT_S} s; got {seen}")
+
+
+def _done(client: _RawImap) -> None:
     client.sock.sendall(b"DONE\r\n")
-    while not (line := client.line(30.0)).startswith(b"i1 "):
-        if latency is None and wanted.fullmatch(line):
-            latency = IDLE_WAIT_S  # only flushed when IDLE ended
+    while not (line := client.line(WAIT_S)).startswith(b"i1 "):
+        pass
     assert line.startswith(b"i1 OK"), line
-    return latency
+
+
+def _flags(imap: imaplib.IMAP4) -> dict[int, list[bytes]]:
+    typ, data = imap.uid("FETCH", "1:*", "(FLAGS)")
+    assert typ == "OK"
+    flags = {}
+    for item in data:
+        assert isinstance(item, bytes)
+        match = re.search(rb"UID (\d+) FLAGS \(([^)]*)\)", item)
+        assert match is not None, item
+        flags[int(match[1])] = match[2].split()
+    return flags
 
 
 def test_two_nodes_share_database_and_bucket(
@@ -247,19 +325,22 @@ def test_two_nodes_share_database_and_bucket(
 
     session_a = _login(node_a)
     try:
-        assert session_a.select("INBOX", readonly=True)[0] == "OK"
-        typ, data = session_a.uid("FETCH", "1:*", "(FLAGS)")
-        assert typ == "OK"
-        flags = {}
-        for item in data:
-            assert isinstance(item, bytes)
-            match = re.search(rb"UID (\d+) FLAGS \(([^)]*)\)", item)
-            assert match is not None, item
-            flags[int(match[1])] = match[2].split()
+        assert session_a.select("INBOX")[0] == "OK"
+        flags = _flags(session_a)
         assert b"\\Flagged" in flags[1] and b"\\Flagged" not in flags[2]
         assert _body(session_a, 2) == _stored(second)
+        # And one set on A is seen by a fresh session on B.
+        assert session_a.uid("STORE", "2", "+FLAGS", r"(\Answered)")[0] == "OK"
     finally:
         session_a.logout()
+
+    session_b = _login(node_b)
+    try:
+        assert session_b.select("INBOX", readonly=True)[0] == "OK"
+        flags = _flags(session_b)
+        assert b"\\Answered" in flags[2] and b"\\Flagged" in flags[1]
+    finally:
+        session_b.logout()
 
     check = subprocess.run(
         [sys.executable, "-m", "cryptmail", "--config", str(node_b.config), "store", "check"],
@@ -271,40 +352,109 @@ def test_two_nodes_share_database_and_bucket(
     assert "rows: 2" in check.stdout and "blobs: 2" in check.stdout
 
 
-def test_idle_push_is_per_node_and_other_nodes_are_polled(nodes: tuple[Node, Node]) -> None:
-    """IDLE on B sees a delivery through B at once (the in-process ChangeBus) and one
-    through A only at IDLE's next poll of the database, within POLL_S (plus slack)."""
-    node_a, node_b = nodes
+def test_idle_on_b_hears_of_changes_through_a(cluster: ClusterFactory, database: Database) -> None:
+    """With IDLE's own poll off, IDLE on B sees deliveries and a flag change made through
+    A: pushed by NOTIFY (PostgreSQL) or the node's poll of the change log (MariaDB)."""
+    node_a, node_b = cluster(EVENTS_ONLY)
+    mode = "notify" if database.dialect == "postgresql" else "poll"
+    assert f"change feed: {mode}" in node_b.log.read_text()
+    _deliver(node_a, _message(1))
+    client = _RawImap(node_b.imap)
+    latencies = []
+    try:
+        client.command("l1", f'LOGIN "{EMAIL}" "{PASSWORD}"')
+        assert b"* 1 EXISTS" in client.command("s1", "SELECT INBOX")
+        for count in (2, 3, 4, 5, 6):
+            _idle(client)
+            _deliver(node_a, _message(count))
+            latency, _ = _wait_line(client, rb"\* %d EXISTS" % count)
+            latencies.append(latency)
+            _done(client)
+        # A flag stored on A reaches the IDLE session on B as a FETCH.
+        _idle(client)
+        session_a = _login(node_a)
+        try:
+            assert session_a.select("INBOX")[0] == "OK"
+            assert session_a.uid("STORE", "1", "+FLAGS", r"(\Flagged)")[0] == "OK"
+        finally:
+            session_a.logout()
+        _wait_line(client, rb"\* 1 FETCH \(.*FLAGS \([^)]*\\Flagged[^)]*\).*")
+        _done(client)
+        client.command("o1", "LOGOUT")
+    finally:
+        client.close()
+    latencies.sort()
+    print(f"IDLE on B, delivery via A ({mode}): latencies {[f'{x:.3f}' for x in latencies]} s")
+
+
+def test_a_killed_listen_connection_catches_up(
+    cluster: ClusterFactory, database: Database, request: pytest.FixtureRequest
+) -> None:
+    """pg_terminate_backend on the nodes' LISTEN connections, then three deliveries
+    through A while B is deaf (it waits `reconnect_ms` before it reconnects): B
+    reconnects, reads the log from the last id it saw, and IDLE on B gets all three."""
+    if database.dialect != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; MariaDB nodes poll the log anyway")
+    postgres: Postgres = request.getfixturevalue("postgres")
+    node_a, node_b = cluster(EVENTS_ONLY + "reconnect_ms = 5000\n")
     _deliver(node_a, _message(1))
     client = _RawImap(node_b.imap)
     try:
         client.command("l1", f'LOGIN "{EMAIL}" "{PASSWORD}"')
         assert b"* 1 EXISTS" in client.command("s1", "SELECT INBOX")
-
-        same_node = _idle_until_exists(client, 2, deliver=node_b)
-        other_node = _idle_until_exists(client, 3, deliver=node_a)
-        print(f"IDLE on B: delivery via B seen after {same_node} s, via A after {other_node} s")
-        assert same_node is not None and same_node < POLL_S  # pushed, not polled
-        assert other_node is not None and other_node < IDLE_WAIT_S, (
-            f"IDLE on B saw no EXISTS for a delivery through A within {IDLE_WAIT_S} s"
-        )
+        _idle(client)
+        where = f"application_name = '{APPLICATION_NAME}' AND datname = '{database.name}'"
+        terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+        killed = postgres.psql(terminate + where).split()
+        assert killed == ["t", "t"], killed  # one LISTEN connection per node
+        _wait_for(lambda: "LISTEN connection was lost" in node_b.log.read_text(), "B to notice")
+        for count in (2, 3, 4):
+            _deliver(node_a, _message(count))
+        _wait_line(client, rb"\* 4 EXISTS")
+        _done(client)
         client.command("o1", "LOGOUT")
     finally:
         client.close()
+    log = node_b.log.read_text()
+    caught = [int(n) for n in re.findall(r"listening again \(backend \d+\); caught up (\d+)", log)]
+    assert caught and caught[0] >= 1, log[-3000:]
+    session = _login(node_b)
+    try:
+        assert session.select("INBOX", readonly=True) == ("OK", [b"4"])
+    finally:
+        session.logout()
 
 
-def test_a_password_change_ends_the_sessions_on_every_node(nodes: tuple[Node, Node]) -> None:
-    """The password changed with the CLI (a third process): each node's credential
-    watcher polls the shared database, and alice's sessions on both nodes (IDLE on A,
-    SELECTed on B) get BYE [UNAVAILABLE] within 5 s, then the connection closes."""
-    node_a, node_b = nodes
+def test_wrong_passwords_on_both_nodes_fill_one_bucket(cluster: ClusterFactory) -> None:
+    """Three wrong passwords on A and two on B empty the address's bucket (burst 5):
+    then even the right password is refused on both nodes, which a per-node throttle
+    (five more on B) would have let through."""
+    node_a, node_b = cluster("[auth]\naddress_refill_s = 3600\n")
+    for node, wrong in ((node_a, 3), (node_b, 2)):
+        for _ in range(wrong):
+            imap = imaplib.IMAP4("127.0.0.1", node.imap)
+            with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+                imap.login(EMAIL, "not the password")
+            imap.logout()
+    for node in (node_b, node_a):
+        imap = imaplib.IMAP4("127.0.0.1", node.imap)
+        with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+            imap.login(EMAIL, PASSWORD)
+        imap.logout()
+
+
+def test_a_password_change_ends_the_sessions_on_every_node(cluster: ClusterFactory) -> None:
+    """The password changed with the CLI on A's configuration (a third process): with
+    the credential watcher's poll off, only the change log's CREDENTIALS row can end
+    alice's sessions on both nodes (IDLE on A, SELECTed on B): BYE [UNAVAILABLE] within
+    5 s, then the connection closes."""
+    node_a, node_b = cluster(EVENTS_ONLY)
     clients = [_RawImap(node_a.imap), _RawImap(node_b.imap)]
     try:
         for n, client in enumerate(clients):
             client.command(f"l{n}", f'LOGIN "{EMAIL}" "{PASSWORD}"')
             client.command(f"s{n}", "SELECT INBOX")
-        clients[0].sock.sendall(b"i1 IDLE\r\n")
-        assert clients[0].line(30.0).startswith(b"+")
+        _idle(clients[0])
         _cli(
             node_a.config,
             "user",
@@ -324,3 +474,58 @@ def test_a_password_change_ends_the_sessions_on_every_node(nodes: tuple[Node, No
     finally:
         for client in clients:
             client.close()
+
+
+def _kill_message(index: int) -> bytes:
+    return (
+        f"From: s@example.net\r\nTo: {EMAIL}\r\nSubject: kill {index}\r\n"
+        f"Message-ID: <kill-{index}@example.net>\r\n\r\n" + f"line {index}\r\n" * 200
+    ).encode()
+
+
+def test_node_killed_mid_delivery_loses_nothing(
+    cluster: ClusterFactory, postfix_factory: PostfixFactory
+) -> None:
+    """A real Postfix delivers to A, falling back to B (a next-hop list); A and its LMTP
+    workers are SIGKILLed while mail streams in. Postfix retries what A did not answer
+    on B; every message is then in the store exactly once, whole."""
+    node_a, node_b = cluster()
+    postfix = postfix_factory(
+        domains=["example.org"],
+        lmtp=f"[127.0.0.1]:{node_a.lmtp}, [127.0.0.1]:{node_b.lmtp}",
+    )
+    count = 40
+    for index in range(count):
+        postfix.send(_kill_message(index), "s@example.net", [EMAIL], via="smtp")
+        if index == count // 3:
+            # Some delivered by A, more in flight: pull the plug.
+            _wait_for(lambda: "status=sent" in postfix.log_path.read_text(), "a first delivery")
+            node_a.kill()
+    postfix.flush()
+    postfix.wait_queue_empty(timeout=180)
+    session = _login(node_b)
+    try:
+        typ, data = session.select("INBOX", readonly=True)
+        assert typ == "OK"
+        typ, data = session.uid("FETCH", "1:*", "(BODY.PEEK[])")
+        assert typ == "OK"
+    finally:
+        session.logout()
+    ids: Counter[int] = Counter()
+    for item in data:
+        if not isinstance(item, tuple):
+            continue
+        found = re.search(rb"Message-ID: <kill-(\d+)@example.net>", item[1])
+        assert found, "a stored message has no Message-ID: corrupt"
+        index = int(found[1])
+        assert item[1].endswith(_kill_message(index).split(b"\r\n\r\n", 1)[1]), index
+        ids[index] += 1
+    sent_by = Counter(
+        re.findall(
+            r"relay=127\.0\.0\.1\[127\.0\.0\.1\]:(\d+).*status=sent", postfix.log_path.read_text()
+        )
+    )
+    print(f"\nkill A mid-delivery: delivered per LMTP port {dict(sent_by)}")
+    assert sorted(ids) == list(range(count)), f"lost: {sorted(set(range(count)) - set(ids))}"
+    assert not [i for i, n in ids.items() if n > 1], f"duplicated: {ids}"
+    assert str(node_b.lmtp) in sent_by, "B took none of the mail: the kill came too late"

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -33,6 +34,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 _BLOB = LargeBinary(16 * 1024 * 1024)  # MEDIUMBLOB on MariaDB; BLOB caps at 64 KiB
 # MariaDB refuses a BLOB column in a primary key; a fixed-width digest fits VARBINARY.
 _DIGEST = LargeBinary(32).with_variant(mysql.VARBINARY(32), "mysql", "mariadb")
+_KEY16 = LargeBinary(16).with_variant(mysql.VARBINARY(16), "mysql", "mariadb")
 
 virtual_domains = Table(
     "virtual_domains",
@@ -294,4 +296,30 @@ cm_staged_blobs = Table(
     ),
     Column("blob_id", LargeBinary(16), primary_key=True),
     Index("ix_cm_staged_blobs_blob", "blob_id"),
+)
+
+# The change log (db/_changes.py): one row per change other nodes must hear of at once
+# (new mail, flags, expunge, mailboxes, credentials), written in the change's own
+# transaction and read by every node after the last id it saw. Ids only, no names.
+# mailbox_id 0: a change of the user, not of one mailbox. No foreign keys: a row of a
+# deleted user or mailbox is harmless and ages out with the rest (pruned by id).
+cm_changes = Table(
+    "cm_changes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, nullable=False),
+    Column("mailbox_id", Integer, nullable=False, server_default="0"),
+    Column("kind", SmallInteger, nullable=False),
+)
+
+# The login throttle's failure buckets shared by every node (keys/_shared_buckets.py):
+# one row per bucket that owes tokens, keyed by a keyed hash of the bucket key (never
+# the address or client address tried). `full_at` (seconds since the epoch) is when
+# the bucket is full again; a row past it carries no memory and is deleted.
+cm_login_failures = Table(
+    "cm_login_failures",
+    metadata,
+    Column("key_hash", _KEY16, primary_key=True),
+    Column("full_at", Double, nullable=False),
+    Index("ix_cm_login_failures_full_at", "full_at"),
 )

@@ -50,6 +50,21 @@ class BucketTable:
         bucket.tokens = self._refilled(bucket, now) - 1.0
         bucket.stamp = now
 
+    def lower_to(self, key: str, level: float) -> None:
+        """Make `key`'s bucket hold at most `level` tokens now (another node's failures,
+        read from the shared table)."""
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        current = float(self.burst) if bucket is None else self._refilled(bucket, now)
+        if level >= current:
+            return
+        if bucket is None:
+            if len(self._buckets) >= self.max_entries:
+                self._make_room(now)
+            bucket = self._buckets[key] = _Bucket(level, now)
+        bucket.tokens = level
+        bucket.stamp = now
+
     def give_back(self, key: str) -> None:
         """Return one token spent by `take`."""
         now = self.clock()

@@ -2,8 +2,9 @@
 
 Every change after which a cached login must not be served again (a password change,
 recovery, an app password revoked, a key rotation) bumps it in the transaction that
-makes the change. The login cache of every process that shares the database reads it
-before serving a login from memory, and drops its entry when it moved; the
+makes the change, and writes a CREDENTIALS row to the change log (db/_changes.py) in
+it, so every node hears of it at commit. The login cache of every process that shares
+the database reads it before serving a login from memory, and drops its entry when it moved; the
 `CredentialWatcher` of every process reads it for the users with live sessions and ends
 their sessions when it moved (`_watcher`).
 """
@@ -15,7 +16,7 @@ from collections.abc import Collection
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cryptmail.db import UserId
+from cryptmail.db import ChangeKind, UserId, record_user_change
 from cryptmail.db import tables as t
 from cryptmail.users import fold_address
 
@@ -28,6 +29,8 @@ async def bump_generation(conn: AsyncConnection, user_id: int) -> None:
         .where(accounts.c.user_id == user_id)
         .values(credential_generation=accounts.c.credential_generation + 1)
     )
+    # Every node hears of it at commit (db/_changes.py), not at its next poll.
+    await conn.run_sync(record_user_change, user_id, ChangeKind.CREDENTIALS)
 
 
 async def read_generation(conn: AsyncConnection, user_id: int) -> int | None:

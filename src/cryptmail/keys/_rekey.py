@@ -41,7 +41,7 @@ from cryptmail.crypto import (
     seal_private_key,
     slot_version,
 )
-from cryptmail.db import UserId
+from cryptmail.db import ChangeKind, UserId, record_user_change
 from cryptmail.db import tables as t
 from cryptmail.errors import KeySlotError, MalformedObject
 from cryptmail.keys._account import UnlockedAccount
@@ -138,6 +138,7 @@ async def rekey(
     )
     if moved.rowcount != 1:
         raise stale_keys()
+    await conn.run_sync(record_user_change, user_id, ChangeKind.CREDENTIALS)  # every node
     checkpoint("rekey:after-generation")
 
     keys = await data_keys(conn, user_id, old_key)

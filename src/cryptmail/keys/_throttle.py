@@ -17,6 +17,12 @@ a right password gives both tokens back (a success costs nothing and delays nobo
 and it does not wipe the failures others ran up for that address); a wrong one keeps
 them; any other error (`release`) gives them back, as no password was judged.
 
+Several nodes: with `auth.shared_buckets` on (the default on PostgreSQL and MariaDB),
+each failure is also written to the shared database (`_shared_buckets`), and every
+attempt first lowers its local buckets to the shared level, so a guess on one node
+counts on all. Attempts in flight are counted per node only: N nodes can check up to N
+times a bucket's remaining tokens at once, once, before the failures are written.
+
 Addresses are folded as the user look-up folds them (`users.fold_address`), IPv6
 clients are counted per /64. Clients in `auth.trusted_networks` (webmail hosts that
 log in on behalf of many people) have no client bucket of their own; the IMAP layer may
@@ -27,16 +33,22 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cryptmail.config import Config
-from cryptmail.errors import AuthenticationFailed, TooManyAttempts
+from cryptmail.errors import AuthenticationFailed, DatabaseError, StoreUnavailable, TooManyAttempts
 from cryptmail.keys._buckets import BucketTable
+from cryptmail.keys._shared_buckets import SharedBuckets, SharedKey, bucket_hash_key
 from cryptmail.users import fold_address
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -76,7 +88,10 @@ class LoginThrottle:
         max_entries: int = 100_000,
         trusted_networks: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedBuckets | None = None,
     ) -> None:
+        self._shared = shared
+        self._pending: set[asyncio.Task[None]] = set()
         self._by_address = BucketTable(address_burst, address_refill_s, max_entries, clock)
         self._by_client = BucketTable(client_burst, client_refill_s, max_entries, clock)
         self._trusted: tuple[_Network, ...] = tuple(
@@ -91,15 +106,29 @@ class LoginThrottle:
         self._settled: list[asyncio.Future[None]] = []
 
     @classmethod
-    def from_config(cls, config: Config) -> LoginThrottle:
+    def from_config(cls, config: Config, engine: AsyncEngine | None = None) -> LoginThrottle:
+        """The configured throttle; with `engine`, its buckets are shared in that
+        database when `auth.shared_buckets` says so (needs the server key loaded)."""
         auth = config.auth
+        shared = None
+        if engine is not None and (
+            auth.shared_buckets == "database"
+            or (auth.shared_buckets == "auto" and engine.dialect.name != "sqlite")
+        ):
+            shared = SharedBuckets(engine, bucket_hash_key())
         return cls(
             address_burst=auth.address_burst,
             address_refill_s=auth.address_refill_s,
             client_burst=auth.client_burst,
             client_refill_s=auth.client_refill_s,
             trusted_networks=auth.trusted_networks,
+            shared=shared,
         )
+
+    @property
+    def shared(self) -> bool:
+        """Whether failures are counted in the shared database too."""
+        return self._shared is not None
 
     def is_trusted(self, client_ip: str) -> bool:
         """Whether `client_ip` is in `auth.trusted_networks`."""
@@ -136,6 +165,7 @@ class LoginThrottle:
         after `patience_s`.
         """
         reservation = self._reservation(address, client_ip)
+        await self._pull_shared(reservation)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience_s
         waited = False
@@ -205,7 +235,8 @@ class LoginThrottle:
         try:
             result = await attempt()
         except AuthenticationFailed:
-            self.failed(reservation)
+            self._settle(reservation)
+            await self._push_failure(reservation)  # counted on every node before the reply
             raise
         except BaseException:
             self.release(reservation)
@@ -214,8 +245,51 @@ class LoginThrottle:
         return result
 
     def failed(self, reservation: Reservation) -> None:
-        """The password was wrong: the tokens stay spent."""
+        """The password was wrong: the tokens stay spent (and, when shared, are written
+        to the database in the background)."""
         self._settle(reservation)
+        if self._shared is not None:
+            task = asyncio.get_running_loop().create_task(self._push_failure(reservation))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    def _shared_keys(self, reservation: Reservation) -> list[tuple[BucketTable, str, SharedKey]]:
+        assert self._shared is not None  # noqa: S101 - callers check
+        pairs = [(self._by_address, reservation.address_key, "a:")]
+        if reservation.client_key is not None:
+            pairs.append((self._by_client, reservation.client_key, "c:"))
+        return [
+            (table, key, self._shared.key(prefix + key, table.burst, table.refill_s))
+            for table, key, prefix in pairs
+        ]
+
+    async def _pull_shared(self, reservation: Reservation) -> None:
+        """Lower the local buckets to the shared levels (other nodes' failures). When
+        the database cannot be read, the local buckets alone decide."""
+        if self._shared is None:
+            return
+        keys = self._shared_keys(reservation)
+        try:
+            levels = await self._shared.levels([shared for _t, _k, shared in keys])
+        except (StoreUnavailable, DatabaseError) as exc:
+            log.warning("shared login throttle unreadable (%s); using this node's", exc)
+            return
+        for table, key, shared in keys:
+            level = levels.get(shared.key_hash)
+            if level is not None:
+                table.lower_to(key, level - self._held[key])
+
+    async def _push_failure(self, reservation: Reservation) -> None:
+        if self._shared is None:
+            return
+        try:
+            await self._shared.spend([shared for _t, _k, shared in self._shared_keys(reservation)])
+        except (StoreUnavailable, DatabaseError) as exc:
+            log.warning("a failed login could not be written to the shared throttle (%s)", exc)
+
+    async def prune_shared(self) -> int:
+        """Delete the shared buckets that are full again (housekeeping); how many."""
+        return 0 if self._shared is None else await self._shared.prune()
 
     def succeeded(self, reservation: Reservation) -> None:
         """The password was right: give the tokens back."""

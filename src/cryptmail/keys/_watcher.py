@@ -9,7 +9,9 @@ the `on_change` of each watch whose generation moved or whose account row is gon
 that watch is then unregistered. Idle, the process runs no query at all.
 
 A change committed by another `serve` process sharing the database (or by the CLI) is
-seen at the next poll: within `POLL_S` plus one query. A poll that fails (the database
+seen at the next poll: within `POLL_S` plus one query, or at once when `serve`'s change
+feed hears of it (the change log's CREDENTIALS rows, db/_changes.py) and calls
+`notice`; `serve` then polls only every `events.safety_poll_s`. A poll that fails (the database
 away for a moment) is logged and tried again at the next interval; sessions go on
 meanwhile, as they would with no database at all.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -54,6 +56,27 @@ class CredentialWatcher:
         self.poll_s = poll_s
         self._watches: dict[UserId, set[Watch]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._noticed: set[UserId] = set()
+        self._notice_task: asyncio.Task[None] | None = None
+
+    def notice(self, user_id: UserId | None) -> None:
+        """The credentials of `user_id` (None: of anyone) changed, as the change log
+        says: check its watches now rather than at the next poll. Needs a running loop."""
+        if user_id is not None and user_id not in self._watches:
+            return  # no session of that user here: nothing to end
+        self._noticed.update(self._watches if user_id is None else (user_id,))
+        if self._notice_task is None or self._notice_task.done():
+            self._notice_task = asyncio.get_running_loop().create_task(
+                self._check_noticed(), name="credential-notice"
+            )
+
+    async def _check_noticed(self) -> None:
+        while self._noticed:
+            users, self._noticed = self._noticed, set()
+            try:
+                await self.check(users)
+            except Exception:
+                log.warning("credential watcher: a noticed change could not be read", exc_info=True)
 
     def watch(self, user_id: UserId, generation: int, on_change: Callable[[], None]) -> Watch:
         """Call `on_change` once the generation of `user_id` is not `generation` (or the
@@ -76,14 +99,17 @@ class CredentialWatcher:
     def watched_users(self) -> int:
         return len(self._watches)
 
-    async def check(self) -> int:
-        """Poll once: end every watch whose generation moved; how many ended."""
-        if not self._watches:
+    async def check(self, users: Collection[UserId] | None = None) -> int:
+        """Poll once (only `users`, when given): end every watch whose generation moved;
+        how many ended."""
+        wanted = list(self._watches) if users is None else [u for u in users if u in self._watches]
+        if not wanted:
             return 0
         async with self._engine.connect() as conn:
-            current = await read_generations(conn, list(self._watches))
+            current = await read_generations(conn, wanted)
         ended = 0
-        for user_id, watches in list(self._watches.items()):
+        for user_id in wanted:
+            watches = self._watches.get(user_id, set())
             now = current.get(user_id)
             for handle in list(watches):
                 if now == handle.generation:
@@ -124,8 +150,9 @@ class CredentialWatcher:
 
     async def close(self) -> None:
         """Stop polling (at shutdown); the watches stay registered but are not checked."""
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._notice_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._notice_task = None

@@ -3,8 +3,10 @@
 One engine, one blob store, one change bus, one login throttle, one cache of unlocked
 accounts and one credential watcher are shared by every listener (a password change on
 the web drops IMAP's cached credentials of that user; a failed login at the web form
-counts against IMAP too; one poll every two seconds ends the IMAP sessions whose
-credentials changed, whichever process changed them). The
+counts against IMAP too). One change feed (`_events`) brings the changes of every
+other process sharing the database (other nodes, the CLI) to the bus and the watcher
+at once; with `events.mode = "off"`, IDLE and the watcher poll every two seconds
+instead. The
 listeners and the housekeeping chores run under one `asyncio.TaskGroup`: SIGTERM or
 SIGINT, or a listener that stops on its own, stops them all gracefully: no new
 connections, deliveries in flight finish and get their replies.
@@ -30,6 +32,7 @@ from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
 from cryptmail.pop3 import Pop3Listener, make_pop3_context
 from cryptmail.sasl import SaslChecker, SaslServer
+from cryptmail.serve._events import ChangeFeed, dispatch_to, feed_mode, prune_forever
 from cryptmail.serve._hardening import forbid_core_dumps, keep_out_of_swap
 from cryptmail.serve._housekeeping import (
     clean_at_start,
@@ -77,6 +80,8 @@ class Shared:
     accounts: UnlockedAccounts
     watcher: CredentialWatcher | None = None  # None: IMAP's own, one per engine
     imports: FirstLoginImports | None = None  # None: staged imports wait
+    idle_poll_s: float | None = 2.0
+    """IDLE's own poll (None: never); longer when the change feed runs."""
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -117,6 +122,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             accounts=shared.accounts,
             watcher=shared.watcher,
             imports=shared.imports,
+            idle_poll_s=shared.idle_poll_s,
         )
         for address, tls in ((addresses.imap, False), (addresses.imaps, True)):
             if address:
@@ -174,15 +180,25 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
     keep_out_of_swap()
     # Off the loop: building an S3 client imports boto3 and reads its data files (~0.3 s).
     blobs = await run_blocking(open_blob_store, config)
+    events = config.events
+    feeding = feed_mode(events, engine.dialect.name) != "off"
+    # With the feed, other processes' changes arrive at once: the polls are a safety net.
+    safety_s = float(events.safety_poll_s) if events.safety_poll_s else None
+    bus = ChangeBus()
+    watcher = CredentialWatcher(engine, poll_s=(safety_s or 86400.0) if feeding else 2.0)
     shared = Shared(
         config=config,
         engine=engine,
         blobs=blobs,
-        bus=ChangeBus(),
-        throttle=LoginThrottle.from_config(config),
+        bus=bus,
+        throttle=LoginThrottle.from_config(config, engine),
         accounts=UnlockedAccounts.from_config(engine, config),
-        watcher=CredentialWatcher(engine),
+        watcher=watcher,
         imports=FirstLoginImports(engine, blobs, stale_after_s=config.auth.import_stale_s),
+        idle_poll_s=safety_s if feeding else 2.0,
+    )
+    feed = ChangeFeed(
+        engine, events, dispatch_to(bus, watcher), lambda: _history_lost(bus, watcher)
     )
     listeners = make_listeners(shared, addresses)
     shutdown = asyncio.Event()
@@ -190,7 +206,7 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
     try:
-        await _run(shared, listeners, shutdown)
+        await _run(shared, listeners, shutdown, feed)
     finally:
         if shared.imports is not None:
             await shared.imports.close()
@@ -202,7 +218,14 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
     return 0
 
 
-async def _run(shared: Shared, listeners: list[Listener], shutdown: asyncio.Event) -> None:
+def _history_lost(bus: ChangeBus, watcher: CredentialWatcher) -> None:
+    bus.wake_all()
+    watcher.notice(None)
+
+
+async def _run(
+    shared: Shared, listeners: list[Listener], shutdown: asyncio.Event, feed: ChangeFeed
+) -> None:
     started: list[Listener] = []
     spool_dir: Path = shared.config.data_path / "spool"
     # Before the first listener: nothing of this server is in flight yet (why that makes
@@ -218,6 +241,10 @@ async def _run(shared: Shared, listeners: list[Listener], shutdown: asyncio.Even
             group.create_task(sweep_forever(shared.engine, shared.blobs, spool_dir, shutdown))
             group.create_task(expire_tags_forever(shared.engine, shutdown))
             group.create_task(zero_deleted_forever(shared.blobs, shutdown))
+            group.create_task(feed.run(shutdown))
+            group.create_task(
+                prune_forever(shared.engine, shared.config.events, shared.throttle, shutdown)
+            )
             for listener in started:
                 group.create_task(_watch(listener, shutdown))
             settle_gc()

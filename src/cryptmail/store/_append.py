@@ -20,7 +20,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, func, select, updat
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import BlobSealer, PublicKeyInfo, plain_header
-from cryptmail.db import UserId, run_transaction, utcnow
+from cryptmail.db import ChangeKind, UserId, record_mailbox_change, run_transaction, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import KeyLocked, QuotaExceeded, RecipientKeyUnverified
 from cryptmail.keys import (
@@ -305,6 +305,7 @@ def _insert_row(
             "delivery_tag": tag,
         },
     )
+    record_mailbox_change(conn, mailbox_id, ChangeKind.NEW)  # tells every node, at commit
     return int(result.inserted_primary_key[0]), uid, modseq  # type: ignore[index]
 
 

@@ -24,7 +24,14 @@ from sqlalchemy import Connection, Select, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import FieldCipher, context
-from cryptmail.db import UserId, run_transaction, utcnow
+from cryptmail.db import (
+    ChangeKind,
+    UserId,
+    record_mailbox_change,
+    record_user_change,
+    run_transaction,
+    utcnow,
+)
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     DatabaseConflict,
@@ -364,6 +371,7 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
         .where(t.cm_mailboxes.c.id == new_id)
         .values(name_sealed=_seal_name(account, new_id, name))
     )
+    await conn.run_sync(record_user_change, user_id, ChangeKind.MAILBOXES)
     return await mailbox_by_id(conn, account, new_id)
 
 
@@ -399,6 +407,7 @@ async def rename_mailbox(
                 uidvalidity=await _new_uidvalidity(conn, account.user.id),
             )
         )
+    await conn.run_sync(record_user_change, account.user.id, ChangeKind.MAILBOXES)
 
 
 async def rename_inbox(conn: AsyncConnection, account: UnlockedAccount, new: str) -> Mailbox:
@@ -447,6 +456,7 @@ async def rename_inbox(conn: AsyncConnection, account: UnlockedAccount, new: str
         .values(uidnext=len(rows) + 1, used_bytes=moved, message_count=len(rows))
     )
     await conn.execute(update(mb).where(mb.c.id == inbox).values(used_bytes=0, message_count=0))
+    await conn.run_sync(record_mailbox_change, inbox, ChangeKind.EXPUNGE)
     return await mailbox_by_id(conn, account, target.id)
 
 
@@ -464,6 +474,7 @@ async def delete_mailbox(
     await conn.execute(delete(t.cm_messages).where(t.cm_messages.c.mailbox_id == box.id))
     await conn.execute(delete(t.cm_expunged).where(t.cm_expunged.c.mailbox_id == box.id))
     await conn.execute(delete(t.cm_mailboxes).where(t.cm_mailboxes.c.id == box.id))
+    await conn.run_sync(record_user_change, account.user.id, ChangeKind.MAILBOXES)
     return blobs
 
 

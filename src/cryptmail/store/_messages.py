@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from sqlalchemy import Connection, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cryptmail.db import run_transaction
+from cryptmail.db import ChangeKind, record_mailbox_change, run_transaction
 from cryptmail.db import tables as t
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._codec import MessageCache, decode_flags, encode_flags
@@ -310,6 +310,7 @@ async def _bump_modseq(conn: AsyncConnection, mailbox_id: MailboxId) -> int:
         update(mb).where(mb.c.id == mailbox_id).values(highest_modseq=mb.c.highest_modseq + 1)
     )
     row = (await conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id))).one()
+    await conn.run_sync(record_mailbox_change, mailbox_id, ChangeKind.FLAGS)
     return int(row.highest_modseq)
 
 
@@ -419,6 +420,7 @@ async def change_flags(
         new_modseq = int(
             conn.execute(select(mb.c.highest_modseq).where(mb.c.id == mailbox_id)).scalar_one()
         )
+        record_mailbox_change(conn, mailbox_id, ChangeKind.FLAGS)
         conn.execute(
             update(msg)
             .where(msg.c.id == bindparam("row_id"))
@@ -482,6 +484,7 @@ def _expunge(
     rows = [r for r in rows if r.id in present]
     if not rows:
         return modseq, []
+    record_mailbox_change(conn, mailbox_id, ChangeKind.EXPUNGE)
     ids = [r.id for r in rows]
     freed = (
         select(func.coalesce(func.sum(msg.c.size_rounded), 0))

@@ -3,9 +3,9 @@
 Within a process a ChangeBus hands changes to the sessions' queues. `serve`'s LMTP
 worker processes publish through a pipe (`PipePublisher`) that the main process reads
 into its bus (`ChangeForwarder`), so IDLE hears of their deliveries at once too.
-Sessions also poll the database now and then (IDLE every 2 s, see imap), so a change
-made by another process (the CLI, another node of a scale-out setup) is seen too, a
-poll later. Cross-node push (e.g. PostgreSQL LISTEN/NOTIFY) is not built.
+Changes made by other processes (the CLI, another node of a scale-out setup) reach the
+bus through the change log (db/_changes.py): `serve`'s change feed (serve/_events.py)
+hears of them by PostgreSQL NOTIFY or by polling the log, and publishes them here.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ class ChangeBus:
                 queue.put_nowait(mailbox_id)
             except asyncio.QueueFull:
                 pass  # the session is far behind; it rescans on its next wake-up anyway
+
+    def wake_all(self) -> None:
+        """Wake every subscriber (with mailbox id 0) to rescan: changes may have been
+        missed (the change feed was cut off longer than the log keeps them)."""
+        for user_id in list(self._queues):
+            self.publish(user_id, MailboxId(0))
 
 
 class PipePublisher:

@@ -47,6 +47,9 @@ class ServerContext:
     learner: SpamLearner | None = None
     imports: FirstLoginImports | None = None
     """Spam learning on moves into and out of Junk; None when `spam` is not configured."""
+    idle_poll_s: float | None = 2.0
+    """Seconds between IDLE's own reads of the selected mailbox; None: never. `serve`
+    lengthens it when the change feed carries other processes' changes to the bus."""
 
 
 class ImapListener:
@@ -200,6 +203,7 @@ def make_context(
     accounts: UnlockedAccounts | None = None,
     watcher: CredentialWatcher | None = None,
     imports: FirstLoginImports | None = None,
+    idle_poll_s: float | None = 2.0,
 ) -> ServerContext:
     return ServerContext(
         config=config,
@@ -210,6 +214,7 @@ def make_context(
         accounts=accounts or _shared_accounts(engine, config),
         ssl_context=make_ssl_context(config),
         watcher=watcher or _shared_watcher(engine),
+        idle_poll_s=idle_poll_s,
         learner=SpamLearner(config.spam, blobs)
         if config.spam.learn_spam or config.spam.learn_ham
         else None,

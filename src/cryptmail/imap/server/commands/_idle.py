@@ -1,8 +1,10 @@
 """IDLE (RFC 2177): push EXISTS, EXPUNGE and flag changes until the client says DONE.
 
-A delivery in this process wakes the session through the ChangeBus at once; changes
-made by other processes (the CLI, another frontend) are found by polling the
-mailbox's highest modseq every couple of seconds, which costs one small query.
+A delivery in this process wakes the session through the ChangeBus at once, and so
+does a change made by another process (the CLI, another node) once `serve`'s change
+feed hears of it (serve/_events.py). Besides, the session reads the mailbox's highest
+modseq every `context.idle_poll_s` (one small query): every POLL_S (2 s) without the
+feed, every `events.safety_poll_s` with it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
 
 POLL_S: Final = 2.0
+"""IDLE's poll interval when nothing else brings other processes' changes."""
 
 
 async def idle(session: Session, command: Idle) -> bytes:
@@ -35,7 +38,9 @@ async def idle(session: Session, command: Idle) -> bytes:
                 await session.drain()
             waiter = asyncio.create_task(queue.get())
             done, _ = await asyncio.wait(
-                {line_task, waiter}, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED
+                {line_task, waiter},
+                timeout=session.context.idle_poll_s,
+                return_when=asyncio.FIRST_COMPLETED,
             )
             waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
