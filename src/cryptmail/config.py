@@ -225,6 +225,14 @@ class ImapConfig:
     more are told `* BYE` and closed."""
     allow_plaintext_login_on_loopback: bool = True
     """Allow LOGIN before TLS from 127.0.0.0/8 and ::1 (as Dovecot does)."""
+    fts_index: bool = True
+    """Keep the encrypted full-text index that lets SEARCH skip messages (built while the
+    user has a session; see docs/security.md, "Search index")."""
+    fts_background_percent: int = 50
+    """Share of its time (1-100) a user's background indexing may run while they have a
+    session; it sleeps the rest."""
+    fts_max_message_size: int = 10485760
+    """Larger messages are not indexed (SEARCH reads them each time), 10 MiB."""
 
 
 @dataclass(frozen=True)
@@ -433,6 +441,8 @@ def _check(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: crypto.argon2.max_queued must be >= 0")
     if config.imap.max_connections < 1:
         raise ConfigError(f"{source}: imap.max_connections must be >= 1")
+    if not 1 <= config.imap.fts_background_percent <= 100:
+        raise ConfigError(f"{source}: imap.fts_background_percent must be from 1 to 100")
     _check_auth(config.auth, source)
     if config.lmtp.processes < 0:
         raise ConfigError(f"{source}: lmtp.processes must be >= 0 (0: one per CPU core)")
