@@ -2,9 +2,10 @@
 
 Markers go into subject, from, to, body, an attachment file name, a header, a folder
 name and a keyword; an IMAP session searches for them and waits until the search index
-holds the message, so the index's segments are scanned too. Every byte under the data directory (database, WAL, blobs, spool)
-and the server's DEBUG log is scanned for each marker raw, lower-cased, base64,
-quoted-printable and UTF-16. crypt=0 markers must be found: that proves the scan works.
+holds the message, so the index's segments are scanned too. Every byte under the data
+directory (database, WAL, blobs, spool) and the server's DEBUG log is scanned for each
+marker raw, lower-cased, base64, quoted-printable and UTF-16. crypt=0 markers must be
+found: that proves the scan works.
 """
 
 from __future__ import annotations

@@ -46,7 +46,14 @@ from cryptmail.store import (
     stream_plaintext,
 )
 from cryptmail.store.blobs import BlobStore
-from cryptmail.store.fulltext import HEADER_FIELDS, Needle, UserIndex, needle_terms, user_blobs
+from cryptmail.store.fulltext import (
+    HEADER_FIELDS,
+    MAX_SEGMENTS,
+    Needle,
+    UserIndex,
+    needle_terms,
+    user_blobs,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -167,6 +174,9 @@ class FullTextIndexes:
         known = [(b, user.blobs[b]) for b in batch if b in user.blobs]
         docs = await self._read_words(user, known)
         await index.add(docs)
+        # Merge while indexing too, so a long first pass never leaves hundreds of small
+        # segments for SEARCH to go through.
+        await index.compact(set(user.blobs), above=2 * MAX_SEGMENTS)
         return time.monotonic() - started
 
     async def _read_words(

@@ -43,8 +43,10 @@ log = logging.getLogger(__name__)
 
 MAX_SEGMENTS: Final = 8
 """More segments than this and the smaller ones are merged."""
-MERGE_DOCS: Final = 25000
-"""A merge stops adding segments once the result would hold more docs than this."""
+MERGE_DOCS: Final = 10000
+"""A merge stops adding segments once the result would hold more docs than this (a
+sealed segment of 10,000 mails of a few KB is about 2 MB: well within a MEDIUMBLOB and
+MariaDB's default max_allowed_packet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +159,12 @@ class UserIndex:
         segment = build_segment(docs)
         return segment, seal_segment(self.account, name, segment)
 
-    async def compact(self, alive: set[BlobId]) -> bool:
-        """Merge the smaller segments while there are more than MAX_SEGMENTS, dropping
-        docs whose blob is no longer in `alive`; True when something was merged."""
+    async def compact(self, alive: set[BlobId], *, above: int = MAX_SEGMENTS) -> bool:
+        """Merge the smaller segments when there are more than `above`, dropping docs
+        whose blob is no longer in `alive`; True when something was merged."""
         async with self._lock:
             await self._refresh()
-            if len(self._segments) <= MAX_SEGMENTS:
+            if len(self._segments) <= above:
                 return False
             by_size = sorted(self._segments.items(), key=lambda item: item[1].size)
             chosen: list[tuple[int, Segment]] = []
