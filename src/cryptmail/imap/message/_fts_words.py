@@ -1,10 +1,11 @@
 """The words of one message for the full-text index, read exactly as SEARCH reads it.
 
 Each field's words come from the very text the matcher searches: the BODY and TEXT
-streams of `iter_message_text`, each chunk folded by `fold_text` and the chunks joined
-(a word cut by a chunk border is carried over), and each top-level Subject/From/To/
-Cc/Bcc value in `searchable_header` form. So a stored word is always a substring of
-what the matcher would search, which is what lets the index prove a single-word match.
+streams of `iter_message_text` (both from one pass, `iter_labelled_text`), each chunk
+folded by `fold_text` and the chunks joined (a word cut by a chunk border is carried
+over), and each top-level Subject/From/To/Cc/Bcc value in `searchable_header` form.
+So a stored word is always a substring of what the matcher would search, which is what
+lets the index prove a single-word match.
 Chunks are cut where `MessageView.text` cuts them (`PIECE`), because folding a chunk
 whole and in two halves can differ at the border (canonical reordering of combining
 marks split between chunks).
@@ -19,7 +20,7 @@ from typing import Final
 from cryptmail.imap.message._analysis import analyze_message
 from cryptmail.imap.message._partmap import PartMap
 from cryptmail.imap.message._search import searchable_header
-from cryptmail.imap.message._textsearch import fold_text, iter_message_text
+from cryptmail.imap.message._textsearch import fold_text, iter_labelled_text
 from cryptmail.store.fulltext import BODY, BODY_ONLY, HEADER_FIELDS, TEXT_EXTRA, TokenStream, tokens
 
 __all__ = ["PIECE", "header_fields", "message_words"]
@@ -38,7 +39,9 @@ def header_fields(header: bytes) -> list[tuple[bytes, bytes]]:
     return fields
 
 
-def _stream_words(message: bytes, part_map: PartMap, *, include_headers: bool) -> set[str]:
+def _stream_words(message: bytes, part_map: PartMap) -> tuple[set[str], set[str]]:
+    """The words of BODY's text and of TEXT's text, from one decoding pass."""
+
     def read(offset: int, length: int) -> Iterator[bytes]:
         end = min(offset + length, len(message))
         while offset < end:
@@ -46,17 +49,19 @@ def _stream_words(message: bytes, part_map: PartMap, *, include_headers: bool) -
             yield message[offset : offset + step]
             offset += step
 
-    stream = TokenStream()
-    for chunk in iter_message_text(read, part_map, include_headers=include_headers):
-        stream.feed(fold_text(chunk))
-    return stream.finish()
+    body, text = TokenStream(), TokenStream()
+    for is_header, chunk in iter_labelled_text(read, part_map):
+        folded = fold_text(chunk)
+        if not is_header:
+            body.feed(folded)
+        text.feed(folded)
+    return body.finish(), text.finish()
 
 
 def message_words(message: bytes) -> dict[int, set[str]]:
     """{field id: words} of a whole message (fields of `cryptmail.store.fulltext`)."""
     part_map = analyze_message(message).part_map
-    body = _stream_words(message, part_map, include_headers=False)
-    text = _stream_words(message, part_map, include_headers=True)
+    body, text = _stream_words(message, part_map)
     out: dict[int, set[str]] = {BODY: body, TEXT_EXTRA: text - body, BODY_ONLY: body - text}
     root = part_map.parts[0]
     header = message[root.header_offset : root.header_offset + root.header_size]

@@ -20,7 +20,7 @@ from typing import Final
 _CJK: Final = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _MARKS: Final = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 _TOKEN: Final = re.compile(rf"[{_CJK}]|(?:[^\W{_CJK}]|[{_MARKS}])+")
-_RUN_CHAR: Final = re.compile(rf"(?:[^\W{_CJK}]|[{_MARKS}])\Z")
+_RUN_CHAR: Final = re.compile(rf"(?:[^\W{_CJK}]|[{_MARKS}])")
 
 
 def tokens(folded: str) -> set[str]:
@@ -43,7 +43,7 @@ class TokenStream:
         if not text:
             return
         self._carry = ""
-        if _RUN_CHAR.search(text):
+        if _RUN_CHAR.match(text[-1]):  # the text may end inside a word: carry it
             last = None
             for match in _TOKEN.finditer(text):
                 last = match
@@ -80,7 +80,7 @@ def needle_terms(folded: str) -> tuple[tuple[NeedleTerm, ...], bool]:
     found = []
     for match in _TOKEN.finditer(folded):
         token = match.group(0)
-        single = len(token) == 1 and not _RUN_CHAR.search(token)
+        single = len(token) == 1 and not _RUN_CHAR.match(token)
         found.append(
             NeedleTerm(token, single or match.start() > 0, single or match.end() < len(folded))
         )
