@@ -5,6 +5,7 @@ another, merges drop expunged blobs and lose no update, a damaged segment is dro
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 from sqlalchemy import select, update
@@ -21,6 +22,7 @@ from cryptmail.store.fulltext import (
     UserIndex,
     needle_terms,
 )
+from cryptmail.store.fulltext._index import MERGE_DOCS
 from cryptmail.store.fulltext._rows import list_segments, replace_segments
 
 from ..conftest import PASSWORD, StoreRig
@@ -123,3 +125,19 @@ async def test_constraints_with_anchors(rig: StoreRig) -> None:
     assert found.candidates == {a}
     found = await index.lookup(_needle("llow"))
     assert found.proven == {b}
+
+
+async def test_a_full_size_merged_segment_is_stored_and_read_back(rig: StoreRig) -> None:
+    account = await _account(rig)
+    index = UserIndex(rig.engine, account)
+    rng = random.Random(5)
+    vocabulary = [f"w{n:05d}" for n in range(30000)]
+    blobs = [_blob() for _ in range(MERGE_DOCS)]
+    docs = [(blob, {BODY: set(rng.sample(vocabulary, 150))}) for blob in blobs]
+    await index.add(docs)  # one segment as large as a merge makes them
+    reader = UserIndex(rig.engine, account)
+    await reader.refresh()
+    assert reader.indexed == set(blobs)
+    word = next(iter(docs[7][1][BODY]))
+    found = await reader.lookup(_needle(word))
+    assert found.proven == {blob for blob, fields in docs if word in fields[BODY]}
