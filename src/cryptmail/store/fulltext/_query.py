@@ -57,11 +57,9 @@ def _matching(fw: FieldWords, term: NeedleTerm) -> list[int] | None:
         low = bisect.bisect_left(words, token)
         high = bisect.bisect_left(words, token + "\U0010ffff", low)
         found = list(range(low, high))
-    elif term.right:
-        found = [i for i, word in enumerate(words) if word.endswith(token)]
-    else:
-        found = [i for i, word in enumerate(words) if token in word]
-    return found if len(found) <= MAX_EXPANSION else None
+        return found if len(found) <= MAX_EXPANSION else None
+    # A word never holds "\n", so "token\n" in the joined list is a word ending in it.
+    return fw.find(token + "\n" if term.right else token, MAX_EXPANSION)
 
 
 def _docs(segment: Segment, field_id: int, term: NeedleTerm) -> Mask | None:

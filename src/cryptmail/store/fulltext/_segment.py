@@ -44,11 +44,33 @@ class FieldWords:
     offsets: U32
     postings: U32
     _lookup: dict[str, int] | None = field(default=None, repr=False)
+    _joined: str | None = field(default=None, repr=False)
+    _starts: npt.NDArray[np.int64] | None = field(default=None, repr=False)
 
     def index_of(self, word: str) -> int | None:
         if self._lookup is None:
             self._lookup = {w: i for i, w in enumerate(self.words)}
         return self._lookup.get(word)
+
+    def find(self, piece: str, limit: int) -> list[int] | None:
+        """Indexes of the words containing `piece` (ending with it, when `piece` ends
+        in "\n"), found in one joined string at C speed; None beyond `limit` words."""
+        if self._joined is None or self._starts is None:
+            self._joined = "\n".join(self.words) + "\n"
+            lengths = np.fromiter((len(w) + 1 for w in self.words), np.int64, len(self.words))
+            self._starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+        joined, starts = self._joined, self._starts
+        found: list[int] = []
+        position = joined.find(piece)
+        while position >= 0:
+            index = int(np.searchsorted(starts, position, side="right")) - 1
+            found.append(index)
+            if len(found) > limit:
+                return None
+            # Go on from the next word: one hit per word.
+            following = index + 1
+            position = joined.find(piece, int(starts[following])) if following < len(starts) else -1
+        return found
 
     def docs_of(self, indexes: Iterable[int]) -> U32:
         """The doc numbers holding any of the words at `indexes` (may repeat)."""
