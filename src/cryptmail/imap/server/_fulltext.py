@@ -8,7 +8,8 @@ index lacks in batches (decrypt, parse, words, in a worker thread), and stores o
 sealed segment per batch. It runs for at most `imap.fts_background_percent` of the
 time (it sleeps in proportion to what it worked), goes to sleep when nothing is left
 until SEARCH or new mail wakes it, and stops when the user's last session ends. SEARCH
-moves the messages it had to read the slow way to the front of the queue.
+moves the messages it had to read the slow way to the front of the queue, and so does
+the first read of a message (FETCH's first parse, `_fetch._index`).
 """
 
 from __future__ import annotations
