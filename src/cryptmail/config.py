@@ -233,6 +233,9 @@ class ImapConfig:
     session; it sleeps the rest."""
     fts_max_message_size: int = 10485760
     """Larger messages are not indexed (SEARCH reads them each time), 10 MiB."""
+    fts_loaded_users: int = 200
+    """Users whose search index words stay in memory between searches (the most recent
+    searchers); others keep only which mails are indexed and read the words again."""
 
 
 @dataclass(frozen=True)
@@ -443,6 +446,8 @@ def _check(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: imap.max_connections must be >= 1")
     if not 1 <= config.imap.fts_background_percent <= 100:
         raise ConfigError(f"{source}: imap.fts_background_percent must be from 1 to 100")
+    if config.imap.fts_loaded_users < 1:
+        raise ConfigError(f"{source}: imap.fts_loaded_users must be >= 1")
     _check_auth(config.auth, source)
     if config.lmtp.processes < 0:
         raise ConfigError(f"{source}: lmtp.processes must be >= 0 (0: one per CPU core)")

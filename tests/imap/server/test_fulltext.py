@@ -99,3 +99,35 @@ def test_new_mail_is_found_before_it_is_indexed_and_the_pass_ends_with_the_sessi
         time.sleep(0.05)
     assert user.task is not None and user.task.done()
     assert not _FULLTEXT[rig.engine]._users
+
+
+def test_only_the_last_searchers_keep_their_words(tmp_path: Path) -> None:
+    rig_iter = start_rig(
+        tmp_path, **{"imap.fts_background_percent": 100, "imap.fts_loaded_users": 1}
+    )
+    rig = next(rig_iter)
+    try:
+        rig.add_user("bob@example.org", PASSWORD)
+        for i in range(6):
+            rig.deliver(_message(i))
+            rig.deliver(_message(i), "bob@example.org")
+        alice = _login(rig)
+        bob = imaplib.IMAP4("127.0.0.1", rig.port)
+        bob.login("bob@example.org", PASSWORD)
+        bob.select("INBOX")
+        deadline = time.monotonic() + 60
+        users = _FULLTEXT[rig.engine]._users
+        while time.monotonic() < deadline and not all(
+            len(u.index.indexed) == 6 for u in users.values()
+        ):
+            time.sleep(0.1)
+        assert _search(alice, "BODY", "quokka") == [2, 6]
+        assert _search(bob, "BODY", "quokka") == [2, 6]
+        loaded = {u.index.account.user.email: u.index.loaded for u in users.values()}
+        assert loaded == {USER: False, "bob@example.org": True}
+        assert _search(alice, "BODY", "quokka") == [2, 6]  # read again, correct
+        alice.logout()
+        bob.logout()
+    finally:
+        for _ in rig_iter:
+            pass

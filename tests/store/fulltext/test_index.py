@@ -141,3 +141,14 @@ async def test_a_full_size_merged_segment_is_stored_and_read_back(rig: StoreRig)
     word = next(iter(docs[7][1][BODY]))
     found = await reader.lookup(_needle(word))
     assert found.proven == {blob for blob, fields in docs if word in fields[BODY]}
+
+
+async def test_an_unloaded_index_keeps_its_doc_list_and_reads_words_again(rig: StoreRig) -> None:
+    account = await _account(rig)
+    index = UserIndex(rig.engine, account)
+    a, b = _blob(), _blob()
+    await index.add([(a, {BODY: {MARKER}}), (b, {BODY: {"other"}})])
+    index.unload()
+    assert not index.loaded and index.indexed == {a, b}
+    found = await index.lookup(_needle(MARKER))
+    assert index.loaded and found.proven == {a} and found.verdict(b) is False

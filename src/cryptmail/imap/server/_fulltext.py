@@ -10,6 +10,10 @@ time (it sleeps in proportion to what it worked), goes to sleep when nothing is 
 until SEARCH or new mail wakes it, and stops when the user's last session ends. SEARCH
 moves the messages it had to read the slow way to the front of the queue, and so does
 the first read of a message (FETCH's first parse, `_fetch._index`).
+
+Memory stays bounded: only the `imap.fts_loaded_users` users who searched last keep
+their index's words in memory; the others keep which mails are indexed (16 bytes a
+mail) and read the words again at their next SEARCH.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -87,6 +92,8 @@ class FullTextIndexes:
         self._engine = engine
         self._blobs = blobs
         self._users: dict[UserId, _User] = {}
+        # Users by last search, most recent last: the first fts_loaded_users keep words.
+        self._searched: OrderedDict[UserId, None] = OrderedDict()
 
     def attach(self, account: UnlockedAccount) -> None:
         """A session of `account` began: load its index on first use, start the pass."""
@@ -109,12 +116,26 @@ class FullTextIndexes:
         user.sessions -= 1
         if user.sessions <= 0:
             del self._users[account.user.id]
+            self._searched.pop(account.user.id, None)
             if user.task is not None:
                 user.task.cancel()
 
     def index_of(self, account: UnlockedAccount) -> UserIndex | None:
         user = self._users.get(account.user.id)
         return None if user is None else user.index
+
+    def searched(self, account: UnlockedAccount) -> None:
+        """`account` just searched: keep its words; unload those searched longest ago."""
+        self._searched[account.user.id] = None
+        self._searched.move_to_end(account.user.id)
+        while len(self._searched) > self._config.fts_loaded_users:
+            user_id, _ = self._searched.popitem(last=False)
+            user = self._users.get(user_id)
+            if user is not None:
+                user.index.unload()
+
+    def _keeps_words(self, user: _User) -> bool:
+        return user.index.account.user.id in self._searched
 
     def hurry(self, account: UnlockedAccount, blob_ids: set[BlobId]) -> None:
         """Index these next (SEARCH had to read them); wakes the pass."""
@@ -139,6 +160,8 @@ class FullTextIndexes:
         while True:
             try:
                 worked = await self._step(user)
+                if not self._keeps_words(user):  # only a searcher's words stay in memory
+                    user.index.unload()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -286,6 +309,7 @@ async def search_oracle(
         needle = _needle(key)
         if needle is not None:
             lookups[id(key)] = await index.lookup(needle)
+    indexes.searched(account)
     if not lookups:
         return None
 

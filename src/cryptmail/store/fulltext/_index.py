@@ -89,6 +89,7 @@ class UserIndex:
         self._engine = engine
         self.account = account
         self._segments: dict[int, Segment] = {}
+        self._stripped: set[int] = set()  # segments held as their doc lists only
         self._lock = asyncio.Lock()
         self.indexed: frozenset[BlobId] = frozenset()
 
@@ -98,6 +99,29 @@ class UserIndex:
 
     def _recount(self) -> None:
         self.indexed = frozenset(b for s in self._segments.values() for b in s.docs)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the words are in memory (else only which blobs are indexed)."""
+        return not self._stripped
+
+    def unload(self) -> None:
+        """Keep only the doc lists (what the background pass needs to know what is
+        indexed); the words are read again at the next look-up or merge."""
+        for segment_id, segment in self._segments.items():
+            if segment_id not in self._stripped:
+                self._segments[segment_id] = Segment(segment.docs, {})
+                self._stripped.add(segment_id)
+
+    async def _load_stripped(self) -> None:
+        if not self._stripped:
+            return
+        wanted = sorted(self._stripped)
+        self._stripped.clear()
+        for segment_id in wanted:
+            del self._segments[segment_id]
+        await self._add_rows(wanted)
+        self._recount()
 
     async def refresh(self) -> None:
         """Load segments written since (by any session, anywhere); forget removed ones."""
@@ -111,23 +135,28 @@ class UserIndex:
         changed = bool(set(self._segments) - current)
         for gone in set(self._segments) - current:
             del self._segments[gone]
+            self._stripped.discard(gone)
         if new:
-            rows = await load_segments(self._engine, user_id, new)
-            opened = await run_blocking(self._open_all, rows)
-            for segment_id, segment in opened.items():
-                if segment is None:
-                    log.warning(
-                        "search index segment %d of user id %d does not open; dropped, its "
-                        "messages will be indexed again",
-                        segment_id,
-                        user_id,
-                    )
-                    await delete_segment(self._engine, user_id, segment_id)
-                else:
-                    self._segments[segment_id] = segment
+            await self._add_rows(new)
             changed = True
         if changed:
             self._recount()
+
+    async def _add_rows(self, ids: list[int]) -> None:
+        user_id = self.account.user.id
+        rows = await load_segments(self._engine, user_id, ids)
+        opened = await run_blocking(self._open_all, rows)
+        for segment_id, segment in opened.items():
+            if segment is None:
+                log.warning(
+                    "search index segment %d of user id %d does not open; dropped, its "
+                    "messages will be indexed again",
+                    segment_id,
+                    user_id,
+                )
+                await delete_segment(self._engine, user_id, segment_id)
+            else:
+                self._segments[segment_id] = segment
 
     def _open_all(self, rows: Mapping[int, tuple[bytes, bytes]]) -> dict[int, Segment | None]:
         out: dict[int, Segment | None] = {}
@@ -139,7 +168,10 @@ class UserIndex:
         return out
 
     async def lookup(self, needle: Needle) -> Lookup:
-        return await run_blocking(_lookup, list(self._segments.values()), needle)
+        async with self._lock:
+            await self._load_stripped()
+            segments = list(self._segments.values())
+        return await run_blocking(_lookup, segments, needle)
 
     async def add(self, docs: Iterable[tuple[BlobId, Mapping[int, Iterable[str]]]]) -> None:
         """Store a new segment of `docs` (blob id, {field: words})."""
@@ -166,6 +198,7 @@ class UserIndex:
             await self._refresh()
             if len(self._segments) <= above:
                 return False
+            await self._load_stripped()
             by_size = sorted(self._segments.items(), key=lambda item: item[1].size)
             chosen: list[tuple[int, Segment]] = []
             total = 0
