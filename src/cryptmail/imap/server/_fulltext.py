@@ -144,15 +144,6 @@ class FullTextIndexes:
             user.urgent |= blob_ids - user.skipped
             user.wake.set()
 
-    async def stop(self) -> None:
-        tasks = [u.task for u in self._users.values() if u.task is not None]
-        self._users.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
     # -- the background pass ------------------------------------------------------------
 
     async def _run(self, user: _User) -> None:
