@@ -229,6 +229,17 @@ class ImapConfig:
     more are told `* BYE` and closed."""
     allow_plaintext_login_on_loopback: bool = True
     """Allow LOGIN before TLS from 127.0.0.0/8 and ::1 (as Dovecot does)."""
+    fts_index: bool = True
+    """Keep the encrypted full-text index that lets SEARCH skip messages (built while the
+    user has a session; see docs/security.md, "Search index")."""
+    fts_background_percent: int = 50
+    """Share of its time (1-100) a user's background indexing may run while they have a
+    session; it sleeps the rest."""
+    fts_max_message_size: int = 10485760
+    """Larger messages are not indexed (SEARCH reads them each time), 10 MiB."""
+    fts_loaded_users: int = 200
+    """Users whose search index words stay in memory between searches (the most recent
+    searchers); others keep only which mails are indexed and read the words again."""
 
 
 @dataclass(frozen=True)
@@ -479,6 +490,10 @@ def _check(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: crypto.argon2.max_queued must be >= 0")
     if config.imap.max_connections < 1:
         raise ConfigError(f"{source}: imap.max_connections must be >= 1")
+    if not 1 <= config.imap.fts_background_percent <= 100:
+        raise ConfigError(f"{source}: imap.fts_background_percent must be from 1 to 100")
+    if config.imap.fts_loaded_users < 1:
+        raise ConfigError(f"{source}: imap.fts_loaded_users must be >= 1")
     _check_auth(config.auth, source)
     _check_events(config.events, source)
     if config.lmtp.processes < 0:

@@ -1,17 +1,22 @@
 """DESIGN.md §1, T1: nothing about a crypt=2 user's mail is readable at rest or in logs.
 
 Markers go into subject, from, to, body, an attachment file name, a header, a folder
-name and a keyword. Every byte under the data directory (database, WAL, blobs, spool)
-and the server's DEBUG log is scanned for each marker raw, lower-cased, base64,
-quoted-printable and UTF-16. crypt=0 markers must be found: that proves the scan works.
+name and a keyword; an IMAP session searches for them and waits until the search index
+holds the message, so the index's segments are scanned too. Every byte under the data
+directory (database, WAL, blobs, spool) and the server's DEBUG log is scanned for each
+marker raw, lower-cased, base64, quoted-printable and UTF-16. crypt=0 markers must be
+found: that proves the scan works.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import imaplib
 import quopri
 import smtplib
+import sqlite3
+import time
 from pathlib import Path
 
 from cryptmail.db import create_engine
@@ -67,10 +72,38 @@ async def _folder_and_keyword(data_dir: Path, email: str, tag: str) -> None:
     await engine.dispose()
 
 
+def _search_until_indexed(server: CryptmailServer, data_dir: Path, email: str, tag: str) -> None:
+    """SEARCH for every marker over IMAP, then wait until the user's search index has a
+    segment (the background pass indexed the message)."""
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    client.login(email, PASSWORD)
+    client.select("INBOX")
+    for field, marker in _markers(tag).items():
+        key = {"SUBJ": "SUBJECT", "FROM": "FROM", "TOXX": "TO"}.get(field, "TEXT")
+        status, data = client.uid("SEARCH", key, marker)
+        assert status == "OK" and data[0], (field, data)
+    deadline = time.monotonic() + 60
+    database = sqlite3.connect(data_dir / "cryptmail.db")
+    try:
+        while time.monotonic() < deadline:
+            query = (
+                "SELECT COUNT(*) FROM cm_fts_segments s JOIN virtual_users u"
+                " ON u.id = s.user_id WHERE u.email = ?"
+            )
+            if database.execute(query, (email,)).fetchone()[0]:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"no search index segment for {email}")
+    finally:
+        database.close()
+    client.logout()
+
+
 def test_nothing_readable_at_rest(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     make_users(data_dir, "example.org", {"sealed@example.org": 2, "plain@example.org": 0})
-    server = CryptmailServer(data_dir, verbose=True)
+    server = CryptmailServer(data_dir, verbose=True, imap=True)
     server.start()
     try:
         with smtplib.LMTP("127.0.0.1", server.port) as client:
@@ -83,6 +116,8 @@ def test_nothing_readable_at_rest(tmp_path: Path) -> None:
                 "s@example.net", ["plain@example.org"], _message(_markers("P"), "plain@example.org")
             )
         asyncio.run(_folder_and_keyword(data_dir, "sealed@example.org", "S"))
+        _search_until_indexed(server, data_dir, "sealed@example.org", "S")
+        _search_until_indexed(server, data_dir, "plain@example.org", "P")
     finally:
         server.stop()
     files = [p for p in data_dir.rglob("*") if p.is_file()]

@@ -207,6 +207,18 @@ cm_messages = Table(
     Index("ix_cm_messages_delivery_tag", "delivery_tag"),
 )
 
+# The full-text search index: immutable segments, each sealed whole under the user's
+# data key (docs/security.md, "Search index"); only the row's size is visible.
+cm_fts_segments = Table(
+    "cm_fts_segments",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", LargeBinary(16), nullable=False),
+    Column("sealed", _BLOB, nullable=False),
+    Index("ix_cm_fts_segments_user", "user_id"),
+)
+
 # The last UIDVALIDITY given to any of the user's mailboxes: it only grows, so a folder
 # created (or renamed) under a name that existed before gets a greater value than any
 # the name had (RFC 3501 2.3.1.1), however fast it is deleted and created again.

@@ -206,7 +206,7 @@ async def test_told_while_a_write_drains_it_ends_before_the_read_waits(tmp_path:
     watcher = SimpleNamespace(watch=watch, unwatch=lambda _watch: None)
     accounts = SimpleNamespace(release=lambda _account, ended_generation=None: None)
     config = load_config(None, data_dir=str(tmp_path))
-    context: Any = SimpleNamespace(config=config, watcher=watcher, accounts=accounts)
+    context: Any = SimpleNamespace(config=config, watcher=watcher, accounts=accounts, fulltext=None)
     writer = _SlowWriter()
     stand_in: Any = writer  # only what Session uses of a StreamWriter
     account: Any = SimpleNamespace(user=SimpleNamespace(id=1))

@@ -46,7 +46,14 @@ from cryptmail.imap.wire._requests import (
     SearchText,
 )
 
-__all__ = ["MessageView", "SearchContext", "compile_search", "search"]
+__all__ = [
+    "MessageView",
+    "Oracle",
+    "SearchContext",
+    "compile_search",
+    "search",
+    "searchable_header",
+]
 
 
 class MessageView(Protocol):
@@ -83,14 +90,21 @@ class MessageView(Protocol):
         ...
 
 
+Oracle = Callable[[SearchKey, MessageView], bool | None]
+"""What a search index knows of one text or header key on one message: True (matches),
+False (cannot match) or None (read the message)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SearchContext:
-    """Mailbox facts a program needs: largest UID and sequence number, the clock."""
+    """Mailbox facts a program needs: largest UID and sequence number, the clock; and
+    an `oracle` (the full-text index) that may decide text and header keys unread."""
 
     largest_uid: int
     largest_sequence: int
     now: dt.datetime
     tz: dt.tzinfo | None = None
+    oracle: Oracle | None = None
 
 
 Predicate = Callable[[MessageView], bool]
@@ -144,17 +158,19 @@ _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
 _BLANKS = re.compile(" {2,}")
 
 
+def searchable_header(name: str, value: bytes) -> str:
+    """The folded form of one raw header value that a header key's string is sought in
+    (the full-text index stores the words of exactly this)."""
+    if name.lower() in _ADDRESS_HEADERS:
+        # Dovecot matches address fields in their parsed and rewritten form.
+        return fold_text(decode_header_value(write_addresses(parse_addresses(value))))
+    # Unstructured fields compare with blank runs squeezed to one space.
+    return _BLANKS.sub(" ", fold_text(decode_header_value(value)))
+
+
 def _header_test(key: SearchHeader) -> Predicate:
     needle = fold_text(key.value)
     name = key.field
-    is_address = name.lower() in _ADDRESS_HEADERS
-
-    def searchable(value: bytes) -> str:
-        if is_address:
-            # Dovecot matches address fields in their parsed and rewritten form.
-            return fold_text(decode_header_value(write_addresses(parse_addresses(value))))
-        # Unstructured fields compare with blank runs squeezed to one space.
-        return _BLANKS.sub(" ", fold_text(decode_header_value(value)))
 
     def test(view: MessageView) -> bool:
         values = view.header_values(name)
@@ -162,9 +178,20 @@ def _header_test(key: SearchHeader) -> Predicate:
             return False
         if not needle:
             return True
-        return any(needle in searchable(value) for value in values)
+        return any(needle in searchable_header(name, value) for value in values)
 
     return test
+
+
+def _consult(oracle: Oracle | None, key: SearchKey, test: Predicate) -> Predicate:
+    if oracle is None:
+        return test
+
+    def consulted(view: MessageView) -> bool:
+        known = oracle(key, view)
+        return test(view) if known is None else known
+
+    return consulted
 
 
 def _compile(key: SearchKey, ctx: SearchContext, depth: int = 0) -> tuple[Predicate, int]:
@@ -215,11 +242,13 @@ def _compile(key: SearchKey, ctx: SearchContext, depth: int = 0) -> tuple[Predic
             lambda view: _compare(_day_of(view.internal_date, ctx.tz), key.relation, key.date)
         ), _COST_CHEAP
     if isinstance(key, SearchHeader):
-        return _header_test(key), _COST_HEADER
+        return _consult(ctx.oracle, key, _header_test(key)), _COST_HEADER
     if isinstance(key, SearchText):
         needle = key.value
-        return (
-            lambda view: stream_contains(view.text(include_headers=key.include_headers), needle)
+        return _consult(
+            ctx.oracle,
+            key,
+            lambda view: stream_contains(view.text(include_headers=key.include_headers), needle),
         ), _COST_TEXT
     raise TypeError(f"not a search key: {type(key).__name__}")
 

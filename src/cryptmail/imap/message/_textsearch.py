@@ -19,7 +19,13 @@ from typing import Final
 from cryptmail.imap.message._mime_part import FLAG_TEXT, PartData
 from cryptmail.imap.message._partmap import PartMap
 
-__all__ = ["decode_header_value", "fold_text", "iter_message_text", "stream_contains"]
+__all__ = [
+    "decode_header_value",
+    "fold_text",
+    "iter_labelled_text",
+    "iter_message_text",
+    "stream_contains",
+]
 
 # Like Dovecot, a word may hold blanks before its closing "?=" and still decode.
 _ENCODED_WORD: Final = re.compile(
@@ -165,10 +171,19 @@ def iter_message_text(
     ``read`` gives stored bytes by range; each part's MIME header is read whole (it is
     small) and its body streamed through the transfer and charset decoders.
     """
+    for _header, text in iter_labelled_text(read, part_map, include_headers=include_headers):
+        yield text
+
+
+def iter_labelled_text(
+    read: ByteRangeReader, part_map: PartMap, *, include_headers: bool = True
+) -> Iterator[tuple[bool, str]]:
+    """`iter_message_text` with each chunk marked True when it is header text, so one
+    pass can give both BODY's text (the unmarked chunks) and TEXT's (all of them)."""
     for part in part_map.parts:
         header = b"".join(read(part.header_offset, part.header_size))
         if include_headers:
-            yield _header_text(header)
+            yield True, _header_text(header)
         if part.children or not part.flags & FLAG_TEXT:
             continue
         data = _part_data(header)
@@ -185,10 +200,10 @@ def iter_message_text(
         for chunk in read(part.body_offset, part.body_size):
             text = text_decoder.decode(decoder.feed(chunk))
             if text:
-                yield text
+                yield False, text
         tail = text_decoder.decode(decoder.finish(), final=True)
         if tail:
-            yield tail
+            yield False, tail
 
 
 def stream_contains(chunks: Iterable[str], needle: str) -> bool:

@@ -100,6 +100,8 @@ async def open_current(
 async def _index(selected: SelectedMailbox, row: MessageRow) -> Facts:
     context = selected.context
     row, opened = await open_current(selected, row)
+    if context.fulltext is not None:  # its first read: the search index takes it next
+        context.fulltext.hurry(selected.account, {row.blob_id})
     analyzer = MessageAnalyzer()
     size = 0
     async for piece in stream_plaintext(context.blobs, opened):

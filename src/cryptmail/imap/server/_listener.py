@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config
+from cryptmail.imap.server._fulltext import FullTextIndexes
 from cryptmail.imap.server._learning import SpamLearner
 from cryptmail.imap.server._session import Session
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
@@ -50,6 +51,8 @@ class ServerContext:
     idle_poll_s: float | None = 2.0
     """Seconds between IDLE's own reads of the selected mailbox; None: never. `serve`
     lengthens it when the change feed carries other processes' changes to the bus."""
+    fulltext: FullTextIndexes | None = None
+    """The users' search indexes (shared per engine like `accounts`); None: off."""
 
 
 class ImapListener:
@@ -162,6 +165,7 @@ class ImapListener:
 
 _ACCOUNTS: weakref.WeakKeyDictionary[AsyncEngine, UnlockedAccounts] = weakref.WeakKeyDictionary()
 _WATCHERS: weakref.WeakKeyDictionary[AsyncEngine, CredentialWatcher] = weakref.WeakKeyDictionary()
+_FULLTEXT: weakref.WeakKeyDictionary[AsyncEngine, FullTextIndexes] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -193,6 +197,14 @@ def _shared_watcher(engine: AsyncEngine) -> CredentialWatcher:
     return watcher
 
 
+def _shared_fulltext(engine: AsyncEngine, config: Config, blobs: BlobStore) -> FullTextIndexes:
+    # One per process and engine: a user's sessions on either listener share the index.
+    indexes = _FULLTEXT.get(engine)
+    if indexes is None:
+        indexes = _FULLTEXT[engine] = FullTextIndexes(config.imap, engine, blobs)
+    return indexes
+
+
 def make_context(
     config: Config,
     *,
@@ -219,4 +231,5 @@ def make_context(
         if config.spam.learn_spam or config.spam.learn_ham
         else None,
         imports=imports,
+        fulltext=_shared_fulltext(engine, config, blobs) if config.imap.fts_index else None,
     )

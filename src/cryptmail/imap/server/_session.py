@@ -300,6 +300,8 @@ class Session:
         )
         self.state = "auth"
         self.commands.limits = ReaderLimits(max_append=self.config.imap.append_limit)
+        if self.context.fulltext is not None:
+            self.context.fulltext.attach(account)
 
     def _on_credentials_changed(self) -> None:
         # Called by the watcher's task: wake a read in progress (here or in IDLE's line
@@ -353,6 +355,8 @@ class Session:
             self.context.watcher.unwatch(self._watch)
             self._watch = None
         if self.account is not None:
+            if self.context.fulltext is not None:
+                self.context.fulltext.detach(self.account)
             ended = self._generation if self.credentials_changed else None
             self.context.accounts.release(self.account, ended_generation=ended)
             self.account = None  # the unlocked key goes with the last reference

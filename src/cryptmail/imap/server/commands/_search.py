@@ -20,6 +20,7 @@ from cryptmail.db import utcnow
 from cryptmail.imap.message._search import SearchContext, compile_search
 from cryptmail.imap.message._textsearch import iter_message_text
 from cryptmail.imap.server._fetch import Facts, load_facts
+from cryptmail.imap.server._fulltext import search_oracle
 from cryptmail.imap.server._selected import SelectedMailbox
 from cryptmail.imap.wire._requests import (
     Search,
@@ -62,6 +63,7 @@ class _View:
         self.sequence = sequence
         self._row = row
         self.uid = row.uid
+        self.blob_id = row.blob_id
         self.modseq = row.modseq
         self.internal_date: dt.datetime = row.internal_date
         flags = set(row.flags)
@@ -148,10 +150,17 @@ async def search(session: Session, command: Search) -> bytes:
         for seq, uid in enumerate(selected.uids, start=1)
         if not selected.is_expunged(uid)
     ]
+    oracle = None
+    if session.context.fulltext is not None:
+        blob_of = {view.uid: view.blob_id for view in views}
+        oracle = await search_oracle(
+            session.context.fulltext, selected.account, command.program, blob_of
+        )
     context = SearchContext(
         largest_uid=selected.uids[-1] if selected.uids else 0,
         largest_sequence=len(selected.uids),
         now=utcnow(),
+        oracle=oracle,
     )
     found = await run_blocking(_evaluate, command.program, context, views)
     numbers = [v.uid if command.uid else v.sequence for v in found]
