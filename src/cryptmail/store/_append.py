@@ -279,6 +279,7 @@ def _insert_row(
             "size_rounded": size,
             "internal_date": internal_date,
             "delivery_tag": tag,
+            "saved_at": utcnow(),
         },
     )
     return int(result.inserted_primary_key[0]), uid, modseq  # type: ignore[index]

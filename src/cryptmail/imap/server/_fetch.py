@@ -19,7 +19,13 @@ from cryptmail.imap.message._analysis import MessageAnalysis, MessageAnalyzer, a
 from cryptmail.imap.message._partmap import SectionPlan, VirtualStream
 from cryptmail.imap.message._sections import header_section
 from cryptmail.imap.wire._requests import BodySection, FetchAttribute, FetchItem, Section
-from cryptmail.imap.wire._response import FetchResponse, LiteralSlot, Raw, format_date_time
+from cryptmail.imap.wire._response import (
+    Atom,
+    FetchResponse,
+    LiteralSlot,
+    Raw,
+    format_date_time,
+)
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     HEAD_SIZE,
@@ -27,6 +33,7 @@ from cryptmail.store import (
     MessageCache,
     MessageRow,
     OpenedBlob,
+    email_object_id,
     load_cache,
     load_caches,
     load_message,
@@ -45,7 +52,9 @@ if TYPE_CHECKING:
 
 PIECE: Final = 256 * 1024
 _PARSE_OFF_LOOP: Final = 64 * 1024
-_CHEAP: Final = frozenset({"FLAGS", "UID", "INTERNALDATE", "MODSEQ"})
+_CHEAP: Final = frozenset(
+    {"FLAGS", "UID", "INTERNALDATE", "MODSEQ", "SAVEDATE", "EMAILID", "THREADID"}
+)
 _FACTS_KEPT: Final = 4096
 _JOINED: Final = 64 * 1024
 INDEX_BATCH: Final = 64
@@ -289,6 +298,13 @@ class MessageFetch:
             response.add("INTERNALDATE", Raw(format_date_time(row.internal_date)))
         elif name == "MODSEQ":
             response.add("MODSEQ", [row.modseq])
+        elif name == "SAVEDATE":  # RFC 8514; NIL for a row saved before it was recorded
+            saved = row.saved_at
+            response.add(name, None if saved is None else Raw(format_date_time(saved)))
+        elif name == "EMAILID":  # RFC 8474
+            response.add(name, [Atom(email_object_id(self._selected.account, row.blob_id))])
+        elif name == "THREADID":  # RFC 8474 5.2: NIL, the server does not thread
+            response.add(name, None)
         elif name in _RFC822_SECTIONS:
             await self._section(name, _RFC822_SECTIONS[name], None)
         else:

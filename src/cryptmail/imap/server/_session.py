@@ -73,6 +73,10 @@ PREAUTH_TIMEOUT_S: float = 60.0
 """Idle time allowed before login (RFC 3501's 30 minutes apply once logged in), so
 unauthenticated connections cannot hold the per-address slots for long."""
 _TRACE_WORD: Final = re.compile(rb"[A-Za-z0-9.]{1,24}")
+# Extensions of issue 16 (imapext), each added when complete; kept apart from the list
+# above so parallel work on the CAPABILITY line merges cleanly.
+ANY_STATE_EXTENSIONS: Final = ("LITERAL-",)  # RFC 7888: implied by LITERAL+, named for clients
+AUTH_EXTENSIONS: Final = ("STATUS=SIZE", "SAVEDATE", "OBJECTID")  # RFC 8438, 8514, 8474
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 
 
@@ -180,6 +184,7 @@ class Session:
 
     def capabilities(self) -> str:
         caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
+        caps += ANY_STATE_EXTENSIONS
         if self.state == "nonauth":
             if not self.tls_active and self.context.ssl_context is not None:
                 caps.append("STARTTLS")
@@ -194,6 +199,7 @@ class Session:
                 f"APPENDLIMIT={self.config.imap.append_limit}", "CONDSTORE", "QRESYNC",
                 "QUOTA", "QUOTA=RES-STORAGE",
             ]  # fmt: skip
+            caps += AUTH_EXTENSIONS
         return " ".join(caps)
 
     # -- I/O -----------------------------------------------------------------------------

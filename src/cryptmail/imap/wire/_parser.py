@@ -37,7 +37,7 @@ __all__ = ["parse_append_prefix", "parse_command", "parse_line"]
 _SEQ_CHARS: Final = frozenset(b"0123456789:,*")
 _STATUS_ITEMS: Final = frozenset(
     {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
-     "APPENDLIMIT", "DELETED", "DELETED-STORAGE"}
+     "APPENDLIMIT", "DELETED", "DELETED-STORAGE", "MAILBOXID"}
 )  # fmt: skip
 _LIST_SELECT: Final = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 _LIST_RETURN: Final = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"})

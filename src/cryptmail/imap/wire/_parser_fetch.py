@@ -13,6 +13,7 @@ _SIMPLE: Final = frozenset(
     {
         "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE",
         "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ",
+        "SAVEDATE", "EMAILID", "THREADID",
     }
 )  # fmt: skip
 _MACROS: Final = {

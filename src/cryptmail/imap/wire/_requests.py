@@ -453,11 +453,13 @@ class SearchText:
 
 @dataclass(frozen=True, slots=True)
 class SearchDate:
-    """BEFORE/ON/SINCE on the internal date, or SENTBEFORE/SENTON/SENTSINCE on Date:."""
+    """BEFORE/ON/SINCE on the internal date, SENTBEFORE/SENTON/SENTSINCE on Date:, or
+    SAVEDBEFORE/SAVEDON/SAVEDSINCE on the save date (RFC 8514)."""
 
     relation: Literal["before", "on", "since"]
     date: dt.date
     sent: bool = False
+    saved: bool = False
 
 
 @dataclass(frozen=True, slots=True)

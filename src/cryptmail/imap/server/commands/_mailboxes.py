@@ -48,6 +48,7 @@ from cryptmail.store import (
     list_subscriptions,
     mailbox_counts,
     mailbox_listing,
+    mailbox_object_id,
     rename_inbox,
     rename_mailbox,
     unreferenced_blobs,
@@ -109,6 +110,7 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
         b"* OK [UIDVALIDITY %d] UIDs valid.\r\n" % selected.uidvalidity,
         b"* OK [UIDNEXT %d] Predicted next UID.\r\n" % selected.uidnext,
         b"* OK [HIGHESTMODSEQ %d] Highest.\r\n" % selected.highest_modseq,
+        b"* OK [MAILBOXID (%s)] Ok.\r\n" % mailbox_object_id(account, box.id).encode(),
     ]
     await session.send(b"".join(lines))
     session.selected = selected
@@ -149,11 +151,15 @@ async def create(session: Session, command: Create) -> bytes:
         if name in existing or name.upper() == "INBOX":
             raise MailboxExists("that mailbox exists already")
         levels = name.split(DELIMITER)
+        created = None
         for depth in range(1, len(levels) + 1):
             path = DELIMITER.join(levels[:depth])
             if path not in existing:
-                await create_mailbox(conn, account, path)
-    return tagged(command.tag, "OK", "Create completed.")
+                created = await create_mailbox(conn, account, path)
+    code = None
+    if created is not None:  # RFC 8474 4.1: the new mailbox's MAILBOXID
+        code = f"[MAILBOXID ({mailbox_object_id(account, created.id)})]"
+    return tagged(command.tag, "OK", "Create completed.", code)
 
 
 async def _drop_blobs(session: Session, blob_ids: Iterable[BlobId]) -> None:
@@ -347,7 +353,7 @@ async def _status_line(
         count, _unclaimed = await mailbox_counts(conn, box.id)
     values: list[ImapValue] = []
     for item in items:
-        value: int
+        value: ImapValue
         if item == "MESSAGES":
             value = count
         elif item == "RECENT":
@@ -370,6 +376,8 @@ async def _status_line(
             value = size
         elif item == "APPENDLIMIT":
             value = session.config.imap.append_limit
+        elif item == "MAILBOXID":  # RFC 8474 4.2
+            value = [Atom(mailbox_object_id(session.user_account, box.id))]
         else:
             continue
         values += [Atom(item), value]

@@ -64,6 +64,7 @@ class _View:
         self.uid = row.uid
         self.modseq = row.modseq
         self.internal_date: dt.datetime = row.internal_date
+        self.save_date: dt.datetime = row.saved_at or row.internal_date
         flags = set(row.flags)
         if row.uid in selected.recent:
             flags.add(RECENT_FLAG)
