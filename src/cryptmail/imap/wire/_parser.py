@@ -463,6 +463,13 @@ def _enable(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     return rq.Enable(tag, tuple(names))
 
 
+def _compress(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
+    cur.sp()
+    mechanism = cur.atom("a compression mechanism").upper()
+    cur.expect_end()
+    return rq.Compress(tag, mechanism)
+
+
 def _id(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     cur.sp()
     if cur.peek() != ord("("):
@@ -519,6 +526,7 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _getquotaroot,
     "SETQUOTA": _setquota,
+    "COMPRESS": _compress,
 }
 _UID_COMMANDS: Final = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"})
 

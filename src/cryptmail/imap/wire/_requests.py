@@ -19,6 +19,7 @@ __all__ = [
     "Append",
     "AppendMessage",
     "Authenticate",
+    "Compress",
     "BodySection",
     "Capability",
     "Check",
@@ -119,6 +120,14 @@ class Id(Command):
 
     name: ClassVar[str] = "ID"
     parameters: tuple[tuple[str, str | None], ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Compress(Command):
+    """RFC 4978 COMPRESS; ``mechanism`` in upper case (only DEFLATE is known)."""
+
+    name: ClassVar[str] = "COMPRESS"
+    mechanism: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from cryptmail.imap.server._errors import CommandFailed
 from cryptmail.imap.wire._requests import (
     Authenticate,
     Capability,
+    Compress,
     Enable,
     Id,
     Login,
@@ -103,6 +104,16 @@ async def starttls(session: Session, command: StartTLS) -> bytes:
     if session.tls_active or session.context.ssl_context is None:
         raise CommandFailed("TLS is already active.", status="BAD")
     await session.start_tls(command.tag)
+    return b""
+
+
+async def compress(session: Session, command: Compress) -> bytes:
+    """RFC 4978: DEFLATE, once per connection."""
+    if command.mechanism != "DEFLATE":
+        raise CommandFailed("Unknown compression mechanism.", status="BAD")
+    if session.compression is not None:
+        raise CommandFailed("DEFLATE is active already.", "[COMPRESSIONACTIVE]")
+    await session.start_compress(command.tag)
     return b""
 
 
