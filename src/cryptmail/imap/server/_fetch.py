@@ -10,15 +10,30 @@ pieces read by byte range, so a 50 MB ``BODY[]`` never sits in memory.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.errors import BlobMissing, CryptmailError, MessageNotFound
 from cryptmail.imap.message._analysis import MessageAnalysis, MessageAnalyzer, analyze_message
-from cryptmail.imap.message._partmap import SectionPlan, VirtualStream
+from cryptmail.imap.message._binary import (
+    BinaryPlan,
+    BinaryStream,
+    BrokenEncoding,
+    UnknownEncoding,
+    binary_headers,
+    plan_binary,
+)
+from cryptmail.imap.message._partmap import SectionPlan, VirtualStream, window
 from cryptmail.imap.message._sections import header_section
-from cryptmail.imap.wire._requests import BodySection, FetchAttribute, FetchItem, Section
+from cryptmail.imap.server._errors import CommandFailed
+from cryptmail.imap.wire._requests import (
+    BinarySection,
+    BodySection,
+    FetchAttribute,
+    FetchItem,
+    Section,
+)
 from cryptmail.imap.wire._response import (
     Atom,
     FetchResponse,
@@ -231,7 +246,7 @@ async def prefetch_facts(selected: SelectedMailbox, rows: list[MessageRow]) -> N
 
 
 def sets_seen(item: FetchItem) -> bool:
-    if isinstance(item, BodySection):
+    if isinstance(item, (BodySection, BinarySection)):
         return not item.peek
     return item.name in ("RFC822", "RFC822.TEXT")
 
@@ -245,6 +260,17 @@ _RFC822_SECTIONS: Final = {
     "RFC822.HEADER": Section(text="HEADER"),
     "RFC822.TEXT": Section(text="TEXT"),
 }
+
+
+class _BinarySlot(NamedTuple):
+    """A BINARY answer too big to hold: sent by a second pass over its segments."""
+
+    plan: BinaryPlan
+    skip: int
+    size: int
+
+
+_UNKNOWN_CTE: Final = "[UNKNOWN-CTE]"
 
 
 class MessageFetch:
@@ -265,7 +291,10 @@ class MessageFetch:
         self._row = selected.rows[uid]
         self._uid = uid
         self._response = FetchResponse(seq)
-        self._plans: deque[SectionPlan] = deque()
+        self._plans: deque[SectionPlan | _BinarySlot] = deque()
+        # BINARY answers counted so far: part -> (plan, size, literal8, bytes if small).
+        self._binary: dict[tuple[int, ...], tuple[BinaryPlan | None, int, bool, bytes | None]]
+        self._binary = {}
         self._facts: Facts | None = None
         self._opened: OpenedBlob | None = None
 
@@ -283,6 +312,8 @@ class MessageFetch:
         for item in items:
             if isinstance(item, BodySection):
                 await self._section(item.response_key(), item.section, item.partial)
+            elif isinstance(item, BinarySection):
+                await self._binary_item(item)
             else:
                 await self._attribute(item.name)
         if with_modseq and "MODSEQ" not in names:
@@ -338,6 +369,99 @@ class MessageFetch:
             return
         self._plans.append(plan)
         self._response.add_streamed(key, size)
+
+    async def _binary_item(self, item: BinarySection) -> None:
+        """BINARY, BINARY.PEEK, BINARY.SIZE (RFC 3516): counted by a first pass over the
+        decoded part (kept when small); a big answer is decoded again as it is sent."""
+        found = self._binary.get(item.part)
+        if found is None:
+            found = await self._count_binary(item.part)
+            self._binary[item.part] = found
+        plan, total, literal8, kept = found
+        key = item.response_key()
+        if item.size_only:
+            self._response.add(key, total)
+            return
+        skip, size = window(total, item.partial)
+        if plan is None or kept is not None:
+            data = kept[skip : skip + size] if kept is not None else b""
+            self._response.add_literal(key, data, literal8=literal8)
+            return
+        self._plans.append(_BinarySlot(plan, skip, size))
+        self._response.add_streamed(key, size, literal8=literal8)
+
+    async def _count_binary(
+        self, part: tuple[int, ...]
+    ) -> tuple[BinaryPlan | None, int, bool, bytes | None]:
+        assert self._facts is not None  # noqa: S101 - needs_facts() loaded them
+        part_map = self._facts.analysis.part_map
+        wanted = binary_headers(part_map, part)
+        headers = {}
+        if wanted:
+            opened = await self._open()
+            blobs = self._selected.context.blobs
+            for index in wanted:
+                entry = part_map.parts[index]
+                headers[index] = await read_range(
+                    blobs, opened, entry.header_offset, entry.header_size
+                )
+        try:
+            plan = plan_binary(part_map, part, headers)
+            if plan is None:
+                return None, 0, False, b""
+            stream = BinaryStream()
+            kept: bytearray | None = bytearray()
+            async for out in self._binary_output(plan, stream):
+                if kept is not None:
+                    kept += out
+                    if len(kept) > _JOINED:
+                        kept = None
+        except UnknownEncoding:
+            raise CommandFailed("Unknown Content-Transfer-Encoding.", _UNKNOWN_CTE) from None
+        except BrokenEncoding:
+            raise CommandFailed(
+                "The part is not valid in its Content-Transfer-Encoding.", _UNKNOWN_CTE
+            ) from None
+        literal8 = plan.decoded or stream.has_nul
+        return plan, stream.total, literal8, bytes(kept) if kept is not None else None
+
+    async def _binary_output(
+        self, plan: BinaryPlan, stream: BinaryStream
+    ) -> AsyncGenerator[bytes, None]:
+        opened = await self._open()
+        blobs = self._selected.context.blobs
+        for segment in plan.segments:
+            out = stream.begin(segment)
+            if out:
+                yield out
+            pos, end = segment.offset, segment.offset + segment.length
+            while pos < end:
+                data = await read_range(blobs, opened, pos, min(PIECE - pos % PIECE, end - pos))
+                if not data:
+                    break
+                pos += len(data)
+                out = stream.feed(data)
+                if out:
+                    yield out
+            out = stream.end()
+            if out:
+                yield out
+
+    async def _binary_stream(self, slot: _BinarySlot) -> AsyncIterator[bytes]:
+        left = slot.size
+        output = self._binary_output(slot.plan, BinaryStream(slot.skip, slot.size))
+        try:
+            async for out in output:
+                left -= len(out)
+                yield out
+                if left <= 0:
+                    break  # the window is complete: the rest need not be decoded
+        except BrokenEncoding:  # cannot happen (the count pass read the same bytes)
+            pass
+        finally:
+            await output.aclose()
+        if left > 0:  # keep the literal's announced size
+            yield b" " * left
 
     async def _collect(self, plan: SectionPlan) -> bytes:
         size = plan.size or 0
@@ -397,7 +521,10 @@ class MessageFetch:
                 continue
             plan = self._plans.popleft()
             small = (plan.size or 0) <= _JOINED
-            async for data in self._stream(plan):
+            pieces = (
+                self._binary_stream(plan) if isinstance(plan, _BinarySlot) else self._stream(plan)
+            )
+            async for data in pieces:
                 out += data
                 if not small:
                     await self._session.send(bytes(out))
@@ -417,4 +544,6 @@ def _no_nul(data: bytes) -> bytes:
 
 def reads_blob(items: tuple[FetchItem, ...]) -> bool:
     """Whether the items need the message's bytes, not only its cached facts."""
-    return any(isinstance(i, BodySection) or i.name in _RFC822_SECTIONS for i in items)
+    return any(
+        isinstance(i, (BodySection, BinarySection)) or i.name in _RFC822_SECTIONS for i in items
+    )

@@ -80,6 +80,7 @@ ANY_STATE_EXTENSIONS: Final = ("LITERAL-",)  # RFC 7888: implied by LITERAL+, na
 AUTH_EXTENSIONS: Final = (
     "STATUS=SIZE", "SAVEDATE", "OBJECTID",  # RFC 8438, 8514, 8474
     "COMPRESS=DEFLATE",  # RFC 4978
+    "BINARY",  # RFC 3516
 )  # fmt: skip
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 

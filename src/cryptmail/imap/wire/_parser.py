@@ -162,6 +162,7 @@ def parse_append_prefix(
         if cur.peek() == ord('"'):
             date = cur.date_time()
             cur.sp()
+        cur.skip_byte(b"~")  # RFC 3516 literal8: the message may hold NUL
         if cur.peek() != ord("{") or not cur.at_pending_literal():
             return None
         size, synchronizing = cur.literal_marker()
@@ -369,6 +370,7 @@ def _append(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
         if cur.peek() == ord('"'):
             date = cur.date_time()
             cur.sp()
+        cur.skip_byte(b"~")  # RFC 3516 literal8
         if cur.peek() != ord("{"):
             raise cur.fail("Expected the message literal")
         payload = cur.literal_payload()

@@ -19,6 +19,7 @@ __all__ = [
     "Append",
     "AppendMessage",
     "Authenticate",
+    "BinarySection",
     "Compress",
     "BodySection",
     "Capability",
@@ -389,7 +390,27 @@ class BodySection:
         return key
 
 
-FetchItem = FetchAttribute | BodySection
+@dataclass(frozen=True, slots=True)
+class BinarySection:
+    """RFC 3516 ``BINARY[part]<partial>``, ``BINARY.PEEK[...]`` or ``BINARY.SIZE[part]``."""
+
+    part: tuple[int, ...] = ()
+    peek: bool = False
+    partial: tuple[int, int] | None = None
+    size_only: bool = False
+
+    def response_key(self) -> str:
+        """``BINARY[1.2]<0>`` or ``BINARY.SIZE[1.2]`` (never ``.PEEK``)."""
+        spec = ".".join(str(n) for n in self.part)
+        if self.size_only:
+            return f"BINARY.SIZE[{spec}]"
+        key = f"BINARY[{spec}]"
+        if self.partial is not None:
+            key += f"<{self.partial[0]}>"
+        return key
+
+
+FetchItem = FetchAttribute | BodySection | BinarySection
 
 
 @dataclass(frozen=True, slots=True)
