@@ -422,7 +422,8 @@ class MessageFetch:
             raise CommandFailed(
                 "The part is not valid in its Content-Transfer-Encoding.", _UNKNOWN_CTE
             ) from None
-        literal8 = plan.decoded or stream.has_nul
+        # As Dovecot: a literal8 when anything was decoded (and came out) or holds NUL.
+        literal8 = (plan.decoded and stream.total > 0) or stream.has_nul
         return plan, stream.total, literal8, bytes(kept) if kept is not None else None
 
     async def _binary_output(
