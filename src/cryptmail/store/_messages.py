@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cryptmail.db import run_transaction
 from cryptmail.db import tables as t
 from cryptmail.keys import UnlockedAccount
-from cryptmail.store._codec import MessageCache, decode_flags, encode_flags
+from cryptmail.store._codec import MessageCache, decode_flags, encode_flags, round_size
 from cryptmail.store._ids import BlobId, MailboxId, MessageId
 from cryptmail.store.blobs import BlobStore
 
@@ -282,7 +282,9 @@ async def append_rows(
     from cryptmail.store._append import _check_quota, _insert_row
 
     def work(conn: Connection) -> list[tuple[int, int, int]]:
-        _check_quota(conn, account.user, sum(item.blob.size for item in items))
+        # Each row counts its own padded size (as _insert_row adds it to used_bytes),
+        # not the padded total: a MULTIAPPEND must not pass the quota by its rounding.
+        _check_quota(conn, account.user, sum(round_size(item.blob.size) for item in items))
         done = []
         for item in items:
             row_id, uid, modseq = _insert_row(conn, mailbox_id, item.blob, item.internal_date)

@@ -81,6 +81,7 @@ AUTH_EXTENSIONS: Final = (
     "STATUS=SIZE", "SAVEDATE", "OBJECTID",  # RFC 8438, 8514, 8474
     "COMPRESS=DEFLATE",  # RFC 4978
     "BINARY",  # RFC 3516
+    "MULTIAPPEND",  # RFC 3502
 )  # fmt: skip
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.db import utcnow
-from cryptmail.errors import MailboxNotFound, ParseError, QuotaExceeded
+from cryptmail.errors import InputTooLarge, MailboxNotFound, ParseError, QuotaExceeded
 from cryptmail.imap.message._analysis import MessageAnalysis, MessageAnalyzer
 from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed, missing_code
 from cryptmail.imap.wire._reader import AppendData, AppendEnd, AppendStart, CommandReady
@@ -130,6 +130,13 @@ async def receive_append(session: Session, start: AppendStart) -> bytes:
     except ParseError as exc:
         await _discard(session, received)
         raise CommandFailed(exc.reason, status="BAD") from None
+    except InputTooLarge as exc:
+        await _discard(session, received)
+        if not exc.recoverable:
+            raise
+        # A later message of a MULTIAPPEND over a limit: the reader skips the rest of
+        # the command; none of its messages is stored.
+        raise CommandFailed(exc.reason.removeprefix("[TOOBIG] ") + ".", "[TOOBIG]") from None
     except ConnectionClosed:
         await _discard(session, received)
         raise
