@@ -370,6 +370,27 @@ class MessageFetch:
         self._plans.append(plan)
         self._response.add_streamed(key, size)
 
+    async def section_plan(self, section: Section, partial: tuple[int, int] | None) -> SectionPlan:
+        """Plan ``BODY.PEEK[section]<partial>`` of this message (CATENATE's URL parts)."""
+        self._facts = await load_facts(self._selected, self._row)
+        return self._facts.analysis.part_map.plan(section, partial)
+
+    async def section_pieces(
+        self, plan: SectionPlan, partial: tuple[int, int] | None
+    ) -> AsyncIterator[bytes]:
+        """The bytes FETCH would send for `plan` (from :meth:`section_plan`), in pieces."""
+        if not plan.found:
+            return
+        if plan.header_fields is not None:
+            opened = await self._open()
+            header = await read_range(
+                self._selected.context.blobs, opened, plan.offset, plan.length
+            )
+            yield header_section(header, plan, partial)
+            return
+        async for piece in self._stream(plan):
+            yield piece
+
     async def _binary_item(self, item: BinarySection) -> None:
         """BINARY, BINARY.PEEK, BINARY.SIZE (RFC 3516): counted by a first pass over the
         decoded part (kept when small); a big answer is decoded again as it is sent."""

@@ -82,6 +82,7 @@ AUTH_EXTENSIONS: Final = (
     "COMPRESS=DEFLATE",  # RFC 4978
     "BINARY",  # RFC 3516
     "MULTIAPPEND",  # RFC 3502
+    "CATENATE",  # RFC 4469
 )  # fmt: skip
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 

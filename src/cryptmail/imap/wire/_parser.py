@@ -370,6 +370,11 @@ def _append(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
         if cur.peek() == ord('"'):
             date = cur.date_time()
             cur.sp()
+        if _looks_like(cur, b"CATENATE "):
+            cur.atom()
+            cur.sp()
+            messages.append(rq.AppendMessage(flags, date, 0, catenate=_catenate_parts(cur)))
+            continue
         cur.skip_byte(b"~")  # RFC 3516 literal8
         if cur.peek() != ord("{"):
             raise cur.fail("Expected the message literal")
@@ -379,6 +384,32 @@ def _append(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
         else:
             messages.append(rq.AppendMessage(flags, date, len(payload), payload))
     return rq.Append(tag, mailbox, tuple(messages))
+
+
+_MAX_CATENATE_PARTS: Final = 256
+
+
+def _catenate_parts(cur: Cursor) -> tuple[rq.CatenatePart, ...]:
+    """``( cat-part *(SP cat-part) )``: ``TEXT literal`` or ``URL astring`` (RFC 4469)."""
+    cur.expect_byte(b"(", "'('")
+    parts: list[rq.CatenatePart] = []
+    while True:
+        word = cur.atom("TEXT or URL").upper()
+        cur.sp()
+        if word == "TEXT":
+            cur.skip_byte(b"~")  # literal8 (RFC 3516)
+            if cur.peek() != ord("{"):
+                raise cur.fail("CATENATE TEXT needs a literal")
+            parts.append(rq.CatenatePart(text=cur.string()))
+        elif word == "URL":
+            parts.append(rq.CatenatePart(url=_utf8(cur, cur.astring(), "URL")))
+        else:
+            raise cur.fail("Expected TEXT or URL")
+        if len(parts) > _MAX_CATENATE_PARTS:
+            raise cur.fail("Too many CATENATE parts")
+        if cur.skip_byte(b")"):
+            return tuple(parts)
+        cur.sp()
 
 
 def _expunge(cur: Cursor, tag: str, uid: bool) -> rq.Command:

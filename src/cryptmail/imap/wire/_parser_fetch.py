@@ -13,7 +13,7 @@ from cryptmail.imap.wire._requests import (
     Section,
 )
 
-__all__ = ["parse_fetch_items", "parse_fetch_modifiers", "parse_store_action"]
+__all__ = ["parse_fetch_items", "parse_fetch_modifiers", "parse_section", "parse_store_action"]
 
 _SIMPLE: Final = frozenset(
     {
@@ -88,6 +88,11 @@ def _binary_section(cur: Cursor, name: str) -> BinarySection:
     if name == "BINARY.SIZE":
         return BinarySection(tuple(part), peek=True, size_only=True)
     return BinarySection(tuple(part), peek=name == "BINARY.PEEK", partial=_partial(cur))
+
+
+def parse_section(cur: Cursor) -> Section:
+    """``[section]`` as BODY[...] takes it (an IMAP URL's SECTION too)."""
+    return _section(cur)
 
 
 def _fetch_att(cur: Cursor) -> list[FetchItem]:

@@ -23,6 +23,7 @@ __all__ = [
     "Compress",
     "BodySection",
     "Capability",
+    "CatenatePart",
     "Check",
     "Close",
     "Command",
@@ -293,17 +294,28 @@ class SetQuota(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class CatenatePart:
+    """One part of a CATENATE (RFC 4469): ``TEXT`` bytes, or the ``URL`` of a message
+    or part in the user's own mailboxes."""
+
+    text: bytes | None = field(default=None, repr=False)
+    url: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class AppendMessage:
     """One message of an APPEND (MULTIAPPEND allows several).
 
     ``data`` is None when the reader streamed the literal to the server through
     ``AppendData`` events; ``size`` is the literal's announced size either way.
+    ``catenate`` holds the parts of a CATENATE message instead (``size`` 0).
     """
 
     flags: tuple[str, ...]
     internal_date: dt.datetime | None
     size: int
     data: bytes | None = field(default=None, repr=False)
+    catenate: tuple[CatenatePart, ...] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
