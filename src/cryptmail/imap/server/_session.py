@@ -83,6 +83,7 @@ AUTH_EXTENSIONS: Final = (
     "BINARY",  # RFC 3516
     "MULTIAPPEND",  # RFC 3502
     "CATENATE",  # RFC 4469
+    "UTF8=ACCEPT",  # RFC 6855
 )  # fmt: skip
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 

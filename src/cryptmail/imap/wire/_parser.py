@@ -46,8 +46,14 @@ _MAX_ID_PAIRS: Final = 30
 Handler = Callable[[Cursor, str, bool], rq.Command]
 
 
-def _mailbox(raw: bytes) -> str:
-    """The decoded name, or an UndecodableName for the handler to refuse with NO."""
+def _mailbox(cur: Cursor, raw: bytes) -> str:
+    """The decoded name, or an UndecodableName for the handler to refuse with NO.
+
+    With UTF8=ACCEPT enabled (RFC 6855) names are UTF-8 and invalid UTF-8 is BAD.
+    """
+    if cur.utf8:
+        text = _utf8(cur, raw, "Mailbox name")
+        return "INBOX" if text.upper() == "INBOX" else text
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -62,7 +68,7 @@ def _mailbox(raw: bytes) -> str:
 
 def _sp_mailbox(cur: Cursor) -> str:
     cur.sp()
-    return _mailbox(cur.astring())
+    return _mailbox(cur, cur.astring())
 
 
 def _sp_sequence(cur: Cursor) -> SequenceSet:
@@ -133,7 +139,7 @@ def _authenticate(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
 
 
 def parse_append_prefix(
-    frame: Frame, segment: int
+    frame: Frame, segment: int, *, utf8: bool = False
 ) -> tuple[str, str, tuple[str, ...], dt.datetime | None, int, bool] | None:
     """Tell whether the literal just announced at the end of ``frame`` is an APPEND
     message, and if so return (tag, mailbox, flags, internal_date, size, synchronizing).
@@ -143,7 +149,7 @@ def parse_append_prefix(
     mailbox name given as a literal, or not an APPEND at all) and for malformed
     input, which the full parse then reports.
     """
-    cur = Cursor(frame, segment)
+    cur = Cursor(frame, segment, utf8=utf8)
     try:
         if segment == 0:
             tag = cur.tag_token()
@@ -153,6 +159,7 @@ def parse_append_prefix(
             mailbox = _sp_mailbox(cur)
         else:
             tag = mailbox = ""
+            cur.skip_byte(b")")  # the end of the UTF8 (...) around the message before
         cur.sp()
         flags: tuple[str, ...] = ()
         date = None
@@ -162,6 +169,10 @@ def parse_append_prefix(
         if cur.peek() == ord('"'):
             date = cur.date_time()
             cur.sp()
+        if _looks_like(cur, b"UTF8 ("):  # RFC 6855: APPEND ... UTF8 (literal8)
+            cur.atom()
+            cur.sp()
+            cur.expect_byte(b"(", "'('")
         cur.skip_byte(b"~")  # RFC 3516 literal8: the message may hold NUL
         if cur.peek() != ord("{") or not cur.at_pending_literal():
             return None
@@ -261,19 +272,19 @@ def _list(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
                 raise cur.fail("Unknown LIST selection option")
             selection.add(word)
         cur.sp()
-    reference = _mailbox(cur.astring())
+    reference = _mailbox(cur, cur.astring())
     cur.sp()
     patterns: list[str] = []
     if cur.skip_byte(b"("):
         extended = True
         while True:
-            patterns.append(_mailbox(cur.list_mailbox()))
+            patterns.append(_mailbox(cur, cur.list_mailbox()))
             if cur.skip_byte(b")"):
                 break
             cur.sp()
     else:
         raw = cur.list_mailbox()
-        patterns.append("" if not raw else _mailbox(raw))
+        patterns.append("" if not raw else _mailbox(cur, raw))
     returns: set[str] = set()
     status_items: tuple[str, ...] = ()
     if not cur.at_end():
@@ -308,7 +319,7 @@ def _lsub(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     cur.sp()
     raw = cur.list_mailbox()
     cur.expect_end()
-    return rq.Lsub(tag, reference, _mailbox(raw) if raw else "")
+    return rq.Lsub(tag, reference, _mailbox(cur, raw) if raw else "")
 
 
 def _status_items(cur: Cursor) -> tuple[str, ...]:
@@ -375,10 +386,19 @@ def _append(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
             cur.sp()
             messages.append(rq.AppendMessage(flags, date, 0, catenate=_catenate_parts(cur)))
             continue
+        utf8_data = _looks_like(cur, b"UTF8 (")
+        if utf8_data:  # RFC 6855 append-data: UTF8 (literal8)
+            cur.atom()
+            cur.sp()
+            cur.expect_byte(b"(", "'('")
+            if cur.peek() != ord("~"):
+                raise cur.fail("UTF8 needs a literal8")
         cur.skip_byte(b"~")  # RFC 3516 literal8
         if cur.peek() != ord("{"):
             raise cur.fail("Expected the message literal")
         payload = cur.literal_payload()
+        if utf8_data:
+            cur.expect_byte(b")", "')' after the UTF8 literal")
         if isinstance(payload, StreamedLiteral):
             messages.append(rq.AppendMessage(flags, date, payload.size))
         else:
@@ -564,14 +584,14 @@ _HANDLERS: Final[dict[str, Handler]] = {
 _UID_COMMANDS: Final = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"})
 
 
-def parse_command(frame: Frame) -> rq.Command:
-    """Parse a complete frame.
+def parse_command(frame: Frame, *, utf8: bool = False) -> rq.Command:
+    """Parse a complete frame; ``utf8``: mailbox names are UTF-8 (UTF8=ACCEPT).
 
     Raises:
         ParseError: the command is malformed or unknown; ``tag`` is set once read.
         UnknownCharset: SEARCH named a charset we cannot decode (answer NO).
     """
-    cur = Cursor(frame)
+    cur = Cursor(frame, utf8=utf8)
     tag = cur.tag_token()
     cur.sp()
     verb = cur.word(ATOM_CHARS, "a command name").upper()

@@ -88,12 +88,17 @@ async def identify(session: Session, command: Id) -> bytes:
 async def enable(session: Session, command: Enable) -> bytes:
     enabled = []
     for name in command.capabilities:
+        if name == "UTF8=ACCEPT" and name not in session.enabled:
+            # RFC 6855: from the next command on, mailbox names are UTF-8 both ways.
+            session.enabled.add(name)
+            session.commands.utf8_names = True
+            enabled.append(name)
         if name in ("CONDSTORE", "QRESYNC") and name not in session.enabled:
             session.enabled.add(name)
             enabled.append(name)
             if name == "QRESYNC":
                 session.enabled.add("CONDSTORE")
-    if session.selected is not None and session.enabled:
+    if session.selected is not None and session.enabled & {"CONDSTORE", "QRESYNC"}:
         session.selected.condstore = True
         session.selected.qresync = "QRESYNC" in session.enabled
     await session.send(b"* ENABLED" + b"".join(b" " + n.encode() for n in enabled) + b"\r\n")

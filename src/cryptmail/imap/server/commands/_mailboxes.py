@@ -74,11 +74,22 @@ def _refuse_undecodable(name: str) -> None:
         raise MailboxNotFound("the mailbox name is not valid modified UTF-7")
 
 
-def wire_name(name: str) -> bytes:
-    """A mailbox name as a response writes it: INBOX, else modified UTF-7 as an astring."""
+def wire_name(name: str, utf8: bool = False) -> bytes:
+    """A mailbox name as a response writes it: INBOX, else modified UTF-7 as an astring;
+    with ``utf8`` (UTF8=ACCEPT enabled, RFC 6855) UTF-8 in a quoted string."""
     out = bytearray()
-    append_astring(out, "INBOX" if name.upper() == "INBOX" else encode_mailbox_name(name))
+    if name.upper() == "INBOX":
+        append_astring(out, "INBOX")
+    elif utf8 and not name.isascii():
+        out += b'"' + name.replace("\\", "\\\\").replace('"', '\\"').encode("utf-8") + b'"'
+    else:
+        append_astring(out, name if utf8 else encode_mailbox_name(name))
     return bytes(out)
+
+
+def utf8_names(session: Session) -> bool:
+    """Whether the client enabled UTF8=ACCEPT: names go out as UTF-8, not mUTF-7."""
+    return "UTF8=ACCEPT" in session.enabled
 
 
 async def _select(session: Session, command: Select | Examine, read_only: bool) -> bytes:
@@ -301,7 +312,12 @@ async def _list(session: Session, command: List) -> bytes:
             attributes.append(box.special_use)
         if want_subscribed and name in subscribed:
             attributes.append("\\Subscribed")
-        line = b"* LIST (" + " ".join(attributes).encode() + b') "/" ' + wire_name(name)
+        line = (
+            b"* LIST ("
+            + " ".join(attributes).encode()
+            + b') "/" '
+            + wire_name(name, utf8_names(session))
+        )
         if name in hidden_below:
             line += childinfo
         await session.send(line + b"\r\n")
@@ -329,7 +345,9 @@ async def lsub(session: Session, command: Lsub) -> bytes:
     if "%" in command.pattern:
         lines += [(name, b"(\\Noselect)") for name in parents if matcher.fullmatch(name)]
     for name, attributes in sorted(lines, key=lambda item: (item[0] != "INBOX", item[0])):
-        await session.send(b"* LSUB " + attributes + b' "/" ' + wire_name(name) + b"\r\n")
+        await session.send(
+            b"* LSUB " + attributes + b' "/" ' + wire_name(name, utf8_names(session)) + b"\r\n"
+        )
     return tagged(command.tag, "OK", "Lsub completed.")
 
 
@@ -381,7 +399,8 @@ async def _status_line(
         else:
             continue
         values += [Atom(item), value]
-    return b"* STATUS " + wire_name(box.name) + b" " + untagged(values)[2:]
+    name = wire_name(box.name, utf8_names(session))
+    return b"* STATUS " + name + b" " + untagged(values)[2:]
 
 
 async def status(session: Session, command: Status) -> bytes:
