@@ -448,3 +448,16 @@ def test_quota_commands() -> None:
 def test_malformed_quota_commands_are_parse_errors(line: bytes) -> None:
     with pytest.raises(ParseError):
         parse_line(line)
+
+
+def test_multiappend_tolerates_imapclients_double_spaces() -> None:
+    stream = b"a APPEND Archive {2+}\r\nm1  {2+}\r\nm2\r\n"
+    reader = CommandReader()
+    reader.feed(stream)
+    events = []
+    while (event := reader.next_event()) is not None:
+        events.append(event)
+    assert [type(e).__name__ for e in events].count("AppendStart") == 2
+    done = events[-1]
+    assert isinstance(done, CommandReady) and isinstance(done.command, rq.Append)
+    assert len(done.command.messages) == 2

@@ -161,6 +161,7 @@ def parse_append_prefix(
             tag = mailbox = ""
             cur.skip_byte(b")")  # the end of the UTF8 (...) around the message before
         cur.sp()
+        _extra_spaces(cur)
         flags: tuple[str, ...] = ()
         date = None
         if cur.peek() == ord("("):
@@ -366,11 +367,19 @@ def _setquota(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     return rq.SetQuota(tag, root, tuple(limits))
 
 
+def _extra_spaces(cur: Cursor) -> None:
+    """imapclient's multiappend() puts two spaces before each message; Dovecot takes
+    them, and so do we (between the messages of an APPEND only)."""
+    while cur.skip_byte(b" "):
+        pass
+
+
 def _append(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     mailbox = _sp_mailbox(cur)
     messages: list[rq.AppendMessage] = []
     while not cur.at_end() or not messages:
         cur.sp()
+        _extra_spaces(cur)
         flags: tuple[str, ...] = ()
         date = None
         if cur.peek() == ord("("):
