@@ -227,6 +227,7 @@ class _StoredMessage:
         self.uid = self.sequence = number
         self.flags: frozenset[str] = frozenset()
         self.internal_date = dt.datetime.now(dt.UTC)
+        self.save_date = self.internal_date
         self.modseq = 1
         self._message = message
         analysis = analyze_message(message)

@@ -26,7 +26,8 @@ Normalizations, each because the value legitimately differs between two servers:
   sorted, and LIST/LSUB lines are sorted (RFC 3501 fixes no order for any of them);
 * ``* OK [HIGHESTMODSEQ ...]`` / ``[NOMODSEQ]`` untagged lines on SELECT/EXAMINE are
   dropped (Dovecot sends them only once CONDSTORE is enabled; RFC 7162 lets a server
-  send HIGHESTMODSEQ anyway).
+  send HIGHESTMODSEQ anyway); so are ``* OK [MAILBOXID (...)]`` lines and CREATE's
+  ``[MAILBOXID (...)]`` code (RFC 8474 OBJECTID, which this Dovecot does not have).
 
 Logins happen through imaplib; all other commands are sent and read on its socket so
 the order of untagged responses is kept.
@@ -165,12 +166,12 @@ def normalize(responses: list[bytes]) -> list[bytes]:
             response = b"T " + response.split(b" ", 1)[1]
         if response.startswith(b"* CAPABILITY "):
             continue
-        if re.match(rb"\* OK \[(HIGHESTMODSEQ \d+|NOMODSEQ)\]", response):
+        if re.match(rb"\* OK \[(HIGHESTMODSEQ \d+|NOMODSEQ|MAILBOXID \([\w-]+\))\]", response):
             continue
         status = _STATUS_TEXT.match(response)
         if status:
             code = status.group(2) or b""
-            if code.startswith(b" [CAPABILITY"):
+            if code.startswith((b" [CAPABILITY", b" [MAILBOXID")):
                 code = b""
             response = status.group(1) + code + b"\r\n"
         for pattern, replacement in _NUMBERED:

@@ -201,6 +201,9 @@ cm_messages = Table(
     # SHA-256 over user id and the exact delivered bytes (truncated), kept for one hour
     # so a retry after a crash between commit and "250" is recognised, then cleared.
     Column("delivery_tag", LargeBinary(16), nullable=True),
+    # When the row was saved into its mailbox (RFC 8514 SAVEDATE); NULL for rows from
+    # before migration 0012, which answer SAVEDATE NIL.
+    Column("saved_at", DateTime(timezone=False), nullable=True),
     UniqueConstraint("mailbox_id", "uid", name="uq_cm_messages_mailbox_uid"),
     Index("ix_cm_messages_mailbox_modseq", "mailbox_id", "modseq"),
     Index("ix_cm_messages_blob", "blob_id"),

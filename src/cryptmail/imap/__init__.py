@@ -21,6 +21,8 @@ Extensions understood: CONDSTORE/QRESYNC (RFC 7162), UIDPLUS (4315), MOVE (6851)
 LITERAL+ (7888), ENABLE (5161), NAMESPACE (2342), ID (2971), UNSELECT (3691),
 SPECIAL-USE (6154), SASL-IR (4959), APPENDLIMIT (7889), IDLE (2177), LIST-EXTENDED
 (5258) with LIST-STATUS (5819), ESEARCH return options (4731), WITHIN (5032).
+Issue 16: LITERAL- (7888), STATUS=SIZE (8438; the padded stored sizes, at least the
+sum of RFC822.SIZE), SAVEDATE (8514), OBJECTID (8474; keyed hashes, THREADID NIL).
 """
 
 from cryptmail.imap.message import (
@@ -54,6 +56,7 @@ from cryptmail.imap.wire import (
     AppendStart,
     Atom,
     Authenticate,
+    BinarySection,
     BodySection,
     Capability,
     Check,
@@ -137,6 +140,7 @@ __all__ = [
     "AppendStart",
     "Atom",
     "Authenticate",
+    "BinarySection",
     "BodySection",
     "Capability",
     "Check",

@@ -76,6 +76,7 @@ from cryptmail.store._messages import (
     vanished_since,
 )
 from cryptmail.store._notify import ChangeBus, ChangeForwarder, ChangePublisher, PipePublisher
+from cryptmail.store._objectid import email_object_id, mailbox_object_id
 from cryptmail.store._reader import (
     HEAD_SIZE,
     OpenedBlob,
@@ -144,6 +145,7 @@ __all__ = [
     "deliver_message",
     "drop_listings",
     "drop_unreferenced_blobs",
+    "email_object_id",
     "encrypt_mailboxes",
     "ensure_default_mailboxes",
     "expire_delivery_tags",
@@ -167,6 +169,7 @@ __all__ = [
     "mailbox_counters",
     "mailbox_counts",
     "mailbox_listing",
+    "mailbox_object_id",
     "message_count",
     "move_messages",
     "new_blob_id",

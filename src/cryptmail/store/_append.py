@@ -303,6 +303,7 @@ def _insert_row(
             "size_rounded": size,
             "internal_date": internal_date,
             "delivery_tag": tag,
+            "saved_at": utcnow(),
         },
     )
     record_mailbox_change(conn, mailbox_id, ChangeKind.NEW)  # tells every node, at commit

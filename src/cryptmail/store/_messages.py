@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cryptmail.db import ChangeKind, record_mailbox_change, run_transaction
 from cryptmail.db import tables as t
 from cryptmail.keys import UnlockedAccount
-from cryptmail.store._codec import MessageCache, decode_flags, encode_flags
+from cryptmail.store._codec import MessageCache, decode_flags, encode_flags, round_size
 from cryptmail.store._ids import BlobId, MailboxId, MessageId
 from cryptmail.store.blobs import BlobStore
 
@@ -45,6 +45,8 @@ class MessageRow(NamedTuple):
     """A session has sealed the message's cache (facts and key)."""
     claimed: bool = True
     """A session has given it its first flags: it is no longer new (\\Recent) to anyone."""
+    saved_at: datetime | None = None
+    """When it was saved into this mailbox (RFC 8514); None for rows older than that."""
 
 
 def _flags_context(row_id: int) -> bytes:
@@ -66,12 +68,13 @@ _COLUMNS = (
     t.cm_messages.c.internal_date,
     t.cm_messages.c.flags_sealed,
     t.cm_messages.c.cache_sealed.is_not(None).label("indexed"),
+    t.cm_messages.c.saved_at,
 )
 
 
 def _row(r: Sequence[Any], account: UnlockedAccount) -> MessageRow:
     # Unpacked by position, in _COLUMNS order: SELECT runs this once per message.
-    row_id, mailbox_id, uid, modseq, blob_id, sealed, size_rounded, when, flags, indexed = r
+    row_id, mailbox_id, uid, modseq, blob_id, sealed, size_rounded, when, flags, indexed, saved = r
     row_id = int(row_id)
     return MessageRow(
         MessageId(row_id),
@@ -87,6 +90,7 @@ def _row(r: Sequence[Any], account: UnlockedAccount) -> MessageRow:
         else frozenset(),
         bool(indexed),
         flags is not None,
+        saved,
     )
 
 
@@ -281,10 +285,12 @@ async def append_rows(
     from cryptmail.store._append import _check_quota, _insert_row
 
     def work(conn: Connection) -> list[tuple[int, int, int]]:
+        # Each row counts its own padded size (as _insert_row adds it to used_bytes),
+        # not the padded total: a MULTIAPPEND must not pass the quota by its rounding.
         _check_quota(
             conn,
             account.user,
-            sum(item.blob.size for item in items),
+            sum(round_size(item.blob.size) for item in items),
             messages=len(items),
             message_limit=message_limit,
         )

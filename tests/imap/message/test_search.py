@@ -44,6 +44,11 @@ class View:
     def size(self) -> int:
         return len(self.message)
 
+    @property
+    def save_date(self) -> dt.datetime:
+        """Saved a day after arrival: the SAVED* keys must not read the internal date."""
+        return self.internal_date + dt.timedelta(days=1)
+
     def header_values(self, name: str) -> Sequence[bytes]:
         return self.headers.get(name.lower(), [])
 
@@ -119,6 +124,10 @@ def run(command: bytes, *literals: bytes) -> list[int]:
         (b"a SEARCH BODY treasure", [3]),  # base64 text part decoded
         (b"a SEARCH TEXT photo", [3]),  # headers count for TEXT
         (b"a SEARCH BODY photo", []),
+        (b"a SEARCH SAVEDON 7-Mar-2024", [1]),
+        (b"a SEARCH SAVEDBEFORE 7-Mar-2024", [2, 3]),
+        (b"a SEARCH SAVEDSINCE 2-Mar-2024", [1, 2]),
+        (b"a SEARCH SAVEDATESUPPORTED", [1, 2, 3]),
     ],
 )
 def test_search_keys(command: bytes, uids: list[int]) -> None:

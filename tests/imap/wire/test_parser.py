@@ -361,6 +361,25 @@ def test_search_program() -> None:
     assert keys[5] == rq.SearchDate("on", dt.date(2024, 3, 3), sent=True)
 
 
+def test_savedate_and_objectid_items() -> None:
+    cmd = parse_line(b"a UID FETCH 1:* (SAVEDATE EMAILID THREADID)")
+    assert isinstance(cmd, rq.Fetch)
+    assert [i.name for i in cmd.items if isinstance(i, rq.FetchAttribute)] == [
+        "SAVEDATE", "EMAILID", "THREADID", ]  # fmt: skip
+    status = parse_line(b"a STATUS INBOX (MAILBOXID SIZE)")
+    assert isinstance(status, rq.Status) and status.items == ("MAILBOXID", "SIZE")
+    search = parse_line(b"a SEARCH SAVEDBEFORE 1-Feb-2024 SAVEDATESUPPORTED SAVEDON 2-Feb-2024")
+    assert isinstance(search, rq.Search)
+    assert search.program.keys == (
+        rq.SearchDate("before", dt.date(2024, 2, 1), saved=True),
+        rq.SearchAnd(()),
+        rq.SearchDate("on", dt.date(2024, 2, 2), saved=True),
+    )
+    for bad in (b"a SEARCH SAVEDSINCE", b"a SEARCH SAVEDON 30-Feb-2024", b"a FETCH 1 MAILBOXID"):
+        with pytest.raises(ParseError):
+            parse_line(bad)
+
+
 def test_search_refusals() -> None:
     with pytest.raises(UnknownCharset):
         parse_line(b"a SEARCH CHARSET X-NOPE FROM x")
@@ -429,3 +448,16 @@ def test_quota_commands() -> None:
 def test_malformed_quota_commands_are_parse_errors(line: bytes) -> None:
     with pytest.raises(ParseError):
         parse_line(line)
+
+
+def test_multiappend_tolerates_imapclients_double_spaces() -> None:
+    stream = b"a APPEND Archive {2+}\r\nm1  {2+}\r\nm2\r\n"
+    reader = CommandReader()
+    reader.feed(stream)
+    events = []
+    while (event := reader.next_event()) is not None:
+        events.append(event)
+    assert [type(e).__name__ for e in events].count("AppendStart") == 2
+    done = events[-1]
+    assert isinstance(done, CommandReady) and isinstance(done.command, rq.Append)
+    assert len(done.command.messages) == 2

@@ -15,11 +15,16 @@ _TOKENS = [
     b"{2+}\r\n", b"{0}\r\n", b'"', b"\\", b"*", b":", b",", b" ", b"\r\n", b"\n",
     b"BODY.PEEK[", b"HEADER.FIELDS", b"1.2", b"NOT ", b"OR ", b"INBOX", b"\x00", b"\xff",
     b"&AGE-", b"1-Feb-2024", b"CHANGEDSINCE ", b"QRESYNC ", b"+FLAGS ", b"\\Seen",
+    # issue 16: BINARY, literal8, CATENATE, UTF8, COMPRESS, SAVEDATE, OBJECTID
+    b"BINARY[", b"BINARY.SIZE[", b"BINARY.PEEK[", b"~{3}\r\n", b"~{2+}\r\n", b"~",
+    b"CATENATE ", b"TEXT ", b"URL ", b'"/INBOX/;UID=1/;SECTION=1"', b"UTF8 (", b"COMPRESS ",
+    b"DEFLATE", b"SAVEDATE", b"SAVEDBEFORE ", b"EMAILID", b"MAILBOXID", b"ENABLE ",
 ]  # fmt: skip
 
 
-def _exercise(data: bytes, step: int) -> None:
+def _exercise(data: bytes, step: int, utf8: bool = False) -> None:
     reader = CommandReader(_LIMITS)
+    reader.utf8_names = utf8
     for start in range(0, len(data), step):
         reader.feed(data[start : start + step])
         for _ in range(10_000):  # bounded: a reader that loops would fail the test
@@ -48,3 +53,9 @@ def test_random_bytes(data: bytes, step: int) -> None:
 @given(st.lists(st.sampled_from(_TOKENS), max_size=80), st.integers(1, 64))
 def test_token_soup(tokens: list[bytes], step: int) -> None:
     _exercise(b"".join(tokens), step)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_TOKENS), max_size=80), st.integers(1, 64))
+def test_token_soup_with_utf8_names(tokens: list[bytes], step: int) -> None:
+    _exercise(b"".join(tokens), step, utf8=True)

@@ -74,6 +74,11 @@ class MessageView(Protocol):
     def internal_date(self) -> dt.datetime: ...
 
     @property
+    def save_date(self) -> dt.datetime:
+        """RFC 8514 save date; the internal date where none was recorded."""
+        ...
+
+    @property
     def size(self) -> int:
         """RFC822.SIZE."""
         ...
@@ -238,6 +243,10 @@ def _compile(key: SearchKey, ctx: SearchContext, depth: int = 0) -> tuple[Predic
     if isinstance(key, SearchDate):
         if key.sent:
             return (lambda view: _compare(_sent_day(view), key.relation, key.date)), (_COST_HEADER)
+        if key.saved:
+            return (
+                lambda view: _compare(_day_of(view.save_date, ctx.tz), key.relation, key.date)
+            ), _COST_CHEAP
         return (
             lambda view: _compare(_day_of(view.internal_date, ctx.tz), key.relation, key.date)
         ), _COST_CHEAP

@@ -10,16 +10,37 @@ pieces read by byte range, so a 50 MB ``BODY[]`` never sits in memory.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.errors import BlobMissing, CryptmailError, MessageNotFound
 from cryptmail.imap.message._analysis import MessageAnalysis, MessageAnalyzer, analyze_message
-from cryptmail.imap.message._partmap import SectionPlan, VirtualStream
+from cryptmail.imap.message._binary import (
+    BinaryPlan,
+    BinaryStream,
+    BrokenEncoding,
+    UnknownEncoding,
+    binary_headers,
+    plan_binary,
+)
+from cryptmail.imap.message._partmap import SectionPlan, VirtualStream, window
 from cryptmail.imap.message._sections import header_section
-from cryptmail.imap.wire._requests import BodySection, FetchAttribute, FetchItem, Section
-from cryptmail.imap.wire._response import FetchResponse, LiteralSlot, Raw, format_date_time
+from cryptmail.imap.server._errors import CommandFailed
+from cryptmail.imap.wire._requests import (
+    BinarySection,
+    BodySection,
+    FetchAttribute,
+    FetchItem,
+    Section,
+)
+from cryptmail.imap.wire._response import (
+    Atom,
+    FetchResponse,
+    LiteralSlot,
+    Raw,
+    format_date_time,
+)
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     HEAD_SIZE,
@@ -27,6 +48,7 @@ from cryptmail.store import (
     MessageCache,
     MessageRow,
     OpenedBlob,
+    email_object_id,
     load_cache,
     load_caches,
     load_message,
@@ -45,7 +67,9 @@ if TYPE_CHECKING:
 
 PIECE: Final = 256 * 1024
 _PARSE_OFF_LOOP: Final = 64 * 1024
-_CHEAP: Final = frozenset({"FLAGS", "UID", "INTERNALDATE", "MODSEQ"})
+_CHEAP: Final = frozenset(
+    {"FLAGS", "UID", "INTERNALDATE", "MODSEQ", "SAVEDATE", "EMAILID", "THREADID"}
+)
 _FACTS_KEPT: Final = 4096
 _JOINED: Final = 64 * 1024
 INDEX_BATCH: Final = 64
@@ -224,7 +248,7 @@ async def prefetch_facts(selected: SelectedMailbox, rows: list[MessageRow]) -> N
 
 
 def sets_seen(item: FetchItem) -> bool:
-    if isinstance(item, BodySection):
+    if isinstance(item, (BodySection, BinarySection)):
         return not item.peek
     return item.name in ("RFC822", "RFC822.TEXT")
 
@@ -238,6 +262,17 @@ _RFC822_SECTIONS: Final = {
     "RFC822.HEADER": Section(text="HEADER"),
     "RFC822.TEXT": Section(text="TEXT"),
 }
+
+
+class _BinarySlot(NamedTuple):
+    """A BINARY answer too big to hold: sent by a second pass over its segments."""
+
+    plan: BinaryPlan
+    skip: int
+    size: int
+
+
+_UNKNOWN_CTE: Final = "[UNKNOWN-CTE]"
 
 
 class MessageFetch:
@@ -258,7 +293,10 @@ class MessageFetch:
         self._row = selected.rows[uid]
         self._uid = uid
         self._response = FetchResponse(seq)
-        self._plans: deque[SectionPlan] = deque()
+        self._plans: deque[SectionPlan | _BinarySlot] = deque()
+        # BINARY answers counted so far: part -> (plan, size, literal8, bytes if small).
+        self._binary: dict[tuple[int, ...], tuple[BinaryPlan | None, int, bool, bytes | None]]
+        self._binary = {}
         self._facts: Facts | None = None
         self._opened: OpenedBlob | None = None
 
@@ -276,6 +314,8 @@ class MessageFetch:
         for item in items:
             if isinstance(item, BodySection):
                 await self._section(item.response_key(), item.section, item.partial)
+            elif isinstance(item, BinarySection):
+                await self._binary_item(item)
             else:
                 await self._attribute(item.name)
         if with_modseq and "MODSEQ" not in names:
@@ -291,6 +331,13 @@ class MessageFetch:
             response.add("INTERNALDATE", Raw(format_date_time(row.internal_date)))
         elif name == "MODSEQ":
             response.add("MODSEQ", [row.modseq])
+        elif name == "SAVEDATE":  # RFC 8514; NIL for a row saved before it was recorded
+            saved = row.saved_at
+            response.add(name, None if saved is None else Raw(format_date_time(saved)))
+        elif name == "EMAILID":  # RFC 8474
+            response.add(name, [Atom(email_object_id(self._selected.account, row.blob_id))])
+        elif name == "THREADID":  # RFC 8474 5.2: NIL, the server does not thread
+            response.add(name, None)
         elif name in _RFC822_SECTIONS:
             await self._section(name, _RFC822_SECTIONS[name], None)
         else:
@@ -324,6 +371,121 @@ class MessageFetch:
             return
         self._plans.append(plan)
         self._response.add_streamed(key, size)
+
+    async def section_plan(self, section: Section, partial: tuple[int, int] | None) -> SectionPlan:
+        """Plan ``BODY.PEEK[section]<partial>`` of this message (CATENATE's URL parts)."""
+        self._facts = await load_facts(self._selected, self._row)
+        return self._facts.analysis.part_map.plan(section, partial)
+
+    async def section_pieces(
+        self, plan: SectionPlan, partial: tuple[int, int] | None
+    ) -> AsyncIterator[bytes]:
+        """The bytes FETCH would send for `plan` (from :meth:`section_plan`), in pieces."""
+        if not plan.found:
+            return
+        if plan.header_fields is not None:
+            opened = await self._open()
+            header = await read_range(
+                self._selected.context.blobs, opened, plan.offset, plan.length
+            )
+            yield header_section(header, plan, partial)
+            return
+        async for piece in self._stream(plan):
+            yield piece
+
+    async def _binary_item(self, item: BinarySection) -> None:
+        """BINARY, BINARY.PEEK, BINARY.SIZE (RFC 3516): counted by a first pass over the
+        decoded part (kept when small); a big answer is decoded again as it is sent."""
+        found = self._binary.get(item.part)
+        if found is None:
+            found = await self._count_binary(item.part)
+            self._binary[item.part] = found
+        plan, total, literal8, kept = found
+        key = item.response_key()
+        if item.size_only:
+            self._response.add(key, total)
+            return
+        skip, size = window(total, item.partial)
+        if plan is None or kept is not None:
+            data = kept[skip : skip + size] if kept is not None else b""
+            self._response.add_literal(key, data, literal8=literal8)
+            return
+        self._plans.append(_BinarySlot(plan, skip, size))
+        self._response.add_streamed(key, size, literal8=literal8)
+
+    async def _count_binary(
+        self, part: tuple[int, ...]
+    ) -> tuple[BinaryPlan | None, int, bool, bytes | None]:
+        assert self._facts is not None  # noqa: S101 - needs_facts() loaded them
+        part_map = self._facts.analysis.part_map
+        wanted = binary_headers(part_map, part)
+        headers = {}
+        if wanted:
+            opened = await self._open()
+            blobs = self._selected.context.blobs
+            for index in wanted:
+                entry = part_map.parts[index]
+                headers[index] = await read_range(
+                    blobs, opened, entry.header_offset, entry.header_size
+                )
+        try:
+            plan = plan_binary(part_map, part, headers)
+            if plan is None:
+                return None, 0, False, b""
+            stream = BinaryStream()
+            kept: bytearray | None = bytearray()
+            async for out in self._binary_output(plan, stream):
+                if kept is not None:
+                    kept += out
+                    if len(kept) > _JOINED:
+                        kept = None
+        except UnknownEncoding:
+            raise CommandFailed("Unknown Content-Transfer-Encoding.", _UNKNOWN_CTE) from None
+        except BrokenEncoding:
+            raise CommandFailed(
+                "The part is not valid in its Content-Transfer-Encoding.", _UNKNOWN_CTE
+            ) from None
+        # As Dovecot: a literal8 when anything was decoded (and came out) or holds NUL.
+        literal8 = (plan.decoded and stream.total > 0) or stream.has_nul
+        return plan, stream.total, literal8, bytes(kept) if kept is not None else None
+
+    async def _binary_output(
+        self, plan: BinaryPlan, stream: BinaryStream
+    ) -> AsyncGenerator[bytes, None]:
+        opened = await self._open()
+        blobs = self._selected.context.blobs
+        for segment in plan.segments:
+            out = stream.begin(segment)
+            if out:
+                yield out
+            pos, end = segment.offset, segment.offset + segment.length
+            while pos < end:
+                data = await read_range(blobs, opened, pos, min(PIECE - pos % PIECE, end - pos))
+                if not data:
+                    break
+                pos += len(data)
+                out = stream.feed(data)
+                if out:
+                    yield out
+            out = stream.end()
+            if out:
+                yield out
+
+    async def _binary_stream(self, slot: _BinarySlot) -> AsyncIterator[bytes]:
+        left = slot.size
+        output = self._binary_output(slot.plan, BinaryStream(slot.skip, slot.size))
+        try:
+            async for out in output:
+                left -= len(out)
+                yield out
+                if left <= 0:
+                    break  # the window is complete: the rest need not be decoded
+        except BrokenEncoding:  # cannot happen (the count pass read the same bytes)
+            pass
+        finally:
+            await output.aclose()
+        if left > 0:  # keep the literal's announced size
+            yield b" " * left
 
     async def _collect(self, plan: SectionPlan) -> bytes:
         size = plan.size or 0
@@ -383,7 +545,10 @@ class MessageFetch:
                 continue
             plan = self._plans.popleft()
             small = (plan.size or 0) <= _JOINED
-            async for data in self._stream(plan):
+            pieces = (
+                self._binary_stream(plan) if isinstance(plan, _BinarySlot) else self._stream(plan)
+            )
+            async for data in pieces:
                 out += data
                 if not small:
                     await self._session.send(bytes(out))
@@ -403,4 +568,6 @@ def _no_nul(data: bytes) -> bytes:
 
 def reads_blob(items: tuple[FetchItem, ...]) -> bool:
     """Whether the items need the message's bytes, not only its cached facts."""
-    return any(isinstance(i, BodySection) or i.name in _RFC822_SECTIONS for i in items)
+    return any(
+        isinstance(i, (BodySection, BinarySection)) or i.name in _RFC822_SECTIONS for i in items
+    )

@@ -41,6 +41,7 @@ from cryptmail.errors import (
     TooManyAttempts,
     UnknownCharset,
 )
+from cryptmail.imap.server._compress import DeflateStream, InflateLimit
 from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed
 from cryptmail.imap.server._route import State
 from cryptmail.imap.server.commands import COMMANDS, receive_append
@@ -73,6 +74,17 @@ PREAUTH_TIMEOUT_S: float = 60.0
 """Idle time allowed before login (RFC 3501's 30 minutes apply once logged in), so
 unauthenticated connections cannot hold the per-address slots for long."""
 _TRACE_WORD: Final = re.compile(rb"[A-Za-z0-9.]{1,24}")
+# Extensions of issue 16 (imapext), each added when complete; kept apart from the list
+# above so parallel work on the CAPABILITY line merges cleanly.
+ANY_STATE_EXTENSIONS: Final = ("LITERAL-",)  # RFC 7888: implied by LITERAL+, named for clients
+AUTH_EXTENSIONS: Final = (
+    "STATUS=SIZE", "SAVEDATE", "OBJECTID",  # RFC 8438, 8514, 8474
+    "COMPRESS=DEFLATE",  # RFC 4978
+    "BINARY",  # RFC 3516
+    "MULTIAPPEND",  # RFC 3502
+    "CATENATE",  # RFC 4469
+    "UTF8=ACCEPT",  # RFC 6855
+)  # fmt: skip
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 
 
@@ -150,6 +162,8 @@ class Session:
         self._watch: Watch | None = None
         # The deadline of the read in progress: moved to now to wake it.
         self._read_deadline: asyncio.Timeout | None = None
+        # Both directions after COMPRESS DEFLATE (RFC 4978); None before.
+        self.compression: DeflateStream | None = None
 
     # -- facts ---------------------------------------------------------------------------
 
@@ -180,6 +194,7 @@ class Session:
 
     def capabilities(self) -> str:
         caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
+        caps += ANY_STATE_EXTENSIONS
         if self.state == "nonauth":
             if not self.tls_active and self.context.ssl_context is not None:
                 caps.append("STARTTLS")
@@ -194,6 +209,7 @@ class Session:
                 f"APPENDLIMIT={self.config.imap.append_limit}", "CONDSTORE", "QRESYNC",
                 "QUOTA", "QUOTA=RES-STORAGE",
             ]  # fmt: skip
+            caps += AUTH_EXTENSIONS
             if self.config.quota.messages > 0:
                 caps.append("QUOTA=RES-MESSAGE")
         return " ".join(caps)
@@ -203,11 +219,32 @@ class Session:
     async def send(self, data: bytes) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("S: %s", scrub(data.split(b"\r\n", 1)[0]))
-        self._writer.write(data)
+        self._write(data)
         if self._writer.transport.get_write_buffer_size() > _READ_SIZE:
             await self.drain()
 
+    def _write(self, data: bytes) -> None:
+        if self.compression is not None:
+            data = self.compression.compress(data)
+            if not data:
+                return
+        self._writer.write(data)
+
+    def _push(self) -> None:
+        """Write out what the compressor holds, so the client can decode it all."""
+        if self.compression is not None:
+            tail = self.compression.flush()
+            if tail:
+                self._writer.write(tail)
+
+    def _last_words(self, data: bytes) -> None:
+        """A BYE written on the way out: compressed if the stream is, then pushed."""
+        with contextlib.suppress(Exception):
+            self._write(data)
+            self._push()
+
     async def drain(self) -> None:
+        self._push()
         try:
             async with asyncio.timeout(self.config.imap.idle_timeout_s):
                 await self._writer.drain()
@@ -228,8 +265,7 @@ class Session:
         except TimeoutError:
             if self.credentials_changed:
                 self._end_for_credentials()
-            with contextlib.suppress(OSError):
-                self._writer.write(b"* BYE Idle for too long.\r\n")
+            self._last_words(b"* BYE Idle for too long.\r\n")
             raise ConnectionClosed("idle timeout") from None
         except OSError as exc:
             raise ConnectionClosed("read failed") from exc
@@ -244,10 +280,30 @@ class Session:
             event = self.commands.next_event()
             if event is not None:
                 return event
-            data = await self._read()
+            data = await self._read() if self.compression is None else await self._inflated()
             if not data:
                 raise ConnectionClosed("the client closed the connection")
             self.commands.feed(data)
+
+    async def _inflated(self) -> bytes:
+        """The next step of inflated input (empty at the end of the connection)."""
+        stream = self.compression
+        assert stream is not None  # noqa: S101 - only called with compression on
+        try:
+            while True:
+                if stream.pending:
+                    out = stream.more()
+                else:
+                    raw = await self._read()
+                    if not raw:
+                        return b""
+                    out = stream.inflate(raw)
+                if out:
+                    return out
+        except InflateLimit as exc:
+            log.info("IMAP: compressed input refused: %s", exc.reason)
+            self._last_words(b"* BYE " + exc.reason.encode() + b".\r\n")
+            raise ConnectionClosed("bad compressed input") from None
 
     async def read_client_line(self) -> bytes:
         """One raw line (SASL response, IDLE's DONE); BAD for the command if too long."""
@@ -290,6 +346,20 @@ class Session:
         self.tls_active = True
         self.commands = CommandReader(PREAUTH_LIMITS)
 
+    async def start_compress(self, tag: str) -> None:
+        """Answer COMPRESS DEFLATE, then compress both ways (RFC 4978).
+
+        The client may send nothing after COMPRESS until it has the answer: bytes that
+        came anyway cannot be told plain from compressed, so the server hangs up.
+        """
+        if unread_plaintext(self._reader, self.commands):
+            await self.send(b"* BYE COMPRESS must be the last command before compression.\r\n")
+            await self.drain()
+            raise ConnectionClosed("bytes pipelined after COMPRESS")
+        await self.send(tagged(tag, "OK", "DEFLATE active."))
+        await self.drain()
+        self.compression = DeflateStream(_READ_SIZE)
+
     def authenticated(self, account: UnlockedAccount, generation: int) -> None:
         """Logged in as `account`, checked at credential `generation`: the session
         ends when that generation moves."""
@@ -315,8 +385,7 @@ class Session:
     def _end_for_credentials(self) -> NoReturn:
         if self.account is not None:
             log.info("IMAP session of user id %d ended: credentials changed", self.account.user.id)
-        with contextlib.suppress(OSError):
-            self._writer.write(CREDENTIALS_CHANGED)
+        self._last_words(CREDENTIALS_CHANGED)
         raise ConnectionClosed("credentials changed")
 
     # -- the loop ------------------------------------------------------------------------
@@ -341,8 +410,7 @@ class Session:
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                self._writer.write(b"* BYE Server shutting down.\r\n")
+            self._last_words(b"* BYE Server shutting down.\r\n")
             raise
         finally:
             await self.close()
@@ -360,6 +428,8 @@ class Session:
             ended = self._generation if self.credentials_changed else None
             self.context.accounts.release(self.account, ended_generation=ended)
             self.account = None  # the unlocked key goes with the last reference
+        with contextlib.suppress(Exception):
+            self._push()
         self._writer.close()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):

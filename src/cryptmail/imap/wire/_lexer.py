@@ -59,9 +59,11 @@ class Frame:
 class Cursor:
     """Reads tokens from a :class:`Frame`; ``tag`` is filled in as soon as it is read."""
 
-    __slots__ = ("_frame", "_line", "_pos", "_seg", "tag")
+    __slots__ = ("_frame", "_line", "_pos", "_seg", "tag", "utf8")
 
-    def __init__(self, frame: Frame, segment: int = 0) -> None:
+    def __init__(self, frame: Frame, segment: int = 0, *, utf8: bool = False) -> None:
+        self.utf8 = utf8
+        """Mailbox names are UTF-8 (RFC 6855 UTF8=ACCEPT enabled), not modified UTF-7."""
         self._frame = frame
         self._seg = segment
         self._line = frame.lines[segment] if frame.lines else b""

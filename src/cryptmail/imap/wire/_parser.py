@@ -37,7 +37,7 @@ __all__ = ["parse_append_prefix", "parse_command", "parse_line"]
 _SEQ_CHARS: Final = frozenset(b"0123456789:,*")
 _STATUS_ITEMS: Final = frozenset(
     {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
-     "APPENDLIMIT", "DELETED", "DELETED-STORAGE"}
+     "APPENDLIMIT", "DELETED", "DELETED-STORAGE", "MAILBOXID"}
 )  # fmt: skip
 _LIST_SELECT: Final = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 _LIST_RETURN: Final = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"})
@@ -46,8 +46,14 @@ _MAX_ID_PAIRS: Final = 30
 Handler = Callable[[Cursor, str, bool], rq.Command]
 
 
-def _mailbox(raw: bytes) -> str:
-    """The decoded name, or an UndecodableName for the handler to refuse with NO."""
+def _mailbox(cur: Cursor, raw: bytes) -> str:
+    """The decoded name, or an UndecodableName for the handler to refuse with NO.
+
+    With UTF8=ACCEPT enabled (RFC 6855) names are UTF-8 and invalid UTF-8 is BAD.
+    """
+    if cur.utf8:
+        text = _utf8(cur, raw, "Mailbox name")
+        return "INBOX" if text.upper() == "INBOX" else text
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -62,7 +68,7 @@ def _mailbox(raw: bytes) -> str:
 
 def _sp_mailbox(cur: Cursor) -> str:
     cur.sp()
-    return _mailbox(cur.astring())
+    return _mailbox(cur, cur.astring())
 
 
 def _sp_sequence(cur: Cursor) -> SequenceSet:
@@ -133,7 +139,7 @@ def _authenticate(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
 
 
 def parse_append_prefix(
-    frame: Frame, segment: int
+    frame: Frame, segment: int, *, utf8: bool = False
 ) -> tuple[str, str, tuple[str, ...], dt.datetime | None, int, bool] | None:
     """Tell whether the literal just announced at the end of ``frame`` is an APPEND
     message, and if so return (tag, mailbox, flags, internal_date, size, synchronizing).
@@ -143,7 +149,7 @@ def parse_append_prefix(
     mailbox name given as a literal, or not an APPEND at all) and for malformed
     input, which the full parse then reports.
     """
-    cur = Cursor(frame, segment)
+    cur = Cursor(frame, segment, utf8=utf8)
     try:
         if segment == 0:
             tag = cur.tag_token()
@@ -153,7 +159,9 @@ def parse_append_prefix(
             mailbox = _sp_mailbox(cur)
         else:
             tag = mailbox = ""
+            cur.skip_byte(b")")  # the end of the UTF8 (...) around the message before
         cur.sp()
+        _extra_spaces(cur)
         flags: tuple[str, ...] = ()
         date = None
         if cur.peek() == ord("("):
@@ -162,6 +170,11 @@ def parse_append_prefix(
         if cur.peek() == ord('"'):
             date = cur.date_time()
             cur.sp()
+        if _looks_like(cur, b"UTF8 ("):  # RFC 6855: APPEND ... UTF8 (literal8)
+            cur.atom()
+            cur.sp()
+            cur.expect_byte(b"(", "'('")
+        cur.skip_byte(b"~")  # RFC 3516 literal8: the message may hold NUL
         if cur.peek() != ord("{") or not cur.at_pending_literal():
             return None
         size, synchronizing = cur.literal_marker()
@@ -260,19 +273,19 @@ def _list(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
                 raise cur.fail("Unknown LIST selection option")
             selection.add(word)
         cur.sp()
-    reference = _mailbox(cur.astring())
+    reference = _mailbox(cur, cur.astring())
     cur.sp()
     patterns: list[str] = []
     if cur.skip_byte(b"("):
         extended = True
         while True:
-            patterns.append(_mailbox(cur.list_mailbox()))
+            patterns.append(_mailbox(cur, cur.list_mailbox()))
             if cur.skip_byte(b")"):
                 break
             cur.sp()
     else:
         raw = cur.list_mailbox()
-        patterns.append("" if not raw else _mailbox(raw))
+        patterns.append("" if not raw else _mailbox(cur, raw))
     returns: set[str] = set()
     status_items: tuple[str, ...] = ()
     if not cur.at_end():
@@ -307,7 +320,7 @@ def _lsub(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     cur.sp()
     raw = cur.list_mailbox()
     cur.expect_end()
-    return rq.Lsub(tag, reference, _mailbox(raw) if raw else "")
+    return rq.Lsub(tag, reference, _mailbox(cur, raw) if raw else "")
 
 
 def _status_items(cur: Cursor) -> tuple[str, ...]:
@@ -354,11 +367,19 @@ def _setquota(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     return rq.SetQuota(tag, root, tuple(limits))
 
 
+def _extra_spaces(cur: Cursor) -> None:
+    """imapclient's multiappend() puts two spaces before each message; Dovecot takes
+    them, and so do we (between the messages of an APPEND only)."""
+    while cur.skip_byte(b" "):
+        pass
+
+
 def _append(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     mailbox = _sp_mailbox(cur)
     messages: list[rq.AppendMessage] = []
     while not cur.at_end() or not messages:
         cur.sp()
+        _extra_spaces(cur)
         flags: tuple[str, ...] = ()
         date = None
         if cur.peek() == ord("("):
@@ -369,14 +390,55 @@ def _append(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
         if cur.peek() == ord('"'):
             date = cur.date_time()
             cur.sp()
+        if _looks_like(cur, b"CATENATE "):
+            cur.atom()
+            cur.sp()
+            messages.append(rq.AppendMessage(flags, date, 0, catenate=_catenate_parts(cur)))
+            continue
+        utf8_data = _looks_like(cur, b"UTF8 (")
+        if utf8_data:  # RFC 6855 append-data: UTF8 (literal8)
+            cur.atom()
+            cur.sp()
+            cur.expect_byte(b"(", "'('")
+            if cur.peek() != ord("~"):
+                raise cur.fail("UTF8 needs a literal8")
+        cur.skip_byte(b"~")  # RFC 3516 literal8
         if cur.peek() != ord("{"):
             raise cur.fail("Expected the message literal")
         payload = cur.literal_payload()
+        if utf8_data:
+            cur.expect_byte(b")", "')' after the UTF8 literal")
         if isinstance(payload, StreamedLiteral):
             messages.append(rq.AppendMessage(flags, date, payload.size))
         else:
             messages.append(rq.AppendMessage(flags, date, len(payload), payload))
     return rq.Append(tag, mailbox, tuple(messages))
+
+
+_MAX_CATENATE_PARTS: Final = 256
+
+
+def _catenate_parts(cur: Cursor) -> tuple[rq.CatenatePart, ...]:
+    """``( cat-part *(SP cat-part) )``: ``TEXT literal`` or ``URL astring`` (RFC 4469)."""
+    cur.expect_byte(b"(", "'('")
+    parts: list[rq.CatenatePart] = []
+    while True:
+        word = cur.atom("TEXT or URL").upper()
+        cur.sp()
+        if word == "TEXT":
+            cur.skip_byte(b"~")  # literal8 (RFC 3516)
+            if cur.peek() != ord("{"):
+                raise cur.fail("CATENATE TEXT needs a literal")
+            parts.append(rq.CatenatePart(text=cur.string()))
+        elif word == "URL":
+            parts.append(rq.CatenatePart(url=_utf8(cur, cur.astring(), "URL")))
+        else:
+            raise cur.fail("Expected TEXT or URL")
+        if len(parts) > _MAX_CATENATE_PARTS:
+            raise cur.fail("Too many CATENATE parts")
+        if cur.skip_byte(b")"):
+            return tuple(parts)
+        cur.sp()
 
 
 def _expunge(cur: Cursor, tag: str, uid: bool) -> rq.Command:
@@ -463,6 +525,13 @@ def _enable(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     return rq.Enable(tag, tuple(names))
 
 
+def _compress(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
+    cur.sp()
+    mechanism = cur.atom("a compression mechanism").upper()
+    cur.expect_end()
+    return rq.Compress(tag, mechanism)
+
+
 def _id(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     cur.sp()
     if cur.peek() != ord("("):
@@ -519,18 +588,19 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _getquotaroot,
     "SETQUOTA": _setquota,
+    "COMPRESS": _compress,
 }
 _UID_COMMANDS: Final = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"})
 
 
-def parse_command(frame: Frame) -> rq.Command:
-    """Parse a complete frame.
+def parse_command(frame: Frame, *, utf8: bool = False) -> rq.Command:
+    """Parse a complete frame; ``utf8``: mailbox names are UTF-8 (UTF8=ACCEPT).
 
     Raises:
         ParseError: the command is malformed or unknown; ``tag`` is set once read.
         UnknownCharset: SEARCH named a charset we cannot decode (answer NO).
     """
-    cur = Cursor(frame)
+    cur = Cursor(frame, utf8=utf8)
     tag = cur.tag_token()
     cur.sp()
     verb = cur.word(ATOM_CHARS, "a command name").upper()

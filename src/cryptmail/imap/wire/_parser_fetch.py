@@ -5,14 +5,21 @@ from __future__ import annotations
 from typing import Final, Literal
 
 from cryptmail.imap.wire._lexer import MAX_MODSEQ, Cursor
-from cryptmail.imap.wire._requests import BodySection, FetchAttribute, FetchItem, Section
+from cryptmail.imap.wire._requests import (
+    BinarySection,
+    BodySection,
+    FetchAttribute,
+    FetchItem,
+    Section,
+)
 
-__all__ = ["parse_fetch_items", "parse_fetch_modifiers", "parse_store_action"]
+__all__ = ["parse_fetch_items", "parse_fetch_modifiers", "parse_section", "parse_store_action"]
 
 _SIMPLE: Final = frozenset(
     {
         "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE",
         "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ",
+        "SAVEDATE", "EMAILID", "THREADID",
     }
 )  # fmt: skip
 _MACROS: Final = {
@@ -59,20 +66,44 @@ def _section(cur: Cursor) -> Section:
     return Section(tuple(part), text, fields)  # type: ignore[arg-type]  # checked above
 
 
+def _partial(cur: Cursor) -> tuple[int, int] | None:
+    if not cur.skip_byte(b"<"):
+        return None
+    offset = cur.number()
+    cur.expect_byte(b".", "'.' in a partial range")
+    length = cur.number(nonzero=True)
+    cur.expect_byte(b">", "'>'")
+    return offset, length
+
+
+def _binary_section(cur: Cursor, name: str) -> BinarySection:
+    """RFC 3516 ``section-binary``: ``[`` part numbers only ``]``; no partial on SIZE."""
+    cur.expect_byte(b"[", "'['")
+    part: list[int] = []
+    if cur.peek() != ord("]"):
+        part.append(cur.number(nonzero=True))
+        while cur.skip_byte(b"."):
+            part.append(cur.number(nonzero=True))
+    cur.expect_byte(b"]", "']' (BINARY takes part numbers only)")
+    if name == "BINARY.SIZE":
+        return BinarySection(tuple(part), peek=True, size_only=True)
+    return BinarySection(tuple(part), peek=name == "BINARY.PEEK", partial=_partial(cur))
+
+
+def parse_section(cur: Cursor) -> Section:
+    """``[section]`` as BODY[...] takes it (an IMAP URL's SECTION too)."""
+    return _section(cur)
+
+
 def _fetch_att(cur: Cursor) -> list[FetchItem]:
     name = cur.word(_NAME_CHARS, "a FETCH item").upper()
     if name in _MACROS:
         return [FetchAttribute(n) for n in _MACROS[name]]
     if name in ("BODY", "BODY.PEEK") and cur.peek() == ord("["):
         section = _section(cur)
-        partial = None
-        if cur.skip_byte(b"<"):
-            offset = cur.number()
-            cur.expect_byte(b".", "'.' in a partial range")
-            length = cur.number(nonzero=True)
-            cur.expect_byte(b">", "'>'")
-            partial = (offset, length)
-        return [BodySection(section, peek=name == "BODY.PEEK", partial=partial)]
+        return [BodySection(section, peek=name == "BODY.PEEK", partial=_partial(cur))]
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE"):
+        return [_binary_section(cur, name)]
     if name in _SIMPLE:
         return [FetchAttribute(name)]
     raise cur.fail("Unknown FETCH item")

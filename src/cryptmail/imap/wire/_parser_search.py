@@ -52,6 +52,8 @@ _DATE_KEYS: Final = {
     "SENTON": ("on", True),
     "SENTSINCE": ("since", True),
 }
+_SAVED_DATE_KEYS: Final = {"SAVEDBEFORE": "before", "SAVEDON": "on", "SAVEDSINCE": "since"}
+"""RFC 8514: the same on the save date (every mailbox here keeps one)."""
 _SEQ_CHARS: Final = frozenset(b"0123456789:,*")
 SUPPORTED_CHARSETS: Final = ("US-ASCII", "UTF-8")
 
@@ -181,6 +183,11 @@ class SearchParser:
             relation, sent = _DATE_KEYS[word]
             cur.sp()
             return SearchDate(relation, cur.date(), sent=sent)  # type: ignore[arg-type]
+        if word in _SAVED_DATE_KEYS:
+            cur.sp()
+            return SearchDate(_SAVED_DATE_KEYS[word], cur.date(), saved=True)  # type: ignore[arg-type]
+        if word == "SAVEDATESUPPORTED":  # RFC 8514: every mailbox supports it
+            return SearchAnd(())
         handler = self._keys.get(word)
         if handler is None:
             raise cur.fail("Unknown search key")

@@ -174,6 +174,8 @@ class CommandReader:
         self._line_mode = False
         self._append_start = ("", "")
         self._dead: InputTooLarge | None = None
+        self.utf8_names = False
+        """Parse mailbox names as UTF-8 (after ENABLE UTF8=ACCEPT, RFC 6855)."""
 
     # -- input ----------------------------------------------------------------------
 
@@ -370,10 +372,12 @@ class CommandReader:
             )
         if marker is None:
             self._reset_command()
-            return CommandReady(parse_command(frame))
+            return CommandReady(parse_command(frame, utf8=self.utf8_names))
         size, sync = marker
         prefix = parse_append_prefix(
-            frame, 0 if self._append_resume is None else (self._append_resume)
+            frame,
+            0 if self._append_resume is None else (self._append_resume),
+            utf8=self.utf8_names,
         )
         if prefix is not None:
             tag, mailbox, flags, date, _size, _sync = prefix

@@ -19,8 +19,11 @@ __all__ = [
     "Append",
     "AppendMessage",
     "Authenticate",
+    "BinarySection",
+    "Compress",
     "BodySection",
     "Capability",
+    "CatenatePart",
     "Check",
     "Close",
     "Command",
@@ -119,6 +122,14 @@ class Id(Command):
 
     name: ClassVar[str] = "ID"
     parameters: tuple[tuple[str, str | None], ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Compress(Command):
+    """RFC 4978 COMPRESS; ``mechanism`` in upper case (only DEFLATE is known)."""
+
+    name: ClassVar[str] = "COMPRESS"
+    mechanism: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,17 +294,28 @@ class SetQuota(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class CatenatePart:
+    """One part of a CATENATE (RFC 4469): ``TEXT`` bytes, or the ``URL`` of a message
+    or part in the user's own mailboxes."""
+
+    text: bytes | None = field(default=None, repr=False)
+    url: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class AppendMessage:
     """One message of an APPEND (MULTIAPPEND allows several).
 
     ``data`` is None when the reader streamed the literal to the server through
     ``AppendData`` events; ``size`` is the literal's announced size either way.
+    ``catenate`` holds the parts of a CATENATE message instead (``size`` 0).
     """
 
     flags: tuple[str, ...]
     internal_date: dt.datetime | None
     size: int
     data: bytes | None = field(default=None, repr=False)
+    catenate: tuple[CatenatePart, ...] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +402,27 @@ class BodySection:
         return key
 
 
-FetchItem = FetchAttribute | BodySection
+@dataclass(frozen=True, slots=True)
+class BinarySection:
+    """RFC 3516 ``BINARY[part]<partial>``, ``BINARY.PEEK[...]`` or ``BINARY.SIZE[part]``."""
+
+    part: tuple[int, ...] = ()
+    peek: bool = False
+    partial: tuple[int, int] | None = None
+    size_only: bool = False
+
+    def response_key(self) -> str:
+        """``BINARY[1.2]<0>`` or ``BINARY.SIZE[1.2]`` (never ``.PEEK``)."""
+        spec = ".".join(str(n) for n in self.part)
+        if self.size_only:
+            return f"BINARY.SIZE[{spec}]"
+        key = f"BINARY[{spec}]"
+        if self.partial is not None:
+            key += f"<{self.partial[0]}>"
+        return key
+
+
+FetchItem = FetchAttribute | BodySection | BinarySection
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,11 +495,13 @@ class SearchText:
 
 @dataclass(frozen=True, slots=True)
 class SearchDate:
-    """BEFORE/ON/SINCE on the internal date, or SENTBEFORE/SENTON/SENTSINCE on Date:."""
+    """BEFORE/ON/SINCE on the internal date, SENTBEFORE/SENTON/SENTSINCE on Date:, or
+    SAVEDBEFORE/SAVEDON/SAVEDSINCE on the save date (RFC 8514)."""
 
     relation: Literal["before", "on", "since"]
     date: dt.date
     sent: bool = False
+    saved: bool = False
 
 
 @dataclass(frozen=True, slots=True)

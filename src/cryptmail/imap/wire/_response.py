@@ -62,8 +62,8 @@ def _as_bytes(value: str | bytes) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else value
 
 
-def _append_literal(out: bytearray, value: bytes) -> None:
-    out += b"{%d}\r\n" % len(value)
+def _append_literal(out: bytearray, value: bytes, *, literal8: bool = False) -> None:
+    out += b"~{%d}\r\n" % len(value) if literal8 else b"{%d}\r\n" % len(value)
     out += value
 
 
@@ -270,20 +270,22 @@ class FetchResponse:
         append_value(self._pending, value)
         return self
 
-    def add_literal(self, key: str, data: bytes | None) -> FetchResponse:
-        """Add a small section as ``KEY {n}\\r\\n...`` (or NIL)."""
+    def add_literal(self, key: str, data: bytes | None, *, literal8: bool = False) -> FetchResponse:
+        """Add a small section as ``KEY {n}\\r\\n...`` (or NIL); ``~{n}`` for a
+        ``literal8`` (RFC 3516 BINARY)."""
         self._sep()
         self._pending += key.encode("ascii") + b" "
         if data is None:
             self._pending += b"NIL"
         else:
-            _append_literal(self._pending, data)
+            _append_literal(self._pending, data, literal8=literal8)
         return self
 
-    def add_streamed(self, key: str, size: int) -> FetchResponse:
+    def add_streamed(self, key: str, size: int, *, literal8: bool = False) -> FetchResponse:
         """Add ``KEY {size}\\r\\n`` and leave a slot for ``size`` bytes from the server."""
         self._sep()
-        self._pending += key.encode("ascii") + b" {%d}\r\n" % size
+        marker = b" ~{%d}\r\n" if literal8 else b" {%d}\r\n"
+        self._pending += key.encode("ascii") + marker % size
         self._items.append(bytes(self._pending))
         self._pending.clear()
         self._items.append(LiteralSlot(key, size))

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.db import utcnow
-from cryptmail.errors import MailboxNotFound, ParseError, QuotaExceeded
+from cryptmail.errors import InputTooLarge, MailboxNotFound, ParseError, QuotaExceeded
 from cryptmail.imap.message._analysis import MessageAnalysis, MessageAnalyzer
 from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed, missing_code
+from cryptmail.imap.server.commands._catenate import Catenation, catenated
 from cryptmail.imap.wire._reader import AppendData, AppendEnd, AppendStart, CommandReady
-from cryptmail.imap.wire._requests import Append
+from cryptmail.imap.wire._requests import Append, AppendMessage, CatenatePart
 from cryptmail.imap.wire._response import tagged
 from cryptmail.imap.wire._sequence import format_number_runs
 from cryptmail.store import (
@@ -76,6 +77,54 @@ async def _receive_one(session: Session, start: AppendStart) -> _Received:
     analysis = await run_blocking(analyzer.finish)
     flags = frozenset(start.flags) - {RECENT_FLAG}
     return _Received(blob, analysis, flags, start.internal_date)
+
+
+async def _receive_catenated(
+    session: Session, message: AppendMessage, catenation: Catenation
+) -> _Received:
+    """A CATENATE message: its URLs checked first, then its parts streamed into a blob."""
+    account = session.user_account
+    parts = await catenation.resolve(message.catenate or ())
+    analyzer = MessageAnalyzer()
+
+    async def source() -> AsyncIterator[bytes]:
+        async for piece in catenated(parts, session.config.imap.append_limit):
+            if len(piece) >= _ANALYZE_OFF_LOOP:
+                await run_blocking(analyzer.feed, piece)
+            else:
+                analyzer.feed(piece)
+            yield piece
+
+    recipient = account.active_key if account.user.crypt == 2 else None
+    blob = await write_blob(session.context.blobs, recipient, source())
+    analysis = await run_blocking(analyzer.finish)
+    flags = frozenset(message.flags) - {RECENT_FLAG}
+    return _Received(blob, analysis, flags, message.internal_date)
+
+
+async def _in_order(
+    session: Session, command: Append, streamed: list[_Received]
+) -> list[_Received]:
+    """The command's messages in order: streamed ones as received, CATENATE ones built
+    now; what was built is added to `streamed` as it goes, so a failure removes it."""
+    pending = list(streamed)
+    ordered: list[_Received] = []
+    catenation = Catenation(session)
+    try:
+        for message in command.messages:
+            if message.catenate is None and message.data is None:
+                ordered.append(pending.pop(0))
+                continue
+            if message.catenate is None:
+                # A message literal after a CATENATE of one MULTIAPPEND: the reader
+                # held it (within its literal limit) instead of streaming it.
+                message = replace(message, catenate=(CatenatePart(text=message.data),))
+            built = await _receive_catenated(session, message, catenation)
+            streamed.append(built)
+            ordered.append(built)
+    finally:
+        catenation.close()
+    return ordered
 
 
 async def _discard(session: Session, received: list[_Received]) -> None:
@@ -137,10 +186,17 @@ async def receive_append(session: Session, start: AppendStart) -> bytes:
             elif isinstance(event, CommandReady) and isinstance(event.command, Append):
                 break
             event = await session.next_event()
-        uids = await _commit(session, box, received)
+        uids = await _commit(session, box, await _in_order(session, event.command, received))
     except ParseError as exc:
         await _discard(session, received)
         raise CommandFailed(exc.reason, status="BAD") from None
+    except InputTooLarge as exc:
+        await _discard(session, received)
+        if not exc.recoverable:
+            raise
+        # A later message of a MULTIAPPEND over a limit: the reader skips the rest of
+        # the command; none of its messages is stored.
+        raise CommandFailed(exc.reason.removeprefix("[TOOBIG] ") + ".", "[TOOBIG]") from None
     except ConnectionClosed:
         await _discard(session, received)
         raise
@@ -153,5 +209,21 @@ async def receive_append(session: Session, start: AppendStart) -> bytes:
 
 
 async def append_without_literal(session: Session, command: Append) -> bytes:
-    """An APPEND whose messages came whole (never with the streaming reader)."""
-    raise CommandFailed("APPEND needs a message literal.", status="BAD")
+    """An APPEND whose messages are all CATENATE (RFC 4469): none came as a message
+    literal, so the streaming reader never started it."""
+    if any(m.catenate is None and m.data is None for m in command.messages):
+        raise CommandFailed("APPEND needs a message literal.", status="BAD")
+    try:
+        async with session.context.engine.connect() as conn:
+            box = await get_mailbox(conn, session.user_account, command.mailbox)
+    except MailboxNotFound:
+        raise CommandFailed("Mailbox does not exist.", missing_code(command.mailbox)) from None
+    built: list[_Received] = []
+    try:
+        uids = await _commit(session, box, await _in_order(session, command, built))
+    except BaseException:
+        await _discard(session, built)
+        raise
+    session.context.bus.publish(session.user_account.user.id, box.id)
+    code = f"[APPENDUID {box.uidvalidity} {format_number_runs(uids)}]"
+    return tagged(command.tag, "OK", "Append completed.", code)

@@ -34,6 +34,7 @@ from cryptmail.imap.server._errors import CommandFailed
 from cryptmail.imap.wire._requests import (
     Authenticate,
     Capability,
+    Compress,
     Enable,
     Id,
     Login,
@@ -95,12 +96,17 @@ async def identify(session: Session, command: Id) -> bytes:
 async def enable(session: Session, command: Enable) -> bytes:
     enabled = []
     for name in command.capabilities:
+        if name == "UTF8=ACCEPT" and name not in session.enabled:
+            # RFC 6855: from the next command on, mailbox names are UTF-8 both ways.
+            session.enabled.add(name)
+            session.commands.utf8_names = True
+            enabled.append(name)
         if name in ("CONDSTORE", "QRESYNC") and name not in session.enabled:
             session.enabled.add(name)
             enabled.append(name)
             if name == "QRESYNC":
                 session.enabled.add("CONDSTORE")
-    if session.selected is not None and session.enabled:
+    if session.selected is not None and session.enabled & {"CONDSTORE", "QRESYNC"}:
         session.selected.condstore = True
         session.selected.qresync = "QRESYNC" in session.enabled
     await session.send(b"* ENABLED" + b"".join(b" " + n.encode() for n in enabled) + b"\r\n")
@@ -111,6 +117,16 @@ async def starttls(session: Session, command: StartTLS) -> bytes:
     if session.tls_active or session.context.ssl_context is None:
         raise CommandFailed("TLS is already active.", status="BAD")
     await session.start_tls(command.tag)
+    return b""
+
+
+async def compress(session: Session, command: Compress) -> bytes:
+    """RFC 4978: DEFLATE, once per connection."""
+    if command.mechanism != "DEFLATE":
+        raise CommandFailed("Unknown compression mechanism.", status="BAD")
+    if session.compression is not None:
+        raise CommandFailed("DEFLATE is active already.", "[COMPRESSIONACTIVE]")
+    await session.start_compress(command.tag)
     return b""
 
 

@@ -48,6 +48,7 @@ from cryptmail.store import (
     list_subscriptions,
     mailbox_counts,
     mailbox_listing,
+    mailbox_object_id,
     rename_inbox,
     rename_mailbox,
     unreferenced_blobs,
@@ -73,11 +74,22 @@ def _refuse_undecodable(name: str) -> None:
         raise MailboxNotFound("the mailbox name is not valid modified UTF-7")
 
 
-def wire_name(name: str) -> bytes:
-    """A mailbox name as a response writes it: INBOX, else modified UTF-7 as an astring."""
+def wire_name(name: str, utf8: bool = False) -> bytes:
+    """A mailbox name as a response writes it: INBOX, else modified UTF-7 as an astring;
+    with ``utf8`` (UTF8=ACCEPT enabled, RFC 6855) UTF-8 in a quoted string."""
     out = bytearray()
-    append_astring(out, "INBOX" if name.upper() == "INBOX" else encode_mailbox_name(name))
+    if name.upper() == "INBOX":
+        append_astring(out, "INBOX")
+    elif utf8 and not name.isascii():
+        out += b'"' + name.replace("\\", "\\\\").replace('"', '\\"').encode("utf-8") + b'"'
+    else:
+        append_astring(out, name if utf8 else encode_mailbox_name(name))
     return bytes(out)
+
+
+def utf8_names(session: Session) -> bool:
+    """Whether the client enabled UTF8=ACCEPT: names go out as UTF-8, not mUTF-7."""
+    return "UTF8=ACCEPT" in session.enabled
 
 
 async def _select(session: Session, command: Select | Examine, read_only: bool) -> bytes:
@@ -109,6 +121,7 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
         b"* OK [UIDVALIDITY %d] UIDs valid.\r\n" % selected.uidvalidity,
         b"* OK [UIDNEXT %d] Predicted next UID.\r\n" % selected.uidnext,
         b"* OK [HIGHESTMODSEQ %d] Highest.\r\n" % selected.highest_modseq,
+        b"* OK [MAILBOXID (%s)] Ok.\r\n" % mailbox_object_id(account, box.id).encode(),
     ]
     await session.send(b"".join(lines))
     session.selected = selected
@@ -149,11 +162,15 @@ async def create(session: Session, command: Create) -> bytes:
         if name in existing or name.upper() == "INBOX":
             raise MailboxExists("that mailbox exists already")
         levels = name.split(DELIMITER)
+        created = None
         for depth in range(1, len(levels) + 1):
             path = DELIMITER.join(levels[:depth])
             if path not in existing:
-                await create_mailbox(conn, account, path)
-    return tagged(command.tag, "OK", "Create completed.")
+                created = await create_mailbox(conn, account, path)
+    code = None
+    if created is not None:  # RFC 8474 4.1: the new mailbox's MAILBOXID
+        code = f"[MAILBOXID ({mailbox_object_id(account, created.id)})]"
+    return tagged(command.tag, "OK", "Create completed.", code)
 
 
 async def _drop_blobs(session: Session, blob_ids: Iterable[BlobId]) -> None:
@@ -295,7 +312,12 @@ async def _list(session: Session, command: List) -> bytes:
             attributes.append(box.special_use)
         if want_subscribed and name in subscribed:
             attributes.append("\\Subscribed")
-        line = b"* LIST (" + " ".join(attributes).encode() + b') "/" ' + wire_name(name)
+        line = (
+            b"* LIST ("
+            + " ".join(attributes).encode()
+            + b') "/" '
+            + wire_name(name, utf8_names(session))
+        )
         if name in hidden_below:
             line += childinfo
         await session.send(line + b"\r\n")
@@ -323,7 +345,9 @@ async def lsub(session: Session, command: Lsub) -> bytes:
     if "%" in command.pattern:
         lines += [(name, b"(\\Noselect)") for name in parents if matcher.fullmatch(name)]
     for name, attributes in sorted(lines, key=lambda item: (item[0] != "INBOX", item[0])):
-        await session.send(b"* LSUB " + attributes + b' "/" ' + wire_name(name) + b"\r\n")
+        await session.send(
+            b"* LSUB " + attributes + b' "/" ' + wire_name(name, utf8_names(session)) + b"\r\n"
+        )
     return tagged(command.tag, "OK", "Lsub completed.")
 
 
@@ -347,7 +371,7 @@ async def _status_line(
         count, _unclaimed = await mailbox_counts(conn, box.id)
     values: list[ImapValue] = []
     for item in items:
-        value: int
+        value: ImapValue
         if item == "MESSAGES":
             value = count
         elif item == "RECENT":
@@ -370,10 +394,13 @@ async def _status_line(
             value = size
         elif item == "APPENDLIMIT":
             value = session.config.imap.append_limit
+        elif item == "MAILBOXID":  # RFC 8474 4.2
+            value = [Atom(mailbox_object_id(session.user_account, box.id))]
         else:
             continue
         values += [Atom(item), value]
-    return b"* STATUS " + wire_name(box.name) + b" " + untagged(values)[2:]
+    name = wire_name(box.name, utf8_names(session))
+    return b"* STATUS " + name + b" " + untagged(values)[2:]
 
 
 async def status(session: Session, command: Status) -> bytes:

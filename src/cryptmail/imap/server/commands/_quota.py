@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from cryptmail.imap.server._errors import CommandFailed
-from cryptmail.imap.server.commands._mailboxes import wire_name
+from cryptmail.imap.server.commands._mailboxes import utf8_names, wire_name
 from cryptmail.imap.wire._requests import GetQuota, GetQuotaRoot, SetQuota
 from cryptmail.imap.wire._response import Atom, ImapValue, Raw, tagged, untagged
 from cryptmail.store import get_mailbox, message_count, used_bytes
@@ -54,7 +54,7 @@ async def getquotaroot(session: Session, command: GetQuotaRoot) -> bytes:
     async with session.context.engine.connect() as conn:
         box = await get_mailbox(conn, session.user_account, command.mailbox)
     quota = await _quota_line(session)
-    name = Raw(wire_name(box.name))
+    name = Raw(wire_name(box.name, utf8_names(session)))
     if quota is None:
         await session.send(untagged(Atom("QUOTAROOT"), name))
     else:

@@ -66,6 +66,7 @@ class _View:
         self.blob_id = row.blob_id
         self.modseq = row.modseq
         self.internal_date: dt.datetime = row.internal_date
+        self.save_date: dt.datetime = row.saved_at or row.internal_date
         flags = set(row.flags)
         if row.uid in selected.recent:
             flags.add(RECENT_FLAG)

@@ -29,6 +29,7 @@ from cryptmail.imap.wire._requests import (
     Check,
     Close,
     Command,
+    Compress,
     Copy,
     Create,
     Delete,
@@ -87,6 +88,7 @@ COMMANDS: Final[Mapping[type[Command], Route]] = {
     SetQuota: Route(_quota.setquota, AUTH),
     Append: Route(_append.append_without_literal, AUTH),
     Idle: Route(_idle.idle, AUTH),
+    Compress: Route(_auth.compress, AUTH, refresh=False),
     # Selected
     Check: Route(_mailboxes.check, SELECTED),
     Close: Route(_mailboxes.close, SELECTED, refresh=False),

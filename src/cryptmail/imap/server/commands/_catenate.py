@@ -1,0 +1,114 @@
+"""CATENATE (RFC 4469): an APPEND message made of TEXT literals and IMAP URLs.
+
+A URL must name a message (or a part, or a partial range) in one of the logged-in
+user's own mailboxes: a URL with another user's name, an unknown mailbox, a changed
+UIDVALIDITY, a UID not there, a part that does not exist or URLAUTH is refused with
+``NO [BADURL "url"]`` before anything is written. Every URL is resolved first; then
+the parts are streamed in order into the new blob (a referenced message is read
+piece by piece, as FETCH sends it), and the whole may not pass APPENDLIMIT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cryptmail.errors import MailboxNotFound
+from cryptmail.imap.message._partmap import SectionPlan
+from cryptmail.imap.server._errors import CommandFailed
+from cryptmail.imap.server._fetch import MessageFetch
+from cryptmail.imap.server._selected import SelectedMailbox
+from cryptmail.imap.wire._imapurl import BadUrl, parse_imap_url
+from cryptmail.imap.wire._requests import CatenatePart
+from cryptmail.imap.wire._response import append_nstring
+from cryptmail.store import get_mailbox
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._session import Session
+
+
+@dataclass(frozen=True)
+class _UrlPart:
+    fetch: MessageFetch
+    plan: SectionPlan
+    partial: tuple[int, int] | None
+
+
+def _bad_url(url: str, text: str) -> CommandFailed:
+    code = bytearray(b"[BADURL ")
+    append_nstring(code, url)
+    return CommandFailed(text, code.decode("utf-8", "replace") + "]")
+
+
+class Catenation:
+    """The mailboxes one APPEND's URLs opened (read-only, loaded once each)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._opened: dict[int, SelectedMailbox] = {}
+
+    def close(self) -> None:
+        for selected in self._opened.values():
+            selected.close()
+        self._opened.clear()
+
+    async def resolve(self, parts: tuple[CatenatePart, ...]) -> list[bytes | _UrlPart]:
+        """Each part as TEXT bytes or a checked URL part; CommandFailed (BADURL) else."""
+        return [
+            part.text if part.text is not None else await self._url(part.url or "")
+            for part in parts
+        ]
+
+    async def _url(self, raw: str) -> _UrlPart:
+        session = self._session
+        account = session.user_account
+        try:
+            url = parse_imap_url(raw)
+        except BadUrl as exc:
+            raise _bad_url(raw, f"Invalid IMAP URL: {exc}.") from None
+        if url.user is not None and url.user.lower() != account.user.email.lower():
+            raise _bad_url(raw, "The URL names another user's mailbox.")
+        try:
+            async with session.context.engine.connect() as conn:
+                box = await get_mailbox(conn, account, url.mailbox)
+        except MailboxNotFound:
+            raise _bad_url(raw, "The URL's mailbox does not exist.") from None
+        if url.uidvalidity is not None and url.uidvalidity != box.uidvalidity:
+            raise _bad_url(raw, "The URL's UIDVALIDITY is not the mailbox's.")
+        selected = self._opened.get(box.id)
+        if selected is None:
+            current = session.selected
+            if current is not None and current.mailbox_id == box.id:
+                selected = current
+            else:
+                selected = SelectedMailbox(session.context, account, box, read_only=True)
+                await selected.load()
+                self._opened[box.id] = selected
+        if url.uid not in selected.rows or selected.is_expunged(url.uid):
+            raise _bad_url(raw, "The URL's message does not exist.")
+        fetch = MessageFetch(session, selected, 0, url.uid)
+        plan = await fetch.section_plan(url.section, url.partial)
+        if not plan.found:
+            raise _bad_url(raw, "The URL's part does not exist.")
+        return _UrlPart(fetch, plan, url.partial)
+
+
+async def catenated(parts: list[bytes | _UrlPart], limit: int) -> AsyncIterator[bytes]:
+    """The new message's bytes, part after part; CommandFailed past `limit` bytes."""
+    size = 0
+    for part in parts:
+        pieces = (
+            _single(part)
+            if isinstance(part, bytes)
+            else part.fetch.section_pieces(part.plan, part.partial)
+        )
+        async for piece in pieces:
+            size += len(piece)
+            if size > limit:
+                raise CommandFailed("The message is larger than APPENDLIMIT.", "[TOOBIG]")
+            yield piece
+
+
+async def _single(data: bytes) -> AsyncIterator[bytes]:
+    yield data
