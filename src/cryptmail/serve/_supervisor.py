@@ -10,7 +10,12 @@ SIGINT, or a listener that stops on its own, stops them all gracefully: no new
 connections, deliveries in flight finish and get their replies.
 
 LMTP is served by worker processes on the listener this process binds (`LmtpWorkers`);
-this process serves IMAP, POP3, SASL and the web pages.
+this process serves IMAP, POP3, SASL and the web pages, and `/metrics` on a listener
+of its own when `metrics.enabled` (`MetricsListener`).
+
+Under systemd (`Type=notify`) it reports READY=1 once every listener accepts, pings the
+watchdog, and on SIGHUP loads the TLS certificate files again (`reload_ssl_context`):
+new handshakes present the renewed certificate, open sessions go on (`_notify`).
 """
 
 from __future__ import annotations
@@ -18,16 +23,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cryptmail.concurrency import run_blocking
+from cryptmail.concurrency import kdf_load, run_blocking
 from cryptmail.config import LOG_FORMAT, Config
 from cryptmail.errors import ConfigError, StoreUnavailable
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
+from cryptmail.metrics import PrometheusMetrics, install_metrics
 from cryptmail.pop3 import Pop3Listener, make_pop3_context
 from cryptmail.sasl import SaslChecker, SaslServer
 from cryptmail.serve._hardening import forbid_core_dumps, keep_out_of_swap
@@ -41,9 +48,12 @@ from cryptmail.serve._listener import Listener
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.serve._lmtp_workers import LmtpWorkers, logger_levels
 from cryptmail.serve._memory import settle_gc, tune_malloc
+from cryptmail.serve._metrics_listener import MetricsListener
+from cryptmail.serve._notify import SystemdNotifier
 from cryptmail.sockets import parse_address, socket_group_id
 from cryptmail.store import ChangeBus
 from cryptmail.store.blobs import BlobStore, open_blob_store
+from cryptmail.tls import make_ssl_context, reload_ssl_context
 from cryptmail.web import Readiness, WebServer
 
 log = logging.getLogger(__name__)
@@ -76,6 +86,8 @@ class Shared:
     throttle: LoginThrottle
     accounts: UnlockedAccounts
     watcher: CredentialWatcher | None = None  # None: IMAP's own, one per engine
+    tls: ssl.SSLContext | None = None  # None: IMAP and POP3 make their own
+    metrics: PrometheusMetrics | None = None  # None: no metrics listener
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -115,6 +127,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             throttle=shared.throttle,
             accounts=shared.accounts,
             watcher=shared.watcher,
+            ssl_context=shared.tls,
         )
         for address, tls in ((addresses.imap, False), (addresses.imaps, True)):
             if address:
@@ -151,6 +164,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             bus=shared.bus,
             throttle=shared.throttle,
             accounts=shared.accounts,
+            ssl_context=shared.tls,
         )
         for address, tls in ((addresses.pop3, False), (addresses.pop3s, True)):
             if address:
@@ -160,7 +174,21 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
         raise ConfigError(
             "no listener to run: give --lmtp, --imap, --imaps, --web, --sasl, --pop3 or --pop3s"
         )
+    if shared.metrics is not None and config.metrics.enabled:
+        host, port = _host_port(config.metrics.listen)
+        listeners.append(MetricsListener(shared.metrics, host, port))
     return listeners
+
+
+def _pool_use(engine: AsyncEngine) -> tuple[int, int]:
+    """(checked out, idle) connections of the engine's pool; SQLite's pools that keep
+    no count report (0, 0)."""
+    pool = engine.sync_engine.pool
+    checked_out = getattr(pool, "checkedout", None)
+    checked_in = getattr(pool, "checkedin", None)
+    if checked_out is None or checked_in is None:
+        return 0, 0
+    return int(checked_out()), int(checked_in())
 
 
 async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) -> int:
@@ -170,6 +198,11 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
     keep_out_of_swap()
     # Off the loop: building an S3 client imports boto3 and reads its data files (~0.3 s).
     blobs = await run_blocking(open_blob_store, config)
+    metrics = PrometheusMetrics(kdf_load=kdf_load, pool_use=lambda: _pool_use(engine))
+    install_metrics(metrics)  # before the LMTP workers start: they report to it
+    tls = None
+    if addresses.imap or addresses.imaps or addresses.pop3 or addresses.pop3s:
+        tls = await run_blocking(make_ssl_context, config)  # once: one fingerprint line
     shared = Shared(
         config=config,
         engine=engine,
@@ -178,24 +211,43 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
         throttle=LoginThrottle.from_config(config),
         accounts=UnlockedAccounts.from_config(engine, config),
         watcher=CredentialWatcher(engine),
+        tls=tls,
+        metrics=metrics,
     )
     listeners = make_listeners(shared, addresses)
+    notifier = SystemdNotifier.from_environment()
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload, shared, notifier)
     try:
-        await _run(shared, listeners, shutdown)
+        await _run(shared, listeners, shutdown, notifier)
     finally:
         if shared.watcher is not None:
             await shared.watcher.close()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("cryptmail stopped")
     return 0
 
 
-async def _run(shared: Shared, listeners: list[Listener], shutdown: asyncio.Event) -> None:
+def _reload(shared: Shared, notifier: SystemdNotifier) -> None:
+    """SIGHUP: load the TLS certificate again (a renewal); nothing else is reloaded."""
+    notifier.reloading()
+    if shared.tls is None:
+        log.info("SIGHUP: no IMAP or POP3 TLS listener, nothing to reload")
+    else:
+        try:
+            reload_ssl_context(shared.tls, shared.config)
+        except ConfigError as exc:
+            log.error("SIGHUP: %s", exc)
+    notifier.notify("READY=1", "STATUS=serving")
+
+
+async def _run(
+    shared: Shared, listeners: list[Listener], shutdown: asyncio.Event, notifier: SystemdNotifier
+) -> None:
     started: list[Listener] = []
     spool_dir: Path = shared.config.data_path / "spool"
     # Before the first listener: nothing of this server is in flight yet (why that makes
@@ -213,10 +265,15 @@ async def _run(shared: Shared, listeners: list[Listener], shutdown: asyncio.Even
             group.create_task(zero_deleted_forever(shared.blobs, shutdown))
             for listener in started:
                 group.create_task(_watch(listener, shutdown))
+            group.create_task(notifier.watchdog_forever(shutdown))
             settle_gc()
             tune_malloc()
-            log.info("cryptmail serving; SIGTERM stops gracefully")
+            log.info(
+                "cryptmail serving; SIGTERM stops gracefully, SIGHUP reloads the TLS certificate"
+            )
+            notifier.notify("READY=1", f"STATUS=serving: {', '.join(lst.name for lst in started)}")
             await shutdown.wait()
+            notifier.notify("STOPPING=1", "STATUS=stopping: finishing work in flight")
             await _stop_all(started)
             started.clear()
     finally:

@@ -198,6 +198,7 @@ def make_context(
     throttle: LoginThrottle,
     accounts: UnlockedAccounts | None = None,
     watcher: CredentialWatcher | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ServerContext:
     return ServerContext(
         config=config,
@@ -206,7 +207,8 @@ def make_context(
         bus=bus,
         throttle=throttle,
         accounts=accounts or _shared_accounts(engine, config),
-        ssl_context=make_ssl_context(config),
+        # serve passes the one context IMAP and POP3 share (and SIGHUP reloads).
+        ssl_context=ssl_context or make_ssl_context(config),
         watcher=watcher or _shared_watcher(engine),
         learner=SpamLearner(config.spam, blobs)
         if config.spam.learn_spam or config.spam.learn_ham
