@@ -46,3 +46,11 @@ def test_the_unit_runs_serve_unprivileged_and_confined() -> None:
     assert settings["CapabilityBoundingSet"] == "CAP_NET_BIND_SERVICE"
     assert settings["StateDirectoryMode"] == "0700"
     assert settings["KillSignal"] == "SIGTERM"
+
+
+def test_the_unit_waits_for_ready_pings_the_watchdog_and_reloads_on_hup() -> None:
+    settings = _settings()
+    assert settings["Type"] == "notify" and settings["NotifyAccess"] == "main"
+    assert int(settings["WatchdogSec"]) > 0
+    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert settings["StandardOutput"] == settings["StandardError"] == "journal"
