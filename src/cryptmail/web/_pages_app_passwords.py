@@ -2,7 +2,9 @@
 
 Revoking asks first: the list's button posts the name, and the answer is a page that
 says what revoking does (the devices using it stop getting mail) with the button that
-posts it again with `confirm=yes`. Only that second post revokes. Revoking needs no key: it deletes one slot, and the app password stops working at the
+posts it again with `confirm=yes`. Only that second post revokes.
+
+Revoking needs no key: it deletes one slot, and the app password stops working at the
 next login. It moves the credential generation: every IMAP session of the user ends
 and so does every other web session; this one stays signed in (`keep_signed_in`).
 """
