@@ -44,9 +44,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetricsServer]:
     data_dir = tmp_path_factory.mktemp("metrics") / "data"
     make_users(data_dir, "metrics-example.org", dict.fromkeys(USERS, 2))
     running = MetricsServer(data_dir)
-    running.start()
-    yield running
-    running.stop()
+    try:
+        running.start(timeout=120)  # a loaded machine: the test is not about speed
+        yield running
+    finally:
+        running.stop()
 
 
 def _scrape_text(server: MetricsServer) -> str:

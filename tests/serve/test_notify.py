@@ -61,3 +61,14 @@ def test_the_watchdog_is_for_the_process_systemd_named() -> None:
         {"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid())}
     )
     assert other.watchdog_s == 0 and mine.watchdog_s == 1.0
+
+
+def test_a_manager_that_does_not_read_never_blocks_the_sender(tmp_path: Path) -> None:
+    """The queue of an unread datagram socket fills after a few messages; the notifier
+    then drops messages instead of blocking the event loop it runs on."""
+    path = str(tmp_path / "notify")
+    with _listener(path) as sock:
+        notifier = SystemdNotifier({"NOTIFY_SOCKET": path})
+        for _ in range(1000):  # far beyond net.unix.max_dgram_qlen; returns at once
+            notifier.notify("WATCHDOG=1")
+        assert sock.recv(100) == b"WATCHDOG=1"

@@ -27,6 +27,7 @@ class SystemdNotifier:
     def __init__(self, environ: Mapping[str, str]) -> None:
         address = environ.get("NOTIFY_SOCKET", "")
         self._address = "\0" + address[1:] if address.startswith("@") else address
+        self._warned = False
         self.watchdog_s = 0.0
         usec = environ.get("WATCHDOG_USEC", "")
         pid = environ.get("WATCHDOG_PID", "")
@@ -50,10 +51,15 @@ class SystemdNotifier:
         message = "\n".join(fields).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.connect(self._address)
-                sock.sendall(message)
+                # Never wait: this runs on the event loop, and a manager that does not
+                # read (its queue holds only net.unix.max_dgram_qlen datagrams) must not
+                # stop the server. A full queue drops the message, as a lost ping would.
+                sock.sendto(message, socket.MSG_DONTWAIT, self._address)
         except OSError as exc:
-            log.warning("systemd notification not sent (%s)", exc.strerror or exc)
+            # Once, not at every watchdog ping: the journal would fill with it.
+            level = logging.DEBUG if self._warned else logging.WARNING
+            self._warned = True
+            log.log(level, "systemd notification not sent (%s)", exc.strerror or exc)
 
     def reloading(self) -> None:
         # MONOTONIC_USEC lets systemd match this reload to the `systemctl reload` waiting.
