@@ -52,3 +52,17 @@ def test_malformed_lines_are_dropped() -> None:
     ):
         assert not replay(line, metrics), line
     assert _count(metrics, 'cryptmail_deliveries_total{result="delivered"}') == 1
+
+
+def test_a_full_pipe_drops_events_instead_of_blocking() -> None:
+    read_end, write_end = os.pipe()
+    try:
+        sink = PipeMetrics(write_end)
+        for _ in range(10_000):  # ~0.5 MB into a 64 KiB pipe nobody reads: returns
+            sink.delivered("delivered", 0.25)
+        metrics = PrometheusMetrics()
+        first = os.read(read_end, 4096).split(b"\n")[0]
+        assert replay(first, metrics)  # what did fit arrived whole
+    finally:
+        os.close(read_end)
+        os.close(write_end)

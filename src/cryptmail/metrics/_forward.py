@@ -39,10 +39,14 @@ class PipeMetrics:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        # A main process that stops reading (stopped, busy) must not stall deliveries:
+        # with the pipe full an event is dropped, as a change notification is.
+        os.set_blocking(fd, False)
 
     def _send(self, name: str, *args: Any) -> None:
         line = json.dumps([name, *args], separators=(",", ":")).encode() + b"\n"
-        # A metric must never fail a delivery: a closed pipe (main process gone) is ignored.
+        # A metric must never fail a delivery: a full pipe or a closed one (main process
+        # gone) drops the event.
         with contextlib.suppress(OSError):
             os.write(self._fd, line[:_MAX_LINE])
 
