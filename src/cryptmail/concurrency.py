@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from cryptmail.errors import KdfBusy
+from cryptmail.metrics import current as current_metrics
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -93,9 +95,16 @@ async def run_kdf(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         if _kdf_load >= _kdf_workers + _kdf_max_queued:
             raise KdfBusy()
         _kdf_load += 1
+    queued_at = time.monotonic()
+
+    def timed() -> R:
+        # The wait (for a free Argon2 worker) is what a login storm makes grow.
+        current_metrics().argon2_wait(time.monotonic() - queued_at)
+        return func(*args, **kwargs)
+
     try:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, functools.partial(func, *args, **kwargs))
+        return await loop.run_in_executor(pool, timed)
     finally:
         with _kdf_lock:
             _kdf_load -= 1

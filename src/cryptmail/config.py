@@ -330,6 +330,17 @@ class EventsConfig:
     every IDLE session and checks every login once it is back, instead of replaying."""
 
 
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics, on a listener of their own (never the public web port)."""
+
+    enabled: bool = False
+    """Serve `/metrics` (Prometheus text format) on `metrics.listen`."""
+    listen: str = "127.0.0.1:9154"
+    """`HOST:PORT` of the metrics listener; keep it on loopback or a monitoring network:
+    the counts say when and how much mail and how many logins there are."""
+
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 """One line per record, the same for the command line, `serve` and its workers."""
 
@@ -350,6 +361,9 @@ class Config:
     outside the database: it authenticates the public key and `crypt` that delivery
     reads. Empty: `server.key` in the data directory. Every node that delivers mail
     needs the same file; back it up with, but not in, the database dumps."""
+    hostname: str = ""
+    """Name of this server in the self-signed certificate (its CN and first SAN); empty:
+    the machine's fully qualified name."""
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     blobs: BlobsConfig = field(default_factory=BlobsConfig)
@@ -362,6 +376,7 @@ class Config:
     pop3: Pop3Config = field(default_factory=Pop3Config)
     auth: AuthConfig = field(default_factory=AuthConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def data_path(self) -> Path:

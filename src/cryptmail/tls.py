@@ -1,8 +1,11 @@
 """The server TLS context that IMAP and POP3 share: the configured certificate
 (`imap.tls_cert`), or a self-signed one made once in the data directory.
 
-The self-signed certificate's SHA-256 fingerprint is logged at every start, so users
-can compare it with what their client shows.
+`serve` makes the context once for both (so the self-signed certificate's SHA-256
+fingerprint is logged once per start, for users to compare with what their client
+shows), and on SIGHUP loads the certificate files again into the same context
+(`reload_ssl_context`): handshakes from then on present the new certificate (a Let's
+Encrypt renewal), sessions already established keep theirs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import ssl
 from pathlib import Path
 
 from cryptmail.config import Config
+from cryptmail.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +29,23 @@ _CERT_NAME = "imap-selfsigned.pem"
 _KEY_NAME = "imap-selfsigned.key"
 
 
-def _make_self_signed(cert_path: Path, key_path: Path) -> None:
+def _names(hostname: str) -> list[str]:
+    """The certificate's DNS names: `hostname` first (the CN), then localhost, once each."""
+    return list(dict.fromkeys([hostname, "localhost"]))
+
+
+def _make_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     private_key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, socket.getfqdn()[:64])])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64])])
     now = dt.datetime.now(dt.UTC)
     san = x509.SubjectAlternativeName(
         [
-            x509.DNSName(socket.getfqdn()),
-            x509.DNSName("localhost"),
+            *(x509.DNSName(dns) for dns in _names(hostname)),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             x509.IPAddress(ipaddress.ip_address("::1")),
         ]
@@ -59,10 +67,19 @@ def _make_self_signed(cert_path: Path, key_path: Path) -> None:
         serialization.NoEncryption(),
     )
     cert_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    _write_durably(key_path, key_pem)
+    _write_durably(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write, fsync, rename: a crash leaves the old file or the whole new one (mode 600)."""
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
 
 
 def _fingerprint(cert_path: Path) -> str:
@@ -71,15 +88,19 @@ def _fingerprint(cert_path: Path) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
+def certificate_paths(config: Config) -> tuple[Path, Path]:
+    """The certificate and key files IMAP and POP3 present (configured or self-signed)."""
+    if config.imap.tls_cert:
+        return Path(config.imap.tls_cert), Path(config.imap.tls_key)
+    return config.data_path / _CERT_NAME, config.data_path / _KEY_NAME
+
+
 def make_ssl_context(config: Config) -> ssl.SSLContext:
     """The server TLS context: the configured certificate, or a self-signed one."""
-    if config.imap.tls_cert:
-        cert_path, key_path = Path(config.imap.tls_cert), Path(config.imap.tls_key)
-    else:
-        cert_path = config.data_path / _CERT_NAME
-        key_path = config.data_path / _KEY_NAME
+    cert_path, key_path = certificate_paths(config)
+    if not config.imap.tls_cert:
         if not (cert_path.exists() and key_path.exists()):
-            _make_self_signed(cert_path, key_path)
+            _make_self_signed(cert_path, key_path, config.hostname or socket.getfqdn())
             log.info("made a self-signed IMAP and POP3 certificate in the data directory")
         log.info(
             "IMAP and POP3 self-signed certificate SHA-256 fingerprint %s", _fingerprint(cert_path)
@@ -88,3 +109,25 @@ def make_ssl_context(config: Config) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(cert_path), str(key_path))
     return context
+
+
+def reload_ssl_context(context: ssl.SSLContext, config: Config) -> None:
+    """Load the certificate files into `context` again: new handshakes present them,
+    established sessions keep the certificate they began with.
+
+    Raises ConfigError (and `context` keeps its old certificate) if the files cannot be
+    read or do not match."""
+    cert_path, key_path = certificate_paths(config)
+    try:
+        # Tried on a scratch context first: a failed load half-way (a new certificate
+        # with the old key) must not leave the live context unable to handshake.
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            str(cert_path), str(key_path)
+        )
+        context.load_cert_chain(str(cert_path), str(key_path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"TLS certificate {cert_path} or key {key_path} could not be loaded ({exc}); "
+            "the previous certificate stays in use. Fix the files, then send SIGHUP again"
+        ) from exc
+    log.info("TLS certificate reloaded from %s", cert_path)

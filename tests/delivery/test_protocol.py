@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from cryptmail.db import tables as t
 from cryptmail.delivery import Limits, delivery_headers
+from cryptmail.errors import StoreUnavailable
 from cryptmail.users import add_user
 
 from .conftest import MakeRig, Rig
@@ -248,6 +249,43 @@ async def test_internal_failure_is_451_without_internals(
     assert "result=451" in caplog.text
     assert "example.net" not in caplog.text and "hello" not in caplog.text
     assert not list((rig.data_dir / "spool").glob("spool-*"))
+
+
+async def test_a_failure_is_logged_with_its_reason_and_queue_id(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log says why (our error's message) and under which queue id, which the reply
+    names too, so Postfix's deferral line leads to ours; no address, no subject."""
+    await rig.add_user("alice@example.org")
+
+    async def unavailable(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable("the blob directory /srv/blobs/tmp is missing or not writable")
+
+    monkeypatch.setattr("cryptmail.delivery._handler.deliver_message", unavailable)
+    caplog.set_level(logging.INFO)
+    reply = await asyncio.to_thread(_send_expect_data_error, rig.port, "alice@example.org")
+    assert reply.startswith(b"451 4.3.0")
+    queue_id = reply.decode().rsplit("[queue id ", 1)[1].rstrip("]")
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("delivery ")]
+    assert line.startswith(f"delivery {queue_id} user=")
+    assert "result=451: StoreUnavailable: the blob directory /srv/blobs/tmp" in line
+    for private in ("example.net", "example.org", "alice", "hello", "Hello"):
+        assert private not in caplog.text
+
+
+async def test_an_unexpected_failure_is_logged_by_type_only(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await rig.add_user("alice@example.org")
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("alice@example.org said hello")  # foreign text: anything at all
+
+    monkeypatch.setattr("cryptmail.delivery._handler.deliver_message", broken)
+    caplog.set_level(logging.INFO)
+    await asyncio.to_thread(_send_expect_data_error, rig.port, "alice@example.org")
+    assert "result=451: ValueError (unexpected; the traceback is logged at DEBUG)" in caplog.text
+    assert "alice@" not in caplog.text and "hello" not in caplog.text
 
 
 async def test_connection_cap(rig_factory: MakeRig) -> None:

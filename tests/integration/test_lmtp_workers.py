@@ -76,7 +76,7 @@ def test_workers_deliver_while_the_main_process_is_stopped(server: CryptmailServ
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
         # Descriptors and the parent's pid only: the configuration came on stdin.
         assert argv[1:3] == [b"-m", WORKER_MODULE.encode()]
-        assert all(arg.isdigit() for arg in argv[3:]) and len(argv) == 9
+        assert all(arg.isdigit() for arg in argv[3:]) and len(argv) == 10
     os.kill(server.pid, signal.SIGSTOP)
     try:
         for index in range(6):

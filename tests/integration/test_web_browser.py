@@ -254,7 +254,7 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     await _shot(page, "04-log-locked")
     await _submit(page, {"password": FIRST})
     log = await page.inner_text("table.log")
-    assert "Failed sign-in" in log and "127.0.0.1" in log and "Key created" in log
+    assert "Failed login: wrong password" in log and "127.0.0.1" in log and "Key created" in log
     await _shot(page, "05-log")
 
     # Change the password.
@@ -283,6 +283,12 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     await _shot(page, "10-app-passwords")
     async with page.expect_navigation():
         await page.click("ul.apps button.danger")
+    # It asks first, saying what revoking does; the app password still works meanwhile.
+    assert "Revoke the app password phone?" in await page.inner_text("main")
+    await _shot(page, "10b-app-password-revoke-confirm")
+    assert await web_server.unlocks(secret)
+    async with page.expect_navigation():
+        await page.click("text=Yes, revoke it")
     assert "The app password is revoked." in await page.inner_text("main")
     await _shot(page, "11-app-password-revoked")
     assert not await web_server.unlocks(secret)
@@ -347,7 +353,7 @@ async def test_self_service_in_chromium(web_server: WebServer, browser: Browser)
     assert any("Key created" in row for row in rows)  # by create_user, not over the web
     # (Failed sign-ins without an address are this test's direct keys API checks.)
     for event in (
-        "Failed sign-in",
+        "Failed login: wrong password",
         "Password changed",
         "App password added (phone)",
         "App password revoked (phone)",

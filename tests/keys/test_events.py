@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import CryptoConfig
-from cryptmail.crypto import wrap_key
+from cryptmail.crypto import generate_recovery_code, wrap_key
 from cryptmail.db import tables as t
 from cryptmail.errors import AuthenticationFailed
 from cryptmail.keys import (
@@ -92,6 +92,30 @@ async def test_old_events_stay_readable_after_rotation(
         events = await list_events(conn, account)
     failed = [e.client_ip for e in events if e.event == "sign_in_failed"]
     assert failed == ["198.51.100.2", IP]
+
+
+async def test_each_failed_attempt_is_named_for_what_was_tried(
+    engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser
+) -> None:
+    """A wrong password at a login, a wrong recovery code and a wrong current password
+    at a password change are three different events, not one "failed sign-in"."""
+    await make_user()
+    with pytest.raises(AuthenticationFailed):
+        await unlock_account(engine, ALICE, pw("guess"), crypto, client_ip=IP)
+    with pytest.raises(AuthenticationFailed):
+        # Well-formed, but not alice's code.
+        await recover(engine, ALICE, generate_recovery_code(), pw("n"), crypto, client_ip=IP)
+    with pytest.raises(AuthenticationFailed):
+        await change_password(engine, ALICE, pw("guess"), pw("second"), crypto, client_ip=IP)
+    account, _slot = await unlock_account(engine, ALICE, pw(PASSWORD), crypto)
+    async with engine.connect() as conn:
+        events = await list_events(conn, account)
+    failures = [(e.event, e.client_ip) for e in reversed(events) if e.event != "key_created"]
+    assert failures == [
+        ("sign_in_failed", IP),
+        ("recovery_failed", IP),
+        ("password_change_failed", IP),
+    ]
 
 
 # --- details bound to their rows (issue 14, finding 6) --------------------------------

@@ -130,7 +130,7 @@ async def test_log_shows_events_with_client_address(
     assert response.status_code == 200
     page = response.text
     assert '<table class="log">' in page
-    assert "Failed sign-in" in page and CLIENT_IP in page
+    assert "Failed login: wrong password" in page and CLIENT_IP in page
     assert "Key created" in page
 
 

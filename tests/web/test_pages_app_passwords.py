@@ -36,8 +36,18 @@ async def test_create_use_and_revoke(
 
     listing = await signed_in.get(PAGE)
     assert "phone" in listing.text and secret not in listing.text
-    revoked = await signed_in.post(
+    # The list's button asks first; nothing is revoked by that.
+    asked = await signed_in.post(
         PAGE + "/revoke", data={"csrf_token": csrf_token(listing.text), "name": "phone"}
+    )
+    assert asked.status_code == 200
+    assert "Revoke the app password phone?" in asked.text
+    assert "stop getting mail" in asked.text and 'href="/account/app-passwords"' in asked.text
+    assert [app.name for app in await list_app_passwords(engine, alice.user.id)] == ["phone"]
+    assert (await unlock_account(engine, ALICE, pw(secret), config.crypto))[1].kind == "app"
+    revoked = await signed_in.post(
+        PAGE + "/revoke",
+        data={"csrf_token": csrf_token(asked.text), "name": "phone", "confirm": "yes"},
     )
     assert revoked.status_code == 303
     assert "The app password is revoked." in (await signed_in.get(revoked.headers["location"])).text
@@ -76,10 +86,23 @@ async def test_duplicate_name(signed_in: httpx.AsyncClient, alice: NewAccount) -
     assert "An app password with this name exists already." in again.text
 
 
-async def test_revoke_unknown(signed_in: httpx.AsyncClient, alice: NewAccount) -> None:
-    response = await submit(signed_in, PAGE, {"name": "nothing"}, action=PAGE + "/revoke")
+@pytest.mark.parametrize("confirm", ["", "yes"])
+async def test_revoke_unknown(
+    signed_in: httpx.AsyncClient, alice: NewAccount, confirm: str
+) -> None:
+    fields = {"name": "nothing", "confirm": confirm}
+    response = await submit(signed_in, PAGE, fields, action=PAGE + "/revoke")
     assert response.status_code == 400
     assert "There is no app password with this name." in response.text
+
+
+async def test_the_confirmation_needs_its_csrf_token(
+    signed_in: httpx.AsyncClient, engine: AsyncEngine, alice: NewAccount
+) -> None:
+    assert (await _create(signed_in, "phone")).status_code == 200
+    forged = await signed_in.post(PAGE + "/revoke", data={"name": "phone", "confirm": "yes"})
+    assert forged.status_code == 403
+    assert [app.name for app in await list_app_passwords(engine, alice.user.id)] == ["phone"]
 
 
 async def test_an_app_password_cannot_make_another(

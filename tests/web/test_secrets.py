@@ -51,7 +51,7 @@ async def _every_flow(client: httpx.AsyncClient, alice: NewAccount) -> list[str]
     listing = await client.get("/account/app-passwords")
     await client.post(
         "/account/app-passwords/revoke",
-        data={"csrf_token": csrf_token(listing.text), "name": "phone"},
+        data={"csrf_token": csrf_token(listing.text), "name": "phone", "confirm": "yes"},
     )
     recovered = await submit(
         client, "/forgot", {"address": ALICE, "code": code, "new": THIRD, "repeat": THIRD}

@@ -89,7 +89,10 @@ async def test_the_session_that_revoked_an_app_password_stays_signed_in(
     await add_app_password(engine, account, "phone", config.crypto)
     await _signed_in(other_browser)  # adding one ends nothing
     response = await submit(
-        signed_in, "/account/app-passwords", {"name": "phone"}, "/account/app-passwords/revoke"
+        signed_in,
+        "/account/app-passwords",
+        {"name": "phone", "confirm": "yes"},  # the confirmation page's post
+        "/account/app-passwords/revoke",
     )
     assert response.headers["location"] == "/account/app-passwords?done=app_password_revoked"
     await _signed_in(signed_in)
@@ -133,7 +136,7 @@ async def test_a_page_whose_unlock_makes_the_pending_re_key_keeps_the_session(
     revoked = await submit(
         signed_in,
         "/account/app-passwords",
-        {"name": "phone"},
+        {"name": "phone", "confirm": "yes"},  # the confirmation page's post
         action="/account/app-passwords/revoke",
     )
     assert revoked.status_code == 303

@@ -43,6 +43,7 @@ NOUNS = (
     Noun("import", "_import", "import mail into cryptmail"),
     Noun("db", "_db", "database schema migrations"),
     Noun("dovecot", "_dovecot", "read Dovecot mail-crypt files (import and migration help)"),
+    Noun("doctor", "_doctor", "check the installation and print what to fix"),
 )
 
 # Global options of `_main.build_parser` that take a value (to find the noun in argv).

@@ -10,8 +10,12 @@ threshold is followed by a warning into their INBOX (`_quota_warning`). Errors m
 replies in one table; an unexpected one is a 4xx with
 no internals, so the sender retries and learns nothing.
 
-The log has one line per delivery: session, transaction, user id, size, result. Never a
+The log has one line per delivery: session, transaction (the queue id), user id, size,
+result, and for a failure its reason: our errors' messages, which name ids and causes by
+design, or only the type of anything else (its text could hold anything). Never a
 subject, never an address (the sender is a correspondent; the recipient is logged by id).
+A failure's reply carries the queue id too, so the line Postfix logs for the deferral
+("said: 451 4.3.0 ... [queue id 3f9a.1]") leads to ours.
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ from cryptmail.db import UserId
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
 from cryptmail.delivery._quota_warning import crossed_threshold, warning_message
 from cryptmail.delivery._trace import delivery_headers
-from cryptmail.errors import DatabaseError, KeyLocked, QuotaExceeded, StoreUnavailable
+from cryptmail.errors import (
+    CryptmailError,
+    DatabaseError,
+    KeyLocked,
+    QuotaExceeded,
+    StoreUnavailable,
+)
 from cryptmail.store import (
     ChangePublisher,
     DeliveryTarget,
@@ -58,6 +68,19 @@ REPLIES: dict[type[BaseException], str] = {
     # A conflict is a race with another delivery: the retry finds what that one stored.
     DatabaseError: TRANSIENT,
 }
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What the log says about a failed delivery: the type and, for our own errors and
+    OS errors, the message (ours name ids and causes, never content; an OS error its
+    errno text). Anything else only by type: its text could quote a message or an
+    address; the traceback is logged at DEBUG."""
+    name = type(exc).__name__
+    if isinstance(exc, CryptmailError):
+        return f"{name}: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{name}: {exc.strerror}"
+    return f"{name} (unexpected; the traceback is logged at DEBUG)"
 
 
 def reply_for(exc: BaseException) -> str:
@@ -124,7 +147,7 @@ class DeliveryHandler:
                     outcome[user_id] = await self._deliver(queue_id, target, sink, headers, size)
                 results.append(outcome[user_id])
             failed = [r for r in results if not r.startswith("2")]
-            replies.append(failed[0] if failed else OK)
+            replies.append(f"{failed[0]} [queue id {queue_id}]" if failed else OK)
         return replies
 
     async def _deliver(
@@ -150,12 +173,12 @@ class DeliveryHandler:
         except Exception as exc:  # every failure gets a reply, none a traceback
             reply = reply_for(exc)
             log.warning(
-                "delivery %s user=%d size=%d result=%s (%s)",
+                "delivery %s user=%d size=%d result=%s: %s",
                 queue_id,
                 user.id,
                 size,
                 reply[:3],
-                type(exc).__name__,
+                failure_reason(exc),
             )
             if reply is TRANSIENT:
                 log.debug("delivery failure", exc_info=True)

@@ -16,11 +16,13 @@ import asyncio
 import logging
 import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptmail.delivery._input import LineTooLong, LmtpInput
+from cryptmail.metrics import current as current_metrics
 
 log = logging.getLogger(__name__)
 
@@ -330,14 +332,17 @@ class LmtpConnection:
                 if too_big
                 else "451 4.3.0 Temporary failure, try again later"
             )
+            _count([reply] * count, 0.0)
             await self._reply(*([reply] * count))
             return
+        started = time.monotonic()
         try:
             replies = list(await self._handler.handle_data(self.session, envelope, sink, size))
         finally:
             sink.discard()
         if len(replies) != count:
             replies = ["451 4.3.0 Temporary failure, try again later"] * count
+        _count(replies, time.monotonic() - started)
         await self._reply(*replies)
 
     async def _write(self, sink: DataSink | None, data: bytes) -> bool:
@@ -351,3 +356,11 @@ class LmtpConnection:
             )
             return False
         return True
+
+
+def _count(replies: list[str], seconds: float) -> None:
+    """Each recipient's reply in the delivery metrics, by its class (2xx, 4xx, 5xx)."""
+    metrics = current_metrics()
+    for reply in replies:
+        result = {"2": "delivered", "4": "deferred"}.get(reply[:1], "rejected")
+        metrics.delivered(result, seconds)

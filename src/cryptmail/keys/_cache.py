@@ -50,6 +50,7 @@ from cryptmail.keys._account import UnlockedAccount
 from cryptmail.keys._generation import read_generation_of
 from cryptmail.keys._login import unlock_account
 from cryptmail.keys._slots import PASSWORD, hash_fingerprint
+from cryptmail.metrics import current as current_metrics
 from cryptmail.secret import Password, SecretBytes
 
 _DEFAULTS = AuthConfig()
@@ -244,7 +245,9 @@ class UnlockedAccounts:
         if entry is not None:
             verifier = self._match(entry, credential, allow_app_password)
             if verifier is not None and await self._still_valid(entry, verifier):
+                current_metrics().key_cache(hit=True)
                 return self._hold(key, entry), _generation_of(entry)
+        current_metrics().key_cache(hit=False)
         # Read before the unlock: a change committed meanwhile then shows at the next hit.
         async with self._engine.connect() as conn:
             generation = await read_generation_of(conn, key)

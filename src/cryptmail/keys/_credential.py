@@ -51,12 +51,15 @@ async def check_credential(
     *,
     client_ip: str = "",
     allow_app_password: bool = False,
+    failure_event: str = events.SIGN_IN_FAILED,
 ) -> AccountKey | KeylessUser:
     """The opened account key, or for a user without keys the proof that the password
     matched the SQL hash. Raises AuthenticationFailed."""
     clock = FailureClock(engine, crypto.argon2)
     try:
-        return await _check(engine, email, credential, crypto, clock, client_ip, allow_app_password)
+        return await _check(
+            engine, email, credential, crypto, clock, client_ip, allow_app_password, failure_event
+        )
     except AuthenticationFailed:
         await clock.pad()
         raise
@@ -70,6 +73,7 @@ async def _check(
     clock: FailureClock,
     client_ip: str,
     allow_app_password: bool,
+    failure_event: str,
 ) -> AccountKey | KeylessUser:
     # Each failing path: one verify_hash and one Argon2id (open_slot or burn_kdf).
     async with engine.connect() as conn:
@@ -107,18 +111,22 @@ async def _check(
         # code makes a new one. Making keys again here would loop.
         await verify_hash(await clock.cover(), credential)
         await burn_kdf(crypto.argon2)
-        raise await _failed(engine, user, client_ip, "the account has no password slot")
+        raise await _failed(
+            engine, user, client_ip, failure_event, "the account has no password slot"
+        )
     if not in_sync:
         # The hash changed outside cryptmail (an admin tool, a webmail plugin writing the
         # hash itself): it is the authority for who may log in, so check it too.
         if not await verify_hash(user.password_hash, credential):
             await burn_kdf(crypto.argon2)  # the slot unlock a right hash would cost
-            raise await _failed(engine, user, client_ip, "wrong password (hash changed outside)")
+            raise await _failed(
+                engine, user, client_ip, failure_event, "wrong password (hash changed outside)"
+            )
     slot = await open_slot(password_slot, uuid, generation, credential, crypto.argon2)
     if slot is None:
         if in_sync:  # the hash check the other paths make
             await verify_hash(await clock.cover(), credential)
-        raise await _failed(engine, user, client_ip, "wrong password")
+        raise await _failed(engine, user, client_ip, failure_event, "wrong password")
     return AccountKey(
         user,
         uuid,
@@ -195,9 +203,9 @@ def _is_text(credential: Password) -> bool:
 
 
 async def _failed(
-    engine: AsyncEngine, user: User, client_ip: str, detail: str
+    engine: AsyncEngine, user: User, client_ip: str, event: str, detail: str
 ) -> AuthenticationFailed:
     async with engine.begin() as conn:
-        await events.record_event(conn, user.id, events.SIGN_IN_FAILED, client_ip=client_ip)
+        await events.record_event(conn, user.id, event, client_ip=client_ip)
     log.info("login failed for user id %d: %s", user.id, detail)
     return AuthenticationFailed(detail)

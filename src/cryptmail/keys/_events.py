@@ -29,7 +29,11 @@ RECOVERY_USED = "recovery_used"
 RECOVERY_RENEWED = "recovery_renewed"
 APP_PASSWORD_ADDED = "app_password_added"  # noqa: S105 - an event name
 APP_PASSWORD_REVOKED = "app_password_revoked"  # noqa: S105 - an event name
+# Failed attempts, each named for what was tried (a wrong password at a login, whichever
+# protocol; a wrong recovery code; a wrong current password at a password change).
 SIGN_IN_FAILED = "sign_in_failed"
+RECOVERY_FAILED = "recovery_failed"
+PASSWORD_CHANGE_FAILED = "password_change_failed"  # noqa: S105 - an event name
 KEY_CREATED = "key_created"
 KEY_ROTATED = "key_rotated"
 # The account's key rows, or its `crypt`, were changed in the database outside cryptmail

@@ -73,7 +73,9 @@ async def change_password(
     passwords made before slot version 2 and never used since), so the caller can tell
     the user to make new ones. Raises AuthenticationFailed, KeySlotError.
     """
-    opened = await check_credential(engine, email, old, crypto, client_ip=client_ip)
+    opened = await check_credential(
+        engine, email, old, crypto, client_ip=client_ip, failure_event=events.PASSWORD_CHANGE_FAILED
+    )
     new_hash = await hash_for_slot(new, crypto.argon2)
     dropped: tuple[tuple[str, str], ...] = ()
     if isinstance(opened, KeylessUser):

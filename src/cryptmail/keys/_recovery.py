@@ -104,7 +104,7 @@ async def recover(
     )
     if opened is None:
         async with engine.begin() as conn:
-            await events.record_event(conn, user.id, events.SIGN_IN_FAILED, client_ip)
+            await events.record_event(conn, user.id, events.RECOVERY_FAILED, client_ip)
         raise AuthenticationFailed("recovery: wrong code")
     await verify_key_rows(engine, user.id, opened.account_key, generation, client_ip)
     password_slot = next((s for s in slots if s.kind == PASSWORD), None)

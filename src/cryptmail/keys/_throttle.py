@@ -46,6 +46,7 @@ from cryptmail.config import Config
 from cryptmail.errors import AuthenticationFailed, DatabaseError, StoreUnavailable, TooManyAttempts
 from cryptmail.keys._buckets import BucketTable
 from cryptmail.keys._shared_buckets import SharedBuckets, SharedKey, bucket_hash_key
+from cryptmail.metrics import current as current_metrics
 from cryptmail.users import fold_address
 
 log = logging.getLogger(__name__)
@@ -224,24 +225,40 @@ class LoginThrottle:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def check(self, address: str, client_ip: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def check(
+        self,
+        address: str,
+        client_ip: str,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        protocol: str = "other",
+    ) -> T:
         """`acquire`, run `attempt` (the credential check), settle by its outcome: an
         AuthenticationFailed keeps the tokens spent, any other error gives them back, a
-        success gives them back. Every protocol's login goes through here.
+        success gives them back. Every protocol's login goes through here, and is
+        counted (`metrics`) under `protocol` and its outcome.
 
         Raises TooManyAttempts (without running `attempt`) and what `attempt` raises.
         """
-        reservation = await self.acquire(address, client_ip)
+        metrics = current_metrics()
+        try:
+            reservation = await self.acquire(address, client_ip)
+        except TooManyAttempts:
+            metrics.login(protocol, "refused")
+            raise
         try:
             result = await attempt()
         except AuthenticationFailed:
             self._settle(reservation)
             await self._push_failure(reservation)  # counted on every node before the reply
+            metrics.login(protocol, "failed")
             raise
         except BaseException:
             self.release(reservation)
+            metrics.login(protocol, "error")
             raise
         self.succeeded(reservation)
+        metrics.login(protocol, "ok")
         return result
 
     def failed(self, reservation: Reservation) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,6 +34,7 @@ def make_pop3_context(
     throttle: LoginThrottle,
     accounts: UnlockedAccounts,
     imports: FirstLoginImports | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Pop3Context:
     """What the plain and the TLS listener share; the certificate is IMAP's."""
     return Pop3Context(
@@ -42,7 +44,7 @@ def make_pop3_context(
         bus=bus,
         throttle=throttle,
         accounts=accounts,
-        ssl_context=make_ssl_context(config),
+        ssl_context=ssl_context or make_ssl_context(config),
         imports=imports,
     )
 

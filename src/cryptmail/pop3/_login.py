@@ -83,6 +83,7 @@ async def log_in(
             address,
             client_ip,
             lambda: accounts.acquire(address, credentials.password, client_ip=client_ip),
+            protocol="pop3",
         )
     except TooManyAttempts as exc:
         log.info("POP3 login refused by the throttle for %.0f s", exc.retry_after_s)

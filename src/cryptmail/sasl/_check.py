@@ -74,6 +74,7 @@ class SaslChecker:
                 lambda: verify_login(
                     self.engine, address, password, self.crypto, client_ip=client_ip
                 ),
+                protocol="sasl",
             )
         except TooManyAttempts as exc:
             log.info("SASL login refused by the throttle for %.0f s", exc.retry_after_s)

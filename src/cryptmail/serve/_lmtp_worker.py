@@ -26,6 +26,7 @@ from cryptmail.db import create_engine
 from cryptmail.delivery import ConnectionShares, DeliveryHandler, Limits, LmtpServer
 from cryptmail.keys import install_server_key, load_server_key
 from cryptmail.logs import use_format
+from cryptmail.metrics import PipeMetrics, install_metrics
 from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._memory import settle_gc, tune_malloc
 from cryptmail.store import PipePublisher
@@ -94,9 +95,12 @@ async def _serve(
 
 
 def main(argv: list[str]) -> int:
-    """A worker: `LISTEN_FD NOTIFY_FD SHARES_FD SLOTS SLOT PARENT_PID`, its WorkerSetup
-    on stdin."""
-    listen_fd, notify_fd, shares_fd, slots, slot, parent_pid = (int(arg) for arg in argv)
+    """A worker: `LISTEN_FD NOTIFY_FD SHARES_FD SLOTS SLOT PARENT_PID METRICS_FD`, its
+    WorkerSetup on stdin."""
+    listen_fd, notify_fd, shares_fd, slots, slot, parent_pid, metrics_fd = (
+        int(arg) for arg in argv
+    )
+    install_metrics(PipeMetrics(metrics_fd))
     # Our parent wrote it into a pipe it made for us: nothing else can reach this stdin.
     setup: WorkerSetup = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
     os.umask(0o077)

@@ -12,7 +12,9 @@ to a thread. With blobs on S3, where a call waits on the network, they still go 
 threads.
 
 A worker only delivers. Its IDLE notifications go through a pipe to the main process's
-change bus (`PipePublisher`, `ChangeForwarder`); the SQLite writers of all processes
+change bus (`PipePublisher`, `ChangeForwarder`), its metric events through another to
+the main process's registry (`PipeMetrics`, `MetricsReader`), so `/metrics` shows the
+deliveries of every worker; the SQLite writers of all processes
 queue on one `flock` (`db.run_transaction`). What a worker runs is `_lmtp_worker`, started
 through `_worker_process`.
 """
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.delivery import ConnectionShares
+from cryptmail.metrics import MetricsReader
+from cryptmail.metrics import current as current_metrics
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.sockets import bind_listener, socket_group_id
 from cryptmail.store import ChangeBus, ChangeForwarder
@@ -80,6 +84,8 @@ class LmtpWorkers:
         self._workers: list[_Worker] = []
         self._forwarder: ChangeForwarder | None = None
         self._notify_write = -1
+        self._metrics_reader: MetricsReader | None = None
+        self._metrics_write = -1
         self._quick_exits = 0
         self._restart_at = 0.0
         self._watcher: asyncio.Task[None] | None = None
@@ -105,6 +111,8 @@ class LmtpWorkers:
         )
         read_end, self._notify_write = os.pipe()
         self._forwarder = ChangeForwarder(read_end, self._bus)
+        metrics_read, self._metrics_write = os.pipe()
+        self._metrics_reader = MetricsReader(metrics_read, current_metrics())
         self._workers = [self._spawn(slot) for slot in range(self._shares.slots)]
         self._watcher = asyncio.create_task(self._watch())
         log.info(
@@ -117,16 +125,17 @@ class LmtpWorkers:
     def _spawn(self, slot: int) -> _Worker:
         assert self._sock is not None  # noqa: S101 - only after start()
         self._shares.reset(slot)
-        fds = (self._sock.fileno(), self._notify_write, self._shares.fd)
+        fds = (self._sock.fileno(), self._notify_write, self._shares.fd, self._metrics_write)
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [
                 sys.executable,
                 "-m",
                 WORKER_MODULE,
-                *map(str, fds),
+                *map(str, fds[:3]),
                 str(self._shares.slots),
                 str(slot),
                 str(os.getpid()),
+                str(self._metrics_write),
             ],
             stdin=subprocess.PIPE,
             pass_fds=fds,
@@ -156,6 +165,7 @@ class LmtpWorkers:
                     lived,
                 )
                 self._workers[index] = self._spawn(worker.slot)
+                current_metrics().worker_restart()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -189,4 +199,10 @@ class LmtpWorkers:
         if self._notify_write >= 0:
             os.close(self._notify_write)
             self._notify_write = -1
+        if self._metrics_reader is not None:
+            self._metrics_reader.close()
+            self._metrics_reader = None
+        if self._metrics_write >= 0:
+            os.close(self._metrics_write)
+            self._metrics_write = -1
         self._closed.set()

@@ -12,7 +12,12 @@ SIGINT, or a listener that stops on its own, stops them all gracefully: no new
 connections, deliveries in flight finish and get their replies.
 
 LMTP is served by worker processes on the listener this process binds (`LmtpWorkers`);
-this process serves IMAP, POP3, SASL and the web pages.
+this process serves IMAP, POP3, SASL and the web pages, and `/metrics` on a listener
+of its own when `metrics.enabled` (`MetricsListener`).
+
+Under systemd (`Type=notify`) it reports READY=1 once every listener accepts, pings the
+watchdog, and on SIGHUP loads the TLS certificate files again (`reload_ssl_context`):
+new handshakes present the renewed certificate, open sessions go on (`_notify`).
 """
 
 from __future__ import annotations
@@ -20,16 +25,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cryptmail.concurrency import run_blocking
+from cryptmail.concurrency import kdf_load, run_blocking
 from cryptmail.config import LOG_FORMAT, Config
 from cryptmail.errors import ConfigError, StoreUnavailable
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
+from cryptmail.metrics import PrometheusMetrics, install_metrics
 from cryptmail.pop3 import Pop3Listener, make_pop3_context
 from cryptmail.sasl import SaslChecker, SaslServer
 from cryptmail.serve._events import ChangeFeed, dispatch_to, feed_mode, prune_forever
@@ -44,9 +51,12 @@ from cryptmail.serve._listener import Listener
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.serve._lmtp_workers import LmtpWorkers, logger_levels
 from cryptmail.serve._memory import settle_gc, tune_malloc
+from cryptmail.serve._metrics_listener import MetricsListener
+from cryptmail.serve._notify import SystemdNotifier
 from cryptmail.sockets import parse_address, socket_group_id
 from cryptmail.store import ChangeBus, FirstLoginImports
 from cryptmail.store.blobs import BlobStore, open_blob_store
+from cryptmail.tls import make_ssl_context, reload_ssl_context
 from cryptmail.web import Readiness, WebServer
 
 log = logging.getLogger(__name__)
@@ -82,6 +92,8 @@ class Shared:
     imports: FirstLoginImports | None = None  # None: staged imports wait
     idle_poll_s: float | None = 2.0
     """IDLE's own poll (None: never); longer when the change feed runs."""
+    tls: ssl.SSLContext | None = None  # None: IMAP and POP3 make their own
+    metrics: PrometheusMetrics | None = None  # None: no metrics listener
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -123,6 +135,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             watcher=shared.watcher,
             imports=shared.imports,
             idle_poll_s=shared.idle_poll_s,
+            ssl_context=shared.tls,
         )
         for address, tls in ((addresses.imap, False), (addresses.imaps, True)):
             if address:
@@ -161,6 +174,7 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             throttle=shared.throttle,
             accounts=shared.accounts,
             imports=shared.imports,
+            ssl_context=shared.tls,
         )
         for address, tls in ((addresses.pop3, False), (addresses.pop3s, True)):
             if address:
@@ -170,7 +184,21 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
         raise ConfigError(
             "no listener to run: give --lmtp, --imap, --imaps, --web, --sasl, --pop3 or --pop3s"
         )
+    if shared.metrics is not None and config.metrics.enabled:
+        host, port = _host_port(config.metrics.listen)
+        listeners.append(MetricsListener(shared.metrics, host, port))
     return listeners
+
+
+def _pool_use(engine: AsyncEngine) -> tuple[int, int]:
+    """(checked out, idle) connections of the engine's pool; SQLite's pools that keep
+    no count report (0, 0)."""
+    pool = engine.sync_engine.pool
+    checked_out = getattr(pool, "checkedout", None)
+    checked_in = getattr(pool, "checkedin", None)
+    if checked_out is None or checked_in is None:
+        return 0, 0
+    return int(checked_out()), int(checked_in())
 
 
 async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) -> int:
@@ -180,6 +208,11 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
     keep_out_of_swap()
     # Off the loop: building an S3 client imports boto3 and reads its data files (~0.3 s).
     blobs = await run_blocking(open_blob_store, config)
+    metrics = PrometheusMetrics(kdf_load=kdf_load, pool_use=lambda: _pool_use(engine))
+    install_metrics(metrics)  # before the LMTP workers start: they report to it
+    tls = None
+    if addresses.imap or addresses.imaps or addresses.pop3 or addresses.pop3s:
+        tls = await run_blocking(make_ssl_context, config)  # once: one fingerprint line
     events = config.events
     feeding = feed_mode(events, engine.dialect.name) != "off"
     # With the feed, other processes' changes arrive at once: the polls are a safety net.
@@ -196,23 +229,27 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
         watcher=watcher,
         imports=FirstLoginImports(engine, blobs, stale_after_s=config.auth.import_stale_s),
         idle_poll_s=safety_s if feeding else 2.0,
+        tls=tls,
+        metrics=metrics,
     )
     feed = ChangeFeed(
         engine, events, dispatch_to(bus, watcher), lambda: _history_lost(bus, watcher)
     )
     listeners = make_listeners(shared, addresses)
+    notifier = SystemdNotifier.from_environment()
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload, shared, notifier)
     try:
-        await _run(shared, listeners, shutdown, feed)
+        await _run(shared, listeners, shutdown, feed, notifier)
     finally:
         if shared.imports is not None:
             await shared.imports.close()
         if shared.watcher is not None:
             await shared.watcher.close()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("cryptmail stopped")
     return 0
@@ -223,8 +260,25 @@ def _history_lost(bus: ChangeBus, watcher: CredentialWatcher) -> None:
     watcher.notice(None)
 
 
+def _reload(shared: Shared, notifier: SystemdNotifier) -> None:
+    """SIGHUP: load the TLS certificate again (a renewal); nothing else is reloaded."""
+    notifier.reloading()
+    if shared.tls is None:
+        log.info("SIGHUP: no IMAP or POP3 TLS listener, nothing to reload")
+    else:
+        try:
+            reload_ssl_context(shared.tls, shared.config)
+        except ConfigError as exc:
+            log.error("SIGHUP: %s", exc)
+    notifier.notify("READY=1", "STATUS=serving")
+
+
 async def _run(
-    shared: Shared, listeners: list[Listener], shutdown: asyncio.Event, feed: ChangeFeed
+    shared: Shared,
+    listeners: list[Listener],
+    shutdown: asyncio.Event,
+    feed: ChangeFeed,
+    notifier: SystemdNotifier,
 ) -> None:
     started: list[Listener] = []
     spool_dir: Path = shared.config.data_path / "spool"
@@ -247,10 +301,15 @@ async def _run(
             )
             for listener in started:
                 group.create_task(_watch(listener, shutdown))
+            group.create_task(notifier.watchdog_forever(shutdown))
             settle_gc()
             tune_malloc()
-            log.info("cryptmail serving; SIGTERM stops gracefully")
+            log.info(
+                "cryptmail serving; SIGTERM stops gracefully, SIGHUP reloads the TLS certificate"
+            )
+            notifier.notify("READY=1", f"STATUS=serving: {', '.join(lst.name for lst in started)}")
             await shutdown.wait()
+            notifier.notify("STOPPING=1", "STATUS=stopping: finishing work in flight")
             await _stop_all(started)
             started.clear()
     finally:

@@ -53,7 +53,7 @@ async def throttled(
     counting the failure) and whatever `attempt` raises (the tokens given back).
     """
     try:
-        result = await context.throttle.check(address, client_ip, attempt)
+        result = await context.throttle.check(address, client_ip, attempt, protocol="web")
     except TooManyAttempts:
         log.info(
             "web %s refused by the throttle for address %s from %s",

@@ -1,5 +1,9 @@
 """App passwords: list, create (after the password; shown once), revoke.
 
+Revoking asks first: the list's button posts the name, and the answer is a page that
+says what revoking does (the devices using it stop getting mail) with the button that
+posts it again with `confirm=yes`. Only that second post revokes.
+
 Revoking needs no key: it deletes one slot, and the app password stops working at the
 next login. It moves the credential generation: every IMAP session of the user ends
 and so does every other web session; this one stays signed in (`keep_signed_in`).
@@ -91,6 +95,11 @@ async def revoke(request: Request) -> Response:
     form = await read_form(request)
     try:
         name = text(form, "name", max_length=MAX_NAME)
+        if form.get("confirm") != "yes":
+            known = {app.name for app in await list_app_passwords(context.engine, user.id)}
+            if name not in known:
+                raise AppPasswordNotFound(name)
+            return context.pages.render(request, "app_password_revoke.html", {"name": name})
         await revoke_app_password(context.engine, user.id, name, client_ip=client_ip(request))
     except (BadInput, AppPasswordNotFound):
         return await _list_page(request, user, error="error.app_missing", status=400)

@@ -216,6 +216,7 @@ def make_context(
     watcher: CredentialWatcher | None = None,
     imports: FirstLoginImports | None = None,
     idle_poll_s: float | None = 2.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ServerContext:
     return ServerContext(
         config=config,
@@ -224,7 +225,8 @@ def make_context(
         bus=bus,
         throttle=throttle,
         accounts=accounts or _shared_accounts(engine, config),
-        ssl_context=make_ssl_context(config),
+        # serve passes the one context IMAP and POP3 share (and SIGHUP reloads).
+        ssl_context=ssl_context or make_ssl_context(config),
         watcher=watcher or _shared_watcher(engine),
         idle_poll_s=idle_poll_s,
         learner=SpamLearner(config.spam, blobs)

@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import re
 import ssl
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
@@ -57,6 +58,7 @@ from cryptmail.imap.wire._reader import (
 from cryptmail.imap.wire._requests import Command
 from cryptmail.imap.wire._response import continuation, response_code, tagged
 from cryptmail.keys import UnlockedAccount, Watch
+from cryptmail.metrics import current as current_metrics
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._listener import ServerContext
@@ -391,6 +393,7 @@ class Session:
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        current_metrics().imap_connection()
         try:
             await self.send(
                 b"* OK [CAPABILITY " + self.capabilities().encode() + b"] cryptmail IMAP ready.\r\n"
@@ -458,7 +461,9 @@ class Session:
         if isinstance(event, ContinueLiteral):
             await self.send(continuation())
         elif isinstance(event, AppendStart):
+            started = time.monotonic()
             await self._guarded(event.tag, receive_append(self, event))
+            current_metrics().imap_command("APPEND", time.monotonic() - started)
         elif isinstance(event, CommandReady):
             await self.dispatch(event.command)
 
@@ -482,12 +487,16 @@ class Session:
         allow_expunge = command.name not in ("FETCH", "STORE", "SEARCH") or bool(
             getattr(command, "uid", False)
         )
+        started = time.monotonic()
         await self._guarded(
             command.tag,
             found.handler(self, command),
             refresh=found.refresh,
             allow_expunge=allow_expunge,
         )
+        # The name comes from the parsed command type, a bounded set; the metric also
+        # folds anything it does not know into "other".
+        current_metrics().imap_command(command.name, time.monotonic() - started)
 
     async def _guarded(
         self, tag: str, work: Awaitable[bytes], *, refresh: bool = True, allow_expunge: bool = True

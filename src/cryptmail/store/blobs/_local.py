@@ -29,6 +29,7 @@ from typing import BinaryIO
 from cryptmail.concurrency import run_blocking, run_in_thread
 from cryptmail.errors import BlobMissing, StoreUnavailable
 from cryptmail.store._ids import BlobId
+from cryptmail.store.blobs._timed import timed
 
 _BUFFER = 256 * 1024
 DELETE_GRACE_S = 30.0
@@ -153,6 +154,7 @@ class LocalBlobWriter:
         os.rename(self._temp, final)
         _fsync_dir(final.parent)
 
+    @timed("write")
     async def commit(self) -> int:
         run = run_in_thread if self._size > _WAITS_LONG else run_blocking
         try:
@@ -217,6 +219,7 @@ class LocalBlobStore:
                 "then run `cryptmail store check`"
             ) from None
 
+    @timed("read")
     async def read(self, blob_id: BlobId, offset: int = 0, length: int = -1) -> bytes:
         return await run_blocking(self._read, blob_id, offset, length)
 
@@ -230,6 +233,7 @@ class LocalBlobStore:
                 continue
         return heads
 
+    @timed("read")
     async def read_heads(self, blob_ids: Sequence[BlobId], length: int) -> dict[BlobId, bytes]:
         # One thread hop for the lot: for a FETCH of many small messages the hop, not the
         # read from the page cache, is what costs.
@@ -250,6 +254,7 @@ class LocalBlobStore:
             if len(data) < chunk_size * 4:
                 return
 
+    @timed("size")
     async def size(self, blob_id: BlobId) -> int:
         try:
             return (await run_blocking(os.stat, self.path_of(blob_id))).st_size
@@ -274,6 +279,7 @@ class LocalBlobStore:
             return
         _fsync_dir(path.parent)
 
+    @timed("delete")
     async def delete(self, blob_id: BlobId) -> None:
         await run_blocking(self._delete, blob_id)
 

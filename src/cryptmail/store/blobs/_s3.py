@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from cryptmail.concurrency import run_blocking
 from cryptmail.errors import BlobMissing, ConfigError, StoreUnavailable
 from cryptmail.store._ids import BlobId
+from cryptmail.store.blobs._timed import timed
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class S3BlobWriter:
         )
         self._parts.append({"ETag": answer["ETag"], "PartNumber": number})
 
+    @timed("write")
     async def commit(self) -> int:
         client, bucket = self._store._client, self._store.bucket
         try:
@@ -264,6 +266,7 @@ class S3BlobStore:
     async def ready(self) -> None:
         await self._call("checking the bucket", None, self._client.head_bucket, Bucket=self.bucket)
 
+    @timed("read")
     async def read(self, blob_id: BlobId, offset: int = 0, length: int = -1) -> bytes:
         if length == 0:
             await self.size(blob_id)  # still BlobMissing for an absent blob
@@ -290,6 +293,7 @@ class S3BlobStore:
 
         return await self._call("reading", blob_id, _get)
 
+    @timed("read")
     async def read_heads(self, blob_ids: Sequence[BlobId], length: int) -> dict[BlobId, bytes]:
         # Ranged GETs side by side, a few at a time: S3 has no multi-object read.
         limit = asyncio.Semaphore(_PARALLEL_READS)
@@ -329,12 +333,14 @@ class S3BlobStore:
         )
         return answer
 
+    @timed("size")
     async def size(self, blob_id: BlobId) -> int:
         return int((await self._head(blob_id))["ContentLength"])
 
     async def modified_at(self, blob_id: BlobId) -> float:
         return float((await self._head(blob_id))["LastModified"].timestamp())
 
+    @timed("delete")
     async def delete(self, blob_id: BlobId) -> None:
         # S3 has no overwrite in place; a deleted object's bytes are the server's to reclaim.
         try:

@@ -148,6 +148,7 @@ async def _log_in(session: Session, address: str, password: Password) -> None:
             lambda: context.accounts.acquire_with_generation(
                 address, password, client_ip=client_ip
             ),
+            protocol="imap",
         )
     except TooManyAttempts as exc:
         log.info("IMAP login refused by the throttle for %.0f s", exc.retry_after_s)
