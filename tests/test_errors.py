@@ -60,6 +60,14 @@ USERS_AND_SLOTS = (
 CRYPTO = (E.CryptoError, E.DecryptionFailed, E.MalformedObject, E.KdfParametersRefused)
 DOVECOT = (E.DovecotFormatError, E.DovecotKeyNotFound, E.DovecotWrongPassword)
 PROTOCOL = (E.ProtocolError, E.ParseError, E.UnknownCharset, E.InputTooLarge)
+SIEVE_SCRIPTS = (
+    E.ScriptError,
+    E.ScriptNotFound,
+    E.ScriptExists,
+    E.ScriptActive,
+    E.ScriptNameInvalid,
+    E.ScriptQuotaExceeded,
+)
 
 IMAP_GENERIC = ("NO", "[SERVERBUG]", "Internal error; the operator was told.")
 IMAP_ALLOWED = {
@@ -109,6 +117,11 @@ LMTP_ALLOWED = {
         E.PlainBlobRefused,
     ),
     **_allow(
+        "ManageSieve answers these itself; delivery only reads the active script, and a "
+        "refused script request reaching it is a bug: the plain 4xx",
+        *SIEVE_SCRIPTS[:-1],
+    ),
+    **_allow(
         "delivery checks no password: neither the throttle nor the Argon2 queue is met",
         E.TooManyAttempts,
         E.KdfBusy,
@@ -136,6 +149,7 @@ WEB_ALLOWED = {
         E.PlainBlobRefused,
         E.QuotaExceeded,
         E.KeyLocked,
+        *SIEVE_SCRIPTS,
     ),
 }
 

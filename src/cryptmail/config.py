@@ -203,6 +203,28 @@ class Pop3Config:
 
 
 @dataclass(frozen=True)
+class ManagesieveConfig:
+    """The ManageSieve listener (RFC 5804, STARTTLS, SASL PLAIN) and the limits on
+    users' Sieve scripts. TLS uses IMAP's certificate (`imap.tls_cert`, or the
+    self-signed one)."""
+
+    listen: str = ""
+    """`HOST:PORT`, usually port 4190; empty: off."""
+    max_script_size: int = 1048576
+    """Largest script in bytes (1 MiB, as Dovecot's `sieve_max_script_size`)."""
+    max_scripts: int = 100
+    """Scripts one user may keep."""
+    idle_timeout_s: int = 1800
+    """Idle time before a connection is closed."""
+    max_connections_per_ip: int = 20
+    """Connections from one client address."""
+    max_connections: int = 1000
+    """Connections from all clients together."""
+    allow_plaintext_login_on_loopback: bool = True
+    """Allow AUTHENTICATE before STARTTLS from 127.0.0.0/8 and ::1 (as Dovecot does)."""
+
+
+@dataclass(frozen=True)
 class ImapConfig:
     """The IMAP listeners."""
 
@@ -306,6 +328,7 @@ class Config:
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     spam: SpamConfig = field(default_factory=SpamConfig)
     pop3: Pop3Config = field(default_factory=Pop3Config)
+    managesieve: ManagesieveConfig = field(default_factory=ManagesieveConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
@@ -434,6 +457,12 @@ def _check(config: Config, source: str) -> None:
     if config.imap.max_connections < 1:
         raise ConfigError(f"{source}: imap.max_connections must be >= 1")
     _check_auth(config.auth, source)
+    m = config.managesieve
+    if min(m.max_script_size, m.max_scripts, m.max_connections, m.max_connections_per_ip) < 1:
+        raise ConfigError(
+            f"{source}: managesieve.max_script_size, max_scripts, max_connections and "
+            "max_connections_per_ip must be >= 1"
+        )
     if config.lmtp.processes < 0:
         raise ConfigError(f"{source}: lmtp.processes must be >= 0 (0: one per CPU core)")
 

@@ -36,6 +36,12 @@
     │   ├── ObjectTampered          a stored object failed authentication
     │   │   └── PlainBlobRefused    a plain blob where the row says the message is sealed
     │   ├── QuotaExceeded
+    │   │   └── ScriptQuotaExceeded a Sieve script too large, or one script too many
+    │   ├── ScriptError             a Sieve script request refused (sieve/_scripts.py)
+    │   │   ├── ScriptNotFound
+    │   │   ├── ScriptExists
+    │   │   ├── ScriptActive        the active script cannot be deleted
+    │   │   └── ScriptNameInvalid
     │   ├── KeyLocked               the operation needs the unlocked key
     │   └── StoreUnavailable        transient: database or blob store did not answer
     │       └── DatabaseUnavailable transient: no connection, dropped, locked, deadlock victim
@@ -235,6 +241,35 @@ class PlainBlobRefused(ObjectTampered):
 
 class QuotaExceeded(StoreError):
     """The user's quota would be exceeded."""
+
+
+class ScriptQuotaExceeded(QuotaExceeded):
+    """A Sieve script over the size limit (`limit` "MAXSIZE") or one script more than
+    a user may keep (`limit` "MAXSCRIPTS"): RFC 5804's QUOTA/MAXSIZE, QUOTA/MAXSCRIPTS."""
+
+    def __init__(self, message: str, *, limit: str = "MAXSIZE") -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class ScriptError(StoreError):
+    """A request about a user's Sieve scripts was refused; nothing was changed."""
+
+
+class ScriptNotFound(ScriptError):
+    """The user has no Sieve script of that name."""
+
+
+class ScriptExists(ScriptError):
+    """The user has a Sieve script of that name already."""
+
+
+class ScriptActive(ScriptError):
+    """The active Sieve script cannot be deleted; deactivate it first."""
+
+
+class ScriptNameInvalid(ScriptError):
+    """A Sieve script name that is empty, too long or holds control characters."""
 
 
 class KeyLocked(StoreError):

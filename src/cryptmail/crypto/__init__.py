@@ -38,6 +38,7 @@ from cryptmail.crypto._integrity import (
     derive_mac_key,
     encode_slot_list,
     macs_equal,
+    sieve_script_key,
     slot_digest,
 )
 from cryptmail.crypto._kdf import derive_key
@@ -137,6 +138,7 @@ __all__ = [
     "seal_data_key",
     "seal_private_key",
     "seal_slot",
+    "sieve_script_key",
     "slot_digest",
     "slot_params",
     "slot_public_key",

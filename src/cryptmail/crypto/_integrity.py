@@ -5,6 +5,7 @@
     delivery MAC  = HMAC-SHA256(HKDF(server_key, LABEL_DELIVERY_MAC), delivery_rows)
     retry tag     = HMAC-SHA256(HKDF(server_key, LABEL_DELIVERY_TAG),
                                 u64(user_id) || SHA-256(message))[0:16]
+    sieve key     = HKDF(server_key, LABEL_SIEVE_SCRIPT_KEY)   (a FieldCipher's data key)
 
 Every variable-length item of a MAC's message is length-prefixed (u32), every number
 has a fixed width, so two different sets of rows never encode to the same bytes. The
@@ -26,6 +27,7 @@ from cryptmail.crypto._labels import (
     LABEL_ACCOUNT_MAC,
     LABEL_DELIVERY_MAC,
     LABEL_DELIVERY_TAG,
+    LABEL_SIEVE_SCRIPT_KEY,
 )
 
 MAC_SIZE = 32
@@ -130,6 +132,12 @@ def delivery_mac(
 
 def delivery_tag_key(server_key: bytes) -> bytes:
     return derive_mac_key(server_key, LABEL_DELIVERY_TAG)
+
+
+def sieve_script_key(server_key: bytes) -> bytes:
+    """The key Sieve scripts are sealed under (as a `FieldCipher`'s data key): delivery
+    reads a user's active script with no user secret, so it cannot be the data key."""
+    return derive_mac_key(server_key, LABEL_SIEVE_SCRIPT_KEY)
 
 
 def delivery_tag(tag_key: bytes, user_id: int, message_digest: bytes) -> bytes:

@@ -67,4 +67,7 @@ CODE_GROUP_SIZE: Final = 5
 LABEL_ACCOUNT_MAC: Final = b"cryptmail/v2/account-mac"
 LABEL_DELIVERY_MAC: Final = b"cryptmail/v2/delivery-mac"
 LABEL_DELIVERY_TAG: Final = b"cryptmail/v2/delivery-tag"
+# Sieve scripts (docs/security.md, "Sieve scripts"): sealed as fields under a subkey of
+# the server key, since delivery reads them without any user secret.
+LABEL_SIEVE_SCRIPT_KEY: Final = b"cryptmail/v3/sieve-script-key"
 SERVER_KEY_SIZE: Final = 32

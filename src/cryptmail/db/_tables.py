@@ -259,3 +259,20 @@ cm_jobs = Table(
     Column("state_sealed", _BLOB, nullable=True),
     Column("updated_at", DateTime(timezone=False), nullable=False),
 )
+
+# Users' Sieve scripts (ManageSieve writes, delivery reads): name and text sealed under
+# a subkey of the server key, the name's keyed hash for unique look-ups; size, the
+# active flag and the time are plain (docs/security.md, "Sieve scripts").
+cm_sieve_scripts = Table(
+    "cm_sieve_scripts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("name_lookup", _DIGEST, nullable=False),
+    Column("name_sealed", LargeBinary(2048), nullable=False),
+    Column("body_sealed", _BLOB, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=false()),
+    Column("size", BigInteger, nullable=False),
+    Column("modified_at", DateTime(timezone=False), nullable=False),
+    UniqueConstraint("user_id", "name_lookup", name="uq_cm_sieve_scripts_user_name"),
+)

@@ -4,7 +4,8 @@ database.
 A SQL writer (a co-hosted admin tool, a webmail plugin, an injection in either) can
 change any row, but cannot compute a MAC under this key: delivery uses it to
 authenticate the public key and `crypt` it reads (keys/_integrity.py), and to key the
-retry tag of a delivery. Each purpose has its own subkey (HKDF, one label each).
+retry tag of a delivery, and to seal users' Sieve scripts, which delivery reads without
+any user secret. Each purpose has its own subkey (HKDF, one label each).
 
 The file is made at first use (write to a temporary file, fsync, link into place, so a
 concurrent first start of two processes keeps one key), mode 0600, and read once per
@@ -19,7 +20,13 @@ import logging
 import os
 from pathlib import Path
 
-from cryptmail.crypto import SERVER_KEY_SIZE, delivery_mac_key, delivery_tag, delivery_tag_key
+from cryptmail.crypto import (
+    SERVER_KEY_SIZE,
+    delivery_mac_key,
+    delivery_tag,
+    delivery_tag_key,
+    sieve_script_key,
+)
 from cryptmail.errors import ConfigError
 from cryptmail.secret import SecretBytes
 
@@ -29,7 +36,7 @@ log = logging.getLogger(__name__)
 class ServerKey:
     """The loaded server key and its subkeys; its repr shows neither."""
 
-    __slots__ = ("_delivery_mac", "_delivery_tag", "path")
+    __slots__ = ("_delivery_mac", "_delivery_tag", "_sieve_script", "path")
 
     def __init__(self, secret: bytes, path: Path) -> None:
         if len(secret) != SERVER_KEY_SIZE:
@@ -37,12 +44,17 @@ class ServerKey:
         self.path = path
         self._delivery_mac = SecretBytes(delivery_mac_key(secret))
         self._delivery_tag = SecretBytes(delivery_tag_key(secret))
+        self._sieve_script = SecretBytes(sieve_script_key(secret))
 
     def delivery_mac_key(self) -> bytes:
         return self._delivery_mac.reveal()
 
     def delivery_tag_key(self) -> bytes:
         return self._delivery_tag.reveal()
+
+    def sieve_script_key(self) -> bytes:
+        """The key users' Sieve scripts are sealed under (sieve/_scripts.py)."""
+        return self._sieve_script.reveal()
 
     def __repr__(self) -> str:
         return f"ServerKey(path={str(self.path)!r})"
