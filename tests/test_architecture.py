@@ -19,12 +19,13 @@ ALLOWED: dict[str, set[str]] = {
     "users": {"db"},
     "keys": {"crypto", "db", "users"},
     "store": {"crypto", "db", "users", "keys"},
-    "delivery": {"store", "keys", "users", "db"},
+    "sieve": {"crypto", "db", "users", "keys"},
+    "delivery": {"store", "keys", "users", "db", "sieve"},
     "imap": {"store", "keys", "users", "db"},
     "web": {"keys", "users", "db"},
     "sasl": {"keys", "users", "db"},
     "pop3": {"store", "keys", "users", "db"},
-    "serve": {"db", "users", "keys", "store", "delivery", "imap", "web", "sasl", "pop3"},
+    "serve": {"db", "users", "keys", "store", "delivery", "imap", "web", "sasl", "pop3", "sieve"},
     "cli": {
         "crypto",
         "db",
@@ -37,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
         "sasl",
         "pop3",
         "serve",
+        "sieve",
     },
 }
 SHARED = {
