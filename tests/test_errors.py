@@ -60,6 +60,7 @@ USERS_AND_SLOTS = (
 CRYPTO = (E.CryptoError, E.DecryptionFailed, E.MalformedObject, E.KdfParametersRefused)
 DOVECOT = (E.DovecotFormatError, E.DovecotKeyNotFound, E.DovecotWrongPassword)
 PROTOCOL = (E.ProtocolError, E.ParseError, E.UnknownCharset, E.InputTooLarge)
+SIEVE = (E.SieveError, E.SieveSyntaxError, E.SieveLimitExceeded, E.SieveRuntimeError)
 SIEVE_SCRIPTS = (
     E.ScriptError,
     E.ScriptNotFound,
@@ -79,6 +80,7 @@ IMAP_ALLOWED = {
         *CRYPTO,
     ),
     **_allow("Dovecot files are read by the CLI only", *DOVECOT),
+    **_allow("Sieve scripts are compiled by ManageSieve and run at delivery only", *SIEVE),
     **_allow(
         "LOGIN and AUTHENTICATE answer AuthenticationFailed themselves; the others are "
         "admin operations no IMAP command makes, so one escaping is a server bug",
@@ -126,6 +128,11 @@ LMTP_ALLOWED = {
         E.TooManyAttempts,
         E.KdfBusy,
     ),
+    **_allow(
+        "a script that does not compile or fails while running is an implicit keep into "
+        "INBOX (delivery._sieve catches it); one reaching the table is a bug: plain 4xx",
+        *SIEVE,
+    ),
 }
 
 WEB_GENERIC = 500
@@ -150,6 +157,7 @@ WEB_ALLOWED = {
         E.QuotaExceeded,
         E.KeyLocked,
         *SIEVE_SCRIPTS,
+        *SIEVE,
     ),
 }
 
@@ -163,6 +171,8 @@ def _instance(klass: type[CryptmailError]) -> CryptmailError:
         return klass()
     if klass is E.TooManyAttempts or klass is E.KdfBusy:
         return klass(3.0)
+    if issubclass(klass, E.SieveSyntaxError | E.SieveRuntimeError):
+        return klass("script", 3, "a fixed reason")
     return klass(f"a {klass.__name__} happened")
 
 

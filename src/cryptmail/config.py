@@ -210,8 +210,8 @@ class ManagesieveConfig:
 
     listen: str = ""
     """`HOST:PORT`, usually port 4190; empty: off."""
-    max_script_size: int = 1048576
-    """Largest script in bytes (1 MiB, as Dovecot's `sieve_max_script_size`)."""
+    max_script_size: int = 262144
+    """Largest script in bytes (256 KiB, the Sieve compiler's own default limit)."""
     max_scripts: int = 100
     """Scripts one user may keep."""
     idle_timeout_s: int = 1800

@@ -45,6 +45,10 @@
     │   ├── KeyLocked               the operation needs the unlocked key
     │   └── StoreUnavailable        transient: database or blob store did not answer
     │       └── DatabaseUnavailable transient: no connection, dropped, locked, deadlock victim
+    ├── SieveError
+    │   ├── SieveSyntaxError        a Sieve script cannot be compiled: line and reason
+    │   │   └── SieveLimitExceeded  too large, too many commands, nested too deep
+    │   └── SieveRuntimeError       a script failed while running: the message is kept
     └── ProtocolError               a client sent something we cannot parse
         ├── ParseError              one command is malformed: answer `tag BAD reason`, read on
         │   └── UnknownCharset      SEARCH CHARSET we cannot decode: answer NO [BADCHARSET]
@@ -289,6 +293,39 @@ class RecipientKeyUnverified(StoreUnavailable):
 class DatabaseUnavailable(StoreUnavailable):
     """Transient: the database could not be reached, dropped the connection, stayed
     locked or chose this transaction as a deadlock victim. Retry later."""
+
+
+class SieveError(CryptmailError):
+    """A Sieve script could not be compiled or run."""
+
+
+class SieveSyntaxError(SieveError):
+    """A Sieve script cannot be compiled. ``line`` is the 1-based line the problem was
+    found on (None when it concerns the whole script); ``reason`` says what is wrong.
+    The message is for the script's owner (ManageSieve answers it); it may quote the
+    script, so delivery logs the line only."""
+
+    def __init__(self, script: str, line: int | None, reason: str) -> None:
+        self.script = script
+        self.line = line
+        self.reason = reason
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"sieve script {script!r}: {where}{reason}")
+
+
+class SieveLimitExceeded(SieveSyntaxError):
+    """A Sieve script is over a configured limit (size, commands, nesting)."""
+
+
+class SieveRuntimeError(SieveError):
+    """A Sieve script failed while it ran (an include that is missing, too many actions,
+    a loop): delivery files the message into INBOX (implicit keep) and logs the line."""
+
+    def __init__(self, script: str, line: int, reason: str) -> None:
+        self.script = script
+        self.line = line
+        self.reason = reason
+        super().__init__(f"sieve script {script!r}: line {line}: {reason}")
 
 
 class ProtocolError(CryptmailError):

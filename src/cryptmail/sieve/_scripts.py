@@ -62,7 +62,7 @@ _s = t.cm_sieve_scripts
 class ScriptLimits:
     """What one user may store: the largest script, in bytes, and how many scripts."""
 
-    max_script_size: int = 1048576
+    max_script_size: int = 262144
     max_scripts: int = 100
 
     @classmethod
