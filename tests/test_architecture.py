@@ -25,7 +25,6 @@ ALLOWED: dict[str, set[str]] = {
     "web": {"keys", "users", "db"},
     "sasl": {"keys", "users", "db"},
     "pop3": {"store", "keys", "users", "db"},
-    "sieve": {"crypto", "db", "users", "keys"},
     "managesieve": {"sieve", "keys", "users", "db"},
     "serve": {
         "db",
