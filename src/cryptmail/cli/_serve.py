@@ -27,12 +27,16 @@ def register(sub: SubParsers) -> None:
     )
     parser.add_argument("--pop3", metavar="ADDR", help="HOST:PORT for POP3 (STLS)")
     parser.add_argument("--pop3s", metavar="ADDR", help="HOST:PORT for POP3 over TLS")
+    parser.add_argument(
+        "--managesieve", metavar="ADDR", help="HOST:PORT for ManageSieve (STARTTLS), e.g. 4190"
+    )
     parser.set_defaults(handler=_serve)
 
 
 def addresses(args: argparse.Namespace, config: Config) -> Addresses:
     """The command line's listeners; with none given, the config's (LMTP by default)."""
-    if any((args.lmtp, args.imap, args.imaps, args.web, args.sasl, args.pop3, args.pop3s)):
+    given = (args.lmtp, args.imap, args.imaps, args.web, args.sasl, args.pop3, args.pop3s)
+    if any((*given, args.managesieve)):
         return Addresses(
             lmtp=args.lmtp or "",
             imap=args.imap or "",
@@ -41,6 +45,7 @@ def addresses(args: argparse.Namespace, config: Config) -> Addresses:
             sasl=args.sasl or "",
             pop3=args.pop3 or "",
             pop3s=args.pop3s or "",
+            managesieve=args.managesieve or "",
         )
     return Addresses(
         lmtp=config.lmtp.listen or DEFAULT_LMTP,
@@ -50,6 +55,7 @@ def addresses(args: argparse.Namespace, config: Config) -> Addresses:
         sasl=config.sasl.listen,
         pop3=config.pop3.listen,
         pop3s=config.pop3.listen_tls,
+        managesieve=config.managesieve.listen,
     )
 
 

@@ -10,7 +10,7 @@ SIGINT, or a listener that stops on its own, stops them all gracefully: no new
 connections, deliveries in flight finish and get their replies.
 
 LMTP is served by worker processes on the listener this process binds (`LmtpWorkers`);
-this process serves IMAP, POP3, SASL and the web pages.
+this process serves IMAP, POP3, SASL, ManageSieve and the web pages.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from cryptmail.config import LOG_FORMAT, Config
 from cryptmail.errors import ConfigError, StoreUnavailable
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
+from cryptmail.managesieve import ManagesieveListener, make_managesieve_context
 from cryptmail.pop3 import Pop3Listener, make_pop3_context
 from cryptmail.sasl import SaslChecker, SaslServer
 from cryptmail.serve._hardening import forbid_core_dumps, keep_out_of_swap
@@ -63,6 +64,7 @@ class Addresses:
     sasl: str = ""
     pop3: str = ""
     pop3s: str = ""
+    managesieve: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,9 +158,14 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             if address:
                 host, port = _host_port(address)
                 listeners.append(Pop3Listener(pop3, host, port, implicit_tls=tls))
+    if addresses.managesieve:
+        host, port = _host_port(addresses.managesieve)
+        sieve = make_managesieve_context(config, engine=shared.engine, throttle=shared.throttle)
+        listeners.append(ManagesieveListener(sieve, host, port))
     if not listeners:
         raise ConfigError(
-            "no listener to run: give --lmtp, --imap, --imaps, --web, --sasl, --pop3 or --pop3s"
+            "no listener to run: give --lmtp, --imap, --imaps, --web, --sasl, --pop3, "
+            "--pop3s or --managesieve"
         )
     return listeners
 
