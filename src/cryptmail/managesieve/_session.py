@@ -550,11 +550,10 @@ class Session:
         return script
 
     async def putscript(self, args: list[Word]) -> bytes:
-        name, _ = self._strings(
-            args, 2, 'PUTSCRIPT takes a name and a script: PUTSCRIPT "name" {n+}.'
-        )
-        text = args[1]
-        assert isinstance(text, bytes)  # noqa: S101 - _strings checked it
+        text = args[1] if len(args) == 2 else None
+        if not isinstance(text, bytes):
+            return no('PUTSCRIPT takes a name and a script: PUTSCRIPT "name" {n+}.')
+        (name,) = self._strings(args[:1], 1, 'PUTSCRIPT takes a name: PUTSCRIPT "name" {n+}.')
         owner = self._owner()
         script = await self._compile(name, text)
         await put_script(self.context.engine, owner.user_id, name, script, self.context.limits)
