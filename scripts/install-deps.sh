@@ -20,6 +20,7 @@ PACKAGES=(
   dovecot-core dovecot-imapd dovecot-lmtpd
   chromium chromium-driver
   isync swaks ca-certificates
+  sieve-connect
 )
 SERVICES=(postfix mariadb postgresql dovecot)
 POLICY=/usr/sbin/policy-rc.d
