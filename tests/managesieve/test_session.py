@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cryptmail.db import create_engine
 from cryptmail.keys import add_app_password, unlock_account
 from cryptmail.secret import Password
 from cryptmail.sieve import get_script, list_scripts, load_active_script, put_script
@@ -329,6 +330,25 @@ def test_sessions_of_two_users_and_one_user_at_once(rig: SieveRig) -> None:
     assert len(bob_scripts) == 10
     assert [name for name, (active, _) in bob_scripts.items() if active] == ["bob9"]
     assert all(text == "discard;\r\n" for _, text in bob_scripts.values())
+
+
+def test_a_database_that_does_not_answer_is_trylater(rig: SieveRig, tmp_path: Path) -> None:
+    wire = rig.logged_in()
+    put(wire, "main", b"keep;\r\n")
+    # The database cannot be opened under a logged-in session (a directory where the
+    # file should be: SQLITE_CANTOPEN, as for a file gone or a disk unmounted).
+    (tmp_path / "gone.db").mkdir()
+    gone = create_engine(f"sqlite:///{tmp_path / 'gone.db'}")
+    context = rig.listener.context
+    engine, context.engine = context.engine, gone
+    try:
+        for command in (b"LISTSCRIPTS\r\n", b'GETSCRIPT "main"\r\n', b'SETACTIVE "main"\r\n'):
+            assert wire.command(command)[0].startswith(b"NO (TRYLATER)")
+        assert put(wire, "main", b"discard;\r\n")[0].startswith(b"NO (TRYLATER)")
+    finally:
+        context.engine = engine
+        rig.run(gone.dispose())
+    assert stored(rig) == {"main": (False, "keep;\r\n")}
 
 
 def test_storage_is_what_delivery_reads(rig: SieveRig) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.concurrency import run_blocking
 from cryptmail.config import Config
 from cryptmail.errors import (
+    DatabaseError,
     ObjectTampered,
     ScriptActive,
     ScriptError,
@@ -121,6 +122,11 @@ class _LineTooLong(Exception):
 Handler = Callable[["Session", list[Word]], Awaitable[bytes]]
 
 
+def _sentence(exc: Exception) -> str:
+    text = str(exc)
+    return text[:1].upper() + text[1:] + "."
+
+
 def _error_reply(exc: StoreError) -> bytes:
     """One table: the store's errors to NO with RFC 5804 response codes."""
     if isinstance(exc, ScriptNotFound):
@@ -130,9 +136,9 @@ def _error_reply(exc: StoreError) -> bytes:
     if isinstance(exc, ScriptActive):
         return no("The active script cannot be deleted; deactivate it first.", "ACTIVE")
     if isinstance(exc, ScriptQuotaExceeded):
-        return no(str(exc).capitalize() + ".", f"QUOTA/{exc.limit}")
+        return no(_sentence(exc), f"QUOTA/{exc.limit}")
     if isinstance(exc, ScriptError):
-        return no(str(exc).capitalize() + ".")
+        return no(_sentence(exc))
     if isinstance(exc, StoreUnavailable):
         return no("The scripts cannot be reached now; try again later.", _TRYLATER)
     if isinstance(exc, ObjectTampered):
@@ -375,6 +381,11 @@ class Session:
             if not isinstance(exc, ScriptError | ScriptQuotaExceeded):
                 log.exception("ManageSieve %s failed", verb)
             return _error_reply(exc)
+        except DatabaseError:
+            # A statement the database refused (not a transient failure): a bug or a
+            # broken schema, for the operator; the session goes on.
+            log.exception("ManageSieve %s: the database refused a statement", verb)
+            return no("The scripts could not be read or changed; the operator was told.")
 
     async def close(self) -> None:
         self._writer.close()
