@@ -1,4 +1,5 @@
-"""`cryptmail serve`: run the listeners (LMTP, IMAP, web, SASL, POP3) until SIGTERM.
+"""`cryptmail serve`: run the listeners (LMTP, IMAP, web, SASL, POP3, ManageSieve) until
+SIGTERM.
 
 Argument parsing only; the running server is `cryptmail.serve`.
 """
@@ -17,7 +18,9 @@ DEFAULT_LMTP = "127.0.0.1:2424"
 
 
 def register(sub: SubParsers) -> None:
-    parser = sub.add_parser("serve", help="run the LMTP, IMAP, web, SASL and POP3 listeners")
+    parser = sub.add_parser(
+        "serve", help="run the LMTP, IMAP, web, SASL, POP3 and ManageSieve listeners"
+    )
     parser.add_argument("--lmtp", metavar="ADDR", help="HOST:PORT or unix:/path for LMTP")
     parser.add_argument("--imap", metavar="ADDR", help="HOST:PORT for IMAP (STARTTLS)")
     parser.add_argument("--imaps", metavar="ADDR", help="HOST:PORT for IMAP over TLS")
