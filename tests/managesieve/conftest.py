@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config, load_config
 from cryptmail.db import UserId, create_engine, upgrade
-from cryptmail.keys import LoginThrottle, create_user
+from cryptmail.keys import CredentialWatcher, LoginThrottle, create_user
 from cryptmail.managesieve import ManagesieveListener, make_managesieve_context
 from cryptmail.secret import Password
 from cryptmail.users import add_domain, get_user
@@ -131,7 +131,10 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[SieveRig]:
         async with engine.begin() as conn:
             await add_domain(conn, "example.org")
         throttle = LoginThrottle.from_config(config)
-        context = make_managesieve_context(config, engine=engine, throttle=throttle)
+        watcher = CredentialWatcher(engine, poll_s=0.1)
+        context = make_managesieve_context(
+            config, engine=engine, throttle=throttle, watcher=watcher
+        )
         listener = ManagesieveListener(context, "127.0.0.1", 0)
         await listener.start()
         return SieveRig(config, loop, engine, throttle, listener)
@@ -143,6 +146,9 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[SieveRig]:
         yield rig
     finally:
         asyncio.run_coroutine_threadsafe(rig.listener.stop(1.0), loop).result(30)
+        watcher = rig.listener.context.watcher
+        if watcher is not None:
+            asyncio.run_coroutine_threadsafe(watcher.close(), loop).result(30)
         asyncio.run_coroutine_threadsafe(rig.engine.dispose(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from cryptmail.db import create_engine
-from cryptmail.keys import add_app_password, unlock_account
+from cryptmail.keys import (
+    add_app_password,
+    change_password,
+    revoke_app_password,
+    unlock_account,
+)
 from cryptmail.secret import Password
 from cryptmail.sieve import get_script, list_scripts, load_active_script, put_script
 
@@ -120,6 +125,33 @@ def test_an_app_password_logs_in(rig: SieveRig) -> None:
     code = rig.run(make())
     assert rig.wire().login(USER, code)[-1] == b'OK "Logged in."'
     assert rig.wire().login(USER, code + "x")[-1] == b'NO "Authentication failed."'
+
+
+def test_a_password_change_ends_the_session(rig: SieveRig) -> None:
+    wire = rig.logged_in()
+    other = rig.logged_in(OTHER)
+    new = Password.from_str("a new password 2")
+    rig.run(change_password(rig.engine, USER, Password.from_str(PASSWORD), new, rig.config.crypto))
+    # Waiting in a read: the session is told and closed.
+    assert wire.line().startswith(b"BYE")
+    assert wire.line() == b""
+    assert other.command(b"LISTSCRIPTS\r\n") == [b'OK "Listscripts completed."']
+    assert rig.wire().login(USER, "a new password 2")[-1] == b'OK "Logged in."'
+
+
+def test_a_revoked_app_password_ends_its_session(rig: SieveRig) -> None:
+    async def make() -> str:
+        account, _ = await unlock_account(
+            rig.engine, USER, Password.from_str(PASSWORD), rig.config.crypto
+        )
+        return await add_app_password(rig.engine, account, "phone", rig.config.crypto)
+
+    code = rig.run(make())
+    wire = rig.wire()
+    assert wire.login(USER, code)[-1] == b'OK "Logged in."'
+    rig.run(revoke_app_password(rig.engine, rig.user_id(), "phone"))
+    assert wire.line().startswith(b"BYE")
+    assert rig.wire().login(USER, code)[-1] == b'NO "Authentication failed."'
 
 
 def test_plaintext_login_needs_tls_when_configured(tls_only: SieveRig) -> None:

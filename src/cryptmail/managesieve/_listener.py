@@ -12,7 +12,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config
-from cryptmail.keys import LoginThrottle
+from cryptmail.keys import CredentialWatcher, LoginThrottle
 from cryptmail.managesieve._session import ManagesieveContext, Session
 from cryptmail.managesieve._wire import bye
 from cryptmail.tls import make_ssl_context
@@ -23,11 +23,20 @@ _SHUTDOWN_GRACE_S: Final = 5.0
 
 
 def make_managesieve_context(
-    config: Config, *, engine: AsyncEngine, throttle: LoginThrottle
+    config: Config,
+    *,
+    engine: AsyncEngine,
+    throttle: LoginThrottle,
+    watcher: CredentialWatcher | None = None,
 ) -> ManagesieveContext:
-    """What the sessions share; the certificate is IMAP's."""
+    """What the sessions share; the certificate is IMAP's, the credential watcher the
+    one of the process (sessions end when their password changes)."""
     return ManagesieveContext(
-        config=config, engine=engine, throttle=throttle, ssl_context=make_ssl_context(config)
+        config=config,
+        engine=engine,
+        throttle=throttle,
+        ssl_context=make_ssl_context(config),
+        watcher=watcher,
     )
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.config import CryptoConfig
 from cryptmail.db import UserId
 from cryptmail.errors import AuthenticationFailed, KdfBusy, StoreUnavailable, TooManyAttempts
-from cryptmail.keys import LoginThrottle, verify_login
+from cryptmail.keys import LoginThrottle, read_generation_of, verify_login
 from cryptmail.managesieve._wire import no
 from cryptmail.secret import Password
 
@@ -50,10 +50,12 @@ class Credentials:
 
 @dataclass(frozen=True)
 class LoggedIn:
-    """Who a session acts for: nothing of the credential is kept."""
+    """Who a session acts for, and the credential generation its login was checked at
+    (the session ends when it moves); nothing of the credential is kept."""
 
     user_id: UserId
     address: str
+    generation: int
 
 
 def plain_credentials(response: bytes) -> Credentials:
@@ -89,6 +91,10 @@ async def log_in(
     if not address or len(address) > MAX_ADDRESS:
         raise LoginRefused(FAILED)
     try:
+        # Read before the check: a change between the two ends the session at the next
+        # poll instead of letting it outlive the change.
+        async with engine.connect() as conn:
+            generation = await read_generation_of(conn, address)
         opened = await throttle.check(
             address,
             client_ip,
@@ -110,7 +116,10 @@ async def log_in(
     except StoreUnavailable as exc:
         log.warning("ManageSieve login not checked: %s", exc)
         raise LoginRefused(no("The server cannot check logins now.", "TRYLATER")) from None
+    if opened.credential_generation is not None:
+        generation = opened.credential_generation  # this login re-keyed
     user = opened.user
     del opened  # the account key goes with it: nothing of the login is kept
     log.info("ManageSieve login of user id %d", user.id)
-    return LoggedIn(user.id, user.email)
+    # Keys made by this very login (none before) start at generation 0.
+    return LoggedIn(user.id, user.email, generation or 0)

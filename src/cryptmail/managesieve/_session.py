@@ -37,7 +37,7 @@ from cryptmail.errors import (
     StoreError,
     StoreUnavailable,
 )
-from cryptmail.keys import LoginThrottle
+from cryptmail.keys import CredentialWatcher, LoginThrottle, Watch
 from cryptmail.managesieve._login import (
     FAILED,
     LoggedIn,
@@ -95,6 +95,8 @@ class ManagesieveContext:
     engine: AsyncEngine
     throttle: LoginThrottle
     ssl_context: ssl.SSLContext | None
+    watcher: CredentialWatcher | None = None
+    """Ends sessions whose password changed or app password was revoked; None: kept."""
     connections: dict[str, int] = field(default_factory=dict)
     """Open connections per client address."""
 
@@ -171,6 +173,9 @@ class Session:
         self.user: LoggedIn | None = None
         self.failures = 0
         self.done = False
+        self.credentials_changed = False
+        self._watch: Watch | None = None
+        self._read_deadline: asyncio.Timeout | None = None
 
     # -- facts ---------------------------------------------------------------------------
 
@@ -221,14 +226,19 @@ class Session:
         if self.user is None:
             limit = min(limit, PREAUTH_TIMEOUT_S)
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(limit) as deadline:
+                self._read_deadline = deadline
+                self._check_credentials()
                 data = await self._reader.read(_READ_SIZE)
         except TimeoutError:
+            self._check_credentials()
             with contextlib.suppress(OSError):
                 self._writer.write(bye("Disconnected for inactivity."))
             raise _Closed("idle timeout") from None
         except OSError as exc:
             raise _Closed("read failed") from exc
+        finally:
+            self._read_deadline = None
         if not data:
             raise _Closed("the client closed the connection")
         self._buffer += data
@@ -323,6 +333,34 @@ class Session:
             raise _Refused(refusal)
         return words
 
+    # -- credentials ---------------------------------------------------------------------
+
+    def _logged_in(self, user: LoggedIn) -> None:
+        self.user = user
+        watcher = self.context.watcher
+        if watcher is not None:
+            self._watch = watcher.watch(user.user_id, user.generation, self._on_change)
+
+    def _logged_out(self) -> None:
+        self.user = None
+        if self._watch is not None and self.context.watcher is not None:
+            self.context.watcher.unwatch(self._watch)
+        self._watch = None
+
+    def _on_change(self) -> None:
+        # Called by the watcher's task: wake the read in progress; a command in
+        # progress finishes, and the session ends before the next one.
+        self.credentials_changed = True
+        if self._read_deadline is not None:
+            with contextlib.suppress(RuntimeError):
+                self._read_deadline.reschedule(asyncio.get_running_loop().time())
+
+    def _check_credentials(self) -> None:
+        if self.credentials_changed:
+            with contextlib.suppress(OSError):
+                self._writer.write(bye("Your password or app password changed; log in again."))
+            raise _Closed("credentials changed")
+
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -339,6 +377,7 @@ class Session:
                     await self.send(exc.reply)
                     bad += 1
                     continue
+                self._check_credentials()
                 reply, understood = await self._dispatch(words)
                 bad = 0 if understood else bad + 1
                 await self.send(reply)
@@ -388,6 +427,7 @@ class Session:
             return no("The scripts could not be read or changed; the operator was told.")
 
     async def close(self) -> None:
+        self._logged_out()
         self._writer.close()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
@@ -509,7 +549,7 @@ class Session:
         context = self.context
         try:
             credentials = plain_credentials(response)
-            self.user = await log_in(
+            user = await log_in(
                 context.engine,
                 context.config.crypto,
                 context.throttle,
@@ -523,6 +563,7 @@ class Session:
                     self.done = True
                     return bye("Too many failed logins.")
             raise
+        self._logged_in(user)
         return ok("Logged in.")
 
     # -- authenticated -------------------------------------------------------------------
@@ -530,7 +571,7 @@ class Session:
     async def unauthenticate(self, args: list[Word]) -> bytes:
         if args:
             return no("UNAUTHENTICATE takes no argument.")
-        self.user = None
+        self._logged_out()
         return ok("Unauthenticated.")
 
     async def havespace(self, args: list[Word]) -> bytes:

@@ -160,7 +160,9 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
                 listeners.append(Pop3Listener(pop3, host, port, implicit_tls=tls))
     if addresses.managesieve:
         host, port = _host_port(addresses.managesieve)
-        sieve = make_managesieve_context(config, engine=shared.engine, throttle=shared.throttle)
+        sieve = make_managesieve_context(
+            config, engine=shared.engine, throttle=shared.throttle, watcher=shared.watcher
+        )
         listeners.append(ManagesieveListener(sieve, host, port))
     if not listeners:
         raise ConfigError(
