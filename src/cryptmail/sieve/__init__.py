@@ -5,6 +5,23 @@ the interpreter runs compiled scripts against one message and its envelope and r
 the actions; delivery/ carries them out. Nothing here touches the network or the store.
 """
 
+from cryptmail.sieve._actions import (
+    Action,
+    DuplicateMark,
+    FileInto,
+    Keep,
+    Redirect,
+    Reject,
+    SieveResult,
+    Vacation,
+)
+from cryptmail.sieve._interpreter import (
+    SieveContext,
+    SieveSettings,
+    normalize_flags,
+    run_scripts,
+)
+from cryptmail.sieve._message import SieveEnvelope, SieveMessage
 from cryptmail.sieve._syntax import (
     DEFAULT_MAX_COMMANDS,
     DEFAULT_MAX_SCRIPT_SIZE,
@@ -17,7 +34,21 @@ __all__ = [
     "DEFAULT_MAX_COMMANDS",
     "DEFAULT_MAX_SCRIPT_SIZE",
     "SUPPORTED_EXTENSIONS",
+    "Action",
     "CompiledScript",
+    "DuplicateMark",
+    "FileInto",
+    "Keep",
     "Node",
+    "Redirect",
+    "Reject",
+    "SieveContext",
+    "SieveEnvelope",
+    "SieveMessage",
+    "SieveResult",
+    "SieveSettings",
+    "Vacation",
     "compile_script",
+    "normalize_flags",
+    "run_scripts",
 ]
