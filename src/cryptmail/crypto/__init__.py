@@ -38,6 +38,8 @@ from cryptmail.crypto._integrity import (
     derive_mac_key,
     encode_slot_list,
     macs_equal,
+    sieve_record,
+    sieve_record_key,
     slot_digest,
 )
 from cryptmail.crypto._kdf import derive_key
@@ -137,6 +139,8 @@ __all__ = [
     "seal_data_key",
     "seal_private_key",
     "seal_slot",
+    "sieve_record",
+    "sieve_record_key",
     "slot_digest",
     "slot_params",
     "slot_public_key",

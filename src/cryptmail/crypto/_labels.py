@@ -67,4 +67,6 @@ CODE_GROUP_SIZE: Final = 5
 LABEL_ACCOUNT_MAC: Final = b"cryptmail/v2/account-mac"
 LABEL_DELIVERY_MAC: Final = b"cryptmail/v2/delivery-mac"
 LABEL_DELIVERY_TAG: Final = b"cryptmail/v2/delivery-tag"
+# Sieve vacation and duplicate records: keyed hashes under the server key, never addresses.
+LABEL_SIEVE_RECORD: Final = b"cryptmail/v2/sieve-record"
 SERVER_KEY_SIZE: Final = 32

@@ -19,7 +19,13 @@ import logging
 import os
 from pathlib import Path
 
-from cryptmail.crypto import SERVER_KEY_SIZE, delivery_mac_key, delivery_tag, delivery_tag_key
+from cryptmail.crypto import (
+    SERVER_KEY_SIZE,
+    delivery_mac_key,
+    delivery_tag,
+    delivery_tag_key,
+    sieve_record_key,
+)
 from cryptmail.errors import ConfigError
 from cryptmail.secret import SecretBytes
 
@@ -29,7 +35,7 @@ log = logging.getLogger(__name__)
 class ServerKey:
     """The loaded server key and its subkeys; its repr shows neither."""
 
-    __slots__ = ("_delivery_mac", "_delivery_tag", "path")
+    __slots__ = ("_delivery_mac", "_delivery_tag", "_sieve_record", "path")
 
     def __init__(self, secret: bytes, path: Path) -> None:
         if len(secret) != SERVER_KEY_SIZE:
@@ -37,12 +43,16 @@ class ServerKey:
         self.path = path
         self._delivery_mac = SecretBytes(delivery_mac_key(secret))
         self._delivery_tag = SecretBytes(delivery_tag_key(secret))
+        self._sieve_record = SecretBytes(sieve_record_key(secret))
 
     def delivery_mac_key(self) -> bytes:
         return self._delivery_mac.reveal()
 
     def delivery_tag_key(self) -> bytes:
         return self._delivery_tag.reveal()
+
+    def sieve_record_key(self) -> bytes:
+        return self._sieve_record.reveal()
 
     def __repr__(self) -> str:
         return f"ServerKey(path={str(self.path)!r})"

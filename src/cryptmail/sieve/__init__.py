@@ -22,6 +22,14 @@ from cryptmail.sieve._interpreter import (
     run_scripts,
 )
 from cryptmail.sieve._message import SieveEnvelope, SieveMessage
+from cryptmail.sieve._records import (
+    claim_record,
+    duplicate_record,
+    expire_records,
+    note_record,
+    seen_record,
+    vacation_record,
+)
 from cryptmail.sieve._syntax import (
     DEFAULT_MAX_COMMANDS,
     DEFAULT_MAX_SCRIPT_SIZE,
@@ -48,7 +56,13 @@ __all__ = [
     "SieveResult",
     "SieveSettings",
     "Vacation",
+    "claim_record",
     "compile_script",
+    "duplicate_record",
+    "expire_records",
     "normalize_flags",
+    "note_record",
     "run_scripts",
+    "seen_record",
+    "vacation_record",
 ]

@@ -60,9 +60,11 @@ def _unfold(value: str) -> str:
 class SieveMessage:
     """One message as the tests see it; built once per delivery, read by every script."""
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes, size: int | None = None) -> None:
+        """`raw` may be the header only (a script without body tests); `size` is then
+        the whole message's."""
         self.raw = raw
-        self.size = len(raw)
+        self.size = len(raw) if size is None else size
         self._headers: list[tuple[str, str]] | None = None
         self._parsed: Message | None = None
 
