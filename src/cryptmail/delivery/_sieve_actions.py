@@ -11,10 +11,11 @@ A redirect may repeat if we die between sending it and answering: at least once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from cryptmail.db import UserId
 from cryptmail.delivery._relay import (
@@ -86,11 +87,13 @@ class SieveCopy:
         if not whole and self._head is not None:
             return self._head
         parts: list[bytes] = []
-        chunks: AsyncIterator[bytes] = self.spool.chunks()
-        async for chunk in chunks:
-            parts.append(chunk)
-            if not whole and (b"\r\n\r\n" in chunk or b"\n\n" in chunk):
-                break
+        # aclosing: a header-only read stops early and must close the spool file now.
+        source = cast(AsyncGenerator[bytes, None], self.spool.chunks())  # an async def
+        async with contextlib.aclosing(source) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+                if not whole and (b"\r\n\r\n" in chunk or b"\n\n" in chunk):
+                    break
         data = b"".join(parts)
         if whole:
             self._whole = data
