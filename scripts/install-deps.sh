@@ -17,7 +17,7 @@ source scripts/python.sh
 
 PACKAGES=(
   postfix mariadb-server postgresql
-  dovecot-core dovecot-imapd dovecot-lmtpd
+  dovecot-core dovecot-imapd dovecot-lmtpd dovecot-sieve
   chromium chromium-driver
   isync swaks ca-certificates
   sieve-connect

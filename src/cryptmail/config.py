@@ -132,6 +132,10 @@ class LmtpConfig:
     socket_group: str = ""
     """Group (name or number) of a Unix `listen` socket, which is mode 0660: whoever can
     connect can deliver mail. Empty: the data directory's group. With Postfix: `postfix`."""
+    recipient_delimiter: str = "+"
+    """Characters that start an address's detail, as Postfix's `recipient_delimiter`:
+    `user+tag@domain` reaches `user@domain` (an alias or user of the full address wins),
+    and Sieve's subaddress tests see `tag`. Empty: off."""
 
     @property
     def process_count(self) -> int:
@@ -152,6 +156,31 @@ class SaslConfig:
     connect can try passwords. Empty: the data directory's group. With Postfix: `postfix`."""
     max_connections: int = 256
     """Connections at once (Postfix opens one per smtpd process)."""
+
+
+@dataclass(frozen=True)
+class SieveConfig:
+    """Sieve at delivery (RFC 5228): a global script before the user's active script and
+    one after it, as Pigeonhole's sieve_before and sieve_after."""
+
+    before: str = ""
+    """Path of the script run before the user's; empty: none. Read and compiled when
+    the LMTP workers start; a script that does not compile stops the start."""
+    after: str = ""
+    """Path of the script run after the user's (ISPmail's Junk filing); empty: none."""
+    global_dir: str = ""
+    """Directory of the scripts `include :global "name"` reads (`name.sieve`)."""
+    smtp_relay: str = ""
+    """`HOST:PORT` of the SMTP server (Postfix) that sends redirects and vacation
+    replies; empty: neither is sent, the message is kept and the log says why."""
+    max_script_size: int = 262144
+    """Largest script accepted, in bytes (256 KiB)."""
+    max_commands: int = 10000
+    """Most commands and tests in one script."""
+    max_actions: int = 32
+    """Most actions one delivery's scripts may take together (Pigeonhole's default)."""
+    max_redirects: int = 4
+    """Most redirects per message (Pigeonhole's default)."""
 
 
 @dataclass(frozen=True)
@@ -210,8 +239,6 @@ class ManagesieveConfig:
 
     listen: str = ""
     """`HOST:PORT`, usually port 4190; empty: off."""
-    max_script_size: int = 262144
-    """Largest script in bytes (256 KiB, the Sieve compiler's own default limit)."""
     max_scripts: int = 100
     """Scripts one user may keep."""
     idle_timeout_s: int = 1800
@@ -330,6 +357,7 @@ class Config:
     pop3: Pop3Config = field(default_factory=Pop3Config)
     managesieve: ManagesieveConfig = field(default_factory=ManagesieveConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    sieve: SieveConfig = field(default_factory=SieveConfig)
 
     @property
     def data_path(self) -> Path:
@@ -457,10 +485,16 @@ def _check(config: Config, source: str) -> None:
     if config.imap.max_connections < 1:
         raise ConfigError(f"{source}: imap.max_connections must be >= 1")
     _check_auth(config.auth, source)
-    m = config.managesieve
-    if min(m.max_script_size, m.max_scripts, m.max_connections, m.max_connections_per_ip) < 1:
+    s = config.sieve
+    if min(s.max_script_size, s.max_commands, s.max_actions) < 1 or s.max_redirects < 0:
         raise ConfigError(
-            f"{source}: managesieve.max_script_size, max_scripts, max_connections and "
+            f"{source}: sieve.max_script_size, max_commands and max_actions must be >= 1, "
+            "max_redirects >= 0"
+        )
+    m = config.managesieve
+    if min(m.max_scripts, m.max_connections, m.max_connections_per_ip) < 1:
+        raise ConfigError(
+            f"{source}: managesieve.max_scripts, max_connections and "
             "max_connections_per_ip must be >= 1"
         )
     if config.lmtp.processes < 0:

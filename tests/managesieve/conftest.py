@@ -119,7 +119,7 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[SieveRig]:
     config = load_config(
         None,
         data_dir=str(tmp_path / "data"),
-        **{"crypto.argon2.memory_kib": 19456, "managesieve.max_script_size": 65536, **overrides},
+        **{"crypto.argon2.memory_kib": 19456, "sieve.max_script_size": 65536, **overrides},
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

@@ -46,7 +46,7 @@ def tls_only(tmp_path: Path) -> Iterator[SieveRig]:
 
 @pytest.fixture
 def big(tmp_path: Path) -> Iterator[SieveRig]:
-    yield from start_rig(tmp_path, **{"managesieve.max_script_size": 2 * 1024 * 1024})
+    yield from start_rig(tmp_path, **{"sieve.max_script_size": 2 * 1024 * 1024})
 
 
 def test_greeting_and_starttls(rig: SieveRig) -> None:

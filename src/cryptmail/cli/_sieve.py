@@ -101,9 +101,15 @@ def _read(file: str) -> str:
 def _put(args: argparse.Namespace) -> int:
     async def work(config: Config, engine: AsyncEngine) -> int:
         text = _read(args.file)
-        limits = ScriptLimits.from_config(config.managesieve)
+        limits = ScriptLimits.from_config(config)
         # The check PUTSCRIPT makes: SieveSyntaxError names the line.
-        await run_blocking(compile_script, text, name=args.name, max_size=limits.max_script_size)
+        await run_blocking(
+            compile_script,
+            text,
+            name=args.name,
+            max_size=limits.max_script_size,
+            max_commands=config.sieve.max_commands,
+        )
         user_id = await _user_id(engine, args.user)
         await put_script(engine, user_id, args.name, text, limits)
         if args.activate:

@@ -38,6 +38,8 @@ from cryptmail.crypto._integrity import (
     derive_mac_key,
     encode_slot_list,
     macs_equal,
+    sieve_record,
+    sieve_record_key,
     sieve_script_key,
     slot_digest,
 )
@@ -138,6 +140,8 @@ __all__ = [
     "seal_data_key",
     "seal_private_key",
     "seal_slot",
+    "sieve_record",
+    "sieve_record_key",
     "sieve_script_key",
     "slot_digest",
     "slot_params",

@@ -249,6 +249,20 @@ cm_subscriptions = Table(
     Column("name_sealed", LargeBinary(2048), nullable=False),
 )
 
+# Sieve's memory at delivery: "a vacation reply went to this sender for this handle" and
+# "a duplicate test saw this id", each until `expires_at`. The key is a keyed hash under
+# the server key (crypto.sieve_record), never an address or a Message-ID.
+cm_sieve_records = Table(
+    "cm_sieve_records",
+    metadata,
+    Column(
+        "user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("record", _DIGEST, primary_key=True),
+    Column("expires_at", DateTime(timezone=False), nullable=False),
+    Index("ix_cm_sieve_records_expires", "expires_at"),
+)
+
 # Work journal for resumable long jobs (mailbox encrypt, import): plain ids only.
 cm_jobs = Table(
     "cm_jobs",

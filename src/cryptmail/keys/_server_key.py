@@ -25,6 +25,7 @@ from cryptmail.crypto import (
     delivery_mac_key,
     delivery_tag,
     delivery_tag_key,
+    sieve_record_key,
     sieve_script_key,
 )
 from cryptmail.errors import ConfigError
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 class ServerKey:
     """The loaded server key and its subkeys; its repr shows neither."""
 
-    __slots__ = ("_delivery_mac", "_delivery_tag", "_sieve_script", "path")
+    __slots__ = ("_delivery_mac", "_delivery_tag", "_sieve_record", "_sieve_script", "path")
 
     def __init__(self, secret: bytes, path: Path) -> None:
         if len(secret) != SERVER_KEY_SIZE:
@@ -45,6 +46,7 @@ class ServerKey:
         self._delivery_mac = SecretBytes(delivery_mac_key(secret))
         self._delivery_tag = SecretBytes(delivery_tag_key(secret))
         self._sieve_script = SecretBytes(sieve_script_key(secret))
+        self._sieve_record = SecretBytes(sieve_record_key(secret))
 
     def delivery_mac_key(self) -> bytes:
         return self._delivery_mac.reveal()
@@ -55,6 +57,9 @@ class ServerKey:
     def sieve_script_key(self) -> bytes:
         """The key users' Sieve scripts are sealed under (sieve/_scripts.py)."""
         return self._sieve_script.reveal()
+
+    def sieve_record_key(self) -> bytes:
+        return self._sieve_record.reveal()
 
     def __repr__(self) -> str:
         return f"ServerKey(path={str(self.path)!r})"

@@ -81,8 +81,6 @@ MAX_FAILED_LOGINS: Final = 3
 """Wrong passwords on one connection before it is closed (the throttle counts them too)."""
 PREAUTH_LITERAL: Final = 8192
 """Largest literal before login (an AUTHENTICATE response), and of any name."""
-MAX_REDIRECTS: Final = 4
-"""Announced as MAXREDIRECTS: redirects one script run may make (Pigeonhole's default)."""
 _READ_SIZE: Final = 1 << 16
 _TRYLATER: Final = "TRYLATER"
 
@@ -102,7 +100,7 @@ class ManagesieveContext:
 
     @property
     def limits(self) -> ScriptLimits:
-        return ScriptLimits.from_config(self.config.managesieve)
+        return ScriptLimits.from_config(self.config)
 
 
 class _Closed(Exception):
@@ -198,7 +196,7 @@ class Session:
         if not self.tls_active and self.context.ssl_context is not None and self.user is None:
             items.append(("STARTTLS", None))
         items += [
-            ("MAXREDIRECTS", str(MAX_REDIRECTS)),
+            ("MAXREDIRECTS", str(self.context.config.sieve.max_redirects)),
             ("VERSION", "1.0"),
             ("UNAUTHENTICATE", None),
         ]
@@ -285,12 +283,12 @@ class Session:
         if self.user is None:
             return PREAUTH_LITERAL
         if words and words[0] in ("PUTSCRIPT", "CHECKSCRIPT"):
-            return max(self.context.config.managesieve.max_script_size, PREAUTH_LITERAL)
+            return max(self.context.config.sieve.max_script_size, PREAUTH_LITERAL)
         return PREAUTH_LITERAL
 
     def _oversize_reply(self, words: list[Word], size: int) -> bytes:
         if self.user is not None and words and words[0] in ("PUTSCRIPT", "CHECKSCRIPT"):
-            limit = self.context.config.managesieve.max_script_size
+            limit = self.context.config.sieve.max_script_size
             return no(
                 f"The script is {size} bytes, more than the limit of {limit}.",
                 "QUOTA/MAXSIZE",
@@ -589,7 +587,8 @@ class Session:
             script = text.decode("utf-8")
         except UnicodeDecodeError:
             raise _Refused(no("A script must be UTF-8.")) from None
-        limit = self.context.config.managesieve.max_script_size
+        sieve = self.context.config.sieve
+        limit = sieve.max_script_size
         if len(text) > limit:
             raise _Refused(
                 no(
@@ -598,7 +597,9 @@ class Session:
                 )
             )
         # Off the loop: a script of thousands of rules takes a while to parse.
-        await run_blocking(compile_script, script, name=name, max_size=limit)
+        await run_blocking(
+            compile_script, script, name=name, max_size=limit, max_commands=sieve.max_commands
+        )
         return script
 
     async def putscript(self, args: list[Word]) -> bytes:

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from cryptmail.concurrency import block_in_place, run_blocking
 from cryptmail.config import Config
 from cryptmail.db import create_engine
-from cryptmail.delivery import ConnectionShares, DeliveryHandler, Limits, LmtpServer
+from cryptmail.delivery import (
+    ConnectionShares,
+    DeliveryHandler,
+    Limits,
+    LmtpServer,
+    sieve_delivery,
+)
 from cryptmail.keys import install_server_key, load_server_key
 from cryptmail.logs import use_format
 from cryptmail.serve._hardening import forbid_core_dumps
@@ -74,6 +80,8 @@ async def _serve(
             config.data_path / "spool",
             bus=PipePublisher(notify_fd),
             quota_warnings=config.quota.warnings,
+            sieve=sieve_delivery(engine, config),
+            recipient_delimiter=config.lmtp.recipient_delimiter,
         )
         server = LmtpServer(
             handler,

@@ -7,6 +7,31 @@ under a subkey of the server key, at most one active (ManageSieve writes them, d
 reads the active one with `load_active_script`).
 """
 
+from cryptmail.sieve._actions import (
+    Action,
+    DuplicateMark,
+    FileInto,
+    Keep,
+    Redirect,
+    Reject,
+    SieveResult,
+    Vacation,
+)
+from cryptmail.sieve._interpreter import (
+    SieveContext,
+    SieveSettings,
+    normalize_flags,
+    run_scripts,
+)
+from cryptmail.sieve._message import SieveEnvelope, SieveMessage
+from cryptmail.sieve._records import (
+    claim_record,
+    duplicate_record,
+    expire_records,
+    note_record,
+    seen_record,
+    vacation_record,
+)
 from cryptmail.sieve._scripts import (
     MAX_NAME_CHARS,
     ScriptInfo,
@@ -34,18 +59,38 @@ __all__ = [
     "DEFAULT_MAX_SCRIPT_SIZE",
     "MAX_NAME_CHARS",
     "SUPPORTED_EXTENSIONS",
+    "Action",
     "CompiledScript",
+    "DuplicateMark",
+    "FileInto",
+    "Keep",
     "Node",
+    "Redirect",
+    "Reject",
     "ScriptInfo",
     "ScriptLimits",
+    "SieveContext",
+    "SieveEnvelope",
+    "SieveMessage",
+    "SieveResult",
+    "SieveSettings",
+    "Vacation",
     "check_name",
+    "claim_record",
     "compile_script",
     "delete_script",
+    "duplicate_record",
+    "expire_records",
     "get_script",
     "have_space",
     "list_scripts",
     "load_active_script",
+    "normalize_flags",
+    "note_record",
     "put_script",
     "rename_script",
+    "run_scripts",
+    "seen_record",
     "set_active",
+    "vacation_record",
 ]

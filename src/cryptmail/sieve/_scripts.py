@@ -32,7 +32,7 @@ from typing import Final, TypeVar
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cryptmail.config import ManagesieveConfig
+from cryptmail.config import Config
 from cryptmail.crypto import FieldCipher, context
 from cryptmail.db import UserId, run_transaction, utcnow
 from cryptmail.db import tables as t
@@ -66,8 +66,13 @@ class ScriptLimits:
     max_scripts: int = 100
 
     @classmethod
-    def from_config(cls, config: ManagesieveConfig) -> ScriptLimits:
-        return cls(max_script_size=config.max_script_size, max_scripts=config.max_scripts)
+    def from_config(cls, config: Config) -> ScriptLimits:
+        """`sieve.max_script_size` (the one limit delivery's compiler has too) and
+        `managesieve.max_scripts`."""
+        return cls(
+            max_script_size=config.sieve.max_script_size,
+            max_scripts=config.managesieve.max_scripts,
+        )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Users' Sieve scripts, sealed under a subkey of the server key (ManageSieve).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009 (the brief's 0009; after the sieve branch's 0009_sieve_records in this
+merge, the lead renumbers the chain)
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
