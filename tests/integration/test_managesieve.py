@@ -11,6 +11,7 @@ import asyncio
 import base64
 import os
 import shutil
+import smtplib
 import socket
 import sqlite3
 import ssl
@@ -27,7 +28,7 @@ from cryptmail.db import create_engine
 from cryptmail.sieve import load_active_script
 from cryptmail.users import get_user
 
-from .cryptmail_server import PASSWORD, CryptmailServer, db_url, make_users
+from .cryptmail_server import PASSWORD, CryptmailServer, db_url, make_users, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -304,3 +305,25 @@ def test_a_kill_mid_putscript_leaves_the_old_script(server: CryptmailServer) -> 
     server.start()
     assert client(server).getscript("main") == as_read(SECRET)
     assert active_script(server, ALICE) is None
+
+
+def test_delivery_runs_the_script_stored_over_managesieve(server: CryptmailServer) -> None:
+    """The whole path: a script PUT and made active over ManageSieve, read by the LMTP
+    workers' delivery from the sealed store, files matching mail into Junk."""
+    sieve = client(server)
+    script = (
+        'require "fileinto";\r\n'
+        'if header :contains "subject" "lottery" { fileinto "Junk"; stop; }\r\n'
+    )
+    assert sieve.putscript("spam", script)
+    assert sieve.setactive("spam")
+    sieve.logout()
+    with smtplib.LMTP("127.0.0.1", server.port) as lmtp:
+        for subject in ("You won the lottery", "Lunch"):
+            message = f"From: x@example.net\r\nSubject: {subject}\r\n\r\nbody\r\n"
+            for to in (ALICE, BOB):  # smtplib reads one reply after DATA: one recipient
+                lmtp.sendmail("x@example.net", [to], message.encode())
+    alice, bob = read_all(server.data_dir, ALICE), read_all(server.data_dir, BOB)
+    assert [b"lottery" in m for m in alice["Junk"]] == [True]
+    assert [b"Lunch" in m for m in alice["INBOX"]] == [True]
+    assert len(bob["INBOX"]) == 2 and not bob["Junk"]  # bob has no script

@@ -34,6 +34,7 @@ from cryptmail.keys import install_server_key, load_server_key
 from cryptmail.logs import use_format
 from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._memory import settle_gc, tune_malloc
+from cryptmail.sieve import load_active_script
 from cryptmail.store import PipePublisher
 from cryptmail.store.blobs import open_blob_store
 
@@ -80,7 +81,8 @@ async def _serve(
             config.data_path / "spool",
             bus=PipePublisher(notify_fd),
             quota_warnings=config.quota.warnings,
-            sieve=sieve_delivery(engine, config),
+            # Users' active scripts from the sealed store ManageSieve writes.
+            sieve=sieve_delivery(engine, config, load_active_script),
             recipient_delimiter=config.lmtp.recipient_delimiter,
         )
         server = LmtpServer(
