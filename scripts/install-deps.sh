@@ -17,9 +17,10 @@ source scripts/python.sh
 
 PACKAGES=(
   postfix mariadb-server postgresql
-  dovecot-core dovecot-imapd dovecot-lmtpd
+  dovecot-core dovecot-imapd dovecot-lmtpd dovecot-sieve
   chromium chromium-driver
   isync swaks ca-certificates
+  sieve-connect
 )
 SERVICES=(postfix mariadb postgresql dovecot)
 POLICY=/usr/sbin/policy-rc.d

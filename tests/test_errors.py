@@ -60,6 +60,15 @@ USERS_AND_SLOTS = (
 CRYPTO = (E.CryptoError, E.DecryptionFailed, E.MalformedObject, E.KdfParametersRefused)
 DOVECOT = (E.DovecotFormatError, E.DovecotKeyNotFound, E.DovecotWrongPassword)
 PROTOCOL = (E.ProtocolError, E.ParseError, E.UnknownCharset, E.InputTooLarge)
+SIEVE = (E.SieveError, E.SieveSyntaxError, E.SieveLimitExceeded, E.SieveRuntimeError)
+SIEVE_SCRIPTS = (
+    E.ScriptError,
+    E.ScriptNotFound,
+    E.ScriptExists,
+    E.ScriptActive,
+    E.ScriptNameInvalid,
+    E.ScriptQuotaExceeded,
+)
 
 IMAP_GENERIC = ("NO", "[SERVERBUG]", "Internal error; the operator was told.")
 IMAP_ALLOWED = {
@@ -71,6 +80,7 @@ IMAP_ALLOWED = {
         *CRYPTO,
     ),
     **_allow("Dovecot files are read by the CLI only", *DOVECOT),
+    **_allow("Sieve scripts are compiled by ManageSieve and run at delivery only", *SIEVE),
     **_allow(
         "LOGIN and AUTHENTICATE answer AuthenticationFailed themselves; the others are "
         "admin operations no IMAP command makes, so one escaping is a server bug",
@@ -109,9 +119,19 @@ LMTP_ALLOWED = {
         E.PlainBlobRefused,
     ),
     **_allow(
+        "ManageSieve answers these itself; delivery only reads the active script, and a "
+        "refused script request reaching it is a bug: the plain 4xx",
+        *SIEVE_SCRIPTS[:-1],
+    ),
+    **_allow(
         "delivery checks no password: neither the throttle nor the Argon2 queue is met",
         E.TooManyAttempts,
         E.KdfBusy,
+    ),
+    **_allow(
+        "a script that does not compile or fails while running is an implicit keep into "
+        "INBOX (delivery._sieve catches it); one reaching the table is a bug: plain 4xx",
+        *SIEVE,
     ),
 }
 
@@ -136,6 +156,8 @@ WEB_ALLOWED = {
         E.PlainBlobRefused,
         E.QuotaExceeded,
         E.KeyLocked,
+        *SIEVE_SCRIPTS,
+        *SIEVE,
     ),
 }
 
@@ -149,6 +171,8 @@ def _instance(klass: type[CryptmailError]) -> CryptmailError:
         return klass()
     if klass is E.TooManyAttempts or klass is E.KdfBusy:
         return klass(3.0)
+    if issubclass(klass, E.SieveSyntaxError | E.SieveRuntimeError):
+        return klass("script", 3, "a fixed reason")
     return klass(f"a {klass.__name__} happened")
 
 

@@ -132,6 +132,10 @@ class LmtpConfig:
     socket_group: str = ""
     """Group (name or number) of a Unix `listen` socket, which is mode 0660: whoever can
     connect can deliver mail. Empty: the data directory's group. With Postfix: `postfix`."""
+    recipient_delimiter: str = "+"
+    """Characters that start an address's detail, as Postfix's `recipient_delimiter`:
+    `user+tag@domain` reaches `user@domain` (an alias or user of the full address wins),
+    and Sieve's subaddress tests see `tag`. Empty: off."""
 
     @property
     def process_count(self) -> int:
@@ -152,6 +156,31 @@ class SaslConfig:
     connect can try passwords. Empty: the data directory's group. With Postfix: `postfix`."""
     max_connections: int = 256
     """Connections at once (Postfix opens one per smtpd process)."""
+
+
+@dataclass(frozen=True)
+class SieveConfig:
+    """Sieve at delivery (RFC 5228): a global script before the user's active script and
+    one after it, as Pigeonhole's sieve_before and sieve_after."""
+
+    before: str = ""
+    """Path of the script run before the user's; empty: none. Read and compiled when
+    the LMTP workers start; a script that does not compile stops the start."""
+    after: str = ""
+    """Path of the script run after the user's (ISPmail's Junk filing); empty: none."""
+    global_dir: str = ""
+    """Directory of the scripts `include :global "name"` reads (`name.sieve`)."""
+    smtp_relay: str = ""
+    """`HOST:PORT` of the SMTP server (Postfix) that sends redirects and vacation
+    replies; empty: neither is sent, the message is kept and the log says why."""
+    max_script_size: int = 262144
+    """Largest script accepted, in bytes (256 KiB)."""
+    max_commands: int = 10000
+    """Most commands and tests in one script."""
+    max_actions: int = 32
+    """Most actions one delivery's scripts may take together (Pigeonhole's default)."""
+    max_redirects: int = 4
+    """Most redirects per message (Pigeonhole's default)."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +233,26 @@ class Pop3Config:
     allow_plaintext_login_on_loopback: bool = True
     """Allow USER/PASS and AUTH PLAIN before STLS from 127.0.0.0/8 and ::1 (as Dovecot
     does)."""
+
+
+@dataclass(frozen=True)
+class ManagesieveConfig:
+    """The ManageSieve listener (RFC 5804, STARTTLS, SASL PLAIN) and the limits on
+    users' Sieve scripts. TLS uses IMAP's certificate (`imap.tls_cert`, or the
+    self-signed one)."""
+
+    listen: str = ""
+    """`HOST:PORT`, usually port 4190; empty: off."""
+    max_scripts: int = 100
+    """Scripts one user may keep."""
+    idle_timeout_s: int = 1800
+    """Idle time before a connection is closed."""
+    max_connections_per_ip: int = 20
+    """Connections from one client address."""
+    max_connections: int = 1000
+    """Connections from all clients together."""
+    allow_plaintext_login_on_loopback: bool = True
+    """Allow AUTHENTICATE before STARTTLS from 127.0.0.0/8 and ::1 (as Dovecot does)."""
 
 
 @dataclass(frozen=True)
@@ -374,9 +423,11 @@ class Config:
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     spam: SpamConfig = field(default_factory=SpamConfig)
     pop3: Pop3Config = field(default_factory=Pop3Config)
+    managesieve: ManagesieveConfig = field(default_factory=ManagesieveConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    sieve: SieveConfig = field(default_factory=SieveConfig)
 
     @property
     def data_path(self) -> Path:
@@ -511,6 +562,18 @@ def _check(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: imap.fts_loaded_users must be >= 1")
     _check_auth(config.auth, source)
     _check_events(config.events, source)
+    s = config.sieve
+    if min(s.max_script_size, s.max_commands, s.max_actions) < 1 or s.max_redirects < 0:
+        raise ConfigError(
+            f"{source}: sieve.max_script_size, max_commands and max_actions must be >= 1, "
+            "max_redirects >= 0"
+        )
+    m = config.managesieve
+    if min(m.max_scripts, m.max_connections, m.max_connections_per_ip) < 1:
+        raise ConfigError(
+            f"{source}: managesieve.max_scripts, max_connections and "
+            "max_connections_per_ip must be >= 1"
+        )
     if config.lmtp.processes < 0:
         raise ConfigError(f"{source}: lmtp.processes must be >= 0 (0: one per CPU core)")
 

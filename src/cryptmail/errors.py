@@ -36,9 +36,19 @@
     │   ├── ObjectTampered          a stored object failed authentication
     │   │   └── PlainBlobRefused    a plain blob where the row says the message is sealed
     │   ├── QuotaExceeded
+    │   │   └── ScriptQuotaExceeded a Sieve script too large, or one script too many
+    │   ├── ScriptError             a Sieve script request refused (sieve/_scripts.py)
+    │   │   ├── ScriptNotFound
+    │   │   ├── ScriptExists
+    │   │   ├── ScriptActive        the active script cannot be deleted
+    │   │   └── ScriptNameInvalid
     │   ├── KeyLocked               the operation needs the unlocked key
     │   └── StoreUnavailable        transient: database or blob store did not answer
     │       └── DatabaseUnavailable transient: no connection, dropped, locked, deadlock victim
+    ├── SieveError
+    │   ├── SieveSyntaxError        a Sieve script cannot be compiled: line and reason
+    │   │   └── SieveLimitExceeded  too large, too many commands, nested too deep
+    │   └── SieveRuntimeError       a script failed while running: the message is kept
     └── ProtocolError               a client sent something we cannot parse
         ├── ParseError              one command is malformed: answer `tag BAD reason`, read on
         │   └── UnknownCharset      SEARCH CHARSET we cannot decode: answer NO [BADCHARSET]
@@ -237,6 +247,35 @@ class QuotaExceeded(StoreError):
     """The user's quota would be exceeded."""
 
 
+class ScriptQuotaExceeded(QuotaExceeded):
+    """A Sieve script over the size limit (`limit` "MAXSIZE") or one script more than
+    a user may keep (`limit` "MAXSCRIPTS"): RFC 5804's QUOTA/MAXSIZE, QUOTA/MAXSCRIPTS."""
+
+    def __init__(self, message: str, *, limit: str = "MAXSIZE") -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class ScriptError(StoreError):
+    """A request about a user's Sieve scripts was refused; nothing was changed."""
+
+
+class ScriptNotFound(ScriptError):
+    """The user has no Sieve script of that name."""
+
+
+class ScriptExists(ScriptError):
+    """The user has a Sieve script of that name already."""
+
+
+class ScriptActive(ScriptError):
+    """The active Sieve script cannot be deleted; deactivate it first."""
+
+
+class ScriptNameInvalid(ScriptError):
+    """A Sieve script name that is empty, too long or holds control characters."""
+
+
 class KeyLocked(StoreError):
     """The operation needs the user's unlocked key, and this session does not hold it."""
 
@@ -254,6 +293,39 @@ class RecipientKeyUnverified(StoreUnavailable):
 class DatabaseUnavailable(StoreUnavailable):
     """Transient: the database could not be reached, dropped the connection, stayed
     locked or chose this transaction as a deadlock victim. Retry later."""
+
+
+class SieveError(CryptmailError):
+    """A Sieve script could not be compiled or run."""
+
+
+class SieveSyntaxError(SieveError):
+    """A Sieve script cannot be compiled. ``line`` is the 1-based line the problem was
+    found on (None when it concerns the whole script); ``reason`` says what is wrong.
+    The message is for the script's owner (ManageSieve answers it); it may quote the
+    script, so delivery logs the line only."""
+
+    def __init__(self, script: str, line: int | None, reason: str) -> None:
+        self.script = script
+        self.line = line
+        self.reason = reason
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"sieve script {script!r}: {where}{reason}")
+
+
+class SieveLimitExceeded(SieveSyntaxError):
+    """A Sieve script is over a configured limit (size, commands, nesting)."""
+
+
+class SieveRuntimeError(SieveError):
+    """A Sieve script failed while it ran (an include that is missing, too many actions,
+    a loop): delivery files the message into INBOX (implicit keep) and logs the line."""
+
+    def __init__(self, script: str, line: int, reason: str) -> None:
+        self.script = script
+        self.line = line
+        self.reason = reason
+        super().__init__(f"sieve script {script!r}: line {line}: {reason}")
 
 
 class ProtocolError(CryptmailError):

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Argon2Config, CryptoConfig
 from cryptmail.db import create_engine, upgrade
-from cryptmail.delivery import DeliveryHandler, Limits, LmtpServer
+from cryptmail.delivery import DeliveryHandler, Limits, LmtpServer, SieveDelivery
 from cryptmail.keys import NewAccount, create_user, unlock_account
 from cryptmail.secret import Password
 from cryptmail.store import (
     ChangeBus,
     inbox_id,
+    list_mailboxes,
     load_messages,
     open_blob,
     read_plaintext,
@@ -44,13 +45,17 @@ class Rig:
             self.engine, email, Password.from_str(PASSWORD), CRYPTO, crypt=crypt, quota=quota
         )
 
-    async def messages(self, email: str) -> list[bytes]:
-        """Every INBOX message of `email`, decrypted with the password, in UID order."""
+    async def messages(self, email: str, role: str = "inbox") -> list[bytes]:
+        """Every message of `email` in the default folder `role` (INBOX unless told),
+        decrypted with the password, in UID order."""
         account, _slot = await unlock_account(
             self.engine, email, Password.from_str(PASSWORD), CRYPTO
         )
         async with self.engine.connect() as conn:
             mailbox = await inbox_id(conn, account.user.id)
+            if role != "inbox":
+                boxes = await list_mailboxes(conn, account.user.id, account)
+                mailbox = next(b.id for b in boxes if b.role == role)
             rows = await load_messages(conn, account, mailbox)
         out = []
         for row in rows:
@@ -71,6 +76,7 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[MakeRig]:
         max_connections: int = 16,
         quota_warnings: tuple[int, ...] = (),
         message_limit: int = 0,
+        sieve: Callable[[AsyncEngine], SieveDelivery] | None = None,
     ) -> Rig:
         engine = create_engine(f"sqlite:///{tmp_path / 'cryptmail.db'}")
         await upgrade(engine)
@@ -84,6 +90,8 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[MakeRig]:
             bus=ChangeBus(),
             quota_warnings=quota_warnings,
             message_limit=message_limit,
+            sieve=sieve(engine) if sieve is not None else None,
+            recipient_delimiter="+",
         )
         server = LmtpServer(
             handler, hostname="lmtp.test", limits=limits, max_connections=max_connections

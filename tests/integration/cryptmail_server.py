@@ -106,7 +106,7 @@ def wait_for_greeting(
     process: subprocess.Popen[bytes], port: int, log_path: Path, timeout: float = 30.0
 ) -> None:
     """Until the listener on `port` greets (LMTP 220, IMAP * OK, SASL's VERSION line,
-    POP3 +OK);
+    POP3 +OK, ManageSieve's first capability, a quoted string);
     RuntimeError with the end of the server's log if the process exits or nothing
     answers in time."""
     deadline = time.monotonic() + timeout
@@ -115,7 +115,7 @@ def wait_for_greeting(
             raise RuntimeError(f"cryptmail serve exited: {log_path.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(100)[:1] in (b"2", b"*", b"V", b"+"):
+                if sock.recv(100)[:1] in (b"2", b"*", b"V", b"+", b'"'):
                     return
         except OSError:
             time.sleep(0.05)
@@ -171,12 +171,14 @@ class CryptmailServer:
         imap: bool = False,
         sasl: bool = False,
         pop3: bool = False,
+        managesieve: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.imap_port = free_port() if imap else 0
         self.sasl_port = free_port() if sasl else 0
         self.pop3_port = free_port() if pop3 else 0
+        self.managesieve_port = free_port() if managesieve else 0
         self.verbose = verbose
         self.log_path = data_dir.parent / "serve.log"
         self.config_path: Path | None = None
@@ -203,11 +205,13 @@ class CryptmailServer:
             argv += ["--sasl", f"127.0.0.1:{self.sasl_port}"]
         if self.pop3_port:
             argv += ["--pop3", f"127.0.0.1:{self.pop3_port}"]
+        if self.managesieve_port:
+            argv += ["--managesieve", f"127.0.0.1:{self.managesieve_port}"]
         log = open(self.log_path, "ab")  # handed to the child
         self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ))
         log.close()
         wait_for_greeting(self.process, self.port, self.log_path, timeout)
-        for port in (self.imap_port, self.sasl_port, self.pop3_port):
+        for port in (self.imap_port, self.sasl_port, self.pop3_port, self.managesieve_port):
             if port:
                 wait_for_greeting(self.process, port, self.log_path, timeout)
 

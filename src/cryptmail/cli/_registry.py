@@ -28,7 +28,7 @@ class Noun:
 
 # Order is the order of `cryptmail --help`.
 NOUNS = (
-    Noun("serve", "_serve", "run the LMTP, IMAP, web, SASL and POP3 listeners"),
+    Noun("serve", "_serve", "run the LMTP, IMAP, web, SASL, POP3 and ManageSieve listeners"),
     Noun("domain", "_domain", "add and list mail domains"),
     Noun("user", "_user", "add and manage mail users and their keys"),
     Noun("alias", "_alias", "add, list and remove aliases"),
@@ -39,6 +39,7 @@ NOUNS = (
         "add, list and revoke app passwords (per-device passwords)",
     ),
     Noun("mailbox", "_mailbox", "list and export a user's folders"),
+    Noun("sieve", "_sieve", "list, read, store and activate users' Sieve scripts"),
     Noun("store", "_store", "check the message store"),
     Noun("import", "_import", "import mail into cryptmail"),
     Noun("db", "_db", "database schema migrations"),

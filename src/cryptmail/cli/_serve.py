@@ -1,4 +1,5 @@
-"""`cryptmail serve`: run the listeners (LMTP, IMAP, web, SASL, POP3) until SIGTERM.
+"""`cryptmail serve`: run the listeners (LMTP, IMAP, web, SASL, POP3, ManageSieve) until
+SIGTERM.
 
 Argument parsing only; the running server is `cryptmail.serve`.
 """
@@ -17,7 +18,9 @@ DEFAULT_LMTP = "127.0.0.1:2424"
 
 
 def register(sub: SubParsers) -> None:
-    parser = sub.add_parser("serve", help="run the LMTP, IMAP, web, SASL and POP3 listeners")
+    parser = sub.add_parser(
+        "serve", help="run the LMTP, IMAP, web, SASL, POP3 and ManageSieve listeners"
+    )
     parser.add_argument("--lmtp", metavar="ADDR", help="HOST:PORT or unix:/path for LMTP")
     parser.add_argument("--imap", metavar="ADDR", help="HOST:PORT for IMAP (STARTTLS)")
     parser.add_argument("--imaps", metavar="ADDR", help="HOST:PORT for IMAP over TLS")
@@ -27,12 +30,16 @@ def register(sub: SubParsers) -> None:
     )
     parser.add_argument("--pop3", metavar="ADDR", help="HOST:PORT for POP3 (STLS)")
     parser.add_argument("--pop3s", metavar="ADDR", help="HOST:PORT for POP3 over TLS")
+    parser.add_argument(
+        "--managesieve", metavar="ADDR", help="HOST:PORT for ManageSieve (STARTTLS), e.g. 4190"
+    )
     parser.set_defaults(handler=_serve)
 
 
 def addresses(args: argparse.Namespace, config: Config) -> Addresses:
     """The command line's listeners; with none given, the config's (LMTP by default)."""
-    if any((args.lmtp, args.imap, args.imaps, args.web, args.sasl, args.pop3, args.pop3s)):
+    given = (args.lmtp, args.imap, args.imaps, args.web, args.sasl, args.pop3, args.pop3s)
+    if any((*given, args.managesieve)):
         return Addresses(
             lmtp=args.lmtp or "",
             imap=args.imap or "",
@@ -41,6 +48,7 @@ def addresses(args: argparse.Namespace, config: Config) -> Addresses:
             sasl=args.sasl or "",
             pop3=args.pop3 or "",
             pop3s=args.pop3s or "",
+            managesieve=args.managesieve or "",
         )
     return Addresses(
         lmtp=config.lmtp.listen or DEFAULT_LMTP,
@@ -50,6 +58,7 @@ def addresses(args: argparse.Namespace, config: Config) -> Addresses:
         sasl=config.sasl.listen,
         pop3=config.pop3.listen,
         pop3s=config.pop3.listen_tls,
+        managesieve=config.managesieve.listen,
     )
 
 

@@ -5,6 +5,9 @@
     delivery MAC  = HMAC-SHA256(HKDF(server_key, LABEL_DELIVERY_MAC), delivery_rows)
     retry tag     = HMAC-SHA256(HKDF(server_key, LABEL_DELIVERY_TAG),
                                 u64(user_id) || SHA-256(message))[0:16]
+    sieve key     = HKDF(server_key, LABEL_SIEVE_SCRIPT_KEY)   (a FieldCipher's data key)
+    sieve record  = HMAC-SHA256(HKDF(server_key, LABEL_SIEVE_RECORD),
+                                u64(user_id) || lp(kind) || lp(part) ...)
 
 Every variable-length item of a MAC's message is length-prefixed (u32), every number
 has a fixed width, so two different sets of rows never encode to the same bytes. The
@@ -26,6 +29,8 @@ from cryptmail.crypto._labels import (
     LABEL_ACCOUNT_MAC,
     LABEL_DELIVERY_MAC,
     LABEL_DELIVERY_TAG,
+    LABEL_SIEVE_RECORD,
+    LABEL_SIEVE_SCRIPT_KEY,
     LABEL_STAGED_IMPORT,
 )
 
@@ -138,6 +143,12 @@ def delivery_tag_key(server_key: bytes) -> bytes:
     return derive_mac_key(server_key, LABEL_DELIVERY_TAG)
 
 
+def sieve_script_key(server_key: bytes) -> bytes:
+    """The key Sieve scripts are sealed under (as a `FieldCipher`'s data key): delivery
+    reads a user's active script with no user secret, so it cannot be the data key."""
+    return derive_mac_key(server_key, LABEL_SIEVE_SCRIPT_KEY)
+
+
 def delivery_tag(tag_key: bytes, user_id: int, message_digest: bytes) -> bytes:
     """The retry tag of one delivery (`tag_key` from `delivery_tag_key`)."""
     message = struct.pack(">Q", user_id) + message_digest
@@ -146,3 +157,15 @@ def delivery_tag(tag_key: bytes, user_id: int, message_digest: bytes) -> bytes:
 
 def macs_equal(a: bytes | None, b: bytes) -> bool:
     return a is not None and hmac.compare_digest(a, b)
+
+
+def sieve_record_key(server_key: bytes) -> bytes:
+    return derive_mac_key(server_key, LABEL_SIEVE_RECORD)
+
+
+def sieve_record(record_key: bytes, user_id: int, kind: str, parts: Sequence[str]) -> bytes:
+    """The key of one Sieve record (a vacation reply sent to a sender for a handle, an id
+    a duplicate test saw): a keyed hash, so the table holds no address or Message-ID."""
+    message = struct.pack(">Q", user_id) + _lp(kind.encode())
+    message += b"".join(_lp(part.encode("utf-8", errors="surrogatepass")) for part in parts)
+    return hmac.new(record_key, message, hashlib.sha256).digest()

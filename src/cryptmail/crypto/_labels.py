@@ -69,4 +69,9 @@ LABEL_DELIVERY_MAC: Final = b"cryptmail/v2/delivery-mac"
 LABEL_DELIVERY_TAG: Final = b"cryptmail/v2/delivery-tag"
 # Where a staged first-login import's Maildir is (docs/security.md, "Staged imports").
 LABEL_STAGED_IMPORT: Final = b"cryptmail/v2/staged-import"
+# Sieve scripts (docs/security.md, "Sieve scripts"): sealed as fields under a subkey of
+# the server key, since delivery reads them without any user secret.
+LABEL_SIEVE_SCRIPT_KEY: Final = b"cryptmail/v3/sieve-script-key"
+# Sieve vacation and duplicate records: keyed hashes under the server key, never addresses.
+LABEL_SIEVE_RECORD: Final = b"cryptmail/v2/sieve-record"
 SERVER_KEY_SIZE: Final = 32

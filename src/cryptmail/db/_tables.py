@@ -202,7 +202,7 @@ cm_messages = Table(
     # so a retry after a crash between commit and "250" is recognised, then cleared.
     Column("delivery_tag", LargeBinary(16), nullable=True),
     # When the row was saved into its mailbox (RFC 8514 SAVEDATE); NULL for rows from
-    # before migration 0012, which answer SAVEDATE NIL.
+    # before migration 0013, which answer SAVEDATE NIL.
     Column("saved_at", DateTime(timezone=False), nullable=True),
     UniqueConstraint("mailbox_id", "uid", name="uq_cm_messages_mailbox_uid"),
     Index("ix_cm_messages_mailbox_modseq", "mailbox_id", "modseq"),
@@ -266,6 +266,20 @@ cm_subscriptions = Table(
     ),
     Column("name_lookup", _DIGEST, primary_key=True),
     Column("name_sealed", LargeBinary(2048), nullable=False),
+)
+
+# Sieve's memory at delivery: "a vacation reply went to this sender for this handle" and
+# "a duplicate test saw this id", each until `expires_at`. The key is a keyed hash under
+# the server key (crypto.sieve_record), never an address or a Message-ID.
+cm_sieve_records = Table(
+    "cm_sieve_records",
+    metadata,
+    Column(
+        "user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("record", _DIGEST, primary_key=True),
+    Column("expires_at", DateTime(timezone=False), nullable=False),
+    Index("ix_cm_sieve_records_expires", "expires_at"),
 )
 
 # Work journal for resumable long jobs (mailbox encrypt, import): plain ids only.
@@ -337,4 +351,21 @@ cm_login_failures = Table(
     Column("key_hash", _KEY16, primary_key=True),
     Column("full_at", Double, nullable=False),
     Index("ix_cm_login_failures_full_at", "full_at"),
+)
+
+# Users' Sieve scripts (ManageSieve writes, delivery reads): name and text sealed under
+# a subkey of the server key, the name's keyed hash for unique look-ups; size, the
+# active flag and the time are plain (docs/security.md, "Sieve scripts").
+cm_sieve_scripts = Table(
+    "cm_sieve_scripts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("name_lookup", _DIGEST, nullable=False),
+    Column("name_sealed", LargeBinary(2048), nullable=False),
+    Column("body_sealed", _BLOB, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=false()),
+    Column("size", BigInteger, nullable=False),
+    Column("modified_at", DateTime(timezone=False), nullable=False),
+    UniqueConstraint("user_id", "name_lookup", name="uq_cm_sieve_scripts_user_name"),
 )

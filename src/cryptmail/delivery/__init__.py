@@ -15,6 +15,12 @@ from cryptmail.delivery._protocol import (
 )
 from cryptmail.delivery._server import LmtpServer
 from cryptmail.delivery._shares import ConnectionShares
+from cryptmail.delivery._sieve import (
+    SieveDelivery,
+    SieveSetup,
+    load_sieve_setup,
+    sieve_delivery,
+)
 from cryptmail.delivery._trace import delivery_headers
 
 __all__ = [
@@ -27,6 +33,10 @@ __all__ = [
     "LmtpConnection",
     "LmtpServer",
     "Session",
+    "SieveDelivery",
+    "SieveSetup",
     "delivery_headers",
+    "load_sieve_setup",
     "reply_for",
+    "sieve_delivery",
 ]

@@ -31,6 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.db import UserId
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
 from cryptmail.delivery._quota_warning import crossed_threshold, warning_message
+from cryptmail.delivery._sieve import SieveDelivery
+from cryptmail.delivery._sieve_actions import SieveCopy, SieveJob, deliver_with_sieve
 from cryptmail.delivery._trace import delivery_headers
 from cryptmail.errors import (
     CryptmailError,
@@ -103,6 +105,8 @@ class DeliveryHandler:
         bus: ChangePublisher | None = None,
         quota_warnings: Sequence[int] = (),
         message_limit: int = 0,
+        sieve: SieveDelivery | None = None,
+        recipient_delimiter: str = "",
     ) -> None:
         self._engine = engine
         self._blobs = blobs
@@ -110,12 +114,14 @@ class DeliveryHandler:
         self._bus = bus
         self._quota_warnings = tuple(quota_warnings)
         self._message_limit = message_limit
+        self._sieve = sieve
+        self._delimiter = recipient_delimiter
 
     async def handle_rcpt(
         self, session: Session, envelope: Envelope, address: str
     ) -> tuple[str, object | None]:
         try:
-            targets = await resolve_delivery(self._engine, address)
+            targets = await resolve_delivery(self._engine, address, self._delimiter)
         except Exception as exc:  # transient: the sender retries
             log.warning(
                 "session %s: recipient lookup failed (%s)", session.session_id, type(exc).__name__
@@ -137,6 +143,7 @@ class DeliveryHandler:
         outcome: dict[UserId, str] = {}
         replies: list[str] = []
         sender = envelope.sender or ""
+        copy = SieveCopy(sink, size) if self._sieve is not None else None
         for address, token in envelope.recipients:
             targets: list[DeliveryTarget] = token  # type: ignore[assignment]  # -- set by handle_rcpt
             results = []
@@ -144,17 +151,41 @@ class DeliveryHandler:
                 user_id = target.user.id
                 if user_id not in outcome:
                     headers = delivery_headers(sender, address)
-                    outcome[user_id] = await self._deliver(queue_id, target, sink, headers, size)
+                    if self._sieve is not None and copy is not None:
+                        outcome[user_id] = await deliver_with_sieve(
+                            self._sieve,
+                            SieveJob(queue_id, target, sink, headers, size, sender, address),
+                            copy,
+                            self._deliver,
+                        )
+                    else:
+                        outcome[user_id] = await self._deliver(
+                            queue_id, target, sink, headers, size
+                        )
                 results.append(outcome[user_id])
             failed = [r for r in results if not r.startswith("2")]
             replies.append(f"{failed[0]} [queue id {queue_id}]" if failed else OK)
         return replies
 
     async def _deliver(
-        self, queue_id: str, target: DeliveryTarget, spool: Spool, headers: bytes, size: int
+        self,
+        queue_id: str,
+        target: DeliveryTarget,
+        spool: Spool,
+        headers: bytes,
+        size: int,
+        *,
+        role: str = "inbox",
     ) -> str:
         user = target.user
         size += len(headers)
+        # The copy's bytes are the headers and the spool: a retry of the message from
+        # the same sender to the same address has the same digest, without a pass over
+        # the message to hash the copy itself. A copy Sieve files elsewhere is another
+        # delivery of its own, so its retry is recognised apart from the INBOX copy's.
+        digest = hashlib.sha256(headers + spool.digest).digest()
+        if role != "inbox":
+            digest = hashlib.sha256(digest + b"\0sieve-role\0" + role.encode()).digest()
         try:
             appended = await deliver_message(
                 self._engine,
@@ -163,12 +194,10 @@ class DeliveryHandler:
                 _after(headers, spool.chunks()),
                 size_hint=size,
                 bus=self._bus,
-                # The copy's bytes are the headers and the spool: a retry of the message
-                # from the same sender to the same address has the same digest, without
-                # a pass over the message to hash the copy itself.
-                message_digest=hashlib.sha256(headers + spool.digest).digest(),
+                message_digest=digest,
                 target=target,
                 message_limit=self._message_limit,
+                role=role,
             )
         except Exception as exc:  # every failure gets a reply, none a traceback
             reply = reply_for(exc)

@@ -4,7 +4,8 @@ database.
 A SQL writer (a co-hosted admin tool, a webmail plugin, an injection in either) can
 change any row, but cannot compute a MAC under this key: delivery uses it to
 authenticate the public key and `crypt` it reads (keys/_integrity.py), and to key the
-retry tag of a delivery. Each purpose has its own subkey (HKDF, one label each).
+retry tag of a delivery, and to seal users' Sieve scripts, which delivery reads without
+any user secret. Each purpose has its own subkey (HKDF, one label each).
 
 The file is made at first use (write to a temporary file, fsync, link into place, so a
 concurrent first start of two processes keeps one key), mode 0600, and read once per
@@ -25,6 +26,8 @@ from cryptmail.crypto import (
     delivery_mac_key,
     delivery_tag,
     delivery_tag_key,
+    sieve_record_key,
+    sieve_script_key,
     staged_import_key,
 )
 from cryptmail.errors import ConfigError
@@ -36,7 +39,14 @@ log = logging.getLogger(__name__)
 class ServerKey:
     """The loaded server key and its subkeys; its repr shows neither."""
 
-    __slots__ = ("_delivery_mac", "_delivery_tag", "_staged_import", "path")
+    __slots__ = (
+        "_delivery_mac",
+        "_delivery_tag",
+        "_sieve_record",
+        "_sieve_script",
+        "_staged_import",
+        "path",
+    )
 
     def __init__(self, secret: bytes, path: Path) -> None:
         if len(secret) != SERVER_KEY_SIZE:
@@ -45,6 +55,8 @@ class ServerKey:
         self._delivery_mac = SecretBytes(delivery_mac_key(secret))
         self._delivery_tag = SecretBytes(delivery_tag_key(secret))
         self._staged_import = SecretBytes(staged_import_key(secret))
+        self._sieve_script = SecretBytes(sieve_script_key(secret))
+        self._sieve_record = SecretBytes(sieve_record_key(secret))
 
     def delivery_mac_key(self) -> bytes:
         return self._delivery_mac.reveal()
@@ -55,6 +67,13 @@ class ServerKey:
     def staged_import_cipher(self) -> FieldCipher:
         """Seals and opens the source of a staged first-login import (its own subkey)."""
         return FieldCipher(self._staged_import.reveal())
+
+    def sieve_script_key(self) -> bytes:
+        """The key users' Sieve scripts are sealed under (sieve/_scripts.py)."""
+        return self._sieve_script.reveal()
+
+    def sieve_record_key(self) -> bytes:
+        return self._sieve_record.reveal()
 
     def __repr__(self) -> str:
         return f"ServerKey(path={str(self.path)!r})"

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.errors import CryptmailError
+from cryptmail.sieve import expire_records
 from cryptmail.store import expire_delivery_tags, sweep_orphans, sweep_spools
 from cryptmail.store.blobs import DELETE_GRACE_S, BlobStore, LocalBlobStore
 
@@ -114,5 +115,11 @@ async def expire_tags_forever(engine: AsyncEngine, shutdown: asyncio.Event) -> N
                 log.debug("cleared %d expired delivery retry tag(s)", cleared)
         except (CryptmailError, OSError) as exc:
             log.warning("clearing delivery retry tags failed (%s)", type(exc).__name__)
+        try:
+            expired = await expire_records(engine)
+            if expired:
+                log.debug("deleted %d expired sieve record(s)", expired)
+        except Exception as exc:  # housekeeping goes on; the log says what failed
+            log.warning("deleting expired sieve records failed (%s)", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(shutdown.wait(), TAG_EXPIRY_EVERY_S)

@@ -23,12 +23,19 @@ from dataclasses import dataclass
 from cryptmail.concurrency import block_in_place, run_blocking
 from cryptmail.config import Config
 from cryptmail.db import create_engine
-from cryptmail.delivery import ConnectionShares, DeliveryHandler, Limits, LmtpServer
+from cryptmail.delivery import (
+    ConnectionShares,
+    DeliveryHandler,
+    Limits,
+    LmtpServer,
+    sieve_delivery,
+)
 from cryptmail.keys import install_server_key, load_server_key
 from cryptmail.logs import use_format
 from cryptmail.metrics import PipeMetrics, install_metrics
 from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._memory import settle_gc, tune_malloc
+from cryptmail.sieve import load_active_script
 from cryptmail.store import PipePublisher
 from cryptmail.store.blobs import open_blob_store
 
@@ -76,6 +83,9 @@ async def _serve(
             bus=PipePublisher(notify_fd),
             quota_warnings=config.quota.warnings,
             message_limit=config.quota.messages,
+            # Users' active scripts from the sealed store ManageSieve writes.
+            sieve=sieve_delivery(engine, config, load_active_script),
+            recipient_delimiter=config.lmtp.recipient_delimiter,
         )
         server = LmtpServer(
             handler,

@@ -12,7 +12,7 @@ SIGINT, or a listener that stops on its own, stops them all gracefully: no new
 connections, deliveries in flight finish and get their replies.
 
 LMTP is served by worker processes on the listener this process binds (`LmtpWorkers`);
-this process serves IMAP, POP3, SASL and the web pages, and `/metrics` on a listener
+this process serves IMAP, POP3, SASL, ManageSieve and the web pages, and `/metrics` on a listener
 of its own when `metrics.enabled` (`MetricsListener`).
 
 Under systemd (`Type=notify`) it reports READY=1 once every listener accepts, pings the
@@ -36,6 +36,7 @@ from cryptmail.config import LOG_FORMAT, Config
 from cryptmail.errors import ConfigError, StoreUnavailable
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
+from cryptmail.managesieve import ManagesieveListener, make_managesieve_context
 from cryptmail.metrics import PrometheusMetrics, install_metrics
 from cryptmail.pop3 import Pop3Listener, make_pop3_context
 from cryptmail.sasl import SaslChecker, SaslServer
@@ -76,6 +77,7 @@ class Addresses:
     sasl: str = ""
     pop3: str = ""
     pop3s: str = ""
+    managesieve: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,9 +182,16 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             if address:
                 host, port = _host_port(address)
                 listeners.append(Pop3Listener(pop3, host, port, implicit_tls=tls))
+    if addresses.managesieve:
+        host, port = _host_port(addresses.managesieve)
+        sieve = make_managesieve_context(
+            config, engine=shared.engine, throttle=shared.throttle, watcher=shared.watcher
+        )
+        listeners.append(ManagesieveListener(sieve, host, port))
     if not listeners:
         raise ConfigError(
-            "no listener to run: give --lmtp, --imap, --imaps, --web, --sasl, --pop3 or --pop3s"
+            "no listener to run: give --lmtp, --imap, --imaps, --web, --sasl, --pop3, "
+            "--pop3s or --managesieve"
         )
     if shared.metrics is not None and config.metrics.enabled:
         host, port = _host_port(config.metrics.listen)

@@ -170,6 +170,15 @@ def _earlier_delivery(conn: Connection, user_id: UserId, tag: bytes) -> Appended
     )
 
 
+def _role_mailbox(conn: Connection, user_id: UserId, role: str) -> MailboxId | None:
+    row = conn.execute(
+        select(t.cm_mailboxes.c.id).where(
+            t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role == role
+        )
+    ).first()
+    return None if row is None else MailboxId(int(row.id))
+
+
 def _delivery_target(
     conn: Connection, user_id: UserId
 ) -> tuple[PublicKeyInfo | None, MailboxId | None, bytes | None]:
@@ -357,14 +366,17 @@ async def resolve_target(engine: AsyncEngine, user_id: UserId) -> DeliveryTarget
     )
 
 
-async def resolve_delivery(engine: AsyncEngine, address: str) -> list[DeliveryTarget]:
-    """The users `address` reaches (as `users.resolve_recipient`) with their delivery
-    targets, in one transaction: LMTP asks this for each RCPT."""
+async def resolve_delivery(
+    engine: AsyncEngine, address: str, delimiters: str = ""
+) -> list[DeliveryTarget]:
+    """The users `address` reaches (as `users.resolve_recipient`, `user+tag@` as
+    `user@` for each of `delimiters`) with their delivery targets, in one transaction:
+    LMTP asks this for each RCPT."""
 
     def work(conn: Connection) -> list[DeliveryTarget]:
         return [
             DeliveryTarget(user, *_delivery_target(conn, user.id))
-            for user in resolve_recipient_sync(conn, address)
+            for user in resolve_recipient_sync(conn, address, delimiters)
         ]
 
     return await run_transaction(engine, work, writes=False)
@@ -421,6 +433,7 @@ async def deliver_message(
     message_digest: bytes | None = None,
     target: DeliveryTarget | None = None,
     message_limit: int = 0,
+    role: str = "inbox",
 ) -> Appended:
     """Deliver to the user's INBOX with only the public key (no password needed).
 
@@ -436,6 +449,9 @@ async def deliver_message(
     `target` (from `resolve_delivery`, for this user) saves the read before the blob:
     the retry tag is then checked in the row's own transaction, and a retry's blob is
     written and removed again; without it, one read-only transaction comes first.
+
+    `role` names a default folder by its role (Sieve's fileinto "Junk" at delivery,
+    which holds no key to look up a sealed name); a missing one means INBOX.
     """
     if target is not None and target.user.id != user.id:
         raise ValueError("deliver_message: the target is another user's")
@@ -475,9 +491,10 @@ async def deliver_message(
             if earlier is not None:
                 return earlier
         used = _check_quota(conn, user, blob.size, message_limit=message_limit)
-        row_id, uid, modseq = _insert_row(conn, mailbox, blob, when, tag=tag)
+        into = mailbox if role == "inbox" else _role_mailbox(conn, user.id, role) or mailbox
+        row_id, uid, modseq = _insert_row(conn, into, blob, when, tag=tag)
         checkpoint("append:before-row-commit")
-        return Appended(mailbox, uid, modseq, row_id, blob, used_before=used)
+        return Appended(into, uid, modseq, row_id, blob, used_before=used)
 
     try:
         appended = await run_transaction(engine, commit_row)
@@ -490,5 +507,5 @@ async def deliver_message(
         await blobs.delete(blob.blob_id)
         return appended
     if bus is not None:
-        bus.publish(user.id, mailbox)
+        bus.publish(user.id, appended.mailbox_id)
     return appended

@@ -253,7 +253,13 @@ def _find_user_sync(conn: Connection, address: str) -> User | None:
     return _user(row) if row is not None else None
 
 
-def resolve_recipient_sync(conn: Connection, address: str) -> list[User]:
+def _without_detail(address: str, delimiters: str) -> str:
+    local, _, domain = address.rpartition("@")
+    cuts = [i for i in (local.find(d) for d in delimiters) if i > 0]
+    return f"{local[: min(cuts)]}@{domain}" if cuts else address
+
+
+def resolve_recipient_sync(conn: Connection, address: str, delimiters: str = "") -> list[User]:
     """`resolve_recipient` inside a synchronous transaction (see `run_transaction`)."""
     address = address.strip().lower()
     found: dict[UserId, User] = {}
@@ -277,17 +283,22 @@ def resolve_recipient_sync(conn: Connection, address: str) -> list[User]:
                 next_round.extend(d for d in explicit if d != target)
             elif user is not None:
                 found.setdefault(user.id, user)
+            elif (base := _without_detail(target, delimiters)) != target:
+                # Postfix's order with recipient_delimiter: user+tag@, user@, then @domain.
+                next_round.append(base)
             else:
                 next_round.extend(_alias_targets(conn, ["@" + domain_of(target)]))
         pending = next_round
     return list(found.values())
 
 
-async def resolve_recipient(conn: AsyncConnection, address: str) -> list[User]:
+async def resolve_recipient(
+    conn: AsyncConnection, address: str, delimiters: str = ""
+) -> list[User]:
     """The mailbox users that mail to `address` reaches, as Postfix's ISPmail maps do.
 
     An exact alias wins; otherwise an existing user gets it; otherwise a catch-all
     `@domain` alias. Aliases may point to aliases (up to MAX_ALIAS_DEPTH) and to several
     destinations; each user appears once. An unknown address gives [].
     """
-    return await conn.run_sync(resolve_recipient_sync, address)
+    return await conn.run_sync(resolve_recipient_sync, address, delimiters)

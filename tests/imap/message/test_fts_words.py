@@ -46,6 +46,10 @@ class View:
     modseq: int = 1
 
     @property
+    def save_date(self) -> dt.datetime:
+        return self.internal_date
+
+    @property
     def size(self) -> int:
         return len(self.message)
 

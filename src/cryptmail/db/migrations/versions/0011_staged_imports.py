@@ -2,8 +2,8 @@
 state and counts in plain, where the Maildir is sealed under the server key; and the
 blobs a staged import wrote before the login places them (cm_staged_blobs).
 
-Revision ID: 0010
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0008"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -2,8 +2,8 @@
 when a row is inserted (delivery, APPEND, COPY, MOVE, import). Rows from before stay
 NULL and answer SAVEDATE NIL; their date is not known.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

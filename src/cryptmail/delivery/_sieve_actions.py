@@ -1,0 +1,213 @@
+"""Carrying out what the scripts asked for one recipient's copy.
+
+Order, so that nothing is lost and a retry repeats nothing it must not: first every
+copy is stored (INBOX or a default folder; each its own delivery with its own retry
+tag, so the MTA's retry after a crash stores none twice), then redirects go out (a
+relay failure adds the INBOX copy), then the vacation reply (claimed in
+cm_sieve_records first, so parallel deliveries send one), then the duplicate ids are
+remembered. A reject answers 550 for this recipient only (RFC 5429 2.1.1, LMTP).
+A redirect may repeat if we die between sending it and answering: at least once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Awaitable
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+from cryptmail.db import UserId
+from cryptmail.delivery._relay import (
+    REDIRECTED_FROM,
+    RelayFailed,
+    send_redirect,
+    send_vacation,
+)
+from cryptmail.delivery._sieve import ROLE_BY_FOLDER, SieveDelivery
+from cryptmail.sieve import (
+    FileInto,
+    Keep,
+    Redirect,
+    Reject,
+    SieveEnvelope,
+    SieveMessage,
+    Vacation,
+    claim_record,
+    vacation_record,
+)
+from cryptmail.store import DeliveryTarget, Spool
+
+log = logging.getLogger(__name__)
+
+OK = "250 2.0.0 Message accepted for delivery"
+TRANSIENT = "451 4.3.0 Temporary failure, try again later"
+_MAX_REASON = 200
+
+
+class Deliver(Protocol):
+    def __call__(
+        self,
+        queue_id: str,
+        target: DeliveryTarget,
+        spool: Spool,
+        headers: bytes,
+        size: int,
+        *,
+        role: str = "inbox",
+    ) -> Awaitable[str]: ...
+
+
+@dataclass(frozen=True)
+class SieveJob:
+    """One recipient's copy: who, from whom, to which address, with which headers."""
+
+    queue_id: str
+    target: DeliveryTarget
+    spool: Spool
+    headers: bytes
+    size: int
+    sender: str
+    address: str
+
+
+class SieveCopy:
+    """The message bytes Sieve reads, read from the spool at most once per transaction:
+    the header alone unless a script tests the body or a redirect sends it on."""
+
+    def __init__(self, spool: Spool, size: int) -> None:
+        self.spool = spool
+        self.size = size
+        self._head: bytes | None = None
+        self._whole: bytes | None = None
+
+    async def data(self, whole: bool) -> bytes:
+        if self._whole is not None:
+            return self._whole
+        if not whole and self._head is not None:
+            return self._head
+        parts: list[bytes] = []
+        # aclosing: a header-only read stops early and must close the spool file now.
+        source = cast(AsyncGenerator[bytes, None], self.spool.chunks())  # an async def
+        async with contextlib.aclosing(source) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+                if not whole and (b"\r\n\r\n" in chunk or b"\n\n" in chunk):
+                    break
+        data = b"".join(parts)
+        if whole:
+            self._whole = data
+        else:
+            self._head = data
+        return data
+
+
+def reject_reply(reject: Reject) -> str:
+    """550 with the script's reason, cut to one printable line."""
+    text = "".join(c if c.isprintable() and c.isascii() else " " for c in reject.reason)
+    text = " ".join(text.split())[:_MAX_REASON] or "Message rejected"
+    return f"550 5.7.1 {text}"
+
+
+async def deliver_with_sieve(
+    sieve: SieveDelivery, job: SieveJob, copy: SieveCopy, deliver: Deliver
+) -> str:
+    user_id: UserId = job.target.user.id
+    try:
+        scripts = await sieve.scripts_for(user_id)
+    except Exception as exc:  # the store did not answer: retry rather than skip a filter
+        log.warning("user id %d: sieve scripts not loaded (%s)", user_id, type(exc).__name__)
+        return TRANSIENT
+    if not scripts:
+        return await deliver(job.queue_id, job.target, job.spool, job.headers, job.size)
+    need_body = any("body" in s.extensions for s in scripts)
+    raw = job.headers + await copy.data(need_body)
+    message = SieveMessage(raw, size=len(job.headers) + job.size)
+    result = await sieve.run(user_id, scripts, message, SieveEnvelope(job.sender, job.address))
+    for where in result.errors:
+        # script:line only; the script's text and the message stay out of the log.
+        log.warning("user id %d: sieve error at %s; the message is kept in INBOX", user_id, where)
+    rejected = result.rejected
+    if rejected is not None:
+        log.info("delivery %s user=%d rejected by sieve", job.queue_id, user_id)
+        return reject_reply(rejected)
+
+    roles: list[str] = []
+    for action in result.actions:
+        role = None
+        if isinstance(action, Keep):
+            role = "inbox"
+        elif isinstance(action, FileInto):
+            role = ROLE_BY_FOLDER.get(action.mailbox)
+            if role is None:
+                log.warning(
+                    "user id %d: fileinto a folder of the user's own: delivery holds no key "
+                    "to find it, kept in INBOX",
+                    user_id,
+                )
+                role = "inbox"
+        if role is not None and role not in roles:
+            roles.append(role)
+    redirects = [a for a in result.actions if isinstance(a, Redirect)]
+    vacation = next((a for a in result.actions if isinstance(a, Vacation)), None)
+    if not roles and not redirects:
+        log.info("delivery %s user=%d discarded by sieve", job.queue_id, user_id)
+
+    for role in roles:
+        reply = await deliver(job.queue_id, job.target, job.spool, job.headers, job.size, role=role)
+        if not reply.startswith("2"):
+            return reply
+
+    keep = await _redirect(sieve, job, copy, redirects)
+    if keep and "inbox" not in roles:
+        reply = await deliver(job.queue_id, job.target, job.spool, job.headers, job.size)
+        if not reply.startswith("2"):
+            return reply
+    if vacation is not None:
+        await _vacation(sieve, user_id, vacation)
+    try:
+        await sieve.remember(user_id, result)
+    except Exception as exc:  # stored already; a lost duplicate id only repeats a test
+        log.warning("user id %d: duplicate ids not saved (%s)", user_id, type(exc).__name__)
+    return OK
+
+
+async def _redirect(
+    sieve: SieveDelivery, job: SieveJob, copy: SieveCopy, redirects: list[Redirect]
+) -> bool:
+    """Send the redirects; True if the message must be kept because one did not go."""
+    if not redirects:
+        return False
+    user_id = job.target.user.id
+    if not sieve.relay:
+        log.warning("user id %d: sieve redirect kept in INBOX: no sieve.smtp_relay", user_id)
+        return True
+    whole = job.headers + await copy.data(True)
+    me = job.address.lower()
+    head = whole.split(b"\r\n\r\n", 1)[0].decode("utf-8", errors="replace").lower()
+    if f"{REDIRECTED_FROM.lower()}: {me}" in head:
+        log.warning("user id %d: a redirect loop (this copy came back); kept in INBOX", user_id)
+        return True
+    keep = False
+    for redirect in redirects:
+        try:
+            await send_redirect(sieve.relay, job.sender, redirect.address, me, whole)
+        except RelayFailed as exc:
+            log.warning("user id %d: sieve redirect not sent (%s); kept in INBOX", user_id, exc)
+            keep = True
+    return keep
+
+
+async def _vacation(sieve: SieveDelivery, user_id: UserId, reply: Vacation) -> None:
+    if not sieve.relay:
+        log.warning("user id %d: vacation reply not sent: no sieve.smtp_relay", user_id)
+        return
+    try:
+        record = vacation_record(user_id, reply.to, reply.handle)
+        if not await claim_record(sieve.engine, user_id, record, reply.seconds):
+            return  # answered this sender within :days already
+        await send_vacation(sieve.relay, reply)
+    except RelayFailed as exc:
+        log.warning("user id %d: vacation reply not sent (%s)", user_id, exc)
+    except Exception as exc:  # the message is stored; a missing reply is not a loss
+        log.warning("user id %d: vacation reply failed (%s)", user_id, type(exc).__name__)

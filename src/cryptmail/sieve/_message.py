@@ -1,0 +1,143 @@
+"""What a script may read of one message: decoded header values, addresses, body text.
+
+Parsed lazily from the raw bytes with the standard library's `email` package: a script
+that tests headers only never parses the body. Header values are unfolded and their
+RFC 2047 encoded-words decoded, as RFC 5228 2.7.2 asks and Pigeonhole does.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.policy
+import email.utils
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+
+# RFC 5228 5.1: the address test works on headers that hold addresses.
+ADDRESS_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "sender",
+        "reply-to",
+        "resent-from",
+        "resent-to",
+        "resent-cc",
+        "resent-bcc",
+        "resent-sender",
+        "resent-reply-to",
+        "delivered-to",
+        "return-path",
+        "disposition-notification-to",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SieveEnvelope:
+    """The SMTP envelope of one recipient's copy: MAIL FROM ("" for <>) and the RCPT TO
+    address as the MTA gave it (with its +detail)."""
+
+    sender: str
+    recipient: str
+
+
+def _decode(value: str) -> str:
+    try:
+        parts = email.header.decode_header(value)
+        return str(email.header.make_header(parts))
+    except (ValueError, LookupError, UnicodeError):
+        return value  # a broken encoded-word: compare what was written
+
+
+def _unfold(value: str) -> str:
+    return value.replace("\r\n", "").replace("\n", "").strip()
+
+
+class SieveMessage:
+    """One message as the tests see it; built once per delivery, read by every script."""
+
+    def __init__(self, raw: bytes, size: int | None = None) -> None:
+        """`raw` may be the header only (a script without body tests); `size` is then
+        the whole message's."""
+        self.raw = raw
+        self.size = len(raw) if size is None else size
+        self._headers: list[tuple[str, str]] | None = None
+        self._parsed: Message | None = None
+
+    def _header_list(self) -> list[tuple[str, str]]:
+        if self._headers is None:
+            head = self.raw[: _body_start(self.raw)]
+            parsed = email.message_from_bytes(head, policy=email.policy.compat32)
+            self._headers = [(name.lower(), _unfold(str(value))) for name, value in parsed.items()]
+        return self._headers
+
+    def header(self, name: str) -> list[str]:
+        """The decoded values of every field named `name` (any case), in order."""
+        wanted = name.lower()
+        return [_decode(value) for key, value in self._header_list() if key == wanted]
+
+    def raw_header(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in self._header_list() if key == wanted]
+
+    def has_header(self, name: str) -> bool:
+        wanted = name.lower()
+        return any(key == wanted for key, _value in self._header_list())
+
+    def addresses(self, name: str) -> list[str]:
+        """The addresses (local@domain, no display name) in the fields named `name`."""
+        values = self.raw_header(name)
+        return [addr for _display, addr in email.utils.getaddresses(values) if addr]
+
+    def body(self, transform: str, content_types: tuple[str, ...]) -> list[str]:
+        """RFC 5173: ":raw" the undecoded body; ":text" the decoded text/* parts;
+        ":content" the decoded parts whose type matches one of `content_types` ("" for
+        all, "text" for a type, "text/plain" for one subtype)."""
+        if transform == ":raw":
+            body = self.raw[_body_start(self.raw) :]
+            return [body.decode("utf-8", errors="replace")]
+        if self._parsed is None:
+            self._parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
+        wanted = ("text",) if transform == ":text" else content_types
+        texts: list[str] = []
+        for part in self._parsed.walk():
+            if part.is_multipart():
+                continue
+            ctype = part.get_content_type().lower()
+            if not any(_type_matches(ctype, want) for want in wanted):
+                continue
+            texts.append(_part_text(part))
+        return texts
+
+
+def _body_start(raw: bytes) -> int:
+    """Where the body starts: after the first empty line (CRLF or bare LF)."""
+    ends = [i + len(sep) for sep in (b"\r\n\r\n", b"\n\n") if (i := raw.find(sep)) >= 0]
+    return min(ends) if ends else len(raw)
+
+
+def _type_matches(ctype: str, wanted: str) -> bool:
+    wanted = wanted.lower()
+    if wanted == "":
+        return True
+    if "/" in wanted:
+        return ctype == wanted
+    return ctype.split("/", 1)[0] == wanted
+
+
+def _part_text(part: Message) -> str:
+    if isinstance(part, EmailMessage):
+        try:
+            content = part.get_content()
+        except (LookupError, ValueError, KeyError, AssertionError):
+            content = None
+        if isinstance(content, str):
+            return content
+        if isinstance(content, bytes):
+            return content.decode("utf-8", errors="replace")
+    payload = part.get_payload(decode=True)
+    return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""

@@ -1,0 +1,105 @@
+"""Vacation and duplicate records (cm_sieve_records): keyed hashes with an expiry.
+
+The hash is `crypto.sieve_record` under the server key's subkey, so the table holds no
+address and no Message-ID (docs/security.md, "Sieve records at delivery").
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.crypto import sieve_record
+from cryptmail.db import UserId, run_transaction, utcnow
+from cryptmail.db import tables as t
+from cryptmail.errors import DatabaseConflict
+from cryptmail.keys import server_key
+
+_r = t.cm_sieve_records
+
+
+def vacation_record(user_id: UserId, sender: str, handle: str) -> bytes:
+    return sieve_record(
+        server_key().sieve_record_key(), user_id, "vacation", [sender.lower(), handle]
+    )
+
+
+def duplicate_record(user_id: UserId, handle: str, unique_id: str) -> bytes:
+    return sieve_record(server_key().sieve_record_key(), user_id, "duplicate", [handle, unique_id])
+
+
+def record_live(conn: Connection, user_id: UserId, record: bytes) -> bool:
+    """Whether `record` exists and has not expired."""
+    row = conn.execute(
+        select(_r.c.expires_at).where(_r.c.user_id == user_id, _r.c.record == record)
+    ).first()
+    return row is not None and row.expires_at > utcnow()
+
+
+def _note(conn: Connection, user_id: UserId, record: bytes, seconds: int, extend: bool) -> None:
+    expires = utcnow() + timedelta(seconds=seconds)
+    row = conn.execute(
+        select(_r.c.expires_at).where(_r.c.user_id == user_id, _r.c.record == record)
+    ).first()
+    if row is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(_r.insert().values(user_id=user_id, record=record, expires_at=expires))
+        except DatabaseConflict:
+            pass  # a parallel delivery wrote it first: the record exists, as wanted
+        return
+    if extend or row.expires_at <= utcnow():
+        conn.execute(
+            update(_r)
+            .where(_r.c.user_id == user_id, _r.c.record == record)
+            .values(expires_at=expires)
+        )
+
+
+async def seen_record(engine: AsyncEngine, user_id: UserId, record: bytes) -> bool:
+    return await run_transaction(
+        engine, lambda conn: record_live(conn, user_id, record), writes=False
+    )
+
+
+async def note_record(
+    engine: AsyncEngine, user_id: UserId, record: bytes, seconds: int, *, extend: bool = False
+) -> None:
+    """Remember `record` for `seconds`; an expired one starts again, a live one keeps
+    its expiry unless `extend` (duplicate :last measures from the latest message)."""
+    await run_transaction(engine, lambda conn: _note(conn, user_id, record, seconds, extend))
+
+
+async def claim_record(engine: AsyncEngine, user_id: UserId, record: bytes, seconds: int) -> bool:
+    """Write `record` unless it is live, in one transaction: True if this caller wrote
+    it. Two deliveries from the same sender at once send one vacation reply."""
+
+    def work(conn: Connection) -> bool:
+        if record_live(conn, user_id, record):
+            return False
+        conn.execute(delete(_r).where(_r.c.user_id == user_id, _r.c.record == record))
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    _r.insert().values(
+                        user_id=user_id,
+                        record=record,
+                        expires_at=utcnow() + timedelta(seconds=seconds),
+                    )
+                )
+        except DatabaseConflict:
+            return False
+        return True
+
+    return await run_transaction(engine, work)
+
+
+async def expire_records(engine: AsyncEngine) -> int:
+    """Delete expired records of every user; returns how many."""
+
+    def work(conn: Connection) -> int:
+        return int(conn.execute(delete(_r).where(_r.c.expires_at <= utcnow())).rowcount)
+
+    return await run_transaction(engine, work)
