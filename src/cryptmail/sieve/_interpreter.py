@@ -10,6 +10,7 @@ ends the run with what earlier scripts asked plus the implicit keep (never a los
 from __future__ import annotations
 
 import email.utils
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,6 +55,11 @@ class SieveSettings:
     max_redirects: int = 4
     recipient_delimiter: str = "+"
     own_addresses: tuple[str, ...] = ()
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(comparator: str, match_type: str, relation: str) -> Matcher:
+    return Matcher(comparator, match_type, relation)
 
 
 class _Stop(Exception):
@@ -116,7 +122,9 @@ class _Run:
         return scope.expand(value) if "variables" in script.extensions else value
 
     def texts(self, scope: Scope, script: CompiledScript, values: Sequence[str]) -> list[str]:
-        return [self.text(scope, script, v) for v in values]
+        if "variables" not in script.extensions:
+            return list(values)
+        return [scope.expand(v) for v in values]
 
     # -- control ------------------------------------------------------------------
 
@@ -426,10 +434,10 @@ class _Run:
         match_type = node.string("match-type", ":is")
         relation = node.tagged("match-type")
         comparator = node.tagged("comparator")
-        matcher = Matcher(
-            comparator=comparator if isinstance(comparator, str) else "i;ascii-casemap",
-            match_type=match_type,
-            relation=relation if isinstance(relation, str) else "eq",
+        matcher = _matcher(
+            comparator if isinstance(comparator, str) else "i;ascii-casemap",
+            match_type,
+            relation if isinstance(relation, str) else "eq",
         )
         keys = self.texts(scope, script, node.strings("key-list" if not flags else "list-of-flags"))
         if flags:
