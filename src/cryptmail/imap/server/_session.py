@@ -194,6 +194,8 @@ class Session:
                 f"APPENDLIMIT={self.config.imap.append_limit}", "CONDSTORE", "QRESYNC",
                 "QUOTA", "QUOTA=RES-STORAGE",
             ]  # fmt: skip
+            caps += ["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
+            caps += ["ESEARCH", "ESORT", "WITHIN"]
         return " ".join(caps)
 
     # -- I/O -----------------------------------------------------------------------------
@@ -402,8 +404,9 @@ class Session:
             }[self.state]
             await self.send(tagged(command.tag, "BAD", text))
             return
-        # RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may).
-        allow_expunge = command.name not in ("FETCH", "STORE", "SEARCH") or bool(
+        # RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may);
+        # SORT and THREAD answer with numbers as SEARCH does.
+        allow_expunge = command.name not in ("FETCH", "STORE", "SEARCH", "SORT", "THREAD") or bool(
             getattr(command, "uid", False)
         )
         await self._guarded(
