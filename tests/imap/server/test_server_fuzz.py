@@ -22,12 +22,15 @@ _VERBS = [
     "FETCH", "UID FETCH", "SEARCH", "UID SEARCH", "STORE", "UID STORE", "NOOP", "CHECK",
     "STATUS", "LIST", "LSUB", "CAPABILITY", "NAMESPACE", "ID", "ENABLE", "EXAMINE",
     "EXPUNGE", "UID EXPUNGE", "LOGIN", "STARTTLS", "FROB",
+    "SORT", "UID SORT", "THREAD", "UID THREAD",
 ]  # fmt: skip
 _PIECES = [
     "1", "1:*", "*", "0", "4294967296", "(", ")", "[", "]", "<0.10>", "BODY[", "BODY.PEEK[1.2]",
     "HEADER.FIELDS", "(FLAGS)", '"', '"x"', "\\Seen", "NIL", "INBOX", "CHARSET", "UTF-8",
     "OR", "NOT", "SINCE", "1-Jan-2024", "+FLAGS", "FLAGS.SILENT", "CHANGEDSINCE", "MODSEQ",
     "RETURN", "%", "*", " ", "\x00", "\xff",
+    "(DATE)", "(REVERSE SUBJECT FROM)", "REVERSE", "DISPLAYFROM", "US-ASCII", "REFERENCES",
+    "ORDEREDSUBJECT", "(MIN ALL)", "ALL",
 ]  # fmt: skip
 
 _line = st.one_of(

@@ -15,6 +15,7 @@ _TOKENS = [
     b"{2+}\r\n", b"{0}\r\n", b'"', b"\\", b"*", b":", b",", b" ", b"\r\n", b"\n",
     b"BODY.PEEK[", b"HEADER.FIELDS", b"1.2", b"NOT ", b"OR ", b"INBOX", b"\x00", b"\xff",
     b"&AGE-", b"1-Feb-2024", b"CHANGEDSINCE ", b"QRESYNC ", b"+FLAGS ", b"\\Seen",
+    b"SORT ", b"THREAD ", b"(DATE) ", b"REVERSE ", b"UTF-8 ", b"REFERENCES ", b"RETURN ",
 ]  # fmt: skip
 
 

@@ -92,6 +92,8 @@ def thread_ordered_subject(items: Sequence[ThreadItem]) -> bytes:
 
 def _is_ancestor(candidate: _Node, node: _Node) -> bool:
     """Whether ``candidate`` is ``node`` or one of its ancestors."""
+    if candidate is not node and not candidate.children:
+        return False  # a leaf is nobody's ancestor: no walk up a long chain
     walk: _Node | None = node
     while walk is not None:
         if walk is candidate:

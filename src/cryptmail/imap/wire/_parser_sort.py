@@ -28,7 +28,7 @@ def _charset(cur: Cursor, tag: str) -> str:
     cur.sp()
     name = cur.astring().decode("ascii", "replace").upper()
     if name not in SUPPORTED_CHARSETS:
-        raise UnknownCharset(f"[BADCHARSET ({' '.join(SUPPORTED_CHARSETS)})] Unknown charset", tag)
+        raise UnknownCharset("Unknown charset", tag)  # the session adds [BADCHARSET (...)]
     return name
 
 
