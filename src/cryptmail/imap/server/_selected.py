@@ -93,7 +93,7 @@ class SelectedMailbox:
         self.rows: dict[int, MessageRow] = {}
         self.recent: set[int] = set()
         self.facts: OrderedDict[MessageId, Facts] = OrderedDict()
-        self.sort_keys: dict[int, SortKeys] = {}  # by UID; see _sortkeys
+        self.sort_keys: dict[int, SortKeys] | None = None  # by UID, shared; see _sortkeys
         self.condstore = False
         self.qresync = False
         self.keywords: set[str] = set()  # keywords in FLAGS; grows, never shrinks
@@ -183,7 +183,7 @@ class SelectedMailbox:
 
     def close(self) -> None:
         self.facts.clear()
-        self.sort_keys.clear()
+        self.sort_keys = None  # shared with other sessions: let go, do not clear
         self._listing = None
 
     def replace_blob(self, uid: int, blob_id: BlobId, sealed: bool) -> None:
@@ -283,7 +283,8 @@ class SelectedMailbox:
                 del self.uids[index]
                 row = self.rows.pop(uid)
                 self.facts.pop(row.id, None)
-                self.sort_keys.pop(uid, None)
+                if self.sort_keys is not None:
+                    self.sort_keys.pop(uid, None)
                 self.recent.discard(uid)
                 self._flag_changes.discard(uid)
                 self._expunged.discard(uid)

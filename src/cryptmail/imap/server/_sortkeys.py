@@ -1,10 +1,15 @@
-"""Sort keys of the selected mailbox's messages, loaded once and kept in memory.
+"""Sort keys of a mailbox's messages, loaded once and kept in this process's memory.
 
 SORT and THREAD need a few header fields of every message they order. Those fields are
 part of the sealed message cache (the analysis FETCH writes); the keys made from them
 (:class:`SortKeys`, strings interned so a sender or subject repeated across the mailbox
-is held once) stay in ``SelectedMailbox.sort_keys`` until the mailbox is closed, so only
-the first SORT after SELECT reads the caches, and later ones only new messages'.
+is held once) are kept per mailbox for the unlocked account, like its listings
+(`store.mailbox_listing`): shared by the user's sessions, for the LISTINGS_PER_ACCOUNT
+mailboxes used last, and gone with the account object when the user's last session has
+ended. A message's keys never change (its content cannot), so the table only grows by
+new messages and shrinks by expunged ones; only the first SORT of a mailbox reads every
+cache, later ones (in any session, as a webmail's one-connection-per-page) only new
+messages'. Memory only, never written anywhere.
 
 A message nobody has read yet is indexed here as FETCH would index it; one whose cache
 predates the sort fields has its header read (one chunk decrypted) and its cache stored
@@ -14,6 +19,8 @@ again with them.
 from __future__ import annotations
 
 import sys
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -22,13 +29,57 @@ from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._analysis import MessageAnalysis
 from cryptmail.imap.message._sortkeys import SortKeys, header_sort_fields, sort_keys
 from cryptmail.imap.server._fetch import index_messages, open_current
-from cryptmail.store import MessageCache, MessageRow, load_caches, read_range, save_cache
+from cryptmail.keys import UnlockedAccount
+from cryptmail.store import (
+    LISTINGS_PER_ACCOUNT,
+    MailboxId,
+    MessageCache,
+    MessageRow,
+    load_caches,
+    read_range,
+    save_cache,
+)
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._selected import SelectedMailbox
 
 _BATCH: Final = 500
 """Caches read per query and keys made per worker call."""
+
+_Tables = OrderedDict[tuple[MailboxId, int], dict[int, SortKeys]]
+_shared: dict[int, tuple[weakref.ref[UnlockedAccount], _Tables]] = {}
+"""By id of the account object, as the listings are (it is not hashable)."""
+
+
+def _tables_of(account: UnlockedAccount) -> _Tables:
+    key = id(account)
+    found = _shared.get(key)
+    if found is not None and found[0]() is account:
+        return found[1]
+
+    def gone(ref: weakref.ref[UnlockedAccount]) -> None:
+        held = _shared.get(key)
+        if held is not None and held[0] is ref:
+            del _shared[key]
+
+    tables: _Tables = OrderedDict()
+    _shared[key] = (weakref.ref(account, gone), tables)
+    return tables
+
+
+def shared_sort_keys(selected: SelectedMailbox) -> dict[int, SortKeys]:
+    """The selected mailbox's key table (UIDs to keys), shared by the account's sessions."""
+    if selected.sort_keys is None:
+        tables = _tables_of(selected.account)
+        key = (selected.mailbox_id, selected.uidvalidity)
+        table = tables.get(key)
+        if table is None:
+            table = tables[key] = {}
+            while len(tables) > LISTINGS_PER_ACCOUNT:
+                tables.popitem(last=False)
+        tables.move_to_end(key)
+        selected.sort_keys = table
+    return selected.sort_keys
 
 
 def _interned(keys: SortKeys) -> SortKeys:
@@ -82,12 +133,15 @@ async def _fill_in(
     return record
 
 
-async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) -> None:
-    """Make sure ``selected.sort_keys`` holds every row's keys.
+async def load_sort_keys(
+    selected: SelectedMailbox, rows: Sequence[MessageRow]
+) -> dict[int, SortKeys]:
+    """The mailbox's key table, holding every row's keys.
 
     Raises the CryptmailError of a message that cannot be read (after the others).
     """
-    missing = [row for row in rows if row.uid not in selected.sort_keys]
+    table = shared_sort_keys(selected)
+    missing = [row for row in rows if row.uid not in table]
     failure: CryptmailError | None = None
     for start in range(0, len(missing), _BATCH):
         batch = missing[start : start + _BATCH]
@@ -118,6 +172,7 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
                     continue
             records.append((row.uid, analysis.rfc822_size, record))
         for uid, keys in await run_blocking(_make_keys, records):
-            selected.sort_keys[uid] = keys
+            table[uid] = keys
     if failure is not None:
         raise failure
+    return table

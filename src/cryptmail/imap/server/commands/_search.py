@@ -148,8 +148,6 @@ async def find_messages(selected: SelectedMailbox, program: SearchAnd) -> list[_
         for seq, uid in enumerate(selected.uids, start=1)
         if not selected.is_expunged(uid)
     ]
-    if program == SearchAnd((SearchAnd(()),)):  # ALL: nothing to evaluate
-        return views
     context = SearchContext(
         largest_uid=selected.uids[-1] if selected.uids else 0,
         largest_sequence=len(selected.uids),

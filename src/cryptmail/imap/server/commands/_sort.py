@@ -17,7 +17,7 @@ from cryptmail.imap.message._sort import SortItem, sort_messages
 from cryptmail.imap.message._sortkeys import SortKeys
 from cryptmail.imap.message._thread import ThreadItem, thread_ordered_subject, thread_references
 from cryptmail.imap.server._selected import SelectedMailbox
-from cryptmail.imap.server._sortkeys import load_sort_keys
+from cryptmail.imap.server._sortkeys import load_sort_keys, shared_sort_keys
 from cryptmail.imap.server.commands._search import find_messages
 from cryptmail.imap.wire._requests import SearchAnd, Sort, Thread
 from cryptmail.imap.wire._response import tagged
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ALL_PROGRAM: Final = SearchAnd((SearchAnd(()),))
 _UNREADABLE: Final = SortKeys(None, "", False, "", "", "", "", "", None, ())
 """Keys of a message that cannot be read: it sorts as one with empty fields, and is
 still listed (leaving it out would tell the client it does not match)."""
@@ -36,18 +37,25 @@ async def _keyed(
     selected: SelectedMailbox, program: SearchAnd, uid: bool
 ) -> list[tuple[int, int, float, SortKeys]]:
     """(number, sequence, arrival, keys) of every message the program matches."""
-    found = await find_messages(selected, program)
-    rows = [selected.rows[view.uid] for view in found]
+    if program == ALL_PROGRAM:  # the common case: no search views to build
+        found = [
+            (seq, selected.rows[u])
+            for seq, u in enumerate(selected.uids, start=1)
+            if not selected.is_expunged(u)
+        ]
+    else:
+        views = await find_messages(selected, program)
+        found = [(view.sequence, selected.rows[view.uid]) for view in views]
     try:
-        await load_sort_keys(selected, rows)
+        table = await load_sort_keys(selected, [row for _seq, row in found])
     except CryptmailError as exc:
         log.warning("sort keys in mailbox %s: %s", selected.mailbox_id, exc)
-    out = []
-    for view in found:
-        keys = selected.sort_keys.get(view.uid, _UNREADABLE)
-        number = view.uid if uid else view.sequence
-        out.append((number, view.sequence, view.internal_date.timestamp(), keys))
-    return out
+        table = shared_sort_keys(selected)
+    get = table.get
+    return [
+        (row.uid if uid else seq, seq, row.internal_date.timestamp(), get(row.uid, _UNREADABLE))
+        for seq, row in found
+    ]
 
 
 def _number_list(numbers: Sequence[int]) -> bytes:
