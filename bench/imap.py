@@ -1,6 +1,7 @@
 """IMAP read path: cryptmail crypt=2 and crypt=0 against Dovecot with and without mail-crypt.
 
     python bench/imap.py [--quick] [--large-count N] [--no-dovecot]
+    python bench/imap.py --sort [--sort-count N] [--no-dovecot]
 
 In one run, for each server: login + SELECT + ``FETCH 1:* BODY.PEEK[]`` of 1,000 x 4 KB
 and 100 x 200 KB messages (the first pass after delivery, then the median of seven warm
@@ -18,6 +19,15 @@ the end: warm encrypted 4 KB FETCH >= 20x Dovecot mail-crypt and >= 0.25x Doveco
 All servers run side by side and the rate passes go round them in turn, so a slow phase
 of a shared machine lands on every server instead of on one side of a ratio.
 CRYPTMAIL_BENCH_PROFILE=out.prof profiles the cryptmail server. No asserts: numbers only.
+
+``--sort`` measures SORT and THREAD instead (issue 16): one mailbox of N messages
+(default 10,000; 50,000 with ``--sort-count 50000``) with varied subjects, senders,
+dates and reply chains, delivered over LMTP to every server; then, for each server,
+the first SORT (ARRIVAL) after delivery on a fresh session (it reads or builds every
+message's keys), and for SORT ARRIVAL, DATE, SUBJECT, FROM and THREAD=REFERENCES the
+median of five runs in one session ("warm") and of five runs each on a fresh
+login + SELECT ("new session", the way a webmail page asks). Goal: within 2x Dovecot
+plain, printed as ratios at the end.
 """
 
 from __future__ import annotations
@@ -366,12 +376,175 @@ def _print(results: dict[str, Figures], counts: dict[str, int]) -> None:
         print("Dovecot baseline: not run")
 
 
+# -- SORT and THREAD (--sort) ----------------------------------------------------------------
+
+SORT_COMMANDS = [
+    "SORT (ARRIVAL) UTF-8 ALL", "SORT (DATE) UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL",
+    "SORT (FROM) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL",
+]  # fmt: skip
+SORT_RUNS = 5
+_WORDS = ["report", "meeting", "invoice", "résumé", "lunch", "release", "backup", "plan"]
+
+
+def _sort_message(index: int) -> bytes:
+    """Varied keys: a thread every few messages, subjects with Re:/[list], encoded words."""
+    rng = random.Random(index)
+    topic = index // 7
+    subject = f"{_WORDS[topic % len(_WORDS)]} {topic}"
+    if index % 7:
+        subject = rng.choice(["Re: ", "RE: Re: ", "[list] Re: ", "Fwd: "]) + subject
+    subject_bytes = subject.encode()
+    if "é" in subject:
+        subject_bytes = b"=?utf-8?q?" + subject.replace(" ", "_").encode("utf-8").replace(
+            "é".encode(), b"=C3=A9"
+        ) + b"?="  # fmt: skip
+    sender = rng.randrange(500)
+    day, second = 1 + rng.randrange(28), rng.randrange(86400)
+    refs = b""
+    if index % 7:
+        parent = index - 1 - rng.randrange(index % 7)
+        refs = b"References: <t%d@example.org> <t%d@example.org>\r\n" % (topic * 7, parent)
+    return (
+        b"From: Sender %d <sender%d@example.net>\r\nTo: user@example.org\r\n"
+        b"Subject: %s\r\nDate: %d Jan 2024 %02d:%02d:%02d +0000\r\n"
+        b"Message-ID: <t%d@example.org>\r\n%s\r\n%s\r\n"
+        % (sender, sender, subject_bytes, day, second // 3600, second // 60 % 60, second % 60,
+           index, refs, b"body line\r\n" * (1 + index % 20))
+    )  # fmt: skip
+
+
+@dataclass
+class SortFigures:
+    first_ms: float = 0.0
+    warm_ms: dict[str, float] = field(default_factory=dict)
+    session_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _sort_ms(client: Client, command: str) -> float:
+    start = time.perf_counter()
+    client.command(command)
+    return (time.perf_counter() - start) * 1000
+
+
+def _measure_sort(servers: list[Server]) -> dict[str, SortFigures]:
+    results = {server.label: SortFigures() for server in servers}
+    for server in servers:
+        client = _session(server, "sort")
+        results[server.label].first_ms = _sort_ms(client, SORT_COMMANDS[0])
+        client.close()
+    for command in SORT_COMMANDS:
+        warm: dict[str, list[float]] = {server.label: [] for server in servers}
+        fresh: dict[str, list[float]] = {server.label: [] for server in servers}
+        clients = {server.label: _session(server, "sort") for server in servers}
+        for _ in range(SORT_RUNS):  # round the servers in turn, as the rate passes do
+            for server in servers:
+                warm[server.label].append(_sort_ms(clients[server.label], command))
+                start = time.perf_counter()
+                client = _session(server, "sort")
+                client.command(command)
+                fresh[server.label].append((time.perf_counter() - start) * 1000)
+                client.close()
+        for server in servers:
+            clients[server.label].close()
+            results[server.label].warm_ms[command] = statistics.median(warm[server.label])
+            results[server.label].session_ms[command] = statistics.median(fresh[server.label])
+    return results
+
+
+@contextmanager
+def _cryptmail_sort(crypt: int, count: int) -> Iterator[Server]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        email = f"sort-c{crypt}@example.org"
+        make_users(data_dir, {email: crypt})
+        with cryptmail_server(data_dir, "imap", "lmtp") as (pid, ports):
+            start = time.perf_counter()
+            _lmtp_parallel(ports["lmtp"], email, count)
+            print(f"  cryptmail c{crypt}: {count} delivered in {time.perf_counter() - start:.0f} s")
+            yield Server(
+                f"cryptmail c{crypt}", ports["imap"], lambda: [pid],
+                lambda _name: (email, PASSWORD, "INBOX"), {"sort"},
+            )  # fmt: skip
+
+
+def _lmtp_parallel(port: int, rcpt: str, count: int) -> None:
+    # In order per connection; four connections, so the UIDs interleave but every
+    # server gets the same interleaving only by chance: ARRIVAL is compared by time.
+    messages = [_sort_message(i) for i in range(count)]
+    with ThreadPoolExecutor(4) as pool:
+        parts = [messages[i::4] for i in range(4)]
+        list(pool.map(lambda part: lmtp_deliver(port, rcpt, part), parts))
+
+
+@contextmanager
+def _dovecot_sort(mail_crypt: bool, count: int) -> Iterator[Server]:
+    with dovecot_server(mail_crypt, lmtp=True, imap=True) as server:
+        start = time.perf_counter()
+        _lmtp_parallel(server.lmtp_port, DOVECOT_USER, count)
+        check_dovecot_sealed(server, mail_crypt)
+        label = "dovecot crypt" if mail_crypt else "dovecot plain"
+        print(f"  {label}: {count} delivered in {time.perf_counter() - start:.0f} s", flush=True)
+        root = server._process.pid
+        yield Server(
+            label, server.imap_port, lambda: tree_pids(root),
+            lambda _name: (DOVECOT_USER, DOVECOT_LOGIN, "INBOX"), {"sort"},
+        )  # fmt: skip
+
+
+def _print_sort(results: dict[str, SortFigures], count: int) -> None:
+    labels = list(results)
+    print()
+    print(f"SORT / THREAD, {count} messages, ms (median of {SORT_RUNS})")
+    print(f"{'':>40}" + "".join(f"{s:>16}" for s in labels))
+    print(f"{'first SORT (ARRIVAL), fresh session':>40}"
+          + "".join(f"{results[s].first_ms:>16.0f}" for s in labels))  # fmt: skip
+    for command in SORT_COMMANDS:
+        name = command.replace(" UTF-8 ALL", "")
+        for kind in ("warm", "new session"):
+            values = [
+                (results[s].warm_ms if kind == "warm" else results[s].session_ms)[command]
+                for s in labels
+            ]
+            print(f"{name + ', ' + kind:>40}" + "".join(f"{v:>16.1f}" for v in values))
+    if "dovecot plain" in results:
+        print()
+        plain = results["dovecot plain"]
+        for label in labels:
+            if not label.startswith("cryptmail"):
+                continue
+            ours = results[label]
+            ratios = [
+                f"{command.split()[1].strip('()')}"
+                f" {ours.warm_ms[command] / plain.warm_ms[command]:.2f}x"
+                f"/{ours.session_ms[command] / plain.session_ms[command]:.2f}x"
+                for command in SORT_COMMANDS
+            ]
+            print(f"{label} / Dovecot plain (warm/new session, goal <= 2x): " + ", ".join(ratios))
+    else:
+        print("Dovecot baseline: not run")
+
+
+def sort_main(count: int, with_dovecot: bool) -> None:
+    random.seed(os.getpid())
+    with ExitStack() as running:
+        servers = [running.enter_context(_cryptmail_sort(c, count)) for c in (2, 0)]
+        if with_dovecot and dovecot_available():
+            servers += [running.enter_context(_dovecot_sort(m, count)) for m in (True, False)]
+        results = _measure_sort(servers)
+    _print_sort(results, count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="100 x 4 KB, 10 x 200 KB, 1,000")
     parser.add_argument("--large-count", type=int, default=10_000, metavar="N")
     parser.add_argument("--no-dovecot", action="store_true", help="cryptmail only")
+    parser.add_argument("--sort", action="store_true", help="SORT and THREAD only (issue 16)")
+    parser.add_argument("--sort-count", type=int, default=10_000, metavar="N")
     args = parser.parse_args()
+    if args.sort:
+        sort_main(args.sort_count, not args.no_dovecot)
+        return
     counts = {"small": 1000, "large": 100, "count": args.large_count}
     if args.quick:
         counts = {"small": 100, "large": 10, "count": min(args.large_count, 1000)}

@@ -20,9 +20,12 @@ Mailbox names are modified UTF-7 (:mod:`cryptmail.utf7`, shared with the store).
 Extensions understood: CONDSTORE/QRESYNC (RFC 7162), UIDPLUS (4315), MOVE (6851),
 LITERAL+ (7888), ENABLE (5161), NAMESPACE (2342), ID (2971), UNSELECT (3691),
 SPECIAL-USE (6154), SASL-IR (4959), APPENDLIMIT (7889), IDLE (2177), LIST-EXTENDED
-(5258) with LIST-STATUS (5819), ESEARCH return options (4731), WITHIN (5032).
+(5258) with LIST-STATUS (5819), ESEARCH (4731), WITHIN (5032), SORT and
+THREAD=ORDEREDSUBJECT/REFERENCES (5256) with SORT=DISPLAY (5957) and ESORT (5267).
 Issue 16: LITERAL- (7888), STATUS=SIZE (8438; the padded stored sizes, at least the
 sum of RFC822.SIZE), SAVEDATE (8514), OBJECTID (8474; keyed hashes, THREADID NIL).
+Not (yet): SEARCHRES (5182) and CONTEXT=SEARCH/SORT (5267), so SEARCH and SORT refuse
+RETURN (SAVE) and (PARTIAL ...) / UPDATE.
 """
 
 from cryptmail.imap.message import (

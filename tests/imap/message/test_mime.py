@@ -73,10 +73,11 @@ def _varint_analysis(analysis: MessageAnalysis) -> bytes:
 def test_analysis_serialisation_round_trip_and_rejections() -> None:
     analysis = analyze_message(VECTORS["multipart_mixed"][0])
     data = analysis.to_bytes()
-    assert data[4] == 2
+    assert data[4] == 3
+    assert analysis.sort_fields is not None
     assert MessageAnalysis.from_bytes(data) == analysis
     assert PartMap.from_bytes(analysis.part_map.to_bytes()) == analysis.part_map
-    for broken in (data[:-1], data + b"x", b"XXXX" + data[4:], data[:4] + b"\x03" + data[5:]):
+    for broken in (data[:-1], data + b"x", b"XXXX" + data[4:], data[:4] + b"\x04" + data[5:]):
         with pytest.raises(ValueError):
             MessageAnalysis.from_bytes(broken)
     mapped = analysis.part_map.to_bytes()
@@ -89,8 +90,18 @@ def test_analysis_serialisation_round_trip_and_rejections() -> None:
         PartMap.from_bytes(bytes(raw))
 
 
+def test_version_2_caches_are_read_without_sort_fields_and_stored_back_as_version_2() -> None:
+    analysis = analyze_message(VECTORS["multipart_mixed"][0])._replace(sort_fields=None)
+    data = analysis.to_bytes()
+    assert data[4] == 2
+    assert MessageAnalysis.from_bytes(data) == analysis
+    for broken in (data[:-1], data + b"x"):
+        with pytest.raises(ValueError):
+            MessageAnalysis.from_bytes(broken)
+
+
 def test_version_1_caches_are_still_read_and_rejected_alike() -> None:
-    analysis = analyze_message(VECTORS["multipart_mixed"][0])
+    analysis = analyze_message(VECTORS["multipart_mixed"][0])._replace(sort_fields=None)
     data = _varint_analysis(analysis)
     assert MessageAnalysis.from_bytes(data) == analysis
     for broken in (data[:-1], data + b"x"):

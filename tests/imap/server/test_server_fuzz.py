@@ -22,6 +22,7 @@ _VERBS = [
     "FETCH", "UID FETCH", "SEARCH", "UID SEARCH", "STORE", "UID STORE", "NOOP", "CHECK",
     "STATUS", "LIST", "LSUB", "CAPABILITY", "NAMESPACE", "ID", "ENABLE", "EXAMINE",
     "EXPUNGE", "UID EXPUNGE", "LOGIN", "STARTTLS", "FROB", "COMPRESS",
+    "SORT", "UID SORT", "THREAD", "UID THREAD",
 ]  # fmt: skip
 _PIECES = [
     "1", "1:*", "*", "0", "4294967296", "(", ")", "[", "]", "<0.10>", "BODY[", "BODY.PEEK[1.2]",
@@ -30,6 +31,8 @@ _PIECES = [
     "RETURN", "%", "*", " ", "\x00", "\xff",
     "BINARY[1]", "BINARY.SIZE[]", "BINARY.PEEK[2]<0.5>", "BINARY[TEXT]", "SAVEDATE", "EMAILID",
     "THREADID", "MAILBOXID", "SIZE", "SAVEDON", "SAVEDATESUPPORTED", "UTF8=ACCEPT", "~",
+    "(DATE)", "(REVERSE SUBJECT FROM)", "REVERSE", "DISPLAYFROM", "US-ASCII", "REFERENCES",
+    "ORDEREDSUBJECT", "(MIN ALL)", "ALL",
 ]  # fmt: skip
 
 _line = st.one_of(

@@ -19,6 +19,7 @@ _TOKENS = [
     b"BINARY[", b"BINARY.SIZE[", b"BINARY.PEEK[", b"~{3}\r\n", b"~{2+}\r\n", b"~",
     b"CATENATE ", b"TEXT ", b"URL ", b'"/INBOX/;UID=1/;SECTION=1"', b"UTF8 (", b"COMPRESS ",
     b"DEFLATE", b"SAVEDATE", b"SAVEDBEFORE ", b"EMAILID", b"MAILBOXID", b"ENABLE ",
+    b"SORT ", b"THREAD ", b"(DATE) ", b"REVERSE ", b"UTF-8 ", b"REFERENCES ", b"RETURN ",
 ]  # fmt: skip
 
 

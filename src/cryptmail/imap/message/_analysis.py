@@ -4,10 +4,13 @@
 returns a :class:`MessageAnalysis`: the part map plus ENVELOPE, BODY and BODYSTRUCTURE
 already in IMAP syntax. ``to_bytes`` / ``from_bytes`` give the cacheable form::
 
-    magic "CMMA" | version (1 byte, 2) | four field lengths (u32 little-endian)
-        | part map (see _partmap) | ENVELOPE | BODY | BODYSTRUCTURE
+    magic "CMMA" | version (1 byte, 3) | five field lengths (u32 little-endian)
+        | part map (see _partmap) | ENVELOPE | BODY | BODYSTRUCTURE | sort fields
 
-Version 1 put each length as a varint before its field; it is still read.
+The sort fields are the raw header fields SORT and THREAD read (``_sortkeys``).
+Version 2 had the first four fields only, version 1 put each length as a varint before
+its field; both are still read, with ``sort_fields`` None (the reader fills it in from
+the message's header and stores the analysis again).
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from typing import Final, NamedTuple
 from cryptmail.imap.message._bodystructure import write_body, write_bodystructure, write_envelope
 from cryptmail.imap.message._mime import MimeParser
 from cryptmail.imap.message._partmap import PartMap, _read_varint, part_map_from_tree
+from cryptmail.imap.message._sortkeys import encode_sort_fields
 
 __all__ = ["MessageAnalysis", "MessageAnalyzer", "analyze_message"]
 
 MAGIC: Final = b"CMMA"
-VERSION: Final = 2
+VERSION: Final = 3
+_FOUR_FIELDS_VERSION: Final = 2
 _VARINT_VERSION: Final = 1
-_LENGTHS: Final = struct.Struct("<4I")
+_LENGTHS: Final = struct.Struct("<5I")
+_FOUR_LENGTHS: Final = struct.Struct("<4I")
 
 
 class MessageAnalysis(NamedTuple):
@@ -38,13 +44,21 @@ class MessageAnalysis(NamedTuple):
     envelope: bytes
     body: bytes
     bodystructure: bytes
+    sort_fields: bytes | None = None
+    """``encode_sort_fields`` of the message's header; None if read from an older cache."""
 
     @property
     def rfc822_size(self) -> int:
         return self.part_map.vsize
 
     def to_bytes(self) -> bytes:
-        fields = (self.part_map.to_bytes(), self.envelope, self.body, self.bodystructure)
+        fields: tuple[bytes, ...] = (
+            self.part_map.to_bytes(), self.envelope, self.body, self.bodystructure,
+        )  # fmt: skip
+        if self.sort_fields is None:  # what an older cache gave is stored as it was
+            lengths = _FOUR_LENGTHS.pack(*(len(field) for field in fields))
+            return MAGIC + bytes([_FOUR_FIELDS_VERSION]) + lengths + b"".join(fields)
+        fields += (self.sort_fields,)
         head = MAGIC + bytes([VERSION]) + _LENGTHS.pack(*(len(field) for field in fields))
         return head + b"".join(fields)
 
@@ -53,11 +67,12 @@ class MessageAnalysis(NamedTuple):
         """Raises ValueError on anything but :meth:`to_bytes` output (either version)."""
         if data[:4] != MAGIC or len(data) < 5:
             raise ValueError("not a message analysis")
-        if data[4] == VERSION:
-            if len(data) < 5 + _LENGTHS.size:
+        if data[4] in (VERSION, _FOUR_FIELDS_VERSION):
+            layout = _LENGTHS if data[4] == VERSION else _FOUR_LENGTHS
+            if len(data) < 5 + layout.size:
                 raise ValueError("message analysis is truncated")
-            lengths = _LENGTHS.unpack_from(data, 5)
-            pos = 5 + _LENGTHS.size
+            lengths = layout.unpack_from(data, 5)
+            pos = 5 + layout.size
             if pos + sum(lengths) != len(data):
                 raise ValueError("message analysis is truncated or has trailing bytes")
             fields = []
@@ -68,7 +83,8 @@ class MessageAnalysis(NamedTuple):
             fields = _varint_fields(data)
         else:
             raise ValueError(f"message analysis version {data[4]} is unknown")
-        return cls(PartMap.from_bytes(fields[0]), fields[1], fields[2], fields[3])
+        sort_fields = fields[4] if len(fields) > 4 else None
+        return cls(PartMap.from_bytes(fields[0]), fields[1], fields[2], fields[3], sort_fields)
 
 
 def _varint_fields(data: bytes) -> list[bytes]:
@@ -97,11 +113,13 @@ class MessageAnalyzer:
     def finish(self) -> MessageAnalysis:
         root = self._parser.finish()
         envelope = root.envelope.envelope if root.envelope is not None else None
+        sort_fields = root.envelope.sort_fields if root.envelope is not None else []
         return MessageAnalysis(
             part_map=part_map_from_tree(root),
             envelope=write_envelope(envelope),
             body=write_body(root),
             bodystructure=write_bodystructure(root),
+            sort_fields=encode_sort_fields(sort_fields),
         )
 
 

@@ -18,12 +18,23 @@ from cryptmail.imap.wire._response import (
     append_nstring_nolf,
 )
 
-__all__ = ["Address", "Envelope", "EnvelopeBuilder", "parse_addresses", "write_addresses"]
+__all__ = [
+    "SORT_FIELDS",
+    "Address",
+    "Envelope",
+    "EnvelopeBuilder",
+    "parse_addresses",
+    "write_addresses",
+]
 
 ENVELOPE_FIELDS: Final = (
     b"date", b"subject", b"from", b"sender", b"reply-to",
     b"to", b"cc", b"bcc", b"in-reply-to", b"message-id",
 )  # fmt: skip
+SORT_FIELDS: Final = frozenset(
+    {b"date", b"subject", b"from", b"to", b"cc", b"message-id", b"in-reply-to", b"references"}
+)
+"""Header fields (lower case) SORT and THREAD read; the analysis keeps them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,8 +383,12 @@ class EnvelopeBuilder:
     """Collects envelope headers of one message (root or message/rfc822 part)."""
 
     envelope: Envelope = field(default_factory=Envelope)
+    sort_fields: list[tuple[bytes, bytes]] = field(default_factory=list)
+    """Raw fields SORT and THREAD read (see ``_sortkeys``), in order."""
 
     def add_header(self, name_lower: bytes, value: bytes) -> None:
+        if name_lower in SORT_FIELDS:
+            self.sort_fields.append((name_lower, value))
         env = self.envelope
         if b"\0" in value and name_lower in _STRING_FIELDS:
             value = value.replace(b"\0", "\ufffd".encode())

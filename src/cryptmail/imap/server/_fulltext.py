@@ -218,6 +218,11 @@ class FullTextIndexes:
         limit = self._config.fts_max_message_size
         try:
             opened = await open_blob(self._blobs, account, blob_id, expect_sealed=sealed)
+            # Sealing adds far less than 1 % to a blob: one that is larger than this is
+            # over the limit for certain, and is not read (a 20 MB message would
+            # otherwise be held whole just to learn that).
+            if opened.blob_size > limit + limit // 100 + 65536:
+                return None
             pieces = []
             size = 0
             async for piece in stream_plaintext(self._blobs, opened):

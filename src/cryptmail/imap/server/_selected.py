@@ -53,6 +53,7 @@ from cryptmail.store import (
 )
 
 if TYPE_CHECKING:
+    from cryptmail.imap.message._sortkeys import SortKeys
     from cryptmail.imap.server._fetch import Facts
     from cryptmail.imap.server._listener import ServerContext
     from cryptmail.imap.server._session import Session
@@ -92,6 +93,7 @@ class SelectedMailbox:
         self.rows: dict[int, MessageRow] = {}
         self.recent: set[int] = set()
         self.facts: OrderedDict[MessageId, Facts] = OrderedDict()
+        self.sort_keys: dict[int, SortKeys] | None = None  # by UID, shared; see _sortkeys
         self.condstore = False
         self.qresync = False
         self.keywords: set[str] = set()  # keywords in FLAGS; grows, never shrinks
@@ -181,6 +183,7 @@ class SelectedMailbox:
 
     def close(self) -> None:
         self.facts.clear()
+        self.sort_keys = None  # shared with other sessions: let go, do not clear
         self._listing = None
 
     def replace_blob(self, uid: int, blob_id: BlobId, sealed: bool) -> None:
@@ -280,6 +283,8 @@ class SelectedMailbox:
                 del self.uids[index]
                 row = self.rows.pop(uid)
                 self.facts.pop(row.id, None)
+                if self.sort_keys is not None:
+                    self.sort_keys.pop(uid, None)
                 self.recent.discard(uid)
                 self._flag_changes.discard(uid)
                 self._expunged.discard(uid)

@@ -214,6 +214,8 @@ class Session:
             caps += AUTH_EXTENSIONS
             if self.config.quota.messages > 0:
                 caps.append("QUOTA=RES-MESSAGE")
+            caps += ["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
+            caps += ["ESEARCH", "ESORT", "WITHIN"]
         return " ".join(caps)
 
     # -- I/O -----------------------------------------------------------------------------
@@ -483,8 +485,9 @@ class Session:
             }[self.state]
             await self.send(tagged(command.tag, "BAD", text))
             return
-        # RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may).
-        allow_expunge = command.name not in ("FETCH", "STORE", "SEARCH") or bool(
+        # RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may);
+        # SORT and THREAD answer with numbers as SEARCH does.
+        allow_expunge = command.name not in ("FETCH", "STORE", "SEARCH", "SORT", "THREAD") or bool(
             getattr(command, "uid", False)
         )
         started = time.monotonic()

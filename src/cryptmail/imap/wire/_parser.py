@@ -28,6 +28,7 @@ from cryptmail.imap.wire._parser_fetch import (
     parse_store_action,
 )
 from cryptmail.imap.wire._parser_search import SearchParser, check_charset
+from cryptmail.imap.wire._parser_sort import parse_sort, parse_thread
 from cryptmail.imap.wire._sequence import SequenceSet
 from cryptmail.secret import Password, SecretBytes
 from cryptmail.utf7 import decode_mailbox_name
@@ -456,7 +457,7 @@ def _search(cur: Cursor, tag: str, uid: bool) -> rq.Command:
         cur.atom()
         cur.sp()
         words = _paren_atoms(cur, "a SEARCH return option")
-        if any(w not in ("MIN", "MAX", "ALL", "COUNT", "SAVE") for w in words):
+        if any(w not in ("MIN", "MAX", "ALL", "COUNT") for w in words):
             raise cur.fail("Unknown SEARCH return option")
         returns = tuple(dict.fromkeys(words))
         cur.sp()
@@ -589,8 +590,12 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "GETQUOTAROOT": _getquotaroot,
     "SETQUOTA": _setquota,
     "COMPRESS": _compress,
+    "SORT": parse_sort,
+    "THREAD": parse_thread,
 }
-_UID_COMMANDS: Final = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"})
+_UID_COMMANDS: Final = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"}) | {
+    "SORT", "THREAD",
+}  # fmt: skip
 
 
 def parse_command(frame: Frame, *, utf8: bool = False) -> rq.Command:

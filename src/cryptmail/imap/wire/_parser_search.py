@@ -63,9 +63,8 @@ def check_charset(name: str, tag: str | None) -> str:
     try:
         return codecs.lookup(name).name
     except LookupError:
-        raise UnknownCharset(
-            f"[BADCHARSET ({' '.join(SUPPORTED_CHARSETS)})] Unknown charset", tag
-        ) from None
+        # The session adds the [BADCHARSET (...)] code itself.
+        raise UnknownCharset("Unknown charset", tag) from None
 
 
 class SearchParser:

@@ -65,10 +65,12 @@ __all__ = [
     "Section",
     "Select",
     "SetQuota",
+    "Sort",
     "StartTLS",
     "Status",
     "Store",
     "Subscribe",
+    "Thread",
     "UndecodableName",
     "Unselect",
     "Unsubscribe",
@@ -576,3 +578,27 @@ class Search(Command):
     charset: str | None = None
     uid: bool = False
     returns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sort(Command):
+    """SORT or UID SORT (RFC 5256); ``criteria`` are (key, reverse) pairs, most
+    significant first; ``returns`` is the RFC 5267 ESORT RETURN list, None without one."""
+
+    name: ClassVar[str] = "SORT"
+    criteria: tuple[tuple[str, bool], ...]
+    program: SearchAnd
+    charset: str = "UTF-8"
+    uid: bool = False
+    returns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread(Command):
+    """THREAD or UID THREAD (RFC 5256); ``algorithm`` is ORDEREDSUBJECT or REFERENCES."""
+
+    name: ClassVar[str] = "THREAD"
+    algorithm: str
+    program: SearchAnd
+    charset: str = "UTF-8"
+    uid: bool = False

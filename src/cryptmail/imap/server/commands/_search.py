@@ -143,8 +143,8 @@ def _evaluate(program: SearchAnd, context: SearchContext, views: list[_View]) ->
     return [view for view in views if test(view)]
 
 
-async def search(session: Session, command: Search) -> bytes:
-    selected = session.mailbox
+async def find_messages(selected: SelectedMailbox, program: SearchAnd) -> list[_View]:
+    """The messages a program matches, in mailbox order (SEARCH, SORT and THREAD)."""
     bridge = _Bridge(asyncio.get_running_loop())
     views = [
         _View(bridge, selected, seq, selected.rows[uid])
@@ -152,21 +152,25 @@ async def search(session: Session, command: Search) -> bytes:
         if not selected.is_expunged(uid)
     ]
     oracle = None
-    if session.context.fulltext is not None:
+    fulltext = selected.context.fulltext
+    if fulltext is not None:
         blob_of = {view.uid: view.blob_id for view in views}
-        oracle = await search_oracle(
-            session.context.fulltext, selected.account, command.program, blob_of
-        )
+        oracle = await search_oracle(fulltext, selected.account, program, blob_of)
     context = SearchContext(
         largest_uid=selected.uids[-1] if selected.uids else 0,
         largest_sequence=len(selected.uids),
         now=utcnow(),
         oracle=oracle,
     )
-    found = await run_blocking(_evaluate, command.program, context, views)
+    return await run_blocking(_evaluate, program, context, views)
+
+
+async def search(session: Session, command: Search) -> bytes:
+    found = await find_messages(session.mailbox, command.program)
     numbers = [v.uid if command.uid else v.sequence for v in found]
     modseq = max((v.modseq for v in found), default=0) if _uses_modseq(command.program) else 0
     if _uses_modseq(command.program):
+        selected = session.mailbox
         selected.condstore = True
         session.enabled.add("CONDSTORE")
     if command.returns is not None:
@@ -178,10 +182,10 @@ async def search(session: Session, command: Search) -> bytes:
             out += b" MIN %d" % min(numbers)
         if numbers and "MAX" in returns:
             out += b" MAX %d" % max(numbers)
-        if "COUNT" in returns:
-            out += b" COUNT %d" % len(numbers)
         if numbers and "ALL" in returns:
             out += b" ALL " + str(RangeSet.from_numbers(numbers)).encode()
+        if "COUNT" in returns:
+            out += b" COUNT %d" % len(numbers)
         if modseq:
             out += b" MODSEQ %d" % modseq
         await session.send(out + b"\r\n")

@@ -20,6 +20,7 @@ from cryptmail.imap.server.commands import (
     _mailboxes,
     _quota,
     _search,
+    _sort,
     _store,
 )
 from cryptmail.imap.wire._requests import (
@@ -52,10 +53,12 @@ from cryptmail.imap.wire._requests import (
     Search,
     Select,
     SetQuota,
+    Sort,
     StartTLS,
     Status,
     Store,
     Subscribe,
+    Thread,
     Unselect,
     Unsubscribe,
 )
@@ -95,6 +98,8 @@ COMMANDS: Final[Mapping[type[Command], Route]] = {
     Unselect: Route(_mailboxes.unselect, SELECTED, refresh=False),
     Fetch: Route(_fetch.fetch, SELECTED),
     Search: Route(_search.search, SELECTED),
+    Sort: Route(_sort.sort, SELECTED),
+    Thread: Route(_sort.thread, SELECTED),
     Store: Route(_store.store, SELECTED),
     Copy: Route(_store.copy, SELECTED),
     Move: Route(_store.move, SELECTED),

@@ -1,0 +1,178 @@
+"""Sort keys of a mailbox's messages, loaded once and kept in this process's memory.
+
+SORT and THREAD need a few header fields of every message they order. Those fields are
+part of the sealed message cache (the analysis FETCH writes); the keys made from them
+(:class:`SortKeys`, strings interned so a sender or subject repeated across the mailbox
+is held once) are kept per mailbox for the unlocked account, like its listings
+(`store.mailbox_listing`): shared by the user's sessions, for the LISTINGS_PER_ACCOUNT
+mailboxes used last, and gone with the account object when the user's last session has
+ended. A message's keys never change (its content cannot), so the table only grows by
+new messages and shrinks by expunged ones; only the first SORT of a mailbox reads every
+cache, later ones (in any session, as a webmail's one-connection-per-page) only new
+messages'. Memory only, never written anywhere.
+
+A message nobody has read yet is indexed here as FETCH would index it; one whose cache
+predates the sort fields has its header read (one chunk decrypted) and its cache stored
+again with them.
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.errors import CryptmailError
+from cryptmail.imap.message._analysis import MessageAnalysis
+from cryptmail.imap.message._sortkeys import SortKeys, header_sort_fields, sort_keys
+from cryptmail.imap.server._fetch import index_messages, open_current
+from cryptmail.keys import UnlockedAccount
+from cryptmail.store import (
+    LISTINGS_PER_ACCOUNT,
+    MailboxId,
+    MessageCache,
+    MessageRow,
+    load_caches,
+    read_range,
+    save_cache,
+)
+
+if TYPE_CHECKING:
+    from cryptmail.imap.server._selected import SelectedMailbox
+
+_BATCH: Final = 500
+"""Caches read per query and keys made per worker call."""
+
+_Tables = OrderedDict[tuple[MailboxId, int], dict[int, SortKeys]]
+_shared: dict[int, tuple[weakref.ref[UnlockedAccount], _Tables]] = {}
+"""By id of the account object, as the listings are (it is not hashable)."""
+
+
+def _tables_of(account: UnlockedAccount) -> _Tables:
+    key = id(account)
+    found = _shared.get(key)
+    if found is not None and found[0]() is account:
+        return found[1]
+
+    def gone(ref: weakref.ref[UnlockedAccount]) -> None:
+        held = _shared.get(key)
+        if held is not None and held[0] is ref:
+            del _shared[key]
+
+    tables: _Tables = OrderedDict()
+    _shared[key] = (weakref.ref(account, gone), tables)
+    return tables
+
+
+def shared_sort_keys(selected: SelectedMailbox) -> dict[int, SortKeys]:
+    """The selected mailbox's key table (UIDs to keys), shared by the account's sessions."""
+    if selected.sort_keys is None:
+        tables = _tables_of(selected.account)
+        key = (selected.mailbox_id, selected.uidvalidity)
+        table = tables.get(key)
+        if table is None:
+            table = tables[key] = {}
+            while len(tables) > LISTINGS_PER_ACCOUNT:
+                tables.popitem(last=False)
+        tables.move_to_end(key)
+        selected.sort_keys = table
+    return selected.sort_keys
+
+
+def _interned(keys: SortKeys) -> SortKeys:
+    intern = sys.intern
+    return keys._replace(
+        subject=intern(keys.subject),
+        from_=intern(keys.from_),
+        to=intern(keys.to),
+        cc=intern(keys.cc),
+        display_from=intern(keys.display_from),
+        display_to=intern(keys.display_to),
+        message_id=None if keys.message_id is None else intern(keys.message_id),
+        references=tuple(intern(ref) for ref in keys.references),
+    )
+
+
+def _make_keys(records: list[tuple[int, int, bytes]]) -> list[tuple[int, SortKeys]]:
+    return [
+        (uid, _interned(sort_keys(record))._replace(size=size)) for uid, size, record in records
+    ]
+
+
+def _analysis(cache: MessageCache | None) -> MessageAnalysis | None:
+    if cache is None or not cache.extra:
+        return None
+    try:
+        return MessageAnalysis.from_bytes(cache.extra)
+    except ValueError:
+        return None
+
+
+async def _fill_in(
+    selected: SelectedMailbox, row: MessageRow, cache: MessageCache, analysis: MessageAnalysis
+) -> bytes:
+    """The sort record of a message whose cache lacks it: its header, read once."""
+    row, opened = await open_current(selected, row, cache.key)
+    root = analysis.part_map.parts[0]
+    header = b""
+    while len(header) < root.header_size:
+        piece = await read_range(
+            selected.context.blobs, opened, root.header_offset + len(header),
+            root.header_size - len(header),
+        )  # fmt: skip
+        if not piece:
+            break
+        header += piece
+    record = header_sort_fields(header)
+    stored = cache._replace(extra=analysis._replace(sort_fields=record).to_bytes())
+    async with selected.context.engine.begin() as conn:
+        await save_cache(conn, selected.account, row, stored, initial_flags=selected.initial_flags)
+    return record
+
+
+async def load_sort_keys(
+    selected: SelectedMailbox, rows: Sequence[MessageRow]
+) -> dict[int, SortKeys]:
+    """The mailbox's key table, holding every row's keys.
+
+    Raises the CryptmailError of a message that cannot be read (after the others).
+    """
+    table = shared_sort_keys(selected)
+    missing = [row for row in rows if row.uid not in table]
+    failure: CryptmailError | None = None
+    for start in range(0, len(missing), _BATCH):
+        batch = missing[start : start + _BATCH]
+        async with selected.context.engine.connect() as conn:
+            caches = await load_caches(conn, selected.account, [row.id for row in batch])
+        never_read = [row for row in batch if _analysis(caches.get(row.id)) is None]
+        if never_read:
+            try:
+                await index_messages(selected, never_read)
+            except CryptmailError as exc:
+                failure = failure or exc
+            async with selected.context.engine.connect() as conn:
+                caches.update(
+                    await load_caches(conn, selected.account, [row.id for row in never_read])
+                )
+        records: list[tuple[int, int, bytes]] = []
+        for row in batch:
+            cache = caches.get(row.id)
+            analysis = _analysis(cache)
+            if cache is None or analysis is None:
+                continue  # unreadable: reported below, left out of the order
+            record = analysis.sort_fields
+            if record is None:
+                try:
+                    record = await _fill_in(selected, row, cache, analysis)
+                except CryptmailError as exc:
+                    failure = failure or exc
+                    continue
+            records.append((row.uid, analysis.rfc822_size, record))
+        for uid, keys in await run_blocking(_make_keys, records):
+            table[uid] = keys
+    if failure is not None:
+        raise failure
+    return table
