@@ -20,6 +20,8 @@ PACKAGES=(
   dovecot-core dovecot-imapd dovecot-lmtpd
   chromium chromium-driver
   isync swaks ca-certificates
+  roundcube-core roundcube-plugins roundcube-sqlite3 php-cli php-sqlite3
+  php-intl php-mbstring php-xml
 )
 SERVICES=(postfix mariadb postgresql dovecot)
 POLICY=/usr/sbin/policy-rc.d

@@ -221,7 +221,7 @@ async def test_roundcube_reads_searches_moves_and_changes_the_password(
     await alice.click("a.create")
     form = alice.frame_locator("#preferences-frame")
     await form.locator("input[name=_name]").fill("Projects")
-    await form.locator("button.mainaction").click()
+    await form.locator("button.submit").click()
     await alice.wait_for_selector("#subscription-table li:has-text('Projects')", timeout=60_000)
     await _shot(alice, "05-folder-created")
     await alice.goto(roundcube.url + "?_task=mail&_mbox=INBOX")
@@ -234,17 +234,17 @@ async def test_roundcube_reads_searches_moves_and_changes_the_password(
     await alice.locator("#messagelist tbody tr").first.click()
     await alice.click("#messagemenulink")
     await alice.click("#message-menu a.move")
-    await alice.click("#folder-selector li:has-text('Projects') a")
+    await alice.click("#folder-selector a:has-text('Projects')")
     await alice.wait_for_function(
         "document.querySelectorAll('#messagelist tbody tr').length === 0", timeout=60_000
     )
     await _shot(alice, "06-moved")
     imap = imaplib.IMAP4("127.0.0.1", server.imap_port)
     imap.login(ALICE, PASSWORD)
-    typ, data = imap.select("Projects", readonly=True)
-    assert typ == "OK" and data == [b"1"]
-    typ, data = imap.fetch("1", "(BODY.PEEK[])")
-    assert typ == "OK" and data[0][1].endswith(rare.data)  # type: ignore[index, union-attr]
+    typ, selected = imap.select("Projects", readonly=True)
+    assert typ == "OK" and selected == [b"1"]
+    typ, fetched = imap.fetch("1", "(BODY.PEEK[])")
+    assert typ == "OK" and fetched[0][1].endswith(rare.data)  # type: ignore[index, union-attr]
     imap.logout()
 
     # The password plugin: a refused password (contains the address), then a good one.
