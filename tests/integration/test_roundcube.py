@@ -280,8 +280,8 @@ async def test_roundcube_reads_searches_moves_and_changes_the_password(
     # Over IMAP: the old password fails, the new one reads every old message exactly.
     with pytest.raises(imaplib.IMAP4.error):
         await asyncio.to_thread(_imap_fetch_all, server.imap_port, ALICE, PASSWORD)
-    fetched = await asyncio.to_thread(_imap_fetch_all, server.imap_port, ALICE, NEW_PASSWORD)
-    assert len(fetched) == COUNT - 1  # one moved to Projects
+    after = await asyncio.to_thread(_imap_fetch_all, server.imap_port, ALICE, NEW_PASSWORD)
+    assert len(after) == COUNT - 1  # one moved to Projects
     for item in sent:
         if item.uid != rare.uid:
-            assert fetched[item.uid].endswith(item.data), item.uid
+            assert after[item.uid].endswith(item.data), item.uid
