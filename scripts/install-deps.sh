@@ -21,6 +21,8 @@ PACKAGES=(
   chromium chromium-driver
   isync swaks ca-certificates
   sieve-connect
+  roundcube-core roundcube-plugins roundcube-sqlite3 php-cli php-sqlite3
+  php-intl php-mbstring php-xml
 )
 SERVICES=(postfix mariadb postgresql dovecot)
 POLICY=/usr/sbin/policy-rc.d

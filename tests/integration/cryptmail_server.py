@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from cryptmail.config import Argon2Config, CryptoConfig
@@ -122,6 +123,24 @@ def wait_for_greeting(
     raise RuntimeError(f"cryptmail serve did not answer on port {port} within {timeout:.0f} s")
 
 
+def wait_for_web(
+    process: subprocess.Popen[bytes], port: int, log_path: Path, timeout: float = 30.0
+) -> None:
+    """Until the web listener on `port` answers /healthz; RuntimeError as above."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"cryptmail serve exited: {log_path.read_text()[-2000:]}")
+        try:
+            url = f"http://127.0.0.1:{port}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"the web listener did not answer on port {port} within {timeout:.0f} s")
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM (serve finishes what is in flight), SIGKILL after 30 s."""
     if process.poll() is not None:
@@ -172,6 +191,7 @@ class CryptmailServer:
         sasl: bool = False,
         pop3: bool = False,
         managesieve: bool = False,
+        web: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -179,6 +199,7 @@ class CryptmailServer:
         self.sasl_port = free_port() if sasl else 0
         self.pop3_port = free_port() if pop3 else 0
         self.managesieve_port = free_port() if managesieve else 0
+        self.web_port = free_port() if web else 0
         self.verbose = verbose
         self.log_path = data_dir.parent / "serve.log"
         self.config_path: Path | None = None
@@ -207,6 +228,8 @@ class CryptmailServer:
             argv += ["--pop3", f"127.0.0.1:{self.pop3_port}"]
         if self.managesieve_port:
             argv += ["--managesieve", f"127.0.0.1:{self.managesieve_port}"]
+        if self.web_port:
+            argv += ["--web", f"127.0.0.1:{self.web_port}"]
         log = open(self.log_path, "ab")  # handed to the child
         self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ))
         log.close()
@@ -214,6 +237,8 @@ class CryptmailServer:
         for port in (self.imap_port, self.sasl_port, self.pop3_port, self.managesieve_port):
             if port:
                 wait_for_greeting(self.process, port, self.log_path, timeout)
+        if self.web_port:
+            wait_for_web(self.process, self.web_port, self.log_path, timeout)
 
     @property
     def pid(self) -> int:
