@@ -323,7 +323,7 @@ cm_staged_blobs = Table(
         ForeignKey("cm_staged_imports.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column("blob_id", LargeBinary(16), primary_key=True),
+    Column("blob_id", _KEY16, primary_key=True),
     Index("ix_cm_staged_blobs_blob", "blob_id"),
 )
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
+
+# MariaDB refuses a BLOB column in a primary key; 16 fixed bytes fit VARBINARY.
+_KEY16 = sa.LargeBinary(16).with_variant(mysql.VARBINARY(16), "mysql", "mariadb")
 
 revision = "0011"
 down_revision = "0010"
@@ -44,7 +48,7 @@ def upgrade() -> None:
             sa.ForeignKey("cm_staged_imports.id", ondelete="CASCADE"),
             primary_key=True,
         ),
-        sa.Column("blob_id", sa.LargeBinary(16), primary_key=True),
+        sa.Column("blob_id", _KEY16, primary_key=True),
     )
     op.create_index("ix_cm_staged_blobs_blob", "cm_staged_blobs", ["blob_id"])
 
