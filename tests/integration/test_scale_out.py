@@ -66,6 +66,14 @@ def _message(n: int) -> bytes:
     ).encode()
 
 
+def _readable(sock: socket.socket, timeout_s: float) -> bool:
+    """Whether `sock` has data within `timeout_s`. poll, not select: a test process that
+    has opened many files hands out descriptors above select()'s limit of 1024."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(timeout_s * 1000))
+
+
 @dataclass
 class Node:
     config: Path
@@ -235,7 +243,7 @@ class _RawImap:
         deadline = time.monotonic() + timeout
         while b"\r\n" not in self.buffer:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+            if left <= 0 or not _readable(self.sock, left):
                 raise TimeoutError(f"no line within {timeout} s")
             chunk = self.sock.recv(4096)
             if not chunk:

@@ -41,6 +41,14 @@ BYE = b"* BYE [UNAVAILABLE] Credentials changed"
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+def _readable(sock: socket.socket, timeout_s: float) -> bool:
+    """Whether `sock` has data within `timeout_s`. poll, not select: a test process that
+    has opened many files hands out descriptors above select()'s limit of 1024."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(timeout_s * 1000))
+
+
 @dataclass(frozen=True)
 class Server:
     config: Path
@@ -119,7 +127,7 @@ class Imap:
         deadline = time.monotonic() + timeout
         while b"\r\n" not in self.buffer:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+            if left <= 0 or not _readable(self.sock, left):
                 raise TimeoutError(f"no line within {timeout} s")
             chunk = self.sock.recv(4096)
             if not chunk:
