@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,8 @@ from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import add_domain, get_user
 from cryptmail.web import WebServer as WebListener
 from web.conftest import self_signed_certificate
+
+from .servers import free_port
 
 ALICE = "alice@example.org"
 FIRST = "correct horse battery staple"  # test passwords
@@ -118,13 +119,6 @@ def _ended_by_the_change(client: imaplib.IMAP4) -> bool:
     return line.startswith(b"* BYE [UNAVAILABLE] Credentials changed") and closed
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
     cert, key = self_signed_certificate(tmp_path)
@@ -156,7 +150,7 @@ async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
     # purpose, more than the default burst of five.
     throttle = LoginThrottle(address_burst=20)
     accounts = UnlockedAccounts(engine, config.crypto)
-    port = _free_port()
+    port = free_port()
     web = WebListener(
         config, "127.0.0.1", port, engine=engine, throttle=throttle, accounts=accounts
     )

@@ -153,6 +153,22 @@ async def test_copy_shares_the_blob_and_reseals(rig: StoreRig) -> None:
     assert len([b async for b in rig.blobs.list_ids()]) == 2
 
 
+async def test_copy_takes_the_flags_as_stored_not_the_sessions_copy(rig: StoreRig) -> None:
+    """Another session stored a flag after this one loaded the row: the copy has it."""
+    account, _ = await _setup(rig, 1)
+    async with rig.engine.begin() as conn:
+        archive = await store.get_mailbox(conn, account, "Archive")
+    stale = await _rows(rig, account)
+    await store.change_flags(
+        rig.engine, account, stale[0].mailbox_id, [stale[0].id], "add", frozenset({FLAG})
+    )
+    assert FLAG not in stale[0].flags
+    async with rig.engine.begin() as conn:
+        await store.copy_messages(conn, account, stale, archive.id)
+    (copy,) = await _rows(rig, account, "Archive")
+    assert copy.flags == {FLAG, store.RECENT_FLAG}
+
+
 async def test_expunge_vanished_and_unreferenced_blobs(rig: StoreRig) -> None:
     account, rows = await _setup(rig, 3)
     async with rig.engine.begin() as conn:

@@ -128,7 +128,7 @@ class MailboxListing:
                     )
                     loaded = {row.uid for row in changed}
                     again = [self.rows[uid].id for uid in self._unclaimed if uid not in loaded]
-                    changed += await load_rows(conn, account, again)
+                    changed += await load_rows(conn, account, again, self.mailbox_id)
                     self._apply(gone, changed)
             self.highest_modseq = max(self.highest_modseq, box.highest_modseq)
 

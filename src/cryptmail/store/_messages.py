@@ -114,13 +114,20 @@ async def load_messages(
 
 
 async def load_rows(
-    conn: AsyncConnection, account: UnlockedAccount, row_ids: Iterable[MessageId]
+    conn: AsyncConnection,
+    account: UnlockedAccount,
+    row_ids: Iterable[MessageId],
+    mailbox_id: MailboxId | None = None,
 ) -> list[MessageRow]:
-    """Rows by id, flags opened, in one query each 500 ids; expunged ones are left out."""
+    """Rows by id, flags opened, in one query each 500 ids; expunged ones are left out,
+    and with `mailbox_id` those no longer in that mailbox (RENAME of INBOX moves rows
+    by changing their mailbox, keeping their ids)."""
     wanted = list(row_ids)
     found: list[MessageRow] = []
     for start in range(0, len(wanted), 500):
         query = select(*_COLUMNS).where(t.cm_messages.c.id.in_(wanted[start : start + 500]))
+        if mailbox_id is not None:
+            query = query.where(t.cm_messages.c.mailbox_id == mailbox_id)
         found += [_row(r, account) for r in await conn.execute(query)]
     return found
 
@@ -528,8 +535,8 @@ async def copy_messages(
     target: MailboxId,
 ) -> list[tuple[int, int]]:
     """Copy rows to `target` sharing their blobs (no re-encryption). Returns
-    (source uid, new uid) pairs; a row expunged meanwhile is left out. Flags and cache
-    are resealed for the new rows.
+    (source uid, new uid) pairs; a row expunged meanwhile is left out. Flags (as stored
+    at the copy) and cache are resealed for the new rows.
 
     The blob id, sealed mark and size come from the source row as it is now, read under
     a lock, never from `rows`: `mailbox encrypt` may have swapped the blob and deleted
@@ -546,13 +553,20 @@ async def copy_messages(
     for row in rows:
         source = (
             await conn.execute(
-                select(msg.c.blob_id, msg.c.sealed, msg.c.size_rounded)
+                select(msg.c.blob_id, msg.c.sealed, msg.c.size_rounded, msg.c.flags_sealed)
                 .where(msg.c.id == row.id)
                 .with_for_update()
             )
         ).first()
         if source is None:
             continue
+        # The flags as stored now, not the session's copy: another session may have
+        # changed them since this one loaded the row (RFC 3501: COPY keeps the flags).
+        flags = (
+            decode_flags(account.fields.open(bytes(source.flags_sealed), _flags_context(row.id)))
+            if source.flags_sealed is not None
+            else row.flags
+        )
         cache = await load_cache(conn, account, row.id)
         blob = StoredBlob(
             BlobId(bytes(source.blob_id)), int(source.size_rounded), bool(source.sealed), None
@@ -564,7 +578,7 @@ async def copy_messages(
             .values(
                 size_rounded=blob.size,
                 flags_sealed=account.fields.seal(
-                    encode_flags(row.flags | {RECENT_FLAG}), _flags_context(new_id)
+                    encode_flags(flags | {RECENT_FLAG}), _flags_context(new_id)
                 ),
                 cache_sealed=(
                     account.fields.seal(cache.encode(), _cache_context(new_id)) if cache else None
