@@ -4,8 +4,10 @@ Session-wide: ``mariadb``, ``postgres`` (each a running server; ask it for a
 fresh database with ``create_database()``), ``seaweedfs`` (an S3 gateway; make a
 bucket per test), ``chromium_launch_kwargs``.
 Per test: ``mariadb_database`` and ``postgres_database`` (a fresh database and
-owner each), ``postfix_factory`` (build a Postfix for this test's domains and
-LMTP server; all are stopped when the test ends).
+owner each), ``database_url`` (a fresh database on SQLite, MariaDB and PostgreSQL in
+turn: the test runs once per backend), ``store_rig`` (the store's test rig on
+``database_url``, upgraded, with example.org), ``postfix_factory`` (build a Postfix for
+this test's domains and LMTP server; all are stopped when the test ends).
 
 A server whose program is missing fails the test, so CI never skips by
 accident; set ``CRYPTMAIL_ALLOW_SKIP=1`` on a machine without the servers to
@@ -14,10 +16,17 @@ skip instead. Any other start failure is an error either way.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pytest
+
+from cryptmail.config import load_config
+from cryptmail.db import create_engine, upgrade
+from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.users import add_domain
+from store.conftest import StoreRig
 
 from .servers import (
     BinaryMissing,
@@ -86,6 +95,30 @@ def postgres() -> Iterator[Postgres]:
 def postgres_database(postgres: Postgres) -> Database:
     """A fresh PostgreSQL database, owned by a fresh role with a password."""
     return postgres.create_database()
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each backend in turn (servers start on first use)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cryptmail.db'}"
+    server = "mariadb_database" if request.param == "mariadb" else "postgres_database"
+    database: Database = request.getfixturevalue(server)
+    return str(database.url)
+
+
+@pytest.fixture
+async def store_rig(database_url: str, tmp_path: Path) -> AsyncIterator[StoreRig]:
+    """tests/store's rig on `database_url`: schema upgraded, example.org added."""
+    config = load_config(
+        None, data_dir=str(tmp_path / "data"), **{"crypto.argon2.memory_kib": 19456}
+    )
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    async with engine.begin() as conn:
+        await add_domain(conn, "example.org")
+    yield StoreRig(config, engine, LocalBlobStore(config.blob_path), config.data_path)
+    await engine.dispose()
 
 
 @pytest.fixture(scope="session")

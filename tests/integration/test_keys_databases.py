@@ -1,6 +1,6 @@
 """The user and key suite on SQLite, MariaDB and PostgreSQL.
 
-Every test runs once per database (`db_url`), each time on a fresh database: the
+Every test runs once per database (`database_url`), each time on a fresh database: the
 binary columns, unique constraints, compare-and-swap updates, booleans and dates of the
 keys layer must behave the same on all three. The command line is checked against the
 servers too (`db upgrade` first), and a password change killed mid-transaction must
@@ -65,25 +65,15 @@ ALICE = "alice@example.org"
 PASSWORD = "her first password"  # test password
 NEW = "her new password"
 IP = "203.0.113.44"
-SERVER_FIXTURES = {"mariadb": "mariadb_database", "postgresql": "postgres_database"}
 
 
 def pw(text: str) -> Password:
     return Password.from_str(text)
 
 
-@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database on each backend (servers start on first use)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'cryptmail.db'}"
-    database = request.getfixturevalue(SERVER_FIXTURES[request.param])
-    return str(database.url)
-
-
 @pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db_url)
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
     await upgrade(engine)
     async with engine.begin() as conn:
         await add_domain(conn, "example.org")
@@ -268,13 +258,13 @@ async def test_aliases(engine: AsyncEngine) -> None:
 # -- the command line on each database ----------------------------------------------------
 
 
-def _cli(tmp_path: Path, db_url: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+def _cli(tmp_path: Path, database_url: str) -> Callable[..., subprocess.CompletedProcess[str]]:
     config = tmp_path / "cryptmail.toml"
     config.write_text(CONFIG)
 
     def run(*args: str, stdin: str = "", crash_at: str = "") -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "cryptmail", "--config", str(config)]
-        command += ["--data-dir", str(tmp_path / "data"), "--database-url", db_url, *args]
+        command += ["--data-dir", str(tmp_path / "data"), "--database-url", database_url, *args]
         env = dict(os.environ, CRYPTMAIL_CRASH_AT=crash_at)
         return subprocess.run(
             command, input=stdin, capture_output=True, text=True, timeout=120, env=env
@@ -283,10 +273,10 @@ def _cli(tmp_path: Path, db_url: str) -> Callable[..., subprocess.CompletedProce
     return run
 
 
-async def test_cli_needs_db_upgrade_on_servers(db_url: str, tmp_path: Path) -> None:
-    cli = _cli(tmp_path, db_url)
+async def test_cli_needs_db_upgrade_on_servers(database_url: str, tmp_path: Path) -> None:
+    cli = _cli(tmp_path, database_url)
     before = cli("domain", "list")
-    if db_url.startswith("sqlite"):
+    if database_url.startswith("sqlite"):
         assert before.returncode == 0  # the embedded database is made on first use
     else:
         assert before.returncode == 1
@@ -312,7 +302,7 @@ async def test_cli_needs_db_upgrade_on_servers(db_url: str, tmp_path: Path) -> N
     # passwd and recover re-keyed: three key pairs, the newest active.
     rows = listing.stdout.splitlines()[1:]
     assert listing.returncode == 0 and [r.split()[-1] for r in rows] == ["no", "no", "yes"]
-    engine = create_engine(db_url)
+    engine = create_engine(database_url)
     try:
         assert await current_revision(engine) == head_revision()
         assert (await works(engine, NEW), await works(engine, "a third password")) == (False, True)
@@ -321,15 +311,17 @@ async def test_cli_needs_db_upgrade_on_servers(db_url: str, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("checkpoint", ["password:after-hash", "password:after-commit"])
-async def test_passwd_killed_mid_transaction(db_url: str, tmp_path: Path, checkpoint: str) -> None:
+async def test_passwd_killed_mid_transaction(
+    database_url: str, tmp_path: Path, checkpoint: str
+) -> None:
     """A client killed inside its transaction: the server rolls it back."""
-    engine = create_engine(db_url)
+    engine = create_engine(database_url)
     try:
         await upgrade(engine)
         async with engine.begin() as conn:
             await add_domain(conn, "example.org")
         await create_user(engine, ALICE, pw(PASSWORD), CRYPTO)
-        cli = _cli(tmp_path, db_url)
+        cli = _cli(tmp_path, database_url)
         stdin = f"{PASSWORD}\n{NEW}\n"
         done = cli("user", "passwd", ALICE, "--password-stdin", stdin=stdin, crash_at=checkpoint)
         assert done.returncode == -signal.SIGKILL

@@ -77,7 +77,6 @@ STALL_S = 5.0  # the issue's 1 s, with room for a shared 2-core machine (see the
 IDLE_WAIT_S = POLL_S + 3.0
 SOCKET_TIMEOUT_S = 30.0
 ALL_FLAGS = [f"$kw{n}" for n in range(len(USERS) * CONNECTIONS_PER_USER)] + ["\\Flagged"]
-SERVER_FIXTURES = {"mariadb": "mariadb_database", "postgresql": "postgres_database"}
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
 _MARKER = re.compile(rb"X-Model-Marker: (m[0-9a-f]+)")
 # "session 1 (user0@example.org, INBOX): ModelError: UID 25 FLAGS [...]" or the final
@@ -729,15 +728,12 @@ def _database_truth(url: str, failure: str) -> str:
         return f"\n  database: not read ({type(exc).__name__}: {exc})"
 
 
-@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CryptmailServer, str]]:
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[CryptmailServer, str]]:
     """A running server and its database URL."""
     data = tmp_path / "data"
     data.mkdir()
-    if request.param == "sqlite":
-        url = f"sqlite:///{data / 'cryptmail.db'}"
-    else:
-        url = str(request.getfixturevalue(SERVER_FIXTURES[request.param]).url)
+    url = database_url
     _make_users(url)
     serve = CryptmailServer(
         data,

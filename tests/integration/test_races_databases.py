@@ -8,19 +8,13 @@ test runs once per backend, each on a fresh database.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from cryptmail.config import load_config
-from cryptmail.db import create_engine, upgrade
-from cryptmail.store.blobs import LocalBlobStore
-from cryptmail.users import add_domain
 from store import test_races
 from store.conftest import StoreRig
 
-SERVER_FIXTURES = {"mariadb": "mariadb_database", "postgresql": "postgres_database"}
 RACES: list[Callable[[StoreRig], Awaitable[None]]] = [
     test_races.test_flag_changes_apply_to_the_stored_flags,
     test_races.test_concurrent_flag_changes_all_land,
@@ -36,23 +30,6 @@ RACES: list[Callable[[StoreRig], Awaitable[None]]] = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
-async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreRig]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'cryptmail.db'}"
-    else:
-        url = str(request.getfixturevalue(SERVER_FIXTURES[request.param]).url)
-    config = load_config(
-        None, data_dir=str(tmp_path / "data"), **{"crypto.argon2.memory_kib": 19456}
-    )
-    engine = create_engine(url)
-    await upgrade(engine)
-    async with engine.begin() as conn:
-        await add_domain(conn, "example.org")
-    yield StoreRig(config, engine, LocalBlobStore(config.blob_path), config.data_path)
-    await engine.dispose()
-
-
 @pytest.mark.parametrize("race", RACES, ids=lambda f: f.__name__.removeprefix("test_"))
-async def test_race(rig: StoreRig, race: Callable[[StoreRig], Awaitable[None]]) -> None:
-    await race(rig)
+async def test_race(store_rig: StoreRig, race: Callable[[StoreRig], Awaitable[None]]) -> None:
+    await race(store_rig)
