@@ -112,12 +112,17 @@ def make_ssl_context(config: Config) -> ssl.SSLContext:
 
 
 def reload_ssl_context(context: ssl.SSLContext, config: Config) -> None:
-    """Load the certificate files into `context` again: new handshakes present them,
-    established sessions keep the certificate they began with.
+    """Load the IMAP/POP3 certificate files into `context` again: new handshakes present
+    them, established sessions keep the certificate they began with.
 
     Raises ConfigError (and `context` keeps its old certificate) if the files cannot be
     read or do not match."""
     cert_path, key_path = certificate_paths(config)
+    reload_certificate(context, cert_path, key_path)
+
+
+def reload_certificate(context: ssl.SSLContext, cert_path: Path, key_path: Path) -> None:
+    """`reload_ssl_context` for any listener's context and files (the web has its own)."""
     try:
         # Tried on a scratch context first: a failed load half-way (a new certificate
         # with the old key) must not leave the live context unable to handshake.

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -124,16 +125,26 @@ def wait_for_greeting(
 
 
 def wait_for_web(
-    process: subprocess.Popen[bytes], port: int, log_path: Path, timeout: float = 30.0
+    process: subprocess.Popen[bytes],
+    port: int,
+    log_path: Path,
+    timeout: float = 30.0,
+    *,
+    tls: bool = False,
 ) -> None:
-    """Until the web listener on `port` answers /healthz; RuntimeError as above."""
+    """Until the web listener on `port` answers /healthz (over TLS, any certificate,
+    with `tls`); RuntimeError as above."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # a test certificate; the test checks it itself
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"cryptmail serve exited: {log_path.read_text()[-2000:]}")
         try:
-            url = f"http://127.0.0.1:{port}/healthz"
-            with urllib.request.urlopen(url, timeout=2) as answer:
+            url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/healthz"
+            # http or https to loopback only, never a scheme from outside
+            with urllib.request.urlopen(url, timeout=2, context=context) as answer:  # noqa: S310
                 if answer.status == 200:
                     return
         except OSError:
@@ -192,8 +203,10 @@ class CryptmailServer:
         pop3: bool = False,
         managesieve: bool = False,
         web: bool = False,
+        web_tls: bool = False,
     ) -> None:
         self.data_dir = data_dir
+        self.web_tls = web_tls  # `config` gives web.tls_cert and web.tls_key
         self.port = free_port()
         self.imap_port = free_port() if imap else 0
         self.sasl_port = free_port() if sasl else 0
@@ -238,7 +251,7 @@ class CryptmailServer:
             if port:
                 wait_for_greeting(self.process, port, self.log_path, timeout)
         if self.web_port:
-            wait_for_web(self.process, self.web_port, self.log_path, timeout)
+            wait_for_web(self.process, self.web_port, self.log_path, timeout, tls=self.web_tls)
 
     @property
     def pid(self) -> int:

@@ -11,7 +11,8 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,49 @@ def test_a_broken_renewal_keeps_the_old_certificate(rig: Rig) -> None:
     client.logout()
     log = rig.server.log_path.read_text()
     assert "the previous certificate stays in use" in log
+
+
+def test_sighup_renews_the_web_listeners_own_certificate(tmp_path: Path) -> None:
+    """web.tls_cert is the web's own file: SIGHUP loads it again too, and a broken one
+    keeps the old certificate and the IMAP reload still happens."""
+    data_dir = tmp_path / "data"
+    make_users(data_dir, "service-example.org", {USER: 2})
+    cert, key = tmp_path / "web.pem", tmp_path / "web.key"
+    write_certificate(cert, key, "web-before.example")
+    config = f'[web]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+    server = CryptmailServer(data_dir, config=config, web=True, web_tls=True)
+    try:
+        server.start(timeout=120)
+        before = _web_certificate(server.web_port)
+        renewed = write_certificate(cert, key, "web-after.example")
+        assert renewed != before
+        server.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        _until(lambda: _web_certificate(server.web_port) == renewed)
+        key.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+        server.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        _until(lambda: "web listener: TLS certificate" in server.log_path.read_text())
+        assert _web_certificate(server.web_port) == renewed
+    finally:
+        server.stop()
+
+
+def _web_certificate(port: int) -> bytes:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the test compares the certificate itself
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+        with context.wrap_socket(raw) as sock:
+            der = sock.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def _until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the reload did not show within the time allowed")
+        time.sleep(0.1)
 
 
 def test_the_self_signed_fingerprint_is_logged_once(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ this process serves IMAP, POP3, SASL, ManageSieve and the web pages, and `/metri
 of its own when `metrics.enabled` (`MetricsListener`).
 
 Under systemd (`Type=notify`) it reports READY=1 once every listener accepts, pings the
-watchdog, and on SIGHUP loads the TLS certificate files again (`reload_ssl_context`):
+watchdog, and on SIGHUP loads the TLS certificate files again (`reload_ssl_context`, and the web
+listener's own with `WebServer.reload_tls`):
 new handshakes present the renewed certificate, open sessions go on (`_notify`).
 """
 
@@ -250,7 +251,8 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload, shared, notifier)
+    web = [listener for listener in listeners if isinstance(listener, WebServer)]
+    loop.add_signal_handler(signal.SIGHUP, _reload, shared, web, notifier)
     try:
         await _run(shared, listeners, shutdown, feed, notifier)
     finally:
@@ -269,16 +271,23 @@ def _history_lost(bus: ChangeBus, watcher: CredentialWatcher) -> None:
     watcher.notice(None)
 
 
-def _reload(shared: Shared, notifier: SystemdNotifier) -> None:
-    """SIGHUP: load the TLS certificate again (a renewal); nothing else is reloaded."""
+def _reload(shared: Shared, web: list[WebServer], notifier: SystemdNotifier) -> None:
+    """SIGHUP: load the TLS certificates again (a renewal); nothing else is reloaded."""
     notifier.reloading()
-    if shared.tls is None:
-        log.info("SIGHUP: no IMAP or POP3 TLS listener, nothing to reload")
-    else:
+    reloaded = False
+    if shared.tls is not None:
         try:
             reload_ssl_context(shared.tls, shared.config)
+            reloaded = True
         except ConfigError as exc:
             log.error("SIGHUP: %s", exc)
+    for listener in web:
+        try:
+            reloaded = listener.reload_tls() or reloaded
+        except ConfigError as exc:
+            log.error("SIGHUP: web listener: %s", exc)
+    if not reloaded:
+        log.info("SIGHUP: no TLS certificate was reloaded (none configured, or see above)")
     notifier.notify("READY=1", "STATUS=serving")
 
 

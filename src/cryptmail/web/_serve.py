@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Generator
+from pathlib import Path
 from typing import Final
 
 import uvicorn
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.config import Config
 from cryptmail.errors import ConfigError
 from cryptmail.keys import LoginThrottle, UnlockedAccounts
+from cryptmail.tls import reload_certificate
 from cryptmail.web._app import create_app
 from cryptmail.web._context import Readiness, StagedImports
 
@@ -135,6 +137,17 @@ class WebServer:
     @property
     def name(self) -> str:
         return f"web on {self._host}:{self._port}"
+
+    def reload_tls(self) -> bool:
+        """SIGHUP: load `web.tls_cert`/`web.tls_key` again into the context uvicorn
+        serves with (new handshakes get the renewal); False when the web speaks plain
+        HTTP or has not started. Raises ConfigError, keeping the old certificate."""
+        web = self._config.web
+        context = getattr(self._server.config, "ssl", None)  # set by uvicorn at start
+        if not web.tls_cert or context is None:
+            return False
+        reload_certificate(context, Path(web.tls_cert), Path(web.tls_key))
+        return True
 
     async def start(self) -> None:
         """Return once uvicorn accepts connections."""
