@@ -38,6 +38,7 @@ from cryptmail.errors import (
     StoreUnavailable,
 )
 from cryptmail.keys import CredentialWatcher, LoginThrottle, Watch
+from cryptmail.listening import ConnectionCounts
 from cryptmail.managesieve._login import (
     FAILED,
     LoggedIn,
@@ -95,8 +96,8 @@ class ManagesieveContext:
     ssl_context: ssl.SSLContext | None
     watcher: CredentialWatcher | None = None
     """Ends sessions whose password changed or app password was revoked; None: kept."""
-    connections: dict[str, int] = field(default_factory=dict)
-    """Open connections per client address."""
+    connections: ConnectionCounts = field(default_factory=ConnectionCounts)
+    """Open connections, in all and per client address."""
 
     @property
     def limits(self) -> ScriptLimits:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.config import Config
 from cryptmail.errors import MessageNotFound, StoreError
 from cryptmail.keys import LoginThrottle, UnlockedAccount, UnlockedAccounts
+from cryptmail.listening import ConnectionCounts
 from cryptmail.pop3._login import (
     FAILED,
     PRIVACY,
@@ -71,9 +72,9 @@ class Pop3Context:
     throttle: LoginThrottle
     accounts: UnlockedAccounts
     ssl_context: ssl.SSLContext | None
-    connections: dict[str, int] = field(default_factory=dict)
+    connections: ConnectionCounts = field(default_factory=ConnectionCounts)
+    """Open connections, over both listeners."""
     imports: FirstLoginImports | None = None
-    """Open connections per client address, over both listeners."""
 
 
 class State(Enum):
