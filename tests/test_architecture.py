@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cryptmail"
 
 # Which cryptmail packages each package may import (besides itself and the shared
 # top-level modules config, errors, secret, concurrency, utf7, sockets, logs, tls,
-# listening).
+# listening, plainauth).
 ALLOWED: dict[str, set[str]] = {
     "crypto": set(),
     "metrics": set(),
@@ -59,7 +59,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 SHARED = {
     "config", "errors", "secret", "concurrency", "utf7", "sockets", "logs", "tls", "listening",
-    "__init__",
+    "plainauth", "__init__",
     "metrics",  # a package at the bottom: every layer reports its events to it
 }  # fmt: skip
 

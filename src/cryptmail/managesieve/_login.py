@@ -24,6 +24,7 @@ from cryptmail.db import UserId
 from cryptmail.errors import AuthenticationFailed, KdfBusy, StoreUnavailable, TooManyAttempts
 from cryptmail.keys import LoginThrottle, read_generation_of, verify_login
 from cryptmail.managesieve._wire import no
+from cryptmail.plainauth import PlainRejected, parse_plain
 from cryptmail.secret import Password
 
 log = logging.getLogger(__name__)
@@ -65,18 +66,11 @@ def plain_credentials(response: bytes) -> Credentials:
         data = base64.b64decode(response, validate=True)
     except (binascii.Error, ValueError):
         raise LoginRefused(no("Invalid base64 data in the SASL response.")) from None
-    parts = data.split(b"\x00")
-    if len(parts) != 3:
-        raise LoginRefused(FAILED)
-    authzid, authcid, secret = parts
-    if authzid and authzid != authcid:
-        raise LoginRefused(FAILED)  # no acting as someone else
     try:
-        address = authcid.decode("utf-8")
-        secret.decode("utf-8")
-    except UnicodeDecodeError:
+        plain = parse_plain(data)
+    except PlainRejected:
         raise LoginRefused(FAILED) from None
-    return Credentials(address, Password(secret))
+    return Credentials(plain.address, plain.password)
 
 
 async def log_in(

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.errors import AuthenticationFailed, KdfBusy, TooManyAttempts
 from cryptmail.keys import LoginThrottle, UnlockedAccount, UnlockedAccounts
+from cryptmail.plainauth import PlainRejected, parse_plain
 from cryptmail.pop3._wire import err
 from cryptmail.secret import Password
 from cryptmail.store import create_default_mailboxes
@@ -53,18 +54,11 @@ def plain_credentials(response: str) -> Credentials:
         data = base64.b64decode(response.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
         raise LoginRefused(err("Invalid base64 data in the SASL response.")) from None
-    parts = data.split(b"\x00")
-    if len(parts) != 3:
-        raise LoginRefused(FAILED)
-    authzid, authcid, secret = parts
-    if authzid and authzid != authcid:
-        raise LoginRefused(FAILED)  # no logging in as someone else
     try:
-        address = authcid.decode("utf-8")
-        secret.decode("utf-8")
-    except UnicodeDecodeError:
+        plain = parse_plain(data)
+    except PlainRejected:
         raise LoginRefused(FAILED) from None
-    return Credentials(address, Password(secret))
+    return Credentials(plain.address, plain.password)
 
 
 async def log_in(

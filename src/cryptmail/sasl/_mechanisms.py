@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from cryptmail.plainauth import MAX_FIELD, PlainRejected, parse_plain
 from cryptmail.secret import Password
 
 MECHANISMS: Final = (("PLAIN", "plaintext"), ("LOGIN", "plaintext"))
 """(name, flags) as the handshake announces them: both send the password in the clear,
 so a client that asks for `noplaintext` (Postfix before TLS) does not offer them."""
-
-_MAX_FIELD: Final = 1024
 
 
 class MechanismError(ValueError):
@@ -34,7 +33,7 @@ class Challenge:
 
 
 def _text(raw: bytes, what: str) -> str:
-    if not raw or len(raw) > _MAX_FIELD:
+    if not raw or len(raw) > MAX_FIELD:
         raise MechanismError(f"the {what} is empty or too long")
     try:
         return raw.decode("utf-8")
@@ -43,22 +42,18 @@ def _text(raw: bytes, what: str) -> str:
 
 
 class Plain:
-    """authzid NUL authcid NUL password; an authzid other than the authcid is refused
-    (logging in as someone else is not offered)."""
+    """authzid NUL authcid NUL password, read by `cryptmail.plainauth`."""
 
     def step(self, response: bytes | None) -> Challenge | Credentials:
         if response is None:
             return Challenge(b"")
-        parts = response.split(b"\x00")
-        if len(parts) != 3:
-            raise MechanismError("PLAIN needs three NUL-separated fields")
-        authzid, authcid, password = parts
-        address = _text(authcid, "user name")
-        if authzid and authzid.decode("utf-8", "replace") != address:
-            raise MechanismError("PLAIN with an authorization identity of another user")
-        if not password or len(password) > _MAX_FIELD:
-            raise MechanismError("the password is empty or too long")
-        return Credentials(address, Password(password))
+        try:
+            plain = parse_plain(response)
+        except PlainRejected as exc:
+            raise MechanismError(str(exc)) from None
+        if not plain.password:
+            raise MechanismError("the password is empty")
+        return Credentials(plain.address, plain.password)
 
 
 class Login:
@@ -73,7 +68,7 @@ class Login:
         if self._address is None:
             self._address = _text(response, "user name")
             return Challenge(b"Password:")
-        if len(response) > _MAX_FIELD:
+        if len(response) > MAX_FIELD:
             raise MechanismError("the password is too long")
         return Credentials(self._address, Password(response))
 

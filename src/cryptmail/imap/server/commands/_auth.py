@@ -44,6 +44,7 @@ from cryptmail.imap.wire._requests import (
 )
 from cryptmail.imap.wire._response import Atom, tagged, untagged
 from cryptmail.keys import has_recovery_code
+from cryptmail.plainauth import PlainRejected, parse_plain
 from cryptmail.secret import Password
 from cryptmail.store import create_default_mailboxes, reseal_old_fields
 
@@ -215,13 +216,13 @@ async def authenticate(session: Session, command: Authenticate) -> bytes:
     initial = command.initial_response.reveal() if command.initial_response else None
     if mechanism == "PLAIN":
         data = initial if initial is not None else await _sasl_response(session, b"")
-        parts = data.split(b"\x00")
-        if len(parts) != 3:
-            raise CommandFailed("Invalid PLAIN response.", status="BAD")
-        authzid, authcid, secret = parts
-        if authzid and authzid != authcid:
-            raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]")
-        address, password = _text(authcid), Password(secret)
+        try:
+            plain = parse_plain(data)
+        except PlainRejected as exc:
+            if exc.fault == "malformed":
+                raise CommandFailed("Invalid PLAIN response.", status="BAD") from None
+            raise CommandFailed(_FAILED, "[AUTHENTICATIONFAILED]") from None
+        address, password = plain.address, plain.password
     else:
         user = initial if initial else await _sasl_response(session, b"VXNlcm5hbWU6")
         secret = await _sasl_response(session, b"UGFzc3dvcmQ6")
