@@ -8,6 +8,7 @@ private key file. Secrets come from standard input or a terminal prompt, never a
 from __future__ import annotations
 
 import argparse
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import select
@@ -244,10 +245,9 @@ def _maildir(args: argparse.Namespace) -> int:
         # Adding mail: an app password will do, as for IMAP APPEND (see `_unlock`).
         account = await unlock_user(engine, config, email, password, app_password=True)
         blobs = open_blob_store(config)
-        display: ProgressDisplay | None = None
-        result = ImportProgress()
-        try:
-            async for result in import_maildir(
+        result = await _shown(
+            f"import {email}",
+            import_maildir(
                 engine,
                 blobs,
                 account,
@@ -255,18 +255,8 @@ def _maildir(args: argparse.Namespace) -> int:
                 keyring,
                 allow_unauthenticated=not args.refuse_unverified,
                 skip_unreadable=args.skip_unreadable,
-            ):
-                if display is None:
-                    display = ProgressDisplay(
-                        f"import {email}", result.total_messages, result.total_bytes
-                    )
-                display.update(result.done_messages, result.done_bytes)
-        except BaseException:
-            if display is not None:
-                display.abandon()
-            raise
-        if display is not None:
-            display.finish()
+            ),
+        )
         say(_summary(email, result))
         await _report_quota(engine, account.user.id, email)
         return 0
@@ -276,6 +266,24 @@ def _maildir(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         say("interrupted; run the same command again to continue where it stopped")
         return 130
+
+
+async def _shown(label: str, progress: AsyncIterator[ImportProgress]) -> ImportProgress:
+    """Run an import to its end with its progress on the terminal; its last report."""
+    display: ProgressDisplay | None = None
+    result = ImportProgress()
+    try:
+        async for result in progress:
+            if display is None:
+                display = ProgressDisplay(label, result.total_messages, result.total_bytes)
+            display.update(result.done_messages, result.done_bytes)
+    except BaseException:
+        if display is not None:
+            display.abandon()
+        raise
+    if display is not None:
+        display.finish()
+    return result
 
 
 def _locked_attributes(attributes: Path | None) -> bool:
@@ -328,10 +336,9 @@ def _stage(args: argparse.Namespace, email: str, root: Path, attributes: Path | 
         async with engine.connect() as conn:
             user = await get_user(conn, email)
         blobs = open_blob_store(config)
-        display: ProgressDisplay | None = None
-        result = ImportProgress()
-        try:
-            async for result in seal_maildir(
+        result = await _shown(
+            f"seal {email}",
+            seal_maildir(
                 engine,
                 blobs,
                 user.id,
@@ -339,18 +346,8 @@ def _stage(args: argparse.Namespace, email: str, root: Path, attributes: Path | 
                 keyring,
                 allow_unauthenticated=not args.refuse_unverified,
                 skip_unreadable=args.skip_unreadable,
-            ):
-                if display is None:
-                    display = ProgressDisplay(
-                        f"seal {email}", result.total_messages, result.total_bytes
-                    )
-                display.update(result.done_messages, result.done_bytes)
-        except BaseException:
-            if display is not None:
-                display.abandon()
-            raise
-        if display is not None:
-            display.finish()
+            ),
+        )
         say(
             f"{result.imported} message(s) of {email} sealed to the user's key; they go "
             "into the folders at the next login. The Maildir is no longer needed"
