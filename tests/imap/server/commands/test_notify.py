@@ -195,3 +195,24 @@ def test_falling_behind_ends_notifications(rig: ImapRig) -> None:
     untagged, _ = watcher.ask(b"NOOP")
     assert untagged == [], "notifications are off after the overflow"
     watcher.close()
+
+
+def test_selected_delayed_holds_expunges_until_a_command(rig: ImapRig) -> None:
+    rig.deliver(b"Subject: one\r\n\r\nfirst\r\n")
+    rig.deliver(b"Subject: two\r\n\r\nsecond\r\n")
+    watcher, other = _client(rig), _client(rig)
+    watcher.ask(b"ENABLE IMAP4rev2")
+    watcher.ask(b"SELECT INBOX")
+    _, done = watcher.ask(b"NOTIFY SET (SELECTED-DELAYED (MessageNew MessageExpunge FlagChange))")
+    assert b" OK " in done
+    other.ask(b"SELECT INBOX")
+    other.ask(b"UID STORE 1 +FLAGS (\\Deleted)")
+    assert _unsolicited(watcher, 1) == [b"* 1 FETCH (UID 1 FLAGS (\\Deleted))"]
+    other.ask(b"EXPUNGE")
+    rig.deliver(b"Subject: three\r\n\r\nthird\r\n")
+    # New mail is told at once, the expunge only once a command allows it.
+    assert _unsolicited(watcher, 1) == [b"* 3 EXISTS"]
+    untagged, done = watcher.ask(b"NOOP")
+    assert untagged == [b"* 1 EXPUNGE"] and b" OK " in done
+    watcher.close()
+    other.close()
