@@ -299,7 +299,10 @@ class Session:
                 done, _ = await asyncio.wait({read, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 if read in done:
                     return read.result()
-                await self.notify.deliver(self)
+                try:
+                    await self.notify.deliver(self)
+                except StoreError as exc:  # the database is away: the next change retries
+                    log.warning("IMAP: NOTIFY update failed: %s", type(exc).__name__)
                 await self.drain()
             return await read
         finally:
