@@ -289,6 +289,14 @@ class ImapConfig:
     fts_loaded_users: int = 200
     """Users whose search index words stay in memory between searches (the most recent
     searchers); others keep only which mails are indexed and read the words again."""
+    notify_max_mailboxes: int = 1000
+    """Most mailboxes one NOTIFY (RFC 5465) may name, or watch for MailboxName and
+    SubscriptionChange, or answer with STATUS; beyond it NOTIFY SET is refused with
+    `NO [NOTIFICATIONOVERFLOW]`. Bounds what a session keeps in memory."""
+    notify_max_pending: int = 4096
+    """Changes a NOTIFY session may fall behind by (while a command runs or the client
+    does not read); beyond it the session gets `* OK [NOTIFICATIONOVERFLOW]` and its
+    notifications end, as if NOTIFY NONE."""
 
 
 @dataclass(frozen=True)

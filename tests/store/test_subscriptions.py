@@ -101,3 +101,22 @@ async def test_old_format_subscriptions_still_open(rig: StoreRig) -> None:
     a, b = _lookup(account, "Payroll"), _lookup(account, "Newsletters")
     await swap(rig.engine, t.cm_subscriptions, "name_sealed", "name_lookup", a, b)
     assert not {"Payroll", "Newsletters"} & await _subscribed(rig, account)
+
+
+async def test_subscription_changes_reach_the_change_log(rig: StoreRig) -> None:
+    """Other nodes' NOTIFY sessions learn of (un)subscriptions from the log (RFC 5465
+    SubscriptionChange); an unsubscribe that removed nothing writes no change."""
+    from cryptmail.db import ChangeCursor, ChangeKind, newest_change, read_changes
+
+    account = await _account(rig)
+    async with rig.engine.begin() as conn:
+        await store.list_subscriptions(conn, account)  # seeds the defaults first
+    async with rig.engine.connect() as conn:
+        cursor = ChangeCursor(await conn.run_sync(newest_change))
+    async with rig.engine.begin() as conn:
+        await store.subscribe(conn, account, "Lists")
+        assert await store.unsubscribe(conn, account, "Lists")
+        assert not await store.unsubscribe(conn, account, "Lists")
+    async with rig.engine.connect() as conn:
+        changes = await conn.run_sync(lambda sync: read_changes(sync, cursor))
+    assert [(c.user_id, c.kind) for c in changes] == [(account.user.id, ChangeKind.MAILBOXES)] * 2

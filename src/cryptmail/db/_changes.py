@@ -52,7 +52,7 @@ class ChangeKind(enum.IntEnum):
     EXPUNGE = 3
     """Messages left the mailbox."""
     MAILBOXES = 4
-    """The user's mailbox list changed (created, renamed, deleted)."""
+    """The user's mailbox list changed (created, renamed, deleted, (un)subscribed)."""
     CREDENTIALS = 5
     """The credential generation moved: sessions and cached logins of the user end."""
 

@@ -1,4 +1,4 @@
-"""cryptmail.imap: the IMAP4rev1 server, in three rooms that depend one way.
+"""cryptmail.imap: the IMAP4rev1 / IMAP4rev2 server, in three rooms that depend one way.
 
 * :mod:`cryptmail.imap.wire`: the protocol on the wire, pure (no I/O, no asyncio, no
   SQL). :class:`CommandReader` frames the byte stream and :func:`parse_command` turns a
@@ -26,6 +26,11 @@ Issue 16: LITERAL- (7888), STATUS=SIZE (8438; the padded stored sizes, at least 
 sum of RFC822.SIZE), SAVEDATE (8514), OBJECTID (8474; keyed hashes, THREADID NIL).
 Not (yet): SEARCHRES (5182) and CONTEXT=SEARCH/SORT (5267), so SEARCH and SORT refuse
 RETURN (SAVE) and (PARTIAL ...) / UPDATE.
+IMAP4rev2 (RFC 9051) alongside IMAP4rev1: ``ENABLE IMAP4rev2`` drops RECENT and
+\\Recent, answers SEARCH with ESEARCH, names the mailbox in a LIST at SELECT (no UNSEEN
+code) and takes and gives mailbox names in UTF-8. NOTIFY (RFC 5465) in
+``server/commands/_notify.py`` and ``_notify_watch.py``: events go out between commands
+and in IDLE, matched on names in the session's memory.
 """
 
 from cryptmail.imap.message import (

@@ -34,8 +34,13 @@ class ChangeBus:
     def __init__(self) -> None:
         self._queues: dict[UserId, set[asyncio.Queue[MailboxId]]] = defaultdict(set)
 
-    def subscribe(self, user_id: UserId) -> asyncio.Queue[MailboxId]:
-        queue: asyncio.Queue[MailboxId] = asyncio.Queue(maxsize=64)
+    def subscribe(
+        self, user_id: UserId, queue: asyncio.Queue[MailboxId] | None = None
+    ) -> asyncio.Queue[MailboxId]:
+        """A queue of the user's changed mailbox ids (or `queue`, a subscriber's own:
+        IMAP NOTIFY's coalescing sink)."""
+        if queue is None:
+            queue = asyncio.Queue(maxsize=64)
         self._queues[user_id].add(queue)
         return queue
 

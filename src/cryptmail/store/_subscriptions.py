@@ -21,7 +21,7 @@ from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail.crypto import FieldCipher, context
-from cryptmail.db import UserId
+from cryptmail.db import ChangeKind, UserId, record_user_change
 from cryptmail.db import tables as t
 from cryptmail.errors import DatabaseConflict, DecryptionFailed
 from cryptmail.keys import UnlockedAccount
@@ -113,6 +113,8 @@ async def subscribe(conn: AsyncConnection, account: UnlockedAccount, name: str) 
     name = _canonical(check_name(name))
     await _seed_defaults(conn, account)
     await _insert(conn, account, name)
+    # Every node's NOTIFY sessions hear of it (SubscriptionChange, RFC 5465 5.5).
+    await conn.run_sync(record_user_change, account.user.id, ChangeKind.MAILBOXES)
 
 
 async def unsubscribe(conn: AsyncConnection, account: UnlockedAccount, name: str) -> bool:
@@ -125,6 +127,8 @@ async def unsubscribe(conn: AsyncConnection, account: UnlockedAccount, name: str
     result = await conn.execute(
         delete(sub).where(sub.c.user_id == user_id, sub.c.name_lookup == lookup)
     )
+    if result.rowcount:
+        await conn.run_sync(record_user_change, user_id, ChangeKind.MAILBOXES)
     return bool(result.rowcount)
 
 

@@ -96,6 +96,7 @@ class SelectedMailbox:
         self.sort_keys: dict[int, SortKeys] | None = None  # by UID, shared; see _sortkeys
         self.condstore = False
         self.qresync = False
+        self.rev2 = False  # IMAP4rev2 enabled (RFC 9051): no \\Recent, no RECENT
         self.keywords: set[str] = set()  # keywords in FLAGS; grows, never shrinks
         self._announced = 0  # EXISTS count the client knows
         self._announced_recent = 0  # RECENT count the client knows
@@ -228,7 +229,7 @@ class SelectedMailbox:
 
     def flags_of(self, uid: int) -> list[ImapValue]:
         flags = set(self.rows[uid].flags)
-        if uid in self.recent:
+        if uid in self.recent and not self.rev2:
             flags.add(RECENT_FLAG)
         return flag_atoms(flags)
 
@@ -361,7 +362,7 @@ class SelectedMailbox:
     async def announce_recent(self, session: Session) -> None:
         """``* n RECENT`` if the count changed since the client last heard it: after new
         mail, and after expunges that took recent messages (Dovecot does the same)."""
-        if len(self.recent) != self._announced_recent:
+        if len(self.recent) != self._announced_recent and not self.rev2:
             self._announced_recent = len(self.recent)
             await session.send(untagged(len(self.recent), Atom("RECENT")))
 

@@ -63,6 +63,7 @@ from cryptmail.metrics import current as current_metrics
 if TYPE_CHECKING:
     from cryptmail.imap.server._listener import ServerContext
     from cryptmail.imap.server._selected import SelectedMailbox
+    from cryptmail.imap.server.commands._notify_watch import NotifyWatch
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,10 @@ unauthenticated connections cannot hold the per-address slots for long."""
 _TRACE_WORD: Final = re.compile(rb"[A-Za-z0-9.]{1,24}")
 # Extensions of issue 16 (imapext), each added when complete; kept apart from the list
 # above so parallel work on the CAPABILITY line merges cleanly.
-ANY_STATE_EXTENSIONS: Final = ("LITERAL-",)  # RFC 7888: implied by LITERAL+, named for clients
+ANY_STATE_EXTENSIONS: Final = (
+    "LITERAL-",  # RFC 7888: implied by LITERAL+, named for clients
+    "IMAP4rev2",  # RFC 9051: ENABLE IMAP4rev2 switches the session (_rev2.py)
+)  # fmt: skip
 AUTH_EXTENSIONS: Final = (
     "STATUS=SIZE", "SAVEDATE", "OBJECTID",  # RFC 8438, 8514, 8474
     "COMPRESS=DEFLATE",  # RFC 4978
@@ -86,6 +90,7 @@ AUTH_EXTENSIONS: Final = (
     "MULTIAPPEND",  # RFC 3502
     "CATENATE",  # RFC 4469
     "UTF8=ACCEPT",  # RFC 6855
+    "NOTIFY",  # RFC 5465 (_notify.py)
 )  # fmt: skip
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 
@@ -166,6 +171,10 @@ class Session:
         self._read_deadline: asyncio.Timeout | None = None
         # Both directions after COMPRESS DEFLATE (RFC 4978); None before.
         self.compression: DeflateStream | None = None
+        # NOTIFY SET in force (RFC 5465): notifications go out while the session waits
+        # for the client between commands (`_between_commands`) and in IDLE.
+        self.notify: NotifyWatch | None = None
+        self._between_commands = False
 
     # -- facts ---------------------------------------------------------------------------
 
@@ -265,6 +274,8 @@ class Session:
         try:
             async with asyncio.timeout(limit) as deadline:
                 self._read_deadline = deadline
+                if self.notify is not None and self._between_commands:
+                    return await self._read_notifying()
                 return await self._reader.read(_READ_SIZE)
         except TimeoutError:
             if self.credentials_changed:
@@ -275,6 +286,31 @@ class Session:
             raise ConnectionClosed("read failed") from exc
         finally:
             self._read_deadline = None
+
+    async def _read_notifying(self) -> bytes:
+        """Read, and meanwhile send the notifications NOTIFY asked for as they come.
+        Cancelling the read loses nothing: StreamReader takes bytes only once it returns."""
+        read = asyncio.ensure_future(self._reader.read(_READ_SIZE))
+        wake: asyncio.Future[Any] | None = None
+        try:
+            while self.notify is not None:
+                waiter: asyncio.Future[Any] = asyncio.ensure_future(self.notify.sink.ready.wait())
+                wake = waiter
+                done, _ = await asyncio.wait({read, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if read in done:
+                    return read.result()
+                try:
+                    await self.notify.deliver(self)
+                except StoreError as exc:  # the database is away: the next change retries
+                    log.warning("IMAP: NOTIFY update failed: %s", type(exc).__name__)
+                await self.drain()
+            return await read
+        finally:
+            for task in (read, wake):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def next_event(self) -> ReaderEvent:
         """The next reader event; raises ParseError, InputTooLarge, ConnectionClosed."""
@@ -402,7 +438,11 @@ class Session:
             )
             while not self.logged_out:
                 try:
-                    event = await self.next_event()
+                    self._between_commands = True
+                    try:
+                        event = await self.next_event()
+                    finally:
+                        self._between_commands = False
                     await self._on_event(event)
                 except ParseError as exc:
                     await self._bad(exc)
@@ -421,6 +461,9 @@ class Session:
             await self.close()
 
     async def close(self) -> None:
+        if self.notify is not None:
+            self.notify.stop()
+            self.notify = None
         if self.selected is not None:
             self.selected.close()
             self.selected = None

@@ -27,6 +27,7 @@ from cryptmail.imap.wire._parser_fetch import (
     parse_fetch_modifiers,
     parse_store_action,
 )
+from cryptmail.imap.wire._parser_notify import parse_notify
 from cryptmail.imap.wire._parser_search import SearchParser, check_charset
 from cryptmail.imap.wire._parser_sort import parse_sort, parse_thread
 from cryptmail.imap.wire._sequence import SequenceSet
@@ -555,6 +556,10 @@ def _id(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
     return rq.Id(tag, tuple(pairs))
 
 
+def _notify(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
+    return parse_notify(cur, tag, _mailbox)
+
+
 _HANDLERS: Final[dict[str, Handler]] = {
     "CAPABILITY": _no_args(rq.Capability),
     "NOOP": _no_args(rq.Noop),
@@ -592,6 +597,7 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "COMPRESS": _compress,
     "SORT": parse_sort,
     "THREAD": parse_thread,
+    "NOTIFY": _notify,
 }
 _UID_COMMANDS: Final = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"}) | {
     "SORT", "THREAD",

@@ -97,6 +97,13 @@ async def identify(session: Session, command: Id) -> bytes:
 async def enable(session: Session, command: Enable) -> bytes:
     enabled = []
     for name in command.capabilities:
+        if name == "IMAP4REV2" and "IMAP4rev2" not in session.enabled:
+            # RFC 9051 (appendix E): rev2 answers from now on, UTF-8 names included.
+            session.enabled.add("IMAP4rev2")
+            session.commands.utf8_names = True
+            if session.selected is not None:
+                session.selected.rev2 = True
+            enabled.append("IMAP4rev2")
         if name == "UTF8=ACCEPT" and name not in session.enabled:
             # RFC 6855: from the next command on, mailbox names are UTF-8 both ways.
             session.enabled.add(name)

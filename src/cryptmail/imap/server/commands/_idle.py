@@ -33,7 +33,11 @@ async def idle(session: Session, command: Idle) -> bytes:
     line_task = asyncio.create_task(session.read_client_line())
     try:
         while True:
-            if session.selected is not None:
+            if session.notify is not None:
+                # RFC 5465 4: in IDLE, exactly the events NOTIFY asked for.
+                await session.notify.deliver(session)
+                await session.drain()
+            elif session.selected is not None:
                 await session.selected.send_updates(session)
                 await session.drain()
             waiter = asyncio.create_task(queue.get())

@@ -40,6 +40,7 @@ from cryptmail.store import (
     DELIMITER,
     BlobId,
     Mailbox,
+    MailboxId,
     create_mailbox,
     delete_mailbox,
     find_mailbox,
@@ -88,8 +89,18 @@ def wire_name(name: str, utf8: bool = False) -> bytes:
 
 
 def utf8_names(session: Session) -> bool:
-    """Whether the client enabled UTF8=ACCEPT: names go out as UTF-8, not mUTF-7."""
-    return "UTF8=ACCEPT" in session.enabled
+    """Whether the client enabled UTF8=ACCEPT or IMAP4rev2 (RFC 9051 5.1): names go out
+    as UTF-8, not mUTF-7."""
+    return not session.enabled.isdisjoint(("UTF8=ACCEPT", "IMAP4rev2"))
+
+
+async def _mailboxes_changed(session: Session) -> None:
+    """After CREATE, DELETE, RENAME, (UN)SUBSCRIBE: this session's NOTIFY takes the
+    change silently (RFC 5465 5: a client is not told of its own changes), the user's
+    other sessions on this node hear of it at once (mailbox id 0: the list changed)."""
+    if session.notify is not None:
+        await session.notify.own_change()
+    session.context.bus.publish(session.user_account.user.id, MailboxId(0))
 
 
 async def _select(session: Session, command: Select | Examine, read_only: bool) -> bytes:
@@ -108,13 +119,15 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
         raise CommandFailed("QRESYNC is not enabled.", status="BAD")
     selected.condstore = "CONDSTORE" in session.enabled
     selected.qresync = "QRESYNC" in session.enabled
+    selected.rev2 = "IMAP4rev2" in session.enabled
     # One socket write for all of them instead of one each.
-    lines = [
-        selected.flags_responses(),
-        untagged(selected.exists, Atom("EXISTS")),
-        untagged(len(selected.recent), Atom("RECENT")),
-    ]
-    if selected.first_unseen_uid is not None:
+    lines = [selected.flags_responses(), untagged(selected.exists, Atom("EXISTS"))]
+    if selected.rev2:
+        # RFC 9051 6.3.2: a LIST response names the mailbox; no RECENT, no UNSEEN code.
+        lines.append(b'* LIST () "/" ' + wire_name(box.name, True) + b"\r\n")
+    else:
+        lines.append(untagged(len(selected.recent), Atom("RECENT")))
+    if selected.first_unseen_uid is not None and not selected.rev2:
         first_unseen = selected.sequence_of(selected.first_unseen_uid)
         lines.append(b"* OK [UNSEEN %d] First unseen.\r\n" % first_unseen)
     lines += [
@@ -170,6 +183,7 @@ async def create(session: Session, command: Create) -> bytes:
     code = None
     if created is not None:  # RFC 8474 4.1: the new mailbox's MAILBOXID
         code = f"[MAILBOXID ({mailbox_object_id(account, created.id)})]"
+    await _mailboxes_changed(session)
     return tagged(command.tag, "OK", "Create completed.", code)
 
 
@@ -191,6 +205,7 @@ async def delete(session: Session, command: Delete) -> bytes:
         session.selected.close()
         session.selected = None
         session.state = "auth"
+    await _mailboxes_changed(session)
     await _drop_blobs(session, blob_ids)
     return tagged(command.tag, "OK", "Delete completed.")
 
@@ -219,6 +234,7 @@ async def rename(session: Session, command: Rename) -> bytes:
                 await create_mailbox(conn, account, parent)
     if source.role == "inbox":
         session.context.bus.publish(account.user.id, source.id)
+    await _mailboxes_changed(session)
     return tagged(command.tag, "OK", "Rename completed.")
 
 
@@ -226,6 +242,7 @@ async def subscribe(session: Session, command: Subscribe) -> bytes:
     _refuse_undecodable(command.mailbox)
     async with session.context.engine.begin() as conn:
         await store_subscribe(conn, session.user_account, command.mailbox.rstrip(DELIMITER))
+    await _mailboxes_changed(session)
     return tagged(command.tag, "OK", "Subscribe completed.")
 
 
@@ -237,6 +254,7 @@ async def unsubscribe(session: Session, command: Unsubscribe) -> bytes:
         )
     if not found:
         raise CommandFailed("Not subscribed to that name.", "[NONEXISTENT]")
+    await _mailboxes_changed(session)
     return tagged(command.tag, "OK", "Unsubscribe completed.")
 
 

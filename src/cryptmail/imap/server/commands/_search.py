@@ -173,11 +173,14 @@ async def search(session: Session, command: Search) -> bytes:
         selected = session.mailbox
         selected.condstore = True
         session.enabled.add("CONDSTORE")
-    if command.returns is not None:
+    returns_asked = command.returns
+    if returns_asked is None and "IMAP4rev2" in session.enabled:
+        returns_asked = ()  # RFC 9051 6.4.4: rev2 answers SEARCH with ESEARCH (ALL)
+    if returns_asked is not None:
         out = b'* ESEARCH (TAG "' + command.tag.encode() + b'")'
         if command.uid:
             out += b" UID"
-        returns = set(command.returns) or {"ALL"}
+        returns = set(returns_asked) or {"ALL"}
         if numbers and "MIN" in returns:
             out += b" MIN %d" % min(numbers)
         if numbers and "MAX" in returns:

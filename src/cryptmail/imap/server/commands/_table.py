@@ -18,11 +18,13 @@ from cryptmail.imap.server.commands import (
     _fetch,
     _idle,
     _mailboxes,
+    _notify,
     _quota,
     _search,
     _sort,
     _store,
 )
+from cryptmail.imap.wire._parser_notify import Notify
 from cryptmail.imap.wire._requests import (
     Append,
     Authenticate,
@@ -92,6 +94,7 @@ COMMANDS: Final[Mapping[type[Command], Route]] = {
     Append: Route(_append.append_without_literal, AUTH),
     Idle: Route(_idle.idle, AUTH),
     Compress: Route(_auth.compress, AUTH, refresh=False),
+    Notify: Route(_notify.notify, AUTH),
     # Selected
     Check: Route(_mailboxes.check, SELECTED),
     Close: Route(_mailboxes.close, SELECTED, refresh=False),
