@@ -23,9 +23,9 @@ from imapclient import IMAPClient
 from cryptmail.crypto import generate_private_key, public_info
 from cryptmail.db import tables as t
 from cryptmail.delivery import delivery_headers
-from cryptmail.serve._lmtp_workers import WORKER_MODULE
+from cryptmail.serve._zygote import ZYGOTE_NAME
 
-from .cryptmail_server import PASSWORD, CryptmailServer, make_users, read_all
+from .cryptmail_server import PASSWORD, CryptmailServer, child_pids, make_users, read_all
 from .servers._process import pid_alive
 
 WORKERS = 3
@@ -72,11 +72,11 @@ def server(tmp_path: Path) -> Iterator[CryptmailServer]:
 
 def test_workers_deliver_while_the_main_process_is_stopped(server: CryptmailServer) -> None:
     workers = _workers(server)
+    main_argv = Path(f"/proc/{server.pid}/cmdline").read_bytes()
     for pid in workers:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
-        # Descriptors and the parent's pid only: the configuration came on stdin.
-        assert argv[1:3] == [b"-m", WORKER_MODULE.encode()]
-        assert all(arg.isdigit() for arg in argv[3:]) and len(argv) == 10
+        # Forked by the zygote: serve's own command line, no configuration on it (the
+        # configuration came over the zygote's socket pair).
+        assert Path(f"/proc/{pid}/cmdline").read_bytes() == main_argv
     os.kill(server.pid, signal.SIGSTOP)
     try:
         for index in range(6):
@@ -175,3 +175,29 @@ def test_a_public_key_replaced_in_sql_is_a_4xx_from_the_workers(
     assert "key_rows_changed" in events
     log = server.log_path.read_text()
     assert "deferred: the public key or crypt in the database is not the one" in log
+
+
+def test_workers_come_back_when_the_zygote_is_killed(server: CryptmailServer) -> None:
+    workers = _workers(server)
+    zygotes = [
+        pid
+        for pid in child_pids(server.pid)
+        if Path(f"/proc/{pid}/comm").read_text().strip() == ZYGOTE_NAME
+    ]
+    assert len(zygotes) == 1
+    os.kill(zygotes[0], signal.SIGKILL)
+    # Its workers get SIGTERM from the kernel; serve starts new ones as interpreters.
+    _wait_for("the old workers stopped", lambda: not [p for p in workers if pid_alive(p)])
+    _wait_for(
+        "new workers",
+        lambda: len([p for p in child_pids(server.pid) if p not in zygotes]) == WORKERS,
+        timeout=60,
+    )
+    os.kill(server.pid, signal.SIGSTOP)  # only a worker can take the delivery
+    try:
+        for index in range(3):
+            _deliver(server.port, _message(index))
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    stored = read_all(server.data_dir, "alice@example.org")["INBOX"]
+    assert stored == [_stored(_message(index)) for index in range(3)]

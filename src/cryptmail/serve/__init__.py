@@ -3,7 +3,8 @@
 `run_server` is the composition root: it builds what the listeners share (`Shared`),
 makes the listeners `Addresses` turn on (`make_listeners`), each of the one `Listener`
 shape, and runs them with the housekeeping chores until a signal stops them.
-LMTP runs in worker processes (`LmtpWorkers`, each running `_lmtp_worker`); memory
+LMTP runs in worker processes (`LmtpWorkers`, each running `_lmtp_worker`), forked from
+a zygote (`fork_zygote`) that `cryptmail serve` starts before anything else; memory
 settings for long-running processes are in `_memory`.
 """
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         make_listeners,
         run_server,
     )
+    from cryptmail.serve._zygote import Zygote, fork_zygote
 
 __all__ = [
     "GRACE_S",
@@ -37,7 +39,9 @@ __all__ = [
     "LmtpWorkers",
     "Shared",
     "WorkerSetup",
+    "Zygote",
     "expire_tags_forever",
+    "fork_zygote",
     "make_listeners",
     "run_server",
     "settle_gc",
@@ -65,6 +69,10 @@ def __getattr__(name: str) -> Any:
         from cryptmail.serve import _memory
 
         value = getattr(_memory, name)
+    elif name in ("Zygote", "fork_zygote"):
+        from cryptmail.serve import _zygote
+
+        value = getattr(_zygote, name)
     elif name == "Listener":
         from cryptmail.serve import _listener
 

@@ -54,6 +54,7 @@ from cryptmail.serve._lmtp_workers import LmtpWorkers, logger_levels
 from cryptmail.serve._memory import settle_gc, tune_malloc
 from cryptmail.serve._metrics_listener import MetricsListener
 from cryptmail.serve._notify import SystemdNotifier
+from cryptmail.serve._zygote import Zygote
 from cryptmail.sockets import parse_address, socket_group_id
 from cryptmail.store import ChangeBus, FirstLoginImports
 from cryptmail.store.blobs import BlobStore, open_blob_store
@@ -96,6 +97,8 @@ class Shared:
     """IDLE's own poll (None: never); longer when the change feed runs."""
     tls: ssl.SSLContext | None = None  # None: IMAP and POP3 make their own
     metrics: PrometheusMetrics | None = None  # None: no metrics listener
+    zygote: Zygote | None = None
+    """Where LMTP workers are forked from (`_zygote`); None: each a new interpreter."""
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -125,7 +128,9 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
     listeners: list[Listener] = []
     if addresses.lmtp:
         setup = WorkerSetup(config, LOG_FORMAT, logger_levels(), GRACE_S)
-        listeners.append(LmtpWorkers(setup, addresses.lmtp, config.lmtp.process_count, shared.bus))
+        listeners.append(
+            LmtpWorkers(setup, addresses.lmtp, config.lmtp.process_count, shared.bus, shared.zygote)
+        )
     if addresses.imap or addresses.imaps:
         context = make_context(
             config,
@@ -210,9 +215,13 @@ def _pool_use(engine: AsyncEngine) -> tuple[int, int]:
     return int(checked_out()), int(checked_in())
 
 
-async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) -> int:
+async def run_server(
+    config: Config, engine: AsyncEngine, addresses: Addresses, zygote: Zygote | None = None
+) -> int:
     """Serve until SIGTERM or SIGINT (or until a listener stops on its own); return the
-    exit code. Raises ConfigError or OSError when a listener cannot start."""
+    exit code. Raises ConfigError or OSError when a listener cannot start. The LMTP
+    workers are forked from `zygote` when one is given (`fork_zygote`, called before
+    anything runs), else each starts as a new interpreter."""
     forbid_core_dumps()  # before any key is unlocked in this process
     keep_out_of_swap()
     # Off the loop: building an S3 client imports boto3 and reads its data files (~0.3 s).
@@ -240,6 +249,7 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
         idle_poll_s=safety_s if feeding else 2.0,
         tls=tls,
         metrics=metrics,
+        zygote=zygote,
     )
     feed = ChangeFeed(
         engine, events, dispatch_to(bus, watcher), lambda: _history_lost(bus, watcher)
