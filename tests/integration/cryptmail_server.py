@@ -21,7 +21,7 @@ from cryptmail.config import Argon2Config, CryptoConfig
 from cryptmail.db import create_engine, upgrade
 from cryptmail.keys import create_user, server_key, unlock_account
 from cryptmail.secret import Password
-from cryptmail.serve._zygote import WORKER_NAME
+from cryptmail.serve._lmtp_worker import WORKER_NAME
 from cryptmail.store import list_mailboxes, load_messages, open_blob, read_plaintext
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import add_domain
@@ -266,8 +266,8 @@ class CryptmailServer:
 
     @property
     def worker_pids(self) -> list[int]:
-        """The LMTP worker processes running now, forked by the zygote below `serve`."""
-        return [pid for pid in descendant_pids(self.pid) if _comm(pid) == WORKER_NAME]
+        """The LMTP worker processes running now (children of `serve`)."""
+        return [pid for pid in child_pids(self.pid) if _comm(pid) == WORKER_NAME]
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -23,9 +23,8 @@ from imapclient import IMAPClient
 from cryptmail.crypto import generate_private_key, public_info
 from cryptmail.db import tables as t
 from cryptmail.delivery import delivery_headers
-from cryptmail.serve._zygote import ZYGOTE_NAME
 
-from .cryptmail_server import PASSWORD, CryptmailServer, child_pids, make_users, read_all
+from .cryptmail_server import PASSWORD, CryptmailServer, make_users, read_all
 from .servers._process import pid_alive
 
 WORKERS = 3
@@ -74,8 +73,8 @@ def test_workers_deliver_while_the_main_process_is_stopped(server: CryptmailServ
     workers = _workers(server)
     main_argv = Path(f"/proc/{server.pid}/cmdline").read_bytes()
     for pid in workers:
-        # Forked by the zygote: serve's own command line, no configuration on it (the
-        # configuration came over the zygote's socket pair).
+        # Forked by serve: its own command line, no configuration on it (the
+        # configuration came over a socket pair).
         assert Path(f"/proc/{pid}/cmdline").read_bytes() == main_argv
     os.kill(server.pid, signal.SIGSTOP)
     try:
@@ -175,29 +174,3 @@ def test_a_public_key_replaced_in_sql_is_a_4xx_from_the_workers(
     assert "key_rows_changed" in events
     log = server.log_path.read_text()
     assert "deferred: the public key or crypt in the database is not the one" in log
-
-
-def test_workers_come_back_when_the_zygote_is_killed(server: CryptmailServer) -> None:
-    workers = _workers(server)
-    zygotes = [
-        pid
-        for pid in child_pids(server.pid)
-        if Path(f"/proc/{pid}/comm").read_text().strip() == ZYGOTE_NAME
-    ]
-    assert len(zygotes) == 1
-    os.kill(zygotes[0], signal.SIGKILL)
-    # Its workers get SIGTERM from the kernel; serve starts new ones as interpreters.
-    _wait_for("the old workers stopped", lambda: not [p for p in workers if pid_alive(p)])
-    _wait_for(
-        "new workers",
-        lambda: len([p for p in child_pids(server.pid) if p not in zygotes]) == WORKERS,
-        timeout=60,
-    )
-    os.kill(server.pid, signal.SIGSTOP)  # only a worker can take the delivery
-    try:
-        for index in range(3):
-            _deliver(server.port, _message(index))
-    finally:
-        os.kill(server.pid, signal.SIGCONT)
-    stored = read_all(server.data_dir, "alice@example.org")["INBOX"]
-    assert stored == [_stored(_message(index)) for index in range(3)]

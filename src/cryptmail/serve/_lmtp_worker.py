@@ -40,6 +40,9 @@ from cryptmail.store import PipePublisher
 from cryptmail.store.blobs import open_blob_store
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+WORKER_NAME = "cryptmail-lmtp"
+"""A worker's process name (`/proc/PID/comm`: what `ps` and `top` show)."""
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,9 @@ class WorkerFds:
 
 def run_worker(setup: WorkerSetup, fds: WorkerFds, slots: int, slot: int, parent_pid: int) -> int:
     """Serve LMTP as worker `slot` of `slots` until SIGTERM, or until `parent_pid` dies;
-    return the exit code. Run by `main` in a process of its own, or in a child the
-    zygote forked (`_zygote`)."""
+    return the exit code. Run by `main` in a new interpreter, or in a child `serve`
+    forked at its start (`_prefork`)."""
+    ctypes.CDLL(None).prctl(_PR_SET_NAME, WORKER_NAME.encode(), 0, 0, 0)
     install_metrics(PipeMetrics(fds.metrics))
     os.umask(0o077)
     logging.basicConfig(format=setup.log_format, stream=sys.stderr)

@@ -15,9 +15,9 @@ A worker only delivers. Its IDLE notifications go through a pipe to the main pro
 change bus (`PipePublisher`, `ChangeForwarder`), its metric events through another to
 the main process's registry (`PipeMetrics`, `MetricsReader`), so `/metrics` shows the
 deliveries of every worker; the SQLite writers of all processes
-queue on one `flock` (`db.run_transaction`). What a worker runs is `_lmtp_worker`, forked
-from the zygote `serve` starts first (`_zygote`: the workers share the interpreter's
-pages with it and with this process), or, without one, started as a new interpreter
+queue on one `flock` (`db.run_transaction`). What a worker runs is `_lmtp_worker`: forked
+by `serve` at its start (`_prefork`: the workers share the interpreter's pages with this
+process), or, for a worker that replaces one that died, a new interpreter started
 through `_worker_process`.
 """
 
@@ -40,7 +40,7 @@ from cryptmail.delivery import ConnectionShares
 from cryptmail.metrics import MetricsReader
 from cryptmail.metrics import current as current_metrics
 from cryptmail.serve._lmtp_worker import WorkerFds, WorkerSetup
-from cryptmail.serve._zygote import Zygote, ZygoteGone
+from cryptmail.serve._prefork import DormantWorker
 from cryptmail.sockets import bind_listener, socket_group_id
 from cryptmail.store import ChangeBus, ChangeForwarder
 
@@ -98,10 +98,10 @@ class LmtpWorkers:
         address: str,
         processes: int,
         bus: ChangeBus,
-        zygote: Zygote | None = None,
+        dormant: list[DormantWorker] | None = None,
     ):
         self._setup = setup
-        self._zygote = zygote
+        self._dormant = list(dormant or [])
         self._address = address
         self._shares = ConnectionShares.create(processes)
         self._bus = bus
@@ -151,12 +151,13 @@ class LmtpWorkers:
         assert self._sock is not None  # noqa: S101 - only after start()
         self._shares.reset(slot)
         fds = (self._sock.fileno(), self._notify_write, self._shares.fd, self._metrics_write)
-        if self._zygote is not None and self._zygote.alive:
+        while self._dormant:
+            dormant = self._dormant.pop(0)
             try:
-                forked = self._zygote.spawn(self._setup, WorkerFds(*fds), self._shares.slots, slot)
+                forked = dormant.wake(self._setup, WorkerFds(*fds), self._shares.slots, slot)
                 return _Worker(forked, slot, time.monotonic())
-            except ZygoteGone as exc:
-                log.warning("%s; LMTP workers start as new interpreters from now on", exc)
+            except OSError as exc:  # it died meanwhile: the next, or a new interpreter
+                log.warning("pre-forked LMTP worker %d is gone: %s", dormant.pid, exc)
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [
                 sys.executable,
@@ -216,7 +217,6 @@ class LmtpWorkers:
             self._sock = None
         deadline = time.monotonic() + grace_s
         killed = False
-        # Polled, not waited for: a forked worker's end is heard from the zygote.
         while any(w.process.poll() is None for w in self._workers):
             if time.monotonic() >= deadline and not killed:
                 killed = True
@@ -237,4 +237,7 @@ class LmtpWorkers:
         if self._metrics_write >= 0:
             os.close(self._metrics_write)
             self._metrics_write = -1
+        for dormant in self._dormant:
+            dormant.dismiss()
+        self._dormant.clear()
         self._closed.set()
