@@ -320,6 +320,7 @@ async def _measure(args: argparse.Namespace, data_dir: Path) -> None:
             for p, name, pss in rows:
                 print(f"|   | {name} {p}: {pss:.1f} MiB | | | |")
         await clients.close()
+        await asyncio.sleep(5)  # the server ends 10,000 sessions before it is stopped
     if args.dovecot:
         dovecot_total, dovecot_count = await _measure_dovecot(args.dovecot_connections)
         summary["dovecot"] = dovecot_total
