@@ -22,6 +22,7 @@ from cryptmail.config import Argon2Config, CryptoConfig
 from cryptmail.db import create_engine, upgrade
 from cryptmail.keys import create_user, server_key, unlock_account
 from cryptmail.secret import Password
+from cryptmail.serve._lmtp_worker import WORKER_NAME
 from cryptmail.store import list_mailboxes, load_messages, open_blob, read_plaintext
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import add_domain
@@ -179,6 +180,24 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """The live processes below `pid`: its children, theirs, and so on."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        children = child_pids(frontier.pop())
+        found += children
+        frontier += children
+    return found
+
+
 def vm_hwm_kib(pid: int) -> int:
     """Peak resident memory of a live process."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -260,8 +279,8 @@ class CryptmailServer:
 
     @property
     def worker_pids(self) -> list[int]:
-        """The LMTP worker processes running now."""
-        return child_pids(self.pid)
+        """The LMTP worker processes running now (children of `serve`)."""
+        return [pid for pid in child_pids(self.pid) if _comm(pid) == WORKER_NAME]
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

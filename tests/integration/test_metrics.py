@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .cryptmail_server import PASSWORD, CryptmailServer, child_pids, make_users
+from .cryptmail_server import PASSWORD, CryptmailServer, make_users
 from .servers._ports import free_port
 
 USERS = [f"{name}@metrics-example.org" for name in ("alice", "bob", "carol")]
@@ -171,10 +171,10 @@ def test_a_worker_restart_is_counted(server: MetricsServer) -> None:
         return _value(_samples(_scrape_text(server)), "cryptmail_worker_restarts_total")
 
     start = restarts()
-    victim = child_pids(server.pid)[0]
+    victim = server.worker_pids[0]
     os.kill(victim, signal.SIGKILL)
     _eventually("the restart counted", lambda: restarts() == start + 1)
-    _eventually("a new worker", lambda: len(child_pids(server.pid)) == 2)
+    _eventually("a new worker", lambda: len(server.worker_pids) == 2)
     _deliver(server.port, 99)  # and the new worker's deliveries still show
 
 

@@ -42,7 +42,7 @@ from cryptmail.db import APPLICATION_NAME
 from cryptmail.delivery import delivery_headers
 
 from .conftest import PostfixFactory
-from .cryptmail_server import child_pids, stop_process, wait_for_greeting
+from .cryptmail_server import descendant_pids, stop_process, wait_for_greeting
 from .servers import Database, Postgres, SeaweedFS, free_port
 
 pytestmark = pytest.mark.integration
@@ -101,7 +101,7 @@ class Node:
     def kill(self) -> None:
         """SIGKILL the node and its LMTP workers at once, as a power cut would."""
         assert self.process is not None
-        for pid in [self.process.pid, *child_pids(self.process.pid)]:
+        for pid in [self.process.pid, *descendant_pids(self.process.pid)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

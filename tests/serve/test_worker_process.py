@@ -23,6 +23,7 @@ NOT_IN_A_WORKER = (
     "jinja2",
     "starlette",
     "uvicorn",
+    "numpy",
 )
 
 

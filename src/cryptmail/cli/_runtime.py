@@ -24,7 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.cli._options import config_from_args, read_stdin_lines
 from cryptmail.concurrency import configure_kdf_pool
 from cryptmail.config import Config
-from cryptmail.db import create_engine, current_revision, head_revision, upgrade
+from cryptmail.db import (
+    create_engine,
+    current_revision,
+    head_revision,
+    schema_is_current,
+    upgrade,
+)
 from cryptmail.errors import ConfigError, KeySlotError, PasswordRejected
 from cryptmail.keys import install_server_key, load_server_key
 from cryptmail.logs import use_format
@@ -54,6 +60,8 @@ async def prepare_schema(engine: AsyncEngine, url: str) -> None:
 
     Raises ConfigError when a server database has not been migrated.
     """
+    if await schema_is_current(engine):
+        return  # without Alembic, which a server would keep in memory for nothing
     head = head_revision()
     current = await current_revision(engine)
     if current == head:

@@ -10,9 +10,10 @@ import argparse
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cryptmail.cli._options import config_from_args
 from cryptmail.cli._runtime import SubParsers, run_with_engine
 from cryptmail.config import Config
-from cryptmail.serve import Addresses, run_server
+from cryptmail.serve import Addresses, prefork_workers, run_server
 
 DEFAULT_LMTP = "127.0.0.1:2424"
 
@@ -63,7 +64,16 @@ def addresses(args: argparse.Namespace, config: Config) -> Addresses:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    async def work(config: Config, engine: AsyncEngine) -> int:
-        return await run_server(config, engine, addresses(args, config))
+    # Forked now, before the engine, the event loop or any thread exists: see
+    # `cryptmail.serve._prefork`.
+    config = config_from_args(args)
+    dormant = prefork_workers(config.lmtp.process_count) if addresses(args, config).lmtp else []
 
-    return run_with_engine(args, work, server=True)
+    async def work(config: Config, engine: AsyncEngine) -> int:
+        return await run_server(config, engine, addresses(args, config), dormant)
+
+    try:
+        return run_with_engine(args, work, server=True)
+    finally:
+        for worker in dormant:  # those not woken (a listener failed to start)
+            worker.dismiss()

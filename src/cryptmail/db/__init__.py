@@ -19,7 +19,13 @@ from cryptmail.db._clock import utcnow
 from cryptmail.db._engine import async_url, create_engine, run_transaction
 from cryptmail.db._ids import UserId
 from cryptmail.db._listen import APPLICATION_NAME, ChangeListener
-from cryptmail.db._migrate import current_revision, head_revision, upgrade
+from cryptmail.db._migrate import (
+    current_revision,
+    head_revision,
+    listed_head,
+    schema_is_current,
+    upgrade,
+)
 
 __all__ = [
     "APPLICATION_NAME",
@@ -32,6 +38,7 @@ __all__ = [
     "create_engine",
     "current_revision",
     "head_revision",
+    "listed_head",
     "newest_change",
     "oldest_change",
     "parse_payload",
@@ -40,6 +47,7 @@ __all__ = [
     "record_mailbox_change",
     "record_user_change",
     "run_transaction",
+    "schema_is_current",
     "tables",
     "upgrade",
     "utcnow",

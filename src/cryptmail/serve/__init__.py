@@ -3,7 +3,8 @@
 `run_server` is the composition root: it builds what the listeners share (`Shared`),
 makes the listeners `Addresses` turn on (`make_listeners`), each of the one `Listener`
 shape, and runs them with the housekeeping chores until a signal stops them.
-LMTP runs in worker processes (`LmtpWorkers`, each running `_lmtp_worker`); memory
+LMTP runs in worker processes (`LmtpWorkers`, each running `_lmtp_worker`), forked by
+`cryptmail serve` before anything else runs (`prefork_workers`); memory
 settings for long-running processes are in `_memory`.
 """
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from cryptmail.serve._lmtp_worker import WorkerSetup
     from cryptmail.serve._lmtp_workers import LmtpWorkers
     from cryptmail.serve._memory import settle_gc, tune_malloc
+    from cryptmail.serve._prefork import DormantWorker, prefork_workers
     from cryptmail.serve._supervisor import (
         GRACE_S,
         Addresses,
@@ -33,12 +35,14 @@ if TYPE_CHECKING:
 __all__ = [
     "GRACE_S",
     "Addresses",
+    "DormantWorker",
     "Listener",
     "LmtpWorkers",
     "Shared",
     "WorkerSetup",
     "expire_tags_forever",
     "make_listeners",
+    "prefork_workers",
     "run_server",
     "settle_gc",
     "sweep_forever",
@@ -65,6 +69,10 @@ def __getattr__(name: str) -> Any:
         from cryptmail.serve import _memory
 
         value = getattr(_memory, name)
+    elif name in ("DormantWorker", "prefork_workers"):
+        from cryptmail.serve import _prefork
+
+        value = getattr(_prefork, name)
     elif name == "Listener":
         from cryptmail.serve import _listener
 

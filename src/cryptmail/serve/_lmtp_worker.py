@@ -40,6 +40,9 @@ from cryptmail.store import PipePublisher
 from cryptmail.store.blobs import open_blob_store
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+WORKER_NAME = "cryptmail-lmtp"
+"""A worker's process name (`/proc/PID/comm`: what `ps` and `top` show)."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,29 @@ def main(argv: list[str]) -> int:
     listen_fd, notify_fd, shares_fd, slots, slot, parent_pid, metrics_fd = (
         int(arg) for arg in argv
     )
-    install_metrics(PipeMetrics(metrics_fd))
     # Our parent wrote it into a pipe it made for us: nothing else can reach this stdin.
     setup: WorkerSetup = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
+    fds = WorkerFds(listen_fd, notify_fd, shares_fd, metrics_fd)
+    return run_worker(setup, fds, slots, slot, parent_pid)
+
+
+@dataclass(frozen=True)
+class WorkerFds:
+    """The descriptors a worker serves with: the LMTP listener, the pipe to the main
+    process's change bus, the connection shares, the pipe to its metrics."""
+
+    listen: int
+    notify: int
+    shares: int
+    metrics: int
+
+
+def run_worker(setup: WorkerSetup, fds: WorkerFds, slots: int, slot: int, parent_pid: int) -> int:
+    """Serve LMTP as worker `slot` of `slots` until SIGTERM, or until `parent_pid` dies;
+    return the exit code. Run by `main` in a new interpreter, or in a child `serve`
+    forked at its start (`_prefork`)."""
+    ctypes.CDLL(None).prctl(_PR_SET_NAME, WORKER_NAME.encode(), 0, 0, 0)
+    install_metrics(PipeMetrics(fds.metrics))
     os.umask(0o077)
     logging.basicConfig(format=setup.log_format, stream=sys.stderr)
     use_format(setup.config.log_format)
@@ -120,10 +143,10 @@ def main(argv: list[str]) -> int:
         logging.getLogger(name or None).setLevel(level)
     forbid_core_dumps()  # execve made this process dumpable again
     _stop_with_parent(parent_pid)
-    sock = socket.socket(fileno=listen_fd)
+    sock = socket.socket(fileno=fds.listen)
     sock.setblocking(False)
     try:
-        shares = ConnectionShares(shares_fd, slots, slot)
-        return asyncio.run(_serve(setup, sock, notify_fd, shares))
+        shares = ConnectionShares(fds.shares, slots, slot)
+        return asyncio.run(_serve(setup, sock, fds.notify, shares))
     except KeyboardInterrupt:
         return 0

@@ -15,7 +15,9 @@ A worker only delivers. Its IDLE notifications go through a pipe to the main pro
 change bus (`PipePublisher`, `ChangeForwarder`), its metric events through another to
 the main process's registry (`PipeMetrics`, `MetricsReader`), so `/metrics` shows the
 deliveries of every worker; the SQLite writers of all processes
-queue on one `flock` (`db.run_transaction`). What a worker runs is `_lmtp_worker`, started
+queue on one `flock` (`db.run_transaction`). What a worker runs is `_lmtp_worker`: forked
+by `serve` at its start (`_prefork`: the workers share the interpreter's pages with this
+process), or, for a worker that replaces one that died, a new interpreter started
 through `_worker_process`.
 """
 
@@ -31,12 +33,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.delivery import ConnectionShares
 from cryptmail.metrics import MetricsReader
 from cryptmail.metrics import current as current_metrics
-from cryptmail.serve._lmtp_worker import WorkerSetup
+from cryptmail.serve._lmtp_worker import WorkerFds, WorkerSetup
+from cryptmail.serve._prefork import DormantWorker
 from cryptmail.sockets import bind_listener, socket_group_id
 from cryptmail.store import ChangeBus, ChangeForwarder
 
@@ -64,9 +68,22 @@ def logger_levels() -> dict[str, int]:
     return levels
 
 
+class _Process(Protocol):
+    """What the parent uses of a worker: a `subprocess.Popen` or a `ForkedWorker`."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 @dataclass
 class _Worker:
-    process: subprocess.Popen[bytes]
+    process: _Process
     slot: int
     started: float
 
@@ -75,8 +92,16 @@ class LmtpWorkers:
     """The LMTP listener of `serve`: worker processes serving `address`, one for each
     of `processes` slots, started again when one dies. A `serve.Listener`."""
 
-    def __init__(self, setup: WorkerSetup, address: str, processes: int, bus: ChangeBus):
+    def __init__(
+        self,
+        setup: WorkerSetup,
+        address: str,
+        processes: int,
+        bus: ChangeBus,
+        dormant: list[DormantWorker] | None = None,
+    ):
         self._setup = setup
+        self._dormant = list(dormant or [])
         self._address = address
         self._shares = ConnectionShares.create(processes)
         self._bus = bus
@@ -126,6 +151,13 @@ class LmtpWorkers:
         assert self._sock is not None  # noqa: S101 - only after start()
         self._shares.reset(slot)
         fds = (self._sock.fileno(), self._notify_write, self._shares.fd, self._metrics_write)
+        while self._dormant:
+            dormant = self._dormant.pop(0)
+            try:
+                forked = dormant.wake(self._setup, WorkerFds(*fds), self._shares.slots, slot)
+                return _Worker(forked, slot, time.monotonic())
+            except OSError as exc:  # it died meanwhile: the next, or a new interpreter
+                log.warning("pre-forked LMTP worker %d is gone: %s", dormant.pid, exc)
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [
                 sys.executable,
@@ -184,14 +216,14 @@ class LmtpWorkers:
             self._sock.close()  # the workers' copies close as they stop accepting
             self._sock = None
         deadline = time.monotonic() + grace_s
+        killed = False
         while any(w.process.poll() is None for w in self._workers):
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline and not killed:
+                killed = True
                 for worker in self._workers:
                     if worker.process.poll() is None:
                         log.warning("LMTP worker %d did not stop; killing it", worker.process.pid)
                         worker.process.kill()
-                        await run_blocking(worker.process.wait)
-                break
             await asyncio.sleep(0.05)
         if self._forwarder is not None:
             self._forwarder.close()
@@ -205,4 +237,7 @@ class LmtpWorkers:
         if self._metrics_write >= 0:
             os.close(self._metrics_write)
             self._metrics_write = -1
+        for dormant in self._dormant:
+            dormant.dismiss()
+        self._dormant.clear()
         self._closed.set()

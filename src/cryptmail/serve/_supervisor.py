@@ -27,8 +27,10 @@ import asyncio
 import logging
 import signal
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,7 +40,7 @@ from cryptmail.errors import ConfigError, StoreUnavailable
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
 from cryptmail.managesieve import ManagesieveListener, make_managesieve_context
-from cryptmail.metrics import PrometheusMetrics, install_metrics
+from cryptmail.metrics import install_metrics
 from cryptmail.pop3 import Pop3Listener, make_pop3_context
 from cryptmail.sasl import SaslChecker, SaslServer
 from cryptmail.serve._events import ChangeFeed, dispatch_to, feed_mode, prune_forever
@@ -53,13 +55,16 @@ from cryptmail.serve._listener import Listener
 from cryptmail.serve._lmtp_worker import WorkerSetup
 from cryptmail.serve._lmtp_workers import LmtpWorkers, logger_levels
 from cryptmail.serve._memory import settle_gc, tune_malloc
-from cryptmail.serve._metrics_listener import MetricsListener
 from cryptmail.serve._notify import SystemdNotifier
+from cryptmail.serve._prefork import DormantWorker
 from cryptmail.sockets import parse_address, socket_group_id
 from cryptmail.store import ChangeBus, FirstLoginImports
 from cryptmail.store.blobs import BlobStore, open_blob_store
 from cryptmail.tls import make_ssl_context, reload_ssl_context
 from cryptmail.web import Readiness, WebServer
+
+if TYPE_CHECKING:
+    from cryptmail.metrics import PrometheusMetrics
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +102,8 @@ class Shared:
     """IDLE's own poll (None: never); longer when the change feed runs."""
     tls: ssl.SSLContext | None = None  # None: IMAP and POP3 make their own
     metrics: PrometheusMetrics | None = None  # None: no metrics listener
+    dormant: tuple[DormantWorker, ...] = ()
+    """LMTP workers forked at the start (`_prefork`); more start as new interpreters."""
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -126,7 +133,11 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
     listeners: list[Listener] = []
     if addresses.lmtp:
         setup = WorkerSetup(config, LOG_FORMAT, logger_levels(), GRACE_S)
-        listeners.append(LmtpWorkers(setup, addresses.lmtp, config.lmtp.process_count, shared.bus))
+        listeners.append(
+            LmtpWorkers(
+                setup, addresses.lmtp, config.lmtp.process_count, shared.bus, list(shared.dormant)
+            )
+        )
     if addresses.imap or addresses.imaps:
         context = make_context(
             config,
@@ -195,6 +206,9 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             "--pop3s or --managesieve"
         )
     if shared.metrics is not None and config.metrics.enabled:
+        # Here, not at the top: prometheus_client only where /metrics is served.
+        from cryptmail.serve._metrics_listener import MetricsListener
+
         host, port = _host_port(config.metrics.listen)
         listeners.append(MetricsListener(shared.metrics, host, port))
     return listeners
@@ -211,15 +225,26 @@ def _pool_use(engine: AsyncEngine) -> tuple[int, int]:
     return int(checked_out()), int(checked_in())
 
 
-async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) -> int:
+async def run_server(
+    config: Config,
+    engine: AsyncEngine,
+    addresses: Addresses,
+    dormant: Sequence[DormantWorker] = (),
+) -> int:
     """Serve until SIGTERM or SIGINT (or until a listener stops on its own); return the
-    exit code. Raises ConfigError or OSError when a listener cannot start."""
+    exit code. Raises ConfigError or OSError when a listener cannot start. The LMTP
+    workers are the `dormant` ones forked at the start (`prefork_workers`, called
+    before anything runs) while they last, then new interpreters."""
     forbid_core_dumps()  # before any key is unlocked in this process
     keep_out_of_swap()
     # Off the loop: building an S3 client imports boto3 and reads its data files (~0.3 s).
     blobs = await run_blocking(open_blob_store, config)
-    metrics = PrometheusMetrics(kdf_load=kdf_load, pool_use=lambda: _pool_use(engine))
-    install_metrics(metrics)  # before the LMTP workers start: they report to it
+    metrics = None
+    if config.metrics.enabled:
+        from cryptmail.metrics import PrometheusMetrics
+
+        metrics = PrometheusMetrics(kdf_load=kdf_load, pool_use=lambda: _pool_use(engine))
+        install_metrics(metrics)  # before the LMTP workers start: they report to it
     tls = None
     if addresses.imap or addresses.imaps or addresses.pop3 or addresses.pop3s:
         tls = await run_blocking(make_ssl_context, config)  # once: one fingerprint line
@@ -241,6 +266,7 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
         idle_poll_s=safety_s if feeding else 2.0,
         tls=tls,
         metrics=metrics,
+        dormant=tuple(dormant),
     )
     feed = ChangeFeed(
         engine, events, dispatch_to(bus, watcher), lambda: _history_lost(bus, watcher)

@@ -21,7 +21,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.concurrency import run_blocking
@@ -70,6 +69,8 @@ class Lookup:
 
 
 def _lookup(segments: list[Segment], needle: Needle) -> Lookup:
+    import numpy as np  # where it runs: an idle server never searches (7 MB)
+
     indexed: set[BlobId] = set()
     candidates: set[BlobId] = set()
     proven: set[BlobId] = set()

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Final
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Final
 
 from cryptmail.store.fulltext._segment import FieldWords, Segment
 from cryptmail.store.fulltext._tokens import NeedleTerm
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    # numpy is imported where it runs: an idle server never searches (7 MB).
+    Mask = npt.NDArray[np.bool_]
 
 BODY: Final = 1
 TEXT_EXTRA: Final = 2
@@ -33,8 +37,6 @@ BODY_ONLY: Final = 3
 HEADER_FIELDS: Final = {"subject": 4, "from": 5, "to": 6, "cc": 7, "bcc": 8}
 MAX_EXPANSION: Final = 20000
 """Words one constraint may match before the index stops narrowing for it."""
-
-Mask = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,8 @@ def _matching(fw: FieldWords, term: NeedleTerm) -> list[int] | None:
 
 def _docs(segment: Segment, field_id: int, term: NeedleTerm) -> Mask | None:
     """Docs holding a word of `field_id` that meets `term`; None: too many words."""
+    import numpy as np
+
     mask = np.zeros(segment.size, dtype=np.bool_)
     fw = segment.fields.get(field_id)
     if fw is None:
@@ -77,6 +81,8 @@ def _docs(segment: Segment, field_id: int, term: NeedleTerm) -> Mask | None:
 
 def match_segment(segment: Segment, needle: Needle) -> tuple[Mask, Mask]:
     """(candidates, proven) over the segment's doc numbers; proven implies candidate."""
+    import numpy as np
+
     every = np.ones(segment.size, dtype=np.bool_)
     nothing = np.zeros(segment.size, dtype=np.bool_)
     if not needle.terms:

@@ -20,19 +20,22 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Final
 
 from cryptmail.errors import MalformedObject
 from cryptmail.store._ids import BlobId
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    # numpy is imported where it runs: an idle server never searches (7 MB).
+    U32 = npt.NDArray[np.uint32]
 
 MAGIC: Final = b"CMFT"
 VERSION: Final = 1
 DOC_ID_SIZE: Final = 16
 
-U32 = npt.NDArray[np.uint32]
 Docs = Iterable[tuple[BlobId, Mapping[int, Iterable[str]]]]
 
 
@@ -55,6 +58,8 @@ class FieldWords:
     def find(self, piece: str, limit: int) -> list[int] | None:
         """Indexes of the words containing `piece` (ending with it, when `piece` ends
         in "\n"), found in one joined string at C speed; None beyond `limit` words."""
+        import numpy as np
+
         if self._joined is None or self._starts is None:
             self._joined = "\n".join(self.words) + "\n"
             lengths = np.fromiter((len(w) + 1 for w in self.words), np.int64, len(self.words))
@@ -74,6 +79,8 @@ class FieldWords:
 
     def docs_of(self, indexes: Iterable[int]) -> U32:
         """The doc numbers holding any of the words at `indexes` (may repeat)."""
+        import numpy as np
+
         parts = [self.postings[self.offsets[i] : self.offsets[i + 1]] for i in indexes]
         if not parts:
             return np.zeros(0, dtype=np.uint32)
@@ -94,6 +101,8 @@ class Segment:
 
 def build_segment(docs: Docs) -> Segment:
     """A segment of `docs` (blob id, {field: words}); a blob given twice is kept once."""
+    import numpy as np
+
     blob_ids: list[BlobId] = []
     seen: set[BlobId] = set()
     per_field: dict[int, dict[str, list[int]]] = {}
@@ -123,6 +132,8 @@ def merge_segments(segments: Iterable[Segment], keep: set[BlobId] | None) -> Seg
 
     Vectorised: every (word, doc) pair becomes one integer word * n_docs + doc, and one
     sort-unique of those gives the merged postings in order."""
+    import numpy as np
+
     segments = list(segments)
     blob_ids: list[BlobId] = []
     numbers: dict[BlobId, int] = {}
@@ -191,12 +202,16 @@ class _Reader:
         return piece
 
     def array(self, count: int) -> U32:
+        import numpy as np
+
         return np.frombuffer(self.take(4 * count), dtype="<u4").astype(np.uint32)
 
 
 def decode_segment(data: bytes) -> Segment:
     """The segment; MalformedObject for anything that is not one (wrong magic or
     version, truncated, offsets or doc numbers out of range, trailing bytes)."""
+    import numpy as np
+
     reader = _Reader(data)
     if reader.take(4) != MAGIC or reader.take(1) != bytes([VERSION]):
         raise MalformedObject("not a search index segment of a known version")

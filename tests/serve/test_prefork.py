@@ -1,0 +1,57 @@
+"""Pre-forked LMTP workers (`_prefork`): forked only where no thread runs, dismissed
+cleanly when not woken; what `cryptmail serve` imports before it forks them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+_DISMISS = """
+import json, os, threading
+from cryptmail.serve import prefork_workers
+workers = prefork_workers(2)
+pids = [w.pid for w in workers]
+alive = [os.waitpid(pid, os.WNOHANG) == (0, 0) for pid in pids]
+for worker in workers:
+    worker.dismiss()
+gone = []
+for pid in pids:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+        gone.append(False)
+    except ChildProcessError:
+        gone.append(True)  # reaped by dismiss
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+with_thread = prefork_workers(2)
+stop.set()
+thread.join()
+print(json.dumps({"alive": alive, "gone": gone, "with_thread": len(with_thread)}))
+"""
+
+_SERVE_IMPORTS = (
+    "import json, sys\nimport cryptmail.cli._serve\nprint(json.dumps(sorted(sys.modules)))\n"
+)
+
+
+def _run(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def test_dormant_workers_wait_and_exit_when_dismissed() -> None:
+    result = json.loads(_run(_DISMISS))
+    assert result == {"alive": [True, True], "gone": [True, True], "with_thread": 0}
+
+
+def test_serve_forks_before_importing_alembic_or_numpy() -> None:
+    # Whatever is imported before the fork is shared; these are not needed by an idle
+    # server at all (the schema check reads the scripts, a search imports numpy, only
+    # `metrics.enabled` imports prometheus_client).
+    modules = json.loads(_run(_SERVE_IMPORTS))
+    assert "cryptmail.serve._prefork" in modules
+    unneeded = ("alembic", "mako", "numpy", "prometheus_client")
+    assert [m for m in modules if m.split(".")[0] in unneeded] == []
