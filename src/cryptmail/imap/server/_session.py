@@ -86,6 +86,9 @@ AUTH_EXTENSIONS: Final = (
     "MULTIAPPEND",  # RFC 3502
     "CATENATE",  # RFC 4469
     "UTF8=ACCEPT",  # RFC 6855
+    "SEARCHRES",  # RFC 5182
+    "CONTEXT=SEARCH", "CONTEXT=SORT",  # RFC 5267
+    "PREVIEW",  # RFC 8970
 )  # fmt: skip
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 
