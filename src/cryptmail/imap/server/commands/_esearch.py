@@ -34,7 +34,7 @@ def esearch_line(
     numbers: Sequence[int],
     returns: Sequence[str],
     *,
-    uid: bool,
+    uid: bool = False,
     partial: tuple[int, int] | None = None,
     ordered: bool = False,
     modseq: int = 0,
