@@ -142,13 +142,17 @@ def test_bad_input_changes_nothing(rig: ImapRig) -> None:
     assert _ok(client, b"SEARCH UNSEEN") == [b"* SEARCH 2 4 6"]
 
 
-def test_failed_search_with_save_empties_the_result(rig: ImapRig) -> None:
+def test_save_survives_refused_searches(rig: ImapRig) -> None:
     client = _setup(rig)
     _ok(client, b"SEARCH RETURN (SAVE) SEEN")
-    # A charset we cannot decode is a NO (RFC 5182 2.1: a NO with SAVE empties "$").
-    assert _status(client, b"SEARCH RETURN (SAVE) CHARSET X-NOSUCH SUBJECT m") in (b"NO", b"BAD")
-    # Parse-time refusals leave it (Dovecot does the same); either way FETCH $ is valid.
-    _ok(client, b"FETCH $ (UID)")
+    # A refused charset is a parse-time NO (the command never ran): "$" stays, as
+    # Dovecot keeps it.
+    assert _status(client, b"SEARCH RETURN (SAVE) CHARSET X-NOSUCH SUBJECT m") == b"NO"
+    assert _fetched(_ok(client, b"FETCH $ (UID)")) == [1, 3, 5]
+    # So does a SEARCH without SAVE, and a BAD one.
+    _ok(client, b"SEARCH UNSEEN")
+    assert _status(client, b"SEARCH RETURN (SAVE) UNSEEN )") == b"BAD"
+    assert _fetched(_ok(client, b"FETCH $ (UID)")) == [1, 3, 5]
 
 
 def test_pipelined_commands_wait_for_the_save(rig: ImapRig) -> None:
