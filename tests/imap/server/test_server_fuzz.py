@@ -23,6 +23,7 @@ _VERBS = [
     "STATUS", "LIST", "LSUB", "CAPABILITY", "NAMESPACE", "ID", "ENABLE", "EXAMINE",
     "EXPUNGE", "UID EXPUNGE", "LOGIN", "STARTTLS", "FROB", "COMPRESS",
     "SORT", "UID SORT", "THREAD", "UID THREAD",
+    "CANCELUPDATE",
 ]  # fmt: skip
 _PIECES = [
     "1", "1:*", "*", "0", "4294967296", "(", ")", "[", "]", "<0.10>", "BODY[", "BODY.PEEK[1.2]",
@@ -33,6 +34,7 @@ _PIECES = [
     "THREADID", "MAILBOXID", "SIZE", "SAVEDON", "SAVEDATESUPPORTED", "UTF8=ACCEPT", "~",
     "(DATE)", "(REVERSE SUBJECT FROM)", "REVERSE", "DISPLAYFROM", "US-ASCII", "REFERENCES",
     "ORDEREDSUBJECT", "(MIN ALL)", "ALL",
+    "$", "(SAVE)", "(SAVE MIN)", "(UPDATE)", "PARTIAL", "(PARTIAL 1:5)", "PREVIEW", "(LAZY)",
 ]  # fmt: skip
 
 _line = st.one_of(

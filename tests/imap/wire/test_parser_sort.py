@@ -47,7 +47,7 @@ def test_thread() -> None:
         b"a SORT DATE UTF-8 ALL", b"a SORT (FOO) UTF-8 ALL", b"a SORT (REVERSE) UTF-8 ALL",
         b"a SORT (REVERSE REVERSE DATE) UTF-8 ALL", b"a SORT (DATE)  UTF-8 ALL",
         b"a SORT (DATE UTF-8 ALL", b"a SORT RETURN (SAVE) (DATE) UTF-8 ALL",
-        b"a SORT RETURN (PARTIAL 1:5) (DATE) UTF-8 ALL", b"a SORT (DATE) UTF-8 ALL extra(",
+        b"a SORT RETURN (PARTIAL 0:5) (DATE) UTF-8 ALL", b"a SORT (DATE) UTF-8 ALL extra(",
         b"a SORT (" + b"DATE " * 32 + b"DATE) UTF-8 ALL", b"a THREAD", b"a THREAD REFS UTF-8 ALL",
         b"a THREAD REFERENCES UTF-8", b"a THREAD (REFERENCES) UTF-8 ALL",
     ],

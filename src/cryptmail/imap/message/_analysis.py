@@ -4,13 +4,18 @@
 returns a :class:`MessageAnalysis`: the part map plus ENVELOPE, BODY and BODYSTRUCTURE
 already in IMAP syntax. ``to_bytes`` / ``from_bytes`` give the cacheable form::
 
-    magic "CMMA" | version (1 byte, 3) | five field lengths (u32 little-endian)
+    magic "CMMA" | version (1 byte, 4) | six field lengths (u32 little-endian)
         | part map (see _partmap) | ENVELOPE | BODY | BODYSTRUCTURE | sort fields
+        | preview (UTF-8)
 
-The sort fields are the raw header fields SORT and THREAD read (``_sortkeys``).
-Version 2 had the first four fields only, version 1 put each length as a varint before
-its field; both are still read, with ``sort_fields`` None (the reader fills it in from
-the message's header and stores the analysis again).
+The sort fields are the raw header fields SORT and THREAD read (``_sortkeys``); the
+preview is RFC 8970's PREVIEW text (``_preview``). Version 3 had no preview (read with
+``preview`` None: FETCH PREVIEW makes it and stores the analysis again); version 2 had
+the first four fields only, version 1 put each length as a varint before its field;
+both are still read, with ``sort_fields`` None too (the reader fills it in from the
+message's header and stores the analysis again). An analysis without a preview is
+written as version 3, one without sort fields as version 2 (its preview is then not
+kept: made again at the next PREVIEW, until SORT has filled the sort fields in).
 """
 
 from __future__ import annotations
@@ -21,15 +26,18 @@ from typing import Final, NamedTuple
 from cryptmail.imap.message._bodystructure import write_body, write_bodystructure, write_envelope
 from cryptmail.imap.message._mime import MimeParser
 from cryptmail.imap.message._partmap import PartMap, _read_varint, part_map_from_tree
+from cryptmail.imap.message._preview import preview_from_bytes
 from cryptmail.imap.message._sortkeys import encode_sort_fields
 
 __all__ = ["MessageAnalysis", "MessageAnalyzer", "analyze_message"]
 
 MAGIC: Final = b"CMMA"
-VERSION: Final = 3
+VERSION: Final = 4
+_FIVE_FIELDS_VERSION: Final = 3
 _FOUR_FIELDS_VERSION: Final = 2
 _VARINT_VERSION: Final = 1
-_LENGTHS: Final = struct.Struct("<5I")
+_LENGTHS: Final = struct.Struct("<6I")
+_FIVE_LENGTHS: Final = struct.Struct("<5I")
 _FOUR_LENGTHS: Final = struct.Struct("<4I")
 
 
@@ -46,6 +54,8 @@ class MessageAnalysis(NamedTuple):
     bodystructure: bytes
     sort_fields: bytes | None = None
     """``encode_sort_fields`` of the message's header; None if read from an older cache."""
+    preview: str | None = None
+    """RFC 8970 PREVIEW text; None when not made yet (a big message, an older cache)."""
 
     @property
     def rfc822_size(self) -> int:
@@ -59,6 +69,10 @@ class MessageAnalysis(NamedTuple):
             lengths = _FOUR_LENGTHS.pack(*(len(field) for field in fields))
             return MAGIC + bytes([_FOUR_FIELDS_VERSION]) + lengths + b"".join(fields)
         fields += (self.sort_fields,)
+        if self.preview is None:
+            lengths = _FIVE_LENGTHS.pack(*(len(field) for field in fields))
+            return MAGIC + bytes([_FIVE_FIELDS_VERSION]) + lengths + b"".join(fields)
+        fields += (self.preview.encode("utf-8"),)
         head = MAGIC + bytes([VERSION]) + _LENGTHS.pack(*(len(field) for field in fields))
         return head + b"".join(fields)
 
@@ -67,8 +81,8 @@ class MessageAnalysis(NamedTuple):
         """Raises ValueError on anything but :meth:`to_bytes` output (either version)."""
         if data[:4] != MAGIC or len(data) < 5:
             raise ValueError("not a message analysis")
-        if data[4] in (VERSION, _FOUR_FIELDS_VERSION):
-            layout = _LENGTHS if data[4] == VERSION else _FOUR_LENGTHS
+        if data[4] in _LAYOUTS:
+            layout = _LAYOUTS[data[4]]
             if len(data) < 5 + layout.size:
                 raise ValueError("message analysis is truncated")
             lengths = layout.unpack_from(data, 5)
@@ -84,7 +98,17 @@ class MessageAnalysis(NamedTuple):
         else:
             raise ValueError(f"message analysis version {data[4]} is unknown")
         sort_fields = fields[4] if len(fields) > 4 else None
-        return cls(PartMap.from_bytes(fields[0]), fields[1], fields[2], fields[3], sort_fields)
+        try:
+            preview = fields[5].decode("utf-8") if len(fields) > 5 else None
+        except UnicodeDecodeError as exc:
+            raise ValueError("message analysis preview is not UTF-8") from exc
+        part_map = PartMap.from_bytes(fields[0])
+        return cls(part_map, fields[1], fields[2], fields[3], sort_fields, preview)
+
+
+_LAYOUTS: Final = {
+    VERSION: _LENGTHS, _FIVE_FIELDS_VERSION: _FIVE_LENGTHS, _FOUR_FIELDS_VERSION: _FOUR_LENGTHS,
+}  # fmt: skip
 
 
 def _varint_fields(data: bytes) -> list[bytes]:
@@ -123,10 +147,16 @@ class MessageAnalyzer:
         )
 
 
-def analyze_message(message: bytes, chunk_size: int = 1 << 16) -> MessageAnalysis:
-    """Analyse a message held in memory."""
+def analyze_message(
+    message: bytes, chunk_size: int = 1 << 16, *, with_preview: bool = False
+) -> MessageAnalysis:
+    """Analyse a message held in memory; ``with_preview`` makes its PREVIEW text too
+    (cheap here: the bytes are at hand)."""
     analyzer = MessageAnalyzer()
     view = memoryview(message)
     for start in range(0, len(message), chunk_size):
         analyzer.feed(bytes(view[start : start + chunk_size]))
-    return analyzer.finish()
+    analysis = analyzer.finish()
+    if with_preview:
+        analysis = analysis._replace(preview=preview_from_bytes(message, analysis.part_map))
+    return analysis

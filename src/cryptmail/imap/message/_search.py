@@ -110,6 +110,8 @@ class SearchContext:
     now: dt.datetime
     tz: dt.tzinfo | None = None
     oracle: Oracle | None = None
+    saved: frozenset[int] = frozenset()
+    """UIDs of the saved search result, what ``$`` names (RFC 5182)."""
 
 
 Predicate = Callable[[MessageView], bool]
@@ -220,6 +222,9 @@ def _compile(key: SearchKey, ctx: SearchContext, depth: int = 0) -> tuple[Predic
         return (lambda view: not inner(view)), cost
     if isinstance(key, SearchFlag):
         return _flag_test(key), _COST_CHEAP
+    if isinstance(key, SearchSequence) and key.sequence.saved:
+        saved = ctx.saved
+        return (lambda view: view.uid in saved), _COST_CHEAP
     if isinstance(key, SearchSequence):
         largest = ctx.largest_uid if key.uid else ctx.largest_sequence
         ranges = key.sequence.resolve(largest)

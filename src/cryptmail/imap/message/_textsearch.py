@@ -20,11 +20,14 @@ from cryptmail.imap.message._mime_part import FLAG_TEXT, PartData
 from cryptmail.imap.message._partmap import PartMap
 
 __all__ = [
+    "body_decoder",
     "decode_header_value",
     "fold_text",
     "iter_labelled_text",
     "iter_message_text",
+    "part_content",
     "stream_contains",
+    "text_codec",
 ]
 
 # Like Dovecot, a word may hold blanks before its closing "?=" and still decode.
@@ -39,6 +42,11 @@ ByteRangeReader = Callable[[int, int], Iterable[bytes]]
 def fold_text(text: str) -> str:
     """The comparison form: decomposed (NFKD), case folded, tabs as spaces."""
     return unicodedata.normalize("NFKD", text).casefold().replace("\t", " ")
+
+
+def text_codec(charset: bytes | str | None) -> str:
+    """The Python codec for a MIME charset; UTF-8 when it is missing or unknown."""
+    return _codec(charset)
 
 
 def _codec(charset: bytes | str | None) -> str:
@@ -139,6 +147,24 @@ def _header_text(header: bytes) -> str:
     return "\n".join(decode_header_value(field) for field in fields) + "\n"
 
 
+BodyDecoder = _Base64Stream | _QuotedPrintableStream | _Identity
+
+
+def body_decoder(data: PartData) -> BodyDecoder:
+    """A streaming decoder for the part's Content-Transfer-Encoding."""
+    encoding = (data.transfer_encoding or b"7bit").lower()
+    if encoding == b"base64":
+        return _Base64Stream()
+    if encoding == b"quoted-printable":
+        return _QuotedPrintableStream()
+    return _Identity()
+
+
+def part_content(header: bytes) -> PartData:
+    """The Content-* fields of a part's MIME header."""
+    return _part_data(header)
+
+
 def _part_data(header: bytes) -> PartData:
     data = PartData()
     current: list[bytes] = []
@@ -187,14 +213,7 @@ def iter_labelled_text(
         if part.children or not part.flags & FLAG_TEXT:
             continue
         data = _part_data(header)
-        encoding = (data.transfer_encoding or b"7bit").lower()
-        decoder: _Base64Stream | _QuotedPrintableStream | _Identity
-        if encoding == b"base64":
-            decoder = _Base64Stream()
-        elif encoding == b"quoted-printable":
-            decoder = _QuotedPrintableStream()
-        else:
-            decoder = _Identity()
+        decoder = body_decoder(data)
         charset = next((v for k, v in data.params if k.lower() == b"charset"), None)
         text_decoder = codecs.getincrementaldecoder(_codec(charset))(errors="replace")
         for chunk in read(part.body_offset, part.body_size):

@@ -27,6 +27,7 @@ from cryptmail.imap.message._binary import (
 from cryptmail.imap.message._partmap import SectionPlan, VirtualStream, window
 from cryptmail.imap.message._sections import header_section
 from cryptmail.imap.server._errors import CommandFailed
+from cryptmail.imap.server._preview import message_preview
 from cryptmail.imap.wire._requests import (
     BinarySection,
     BodySection,
@@ -153,7 +154,8 @@ def _analyze_small(
             message = small_blob_plaintext(opened)
         except CryptmailError:
             continue
-        done.append((row, Facts(analyze_message(message), opened.key), len(message)))
+        analysis = analyze_message(message, with_preview=True)  # RFC 8970, at first read
+        done.append((row, Facts(analysis, opened.key), len(message)))
     return done
 
 
@@ -351,6 +353,11 @@ class MessageFetch:
                 response.add(name, Raw(analysis.body))
             elif name == "BODYSTRUCTURE":
                 response.add(name, Raw(analysis.bodystructure))
+            elif name in ("PREVIEW", "PREVIEW.LAZY"):  # RFC 8970
+                text = await message_preview(
+                    self._selected, row, self._facts, self._open, lazy=name == "PREVIEW.LAZY"
+                )
+                response.add("PREVIEW", text)
 
     async def _section(self, key: str, section: Section, partial: tuple[int, int] | None) -> None:
         assert self._facts is not None  # noqa: S101 - needs_facts() loaded them

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING, Final, Protocol
 
 from cryptmail.errors import CryptmailError
 from cryptmail.imap.wire._response import Atom, ImapValue, response_code, untagged
-from cryptmail.imap.wire._sequence import SequenceSet, format_number_runs
+from cryptmail.imap.wire._sequence import RangeSet, SequenceSet, format_number_runs
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     RECENT_FLAG,
@@ -60,6 +60,17 @@ if TYPE_CHECKING:
 
 SYSTEM_FLAGS: Final = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _FACTS_KEPT: Final = 4096
+
+
+class LiveUpdates(Protocol):
+    """RFC 5267 live searches of this mailbox (commands/_context.py): told before
+    expunges go out, and after the other updates."""
+
+    async def expunging(
+        self, session: Session, selected: SelectedMailbox, gone: Collection[int]
+    ) -> None: ...
+
+    async def changed(self, session: Session, selected: SelectedMailbox) -> None: ...
 
 
 class InvalidSequence(CryptmailError):
@@ -107,6 +118,13 @@ class SelectedMailbox:
         self._borrowed = False  # rows and uids are the listing's: copy before a change
         self.first_unseen_uid: int | None = None  # as of the load
         self._just_loaded = False  # the refresh at the end of SELECT has nothing to read
+        # RFC 5182: the last SEARCH RETURN (SAVE) result, by UID ("$"). It lives and dies
+        # with this object, so SELECT, EXAMINE, CLOSE and UNSELECT reset it.
+        self.saved: frozenset[int] = frozenset()
+        # UIDs whose membership in a live search may have changed (new, flags, gone),
+        # for RFC 5267 UPDATE contexts; see commands/_context.py.
+        self.touched: set[int] = set()
+        self.live: LiveUpdates | None = None
 
     @property
     def initial_flags(self) -> frozenset[str]:
@@ -210,6 +228,8 @@ class SelectedMailbox:
 
         Raises InvalidSequence for a sequence number beyond the mailbox.
         """
+        if sequence.saved:  # "$" means the same messages in UID and sequence commands
+            return [(self.sequence_of(u), u) for u in sorted(self.saved) if u in self.rows]
         if uid:
             largest = self.uids[-1] if self.uids else 0
             ranges = sequence.resolve(largest)
@@ -226,6 +246,12 @@ class SelectedMailbox:
                 raise InvalidSequence("message sequence number beyond the mailbox")
             ranges = ranges.clip(1, count)  # "1:*" in an empty mailbox names nothing
         return [(seq, self.uids[seq - 1]) for seq in ranges]
+
+    def uid_set(self, sequence: SequenceSet) -> RangeSet:
+        """The UIDs a UID set names, ``$`` (the saved search result) included."""
+        if sequence.saved:
+            return RangeSet.from_numbers(self.saved)
+        return sequence.resolve(self.uids[-1] if self.uids else 0)
 
     def flags_of(self, uid: int) -> list[ImapValue]:
         flags = set(self.rows[uid].flags)
@@ -265,6 +291,7 @@ class SelectedMailbox:
             self._own()
             self.rows[uid] = _with_flags(row, flags, modseq)
             self._note_keywords(flags)
+            self.touched.add(uid)
 
     def add_row(self, row: MessageRow) -> None:
         if row.uid in self.rows:
@@ -273,11 +300,16 @@ class SelectedMailbox:
         self.rows[row.uid] = row
         bisect.insort(self.uids, row.uid)
         self._note_keywords(row.flags)
+        self.touched.add(row.uid)
 
     def remove_uids(self, uids: Iterable[int]) -> list[int]:
         """Drop UIDs; returns the sequence numbers to report, each valid when sent."""
         sequences: list[int] = []
         self._own()
+        gone = set(uids)
+        if self.saved & gone:
+            self.saved = self.saved - gone  # RFC 5182: expunged messages leave "$"
+        self.touched |= gone
         for uid in sorted(set(uids), reverse=True):
             index = bisect.bisect_left(self.uids, uid)
             if index < len(self.uids) and self.uids[index] == uid:
@@ -332,6 +364,7 @@ class SelectedMailbox:
                 self.rows[row.uid] = _with_flags(row, row.flags - {RECENT_FLAG})
                 if known.flags != row.flags - {RECENT_FLAG}:
                     self._flag_changes.add(row.uid)
+                    self.touched.add(row.uid)
                     self._note_keywords(row.flags)
         if fresh:
             await self._claim_recent(fresh)
@@ -342,6 +375,8 @@ class SelectedMailbox:
         await self.announce_keywords(session)
         if allow_expunge and self._expunged:
             gone = sorted(self._expunged)
+            if self.live is not None:
+                await self.live.expunging(session, self, gone)
             sequences = self.remove_uids(gone)
             if self.qresync:
                 await session.send(b"* VANISHED " + format_number_runs(gone).encode() + b"\r\n")
@@ -358,6 +393,10 @@ class SelectedMailbox:
                     continue
                 await session.send(self.flags_response(uid))
             self._flag_changes.clear()
+        if self.live is not None:
+            await self.live.changed(session, self)
+        else:
+            self.touched.clear()
 
     async def announce_recent(self, session: Session) -> None:
         """``* n RECENT`` if the count changed since the client last heard it: after new

@@ -91,6 +91,9 @@ AUTH_EXTENSIONS: Final = (
     "CATENATE",  # RFC 4469
     "UTF8=ACCEPT",  # RFC 6855
     "NOTIFY",  # RFC 5465 (_notify.py)
+    "SEARCHRES",  # RFC 5182
+    "CONTEXT=SEARCH", "CONTEXT=SORT",  # RFC 5267
+    "PREVIEW",  # RFC 8970
 )  # fmt: skip
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 

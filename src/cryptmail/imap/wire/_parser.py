@@ -28,6 +28,7 @@ from cryptmail.imap.wire._parser_fetch import (
     parse_store_action,
 )
 from cryptmail.imap.wire._parser_notify import parse_notify
+from cryptmail.imap.wire._parser_return import parse_return_options
 from cryptmail.imap.wire._parser_search import SearchParser, check_charset
 from cryptmail.imap.wire._parser_sort import parse_sort, parse_thread
 from cryptmail.imap.wire._sequence import SequenceSet
@@ -37,6 +38,8 @@ from cryptmail.utf7 import decode_mailbox_name
 __all__ = ["parse_append_prefix", "parse_command", "parse_line"]
 
 _SEQ_CHARS: Final = frozenset(b"0123456789:,*")
+_MAX_CANCEL_TAGS: Final = 64
+_SEQ_OR_SAVED: Final = _SEQ_CHARS | frozenset(b"$")  # RFC 5182: "$" where commands take a set
 _STATUS_ITEMS: Final = frozenset(
     {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
      "APPENDLIMIT", "DELETED", "DELETED-STORAGE", "MAILBOXID"}
@@ -75,7 +78,7 @@ def _sp_mailbox(cur: Cursor) -> str:
 
 def _sp_sequence(cur: Cursor) -> SequenceSet:
     cur.sp()
-    text = cur.word(_SEQ_CHARS, "a sequence set")
+    text = cur.word(_SEQ_OR_SAVED, "a sequence set")
     try:
         return SequenceSet.parse(text)
     except ParseError as exc:
@@ -454,13 +457,10 @@ def _search(cur: Cursor, tag: str, uid: bool) -> rq.Command:
     charset: str | None = None
     codec = "utf-8"
     cur.sp()
+    partial: tuple[int, int] | None = None
     if cur.peek() in (ord("R"), ord("r")) and _looks_like(cur, b"RETURN ("):
-        cur.atom()
-        cur.sp()
-        words = _paren_atoms(cur, "a SEARCH return option")
-        if any(w not in ("MIN", "MAX", "ALL", "COUNT") for w in words):
-            raise cur.fail("Unknown SEARCH return option")
-        returns = tuple(dict.fromkeys(words))
+        options = parse_return_options(cur)
+        returns, partial = options.names, options.partial
         cur.sp()
     if cur.peek() in (ord("C"), ord("c")) and _looks_like(cur, b"CHARSET "):
         cur.atom()
@@ -469,7 +469,7 @@ def _search(cur: Cursor, tag: str, uid: bool) -> rq.Command:
         codec = check_charset(charset, tag)
         cur.sp()
     program = SearchParser(cur, codec).key_list_after_space()
-    return rq.Search(tag, program, charset, uid, returns)
+    return rq.Search(tag, program, charset, uid, returns, partial)
 
 
 def _looks_like(cur: Cursor, prefix: bytes) -> bool:
@@ -517,6 +517,17 @@ def _copy_like(cls: type[rq.Copy] | type[rq.Move]) -> Handler:
         return cls(tag, sequence, mailbox, uid)
 
     return handler
+
+
+def _cancelupdate(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
+    # RFC 5267: CANCELUPDATE SP tag-string *(SP tag-string); tag-string = string
+    tags: list[str] = []
+    while not cur.at_end() or not tags:
+        cur.sp()
+        if len(tags) >= _MAX_CANCEL_TAGS:
+            raise cur.fail("Too many tags")
+        tags.append(cur.string().decode("ascii", "replace"))
+    return rq.CancelUpdate(tag, tuple(tags))
 
 
 def _enable(cur: Cursor, tag: str, _uid: bool) -> rq.Command:
@@ -589,6 +600,7 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "COPY": _copy_like(rq.Copy),
     "MOVE": _copy_like(rq.Move),
     "ENABLE": _enable,
+    "CANCELUPDATE": _cancelupdate,
     "ID": _id,
     "IDLE": _no_args(rq.Idle),
     "GETQUOTA": _getquota,

@@ -106,7 +106,27 @@ def _fetch_att(cur: Cursor) -> list[FetchItem]:
         return [_binary_section(cur, name)]
     if name in _SIMPLE:
         return [FetchAttribute(name)]
+    if name == "PREVIEW":
+        return [FetchAttribute(_preview_modifiers(cur))]
     raise cur.fail("Unknown FETCH item")
+
+
+def _preview_modifiers(cur: Cursor) -> str:
+    """RFC 8970: ``PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"]``; LAZY is the
+    only modifier. Returns the item's name: PREVIEW, or PREVIEW.LAZY for ``(LAZY)``."""
+    if cur.lookahead(2) != b" (":
+        return "PREVIEW"
+    cur.sp()
+    cur.expect_byte(b"(", "'('")
+    lazy = False
+    while True:
+        if cur.atom("a PREVIEW modifier").upper() != "LAZY":
+            raise cur.fail("Unknown PREVIEW modifier")
+        lazy = True
+        if cur.skip_byte(b")"):
+            break
+        cur.sp()
+    return "PREVIEW.LAZY" if lazy else "PREVIEW"
 
 
 def parse_fetch_items(cur: Cursor) -> tuple[FetchItem, ...]:
@@ -124,6 +144,8 @@ def parse_fetch_items(cur: Cursor) -> tuple[FetchItem, ...]:
             raise cur.fail("Empty FETCH item list")
     else:
         items.extend(_fetch_att(cur))
+    if FetchAttribute("PREVIEW") in items:  # one PREVIEW answer: the one that waits
+        items = [item for item in items if item != FetchAttribute("PREVIEW.LAZY")]
     return tuple(items)
 
 

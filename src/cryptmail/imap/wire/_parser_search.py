@@ -54,7 +54,7 @@ _DATE_KEYS: Final = {
 }
 _SAVED_DATE_KEYS: Final = {"SAVEDBEFORE": "before", "SAVEDON": "on", "SAVEDSINCE": "since"}
 """RFC 8514: the same on the save date (every mailbox here keeps one)."""
-_SEQ_CHARS: Final = frozenset(b"0123456789:,*")
+_SEQ_CHARS: Final = frozenset(b"0123456789:,*$")  # "$": RFC 5182's saved result
 SUPPORTED_CHARSETS: Final = ("US-ASCII", "UTF-8")
 
 

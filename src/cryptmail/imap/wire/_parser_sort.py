@@ -12,6 +12,7 @@ from typing import Final
 from cryptmail.errors import UnknownCharset
 from cryptmail.imap.wire import _requests as rq
 from cryptmail.imap.wire._lexer import Cursor
+from cryptmail.imap.wire._parser_return import ReturnOptions, parse_return_options
 from cryptmail.imap.wire._parser_search import SUPPORTED_CHARSETS, SearchParser
 
 __all__ = ["SORT_KEYS", "THREAD_ALGORITHMS", "parse_sort", "parse_thread"]
@@ -20,7 +21,6 @@ SORT_KEYS: Final = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 )
 THREAD_ALGORITHMS: Final = ("ORDEREDSUBJECT", "REFERENCES")
-_RETURN_OPTIONS: Final = frozenset({"MIN", "MAX", "ALL", "COUNT"})
 _MAX_CRITERIA: Final = 32
 
 
@@ -32,27 +32,21 @@ def _charset(cur: Cursor, tag: str) -> str:
     return name
 
 
-def _returns(cur: Cursor) -> tuple[str, ...]:
-    cur.atom()
+def _returns(cur: Cursor) -> ReturnOptions:
+    options = parse_return_options(cur)
+    if "SAVE" in options.names:
+        raise cur.fail("SORT does not take the SAVE return option")
     cur.sp()
-    cur.expect_byte(b"(", "'('")
-    words: list[str] = []
-    while not cur.skip_byte(b")"):
-        if words:
-            cur.sp()
-        word = cur.atom("a SORT return option").upper()
-        if word not in _RETURN_OPTIONS:
-            raise cur.fail("Unknown SORT return option")
-        words.append(word)
-    cur.sp()
-    return tuple(dict.fromkeys(words))
+    return options
 
 
 def parse_sort(cur: Cursor, tag: str, uid: bool) -> rq.Command:
     cur.sp()
     returns = None
+    partial = None
     if cur.lookahead(7).upper() == b"RETURN ":
-        returns = _returns(cur)
+        options = _returns(cur)
+        returns, partial = options.names, options.partial
     cur.expect_byte(b"(", "'('")
     criteria: list[tuple[str, bool]] = []
     reverse = False
@@ -74,7 +68,7 @@ def parse_sort(cur: Cursor, tag: str, uid: bool) -> rq.Command:
     charset = _charset(cur, tag)
     cur.sp()
     program = SearchParser(cur, "utf-8").key_list_after_space()
-    return rq.Sort(tag, tuple(criteria), program, charset, uid, returns)
+    return rq.Sort(tag, tuple(criteria), program, charset, uid, returns, partial)
 
 
 def parse_thread(cur: Cursor, tag: str, uid: bool) -> rq.Command:

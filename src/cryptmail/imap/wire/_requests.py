@@ -22,6 +22,7 @@ __all__ = [
     "BinarySection",
     "Compress",
     "BodySection",
+    "CancelUpdate",
     "Capability",
     "CatenatePart",
     "Check",
@@ -468,6 +469,14 @@ class Move(Command):
     uid: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class CancelUpdate(Command):
+    """RFC 5267 CANCELUPDATE: end the live searches started by these command tags."""
+
+    name: ClassVar[str] = "CANCELUPDATE"
+    tags: tuple[str, ...]
+
+
 # -- SEARCH --------------------------------------------------------------------------
 
 
@@ -571,19 +580,23 @@ SearchKey = (
 
 @dataclass(frozen=True, slots=True)
 class Search(Command):
-    """SEARCH or UID SEARCH. ``returns`` is the RFC 4731 RETURN list, None without one."""
+    """SEARCH or UID SEARCH. ``returns`` is the RFC 4731 RETURN list (with RFC 5182's
+    SAVE and RFC 5267's UPDATE and CONTEXT), None without one; ``partial`` is RFC 5267's
+    PARTIAL range of result positions, (first, last)."""
 
     name: ClassVar[str] = "SEARCH"
     program: SearchAnd
     charset: str | None = None
     uid: bool = False
     returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Sort(Command):
     """SORT or UID SORT (RFC 5256); ``criteria`` are (key, reverse) pairs, most
-    significant first; ``returns`` is the RFC 5267 ESORT RETURN list, None without one."""
+    significant first; ``returns`` is the RFC 5267 ESORT RETURN list, None without one;
+    ``partial`` the PARTIAL range of positions in the sorted result."""
 
     name: ClassVar[str] = "SORT"
     criteria: tuple[tuple[str, bool], ...]
@@ -591,6 +604,7 @@ class Sort(Command):
     charset: str = "UTF-8"
     uid: bool = False
     returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ MAX_NUMBER: Final = 0xFFFFFFFF
 
 STAR: Final = 0
 """How ``*`` is stored in a :class:`SequenceSet` range (0 is never a valid number)."""
+SAVED_MARK: Final = "$"
+"""RFC 5182 ``seq-last-command``: the result saved by the last ``SEARCH RETURN (SAVE)``."""
 
 
 def _parse_number(text: str) -> int:
@@ -40,9 +42,14 @@ def _parse_number(text: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class SequenceSet:
-    """A parsed ``sequence-set``: ranges as written, ``*`` stored as :data:`STAR` (0)."""
+    """A parsed ``sequence-set``: ranges as written, ``*`` stored as :data:`STAR` (0).
+
+    ``saved`` is RFC 5182's ``$`` (no ranges): the session's saved search result, which
+    only the selected mailbox can resolve; :meth:`resolve` refuses it.
+    """
 
     ranges: tuple[tuple[int, int], ...]
+    saved: bool = False
 
     @classmethod
     def parse(cls, text: str) -> SequenceSet:
@@ -53,6 +60,8 @@ class SequenceSet:
         """
         if not text:
             raise ParseError("Invalid sequence set: empty")
+        if text == SAVED_MARK:
+            return cls((), saved=True)
         ranges: list[tuple[int, int]] = []
         for element in text.split(","):
             first, sep, last = element.partition(":")
@@ -77,7 +86,12 @@ class SequenceSet:
         Numbers above ``largest`` are kept (a UID set may name UIDs not in use); the
         caller intersects with what exists. ``n:*`` with ``n > largest`` becomes
         ``largest:n`` as RFC 3501 says, so it still names the last message.
+
+        Raises:
+            ParseError: the set is ``$``, which names no numbers by itself.
         """
+        if self.saved:
+            raise ParseError("'$' (the saved search result) is not allowed here")
         pairs: list[tuple[int, int]] = []
         for start, end in self.ranges:
             start = largest if start == STAR else start
@@ -89,6 +103,9 @@ class SequenceSet:
         return RangeSet.from_ranges(pairs)
 
     def __str__(self) -> str:
+        if self.saved:
+            return SAVED_MARK
+
         def one(value: int) -> str:
             return "*" if value == STAR else str(value)
 

@@ -56,7 +56,11 @@ async def fetch(session: Session, command: Fetch) -> bytes:
                 raise CommandFailed("VANISHED needs UID FETCH and QRESYNC.", status="BAD")
             async with session.context.engine.connect() as conn:
                 gone = await vanished_since(conn, selected.mailbox_id, since)
-            wanted = command.sequence.resolve(max(selected.uidnext - 1, 1))
+            wanted = (
+                selected.uid_set(command.sequence)
+                if command.sequence.saved
+                else command.sequence.resolve(max(selected.uidnext - 1, 1))
+            )
             gone = [uid for uid in gone if uid in wanted]
             if gone:
                 runs = format_number_runs(sorted(set(gone)))

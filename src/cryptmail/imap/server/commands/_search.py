@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Collection, Coroutine, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from cryptmail.concurrency import run_blocking
@@ -22,6 +22,8 @@ from cryptmail.imap.message._textsearch import iter_message_text
 from cryptmail.imap.server._fetch import Facts, load_facts
 from cryptmail.imap.server._fulltext import search_oracle
 from cryptmail.imap.server._selected import SelectedMailbox
+from cryptmail.imap.server.commands._context import Matcher, frozen_program, start_live_search
+from cryptmail.imap.server.commands._esearch import esearch_line, saved_numbers
 from cryptmail.imap.wire._requests import (
     Search,
     SearchAnd,
@@ -31,7 +33,6 @@ from cryptmail.imap.wire._requests import (
     SearchOr,
 )
 from cryptmail.imap.wire._response import tagged
-from cryptmail.imap.wire._sequence import RangeSet
 from cryptmail.store import RECENT_FLAG, MessageRow, OpenedBlob, open_blob, read_range
 
 if TYPE_CHECKING:
@@ -143,13 +144,16 @@ def _evaluate(program: SearchAnd, context: SearchContext, views: list[_View]) ->
     return [view for view in views if test(view)]
 
 
-async def find_messages(selected: SelectedMailbox, program: SearchAnd) -> list[_View]:
-    """The messages a program matches, in mailbox order (SEARCH, SORT and THREAD)."""
+async def find_messages(
+    selected: SelectedMailbox, program: SearchAnd, only: Collection[int] | None = None
+) -> list[_View]:
+    """The messages a program matches, in mailbox order (SEARCH, SORT and THREAD);
+    ``only``: look at these UIDs alone (a live search's update, RFC 5267)."""
     bridge = _Bridge(asyncio.get_running_loop())
     views = [
         _View(bridge, selected, seq, selected.rows[uid])
         for seq, uid in enumerate(selected.uids, start=1)
-        if not selected.is_expunged(uid)
+        if not selected.is_expunged(uid) and (only is None or uid in only)
     ]
     oracle = None
     fulltext = selected.context.fulltext
@@ -161,37 +165,51 @@ async def find_messages(selected: SelectedMailbox, program: SearchAnd) -> list[_
         largest_sequence=len(selected.uids),
         now=utcnow(),
         oracle=oracle,
+        saved=selected.saved,
     )
     return await run_blocking(_evaluate, program, context, views)
 
 
+def _matcher(program: SearchAnd) -> Matcher:
+    """Which of some UIDs a live search's program matches now."""
+
+    async def matches(selected: SelectedMailbox, uids: Collection[int]) -> set[int]:
+        return {view.uid for view in await find_messages(selected, program, only=uids)}
+
+    return matches
+
+
 async def search(session: Session, command: Search) -> bytes:
-    found = await find_messages(session.mailbox, command.program)
+    selected = session.mailbox
+    returns = command.returns
+    if returns is None and "IMAP4rev2" in session.enabled:
+        returns = ()  # RFC 9051 6.4.4: rev2 answers SEARCH with ESEARCH (ALL)
+    saving = returns is not None and "SAVE" in returns
+    try:
+        found = await find_messages(selected, command.program)
+    except BaseException:
+        if saving:  # RFC 5182 2.1: a SEARCH with SAVE that fails empties "$"
+            selected.saved = frozenset()
+        raise
     numbers = [v.uid if command.uid else v.sequence for v in found]
     modseq = max((v.modseq for v in found), default=0) if _uses_modseq(command.program) else 0
     if _uses_modseq(command.program):
-        selected = session.mailbox
         selected.condstore = True
         session.enabled.add("CONDSTORE")
-    returns_asked = command.returns
-    if returns_asked is None and "IMAP4rev2" in session.enabled:
-        returns_asked = ()  # RFC 9051 6.4.4: rev2 answers SEARCH with ESEARCH (ALL)
-    if returns_asked is not None:
-        out = b'* ESEARCH (TAG "' + command.tag.encode() + b'")'
-        if command.uid:
-            out += b" UID"
-        returns = set(returns_asked) or {"ALL"}
-        if numbers and "MIN" in returns:
-            out += b" MIN %d" % min(numbers)
-        if numbers and "MAX" in returns:
-            out += b" MAX %d" % max(numbers)
-        if numbers and "ALL" in returns:
-            out += b" ALL " + str(RangeSet.from_numbers(numbers)).encode()
-        if "COUNT" in returns:
-            out += b" COUNT %d" % len(numbers)
-        if modseq:
-            out += b" MODSEQ %d" % modseq
-        await session.send(out + b"\r\n")
+    if returns is not None:
+        uids = [v.uid for v in found]
+        if saving:
+            selected.saved = frozenset(saved_numbers(returns, uids))
+        if "UPDATE" in returns:
+            await start_live_search(
+                session, command.tag, uids, _matcher(frozen_program(command.program, selected)),
+                uid=command.uid, partial=command.partial is not None,
+            )  # fmt: skip
+        line = esearch_line(
+            command.tag, numbers, returns, uid=command.uid, partial=command.partial, modseq=modseq
+        )
+        if line:
+            await session.send(line)
     else:
         line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
         if modseq and numbers:

@@ -8,7 +8,7 @@ worker thread, so a SORT of 50,000 messages does not stall other sessions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Final
 
 from cryptmail.concurrency import run_blocking
@@ -18,9 +18,17 @@ from cryptmail.imap.message._sortkeys import SortKeys
 from cryptmail.imap.message._thread import ThreadItem, thread_ordered_subject, thread_references
 from cryptmail.imap.server._selected import SelectedMailbox
 from cryptmail.imap.server._sortkeys import load_sort_keys, shared_sort_keys
+from cryptmail.imap.server.commands._context import (
+    Matcher,
+    Orderer,
+    frozen_program,
+    start_live_search,
+)
+from cryptmail.imap.server.commands._esearch import esearch_line
 from cryptmail.imap.server.commands._search import find_messages
-from cryptmail.imap.wire._requests import SearchAnd, Sort, Thread
+from cryptmail.imap.wire._requests import SearchAnd, SearchSequence, Sort, Thread
 from cryptmail.imap.wire._response import tagged
+from cryptmail.imap.wire._sequence import SequenceSet
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
@@ -58,46 +66,45 @@ async def _keyed(
     ]
 
 
-def _number_list(numbers: Sequence[int]) -> bytes:
-    """A sequence set that keeps the given order: ascending runs become ranges."""
-    parts: list[bytes] = []
-    index = 0
-    while index < len(numbers):
-        end = index
-        while end + 1 < len(numbers) and numbers[end + 1] == numbers[end] + 1:
-            end += 1
-        if end > index:
-            parts.append(b"%d:%d" % (numbers[index], numbers[end]))
-        else:
-            parts.append(b"%d" % numbers[index])
-        index = end + 1
-    return b",".join(parts)
+def _ordered(criteria: tuple[tuple[str, bool], ...]) -> Orderer:
+    """A live sort's ordering: the given UIDs in ``criteria`` order."""
+
+    async def order(selected: SelectedMailbox, uids: list[int]) -> list[int]:
+        program = SearchAnd((SearchSequence(SequenceSet.of(*uids), uid=True),))
+        keyed = await _keyed(selected, program, True)
+        items = [SortItem(number, seq, arrival, keys) for number, seq, arrival, keys in keyed]
+        return [item.number for item in await run_blocking(sort_messages, items, criteria)]
+
+    return order
 
 
-def _esort(command: Sort, numbers: list[int]) -> bytes:
-    """The RFC 5267 answer: MIN and MAX are the first and last in the sort order."""
-    out = b'* ESEARCH (TAG "' + command.tag.encode() + b'")'
-    if command.uid:
-        out += b" UID"
-    returns = set(command.returns or ()) or {"ALL"}
-    if numbers and "MIN" in returns:
-        out += b" MIN %d" % numbers[0]
-    if numbers and "MAX" in returns:
-        out += b" MAX %d" % numbers[-1]
-    if numbers and "ALL" in returns:
-        out += b" ALL " + _number_list(numbers)
-    if "COUNT" in returns:
-        out += b" COUNT %d" % len(numbers)
-    return out + b"\r\n"
+def _matcher(program: SearchAnd) -> Matcher:
+    async def matches(selected: SelectedMailbox, uids: Collection[int]) -> set[int]:
+        return {view.uid for view in await find_messages(selected, program, only=uids)}
+
+    return matches
 
 
 async def sort(session: Session, command: Sort) -> bytes:
-    keyed = await _keyed(session.mailbox, command.program, command.uid)
+    selected = session.mailbox
+    keyed = await _keyed(selected, command.program, command.uid)
     items = [SortItem(number, seq, arrival, keys) for number, seq, arrival, keys in keyed]
     ordered = await run_blocking(sort_messages, items, command.criteria)
     numbers = [item.number for item in ordered]
     if command.returns is not None:
-        await session.send(_esort(command, numbers))
+        if "UPDATE" in command.returns:
+            uids = [n if command.uid else selected.uids[n - 1] for n in numbers]
+            program = frozen_program(command.program, selected)
+            await start_live_search(
+                session, command.tag, uids, _matcher(program), uid=command.uid,
+                partial=command.partial is not None, order=_ordered(command.criteria),
+            )  # fmt: skip
+        line = esearch_line(
+            command.tag, numbers, command.returns, uid=command.uid, partial=command.partial,
+            ordered=True,
+        )  # fmt: skip
+        if line:
+            await session.send(line)
     else:
         await session.send(b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
     return tagged(command.tag, "OK", "Sort completed.")

@@ -60,6 +60,8 @@ async def drop_blobs(session: Session, blob_ids: Iterable[BlobId]) -> None:
 
 
 async def _report_expunged(session: Session, selected: SelectedMailbox, uids: list[int]) -> None:
+    if selected.live is not None:  # RFC 5267 REMOVEFROM in the numbers before the EXPUNGE
+        await selected.live.expunging(session, selected, uids)
     sequences = selected.remove_uids(uids)
     if selected.qresync:
         if uids:
@@ -97,8 +99,7 @@ async def expunge_command(session: Session, command: Expunge) -> bytes:
     _writable(selected)
     only = None
     if command.uids is not None:
-        largest = selected.uids[-1] if selected.uids else 0
-        only = command.uids.resolve(largest)
+        only = selected.uid_set(command.uids)
     await expunge_deleted(session, only, report=True)
     return tagged(command.tag, "OK", "Expunge completed.")
 

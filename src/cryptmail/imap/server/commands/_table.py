@@ -15,6 +15,7 @@ from cryptmail.imap.server._route import ANY, AUTH, NONAUTH, SELECTED, Route
 from cryptmail.imap.server.commands import (
     _append,
     _auth,
+    _context,
     _fetch,
     _idle,
     _mailboxes,
@@ -28,6 +29,7 @@ from cryptmail.imap.wire._parser_notify import Notify
 from cryptmail.imap.wire._requests import (
     Append,
     Authenticate,
+    CancelUpdate,
     Capability,
     Check,
     Close,
@@ -107,5 +109,6 @@ COMMANDS: Final[Mapping[type[Command], Route]] = {
     Copy: Route(_store.copy, SELECTED),
     Move: Route(_store.move, SELECTED),
     Expunge: Route(_store.expunge_command, SELECTED),
+    CancelUpdate: Route(_context.cancel_update, SELECTED),
 }
 """Which handler answers each command type (commands not listed get ``BAD``)."""
