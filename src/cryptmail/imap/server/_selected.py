@@ -53,7 +53,7 @@ from cryptmail.store import (
 )
 
 if TYPE_CHECKING:
-    from cryptmail.imap.message._sortkeys import SortKeys
+    from cryptmail.imap.message._sortorder import SortIndex
     from cryptmail.imap.server._fetch import Facts
     from cryptmail.imap.server._listener import ServerContext
     from cryptmail.imap.server._session import Session
@@ -93,7 +93,7 @@ class SelectedMailbox:
         self.rows: dict[int, MessageRow] = {}
         self.recent: set[int] = set()
         self.facts: OrderedDict[MessageId, Facts] = OrderedDict()
-        self.sort_keys: dict[int, SortKeys] | None = None  # by UID, shared; see _sortkeys
+        self.sort_keys: SortIndex | None = None  # shared; see _sortkeys
         self.condstore = False
         self.qresync = False
         self.keywords: set[str] = set()  # keywords in FLAGS; grows, never shrinks

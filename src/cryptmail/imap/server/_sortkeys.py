@@ -28,6 +28,7 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._analysis import MessageAnalysis
 from cryptmail.imap.message._sortkeys import SortKeys, header_sort_fields, sort_keys
+from cryptmail.imap.message._sortorder import SortIndex
 from cryptmail.imap.server._fetch import index_messages, open_current
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 _BATCH: Final = 500
 """Caches read per query and keys made per worker call."""
 
-_Tables = OrderedDict[tuple[MailboxId, int], dict[int, SortKeys]]
+_Tables = OrderedDict[tuple[MailboxId, int], SortIndex]
 _shared: dict[int, tuple[weakref.ref[UnlockedAccount], _Tables]] = {}
 """By id of the account object, as the listings are (it is not hashable)."""
 
@@ -67,14 +68,14 @@ def _tables_of(account: UnlockedAccount) -> _Tables:
     return tables
 
 
-def shared_sort_keys(selected: SelectedMailbox) -> dict[int, SortKeys]:
-    """The selected mailbox's key table (UIDs to keys), shared by the account's sessions."""
+def shared_sort_keys(selected: SelectedMailbox) -> SortIndex:
+    """The selected mailbox's key table, shared by the account's sessions."""
     if selected.sort_keys is None:
         tables = _tables_of(selected.account)
         key = (selected.mailbox_id, selected.uidvalidity)
         table = tables.get(key)
         if table is None:
-            table = tables[key] = {}
+            table = tables[key] = SortIndex()
             while len(tables) > LISTINGS_PER_ACCOUNT:
                 tables.popitem(last=False)
         tables.move_to_end(key)
@@ -133,9 +134,7 @@ async def _fill_in(
     return record
 
 
-async def load_sort_keys(
-    selected: SelectedMailbox, rows: Sequence[MessageRow]
-) -> dict[int, SortKeys]:
+async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) -> SortIndex:
     """The mailbox's key table, holding every row's keys.
 
     Raises the CryptmailError of a message that cannot be read (after the others).
@@ -171,8 +170,9 @@ async def load_sort_keys(
                     failure = failure or exc
                     continue
             records.append((row.uid, analysis.rfc822_size, record))
-        for uid, keys in await run_blocking(_make_keys, records):
-            table[uid] = keys
+        arrival = {row.uid: row.internal_date.timestamp() for row in batch}
+        made = await run_blocking(_make_keys, records)
+        table.add((uid, arrival[uid], keys) for uid, keys in made)
     if failure is not None:
         raise failure
     return table

@@ -8,7 +8,8 @@ worker thread, so a SORT of 50,000 messages does not stall other sessions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
 from cryptmail.concurrency import run_blocking
@@ -33,29 +34,51 @@ _UNREADABLE: Final = SortKeys(None, "", False, "", "", "", "", "", None, ())
 still listed (leaving it out would tell the client it does not match)."""
 
 
-async def _keyed(
-    selected: SelectedMailbox, program: SearchAnd, uid: bool
-) -> list[tuple[int, int, float, SortKeys]]:
-    """(number, sequence, arrival, keys) of every message the program matches."""
+async def _matched(selected: SelectedMailbox, program: SearchAnd, uid: bool) -> dict[int, int]:
+    """UID to the number to answer with (UID or sequence number) of every message the
+    program matches, in mailbox order, with every one's keys loaded (as far as readable)."""
+    uids = selected.uids
     if program == ALL_PROGRAM:  # the common case: no search views to build
-        found = [
-            (seq, selected.rows[u])
-            for seq, u in enumerate(selected.uids, start=1)
-            if not selected.is_expunged(u)
-        ]
+        if not any(selected.is_expunged(u) for u in uids):
+            numbers = uids if uid else range(1, len(uids) + 1)
+            wanted = dict(zip(uids, numbers, strict=True))
+        else:
+            wanted = {
+                u: u if uid else seq
+                for seq, u in enumerate(uids, start=1)
+                if not selected.is_expunged(u)
+            }
     else:
         views = await find_messages(selected, program)
-        found = [(view.sequence, selected.rows[view.uid]) for view in views]
-    try:
-        table = await load_sort_keys(selected, [row for _seq, row in found])
-    except CryptmailError as exc:
-        log.warning("sort keys in mailbox %s: %s", selected.mailbox_id, exc)
-        table = shared_sort_keys(selected)
-    get = table.get
-    return [
-        (row.uid if uid else seq, seq, row.internal_date.timestamp(), get(row.uid, _UNREADABLE))
-        for seq, row in found
-    ]
+        wanted = {view.uid: view.uid if uid else view.sequence for view in views}
+    table = shared_sort_keys(selected)
+    missing = [selected.rows[u] for u in wanted if u not in table]
+    if missing:
+        try:
+            await load_sort_keys(selected, missing)
+        except CryptmailError as exc:
+            log.warning("sort keys in mailbox %s: %s", selected.mailbox_id, exc)
+    return wanted
+
+
+def _keyed(
+    selected: SelectedMailbox, wanted: dict[int, int]
+) -> Iterator[tuple[int, int, float, SortKeys]]:
+    """(number, sequence, arrival, keys) of the wanted messages: the general path."""
+    get = shared_sort_keys(selected).get
+    rows = selected.rows
+    for u, number in wanted.items():
+        yield (
+            number,
+            selected.sequence_of(u),
+            rows[u].internal_date.timestamp(),
+            get(u, _UNREADABLE),
+        )
+
+
+def _complete(selected: SelectedMailbox, wanted: dict[int, int]) -> bool:
+    table = shared_sort_keys(selected)
+    return all(u in table for u in wanted)
 
 
 def _number_list(numbers: Sequence[int]) -> bytes:
@@ -92,27 +115,48 @@ def _esort(command: Sort, numbers: list[int]) -> bytes:
 
 
 async def sort(session: Session, command: Sort) -> bytes:
-    keyed = await _keyed(session.mailbox, command.program, command.uid)
-    items = [SortItem(number, seq, arrival, keys) for number, seq, arrival, keys in keyed]
-    ordered = await run_blocking(sort_messages, items, command.criteria)
-    numbers = [item.number for item in ordered]
+    selected = session.mailbox
+    wanted = await _matched(selected, command.program, command.uid)
+    numbers: list[int] | None = None
+    if len(command.criteria) == 1:  # one criterion: the order is kept ready, a filter
+        name, reverse = command.criteria[0]
+        numbers = shared_sort_keys(selected).sorted_numbers(name, reverse, wanted)
+    if numbers is None:
+        items = [SortItem(*entry) for entry in _keyed(selected, wanted)]
+        numbers = [
+            item.number for item in await run_blocking(sort_messages, items, command.criteria)
+        ]
     if command.returns is not None:
         await session.send(_esort(command, numbers))
     else:
-        await session.send(b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+        await session.send(
+            b"* SORT " + " ".join(map(str, numbers)).encode() + b"\r\n"
+            if numbers
+            else b"* SORT\r\n"
+        )
     return tagged(command.tag, "OK", "Sort completed.")
 
 
 async def thread(session: Session, command: Thread) -> bytes:
-    keyed = await _keyed(session.mailbox, command.program, command.uid)
-    items = [
-        ThreadItem(
-            number, seq, arrival if keys.date is None else keys.date, keys.subject, keys.reply,
-            keys.message_id, keys.references,
+    selected = session.mailbox
+    wanted = await _matched(selected, command.program, command.uid)
+    table = shared_sort_keys(selected)
+    signature = array("I", wanted).tobytes() + array("I", wanted.values()).tobytes()
+    body = table.thread_answer(command.algorithm, command.uid, signature)
+    if body is None:
+        complete = _complete(selected, wanted)
+        items = [
+            ThreadItem(
+                number, seq, arrival if keys.date is None else keys.date, keys.subject,
+                keys.reply, keys.message_id, keys.references,
+            )
+            for number, seq, arrival, keys in _keyed(selected, wanted)
+        ]  # fmt: skip
+        algorithm = (
+            thread_references if command.algorithm == "REFERENCES" else thread_ordered_subject
         )
-        for number, seq, arrival, keys in keyed
-    ]  # fmt: skip
-    algorithm = thread_references if command.algorithm == "REFERENCES" else thread_ordered_subject
-    body = await run_blocking(algorithm, items)
+        body = await run_blocking(algorithm, items)
+        if complete:  # an unreadable message's place may change once it is readable
+            table.keep_thread_answer(command.algorithm, command.uid, signature, body)
     await session.send(b"* THREAD" + (b" " + body if body else b"") + b"\r\n")
     return tagged(command.tag, "OK", "Thread completed.")
