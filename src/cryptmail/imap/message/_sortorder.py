@@ -17,8 +17,10 @@ little longer, apart, because another session may not have learnt of the expunge
 and still sorts the message; they are not in the orders, so such a SORT takes the
 general path (:func:`sort_messages`).
 
-The last THREAD answers are kept too, each with a signature of the messages and numbers
-it was made from, and all of them dropped whenever a key is added or dropped.
+The last few SORT and THREAD answers are kept too, each with a signature of the messages
+and numbers it was made from (the same command in another session of the same view, as a
+webmail's connection per page, is answered from it), all dropped whenever a key is added
+or dropped.
 
 Pure: no I/O; the server keeps one per mailbox (``imap/server/_sortkeys.py``).
 """
@@ -28,7 +30,8 @@ from __future__ import annotations
 import bisect
 import itertools
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Final
 
 from cryptmail.imap.message._sortkeys import SortKeys
@@ -38,22 +41,34 @@ __all__ = ["SortIndex"]
 _INSERT_MAX_SHARE: Final = 16
 """Adding more than 1/16 of the mailbox at once drops an order (rebuilt on next use,
 one C sort) instead of inserting key by key."""
+_ANSWERS_KEPT: Final = 8
+"""SORT and THREAD answers kept (the criteria a client or a few clients switch between)."""
 _GONE_MIN: Final = 1024
 """Dropped keys kept for sessions that have not seen the expunge: at least this many,
 or an eighth of the mailbox."""
 
 
-class SortIndex:
-    """Sort keys and arrival times by UID, and orders per SORT criterion."""
+_FIELDS: Final = {
+    name: SortKeys._fields.index(field)
+    for name, field in (
+        ("ARRIVAL", "arrival"), ("CC", "cc"), ("FROM", "from_"), ("SIZE", "size"),
+        ("SUBJECT", "subject"), ("TO", "to"), ("DISPLAYFROM", "display_from"),
+        ("DISPLAYTO", "display_to"),
+    )
+}  # fmt: skip
+"""Criteria that read one field of the keys, and its position (DATE falls back)."""
 
-    __slots__ = ("_arrival", "_gone", "_keys", "_orders", "_threads")
+
+class SortIndex:
+    """Sort keys by UID, and orders per SORT criterion."""
+
+    __slots__ = ("_answers", "_gone", "_keys", "_orders")
 
     def __init__(self) -> None:
         self._keys: dict[int, SortKeys] = {}
-        self._arrival: dict[int, float] = {}
-        self._gone: dict[int, tuple[float, SortKeys]] = {}
+        self._gone: dict[int, SortKeys] = {}
         self._orders: dict[str, array[int]] = {}
-        self._threads: dict[tuple[str, bool], tuple[bytes, bytes]] = {}
+        self._answers: OrderedDict[Hashable, tuple[bytes, bytes]] = OrderedDict()
 
     # -- the keys ---------------------------------------------------------------------
 
@@ -71,18 +86,20 @@ class SortIndex:
         found = self._keys.get(uid)
         if found is not None:
             return found
-        gone = self._gone.get(uid)
-        return default if gone is None else gone[1]
+        return self._gone.get(uid, default)
 
-    def add(self, entries: Iterable[tuple[int, float, SortKeys]]) -> None:
-        """(uid, arrival time, keys) of messages; a UID held already is left as it is."""
-        added = [(uid, arrival, keys) for uid, arrival, keys in entries if uid not in self._keys]
+    def missing(self, uids: dict[int, int]) -> list[int]:
+        """The UIDs among ``uids``' keys that have no keys here, ascending."""
+        return sorted(uids.keys() - self._keys.keys())
+
+    def add(self, entries: Iterable[tuple[int, SortKeys]]) -> None:
+        """(uid, keys) of messages, ``arrival`` set; a UID held already is left as it is."""
+        added = [(uid, keys) for uid, keys in entries if uid not in self._keys]
         if not added:
             return
-        self._threads.clear()
-        for uid, arrival, keys in added:
+        self._answers.clear()
+        for uid, keys in added:
             self._keys[uid] = keys
-            self._arrival[uid] = arrival
             self._gone.pop(uid, None)
         if len(added) * _INSERT_MAX_SHARE > len(self._keys):
             self._orders.clear()
@@ -93,7 +110,7 @@ class SortIndex:
             def full(uid: int, key: Callable[[int], Any] = key) -> tuple[Any, int]:
                 return key(uid), uid
 
-            for uid, _arrival, _keys in added:
+            for uid, _keys in added:
                 bisect.insort(order, uid, key=full)
 
     def pop(self, uid: int, default: SortKeys | None = None) -> SortKeys | None:
@@ -101,7 +118,7 @@ class SortIndex:
         keys = self._keys.get(uid)
         if keys is None:
             return default
-        self._threads.clear()
+        self._answers.clear()
         for name, order in self._orders.items():
             key = self._key(name)
             index = bisect.bisect_left(order, (key(uid), uid), key=lambda u: (key(u), u))
@@ -111,7 +128,7 @@ class SortIndex:
                 self._orders.pop(name)
                 break
         del self._keys[uid]
-        self._gone[uid] = (self._arrival.pop(uid), keys)
+        self._gone[uid] = keys
         limit = max(_GONE_MIN, len(self._keys) // 8)
         while len(self._gone) > limit:
             del self._gone[next(iter(self._gone))]
@@ -120,20 +137,15 @@ class SortIndex:
     # -- orders -----------------------------------------------------------------------
 
     def _key(self, name: str) -> Callable[[int], Any]:
-        keys, arrival = self._keys, self._arrival
-        if name == "ARRIVAL":
-            return arrival.__getitem__
+        keys = self._keys
         if name == "DATE":
 
             def sent(uid: int) -> float:
-                date = keys[uid].date
-                return arrival[uid] if date is None else date
+                found = keys[uid]
+                return found.arrival if found.date is None else found.date
 
             return sent
-        field = {
-            "CC": 5, "FROM": 3, "SIZE": 10, "SUBJECT": 1, "TO": 4,
-            "DISPLAYFROM": 6, "DISPLAYTO": 7,
-        }[name]  # fmt: skip
+        field = _FIELDS[name]
         return lambda uid: keys[uid][field]
 
     def order(self, name: str) -> array[int]:
@@ -159,12 +171,20 @@ class SortIndex:
                 numbers += [n for n in map(get, run) if n is not None][::-1]
         return numbers if len(numbers) == len(wanted) else None
 
-    # -- THREAD answers ---------------------------------------------------------------
+    # -- answers ----------------------------------------------------------------------
 
-    def thread_answer(self, algorithm: str, uid: bool, signature: bytes) -> bytes | None:
-        """A THREAD body kept by :meth:`keep_thread_answer` for the same signature."""
-        found = self._threads.get((algorithm, uid))
-        return found[1] if found is not None and found[0] == signature else None
+    def answer(self, command: Hashable, signature: bytes) -> bytes | None:
+        """An answer kept by :meth:`keep_answer` for the same command and signature."""
+        found = self._answers.get(command)
+        if found is None or found[0] != signature:
+            return None
+        self._answers.move_to_end(command)
+        return found[1]
 
-    def keep_thread_answer(self, algorithm: str, uid: bool, signature: bytes, body: bytes) -> None:
-        self._threads[(algorithm, uid)] = (signature, body)
+    def keep_answer(self, command: Hashable, signature: bytes, answer: bytes) -> None:
+        """Keep ``answer`` to ``command`` (what it asked, in a hashable form) over the
+        messages and numbers ``signature`` stands for, until a key is added or dropped."""
+        self._answers[command] = (signature, answer)
+        self._answers.move_to_end(command)
+        while len(self._answers) > _ANSWERS_KEPT:
+            self._answers.popitem(last=False)

@@ -377,6 +377,11 @@ class SelectedMailbox:
     def is_expunged(self, uid: int) -> bool:
         return uid in self._expunged
 
+    @property
+    def expunge_pending(self) -> bool:
+        """Whether any message in view is gone from the store, not yet reported."""
+        return bool(self._expunged)
+
 
 def _with_flags(row: MessageRow, flags: frozenset[str], modseq: int | None = None) -> MessageRow:
     return row._replace(flags=flags, modseq=row.modseq if modseq is None else modseq)

@@ -9,7 +9,8 @@ mailboxes used last, and gone with the account object when the user's last sessi
 ended. A message's keys never change (its content cannot), so the table only grows by
 new messages and shrinks by expunged ones; only the first SORT of a mailbox reads every
 cache, later ones (in any session, as a webmail's one-connection-per-page) only new
-messages'. Memory only, never written anywhere.
+messages'. The table is a :class:`SortIndex`, which also keeps each criterion's order
+and the last answers ready (see there). Memory only, never written anywhere.
 
 A message nobody has read yet is indexed here as FETCH would index it; one whose cache
 predates the sort fields has its header read (one chunk decrypted) and its cache stored
@@ -97,9 +98,14 @@ def _interned(keys: SortKeys) -> SortKeys:
     )
 
 
-def _make_keys(records: list[tuple[int, int, bytes]]) -> list[tuple[int, SortKeys]]:
+def _make_keys(
+    records: list[tuple[int, int, bytes]], arrival: dict[int, float] | None = None
+) -> list[tuple[int, SortKeys]]:
+    """Keys of (uid, size, record), with each UID's internal date from ``arrival``."""
+    times = arrival or {}
     return [
-        (uid, _interned(sort_keys(record))._replace(size=size)) for uid, size, record in records
+        (uid, _interned(sort_keys(record))._replace(size=size, arrival=times.get(uid, 0.0)))
+        for uid, size, record in records
     ]
 
 
@@ -171,8 +177,7 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
                     continue
             records.append((row.uid, analysis.rfc822_size, record))
         arrival = {row.uid: row.internal_date.timestamp() for row in batch}
-        made = await run_blocking(_make_keys, records)
-        table.add((uid, arrival[uid], keys) for uid, keys in made)
+        table.add(await run_blocking(_make_keys, records, arrival))
     if failure is not None:
         raise failure
     return table
