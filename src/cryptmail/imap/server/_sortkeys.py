@@ -152,24 +152,36 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
         batch = missing[start : start + _BATCH]
         async with selected.context.engine.connect() as conn:
             caches = await load_caches(conn, selected.account, [row.id for row in batch])
-        never_read = [row for row in batch if _analysis(caches.get(row.id)) is None]
+        analyses = {row.id: _analysis(caches.get(row.id)) for row in batch}
+        never_read = [row for row in batch if analyses[row.id] is None]
         if never_read:
             try:
                 await index_messages(selected, never_read)
             except CryptmailError as exc:
                 failure = failure or exc
-            async with selected.context.engine.connect() as conn:
-                caches.update(
-                    await load_caches(conn, selected.account, [row.id for row in never_read])
-                )
+            # The analyses just made are in the session's facts; a cache is read back
+            # only for one that is not (indexed alone, or pushed out of the facts).
+            reread = []
+            for row in never_read:
+                facts = selected.facts.get(row.id)
+                if facts is None:
+                    reread.append(row.id)
+                else:
+                    analyses[row.id] = facts.analysis
+            if reread:
+                async with selected.context.engine.connect() as conn:
+                    caches.update(await load_caches(conn, selected.account, reread))
+                analyses.update((row_id, _analysis(caches.get(row_id))) for row_id in reread)
         records: list[tuple[int, int, bytes]] = []
         for row in batch:
-            cache = caches.get(row.id)
-            analysis = _analysis(cache)
-            if cache is None or analysis is None:
+            analysis = analyses[row.id]
+            if analysis is None:
                 continue  # unreadable: reported below, left out of the order
             record = analysis.sort_fields
             if record is None:
+                cache = caches.get(row.id)
+                if cache is None:
+                    continue
                 try:
                     record = await _fill_in(selected, row, cache, analysis)
                 except CryptmailError as exc:
