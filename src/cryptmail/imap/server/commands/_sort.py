@@ -68,15 +68,17 @@ async def _matched(selected: SelectedMailbox, program: SearchAnd, uid: bool) -> 
 def _keyed(
     selected: SelectedMailbox, wanted: dict[int, int]
 ) -> Iterator[tuple[int, int, float, SortKeys]]:
-    """(number, sequence, arrival, keys) of the wanted messages: the general path."""
+    """(number, position, arrival, keys) of the wanted messages: the general path. The
+    position is the UID: it orders as the sequence number does, without a search."""
     get = shared_sort_keys(selected).get
     rows = selected.rows
     for u, number in wanted.items():
+        keys = get(u, _UNREADABLE)
         yield (
             number,
-            selected.sequence_of(u),
-            rows[u].internal_date.timestamp(),
-            get(u, _UNREADABLE),
+            u,
+            keys.arrival if keys is not _UNREADABLE else rows[u].internal_date.timestamp(),
+            keys,
         )
 
 
