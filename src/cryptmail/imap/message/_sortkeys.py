@@ -57,6 +57,8 @@ class SortKeys(NamedTuple):
     """References (or, without a usable one, the first In-Reply-To id), oldest first."""
     size: int = 0
     """RFC822.SIZE (not in the record: the reader sets it from the analysis)."""
+    arrival: float = 0.0
+    """The internal date as a POSIX time (not in the record: set from the message row)."""
 
 
 # -- the record --------------------------------------------------------------------------

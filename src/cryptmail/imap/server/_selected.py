@@ -53,7 +53,7 @@ from cryptmail.store import (
 )
 
 if TYPE_CHECKING:
-    from cryptmail.imap.message._sortkeys import SortKeys
+    from cryptmail.imap.message._sortorder import SortIndex
     from cryptmail.imap.server._fetch import Facts
     from cryptmail.imap.server._listener import ServerContext
     from cryptmail.imap.server._session import Session
@@ -104,7 +104,7 @@ class SelectedMailbox:
         self.rows: dict[int, MessageRow] = {}
         self.recent: set[int] = set()
         self.facts: OrderedDict[MessageId, Facts] = OrderedDict()
-        self.sort_keys: dict[int, SortKeys] | None = None  # by UID, shared; see _sortkeys
+        self.sort_keys: SortIndex | None = None  # shared; see _sortkeys
         self.condstore = False
         self.qresync = False
         self.rev2 = False  # IMAP4rev2 enabled (RFC 9051): no \\Recent, no RECENT
@@ -416,6 +416,11 @@ class SelectedMailbox:
 
     def is_expunged(self, uid: int) -> bool:
         return uid in self._expunged
+
+    @property
+    def expunge_pending(self) -> bool:
+        """Whether any message in view is gone from the store, not yet reported."""
+        return bool(self._expunged)
 
 
 def _with_flags(row: MessageRow, flags: frozenset[str], modseq: int | None = None) -> MessageRow:

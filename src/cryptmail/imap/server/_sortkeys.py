@@ -9,7 +9,8 @@ mailboxes used last, and gone with the account object when the user's last sessi
 ended. A message's keys never change (its content cannot), so the table only grows by
 new messages and shrinks by expunged ones; only the first SORT of a mailbox reads every
 cache, later ones (in any session, as a webmail's one-connection-per-page) only new
-messages'. Memory only, never written anywhere.
+messages'. The table is a :class:`SortIndex`, which also keeps each criterion's order
+and the last answers ready (see there). Memory only, never written anywhere.
 
 A message nobody has read yet is indexed here as FETCH would index it; one whose cache
 predates the sort fields has its header read (one chunk decrypted) and its cache stored
@@ -28,6 +29,7 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._analysis import MessageAnalysis
 from cryptmail.imap.message._sortkeys import SortKeys, header_sort_fields, sort_keys
+from cryptmail.imap.message._sortorder import SortIndex
 from cryptmail.imap.server._fetch import index_messages, open_current
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 _BATCH: Final = 500
 """Caches read per query and keys made per worker call."""
 
-_Tables = OrderedDict[tuple[MailboxId, int], dict[int, SortKeys]]
+_Tables = OrderedDict[tuple[MailboxId, int], SortIndex]
 _shared: dict[int, tuple[weakref.ref[UnlockedAccount], _Tables]] = {}
 """By id of the account object, as the listings are (it is not hashable)."""
 
@@ -67,14 +69,14 @@ def _tables_of(account: UnlockedAccount) -> _Tables:
     return tables
 
 
-def shared_sort_keys(selected: SelectedMailbox) -> dict[int, SortKeys]:
-    """The selected mailbox's key table (UIDs to keys), shared by the account's sessions."""
+def shared_sort_keys(selected: SelectedMailbox) -> SortIndex:
+    """The selected mailbox's key table, shared by the account's sessions."""
     if selected.sort_keys is None:
         tables = _tables_of(selected.account)
         key = (selected.mailbox_id, selected.uidvalidity)
         table = tables.get(key)
         if table is None:
-            table = tables[key] = {}
+            table = tables[key] = SortIndex()
             while len(tables) > LISTINGS_PER_ACCOUNT:
                 tables.popitem(last=False)
         tables.move_to_end(key)
@@ -96,9 +98,14 @@ def _interned(keys: SortKeys) -> SortKeys:
     )
 
 
-def _make_keys(records: list[tuple[int, int, bytes]]) -> list[tuple[int, SortKeys]]:
+def _make_keys(
+    records: list[tuple[int, int, bytes]], arrival: dict[int, float] | None = None
+) -> list[tuple[int, SortKeys]]:
+    """Keys of (uid, size, record), with each UID's internal date from ``arrival``."""
+    times = arrival or {}
     return [
-        (uid, _interned(sort_keys(record))._replace(size=size)) for uid, size, record in records
+        (uid, _interned(sort_keys(record))._replace(size=size, arrival=times.get(uid, 0.0)))
+        for uid, size, record in records
     ]
 
 
@@ -133,9 +140,7 @@ async def _fill_in(
     return record
 
 
-async def load_sort_keys(
-    selected: SelectedMailbox, rows: Sequence[MessageRow]
-) -> dict[int, SortKeys]:
+async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) -> SortIndex:
     """The mailbox's key table, holding every row's keys.
 
     Raises the CryptmailError of a message that cannot be read (after the others).
@@ -147,32 +152,44 @@ async def load_sort_keys(
         batch = missing[start : start + _BATCH]
         async with selected.context.engine.connect() as conn:
             caches = await load_caches(conn, selected.account, [row.id for row in batch])
-        never_read = [row for row in batch if _analysis(caches.get(row.id)) is None]
+        analyses = {row.id: _analysis(caches.get(row.id)) for row in batch}
+        never_read = [row for row in batch if analyses[row.id] is None]
         if never_read:
             try:
                 await index_messages(selected, never_read)
             except CryptmailError as exc:
                 failure = failure or exc
-            async with selected.context.engine.connect() as conn:
-                caches.update(
-                    await load_caches(conn, selected.account, [row.id for row in never_read])
-                )
+            # The analyses just made are in the session's facts; a cache is read back
+            # only for one that is not (indexed alone, or pushed out of the facts).
+            reread = []
+            for row in never_read:
+                facts = selected.facts.get(row.id)
+                if facts is None:
+                    reread.append(row.id)
+                else:
+                    analyses[row.id] = facts.analysis
+            if reread:
+                async with selected.context.engine.connect() as conn:
+                    caches.update(await load_caches(conn, selected.account, reread))
+                analyses.update((row_id, _analysis(caches.get(row_id))) for row_id in reread)
         records: list[tuple[int, int, bytes]] = []
         for row in batch:
-            cache = caches.get(row.id)
-            analysis = _analysis(cache)
-            if cache is None or analysis is None:
+            analysis = analyses[row.id]
+            if analysis is None:
                 continue  # unreadable: reported below, left out of the order
             record = analysis.sort_fields
             if record is None:
+                cache = caches.get(row.id)
+                if cache is None:
+                    continue
                 try:
                     record = await _fill_in(selected, row, cache, analysis)
                 except CryptmailError as exc:
                     failure = failure or exc
                     continue
             records.append((row.uid, analysis.rfc822_size, record))
-        for uid, keys in await run_blocking(_make_keys, records):
-            table[uid] = keys
+        arrival = {row.uid: row.internal_date.timestamp() for row in batch}
+        table.add(await run_blocking(_make_keys, records, arrival))
     if failure is not None:
         raise failure
     return table
