@@ -86,6 +86,7 @@ AUTH_EXTENSIONS: Final = (
     "MULTIAPPEND",  # RFC 3502
     "CATENATE",  # RFC 4469
     "UTF8=ACCEPT",  # RFC 6855
+    "URLAUTH",  # RFC 4467
 )  # fmt: skip
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 
