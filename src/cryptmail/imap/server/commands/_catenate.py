@@ -40,7 +40,6 @@ class UrlPart:
     fetch: MessageFetch
     plan: SectionPlan
     partial: tuple[int, int] | None
-    mailbox_id: int
 
     def pieces(self) -> AsyncIterator[bytes]:
         return self.fetch.section_pieces(self.plan, self.partial)
@@ -114,7 +113,7 @@ class Catenation:
         plan = await fetch.section_plan(url.section, url.partial)
         if not plan.found:
             raise _bad_url(raw, "The URL's part does not exist.")
-        return UrlPart(fetch, plan, url.partial, box.id)
+        return UrlPart(fetch, plan, url.partial)
 
 
 async def catenated(parts: list[bytes | UrlPart | GrantedPart], limit: int) -> AsyncIterator[bytes]:
