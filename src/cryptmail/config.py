@@ -300,6 +300,19 @@ class ImapConfig:
 
 
 @dataclass(frozen=True)
+class UrlauthConfig:
+    """URLAUTH (RFC 4467): message parts a user hands to a submission server by URL."""
+
+    submit_users: tuple[str, ...] = ()
+    """Accounts (addresses) of submission servers: a session logged in as one of them
+    may URLFETCH URLs made for `submit+USER`, on behalf of any user. Empty: such URLs
+    can be made but only their owner can fetch them."""
+    max_urls_per_user: int = 1000
+    """URLs one user may hold at once (expired ones are pruned); GENURLAUTH beyond it
+    answers NO [LIMIT] until RESETKEY."""
+
+
+@dataclass(frozen=True)
 class WebConfig:
     """The self-service web pages and JSON API."""
 
@@ -426,6 +439,7 @@ class Config:
     blobs: BlobsConfig = field(default_factory=BlobsConfig)
     lmtp: LmtpConfig = field(default_factory=LmtpConfig)
     imap: ImapConfig = field(default_factory=ImapConfig)
+    urlauth: UrlauthConfig = field(default_factory=UrlauthConfig)
     web: WebConfig = field(default_factory=WebConfig)
     sasl: SaslConfig = field(default_factory=SaslConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
@@ -562,6 +576,8 @@ def _check(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: imap.tls_cert and imap.tls_key go together")
     if a.max_queued < 0:
         raise ConfigError(f"{source}: crypto.argon2.max_queued must be >= 0")
+    if config.urlauth.max_urls_per_user < 1:
+        raise ConfigError(f"{source}: urlauth.max_urls_per_user must be >= 1")
     if config.imap.max_connections < 1:
         raise ConfigError(f"{source}: imap.max_connections must be >= 1")
     if not 1 <= config.imap.fts_background_percent <= 100:

@@ -27,7 +27,8 @@ Normalizations, each because the value legitimately differs between two servers:
 * ``* OK [HIGHESTMODSEQ ...]`` / ``[NOMODSEQ]`` untagged lines on SELECT/EXAMINE are
   dropped (Dovecot sends them only once CONDSTORE is enabled; RFC 7162 lets a server
   send HIGHESTMODSEQ anyway); so are ``* OK [MAILBOXID (...)]`` lines and CREATE's
-  ``[MAILBOXID (...)]`` code (RFC 8474 OBJECTID, which this Dovecot does not have).
+  ``[MAILBOXID (...)]`` code (RFC 8474 OBJECTID, which this Dovecot does not have), and
+  ``* OK [URLMECH ...]`` lines (RFC 4467 URLAUTH, not configured in this Dovecot).
 
 Logins happen through imaplib; all other commands are sent and read on its socket so
 the order of untagged responses is kept.
@@ -166,7 +167,9 @@ def normalize(responses: list[bytes]) -> list[bytes]:
             response = b"T " + response.split(b" ", 1)[1]
         if response.startswith(b"* CAPABILITY "):
             continue
-        if re.match(rb"\* OK \[(HIGHESTMODSEQ \d+|NOMODSEQ|MAILBOXID \([\w-]+\))\]", response):
+        if re.match(
+            rb"\* OK \[(HIGHESTMODSEQ \d+|NOMODSEQ|MAILBOXID \([\w-]+\)|URLMECH [\w ]+)\]", response
+        ):
             continue
         status = _STATUS_TEXT.match(response)
         if status:

@@ -83,6 +83,12 @@ from cryptmail.crypto._stream import (
     plain_header,
     unwrap_blob_key,
 )
+from cryptmail.crypto._urlauth import (
+    new_url_token,
+    open_url_grant,
+    seal_url_grant,
+    url_token_lookup,
+)
 
 __all__ = [
     "MAC_SIZE",
@@ -129,10 +135,12 @@ __all__ = [
     "macs_equal",
     "new_account_key",
     "new_data_key",
+    "new_url_token",
     "normalize_code",
     "open_box",
     "open_data_key",
     "open_private_key",
+    "open_url_grant",
     "parse_blob_header",
     "plain_header",
     "public_info",
@@ -141,6 +149,7 @@ __all__ = [
     "seal_data_key",
     "seal_private_key",
     "seal_slot",
+    "seal_url_grant",
     "sieve_record",
     "sieve_record_key",
     "sieve_script_key",
@@ -153,5 +162,6 @@ __all__ = [
     "unwrap_blob_key",
     "unwrap_key",
     "upgrade_slot",
+    "url_token_lookup",
     "wrap_key",
 ]

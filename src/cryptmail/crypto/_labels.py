@@ -75,3 +75,9 @@ LABEL_SIEVE_SCRIPT_KEY: Final = b"cryptmail/v3/sieve-script-key"
 # Sieve vacation and duplicate records: keyed hashes under the server key, never addresses.
 LABEL_SIEVE_RECORD: Final = b"cryptmail/v2/sieve-record"
 SERVER_KEY_SIZE: Final = 32
+# URLAUTH (RFC 4467, docs/security.md "URLAUTH grants"): the token in the URL names its
+# row by a lookup id and opens the grant sealed under a key derived from it.
+URLAUTH_VERSION: Final = 1
+URLAUTH_TOKEN_SIZE: Final = 32
+LABEL_URLAUTH_LOOKUP: Final = b"cryptmail/v1/urlauth-lookup"
+LABEL_URLAUTH_WRAP: Final = b"cryptmail/v1/urlauth-wrap"

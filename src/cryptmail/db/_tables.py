@@ -369,3 +369,19 @@ cm_sieve_scripts = Table(
     Column("modified_at", DateTime(timezone=False), nullable=False),
     UniqueConstraint("user_id", "name_lookup", name="uq_cm_sieve_scripts_user_name"),
 )
+
+# URLAUTH grants (RFC 4467; docs/security.md, "URLAUTH grants"): found by a hash of the
+# URL's token, opened only with the token itself; the mailbox is a keyed hash under the
+# user's data key (for RESETKEY with a mailbox), the expiry is plain so rows are pruned.
+cm_url_grants = Table(
+    "cm_url_grants",
+    metadata,
+    Column("lookup", _DIGEST, primary_key=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox_tag", _KEY16, nullable=False),
+    Column("grant_sealed", LargeBinary(4096), nullable=False),
+    Column("created_at", DateTime(timezone=False), nullable=False),
+    Column("expires_at", DateTime(timezone=False), nullable=True),
+    Index("ix_cm_url_grants_user", "user_id"),
+    Index("ix_cm_url_grants_expires", "expires_at"),
+)

@@ -9,7 +9,7 @@ hour, and orphan blobs (no row names them: a crash between blob and row) older t
 day, long past any delivery, APPEND or import still in flight. Every half minute, local
 blobs deleted at least that long ago are zeroed and removed (not at once: a read may
 still be on them). Every five minutes, delivery retry tags older than their hour are
-cleared. A failed pass is logged and tried
+cleared, and so are expired Sieve records and URLAUTH grants. A failed pass is logged and tried
 again at the next interval: housekeeping is never fatal to the server.
 """
 
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.concurrency import run_blocking
 from cryptmail.errors import CryptmailError
 from cryptmail.sieve import expire_records
-from cryptmail.store import expire_delivery_tags, sweep_orphans, sweep_spools
+from cryptmail.store import expire_delivery_tags, prune_urls, sweep_orphans, sweep_spools
 from cryptmail.store.blobs import DELETE_GRACE_S, BlobStore, LocalBlobStore
 
 log = logging.getLogger(__name__)
@@ -121,5 +121,11 @@ async def expire_tags_forever(engine: AsyncEngine, shutdown: asyncio.Event) -> N
                 log.debug("deleted %d expired sieve record(s)", expired)
         except Exception as exc:  # housekeeping goes on; the log says what failed
             log.warning("deleting expired sieve records failed (%s)", type(exc).__name__)
+        try:
+            pruned = await prune_urls(engine)
+            if pruned:
+                log.debug("deleted %d expired URLAUTH grant(s)", pruned)
+        except Exception as exc:  # housekeeping goes on; the log says what failed
+            log.warning("deleting expired URLAUTH grants failed (%s)", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(shutdown.wait(), TAG_EXPIRY_EVERY_S)

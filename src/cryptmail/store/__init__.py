@@ -97,6 +97,14 @@ from cryptmail.store._staged import (
     stage_import,
 )
 from cryptmail.store._subscriptions import list_subscriptions, subscribe, unsubscribe
+from cryptmail.store._urlauth import (
+    UrlGrant,
+    grant_url,
+    parse_url_token,
+    prune_urls,
+    redeem_url,
+    revoke_urls,
+)
 
 __all__ = [
     "DEFAULT_MAILBOXES",
@@ -131,6 +139,7 @@ __all__ = [
     "StagedImport",
     "StagedSource",
     "StoredBlob",
+    "UrlGrant",
     "UserId",
     "append_rows",
     "cached_listing",
@@ -153,6 +162,7 @@ __all__ = [
     "expunge_messages",
     "find_mailbox",
     "get_mailbox",
+    "grant_url",
     "import_maildir",
     "inbox_id",
     "insert_row",
@@ -175,12 +185,16 @@ __all__ = [
     "new_blob_id",
     "open_blob",
     "open_small_blob",
+    "parse_url_token",
+    "prune_urls",
     "read_plaintext",
     "read_range",
+    "redeem_url",
     "rename_inbox",
     "rename_mailbox",
     "reseal_old_fields",
     "resolve_delivery",
+    "revoke_urls",
     "round_size",
     "save_cache",
     "save_caches",

@@ -1,12 +1,14 @@
-"""IMAP URLs as CATENATE takes them (RFC 5092 subset)."""
+"""IMAP URLs as CATENATE takes them (RFC 5092 subset), and with URLAUTH (RFC 4467)."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pytest
 
 from cryptmail.errors import ParseError
 from cryptmail.imap.wire import _requests as rq
-from cryptmail.imap.wire._imapurl import BadUrl, ImapUrl, parse_imap_url
+from cryptmail.imap.wire._imapurl import BadUrl, ImapUrl, UrlAuth, parse_imap_url
 from cryptmail.imap.wire._parser import parse_line
 
 
@@ -70,3 +72,49 @@ def test_append_catenate_parses() -> None:
     ):
         with pytest.raises(ParseError):
             parse_line(bad)
+
+
+def test_urlauth_parts() -> None:
+    url = parse_imap_url(
+        "imap://joe%40example.org@h/INBOX/;UID=20/;SECTION=1.2;EXPIRE=2030-01-01T02:00:00Z"
+        ";URLAUTH=Submit+Fred%40X:internal:91354a47",
+        urlauth=True,
+    )
+    assert (url.user, url.mailbox, url.uid, str(url.section)) == (
+        "joe@example.org",
+        "INBOX",
+        20,
+        "1.2",
+    )
+    assert url.auth == UrlAuth(
+        "submit+fred@x", dt.datetime(2030, 1, 1, 2, 0), "INTERNAL", "91354a47"
+    )
+
+
+def test_urlauth_rump_and_expire() -> None:
+    url = parse_imap_url(
+        "imap://joe@h/Sent/;UID=2/;PARTIAL=0.5;EXPIRE=2030-01-01T02:00:00+02:00;URLAUTH=authuser",
+        urlauth=True,
+    )
+    assert url.partial == (0, 5) and url.auth is not None and url.auth.rump
+    assert url.auth.expire == dt.datetime(2030, 1, 1, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/INBOX/;UID=1;URLAUTH=authuser",  # relative: no owner
+        "imap://joe@h/INBOX/;UID=1",  # no URLAUTH
+        "imap://joe@h/INBOX/;UID=1;URLAUTH=someone",
+        "imap://joe@h/INBOX/;UID=1;URLAUTH=user+",
+        "imap://joe@h/INBOX/;UID=1;EXPIRE=2030-01-01;URLAUTH=authuser",  # no time
+        "imap://joe@h/INBOX/;UID=1;EXPIRE=2030-01-01T00:00:00;URLAUTH=authuser",  # no zone
+        "imap://joe@h/INBOX/;UID=1;EXPIRE=bogus;URLAUTH=authuser",
+        "imap://joe@h/INBOX/;UID=1;URLAUTH=authuser:internal:xyz",
+        "imap://joe@h/INBOX/;UID=1;URLAUTH=authuser;URLAUTH=authuser",
+        "imap://joe@h/INBOX/;UID=1;URLAUTH=authuser:internal",
+    ],
+)
+def test_urlauth_refused(url: str) -> None:
+    with pytest.raises(BadUrl):
+        parse_imap_url(url, urlauth=True)

@@ -309,6 +309,11 @@ class MessageFetch:
             self._head = None
         return self._opened
 
+    async def opened_blob(self) -> tuple[MessageRow, OpenedBlob]:
+        """The message's current row and its opened blob (URLAUTH grants its key)."""
+        opened = await self._open()
+        return self._row, opened
+
     async def build(self, items: tuple[FetchItem, ...], *, with_modseq: bool) -> None:
         if needs_facts(items):
             self._facts = await load_facts(self._selected, self._row)

@@ -94,6 +94,7 @@ AUTH_EXTENSIONS: Final = (
     "SEARCHRES",  # RFC 5182
     "CONTEXT=SEARCH", "CONTEXT=SORT",  # RFC 5267
     "PREVIEW",  # RFC 8970
+    "URLAUTH",  # RFC 4467
 )  # fmt: skip
 CREDENTIALS_CHANGED: Final = b"* BYE [UNAVAILABLE] Credentials changed; log in again.\r\n"
 

@@ -31,6 +31,7 @@ from cryptmail.imap.wire._parser_notify import parse_notify
 from cryptmail.imap.wire._parser_return import parse_return_options
 from cryptmail.imap.wire._parser_search import SearchParser, check_charset
 from cryptmail.imap.wire._parser_sort import parse_sort, parse_thread
+from cryptmail.imap.wire._parser_urlauth import parse_genurlauth, parse_resetkey, parse_urlfetch
 from cryptmail.imap.wire._sequence import SequenceSet
 from cryptmail.secret import Password, SecretBytes
 from cryptmail.utf7 import decode_mailbox_name
@@ -610,6 +611,9 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "SORT": parse_sort,
     "THREAD": parse_thread,
     "NOTIFY": _notify,
+    "GENURLAUTH": parse_genurlauth,
+    "URLFETCH": parse_urlfetch,
+    "RESETKEY": lambda cur, tag, _uid: parse_resetkey(cur, tag, _sp_mailbox),
 }
 _UID_COMMANDS: Final = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"}) | {
     "SORT", "THREAD",

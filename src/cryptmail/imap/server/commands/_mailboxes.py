@@ -135,6 +135,7 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
         b"* OK [UIDNEXT %d] Predicted next UID.\r\n" % selected.uidnext,
         b"* OK [HIGHESTMODSEQ %d] Highest.\r\n" % selected.highest_modseq,
         b"* OK [MAILBOXID (%s)] Ok.\r\n" % mailbox_object_id(account, box.id).encode(),
+        b"* OK [URLMECH INTERNAL] URLAUTH mechanisms.\r\n",  # RFC 4467 section 7.1
     ]
     await session.send(b"".join(lines))
     session.selected = selected

@@ -24,8 +24,10 @@ from cryptmail.imap.server.commands import (
     _search,
     _sort,
     _store,
+    _urlauth,
 )
 from cryptmail.imap.wire._parser_notify import Notify
+from cryptmail.imap.wire._parser_urlauth import GenUrlAuth, ResetKey, UrlFetch
 from cryptmail.imap.wire._requests import (
     Append,
     Authenticate,
@@ -97,6 +99,9 @@ COMMANDS: Final[Mapping[type[Command], Route]] = {
     Idle: Route(_idle.idle, AUTH),
     Compress: Route(_auth.compress, AUTH, refresh=False),
     Notify: Route(_notify.notify, AUTH),
+    GenUrlAuth: Route(_urlauth.genurlauth, AUTH),
+    UrlFetch: Route(_urlauth.urlfetch, AUTH),
+    ResetKey: Route(_urlauth.resetkey, AUTH),
     # Selected
     Check: Route(_mailboxes.check, SELECTED),
     Close: Route(_mailboxes.close, SELECTED, refresh=False),
