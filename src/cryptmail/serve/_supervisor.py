@@ -55,7 +55,7 @@ from cryptmail.serve._memory import settle_gc, tune_malloc
 from cryptmail.serve._metrics_listener import MetricsListener
 from cryptmail.serve._notify import SystemdNotifier
 from cryptmail.sockets import parse_address, socket_group_id
-from cryptmail.store import ChangeBus, FirstLoginImports
+from cryptmail.store import ChangeBus, FilingNotes, FirstLoginImports
 from cryptmail.store.blobs import BlobStore, open_blob_store
 from cryptmail.tls import make_ssl_context, reload_ssl_context
 from cryptmail.web import Readiness, WebServer
@@ -236,7 +236,12 @@ async def run_server(config: Config, engine: AsyncEngine, addresses: Addresses) 
         throttle=LoginThrottle.from_config(config, engine),
         accounts=UnlockedAccounts.from_config(engine, config),
         watcher=watcher,
-        imports=FirstLoginImports(engine, blobs, stale_after_s=config.auth.import_stale_s),
+        imports=FirstLoginImports(
+            engine,
+            blobs,
+            stale_after_s=config.auth.import_stale_s,
+            filing=FilingNotes(engine, bus),
+        ),
         idle_poll_s=safety_s if feeding else 2.0,
         tls=tls,
         metrics=metrics,

@@ -21,6 +21,13 @@ from cryptmail.store._append import (
 from cryptmail.store._check import CheckReport, check_store, sweep_orphans
 from cryptmail.store._codec import CachedKey, MessageCache, round_size
 from cryptmail.store._encrypt import EncryptProgress, encrypt_mailboxes
+from cryptmail.store._filing import (
+    FilingNotes,
+    FilingRequest,
+    apply_filing_notes,
+    holding_mailbox,
+    pending_notes,
+)
 from cryptmail.store._first_login import FirstLoginImports, ImportNotice
 from cryptmail.store._ids import BlobId, MailboxId, MessageId, new_blob_id
 from cryptmail.store._import import ImportProgress, import_maildir
@@ -114,6 +121,8 @@ __all__ = [
     "CheckReport",
     "DeliveryTarget",
     "EncryptProgress",
+    "FilingNotes",
+    "FilingRequest",
     "FirstLoginImports",
     "FlagUpdate",
     "ImportNotice",
@@ -133,6 +142,7 @@ __all__ = [
     "StoredBlob",
     "UserId",
     "append_rows",
+    "apply_filing_notes",
     "cached_listing",
     "change_flags",
     "check_quota",
@@ -153,6 +163,7 @@ __all__ = [
     "expunge_messages",
     "find_mailbox",
     "get_mailbox",
+    "holding_mailbox",
     "import_maildir",
     "inbox_id",
     "insert_row",
@@ -175,6 +186,7 @@ __all__ = [
     "new_blob_id",
     "open_blob",
     "open_small_blob",
+    "pending_notes",
     "read_plaintext",
     "read_range",
     "rename_inbox",
