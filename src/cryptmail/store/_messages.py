@@ -19,7 +19,9 @@ from cryptmail.db import ChangeKind, record_mailbox_change, run_transaction
 from cryptmail.db import tables as t
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._codec import (
-    RECENT_FLAG,
+    RECENT_FLAG as RECENT_FLAG,
+)
+from cryptmail.store._codec import (
     MessageCache,
     decode_flags,
     encode_flags,
