@@ -164,8 +164,9 @@ async def test_missing_folders_are_made_under_create_and_kept_in_inbox_without(
     assert [r.flags for r in where["Made/Here"]] == [frozenset()]
     assert not where["Made/Here"][0].claimed  # no flags: the first SELECT claims it
     assert [r.flags for r in where["Junk"]] == [{"\\Seen", store.RECENT_FLAG}]
+    # "Nowhere" (no :create) and the invalid name: INBOX without their flags.
     assert [r.flags for r in where["INBOX"]] == [
-        {"\\Flagged", store.RECENT_FLAG},
+        frozenset(),
         {"$x", store.RECENT_FLAG},
         frozenset(),
     ]

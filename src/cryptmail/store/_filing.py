@@ -16,7 +16,9 @@ first) and moves the row in place to its folder with a new UID and modseq, its f
 sealed, the usage counters moved and a change-log entry for the target. A crash
 anywhere leaves the note and the row together or both done: nothing is lost or filed
 twice. The folder is found by name; a missing one is created under :create, else the
-message goes to INBOX, as Pigeonhole's implicit keep after a failed fileinto does. A
+message goes to INBOX without the note's flags, as Pigeonhole's implicit keep after a
+failed fileinto does (Pigeonhole then also drops the result's other copies; here each
+copy is filed on its own, so those stay: one copy more, never one less). A
 note that does not open (changed in the database, or its key is gone) also goes to
 INBOX, without flags: a note is never a reason to lose mail.
 """
@@ -279,23 +281,26 @@ def _create_folder(conn: Connection, account: UnlockedAccount, name: str) -> Mai
     return new_id
 
 
-def _target(conn: Connection, account: UnlockedAccount, request: FilingRequest | None) -> MailboxId:
-    """The folder a note names: found, made under :create, else INBOX."""
+def _target(
+    conn: Connection, account: UnlockedAccount, request: FilingRequest | None
+) -> tuple[MailboxId, frozenset[str]]:
+    """The folder a note names (found, or made under :create) with the note's flags;
+    else INBOX without them, as Pigeonhole's implicit keep after a failed fileinto."""
     inbox = _mailbox_row(conn, account, "INBOX")
     if inbox is None:
         raise StoreError(f"user id {account.user.id} has no INBOX")
     if request is None:
-        return inbox
+        return inbox, frozenset()
     try:
         name = check_name(request.mailbox)
     except StoreError:
-        return inbox  # a name no folder can have: Pigeonhole's fileinto fails too
+        return inbox, frozenset()  # a name no folder can have: Pigeonhole fails it too
     found = _mailbox_row(conn, account, name)
-    if found is not None:
-        return found
-    if request.create and _role_for(name) is None:
-        return _create_folder(conn, account, name)
-    return inbox  # a default folder's row is always there; else the implicit keep
+    if found is None and request.create and _role_for(name) is None:
+        found = _create_folder(conn, account, name)
+    if found is None:
+        return inbox, frozenset()  # a default folder's row is always there
+    return found, request.flags
 
 
 def _apply_one(
@@ -315,7 +320,7 @@ def _apply_one(
     if row is None or int(row.mailbox_id) != holding:
         return None  # not in the holding mailbox: nothing to move (the note is gone now)
     size = int(row.size_rounded)
-    target = _target(conn, account, item.request)
+    target, flags = _target(conn, account, item.request)
     conn.execute(
         update(mb)
         .where(mb.c.id == target)
@@ -329,7 +334,6 @@ def _apply_one(
     counters = conn.execute(
         select(mb.c.uidnext, mb.c.highest_modseq).where(mb.c.id == target)
     ).one()
-    flags = item.request.flags if item.request is not None else frozenset()
     # With flags the row is claimed here, as COPY claims its copies (\Recent: no session
     # has seen it yet); without, it stays unclaimed for the first SELECT as delivered.
     sealed_flags = (
