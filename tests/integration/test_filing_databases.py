@@ -51,5 +51,5 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[S
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda f: f.__name__.removeprefix("test_"))
-async def test_filing(rig: StoreRig, case: Callable[[StoreRig], Awaitable[None]]) -> None:
+async def test_filing_on(rig: StoreRig, case: Callable[[StoreRig], Awaitable[None]]) -> None:
     await case(rig)

@@ -457,14 +457,14 @@ def _pigeonhole_files(pigeonhole: Pigeonhole, case: str, message: bytes) -> File
     kept = "resolved with successful implicit keep" in done.stderr
     assert done.returncode == 0 or (done.returncode == 1 and kept), done.stderr
     found: set[tuple[str, frozenset[str]]] = set()
-    for folder in [mail, *(p for p in mail.iterdir() if p.name.startswith("."))]:
-        name = "INBOX" if folder == mail else decode_mailbox_name(folder.name[1:].replace(".", "/"))
+    for box in [mail, *(p for p in mail.iterdir() if p.name.startswith("."))]:
+        name = "INBOX" if box == mail else decode_mailbox_name(box.name[1:].replace(".", "/"))
         keywords = {}
-        if (folder / "dovecot-keywords").exists():
-            for line in (folder / "dovecot-keywords").read_text().splitlines():
+        if (box / "dovecot-keywords").exists():
+            for line in (box / "dovecot-keywords").read_text().splitlines():
                 index, word = line.split(" ", 1)
                 keywords[chr(ord("a") + int(index))] = word
-        for entry in itertools.chain((folder / "new").iterdir(), (folder / "cur").iterdir()):
+        for entry in itertools.chain((box / "new").iterdir(), (box / "cur").iterdir()):
             info = entry.name.split(":2,", 1)[1] if ":2," in entry.name else ""
             flags = {_MAILDIR_FLAGS.get(c) or keywords[c] for c in info}
             found.add((name, frozenset(flags)))

@@ -133,8 +133,10 @@ async def test_delivery_holds_the_message_hidden_until_a_session_files_it(rig: S
         note = (await conn.execute(select(t.cm_filing_notes.c.note_sealed))).scalar_one()
     assert FOLDER.encode() not in bytes(note) and b"work" not in bytes(note)
     assert await store.pending_notes(rig.engine, user.id) == 1
+    assert await store.filing_backlog(rig.engine) == (1, 1)
 
     assert await apply_filing_notes(rig.engine, account) == 1
+    assert await store.filing_backlog(rig.engine) == (0, 0)
     where = await _where(rig, account)
     [row] = where[FOLDER]
     assert row.uid == 1 and row.flags == {"\\Seen", "work", store.RECENT_FLAG}

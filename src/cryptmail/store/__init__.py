@@ -25,6 +25,7 @@ from cryptmail.store._filing import (
     FilingNotes,
     FilingRequest,
     apply_filing_notes,
+    filing_backlog,
     holding_mailbox,
     pending_notes,
 )
@@ -161,6 +162,7 @@ __all__ = [
     "expire_delivery_tags",
     "expunge",
     "expunge_messages",
+    "filing_backlog",
     "find_mailbox",
     "get_mailbox",
     "holding_mailbox",

@@ -223,6 +223,15 @@ async def pending_notes(engine: AsyncEngine, user_id: UserId) -> int:
     return int(await run_transaction(engine, lambda c: c.execute(query).scalar_one(), writes=False))
 
 
+async def filing_backlog(engine: AsyncEngine) -> tuple[int, int]:
+    """(messages, users) waiting for a session to file them, over every user (for
+    `cryptmail doctor`; no key needed, and nothing shown but the counts)."""
+    notes = t.cm_filing_notes
+    query = select(func.count(), func.count(func.distinct(notes.c.user_id))).select_from(notes)
+    row = await run_transaction(engine, lambda c: c.execute(query).one(), writes=False)
+    return int(row[0]), int(row[1])
+
+
 # -- applying notes --------------------------------------------------------------------
 
 
