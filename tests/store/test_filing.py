@@ -217,9 +217,11 @@ async def test_heard_applies_only_for_the_holding_mailbox(rig: StoreRig) -> None
     user = await rig.user("alice@example.org")
     account = await _account(rig, user)
     notes = store.FilingNotes(rig.engine)
-    appended = await _deliver(rig, user, FilingRequest.of("A", True, []))
     async with rig.engine.connect() as conn:
         inbox = await store.inbox_id(conn, user.id)
+    assert await notes.heard(account, [inbox]) == 0  # no holding mailbox yet
+    appended = await _deliver(rig, user, FilingRequest.of("A", True, []))
+    assert appended.mailbox_id != inbox
     assert await notes.heard(account, [inbox]) == 0
     assert await store.pending_notes(rig.engine, user.id) == 1
     assert await notes.heard(account, [inbox, appended.mailbox_id]) == 1

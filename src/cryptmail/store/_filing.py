@@ -429,6 +429,8 @@ class FilingNotes:
         self._publisher = publisher
         self._locks: dict[UserId, asyncio.Lock] = {}
         self._holding: dict[UserId, MailboxId] = {}
+        self._other: dict[UserId, set[int]] = {}
+        """Mailbox ids known not to be the user's holding mailbox (made before it)."""
 
     async def apply(self, account: UnlockedAccount) -> int:
         """`apply_filing_notes` for the user. Never raises for a database or store
@@ -452,12 +454,17 @@ class FilingNotes:
         user_id = account.user.id
         holding = self._holding.get(user_id)
         if holding is None:
+            others = self._other.setdefault(user_id, set())
+            if wanted <= others:
+                return 0  # a user who never had mail filed: no query per wake-up
             holding = await run_transaction(
                 self._engine, lambda conn: _holding_id(conn, user_id), writes=False
             )
             if holding is None:
+                others |= wanted - {0}
                 return 0
             self._holding[user_id] = holding
+            self._other.pop(user_id, None)
         if holding in wanted or 0 in wanted:
             return await self.apply(account)
         return 0
