@@ -288,3 +288,23 @@ def test_a_kill_in_the_middle_of_filing_loses_nothing_and_files_once(
     finally:
         again.stop()
     assert store_check(data_dir).returncode == 0
+
+
+def test_a_pop3_login_files_what_waits_before_it_lists_inbox(
+    server: CryptmailServer, data_dir: Path
+) -> None:
+    user = "cid@example.org"
+    _send(server.port, user, "seen p1")
+    _send(server.port, user, "proj p2")
+    assert _waiting(data_dir, user) == {"filing": 2}
+    pop = poplib.POP3("127.0.0.1", server.pop3_port, timeout=60)
+    try:
+        pop.user(user)
+        pop.pass_(PASSWORD)
+        heads = [b"\n".join(pop.top(n, 0)[1]) for n in range(1, len(pop.list()[1]) + 1)]
+    finally:
+        pop.quit()
+    # Filed by this login before it read the maildrop: the kept copy is in INBOX, the
+    # other in its folder, which POP3 does not show.
+    assert len(heads) == 1 and b"Subject: seen p1" in heads[0]
+    assert _waiting(data_dir, user) == {"inbox": 1, "own": 1}

@@ -447,7 +447,8 @@ class FilingNotes:
 
     async def heard(self, account: UnlockedAccount, mailbox_ids: Iterable[int]) -> int:
         """Apply the notes if one of `mailbox_ids` (a session's change wake-ups) is the
-        user's holding mailbox, or 0 (a rescan after missed changes)."""
+        user's holding mailbox, or 0 (a rescan after missed changes). Never raises for a
+        database or store failure, as `apply`."""
         wanted = set(mailbox_ids)
         if not wanted:
             return 0
@@ -457,9 +458,14 @@ class FilingNotes:
             others = self._other.setdefault(user_id, set())
             if wanted <= others:
                 return 0  # a user who never had mail filed: no query per wake-up
-            holding = await run_transaction(
-                self._engine, lambda conn: _holding_id(conn, user_id), writes=False
-            )
+            try:
+                holding = await run_transaction(
+                    self._engine, lambda conn: _holding_id(conn, user_id), writes=False
+                )
+            except (CryptmailError, OSError):
+                # IDLE goes on; the next wake-up or login files the message.
+                log.exception("user id %d: the holding mailbox was not looked up", user_id)
+                return 0
             if holding is None:
                 others |= wanted - {0}
                 return 0
