@@ -85,8 +85,8 @@ def test_a_good_installation_passes(good: Installation) -> None:
     done = good.doctor(as_service_user=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not good.lines(done, "FAIL") and not good.lines(done, "WARN"), done.stdout
-    for check in ("database", "blob store", "TLS IMAP/POP3", "server key", "postfix LMTP",
-                  "postfix SASL", "config file"):  # fmt: skip
+    for check in ("database", "sieve filing", "blob store", "TLS IMAP/POP3", "server key",
+                  "postfix LMTP", "postfix SASL", "config file"):  # fmt: skip
         assert any(line.startswith(f"OK   {check}") for line in done.stdout.splitlines()), check
 
 

@@ -16,6 +16,7 @@ from cryptmail.keys import NewAccount, create_user, unlock_account
 from cryptmail.secret import Password
 from cryptmail.store import (
     ChangeBus,
+    apply_filing_notes,
     inbox_id,
     list_mailboxes,
     load_messages,
@@ -47,20 +48,27 @@ class Rig:
 
     async def messages(self, email: str, role: str = "inbox") -> list[bytes]:
         """Every message of `email` in the default folder `role` (INBOX unless told),
-        decrypted with the password, in UID order."""
+        decrypted with the password, in UID order, after Sieve's filing notes are
+        applied as a login applies them."""
+        return [m for m, _flags in await self.flagged(email, role)]
+
+    async def flagged(self, email: str, name: str = "inbox") -> list[tuple[bytes, frozenset[str]]]:
+        """(message, flags) of `email` in the default folder with role `name`, or else
+        the folder named `name`, after the filing notes are applied, in UID order."""
         account, _slot = await unlock_account(
             self.engine, email, Password.from_str(PASSWORD), CRYPTO
         )
+        await apply_filing_notes(self.engine, account)
         async with self.engine.connect() as conn:
             mailbox = await inbox_id(conn, account.user.id)
-            if role != "inbox":
+            if name != "inbox":
                 boxes = await list_mailboxes(conn, account.user.id, account)
-                mailbox = next(b.id for b in boxes if b.role == role)
+                mailbox = next(b.id for b in boxes if name in (b.role, b.name))
             rows = await load_messages(conn, account, mailbox)
         out = []
         for row in rows:
             opened = await open_blob(self.blobs, account, row.blob_id)
-            out.append(await read_plaintext(self.blobs, opened))
+            out.append((await read_plaintext(self.blobs, opened), row.flags))
         return out
 
 

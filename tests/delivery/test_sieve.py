@@ -119,10 +119,60 @@ async def test_the_users_script_runs_between_before_and_after(rig_factory: MakeR
     for user in ("alice@example.org", "bob@example.org"):
         await asyncio.to_thread(_send, rig.port, user, SPAM)
         await asyncio.to_thread(_send, rig.port, user, HAM)
-    assert len(await rig.messages("alice@example.org", "archive")) == 2
+    # Flagged copies wait in the holding mailbox until a session files them.
+    archive = await rig.flagged("alice@example.org", "archive")
+    assert [flags for _, flags in archive] == [frozenset({"\\Seen", "\\Recent"})] * 2
     assert await rig.messages("alice@example.org", "junk") == []
     assert await rig.messages("bob@example.org") == []  # HAM discarded
     assert len(await rig.messages("bob@example.org", "junk")) == 1
+
+
+async def test_fileinto_own_folders_and_flags_wait_sealed_until_a_session_files_them(
+    rig_factory: MakeRig,
+) -> None:
+    scripts: dict[int, str] = {}
+    rig = await rig_factory(sieve=_sieve(scripts))
+    users = [await rig.add_user(f"u{n}@example.org") for n in range(3)]
+    for account in users:
+        scripts[int(account.user.id)] = (
+            'require ["fileinto", "mailbox", "imap4flags"];\n'
+            'if header :contains "subject" "hello" {\n'
+            '  fileinto :create :flags ["\\\\Flagged", "work"] "Projects/Cust\u00f6mer";\n'
+            '  addflag "\\\\Seen";\n'
+            '  fileinto "Missing";\n'
+            "  stop;\n}\n"
+        )
+    for account in users:
+        for n in range(3):
+            await asyncio.to_thread(_send, rig.port, account.user.email, b"X-N: %d\r\n" % n + HAM)
+    async with rig.engine.connect() as conn:
+        held = (
+            await conn.execute(select(func.count()).select_from(t.cm_filing_notes))
+        ).scalar_one()
+        notes = [
+            bytes(n)
+            for n in (await conn.execute(select(t.cm_filing_notes.c.note_sealed))).scalars()
+        ]
+    assert held == 3 * 3 * 2  # nothing filed yet: delivery holds no key
+    assert not any(b"Projects" in n or b"Missing" in n or b"work" in n for n in notes)
+    async with rig.engine.connect() as conn:
+        shown = (
+            await conn.execute(
+                select(t.cm_mailboxes.c.role, func.count())
+                .select_from(t.cm_messages.join(t.cm_mailboxes))
+                .group_by(t.cm_mailboxes.c.role)
+            )
+        ).all()
+    assert [tuple(r) for r in shown] == [("filing", 18)]  # not in INBOX, not anywhere seen
+    for account in users:
+        email = account.user.email
+        filed = await rig.flagged(email, "Projects/Cust\u00f6mer")
+        assert [f for _, f in filed] == [frozenset({"\\Flagged", "work", "\\Recent"})] * 3
+        # "Missing" has no :create: INBOX without the flags, as Pigeonhole's implicit
+        # keep after a failed fileinto.
+        inbox = await rig.flagged(email)
+        assert [f for _, f in inbox] == [frozenset()] * 3
+        assert sorted(m.split(b"X-N: ")[1][:1] for m, _ in inbox) == [b"0", b"1", b"2"]
 
 
 async def test_reject_answers_550_for_that_recipient_only(rig_factory: MakeRig) -> None:

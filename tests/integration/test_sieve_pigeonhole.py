@@ -4,13 +4,23 @@ actions out (folders, flags, keep/discard, redirect addresses, reject, vacation 
 
 `sieve-test` prints the actions it would take without a running Dovecot; it only needs
 a dovecot.conf (written here) and, as root, a mail user to drop to (nobody).
+
+The filing cases go one step further: `sieve-test -e` executes the actions into a real
+Maildir (folders existing or missing, :create, imap4flags), and the same script runs
+as a user's active script on a live `cryptmail serve` (real LMTP in); what each
+folder holds with which flags is read back from the Maildir and, for cryptmail, with
+imaplib after the next login (which files what waited), and compared.
 """
 
 from __future__ import annotations
 
+import asyncio
+import imaplib
+import itertools
 import os
 import re
 import shutil
+import smtplib
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +29,9 @@ from pathlib import Path
 
 import pytest
 
+from cryptmail.db import create_engine
+from cryptmail.keys import create_user
+from cryptmail.secret import Password
 from cryptmail.sieve import (
     CompiledScript,
     DuplicateMark,
@@ -26,14 +39,19 @@ from cryptmail.sieve import (
     Keep,
     Redirect,
     Reject,
+    ScriptLimits,
     SieveEnvelope,
     SieveMessage,
     SieveResult,
     Vacation,
     compile_script,
+    put_script,
     run_scripts,
+    set_active,
 )
+from cryptmail.utf7 import decode_mailbox_name, encode_mailbox_name
 
+from .cryptmail_server import CRYPTO, PASSWORD, CryptmailServer, db_url, make_users
 from .servers import BinaryMissing
 from .servers._binaries import find_binary
 from .servers._fixtures import unavailable
@@ -376,3 +394,143 @@ def test_the_parser_sees_the_same_line_as_pigeonhole(pigeonhole: Pigeonhole) -> 
     with pytest.raises(Exception) as caught:
         compile_script(text, name="bad")
     assert getattr(caught.value, "line", None) == their_line
+
+
+# -- filing: executed by Pigeonhole into a Maildir, and by cryptmail into its store ------
+
+ROLE_FOLDERS = ("Sent", "Drafts", "Trash", "Junk", "Archive")
+OWN_FOLDERS = ("Lists", "Work")
+_MAILDIR_FLAGS = {"S": "\\Seen", "F": "\\Flagged", "R": "\\Answered", "T": "\\Deleted"}
+_MAILDIR_FLAGS["D"] = "\\Draft"
+Filed = frozenset[tuple[str, frozenset[str]]]
+
+FILING = {
+    "existing-with-flags": 'require ["fileinto", "imap4flags"]; '
+    'fileinto :flags ["\\\\Flagged", "$Work"] "Work";',
+    "create-missing": 'require ["fileinto", "mailbox"]; fileinto :create "New/Sub";',
+    "create-unicode": 'require ["fileinto", "mailbox"]; fileinto :create "Projekte/\u00dcber";',
+    "create-existing": 'require ["fileinto", "mailbox"]; fileinto :create "Lists";',
+    "missing-no-create": 'require "fileinto"; fileinto "Missing";',
+    "missing-no-create-flags": 'require ["fileinto", "imap4flags"]; '
+    'addflag "\\\\Flagged"; fileinto "Missing";',
+    "addflag-keep": 'require "imap4flags"; addflag ["\\\\Seen", "Todo"]; keep;',
+    "setflag-removeflag": 'require ["fileinto", "imap4flags"]; setflag ["\\\\Answered", "a", "b"]; '
+    'removeflag "a"; fileinto "Lists";',
+    "hasflag": 'require ["fileinto", "imap4flags", "mailbox"]; addflag "Urgent"; '
+    'if hasflag :is "urgent" { fileinto :create "Hot"; } else { fileinto "Cold"; }',
+    "role-with-flags": 'require ["fileinto", "imap4flags"]; addflag "\\\\Seen"; fileinto "Junk";',
+    "copies-with-flags": 'require ["fileinto", "imap4flags", "copy", "mailbox"]; '
+    'fileinto :copy :flags "\\\\Flagged" "Work"; fileinto :create "Later"; '
+    'addflag "\\\\Seen"; keep;',
+    "keep-flags-param": 'require "imap4flags"; keep :flags ["$label1", "\\\\draft"];',
+    "plain-keep": "keep;",
+}
+
+
+def _pigeonhole_files(pigeonhole: Pigeonhole, case: str, message: bytes) -> Filed:
+    """Run `sieve-test -e` into a fresh Maildir holding ROLE_FOLDERS and OWN_FOLDERS:
+    {(folder, flags)} of the messages stored."""
+    root = pigeonhole.root / f"exec-{case}"
+    mail = root / "mail"
+    for folder in ("", *(f".{n}" for n in (*ROLE_FOLDERS, *OWN_FOLDERS))):
+        for sub in ("cur", "new", "tmp"):
+            (mail / folder / sub).mkdir(parents=True, exist_ok=True)
+    config = root / "dovecot.conf"
+    config.write_text(
+        f"base_dir = {root}/run\nlog_path = /dev/stderr\nmail_location = maildir:{mail}\n"
+        f"mail_uid = {NOBODY}\nmail_gid = {NOBODY}\nfirst_valid_uid = 1\nfirst_valid_gid = 1\n"
+        "protocols =\nnamespace inbox {\n  inbox = yes\n  separator = /\n}\n"
+    )
+    (root / "s.sieve").write_text(FILING[case])
+    (root / "m.eml").write_bytes(message)
+    for path in (root, *root.rglob("*")):
+        os.chown(path, NOBODY, NOBODY)
+    command = [pigeonhole.binary, "-c", str(config), "-e", "-f", SENDER, "-r", RECIPIENT]
+    done = subprocess.run(
+        [*command, str(root / "s.sieve"), str(root / "m.eml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # 1: a fileinto failed and the implicit keep took over, as Pigeonhole does.
+    kept = "resolved with successful implicit keep" in done.stderr
+    assert done.returncode == 0 or (done.returncode == 1 and kept), done.stderr
+    found: set[tuple[str, frozenset[str]]] = set()
+    for box in [mail, *(p for p in mail.iterdir() if p.name.startswith("."))]:
+        name = "INBOX" if box == mail else decode_mailbox_name(box.name[1:].replace(".", "/"))
+        keywords = {}
+        if (box / "dovecot-keywords").exists():
+            for line in (box / "dovecot-keywords").read_text().splitlines():
+                index, word = line.split(" ", 1)
+                keywords[chr(ord("a") + int(index))] = word
+        for entry in itertools.chain((box / "new").iterdir(), (box / "cur").iterdir()):
+            info = entry.name.split(":2,", 1)[1] if ":2," in entry.name else ""
+            flags = {_MAILDIR_FLAGS.get(c) or keywords[c] for c in info}
+            found.add((name, frozenset(flags)))
+    return frozenset(found)
+
+
+@pytest.fixture(scope="module")
+def filing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CryptmailServer]:
+    data_dir = tmp_path_factory.mktemp("filing") / "data"
+    make_users(data_dir, "example.org", {})
+    served = CryptmailServer(data_dir, imap=True)
+    served.start(timeout=120)
+    yield served
+    served.stop()
+
+
+def _user_with_script(data_dir: Path, email: str, script: str) -> None:
+    async def run() -> None:
+        engine = create_engine(db_url(data_dir))
+        account = await create_user(engine, email, Password.from_str(PASSWORD), CRYPTO, crypt=2)
+        await put_script(engine, account.user.id, "main", script, ScriptLimits())
+        await set_active(engine, account.user.id, "main")
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _cryptmail_files(server: CryptmailServer, case: str, message: bytes) -> Filed:
+    email = f"{case}@example.org"
+    _user_with_script(server.data_dir, email, FILING[case])
+    imap = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    imap.login(email, PASSWORD)
+    for folder in OWN_FOLDERS:
+        assert imap.create(folder)[0] == "OK"
+    imap.logout()
+    with smtplib.LMTP("127.0.0.1", server.port) as lmtp:
+        lmtp.sendmail(SENDER, [email], message)
+    found: set[tuple[str, frozenset[str]]] = set()
+    imap = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    try:
+        imap.login(email, PASSWORD)  # files what waited
+        _, listed = imap.list()
+        names = [
+            decode_mailbox_name(re.search(rb'"/" "?(.*?)"?$', line).group(1).decode())  # type: ignore[union-attr]
+            for line in listed
+            if isinstance(line, bytes)
+            and b"\\Noselect" not in line
+            and b"\\NonExistent" not in line
+        ]
+        for name in names:
+            status, _ = imap.select(f'"{encode_mailbox_name(name)}"', readonly=True)
+            assert status == "OK", name
+            _, data = imap.fetch("1:*", "(FLAGS)")
+            for item in data:
+                if isinstance(item, bytes) and b"FLAGS" in item:
+                    flags = re.search(rb"FLAGS \(([^)]*)\)", item).group(1).decode().split()  # type: ignore[union-attr]
+                    found.add((name, frozenset(flags) - {"\\Recent"}))
+    finally:
+        imap.logout()
+    return frozenset(found)
+
+
+@pytest.mark.parametrize("case", sorted(FILING))
+def test_filing_into_folders_with_flags_as_pigeonhole(
+    pigeonhole: Pigeonhole, filing_server: CryptmailServer, case: str
+) -> None:
+    expected = _pigeonhole_files(pigeonhole, case, PLAIN)
+    assert expected, "Pigeonhole stored nothing"
+    assert _cryptmail_files(filing_server, case, PLAIN) == expected

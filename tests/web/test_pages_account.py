@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config
@@ -21,7 +22,15 @@ from cryptmail.keys import (
     list_key_pairs,
     verify_login,
 )
-from cryptmail.store import FirstLoginImports, StagedSource, list_staged, stage_import
+from cryptmail.store import (
+    FilingRequest,
+    FirstLoginImports,
+    StagedSource,
+    deliver_message,
+    list_staged,
+    pending_notes,
+    stage_import,
+)
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import add_user, get_user, hash_password, set_crypt
 from web.conftest import ALICE, CLIENT_IP, PASSWORD, pw, sign_in, submit
@@ -193,3 +202,39 @@ async def test_sign_in_starts_the_staged_import_and_the_page_shows_it_running(
                 )
             page = (await client.get("/account")).text
             assert 'id="import-progress"' in page and "3 of 10 messages" in page
+
+
+async def test_sign_in_files_what_sieve_filed_while_nobody_held_the_key(
+    engine: AsyncEngine, config: Config
+) -> None:
+    """Mail Sieve filed into a folder of the user's own waits sealed; a web sign-in
+    (which holds the key for its request) files it."""
+    from cryptmail.web import create_app
+
+    address, secret = "dora@example.org", "Dora-Secret-8842"
+    created = await create_user(engine, address, pw(secret), config.crypto)
+    blobs = LocalBlobStore(config.blob_path)
+
+    async def source() -> AsyncIterator[bytes]:
+        yield b"Subject: filed\r\n\r\nbody\r\n"
+
+    request = FilingRequest.of("Receipts", True, ["\\Seen"])
+    await deliver_message(engine, blobs, created.user, source(), filing=request)
+    assert await pending_notes(engine, created.user.id) == 1
+    imports = FirstLoginImports(engine, blobs, stale_after_s=60)
+    app = create_app(config, engine=engine, imports=imports)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app, client=(CLIENT_IP, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            assert (await sign_in(client, address, secret)).status_code in (200, 303)
+    assert await pending_notes(engine, created.user.id) == 0
+    async with engine.connect() as conn:
+        folders = (
+            await conn.execute(
+                select(t.cm_mailboxes.c.role, t.cm_mailboxes.c.message_count).where(
+                    t.cm_mailboxes.c.user_id == created.user.id,
+                    t.cm_mailboxes.c.message_count > 0,
+                )
+            )
+        ).all()
+    assert [tuple(f) for f in folders] == [(None, 1)]  # in the folder :create made

@@ -25,6 +25,7 @@ from cryptmail.config import Config
 from cryptmail.db import current_revision, head_revision
 from cryptmail.errors import CryptmailError
 from cryptmail.sockets import parse_address
+from cryptmail.store import filing_backlog
 from cryptmail.store.blobs import LocalBlobStore, open_blob_store
 
 Level = Literal["OK", "WARN", "FAIL"]
@@ -64,7 +65,17 @@ async def check_database(engine: AsyncEngine) -> list[Finding]:
                 "run `cryptmail --config FILE db upgrade` (back the database up first)",
             )
         ]
-    return [Finding("OK", "database", f"reachable, schema at {head}")]
+    messages, users = await filing_backlog(engine)
+    return [
+        Finding("OK", "database", f"reachable, schema at {head}"),
+        # Informational: mail Sieve filed into users' own folders waits, sealed, in a
+        # hidden folder until each user's next login (docs/security.md).
+        Finding(
+            "OK",
+            "sieve filing",
+            f"{messages} message(s) of {users} user(s) wait for the user's next login",
+        ),
+    ]
 
 
 async def check_blob_store(config: Config) -> list[Finding]:

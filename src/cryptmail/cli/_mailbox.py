@@ -29,6 +29,7 @@ from cryptmail.db import UserId
 from cryptmail.errors import ConfigError, KeyLocked
 from cryptmail.keys import UnlockedAccount, active_public_key
 from cryptmail.store import (
+    apply_filing_notes,
     encrypt_mailboxes,
     list_mailboxes,
     list_subscriptions,
@@ -85,7 +86,11 @@ async def _unlock(config: Config, engine: AsyncEngine, args: argparse.Namespace)
     # Reading mail: an app password will do, as over IMAP (see `_unlock`).
     (password,) = read_secrets(args, "password_stdin", ["password"])
     email = normalize_address(args.user)
-    return await unlock_user(engine, config, email, password, app_password=True)
+    account = await unlock_user(engine, config, email, password, app_password=True)
+    # The key is open, as at a login: file what Sieve filed while nobody held it, so
+    # the folder list and an export see those messages where they belong.
+    await apply_filing_notes(engine, account)
+    return account
 
 
 def _list(args: argparse.Namespace) -> int:

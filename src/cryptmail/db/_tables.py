@@ -210,6 +210,19 @@ cm_messages = Table(
     Index("ix_cm_messages_delivery_tag", "delivery_tag"),
 )
 
+# Sieve filing notes: a message Sieve filed into a folder of the user's own (or gave
+# imap4flags) waits in the hidden holding mailbox (role "filing") with this note, sealed
+# to the user's PUBLIC key at delivery (folder name, :create, flags; store/_filing.py),
+# until a session holding the private key files it. Plain: only which message waits.
+cm_filing_notes = Table(
+    "cm_filing_notes",
+    metadata,
+    Column("message_id", BigId, ForeignKey("cm_messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("note_sealed", LargeBinary(8192), nullable=False),
+    Index("ix_cm_filing_notes_user", "user_id"),
+)
+
 # The full-text search index: immutable segments, each sealed whole under the user's
 # data key (docs/security.md, "Search index"); only the row's size is visible.
 cm_fts_segments = Table(

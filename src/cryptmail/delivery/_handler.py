@@ -44,6 +44,7 @@ from cryptmail.errors import (
 from cryptmail.store import (
     ChangePublisher,
     DeliveryTarget,
+    FilingRequest,
     Spool,
     deliver_message,
     resolve_delivery,
@@ -176,6 +177,7 @@ class DeliveryHandler:
         size: int,
         *,
         role: str = "inbox",
+        filing: FilingRequest | None = None,
     ) -> str:
         user = target.user
         size += len(headers)
@@ -186,6 +188,8 @@ class DeliveryHandler:
         digest = hashlib.sha256(headers + spool.digest).digest()
         if role != "inbox":
             digest = hashlib.sha256(digest + b"\0sieve-role\0" + role.encode()).digest()
+        if filing is not None:  # each filed copy is a delivery of its own, as above
+            digest = hashlib.sha256(digest + b"\0sieve-filing\0" + filing.encode()).digest()
         try:
             appended = await deliver_message(
                 self._engine,
@@ -198,6 +202,7 @@ class DeliveryHandler:
                 target=target,
                 message_limit=self._message_limit,
                 role=role,
+                filing=filing,
             )
         except Exception as exc:  # every failure gets a reply, none a traceback
             reply = reply_for(exc)

@@ -1,11 +1,13 @@
 """Carrying out what the scripts asked for one recipient's copy.
 
 Order, so that nothing is lost and a retry repeats nothing it must not: first every
-copy is stored (INBOX or a default folder; each its own delivery with its own retry
-tag, so the MTA's retry after a crash stores none twice), then redirects go out (a
-relay failure adds the INBOX copy), then the vacation reply (claimed in
-cm_sieve_records first, so parallel deliveries send one), then the duplicate ids are
-remembered. A reject answers 550 for this recipient only (RFC 5429 2.1.1, LMTP).
+copy is stored (INBOX or a default folder; or, for a folder of the user's own or
+imap4flags, the hidden holding mailbox with a filing note sealed to the user's public
+key, which the next session with the key applies, store/_filing.py; each copy is its
+own delivery with its own retry tag, so the MTA's retry after a crash stores none
+twice), then redirects go out (a relay failure adds the INBOX copy), then the vacation
+reply (claimed in cm_sieve_records first, so parallel deliveries send one), then the
+duplicate ids are remembered. A reject answers 550 for this recipient only (RFC 5429 2.1.1, LMTP).
 A redirect may repeat if we die between sending it and answering: at least once.
 """
 
@@ -25,6 +27,7 @@ from cryptmail.delivery._relay import (
     send_vacation,
 )
 from cryptmail.delivery._sieve import ROLE_BY_FOLDER, SieveDelivery
+from cryptmail.errors import StoreError
 from cryptmail.sieve import (
     FileInto,
     Keep,
@@ -32,11 +35,12 @@ from cryptmail.sieve import (
     Reject,
     SieveEnvelope,
     SieveMessage,
+    SieveResult,
     Vacation,
     claim_record,
     vacation_record,
 )
-from cryptmail.store import DeliveryTarget, Spool
+from cryptmail.store import DeliveryTarget, FilingRequest, Spool
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ class Deliver(Protocol):
         size: int,
         *,
         role: str = "inbox",
+        filing: FilingRequest | None = None,
     ) -> Awaitable[str]: ...
 
 
@@ -132,34 +137,25 @@ async def deliver_with_sieve(
         log.info("delivery %s user=%d rejected by sieve", job.queue_id, user_id)
         return reject_reply(rejected)
 
-    roles: list[str] = []
-    for action in result.actions:
-        role = None
-        if isinstance(action, Keep):
-            role = "inbox"
-        elif isinstance(action, FileInto):
-            role = ROLE_BY_FOLDER.get(action.mailbox)
-            if role is None:
-                log.warning(
-                    "user id %d: fileinto a folder of the user's own: delivery holds no key "
-                    "to find it, kept in INBOX",
-                    user_id,
-                )
-                role = "inbox"
-        if role is not None and role not in roles:
-            roles.append(role)
+    copies = _copies(user_id, result)
     redirects = [a for a in result.actions if isinstance(a, Redirect)]
     vacation = next((a for a in result.actions if isinstance(a, Vacation)), None)
-    if not roles and not redirects:
+    if not copies and not redirects:
         log.info("delivery %s user=%d discarded by sieve", job.queue_id, user_id)
 
-    for role in roles:
-        reply = await deliver(job.queue_id, job.target, job.spool, job.headers, job.size, role=role)
+    for role, filing in copies:
+        reply = await deliver(
+            job.queue_id, job.target, job.spool, job.headers, job.size, role=role, filing=filing
+        )
         if not reply.startswith("2"):
             return reply
 
     keep = await _redirect(sieve, job, copy, redirects)
-    if keep and "inbox" not in roles:
+    in_inbox = any(
+        role == "inbox" and (filing is None or filing.mailbox.upper() == "INBOX")
+        for role, filing in copies
+    )
+    if keep and not in_inbox:
         reply = await deliver(job.queue_id, job.target, job.spool, job.headers, job.size)
         if not reply.startswith("2"):
             return reply
@@ -170,6 +166,36 @@ async def deliver_with_sieve(
     except Exception as exc:  # stored already; a lost duplicate id only repeats a test
         log.warning("user id %d: duplicate ids not saved (%s)", user_id, type(exc).__name__)
     return OK
+
+
+Copy = tuple[str, FilingRequest | None]
+
+
+def _copies(user_id: UserId, result: SieveResult) -> list[Copy]:
+    """The copies to store, each once: (role, None) for INBOX or a default folder
+    without flags, which delivery finds by role; ("inbox", request) for anything that
+    needs the user's key (a folder of their own, imap4flags): it waits, sealed, in the
+    holding mailbox until a session files it (store/_filing.py)."""
+    copies: list[Copy] = []
+    for action in result.actions:
+        if isinstance(action, Keep):
+            mailbox, create, flags = "INBOX", False, action.flags
+        elif isinstance(action, FileInto):
+            mailbox, create, flags = action.mailbox, action.create, action.flags
+        else:
+            continue
+        role = "inbox" if mailbox.upper() == "INBOX" else ROLE_BY_FOLDER.get(mailbox)
+        request = FilingRequest.of(mailbox, create, flags)
+        copy: Copy = (role, None) if role is not None and not request.flags else ("inbox", request)
+        if copy[1] is not None:
+            try:
+                copy[1].encode()
+            except StoreError:
+                log.warning("user id %d: a fileinto's folder name is too long; kept", user_id)
+                copy = ("inbox", None)
+        if copy not in copies:
+            copies.append(copy)
+    return copies
 
 
 async def _redirect(

@@ -58,7 +58,7 @@ from cryptmail.serve._memory import settle_gc, tune_malloc
 from cryptmail.serve._notify import SystemdNotifier
 from cryptmail.serve._prefork import DormantWorker
 from cryptmail.sockets import parse_address, socket_group_id
-from cryptmail.store import ChangeBus, FirstLoginImports
+from cryptmail.store import ChangeBus, FilingNotes, FirstLoginImports
 from cryptmail.store.blobs import BlobStore, open_blob_store
 from cryptmail.tls import make_ssl_context, reload_ssl_context
 from cryptmail.web import Readiness, WebServer
@@ -262,7 +262,12 @@ async def run_server(
         throttle=LoginThrottle.from_config(config, engine),
         accounts=UnlockedAccounts.from_config(engine, config),
         watcher=watcher,
-        imports=FirstLoginImports(engine, blobs, stale_after_s=config.auth.import_stale_s),
+        imports=FirstLoginImports(
+            engine,
+            blobs,
+            stale_after_s=config.auth.import_stale_s,
+            filing=FilingNotes(engine, bus),
+        ),
         idle_poll_s=safety_s if feeding else 2.0,
         tls=tls,
         metrics=metrics,

@@ -21,6 +21,14 @@ from cryptmail.store._append import (
 from cryptmail.store._check import CheckReport, check_store, sweep_orphans
 from cryptmail.store._codec import CachedKey, MessageCache, round_size
 from cryptmail.store._encrypt import EncryptProgress, encrypt_mailboxes
+from cryptmail.store._filing import (
+    FilingNotes,
+    FilingRequest,
+    apply_filing_notes,
+    filing_backlog,
+    holding_mailbox,
+    pending_notes,
+)
 from cryptmail.store._first_login import FirstLoginImports, ImportNotice
 from cryptmail.store._ids import BlobId, MailboxId, MessageId, new_blob_id
 from cryptmail.store._import import ImportProgress, import_maildir
@@ -122,6 +130,8 @@ __all__ = [
     "CheckReport",
     "DeliveryTarget",
     "EncryptProgress",
+    "FilingNotes",
+    "FilingRequest",
     "FirstLoginImports",
     "FlagUpdate",
     "ImportNotice",
@@ -142,6 +152,7 @@ __all__ = [
     "UrlGrant",
     "UserId",
     "append_rows",
+    "apply_filing_notes",
     "cached_listing",
     "change_flags",
     "check_quota",
@@ -160,9 +171,11 @@ __all__ = [
     "expire_delivery_tags",
     "expunge",
     "expunge_messages",
+    "filing_backlog",
     "find_mailbox",
     "get_mailbox",
     "grant_url",
+    "holding_mailbox",
     "import_maildir",
     "inbox_id",
     "insert_row",
@@ -186,6 +199,7 @@ __all__ = [
     "open_blob",
     "open_small_blob",
     "parse_url_token",
+    "pending_notes",
     "prune_urls",
     "read_plaintext",
     "read_range",

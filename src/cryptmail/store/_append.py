@@ -32,6 +32,7 @@ from cryptmail.keys import (
     note_key_unverified,
 )
 from cryptmail.store._codec import round_size
+from cryptmail.store._filing import FilingRequest, holding_mailbox, insert_note, seal_note
 from cryptmail.store._ids import BlobId, MailboxId, new_blob_id
 from cryptmail.store._mailboxes import create_default_mailboxes
 from cryptmail.store._notify import ChangePublisher
@@ -434,6 +435,7 @@ async def deliver_message(
     target: DeliveryTarget | None = None,
     message_limit: int = 0,
     role: str = "inbox",
+    filing: FilingRequest | None = None,
 ) -> Appended:
     """Deliver to the user's INBOX with only the public key (no password needed).
 
@@ -452,6 +454,10 @@ async def deliver_message(
 
     `role` names a default folder by its role (Sieve's fileinto "Junk" at delivery,
     which holds no key to look up a sealed name); a missing one means INBOX.
+
+    `filing` (Sieve's fileinto a folder of the user's own, or imap4flags) stores the
+    message in the hidden holding mailbox with a note sealed to the user's public key,
+    in the row's transaction; the next session with the key files it (store/_filing.py).
     """
     if target is not None and target.user.id != user.id:
         raise ValueError("deliver_message: the target is another user's")
@@ -478,12 +484,22 @@ async def deliver_message(
     elif check.crypt_changed and check.vouched is not None:
         await note_crypt_changed_at_delivery(engine, user.id, user.crypt, check.vouched)
     recipient = _sealing_key(target, check)  # KeyLocked before any bytes are written
+    if filing is not None and target.recipient is None:
+        # crypt = 0 and no key pair yet: nothing to seal the note to; the copy is kept.
+        log.warning("user id %d: sieve filing kept in INBOX: the user has no key pair", user.id)
+        filing = None
+    holding = await holding_mailbox(engine, user.id) if filing is not None else None
     inbox = target.inbox
     if inbox is None:  # first delivery: make the default mailboxes (others may too)
         inbox = await create_default_mailboxes(engine, user.id)
     mailbox = inbox
     blob = await write_blob(blobs, recipient, source)
     when = internal_date or utcnow()
+    note = (
+        seal_note(filing, target.recipient, blob.blob_id)
+        if filing is not None and target.recipient is not None
+        else None
+    )
 
     def commit_row(conn: Connection) -> Appended:
         if tag is not None:
@@ -491,8 +507,15 @@ async def deliver_message(
             if earlier is not None:
                 return earlier
         used = _check_quota(conn, user, blob.size, message_limit=message_limit)
-        into = mailbox if role == "inbox" else _role_mailbox(conn, user.id, role) or mailbox
+        if holding is not None:
+            into = holding
+        elif role == "inbox":
+            into = mailbox
+        else:
+            into = _role_mailbox(conn, user.id, role) or mailbox
         row_id, uid, modseq = _insert_row(conn, into, blob, when, tag=tag)
+        if note is not None:
+            insert_note(conn, user.id, row_id, note)
         checkpoint("append:before-row-commit")
         return Appended(into, uid, modseq, row_id, blob, used_before=used)
 

@@ -21,6 +21,14 @@ _CACHE_VERSION = 1
 _HAS_MESSAGE_KEY, _HAS_PAYLOAD_KEY = 1, 2
 
 
+RECENT_FLAG = "\\Recent"
+
+
+def flags_context(row_id: int) -> bytes:
+    """The sealing context of a row's flags (bound to the row id)."""
+    return b"flags|" + str(row_id).encode()
+
+
 def encode_flags(flags: frozenset[str]) -> bytes:
     raw = json.dumps(sorted(flags), separators=(",", ":")).encode("utf-8")
     return raw + b" " * (-len(raw) % _PAD)

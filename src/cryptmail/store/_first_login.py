@@ -15,6 +15,10 @@ the login then answers at once and a task of this process does the work:
    account's public key seals, its data key indexes), beating the row's heartbeat and progress every
    `_BEAT_S` seconds; the unlocked keys stay in this task's memory until it ends.
 
+Every login through `after_login` also files the user's messages that Sieve filed
+into folders of their own while nobody held the key (`filing`, store/_filing.py),
+before the login answers: POP3 then lists INBOX without them, IMAP finds them filed.
+
 A password that does not open the Dovecot keys (an app password, or a password changed
 since Dovecot) puts the row back to `staged`: the next login with the right password
 imports it. A server that stops puts running rows back to `staged`; one that dies
@@ -40,6 +44,7 @@ from cryptmail.db import UserId
 from cryptmail.errors import CryptmailError, DovecotWrongPassword, StoreError
 from cryptmail.keys import AccountKey, UnlockedAccount, open_private_keys
 from cryptmail.secret import Password
+from cryptmail.store._filing import FilingNotes
 from cryptmail.store._ids import BlobId
 from cryptmail.store._import import import_maildir
 from cryptmail.store._sealed_import import place_sealed
@@ -92,8 +97,16 @@ class _Run:
 class FirstLoginImports:
     """The staged imports this process runs, one task per user at most."""
 
-    def __init__(self, engine: AsyncEngine, blobs: BlobStore, *, stale_after_s: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        blobs: BlobStore,
+        *,
+        stale_after_s: float,
+        filing: FilingNotes | None = None,
+    ) -> None:
         self._engine = engine
+        self.filing = filing if filing is not None else FilingNotes(engine)
         self._blobs = blobs
         self._stale_after = timedelta(seconds=stale_after_s)
         self._runs: dict[UserId, _Run] = {}
@@ -111,6 +124,7 @@ class FirstLoginImports:
         under way (here or on another node), or None. Never raises for the import's
         sake: a login must not fail because its old mail cannot be imported."""
         user_id = account.user.id
+        await self.filing.apply(account)  # never raises; one indexed read when none wait
         if user_id in self._runs:
             return self.progress(user_id)
         try:

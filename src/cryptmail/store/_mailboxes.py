@@ -59,6 +59,9 @@ DEFAULT_MAILBOXES: dict[str, tuple[str, str]] = {
     "junk": ("Junk", "\\Junk"),
     "archive": ("Archive", "\\Archive"),
 }
+# The hidden holding mailbox where Sieve's filing notes wait (store/_filing.py): made on
+# demand, never listed, never selectable by name, counted in the quota like any other.
+HOLDING_ROLE = "filing"
 _ROLE_BY_NAME = {
     name.upper() if role == "inbox" else name: role for role, (name, _) in DEFAULT_MAILBOXES.items()
 }
@@ -75,7 +78,7 @@ class Mailbox:
 
     @property
     def special_use(self) -> str:
-        return DEFAULT_MAILBOXES[self.role][1] if self.role else ""
+        return DEFAULT_MAILBOXES[self.role][1] if self.role in DEFAULT_MAILBOXES else ""
 
 
 def _allocate_uidvalidities(conn: Connection, user_id: UserId, count: int) -> list[int]:
@@ -258,7 +261,9 @@ async def inbox_id(conn: AsyncConnection, user_id: UserId) -> MailboxId:
 
 def _mailbox(row: object, account: UnlockedAccount | None) -> Mailbox:
     role = row.role  # type: ignore[attr-defined]
-    if role:
+    if role == HOLDING_ROLE:
+        name = ""  # nobody's folder: never shown, never named
+    elif role:
         name = DEFAULT_MAILBOXES[role][0]
     elif account is not None:
         name = _open_name(account, row)
@@ -277,13 +282,17 @@ def _mailbox(row: object, account: UnlockedAccount | None) -> Mailbox:
 async def list_mailboxes(
     conn: AsyncConnection, user_id: UserId, account: UnlockedAccount | None
 ) -> list[Mailbox]:
-    """Every mailbox of the user; names of non-default folders need the account.
+    """Every mailbox of the user but the hidden holding one; names of non-default
+    folders need the account.
 
     A folder whose sealed name fails authentication is left out and logged (a wrong
     name is never shown, and the other folders stay listed); selecting it by any name
     fails with ObjectTampered."""
+    mb = t.cm_mailboxes
     rows = await conn.execute(
-        select(t.cm_mailboxes).where(t.cm_mailboxes.c.user_id == user_id).order_by("id")
+        select(mb)
+        .where(mb.c.user_id == user_id, mb.c.role.is_distinct_from(HOLDING_ROLE))
+        .order_by("id")
     )
     boxes: list[Mailbox] = []
     for row in rows:

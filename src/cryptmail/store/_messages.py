@@ -18,14 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cryptmail.db import ChangeKind, record_mailbox_change, run_transaction
 from cryptmail.db import tables as t
 from cryptmail.keys import UnlockedAccount
-from cryptmail.store._codec import MessageCache, decode_flags, encode_flags, round_size
+from cryptmail.store._codec import (
+    RECENT_FLAG as RECENT_FLAG,
+)
+from cryptmail.store._codec import (
+    MessageCache,
+    decode_flags,
+    encode_flags,
+    flags_context,
+    round_size,
+)
 from cryptmail.store._ids import BlobId, MailboxId, MessageId
 from cryptmail.store.blobs import BlobStore
 
 if TYPE_CHECKING:
     from cryptmail.store._append import StoredBlob
 
-RECENT_FLAG = "\\Recent"
 FlagMode = Literal["set", "add", "remove"]
 
 
@@ -49,8 +57,7 @@ class MessageRow(NamedTuple):
     """When it was saved into this mailbox (RFC 8514); None for rows older than that."""
 
 
-def _flags_context(row_id: int) -> bytes:
-    return b"flags|" + str(row_id).encode()
+_flags_context = flags_context
 
 
 def _cache_context(row_id: int) -> bytes:

@@ -5,6 +5,9 @@ does a change made by another process (the CLI, another node) once `serve`'s cha
 feed hears of it (serve/_events.py). Besides, the session reads the mailbox's highest
 modseq every `context.idle_poll_s` (one small query): every POLL_S (2 s) without the
 feed, every `events.safety_poll_s` with it.
+
+A session in IDLE holds the user's key: when it hears a delivery into the hidden
+holding mailbox it files the waiting messages (store/_filing.py).
 """
 
 from __future__ import annotations
@@ -49,8 +52,13 @@ async def idle(session: Session, command: Idle) -> bytes:
             waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
+            heard = [waiter.result()] if waiter in done else []
             while not queue.empty():
-                queue.get_nowait()
+                heard.append(queue.get_nowait())
+            if heard and session.context.imports is not None:
+                # A delivery into the holding mailbox: file it now, while the key is here
+                # (its target folder's sessions then hear the move).
+                await session.context.imports.filing.heard(account, heard)
             if line_task in done:
                 if line_task.result().strip().upper() != b"DONE":
                     raise CommandFailed("Expected DONE.", status="BAD")
