@@ -25,10 +25,12 @@ from cryptmail.sieve._interpreter import (
 )
 from cryptmail.sieve._message import SieveEnvelope, SieveMessage
 from cryptmail.sieve._records import (
+    REDIRECT_RECORD_SECONDS,
     claim_record,
     duplicate_record,
     expire_records,
     note_record,
+    redirect_record,
     seen_record,
     vacation_record,
 )
@@ -58,6 +60,7 @@ __all__ = [
     "DEFAULT_MAX_COMMANDS",
     "DEFAULT_MAX_SCRIPT_SIZE",
     "MAX_NAME_CHARS",
+    "REDIRECT_RECORD_SECONDS",
     "SUPPORTED_EXTENSIONS",
     "Action",
     "CompiledScript",
@@ -88,6 +91,7 @@ __all__ = [
     "normalize_flags",
     "note_record",
     "put_script",
+    "redirect_record",
     "rename_script",
     "run_scripts",
     "seen_record",
