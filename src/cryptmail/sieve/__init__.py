@@ -55,6 +55,7 @@ from cryptmail.sieve._syntax import (
     compile_script,
 )
 from cryptmail.sieve._tree import CompiledScript, Node
+from cryptmail.sieve._warnings import ServerAbilities, script_warnings, warnings_text
 
 __all__ = [
     "DEFAULT_MAX_COMMANDS",
@@ -72,6 +73,7 @@ __all__ = [
     "Reject",
     "ScriptInfo",
     "ScriptLimits",
+    "ServerAbilities",
     "SieveContext",
     "SieveEnvelope",
     "SieveMessage",
@@ -94,7 +96,9 @@ __all__ = [
     "redirect_record",
     "rename_script",
     "run_scripts",
+    "script_warnings",
     "seen_record",
     "set_active",
     "vacation_record",
+    "warnings_text",
 ]
