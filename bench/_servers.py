@@ -264,26 +264,42 @@ def dovecot_server(
     lmtp: bool = False,
     imap: bool = False,
     users: Sequence[str] = (DOVECOT_USER,),
+    sieve: tuple[Path, Path] | None = None,
 ) -> Iterator[Any]:
     """Dovecot with `users` (default: DOVECOT_USER), each with the password
     DOVECOT_LOGIN, started and stopped.
 
     With mail-crypt each user's key pair is generated before the server is yielded.
+    `sieve` (the users' script, the global after-script) runs Pigeonhole at LMTP
+    delivery; both are compiled with sievec first, as an admin would, so that delivery
+    (as the unprivileged mail user) reads the binaries instead of compiling each time.
     """
     dovecot_class, user_class = _dovecot_runner()
     fields = {"mail_crypt_private_password": DOVECOT_PASSWORD} if mail_crypt else {}
+    settings = (
+        {
+            "mail_crypt_curve": "secp521r1",
+            "mail_crypt_save_version": "2",
+            "mail_crypt_require_encrypted_user_key": "yes",
+        }
+        if mail_crypt
+        else {}
+    )
+    extra = ""
+    if sieve is not None:
+        for script in sieve:
+            subprocess.run(["sievec", str(script)], check=True, capture_output=True)
+        settings |= {"sieve": str(sieve[0]), "sieve_after": str(sieve[1])}
+        # Autocreate: ISPmail's Junk exists already; a fresh bench user has none.
+        extra = (
+            "lda_mailbox_autocreate = yes\n"
+            "protocol lmtp {\n  mail_plugins = $mail_plugins sieve\n}\n"
+        )
     server = dovecot_class(
         users=[user_class(name, DOVECOT_LOGIN, fields) for name in users],
         mail_plugins=["mail_crypt"] if mail_crypt else [],
-        plugin_settings=(
-            {
-                "mail_crypt_curve": "secp521r1",
-                "mail_crypt_save_version": "2",
-                "mail_crypt_require_encrypted_user_key": "yes",
-            }
-            if mail_crypt
-            else {}
-        ),
+        plugin_settings=settings,
+        extra_config=extra,
         lmtp=lmtp,
         imap=imap,
     )

@@ -19,13 +19,13 @@ userdb field `mail_crypt_private_password`) and once without. Dovecot's CPU is t
 its whole process tree (live processes plus reaped children). Printed: cryptmail
 crypt=2 msg/s over Dovecot mail-crypt msg/s (target >= 2x).
 
-A third cryptmail server runs Sieve at delivery: a 20-rule script (header, address and
-envelope tests, none of which match the bench's messages, so every rule is evaluated)
-plus ISPmail's global after-script (X-Spam into Junk). Until the sealed per-user script
-store is merged the 20 rules run as `sieve.before`: the same interpreter work per
-message, without the read of the user's sealed script. Printed: Sieve msg/s over the
-same run's crypt=2 msg/s (target >= 0.8x). Dovecot with Pigeonhole is not run: the
-integration runner's Dovecot has no sieve plugin configuration yet.
+A third cryptmail server runs Sieve at delivery: the user's active script, 20 rules
+(header, address and envelope tests, none of which match the bench's messages, so every
+rule is evaluated), stored sealed as ManageSieve stores it, plus ISPmail's global
+after-script (X-Spam into Junk) as `sieve.after`. Dovecot mail-crypt runs the same two
+scripts with Pigeonhole (`sieve` and `sieve_after`, the sieve plugin for LMTP only).
+Printed: Sieve msg/s over the same run's crypt=2 msg/s (target >= 0.8x), and cryptmail
+with Sieve over Dovecot mail-crypt with Pigeonhole (target >= 2x).
 
 CRYPTMAIL_BENCH_PROFILE=out.prof runs the cryptmail server under cProfile and writes
 the profile there when it stops (see bench/_servers.py). No asserts: numbers only.
@@ -34,6 +34,7 @@ the profile there when it stops (see bench/_servers.py). No asserts: numbers onl
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import tempfile
 import time
@@ -55,6 +56,10 @@ from _servers import (
     tree_cpu_s,
     tree_hwm_mib,
 )
+
+from cryptmail.db import create_engine
+from cryptmail.sieve import ScriptLimits, put_script, set_active
+from cryptmail.users import get_user
 
 Row = tuple[str, int, str, int, float, float, float, float]
 WARMUP_MESSAGES = 50
@@ -121,6 +126,21 @@ RULE = (
 RULES_SCRIPT = 'require ["fileinto", "envelope"];\n' + "".join(RULE.format(n=n) for n in range(20))
 
 
+def _activate(data_dir: Path, email: str, text: str) -> None:
+    """Store `text` as the user's active script, as ManageSieve's PUTSCRIPT and
+    SETACTIVE do (sealed under the server key `make_users` installed)."""
+
+    async def run() -> None:
+        engine = create_engine(f"sqlite:///{data_dir / 'cryptmail.db'}")
+        async with engine.connect() as conn:
+            user_id = (await get_user(conn, email)).id
+        await put_script(engine, user_id, "rules", text, ScriptLimits())
+        await set_active(engine, user_id, "rules")
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
 @contextmanager
 def _cryptmail(sieve: bool = False) -> Iterator[tuple[int, int]]:
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,21 +148,33 @@ def _cryptmail(sieve: bool = False) -> Iterator[tuple[int, int]]:
         make_users(data_dir, {"c2@example.org": 2, "c0@example.org": 0})
         config = None
         if sieve:
-            (Path(tmp) / "rules.sieve").write_text(RULES_SCRIPT)
+            _activate(data_dir, "c2@example.org", RULES_SCRIPT)
             (Path(tmp) / "after.sieve").write_text(AFTER_SCRIPT)
             config = Path(tmp) / "sieve.toml"
-            config.write_text(
-                f'[sieve]\nbefore = "{tmp}/rules.sieve"\nafter = "{tmp}/after.sieve"\n'
-            )
+            config.write_text(f'[sieve]\nafter = "{tmp}/after.sieve"\n')
         with cryptmail_server(data_dir, "lmtp", config=config) as (pid, ports):
             yield pid, ports["lmtp"]
 
 
 @contextmanager
-def _dovecot(mail_crypt: bool) -> Iterator[tuple[int, int]]:
-    with dovecot_server(mail_crypt, lmtp=True) as server:
-        yield server._process.pid, server.lmtp_port
-        check_dovecot_sealed(server, mail_crypt)
+def _dovecot(mail_crypt: bool, sieve: bool = False) -> Iterator[tuple[int, int]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        scripts = None
+        if sieve:
+            # Readable by Dovecot's mail user, which the temporary folder's 0700 is not.
+            folder = Path(tmp)
+            folder.chmod(0o755)
+            scripts = (folder / "rules.sieve", folder / "after.sieve")
+            scripts[0].write_text(RULES_SCRIPT)
+            scripts[1].write_text(AFTER_SCRIPT)
+        with dovecot_server(mail_crypt, lmtp=True, sieve=scripts) as server:
+            if sieve:  # numbers only from a Dovecot that runs the scripts
+                spam = b"X-Spam: Yes\r\n" + message(4096, 999_999)
+                lmtp_deliver(server.lmtp_port, DOVECOT_USER, [spam])
+                if not list(server.maildir(DOVECOT_USER, "Junk").glob("*/*")):
+                    raise RuntimeError(f"Pigeonhole did not file into Junk: {server.log_path}")
+            yield server._process.pid, server.lmtp_port
+            check_dovecot_sealed(server, mail_crypt)
 
 
 def _print_rows(rows: list[Row]) -> None:
@@ -202,8 +234,12 @@ def main() -> None:
             )
         )
         if not args.no_dovecot:
-            for mail_crypt, label in ((True, "dovecot crypt"), (False, "dovecot plain")):
-                pid_d, port_d = running.enter_context(_dovecot(mail_crypt))
+            for mail_crypt, sieve, label in (
+                (True, False, "dovecot crypt"),
+                (False, False, "dovecot plain"),
+                (True, True, "dovecot crypt sieve"),
+            ):
+                pid_d, port_d = running.enter_context(_dovecot(mail_crypt, sieve))
                 targets.append(
                     Target(label, port_d, DOVECOT_USER, partial(tree_cpu_s, pid_d), lambda: 0.0)
                 )
@@ -235,6 +271,11 @@ def main() -> None:
                 f"  msg/s cryptmail crypt2 / Dovecot mail-crypt, {where}: "
                 f"{c2[4] / dc[4]:.2f}x (target >= 2x); Dovecot's own crypt/plain CPU "
                 f"{dc[6] / dp[6]:.2f}x"
+            )
+            ds = by[(size, concurrency, "dovecot crypt sieve")]
+            print(
+                f"  msg/s with Sieve, cryptmail crypt2 / Dovecot mail-crypt + Pigeonhole, "
+                f"{where}: {sv[4] / ds[4]:.2f}x (target >= 2x)"
             )
     if args.no_dovecot:
         print("Dovecot baseline: not run (--no-dovecot)")

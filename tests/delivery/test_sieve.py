@@ -21,6 +21,7 @@ from cryptmail.db import tables as t
 from cryptmail.delivery import SieveDelivery, SieveSetup, delivery_headers, load_sieve_setup
 from cryptmail.errors import ConfigError
 from cryptmail.sieve import SieveSettings, compile_script
+from smtp_sink import SmtpSink
 
 from .conftest import MakeRig, Rig
 
@@ -262,6 +263,42 @@ async def test_a_redirect_whose_relay_is_down_is_kept(rig_factory: MakeRig) -> N
     scripts[int(alice.user.id)] = 'redirect "carol@example.net";'
     await asyncio.to_thread(_send, rig.port, "alice@example.org", HAM)
     assert len(await rig.messages("alice@example.org")) == 1
+
+
+async def test_a_retry_of_a_redirected_copy_does_not_send_it_again(
+    rig_factory: MakeRig,
+) -> None:
+    sink = SmtpSink().start()
+    try:
+        scripts: dict[int, str] = {}
+        rig = await rig_factory(sieve=_sieve(scripts, relay=sink.relay))
+        alice = await rig.add_user("alice@example.org")
+        bob = await rig.add_user("bob@example.org")
+        redirect = (
+            'require "copy"; redirect :copy "carol@example.net"; redirect :copy "dan@example.net";'
+        )
+        scripts[int(alice.user.id)] = redirect
+        scripts[int(bob.user.id)] = redirect
+        # The same transaction twice is what the MTA sends again when our 250 was lost.
+        for _ in range(2):
+            await asyncio.to_thread(_send, rig.port, "alice@example.org", HAM)
+        await asyncio.to_thread(_send, rig.port, "bob@example.org", HAM)
+        await asyncio.to_thread(_send, rig.port, "alice@example.org", b"X-N: 2\r\n" + HAM)
+        got = sorted((m.recipients[0], m.data.count(b"X-N: 2")) for m in sink.received())
+        assert got == [
+            ("carol@example.net", 0),
+            ("carol@example.net", 0),  # bob's copy: another recipient's redirect
+            ("carol@example.net", 1),
+            ("dan@example.net", 0),
+            ("dan@example.net", 0),
+            ("dan@example.net", 1),
+        ]
+        assert len(await rig.messages("alice@example.org")) == 2  # the :copy kept, once each
+        async with rig.engine.connect() as conn:
+            records = (await conn.execute(select(t.cm_sieve_records.c.record))).scalars().all()
+        assert len(records) == 6 and all(b"example" not in bytes(r) for r in records)
+    finally:
+        sink.stop()
 
 
 async def test_discard_stores_nothing(rig_factory: MakeRig) -> None:

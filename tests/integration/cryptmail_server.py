@@ -7,6 +7,7 @@ session would; the server process only ever holds public keys.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -286,6 +287,19 @@ class CryptmailServer:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+
+    def kill_worker(self, pid: int) -> None:
+        """SIGKILL one LMTP worker; `serve` starts another."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def kill_all(self) -> None:
+        """SIGKILL the LMTP workers mid-delivery, then `serve` (a worker left alone
+        would hear of its parent's death and finish what it holds first)."""
+        workers = self.worker_pids if self.process is not None else []
+        for pid in workers:
+            self.kill_worker(pid)
+        self.kill()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -104,6 +104,25 @@ def test_sievelib_client(server: CryptmailServer) -> None:
     assert active_script(server, BOB) is None
 
 
+def test_sievelib_hears_the_warnings(server: CryptmailServer) -> None:
+    """A script that compiles but whose redirect and vacation cannot go out (this server
+    has no sieve.smtp_relay) is stored with OK (WARNINGS); sievelib takes it as stored.
+    sievelib keeps an OK's text to itself, so its own command sender shows it."""
+    script = 'require "vacation";\r\nredirect "a@example.net";\r\nvacation "Away.";\r\n'
+    sieve = client(server)
+    assert sieve.putscript("fwd", script)
+    assert sieve.checkscript(script)
+    send, prepare = sieve._Client__send_command, sieve._Client__prepare_content  # name-mangled
+    code, text = send("CHECKSCRIPT", [prepare(script)])
+    assert code == "OK"
+    assert text.startswith('(WARNINGS) "line 2: redirect is not sent')
+    assert "line 3: vacation replies are not sent" in text
+    code, text = send("CHECKSCRIPT", [prepare("keep;\r\n")])
+    assert (code, text) == ("OK", '"The script is valid."')
+    assert sieve.listscripts() == (None, ["fwd"])
+    sieve.logout()
+
+
 def sieve_connect(
     server: CryptmailServer, user: str, *args: str, password: str = PASSWORD
 ) -> subprocess.CompletedProcess[str]:

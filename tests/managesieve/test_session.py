@@ -389,3 +389,30 @@ def test_storage_is_what_delivery_reads(rig: SieveRig) -> None:
     wire = rig.logged_in()
     assert wire.command(b'SETACTIVE "direct"\r\n') == [b'OK "Active script set."']
     assert rig.run(load_active_script(rig.engine, user_id)) == "keep;\n"
+
+
+def test_warnings_for_what_this_server_will_not_do(tmp_path: Path) -> None:
+    """RFC 5804 1.3: stored (OK), with WARNINGS naming each line that will not work here."""
+    folder = tmp_path / "global"
+    folder.mkdir()
+    (folder / "spam.sieve").write_text("keep;\n")
+    script = (
+        b'require ["include", "vacation"];\r\nredirect "a@example.net";\r\n'
+        b'include :global "spam";\r\ninclude :global "other";\r\nvacation "Away.";\r\n'
+    )
+    for rig in start_rig(tmp_path, **{"sieve.global_dir": str(folder)}):
+        wire = rig.logged_in()
+        reply = put(wire, "main", script)
+        assert reply == [
+            b'OK (WARNINGS) "line 2: redirect is not sent: this server has no SMTP relay; '
+            b"the message is kept; line 4: there is no global script 'other' on this server; "
+            b"the script stops there and the message is kept; "
+            b'line 5: vacation replies are not sent: this server has no SMTP relay"'
+        ]
+        assert stored(rig) == {"main": (False, script.decode())}
+        head = b"CHECKSCRIPT {%d+}\r\n" % len(script)
+        assert wire.command(head + script + b"\r\n") == reply
+        assert put(wire, "plain", KEEP) == [b'OK "Script stored."']
+    for rig in start_rig(tmp_path / "relay", **{"sieve.smtp_relay": "127.0.0.1:25"}):
+        wire = rig.logged_in()
+        assert put(wire, "fwd", b'redirect "a@example.net";\r\n') == [b'OK "Script stored."']

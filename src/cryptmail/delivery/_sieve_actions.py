@@ -8,12 +8,17 @@ own delivery with its own retry tag, so the MTA's retry after a crash stores non
 twice), then redirects go out (a relay failure adds the INBOX copy), then the vacation
 reply (claimed in cm_sieve_records first, so parallel deliveries send one), then the
 duplicate ids are remembered. A reject answers 550 for this recipient only (RFC 5429 2.1.1, LMTP).
-A redirect may repeat if we die between sending it and answering: at least once.
+Each redirect the relay took is remembered (cm_sieve_records, keyed by the copy's
+digest and the target) right after it went, and a retry of the same copy skips it:
+a crash between the redirect and our 250 sends it once. Remembered after sending, not
+before, because a lost redirect is worse than a repeated one: a crash in the moment
+between the relay's 250 and the record's commit still repeats it (Pigeonhole's choice too).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
@@ -29,6 +34,7 @@ from cryptmail.delivery._relay import (
 from cryptmail.delivery._sieve import ROLE_BY_FOLDER, SieveDelivery
 from cryptmail.errors import StoreError
 from cryptmail.sieve import (
+    REDIRECT_RECORD_SECONDS,
     FileInto,
     Keep,
     Redirect,
@@ -38,6 +44,9 @@ from cryptmail.sieve import (
     SieveResult,
     Vacation,
     claim_record,
+    note_record,
+    redirect_record,
+    seen_record,
     vacation_record,
 )
 from cryptmail.store import DeliveryTarget, FilingRequest, Spool
@@ -215,12 +224,27 @@ async def _redirect(
         log.warning("user id %d: a redirect loop (this copy came back); kept in INBOX", user_id)
         return True
     keep = False
+    # The digest the copy's retry tag is made from: a retry of this copy has the same.
+    digest = hashlib.sha256(job.headers + job.spool.digest).digest()
     for redirect in redirects:
+        record = redirect_record(user_id, digest, redirect.address)
+        try:
+            if await seen_record(sieve.engine, user_id, record):
+                continue  # sent before a crash took our 250: this is the retry
+        except Exception as exc:  # cannot tell: send, a duplicate is better than a loss
+            log.warning("user id %d: redirect record not read (%s)", user_id, type(exc).__name__)
         try:
             await send_redirect(sieve.relay, job.sender, redirect.address, me, whole)
         except RelayFailed as exc:
             log.warning("user id %d: sieve redirect not sent (%s); kept in INBOX", user_id, exc)
             keep = True
+            continue
+        try:
+            await note_record(sieve.engine, user_id, record, REDIRECT_RECORD_SECONDS)
+        except Exception as exc:  # sent; only a retry of this copy would repeat it
+            log.warning(
+                "user id %d: sent redirect not remembered (%s)", user_id, type(exc).__name__
+            )
     return keep
 
 

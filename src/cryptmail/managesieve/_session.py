@@ -19,6 +19,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -63,6 +64,7 @@ from cryptmail.managesieve._wire import (
 from cryptmail.sieve import (
     SUPPORTED_EXTENSIONS,
     ScriptLimits,
+    ServerAbilities,
     compile_script,
     delete_script,
     get_script,
@@ -70,7 +72,9 @@ from cryptmail.sieve import (
     list_scripts,
     put_script,
     rename_script,
+    script_warnings,
     set_active,
+    warnings_text,
 )
 
 log = logging.getLogger(__name__)
@@ -583,7 +587,19 @@ class Session:
         )
         return ok()
 
-    async def _compile(self, name: str, text: bytes) -> str:
+    def _global_script(self, name: str) -> bool:
+        folder = self.context.config.sieve.global_dir
+        if not folder or "/" in name or name.startswith(".") or "\0" in name:
+            return False
+        return (Path(folder) / f"{name}.sieve").is_file()
+
+    def _stored(self, done: str, warnings: list[str]) -> bytes:
+        """OK, or OK (WARNINGS) with what the script will not do here (RFC 5804 1.3)."""
+        if not warnings:
+            return ok(done)
+        return ok(warnings_text(warnings), "WARNINGS")
+
+    async def _compile(self, name: str, text: bytes) -> tuple[str, list[str]]:
         try:
             script = text.decode("utf-8")
         except UnicodeDecodeError:
@@ -598,10 +614,11 @@ class Session:
                 )
             )
         # Off the loop: a script of thousands of rules takes a while to parse.
-        await run_blocking(
+        compiled = await run_blocking(
             compile_script, script, name=name, max_size=limit, max_commands=sieve.max_commands
         )
-        return script
+        server = ServerAbilities(relay=bool(sieve.smtp_relay), global_script=self._global_script)
+        return script, script_warnings(compiled, server)
 
     async def putscript(self, args: list[Word]) -> bytes:
         text = args[1] if len(args) == 2 else None
@@ -609,16 +626,16 @@ class Session:
             return no('PUTSCRIPT takes a name and a script: PUTSCRIPT "name" {n+}.')
         (name,) = self._strings(args[:1], 1, 'PUTSCRIPT takes a name: PUTSCRIPT "name" {n+}.')
         owner = self._owner()
-        script = await self._compile(name, text)
+        script, warnings = await self._compile(name, text)
         await put_script(self.context.engine, owner.user_id, name, script, self.context.limits)
         log.info("ManageSieve: user id %d stored a script (%d bytes)", owner.user_id, len(text))
-        return ok("Script stored.")
+        return self._stored("Script stored.", warnings)
 
     async def checkscript(self, args: list[Word]) -> bytes:
         if len(args) != 1 or not isinstance(args[0], bytes):
             return no("CHECKSCRIPT takes a script: CHECKSCRIPT {n+}.")
-        await self._compile("checkscript", args[0])
-        return ok("The script is valid.")
+        _, warnings = await self._compile("checkscript", args[0])
+        return self._stored("The script is valid.", warnings)
 
     async def listscripts(self, args: list[Word]) -> bytes:
         if args:

@@ -25,10 +25,12 @@ from cryptmail.sieve._interpreter import (
 )
 from cryptmail.sieve._message import SieveEnvelope, SieveMessage
 from cryptmail.sieve._records import (
+    REDIRECT_RECORD_SECONDS,
     claim_record,
     duplicate_record,
     expire_records,
     note_record,
+    redirect_record,
     seen_record,
     vacation_record,
 )
@@ -53,11 +55,13 @@ from cryptmail.sieve._syntax import (
     compile_script,
 )
 from cryptmail.sieve._tree import CompiledScript, Node
+from cryptmail.sieve._warnings import ServerAbilities, script_warnings, warnings_text
 
 __all__ = [
     "DEFAULT_MAX_COMMANDS",
     "DEFAULT_MAX_SCRIPT_SIZE",
     "MAX_NAME_CHARS",
+    "REDIRECT_RECORD_SECONDS",
     "SUPPORTED_EXTENSIONS",
     "Action",
     "CompiledScript",
@@ -69,6 +73,7 @@ __all__ = [
     "Reject",
     "ScriptInfo",
     "ScriptLimits",
+    "ServerAbilities",
     "SieveContext",
     "SieveEnvelope",
     "SieveMessage",
@@ -88,9 +93,12 @@ __all__ = [
     "normalize_flags",
     "note_record",
     "put_script",
+    "redirect_record",
     "rename_script",
     "run_scripts",
+    "script_warnings",
     "seen_record",
     "set_active",
     "vacation_record",
+    "warnings_text",
 ]

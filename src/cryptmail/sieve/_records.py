@@ -30,6 +30,19 @@ def duplicate_record(user_id: UserId, handle: str, unique_id: str) -> bytes:
     return sieve_record(server_key().sieve_record_key(), user_id, "duplicate", [handle, unique_id])
 
 
+REDIRECT_RECORD_SECONDS = 12 * 3600
+"""How long a sent redirect is remembered against a retry of the same copy: Pigeonhole's
+`sieve_redirect_duplicate_period` default. A retry later than this sends it again."""
+
+
+def redirect_record(user_id: UserId, copy_digest: bytes, address: str) -> bytes:
+    """A redirect of one copy (`copy_digest`, the digest its retry tag is made from) to
+    `address`, sent already: the retry after a crash before our 250 does not send it again."""
+    return sieve_record(
+        server_key().sieve_record_key(), user_id, "redirect", [copy_digest.hex(), address.lower()]
+    )
+
+
 def record_live(conn: Connection, user_id: UserId, record: bytes) -> bool:
     """Whether `record` exists and has not expired."""
     row = conn.execute(
