@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 
 from cryptmail import store
 from cryptmail.crypto import PublicKeyInfo, generate_private_key, public_info
-from cryptmail.db import UserId, utcnow
+from cryptmail.db import UserId, run_transaction, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import KeyLocked, QuotaExceeded, RecipientKeyUnverified
 from cryptmail.keys import (
@@ -451,7 +451,7 @@ async def test_deliver_many_commits_every_row_in_one_transaction(
     message = _message(90_000)
     targets = await _targets(rig, *(u.email for u in users))
     commits: list[int] = []
-    original = _append.run_transaction
+    original = run_transaction
 
     async def counted(*args: Any, **kwargs: Any) -> Any:
         commits.append(1)
