@@ -1,24 +1,41 @@
-"""LMTP delivery of a realistic mix: many users, several recipients per message, MIME
-with attachments; every stored copy checked by SHA-256 afterwards.
+"""Issue 17's whole table in one run: LMTP delivery of a realistic mix, the IMAP read
+path, and memory; cryptmail crypt 2 and crypt 0 against Dovecot 2.3 with and without
+mail-crypt (secp521r1, as the ISPmail guide sets it up).
 
-    python bench/mix.py [--quick] [--no-dovecot] [--users N] [--max-recipients N]
+    python bench/mix.py [--quick] [--runs N] [--no-dovecot] [--users N]
+                        [--recipients N | --recipients 0 --max-recipients N]
+                        [--fetch-small N] [--fetch-large N]
 
-The mix of issue 17's outside run: `--users` users (default 40) on each server; each
-LMTP transaction names 1 to `--max-recipients` (default 8) of them, chosen at random
-(the same choices for every server: one seed); two message sets, multipart/alternative
-of about 4 KB (text and HTML) and multipart/mixed of about 200 KB (a short text and a
-base64 PDF-like attachment), each delivered over 1 and over 8 connections. Rows give
-stored copies per second (a message to five users is five copies, as the servers do
-five deliveries) and the ratios: cryptmail crypt 2 over crypt 0 and over Dovecot 2.3
-with mail-crypt (secp521r1, as the ISPmail guide sets it up), plus Dovecot without the
-plugin. The goal (issue 17): crypt 2 at least 2x Dovecot mail-crypt in every row.
+Delivery: `--users` users (default 40) on each server; each LMTP transaction names
+`--recipients` of them (default 40: every message to 40 users; 0 gives 1 to
+`--max-recipients` chosen at random, the same choices for every server: one seed); two
+message sets, multipart/alternative of about 4 KB (text and HTML) and multipart/mixed of
+about 200 KB (a short text and a base64 PDF-like attachment), each delivered over 1 and
+over 8 connections. Rows give stored copies per second (a message to 40 users is 40
+copies, as the servers do 40 deliveries). The servers take turns: each set is delivered
+in parts (five; three with `--quick`) that go round the servers, and a run's figure is
+the median part (see bench/delivery.py for why). While 8 connections deliver, the PSS of
+the server's whole process tree is sampled every 50 ms; the row is its peak.
 
-The servers take turns: each set is delivered in five parts that go round the servers,
-and each row is the median part (see bench/delivery.py for why). After the run every
-user's INBOX is fetched over IMAP from each server and each copy is checked: the
-message-id names the message sent, and the copy must end with its exact bytes
-(servers add trace headers on top). A server that lost, doubled or changed a copy
-makes the bench fail loudly instead of printing its rate.
+IMAP, on mailboxes of `--fetch-small` x 4 KB (default 1,000) and `--fetch-large` x
+200 KB (default 100) of the same two kinds, delivered over LMTP and read once before
+anything is measured (a message's first read indexes it); five passes per run, servers
+taking turns, a run's figure the median pass: login + SELECT + `FETCH 1:* BODY.PEEK[]`
+of the 4 KB mailbox on a new connection (msg/s, as the outside run measured it); the
+LOGIN and the SELECT of that pass (ms; the same user logs in every pass, so LOGIN is the
+repeat login, which cryptmail's login cache serves, not a first Argon2id); `FETCH 1:*
+BODY.PEEK[]` of the 200 KB mailbox on a logged-in, selected connection (msg/s); the time
+from sending a one-message FETCH on a new connection (after LOGIN and SELECT) to its
+first byte; and the largest peak RSS (VmHWM) of any of the server's processes at the
+end of the run. cryptmail c2 and c0 share one `serve`, so their memory rows are the same.
+
+`--runs N` repeats the delivery and IMAP rows N times and prints the medians. The table
+ends with the ratios crypt 2 / crypt 0 and crypt 2 / Dovecot, and whether each goal of
+issue 17 is met. After the runs every user's INBOX is fetched over IMAP from each server
+and each copy is checked: the message-id names the message sent, and the copy must end
+with its exact bytes (servers add trace headers on top); the FETCH mailboxes are checked
+the same way. A server that lost, doubled or changed a copy makes the bench fail loudly
+instead of printing its rate.
 """
 
 from __future__ import annotations
