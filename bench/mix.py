@@ -1,24 +1,41 @@
-"""LMTP delivery of a realistic mix: many users, several recipients per message, MIME
-with attachments; every stored copy checked by SHA-256 afterwards.
+"""Issue 17's whole table in one run: LMTP delivery of a realistic mix, the IMAP read
+path, and memory; cryptmail crypt 2 and crypt 0 against Dovecot 2.3 with and without
+mail-crypt (secp521r1, as the ISPmail guide sets it up).
 
-    python bench/mix.py [--quick] [--no-dovecot] [--users N] [--max-recipients N]
+    python bench/mix.py [--quick] [--runs N] [--no-dovecot] [--users N]
+                        [--recipients N | --recipients 0 --max-recipients N]
+                        [--fetch-small N] [--fetch-large N]
 
-The mix of issue 17's outside run: `--users` users (default 40) on each server; each
-LMTP transaction names 1 to `--max-recipients` (default 8) of them, chosen at random
-(the same choices for every server: one seed); two message sets, multipart/alternative
-of about 4 KB (text and HTML) and multipart/mixed of about 200 KB (a short text and a
-base64 PDF-like attachment), each delivered over 1 and over 8 connections. Rows give
-stored copies per second (a message to five users is five copies, as the servers do
-five deliveries) and the ratios: cryptmail crypt 2 over crypt 0 and over Dovecot 2.3
-with mail-crypt (secp521r1, as the ISPmail guide sets it up), plus Dovecot without the
-plugin. The goal (issue 17): crypt 2 at least 2x Dovecot mail-crypt in every row.
+Delivery: `--users` users (default 40) on each server; each LMTP transaction names
+`--recipients` of them (default 40: every message to 40 users; 0 gives 1 to
+`--max-recipients` chosen at random, the same choices for every server: one seed); two
+message sets, multipart/alternative of about 4 KB (text and HTML) and multipart/mixed of
+about 200 KB (a short text and a base64 PDF-like attachment), each delivered over 1 and
+over 8 connections. Rows give stored copies per second (a message to 40 users is 40
+copies, as the servers do 40 deliveries). The servers take turns: each set is delivered
+in parts (five; three with `--quick`) that go round the servers, and a run's figure is
+the median part (see bench/delivery.py for why). While 8 connections deliver, the PSS of
+the server's whole process tree is sampled every 50 ms; the row is its peak.
 
-The servers take turns: each set is delivered in five parts that go round the servers,
-and each row is the median part (see bench/delivery.py for why). After the run every
-user's INBOX is fetched over IMAP from each server and each copy is checked: the
-message-id names the message sent, and the copy must end with its exact bytes
-(servers add trace headers on top). A server that lost, doubled or changed a copy
-makes the bench fail loudly instead of printing its rate.
+IMAP, on mailboxes of `--fetch-small` x 4 KB (default 1,000) and `--fetch-large` x
+200 KB (default 100) of the same two kinds, delivered over LMTP and read once before
+anything is measured (a message's first read indexes it); five passes per run, servers
+taking turns, a run's figure the median pass: login + SELECT + `FETCH 1:* BODY.PEEK[]`
+of the 4 KB mailbox on a new connection (msg/s, as the outside run measured it); the
+LOGIN and the SELECT of that pass (ms; the same user logs in every pass, so LOGIN is the
+repeat login, which cryptmail's login cache serves, not a first Argon2id); `FETCH 1:*
+BODY.PEEK[]` of the 200 KB mailbox on a logged-in, selected connection (msg/s); the time
+from sending a one-message FETCH on a new connection (after LOGIN and SELECT) to its
+first byte; and the largest peak RSS (VmHWM) of any of the server's processes at the
+end of the run. cryptmail c2 and c0 share one `serve`, so their memory rows are the same.
+
+`--runs N` repeats the delivery and IMAP rows N times and prints the medians. The table
+ends with the ratios crypt 2 / crypt 0 and crypt 2 / Dovecot, and whether each goal of
+issue 17 is met. After the runs every user's INBOX is fetched over IMAP from each server
+and each copy is checked: the message-id names the message sent, and the copy must end
+with its exact bytes (servers add trace headers on top); the FETCH mailboxes are checked
+the same way. A server that lost, doubled or changed a copy makes the bench fail loudly
+instead of printing its rate.
 """
 
 from __future__ import annotations
@@ -33,9 +50,10 @@ import re
 import socket
 import statistics
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -49,8 +67,13 @@ from _servers import (
     cryptmail_server,
     dovecot_available,
     dovecot_server,
+    hwm_mib,
+    lmtp_deliver,
     make_users,
+    tree_pids,
 )
+
+from imap import Client
 
 ROUNDS = 5
 SEED = 20261206
@@ -126,7 +149,13 @@ class Server:
     imap: int
     domain_users: list[str]
     login: dict[str, str]
+    pids: Callable[[], list[int]] = list
+    fetch_users: dict[str, str] = field(default_factory=dict)  # "4 KB" -> address
     rates: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    figures: dict[str, list[float]] = field(default_factory=dict)  # table row -> per run
+
+    def note(self, row: str, value: float) -> None:
+        self.figures.setdefault(row, []).append(value)
 
 
 def deliver(port: int, transactions: Sequence[Transaction], *, users: list[str]) -> None:
@@ -161,14 +190,17 @@ def _reply(replies: BinaryIO, first: bytes = b"2") -> None:
             return
 
 
-def plan(sets: dict[str, list[bytes]], users: int, max_rcpt: int) -> dict[str, list[Transaction]]:
-    """The same recipient choices for every server (by user number, as a string)."""
+def plan(
+    sets: dict[str, list[bytes]], users: int, max_rcpt: int, fixed: int
+) -> dict[str, list[Transaction]]:
+    """The same recipient choices for every server (by user number, as a string):
+    `fixed` recipients per message when it is not 0, else 1 to `max_rcpt`."""
     rng = random.Random(SEED)
     planned: dict[str, list[Transaction]] = {}
     for name, messages in sets.items():
         items = []
         for data in messages:
-            count = rng.randint(1, max_rcpt)
+            count = fixed or rng.randint(1, max_rcpt)
             chosen = tuple(str(n) for n in rng.sample(range(users), count))
             items.append(Transaction(data, chosen))
         planned[name] = items
@@ -176,17 +208,145 @@ def plan(sets: dict[str, list[bytes]], users: int, max_rcpt: int) -> dict[str, l
 
 
 def measure(servers: list[Server], name: str, items: list[Transaction], conns: int) -> None:
-    copies_per_part = []
+    """One run of one delivery row: ROUNDS parts going round the servers; the row's
+    figure for the run is each server's median part, in stored copies per second."""
+    rates: dict[str, list[float]] = {server.label: [] for server in servers}
     for part in (items[i::ROUNDS] for i in range(ROUNDS)):
         copies = sum(len(t.recipients) for t in part)
-        copies_per_part.append(copies)
         streams = [part[i::conns] for i in range(conns)]
         for server in servers:
+            sampler = PssSampler(server.pids) if conns > 1 else None
             start = time.perf_counter()
             with ThreadPoolExecutor(conns) as pool:
                 list(pool.map(partial(deliver, server.lmtp, users=server.domain_users), streams))
             wall = time.perf_counter() - start
-            server.rates.setdefault((name, conns), []).append(copies / wall)
+            rates[server.label].append(copies / wall)
+            if sampler is not None:
+                server.note(ROW_PSS, sampler.stop())
+    for server in servers:
+        server.note(f"LMTP {name}, {conns} conn, copies/s", statistics.median(rates[server.label]))
+
+
+class PssSampler:
+    """The largest sum of PSS over a server's processes, sampled every 50 ms until stopped."""
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self._pids = pids
+        self.peak = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, sum(_pss_mib(pid) for pid in self._pids()))
+            self._done.wait(0.05)
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return self.peak
+
+
+def _pss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass  # the process ended meanwhile
+    return 0.0
+
+
+# -- IMAP rows ----------------------------------------------------------------------------
+
+
+def _session(server: Server, which: str) -> tuple[Client, float]:
+    """A fresh connection logged in to `which`'s mailbox and SELECTed; LOGIN's ms."""
+    address = server.fetch_users[which]
+    client = Client(server.imap)
+    start = time.perf_counter()
+    client.command(f'LOGIN "{server.login.get(address, address)}" "{_password(server)}"')
+    login_ms = (time.perf_counter() - start) * 1000
+    return client, login_ms
+
+
+def measure_imap(servers: list[Server], counts: dict[str, int]) -> None:
+    """One run of the IMAP rows, the servers taking turns in each."""
+    small, large = counts["4 KB"], counts["200 KB"]
+    passes: dict[str, dict[str, list[float]]] = {s.label: {} for s in servers}
+    for _ in range(IMAP_PASSES):
+        for server in servers:
+            got = passes[server.label]
+            # login + SELECT + FETCH 1:* of the 4 KB mailbox on a new connection
+            start = time.perf_counter()
+            client, login_ms = _session(server, "4 KB")
+            selected = time.perf_counter()
+            client.command('SELECT "INBOX"')
+            select_ms = (time.perf_counter() - selected) * 1000
+            client.command("FETCH 1:* BODY.PEEK[]")
+            got.setdefault(ROW_SMALL, []).append(small / (time.perf_counter() - start))
+            got.setdefault(ROW_LOGIN, []).append(login_ms)
+            got.setdefault(ROW_SELECT, []).append(select_ms)
+            client.close()
+            # FETCH 1:* of the 200 KB mailbox, logged in and selected already
+            client, _ms = _session(server, "200 KB")
+            client.command('SELECT "INBOX"')
+            start = time.perf_counter()
+            client.command("FETCH 1:* BODY.PEEK[]")
+            got.setdefault(ROW_LARGE, []).append(large / (time.perf_counter() - start))
+            client.close()
+            # first byte of a one-message FETCH on a new connection (after its SELECT)
+            client, _ms = _session(server, "4 KB")
+            client.command('SELECT "INBOX"')
+            stamp: list[float] = []
+            start = time.perf_counter()
+            client.command(f"FETCH {random.randint(1, small)} BODY.PEEK[]", first_byte=stamp)
+            got.setdefault(ROW_FIRST_BYTE, []).append((stamp[0] - start) * 1000)
+            client.close()
+    for server in servers:
+        for row, values in passes[server.label].items():
+            server.note(row, statistics.median(values))
+        server.note(ROW_RSS, max([0.0, *(_hwm(pid) for pid in server.pids())]))
+
+
+def _hwm(pid: int) -> float:
+    try:
+        return hwm_mib(pid)
+    except OSError:
+        return 0.0  # the process ended meanwhile
+
+
+def fill_fetch_mailboxes(server: Server, mailboxes: dict[str, list[bytes]]) -> None:
+    """Each FETCH mailbox over LMTP, four connections, before anything is measured."""
+    for which, messages in mailboxes.items():
+        rcpt = server.fetch_users[which]
+        with ThreadPoolExecutor(4) as pool:
+            parts = [messages[i::4] for i in range(4)]
+            list(pool.map(lambda p, r=rcpt: lmtp_deliver(server.lmtp, r, p), parts))
+
+
+def check_fetch_mailbox(server: Server, which: str, sent: dict[str, bytes]) -> int:
+    """Every message of a FETCH mailbox, by SHA-256 of what was sent. Returns the count."""
+    address = server.fetch_users[which]
+    imap = imaplib.IMAP4("127.0.0.1", server.imap)
+    try:
+        imap.login(server.login.get(address, address), _password(server))
+        imap.select("INBOX", readonly=True)
+        typ, fetched = imap.fetch("1:*", "(BODY.PEEK[])")
+        bodies = [part[1] for part in fetched if isinstance(part, tuple)]
+    finally:
+        imap.logout()
+    keys = set()
+    for body in bodies:
+        found = _MESSAGE_ID.search(body)
+        original = sent.get(found.group(1).decode()) if found else None
+        if original is None or not body.endswith(original):
+            raise RuntimeError(f"{server.label}: a message of the {which} mailbox changed")
+        keys.add(found.group(1) if found else b"")
+    if typ != "OK" or len(keys) != len(bodies):
+        raise RuntimeError(f"{server.label}: the {which} mailbox holds doubles or failed")
+    return len(bodies)
 
 
 def check_copies(server: Server, sent: dict[str, bytes], expected: Counter[str]) -> int:
@@ -230,27 +390,60 @@ def _password(server: Server) -> str:
     return DOVECOT_LOGIN if server.label.startswith("dovecot") else PASSWORD
 
 
+_FETCH_SETS = ("4 KB", "200 KB")
+
+
 @contextmanager
 def cryptmail(users: int) -> Iterator[list[Server]]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         c2 = [f"c2-{n}@example.org" for n in range(users)]
         c0 = [f"c0-{n}@example.org" for n in range(users)]
-        make_users(data_dir, {**dict.fromkeys(c2, 2), **dict.fromkeys(c0, 0)})
-        with cryptmail_server(data_dir, "lmtp", "imap") as (_pid, ports):
+        fetch = {
+            c: {w: f"c{c}-fetch{i}@example.org" for i, w in enumerate(_FETCH_SETS)} for c in (2, 0)
+        }
+        make_users(
+            data_dir,
+            {
+                **dict.fromkeys(c2, 2),
+                **dict.fromkeys(c0, 0),
+                **{a: c for c, names in fetch.items() for a in names.values()},
+            },
+        )
+        with cryptmail_server(data_dir, "lmtp", "imap") as (pid, ports):
             yield [
-                Server("cryptmail c2", ports["lmtp"], ports["imap"], c2, {}),
-                Server("cryptmail c0", ports["lmtp"], ports["imap"], c0, {}),
-            ]
+                Server(
+                    f"cryptmail c{crypt}", ports["lmtp"], ports["imap"], names, {},
+                    partial(tree_pids, pid), fetch[crypt],
+                )
+                for crypt, names in ((2, c2), (0, c0))
+            ]  # fmt: skip
 
 
 @contextmanager
 def dovecot(mail_crypt: bool, users: int) -> Iterator[Server]:
     names = [f"user{n}@example.org" for n in range(users)]
-    with dovecot_server(mail_crypt, lmtp=True, imap=True, users=names) as server:
+    fetch = {w: f"fetch{i}@example.org" for i, w in enumerate(_FETCH_SETS)}
+    with dovecot_server(
+        mail_crypt, lmtp=True, imap=True, users=[*names, *fetch.values()]
+    ) as server:
         label = "dovecot crypt" if mail_crypt else "dovecot plain"
         assert server.lmtp_port is not None and server.imap_port is not None
-        yield Server(label, server.lmtp_port, server.imap_port, names, {})
+        root = server._process.pid
+        yield Server(
+            label, server.lmtp_port, server.imap_port, names, {}, partial(tree_pids, root), fetch
+        )
+
+
+ROW_SMALL = "login+SELECT+FETCH 1:* 1,000 x 4 KB, msg/s"
+ROW_LARGE = "FETCH 1:* 100 x 200 KB, msg/s"
+ROW_SELECT = "SELECT of 1,000, ms"
+ROW_LOGIN = "LOGIN, ms"
+ROW_RSS = "largest process, peak RSS MB"
+ROW_PSS = "process tree at 8 LMTP conns, peak PSS MB"
+ROW_FIRST_BYTE = "first byte of a FETCH, new conn, ms"
+IMAP_PASSES = 5
+"""Passes of the IMAP rows per run; a run's figure is their median."""
 
 
 def main() -> None:
@@ -258,54 +451,110 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer messages per row")
     parser.add_argument("--no-dovecot", action="store_true", help="cryptmail only")
     parser.add_argument("--users", type=int, default=40)
+    parser.add_argument(
+        "--recipients", type=int, default=40, help="per message (0: 1 to --max-recipients)"
+    )
     parser.add_argument("--max-recipients", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=1, help="whole runs; the table gives medians")
+    parser.add_argument("--fetch-small", type=int, default=1000, metavar="N")
+    parser.add_argument("--fetch-large", type=int, default=100, metavar="N")
     args = parser.parse_args()
-    small, large = (100, 20) if args.quick else (400, 60)
+    if args.recipients > args.users:
+        parser.error("--recipients cannot exceed --users")
+    global ROUNDS
+    if args.quick:  # three parts of 16 (4 KB) or 8 (200 KB) messages: 8 connections busy
+        ROUNDS = 3
+    small, large = (48, 24) if args.quick else (80, 40)
     sets = {
-        f"{name} x{conns}": [make(i) for i in range(base, base + count)]
+        f"{name} x{conns} r{run}": [make(i) for i in range(base, base + count)]
+        for run in range(args.runs)
         for conns in (1, 8)
         for name, make, count, base in (
-            ("4 KB", alternative, small, conns * 100_000),
-            ("200 KB", mixed, large, conns * 100_000 + 50_000),
+            ("4 KB", alternative, small, run * 1_000_000 + conns * 100_000),
+            ("200 KB", mixed, large, run * 1_000_000 + conns * 100_000 + 50_000),
         )
     }
-    planned = plan(sets, args.users, args.max_recipients)
+    planned = plan(sets, args.users, args.max_recipients, args.recipients)
     sent = {t.key: t.data for items in planned.values() for t in items}
     expected: Counter[str] = Counter(
         f"{r}:{t.key}" for items in planned.values() for t in items for r in t.recipients
     )
+    mailboxes = {
+        "4 KB": [alternative(9_000_000 + i) for i in range(args.fetch_small)],
+        "200 KB": [mixed(9_500_000 + i) for i in range(args.fetch_large)],
+    }
+    for messages in mailboxes.values():
+        sent.update({Transaction(m, ()).key: m for m in messages})
+    counts = {which: len(messages) for which, messages in mailboxes.items()}
+    print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     with ExitStack() as running:
         servers = running.enter_context(cryptmail(args.users))
         if not args.no_dovecot and dovecot_available():
             for mail_crypt in (True, False):
                 servers.append(running.enter_context(dovecot(mail_crypt, args.users)))
-        for key, items in planned.items():
-            measure(servers, key, items, int(key.rsplit("x", 1)[1]))
+        for server in servers:
+            fill_fetch_mailboxes(server, mailboxes)
+            for which in mailboxes:  # read once: the first read of a message indexes it
+                check_fetch_mailbox(server, which, sent)
+        for run in range(args.runs):
+            for key, items in planned.items():
+                if key.endswith(f" r{run}"):
+                    name, conns = key.rsplit(" r", 1)[0].rsplit(" x", 1)
+                    measure(servers, name, items, int(conns))
+            measure_imap(servers, counts)
+            print(f"run {run + 1} of {args.runs} done", flush=True)
         for server in servers:
             copies = check_copies(server, sent, expected)
-            print(f"{server.label}: {copies} copies checked byte for byte")
-    _print(servers, list(planned))
+            fetched = sum(check_fetch_mailbox(server, w, sent) for w in mailboxes)
+            print(f"{server.label}: {copies} copies and {fetched} FETCH messages checked")
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    _print(servers, args)
 
 
-def _print(servers: list[Server], keys: list[str]) -> None:
+_GOALS: dict[str, tuple[str, float, str]] = {
+    # row -> (the server the ratio is against, goal, "min" or "max" for c2 / it)
+    "LMTP 4 KB, 1 conn, copies/s": ("dovecot crypt", 2.0, "min"),
+    "LMTP 4 KB, 8 conn, copies/s": ("dovecot crypt", 2.0, "min"),
+    "LMTP 200 KB, 1 conn, copies/s": ("dovecot crypt", 2.0, "min"),
+    "LMTP 200 KB, 8 conn, copies/s": ("dovecot crypt", 2.0, "min"),
+    ROW_SMALL: ("dovecot crypt", 25.0, "min"),
+    ROW_LARGE: ("dovecot crypt", 5.0, "min"),
+    ROW_SELECT: ("dovecot crypt", 2.0, "max"),
+}
+_SECOND_GOALS = {ROW_SMALL: ("dovecot plain", 0.3, "min")}
+
+
+def _print(servers: list[Server], args: argparse.Namespace) -> None:
     by = {s.label: s for s in servers}
+    rows = list(dict.fromkeys(r for s in servers for r in s.figures))
     print()
     print(
-        f"{'copies/s':>16}"
-        + "".join(f"{s.label:>16}" for s in servers)
-        + "   c2/c0  c2/dovecot crypt"
-    )
-    for key in keys:
-        name, conns = key.rsplit(" x", 1)
-        rates = {s.label: statistics.median(s.rates[(key, int(conns))]) for s in servers}
-        row = f"{name + ', ' + conns + ' conn':>16}" + "".join(
-            f"{rates[s.label]:>16.1f}" for s in servers
-        )
-        c2 = rates["cryptmail c2"]
-        row += f"   {c2 / rates['cryptmail c0']:.2f}x"
-        if "dovecot crypt" in by:
-            row += f"  {c2 / rates['dovecot crypt']:.2f}x (goal >= 2x)"
-        print(row)
+        f"{args.runs} run(s), medians; {args.users} users, "
+        + (f"{args.recipients} recipients per message" if args.recipients else "1 to "
+           f"{args.max_recipients} recipients per message")
+        + "; cryptmail c2 and c0 share one serve (same memory rows)"
+    )  # fmt: skip
+    print()
+    print("| work | " + " | ".join(s.label for s in servers) + " | c2 / c0 | c2 ratio, goal |")
+    print("|---|" + "---|" * (len(servers) + 2))
+    for row in rows:
+        med = {s.label: statistics.median(s.figures[row]) for s in servers if row in s.figures}
+        cells = [f"{med[s.label]:,.1f}" if s.label in med else "-" for s in servers]
+        c2 = med.get("cryptmail c2")
+        c0 = med.get("cryptmail c0")
+        ratio = f"{c2 / c0:.2f}x" if c2 and c0 else "-"
+        goals = []
+        for table in (_GOALS, _SECOND_GOALS):
+            if row not in table or table[row][0] not in by or not c2:
+                continue
+            other, goal, kind = table[row]
+            value = c2 / med[other]
+            met = value >= goal if kind == "min" else value <= goal
+            bound = ">=" if kind == "min" else "<="
+            goals.append(
+                f"{value:.2f}x of {other} (goal {bound} {goal}x: {'met' if met else 'NOT met'})"
+            )
+        print(f"| {row} | " + " | ".join(cells) + f" | {ratio} | {'; '.join(goals) or '-'} |")
 
 
 if __name__ == "__main__":

@@ -344,3 +344,50 @@ async def test_graceful_stop_finishes_delivery_in_flight(rig: Rig) -> None:
     assert await rig.messages("alice@example.org") == [
         delivery_headers("s@x.net", "alice@example.org") + MESSAGE
     ]
+
+
+def _transactions(port: int, client: int, users: list[str], count: int) -> None:
+    """`count` messages over one connection, each to every user in `users`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        f = sock.makefile("rb")
+
+        def reply(first: bytes) -> None:
+            while True:
+                line = f.readline()
+                assert line.startswith(first), line
+                if line[3:4] != b"-":
+                    return
+
+        reply(b"220")
+        sock.sendall(b"LHLO c.test\r\n")
+        reply(b"250")
+        for n in range(count):
+            rcpts = b"".join(b"RCPT TO:<%s>\r\n" % u.encode() for u in users)
+            sock.sendall(b"MAIL FROM:<s@example.net>\r\n" + rcpts + b"DATA\r\n")
+            for _ in range(1 + len(users)):
+                reply(b"250")
+            reply(b"354")
+            sock.sendall(_many_message(client, n) + b".\r\n")
+            for _ in users:
+                reply(b"250")
+        sock.sendall(b"QUIT\r\n")
+
+
+def _many_message(client: int, n: int) -> bytes:
+    return b"Subject: m %d/%d\r\n\r\n%s\r\n" % (client, n, b"%d.%d " % (client, n) * 30_000)
+
+
+async def test_many_recipients_over_several_connections_each_get_every_copy(rig: Rig) -> None:
+    users = [f"u{n}@example.org" for n in range(8)]
+    for n, email in enumerate(users):
+        await rig.add_user(email, crypt=0 if n == 3 else 2)
+    clients, count = 4, 3
+    await asyncio.gather(
+        *(asyncio.to_thread(_transactions, rig.port, c, users, count) for c in range(clients))
+    )
+    sent = sorted(_many_message(c, n) for c in range(clients) for n in range(count))
+    for email in users:
+        stored = await rig.messages(email)
+        trace = delivery_headers("s@example.net", email)
+        assert all(m.startswith(trace) for m in stored)
+        assert sorted(m[len(trace) :] for m in stored) == sent

@@ -8,13 +8,14 @@ import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
 from cryptmail import store
 from cryptmail.crypto import PublicKeyInfo, generate_private_key, public_info
-from cryptmail.db import UserId, utcnow
+from cryptmail.db import UserId, run_transaction, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import KeyLocked, QuotaExceeded, RecipientKeyUnverified
 from cryptmail.keys import (
@@ -434,3 +435,69 @@ async def test_the_retry_tag_is_keyed_by_the_server_key(tmp_path: Path) -> None:
     assert one != two
     # Not the unkeyed hash a database reader could compute from the same bytes.
     assert one != hashlib.sha256(b"delivery|7|" + digest).digest()[:16]
+
+
+async def _targets(rig: StoreRig, *emails: str) -> list[store.DeliveryTarget]:
+    found = []
+    for email in emails:
+        found += await store.resolve_delivery(rig.engine, email)
+    return found
+
+
+async def test_deliver_many_commits_every_row_in_one_transaction(
+    rig: StoreRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = [await rig.user(f"u{n}@example.org", crypt=2 if n % 2 else 0) for n in range(6)]
+    message = _message(90_000)
+    targets = await _targets(rig, *(u.email for u in users))
+    commits: list[int] = []
+    original = run_transaction
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        commits.append(1)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(_append, "run_transaction", counted)
+    jobs = [store.DeliveryJob(t, _source(message), b"d%d" % n) for n, t in enumerate(targets)]
+    results = await store.deliver_many(rig.engine, rig.blobs, jobs)
+    monkeypatch.undo()
+    assert len(commits) == 1
+    assert all(isinstance(r, store.Appended) and r.uid == 1 for r in results)
+    for user in users:
+        account, _ = await unlock_account(rig.engine, user.email, PASSWORD, rig.config.crypto)
+        async with rig.engine.connect() as conn:
+            rows = await store.load_messages(conn, account, await store.inbox_id(conn, user.id))
+        assert len(rows) == 1 and rows[0].sealed == (user.crypt == 2)
+        opened = await store.open_blob(rig.blobs, account, rows[0].blob_id)
+        assert await store.read_plaintext(rig.blobs, opened) == message
+    assert (await store.check_store(rig.engine, rig.blobs)).clean
+
+
+async def test_deliver_many_fails_each_user_alone(rig: StoreRig) -> None:
+    alice = await rig.user("alice@example.org")
+    full = await rig.user("full@example.org")
+    retried = await rig.user("retried@example.org")
+    async with rig.engine.begin() as conn:
+        await set_quota(conn, full.id, 10_000)
+        nokey = await add_user(conn, "nokey@example.org", "{PLAIN}x", crypt=2)
+    message = _message(20_000)
+    digest = hashlib.sha256(message).digest()
+    first = await store.deliver_message(
+        rig.engine, rig.blobs, retried, _source(message), message_digest=digest
+    )
+    emails = ("alice@example.org", "full@example.org", "nokey@example.org", retried.email)
+    targets = await _targets(rig, *emails)
+    assert [t.user.id for t in targets] == [alice.id, full.id, nokey.id, retried.id]
+    jobs = [store.DeliveryJob(t, _source(message), digest) for t in targets]
+    results = await store.deliver_many(rig.engine, rig.blobs, jobs)
+    assert isinstance(results[0], store.Appended) and not results[0].duplicate
+    assert isinstance(results[1], QuotaExceeded)
+    assert isinstance(results[2], KeyLocked)
+    assert isinstance(results[3], store.Appended) and results[3].duplicate
+    assert results[3].uid == first.uid
+    # alice's and the first delivery's blobs only: the over-quota and the retried
+    # copies' blobs were removed, the key-locked one never written.
+    assert await _blob_count(rig) == 2
+    assert (await store.check_store(rig.engine, rig.blobs)).clean
+    with pytest.raises(ValueError, match="one job per user"):
+        await store.deliver_many(rig.engine, rig.blobs, [jobs[0], jobs[0]])

@@ -199,3 +199,53 @@ async def test_cached_payload_key_refuses_an_edited_header_or_a_swapped_blob(
     path.write_bytes(rig.blobs.path_of(plain.blob_id).read_bytes())
     with pytest.raises(PlainBlobRefused):
         await store.open_blob(rig.blobs, None, blob.blob_id, payload_key=payload_key)
+
+
+class _NoReads:
+    """Stands where the blob store would: any round trip to it fails the test."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"a blob held whole asked the store for {name}")
+
+
+@pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "plain"])
+async def test_a_blob_given_whole_is_read_by_range_without_the_store(
+    rig: StoreRig, sealed: bool
+) -> None:
+    account = await _account(rig)
+    data = os.urandom(3 * CHUNK + 999)  # bigger than HEAD_SIZE: only `whole` says it is all
+    blob = await _write(rig, account, data, sealed)
+    raw = rig.blobs.path_of(blob.blob_id).read_bytes()
+    assert len(raw) > store.HEAD_SIZE
+    no_store = _NoReads()
+    opened = await store.open_blob(
+        no_store,  # type: ignore[arg-type]
+        account,
+        blob.blob_id,
+        head=raw,
+        whole=True,
+        expect_sealed=sealed,
+    )
+    assert opened.size == len(data) and opened.contents == raw
+    for offset, length in [(0, len(data)), (CHUNK - 3, CHUNK + 9), (len(data) - 5, 50)]:
+        got = await store.read_range(no_store, opened, offset, length)  # type: ignore[arg-type]
+        assert got == data[offset : offset + length]
+
+
+async def test_a_whole_blob_cut_short_or_flipped_is_tampered(rig: StoreRig) -> None:
+    account = await _account(rig)
+    data = os.urandom(3 * CHUNK + 999)
+    blob = await _write(rig, account, data, True)
+    raw = rig.blobs.path_of(blob.blob_id).read_bytes()
+    cut = raw[: -(CHUNK // 2)]
+    opened = await store.open_blob(rig.blobs, account, blob.blob_id, head=cut, whole=True)
+    with pytest.raises(ObjectTampered):
+        await store.read_range(rig.blobs, opened, 0, len(data))
+    flipped = bytearray(raw)
+    flipped[-100] ^= 0x01  # in the last chunk
+    opened = await store.open_blob(
+        rig.blobs, account, blob.blob_id, head=bytes(flipped), whole=True
+    )
+    assert await store.read_range(rig.blobs, opened, 0, 10) == data[:10]
+    with pytest.raises(ObjectTampered):
+        await store.read_range(rig.blobs, opened, len(data) - 10, 10)

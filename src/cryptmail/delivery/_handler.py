@@ -5,10 +5,11 @@ each one's public key and INBOX, in one transaction. DATA is
 spooled once, encrypted under a key that lives in memory only, then delivered to each
 user with that user's public key, with Return-Path and Delivered-To on top (`_trace`).
 A user reached by several accepted recipients gets the message once, delivered to the
-first of those addresses. A delivery that takes a user's usage past a `quota.warnings`
-threshold is followed by a warning into their INBOX (`_quota_warning`). Errors map to
-replies in one table; an unexpected one is a 4xx with
-no internals, so the sender retries and learns nothing.
+first of those addresses. The users without a Sieve script get their copies together
+(`store.deliver_many`): a blob each, but one database transaction for all their rows.
+A delivery that takes a user's usage past a `quota.warnings` threshold is followed by
+a warning into their INBOX (`_quota_warning`). Errors map to replies in one table; an
+unexpected one is a 4xx with no internals, so the sender retries and learns nothing.
 
 The log has one line per delivery: session, transaction (the queue id), user id, size,
 result, and for a failure its reason: our errors' messages, which name ids and causes by
@@ -42,10 +43,13 @@ from cryptmail.errors import (
     StoreUnavailable,
 )
 from cryptmail.store import (
+    Appended,
     ChangePublisher,
+    DeliveryJob,
     DeliveryTarget,
     FilingRequest,
     Spool,
+    deliver_many,
     deliver_message,
     resolve_delivery,
 )
@@ -142,31 +146,114 @@ class DeliveryHandler:
         assert isinstance(sink, Spool)  # noqa: S101 - open_sink made it
         queue_id = f"{session.session_id}.{session.transactions}"
         outcome: dict[UserId, str] = {}
-        replies: list[str] = []
+        together: list[tuple[DeliveryTarget, bytes]] = []  # (target, trace headers)
         sender = envelope.sender or ""
         copy = SieveCopy(sink, size) if self._sieve is not None else None
         for address, token in envelope.recipients:
             targets: list[DeliveryTarget] = token  # type: ignore[assignment]  # -- set by handle_rcpt
-            results = []
             for target in targets:
                 user_id = target.user.id
-                if user_id not in outcome:
-                    headers = delivery_headers(sender, address)
-                    if self._sieve is not None and copy is not None:
+                if user_id in outcome:
+                    continue
+                headers = delivery_headers(sender, address)
+                outcome[user_id] = ""  # decided below, or with the others at the end
+                if self._sieve is not None and copy is not None:
+                    try:
+                        scripts = await self._sieve.scripts_for(user_id)
+                    except Exception as exc:  # the store did not answer: retry, not skip
+                        log.warning(
+                            "user id %d: sieve scripts not loaded (%s)",
+                            user_id,
+                            type(exc).__name__,
+                        )
+                        outcome[user_id] = TRANSIENT
+                        continue
+                    if scripts:
                         outcome[user_id] = await deliver_with_sieve(
                             self._sieve,
                             SieveJob(queue_id, target, sink, headers, size, sender, address),
                             copy,
                             self._deliver,
                         )
-                    else:
-                        outcome[user_id] = await self._deliver(
-                            queue_id, target, sink, headers, size
-                        )
-                results.append(outcome[user_id])
-            failed = [r for r in results if not r.startswith("2")]
+                        continue
+                together.append((target, headers))
+        if len(together) == 1:
+            target, headers = together[0]
+            outcome[target.user.id] = await self._deliver(queue_id, target, sink, headers, size)
+        elif together:
+            await self._deliver_together(queue_id, together, sink, size, outcome)
+        replies: list[str] = []
+        for _address, token in envelope.recipients:
+            targets = token  # type: ignore[assignment]  # -- set by handle_rcpt
+            failed = [outcome[t.user.id] for t in targets if not outcome[t.user.id].startswith("2")]
             replies.append(f"{failed[0]} [queue id {queue_id}]" if failed else OK)
         return replies
+
+    def _digest(
+        self,
+        spool: Spool,
+        headers: bytes,
+        role: str = "inbox",
+        filing: FilingRequest | None = None,
+    ) -> bytes:
+        # The copy's bytes are the headers and the spool: a retry of the message from
+        # the same sender to the same address has the same digest, without a pass over
+        # the message to hash the copy itself. A copy Sieve files elsewhere is another
+        # delivery of its own, so its retry is recognised apart from the INBOX copy's.
+        digest = hashlib.sha256(headers + spool.digest).digest()
+        if role != "inbox":
+            digest = hashlib.sha256(digest + b"\0sieve-role\0" + role.encode()).digest()
+        if filing is not None:  # each filed copy is a delivery of its own, as above
+            digest = hashlib.sha256(digest + b"\0sieve-filing\0" + filing.encode()).digest()
+        return digest
+
+    async def _deliver_together(
+        self,
+        queue_id: str,
+        together: list[tuple[DeliveryTarget, bytes]],
+        spool: Spool,
+        size: int,
+        outcome: dict[UserId, str],
+    ) -> None:
+        jobs = [
+            DeliveryJob(target, _after(headers, spool.chunks()), self._digest(spool, headers))
+            for target, headers in together
+        ]
+        results = await deliver_many(
+            self._engine, self._blobs, jobs, bus=self._bus, message_limit=self._message_limit
+        )
+        for (target, headers), result in zip(together, results, strict=True):
+            outcome[target.user.id] = await self._reply(
+                queue_id, target.user, size + len(headers), result
+            )
+
+    async def _reply(
+        self, queue_id: str, user: User, size: int, result: Appended | BaseException
+    ) -> str:
+        """The reply for one user's delivery, logged; a quota warning after it if due."""
+        if isinstance(result, BaseException):  # every failure gets a reply, none a traceback
+            reply = reply_for(result)
+            log.warning(
+                "delivery %s user=%d size=%d result=%s: %s",
+                queue_id,
+                user.id,
+                size,
+                reply[:3],
+                failure_reason(result),
+            )
+            if reply is TRANSIENT:
+                log.debug("delivery failure", exc_info=result)
+            return reply
+        log.info(
+            "delivery %s user=%d size=%d result=250%s",
+            queue_id,
+            user.id,
+            size,
+            " (retry of a stored delivery)" if result.duplicate else "",
+        )
+        if result.used_before is not None and result.blob is not None:
+            await self._warn_quota(user, result.used_before, result.blob.size)
+        return OK
 
     async def _deliver(
         self,
@@ -181,52 +268,24 @@ class DeliveryHandler:
     ) -> str:
         user = target.user
         size += len(headers)
-        # The copy's bytes are the headers and the spool: a retry of the message from
-        # the same sender to the same address has the same digest, without a pass over
-        # the message to hash the copy itself. A copy Sieve files elsewhere is another
-        # delivery of its own, so its retry is recognised apart from the INBOX copy's.
-        digest = hashlib.sha256(headers + spool.digest).digest()
-        if role != "inbox":
-            digest = hashlib.sha256(digest + b"\0sieve-role\0" + role.encode()).digest()
-        if filing is not None:  # each filed copy is a delivery of its own, as above
-            digest = hashlib.sha256(digest + b"\0sieve-filing\0" + filing.encode()).digest()
+        result: Appended | Exception
         try:
-            appended = await deliver_message(
+            result = await deliver_message(
                 self._engine,
                 self._blobs,
                 user,
                 _after(headers, spool.chunks()),
                 size_hint=size,
                 bus=self._bus,
-                message_digest=digest,
+                message_digest=self._digest(spool, headers, role, filing),
                 target=target,
                 message_limit=self._message_limit,
                 role=role,
                 filing=filing,
             )
         except Exception as exc:  # every failure gets a reply, none a traceback
-            reply = reply_for(exc)
-            log.warning(
-                "delivery %s user=%d size=%d result=%s: %s",
-                queue_id,
-                user.id,
-                size,
-                reply[:3],
-                failure_reason(exc),
-            )
-            if reply is TRANSIENT:
-                log.debug("delivery failure", exc_info=True)
-            return reply
-        log.info(
-            "delivery %s user=%d size=%d result=250%s",
-            queue_id,
-            user.id,
-            size,
-            " (retry of a stored delivery)" if appended.duplicate else "",
-        )
-        if appended.used_before is not None and appended.blob is not None:
-            await self._warn_quota(user, appended.used_before, appended.blob.size)
-        return OK
+            result = exc
+        return await self._reply(queue_id, user, size, result)
 
     async def _warn_quota(self, user: User, used_before: int, added: int) -> None:
         percent = crossed_threshold(user.quota, used_before, added, self._quota_warnings)

@@ -7,9 +7,11 @@ account reads, indexes and caches. Everything that carries meaning is sealed.
 from cryptmail.db import UserId
 from cryptmail.store._append import (
     Appended,
+    DeliveryJob,
     DeliveryTarget,
     StoredBlob,
     check_quota,
+    deliver_many,
     deliver_message,
     expire_delivery_tags,
     insert_row,
@@ -128,6 +130,7 @@ __all__ = [
     "ChangeForwarder",
     "ChangePublisher",
     "CheckReport",
+    "DeliveryJob",
     "DeliveryTarget",
     "EncryptProgress",
     "FilingNotes",
@@ -162,6 +165,7 @@ __all__ = [
     "create_default_mailboxes",
     "create_mailbox",
     "delete_mailbox",
+    "deliver_many",
     "deliver_message",
     "drop_listings",
     "drop_unreferenced_blobs",

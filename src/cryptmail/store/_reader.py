@@ -79,6 +79,7 @@ async def open_blob(
     payload_key: PayloadKey | None = None,
     expect_sealed: bool = False,
     head: bytes | None = None,
+    whole: bool = False,
 ) -> OpenedBlob:
     """Read the header and find the payload key. Plain blobs need no account.
 
@@ -87,21 +88,26 @@ async def open_blob(
     `expect_sealed` comes from the message row: a plain blob is then refused with
     PlainBlobRefused, as it is when a cached key says the message was sealed,
     since anyone who can write to the blob store could otherwise substitute plaintext.
-    `head`, when given, is the blob's first HEAD_SIZE bytes as `BlobStore.read_heads`
-    returned them (blobs are never rewritten, so reading them earlier is the same).
+    `head`, when given, is the blob's first HEAD_SIZE bytes (or more) as
+    `BlobStore.read_heads` returned them (blobs are never rewritten, so reading them
+    earlier is the same); `whole` says it is the entire blob even if it is not shorter
+    than HEAD_SIZE (the caller asked for more and got less). A blob held whole is read by
+    range from memory: no further store round trip, not even for its size.
     """
     # One read serves a small blob whole: a FETCH of many small messages then costs one
     # blob store round trip per message instead of three.
     if head is None:
         head = await blobs.read(blob_id, 0, HEAD_SIZE)
-    blob_size = len(head) if len(head) < HEAD_SIZE else await blobs.size(blob_id)
+    whole = whole or len(head) < HEAD_SIZE
+    blob_size = len(head) if whole else await blobs.size(blob_id)
     header = _parse_header(head, blob_id)
     known = CachedKey(message_key, payload_key)
+    contents = head if whole else None
     if header.sealed and known.empty:  # an EC operation: off the event loop
         return await run_blocking(
-            _opened, header, head, blob_size, account, blob_id, known, expect_sealed
+            _opened, header, contents, blob_size, account, blob_id, known, expect_sealed
         )
-    return _opened(header, head, blob_size, account, blob_id, known, expect_sealed)
+    return _opened(header, contents, blob_size, account, blob_id, known, expect_sealed)
 
 
 def open_small_blob(
@@ -141,14 +147,13 @@ def _parse_header(head: bytes, blob_id: BlobId) -> BlobHeader:
 
 def _opened(
     header: BlobHeader,
-    head: bytes,
+    contents: bytes | None,
     blob_size: int,
     account: UnlockedAccount | None,
     blob_id: BlobId,
     known: CachedKey,
     expect_sealed: bool,
 ) -> OpenedBlob:
-    contents = head if len(head) < HEAD_SIZE else None
     message_key, payload_key = known
     if not header.sealed:
         if expect_sealed or not known.empty:

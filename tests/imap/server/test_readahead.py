@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptmail.errors import StoreUnavailable
-from cryptmail.imap.server._readahead import BATCH, HeadReadAhead
+from cryptmail.imap.server._readahead import BATCH, BUDGET, WHOLE_BELOW, HeadReadAhead
 from cryptmail.store import HEAD_SIZE, BlobId, new_blob_id
 from cryptmail.store.blobs import LocalBlobStore
 
@@ -78,3 +78,47 @@ async def test_a_failing_store_gives_none_and_close_cancels(tmp_path: Path) -> N
     ahead.close()
     await asyncio.sleep(0)
     assert pending is not None and (pending.cancelled() or pending.done())
+
+
+async def _sized(store: LocalBlobStore, sizes: list[int]) -> list[BlobId]:
+    ids = []
+    for index, size in enumerate(sizes):
+        blob_id = new_blob_id()
+        writer = await store.create(blob_id)
+        await writer.write(bytes([index % 256]) * size)
+        await writer.commit()
+        ids.append(blob_id)
+    return ids
+
+
+async def test_small_enough_blobs_come_whole_in_batches_cut_at_the_budget(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path)
+    big = WHOLE_BELOW + 1  # past the limit: only its head, in a batch of heads
+    sizes = [200_000] * 12 + [big, big] + [4096] * 3
+    ids = await _sized(store, sizes)
+    ahead = HeadReadAhead(store, ids, [-(-s // 4096) * 4096 for s in sizes])
+    for position, size in enumerate(sizes):
+        head = await ahead.head(position)
+        assert head is not None
+        if size == big:
+            assert head == bytes([position]) * HEAD_SIZE
+            assert not ahead.whole(position, head)
+        else:
+            assert head == bytes([position]) * size
+            assert ahead.whole(position, head)
+    # 200 KB blobs (plus slack) fill a batch of BUDGET bytes; the heads of big blobs and
+    # the small blobs after them are batches of their own kind.
+    per_batch = BUDGET // (200_704 + 64 * 1024)
+    assert per_batch == 7
+    assert store.calls == [per_batch, 12 - per_batch, 2, 3]
+    ahead.close()
+
+
+async def test_a_size_that_lies_gives_a_head_not_a_whole_blob(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path)
+    ids = await _sized(store, [300_000])
+    ahead = HeadReadAhead(store, ids, [4096])  # the row says 4 KB; the blob is 300 KB
+    head = await ahead.head(0)
+    assert head is not None and len(head) < 300_000
+    assert not ahead.whole(0, head)  # so the reader asks the store for the rest
+    ahead.close()

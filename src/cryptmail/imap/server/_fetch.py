@@ -92,6 +92,8 @@ async def open_current(
     row: MessageRow,
     key: CachedKey | None = None,
     head: bytes | None = None,
+    *,
+    whole: bool = False,
 ) -> tuple[MessageRow, OpenedBlob]:
     """Open the row's blob; if it is gone, re-read the row once and open its new blob.
 
@@ -108,6 +110,7 @@ async def open_current(
             payload_key=key.payload_key if key else None,
             expect_sealed=row.sealed,
             head=head,
+            whole=whole,
         )
     except BlobMissing:
         async with selected.context.engine.connect() as conn:
@@ -288,9 +291,11 @@ class MessageFetch:
         uid: int,
         *,
         head: bytes | None = None,
+        whole: bool = False,
     ) -> None:
         self._session = session
         self._head = head
+        self._whole = whole
         self._selected = selected
         self._row = selected.rows[uid]
         self._uid = uid
@@ -305,7 +310,9 @@ class MessageFetch:
     async def _open(self) -> OpenedBlob:
         if self._opened is None:
             key = self._facts.key if self._facts else None
-            self._row, self._opened = await open_current(self._selected, self._row, key, self._head)
+            self._row, self._opened = await open_current(
+                self._selected, self._row, key, self._head, whole=self._whole
+            )
             self._head = None
         return self._opened
 
@@ -561,11 +568,16 @@ class MessageFetch:
                 self._binary_stream(plan) if isinstance(plan, _BinarySlot) else self._stream(plan)
             )
             async for data in pieces:
-                out += data
-                if not small:
+                if small:
+                    out += data
+                    continue
+                # A big literal's pieces go to the socket as they are, not through `out`:
+                # two copies of every byte saved.
+                if out:
                     await self._session.send(bytes(out))
                     out.clear()
-                    await self._session.drain()
+                await self._session.send(data)
+                await self._session.drain()
         if len(out) >= _JOINED:
             await self._session.send(bytes(out))
             out.clear()

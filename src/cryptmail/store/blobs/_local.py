@@ -70,6 +70,23 @@ def _zero_and_unlink(path: Path) -> int:
     return size
 
 
+def _read_upto(fd: int, length: int) -> bytes:
+    """Up to `length` bytes from the start of `fd`: fewer only at the end of the file
+    (a read may return less than asked before that, so read again)."""
+    data = os.read(fd, length)
+    if len(data) == length or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = os.read(fd, length - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
 def _writer_pid(name: str) -> int | None:
     """The pid in a tmp/ name (`<id>.<pid>` or `<id>.deleted.<pid>`); None for others."""
     head, _, pid = name.rpartition(".")
@@ -224,13 +241,18 @@ class LocalBlobStore:
         return await run_blocking(self._read, blob_id, offset, length)
 
     def _read_heads(self, blob_ids: Sequence[BlobId], length: int) -> dict[BlobId, bytes]:
+        # os.open and os.read, not open(): a buffered file object per blob cost more than
+        # the read itself from the page cache.
         heads = {}
         for blob_id in blob_ids:
             try:
-                with open(self.path_of(blob_id), "rb") as f:
-                    heads[blob_id] = f.read(length)
+                fd = os.open(self.path_of(blob_id), os.O_RDONLY)
             except FileNotFoundError:
                 continue
+            try:
+                heads[blob_id] = _read_upto(fd, length)
+            finally:
+                os.close(fd)
         return heads
 
     @timed("read")

@@ -10,6 +10,7 @@ import hashlib
 import imaplib
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,51 @@ def test_unreadable_messages_are_left_out_and_the_rest_arrive(rig: ImapRig) -> N
     assert typ == "OK" and data[0][1] == messages[0]
     imap.logout()
     assert _digests(paths) == before
+
+
+def _big(user: int, index: int, size: int) -> bytes:
+    # Bytes that differ per user and message, so a body sent to the wrong session shows.
+    seed = hashlib.sha256(b"%d/%d" % (user, index)).hexdigest().encode()
+    lines = (size // 78) + 1
+    body = b"".join(seed[:64] + b" %010d\r\n" % n for n in range(lines))
+    return b"Subject: big %d/%d\r\nMessage-ID: <b%d.%d@example.org>\r\n\r\n%s" % (
+        user, index, user, index, body,
+    )  # fmt: skip
+
+
+def test_big_bodies_are_byte_exact_for_several_users_reading_at_once(rig: ImapRig) -> None:
+    # Sizes around the read-ahead's limits: read whole with their batch (4 KB to 900 KB,
+    # more than one batch's budget in all), and past WHOLE_BELOW, streamed by range.
+    sizes = [4_000, 200_000, 200_000, 200_000, 900_000, 200_000, 1_300_000, 200_000, 70_000]
+    users = [USER, "bob@example.org", "carol@example.org"]
+    for email in users[1:]:
+        rig.add_user(email, PASSWORD)
+    sent = {
+        email: [_big(u, i, size) for i, size in enumerate(sizes)] for u, email in enumerate(users)
+    }
+    for email, messages in sent.items():
+        for data in messages:
+            rig.deliver(data, email)
+
+    def read(email: str, session: int) -> None:
+        imap = imaplib.IMAP4("127.0.0.1", rig.port)
+        imap.login(email, PASSWORD)
+        imap.select("INBOX", readonly=True)
+        for _ in range(2):  # the first pass indexes, the second reads cached facts
+            typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
+            assert typ == "OK"
+            assert _bodies(data) == dict(enumerate(sent[email], start=1)), (email, session)
+        typ, data = imap.fetch("2:*", "(BODY.PEEK[TEXT]<1000.150000>)")
+        assert typ == "OK"
+        expected = {
+            n: m.partition(b"\r\n\r\n")[2][1000:151_000]
+            for n, m in enumerate(sent[email], start=1)
+            if n >= 2
+        }
+        assert _bodies(data) == expected
+        imap.logout()
+
+    with ThreadPoolExecutor(len(users) * 3) as pool:
+        futures = [pool.submit(read, email, s) for email in users for s in range(3)]
+        for future in futures:
+            future.result()

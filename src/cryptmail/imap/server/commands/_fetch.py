@@ -101,8 +101,12 @@ async def fetch(session: Session, command: Fetch) -> bytes:
     failed = expunged = False
     heads: HeadReadAhead | None = None
     if len(targets) > 1 and reads_blob(items):
-        blob_ids = [selected.rows[uid].blob_id for _seq, uid in targets]
-        heads = HeadReadAhead(selected.context.blobs, blob_ids)
+        rows = [selected.rows[uid] for _seq, uid in targets]
+        heads = HeadReadAhead(
+            selected.context.blobs,
+            [row.blob_id for row in rows],
+            [row.size_rounded for row in rows],
+        )
     out = bytearray()
     try:
         for position, (seq, uid) in enumerate(targets):
@@ -110,7 +114,8 @@ async def fetch(session: Session, command: Fetch) -> bytes:
             if uid in newly_seen and FetchAttribute("FLAGS") not in items:
                 message_items = (*items, FetchAttribute("FLAGS"))
             head = await heads.head(position) if heads is not None else None
-            response = MessageFetch(session, selected, seq, uid, head=head)
+            whole = head is not None and heads is not None and heads.whole(position, head)
+            response = MessageFetch(session, selected, seq, uid, head=head, whole=whole)
             try:
                 await response.build(message_items, with_modseq=with_modseq)
             except MessageNotFound:  # another session expunged it: no corruption
