@@ -12,6 +12,8 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 
+from loop_thread import stop_loop_thread
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -70,8 +72,7 @@ class SmtpSink:
 
         self.drop_held()
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        stop_loop_thread(self._loop, self._thread)
 
     def drop_held(self) -> None:
         """End the held sessions without an answer and stop holding from now on."""

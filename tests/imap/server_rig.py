@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptmail.secret import Password
 from cryptmail.store import ChangeBus, deliver_message, ensure_default_mailboxes
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import add_domain, get_user
+from loop_thread import start_loop_thread, stop_loop_thread
 
 PASSWORD = "p%ss \"word' 1"
 UTF8_PASSWORD = "pä%ss \"wörd' ✓"
@@ -73,9 +73,7 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
     config = load_config(
         None, data_dir=str(tmp_path / "data"), **{"crypto.argon2.memory_kib": 19456}, **overrides
     )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
+    loop, thread = start_loop_thread()
 
     async def setup() -> tuple[ImapListener, AsyncEngine, LocalBlobStore]:
         engine = create_engine(config.database_url)
@@ -108,5 +106,4 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
     finally:
         asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(30)
         asyncio.run_coroutine_threadsafe(engine.dispose(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+        stop_loop_thread(loop, thread)

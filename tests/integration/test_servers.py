@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from loop_thread import stop_loop_thread
+
 from .conftest import PostfixFactory
 from .servers import LOOPBACK, Database, MariaDB, Postgres, SeaweedFS, free_port
 
@@ -171,8 +173,7 @@ class LmtpSink:
             await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        stop_loop_thread(self._loop, self._thread)
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[Delivery]:
         with self._changed:

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import socket
 import ssl
-import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from cryptmail.keys import CredentialWatcher, LoginThrottle, create_user
 from cryptmail.managesieve import ManagesieveListener, make_managesieve_context
 from cryptmail.secret import Password
 from cryptmail.users import add_domain, get_user
+from loop_thread import start_loop_thread, stop_loop_thread
 
 PASSWORD = "p%ss word' 1"
 USER = "alice@example.org"
@@ -121,9 +121,7 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[SieveRig]:
         data_dir=str(tmp_path / "data"),
         **{"crypto.argon2.memory_kib": 19456, "sieve.max_script_size": 65536, **overrides},
     )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
+    loop, thread = start_loop_thread()
 
     async def setup() -> SieveRig:
         engine = create_engine(config.database_url)
@@ -150,8 +148,7 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[SieveRig]:
         if watcher is not None:
             asyncio.run_coroutine_threadsafe(watcher.close(), loop).result(30)
         asyncio.run_coroutine_threadsafe(rig.engine.dispose(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+        stop_loop_thread(loop, thread)
 
 
 @pytest.fixture

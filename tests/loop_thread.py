@@ -1,0 +1,24 @@
+"""An asyncio loop run in a thread of its own, for test servers that sync clients
+(imaplib, poplib, sievelib) talk to."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+
+def start_loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    return loop, thread
+
+
+def stop_loop_thread(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Stop the loop and close it: an unclosed loop keeps its epoll descriptor and its
+    wake-up socket pair, three descriptors a test, until a long run runs out of them."""
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    if not thread.is_alive():
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
