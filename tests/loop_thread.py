@@ -20,5 +20,4 @@ def stop_loop_thread(loop: asyncio.AbstractEventLoop, thread: threading.Thread) 
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
     if not thread.is_alive():
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
+        loop.close()  # callable from inside another running loop (an async test)
