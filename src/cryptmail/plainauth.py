@@ -29,12 +29,15 @@ class PlainRejected(ValueError):
 
 
 @dataclass(frozen=True, repr=False)
-class PlainResponse:
+class Credentials:
+    """A user name and password to check: from a PLAIN response, or from a protocol's
+    own login (POP3 USER/PASS, SASL LOGIN). No repr: it would show the password."""
+
     address: str
     password: Password
 
 
-def parse_plain(response: bytes) -> PlainResponse:
+def parse_plain(response: bytes) -> Credentials:
     """The user name and password of a decoded PLAIN response. Raises PlainRejected:
     not three fields or no user name ("malformed"), a field over MAX_FIELD ("too
     long"), a user name or password that is not UTF-8, or an authorization identity
@@ -52,4 +55,4 @@ def parse_plain(response: bytes) -> PlainResponse:
         raise PlainRejected("not UTF-8") from None
     if authzid and authzid != authcid:
         raise PlainRejected("another user")
-    return PlainResponse(address, Password(secret))
+    return Credentials(address, Password(secret))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from cryptmail.plainauth import Credentials
 from cryptmail.sasl._mechanisms import (
     Challenge,
-    Credentials,
     Login,
     MechanismError,
     Plain,

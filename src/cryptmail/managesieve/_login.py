@@ -24,8 +24,7 @@ from cryptmail.db import UserId
 from cryptmail.errors import AuthenticationFailed, KdfBusy, StoreUnavailable, TooManyAttempts
 from cryptmail.keys import LoginThrottle, read_generation_of, verify_login
 from cryptmail.managesieve._wire import no
-from cryptmail.plainauth import PlainRejected, parse_plain
-from cryptmail.secret import Password
+from cryptmail.plainauth import Credentials, PlainRejected, parse_plain
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +40,6 @@ class LoginRefused(Exception):
     def __init__(self, reply: bytes) -> None:
         super().__init__("login refused")
         self.reply = reply
-
-
-@dataclass(frozen=True)
-class Credentials:
-    address: str
-    password: Password
 
 
 @dataclass(frozen=True)
@@ -70,7 +63,7 @@ def plain_credentials(response: bytes) -> Credentials:
         plain = parse_plain(data)
     except PlainRejected:
         raise LoginRefused(FAILED) from None
-    return Credentials(plain.address, plain.password)
+    return plain
 
 
 async def log_in(

@@ -12,16 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.errors import AuthenticationFailed, KdfBusy, TooManyAttempts
 from cryptmail.keys import LoginThrottle, UnlockedAccount, UnlockedAccounts
-from cryptmail.plainauth import PlainRejected, parse_plain
+from cryptmail.plainauth import Credentials, PlainRejected, parse_plain
 from cryptmail.pop3._wire import err
-from cryptmail.secret import Password
 from cryptmail.store import create_default_mailboxes
 
 log = logging.getLogger(__name__)
@@ -41,12 +39,6 @@ class LoginRefused(Exception):
         self.reply = reply
 
 
-@dataclass(frozen=True)
-class Credentials:
-    address: str
-    password: Password
-
-
 def plain_credentials(response: str) -> Credentials:
     """The SASL PLAIN response (RFC 4616), base64 as the client sent it; LoginRefused
     with the one answer for anything malformed, so nothing is learnt from it."""
@@ -58,7 +50,7 @@ def plain_credentials(response: str) -> Credentials:
         plain = parse_plain(data)
     except PlainRejected:
         raise LoginRefused(FAILED) from None
-    return Credentials(plain.address, plain.password)
+    return plain
 
 
 async def log_in(

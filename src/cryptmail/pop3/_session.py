@@ -26,10 +26,10 @@ from cryptmail.config import Config
 from cryptmail.errors import MessageNotFound, StoreError
 from cryptmail.keys import LoginThrottle, UnlockedAccount, UnlockedAccounts
 from cryptmail.listening import ConnectionCounts
+from cryptmail.plainauth import Credentials
 from cryptmail.pop3._login import (
     FAILED,
     PRIVACY,
-    Credentials,
     LoginRefused,
     log_in,
     plain_credentials,

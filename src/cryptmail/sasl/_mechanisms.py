@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from cryptmail.plainauth import MAX_FIELD, PlainRejected, parse_plain
+from cryptmail.plainauth import MAX_FIELD, Credentials, PlainRejected, parse_plain
 from cryptmail.secret import Password
 
 MECHANISMS: Final = (("PLAIN", "plaintext"), ("LOGIN", "plaintext"))
@@ -19,12 +19,6 @@ so a client that asks for `noplaintext` (Postfix before TLS) does not offer them
 
 class MechanismError(ValueError):
     """A response the mechanism cannot use; the message is safe to log (no secret)."""
-
-
-@dataclass(frozen=True, repr=False)
-class Credentials:
-    address: str
-    password: Password
 
 
 @dataclass(frozen=True)
@@ -53,7 +47,7 @@ class Plain:
             raise MechanismError(str(exc)) from None
         if not plain.password:
             raise MechanismError("the password is empty")
-        return Credentials(plain.address, plain.password)
+        return plain
 
 
 class Login:
