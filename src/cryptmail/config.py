@@ -72,6 +72,10 @@ class Argon2Config(Argon2Params):
     max_queued: int = 32
     """Derivations waiting for a free place; beyond that a login is refused at once
     (IMAP `NO [UNAVAILABLE]`, web 503 with Retry-After) instead of queueing without end."""
+    process_idle_s: float = 60.0
+    """`serve` runs each derivation in a small hashing process (an interpreter with only
+    argon2-cffi, started on demand), so its own memory does not grow by memory_kib per
+    login; one exits after this many idle seconds. 0: derivations run in the server."""
 
 
 @dataclass(frozen=True)
@@ -576,6 +580,8 @@ def _check(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: imap.tls_cert and imap.tls_key go together")
     if a.max_queued < 0:
         raise ConfigError(f"{source}: crypto.argon2.max_queued must be >= 0")
+    if a.process_idle_s < 0:
+        raise ConfigError(f"{source}: crypto.argon2.process_idle_s must be >= 0 (0: no process)")
     if config.urlauth.max_urls_per_user < 1:
         raise ConfigError(f"{source}: urlauth.max_urls_per_user must be >= 1")
     if config.imap.max_connections < 1:

@@ -7,6 +7,7 @@
     │   ├── MalformedObject         a stored object's header cannot be parsed
     │   ├── KdfParametersRefused    stored Argon2 parameters above the configured ceiling
     │   └── KdfBusy                 transient: the Argon2 queue is full; retry in a moment
+    │       └── KdfUnavailable      transient: a hashing process died during the derivation
     ├── DatabaseError               the database refused a statement (driver error chained)
     │   └── DatabaseConflict        a unique or foreign-key constraint refused a write
     ├── DovecotFormatError
@@ -106,6 +107,20 @@ class KdfBusy(CryptoError):
         super().__init__(
             "the password derivation queue is full (crypto.argon2.max_queued); "
             "too many logins at once, try again in a moment"
+        )
+
+
+class KdfUnavailable(KdfBusy):
+    """Transient: the hashing process died during the derivation (killed, out of memory).
+
+    A KdfBusy, so every login path already answers it as a temporary failure; the next
+    derivation starts a new hashing process (`cryptmail.hashing`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.args = (
+            "the password hashing process ended during the derivation; try again "
+            "(the next login starts a new one)",
         )
 
 

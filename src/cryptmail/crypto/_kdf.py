@@ -1,10 +1,13 @@
-"""Argon2id (RFC 9106) for key slots, with parameters stored beside each slot."""
+"""Argon2id (RFC 9106) for key slots, with parameters stored beside each slot.
+
+The computation goes through `cryptmail.hashing`: in `serve` it runs in a hashing process."""
 
 from __future__ import annotations
 
-from argon2.low_level import Type, hash_secret_raw
+from argon2.low_level import Type
 
 from cryptmail.config import Argon2Params
+from cryptmail.hashing import hash_secret_raw
 
 
 def derive_key(secret: bytes, salt: bytes, params: Argon2Params) -> bytes:

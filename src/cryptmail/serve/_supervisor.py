@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.concurrency import kdf_load, run_blocking
 from cryptmail.config import LOG_FORMAT, Config
 from cryptmail.errors import ConfigError, StoreUnavailable
+from cryptmail.hashing import use_hashing_processes, use_this_process
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
 from cryptmail.managesieve import ManagesieveListener, make_managesieve_context
@@ -237,6 +238,9 @@ async def run_server(
     before anything runs) while they last, then new interpreters."""
     forbid_core_dumps()  # before any key is unlocked in this process
     keep_out_of_swap()
+    if config.crypto.argon2.process_idle_s > 0:
+        # Argon2's memory (46 MiB a login by default) in small child processes, not here.
+        use_hashing_processes(config.crypto.argon2.process_idle_s)
     # Off the loop: building an S3 client imports boto3 and reads its data files (~0.3 s).
     blobs = await run_blocking(open_blob_store, config)
     metrics = None
@@ -365,6 +369,7 @@ async def _run(
         # A listener that failed to start, or a cancelled server: stop what runs.
         shutdown.set()
         await _stop_all(started)
+        use_this_process()  # the hashing processes exit (end of input)
 
 
 async def _watch(listener: Listener, shutdown: asyncio.Event) -> None:

@@ -14,9 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from argon2 import Type, low_level, profiles
+from argon2 import Type, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from cryptmail import hashing
 from cryptmail.config import Argon2Params
 from cryptmail.errors import MalformedPasswordHash
 
@@ -126,7 +127,7 @@ def verify_argon2(parsed: Argon2Hash, password: bytes) -> bool:
         MalformedPasswordHash: the Argon2 library refused the string's parameters.
     """
     try:
-        low_level.verify_secret(parsed.encoded.encode("ascii"), password, _TYPES[parsed.variant])
+        hashing.verify_secret(parsed.encoded.encode("ascii"), password, _TYPES[parsed.variant])
     except VerifyMismatchError:
         return False
     except (VerificationError, InvalidHashError) as exc:
@@ -160,7 +161,7 @@ def _hash_argon2_with_salt(
 ) -> str:
     """Test seam: a PHC string with a chosen salt."""
     _check_cost(params)
-    encoded = low_level.hash_secret(
+    encoded = hashing.hash_secret(
         password,
         salt,
         time_cost=params.time_cost,
