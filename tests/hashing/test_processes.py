@@ -150,7 +150,11 @@ def test_no_secret_in_the_childs_arguments_or_environment(
     for needle in (SECRET, b"only-on-the-pipe", b"do-not-pass-on", b"CRYPTMAIL"):
         assert needle not in cmdline
         assert needle not in environ
-    assert cmdline.split(b"\0")[1:3] == [b"-I", str(hashing._processes.CHILD_SCRIPT).encode()]
+    assert cmdline.split(b"\0")[1:4] == [
+        b"-I",
+        b"-S",
+        str(hashing._processes.CHILD_SCRIPT).encode(),
+    ]
     assert Path(f"/proc/{pid}/comm").read_text().strip() == "cryptmail-hash"
 
 

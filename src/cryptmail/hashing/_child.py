@@ -1,8 +1,10 @@
 """The hashing process: Argon2 for the server, in an interpreter that imports nothing else.
 
-Started by `cryptmail.hashing._processes` as `python -I <this file> IDLE_SECONDS` (run by
-path, not as a module, so no cryptmail package and none of its imports are loaded: the
-process costs an interpreter and argon2-cffi, plus the Argon2 memory while it runs).
+Started by `cryptmail.hashing._processes` as `python -I -S <this file> IDLE_SECONDS DIR...`
+(run by path, not as a module, so no cryptmail package and none of its imports are
+loaded; -S skips `site` and its .pth files, the DIRs being where argon2-cffi and cffi
+live: the process costs an interpreter and argon2-cffi, about 9 MiB, plus the Argon2
+memory while it runs).
 One request at a time on stdin, one answer on stdout, framed as `_processes` writes
 them; exits on end of input or after IDLE_SECONDS without a request. The arguments and
 the environment hold no secret: the password arrives only on the pipe.
@@ -19,19 +21,12 @@ import select
 import struct
 import sys
 
-from argon2 import Type, low_level
-from argon2.exceptions import (
-    HashingError,
-    InvalidHashError,
-    VerificationError,
-    VerifyMismatchError,
-)
-
 OP_RAW, OP_ENCODED, OP_VERIFY = 0, 1, 2
 OK, MISMATCH, VERIFICATION_ERROR, INVALID_HASH, HASHING_ERROR, BAD_REQUEST = range(6)
 _MAX_REQUEST = 1 << 20
 _PR_SET_DUMPABLE = 4
 _PR_SET_NAME = 15
+_M_MMAP_THRESHOLD = -3
 NAME = b"cryptmail-hash"
 _MCL_CURRENT, _MCL_FUTURE, _MCL_ONFAULT = 1, 2, 4
 
@@ -43,6 +38,13 @@ def _harden() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     libc.prctl(_PR_SET_NAME, ctypes.c_char_p(NAME), 0, 0, 0)  # for ps and the operator
+    # A fixed mmap threshold: Argon2's block matrix (MiBs) always gets its own mmap and
+    # goes back to the kernel when freed. glibc's threshold otherwise rises to the size
+    # of the last freed block (up to 32 MiB), and a 19 MiB matrix then stayed on the heap:
+    # 28 MiB PSS kept by an idle hashing process after a burst of logins.
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
     soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     if soft == resource.RLIM_INFINITY or os.geteuid() == 0:
         libc.mlockall(_MCL_CURRENT | _MCL_FUTURE | _MCL_ONFAULT)
@@ -88,6 +90,14 @@ class _Fields:
 
 
 def _answer(buf: bytearray) -> tuple[int, bytes]:
+    from argon2 import Type, low_level  # imported at the start by main, from its DIRs
+    from argon2.exceptions import (
+        HashingError,
+        InvalidHashError,
+        VerificationError,
+        VerifyMismatchError,
+    )
+
     op = buf[0]
     fields = _Fields(buf)
     try:
@@ -116,7 +126,10 @@ def _answer(buf: bytearray) -> tuple[int, bytes]:
         return BAD_REQUEST, str(exc).encode()
 
 
-def main(idle_s: float) -> int:
+def main(idle_s: float, paths: list[str]) -> int:
+    sys.path[:0] = paths
+    import argon2.low_level  # noqa: F401 - now, not at the first request
+
     _harden()
     while True:
         ready, _w, _x = select.select([0], [], [], idle_s)
@@ -139,4 +152,4 @@ def main(idle_s: float) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(float(sys.argv[1])))
+    sys.exit(main(float(sys.argv[1]), sys.argv[2:]))
