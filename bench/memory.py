@@ -34,6 +34,7 @@ import contextlib
 import imaplib
 import os
 import resource
+import signal
 import statistics
 import sys
 import tempfile
@@ -212,6 +213,39 @@ async def _delivery_to_idle_ms(
     return (statistics.median(delays), max(delays)) if delays else (float("nan"), float("nan"))
 
 
+def _login_ms(port: int, user: str) -> float:
+    """Milliseconds of one LOGIN (a user's first: its Argon2id runs)."""
+    client = imaplib.IMAP4("127.0.0.1", port)
+    start = time.monotonic()
+    client.login(user, PASSWORD)
+    elapsed = (time.monotonic() - start) * 1000
+    client.logout()
+    return elapsed
+
+
+def _hashers(server_pid: int) -> list[int]:
+    found = []
+    for p in tree_pids(server_pid):
+        with contextlib.suppress(OSError):
+            if _name(p) == "cryptmail-hash":
+                found.append(p)
+    return found
+
+
+def _login_ms_cold(server_pid: int, port: int, user: str) -> float:
+    """`_login_ms` after the server's hashing processes were ended (as after their idle
+    minute): the login pays for starting one."""
+    for p in _hashers(server_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _hashers(server_pid):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return _login_ms(port, user)
+
+
 def _fetch_all(port: int, user: str) -> int:
     client = imaplib.IMAP4("127.0.0.1", port)
     client.login(user, PASSWORD)
@@ -286,6 +320,14 @@ async def _measure(args: argparse.Namespace, data_dir: Path) -> None:
         for p, name, peak in peaks:
             print(f"  {p:>8} {name:<16} {peak:7.1f} MiB")
         summary["peak"] = max(peak for _p, _n, peak in peaks)
+        # The first login above started the hashing process; these two do the same work,
+        # the first after the hashing processes were stopped, the second with one running.
+        cold = _login_ms_cold(pid, ports["imap"], users[1])
+        warm = _login_ms(ports["imap"], users[2])
+        print(
+            f"\nfirst login of a user: {cold:.0f} ms with no hashing process, {warm:.0f} ms "
+            f"with one idle ({cold / warm:.2f}x)"
+        )
         # Per connection: against the PSS after the FETCH, which the connections share.
         base = sum(pss for _p, _n, pss in tree_pss(pid))
         summary["base"] = base
