@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cryptmail"
 ALLOWED: dict[str, set[str]] = {
     "crypto": set(),
     "metrics": set(),
+    "hashing": set(),
     "db": set(),
     "users": {"db"},
     "keys": {"crypto", "db", "users"},

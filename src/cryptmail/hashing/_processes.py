@@ -54,8 +54,12 @@ def _library_dirs() -> list[str]:
     `site`, whose .pth files imported certifi and pathlib here: 5 MiB and a third of its
     start) and gets these on its path instead."""
     dirs: list[str] = []
-    for name in ("argon2", "_argon2_cffi_bindings", "_cffi_backend"):
-        spec = importlib.util.find_spec(name)
+    specs = (
+        importlib.util.find_spec("argon2"),
+        importlib.util.find_spec("_argon2_cffi_bindings"),
+        importlib.util.find_spec("_cffi_backend"),
+    )
+    for spec in specs:
         if spec is None or spec.origin is None:
             continue
         origin = Path(spec.origin)
