@@ -127,6 +127,7 @@ LMTP_ALLOWED = {
         "delivery checks no password: neither the throttle nor the Argon2 queue is met",
         E.TooManyAttempts,
         E.KdfBusy,
+        E.KdfUnavailable,
     ),
     **_allow(
         "a script that does not compile or fails while running is an implicit keep into "
@@ -167,7 +168,7 @@ def _instance(klass: type[CryptmailError]) -> CryptmailError:
         return klass("a fixed reason", tag="a1")
     if issubclass(klass, E.InputTooLarge):
         return klass("too large", tag="a1", limit=10, recoverable=True)
-    if klass is E.DecryptionFailed or klass is E.AuthenticationFailed:
+    if klass in (E.DecryptionFailed, E.AuthenticationFailed, E.KdfUnavailable):
         return klass()
     if klass is E.TooManyAttempts or klass is E.KdfBusy:
         return klass(3.0)
