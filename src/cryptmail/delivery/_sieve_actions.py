@@ -101,6 +101,11 @@ class SieveCopy:
             return self._whole
         if not whole and self._head is not None:
             return self._head
+        if not whole:
+            head = self.spool.head()
+            if head is not None:
+                self._head = head
+                return head
         parts: list[bytes] = []
         # aclosing: a header-only read stops early and must close the spool file now.
         source = cast(AsyncGenerator[bytes, None], self.spool.chunks())  # an async def
