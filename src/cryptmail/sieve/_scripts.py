@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, TypeVar
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config
@@ -382,14 +382,18 @@ class ActiveScript:
         return _open_body(_cipher(), self.user_id, self.row_id, self.body_sealed, self.name_lookup)
 
 
+# Built once: LMTP runs it for every recipient, and building it cost more than running it.
+_ACTIVE: Final = (
+    select(_s.c.id, _s.c.name_lookup, _s.c.body_sealed)
+    .where(_s.c.user_id == bindparam("user_id"), _s.c.active.is_(True))
+    .order_by(_s.c.id)
+)
+
+
 def read_active_sync(conn: Connection, user_id: UserId) -> ActiveScript | None:
     """The user's active script row, sealed; None if none is active. One SELECT, for a
     caller's transaction (delivery reads it with the recipient, at RCPT)."""
-    rows = conn.execute(
-        select(_s.c.id, _s.c.name_lookup, _s.c.body_sealed)
-        .where(_s.c.user_id == user_id, _s.c.active.is_(True))
-        .order_by(_s.c.id)
-    ).all()
+    rows = conn.execute(_ACTIVE, {"user_id": user_id}).all()
     if not rows:
         return None
     if len(rows) > 1:
