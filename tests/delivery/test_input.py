@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cryptmail.delivery._input import LineTooLong, LmtpInput
+from cryptmail.delivery._input import LineTooLong, LmtpInput, find_line_start_dot
 
 
 class _Pieces:
@@ -146,3 +146,20 @@ async def test_readline_just_over_the_limit_within_one_read() -> None:
     with pytest.raises(LineTooLong):
         await lmtp.readline(12)
     assert await lmtp.readline(12) == b"QUIT\r\n"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"\r\n.", b"a", b".."]), max_size=60),
+    st.integers(min_value=0, max_value=8),
+)
+def test_find_line_start_dot_is_the_plain_find(parts: list[bytes], start: int) -> None:
+    """The dot-first search answers what `bytearray.find(b"\\r\\n.")` answers, for
+    content with no dots, few, and more than it checks one by one."""
+    buffer = bytearray(b"".join(parts))
+    assert find_line_start_dot(buffer, start) == buffer.find(b"\r\n.", start)
+
+
+def test_find_line_start_dot_after_many_dots_mid_line() -> None:
+    text = bytearray(b"a. b. c. d. e. f. g. h. i. j.\r\n..x\r\n.\r\n")
+    assert find_line_start_dot(text) == text.find(b"\r\n.") == 29

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import load_config
@@ -20,7 +20,14 @@ from cryptmail.db import UserId
 from cryptmail.db import tables as t
 from cryptmail.delivery import SieveDelivery, SieveSetup, delivery_headers, load_sieve_setup
 from cryptmail.errors import ConfigError
-from cryptmail.sieve import SieveSettings, compile_script
+from cryptmail.sieve import (
+    ScriptLimits,
+    SieveSettings,
+    compile_script,
+    put_script,
+    read_active_sync,
+    set_active,
+)
 from smtp_sink import SmtpSink
 
 from .conftest import MakeRig, Rig
@@ -42,7 +49,7 @@ def _sieve(
 ) -> object:
     scripts = user_scripts if user_scripts is not None else {}
 
-    async def load(engine: AsyncEngine, user_id: UserId) -> str | None:
+    def load(conn: Connection, user_id: UserId) -> str | None:
         return scripts.get(int(user_id))
 
     setup = SieveSetup(
@@ -314,3 +321,46 @@ def test_a_global_script_that_does_not_compile_stops_the_start(tmp_path: Path) -
     config = load_config(None, **{"sieve.after": str(script)})
     with pytest.raises(ConfigError, match="line 4"):
         load_sieve_setup(config)
+
+
+async def test_the_sealed_store_compiles_once_per_version_and_a_bad_row_defers(
+    rig_factory: MakeRig,
+) -> None:
+    """With the sealed script store (`read_active_sync`, as `serve` wires it): a new
+    version of the active script runs from the next delivery on; a row that does not
+    open answers 451 for its recipient only and stores nothing for them."""
+    setup = SieveSetup(settings=SieveSettings(recipient_delimiter="+"))
+    made: list[SieveDelivery] = []
+
+    def sieve(engine: AsyncEngine) -> SieveDelivery:
+        made.append(SieveDelivery(engine, setup, read_active_sync))
+        return made[0]
+
+    rig = await rig_factory(sieve=sieve)
+    alice = (await rig.add_user("alice@example.org")).user.id
+    bob = (await rig.add_user("bob@example.org")).user.id
+    limits = ScriptLimits()
+    await put_script(rig.engine, alice, "s", 'require "fileinto"; fileinto "Junk";', limits)
+    await set_active(rig.engine, alice, "s")
+    await asyncio.to_thread(_send, rig.port, "alice@example.org", HAM)
+    await put_script(rig.engine, alice, "s", 'require "fileinto"; fileinto "Archive";', limits)
+    await asyncio.to_thread(_send, rig.port, "alice@example.org", b"X-N: 1\r\n" + HAM)
+    assert len(await rig.messages("alice@example.org", "junk")) == 1
+    assert len(await rig.messages("alice@example.org", "archive")) == 1
+
+    # Bob's text sealed into alice's row: it does not open.
+    await put_script(rig.engine, bob, "s", "discard;", limits)
+    async with rig.engine.begin() as conn:
+        s = t.cm_sieve_scripts
+        bobs = (await conn.execute(select(s.c.body_sealed).where(s.c.user_id == bob))).scalar_one()
+        await conn.execute(update(s).where(s.c.user_id == alice).values(body_sealed=bobs))
+    before = await _rows(rig)
+    replies = await asyncio.to_thread(
+        _transaction,
+        rig.port,
+        "a@example.net",
+        ["alice@example.org", "bob@example.org"],
+        b"X-N: 2\r\n" + HAM,
+    )
+    assert replies[0].startswith(b"451 4.3.0") and replies[1].startswith(b"250")
+    assert await _rows(rig) == before + 1  # bob's copy (no script active for him)

@@ -4,6 +4,11 @@ differential test (tests/integration/test_sieve_pigeonhole.py)."""
 
 from __future__ import annotations
 
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cryptmail.sieve import (
     CompiledScript,
     DuplicateMark,
@@ -20,6 +25,7 @@ from cryptmail.sieve import (
     normalize_flags,
     run_scripts,
 )
+from cryptmail.sieve._match import Matcher
 
 MESSAGE = (
     b"From: Alice <alice@example.net>\r\nTo: bob@example.org\r\nSubject: hi\r\n"
@@ -200,3 +206,27 @@ def test_regex_built_at_run_time_that_does_not_compile_is_an_error() -> None:
         'require ["variables", "regex"]; set "p" "(";if header :regex "subject" "${p}" { discard; }'
     )
     assert _run(text).errors
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet="aAbBÄäß. -", max_size=8),
+    st.lists(st.text(alphabet="aAbBÄäß. -", max_size=4), min_size=1, max_size=3),
+    st.sampled_from([":is", ":contains"]),
+    st.sampled_from(["", ' :comparator "i;ascii-casemap"', ' :comparator "i;octet"']),
+)
+def test_is_and_contains_answer_as_the_matcher_does(
+    value: str, keys: list[str], match_type: str, comparator: str
+) -> None:
+    """The folded-key path of :is and :contains (i;ascii-casemap folds ASCII only)
+    against Matcher.match, and against the same test run with variables, which the
+    path leaves to Matcher."""
+    matcher = Matcher(comparator.split('"')[1] if comparator else "i;ascii-casemap", match_type)
+    expected = any(matcher.match(value.strip(), key)[0] for key in keys)
+    quoted = ", ".join(json.dumps(k, ensure_ascii=False) for k in keys)
+    test = f'header {match_type}{comparator} "x-test" [{quoted}]'
+    message = f"X-Test: {value}\r\n\r\nbody\r\n".encode()
+    plain = _run(f"if {test} {{ discard; }}", message=message)
+    with_variables = _run(f'require "variables"; if {test} {{ discard; }}', message=message)
+    assert (not plain.actions) is expected
+    assert (not with_variables.actions) is expected

@@ -31,6 +31,7 @@ from cryptmail.sieve import (
     list_scripts,
     load_active_script,
     put_script,
+    read_active_script,
     rename_script,
     set_active,
 )
@@ -76,6 +77,36 @@ async def test_replace_keeps_the_active_flag(engine: AsyncEngine) -> None:
     await put_script(engine, ALICE, "main", "discard;\n", LIMITS)
     assert await load_active_script(engine, ALICE) == "discard;\n"
     assert [s.active for s in await list_scripts(engine, ALICE)] == [True]
+
+
+async def test_the_active_row_is_read_sealed_and_its_digest_names_each_write(
+    engine: AsyncEngine,
+) -> None:
+    """Delivery keeps compiled scripts by digest: every write (even of the same text),
+    a rename, another script made active give a new digest; nothing else does."""
+    assert await read_active_script(engine, ALICE) is None
+    await put_script(engine, ALICE, "a", SECRET_WORDS, LIMITS)
+    await set_active(engine, ALICE, "a")
+    first = await read_active_script(engine, ALICE)
+    assert first is not None and first.open() == SECRET_WORDS
+    assert b"zebra-lasagne" not in first.body_sealed
+    assert "zebra" not in repr(first)
+    again = await read_active_script(engine, ALICE)
+    assert again is not None and again.digest == first.digest
+    digests = [first.digest]
+    for change in (
+        put_script(engine, ALICE, "a", SECRET_WORDS, LIMITS),  # the same text, sealed anew
+        rename_script(engine, ALICE, "a", "b"),
+        put_script(engine, ALICE, "c", SECRET_WORDS, LIMITS),  # not active: no change
+        set_active(engine, ALICE, "c"),
+    ):
+        await change
+        found = await read_active_script(engine, ALICE)
+        assert found is not None and found.open() == SECRET_WORDS
+        digests.append(found.digest)
+    assert digests[3] == digests[2]
+    assert len(set(digests)) == 4
+    assert await read_active_script(engine, BOB) is None
 
 
 async def test_one_active_at_most(engine: AsyncEngine) -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cryptmail.store import Spool, sweep_spools
 
 MARKER = b"spool-marker-5c1d"
@@ -91,3 +93,31 @@ def test_sweep_spools_spares_live_writers(tmp_path: Path) -> None:
     assert not gone.exists()
     assert not odd.exists()
     assert sweep_spools(tmp_path / "absent") == 0
+
+
+@pytest.mark.parametrize(
+    ("message", "head"),
+    [
+        (b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore\r\n", b"A: 1\r\nB: 2\r\n\r\n"),
+        (b"A: 1\nB: 2\n\nbody\r\n\r\n", b"A: 1\nB: 2\n\n"),
+        (b"A: 1\r\n\r\nbody\n\nmore", b"A: 1\r\n\r\n"),
+        (b"A: 1\r\nno empty line", b"A: 1\r\nno empty line"),
+        (b"", b""),
+    ],
+)
+async def test_head_is_the_header_through_the_first_empty_line(
+    tmp_path: Path, message: bytes, head: bytes
+) -> None:
+    spool = Spool(tmp_path)
+    await spool.write(message)
+    await spool.close()
+    assert spool.head() == head
+    spool.discard()
+
+
+async def test_head_of_a_spool_on_disk_is_read_from_chunks(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, memory_limit=16)
+    await spool.write(b"A: 1\r\n\r\n" + b"x" * 64)
+    await spool.close()
+    assert spool.on_disk and spool.head() is None
+    spool.discard()

@@ -1,7 +1,8 @@
 """Delivery policy: who may receive, where the bytes go, and what each recipient hears.
 
 RCPT resolves the address (aliases, catch-all, several destinations) to users, with
-each one's public key and INBOX, in one transaction. DATA is
+each one's public key and INBOX, and with Sieve each one's active script (sealed;
+`_sieve` compiles it once per version), in one read transaction. DATA is
 spooled once, encrypted under a key that lives in memory only, then delivered to each
 user with that user's public key, with Return-Path and Delivered-To on top (`_trace`).
 A user reached by several accepted recipients gets the message once, delivered to the
@@ -24,15 +25,17 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cryptmail.db import UserId
+from cryptmail.db import UserId, run_transaction
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
 from cryptmail.delivery._quota_warning import crossed_threshold, warning_message
-from cryptmail.delivery._sieve import SieveDelivery
+from cryptmail.delivery._sieve import FoundScript, SieveDelivery
 from cryptmail.delivery._sieve_actions import SieveCopy, SieveJob, deliver_with_sieve
 from cryptmail.delivery._trace import delivery_headers
 from cryptmail.errors import (
@@ -51,7 +54,7 @@ from cryptmail.store import (
     Spool,
     deliver_many,
     deliver_message,
-    resolve_delivery,
+    resolve_delivery_sync,
 )
 from cryptmail.store.blobs import BlobStore
 from cryptmail.users import User
@@ -98,6 +101,15 @@ def reply_for(exc: BaseException) -> str:
     return TRANSIENT
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """What RCPT found for one address (the protocol's token for it): the users it
+    reaches, and with Sieve, each one's active script as read in the same transaction."""
+
+    targets: list[DeliveryTarget]
+    scripts: dict[UserId, FoundScript]
+
+
 class DeliveryHandler:
     """Resolves recipients and delivers into the encrypted store."""
 
@@ -125,17 +137,28 @@ class DeliveryHandler:
     async def handle_rcpt(
         self, session: Session, envelope: Envelope, address: str
     ) -> tuple[str, object | None]:
+        sieve, delimiter = self._sieve, self._delimiter
+
+        def work(conn: Connection) -> Accepted:
+            targets = resolve_delivery_sync(conn, address, delimiter)
+            scripts = (
+                {}
+                if sieve is None
+                else {t.user.id: sieve.read_active(conn, t.user.id) for t in targets}
+            )
+            return Accepted(targets, scripts)
+
         try:
-            targets = await resolve_delivery(self._engine, address, self._delimiter)
+            accepted = await run_transaction(self._engine, work, writes=False)
         except Exception as exc:  # transient: the sender retries
             log.warning(
                 "session %s: recipient lookup failed (%s)", session.session_id, type(exc).__name__
             )
             log.debug("recipient lookup failure", exc_info=True)
             return TRANSIENT, None
-        if not targets:
+        if not accepted.targets:
             return UNKNOWN_USER, None
-        return RECIPIENT_OK, targets
+        return RECIPIENT_OK, accepted
 
     async def open_sink(self, session: Session, envelope: Envelope) -> DataSink:
         return Spool(self._spool_dir)
@@ -150,8 +173,8 @@ class DeliveryHandler:
         sender = envelope.sender or ""
         copy = SieveCopy(sink, size) if self._sieve is not None else None
         for address, token in envelope.recipients:
-            targets: list[DeliveryTarget] = token  # type: ignore[assignment]  # -- set by handle_rcpt
-            for target in targets:
+            accepted: Accepted = token  # type: ignore[assignment]  # -- set by handle_rcpt
+            for target in accepted.targets:
                 user_id = target.user.id
                 if user_id in outcome:
                     continue
@@ -159,8 +182,10 @@ class DeliveryHandler:
                 outcome[user_id] = ""  # decided below, or with the others at the end
                 if self._sieve is not None and copy is not None:
                     try:
-                        scripts = await self._sieve.scripts_for(user_id)
-                    except Exception as exc:  # the store did not answer: retry, not skip
+                        scripts = self._sieve.scripts(
+                            self._sieve.compiled(user_id, accepted.scripts.get(user_id))
+                        )
+                    except Exception as exc:  # a row that does not open: retry, not skip
                         log.warning(
                             "user id %d: sieve scripts not loaded (%s)",
                             user_id,
@@ -172,6 +197,7 @@ class DeliveryHandler:
                         outcome[user_id] = await deliver_with_sieve(
                             self._sieve,
                             SieveJob(queue_id, target, sink, headers, size, sender, address),
+                            scripts,
                             copy,
                             self._deliver,
                         )
@@ -184,7 +210,7 @@ class DeliveryHandler:
             await self._deliver_together(queue_id, together, sink, size, outcome)
         replies: list[str] = []
         for _address, token in envelope.recipients:
-            targets = token  # type: ignore[assignment]  # -- set by handle_rcpt
+            targets = token.targets  # type: ignore[attr-defined]  # -- set by handle_rcpt
             failed = [outcome[t.user.id] for t in targets if not outcome[t.user.id].startswith("2")]
             replies.append(f"{failed[0]} [queue id {queue_id}]" if failed else OK)
         return replies

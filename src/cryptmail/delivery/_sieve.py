@@ -1,9 +1,13 @@
 """Sieve at delivery: which scripts run for a recipient, and what their answers cost.
 
 The global scripts (`sieve.before`, `sieve.after`, `sieve.global_dir`) are compiled
-once when the worker starts; the user's active script comes from the loader that the
-sealed script store provides (`sieve._scripts.load_active_script`, wired by
-`serve`), compiled once per script text and kept in a small cache.
+once when the worker starts. The user's active script is read with the recipient, at
+RCPT, in the same transaction (`read_active`: the sealed store's `read_active_sync`,
+wired by `serve`), still sealed; its compiled tree is kept in a small in-memory cache
+keyed by the user and the sealed row's digest, so a delivery opens and compiles the
+script only when it changed (every write seals it anew, so a change has a new digest,
+seen by every worker at its next RCPT for the user). Compiled trees are plaintext in
+this worker's memory only, never on disk.
 
 The interpreter is pure (cryptmail.sieve); what it asks the world is answered here:
 a mailbox exists when delivery can address it without the user's key (INBOX and the
@@ -19,17 +23,19 @@ import hashlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.concurrency import run_in_thread
 from cryptmail.config import Config
-from cryptmail.db import UserId
+from cryptmail.db import UserId, run_transaction
 from cryptmail.errors import ConfigError, SieveSyntaxError
 from cryptmail.sieve import (
+    ActiveScript,
     CompiledScript,
     DuplicateMark,
     SieveEnvelope,
@@ -56,11 +62,14 @@ ROLE_BY_FOLDER = {
 _SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CACHE_SIZE = 1024
 
-ActiveScriptLoader = Callable[[AsyncEngine, UserId], Awaitable[str | None]]
+FoundScript = ActiveScript | str | None
+"""A user's active script as a reader found it: the sealed row, a text (a reader
+standing in for the store), or None for no active script."""
+ActiveScriptReader = Callable[[Connection, UserId], FoundScript]
 
 
-async def no_user_scripts(engine: AsyncEngine, user_id: UserId) -> str | None:
-    """The loader until the sealed script store is wired in: no user has a script."""
+def no_user_scripts(conn: Connection, user_id: UserId) -> FoundScript:
+    """The reader until the sealed script store is wired in: no user has a script."""
     return None
 
 
@@ -110,14 +119,14 @@ def load_sieve_setup(config: Config) -> SieveSetup:
 
 
 def sieve_delivery(
-    engine: AsyncEngine, config: Config, load_active: ActiveScriptLoader | None = None
+    engine: AsyncEngine, config: Config, read_active: ActiveScriptReader | None = None
 ) -> SieveDelivery | None:
     """The worker's Sieve, or None when nothing can run: no global script and no store
-    of user scripts (`load_active`) to read from."""
+    of user scripts (`read_active`) to read from."""
     s = config.sieve
-    if load_active is None and not (s.before or s.after):
+    if read_active is None and not (s.before or s.after):
         return None
-    return SieveDelivery(engine, load_sieve_setup(config), load_active or no_user_scripts)
+    return SieveDelivery(engine, load_sieve_setup(config), read_active or no_user_scripts)
 
 
 class _Context:
@@ -156,12 +165,15 @@ class SieveDelivery:
         self,
         engine: AsyncEngine,
         setup: SieveSetup,
-        load_active: ActiveScriptLoader = no_user_scripts,
+        read_active: ActiveScriptReader = no_user_scripts,
     ) -> None:
         self.engine = engine
         self.setup = setup
-        self._load_active = load_active
-        self._user_scripts: OrderedDict[tuple[UserId, bytes], CompiledScript | None] = OrderedDict()
+        self.read_active = read_active
+        """Run in the caller's transaction: LMTP calls it with the recipient lookup."""
+        # user id -> (digest, compiled tree): one version per user, so a changed
+        # script's old tree leaves memory when the new one is compiled.
+        self._user_scripts: OrderedDict[UserId, tuple[bytes, CompiledScript | None]] = OrderedDict()
         self._globals: dict[str, CompiledScript | None] = {}
 
     @property
@@ -191,13 +203,30 @@ class SieveDelivery:
         return found
 
     async def user_script(self, user_id: UserId) -> CompiledScript | None:
-        text = await self._load_active(self.engine, user_id)
-        if text is None:
+        """The user's active script, read in a transaction of its own."""
+        found = await run_transaction(
+            self.engine, lambda conn: self.read_active(conn, user_id), writes=False
+        )
+        return self.compiled(user_id, found)
+
+    def compiled(self, user_id: UserId, found: FoundScript) -> CompiledScript | None:
+        """The compiled tree of what `read_active` found: from the cache when this
+        version was compiled before, else opened (ObjectTampered for a row that does
+        not open) and compiled; None for no script or one that does not compile."""
+        if found is None:
             return None
-        key = (user_id, hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).digest())
-        if key in self._user_scripts:
-            self._user_scripts.move_to_end(key)
-            return self._user_scripts[key]
+        if isinstance(found, str):
+            text: str | None = found
+            digest = hashlib.sha256(found.encode("utf-8", errors="surrogatepass")).digest()
+        else:
+            text, digest = None, found.digest
+        cached = self._user_scripts.get(user_id)
+        if cached is not None and cached[0] == digest:
+            self._user_scripts.move_to_end(user_id)
+            return cached[1]
+        if text is None:
+            assert isinstance(found, ActiveScript)  # noqa: S101 - the str case is above
+            text = found.open()
         try:
             compiled: CompiledScript | None = compile_script(
                 text,
@@ -214,14 +243,18 @@ class SieveDelivery:
                 exc.line,
             )
             compiled = None
-        self._user_scripts[key] = compiled
+        self._user_scripts[user_id] = (digest, compiled)
+        self._user_scripts.move_to_end(user_id)
         if len(self._user_scripts) > _CACHE_SIZE:
             self._user_scripts.popitem(last=False)
         return compiled
 
-    async def scripts_for(self, user_id: UserId) -> list[CompiledScript]:
-        user = await self.user_script(user_id)
+    def scripts(self, user: CompiledScript | None) -> list[CompiledScript]:
+        """before, the user's script and after, those that exist, in the order they run."""
         return [s for s in (self.setup.before, user, self.setup.after) if s is not None]
+
+    async def scripts_for(self, user_id: UserId) -> list[CompiledScript]:
+        return self.scripts(await self.user_script(user_id))
 
     async def run(
         self,

@@ -35,6 +35,7 @@ from cryptmail.delivery._sieve import ROLE_BY_FOLDER, SieveDelivery
 from cryptmail.errors import StoreError
 from cryptmail.sieve import (
     REDIRECT_RECORD_SECONDS,
+    CompiledScript,
     FileInto,
     Keep,
     Redirect,
@@ -100,6 +101,11 @@ class SieveCopy:
             return self._whole
         if not whole and self._head is not None:
             return self._head
+        if not whole:
+            head = self.spool.head()
+            if head is not None:
+                self._head = head
+                return head
         parts: list[bytes] = []
         # aclosing: a header-only read stops early and must close the spool file now.
         source = cast(AsyncGenerator[bytes, None], self.spool.chunks())  # an async def
@@ -124,16 +130,15 @@ def reject_reply(reject: Reject) -> str:
 
 
 async def deliver_with_sieve(
-    sieve: SieveDelivery, job: SieveJob, copy: SieveCopy, deliver: Deliver
+    sieve: SieveDelivery,
+    job: SieveJob,
+    scripts: list[CompiledScript],
+    copy: SieveCopy,
+    deliver: Deliver,
 ) -> str:
+    """Run `scripts` (before, the user's, after; at least one) on the copy and carry
+    out the result."""
     user_id: UserId = job.target.user.id
-    try:
-        scripts = await sieve.scripts_for(user_id)
-    except Exception as exc:  # the store did not answer: retry rather than skip a filter
-        log.warning("user id %d: sieve scripts not loaded (%s)", user_id, type(exc).__name__)
-        return TRANSIENT
-    if not scripts:
-        return await deliver(job.queue_id, job.target, job.spool, job.headers, job.size)
     need_body = any("body" in s.extensions for s in scripts)
     raw = job.headers + await copy.data(need_body)
     message = SieveMessage(raw, size=len(job.headers) + job.size)

@@ -35,7 +35,7 @@ from cryptmail.logs import use_format
 from cryptmail.metrics import PipeMetrics, install_metrics
 from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._memory import settle_gc, tune_malloc
-from cryptmail.sieve import load_active_script
+from cryptmail.sieve import read_active_sync
 from cryptmail.store import PipePublisher
 from cryptmail.store.blobs import open_blob_store
 
@@ -87,7 +87,7 @@ async def _serve(
             quota_warnings=config.quota.warnings,
             message_limit=config.quota.messages,
             # Users' active scripts from the sealed store ManageSieve writes.
-            sieve=sieve_delivery(engine, config, load_active_script),
+            sieve=sieve_delivery(engine, config, read_active_sync),
             recipient_delimiter=config.lmtp.recipient_delimiter,
         )
         server = LmtpServer(

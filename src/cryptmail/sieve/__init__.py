@@ -4,7 +4,8 @@
 the interpreter runs compiled scripts against one message and its envelope and returns
 the actions; delivery/ carries them out. `_scripts` keeps each user's scripts sealed
 under a subkey of the server key, at most one active (ManageSieve writes them, delivery
-reads the active one with `load_active_script`).
+reads the active one, still sealed, with `read_active_sync` and opens it only when
+its digest is new).
 """
 
 from cryptmail.sieve._actions import (
@@ -36,6 +37,7 @@ from cryptmail.sieve._records import (
 )
 from cryptmail.sieve._scripts import (
     MAX_NAME_CHARS,
+    ActiveScript,
     ScriptInfo,
     ScriptLimits,
     check_name,
@@ -45,6 +47,8 @@ from cryptmail.sieve._scripts import (
     list_scripts,
     load_active_script,
     put_script,
+    read_active_script,
+    read_active_sync,
     rename_script,
     set_active,
 )
@@ -64,6 +68,7 @@ __all__ = [
     "REDIRECT_RECORD_SECONDS",
     "SUPPORTED_EXTENSIONS",
     "Action",
+    "ActiveScript",
     "CompiledScript",
     "DuplicateMark",
     "FileInto",
@@ -93,6 +98,8 @@ __all__ = [
     "normalize_flags",
     "note_record",
     "put_script",
+    "read_active_script",
+    "read_active_sync",
     "redirect_record",
     "rename_script",
     "run_scripts",

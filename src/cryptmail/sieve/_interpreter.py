@@ -57,6 +57,14 @@ class SieveSettings:
     own_addresses: tuple[str, ...] = ()
 
 
+@functools.lru_cache(maxsize=4096)
+def _folded_keys(keys: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """A test's keys under i;ascii-casemap, as a set (:is) and in order (:contains):
+    folded once per key list, not once per value and key at every delivery."""
+    folded = tuple(ascii_lower(k) for k in keys)
+    return frozenset(folded), folded
+
+
 @functools.lru_cache(maxsize=64)
 def _matcher(comparator: str, match_type: str, relation: str) -> Matcher:
     return Matcher(comparator, match_type, relation)
@@ -434,6 +442,19 @@ class _Run:
         match_type = node.string("match-type", ":is")
         relation = node.tagged("match-type")
         comparator = node.tagged("comparator")
+        if (
+            match_type in (":is", ":contains")
+            and comparator in (None, "i;ascii-casemap")
+            and not flags
+            and "variables" not in script.extensions
+        ):
+            # The usual test (fixed keys, any case): what Matcher.match answers, without
+            # a call per value and key; neither match type sets match variables.
+            as_set, folded = _folded_keys(node.strings("key-list"))
+            if match_type == ":is":
+                return any(ascii_lower(value) in as_set for value in values)
+            lowered = [ascii_lower(value) for value in values]
+            return any(key in value for value in lowered for key in folded)
         matcher = _matcher(
             comparator if isinstance(comparator, str) else "i;ascii-casemap",
             match_type,

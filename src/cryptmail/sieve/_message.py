@@ -133,8 +133,13 @@ class SieveMessage:
 
 def _body_start(raw: bytes) -> int:
     """Where the body starts: after the first empty line (CRLF or bare LF)."""
-    ends = [i + len(sep) for sep in (b"\r\n\r\n", b"\n\n") if (i := raw.find(sep)) >= 0]
-    return min(ends) if ends else len(raw)
+    # The bare-LF form is looked for only before the CRLF one: a search of its own
+    # would run through all of a big message that has none.
+    crlf = raw.find(b"\r\n\r\n")
+    lf = raw.find(b"\n\n", 0, len(raw) if crlf < 0 else crlf + 2)
+    if lf >= 0:
+        return lf + 2
+    return len(raw) if crlf < 0 else crlf + 4
 
 
 def _type_matches(ctype: str, wanted: str) -> bool:

@@ -21,6 +21,7 @@ middle of PUTSCRIPT leaves the old script as it was.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import unicodedata
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, TypeVar
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import Config
@@ -355,29 +356,67 @@ async def rename_script(engine: AsyncEngine, user_id: UserId, old: str, new: str
         ) from None
 
 
-async def load_active_script(engine: AsyncEngine, user_id: UserId) -> str | None:
-    """The text of the user's active script, None if none is active (delivery's call).
-    Raises ObjectTampered for a row that does not open, StoreUnavailable when the
+@dataclass(frozen=True, repr=False)
+class ActiveScript:
+    """The user's active script as its row holds it, still sealed (delivery's read).
+
+    `digest` names this version of the row without opening it: every write seals the
+    text again under a fresh nonce, so a changed, replaced or renamed script (or another
+    script made active) has another digest. Delivery keeps the compiled tree of a digest
+    in memory and opens the row only for a digest it has not compiled yet.
+    """
+
+    user_id: UserId
+    row_id: int
+    name_lookup: bytes
+    body_sealed: bytes
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(
+            b"%d\0%d\0" % (self.user_id, self.row_id) + self.name_lookup + self.body_sealed
+        ).digest()
+
+    def open(self) -> str:
+        """The text; ObjectTampered for a row that does not open."""
+        return _open_body(_cipher(), self.user_id, self.row_id, self.body_sealed, self.name_lookup)
+
+
+# Built once: LMTP runs it for every recipient, and building it cost more than running it.
+_ACTIVE: Final = (
+    select(_s.c.id, _s.c.name_lookup, _s.c.body_sealed)
+    .where(_s.c.user_id == bindparam("user_id"), _s.c.active.is_(True))
+    .order_by(_s.c.id)
+)
+
+
+def read_active_sync(conn: Connection, user_id: UserId) -> ActiveScript | None:
+    """The user's active script row, sealed; None if none is active. One SELECT, for a
+    caller's transaction (delivery reads it with the recipient, at RCPT)."""
+    rows = conn.execute(_ACTIVE, {"user_id": user_id}).all()
+    if not rows:
+        return None
+    if len(rows) > 1:
+        # Only a write outside cryptmail makes two: run the oldest, as before it.
+        log.warning(
+            "user id %d has %d active Sieve scripts; running row %d",
+            user_id,
+            len(rows),
+            rows[0].id,
+        )
+    row = rows[0]
+    return ActiveScript(user_id, int(row.id), bytes(row.name_lookup), bytes(row.body_sealed))
+
+
+async def read_active_script(engine: AsyncEngine, user_id: UserId) -> ActiveScript | None:
+    """`read_active_sync` in a read transaction of its own. StoreUnavailable when the
     database does not answer."""
-    cipher = _cipher()
+    return await _run(engine, lambda conn: read_active_sync(conn, user_id), writes=False)
 
-    def work(conn: Connection) -> str | None:
-        rows = conn.execute(
-            select(_s.c.id, _s.c.name_lookup, _s.c.body_sealed)
-            .where(_s.c.user_id == user_id, _s.c.active.is_(True))
-            .order_by(_s.c.id)
-        ).all()
-        if not rows:
-            return None
-        if len(rows) > 1:
-            # Only a write outside cryptmail makes two: run the oldest, as before it.
-            log.warning(
-                "user id %d has %d active Sieve scripts; running row %d",
-                user_id,
-                len(rows),
-                rows[0].id,
-            )
-        row = rows[0]
-        return _open_body(cipher, user_id, row.id, bytes(row.body_sealed), bytes(row.name_lookup))
 
-    return await _run(engine, work, writes=False)
+async def load_active_script(engine: AsyncEngine, user_id: UserId) -> str | None:
+    """The text of the user's active script, None if none is active. Raises
+    ObjectTampered for a row that does not open, StoreUnavailable when the database
+    does not answer."""
+    active = await read_active_script(engine, user_id)
+    return None if active is None else active.open()

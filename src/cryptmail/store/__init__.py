@@ -17,6 +17,7 @@ from cryptmail.store._append import (
     insert_row,
     message_count,
     resolve_delivery,
+    resolve_delivery_sync,
     used_bytes,
     write_blob,
 )
@@ -212,6 +213,7 @@ __all__ = [
     "rename_mailbox",
     "reseal_old_fields",
     "resolve_delivery",
+    "resolve_delivery_sync",
     "revoke_urls",
     "round_size",
     "save_cache",

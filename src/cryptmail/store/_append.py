@@ -374,13 +374,20 @@ async def resolve_delivery(
     `user@` for each of `delimiters`) with their delivery targets, in one transaction:
     LMTP asks this for each RCPT."""
 
-    def work(conn: Connection) -> list[DeliveryTarget]:
-        return [
-            DeliveryTarget(user, *_delivery_target(conn, user.id))
-            for user in resolve_recipient_sync(conn, address, delimiters)
-        ]
+    return await run_transaction(
+        engine, lambda conn: resolve_delivery_sync(conn, address, delimiters), writes=False
+    )
 
-    return await run_transaction(engine, work, writes=False)
+
+def resolve_delivery_sync(
+    conn: Connection, address: str, delimiters: str = ""
+) -> list[DeliveryTarget]:
+    """`resolve_delivery` in the caller's transaction (LMTP reads the recipients'
+    active Sieve scripts in the same one)."""
+    return [
+        DeliveryTarget(user, *_delivery_target(conn, user.id))
+        for user in resolve_recipient_sync(conn, address, delimiters)
+    ]
 
 
 def _check_target(target: DeliveryTarget) -> DeliveryCheck:

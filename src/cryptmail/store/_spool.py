@@ -95,6 +95,20 @@ class Spool:
         await run_blocking(file.write, self._sealer.finalize())
         await run_blocking(file.close)
 
+    def head(self) -> bytes | None:
+        """The message up to and with its first empty line (all of it if it has none),
+        copied from memory: a header-only reader (Sieve) then copies no body. None
+        when the spool is on disk: read `chunks` then."""
+        if self._memory is None:
+            return None
+        memory = self._memory
+        # The bare-LF form only before the CRLF one: not a search through the body.
+        crlf = memory.find(b"\r\n\r\n")
+        lf = memory.find(b"\n\n", 0, len(memory) if crlf < 0 else crlf + 2)
+        end = lf + 2 if lf >= 0 else len(memory) if crlf < 0 else crlf + 4
+        with memoryview(memory) as view:
+            return bytes(view[:end])
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """The message, verified chunk by chunk."""
         if self._memory is not None:
