@@ -237,6 +237,7 @@ class NotifyWatch:
         )
 
     def remember(self, mailbox_id: MailboxId, counters: tuple[int, int, int]) -> None:
+        self._counters.pop(mailbox_id, None)  # most recently used last
         self._counters[mailbox_id] = counters
         while len(self._counters) > self.max_mailboxes:
             self._counters.popitem(last=False)
@@ -284,6 +285,40 @@ class NotifyWatch:
                 )
         for line in lines:
             await session.send(line + b"\r\n")
+
+    async def own_messages(
+        self, session: Session, mailbox_id: MailboxId, added: int, last_uid: int
+    ) -> None:
+        """This session's APPEND, COPY or MOVE added `added` messages (the last with UID
+        `last_uid`) to a mailbox that is not the selected one: its tagged answer (APPENDUID,
+        COPYUID) told the client already, so the STATUS its own change would cause is not
+        sent (RFC 5465 5: the server SHOULD omit an event the client caused).
+
+        The mailbox's counters are read now and remembered, so the change's own wake-up
+        finds nothing new. Anything another session added meanwhile is not swallowed: if
+        the counters are not those our change alone explains, the STATUS goes out now.
+        """
+        selected = session.selected
+        if selected is not None and selected.mailbox_id == mailbox_id:
+            return  # the selected mailbox answers with EXISTS, as for any change
+        async with self.context.engine.connect() as conn:
+            try:
+                box = await mailbox_by_id(conn, self.account, mailbox_id)
+            except MailboxNotFound:
+                return
+            events = self.events_for(box.name) & MESSAGE_CHANGES
+            if not events:
+                return
+            messages, _unclaimed = await mailbox_counts(conn, box.id)
+        now = (messages, box.uidnext, box.highest_modseq)
+        before = self._counters.get(mailbox_id)
+        self.remember(mailbox_id, now)
+        if before is None:
+            alone = box.uidnext == last_uid + 1  # nobody appended after us
+        else:
+            alone = now[:2] == (before[0] + added, last_uid + 1)
+        if not alone and "MessageNew" in events:
+            await session.send(self.status_line(session, box.name, now, box.uidvalidity, events))
 
     async def own_change(self) -> None:
         """This session changed the mailbox list itself: take the new names silently
