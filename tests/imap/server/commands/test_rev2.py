@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 
+from ...message.test_bodystructure import GLOBAL, INNER
 from ...raw_client import RawClient
-from ...server_rig import ImapRig, start_rig
+from ...server_rig import PASSWORD, USER, ImapRig, start_rig
 
 
 @pytest.fixture
@@ -110,3 +112,51 @@ def test_utf8_names_and_status_items(rig: ImapRig) -> None:
     assert b" BAD " in done
     modern.close()
     legacy.close()
+
+
+def test_message_global_in_rev2_and_rev1_sessions(rig: ImapRig) -> None:
+    """RFC 9051 treats message/global as message/rfc822 (envelope, structure, lines,
+    sections inside); a rev1 session of the same user gets Dovecot 2.3's leaf. Another
+    user's rev2 session beside them sees its own mail only."""
+    rig.add_user("bob@example.org", "bob-password")
+    rig.deliver(GLOBAL)
+    rig.deliver(b"Subject: plain\r\n\r\nbody\r\n", email="bob@example.org")
+    modern, legacy = _client(rig, True), _client(rig, False)
+    bob = RawClient.connect(rig.port)
+    bob.ask(b'LOGIN bob@example.org "bob-password"')
+    bob.ask(b"ENABLE IMAP4rev2")
+    for client in (modern, legacy, bob):
+        client.ask(b"EXAMINE INBOX")
+    fetch = b"FETCH 1 (BODYSTRUCTURE BODY BODY.PEEK[2.HEADER] BODY.PEEK[2.1])"
+    untagged, done = legacy.ask(fetch)
+    assert b" OK " in done
+    answer = b"\r\n".join(untagged)
+    assert b'("message" "global" NIL NIL NIL "8bit" 124 NIL NIL NIL NIL)' in answer
+    assert b"BODY[2.HEADER] {0}" in answer  # a leaf has no header of its own
+    assert b"BODY[2.1] {124}\r\n" + INNER[:-2] in answer
+    untagged, done = modern.ask(fetch)
+    assert b" OK " in done
+    answer = b"\r\n".join(untagged)
+    header = INNER[: INNER.index(b"\r\n\r\n") + 4]
+    assert b'("message" "global" NIL NIL NIL "8bit" 124 (NIL {7}\r\ngr\xc3\xbc\xc3\x9fe' in answer
+    assert b"BODY[2.HEADER] {%d}\r\n" % len(header) + header in answer
+    assert b"BODY[2.1] {7}\r\nGr\xc3\xbc\xc3\x9fe" in answer
+    untagged, _ = bob.ask(b"FETCH 1 (BODYSTRUCTURE)")
+    assert b"global" not in b"".join(untagged)
+    for client in (modern, legacy, bob):
+        client.close()
+
+
+def test_imapclient_reads_the_rev2_bodystructure_of_message_global(rig: ImapRig) -> None:
+    """A real client's parser takes the rev2 form: message/global with its envelope."""
+    rig.deliver(GLOBAL)
+    client = IMAPClient("127.0.0.1", port=rig.port, ssl=False, timeout=30)
+    client.login(USER, PASSWORD)
+    assert client.enable("IMAP4rev2") == [b"IMAP4rev2"]
+    client.select_folder("INBOX", readonly=True)
+    structure = client.fetch([1], ["BODYSTRUCTURE"])[1][b"BODYSTRUCTURE"]
+    part = structure[0][1]
+    assert (part[0], part[1]) == (b"message", b"global")
+    assert part[7][1] == "grüße".encode()  # the envelope's subject
+    assert part[8][0:2] == (b"text", b"plain") and part[9] == 5
+    client.logout()
