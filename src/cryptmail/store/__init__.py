@@ -56,6 +56,7 @@ from cryptmail.store._mailboxes import (
     inbox_id,
     list_mailboxes,
     mailbox_by_id,
+    normal_name,
     rename_inbox,
     rename_mailbox,
 )
@@ -200,6 +201,7 @@ __all__ = [
     "message_count",
     "move_messages",
     "new_blob_id",
+    "normal_name",
     "open_blob",
     "open_small_blob",
     "parse_url_token",

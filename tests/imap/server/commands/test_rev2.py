@@ -160,3 +160,54 @@ def test_imapclient_reads_the_rev2_bodystructure_of_message_global(rig: ImapRig)
     assert part[7][1] == "grüße".encode()  # the envelope's subject
     assert part[8][0:2] == (b"text", b"plain") and part[9] == 5
     client.logout()
+
+
+def test_denormalised_names_are_stored_in_nfc_and_told_with_oldname(rig: ImapRig) -> None:
+    """RFC 9051 5.1 and 6.3.4: a name given in another Unicode normal form is stored in
+    NFC, the creating rev2 session is told so by a LIST with OLDNAME, and every command
+    takes either form for the same folder (names are sealed: the uniqueness check
+    compares the normalised forms' keyed lookups). A rev1 session (modified UTF-7) gets
+    the same folder without the LIST; another user is not affected."""
+    rig.add_user("bob@example.org", "bob-password")
+    nfc, nfd = "Entwürfe".encode(), "Entwu\u0308rfe".encode()
+    modern, legacy = _client(rig, True), _client(rig, False)
+    untagged, done = modern.ask(b'CREATE "' + nfd + b'"')
+    assert b" OK " in done, done
+    assert untagged == [b'* LIST () "/" "' + nfc + b'" ("OLDNAME" ("' + nfd + b'"))'], untagged
+    untagged, _ = modern.ask(b'LIST "" "Entw*"')
+    assert untagged == [b'* LIST (\\HasNoChildren) "/" "' + nfc + b'"'], untagged
+    for name in (nfc, nfd):
+        _, done = modern.ask(b'CREATE "' + name + b'"')
+        assert b" NO [ALREADYEXISTS]" in done, done
+    # Either form selects it; its name in SELECT's LIST is the stored one.
+    untagged, done = modern.ask(b'SELECT "' + nfd + b'"')
+    assert b" OK " in done and b'* LIST () "/" "' + nfc + b'"' in untagged, untagged
+    modern.ask(b"UNSELECT")
+    # rev1: the NFD form in modified UTF-7 is the same folder, and no OLDNAME is sent.
+    _, done = legacy.ask(b'CREATE "Entwu&Awg-rfe"')
+    assert b" NO [ALREADYEXISTS]" in done, done
+    untagged, done = legacy.ask(b'STATUS "Entwu&Awg-rfe" (MESSAGES)')
+    assert untagged == [b"* STATUS Entw&APw-rfe (MESSAGES 0)"], untagged
+    untagged, done = legacy.ask(b'CREATE "Caf&AOk-/Ne&AwE-u"')  # "Café/Néu", its é as e + U+0301
+    assert b" OK " in done and untagged == [], untagged
+    untagged, _ = legacy.ask(b'LIST "" "Caf*"')
+    assert b'* LIST (\\HasNoChildren) "/" Caf&AOk-/N&AOk-u' in untagged, untagged
+    # RENAME to a denormalised name: stored in NFC, told with OLDNAME.
+    target, target_nfd = "Ablage/Köln".encode(), "Ablage/Ko\u0308ln".encode()
+    untagged, done = modern.ask(b'RENAME "' + nfd + b'" "' + target_nfd + b'"')
+    assert b" OK " in done, done
+    assert untagged == [b'* LIST () "/" "' + target + b'" ("OLDNAME" ("' + target_nfd + b'"))'], (
+        untagged
+    )
+    untagged, _ = legacy.ask(b'LIST "" "Ablage/*"')
+    assert untagged == [b'* LIST (\\HasNoChildren) "/" Ablage/K&APY-ln'], untagged
+    _, done = modern.ask(b'DELETE "' + target_nfd + b'"')
+    assert b" OK " in done, done
+    # Bob's folders are his own: the same name is free for him.
+    bob = RawClient.connect(rig.port)
+    bob.ask(b'LOGIN bob@example.org "bob-password"')
+    bob.ask(b"ENABLE UTF8=ACCEPT")
+    untagged, done = bob.ask(b'CREATE "' + nfd + b'"')
+    assert b" OK " in done and b"OLDNAME" in untagged[0], untagged
+    for client in (modern, legacy, bob):
+        client.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from cryptmail.errors import MailboxNotFound
@@ -32,6 +33,7 @@ from cryptmail.store import (
     list_subscriptions,
     mailbox_by_id,
     mailbox_counts,
+    normal_name,
 )
 
 if TYPE_CHECKING:
@@ -111,7 +113,12 @@ class NotifyWatch:
         self.selected_events = frozenset(selected[0].events) if selected else frozenset()
         self.delayed = bool(selected) and selected[0].filter == "SELECTED-DELAYED"
         self.selected_fetch = selected[0].fetch if selected else ()
-        self.groups = [g for g in command.groups if not g.filter.startswith("SELECTED")]
+        # Names are matched as stored: in NFC (a denormalised name names the same folder).
+        self.groups = [
+            replace(g, mailboxes=tuple(normal_name(m) for m in g.mailboxes))
+            for g in command.groups
+            if not g.filter.startswith("SELECTED")
+        ]
         self.wants_names = any(NAME_CHANGES & set(g.events) for g in self.groups)
         self.needs_subscriptions = self.wants_names or any(
             g.filter == "SUBSCRIBED" for g in self.groups
