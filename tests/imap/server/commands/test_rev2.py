@@ -211,3 +211,48 @@ def test_denormalised_names_are_stored_in_nfc_and_told_with_oldname(rig: ImapRig
     assert b" OK " in done and b"OLDNAME" in untagged[0], untagged
     for client in (modern, legacy, bob):
         client.close()
+
+
+def test_rev1_only_forms_are_refused_in_rev2_and_kept_in_rev1(rig: ImapRig) -> None:
+    """RFC 9051 dropped \\Recent: no RECENT STATUS item (6.3.11, also in LIST-STATUS),
+    no RECENT, NEW or OLD search keys (6.4.4, for SORT and THREAD too). A rev2 session
+    asking for them gets BAD, a syntax error in rev2; the rev1 session of the same user
+    beside it keeps them. What RFC 9051 only deprecates (LSUB, CHECK, the RFC822 FETCH
+    items) still answers in rev2 as in rev1."""
+    rig.deliver(b"Subject: one\r\n\r\nfirst\r\n")
+    modern, legacy = _client(rig, True), _client(rig, False)
+    for command in (
+        b"STATUS INBOX (MESSAGES RECENT)",
+        b'LIST "" "*" RETURN (STATUS (MESSAGES RECENT))',
+    ):
+        _, done = modern.ask(command)
+        assert b" BAD " in done, (command, done)
+        untagged, done = legacy.ask(command)
+        assert b" OK " in done and any(b"RECENT " in line for line in untagged), untagged
+    untagged, done = modern.ask(b"STATUS INBOX (MESSAGES UNSEEN)")
+    assert b" OK " in done and untagged == [b"* STATUS INBOX (MESSAGES 1 UNSEEN 1)"]
+    modern.ask(b"EXAMINE INBOX")
+    legacy.ask(b"EXAMINE INBOX")
+    for command in (
+        b"SEARCH RECENT",
+        b"SEARCH NEW",
+        b"UID SEARCH NOT OLD",
+        b"SEARCH OR SEEN (SUBJECT x NEW)",
+        b"SORT (ARRIVAL) UTF-8 NEW",
+        b"THREAD REFERENCES UTF-8 RECENT",
+    ):
+        _, done = modern.ask(command)
+        assert b" BAD " in done, (command, done)
+        _, done = legacy.ask(command)
+        assert b" OK " in done, (command, done)
+    untagged, done = modern.ask(b"SEARCH UNSEEN")
+    assert b" OK " in done and untagged[0].endswith(b" ALL 1"), untagged
+    # Deprecated, not removed: still answered in rev2.
+    untagged, done = modern.ask(b'LSUB "" "*"')
+    assert b" OK " in done and b'* LSUB () "/" INBOX' in untagged, untagged
+    _, done = modern.ask(b"CHECK")
+    assert b" OK " in done
+    untagged, done = modern.ask(b"FETCH 1 (RFC822.SIZE RFC822.HEADER)")
+    assert b" OK " in done and b"RFC822.HEADER {" in untagged[0], untagged
+    modern.close()
+    legacy.close()

@@ -365,7 +365,15 @@ async def _list(session: Session, command: List) -> bytes:
 
 
 async def list_(session: Session, command: List) -> bytes:
+    _refuse_recent(session, command.status_items)
     return await _list(session, command)
+
+
+def _refuse_recent(session: Session, items: Iterable[str]) -> None:
+    """RFC 9051 has no \\Recent, so no RECENT status item: a rev2 session asking for
+    it gets BAD, as for any item outside the grammar."""
+    if "RECENT" in items and "IMAP4rev2" in session.enabled:
+        raise CommandFailed("RECENT is not an IMAP4rev2 STATUS item.", status="BAD")
 
 
 async def lsub(session: Session, command: Lsub) -> bytes:
@@ -441,6 +449,7 @@ async def _status_line(
 
 
 async def status(session: Session, command: Status) -> bytes:
+    _refuse_recent(session, command.items)
     async with session.context.engine.connect() as conn:
         box = await get_mailbox(conn, session.user_account, command.mailbox)
         await session.send(await _status_line(session, conn, box, command.items))
