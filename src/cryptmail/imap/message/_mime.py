@@ -17,6 +17,10 @@ Dovecot's rules kept here, because BODYSTRUCTURE shows their effects:
   rest of the line wins; the newline before it belongs to the boundary;
 * a part without Content-Type is text/plain, or message/rfc822 in multipart/digest;
 * at most 100 nested and 10,000 parts in total; deeper content is plain body.
+
+One departure: message/global (RFC 6532) in 7bit, 8bit or binary is parsed as the
+message it holds, like message/rfc822 (flagged FLAG_GLOBAL), for IMAP4rev2's forms;
+the rev1 writers and section lookups still treat it as the leaf Dovecot 2.3 sees.
 """
 
 from __future__ import annotations
