@@ -437,7 +437,7 @@ class MessageFetch:
     ) -> tuple[BinaryPlan | None, int, bool, bytes | None]:
         assert self._facts is not None  # noqa: S101 - needs_facts() loaded them
         part_map = self._facts.analysis.part_map
-        wanted = binary_headers(part_map, part)
+        wanted = binary_headers(part_map, part, self._selected.rev2)
         headers = {}
         if wanted:
             opened = await self._open()
@@ -448,7 +448,7 @@ class MessageFetch:
                     blobs, opened, entry.header_offset, entry.header_size
                 )
         try:
-            plan = plan_binary(part_map, part, headers)
+            plan = plan_binary(part_map, part, headers, self._selected.rev2)
             if plan is None:
                 return None, 0, False, b""
             stream = BinaryStream()

@@ -4,6 +4,7 @@ while a rev1 session of the same user beside it keeps the rev1 answers."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -254,5 +255,39 @@ def test_rev1_only_forms_are_refused_in_rev2_and_kept_in_rev1(rig: ImapRig) -> N
     assert b" OK " in done
     untagged, done = modern.ask(b"FETCH 1 (RFC822.SIZE RFC822.HEADER)")
     assert b" OK " in done and b"RFC822.HEADER {" in untagged[0], untagged
+    modern.close()
+    legacy.close()
+
+
+def test_binary_of_message_global_follows_the_session_revision(rig: ImapRig) -> None:
+    """BINARY (RFC 3516, core in RFC 9051) of a message/global part whose own text is
+    base64: a rev1 session gets the part as the leaf Dovecot 2.3 sees (its stored
+    bytes), a rev2 session the message inside with that text decoded, and BINARY[2.1]
+    the decoded text itself."""
+    inner = (
+        b"Subject: inner\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode("Grüße".encode())
+    )
+    message = (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        b"Content-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: message/global\r\n\r\n"
+        + inner + b"\r\n--b--\r\n"
+    )  # fmt: skip
+    rig.deliver(message)
+    modern, legacy = _client(rig, True), _client(rig, False)
+    for client in (modern, legacy):
+        client.ask(b"EXAMINE INBOX")
+    untagged, done = legacy.ask(b"FETCH 1 (BINARY.PEEK[2] BINARY.PEEK[2.1])")
+    assert b" OK " in done, done
+    answer = b"\r\n".join(untagged)
+    assert b"BINARY[2] {%d}\r\n" % len(inner) + inner in answer, answer
+    assert b"BINARY[2.1] {%d}\r\n" % len(inner) + inner in answer, answer
+    untagged, done = modern.ask(b"FETCH 1 (BINARY.PEEK[2] BINARY.PEEK[2.1])")
+    assert b" OK " in done, done
+    answer = b"\r\n".join(untagged)
+    assert "BINARY[2.1] ~{7}\r\nGrüße".encode() in answer or (
+        "BINARY[2.1] {7}\r\nGrüße".encode() in answer
+    ), answer
+    assert b"Content-Transfer-Encoding: binary\r\n\r\n" + "Grüße".encode() in answer, answer
     modern.close()
     legacy.close()
