@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+from cryptmail.imap.message import MessageAnalysis
+from cryptmail.keys import unlock_account
+from cryptmail.secret import Password
+from cryptmail.store import get_mailbox, load_cache, load_messages, save_cache
+
 from ...message.test_bodystructure import GLOBAL, INNER
+from ...message.test_mime import fixed_analysis
 from ...raw_client import RawClient
 from ...server_rig import PASSWORD, USER, ImapRig, start_rig
 
@@ -291,3 +297,51 @@ def test_binary_of_message_global_follows_the_session_revision(rig: ImapRig) -> 
     assert b"Content-Transfer-Encoding: binary\r\n\r\n" + "Grüße".encode() in answer, answer
     modern.close()
     legacy.close()
+
+
+def _cache_versions(rig: ImapRig, rewrite_as: int | None = None) -> list[int]:
+    """The analysis version of each INBOX message's cache; with ``rewrite_as`` first
+    store each as that older version (as a cryptmail before message/global wrote it)."""
+
+    async def work() -> list[int]:
+        account, _slot = await unlock_account(
+            rig.engine, USER, Password.from_str(PASSWORD), rig.config.crypto
+        )
+        async with rig.engine.connect() as conn:
+            box = await get_mailbox(conn, account, "INBOX")
+            rows = await load_messages(conn, account, box.id)
+        versions = []
+        for row in rows:
+            async with rig.engine.begin() as conn:
+                cache = await load_cache(conn, account, row.id)
+                assert cache is not None and cache.extra
+                if rewrite_as is not None:
+                    analysis = MessageAnalysis.from_bytes(cache.extra)
+                    old = fixed_analysis(analysis, rewrite_as)
+                    await save_cache(conn, account, row, cache._replace(extra=old))
+                    cache = cache._replace(extra=old)
+                versions.append(cache.extra[4])
+        return versions
+
+    return rig.run(work())
+
+
+def test_an_older_cache_of_message_global_is_analysed_again(rig: ImapRig) -> None:
+    """A cache written before message/global was read as a message is not trusted for
+    it: the next FETCH analyses the message again and stores the current version; an
+    older cache of a message without message/global is kept as it is."""
+    rig.deliver(GLOBAL)
+    rig.deliver(b"Subject: plain\r\n\r\nbody\r\n")
+    legacy = _client(rig, False)
+    legacy.ask(b"EXAMINE INBOX")
+    legacy.ask(b"FETCH 1:2 (BODYSTRUCTURE)")
+    assert _cache_versions(rig) == [5, 5]
+    assert _cache_versions(rig, rewrite_as=4) == [4, 4]
+    modern = _client(rig, True)
+    modern.ask(b"EXAMINE INBOX")
+    untagged, done = modern.ask(b"FETCH 1:2 (BODYSTRUCTURE)")
+    assert b" OK " in done
+    assert b'("message" "global" NIL NIL NIL "8bit" 124 (NIL {7}' in untagged[0], untagged
+    assert _cache_versions(rig) == [5, 4]
+    for client in (modern, legacy):
+        client.close()
