@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
-from cryptmail.errors import MailboxNotFound
+from cryptmail.errors import MailboxNotFound, StoreError
 from cryptmail.imap.server.commands._mailboxes import utf8_names, wire_name
 from cryptmail.imap.wire._parser_notify import Notify, NotifyGroup
 from cryptmail.imap.wire._requests import FetchItem
@@ -308,15 +308,17 @@ class NotifyWatch:
         selected = session.selected
         if selected is not None and selected.mailbox_id == mailbox_id:
             return  # the selected mailbox answers with EXISTS, as for any change
-        async with self.context.engine.connect() as conn:
-            try:
+        try:
+            async with self.context.engine.connect() as conn:
                 box = await mailbox_by_id(conn, self.account, mailbox_id)
-            except MailboxNotFound:
-                return
-            events = self.events_for(box.name) & MESSAGE_CHANGES
-            if not events:
-                return
-            messages, _unclaimed = await mailbox_counts(conn, box.id)
+                events = self.events_for(box.name) & MESSAGE_CHANGES
+                if not events:
+                    return
+                messages, _unclaimed = await mailbox_counts(conn, box.id)
+        except StoreError:
+            # The command is done and stored: never turn its OK into a failure. The
+            # change's wake-up then sends the STATUS, as for anyone else's change.
+            return
         now = (messages, box.uidnext, box.highest_modseq)
         before = self._counters.get(mailbox_id)
         self.remember(mailbox_id, now)
