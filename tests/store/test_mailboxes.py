@@ -203,3 +203,46 @@ async def test_old_format_names_still_open(rig: StoreRig) -> None:
     # of the sealed names alone.
     await swap(rig.engine, t.cm_mailboxes, "name_sealed", "id", first.id, second.id)
     assert not {"Payroll", "Newsletters"} & set(await _names(rig, account))
+
+
+async def test_names_are_stored_in_nfc_and_found_in_any_normal_form(rig: StoreRig) -> None:
+    """RFC 9051 5.1: a denormalised name is stored in NFC; either form finds it, and the
+    other form of an existing name is no new name (sealed names: compared by lookup)."""
+    alice = await _account(rig)
+    nfc, nfd = "Entwürfe/Köln", "Entwu\u0308rfe/Ko\u0308ln"
+    async with rig.engine.begin() as conn:
+        await store.create_mailbox(conn, alice, "Entwürfe")
+        box = await store.create_mailbox(conn, alice, nfd)
+        assert box.name == nfc
+        for name in (nfc, nfd):
+            assert (await store.get_mailbox(conn, alice, name)).id == box.id
+            with pytest.raises(MailboxExists):
+                await store.create_mailbox(conn, alice, name)
+        await store.rename_mailbox(conn, alice, nfd, "Ablage/Mu\u0308nchen")
+        assert (await store.get_mailbox(conn, alice, "Ablage/München")).id == box.id
+
+
+async def test_a_name_stored_before_normalising_is_still_found_and_unique(
+    rig: StoreRig,
+) -> None:
+    """A folder created in NFD before names were normalised keeps its row: NFC and NFD
+    both find it, creating either form is refused, renaming it stores NFC."""
+    alice = await _account(rig)
+    nfd = "Gru\u0308n"
+    async with rig.engine.begin() as conn:
+        box = await store.create_mailbox(conn, alice, "Placeholder")
+        lookup = alice.fields.lookup(nfd.encode(), b"mailbox-name|%d" % alice.user.id)
+        sealed = alice.fields.seal(nfd.encode(), context("cm_mailboxes.name_sealed", box.id))
+        await conn.execute(
+            update(t.cm_mailboxes)
+            .where(t.cm_mailboxes.c.id == box.id)
+            .values(name_lookup=lookup, name_sealed=sealed)
+        )
+    assert nfd in await _names(rig, alice)
+    async with rig.engine.begin() as conn:
+        for name in ("Grün", nfd):
+            assert (await store.get_mailbox(conn, alice, name)).id == box.id
+            with pytest.raises(MailboxExists):
+                await store.create_mailbox(conn, alice, name)
+        await store.rename_mailbox(conn, alice, "Grün", "Grün/Alt")
+    assert "Grün/Alt" in await _names(rig, alice)

@@ -27,8 +27,10 @@ sum of RFC822.SIZE), SAVEDATE (8514), OBJECTID (8474; keyed hashes, THREADID NIL
 Not (yet): SEARCHRES (5182) and CONTEXT=SEARCH/SORT (5267), so SEARCH and SORT refuse
 RETURN (SAVE) and (PARTIAL ...) / UPDATE.
 IMAP4rev2 (RFC 9051) alongside IMAP4rev1: ``ENABLE IMAP4rev2`` drops RECENT and
-\\Recent, answers SEARCH with ESEARCH, names the mailbox in a LIST at SELECT (no UNSEEN
-code) and takes and gives mailbox names in UTF-8. NOTIFY (RFC 5465) in
+\\Recent (a RECENT STATUS item or RECENT/NEW/OLD search key is BAD), answers SEARCH
+with ESEARCH, names the mailbox in a LIST at SELECT (no UNSEEN code), describes
+message/global parts as messages, and takes and gives mailbox names in UTF-8 (stored in
+NFC; a normalised CREATE/RENAME name is told with LIST OLDNAME). NOTIFY (RFC 5465) in
 ``server/commands/_notify.py`` and ``_notify_watch.py``: events go out between commands
 and in IDLE, matched on names in the session's memory.
 """

@@ -57,6 +57,7 @@ from cryptmail.store._mailboxes import (
     inbox_id,
     list_mailboxes,
     mailbox_by_id,
+    normal_name,
     rename_inbox,
     rename_mailbox,
 )
@@ -201,6 +202,7 @@ __all__ = [
     "message_count",
     "move_messages",
     "new_blob_id",
+    "normal_name",
     "open_blob",
     "open_small_blob",
     "parse_url_token",

@@ -63,6 +63,7 @@ from cryptmail.store._mailboxes import (
     _role_for,
     _seal_name,
     check_name,
+    name_lookups,
 )
 from cryptmail.store._notify import ChangePublisher
 
@@ -259,8 +260,7 @@ def _mailbox_row(conn: Connection, account: UnlockedAccount, name: str) -> Mailb
     if role is not None:
         where = mb.c.role == role
     else:
-        lookup = account.fields.lookup(name.encode("utf-8"), _name_context(user_id))
-        where = mb.c.name_lookup == lookup
+        where = mb.c.name_lookup.in_(name_lookups(account, name))
     row = conn.execute(select(mb.c.id).where(mb.c.user_id == user_id, where)).first()
     return None if row is None else MailboxId(int(row.id))
 

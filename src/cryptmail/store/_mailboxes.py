@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import logging
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,6 +304,24 @@ async def list_mailboxes(
     return sorted(boxes, key=lambda b: (b.role != "inbox", b.name))
 
 
+def normal_name(name: str) -> str:
+    """A folder name as it is stored: Unicode NFC (RFC 9051 5.1: a server may take a
+    denormalised UTF-8 name and store it normalised; then every command must accept the
+    denormalised form too, so every lookup normalises first)."""
+    return name if name.isascii() else unicodedata.normalize("NFC", name)
+
+
+def name_lookups(account: UnlockedAccount, name: str) -> list[bytes]:
+    """The keyed lookups a folder called `name` may be stored under: its NFC form, and
+    for a name stored before names were normalised, the form given and NFD (names are
+    sealed: equal forms can only be found by their lookups)."""
+    context = _name_context(account.user.id)
+    forms = dict.fromkeys(
+        (normal_name(name), name, name if name.isascii() else unicodedata.normalize("NFD", name))
+    )
+    return [account.fields.lookup(form.encode("utf-8"), context) for form in forms]
+
+
 def _mailbox_query(account: UnlockedAccount, name: str) -> Select[Any]:
     role = _role_for(name)
     user_id = account.user.id
@@ -310,9 +329,9 @@ def _mailbox_query(account: UnlockedAccount, name: str) -> Select[Any]:
         return select(t.cm_mailboxes).where(
             t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role == role
         )
-    lookup = account.fields.lookup(name.encode("utf-8"), _name_context(user_id))
+    lookups = name_lookups(account, name)
     return select(t.cm_mailboxes).where(
-        t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.name_lookup == lookup
+        t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.name_lookup.in_(lookups)
     )
 
 
@@ -350,7 +369,7 @@ def check_name(name: str) -> str:
     parts = name.split(DELIMITER)
     if any(p == "" for p in parts) or any(ch in name for ch in "\r\n\x00*%"):
         raise StoreError("a mailbox name has no empty levels and no CR, LF, NUL, * or %")
-    return name
+    return normal_name(name)
 
 
 async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> Mailbox:
@@ -358,6 +377,10 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
     if _role_for(name) is not None:
         raise MailboxExists("that mailbox exists already")
     user_id = account.user.id
+    if not name.isascii() and (await conn.execute(_mailbox_query(account, name))).first():
+        # The same name stored un-normalised, before names were: the unique lookup
+        # cannot see it.
+        raise MailboxExists("that mailbox exists already")
     try:
         result = await conn.execute(
             t.cm_mailboxes.insert().values(
@@ -388,21 +411,22 @@ async def rename_mailbox(
     conn: AsyncConnection, account: UnlockedAccount, old: str, new: str
 ) -> None:
     """Rename `old` and its children; INBOX goes through `rename_inbox` instead."""
-    check_name(new)
+    new = check_name(new)
     source = await get_mailbox(conn, account, old)
+    old = source.name  # as stored: the name given may be another normal form of it
     if source.role is not None:
         raise StoreError("default folders cannot be renamed")
     if _role_for(new) is not None:
         raise MailboxExists("that mailbox exists already")
     boxes = await list_mailboxes(conn, account.user.id, account)
-    names = {b.name for b in boxes}
+    names = {normal_name(b.name) for b in boxes}
     renames = [
-        (b, new + b.name[len(old) :])
+        (b, normal_name(new + b.name[len(old) :]))
         for b in boxes
         if b.name == old or b.name.startswith(old + DELIMITER)
     ]
     for _box, target in renames:
-        if target in names and target not in {b.name for b, _ in renames}:
+        if target in names and target not in {normal_name(b.name) for b, _ in renames}:
             raise MailboxExists("that mailbox exists already")
     lookup_context = _name_context(account.user.id)
     for box, target in renames:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import unicodedata
 from typing import Final
 
 from sqlalchemy import Connection, delete, select, update
@@ -25,7 +26,7 @@ from cryptmail.db import ChangeKind, UserId, record_user_change
 from cryptmail.db import tables as t
 from cryptmail.errors import DatabaseConflict, DecryptionFailed
 from cryptmail.keys import UnlockedAccount
-from cryptmail.store._mailboxes import DEFAULT_MAILBOXES, check_name
+from cryptmail.store._mailboxes import DEFAULT_MAILBOXES, check_name, normal_name
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def _open(account: UnlockedAccount, sealed: bytes, lookup: bytes) -> str:
 
 
 def _canonical(name: str) -> str:
-    return "INBOX" if name.upper() == "INBOX" else name
+    return "INBOX" if name.upper() == "INBOX" else normal_name(name)
 
 
 async def _insert(conn: AsyncConnection, account: UnlockedAccount, name: str) -> None:
@@ -122,10 +123,12 @@ async def unsubscribe(conn: AsyncConnection, account: UnlockedAccount, name: str
     name = _canonical(name)
     await _seed_defaults(conn, account)
     user_id = account.user.id
-    lookup = account.fields.lookup(name.encode("utf-8"), _context(user_id))
+    # A name subscribed before names were normalised may be stored in another form.
+    forms = dict.fromkeys((name, unicodedata.normalize("NFD", name)))
+    lookups = [account.fields.lookup(form.encode("utf-8"), _context(user_id)) for form in forms]
     sub = t.cm_subscriptions
     result = await conn.execute(
-        delete(sub).where(sub.c.user_id == user_id, sub.c.name_lookup == lookup)
+        delete(sub).where(sub.c.user_id == user_id, sub.c.name_lookup.in_(lookups))
     )
     if result.rowcount:
         await conn.run_sync(record_user_change, user_id, ChangeKind.MAILBOXES)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -73,11 +75,18 @@ def _varint_analysis(analysis: MessageAnalysis) -> bytes:
 def test_analysis_serialisation_round_trip_and_rejections() -> None:
     analysis = analyze_message(VECTORS["multipart_mixed"][0])
     data = analysis.to_bytes()
-    assert data[4] == 3
+    assert data[4] == 5
     assert analysis.sort_fields is not None
     assert MessageAnalysis.from_bytes(data) == analysis
     assert PartMap.from_bytes(analysis.part_map.to_bytes()) == analysis.part_map
-    for broken in (data[:-1], data + b"x", b"XXXX" + data[4:], data[:4] + b"\x04" + data[5:]):
+    unknown = data[:4] + b"\x06" + data[5:]
+    for broken in (
+        data[:-1],
+        data + b"x",
+        b"XXXX" + data[4:],
+        data[:4] + b"\x04" + data[5:],
+        unknown,
+    ):
         with pytest.raises(ValueError):
             MessageAnalysis.from_bytes(broken)
     mapped = analysis.part_map.to_bytes()
@@ -90,11 +99,22 @@ def test_analysis_serialisation_round_trip_and_rejections() -> None:
         PartMap.from_bytes(bytes(raw))
 
 
-def test_version_2_caches_are_read_without_sort_fields_and_stored_back_as_version_2() -> None:
+def fixed_analysis(analysis: MessageAnalysis, version: int) -> bytes:
+    """Versions 2 to 4 of the cached form (four, five or six fields), as older caches
+    hold them."""
+    fields = [analysis.part_map.to_bytes(), analysis.envelope, analysis.body,
+              analysis.bodystructure, analysis.sort_fields or b"",
+              (analysis.preview or "").encode()][: version + 2]  # fmt: skip
+    lengths = struct.pack(f"<{len(fields)}I", *map(len, fields))
+    return b"CMMA" + bytes([version]) + lengths + b"".join(fields)
+
+
+def test_version_2_caches_are_read_without_sort_fields_and_stored_back_as_version_5() -> None:
     analysis = analyze_message(VECTORS["multipart_mixed"][0])._replace(sort_fields=None)
-    data = analysis.to_bytes()
-    assert data[4] == 2
+    data = fixed_analysis(analysis, 2)
     assert MessageAnalysis.from_bytes(data) == analysis
+    stored = analysis.to_bytes()
+    assert stored[4] == 5 and MessageAnalysis.from_bytes(stored) == analysis
     for broken in (data[:-1], data + b"x"):
         with pytest.raises(ValueError):
             MessageAnalysis.from_bytes(broken)

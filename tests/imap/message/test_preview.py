@@ -7,6 +7,8 @@ import base64
 from cryptmail.imap.message._analysis import MessageAnalysis, analyze_message
 from cryptmail.imap.message._preview import PREVIEW_CHARS, SOURCE_BYTES, preview_from_bytes
 
+from .test_mime import fixed_analysis
+
 
 def _preview(message: bytes) -> str:
     analysis = analyze_message(message, with_preview=True)
@@ -57,6 +59,7 @@ def test_preview_survives_the_cache_format() -> None:
     without = analyze_message(message)
     assert without.preview is None
     stored = without.to_bytes()
-    assert stored[4] == 3  # written as version 3, as before PREVIEW existed
+    assert stored[4] == 5  # the current version, its preview marked absent
     assert MessageAnalysis.from_bytes(stored) == without
-    assert with_preview.to_bytes()[4] == 4
+    assert MessageAnalysis.from_bytes(fixed_analysis(with_preview, 4)) == with_preview
+    assert MessageAnalysis.from_bytes(fixed_analysis(without, 3)) == without

@@ -4,18 +4,21 @@
 returns a :class:`MessageAnalysis`: the part map plus ENVELOPE, BODY and BODYSTRUCTURE
 already in IMAP syntax. ``to_bytes`` / ``from_bytes`` give the cacheable form::
 
-    magic "CMMA" | version (1 byte, 4) | six field lengths (u32 little-endian)
-        | part map (see _partmap) | ENVELOPE | BODY | BODYSTRUCTURE | sort fields
-        | preview (UTF-8)
+    magic "CMMA" | version (1 byte, 5) | presence (1 byte) | eight field lengths
+        (u32 little-endian) | part map (see _partmap) | ENVELOPE | BODY | BODYSTRUCTURE
+        | sort fields | preview (UTF-8) | rev2 BODY | rev2 BODYSTRUCTURE
 
 The sort fields are the raw header fields SORT and THREAD read (``_sortkeys``); the
-preview is RFC 8970's PREVIEW text (``_preview``). Version 3 had no preview (read with
-``preview`` None: FETCH PREVIEW makes it and stores the analysis again); version 2 had
-the first four fields only, version 1 put each length as a varint before its field;
-both are still read, with ``sort_fields`` None too (the reader fills it in from the
-message's header and stores the analysis again). An analysis without a preview is
-written as version 3, one without sort fields as version 2 (its preview is then not
-kept: made again at the next PREVIEW, until SORT has filled the sort fields in).
+preview is RFC 8970's PREVIEW text (``_preview``); presence bit 0 says the sort fields
+are there, bit 1 the preview, bit 2 the rev2 forms (given only when they differ: a
+message/global part, RFC 9051). A missing preview is made at the next FETCH PREVIEW.
+
+Older versions are still read: version 4 (six fields), 3 (no preview), 2 (no sort fields
+either: the reader fills them in from the message's header), 1 (lengths as varints).
+They parsed message/global as a leaf, so their rev2 forms are wrong where such a part
+is in the message: those are refused (ValueError, as for a damaged cache), so the
+message is analysed again at its next FETCH, lazily. Without message/global, the old
+analysis is right for both forms and is kept.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from __future__ import annotations
 import struct
 from typing import Final, NamedTuple
 
-from cryptmail.imap.message._bodystructure import write_body, write_bodystructure, write_envelope
+from cryptmail.imap.message._bodystructure import (
+    has_global,
+    write_body,
+    write_bodystructure,
+    write_envelope,
+)
 from cryptmail.imap.message._mime import MimeParser
 from cryptmail.imap.message._partmap import PartMap, _read_varint, part_map_from_tree
 from cryptmail.imap.message._preview import preview_from_bytes
@@ -32,11 +40,13 @@ from cryptmail.imap.message._sortkeys import encode_sort_fields
 __all__ = ["MessageAnalysis", "MessageAnalyzer", "analyze_message"]
 
 MAGIC: Final = b"CMMA"
-VERSION: Final = 4
+VERSION: Final = 5
+_SIX_FIELDS_VERSION: Final = 4
 _FIVE_FIELDS_VERSION: Final = 3
 _FOUR_FIELDS_VERSION: Final = 2
 _VARINT_VERSION: Final = 1
-_LENGTHS: Final = struct.Struct("<6I")
+_LENGTHS: Final = struct.Struct("<B8I")
+_SIX_LENGTHS: Final = struct.Struct("<6I")
 _FIVE_LENGTHS: Final = struct.Struct("<5I")
 _FOUR_LENGTHS: Final = struct.Struct("<4I")
 
@@ -56,31 +66,47 @@ class MessageAnalysis(NamedTuple):
     """``encode_sort_fields`` of the message's header; None if read from an older cache."""
     preview: str | None = None
     """RFC 8970 PREVIEW text; None when not made yet (a big message, an older cache)."""
+    rev2_body: bytes | None = None
+    """BODY for an IMAP4rev2 session; None when the same as ``body``."""
+    rev2_bodystructure: bytes | None = None
+    """BODYSTRUCTURE for an IMAP4rev2 session; None when the same as ``bodystructure``."""
+
+    def body_for(self, rev2: bool) -> bytes:
+        """BODY as a session of that protocol revision reads it."""
+        return self.rev2_body if rev2 and self.rev2_body is not None else self.body
+
+    def bodystructure_for(self, rev2: bool) -> bytes:
+        """BODYSTRUCTURE as a session of that protocol revision reads it."""
+        if rev2 and self.rev2_bodystructure is not None:
+            return self.rev2_bodystructure
+        return self.bodystructure
 
     @property
     def rfc822_size(self) -> int:
         return self.part_map.vsize
 
     def to_bytes(self) -> bytes:
-        fields: tuple[bytes, ...] = (
+        presence = (
+            (self.sort_fields is not None)
+            | (self.preview is not None) << 1
+            | (self.rev2_body is not None) << 2
+        )
+        fields = (
             self.part_map.to_bytes(), self.envelope, self.body, self.bodystructure,
+            self.sort_fields or b"", (self.preview or "").encode("utf-8"),
+            self.rev2_body or b"", self.rev2_bodystructure or b"",
         )  # fmt: skip
-        if self.sort_fields is None:  # what an older cache gave is stored as it was
-            lengths = _FOUR_LENGTHS.pack(*(len(field) for field in fields))
-            return MAGIC + bytes([_FOUR_FIELDS_VERSION]) + lengths + b"".join(fields)
-        fields += (self.sort_fields,)
-        if self.preview is None:
-            lengths = _FIVE_LENGTHS.pack(*(len(field) for field in fields))
-            return MAGIC + bytes([_FIVE_FIELDS_VERSION]) + lengths + b"".join(fields)
-        fields += (self.preview.encode("utf-8"),)
-        head = MAGIC + bytes([VERSION]) + _LENGTHS.pack(*(len(field) for field in fields))
+        head = MAGIC + bytes([VERSION]) + _LENGTHS.pack(presence, *map(len, fields))
         return head + b"".join(fields)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MessageAnalysis:
-        """Raises ValueError on anything but :meth:`to_bytes` output (either version)."""
+        """Raises ValueError on anything but :meth:`to_bytes` output (any version), and
+        on an older version's analysis of a message with a message/global part."""
         if data[:4] != MAGIC or len(data) < 5:
             raise ValueError("not a message analysis")
+        if data[4] == VERSION:
+            return _from_current(data)
         if data[4] in _LAYOUTS:
             layout = _LAYOUTS[data[4]]
             if len(data) < 5 + layout.size:
@@ -97,6 +123,8 @@ class MessageAnalysis(NamedTuple):
             fields = _varint_fields(data)
         else:
             raise ValueError(f"message analysis version {data[4]} is unknown")
+        if _GLOBAL_TYPE in fields[3].lower():
+            raise ValueError("message analysis predates message/global: analyse again")
         sort_fields = fields[4] if len(fields) > 4 else None
         try:
             preview = fields[5].decode("utf-8") if len(fields) > 5 else None
@@ -106,9 +134,36 @@ class MessageAnalysis(NamedTuple):
         return cls(part_map, fields[1], fields[2], fields[3], sort_fields, preview)
 
 
+_GLOBAL_TYPE: Final = b'"message" "global"'
+
+
+def _from_current(data: bytes) -> MessageAnalysis:
+    if len(data) < 5 + _LENGTHS.size:
+        raise ValueError("message analysis is truncated")
+    presence, *lengths = _LENGTHS.unpack_from(data, 5)
+    pos = 5 + _LENGTHS.size
+    if pos + sum(lengths) != len(data):
+        raise ValueError("message analysis is truncated or has trailing bytes")
+    fields = []
+    for length in lengths:
+        fields.append(data[pos : pos + length])
+        pos += length
+    try:
+        preview = fields[5].decode("utf-8") if presence & 2 else None
+    except UnicodeDecodeError as exc:
+        raise ValueError("message analysis preview is not UTF-8") from exc
+    return MessageAnalysis(
+        PartMap.from_bytes(fields[0]), fields[1], fields[2], fields[3],
+        fields[4] if presence & 1 else None, preview,
+        fields[6] if presence & 4 else None, fields[7] if presence & 4 else None,
+    )  # fmt: skip
+
+
 _LAYOUTS: Final = {
-    VERSION: _LENGTHS, _FIVE_FIELDS_VERSION: _FIVE_LENGTHS, _FOUR_FIELDS_VERSION: _FOUR_LENGTHS,
-}  # fmt: skip
+    _SIX_FIELDS_VERSION: _SIX_LENGTHS,
+    _FIVE_FIELDS_VERSION: _FIVE_LENGTHS,
+    _FOUR_FIELDS_VERSION: _FOUR_LENGTHS,
+}
 
 
 def _varint_fields(data: bytes) -> list[bytes]:
@@ -138,12 +193,18 @@ class MessageAnalyzer:
         root = self._parser.finish()
         envelope = root.envelope.envelope if root.envelope is not None else None
         sort_fields = root.envelope.sort_fields if root.envelope is not None else []
+        body, bodystructure = write_body(root), write_bodystructure(root)
+        rev2_body = rev2_bodystructure = None
+        if has_global(root):
+            rev2_body, rev2_bodystructure = write_body(root, True), write_bodystructure(root, True)
         return MessageAnalysis(
             part_map=part_map_from_tree(root),
             envelope=write_envelope(envelope),
-            body=write_body(root),
-            bodystructure=write_bodystructure(root),
+            body=body,
+            bodystructure=bodystructure,
             sort_fields=encode_sort_fields(sort_fields),
+            rev2_body=rev2_body,
+            rev2_bodystructure=rev2_bodystructure,
         )
 
 

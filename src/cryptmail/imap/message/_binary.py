@@ -133,32 +133,48 @@ def _subtree(part_map: PartMap, index: int) -> range:
     return range(index, end)
 
 
-def _target(part_map: PartMap, path: tuple[int, ...]) -> int | None:
-    return 0 if not path else part_map.find(path)
+def _target(part_map: PartMap, path: tuple[int, ...], rev2: bool) -> int | None:
+    return 0 if not path else part_map.find(path, rev2)
 
 
-def binary_headers(part_map: PartMap, path: tuple[int, ...]) -> list[int]:
+def _is_leaf(part_map: PartMap, index: int, rev2: bool) -> bool:
+    """No parts inside, as the session sees it: a message/global part is a leaf to a
+    rev1 session (as to Dovecot 2.3), a message to a rev2 one."""
+    part = part_map.parts[index]
+    return not part.children or (part.is_rfc822 and not part.holds_message(rev2))
+
+
+def binary_headers(part_map: PartMap, path: tuple[int, ...], rev2: bool = False) -> list[int]:
     """Indexes of the parts whose headers :func:`plan_binary` needs: the leaves the
     answer covers (none when the part does not exist)."""
-    index = _target(part_map, path)
+    index = _target(part_map, path, rev2)
     if index is None:
         return []
-    return [i for i in _subtree(part_map, index) if not part_map.parts[i].children]
+    leaves: list[int] = []
+    inside_leaf = -1  # the end of the subtree of a leaf that has parts (message/global)
+    for i in _subtree(part_map, index):
+        if i < inside_leaf:
+            continue
+        if _is_leaf(part_map, i, rev2):
+            leaves.append(i)
+            inside_leaf = _subtree(part_map, i).stop
+    return leaves
 
 
 def plan_binary(
-    part_map: PartMap, path: tuple[int, ...], headers: Mapping[int, bytes]
+    part_map: PartMap, path: tuple[int, ...], headers: Mapping[int, bytes], rev2: bool = False
 ) -> BinaryPlan | None:
-    """The answer to ``BINARY[path]``, or None when the part does not exist.
+    """The answer to ``BINARY[path]``, or None when the part does not exist (``rev2``:
+    for an IMAP4rev2 session, which sees into message/global parts).
 
     ``headers`` holds the stored header bytes of each part :func:`binary_headers`
     named. Raises UnknownEncoding for a leaf in an encoding we do not know.
     """
-    index = _target(part_map, path)
+    index = _target(part_map, path, rev2)
     if index is None:
         return None
     part = part_map.parts[index]
-    if path and not part.children:  # one leaf: its body alone
+    if path and _is_leaf(part_map, index, rev2):  # one leaf: its body alone
         kind = _kind(headers[index])
         segment = Segment(kind, part.body_offset, part.body_size)
         return BinaryPlan((segment,), kind != "raw")
@@ -169,7 +185,7 @@ def plan_binary(
     segments: list[Segment] = []
     cursor = start
     decoded = False
-    for leaf in binary_headers(part_map, path):
+    for leaf in binary_headers(part_map, path, rev2):
         if leaf == index and path:
             continue
         kind = _kind(headers[leaf])

@@ -3,6 +3,11 @@
 Strings go through the same quoting rules (:mod:`cryptmail.imap.wire._response`); text
 parts get the default ``("charset" "us-ascii")``; a multipart without parts gets one
 empty text/plain part; message/rfc822 carries its envelope, structure and line count.
+
+message/global (RFC 6532) has two forms: IMAP4rev1 (as Dovecot 2.3) describes it as a
+leaf; IMAP4rev2 (RFC 9051 ``body-type-msg``) as message/rfc822 is, with envelope,
+structure and line count. One that could not be read as a message (encoded, nested
+too deep) is then "application/octet-stream", as Dovecot does for such containers.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from typing import Final
 
 from cryptmail.imap.message._envelope import Envelope
 from cryptmail.imap.message._mime_part import (
+    FLAG_GLOBAL,
     FLAG_MULTIPART,
     FLAG_RFC822,
     FLAG_TEXT,
@@ -19,7 +25,7 @@ from cryptmail.imap.message._mime_part import (
 )
 from cryptmail.imap.wire._response import append_nstring, append_nstring_nolf
 
-__all__ = ["write_body", "write_bodystructure", "write_envelope"]
+__all__ = ["has_global", "write_body", "write_bodystructure", "write_envelope"]
 
 _EMPTY_BODY: Final = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0)'
 _EMPTY_BODYSTRUCTURE: Final = (
@@ -79,13 +85,21 @@ def _envelope_of(part: MessagePart) -> bytes:
     return part.envelope.envelope.to_imap()
 
 
-def _write(out: bytearray, part: MessagePart, extended: bool) -> None:
+def _is_global(data: PartData) -> bool:
+    return (data.content_type or b"").lower() == b"message" and (
+        data.subtype or b""
+    ).lower() == b"global"
+
+
+def _write(out: bytearray, part: MessagePart, extended: bool, rev2: bool) -> None:
     data = part.data or PartData()
+    # A message/global part is a message in rev2 only; in rev1 its bytes are a leaf.
+    message = bool(part.flags & FLAG_RFC822) and (rev2 or not part.flags & FLAG_GLOBAL)
     if part.flags & FLAG_MULTIPART:
         if part.children:
             for child in part.children:
                 out.append(0x28)
-                _write(out, child, extended)
+                _write(out, child, extended, rev2)
                 out.append(0x29)
         else:
             out += _EMPTY_BODYSTRUCTURE if extended else _EMPTY_BODY
@@ -96,14 +110,16 @@ def _write(out: bytearray, part: MessagePart, extended: bool) -> None:
             _params(out, data.params, False)
             _common(out, data)
         return
-    if part.flags & FLAG_RFC822:
-        out += b'"message" "rfc822"'
+    if message:
+        out += b'"message" "global"' if part.flags & FLAG_GLOBAL else b'"message" "rfc822"'
         text = False
     elif data.content_type is None:
         out += b'"text" "plain"'
         text = True
-    elif data.content_type.lower() == b"multipart" or (
-        data.content_type.lower() == b"message" and (data.subtype or b"").lower() == b"rfc822"
+    elif (
+        data.content_type.lower() == b"multipart"
+        or (data.content_type.lower() == b"message" and (data.subtype or b"").lower() == b"rfc822")
+        or (rev2 and not part.flags & FLAG_GLOBAL and _is_global(data))
     ):
         # A container left unparsed (nested too deep): Dovecot describes it this way.
         out += b'"application" "octet-stream"'
@@ -127,12 +143,12 @@ def _write(out: bytearray, part: MessagePart, extended: bool) -> None:
     out += b" %d" % part.body.virtual
     if text:
         out += b" %d" % part.body.lines
-    elif part.flags & FLAG_RFC822 and part.children:
+    elif message and part.children:
         child = part.children[0]
         out += b" ("
         out += _envelope_of(child)
         out += b") ("
-        _write(out, child, extended)
+        _write(out, child, extended, rev2)
         out += b") %d" % part.body.lines
     if extended:
         out.append(0x20)
@@ -140,10 +156,10 @@ def _write(out: bytearray, part: MessagePart, extended: bool) -> None:
         _common(out, data)
 
 
-def write_bodystructure(root: MessagePart) -> bytes:
-    """``(...)`` for FETCH BODYSTRUCTURE (the extended form)."""
+def write_bodystructure(root: MessagePart, rev2: bool = False) -> bytes:
+    """``(...)`` for FETCH BODYSTRUCTURE (the extended form); ``rev2``: RFC 9051's."""
     out = bytearray(b"(")
-    _write(out, root, True)
+    _write(out, root, True, rev2)
     out.append(0x29)
     return bytes(out)
 
@@ -171,15 +187,27 @@ def _is_plain_7bit(part: MessagePart) -> bool:
     )
 
 
-def write_body(root: MessagePart) -> bytes:
-    """``(...)`` for FETCH BODY (the basic form)."""
+def has_global(root: MessagePart) -> bool:
+    """Whether a message/global part is in the tree: only then do the rev1 and rev2
+    forms differ."""
+    stack = [root]
+    while stack:
+        part = stack.pop()
+        if part.flags & FLAG_GLOBAL or _is_global(part.data or PartData()):
+            return True
+        stack.extend(part.children)
+    return False
+
+
+def write_body(root: MessagePart, rev2: bool = False) -> bytes:
+    """``(...)`` for FETCH BODY (the basic form); ``rev2``: RFC 9051's."""
     if _is_plain_7bit(root):
         return b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" %d %d)' % (
             root.body.virtual,
             root.body.lines,
         )
     out = bytearray(b"(")
-    _write(out, root, False)
+    _write(out, root, False, rev2)
     out.append(0x29)
     return bytes(out)
 

@@ -17,6 +17,10 @@ Dovecot's rules kept here, because BODYSTRUCTURE shows their effects:
   rest of the line wins; the newline before it belongs to the boundary;
 * a part without Content-Type is text/plain, or message/rfc822 in multipart/digest;
 * at most 100 nested and 10,000 parts in total; deeper content is plain body.
+
+One departure: message/global (RFC 6532) in 7bit, 8bit or binary is parsed as the
+message it holds, like message/rfc822 (flagged FLAG_GLOBAL), for IMAP4rev2's forms;
+the rev1 writers and section lookups still treat it as the leaf Dovecot 2.3 sees.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Final
 from cryptmail.imap.message._envelope import EnvelopeBuilder
 from cryptmail.imap.message._mime_part import (
     FLAG_DIGEST,
+    FLAG_GLOBAL,
     FLAG_IS_MIME,
     FLAG_MULTIPART,
     FLAG_RFC822,
@@ -301,6 +306,8 @@ class MimeParser:
         lowered = bytes(text).lower()
         if lowered == b"message/rfc822":
             part.flags |= FLAG_RFC822
+        elif lowered == b"message/global":
+            part.flags |= FLAG_RFC822 | FLAG_GLOBAL
         elif lowered.startswith(b"text") and (len(lowered) == 4 or lowered[4:5] == b"/"):
             part.flags |= FLAG_TEXT
         elif lowered.startswith(b"multipart/"):
@@ -332,6 +339,10 @@ class MimeParser:
         self._in_header = False
         self._last_byte = 0x0A
         self._held_nl = 0
+        if part.flags & FLAG_GLOBAL and not _identity_encoding(part.data.transfer_encoding):
+            # RFC 6532 3.5 lets message/global be base64 or quoted-printable: its header
+            # is then not readable as it stands, so it stays a leaf.
+            part.flags &= ~(FLAG_RFC822 | FLAG_GLOBAL)
         if self._multipart_pending:
             self._multipart_pending = False
         elif part.flags & FLAG_RFC822 and not self._too_nested(part):
@@ -339,7 +350,7 @@ class MimeParser:
             child.envelope = EnvelopeBuilder()
             self._start_part_header(child)
         else:
-            part.flags &= ~FLAG_RFC822
+            part.flags &= ~(FLAG_RFC822 | FLAG_GLOBAL)
 
     def _append_child(self, parent: MessagePart) -> MessagePart:
         child = MessagePart(offset=self._offset, parent=parent, depth=parent.depth + 1)
@@ -541,3 +552,8 @@ def parse_message(message: bytes, chunk_size: int = 1 << 16) -> MessagePart:
     for start in range(0, len(message), chunk_size):
         parser.feed(bytes(view[start : start + chunk_size]))
     return parser.finish()
+
+
+def _identity_encoding(encoding: bytes | None) -> bool:
+    """7bit, 8bit, binary or none given: the stored bytes are the message itself."""
+    return encoding is None or encoding.lower() in (b"7bit", b"8bit", b"binary")

@@ -19,6 +19,9 @@ FLAG_MULTIPART: Final = 0x01
 FLAG_DIGEST: Final = 0x02
 FLAG_RFC822: Final = 0x04
 FLAG_TEXT: Final = 0x08
+FLAG_GLOBAL: Final = 0x10
+"""With FLAG_RFC822: the part is message/global (RFC 6532), parsed as the message it
+holds. IMAP4rev1 (and Dovecot 2.3) describe it as a leaf, IMAP4rev2 as a message."""
 FLAG_IS_MIME: Final = 0x40
 
 

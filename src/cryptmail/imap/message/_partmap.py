@@ -24,7 +24,13 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import Final, NamedTuple
 
-from cryptmail.imap.message._mime_part import FLAG_MULTIPART, FLAG_RFC822, FLAG_TEXT, MessagePart
+from cryptmail.imap.message._mime_part import (
+    FLAG_GLOBAL,
+    FLAG_MULTIPART,
+    FLAG_RFC822,
+    FLAG_TEXT,
+    MessagePart,
+)
 from cryptmail.imap.wire._requests import Section
 
 __all__ = ["PartEntry", "PartMap", "SectionPlan", "VirtualStream", "part_map_from_tree"]
@@ -66,6 +72,12 @@ class PartEntry(NamedTuple):
     @property
     def is_rfc822(self) -> bool:
         return bool(self.flags & FLAG_RFC822)
+
+    def holds_message(self, rev2: bool) -> bool:
+        """Whether section numbers go into this part's message: message/rfc822 always,
+        message/global in IMAP4rev2 only (RFC 9051 6.4.5; rev1 and Dovecot 2.3 see a
+        leaf)."""
+        return bool(self.flags & FLAG_RFC822) and (rev2 or not self.flags & FLAG_GLOBAL)
 
 
 class SectionPlan(NamedTuple):
@@ -241,11 +253,11 @@ class PartMap:
             yield child
             child = _subtree_end(counts, child)
 
-    def find(self, path: tuple[int, ...]) -> int | None:
+    def find(self, path: tuple[int, ...], rev2: bool = False) -> int | None:
         """The part a section number names, with Dovecot's rules, or None.
 
-        A non-multipart part has only part 1 (itself); a message/rfc822 part is
-        entered when the path goes on.
+        A non-multipart part has only part 1 (itself); a message/rfc822 part (and in
+        ``rev2`` a message/global one) is entered when the path goes on.
         """
         index = 0
         for depth, number in enumerate(path):
@@ -260,9 +272,9 @@ class PartMap:
                 if found is None:
                     return None
                 index = found
-            elif number != 1 or (more and not part.is_rfc822):
+            elif number != 1 or (more and not part.holds_message(rev2)):
                 return None
-            if more and self.parts[index].is_rfc822:
+            if more and self.parts[index].holds_message(rev2):
                 if not self.parts[index].children:
                     return None
                 index += 1
@@ -270,19 +282,22 @@ class PartMap:
 
     # -- sections -----------------------------------------------------------------------
 
-    def plan(self, section: Section, partial: tuple[int, int] | None = None) -> SectionPlan:
-        """Plan the answer to ``BODY[section]<partial>``."""
+    def plan(
+        self, section: Section, partial: tuple[int, int] | None = None, *, rev2: bool = False
+    ) -> SectionPlan:
+        """Plan the answer to ``BODY[section]<partial>`` (``rev2``: for an IMAP4rev2
+        session, which enters message/global parts)."""
         if not section.part and section.text == "":  # the whole message: part 0's sizes
             skip, size = window(self.vsize, partial)
             return SectionPlan(True, 0, self.size, self.vsize, size, skip)
         if section.part:
-            found = self.find(section.part)
+            found = self.find(section.part, rev2)
             if found is None:
                 return SectionPlan(found=False)
             index = found
             if section.text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT"):
                 part = self.parts[index]
-                if not part.is_rfc822 or not part.children:
+                if not part.holds_message(rev2) or not part.children:
                     return SectionPlan(found=False)
                 index += 1
         else:
@@ -341,7 +356,7 @@ def part_map_from_tree(root: MessagePart) -> PartMap:
         part = stack.pop()
         parts.append(
             PartEntry(
-                flags=part.flags & (FLAG_MULTIPART | FLAG_RFC822 | FLAG_TEXT),
+                flags=part.flags & (FLAG_MULTIPART | FLAG_RFC822 | FLAG_TEXT | FLAG_GLOBAL),
                 children=len(part.children),
                 header_offset=part.offset,
                 header_size=part.header.physical,

@@ -362,9 +362,9 @@ class MessageFetch:
             elif name == "ENVELOPE":
                 response.add(name, Raw(analysis.envelope))
             elif name == "BODY":
-                response.add(name, Raw(analysis.body))
+                response.add(name, Raw(analysis.body_for(self._selected.rev2)))
             elif name == "BODYSTRUCTURE":
-                response.add(name, Raw(analysis.bodystructure))
+                response.add(name, Raw(analysis.bodystructure_for(self._selected.rev2)))
             elif name in ("PREVIEW", "PREVIEW.LAZY"):  # RFC 8970
                 text = await message_preview(
                     self._selected, row, self._facts, self._open, lazy=name == "PREVIEW.LAZY"
@@ -373,7 +373,7 @@ class MessageFetch:
 
     async def _section(self, key: str, section: Section, partial: tuple[int, int] | None) -> None:
         assert self._facts is not None  # noqa: S101 - needs_facts() loaded them
-        plan = self._facts.analysis.part_map.plan(section, partial)
+        plan = self._facts.analysis.part_map.plan(section, partial, rev2=self._selected.rev2)
         if not plan.found:
             self._response.add_literal(key, b"")
             return
@@ -394,7 +394,7 @@ class MessageFetch:
     async def section_plan(self, section: Section, partial: tuple[int, int] | None) -> SectionPlan:
         """Plan ``BODY.PEEK[section]<partial>`` of this message (CATENATE's URL parts)."""
         self._facts = await load_facts(self._selected, self._row)
-        return self._facts.analysis.part_map.plan(section, partial)
+        return self._facts.analysis.part_map.plan(section, partial, rev2=self._selected.rev2)
 
     async def section_pieces(
         self, plan: SectionPlan, partial: tuple[int, int] | None
@@ -437,7 +437,7 @@ class MessageFetch:
     ) -> tuple[BinaryPlan | None, int, bool, bytes | None]:
         assert self._facts is not None  # noqa: S101 - needs_facts() loaded them
         part_map = self._facts.analysis.part_map
-        wanted = binary_headers(part_map, part)
+        wanted = binary_headers(part_map, part, self._selected.rev2)
         headers = {}
         if wanted:
             opened = await self._open()
@@ -448,7 +448,7 @@ class MessageFetch:
                     blobs, opened, entry.header_offset, entry.header_size
                 )
         try:
-            plan = plan_binary(part_map, part, headers)
+            plan = plan_binary(part_map, part, headers, self._selected.rev2)
             if plan is None:
                 return None, 0, False, b""
             stream = BinaryStream()

@@ -216,3 +216,61 @@ def test_selected_delayed_holds_expunges_until_a_command(rig: ImapRig) -> None:
     assert untagged == [b"* 1 EXPUNGE"] and b" OK " in done
     watcher.close()
     other.close()
+
+
+def _append(client: RawClient, mailbox: bytes, subject: bytes) -> bytes:
+    message = b"Subject: " + subject + b"\r\n\r\nbody\r\n"
+    tag = client.next_tag()
+    client.send(tag + b" APPEND " + mailbox + b" {%d+}\r\n" % len(message) + message + b"\r\n")
+    untagged, done = client.until(tag)
+    assert b" OK [APPENDUID " in done, done
+    return b"\n".join(untagged)
+
+
+def test_own_append_copy_move_send_no_status(rig: ImapRig) -> None:
+    """RFC 5465 5: the server SHOULD omit an event this client caused. Its APPENDUID or
+    COPYUID told it the new UIDs, so its own APPEND, COPY and MOVE into a watched
+    mailbox send it no STATUS, in rev2 and rev1 alike (Dovecot 2.3 sends one: it does
+    not follow the SHOULD). Another session's change is told as before; another user's
+    is not told at all. Each check of "nothing" is followed by a change the watcher must
+    hear, so a STATUS of its own would show up first."""
+    rig.add_user("bob@example.org", "bob-password")
+    rig.deliver(b"Subject: one\r\n\r\nfirst\r\n")
+    modern, legacy, other = _client(rig), _client(rig), _client(rig)
+    bob = RawClient.connect(rig.port)
+    bob.ask(b'LOGIN bob@example.org "bob-password"')
+    modern.ask(b"ENABLE IMAP4rev2")
+    for watcher in (modern, legacy, bob):
+        watcher.ask(b"SELECT INBOX")
+        _, done = watcher.ask(WATCH_ALL)
+        assert b" OK " in done, done
+    sent_by_other = 0
+    for watcher, listener in ((modern, legacy), (legacy, modern)):
+        assert b"STATUS" not in _append(watcher, b"Sent", b"mine")
+        untagged, done = watcher.ask(b"UID COPY 1 Archive")
+        assert b"[COPYUID " in done and not any(b"STATUS" in u for u in untagged), untagged
+        # The listener hears both (one STATUS each).
+        heard = sorted(line.split(b" (")[0] for line in _unsolicited(listener, 2))
+        assert heard == [b"* STATUS Archive", b"* STATUS Sent"], heard
+        sent_by_other += 1
+        _append(other, b"Drafts", b"theirs %d" % sent_by_other)
+        got = _unsolicited(watcher, 1)[0]
+        assert got.startswith(b"* STATUS Drafts (MESSAGES %d " % sent_by_other), got
+        _unsolicited(listener, 1)
+        untagged, _ = watcher.ask(b"NOOP")
+        assert untagged == [], untagged
+    # MOVE out of the selected INBOX: EXPUNGE for the source, no STATUS for the target.
+    untagged, done = legacy.ask(b"UID MOVE 1 Junk")
+    assert b" OK " in done
+    assert b"* 1 EXPUNGE" in untagged, untagged
+    assert not any(line.startswith(b"* STATUS") for line in untagged), untagged
+    # The rev2 session hears of the MOVE: the expunge in INBOX, STATUS of Junk.
+    heard = _unsolicited(modern, 2)
+    assert b"* 1 EXPUNGE" in heard, heard
+    assert any(line.startswith(b"* STATUS Junk (MESSAGES 1 ") for line in heard), heard
+    _append(other, b"Drafts", b"last")
+    assert _unsolicited(legacy, 1)[0].startswith(b"* STATUS Drafts (MESSAGES 3 ")
+    untagged, _ = bob.ask(b"NOOP")
+    assert untagged == [], "bob hears nothing of alice's folders"
+    for client in (modern, legacy, other, bob):
+        client.close()

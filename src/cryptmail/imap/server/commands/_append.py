@@ -204,6 +204,8 @@ async def receive_append(session: Session, start: AppendStart) -> bytes:
         await _discard(session, received)
         raise
     session.context.bus.publish(session.user_account.user.id, box.id)
+    if session.notify is not None and uids:
+        await session.notify.own_messages(session, box.id, len(uids), max(uids))
     code = f"[APPENDUID {box.uidvalidity} {format_number_runs(uids)}]"
     return tagged(tag, "OK", "Append completed.", code)
 
@@ -225,5 +227,7 @@ async def append_without_literal(session: Session, command: Append) -> bytes:
         await _discard(session, built)
         raise
     session.context.bus.publish(session.user_account.user.id, box.id)
+    if session.notify is not None and uids:
+        await session.notify.own_messages(session, box.id, len(uids), max(uids))
     code = f"[APPENDUID {box.uidvalidity} {format_number_runs(uids)}]"
     return tagged(command.tag, "OK", "Append completed.", code)

@@ -50,6 +50,7 @@ from cryptmail.store import (
     mailbox_counts,
     mailbox_listing,
     mailbox_object_id,
+    normal_name,
     rename_inbox,
     rename_mailbox,
     unreferenced_blobs,
@@ -168,11 +169,13 @@ async def examine(session: Session, command: Examine) -> bytes:
 async def create(session: Session, command: Create) -> bytes:
     account = session.user_account
     _refuse_new_name(command.mailbox)
-    name = command.mailbox.rstrip(DELIMITER)
+    given = command.mailbox.rstrip(DELIMITER)
+    name = normal_name(given)
     if command.special_use:
         raise CommandFailed("Special-use folders are fixed.", "[USEATTR]")
     async with session.context.engine.begin() as conn:
-        existing = {b.name for b in await list_mailboxes(conn, account.user.id, account)}
+        boxes = await list_mailboxes(conn, account.user.id, account)
+        existing = {normal_name(b.name) for b in boxes}
         if name in existing or name.upper() == "INBOX":
             raise MailboxExists("that mailbox exists already")
         levels = name.split(DELIMITER)
@@ -185,7 +188,19 @@ async def create(session: Session, command: Create) -> bytes:
     if created is not None:  # RFC 8474 4.1: the new mailbox's MAILBOXID
         code = f"[MAILBOXID ({mailbox_object_id(account, created.id)})]"
     await _mailboxes_changed(session)
+    await _tell_normalised(session, given, name)
     return tagged(command.tag, "OK", "Create completed.", code)
+
+
+async def _tell_normalised(session: Session, given: str, name: str) -> None:
+    """RFC 9051 6.3.4: a name the server normalised (to NFC, see `normal_name`) is told
+    in a LIST with the OLDNAME extended item, the name as given. Only to a session that
+    speaks UTF-8 names: in modified UTF-7 the two forms are the client's own business."""
+    if given != name and utf8_names(session):
+        await session.send(
+            b'* LIST () "/" ' + wire_name(name, True)
+            + b' ("OLDNAME" (' + wire_name(given, True) + b"))\r\n"
+        )  # fmt: skip
 
 
 async def _drop_blobs(session: Session, blob_ids: Iterable[BlobId]) -> None:
@@ -213,7 +228,8 @@ async def delete(session: Session, command: Delete) -> bytes:
 
 async def rename(session: Session, command: Rename) -> bytes:
     account = session.user_account
-    new_name = command.new_name.rstrip(DELIMITER)
+    given = command.new_name.rstrip(DELIMITER)
+    new_name = normal_name(given)
     async with session.context.engine.begin() as conn:
         source = await get_mailbox(conn, account, command.mailbox)
         _refuse_new_name(command.new_name)
@@ -221,7 +237,7 @@ async def rename(session: Session, command: Rename) -> bytes:
             await rename_inbox(conn, account, new_name)
         elif source.role is not None:
             raise CommandFailed("Special folders cannot be renamed.", "[CANNOT]")
-        elif new_name == source.name:
+        elif new_name == normal_name(source.name):
             raise MailboxExists("a mailbox cannot be renamed to its own name")
         elif new_name.startswith(source.name + DELIMITER):
             # Its children would land on their own names (Dovecot refuses the same way).
@@ -229,13 +245,15 @@ async def rename(session: Session, command: Rename) -> bytes:
         else:
             await rename_mailbox(conn, account, command.mailbox, new_name)
         # RFC 3501 6.3.5: superior levels of the new name are created if missing.
-        existing = {b.name for b in await list_mailboxes(conn, account.user.id, account)}
+        boxes = await list_mailboxes(conn, account.user.id, account)
+        existing = {normal_name(b.name) for b in boxes}
         for parent in _ancestors(new_name):
             if parent not in existing and parent.upper() != "INBOX":
                 await create_mailbox(conn, account, parent)
     if source.role == "inbox":
         session.context.bus.publish(account.user.id, source.id)
     await _mailboxes_changed(session)
+    await _tell_normalised(session, given, new_name)
     return tagged(command.tag, "OK", "Rename completed.")
 
 
@@ -347,7 +365,15 @@ async def _list(session: Session, command: List) -> bytes:
 
 
 async def list_(session: Session, command: List) -> bytes:
+    _refuse_recent(session, command.status_items)
     return await _list(session, command)
+
+
+def _refuse_recent(session: Session, items: Iterable[str]) -> None:
+    """RFC 9051 has no \\Recent, so no RECENT status item: a rev2 session asking for
+    it gets BAD, as for any item outside the grammar."""
+    if "RECENT" in items and "IMAP4rev2" in session.enabled:
+        raise CommandFailed("RECENT is not an IMAP4rev2 STATUS item.", status="BAD")
 
 
 async def lsub(session: Session, command: Lsub) -> bytes:
@@ -423,6 +449,7 @@ async def _status_line(
 
 
 async def status(session: Session, command: Status) -> bytes:
+    _refuse_recent(session, command.items)
     async with session.context.engine.connect() as conn:
         box = await get_mailbox(conn, session.user_account, command.mailbox)
         await session.send(await _status_line(session, conn, box, command.items))

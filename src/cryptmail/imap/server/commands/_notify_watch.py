@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
-from cryptmail.errors import MailboxNotFound
+from cryptmail.errors import MailboxNotFound, StoreError
 from cryptmail.imap.server.commands._mailboxes import utf8_names, wire_name
 from cryptmail.imap.wire._parser_notify import Notify, NotifyGroup
 from cryptmail.imap.wire._requests import FetchItem
@@ -32,6 +33,7 @@ from cryptmail.store import (
     list_subscriptions,
     mailbox_by_id,
     mailbox_counts,
+    normal_name,
 )
 
 if TYPE_CHECKING:
@@ -111,7 +113,12 @@ class NotifyWatch:
         self.selected_events = frozenset(selected[0].events) if selected else frozenset()
         self.delayed = bool(selected) and selected[0].filter == "SELECTED-DELAYED"
         self.selected_fetch = selected[0].fetch if selected else ()
-        self.groups = [g for g in command.groups if not g.filter.startswith("SELECTED")]
+        # Names are matched as stored: in NFC (a denormalised name names the same folder).
+        self.groups = [
+            replace(g, mailboxes=tuple(normal_name(m) for m in g.mailboxes))
+            for g in command.groups
+            if not g.filter.startswith("SELECTED")
+        ]
         self.wants_names = any(NAME_CHANGES & set(g.events) for g in self.groups)
         self.needs_subscriptions = self.wants_names or any(
             g.filter == "SUBSCRIBED" for g in self.groups
@@ -237,6 +244,7 @@ class NotifyWatch:
         )
 
     def remember(self, mailbox_id: MailboxId, counters: tuple[int, int, int]) -> None:
+        self._counters.pop(mailbox_id, None)  # most recently used last
         self._counters[mailbox_id] = counters
         while len(self._counters) > self.max_mailboxes:
             self._counters.popitem(last=False)
@@ -284,6 +292,42 @@ class NotifyWatch:
                 )
         for line in lines:
             await session.send(line + b"\r\n")
+
+    async def own_messages(
+        self, session: Session, mailbox_id: MailboxId, added: int, last_uid: int
+    ) -> None:
+        """This session's APPEND, COPY or MOVE added `added` messages (the last with UID
+        `last_uid`) to a mailbox that is not the selected one: its tagged answer (APPENDUID,
+        COPYUID) told the client already, so the STATUS its own change would cause is not
+        sent (RFC 5465 5: the server SHOULD omit an event the client caused).
+
+        The mailbox's counters are read now and remembered, so the change's own wake-up
+        finds nothing new. Anything another session added meanwhile is not swallowed: if
+        the counters are not those our change alone explains, the STATUS goes out now.
+        """
+        selected = session.selected
+        if selected is not None and selected.mailbox_id == mailbox_id:
+            return  # the selected mailbox answers with EXISTS, as for any change
+        try:
+            async with self.context.engine.connect() as conn:
+                box = await mailbox_by_id(conn, self.account, mailbox_id)
+                events = self.events_for(box.name) & MESSAGE_CHANGES
+                if not events:
+                    return
+                messages, _unclaimed = await mailbox_counts(conn, box.id)
+        except StoreError:
+            # The command is done and stored: never turn its OK into a failure. The
+            # change's wake-up then sends the STATUS, as for anyone else's change.
+            return
+        now = (messages, box.uidnext, box.highest_modseq)
+        before = self._counters.get(mailbox_id)
+        self.remember(mailbox_id, now)
+        if before is None:
+            alone = box.uidnext == last_uid + 1  # nobody appended after us
+        else:
+            alone = now[:2] == (before[0] + added, last_uid + 1)
+        if not alone and "MessageNew" in events:
+            await session.send(self.status_line(session, box.name, now, box.uidvalidity, events))
 
     async def own_change(self) -> None:
         """This session changed the mailbox list itself: take the new names silently

@@ -19,6 +19,7 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.db import utcnow
 from cryptmail.imap.message._search import SearchContext, compile_search
 from cryptmail.imap.message._textsearch import iter_message_text
+from cryptmail.imap.server._errors import CommandFailed
 from cryptmail.imap.server._fetch import Facts, load_facts
 from cryptmail.imap.server._fulltext import search_oracle
 from cryptmail.imap.server._selected import SelectedMailbox
@@ -27,6 +28,7 @@ from cryptmail.imap.server.commands._esearch import esearch_line, saved_numbers
 from cryptmail.imap.wire._requests import (
     Search,
     SearchAnd,
+    SearchFlag,
     SearchKey,
     SearchModSeq,
     SearchNot,
@@ -139,6 +141,18 @@ def _uses_modseq(key: SearchKey) -> bool:
     return False
 
 
+def _uses_recent(key: SearchKey) -> bool:
+    if isinstance(key, SearchFlag):
+        return key.flag == RECENT_FLAG
+    if isinstance(key, SearchAnd):
+        return any(_uses_recent(k) for k in key.keys)
+    if isinstance(key, SearchOr):
+        return _uses_recent(key.left) or _uses_recent(key.right)
+    if isinstance(key, SearchNot):
+        return _uses_recent(key.key)
+    return False
+
+
 def _evaluate(program: SearchAnd, context: SearchContext, views: list[_View]) -> list[_View]:
     test = compile_search(program, context)
     return [view for view in views if test(view)]
@@ -149,6 +163,9 @@ async def find_messages(
 ) -> list[_View]:
     """The messages a program matches, in mailbox order (SEARCH, SORT and THREAD);
     ``only``: look at these UIDs alone (a live search's update, RFC 5267)."""
+    if selected.rev2 and _uses_recent(program):
+        # RFC 9051 has no \Recent: RECENT, NEW and OLD left the search-key grammar.
+        raise CommandFailed("RECENT, NEW and OLD are not IMAP4rev2 search keys.", status="BAD")
     bridge = _Bridge(asyncio.get_running_loop())
     views = [
         _View(bridge, selected, seq, selected.rows[uid])

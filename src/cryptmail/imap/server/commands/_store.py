@@ -183,6 +183,8 @@ async def _copy(session: Session, command: Copy | Move, *, move: bool) -> bytes:
         else:
             pairs = await copy_messages(conn, account, rows, target.id)
     session.context.bus.publish(account.user.id, target.id)
+    if session.notify is not None and pairs:
+        await session.notify.own_messages(session, target.id, len(pairs), max(p[1] for p in pairs))
     verdict = verdict_for(source_role, target.role) if learner is not None else None
     if learner is not None and verdict is not None and pairs:
         copied = {source_uid for source_uid, _new_uid in pairs}
