@@ -3,11 +3,17 @@ session in this process, a background pass that indexes the user's mail while th
 are logged in, and the oracle SEARCH consults.
 
 Delivery cannot index (it holds no private key), so new mail is indexed by the first
-session that is around: the background pass lists the user's blobs, reads the ones the
-index lacks in batches (decrypt, parse, words, in a worker thread), and stores one
-sealed segment per batch. It runs for at most `imap.fts_background_percent` of the
-time (it sleeps in proportion to what it worked), goes to sleep when nothing is left
-until SEARCH or new mail wakes it, and stops when the user's last session ends. SEARCH
+session that is around: the background pass lists the user's blobs, newest first (what a
+client shows first), reads the ones the index lacks in batches (decrypt, parse, words,
+in a worker thread), and stores one sealed segment per batch. From the same read it
+also seals the message cache (the analysis FETCH, SORT and THREAD need: body structure,
+envelope, sort fields, the blob's key) of every row no session has read yet, so the
+first SORT after a delivery finds most messages done instead of unwrapping and parsing
+each one (`fill_caches`: written only where there is none, first flags left alone so
+the message stays \\Recent for whoever selects its mailbox first). It runs for at most
+`imap.fts_background_percent` of the time (it sleeps in proportion to what it
+worked), goes to sleep when nothing is left until SEARCH or new mail wakes it, and
+stops when the user's last session ends. SEARCH
 moves the messages it had to read the slow way to the front of the queue, and so does
 the first read of a message (FETCH's first parse, `_fetch._index`).
 
@@ -25,12 +31,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.config import ImapConfig
 from cryptmail.db import UserId
 from cryptmail.errors import CryptmailError
+from cryptmail.imap.message._analysis import analyze_message
 from cryptmail.imap.message._fts_words import message_words
 from cryptmail.imap.message._search import MessageView, Oracle
 from cryptmail.imap.message._textsearch import fold_text
@@ -46,6 +53,10 @@ from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     HEAD_SIZE,
     BlobId,
+    CachedKey,
+    MessageCache,
+    MessageId,
+    fill_caches,
     open_blob,
     open_small_blob,
     small_blob_plaintext,
@@ -58,7 +69,7 @@ from cryptmail.store.fulltext import (
     Needle,
     UserIndex,
     needle_terms,
-    user_blobs,
+    user_messages,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +91,7 @@ class _User:
     urgent: set[BlobId] = field(default_factory=set)
     skipped: set[BlobId] = field(default_factory=set)
     blobs: dict[BlobId, bool] = field(default_factory=dict)
+    uncached: dict[BlobId, list[MessageId]] = field(default_factory=dict)
     todo: list[BlobId] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
@@ -173,8 +185,8 @@ class FullTextIndexes:
         started = time.monotonic()
         if not user.todo:
             await index.refresh()
-            user.blobs = await user_blobs(self._engine, index.account.user.id)
-            user.todo = [b for b in user.blobs if b not in index.indexed and b not in user.skipped]
+            await self._list(user)
+            user.todo = [b for b in user.blobs if self._wanted(user, b)]
             if not user.todo and not user.urgent:
                 if await index.compact(set(user.blobs)):
                     return time.monotonic() - started
@@ -184,43 +196,83 @@ class FullTextIndexes:
         batch = list(dict.fromkeys(urgent + user.todo[:BATCH]))[:BATCH]
         chosen = set(batch)
         user.todo = [b for b in user.todo if b not in chosen]
-        if any(b not in user.blobs for b in batch):  # new mail since the list was read
-            user.blobs = await user_blobs(self._engine, index.account.user.id)
-        known = [(b, user.blobs[b]) for b in batch if b in user.blobs]
-        docs = await self._read_words(user, known)
+        # Read the list again when new mail came, and before every batch of the cache
+        # work: a FETCH or SORT (here, or in another process) may have sealed these
+        # messages' caches meanwhile, and then only their words are left to do.
+        if any(b not in user.blobs or b in user.uncached for b in batch):
+            await self._list(user)
+        known = [(b, user.blobs[b]) for b in batch if b in user.blobs and self._wanted(user, b)]
+        if not known:
+            return time.monotonic() - started
+        docs, caches = await self._read(user, known)
         await index.add(docs)
+        if caches:
+            await fill_caches(self._engine, index.account, caches)
+            for row_id, blob_id, _cache in caches:
+                rows = user.uncached.get(blob_id)
+                if rows is not None and row_id in rows:
+                    rows.remove(row_id)
+                    if not rows:
+                        del user.uncached[blob_id]
         # Merge while indexing too, so a long first pass never leaves hundreds of small
         # segments for SEARCH to go through.
         await index.compact(set(user.blobs), above=2 * MAX_SEGMENTS)
         return time.monotonic() - started
 
-    async def _read_words(
+    async def _list(self, user: _User) -> None:
+        listed = await user_messages(self._engine, user.index.account.user.id)
+        user.blobs, user.uncached = listed.blobs, listed.uncached
+
+    @staticmethod
+    def _wanted(user: _User, blob_id: BlobId) -> bool:
+        if blob_id in user.skipped:
+            return False
+        return blob_id not in user.index.indexed or blob_id in user.uncached
+
+    async def _read(
         self, user: _User, batch: list[tuple[BlobId, bool]]
-    ) -> list[tuple[BlobId, dict[int, set[str]]]]:
+    ) -> tuple[list[_Doc], list[tuple[MessageId, BlobId, MessageCache]]]:
+        """Each blob read once: its words if the index lacks them, its cache for the
+        rows that have none."""
         account = user.index.account
         heads = await self._blobs.read_heads([b for b, _s in batch], HEAD_SIZE)
-        small = [(b, s, heads[b]) for b, s in batch if b in heads and len(heads[b]) < HEAD_SIZE]
-        docs = await run_blocking(_words_of_small, account, small, user.skipped)
+        small = [
+            _Wanted(b, s, heads[b], b not in user.index.indexed, b in user.uncached)
+            for b, s in batch
+            if b in heads and len(heads[b]) < HEAD_SIZE
+        ]
+        read = await run_blocking(_read_small, account, small, user.skipped)
         for blob_id, sealed in batch:
             head = heads.get(blob_id)
             if head is not None and len(head) < HEAD_SIZE:
                 continue
-            message = await self._read_large(account, blob_id, sealed)
-            if message is None:
+            large = await self._read_large(account, blob_id, sealed)
+            if large is None:
                 user.skipped.add(blob_id)
                 continue
-            docs.append((blob_id, await run_blocking(message_words, message)))
-        return docs
+            message, key = large
+            wanted = _Wanted(
+                blob_id, sealed, b"", blob_id not in user.index.indexed, blob_id in user.uncached
+            )
+            read.append(await run_blocking(_digest, wanted, message, key))
+        docs: list[_Doc] = []
+        caches: list[tuple[MessageId, BlobId, MessageCache]] = []
+        for blob_id, words, cache in read:
+            if words is not None:
+                docs.append((blob_id, words))
+            if cache is not None:
+                caches += [(row_id, blob_id, cache) for row_id in user.uncached.get(blob_id, ())]
+        return docs, caches
 
     async def _read_large(
         self, account: UnlockedAccount, blob_id: BlobId, sealed: bool
-    ) -> bytes | None:
+    ) -> tuple[bytes, CachedKey] | None:
         limit = self._config.fts_max_message_size
         try:
             opened = await open_blob(self._blobs, account, blob_id, expect_sealed=sealed)
             # Sealing adds far less than 1 % to a blob: one that is larger than this is
             # over the limit for certain, and is not read (a 20 MB message would
-            # otherwise be held whole just to learn that).
+            # otherwise be held whole just to learn that; its first FETCH indexes it).
             if opened.blob_size > limit + limit // 100 + 65536:
                 return None
             pieces = []
@@ -232,23 +284,47 @@ class FullTextIndexes:
                 pieces.append(piece)
         except CryptmailError:
             return None  # unreadable or gone: SEARCH reads it, and reports it, the slow way
-        return b"".join(pieces)
+        return b"".join(pieces), opened.key
 
 
-def _words_of_small(
-    account: UnlockedAccount, small: list[tuple[BlobId, bool, bytes]], skipped: set[BlobId]
-) -> list[tuple[BlobId, dict[int, set[str]]]]:
-    docs = []
-    for blob_id, sealed, contents in small:
+_Doc = tuple[BlobId, dict[int, set[str]]]
+
+
+class _Wanted(NamedTuple):
+    blob_id: BlobId
+    sealed: bool
+    contents: bytes
+    words: bool
+    cache: bool
+
+
+def _digest(
+    wanted: _Wanted, message: bytes, key: CachedKey
+) -> tuple[BlobId, dict[int, set[str]] | None, MessageCache | None]:
+    words = message_words(message) if wanted.words else None
+    cache = None
+    if wanted.cache:
+        # As FETCH's first read makes it (`_fetch._analyze_small`), preview included.
+        analysis = analyze_message(message, with_preview=True)
+        cache = MessageCache(len(message), key.message_key, analysis.to_bytes(), key.payload_key)
+    return wanted.blob_id, words, cache
+
+
+def _read_small(
+    account: UnlockedAccount, small: list[_Wanted], skipped: set[BlobId]
+) -> list[tuple[BlobId, dict[int, set[str]] | None, MessageCache | None]]:
+    done = []
+    for wanted in small:
         try:
-            message = small_blob_plaintext(
-                open_small_blob(contents, account, blob_id, expect_sealed=sealed)
+            opened = open_small_blob(
+                wanted.contents, account, wanted.blob_id, expect_sealed=wanted.sealed
             )
+            message = small_blob_plaintext(opened)
         except CryptmailError:
-            skipped.add(blob_id)
+            skipped.add(wanted.blob_id)
             continue
-        docs.append((blob_id, message_words(message)))
-    return docs
+        done.append(_digest(wanted, message, opened.key))
+    return done
 
 
 # -- SEARCH -----------------------------------------------------------------------------

@@ -19,7 +19,12 @@ from cryptmail.store.fulltext._query import (
     Needle,
     match_segment,
 )
-from cryptmail.store.fulltext._rows import SegmentsChanged, user_blobs
+from cryptmail.store.fulltext._rows import (
+    SegmentsChanged,
+    UserMessages,
+    user_blobs,
+    user_messages,
+)
 from cryptmail.store.fulltext._sealing import open_segment, padded_size, seal_segment
 from cryptmail.store.fulltext._segment import (
     Segment,
@@ -43,6 +48,7 @@ __all__ = [
     "SegmentsChanged",
     "TokenStream",
     "UserIndex",
+    "UserMessages",
     "build_segment",
     "decode_segment",
     "encode_segment",
@@ -54,4 +60,5 @@ __all__ = [
     "seal_segment",
     "tokens",
     "user_blobs",
+    "user_messages",
 ]
