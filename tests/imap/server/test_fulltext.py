@@ -170,7 +170,7 @@ def _answers(client: imaplib.IMAP4) -> dict[str, bytes]:
     answers["THREAD"] = data[0]
     status, data = client.fetch("1:*", "(UID ENVELOPE BODYSTRUCTURE)")
     assert status == "OK", data
-    answers["FETCH"] = b"\n".join(d if isinstance(d, bytes) else b"".join(d) for d in data)
+    answers["FETCH"] = repr(data).encode()
     return answers
 
 
