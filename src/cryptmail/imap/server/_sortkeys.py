@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Final
 from cryptmail.concurrency import run_blocking
 from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._analysis import MessageAnalysis
-from cryptmail.imap.message._sortkeys import SortKeys, header_sort_fields, sort_keys
+from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, header_sort_fields, sort_keys
 from cryptmail.imap.message._sortorder import SortIndex
 from cryptmail.imap.server._fetch import index_messages, open_current
 from cryptmail.keys import UnlockedAccount
@@ -99,12 +99,15 @@ def _interned(keys: SortKeys) -> SortKeys:
 
 
 def _make_keys(
-    records: list[tuple[int, int, bytes]], arrival: dict[int, float] | None = None
+    records: list[tuple[int, int, bytes]],
+    arrival: dict[int, float] | None = None,
+    memo: SortMemo | None = None,
 ) -> list[tuple[int, SortKeys]]:
     """Keys of (uid, size, record), with each UID's internal date from ``arrival``."""
     times = arrival or {}
+    memo = memo or SortMemo()
     return [
-        (uid, _interned(sort_keys(record))._replace(size=size, arrival=times.get(uid, 0.0)))
+        (uid, _interned(sort_keys(record, memo))._replace(size=size, arrival=times.get(uid, 0.0)))
         for uid, size, record in records
     ]
 
@@ -148,6 +151,7 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
     table = shared_sort_keys(selected)
     missing = [row for row in rows if row.uid not in table]
     failure: CryptmailError | None = None
+    memo = SortMemo()  # this load's only: it holds plaintext values
     for start in range(0, len(missing), _BATCH):
         batch = missing[start : start + _BATCH]
         async with selected.context.engine.connect() as conn:
@@ -189,7 +193,7 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
                     continue
             records.append((row.uid, analysis.rfc822_size, record))
         arrival = {row.uid: row.internal_date.timestamp() for row in batch}
-        table.add(await run_blocking(_make_keys, records, arrival))
+        table.add(await run_blocking(_make_keys, records, arrival, memo))
     if failure is not None:
         raise failure
     return table
