@@ -4,15 +4,18 @@ messages it cannot read stay on the slow path; the pass stops with the last sess
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from cryptmail.db import tables as t
+from cryptmail.imap.server._fulltext import FullTextIndexes
 from cryptmail.imap.server._listener import _FULLTEXT
 from cryptmail.store import BlobId
 
@@ -274,3 +277,59 @@ def test_one_pass_per_user_seals_every_cache_keeps_recent_and_leaves_no_plaintex
         if path.is_file():
             contents = path.read_bytes()
             assert not any(needle in contents for needle in needles), path
+
+
+def test_a_second_process_of_the_user_leaves_the_pass_to_the_lease_holder(
+    tmp_path: Path,
+) -> None:
+    count = 600  # three batches: room for both passes to try
+    rig_iter = start_rig(tmp_path, **{"imap.fts_background_percent": 100})
+    rig = next(rig_iter)
+    try:
+        for i in range(count):
+            rig.deliver(_sortable(i, count))
+        first = _FULLTEXT[rig.engine]
+        # The other process: its own registry on the same database and blobs.
+        other = FullTextIndexes(rig.config.imap, rig.engine, rig.blobs)
+        read: dict[str, list[BlobId]] = {"first": [], "other": []}
+        for name, indexes in (("first", first), ("other", other)):
+            original = indexes._read
+
+            async def counted(
+                user: Any,
+                batch: list[tuple[BlobId, bool]],
+                name: str = name,
+                original: Any = original,
+            ) -> Any:
+                read[name] += [blob_id for blob_id, _sealed in batch]
+                return await original(user, batch)
+
+            indexes._read = counted  # type: ignore[method-assign]  # counts, then the real read
+        client = imaplib.IMAP4("127.0.0.1", rig.port)
+        client.login(USER, PASSWORD)
+        account = next(iter(first._users.values())).index.account
+
+        async def attach_other() -> None:
+            other.attach(account)
+
+        rig.run(attach_other())
+        _wait(lambda: _uncached(rig) == 0, "the message caches were not all sealed")
+        _wait(
+            lambda: all(len(u.index.indexed) == count for u in first._users.values()),
+            "the index is not complete",
+        )
+        assert sorted(read["first"] + read["other"]) == sorted(set(_blob_ids(rig)))  # once each
+        client.logout()
+
+        async def detach_other() -> int:
+            other.detach(account)
+            await asyncio.sleep(0.5)
+            async with rig.engine.connect() as conn:
+                jobs = await conn.execute(select(func.count()).select_from(t.cm_jobs))
+                return int(jobs.scalar_one())
+
+        _wait(lambda: not first._users, "the pass kept on")
+        assert rig.run(detach_other()) == 0  # no lease left behind
+    finally:
+        for _ in rig_iter:
+            pass

@@ -15,7 +15,9 @@ the message stays \\Recent for whoever selects its mailbox first). It runs for a
 worked), goes to sleep when nothing is left until SEARCH or new mail wakes it, and
 stops when the user's last session ends. SEARCH
 moves the messages it had to read the slow way to the front of the queue, and so does
-the first read of a message (FETCH's first parse, `_fetch._index`).
+the first read of a message (FETCH's first parse, `_fetch._index`). One process at a
+time runs a user's pass (a lease, `store.fulltext.take_lease`); a pass in another
+process of the same user only does what its own sessions ask for at once.
 
 Memory stays bounded: only the `imap.fts_loaded_users` users who searched last keep
 their index's words in memory; the others keep which mails are indexed (16 bytes a
@@ -68,7 +70,10 @@ from cryptmail.store.fulltext import (
     MAX_SEGMENTS,
     Needle,
     UserIndex,
+    drop_lease,
+    lease_token,
     needle_terms,
+    take_lease,
     user_messages,
 )
 
@@ -81,6 +86,8 @@ BATCH: Final = 256
 """Messages read, parsed and stored as one segment per background step."""
 _IDLE_S: Final = 30.0
 """How long the pass sleeps with nothing to do before it looks for new mail again."""
+_LEASE_S: Final = 2 * _IDLE_S
+"""The lease outlives a step by this much: a holder that died is replaced after it."""
 
 
 @dataclass(eq=False)
@@ -94,6 +101,11 @@ class _User:
     uncached: dict[BlobId, list[MessageId]] = field(default_factory=dict)
     todo: list[BlobId] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    token: bytes = b""
+    """This process's token for the user's lease (`take_lease`)."""
+    leased: bool = False
+    pause: float = 0.0
+    """The pause after the last step, seconds."""
 
 
 class FullTextIndexes:
@@ -113,7 +125,9 @@ class FullTextIndexes:
             return
         user = self._users.get(account.user.id)
         if user is None:
-            user = self._users[account.user.id] = _User(UserIndex(self._engine, account))
+            user = self._users[account.user.id] = _User(
+                UserIndex(self._engine, account), token=lease_token(account)
+            )
             user.task = asyncio.get_running_loop().create_task(self._run(user))
         elif account.fields.generation > user.index.account.fields.generation:
             user.index.account = account  # a re-key: seal new segments under the new key
@@ -159,6 +173,14 @@ class FullTextIndexes:
     # -- the background pass ------------------------------------------------------------
 
     async def _run(self, user: _User) -> None:
+        try:
+            await self._loop(user)
+        finally:
+            if user.leased:  # the last session ended: another process may take over now
+                with contextlib.suppress(Exception):
+                    await drop_lease(self._engine, user.index.account.user.id, user.token)
+
+    async def _loop(self, user: _User) -> None:
         share = self._config.fts_background_percent / 100
         while True:
             try:
@@ -172,7 +194,8 @@ class FullTextIndexes:
                 worked = 0.0
                 await asyncio.sleep(_IDLE_S)
             if worked:
-                await asyncio.sleep(worked * (1 - share) / share)
+                user.pause = worked * (1 - share) / share
+                await asyncio.sleep(user.pause)
                 continue
             user.wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -187,7 +210,13 @@ class FullTextIndexes:
             await index.refresh()
             await self._list(user)
             user.todo = [b for b in user.blobs if self._wanted(user, b)]
-            if not user.todo and not user.urgent:
+        if user.todo and not await self._hold_lease(user):
+            user.todo = []  # a pass in another process is on it; only urgent work here
+        if not user.todo:
+            if not user.urgent:
+                if user.leased:  # done: whichever pass sees new mail first takes it
+                    user.leased = False
+                    await drop_lease(self._engine, index.account.user.id, user.token)
                 if await index.compact(set(user.blobs)):
                     return time.monotonic() - started
                 return 0.0
@@ -218,6 +247,15 @@ class FullTextIndexes:
         # segments for SEARCH to go through.
         await index.compact(set(user.blobs), above=2 * MAX_SEGMENTS)
         return time.monotonic() - started
+
+    async def _hold_lease(self, user: _User) -> bool:
+        """Take or renew the user's lease: long enough for this step and the pause after
+        it, so it runs out only when this process stops working for the user."""
+        seconds = _LEASE_S + 2 * user.pause
+        user.leased = await take_lease(
+            self._engine, user.index.account.user.id, user.token, seconds
+        )
+        return user.leased
 
     async def _list(self, user: _User) -> None:
         listed = await user_messages(self._engine, user.index.account.user.id)

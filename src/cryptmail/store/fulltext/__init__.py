@@ -11,6 +11,7 @@ every message not indexed yet, to the ordinary matcher.
 """
 
 from cryptmail.store.fulltext._index import MAX_SEGMENTS, Lookup, UserIndex
+from cryptmail.store.fulltext._lease import drop_lease, lease_token, take_lease
 from cryptmail.store.fulltext._query import (
     BODY,
     BODY_ONLY,
@@ -51,13 +52,16 @@ __all__ = [
     "UserMessages",
     "build_segment",
     "decode_segment",
+    "drop_lease",
     "encode_segment",
+    "lease_token",
     "match_segment",
     "merge_segments",
     "needle_terms",
     "open_segment",
     "padded_size",
     "seal_segment",
+    "take_lease",
     "tokens",
     "user_blobs",
     "user_messages",
