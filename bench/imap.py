@@ -540,7 +540,14 @@ def _lmtp_parallel(port: int, rcpt: str, count: int) -> None:
     messages = [_sort_message(i) for i in range(count)]
     with ThreadPoolExecutor(4) as pool:
         parts = [messages[i::4] for i in range(4)]
-        list(pool.map(lambda part: lmtp_deliver(port, rcpt, part), parts))
+
+        def send(part: list[bytes]) -> None:
+            # A new connection every 1,000: an LMTP server ends a very long session
+            # (cryptmail: "421 Too many commands" past its limit per connection).
+            for start in range(0, len(part), 1000):
+                lmtp_deliver(port, rcpt, part[start : start + 1000])
+
+        list(pool.map(send, parts))
 
 
 @contextmanager
