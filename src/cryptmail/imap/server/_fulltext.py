@@ -173,14 +173,9 @@ class FullTextIndexes:
     # -- the background pass ------------------------------------------------------------
 
     async def _run(self, user: _User) -> None:
-        try:
-            await self._loop(user)
-        finally:
-            if user.leased:  # the last session ended: another process may take over now
-                with contextlib.suppress(Exception):
-                    await drop_lease(self._engine, user.index.account.user.id, user.token)
-
-    async def _loop(self, user: _User) -> None:
+        # Cancelled (the user's last session ended) while holding the lease, the pass
+        # leaves it to run out (`_LEASE_S` after its last renewal): a wait here could
+        # outlive the server's event loop.
         share = self._config.fts_background_percent / 100
         while True:
             try:
