@@ -12,9 +12,10 @@ cache, later ones (in any session, as a webmail's one-connection-per-page) only 
 messages'. The table is a :class:`SortIndex`, which also keeps each criterion's order
 and the last answers ready (see there). Memory only, never written anywhere.
 
-A message nobody has read yet is indexed here as FETCH would index it; one whose cache
-predates the sort fields has its header read (one chunk decrypted) and its cache stored
-again with them.
+A message nobody has read yet is indexed here as FETCH would index it (while the user
+is logged in, the background pass of `_fulltext` seals those caches ahead, newest
+first, so after a while there are few or none); one whose cache predates the sort
+fields has its header read (one chunk decrypted) and its cache stored again with them.
 """
 
 from __future__ import annotations
