@@ -210,6 +210,45 @@ async def save_caches(
     await run_transaction(engine, work)
 
 
+_FILL = (
+    update(t.cm_messages)
+    .where(
+        t.cm_messages.c.id == bindparam("row_id"),
+        t.cm_messages.c.blob_id == bindparam("read_blob"),
+        t.cm_messages.c.cache_sealed.is_(None),
+    )
+    .values(cache_sealed=bindparam("new_cache"))
+)
+
+
+async def fill_caches(
+    engine: AsyncEngine,
+    account: UnlockedAccount,
+    caches: Sequence[tuple[MessageId, BlobId, MessageCache]],
+) -> None:
+    """Seal caches made ahead of any reader (the background pass), in one transaction.
+
+    Each is written only where the row has no cache yet and still uses the blob it was
+    made from (`mailbox encrypt` may have given it another since): a session's own
+    cache wins. First flags are left alone: the row stays \\Recent for the session that
+    selects its mailbox first.
+    """
+    params = [
+        {
+            "row_id": row_id,
+            "read_blob": blob_id,
+            "new_cache": account.fields.seal(cache.encode(), _cache_context(row_id)),
+        }
+        for row_id, blob_id, cache in caches
+    ]
+
+    def work(conn: Connection) -> None:
+        if params:
+            conn.execute(_FILL, params)
+
+    await run_transaction(engine, work)
+
+
 def _save_cache(
     conn: Connection,
     account: UnlockedAccount,

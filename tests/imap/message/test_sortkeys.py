@@ -9,6 +9,7 @@ import pytest
 
 from cryptmail.imap.message._analysis import analyze_message
 from cryptmail.imap.message._sortkeys import (
+    SortMemo,
     base_subject,
     encode_sort_fields,
     header_sort_fields,
@@ -164,3 +165,23 @@ def test_fifty_thousand_keys_fit_the_stated_bound() -> None:
     assert len(table) == 50_000
     print(f"sort keys of 50,000 messages: {used / 1e6:.1f} MB", file=sys.stderr)
     assert used < 24_000_000
+
+
+def test_a_memo_gives_the_same_keys_as_parsing_each_record_alone() -> None:
+    records = [
+        encode_sort_fields(
+            [
+                (
+                    b"subject",
+                    [b"Re: plan", b"=?utf-8?q?r=C3=A9sum=C3=A9?=", b"[list] Fwd: plan"][i % 3],
+                ),
+                (b"from", [b'"Ann" <ann@example.net>', b"bob@example.net", b"<>"][i % 3]),
+                (b"to", b"user@example.org"),
+                (b"date", b"%d Jan 2024 10:00:00 +0000" % (1 + i % 28)),
+            ]
+        )
+        for i in range(30)
+    ]
+    memo = SortMemo()
+    assert [sort_keys(r, memo) for r in records] == [sort_keys(r) for r in records]
+    assert len(memo.addresses) == 4 and len(memo.subjects) == 3  # each value parsed once

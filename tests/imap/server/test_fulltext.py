@@ -4,15 +4,18 @@ messages it cannot read stay on the slow path; the pass stops with the last sess
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cryptmail.db import tables as t
+from cryptmail.imap.server._fulltext import FullTextIndexes
 from cryptmail.imap.server._listener import _FULLTEXT
 from cryptmail.store import BlobId
 
@@ -128,6 +131,205 @@ def test_only_the_last_searchers_keep_their_words(tmp_path: Path) -> None:
         assert _search(alice, "BODY", "quokka") == [2, 6]  # read again, correct
         alice.logout()
         bob.logout()
+    finally:
+        for _ in rig_iter:
+            pass
+
+
+# -- the message caches the pass seals for SORT, THREAD and FETCH ------------------------
+
+_WORD = "Zanzibarquux"  # in every subject; must never be found at rest
+
+
+def _sortable(i: int, count: int) -> bytes:
+    """Dates, senders and subjects in an order unlike arrival; every fifth a reply."""
+    minute = (i * 7919) % count
+    day, rest = divmod(minute, 24 * 60)
+    date = f"{day + 1:02d} Nov 2026 {rest // 60:02d}:{rest % 60:02d}:00 +0000"
+    reply = f"In-Reply-To: <m{i - 1}@example.net>\r\n" if i % 5 and i else ""
+    prefix = "Re: " if reply else ""
+    return (
+        f"From: sender{(i * 31) % 50:02d}@example.net\r\nTo: {USER}\r\nDate: {date}\r\n"
+        f"Subject: {prefix}{_WORD} topic {(i * 13) % 97:03d}\r\n"
+        f"Message-ID: <m{i}@example.net>\r\n{reply}\r\nBody of {i}.\r\n"
+    ).encode()
+
+
+def _expected_by_date(count: int) -> list[int]:
+    return [uid for _minute, uid in sorted(((i * 7919) % count, i + 1) for i in range(count))]
+
+
+_SORTS = ("(ARRIVAL)", "(DATE)", "(REVERSE DATE)", "(SUBJECT)", "(FROM)", "(REVERSE FROM)")
+
+
+def _answers(client: imaplib.IMAP4) -> dict[str, bytes]:
+    answers = {}
+    for criteria in _SORTS:
+        status, data = client.uid("SORT", criteria, "UTF-8", "ALL")
+        assert status == "OK", data
+        answers[criteria] = data[0]
+    status, data = client.uid("THREAD", "REFERENCES", "UTF-8", "ALL")
+    assert status == "OK", data
+    answers["THREAD"] = data[0]
+    status, data = client.fetch("1:*", "(UID ENVELOPE BODYSTRUCTURE)")
+    assert status == "OK", data
+    answers["FETCH"] = repr(data).encode()
+    return answers
+
+
+def _uncached(rig: ImapRig) -> int:
+    async def query() -> int:
+        m = t.cm_messages
+        async with rig.engine.connect() as conn:
+            found = await conn.execute(select(func.count()).where(m.c.cache_sealed.is_(None)))
+            return int(found.scalar_one())
+
+    return rig.run(query())
+
+
+def _wait(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(what)
+        time.sleep(0.05)
+
+
+def test_a_sort_during_the_pass_is_complete_and_answers_as_the_slow_path(
+    tmp_path: Path,
+) -> None:
+    count = 400  # more than one batch: at 1 % the pass sleeps long after the first
+    slow_rig = start_rig(tmp_path / "slow", **{"imap.fts_index": False})
+    fast_rig = start_rig(tmp_path / "fast", **{"imap.fts_background_percent": 1})
+    slow, rig = next(slow_rig), next(fast_rig)
+    try:
+        for i in range(count):
+            slow.deliver(_sortable(i, count))
+            rig.deliver(_sortable(i, count))
+        client = _login(rig)
+        _wait(lambda: _uncached(rig) < count, "the pass sealed no cache")
+        left = _uncached(rig)
+        assert 0 < left < count, "the SORT below must come while the pass is under way"
+        during = _answers(client)
+        assert _uncached(rig) == 0  # the SORT read (and cached) the rest the slow way
+        reference = _login(slow)
+        expected = _answers(reference)
+        assert during == expected
+        by_date = [int(n) for n in during["(DATE)"].split()]
+        assert by_date == _expected_by_date(count)
+        assert sorted(int(n) for n in during["(FROM)"].split()) == list(range(1, count + 1))
+        assert during["THREAD"].count(b"(") < count  # replies were threaded
+        client.logout()
+        reference.logout()
+    finally:
+        for rest in (fast_rig, slow_rig):
+            for _ in rest:
+                pass
+
+
+def test_one_pass_per_user_seals_every_cache_keeps_recent_and_leaves_no_plaintext(
+    tmp_path: Path,
+) -> None:
+    bob = "bob@example.org"
+    count = 60
+    rig_iter = start_rig(tmp_path, **{"imap.fts_background_percent": 100})
+    rig = next(rig_iter)
+    try:
+        rig.add_user(bob, PASSWORD)
+        for i in range(count):
+            rig.deliver(_sortable(i, count))
+            rig.deliver(_sortable(i, count), bob)
+        # Two sessions of alice and one of bob, all from 127.0.0.1, none selecting yet.
+        sessions = []
+        for email in (USER, USER, bob):
+            client = imaplib.IMAP4("127.0.0.1", rig.port)
+            client.login(email, PASSWORD)
+            sessions.append(client)
+        users = _FULLTEXT[rig.engine]._users
+        assert len(users) == 2  # alice's sessions share one pass
+        _wait(lambda: _uncached(rig) == 0, "the passes did not seal every message's cache")
+        for user in users.values():
+            assert len(user.index.indexed) == count
+        alice1, alice2, bob_session = sessions
+        # The pass claimed nothing: the first to select still sees every message \Recent.
+        status, _data = alice1.select("INBOX")
+        assert status == "OK"
+        assert alice1.untagged_responses.get("RECENT") == [str(count).encode()]
+        status, _data = alice2.select("INBOX")
+        assert status == "OK"
+        assert alice2.untagged_responses.get("RECENT") == [b"0"]
+        bob_session.select("INBOX")
+        for client in sessions:
+            status, data = client.uid("SORT", "(DATE)", "UTF-8", "ALL")
+            assert status == "OK", data
+            assert [int(n) for n in data[0].split()] == _expected_by_date(count)
+        tasks = [user.task for user in users.values()]
+        for client in sessions:
+            client.logout()
+        _wait(lambda: all(task is not None and task.done() for task in tasks), "pass kept on")
+        assert not users
+    finally:
+        for _ in rig_iter:
+            pass
+    # Nothing at rest holds a subject word: not the blobs, caches, index or database.
+    needles = (_WORD.encode(), _WORD.lower().encode(), _WORD.upper().encode())
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            contents = path.read_bytes()
+            assert not any(needle in contents for needle in needles), path
+
+
+def test_a_second_process_of_the_user_leaves_the_pass_to_the_lease_holder(
+    tmp_path: Path,
+) -> None:
+    count = 600  # three batches: room for both passes to try
+    rig_iter = start_rig(tmp_path, **{"imap.fts_background_percent": 100})
+    rig = next(rig_iter)
+    try:
+        for i in range(count):
+            rig.deliver(_sortable(i, count))
+        first = _FULLTEXT[rig.engine]
+        # The other process: its own registry on the same database and blobs.
+        other = FullTextIndexes(rig.config.imap, rig.engine, rig.blobs)
+        read: dict[str, list[BlobId]] = {"first": [], "other": []}
+        for name, indexes in (("first", first), ("other", other)):
+            original = indexes._read
+
+            async def counted(
+                user: Any,
+                batch: list[tuple[BlobId, bool]],
+                name: str = name,
+                original: Any = original,
+            ) -> Any:
+                read[name] += [blob_id for blob_id, _sealed in batch]
+                return await original(user, batch)
+
+            indexes._read = counted  # type: ignore[method-assign]  # counts, then the real read
+        client = imaplib.IMAP4("127.0.0.1", rig.port)
+        client.login(USER, PASSWORD)
+        account = next(iter(first._users.values())).index.account
+
+        async def attach_other() -> None:
+            other.attach(account)
+
+        rig.run(attach_other())
+        _wait(lambda: _uncached(rig) == 0, "the message caches were not all sealed")
+        _wait(
+            lambda: all(len(u.index.indexed) == count for u in first._users.values()),
+            "the index is not complete",
+        )
+        assert sorted(read["first"] + read["other"]) == sorted(set(_blob_ids(rig)))  # once each
+        client.logout()
+
+        async def detach_other() -> int:
+            other.detach(account)
+            await asyncio.sleep(0.5)
+            async with rig.engine.connect() as conn:
+                jobs = await conn.execute(select(func.count()).select_from(t.cm_jobs))
+                return int(jobs.scalar_one())
+
+        _wait(lambda: not first._users, "the pass kept on")
+        assert rig.run(detach_other()) == 0  # no lease left behind
     finally:
         for _ in rig_iter:
             pass

@@ -24,6 +24,7 @@ from cryptmail.imap.message._textsearch import decode_header_value
 __all__ = [
     "SORT_FIELDS",
     "SortKeys",
+    "SortMemo",
     "base_subject",
     "encode_sort_fields",
     "header_sort_fields",
@@ -219,20 +220,50 @@ def message_ids(raw: bytes | None) -> list[str]:
     return [m.decode("utf-8", "replace") for m in _MSG_ID.findall(raw)]
 
 
-def sort_keys(record: bytes) -> SortKeys:
-    """The keys of one message from its :func:`encode_sort_fields` record."""
+class SortMemo:
+    """Parsed values of one run over a mailbox's records, kept for that run only (never
+    longer: they are plaintext of the user's mail). A mailbox repeats them (To is nearly
+    always its owner, a thread shares a subject), and parsing address lists is most of
+    what a message's keys cost."""
+
+    __slots__ = ("addresses", "subjects")
+
+    def __init__(self) -> None:
+        self.addresses: dict[bytes, tuple[str, str]] = {}
+        self.subjects: dict[bytes, tuple[str, bool]] = {}
+
+    def address(self, raw: bytes | None) -> tuple[str, str]:
+        if raw is None:
+            return "", ""
+        found = self.addresses.get(raw)
+        if found is None:
+            found = self.addresses[raw] = _first_address(raw)
+        return found
+
+    def subject(self, raw: bytes) -> tuple[str, bool]:
+        found = self.subjects.get(raw)
+        if found is None:
+            subject, reply = base_subject(raw)
+            found = self.subjects[raw] = (unicode_casemap(subject), reply)
+        return found
+
+
+def sort_keys(record: bytes, memo: SortMemo | None = None) -> SortKeys:
+    """The keys of one message from its :func:`encode_sort_fields` record; ``memo``
+    saves parsing a value met before in the same run."""
+    memo = memo or SortMemo()
     fields = _decode_sort_fields(record)
-    subject, reply = base_subject(fields.get(b"subject", b""))
-    from_, display_from = _first_address(fields.get(b"from"))
-    to, display_to = _first_address(fields.get(b"to"))
-    cc, _display_cc = _first_address(fields.get(b"cc"))
+    subject, reply = memo.subject(fields.get(b"subject", b""))
+    from_, display_from = memo.address(fields.get(b"from"))
+    to, display_to = memo.address(fields.get(b"to"))
+    cc, _display_cc = memo.address(fields.get(b"cc"))
     ids = message_ids(fields.get(b"message-id"))
     references = message_ids(fields.get(b"references"))
     if not references:
         references = message_ids(fields.get(b"in-reply-to"))[:1]
     return SortKeys(
         date=_sent_date(fields.get(b"date")),
-        subject=unicode_casemap(subject),
+        subject=subject,
         reply=reply,
         from_=from_,
         to=to,

@@ -3,13 +3,21 @@ session in this process, a background pass that indexes the user's mail while th
 are logged in, and the oracle SEARCH consults.
 
 Delivery cannot index (it holds no private key), so new mail is indexed by the first
-session that is around: the background pass lists the user's blobs, reads the ones the
-index lacks in batches (decrypt, parse, words, in a worker thread), and stores one
-sealed segment per batch. It runs for at most `imap.fts_background_percent` of the
-time (it sleeps in proportion to what it worked), goes to sleep when nothing is left
-until SEARCH or new mail wakes it, and stops when the user's last session ends. SEARCH
+session that is around: the background pass lists the user's blobs, newest first (what a
+client shows first), reads the ones the index lacks in batches (decrypt, parse, words,
+in a worker thread), and stores one sealed segment per batch. From the same read it
+also seals the message cache (the analysis FETCH, SORT and THREAD need: body structure,
+envelope, sort fields, the blob's key) of every row no session has read yet, so the
+first SORT after a delivery finds most messages done instead of unwrapping and parsing
+each one (`fill_caches`: written only where there is none, first flags left alone so
+the message stays \\Recent for whoever selects its mailbox first). It runs for at most
+`imap.fts_background_percent` of the time (it sleeps in proportion to what it
+worked), goes to sleep when nothing is left until SEARCH or new mail wakes it, and
+stops when the user's last session ends. SEARCH
 moves the messages it had to read the slow way to the front of the queue, and so does
-the first read of a message (FETCH's first parse, `_fetch._index`).
+the first read of a message (FETCH's first parse, `_fetch._index`). One process at a
+time runs a user's pass (a lease, `store.fulltext.take_lease`); a pass in another
+process of the same user only does what its own sessions ask for at once.
 
 Memory stays bounded: only the `imap.fts_loaded_users` users who searched last keep
 their index's words in memory; the others keep which mails are indexed (16 bytes a
@@ -25,12 +33,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.config import ImapConfig
 from cryptmail.db import UserId
 from cryptmail.errors import CryptmailError
+from cryptmail.imap.message._analysis import analyze_message
 from cryptmail.imap.message._fts_words import message_words
 from cryptmail.imap.message._search import MessageView, Oracle
 from cryptmail.imap.message._textsearch import fold_text
@@ -46,6 +55,10 @@ from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     HEAD_SIZE,
     BlobId,
+    CachedKey,
+    MessageCache,
+    MessageId,
+    fill_caches,
     open_blob,
     open_small_blob,
     small_blob_plaintext,
@@ -57,8 +70,11 @@ from cryptmail.store.fulltext import (
     MAX_SEGMENTS,
     Needle,
     UserIndex,
+    drop_lease,
+    lease_token,
     needle_terms,
-    user_blobs,
+    take_lease,
+    user_messages,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +86,8 @@ BATCH: Final = 256
 """Messages read, parsed and stored as one segment per background step."""
 _IDLE_S: Final = 30.0
 """How long the pass sleeps with nothing to do before it looks for new mail again."""
+_LEASE_S: Final = 2 * _IDLE_S
+"""The lease outlives a step by this much: a holder that died is replaced after it."""
 
 
 @dataclass(eq=False)
@@ -80,8 +98,14 @@ class _User:
     urgent: set[BlobId] = field(default_factory=set)
     skipped: set[BlobId] = field(default_factory=set)
     blobs: dict[BlobId, bool] = field(default_factory=dict)
+    uncached: dict[BlobId, list[MessageId]] = field(default_factory=dict)
     todo: list[BlobId] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    token: bytes = b""
+    """This process's token for the user's lease (`take_lease`)."""
+    leased: bool = False
+    pause: float = 0.0
+    """The pause after the last step, seconds."""
 
 
 class FullTextIndexes:
@@ -101,7 +125,9 @@ class FullTextIndexes:
             return
         user = self._users.get(account.user.id)
         if user is None:
-            user = self._users[account.user.id] = _User(UserIndex(self._engine, account))
+            user = self._users[account.user.id] = _User(
+                UserIndex(self._engine, account), token=lease_token(account)
+            )
             user.task = asyncio.get_running_loop().create_task(self._run(user))
         elif account.fields.generation > user.index.account.fields.generation:
             user.index.account = account  # a re-key: seal new segments under the new key
@@ -147,6 +173,9 @@ class FullTextIndexes:
     # -- the background pass ------------------------------------------------------------
 
     async def _run(self, user: _User) -> None:
+        # Cancelled (the user's last session ended) while holding the lease, the pass
+        # leaves it to run out (`_LEASE_S` after its last renewal): a wait here could
+        # outlive the server's event loop.
         share = self._config.fts_background_percent / 100
         while True:
             try:
@@ -160,7 +189,8 @@ class FullTextIndexes:
                 worked = 0.0
                 await asyncio.sleep(_IDLE_S)
             if worked:
-                await asyncio.sleep(worked * (1 - share) / share)
+                user.pause = worked * (1 - share) / share
+                await asyncio.sleep(user.pause)
                 continue
             user.wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -173,9 +203,15 @@ class FullTextIndexes:
         started = time.monotonic()
         if not user.todo:
             await index.refresh()
-            user.blobs = await user_blobs(self._engine, index.account.user.id)
-            user.todo = [b for b in user.blobs if b not in index.indexed and b not in user.skipped]
-            if not user.todo and not user.urgent:
+            await self._list(user)
+            user.todo = [b for b in user.blobs if self._wanted(user, b)]
+        if user.todo and not await self._hold_lease(user):
+            user.todo = []  # a pass in another process is on it; only urgent work here
+        if not user.todo:
+            if not user.urgent:
+                if user.leased:  # done: whichever pass sees new mail first takes it
+                    user.leased = False
+                    await drop_lease(self._engine, index.account.user.id, user.token)
                 if await index.compact(set(user.blobs)):
                     return time.monotonic() - started
                 return 0.0
@@ -184,43 +220,92 @@ class FullTextIndexes:
         batch = list(dict.fromkeys(urgent + user.todo[:BATCH]))[:BATCH]
         chosen = set(batch)
         user.todo = [b for b in user.todo if b not in chosen]
-        if any(b not in user.blobs for b in batch):  # new mail since the list was read
-            user.blobs = await user_blobs(self._engine, index.account.user.id)
-        known = [(b, user.blobs[b]) for b in batch if b in user.blobs]
-        docs = await self._read_words(user, known)
+        # Read the list again when new mail came, and before every batch of the cache
+        # work: a FETCH or SORT (here, or in another process) may have sealed these
+        # messages' caches meanwhile, and then only their words are left to do.
+        if any(b not in user.blobs or b in user.uncached for b in batch):
+            await self._list(user)
+        known = [(b, user.blobs[b]) for b in batch if b in user.blobs and self._wanted(user, b)]
+        if not known:
+            return time.monotonic() - started
+        docs, caches = await self._read(user, known)
         await index.add(docs)
+        if caches:
+            await fill_caches(self._engine, index.account, caches)
+            for row_id, blob_id, _cache in caches:
+                rows = user.uncached.get(blob_id)
+                if rows is not None and row_id in rows:
+                    rows.remove(row_id)
+                    if not rows:
+                        del user.uncached[blob_id]
         # Merge while indexing too, so a long first pass never leaves hundreds of small
         # segments for SEARCH to go through.
         await index.compact(set(user.blobs), above=2 * MAX_SEGMENTS)
         return time.monotonic() - started
 
-    async def _read_words(
+    async def _hold_lease(self, user: _User) -> bool:
+        """Take or renew the user's lease: long enough for this step and the pause after
+        it, so it runs out only when this process stops working for the user."""
+        seconds = _LEASE_S + 2 * user.pause
+        user.leased = await take_lease(
+            self._engine, user.index.account.user.id, user.token, seconds
+        )
+        return user.leased
+
+    async def _list(self, user: _User) -> None:
+        listed = await user_messages(self._engine, user.index.account.user.id)
+        user.blobs, user.uncached = listed.blobs, listed.uncached
+
+    @staticmethod
+    def _wanted(user: _User, blob_id: BlobId) -> bool:
+        if blob_id in user.skipped:
+            return False
+        return blob_id not in user.index.indexed or blob_id in user.uncached
+
+    async def _read(
         self, user: _User, batch: list[tuple[BlobId, bool]]
-    ) -> list[tuple[BlobId, dict[int, set[str]]]]:
+    ) -> tuple[list[_Doc], list[tuple[MessageId, BlobId, MessageCache]]]:
+        """Each blob read once: its words if the index lacks them, its cache for the
+        rows that have none."""
         account = user.index.account
         heads = await self._blobs.read_heads([b for b, _s in batch], HEAD_SIZE)
-        small = [(b, s, heads[b]) for b, s in batch if b in heads and len(heads[b]) < HEAD_SIZE]
-        docs = await run_blocking(_words_of_small, account, small, user.skipped)
+        small = [
+            _Wanted(b, s, heads[b], b not in user.index.indexed, b in user.uncached)
+            for b, s in batch
+            if b in heads and len(heads[b]) < HEAD_SIZE
+        ]
+        read = await run_blocking(_read_small, account, small, user.skipped)
         for blob_id, sealed in batch:
             head = heads.get(blob_id)
             if head is not None and len(head) < HEAD_SIZE:
                 continue
-            message = await self._read_large(account, blob_id, sealed)
-            if message is None:
+            large = await self._read_large(account, blob_id, sealed)
+            if large is None:
                 user.skipped.add(blob_id)
                 continue
-            docs.append((blob_id, await run_blocking(message_words, message)))
-        return docs
+            message, key = large
+            wanted = _Wanted(
+                blob_id, sealed, b"", blob_id not in user.index.indexed, blob_id in user.uncached
+            )
+            read.append(await run_blocking(_digest, wanted, message, key))
+        docs: list[_Doc] = []
+        caches: list[tuple[MessageId, BlobId, MessageCache]] = []
+        for blob_id, words, cache in read:
+            if words is not None:
+                docs.append((blob_id, words))
+            if cache is not None:
+                caches += [(row_id, blob_id, cache) for row_id in user.uncached.get(blob_id, ())]
+        return docs, caches
 
     async def _read_large(
         self, account: UnlockedAccount, blob_id: BlobId, sealed: bool
-    ) -> bytes | None:
+    ) -> tuple[bytes, CachedKey] | None:
         limit = self._config.fts_max_message_size
         try:
             opened = await open_blob(self._blobs, account, blob_id, expect_sealed=sealed)
             # Sealing adds far less than 1 % to a blob: one that is larger than this is
             # over the limit for certain, and is not read (a 20 MB message would
-            # otherwise be held whole just to learn that).
+            # otherwise be held whole just to learn that; its first FETCH indexes it).
             if opened.blob_size > limit + limit // 100 + 65536:
                 return None
             pieces = []
@@ -232,23 +317,47 @@ class FullTextIndexes:
                 pieces.append(piece)
         except CryptmailError:
             return None  # unreadable or gone: SEARCH reads it, and reports it, the slow way
-        return b"".join(pieces)
+        return b"".join(pieces), opened.key
 
 
-def _words_of_small(
-    account: UnlockedAccount, small: list[tuple[BlobId, bool, bytes]], skipped: set[BlobId]
-) -> list[tuple[BlobId, dict[int, set[str]]]]:
-    docs = []
-    for blob_id, sealed, contents in small:
+_Doc = tuple[BlobId, dict[int, set[str]]]
+
+
+class _Wanted(NamedTuple):
+    blob_id: BlobId
+    sealed: bool
+    contents: bytes
+    words: bool
+    cache: bool
+
+
+def _digest(
+    wanted: _Wanted, message: bytes, key: CachedKey
+) -> tuple[BlobId, dict[int, set[str]] | None, MessageCache | None]:
+    words = message_words(message) if wanted.words else None
+    cache = None
+    if wanted.cache:
+        # As FETCH's first read makes it (`_fetch._analyze_small`), preview included.
+        analysis = analyze_message(message, with_preview=True)
+        cache = MessageCache(len(message), key.message_key, analysis.to_bytes(), key.payload_key)
+    return wanted.blob_id, words, cache
+
+
+def _read_small(
+    account: UnlockedAccount, small: list[_Wanted], skipped: set[BlobId]
+) -> list[tuple[BlobId, dict[int, set[str]] | None, MessageCache | None]]:
+    done = []
+    for wanted in small:
         try:
-            message = small_blob_plaintext(
-                open_small_blob(contents, account, blob_id, expect_sealed=sealed)
+            opened = open_small_blob(
+                wanted.contents, account, wanted.blob_id, expect_sealed=wanted.sealed
             )
+            message = small_blob_plaintext(opened)
         except CryptmailError:
-            skipped.add(blob_id)
+            skipped.add(wanted.blob_id)
             continue
-        docs.append((blob_id, message_words(message)))
-    return docs
+        done.append(_digest(wanted, message, opened.key))
+    return done
 
 
 # -- SEARCH -----------------------------------------------------------------------------

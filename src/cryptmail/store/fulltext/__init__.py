@@ -11,6 +11,7 @@ every message not indexed yet, to the ordinary matcher.
 """
 
 from cryptmail.store.fulltext._index import MAX_SEGMENTS, Lookup, UserIndex
+from cryptmail.store.fulltext._lease import drop_lease, lease_token, take_lease
 from cryptmail.store.fulltext._query import (
     BODY,
     BODY_ONLY,
@@ -19,7 +20,12 @@ from cryptmail.store.fulltext._query import (
     Needle,
     match_segment,
 )
-from cryptmail.store.fulltext._rows import SegmentsChanged, user_blobs
+from cryptmail.store.fulltext._rows import (
+    SegmentsChanged,
+    UserMessages,
+    user_blobs,
+    user_messages,
+)
 from cryptmail.store.fulltext._sealing import open_segment, padded_size, seal_segment
 from cryptmail.store.fulltext._segment import (
     Segment,
@@ -43,15 +49,20 @@ __all__ = [
     "SegmentsChanged",
     "TokenStream",
     "UserIndex",
+    "UserMessages",
     "build_segment",
     "decode_segment",
+    "drop_lease",
     "encode_segment",
+    "lease_token",
     "match_segment",
     "merge_segments",
     "needle_terms",
     "open_segment",
     "padded_size",
     "seal_segment",
+    "take_lease",
     "tokens",
     "user_blobs",
+    "user_messages",
 ]

@@ -1,4 +1,5 @@
-"""The segment rows of cm_fts_segments, and the blobs a user's messages use.
+"""The segment rows of cm_fts_segments, and the blobs a user's messages use
+(and which of their rows have no sealed cache yet).
 
 Segments are only ever inserted whole or replaced whole: a merge deletes the rows it
 read and inserts the result in one transaction, and rolls back when any of them is
@@ -9,6 +10,7 @@ leaves either the old segments or the new one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.db import UserId, run_transaction
 from cryptmail.db import tables as t
 from cryptmail.errors import DatabaseConflict
-from cryptmail.store._ids import BlobId
+from cryptmail.store._ids import BlobId, MessageId
 
 
 class SegmentsChanged(DatabaseConflict):
@@ -84,12 +86,34 @@ async def delete_segment(engine: AsyncEngine, user_id: UserId, segment_id: int) 
 
 
 async def user_blobs(engine: AsyncEngine, user_id: UserId) -> dict[BlobId, bool]:
+    """{blob id: sealed} of every message of the user, in any mailbox, newest first."""
+    return (await user_messages(engine, user_id)).blobs
+
+
+class UserMessages(NamedTuple):
+    """What the background pass has to look at, newest message first (what a client
+    shows first)."""
+
+    blobs: dict[BlobId, bool]
     """{blob id: sealed} of every message of the user, in any mailbox."""
+    uncached: dict[BlobId, list[MessageId]]
+    """The rows of each blob that no session has read yet (no sealed cache)."""
+
+
+async def user_messages(engine: AsyncEngine, user_id: UserId) -> UserMessages:
     m, b = t.cm_messages, t.cm_mailboxes
     query = (
-        select(m.c.blob_id, m.c.sealed)
+        select(m.c.blob_id, m.c.sealed, m.c.id, m.c.cache_sealed.is_(None))
         .select_from(m.join(b, m.c.mailbox_id == b.c.id))
         .where(b.c.user_id == user_id)
+        .order_by(m.c.id.desc())
     )
+    blobs: dict[BlobId, bool] = {}
+    uncached: dict[BlobId, list[MessageId]] = {}
     async with engine.connect() as conn:
-        return {BlobId(bytes(blob)): bool(sealed) for blob, sealed in await conn.execute(query)}
+        for blob, sealed, row_id, no_cache in await conn.execute(query):
+            blob_id = BlobId(bytes(blob))
+            blobs[blob_id] = bool(sealed)
+            if no_cache:
+                uncached.setdefault(blob_id, []).append(MessageId(int(row_id)))
+    return UserMessages(blobs, uncached)
