@@ -594,7 +594,7 @@ def _print(servers: list[Server], args: argparse.Namespace) -> None:
     print("|---|" + "---|" * (len(servers) + 2))
     for row in rows:
         med = {s.label: statistics.median(s.figures[row]) for s in servers if row in s.figures}
-        cells = [f"{med[s.label]:,.1f}" if s.label in med else "-" for s in servers]
+        cells = [_figure(med[s.label]) if s.label in med else "-" for s in servers]
         c2 = med.get("cryptmail c2")
         c0 = med.get("cryptmail c0")
         ratio = f"{c2 / c0:.2f}x" if c2 and c0 else "-"
@@ -611,6 +611,11 @@ def _print(servers: list[Server], args: argparse.Namespace) -> None:
             )
         print(f"| {row} | " + " | ".join(cells) + f" | {ratio} | {'; '.join(goals) or '-'} |")
     _print_uvloop(servers, rows)
+
+
+def _figure(value: float) -> str:
+    """One decimal, two below 10 (server CPU per message is a fraction of a ms)."""
+    return f"{value:,.1f}" if value >= 10 else f"{value:.2f}"
 
 
 def _print_uvloop(servers: list[Server], rows: list[str]) -> None:
