@@ -5,6 +5,8 @@
 (`tests/integration/servers/dovecot.py`), with or without mail-crypt (secp521r1 per-user
 keys locked by the userdb field `mail_crypt_private_password`, as in the ISPmail guide).
 CRYPTMAIL_BENCH_PROFILE=out.prof runs the cryptmail server under cProfile.
+`wait_until_indexed` reads a served data directory as its users (their password) to tell
+when the server's background work on their mail is done.
 """
 
 from __future__ import annotations
@@ -21,11 +23,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from sqlalchemy import func, select
+
 from cryptmail.config import Argon2Config, CryptoConfig
 from cryptmail.db import create_engine, upgrade
-from cryptmail.keys import create_user, install_server_key, load_server_key
+from cryptmail.db import tables as t
+from cryptmail.keys import (
+    UnlockedAccount,
+    create_user,
+    install_server_key,
+    load_server_key,
+    unlock_account,
+)
 from cryptmail.secret import Password
 from cryptmail.store import ensure_default_mailboxes
+from cryptmail.store.fulltext import UserIndex, user_blobs
 from cryptmail.users import add_domain, get_user
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -35,6 +47,9 @@ PASSWORD = "bench password 1"
 DOVECOT_USER = "bench@example.org"
 DOVECOT_LOGIN = "bench-login-1"
 DOVECOT_PASSWORD = "bench-key-password-1"
+UVLOOP_SITECUSTOMIZE = """import asyncio, uvloop
+asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+"""
 BENCH_CRYPTO = CryptoConfig(argon2=Argon2Config(memory_kib=19456, time_cost=2))
 
 
@@ -203,16 +218,83 @@ def make_users(
     asyncio.run(_make_users(data_dir, users, crypto))
 
 
+async def _left_to_do(engine: Any, account: UnlockedAccount, index: UserIndex) -> int:
+    """Messages of the user not yet in the full-text index, plus those without a message
+    cache (what a session's first read of a message writes)."""
+    await index.refresh()
+    blobs = await user_blobs(engine, account.user.id)
+    m, b = t.cm_messages, t.cm_mailboxes
+    uncached = (
+        select(func.count())
+        .select_from(m.join(b, m.c.mailbox_id == b.c.id))
+        .where(b.c.user_id == account.user.id, m.c.cache_sealed.is_(None))
+    )
+    async with engine.connect() as conn:
+        without_cache = int((await conn.execute(uncached)).scalar_one())
+    return len(set(blobs) - index.indexed) + without_cache
+
+
+async def _wait_until_indexed(
+    data_dir: Path, addresses: Sequence[str], timeout_s: float, poll_s: float
+) -> dict[str, int]:
+    install_server_key(load_server_key(data_dir / "server.key"))
+    engine = create_engine(f"sqlite:///{data_dir / 'cryptmail.db'}")
+    try:
+        watched = []
+        for address in addresses:
+            account, _slot = await unlock_account(
+                engine, address, Password.from_str(PASSWORD), BENCH_CRYPTO
+            )
+            watched.append((account, UserIndex(engine, account)))
+        deadline = time.monotonic() + timeout_s
+        first: dict[str, int] | None = None
+        while True:
+            left = {
+                account.user.email: await _left_to_do(engine, account, index)
+                for account, index in watched
+            }
+            first = left if first is None else first
+            if not any(left.values()):
+                return first
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server's indexing did not finish in {timeout_s} s: {left}")
+            await asyncio.sleep(poll_s)
+    finally:
+        await engine.dispose()
+
+
+def wait_until_indexed(
+    data_dir: Path, addresses: Sequence[str], *, timeout_s: float = 900.0, poll_s: float = 0.25
+) -> dict[str, int]:
+    """Return once every message of each of `addresses` (users of `make_users`, at the
+    served `data_dir`) is in the user's full-text index and has its message cache.
+
+    The server does that work while a session of the user is open (the index in a
+    background pass, the cache at a message's first read): keep one open meanwhile.
+    It reads the database as the user would (their password unlocks their keys); the
+    index lists which messages it holds only sealed, so nothing outside can count them.
+    Returns what was left to do per address at the first look.
+    """
+    return asyncio.run(_wait_until_indexed(data_dir, addresses, timeout_s, poll_s))
+
+
 @contextmanager
 def cryptmail_server(
-    data_dir: Path, *listeners: str, config: Path | None = None
+    data_dir: Path, *listeners: str, config: Path | None = None, uvloop: bool = False
 ) -> Iterator[tuple[int, dict[str, int]]]:
     """`cryptmail serve` with each listener ("lmtp", "imap") on a free loopback port,
-    and the TOML file `config` if one is given.
+    and the TOML file `config` if one is given; on uvloop's event loop with `uvloop`
+    (a `sitecustomize` beside the data dir sets its policy before serve starts).
 
     Yields the server's pid and the port of each listener, once every port answers.
     """
     ports = {name: free_port() for name in listeners}
+    env = dict(os.environ)
+    if uvloop:
+        site = data_dir.parent / "uvloop-site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(UVLOOP_SITECUSTOMIZE)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(site), env.get("PYTHONPATH"))))
     profile = os.environ.get(PROFILE_ENV)
     runner = ["-m", "cProfile", "-o", profile] if profile else []
     flags = [arg for name, port in ports.items() for arg in (f"--{name}", f"127.0.0.1:{port}")]
@@ -223,6 +305,7 @@ def cryptmail_server(
         [sys.executable, *runner, "-m", "cryptmail", "--data-dir", str(data_dir), *options]
         + ["serve", *flags],
         stderr=log,
+        env=env,
     )
     log.close()
     try:

@@ -178,3 +178,64 @@ def test_mbsync_round_trip(rig: ImapRig, tmp_path: Path, count: int) -> None:
     # A second run has nothing to change on either side.
     _mbsync(_rc(tmp_path, rig.port, second, "pull"))
     assert _read_maildir(second) == pulled
+
+
+def _big_bodies() -> list[bytes]:
+    """Messages around the FETCH paths' limits: just over a joined response (64 KiB),
+    held whole by the read-ahead (200 KB, one with NULs), streamed by range (over 1 MiB)."""
+    head = b"From: a@example.org\r\nSubject: big %d\r\nMessage-ID: <big-%d@example.org>\r\n\r\n"
+
+    def text(index: int, size: int) -> bytes:
+        payload = base64.encodebytes(os.urandom(size * 3 // 4)).replace(b"\n", b"\r\n")
+        return head % (index, index) + payload
+
+    with_nul = bytearray(text(3, 200_000))
+    for spot in range(500, len(with_nul), 70_001):
+        with_nul[spot] = 0
+    return [text(0, 70_000), text(1, 200_000), text(2, 200_000), bytes(with_nul)] + [
+        text(4, 1_300_000)
+    ]
+
+
+def test_big_bodies_byte_exact_with_many_sessions_of_many_users(rig: ImapRig) -> None:
+    """Three imaplib sessions each of a crypt 2 and a crypt 0 user FETCH every big body
+    at once, first read (which indexes) and again (from the caches): every copy has the
+    delivered bytes exactly, a NUL as 0x80 (RFC 3501 allows none in a literal)."""
+    import hashlib
+    import imaplib
+    import threading
+
+    bob = "bob@example.org"
+    rig.add_user(bob, PASSWORD, crypt=0)
+    bodies = _big_bodies()
+    for body in bodies:
+        rig.deliver(body)
+        rig.deliver(body, bob)
+    want = [hashlib.sha256(b.replace(b"\0", b"\x80")).hexdigest() for b in bodies]
+    got: list[list[str]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def read(user: str) -> None:
+        try:
+            imap = imaplib.IMAP4("127.0.0.1", rig.port)
+            imap.login(user, PASSWORD)
+            imap.select("INBOX", readonly=True)
+            start.wait(30)
+            for _ in range(2):
+                typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
+                assert typ == "OK"
+                got.append([hashlib.sha256(p[1]).hexdigest() for p in data if isinstance(p, tuple)])
+            imap.logout()
+        except BaseException as exc:  # reported by the test's thread below
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=read, args=(u,)) for u in (USER, bob) * 3]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert len(got) == 12
+    assert all(hashes == want for hashes in got)

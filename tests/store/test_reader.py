@@ -249,3 +249,46 @@ async def test_a_whole_blob_cut_short_or_flipped_is_tampered(rig: StoreRig) -> N
     assert await store.read_range(rig.blobs, opened, 0, 10) == data[:10]
     with pytest.raises(ObjectTampered):
         await store.read_range(rig.blobs, opened, len(data) - 10, 10)
+
+
+@pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "plain"])
+async def test_held_range_pieces_join_to_the_range(rig: StoreRig, sealed: bool) -> None:
+    account = await _account(rig)
+    data = os.urandom(3 * CHUNK + 999)
+    blob = await _write(rig, account, data, sealed)
+    raw = rig.blobs.path_of(blob.blob_id).read_bytes()
+    opened = await store.open_blob(rig.blobs, account, blob.blob_id, head=raw, whole=True)
+    ranges = [
+        (0, len(data)),
+        (0, 10),
+        (CHUNK - 3, CHUNK + 9),
+        (CHUNK, CHUNK),
+        (2 * CHUNK + 1, 5 * CHUNK),
+        (len(data) - 5, 50),
+        (len(data), 5),
+        (10, 0),
+    ]
+    for offset, length in ranges:
+        pieces = store.held_range_pieces(opened, offset, length)
+        assert b"".join(pieces) == data[offset : offset + length], (offset, length)
+        assert all(pieces), (offset, length)  # no empty piece for a writer to send
+    if sealed:  # one piece per chunk it touches: never joined into one copy
+        assert len(store.held_range_pieces(opened, 0, len(data))) == 4
+
+
+async def test_held_range_pieces_refuse_a_flipped_chunk_and_a_blob_not_held(
+    rig: StoreRig,
+) -> None:
+    account = await _account(rig)
+    data = os.urandom(2 * CHUNK + 10)
+    blob = await _write(rig, account, data, True)
+    raw = bytearray(rig.blobs.path_of(blob.blob_id).read_bytes())
+    raw[-100] ^= 0x01  # in the last chunk
+    opened = await store.open_blob(rig.blobs, account, blob.blob_id, head=bytes(raw), whole=True)
+    assert b"".join(store.held_range_pieces(opened, 0, 10)) == data[:10]
+    with pytest.raises(ObjectTampered):
+        store.held_range_pieces(opened, 0, len(data))
+    streamed = await store.open_blob(rig.blobs, account, blob.blob_id)
+    assert streamed.contents is None  # bigger than HEAD_SIZE: not held
+    with pytest.raises(ValueError, match="held in memory"):
+        store.held_range_pieces(streamed, 0, 10)

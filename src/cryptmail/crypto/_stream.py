@@ -227,7 +227,7 @@ class PayloadKey:
         if not hmac.compare_digest(hashlib.sha256(header.raw).digest(), self.header_digest):
             raise DecryptionFailed("blob header")
 
-    def open_chunk(self, index: int, chunk: bytes, last: bool) -> bytes:
+    def open_chunk(self, index: int, chunk: bytes | memoryview, last: bool) -> bytes:
         """Decrypt the single chunk `index` (for reads at an offset)."""
         try:
             plaintext = self._aead.decrypt(_nonce(index, last), chunk, None)

@@ -93,6 +93,7 @@ from cryptmail.store._objectid import email_object_id, mailbox_object_id
 from cryptmail.store._reader import (
     HEAD_SIZE,
     OpenedBlob,
+    held_range_pieces,
     open_blob,
     open_small_blob,
     read_plaintext,
@@ -183,6 +184,7 @@ __all__ = [
     "find_mailbox",
     "get_mailbox",
     "grant_url",
+    "held_range_pieces",
     "holding_mailbox",
     "import_maildir",
     "inbox_id",

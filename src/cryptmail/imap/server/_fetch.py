@@ -50,6 +50,7 @@ from cryptmail.store import (
     MessageRow,
     OpenedBlob,
     email_object_id,
+    held_range_pieces,
     load_cache,
     load_caches,
     load_message,
@@ -530,6 +531,15 @@ class MessageFetch:
             return
         opened = await self._open()
         blobs = self._selected.context.blobs
+        if not plan.needs_conversion and opened.contents is not None:
+            # Held whole (the read-ahead's batches): its chunks as they decrypt, no join.
+            for piece in held_range_pieces(opened, plan.offset + plan.skip, size):
+                out = _no_nul(piece[:size])
+                size -= len(out)
+                yield out
+            if size > 0:  # the stored message is shorter than its map says
+                yield b" " * size
+            return
         if not plan.needs_conversion:
             pos, left = plan.offset + plan.skip, size
             converter: VirtualStream | None = None
@@ -572,12 +582,12 @@ class MessageFetch:
                     out += data
                     continue
                 # A big literal's pieces go to the socket as they are, not through `out`:
-                # two copies of every byte saved.
+                # two copies of every byte saved. `send` waits for the client once the
+                # transport holds more than a read's worth, which bounds the memory.
                 if out:
                     await self._session.send(bytes(out))
                     out.clear()
                 await self._session.send(data)
-                await self._session.drain()
         if len(out) >= _JOINED:
             await self._session.send(bytes(out))
             out.clear()
