@@ -6,8 +6,10 @@ Delivery cannot index (it holds no private key), so new mail is indexed by the f
 session that is around: the background pass lists the user's blobs, reads the ones the
 index lacks in batches (decrypt, parse, words, in a worker thread), and stores one
 sealed segment per batch. It runs for at most `imap.fts_background_percent` of the
-time (it sleeps in proportion to what it worked), goes to sleep when nothing is left
-until SEARCH or new mail wakes it, and stops when the user's last session ends. SEARCH
+time (it sleeps in proportion to what it worked), starts `START_DELAY_S` after the
+user's first session begins (at once when SEARCH or a first read wants it), goes to
+sleep when nothing is left until SEARCH or new mail wakes it, and stops when the
+user's last session ends. SEARCH
 moves the messages it had to read the slow way to the front of the queue, and so does
 the first read of a message (FETCH's first parse, `_fetch._index`).
 
@@ -70,6 +72,9 @@ BATCH: Final = 256
 """Messages read, parsed and stored as one segment per background step."""
 _IDLE_S: Final = 30.0
 """How long the pass sleeps with nothing to do before it looks for new mail again."""
+START_DELAY_S: Final = 2.0
+"""How long after a user's first session begins the pass starts, unless SEARCH or a
+first read wakes it sooner."""
 
 
 @dataclass(eq=False)
@@ -148,6 +153,13 @@ class FullTextIndexes:
 
     async def _run(self, user: _User) -> None:
         share = self._config.fts_background_percent / 100
+        # A pass begins by listing every blob of the user and reading the index: at
+        # 50,000 messages that is more than a SELECT and a FETCH of new mail cost
+        # together. A short session (a phone that logs in, fetches what is new and
+        # leaves) should not pay it; a longer one pays it once, after its first commands.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(START_DELAY_S):
+                await user.wake.wait()
         while True:
             try:
                 worked = await self._step(user)
