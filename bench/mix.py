@@ -4,7 +4,8 @@ mail-crypt (secp521r1, as the ISPmail guide sets it up).
 
     python bench/mix.py [--quick] [--runs N] [--no-dovecot] [--users N]
                         [--recipients N | --recipients 0 --max-recipients N]
-                        [--fetch-small N] [--fetch-large N] [--uvloop]
+                        [--fetch-small N] [--fetch-large N] [--uvloop] [--imap-only]
+                        [--select-big N]
 
 Delivery: `--users` users (default 40) on each server; each LMTP transaction names
 `--recipients` of them (default 40: every message to 40 users; 0 gives 1 to
@@ -34,7 +35,13 @@ BODY.PEEK[]` of the 200 KB mailbox on a logged-in, selected connection (msg/s, a
 per message over that FETCH: every process of its tree, all threads); the time
 from sending a one-message FETCH on a new connection (after LOGIN and SELECT) to its
 first byte; and the largest peak RSS (VmHWM) of any of the server's processes at the
-end of the run. cryptmail c2 and c0 share one `serve`, so their memory rows are the same.
+end of the run. Each pass also SELECTs the 4 KB mailbox on another new connection after
+LOGIN and gives the server's CPU for that SELECT (its process tree, from schedstat);
+`--select-big N` adds the same two rows for a mailbox of N messages (issue 17 asks for
+50,000; filled as bench/select_login.py fills its large mailbox: rows that share one
+delivered blob in cryptmail, Maildir files in Dovecot; one unmeasured SELECT first).
+`--imap-only` leaves out the delivery rows. cryptmail c2 and c0 share one `serve`, so
+their memory rows are the same.
 
 `--uvloop` runs a second cryptmail `serve` on uvloop's event loop (set by a
 `sitecustomize`, see `_servers.cryptmail_server`; `pip install uvloop`), with its own
@@ -85,6 +92,7 @@ from _servers import (
     tree_pids,
     wait_until_indexed,
 )
+from select_login import fill_large_mailbox, maildir_fill
 
 from imap import Client
 
@@ -321,6 +329,23 @@ def measure_imap(servers: list[Server], counts: dict[str, int]) -> None:
             client.command(f"FETCH {random.randint(1, small)} BODY.PEEK[]", first_byte=stamp)
             got.setdefault(ROW_FIRST_BYTE, []).append((stamp[0] - start) * 1000)
             client.close()
+            # SELECT on a new connection, with the server's CPU for it
+            for which in ("4 KB", _BIG):
+                if which not in server.fetch_users:
+                    continue
+                client, _ms = _session(server, which)
+                root = server.pids()[0]
+                cpu = tree_cpu_s(root)
+                start = time.perf_counter()
+                client.command('SELECT "INBOX"')
+                wall_ms = (time.perf_counter() - start) * 1000
+                cpu_ms = (tree_cpu_s(root) - cpu) * 1000
+                client.close()
+                if which == _BIG:
+                    got.setdefault(row_select_big(counts[_BIG]), []).append(wall_ms)
+                    got.setdefault(row_select_big_cpu(counts[_BIG]), []).append(cpu_ms)
+                else:
+                    got.setdefault(ROW_SELECT_CPU, []).append(cpu_ms)
     for server in servers:
         for row, values in passes[server.label].items():
             server.note(row, statistics.median(values))
@@ -350,7 +375,7 @@ def warm_up(server: Server, mailboxes: dict[str, list[bytes]], sent: dict[str, b
     held = []
     try:
         if server.data_dir is not None:  # the background pass runs while a session is open
-            for address in server.fetch_users.values():
+            for address in (server.fetch_users[which] for which in mailboxes):
                 imap = imaplib.IMAP4("127.0.0.1", server.imap)
                 imap.login(address, _password(server))
                 imap.select("INBOX", readonly=True)
@@ -360,7 +385,9 @@ def warm_up(server: Server, mailboxes: dict[str, list[bytes]], sent: dict[str, b
         read_s = time.perf_counter() - start
         left = {}
         if server.data_dir is not None:
-            left = wait_until_indexed(server.data_dir, list(server.fetch_users.values()))
+            left = wait_until_indexed(
+                server.data_dir, [server.fetch_users[which] for which in mailboxes]
+            )
     finally:
         for imap in held:
             imap.logout()
@@ -440,10 +467,11 @@ def _password(server: Server) -> str:
 
 
 _FETCH_SETS = ("4 KB", "200 KB")
+_BIG = "big"
 
 
 @contextmanager
-def cryptmail(users: int, *, uvloop: bool = False) -> Iterator[list[Server]]:
+def cryptmail(users: int, select_big: int = 0, *, uvloop: bool = False) -> Iterator[list[Server]]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         c2 = [f"c2-{n}@example.org" for n in range(users)]
@@ -451,6 +479,9 @@ def cryptmail(users: int, *, uvloop: bool = False) -> Iterator[list[Server]]:
         fetch = {
             c: {w: f"c{c}-fetch{i}@example.org" for i, w in enumerate(_FETCH_SETS)} for c in (2, 0)
         }
+        if select_big:
+            for c in (2, 0):
+                fetch[c][_BIG] = f"c{c}-big@example.org"
         make_users(
             data_dir,
             {
@@ -459,6 +490,9 @@ def cryptmail(users: int, *, uvloop: bool = False) -> Iterator[list[Server]]:
                 **{a: c for c, names in fetch.items() for a in names.values()},
             },
         )
+        if select_big:
+            for c in (2, 0):
+                fill_large_mailbox(data_dir, fetch[c][_BIG], select_big)
         with cryptmail_server(data_dir, "lmtp", "imap", uvloop=uvloop) as (pid, ports):
             suffix = " uvloop" if uvloop else ""
             yield [
@@ -471,12 +505,16 @@ def cryptmail(users: int, *, uvloop: bool = False) -> Iterator[list[Server]]:
 
 
 @contextmanager
-def dovecot(mail_crypt: bool, users: int) -> Iterator[Server]:
+def dovecot(mail_crypt: bool, users: int, select_big: int = 0) -> Iterator[Server]:
     names = [f"user{n}@example.org" for n in range(users)]
     fetch = {w: f"fetch{i}@example.org" for i, w in enumerate(_FETCH_SETS)}
+    if select_big:
+        fetch[_BIG] = "big@example.org"
     with dovecot_server(
         mail_crypt, lmtp=True, imap=True, users=[*names, *fetch.values()]
     ) as server:
+        if select_big:
+            maildir_fill(server, fetch[_BIG], select_big)
         label = "dovecot crypt" if mail_crypt else "dovecot plain"
         assert server.lmtp_port is not None and server.imap_port is not None
         root = server._process.pid
@@ -491,6 +529,17 @@ ROW_LARGE = "FETCH 1:* 100 x 200 KB, msg/s"
 ROW_LARGE_CPU = "FETCH 1:* 100 x 200 KB, server CPU ms/msg"
 ROW_WARM_UP = "warm-up: first read of the FETCH mailboxes and their indexing, s"
 ROW_SELECT = "SELECT of 1,000, ms"
+ROW_SELECT_CPU = "SELECT of 1,000, new conn, server CPU ms"
+
+
+def row_select_big(count: int) -> str:
+    return f"SELECT of {count:,}, new conn, ms"
+
+
+def row_select_big_cpu(count: int) -> str:
+    return f"SELECT of {count:,}, new conn, server CPU ms"
+
+
 ROW_LOGIN = "LOGIN, ms"
 ROW_RSS = "largest process, peak RSS MB"
 ROW_PSS = "process tree at 8 LMTP conns, peak PSS MB"
@@ -512,6 +561,10 @@ def main() -> None:
     parser.add_argument("--fetch-small", type=int, default=1000, metavar="N")
     parser.add_argument("--fetch-large", type=int, default=100, metavar="N")
     parser.add_argument("--uvloop", action="store_true", help="also a serve on uvloop")
+    parser.add_argument("--imap-only", action="store_true", help="no delivery rows")
+    parser.add_argument(
+        "--select-big", type=int, default=0, metavar="N", help="SELECT of N messages too"
+    )
     args = parser.parse_args()
     if args.recipients > args.users:
         parser.error("--recipients cannot exceed --users")
@@ -540,24 +593,35 @@ def main() -> None:
     for messages in mailboxes.values():
         sent.update({Transaction(m, ()).key: m for m in messages})
     counts = {which: len(messages) for which, messages in mailboxes.items()}
+    if args.select_big:
+        counts[_BIG] = args.select_big
+        _GOALS[row_select_big(args.select_big)] = ("dovecot crypt", 2.0, "max")
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     with ExitStack() as running:
-        servers = running.enter_context(cryptmail(args.users))
+        servers = running.enter_context(cryptmail(args.users, args.select_big))
         if args.uvloop:
-            servers += running.enter_context(cryptmail(args.users, uvloop=True))
+            servers += running.enter_context(cryptmail(args.users, args.select_big, uvloop=True))
         if not args.no_dovecot and dovecot_available():
             for mail_crypt in (True, False):
-                servers.append(running.enter_context(dovecot(mail_crypt, args.users)))
+                servers.append(
+                    running.enter_context(dovecot(mail_crypt, args.users, args.select_big))
+                )
         for server in servers:
             fill_fetch_mailboxes(server, mailboxes)
             warm_up(server, mailboxes, sent)
+            if _BIG in server.fetch_users:  # claims (cryptmail) or indexes (Dovecot) it
+                client, _ms = _session(server, _BIG)
+                client.command('SELECT "INBOX"')
+                client.close()
         for run in range(args.runs):
             for key, items in planned.items():
-                if key.endswith(f" r{run}"):
+                if key.endswith(f" r{run}") and not args.imap_only:
                     name, conns = key.rsplit(" r", 1)[0].rsplit(" x", 1)
                     measure(servers, name, items, int(conns))
             measure_imap(servers, counts)
             print(f"run {run + 1} of {args.runs} done", flush=True)
+        if args.imap_only:
+            expected = Counter()
         for server in servers:
             copies = check_copies(server, sent, expected)
             fetched = sum(check_fetch_mailbox(server, w, sent) for w in mailboxes)

@@ -45,6 +45,7 @@ from _servers import (
     message,
 )
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import load_config
 from cryptmail.db import create_engine
@@ -140,22 +141,30 @@ async def _fill(data_dir: Path, big: list[bytes], big_user: str, large_user: str
     config = load_config(None, data_dir=str(data_dir))
     engine = create_engine(config.database_url)
     blobs = LocalBlobStore(config.blob_path)
-
-    async def deliver(email: str, data: bytes) -> None:
-        async with engine.connect() as conn:
-            user = await get_user(conn, email)
-
-        async def source() -> AsyncIterator[bytes]:
-            yield data
-
-        await deliver_message(engine, blobs, user, source(), size_hint=len(data))
-
     for data in big:
-        await deliver(big_user, data)
-    await deliver(large_user, big[0])
+        await _deliver(engine, blobs, big_user, data)
+    await _copies(engine, blobs, large_user, big[0], n)
+    await engine.dispose()
+
+
+async def _deliver(engine: AsyncEngine, blobs: LocalBlobStore, email: str, data: bytes) -> None:
+    async with engine.connect() as conn:
+        user = await get_user(conn, email)
+
+    async def source() -> AsyncIterator[bytes]:
+        yield data
+
+    await deliver_message(engine, blobs, user, source(), size_hint=len(data))
+
+
+async def _copies(
+    engine: AsyncEngine, blobs: LocalBlobStore, email: str, data: bytes, n: int
+) -> None:
+    """`data` delivered once, then n - 1 rows that share its blob, in one statement."""
+    await _deliver(engine, blobs, email, data)
     msg, mb = t.cm_messages, t.cm_mailboxes
     async with engine.begin() as conn:
-        box = await inbox_id(conn, (await get_user(conn, large_user)).id)
+        box = await inbox_id(conn, (await get_user(conn, email)).id)
         first = (await conn.execute(select(msg).where(msg.c.mailbox_id == box))).one()
         copies = [
             {
@@ -179,7 +188,21 @@ async def _fill(data_dir: Path, big: list[bytes], big_user: str, large_user: str
                 used_bytes=first.size_rounded * n,
             )
         )
-    await engine.dispose()
+
+
+def fill_large_mailbox(data_dir: Path, email: str, n: int) -> None:
+    """`email`'s INBOX (a user of the data dir, server not running) with `n` messages
+    that share one delivered blob, as this bench fills its large mailbox."""
+
+    async def work() -> None:
+        config = load_config(None, data_dir=str(data_dir))
+        engine = create_engine(config.database_url)
+        try:
+            await _copies(engine, LocalBlobStore(config.blob_path), email, message(SMALL, 0), n)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(work())
 
 
 @contextmanager
@@ -196,7 +219,7 @@ def _cryptmail(big: list[bytes], n: int) -> Iterator[Server]:
             yield Server("cryptmail c2", ports["imap"], logins)
 
 
-def _maildir_fill(server: object, user: str, count: int) -> None:
+def maildir_fill(server: object, user: str, count: int) -> None:
     """`count` messages as Maildir files in the user's INBOX, as if delivered."""
     base = server.home(user) / "Maildir"  # type: ignore[attr-defined]
     for sub in ("cur", "new", "tmp"):
@@ -217,7 +240,7 @@ def _dovecot(mail_crypt: bool, big: list[bytes], n: int) -> Iterator[Server]:
         with ThreadPoolExecutor(4) as pool:
             parts = [big[i::4] for i in range(4)]
             list(pool.map(lambda p: lmtp_deliver(server.lmtp_port, big_user, p), parts))
-        _maildir_fill(server, large_user, n)
+        maildir_fill(server, large_user, n)
         label = "dovecot crypt" if mail_crypt else "dovecot plain"
         print(f"  {label}: filled in {time.perf_counter() - start:.0f} s", flush=True)
         logins = {"big": (big_user, DOVECOT_LOGIN), "large": (large_user, DOVECOT_LOGIN)}

@@ -21,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, case, delete, func, select, update
+from sqlalchemy import Connection, Select, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import FieldCipher, context
@@ -322,21 +322,26 @@ def name_lookups(account: UnlockedAccount, name: str) -> list[bytes]:
     return [account.fields.lookup(form.encode("utf-8"), context) for form in forms]
 
 
-def _mailbox_query(account: UnlockedAccount, name: str) -> Select[Any]:
+# Built once: building the statement took a third of a SELECT command's own time.
+_BY_ROLE = select(t.cm_mailboxes).where(
+    t.cm_mailboxes.c.user_id == bindparam("user_id"), t.cm_mailboxes.c.role == bindparam("role")
+)
+_BY_LOOKUP = select(t.cm_mailboxes).where(
+    t.cm_mailboxes.c.user_id == bindparam("user_id"),
+    t.cm_mailboxes.c.name_lookup.in_(bindparam("lookups", expanding=True)),
+)
+
+
+def _mailbox_query(account: UnlockedAccount, name: str) -> tuple[Select[Any], dict[str, Any]]:
     role = _role_for(name)
     user_id = account.user.id
     if role is not None:
-        return select(t.cm_mailboxes).where(
-            t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.role == role
-        )
-    lookups = name_lookups(account, name)
-    return select(t.cm_mailboxes).where(
-        t.cm_mailboxes.c.user_id == user_id, t.cm_mailboxes.c.name_lookup.in_(lookups)
-    )
+        return _BY_ROLE, {"user_id": user_id, "role": role}
+    return _BY_LOOKUP, {"user_id": user_id, "lookups": name_lookups(account, name)}
 
 
 async def get_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> Mailbox:
-    row = (await conn.execute(_mailbox_query(account, name))).first()
+    row = (await conn.execute(*_mailbox_query(account, name))).first()
     if row is None:
         raise MailboxNotFound("no such mailbox")
     return _mailbox(row, account)
@@ -345,8 +350,10 @@ async def get_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str
 async def find_mailbox(engine: AsyncEngine, account: UnlockedAccount, name: str) -> Mailbox:
     """`get_mailbox` in a read transaction of its own: on SQLite one worker call instead
     of an async connection's several thread hops (SELECT's only query)."""
-    query = _mailbox_query(account, name)
-    row = await run_transaction(engine, lambda conn: conn.execute(query).first(), writes=False)
+    query, params = _mailbox_query(account, name)
+    row = await run_transaction(
+        engine, lambda conn: conn.execute(query, params).first(), writes=False
+    )
     if row is None:
         raise MailboxNotFound("no such mailbox")
     return _mailbox(row, account)
@@ -377,7 +384,7 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
     if _role_for(name) is not None:
         raise MailboxExists("that mailbox exists already")
     user_id = account.user.id
-    if not name.isascii() and (await conn.execute(_mailbox_query(account, name))).first():
+    if not name.isascii() and (await conn.execute(*_mailbox_query(account, name))).first():
         # The same name stored un-normalised, before names were: the unique lookup
         # cannot see it.
         raise MailboxExists("that mailbox exists already")

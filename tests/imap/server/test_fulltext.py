@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cryptmail.db import tables as t
+from cryptmail.imap.server import _fulltext
 from cryptmail.imap.server._fulltext import FullTextIndexes
 from cryptmail.imap.server._listener import _FULLTEXT
 from cryptmail.store import BlobId
@@ -333,3 +334,22 @@ def test_a_second_process_of_the_user_leaves_the_pass_to_the_lease_holder(
     finally:
         for _ in rig_iter:
             pass
+
+
+def test_a_short_session_does_not_start_the_pass_and_search_wakes_it(
+    rig: ImapRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass lists every blob and reads the index before its first batch: not for a
+    session that logs in, selects and reads (it would compete with them), but at once
+    when SEARCH needs the index."""
+    monkeypatch.setattr(_fulltext, "START_DELAY_S", 600.0)
+    for i in range(8):
+        rig.deliver(_message(i))
+    client = _login(rig)
+    client.noop()
+    user = next(iter(_FULLTEXT[rig.engine]._users.values()))
+    assert user.task is not None and not user.task.done()
+    assert user.blobs == {} and not user.index.indexed  # the pass has not begun
+    assert _search(client, "BODY", "quokka") == [2, 6]  # the slow way; wakes the pass
+    _wait_indexed(rig, 8)
+    client.logout()

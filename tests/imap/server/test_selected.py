@@ -4,15 +4,27 @@ FLAGS / PERMANENTFLAGS and their announcement, and ``* n RECENT`` after expunges
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from cryptmail.db import create_engine
-from cryptmail.keys import unlock_account
+from cryptmail.keys import UnlockedAccount, change_password, unlock_account
 from cryptmail.secret import Password
-from cryptmail.store import change_flags, deliver_message, expunge, get_mailbox, load_messages
+from cryptmail.store import (
+    MailboxListing,
+    MessageRow,
+    change_flags,
+    deliver_message,
+    expunge,
+    get_mailbox,
+    load_messages,
+)
+from cryptmail.store import _listing as _listing_module
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import get_user
 
@@ -233,3 +245,152 @@ def test_a_second_select_sees_what_another_process_changed(rig: ImapRig) -> None
         b"* 3 FETCH (UID 4 FLAGS (\\Recent))",
     ]
     imap.close()
+
+
+BOB = "bob@example.org"
+BOB_PASSWORD = "bob's own password 1"
+
+
+def _login_as(rig: ImapRig, email: str, password: str) -> Raw:
+    imap = Raw.connect(rig.port)
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    _, done = imap.ask(f'LOGIN {email} "{quoted}"'.encode())
+    assert b" OK " in done, done
+    return imap
+
+
+_EARLIER: list[MailboxListing] = []
+
+
+def _listings_of(email: str) -> list[MailboxListing]:
+    """The listings this process holds for `email`'s unlocked account (white box), but
+    those of earlier tests' servers that something still holds."""
+    gc.collect()
+    found = []
+    for account_ref, listings in list(_listing_module._listings.values()):
+        account = account_ref()
+        if account is not None and account.user.email == email:
+            found += [x for x in listings.values() if all(x is not y for y in _EARLIER)]
+    return found
+
+
+def _account_of(listing: MailboxListing) -> UnlockedAccount:
+    for account_ref, listings in _listing_module._listings.values():
+        account = account_ref()
+        if account is not None and any(x is listing for x in listings.values()):
+            return account
+    raise AssertionError("a listing of no account")
+
+
+def _opened_rows(keyword: str) -> list[MessageRow]:
+    """Message rows anywhere in this process whose opened flags carry `keyword`."""
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, MessageRow) and keyword in o.flags]
+
+
+def _forget_earlier_listings() -> None:
+    _EARLIER.extend(_listings_of(USER) + _listings_of(BOB))
+
+
+def test_phone_and_desktop_of_two_users_share_one_listing_each(rig: ImapRig) -> None:
+    """Several sessions of one user (desktop, phone, then a tablet) and of another user,
+    all from the one client address: each user's sessions start from one listing, and a
+    flag change, an expunge and a delivery in one session are in the next SELECT of a
+    new session, while the session that borrowed the rows before keeps its own view."""
+    _forget_earlier_listings()
+    rig.add_user(BOB, BOB_PASSWORD)
+    desktop = _session(rig)
+    for _ in range(3):
+        _append(desktop)
+    bob_desktop = _login_as(rig, BOB, BOB_PASSWORD)
+    for _ in range(2):
+        _append(bob_desktop)
+    desktop.ask(b"SELECT INBOX")
+    bob_desktop.ask(b"SELECT INBOX")
+    phone = _session(rig)
+    untagged, _ = phone.ask(b"SELECT INBOX")
+    assert b"* 3 EXISTS" in untagged
+    assert len(_listings_of(USER)) == 1 and len(_listings_of(BOB)) == 1
+    shared = _listings_of(USER)[0]
+
+    phone.ask(b"STORE 1 +FLAGS.SILENT (\\Seen $Phone)")
+    phone.ask(b"STORE 2 +FLAGS.SILENT (\\Deleted)")
+    phone.ask(b"EXPUNGE")
+    bob_phone = _login_as(rig, BOB, BOB_PASSWORD)
+    bob_phone.ask(b"SELECT INBOX")
+    bob_phone.ask(b"STORE 1 +FLAGS.SILENT (\\Flagged)")
+    rig.deliver(b"Subject: to alice\r\n\r\nhello\r\n")
+
+    tablet = _session(rig)
+    untagged, fetched = _state(tablet)
+    assert b"* 3 EXISTS" in untagged and b"* 1 RECENT" in untagged
+    assert fetched == [
+        b"* 1 FETCH (UID 1 FLAGS (\\Seen $Phone))",
+        b"* 2 FETCH (UID 3 FLAGS ())",
+        b"* 3 FETCH (UID 4 FLAGS (\\Recent))",
+    ]
+    assert _listings_of(USER) == [shared]  # brought up to date, not loaded again
+    bob_tablet = _login_as(rig, BOB, BOB_PASSWORD)
+    _, fetched = _state(bob_tablet)
+    assert fetched == [b"* 1 FETCH (UID 1 FLAGS (\\Flagged))", b"* 2 FETCH (UID 2 FLAGS ())"]
+
+    # The desktop borrowed the rows at its SELECT: it learns each change once, in order.
+    untagged, _ = desktop.ask(b"NOOP")
+    assert untagged[2:] == [
+        b"* 2 EXPUNGE",
+        b"* 3 EXISTS",
+        b"* 2 RECENT",
+        b"* 1 FETCH (UID 1 FLAGS (\\Recent \\Seen $Phone))",
+    ]
+    fetched, _ = desktop.ask(b"FETCH 1:* (UID FLAGS)")
+    assert fetched == [  # its own \Recent; the new message was the tablet's
+        b"* 1 FETCH (UID 1 FLAGS (\\Recent \\Seen $Phone))",
+        b"* 2 FETCH (UID 3 FLAGS (\\Recent))",
+        b"* 3 FETCH (UID 4 FLAGS ())",
+    ]
+    for client in (desktop, phone, tablet, bob_desktop, bob_phone, bob_tablet):
+        client.close()
+
+
+def test_a_password_change_drops_the_listing_and_what_it_held(rig: ImapRig) -> None:
+    """The listings hold opened flags: they go with the unlocked account when a password
+    change ends the user's sessions, and nothing they held stays referenced."""
+    _forget_earlier_listings()
+    rig.add_user(BOB, BOB_PASSWORD)
+    desktop, phone = _session(rig), _session(rig)
+    _append(desktop, b"$Secret")
+    desktop.ask(b"SELECT INBOX")
+    phone.ask(b"SELECT INBOX")
+    bob = _login_as(rig, BOB, BOB_PASSWORD)
+    bob.ask(b"SELECT INBOX")
+    listings = _listings_of(USER)
+    assert len(listings) == 1
+    listing = weakref.ref(listings[0])
+    account = weakref.ref(_account_of(listings[0]))
+    del listings
+    assert _opened_rows("$Secret")  # the check below can see them
+    rig.run(
+        change_password(
+            rig.engine,
+            USER,
+            Password.from_str(PASSWORD),
+            Password.from_str("the new password 2"),
+            rig.config.crypto,
+        )
+    )
+    for client in (desktop, phone):  # ended by the credential watcher
+        client.sock.settimeout(30)
+        while client.line():
+            pass
+        client.close()
+    deadline = time.monotonic() + 30
+    while (listing() is not None or account() is not None) and time.monotonic() < deadline:
+        rig.run(asyncio.sleep(0.05))  # let the server finish closing the sessions
+        gc.collect()
+    assert listing() is None and account() is None
+    assert _opened_rows("$Secret") == []
+    assert _listings_of(USER) == []
+    assert len(_listings_of(BOB)) == 1  # another user's view stays
+    _, done = bob.ask(b"NOOP")
+    assert b" OK " in done
+    bob.close()

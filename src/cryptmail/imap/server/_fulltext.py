@@ -12,10 +12,11 @@ first SORT after a delivery finds most messages done instead of unwrapping and p
 each one (`fill_caches`: written only where there is none, first flags left alone so
 the message stays \\Recent for whoever selects its mailbox first). It runs for at most
 `imap.fts_background_percent` of the time (it sleeps in proportion to what it
-worked), goes to sleep when nothing is left until SEARCH or new mail wakes it, and
-stops when the user's last session ends. SEARCH
-moves the messages it had to read the slow way to the front of the queue, and so does
-the first read of a message (FETCH's first parse, `_fetch._index`). One process at a
+worked), starts `START_DELAY_S` after the user's first session begins (at once when
+SEARCH or a first read wants it), goes to sleep when nothing is left until SEARCH or
+new mail wakes it, and stops when the user's last session ends. SEARCH moves the
+messages it had to read the slow way to the front of the queue, and so does the first
+read of a message (FETCH's first parse, `_fetch._index`). One process at a
 time runs a user's pass (a lease, `store.fulltext.take_lease`); a pass in another
 process of the same user only does what its own sessions ask for at once.
 
@@ -88,6 +89,9 @@ _IDLE_S: Final = 30.0
 """How long the pass sleeps with nothing to do before it looks for new mail again."""
 _LEASE_S: Final = 2 * _IDLE_S
 """The lease outlives a step by this much: a holder that died is replaced after it."""
+START_DELAY_S: Final = 2.0
+"""How long after a user's first session begins the pass starts, unless SEARCH or a
+first read wakes it sooner."""
 
 
 @dataclass(eq=False)
@@ -177,6 +181,13 @@ class FullTextIndexes:
         # leaves it to run out (`_LEASE_S` after its last renewal): a wait here could
         # outlive the server's event loop.
         share = self._config.fts_background_percent / 100
+        # A pass begins by listing every blob of the user and reading the index: at
+        # 50,000 messages that is more than a SELECT and a FETCH of new mail cost
+        # together. A short session (a phone that logs in, fetches what is new and
+        # leaves) should not pay it; a longer one pays it once, after its first commands.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(START_DELAY_S):
+                await user.wake.wait()
         while True:
             try:
                 worked = await self._step(user)

@@ -138,24 +138,29 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
         b"* OK [MAILBOXID (%s)] Ok.\r\n" % mailbox_object_id(account, box.id).encode(),
         b"* OK [URLMECH INTERNAL] URLAUTH mechanisms.\r\n",  # RFC 4467 section 7.1
     ]
-    await session.send(b"".join(lines))
     session.selected = selected
     session.state = "selected"
-    qresync = command.qresync
-    if qresync is not None and qresync.uidvalidity == selected.uidvalidity:
-        async with session.context.engine.connect() as conn:
-            gone = await vanished_since(conn, selected.mailbox_id, qresync.modseq)
-        if qresync.known_uids is not None:
-            known = qresync.known_uids.resolve(max(selected.uidnext, 1))
-            gone = [uid for uid in gone if uid in known]
-        if gone:
-            runs = format_number_runs(sorted(set(gone)))
-            await session.send(b"* VANISHED (EARLIER) " + runs.encode() + b"\r\n")
-        for uid in selected.uids:
-            if selected.rows[uid].modseq > qresync.modseq:
-                await session.send(selected.flags_response(uid))
     code = "[READ-ONLY]" if read_only else "[READ-WRITE]"
-    return tagged(command.tag, "OK", "Select completed.", code)
+    done = tagged(command.tag, "OK", "Select completed.", code)
+    qresync = command.qresync
+    if qresync is None or qresync.uidvalidity != selected.uidvalidity:
+        # One socket write for the untagged lines and the tagged reply (a write is a
+        # system call and a wake-up of the client): the session's refresh after the
+        # command has nothing to send straight after the load (see `refresh`).
+        return b"".join(lines) + done
+    await session.send(b"".join(lines))
+    async with session.context.engine.connect() as conn:
+        gone = await vanished_since(conn, selected.mailbox_id, qresync.modseq)
+    if qresync.known_uids is not None:
+        known = qresync.known_uids.resolve(max(selected.uidnext, 1))
+        gone = [uid for uid in gone if uid in known]
+    if gone:
+        runs = format_number_runs(sorted(set(gone)))
+        await session.send(b"* VANISHED (EARLIER) " + runs.encode() + b"\r\n")
+    for uid in selected.uids:
+        if selected.rows[uid].modseq > qresync.modseq:
+            await session.send(selected.flags_response(uid))
+    return done
 
 
 async def select(session: Session, command: Select) -> bytes:
