@@ -3,11 +3,13 @@ called (in a fresh interpreter here: the switch is for the life of a process).""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
-from cryptmail.concurrency import run_blocking, run_in_thread
+from cryptmail.concurrency import run_blocking, run_calling_back, run_in_thread
 
 _PROBE = """
 import asyncio, threading
@@ -62,3 +64,23 @@ async def test_the_kdf_queue_is_bounded() -> None:
     finally:
         release.set()
         configure_kdf_pool(4)
+
+
+async def test_calls_that_wait_on_the_loop_leave_the_default_pool_to_it() -> None:
+    # SEARCH's evaluation runs in a thread and asks the loop for blob reads, which the loop
+    # sends to the default pool. Six such evaluations once filled a six-thread default
+    # pool and waited for reads that had no thread left: a deadlock.
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
+
+    def read() -> int:
+        return threading.get_ident()
+
+    def evaluate() -> int:
+        future = asyncio.run_coroutine_threadsafe(run_blocking(read), loop)
+        return future.result(timeout=20)  # raises TimeoutError on the deadlock
+
+    done = await asyncio.wait_for(
+        asyncio.gather(*(run_calling_back(evaluate) for _ in range(4))), timeout=30
+    )
+    assert len(done) == 4

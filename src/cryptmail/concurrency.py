@@ -35,6 +35,9 @@ _kdf_workers = 4
 _kdf_max_queued = 32
 _kdf_load = 0  # derivations running or waiting, under _kdf_lock
 _in_place = False
+_calling_back_lock = threading.Lock()
+_calling_back_pool: ThreadPoolExecutor | None = None
+_CALLING_BACK_WORKERS = 4
 
 
 def block_in_place() -> None:
@@ -82,6 +85,22 @@ async def run_in_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs)
     place: for calls that mostly wait (the disk writing a big blob)."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, functools.partial(func, *args, **kwargs))
+
+
+async def run_calling_back(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run a blocking call that waits on the event loop itself (SEARCH's evaluation asks
+    the loop for blob reads, which go to the default pool) on a pool of its own: on the
+    default pool, a few such calls at once took every thread, and the reads they waited
+    for had none left (a deadlock seen with several sessions searching)."""
+    global _calling_back_pool
+    with _calling_back_lock:
+        if _calling_back_pool is None:
+            _calling_back_pool = ThreadPoolExecutor(
+                max_workers=_CALLING_BACK_WORKERS, thread_name_prefix="calling-back"
+            )
+        pool = _calling_back_pool
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(pool, functools.partial(func, *args, **kwargs))
 
 
 async def run_kdf(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

@@ -30,7 +30,7 @@ from pathlib import Path
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cryptmail.concurrency import run_in_thread
+from cryptmail.concurrency import run_calling_back
 from cryptmail.config import Config
 from cryptmail.db import UserId, run_transaction
 from cryptmail.errors import ConfigError, SieveSyntaxError
@@ -269,7 +269,7 @@ class SieveDelivery:
             return run_scripts(scripts, message, envelope, _Context(self, user_id, None), settings)
         loop = asyncio.get_running_loop()
         context = _Context(self, user_id, loop)
-        return await run_in_thread(run_scripts, scripts, message, envelope, context, settings)
+        return await run_calling_back(run_scripts, scripts, message, envelope, context, settings)
 
     async def remember(self, user_id: UserId, result: SieveResult) -> None:
         """After the copy is stored: the ids duplicate tests saw (RFC 7352 3)."""

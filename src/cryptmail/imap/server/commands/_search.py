@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection, Coroutine, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from cryptmail.concurrency import run_blocking
+from cryptmail.concurrency import run_calling_back
 from cryptmail.db import utcnow
 from cryptmail.imap.message._search import SearchContext, compile_search
 from cryptmail.imap.message._textsearch import iter_message_text
@@ -184,7 +184,7 @@ async def find_messages(
         oracle=oracle,
         saved=selected.saved,
     )
-    return await run_blocking(_evaluate, program, context, views)
+    return await run_calling_back(_evaluate, program, context, views)
 
 
 def _matcher(program: SearchAnd) -> Matcher:
