@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import gc
+import imaplib
+import logging
+import os
 import socket
 import time
+import weakref
 from pathlib import Path
 
-from ..server_rig import start_rig
+import pytest
+
+from ..server_rig import PASSWORD, USER, start_rig
 
 
 def test_the_global_connection_cap_says_bye_and_closes(tmp_path: Path) -> None:
@@ -43,3 +50,40 @@ def test_the_global_connection_cap_says_bye_and_closes(tmp_path: Path) -> None:
             sock.close()
     finally:
         next(rig_iter, None)
+
+
+def _serve_once(tmp_path: Path) -> weakref.ref[object]:
+    """A rig's whole life with two sessions that log in and search (the key cache, the
+    credential watcher and the search index each start for them); a weak reference to
+    its engine."""
+    rig_iter = start_rig(tmp_path, **{"imap.fts_index": True})
+    rig = next(rig_iter)
+    try:
+        rig.deliver(b"Subject: hello\r\n\r\nsome words\r\n")
+        clients = [imaplib.IMAP4("127.0.0.1", rig.port) for _ in range(2)]
+        for client in clients:
+            client.login(USER, PASSWORD)
+            client.select("INBOX")
+            assert client.search(None, "BODY", "words") == ("OK", [b"1"])
+        for client in clients:
+            client.logout()
+        return weakref.ref(rig.engine)
+    finally:
+        next(rig_iter, None)
+
+
+def test_a_stopped_listener_leaves_no_descriptor_task_or_engine_behind(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started and stopped again and again in one process (the test suite, an embedding
+    program), the listener neither keeps its engine alive through the per-engine parts
+    it shares nor leaves their tasks pending: the descriptor count stays flat."""
+    counts = []
+    for round_ in range(4):
+        engine = _serve_once(tmp_path / str(round_))
+        gc.collect()
+        assert engine() is None, "something still holds the engine"
+        counts.append(len(os.listdir("/proc/self/fd")))
+    assert counts[1:] == counts[:1] * 3, counts
+    # asyncio logs "Task was destroyed but it is pending!" for a task left at the stop.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
