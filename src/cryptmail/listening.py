@@ -24,6 +24,16 @@ STOP_GRACE_S: Final = 5.0
 """The most a stop waits for the sessions it ended, whatever grace the caller gives."""
 _READ_LIMIT: Final = 1 << 16
 
+# The session limits POP3 and ManageSieve share (a line protocol with a login).
+PREAUTH_TIMEOUT_S: Final = 60.0
+"""Seconds a connection may wait before it logs in."""
+MAX_BAD_COMMANDS: Final = 20
+"""Bad commands in a row before the connection is closed (Dovecot's limit)."""
+MAX_FAILED_LOGINS: Final = 3
+"""Wrong passwords on one connection before it is closed (the throttle counts them too)."""
+READ_SIZE: Final = 1 << 16
+"""Bytes a session reads at once, and the output it lets queue before it waits."""
+
 Refusal = Literal["server", "address"]
 """Why a connection is refused: the service's cap in all, or its cap per address."""
 

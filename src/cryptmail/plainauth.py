@@ -8,6 +8,8 @@ else is not offered.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -15,6 +17,8 @@ from cryptmail.secret import Password
 
 MAX_FIELD: Final = 1024
 """Longest user name or password in a response; an address is at most 320 octets."""
+MAX_ADDRESS: Final = 320
+"""Longest address a POP3 or ManageSieve login may name (64 local + @ + 255 domain)."""
 
 Fault = Literal["malformed", "another user", "not UTF-8", "too long"]
 
@@ -56,3 +60,26 @@ def parse_plain(response: bytes) -> Credentials:
     if authzid and authzid != authcid:
         raise PlainRejected("another user")
     return Credentials(address, Password(secret))
+
+
+class LoginRefused(Exception):
+    """A POP3 or ManageSieve login failed; `reply` is the line to send, in the
+    protocol's words (POP3's -ERR, ManageSieve's NO). Why is in the operator log only."""
+
+    def __init__(self, reply: bytes) -> None:
+        super().__init__("login refused")
+        self.reply = reply
+
+
+def decode_plain_response(response: str | bytes, *, invalid: bytes, failed: bytes) -> Credentials:
+    """The SASL PLAIN response, base64 as the client sent it. LoginRefused with
+    `invalid` when it is not base64, with `failed` (the answer a wrong password gets)
+    for anything else malformed, so nothing is learnt from it."""
+    try:
+        data = base64.b64decode(response, validate=True)  # str: ValueError if not ASCII
+    except (binascii.Error, ValueError):
+        raise LoginRefused(invalid) from None
+    try:
+        return parse_plain(data)
+    except PlainRejected:
+        raise LoginRefused(failed) from None

@@ -151,3 +151,39 @@ async def test_writers_of_other_processes_queue_on_the_writers_file(db: Db) -> N
     finally:
         holder.kill()
         holder.wait()
+
+
+def _open_in(directory: Path) -> list[str]:
+    """The paths under `directory` this process holds a descriptor of."""
+    held = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:  # closed while listed (the listing's own descriptor)
+            continue
+        if target.is_relative_to(directory):
+            held.append(str(target))
+    return held
+
+
+async def test_disposing_the_engine_closes_every_file_of_the_database(tmp_path: Path) -> None:
+    """The plain-sqlite3 engine behind run_transaction and the writer queue's flock go
+    with the async engine's dispose, not only when (if ever) it is collected: a test
+    suite or a CLI that makes engine after engine would otherwise run out of fds."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+    insert = text("INSERT INTO t DEFAULT VALUES")
+    await asyncio.gather(*(run_transaction(engine, lambda c: c.execute(insert)) for _ in range(4)))
+    await run_transaction(engine, lambda c: c.execute(text("SELECT 1")), writes=False)
+    assert any(p.endswith("db.sqlite-writers") for p in _open_in(tmp_path))
+    await engine.dispose()
+    assert _open_in(tmp_path) == []
+    # Still usable after a dispose, as SQLAlchemy's engines are: it opens them again.
+    count = await run_transaction(
+        engine, lambda c: c.execute(text("SELECT count(*) FROM t")).scalar_one()
+    )
+    assert count == 4
+    await run_transaction(engine, lambda c: c.execute(text("DELETE FROM t")))
+    await engine.dispose()
+    assert _open_in(tmp_path) == []

@@ -1,9 +1,12 @@
-"""A byte-exact IMAP client for the live-server tests: lines and literals as sent."""
+"""A byte-exact IMAP client for the live-server tests (ours and Dovecot, in process or a
+real `cryptmail serve`): lines and literals as sent, unsolicited responses seen exactly
+as they come between commands."""
 
 from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Callable
 
 from .server_rig import PASSWORD, USER
 
@@ -20,8 +23,18 @@ class RawClient:
         self.count = 0
 
     @classmethod
-    def connect(cls, port: int) -> RawClient:
-        return cls(socket.create_connection(("127.0.0.1", port), timeout=20))
+    def connect(cls, port: int, timeout: float = 20) -> RawClient:
+        return cls(socket.create_connection(("127.0.0.1", port), timeout=timeout))
+
+    @classmethod
+    def logged_in(
+        cls, port: int, user: str = USER, password: str = PASSWORD, timeout: float = 30
+    ) -> RawClient:
+        """Connected, greeted with OK, and logged in as `user`."""
+        client = cls.connect(port, timeout)
+        assert client.greeting.startswith(b"* OK"), client.greeting
+        client.login(user, password)
+        return client
 
     def send(self, data: bytes) -> None:
         self.file.write(data)
@@ -37,6 +50,31 @@ class RawClient:
             out += self.file.read(int(found.group(1)))
             out += self.file.readline()
         return out
+
+    def read(self) -> bytes:
+        """One whole response without its CRLF; the connection must still be open."""
+        out = self.response()
+        assert out, "connection closed"
+        return out.removesuffix(b"\r\n")
+
+    def unsolicited(
+        self,
+        last: Callable[[bytes], bool],
+        *,
+        limit: int = 20,
+        normalize: Callable[[bytes], bytes | None] = lambda line: line,
+    ) -> list[bytes]:
+        """Responses (each through `normalize`, which drops those it maps to None) up to
+        and including the first that `last` accepts, within `limit` read."""
+        seen: list[bytes] = []
+        for _ in range(limit):
+            line = normalize(self.read())
+            if line is None:
+                continue
+            seen.append(line)
+            if last(line):
+                return seen
+        raise AssertionError(f"not among {seen}")
 
     def next_tag(self) -> bytes:
         self.count += 1
@@ -56,9 +94,9 @@ class RawClient:
                 return untagged, response.rstrip(b"\r\n")
             untagged.append(response.removesuffix(b"\r\n"))
 
-    def login(self) -> None:
-        quoted = PASSWORD.replace("\\", "\\\\").replace('"', '\\"')
-        _, done = self.ask(f'LOGIN {USER} "{quoted}"'.encode())
+    def login(self, user: str = USER, password: str = PASSWORD) -> None:
+        quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+        _, done = self.ask(f'LOGIN {user} "{quoted}"'.encode())
         assert b" OK " in done, done
 
     def close(self) -> None:

@@ -9,13 +9,13 @@ so unsolicited responses are seen exactly as sent, between commands."""
 
 from __future__ import annotations
 
-import re
 import smtplib
-import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from imap.raw_client import RawClient
 
 from .cryptmail_server import PASSWORD, CryptmailServer, make_users
 
@@ -23,54 +23,18 @@ pytestmark = pytest.mark.integration
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 SIEVE = 'require ["fileinto"];\nif header :contains "X-Spam" "Yes" {\n  fileinto "Junk";\n}\n'
-_LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
 
 
-class Client:
-    """Lines and literals as sent; `ask` returns (untagged, tagged)."""
+def _client(port: int, user: str) -> RawClient:
+    return RawClient.logged_in(port, user, PASSWORD, timeout=60)
 
-    def __init__(self, port: int, user: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.file = self.sock.makefile("rwb")
-        assert self.file.readline().startswith(b"* OK")
-        self.count = 0
-        _, done = self.ask(f'LOGIN {user} "{PASSWORD}"'.encode())
-        assert b" OK " in done, done
 
-    def response(self) -> bytes:
-        out = self.file.readline()
-        while (found := _LITERAL.search(out)) is not None:
-            out += self.file.read(int(found.group(1)))
-            out += self.file.readline()
-        assert out, "connection closed"
-        return out.removesuffix(b"\r\n")
-
-    def ask(self, command: bytes) -> tuple[list[bytes], bytes]:
-        self.count += 1
-        tag = b"c%d" % self.count
-        self.file.write(tag + b" " + command + b"\r\n")
-        self.file.flush()
-        untagged: list[bytes] = []
-        while not (line := self.response()).startswith(tag + b" "):
-            untagged.append(line)
-        return untagged, line
-
-    def until(self, predicate: object, limit: int = 20) -> list[bytes]:
-        """Unsolicited responses up to and including the first that `predicate` accepts
-        (RECENT, a rev1 extra, is skipped)."""
-        seen: list[bytes] = []
-        for _ in range(limit):
-            line = self.response()
-            if line.endswith(b" RECENT"):
-                continue
-            seen.append(line)
-            if predicate(line):  # type: ignore[operator]
-                return seen
-        raise AssertionError(f"not among {seen}")
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
+def _until(client: RawClient, last: Callable[[bytes], bool]) -> list[bytes]:
+    """Unsolicited responses up to the first `last` accepts (RECENT, a rev1 extra, is
+    skipped)."""
+    return client.unsolicited(
+        last, normalize=lambda line: None if line.endswith(b" RECENT") else line
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +63,8 @@ def _deliver(server: CryptmailServer, user: str, subject: str, spam: bool = Fals
 
 def test_notify_across_sessions_users_and_lmtp(server: CryptmailServer, tmp_path: Path) -> None:
     port = server.imap_port
-    watcher, modern, actor = Client(port, ALICE), Client(port, ALICE), Client(port, ALICE)
-    bob = Client(port, BOB)
+    watcher, modern, actor = _client(port, ALICE), _client(port, ALICE), _client(port, ALICE)
+    bob = _client(port, BOB)
     watch = (
         b"NOTIFY SET (SELECTED (MessageNew (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]) "
         b"MessageExpunge FlagChange)) (PERSONAL (MessageNew MessageExpunge MailboxName))"
@@ -116,38 +80,38 @@ def test_notify_across_sessions_users_and_lmtp(server: CryptmailServer, tmp_path
     # Ham over LMTP: EXISTS, then the FETCH asked for, to both of Alice's watchers.
     _deliver(server, ALICE, "ham one")
     for client in (watcher, modern):
-        got = client.until(lambda line: b" FETCH " in line)
+        got = _until(client, lambda line: b" FETCH " in line)
         assert got[0] == b"* 1 EXISTS", got
         assert got[-1].startswith(b"* 1 FETCH (UID 1 BODY[HEADER.FIELDS (SUBJECT)] {")
         assert b"Subject: ham one" in got[-1]
     # Spam: Sieve files it into Junk, a mailbox not selected: a STATUS.
     _deliver(server, ALICE, "spam one", spam=True)
     for client in (watcher, modern):
-        got = client.until(lambda line: line.startswith(b"* STATUS Junk "))
+        got = _until(client, lambda line: line.startswith(b"* STATUS Junk "))
         assert b"MESSAGES 1 " in got[-1] and b"UIDNEXT 2 " in got[-1], got
 
     # Another session flags and moves the message away.
     actor.ask(b"SELECT INBOX")
     actor.ask(b"UID STORE 1 +FLAGS (\\Flagged)")
-    got = watcher.until(lambda line: b"FLAGS" in line)
+    got = _until(watcher, lambda line: b"FLAGS" in line)
     assert got[-1].startswith(b"* 1 FETCH (UID 1 FLAGS (\\Flagged")
-    got = modern.until(lambda line: b"FLAGS" in line)
+    got = _until(modern, lambda line: b"FLAGS" in line)
     assert got[-1] == b"* 1 FETCH (UID 1 FLAGS (\\Flagged))", "rev2: no \\Recent"
     _, done = actor.ask(b"UID MOVE 1 Archive")
     assert b" OK " in done
     for client in (watcher, modern):
-        got = client.until(lambda line: line == b"* 1 EXPUNGE")
-        rest = client.until(lambda line: line.startswith(b"* STATUS Archive "))
+        got = _until(client, lambda line: line == b"* 1 EXPUNGE")
+        rest = _until(client, lambda line: line.startswith(b"* STATUS Archive "))
         assert b"MESSAGES 1 " in rest[-1]
     # A folder created elsewhere: a LIST.
     actor.ask(b"CREATE Projects")
     for client in (watcher, modern):
-        got = client.until(lambda line: line.startswith(b"* LIST "))
+        got = _until(client, lambda line: line.startswith(b"* LIST "))
         assert got[-1] == b'* LIST (\\HasNoChildren) "/" Projects'
 
     # Bob heard nothing of all that: his first notification is his own mail.
     _deliver(server, BOB, "for bob")
-    got = bob.until(lambda line: line.startswith(b"* STATUS "))
+    got = _until(bob, lambda line: line.startswith(b"* STATUS "))
     assert got == [got[-1]] and got[-1].startswith(b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2 ")
 
     # Refusals change nothing: the watch stays in force.
@@ -159,18 +123,16 @@ def test_notify_across_sessions_users_and_lmtp(server: CryptmailServer, tmp_path
                       + b") (MessageNew MessageExpunge))")  # fmt: skip
     assert b" NO [NOTIFICATIONOVERFLOW] " in done
     _deliver(server, BOB, "for bob again")
-    got = bob.until(lambda line: line.startswith(b"* STATUS "))
+    got = _until(bob, lambda line: line.startswith(b"* STATUS "))
     assert got[-1].startswith(b"* STATUS INBOX (MESSAGES 2 UIDNEXT 3 ")
 
     # IDLE under NOTIFY sends what NOTIFY asked for.
-    bob.file.write(b"i1 IDLE\r\n")
-    bob.file.flush()
-    assert bob.response().startswith(b"+")
+    bob.send(b"i1 IDLE\r\n")
+    assert bob.read().startswith(b"+")
     _deliver(server, BOB, "in idle")
-    got = bob.until(lambda line: line.startswith(b"* STATUS "))
+    got = _until(bob, lambda line: line.startswith(b"* STATUS "))
     assert got[-1].startswith(b"* STATUS INBOX (MESSAGES 3 ")
-    bob.file.write(b"DONE\r\n")
-    bob.file.flush()
-    assert bob.response().startswith(b"i1 OK")
+    bob.send(b"DONE\r\n")
+    assert bob.read().startswith(b"i1 OK")
     for client in (watcher, modern, actor, bob):
         client.close()

@@ -34,11 +34,11 @@ Our side is the live listener of ``tests/imap/server_rig.py`` (a crypt=2 user).
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from imap.raw_client import RawClient
 from imap.server_rig import PASSWORD as RIG_PASSWORD
 from imap.server_rig import USER as RIG_USER
 from imap.server_rig import ImapRig, start_rig
@@ -59,7 +59,6 @@ CONFIG = (
     )
     + "}\n"
 )
-_LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
 _STATUS = re.compile(rb"^\* STATUS (\S+) \((.*)\)$")
 _LIST = re.compile(rb"^\* LIST \(([^)]*)\)(.*)$")
 _CHILDREN = (b"\\HasChildren", b"\\HasNoChildren")
@@ -72,49 +71,13 @@ RFC_ONLY = {
 }
 
 
-class Client:
-    def __init__(self, port: int, user: str, password: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.file = self.sock.makefile("rwb")
-        assert self.file.readline().startswith(b"* OK")
-        self.count = 0
-        quoted = password.replace("\\", "\\\\").replace('"', '\\"')
-        _, done = self.ask(f'LOGIN {user} "{quoted}"'.encode())
-        assert b" OK " in done, done
+def _client(port: int, user: str, password: str) -> RawClient:
+    return RawClient.logged_in(port, user, password)
 
-    def response(self) -> bytes:
-        out = self.file.readline()
-        while (found := _LITERAL.search(out)) is not None:
-            out += self.file.read(int(found.group(1)))
-            out += self.file.readline()
-        assert out, "connection closed"
-        return out.removesuffix(b"\r\n")
 
-    def ask(self, command: bytes) -> tuple[list[bytes], bytes]:
-        self.count += 1
-        tag = b"n%d" % self.count
-        self.file.write(tag + b" " + command + b"\r\n")
-        self.file.flush()
-        untagged: list[bytes] = []
-        while not (line := self.response()).startswith(tag + b" "):
-            untagged.append(line)
-        return untagged, line
-
-    def until(self, last: Callable[[bytes], bool], limit: int = 20) -> list[bytes]:
-        """Unsolicited responses, normalized, up to the first that `last` accepts."""
-        seen: list[bytes] = []
-        for _ in range(limit):
-            line = normalize(self.response())
-            if line is None:
-                continue
-            seen.append(line)
-            if last(line):
-                return seen
-        raise AssertionError(f"not among {seen}")
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
+def _until(client: RawClient, last: Callable[[bytes], bool]) -> list[bytes]:
+    """Unsolicited responses, normalized, up to the first that `last` accepts."""
+    return client.unsolicited(last, normalize=normalize)
 
 
 def normalize(line: bytes) -> bytes | None:
@@ -156,7 +119,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImapRig]:
     yield from start_rig(tmp_path_factory.mktemp("notify"))
 
 
-def _script(watcher: Client, actor: Client) -> list[tuple[bytes, list[bytes]]]:
+def _script(watcher: RawClient, actor: RawClient) -> list[tuple[bytes, list[bytes]]]:
     """Run the script on one server; (step, normalized responses) pairs."""
     out: list[tuple[bytes, list[bytes]]] = []
     message = b"Subject: hello\r\n\r\nbody\r\n"
@@ -178,30 +141,28 @@ def _script(watcher: Client, actor: Client) -> list[tuple[bytes, list[bytes]]]:
     out.append((b"set", [*untagged, tagged(done)]))
     # Dovecot 2.3 sends NOTIFY's events in IDLE only (RFC 5465 4: the same events as
     # between commands); ours go out between commands too (test_imap_notify_serve.py).
-    watcher.file.write(b"i1 IDLE\r\n")
-    watcher.file.flush()
-    assert watcher.response().startswith(b"+")
+    watcher.send(b"i1 IDLE\r\n")
+    assert watcher.read().startswith(b"+")
 
     actor.ask(b"APPEND INBOX {%d+}\r\n" % len(message) + message)
-    out.append((b"new in INBOX", watcher.until(lambda line: b" FETCH " in line)))
+    out.append((b"new in INBOX", _until(watcher, lambda line: b" FETCH " in line)))
     actor.ask(b"APPEND Sent {%d+}\r\n" % len(message) + message)
-    out.append((b"new in Sent", watcher.until(lambda line: line.startswith(b"* STATUS"))))
+    out.append((b"new in Sent", _until(watcher, lambda line: line.startswith(b"* STATUS"))))
     actor.ask(b"SELECT INBOX")
     actor.ask(b"UID STORE 1 +FLAGS (\\Flagged)")
-    out.append((b"flagged", watcher.until(lambda line: b"FLAGS" in line)))
+    out.append((b"flagged", _until(watcher, lambda line: b"FLAGS" in line)))
     actor.ask(b"UID STORE 1 +FLAGS (\\Deleted)")
     actor.ask(b"EXPUNGE")
-    gone = watcher.until(lambda line: line.endswith(b" EXPUNGE"))
+    gone = _until(watcher, lambda line: line.endswith(b" EXPUNGE"))
     out.append((b"expunged", [line for line in gone if b" FETCH " not in line]))
     actor.ask(b"CREATE Projects")
-    out.append((b"created", watcher.until(lambda line: line.startswith(b"* LIST"))))
+    out.append((b"created", _until(watcher, lambda line: line.startswith(b"* LIST"))))
     actor.ask(b"SUBSCRIBE Projects")
-    out.append((b"subscribed", watcher.until(lambda line: line.startswith(b"* LIST"))))
+    out.append((b"subscribed", _until(watcher, lambda line: line.startswith(b"* LIST"))))
     actor.ask(b"DELETE Projects")
-    out.append((b"deleted", watcher.until(lambda line: line.startswith(b"* LIST"))))
-    watcher.file.write(b"DONE\r\n")
-    watcher.file.flush()
-    out.append((b"done", [tagged(watcher.response())]))
+    out.append((b"deleted", _until(watcher, lambda line: line.startswith(b"* LIST"))))
+    watcher.send(b"DONE\r\n")
+    out.append((b"done", [tagged(watcher.read())]))
     untagged, done = watcher.ask(b"NOTIFY NONE")
     out.append((b"none", [*untagged, tagged(done)]))
     return out
@@ -210,10 +171,10 @@ def _script(watcher: Client, actor: Client) -> list[tuple[bytes, list[bytes]]]:
 def test_notify_matches_dovecot(dovecot: Dovecot, rig: ImapRig) -> None:
     assert dovecot.imap_port is not None
     theirs = _script(
-        Client(dovecot.imap_port, USER, PASSWORD), Client(dovecot.imap_port, USER, PASSWORD)
+        _client(dovecot.imap_port, USER, PASSWORD), _client(dovecot.imap_port, USER, PASSWORD)
     )
     ours = _script(
-        Client(rig.port, RIG_USER, RIG_PASSWORD), Client(rig.port, RIG_USER, RIG_PASSWORD)
+        _client(rig.port, RIG_USER, RIG_PASSWORD), _client(rig.port, RIG_USER, RIG_PASSWORD)
     )
     differences = [
         f"{step!r}:\n  dovecot:   {expected}\n  cryptmail: {got}"
@@ -221,7 +182,7 @@ def test_notify_matches_dovecot(dovecot: Dovecot, rig: ImapRig) -> None:
         if expected != got
     ]
     assert not differences, "\n".join(differences)
-    client = Client(rig.port, RIG_USER, RIG_PASSWORD)
+    client = _client(rig.port, RIG_USER, RIG_PASSWORD)
     for command, expected in RFC_ONLY.items():
         assert tagged(client.ask(command)[1]) == expected, command
     client.close()

@@ -3,15 +3,12 @@ SeaweedFS listens on loopback only and checks S3 signatures."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import threading
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from loop_thread import stop_loop_thread
+from smtp_sink import LmtpSink
 
 from .conftest import PostfixFactory
 from .servers import LOOPBACK, Database, MariaDB, Postgres, SeaweedFS, free_port
@@ -132,111 +129,7 @@ def test_seaweedfs_listens_on_loopback_only_and_checks_signatures(seaweedfs: Sea
     assert refused.value.code == 403
 
 
-# -- an LMTP sink (RFC 2033) -------------------------------------------------------------
-
-
-@dataclass
-class Delivery:
-    sender: str
-    recipients: list[str]
-    data: bytes
-
-
-@dataclass
-class LmtpSink:
-    """A tiny LMTP server on its own event loop in a thread.
-
-    After DATA it answers once per accepted recipient, taking each reply from
-    ``data_replies`` while that list has any (e.g. a 451 to make Postfix
-    retry) and ``250`` after that. Only recipients answered 250 are recorded.
-    """
-
-    port: int = field(default_factory=free_port)
-    data_replies: list[bytes] = field(default_factory=list)
-    deliveries: list[Delivery] = field(default_factory=list)
-    attempts: int = 0
-
-    def __post_init__(self) -> None:
-        self._changed = threading.Condition()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._session, LOOPBACK, self.port), self._loop
-        ).result(timeout=10)
-
-    def stop(self) -> None:
-        async def close() -> None:
-            self._server.close()
-            await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
-        stop_loop_thread(self._loop, self._thread)
-
-    def wait_for(self, count: int, timeout: float = 30.0) -> list[Delivery]:
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.deliveries) >= count, timeout):
-                raise TimeoutError(f"LMTP sink got {len(self.deliveries)} of {count} messages")
-            return list(self.deliveries)
-
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sender, recipients = "", list[str]()
-        writer.write(b"220 sink LMTP ready\r\n")
-        while line := await reader.readline():
-            verb = line[:4].upper()
-            if verb == b"LHLO":
-                writer.write(
-                    b"250-sink\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
-                )
-            elif verb == b"MAIL":
-                sender, recipients = _address(line), []
-                writer.write(b"250 2.1.0 Ok\r\n")
-            elif verb == b"RCPT":
-                recipients.append(_address(line))
-                writer.write(b"250 2.1.5 Ok\r\n")
-            elif verb == b"DATA" and recipients:
-                writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                await writer.drain()
-                data = await _read_data(reader)
-                self._answer_data(writer, sender, recipients, data)
-            elif verb == b"RSET":
-                sender, recipients = "", []
-                writer.write(b"250 2.0.0 Ok\r\n")
-            elif verb == b"NOOP":
-                writer.write(b"250 2.0.0 Ok\r\n")
-            elif verb == b"QUIT":
-                writer.write(b"221 2.0.0 Bye\r\n")
-                break
-            else:
-                writer.write(b"500 5.5.1 Unknown command\r\n")
-            await writer.drain()
-        await writer.drain()
-        writer.close()
-
-    def _answer_data(
-        self, writer: asyncio.StreamWriter, sender: str, recipients: list[str], data: bytes
-    ) -> None:
-        with self._changed:
-            self.attempts += 1
-            for recipient in recipients:
-                reply = self.data_replies.pop(0) if self.data_replies else b"250 2.0.0 Ok"
-                writer.write(reply + b"\r\n")
-                if reply.startswith(b"250"):
-                    self.deliveries.append(Delivery(sender, [recipient], data))
-            self._changed.notify_all()
-
-
-def _address(line: bytes) -> str:
-    return line.split(b":", 1)[1].strip().split(b" ")[0].strip(b"<>").decode()
-
-
-async def _read_data(reader: asyncio.StreamReader) -> bytes:
-    lines = []
-    while (line := await reader.readline()) not in (b".\r\n", b""):
-        lines.append(line[1:] if line.startswith(b"..") else line)
-    return b"".join(lines)
+# -- an LMTP sink (RFC 2033): tests/smtp_sink.py --------------------------------------
 
 
 @pytest.fixture

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from cryptmail.store import ChangeBus, ChangeForwarder, MailboxId, PipePublisher, UserId
+from cryptmail.store import (
+    RESCAN,
+    ChangeBus,
+    ChangeForwarder,
+    MailboxId,
+    PipePublisher,
+    UserId,
+)
 
 Pipe = tuple[int, int]
 
@@ -81,3 +88,45 @@ async def test_a_record_split_across_reads_is_put_back_together(pipe: Pipe) -> N
         assert await asyncio.wait_for(queue.get(), 5) == 9
     finally:
         forwarder.close()
+
+
+async def test_a_full_queue_coalesces_what_it_cannot_hold_into_one_rescan() -> None:
+    """A session far behind (a slow client, a long command) misses no change: what its
+    queue cannot hold becomes one flag, and its next drain ends with RESCAN, however
+    many changes were coalesced (memory stays bounded)."""
+    bus = ChangeBus()
+    queue = bus.subscribe(UserId(1))
+    for mailbox in range(1, 10_001):
+        bus.publish(UserId(1), MailboxId(mailbox))
+    assert queue.qsize() == queue.maxsize
+    heard = [await queue.get()] + queue.drain()
+    assert heard == [*range(1, queue.maxsize + 1), RESCAN]
+    assert queue.drain() == []  # the flag went with the drain
+    bus.publish(UserId(1), MailboxId(5))
+    assert queue.drain() == [5]
+
+
+async def test_a_queue_with_room_hears_each_change_and_no_rescan() -> None:
+    bus = ChangeBus()
+    queue = bus.subscribe(UserId(1))
+    for mailbox in (3, 4, 3):
+        bus.publish(UserId(1), MailboxId(mailbox))
+    assert queue.drain() == [3, 4, 3]
+
+
+async def test_a_pipe_that_was_full_wakes_every_subscriber_once_it_has_room(pipe: Pipe) -> None:
+    """The LMTP workers' changes a full pipe could not take are owed, not dropped: the
+    publisher writes one wake-all record as soon as the reader made room, and every
+    IDLE session of the main process rescans (even of users no record names)."""
+    read_end, write_end = pipe
+    publisher = PipePublisher(write_end)
+    for mailbox in range(1, 10_001):  # 160 KB: more than a pipe holds
+        publisher.publish(UserId(1), MailboxId(mailbox))
+    bus = ChangeBus()
+    other = bus.subscribe(UserId(2))  # no record on the pipe names this user
+    forwarder = ChangeForwarder(read_end, bus)
+    try:
+        assert await asyncio.wait_for(other.get(), 10) == RESCAN
+    finally:
+        forwarder.close()
+        publisher.close()

@@ -98,8 +98,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sync_engine(engine: AsyncEngine) -> Engine | None:
     """A pysqlite engine on the same SQLite file (same pragmas), or None for other DBs.
 
-    It lives as long as `engine` (weak key) and is disposed when `engine` is collected,
-    so its pooled connections (and their file handles) do not outlive the async engine.
+    It is disposed with `engine` (`await engine.dispose()`, which whoever made the
+    engine calls), its writer queue's descriptor closed with it, so its pooled
+    connections (and their file handles) do not outlive the async engine; and, should
+    nobody dispose it, when `engine` is collected.
     """
     with _sync_lock:
         if engine in _sync_engines:
@@ -115,9 +117,22 @@ def _sync_engine(engine: AsyncEngine) -> Engine | None:
             event.listen(sync, "connect", _sqlite_pragmas)
             event.listen(sync, "connect", _driver_leaves_transactions_to_us)
             install_error_hooks(sync)
+            # The hook holds `sync`, not `engine`: no cycle keeps the engine alive.
+            event.listen(engine.sync_engine, "engine_disposed", _disposer(sync))
             weakref.finalize(engine, sync.dispose)
         _sync_engines[engine] = sync
         return sync
+
+
+def _disposer(sync: Engine) -> Callable[[Engine], None]:
+    def dispose(_async_side: Engine) -> None:
+        sync.dispose()
+        with _sync_lock:
+            queue = _write_queues.get(sync)
+        if queue is not None:
+            queue.close()
+
+    return dispose
 
 
 def _driver_leaves_transactions_to_us(dbapi_connection: Any, _record: Any) -> None:
@@ -183,6 +198,7 @@ class _WriteQueue:
         self._path = database + "-writers"
         self._threads = threading.Lock()
         self._fd: int | None = None
+        self._closer: weakref.finalize[[int], _WriteQueue] | None = None
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -194,12 +210,20 @@ class _WriteQueue:
                     raise DatabaseUnavailable(
                         f"cannot open the database's writer queue {self._path}: {exc.strerror}"
                     ) from exc
-                weakref.finalize(self, os.close, self._fd)
+                self._closer = weakref.finalize(self, os.close, self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the flock's descriptor (the engine was disposed); the next turn opens
+        it again."""
+        with self._threads:
+            if self._closer is not None:
+                self._closer()  # closes once; the finalizer never closes a reused number
+            self._fd = self._closer = None
 
 
 def _write_queue(sync: Engine) -> _WriteQueue:

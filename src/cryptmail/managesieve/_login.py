@@ -11,8 +11,6 @@ log says which, by id.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from dataclasses import dataclass
 from typing import Final
@@ -24,22 +22,14 @@ from cryptmail.db import UserId
 from cryptmail.errors import AuthenticationFailed, KdfBusy, StoreUnavailable, TooManyAttempts
 from cryptmail.keys import LoginThrottle, read_generation_of, verify_login
 from cryptmail.managesieve._wire import no
-from cryptmail.plainauth import Credentials, PlainRejected, parse_plain
+from cryptmail.plainauth import MAX_ADDRESS, Credentials, LoginRefused, decode_plain_response
 
 log = logging.getLogger(__name__)
 
-MAX_ADDRESS: Final = 320
 FAILED: Final = no("Authentication failed.")
+INVALID: Final = no("Invalid base64 data in the SASL response.")
 THROTTLED: Final = no("Too many login attempts; try again later.", "TRYLATER")
 BUSY: Final = no("The server is busy; try again later.", "TRYLATER")
-
-
-class LoginRefused(Exception):
-    """The login failed; `reply` is the NO line to send."""
-
-    def __init__(self, reply: bytes) -> None:
-        super().__init__("login refused")
-        self.reply = reply
 
 
 @dataclass(frozen=True)
@@ -54,16 +44,8 @@ class LoggedIn:
 
 def plain_credentials(response: bytes) -> Credentials:
     """The SASL PLAIN response, base64 as the client sent it; LoginRefused with the one
-    answer for anything malformed, so nothing is learnt from it."""
-    try:
-        data = base64.b64decode(response, validate=True)
-    except (binascii.Error, ValueError):
-        raise LoginRefused(no("Invalid base64 data in the SASL response.")) from None
-    try:
-        plain = parse_plain(data)
-    except PlainRejected:
-        raise LoginRefused(FAILED) from None
-    return plain
+    answer for anything malformed."""
+    return decode_plain_response(response, invalid=INVALID, failed=FAILED)
 
 
 async def log_in(

@@ -39,11 +39,16 @@ from cryptmail.errors import (
     StoreUnavailable,
 )
 from cryptmail.keys import CredentialWatcher, LoginThrottle, Watch
-from cryptmail.listening import ConnectionCounts
+from cryptmail.listening import (
+    MAX_BAD_COMMANDS,
+    MAX_FAILED_LOGINS,
+    PREAUTH_TIMEOUT_S,
+    READ_SIZE,
+    ConnectionCounts,
+)
 from cryptmail.managesieve._login import (
     FAILED,
     LoggedIn,
-    LoginRefused,
     log_in,
     plain_credentials,
 )
@@ -61,6 +66,7 @@ from cryptmail.managesieve._wire import (
     quote,
     trailing_literal,
 )
+from cryptmail.plainauth import LoginRefused
 from cryptmail.sieve import (
     SUPPORTED_EXTENSIONS,
     ScriptLimits,
@@ -79,14 +85,8 @@ from cryptmail.sieve import (
 
 log = logging.getLogger(__name__)
 
-PREAUTH_TIMEOUT_S: Final = 60.0
-MAX_BAD_COMMANDS: Final = 20
-"""Bad commands in a row before the connection is closed."""
-MAX_FAILED_LOGINS: Final = 3
-"""Wrong passwords on one connection before it is closed (the throttle counts them too)."""
 PREAUTH_LITERAL: Final = 8192
 """Largest literal before login (an AUTHENTICATE response), and of any name."""
-_READ_SIZE: Final = 1 << 16
 _TRYLATER: Final = "TRYLATER"
 
 
@@ -213,7 +213,7 @@ class Session:
 
     async def send(self, data: bytes) -> None:
         self._writer.write(data)
-        if self._writer.transport.get_write_buffer_size() > _READ_SIZE:
+        if self._writer.transport.get_write_buffer_size() > READ_SIZE:
             await self._drain()
 
     async def _drain(self) -> None:
@@ -232,7 +232,7 @@ class Session:
             async with asyncio.timeout(limit) as deadline:
                 self._read_deadline = deadline
                 self._check_credentials()
-                data = await self._reader.read(_READ_SIZE)
+                data = await self._reader.read(READ_SIZE)
         except TimeoutError:
             self._check_credentials()
             with contextlib.suppress(OSError):

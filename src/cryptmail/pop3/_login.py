@@ -9,8 +9,6 @@ Argon2 queue `[SYS/TEMP]`, both before any password is checked.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from typing import Final
 
@@ -18,39 +16,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.errors import AuthenticationFailed, KdfBusy, TooManyAttempts
 from cryptmail.keys import LoginThrottle, UnlockedAccount, UnlockedAccounts
-from cryptmail.plainauth import Credentials, PlainRejected, parse_plain
+from cryptmail.plainauth import MAX_ADDRESS, Credentials, LoginRefused, decode_plain_response
 from cryptmail.pop3._wire import err
 from cryptmail.store import create_default_mailboxes
 
 log = logging.getLogger(__name__)
 
-MAX_ADDRESS: Final = 320
 FAILED: Final = err("Authentication failed.", "AUTH")
+INVALID: Final = err("Invalid base64 data in the SASL response.")
 THROTTLED: Final = err("Too many login attempts; try again later.", "LOGIN-DELAY")
 BUSY: Final = err("The server is busy; try again later.", "SYS/TEMP")
 PRIVACY: Final = err("Plaintext authentication disallowed on non-secure connections.", "AUTH")
 
 
-class LoginRefused(Exception):
-    """The login failed; `reply` is the -ERR line to send."""
-
-    def __init__(self, reply: bytes) -> None:
-        super().__init__("login refused")
-        self.reply = reply
-
-
 def plain_credentials(response: str) -> Credentials:
-    """The SASL PLAIN response (RFC 4616), base64 as the client sent it; LoginRefused
-    with the one answer for anything malformed, so nothing is learnt from it."""
-    try:
-        data = base64.b64decode(response.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise LoginRefused(err("Invalid base64 data in the SASL response.")) from None
-    try:
-        plain = parse_plain(data)
-    except PlainRejected:
-        raise LoginRefused(FAILED) from None
-    return plain
+    """The SASL PLAIN response, base64 as the client sent it; LoginRefused with the one
+    answer for anything malformed."""
+    return decode_plain_response(response, invalid=INVALID, failed=FAILED)
 
 
 async def log_in(

@@ -25,12 +25,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.config import Config
 from cryptmail.errors import MessageNotFound, StoreError
 from cryptmail.keys import LoginThrottle, UnlockedAccount, UnlockedAccounts
-from cryptmail.listening import ConnectionCounts
-from cryptmail.plainauth import Credentials
+from cryptmail.listening import (
+    MAX_BAD_COMMANDS,
+    MAX_FAILED_LOGINS,
+    PREAUTH_TIMEOUT_S,
+    READ_SIZE,
+    ConnectionCounts,
+)
+from cryptmail.plainauth import Credentials, LoginRefused
 from cryptmail.pop3._login import (
     FAILED,
     PRIVACY,
-    LoginRefused,
     log_in,
     plain_credentials,
 )
@@ -52,12 +57,6 @@ from cryptmail.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
-PREAUTH_TIMEOUT_S: Final = 60.0
-MAX_BAD_COMMANDS: Final = 20
-"""Bad commands in a row before the connection is closed (Dovecot's limit)."""
-MAX_FAILED_LOGINS: Final = 3
-"""Wrong passwords on one connection before it is closed (the throttle counts them too)."""
-_READ_SIZE: Final = 1 << 16
 _TEMP: Final = "SYS/TEMP"
 
 
@@ -148,7 +147,7 @@ class Session:
 
     async def send(self, data: bytes) -> None:
         self._writer.write(data)
-        if self._writer.transport.get_write_buffer_size() > _READ_SIZE:
+        if self._writer.transport.get_write_buffer_size() > READ_SIZE:
             await self._drain()
 
     async def _drain(self) -> None:
@@ -173,7 +172,7 @@ class Session:
                 limit = min(limit, PREAUTH_TIMEOUT_S)
             try:
                 async with asyncio.timeout(limit):
-                    data = await self._reader.read(_READ_SIZE)
+                    data = await self._reader.read(READ_SIZE)
             except TimeoutError:
                 with contextlib.suppress(OSError):
                     self._writer.write(err("Disconnected for inactivity."))

@@ -88,7 +88,14 @@ from cryptmail.store._messages import (
     unreferenced_blobs,
     vanished_since,
 )
-from cryptmail.store._notify import ChangeBus, ChangeForwarder, ChangePublisher, PipePublisher
+from cryptmail.store._notify import (
+    RESCAN,
+    ChangeBus,
+    ChangeForwarder,
+    ChangePublisher,
+    ChangeQueue,
+    PipePublisher,
+)
 from cryptmail.store._objectid import email_object_id, mailbox_object_id
 from cryptmail.store._reader import (
     HEAD_SIZE,
@@ -126,6 +133,7 @@ __all__ = [
     "HEAD_SIZE",
     "LISTINGS_PER_ACCOUNT",
     "RECENT_FLAG",
+    "RESCAN",
     "AppendItem",
     "Appended",
     "BlobId",
@@ -133,6 +141,7 @@ __all__ = [
     "ChangeBus",
     "ChangeForwarder",
     "ChangePublisher",
+    "ChangeQueue",
     "CheckReport",
     "DeliveryJob",
     "DeliveryTarget",

@@ -122,6 +122,8 @@ class FullTextIndexes:
         self._users: dict[UserId, _User] = {}
         # Users by last search, most recent last: the first fts_loaded_users keep words.
         self._searched: OrderedDict[UserId, None] = OrderedDict()
+        # The passes until they end (a detached user's may still be unwinding).
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, account: UnlockedAccount) -> None:
         """A session of `account` began: load its index on first use, start the pass."""
@@ -133,6 +135,8 @@ class FullTextIndexes:
                 UserIndex(self._engine, account), token=lease_token(account)
             )
             user.task = asyncio.get_running_loop().create_task(self._run(user))
+            self._tasks.add(user.task)
+            user.task.add_done_callback(self._tasks.discard)
         elif account.fields.generation > user.index.account.fields.generation:
             user.index.account = account  # a re-key: seal new segments under the new key
         user.sessions += 1
@@ -149,6 +153,16 @@ class FullTextIndexes:
             self._searched.pop(account.user.id, None)
             if user.task is not None:
                 user.task.cancel()
+
+    async def close(self) -> None:
+        """Stop the passes (the listener stops); a session that attaches later starts
+        its user's pass again."""
+        self._users.clear()
+        self._searched.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def index_of(self, account: UnlockedAccount) -> UserIndex | None:
         user = self._users.get(account.user.id)

@@ -48,6 +48,8 @@ class ServerContext:
     lengthens it when the change feed carries other processes' changes to the bus."""
     fulltext: FullTextIndexes | None = None
     """The users' search indexes (shared per engine like `accounts`); None: off."""
+    owns_watcher: bool = False
+    """`watcher` was made here (not given by `serve`), so the listeners stop its poll."""
 
 
 class ImapListener(SessionListener):
@@ -88,16 +90,30 @@ class ImapListener(SessionListener):
         await session.run()
 
     async def closing(self) -> None:
-        learner = self._context.learner
-        if learner is not None:  # what is still queued is not learned: training is a hint
-            await learner.close()
+        context = self._context
+        if context.learner is not None:  # what is still queued is not learned: a hint
+            await context.learner.close()
+        # Their tasks would outlive the listener (and hold the engine) otherwise. Both
+        # are shared, but a close only stops what runs now: a later session restarts it.
+        if context.fulltext is not None:
+            await context.fulltext.close()
+        if context.owns_watcher:
+            await context.watcher.close()
 
 
-_ACCOUNTS: weakref.WeakKeyDictionary[AsyncEngine, UnlockedAccounts] = weakref.WeakKeyDictionary()
-_WATCHERS: weakref.WeakKeyDictionary[AsyncEngine, CredentialWatcher] = weakref.WeakKeyDictionary()
-_FULLTEXT: weakref.WeakKeyDictionary[AsyncEngine, FullTextIndexes] = weakref.WeakKeyDictionary()
+# What the listeners of one engine share. Each value holds its engine, so an entry
+# lives as long as the process: the engine's files go at its dispose (db._engine), not
+# at its collection. Weak values would free it, but then a session cancelled mid-query
+# leaves an aiosqlite connection that is collected on a closed loop (a later test's
+# "Task was destroyed" / unraisable error): that has to be fixed first.
+_ACCOUNTS: weakref.WeakKeyDictionary[AsyncEngine, UnlockedAccounts]
+_ACCOUNTS = weakref.WeakKeyDictionary()
+_WATCHERS: weakref.WeakKeyDictionary[AsyncEngine, CredentialWatcher]
+_WATCHERS = weakref.WeakKeyDictionary()
+_FULLTEXT: weakref.WeakKeyDictionary[AsyncEngine, FullTextIndexes]
+_FULLTEXT = weakref.WeakKeyDictionary()
 
-
+# Counts hold no engine: a weak key is enough.
 _CONNECTIONS: weakref.WeakKeyDictionary[AsyncEngine, ConnectionCounts]
 _CONNECTIONS = weakref.WeakKeyDictionary()
 
@@ -153,6 +169,7 @@ def make_context(
         # serve passes the one context IMAP and POP3 share (and SIGHUP reloads).
         ssl_context=ssl_context or make_ssl_context(config),
         watcher=watcher or _shared_watcher(engine),
+        owns_watcher=watcher is None,
         idle_poll_s=idle_poll_s,
         learner=SpamLearner(config.spam, blobs)
         if config.spam.learn_spam or config.spam.learn_ham

@@ -53,8 +53,7 @@ async def idle(session: Session, command: Idle) -> bytes:
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
             heard = [waiter.result()] if waiter in done else []
-            while not queue.empty():
-                heard.append(queue.get_nowait())
+            heard += queue.drain()  # ends with RESCAN if some were coalesced
             if heard and session.context.imports is not None:
                 # A delivery into the holding mailbox: file it now, while the key is here
                 # (its target folder's sessions then hear the move).
