@@ -247,6 +247,8 @@ def held_range_pieces(opened: OpenedBlob, offset: int, length: int) -> list[byte
 
 async def read_range(blobs: BlobStore, opened: OpenedBlob, offset: int, length: int) -> bytes:
     """Plaintext bytes [offset, offset+length), decrypting only the chunks that hold them."""
+    if opened.contents is not None:
+        return b"".join(held_range_pieces(opened, offset, length))
     try:
         total = opened.size
     except DecryptionFailed as exc:  # a blob cut short: not a valid STREAM length
@@ -256,8 +258,6 @@ async def read_range(blobs: BlobStore, opened: OpenedBlob, offset: int, length: 
     end = min(total, offset + length)
     header = opened.header
     if not header.sealed:
-        if opened.contents is not None:
-            return opened.contents[header.size + offset : header.size + end]
         return await blobs.read(opened.blob_id, header.size + offset, end - offset)
     payload_key = opened.payload_key
     assert payload_key is not None  # noqa: S101 - open_blob set it
@@ -265,11 +265,9 @@ async def read_range(blobs: BlobStore, opened: OpenedBlob, offset: int, length: 
     count = header.chunk_count(opened.blob_size)
     first, last = offset // size, (end - 1) // size
     base, stride = chunk_span(header, first)
-    if opened.contents is not None:
-        stored = opened.contents
-    else:  # the chunks lie end to end: one read for all of them
-        stored = await blobs.read(opened.blob_id, base, (last - first + 1) * stride)
-        base = 0
+    # The chunks lie end to end: one read for all of them.
+    stored = await blobs.read(opened.blob_id, base, (last - first + 1) * stride)
+    base = 0
     out: list[bytes] = []
     for index in range(first, last + 1):
         start = base + (index - first) * stride
