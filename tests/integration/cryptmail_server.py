@@ -301,6 +301,13 @@ class CryptmailServer:
             self.kill_worker(pid)
         self.kill()
 
+    def __enter__(self) -> CryptmailServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

@@ -33,12 +33,8 @@ def _mail(recipient: str, subject: str, body: str) -> bytes:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CryptmailServer]:
     data_dir = tmp_path_factory.mktemp("ctx") / "data"
     make_users(data_dir, "example.org", {ALICE: 2, BOB: 2})
-    serve = CryptmailServer(data_dir, imap=True)
-    serve.start()
-    try:
+    with CryptmailServer(data_dir, imap=True) as serve:
         yield serve
-    finally:
-        serve.stop()
 
 
 def _deliver(server: CryptmailServer, recipient: str, subject: str, body: str) -> None:

@@ -45,15 +45,11 @@ def _mail(recipient: str, subject: str) -> bytes:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CryptmailServer]:
     data_dir = tmp_path_factory.mktemp("ext") / "data"
     make_users(data_dir, "example.org", {ALICE: 2, BOB: 2})
-    serve = CryptmailServer(data_dir, imap=True)
-    serve.start()
-    with smtplib.LMTP("127.0.0.1", serve.port, timeout=60) as lmtp:
-        for user in (ALICE, BOB):
-            lmtp.sendmail("sender@example.net", [user], _mail(user, f"for {user}"))
-    try:
+    with CryptmailServer(data_dir, imap=True) as serve:
+        with smtplib.LMTP("127.0.0.1", serve.port, timeout=60) as lmtp:
+            for user in (ALICE, BOB):
+                lmtp.sendmail("sender@example.net", [user], _mail(user, f"for {user}"))
         yield serve
-    finally:
-        serve.stop()
 
 
 def _session(server: CryptmailServer, user: str) -> CompressedIMAP4:

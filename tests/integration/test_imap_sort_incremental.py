@@ -57,12 +57,8 @@ def _message(index: int) -> bytes:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CryptmailServer]:
     data_dir = tmp_path_factory.mktemp("sortinc") / "data"
     make_users(data_dir, "example.org", {ALICE: 2, BOB: 0})
-    serve = CryptmailServer(data_dir, imap=True)
-    serve.start()
-    try:
+    with CryptmailServer(data_dir, imap=True) as serve:
         yield serve
-    finally:
-        serve.stop()
 
 
 def _login(server: CryptmailServer, user: str) -> imaplib.IMAP4:

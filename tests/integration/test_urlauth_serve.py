@@ -49,18 +49,13 @@ def _mail(n: int) -> bytes:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CryptmailServer]:
     data_dir = tmp_path_factory.mktemp("urlauth") / "data"
     make_users(data_dir, "example.org", {OWNER: 2, OTHER: 2, SUBMIT: 2, PLAIN: 0})
-    serve = CryptmailServer(
-        data_dir, imap=True, verbose=True, config=f'[urlauth]\nsubmit_users = ["{SUBMIT}"]\n'
-    )
-    serve.start()
-    with smtplib.LMTP("127.0.0.1", serve.port, timeout=60) as lmtp:
-        for n in range(1, 4):
-            lmtp.sendmail("sender@example.net", [OWNER], _mail(n))
-        lmtp.sendmail("sender@example.net", [PLAIN], _mail(0).replace(b"ZqUrl", b"ZqPlain"))
-    try:
+    config = f'[urlauth]\nsubmit_users = ["{SUBMIT}"]\n'
+    with CryptmailServer(data_dir, imap=True, verbose=True, config=config) as serve:
+        with smtplib.LMTP("127.0.0.1", serve.port, timeout=60) as lmtp:
+            for n in range(1, 4):
+                lmtp.sendmail("sender@example.net", [OWNER], _mail(n))
+            lmtp.sendmail("sender@example.net", [PLAIN], _mail(0).replace(b"ZqUrl", b"ZqPlain"))
         yield serve
-    finally:
-        serve.stop()
 
 
 def _session(server: CryptmailServer, user: str) -> imaplib.IMAP4:
