@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import unicodedata
 from typing import Final
 
 from sqlalchemy import Connection, delete, select, update
@@ -119,16 +118,17 @@ async def subscribe(conn: AsyncConnection, account: UnlockedAccount, name: str) 
 
 
 async def unsubscribe(conn: AsyncConnection, account: UnlockedAccount, name: str) -> bool:
-    """Remove `name`; returns whether it was subscribed."""
+    """Remove `name` (in any Unicode normal form); returns whether it was subscribed."""
     name = _canonical(name)
     await _seed_defaults(conn, account)
+    # A name subscribed before names were normalised is stored in the form given then:
+    # merged into its NFC row first, so the one row below is all there is to delete.
+    await _merged_names(conn, account)
     user_id = account.user.id
-    # A name subscribed before names were normalised may be stored in another form.
-    forms = dict.fromkeys((name, unicodedata.normalize("NFD", name)))
-    lookups = [account.fields.lookup(form.encode("utf-8"), _context(user_id)) for form in forms]
+    lookup = account.fields.lookup(name.encode("utf-8"), _context(user_id))
     sub = t.cm_subscriptions
     result = await conn.execute(
-        delete(sub).where(sub.c.user_id == user_id, sub.c.name_lookup.in_(lookups))
+        delete(sub).where(sub.c.user_id == user_id, sub.c.name_lookup == lookup)
     )
     if result.rowcount:
         await conn.run_sync(record_user_change, user_id, ChangeKind.MAILBOXES)
@@ -136,25 +136,47 @@ async def unsubscribe(conn: AsyncConnection, account: UnlockedAccount, name: str
 
 
 async def list_subscriptions(conn: AsyncConnection, account: UnlockedAccount) -> set[str]:
-    """Every subscribed name (existing or not); seeds the defaults on first use.
+    """Every subscribed name (existing or not), in NFC as folder names are stored;
+    seeds the defaults on first use.
 
-    A row whose name fails authentication is left out and logged."""
+    A row whose name fails authentication is left out and logged. A row stored in
+    another normal form (subscribed before names were normalised) is merged into the
+    NFC row here, so a name subscribed in two forms is listed once."""
     await _seed_defaults(conn, account)
+    return await _merged_names(conn, account)
+
+
+async def _merged_names(conn: AsyncConnection, account: UnlockedAccount) -> set[str]:
+    """Open every row; move each one whose name is not in its canonical form (NFC,
+    INBOX in capitals) to the canonical form's row. The canonical row is written before
+    the other is deleted, in the caller's transaction: a failure loses no subscription."""
     user_id = account.user.id
     sub = t.cm_subscriptions
     rows = await conn.execute(
         select(sub.c.name_sealed, sub.c.name_lookup).where(sub.c.user_id == user_id)
     )
     names: set[str] = set()
-    for row in rows:
+    stale: list[tuple[bytes, str]] = []
+    for row in rows.all():
+        lookup = bytes(row.name_lookup)
         try:
-            names.add(_open(account, bytes(row.name_sealed), bytes(row.name_lookup)))
+            name = _open(account, bytes(row.name_sealed), lookup)
         except DecryptionFailed:
             log.warning(
                 "user id %d: a subscription left out: its sealed name failed "
                 "authentication (changed, or moved from another row, in the database)",
                 user_id,
             )
+            continue
+        canonical = _canonical(name)
+        names.add(canonical)
+        if canonical != name:
+            stale.append((lookup, canonical))
+    for lookup, canonical in stale:
+        await _insert(conn, account, canonical)
+        await conn.execute(delete(sub).where(sub.c.user_id == user_id, sub.c.name_lookup == lookup))
+    if stale:
+        log.info("user id %d: %d subscriptions merged into NFC names", user_id, len(stale))
     return names
 
 

@@ -125,7 +125,7 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
     lines = [selected.flags_responses(), untagged(selected.exists, Atom("EXISTS"))]
     if selected.rev2:
         # RFC 9051 6.3.2: a LIST response names the mailbox; no RECENT, no UNSEEN code.
-        lines.append(b'* LIST () "/" ' + wire_name(box.name, True) + b"\r\n")
+        lines.append(b'* LIST () "/" ' + wire_name(normal_name(box.name), True) + b"\r\n")
     else:
         lines.append(untagged(len(selected.recent), Atom("RECENT")))
     if selected.first_unseen_uid is not None and not selected.rev2:
@@ -244,7 +244,7 @@ async def rename(session: Session, command: Rename) -> bytes:
             raise CommandFailed("Special folders cannot be renamed.", "[CANNOT]")
         elif new_name == normal_name(source.name):
             raise MailboxExists("a mailbox cannot be renamed to its own name")
-        elif new_name.startswith(source.name + DELIMITER):
+        elif new_name.startswith(normal_name(source.name) + DELIMITER):
             # Its children would land on their own names (Dovecot refuses the same way).
             raise CommandFailed("Can't rename mailbox under itself.")
         else:
@@ -283,14 +283,19 @@ async def unsubscribe(session: Session, command: Unsubscribe) -> bytes:
 
 
 def _pattern(reference: str, pattern: str) -> ListPattern:
-    return ListPattern(reference + pattern, DELIMITER)
+    """The joined pattern in NFC, as names are stored and listed (RFC 9051 5.1): a
+    pattern in another normal form matches the same names. Joined first, normalised
+    after: a reference may end where a combining mark of the pattern begins."""
+    return ListPattern(normal_name(reference + pattern), DELIMITER)
 
 
 def _tree(boxes: list[Mailbox]) -> dict[str, Mailbox | None]:
-    """Every folder, plus parents that exist only as a level of a name (None)."""
-    tree: dict[str, Mailbox | None] = {b.name: b for b in boxes}
-    for box in boxes:
-        levels = box.name.split(DELIMITER)
+    """Every folder by its NFC name (a name stored before names were normalised is
+    listed in NFC too: one form for LIST, LSUB and the subscriptions), plus parents
+    that exist only as a level of a name (None)."""
+    tree: dict[str, Mailbox | None] = {normal_name(b.name): b for b in boxes}
+    for name in list(tree):
+        levels = name.split(DELIMITER)
         for depth in range(1, len(levels)):
             tree.setdefault(DELIMITER.join(levels[:depth]), None)
     return tree
@@ -449,7 +454,7 @@ async def _status_line(
         else:
             continue
         values += [Atom(item), value]
-    name = wire_name(box.name, utf8_names(session))
+    name = wire_name(normal_name(box.name), utf8_names(session))
     return b"* STATUS " + name + b" " + untagged(values)[2:]
 
 

@@ -1,0 +1,255 @@
+"""Mailbox names in Unicode NFC (RFC 9051 5.1) where LIST, LSUB and the subscriptions
+meet them, on a live server: a pattern in another normal form matches the stored NFC
+names (RFC 3501 6.3.8 and RFC 5258 selection options), a name subscribed in NFD is the
+NFC name, and rows stored un-normalised before names were (folders and subscriptions)
+are listed once, in NFC. Several sessions of one user from one address, rev2 (UTF-8
+names) and rev1 (modified UTF-7) side by side, and a second user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from cryptmail.crypto import context
+from cryptmail.db import tables as t
+from cryptmail.keys import UnlockedAccount, unlock_account
+from cryptmail.secret import Password
+from cryptmail.store import create_mailbox, list_subscriptions, subscribe
+
+from ...raw_client import RawClient
+from ...server_rig import PASSWORD, USER, ImapRig, start_rig
+
+NFC, NFD = "Café", "Cafe\u0301"
+BOB = "bob@example.org"
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[ImapRig]:
+    yield from start_rig(tmp_path, **{"imap.max_connections_per_ip": 8})
+
+
+def _client(rig: ImapRig, utf8: bool, user: str = USER) -> RawClient:
+    client = RawClient.logged_in(rig.port, user)
+    if utf8:
+        _, done = client.ask(b"ENABLE IMAP4rev2")
+        assert b" OK " in done, done
+    return client
+
+
+def _ok(client: RawClient, command: bytes) -> list[bytes]:
+    untagged, done = client.ask(command)
+    assert b" OK " in done, (command, done)
+    return untagged
+
+
+def _q(name: str) -> bytes:
+    return b'"' + name.encode() + b'"'
+
+
+def _account(rig: ImapRig, user: str = USER) -> UnlockedAccount:
+    async def work() -> UnlockedAccount:
+        account, _slot = await unlock_account(
+            rig.engine, user, Password.from_str(PASSWORD), rig.config.crypto
+        )
+        return account
+
+    return rig.run(work())
+
+
+def test_list_and_lsub_patterns_in_nfd_match_the_nfc_names(rig: ImapRig) -> None:
+    """RFC 9051 5.1: the server stores NFC, so it must take the other forms wherever a
+    name is given; a LIST or LSUB pattern (RFC 3501 6.3.8/6.3.9) is one. NFD in UTF-8
+    (rev2) and in modified UTF-7 (rev1), wildcards after the combining mark, and a
+    reference that ends where the pattern's combining mark begins."""
+    modern, legacy = _client(rig, True), _client(rig, False)
+    for name in (b"Caf\xc3\xa9/Cr\xc3\xa8me", b"Caf\xc3\xa9/Th\xc3\xa9", b"Cafe"):
+        _ok(modern, b'CREATE "' + name + b'"')
+    _ok(modern, b'SUBSCRIBE "Caf\xc3\xa9/Th\xc3\xa9"')
+    nfc = b'"Caf\xc3\xa9"'
+    assert _ok(modern, b'LIST "" ' + _q(NFD)) == [b'* LIST (\\HasChildren) "/" ' + nfc]
+    assert _ok(modern, b'LIST "" ' + _q(NFD + "/%")) == [
+        b'* LIST (\\HasNoChildren) "/" "Caf\xc3\xa9/Cr\xc3\xa8me"',
+        b'* LIST (\\HasNoChildren) "/" "Caf\xc3\xa9/Th\xc3\xa9"',
+    ]
+    # "Crème" in NFD: the grave accent of the pattern follows the literal e.
+    assert _ok(modern, b'LIST "" ' + _q(NFD + "/Cre\u0300*")) == [
+        b'* LIST (\\HasNoChildren) "/" "Caf\xc3\xa9/Cr\xc3\xa8me"'
+    ]
+    # Reference "Cafe" and pattern "\u0301/T*": joined, they are NFD "Café/T*".
+    assert _ok(modern, b'LIST "Cafe" ' + _q("\u0301/T*")) == [
+        b'* LIST (\\HasNoChildren) "/" "Caf\xc3\xa9/Th\xc3\xa9"'
+    ]
+    # The ASCII "Cafe" is another folder: an NFD pattern never matches it, nor it NFC.
+    assert _ok(modern, b'LIST "" "Cafe"') == [b'* LIST (\\HasNoChildren) "/" Cafe']
+    # rev1: NFD "Café" in modified UTF-7 is "Cafe&AwE-".
+    assert _ok(legacy, b'LIST "" Cafe&AwE-/%') == [
+        b'* LIST (\\HasNoChildren) "/" Caf&AOk-/Cr&AOg-me',
+        b'* LIST (\\HasNoChildren) "/" Caf&AOk-/Th&AOk-',
+    ]
+    assert _ok(legacy, b'LSUB "" Cafe&AwE-*') == [b'* LSUB () "/" Caf&AOk-/Th&AOk-']
+    assert _ok(legacy, b'LSUB "" Cafe&AwE-%') == [b'* LSUB (\\Noselect) "/" Caf&AOk-']
+    assert _ok(modern, b'LSUB "" ' + _q(NFD + "/*")) == [b'* LSUB () "/" "Caf\xc3\xa9/Th\xc3\xa9"']
+    for client in (modern, legacy):
+        client.close()
+
+
+def test_list_extended_selection_options_with_nfd_patterns(rig: ImapRig) -> None:
+    """RFC 5258 sections 3 and 4 (SUBSCRIBED, RECURSIVEMATCH and CHILDINFO, RETURN
+    CHILDREN and SUBSCRIBED) and RFC 5819 (RETURN STATUS) with a pattern in NFD: the
+    same answers as with the NFC pattern."""
+    modern = _client(rig, True)
+    for name in ("Café/Thé", "Café/Crème"):
+        _ok(modern, b"CREATE " + _q(name))
+    _ok(modern, b"SUBSCRIBE " + _q("Café/Thé"))
+    _ok(modern, b"SUBSCRIBE " + _q("Café/Gone"))  # subscribed, never created
+    commands = [
+        b'LIST (SUBSCRIBED) "" %s',
+        b'LIST (SUBSCRIBED RECURSIVEMATCH) "" %s',
+        b'LIST "" %s RETURN (SUBSCRIBED CHILDREN)',
+        b'LIST "" %s RETURN (STATUS (MESSAGES UIDNEXT))',
+    ]
+    expected = {
+        commands[0]: [
+            b'* LIST (\\NonExistent \\Subscribed) "/" "Caf\xc3\xa9/Gone"',
+            b'* LIST (\\HasNoChildren \\Subscribed) "/" "Caf\xc3\xa9/Th\xc3\xa9"',
+        ],
+        commands[1]: [b'* LIST (\\HasChildren) "/" "Caf\xc3\xa9" ("CHILDINFO" ("SUBSCRIBED"))'],
+    }
+    patterns = {
+        commands[0]: "Café/*",
+        commands[1]: "Café",
+        commands[2]: "Café*",
+        commands[3]: "Café/%",
+    }
+    for command, pattern in patterns.items():
+        nfc_pattern = pattern
+        nfd_pattern = pattern.replace("é", "e\u0301")
+        assert nfc_pattern != nfd_pattern
+        with_nfc = _ok(modern, command % _q(nfc_pattern))
+        with_nfd = _ok(modern, command % _q(nfd_pattern))
+        assert with_nfd == with_nfc, command
+        assert with_nfc, command
+        if command in expected:
+            assert sorted(with_nfc) == sorted(expected[command]), with_nfc
+    listed = _ok(modern, commands[2] % _q("Cafe\u0301*"))
+    assert b'* LIST (\\HasNoChildren \\Subscribed) "/" "Caf\xc3\xa9/Th\xc3\xa9"' in listed
+    statuses = [line for line in _ok(modern, commands[3] % _q(NFD + "/%")) if b"STATUS" in line]
+    assert len(statuses) == 2 and all(b"(MESSAGES 0 UIDNEXT 1)" in s for s in statuses)
+    modern.close()
+
+
+def test_a_name_subscribed_in_nfd_is_the_nfc_name_in_every_session(rig: ImapRig) -> None:
+    """SUBSCRIBE in NFD, LSUB and LIST (SUBSCRIBED) in another session of the user (rev1,
+    modified UTF-7) show the NFC name once; subscribing the NFC form again adds nothing,
+    UNSUBSCRIBE in either form removes it for all. Bob's subscriptions are his own."""
+    rig.add_user(BOB, PASSWORD)
+    first, second, third = _client(rig, True), _client(rig, False), _client(rig, True)
+    bob = _client(rig, True, BOB)
+    _ok(first, b"CREATE " + _q(NFC))
+    _ok(first, b"SUBSCRIBE " + _q(NFD))
+    _ok(third, b"SUBSCRIBE " + _q(NFC))
+    _ok(second, b"SUBSCRIBE Cafe&AwE-")  # NFD in modified UTF-7
+    assert _ok(second, b'LSUB "" Caf*') == [b'* LSUB () "/" Caf&AOk-']
+    assert _ok(third, b'LSUB "" *').count(b'* LSUB () "/" "Caf\xc3\xa9"') == 1
+    assert _ok(second, b'LIST (SUBSCRIBED) "" Caf*') == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" Caf&AOk-'
+    ]
+    assert _ok(bob, b'LSUB "" Caf*') == []
+    _ok(bob, b"SUBSCRIBE " + _q(NFD))
+    _, done = third.ask(b"UNSUBSCRIBE " + _q(NFD))
+    assert b" OK " in done, done
+    assert _ok(second, b'LSUB "" Caf*') == []
+    assert _ok(first, b'LIST "" Caf* RETURN (SUBSCRIBED)') == [
+        b'* LIST (\\HasNoChildren) "/" "Caf\xc3\xa9"'
+    ]
+    _, done = second.ask(b"UNSUBSCRIBE Caf&AOk-")
+    assert b" NO [NONEXISTENT]" in done, done
+    assert _ok(bob, b'LSUB "" Caf*') == [b'* LSUB () "/" "Caf\xc3\xa9"']
+    for client in (first, second, third, bob):
+        client.close()
+
+
+def _store_legacy_forms(rig: ImapRig, account: UnlockedAccount) -> int:
+    """A folder and two subscriptions as a cryptmail before names were normalised wrote
+    them: the folder's row and one subscription in NFD (name and keyed lookup), and the
+    same subscription again in NFC (subscribed later in the other form). Returns the
+    number of subscription rows before."""
+    user_id = account.user.id
+
+    async def work() -> int:
+        async with rig.engine.begin() as conn:
+            box = await create_mailbox(conn, account, "Placeholder")
+            lookup = account.fields.lookup(NFD.encode(), b"mailbox-name|%d" % user_id)
+            await conn.execute(
+                update(t.cm_mailboxes)
+                .where(t.cm_mailboxes.c.id == box.id)
+                .values(
+                    name_lookup=lookup,
+                    name_sealed=account.fields.seal(
+                        NFD.encode(), context("cm_mailboxes.name_sealed", box.id)
+                    ),
+                )
+            )
+            before = len(await list_subscriptions(conn, account))  # seeds the defaults
+            for name in (NFD, NFD + "/Old"):
+                sub_lookup = account.fields.lookup(name.encode(), b"subscription|%d" % user_id)
+                sealed = account.fields.seal(
+                    name.encode(), context("cm_subscriptions.name_sealed", user_id, sub_lookup)
+                )
+                await conn.execute(
+                    t.cm_subscriptions.insert().values(
+                        user_id=user_id, name_lookup=sub_lookup, name_sealed=sealed
+                    )
+                )
+        # The NFC row of the first, as `subscribe` writes it now.
+        async with rig.engine.begin() as conn:
+            await subscribe(conn, account, NFC)
+        return before
+
+    return rig.run(work())
+
+
+def _subscription_rows(rig: ImapRig, user_id: int) -> int:
+    async def work() -> int:
+        sub = t.cm_subscriptions
+        async with rig.engine.connect() as conn:
+            rows = await conn.execute(select(sub.c.name_lookup).where(sub.c.user_id == user_id))
+            return len(rows.all())
+
+    return rig.run(work())
+
+
+def test_rows_stored_before_normalising_are_listed_once_in_nfc(rig: ImapRig) -> None:
+    """A folder stored in NFD and a name subscribed in both forms (rows written before
+    names were normalised): LIST, LSUB, LIST (SUBSCRIBED), STATUS and SELECT show the NFC
+    name once, in both revisions; the duplicate subscription rows are merged into the
+    NFC row on read (one row each left, nothing lost), and UNSUBSCRIBE in NFD removes
+    the name whose only row was NFD."""
+    account = _account(rig)
+    before = _store_legacy_forms(rig, account)
+    assert _subscription_rows(rig, account.user.id) == before + 3
+    modern, legacy = _client(rig, True), _client(rig, False)
+    nfc = b'"Caf\xc3\xa9"'
+    assert _ok(modern, b'LIST "" Caf*') == [b'* LIST (\\HasNoChildren) "/" ' + nfc]
+    assert _ok(legacy, b'LIST "" Caf*') == [b'* LIST (\\HasNoChildren) "/" Caf&AOk-']
+    assert sorted(_ok(modern, b'LSUB "" Caf*')) == [
+        b'* LSUB () "/" ' + nfc,
+        b'* LSUB () "/" "Caf\xc3\xa9/Old"',
+    ]
+    # Merged: the NFD rows are gone, their names live on in the NFC rows.
+    assert _subscription_rows(rig, account.user.id) == before + 2
+    assert sorted(_ok(legacy, b'LIST (SUBSCRIBED) "" Caf*')) == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" Caf&AOk-',
+        b'* LIST (\\NonExistent \\Subscribed) "/" Caf&AOk-/Old',
+    ]
+    assert _ok(legacy, b"STATUS Cafe&AwE- (MESSAGES)") == [b"* STATUS Caf&AOk- (MESSAGES 0)"]
+    untagged = _ok(modern, b"SELECT " + _q(NFD))
+    assert b'* LIST () "/" ' + nfc in untagged, untagged
+    _ok(legacy, b"UNSUBSCRIBE " + _q(NFD + "/Old").replace(b"e\xcc\x81", b"e&AwE-"))
+    assert _ok(modern, b'LSUB "" Caf*') == [b'* LSUB () "/" ' + nfc]
+    assert _subscription_rows(rig, account.user.id) == before + 1
+    for client in (modern, legacy):
+        client.close()
