@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 
 from cryptmail import store
 from cryptmail.crypto.dovecot import (
@@ -23,12 +24,14 @@ from cryptmail.crypto.dovecot import (
     parse_attributes,
     parse_uidlist,
 )
+from cryptmail.db import tables as t
 from cryptmail.errors import StoreError
 from cryptmail.keys import UnlockedAccount, unlock_account
 from cryptmail.secret import Password
 from cryptmail.store import ImportProgress
 from cryptmail.store._import import to_crlf
 from cryptmail.store._maildir import decode_utf7, flags_from_info
+from cryptmail.store.fulltext import user_messages
 
 from .conftest import PASSWORD, StoreRig
 
@@ -272,3 +275,73 @@ def test_modified_utf7_and_info_letters() -> None:
         "three",
     }
     assert flags_from_info("1,S", keywords) == frozenset()
+
+
+async def _caches(rig: StoreRig, account: UnlockedAccount) -> dict[int, bytes | None]:
+    """Each INBOX row's sealed cache by UID."""
+    async with rig.engine.connect() as conn:
+        box = await store.get_mailbox(conn, account, "INBOX")
+        rows = await conn.execute(
+            select(t.cm_messages.c.uid, t.cm_messages.c.cache_sealed).where(
+                t.cm_messages.c.mailbox_id == box.id
+            )
+        )
+        return {int(uid): None if c is None else bytes(c) for uid, c in rows}
+
+
+async def test_imported_rows_are_left_to_the_pass_with_their_first_flags(
+    rig: StoreRig, tmp_path: Path
+) -> None:
+    """Issue 16: an import seals no cache (the pass seals the whole one, analysis and
+    all, from its one read; a cache of size and key alone hid the row from it), only
+    the first flags: the listing of the pass names every imported row uncached, and a
+    SELECT sees the flags and \\Recent of new/ as before."""
+    root = _synthetic_maildir(tmp_path)
+    account = await _account(rig, "alice@example.org")
+    await run_import(rig, account, root, keyring_for("alice", root))
+    assert set((await _caches(rig, account)).values()) == {None}
+    listed = await user_messages(rig.engine, account.user.id)
+    assert sum(len(rows) for rows in listed.uncached.values()) == 11
+    _, inbox = (await contents(rig, account))["INBOX"]
+    by_uid = {row.uid: row for row, _ in inbox}
+    assert all(row.claimed for row in by_uid.values())
+    assert by_uid[3].flags == {"\\Answered", "\\Deleted"}
+    assert store.RECENT_FLAG in by_uid[1].flags
+
+
+async def test_drop_bare_caches_clears_only_caches_without_the_analysis(
+    rig: StoreRig, tmp_path: Path
+) -> None:
+    """What an older import left (size and key) is cleared for the pass; a cache with
+    the analysis, one of another user and one that fails to open are kept."""
+    maildir = _synthetic_maildir(tmp_path)
+    carol = await _account(rig, "carol@example.org")
+    dave = await _account(rig, "dave@example.org", crypt=0)
+    for account in (carol, dave):
+        await run_import(rig, account, maildir, keyring_for("alice", maildir))
+    for account in (carol, dave):
+        async with rig.engine.begin() as conn:
+            box = await store.get_mailbox(conn, account, "INBOX")
+            rows = await store.load_messages(conn, account, box.id)
+            for row in rows:
+                key = bytes(range(32)) if account.user.crypt == 2 else None
+                extra = b"analysis" if row.uid == 1 else b""
+                cache = store.MessageCache(len(rows) * 100 + row.uid, key, extra)
+                await store.save_cache(conn, account, row, cache)
+    bad_uid = max(await _caches(rig, carol))
+    async with rig.engine.begin() as conn:  # the last row's cache moved onto another row
+        box = await store.get_mailbox(conn, carol, "INBOX")
+        sealed = (await _caches(rig, carol))[2]
+        await conn.execute(
+            update(t.cm_messages)
+            .where(t.cm_messages.c.mailbox_id == box.id, t.cm_messages.c.uid == bad_uid)
+            .values(cache_sealed=sealed)
+        )
+    before = await _caches(rig, carol)
+    dave_before = await _caches(rig, dave)
+    assert await store.drop_bare_caches(rig.engine, carol) == len(before) - 2
+    after = await _caches(rig, carol)
+    assert after[1] == before[1] and after[bad_uid] == before[bad_uid]
+    assert all(after[uid] is None for uid in after if uid not in (1, bad_uid))
+    assert await _caches(rig, dave) == dave_before
+    assert await store.drop_bare_caches(rig.engine, carol) == 0

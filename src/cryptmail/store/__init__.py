@@ -34,7 +34,7 @@ from cryptmail.store._filing import (
 )
 from cryptmail.store._first_login import FirstLoginImports, ImportNotice
 from cryptmail.store._ids import BlobId, MailboxId, MessageId, new_blob_id
-from cryptmail.store._import import ImportProgress, import_maildir
+from cryptmail.store._import import ImportProgress, drop_bare_caches, import_maildir
 from cryptmail.store._listing import (
     LISTINGS_PER_ACCOUNT,
     MailboxListing,
@@ -180,6 +180,7 @@ __all__ = [
     "delete_mailbox",
     "deliver_many",
     "deliver_message",
+    "drop_bare_caches",
     "drop_listings",
     "drop_unreferenced_blobs",
     "email_object_id",

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, Update, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.concurrency import run_blocking
@@ -47,17 +47,19 @@ from cryptmail.crypto.dovecot import (
     read_dovecot_file,
     read_dovecot_header,
 )
-from cryptmail.db import UserId, utcnow
+from cryptmail.db import UserId, run_transaction, utcnow
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     CryptoError,
+    DecryptionFailed,
     DovecotFormatError,
     MailboxNotFound,
+    ObjectTampered,
     StoreError,
 )
 from cryptmail.keys import UnlockedAccount, checkpoint
 from cryptmail.store._append import StoredBlob, insert_row, write_blob
-from cryptmail.store._codec import MessageCache, round_size
+from cryptmail.store._codec import MessageCache, encode_flags, flags_context, round_size
 from cryptmail.store._ids import MailboxId, MessageId
 from cryptmail.store._mailboxes import (
     Mailbox,
@@ -66,7 +68,7 @@ from cryptmail.store._mailboxes import (
     get_mailbox,
 )
 from cryptmail.store._maildir import MaildirMessage, flags_from_info, scan_maildir
-from cryptmail.store._messages import RECENT_FLAG, MessageRow, save_cache
+from cryptmail.store._messages import RECENT_FLAG, MessageRow, _cache_context
 from cryptmail.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
@@ -270,11 +272,13 @@ async def commit_batch(engine: AsyncEngine, account: UnlockedAccount, state: Fol
                 indexed=False,
                 claimed=False,
             )
-            # The cache holds the exact size and the message key (no EC unwrap at the
-            # first read); the IMAP layer adds its analysis when it first reads it.
-            cache = MessageCache(item.blob.size, item.blob.message_key)
+            # First flags only, no cache: a row without one is what the background
+            # search pass looks for (`store.fulltext.user_messages`), and from its one
+            # read of the blob it seals the whole cache (key, size and the analysis
+            # FETCH, SORT and THREAD need) along with the words. A cache of size and
+            # key alone, as imports wrote before, hid the row from the pass.
             recent = frozenset({RECENT_FLAG}) if item.message.in_new else frozenset()
-            await save_cache(conn, account, row, cache, initial_flags=recent)
+            await conn.execute(_first_flags(account, row, recent))
         await conn.execute(
             t.cm_jobs.insert().values(
                 user_id=account.user.id,
@@ -288,6 +292,62 @@ async def commit_batch(engine: AsyncEngine, account: UnlockedAccount, state: Fol
         checkpoint("import:before-commit")
     checkpoint("import:after-commit")
     state.pending.clear()
+
+
+def _first_flags(account: UnlockedAccount, row: MessageRow, recent: frozenset[str]) -> Update:
+    msg = t.cm_messages
+    sealed = account.fields.seal(encode_flags(row.flags | recent), flags_context(row.id))
+    return (
+        update(msg)
+        .where(msg.c.id == row.id, msg.c.flags_sealed.is_(None))
+        .values(flags_sealed=sealed)
+    )
+
+
+async def drop_bare_caches(engine: AsyncEngine, account: UnlockedAccount) -> int:
+    """Forget the caches that imports before issue 16 wrote: exact size and message key,
+    without the analysis; the count forgotten.
+
+    The background pass seals a cache only where a row has none, so it never came to
+    these rows, and SORT, THREAD and FETCH ENVELOPE read their blobs. Without the cache
+    the pass does them as it does new mail, from the one read it makes for the words.
+    Only short sealed caches are opened (one without an analysis is at most a message
+    key long); each is cleared only if it is still the one read, so a cache a session
+    wrote meanwhile stays. One that does not open is left for the readers to report.
+    """
+    user_id = account.user.id
+    msg, mb = t.cm_messages, t.cm_mailboxes
+    bare = MessageCache(0, bytes(32)).encode()
+    longest = len(account.fields.seal(bare, _cache_context(0)))
+    query = (
+        select(msg.c.id, msg.c.cache_sealed)
+        .select_from(msg.join(mb, msg.c.mailbox_id == mb.c.id))
+        .where(mb.c.user_id == user_id, func.length(msg.c.cache_sealed) <= longest)
+    )
+
+    def work(conn: Connection) -> int:
+        dropped = 0
+        for row_id, sealed in conn.execute(query).all():
+            try:
+                cache = MessageCache.decode(
+                    account.fields.open(bytes(sealed), _cache_context(int(row_id)))
+                )
+            except (DecryptionFailed, ObjectTampered):
+                continue
+            if cache.extra:
+                continue
+            cleared = conn.execute(
+                update(msg)
+                .where(msg.c.id == row_id, msg.c.cache_sealed == sealed)
+                .values(cache_sealed=None)
+            )
+            dropped += cleared.rowcount
+        return dropped
+
+    dropped = await run_transaction(engine, work)
+    if dropped:
+        log.info("user id %d: %d imported message caches left for the pass", user_id, dropped)
+    return dropped
 
 
 def unreadable(folder_number: int, message: MaildirMessage, exc: Exception) -> StoreError:
@@ -315,6 +375,8 @@ async def import_maildir(
     does not decrypt: wrong key, tampered; unless `skip_unreadable`), OSError.
     """
     folders = await run_blocking(scan_maildir, root)
+    # Imports before issue 16 left caches the pass skips: a rerun hands them to it.
+    await drop_bare_caches(engine, account)
     recipient = account.active_key if account.user.crypt == 2 else None
     async with engine.connect() as conn:
         journal = await load_journal(conn, account)
