@@ -247,9 +247,54 @@ def test_rows_stored_before_normalising_are_listed_once_in_nfc(rig: ImapRig) -> 
     ]
     assert _ok(legacy, b"STATUS Cafe&AwE- (MESSAGES)") == [b"* STATUS Caf&AOk- (MESSAGES 0)"]
     untagged = _ok(modern, b"SELECT " + _q(NFD))
+    assert _oldname(NFC, NFD) in untagged, untagged  # RFC 9051 6.3.2
+    untagged = _ok(modern, b"SELECT " + _q(NFC))
     assert b'* LIST () "/" ' + nfc in untagged, untagged
     _ok(legacy, b"UNSUBSCRIBE " + _q(NFD + "/Old").replace(b"e\xcc\x81", b"e&AwE-"))
     assert _ok(modern, b'LSUB "" Caf*') == [b'* LSUB () "/" ' + nfc]
     assert _subscription_rows(rig, account.user.id) == before + 1
     for client in (modern, legacy):
+        client.close()
+
+
+def _oldname(name: str, oldname: str, attributes: bytes = b"()") -> bytes:
+    return b"* LIST " + attributes + b' "/" ' + _q(name) + b' ("OLDNAME" (' + _q(oldname) + b"))"
+
+
+def test_oldname_is_told_as_rfc_9051_says_and_only_to_the_session_that_asked(
+    rig: ImapRig,
+) -> None:
+    """RFC 9051: CREATE (6.3.4) and DELETE (6.3.5) of a denormalised name answer a LIST
+    of the normalised name with OLDNAME the name supplied (DELETE's \\NonExistent);
+    SELECT and EXAMINE (6.3.2) MUST add OLDNAME to their LIST then; RENAME (6.3.6) when
+    either name is denormalised, OLDNAME being the supplied existing name. Names given
+    in NFC draw no OLDNAME; a rev1 session (modified UTF-7) never gets one; a UTF8=ACCEPT
+    session does; the user's other session hears none of it."""
+    modern, other, legacy = _client(rig, True), _client(rig, True), _client(rig, False)
+    accept = RawClient.logged_in(rig.port)
+    _ok(accept, b"ENABLE UTF8=ACCEPT")
+    assert _ok(modern, b"CREATE " + _q(NFD)) == [_oldname(NFC, NFD)]
+    assert _ok(modern, b"CREATE " + _q(NFC + "/Thé")) == []  # in NFC already
+    for command in (b"SELECT", b"EXAMINE"):
+        untagged = _ok(modern, command + b" " + _q(NFD))
+        assert [u for u in untagged if u.startswith(b"* LIST")] == [_oldname(NFC, NFD)]
+        untagged = _ok(modern, command + b" " + _q(NFC))
+        assert [u for u in untagged if u.startswith(b"* LIST")] == [b'* LIST () "/" ' + _q(NFC)]
+    _ok(modern, b"UNSELECT")
+    # RENAME: the existing name in NFD, the new one in NFC: told, OLDNAME the NFD name.
+    assert _ok(modern, b"RENAME " + _q(NFD) + b" " + _q("Thé")) == [_oldname("Thé", NFD)]
+    assert _ok(modern, b"RENAME " + _q("Thé") + b" " + _q("Tea")) == []
+    told = b'* LIST () "/" ' + _q("Thé") + b' ("OLDNAME" (Tea))'  # an atom when it can be
+    assert _ok(accept, b"RENAME Tea " + _q("The\u0301")) == [told]
+    # rev1: the same commands in modified UTF-7 NFD, no OLDNAME.
+    assert _ok(legacy, b"RENAME Th&AOk- Cafe&AwE-") == []
+    assert _ok(legacy, b"SELECT Cafe&AwE-")[-1].startswith(b"* OK [URLMECH")
+    _ok(legacy, b"UNSELECT")
+    assert _ok(legacy, b"DELETE Cafe&AwE-/Th&AOk-") == []
+    nonexistent = b"(\\NonExistent)"
+    assert _ok(modern, b"DELETE " + _q(NFD)) == [_oldname(NFC, NFD, nonexistent)]
+    # The other session of the user was told none of these (no NOTIFY asked for).
+    untagged = _ok(other, b"NOOP")
+    assert not [u for u in untagged if b"OLDNAME" in u], untagged
+    for client in (modern, other, legacy, accept):
         client.close()

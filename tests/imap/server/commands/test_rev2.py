@@ -171,7 +171,8 @@ def test_imapclient_reads_the_rev2_bodystructure_of_message_global(rig: ImapRig)
 
 def test_denormalised_names_are_stored_in_nfc_and_told_with_oldname(rig: ImapRig) -> None:
     """RFC 9051 5.1 and 6.3.4: a name given in another Unicode normal form is stored in
-    NFC, the creating rev2 session is told so by a LIST with OLDNAME, and every command
+    NFC, the creating rev2 session is told so by a LIST with OLDNAME (as are SELECT
+    6.3.2, DELETE 6.3.5 and RENAME 6.3.6 given such a name), and every command
     takes either form for the same folder (names are sealed: the uniqueness check
     compares the normalised forms' keyed lookups). A rev1 session (modified UTF-7) gets
     the same folder without the LIST; another user is not affected."""
@@ -186,9 +187,11 @@ def test_denormalised_names_are_stored_in_nfc_and_told_with_oldname(rig: ImapRig
     for name in (nfc, nfd):
         _, done = modern.ask(b'CREATE "' + name + b'"')
         assert b" NO [ALREADYEXISTS]" in done, done
-    # Either form selects it; its name in SELECT's LIST is the stored one.
+    # Either form selects it; its name in SELECT's LIST is the stored one, and the name
+    # as supplied is its OLDNAME (RFC 9051 6.3.2: "MUST return LIST with the OLDNAME").
     untagged, done = modern.ask(b'SELECT "' + nfd + b'"')
-    assert b" OK " in done and b'* LIST () "/" "' + nfc + b'"' in untagged, untagged
+    selected = b'* LIST () "/" "' + nfc + b'" ("OLDNAME" ("' + nfd + b'"))'
+    assert b" OK " in done and selected in untagged, untagged
     modern.ask(b"UNSELECT")
     # rev1: the NFD form in modified UTF-7 is the same folder, and no OLDNAME is sent.
     _, done = legacy.ask(b'CREATE "Entwu&Awg-rfe"')
@@ -199,17 +202,21 @@ def test_denormalised_names_are_stored_in_nfc_and_told_with_oldname(rig: ImapRig
     assert b" OK " in done and untagged == [], untagged
     untagged, _ = legacy.ask(b'LIST "" "Caf*"')
     assert b'* LIST (\\HasNoChildren) "/" Caf&AOk-/N&AOk-u' in untagged, untagged
-    # RENAME to a denormalised name: stored in NFC, told with OLDNAME.
+    # RENAME to a denormalised name: stored in NFC, told with OLDNAME: RFC 9051 6.3.6,
+    # "the OLDNAME value being the supplied existing mailbox name and the name
+    # parameter being the normalized new mailbox name".
     target, target_nfd = "Ablage/Köln".encode(), "Ablage/Ko\u0308ln".encode()
     untagged, done = modern.ask(b'RENAME "' + nfd + b'" "' + target_nfd + b'"')
     assert b" OK " in done, done
-    assert untagged == [b'* LIST () "/" "' + target + b'" ("OLDNAME" ("' + target_nfd + b'"))'], (
-        untagged
-    )
+    assert untagged == [b'* LIST () "/" "' + target + b'" ("OLDNAME" ("' + nfd + b'"))'], untagged
     untagged, _ = legacy.ask(b'LIST "" "Ablage/*"')
     assert untagged == [b'* LIST (\\HasNoChildren) "/" Ablage/K&APY-ln'], untagged
-    _, done = modern.ask(b'DELETE "' + target_nfd + b'"')
+    # RFC 9051 6.3.5: DELETE of a denormalised name tells the normalised one \NonExistent.
+    untagged, done = modern.ask(b'DELETE "' + target_nfd + b'"')
     assert b" OK " in done, done
+    assert untagged == [
+        b'* LIST (\\NonExistent) "/" "' + target + b'" ("OLDNAME" ("' + target_nfd + b'"))'
+    ], untagged
     # Bob's folders are his own: the same name is free for him.
     bob = RawClient.connect(rig.port)
     bob.ask(b'LOGIN bob@example.org "bob-password"')

@@ -124,8 +124,13 @@ async def _select(session: Session, command: Select | Examine, read_only: bool) 
     # One socket write for all of them instead of one each.
     lines = [selected.flags_responses(), untagged(selected.exists, Atom("EXISTS"))]
     if selected.rev2:
-        # RFC 9051 6.3.2: a LIST response names the mailbox; no RECENT, no UNSEEN code.
-        lines.append(b'* LIST () "/" ' + wire_name(normal_name(box.name), True) + b"\r\n")
+        # RFC 9051 6.3.2: a LIST response names the mailbox (with OLDNAME, the name as
+        # supplied, when that is not in normal form: a MUST); no RECENT, no UNSEEN code.
+        name = normal_name(box.name)
+        if normal_name(command.mailbox) != command.mailbox:
+            lines.append(_oldname_line(name, command.mailbox))
+        else:
+            lines.append(b'* LIST () "/" ' + wire_name(name, True) + b"\r\n")
     else:
         lines.append(untagged(len(selected.recent), Atom("RECENT")))
     if selected.first_unseen_uid is not None and not selected.rev2:
@@ -193,19 +198,29 @@ async def create(session: Session, command: Create) -> bytes:
     if created is not None:  # RFC 8474 4.1: the new mailbox's MAILBOXID
         code = f"[MAILBOXID ({mailbox_object_id(account, created.id)})]"
     await _mailboxes_changed(session)
-    await _tell_normalised(session, given, name)
+    if given != name:
+        await _tell_normalised(session, name, given)
     return tagged(command.tag, "OK", "Create completed.", code)
 
 
-async def _tell_normalised(session: Session, given: str, name: str) -> None:
-    """RFC 9051 6.3.4: a name the server normalised (to NFC, see `normal_name`) is told
-    in a LIST with the OLDNAME extended item, the name as given. Only to a session that
-    speaks UTF-8 names: in modified UTF-7 the two forms are the client's own business."""
-    if given != name and utf8_names(session):
-        await session.send(
-            b'* LIST () "/" ' + wire_name(name, True)
-            + b' ("OLDNAME" (' + wire_name(given, True) + b"))\r\n"
-        )  # fmt: skip
+def _oldname_line(name: str, oldname: str, attributes: bytes = b"()") -> bytes:
+    """An untagged LIST of `name` with the OLDNAME extended data item (RFC 9051 6.3.9.7,
+    `oldname-extended-item = "OLDNAME" SP "(" mailbox ")"`), in UTF-8."""
+    return (
+        b"* LIST " + attributes + b' "/" ' + wire_name(name, True)
+        + b' ("OLDNAME" (' + wire_name(oldname, True) + b"))\r\n"
+    )  # fmt: skip
+
+
+async def _tell_normalised(
+    session: Session, name: str, oldname: str, attributes: bytes = b"()"
+) -> None:
+    """RFC 9051 6.3.4 to 6.3.6: where the server normalised a name it was given (to NFC,
+    see `normal_name`), it tells the client so with a LIST of the normalised name and
+    OLDNAME: the name as supplied. Only to a session that speaks UTF-8 names: IMAP4rev1
+    in modified UTF-7 has no OLDNAME, and the two forms are the client's own business."""
+    if utf8_names(session):
+        await session.send(_oldname_line(name, oldname, attributes))
 
 
 async def _drop_blobs(session: Session, blob_ids: Iterable[BlobId]) -> None:
@@ -217,6 +232,7 @@ async def _drop_blobs(session: Session, blob_ids: Iterable[BlobId]) -> None:
 
 async def delete(session: Session, command: Delete) -> bytes:
     account = session.user_account
+    given = command.mailbox
     async with session.context.engine.begin() as conn:
         box = await get_mailbox(conn, account, command.mailbox)
         if box.role is not None:
@@ -228,6 +244,9 @@ async def delete(session: Session, command: Delete) -> bytes:
         session.state = "auth"
     await _mailboxes_changed(session)
     await _drop_blobs(session, blob_ids)
+    if normal_name(given) != given:
+        # RFC 9051 6.3.5: the deleted name, normalised, as \NonExistent with OLDNAME.
+        await _tell_normalised(session, normal_name(given), given, b"(\\NonExistent)")
     return tagged(command.tag, "OK", "Delete completed.")
 
 
@@ -258,7 +277,12 @@ async def rename(session: Session, command: Rename) -> bytes:
     if source.role == "inbox":
         session.context.bus.publish(account.user.id, source.id)
     await _mailboxes_changed(session)
-    await _tell_normalised(session, given, new_name)
+    # RFC 9051 6.3.6: when either name given is not in normal form, the new name
+    # normalised with OLDNAME the existing name as supplied (for the client to match
+    # the name it gave with the one stored).
+    old_given = command.mailbox
+    if given != new_name or normal_name(old_given) != old_given:
+        await _tell_normalised(session, new_name, old_given)
     return tagged(command.tag, "OK", "Rename completed.")
 
 
