@@ -280,9 +280,28 @@ def test_one_pass_per_user_seals_every_cache_keeps_recent_and_leaves_no_plaintex
             assert not any(needle in contents for needle in needles), path
 
 
+def _leases(rig: ImapRig) -> int:
+    async def query() -> int:
+        async with rig.engine.connect() as conn:
+            found = await conn.execute(select(func.count()).select_from(t.cm_jobs))
+            return int(found.scalar_one())
+
+    return rig.run(query())
+
+
 def test_a_second_process_of_the_user_leaves_the_pass_to_the_lease_holder(
     tmp_path: Path,
 ) -> None:
+    """Two registries on one database (two processes of the user): every blob is read
+    once, by the lease holder; the holder deletes its lease once its pass has nothing
+    left, with the user's session still live (docs/security.md, "Search index"), and no
+    pass takes one when the sessions end.
+
+    The lease goes in the step after the last batch (the one that finds nothing left),
+    not with the batch that completes the index and the caches: the test waits for
+    that step. A logout between the two stops the holder mid-way, and a pass stopped
+    mid-way leaves its lease to run out by design (`_fulltext.FullTextIndexes._run`):
+    under load that logout came first now and then (issue 16)."""
     count = 600  # three batches: room for both passes to try
     rig_iter = start_rig(tmp_path, **{"imap.fts_background_percent": 100})
     rig = next(rig_iter)
@@ -320,17 +339,16 @@ def test_a_second_process_of_the_user_leaves_the_pass_to_the_lease_holder(
             "the index is not complete",
         )
         assert sorted(read["first"] + read["other"]) == sorted(set(_blob_ids(rig)))  # once each
+        _wait(lambda: _leases(rig) == 0, "the holder kept its lease with nothing left to do")
         client.logout()
 
-        async def detach_other() -> int:
+        async def detach_other() -> None:
             other.detach(account)
             await asyncio.sleep(0.5)
-            async with rig.engine.connect() as conn:
-                jobs = await conn.execute(select(func.count()).select_from(t.cm_jobs))
-                return int(jobs.scalar_one())
 
         _wait(lambda: not first._users, "the pass kept on")
-        assert rig.run(detach_other()) == 0  # no lease left behind
+        rig.run(detach_other())
+        assert _leases(rig) == 0  # none taken as the sessions ended
     finally:
         for _ in rig_iter:
             pass
