@@ -1,4 +1,4 @@
-# mypy: disable-error-code="index, union-attr, arg-type"
+# mypy: disable-error-code="index, union-attr, arg-type, attr-defined"
 # (imaplib's stubs type every response item as a union of bytes, tuples and None)
 """Folder names in Unicode NFC (RFC 9051 5.1) through a real `cryptmail serve` (issue
 16): imapclient, an IMAP4rev1 client that sends names in modified UTF-7, gives them in
