@@ -298,3 +298,31 @@ def test_oldname_is_told_as_rfc_9051_says_and_only_to_the_session_that_asked(
     assert not [u for u in untagged if b"OLDNAME" in u], untagged
     for client in (modern, other, legacy, accept):
         client.close()
+
+
+def test_two_folders_stored_in_two_forms_before_normalising_both_stay_listed(
+    rig: ImapRig,
+) -> None:
+    """Before names were normalised a user could make "Café" twice, once per normal
+    form: two folders with their own mail. Both stay in the list (the NFC one under its
+    name, the other as stored), so neither is lost from view."""
+    account = _account(rig)
+
+    async def work() -> None:
+        async with rig.engine.begin() as conn:
+            await create_mailbox(conn, account, NFC)
+            box = await create_mailbox(conn, account, "Placeholder")
+            lookup = account.fields.lookup(NFD.encode(), b"mailbox-name|%d" % account.user.id)
+            sealed = account.fields.seal(NFD.encode(), context("cm_mailboxes.name_sealed", box.id))
+            await conn.execute(
+                update(t.cm_mailboxes)
+                .where(t.cm_mailboxes.c.id == box.id)
+                .values(name_lookup=lookup, name_sealed=sealed)
+            )
+
+    rig.run(work())
+    modern = _client(rig, True)
+    assert sorted(_ok(modern, b'LIST "" Caf*')) == sorted(
+        [b'* LIST (\\HasNoChildren) "/" ' + _q(NFC), b'* LIST (\\HasNoChildren) "/" ' + _q(NFD)]
+    )
+    modern.close()

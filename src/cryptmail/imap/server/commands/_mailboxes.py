@@ -316,8 +316,15 @@ def _pattern(reference: str, pattern: str) -> ListPattern:
 def _tree(boxes: list[Mailbox]) -> dict[str, Mailbox | None]:
     """Every folder by its NFC name (a name stored before names were normalised is
     listed in NFC too: one form for LIST, LSUB and the subscriptions), plus parents
-    that exist only as a level of a name (None)."""
-    tree: dict[str, Mailbox | None] = {normal_name(b.name): b for b in boxes}
+    that exist only as a level of a name (None).
+
+    Two folders whose names differ only in normal form (made as two before names were
+    normalised) both stay listed: the one stored in NFC under that name, the other
+    under the name as stored, so that neither disappears from the list."""
+    tree: dict[str, Mailbox | None] = {b.name: b for b in boxes if normal_name(b.name) == b.name}
+    for box in boxes:
+        if normal_name(box.name) != box.name:
+            tree[box.name if normal_name(box.name) in tree else normal_name(box.name)] = box
     for name in list(tree):
         levels = name.split(DELIMITER)
         for depth in range(1, len(levels)):
