@@ -379,8 +379,17 @@ def check_name(name: str) -> str:
     return normal_name(name)
 
 
+def _refuse_control_characters(name: str) -> None:
+    """A new name must be Net-Unicode (RFC 5198), which has no control characters: RFC
+    9051 6.3.4 says the server MUST refuse one that is not (or convert it; NFC is what
+    `normal_name` converts). Names stored before stay usable: only new ones are checked."""
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in name):
+        raise StoreError("a new mailbox name has no control characters (RFC 5198, Net-Unicode)")
+
+
 async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> Mailbox:
     name = check_name(name)
+    _refuse_control_characters(name)
     if _role_for(name) is not None:
         raise MailboxExists("that mailbox exists already")
     user_id = account.user.id
@@ -419,6 +428,7 @@ async def rename_mailbox(
 ) -> None:
     """Rename `old` and its children; INBOX goes through `rename_inbox` instead."""
     new = check_name(new)
+    _refuse_control_characters(new)
     source = await get_mailbox(conn, account, old)
     old = source.name  # as stored: the name given may be another normal form of it
     if source.role is not None:

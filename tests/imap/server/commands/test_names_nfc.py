@@ -326,3 +326,23 @@ def test_two_folders_stored_in_two_forms_before_normalising_both_stay_listed(
         [b'* LIST (\\HasNoChildren) "/" ' + _q(NFC), b'* LIST (\\HasNoChildren) "/" ' + _q(NFD)]
     )
     modern.close()
+
+
+def test_new_names_with_control_characters_are_refused(rig: ImapRig) -> None:
+    """RFC 9051 6.3.4: a UTF-8 name that is not Net-Unicode (RFC 5198: no C0 or C1
+    control characters) MUST be refused (or converted); CREATE and RENAME answer NO and
+    store nothing, in UTF-8 (rev2) and in modified UTF-7 (rev1) alike."""
+    modern, legacy = _client(rig, True), _client(rig, False)
+    for name in ("Bell\x07", "Next\u0085Line", "Del\x7f"):
+        _, done = modern.ask(b"CREATE " + _q(name))
+        assert b" NO [CANNOT]" in done, (name, done)
+    _, done = legacy.ask(b"CREATE Next&AIU-Line")  # U+0085 in modified UTF-7
+    assert b" NO [CANNOT]" in done, done
+    _ok(modern, b"CREATE Plain")
+    _, done = modern.ask(b"RENAME Plain " + _q("Tab\tName"))
+    assert b" NO [CANNOT]" in done, done
+    listed = _ok(legacy, b'LIST "" *')
+    assert not [line for line in listed if b"Bell" in line or b"Line" in line or b"Tab" in line]
+    assert b'* LIST (\\HasNoChildren) "/" Plain' in listed
+    for client in (modern, legacy):
+        client.close()
