@@ -28,6 +28,7 @@ from cryptmail.sieve._actions import (
 )
 from cryptmail.sieve._match import Matcher, ascii_lower
 from cryptmail.sieve._message import ADDRESS_HEADERS, SieveEnvelope, SieveMessage
+from cryptmail.sieve._predicates import address_parts
 from cryptmail.sieve._tree import CompiledScript, Node
 from cryptmail.sieve._vacation import strip_detail, vacation_reply
 from cryptmail.sieve._variables import Scope, apply_modifiers
@@ -342,6 +343,9 @@ class _Run:
     # -- tests --------------------------------------------------------------------
 
     def test(self, script: CompiledScript, node: Node, scope: Scope) -> bool:
+        compiled = script.predicates.get(id(node))
+        if compiled is not None:  # the usual test, answered by its closure (_predicates)
+            return compiled(self.message, self.envelope, self.settings.recipient_delimiter)
         name = node.name
         if name == "true":
             return True
@@ -409,25 +413,7 @@ class _Run:
 
     def parts(self, node: Node, addresses: list[str]) -> list[str]:
         part = node.string("address-part", ":all")
-        out: list[str] = []
-        delimiters = self.settings.recipient_delimiter
-        for address in addresses:
-            local, at, domain = address.rpartition("@")
-            if not at:
-                local, domain = address, ""
-            if part == ":all":
-                out.append(address)
-            elif part == ":localpart":
-                out.append(local)
-            elif part == ":domain":
-                out.append(domain)
-            else:
-                cut = min((i for i in (local.find(d) for d in delimiters) if i >= 0), default=-1)
-                if part == ":user":
-                    out.append(local if cut < 0 else local[:cut])
-                elif cut >= 0:  # :detail; an address without one matches nothing
-                    out.append(local[cut + 1 :])
-        return out
+        return address_parts(part, addresses, self.settings.recipient_delimiter)
 
     def matches(
         self,

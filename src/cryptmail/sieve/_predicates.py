@@ -1,0 +1,236 @@
+"""A script's tests compiled once into closures, for the interpreter's usual case.
+
+Most tests in real scripts are header, address and envelope tests with fixed keys under
+:is or :contains: the tree walker in `_interpreter` answers them by looking up the test's
+name, its arguments, its comparator and match type, and folding its keys, at every
+delivery. `compile_predicates` does all of that once, when the script is compiled, and
+keeps for each such test node a closure that only reads the message. A test it does not
+cover (variables, :matches, :regex, relational, i;ascii-numeric, body, hasflag,
+duplicate, mailboxexists, an address test of a header that holds no addresses, which is
+a run-time error) gets no closure, and the tree walker answers it as before; so do
+anyof, allof and not around such a test. A closure answers exactly what the tree walker
+answers (tests/sieve/test_predicates.py compares them on generated tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from cryptmail.sieve._match import ascii_lower
+from cryptmail.sieve._message import ADDRESS_HEADERS, SieveEnvelope, SieveMessage
+from cryptmail.sieve._tree import Node
+
+Predicate = Callable[[SieveMessage, SieveEnvelope, str], bool]
+"""A compiled test: (message, envelope, recipient delimiters) -> whether it holds."""
+ValuesMatch = Callable[[list[str]], bool]
+
+
+def address_parts(part: str, addresses: Sequence[str], delimiters: str) -> list[str]:
+    """The `part` (:all, :localpart, :domain, :user, :detail) of each address, as the
+    address and envelope tests compare them (RFC 5228 2.7.4, RFC 5233)."""
+    out: list[str] = []
+    for address in addresses:
+        local, at, domain = address.rpartition("@")
+        if not at:
+            local, domain = address, ""
+        if part == ":all":
+            out.append(address)
+        elif part == ":localpart":
+            out.append(local)
+        elif part == ":domain":
+            out.append(domain)
+        else:
+            cut = min((i for i in (local.find(d) for d in delimiters) if i >= 0), default=-1)
+            if part == ":user":
+                out.append(local if cut < 0 else local[:cut])
+            elif cut >= 0:  # :detail; an address without one matches nothing
+                out.append(local[cut + 1 :])
+    return out
+
+
+class _Match:
+    """A test's comparator and match type with its keys prepared once: `fold` says
+    whether the values must be folded (i;ascii-casemap) before `answer` sees them."""
+
+    def __init__(self, fold: bool, answer: ValuesMatch) -> None:
+        self.fold = fold
+        self.answer = answer
+
+
+def _values_match(node: Node) -> _Match | None:
+    """The test's match over its values, with its keys folded once; None for a match
+    type or comparator the tree walker must answer."""
+    match_type = node.string("match-type", ":is")
+    comparator = node.tagged("comparator")
+    keys = node.strings("key-list")
+    if comparator in (None, "i;ascii-casemap"):
+        fold = True
+        keys = tuple(ascii_lower(k) for k in keys)
+    elif comparator == "i;octet":
+        fold = False
+    else:
+        return None
+    if match_type == ":is":
+        as_set = frozenset(keys)
+        return _Match(fold, lambda values: not as_set.isdisjoint(values))
+    if match_type == ":contains":
+        return _Match(fold, lambda values: any(k in v for v in values for k in keys))
+    return None
+
+
+def _folded(values: list[str], fold: bool) -> list[str]:
+    return [ascii_lower(v) for v in values] if fold else values
+
+
+def _header(node: Node) -> Predicate | None:
+    match = _values_match(node)
+    if match is None:
+        return None
+    names = node.strings("header-names")
+    fold, answer = match.fold, match.answer
+    key = ("header", names, fold)
+
+    def values(message: SieveMessage) -> list[str]:
+        return _folded([v for n in names for v in message.header(n)], fold)
+
+    return lambda message, envelope, delimiters: answer(message.derived(key, values))
+
+
+def _address(node: Node) -> Predicate | None:
+    match = _values_match(node)
+    names = node.strings("header-list")
+    if match is None or any(ascii_lower(n) not in ADDRESS_HEADERS for n in names):
+        return None  # a header without addresses is a run-time error: the walker says so
+    part = node.string("address-part", ":all")
+    fold, answer = match.fold, match.answer
+
+    def test(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
+        def values(message: SieveMessage) -> list[str]:
+            found = [a for n in names for a in message.addresses(n)]
+            return _folded(address_parts(part, found, delimiters), fold)
+
+        return answer(message.derived(("address", names, part, delimiters, fold), values))
+
+    return test
+
+
+def _envelope(node: Node) -> Predicate | None:
+    match = _values_match(node)
+    if match is None:
+        return None
+    wanted = tuple(ascii_lower(p) for p in node.strings("header-list"))
+    part = node.string("address-part", ":all")
+    fold, answer = match.fold, match.answer
+
+    def test(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
+        def values(message: SieveMessage) -> list[str]:
+            found = [
+                envelope.sender if p == "from" else envelope.recipient
+                for p in wanted
+                if p in ("from", "to")
+            ]
+            return _folded(address_parts(part, found, delimiters), fold)
+
+        key = ("envelope", wanted, part, delimiters, fold, envelope.sender, envelope.recipient)
+        return answer(message.derived(key, values))
+
+    return test
+
+
+def _size(node: Node) -> Predicate | None:
+    limit = node.arguments.get("limit")
+    if not isinstance(limit, int):
+        return None
+    if node.arguments.get("comparator") == ":over":
+        return lambda message, envelope, delimiters: message.size > limit
+    return lambda message, envelope, delimiters: message.size < limit
+
+
+def _exists(node: Node) -> Predicate:
+    names = node.strings("header-names")
+    return lambda message, envelope, delimiters: all(message.has_header(n) for n in names)
+
+
+def _compile(node: Node, out: dict[int, Predicate]) -> Predicate | None:
+    """The node's closure (recorded in `out` by the node's id), or None."""
+    name = node.name
+    predicate: Predicate | None
+    if name == "true":
+        predicate = _always(True)
+    elif name == "false":
+        predicate = _always(False)
+    elif name == "not":
+        inner = _compile(node.test(), out)
+        predicate = None if inner is None else _negation(inner)
+    elif name in ("anyof", "allof"):
+        parts = [_compile(t, out) for t in node.tests()]  # each gets its own, if it can
+        if any(p is None for p in parts):
+            predicate = None
+        else:
+            ready = tuple(p for p in parts if p is not None)
+            predicate = _any(ready) if name == "anyof" else _all(ready)
+    elif name == "header":
+        predicate = _header(node)
+    elif name == "address":
+        predicate = _address(node)
+    elif name == "envelope":
+        predicate = _envelope(node)
+    elif name == "size":
+        predicate = _size(node)
+    elif name == "exists":
+        predicate = _exists(node)
+    else:
+        predicate = None
+    if predicate is not None:
+        out[id(node)] = predicate
+    return predicate
+
+
+def _always(answer: bool) -> Predicate:
+    return lambda message, envelope, delimiters: answer
+
+
+def _negation(inner: Predicate) -> Predicate:
+    return lambda message, envelope, delimiters: not inner(message, envelope, delimiters)
+
+
+def _any(parts: tuple[Predicate, ...]) -> Predicate:
+    def test(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
+        for part in parts:
+            if part(message, envelope, delimiters):
+                return True
+        return False
+
+    return test
+
+
+def _all(parts: tuple[Predicate, ...]) -> Predicate:
+    def test(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
+        for part in parts:
+            if not part(message, envelope, delimiters):
+                return False
+        return True
+
+    return test
+
+
+def _tests_in(nodes: Sequence[Node]) -> Iterator[Node]:
+    """The outermost test of every if/elsif, through every block."""
+    for node in nodes:
+        if node.name in ("if", "elsif"):
+            yield node.test()
+        yield from _tests_in(node.block)
+
+
+def compile_predicates(
+    commands: Sequence[Node], extensions: frozenset[str]
+) -> dict[int, Predicate]:
+    """A closure for every test node of `commands` that can have one, by the node's id
+    (the compiled script holds the nodes, so the ids stay theirs). None at all for a
+    script with variables: its names and keys may change while it runs."""
+    out: dict[int, Predicate] = {}
+    if "variables" in extensions:
+        return out
+    for test in _tests_in(commands):
+        _compile(test, out)
+    return out
