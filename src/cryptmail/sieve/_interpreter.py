@@ -111,6 +111,7 @@ class _Run:
         self.envelope = envelope
         self.context = context
         self.settings = settings
+        self.delimiters = settings.recipient_delimiter
         self.earlier = earlier
         self.actions: list[Action] = []
         self.duplicates: list[DuplicateMark] = []
@@ -151,16 +152,26 @@ class _Run:
         self, script: CompiledScript, nodes: Sequence[Node], scope: Scope, depth: int
     ) -> None:
         taken = True
+        predicates = script.predicates
         for node in nodes:
             self.line = node.line
             name = node.name
             if name == "if":
-                taken = self.test(script, node.test(), scope)
+                # The if's own id keys its test's closure, when the test has one.
+                compiled = predicates.get(id(node))
+                if compiled is not None:
+                    taken = compiled(self.message, self.envelope, self.delimiters)
+                else:
+                    taken = self.test(script, node.test(), scope)
                 if taken:
                     self.block(script, node.block, scope, depth)
             elif name == "elsif":
                 if not taken:
-                    taken = self.test(script, node.test(), scope)
+                    compiled = predicates.get(id(node))
+                    if compiled is not None:
+                        taken = compiled(self.message, self.envelope, self.delimiters)
+                    else:
+                        taken = self.test(script, node.test(), scope)
                     if taken:
                         self.block(script, node.block, scope, depth)
             elif name == "else":
@@ -345,7 +356,7 @@ class _Run:
     def test(self, script: CompiledScript, node: Node, scope: Scope) -> bool:
         compiled = script.predicates.get(id(node))
         if compiled is not None:  # the usual test, answered by its closure (_predicates)
-            return compiled(self.message, self.envelope, self.settings.recipient_delimiter)
+            return compiled(self.message, self.envelope, self.delimiters)
         name = node.name
         if name == "true":
             return True

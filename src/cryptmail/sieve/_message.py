@@ -11,7 +11,7 @@ import email
 import email.header
 import email.policy
 import email.utils
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
@@ -67,7 +67,9 @@ class SieveMessage:
         # Scripts test the same few headers rule after rule: decode and parse each once.
         self._decoded: dict[str, list[str]] = {}
         self._addresses: dict[str, list[str]] = {}
-        self._derived: dict[Hashable, list[str]] = {}
+        self.memo: dict[Hashable, list[str]] = {}
+        """Values the compiled tests (`_predicates`) made from this message, by what
+        they are; shared lists that nobody changes."""
 
     def _header_list(self) -> list[tuple[str, str]]:
         if self._headers is None:
@@ -110,15 +112,6 @@ class SieveMessage:
             values = self.raw_header(wanted)
             found = [addr for _display, addr in email.utils.getaddresses(values) if addr]
             self._addresses[wanted] = found
-        return found
-
-    def derived(self, key: Hashable, make: Callable[[SieveMessage], list[str]]) -> list[str]:
-        """`make(self)`, made once per `key`: the compiled tests (`_predicates`) keep
-        the values they compare here, folded, so twenty rules on one header fold it once.
-        The list is shared: callers must not change it."""
-        found = self._derived.get(key)
-        if found is None:
-            found = self._derived[key] = make(self)
         return found
 
     def body(self, transform: str, content_types: tuple[str, ...]) -> list[str]:

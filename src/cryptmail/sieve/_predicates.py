@@ -4,7 +4,9 @@ Most tests in real scripts are header, address and envelope tests with fixed key
 :is or :contains: the tree walker in `_interpreter` answers them by looking up the test's
 name, its arguments, its comparator and match type, and folding its keys, at every
 delivery. `compile_predicates` does all of that once, when the script is compiled, and
-keeps for each such test node a closure that only reads the message. A test it does not
+keeps for each such test node a closure that only reads the message; the values a
+closure compares (a header's decoded values, folded; an address part) are made once per
+message and kept in `SieveMessage.memo`, where every rule on them finds them. A test it does not
 cover (variables, :matches, :regex, relational, i;ascii-numeric, body, hasflag,
 duplicate, mailboxexists, an address test of a header that holds no addresses, which is
 a run-time error) gets no closure, and the tree walker answers it as before; so do
@@ -22,7 +24,6 @@ from cryptmail.sieve._tree import Node
 
 Predicate = Callable[[SieveMessage, SieveEnvelope, str], bool]
 """A compiled test: (message, envelope, recipient delimiters) -> whether it holds."""
-ValuesMatch = Callable[[list[str]], bool]
 
 
 def address_parts(part: str, addresses: Sequence[str], delimiters: str) -> list[str]:
@@ -48,18 +49,14 @@ def address_parts(part: str, addresses: Sequence[str], delimiters: str) -> list[
     return out
 
 
-class _Match:
-    """A test's comparator and match type with its keys prepared once: `fold` says
-    whether the values must be folded (i;ascii-casemap) before `answer` sees them."""
-
-    def __init__(self, fold: bool, answer: ValuesMatch) -> None:
-        self.fold = fold
-        self.answer = answer
+Values = Callable[[SieveMessage, SieveEnvelope, str], list[str]]
+"""Where a test's values come from, folded when its comparator folds: made once per
+message and kept in `SieveMessage.memo`, so twenty rules on one header fold it once."""
 
 
-def _values_match(node: Node) -> _Match | None:
-    """The test's match over its values, with its keys folded once; None for a match
-    type or comparator the tree walker must answer."""
+def _matching(node: Node, values_of: Callable[[bool], Values]) -> Predicate | None:
+    """The test's match over its values, keys folded once; None for a match type or
+    comparator the tree walker must answer."""
     match_type = node.string("match-type", ":is")
     comparator = node.tagged("comparator")
     keys = node.strings("key-list")
@@ -70,11 +67,24 @@ def _values_match(node: Node) -> _Match | None:
         fold = False
     else:
         return None
+    values = values_of(fold)
     if match_type == ":is":
         as_set = frozenset(keys)
-        return _Match(fold, lambda values: not as_set.isdisjoint(values))
+
+        def is_(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
+            return not as_set.isdisjoint(values(message, envelope, delimiters))
+
+        return is_
     if match_type == ":contains":
-        return _Match(fold, lambda values: any(k in v for v in values for k in keys))
+
+        def contains(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
+            for value in values(message, envelope, delimiters):
+                for key in keys:
+                    if key in value:
+                        return True
+            return False
+
+        return contains
     return None
 
 
@@ -83,58 +93,70 @@ def _folded(values: list[str], fold: bool) -> list[str]:
 
 
 def _header(node: Node) -> Predicate | None:
-    match = _values_match(node)
-    if match is None:
-        return None
     names = node.strings("header-names")
-    fold, answer = match.fold, match.answer
-    key = ("header", names, fold)
 
-    def values(message: SieveMessage) -> list[str]:
-        return _folded([v for n in names for v in message.header(n)], fold)
+    def values_of(fold: bool) -> Values:
+        key = ("header", names, fold)
 
-    return lambda message, envelope, delimiters: answer(message.derived(key, values))
+        def values(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> list[str]:
+            memo = message.memo
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = _folded([v for n in names for v in message.header(n)], fold)
+            return found
+
+        return values
+
+    return _matching(node, values_of)
 
 
 def _address(node: Node) -> Predicate | None:
-    match = _values_match(node)
     names = node.strings("header-list")
-    if match is None or any(ascii_lower(n) not in ADDRESS_HEADERS for n in names):
+    if any(ascii_lower(n) not in ADDRESS_HEADERS for n in names):
         return None  # a header without addresses is a run-time error: the walker says so
     part = node.string("address-part", ":all")
-    fold, answer = match.fold, match.answer
+    by_delimiters = part in (":user", ":detail")
 
-    def test(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
-        def values(message: SieveMessage) -> list[str]:
-            found = [a for n in names for a in message.addresses(n)]
-            return _folded(address_parts(part, found, delimiters), fold)
+    def values_of(fold: bool) -> Values:
+        key = ("address", names, part, fold)
 
-        return answer(message.derived(("address", names, part, delimiters, fold), values))
+        def values(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> list[str]:
+            memo = message.memo
+            at = (key, delimiters) if by_delimiters else key
+            found = memo.get(at)
+            if found is None:
+                addresses = [a for n in names for a in message.addresses(n)]
+                found = memo[at] = _folded(address_parts(part, addresses, delimiters), fold)
+            return found
 
-    return test
+        return values
+
+    return _matching(node, values_of)
 
 
 def _envelope(node: Node) -> Predicate | None:
-    match = _values_match(node)
-    if match is None:
-        return None
     wanted = tuple(ascii_lower(p) for p in node.strings("header-list"))
     part = node.string("address-part", ":all")
-    fold, answer = match.fold, match.answer
 
-    def test(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
-        def values(message: SieveMessage) -> list[str]:
-            found = [
-                envelope.sender if p == "from" else envelope.recipient
-                for p in wanted
-                if p in ("from", "to")
-            ]
-            return _folded(address_parts(part, found, delimiters), fold)
+    def values_of(fold: bool) -> Values:
+        key = ("envelope", wanted, part, fold)
 
-        key = ("envelope", wanted, part, delimiters, fold, envelope.sender, envelope.recipient)
-        return answer(message.derived(key, values))
+        def values(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> list[str]:
+            memo = message.memo
+            at = (key, envelope.sender, envelope.recipient, delimiters)
+            found = memo.get(at)
+            if found is None:
+                addresses = [
+                    envelope.sender if p == "from" else envelope.recipient
+                    for p in wanted
+                    if p in ("from", "to")
+                ]
+                found = memo[at] = _folded(address_parts(part, addresses, delimiters), fold)
+            return found
 
-    return test
+        return values
+
+    return _matching(node, values_of)
 
 
 def _size(node: Node) -> Predicate | None:
@@ -214,11 +236,11 @@ def _all(parts: tuple[Predicate, ...]) -> Predicate:
     return test
 
 
-def _tests_in(nodes: Sequence[Node]) -> Iterator[Node]:
-    """The outermost test of every if/elsif, through every block."""
+def _tests_in(nodes: Sequence[Node]) -> Iterator[tuple[Node, Node]]:
+    """Every if/elsif with its outermost test, through every block."""
     for node in nodes:
         if node.name in ("if", "elsif"):
-            yield node.test()
+            yield node, node.test()
         yield from _tests_in(node.block)
 
 
@@ -226,11 +248,14 @@ def compile_predicates(
     commands: Sequence[Node], extensions: frozenset[str]
 ) -> dict[int, Predicate]:
     """A closure for every test node of `commands` that can have one, by the node's id
-    (the compiled script holds the nodes, so the ids stay theirs). None at all for a
-    script with variables: its names and keys may change while it runs."""
+    (the compiled script holds the nodes, so the ids stay theirs), and for each if and
+    elsif whose test has one, the same closure by the if's id. None at all for a script
+    with variables: its names and keys may change while it runs."""
     out: dict[int, Predicate] = {}
     if "variables" in extensions:
         return out
-    for test in _tests_in(commands):
-        _compile(test, out)
+    for node, test in _tests_in(commands):
+        predicate = _compile(test, out)
+        if predicate is not None:
+            out[id(node)] = predicate  # the walker asks by the if (elsif) itself
     return out
