@@ -16,6 +16,7 @@ answers (tests/sieve/test_predicates.py compares them on generated tests).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from cryptmail.sieve._match import ascii_lower
@@ -88,6 +89,12 @@ def _matching(node: Node, values_of: Callable[[bool], Values]) -> Predicate | No
     return None
 
 
+def _memo_key(kind: str, fold: bool, *parts: str) -> str:
+    """A memo key as one string: a string keeps its hash, a tuple of them hashes them all
+    at every lookup. NUL separates the parts; a script holds no NUL."""
+    return sys.intern("\0".join((kind, "fold" if fold else "octet", *parts)))
+
+
 def _folded(values: list[str], fold: bool) -> list[str]:
     return [ascii_lower(v) for v in values] if fold else values
 
@@ -96,7 +103,7 @@ def _header(node: Node) -> Predicate | None:
     names = node.strings("header-names")
 
     def values_of(fold: bool) -> Values:
-        key = ("header", names, fold)
+        key = _memo_key("header", fold, *names)
 
         def values(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> list[str]:
             memo = message.memo
@@ -118,7 +125,7 @@ def _address(node: Node) -> Predicate | None:
     by_delimiters = part in (":user", ":detail")
 
     def values_of(fold: bool) -> Values:
-        key = ("address", names, part, fold)
+        key = _memo_key("address", fold, part, *names)
 
         def values(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> list[str]:
             memo = message.memo
@@ -139,7 +146,7 @@ def _envelope(node: Node) -> Predicate | None:
     part = node.string("address-part", ":all")
 
     def values_of(fold: bool) -> Values:
-        key = ("envelope", wanted, part, fold)
+        key = _memo_key("envelope", fold, part, *wanted)
 
         def values(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> list[str]:
             memo = message.memo
