@@ -12,12 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.config import load_config
 from cryptmail.db import UserId
 from cryptmail.db import tables as t
+from cryptmail.db._engine import _sync_engine
 from cryptmail.delivery import SieveDelivery, SieveSetup, delivery_headers, load_sieve_setup
 from cryptmail.errors import ConfigError
 from cryptmail.sieve import (
@@ -364,3 +365,104 @@ async def test_the_sealed_store_compiles_once_per_version_and_a_bad_row_defers(
     )
     assert replies[0].startswith(b"451 4.3.0") and replies[1].startswith(b"250")
     assert await _rows(rig) == before + 1  # bob's copy (no script active for him)
+
+
+async def test_keeps_of_several_users_go_in_one_transaction_with_the_others(
+    rig_factory: MakeRig,
+) -> None:
+    """A message to several users: those whose scripts only keep it (and those without
+    a script of their own) are stored together, in ONE write transaction; a fileinto,
+    a reject and a duplicate test are each still carried out. Several connections at
+    once, each message to every user, then the scripts changed mid-way."""
+    scripts: dict[int, str] = {}
+    rig = await rig_factory(sieve=_sieve(scripts))
+    names = ["ann", "bob", "cay", "dan", "eve"]
+    users = {n: await rig.add_user(f"{n}@example.org", crypt=0 if n == "eve" else 2) for n in names}
+    everyone = [f"{n}@example.org" for n in names]
+    # ann: none of her own (the after-script only); bob: rules that do not match; cay:
+    # everything to Archive; dan: rejects "win"; eve (crypt 0): duplicate, then keep.
+    scripts[int(users["bob"].user.id)] = (
+        'require "fileinto";\nif header :contains "subject" "nothing-here" { discard; }\n'
+        'if address :domain :is "from" "nowhere.example" { fileinto "Archive"; }\n'
+    )
+    scripts[int(users["cay"].user.id)] = 'require "fileinto"; fileinto "Archive";'
+    scripts[int(users["dan"].user.id)] = (
+        'require "reject"; if header :contains "subject" "win" { reject "no thanks"; }'
+    )
+    scripts[int(users["eve"].user.id)] = 'require "duplicate"; if duplicate { discard; stop; }'
+    warm = await asyncio.to_thread(_transaction, rig.port, "a@example.net", everyone, HAM)
+    assert all(r.startswith(b"250") for r in warm)  # the first delivery makes the folders
+
+    # The commits that stored messages: a commit after an INSERT INTO cm_messages.
+    inserted: set[int] = set()
+    commits: list[int] = []
+    sync = _sync_engine(rig.engine)
+    assert sync is not None
+
+    def statement(conn: Connection, cursor: object, sql: str, *args: object) -> None:
+        if sql.startswith("INSERT INTO cm_messages"):
+            inserted.add(id(conn))
+
+    def commit(conn: Connection) -> None:
+        if id(conn) in inserted:
+            inserted.discard(id(conn))
+            commits.append(1)
+
+    event.listen(sync, "before_cursor_execute", statement)
+    event.listen(sync, "commit", commit)
+    try:
+        ham = b"X-N: 1\r\n" + HAM
+        replies = await asyncio.to_thread(_transaction, rig.port, "a@example.net", everyone, ham)
+    finally:
+        event.remove(sync, "before_cursor_execute", statement)
+        event.remove(sync, "commit", commit)
+    assert all(r.startswith(b"250") for r in replies)
+    # ann, bob and dan in one, cay's Archive copy in its own; eve's is a duplicate of the
+    # first HAM's Message-ID, discarded. (One transaction per copy before: 4.)
+    assert len(commits) == 2
+
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=6) as clients:
+        sent = [b"X-N: %d\r\n" % n + (SPAM if n % 2 else HAM) for n in range(2, 8)]
+        results = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    clients, _transaction, rig.port, "a@example.net", everyone, msg
+                )
+                for msg in sent
+            )
+        )
+    for msg, answer in zip(sent, results, strict=True):
+        spam = msg.endswith(SPAM)
+        assert answer[3].startswith(b"550" if spam else b"250"), answer  # dan
+        assert all(r.startswith(b"250") for i, r in enumerate(answer) if i != 3), answer
+    # eve's duplicate ids (one per Message-ID) were remembered after the shared commit:
+    # the next copy of a known id is discarded.
+    scripts[int(users["bob"].user.id)] = 'require "fileinto"; fileinto "Archive";'
+    again = b"X-N: 99\r\n" + HAM
+    last = await asyncio.to_thread(_transaction, rig.port, "a@example.net", everyone, again)
+    assert all(r.startswith(b"250") for r in last)
+
+    def inbox_of(name: str, message: bytes) -> bytes:
+        return delivery_headers("a@example.net", f"{name}@example.org") + message
+
+    hams = [HAM, *(b"X-N: %d\r\n" % n + HAM for n in (1, 2, 4, 6))]
+    spams = [b"X-N: %d\r\n" % n + SPAM for n in (3, 5, 7)]
+    assert sorted(await rig.messages("ann@example.org")) == sorted(
+        inbox_of("ann", m) for m in [*hams, again]
+    )
+    assert sorted(await rig.messages("ann@example.org", "junk")) == sorted(
+        inbox_of("ann", m) for m in spams
+    )
+    assert sorted(await rig.messages("bob@example.org")) == sorted(inbox_of("bob", m) for m in hams)
+    assert await rig.messages("bob@example.org", "archive") == [inbox_of("bob", again)]
+    assert len(await rig.messages("cay@example.org", "archive")) == 9
+    assert await rig.messages("cay@example.org") == []
+    assert len(await rig.messages("dan@example.org")) == 6  # the hams; spam rejected
+    # eve: the first HAM only (its Message-ID was remembered after the shared commit);
+    # of the three SPAMs sent at once, at least the first, as duplicate promises no more
+    # between parallel deliveries (nor does Pigeonhole's).
+    assert await rig.messages("eve@example.org") == [inbox_of("eve", HAM)]
+    junk = await rig.messages("eve@example.org", "junk")
+    assert 1 <= len(junk) <= 3
+    assert all(m.endswith(SPAM) for m in junk)

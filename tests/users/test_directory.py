@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail.db import create_engine, run_transaction, upgrade
 from cryptmail.db import tables as t
+from cryptmail.db._engine import _sync_engine
 from cryptmail.errors import (
     AliasExists,
     DomainExists,
@@ -196,6 +198,47 @@ async def test_resolve_recipient_sync_in_a_transaction_of_its_own(tmp_path: Path
 
         assert await lookup("ALICE@example.org") == ["alice@example.org"]
         assert await lookup("team@example.org") == ["Dave@Example.org"]
+        assert await lookup("nobody@example.org") == []
+    finally:
+        await engine.dispose()
+
+
+async def test_a_plain_mailbox_costs_one_statement_and_an_alias_is_still_seen(
+    tmp_path: Path,
+) -> None:
+    """The user and whether an alias has the address come in one SELECT; the alias query
+    runs only when one does (or no user has the address), so an alias an admin adds with
+    SQL counts at the next lookup: nothing is cached."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'lookup.db'}")
+    await upgrade(engine)
+    statements: list[str] = []
+
+    def note(conn: object, cursor: object, sql: str, *args: object) -> None:
+        statements.append(sql)
+
+    try:
+        async with engine.begin() as connection:
+            await add_domain(connection, "example.org")
+            await add_user(connection, "alice@example.org", HASH)
+            await add_user(connection, "bob@example.org", HASH)
+        sync = _sync_engine(engine)
+        assert sync is not None
+        event.listen(sync, "before_cursor_execute", note)
+
+        async def lookup(address: str) -> list[str]:
+            statements.clear()
+            users = await run_transaction(engine, lambda c: resolve_recipient_sync(c, address))
+            return [u.email for u in users]
+
+        assert await lookup("alice@example.org") == ["alice@example.org"]
+        assert len(statements) == 1
+        async with engine.begin() as connection:  # as the guide's SQL would
+            await connection.execute(
+                t.virtual_aliases.insert().values(
+                    domain_id=1, source="alice@example.org", destination="bob@example.org"
+                )
+            )
+        assert await lookup("alice@example.org") == ["bob@example.org"]
         assert await lookup("nobody@example.org") == []
     finally:
         await engine.dispose()

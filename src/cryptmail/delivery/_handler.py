@@ -6,8 +6,10 @@ each one's public key and INBOX, and with Sieve each one's active script (sealed
 spooled once, encrypted under a key that lives in memory only, then delivered to each
 user with that user's public key, with Return-Path and Delivered-To on top (`_trace`).
 A user reached by several accepted recipients gets the message once, delivered to the
-first of those addresses. The users without a Sieve script get their copies together
-(`store.deliver_many`): a blob each, but one database transaction for all their rows.
+first of those addresses. The users without a Sieve script, and those whose scripts
+ask for nothing but the copy in INBOX (a keep, explicit or implicit, without flags),
+get their copies together (`store.deliver_many`): a blob each, but one database
+transaction for all their rows; a Sieve user's duplicate ids are remembered after it.
 A delivery that takes a user's usage past a `quota.warnings` threshold is followed by
 a warning into their INBOX (`_quota_warning`). Errors map to replies in one table; an
 unexpected one is a 4xx with no internals, so the sender retries and learns nothing.
@@ -36,7 +38,7 @@ from cryptmail.db import UserId, run_transaction
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
 from cryptmail.delivery._quota_warning import crossed_threshold, warning_message
 from cryptmail.delivery._sieve import FoundScript, SieveDelivery
-from cryptmail.delivery._sieve_actions import SieveCopy, SieveJob, deliver_with_sieve
+from cryptmail.delivery._sieve_actions import SieveCopy, SieveJob, carry_out, plan_sieve, remember
 from cryptmail.delivery._trace import delivery_headers
 from cryptmail.errors import (
     CryptmailError,
@@ -45,6 +47,7 @@ from cryptmail.errors import (
     QuotaExceeded,
     StoreUnavailable,
 )
+from cryptmail.sieve import SieveResult
 from cryptmail.store import (
     Appended,
     ChangePublisher,
@@ -170,6 +173,7 @@ class DeliveryHandler:
         queue_id = f"{session.session_id}.{session.transactions}"
         outcome: dict[UserId, str] = {}
         together: list[tuple[DeliveryTarget, bytes]] = []  # (target, trace headers)
+        kept: dict[UserId, SieveResult] = {}  # Sieve users among `together`
         sender = envelope.sender or ""
         copy = SieveCopy(sink, size) if self._sieve is not None else None
         for address, token in envelope.recipients:
@@ -194,20 +198,28 @@ class DeliveryHandler:
                         outcome[user_id] = TRANSIENT
                         continue
                     if scripts:
-                        outcome[user_id] = await deliver_with_sieve(
-                            self._sieve,
-                            SieveJob(queue_id, target, sink, headers, size, sender, address),
-                            scripts,
-                            copy,
-                            self._deliver,
-                        )
-                        continue
+                        job = SieveJob(queue_id, target, sink, headers, size, sender, address)
+                        plan = await plan_sieve(self._sieve, job, scripts, copy)
+                        if isinstance(plan, str):  # rejected
+                            outcome[user_id] = plan
+                            continue
+                        if not plan.inbox_only:
+                            outcome[user_id] = await carry_out(
+                                self._sieve, job, plan, copy, self._deliver
+                            )
+                            continue
+                        # A plain keep is the copy a user without a script gets: it
+                        # goes with theirs, in one transaction, under the same retry tag.
+                        kept[user_id] = plan.result
                 together.append((target, headers))
         if len(together) == 1:
             target, headers = together[0]
             outcome[target.user.id] = await self._deliver(queue_id, target, sink, headers, size)
         elif together:
             await self._deliver_together(queue_id, together, sink, size, outcome)
+        for user_id, result in kept.items():
+            if self._sieve is not None and outcome[user_id].startswith("2"):
+                await remember(self._sieve, user_id, result)
         replies: list[str] = []
         for _address, token in envelope.recipients:
             targets = token.targets  # type: ignore[attr-defined]  # -- set by handle_rcpt

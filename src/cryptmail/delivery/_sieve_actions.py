@@ -58,6 +58,10 @@ OK = "250 2.0.0 Message accepted for delivery"
 TRANSIENT = "451 4.3.0 Temporary failure, try again later"
 _MAX_REASON = 200
 
+Copy = tuple[str, FilingRequest | None]
+"""One copy to store: (role, None) for INBOX or a default folder, found by role;
+("inbox", request) for a copy that waits in the holding mailbox with a filing note."""
+
 
 class Deliver(Protocol):
     def __call__(
@@ -129,15 +133,27 @@ def reject_reply(reject: Reject) -> str:
     return f"550 5.7.1 {text}"
 
 
-async def deliver_with_sieve(
-    sieve: SieveDelivery,
-    job: SieveJob,
-    scripts: list[CompiledScript],
-    copy: SieveCopy,
-    deliver: Deliver,
-) -> str:
-    """Run `scripts` (before, the user's, after; at least one) on the copy and carry
-    out the result."""
+@dataclass(frozen=True)
+class SievePlan:
+    """What the scripts asked for one recipient's copy, before any of it is done."""
+
+    result: SieveResult
+    copies: list[Copy]
+    redirects: list[Redirect]
+    vacation: Vacation | None
+
+    @property
+    def inbox_only(self) -> bool:
+        """Only the copy in INBOX, without flags: a copy as every user without a script
+        gets, which delivery stores with theirs (one transaction for all)."""
+        return self.copies == [("inbox", None)] and not self.redirects and self.vacation is None
+
+
+async def plan_sieve(
+    sieve: SieveDelivery, job: SieveJob, scripts: list[CompiledScript], copy: SieveCopy
+) -> SievePlan | str:
+    """Run `scripts` (before, the user's, after; at least one) on the copy: the plan,
+    or the reply for a reject."""
     user_id: UserId = job.target.user.id
     need_body = any("body" in s.extensions for s in scripts)
     raw = job.headers + await copy.data(need_body)
@@ -150,39 +166,48 @@ async def deliver_with_sieve(
     if rejected is not None:
         log.info("delivery %s user=%d rejected by sieve", job.queue_id, user_id)
         return reject_reply(rejected)
-
     copies = _copies(user_id, result)
     redirects = [a for a in result.actions if isinstance(a, Redirect)]
     vacation = next((a for a in result.actions if isinstance(a, Vacation)), None)
     if not copies and not redirects:
         log.info("delivery %s user=%d discarded by sieve", job.queue_id, user_id)
+    return SievePlan(result, copies, redirects, vacation)
 
-    for role, filing in copies:
+
+async def carry_out(
+    sieve: SieveDelivery, job: SieveJob, plan: SievePlan, copy: SieveCopy, deliver: Deliver
+) -> str:
+    """Store the plan's copies, then send its redirects and vacation reply, then
+    remember its duplicate ids (the order in the module's docstring)."""
+    user_id: UserId = job.target.user.id
+    for role, filing in plan.copies:
         reply = await deliver(
             job.queue_id, job.target, job.spool, job.headers, job.size, role=role, filing=filing
         )
         if not reply.startswith("2"):
             return reply
 
-    keep = await _redirect(sieve, job, copy, redirects)
+    keep = await _redirect(sieve, job, copy, plan.redirects)
     in_inbox = any(
         role == "inbox" and (filing is None or filing.mailbox.upper() == "INBOX")
-        for role, filing in copies
+        for role, filing in plan.copies
     )
     if keep and not in_inbox:
         reply = await deliver(job.queue_id, job.target, job.spool, job.headers, job.size)
         if not reply.startswith("2"):
             return reply
-    if vacation is not None:
-        await _vacation(sieve, user_id, vacation)
+    if plan.vacation is not None:
+        await _vacation(sieve, user_id, plan.vacation)
+    await remember(sieve, user_id, plan.result)
+    return OK
+
+
+async def remember(sieve: SieveDelivery, user_id: UserId, result: SieveResult) -> None:
+    """After the copy is stored: the duplicate ids its tests saw."""
     try:
         await sieve.remember(user_id, result)
     except Exception as exc:  # stored already; a lost duplicate id only repeats a test
         log.warning("user id %d: duplicate ids not saved (%s)", user_id, type(exc).__name__)
-    return OK
-
-
-Copy = tuple[str, FilingRequest | None]
 
 
 def _copies(user_id: UserId, result: SieveResult) -> list[Copy]:

@@ -28,6 +28,7 @@ from cryptmail.sieve._actions import (
 )
 from cryptmail.sieve._match import Matcher, ascii_lower
 from cryptmail.sieve._message import ADDRESS_HEADERS, SieveEnvelope, SieveMessage
+from cryptmail.sieve._predicates import address_parts
 from cryptmail.sieve._tree import CompiledScript, Node
 from cryptmail.sieve._vacation import strip_detail, vacation_reply
 from cryptmail.sieve._variables import Scope, apply_modifiers
@@ -110,6 +111,7 @@ class _Run:
         self.envelope = envelope
         self.context = context
         self.settings = settings
+        self.delimiters = settings.recipient_delimiter
         self.earlier = earlier
         self.actions: list[Action] = []
         self.duplicates: list[DuplicateMark] = []
@@ -150,16 +152,26 @@ class _Run:
         self, script: CompiledScript, nodes: Sequence[Node], scope: Scope, depth: int
     ) -> None:
         taken = True
+        predicates = script.predicates
         for node in nodes:
             self.line = node.line
             name = node.name
             if name == "if":
-                taken = self.test(script, node.test(), scope)
+                # The if's own id keys its test's closure, when the test has one.
+                compiled = predicates.get(id(node))
+                if compiled is not None:
+                    taken = compiled(self.message, self.envelope, self.delimiters)
+                else:
+                    taken = self.test(script, node.test(), scope)
                 if taken:
                     self.block(script, node.block, scope, depth)
             elif name == "elsif":
                 if not taken:
-                    taken = self.test(script, node.test(), scope)
+                    compiled = predicates.get(id(node))
+                    if compiled is not None:
+                        taken = compiled(self.message, self.envelope, self.delimiters)
+                    else:
+                        taken = self.test(script, node.test(), scope)
                     if taken:
                         self.block(script, node.block, scope, depth)
             elif name == "else":
@@ -342,6 +354,9 @@ class _Run:
     # -- tests --------------------------------------------------------------------
 
     def test(self, script: CompiledScript, node: Node, scope: Scope) -> bool:
+        compiled = script.predicates.get(id(node))
+        if compiled is not None:  # the usual test, answered by its closure (_predicates)
+            return compiled(self.message, self.envelope, self.delimiters)
         name = node.name
         if name == "true":
             return True
@@ -409,25 +424,7 @@ class _Run:
 
     def parts(self, node: Node, addresses: list[str]) -> list[str]:
         part = node.string("address-part", ":all")
-        out: list[str] = []
-        delimiters = self.settings.recipient_delimiter
-        for address in addresses:
-            local, at, domain = address.rpartition("@")
-            if not at:
-                local, domain = address, ""
-            if part == ":all":
-                out.append(address)
-            elif part == ":localpart":
-                out.append(local)
-            elif part == ":domain":
-                out.append(domain)
-            else:
-                cut = min((i for i in (local.find(d) for d in delimiters) if i >= 0), default=-1)
-                if part == ":user":
-                    out.append(local if cut < 0 else local[:cut])
-                elif cut >= 0:  # :detail; an address without one matches nothing
-                    out.append(local[cut + 1 :])
-        return out
+        return address_parts(part, addresses, self.settings.recipient_delimiter)
 
     def matches(
         self,

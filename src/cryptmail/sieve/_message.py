@@ -11,6 +11,7 @@ import email
 import email.header
 import email.policy
 import email.utils
+from collections.abc import Hashable
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
@@ -66,6 +67,9 @@ class SieveMessage:
         # Scripts test the same few headers rule after rule: decode and parse each once.
         self._decoded: dict[str, list[str]] = {}
         self._addresses: dict[str, list[str]] = {}
+        self.memo: dict[Hashable, list[str]] = {}
+        """Values the compiled tests (`_predicates`) made from this message, by what
+        they are; shared lists that nobody changes."""
 
     def _header_list(self) -> list[tuple[str, str]]:
         if self._headers is None:

@@ -21,6 +21,7 @@ from sievelib import commands as sc
 from sievelib.parser import Parser
 
 from cryptmail.errors import SieveLimitExceeded, SieveSyntaxError
+from cryptmail.sieve._predicates import compile_predicates
 from cryptmail.sieve._tree import CompiledScript, Node, Value
 
 # What a script may `require`. The managesieve helper announces this list as its SIEVE
@@ -442,4 +443,10 @@ def compile_script(
     extensions = _requires(parser.result, name)
     converter = _Converter(name, max_commands, extensions)
     commands = tuple(converter.node(command, 0) for command in parser.result)
-    return CompiledScript(name=name, commands=commands, extensions=extensions, size=len(data))
+    return CompiledScript(
+        name=name,
+        commands=commands,
+        extensions=extensions,
+        size=len(data),
+        predicates=compile_predicates(commands, extensions),
+    )

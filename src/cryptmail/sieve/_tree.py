@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptmail.sieve._predicates import Predicate
 
 
 @dataclass(frozen=True)
@@ -67,3 +71,5 @@ class CompiledScript:
     commands: tuple[Node, ...]
     extensions: frozenset[str]
     size: int
+    predicates: Mapping[int, Predicate] = field(default_factory=dict, compare=False, repr=False)
+    """The tests `_predicates` compiled to closures, by the id of their node in `commands`."""

@@ -8,10 +8,9 @@ the whole address.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail.db import UserId
@@ -229,28 +228,38 @@ async def list_aliases(conn: AsyncConnection) -> list[Alias]:
 
 
 # Built once: LMTP runs these for every RCPT, and building and keying a SQLAlchemy
-# statement costs several times what the database takes to answer it.
+# statement costs several times what the database takes to answer it. Equality, not an
+# expanding IN: SQLAlchemy renders an expanding parameter anew at every execution.
 _ALIAS_TARGETS = select(t.virtual_aliases.c.destination).where(
-    t.virtual_aliases.c.source.in_(bindparam("sources", expanding=True))
+    t.virtual_aliases.c.source == bindparam("source")
 )
-_USER_BY_EMAIL = select(t.virtual_users).where(t.virtual_users.c.email == bindparam("email"))
-_USER_BY_LOWER_EMAIL = select(t.virtual_users).where(
+# The user of an address and whether an alias has that address as its source, in one
+# statement: a plain mailbox (the usual RCPT) then costs no alias query of its own.
+_ALIASED = exists().where(t.virtual_aliases.c.source == bindparam("email")).label("aliased")
+_USER_BY_EMAIL = select(t.virtual_users, _ALIASED).where(
+    t.virtual_users.c.email == bindparam("email")
+)
+_USER_BY_LOWER_EMAIL = select(t.virtual_users, _ALIASED).where(
     func.lower(t.virtual_users.c.email) == bindparam("email")
 )
 
 
-def _alias_targets(conn: Connection, sources: Sequence[str]) -> list[str]:
-    rows = conn.execute(_ALIAS_TARGETS, {"sources": list(sources)})
+def _alias_targets(conn: Connection, source: str) -> list[str]:
+    rows = conn.execute(_ALIAS_TARGETS, {"source": source})
     return [str(r.destination).lower() for r in rows]
 
 
-def _find_user_sync(conn: Connection, address: str) -> User | None:
+def _find_user_sync(conn: Connection, address: str) -> tuple[User | None, bool]:
+    """The user of `address` (lower-case), and whether an alias has it as its source
+    (True when no user has it: the caller asks for the aliases then)."""
     # Exact match first: it uses the email index. Rows an admin typed in mixed case
     # still match through lower(), which scans, so only misses pay for it.
     row = conn.execute(_USER_BY_EMAIL, {"email": address}).first()
     if row is None:
         row = conn.execute(_USER_BY_LOWER_EMAIL, {"email": address}).first()
-    return _user(row) if row is not None else None
+    if row is None:
+        return None, True
+    return _user(row), bool(row.aliased)
 
 
 def _without_detail(address: str, delimiters: str) -> str:
@@ -273,8 +282,8 @@ def resolve_recipient_sync(conn: Connection, address: str, delimiters: str = "")
             if target in seen or "@" not in target:
                 continue
             seen.add(target)
-            explicit = _alias_targets(conn, [target])
-            user = _find_user_sync(conn, target)
+            user, aliased = _find_user_sync(conn, target)
+            explicit = _alias_targets(conn, target) if aliased else []
             if explicit:
                 # The alias wins over a user of the same address, as in Postfix; the user
                 # keeps a copy only if the alias lists the address itself.
@@ -287,7 +296,7 @@ def resolve_recipient_sync(conn: Connection, address: str, delimiters: str = "")
                 # Postfix's order with recipient_delimiter: user+tag@, user@, then @domain.
                 next_round.append(base)
             else:
-                next_round.extend(_alias_targets(conn, ["@" + domain_of(target)]))
+                next_round.extend(_alias_targets(conn, "@" + domain_of(target)))
         pending = next_round
     return list(found.values())
 
