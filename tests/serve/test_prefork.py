@@ -55,3 +55,41 @@ def test_serve_forks_before_importing_alembic_or_numpy() -> None:
     assert "cryptmail.serve._prefork" in modules
     unneeded = ("alembic", "mako", "numpy", "prometheus_client")
     assert [m for m in modules if m.split(".")[0] in unneeded] == []
+
+
+def test_serve_imports_no_listener_or_dialect_it_may_not_use() -> None:
+    # SASL, POP3 and ManageSieve come with their listener; a database dialect with the
+    # URL that names it (the throttle's upserts import theirs where they run).
+    modules = json.loads(_run(_SERVE_IMPORTS))
+    optional = ("cryptmail.sasl", "cryptmail.pop3", "cryptmail.managesieve")
+    assert [m for m in modules if m.startswith(optional)] == []
+    assert [m for m in modules if m.startswith("sqlalchemy.dialects.")] == []
+
+
+_PRELOAD = """
+import json, sys
+from cryptmail.serve import prefork_workers
+workers = prefork_workers(1, sys.argv[1])
+for worker in workers:
+    worker.dismiss()
+drivers = ("sqlalchemy.dialects.", "aiosqlite", "asyncpg", "aiomysql")
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(drivers))))
+"""
+
+
+def test_prefork_imports_the_dialect_and_driver_of_the_database_in_use() -> None:
+    # Imported before the fork, the one dialect every process uses is in memory once.
+    lite = json.loads(_run_args(_PRELOAD, "sqlite:////nonexistent/cryptmail.db"))
+    assert "sqlalchemy.dialects.sqlite.aiosqlite" in lite
+    assert "aiosqlite" in lite
+    assert not [m for m in lite if m.startswith(("sqlalchemy.dialects.postgresql", "asyncpg"))]
+    pg = json.loads(_run_args(_PRELOAD, "postgresql://u@localhost/db"))
+    assert "sqlalchemy.dialects.postgresql.asyncpg" in pg
+    assert "asyncpg" in pg
+    assert not [m for m in pg if m.startswith(("sqlalchemy.dialects.mysql", "aiosqlite"))]
+
+
+def _run_args(code: str, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, timeout=60
+    ).stdout

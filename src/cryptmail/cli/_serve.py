@@ -67,7 +67,11 @@ def _serve(args: argparse.Namespace) -> int:
     # Forked now, before the engine, the event loop or any thread exists: see
     # `cryptmail.serve._prefork`.
     config = config_from_args(args)
-    dormant = prefork_workers(config.lmtp.process_count) if addresses(args, config).lmtp else []
+    dormant = (
+        prefork_workers(config.lmtp.process_count, config.database_url)
+        if addresses(args, config).lmtp
+        else []
+    )
 
     async def work(config: Config, engine: AsyncEngine) -> int:
         return await run_server(config, engine, addresses(args, config), dormant)
