@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.cli._options import config_from_args
 from cryptmail.cli._runtime import SubParsers, run_with_engine
 from cryptmail.config import Config
+from cryptmail.crypto import warm_up
 from cryptmail.serve import Addresses, prefork_workers, run_server
 
 DEFAULT_LMTP = "127.0.0.1:2424"
@@ -67,6 +68,9 @@ def _serve(args: argparse.Namespace) -> int:
     # Forked now, before the engine, the event loop or any thread exists: see
     # `cryptmail.serve._prefork`.
     config = config_from_args(args)
+    # OpenSSL's set-up of each algorithm, done once before the fork: done after it, every
+    # process wrote its own copy of about 3 MiB of shared pages (7 MiB once it delivers).
+    warm_up()
     dormant = (
         prefork_workers(config.lmtp.process_count, config.database_url)
         if addresses(args, config).lmtp
