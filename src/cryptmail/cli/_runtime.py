@@ -98,16 +98,24 @@ def _set_log_levels(args: argparse.Namespace, config: Config, *, server: bool) -
 
 
 def run_with_engine(
-    args: argparse.Namespace, work: Work, *, check_schema: bool = True, server: bool = False
+    args: argparse.Namespace,
+    work: Work,
+    *,
+    check_schema: bool = True,
+    server: bool = False,
+    config: Config | None = None,
 ) -> int:
-    """Build the config, open the engine, make sure of the schema, run `work`, close.
+    """Build the config (unless given: `serve` reads it before it forks its workers, and
+    reading it again in the main process wrote 1.2 MiB over pages it shared with them),
+    open the engine, make sure of the schema, run `work`, close.
 
     The database's errors arrive translated by its engine (DatabaseUnavailable says
     to check database.url; no SQL, no URL). An OSError left is a file's: a path the
     command was given (an export's destination, an import's source) or one it made
     there, and becomes a ConfigError naming that path and the system's reason.
     """
-    config = config_from_args(args)
+    if config is None:
+        config = config_from_args(args)
     use_format(config.log_format)
     _set_log_levels(args, config, server=server)
     configure_kdf_pool(config.crypto.argon2.max_concurrent, config.crypto.argon2.max_queued)

@@ -81,7 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         return await run_server(config, engine, addresses(args, config), dormant)
 
     try:
-        return run_with_engine(args, work, server=True)
+        return run_with_engine(args, work, server=True, config=config)
     finally:
         for worker in dormant:  # those not woken (a listener failed to start)
             worker.dismiss()
