@@ -64,6 +64,8 @@ def test_serve_imports_no_listener_or_dialect_it_may_not_use() -> None:
     optional = ("cryptmail.sasl", "cryptmail.pop3", "cryptmail.managesieve")
     assert [m for m in modules if m.startswith(optional)] == []
     assert [m for m in modules if m.startswith("sqlalchemy.dialects.")] == []
+    # What every process imports at its first socket name lookup: imported before.
+    assert "encodings.idna" in modules
 
 
 _PRELOAD = """

@@ -21,8 +21,10 @@ in it alone, 26-32 MB of PSS for nothing. `ps` shows the workers as `cryptmail-l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
+import encodings.idna  # noqa: F401 - see prefork_workers
 import gc
 import logging
 import os
@@ -118,6 +120,10 @@ def prefork_workers(count: int, database_url: str | None = None) -> list[Dormant
         return []
     if database_url is not None:
         _import_dialect(database_url)
+    # An event loop run once, and the IDNA codec (which every process's first socket
+    # name lookup imports) imported: their first-use set-up is then shared, not written
+    # over shared pages by each process.
+    asyncio.run(asyncio.sleep(0))
     # Everything alive now is shared with the workers: a collection in any process must
     # not write to these objects' headers, copying the pages.
     gc.collect()
