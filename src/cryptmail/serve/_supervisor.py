@@ -236,11 +236,13 @@ async def run_server(
     engine: AsyncEngine,
     addresses: Addresses,
     dormant: Sequence[DormantWorker] = (),
+    tls: ssl.SSLContext | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT (or until a listener stops on its own); return the
     exit code. Raises ConfigError or OSError when a listener cannot start. The LMTP
     workers are the `dormant` ones forked at the start (`prefork_workers`, called
-    before anything runs) while they last, then new interpreters."""
+    before anything runs) while they last, then new interpreters. IMAP's and POP3's
+    `tls` context is made here when not given (`serve` makes it before the fork)."""
     forbid_core_dumps()  # before any key is unlocked in this process
     keep_out_of_swap()
     if config.crypto.argon2.process_idle_s > 0:
@@ -254,8 +256,7 @@ async def run_server(
 
         metrics = PrometheusMetrics(kdf_load=kdf_load, pool_use=lambda: _pool_use(engine))
         install_metrics(metrics)  # before the LMTP workers start: they report to it
-    tls = None
-    if addresses.imap or addresses.imaps or addresses.pop3 or addresses.pop3s:
+    if tls is None and (addresses.imap or addresses.imaps or addresses.pop3 or addresses.pop3s):
         tls = await run_blocking(make_ssl_context, config)  # once: one fingerprint line
     events = config.events
     feeding = feed_mode(events, engine.dialect.name) != "off"
