@@ -2,9 +2,11 @@
 
     python bench/memory.py [--quick] [--counts 1000,10000] [--users 100]
                            [--dovecot-connections 200] [--no-dovecot] [--uvloop]
+                           [--lmtp-processes 2]
 
-One `cryptmail serve` with LMTP (two workers), IMAP and the web pages, users at crypt 2
-(Argon2id of the server's default 46 MiB once each user first logs in). Printed, per
+One `cryptmail serve` with LMTP (two workers; `--lmtp-processes`), IMAP and the web
+pages, users at crypt 2 (Argon2id of the server's default 46 MiB once each user first
+logs in). Printed, per
 process (`/proc/PID/smaps_rollup`): PSS, which counts a page shared by n processes as
 1/n in each, so the sum over the processes is what the server costs the machine.
 
@@ -68,7 +70,7 @@ CONFIG = """
 max_connections_per_ip = 30000
 max_connections = 30000
 [lmtp]
-processes = 2
+processes = {processes}
 """
 
 
@@ -304,7 +306,7 @@ async def _measure_dovecot(count: int) -> tuple[float, int]:
 async def _measure(args: argparse.Namespace, data_dir: Path) -> None:
     users = [f"u{i}@example.org" for i in range(args.users)]
     config = data_dir.parent / "bench.toml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG.format(processes=args.lmtp_processes))
     summary: dict[str, float] = {}
     with cryptmail_server(data_dir, "lmtp", "imap", "web", config=config) as (pid, ports):
         await asyncio.sleep(3)
@@ -404,6 +406,7 @@ def main() -> None:
     parser.add_argument("--dovecot-connections", type=int, default=200)
     parser.add_argument("--no-dovecot", dest="dovecot", action="store_false")
     parser.add_argument("--uvloop", action="store_true", help="the server on uvloop")
+    parser.add_argument("--lmtp-processes", type=int, default=2, help="LMTP workers (2)")
     args = parser.parse_args()
     args.counts = [200, 1000] if args.quick else [int(n) for n in args.counts.split(",")]
     args.dovecot = args.dovecot and dovecot_available()

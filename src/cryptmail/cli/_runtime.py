@@ -97,20 +97,34 @@ def _set_log_levels(args: argparse.Namespace, config: Config, *, server: bool) -
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def set_up_process(args: argparse.Namespace, config: Config, *, server: bool) -> None:
+    """The log's format and levels, and the size of the Argon2 pool, from `config`."""
+    use_format(config.log_format)
+    _set_log_levels(args, config, server=server)
+    configure_kdf_pool(config.crypto.argon2.max_concurrent, config.crypto.argon2.max_queued)
+
+
 def run_with_engine(
-    args: argparse.Namespace, work: Work, *, check_schema: bool = True, server: bool = False
+    args: argparse.Namespace,
+    work: Work,
+    *,
+    check_schema: bool = True,
+    server: bool = False,
+    config: Config | None = None,
 ) -> int:
-    """Build the config, open the engine, make sure of the schema, run `work`, close.
+    """Build the config and set the process up (`set_up_process`), open the engine, make
+    sure of the schema, run `work`, close. With `config` given, the caller has done the
+    first two (`serve` does, before it forks its LMTP workers: done again after the fork,
+    they wrote 1.2 MiB over pages the main process shared with them).
 
     The database's errors arrive translated by its engine (DatabaseUnavailable says
     to check database.url; no SQL, no URL). An OSError left is a file's: a path the
     command was given (an export's destination, an import's source) or one it made
     there, and becomes a ConfigError naming that path and the system's reason.
     """
-    config = config_from_args(args)
-    use_format(config.log_format)
-    _set_log_levels(args, config, server=server)
-    configure_kdf_pool(config.crypto.argon2.max_concurrent, config.crypto.argon2.max_queued)
+    if config is None:
+        config = config_from_args(args)
+        set_up_process(args, config, server=server)
 
     async def main() -> int:
         engine = create_engine(config.database_url)

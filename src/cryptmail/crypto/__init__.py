@@ -89,6 +89,7 @@ from cryptmail.crypto._urlauth import (
     seal_url_grant,
     url_token_lookup,
 )
+from cryptmail.crypto._warm import warm_up
 
 __all__ = [
     "MAC_SIZE",
@@ -163,5 +164,6 @@ __all__ = [
     "unwrap_key",
     "upgrade_slot",
     "url_token_lookup",
+    "warm_up",
     "wrap_key",
 ]

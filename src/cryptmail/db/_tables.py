@@ -9,6 +9,7 @@ UIDs, modseqs, rounded sizes, dates and the fixed SPECIAL-USE role are plain.
 from __future__ import annotations
 
 from sqlalchemy import (
+    VARBINARY,
     BigInteger,
     Boolean,
     Column,
@@ -25,16 +26,17 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.dialects import mysql
 
 metadata = MetaData()
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 _BLOB = LargeBinary(16 * 1024 * 1024)  # MEDIUMBLOB on MariaDB; BLOB caps at 64 KiB
-# MariaDB refuses a BLOB column in a primary key; a fixed-width digest fits VARBINARY.
-_DIGEST = LargeBinary(32).with_variant(mysql.VARBINARY(32), "mysql", "mariadb")
-_KEY16 = LargeBinary(16).with_variant(mysql.VARBINARY(16), "mysql", "mariadb")
+# MariaDB refuses a BLOB column in a primary key; a fixed-width digest fits VARBINARY
+# (SQLAlchemy's own, which `sqlalchemy.dialects.mysql` re-exports: importing that
+# package loads the whole MySQL dialect, about 1 MiB in every server process).
+_DIGEST = LargeBinary(32).with_variant(VARBINARY(32), "mysql", "mariadb")
+_KEY16 = LargeBinary(16).with_variant(VARBINARY(16), "mysql", "mariadb")
 
 virtual_domains = Table(
     "virtual_domains",

@@ -21,8 +21,10 @@ in it alone, 26-32 MB of PSS for nothing. `ps` shows the workers as `cryptmail-l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
+import encodings.idna  # noqa: F401 - see prefork_workers
 import gc
 import logging
 import os
@@ -33,6 +35,9 @@ import sys
 import threading
 import traceback
 
+from sqlalchemy.engine import make_url
+
+from cryptmail.db import async_url
 from cryptmail.serve._lmtp_worker import WorkerFds, WorkerSetup, run_worker
 
 log = logging.getLogger(__name__)
@@ -103,15 +108,22 @@ class DormantWorker:
             os.waitpid(self.pid, 0)
 
 
-def prefork_workers(count: int) -> list[DormantWorker]:
+def prefork_workers(count: int, database_url: str | None = None) -> list[DormantWorker]:
     """Fork `count` dormant workers; none where a fork is not safe here (a thread runs),
     and the workers then start as new interpreters.
 
     Call it before any thread, event loop or database connection exists, once
-    everything a worker runs is imported (this module imports it)."""
+    everything a worker runs is imported (this module imports it); `database_url`'s
+    SQLAlchemy dialect and driver are imported here."""
     if threading.active_count() > 1:
         log.warning("LMTP workers start as new interpreters: a thread runs already")
         return []
+    if database_url is not None:
+        _import_dialect(database_url)
+    # An event loop run once, and the IDNA codec (which every process's first socket
+    # name lookup imports) imported: their first-use set-up is then shared, not written
+    # over shared pages by each process.
+    asyncio.run(asyncio.sleep(0))
     # Everything alive now is shared with the workers: a collection in any process must
     # not write to these objects' headers, copying the pages.
     gc.collect()
@@ -137,6 +149,14 @@ def prefork_workers(count: int) -> list[DormantWorker]:
         theirs.close()
         workers.append(DormantWorker(pid, ours))
     return workers
+
+
+def _import_dialect(database_url: str) -> None:
+    """Import the dialect and driver modules of the database in use, which every process
+    imports when it makes its engine: imported before the fork, each is in memory once
+    (after it, once in each process). The other dialects stay unimported."""
+    dialect = make_url(async_url(database_url)).get_dialect()
+    dialect.import_dbapi()
 
 
 def _dormant(sock: socket.socket, parent: int) -> int:  # pragma: no cover - in the child

@@ -40,10 +40,7 @@ from cryptmail.errors import ConfigError, StoreUnavailable
 from cryptmail.hashing import use_hashing_processes, use_this_process
 from cryptmail.imap import ImapListener, make_context
 from cryptmail.keys import CredentialWatcher, LoginThrottle, UnlockedAccounts
-from cryptmail.managesieve import ManagesieveListener, make_managesieve_context
 from cryptmail.metrics import install_metrics
-from cryptmail.pop3 import Pop3Listener, make_pop3_context
-from cryptmail.sasl import SaslChecker, SaslServer
 from cryptmail.serve._events import ChangeFeed, dispatch_to, feed_mode, prune_forever
 from cryptmail.serve._hardening import forbid_core_dumps, keep_out_of_swap
 from cryptmail.serve._housekeeping import (
@@ -170,7 +167,11 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
                 imports=shared.imports,
             )
         )
+    # SASL, POP3 and ManageSieve imported only when they listen: every module imported
+    # at the start is in the image the LMTP workers are forked from (`_prefork`).
     if addresses.sasl:
+        from cryptmail.sasl import SaslChecker, SaslServer
+
         checker = SaslChecker(shared.engine, config.crypto, shared.throttle, shared.imports)
         group = socket_group_id(
             config.sasl.socket_group, config.data_path, setting="sasl.socket_group"
@@ -181,6 +182,8 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
             )
         )
     if addresses.pop3 or addresses.pop3s:
+        from cryptmail.pop3 import Pop3Listener, make_pop3_context
+
         pop3 = make_pop3_context(
             config,
             engine=shared.engine,
@@ -196,6 +199,8 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
                 host, port = _host_port(address)
                 listeners.append(Pop3Listener(pop3, host, port, implicit_tls=tls))
     if addresses.managesieve:
+        from cryptmail.managesieve import ManagesieveListener, make_managesieve_context
+
         host, port = _host_port(addresses.managesieve)
         sieve = make_managesieve_context(
             config, engine=shared.engine, throttle=shared.throttle, watcher=shared.watcher
@@ -231,11 +236,13 @@ async def run_server(
     engine: AsyncEngine,
     addresses: Addresses,
     dormant: Sequence[DormantWorker] = (),
+    tls: ssl.SSLContext | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT (or until a listener stops on its own); return the
     exit code. Raises ConfigError or OSError when a listener cannot start. The LMTP
     workers are the `dormant` ones forked at the start (`prefork_workers`, called
-    before anything runs) while they last, then new interpreters."""
+    before anything runs) while they last, then new interpreters. IMAP's and POP3's
+    `tls` context is made here when not given (`serve` makes it before the fork)."""
     forbid_core_dumps()  # before any key is unlocked in this process
     keep_out_of_swap()
     if config.crypto.argon2.process_idle_s > 0:
@@ -249,8 +256,7 @@ async def run_server(
 
         metrics = PrometheusMetrics(kdf_load=kdf_load, pool_use=lambda: _pool_use(engine))
         install_metrics(metrics)  # before the LMTP workers start: they report to it
-    tls = None
-    if addresses.imap or addresses.imaps or addresses.pop3 or addresses.pop3s:
+    if tls is None and (addresses.imap or addresses.imaps or addresses.pop3 or addresses.pop3s):
         tls = await run_blocking(make_ssl_context, config)  # once: one fingerprint line
     events = config.events
     feeding = feed_mode(events, engine.dialect.name) != "off"
