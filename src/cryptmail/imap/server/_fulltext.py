@@ -44,6 +44,7 @@ from cryptmail.imap.message._analysis import analyze_message
 from cryptmail.imap.message._fts_words import message_words
 from cryptmail.imap.message._search import MessageView, Oracle
 from cryptmail.imap.message._textsearch import fold_text
+from cryptmail.imap.server._sortrecords import record_mailbox, user_mailboxes
 from cryptmail.imap.wire._requests import (
     SearchAnd,
     SearchHeader,
@@ -57,6 +58,7 @@ from cryptmail.store import (
     HEAD_SIZE,
     BlobId,
     CachedKey,
+    MailboxId,
     MessageCache,
     MessageId,
     fill_caches,
@@ -110,6 +112,11 @@ class _User:
     leased: bool = False
     pause: float = 0.0
     """The pause after the last step, seconds."""
+    recorded: dict[MailboxId, tuple[int, int]] = field(default_factory=dict)
+    """Mailboxes whose sort key record was complete, at (uidvalidity, highest modseq);
+    emptied when the pass seals caches (their keys are then to be recorded)."""
+    unrecordable: dict[MailboxId, set[int]] = field(default_factory=dict)
+    """UIDs whose cache gave no keys (from before the sort fields): a SORT does them."""
 
 
 class FullTextIndexes:
@@ -239,6 +246,8 @@ class FullTextIndexes:
                     await drop_lease(self._engine, index.account.user.id, user.token)
                 if await index.compact(set(user.blobs)):
                     return time.monotonic() - started
+                if await self._record_step(user):
+                    return time.monotonic() - started
                 return 0.0
         urgent = [b for b in user.urgent if b not in index.indexed]
         user.urgent.clear()
@@ -257,6 +266,7 @@ class FullTextIndexes:
         await index.add(docs)
         if caches:
             await fill_caches(self._engine, index.account, caches)
+            user.recorded.clear()
             for row_id, blob_id, _cache in caches:
                 rows = user.uncached.get(blob_id)
                 if rows is not None and row_id in rows:
@@ -267,6 +277,26 @@ class FullTextIndexes:
         # segments for SEARCH to go through.
         await index.compact(set(user.blobs), above=2 * MAX_SEGMENTS)
         return time.monotonic() - started
+
+    async def _record_step(self, user: _User) -> bool:
+        """Record the sort keys of one mailbox's messages that have a cache and no entry
+        (up to a step's worth); False when every mailbox's record is complete."""
+        account = user.index.account
+        for mailbox_id, uidvalidity, modseq in await user_mailboxes(self._engine, account):
+            if user.recorded.get(mailbox_id) == (uidvalidity, modseq):
+                continue
+            tried = user.unrecordable.setdefault(mailbox_id, set())
+            try:
+                _cached, opened = await record_mailbox(
+                    self._engine, account, mailbox_id, uidvalidity, tried
+                )
+            except CryptmailError as exc:  # deleted meanwhile, or the database failed
+                log.warning("sort keys of mailbox %d not recorded: %s", mailbox_id, exc)
+                opened = 0
+            if opened:
+                return True
+            user.recorded[mailbox_id] = (uidvalidity, modseq)
+        return False
 
     async def _hold_lease(self, user: _User) -> bool:
         """Take or renew the user's lease: long enough for this step and the pause after

@@ -20,6 +20,7 @@ fields has its header read (one chunk decrypted) and its cache stored again with
 
 from __future__ import annotations
 
+import logging
 import sys
 import weakref
 from collections import OrderedDict
@@ -32,6 +33,7 @@ from cryptmail.imap.message._analysis import MessageAnalysis
 from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, header_sort_fields, sort_keys
 from cryptmail.imap.message._sortorder import SortIndex
 from cryptmail.imap.server._fetch import index_messages, open_current
+from cryptmail.imap.server._sortrecords import entries_by_chunk, read_recorded, write_recorded
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     LISTINGS_PER_ACCOUNT,
@@ -42,10 +44,13 @@ from cryptmail.store import (
     load_caches,
     read_range,
     save_cache,
+    sort_chunk_of,
 )
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._selected import SelectedMailbox
+
+log = logging.getLogger(__name__)
 
 _BATCH: Final = 500
 """Caches read per query and keys made per worker call."""
@@ -53,6 +58,9 @@ _BATCH: Final = 500
 _Tables = OrderedDict[tuple[MailboxId, int], SortIndex]
 _shared: dict[int, tuple[weakref.ref[UnlockedAccount], _Tables]] = {}
 """By id of the account object, as the listings are (it is not hashable)."""
+
+
+_NO_KEYS: Final = SortKeys(None, "", False, "", "", "", "", "", None, ())
 
 
 def _tables_of(account: UnlockedAccount) -> _Tables:
@@ -164,6 +172,9 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
     """
     table = shared_sort_keys(selected)
     missing = [row for row in rows if row.uid not in table]
+    if missing:
+        missing = await _recorded(selected, table, missing)
+    made: list[int] = []
     failure: CryptmailError | None = None
     memo = SortMemo()  # this load's only: it holds plaintext values
     for start in range(0, len(missing), _BATCH):
@@ -210,6 +221,55 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
             records.append((row.uid, analysis.rfc822_size, record))
         arrival = {row.uid: row.internal_date.timestamp() for row in batch}
         table.add(await run_blocking(_make_keys, records, arrival, memo))
+        made += [uid for uid, _size, _record in records]
+    if made:
+        await _record(selected, table, made)
     if failure is not None:
         raise failure
     return table
+
+
+async def _recorded(
+    selected: SelectedMailbox, table: SortIndex, missing: list[MessageRow]
+) -> list[MessageRow]:
+    """Take the keys of ``missing`` (and of their chunks' other messages the table
+    lacks) from the mailbox's sort key record; the rows it did not have."""
+    chunks = {sort_chunk_of(row.uid) for row in missing}
+    wanted = {
+        uid: (row.id, row.internal_date.timestamp())
+        for uid, row in selected.rows.items()
+        if uid not in table and sort_chunk_of(uid) in chunks
+    }
+    for row in missing:  # a row the session has not listed (not expected; harmless)
+        wanted.setdefault(row.uid, (row.id, row.internal_date.timestamp()))
+    try:
+        found = await read_recorded(
+            selected.context.engine, selected.account, selected.mailbox_id,
+            selected.uidvalidity, wanted,
+        )  # fmt: skip
+    except CryptmailError as exc:
+        log.warning("sort key record of mailbox %d: %s", selected.mailbox_id, exc)
+        return missing
+    if found:
+        table.add(found)
+    return [row for row in missing if row.uid not in table]
+
+
+async def _record(selected: SelectedMailbox, table: SortIndex, made: list[int]) -> None:
+    """Write the chunks of the UIDs whose keys were just made the slow way, with every
+    key the table holds for the session's messages in them (what the record had was
+    read into the table first)."""
+    chunks = {sort_chunk_of(uid) for uid in made}
+    rows = selected.rows
+    entries = [
+        (uid, rows[uid].id, table.get(uid, _NO_KEYS))
+        for uid in rows
+        if sort_chunk_of(uid) in chunks and uid in table
+    ]
+    try:
+        await write_recorded(
+            selected.context.engine, selected.account, selected.mailbox_id,
+            selected.uidvalidity, entries_by_chunk(entries),
+        )  # fmt: skip
+    except CryptmailError as exc:  # the keys are in memory; the pass writes them later
+        log.warning("sort key record of mailbox %d not written: %s", selected.mailbox_id, exc)
