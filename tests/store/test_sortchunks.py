@@ -4,6 +4,8 @@ UIDVALIDITY dropped and not read; gone with their mailbox; no payload byte in cl
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import func, select
 
@@ -100,3 +102,16 @@ async def test_chunks_go_with_their_mailbox(rig: StoreRig) -> None:
         await delete_mailbox(conn, account, "Projects")
         left = await conn.execute(select(func.count()).select_from(t.cm_sort_chunks))
         assert left.scalar_one() == 0
+
+
+async def test_a_full_chunk_is_stored_and_read_back(rig: StoreRig) -> None:
+    """2,048 messages with long, all different references (little to compress): more
+    than a BLOB's 64 KiB and a default packet, as MEDIUMBLOB and the driver must take."""
+    account = await _account(rig)
+    box = await _inbox(rig, account)
+    payload = os.urandom(SORT_CHUNK_UIDS * 600)
+    sealed = seal_sort_chunk(account, box, 3, 0, payload)
+    assert len(sealed) > 1024 * 1024
+    await save_sort_chunks(rig.engine, box, 3, {0: sealed})
+    found = await load_sort_chunks(rig.engine, box, 3)
+    assert open_sort_chunk(account, box, 3, 0, found[0]) == payload

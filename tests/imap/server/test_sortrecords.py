@@ -216,7 +216,7 @@ def test_a_sort_while_the_pass_records_answers_as_the_slow_path_and_fills_the_re
 
 def test_expunged_and_new_messages(rigs: tuple[ImapRig, ImapRig]) -> None:
     slow, rig = rigs
-    count = 60
+    count = 100  # above _RECORD_MIN: a new process reads the record
     for i in range(count):
         slow.deliver(_message(i, count))
         rig.deliver(_message(i, count))
@@ -248,7 +248,7 @@ def test_a_chunk_swapped_to_another_user_is_not_used_and_is_written_again(
     rigs: tuple[ImapRig, ImapRig], caplog: pytest.LogCaptureFixture
 ) -> None:
     slow, rig = rigs
-    count = 40
+    count = 80  # above _RECORD_MIN: a new process reads the record
     rig.add_user(BOB, PASSWORD)
     for i in range(count):
         slow.deliver(_message(i, count))

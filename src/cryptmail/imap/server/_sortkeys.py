@@ -10,12 +10,17 @@ ended. A message's keys never change (its content cannot), so the table only gro
 new messages and shrinks by expunged ones; only the first SORT of a mailbox reads every
 cache, later ones (in any session, as a webmail's one-connection-per-page) only new
 messages'. The table is a :class:`SortIndex`, which also keeps each criterion's order
-and the last answers ready (see there). Memory only, never written anywhere.
+and the last answers ready (see there); it lives in memory only.
 
-A message nobody has read yet is indexed here as FETCH would index it (while the user
-is logged in, the background pass of `_fulltext` seals those caches ahead, newest
-first, so after a while there are few or none); one whose cache predates the sort
-fields has its header read (one chunk decrypted) and its cache stored again with them.
+Keys the table lacks come first from the mailbox's sort key record (`_sortrecords`: a
+few sealed chunks of 2,048 UIDs, written by the background pass), so the first SORT of
+a mailbox in a process opens a handful of rows instead of every message's cache. What
+the record does not hold is done the slow way: a message nobody has read yet is
+indexed here as FETCH would index it (while the user is logged in, the background pass
+of `_fulltext` seals those caches ahead, newest first, so after a while there are few
+or none); one whose cache predates the sort fields has its header read (one chunk
+decrypted) and its cache stored again with them. Keys made the slow way are then
+written to the record, so the next process finds them there.
 """
 
 from __future__ import annotations
@@ -60,6 +65,10 @@ _shared: dict[int, tuple[weakref.ref[UnlockedAccount], _Tables]] = {}
 """By id of the account object, as the listings are (it is not hashable)."""
 
 
+_RECORD_MIN: Final = 64
+"""Fewer missing keys than this (new mail since the last SORT) are made the slow way
+without reading the record, and not written to it (a whole chunk decoded or sealed
+for a few messages; the background pass records them soon)."""
 _NO_KEYS: Final = SortKeys(None, "", False, "", "", "", "", "", None, ())
 
 
@@ -172,7 +181,7 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
     """
     table = shared_sort_keys(selected)
     missing = [row for row in rows if row.uid not in table]
-    if missing:
+    if len(missing) >= _RECORD_MIN:
         missing = await _recorded(selected, table, missing)
     made: list[int] = []
     failure: CryptmailError | None = None
@@ -222,7 +231,7 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
         arrival = {row.uid: row.internal_date.timestamp() for row in batch}
         table.add(await run_blocking(_make_keys, records, arrival, memo))
         made += [uid for uid, _size, _record in records]
-    if made:
+    if len(made) >= _RECORD_MIN:
         await _record(selected, table, made)
     if failure is not None:
         raise failure
