@@ -16,9 +16,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from cryptmail.db import tables as t
+from cryptmail.imap.message._sortrecord import decode_sort_record
 from cryptmail.imap.server import _sortkeys
+from cryptmail.imap.server._fulltext import FullTextIndexes
 from cryptmail.imap.server._listener import _FULLTEXT
-from cryptmail.store import BlobId
+from cryptmail.store import BlobId, inbox_id, load_sort_chunks, open_sort_chunk
 
 from ..server_rig import PASSWORD, USER, ImapRig, start_rig
 
@@ -322,3 +324,45 @@ def test_nothing_of_a_subject_or_name_is_at_rest(tmp_path: Path) -> None:
         if path.is_file():
             contents = path.read_bytes()
             assert not any(needle in contents for needle in needles), path
+
+
+def test_the_pass_records_keys_as_it_seals_caches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the same read: with the catch-up step off, every message the pass cached has
+    its keys recorded by the time the caches are all sealed."""
+
+    async def no_catch_up(self: object, user: object) -> bool:
+        return False
+
+    monkeypatch.setattr(FullTextIndexes, "_record_step", no_catch_up)
+    count = 300
+    rig_iter = start_rig(tmp_path, **{"imap.fts_background_percent": 100})
+    rig = next(rig_iter)
+    try:
+        for i in range(count):
+            rig.deliver(_message(i, count))
+        client = _login(rig)
+        uncached = select(func.count()).where(t.cm_messages.c.cache_sealed.is_(None))
+        _wait(lambda: _count(rig, lambda: uncached) == 0, "the pass sealed not every cache")
+        account = next(iter(_FULLTEXT[rig.engine]._users.values())).index.account
+
+        async def recorded() -> list[int]:
+            async with rig.engine.connect() as conn:
+                box = await inbox_id(conn, account.user.id)
+                validity = (
+                    await conn.execute(
+                        select(t.cm_mailboxes.c.uidvalidity).where(t.cm_mailboxes.c.id == box)
+                    )
+                ).scalar_one()
+            uids = []
+            for chunk, sealed in (await load_sort_chunks(rig.engine, box, validity)).items():
+                payload = open_sort_chunk(account, box, validity, chunk, sealed)
+                uids += [uid for uid, _row, _keys in decode_sort_record(payload)]
+            return sorted(uids)
+
+        assert rig.run(recorded()) == list(range(1, count + 1))
+        client.logout()
+    finally:
+        for _ in rig_iter:
+            pass

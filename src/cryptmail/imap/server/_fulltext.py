@@ -43,8 +43,9 @@ from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._analysis import analyze_message
 from cryptmail.imap.message._fts_words import message_words
 from cryptmail.imap.message._search import MessageView, Oracle
+from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, sort_keys
 from cryptmail.imap.message._textsearch import fold_text
-from cryptmail.imap.server._sortrecords import record_mailbox, user_mailboxes
+from cryptmail.imap.server._sortrecords import record_keys, record_mailbox, user_mailboxes
 from cryptmail.imap.wire._requests import (
     SearchAnd,
     SearchHeader,
@@ -262,11 +263,15 @@ class FullTextIndexes:
         known = [(b, user.blobs[b]) for b in batch if b in user.blobs and self._wanted(user, b)]
         if not known:
             return time.monotonic() - started
-        docs, caches = await self._read(user, known)
+        docs, caches, keys = await self._read(user, known)
         await index.add(docs)
         if caches:
             await fill_caches(self._engine, index.account, caches)
-            user.recorded.clear()
+            user.recorded.clear()  # the catch-up (`_record_step`) looks again, later
+            try:  # their sort keys, made from the same read, into the mailboxes' records
+                await record_keys(self._engine, index.account, keys)
+            except CryptmailError as exc:  # a SORT or the catch-up records them
+                log.warning("sort keys of user %d not recorded: %s", index.account.user.id, exc)
             for row_id, blob_id, _cache in caches:
                 rows = user.uncached.get(blob_id)
                 if rows is not None and row_id in rows:
@@ -319,7 +324,7 @@ class FullTextIndexes:
 
     async def _read(
         self, user: _User, batch: list[tuple[BlobId, bool]]
-    ) -> tuple[list[_Doc], list[tuple[MessageId, BlobId, MessageCache]]]:
+    ) -> tuple[list[_Doc], list[tuple[MessageId, BlobId, MessageCache]], dict[MessageId, SortKeys]]:
         """Each blob read once: its words if the index lacks them, its cache for the
         rows that have none."""
         account = user.index.account
@@ -329,7 +334,8 @@ class FullTextIndexes:
             for b, s in batch
             if b in heads and len(heads[b]) < HEAD_SIZE
         ]
-        read = await run_blocking(_read_small, account, small, user.skipped)
+        memo = SortMemo()  # this batch's only: it holds plaintext values
+        read = await run_blocking(_read_small, account, small, user.skipped, memo)
         for blob_id, sealed in batch:
             head = heads.get(blob_id)
             if head is not None and len(head) < HEAD_SIZE:
@@ -342,15 +348,19 @@ class FullTextIndexes:
             wanted = _Wanted(
                 blob_id, sealed, b"", blob_id not in user.index.indexed, blob_id in user.uncached
             )
-            read.append(await run_blocking(_digest, wanted, message, key))
+            read.append(await run_blocking(_digest, wanted, message, key, memo))
         docs: list[_Doc] = []
         caches: list[tuple[MessageId, BlobId, MessageCache]] = []
-        for blob_id, words, cache in read:
+        keys: dict[MessageId, SortKeys] = {}
+        for blob_id, words, cache, made in read:
             if words is not None:
                 docs.append((blob_id, words))
             if cache is not None:
-                caches += [(row_id, blob_id, cache) for row_id in user.uncached.get(blob_id, ())]
-        return docs, caches
+                rows = user.uncached.get(blob_id, ())
+                caches += [(row_id, blob_id, cache) for row_id in rows]
+                if made is not None:
+                    keys.update((row_id, made) for row_id in rows)
+        return docs, caches, keys
 
     async def _read_large(
         self, account: UnlockedAccount, blob_id: BlobId, sealed: bool
@@ -386,21 +396,25 @@ class _Wanted(NamedTuple):
     cache: bool
 
 
-def _digest(
-    wanted: _Wanted, message: bytes, key: CachedKey
-) -> tuple[BlobId, dict[int, set[str]] | None, MessageCache | None]:
+_Digest = tuple[BlobId, dict[int, set[str]] | None, MessageCache | None, SortKeys | None]
+
+
+def _digest(wanted: _Wanted, message: bytes, key: CachedKey, memo: SortMemo) -> _Digest:
     words = message_words(message) if wanted.words else None
     cache = None
+    keys = None
     if wanted.cache:
         # As FETCH's first read makes it (`_fetch._analyze_small`), preview included.
         analysis = analyze_message(message, with_preview=True)
         cache = MessageCache(len(message), key.message_key, analysis.to_bytes(), key.payload_key)
-    return wanted.blob_id, words, cache
+        if analysis.sort_fields is not None:  # for the sort key record (`_sortrecords`)
+            keys = sort_keys(analysis.sort_fields, memo)._replace(size=analysis.rfc822_size)
+    return wanted.blob_id, words, cache, keys
 
 
 def _read_small(
-    account: UnlockedAccount, small: list[_Wanted], skipped: set[BlobId]
-) -> list[tuple[BlobId, dict[int, set[str]] | None, MessageCache | None]]:
+    account: UnlockedAccount, small: list[_Wanted], skipped: set[BlobId], memo: SortMemo
+) -> list[_Digest]:
     done = []
     for wanted in small:
         try:
@@ -411,7 +425,7 @@ def _read_small(
         except CryptmailError:
             skipped.add(wanted.blob_id)
             continue
-        done.append(_digest(wanted, message, opened.key))
+        done.append(_digest(wanted, message, opened.key, memo))
     return done
 
 

@@ -42,6 +42,7 @@ from cryptmail.imap.server._sortrecords import entries_by_chunk, read_recorded, 
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     LISTINGS_PER_ACCOUNT,
+    SORT_CHUNK_UIDS,
     MailboxId,
     MessageCache,
     MessageId,
@@ -244,13 +245,15 @@ async def _recorded(
     """Take the keys of ``missing`` (and of their chunks' other messages the table
     lacks) from the mailbox's sort key record; the rows it did not have."""
     chunks = {sort_chunk_of(row.uid) for row in missing}
+    size = SORT_CHUNK_UIDS
     wanted = {
         uid: (row.id, row.internal_date.timestamp())
         for uid, row in selected.rows.items()
-        if uid not in table and sort_chunk_of(uid) in chunks
+        if uid // size in chunks and uid not in table
     }
     for row in missing:  # a row the session has not listed (not expected; harmless)
-        wanted.setdefault(row.uid, (row.id, row.internal_date.timestamp()))
+        if row.uid not in wanted:
+            wanted[row.uid] = (row.id, row.internal_date.timestamp())
     try:
         found = await read_recorded(
             selected.context.engine, selected.account, selected.mailbox_id,

@@ -29,6 +29,7 @@ from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, sort_keys
 from cryptmail.imap.message._sortrecord import SortEntry, decode_sort_record, encode_sort_record
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
+    SORT_CHUNK_UIDS,
     MailboxId,
     MessageCache,
     MessageId,
@@ -129,6 +130,45 @@ def entries_by_chunk(entries: Iterable[SortEntry]) -> dict[int, list[SortEntry]]
 
 
 # -- the background pass --------------------------------------------------------------
+
+
+async def record_keys(
+    engine: AsyncEngine, account: UnlockedAccount, made: Mapping[MessageId, SortKeys]
+) -> None:
+    """Add keys the pass just made (with the caches it sealed, from the same read) to
+    their mailboxes' records: each chunk they fall in is read, its entries of rows no
+    longer there dropped, and written back with them."""
+    if not made:
+        return
+    m, b = t.cm_messages, t.cm_mailboxes
+    places: dict[tuple[MailboxId, int], list[SortEntry]] = {}
+    ids = list(made)
+    async with engine.connect() as conn:
+        for start in range(0, len(ids), 500):
+            query = (
+                select(m.c.id, m.c.mailbox_id, m.c.uid, b.c.uidvalidity)
+                .select_from(m.join(b, m.c.mailbox_id == b.c.id))
+                .where(m.c.id.in_(ids[start : start + 500]), b.c.user_id == account.user.id)
+            )
+            for row_id, box, uid, validity in await conn.execute(query):
+                key = (MailboxId(int(box)), int(validity))
+                row = MessageId(int(row_id))
+                places.setdefault(key, []).append((int(uid), row, made[row]))
+    for (box, validity), entries in places.items():
+        touched = entries_by_chunk(entries)
+        low, high = min(touched) * SORT_CHUNK_UIDS, (max(touched) + 1) * SORT_CHUNK_UIDS
+        around = select(m.c.uid, m.c.id).where(
+            m.c.mailbox_id == box, m.c.uid >= low, m.c.uid < high
+        )
+        async with engine.connect() as conn:
+            present = {int(uid): (int(row_id), 0.0) for uid, row_id in await conn.execute(around)}
+        sealed = await load_sort_chunks(engine, box, validity, set(touched))
+        opened = await run_blocking(_open_chunks, account, box, validity, sealed, present)
+        for chunk, new in touched.items():
+            fresh = {uid for uid, _row, _keys in new}
+            new += [entry for entry in opened.get(chunk, ()) if entry[0] not in fresh]
+            new.sort(key=lambda entry: entry[0])
+        await write_recorded(engine, account, box, validity, touched)
 
 
 def _keys_of(
