@@ -237,6 +237,20 @@ cm_fts_segments = Table(
     Index("ix_cm_fts_segments_user", "user_id"),
 )
 
+# SORT and THREAD keys of a mailbox, in chunks of UIDs (uid // 2048), each sealed whole
+# under the user's data key (docs/security.md, "Sort key records"); the row shows only
+# which mailbox, UIDVALIDITY and chunk it belongs to and its padded size.
+cm_sort_chunks = Table(
+    "cm_sort_chunks",
+    metadata,
+    Column(
+        "mailbox_id", Integer, ForeignKey("cm_mailboxes.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("chunk", Integer, primary_key=True, autoincrement=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("sealed", _BLOB, nullable=False),
+)
+
 # The last UIDVALIDITY given to any of the user's mailboxes: it only grows, so a folder
 # created (or renamed) under a name that existed before gets a greater value than any
 # the name had (RFC 3501 2.3.1.1), however fast it is deleted and created again.

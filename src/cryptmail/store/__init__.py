@@ -110,6 +110,14 @@ from cryptmail.store._reader import (
 )
 from cryptmail.store._reseal import reseal_old_fields
 from cryptmail.store._sealed_import import seal_maildir
+from cryptmail.store._sortchunks import (
+    SORT_CHUNK_UIDS,
+    load_sort_chunks,
+    open_sort_chunk,
+    save_sort_chunks,
+    seal_sort_chunk,
+    sort_chunk_of,
+)
 from cryptmail.store._spool import Spool, sweep_spools
 from cryptmail.store._staged import (
     StagedImport,
@@ -134,6 +142,7 @@ __all__ = [
     "LISTINGS_PER_ACCOUNT",
     "RECENT_FLAG",
     "RESCAN",
+    "SORT_CHUNK_UIDS",
     "AppendItem",
     "Appended",
     "BlobId",
@@ -208,6 +217,7 @@ __all__ = [
     "load_message",
     "load_messages",
     "load_rows",
+    "load_sort_chunks",
     "mailbox_by_id",
     "mailbox_counters",
     "mailbox_counts",
@@ -219,6 +229,7 @@ __all__ = [
     "normal_name",
     "open_blob",
     "open_small_blob",
+    "open_sort_chunk",
     "parse_url_token",
     "pending_notes",
     "prune_urls",
@@ -234,10 +245,13 @@ __all__ = [
     "round_size",
     "save_cache",
     "save_caches",
+    "save_sort_chunks",
     "scan_maildir",
     "seal_maildir",
+    "seal_sort_chunk",
     "set_flags",
     "small_blob_plaintext",
+    "sort_chunk_of",
     "stage_import",
     "stream_plaintext",
     "subscribe",

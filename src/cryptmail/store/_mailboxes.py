@@ -523,6 +523,7 @@ async def delete_mailbox(
     blobs = [BlobId(bytes(r.blob_id)) for r in blob_rows]
     await conn.execute(delete(t.cm_messages).where(t.cm_messages.c.mailbox_id == box.id))
     await conn.execute(delete(t.cm_expunged).where(t.cm_expunged.c.mailbox_id == box.id))
+    await conn.execute(delete(t.cm_sort_chunks).where(t.cm_sort_chunks.c.mailbox_id == box.id))
     await conn.execute(delete(t.cm_mailboxes).where(t.cm_mailboxes.c.id == box.id))
     await conn.run_sync(record_user_change, account.user.id, ChangeKind.MAILBOXES)
     return blobs

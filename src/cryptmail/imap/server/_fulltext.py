@@ -43,7 +43,9 @@ from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._analysis import analyze_message
 from cryptmail.imap.message._fts_words import message_words
 from cryptmail.imap.message._search import MessageView, Oracle
+from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, sort_keys
 from cryptmail.imap.message._textsearch import fold_text
+from cryptmail.imap.server._sortrecords import record_keys, record_mailbox, user_mailboxes
 from cryptmail.imap.wire._requests import (
     SearchAnd,
     SearchHeader,
@@ -57,6 +59,7 @@ from cryptmail.store import (
     HEAD_SIZE,
     BlobId,
     CachedKey,
+    MailboxId,
     MessageCache,
     MessageId,
     fill_caches,
@@ -110,6 +113,11 @@ class _User:
     leased: bool = False
     pause: float = 0.0
     """The pause after the last step, seconds."""
+    recorded: dict[MailboxId, tuple[int, int]] = field(default_factory=dict)
+    """Mailboxes whose sort key record was complete, at (uidvalidity, highest modseq);
+    emptied when the pass seals caches (their keys are then to be recorded)."""
+    unrecordable: dict[MailboxId, set[int]] = field(default_factory=dict)
+    """UIDs whose cache gave no keys (from before the sort fields): a SORT does them."""
 
 
 class FullTextIndexes:
@@ -239,6 +247,8 @@ class FullTextIndexes:
                     await drop_lease(self._engine, index.account.user.id, user.token)
                 if await index.compact(set(user.blobs)):
                     return time.monotonic() - started
+                if await self._record_step(user):
+                    return time.monotonic() - started
                 return 0.0
         urgent = [b for b in user.urgent if b not in index.indexed]
         user.urgent.clear()
@@ -253,10 +263,15 @@ class FullTextIndexes:
         known = [(b, user.blobs[b]) for b in batch if b in user.blobs and self._wanted(user, b)]
         if not known:
             return time.monotonic() - started
-        docs, caches = await self._read(user, known)
+        docs, caches, keys = await self._read(user, known)
         await index.add(docs)
         if caches:
             await fill_caches(self._engine, index.account, caches)
+            user.recorded.clear()  # the catch-up (`_record_step`) looks again, later
+            try:  # their sort keys, made from the same read, into the mailboxes' records
+                await record_keys(self._engine, index.account, keys)
+            except CryptmailError as exc:  # a SORT or the catch-up records them
+                log.warning("sort keys of user %d not recorded: %s", index.account.user.id, exc)
             for row_id, blob_id, _cache in caches:
                 rows = user.uncached.get(blob_id)
                 if rows is not None and row_id in rows:
@@ -267,6 +282,26 @@ class FullTextIndexes:
         # segments for SEARCH to go through.
         await index.compact(set(user.blobs), above=2 * MAX_SEGMENTS)
         return time.monotonic() - started
+
+    async def _record_step(self, user: _User) -> bool:
+        """Record the sort keys of one mailbox's messages that have a cache and no entry
+        (up to a step's worth); False when every mailbox's record is complete."""
+        account = user.index.account
+        for mailbox_id, uidvalidity, modseq in await user_mailboxes(self._engine, account):
+            if user.recorded.get(mailbox_id) == (uidvalidity, modseq):
+                continue
+            tried = user.unrecordable.setdefault(mailbox_id, set())
+            try:
+                _cached, opened = await record_mailbox(
+                    self._engine, account, mailbox_id, uidvalidity, tried
+                )
+            except CryptmailError as exc:  # deleted meanwhile, or the database failed
+                log.warning("sort keys of mailbox %d not recorded: %s", mailbox_id, exc)
+                opened = 0
+            if opened:
+                return True
+            user.recorded[mailbox_id] = (uidvalidity, modseq)
+        return False
 
     async def _hold_lease(self, user: _User) -> bool:
         """Take or renew the user's lease: long enough for this step and the pause after
@@ -289,7 +324,7 @@ class FullTextIndexes:
 
     async def _read(
         self, user: _User, batch: list[tuple[BlobId, bool]]
-    ) -> tuple[list[_Doc], list[tuple[MessageId, BlobId, MessageCache]]]:
+    ) -> tuple[list[_Doc], list[tuple[MessageId, BlobId, MessageCache]], dict[MessageId, SortKeys]]:
         """Each blob read once: its words if the index lacks them, its cache for the
         rows that have none."""
         account = user.index.account
@@ -299,7 +334,8 @@ class FullTextIndexes:
             for b, s in batch
             if b in heads and len(heads[b]) < HEAD_SIZE
         ]
-        read = await run_blocking(_read_small, account, small, user.skipped)
+        memo = SortMemo()  # this batch's only: it holds plaintext values
+        read = await run_blocking(_read_small, account, small, user.skipped, memo)
         for blob_id, sealed in batch:
             head = heads.get(blob_id)
             if head is not None and len(head) < HEAD_SIZE:
@@ -312,15 +348,19 @@ class FullTextIndexes:
             wanted = _Wanted(
                 blob_id, sealed, b"", blob_id not in user.index.indexed, blob_id in user.uncached
             )
-            read.append(await run_blocking(_digest, wanted, message, key))
+            read.append(await run_blocking(_digest, wanted, message, key, memo))
         docs: list[_Doc] = []
         caches: list[tuple[MessageId, BlobId, MessageCache]] = []
-        for blob_id, words, cache in read:
+        keys: dict[MessageId, SortKeys] = {}
+        for blob_id, words, cache, made in read:
             if words is not None:
                 docs.append((blob_id, words))
             if cache is not None:
-                caches += [(row_id, blob_id, cache) for row_id in user.uncached.get(blob_id, ())]
-        return docs, caches
+                rows = user.uncached.get(blob_id, ())
+                caches += [(row_id, blob_id, cache) for row_id in rows]
+                if made is not None:
+                    keys.update((row_id, made) for row_id in rows)
+        return docs, caches, keys
 
     async def _read_large(
         self, account: UnlockedAccount, blob_id: BlobId, sealed: bool
@@ -356,21 +396,25 @@ class _Wanted(NamedTuple):
     cache: bool
 
 
-def _digest(
-    wanted: _Wanted, message: bytes, key: CachedKey
-) -> tuple[BlobId, dict[int, set[str]] | None, MessageCache | None]:
+_Digest = tuple[BlobId, dict[int, set[str]] | None, MessageCache | None, SortKeys | None]
+
+
+def _digest(wanted: _Wanted, message: bytes, key: CachedKey, memo: SortMemo) -> _Digest:
     words = message_words(message) if wanted.words else None
     cache = None
+    keys = None
     if wanted.cache:
         # As FETCH's first read makes it (`_fetch._analyze_small`), preview included.
         analysis = analyze_message(message, with_preview=True)
         cache = MessageCache(len(message), key.message_key, analysis.to_bytes(), key.payload_key)
-    return wanted.blob_id, words, cache
+        if analysis.sort_fields is not None:  # for the sort key record (`_sortrecords`)
+            keys = sort_keys(analysis.sort_fields, memo)._replace(size=analysis.rfc822_size)
+    return wanted.blob_id, words, cache, keys
 
 
 def _read_small(
-    account: UnlockedAccount, small: list[_Wanted], skipped: set[BlobId]
-) -> list[tuple[BlobId, dict[int, set[str]] | None, MessageCache | None]]:
+    account: UnlockedAccount, small: list[_Wanted], skipped: set[BlobId], memo: SortMemo
+) -> list[_Digest]:
     done = []
     for wanted in small:
         try:
@@ -381,7 +425,7 @@ def _read_small(
         except CryptmailError:
             skipped.add(wanted.blob_id)
             continue
-        done.append(_digest(wanted, message, opened.key))
+        done.append(_digest(wanted, message, opened.key, memo))
     return done
 
 

@@ -10,16 +10,22 @@ ended. A message's keys never change (its content cannot), so the table only gro
 new messages and shrinks by expunged ones; only the first SORT of a mailbox reads every
 cache, later ones (in any session, as a webmail's one-connection-per-page) only new
 messages'. The table is a :class:`SortIndex`, which also keeps each criterion's order
-and the last answers ready (see there). Memory only, never written anywhere.
+and the last answers ready (see there); it lives in memory only.
 
-A message nobody has read yet is indexed here as FETCH would index it (while the user
-is logged in, the background pass of `_fulltext` seals those caches ahead, newest
-first, so after a while there are few or none); one whose cache predates the sort
-fields has its header read (one chunk decrypted) and its cache stored again with them.
+Keys the table lacks come first from the mailbox's sort key record (`_sortrecords`: a
+few sealed chunks of 2,048 UIDs, written by the background pass), so the first SORT of
+a mailbox in a process opens a handful of rows instead of every message's cache. What
+the record does not hold is done the slow way: a message nobody has read yet is
+indexed here as FETCH would index it (while the user is logged in, the background pass
+of `_fulltext` seals those caches ahead, newest first, so after a while there are few
+or none); one whose cache predates the sort fields has its header read (one chunk
+decrypted) and its cache stored again with them. Keys made the slow way are then
+written to the record, so the next process finds them there.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import weakref
 from collections import OrderedDict
@@ -32,9 +38,11 @@ from cryptmail.imap.message._analysis import MessageAnalysis
 from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, header_sort_fields, sort_keys
 from cryptmail.imap.message._sortorder import SortIndex
 from cryptmail.imap.server._fetch import index_messages, open_current
+from cryptmail.imap.server._sortrecords import entries_by_chunk, read_recorded, write_recorded
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     LISTINGS_PER_ACCOUNT,
+    SORT_CHUNK_UIDS,
     MailboxId,
     MessageCache,
     MessageId,
@@ -42,10 +50,13 @@ from cryptmail.store import (
     load_caches,
     read_range,
     save_cache,
+    sort_chunk_of,
 )
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._selected import SelectedMailbox
+
+log = logging.getLogger(__name__)
 
 _BATCH: Final = 500
 """Caches read per query and keys made per worker call."""
@@ -53,6 +64,13 @@ _BATCH: Final = 500
 _Tables = OrderedDict[tuple[MailboxId, int], SortIndex]
 _shared: dict[int, tuple[weakref.ref[UnlockedAccount], _Tables]] = {}
 """By id of the account object, as the listings are (it is not hashable)."""
+
+
+_RECORD_MIN: Final = 64
+"""Fewer missing keys than this (new mail since the last SORT) are made the slow way
+without reading the record, and not written to it (a whole chunk decoded or sealed
+for a few messages; the background pass records them soon)."""
+_NO_KEYS: Final = SortKeys(None, "", False, "", "", "", "", "", None, ())
 
 
 def _tables_of(account: UnlockedAccount) -> _Tables:
@@ -164,6 +182,9 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
     """
     table = shared_sort_keys(selected)
     missing = [row for row in rows if row.uid not in table]
+    if len(missing) >= _RECORD_MIN:
+        missing = await _recorded(selected, table, missing)
+    made: list[int] = []
     failure: CryptmailError | None = None
     memo = SortMemo()  # this load's only: it holds plaintext values
     for start in range(0, len(missing), _BATCH):
@@ -210,6 +231,57 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
             records.append((row.uid, analysis.rfc822_size, record))
         arrival = {row.uid: row.internal_date.timestamp() for row in batch}
         table.add(await run_blocking(_make_keys, records, arrival, memo))
+        made += [uid for uid, _size, _record in records]
+    if len(made) >= _RECORD_MIN:
+        await _record(selected, table, made)
     if failure is not None:
         raise failure
     return table
+
+
+async def _recorded(
+    selected: SelectedMailbox, table: SortIndex, missing: list[MessageRow]
+) -> list[MessageRow]:
+    """Take the keys of ``missing`` (and of their chunks' other messages the table
+    lacks) from the mailbox's sort key record; the rows it did not have."""
+    chunks = {sort_chunk_of(row.uid) for row in missing}
+    size = SORT_CHUNK_UIDS
+    wanted = {
+        uid: (row.id, row.internal_date.timestamp())
+        for uid, row in selected.rows.items()
+        if uid // size in chunks and uid not in table
+    }
+    for row in missing:  # a row the session has not listed (not expected; harmless)
+        if row.uid not in wanted:
+            wanted[row.uid] = (row.id, row.internal_date.timestamp())
+    try:
+        found = await read_recorded(
+            selected.context.engine, selected.account, selected.mailbox_id,
+            selected.uidvalidity, wanted,
+        )  # fmt: skip
+    except CryptmailError as exc:
+        log.warning("sort key record of mailbox %d: %s", selected.mailbox_id, exc)
+        return missing
+    if found:
+        table.add(found)
+    return [row for row in missing if row.uid not in table]
+
+
+async def _record(selected: SelectedMailbox, table: SortIndex, made: list[int]) -> None:
+    """Write the chunks of the UIDs whose keys were just made the slow way, with every
+    key the table holds for the session's messages in them (what the record had was
+    read into the table first)."""
+    chunks = {sort_chunk_of(uid) for uid in made}
+    rows = selected.rows
+    entries = [
+        (uid, rows[uid].id, table.get(uid, _NO_KEYS))
+        for uid in rows
+        if sort_chunk_of(uid) in chunks and uid in table
+    ]
+    try:
+        await write_recorded(
+            selected.context.engine, selected.account, selected.mailbox_id,
+            selected.uidvalidity, entries_by_chunk(entries),
+        )  # fmt: skip
+    except CryptmailError as exc:  # the keys are in memory; the pass writes them later
+        log.warning("sort key record of mailbox %d not written: %s", selected.mailbox_id, exc)
