@@ -60,7 +60,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 SHARED = {
     "config", "errors", "secret", "concurrency", "utf7", "sockets", "logs", "tls", "listening",
-    "plainauth", "__init__",
+    "plainauth", "tasks", "__init__",
     "hashing",  # a package at the bottom: where Argon2 runs (this process or a child)
     "metrics",  # a package at the bottom: every layer reports its events to it
 }  # fmt: skip

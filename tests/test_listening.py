@@ -121,3 +121,51 @@ async def test_a_failing_session_ends_alone_and_stop_ends_the_rest(
     await asyncio.wait_for(listener.wait_closed(), 5)
     assert await calm_reader.read() == b""  # the session was ended by the stop
     assert (counts.total, counts.per_ip, listener.closed) == (0, {}, 1)
+
+
+class Stubborn(Echo):
+    """A session that swallows the first cancellation (as IDLE once did) or, with
+    `blocked`, waits on something no cancel reaches until its connection is cut."""
+
+    def __init__(self, counts: ConnectionCounts, *, blocked: bool = False) -> None:
+        super().__init__(counts, ConnectionLimits("echo", 10, 10))
+        self.blocked = blocked
+
+    async def serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
+    ) -> None:
+        writer.write(b"HELLO\r\n")
+        await writer.drain()
+        try:
+            await reader.read()
+        except asyncio.CancelledError:
+            pass  # swallowed: the session reads on
+        while not self.blocked and await reader.read(1):
+            pass
+        if self.blocked:  # deaf to cancels, ends only when the connection is gone
+            while True:
+                try:
+                    if not await reader.read(1):
+                        return
+                except asyncio.CancelledError:
+                    continue
+
+
+@pytest.mark.parametrize("blocked", [False, True])
+async def test_a_session_that_ignores_the_stop_has_its_connection_cut_and_ends(
+    blocked: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past the grace the stop aborts what is left and cancels it again; when it
+    returns no session runs (the caller may dispose the engine and close the loop)."""
+    counts = ConnectionCounts()
+    listener = Stubborn(counts, blocked=blocked)
+    await listener.start()
+    clients = [await _connect(listener.port) for _ in range(3)]
+    await listener.stop(0.2)
+    assert (counts.total, counts.per_ip) == (0, {})
+    here = asyncio.current_task()
+    assert [t for t in asyncio.all_tasks() if t is not here] == []
+    for reader, writer, _ in clients:
+        assert await reader.read() == b""
+        writer.close()
+    assert "did not end" not in caplog.text

@@ -32,7 +32,7 @@ R = TypeVar("R")
 _kdf_lock = threading.Lock()
 _kdf_pool: ThreadPoolExecutor | None = None
 _kdf_workers = 4
-_kdf_max_queued = 32
+_kdf_max_queued = 256  # crypto.argon2.max_queued's default
 _kdf_load = 0  # derivations running or waiting, under _kdf_lock
 _in_place = False
 _calling_back_lock = threading.Lock()
@@ -46,7 +46,7 @@ def block_in_place() -> None:
     _in_place = True
 
 
-def configure_kdf_pool(max_concurrent: int, max_queued: int = 32) -> None:
+def configure_kdf_pool(max_concurrent: int, max_queued: int = 256) -> None:
     """Size the Argon2 pool and its queue (crypto.argon2.max_concurrent, max_queued).
     Call before serving."""
     global _kdf_pool, _kdf_workers, _kdf_max_queued

@@ -69,9 +69,11 @@ class Argon2Config(Argon2Params):
     """Ceiling for a stored slot's passes."""
     max_concurrent: int = 4
     """Derivations running at once; more logins queue."""
-    max_queued: int = 32
+    max_queued: int = 256
     """Derivations waiting for a free place; beyond that a login is refused at once
-    (IMAP `NO [UNAVAILABLE]`, web 503 with Retry-After) instead of queueing without end."""
+    (IMAP `NO [UNAVAILABLE]`, web 503 with Retry-After) instead of queueing without end.
+    A waiting login costs no memory (`serve` derives in child processes); 256 lets a
+    burst of 100 first logins through (32 refused 64 of them, docs/configuration.md)."""
     process_idle_s: float = 60.0
     """`serve` runs each derivation in a small hashing process (an interpreter with only
     argon2-cffi, started on demand), so its own memory does not grow by memory_kib per

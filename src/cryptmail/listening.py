@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE_S: Final = 5.0
 """The most a stop waits for the sessions it ended, whatever grace the caller gives."""
+ABORT_WAIT_S: Final = 1.0
+"""After the grace, how long a stop waits for sessions whose connections it aborted."""
+CLOSE_FLUSH_S: Final = 2.0
+"""How long a closed connection may take to hand the client what was written to it."""
 _READ_LIMIT: Final = 1 << 16
 
 # The session limits POP3 and ManageSieve share (a line protocol with a login).
@@ -85,7 +89,8 @@ class SessionListener(ABC):
         self._counts = counts
         self._ssl_context = ssl_context
         self._closed = asyncio.Event()
-        self._sessions: set[asyncio.Task[None]] = set()
+        self._sessions: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._ending: set[asyncio.Task[None]] = set()  # sessions hanging up
         self._server: asyncio.Server | None = None
 
     @property
@@ -160,7 +165,7 @@ class SessionListener(ABC):
         self._counts.add(ip)
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 - always inside a task
-        self._sessions.add(task)
+        self._sessions[task] = writer
         try:
             await self.serve(reader, writer, ip)
         except asyncio.CancelledError:
@@ -168,23 +173,67 @@ class SessionListener(ABC):
         except Exception:  # one connection's bug must not reach the loop
             log.exception("%s connection from a client failed", self._kind)
         finally:
-            self._sessions.discard(task)
-            self._counts.remove(ip)
-            writer.close()  # a session that failed has not closed its connection
+            self._ending.add(task)  # a stop lets it hang up in peace
+            try:
+                await _hang_up(writer)  # a session that failed has not closed its connection
+            finally:
+                del self._sessions[task]
+                self._ending.discard(task)
+                self._counts.remove(ip)
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Close the socket and end every session (cancelled: each protocol's session
-        says goodbye its own way), waiting at most `grace_s` (and STOP_GRACE_S)."""
+        says goodbye its own way), waiting at most `grace_s` (and STOP_GRACE_S) for
+        them to end, then up to ABORT_WAIT_S more for those whose connections it cut."""
         grace_s = min(grace_s, STOP_GRACE_S)
         if self._server is not None:
             self._server.close()
-        for task in list(self._sessions):
-            task.cancel()
-        if self._sessions:
-            await asyncio.wait(list(self._sessions), timeout=grace_s)
+        await self._end_sessions(grace_s)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), grace_s)
         await self.closing()
         self._closed.set()
         log.info("%s stopped", self.name)
+
+    async def _end_sessions(self, grace_s: float) -> None:
+        """Cancel the sessions and wait until each has ended, its clean-up included.
+
+        Only then may the caller dispose the engine: a session still running would be
+        inside a query on a disposed engine, or on a closed event loop. Once: a second
+        cancel would cut short the database driver's own clean-up of the query it broke
+        off (SQLAlchemy's graceful close, left running alone). At the end of the grace
+        the connections still open are aborted and their sessions cancelled again (one
+        that swallowed the first cancel, or is blocked on its client, then ends)."""
+        for task in self._sessions:
+            task.cancel()
+        if self._sessions:
+            await asyncio.wait(list(self._sessions), timeout=grace_s)
+        if not self._sessions:
+            return
+        for task, writer in self._sessions.items():
+            writer.transport.abort()
+            if task not in self._ending:
+                task.cancel()
+        await asyncio.wait(list(self._sessions), timeout=ABORT_WAIT_S)
+        if self._sessions:
+            log.warning(
+                "%s: %d sessions did not end within %.0f s of the stop; left running",
+                self.name,
+                len(self._sessions),
+                grace_s + ABORT_WAIT_S,
+            )
+
+
+async def _hang_up(writer: asyncio.StreamWriter) -> None:
+    """Close a session's connection: what it wrote goes out first, for up to
+    CLOSE_FLUSH_S; a client that stopped reading gets the connection cut (else its
+    transport stayed open, holding its descriptor, for as long as the client lived)."""
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_FLUSH_S):
+            await writer.wait_closed()
+    except Exception:  # noqa: S110 - whatever the reason, the abort below ends it
+        pass
+    finally:
+        writer.transport.abort()

@@ -41,6 +41,7 @@ class ImapRig:
     blobs: LocalBlobStore
     throttle: LoginThrottle
     learner: SpamLearner | None = None
+    listener: ImapListener | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
@@ -99,6 +100,7 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
         blobs,
         listener.context.throttle,
         listener.context.learner,
+        listener,
     )
     rig.add_user(USER, PASSWORD)
     try:

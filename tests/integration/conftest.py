@@ -118,6 +118,9 @@ async def store_rig(database_url: str, tmp_path: Path) -> AsyncIterator[StoreRig
     async with engine.begin() as conn:
         await add_domain(conn, "example.org")
     yield StoreRig(config, engine, LocalBlobStore(config.blob_path), config.data_path)
+    # Its connections (and, on SQLite, their worker threads) go now, not at a later
+    # collection on a closed loop.
+    await engine.dispose()
     await engine.dispose()
 
 

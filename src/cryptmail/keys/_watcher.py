@@ -19,7 +19,6 @@ meanwhile, as they would with no database at all.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.db import UserId
 from cryptmail.keys._generation import read_generations
+from cryptmail.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,6 @@ class CredentialWatcher:
 
     async def close(self) -> None:
         """Stop polling (at shutdown); the watches stay registered but are not checked."""
-        for task in (self._task, self._notice_task):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        # Not `suppress(CancelledError)`: a cancellation of the closer itself must go on.
+        await cancel_and_wait(self._task, self._notice_task)
         self._task = self._notice_task = None

@@ -54,6 +54,7 @@ from cryptmail.pop3._wire import (
 from cryptmail.secret import Password
 from cryptmail.store import ChangeBus, FirstLoginImports
 from cryptmail.store.blobs import BlobStore
+from cryptmail.tasks import finish_then_cancel
 
 log = logging.getLogger(__name__)
 
@@ -239,20 +240,24 @@ class Session:
 
     async def close(self) -> None:
         drop, self.maildrop = self.maildrop, None
-        if drop is not None:
-            # Ended without QUIT (QUIT clears the maildrop): nothing is deleted, but what
-            # was retrieved is marked \\Seen, as Dovecot does.
-            try:
-                await asyncio.shield(drop.mark_seen(self.context.bus))
-            except (StoreError, asyncio.CancelledError):
-                log.warning("POP3 session end could not mark retrieved messages seen")
-        if self.account is not None:
-            self.context.accounts.release(self.account)
-            self.account = None
-        self._writer.close()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(2):
-                await self._writer.wait_closed()
+        try:
+            if drop is not None:
+                # Ended without QUIT (QUIT clears the maildrop): nothing is deleted, but
+                # what was retrieved is marked \\Seen, as Dovecot does. To its end even
+                # through a stop (which then waits for the session), never left running
+                # on its own past the session and the engine's dispose.
+                try:
+                    await finish_then_cancel(drop.mark_seen(self.context.bus))
+                except StoreError:
+                    log.warning("POP3 session end could not mark retrieved messages seen")
+        finally:
+            if self.account is not None:
+                self.context.accounts.release(self.account)
+                self.account = None
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self._writer.wait_closed()
 
     # -- AUTHORIZATION -------------------------------------------------------------------
 
@@ -265,8 +270,9 @@ class Session:
         if drop is None:
             return ok("Logging out.")
         try:
-            # Shielded: a server stop must not cut the update in half.
-            done = await asyncio.shield(drop.commit(self.context.bus))
+            # A server stop must not cut the update in half, nor leave it running alone
+            # past the session (the stop waits for the session, then the engine goes).
+            done = await finish_then_cancel(drop.commit(self.context.bus))
         except StoreError:
             log.exception("POP3 QUIT could not update the mailbox")
             return err("Deleted messages were not removed; try again.", _TEMP)

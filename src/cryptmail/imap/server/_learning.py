@@ -14,7 +14,6 @@ or fails the COPY or MOVE that caused it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from cryptmail.errors import CryptmailError
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import BlobId, open_blob, read_plaintext
 from cryptmail.store.blobs import BlobStore
+from cryptmail.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,8 @@ class SpamLearner:
             await self._queue.join()
 
     async def close(self) -> None:
-        for worker in self._workers:
-            worker.cancel()
-        for worker in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+        # Not `suppress(CancelledError)`: a cancellation of the closer itself must go on.
+        await cancel_and_wait(*self._workers)
         self._workers = []
         self._queue = None
 

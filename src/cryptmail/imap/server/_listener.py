@@ -101,17 +101,16 @@ class ImapListener(SessionListener):
             await context.watcher.close()
 
 
-# What the listeners of one engine share. Each value holds its engine, so an entry
-# lives as long as the process: the engine's files go at its dispose (db._engine), not
-# at its collection. Weak values would free it, but then a session cancelled mid-query
-# leaves an aiosqlite connection that is collected on a closed loop (a later test's
-# "Task was destroyed" / unraisable error): that has to be fixed first.
-_ACCOUNTS: weakref.WeakKeyDictionary[AsyncEngine, UnlockedAccounts]
-_ACCOUNTS = weakref.WeakKeyDictionary()
-_WATCHERS: weakref.WeakKeyDictionary[AsyncEngine, CredentialWatcher]
-_WATCHERS = weakref.WeakKeyDictionary()
-_FULLTEXT: weakref.WeakKeyDictionary[AsyncEngine, FullTextIndexes]
-_FULLTEXT = weakref.WeakKeyDictionary()
+# What the listeners of one engine share, for as long as a context holds it. Weak
+# values: each holds its engine, which as a weak key it would keep alive for good. (An
+# engine collected this way once left aiosqlite connections of sessions still running
+# after their stop to be closed on a closed loop; the stop now waits for them.)
+_ACCOUNTS: weakref.WeakValueDictionary[AsyncEngine, UnlockedAccounts]
+_ACCOUNTS = weakref.WeakValueDictionary()
+_WATCHERS: weakref.WeakValueDictionary[AsyncEngine, CredentialWatcher]
+_WATCHERS = weakref.WeakValueDictionary()
+_FULLTEXT: weakref.WeakValueDictionary[AsyncEngine, FullTextIndexes]
+_FULLTEXT = weakref.WeakValueDictionary()
 
 # Counts hold no engine: a weak key is enough.
 _CONNECTIONS: weakref.WeakKeyDictionary[AsyncEngine, ConnectionCounts]

@@ -59,6 +59,7 @@ from cryptmail.imap.wire._requests import Command
 from cryptmail.imap.wire._response import continuation, response_code, tagged
 from cryptmail.keys import UnlockedAccount, Watch
 from cryptmail.metrics import current as current_metrics
+from cryptmail.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._listener import ServerContext
@@ -310,11 +311,8 @@ class Session:
                 await self.drain()
             return await read
         finally:
-            for task in (read, wake):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            # Never `suppress(CancelledError)` around the wait: a stop meanwhile would be lost.
+            await cancel_and_wait(*(t for t in (read, wake) if t is not None and not t.done()))
 
     async def next_event(self) -> ReaderEvent:
         """The next reader event; raises ParseError, InputTooLarge, ConnectionClosed."""

@@ -13,12 +13,13 @@ holding mailbox it files the waiting messages (store/_filing.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import TYPE_CHECKING, Final
 
 from cryptmail.imap.server._errors import CommandFailed
 from cryptmail.imap.wire._requests import Idle
 from cryptmail.imap.wire._response import tagged
+from cryptmail.store import MailboxId
+from cryptmail.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
@@ -34,6 +35,7 @@ async def idle(session: Session, command: Idle) -> bytes:
     await session.drain()
     queue = bus.subscribe(account.user.id)
     line_task = asyncio.create_task(session.read_client_line())
+    waiter: asyncio.Task[MailboxId] | None = None
     try:
         while True:
             if session.notify is not None:
@@ -49,10 +51,11 @@ async def idle(session: Session, command: Idle) -> bytes:
                 timeout=session.context.idle_poll_s,
                 return_when=asyncio.FIRST_COMPLETED,
             )
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
             heard = [waiter.result()] if waiter in done else []
+            # Not `with suppress(CancelledError): await waiter`: that would swallow a stop
+            # arriving meanwhile, and the session would idle on past its listener.
+            await cancel_and_wait(waiter)
+            waiter = None
             heard += queue.drain()  # ends with RESCAN if some were coalesced
             if heard and session.context.imports is not None:
                 # A delivery into the holding mailbox: file it now, while the key is here
@@ -64,8 +67,6 @@ async def idle(session: Session, command: Idle) -> bytes:
                 break
     finally:
         bus.unsubscribe(account.user.id, queue)
-        if not line_task.done():
-            line_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await line_task
+        # A stop (the session cancelled in the wait above) leaves both running otherwise.
+        await cancel_and_wait(line_task, waiter)
     return tagged(command.tag, "OK", "Idle completed.")
