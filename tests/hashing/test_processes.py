@@ -142,6 +142,12 @@ def test_no_secret_in_the_childs_arguments_or_environment(
     thread.start()
     _wait_for(lambda: pool.pids(), "no hashing process started")
     (pid,) = pool.pids()
+    # The pid is known from the fork on; until the exec the kernel shows the parent's
+    # (or, mid-exec, an empty) command line, so wait for the child to name itself.
+    _wait_for(
+        lambda: Path(f"/proc/{pid}/comm").read_text().strip() == "cryptmail-hash",
+        "the hashing process never named itself",
+    )
     # Read while the derivation runs: the password is in the child's memory only.
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     environ = Path(f"/proc/{pid}/environ").read_bytes()
