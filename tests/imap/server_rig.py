@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,3 +110,13 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[ImapRig]:
         asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(30)
         asyncio.run_coroutine_threadsafe(engine.dispose(), loop).result(30)
         stop_loop_thread(loop, thread)
+
+
+def wait_until(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
+    """Poll what a background task (the index pass, a lease) makes true; `what` names
+    it in the failure. Generous: it bounds a hang, it times nothing."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(what)
+        time.sleep(0.05)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from cryptmail.imap.server._fulltext import FullTextIndexes
 from cryptmail.imap.server._listener import _FULLTEXT
 from cryptmail.store import BlobId
 
-from ..server_rig import PASSWORD, USER, ImapRig, start_rig
+from ..server_rig import PASSWORD, USER, ImapRig, start_rig, wait_until
 
 
 @pytest.fixture
@@ -188,14 +188,6 @@ def _uncached(rig: ImapRig) -> int:
     return rig.run(query())
 
 
-def _wait(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(what)
-        time.sleep(0.05)
-
-
 def test_a_sort_during_the_pass_is_complete_and_answers_as_the_slow_path(
     tmp_path: Path,
 ) -> None:
@@ -208,7 +200,7 @@ def test_a_sort_during_the_pass_is_complete_and_answers_as_the_slow_path(
             slow.deliver(_sortable(i, count))
             rig.deliver(_sortable(i, count))
         client = _login(rig)
-        _wait(lambda: _uncached(rig) < count, "the pass sealed no cache")
+        wait_until(lambda: _uncached(rig) < count, "the pass sealed no cache")
         left = _uncached(rig)
         assert 0 < left < count, "the SORT below must come while the pass is under way"
         during = _answers(client)
@@ -248,7 +240,7 @@ def test_one_pass_per_user_seals_every_cache_keeps_recent_and_leaves_no_plaintex
             sessions.append(client)
         users = _FULLTEXT[rig.engine]._users
         assert len(users) == 2  # alice's sessions share one pass
-        _wait(lambda: _uncached(rig) == 0, "the passes did not seal every message's cache")
+        wait_until(lambda: _uncached(rig) == 0, "the passes did not seal every message's cache")
         for user in users.values():
             assert len(user.index.indexed) == count
         alice1, alice2, bob_session = sessions
@@ -267,7 +259,7 @@ def test_one_pass_per_user_seals_every_cache_keeps_recent_and_leaves_no_plaintex
         tasks = [user.task for user in users.values()]
         for client in sessions:
             client.logout()
-        _wait(lambda: all(task is not None and task.done() for task in tasks), "pass kept on")
+        wait_until(lambda: all(task is not None and task.done() for task in tasks), "pass kept on")
         assert not users
     finally:
         for _ in rig_iter:
@@ -333,20 +325,20 @@ def test_a_second_process_of_the_user_leaves_the_pass_to_the_lease_holder(
             other.attach(account)
 
         rig.run(attach_other())
-        _wait(lambda: _uncached(rig) == 0, "the message caches were not all sealed")
-        _wait(
+        wait_until(lambda: _uncached(rig) == 0, "the message caches were not all sealed")
+        wait_until(
             lambda: all(len(u.index.indexed) == count for u in first._users.values()),
             "the index is not complete",
         )
         assert sorted(read["first"] + read["other"]) == sorted(set(_blob_ids(rig)))  # once each
-        _wait(lambda: _leases(rig) == 0, "the holder kept its lease with nothing left to do")
+        wait_until(lambda: _leases(rig) == 0, "the holder kept its lease with nothing left to do")
         client.logout()
 
         async def detach_other() -> None:
             other.detach(account)
             await asyncio.sleep(0.5)
 
-        _wait(lambda: not first._users, "the pass kept on")
+        wait_until(lambda: not first._users, "the pass kept on")
         rig.run(detach_other())
         assert _leases(rig) == 0  # none taken as the sessions ended
     finally:

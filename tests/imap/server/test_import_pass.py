@@ -7,8 +7,7 @@ handed to the pass by the next import run (`store.drop_bare_caches`)."""
 from __future__ import annotations
 
 import imaplib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from cryptmail.db import tables as t
 from cryptmail.keys import UnlockedAccount, unlock_account
 from cryptmail.secret import Password
 
-from ..server_rig import PASSWORD, USER, ImapRig, start_rig
+from ..server_rig import PASSWORD, USER, ImapRig, start_rig, wait_until
 
 BOB = "bob@example.org"
 COUNT = 12
@@ -109,14 +108,6 @@ def _rows(rig: ImapRig, account: UnlockedAccount) -> int:
     return rig.run(work())
 
 
-def _wait(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(what)
-        time.sleep(0.05)
-
-
 def _login(rig: ImapRig, email: str) -> imaplib.IMAP4:
     client = imaplib.IMAP4("127.0.0.1", rig.port)
     client.login(email, PASSWORD)
@@ -187,7 +178,7 @@ def test_the_pass_seals_the_analysis_of_imported_mail(rig: ImapRig, tmp_path: Pa
     assert _import(rig, alice, _maildir(tmp_path / "alice")).imported == COUNT
     assert _analysed(rig, alice) == 0
     client = _login(rig, USER)
-    _wait(lambda: _analysed(rig, alice) == COUNT, "the pass left imported mail unanalysed")
+    wait_until(lambda: _analysed(rig, alice) == COUNT, "the pass left imported mail unanalysed")
     _unlink_blobs(rig, alice)  # from now on a read of a message would fail
     _check_answers(client)
     client.logout()
@@ -202,7 +193,7 @@ def test_the_pass_seals_the_analysis_of_imported_mail(rig: ImapRig, tmp_path: Pa
     assert (rerun.imported, rerun.skipped) == (0, COUNT)
     assert _rows(rig, bob) == COUNT
     first, second = _login(rig, BOB), _login(rig, BOB)
-    _wait(lambda: _analysed(rig, bob) == COUNT, "the pass left old imported caches alone")
+    wait_until(lambda: _analysed(rig, bob) == COUNT, "the pass left old imported caches alone")
     _unlink_blobs(rig, bob)
     for client in (first, second):
         _check_answers(client)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import imaplib
 import logging
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from cryptmail.imap.server._fulltext import FullTextIndexes
 from cryptmail.imap.server._listener import _FULLTEXT
 from cryptmail.store import BlobId, inbox_id, load_sort_chunks, open_sort_chunk
 
-from ..server_rig import PASSWORD, USER, ImapRig, start_rig
+from ..server_rig import PASSWORD, USER, ImapRig, start_rig, wait_until
 
 BOB = "bob@example.org"
 _WORD = "Quixotrombone"  # in every subject and display name; never at rest
@@ -104,14 +103,6 @@ def _recorded_users(rig: ImapRig) -> bool:
     )
 
 
-def _wait(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(what)
-        time.sleep(0.05)
-
-
 def _forget_tables() -> None:
     """As a new process: no sort keys in memory (the next SORT reads the record)."""
     _sortkeys._shared.clear()
@@ -164,7 +155,7 @@ def test_a_new_process_sorts_from_the_record_alone_for_two_users_from_one_addres
     expected = _answers(_login(slow))
     # Two sessions of alice and one of bob, all from 127.0.0.1: the passes record.
     sessions = [_login(rig), _login(rig), _login(rig, BOB)]
-    _wait(lambda: _recorded_users(rig), "the passes did not record every mailbox", 300)
+    wait_until(lambda: _recorded_users(rig), "the passes did not record every mailbox", 300)
     assert _chunks(rig) == 3  # alice's INBOX has two chunks, bob's one
     for client in sessions:
         client.logout()
@@ -193,7 +184,7 @@ def test_a_sort_while_the_pass_records_answers_as_the_slow_path_and_fills_the_re
             slow.deliver(_message(i, count))
             rig.deliver(_message(i, count))
         client = _login(rig)
-        _wait(
+        wait_until(
             lambda: (
                 _count(
                     rig, lambda: select(func.count()).where(t.cm_messages.c.cache_sealed.is_(None))
@@ -223,7 +214,7 @@ def test_expunged_and_new_messages(rigs: tuple[ImapRig, ImapRig]) -> None:
         slow.deliver(_message(i, count))
         rig.deliver(_message(i, count))
     client = _login(rig)
-    _wait(lambda: _recorded_users(rig), "the pass did not record the mailbox")
+    wait_until(lambda: _recorded_users(rig), "the pass did not record the mailbox")
     reference = _login(slow)
     for server_client in (client, reference):  # the same messages gone on both
         server_client.uid("STORE", "5:9,33", "+FLAGS", "(\\Deleted)")
@@ -257,7 +248,7 @@ def test_a_chunk_swapped_to_another_user_is_not_used_and_is_written_again(
         rig.deliver(_message(i, count))
         rig.deliver(_message(count - 1 - i, count), BOB)
     sessions = [_login(rig), _login(rig, BOB)]
-    _wait(lambda: _recorded_users(rig) and _chunks(rig) == 2, "the passes did not record")
+    wait_until(lambda: _recorded_users(rig) and _chunks(rig) == 2, "the passes did not record")
     for client in sessions:
         client.logout()
     chunks = t.cm_sort_chunks
@@ -313,7 +304,7 @@ def test_nothing_of_a_subject_or_name_is_at_rest(tmp_path: Path) -> None:
         for i in range(count):
             rig.deliver(_message(i, count))
         client = _login(rig)
-        _wait(lambda: _recorded_users(rig) and _chunks(rig) == 1, "the pass did not record")
+        wait_until(lambda: _recorded_users(rig) and _chunks(rig) == 1, "the pass did not record")
         client.logout()
     finally:
         for _ in rig_iter:
@@ -344,7 +335,7 @@ def test_the_pass_records_keys_as_it_seals_caches(
             rig.deliver(_message(i, count))
         client = _login(rig)
         uncached = select(func.count()).where(t.cm_messages.c.cache_sealed.is_(None))
-        _wait(lambda: _count(rig, lambda: uncached) == 0, "the pass sealed not every cache")
+        wait_until(lambda: _count(rig, lambda: uncached) == 0, "the pass sealed not every cache")
         account = next(iter(_FULLTEXT[rig.engine]._users.values())).index.account
 
         async def recorded() -> list[int]:
