@@ -11,6 +11,9 @@ file, and a process that holds more than some other defers its accept for a mome
 leaving the connection to the emptier one. If it is still pending after that (the
 other is busy or stopped), the fuller process takes it: a connection never waits on a
 process that cannot answer.
+
+A slot whose process is not running (LMTP workers started on demand) is marked absent
+(`vacate`): it reads as holding more than any process could, so nobody defers to it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import struct
 
 _COUNT = struct.Struct("=I")
+_ABSENT = 0xFFFFFFFF
 
 
 class ConnectionShares:
@@ -66,8 +70,20 @@ class ConnectionShares:
         self._set(slot, max(0, self.count(slot) - 1))
 
     def reset(self, slot: int) -> None:
-        """Zero the slot of a process that died (its connections died with it)."""
+        """Zero the slot of a process that died (its connections died with it) or that
+        is about to start."""
         self._set(slot, 0)
+
+    def vacate(self, slot: int) -> None:
+        """Mark the slot of a process that is not running: no other process defers to it."""
+        self._set(slot, _ABSENT)
+
+    def present(self, slot: int) -> bool:
+        return self.count(slot) != _ABSENT
+
+    def held(self) -> int:
+        """The connections this process holds now."""
+        return self.count(self._own())
 
     def holds_fewest(self) -> bool:
         """Whether no other process holds fewer connections than this one."""

@@ -133,7 +133,13 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
         setup = WorkerSetup(config, LOG_FORMAT, logger_levels(), GRACE_S)
         listeners.append(
             LmtpWorkers(
-                setup, addresses.lmtp, config.lmtp.process_count, shared.bus, list(shared.dormant)
+                setup,
+                addresses.lmtp,
+                config.lmtp.process_count,
+                shared.bus,
+                list(shared.dormant),
+                engine=shared.engine,
+                blobs=shared.blobs,
             )
         )
     if addresses.imap or addresses.imaps:
