@@ -108,9 +108,11 @@ def lmtp_server(
     bus: ChangePublisher,
     shares: ConnectionShares,
     sock: socket.socket,
+    hostname: str = "",
 ) -> LmtpServer:
     """The LMTP server of one delivering process (a worker, or the main process with
-    workers on demand) on the shared listener `sock`, its slot in `shares`."""
+    workers on demand) on the shared listener `sock`, its slot in `shares`; `hostname`
+    for its greeting (empty: looked up, which may wait on DNS)."""
     handler = DeliveryHandler(
         engine,
         blobs,
@@ -124,6 +126,7 @@ def lmtp_server(
     )
     return LmtpServer(
         handler,
+        hostname=hostname,
         limits=Limits(max_message_bytes=config.lmtp.max_message_bytes),
         max_connections=config.lmtp.max_connections,
         shares=shares,

@@ -177,8 +177,16 @@ class LmtpWorkers:
             for slot in range(1, self._shares.slots):
                 self._shares.vacate(slot)
             self._local_shares = ConnectionShares(self._shares.fd, self._shares.slots, 0)
+            # Off the loop: the name lookup may wait on DNS, and IMAP runs on this loop.
+            hostname = await run_blocking(socket.getfqdn)
             self._local = lmtp_server(
-                config, self._engine, self._blobs, self._bus, self._local_shares, self._sock
+                config,
+                self._engine,
+                self._blobs,
+                self._bus,
+                self._local_shares,
+                self._sock,
+                hostname,
             )
             await self._local.start()
             self._demand = asyncio.create_task(self._start_on_demand())
