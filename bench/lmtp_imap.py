@@ -1,6 +1,7 @@
 """IMAP latency while LMTP delivers, and the delivery rate, by LMTP process layout.
 
     python bench/lmtp_imap.py [--rounds 2] [--seconds 6] [--conns 8] [--recipients 40]
+                              [--size 4096]
 
 Two layouts of `serve` (LMTP and IMAP, `lmtp.processes = 2`) take turns, `--rounds`
 times each, a fresh server each: "forked" (`lmtp.process_idle_s = 0`: two workers forked
@@ -8,7 +9,8 @@ at the start deliver, the main process only serves IMAP) and "on demand" (the de
 the main process delivers too, and starts one worker while it holds connections and
 more come). In each, one IMAP session (logged in, INBOX of 20 x 4 KB selected) sends
 NOOP and `FETCH n BODY.PEEK[]` one after another: first with nothing else running, then
-while `--conns` LMTP connections deliver 4 KB messages to `--recipients` users each, as
+while `--conns` LMTP connections deliver messages of `--size` bytes (4 KB) to
+`--recipients` users each, as
 fast as the server answers, for `--seconds`. Printed per layout: the median and 95th
 percentile of each command's round trip, idle and under delivery, and the stored copies
 per second. No asserts: numbers only.
@@ -70,7 +72,7 @@ def _one(layout: str, args: argparse.Namespace) -> dict[str, float]:
                 n = 0
                 while not stop.is_set():
                     batch = [
-                        Transaction(message(4096, 100_000 * (conn + 1) + n + i), rcpts)
+                        Transaction(message(args.size, 100_000 * (conn + 1) + n + i), rcpts)
                         for i in range(5)
                     ]
                     n += 5
@@ -103,6 +105,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--conns", type=int, default=8)
     parser.add_argument("--recipients", type=int, default=40)
+    parser.add_argument("--size", type=int, default=4096, help="delivered messages' size")
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = {layout: [] for layout in LAYOUTS}
     for _round in range(args.rounds):

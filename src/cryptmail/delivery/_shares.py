@@ -34,12 +34,16 @@ class ConnectionShares:
     moment late only makes one accept less evenly placed.
     """
 
-    def __init__(self, fd: int, slots: int, slot: int | None) -> None:
+    def __init__(self, fd: int, slots: int, slot: int | None, *, yields: bool = False) -> None:
+        """`yields`: this process defers on a tie too, leaving a connection to another
+        that holds as many (the main process, whose deliveries share its loop with IMAP
+        and hand their blocking calls to threads, for the workers)."""
         if slot is not None and not 0 <= slot < slots:
             raise ValueError(f"slot {slot} is not one of {slots}")
         self.fd = fd
         self.slots = slots
         self._slot = slot
+        self._yields = yields
         self._map = mmap.mmap(fd, slots * _COUNT.size)
 
     @classmethod
@@ -86,8 +90,12 @@ class ConnectionShares:
         return self.count(self._own())
 
     def holds_fewest(self) -> bool:
-        """Whether no other process holds fewer connections than this one."""
-        mine = self.count(self._own())
+        """Whether no other process holds fewer connections than this one (nor as many,
+        for a process that yields)."""
+        own = self._own()
+        mine = self.count(own)
+        if self._yields:
+            return all(self.count(slot) > mine for slot in range(self.slots) if slot != own)
         return all(self.count(slot) >= mine for slot in range(self.slots))
 
     def close(self) -> None:
