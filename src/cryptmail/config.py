@@ -131,7 +131,7 @@ class LmtpConfig:
     max_message_bytes: int = 104857600
     """Largest message accepted (SIZE), 100 MiB."""
     max_connections: int = 64
-    """Concurrent LMTP connections per LMTP worker process."""
+    """Concurrent LMTP connections per delivering process (the main one or a worker)."""
     processes: int = 0
     """LMTP delivering processes; 0: one per CPU core, at least 2. Each delivers one
     message at a time, so more of them overlap waiting for the disk with computing. With
