@@ -2,18 +2,23 @@
 
     python bench/memory.py [--quick] [--counts 1000,10000] [--users 100]
                            [--dovecot-connections 200] [--no-dovecot] [--uvloop]
-                           [--lmtp-processes 2]
+                           [--lmtp-processes 2] [--lmtp-idle S]
 
-One `cryptmail serve` with LMTP (two workers; `--lmtp-processes`), IMAP and the web
+One `cryptmail serve` with LMTP (two delivering processes, `--lmtp-processes`: the main
+process and a worker started on demand, ended after the server's default idle time;
+`--lmtp-idle 0` forks both workers at the start and keeps them), IMAP and the web
 pages, users at crypt 2 (Argon2id of the server's default 46 MiB once each user first
-logs in). Printed, per
-process (`/proc/PID/smaps_rollup`): PSS, which counts a page shared by n processes as
-1/n in each, so the sum over the processes is what the server costs the machine.
+logs in). Printed, per process (`/proc/PID/smaps_rollup`): PSS, which counts a page
+shared by n processes as 1/n in each, so the sum over the processes is what the server
+costs the machine.
 
 1. idle, a few seconds after the start;
-2. after one user's login and `FETCH 1:* BODY.PEEK[]` of 1,000 x 4 KB messages
-   (delivered over LMTP first): the peak RSS of each process (VmHWM);
-3. with `--counts` logged-in IDLE connections (default 1,000 and 10,000), spread evenly
+2. the LMTP workers' PSS right after 1,000 x 4 KB messages are delivered to one user
+   over LMTP (20 connections, four at a time); the largest worker of 1. and 2. is
+   the worker figure;
+3. after that user's login and `FETCH 1:* BODY.PEEK[]` of the 1,000 messages: the peak
+   RSS of each process (VmHWM);
+4. with `--counts` logged-in IDLE connections (default 1,000 and 10,000), spread evenly
    over `--users` users, all from 127.0.0.1 (`imap.max_connections_per_ip` is raised
    in the bench's config; the open-files limit is raised to its hard limit): PSS per
    process and per connection, then the latency at that load of NOOP (a further
@@ -43,6 +48,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +77,7 @@ max_connections_per_ip = 30000
 max_connections = 30000
 [lmtp]
 processes = {processes}
-"""
+{idle}"""
 
 
 def pss_mib(pid: int) -> float:
@@ -306,16 +312,29 @@ async def _measure_dovecot(count: int) -> tuple[float, int]:
 async def _measure(args: argparse.Namespace, data_dir: Path) -> None:
     users = [f"u{i}@example.org" for i in range(args.users)]
     config = data_dir.parent / "bench.toml"
-    config.write_text(CONFIG.format(processes=args.lmtp_processes))
+    idle = "" if args.lmtp_idle is None else f"process_idle_s = {args.lmtp_idle}\n"
+    config.write_text(CONFIG.format(processes=args.lmtp_processes, idle=idle))
     summary: dict[str, float] = {}
     with cryptmail_server(data_dir, "lmtp", "imap", "web", config=config) as (pid, ports):
         await asyncio.sleep(3)
         rows = tree_pss(pid)
         summary["idle"] = _print_tree("idle serve (LMTP, IMAP, web)", rows)
-        summary["worker"] = max(pss for _p, name, pss in rows if name == "cryptmail-lmtp")
+        workers = [pss for _p, name, pss in rows if name == "cryptmail-lmtp"]
         batch = [message(4096, i) for i in range(FETCH_COUNT)]
-        for start in range(0, FETCH_COUNT, 100):
-            lmtp_deliver(ports["lmtp"], users[0], batch[start : start + 100])
+        # Four connections at once, as Postfix's several lmtp processes deliver: with
+        # workers on demand, the main process then starts one.
+        with ThreadPoolExecutor(4) as pool:
+            list(
+                pool.map(
+                    lambda start: lmtp_deliver(ports["lmtp"], users[0], batch[start : start + 50]),
+                    range(0, FETCH_COUNT, 50),
+                )
+            )
+        delivered = [row for row in tree_pss(pid) if row[1] == "cryptmail-lmtp"]
+        print(f"\nLMTP workers after {FETCH_COUNT:,} deliveries:")
+        for p, name, pss in delivered:
+            print(f"  {p:>8} {name:<16} {pss:7.1f} MiB")
+        summary["worker"] = max([*workers, *(pss for _p, _n, pss in delivered)], default=0.0)
         fetched = _fetch_all(ports["imap"], users[0])
         peaks = [(p, _name(p), hwm_mib(p)) for p in tree_pids(pid)]
         print(f"\npeak RSS (VmHWM) after a login and FETCH 1:* of {fetched} x 4 KB:")
@@ -407,6 +426,12 @@ def main() -> None:
     parser.add_argument("--no-dovecot", dest="dovecot", action="store_false")
     parser.add_argument("--uvloop", action="store_true", help="the server on uvloop")
     parser.add_argument("--lmtp-processes", type=int, default=2, help="LMTP workers (2)")
+    parser.add_argument(
+        "--lmtp-idle",
+        type=float,
+        default=None,
+        help="lmtp.process_idle_s (the server's default; 0: workers forked at the start)",
+    )
     args = parser.parse_args()
     args.counts = [200, 1000] if args.quick else [int(n) for n in args.counts.split(",")]
     args.dovecot = args.dovecot and dovecot_available()

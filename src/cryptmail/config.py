@@ -131,10 +131,16 @@ class LmtpConfig:
     max_message_bytes: int = 104857600
     """Largest message accepted (SIZE), 100 MiB."""
     max_connections: int = 64
-    """Concurrent LMTP connections per LMTP worker process."""
+    """Concurrent LMTP connections per delivering process (the main one or a worker)."""
     processes: int = 0
-    """LMTP worker processes; 0: one per CPU core, at least 2. Each delivers one message
-    at a time, so more of them overlap waiting for the disk with computing."""
+    """LMTP delivering processes; 0: one per CPU core, at least 2. Each delivers one
+    message at a time, so more of them overlap waiting for the disk with computing. With
+    `process_idle_s` > 0 the main process is the first of them."""
+    process_idle_s: float = 60.0
+    """The main process delivers, and starts a worker process for each further one of
+    `processes` while every delivering process holds a connection and more come; a worker
+    that held no connection for this many seconds exits, so an idle `serve` is one
+    process. 0: `processes` workers forked at the start deliver, always running."""
     socket_group: str = ""
     """Group (name or number) of a Unix `listen` socket, which is mode 0660: whoever can
     connect can deliver mail. Empty: the data directory's group. With Postfix: `postfix`."""
@@ -608,6 +614,8 @@ def _check(config: Config, source: str) -> None:
         )
     if config.lmtp.processes < 0:
         raise ConfigError(f"{source}: lmtp.processes must be >= 0 (0: one per CPU core)")
+    if config.lmtp.process_idle_s < 0:
+        raise ConfigError(f"{source}: lmtp.process_idle_s must be >= 0 (0: workers always run)")
 
 
 def _check_events(events: EventsConfig, source: str) -> None:

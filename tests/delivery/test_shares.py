@@ -57,3 +57,29 @@ def test_a_slot_outside_the_file_is_refused() -> None:
     shares = ConnectionShares.create(2)
     with pytest.raises(ValueError, match="slot 2"):
         ConnectionShares(shares.fd, 2, 2)
+
+
+def test_a_vacant_slot_is_deferred_to_by_nobody() -> None:
+    main = ConnectionShares.create(3)
+    worker = ConnectionShares(main.fd, 3, 1)
+    main.vacate(2)  # its worker is not running
+    worker.opened()
+    assert not main.present(2) and main.present(1)
+    assert not worker.holds_fewest()  # slot 0 holds none
+    ConnectionShares(main.fd, 3, 0).opened()
+    assert worker.holds_fewest() and worker.held() == 1
+    main.reset(2)  # a worker starts in it
+    assert main.present(2) and not worker.holds_fewest()
+
+
+def test_a_yielding_process_defers_on_a_tie() -> None:
+    main = ConnectionShares.create(2)
+    local = ConnectionShares(main.fd, 2, 0, yields=True)
+    worker = ConnectionShares(main.fd, 2, 1)
+    assert not local.holds_fewest() and worker.holds_fewest()  # 0 and 0: the worker's
+    worker.opened()
+    assert local.holds_fewest()
+    local.opened()
+    assert not local.holds_fewest()
+    main.vacate(1)  # no worker running: the yielding process takes every connection
+    assert local.holds_fewest()

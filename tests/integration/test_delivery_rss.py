@@ -1,9 +1,10 @@
 """A 50 MB delivery raises the server's peak RSS by well under the message size.
 
-`serve` delivers in LMTP worker processes (one per core by default), and the big
-message may land in any of them: the growth counted is that of every process, the main
-one included, added up, after each worker has made a delivery (the first one loads
-what a delivery needs, which is not the message's cost).
+`serve` delivers in its main process and LMTP workers started on demand (the default),
+or in workers forked at its start (`lmtp.process_idle_s = 0`), and the big message may
+land in any of them: the growth counted is that of every process, the main one
+included, added up, after each delivering process has made a delivery (the first one
+loads what a delivery needs, which is not the message's cost).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import signal
 import smtplib
 from pathlib import Path
+
+import pytest
 
 from .cryptmail_server import CryptmailServer, make_users, read_all, vm_hwm_kib
 
@@ -37,15 +40,22 @@ def _warm_each_worker(server: CryptmailServer, pids: list[int]) -> None:
                 os.kill(other, signal.SIGCONT)
 
 
-def test_50mb_delivery_peak_rss(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "config", ["", "[lmtp]\nprocess_idle_s = 0\n"], ids=["on-demand", "forked"]
+)
+def test_50mb_delivery_peak_rss(tmp_path: Path, config: str) -> None:
     data_dir = tmp_path / "data"
     make_users(data_dir, "example.org", {"alice@example.org": 2})
-    server = CryptmailServer(data_dir)
+    server = CryptmailServer(data_dir, config=config)
     server.start()
     try:
         workers = server.worker_pids
-        assert workers
+        # Forked workers run from the start; on demand, one connection at a time is
+        # the main process's alone.
+        assert bool(workers) == bool(config)
         _warm_each_worker(server, workers)
+        if not workers:
+            _deliver(server.port, b"Subject: warm-up main\r\n\r\nx\r\n")
         pids = [server.pid, *workers]
         before = {pid: vm_hwm_kib(pid) for pid in pids}
         line = b"0123456789" * 7 + b"ABCDEFGH\r\n"
@@ -62,7 +72,7 @@ def test_50mb_delivery_peak_rss(tmp_path: Path) -> None:
     assert grown_mib < 32
     stored = read_all(data_dir, "alice@example.org")["INBOX"]
     # Delivery puts Return-Path and Delivered-To on top of the message it was given.
-    assert len(stored) == 1 + len(workers) and stored[-1].endswith(big)
+    assert len(stored) == 1 + max(1, len(workers)) and stored[-1].endswith(big)
     assert stored[-1][: -len(big)] == (
         b"Return-Path: <s@example.net>\r\nDelivered-To: alice@example.org\r\n"
     )

@@ -1,4 +1,5 @@
-"""`serve` and its LMTP worker processes (`lmtp.processes`).
+"""`serve` and its LMTP worker processes (`lmtp.processes`), always running
+(`lmtp.process_idle_s = 0`; workers on demand: test_lmtp_on_demand.py).
 
 The workers deliver on the main process's listener (even while it is stopped), IDLE
 in the main process hears of their deliveries, their command lines carry no
@@ -28,7 +29,7 @@ from .cryptmail_server import PASSWORD, CryptmailServer, make_users, read_all
 from .servers._process import pid_alive
 
 WORKERS = 3
-CONFIG = f"[lmtp]\nprocesses = {WORKERS}\n"
+CONFIG = f"[lmtp]\nprocesses = {WORKERS}\nprocess_idle_s = 0\n"
 
 
 def _message(index: int) -> bytes:

@@ -33,7 +33,8 @@ class MetricsServer(CryptmailServer):
     def __init__(self, data_dir: Path) -> None:
         self.metrics_port = free_port()
         config = (
-            "[lmtp]\nprocesses = 2\n"
+            # Workers forked at the start, each replaced at once when it dies.
+            "[lmtp]\nprocesses = 2\nprocess_idle_s = 0\n"
             f'[metrics]\nenabled = true\nlisten = "127.0.0.1:{self.metrics_port}"\n'
         )
         super().__init__(data_dir, config=config, imap=True)

@@ -4,6 +4,7 @@ it has read back PR_GET_DUMPABLE, that it is not dumpable."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +16,14 @@ from .cryptmail_server import CryptmailServer, make_users
 WORKERS = 2
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[CryptmailServer]:
+@pytest.fixture(params=["forked", "on-demand"])
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CryptmailServer]:
     data_dir = tmp_path / "data"
     make_users(data_dir, "example.org", {"alice@example.org": 2})
-    running = CryptmailServer(data_dir, config=f"[lmtp]\nprocesses = {WORKERS}\n")
+    # Forked at the start: WORKERS workers; on demand: the main process and one worker.
+    idle_s = 0 if request.param == "forked" else 60
+    config = f"[lmtp]\nprocesses = {WORKERS}\nprocess_idle_s = {idle_s}\n"
+    running = CryptmailServer(data_dir, config=config)
     running.start()
     yield running
     running.stop()
@@ -34,9 +38,20 @@ def _core_limit(pid: int) -> list[str]:
 
 def test_main_process_and_workers_cannot_dump_core(server: CryptmailServer) -> None:
     deadline = time.monotonic() + 30
-    while len(server.worker_pids) < WORKERS:
-        assert time.monotonic() < deadline, "the workers did not start"
-        time.sleep(0.05)
+    assert server.config_path is not None
+    forked = "process_idle_s = 0" in server.config_path.read_text()
+    # On demand, two connections held by the main process start a worker.
+    held = [] if forked else [socket.create_connection(("127.0.0.1", server.port)) for _ in "ab"]
+    for sock in held:
+        sock.recv(1024)  # the greeting: the main process holds the connection
+    wanted = WORKERS if forked else WORKERS - 1
+    try:
+        while len(server.worker_pids) < wanted:
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.05)
+    finally:
+        for sock in held:
+            sock.close()
     pids = [server.pid, *server.worker_pids]
     for pid in pids:
         assert _core_limit(pid) == ["0", "0"], pid

@@ -79,7 +79,9 @@ def _serve(args: argparse.Namespace) -> int:
     tls = None
     if listen.imap or listen.imaps or listen.pop3 or listen.pop3s:
         tls = make_ssl_context(config)
-    dormant = prefork_workers(config.lmtp.process_count, config.database_url) if listen.lmtp else []
+    # Workers on demand (`lmtp.process_idle_s` > 0) start as new interpreters: none forked.
+    always = listen.lmtp and config.lmtp.process_idle_s == 0
+    dormant = prefork_workers(config.lmtp.process_count, config.database_url) if always else []
 
     async def work(config: Config, engine: AsyncEngine) -> int:
         return await run_server(config, engine, addresses(args, config), dormant, tls)

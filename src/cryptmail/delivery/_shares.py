@@ -11,6 +11,9 @@ file, and a process that holds more than some other defers its accept for a mome
 leaving the connection to the emptier one. If it is still pending after that (the
 other is busy or stopped), the fuller process takes it: a connection never waits on a
 process that cannot answer.
+
+A slot whose process is not running (LMTP workers started on demand) is marked absent
+(`vacate`): it reads as holding more than any process could, so nobody defers to it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import struct
 
 _COUNT = struct.Struct("=I")
+_ABSENT = 0xFFFFFFFF
 
 
 class ConnectionShares:
@@ -30,12 +34,16 @@ class ConnectionShares:
     moment late only makes one accept less evenly placed.
     """
 
-    def __init__(self, fd: int, slots: int, slot: int | None) -> None:
+    def __init__(self, fd: int, slots: int, slot: int | None, *, yields: bool = False) -> None:
+        """`yields`: this process defers on a tie too, leaving a connection to another
+        that holds as many (the main process, whose deliveries share its loop with IMAP
+        and hand their blocking calls to threads, for the workers)."""
         if slot is not None and not 0 <= slot < slots:
             raise ValueError(f"slot {slot} is not one of {slots}")
         self.fd = fd
         self.slots = slots
         self._slot = slot
+        self._yields = yields
         self._map = mmap.mmap(fd, slots * _COUNT.size)
 
     @classmethod
@@ -66,12 +74,28 @@ class ConnectionShares:
         self._set(slot, max(0, self.count(slot) - 1))
 
     def reset(self, slot: int) -> None:
-        """Zero the slot of a process that died (its connections died with it)."""
+        """Zero the slot of a process that died (its connections died with it) or that
+        is about to start."""
         self._set(slot, 0)
 
+    def vacate(self, slot: int) -> None:
+        """Mark the slot of a process that is not running: no other process defers to it."""
+        self._set(slot, _ABSENT)
+
+    def present(self, slot: int) -> bool:
+        return self.count(slot) != _ABSENT
+
+    def held(self) -> int:
+        """The connections this process holds now."""
+        return self.count(self._own())
+
     def holds_fewest(self) -> bool:
-        """Whether no other process holds fewer connections than this one."""
-        mine = self.count(self._own())
+        """Whether no other process holds fewer connections than this one (nor as many,
+        for a process that yields)."""
+        own = self._own()
+        mine = self.count(own)
+        if self._yields:
+            return all(self.count(slot) > mine for slot in range(self.slots) if slot != own)
         return all(self.count(slot) >= mine for slot in range(self.slots))
 
     def close(self) -> None:

@@ -5,7 +5,9 @@ as a pickle on its stdin, since it may hold a database password: never on the co
 line). Its blocking calls run in place on its loop (`block_in_place`) unless blobs go to
 S3. It is told to stop (SIGTERM) when the main process dies, even by SIGKILL: it then
 stops accepting at once and finishes the deliveries in flight, as `serve` does on
-SIGTERM. See `_lmtp_workers` for the parent's side.
+SIGTERM. With `lmtp.process_idle_s` > 0 it also stops so, exit code 0, once it has held
+no connection for that long (workers on demand). See `_lmtp_workers` for the parent's
+side.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import pickle
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.concurrency import block_in_place, run_blocking
 from cryptmail.config import Config
@@ -36,8 +41,10 @@ from cryptmail.metrics import PipeMetrics, install_metrics
 from cryptmail.serve._hardening import forbid_core_dumps
 from cryptmail.serve._memory import settle_gc, tune_malloc
 from cryptmail.sieve import read_active_sync
-from cryptmail.store import PipePublisher
-from cryptmail.store.blobs import open_blob_store
+from cryptmail.store import ChangePublisher, PipePublisher
+from cryptmail.store.blobs import BlobStore, open_blob_store
+
+log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
@@ -79,32 +86,66 @@ async def _serve(
     engine = create_engine(config.database_url)
     try:
         blobs = await run_blocking(open_blob_store, config)
-        handler = DeliveryHandler(
-            engine,
-            blobs,
-            config.data_path / "spool",
-            bus=PipePublisher(notify_fd),
-            quota_warnings=config.quota.warnings,
-            message_limit=config.quota.messages,
-            # Users' active scripts from the sealed store ManageSieve writes.
-            sieve=sieve_delivery(engine, config, read_active_sync),
-            recipient_delimiter=config.lmtp.recipient_delimiter,
-        )
-        server = LmtpServer(
-            handler,
-            limits=Limits(max_message_bytes=config.lmtp.max_message_bytes),
-            max_connections=config.lmtp.max_connections,
-            shares=shares,
-            sockets=[sock],
-        )
+        server = lmtp_server(config, engine, blobs, PipePublisher(notify_fd), shares, sock)
         await server.start()
         settle_gc()
         tune_malloc()
+        idle_s = config.lmtp.process_idle_s
+        idle = asyncio.create_task(_stop_when_idle(shares, idle_s, stop)) if idle_s else None
         await stop.wait()
+        if idle is not None:
+            idle.cancel()
         await server.stop(setup.grace_s)
     finally:
         await engine.dispose()
     return 0
+
+
+def lmtp_server(
+    config: Config,
+    engine: AsyncEngine,
+    blobs: BlobStore,
+    bus: ChangePublisher,
+    shares: ConnectionShares,
+    sock: socket.socket,
+    hostname: str = "",
+) -> LmtpServer:
+    """The LMTP server of one delivering process (a worker, or the main process with
+    workers on demand) on the shared listener `sock`, its slot in `shares`; `hostname`
+    for its greeting (empty: looked up, which may wait on DNS)."""
+    handler = DeliveryHandler(
+        engine,
+        blobs,
+        config.data_path / "spool",
+        bus=bus,
+        quota_warnings=config.quota.warnings,
+        message_limit=config.quota.messages,
+        # Users' active scripts from the sealed store ManageSieve writes.
+        sieve=sieve_delivery(engine, config, read_active_sync),
+        recipient_delimiter=config.lmtp.recipient_delimiter,
+    )
+    return LmtpServer(
+        handler,
+        hostname=hostname,
+        limits=Limits(max_message_bytes=config.lmtp.max_message_bytes),
+        max_connections=config.lmtp.max_connections,
+        shares=shares,
+        sockets=[sock],
+    )
+
+
+async def _stop_when_idle(shares: ConnectionShares, idle_s: float, stop: asyncio.Event) -> None:
+    """Set `stop` once this worker has held no connection for `idle_s` seconds."""
+    last_busy = time.monotonic()
+    while True:
+        await asyncio.sleep(min(1.0, idle_s / 4))
+        now = time.monotonic()
+        if shares.held():
+            last_busy = now
+        elif now - last_busy >= idle_s:
+            log.info("LMTP worker %d idle for %.0f s: exiting", os.getpid(), idle_s)
+            stop.set()
+            return
 
 
 def main(argv: list[str]) -> int:

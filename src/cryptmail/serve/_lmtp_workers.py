@@ -17,8 +17,21 @@ the main process's registry (`PipeMetrics`, `MetricsReader`), so `/metrics` show
 deliveries of every worker; the SQLite writers of all processes
 queue on one `flock` (`db.run_transaction`). What a worker runs is `_lmtp_worker`: forked
 by `serve` at its start (`_prefork`: the workers share the interpreter's pages with this
-process), or, for a worker that replaces one that died, a new interpreter started
-through `_worker_process`.
+process), or a new interpreter started through `_worker_process`.
+
+Workers on demand (`lmtp.process_idle_s` > 0, the default): this process delivers too,
+as the first of the `lmtp.processes` delivering processes (slot 0), and no worker runs
+at the start. While every delivering process holds a connection and one holds two or a
+connection waits, a worker starts (a new interpreter, about 0.9 s of CPU) for the next
+slot; one that held no connection for `process_idle_s` exits, and one that dies is not
+replaced until deliveries need it again. An idle `serve` is then this process alone:
+every worker forked at the start cost 26 MiB of PSS at idle, though it shared the
+interpreter's pages, since it kept the originals of every page this process wrote
+after the fork. The costs: this process's deliveries share its loop with IMAP (their
+blocking calls go to threads), and a worker started on demand has pages of its own
+(about 46 MiB of PSS against 26-32 forked). With `process_idle_s = 0` every worker is
+forked at the start and runs until `serve` stops, one that dies is replaced at once,
+and this process does not deliver.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import contextlib
 import logging
 import os
 import pickle
+import select
 import socket
 import subprocess
 import sys
@@ -35,14 +49,17 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cryptmail.concurrency import run_blocking
-from cryptmail.delivery import ConnectionShares
+from cryptmail.delivery import ConnectionShares, LmtpServer
 from cryptmail.metrics import MetricsReader
 from cryptmail.metrics import current as current_metrics
-from cryptmail.serve._lmtp_worker import WorkerFds, WorkerSetup
+from cryptmail.serve._lmtp_worker import WorkerFds, WorkerSetup, lmtp_server
 from cryptmail.serve._prefork import DormantWorker
 from cryptmail.sockets import bind_listener, socket_group_id
 from cryptmail.store import ChangeBus, ChangeForwarder
+from cryptmail.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +74,9 @@ it imported already (see that module)."""
 BIND_WAIT_S = 10.0
 """How long a restart waits for the LMTP port held by the workers of a killed `serve`,
 which stop accepting at once but may still be finishing deliveries."""
+DEMAND_EVERY_S = 0.1
+"""While workers run on demand, how often this process looks whether another is needed
+(their connection counts, in shared memory); with none running it waits on the listener."""
 
 
 def logger_levels() -> dict[str, int]:
@@ -99,14 +119,27 @@ class LmtpWorkers:
         processes: int,
         bus: ChangeBus,
         dormant: list[DormantWorker] | None = None,
+        *,
+        engine: AsyncEngine | None = None,
+        blobs: BlobStore | None = None,
     ):
+        """`engine` and `blobs`: this process's, for its own deliveries with workers on
+        demand (`lmtp.process_idle_s` > 0); without them every delivery is a worker's."""
         self._setup = setup
         self._dormant = list(dormant or [])
         self._address = address
         self._shares = ConnectionShares.create(processes)
         self._bus = bus
         self._sock: socket.socket | None = None
-        self._workers: list[_Worker] = []
+        self._on_demand = setup.config.lmtp.process_idle_s > 0 and engine is not None
+        self._engine = engine
+        self._blobs = blobs
+        self._local: LmtpServer | None = None
+        """This process's own LMTP server (slot 0), with workers on demand."""
+        self._local_shares: ConnectionShares | None = None
+        self._workers: dict[int, _Worker] = {}
+        """The running workers by slot; on demand, a slot without one is vacant."""
+        self._demand: asyncio.Task[None] | None = None
         self._forwarder: ChangeForwarder | None = None
         self._notify_write = -1
         self._metrics_reader: MetricsReader | None = None
@@ -122,7 +155,7 @@ class LmtpWorkers:
 
     @property
     def pids(self) -> list[int]:
-        return [worker.process.pid for worker in self._workers]
+        return [worker.process.pid for worker in self._workers.values()]
 
     async def start(self) -> None:
         """Bind the listener and start the workers. Raises ConfigError, OSError.
@@ -138,8 +171,36 @@ class LmtpWorkers:
         self._forwarder = ChangeForwarder(read_end, self._bus)
         metrics_read, self._metrics_write = os.pipe()
         self._metrics_reader = MetricsReader(metrics_read, current_metrics())
-        self._workers = [self._spawn(slot) for slot in range(self._shares.slots)]
         self._watcher = asyncio.create_task(self._watch())
+        if self._on_demand:
+            assert self._engine is not None and self._blobs is not None  # noqa: S101
+            for slot in range(1, self._shares.slots):
+                self._shares.vacate(slot)
+            # On a tie a running worker takes the connection: its deliveries do not share
+            # a loop with IMAP and block in place (a third less CPU than threads).
+            self._local_shares = ConnectionShares(
+                self._shares.fd, self._shares.slots, 0, yields=True
+            )
+            # Off the loop: the name lookup may wait on DNS, and IMAP runs on this loop.
+            hostname = await run_blocking(socket.getfqdn)
+            self._local = lmtp_server(
+                config,
+                self._engine,
+                self._blobs,
+                self._bus,
+                self._local_shares,
+                self._sock,
+                hostname,
+            )
+            await self._local.start()
+            self._demand = asyncio.create_task(self._start_on_demand())
+            log.info(
+                "LMTP listening on %s (this process, and up to %d worker processes on demand)",
+                self._address,
+                self._shares.slots - 1,
+            )
+            return
+        self._workers = {slot: self._spawn(slot) for slot in range(self._shares.slots)}
         log.info(
             "LMTP listening on %s (%d worker processes: %s)",
             self._address,
@@ -179,52 +240,126 @@ class LmtpWorkers:
         return _Worker(process, slot, time.monotonic())
 
     async def _watch(self) -> None:
-        """Start a worker again when one exits, until cancelled by `stop`."""
+        """Reap the workers that exit, until cancelled by `stop`: start another at once
+        (workers always running), or leave the slot to `_start_on_demand`."""
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
-            for index, worker in enumerate(self._workers):
+            for slot, worker in list(self._workers.items()):
                 code = worker.process.poll()
-                if code is None or time.monotonic() < self._restart_at:
+                if code is None:
                     continue
                 lived = time.monotonic() - worker.started
+                if self._on_demand and code == 0:  # it had been idle: not a failure
+                    log.info("LMTP worker %d exited after %.0f s, idle", worker.process.pid, lived)
+                    del self._workers[slot]
+                    self._shares.vacate(slot)
+                    continue
+                if not self._on_demand and time.monotonic() < self._restart_at:
+                    continue
                 self._quick_exits = self._quick_exits + 1 if lived < QUICK_EXIT_S else 0
                 delay = min(MAX_RESTART_DELAY_S, 2.0**self._quick_exits - 1)
                 self._restart_at = time.monotonic() + delay
+                current_metrics().worker_restart()
+                if self._on_demand:
+                    log.warning(
+                        "LMTP worker %d exited (%s) after %.0f s; another starts when "
+                        "deliveries come",
+                        worker.process.pid,
+                        code,
+                        lived,
+                    )
+                    del self._workers[slot]
+                    self._shares.vacate(slot)
+                    continue
                 log.warning(
                     "LMTP worker %d exited (%s) after %.0f s; starting another",
                     worker.process.pid,
                     code,
                     lived,
                 )
-                self._workers[index] = self._spawn(worker.slot)
-                current_metrics().worker_restart()
+                self._workers[slot] = self._spawn(slot)
+
+    async def _start_on_demand(self) -> None:
+        """Start workers as deliveries need them, until cancelled by `stop`."""
+        assert self._sock is not None  # noqa: S101 - only after start()
+        loop = asyncio.get_running_loop()
+        # A descriptor of its own: the loop keeps one reader per descriptor, and this
+        # process's LMTP server waits on the listener's to accept.
+        watched = self._sock.dup()
+        try:
+            await self._start_while_needed(loop, watched)
+        finally:
+            watched.close()
+
+    async def _start_while_needed(
+        self, loop: asyncio.AbstractEventLoop, watched: socket.socket
+    ) -> None:
+        while True:
+            if self._workers:
+                await asyncio.sleep(DEMAND_EVERY_S)
+            else:
+                # No wake-up while no mail comes: a new connection wakes this (and this
+                # process's own accept, which takes it), then the counts are read.
+                await _readable(loop, watched)
+                await asyncio.sleep(DEMAND_EVERY_S)
+            if time.monotonic() < self._restart_at:  # failing at start: wait first
+                await asyncio.sleep(self._restart_at - time.monotonic())
+            slot = self._wanted_slot()
+            if slot is not None:
+                self._workers[slot] = self._spawn(slot)
+                log.info("LMTP worker %d started (slot %d)", self._workers[slot].process.pid, slot)
+
+    def _wanted_slot(self) -> int | None:
+        """A vacant slot when deliveries need another worker: every delivering process
+        (this one and the running workers) holds a connection, and one holds two or a
+        connection waits; a worker still starting holds none, so it is awaited."""
+        assert self._sock is not None  # noqa: S101 - only after start()
+        vacant = [s for s in range(1, self._shares.slots) if s not in self._workers]
+        if not vacant:
+            return None
+        held = [self._shares.count(slot) for slot in (0, *self._workers)]
+        if min(held) == 0 or (max(held) < 2 and not _pending(self._sock)):
+            return None
+        return vacant[0]
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
     async def stop(self, grace_s: float) -> None:
-        """SIGTERM every worker, wait up to `grace_s` for their deliveries, then SIGKILL."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
-        for worker in self._workers:
+        """SIGTERM every worker and stop this process's own LMTP server, wait up to
+        `grace_s` for their deliveries, then SIGKILL the workers left."""
+        for task in (self._watcher, self._demand):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watcher = self._demand = None
+        for worker in self._workers.values():
             if worker.process.poll() is None:
                 worker.process.terminate()
-        if self._sock is not None:
+        local = asyncio.create_task(self._local.stop(grace_s)) if self._local else None
+        if self._sock is not None and local is None:  # else that server closes it
             self._sock.close()  # the workers' copies close as they stop accepting
             self._sock = None
         deadline = time.monotonic() + grace_s
         killed = False
-        while any(w.process.poll() is None for w in self._workers):
+        while any(w.process.poll() is None for w in self._workers.values()):
             if time.monotonic() >= deadline and not killed:
                 killed = True
-                for worker in self._workers:
+                for worker in self._workers.values():
                     if worker.process.poll() is None:
                         log.warning("LMTP worker %d did not stop; killing it", worker.process.pid)
                         worker.process.kill()
             await asyncio.sleep(0.05)
+        if local is not None:
+            await local
+            self._local = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._local_shares is not None:
+            self._local_shares.close()
+            self._local_shares = None
         if self._forwarder is not None:
             self._forwarder.close()
             self._forwarder = None
@@ -241,3 +376,24 @@ class LmtpWorkers:
             dormant.dismiss()
         self._dormant.clear()
         self._closed.set()
+
+
+def _pending(sock: socket.socket) -> bool:
+    """Whether a connection waits to be accepted on the listening socket (not taken)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait until a connection waits on the listening socket, without accepting it."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock)

@@ -11,7 +11,8 @@ listeners and the housekeeping chores run under one `asyncio.TaskGroup`: SIGTERM
 SIGINT, or a listener that stops on its own, stops them all gracefully: no new
 connections, deliveries in flight finish and get their replies.
 
-LMTP is served by worker processes on the listener this process binds (`LmtpWorkers`);
+LMTP is served on the listener this process binds (`LmtpWorkers`) by this process and
+workers it starts on demand, or by workers forked at the start (`lmtp.process_idle_s`);
 this process serves IMAP, POP3, SASL, ManageSieve and the web pages, and `/metrics` on a listener
 of its own when `metrics.enabled` (`MetricsListener`).
 
@@ -133,7 +134,13 @@ def make_listeners(shared: Shared, addresses: Addresses) -> list[Listener]:
         setup = WorkerSetup(config, LOG_FORMAT, logger_levels(), GRACE_S)
         listeners.append(
             LmtpWorkers(
-                setup, addresses.lmtp, config.lmtp.process_count, shared.bus, list(shared.dormant)
+                setup,
+                addresses.lmtp,
+                config.lmtp.process_count,
+                shared.bus,
+                list(shared.dormant),
+                engine=shared.engine,
+                blobs=shared.blobs,
             )
         )
     if addresses.imap or addresses.imaps:
