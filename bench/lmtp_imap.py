@@ -3,17 +3,18 @@
     python bench/lmtp_imap.py [--rounds 2] [--seconds 6] [--conns 8] [--recipients 40]
                               [--size 4096]
 
-Two layouts of `serve` (LMTP and IMAP, `lmtp.processes = 2`) take turns, `--rounds`
+Three layouts of `serve` (LMTP and IMAP, `lmtp.processes = 2`) take turns, `--rounds`
 times each, a fresh server each: "forked" (`lmtp.process_idle_s = 0`: two workers forked
-at the start deliver, the main process only serves IMAP) and "on demand" (the default:
-the main process delivers too, and starts one worker while it holds connections and
-more come). In each, one IMAP session (logged in, INBOX of 20 x 4 KB selected) sends
-NOOP and `FETCH n BODY.PEEK[]` one after another: first with nothing else running, then
-while `--conns` LMTP connections deliver messages of `--size` bytes (4 KB) to
-`--recipients` users each, as
-fast as the server answers, for `--seconds`. Printed per layout: the median and 95th
-percentile of each command's round trip, idle and under delivery, and the stored copies
-per second. No asserts: numbers only.
+at the start deliver, the main process only serves IMAP), "on demand" (the default:
+workers start as new interpreters while connections come, the main process only serves
+IMAP) and "in main" (`lmtp.deliver_in_main`: the main process delivers too, and starts
+one worker while it holds connections and more come). In each, one IMAP session (logged
+in, INBOX of 20 x 4 KB selected) sends NOOP and `FETCH n BODY.PEEK[]` one after another:
+first with nothing else running, then while `--conns` LMTP connections deliver messages
+of `--size` bytes (4 KB) to `--recipients` users each, as fast as the server answers,
+for `--seconds`. Printed per layout: the median and 95th percentile of each command's
+round trip, idle and under delivery, and the stored copies per second. No asserts:
+numbers only.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from pathlib import Path
 from _servers import PASSWORD, cryptmail_server, lmtp_deliver, make_users, message
 from mix import Transaction, deliver
 
-LAYOUTS = {"forked": "process_idle_s = 0\n", "on demand": ""}
+LAYOUTS = {
+    "forked": "process_idle_s = 0\n",
+    "on demand": "",
+    "in main": "deliver_in_main = true\n",
+}
 
 
 def _timed(client: imaplib.IMAP4, until: float, count: int) -> dict[str, list[float]]:

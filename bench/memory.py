@@ -317,12 +317,20 @@ async def _measure(args: argparse.Namespace, data_dir: Path) -> None:
     summary: dict[str, float] = {}
     with cryptmail_server(data_dir, "lmtp", "imap", "web", config=config) as (pid, ports):
         await asyncio.sleep(3)
+        # With workers on demand the start-up probe's LMTP connection started one: idle
+        # is once it has exited, as a server no mail reached for process_idle_s.
+        idle_s = 60.0 if args.lmtp_idle is None else float(args.lmtp_idle)
+        deadline = time.monotonic() + idle_s + 15
+        while idle_s and time.monotonic() < deadline:
+            if not any(name == "cryptmail-lmtp" for _p, name, _pss in tree_pss(pid)):
+                break
+            await asyncio.sleep(1)
         rows = tree_pss(pid)
         summary["idle"] = _print_tree("idle serve (LMTP, IMAP, web)", rows)
         workers = [pss for _p, name, pss in rows if name == "cryptmail-lmtp"]
         batch = [message(4096, i) for i in range(FETCH_COUNT)]
         # Four connections at once, as Postfix's several lmtp processes deliver: with
-        # workers on demand, the main process then starts one.
+        # workers on demand, workers start for them.
         with ThreadPoolExecutor(4) as pool:
             list(
                 pool.map(

@@ -135,12 +135,18 @@ class LmtpConfig:
     processes: int = 0
     """LMTP delivering processes; 0: one per CPU core, at least 2. Each delivers one
     message at a time, so more of them overlap waiting for the disk with computing. With
-    `process_idle_s` > 0 the main process is the first of them."""
+    `deliver_in_main` the main process is the first of them."""
     process_idle_s: float = 60.0
-    """The main process delivers, and starts a worker process for each further one of
-    `processes` while every delivering process holds a connection and more come; a worker
-    that held no connection for this many seconds exits, so an idle `serve` is one
-    process. 0: `processes` workers forked at the start deliver, always running."""
+    """Workers on demand: a worker process (a new interpreter, about 1 s of CPU) starts
+    when a connection waits and no worker runs, and another, up to `processes`, while
+    every delivering process holds a connection and more come; a worker that held no
+    connection for this many seconds exits, so an idle `serve` is one process. 0:
+    `processes` workers forked at the start deliver, always running."""
+    deliver_in_main: bool = False
+    """With workers on demand, the main process delivers too, as the first of
+    `processes`: no wait for a worker's start, but mail from the Internet is then parsed
+    (MIME, Sieve) in the process that holds the unlocked keys of IMAP and web sessions,
+    and IMAP shares its loop with deliveries (docs/security.md, docs/benchmarks.md)."""
     socket_group: str = ""
     """Group (name or number) of a Unix `listen` socket, which is mode 0660: whoever can
     connect can deliver mail. Empty: the data directory's group. With Postfix: `postfix`."""

@@ -1,10 +1,11 @@
 """A 50 MB delivery raises the server's peak RSS by well under the message size.
 
-`serve` delivers in its main process and LMTP workers started on demand (the default),
-or in workers forked at its start (`lmtp.process_idle_s = 0`), and the big message may
-land in any of them: the growth counted is that of every process, the main one
-included, added up, after each delivering process has made a delivery (the first one
-loads what a delivery needs, which is not the message's cost).
+`serve` delivers in LMTP workers started on demand (the default), in its main process
+and workers started on demand (`lmtp.deliver_in_main`), or in workers forked at its
+start (`lmtp.process_idle_s = 0`), and the big message may land in any of them: the
+growth counted is that of every process, the main one included, added up, after each
+delivering process has made a delivery (the first one loads what a delivery needs, which
+is not the message's cost).
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def _warm_each_worker(server: CryptmailServer, pids: list[int]) -> None:
 
 
 @pytest.mark.parametrize(
-    "config", ["", "[lmtp]\nprocess_idle_s = 0\n"], ids=["on-demand", "forked"]
+    "config",
+    ["", "[lmtp]\ndeliver_in_main = true\n", "[lmtp]\nprocess_idle_s = 0\n"],
+    ids=["on-demand", "in-main", "forked"],
 )
 def test_50mb_delivery_peak_rss(tmp_path: Path, config: str) -> None:
     data_dir = tmp_path / "data"
@@ -49,13 +52,18 @@ def test_50mb_delivery_peak_rss(tmp_path: Path, config: str) -> None:
     server = CryptmailServer(data_dir, config=config)
     server.start()
     try:
-        workers = server.worker_pids
-        # Forked workers run from the start; on demand, one connection at a time is
-        # the main process's alone.
-        assert bool(workers) == bool(config)
-        _warm_each_worker(server, workers)
-        if not workers:
-            _deliver(server.port, b"Subject: warm-up main\r\n\r\nx\r\n")
+        if "process_idle_s = 0" in config:  # forked workers run from the start
+            workers = server.worker_pids
+            assert workers
+            _warm_each_worker(server, workers)
+            warm_ups = len(workers)
+        else:
+            # One connection at a time: the main process's alone (in-main), or the one
+            # worker's that a waiting connection started (on demand).
+            _deliver(server.port, b"Subject: warm-up\r\n\r\nx\r\n")
+            workers = server.worker_pids
+            assert len(workers) == (0 if "in_main" in config else 1)
+            warm_ups = 1
         pids = [server.pid, *workers]
         before = {pid: vm_hwm_kib(pid) for pid in pids}
         line = b"0123456789" * 7 + b"ABCDEFGH\r\n"
@@ -72,7 +80,7 @@ def test_50mb_delivery_peak_rss(tmp_path: Path, config: str) -> None:
     assert grown_mib < 32
     stored = read_all(data_dir, "alice@example.org")["INBOX"]
     # Delivery puts Return-Path and Delivered-To on top of the message it was given.
-    assert len(stored) == 1 + max(1, len(workers)) and stored[-1].endswith(big)
+    assert len(stored) == 1 + warm_ups and stored[-1].endswith(big)
     assert stored[-1][: -len(big)] == (
         b"Return-Path: <s@example.net>\r\nDelivered-To: alice@example.org\r\n"
     )

@@ -20,7 +20,7 @@ WORKERS = 2
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CryptmailServer]:
     data_dir = tmp_path / "data"
     make_users(data_dir, "example.org", {"alice@example.org": 2})
-    # Forked at the start: WORKERS workers; on demand: the main process and one worker.
+    # Forked at the start: WORKERS workers; on demand: workers started by connections.
     idle_s = 0 if request.param == "forked" else 60
     config = f"[lmtp]\nprocesses = {WORKERS}\nprocess_idle_s = {idle_s}\n"
     running = CryptmailServer(data_dir, config=config)
@@ -40,10 +40,10 @@ def test_main_process_and_workers_cannot_dump_core(server: CryptmailServer) -> N
     deadline = time.monotonic() + 30
     assert server.config_path is not None
     forked = "process_idle_s = 0" in server.config_path.read_text()
-    # On demand, two connections held by the main process start a worker.
+    # On demand, two connections start a worker (or two).
     held = [] if forked else [socket.create_connection(("127.0.0.1", server.port)) for _ in "ab"]
     for sock in held:
-        sock.recv(1024)  # the greeting: the main process holds the connection
+        sock.recv(1024)  # the greeting: a worker holds the connection
     wanted = WORKERS if forked else WORKERS - 1
     try:
         while len(server.worker_pids) < wanted:

@@ -3,10 +3,10 @@
 `run_server` is the composition root: it builds what the listeners share (`Shared`),
 makes the listeners `Addresses` turn on (`make_listeners`), each of the one `Listener`
 shape, and runs them with the housekeeping chores until a signal stops them.
-LMTP runs in the main process and worker processes it starts on demand (`LmtpWorkers`,
-each running `_lmtp_worker`), or in workers forked by `cryptmail serve` before anything
-else runs (`prefork_workers`, with `lmtp.process_idle_s = 0`); memory settings for
-long-running processes are in `_memory`.
+LMTP runs in worker processes the main process starts on demand (`LmtpWorkers`, each
+running `_lmtp_worker`; with `lmtp.deliver_in_main` in the main process too), or in
+workers forked by `cryptmail serve` before anything else runs (`prefork_workers`, with
+`lmtp.process_idle_s = 0`); memory settings for long-running processes are in `_memory`.
 """
 
 from __future__ import annotations

@@ -19,19 +19,20 @@ queue on one `flock` (`db.run_transaction`). What a worker runs is `_lmtp_worker
 by `serve` at its start (`_prefork`: the workers share the interpreter's pages with this
 process), or a new interpreter started through `_worker_process`.
 
-Workers on demand (`lmtp.process_idle_s` > 0, the default): this process delivers too,
-as the first of the `lmtp.processes` delivering processes (slot 0), and no worker runs
-at the start. While every delivering process holds a connection and one holds two or a
-connection waits, a worker starts (a new interpreter, about 0.9 s of CPU) for the next
-slot; one that held no connection for `process_idle_s` exits, and one that dies is not
-replaced until deliveries need it again. An idle `serve` is then this process alone:
-every worker forked at the start cost 26 MiB of PSS at idle, though it shared the
-interpreter's pages, since it kept the originals of every page this process wrote
-after the fork. The costs: this process's deliveries share its loop with IMAP (their
-blocking calls go to threads), and a worker started on demand has pages of its own
-(about 46 MiB of PSS against 26-32 forked). With `process_idle_s = 0` every worker is
-forked at the start and runs until `serve` stops, one that dies is replaced at once,
-and this process does not deliver.
+Workers on demand (`lmtp.process_idle_s` > 0, the default): no worker runs at the
+start. When a connection waits and no worker runs, one starts (a new interpreter, about
+0.9 s of CPU) and accepts it; while every worker holds a connection and one holds two
+or a connection waits, another starts, up to `lmtp.processes`. One that held no
+connection for `process_idle_s` exits, and one that dies is not replaced until
+deliveries need it again. An idle `serve` is then this process alone: every worker
+forked at the start cost 26 MiB of PSS at idle, though it shared the interpreter's
+pages, since it kept the originals of every page this process wrote after the fork. A
+worker started on demand has pages of its own (about 46 MiB of PSS against 26-32
+forked). With `lmtp.deliver_in_main` this process delivers too, as the first of the
+delivering processes (slot 0): no wait for a start, but its deliveries share its loop
+with IMAP (their blocking calls go to threads) and mail is parsed where the unlocked
+keys are. With `process_idle_s = 0` every worker is forked at the start and runs until
+`serve` stops, one that dies is replaced at once, and this process does not deliver.
 """
 
 from __future__ import annotations
@@ -124,14 +125,17 @@ class LmtpWorkers:
         blobs: BlobStore | None = None,
     ):
         """`engine` and `blobs`: this process's, for its own deliveries with workers on
-        demand (`lmtp.process_idle_s` > 0); without them every delivery is a worker's."""
+        demand and `lmtp.deliver_in_main`; without them every delivery is a worker's."""
         self._setup = setup
         self._dormant = list(dormant or [])
         self._address = address
         self._shares = ConnectionShares.create(processes)
         self._bus = bus
         self._sock: socket.socket | None = None
-        self._on_demand = setup.config.lmtp.process_idle_s > 0 and engine is not None
+        self._on_demand = setup.config.lmtp.process_idle_s > 0
+        self._in_main = self._on_demand and setup.config.lmtp.deliver_in_main
+        if self._in_main and engine is None:
+            raise ValueError("lmtp.deliver_in_main needs this process's engine and blobs")
         self._engine = engine
         self._blobs = blobs
         self._local: LmtpServer | None = None
@@ -173,31 +177,16 @@ class LmtpWorkers:
         self._metrics_reader = MetricsReader(metrics_read, current_metrics())
         self._watcher = asyncio.create_task(self._watch())
         if self._on_demand:
-            assert self._engine is not None and self._blobs is not None  # noqa: S101
-            for slot in range(1, self._shares.slots):
+            for slot in range(self._first_worker_slot, self._shares.slots):
                 self._shares.vacate(slot)
-            # On a tie a running worker takes the connection: its deliveries do not share
-            # a loop with IMAP and block in place (a third less CPU than threads).
-            self._local_shares = ConnectionShares(
-                self._shares.fd, self._shares.slots, 0, yields=True
-            )
-            # Off the loop: the name lookup may wait on DNS, and IMAP runs on this loop.
-            hostname = await run_blocking(socket.getfqdn)
-            self._local = lmtp_server(
-                config,
-                self._engine,
-                self._blobs,
-                self._bus,
-                self._local_shares,
-                self._sock,
-                hostname,
-            )
-            await self._local.start()
+            if self._in_main:
+                await self._start_local()
             self._demand = asyncio.create_task(self._start_on_demand())
             log.info(
-                "LMTP listening on %s (this process, and up to %d worker processes on demand)",
+                "LMTP listening on %s (%sup to %d worker processes on demand)",
                 self._address,
-                self._shares.slots - 1,
+                "this process, and " if self._in_main else "",
+                self._shares.slots - self._first_worker_slot,
             )
             return
         self._workers = {slot: self._spawn(slot) for slot in range(self._shares.slots)}
@@ -207,6 +196,30 @@ class LmtpWorkers:
             self._shares.slots,
             ", ".join(map(str, self.pids)),
         )
+
+    @property
+    def _first_worker_slot(self) -> int:
+        return 1 if self._in_main else 0
+
+    async def _start_local(self) -> None:
+        """This process's own LMTP server, slot 0 (`lmtp.deliver_in_main`)."""
+        assert self._engine is not None and self._blobs is not None  # noqa: S101
+        assert self._sock is not None  # noqa: S101 - only after start()
+        # On a tie a running worker takes the connection: its deliveries do not share
+        # a loop with IMAP and block in place (a third less CPU than threads).
+        self._local_shares = ConnectionShares(self._shares.fd, self._shares.slots, 0, yields=True)
+        # Off the loop: the name lookup may wait on DNS, and IMAP runs on this loop.
+        hostname = await run_blocking(socket.getfqdn)
+        self._local = lmtp_server(
+            self._setup.config,
+            self._engine,
+            self._blobs,
+            self._bus,
+            self._local_shares,
+            self._sock,
+            hostname,
+        )
+        await self._local.start()
 
     def _spawn(self, slot: int) -> _Worker:
         assert self._sock is not None  # noqa: S101 - only after start()
@@ -299,9 +312,11 @@ class LmtpWorkers:
                 await asyncio.sleep(DEMAND_EVERY_S)
             else:
                 # No wake-up while no mail comes: a new connection wakes this (and this
-                # process's own accept, which takes it), then the counts are read.
+                # process's own accept, if it delivers, which takes it), then the counts
+                # are read.
                 await _readable(loop, watched)
-                await asyncio.sleep(DEMAND_EVERY_S)
+                if self._in_main:
+                    await asyncio.sleep(DEMAND_EVERY_S)
             if time.monotonic() < self._restart_at:  # failing at start: wait first
                 await asyncio.sleep(self._restart_at - time.monotonic())
             slot = self._wanted_slot()
@@ -310,14 +325,19 @@ class LmtpWorkers:
                 log.info("LMTP worker %d started (slot %d)", self._workers[slot].process.pid, slot)
 
     def _wanted_slot(self) -> int | None:
-        """A vacant slot when deliveries need another worker: every delivering process
-        (this one and the running workers) holds a connection, and one holds two or a
+        """A vacant slot when deliveries need another worker: a connection waits and
+        nothing delivers, or every delivering process (the running workers, and this
+        one with `deliver_in_main`) holds a connection, and one holds two or a
         connection waits; a worker still starting holds none, so it is awaited."""
         assert self._sock is not None  # noqa: S101 - only after start()
-        vacant = [s for s in range(1, self._shares.slots) if s not in self._workers]
+        first = self._first_worker_slot
+        vacant = [s for s in range(first, self._shares.slots) if s not in self._workers]
         if not vacant:
             return None
-        held = [self._shares.count(slot) for slot in (0, *self._workers)]
+        delivering = (*range(first), *self._workers)
+        if not delivering:
+            return vacant[0] if _pending(self._sock) else None
+        held = [self._shares.count(slot) for slot in delivering]
         if min(held) == 0 or (max(held) < 2 and not _pending(self._sock)):
             return None
         return vacant[0]

@@ -11,10 +11,11 @@ listeners and the housekeeping chores run under one `asyncio.TaskGroup`: SIGTERM
 SIGINT, or a listener that stops on its own, stops them all gracefully: no new
 connections, deliveries in flight finish and get their replies.
 
-LMTP is served on the listener this process binds (`LmtpWorkers`) by this process and
-workers it starts on demand, or by workers forked at the start (`lmtp.process_idle_s`);
-this process serves IMAP, POP3, SASL, ManageSieve and the web pages, and `/metrics` on a listener
-of its own when `metrics.enabled` (`MetricsListener`).
+LMTP is served on the listener this process binds (`LmtpWorkers`) by workers it starts
+on demand (and this process, with `lmtp.deliver_in_main`), or by workers forked at the
+start (`lmtp.process_idle_s`); this process serves IMAP, POP3, SASL, ManageSieve and the
+web pages, and `/metrics` on a listener of its own when `metrics.enabled`
+(`MetricsListener`).
 
 Under systemd (`Type=notify`) it reports READY=1 once every listener accepts, pings the
 watchdog, and on SIGHUP loads the TLS certificate files again (`reload_ssl_context`, and the web
