@@ -26,7 +26,12 @@ from cryptmail.db import tables as t
 from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._analysis import MessageAnalysis
 from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, sort_keys
-from cryptmail.imap.message._sortrecord import SortEntry, decode_sort_record, encode_sort_record
+from cryptmail.imap.message._sortrecord import (
+    SortBlock,
+    SortEntry,
+    decode_sort_record,
+    encode_sort_record,
+)
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     SORT_CHUNK_UIDS,
@@ -75,14 +80,40 @@ def _open_chunks(
     return opened
 
 
+def _open_blocks(
+    account: UnlockedAccount,
+    mailbox_id: MailboxId,
+    uidvalidity: int,
+    sealed: Mapping[int, bytes],
+    wanted: Wanted,
+) -> list[SortBlock]:
+    blocks: list[SortBlock] = []
+    for chunk, value in sealed.items():
+        span = range(chunk * SORT_CHUNK_UIDS, (chunk + 1) * SORT_CHUNK_UIDS)
+        try:
+            block = SortBlock(
+                open_sort_chunk(account, mailbox_id, uidvalidity, chunk, value), wanted, span
+            )
+        except (CryptmailError, ValueError) as exc:
+            log.warning(
+                "sort chunk %d of mailbox %d of user %d unreadable (%s); keys made again",
+                chunk, mailbox_id, account.user.id, type(exc).__name__,
+            )  # fmt: skip
+            continue
+        if len(block):
+            blocks.append(block)
+    return blocks
+
+
 async def read_recorded(
     engine: AsyncEngine,
     account: UnlockedAccount,
     mailbox_id: MailboxId,
     uidvalidity: int,
     wanted: Wanted,
-) -> list[tuple[int, SortKeys]]:
-    """(uid, keys) of those of ``wanted`` the record holds for the same rows."""
+) -> list[SortBlock]:
+    """The record's chunks holding ``wanted``, opened: each block takes only the entries
+    of ``wanted`` whose row id matches (decoded further only as a SORT asks)."""
     if not wanted:
         return []
     sealed = await load_sort_chunks(
@@ -90,8 +121,7 @@ async def read_recorded(
     )
     if not sealed:
         return []
-    opened = await run_blocking(_open_chunks, account, mailbox_id, uidvalidity, sealed, wanted)
-    return [(uid, keys) for entries in opened.values() for uid, _row, keys in entries]
+    return await run_blocking(_open_blocks, account, mailbox_id, uidvalidity, sealed, wanted)
 
 
 def _seal_chunks(
