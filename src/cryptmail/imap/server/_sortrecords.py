@@ -26,12 +26,7 @@ from cryptmail.db import tables as t
 from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._analysis import MessageAnalysis
 from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, sort_keys
-from cryptmail.imap.message._sortrecord import (
-    SortBlock,
-    SortEntry,
-    decode_sort_record,
-    encode_sort_record,
-)
+from cryptmail.imap.message._sortrecord import SortBlock, SortEntry, encode_sort_record
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     SORT_CHUNK_UIDS,
@@ -55,6 +50,29 @@ Wanted = Mapping[int, tuple[int, float]]
 """{uid: (row id, arrival)} of the messages whose keys are asked for."""
 
 
+def _open_block(
+    account: UnlockedAccount,
+    mailbox_id: MailboxId,
+    uidvalidity: int,
+    chunk: int,
+    value: bytes,
+    wanted: Wanted | None,
+) -> SortBlock | None:
+    span = range(chunk * SORT_CHUNK_UIDS, (chunk + 1) * SORT_CHUNK_UIDS)
+    try:
+        return SortBlock(
+            open_sort_chunk(account, mailbox_id, uidvalidity, chunk, value), wanted, span
+        )
+    except (CryptmailError, ValueError) as exc:
+        # Changed, swapped or from another version: its keys are made again, and
+        # the chunk is written anew by whoever makes them.
+        log.warning(
+            "sort chunk %d of mailbox %d of user %d unreadable (%s); keys made again",
+            chunk, mailbox_id, account.user.id, type(exc).__name__,
+        )  # fmt: skip
+        return None
+
+
 def _open_chunks(
     account: UnlockedAccount,
     mailbox_id: MailboxId,
@@ -64,19 +82,9 @@ def _open_chunks(
 ) -> dict[int, list[SortEntry]]:
     opened: dict[int, list[SortEntry]] = {}
     for chunk, value in sealed.items():
-        try:
-            entries = decode_sort_record(
-                open_sort_chunk(account, mailbox_id, uidvalidity, chunk, value), wanted
-            )
-        except (CryptmailError, ValueError) as exc:
-            # Changed, swapped or from another version: its keys are made again, and
-            # the chunk is written anew by whoever makes them.
-            log.warning(
-                "sort chunk %d of mailbox %d of user %d unreadable (%s); keys made again",
-                chunk, mailbox_id, account.user.id, type(exc).__name__,
-            )  # fmt: skip
-            continue
-        opened[chunk] = [entry for entry in entries if sort_chunk_of(entry[0]) == chunk]
+        block = _open_block(account, mailbox_id, uidvalidity, chunk, value, wanted)
+        if block is not None:
+            opened[chunk] = block.entries()
     return opened
 
 
@@ -87,22 +95,11 @@ def _open_blocks(
     sealed: Mapping[int, bytes],
     wanted: Wanted,
 ) -> list[SortBlock]:
-    blocks: list[SortBlock] = []
-    for chunk, value in sealed.items():
-        span = range(chunk * SORT_CHUNK_UIDS, (chunk + 1) * SORT_CHUNK_UIDS)
-        try:
-            block = SortBlock(
-                open_sort_chunk(account, mailbox_id, uidvalidity, chunk, value), wanted, span
-            )
-        except (CryptmailError, ValueError) as exc:
-            log.warning(
-                "sort chunk %d of mailbox %d of user %d unreadable (%s); keys made again",
-                chunk, mailbox_id, account.user.id, type(exc).__name__,
-            )  # fmt: skip
-            continue
-        if len(block):
-            blocks.append(block)
-    return blocks
+    blocks = [
+        _open_block(account, mailbox_id, uidvalidity, chunk, value, wanted)
+        for chunk, value in sealed.items()
+    ]
+    return [block for block in blocks if block is not None and len(block)]
 
 
 async def read_recorded(
