@@ -201,9 +201,7 @@ def test_the_pass_seals_the_analysis_of_imported_mail(rig: ImapRig, tmp_path: Pa
         client.logout()
 
 
-def test_the_pass_repairs_bare_caches_without_an_import_rerun(
-    rig: ImapRig, tmp_path: Path
-) -> None:
+def test_the_pass_repairs_bare_caches_without_an_import_rerun(rig: ImapRig, tmp_path: Path) -> None:
     """Two users whose imported mail has the caches an import before issue 16 left
     (size and key only), nothing run since: their logins (two sessions of Bob, one of
     Alice, all from one address) start the pass, which forgets those caches once and
@@ -217,7 +215,11 @@ def test_the_pass_repairs_bare_caches_without_an_import_rerun(
         assert _analysed(rig, account) == 0
     clients = [_login(rig, USER), _login(rig, BOB), _login(rig, BOB)]
     for account in users.values():
-        wait_until(lambda a=account: _analysed(rig, a) == COUNT, "bare caches left as they were")
+
+        def analysed(account: UnlockedAccount = account) -> bool:
+            return _analysed(rig, account) == COUNT
+
+        wait_until(analysed, "bare caches left as they were")
         assert _rows(rig, account) == COUNT
         _unlink_blobs(rig, account)
     for client in clients:
