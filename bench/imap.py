@@ -30,15 +30,20 @@ the background pass has to seal message caches (how many it left is printed; Dov
 parsed at delivery, so it has no such row); then for SORT ARRIVAL, DATE, SUBJECT, FROM
 and THREAD=REFERENCES the median of five runs in one session ("warm") and of five runs
 each on a fresh login + SELECT ("new session", the way a webmail page asks). Goal: within 2x Dovecot
-plain, printed as ratios at the end. Every figure also has the server's CPU per
-command (its process tree's schedstat around the command); cryptmail's includes
-whatever its background pass did meanwhile.
+plain, printed as ratios at the end. ``--sort-wait-pass`` idles until the pass has read and
+recorded every message instead (``--sort-idle`` the most it waits); ``--sort-dovecot-uncached``
+also asks plain Dovecot each command first on a new session with its index and header
+cache files removed (the fixed order asks its SUBJECT and FROM after its DATE cached what
+they read).
+Every figure also has the server's CPU per command (its process tree's schedstat around
+the command); cryptmail's includes whatever its background pass did meanwhile.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -134,6 +139,9 @@ class Server:
     uncached: Callable[[str], tuple[int, int]] | None = None
     """Messages of a set's user that no session has read yet, and those without
     recorded sort keys (cryptmail only)."""
+    drop_cache: Callable[[], None] | None = None
+    """Remove the mailbox's index and cache of parsed header fields (plain Dovecot
+    only: its dovecot.index*), so the next command parses every header again."""
 
     def cpu_s(self) -> float:
         return sum(tree_cpu_s(pid) for pid in self.pids())
@@ -435,6 +443,9 @@ class SortFigures:
     session sat idle first (the pass done), Dovecot's the first time it is asked."""
     idle_rss: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Command -> (RSS before, peak RSS during it) of the server, MiB."""
+    uncached: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Command -> (ms, server CPU ms) of plain Dovecot's run of it first after its index
+    cache was removed (``--sort-dovecot-uncached``): every criterion first, in turn."""
     idle_left: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Command -> (never-read messages, messages without recorded keys) by then."""
     warm_ms: dict[str, float] = field(default_factory=dict)
@@ -478,8 +489,47 @@ def _first_name(command: str) -> str:
     return command.split()[1].strip("()") if command.startswith("SORT") else "THREAD"
 
 
+def _measure_uncached(servers: list[Server], results: dict[str, SortFigures]) -> None:
+    """Each command once more on every server that can drop its cache of header fields,
+    with it dropped first and a new session: the command parses every header itself,
+    as cryptmail's first command of a session opens its record itself (the fixed order
+    asks Dovecot's SUBJECT and FROM after its DATE has cached every field they read)."""
+    for command in SORT_COMMANDS:
+        for server in servers:
+            if server.drop_cache is None:
+                continue
+            server.drop_cache()
+            client = _session(server, "sort")
+            results[server.label].uncached[command] = _sort_ms(server, client, command)
+            client.close()
+
+
+def _idle_names(idle: dict[tuple[str, str], Client]) -> list[tuple[str, str]]:
+    """(server label, set name) of each idle session."""
+    return [(label, f"idle-{_first_name(command)}") for label, command in idle]
+
+
+def _wait_for_pass(servers: list[Server], names: list[str], limit_s: float) -> None:
+    """Sleep until no idle user of any server has a never-read or unrecorded message
+    left (read every 15 s, as the user would: it costs a key unlock each), or
+    ``limit_s``; the time it took is printed."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit_s:
+        time.sleep(min(15.0, max(0.0, limit_s - (time.monotonic() - start))))
+        left = [
+            server.uncached(name)
+            for server in servers
+            if server.uncached is not None
+            for name in names
+            if name in server.sets
+        ]
+        if all(pair == (0, 0) for pair in left):
+            break
+    print(f"  waited {time.monotonic() - start:.0f} s", flush=True)
+
+
 def _measure_sort(
-    servers: list[Server], idle_s: float, firsts: list[str]
+    servers: list[Server], idle_s: float, firsts: list[str], wait_pass: bool = False
 ) -> dict[str, SortFigures]:
     results = {server.label: SortFigures() for server in servers}
     for server in servers:
@@ -496,7 +546,10 @@ def _measure_sort(
         for c in firsts_asked
         if f"idle-{_first_name(c)}" in s.sets
     }
-    if idle:
+    if idle and wait_pass:
+        print(f"  {len(idle)} idle sessions wait for the pass (at most {idle_s:.0f} s)", flush=True)
+        _wait_for_pass(servers, [name for _label, name in _idle_names(idle)], idle_s)
+    elif idle:
         print(f"  {len(idle)} idle sessions wait {idle_s:.0f} s", flush=True)
         time.sleep(idle_s)
     for command in firsts_asked:
@@ -674,6 +727,31 @@ def _sort_maildir(server: object, count: int) -> None:
     server.doveadm("force-resync", "-u", DOVECOT_USER, "INBOX")  # type: ignore[attr-defined]
 
 
+def _imap_processes(root: int) -> int:
+    count = 0
+    for pid in tree_pids(root):
+        with contextlib.suppress(OSError):
+            count += Path(f"/proc/{pid}/comm").read_text().strip() == "imap"
+    return count
+
+
+def _drop_dovecot_cache(server: object, root: int) -> Callable[[], None]:
+    def drop() -> None:
+        # Once the last session's imap process has ended (it may write the cache file
+        # as it closes), so the next SELECT finds none and makes an empty one.
+        deadline = time.monotonic() + 10
+        while _imap_processes(root) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        base = server.maildir(DOVECOT_USER, "INBOX")  # type: ignore[attr-defined]
+        # The index too: it keeps the sort ids a SORT by a string made (index-sort's
+        # extensions), so with the cache alone gone SUBJECT would still be cheap.
+        # dovecot-uidlist stays, so the UIDs do; the SELECT (not timed) lists anew.
+        for name in ("dovecot.index", "dovecot.index.log", "dovecot.index.cache"):
+            (base / name).unlink(missing_ok=True)
+
+    return drop
+
+
 @contextmanager
 def _dovecot_sort(mail_crypt: bool, count: int, fill: str) -> Iterator[Server]:
     with dovecot_server(mail_crypt, lmtp=True, imap=True) as server:
@@ -689,6 +767,7 @@ def _dovecot_sort(mail_crypt: bool, count: int, fill: str) -> Iterator[Server]:
         yield Server(
             label, server.imap_port, lambda: tree_pids(root),
             lambda _name: (DOVECOT_USER, DOVECOT_LOGIN, "INBOX"), {"sort", "warm"},
+            drop_cache=None if mail_crypt else _drop_dovecot_cache(server, root),
         )  # fmt: skip
 
 
@@ -725,6 +804,14 @@ def _print_sort(results: dict[str, SortFigures], count: int) -> None:
             "  never-read / unrecorded left",
             [f"{results[s].idle_left[command][0]} / {results[s].idle_left[command][1]}"
              if command in results[s].idle_left else "-" for s in labels],
+        )  # fmt: skip
+    for command in SORT_COMMANDS:
+        if not any(command in r.uncached for r in results.values()):
+            continue
+        row(
+            f"first {command.replace(' UTF-8 ALL', '')}, Dovecot index removed",
+            [cell(*results[s].uncached[command]) if command in results[s].uncached else "-"
+             for s in labels],
         )  # fmt: skip
     for command in SORT_COMMANDS:
         name = command.replace(" UTF-8 ALL", "")
@@ -765,12 +852,20 @@ def _print_sort(results: dict[str, SortFigures], count: int) -> None:
             for command in SORT_COMMANDS
         ]
         print(f"{label} / Dovecot plain (goal <= 2x): first after idle " + ", ".join(firsts))
+        fair = [
+            f"{_first_name(c)} {ours.idle[c][0] / plain.uncached[c][0]:.2f}x"
+            f" (CPU {ours.idle[c][1] / max(plain.uncached[c][1], 0.1):.2f}x)"
+            for c in asked
+            if c in ours.idle and c in plain.uncached
+        ]
+        if fair:
+            print("  against Dovecot's first of each on a removed index " + ", ".join(fair))
         print("  warm/new session " + ", ".join(ratios))
 
 
 def sort_main(
     count: int, with_dovecot: bool, idle_s: float, crypts: list[int], firsts: list[str],
-    fresh: bool, fill: str,
+    fresh: bool, fill: str, uncached: bool = False, wait_pass: bool = False,
 ) -> None:  # fmt: skip
     random.seed(os.getpid())
     with ExitStack() as running:
@@ -778,7 +873,9 @@ def sort_main(
         if with_dovecot and dovecot_available():
             kinds = (False,) if fill == "maildir" else (True, False)
             servers += [running.enter_context(_dovecot_sort(m, count, fill)) for m in kinds]
-        results = _measure_sort(servers, idle_s, firsts)
+        results = _measure_sort(servers, idle_s, firsts, wait_pass)
+        if uncached:
+            _measure_uncached(servers, results)
     _print_sort(results, count)
 
 
@@ -803,12 +900,21 @@ def main() -> None:
         "--sort-fill", choices=("lmtp", "maildir"), default="lmtp",
         help="Dovecot's mailbox: over LMTP, or Maildir files (plain Dovecot only)",
     )  # fmt: skip
+    parser.add_argument(
+        "--sort-wait-pass", action="store_true",
+        help="idle until the pass is done (every message read and recorded), --sort-idle at most",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sort-dovecot-uncached", action="store_true",
+        help="also each command first on plain Dovecot with its Dovecot index removed",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.sort:
         crypts = [int(c) for c in args.crypt.split(",")]
         sort_main(
             args.sort_count, not args.no_dovecot, args.sort_idle, crypts,
             args.sort_first.split(","), not args.sort_no_fresh, args.sort_fill,
+            args.sort_dovecot_uncached, args.sort_wait_pass,
         )  # fmt: skip
         return
     counts = {"small": 1000, "large": 100, "count": args.large_count}

@@ -1,6 +1,8 @@
 """SortIndex: the orders it keeps up to date by insert and delete must always equal a
 sort from scratch (`sort_messages`), for every criterion, REVERSE or not, whatever
-the sequence of additions and expunges; kept answers go with any change."""
+the sequence of additions and expunges, with keys given whole or as sort key record
+blocks (decoded lazily, unpacked when whole keys are asked); kept answers go with any
+change."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 from cryptmail.imap.message._sort import SORT_CRITERIA, SortItem, sort_messages
 from cryptmail.imap.message._sortkeys import SortKeys
 from cryptmail.imap.message._sortorder import SortIndex
+from cryptmail.imap.message._sortrecord import SortBlock, encode_sort_record
 
 
 def _keys(rng: random.Random, uid: int) -> SortKeys:
@@ -40,8 +43,21 @@ def _from_scratch(
     return [item.number for item in sort_messages(items, [(name, reverse)])]
 
 
+def _block(batch: list[tuple[int, SortKeys]], extra: dict[int, SortKeys]) -> SortBlock:
+    """``batch`` as a record chunk would give it (row id = 1000 + UID), with ``extra``
+    (UIDs held already) in the payload too, and an entry whose row is gone."""
+    entries = sorted([*batch, *extra.items()])
+    payload = encode_sort_record(
+        [(uid, 1000 + uid, keys) for uid, keys in entries] + [(10**6, 5, entries[0][1])]
+    )
+    wanted = {uid: (1000 + uid, keys.arrival) for uid, keys in entries}
+    wanted[10**6] = (6, 0.0)  # another row now: not taken
+    return SortBlock(payload, wanted)
+
+
+@pytest.mark.parametrize("blocks", [False, True], ids=["keys", "blocks"])
 @pytest.mark.parametrize("seed", range(8))
-def test_orders_stay_equal_to_a_sort_from_scratch(seed: int) -> None:
+def test_orders_stay_equal_to_a_sort_from_scratch(seed: int, blocks: bool) -> None:
     rng = random.Random(seed)
     index = SortIndex()
     held: dict[int, SortKeys] = {}
@@ -50,12 +66,23 @@ def test_orders_stay_equal_to_a_sort_from_scratch(seed: int) -> None:
         if held and rng.random() < 0.4:  # expunge a few, anywhere
             for uid in rng.sample(sorted(held), min(len(held), rng.randrange(1, 4))):
                 assert index.pop(uid) == held.pop(uid)
+        elif blocks and held and rng.random() < 0.15:  # whole keys asked (THREAD)
+            uid = rng.choice(sorted(held))
+            if rng.random() < 0.5:
+                assert index.get(uid, _keys(rng, 0)) == held[uid]
+            for block in index.pending():
+                index.unpack(block, block.keys())
+            assert not index.pending()
         else:  # new mail: one, a few, or a burst that drops the orders
             count = rng.choice([1, 2, 3, 40])
             batch = [(uid, _keys(rng, uid)) for uid in range(next_uid, next_uid + count)]
             next_uid += count
             rng.shuffle(batch)  # loaded in any order
-            index.add(batch)
+            if blocks and rng.random() < 0.7:
+                again = rng.sample(sorted(held), min(len(held), 2))
+                index.add_block(_block(batch, {uid: held[uid] for uid in again}))
+            else:
+                index.add(batch)
             held.update(batch)
         if step % 3 == 0:
             continue  # let changes pile up between SORTs
@@ -71,7 +98,9 @@ def test_orders_stay_equal_to_a_sort_from_scratch(seed: int) -> None:
                 for reverse in (False, True):
                     got = index.sorted_numbers(name, reverse, wanted)
                     assert got == _from_scratch(held, wanted, name, reverse), (step, name)
-    assert len(index) == len(held)
+    assert len(index) == len(held) and sorted(index) == sorted(held)
+    assert all(index.get(uid, _keys(rng, 0)) == keys for uid, keys in held.items())
+    assert not index.pending()  # every block unpacked by those
 
 
 def test_a_message_not_held_sends_the_caller_the_general_way() -> None:

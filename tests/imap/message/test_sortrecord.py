@@ -9,7 +9,7 @@ import math
 import pytest
 
 from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, encode_sort_fields, sort_keys
-from cryptmail.imap.message._sortrecord import decode_sort_record, encode_sort_record
+from cryptmail.imap.message._sortrecord import SortBlock, decode_sort_record, encode_sort_record
 
 
 def _keys(i: int) -> SortKeys:
@@ -83,3 +83,38 @@ def test_nan_is_no_date() -> None:
     assert keys.date is None
     decoded = decode_sort_record(encode_sort_record([(1, 1, keys._replace(date=math.nan))]))
     assert decoded[0][2].date is None
+
+
+def test_a_block_reads_columns_as_the_whole_keys_hold_them() -> None:
+    entries = [(uid, 100 + uid, _keys(uid)) for uid in range(1, 40)]
+    wanted = {uid: (row, uid / 2) for uid, row, _keys in entries if uid % 6}
+    wanted[6] = (1, 0.0)  # uid 6 is another row now
+    block = SortBlock(encode_sort_record(entries), wanted)
+    whole = decode_sort_record(encode_sort_record(entries), wanted)
+    assert block.uids == [uid for uid, _row, _keys in whole]
+    assert block.keys() == [(uid, keys) for uid, _row, keys in whole]
+    assert block.entries() == whole
+    for field in ("subject", "from_", "to", "cc", "display_from", "display_to", "size"):
+        assert block.column(field) == [getattr(keys, field) for _u, _r, keys in whole]
+    assert block.column("arrival") == [uid / 2 for uid in block.uids]
+    assert block.column("sent") == [
+        keys.arrival if keys.date is None else keys.date for _u, _r, keys in whole
+    ]
+    assert block.value("subject", 5) == whole[4][2].subject
+    with pytest.raises(KeyError):
+        block.value("subject", 6)
+
+
+def test_a_block_takes_each_uid_once_ascending_and_only_its_span() -> None:
+    """Writers keep a chunk ascending with one entry per UID; a reader that meets one
+    that is not still answers in order, each UID once (the first entry), and drops an
+    entry outside the chunk's UIDs."""
+    keys = [_keys(i) for i in range(4)]
+    payload = encode_sort_record(
+        [(9, 109, keys[0]), (3, 103, keys[1]), (9, 109, keys[2]), (5000, 5100, keys[3])]
+    )
+    wanted = {9: (109, 1.0), 3: (103, 2.0), 5000: (5100, 3.0)}
+    block = SortBlock(payload, wanted, range(0, 2048))
+    assert block.uids == [3, 9]
+    assert block.keys() == [(3, keys[1]._replace(arrival=2.0)), (9, keys[0]._replace(arrival=1.0))]
+    assert block.value("size", 9) == keys[0].size

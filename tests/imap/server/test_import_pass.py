@@ -2,7 +2,8 @@
 maildir` the pass seals every imported message's whole cache (the analysis FETCH,
 SORT and THREAD need) from its one read, so SORT and FETCH ENVELOPE of imported mail
 read no blob once it has run. Caches an older import left without the analysis are
-handed to the pass by the next import run (`store.drop_bare_caches`)."""
+handed to the pass by the next import run (`store.drop_bare_caches`), or by the pass
+itself at its start, once per user and process (no import rerun needed)."""
 
 from __future__ import annotations
 
@@ -196,5 +197,31 @@ def test_the_pass_seals_the_analysis_of_imported_mail(rig: ImapRig, tmp_path: Pa
     wait_until(lambda: _analysed(rig, bob) == COUNT, "the pass left old imported caches alone")
     _unlink_blobs(rig, bob)
     for client in (first, second):
+        _check_answers(client)
+        client.logout()
+
+
+def test_the_pass_repairs_bare_caches_without_an_import_rerun(rig: ImapRig, tmp_path: Path) -> None:
+    """Two users whose imported mail has the caches an import before issue 16 left
+    (size and key only), nothing run since: their logins (two sessions of Bob, one of
+    Alice, all from one address) start the pass, which forgets those caches once and
+    analyses every message; with every blob gone SORT and FETCH ENVELOPE then answer
+    from the caches alone in each session."""
+    rig.add_user(BOB, PASSWORD)
+    users = {USER: _account(rig, USER), BOB: _account(rig, BOB)}
+    for email, account in users.items():
+        assert _import(rig, account, _maildir(tmp_path / email)).imported == COUNT
+        _old_style_caches(rig, account)
+        assert _analysed(rig, account) == 0
+    clients = [_login(rig, USER), _login(rig, BOB), _login(rig, BOB)]
+    for account in users.values():
+
+        def analysed(account: UnlockedAccount = account) -> bool:
+            return _analysed(rig, account) == COUNT
+
+        wait_until(analysed, "bare caches left as they were")
+        assert _rows(rig, account) == COUNT
+        _unlink_blobs(rig, account)
+    for client in clients:
         _check_answers(client)
         client.logout()

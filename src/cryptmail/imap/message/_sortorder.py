@@ -22,6 +22,13 @@ and numbers it was made from (the same command in another session of the same vi
 webmail's connection per page, is answered from it), all dropped whenever a key is added
 or dropped.
 
+Keys read from a sort key record come as :class:`SortBlock` (`add_block`) and stay
+there, undecoded, until something needs a message's whole keys (THREAD, several
+criteria, an expunge): an order by one criterion reads the one column it needs from
+each block, so the first SORT of a mailbox builds no per-message object (10,000 key
+tuples, their strings and the garbage collector runs they set off were most of its
+cost).
+
 Pure: no I/O; the server keeps one per mailbox (``imap/server/_sortkeys.py``).
 """
 
@@ -35,6 +42,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Final
 
 from cryptmail.imap.message._sortkeys import SortKeys
+from cryptmail.imap.message._sortrecord import SortBlock
 
 __all__ = ["SortIndex"]
 
@@ -48,6 +56,11 @@ _GONE_MIN: Final = 1024
 or an eighth of the mailbox."""
 
 
+_FIELD_NAMES: Final = {
+    "ARRIVAL": "arrival", "CC": "cc", "FROM": "from_", "SIZE": "size", "SUBJECT": "subject",
+    "TO": "to", "DISPLAYFROM": "display_from", "DISPLAYTO": "display_to", "DATE": "sent",
+}  # fmt: skip
+"""The :meth:`SortBlock.column` each criterion reads."""
 _FIELDS: Final = {
     name: SortKeys._fields.index(field)
     for name, field in (
@@ -62,10 +75,14 @@ _FIELDS: Final = {
 class SortIndex:
     """Sort keys by UID, and orders per SORT criterion."""
 
-    __slots__ = ("_answers", "_gone", "_keys", "_orders")
+    __slots__ = ("_answers", "_blocks", "_gone", "_keys", "_lazy", "_orders")
 
     def __init__(self) -> None:
         self._keys: dict[int, SortKeys] = {}
+        self._lazy: dict[int, SortBlock] = {}
+        """UIDs whose keys are still in a block (never in ``_keys`` at the same time)."""
+        self._blocks: list[SortBlock] = []
+        """The blocks some UID of ``_lazy`` points at."""
         self._gone: dict[int, SortKeys] = {}
         self._orders: dict[str, array[int]] = {}
         self._answers: OrderedDict[Hashable, tuple[bytes, bytes]] = OrderedDict()
@@ -73,35 +90,71 @@ class SortIndex:
     # -- the keys ---------------------------------------------------------------------
 
     def __contains__(self, uid: object) -> bool:
-        return uid in self._keys
+        return uid in self._keys or uid in self._lazy
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._keys) + len(self._lazy)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._keys)
+        return itertools.chain(self._keys, self._lazy)
+
+    def pending(self) -> list[SortBlock]:
+        """The blocks some held UID's keys are still in: make their :meth:`SortBlock.keys`
+        in a worker thread and give them to :meth:`unpack` before asking :meth:`get` for
+        many messages (else the first :meth:`get` of each does it where it is called)."""
+        return list(self._blocks)
+
+    def unpack(self, block: SortBlock, made: list[tuple[int, SortKeys]] | None = None) -> None:
+        """Move the keys of ``block`` (``made``: its :meth:`SortBlock.keys`) that are
+        still lazy into the table's keys (same values: the orders stay as they are)."""
+        if block not in self._blocks:
+            return  # unpacked meanwhile
+        lazy, keys = self._lazy, self._keys
+        for uid, found in block.keys() if made is None else made:
+            if lazy.get(uid) is block:
+                keys[uid] = found
+                del lazy[uid]
+        self._blocks.remove(block)
 
     def get(self, uid: int, default: SortKeys) -> SortKeys:
         """The keys of ``uid``, also when dropped lately (see the module docstring)."""
         found = self._keys.get(uid)
         if found is not None:
             return found
+        block = self._lazy.get(uid)
+        if block is not None:
+            self.unpack(block)
+            return self._keys[uid]
         return self._gone.get(uid, default)
 
     def missing(self, uids: dict[int, int]) -> list[int]:
         """The UIDs among ``uids``' keys that have no keys here, ascending."""
-        return sorted(uids.keys() - self._keys.keys())
+        return sorted(uids.keys() - self._keys.keys() - self._lazy.keys())
 
     def add(self, entries: Iterable[tuple[int, SortKeys]]) -> None:
         """(uid, keys) of messages, ``arrival`` set; a UID held already is left as it is."""
-        added = [(uid, keys) for uid, keys in entries if uid not in self._keys]
+        added = [(uid, keys) for uid, keys in entries if uid not in self]
         if not added:
             return
-        self._answers.clear()
         for uid, keys in added:
             self._keys[uid] = keys
+        self._added([uid for uid, _keys in added])
+
+    def add_block(self, block: SortBlock) -> None:
+        """The keys of a decoded sort key record chunk (``arrival`` set); a UID held
+        already is left as it is. Nothing of it is decoded further until needed."""
+        added = [uid for uid in block.uids if uid not in self]
+        if not added:
+            return
+        self._lazy.update(dict.fromkeys(added, block))
+        self._blocks.append(block)
+        self._added(added)
+
+    def _added(self, added: list[int]) -> None:
+        self._answers.clear()
+        for uid in added:
             self._gone.pop(uid, None)
-        if len(added) * _INSERT_MAX_SHARE > len(self._keys):
+        if len(added) * _INSERT_MAX_SHARE > len(self):
             self._orders.clear()
             return
         for name, order in self._orders.items():
@@ -110,11 +163,14 @@ class SortIndex:
             def full(uid: int, key: Callable[[int], Any] = key) -> tuple[Any, int]:
                 return key(uid), uid
 
-            for uid, _keys in added:
+            for uid in added:
                 bisect.insort(order, uid, key=full)
 
     def pop(self, uid: int, default: SortKeys | None = None) -> SortKeys | None:
         """Drop ``uid`` (expunged); its keys stay reachable by :meth:`get` a while."""
+        block = self._lazy.get(uid)
+        if block is not None:
+            self.unpack(block)
         keys = self._keys.get(uid)
         if keys is None:
             return default
@@ -137,24 +193,53 @@ class SortIndex:
     # -- orders -----------------------------------------------------------------------
 
     def _key(self, name: str) -> Callable[[int], Any]:
-        keys = self._keys
+        keys, lazy = self._keys, self._lazy
+        column = _FIELD_NAMES[name]
         if name == "DATE":
 
-            def sent(uid: int) -> float:
-                found = keys[uid]
+            def sent(uid: int) -> Any:
+                found = keys.get(uid)
+                if found is None:
+                    return lazy[uid].value(column, uid)
                 return found.arrival if found.date is None else found.date
 
             return sent
         field = _FIELDS[name]
-        return lambda uid: keys[uid][field]
+
+        def one(uid: int) -> Any:
+            found = keys.get(uid)
+            return lazy[uid].value(column, uid) if found is None else found[field]
+
+        return one
+
+    def _values(self, name: str) -> dict[int, Any]:
+        """{uid: key} of every UID held by criterion ``name``, made column by column."""
+        column = _FIELD_NAMES[name]
+        values: dict[int, Any] = {}
+        lazy = self._lazy
+        for block in self._blocks:
+            # A block's UIDs held in ``_keys`` instead get their value below.
+            values.update(zip(block.uids, block.column(column), strict=True))
+        if len(values) != len(lazy):
+            values = {uid: values[uid] for uid in lazy}
+        if name == "DATE":
+            values.update(
+                (uid, keys.arrival if keys.date is None else keys.date)
+                for uid, keys in self._keys.items()
+            )
+        else:
+            field = _FIELDS[name]
+            values.update((uid, keys[field]) for uid, keys in self._keys.items())
+        return values
 
     def order(self, name: str) -> array[int]:
         """Every UID held, ascending by criterion ``name`` (a SORT_CRITERIA name), equal
         keys by UID."""
         order = self._orders.get(name)
         if order is None:
-            uids = sorted(self._keys)
-            uids.sort(key=self._key(name))  # stable: equal keys stay in UID order
+            values = self._values(name)
+            uids = sorted(values)
+            uids.sort(key=values.__getitem__)  # stable: equal keys stay in UID order
             order = self._orders[name] = array("I", uids)
         return order
 

@@ -25,16 +25,18 @@ one object per distinct string, as the in-memory table wants them.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import struct
 import sys
 from array import array
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, cast
 
 from cryptmail.imap.message._sortkeys import SortKeys
 
-__all__ = ["SortEntry", "decode_sort_record", "encode_sort_record"]
+__all__ = ["SortBlock", "SortEntry", "decode_sort_record", "encode_sort_record"]
 
 _MAGIC: Final = b"CMSK"
 _VERSION: Final = 1
@@ -141,6 +143,203 @@ class _Reader:
         return self._pos == len(self._data)
 
 
+_STRING_FIELDS: Final = ("subject", "from_", "to", "cc", "display_from", "display_to")
+"""Fields stored as string numbers, in column order (the seventh column, message id,
+may be none; THREAD reads it through :meth:`SortBlock.keys`)."""
+
+
+class SortBlock:
+    """The entries of one payload a reader takes, decoded only as far as asked.
+
+    Construction checks the whole payload (as :func:`decode_sort_record` does) and
+    picks the entries to take, but builds no per-entry object: a SORT by one criterion
+    reads one :meth:`column` (the strings of that field only, each made once), and only
+    what needs whole keys (THREAD, several criteria) pays for :meth:`keys`. With
+    ``wanted`` or ``span`` the entries taken are ascending by UID, one per UID (the
+    first; writers keep a payload so), as :meth:`value` needs; without, every entry in
+    payload order.
+    """
+
+    __slots__ = (
+        "_arrivals", "_columns", "_dates", "_made", "_offsets", "_positions", "_refs",
+        "_ref_counts", "_reply", "_rows", "_sizes", "_strings", "_text", "uids",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        data: bytes,
+        wanted: Mapping[int, tuple[int, float]] | None = None,
+        span: range | None = None,
+    ) -> None:
+        """ValueError when ``data`` is not a payload this version writes. With
+        ``wanted`` ({uid: (row id, arrival)}), only the entries of those UIDs whose row
+        id matches are taken, ``arrival`` set; else every entry, ``arrival`` 0. With
+        ``span``, only entries whose UID is in it."""
+        if len(data) < _HEAD.size:
+            raise ValueError("sort record is truncated")
+        magic, version, count, n_strings, n_refs, text_size = _HEAD.unpack_from(data)
+        if magic != _MAGIC or version != _VERSION:
+            raise ValueError("not a sort record of this version")
+        read = _Reader(data, _HEAD.size)
+        self._text = bytes(read.take(text_size)).decode("utf-8", "surrogatepass")
+        self._offsets = read.numbers("I", n_strings + 1)
+        if self._offsets[0] != 0 or self._offsets[-1] != len(self._text):
+            raise ValueError("sort record strings do not add up")
+        uids = read.numbers("I", count)
+        rows = read.numbers("Q", count)
+        self._sizes = read.numbers("Q", count)
+        self._dates = read.floats(count)
+        self._reply = bytes(read.take(count))
+        self._columns = [read.numbers("I", count) for _ in range(7)]
+        self._ref_counts = read.numbers("I", count)
+        self._refs = read.numbers("I", n_refs)
+        if not read.done() or sum(self._ref_counts) != n_refs:
+            raise ValueError("sort record has a bad length")
+        # Every string number checked now (in C, by max), so nothing read later fails.
+        highest = max(
+            *(max(column, default=-1) for column in self._columns[:6]),
+            max(self._refs, default=-1),
+            max((n for n in self._columns[6] if n != _NONE), default=-1),
+        )
+        if highest >= n_strings:
+            raise ValueError("sort record names a string it does not hold")
+        self._strings: list[str | None] = [None] * n_strings
+        self._made: dict[str, list[object]] = {}
+        self._rows = rows
+        if wanted is None and span is None:
+            self._positions: range | list[int] = range(count)
+            self.uids: list[int] = uids.tolist()
+            self._arrivals: list[float] | None = None
+            return
+        if wanted is not None:
+            # In bulk (one C-level map): the usual chunk has every entry current.
+            found = list(map(wanted.get, uids))
+            if None not in found:
+                current = cast(list[tuple[int, float]], found)
+                if (
+                    [row for row, _arrival in current] == rows.tolist()
+                    and (span is None or not count or (uids[0] in span and uids[-1] in span))
+                    and all(a < b for a, b in zip(uids, uids[1:], strict=False))
+                ):
+                    self._positions = range(count)
+                    self.uids = uids.tolist()
+                    self._arrivals = [arrival for _row, arrival in current]
+                    return
+        get = (wanted or {}).get
+        taken: dict[int, tuple[int, float]] = {}  # uid: (position, arrival); first kept
+        for i, (uid, row) in enumerate(zip(uids, rows, strict=True)):
+            if uid in taken or (span is not None and uid not in span):
+                continue
+            arrival = 0.0
+            if wanted is not None:
+                entry = get(uid)
+                if entry is None or entry[0] != row:
+                    continue
+                arrival = entry[1]
+            taken[uid] = (i, arrival)
+        self.uids = sorted(taken)  # ascending, as :meth:`value` looks them up
+        self._positions = [taken[uid][0] for uid in self.uids]
+        self._arrivals = [taken[uid][1] for uid in self.uids] if wanted is not None else None
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def _string(self, number: int) -> str:
+        found = self._strings[number]
+        if found is None:
+            offsets = self._offsets
+            found = self._strings[number] = sys.intern(
+                self._text[offsets[number] : offsets[number + 1]]
+            )
+        return found
+
+    def arrivals(self) -> list[float]:
+        """The ``arrival`` of every entry taken (0 without ``wanted``)."""
+        return self._arrivals if self._arrivals is not None else [0.0] * len(self.uids)
+
+    def column(self, field: str) -> list[object]:
+        """One :class:`SortKeys` field of every entry taken, in :attr:`uids` order;
+        "sent" is the DATE criterion's key (the date, else the arrival)."""
+        made = self._made.get(field)
+        if made is not None:
+            return made
+        positions = self._positions
+        if field in _STRING_FIELDS:
+            numbers = self._columns[_STRING_FIELDS.index(field)]
+            string = self._string
+            table = {n: string(n) for n in {numbers[i] for i in positions}}
+            made = [table[numbers[i]] for i in positions]
+        elif field == "size":
+            made = [self._sizes[i] for i in positions]
+        elif field == "arrival":
+            made = list(self.arrivals())
+        elif field == "sent":
+            dates = self._dates
+            made = [
+                arrival if date != date else date  # NaN: no usable Date:
+                for date, arrival in zip(
+                    (dates[i] for i in positions), self.arrivals(), strict=True
+                )
+            ]
+        else:
+            raise KeyError(field)
+        self._made[field] = made
+        return made
+
+    def value(self, field: str, uid: int) -> object:
+        """One field of the entry of ``uid`` (which must be taken)."""
+        index = bisect.bisect_left(self.uids, uid)
+        if index == len(self.uids) or self.uids[index] != uid:
+            raise KeyError(uid)
+        return self.column(field)[index]
+
+    def _all_strings(self) -> list[str]:
+        strings = self._strings
+        if None in strings:
+            text, offsets, intern = self._text, self._offsets, sys.intern
+            strings[:] = [
+                intern(text[offsets[n] : offsets[n + 1]]) if value is None else value
+                for n, value in enumerate(strings)
+            ]
+        return strings  # type: ignore[return-value]  # no None left
+
+    def keys(self) -> list[tuple[int, SortKeys]]:
+        """(uid, whole keys) of every entry taken (CPU work for a worker thread: about
+        1 us an entry, most of it the key tuples)."""
+        strings = self._all_strings()
+        positions, columns, refs = self._positions, self._columns, self._refs
+        subjects, froms, tos, ccs, display_froms, display_tos = (
+            [strings[column[i]] for i in positions] for column in columns[:6]
+        )
+        message_ids = [None if (n := columns[6][i]) == _NONE else strings[n] for i in positions]
+        starts = [0, *itertools.accumulate(self._ref_counts)]
+        references = [
+            tuple([strings[n] for n in refs[starts[i] : starts[i + 1]]]) for i in positions
+        ]
+        dates, reply, sizes = self._dates, self._reply, self._sizes
+        return [
+            (
+                uid,
+                SortKeys(
+                    None if (date := dates[i]) != date else date,  # NaN: no usable Date:
+                    subjects[k], reply[i] == 1, froms[k], tos[k], ccs[k], display_froms[k],
+                    display_tos[k], message_ids[k], references[k], sizes[i], arrival,
+                ),
+            )
+            for k, (i, uid, arrival) in enumerate(
+                zip(positions, self.uids, self.arrivals(), strict=True)
+            )
+        ]  # fmt: skip
+
+    def entries(self) -> list[SortEntry]:
+        """(uid, row id, whole keys) of every entry taken."""
+        rows = self._rows
+        return [
+            (uid, rows[i], keys)
+            for i, (uid, keys) in zip(self._positions, self.keys(), strict=True)
+        ]
+
+
 def decode_sort_record(
     data: bytes, wanted: Mapping[int, tuple[int, float]] | None = None
 ) -> list[SortEntry]:
@@ -148,59 +347,4 @@ def decode_sort_record(
     caller then makes those keys again). With ``wanted`` ({uid: (row id, arrival)}),
     only the entries of those UIDs whose row id matches, ``arrival`` set; else every
     entry, ``arrival`` 0."""
-    if len(data) < _HEAD.size:
-        raise ValueError("sort record is truncated")
-    magic, version, count, n_strings, n_refs, text_size = _HEAD.unpack_from(data)
-    if magic != _MAGIC or version != _VERSION:
-        raise ValueError("not a sort record of this version")
-    read = _Reader(data, _HEAD.size)
-    text = bytes(read.take(text_size)).decode("utf-8", "surrogatepass")
-    offsets = read.numbers("I", n_strings + 1)
-    if offsets[0] != 0 or offsets[-1] != len(text):
-        raise ValueError("sort record strings do not add up")
-    intern = sys.intern
-    strings = [intern(text[a:b]) for a, b in zip(offsets, offsets[1:], strict=False)]
-    uids = read.numbers("I", count)
-    rows = read.numbers("Q", count)
-    sizes = read.numbers("Q", count)
-    dates = read.floats(count)
-    reply = bytes(read.take(count))
-    columns = [read.numbers("I", count) for _ in range(7)]
-    ref_counts = read.numbers("I", count)
-    refs = read.numbers("I", n_refs)
-    if not read.done() or sum(ref_counts) != n_refs:
-        raise ValueError("sort record has a bad length")
-    try:
-        message_ids = [None if n == _NONE else strings[n] for n in columns[6]]
-        ref_strings = [strings[n] for n in refs]
-        subjects, froms, tos, ccs, display_froms, display_tos = (
-            [strings[n] for n in column] for column in columns[:6]
-        )
-    except IndexError as exc:
-        raise ValueError("sort record names a string it does not hold") from exc
-    out: list[SortEntry] = []
-    start = 0
-    arrival = 0.0
-    for i in range(count):
-        end = start + ref_counts[i]
-        if wanted is not None:
-            found = wanted.get(uids[i])
-            if found is None or found[0] != rows[i]:
-                start = end
-                continue
-            arrival = found[1]
-        date = dates[i]
-        out.append(
-            (
-                uids[i],
-                rows[i],
-                SortKeys(
-                    None if date != date else date,  # NaN: no usable Date:
-                    subjects[i], reply[i] == 1, froms[i], tos[i], ccs[i], display_froms[i],
-                    display_tos[i], message_ids[i], tuple(ref_strings[start:end]), sizes[i],
-                    arrival,
-                ),
-            )
-        )  # fmt: skip
-        start = end
-    return out
+    return SortBlock(data, wanted).entries()

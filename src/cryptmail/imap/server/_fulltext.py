@@ -62,6 +62,7 @@ from cryptmail.store import (
     MailboxId,
     MessageCache,
     MessageId,
+    drop_bare_caches,
     fill_caches,
     open_blob,
     open_small_blob,
@@ -132,6 +133,8 @@ class FullTextIndexes:
         self._searched: OrderedDict[UserId, None] = OrderedDict()
         # The passes until they end (a detached user's may still be unwinding).
         self._tasks: set[asyncio.Task[None]] = set()
+        # Users whose caches without the analysis this process has handed to the pass.
+        self._bare_dropped: set[UserId] = set()
 
     def attach(self, account: UnlockedAccount) -> None:
         """A session of `account` began: load its index on first use, start the pass."""
@@ -234,6 +237,9 @@ class FullTextIndexes:
         """Index one batch (or merge); the seconds it took, 0 when there was nothing."""
         index = user.index
         started = time.monotonic()
+        if index.account.user.id not in self._bare_dropped:
+            self._bare_dropped.add(index.account.user.id)  # once, even if it fails
+            await self._drop_bare(index.account)
         if not user.todo:
             await index.refresh()
             await self._list(user)
@@ -282,6 +288,23 @@ class FullTextIndexes:
         # segments for SEARCH to go through.
         await index.compact(set(user.blobs), above=2 * MAX_SEGMENTS)
         return time.monotonic() - started
+
+    async def _drop_bare(self, account: UnlockedAccount) -> None:
+        """Caches an import before issue 16 left (size and key, no analysis) are never
+        filled by the pass, which seals a cache only where a row has none: forgetting
+        them makes the pass analyse those messages from the read it makes anyway, so an
+        old store is repaired without running the import again. Once per user and
+        process (a scan of the user's short caches)."""
+        try:
+            dropped = await drop_bare_caches(self._engine, account)
+        except CryptmailError as exc:  # SORT and FETCH still read those messages' blobs
+            log.warning("caches of user %d not checked: %s", account.user.id, exc)
+            return
+        if dropped:
+            log.info(
+                "%d caches of user %d without the analysis handed to the pass",
+                dropped, account.user.id,
+            )  # fmt: skip
 
     async def _record_step(self, user: _User) -> bool:
         """Record the sort keys of one mailbox's messages that have a cache and no entry

@@ -262,8 +262,8 @@ async def _recorded(
     except CryptmailError as exc:
         log.warning("sort key record of mailbox %d: %s", selected.mailbox_id, exc)
         return missing
-    if found:
-        table.add(found)
+    for block in found:
+        table.add_block(block)
     return [row for row in missing if row.uid not in table]
 
 

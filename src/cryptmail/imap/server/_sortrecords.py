@@ -26,7 +26,7 @@ from cryptmail.db import tables as t
 from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._analysis import MessageAnalysis
 from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, sort_keys
-from cryptmail.imap.message._sortrecord import SortEntry, decode_sort_record, encode_sort_record
+from cryptmail.imap.message._sortrecord import SortBlock, SortEntry, encode_sort_record
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     SORT_CHUNK_UIDS,
@@ -50,6 +50,29 @@ Wanted = Mapping[int, tuple[int, float]]
 """{uid: (row id, arrival)} of the messages whose keys are asked for."""
 
 
+def _open_block(
+    account: UnlockedAccount,
+    mailbox_id: MailboxId,
+    uidvalidity: int,
+    chunk: int,
+    value: bytes,
+    wanted: Wanted | None,
+) -> SortBlock | None:
+    span = range(chunk * SORT_CHUNK_UIDS, (chunk + 1) * SORT_CHUNK_UIDS)
+    try:
+        return SortBlock(
+            open_sort_chunk(account, mailbox_id, uidvalidity, chunk, value), wanted, span
+        )
+    except (CryptmailError, ValueError) as exc:
+        # Changed, swapped or from another version: its keys are made again, and
+        # the chunk is written anew by whoever makes them.
+        log.warning(
+            "sort chunk %d of mailbox %d of user %d unreadable (%s); keys made again",
+            chunk, mailbox_id, account.user.id, type(exc).__name__,
+        )  # fmt: skip
+        return None
+
+
 def _open_chunks(
     account: UnlockedAccount,
     mailbox_id: MailboxId,
@@ -59,20 +82,24 @@ def _open_chunks(
 ) -> dict[int, list[SortEntry]]:
     opened: dict[int, list[SortEntry]] = {}
     for chunk, value in sealed.items():
-        try:
-            entries = decode_sort_record(
-                open_sort_chunk(account, mailbox_id, uidvalidity, chunk, value), wanted
-            )
-        except (CryptmailError, ValueError) as exc:
-            # Changed, swapped or from another version: its keys are made again, and
-            # the chunk is written anew by whoever makes them.
-            log.warning(
-                "sort chunk %d of mailbox %d of user %d unreadable (%s); keys made again",
-                chunk, mailbox_id, account.user.id, type(exc).__name__,
-            )  # fmt: skip
-            continue
-        opened[chunk] = [entry for entry in entries if sort_chunk_of(entry[0]) == chunk]
+        block = _open_block(account, mailbox_id, uidvalidity, chunk, value, wanted)
+        if block is not None:
+            opened[chunk] = block.entries()
     return opened
+
+
+def _open_blocks(
+    account: UnlockedAccount,
+    mailbox_id: MailboxId,
+    uidvalidity: int,
+    sealed: Mapping[int, bytes],
+    wanted: Wanted,
+) -> list[SortBlock]:
+    blocks = [
+        _open_block(account, mailbox_id, uidvalidity, chunk, value, wanted)
+        for chunk, value in sealed.items()
+    ]
+    return [block for block in blocks if block is not None and len(block)]
 
 
 async def read_recorded(
@@ -81,8 +108,9 @@ async def read_recorded(
     mailbox_id: MailboxId,
     uidvalidity: int,
     wanted: Wanted,
-) -> list[tuple[int, SortKeys]]:
-    """(uid, keys) of those of ``wanted`` the record holds for the same rows."""
+) -> list[SortBlock]:
+    """The record's chunks holding ``wanted``, opened: each block takes only the entries
+    of ``wanted`` whose row id matches (decoded further only as a SORT asks)."""
     if not wanted:
         return []
     sealed = await load_sort_chunks(
@@ -90,8 +118,7 @@ async def read_recorded(
     )
     if not sealed:
         return []
-    opened = await run_blocking(_open_chunks, account, mailbox_id, uidvalidity, sealed, wanted)
-    return [(uid, keys) for entries in opened.values() for uid, _row, keys in entries]
+    return await run_blocking(_open_blocks, account, mailbox_id, uidvalidity, sealed, wanted)
 
 
 def _seal_chunks(

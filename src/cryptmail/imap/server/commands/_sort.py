@@ -20,6 +20,7 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._sort import SortItem, sort_messages
 from cryptmail.imap.message._sortkeys import SortKeys
+from cryptmail.imap.message._sortrecord import SortBlock
 from cryptmail.imap.message._thread import ThreadItem, thread_ordered_subject, thread_references
 from cryptmail.imap.server._selected import SelectedMailbox
 from cryptmail.imap.server._sortkeys import load_sort_keys, shared_sort_keys
@@ -73,11 +74,27 @@ async def _matched(selected: SelectedMailbox, program: SearchAnd, uid: bool) -> 
     return wanted
 
 
+def _whole_keys(blocks: list[SortBlock]) -> list[list[tuple[int, SortKeys]]]:
+    return [block.keys() for block in blocks]
+
+
+async def _unpacked(selected: SelectedMailbox) -> None:
+    """Every key of the table whole, the blocks read from the record decoded in a worker
+    thread (10,000 key tuples would hold the loop, and every other session, ~10 ms)."""
+    table = shared_sort_keys(selected)
+    blocks = table.pending()
+    if blocks:
+        made = await run_blocking(_whole_keys, blocks)
+        for block, keys in zip(blocks, made, strict=True):
+            table.unpack(block, keys)
+
+
 def _keyed(
     selected: SelectedMailbox, wanted: dict[int, int]
 ) -> Iterator[tuple[int, int, float, SortKeys]]:
-    """(number, position, arrival, keys) of the wanted messages: the general path. The
-    position is the UID: it orders as the sequence number does, without a search."""
+    """(number, position, arrival, keys) of the wanted messages: the general path (call
+    `_unpacked` first). The position is the UID: it orders as the sequence number does,
+    without a search."""
     get = shared_sort_keys(selected).get
     rows = selected.rows
     for u, number in wanted.items():
@@ -101,6 +118,7 @@ def _ordered(criteria: tuple[tuple[str, bool], ...]) -> Orderer:
     async def order(selected: SelectedMailbox, uids: list[int]) -> list[int]:
         program = SearchAnd((SearchSequence(SequenceSet.of(*uids), uid=True),))
         wanted = await _matched(selected, program, True)
+        await _unpacked(selected)
         items = [SortItem(*entry) for entry in _keyed(selected, wanted)]
         return [item.number for item in await run_blocking(sort_messages, items, criteria)]
 
@@ -129,6 +147,7 @@ async def sort(session: Session, command: Sort) -> bytes:
         numbers = table.sorted_numbers(name, reverse, wanted)
     complete = numbers is not None or not table.missing(wanted)
     if numbers is None:
+        await _unpacked(selected)
         items = [SortItem(*entry) for entry in _keyed(selected, wanted)]
         ordered = await run_blocking(sort_messages, items, command.criteria)
         numbers = [item.number for item in ordered]
@@ -167,6 +186,7 @@ async def thread(session: Session, command: Thread) -> bytes:
     answer = table.answer(asked, signature)
     if answer is None:
         complete = not table.missing(wanted)
+        await _unpacked(selected)
         items = [
             ThreadItem(
                 number, seq, arrival if keys.date is None else keys.date, keys.subject,
