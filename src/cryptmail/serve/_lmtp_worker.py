@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from cryptmail.concurrency import block_in_place, run_blocking
 from cryptmail.config import Config
-from cryptmail.db import create_engine
+from cryptmail.db import create_engine, end_driver_leftovers
 from cryptmail.delivery import (
     ConnectionShares,
     DeliveryHandler,
@@ -104,6 +104,7 @@ async def _serve(
         await server.stop(setup.grace_s)
     finally:
         await engine.dispose()
+        await end_driver_leftovers()  # else asyncio.run could wait on one for ever
     return 0
 
 
