@@ -10,9 +10,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
-# A query that runs for a while in aiosqlite's thread, so that both cancels find it.
+from db.test_leftovers import hold_writes
+
+# Writes that wait in aiosqlite's thread for this test's lock, so both cancels find them.
 _CHILD = textwrap.dedent(
     """
     import argparse, asyncio, sys
@@ -20,15 +23,10 @@ _CHILD = textwrap.dedent(
     from cryptmail.cli._runtime import run_with_engine
     from cryptmail.config import load_config
 
-    SLOW = (
-        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3000000) "
-        "SELECT count(*) FROM r"
-    )
-
     async def work(config, engine):
         async def session():
             async with engine.connect() as conn:
-                await conn.execute(text(SLOW))
+                await conn.execute(text("INSERT INTO t VALUES (1)"))
 
         sessions = [asyncio.create_task(session()) for _ in range(3)]
         await asyncio.sleep(0.3)
@@ -41,12 +39,17 @@ _CHILD = textwrap.dedent(
         return 7
 
     config = load_config(None, data_dir=sys.argv[1])
-    sys.exit(run_with_engine(argparse.Namespace(), work, config=config))
+    sys.exit(run_with_engine(argparse.Namespace(), work, check_schema=False, config=config))
     """
 )
 
 
 def test_a_query_broken_off_twice_does_not_hang_the_exit(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir(mode=0o700)
+    holder = hold_writes(tmp_path / "data" / "cryptmail.db")
+    # Released well after the child's work: its thread's write then ends, and the exit
+    # waits for nothing else (a hang waits for ever instead).
+    threading.Timer(5.0, holder.close).start()
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, str(tmp_path / "data")],
         capture_output=True,
