@@ -93,6 +93,8 @@ def test_the_units_command_lines_start_reload_and_stop_serve(tmp_path: Path) -> 
         if process.poll() is None:
             process.kill()
             process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
         notify.close()
     made = [tmp_path / "data", *(tmp_path / "data").rglob("*")]
     assert all(path.stat().st_mode & 0o077 == 0 for path in made if not path.is_socket())

@@ -149,8 +149,8 @@ async def test_writers_of_other_processes_queue_on_the_writers_file(db: Db) -> N
         holder.stdin.flush()
         await asyncio.wait_for(waiting, 10)
     finally:
-        holder.kill()
-        holder.wait()
+        with holder:  # waits, and closes its pipes
+            holder.kill()
 
 
 def _open_in(directory: Path) -> list[str]:

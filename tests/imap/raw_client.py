@@ -11,6 +11,9 @@ from collections.abc import Callable
 from .server_rig import PASSWORD, USER
 
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
+# Held until the test ends (a strong reference: a dropped client would otherwise be
+# closed by the garbage collector, with a ResourceWarning, in whatever test runs then).
+_OPEN: set[RawClient] = set()
 
 
 class RawClient:
@@ -19,6 +22,7 @@ class RawClient:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.file = sock.makefile("rwb")
+        _OPEN.add(self)
         self.greeting = self.file.readline()
         self.count = 0
 
@@ -102,3 +106,11 @@ class RawClient:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+        _OPEN.discard(self)
+
+
+def close_left_open() -> None:
+    """Close the clients a test did not close itself (a failed assertion on the way, or
+    a client it only dropped)."""
+    while _OPEN:
+        _OPEN.pop().close()

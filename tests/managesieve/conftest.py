@@ -8,7 +8,7 @@ import base64
 import socket
 import ssl
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,6 +89,8 @@ class SieveRig:
     engine: AsyncEngine
     throttle: LoginThrottle
     listener: ManagesieveListener
+    wires: list[Wire] = field(default_factory=list)
+    """Every connection `wire` opened: closed when the rig stops."""
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
@@ -105,6 +107,7 @@ class SieveRig:
 
     def wire(self, *, greeting: bool = True) -> Wire:
         wire = Wire(self.listener.port)
+        self.wires.append(wire)
         if greeting:
             assert wire.until_status()[-1].startswith(b"OK")
         return wire
@@ -143,6 +146,8 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[SieveRig]:
     try:
         yield rig
     finally:
+        for wire in rig.wires:
+            wire.close()
         asyncio.run_coroutine_threadsafe(rig.listener.stop(1.0), loop).result(30)
         watcher = rig.listener.context.watcher
         if watcher is not None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import poplib
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +32,13 @@ OTHER = "bob@example.org"
 T = TypeVar("T")
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
 @dataclass
 class Pop3Rig:
     config: Config
@@ -43,6 +50,12 @@ class Pop3Rig:
     pop3: Pop3Listener
     pop3s: Pop3Listener
     imap: ImapListener
+    opened: list[Closable] = field(default_factory=list)
+    """Every client connection the tests opened: closed when the rig stops."""
+
+    def keep(self, opened: C) -> C:
+        self.opened.append(opened)
+        return opened
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
@@ -69,7 +82,7 @@ class Pop3Rig:
         self.run(work())
 
     def client(self) -> poplib.POP3:
-        return poplib.POP3("127.0.0.1", self.pop3.port, timeout=30)
+        return self.keep(poplib.POP3("127.0.0.1", self.pop3.port, timeout=30))
 
     def login(self, email: str = USER, password: str = PASSWORD) -> poplib.POP3:
         pop = self.client()
@@ -116,6 +129,8 @@ def start_rig(tmp_path: Path, **overrides: object) -> Iterator[Pop3Rig]:
     try:
         yield rig
     finally:
+        for opened in rig.opened:
+            opened.close()
         for listener in (rig.pop3, rig.pop3s, rig.imap):
             asyncio.run_coroutine_threadsafe(listener.stop(1.0), loop).result(30)
         asyncio.run_coroutine_threadsafe(rig.engine.dispose(), loop).result(30)

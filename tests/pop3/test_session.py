@@ -26,8 +26,8 @@ LF_MESSAGE = b"From: b@example.net\nSubject: two\n\nbare\nLF lines\n..two dots\n
 
 
 def _raw(rig: Pop3Rig) -> tuple[socket.socket, io.BufferedRWPair]:
-    sock = socket.create_connection(("127.0.0.1", rig.pop3.port), timeout=10)
-    file = sock.makefile("rwb")
+    sock = rig.keep(socket.create_connection(("127.0.0.1", rig.pop3.port), timeout=10))
+    file = rig.keep(sock.makefile("rwb"))
     assert file.readline() == b"+OK cryptmail POP3 ready.\r\n"
     return sock, file
 
@@ -159,7 +159,7 @@ def test_rset_and_a_dropped_connection_delete_nothing(rig: Pop3Rig) -> None:
     assert pop.rset().startswith(b"+OK 2 messages")
     pop.dele(2)
     pop.retr(1)
-    pop.sock.close()  # no QUIT
+    pop.close()  # no QUIT: the connection drops
     pop = rig.login()
     assert pop.stat()[0] == 2
     pop.quit()

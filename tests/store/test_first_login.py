@@ -134,3 +134,34 @@ async def test_a_damaged_file_is_left_out_and_counted(rig: StoreRig, maildir: Pa
     assert row.error is not None and row.error.startswith("1 file(s) did not decrypt")
     stored = await contents(rig, account)
     assert sum(len(items) for _, items in stored.values()) == 6
+
+
+async def test_a_stop_that_keeps_coming_stops_it_and_the_next_login_resumes(
+    rig: StoreRig, maildir: Path
+) -> None:
+    # A stop cancelled again while it puts the row back (asyncio.run's own cancel, a
+    # second SIGTERM): nothing of the import may run on after the stop, and the row must
+    # be staged again for the next login, not left running until its heartbeat is stale.
+    account = await _staged_account(rig, maildir)
+    imports = FirstLoginImports(rig.engine, rig.blobs, stale_after_s=3600)
+    before = asyncio.all_tasks()
+    await imports.after_login(account, DOVECOT_PASSWORD)
+    closing = asyncio.create_task(imports.close())
+    await asyncio.sleep(0)  # the stop begins
+    while not closing.done():
+        closing.cancel()
+        await asyncio.sleep(0)
+    assert closing.cancelled()
+    left = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
+    assert left == []
+    (row,) = await list_staged(rig.engine, account.user.id)
+    assert row.state == "staged"
+
+    again = FirstLoginImports(rig.engine, rig.blobs, stale_after_s=3600)
+    notice = await again.after_login(account, DOVECOT_PASSWORD)
+    assert notice is not None and notice.total == 7
+    await again.wait(account.user.id)
+    (row,) = await list_staged(rig.engine, account.user.id)
+    assert (row.state, row.done_messages) == ("done", 7)
+    stored = await contents(rig, account)
+    assert sum(len(items) for _, items in stored.values()) == 7

@@ -27,6 +27,7 @@ from cryptmail.config import Config
 from cryptmail.db import (
     create_engine,
     current_revision,
+    end_driver_leftovers,
     head_revision,
     schema_is_current,
     upgrade,
@@ -142,6 +143,8 @@ def run_with_engine(
             raise ConfigError(_file_failure(exc)) from exc
         finally:
             await engine.dispose()
+            # Else asyncio.run could wait for ever on a close the driver left behind.
+            await end_driver_leftovers()
 
     return asyncio.run(main())
 

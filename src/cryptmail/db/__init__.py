@@ -18,6 +18,7 @@ from cryptmail.db._changes import (
 from cryptmail.db._clock import utcnow
 from cryptmail.db._engine import async_url, create_engine, run_transaction
 from cryptmail.db._ids import UserId
+from cryptmail.db._leftovers import end_driver_leftovers
 from cryptmail.db._listen import APPLICATION_NAME, ChangeListener
 from cryptmail.db._migrate import (
     current_revision,
@@ -37,6 +38,7 @@ __all__ = [
     "async_url",
     "create_engine",
     "current_revision",
+    "end_driver_leftovers",
     "head_revision",
     "listed_head",
     "newest_change",

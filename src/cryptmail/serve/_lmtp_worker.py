@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.concurrency import block_in_place, run_blocking
 from cryptmail.config import Config
-from cryptmail.db import create_engine
+from cryptmail.db import create_engine, end_driver_leftovers
 from cryptmail.delivery import (
     ConnectionShares,
     DeliveryHandler,
@@ -98,6 +98,7 @@ async def _serve(
         await server.stop(setup.grace_s)
     finally:
         await engine.dispose()
+        await end_driver_leftovers()  # else asyncio.run could wait on one for ever
     return 0
 
 

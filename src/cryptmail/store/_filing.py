@@ -15,8 +15,9 @@ deletes the note (rowcount 0: another session, here or on another node, filed it
 first) and moves the row in place to its folder with a new UID and modseq, its flags
 sealed, the usage counters moved and a change-log entry for the target. A crash
 anywhere leaves the note and the row together or both done: nothing is lost or filed
-twice. The folder is found by name; a missing one is created under :create, else the
-message goes to INBOX without the note's flags, as Pigeonhole's implicit keep after a
+twice. The folder is found by name; a missing one is created under :create (if IMAP
+CREATE would take the name: no control characters), else the message goes to INBOX
+without the note's flags, as Pigeonhole's implicit keep after a
 failed fileinto does (Pigeonhole then also drops the result's other copies; here each
 copy is filed on its own, so those stay: one copy more, never one less). A
 note that does not open (changed in the database, or its key is gone) also goes to
@@ -60,6 +61,7 @@ from cryptmail.store._mailboxes import (
     HOLDING_ROLE,
     _allocate_uidvalidities,
     _name_context,
+    _refuse_control_characters,
     _role_for,
     _seal_name,
     check_name,
@@ -291,13 +293,14 @@ def _create_folder(conn: Connection, account: UnlockedAccount, name: str) -> Mai
 
 
 def _target(
-    conn: Connection, account: UnlockedAccount, request: FilingRequest | None
+    conn: Connection, account: UnlockedAccount, item: _Pending
 ) -> tuple[MailboxId, frozenset[str]]:
     """The folder a note names (found, or made under :create) with the note's flags;
     else INBOX without them, as Pigeonhole's implicit keep after a failed fileinto."""
     inbox = _mailbox_row(conn, account, "INBOX")
     if inbox is None:
         raise StoreError(f"user id {account.user.id} has no INBOX")
+    request = item.request
     if request is None:
         return inbox, frozenset()
     try:
@@ -306,6 +309,18 @@ def _target(
         return inbox, frozenset()  # a name no folder can have: Pigeonhole fails it too
     found = _mailbox_row(conn, account, name)
     if found is None and request.create and _role_for(name) is None:
+        try:
+            # The check IMAP CREATE makes: :create makes no name CREATE would refuse.
+            _refuse_control_characters(name)
+        except StoreError as exc:
+            # The reason only: the name is the user's (plaintext of mail, never logged).
+            log.warning(
+                "user id %d: message id %d goes to INBOX: %s",
+                account.user.id,
+                item.row_id,
+                exc,
+            )
+            return inbox, frozenset()
         found = _create_folder(conn, account, name)
     if found is None:
         return inbox, frozenset()  # a default folder's row is always there
@@ -329,7 +344,7 @@ def _apply_one(
     if row is None or int(row.mailbox_id) != holding:
         return None  # not in the holding mailbox: nothing to move (the note is gone now)
     size = int(row.size_rounded)
-    target, flags = _target(conn, account, item.request)
+    target, flags = _target(conn, account, item)
     conn.execute(
         update(mb)
         .where(mb.c.id == target)

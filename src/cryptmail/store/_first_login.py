@@ -61,6 +61,7 @@ from cryptmail.store._staged import (
     open_staged,
 )
 from cryptmail.store.blobs import BlobStore
+from cryptmail.tasks import cancel_and_wait, finish_then_cancel
 
 log = logging.getLogger(__name__)
 
@@ -178,23 +179,27 @@ class FirstLoginImports:
         )
 
     async def close(self) -> None:
-        """Stop the running imports (their rows go back to `staged`)."""
+        """Stop the running imports (their rows go back to `staged`). Cancelled
+        meanwhile, it still waits until they have ended and their rows are written
+        (short writes), then raises: nothing of theirs runs on after the stop."""
         runs = dict(self._runs)
-        tasks = [r.task for r in runs.values() if r.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for user_id, run in runs.items():
-            if self._runs.pop(user_id, None) is not None:
-                # Cancelled before it began: its own clean-up never ran.
-                for job_id in run.job_ids:
-                    await finish_staged(self._engine, job_id, STAGED)
+        await finish_then_cancel(cancel_and_wait(*(r.task for r in runs.values())))
+        # A task cancelled before it began never ran its own clean-up.
+        unstarted = [
+            job_id
+            for user_id, run in runs.items()
+            if self._runs.pop(user_id, None) is not None
+            for job_id in run.job_ids
+        ]
+        if unstarted:
+            await finish_then_cancel(_stage_again(self._engine, unstarted))
 
     async def wait(self, user_id: UserId) -> None:
-        """Until the user's import in this process ends (for tests and the CLI)."""
+        """Until the user's import in this process ends (for tests and the CLI). A
+        cancelled wait leaves the import running."""
         run = self._runs.get(user_id)
         if run is not None and run.task is not None:
-            await asyncio.gather(run.task, return_exceptions=True)
+            await asyncio.wait({run.task})
 
     async def _run(
         self,
@@ -240,8 +245,11 @@ class FirstLoginImports:
         except BaseException:
             # Stopped (the server shuts down) or broken: what did not end waits for the
             # next login, as after a crash but without waiting for the heartbeat to age.
-            for job_id in unfinished:
-                await asyncio.shield(finish_staged(self._engine, job_id, STAGED))
+            # Written to its end within this task even if the stop comes again, never
+            # shielded into a task of its own that would outlive the stop and the engine
+            # (cut short by a crash, the row stays running and resumes once stale).
+            if unfinished:
+                await finish_then_cancel(_stage_again(self._engine, sorted(unfinished)))
             raise
         finally:
             password = None
@@ -298,3 +306,9 @@ class FirstLoginImports:
         error = str(exc) if isinstance(exc, StoreError) else type(exc).__name__
         log.error("import #%d failed: %s", job.id, error)
         await finish_staged(self._engine, job.id, FAILED, error, done_messages=done)
+
+
+async def _stage_again(engine: AsyncEngine, job_ids: list[int]) -> None:
+    """Put stopped imports back to `staged`: the next login resumes them."""
+    for job_id in job_ids:
+        await finish_staged(engine, job_id, STAGED)

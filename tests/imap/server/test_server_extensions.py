@@ -101,11 +101,13 @@ def test_idle_timeout(tmp_path: Path) -> None:
     rig_iter = start_rig(tmp_path, **{"imap.idle_timeout_s": 1})
     rig = next(rig_iter)
     try:
-        sock = socket.create_connection(("127.0.0.1", rig.port), timeout=10)
-        f = sock.makefile("rb")
-        f.readline()
-        assert f.readline().startswith(b"* BYE")
-        assert f.readline() == b""
+        with (
+            socket.create_connection(("127.0.0.1", rig.port), timeout=10) as sock,
+            sock.makefile("rb") as f,
+        ):
+            f.readline()
+            assert f.readline().startswith(b"* BYE")
+            assert f.readline() == b""
     finally:
         next(rig_iter, None)
 

@@ -48,7 +48,11 @@ _line = st.one_of(
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImapRig]:
-    yield from start_rig(tmp_path_factory.mktemp("fuzz"))
+    try:
+        yield from start_rig(tmp_path_factory.mktemp("fuzz"))
+    finally:
+        if "conn" in _STATE:  # the fuzz run's session, kept across its examples
+            _STATE.pop("conn").close()
 
 
 def _snapshot(rig: ImapRig) -> list[tuple[bytes, str]]:
@@ -93,6 +97,10 @@ class _Conn:
             if answer.startswith(b"z" + tag + b" "):
                 assert answer.startswith(b"z" + tag + b" OK"), answer
                 return
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
 
 
 @settings(
@@ -145,4 +153,5 @@ def test_no_internal_errors_logged(rig: ImapRig, caplog: pytest.LogCaptureFixtur
         b'STATUS "Caf\xc3\xa9" (MESSAGES)',
     ]:
         conn.ask(line)
+    conn.close()
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

@@ -332,6 +332,12 @@ def _tree(boxes: list[Mailbox]) -> dict[str, Mailbox | None]:
     return tree
 
 
+def listed_names(boxes: list[Mailbox]) -> dict[MailboxId, str]:
+    """Each folder's name as LIST shows it (`_tree`): NOTIFY's STATUS and LIST
+    responses name folders the same way."""
+    return {MailboxId(box.id): name for name, box in _tree(boxes).items() if box is not None}
+
+
 def _ancestors(name: str) -> list[str]:
     levels = name.split(DELIMITER)
     return [DELIMITER.join(levels[:depth]) for depth in range(1, len(levels))]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from cryptmail.imap.server._errors import CommandFailed
 from cryptmail.imap.server.commands._fetch import fetch
+from cryptmail.imap.server.commands._mailboxes import listed_names
 from cryptmail.imap.server.commands._notify_watch import (
     MESSAGE_CHANGES,
     SUPPORTED_EVENTS,
@@ -59,20 +60,20 @@ async def notify(session: Session, command: Notify) -> bytes:
         selected_id = session.selected.mailbox_id if session.selected is not None else None
         async with session.context.engine.connect() as conn:
             boxes = await list_mailboxes(conn, account.user.id, account)
+            names = listed_names(boxes)  # as LIST shows them: NFC
             watched = []
             for box in boxes:
-                events = watch.events_for(box.name) & MESSAGE_CHANGES
+                name = names.get(MailboxId(box.id), box.name)
+                events = watch.events_for(name) & MESSAGE_CHANGES
                 if events and box.id != selected_id:
-                    watched.append((box, events))
+                    watched.append((box, name, events))
             if len(watched) > watch.max_mailboxes:
                 raise CommandFailed("Too many mailboxes to watch.", _OVERFLOW)
-            for box, events in watched:
+            for box, name, events in watched:
                 messages, _unclaimed = await mailbox_counts(conn, box.id)
                 counters = (messages, box.uidnext, box.highest_modseq)
                 watch.remember(MailboxId(box.id), counters)
-                statuses.append(
-                    watch.status_line(session, box.name, counters, box.uidvalidity, events)
-                )
+                statuses.append(watch.status_line(session, name, counters, box.uidvalidity, events))
     _end(session)
     watch.start()
     session.notify = watch

@@ -22,12 +22,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from cryptmail.errors import MailboxNotFound, StoreError
-from cryptmail.imap.server.commands._mailboxes import utf8_names, wire_name
+from cryptmail.imap.server.commands._mailboxes import listed_names, utf8_names, wire_name
 from cryptmail.imap.wire._parser_notify import Notify, NotifyGroup
 from cryptmail.imap.wire._requests import FetchItem
 from cryptmail.store import (
     DELIMITER,
+    Mailbox,
     MailboxId,
     list_mailboxes,
     list_subscriptions,
@@ -142,7 +145,7 @@ class NotifyWatch:
             subscribed = await list_subscriptions(conn, self.account)
         if len(boxes) > self.max_mailboxes or len(subscribed) > self.max_mailboxes:
             return False
-        self.names = {b.id: b.name for b in boxes}
+        self.names = listed_names(boxes)
         self.subscribed = subscribed
         return True
 
@@ -165,6 +168,14 @@ class NotifyWatch:
             if _matches(group, name, subs):
                 found.update(group.events)
         return found
+
+    async def _listed_name(self, conn: AsyncConnection, box: Mailbox) -> str:
+        """`box`'s name as LIST shows it. Only a name stored before names were
+        normalised costs the list (to see whether its NFC form is another folder's)."""
+        if normal_name(box.name) == box.name:
+            return box.name
+        boxes = await list_mailboxes(conn, self.account.user.id, self.account)
+        return listed_names(boxes).get(MailboxId(box.id), normal_name(box.name))
 
     def status_items(self, session: Session, events: Iterable[str]) -> list[str]:
         items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
@@ -208,7 +219,8 @@ class NotifyWatch:
             except MailboxNotFound:
                 self._counters.pop(mailbox_id, None)
                 return
-            events = self.events_for(box.name) & MESSAGE_CHANGES
+            name = await self._listed_name(conn, box)
+            events = self.events_for(name) & MESSAGE_CHANGES
             if not events:
                 return
             messages, _unclaimed = await mailbox_counts(conn, box.id)
@@ -222,7 +234,7 @@ class NotifyWatch:
             flagged = before[2] != now[2] and "FlagChange" in events
             if not (moved or flagged):
                 return
-        await session.send(self.status_line(session, box.name, now, box.uidvalidity, events))
+        await session.send(self.status_line(session, name, now, box.uidvalidity, events))
 
     def status_line(
         self,
@@ -311,7 +323,8 @@ class NotifyWatch:
         try:
             async with self.context.engine.connect() as conn:
                 box = await mailbox_by_id(conn, self.account, mailbox_id)
-                events = self.events_for(box.name) & MESSAGE_CHANGES
+                name = await self._listed_name(conn, box)
+                events = self.events_for(name) & MESSAGE_CHANGES
                 if not events:
                     return
                 messages, _unclaimed = await mailbox_counts(conn, box.id)
@@ -327,7 +340,7 @@ class NotifyWatch:
         else:
             alone = now[:2] == (before[0] + added, last_uid + 1)
         if not alone and "MessageNew" in events:
-            await session.send(self.status_line(session, box.name, now, box.uidvalidity, events))
+            await session.send(self.status_line(session, name, now, box.uidvalidity, events))
 
     async def own_change(self) -> None:
         """This session changed the mailbox list itself: take the new names silently
