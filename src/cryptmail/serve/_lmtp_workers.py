@@ -38,7 +38,6 @@ keys are. With `process_idle_s = 0` every worker is forked at the start and runs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import pickle
@@ -61,6 +60,7 @@ from cryptmail.serve._prefork import DormantWorker
 from cryptmail.sockets import bind_listener, socket_group_id
 from cryptmail.store import ChangeBus, ChangeForwarder
 from cryptmail.store.blobs import BlobStore
+from cryptmail.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -348,11 +348,8 @@ class LmtpWorkers:
     async def stop(self, grace_s: float) -> None:
         """SIGTERM every worker and stop this process's own LMTP server, wait up to
         `grace_s` for their deliveries, then SIGKILL the workers left."""
-        for task in (self._watcher, self._demand):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        # A cancellation of this stop itself propagates (suppressing it here hid it).
+        await cancel_and_wait(self._watcher, self._demand)
         self._watcher = self._demand = None
         for worker in self._workers.values():
             if worker.process.poll() is None:
