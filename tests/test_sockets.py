@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from cryptmail.config import load_config
 from cryptmail.errors import ConfigError
-from cryptmail.sockets import bind_listener, socket_group_id
+from cryptmail.sockets import bind_listener, socket_group_id, wait_readable
 
 
 def _mode_and_group(path: Path) -> tuple[int, int]:
@@ -53,3 +55,22 @@ def test_the_setting_is_read_from_the_config() -> None:
     config = load_config(None, **{"lmtp.socket_group": "postfix"})
     assert config.lmtp.socket_group == "postfix"
     assert load_config(None).lmtp.socket_group == ""
+
+
+def test_wait_readable_returns_when_a_connection_waits_and_leaves_it_unaccepted() -> None:
+    async def check() -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        loop = asyncio.get_running_loop()
+        with listener:
+            waiting = asyncio.create_task(wait_readable(loop, listener))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()  # nothing has connected yet
+            client = socket.create_connection(listener.getsockname())
+            with client:
+                await asyncio.wait_for(waiting, 10)
+                # Not accepted by the wait: the connection is still there to take.
+                accepted, _ = listener.accept()
+                accepted.close()
+
+    asyncio.run(check())

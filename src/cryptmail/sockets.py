@@ -6,6 +6,7 @@ others may connect and mode 0660 for the owner and one group.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import grp
 import os
@@ -117,3 +118,19 @@ def _tcp_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     return sock
+
+
+async def wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait until `sock` is readable (on a listening socket: a connection waits to be
+    accepted), without reading or accepting anything."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock)

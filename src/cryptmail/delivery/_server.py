@@ -14,26 +14,12 @@ from collections.abc import Sequence
 
 from cryptmail.delivery._protocol import READ_LIMIT, Handler, Limits, LmtpConnection
 from cryptmail.delivery._shares import ConnectionShares
-from cryptmail.sockets import bind_listener
+from cryptmail.sockets import bind_listener, wait_readable
 
 log = logging.getLogger(__name__)
 
 ACCEPT_DEFER_S = 0.002
 """How long a process holding more connections than another leaves a new one to it."""
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(sock, wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(sock)
 
 
 class LmtpServer:
@@ -103,7 +89,7 @@ class LmtpServer:
     async def _accept_forever(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await _readable(loop, sock)
+            await wait_readable(loop, sock)
             if self._shares is not None and not self._shares.holds_fewest():
                 await asyncio.sleep(ACCEPT_DEFER_S)
             try:

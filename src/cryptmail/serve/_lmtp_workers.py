@@ -57,7 +57,7 @@ from cryptmail.metrics import MetricsReader
 from cryptmail.metrics import current as current_metrics
 from cryptmail.serve._lmtp_worker import WorkerFds, WorkerSetup, lmtp_server
 from cryptmail.serve._prefork import DormantWorker
-from cryptmail.sockets import bind_listener, socket_group_id
+from cryptmail.sockets import bind_listener, socket_group_id, wait_readable
 from cryptmail.store import ChangeBus, ChangeForwarder
 from cryptmail.store.blobs import BlobStore
 from cryptmail.tasks import cancel_and_wait
@@ -314,7 +314,7 @@ class LmtpWorkers:
                 # No wake-up while no mail comes: a new connection wakes this (and this
                 # process's own accept, if it delivers, which takes it), then the counts
                 # are read.
-                await _readable(loop, watched)
+                await wait_readable(loop, watched)
                 if self._in_main:
                     await asyncio.sleep(DEMAND_EVERY_S)
             if time.monotonic() < self._restart_at:  # failing at start: wait first
@@ -399,18 +399,3 @@ def _pending(sock: socket.socket) -> bool:
     """Whether a connection waits to be accepted on the listening socket (not taken)."""
     readable, _, _ = select.select([sock], [], [], 0)
     return bool(readable)
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    """Wait until a connection waits on the listening socket, without accepting it."""
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(sock, wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(sock)
