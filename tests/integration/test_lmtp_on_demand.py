@@ -92,30 +92,27 @@ def in_main(request: pytest.FixtureRequest) -> bool:
     return LAYOUTS[request.param]
 
 
-def _server(tmp_path: Path, idle_s: float, in_main: bool) -> CryptmailServer:
+def _running(tmp_path: Path, idle_s: float, in_main: bool) -> Iterator[CryptmailServer]:
     data_dir = tmp_path / "data"
     make_users(data_dir, "example.org", dict.fromkeys(USERS, 2))
     config = (
         f"[lmtp]\nprocesses = 2\nprocess_idle_s = {idle_s}\n"
         f"deliver_in_main = {str(in_main).lower()}\n"
     )
-    return CryptmailServer(data_dir, config=config, imap=True)
+    running = CryptmailServer(data_dir, config=config, imap=True)
+    running.start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture
 def quick_idle(tmp_path: Path, in_main: bool) -> Iterator[CryptmailServer]:
-    running = _server(tmp_path, 2.0, in_main)
-    running.start()
-    yield running
-    running.stop()
+    yield from _running(tmp_path, 2.0, in_main)
 
 
 @pytest.fixture
 def slow_idle(tmp_path: Path, in_main: bool) -> Iterator[CryptmailServer]:
-    running = _server(tmp_path, 120.0, in_main)
-    running.start()
-    yield running
-    running.stop()
+    yield from _running(tmp_path, 120.0, in_main)
 
 
 def _start_a_worker(server: CryptmailServer, in_main: bool) -> int:
