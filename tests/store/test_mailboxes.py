@@ -54,7 +54,13 @@ async def test_create_rename_with_children_delete(rig: StoreRig) -> None:
     async with rig.engine.begin() as conn:
         for name in ("Work", "Work/2025", "Work/2025/Q1", "Workshop"):
             await store.create_mailbox(conn, account, name)
-        await store.rename_mailbox(conn, account, "Work", "Job")
+        renamed = await store.rename_mailbox(conn, account, "Work", "Job")
+    # Old and new names of every folder renamed, for the caller to move subscriptions.
+    assert sorted(renamed) == [
+        ("Work", "Job"),
+        ("Work/2025", "Job/2025"),
+        ("Work/2025/Q1", "Job/2025/Q1"),
+    ]
     names = await _names(rig, account)
     assert {"Job", "Job/2025", "Job/2025/Q1", "Workshop"} <= set(names)
     assert not any(n == "Work" or n.startswith("Work/") for n in names)
@@ -244,5 +250,6 @@ async def test_a_name_stored_before_normalising_is_still_found_and_unique(
             assert (await store.get_mailbox(conn, alice, name)).id == box.id
             with pytest.raises(MailboxExists):
                 await store.create_mailbox(conn, alice, name)
-        await store.rename_mailbox(conn, alice, "Grün", "Grün/Alt")
+        renamed = await store.rename_mailbox(conn, alice, "Grün", "Grün/Alt")
+        assert renamed == [(nfd, "Grün/Alt")]  # the old name as it was stored
     assert "Grün/Alt" in await _names(rig, alice)

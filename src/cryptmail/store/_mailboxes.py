@@ -425,8 +425,10 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
 
 async def rename_mailbox(
     conn: AsyncConnection, account: UnlockedAccount, old: str, new: str
-) -> None:
-    """Rename `old` and its children; INBOX goes through `rename_inbox` instead."""
+) -> list[tuple[str, str]]:
+    """Rename `old` and its children; INBOX goes through `rename_inbox` instead.
+    Returns each renamed folder's name as it was stored and its new (NFC) name, for
+    the caller to carry what hangs on the name (the subscriptions)."""
     new = check_name(new)
     _refuse_control_characters(new)
     source = await get_mailbox(conn, account, old)
@@ -458,6 +460,7 @@ async def rename_mailbox(
             )
         )
     await conn.run_sync(record_user_change, account.user.id, ChangeKind.MAILBOXES)
+    return [(box.name, target) for box, target in renames]
 
 
 async def rename_inbox(conn: AsyncConnection, account: UnlockedAccount, new: str) -> Mailbox:

@@ -62,6 +62,7 @@ from cryptmail.utf7 import encode_mailbox_name
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
+    from cryptmail.keys import UnlockedAccount
 
 
 def _refuse_new_name(name: str) -> None:
@@ -267,7 +268,8 @@ async def rename(session: Session, command: Rename) -> bytes:
             # Its children would land on their own names (Dovecot refuses the same way).
             raise CommandFailed("Can't rename mailbox under itself.")
         else:
-            await rename_mailbox(conn, account, command.mailbox, new_name)
+            renamed = await rename_mailbox(conn, account, command.mailbox, new_name)
+            await _carry_subscriptions(conn, account, renamed)
         # RFC 3501 6.3.5: superior levels of the new name are created if missing.
         boxes = await list_mailboxes(conn, account.user.id, account)
         existing = {normal_name(b.name) for b in boxes}
@@ -284,6 +286,26 @@ async def rename(session: Session, command: Rename) -> bytes:
     if given != new_name or normal_name(old_given) != old_given:
         await _tell_normalised(session, new_name, old_given)
     return tagged(command.tag, "OK", "Rename completed.")
+
+
+async def _carry_subscriptions(
+    conn: AsyncConnection, account: UnlockedAccount, renamed: list[tuple[str, str]]
+) -> None:
+    """A renamed folder, and each child renamed with it, stays subscribed under its new
+    name and no longer under the old one (as Cyrus does; Dovecot 2.3 leaves the
+    subscription with the old name, where a client then shows a folder that is gone).
+    Only the folders renamed: a subscribed name below them that names no folder is the
+    user's to keep (RFC 3501 6.3.6). In the rename's transaction: a crash leaves the old
+    names and subscriptions or the new ones. A subscription stored in another normal
+    form is found too (`list_subscriptions` merges it into NFC first)."""
+    subscribed = await list_subscriptions(conn, account)
+    moved = [(old, new) for old, new in renamed if normal_name(old) in subscribed]
+    for _old, new in moved:  # the new names first: nothing is unsubscribed before
+        await store_subscribe(conn, account, new)
+    new_names = {new for _old, new in moved}
+    for old, _new in moved:
+        if normal_name(old) not in new_names:
+            await store_unsubscribe(conn, account, old)
 
 
 async def subscribe(session: Session, command: Subscribe) -> bytes:
