@@ -315,7 +315,8 @@ def test_two_folders_stored_in_two_forms_before_normalising_both_stay_listed(
 ) -> None:
     """Before names were normalised a user could make "Café" twice, once per normal
     form: two folders with their own mail. Both stay in the list (the NFC one under its
-    name, the other as stored), so neither is lost from view."""
+    name, the other as stored), so neither is lost from view, a pattern in either form
+    lists both, and each is selected by the form it is listed under."""
     account = _account(rig)
 
     async def work() -> None:
@@ -331,11 +332,29 @@ def test_two_folders_stored_in_two_forms_before_normalising_both_stay_listed(
             )
 
     rig.run(work())
-    modern = _client(rig, True)
-    assert sorted(_ok(modern, b'LIST "" Caf*')) == sorted(
+    modern, legacy = _client(rig, True), _client(rig, False)
+    both = sorted(
         [b'* LIST (\\HasNoChildren) "/" ' + _q(NFC), b'* LIST (\\HasNoChildren) "/" ' + _q(NFD)]
     )
-    modern.close()
+    assert sorted(_ok(modern, b'LIST "" Caf*')) == both
+    # Either form of the whole name, as pattern, lists both: they are one name in NFC.
+    for pattern in (NFC, NFD):
+        assert sorted(_ok(modern, b'LIST "" ' + _q(pattern))) == both, pattern
+    # Each is selected by the form it is listed under: one message in the NFD folder.
+    _, done = legacy.ask(b"APPEND Cafe&AwE- {13+}\r\nSubject: x\r\n\r\n")
+    assert b" OK " in done, done
+    assert b"* 1 EXISTS" in _ok(modern, b"SELECT " + _q(NFD))
+    assert b"* 0 EXISTS" in _ok(modern, b"SELECT " + _q(NFC))
+    assert _ok(legacy, b"STATUS Cafe&AwE- (MESSAGES)") == [b"* STATUS Caf&AOk- (MESSAGES 1)"]
+    assert _ok(legacy, b"STATUS Caf&AOk- (MESSAGES)") == [b"* STATUS Caf&AOk- (MESSAGES 0)"]
+    # LIST-STATUS names each as its LIST line does.
+    listed = _ok(legacy, b'LIST "" Caf* RETURN (STATUS (MESSAGES))')
+    assert sorted(line for line in listed if line.startswith(b"* STATUS")) == [
+        b"* STATUS Caf&AOk- (MESSAGES 0)",
+        b"* STATUS Cafe&AwE- (MESSAGES 1)",
+    ], listed
+    for client in (modern, legacy):
+        client.close()
 
 
 def test_new_names_with_control_characters_are_refused(rig: ImapRig) -> None:

@@ -391,7 +391,9 @@ async def _list(session: Session, command: List) -> bytes:
     matchers = [_pattern(command.reference, p) for p in patterns]
 
     def returned(name: str) -> bool:
-        return any(m.fullmatch(name) for m in matchers)
+        # In NFC, as the patterns: a folder listed under a name stored in NFD (one of
+        # two made before names were normalised, see `_tree`) matches as the other.
+        return any(m.fullmatch(normal_name(name)) for m in matchers)
 
     names = set(tree) | (set(subscribed) if "SUBSCRIBED" in selection else set())
     selected = {name for name in names if meets(name)}
@@ -429,7 +431,8 @@ async def _list(session: Session, command: List) -> bytes:
         await session.send(line + b"\r\n")
         if command.status_items and box is not None:
             async with session.context.engine.connect() as conn:
-                await session.send(await _status_line(session, conn, box, command.status_items))
+                status = await _status_line(session, conn, box, command.status_items, name)
+                await session.send(status)
     return tagged(command.tag, "OK", "List completed.")
 
 
@@ -471,9 +474,14 @@ async def namespace(session: Session, command: Namespace) -> bytes:
 
 
 async def _status_line(
-    session: Session, conn: AsyncConnection, box: Mailbox, items: Iterable[str]
+    session: Session,
+    conn: AsyncConnection,
+    box: Mailbox,
+    items: Iterable[str],
+    listed: str | None = None,
 ) -> bytes:
-    """One ``* STATUS`` response for `box` (STATUS and LIST-STATUS share it)."""
+    """One ``* STATUS`` response for `box` (STATUS and LIST-STATUS share it), naming it
+    `listed` (LIST-STATUS: as the LIST line before it did), else in NFC."""
     items = list(items)
     recent = unseen = deleted = deleted_size = size = 0
     if any(i in ("UNSEEN", "DELETED", "DELETED-STORAGE", "SIZE", "RECENT") for i in items):
@@ -513,7 +521,7 @@ async def _status_line(
         else:
             continue
         values += [Atom(item), value]
-    name = wire_name(normal_name(box.name), utf8_names(session))
+    name = wire_name(normal_name(box.name) if listed is None else listed, utf8_names(session))
     return b"* STATUS " + name + b" " + untagged(values)[2:]
 
 
