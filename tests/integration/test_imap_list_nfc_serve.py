@@ -5,7 +5,8 @@
 NFD (as macOS hands text over); an IMAP4rev2 session of the same user from the same
 address, with UTF-8 names, sees one NFC folder and one NFC subscription, its LIST and
 LSUB patterns in NFD match them (LIST-EXTENDED selection and return options too), and
-is told of normalised names with OLDNAME. Another user sees none of it."""
+is told of normalised names with OLDNAME; a RENAME carries the subscription. Another
+user sees none of it."""
 
 from __future__ import annotations
 
@@ -85,7 +86,10 @@ def test_nfd_names_from_imapclient_are_one_nfc_folder_for_every_session(
     # RENAME with the existing name in NFD: RFC 9051 6.3.6's OLDNAME, the name supplied.
     told = _ask(modern, "RENAME", _q(NFD), _q("Tea"))
     assert told == ['() "/" Tea ("OLDNAME" ("Cafe\u0301/The\u0301"))'.encode()], told
-    # The subscription stays with the name (RFC 3501 6.3.6: subscriptions are names).
+    # The subscription moves with the folder (Dovecot 2.3 leaves it with the old name).
+    subscribed = [name for _f, _d, name in client.list_sub_folders("", "*")]
+    assert subscribed.count("Tea") == 1 and NFC not in subscribed, subscribed
+    client.rename_folder("Tea", NFD)  # back, the new name in NFD
     subscribed = [name for _f, _d, name in client.list_sub_folders("", "*")]
     assert subscribed.count(NFC) == 1 and "Tea" not in subscribed, subscribed
     client.unsubscribe_folder(NFD)

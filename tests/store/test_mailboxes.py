@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail import store
 from cryptmail.crypto import FieldCipher, context
@@ -54,7 +55,13 @@ async def test_create_rename_with_children_delete(rig: StoreRig) -> None:
     async with rig.engine.begin() as conn:
         for name in ("Work", "Work/2025", "Work/2025/Q1", "Workshop"):
             await store.create_mailbox(conn, account, name)
-        await store.rename_mailbox(conn, account, "Work", "Job")
+        renamed = await store.rename_mailbox(conn, account, "Work", "Job")
+    # Old and new names of every folder renamed, for the caller to move subscriptions.
+    assert sorted(renamed) == [
+        ("Work", "Job"),
+        ("Work/2025", "Job/2025"),
+        ("Work/2025/Q1", "Job/2025/Q1"),
+    ]
     names = await _names(rig, account)
     assert {"Job", "Job/2025", "Job/2025/Q1", "Workshop"} <= set(names)
     assert not any(n == "Work" or n.startswith("Work/") for n in names)
@@ -244,5 +251,73 @@ async def test_a_name_stored_before_normalising_is_still_found_and_unique(
             assert (await store.get_mailbox(conn, alice, name)).id == box.id
             with pytest.raises(MailboxExists):
                 await store.create_mailbox(conn, alice, name)
-        await store.rename_mailbox(conn, alice, "Grün", "Grün/Alt")
+        renamed = await store.rename_mailbox(conn, alice, "Grün", "Grün/Alt")
+        assert renamed == [(nfd, "Grün/Alt")]  # the old name as it was stored
     assert "Grün/Alt" in await _names(rig, alice)
+
+
+async def _store_as_before_normalising(
+    conn: AsyncConnection, account: UnlockedAccount, name: str
+) -> store.Mailbox:
+    """A folder whose name is stored as given (here NFD), as before names were
+    normalised: the row made under a placeholder, then its name and lookup replaced."""
+    box = await store.create_mailbox(conn, account, "Placeholder")
+    lookup = account.fields.lookup(name.encode(), b"mailbox-name|%d" % account.user.id)
+    sealed = account.fields.seal(name.encode(), context("cm_mailboxes.name_sealed", box.id))
+    await conn.execute(
+        update(t.cm_mailboxes)
+        .where(t.cm_mailboxes.c.id == box.id)
+        .values(name_lookup=lookup, name_sealed=sealed)
+    )
+    return box
+
+
+async def test_renaming_a_parent_stored_in_nfd_moves_its_children_made_in_nfc(
+    rig: StoreRig,
+) -> None:
+    """A parent stored in NFD before names were normalised, a child created under it
+    since (stored NFC, "Café/Thé"): RENAME of the parent, in either form, moves the
+    child too, instead of leaving it behind under a parent that is gone."""
+    alice = await _account(rig)
+    async with rig.engine.begin() as conn:
+        parent = await _store_as_before_normalising(conn, alice, "Cafe\u0301")
+        child = await store.create_mailbox(conn, alice, "Café/Thé")
+        deeper = await store.create_mailbox(conn, alice, "Cafe\u0301/The\u0301/Noir")
+        renamed = await store.rename_mailbox(conn, alice, "Café", "Tea")
+        assert sorted(renamed) == [
+            ("Cafe\u0301", "Tea"),
+            ("Café/Thé", "Tea/Thé"),
+            ("Café/Thé/Noir", "Tea/Thé/Noir"),
+        ]
+        for box, name in ((parent, "Tea"), (child, "Tea/Thé"), (deeper, "Tea/Thé/Noir")):
+            assert (await store.get_mailbox(conn, alice, name)).id == box.id
+    assert not [n for n in await _names(rig, alice) if n.startswith("Caf")]
+
+
+async def test_two_folders_stored_in_two_forms_are_each_found_by_their_own_form(
+    rig: StoreRig,
+) -> None:
+    """ "Café" made twice before names were normalised, once per form: two folders. Each
+    is found (get_mailbox, find_mailbox) by the form it is stored in, whichever row the
+    database holds first (Alice's NFD row is older, Bob's newer); renaming one leaves
+    the other where it is."""
+    orders = {
+        "alice@example.org": ("Cafe\u0301", "Café"),
+        "bob@example.org": ("Café", "Cafe\u0301"),
+    }
+    for email, forms in orders.items():
+        account = await _account(rig, email)
+        async with rig.engine.begin() as conn:
+            ids = {
+                form: (await _store_as_before_normalising(conn, account, form)).id for form in forms
+            }
+        assert len(set(ids.values())) == 2
+        for form, box_id in ids.items():
+            async with rig.engine.connect() as conn:
+                assert (await store.get_mailbox(conn, account, form)).id == box_id, (email, form)
+            assert (await store.find_mailbox(rig.engine, account, form)).id == box_id
+        async with rig.engine.begin() as conn:
+            renamed = await store.rename_mailbox(conn, account, "Cafe\u0301", "Old café")
+            assert renamed == [("Cafe\u0301", "Old café")]
+            assert (await store.get_mailbox(conn, account, "Café")).id == ids["Café"]
+            assert (await store.get_mailbox(conn, account, "Old café")).id == ids["Cafe\u0301"]

@@ -18,10 +18,11 @@ import hmac
 import logging
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, case, delete, func, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import FieldCipher, context
@@ -340,23 +341,38 @@ def _mailbox_query(account: UnlockedAccount, name: str) -> tuple[Select[Any], di
     return _BY_LOOKUP, {"user_id": user_id, "lookups": name_lookups(account, name)}
 
 
-async def get_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> Mailbox:
-    row = (await conn.execute(*_mailbox_query(account, name))).first()
-    if row is None:
+def _named(account: UnlockedAccount, name: str, rows: Sequence[Row[Any]]) -> Row[Any]:
+    """The row a name given names among those its forms found. Two only where a user
+    made one name twice, once per normal form, before names were normalised: both stay
+    listed (NFC, and the other as stored), so each must stay selectable by the form it
+    is listed under; the exact form wins, else NFC (the first lookup)."""
+    if not rows:
         raise MailboxNotFound("no such mailbox")
-    return _mailbox(row, account)
+    if len(rows) > 1:
+        exact = account.fields.lookup(name.encode("utf-8"), _name_context(account.user.id))
+        for row in rows:
+            if row.name_lookup is not None and hmac.compare_digest(bytes(row.name_lookup), exact):
+                return row
+        nfc = name_lookups(account, name)[0]
+        for row in rows:
+            if row.name_lookup is not None and hmac.compare_digest(bytes(row.name_lookup), nfc):
+                return row
+    return rows[0]
+
+
+async def get_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: str) -> Mailbox:
+    rows = (await conn.execute(*_mailbox_query(account, name))).all()
+    return _mailbox(_named(account, name, rows), account)
 
 
 async def find_mailbox(engine: AsyncEngine, account: UnlockedAccount, name: str) -> Mailbox:
     """`get_mailbox` in a read transaction of its own: on SQLite one worker call instead
     of an async connection's several thread hops (SELECT's only query)."""
     query, params = _mailbox_query(account, name)
-    row = await run_transaction(
-        engine, lambda conn: conn.execute(query, params).first(), writes=False
+    rows = await run_transaction(
+        engine, lambda conn: conn.execute(query, params).all(), writes=False
     )
-    if row is None:
-        raise MailboxNotFound("no such mailbox")
-    return _mailbox(row, account)
+    return _mailbox(_named(account, name, rows), account)
 
 
 async def mailbox_by_id(
@@ -425,22 +441,26 @@ async def create_mailbox(conn: AsyncConnection, account: UnlockedAccount, name: 
 
 async def rename_mailbox(
     conn: AsyncConnection, account: UnlockedAccount, old: str, new: str
-) -> None:
-    """Rename `old` and its children; INBOX goes through `rename_inbox` instead."""
+) -> list[tuple[str, str]]:
+    """Rename `old` and its children; INBOX goes through `rename_inbox` instead.
+    Returns each renamed folder's name as it was stored and its new (NFC) name, for
+    the caller to carry what hangs on the name (the subscriptions)."""
     new = check_name(new)
     _refuse_control_characters(new)
     source = await get_mailbox(conn, account, old)
-    old = source.name  # as stored: the name given may be another normal form of it
     if source.role is not None:
         raise StoreError("default folders cannot be renamed")
     if _role_for(new) is not None:
         raise MailboxExists("that mailbox exists already")
     boxes = await list_mailboxes(conn, account.user.id, account)
     names = {normal_name(b.name) for b in boxes}
+    # Children compared in NFC: a parent stored in NFD before names were normalised has
+    # children created since in NFC (and the other way round), all of them its own.
+    old = normal_name(source.name)
     renames = [
-        (b, normal_name(new + b.name[len(old) :]))
+        (b, normal_name(new + normal_name(b.name)[len(old) :]))
         for b in boxes
-        if b.name == old or b.name.startswith(old + DELIMITER)
+        if b.id == source.id or normal_name(b.name).startswith(old + DELIMITER)
     ]
     for _box, target in renames:
         if target in names and target not in {normal_name(b.name) for b, _ in renames}:
@@ -458,6 +478,7 @@ async def rename_mailbox(
             )
         )
     await conn.run_sync(record_user_change, account.user.id, ChangeKind.MAILBOXES)
+    return [(box.name, target) for box, target in renames]
 
 
 async def rename_inbox(conn: AsyncConnection, account: UnlockedAccount, new: str) -> Mailbox:

@@ -7,11 +7,14 @@ names) and rev1 (modified UTF-7) side by side, and a second user."""
 
 from __future__ import annotations
 
+import imaplib
 from collections.abc import Iterator
 from pathlib import Path
 
+import imapclient
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail.crypto import context
 from cryptmail.db import tables as t
@@ -172,6 +175,21 @@ def test_a_name_subscribed_in_nfd_is_the_nfc_name_in_every_session(rig: ImapRig)
         client.close()
 
 
+async def _insert_subscription_as_before(
+    conn: AsyncConnection, account: UnlockedAccount, name: str
+) -> None:
+    """A subscription row as a cryptmail before names were normalised wrote it: the
+    name, sealed and keyed, in the form given (here not NFC)."""
+    user_id = account.user.id
+    lookup = account.fields.lookup(name.encode(), b"subscription|%d" % user_id)
+    sealed = account.fields.seal(
+        name.encode(), context("cm_subscriptions.name_sealed", user_id, lookup)
+    )
+    await conn.execute(
+        t.cm_subscriptions.insert().values(user_id=user_id, name_lookup=lookup, name_sealed=sealed)
+    )
+
+
 def _store_legacy_forms(rig: ImapRig, account: UnlockedAccount) -> int:
     """A folder and two subscriptions as a cryptmail before names were normalised wrote
     them: the folder's row and one subscription in NFD (name and keyed lookup), and the
@@ -195,15 +213,7 @@ def _store_legacy_forms(rig: ImapRig, account: UnlockedAccount) -> int:
             )
             before = len(await list_subscriptions(conn, account))  # seeds the defaults
             for name in (NFD, NFD + "/Old"):
-                sub_lookup = account.fields.lookup(name.encode(), b"subscription|%d" % user_id)
-                sealed = account.fields.seal(
-                    name.encode(), context("cm_subscriptions.name_sealed", user_id, sub_lookup)
-                )
-                await conn.execute(
-                    t.cm_subscriptions.insert().values(
-                        user_id=user_id, name_lookup=sub_lookup, name_sealed=sealed
-                    )
-                )
+                await _insert_subscription_as_before(conn, account, name)
         # The NFC row of the first, as `subscribe` writes it now.
         async with rig.engine.begin() as conn:
             await subscribe(conn, account, NFC)
@@ -305,7 +315,8 @@ def test_two_folders_stored_in_two_forms_before_normalising_both_stay_listed(
 ) -> None:
     """Before names were normalised a user could make "Café" twice, once per normal
     form: two folders with their own mail. Both stay in the list (the NFC one under its
-    name, the other as stored), so neither is lost from view."""
+    name, the other as stored), so neither is lost from view, a pattern in either form
+    lists both, and each is selected by the form it is listed under."""
     account = _account(rig)
 
     async def work() -> None:
@@ -321,11 +332,29 @@ def test_two_folders_stored_in_two_forms_before_normalising_both_stay_listed(
             )
 
     rig.run(work())
-    modern = _client(rig, True)
-    assert sorted(_ok(modern, b'LIST "" Caf*')) == sorted(
+    modern, legacy = _client(rig, True), _client(rig, False)
+    both = sorted(
         [b'* LIST (\\HasNoChildren) "/" ' + _q(NFC), b'* LIST (\\HasNoChildren) "/" ' + _q(NFD)]
     )
-    modern.close()
+    assert sorted(_ok(modern, b'LIST "" Caf*')) == both
+    # Either form of the whole name, as pattern, lists both: they are one name in NFC.
+    for pattern in (NFC, NFD):
+        assert sorted(_ok(modern, b'LIST "" ' + _q(pattern))) == both, pattern
+    # Each is selected by the form it is listed under: one message in the NFD folder.
+    _, done = legacy.ask(b"APPEND Cafe&AwE- {13+}\r\nSubject: x\r\n\r\n")
+    assert b" OK " in done, done
+    assert b"* 1 EXISTS" in _ok(modern, b"SELECT " + _q(NFD))
+    assert b"* 0 EXISTS" in _ok(modern, b"SELECT " + _q(NFC))
+    assert _ok(legacy, b"STATUS Cafe&AwE- (MESSAGES)") == [b"* STATUS Caf&AOk- (MESSAGES 1)"]
+    assert _ok(legacy, b"STATUS Caf&AOk- (MESSAGES)") == [b"* STATUS Caf&AOk- (MESSAGES 0)"]
+    # LIST-STATUS names each as its LIST line does.
+    listed = _ok(legacy, b'LIST "" Caf* RETURN (STATUS (MESSAGES))')
+    assert sorted(line for line in listed if line.startswith(b"* STATUS")) == [
+        b"* STATUS Caf&AOk- (MESSAGES 0)",
+        b"* STATUS Cafe&AwE- (MESSAGES 1)",
+    ], listed
+    for client in (modern, legacy):
+        client.close()
 
 
 def test_new_names_with_control_characters_are_refused(rig: ImapRig) -> None:
@@ -346,3 +375,128 @@ def test_new_names_with_control_characters_are_refused(rig: ImapRig) -> None:
     assert b'* LIST (\\HasNoChildren) "/" Plain' in listed
     for client in (modern, legacy):
         client.close()
+
+
+def _imaplib_rev2(rig: ImapRig, user: str = USER) -> imaplib.IMAP4:
+    """An IMAP4rev2 imaplib session: names go out and come back as UTF-8."""
+    imap = imaplib.IMAP4("127.0.0.1", rig.port)
+    imap.login(user, PASSWORD)
+    assert imap._simple_command("ENABLE", "IMAP4rev2")[0] == "OK"
+    imap._encoding = "utf-8"  # type: ignore[attr-defined]  # quoted UTF-8 names from now on
+    return imap
+
+
+def _quoted(name: str) -> str:
+    return '"' + name + '"'
+
+
+def _lines(imap: imaplib.IMAP4, *args: str) -> list[bytes]:
+    """One command through imaplib; its LIST and LSUB lines, sorted."""
+    typ, data = imap._simple_command(*args)
+    assert typ == "OK", (args, data)
+    lines: list[bytes] = []
+    for name in ("LIST", "LSUB"):
+        lines += [d for d in imap.untagged_responses.pop(name, []) if isinstance(d, bytes)]
+    return sorted(lines)
+
+
+def _heard(watcher: imapclient.IMAPClient, wanted: int) -> list[tuple[object, ...]]:
+    """What an IDLE session is told, up to `wanted` responses (bounded: a hang fails,
+    nothing is timed)."""
+    heard: list[tuple[object, ...]] = []
+    for _attempt in range(30):
+        heard += watcher.idle_check(timeout=2)
+        if len(heard) >= wanted:
+            break
+    return heard
+
+
+def test_rename_carries_the_subscription_in_any_form_for_every_session(rig: ImapRig) -> None:
+    """RENAME moves the subscriptions of the folders it renames (the folder and its
+    children) to their new names, whichever normal form they were subscribed in, in the
+    rename's transaction; a subscribed name below that names no folder stays. imapclient
+    (rev1, NFD names in modified UTF-7, as macOS hands them over) creates and
+    subscribes, imaplib (rev2, UTF-8, NFC) renames, a third session in IDLE with NOTIFY
+    hears of it; Bob's subscription of the same name is his own."""
+    rig.add_user(BOB, PASSWORD)
+    mac = imapclient.IMAPClient("127.0.0.1", port=rig.port, ssl=False)
+    mac.login(USER, PASSWORD)
+    watcher = imapclient.IMAPClient("127.0.0.1", port=rig.port, ssl=False)
+    watcher.login(USER, PASSWORD)
+    modern, bob = _imaplib_rev2(rig), _imaplib_rev2(rig, BOB)
+    mac.create_folder(NFD + "/The\u0301")
+    for name in (NFD, NFD + "/Gone"):
+        mac.subscribe_folder(name)
+    account = _account(rig)
+
+    async def subscribed_before() -> None:
+        async with rig.engine.begin() as conn:
+            await _insert_subscription_as_before(conn, account, NFD + "/The\u0301")
+
+    rig.run(subscribed_before())
+    assert _lines(bob, "CREATE", _quoted(NFC)) == []
+    assert _lines(bob, "SUBSCRIBE", _quoted(NFC)) == []
+    watcher._raw_command_untagged(
+        b"NOTIFY", [b"SET", b"(PERSONAL (MailboxName SubscriptionChange))"], uid=False
+    )
+    watcher.idle()
+
+    # The NFD row is the NFC name to every session before the rename.
+    assert _lines(modern, "LSUB", '""', "Caf*") == [
+        b'() "/" "Caf\xc3\xa9"',
+        b'() "/" "Caf\xc3\xa9/Gone"',
+        b'() "/" "Caf\xc3\xa9/Th\xc3\xa9"',
+    ]
+
+    rows = _subscription_rows(rig, account.user.id)
+    assert _lines(modern, "RENAME", _quoted(NFC), "Tea") == []
+    heard = _heard(watcher, 6)
+    watcher.idle_done()
+    # RFC 5465 5.4 and 5.5: the renamed folders with OLDNAME and \Subscribed, the old
+    # names gone (\NonExistent, no \Subscribed), the new names subscribed.
+    assert sorted(heard, key=repr) == sorted(
+        [
+            (
+                b"LIST",
+                (b"\\HasChildren", b"\\Subscribed"),
+                b"/",
+                b"Tea",
+                (b"OLDNAME", (b"Caf&AOk-",)),
+            ),
+            (
+                b"LIST",
+                (b"\\HasNoChildren", b"\\Subscribed"),
+                b"/",
+                b"Tea/Th&AOk-",
+                (b"OLDNAME", (b"Caf&AOk-/Th&AOk-",)),
+            ),
+            (b"LIST", (b"\\NonExistent",), b"/", b"Caf&AOk-"),
+            (b"LIST", (b"\\NonExistent",), b"/", b"Caf&AOk-/Th&AOk-"),
+            (b"LIST", (b"\\Subscribed",), b"/", b"Tea"),
+            (b"LIST", (b"\\Subscribed",), b"/", b"Tea/Th&AOk-"),
+        ],
+        key=repr,
+    ), heard
+    expected = ["Café/Gone", "Tea", "Tea/Thé"]  # the name that is no folder stays
+    subscribed = [name for _f, _d, name in mac.list_sub_folders("", "*")]
+    assert sorted(n for n in subscribed if n[:3] in ("Caf", "Tea")) == expected, subscribed
+    assert _lines(modern, "LIST", "(SUBSCRIBED)", '""', "Caf*") == [
+        b'(\\NonExistent \\Subscribed) "/" "Caf\xc3\xa9/Gone"'
+    ]
+    assert _lines(modern, "LSUB", '""', "Te*") == [b'() "/" "Tea/Th\xc3\xa9"', b'() "/" Tea']
+    # One row per name: the old rows moved, none left behind.
+    assert _subscription_rows(rig, account.user.id) == rows
+    # Renamed back with the name in NFD: the subscriptions follow again.
+    mac.rename_folder("Tea", NFD)
+    subscribed = [name for _f, _d, name in mac.list_sub_folders("", "*")]
+    assert sorted(n for n in subscribed if n[:3] in ("Caf", "Tea")) == [
+        "Café",
+        "Café/Gone",
+        "Café/Thé",
+    ], subscribed
+    # Bob's subscription of "Café" is his own: untouched by Alice's renames.
+    assert _lines(bob, "LSUB", '""', "Caf*") == [b'() "/" "Caf\xc3\xa9"']
+    for imap in (modern, bob):
+        imap.logout()
+    for client in (mac, watcher):
+        client.logout()

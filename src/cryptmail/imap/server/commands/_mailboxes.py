@@ -62,6 +62,7 @@ from cryptmail.utf7 import encode_mailbox_name
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._session import Session
+    from cryptmail.keys import UnlockedAccount
 
 
 def _refuse_new_name(name: str) -> None:
@@ -267,7 +268,8 @@ async def rename(session: Session, command: Rename) -> bytes:
             # Its children would land on their own names (Dovecot refuses the same way).
             raise CommandFailed("Can't rename mailbox under itself.")
         else:
-            await rename_mailbox(conn, account, command.mailbox, new_name)
+            renamed = await rename_mailbox(conn, account, command.mailbox, new_name)
+            await _carry_subscriptions(conn, account, renamed)
         # RFC 3501 6.3.5: superior levels of the new name are created if missing.
         boxes = await list_mailboxes(conn, account.user.id, account)
         existing = {normal_name(b.name) for b in boxes}
@@ -284,6 +286,26 @@ async def rename(session: Session, command: Rename) -> bytes:
     if given != new_name or normal_name(old_given) != old_given:
         await _tell_normalised(session, new_name, old_given)
     return tagged(command.tag, "OK", "Rename completed.")
+
+
+async def _carry_subscriptions(
+    conn: AsyncConnection, account: UnlockedAccount, renamed: list[tuple[str, str]]
+) -> None:
+    """A renamed folder, and each child renamed with it, stays subscribed under its new
+    name and no longer under the old one (as Cyrus does; Dovecot 2.3 leaves the
+    subscription with the old name, where a client then shows a folder that is gone).
+    Only the folders renamed: a subscribed name below them that names no folder is the
+    user's to keep (RFC 3501 6.3.6). In the rename's transaction: a crash leaves the old
+    names and subscriptions or the new ones. A subscription stored in another normal
+    form is found too (`list_subscriptions` merges it into NFC first)."""
+    subscribed = await list_subscriptions(conn, account)
+    moved = [(old, new) for old, new in renamed if normal_name(old) in subscribed]
+    for _old, new in moved:  # the new names first: nothing is unsubscribed before
+        await store_subscribe(conn, account, new)
+    new_names = {new for _old, new in moved}
+    for old, _new in moved:
+        if normal_name(old) not in new_names:
+            await store_unsubscribe(conn, account, old)
 
 
 async def subscribe(session: Session, command: Subscribe) -> bytes:
@@ -369,7 +391,9 @@ async def _list(session: Session, command: List) -> bytes:
     matchers = [_pattern(command.reference, p) for p in patterns]
 
     def returned(name: str) -> bool:
-        return any(m.fullmatch(name) for m in matchers)
+        # In NFC, as the patterns: a folder listed under a name stored in NFD (one of
+        # two made before names were normalised, see `_tree`) matches as the other.
+        return any(m.fullmatch(normal_name(name)) for m in matchers)
 
     names = set(tree) | (set(subscribed) if "SUBSCRIBED" in selection else set())
     selected = {name for name in names if meets(name)}
@@ -407,7 +431,8 @@ async def _list(session: Session, command: List) -> bytes:
         await session.send(line + b"\r\n")
         if command.status_items and box is not None:
             async with session.context.engine.connect() as conn:
-                await session.send(await _status_line(session, conn, box, command.status_items))
+                status = await _status_line(session, conn, box, command.status_items, name)
+                await session.send(status)
     return tagged(command.tag, "OK", "List completed.")
 
 
@@ -449,9 +474,14 @@ async def namespace(session: Session, command: Namespace) -> bytes:
 
 
 async def _status_line(
-    session: Session, conn: AsyncConnection, box: Mailbox, items: Iterable[str]
+    session: Session,
+    conn: AsyncConnection,
+    box: Mailbox,
+    items: Iterable[str],
+    listed: str | None = None,
 ) -> bytes:
-    """One ``* STATUS`` response for `box` (STATUS and LIST-STATUS share it)."""
+    """One ``* STATUS`` response for `box` (STATUS and LIST-STATUS share it), naming it
+    `listed` (LIST-STATUS: as the LIST line before it did), else in NFC."""
     items = list(items)
     recent = unseen = deleted = deleted_size = size = 0
     if any(i in ("UNSEEN", "DELETED", "DELETED-STORAGE", "SIZE", "RECENT") for i in items):
@@ -491,7 +521,7 @@ async def _status_line(
         else:
             continue
         values += [Atom(item), value]
-    name = wire_name(normal_name(box.name), utf8_names(session))
+    name = wire_name(normal_name(box.name) if listed is None else listed, utf8_names(session))
     return b"* STATUS " + name + b" " + untagged(values)[2:]
 
 
