@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy import Connection, delete, exists, insert, select
+from sqlalchemy import Connection, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.concurrency import run_blocking
@@ -67,6 +67,9 @@ EPOCH_USERS: Final = 1024
 EPOCH_KEEP: Final = timedelta(hours=1)
 """An epoch with no entry left is deleted once this old (never one still in use)."""
 
+# Built once: building and keying a statement costs more than SQLite takes to run it.
+_INSERT_EPOCH: Final = t.cm_sort_epochs.insert()
+_INSERT_ENTRY: Final = t.cm_sort_entries.insert()
 _VERSION: Final = 1
 _HEAD: Final = struct.Struct(">BQI")
 _MIN_PADDED: Final = 256
@@ -193,13 +196,11 @@ def write_sort_entry(
     the caller's transaction."""
     epoch = use.epoch
     if use.row is not None:
-        conn.execute(insert(t.cm_sort_epochs), use.row)
+        conn.execute(_INSERT_EPOCH, use.row)
     sealed = epoch.cipher.seal(
         encode_entry(size, record), _entry_context(epoch.user_id, epoch.id, row_id, blob_id)
     )
-    conn.execute(
-        insert(t.cm_sort_entries), {"message_id": row_id, "epoch_id": epoch.id, "sealed": sealed}
-    )
+    conn.execute(_INSERT_ENTRY, {"message_id": row_id, "epoch_id": epoch.id, "sealed": sealed})
 
 
 # -- a session ----------------------------------------------------------------------------
