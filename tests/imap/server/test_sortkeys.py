@@ -2,7 +2,8 @@
 sort entries delivery left (in-process server, imaplib, no background pass): answers
 exactly as the slow path's, with the messages themselves unreadable; two sessions of
 one user and another user from one address; the entries folded into sort chunks and
-deleted; one that does not open, and messages without one, done the slow way."""
+deleted; one that does not open, and messages without one, done the slow way; the
+background pass deletes the entries of the keys it records."""
 
 from __future__ import annotations
 
@@ -17,8 +18,16 @@ from cryptmail.db import tables as t
 from cryptmail.store import DeliveryEpochs, SortFields, deliver_message, header_sort_fields
 from cryptmail.users import get_user
 
-from ..server_rig import PASSWORD, USER, ImapRig, start_rig
-from .test_sortrecords import BOB, _answers, _forget_tables, _login, _message, _no_reads
+from ..server_rig import PASSWORD, USER, ImapRig, start_rig, wait_until
+from .test_sortrecords import (
+    BOB,
+    _answers,
+    _forget_tables,
+    _login,
+    _message,
+    _no_reads,
+    _recorded_users,
+)
 
 _EPOCHS = DeliveryEpochs()  # as one delivery process's
 
@@ -126,3 +135,27 @@ def test_entries_that_do_not_open_and_messages_without_one_go_the_slow_way(
     client.logout()
     _forget_tables()
     assert _answers(_login(rig)) == expected
+
+
+def test_the_background_pass_folds_the_entries_of_what_it_records(tmp_path: Path) -> None:
+    """No SORT at all: the pass, recording the keys of the messages it reads, deletes
+    their entries with the chunk writes; a new process then sorts from the chunks."""
+    slow_iter = start_rig(tmp_path / "slow", **{"imap.fts_index": False})
+    fast_iter = start_rig(tmp_path / "fast", **{"imap.fts_background_percent": 100})
+    slow, rig = next(slow_iter), next(fast_iter)
+    try:
+        count = 150
+        for i in range(count):
+            slow.deliver(_message(i, count))
+            _deliver(rig, _message(i, count))
+        assert _entries(rig) == count
+        client = _login(rig)
+        wait_until(lambda: _recorded_users(rig) and _entries(rig) == 0, "entries not folded")
+        client.logout()
+        _forget_tables()
+        _no_reads(rig, USER)
+        assert _answers(_login(rig)) == _answers(_login(slow))
+    finally:
+        for rest in (fast_iter, slow_iter):
+            for _ in rest:
+                pass
