@@ -34,7 +34,10 @@ plain, printed as ratios at the end. ``--sort-wait-pass`` idles until the pass h
 recorded every message instead (``--sort-idle`` the most it waits); ``--sort-dovecot-uncached``
 also asks plain Dovecot each command first on a new session with its index and header
 cache files removed (the fixed order asks its SUBJECT and FROM after its DATE cached what
-they read).
+they read). ``--sort-before-pass`` measures only the first SORT (ARRIVAL) of a fresh
+session, before any background pass, on a user whose copies came with delivery's sort
+entries (as LMTP delivers) and on one filled without them (the slow path, the same run's
+baseline), next to plain Dovecot's first SORT.
 Every figure also has the server's CPU per command (its process tree's schedstat around
 the command); cryptmail's includes whatever its background pass did meanwhile.
 """
@@ -76,7 +79,15 @@ from _servers import (
 from cryptmail.config import load_config
 from cryptmail.db import create_engine
 from cryptmail.keys import install_server_key, load_server_key
-from cryptmail.store import DeliveryJob, deliver_many, deliver_message, resolve_delivery
+from cryptmail.store import (
+    DeliveryEpochs,
+    DeliveryJob,
+    SortFields,
+    deliver_many,
+    deliver_message,
+    header_sort_fields,
+    resolve_delivery,
+)
 from cryptmail.store.blobs import LocalBlobStore
 from cryptmail.users import get_user
 
@@ -438,6 +449,9 @@ def _sort_message(index: int) -> bytes:
 class SortFigures:
     first_ms: float = 0.0
     first_cpu_ms: float = 0.0
+    first_slow_ms: float = 0.0
+    """The same on a user filled without delivery's sort entries (the slow path)."""
+    first_slow_cpu_ms: float = 0.0
     idle: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Command -> (ms, server CPU ms) of its first run: cryptmail's on a user whose
     session sat idle first (the pass done), Dovecot's the first time it is asked."""
@@ -529,7 +543,11 @@ def _wait_for_pass(servers: list[Server], names: list[str], limit_s: float) -> N
 
 
 def _measure_sort(
-    servers: list[Server], idle_s: float, firsts: list[str], wait_pass: bool = False
+    servers: list[Server],
+    idle_s: float,
+    firsts: list[str],
+    wait_pass: bool = False,
+    before_pass: bool = False,
 ) -> dict[str, SortFigures]:
     results = {server.label: SortFigures() for server in servers}
     for server in servers:
@@ -539,6 +557,13 @@ def _measure_sort(
         figures = results[server.label]
         figures.first_ms, figures.first_cpu_ms = _sort_ms(server, client, SORT_COMMANDS[0])
         client.close()
+        if "sort-slow" in server.sets:
+            client = _session(server, "sort-slow")
+            measured = _sort_ms(server, client, SORT_COMMANDS[0])
+            figures.first_slow_ms, figures.first_slow_cpu_ms = measured
+            client.close()
+    if before_pass:
+        return results
     firsts_asked = [c for c in SORT_COMMANDS if _first_name(c) in firsts]
     idle = {
         (s.label, c): _session(s, f"idle-{_first_name(c)}")
@@ -640,16 +665,21 @@ def _left_of(data_dir: Path) -> Callable[[str], tuple[int, int]]:
     return lambda email: asyncio.run(count(email))
 
 
-async def _store_fill(data_dir: Path, emails: list[str], count: int) -> None:
+async def _store_fill(
+    data_dir: Path, emails: list[str], count: int, no_entries: frozenset[str] = frozenset()
+) -> None:
     """Deliver the set to every user through the store's delivery (`deliver_many`, what
     LMTP calls for a message to several recipients: blob sealed to each user's public
-    key, rows in one transaction), without the LMTP round trips."""
+    key, rows in one transaction, and each copy's sort entry from the header's sort
+    fields, made once per message), without the LMTP round trips; the users in
+    ``no_entries`` get their copies without a sort entry (as before issue 16's entries)."""
     config = load_config(None, data_dir=str(data_dir))
     install_server_key(load_server_key(config.server_key_path))
     engine = create_engine(config.database_url)
     blobs = LocalBlobStore(config.blob_path)
     limit = asyncio.Semaphore(8)
     targets = [target for email in emails for target in await resolve_delivery(engine, email)]
+    epochs = DeliveryEpochs()
 
     async def one(index: int) -> None:
         data = _sort_message(index)
@@ -657,8 +687,14 @@ async def _store_fill(data_dir: Path, emails: list[str], count: int) -> None:
         async def source() -> AsyncIterator[bytes]:
             yield data
 
+        fields = SortFields(epochs, header_sort_fields(data[: data.index(b"\r\n\r\n") + 4]))
         async with limit:
-            jobs = [DeliveryJob(target, source()) for target in targets]
+            jobs = [
+                DeliveryJob(
+                    target, source(), None, None if target.user.email in no_entries else fields
+                )
+                for target in targets
+            ]
             for result in await deliver_many(engine, blobs, jobs):
                 if isinstance(result, Exception):
                     raise result
@@ -669,21 +705,27 @@ async def _store_fill(data_dir: Path, emails: list[str], count: int) -> None:
 
 
 @contextmanager
-def _cryptmail_sort(crypt: int, count: int, firsts: list[str], fresh: bool) -> Iterator[Server]:
+def _cryptmail_sort(
+    crypt: int, count: int, firsts: list[str], fresh: bool, before_pass: bool = False
+) -> Iterator[Server]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         emails = {f"idle-{name}": f"idle-{name.lower()}-c{crypt}@example.org" for name in firsts}
-        if fresh:
+        if before_pass:  # the fresh-session rows only
+            emails = {}
+        if fresh or before_pass:
             emails["sort"] = f"sort-c{crypt}@example.org"
+            emails["sort-slow"] = f"sort-slow-c{crypt}@example.org"
         make_users(data_dir, {email: crypt for email in emails.values()})
         start = time.perf_counter()
-        asyncio.run(_store_fill(data_dir, list(emails.values()), count))
+        slow = frozenset(email for name, email in emails.items() if name == "sort-slow")
+        asyncio.run(_store_fill(data_dir, list(emails.values()), count, slow))
         print(
             f"  cryptmail c{crypt}: {count} delivered to each of {len(emails)} users"
             f" in {time.perf_counter() - start:.0f} s", flush=True,
         )  # fmt: skip
         # The warm rows use the user of the first idle command (its keys in memory).
-        emails["warm"] = emails[f"idle-{firsts[0]}"]
+        emails["warm"] = emails.get(f"idle-{firsts[0]}", emails["sort"])
         left = _left_of(data_dir)
         with cryptmail_server(data_dir, "imap") as (pid, ports):
             yield Server(
@@ -787,6 +829,25 @@ def _print_sort(results: dict[str, SortFigures], count: int) -> None:
         "first SORT (ARRIVAL), fresh session",
         [cell(r.first_ms, r.first_cpu_ms) if r.first_ms else "-" for r in results.values()],
     )
+    row(
+        "  the same, no sort entries (slow path)",
+        [cell(r.first_slow_ms, r.first_slow_cpu_ms) if r.first_slow_ms else "-"
+         for r in results.values()],
+    )  # fmt: skip
+    if not any(r.warm_ms for r in results.values()):  # --sort-before-pass
+        plain = results.get("dovecot plain")
+        for label, ours in results.items():
+            if not label.startswith("cryptmail") or not ours.first_ms:
+                continue
+            line = f"{label}: entries / slow path {ours.first_ms / ours.first_slow_ms:.3f}x"
+            if plain is not None and plain.first_ms:
+                line += (
+                    f"; / Dovecot plain {ours.first_ms / plain.first_ms:.2f}x"
+                    f" (CPU {ours.first_cpu_ms / max(plain.first_cpu_ms, 0.1):.2f}x),"
+                    f" slow path {ours.first_slow_ms / plain.first_ms:.2f}x"
+                )
+            print(line)
+        return
     asked = [c for c in SORT_COMMANDS if any(c in r.idle for r in results.values())]
     for command in asked:
         name = command.replace(" UTF-8 ALL", "")
@@ -866,14 +927,18 @@ def _print_sort(results: dict[str, SortFigures], count: int) -> None:
 def sort_main(
     count: int, with_dovecot: bool, idle_s: float, crypts: list[int], firsts: list[str],
     fresh: bool, fill: str, uncached: bool = False, wait_pass: bool = False,
+    before_pass: bool = False,
 ) -> None:  # fmt: skip
     random.seed(os.getpid())
     with ExitStack() as running:
-        servers = [running.enter_context(_cryptmail_sort(c, count, firsts, fresh)) for c in crypts]
+        servers = [
+            running.enter_context(_cryptmail_sort(c, count, firsts, fresh, before_pass))
+            for c in crypts
+        ]
         if with_dovecot and dovecot_available():
-            kinds = (False,) if fill == "maildir" else (True, False)
+            kinds = (False,) if fill == "maildir" or before_pass else (True, False)
             servers += [running.enter_context(_dovecot_sort(m, count, fill)) for m in kinds]
-        results = _measure_sort(servers, idle_s, firsts, wait_pass)
+        results = _measure_sort(servers, idle_s, firsts, wait_pass, before_pass)
         if uncached:
             _measure_uncached(servers, results)
     _print_sort(results, count)
@@ -905,6 +970,11 @@ def main() -> None:
         help="idle until the pass is done (every message read and recorded), --sort-idle at most",
     )  # fmt: skip
     parser.add_argument(
+        "--sort-before-pass", action="store_true",
+        help="only the first SORT of a fresh session, before any pass: with delivery's sort"
+        " entries, without them (the slow path), plain Dovecot's",
+    )  # fmt: skip
+    parser.add_argument(
         "--sort-dovecot-uncached", action="store_true",
         help="also each command first on plain Dovecot with its Dovecot index removed",
     )  # fmt: skip
@@ -914,7 +984,7 @@ def main() -> None:
         sort_main(
             args.sort_count, not args.no_dovecot, args.sort_idle, crypts,
             args.sort_first.split(","), not args.sort_no_fresh, args.sort_fill,
-            args.sort_dovecot_uncached, args.sort_wait_pass,
+            args.sort_dovecot_uncached, args.sort_wait_pass, args.sort_before_pass,
         )  # fmt: skip
         return
     counts = {"small": 1000, "large": 100, "count": args.large_count}

@@ -251,6 +251,31 @@ cm_sort_chunks = Table(
     Column("sealed", _BLOB, nullable=False),
 )
 
+# Sort entries delivery writes (docs/security.md, "Sort entries from delivery"): per
+# message, its sort fields sealed under a delivery epoch key, which is wrapped to the
+# user's public key in cm_sort_epochs. A session folds them into cm_sort_chunks. No
+# foreign key on epoch_id: an entry whose epoch went is done the slow way, never a
+# failed delivery.
+cm_sort_epochs = Table(
+    "cm_sort_epochs",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", Integer, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False),
+    Column("key_id", LargeBinary(32), nullable=False),
+    Column("wrapped", LargeBinary(512), nullable=False),
+    Column("created_at", DateTime(timezone=False), nullable=False),
+    Index("ix_cm_sort_epochs_user", "user_id"),
+)
+
+cm_sort_entries = Table(
+    "cm_sort_entries",
+    metadata,
+    Column("message_id", BigId, ForeignKey("cm_messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("epoch_id", BigInteger, nullable=False),
+    Column("sealed", _BLOB, nullable=False),
+    Index("ix_cm_sort_entries_epoch", "epoch_id"),
+)
+
 # The last UIDVALIDITY given to any of the user's mailboxes: it only grows, so a folder
 # created (or renamed) under a name that existed before gets a greater value than any
 # the name had (RFC 3501 2.3.1.1), however fast it is deleted and created again.

@@ -39,6 +39,7 @@ from cryptmail.delivery._protocol import DataSink, Envelope, Session
 from cryptmail.delivery._quota_warning import crossed_threshold, warning_message
 from cryptmail.delivery._sieve import FoundScript, SieveDelivery
 from cryptmail.delivery._sieve_actions import SieveCopy, SieveJob, carry_out, plan_sieve, remember
+from cryptmail.delivery._sort_record import sort_record
 from cryptmail.delivery._trace import delivery_headers
 from cryptmail.errors import (
     CryptmailError,
@@ -51,9 +52,11 @@ from cryptmail.sieve import SieveResult
 from cryptmail.store import (
     Appended,
     ChangePublisher,
+    DeliveryEpochs,
     DeliveryJob,
     DeliveryTarget,
     FilingRequest,
+    SortFields,
     Spool,
     deliver_many,
     deliver_message,
@@ -136,6 +139,9 @@ class DeliveryHandler:
         self._message_limit = message_limit
         self._sieve = sieve
         self._delimiter = recipient_delimiter
+        self._epochs = DeliveryEpochs()  # this process's sort entry keys (store/_sortentries)
+        self._sort_fields: dict[int, SortFields | None] = {}
+        """By id of the spool: the record of the message being delivered, made once."""
 
     async def handle_rcpt(
         self, session: Session, envelope: Envelope, address: str
@@ -170,6 +176,21 @@ class DeliveryHandler:
         self, session: Session, envelope: Envelope, sink: DataSink, size: int
     ) -> Sequence[str]:
         assert isinstance(sink, Spool)  # noqa: S101 - open_sink made it
+        try:
+            record = await sort_record(sink)
+        except Exception as exc:  # the copies are sorted the slow way
+            log.warning("session %s: no sort record (%s)", session.session_id, type(exc).__name__)
+            record = None
+        # Once per message, for every copy (`_deliver` is also Sieve's callback).
+        self._sort_fields[id(sink)] = None if record is None else SortFields(self._epochs, record)
+        try:
+            return await self._handle_data(session, envelope, sink, size)
+        finally:
+            del self._sort_fields[id(sink)]
+
+    async def _handle_data(
+        self, session: Session, envelope: Envelope, sink: Spool, size: int
+    ) -> Sequence[str]:
         queue_id = f"{session.session_id}.{session.transactions}"
         outcome: dict[UserId, str] = {}
         together: list[tuple[DeliveryTarget, bytes]] = []  # (target, trace headers)
@@ -254,7 +275,12 @@ class DeliveryHandler:
         outcome: dict[UserId, str],
     ) -> None:
         jobs = [
-            DeliveryJob(target, _after(headers, spool.chunks()), self._digest(spool, headers))
+            DeliveryJob(
+                target,
+                _after(headers, spool.chunks()),
+                self._digest(spool, headers),
+                self._sort_fields.get(id(spool)),
+            )
             for target, headers in together
         ]
         results = await deliver_many(
@@ -320,6 +346,7 @@ class DeliveryHandler:
                 message_limit=self._message_limit,
                 role=role,
                 filing=filing,
+                sort_fields=self._sort_fields.get(id(spool)),
             )
         except Exception as exc:  # every failure gets a reply, none a traceback
             result = exc

@@ -123,6 +123,18 @@ if TYPE_CHECKING:
         seal_sort_chunk,
         sort_chunk_of,
     )
+    from cryptmail.store._sortentries import (
+        DeliveryEpochs,
+        SortFields,
+        sort_entry_count,
+        take_sort_entries,
+    )
+    from cryptmail.store._sortfields import (
+        SORT_FIELDS,
+        decode_sort_fields,
+        encode_sort_fields,
+        header_sort_fields,
+    )
     from cryptmail.store._spool import Spool, sweep_spools
     from cryptmail.store._staged import (
         StagedImport,
@@ -148,6 +160,7 @@ __all__ = [
     "RECENT_FLAG",
     "RESCAN",
     "SORT_CHUNK_UIDS",
+    "SORT_FIELDS",
     "AppendItem",
     "Appended",
     "BlobId",
@@ -157,6 +170,7 @@ __all__ = [
     "ChangePublisher",
     "ChangeQueue",
     "CheckReport",
+    "DeliveryEpochs",
     "DeliveryJob",
     "DeliveryTarget",
     "EncryptProgress",
@@ -175,6 +189,7 @@ __all__ = [
     "MessageRow",
     "OpenedBlob",
     "PipePublisher",
+    "SortFields",
     "Spool",
     "StagedImport",
     "StagedSource",
@@ -191,6 +206,7 @@ __all__ = [
     "copy_messages",
     "create_default_mailboxes",
     "create_mailbox",
+    "decode_sort_fields",
     "delete_mailbox",
     "deliver_many",
     "deliver_message",
@@ -198,6 +214,7 @@ __all__ = [
     "drop_listings",
     "drop_unreferenced_blobs",
     "email_object_id",
+    "encode_sort_fields",
     "encrypt_mailboxes",
     "ensure_default_mailboxes",
     "expire_delivery_tags",
@@ -208,6 +225,7 @@ __all__ = [
     "find_mailbox",
     "get_mailbox",
     "grant_url",
+    "header_sort_fields",
     "held_range_pieces",
     "holding_mailbox",
     "import_maildir",
@@ -257,11 +275,13 @@ __all__ = [
     "set_flags",
     "small_blob_plaintext",
     "sort_chunk_of",
+    "sort_entry_count",
     "stage_import",
     "stream_plaintext",
     "subscribe",
     "sweep_orphans",
     "sweep_spools",
+    "take_sort_entries",
     "unreferenced_blobs",
     "unsubscribe",
     "used_bytes",
@@ -412,6 +432,18 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "seal_sort_chunk",
         "sort_chunk_of",
     ),
+    "_sortentries": (
+        "DeliveryEpochs",
+        "SortFields",
+        "sort_entry_count",
+        "take_sort_entries",
+    ),
+    "_sortfields": (
+        "SORT_FIELDS",
+        "decode_sort_fields",
+        "encode_sort_fields",
+        "header_sort_fields",
+    ),
     "_spool": (
         "Spool",
         "sweep_spools",
@@ -517,6 +549,14 @@ def __getattr__(name: str) -> Any:
         from cryptmail.store import _sortchunks
 
         value = getattr(_sortchunks, name)
+    elif module == "_sortentries":
+        from cryptmail.store import _sortentries
+
+        value = getattr(_sortentries, name)
+    elif module == "_sortfields":
+        from cryptmail.store import _sortfields
+
+        value = getattr(_sortfields, name)
     elif module == "_spool":
         from cryptmail.store import _spool
 

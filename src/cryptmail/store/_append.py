@@ -36,6 +36,7 @@ from cryptmail.store._filing import FilingRequest, holding_mailbox, insert_note,
 from cryptmail.store._ids import BlobId, MailboxId, new_blob_id
 from cryptmail.store._mailboxes import create_default_mailboxes
 from cryptmail.store._notify import ChangePublisher
+from cryptmail.store._sortentries import EpochUse, SortFields, write_sort_entry
 from cryptmail.store.blobs import BlobStore
 from cryptmail.users import User, get_user_by_id, resolve_recipient_sync
 
@@ -447,6 +448,21 @@ async def _prepare_target(
     return recipient, inbox
 
 
+def _epoch_use(
+    sort_fields: SortFields | None, user: User, recipient: PublicKeyInfo | None
+) -> EpochUse | None:
+    """The epoch a sealed copy's sort entry goes under (`_sortentries`); None for a
+    plain copy, without a record, or when the epoch cannot be made (logged: the entry
+    only saves work later, so its failure never fails the delivery)."""
+    if sort_fields is None or recipient is None:
+        return None
+    try:
+        return sort_fields.epochs.use(user.id, recipient)
+    except Exception as exc:  # the message is sorted the slow way
+        log.warning("user id %d: no sort entry (%s)", user.id, type(exc).__name__)
+        return None
+
+
 @dataclass(frozen=True, repr=False)
 class DeliveryJob:
     """One user's copy in `deliver_many`: where it goes and its bytes (read once)."""
@@ -454,6 +470,7 @@ class DeliveryJob:
     target: DeliveryTarget
     source: AsyncIterable[bytes]
     message_digest: bytes | None = None
+    sort_fields: SortFields | None = None
 
     def __repr__(self) -> str:
         return f"DeliveryJob(user={self.target.user.id})"
@@ -483,6 +500,7 @@ async def deliver_many(
         raise ValueError("deliver_many: one job per user")
     results: list[Appended | Exception | None] = [None] * len(jobs)
     written: list[tuple[int, StoredBlob, MailboxId, bytes | None]] = []
+    uses: dict[int, EpochUse] = {}
     for index, job in enumerate(jobs):
         user = job.target.user
         digest = job.message_digest
@@ -494,6 +512,9 @@ async def deliver_many(
             results[index] = exc
             continue
         written.append((index, blob, inbox, tag))
+        use = _epoch_use(job.sort_fields, user, recipient)
+        if use is not None:
+            uses[index] = use
     when = utcnow()
 
     def commit_rows(conn: Connection) -> dict[int, Appended | QuotaExceeded]:
@@ -511,6 +532,10 @@ async def deliver_many(
                 done[index] = exc
                 continue
             row_id, uid, modseq = _insert_row(conn, inbox, blob, when, tag=tag)
+            use = uses.get(index)
+            sort_fields = jobs[index].sort_fields
+            if use is not None and sort_fields is not None:
+                write_sort_entry(conn, use, row_id, blob.blob_id, blob.size, sort_fields.record)
             done[index] = Appended(inbox, uid, modseq, row_id, blob, used_before=used)
         checkpoint("append:before-row-commit")
         return done
@@ -529,7 +554,10 @@ async def deliver_many(
             results[index] = outcome
             if isinstance(outcome, QuotaExceeded) or outcome.duplicate:
                 await blobs.delete(blob.blob_id)  # certainly not committed under a row
-            elif bus is not None:
+                continue
+            if index in uses:
+                uses[index].epochs.keep(uses[index])
+            if bus is not None:
                 bus.publish(jobs[index].target.user.id, outcome.mailbox_id)
     return [r if r is not None else RuntimeError("deliver_many: no result") for r in results]
 
@@ -548,6 +576,7 @@ async def deliver_message(
     message_limit: int = 0,
     role: str = "inbox",
     filing: FilingRequest | None = None,
+    sort_fields: SortFields | None = None,
 ) -> Appended:
     """Deliver to the user's INBOX with only the public key (no password needed).
 
@@ -570,6 +599,10 @@ async def deliver_message(
     `filing` (Sieve's fileinto a folder of the user's own, or imap4flags) stores the
     message in the hidden holding mailbox with a note sealed to the user's public key,
     in the row's transaction; the next session with the key files it (store/_filing.py).
+
+    `sort_fields` (the header's sort field record, made once per message) adds the
+    copy's sort entry, sealed under the process's epoch key for the user, in the row's
+    transaction (store/_sortentries.py); only for a sealed copy.
     """
     if target is not None and target.user.id != user.id:
         raise ValueError("deliver_message: the target is another user's")
@@ -599,6 +632,7 @@ async def deliver_message(
     mailbox = inbox
     blob = await write_blob(blobs, recipient, source)
     when = internal_date or utcnow()
+    use = _epoch_use(sort_fields, user, recipient)
     note = (
         seal_note(filing, target.recipient, blob.blob_id)
         if filing is not None and target.recipient is not None
@@ -620,6 +654,8 @@ async def deliver_message(
         row_id, uid, modseq = _insert_row(conn, into, blob, when, tag=tag)
         if note is not None:
             insert_note(conn, user.id, row_id, note)
+        if use is not None and sort_fields is not None:
+            write_sort_entry(conn, use, row_id, blob.blob_id, blob.size, sort_fields.record)
         checkpoint("append:before-row-commit")
         return Appended(into, uid, modseq, row_id, blob, used_before=used)
 
@@ -633,6 +669,8 @@ async def deliver_message(
     if appended.duplicate:  # an earlier delivery of the same bytes committed meanwhile
         await blobs.delete(blob.blob_id)
         return appended
+    if use is not None:
+        use.epochs.keep(use)
     if bus is not None:
         bus.publish(user.id, appended.mailbox_id)
     return appended

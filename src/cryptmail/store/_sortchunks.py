@@ -27,11 +27,12 @@ from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.crypto import context
-from cryptmail.db import run_transaction
+from cryptmail.db import UserId, run_transaction
 from cryptmail.db import tables as t
 from cryptmail.errors import MalformedObject
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import MailboxId
+from cryptmail.store._sortentries import drop_folded
 
 SORT_CHUNK_UIDS: Final = 2048
 """UIDs per chunk: new mail rewrites the last chunk only (a few hundred KB at most)."""
@@ -111,15 +112,23 @@ async def load_sort_chunks(
 
 
 async def save_sort_chunks(
-    engine: AsyncEngine, mailbox_id: MailboxId, uidvalidity: int, sealed: Mapping[int, bytes]
+    engine: AsyncEngine,
+    mailbox_id: MailboxId,
+    uidvalidity: int,
+    sealed: Mapping[int, bytes],
+    *,
+    folded: tuple[UserId, Collection[int]] | None = None,
 ) -> None:
     """Replace these chunks of the mailbox (sealed by `seal_sort_chunk`), and drop any
-    left from another UIDVALIDITY, in one transaction."""
+    left from another UIDVALIDITY, in one transaction; with ``folded`` (user id, row
+    ids whose keys the chunks hold), delete those rows' delivery sort entries in it."""
     if not sealed:
         return
     table = t.cm_sort_chunks
 
     def work(conn: Connection) -> None:
+        if folded is not None:
+            drop_folded(conn, *folded)
         conn.execute(
             delete(table).where(
                 table.c.mailbox_id == mailbox_id,

@@ -17,6 +17,7 @@ from cryptmail.imap.wire._response import (
     append_nstring,
     append_nstring_nolf,
 )
+from cryptmail.store import SORT_FIELDS
 
 __all__ = [
     "SORT_FIELDS",
@@ -31,10 +32,6 @@ ENVELOPE_FIELDS: Final = (
     b"date", b"subject", b"from", b"sender", b"reply-to",
     b"to", b"cc", b"bcc", b"in-reply-to", b"message-id",
 )  # fmt: skip
-SORT_FIELDS: Final = frozenset(
-    {b"date", b"subject", b"from", b"to", b"cc", b"message-id", b"in-reply-to", b"references"}
-)
-"""Header fields (lower case) SORT and THREAD read; the analysis keeps them."""
 
 
 @dataclass(frozen=True, slots=True)

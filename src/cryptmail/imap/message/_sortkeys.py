@@ -1,9 +1,10 @@
 """Sort and thread keys of one message (RFC 5256, RFC 5957), from a few header fields.
 
 The fields SORT and THREAD read (Date, Subject, From, To, Cc, Message-ID, In-Reply-To,
-References) are kept as one small record, :func:`encode_sort_fields`, inside the sealed
-message cache; :func:`sort_keys` turns it into a :class:`SortKeys` tuple, the compact
-form a selected mailbox keeps in memory for every message.
+References) are kept as one small record, :func:`encode_sort_fields` (made in
+`store/_sortfields.py`, which delivery shares), inside the sealed message cache and in
+delivery's sort entries; :func:`sort_keys` turns it into a :class:`SortKeys` tuple, the
+compact form a selected mailbox keeps in memory for every message.
 
 Strings compare in the i;unicode-casemap collation (RFC 5051): each character mapped to
 its (simple) titlecase, then the whole string decomposed (NFKD); the results compare by
@@ -15,11 +16,16 @@ from __future__ import annotations
 import email.utils
 import re
 import unicodedata
-from collections.abc import Iterable
 from typing import Final, NamedTuple
 
-from cryptmail.imap.message._envelope import SORT_FIELDS, parse_addresses
+from cryptmail.imap.message._envelope import parse_addresses
 from cryptmail.imap.message._textsearch import decode_header_value
+from cryptmail.store import (
+    SORT_FIELDS,
+    decode_sort_fields,
+    encode_sort_fields,
+    header_sort_fields,
+)
 
 __all__ = [
     "SORT_FIELDS",
@@ -33,9 +39,6 @@ __all__ = [
     "unicode_casemap",
 ]
 
-_MAX_VALUE: Final = 16 * 1024
-"""Longest value kept per field: a References of ~200 ids; longer keeps its end
-(the last references name the nearest ancestors, which threading needs most)."""
 _MAX_REFERENCES: Final = 256
 
 
@@ -60,35 +63,6 @@ class SortKeys(NamedTuple):
     """RFC822.SIZE (not in the record: the reader sets it from the analysis)."""
     arrival: float = 0.0
     """The internal date as a POSIX time (not in the record: set from the message row)."""
-
-
-# -- the record --------------------------------------------------------------------------
-
-
-def _unfold(value: bytes) -> bytes:
-    return value.replace(b"\r\n", b"").replace(b"\n", b"").replace(b"\r", b"")
-
-
-def encode_sort_fields(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """``name:value`` lines of the fields SORT reads, first occurrence of each (as Dovecot
-    sorts by), values unfolded and capped; ``fields`` are (lower-case name, raw value)."""
-    seen: dict[bytes, bytes] = {}
-    for name, value in fields:
-        if name in SORT_FIELDS and name not in seen:
-            flat = _unfold(value)
-            if len(flat) > _MAX_VALUE:
-                flat = flat[-_MAX_VALUE:] if name == b"references" else flat[:_MAX_VALUE]
-            seen[name] = flat
-    return b"".join(name + b":" + value + b"\n" for name, value in seen.items())
-
-
-def _decode_sort_fields(record: bytes) -> dict[bytes, bytes]:
-    out: dict[bytes, bytes] = {}
-    for line in record.split(b"\n"):
-        name, colon, value = line.partition(b":")
-        if colon:
-            out[name] = value
-    return out
 
 
 # -- collation -------------------------------------------------------------------------
@@ -252,7 +226,7 @@ def sort_keys(record: bytes, memo: SortMemo | None = None) -> SortKeys:
     """The keys of one message from its :func:`encode_sort_fields` record; ``memo``
     saves parsing a value met before in the same run."""
     memo = memo or SortMemo()
-    fields = _decode_sort_fields(record)
+    fields = decode_sort_fields(record)
     subject, reply = memo.subject(fields.get(b"subject", b""))
     from_, display_from = memo.address(fields.get(b"from"))
     to, display_to = memo.address(fields.get(b"to"))
@@ -273,17 +247,3 @@ def sort_keys(record: bytes, memo: SortMemo | None = None) -> SortKeys:
         message_id=ids[0] if ids else None,
         references=tuple(references[-_MAX_REFERENCES:]),
     )
-
-
-_FIELD_SPLIT: Final = re.compile(rb"\r?\n(?![ \t])")
-
-
-def header_sort_fields(header: bytes) -> bytes:
-    """:func:`encode_sort_fields` of a raw message header (for caches written before
-    the analysis kept the record)."""
-    fields = []
-    for raw in _FIELD_SPLIT.split(header):
-        name, colon, value = raw.partition(b":")
-        if colon:
-            fields.append((name.strip().lower(), value.lstrip(b" \t").rstrip(b"\r\n")))
-    return encode_sort_fields(fields)

@@ -14,8 +14,10 @@ and the last answers ready (see there); it lives in memory only.
 
 Keys the table lacks come first from the mailbox's sort key record (`_sortrecords`: a
 few sealed chunks of 2,048 UIDs, written by the background pass), so the first SORT of
-a mailbox in a process opens a handful of rows instead of every message's cache. What
-the record does not hold is done the slow way: a message nobody has read yet is
+a mailbox in a process opens a handful of rows instead of every message's cache; then
+from the sort entries delivery left (`store.take_sort_entries`: one AEAD open each,
+no ECDH), which the chunks written next take over. What neither holds is done the
+slow way: a message nobody has read yet is
 indexed here as FETCH would index it (while the user is logged in, the background pass
 of `_fulltext` seals those caches ahead, newest first, so after a while there are few
 or none); one whose cache predates the sort fields has its header read (one chunk
@@ -51,6 +53,7 @@ from cryptmail.store import (
     read_range,
     save_cache,
     sort_chunk_of,
+    take_sort_entries,
 )
 
 if TYPE_CHECKING:
@@ -187,6 +190,8 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
     made: list[int] = []
     failure: CryptmailError | None = None
     memo = SortMemo()  # this load's only: it holds plaintext values
+    if missing:
+        missing = await _delivered(selected, table, missing, made, memo)
     for start in range(0, len(missing), _BATCH):
         batch = missing[start : start + _BATCH]
         async with selected.context.engine.connect() as conn:
@@ -265,6 +270,33 @@ async def _recorded(
     for block in found:
         table.add_block(block)
     return [row for row in missing if row.uid not in table]
+
+
+async def _delivered(
+    selected: SelectedMailbox,
+    table: SortIndex,
+    missing: list[MessageRow],
+    made: list[int],
+    memo: SortMemo,
+) -> list[MessageRow]:
+    """Make the keys of ``missing`` that delivery left sort entries for (one AEAD open
+    each, no ECDH: `store.take_sort_entries`), adding their UIDs to ``made`` (so the
+    chunks written next hold them, and that write deletes the entries); the rows left."""
+    try:
+        found = await take_sort_entries(
+            selected.context.engine, selected.account, {row.id: row.blob_id for row in missing}
+        )
+    except CryptmailError as exc:  # done the slow way
+        log.warning("sort entries of mailbox %d: %s", selected.mailbox_id, exc)
+        return missing
+    if not found:
+        return missing
+    taken = [row for row in missing if row.id in found]
+    records = [(row.uid, *found[row.id]) for row in taken]
+    arrival = {row.uid: row.internal_date.timestamp() for row in taken}
+    table.add(await run_blocking(_make_keys, records, arrival, memo))
+    made += [row.uid for row in taken]
+    return [row for row in missing if row.id not in found]
 
 
 async def _record(selected: SelectedMailbox, table: SortIndex, made: list[int]) -> None:

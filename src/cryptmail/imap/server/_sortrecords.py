@@ -6,8 +6,9 @@ went) reads the keys of its messages from a few sealed chunks of 2,048 UIDs inst
 opening 10,000 sealed message caches and making each one's keys (`read_recorded`).
 Written from keys already made: by the background pass of `_fulltext` for the messages
 whose caches it (or a session) sealed (`record_mailbox`), and by a session that had to
-make keys the slow way (`write_recorded`). Delivery never writes them (it holds no
-private key). Every key is immutable for its message, so nothing invalidates a chunk;
+make keys the slow way (`write_recorded`), including those taken from delivery's sort
+entries, which the write deletes. Delivery never writes chunks (it holds no private
+key). Every key is immutable for its message, so nothing invalidates a chunk;
 entries of expunged messages are left out when a chunk is written next. A message
 missing from the record is done the slow way, so results never depend on it.
 """
@@ -144,7 +145,9 @@ async def write_recorded(
     """Replace these chunks with these entries (each chunk's every entry: what it held
     and is still wanted, and what is new)."""
     sealed = await run_blocking(_seal_chunks, account, mailbox_id, uidvalidity, chunks)
-    await save_sort_chunks(engine, mailbox_id, uidvalidity, sealed)
+    # The rows whose keys the chunks now hold need no delivery sort entry any more.
+    rows = [row for entries in chunks.values() for _uid, row, _keys in entries]
+    await save_sort_chunks(engine, mailbox_id, uidvalidity, sealed, folded=(account.user.id, rows))
 
 
 def entries_by_chunk(entries: Iterable[SortEntry]) -> dict[int, list[SortEntry]]:

@@ -1,0 +1,353 @@
+"""Sort entries from delivery: a message's sort fields, sealed by the process that
+delivered it, so a session's first SORT needs no ECDH per message.
+
+    epoch    = (id random 62 bits, user id, key id, wrapped, created_at)
+    wrapped  = seal_box(K, user's public key, context("sort-epoch", user id, epoch id))
+    entry    = (message row id, epoch id, sealed)
+    sealed   = FieldCipher(K).seal(plain, context("sort-entry", user id, epoch id,
+                                                   row id, blob id))
+    plain    = u8(1) || u64(size) || u32(len(record)) || record || 0x00 * pad
+    record   = `_sortfields.header_sort_fields` of the message's header
+
+Delivery holds only the user's public key. A delivery process makes a random key K
+for a user the first time it delivers to them (one ECDH: the wrap), inserts the epoch
+row in the SAME transaction as that delivery, and keeps K in memory (only once that
+transaction committed: a rolled-back epoch is never used again) for at most
+EPOCH_LIFETIME_S and for the EPOCH_USERS users delivered to last; then a new one. Each
+copy's entry is one AES-GCM seal under K, written in the message row's transaction, so
+entry and message commit together or not at all. The record is made once per message,
+whatever the number of recipients.
+
+A session holding the private key opens an epoch once (its ciphers are kept with the
+unlocked account, gone with it) and each entry with one AEAD open (`take_sort_entries`);
+the keys go into the mailbox's sort chunks, and writing a chunk deletes the entries of
+every row it holds (`drop_folded`). An entry that does not open (changed, moved to
+another row, or its epoch gone or sealed to a key the account no longer holds) is
+deleted, logged by row id, and its message done the slow way.
+
+The plaintext is padded to a power of two (at least 256 bytes): a database reader sees
+one entry per delivered message (as the message rows show anyway), its size class, and
+which messages came through one delivery process in one period (per-process, not
+per-message, so little). Epochs without entries are deleted when older than
+EPOCH_KEEP (far beyond EPOCH_LIFETIME_S, so never one a process still writes to; an
+entry written to an epoch deleted anyway just fails to open: no foreign key, so a
+delivery never fails for it).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import struct
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Final
+
+from sqlalchemy import Connection, delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptmail.concurrency import run_blocking
+from cryptmail.crypto import FieldCipher, PublicKeyInfo, context, new_data_key, open_box, seal_box
+from cryptmail.db import UserId, run_transaction, utcnow
+from cryptmail.db import tables as t
+from cryptmail.errors import CryptmailError
+from cryptmail.keys import UnlockedAccount
+from cryptmail.store._ids import BlobId, MessageId
+
+log = logging.getLogger(__name__)
+
+EPOCH_LIFETIME_S: Final = 600.0
+"""Longest a delivery process keeps one epoch key (then it makes a new one)."""
+EPOCH_USERS: Final = 1024
+"""Users whose epoch keys a delivery process keeps at once (the last delivered to)."""
+EPOCH_KEEP: Final = timedelta(hours=1)
+"""An epoch with no entry left is deleted once this old (never one still in use)."""
+
+# Built once: building and keying a statement costs more than SQLite takes to run it.
+_INSERT_EPOCH: Final = t.cm_sort_epochs.insert()
+_INSERT_ENTRY: Final = t.cm_sort_entries.insert()
+_VERSION: Final = 1
+_HEAD: Final = struct.Struct(">BQI")
+_MIN_PADDED: Final = 256
+_BATCH: Final = 500
+
+
+def _padded_size(size: int) -> int:
+    return max(_MIN_PADDED, 1 << (size - 1).bit_length())
+
+
+def _epoch_context(user_id: int, epoch_id: int) -> bytes:
+    return context("sort-epoch", user_id, epoch_id)
+
+
+def _entry_context(user_id: int, epoch_id: int, row_id: int, blob_id: bytes) -> bytes:
+    return context("sort-entry", user_id, epoch_id, row_id, blob_id)
+
+
+def encode_entry(size: int, record: bytes) -> bytes:
+    """The padded plaintext of an entry."""
+    plain = _HEAD.pack(_VERSION, size, len(record)) + record
+    return plain + bytes(_padded_size(len(plain)) - len(plain))
+
+
+def decode_entry(plain: bytes) -> tuple[int, bytes]:
+    """(size, record); ValueError when it is not an entry this version writes."""
+    if len(plain) < _HEAD.size:
+        raise ValueError("sort entry is truncated")
+    version, size, length = _HEAD.unpack_from(plain)
+    end = _HEAD.size + length
+    if version != _VERSION or end > len(plain) or plain.count(0, end) != len(plain) - end:
+        raise ValueError("sort entry has a bad version, length or padding")
+    return size, plain[_HEAD.size : end]
+
+
+# -- delivery --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class _Epoch:
+    id: int
+    user_id: UserId
+    key_id: bytes
+    cipher: FieldCipher
+    made: float
+    """time.monotonic() when it was made."""
+
+
+@dataclass(frozen=True, repr=False)
+class EpochUse:
+    """An epoch one delivery writes its entry under; ``row`` is set when the epoch is
+    new (the delivery's transaction inserts it)."""
+
+    epochs: DeliveryEpochs
+    epoch: _Epoch
+    row: dict[str, object] | None
+
+    def __repr__(self) -> str:
+        return f"EpochUse(user={self.epoch.user_id}, new={self.row is not None})"
+
+
+class DeliveryEpochs:
+    """This delivery process's epoch keys: one per user delivered to lately, bounded in
+    age and number."""
+
+    def __init__(self, lifetime: float = EPOCH_LIFETIME_S, users: int = EPOCH_USERS) -> None:
+        self._lifetime = lifetime
+        self._users = users
+        self._held: OrderedDict[UserId, _Epoch] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"DeliveryEpochs(users={len(self._held)})"
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def use(self, user_id: UserId, recipient: PublicKeyInfo) -> EpochUse:
+        """The epoch to seal this user's next entry under: the one held (if young
+        enough and for the same public key), else a new one (one ECDH)."""
+        held = self._held.get(user_id)
+        now = time.monotonic()
+        if held is not None:
+            if now - held.made < self._lifetime and held.key_id == recipient.key_id:
+                self._held.move_to_end(user_id)
+                return EpochUse(self, held, None)
+            del self._held[user_id]  # forgotten now, not only when replaced
+        key = new_data_key()
+        epoch_id = secrets.randbits(62) + 1
+        epoch = _Epoch(epoch_id, user_id, recipient.key_id, FieldCipher(key), now)
+        wrapped = seal_box(key, recipient, _epoch_context(user_id, epoch_id))
+        row = {
+            "id": epoch_id,
+            "user_id": user_id,
+            "key_id": recipient.key_id,
+            "wrapped": wrapped,
+            "created_at": utcnow(),
+        }
+        return EpochUse(self, epoch, row)
+
+    def keep(self, use: EpochUse) -> None:
+        """After the transaction that inserted ``use``'s new epoch committed: hold it."""
+        if use.row is None:
+            return
+        epoch = use.epoch
+        self._held[epoch.user_id] = epoch
+        self._held.move_to_end(epoch.user_id)
+        while len(self._held) > self._users:
+            self._held.popitem(last=False)
+
+
+@dataclass(frozen=True, repr=False)
+class SortFields:
+    """What delivery writes a sort entry from: the message's record (made once) and
+    the process's epochs."""
+
+    epochs: DeliveryEpochs
+    record: bytes = field(repr=False)
+
+
+def write_sort_entry(
+    conn: Connection, use: EpochUse, row_id: int, blob_id: BlobId, size: int, record: bytes
+) -> None:
+    """Insert the entry of a message row just inserted (and the epoch, when new), in
+    the caller's transaction."""
+    epoch = use.epoch
+    if use.row is not None:
+        conn.execute(_INSERT_EPOCH, use.row)
+    sealed = epoch.cipher.seal(
+        encode_entry(size, record), _entry_context(epoch.user_id, epoch.id, row_id, blob_id)
+    )
+    conn.execute(_INSERT_ENTRY, {"message_id": row_id, "epoch_id": epoch.id, "sealed": sealed})
+
+
+# -- a session ----------------------------------------------------------------------------
+
+_Opened = dict[int, FieldCipher | None]
+_Found = tuple[MessageId, int, bytes]
+"""(row id, epoch id, sealed) of one entry."""
+_opened: dict[int, tuple[weakref.ref[UnlockedAccount], _Opened]] = {}
+"""Opened epochs by id of the account object (not hashable), gone with it."""
+
+
+def _opened_of(account: UnlockedAccount) -> _Opened:
+    key = id(account)
+    found = _opened.get(key)
+    if found is not None and found[0]() is account:
+        return found[1]
+
+    def gone(ref: weakref.ref[UnlockedAccount]) -> None:
+        held = _opened.get(key)
+        if held is not None and held[0] is ref:
+            del _opened[key]
+
+    opened: _Opened = {}
+    _opened[key] = (weakref.ref(account, gone), opened)
+    return opened
+
+
+def _open_epochs(account: UnlockedAccount, rows: Sequence[tuple[int, bytes, bytes]]) -> _Opened:
+    out: _Opened = {}
+    for epoch_id, key_id, wrapped in rows:
+        try:
+            private = account.private_key(key_id)
+            key = open_box(wrapped, private, _epoch_context(account.user.id, epoch_id))
+            out[epoch_id] = FieldCipher(key)
+        except (CryptmailError, ValueError):
+            out[epoch_id] = None
+    return out
+
+
+def _open_entries(
+    account: UnlockedAccount,
+    found: Sequence[_Found],
+    blobs: Mapping[MessageId, BlobId],
+    ciphers: _Opened,
+) -> tuple[dict[MessageId, tuple[int, bytes]], list[MessageId]]:
+    opened: dict[MessageId, tuple[int, bytes]] = {}
+    bad: list[MessageId] = []
+    for row_id, epoch_id, sealed in found:
+        cipher = ciphers.get(epoch_id)
+        try:
+            if cipher is None:
+                raise ValueError("epoch missing or not opened")
+            plain = cipher.open(
+                sealed, _entry_context(account.user.id, epoch_id, row_id, blobs[row_id])
+            )
+            opened[row_id] = decode_entry(plain)
+        except (CryptmailError, ValueError):
+            bad.append(row_id)
+    return opened, bad
+
+
+async def take_sort_entries(
+    engine: AsyncEngine, account: UnlockedAccount, rows: Mapping[MessageId, BlobId]
+) -> dict[MessageId, tuple[int, bytes]]:
+    """{row id: (size, sort field record)} of the delivery entries of ``rows`` ({row
+    id: blob id}) that open. One that does not is deleted (logged by row id): its
+    message is done the slow way."""
+    if not rows:
+        return {}
+    e, ep = t.cm_sort_entries, t.cm_sort_epochs
+    ids = sorted(rows)
+    cache = _opened_of(account)
+
+    def read(conn: Connection) -> tuple[list[_Found], list[tuple[int, bytes, bytes]]]:
+        found: list[_Found] = []
+        for start in range(0, len(ids), _BATCH):
+            query = select(e.c.message_id, e.c.epoch_id, e.c.sealed).where(
+                e.c.message_id.in_(ids[start : start + _BATCH])
+            )
+            found += [
+                (MessageId(int(row_id)), int(epoch), bytes(sealed))
+                for row_id, epoch, sealed in conn.execute(query)
+            ]
+        wanted = sorted({epoch for _row, epoch, _sealed in found} - set(cache))
+        epochs: list[tuple[int, bytes, bytes]] = []
+        for start in range(0, len(wanted), _BATCH):
+            query = select(ep.c.id, ep.c.key_id, ep.c.wrapped).where(
+                ep.c.id.in_(wanted[start : start + _BATCH]), ep.c.user_id == account.user.id
+            )
+            epochs += [
+                (int(epoch), bytes(key_id), bytes(wrapped))
+                for epoch, key_id, wrapped in conn.execute(query)
+            ]
+        return found, epochs
+
+    found, epochs = await run_transaction(engine, read, writes=False)
+    if not found:
+        return {}
+    if epochs:
+        cache.update(await run_blocking(_open_epochs, account, epochs))
+    ciphers = {epoch: cache.get(epoch) for _row, epoch, _sealed in found}
+    opened, bad = await run_blocking(_open_entries, account, found, rows, ciphers)
+    if bad:
+        log.warning(
+            "user %d: %d sort entries from delivery did not open (rows %s); deleted, "
+            "those messages are sorted the slow way",
+            account.user.id, len(bad), ", ".join(str(row) for row in bad[:20]),
+        )  # fmt: skip
+
+        def drop(conn: Connection) -> None:
+            for start in range(0, len(bad), _BATCH):
+                conn.execute(delete(e).where(e.c.message_id.in_(bad[start : start + _BATCH])))
+
+        try:
+            await run_transaction(engine, drop)
+        except CryptmailError as exc:  # deleted next time; the answer does not depend on it
+            log.warning("user %d: sort entries not deleted (%s)", account.user.id, exc)
+    return opened
+
+
+def drop_folded(conn: Connection, user_id: UserId, rows: Collection[int]) -> None:
+    """In the transaction writing sort chunks that hold ``rows``' keys: delete their
+    delivery entries, and the user's epochs left with none once older than EPOCH_KEEP."""
+    e, ep = t.cm_sort_entries, t.cm_sort_epochs
+    ids = sorted(rows)
+    for start in range(0, len(ids), _BATCH):
+        conn.execute(delete(e).where(e.c.message_id.in_(ids[start : start + _BATCH])))
+    conn.execute(
+        delete(ep).where(
+            ep.c.user_id == user_id,
+            ep.c.created_at < utcnow() - EPOCH_KEEP,
+            ~exists().where(e.c.epoch_id == ep.c.id),
+        )
+    )
+
+
+async def sort_entry_count(engine: AsyncEngine, user_id: UserId) -> tuple[int, int]:
+    """(entries, epochs) of the user (for tests and `store check`)."""
+    e, ep, m, b = t.cm_sort_entries, t.cm_sort_epochs, t.cm_messages, t.cm_mailboxes
+
+    def work(conn: Connection) -> tuple[int, int]:
+        entries = conn.execute(
+            select(e.c.message_id)
+            .select_from(e.join(m, m.c.id == e.c.message_id).join(b, b.c.id == m.c.mailbox_id))
+            .where(b.c.user_id == user_id)
+        ).all()
+        epochs = conn.execute(select(ep.c.id).where(ep.c.user_id == user_id)).all()
+        return len(entries), len(epochs)
+
+    return await run_transaction(engine, work, writes=False)
