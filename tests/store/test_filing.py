@@ -22,6 +22,7 @@ from cryptmail.store._ids import BlobId
 from cryptmail.users import User
 
 from .conftest import PASSWORD, StoreRig
+from .test_mailboxes import store_as_before_normalising
 
 MARKER = b"filing-marker-5e1c"
 FOLDER = "Projects/2026 \u00fcber"
@@ -242,3 +243,33 @@ async def test_a_retry_of_a_filed_delivery_is_recognised(rig: StoreRig) -> None:
     assert again.duplicate and again.row_id == first.row_id
     assert await apply_filing_notes(rig.engine, account) == 1
     assert len((await _where(rig, account))["A"]) == 1
+
+
+async def test_of_two_folders_stored_as_two_forms_fileinto_picks_the_one_named(
+    rig: StoreRig,
+) -> None:
+    """ "Café" made twice before names were normalised, once per normal form: fileinto
+    of either form files where IMAP SELECT of that form looks, whichever row the
+    database holds first (Alice's NFD row is older, Bob's newer)."""
+    orders = {
+        "alice@example.org": ("Cafe\u0301", "Café"),
+        "bob@example.org": ("Café", "Cafe\u0301"),
+    }
+    for email, forms in orders.items():
+        user = await rig.user(email)
+        account = await _account(rig, user)
+        async with rig.engine.begin() as conn:
+            ids = {
+                form: (await store_as_before_normalising(conn, account, form)).id
+                for form in forms
+            }
+        blobs = {}
+        for n, form in enumerate(forms):
+            appended = await _deliver(rig, user, FilingRequest.of(form, False, []), n)
+            assert appended.blob is not None
+            blobs[form] = appended.blob.blob_id
+        assert await apply_filing_notes(rig.engine, account) == 2
+        async with rig.engine.connect() as conn:
+            for form in forms:
+                rows = await store.load_messages(conn, account, ids[form])
+                assert [r.blob_id for r in rows] == [blobs[form]], (email, form)

@@ -256,7 +256,7 @@ async def test_a_name_stored_before_normalising_is_still_found_and_unique(
     assert "Grün/Alt" in await _names(rig, alice)
 
 
-async def _store_as_before_normalising(
+async def store_as_before_normalising(
     conn: AsyncConnection, account: UnlockedAccount, name: str
 ) -> store.Mailbox:
     """A folder whose name is stored as given (here NFD), as before names were
@@ -280,7 +280,7 @@ async def test_renaming_a_parent_stored_in_nfd_moves_its_children_made_in_nfc(
     child too, instead of leaving it behind under a parent that is gone."""
     alice = await _account(rig)
     async with rig.engine.begin() as conn:
-        parent = await _store_as_before_normalising(conn, alice, "Cafe\u0301")
+        parent = await store_as_before_normalising(conn, alice, "Cafe\u0301")
         child = await store.create_mailbox(conn, alice, "Café/Thé")
         deeper = await store.create_mailbox(conn, alice, "Cafe\u0301/The\u0301/Noir")
         renamed = await store.rename_mailbox(conn, alice, "Café", "Tea")
@@ -309,7 +309,7 @@ async def test_two_folders_stored_in_two_forms_are_each_found_by_their_own_form(
         account = await _account(rig, email)
         async with rig.engine.begin() as conn:
             ids = {
-                form: (await _store_as_before_normalising(conn, account, form)).id for form in forms
+                form: (await store_as_before_normalising(conn, account, form)).id for form in forms
             }
         assert len(set(ids.values())) == 2
         for form, box_id in ids.items():

@@ -61,6 +61,7 @@ from cryptmail.store._mailboxes import (
     HOLDING_ROLE,
     _allocate_uidvalidities,
     _name_context,
+    _named,
     _refuse_control_characters,
     _role_for,
     _seal_name,
@@ -263,8 +264,14 @@ def _mailbox_row(conn: Connection, account: UnlockedAccount, name: str) -> Mailb
         where = mb.c.role == role
     else:
         where = mb.c.name_lookup.in_(name_lookups(account, name))
-    row = conn.execute(select(mb.c.id).where(mb.c.user_id == user_id, where)).first()
-    return None if row is None else MailboxId(int(row.id))
+    rows = conn.execute(
+        select(mb.c.id, mb.c.name_lookup).where(mb.c.user_id == user_id, where)
+    ).all()
+    if not rows:
+        return None
+    # Two rows only where one name was made twice (once per normal form) before names
+    # were normalised: file into the one IMAP would select by this name.
+    return MailboxId(int(_named(account, name, rows).id))
 
 
 def _create_folder(conn: Connection, account: UnlockedAccount, name: str) -> MailboxId:
@@ -307,7 +314,9 @@ def _target(
         name = check_name(request.mailbox)
     except StoreError:
         return inbox, frozenset()  # a name no folder can have: Pigeonhole fails it too
-    found = _mailbox_row(conn, account, name)
+    # The name as the script gave it: of two folders stored as its two normal forms, the
+    # one IMAP selects by that form (`_named`).
+    found = _mailbox_row(conn, account, request.mailbox)
     if found is None and request.create and _role_for(name) is None:
         try:
             # The check IMAP CREATE makes: :create makes no name CREATE would refuse.

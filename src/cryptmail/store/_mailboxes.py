@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, bindparam, case, delete, func, select, update
+from sqlalchemy import Connection, Select, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import FieldCipher, context
@@ -341,7 +341,7 @@ def _mailbox_query(account: UnlockedAccount, name: str) -> tuple[Select[Any], di
     return _BY_LOOKUP, {"user_id": user_id, "lookups": name_lookups(account, name)}
 
 
-def _named(account: UnlockedAccount, name: str, rows: Sequence[Row[Any]]) -> Row[Any]:
+def _named(account: UnlockedAccount, name: str, rows: Sequence[Any]) -> Any:
     """The row a name given names among those its forms found. Two only where a user
     made one name twice, once per normal form, before names were normalised: both stay
     listed (NFC, and the other as stored), so each must stay selectable by the form it
