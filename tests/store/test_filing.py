@@ -260,8 +260,7 @@ async def test_of_two_folders_stored_as_two_forms_fileinto_picks_the_one_named(
         account = await _account(rig, user)
         async with rig.engine.begin() as conn:
             ids = {
-                form: (await store_as_before_normalising(conn, account, form)).id
-                for form in forms
+                form: (await store_as_before_normalising(conn, account, form)).id for form in forms
             }
         blobs = {}
         for n, form in enumerate(forms):
