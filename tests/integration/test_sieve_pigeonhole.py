@@ -351,6 +351,29 @@ def test_same_actions_as_pigeonhole(
     assert _ours(result) == expected
 
 
+# A message that starts with its empty line (RFC 5322 3.5): no header at all; the lines
+# after it are body, however much they look like fields.
+EMPTY_HEADER = b"\r\nX-Spam: Yes\r\nSubject: money\r\nList-Id: <x.example>\r\n\r\nhello\r\n"
+
+
+@pytest.mark.parametrize(
+    "script_name", ["ispmail-junk", "anyof", "exists-size", "header-is", "body-content"]
+)
+def test_a_message_with_an_empty_header_is_filtered_as_pigeonhole_does(
+    pigeonhole: Pigeonhole, script_name: str
+) -> None:
+    text = SCRIPTS[script_name]
+    expected = pigeonhole.run([text], EMPTY_HEADER)
+    result = run_scripts(
+        [compile_script(text, name=script_name)],
+        SieveMessage(EMPTY_HEADER),
+        SieveEnvelope(SENDER, RECIPIENT),
+        _Context(),
+    )
+    assert not result.errors
+    assert _ours(result) == expected
+
+
 SEQUENCES = {
     "before-files": ['require "fileinto"; if exists "x-spam" { fileinto "Junk"; }', "keep;"],
     "before-keeps": ['require "imap4flags"; addflag "\\\\Seen";', ISPMAIL_AFTER],

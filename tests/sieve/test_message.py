@@ -37,3 +37,11 @@ def test_body_transforms() -> None:
 
 def test_a_header_only_copy_keeps_the_whole_size() -> None:
     assert SieveMessage(b"Subject: x\r\n\r\n", size=5000).size == 5000
+
+
+def test_a_message_with_an_empty_header_has_no_fields() -> None:
+    """A message that starts with its empty line (RFC 5322 3.5) has no header: lines of
+    its body that look like fields are not tested (Pigeonhole sees none either)."""
+    for raw in (b"\r\nX-Spam: Yes\r\nSubject: x\r\n\r\nbody\r\n", b"\nX-Spam: Yes\n\nbody\n"):
+        message = SieveMessage(raw)
+        assert not message.has_header("x-spam") and message.header("subject") == []

@@ -103,6 +103,9 @@ def test_sweep_spools_spares_live_writers(tmp_path: Path) -> None:
         (b"A: 1\r\n\r\nbody\n\nmore", b"A: 1\r\n\r\n"),
         (b"A: 1\r\nno empty line", b"A: 1\r\nno empty line"),
         (b"", b""),
+        # An empty header: the body's lines are not header fields (RFC 5322 3.5).
+        (b"\r\nX-Spam: Yes\r\n\r\nbody", b"\r\n"),
+        (b"\nX-Spam: Yes\n\nbody", b"\n"),
     ],
 )
 async def test_head_is_the_header_through_the_first_empty_line(

@@ -139,6 +139,8 @@ def _body_start(raw: bytes) -> int:
     """Where the body starts: after the first empty line (CRLF or bare LF)."""
     # The bare-LF form is looked for only before the CRLF one: a search of its own
     # would run through all of a big message that has none.
+    if raw[:1] == b"\n" or raw[:2] == b"\r\n":
+        return 0  # an empty header (RFC 5322 3.5): what follows is body, never fields
     crlf = raw.find(b"\r\n\r\n")
     lf = raw.find(b"\n\n", 0, len(raw) if crlf < 0 else crlf + 2)
     if lf >= 0:

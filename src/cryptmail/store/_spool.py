@@ -102,6 +102,8 @@ class Spool:
         if self._memory is None:
             return None
         memory = self._memory
+        if memory[:1] == b"\n" or memory[:2] == b"\r\n":  # an empty header: the
+            return bytes(memory[: memory.index(b"\n") + 1])  # empty line alone, no body
         # The bare-LF form only before the CRLF one: not a search through the body.
         crlf = memory.find(b"\r\n\r\n")
         lf = memory.find(b"\n\n", 0, len(memory) if crlf < 0 else crlf + 2)
