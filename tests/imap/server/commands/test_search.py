@@ -25,7 +25,7 @@ async def test_a_call_answers_from_the_loop() -> None:
 
 async def test_abandoning_ends_the_wait_and_refuses_the_next_calls() -> None:
     bridge = _Bridge(asyncio.get_running_loop())
-    started = threading.Event()
+    started = asyncio.Event()  # set on the loop: the bridge runs the coroutine there
     never = asyncio.Event()
     cancelled = asyncio.Event()
 
@@ -47,8 +47,7 @@ async def test_abandoning_ends_the_wait_and_refuses_the_next_calls() -> None:
         return seen
 
     thread = asyncio.ensure_future(run_calling_back(search))
-    while not started.is_set():
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 30)
     assert not thread.done()
     bridge.abandon()
     # The thread's wait ends, the coroutine it waited on is cancelled on the loop, and
@@ -61,7 +60,7 @@ async def test_a_cancelled_search_abandons_its_bridge() -> None:
     """find_messages abandons its bridge in a `finally`: cancelling the awaiting task
     (as a session's end does) ends the thread, which would otherwise wait on."""
     bridge = _Bridge(asyncio.get_running_loop())
-    started, ended = threading.Event(), threading.Event()
+    started, ended = asyncio.Event(), threading.Event()
 
     async def forever() -> None:
         started.set()
@@ -80,8 +79,7 @@ async def test_a_cancelled_search_abandons_its_bridge() -> None:
             bridge.abandon()
 
     task = asyncio.ensure_future(awaiting())
-    while not started.is_set():
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 30)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
