@@ -46,6 +46,13 @@ async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
     return reader, writer, await reader.readline()
 
 
+async def _close(*writers: asyncio.StreamWriter) -> None:
+    """The client's side closed too: a connection the server ended still has ours."""
+    for writer in writers:
+        writer.close()
+        await writer.wait_closed()
+
+
 def test_counts_add_and_remove_per_address() -> None:
     counts = ConnectionCounts()
     counts.add("10.0.0.1")
@@ -72,6 +79,7 @@ async def test_caps_hold_over_two_listeners_sharing_counts(
         third = await _connect(plain.port)
         assert third[2] == b"NO address\r\n"
         assert await third[0].read() == b""  # closed after the refusal
+        await _close(third[1])
         assert "echo.max_connections_per_ip reached" in caplog.text
         # One connection ends: its slot is free again, on either listener.
         first[1].close()
@@ -82,8 +90,7 @@ async def test_caps_hold_over_two_listeners_sharing_counts(
             await asyncio.sleep(0.01)
         again = await _connect(other.port)
         assert again[2] == b"HELLO 127.0.0.1\r\n"
-        for _, writer, _ in (second, again):
-            writer.close()
+        await _close(second[1], again[1])
     finally:
         await plain.stop(1)
         await other.stop(1)
@@ -96,8 +103,9 @@ async def test_the_total_cap_refuses_with_its_own_line() -> None:
     try:
         _, writer, greeting = await _connect(listener.port)
         assert greeting.startswith(b"HELLO")
-        assert (await _connect(listener.port))[2] == b"NO server\r\n"
-        writer.close()
+        _, refused, refusal = await _connect(listener.port)
+        assert refusal == b"NO server\r\n"
+        await _close(writer, refused)
     finally:
         await listener.stop(1)
 
@@ -121,6 +129,7 @@ async def test_a_failing_session_ends_alone_and_stop_ends_the_rest(
     await asyncio.wait_for(listener.wait_closed(), 5)
     assert await calm_reader.read() == b""  # the session was ended by the stop
     assert (counts.total, counts.per_ip, listener.closed) == (0, {}, 1)
+    await _close(broken, calm)
 
 
 class Stubborn(Echo):
@@ -167,5 +176,5 @@ async def test_a_session_that_ignores_the_stop_has_its_connection_cut_and_ends(
     assert [t for t in asyncio.all_tasks() if t is not here] == []
     for reader, writer, _ in clients:
         assert await reader.read() == b""
-        writer.close()
+        await _close(writer)
     assert "did not end" not in caplog.text

@@ -136,9 +136,10 @@ def test_kill_mid_index_and_a_damaged_segment(tmp_path: Path) -> None:
     config = "[imap]\nfts_background_percent = 20\n"
     server = CryptmailServer(data_dir, imap=True, config=config)
     server.start()
+    killed_session: imaplib.IMAP4 | None = None
     try:
         _deliver(server, 0, 1500)
-        client = _login(server, ALICE)
+        client = killed_session = _login(server, ALICE)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # kill while some, not all, is indexed
             done, total = _indexed(data_dir, ALICE)
@@ -148,6 +149,8 @@ def test_kill_mid_index_and_a_damaged_segment(tmp_path: Path) -> None:
         assert 0 < done < total, (done, total)
     finally:
         server.kill()
+        if killed_session is not None:  # its server is gone: close our socket
+            killed_session.shutdown()
     database = sqlite3.connect(data_dir / "cryptmail.db")
     with database:  # flip a byte of one segment: it must be dropped, never believed
         row_id, sealed = database.execute("SELECT id, sealed FROM cm_fts_segments").fetchone()

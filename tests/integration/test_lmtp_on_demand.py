@@ -59,6 +59,11 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> No
         time.sleep(0.05)
 
 
+def _state(pid: int) -> str:
+    """The process's state letter in /proc (T: stopped by a signal)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def _logged(server: CryptmailServer, line: str) -> bool:
     return line in server.log_path.read_text()
 
@@ -191,6 +196,9 @@ def test_a_worker_killed_mid_delivery_loses_nothing(
     user = USERS[1]
     os.kill(server.pid, signal.SIGSTOP)  # only the worker can take the connection
     try:
+        # The signal is delivered asynchronously: until the main process is stopped it
+        # could still take the connection below (in-main, after deferring a moment).
+        _wait_for("the main process stopped", lambda: _state(server.pid) == "T")
         sock = _greeted(server.port)
         sock.sendall(b"MAIL FROM:<s@example.net>\r\n")
         assert _read_reply(sock).startswith(b"250")

@@ -52,7 +52,10 @@ def _deliver(port: int) -> None:
                 lmtp.sendmail("a@example.net", [user], body.encode())
 
 
-async def _busy_session(port: int, user: str) -> tuple[asyncio.StreamWriter, asyncio.Task[None]]:
+async def _busy_session(
+    port: int, user: str
+) -> tuple[asyncio.StreamWriter, asyncio.Task[None], asyncio.Event]:
+    """A logged-in session that sent PIPELINE; the event is set once answers come."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     assert (await reader.readline()).startswith(b"* OK")
     writer.write(f'a LOGIN "{user}" "{PASSWORD}"\r\n'.encode())
@@ -61,11 +64,13 @@ async def _busy_session(port: int, user: str) -> tuple[asyncio.StreamWriter, asy
     assert line.startswith(b"a OK"), line
     writer.write(PIPELINE)
 
+    answering = asyncio.Event()
+
     async def drain() -> None:
         while await reader.read(1 << 16):
-            pass
+            answering.set()
 
-    return writer, asyncio.create_task(drain())
+    return writer, asyncio.create_task(drain()), answering
 
 
 async def _terminate_mid_query(server: CryptmailServer) -> int | None:
@@ -73,17 +78,19 @@ async def _terminate_mid_query(server: CryptmailServer) -> int | None:
     sessions = await asyncio.gather(
         *(_busy_session(server.imap_port, USERS[n % len(USERS)]) for n in range(SESSIONS))
     )
-    await asyncio.sleep(1.5)  # the pipelines are under way
+    # The pipelines are under way: every session has answers coming (each has most of
+    # its 1,200 queries still to run), rather than a fixed 1.5 s sleep.
+    await asyncio.wait_for(asyncio.gather(*(answering.wait() for *_, answering in sessions)), 60)
     server.process.send_signal(signal.SIGTERM)
     loop = asyncio.get_running_loop()
     try:
         code: int | None = await loop.run_in_executor(None, server.process.wait, EXIT_BOUND_S)
     except subprocess.TimeoutExpired:
         code = None
-    for writer, drain in sessions:
+    for writer, drain, _answering in sessions:
         writer.close()
         drain.cancel()
-    await asyncio.gather(*(drain for _, drain in sessions), return_exceptions=True)
+    await asyncio.gather(*(drain for _, drain, _ in sessions), return_exceptions=True)
     return code
 
 

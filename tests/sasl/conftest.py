@@ -65,7 +65,9 @@ class Client:
     async def closed(self) -> bool:
         """Whether the server closes the connection (reading what it sent until then)."""
         await asyncio.wait_for(self.reader.read(), 30)
-        return self.reader.at_eof()
+        ended = self.reader.at_eof()
+        await self.close()  # our side too, as a client does when the server hangs up
+        return ended
 
     async def close(self) -> None:
         self.writer.close()

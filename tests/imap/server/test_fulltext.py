@@ -140,6 +140,7 @@ def test_only_the_last_searchers_keep_their_words(tmp_path: Path) -> None:
 # -- the message caches the pass seals for SORT, THREAD and FETCH ------------------------
 
 _WORD = "Zanzibarquux"  # in every subject; must never be found at rest
+_SMALL_BATCH = 24  # `_fulltext.BATCH` for the tests that need several batches
 
 
 def _sortable(i: int, count: int) -> bytes:
@@ -189,9 +190,12 @@ def _uncached(rig: ImapRig) -> int:
 
 
 def test_a_sort_during_the_pass_is_complete_and_answers_as_the_slow_path(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    count = 400  # more than one batch: at 1 % the pass sleeps long after the first
+    # More than one batch: at 1 % the pass sleeps long after the first. Small batches
+    # make that with a tenth of the deliveries (each a few fsyncs).
+    monkeypatch.setattr(_fulltext, "BATCH", _SMALL_BATCH)
+    count = 2 * _SMALL_BATCH + 8
     slow_rig = start_rig(tmp_path / "slow", **{"imap.fts_index": False})
     fast_rig = start_rig(tmp_path / "fast", **{"imap.fts_background_percent": 1})
     slow, rig = next(slow_rig), next(fast_rig)
@@ -282,7 +286,7 @@ def _leases(rig: ImapRig) -> int:
 
 
 def test_a_second_process_of_the_user_leaves_the_pass_to_the_lease_holder(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two registries on one database (two processes of the user): every blob is read
     once, by the lease holder; the holder deletes its lease once its pass has nothing
@@ -294,7 +298,10 @@ def test_a_second_process_of_the_user_leaves_the_pass_to_the_lease_holder(
     that step. A logout between the two stops the holder mid-way, and a pass stopped
     mid-way leaves its lease to run out by design (`_fulltext.FullTextIndexes._run`):
     under load that logout came first now and then (issue 16)."""
-    count = 600  # three batches: room for both passes to try
+    # Three batches: room for both passes to try. Small batches make them with a tenth
+    # of the deliveries (600 took most of the test's half minute under load).
+    monkeypatch.setattr(_fulltext, "BATCH", _SMALL_BATCH)
+    count = 2 * _SMALL_BATCH + 11
     rig_iter = start_rig(tmp_path, **{"imap.fts_background_percent": 100})
     rig = next(rig_iter)
     try:
@@ -326,10 +333,15 @@ def test_a_second_process_of_the_user_leaves_the_pass_to_the_lease_holder(
 
         rig.run(attach_other())
         wait_until(lambda: _uncached(rig) == 0, "the message caches were not all sealed")
-        wait_until(
-            lambda: all(len(u.index.indexed) == count for u in first._users.values()),
-            "the index is not complete",
-        )
+
+        def complete(indexes: FullTextIndexes) -> bool:
+            users = list(indexes._users.values())
+            return bool(users) and all(len(u.index.indexed) == count for u in users)
+
+        # The holder's index: the other pass found the lease taken and sleeps `_IDLE_S`
+        # (30 s) before it reads the index again. Waiting on `first` alone waited those
+        # 30 s whenever `other` won the lease (about every other run: 34 s in the suite).
+        wait_until(lambda: complete(first) or complete(other), "the index is not complete")
         assert sorted(read["first"] + read["other"]) == sorted(set(_blob_ids(rig)))  # once each
         wait_until(lambda: _leases(rig) == 0, "the holder kept its lease with nothing left to do")
         client.logout()

@@ -6,6 +6,7 @@ changed or moved chunk is not used; nothing of a subject is readable at rest."""
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import logging
 from collections.abc import Callable, Iterator
@@ -51,8 +52,22 @@ def _message(i: int, count: int) -> bytes:
     ).encode()
 
 
+_opened: list[imaplib.IMAP4] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sessions() -> Iterator[None]:
+    """Close every session a test opened (many are only asked once, never logged out):
+    each left its socket to the collector (ResourceWarning)."""
+    yield
+    while _opened:
+        with contextlib.suppress(OSError):  # one logged out is closed already
+            _opened.pop().shutdown()
+
+
 def _login(rig: ImapRig, email: str = USER) -> imaplib.IMAP4:
     client = imaplib.IMAP4("127.0.0.1", rig.port)
+    _opened.append(client)
     client.login(email, PASSWORD)
     client.select("INBOX")
     return client

@@ -10,8 +10,10 @@ really needs to read are decrypted, and bodies stream instead of loading whole.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import re
+import threading
 from collections.abc import Collection, Coroutine, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -45,14 +47,48 @@ _PIECE: Final = 256 * 1024
 _FIELD_SPLIT: Final = re.compile(rb"\r?\n(?![ \t])")
 
 
+class _Abandoned(Exception):
+    """The search thread's call found its search abandoned (the session was cancelled)."""
+
+
 class _Bridge:
-    """Runs coroutines on the session's loop from the search thread."""
+    """Runs coroutines on the session's loop from the search thread.
+
+    A search whose session is cancelled (a stop, a client gone mid-command) is
+    `abandon`ed: the call the thread waits on is cancelled and every later one raises,
+    so the thread ends. Else it could wait for ever on a call the loop never ran (queued
+    as `asyncio.run` closed the loop), and the interpreter's exit, which joins the
+    pool's threads, with it: `serve` hung after "cryptmail stopped" on a SIGTERM that
+    came mid-SEARCH (tests/integration/test_serve_exit.py).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._waiting: concurrent.futures.Future[Any] | None = None
 
     def call(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+        with self._lock:
+            if self._abandoned:
+                work.close()  # never scheduled: no "never awaited" warning
+                raise _Abandoned("the search was abandoned")
+            future = asyncio.run_coroutine_threadsafe(work, self._loop)
+            self._waiting = future
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError as exc:
+            raise _Abandoned("the search was abandoned") from exc
+        finally:
+            with self._lock:
+                self._waiting = None
+
+    def abandon(self) -> None:
+        """End the search thread's waits (on the loop's thread, as its search ends)."""
+        with self._lock:
+            self._abandoned = True
+            if self._waiting is not None:
+                self._waiting.cancel()
 
 
 class _View:
@@ -184,7 +220,10 @@ async def find_messages(
         oracle=oracle,
         saved=selected.saved,
     )
-    return await run_calling_back(_evaluate, program, context, views)
+    try:
+        return await run_calling_back(_evaluate, program, context, views)
+    finally:
+        bridge.abandon()  # a no-op once the thread is done; cancelled, it ends the thread
 
 
 def _matcher(program: SearchAnd) -> Matcher:
