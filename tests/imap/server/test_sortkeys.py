@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,20 @@ def _deliver_old(rig: ImapRig, message: bytes, email: str, old: bool) -> None:
     rig.run(work())
 
 
+def _same_arrivals(rig: ImapRig) -> None:
+    """Internal dates a minute apart by UID on both servers: a message without a Date
+    sorts by its arrival, and two servers' arrivals fall into seconds differently."""
+    m = t.cm_messages
+
+    async def work() -> None:
+        async with rig.engine.begin() as conn:
+            for row_id, uid in (await conn.execute(select(m.c.id, m.c.uid))).all():
+                when = datetime(2026, 1, 1) + timedelta(minutes=int(uid))
+                await conn.execute(update(m).where(m.c.id == row_id).values(internal_date=when))
+
+    rig.run(work())
+
+
 def test_odd_headers_and_old_entries_sort_as_the_slow_path(
     rigs: tuple[ImapRig, ImapRig],
 ) -> None:
@@ -230,6 +245,8 @@ def test_odd_headers_and_old_entries_sort_as_the_slow_path(
         if i % 2:
             slow.deliver(_odd(count - i), BOB)
             _deliver_old(rig, _odd(count - i), BOB, old=i % 4 == 1)
+    for server in (slow, rig):
+        _same_arrivals(server)
     expected = _answers(_login(slow))
     expected_bob = _answers(_login(slow, BOB))
     assert _entries(rig) == count + count // 2
