@@ -36,11 +36,19 @@ from cryptmail.store import (
     take_sort_entries,
 )
 from cryptmail.store._append import resolve_target
-from cryptmail.store._sortentries import decode_entry, encode_entry
+from cryptmail.store._sortentries import (
+    KEYS_ENTRY,
+    RECORD_ENTRY,
+    decode_entry,
+    encode_entry,
+    entry_keys,
+)
+from cryptmail.store.sortkeys import sort_keys
 from cryptmail.users import User
 
 from .conftest import PASSWORD, StoreRig
 
+_ENTRY_HEAD = 13  # u8 version, u64 size, u32 length
 _WORD = b"Zanzibarquix"
 HEADER = (
     b"From: " + _WORD + b" Sender <s@example.net>\r\nTo: alice@example.org\r\n"
@@ -66,16 +74,33 @@ async def _count(rig: StoreRig, table: object) -> int:
 
 def test_entry_codec_pads_to_a_power_of_two() -> None:
     record = header_sort_fields(HEADER)
-    plain = encode_entry(1234, record)
+    plain = encode_entry(1234, record, RECORD_ENTRY)
     assert len(plain) == 256
-    assert decode_entry(plain) == (1234, record)
+    assert decode_entry(plain) == (RECORD_ENTRY, 1234, record)
     assert len(encode_entry(1, b"x" * 300)) == 512
     with pytest.raises(ValueError, match="padding"):
         decode_entry(plain[:-1] + b"\x01")
     with pytest.raises(ValueError, match="version"):
-        decode_entry(b"\x02" + plain[1:])
+        decode_entry(b"\x03" + plain[1:])
+    with pytest.raises(ValueError, match="version"):
+        decode_entry(b"\x00" + plain[1:])
     with pytest.raises(ValueError, match="truncated"):
         decode_entry(plain[:5])
+
+
+def test_both_entry_versions_give_the_keys_the_record_makes() -> None:
+    """Version 2 holds the keys ready; version 1 (written by the code before) holds the
+    record, whose keys are made on reading: the same keys either way."""
+    record = header_sort_fields(HEADER)
+    expected = sort_keys(record)._replace(size=1234)
+    ready = encode_entry(1234, SortFields(DeliveryEpochs(), record).ready, KEYS_ENTRY)
+    old = encode_entry(1234, record, RECORD_ENTRY)
+    assert entry_keys(ready) == (1234, expected)
+    assert entry_keys(old) == (1234, expected)
+    broken = bytearray(ready)
+    broken[_ENTRY_HEAD + 9] ^= 0xFF  # the flags byte of the keys
+    with pytest.raises(ValueError, match="ready sort keys"):
+        entry_keys(bytes(broken))
 
 
 async def test_delivery_writes_an_entry_the_session_opens(rig: StoreRig) -> None:
@@ -93,9 +118,10 @@ async def test_delivery_writes_an_entry_the_session_opens(rig: StoreRig) -> None
         MessageId(second.row_id): second.blob.blob_id,
     }
     opened = await take_sort_entries(rig.engine, account, rows)
+    keys = sort_keys(fields.record)._replace(size=len(MESSAGE))
     assert opened == {
-        MessageId(first.row_id): (len(MESSAGE), fields.record),
-        MessageId(second.row_id): (len(MESSAGE), fields.record),
+        MessageId(first.row_id): (len(MESSAGE), keys),
+        MessageId(second.row_id): (len(MESSAGE), keys),
     }
     # Nothing of the header at rest: not in the rows, not in the database file.
     async with rig.engine.connect() as conn:
@@ -155,7 +181,8 @@ async def test_deliver_many_writes_each_users_entry_in_the_one_transaction(
         opened = await take_sort_entries(
             rig.engine, account, {MessageId(result.row_id): result.blob.blob_id}
         )
-        assert opened == {MessageId(result.row_id): (len(MESSAGE), fields.record)}
+        keys = sort_keys(fields.record)._replace(size=len(MESSAGE))
+        assert opened == {MessageId(result.row_id): (len(MESSAGE), keys)}
 
 
 async def test_a_failed_transaction_leaves_no_entry_no_epoch_and_no_held_key(

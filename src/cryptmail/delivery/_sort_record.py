@@ -1,5 +1,6 @@
 """The sort field record of a message being delivered: made once per message, from the
-spooled header, for every recipient's sort entry (`store.SortFields`)."""
+spooled header, for every recipient's sort entry (`store.SortFields`, which makes the
+keys from it once and seals them ready in each copy's entry)."""
 
 from __future__ import annotations
 

@@ -457,6 +457,8 @@ def _epoch_use(
     if sort_fields is None or recipient is None:
         return None
     try:
+        if not sort_fields.ready:  # the keys made here, once, not in the row's transaction
+            return None
         return sort_fields.epochs.use(user.id, recipient)
     except Exception as exc:  # the message is sorted the slow way
         log.warning("user id %d: no sort entry (%s)", user.id, type(exc).__name__)
@@ -535,7 +537,7 @@ async def deliver_many(
             use = uses.get(index)
             sort_fields = jobs[index].sort_fields
             if use is not None and sort_fields is not None:
-                write_sort_entry(conn, use, row_id, blob.blob_id, blob.size, sort_fields.record)
+                write_sort_entry(conn, use, row_id, blob.blob_id, blob.size, sort_fields.ready)
             done[index] = Appended(inbox, uid, modseq, row_id, blob, used_before=used)
         checkpoint("append:before-row-commit")
         return done
@@ -655,7 +657,7 @@ async def deliver_message(
         if note is not None:
             insert_note(conn, user.id, row_id, note)
         if use is not None and sort_fields is not None:
-            write_sort_entry(conn, use, row_id, blob.blob_id, blob.size, sort_fields.record)
+            write_sort_entry(conn, use, row_id, blob.blob_id, blob.size, sort_fields.ready)
         checkpoint("append:before-row-commit")
         return Appended(into, uid, modseq, row_id, blob, used_before=used)
 

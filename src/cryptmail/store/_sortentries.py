@@ -6,8 +6,12 @@ delivered it, so a session's first SORT needs no ECDH per message.
     entry    = (message row id, epoch id, sealed)
     sealed   = FieldCipher(K).seal(plain, context("sort-entry", user id, epoch id,
                                                    row id, blob id))
-    plain    = u8(1) || u64(size) || u32(len(record)) || record || 0x00 * pad
-    record   = `_sortfields.header_sort_fields` of the message's header
+    plain    = u8(version) || u64(size) || u32(len(payload)) || payload || 0x00 * pad
+    payload  = version 2: `sortkeys.encode_ready_keys` of the message's keys, made
+               once per message from its header (what SORT and THREAD compare,
+               ready: the first SORT only decodes them)
+               version 1 (written before): `_sortfields.header_sort_fields` of the
+               header, whose keys the session makes (`sortkeys.sort_keys`)
 
 Delivery holds only the user's public key. A delivery process makes a random key K
 for a user the first time it delivers to them (one ECDH: the wrap), inserts the epoch
@@ -15,11 +19,12 @@ row in the SAME transaction as that delivery, and keeps K in memory (only once t
 transaction committed: a rolled-back epoch is never used again) for at most
 EPOCH_LIFETIME_S and for the EPOCH_USERS users delivered to last; then a new one. Each
 copy's entry is one AES-GCM seal under K, written in the message row's transaction, so
-entry and message commit together or not at all. The record is made once per message,
+entry and message commit together or not at all. The keys are made once per message,
 whatever the number of recipients.
 
 A session holding the private key opens an epoch once (its ciphers are kept with the
-unlocked account, gone with it) and each entry with one AEAD open (`take_sort_entries`);
+unlocked account, gone with it) and each entry with one AEAD open (`take_sort_entries`,
+which hands back keys: decoded from a version 2 entry, made from a version 1 one);
 the keys go into the mailbox's sort chunks, and writing a chunk deletes the entries of
 every row it holds (`drop_folded`). An entry that does not open (changed, moved to
 another row, or its epoch gone or sealed to a key the account no longer holds) is
@@ -45,6 +50,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Final
 
 from sqlalchemy import Connection, delete, exists, select
@@ -57,6 +63,13 @@ from cryptmail.db import tables as t
 from cryptmail.errors import CryptmailError
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import BlobId, MessageId
+from cryptmail.store.sortkeys import (
+    SortKeys,
+    SortMemo,
+    decode_ready_keys,
+    encode_ready_keys,
+    sort_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +83,11 @@ EPOCH_KEEP: Final = timedelta(hours=1)
 # Built once: building and keying a statement costs more than SQLite takes to run it.
 _INSERT_EPOCH: Final = t.cm_sort_epochs.insert()
 _INSERT_ENTRY: Final = t.cm_sort_entries.insert()
-_VERSION: Final = 1
+RECORD_ENTRY: Final = 1
+"""An entry holding the raw sort field record (written before keys were made here)."""
+KEYS_ENTRY: Final = 2
+"""An entry holding the message's keys ready (`sortkeys.encode_ready_keys`)."""
+_VERSIONS: Final = frozenset({RECORD_ENTRY, KEYS_ENTRY})
 _HEAD: Final = struct.Struct(">BQI")
 _MIN_PADDED: Final = 256
 _BATCH: Final = 500
@@ -88,21 +105,31 @@ def _entry_context(user_id: int, epoch_id: int, row_id: int, blob_id: bytes) -> 
     return context("sort-entry", user_id, epoch_id, row_id, blob_id)
 
 
-def encode_entry(size: int, record: bytes) -> bytes:
+def encode_entry(size: int, payload: bytes, version: int = KEYS_ENTRY) -> bytes:
     """The padded plaintext of an entry."""
-    plain = _HEAD.pack(_VERSION, size, len(record)) + record
+    plain = _HEAD.pack(version, size, len(payload)) + payload
     return plain + bytes(_padded_size(len(plain)) - len(plain))
 
 
-def decode_entry(plain: bytes) -> tuple[int, bytes]:
-    """(size, record); ValueError when it is not an entry this version writes."""
+def decode_entry(plain: bytes) -> tuple[int, int, bytes]:
+    """(version, size, payload); ValueError when it is not an entry of a version this
+    code reads."""
     if len(plain) < _HEAD.size:
         raise ValueError("sort entry is truncated")
     version, size, length = _HEAD.unpack_from(plain)
     end = _HEAD.size + length
-    if version != _VERSION or end > len(plain) or plain.count(0, end) != len(plain) - end:
+    if version not in _VERSIONS or end > len(plain) or plain.count(0, end) != len(plain) - end:
         raise ValueError("sort entry has a bad version, length or padding")
-    return size, plain[_HEAD.size : end]
+    return version, size, plain[_HEAD.size : end]
+
+
+def entry_keys(plain: bytes, memo: SortMemo | None = None) -> tuple[int, SortKeys]:
+    """(size, keys) of an entry's plaintext, ``size`` set in the keys; ValueError as
+    :func:`decode_entry`, or when a version 2 payload does not decode."""
+    version, size, payload = decode_entry(plain)
+    if version == KEYS_ENTRY:
+        return size, decode_ready_keys(payload, size)
+    return size, sort_keys(payload, memo)._replace(size=size)
 
 
 # -- delivery --------------------------------------------------------------------------
@@ -182,15 +209,21 @@ class DeliveryEpochs:
 
 @dataclass(frozen=True, repr=False)
 class SortFields:
-    """What delivery writes a sort entry from: the message's record (made once) and
-    the process's epochs."""
+    """What delivery writes a sort entry from: the message's record and the process's
+    epochs; the keys are made from the record once (on the first copy), whatever the
+    number of copies."""
 
     epochs: DeliveryEpochs
     record: bytes = field(repr=False)
 
+    @cached_property
+    def ready(self) -> bytes:
+        """`sortkeys.encode_ready_keys` of the message's keys."""
+        return encode_ready_keys(sort_keys(self.record))
+
 
 def write_sort_entry(
-    conn: Connection, use: EpochUse, row_id: int, blob_id: BlobId, size: int, record: bytes
+    conn: Connection, use: EpochUse, row_id: int, blob_id: BlobId, size: int, ready: bytes
 ) -> None:
     """Insert the entry of a message row just inserted (and the epoch, when new), in
     the caller's transaction."""
@@ -198,7 +231,7 @@ def write_sort_entry(
     if use.row is not None:
         conn.execute(_INSERT_EPOCH, use.row)
     sealed = epoch.cipher.seal(
-        encode_entry(size, record), _entry_context(epoch.user_id, epoch.id, row_id, blob_id)
+        encode_entry(size, ready), _entry_context(epoch.user_id, epoch.id, row_id, blob_id)
     )
     conn.execute(_INSERT_ENTRY, {"message_id": row_id, "epoch_id": epoch.id, "sealed": sealed})
 
@@ -245,8 +278,9 @@ def _open_entries(
     found: Sequence[_Found],
     blobs: Mapping[MessageId, BlobId],
     ciphers: _Opened,
-) -> tuple[dict[MessageId, tuple[int, bytes]], list[MessageId]]:
-    opened: dict[MessageId, tuple[int, bytes]] = {}
+) -> tuple[dict[MessageId, tuple[int, SortKeys]], list[MessageId]]:
+    opened: dict[MessageId, tuple[int, SortKeys]] = {}
+    memo = SortMemo()  # this call's only: it holds plaintext values (version 1 entries)
     bad: list[MessageId] = []
     for row_id, epoch_id, sealed in found:
         cipher = ciphers.get(epoch_id)
@@ -256,7 +290,7 @@ def _open_entries(
             plain = cipher.open(
                 sealed, _entry_context(account.user.id, epoch_id, row_id, blobs[row_id])
             )
-            opened[row_id] = decode_entry(plain)
+            opened[row_id] = entry_keys(plain, memo)
         except (CryptmailError, ValueError):
             bad.append(row_id)
     return opened, bad
@@ -264,10 +298,10 @@ def _open_entries(
 
 async def take_sort_entries(
     engine: AsyncEngine, account: UnlockedAccount, rows: Mapping[MessageId, BlobId]
-) -> dict[MessageId, tuple[int, bytes]]:
-    """{row id: (size, sort field record)} of the delivery entries of ``rows`` ({row
-    id: blob id}) that open. One that does not is deleted (logged by row id): its
-    message is done the slow way."""
+) -> dict[MessageId, tuple[int, SortKeys]]:
+    """{row id: (size, keys with that size)} of the delivery entries of ``rows`` ({row
+    id: blob id}) that open (version 2 decoded, version 1 made from its record). One
+    that does not is deleted (logged by row id): its message is done the slow way."""
     if not rows:
         return {}
     e, ep = t.cm_sort_entries, t.cm_sort_epochs

@@ -6,7 +6,7 @@
 Delivery makes it from the header it spools (once per message, for every recipient's
 sort entry: `_sortentries`); IMAP's analysis makes it from the same header fields while
 it reads a message, and keeps it in the sealed cache. Both go through this one module,
-so a message's keys (`imap/message/_sortkeys.py` turns a record into them) are the same
+so a message's keys (`store.sortkeys.sort_keys` turns a record into them) are the same
 whichever way the record was made. Pure: no I/O.
 """
 

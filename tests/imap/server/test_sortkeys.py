@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy import func, select, update
 
 from cryptmail.db import tables as t
 from cryptmail.store import DeliveryEpochs, SortFields, deliver_message, header_sort_fields
+from cryptmail.store._sortentries import RECORD_ENTRY, _entry_context, encode_entry
 from cryptmail.users import get_user
 
 from ..server_rig import PASSWORD, USER, ImapRig, start_rig, wait_until
@@ -159,3 +161,104 @@ def test_the_background_pass_folds_the_entries_of_what_it_records(tmp_path: Path
         for rest in (fast_iter, slow_iter):
             for _ in rest:
                 pass
+
+
+def _odd(i: int) -> bytes:
+    """Headers the keys are easy to get wrong on: encoded words (B and Q, Latin-1),
+    no Date, group syntax, an empty header, raw UTF-8 subjects, In-Reply-To alone.
+    Dated ones are years before the arrivals, so a message without a Date (sorted by
+    its arrival) comes after them on both servers alike."""
+    date = f"Date: {1 + i % 27:02d} Mar 2020 {i % 24:02d}:{(i * 7) % 60:02d}:00 +0100\r\n"
+    heads = [
+        f"From: =?utf-8?b?w4lsb2TDqWE=?= <e{i}@example.net>\r\nTo: alice@example.org\r\n"
+        f"Subject: =?iso-8859-1?q?Caf=E9_{i % 3}?= (fwd)\r\n{date}",
+        f"From: Team: a{i % 5}@example.net, b@example.net;\r\nTo: undisclosed-recipients:;\r\n"
+        f"Subject: [fwd: Re: Ünïcödé straße {i % 4}]\r\nMessage-ID: <o{i}@example.net>\r\n",
+        f'From: <>\r\nCc: "Q, R" <q@example.org>\r\nSubject: \r\n{date}'
+        f"In-Reply-To: <o{i - 1}@example.net> <x@example.net>\r\n",
+        "",  # an empty header: the body starts at once
+        f"From: plain{i}@example.net\r\nSubject: RE: Re[2]: [list] \u00e9t\u00e9 {i % 2}\r\n"
+        f"{date}References: <o{i - 3}@example.net>\r\n   <o{i - 2}@example.net>\r\n",
+    ]
+    return (heads[i % len(heads)] + "\r\n" + "Body.\r\n" * (1 + i % 5)).encode()
+
+
+def _deliver_old(rig: ImapRig, message: bytes, email: str, old: bool) -> None:
+    """As _deliver; with ``old``, the entry then sealed again as the code before this
+    wrote it (version 1: the raw record, whose keys the reader makes)."""
+    end = message.find(b"\r\n\r\n")
+    record = header_sort_fields(message[: end + 4] if end >= 0 else b"")
+
+    async def work() -> None:
+        async with rig.engine.connect() as conn:
+            user = await get_user(conn, email)
+
+        async def source() -> AsyncIterator[bytes]:
+            yield message
+
+        done = await deliver_message(
+            rig.engine, rig.blobs, user, source(), bus=rig.bus,
+            sort_fields=SortFields(_EPOCHS, record),
+        )  # fmt: skip
+        if not old:
+            return
+        assert done.blob is not None
+        epoch = _EPOCHS._held[user.id]
+        sealed = epoch.cipher.seal(
+            encode_entry(done.blob.size, record, RECORD_ENTRY),
+            _entry_context(user.id, epoch.id, done.row_id, done.blob.blob_id),
+        )
+        e = t.cm_sort_entries
+        async with rig.engine.begin() as conn:
+            await conn.execute(update(e).where(e.c.message_id == done.row_id).values(sealed=sealed))
+
+    rig.run(work())
+
+
+def _same_arrivals(rig: ImapRig) -> None:
+    """Internal dates a minute apart by UID on both servers: a message without a Date
+    sorts by its arrival, and two servers' arrivals fall into seconds differently."""
+    m = t.cm_messages
+
+    async def work() -> None:
+        async with rig.engine.begin() as conn:
+            for row_id, uid in (await conn.execute(select(m.c.id, m.c.uid))).all():
+                when = datetime(2026, 1, 1) + timedelta(minutes=int(uid))
+                await conn.execute(update(m).where(m.c.id == row_id).values(internal_date=when))
+
+    rig.run(work())
+
+
+def test_odd_headers_and_old_entries_sort_as_the_slow_path(
+    rigs: tuple[ImapRig, ImapRig],
+) -> None:
+    """Ready entries and version 1 entries (records) mixed, over odd headers: every
+    criterion and both THREADs as the slow path answers, for two sessions of one user
+    and a second user from one address, with the messages themselves unreadable."""
+    slow, rig = rigs
+    count = 150  # each user past _RECORD_MIN, so the first SORT writes chunks
+    for server in (slow, rig):
+        server.add_user(BOB, PASSWORD)
+    for i in range(count):
+        slow.deliver(_odd(i))
+        _deliver_old(rig, _odd(i), USER, old=i % 3 == 0)
+        if i % 2:
+            slow.deliver(_odd(count - i), BOB)
+            _deliver_old(rig, _odd(count - i), BOB, old=i % 4 == 1)
+    for server in (slow, rig):
+        _same_arrivals(server)
+    expected = _answers(_login(slow))
+    expected_bob = _answers(_login(slow, BOB))
+    assert _entries(rig) == count + count // 2
+    _no_reads(rig, USER)
+    _no_reads(rig, BOB)
+    alice = [_login(rig), _login(rig)]
+    bob = _login(rig, BOB)
+    assert _answers(alice[0]) == expected
+    assert _answers(bob) == expected_bob
+    assert _answers(alice[1]) == expected
+    for client in [*alice, bob]:
+        client.logout()
+    assert _entries(rig) == 0
+    _forget_tables()
+    assert _answers(_login(rig)) == expected

@@ -39,7 +39,7 @@ from cryptmail.imap.message._mime_part import (
     MessagePart,
     PartData,
 )
-from cryptmail.imap.message._rfc822 import Rfc822Reader, parse_content_params
+from cryptmail.store.headers import Rfc822Reader, parse_content_params
 
 __all__ = ["MimeParser", "parse_message"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cryptmail.imap.message._envelope import EnvelopeBuilder
-from cryptmail.imap.message._rfc822 import Rfc822Reader, parse_content_params
+from cryptmail.store.headers import Rfc822Reader, parse_content_params
 
 __all__ = ["MessagePart", "PartData", "Size"]
 

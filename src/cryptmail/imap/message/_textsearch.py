@@ -8,7 +8,6 @@ part map's byte ranges, so a 50 MB message is never held whole.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import codecs
 import re
@@ -18,6 +17,7 @@ from typing import Final
 
 from cryptmail.imap.message._mime_part import FLAG_TEXT, PartData
 from cryptmail.imap.message._partmap import PartMap
+from cryptmail.store.headers import decode_header_value, text_codec
 
 __all__ = [
     "body_decoder",
@@ -30,10 +30,6 @@ __all__ = [
     "text_codec",
 ]
 
-# Like Dovecot, a word may hold blanks before its closing "?=" and still decode.
-_ENCODED_WORD: Final = re.compile(
-    rb"=\?([^?]+)\?([QqBb])\?([^?]*)\?=(?:[ \t\r\n]+(?==\?[^?]+\?[QqBb]\?[^?]*\?=))?"
-)
 _QP_LINE_CARRY: Final = 8192
 ByteRangeReader = Callable[[int, int], Iterable[bytes]]
 """``read(offset, length)`` yields the stored message bytes of that range in chunks."""
@@ -42,54 +38,6 @@ ByteRangeReader = Callable[[int, int], Iterable[bytes]]
 def fold_text(text: str) -> str:
     """The comparison form: decomposed (NFKD), case folded, tabs as spaces."""
     return unicodedata.normalize("NFKD", text).casefold().replace("\t", " ")
-
-
-def text_codec(charset: bytes | str | None) -> str:
-    """The Python codec for a MIME charset; UTF-8 when it is missing or unknown."""
-    return _codec(charset)
-
-
-def _codec(charset: bytes | str | None) -> str:
-    name = charset.decode("ascii", "replace") if isinstance(charset, bytes) else charset
-    if not name:
-        return "utf-8"
-    name = name.split("*", 1)[0]  # RFC 2231 language suffix
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return "utf-8"
-
-
-def _bytes_to_text(raw: bytes) -> str:
-    """UTF-8 where it is valid; each stray 8-bit byte read as Latin-1."""
-    text = raw.decode("utf-8", "surrogateescape")
-    if not any("\udc80" <= char <= "\udcff" for char in text):
-        return text
-    return "".join(
-        chr(ord(char) - 0xDC00) if "\udc80" <= char <= "\udcff" else char for char in text
-    )
-
-
-def decode_header_value(raw: bytes) -> str:
-    """Unfold a header value and decode its encoded words; 8-bit bytes as UTF-8 (else
-    Latin-1). Blanks between two encoded words vanish, as RFC 2047 says."""
-    raw = raw.replace(b"\r\n", b"").replace(b"\n", b"")
-    out: list[str] = []
-    pos = 0
-    for match in _ENCODED_WORD.finditer(raw):
-        out.append(_bytes_to_text(raw[pos : match.start()]))
-        charset, encoding, payload = match.group(1), match.group(2).upper(), match.group(3)
-        try:
-            if encoding == b"B":
-                data = base64.b64decode(payload + b"=" * (-len(payload) % 4))
-            else:
-                data = binascii.a2b_qp(payload.replace(b"_", b" "), header=True)
-            out.append(data.decode(_codec(charset), "replace"))
-        except (binascii.Error, ValueError):
-            out.append(_bytes_to_text(match.group(0)))
-        pos = match.end()
-    out.append(_bytes_to_text(raw[pos:]))
-    return "".join(out)
 
 
 class _Base64Stream:
@@ -215,7 +163,7 @@ def iter_labelled_text(
         data = _part_data(header)
         decoder = body_decoder(data)
         charset = next((v for k, v in data.params if k.lower() == b"charset"), None)
-        text_decoder = codecs.getincrementaldecoder(_codec(charset))(errors="replace")
+        text_decoder = codecs.getincrementaldecoder(text_codec(charset))(errors="replace")
         for chunk in read(part.body_offset, part.body_size):
             text = text_decoder.decode(decoder.feed(chunk))
             if text:

@@ -191,7 +191,7 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
     failure: CryptmailError | None = None
     memo = SortMemo()  # this load's only: it holds plaintext values
     if missing:
-        missing = await _delivered(selected, table, missing, made, memo)
+        missing = await _delivered(selected, table, missing, made)
     for start in range(0, len(missing), _BATCH):
         batch = missing[start : start + _BATCH]
         async with selected.context.engine.connect() as conn:
@@ -277,7 +277,6 @@ async def _delivered(
     table: SortIndex,
     missing: list[MessageRow],
     made: list[int],
-    memo: SortMemo,
 ) -> list[MessageRow]:
     """Make the keys of ``missing`` that delivery left sort entries for (one AEAD open
     each, no ECDH: `store.take_sort_entries`), adding their UIDs to ``made`` (so the
@@ -292,9 +291,13 @@ async def _delivered(
     if not found:
         return missing
     taken = [row for row in missing if row.id in found]
-    records = [(row.uid, *found[row.id]) for row in taken]
-    arrival = {row.uid: row.internal_date.timestamp() for row in taken}
-    table.add(await run_blocking(_make_keys, records, arrival, memo))
+    # Keys ready (only a version 1 entry's were made, in `take_sort_entries`'s worker).
+    table.add(
+        [
+            (row.uid, found[row.id][1]._replace(arrival=row.internal_date.timestamp()))
+            for row in taken
+        ]
+    )
     made += [row.uid for row in taken]
     return [row for row in missing if row.id not in found]
 
