@@ -32,7 +32,7 @@ from cryptmail.db import tables as t
 from cryptmail.errors import MalformedObject
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import MailboxId
-from cryptmail.store._sortentries import drop_folded
+from cryptmail.store._sortentries import drop_folded, drop_spent_epochs
 
 SORT_CHUNK_UIDS: Final = 2048
 """UIDs per chunk: new mail rewrites the last chunk only (a few hundred KB at most)."""
@@ -127,8 +127,15 @@ async def save_sort_chunks(
     table = t.cm_sort_chunks
 
     def work(conn: Connection) -> None:
-        if folded is not None:
-            drop_folded(conn, *folded)
+        # The mailbox row's lock first, as EXPUNGE, MOVE and delivery take it first: the
+        # entries deleted below are also deleted by an expunge's cascade, and on MariaDB
+        # taking them before the mailbox (whose row the chunk's foreign key reads)
+        # deadlocked with it.
+        conn.execute(
+            select(t.cm_mailboxes.c.id)
+            .where(t.cm_mailboxes.c.id == mailbox_id)
+            .with_for_update(key_share=True)
+        )
         conn.execute(
             delete(table).where(
                 table.c.mailbox_id == mailbox_id,
@@ -143,5 +150,9 @@ async def save_sort_chunks(
                 for chunk, value in sorted(sealed.items())
             ],
         )  # fmt: skip
+        if folded is not None:
+            drop_folded(conn, folded[1])
 
     await run_transaction(engine, work)
+    if folded is not None:
+        await drop_spent_epochs(engine, folded[0])

@@ -60,7 +60,7 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.crypto import FieldCipher, PublicKeyInfo, context, new_data_key, open_box, seal_box
 from cryptmail.db import UserId, run_transaction, utcnow
 from cryptmail.db import tables as t
-from cryptmail.errors import CryptmailError
+from cryptmail.errors import CryptmailError, DatabaseUnavailable
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import BlobId, MessageId
 from cryptmail.store.sortkeys import (
@@ -355,20 +355,43 @@ async def take_sort_entries(
     return opened
 
 
-def drop_folded(conn: Connection, user_id: UserId, rows: Collection[int]) -> None:
-    """In the transaction writing sort chunks that hold ``rows``' keys: delete their
-    delivery entries, and the user's epochs left with none once older than EPOCH_KEEP."""
-    e, ep = t.cm_sort_entries, t.cm_sort_epochs
+def drop_folded(conn: Connection, rows: Collection[int]) -> None:
+    """In the transaction writing sort chunks that hold ``rows``' keys, after it locked
+    the mailbox row: delete their delivery entries (by key, in order)."""
+    e = t.cm_sort_entries
     ids = sorted(rows)
     for start in range(0, len(ids), _BATCH):
         conn.execute(delete(e).where(e.c.message_id.in_(ids[start : start + _BATCH])))
-    conn.execute(
-        delete(ep).where(
-            ep.c.user_id == user_id,
-            ep.c.created_at < utcnow() - EPOCH_KEEP,
-            ~exists().where(e.c.epoch_id == ep.c.id),
-        )
-    )
+
+
+async def drop_spent_epochs(engine: AsyncEngine, user_id: UserId) -> None:
+    """Delete the user's epochs with no entry left once older than EPOCH_KEEP, in a
+    transaction of its own: its scan of the entries' epoch index must not sit in one
+    that holds a mailbox lock (a delivery inserting an epoch and then locking that
+    mailbox would deadlock with it on MariaDB). Best effort: an epoch left is only a
+    row, deleted next time."""
+    e, ep = t.cm_sort_entries, t.cm_sort_epochs
+
+    spent = ~exists().where(e.c.epoch_id == ep.c.id)
+
+    def find(conn: Connection) -> list[int]:
+        # A plain read first (no locks): most folds find none, and then nothing locks.
+        old = ep.c.created_at < utcnow() - EPOCH_KEEP
+        return [
+            int(r.id)
+            for r in conn.execute(select(ep.c.id).where(ep.c.user_id == user_id, old, spent))
+        ]
+
+    def work(conn: Connection) -> None:
+        # By key: the rows locked are these epochs only, which no delivery writes to.
+        conn.execute(delete(ep).where(ep.c.id.in_(ids), spent))
+
+    try:
+        ids = await run_transaction(engine, find, writes=False)
+        if ids:
+            await run_transaction(engine, work)
+    except DatabaseUnavailable as exc:
+        log.info("spent sort epochs of user %d left for next time: %s", user_id, exc)
 
 
 async def sort_entry_count(engine: AsyncEngine, user_id: UserId) -> tuple[int, int]:
