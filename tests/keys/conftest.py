@@ -117,7 +117,7 @@ def argon2_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     keys (crypto's derive_key) and `{ARGON2*}` hashes made or checked (users)."""
     import argon2.low_level
 
-    import cryptmail.crypto._kdf
+    import cryptmail.hashing
 
     runs: list[str] = []
 
@@ -128,8 +128,8 @@ def argon2_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return wrapper
 
-    monkeypatch.setattr(
-        cryptmail.crypto._kdf,
+    monkeypatch.setattr(  # looked up there at each call (crypto._kdf imports it late)
+        cryptmail.hashing,
         "hash_secret_raw",
         counted("slot key", argon2.low_level.hash_secret_raw),
     )

@@ -38,6 +38,10 @@ NOT_IN_A_WORKER = (
     "cryptmail.users._shacrypt",
     "cryptmail.users._rules",
     "cryptmail.users._common",
+    # Nor derives a key from a password: Argon2 is the login's (0.7 MiB of a worker).
+    "argon2",
+    "_argon2_cffi_bindings",
+    "cryptmail.hashing",
     "cryptmail.keys._login",
     "cryptmail.keys._credential",
     "cryptmail.keys._cache",
