@@ -87,32 +87,3 @@ def test_tune_malloc_reuses_freed_message_buffers_instead_of_faulting_in_new_pag
     # 50 messages of 210 KB: about 170 fresh pages each by default (measured 8,400).
     assert _page_faults("default") > 50 * 50
     assert _page_faults("tuned") < 500
-
-
-_TRIM = """
-import threading
-from cryptmail.serve._memory import give_back_free_memory, tune_malloc
-
-def rss_kib():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-assert tune_malloc()
-def burst():  # a delivery's buffers, in a thread's arena as in a worker's pool
-    held = [bytearray(200 * 1024) for _ in range(100)]
-    del held
-thread = threading.Thread(target=burst)
-thread.start()
-thread.join()
-before = rss_kib()
-assert give_back_free_memory()
-print(before - rss_kib())
-"""
-
-
-def test_give_back_free_memory_returns_what_a_burst_left_to_the_kernel() -> None:
-    """tune_malloc keeps up to TRIM_THRESHOLD of freed buffers per heap for the next
-    message; a worker gone quiet gives them back (in a new interpreter: glibc's heaps
-    are per process)."""
-    out = subprocess.run([sys.executable, "-c", _TRIM], capture_output=True, text=True, check=True)
-    assert int(out.stdout) >= 4 * 1024, out.stdout  # KiB given back of the 20 MiB burst

@@ -39,7 +39,7 @@ from cryptmail.keys import install_server_key, load_server_key
 from cryptmail.logs import use_format
 from cryptmail.metrics import PipeMetrics, install_metrics
 from cryptmail.serve._hardening import forbid_core_dumps
-from cryptmail.serve._memory import give_back_free_memory, settle_gc, tune_malloc
+from cryptmail.serve._memory import settle_gc, tune_malloc
 from cryptmail.sieve import read_active_sync
 from cryptmail.store import ChangePublisher, PipePublisher
 from cryptmail.store.blobs import BlobStore, open_blob_store
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 WORKER_NAME = "cryptmail-lmtp"
-QUIET_TRIM_S = 2.0
-"""Seconds without a connection after which a worker gives malloc's free memory back."""
 """A worker's process name (`/proc/PID/comm`: what `ps` and `top` show)."""
 
 
@@ -138,21 +136,14 @@ def lmtp_server(
 
 
 async def _stop_when_idle(shares: ConnectionShares, idle_s: float, stop: asyncio.Event) -> None:
-    """Set `stop` once this worker has held no connection for `idle_s` seconds; give
-    malloc's free memory back once it has been quiet for QUIET_TRIM_S (the buffers a
-    burst of deliveries left would otherwise stay resident until the exit)."""
+    """Set `stop` once this worker has held no connection for `idle_s` seconds."""
     last_busy = time.monotonic()
-    trimmed = True
     while True:
         await asyncio.sleep(min(1.0, idle_s / 4))
         now = time.monotonic()
         if shares.held():
-            last_busy, trimmed = now, False
-            continue
-        if not trimmed and now - last_busy >= QUIET_TRIM_S:
-            give_back_free_memory()
-            trimmed = True
-        if now - last_busy >= idle_s:
+            last_busy = now
+        elif now - last_busy >= idle_s:
             log.info("LMTP worker %d idle for %.0f s: exiting", os.getpid(), idle_s)
             stop.set()
             return

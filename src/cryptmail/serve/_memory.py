@@ -46,15 +46,3 @@ def tune_malloc() -> bool:
     return bool(
         mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
-
-
-def give_back_free_memory() -> bool:
-    """Return the free memory malloc keeps (`tune_malloc`'s TRIM_THRESHOLD per heap, and
-    every thread's arena) to the kernel: for a process that has turned quiet, where
-    holding buffers for the next burst costs its whole idle life. Returns False where
-    the C library has no `malloc_trim` (not glibc)."""
-    malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-    if malloc_trim is None:
-        return False
-    malloc_trim(0)
-    return True
