@@ -67,8 +67,9 @@ async def _recorded_and_total(data_dir: Path) -> tuple[int, int]:
         await engine.dispose()
 
 
-async def _leave_only_the_record(data_dir: Path) -> None:
-    """Every message cache overwritten (it no longer opens), every blob removed."""
+async def leave_only_the_record(data_dir: Path) -> None:
+    """Every message cache overwritten (it no longer opens), every blob removed: what
+    SORT answers then comes from the sort key records (and delivery's sort entries)."""
     engine = create_engine(db_url(data_dir))
     try:
         async with engine.begin() as conn:
@@ -119,7 +120,7 @@ def test_a_new_process_answers_from_the_record_as_dovecot_does(
             ours.command(b"NOOP")
             time.sleep(0.5)
         ours.client.logout()
-    asyncio.run(_leave_only_the_record(data_dir))
+    asyncio.run(leave_only_the_record(data_dir))
     with CryptmailServer(data_dir, imap=True) as server:
         sessions = [
             Endpoint(f"cryptmail {n}", _login("127.0.0.1", server.imap_port, ALICE, PASSWORD))

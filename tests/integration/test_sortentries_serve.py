@@ -25,12 +25,13 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 
 from cryptmail.db import create_engine
 from cryptmail.db import tables as t
 
 from .cryptmail_server import PASSWORD, CryptmailServer, db_url, make_users
+from .test_imap_sort_record_vs_dovecot import leave_only_the_record
 from .test_imap_sort_vs_dovecot import sort_corpus
 
 pytestmark = pytest.mark.integration
@@ -176,18 +177,6 @@ async def _only_the_slow_path(data_dir: Path) -> None:
         await engine.dispose()
 
 
-async def _only_entries_and_chunks(data_dir: Path) -> None:
-    engine = create_engine(db_url(data_dir))
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(update(t.cm_messages).values(cache_sealed=b"not a cache"))
-    finally:
-        await engine.dispose()
-    for path in (data_dir / "blobs").rglob("*"):
-        if path.is_file():
-            path.unlink()
-
-
 def test_delivered_entries_answer_as_the_slow_path(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     make_users(data_dir, "example.org", {ALICE: 2, BOB: 2})
@@ -233,7 +222,7 @@ def test_delivered_entries_answer_as_the_slow_path(tmp_path: Path) -> None:
     asyncio.run(_only_the_slow_path(slow_dir))
     with CryptmailServer(slow_dir, imap=True, config=_CONFIG) as slow:
         expected = {email: _answers(slow, email) for email in (ALICE, BOB)}
-    asyncio.run(_only_entries_and_chunks(data_dir))
+    asyncio.run(leave_only_the_record(data_dir))
     with CryptmailServer(data_dir, imap=True, config=_CONFIG) as server:
         for email in (ALICE, BOB):
             results: list[dict[str, bytes]] = []
