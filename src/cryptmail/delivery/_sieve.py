@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,16 +39,15 @@ from cryptmail.sieve import (
     ActiveScript,
     CompiledScript,
     DuplicateMark,
-    SieveEnvelope,
-    SieveMessage,
     SieveResult,
     SieveSettings,
-    compile_script,
     duplicate_record,
     note_record,
-    run_scripts,
     seen_record,
 )
+
+if TYPE_CHECKING:
+    from cryptmail.sieve import SieveEnvelope, SieveMessage
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,23 @@ class SieveSetup:
     settings: SieveSettings = field(default_factory=SieveSettings)
 
 
+def _compile(text: str, name: str, max_size: int, max_commands: int) -> CompiledScript:
+    """`sieve.compile_script`, SieveSyntaxError if the script does not compile."""
+    # The parser (sievelib) and the interpreter are imported with the first script a
+    # worker compiles, not at its start: a worker whose recipients have no script and
+    # that has no global one never loads them (about 2 MiB of the 40 a worker may use).
+    from cryptmail.sieve import compile_script
+
+    return compile_script(text, name=name, max_size=max_size, max_commands=max_commands)
+
+
 def _compile_file(path: Path, name: str, setup_limits: tuple[int, int]) -> CompiledScript:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"sieve.{name} = {str(path)!r}: cannot read it ({exc})") from exc
     try:
-        return compile_script(
-            text, name=name, max_size=setup_limits[0], max_commands=setup_limits[1]
-        )
+        return _compile(text, name, setup_limits[0], setup_limits[1])
     except SieveSyntaxError as exc:
         raise ConfigError(f"sieve.{name} = {str(path)!r}: {exc}") from exc
 
@@ -188,12 +196,7 @@ class SieveDelivery:
         if directory is not None and _SCRIPT_NAME.match(name):
             try:
                 text = (directory / f"{name}.sieve").read_text(encoding="utf-8")
-                found = compile_script(
-                    text,
-                    name=name,
-                    max_size=self.setup.max_script_size,
-                    max_commands=self.setup.max_commands,
-                )
+                found = _compile(text, name, self.setup.max_script_size, self.setup.max_commands)
             except FileNotFoundError:
                 found = None
             except (OSError, UnicodeDecodeError, SieveSyntaxError) as exc:
@@ -228,11 +231,8 @@ class SieveDelivery:
             assert isinstance(found, ActiveScript)  # noqa: S101 - the str case is above
             text = found.open()
         try:
-            compiled: CompiledScript | None = compile_script(
-                text,
-                name="active",
-                max_size=self.setup.max_script_size,
-                max_commands=self.setup.max_commands,
+            compiled: CompiledScript | None = _compile(
+                text, "active", self.setup.max_script_size, self.setup.max_commands
             )
         except SieveSyntaxError as exc:
             # The line only: the reason may quote the script, which is the user's data.
@@ -263,6 +263,8 @@ class SieveDelivery:
         message: SieveMessage,
         envelope: SieveEnvelope,
     ) -> SieveResult:
+        from cryptmail.sieve import run_scripts  # loaded by the first compile (`_compile`)
+
         settings = self.setup.settings
         needs_loop = any("duplicate" in s.extensions or "include" in s.extensions for s in scripts)
         if not needs_loop:

@@ -40,8 +40,6 @@ from cryptmail.sieve import (
     Keep,
     Redirect,
     Reject,
-    SieveEnvelope,
-    SieveMessage,
     SieveResult,
     Vacation,
     claim_record,
@@ -154,6 +152,9 @@ async def plan_sieve(
 ) -> SievePlan | str:
     """Run `scripts` (before, the user's, after; at least one) on the copy: the plan,
     or the reply for a reject."""
+    # Here only with a compiled script, so the interpreter is loaded already (`_compile`).
+    from cryptmail.sieve import SieveEnvelope, SieveMessage
+
     user_id: UserId = job.target.user.id
     need_body = any("body" in s.extensions for s in scripts)
     raw = job.headers + await copy.data(need_body)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import email.utils
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from cryptmail.errors import SieveError, SieveRuntimeError
@@ -29,6 +28,7 @@ from cryptmail.sieve._actions import (
 from cryptmail.sieve._match import Matcher, ascii_lower
 from cryptmail.sieve._message import ADDRESS_HEADERS, SieveEnvelope, SieveMessage
 from cryptmail.sieve._predicates import address_parts
+from cryptmail.sieve._settings import SieveSettings
 from cryptmail.sieve._tree import CompiledScript, Node
 from cryptmail.sieve._vacation import strip_detail, vacation_reply
 from cryptmail.sieve._variables import Scope, apply_modifiers
@@ -46,16 +46,6 @@ class SieveContext(Protocol):
     def duplicate_seen(self, mark: DuplicateMark) -> bool: ...
 
     def include(self, location: str, name: str) -> CompiledScript | None: ...
-
-
-@dataclass(frozen=True)
-class SieveSettings:
-    """The [sieve] configuration the interpreter needs."""
-
-    max_actions: int = 32
-    max_redirects: int = 4
-    recipient_delimiter: str = "+"
-    own_addresses: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=4096)
