@@ -62,6 +62,17 @@ NOT_IN_A_WORKER = (
     "cryptmail.store._check",
     "cryptmail.store.fulltext",
     "cryptmail.db._migrate",
+    # Sieve's parser and interpreter come with the first script a worker compiles (a
+    # global one at its start): these workers' recipients have none.
+    "sievelib",
+    "cryptmail.sieve._syntax",
+    "cryptmail.sieve._interpreter",
+    "cryptmail.sieve._message",
+    "email.headerregistry",
+    # Key serialization (PKCS#8, PEM, and bcrypt for OpenSSH keys): sealing to an X25519
+    # key needs only its raw bytes.
+    "cryptography.hazmat.primitives.serialization",
+    "bcrypt",
     # S3 only when configured (the default is local blobs).
     "cryptmail.store.blobs._s3",
     "boto3",

@@ -10,7 +10,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import TypeAlias, cast
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from cryptmail.config import Curve
@@ -77,7 +76,9 @@ def curve_of(key: PrivateKey | PublicKey) -> CurveName:
 
 def encode_public_key(key: PublicKey) -> bytes:
     if isinstance(key, x25519.X25519PublicKey):
-        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return key.public_bytes_raw()
+    from cryptography.hazmat.primitives import serialization  # see serialize_private_key
+
     return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
 
 
@@ -98,6 +99,10 @@ def load_public_key(curve: CurveName, encoded: bytes) -> PublicKey:
 
 def serialize_private_key(key: PrivateKey) -> bytes:
     """PKCS#8 DER, unencrypted: only ever passed on to be sealed (see _account.py)."""
+    # Imported where used: the package loads bcrypt (for OpenSSH keys), and a delivery
+    # worker, which seals to X25519 keys, needs none of it.
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
@@ -106,6 +111,8 @@ def serialize_private_key(key: PrivateKey) -> bytes:
 
 
 def load_private_key(der: bytes) -> PrivateKey:
+    from cryptography.hazmat.primitives import serialization  # see serialize_private_key
+
     try:
         key = serialization.load_der_private_key(der, password=None)
     except ValueError as exc:
@@ -117,6 +124,8 @@ def load_private_key(der: bytes) -> PrivateKey:
 
 def export_private_key_pem(key: PrivateKey, passphrase: bytes | None) -> bytes:
     """PKCS#8 PEM, encrypted with `passphrase` when one is given (for `key export`)."""
+    from cryptography.hazmat.primitives import serialization  # see serialize_private_key
+
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
         if passphrase
