@@ -12,12 +12,20 @@ the write lock, and they queue first: on a lock of this process, then on an `flo
 `<database>-writers` shared with every other process (serve's LMTP workers). SQLite's
 own wait for a busy database sleeps in steps of milliseconds, which concurrent
 deliveries would pay; a queue wakes the next writer the moment the last one commits.
+
+On MariaDB/MySQL and PostgreSQL, a transaction that lost a deadlock or a serialization
+check is rolled back whole by the server (TransactionAborted); `run_transaction` runs
+it again, a bounded number of times, for the callers that say their work allows it
+(`retry=True`). SQLite needs none: its writers queue and begin IMMEDIATE.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
+import logging
 import os
+import random
 import sqlite3
 import threading
 import weakref
@@ -34,9 +42,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.db._errors import install_error_hooks, translate
-from cryptmail.errors import ConfigError, DatabaseUnavailable
+from cryptmail.errors import ConfigError, DatabaseUnavailable, TransactionAborted
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3
+"""How many times in all `run_transaction(..., retry=True)` runs a transaction the
+database aborted (TransactionAborted) before it lets the error through."""
+_BACKOFF_S = (0.005, 0.025)
+"""The random pause before attempt n + 1 lies in n times this range: 5-25 ms, then
+10-50 ms. Random, so two transactions that deadlocked do not meet again in step."""
 
 _sync_lock = threading.Lock()
 _sync_engines: weakref.WeakKeyDictionary[AsyncEngine, Engine | None] = weakref.WeakKeyDictionary()
@@ -157,7 +174,11 @@ _write_queues: weakref.WeakKeyDictionary[Engine, _WriteQueue] = weakref.WeakKeyD
 
 
 async def run_transaction(
-    engine: AsyncEngine, work: Callable[[Connection], T], *, writes: bool = True
+    engine: AsyncEngine,
+    work: Callable[[Connection], T],
+    *,
+    writes: bool = True,
+    retry: bool = False,
 ) -> T:
     """Run `work(conn)` in one transaction, committed if it returns, rolled back if it raises.
 
@@ -166,13 +187,43 @@ async def run_transaction(
     `writes=False` promises that `work` normally only reads: on SQLite it then neither
     queues behind this process's writers nor takes the write lock up front (a write it
     does make anyway still works, waiting for the lock the usual way).
-    Raises whatever `work` raises; the database's errors arrive as DatabaseUnavailable,
-    DatabaseConflict or DatabaseError (see `_errors`).
+
+    `retry=True` promises that `work` is safe to run again: all it does is talk to the
+    database through `conn` and compute its return value from what it read, so a run
+    whose transaction was rolled back leaves no trace. It must not change anything it
+    did not create itself in that call: no appending to a list or dict it was given or
+    closes over, no setting attributes of objects that outlive the call, no `nonlocal`,
+    no sending, publishing, logging an outcome, writing a file or a blob, no drawing a
+    number that must be drawn once. Reading the caller's values (parameters sealed
+    beforehand) is fine. With it, a transaction the database aborted to resolve a
+    conflict (TransactionAborted: a deadlock victim, a serialization failure) runs
+    again from its start, up to ATTEMPTS times in all, after a short random pause;
+    any other error, and the last attempt's TransactionAborted, goes to the caller.
+    SQLite never aborts a transaction that way (writers queue), so there it changes
+    nothing.
+
+    Raises whatever `work` raises; the database's errors arrive as TransactionAborted,
+    DatabaseUnavailable, DatabaseConflict or DatabaseError (see `_errors`).
     """
     sync = _sync_engine(engine)
     if sync is None:
-        async with engine.begin() as conn:
-            return await conn.run_sync(work)
+        attempt = 1
+        while True:
+            try:
+                async with engine.begin() as conn:
+                    return await conn.run_sync(work)
+            except TransactionAborted as aborted:
+                if not retry or attempt >= ATTEMPTS:
+                    raise
+                log.info(
+                    "database aborted a transaction (%s), attempt %d of %d; running it again",
+                    aborted.code or "no code",
+                    attempt,
+                    ATTEMPTS,
+                )
+                low, high = _BACKOFF_S
+                await asyncio.sleep(random.uniform(low, high) * attempt)  # noqa: S311 - jitter, no secret
+                attempt += 1
 
     def _read() -> T:
         with sync.connect() as conn:
