@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cryptmail.db import create_engine, run_transaction
+from cryptmail.db import create_engine, run_async_transaction, run_transaction
 from cryptmail.db._engine import ATTEMPTS
 from cryptmail.errors import DatabaseConflict, DatabaseUnavailable, TransactionAborted
 
@@ -138,6 +138,27 @@ async def test_a_serialization_failure_runs_again(engine: AsyncEngine) -> None:
         return runs
 
     assert await run_transaction(engine, work, retry=True) == 2
+
+
+async def test_an_async_transaction_runs_again(engine: AsyncEngine) -> None:
+    # COPY and MOVE's body, written against the async API, retries the same way.
+    runs = 0
+
+    async def work(conn: AsyncConnection) -> int:
+        nonlocal runs
+        runs += 1
+        await conn.execute(text("UPDATE t SET n = n + 1 WHERE id = 1"))
+        if runs == 1:
+            await conn.run_sync(_raise_code, "40P01")
+        return runs
+
+    assert await run_async_transaction(engine, work, retry=True) == 2
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT n FROM t WHERE id = 1"))).scalar_one() == 1
+    runs = 0
+    with pytest.raises(TransactionAborted):
+        await run_async_transaction(engine, work)
+    assert runs == 1
 
 
 async def test_without_retry_an_aborted_transaction_runs_once(engine: AsyncEngine) -> None:

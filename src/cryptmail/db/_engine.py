@@ -29,7 +29,7 @@ import random
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +38,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.db._errors import install_error_hooks, translate
@@ -207,23 +207,12 @@ async def run_transaction(
     """
     sync = _sync_engine(engine)
     if sync is None:
-        attempt = 1
-        while True:
-            try:
-                async with engine.begin() as conn:
-                    return await conn.run_sync(work)
-            except TransactionAborted as aborted:
-                if not retry or attempt >= ATTEMPTS:
-                    raise
-                log.info(
-                    "database aborted a transaction (%s), attempt %d of %d; running it again",
-                    aborted.code or "no code",
-                    attempt,
-                    ATTEMPTS,
-                )
-                low, high = _BACKOFF_S
-                await asyncio.sleep(random.uniform(low, high) * attempt)  # noqa: S311 - jitter, no secret
-                attempt += 1
+
+        async def once() -> T:
+            async with engine.begin() as conn:
+                return await conn.run_sync(work)
+
+        return await _retrying(once, retry=retry)
 
     def _read() -> T:
         with sync.connect() as conn:
@@ -238,6 +227,47 @@ async def run_transaction(
                 return work(conn)
 
     return await run_blocking(_write if writes else _read)
+
+
+async def run_async_transaction(
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    retry: bool = False,
+) -> T:
+    """Run `await work(conn)` in one transaction on an async connection (`engine.begin()`),
+    for bodies written against the async API (COPY and MOVE).
+
+    `retry=True` makes the same promise about `work` as in `run_transaction` (it only
+    talks to the database through `conn`), and runs a transaction the database aborted
+    again the same way.
+    """
+
+    async def once() -> T:
+        async with engine.begin() as conn:
+            return await work(conn)
+
+    return await _retrying(once, retry=retry)
+
+
+async def _retrying(once: Callable[[], Awaitable[T]], *, retry: bool) -> T:
+    """`once()`, and with `retry` again after a TransactionAborted, ATTEMPTS times in all."""
+    attempt = 1
+    while True:
+        try:
+            return await once()
+        except TransactionAborted as aborted:
+            if not retry or attempt >= ATTEMPTS:
+                raise
+            log.info(
+                "database aborted a transaction (%s), attempt %d of %d; running it again",
+                aborted.code or "no code",
+                attempt,
+                ATTEMPTS,
+            )
+            low, high = _BACKOFF_S
+            await asyncio.sleep(random.uniform(low, high) * attempt)  # noqa: S311 - jitter, no secret
+            attempt += 1
 
 
 class _WriteQueue:
