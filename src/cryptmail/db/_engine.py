@@ -193,14 +193,14 @@ async def run_transaction(
     whose transaction was rolled back leaves no trace. It must not change anything it
     did not create itself in that call: no appending to a list or dict it was given or
     closes over, no setting attributes of objects that outlive the call, no `nonlocal`,
-    no sending, publishing, logging an outcome, writing a file or a blob, no drawing a
-    number that must be drawn once. Reading the caller's values (parameters sealed
-    beforehand) is fine. With it, a transaction the database aborted to resolve a
-    conflict (TransactionAborted: a deadlock victim, a serialization failure) runs
-    again from its start, up to ATTEMPTS times in all, after a short random pause;
-    any other error, and the last attempt's TransactionAborted, goes to the caller.
-    SQLite never aborts a transaction that way (writers queue), so there it changes
-    nothing.
+    no sending, publishing, writing a file or a blob, no drawing a number that must be
+    drawn once. Reading the caller's values (parameters sealed beforehand), sealing
+    afresh and raising are fine; so is a log line, which a retry may then repeat.
+    With it, a transaction the database aborted to resolve a conflict
+    (TransactionAborted: a deadlock victim, a serialization failure) runs again from
+    its start, up to ATTEMPTS times in all, after a short random pause; any other
+    error, and the last attempt's TransactionAborted, goes to the caller. SQLite never
+    aborts a transaction that way (writers queue), so there it changes nothing.
 
     Raises whatever `work` raises; the database's errors arrive as TransactionAborted,
     DatabaseUnavailable, DatabaseConflict or DatabaseError (see `_errors`).
