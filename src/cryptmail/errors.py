@@ -45,7 +45,8 @@
     │   │   └── ScriptNameInvalid
     │   ├── KeyLocked               the operation needs the unlocked key
     │   └── StoreUnavailable        transient: database or blob store did not answer
-    │       └── DatabaseUnavailable transient: no connection, dropped, locked, deadlock victim
+    │       └── DatabaseUnavailable transient: no connection, dropped, stayed locked
+    │           └── TransactionAborted deadlock victim or serialization failure: run it again
     ├── SieveError
     │   ├── SieveSyntaxError        a Sieve script cannot be compiled: line and reason
     │   │   └── SieveLimitExceeded  too large, too many commands, nested too deep
@@ -308,6 +309,18 @@ class RecipientKeyUnverified(StoreUnavailable):
 class DatabaseUnavailable(StoreUnavailable):
     """Transient: the database could not be reached, dropped the connection, stayed
     locked or chose this transaction as a deadlock victim. Retry later."""
+
+
+class TransactionAborted(DatabaseUnavailable):
+    """The database rolled this transaction back to resolve a conflict with another
+    one (a deadlock victim: MySQL/MariaDB 1213, PostgreSQL 40P01; or a serialization
+    failure: 40001). Nothing of it was committed, and running the whole transaction
+    again may succeed at once; `run_transaction(..., retry=True)` does so a few times.
+    `code` is the driver's code (SQLSTATE or MySQL error number), for the log."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SieveError(CryptmailError):

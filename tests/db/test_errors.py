@@ -7,14 +7,22 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
+import pymysql
 import pytest
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.db import create_engine, run_transaction
 from cryptmail.db._errors import translate
-from cryptmail.errors import DatabaseConflict, DatabaseError, DatabaseUnavailable
+from cryptmail.errors import (
+    DatabaseConflict,
+    DatabaseError,
+    DatabaseUnavailable,
+    TransactionAborted,
+)
 
 SECRET = "secret-parameter"
 
@@ -144,3 +152,73 @@ async def test_sqlalchemys_own_probes_keep_its_errors(engine: AsyncEngine) -> No
             await conn.exec_driver_sql(
                 "SELECT * FROM nowhere", execution_options={"skip_user_error_events": True}
             )
+
+
+STATEMENT = "UPDATE t SET name = :p"
+
+
+def _pymysql(number: int, message: str) -> tuple[BaseException, BaseException]:
+    driver = pymysql.err.OperationalError(number, message)
+    return driver, OperationalError(STATEMENT, {"p": SECRET}, driver)
+
+
+def _asyncpg(error: type[asyncpg.PostgresError]) -> tuple[BaseException, BaseException]:
+    # As SQLAlchemy's asyncpg dialect hands it on: its own Error with the SQLSTATE,
+    # asyncpg's exception the cause; SQLAlchemy wraps that one.
+    cause = error("it failed")
+    driver = AsyncAdapt_asyncpg_dbapi.Error("it failed", cause)  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
+    return driver, DBAPIError(STATEMENT, {"p": SECRET}, driver)
+
+
+@pytest.mark.parametrize(
+    ("errors", "code"),
+    [
+        (_pymysql(1213, "Deadlock found when trying to get lock"), "1213"),
+        (_asyncpg(asyncpg.exceptions.DeadlockDetectedError), "40P01"),
+        (_asyncpg(asyncpg.exceptions.SerializationError), "40001"),
+    ],
+    ids=["mysql-1213", "postgresql-40P01", "postgresql-40001"],
+)
+def test_a_deadlock_victim_or_serialization_failure_is_an_aborted_transaction(
+    errors: tuple[BaseException, BaseException], code: str
+) -> None:
+    translated = translate(*errors)
+    assert isinstance(translated, TransactionAborted)
+    assert translated.code == code
+    assert code in str(translated) and "running it again" in str(translated)
+    _no_sql(translated)
+    assert "UPDATE" not in str(translated)
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [
+        _pymysql(1205, "Lock wait timeout exceeded"),
+        _asyncpg(asyncpg.exceptions.LockNotAvailableError),
+        _pymysql(2013, "Lost connection to server during query"),
+        _asyncpg(asyncpg.exceptions.AdminShutdownError),
+    ],
+    ids=["mysql-1205", "postgresql-55P03", "mysql-2013", "postgresql-57P01"],
+)
+def test_lock_wait_timeouts_and_lost_connections_are_not_aborted_transactions(
+    errors: tuple[BaseException, BaseException],
+) -> None:
+    translated = translate(*errors)
+    assert isinstance(translated, DatabaseUnavailable)
+    assert not isinstance(translated, TransactionAborted)
+
+
+def test_a_deadlock_on_a_dropped_connection_is_only_unavailable() -> None:
+    # The dialect saw the connection go: whether the transaction ended is not known.
+    translated = translate(*_pymysql(1213, "Deadlock found"), disconnect=True)
+    assert type(translated) is DatabaseUnavailable
+
+
+async def test_sqlite_never_aborts_a_transaction(engine: AsyncEngine, write_locked: None) -> None:
+    def work(conn: Connection) -> None:
+        conn.execute(text("PRAGMA busy_timeout=0"))
+        conn.execute(text("INSERT INTO t VALUES (:name)"), {"name": SECRET})
+
+    with pytest.raises(DatabaseUnavailable) as caught:
+        await run_transaction(engine, work, writes=False, retry=True)
+    assert not isinstance(caught.value, TransactionAborted)

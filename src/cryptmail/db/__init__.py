@@ -21,7 +21,12 @@ if TYPE_CHECKING:
         record_user_change,
     )
     from cryptmail.db._clock import utcnow
-    from cryptmail.db._engine import async_url, create_engine, run_transaction
+    from cryptmail.db._engine import (
+        async_url,
+        create_engine,
+        run_async_transaction,
+        run_transaction,
+    )
     from cryptmail.db._ids import UserId
     from cryptmail.db._leftovers import end_driver_leftovers
     from cryptmail.db._listen import APPLICATION_NAME, ChangeListener
@@ -53,6 +58,7 @@ __all__ = [
     "read_changes",
     "record_mailbox_change",
     "record_user_change",
+    "run_async_transaction",
     "run_transaction",
     "schema_is_current",
     "tables",
@@ -77,6 +83,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_engine": (
         "async_url",
         "create_engine",
+        "run_async_transaction",
         "run_transaction",
     ),
     "_ids": ("UserId",),

@@ -12,16 +12,24 @@ the write lock, and they queue first: on a lock of this process, then on an `flo
 `<database>-writers` shared with every other process (serve's LMTP workers). SQLite's
 own wait for a busy database sleeps in steps of milliseconds, which concurrent
 deliveries would pay; a queue wakes the next writer the moment the last one commits.
+
+On MariaDB/MySQL and PostgreSQL, a transaction that lost a deadlock or a serialization
+check is rolled back whole by the server (TransactionAborted); `run_transaction` runs
+it again, a bounded number of times, for the callers that say their work allows it
+(`retry=True`). SQLite needs none: its writers queue and begin IMMEDIATE.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
+import logging
 import os
+import random
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,13 +38,22 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.db._errors import install_error_hooks, translate
-from cryptmail.errors import ConfigError, DatabaseUnavailable
+from cryptmail.errors import ConfigError, DatabaseUnavailable, TransactionAborted
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3
+"""How many times in all `run_transaction(..., retry=True)` runs a transaction the
+database aborted (TransactionAborted) before it lets the error through."""
+_BACKOFF_S = (0.005, 0.025)
+"""The random pause before attempt n + 1 lies in n times this range: 5-25 ms, then
+10-50 ms. Random, so two transactions that deadlocked do not meet again in step."""
 
 _sync_lock = threading.Lock()
 _sync_engines: weakref.WeakKeyDictionary[AsyncEngine, Engine | None] = weakref.WeakKeyDictionary()
@@ -157,7 +174,11 @@ _write_queues: weakref.WeakKeyDictionary[Engine, _WriteQueue] = weakref.WeakKeyD
 
 
 async def run_transaction(
-    engine: AsyncEngine, work: Callable[[Connection], T], *, writes: bool = True
+    engine: AsyncEngine,
+    work: Callable[[Connection], T],
+    *,
+    writes: bool = True,
+    retry: bool = False,
 ) -> T:
     """Run `work(conn)` in one transaction, committed if it returns, rolled back if it raises.
 
@@ -166,13 +187,32 @@ async def run_transaction(
     `writes=False` promises that `work` normally only reads: on SQLite it then neither
     queues behind this process's writers nor takes the write lock up front (a write it
     does make anyway still works, waiting for the lock the usual way).
-    Raises whatever `work` raises; the database's errors arrive as DatabaseUnavailable,
-    DatabaseConflict or DatabaseError (see `_errors`).
+
+    `retry=True` promises that `work` is safe to run again: all it does is talk to the
+    database through `conn` and compute its return value from what it read, so a run
+    whose transaction was rolled back leaves no trace. It must not change anything it
+    did not create itself in that call: no appending to a list or dict it was given or
+    closes over, no setting attributes of objects that outlive the call, no `nonlocal`,
+    no sending, publishing, writing a file or a blob, no drawing a number that must be
+    drawn once. Reading the caller's values (parameters sealed beforehand), sealing
+    afresh and raising are fine; so is a log line, which a retry may then repeat.
+    With it, a transaction the database aborted to resolve a conflict
+    (TransactionAborted: a deadlock victim, a serialization failure) runs again from
+    its start, up to ATTEMPTS times in all, after a short random pause; any other
+    error, and the last attempt's TransactionAborted, goes to the caller. SQLite never
+    aborts a transaction that way (writers queue), so there it changes nothing.
+
+    Raises whatever `work` raises; the database's errors arrive as TransactionAborted,
+    DatabaseUnavailable, DatabaseConflict or DatabaseError (see `_errors`).
     """
     sync = _sync_engine(engine)
     if sync is None:
-        async with engine.begin() as conn:
-            return await conn.run_sync(work)
+
+        async def once() -> T:
+            async with engine.begin() as conn:
+                return await conn.run_sync(work)
+
+        return await _retrying(once, retry=retry)
 
     def _read() -> T:
         with sync.connect() as conn:
@@ -187,6 +227,47 @@ async def run_transaction(
                 return work(conn)
 
     return await run_blocking(_write if writes else _read)
+
+
+async def run_async_transaction(
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    retry: bool = False,
+) -> T:
+    """Run `await work(conn)` in one transaction on an async connection (`engine.begin()`),
+    for bodies written against the async API (COPY and MOVE).
+
+    `retry=True` makes the same promise about `work` as in `run_transaction` (it only
+    talks to the database through `conn`), and runs a transaction the database aborted
+    again the same way.
+    """
+
+    async def once() -> T:
+        async with engine.begin() as conn:
+            return await work(conn)
+
+    return await _retrying(once, retry=retry)
+
+
+async def _retrying(once: Callable[[], Awaitable[T]], *, retry: bool) -> T:
+    """`once()`, and with `retry` again after a TransactionAborted, ATTEMPTS times in all."""
+    attempt = 1
+    while True:
+        try:
+            return await once()
+        except TransactionAborted as aborted:
+            if not retry or attempt >= ATTEMPTS:
+                raise
+            log.info(
+                "database aborted a transaction (%s), attempt %d of %d; running it again",
+                aborted.code or "no code",
+                attempt,
+                ATTEMPTS,
+            )
+            low, high = _BACKOFF_S
+            await asyncio.sleep(random.uniform(low, high) * attempt)  # noqa: S311 - jitter, no secret
+            attempt += 1
 
 
 class _WriteQueue:

@@ -7,9 +7,11 @@ OS errors there (a refused connection is a bare ConnectionRefusedError), which
 `handle_error` never sees. Both hooks are dialect events: they cost nothing until
 something fails, unlike connection events (see `_engine._begin`).
 
-The classes: a driver that cannot connect, lost its connection, waited too long for a
-lock or lost a deadlock is DatabaseUnavailable (transient: the protocols answer "try
-again"); a unique or foreign-key constraint is DatabaseConflict; anything else is
+The classes: a transaction the database rolled back to resolve a conflict (a deadlock
+victim, a serialization failure) is TransactionAborted, which `run_transaction` may run
+again; a driver that cannot connect, lost its connection or waited too long for a lock
+is DatabaseUnavailable (transient: the protocols answer "try again"; TransactionAborted
+is one too); a unique or foreign-key constraint is DatabaseConflict; anything else is
 DatabaseError. Messages name the driver's error type and code, never the SQL text or
 its parameters, which hold password hashes and sealed key slots.
 """
@@ -22,7 +24,12 @@ from typing import Any
 from sqlalchemy import Engine, event, exc
 from sqlalchemy.engine import Dialect, ExceptionContext
 
-from cryptmail.errors import DatabaseConflict, DatabaseError, DatabaseUnavailable
+from cryptmail.errors import (
+    DatabaseConflict,
+    DatabaseError,
+    DatabaseUnavailable,
+    TransactionAborted,
+)
 
 _UNREACHABLE_ADVICE = (
     "check database.url and that the database server is running and reachable, then try again"
@@ -48,6 +55,14 @@ _SQLITE_UNAVAILABLE = (
 _SQLSTATE_UNAVAILABLE_CLASSES = ("08", "40", "53", "57")
 _SQLSTATE_UNAVAILABLE = ("55P03",)
 
+# The database rolled the whole transaction back to let another one through: 40001
+# serialization failure (PostgreSQL; MySQL's SQLSTATE for a deadlock), 40P01 deadlock
+# detected (PostgreSQL), MySQL/MariaDB error 1213 (ER_LOCK_DEADLOCK; its drivers carry
+# no SQLSTATE). A lock wait timeout (1205, 55P03) is not one: on MySQL it ends only the
+# statement, and waiting again is not what a retry should do.
+_SQLSTATE_ABORTED = ("40001", "40P01")
+_MYSQL_ABORTED = (1213,)
+
 
 def install_error_hooks(engine: Engine) -> None:
     """Translate `engine`'s driver errors (for an AsyncEngine: its `sync_engine`)."""
@@ -68,6 +83,13 @@ def translate(
     if not (isinstance(wrapped, exc.DBAPIError) or isinstance(error, sqlite3.Error)):
         return None
     cause = _cause(error)
+    aborted = "" if disconnect else _aborted_code(error)
+    if aborted:
+        return TransactionAborted(
+            f"the database rolled this transaction back to resolve a conflict with another "
+            f"one ({cause}); running it again may succeed",
+            code=aborted,
+        )
     if disconnect or _is_transient(error, wrapped):
         if _sqlite_name(error).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return DatabaseUnavailable(
@@ -132,6 +154,20 @@ def _is_transient(error: BaseException, wrapped: BaseException | None) -> bool:
     return isinstance(wrapped, exc.OperationalError | exc.InterfaceError)
 
 
+def _aborted_code(error: BaseException) -> str:
+    """The code of a transaction the database aborted for another's sake, or ""."""
+    state = _sqlstate(error)
+    if state:
+        return state if state in _SQLSTATE_ABORTED else ""
+    number = _mysql_number(error)
+    return str(number) if number in _MYSQL_ABORTED else ""
+
+
+def _mysql_number(error: BaseException) -> int | None:
+    args = getattr(error, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
 def _sqlite_name(error: BaseException) -> str:
     for candidate in (error, error.__cause__, error.__context__):
         name = getattr(candidate, "sqlite_errorname", None)
@@ -156,9 +192,9 @@ def _cause(error: BaseException) -> str:
     """The driver's error type and code: no SQL, no parameters, no URL."""
     parts = [_class_name(error)]
     code = _sqlite_name(error) or _sqlstate(error)
-    args = getattr(error, "args", ())
-    if not code and args and isinstance(args[0], int):
-        code = str(args[0])  # MySQL's error number
+    number = _mysql_number(error)
+    if not code and number is not None:
+        code = str(number)  # MySQL's error number
     if code:
         parts.append(code)
     return " ".join(parts)

@@ -544,7 +544,7 @@ async def deliver_many(
 
     if written:
         try:
-            committed = await run_transaction(engine, commit_rows)
+            committed = await run_transaction(engine, commit_rows, retry=True)
         except Exception as exc:  # the commit's fate is unknown: the blobs stay
             for index, _blob, _inbox, _tag in written:
                 results[index] = exc
@@ -621,7 +621,7 @@ async def deliver_message(
         return None, found
 
     if target is None:
-        earlier, target = await run_transaction(engine, prepare)
+        earlier, target = await run_transaction(engine, prepare, retry=True)
         if earlier is not None:
             return earlier
         assert target is not None  # noqa: S101 - prepare returns one or the other
@@ -662,7 +662,7 @@ async def deliver_message(
         return Appended(into, uid, modseq, row_id, blob, used_before=used)
 
     try:
-        appended = await run_transaction(engine, commit_row)
+        appended = await run_transaction(engine, commit_row, retry=True)
     except QuotaExceeded:
         # Certainly not committed: remove the orphan now. For any other failure the
         # commit's fate is unknown, so the blob stays and the sweep decides later.

@@ -207,7 +207,7 @@ async def save_caches(
         for row, cache in caches:
             _save_cache(conn, account, row, cache, initial_flags)
 
-    await run_transaction(engine, work)
+    await run_transaction(engine, work, retry=True)
 
 
 _FILL = (
@@ -246,7 +246,7 @@ async def fill_caches(
         if params:
             conn.execute(_FILL, params)
 
-    await run_transaction(engine, work)
+    await run_transaction(engine, work, retry=True)
 
 
 def _save_cache(
@@ -308,7 +308,7 @@ async def claim_messages(
         if params:
             conn.execute(_CLAIM, params)
 
-    await run_transaction(engine, work)
+    await run_transaction(engine, work, retry=True)
 
 
 class AppendItem(NamedTuple):
@@ -360,7 +360,7 @@ async def append_rows(
             done.append((row_id, uid, modseq))
         return done
 
-    return await run_transaction(engine, work)
+    return await run_transaction(engine, work, retry=True)
 
 
 async def _bump_modseq(conn: AsyncConnection, mailbox_id: MailboxId) -> int:
@@ -494,7 +494,7 @@ async def change_flags(
         )
         return FlagUpdate(new_modseq, changed, modified, gone)
 
-    return await run_transaction(engine, work)
+    return await run_transaction(engine, work, retry=True)
 
 
 async def expunge(
@@ -514,7 +514,7 @@ async def expunge_messages(
     """`expunge` as a transaction of its own. On SQLite it then waits its turn in the
     writers' queue (`run_transaction`) instead of in SQLite's busy handler, which sleeps
     up to 100 ms at a time while the lock may long be free."""
-    return await run_transaction(engine, lambda conn: _expunge(conn, mailbox_id, rows))
+    return await run_transaction(engine, lambda conn: _expunge(conn, mailbox_id, rows), retry=True)
 
 
 def _expunge(

@@ -153,6 +153,6 @@ async def save_sort_chunks(
         if folded is not None:
             drop_folded(conn, folded[1])
 
-    await run_transaction(engine, work)
+    await run_transaction(engine, work, retry=True)
     if folded is not None:
         await drop_spent_epochs(engine, folded[0])

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cryptmail.db import run_async_transaction
 from cryptmail.errors import MailboxExists, MailboxNotFound, StoreError
 from cryptmail.imap.server._errors import CommandFailed
 from cryptmail.imap.server._selected import SelectedMailbox
@@ -184,7 +185,8 @@ async def create(session: Session, command: Create) -> bytes:
     name = normal_name(given)
     if command.special_use:
         raise CommandFailed("Special-use folders are fixed.", "[USEATTR]")
-    async with session.context.engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> Mailbox | None:
         boxes = await list_mailboxes(conn, account.user.id, account)
         existing = {normal_name(b.name) for b in boxes}
         if name in existing or name.upper() == "INBOX":
@@ -195,6 +197,9 @@ async def create(session: Session, command: Create) -> bytes:
             path = DELIMITER.join(levels[:depth])
             if path not in existing:
                 created = await create_mailbox(conn, account, path)
+        return created
+
+    created = await run_async_transaction(session.context.engine, work, retry=True)
     code = None
     if created is not None:  # RFC 8474 4.1: the new mailbox's MAILBOXID
         code = f"[MAILBOXID ({mailbox_object_id(account, created.id)})]"
@@ -234,11 +239,14 @@ async def _drop_blobs(session: Session, blob_ids: Iterable[BlobId]) -> None:
 async def delete(session: Session, command: Delete) -> bytes:
     account = session.user_account
     given = command.mailbox
-    async with session.context.engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> tuple[Mailbox, list[BlobId]]:
         box = await get_mailbox(conn, account, command.mailbox)
         if box.role is not None:
             raise CommandFailed("Special folders cannot be deleted.", "[CANNOT]")
-        blob_ids = await delete_mailbox(conn, account, command.mailbox)
+        return box, await delete_mailbox(conn, account, command.mailbox)
+
+    box, blob_ids = await run_async_transaction(session.context.engine, work, retry=True)
     if session.selected is not None and session.selected.mailbox_id == box.id:
         session.selected.close()
         session.selected = None
@@ -255,7 +263,8 @@ async def rename(session: Session, command: Rename) -> bytes:
     account = session.user_account
     given = command.new_name.rstrip(DELIMITER)
     new_name = normal_name(given)
-    async with session.context.engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> Mailbox:
         source = await get_mailbox(conn, account, command.mailbox)
         _refuse_new_name(command.new_name)
         if source.role == "inbox":
@@ -276,6 +285,9 @@ async def rename(session: Session, command: Rename) -> bytes:
         for parent in _ancestors(new_name):
             if parent not in existing and parent.upper() != "INBOX":
                 await create_mailbox(conn, account, parent)
+        return source
+
+    source = await run_async_transaction(session.context.engine, work, retry=True)
     if source.role == "inbox":
         session.context.bus.publish(account.user.id, source.id)
     await _mailboxes_changed(session)
@@ -310,18 +322,24 @@ async def _carry_subscriptions(
 
 async def subscribe(session: Session, command: Subscribe) -> bytes:
     _refuse_undecodable(command.mailbox)
-    async with session.context.engine.begin() as conn:
-        await store_subscribe(conn, session.user_account, command.mailbox.rstrip(DELIMITER))
+    name = command.mailbox.rstrip(DELIMITER)
+
+    async def work(conn: AsyncConnection) -> None:
+        await store_subscribe(conn, session.user_account, name)
+
+    await run_async_transaction(session.context.engine, work, retry=True)
     await _mailboxes_changed(session)
     return tagged(command.tag, "OK", "Subscribe completed.")
 
 
 async def unsubscribe(session: Session, command: Unsubscribe) -> bytes:
     _refuse_undecodable(command.mailbox)
-    async with session.context.engine.begin() as conn:
-        found = await store_unsubscribe(
-            conn, session.user_account, command.mailbox.rstrip(DELIMITER)
-        )
+    name = command.mailbox.rstrip(DELIMITER)
+
+    async def work(conn: AsyncConnection) -> bool:
+        return await store_unsubscribe(conn, session.user_account, name)
+
+    found = await run_async_transaction(session.context.engine, work, retry=True)
     if not found:
         raise CommandFailed("Not subscribed to that name.", "[NONEXISTENT]")
     await _mailboxes_changed(session)

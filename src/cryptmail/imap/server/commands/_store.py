@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from cryptmail.db import run_async_transaction
 from cryptmail.errors import MailboxNotFound
 from cryptmail.imap.server._errors import CommandFailed, missing_code
 from cryptmail.imap.server._learning import verdict_for
@@ -32,6 +33,8 @@ from cryptmail.store import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from cryptmail.imap.server._session import Session
 
 
@@ -166,22 +169,22 @@ async def _copy(session: Session, command: Copy | Move, *, move: bool) -> bytes:
     if not rows:
         verb = "Move" if move else "Copy"
         return tagged(command.tag, "OK", f"No messages found; {verb.lower()} completed.")
-    async with session.context.engine.begin() as conn:
-        if not move:  # a MOVE adds nothing to the mailbox's total
-            await check_quota(
-                conn,
-                account.user,
-                sum(row.size_rounded for row in rows),
-                messages=len(rows),
-                message_limit=session.config.quota.messages,
-            )
-        blob_ids: list[BlobId] = []
+    engine = session.context.engine
+
+    # Talks to the database through `conn` only: safe to run again (run_transaction).
+    async def copy_rows(conn: AsyncConnection) -> tuple[list[tuple[int, int]], int, list[BlobId]]:
         if move:
-            pairs, modseq, blob_ids = await move_messages(
-                conn, account, rows, selected.mailbox_id, target.id
-            )
-        else:
-            pairs = await copy_messages(conn, account, rows, target.id)
+            return await move_messages(conn, account, rows, selected.mailbox_id, target.id)
+        await check_quota(  # only COPY: a MOVE adds nothing to the user's total
+            conn,
+            account.user,
+            sum(row.size_rounded for row in rows),
+            messages=len(rows),
+            message_limit=session.config.quota.messages,
+        )
+        return await copy_messages(conn, account, rows, target.id), 0, []
+
+    pairs, modseq, blob_ids = await run_async_transaction(engine, copy_rows, retry=True)
     session.context.bus.publish(account.user.id, target.id)
     if session.notify is not None and pairs:
         await session.notify.own_messages(session, target.id, len(pairs), max(p[1] for p in pairs))
