@@ -283,7 +283,10 @@ async def _delivered(
     chunks written next hold them, and that write deletes the entries); the rows left."""
     try:
         found = await take_sort_entries(
-            selected.context.engine, selected.account, {row.id: row.blob_id for row in missing}
+            selected.context.engine,
+            selected.account,
+            {row.id: row.blob_id for row in missing},
+            {row.id: row.internal_date.timestamp() for row in missing},
         )
     except CryptmailError as exc:  # done the slow way
         log.warning("sort entries of mailbox %d: %s", selected.mailbox_id, exc)
@@ -292,12 +295,7 @@ async def _delivered(
         return missing
     taken = [row for row in missing if row.id in found]
     # Keys ready (only a version 1 entry's were made, in `take_sort_entries`'s worker).
-    table.add(
-        [
-            (row.uid, found[row.id][1]._replace(arrival=row.internal_date.timestamp()))
-            for row in taken
-        ]
-    )
+    table.add([(row.uid, found[row.id][1]) for row in taken])
     made += [row.uid for row in taken]
     return [row for row in missing if row.id not in found]
 
