@@ -106,7 +106,10 @@ def _fill(slow: ImapRig, rig: ImapRig) -> dict[str, bytes]:
         slow.deliver(_message(i, _COUNT))
         _deliver(rig, _message(i, _COUNT))
     _no_reads(rig, USER)  # the messages cannot be opened: only entries and chunks give keys
-    return _answers(_login(slow))
+    reference = _login(slow)
+    answers = _answers(reference)
+    reference.logout()
+    return answers
 
 
 class _Gate:
