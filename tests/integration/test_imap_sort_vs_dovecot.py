@@ -192,10 +192,11 @@ def test_sessions_sort_while_mail_arrives_and_goes(rig: ImapRig) -> None:
         index = 0
         while not stop.is_set():
             for message in corpus[index % 85 : index % 85 + 5]:
-                answer = client.append("Busy", message)
-                uid = int(answer.split(b"]")[0].split()[-1])
+                # Under the lock: a reader may see the message as soon as it is committed,
+                # before this thread has its answer; its look at ``appended`` then waits.
                 with lock:
-                    appended.add(uid)
+                    answer = client.append("Busy", message)
+                    appended.add(int(answer.split(b"]")[0].split()[-1]))
             uids = client.search(["ALL"])
             if len(uids) > 30:
                 with lock:

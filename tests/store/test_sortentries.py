@@ -36,9 +36,12 @@ from cryptmail.store import (
     take_sort_entries,
 )
 from cryptmail.store._append import resolve_target
+from cryptmail.store._ids import BlobId
 from cryptmail.store._sortentries import (
     KEYS_ENTRY,
     RECORD_ENTRY,
+    _entry_context,
+    _entry_contexts,
     decode_entry,
     encode_entry,
     entry_keys,
@@ -101,6 +104,25 @@ def test_both_entry_versions_give_the_keys_the_record_makes() -> None:
     broken[_ENTRY_HEAD + 9] ^= 0xFF  # the flags byte of the keys
     with pytest.raises(ValueError, match="ready sort keys"):
         entry_keys(bytes(broken))
+
+
+def test_both_entry_versions_take_the_arrival_given() -> None:
+    record = header_sort_fields(HEADER)
+    expected = sort_keys(record)._replace(size=7, arrival=1.5e9)
+    for version, payload in ((KEYS_ENTRY, SortFields(DeliveryEpochs(), record).ready),
+                             (RECORD_ENTRY, record)):  # fmt: skip
+        assert entry_keys(encode_entry(7, payload, version), arrival=1.5e9) == (7, expected)
+
+
+def test_the_contexts_made_in_bulk_are_each_entrys_own() -> None:
+    """Heads shared per epoch; each context still binds user, epoch, row and blob."""
+    blobs = {MessageId(7): BlobId(b"\x01" * 16), MessageId(123456789): BlobId(b"b" * 32),
+             MessageId(8): BlobId(b"")}  # fmt: skip
+    found = [(MessageId(7), 5, b""), (MessageId(123456789), 5, b""), (MessageId(8), 2**61, b""),
+             (MessageId(7), 2**61, b"")]  # fmt: skip
+    made = _entry_contexts(42, found, blobs)
+    assert made == [_entry_context(42, epoch, row, blobs[row]) for row, epoch, _ in found]
+    assert len(set(made)) == len(made)
 
 
 async def test_delivery_writes_an_entry_the_session_opens(rig: StoreRig) -> None:

@@ -123,13 +123,15 @@ def decode_entry(plain: bytes) -> tuple[int, int, bytes]:
     return version, size, plain[_HEAD.size : end]
 
 
-def entry_keys(plain: bytes, memo: SortMemo | None = None) -> tuple[int, SortKeys]:
-    """(size, keys) of an entry's plaintext, ``size`` set in the keys; ValueError as
-    :func:`decode_entry`, or when a version 2 payload does not decode."""
+def entry_keys(
+    plain: bytes, memo: SortMemo | None = None, arrival: float = 0.0
+) -> tuple[int, SortKeys]:
+    """(size, keys) of an entry's plaintext, ``size`` and ``arrival`` set in the keys;
+    ValueError as :func:`decode_entry`, or when a version 2 payload does not decode."""
     version, size, payload = decode_entry(plain)
     if version == KEYS_ENTRY:
-        return size, decode_ready_keys(payload, size)
-    return size, sort_keys(payload, memo)._replace(size=size)
+        return size, decode_ready_keys(payload, size, arrival)
+    return size, sort_keys(payload, memo)._replace(size=size, arrival=arrival)
 
 
 # -- delivery --------------------------------------------------------------------------
@@ -273,34 +275,60 @@ def _open_epochs(account: UnlockedAccount, rows: Sequence[tuple[int, bytes, byte
     return out
 
 
+_PART_LENGTH: Final = struct.Struct(">H")
+
+
+def _entry_contexts(
+    user_id: int, found: Sequence[_Found], blobs: Mapping[MessageId, BlobId]
+) -> list[bytes]:
+    """:func:`_entry_context` of each entry, the constant parts encoded once per epoch
+    (the whole encoding per entry was a sixth of a first SORT's opening of 10,000)."""
+    heads: dict[int, bytes] = {}
+    pack = _PART_LENGTH.pack
+    out: list[bytes] = []
+    for row_id, epoch_id, _sealed in found:
+        head = heads.get(epoch_id)
+        if head is None:
+            head = heads[epoch_id] = context("sort-entry", user_id, epoch_id)
+        digits = str(row_id).encode("ascii")
+        blob_id = blobs[row_id]
+        out.append(b"".join((head, pack(len(digits)), digits, pack(len(blob_id)), blob_id)))
+    return out
+
+
 def _open_entries(
     account: UnlockedAccount,
     found: Sequence[_Found],
     blobs: Mapping[MessageId, BlobId],
     ciphers: _Opened,
+    arrivals: Mapping[MessageId, float],
 ) -> tuple[dict[MessageId, tuple[int, SortKeys]], list[MessageId]]:
     opened: dict[MessageId, tuple[int, SortKeys]] = {}
     memo = SortMemo()  # this call's only: it holds plaintext values (version 1 entries)
     bad: list[MessageId] = []
-    for row_id, epoch_id, sealed in found:
+    contexts = _entry_contexts(account.user.id, found, blobs)
+    arrival = arrivals.get
+    for (row_id, epoch_id, sealed), entry_context in zip(found, contexts, strict=True):
         cipher = ciphers.get(epoch_id)
         try:
             if cipher is None:
                 raise ValueError("epoch missing or not opened")
-            plain = cipher.open(
-                sealed, _entry_context(account.user.id, epoch_id, row_id, blobs[row_id])
-            )
-            opened[row_id] = entry_keys(plain, memo)
+            plain = cipher.open(sealed, entry_context)
+            opened[row_id] = entry_keys(plain, memo, arrival(row_id, 0.0))
         except (CryptmailError, ValueError):
             bad.append(row_id)
     return opened, bad
 
 
 async def take_sort_entries(
-    engine: AsyncEngine, account: UnlockedAccount, rows: Mapping[MessageId, BlobId]
+    engine: AsyncEngine,
+    account: UnlockedAccount,
+    rows: Mapping[MessageId, BlobId],
+    arrivals: Mapping[MessageId, float] | None = None,
 ) -> dict[MessageId, tuple[int, SortKeys]]:
     """{row id: (size, keys with that size)} of the delivery entries of ``rows`` ({row
-    id: blob id}) that open (version 2 decoded, version 1 made from its record). One
+    id: blob id}) that open (version 2 decoded, version 1 made from its record), each
+    key's ``arrival`` taken from ``arrivals`` ({row id: internal date}, else 0). One
     that does not is deleted (logged by row id): its message is done the slow way."""
     if not rows:
         return {}
@@ -336,7 +364,7 @@ async def take_sort_entries(
     if epochs:
         cache.update(await run_blocking(_open_epochs, account, epochs))
     ciphers = {epoch: cache.get(epoch) for _row, epoch, _sealed in found}
-    opened, bad = await run_blocking(_open_entries, account, found, rows, ciphers)
+    opened, bad = await run_blocking(_open_entries, account, found, rows, ciphers, arrivals or {})
     if bad:
         log.warning(
             "user %d: %d sort entries from delivery did not open (rows %s); deleted, "

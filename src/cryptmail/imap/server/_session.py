@@ -45,6 +45,7 @@ from cryptmail.errors import (
 from cryptmail.imap.server._compress import DeflateStream, InflateLimit
 from cryptmail.imap.server._errors import CommandFailed, ConnectionClosed
 from cryptmail.imap.server._route import State
+from cryptmail.imap.server._writes import SessionWrites
 from cryptmail.imap.server.commands import COMMANDS, receive_append
 from cryptmail.imap.wire._reader import (
     AppendStart,
@@ -179,6 +180,8 @@ class Session:
         # NOTIFY SET in force (RFC 5465): notifications go out while the session waits
         # for the client between commands (`_between_commands`) and in IDLE.
         self.notify: NotifyWatch | None = None
+        self.writes = SessionWrites()
+        """Writes deferred past an answer (`_writes`): started once it is sent."""
         self._between_commands = False
 
     # -- facts ---------------------------------------------------------------------------
@@ -463,6 +466,12 @@ class Session:
             await self.close()
 
     async def close(self) -> None:
+        try:
+            await self.writes.finish()
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
         if self.notify is not None:
             self.notify.stop()
             self.notify = None
@@ -566,6 +575,7 @@ class Session:
             except StoreError as exc:
                 log.warning("IMAP: mailbox refresh failed: %s", type(exc).__name__)
         await self.send(reply)
+        self.writes.start()
 
     def code(self, name: str, *args: Any) -> str:
         return response_code(name, *args)

@@ -41,6 +41,7 @@ from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, header_sort_fie
 from cryptmail.imap.message._sortorder import SortIndex
 from cryptmail.imap.server._fetch import index_messages, open_current
 from cryptmail.imap.server._sortrecords import entries_by_chunk, read_recorded, write_recorded
+from cryptmail.imap.server._writes import SessionWrites, Write
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import (
     LISTINGS_PER_ACCOUNT,
@@ -178,8 +179,12 @@ async def _fill_in(
     return record
 
 
-async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) -> SortIndex:
-    """The mailbox's key table, holding every row's keys.
+async def load_sort_keys(
+    selected: SelectedMailbox, rows: Sequence[MessageRow], later: SessionWrites | None = None
+) -> SortIndex:
+    """The mailbox's key table, holding every row's keys. The keys just made are
+    written to the record (and the delivery entries they came from deleted) before it
+    returns, or, with ``later``, once the session has answered (`_writes`).
 
     Raises the CryptmailError of a message that cannot be read (after the others).
     """
@@ -238,7 +243,11 @@ async def load_sort_keys(selected: SelectedMailbox, rows: Sequence[MessageRow]) 
         table.add(await run_blocking(_make_keys, records, arrival, memo))
         made += [uid for uid, _size, _record in records]
     if len(made) >= _RECORD_MIN:
-        await _record(selected, table, made)
+        write = _record(selected, table, made)
+        if later is None:
+            await write()
+        else:
+            later.defer(write, f"sort key record of mailbox {selected.mailbox_id}")
     if failure is not None:
         raise failure
     return table
@@ -283,7 +292,10 @@ async def _delivered(
     chunks written next hold them, and that write deletes the entries); the rows left."""
     try:
         found = await take_sort_entries(
-            selected.context.engine, selected.account, {row.id: row.blob_id for row in missing}
+            selected.context.engine,
+            selected.account,
+            {row.id: row.blob_id for row in missing},
+            {row.id: row.internal_date.timestamp() for row in missing},
         )
     except CryptmailError as exc:  # done the slow way
         log.warning("sort entries of mailbox %d: %s", selected.mailbox_id, exc)
@@ -292,31 +304,30 @@ async def _delivered(
         return missing
     taken = [row for row in missing if row.id in found]
     # Keys ready (only a version 1 entry's were made, in `take_sort_entries`'s worker).
-    table.add(
-        [
-            (row.uid, found[row.id][1]._replace(arrival=row.internal_date.timestamp()))
-            for row in taken
-        ]
-    )
+    table.add([(row.uid, found[row.id][1]) for row in taken])
     made += [row.uid for row in taken]
     return [row for row in missing if row.id not in found]
 
 
-async def _record(selected: SelectedMailbox, table: SortIndex, made: list[int]) -> None:
-    """Write the chunks of the UIDs whose keys were just made the slow way, with every
-    key the table holds for the session's messages in them (what the record had was
-    read into the table first)."""
+def _record(selected: SelectedMailbox, table: SortIndex, made: list[int]) -> Write:
+    """The write of the chunks of the UIDs whose keys were just made, with every key the
+    table holds for the session's messages in them (what the record had was read into
+    the table first). What it writes is taken now: the session may have selected
+    another mailbox, or seen an expunge, by the time it runs (a chunk holding an
+    expunged message's keys is harmless: a reader takes an entry only for its row)."""
     chunks = {sort_chunk_of(uid) for uid in made}
     rows = selected.rows
-    entries = [
-        (uid, rows[uid].id, table.get(uid, _NO_KEYS))
-        for uid in rows
-        if sort_chunk_of(uid) in chunks and uid in table
-    ]
-    try:
-        await write_recorded(
-            selected.context.engine, selected.account, selected.mailbox_id,
-            selected.uidvalidity, entries_by_chunk(entries),
-        )  # fmt: skip
-    except CryptmailError as exc:  # the keys are in memory; the pass writes them later
-        log.warning("sort key record of mailbox %d not written: %s", selected.mailbox_id, exc)
+    held = [(uid, rows[uid].id) for uid in rows if sort_chunk_of(uid) in chunks and uid in table]
+    engine, account = selected.context.engine, selected.account
+    mailbox_id, uidvalidity = selected.mailbox_id, selected.uidvalidity
+
+    async def write() -> None:
+        entries = [(uid, row_id, table.get(uid, _NO_KEYS)) for uid, row_id in held]
+        try:
+            await write_recorded(
+                engine, account, mailbox_id, uidvalidity, entries_by_chunk(entries)
+            )
+        except CryptmailError as exc:  # the keys are in memory; the pass writes them later
+            log.warning("sort key record of mailbox %d not written: %s", mailbox_id, exc)
+
+    return write

@@ -77,6 +77,7 @@ async def noop(session: Session, command: Noop) -> bytes:
 
 
 async def logout(session: Session, command: Logout) -> bytes:
+    await session.writes.finish()  # OK only once what the session wrote is written
     await session.send(b"* BYE Logging out.\r\n")
     session.logged_out = True
     return tagged(command.tag, "OK", "Logout completed.")

@@ -24,6 +24,7 @@ from cryptmail.imap.message._sortrecord import SortBlock
 from cryptmail.imap.message._thread import ThreadItem, thread_ordered_subject, thread_references
 from cryptmail.imap.server._selected import SelectedMailbox
 from cryptmail.imap.server._sortkeys import load_sort_keys, shared_sort_keys
+from cryptmail.imap.server._writes import SessionWrites
 from cryptmail.imap.server.commands._context import (
     Matcher,
     Orderer,
@@ -47,9 +48,12 @@ _UNREADABLE: Final = SortKeys(None, "", False, "", "", "", "", "", None, ())
 still listed (leaving it out would tell the client it does not match)."""
 
 
-async def _matched(selected: SelectedMailbox, program: SearchAnd, uid: bool) -> dict[int, int]:
+async def _matched(
+    selected: SelectedMailbox, program: SearchAnd, uid: bool, later: SessionWrites | None = None
+) -> dict[int, int]:
     """UID to the number to answer with (UID or sequence number) of every message the
-    program matches, in mailbox order, with every one's keys loaded (as far as readable)."""
+    program matches, in mailbox order, with every one's keys loaded (as far as readable;
+    the keys made are recorded through ``later`` when given, see `load_sort_keys`)."""
     uids = selected.uids
     if program == ALL_PROGRAM:  # the common case: no search views to build
         if not selected.expunge_pending:
@@ -68,7 +72,7 @@ async def _matched(selected: SelectedMailbox, program: SearchAnd, uid: bool) -> 
     missing = [selected.rows[u] for u in table.missing(wanted)]
     if missing:
         try:
-            await load_sort_keys(selected, missing)
+            await load_sort_keys(selected, missing, later)
         except CryptmailError as exc:
             log.warning("sort keys in mailbox %s: %s", selected.mailbox_id, exc)
     return wanted
@@ -134,7 +138,7 @@ def _matcher(program: SearchAnd) -> Matcher:
 
 async def sort(session: Session, command: Sort) -> bytes:
     selected = session.mailbox
-    wanted = await _matched(selected, command.program, command.uid)
+    wanted = await _matched(selected, command.program, command.uid, session.writes)
     table = shared_sort_keys(selected)
     asked = ("SORT", tuple(command.criteria))
     signature = _signature(wanted)
@@ -179,7 +183,7 @@ async def sort(session: Session, command: Sort) -> bytes:
 
 async def thread(session: Session, command: Thread) -> bytes:
     selected = session.mailbox
-    wanted = await _matched(selected, command.program, command.uid)
+    wanted = await _matched(selected, command.program, command.uid, session.writes)
     table = shared_sort_keys(selected)
     asked = ("THREAD", command.algorithm)
     signature = _signature(wanted)
