@@ -4,10 +4,13 @@ Most tests in real scripts are header, address and envelope tests with fixed key
 :is or :contains: the tree walker in `_interpreter` answers them by looking up the test's
 name, its arguments, its comparator and match type, and folding its keys, at every
 delivery. `compile_predicates` does all of that once, when the script is compiled, and
-keeps for each such test node a closure that only reads the message; the values a
-closure compares (a header's decoded values, folded; an address part) are made once per
-message and kept in `SieveMessage.memo`, where every rule on them finds them. A test it does not
-cover (variables, :matches, :regex, relational, i;ascii-numeric, body, hasflag,
+keeps for each such test node a closure that only reads the run's `Facts`. Such a test
+is a `Leaf` (data, not a closure of its own), and a test of leaves (one, or anyof /
+allof of them) is one closure that reads them in a loop: a call per if, not per test.
+The values a leaf compares (a header's decoded values, folded; an address part) are
+made once per message (`SieveMessage.memo`), or once per run for what depends on the
+envelope or the delimiters (`Facts.own`), where every rule on them finds them. A test it
+does not cover (variables, :matches, :regex, relational, i;ascii-numeric, body, hasflag,
 duplicate, mailboxexists, an address test of a header that holds no addresses, which is
 a run-time error) gets no closure, and the tree walker answers it as before; so do
 anyof, allof and not around such a test. A closure answers exactly what the tree walker
@@ -163,15 +166,15 @@ def _folded(values: list[str], fold: bool) -> list[str]:
 
 
 def _header(node: Node) -> Leaf | None:
-    names = node.strings("header-names")
+    # Folded here, as `SieveMessage.header` folds them: one memo entry for every spelling.
+    names = tuple(ascii_lower(n) for n in node.strings("header-names"))
     if len(names) == 1:
         (name,) = names
-        wanted = ascii_lower(name)
 
         def one(facts: Facts) -> list[str]:
-            return facts.message.header(wanted)
+            return facts.message.header(name)
 
-        return _matching(node, "header", (wanted,), one, own=False)
+        return _matching(node, "header", names, one, own=False)
 
     def values(facts: Facts) -> list[str]:
         message = facts.message
