@@ -24,7 +24,7 @@ from cryptmail.sieve import (
     compile_script,
     run_scripts,
 )
-from cryptmail.sieve._predicates import address_parts
+from cryptmail.sieve._predicates import Facts, address_parts
 
 REQUIRE = (
     'require ["fileinto", "envelope", "subaddress", "relational", "comparator-i;ascii-numeric"];\n'
@@ -284,3 +284,57 @@ def test_one_message_under_other_envelopes_and_delimiters() -> None:
         config = SieveSettings(recipient_delimiter=delimiters)
         fast = run_scripts([script], message, envelope, Context(), config)
         assert _filed(fast) == filed
+
+
+class CountedMessage(SieveMessage):
+    """A message that notes which fields the tests read."""
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__(raw)
+        self.asked: list[tuple[str, str]] = []
+
+    def header(self, name: str) -> list[str]:
+        self.asked.append(("header", name))
+        return super().header(name)
+
+    def addresses(self, name: str) -> list[str]:
+        self.asked.append(("addresses", name))
+        return super().addresses(name)
+
+
+def test_each_field_is_read_once_for_all_the_rules_whatever_the_case_of_its_name() -> None:
+    rule = (
+        'if anyof (header :contains "{h}" "r{n}", address :domain :is "{a}" "d{n}", '
+        'envelope :localpart :is "{e}" "l{n}") {{ fileinto "R{n}"; }}\n'
+    )
+    spellings = [
+        ("Subject", "FROM", "from"),
+        ("subject", "From", "FROM"),
+        ("SUBJECT", "from", "From"),
+    ]
+    text = REQUIRE + "".join(
+        rule.format(n=n, h=h, a=a, e=e) for n in range(9) for h, a, e in [spellings[n % 3]]
+    )
+    text += 'if header :is "subject" "ABC R7" { fileinto "Yes"; }\n'
+    script = compile_script(text, name="t")
+    message = CountedMessage(b"From: Ann <ann@D4.example>\r\nSubject: ABC r7\r\n\r\n")
+    envelope = SieveEnvelope("L2@b.example", "d@e.example")
+    result = run_scripts([script], message, envelope, Context())
+    assert message.asked == [("header", "subject"), ("addresses", "from")]
+    assert sorted(message.memo.values()) == [["abc r7"], ["d4.example"]]
+    assert _filed(result) == ["R2", "R7", "Yes"]  # R4 wants d4, not d4.example
+    slow = run_scripts([_walked(script)], SieveMessage(message.raw), envelope, Context())
+    assert result == slow
+
+
+def test_the_envelope_is_read_once_per_run() -> None:
+    text = REQUIRE + "".join(
+        f'if envelope :user :is "from" "u{n}" {{ fileinto "U{n}"; }}\n' for n in range(5)
+    )
+    script = compile_script(text, name="t")
+    facts = Facts(SieveMessage(b"\r\n"), SieveEnvelope("U3+x@b.example", "d@e.example"), "+")
+    ifs = [node for node in script.commands if node.name == "if"]
+    answers = [script.predicates[id(node)](facts) for node in ifs]
+    assert answers == [False, False, False, True, False]
+    # One value list for all five, kept with the run: it depends on the delimiters.
+    assert list(facts.own.values()) == [["u3"]] and facts.shared == {}

@@ -27,7 +27,7 @@ from cryptmail.sieve._actions import (
 )
 from cryptmail.sieve._match import Matcher, ascii_lower
 from cryptmail.sieve._message import ADDRESS_HEADERS, SieveEnvelope, SieveMessage
-from cryptmail.sieve._predicates import address_parts
+from cryptmail.sieve._predicates import Facts, address_parts
 from cryptmail.sieve._settings import SieveSettings
 from cryptmail.sieve._tree import CompiledScript, Node
 from cryptmail.sieve._vacation import strip_detail, vacation_reply
@@ -95,13 +95,14 @@ class _Run:
         context: SieveContext,
         settings: SieveSettings,
         earlier: list[Action],
+        facts: Facts,
     ) -> None:
         self.script = script
         self.message = message
         self.envelope = envelope
         self.context = context
         self.settings = settings
-        self.delimiters = settings.recipient_delimiter
+        self.facts = facts
         self.earlier = earlier
         self.actions: list[Action] = []
         self.duplicates: list[DuplicateMark] = []
@@ -143,6 +144,7 @@ class _Run:
     ) -> None:
         taken = True
         predicates = script.predicates
+        facts = self.facts
         for node in nodes:
             self.line = node.line
             name = node.name
@@ -150,7 +152,7 @@ class _Run:
                 # The if's own id keys its test's closure, when the test has one.
                 compiled = predicates.get(id(node))
                 if compiled is not None:
-                    taken = compiled(self.message, self.envelope, self.delimiters)
+                    taken = compiled(facts)
                 else:
                     taken = self.test(script, node.test(), scope)
                 if taken:
@@ -159,7 +161,7 @@ class _Run:
                 if not taken:
                     compiled = predicates.get(id(node))
                     if compiled is not None:
-                        taken = compiled(self.message, self.envelope, self.delimiters)
+                        taken = compiled(facts)
                     else:
                         taken = self.test(script, node.test(), scope)
                     if taken:
@@ -346,7 +348,7 @@ class _Run:
     def test(self, script: CompiledScript, node: Node, scope: Scope) -> bool:
         compiled = script.predicates.get(id(node))
         if compiled is not None:  # the usual test, answered by its closure (_predicates)
-            return compiled(self.message, self.envelope, self.delimiters)
+            return compiled(self.facts)
         name = node.name
         if name == "true":
             return True
@@ -505,8 +507,10 @@ def run_scripts(
     errors: list[str] = []
     keep = True
     flags: frozenset[str] = frozenset()
+    # One for the whole sequence: what a script's tests read, the next one finds.
+    facts = Facts(message, envelope, settings.recipient_delimiter)
     for script in scripts:
-        run = _Run(script, message, envelope, context, settings, actions)
+        run = _Run(script, message, envelope, context, settings, actions, facts)
         run.flags = list(flags)  # as Pigeonhole: the flags variable lives on in the next
         try:
             run.run_script(script, Scope(run.shared), 0)

@@ -11,6 +11,7 @@ import email
 import email.header
 import email.policy
 import email.utils
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
@@ -46,7 +47,33 @@ class SieveEnvelope:
     recipient: str
 
 
+# The address forms most fields hold, which `_simple_addresses` reads without the email
+# package's parser (a tenth of the cost): local@domain or phrase <local@domain>, of
+# RFC 5322 atoms only, in a list separated by commas. Anything else (quotes, comments,
+# groups, routes, domain literals, 8-bit, a missing part) goes to the parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*"
+_SIMPLE_ADDRESS = re.compile(
+    rf"[ \t]*(?:({_ADDR_SPEC})|(?:[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.-]+[ \t]+)*"
+    rf"(?:[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.-]+[ \t]*)?<({_ADDR_SPEC})>)[ \t]*"
+)
+
+
+def _simple_addresses(value: str) -> list[str] | None:
+    """The addresses of one field's value, as `email.utils.getaddresses` reads them,
+    if every element is of the simple forms above; None for the parser to read."""
+    found: list[str] = []
+    for element in value.split(","):
+        match = _SIMPLE_ADDRESS.fullmatch(element)
+        if match is None:
+            return None
+        found.append(match.group(1) or match.group(2))
+    return found
+
+
 def _decode(value: str) -> str:
+    if "=?" not in value:
+        return value  # no encoded-word: decode_header would give it back as it is
     try:
         parts = email.header.decode_header(value)
         return str(email.header.make_header(parts))
@@ -110,7 +137,11 @@ class SieveMessage:
         found = self._addresses.get(wanted)
         if found is None:
             values = self.raw_header(wanted)
-            found = [addr for _display, addr in email.utils.getaddresses(values) if addr]
+            simple = [_simple_addresses(value) for value in values]
+            if all(s is not None for s in simple):
+                found = [a for s in simple if s is not None for a in s]
+            else:
+                found = [addr for _display, addr in email.utils.getaddresses(values) if addr]
             self._addresses[wanted] = found
         return found
 

@@ -4,10 +4,13 @@ Most tests in real scripts are header, address and envelope tests with fixed key
 :is or :contains: the tree walker in `_interpreter` answers them by looking up the test's
 name, its arguments, its comparator and match type, and folding its keys, at every
 delivery. `compile_predicates` does all of that once, when the script is compiled, and
-keeps for each such test node a closure that only reads the message; the values a
-closure compares (a header's decoded values, folded; an address part) are made once per
-message and kept in `SieveMessage.memo`, where every rule on them finds them. A test it does not
-cover (variables, :matches, :regex, relational, i;ascii-numeric, body, hasflag,
+keeps for each such test node a closure that only reads the run's `Facts`. Such a test
+is a `Leaf` (data, not a closure of its own), and a test of leaves (one, or anyof /
+allof of them) is one closure that reads them in a loop: a call per if, not per test.
+The values a leaf compares (a header's decoded values, folded; an address part) are
+made once per message (`SieveMessage.memo`), or once per run for what depends on the
+envelope or the delimiters (`Facts.own`), where every rule on them finds them. A test it
+does not cover (variables, :matches, :regex, relational, i;ascii-numeric, body, hasflag,
 duplicate, mailboxexists, an address test of a header that holds no addresses, which is
 a run-time error) gets no closure, and the tree walker answers it as before; so do
 anyof, allof and not around such a test. A closure answers exactly what the tree walker
@@ -18,13 +21,30 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 from cryptmail.sieve._match import ascii_lower
 from cryptmail.sieve._message import ADDRESS_HEADERS, SieveEnvelope, SieveMessage
 from cryptmail.sieve._tree import Node
 
-Predicate = Callable[[SieveMessage, SieveEnvelope, str], bool]
-"""A compiled test: (message, envelope, recipient delimiters) -> whether it holds."""
+Predicate = Callable[["Facts"], bool]
+"""A compiled test: (what one run reads) -> whether it holds."""
+
+
+class Facts:
+    """What the compiled tests of one run read: the message, the envelope, the recipient
+    delimiters, and the values made from them. Values of the message alone (a header's,
+    an address part without delimiters) are kept in `SieveMessage.memo`, shared by every
+    run on the message; those of the envelope or the delimiters in `own`, this run's."""
+
+    __slots__ = ("delimiters", "envelope", "message", "own", "shared")
+
+    def __init__(self, message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> None:
+        self.message = message
+        self.envelope = envelope
+        self.delimiters = delimiters
+        self.shared = message.memo
+        self.own: dict[str, list[str]] = {}
 
 
 def address_parts(part: str, addresses: Sequence[str], delimiters: str) -> list[str]:
@@ -50,13 +70,32 @@ def address_parts(part: str, addresses: Sequence[str], delimiters: str) -> list[
     return out
 
 
-Values = Callable[[SieveMessage, SieveEnvelope, str], list[str]]
-"""Where a test's values come from, folded when its comparator folds: made once per
-message and kept in `SieveMessage.memo`, so twenty rules on one header fold it once."""
+Compute = Callable[[Facts], list[str]]
+"""Where a test's values come from (unfolded); run once per message (or per run, for
+values of the envelope or the delimiters), then kept: twenty rules on one header read
+and fold it once."""
 
 
-def _matching(node: Node, values_of: Callable[[bool], Values]) -> Predicate | None:
-    """The test's match over its values, keys folded once; None for a match type or
+class Leaf(NamedTuple):
+    """A header, address or envelope test under :is or :contains, all of it chosen at
+    compile time: where its values are kept (the run's memo if `own`, else the
+    message's) and under which key, how they are made and folded, the match type, and
+    the keys folded, as a set (:is) and in order (:contains). A tuple, not closures:
+    an anyof of three tests reads three leaves in one call, not four calls."""
+
+    own: bool
+    key: str
+    compute: Compute
+    fold: bool
+    is_: bool
+    as_set: frozenset[str]
+    keys: tuple[str, ...]
+
+
+def _matching(
+    node: Node, kind: str, parts: tuple[str, ...], compute: Compute, own: bool
+) -> Leaf | None:
+    """The leaf of a test whose values `compute` makes; None for a match type or
     comparator the tree walker must answer."""
     match_type = node.string("match-type", ":is")
     comparator = node.tagged("comparator")
@@ -68,25 +107,52 @@ def _matching(node: Node, values_of: Callable[[bool], Values]) -> Predicate | No
         fold = False
     else:
         return None
-    values = values_of(fold)
-    if match_type == ":is":
-        as_set = frozenset(keys)
+    if match_type not in (":is", ":contains"):
+        return None
+    key = _memo_key(kind, fold, *parts)
+    return Leaf(own, key, compute, fold, match_type == ":is", frozenset(keys), keys)
 
-        def is_(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
-            return not as_set.isdisjoint(values(message, envelope, delimiters))
 
-        return is_
-    if match_type == ":contains":
+def _any_leaves(leaves: tuple[Leaf, ...]) -> Predicate:
+    """Whether any of the leaves holds (one leaf: whether it holds)."""
 
-        def contains(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
-            for value in values(message, envelope, delimiters):
-                for key in keys:
-                    if key in value:
-                        return True
-            return False
+    # Written out, not a call per leaf: this runs for every rule of every message.
+    def test(facts: Facts) -> bool:
+        for own, key, compute, fold, is_, as_set, keys in leaves:
+            memo = facts.own if own else facts.shared
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = _folded(compute(facts), fold)
+            if is_:
+                if not as_set.isdisjoint(found):
+                    return True
+            else:
+                for value in found:
+                    for wanted in keys:
+                        if wanted in value:
+                            return True
+        return False
 
-        return contains
-    return None
+    return test
+
+
+def _all_leaves(leaves: tuple[Leaf, ...]) -> Predicate:
+    """Whether every leaf holds."""
+
+    def test(facts: Facts) -> bool:
+        for own, key, compute, fold, is_, as_set, keys in leaves:
+            memo = facts.own if own else facts.shared
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = _folded(compute(facts), fold)
+            if is_:
+                if as_set.isdisjoint(found):
+                    return False
+            elif not any(wanted in value for value in found for wanted in keys):
+                return False
+        return True
+
+    return test
 
 
 def _memo_key(kind: str, fold: bool, *parts: str) -> str:
@@ -99,71 +165,51 @@ def _folded(values: list[str], fold: bool) -> list[str]:
     return [ascii_lower(v) for v in values] if fold else values
 
 
-def _header(node: Node) -> Predicate | None:
-    names = node.strings("header-names")
+def _header(node: Node) -> Leaf | None:
+    # Folded here, as `SieveMessage.header` folds them: one memo entry for every spelling.
+    names = tuple(ascii_lower(n) for n in node.strings("header-names"))
+    if len(names) == 1:
+        (name,) = names
 
-    def values_of(fold: bool) -> Values:
-        key = _memo_key("header", fold, *names)
+        def one(facts: Facts) -> list[str]:
+            return facts.message.header(name)
 
-        def values(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> list[str]:
-            memo = message.memo
-            found = memo.get(key)
-            if found is None:
-                found = memo[key] = _folded([v for n in names for v in message.header(n)], fold)
-            return found
+        return _matching(node, "header", names, one, own=False)
 
-        return values
+    def values(facts: Facts) -> list[str]:
+        message = facts.message
+        return [v for n in names for v in message.header(n)]
 
-    return _matching(node, values_of)
+    return _matching(node, "header", names, values, own=False)
 
 
-def _address(node: Node) -> Predicate | None:
-    names = node.strings("header-list")
-    if any(ascii_lower(n) not in ADDRESS_HEADERS for n in names):
+def _address(node: Node) -> Leaf | None:
+    names = tuple(ascii_lower(n) for n in node.strings("header-list"))
+    if any(n not in ADDRESS_HEADERS for n in names):
         return None  # a header without addresses is a run-time error: the walker says so
     part = node.string("address-part", ":all")
-    by_delimiters = part in (":user", ":detail")
 
-    def values_of(fold: bool) -> Values:
-        key = _memo_key("address", fold, part, *names)
+    def values(facts: Facts) -> list[str]:
+        message = facts.message
+        addresses = [a for n in names for a in message.addresses(n)]
+        return address_parts(part, addresses, facts.delimiters)
 
-        def values(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> list[str]:
-            memo = message.memo
-            at = (key, delimiters) if by_delimiters else key
-            found = memo.get(at)
-            if found is None:
-                addresses = [a for n in names for a in message.addresses(n)]
-                found = memo[at] = _folded(address_parts(part, addresses, delimiters), fold)
-            return found
-
-        return values
-
-    return _matching(node, values_of)
+    # :user and :detail depend on the delimiters, which are the run's.
+    return _matching(node, "address", (part, *names), values, own=part in (":user", ":detail"))
 
 
-def _envelope(node: Node) -> Predicate | None:
-    wanted = tuple(ascii_lower(p) for p in node.strings("header-list"))
+def _envelope(node: Node) -> Leaf | None:
+    wanted = tuple(
+        p for p in (ascii_lower(p) for p in node.strings("header-list")) if p in ("from", "to")
+    )
     part = node.string("address-part", ":all")
 
-    def values_of(fold: bool) -> Values:
-        key = _memo_key("envelope", fold, part, *wanted)
+    def values(facts: Facts) -> list[str]:
+        envelope = facts.envelope
+        addresses = [envelope.sender if p == "from" else envelope.recipient for p in wanted]
+        return address_parts(part, addresses, facts.delimiters)
 
-        def values(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> list[str]:
-            memo = message.memo
-            at = (key, envelope.sender, envelope.recipient, delimiters)
-            found = memo.get(at)
-            if found is None:
-                addresses = [
-                    envelope.sender if p == "from" else envelope.recipient
-                    for p in wanted
-                    if p in ("from", "to")
-                ]
-                found = memo[at] = _folded(address_parts(part, addresses, delimiters), fold)
-            return found
-
-        return values
-
-    return _matching(node, values_of)
+    return _matching(node, "envelope", (part, *wanted), values, own=True)
 
 
 def _size(node: Node) -> Predicate | None:
@@ -171,20 +217,31 @@ def _size(node: Node) -> Predicate | None:
     if not isinstance(limit, int):
         return None
     if node.arguments.get("comparator") == ":over":
-        return lambda message, envelope, delimiters: message.size > limit
-    return lambda message, envelope, delimiters: message.size < limit
+        return lambda facts: facts.message.size > limit
+    return lambda facts: facts.message.size < limit
 
 
 def _exists(node: Node) -> Predicate:
     names = node.strings("header-names")
-    return lambda message, envelope, delimiters: all(message.has_header(n) for n in names)
+    return lambda facts: all(facts.message.has_header(n) for n in names)
+
+
+_LEAVES: dict[str, Callable[[Node], Leaf | None]] = {
+    "header": _header,
+    "address": _address,
+    "envelope": _envelope,
+}
 
 
 def _compile(node: Node, out: dict[int, Predicate]) -> Predicate | None:
     """The node's closure (recorded in `out` by the node's id), or None."""
     name = node.name
     predicate: Predicate | None
-    if name == "true":
+    make_leaf = _LEAVES.get(name)
+    if make_leaf is not None:
+        leaf = make_leaf(node)
+        predicate = None if leaf is None else _any_leaves((leaf,))
+    elif name == "true":
         predicate = _always(True)
     elif name == "false":
         predicate = _always(False)
@@ -192,18 +249,17 @@ def _compile(node: Node, out: dict[int, Predicate]) -> Predicate | None:
         inner = _compile(node.test(), out)
         predicate = None if inner is None else _negation(inner)
     elif name in ("anyof", "allof"):
-        parts = [_compile(t, out) for t in node.tests()]  # each gets its own, if it can
+        tests = node.tests()
+        parts = [_compile(t, out) for t in tests]  # each gets its own, if it can
+        leaves = [_leaf_of(t) for t in tests]
         if any(p is None for p in parts):
             predicate = None
+        elif all(leaf is not None for leaf in leaves):
+            ready = tuple(leaf for leaf in leaves if leaf is not None)
+            predicate = _any_leaves(ready) if name == "anyof" else _all_leaves(ready)
         else:
-            ready = tuple(p for p in parts if p is not None)
-            predicate = _any(ready) if name == "anyof" else _all(ready)
-    elif name == "header":
-        predicate = _header(node)
-    elif name == "address":
-        predicate = _address(node)
-    elif name == "envelope":
-        predicate = _envelope(node)
+            closures = tuple(p for p in parts if p is not None)
+            predicate = _any(closures) if name == "anyof" else _all(closures)
     elif name == "size":
         predicate = _size(node)
     elif name == "exists":
@@ -215,18 +271,23 @@ def _compile(node: Node, out: dict[int, Predicate]) -> Predicate | None:
     return predicate
 
 
+def _leaf_of(node: Node) -> Leaf | None:
+    make_leaf = _LEAVES.get(node.name)
+    return None if make_leaf is None else make_leaf(node)
+
+
 def _always(answer: bool) -> Predicate:
-    return lambda message, envelope, delimiters: answer
+    return lambda facts: answer
 
 
 def _negation(inner: Predicate) -> Predicate:
-    return lambda message, envelope, delimiters: not inner(message, envelope, delimiters)
+    return lambda facts: not inner(facts)
 
 
 def _any(parts: tuple[Predicate, ...]) -> Predicate:
-    def test(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
+    def test(facts: Facts) -> bool:
         for part in parts:
-            if part(message, envelope, delimiters):
+            if part(facts):
                 return True
         return False
 
@@ -234,9 +295,9 @@ def _any(parts: tuple[Predicate, ...]) -> Predicate:
 
 
 def _all(parts: tuple[Predicate, ...]) -> Predicate:
-    def test(message: SieveMessage, envelope: SieveEnvelope, delimiters: str) -> bool:
+    def test(facts: Facts) -> bool:
         for part in parts:
-            if not part(message, envelope, delimiters):
+            if not part(facts):
                 return False
         return True
 
