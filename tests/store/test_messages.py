@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 
@@ -11,6 +12,7 @@ from cryptmail import store
 from cryptmail.db import tables as t
 from cryptmail.keys import UnlockedAccount, unlock_account
 from cryptmail.store import MessageCache, MessageId, MessageRow, UserId
+from cryptmail.users import get_user
 
 from .conftest import PASSWORD, StoreRig
 
@@ -244,3 +246,46 @@ async def test_usage_counters_follow_every_change(rig: StoreRig) -> None:
     user = account.user
     await store.deliver_message(rig.engine, rig.blobs, user, _source(b"Subject: x\r\n\r\n"))
     assert await _usage_matches_the_messages(rig, user_id) > 4 * one
+
+
+async def test_mailbox_state_is_the_counts_and_the_row_of_one_moment(rig: StoreRig) -> None:
+    account, rows = await _setup(rig)
+    box_id = rows[0].mailbox_id
+    async with rig.engine.connect() as conn:
+        state = await store.mailbox_state(conn, box_id)
+        box = await store.get_mailbox(conn, account, "INBOX")
+        assert state is not None
+        assert (state.messages, state.unclaimed) == await store.mailbox_counts(conn, box_id)
+        assert (state.uidnext, state.highest_modseq) == (box.uidnext, box.highest_modseq)
+        assert await store.mailbox_state(conn, store.MailboxId(box_id + 1000)) is None
+
+
+async def test_mailbox_state_never_counts_more_messages_than_its_uidnext_allows(
+    rig: StoreRig,
+) -> None:
+    """Read while deliveries commit: every answer is one a mailbox can have (messages
+    below UIDNEXT). Two statements outside a transaction once answered MESSAGES 2
+    UIDNEXT 2 to NOTIFY when a delivery committed between them."""
+    _account, rows = await _setup(rig, count=1)
+    box_id = rows[0].mailbox_id
+    async with rig.engine.connect() as conn:
+        user = await get_user(conn, "alice@example.org")
+
+    async def deliver() -> None:
+        for i in range(30):
+            body = b"Subject: more %d\r\n\r\n" % i
+            await store.deliver_message(rig.engine, rig.blobs, user, _source(body))
+
+    async def read() -> list[tuple[int, int]]:
+        seen = []
+        for _ in range(300):
+            async with rig.engine.connect() as conn:
+                state = await store.mailbox_state(conn, box_id)
+            assert state is not None
+            seen.append((state.messages, state.uidnext))
+            await asyncio.sleep(0)
+        return seen
+
+    _, seen = await asyncio.gather(deliver(), read())
+    assert all(messages < uidnext for messages, uidnext in seen), seen
+    assert seen[-1][0] >= 1

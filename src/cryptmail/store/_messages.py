@@ -684,6 +684,41 @@ async def vanished_since(conn: AsyncConnection, mailbox_id: MailboxId, modseq: i
     return [int(r.uid) for r in rows]
 
 
+class MailboxState(NamedTuple):
+    """A mailbox's counters as of one moment (`mailbox_state`)."""
+
+    messages: int
+    unclaimed: int
+    uidnext: int
+    highest_modseq: int
+
+
+def _state_query(mailbox_id: MailboxId) -> Any:
+    mb, msg = t.cm_mailboxes, t.cm_messages
+    in_box = msg.c.mailbox_id == mb.c.id  # correlated to the mailbox row below
+    unclaimed = func.coalesce(func.sum(case((msg.c.flags_sealed.is_(None), 1), else_=0)), 0)
+    return select(
+        select(func.count()).where(in_box).scalar_subquery(),
+        select(unclaimed).where(in_box).scalar_subquery(),
+        mb.c.uidnext,
+        mb.c.highest_modseq,
+    ).where(mb.c.id == mailbox_id)
+
+
+async def mailbox_state(conn: AsyncConnection, mailbox_id: MailboxId) -> MailboxState | None:
+    """The mailbox's message count, unclaimed count, UIDNEXT and HIGHESTMODSEQ in one
+    statement, so from one snapshot; None if the mailbox is gone.
+
+    Read in two statements outside a transaction (a connection outside `run_transaction`
+    runs each in its own on SQLite), a delivery committing between them gave STATUS
+    answers such as MESSAGES 2 UIDNEXT 2, which no mailbox can have.
+    """
+    row = (await conn.execute(_state_query(mailbox_id))).one_or_none()
+    if row is None:
+        return None
+    return MailboxState(int(row[0]), int(row[1] or 0), int(row[2]), int(row[3]))
+
+
 async def mailbox_counts(conn: AsyncConnection, mailbox_id: MailboxId) -> tuple[int, int]:
     """(messages, messages no session has claimed yet): the latter approximates RECENT."""
     row = (

@@ -48,9 +48,9 @@ from cryptmail.store import (
     get_mailbox,
     list_mailboxes,
     list_subscriptions,
-    mailbox_counts,
     mailbox_listing,
     mailbox_object_id,
+    mailbox_state,
     normal_name,
     rename_inbox,
     rename_mailbox,
@@ -507,8 +507,12 @@ async def _status_line(
         listing = await mailbox_listing(session.context.engine, session.user_account, box)
         count, recent, unseen = len(listing.uids), listing.recent, len(listing.unseen)
         deleted, deleted_size, size = listing.deleted, listing.deleted_size, listing.size
+        uidnext, highest_modseq = box.uidnext, box.highest_modseq
     else:
-        count, _unclaimed = await mailbox_counts(conn, box.id)
+        state = await mailbox_state(conn, box.id)
+        if state is None:
+            raise MailboxNotFound("No such mailbox.")
+        count, uidnext, highest_modseq = state.messages, state.uidnext, state.highest_modseq
     values: list[ImapValue] = []
     for item in items:
         value: ImapValue
@@ -517,7 +521,7 @@ async def _status_line(
         elif item == "RECENT":
             value = recent
         elif item == "UIDNEXT":
-            value = box.uidnext
+            value = uidnext
         elif item == "UIDVALIDITY":
             value = box.uidvalidity
         elif item == "UNSEEN":
@@ -529,7 +533,7 @@ async def _status_line(
             # (1024 octets) and as the quota counts it.
             value = -(-deleted_size // 1024)
         elif item == "HIGHESTMODSEQ":
-            value = box.highest_modseq
+            value = highest_modseq
         elif item == "SIZE":
             value = size
         elif item == "APPENDLIMIT":

@@ -22,7 +22,7 @@ from cryptmail.imap.wire._parser_notify import Notify
 from cryptmail.imap.wire._requests import Fetch, FetchItem
 from cryptmail.imap.wire._response import tagged
 from cryptmail.imap.wire._sequence import SequenceSet, format_number_runs
-from cryptmail.store import MailboxId, list_mailboxes, mailbox_counts
+from cryptmail.store import MailboxId, list_mailboxes, mailbox_state
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._selected import SelectedMailbox
@@ -70,8 +70,10 @@ async def notify(session: Session, command: Notify) -> bytes:
             if len(watched) > watch.max_mailboxes:
                 raise CommandFailed("Too many mailboxes to watch.", _OVERFLOW)
             for box, name, events in watched:
-                messages, _unclaimed = await mailbox_counts(conn, box.id)
-                counters = (messages, box.uidnext, box.highest_modseq)
+                state = await mailbox_state(conn, box.id)
+                if state is None:  # deleted meanwhile
+                    continue
+                counters = (state.messages, state.uidnext, state.highest_modseq)
                 watch.remember(MailboxId(box.id), counters)
                 statuses.append(watch.status_line(session, name, counters, box.uidvalidity, events))
     _end(session)

@@ -35,7 +35,7 @@ from cryptmail.store import (
     list_mailboxes,
     list_subscriptions,
     mailbox_by_id,
-    mailbox_counts,
+    mailbox_state,
     normal_name,
 )
 
@@ -223,8 +223,11 @@ class NotifyWatch:
             events = self.events_for(name) & MESSAGE_CHANGES
             if not events:
                 return
-            messages, _unclaimed = await mailbox_counts(conn, box.id)
-        now = (messages, box.uidnext, box.highest_modseq)
+            state = await mailbox_state(conn, box.id)
+        if state is None:  # deleted meanwhile
+            self._counters.pop(mailbox_id, None)
+            return
+        now = (state.messages, state.uidnext, state.highest_modseq)
         before = self._counters.pop(mailbox_id, None)
         self._counters[mailbox_id] = now
         while len(self._counters) > self.max_mailboxes:
@@ -327,16 +330,18 @@ class NotifyWatch:
                 events = self.events_for(name) & MESSAGE_CHANGES
                 if not events:
                     return
-                messages, _unclaimed = await mailbox_counts(conn, box.id)
+                state = await mailbox_state(conn, box.id)
         except StoreError:
             # The command is done and stored: never turn its OK into a failure. The
             # change's wake-up then sends the STATUS, as for anyone else's change.
             return
-        now = (messages, box.uidnext, box.highest_modseq)
+        if state is None:  # deleted meanwhile
+            return
+        now = (state.messages, state.uidnext, state.highest_modseq)
         before = self._counters.get(mailbox_id)
         self.remember(mailbox_id, now)
         if before is None:
-            alone = box.uidnext == last_uid + 1  # nobody appended after us
+            alone = state.uidnext == last_uid + 1  # nobody appended after us
         else:
             alone = now[:2] == (before[0] + added, last_uid + 1)
         if not alone and "MessageNew" in events:
