@@ -210,7 +210,7 @@ def vm_hwm_kib(pid: int) -> int:
 class CryptmailServer:
     """`python -m cryptmail serve --lmtp 127.0.0.1:PORT` over `data_dir`, with `config`
     (TOML) as its configuration file when given. LMTP is served by `serve`'s worker
-    processes, one per core and at least two by default (`lmtp.processes = 0`)."""
+    processes, two per core by default (`lmtp.processes = 0`)."""
 
     def __init__(
         self,

@@ -3,8 +3,8 @@ and starts one again when it dies.
 
 A delivery is mostly Python, and one process runs Python on one core at a time, so one
 process delivered about as fast on eight connections as on one. So the main process
-binds the LMTP listener and hands it to `lmtp.processes` workers (by default one per
-core, at least two); a new connection goes to the one holding the fewest
+binds the LMTP listener and hands it to `lmtp.processes` workers (by default two per
+core); a new connection goes to the one holding the fewest
 (`ConnectionShares`). As in Dovecot's lmtp processes, a worker does one thing at a
 time: its blocking calls (file writes, fsync, SQLite) run in place on its loop
 (`block_in_place`), which cut a delivery's CPU by about a third against handing each
