@@ -36,10 +36,14 @@ DELETE_GRACE_S = 30.0
 """How long a deleted blob waits in tmp/ before it is zeroed and unlinked: far longer
 than one read of a blob (one open, seek and read of at most a few hundred KB)."""
 _DELETED = ".deleted."
-_WAITS_LONG = 64 * 1024
+_WAITS_LONG = 1024 * 1024
 """A blob larger than this makes its commit wait for the disk long enough to hand it to
-a thread even in a process that blocks in place (see `concurrency`): measured with
-200 KB messages on eight connections, 10% more deliveries and the iowait gone."""
+a thread even in a process that blocks in place (see `concurrency`). It was 64 KB while
+LMTP ran one worker per core, where a 200 KB commit in place left that core idle; with
+two workers per core the other worker fills it, and the thread's hand-off (the GIL
+passed back and forth) cost more than it saved: 206 KB on eight connections took 3.13
+ms of CPU a message through the thread and 2.94 in place, on one connection 2.23x
+Dovecot's rate against 2.45x (bench/delivery.py, 2026-12-07)."""
 # Owner only, whatever the umask: names and sizes of blobs are nobody else's business.
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
