@@ -120,3 +120,17 @@ def wait_until(condition: Callable[[], bool], what: str, seconds: float = 120) -
         if time.monotonic() > deadline:
             raise AssertionError(what)
         time.sleep(0.05)
+
+
+def rig_pair(tmp_path: Path, **fast: object) -> Iterator[tuple[ImapRig, ImapRig]]:
+    """A reference server without the background pass (every key the slow way) and the
+    server under test with the settings `fast`; both stopped after the test."""
+    slow_iter = start_rig(tmp_path / "slow", **{"imap.fts_index": False})
+    fast_iter = start_rig(tmp_path / "fast", **fast)
+    slow, rig = next(slow_iter), next(fast_iter)
+    try:
+        yield slow, rig
+    finally:
+        for rest in (fast_iter, slow_iter):
+            for _ in rest:
+                pass

@@ -8,7 +8,7 @@ background pass deletes the entries of the keys it records."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -60,20 +60,6 @@ def _entries(rig: ImapRig) -> int:
             return int((await conn.execute(query)).scalar_one())
 
     return rig.run(work())
-
-
-@pytest.fixture
-def rigs(tmp_path: Path) -> Iterator[tuple[ImapRig, ImapRig]]:
-    """The server under test and a reference, both without the background pass."""
-    slow_iter = start_rig(tmp_path / "slow", **{"imap.fts_index": False})
-    fast_iter = start_rig(tmp_path / "fast", **{"imap.fts_index": False})
-    slow, fast = next(slow_iter), next(fast_iter)
-    try:
-        yield slow, fast
-    finally:
-        for rest in (fast_iter, slow_iter):
-            for _ in rest:
-                pass
 
 
 def test_the_first_sort_takes_the_delivery_entries_alone(

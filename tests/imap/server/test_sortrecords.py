@@ -22,7 +22,7 @@ from cryptmail.imap.server._fulltext import FullTextIndexes
 from cryptmail.imap.server._listener import _FULLTEXT
 from cryptmail.store import BlobId, inbox_id, load_sort_chunks, open_sort_chunk
 
-from ..server_rig import PASSWORD, USER, ImapRig, start_rig, wait_until
+from ..server_rig import PASSWORD, USER, ImapRig, rig_pair, start_rig, wait_until
 
 BOB = "bob@example.org"
 _WORD = "Quixotrombone"  # in every subject and display name; never at rest
@@ -145,15 +145,7 @@ def _no_reads(rig: ImapRig, email: str) -> None:
 @pytest.fixture
 def rigs(tmp_path: Path) -> Iterator[tuple[ImapRig, ImapRig]]:
     """A server with the pass (records written) and a reference with none (slow path)."""
-    slow_iter = start_rig(tmp_path / "slow", **{"imap.fts_index": False})
-    fast_iter = start_rig(tmp_path / "fast", **{"imap.fts_background_percent": 100})
-    slow, fast = next(slow_iter), next(fast_iter)
-    try:
-        yield slow, fast
-    finally:
-        for rest in (fast_iter, slow_iter):
-            for _ in rest:
-                pass
+    yield from rig_pair(tmp_path, **{"imap.fts_background_percent": 100})
 
 
 def test_a_new_process_sorts_from_the_record_alone_for_two_users_from_one_address(

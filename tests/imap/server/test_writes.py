@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,20 +80,6 @@ async def test_a_cancelled_finish_waits_for_the_write_then_raises() -> None:
 
 
 # -- a first SORT's chunk write -----------------------------------------------------------
-
-
-@pytest.fixture
-def rigs(tmp_path: Path) -> Iterator[tuple[ImapRig, ImapRig]]:
-    """The server under test and a reference, both without the background pass."""
-    slow_iter = start_rig(tmp_path / "slow", **{"imap.fts_index": False})
-    fast_iter = start_rig(tmp_path / "fast", **{"imap.fts_index": False})
-    slow, fast = next(slow_iter), next(fast_iter)
-    try:
-        yield slow, fast
-    finally:
-        for rest in (fast_iter, slow_iter):
-            for _ in rest:
-                pass
 
 
 _COUNT = 150  # above _RECORD_MIN: the first SORT writes chunks

@@ -5,12 +5,16 @@
 from __future__ import annotations
 
 import imaplib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cryptmail.db import tables as t
+from cryptmail.imap.server.commands import _mailboxes
+from cryptmail.store import deliver_message
+from cryptmail.users import get_user
 
 from ...server_rig import PASSWORD, USER, ImapRig, start_rig
 
@@ -140,4 +144,40 @@ def test_list_extended_and_list_status(rig: ImapRig) -> None:
     typ, _ = imap._simple_command("LIST", '""', '("INBOX" "Work/%")')
     listed = imap.untagged_responses.pop("LIST")
     assert [line.split(b'"/" ')[1] for line in listed] == [b"INBOX", b"Work/2026"]
+    imap.logout()
+
+
+def test_status_from_the_listing_counts_a_delivery_that_came_after_the_box_was_read(
+    rig: ImapRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STATUS with UNSEEN takes its counts from the listing, loaded after the mailbox
+    row was read; a delivery committing in between must not give MESSAGES 2 with
+    UIDNEXT 2 (the second message would not exist yet)."""
+    rig.deliver(b"Subject: one\r\n\r\nfirst\r\n")
+    real = _mailboxes.mailbox_listing  # type: ignore[attr-defined]  # -- patched below
+
+    async def delivery_in_between(*args: Any, **kwargs: Any) -> Any:
+        async with rig.engine.connect() as conn:
+            user = await get_user(conn, USER)
+
+        async def source() -> AsyncIterator[bytes]:
+            yield b"Subject: two\r\n\r\nsecond\r\n"
+
+        await deliver_message(rig.engine, rig.blobs, user, source())
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(_mailboxes, "mailbox_listing", delivery_in_between)
+    imap = _login(rig)
+    typ, data = imap.status("INBOX", "(MESSAGES UNSEEN UIDNEXT HIGHESTMODSEQ)")
+    assert typ == "OK", data
+    line = data[0].decode() if isinstance(data[0], bytes) else ""
+    words = line[line.index("(") + 1 : line.rindex(")")].split()
+    numbers = dict(zip(words[::2], words[1::2], strict=True))
+    assert numbers["MESSAGES"] == "2" and numbers["UNSEEN"] == "2"
+    assert int(numbers["UIDNEXT"]) == 3, line
+    monkeypatch.setattr(_mailboxes, "mailbox_listing", real)
+    typ, data = imap.status("INBOX", "(MESSAGES UIDNEXT HIGHESTMODSEQ)")
+    again = data[0].decode() if isinstance(data[0], bytes) else ""
+    now = again[again.index("HIGHESTMODSEQ ") + 14 : again.rindex(")")]
+    assert int(numbers["HIGHESTMODSEQ"]) <= int(now), (line, again)  # never ahead
     imap.logout()

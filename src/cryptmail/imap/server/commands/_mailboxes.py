@@ -507,7 +507,14 @@ async def _status_line(
         listing = await mailbox_listing(session.context.engine, session.user_account, box)
         count, recent, unseen = len(listing.uids), listing.recent, len(listing.unseen)
         deleted, deleted_size, size = listing.deleted, listing.deleted_size, listing.size
-        uidnext, highest_modseq = box.uidnext, box.highest_modseq
+        # `box` was read before the listing: a delivery committing in between is in the
+        # listing's counts but not in the box row, and MESSAGES 2 UIDNEXT 2 would tell
+        # a client that a message it counts does not exist yet. Neither value can be
+        # ahead of the mailbox, so the larger of the two is the consistent one.
+        # HIGHESTMODSEQ may stay the box's: one that lags only makes a client's next
+        # CHANGEDSINCE return that newer message once more.
+        uidnext = max(box.uidnext, listing.uids[-1] + 1 if listing.uids else 0)
+        highest_modseq = box.highest_modseq
     else:
         state = await mailbox_state(conn, box.id)
         if state is None:
