@@ -82,7 +82,9 @@ async def note_record(
 ) -> None:
     """Remember `record` for `seconds`; an expired one starts again, a live one keeps
     its expiry unless `extend` (duplicate :last measures from the latest message)."""
-    await run_transaction(engine, lambda conn: _note(conn, user_id, record, seconds, extend))
+    await run_transaction(
+        engine, lambda conn: _note(conn, user_id, record, seconds, extend), retry=True
+    )
 
 
 async def claim_record(engine: AsyncEngine, user_id: UserId, record: bytes, seconds: int) -> bool:
@@ -92,7 +94,15 @@ async def claim_record(engine: AsyncEngine, user_id: UserId, record: bytes, seco
     def work(conn: Connection) -> bool:
         if record_live(conn, user_id, record):
             return False
-        conn.execute(delete(_r).where(_r.c.user_id == user_id, _r.c.record == record))
+        # Only an expired one: the check above read a snapshot, and on MariaDB and
+        # PostgreSQL a claim committed since is seen by this delete but was not by that
+        # read. Deleting it too let seven of eight parallel claims win (seven vacation
+        # replies); kept, it makes the insert below conflict, and this claim lose.
+        conn.execute(
+            delete(_r).where(
+                _r.c.user_id == user_id, _r.c.record == record, _r.c.expires_at <= utcnow()
+            )
+        )
         try:
             with conn.begin_nested():
                 conn.execute(
@@ -106,7 +116,10 @@ async def claim_record(engine: AsyncEngine, user_id: UserId, record: bytes, seco
             return False
         return True
 
-    return await run_transaction(engine, work)
+    # Two deliveries claiming one record at once is this function's normal case, and on
+    # MariaDB their delete and insert can deadlock: the victim runs again, finds the
+    # other's record live and returns False, as if it had come second.
+    return await run_transaction(engine, work, retry=True)
 
 
 async def expire_records(engine: AsyncEngine) -> int:
@@ -115,4 +128,4 @@ async def expire_records(engine: AsyncEngine) -> int:
     def work(conn: Connection) -> int:
         return int(conn.execute(delete(_r).where(_r.c.expires_at <= utcnow())).rowcount)
 
-    return await run_transaction(engine, work)
+    return await run_transaction(engine, work, retry=True)
