@@ -344,7 +344,7 @@ async def drop_bare_caches(engine: AsyncEngine, account: UnlockedAccount) -> int
             dropped += cleared.rowcount
         return dropped
 
-    dropped = await run_transaction(engine, work)
+    dropped = await run_transaction(engine, work, retry=True)
     if dropped:
         log.info("user id %d: %d imported message caches left for the pass", user_id, dropped)
     return dropped
