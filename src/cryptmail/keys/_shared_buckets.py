@@ -103,7 +103,9 @@ class SharedBuckets:
             for key in sorted(keys, key=lambda k: k.key_hash):  # one lock order
                 conn.execute(_upsert(conn.dialect.name, key, now))
 
-        await run_transaction(self._engine, write)
+        # Failures of one address from many connections and nodes at once are what this
+        # counts; a deadlock victim among their upserts runs again.
+        await run_transaction(self._engine, write, retry=True)
 
     async def prune(self) -> int:
         """Delete the buckets that are full again; how many."""
@@ -112,7 +114,7 @@ class SharedBuckets:
         def work(conn: Connection) -> int:
             return int(conn.execute(delete(_failures).where(_failures.c.full_at < now)).rowcount)
 
-        return await run_transaction(self._engine, work)
+        return await run_transaction(self._engine, work, retry=True)
 
 
 def _upsert(dialect: str, key: SharedKey, now: float) -> Insert:

@@ -35,7 +35,7 @@ from cryptmail.store import (
     OpenedBlob,
     change_flags,
     drop_unreferenced_blobs,
-    expunge,
+    expunge_messages,
     inbox_id,
     load_caches,
     load_message,
@@ -207,8 +207,10 @@ class Maildrop:
         doomed = [e.row for e in self.entries if e.deleted]
         if not doomed:
             return Committed(0, seen)
-        async with self._engine.begin() as conn:
-            _modseq, blob_ids = await expunge(conn, self.mailbox_id, doomed)
+        # Its own transaction through run_transaction: run again after a deadlock with a
+        # delivery or another session's expunge (MariaDB, PostgreSQL), and on SQLite in
+        # the writers' queue rather than SQLite's busy wait.
+        _modseq, blob_ids = await expunge_messages(self._engine, self.mailbox_id, doomed)
         bus.publish(self._account.user.id, self.mailbox_id)
         for entry in self.entries:
             entry.deleted = False  # done: a second commit changes nothing

@@ -273,8 +273,11 @@ async def prune_forever(
                 below = samples.popleft()[1] + 1
             deleted = 0
             while True:
+                # Every node prunes the same oldest rows; a deadlock victim runs again.
                 step = await run_transaction(
-                    engine, partial(_prune_step, below=below, keep_rows=events.keep_rows)
+                    engine,
+                    partial(_prune_step, below=below, keep_rows=events.keep_rows),
+                    retry=True,
                 )
                 deleted += step
                 if not step:

@@ -354,7 +354,7 @@ def _apply_one(
         return None  # not in the holding mailbox: nothing to move (the note is gone now)
     size = int(row.size_rounded)
     target, flags = _target(conn, account, item)
-    conn.execute(
+    bumped = conn.execute(
         update(mb)
         .where(mb.c.id == target)
         .values(
@@ -364,6 +364,10 @@ def _apply_one(
             message_count=mb.c.message_count + 1,
         )
     )
+    if bumped.rowcount == 0:
+        # Deleted (IMAP DELETE) after `_target` found it: on PostgreSQL the update sees
+        # the delete its read did not. Roll back; the next attempt looks for it again.
+        raise DatabaseConflict("the folder to file into was deleted meanwhile")
     counters = conn.execute(
         select(mb.c.uidnext, mb.c.highest_modseq).where(mb.c.id == target)
     ).one()
@@ -404,8 +408,8 @@ async def _apply_with_retry(
                 engine, lambda conn: _apply_one(conn, account, holding, item)
             )
         except (DatabaseUnavailable, DatabaseConflict):
-            # A deadlock victim (MariaDB, PostgreSQL) or a folder made meanwhile by
-            # another session: the next attempt sees the other's commit.
+            # A deadlock victim (MariaDB, PostgreSQL) or a folder made or deleted
+            # meanwhile by another session: the next attempt sees the other's commit.
             if attempt == _ATTEMPTS - 1:
                 raise
             await asyncio.sleep(0.02 * (attempt + 1))

@@ -211,12 +211,23 @@ async def reserve_uids(conn: AsyncConnection, mailbox: Mailbox, uidlist: Uidlist
 
     From then on a delivery takes a UID above every UID of the uidlist, so the import
     keeps Dovecot's UIDs however much mail arrives meanwhile."""
-    mb = t.cm_mailboxes
+    mb, msg = t.cm_mailboxes, t.cm_messages
+    # The folder row's lock first, as a delivery takes it (on SQLite this write begins
+    # the transaction and takes the write lock): a delivery in flight commits before we
+    # look, and later ones wait for our UIDNEXT. The look is a locking read, which on
+    # MariaDB sees that delivery where the transaction's snapshot would not. Without
+    # them a folder with a message just delivered took Dovecot's UIDVALIDITY and UIDs.
+    await conn.execute(update(mb).where(mb.c.id == mailbox.id).values(uidnext=mb.c.uidnext))
     if mailbox.uidvalidity != uidlist.uid_validity:
-        count = (
-            await conn.execute(select(func.count()).where(t.cm_messages.c.mailbox_id == mailbox.id))
-        ).scalar_one()
-        if count:
+        held = (
+            await conn.execute(
+                select(msg.c.id)
+                .where(msg.c.mailbox_id == mailbox.id)
+                .limit(1)
+                .with_for_update(read=True)
+            )
+        ).first()
+        if held is not None:
             return 0
     await conn.execute(
         update(mb).where(mb.c.id == mailbox.id).values(uidvalidity=uidlist.uid_validity)
@@ -243,7 +254,9 @@ async def prepare_folder(
             int(uid)
             for uid in (
                 await conn.execute(
-                    select(msg.c.uid).where(msg.c.mailbox_id == mailbox.id, msg.c.uid < reserved)
+                    select(msg.c.uid)
+                    .where(msg.c.mailbox_id == mailbox.id, msg.c.uid < reserved)
+                    .with_for_update(read=True)  # MariaDB: not the snapshot, see reserve_uids
                 )
             ).scalars()
         }
@@ -344,7 +357,7 @@ async def drop_bare_caches(engine: AsyncEngine, account: UnlockedAccount) -> int
             dropped += cleared.rowcount
         return dropped
 
-    dropped = await run_transaction(engine, work)
+    dropped = await run_transaction(engine, work, retry=True)
     if dropped:
         log.info("user id %d: %d imported message caches left for the pass", user_id, dropped)
     return dropped

@@ -35,7 +35,9 @@ async def reseal_old_fields(engine: AsyncEngine, account: UnlockedAccount) -> in
     try:
         if not await run_transaction(engine, lambda c: work(c, write=False), writes=False):
             return 0
-        done = await run_transaction(engine, lambda c: work(c, write=True))
+        # Parallel logins of one user meet here; each update is conditional on the value
+        # read, so a deadlock victim can run again and skips what the other re-sealed.
+        done = await run_transaction(engine, lambda c: work(c, write=True), retry=True)
     except (DatabaseError, StoreUnavailable) as exc:
         log.warning(
             "user id %d: re-sealing older folder names postponed to the next login: %s",

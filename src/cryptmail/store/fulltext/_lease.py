@@ -68,7 +68,9 @@ async def take_lease(engine: AsyncEngine, user_id: UserId, token: bytes, seconds
         )
         return taken.rowcount == 1
 
-    return await run_transaction(engine, work)
+    # Passes in several processes take and renew at once; a deadlock victim among them
+    # runs again and reads the winner's row.
+    return await run_transaction(engine, work, retry=True)
 
 
 async def drop_lease(engine: AsyncEngine, user_id: UserId, token: bytes) -> None:
@@ -82,4 +84,4 @@ async def drop_lease(engine: AsyncEngine, user_id: UserId, token: bytes) -> None
             )
         )
 
-    await run_transaction(engine, work)
+    await run_transaction(engine, work, retry=True)

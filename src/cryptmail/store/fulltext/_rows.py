@@ -55,7 +55,9 @@ def _insert(conn: Connection, user_id: UserId, name: bytes, sealed: bytes) -> in
 
 
 async def insert_segment(engine: AsyncEngine, user_id: UserId, name: bytes, sealed: bytes) -> int:
-    return await run_transaction(engine, lambda conn: _insert(conn, user_id, name, sealed))
+    return await run_transaction(
+        engine, lambda conn: _insert(conn, user_id, name, sealed), retry=True
+    )
 
 
 async def replace_segments(
@@ -73,7 +75,9 @@ async def replace_segments(
             raise SegmentsChanged("another session merged these search index segments first")
         return _insert(conn, user_id, name, sealed)
 
-    return await run_transaction(engine, work)
+    # Two merges deleting overlapping segments can deadlock on MariaDB; run again, the
+    # loser finds its segments gone and raises SegmentsChanged as if it had come second.
+    return await run_transaction(engine, work, retry=True)
 
 
 async def delete_segment(engine: AsyncEngine, user_id: UserId, segment_id: int) -> None:
@@ -82,7 +86,7 @@ async def delete_segment(engine: AsyncEngine, user_id: UserId, segment_id: int) 
     def work(conn: Connection) -> None:
         conn.execute(delete(table).where(table.c.user_id == user_id, table.c.id == segment_id))
 
-    await run_transaction(engine, work)
+    await run_transaction(engine, work, retry=True)
 
 
 async def user_blobs(engine: AsyncEngine, user_id: UserId) -> dict[BlobId, bool]:
