@@ -153,6 +153,12 @@ class LmtpConfig:
     socket_group: str = ""
     """Group (name or number) of a Unix `listen` socket, which is mode 0660: whoever can
     connect can deliver mail. Empty: the data directory's group. With Postfix: `postfix`."""
+    recipient_cache_s: float = 1.0
+    """How long a delivering process reuses the users RCPT found for an address (aliases
+    resolved, key, INBOX) for the next messages to it; 0: every RCPT looks them up. An
+    alias change reaches delivery within this time; a key change or a switch of `crypt`
+    is checked again at each commit, so no copy is sealed to a replaced key or stored
+    plain after a switch to 2, and Sieve scripts are read for every message."""
     recipient_delimiter: str = "+"
     """Characters that start an address's detail, as Postfix's `recipient_delimiter`:
     `user+tag@domain` reaches `user@domain` (an alias or user of the full address wins),
@@ -621,6 +627,8 @@ def _check(config: Config, source: str) -> None:
             f"{source}: managesieve.max_scripts, max_connections and "
             "max_connections_per_ip must be >= 1"
         )
+    if config.lmtp.recipient_cache_s < 0:
+        raise ConfigError(f"{source}: lmtp.recipient_cache_s must be >= 0 (0: off)")
     if config.lmtp.processes < 0:
         raise ConfigError(f"{source}: lmtp.processes must be >= 0 (0: two per CPU core)")
     if config.lmtp.process_idle_s < 0:

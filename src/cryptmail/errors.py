@@ -306,6 +306,12 @@ class RecipientKeyUnverified(StoreUnavailable):
     the MTA keeps the message and retries while an administrator looks."""
 
 
+class RecipientChanged(StoreUnavailable):
+    """The user's `crypt` or active key pair changed between the recipient's lookup and
+    the commit of its copy (a re-key, a key rotation, encryption switched): the copy,
+    sealed for the old state, was not stored. Transient: a fresh lookup delivers it."""
+
+
 class DatabaseUnavailable(StoreUnavailable):
     """Transient: the database could not be reached, dropped the connection, stayed
     locked or chose this transaction as a deadlock victim. Retry later."""

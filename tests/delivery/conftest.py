@@ -85,6 +85,7 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[MakeRig]:
         quota_warnings: tuple[int, ...] = (),
         message_limit: int = 0,
         sieve: Callable[[AsyncEngine], SieveDelivery] | None = None,
+        recipient_cache_s: float = 0.0,
     ) -> Rig:
         engine = create_engine(f"sqlite:///{tmp_path / 'cryptmail.db'}")
         await upgrade(engine)
@@ -100,6 +101,7 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[MakeRig]:
             message_limit=message_limit,
             sieve=sieve(engine) if sieve is not None else None,
             recipient_delimiter="+",
+            recipient_cache_s=recipient_cache_s,
         )
         server = LmtpServer(
             handler, hostname="lmtp.test", limits=limits, max_connections=max_connections

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptmail.db import UserId, run_transaction
 from cryptmail.delivery._protocol import DataSink, Envelope, Session
 from cryptmail.delivery._quota_warning import crossed_threshold, warning_message
+from cryptmail.delivery._recipient_cache import RecipientCache
 from cryptmail.delivery._sieve import FoundScript, SieveDelivery
 from cryptmail.delivery._sieve_actions import SieveCopy, SieveJob, carry_out, plan_sieve, remember
 from cryptmail.delivery._sort_record import sort_record
@@ -46,6 +47,7 @@ from cryptmail.errors import (
     DatabaseError,
     KeyLocked,
     QuotaExceeded,
+    RecipientChanged,
     StoreUnavailable,
 )
 from cryptmail.sieve import SieveResult
@@ -61,6 +63,7 @@ from cryptmail.store import (
     deliver_many,
     deliver_message,
     resolve_delivery_sync,
+    resolve_target,
 )
 from cryptmail.store.blobs import BlobStore
 from cryptmail.users import User
@@ -130,6 +133,7 @@ class DeliveryHandler:
         message_limit: int = 0,
         sieve: SieveDelivery | None = None,
         recipient_delimiter: str = "",
+        recipient_cache_s: float = 0.0,
     ) -> None:
         self._engine = engine
         self._blobs = blobs
@@ -140,6 +144,7 @@ class DeliveryHandler:
         self._sieve = sieve
         self._delimiter = recipient_delimiter
         self._epochs = DeliveryEpochs()  # this process's sort entry keys (store/_sortentries)
+        self._recipients: RecipientCache[list[DeliveryTarget]] = RecipientCache(recipient_cache_s)
         self._sort_fields: dict[int, SortFields | None] = {}
         """By id of the spool: the record of the message being delivered, made once."""
 
@@ -147,9 +152,12 @@ class DeliveryHandler:
         self, session: Session, envelope: Envelope, address: str
     ) -> tuple[str, object | None]:
         sieve, delimiter = self._sieve, self._delimiter
+        kept = self._recipients.get(address)
 
         def work(conn: Connection) -> Accepted:
-            targets = resolve_delivery_sync(conn, address, delimiter)
+            targets = kept if kept is not None else resolve_delivery_sync(conn, address, delimiter)
+            # The active scripts are read for every message, also with the targets kept:
+            # a script changed over ManageSieve runs from the very next delivery on.
             scripts = (
                 {}
                 if sieve is None
@@ -157,6 +165,8 @@ class DeliveryHandler:
             )
             return Accepted(targets, scripts)
 
+        if kept is not None and sieve is None:
+            return RECIPIENT_OK, Accepted(kept, {})
         try:
             accepted = await run_transaction(self._engine, work, writes=False)
         except Exception as exc:  # transient: the sender retries
@@ -167,6 +177,11 @@ class DeliveryHandler:
             return TRANSIENT, None
         if not accepted.targets:
             return UNKNOWN_USER, None
+        # Only targets delivery can use as they are: one whose INBOX is still to be made
+        # would make it again for every message of the second.
+        if kept is None and all(target.inbox is not None for target in accepted.targets):
+            users = [target.user.id for target in accepted.targets]
+            self._recipients.put(address, users, accepted.targets)
         return RECIPIENT_OK, accepted
 
     async def open_sink(self, session: Session, envelope: Envelope) -> DataSink:
@@ -287,6 +302,11 @@ class DeliveryHandler:
             self._engine, self._blobs, jobs, bus=self._bus, message_limit=self._message_limit
         )
         for (target, headers), result in zip(together, results, strict=True):
+            if isinstance(result, RecipientChanged):  # alone, after a fresh lookup
+                outcome[target.user.id] = await self._deliver(
+                    queue_id, target, spool, headers, size
+                )
+                continue
             outcome[target.user.id] = await self._reply(
                 queue_id, target.user, size + len(headers), result
             )
@@ -333,23 +353,39 @@ class DeliveryHandler:
         user = target.user
         size += len(headers)
         result: Appended | Exception
-        try:
-            result = await deliver_message(
-                self._engine,
-                self._blobs,
-                user,
-                _after(headers, spool.chunks()),
-                size_hint=size,
-                bus=self._bus,
-                message_digest=self._digest(spool, headers, role, filing),
-                target=target,
-                message_limit=self._message_limit,
-                role=role,
-                filing=filing,
-                sort_fields=self._sort_fields.get(id(spool)),
-            )
-        except Exception as exc:  # every failure gets a reply, none a traceback
-            result = exc
+        for attempt in (1, 2):
+            try:
+                result = await deliver_message(
+                    self._engine,
+                    self._blobs,
+                    user,
+                    _after(headers, spool.chunks()),
+                    size_hint=size,
+                    bus=self._bus,
+                    message_digest=self._digest(spool, headers, role, filing),
+                    target=target,
+                    message_limit=self._message_limit,
+                    role=role,
+                    filing=filing,
+                    sort_fields=self._sort_fields.get(id(spool)),
+                )
+            except RecipientChanged as exc:
+                # A re-key, rotation or crypt switch since the lookup: nothing was
+                # stored. Once more with the user as they are now.
+                self._recipients.forget_user(user.id)
+                result = exc
+                if attempt == 2:
+                    break
+                try:
+                    target = await resolve_target(self._engine, user.id)
+                except Exception as lookup_failed:  # replied below, as any failure
+                    result = lookup_failed
+                    break
+                user = target.user
+                continue
+            except Exception as exc:  # every failure gets a reply, none a traceback
+                result = exc
+            break
         return await self._reply(queue_id, user, size, result)
 
     async def _warn_quota(self, user: User, used_before: int, added: int) -> None:

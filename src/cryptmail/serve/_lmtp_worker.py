@@ -124,6 +124,7 @@ def lmtp_server(
         # Users' active scripts from the sealed store ManageSieve writes.
         sieve=sieve_delivery(engine, config, read_active_sync),
         recipient_delimiter=config.lmtp.recipient_delimiter,
+        recipient_cache_s=config.lmtp.recipient_cache_s,
     )
     return LmtpServer(
         handler,

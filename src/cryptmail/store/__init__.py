@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         message_count,
         resolve_delivery,
         resolve_delivery_sync,
+        resolve_target,
         used_bytes,
         write_blob,
     )
@@ -266,6 +267,7 @@ __all__ = [
     "reseal_old_fields",
     "resolve_delivery",
     "resolve_delivery_sync",
+    "resolve_target",
     "revoke_urls",
     "round_size",
     "save_cache",
@@ -305,6 +307,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "message_count",
         "resolve_delivery",
         "resolve_delivery_sync",
+        "resolve_target",
         "used_bytes",
         "write_blob",
     ),

@@ -22,7 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cryptmail.crypto import BlobSealer, PublicKeyInfo, plain_header
 from cryptmail.db import ChangeKind, UserId, record_mailbox_change, run_transaction, utcnow
 from cryptmail.db import tables as t
-from cryptmail.errors import KeyLocked, QuotaExceeded, RecipientKeyUnverified
+from cryptmail.errors import (
+    KeyLocked,
+    QuotaExceeded,
+    RecipientChanged,
+    RecipientKeyUnverified,
+    StoreError,
+)
 from cryptmail.keys import (
     DeliveryCheck,
     check_delivery,
@@ -94,6 +100,18 @@ _TARGET = select(
     .where(_acc.c.user_id == _USER_ID)
     .scalar_subquery()
     .label("delivery_mac"),
+)
+_SEALING_NOW = select(
+    select(t.virtual_users.c.crypt)
+    .where(t.virtual_users.c.id == _USER_ID)
+    .scalar_subquery()
+    .label("crypt"),
+    select(_kp.c.public_key)
+    .where(*_ACTIVE_KEY)
+    .order_by(_kp.c.id)
+    .limit(1)
+    .scalar_subquery()
+    .label("public_key"),
 )
 _EARLIER = (
     select(_msg.c.id, _msg.c.mailbox_id, _msg.c.uid, _msg.c.modseq)
@@ -219,6 +237,23 @@ async def write_blob(
         raise
     checkpoint("append:after-blob-commit")
     return StoredBlob(blob_id, size, sealer is not None, sealer.message_key if sealer else None)
+
+
+def _check_sealing(conn: Connection, user: User, recipient: PublicKeyInfo | None) -> None:
+    """RecipientChanged unless the user's `crypt` is still the one the copy was made for
+    and, for a sealed copy, `recipient` is still the active public key. In the row's
+    transaction: a re-key or key rotation committed since the lookup (which LMTP makes
+    at RCPT, or reuses for a moment, `lmtp.recipient_cache_s`) must not get a copy
+    sealed to the key it retired, and a user switched to crypt 2 no plain one."""
+    row = conn.execute(_SEALING_NOW, {"user_id": user.id}).one()
+    if row.crypt != user.crypt or (
+        recipient is not None
+        and (row.public_key is None or bytes(row.public_key) != recipient.encoded)
+    ):
+        raise RecipientChanged(
+            f"user id {user.id}: encryption or key pair changed during the delivery; "
+            "delivering again with the new one"
+        )
 
 
 def _used_bytes(conn: Connection, user_id: UserId) -> int:
@@ -503,6 +538,7 @@ async def deliver_many(
     results: list[Appended | Exception | None] = [None] * len(jobs)
     written: list[tuple[int, StoredBlob, MailboxId, bytes | None]] = []
     uses: dict[int, EpochUse] = {}
+    recipients: dict[int, PublicKeyInfo | None] = {}
     for index, job in enumerate(jobs):
         user = job.target.user
         digest = job.message_digest
@@ -514,13 +550,14 @@ async def deliver_many(
             results[index] = exc
             continue
         written.append((index, blob, inbox, tag))
+        recipients[index] = recipient
         use = _epoch_use(job.sort_fields, user, recipient)
         if use is not None:
             uses[index] = use
     when = utcnow()
 
-    def commit_rows(conn: Connection) -> dict[int, Appended | QuotaExceeded]:
-        done: dict[int, Appended | QuotaExceeded] = {}
+    def commit_rows(conn: Connection) -> dict[int, Appended | StoreError]:
+        done: dict[int, Appended | StoreError] = {}
         for index, blob, inbox, tag in written:
             user = jobs[index].target.user
             if tag is not None:
@@ -529,8 +566,9 @@ async def deliver_many(
                     done[index] = earlier
                     continue
             try:  # reads only: nothing of this user's is written when it raises
+                _check_sealing(conn, user, recipients[index])
                 used = _check_quota(conn, user, blob.size, message_limit=message_limit)
-            except QuotaExceeded as exc:
+            except (QuotaExceeded, RecipientChanged) as exc:
                 done[index] = exc
                 continue
             row_id, uid, modseq = _insert_row(conn, inbox, blob, when, tag=tag)
@@ -554,7 +592,7 @@ async def deliver_many(
             if outcome is None:
                 continue
             results[index] = outcome
-            if isinstance(outcome, QuotaExceeded) or outcome.duplicate:
+            if isinstance(outcome, StoreError) or outcome.duplicate:
                 await blobs.delete(blob.blob_id)  # certainly not committed under a row
                 continue
             if index in uses:
@@ -646,6 +684,7 @@ async def deliver_message(
             earlier = _earlier_delivery(conn, user.id, tag)
             if earlier is not None:
                 return earlier
+        _check_sealing(conn, user, recipient)
         used = _check_quota(conn, user, blob.size, message_limit=message_limit)
         if holding is not None:
             into = holding
@@ -663,7 +702,7 @@ async def deliver_message(
 
     try:
         appended = await run_transaction(engine, commit_row, retry=True)
-    except QuotaExceeded:
+    except (QuotaExceeded, RecipientChanged):
         # Certainly not committed: remove the orphan now. For any other failure the
         # commit's fate is unknown, so the blob stays and the sweep decides later.
         await blobs.delete(blob.blob_id)
