@@ -15,8 +15,18 @@ import logging
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, func, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    ScalarSelect,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cryptmail.crypto import BlobSealer, PublicKeyInfo, plain_header
@@ -78,24 +88,21 @@ _msg, _mb, _kp, _acc = t.cm_messages, t.cm_mailboxes, t.cm_key_pairs, t.cm_accou
 _USER_ID: BindParameter[int] = bindparam("user_id")
 _USERS_MAILBOXES = select(_mb.c.id).where(_mb.c.user_id == _USER_ID)
 _ACTIVE_KEY = (_kp.c.user_id == _USER_ID, _kp.c.active.is_(True))
+
+
+def _active_key_column(column: ColumnElement[Any]) -> ScalarSelect[Any]:
+    """`column` of the user's active key pair (the oldest active one), as a subquery."""
+    return select(column).where(*_ACTIVE_KEY).order_by(_kp.c.id).limit(1).scalar_subquery()
+
+
 _TARGET = select(
     select(_mb.c.id)
     .where(_mb.c.user_id == _USER_ID, _mb.c.role == "inbox")
     .limit(1)
     .scalar_subquery()
     .label("inbox"),
-    select(_kp.c.curve)
-    .where(*_ACTIVE_KEY)
-    .order_by(_kp.c.id)
-    .limit(1)
-    .scalar_subquery()
-    .label("curve"),
-    select(_kp.c.public_key)
-    .where(*_ACTIVE_KEY)
-    .order_by(_kp.c.id)
-    .limit(1)
-    .scalar_subquery()
-    .label("public_key"),
+    _active_key_column(_kp.c.curve).label("curve"),
+    _active_key_column(_kp.c.public_key).label("public_key"),
     select(_acc.c.delivery_mac)
     .where(_acc.c.user_id == _USER_ID)
     .scalar_subquery()
@@ -106,12 +113,7 @@ _SEALING_NOW = select(
     .where(t.virtual_users.c.id == _USER_ID)
     .scalar_subquery()
     .label("crypt"),
-    select(_kp.c.public_key)
-    .where(*_ACTIVE_KEY)
-    .order_by(_kp.c.id)
-    .limit(1)
-    .scalar_subquery()
-    .label("public_key"),
+    _active_key_column(_kp.c.public_key).label("public_key"),
 )
 _EARLIER = (
     select(_msg.c.id, _msg.c.mailbox_id, _msg.c.uid, _msg.c.modseq)
