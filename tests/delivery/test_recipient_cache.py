@@ -20,6 +20,7 @@ from cryptmail.keys import rotate_key_pair, unlock_account
 from cryptmail.secret import Password
 from cryptmail.store import open_blob
 from cryptmail.users import set_crypt
+from hand_clock import HandClock
 
 from .conftest import CRYPTO, PASSWORD, MakeRig, Rig
 
@@ -27,16 +28,8 @@ ALICE = "alice@example.org"
 BOB = "bob@example.org"
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_lookup_is_reused_until_it_expires() -> None:
-    clock = _Clock()
+    clock = HandClock()
     cache: RecipientCache[str] = RecipientCache(1.0, clock=clock)
     cache.put(ALICE, [UserId(1)], "found")
     clock.now += 0.9

@@ -20,6 +20,7 @@ from cryptmail.keys import (
     unlock_account,
 )
 from cryptmail.keys._generation import bump_generation
+from hand_clock import HandClock
 from keys.conftest import PASSWORD, MakeUser, pw
 
 ALICE = "alice@example.org"
@@ -147,16 +148,6 @@ def test_cache_entry_repr_hides_slot_records() -> None:
     assert "verifier-7c1a" not in repr(entry)
 
 
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_a_repeated_login_after_the_last_session_runs_no_argon2(
     engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser, kdf_calls: list[str]
 ) -> None:
@@ -270,7 +261,7 @@ async def test_an_idle_entry_expires_after_the_ttl(
     engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser, kdf_calls: list[str]
 ) -> None:
     await make_user()
-    clock = Clock()
+    clock = HandClock()
     cache = UnlockedAccounts(engine, crypto, ttl_s=300, clock=clock)
     cache.release(await cache.acquire(ALICE, pw(PASSWORD)))
     clock.now += 299
@@ -294,7 +285,7 @@ async def test_a_live_session_never_expires(
     engine: AsyncEngine, crypto: CryptoConfig, make_user: MakeUser, kdf_calls: list[str]
 ) -> None:
     await make_user()
-    clock = Clock()
+    clock = HandClock()
     cache = UnlockedAccounts(engine, crypto, ttl_s=300, clock=clock)
     held = await cache.acquire(ALICE, pw(PASSWORD))
     clock.now += 3600
@@ -310,7 +301,7 @@ async def test_the_least_recently_used_idle_entries_go_first_beyond_the_cap(
     users = ["alice@example.org", "bob@example.org", "carol@example.org"]
     for user in users:
         await make_user(user)
-    clock = Clock()
+    clock = HandClock()
     cache = UnlockedAccounts(engine, crypto, max_users=2, clock=clock)
     held = await cache.acquire(users[0], pw(PASSWORD))  # live: never evicted
     for user in users[1:]:

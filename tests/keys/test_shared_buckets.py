@@ -12,20 +12,13 @@ from cryptmail.db import tables as t
 from cryptmail.errors import AuthenticationFailed, TooManyAttempts
 from cryptmail.keys import LoginThrottle
 from cryptmail.keys._shared_buckets import SharedBuckets
+from hand_clock import HandClock
 
 ADDRESS = "alice@example.org"
 CLIENT = "198.51.100.23"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _node(engine: AsyncEngine, clock: Clock) -> LoginThrottle:
+def _node(engine: AsyncEngine, clock: HandClock) -> LoginThrottle:
     shared = SharedBuckets(engine, b"k" * 32, clock=clock)
     return LoginThrottle(address_burst=5, address_refill_s=20, clock=clock, shared=shared)
 
@@ -46,7 +39,7 @@ async def _right(throttle: LoginThrottle) -> str:
 
 
 async def test_failures_on_two_nodes_add_up(engine: AsyncEngine) -> None:
-    clock = Clock()
+    clock = HandClock(1_000_000.0)
     node_a, node_b = _node(engine, clock), _node(engine, clock)
     for _ in range(3):
         await _wrong(node_a)
@@ -66,7 +59,7 @@ async def test_failures_on_two_nodes_add_up(engine: AsyncEngine) -> None:
 
 
 async def test_the_table_names_no_address_and_prunes_full_buckets(engine: AsyncEngine) -> None:
-    clock = Clock()
+    clock = HandClock(1_000_000.0)
     node = _node(engine, clock)
     await _wrong(node)
     async with engine.connect() as conn:

@@ -11,25 +11,18 @@ import pytest
 
 from cryptmail.errors import AuthenticationFailed, KdfBusy, TooManyAttempts
 from cryptmail.keys import LoginThrottle, Reservation
+from hand_clock import HandClock
 
 A = "alice@example.org"
 IP = "192.0.2.1"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> HandClock:
+    return HandClock()
 
 
-def throttle_with(clock: Clock, **kwargs: object) -> LoginThrottle:
+def throttle_with(clock: HandClock, **kwargs: object) -> LoginThrottle:
     options: dict[str, object] = {
         "address_burst": 5,
         "address_refill_s": 20.0,
@@ -44,7 +37,7 @@ def fail(throttle: LoginThrottle, address: str = A, ip: str = IP) -> None:
     throttle.failed(throttle.reserve(address, ip))
 
 
-def test_the_burst_then_one_per_refill(clock: Clock) -> None:
+def test_the_burst_then_one_per_refill(clock: HandClock) -> None:
     throttle = throttle_with(clock)
     for _ in range(5):
         fail(throttle)
@@ -58,7 +51,7 @@ def test_the_burst_then_one_per_refill(clock: Clock) -> None:
         throttle.reserve(A, IP)
 
 
-def test_address_and_client_are_counted_apart(clock: Clock) -> None:
+def test_address_and_client_are_counted_apart(clock: HandClock) -> None:
     """(Kept from the doubling-delay throttle: both counts apply, the address's
     case-insensitively.)"""
     throttle = throttle_with(clock)
@@ -69,7 +62,7 @@ def test_address_and_client_are_counted_apart(clock: Clock) -> None:
     assert throttle.debt("bob@example.org", "198.51.100.7") == 0
 
 
-def test_another_users_login_from_the_same_client_is_not_refused(clock: Clock) -> None:
+def test_another_users_login_from_the_same_client_is_not_refused(clock: HandClock) -> None:
     """(b) Six failures for A from one address, then B from there is let through at once."""
     throttle = throttle_with(clock)
     for _ in range(5):
@@ -80,7 +73,7 @@ def test_another_users_login_from_the_same_client_is_not_refused(clock: Clock) -
     assert throttle.refusals == 1
 
 
-def test_successes_cost_nothing_however_parallel(clock: Clock) -> None:
+def test_successes_cost_nothing_however_parallel(clock: HandClock) -> None:
     """(a) Ten logins in flight from one client, over and over: none refused."""
     throttle = throttle_with(clock)
     for _ in range(30):
@@ -91,7 +84,7 @@ def test_successes_cost_nothing_however_parallel(clock: Clock) -> None:
     assert throttle.debt("bob@example.org", IP) == 0
 
 
-def test_parallel_guesses_beyond_the_burst_are_refused_not_queued(clock: Clock) -> None:
+def test_parallel_guesses_beyond_the_burst_are_refused_not_queued(clock: HandClock) -> None:
     """(c) Reservations happen before the check: only the burst is ever in flight."""
     throttle = throttle_with(clock)
     admitted, refused = [], 0
@@ -106,7 +99,7 @@ def test_parallel_guesses_beyond_the_burst_are_refused_not_queued(clock: Clock) 
     assert throttle.debt(A, "198.51.100.7") == 5
 
 
-async def test_parallel_wrong_attempts_in_a_running_loop(clock: Clock) -> None:
+async def test_parallel_wrong_attempts_in_a_running_loop(clock: HandClock) -> None:
     """(Replaces "a parallel burst is delayed as failures in a row": the burst is now
     refused, and all admitted failures count.)"""
     throttle = throttle_with(clock)
@@ -128,7 +121,7 @@ async def test_parallel_wrong_attempts_in_a_running_loop(clock: Clock) -> None:
     assert outcomes.count("refused") == 15
 
 
-def test_a_success_does_not_clear_the_address(clock: Clock) -> None:
+def test_a_success_does_not_clear_the_address(clock: HandClock) -> None:
     """(d) The victim's login gives back its own token, not the attacker's debt.
     (The doubling throttle cleared the address on success; the issue asks otherwise.)"""
     throttle = throttle_with(clock)
@@ -141,7 +134,7 @@ def test_a_success_does_not_clear_the_address(clock: Clock) -> None:
         throttle.reserve(A, "203.0.113.10")
 
 
-def test_address_keys_are_folded_as_the_user_look_up_folds_them(clock: Clock) -> None:
+def test_address_keys_are_folded_as_the_user_look_up_folds_them(clock: HandClock) -> None:
     """(e)"""
     throttle = throttle_with(clock)
     for _ in range(5):
@@ -150,7 +143,7 @@ def test_address_keys_are_folded_as_the_user_look_up_folds_them(clock: Clock) ->
         throttle.reserve("bob@example.org", "203.0.113.1")
 
 
-def test_failures_fade(clock: Clock) -> None:
+def test_failures_fade(clock: HandClock) -> None:
     throttle = throttle_with(clock)
     fail(throttle)
     clock.now += 19.0
@@ -159,7 +152,7 @@ def test_failures_fade(clock: Clock) -> None:
     assert throttle.debt(A, IP) == 0
 
 
-def test_released_attempts_cost_nothing(clock: Clock) -> None:
+def test_released_attempts_cost_nothing(clock: HandClock) -> None:
     """An attempt that ended in another error (database gone, KDF queue full) is given back."""
     throttle = throttle_with(clock)
     for _ in range(10):
@@ -167,7 +160,7 @@ def test_released_attempts_cost_nothing(clock: Clock) -> None:
     assert throttle.debt(A, IP) == 0
 
 
-def test_a_flood_is_bounded_but_the_worst_offender_stays(clock: Clock) -> None:
+def test_a_flood_is_bounded_but_the_worst_offender_stays(clock: HandClock) -> None:
     """(f) Past the cap, full and nearly full buckets go first; the deepest debt stays."""
     throttle = throttle_with(clock, max_entries=10)
     for _ in range(5):
@@ -180,7 +173,7 @@ def test_a_flood_is_bounded_but_the_worst_offender_stays(clock: Clock) -> None:
         throttle.reserve("victim@example.org", "198.51.100.1")
 
 
-def test_full_buckets_go_before_any_in_debt(clock: Clock) -> None:
+def test_full_buckets_go_before_any_in_debt(clock: HandClock) -> None:
     throttle = throttle_with(clock, max_entries=4)
     fail(throttle, "old@example.org", "192.0.2.1")
     clock.now += 100.0  # old@ has refilled: quiet, nothing to remember
@@ -192,7 +185,7 @@ def test_full_buckets_go_before_any_in_debt(clock: Clock) -> None:
         assert throttle.debt(address, "198.51.100.1") == 1
 
 
-def test_trusted_networks_skip_the_client_bucket_only(clock: Clock) -> None:
+def test_trusted_networks_skip_the_client_bucket_only(clock: HandClock) -> None:
     """(g) A webmail host's own address is exempt; the address bucket still applies."""
     throttle = throttle_with(clock, client_burst=2, trusted_networks=("10.0.0.0/24",))
     assert throttle.is_trusted("10.0.0.5") and not throttle.is_trusted("10.0.1.5")
@@ -210,7 +203,7 @@ def test_trusted_networks_skip_the_client_bucket_only(clock: Clock) -> None:
         throttle.reserve("w@example.org", "198.51.100.1")
 
 
-def test_ipv6_clients_share_a_bucket_per_64(clock: Clock) -> None:
+def test_ipv6_clients_share_a_bucket_per_64(clock: HandClock) -> None:
     throttle = throttle_with(clock, client_burst=2)
     fail(throttle, "a@example.org", "2001:db8::1")
     fail(throttle, "b@example.org", "2001:db8::2")
@@ -258,7 +251,7 @@ async def test_acquire_refuses_at_once_when_failures_emptied_the_bucket() -> Non
     assert throttle.held_back == 0
 
 
-async def test_check_settles_the_reservation_by_the_attempts_outcome(clock: Clock) -> None:
+async def test_check_settles_the_reservation_by_the_attempts_outcome(clock: HandClock) -> None:
     """What IMAP, POP3, SASL and the web all call: a wrong credential keeps its tokens,
     a right one and any other error give them back, an empty bucket runs nothing."""
     throttle = throttle_with(clock, address_burst=2)

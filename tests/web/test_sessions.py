@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from cryptmail.db import UserId
 from cryptmail.web._sessions import CSRF_TOKENS_PER_SESSION, SessionStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from hand_clock import HandClock
 
 
 def test_new_sessions_have_distinct_random_ids() -> None:
@@ -23,7 +16,7 @@ def test_new_sessions_have_distinct_random_ids() -> None:
 
 
 def test_idle_and_lifetime_expiry() -> None:
-    clock = Clock()
+    clock = HandClock()
     store = SessionStore(idle_s=10, lifetime_s=25, _clock=clock)
     session = store.sign_in(None, UserId(1), "Alice@Example.org")
     assert session.address == "alice@example.org"
