@@ -26,11 +26,14 @@ from cryptmail.store import (
     DeliveryEpochs,
     DeliveryJob,
     MessageId,
+    MessageRow,
     SortFields,
+    TakenEntries,
     deliver_many,
     deliver_message,
     header_sort_fields,
     inbox_id,
+    load_rows,
     save_sort_chunks,
     sort_entry_count,
     take_sort_entries,
@@ -38,15 +41,13 @@ from cryptmail.store import (
 from cryptmail.store._append import resolve_target
 from cryptmail.store._ids import BlobId
 from cryptmail.store._sortentries import (
-    KEYS_ENTRY,
     RECORD_ENTRY,
     _entry_context,
     _entry_contexts,
     decode_entry,
     encode_entry,
-    entry_keys,
 )
-from cryptmail.store.sortkeys import sort_keys
+from cryptmail.store.sortkeys import SortKeys, sort_keys
 from cryptmail.users import User
 
 from .conftest import PASSWORD, StoreRig
@@ -70,6 +71,18 @@ async def _account(rig: StoreRig, user: User) -> UnlockedAccount:
     return account
 
 
+async def _rows(rig: StoreRig, account: UnlockedAccount, *done: object) -> list[MessageRow]:
+    """The listed rows of delivered messages (``deliver_message``'s results)."""
+    ids = [MessageId(d.row_id) for d in done]  # type: ignore[attr-defined]
+    async with rig.engine.connect() as conn:
+        return await load_rows(conn, account, ids)
+
+
+def _whole(taken: TakenEntries) -> dict[int, SortKeys]:
+    """{uid: whole keys} of every entry taken, whichever version."""
+    return dict(taken.ready.keys() + taken.made)
+
+
 async def _count(rig: StoreRig, table: object) -> int:
     async with rig.engine.connect() as conn:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())  # type: ignore[arg-type]
@@ -89,29 +102,6 @@ def test_entry_codec_pads_to_a_power_of_two() -> None:
         decode_entry(b"\x00" + plain[1:])
     with pytest.raises(ValueError, match="truncated"):
         decode_entry(plain[:5])
-
-
-def test_both_entry_versions_give_the_keys_the_record_makes() -> None:
-    """Version 2 holds the keys ready; version 1 (written by the code before) holds the
-    record, whose keys are made on reading: the same keys either way."""
-    record = header_sort_fields(HEADER)
-    expected = sort_keys(record)._replace(size=1234)
-    ready = encode_entry(1234, SortFields(DeliveryEpochs(), record).ready, KEYS_ENTRY)
-    old = encode_entry(1234, record, RECORD_ENTRY)
-    assert entry_keys(ready) == (1234, expected)
-    assert entry_keys(old) == (1234, expected)
-    broken = bytearray(ready)
-    broken[_ENTRY_HEAD + 9] ^= 0xFF  # the flags byte of the keys
-    with pytest.raises(ValueError, match="ready sort keys"):
-        entry_keys(bytes(broken))
-
-
-def test_both_entry_versions_take_the_arrival_given() -> None:
-    record = header_sort_fields(HEADER)
-    expected = sort_keys(record)._replace(size=7, arrival=1.5e9)
-    for version, payload in ((KEYS_ENTRY, SortFields(DeliveryEpochs(), record).ready),
-                             (RECORD_ENTRY, record)):  # fmt: skip
-        assert entry_keys(encode_entry(7, payload, version), arrival=1.5e9) == (7, expected)
 
 
 def test_the_contexts_made_in_bulk_are_each_entrys_own() -> None:
@@ -135,15 +125,13 @@ async def test_delivery_writes_an_entry_the_session_opens(rig: StoreRig) -> None
     assert len(epochs) == 1
     assert first.blob is not None and second.blob is not None
     account = await _account(rig, user)
-    rows = {
-        MessageId(first.row_id): first.blob.blob_id,
-        MessageId(second.row_id): second.blob.blob_id,
-    }
-    opened = await take_sort_entries(rig.engine, account, rows)
+    rows = await _rows(rig, account, first, second)
+    taken = await take_sort_entries(rig.engine, account, rows)
     keys = sort_keys(fields.record)._replace(size=len(MESSAGE))
-    assert opened == {
-        MessageId(first.row_id): (len(MESSAGE), keys),
-        MessageId(second.row_id): (len(MESSAGE), keys),
+    assert taken.made == []  # version 2: the keys ready
+    assert taken.ready.uids == [1, 2]
+    assert _whole(taken) == {
+        row.uid: keys._replace(arrival=row.internal_date.timestamp()) for row in rows
     }
     # Nothing of the header at rest: not in the rows, not in the database file.
     async with rig.engine.connect() as conn:
@@ -200,11 +188,11 @@ async def test_deliver_many_writes_each_users_entry_in_the_one_transaction(
         assert await sort_entry_count(rig.engine, user.id) == (1, 1)
         assert result.blob is not None
         account = await _account(rig, user)
-        opened = await take_sort_entries(
-            rig.engine, account, {MessageId(result.row_id): result.blob.blob_id}
-        )
+        rows = await _rows(rig, account, result)
+        taken = await take_sort_entries(rig.engine, account, rows)
         keys = sort_keys(fields.record)._replace(size=len(MESSAGE))
-        assert opened == {MessageId(result.row_id): (len(MESSAGE), keys)}
+        arrival = rows[0].internal_date.timestamp()
+        assert _whole(taken) == {rows[0].uid: keys._replace(arrival=arrival)}
 
 
 async def test_a_failed_transaction_leaves_no_entry_no_epoch_and_no_held_key(
@@ -256,20 +244,16 @@ async def test_an_entry_opens_only_for_its_row_user_and_epoch(
             update(e).where(e.c.message_id == a2.row_id).values(sealed=rows[a1.row_id])
         )
     alice_account = await _account(rig, alice)
-    asked = {MessageId(a1.row_id): a1.blob.blob_id, MessageId(a2.row_id): a2.blob.blob_id}
-    assert await take_sort_entries(rig.engine, alice_account, asked) == {}
+    asked = await _rows(rig, alice_account, a1, a2)
+    assert not (await take_sort_entries(rig.engine, alice_account, asked)).uids()
     assert "did not open" in caplog.text and str(a1.row_id) in caplog.text
     assert await sort_entry_count(rig.engine, alice.id) == (0, 1)  # the bad ones deleted
     # Bob's entry asked for by alice (her key cannot open bob's epoch): not opened.
-    assert (
-        await take_sort_entries(rig.engine, alice_account, {MessageId(b1.row_id): b1.blob.blob_id})
-        == {}
-    )
     bob_account = await _account(rig, bob)
-    assert (
-        await take_sort_entries(rig.engine, bob_account, {MessageId(b1.row_id): b1.blob.blob_id})
-        == {}
-    )  # alice's attempt deleted it: it is done the slow way, never wrongly
+    bobs = await _rows(rig, bob_account, b1)
+    assert not (await take_sort_entries(rig.engine, alice_account, bobs)).uids()
+    # Alice's attempt deleted it: it is done the slow way, never wrongly.
+    assert not (await take_sort_entries(rig.engine, bob_account, bobs)).uids()
 
 
 async def test_an_epoch_that_does_not_open_drops_its_entries(rig: StoreRig) -> None:
@@ -280,11 +264,56 @@ async def test_an_epoch_that_does_not_open_drops_its_entries(rig: StoreRig) -> N
     async with rig.engine.begin() as conn:  # as after a key change: another key's wrap
         await conn.execute(update(t.cm_sort_epochs).values(key_id=b"\x00" * 32))
     account = await _account(rig, user)
-    assert (
-        await take_sort_entries(rig.engine, account, {MessageId(done.row_id): done.blob.blob_id})
-        == {}
-    )
+    rows = await _rows(rig, account, done)
+    assert not (await take_sort_entries(rig.engine, account, rows)).uids()
     assert await sort_entry_count(rig.engine, user.id) == (0, 1)
+
+
+async def test_a_version_1_entry_gives_the_keys_its_record_makes(rig: StoreRig) -> None:
+    """An entry written before keys were made at delivery holds the record: its keys are
+    made on reading, the same keys a version 2 entry holds ready."""
+    user = await rig.user("alice@example.org")
+    epochs = DeliveryEpochs()
+    fields = SortFields(epochs, header_sort_fields(HEADER))
+    done = await deliver_message(rig.engine, rig.blobs, user, _source(), sort_fields=fields)
+    assert done.blob is not None
+    epoch = next(iter(epochs._held.values()))
+    old = epoch.cipher.seal(
+        encode_entry(len(MESSAGE), fields.record, RECORD_ENTRY),
+        _entry_context(user.id, epoch.id, done.row_id, done.blob.blob_id),
+    )
+    async with rig.engine.begin() as conn:
+        await conn.execute(update(t.cm_sort_entries).values(sealed=old))
+    account = await _account(rig, user)
+    rows = await _rows(rig, account, done)
+    taken = await take_sort_entries(rig.engine, account, rows)
+    assert len(taken.ready) == 0
+    arrival = rows[0].internal_date.timestamp()
+    expected = sort_keys(fields.record)._replace(size=len(MESSAGE), arrival=arrival)
+    assert taken.made == [(rows[0].uid, expected)]
+
+
+@pytest.mark.parametrize("by_mailbox", [1, 10_000], ids=["mailbox-query", "id-queries"])
+async def test_only_the_rows_asked_for_are_taken_either_way(
+    rig: StoreRig, monkeypatch: pytest.MonkeyPatch, by_mailbox: int
+) -> None:
+    """Many rows asked for read the mailbox's entries in one query, few by id: either
+    way only the asked rows' entries are taken, and another mailbox's never."""
+    monkeypatch.setattr("cryptmail.store._sortentries._BY_MAILBOX", by_mailbox)
+    alice = await rig.user("alice@example.org")
+    bob = await rig.user("bob@example.org")
+    fields = SortFields(DeliveryEpochs(), header_sort_fields(HEADER))
+    done = [
+        await deliver_message(rig.engine, rig.blobs, alice, _source(), sort_fields=fields)
+        for _ in range(3)
+    ]
+    await deliver_message(rig.engine, rig.blobs, bob, _source(), sort_fields=fields)
+    account = await _account(rig, alice)
+    rows = await _rows(rig, account, done[0], done[2])
+    taken = await take_sort_entries(rig.engine, account, rows)
+    assert taken.uids() == {rows[0].uid, rows[1].uid}
+    assert await sort_entry_count(rig.engine, alice.id) == (3, 1)  # nothing deleted
+    assert await sort_entry_count(rig.engine, bob.id) == (1, 1)
 
 
 async def test_the_chunk_write_deletes_folded_entries_and_old_empty_epochs(

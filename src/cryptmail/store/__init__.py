@@ -128,6 +128,7 @@ if TYPE_CHECKING:
     from cryptmail.store._sortentries import (
         DeliveryEpochs,
         SortFields,
+        TakenEntries,
         sort_entry_count,
         take_sort_entries,
     )
@@ -196,6 +197,7 @@ __all__ = [
     "StagedImport",
     "StagedSource",
     "StoredBlob",
+    "TakenEntries",
     "UrlGrant",
     "UserId",
     "append_rows",
@@ -441,6 +443,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_sortentries": (
         "DeliveryEpochs",
         "SortFields",
+        "TakenEntries",
         "sort_entry_count",
         "take_sort_entries",
     ),

@@ -24,11 +24,13 @@ whatever the number of recipients.
 
 A session holding the private key opens an epoch once (its ciphers are kept with the
 unlocked account, gone with it) and each entry with one AEAD open (`take_sort_entries`,
-which hands back keys: decoded from a version 2 entry, made from a version 1 one);
-the keys go into the mailbox's sort chunks, and writing a chunk deletes the entries of
-every row it holds (`drop_folded`). An entry that does not open (changed, moved to
-another row, or its epoch gone or sealed to a key the account no longer holds) is
-deleted, logged by row id, and its message done the slow way.
+which hands back a version 2 entry's keys as bytes in a `ReadyBlock`, decoded as far as
+a SORT asks, and makes a version 1 entry's); a mailbox's entries are read in one query
+when many are asked for. The keys go into the mailbox's sort chunks, and writing a
+chunk deletes the entries of every row it holds (`drop_folded`). An entry that does
+not open (changed, moved to another row, or its epoch gone or sealed to a key the
+account no longer holds) is deleted, logged by row id, and its message done the slow
+way.
 
 The plaintext is padded to a power of two (at least 256 bytes): a database reader sees
 one entry per delivered message (as the message rows show anyway), its size class, and
@@ -63,10 +65,11 @@ from cryptmail.db import tables as t
 from cryptmail.errors import CryptmailError, DatabaseUnavailable
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import BlobId, MessageId
+from cryptmail.store._messages import MessageRow
 from cryptmail.store.sortkeys import (
+    ReadyBlock,
     SortKeys,
     SortMemo,
-    decode_ready_keys,
     encode_ready_keys,
     sort_keys,
 )
@@ -121,17 +124,6 @@ def decode_entry(plain: bytes) -> tuple[int, int, bytes]:
     if version not in _VERSIONS or end > len(plain) or plain.count(0, end) != len(plain) - end:
         raise ValueError("sort entry has a bad version, length or padding")
     return version, size, plain[_HEAD.size : end]
-
-
-def entry_keys(
-    plain: bytes, memo: SortMemo | None = None, arrival: float = 0.0
-) -> tuple[int, SortKeys]:
-    """(size, keys) of an entry's plaintext, ``size`` and ``arrival`` set in the keys;
-    ValueError as :func:`decode_entry`, or when a version 2 payload does not decode."""
-    version, size, payload = decode_entry(plain)
-    if version == KEYS_ENTRY:
-        return size, decode_ready_keys(payload, size, arrival)
-    return size, sort_keys(payload, memo)._replace(size=size, arrival=arrival)
 
 
 # -- delivery --------------------------------------------------------------------------
@@ -245,6 +237,25 @@ _Found = tuple[MessageId, int, bytes]
 """(row id, epoch id, sealed) of one entry."""
 _opened: dict[int, tuple[weakref.ref[UnlockedAccount], _Opened]] = {}
 """Opened epochs by id of the account object (not hashable), gone with it."""
+_BY_MAILBOX: Final = 2 * _BATCH
+"""From this many rows asked on, the mailbox's entries are read in one query (and
+those not asked for left): 20 queries of 500 ids cost twice the reading."""
+
+
+@dataclass(frozen=True)
+class TakenEntries:
+    """What a session took from delivery's sort entries: the keys of version 2 entries
+    ready (decoded as a SORT asks), those of version 1 entries made."""
+
+    ready: ReadyBlock
+    made: list[tuple[int, SortKeys]]
+    """(uid, keys) made from a version 1 entry's record."""
+
+    def uids(self) -> set[int]:
+        return {*self.ready.uids, *(uid for uid, _keys in self.made)}
+
+
+_NOTHING_TAKEN: Final = TakenEntries(ReadyBlock(()), [])
 
 
 def _opened_of(account: UnlockedAccount) -> _Opened:
@@ -299,52 +310,68 @@ def _entry_contexts(
 def _open_entries(
     account: UnlockedAccount,
     found: Sequence[_Found],
-    blobs: Mapping[MessageId, BlobId],
+    rows: Mapping[MessageId, MessageRow],
     ciphers: _Opened,
-    arrivals: Mapping[MessageId, float],
-) -> tuple[dict[MessageId, tuple[int, SortKeys]], list[MessageId]]:
-    opened: dict[MessageId, tuple[int, SortKeys]] = {}
+) -> tuple[TakenEntries, list[MessageId]]:
+    """The entries opened (version 2 kept as bytes, version 1 made into keys), and the
+    row ids of those that did not open."""
+    ready: list[tuple[int, int, float, bytes]] = []
+    made: list[tuple[int, SortKeys]] = []
     memo = SortMemo()  # this call's only: it holds plaintext values (version 1 entries)
     bad: list[MessageId] = []
-    contexts = _entry_contexts(account.user.id, found, blobs)
-    arrival = arrivals.get
+    contexts = _entry_contexts(
+        account.user.id, found, {row_id: rows[row_id].blob_id for row_id, _e, _s in found}
+    )
     for (row_id, epoch_id, sealed), entry_context in zip(found, contexts, strict=True):
         cipher = ciphers.get(epoch_id)
         try:
             if cipher is None:
                 raise ValueError("epoch missing or not opened")
-            plain = cipher.open(sealed, entry_context)
-            opened[row_id] = entry_keys(plain, memo, arrival(row_id, 0.0))
+            version, size, payload = decode_entry(cipher.open(sealed, entry_context))
+            row = rows[row_id]
+            arrival = row.internal_date.timestamp()
+            if version == KEYS_ENTRY:
+                ready.append((row.uid, size, arrival, payload))
+            else:
+                keys = sort_keys(payload, memo)._replace(size=size, arrival=arrival)
+                made.append((row.uid, keys))
         except (CryptmailError, ValueError):
             bad.append(row_id)
-    return opened, bad
+    return TakenEntries(ReadyBlock(ready), made), bad
 
 
 async def take_sort_entries(
-    engine: AsyncEngine,
-    account: UnlockedAccount,
-    rows: Mapping[MessageId, BlobId],
-    arrivals: Mapping[MessageId, float] | None = None,
-) -> dict[MessageId, tuple[int, SortKeys]]:
-    """{row id: (size, keys with that size)} of the delivery entries of ``rows`` ({row
-    id: blob id}) that open (version 2 decoded, version 1 made from its record), each
-    key's ``arrival`` taken from ``arrivals`` ({row id: internal date}, else 0). One
-    that does not is deleted (logged by row id): its message is done the slow way."""
+    engine: AsyncEngine, account: UnlockedAccount, rows: Sequence[MessageRow]
+) -> TakenEntries:
+    """The keys in the delivery entries of ``rows`` (each taken only for the row, and
+    mailbox, it names) that open; each key's ``arrival`` is its row's internal date.
+    An entry that does not open is deleted (logged by row id): its message is done
+    the slow way."""
     if not rows:
-        return {}
-    e, ep = t.cm_sort_entries, t.cm_sort_epochs
-    ids = sorted(rows)
+        return _NOTHING_TAKEN
+    e, ep, m = t.cm_sort_entries, t.cm_sort_epochs, t.cm_messages
+    asked = {row.id: row for row in rows}
+    boxes = sorted({row.mailbox_id for row in rows})
+    ids = sorted(asked)
     cache = _opened_of(account)
+    columns = (e.c.message_id, e.c.epoch_id, e.c.sealed)
+    in_boxes = m.c.mailbox_id.in_(boxes)
 
     def read(conn: Connection) -> tuple[list[_Found], list[tuple[int, bytes, bytes]]]:
         found: list[_Found] = []
-        for start in range(0, len(ids), _BATCH):
-            query = select(e.c.message_id, e.c.epoch_id, e.c.sealed).where(
-                e.c.message_id.in_(ids[start : start + _BATCH])
-            )
+        joined = select(*columns).join(m, m.c.id == e.c.message_id)
+        if len(ids) >= _BY_MAILBOX:
+            parts = [joined.where(in_boxes)]
+        else:
+            parts = [
+                joined.where(in_boxes, e.c.message_id.in_(ids[start : start + _BATCH]))
+                for start in range(0, len(ids), _BATCH)
+            ]
+        for query in parts:
             found += [
-                (MessageId(int(row_id)), int(epoch), bytes(sealed))
+                (MessageId(row_id), int(epoch), bytes(sealed))
                 for row_id, epoch, sealed in conn.execute(query)
+                if row_id in asked
             ]
         wanted = sorted({epoch for _row, epoch, _sealed in found} - set(cache))
         epochs: list[tuple[int, bytes, bytes]] = []
@@ -360,11 +387,11 @@ async def take_sort_entries(
 
     found, epochs = await run_transaction(engine, read, writes=False)
     if not found:
-        return {}
+        return _NOTHING_TAKEN
     if epochs:
         cache.update(await run_blocking(_open_epochs, account, epochs))
     ciphers = {epoch: cache.get(epoch) for _row, epoch, _sealed in found}
-    opened, bad = await run_blocking(_open_entries, account, found, rows, ciphers, arrivals or {})
+    taken, bad = await run_blocking(_open_entries, account, found, asked, ciphers)
     if bad:
         log.warning(
             "user %d: %d sort entries from delivery did not open (rows %s); deleted, "
@@ -380,7 +407,7 @@ async def take_sort_entries(
             await run_transaction(engine, drop)
         except CryptmailError as exc:  # deleted next time; the answer does not depend on it
             log.warning("user %d: sort entries not deleted (%s)", account.user.id, exc)
-    return opened
+    return taken
 
 
 def drop_folded(conn: Connection, rows: Collection[int]) -> None:

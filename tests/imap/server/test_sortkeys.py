@@ -248,3 +248,59 @@ def test_odd_headers_and_old_entries_sort_as_the_slow_path(
     assert _entries(rig) == 0
     _forget_tables()
     assert _answers(_login(rig)) == expected
+
+
+def _arrival_runs(rig: ImapRig) -> None:
+    """Internal dates in runs of three equal ones, later UIDs earlier: ARRIVAL differs
+    from UID order, and ties show whether mailbox order is kept (REVERSE too)."""
+    m = t.cm_messages
+
+    async def work() -> None:
+        async with rig.engine.begin() as conn:
+            for row_id, uid in (await conn.execute(select(m.c.id, m.c.uid))).all():
+                when = datetime(2026, 1, 1) - timedelta(minutes=int(uid) // 3)
+                await conn.execute(update(m).where(m.c.id == row_id).values(internal_date=when))
+
+    rig.run(work())
+
+
+def test_a_sort_by_arrival_alone_takes_no_key_and_answers_as_with_keys(
+    rigs: tuple[ImapRig, ImapRig],
+) -> None:
+    """SORT (ARRIVAL) needs only the internal date, which the listing holds: the first
+    one takes no delivery entry (they are all still there afterwards) and answers as the
+    slow path does, REVERSE, a part of the mailbox, ESORT and two sessions of one user
+    included; once another criterion loaded the keys, the table's order agrees."""
+    slow, rig = rigs
+    count = 90
+    for i in range(count):
+        slow.deliver(_message(i, count))
+        _deliver(rig, _message(i, count))
+    for server in (slow, rig):
+        _arrival_runs(server)
+    asked = [
+        ("UID", "SORT", "(ARRIVAL)", "UTF-8", "ALL"),
+        ("UID", "SORT", "(REVERSE ARRIVAL)", "UTF-8", "ALL"),
+        ("SORT", "(REVERSE ARRIVAL)", "UTF-8", "UID", "20:70"),
+        ("SORT", "(ARRIVAL REVERSE ARRIVAL)", "UTF-8", "ALL"),
+        ("SORT", "RETURN (MIN MAX COUNT)", "(REVERSE ARRIVAL)", "UTF-8", "ALL"),
+    ]
+
+    def answers(client: object) -> list[list[bytes]]:
+        out = []
+        for command in asked:
+            status, data = client._simple_command(*command)  # type: ignore[attr-defined]
+            assert status == "OK", data
+            name = "ESEARCH" if "RETURN" in command else command[1 if command[0] == "UID" else 0]
+            out.append(client._untagged_response(status, data, name)[1])  # type: ignore[attr-defined]
+        return out
+
+    expected = answers(_login(slow))
+    _no_reads(rig, USER)
+    first, second = _login(rig), _login(rig)
+    assert answers(first) == expected
+    assert answers(second) == expected
+    assert _entries(rig) == count  # no key was taken for them
+    status, _data = first.uid("SORT", "(DATE)", "UTF-8", "ALL")  # now the keys are loaded
+    assert status == "OK"
+    assert answers(second) == expected

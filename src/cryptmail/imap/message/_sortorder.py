@@ -22,12 +22,13 @@ and numbers it was made from (the same command in another session of the same vi
 webmail's connection per page, is answered from it), all dropped whenever a key is added
 or dropped.
 
-Keys read from a sort key record come as :class:`SortBlock` (`add_block`) and stay
-there, undecoded, until something needs a message's whole keys (THREAD, several
-criteria, an expunge): an order by one criterion reads the one column it needs from
-each block, so the first SORT of a mailbox builds no per-message object (10,000 key
-tuples, their strings and the garbage collector runs they set off were most of its
-cost).
+Keys read from a sort key record come as a `SortBlock`, and those taken from
+delivery's sort entries as a `store.sortkeys.ReadyBlock` (`add_block`, any
+:class:`KeyBlock`); they stay there, undecoded, until something needs a message's
+whole keys (THREAD, several criteria, an expunge): an order by one criterion reads the
+one column it needs from each block, so the first SORT of a mailbox builds no
+per-message object (10,000 key tuples, their strings and the garbage collector runs
+they set off were most of its cost).
 
 Pure: no I/O; the server keeps one per mailbox (``imap/server/_sortkeys.py``).
 """
@@ -39,12 +40,29 @@ import itertools
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cryptmail.imap.message._sortkeys import SortKeys
-from cryptmail.imap.message._sortrecord import SortBlock
 
-__all__ = ["SortIndex"]
+__all__ = ["KeyBlock", "SortIndex"]
+
+
+class KeyBlock(Protocol):
+    """Many messages' keys held undecoded, decoded as far as asked (a sort key record's
+    `SortBlock`, delivery's `ReadyBlock`)."""
+
+    uids: list[int]
+    """Ascending, one entry each."""
+
+    def column(self, field: str) -> list[object]:
+        """One SortKeys field of every entry, in ``uids`` order ("sent": DATE's key)."""
+
+    def value(self, field: str, uid: int) -> object:
+        """One field of the entry of ``uid``."""
+
+    def keys(self) -> list[tuple[int, SortKeys]]:
+        """(uid, whole keys) of every entry."""
+
 
 _INSERT_MAX_SHARE: Final = 16
 """Adding more than 1/16 of the mailbox at once drops an order (rebuilt on next use,
@@ -60,7 +78,7 @@ _FIELD_NAMES: Final = {
     "ARRIVAL": "arrival", "CC": "cc", "FROM": "from_", "SIZE": "size", "SUBJECT": "subject",
     "TO": "to", "DISPLAYFROM": "display_from", "DISPLAYTO": "display_to", "DATE": "sent",
 }  # fmt: skip
-"""The :meth:`SortBlock.column` each criterion reads."""
+"""The :meth:`KeyBlock.column` each criterion reads."""
 _FIELDS: Final = {
     name: SortKeys._fields.index(field)
     for name, field in (
@@ -79,9 +97,9 @@ class SortIndex:
 
     def __init__(self) -> None:
         self._keys: dict[int, SortKeys] = {}
-        self._lazy: dict[int, SortBlock] = {}
+        self._lazy: dict[int, KeyBlock] = {}
         """UIDs whose keys are still in a block (never in ``_keys`` at the same time)."""
-        self._blocks: list[SortBlock] = []
+        self._blocks: list[KeyBlock] = []
         """The blocks some UID of ``_lazy`` points at."""
         self._gone: dict[int, SortKeys] = {}
         self._orders: dict[str, array[int]] = {}
@@ -98,14 +116,14 @@ class SortIndex:
     def __iter__(self) -> Iterator[int]:
         return itertools.chain(self._keys, self._lazy)
 
-    def pending(self) -> list[SortBlock]:
-        """The blocks some held UID's keys are still in: make their :meth:`SortBlock.keys`
+    def pending(self) -> list[KeyBlock]:
+        """The blocks some held UID's keys are still in: make their :meth:`KeyBlock.keys`
         in a worker thread and give them to :meth:`unpack` before asking :meth:`get` for
         many messages (else the first :meth:`get` of each does it where it is called)."""
         return list(self._blocks)
 
-    def unpack(self, block: SortBlock, made: list[tuple[int, SortKeys]] | None = None) -> None:
-        """Move the keys of ``block`` (``made``: its :meth:`SortBlock.keys`) that are
+    def unpack(self, block: KeyBlock, made: list[tuple[int, SortKeys]] | None = None) -> None:
+        """Move the keys of ``block`` (``made``: its :meth:`KeyBlock.keys`) that are
         still lazy into the table's keys (same values: the orders stay as they are)."""
         if block not in self._blocks:
             return  # unpacked meanwhile
@@ -140,9 +158,10 @@ class SortIndex:
             self._keys[uid] = keys
         self._added([uid for uid, _keys in added])
 
-    def add_block(self, block: SortBlock) -> None:
-        """The keys of a decoded sort key record chunk (``arrival`` set); a UID held
-        already is left as it is. Nothing of it is decoded further until needed."""
+    def add_block(self, block: KeyBlock) -> None:
+        """The keys of a decoded sort key record chunk or of delivery's entries
+        (``arrival`` set); a UID held already is left as it is. Nothing of it is
+        decoded further until needed."""
         added = [uid for uid in block.uids if uid not in self]
         if not added:
             return

@@ -16,8 +16,8 @@ Keys the table lacks come first from the mailbox's sort key record (`_sortrecord
 few sealed chunks of 2,048 UIDs, written by the background pass), so the first SORT of
 a mailbox in a process opens a handful of rows instead of every message's cache; then
 from the sort entries delivery left (`store.take_sort_entries`: one AEAD open each,
-no ECDH), which the chunks written next take over. What neither holds is done the
-slow way: a message nobody has read yet is
+no ECDH, the keys decoded only as a SORT asks), which the chunks written next take
+over. What neither holds is done the slow way: a message nobody has read yet is
 indexed here as FETCH would index it (while the user is logged in, the background pass
 of `_fulltext` seals those caches ahead, newest first, so after a while there are few
 or none); one whose cache predates the sort fields has its header read (one chunk
@@ -38,7 +38,7 @@ from cryptmail.concurrency import run_blocking
 from cryptmail.errors import CryptmailError
 from cryptmail.imap.message._analysis import MessageAnalysis
 from cryptmail.imap.message._sortkeys import SortKeys, SortMemo, header_sort_fields, sort_keys
-from cryptmail.imap.message._sortorder import SortIndex
+from cryptmail.imap.message._sortorder import KeyBlock, SortIndex
 from cryptmail.imap.server._fetch import index_messages, open_current
 from cryptmail.imap.server._sortrecords import entries_by_chunk, read_recorded, write_recorded
 from cryptmail.imap.server._writes import SessionWrites, Write
@@ -258,23 +258,28 @@ async def _recorded(
 ) -> list[MessageRow]:
     """Take the keys of ``missing`` (and of their chunks' other messages the table
     lacks) from the mailbox's sort key record; the rows it did not have."""
-    chunks = {sort_chunk_of(row.uid) for row in missing}
     size = SORT_CHUNK_UIDS
-    wanted = {
-        uid: (row.id, row.internal_date.timestamp())
-        for uid, row in selected.rows.items()
-        if uid // size in chunks and uid not in table
-    }
-    for row in missing:  # a row the session has not listed (not expected; harmless)
-        if row.uid not in wanted:
-            wanted[row.uid] = (row.id, row.internal_date.timestamp())
+
+    def wanted_in(chunks: set[int]) -> dict[int, tuple[int, float]]:
+        wanted: dict[int, tuple[int, float]] = {
+            uid: (row.id, row.internal_date.timestamp())
+            for uid, row in selected.rows.items()
+            if uid // size in chunks and uid not in table
+        }
+        for row in missing:  # a row the session has not listed (not expected; harmless)
+            if row.uid not in wanted and row.uid // size in chunks:
+                wanted[row.uid] = (row.id, row.internal_date.timestamp())
+        return wanted
+
     try:
         found = await read_recorded(
             selected.context.engine, selected.account, selected.mailbox_id,
-            selected.uidvalidity, wanted,
+            selected.uidvalidity, {sort_chunk_of(row.uid) for row in missing}, wanted_in,
         )  # fmt: skip
     except CryptmailError as exc:
         log.warning("sort key record of mailbox %d: %s", selected.mailbox_id, exc)
+        return missing
+    if not found:
         return missing
     for block in found:
         table.add_block(block)
@@ -287,26 +292,36 @@ async def _delivered(
     missing: list[MessageRow],
     made: list[int],
 ) -> list[MessageRow]:
-    """Make the keys of ``missing`` that delivery left sort entries for (one AEAD open
-    each, no ECDH: `store.take_sort_entries`), adding their UIDs to ``made`` (so the
-    chunks written next hold them, and that write deletes the entries); the rows left."""
+    """Take the keys of ``missing`` that delivery left sort entries for (one AEAD open
+    each, no ECDH, decoded only as a SORT asks: `store.take_sort_entries`), adding
+    their UIDs to ``made`` (so the chunks written next hold them, and that write
+    deletes the entries); the rows left."""
     try:
-        found = await take_sort_entries(
-            selected.context.engine,
-            selected.account,
-            {row.id: row.blob_id for row in missing},
-            {row.id: row.internal_date.timestamp() for row in missing},
-        )
+        taken = await take_sort_entries(selected.context.engine, selected.account, missing)
     except CryptmailError as exc:  # done the slow way
         log.warning("sort entries of mailbox %d: %s", selected.mailbox_id, exc)
         return missing
-    if not found:
+    uids = taken.uids()
+    if not uids:
         return missing
-    taken = [row for row in missing if row.id in found]
-    # Keys ready (only a version 1 entry's were made, in `take_sort_entries`'s worker).
-    table.add([(row.uid, found[row.id][1]) for row in taken])
-    made += [row.uid for row in taken]
-    return [row for row in missing if row.id not in found]
+    table.add_block(taken.ready)
+    table.add(taken.made)
+    made += sorted(uids)
+    return [row for row in missing if row.uid not in uids]
+
+
+async def unpack_keys(table: SortIndex) -> None:
+    """Every key of the table whole, the blocks it holds decoded in a worker thread
+    (10,000 key tuples would hold the loop, and every other session, 10 ms or more)."""
+    blocks = table.pending()
+    if blocks:
+        made = await run_blocking(_whole_keys, blocks)
+        for block, keys in zip(blocks, made, strict=True):
+            table.unpack(block, keys)
+
+
+def _whole_keys(blocks: list[KeyBlock]) -> list[list[tuple[int, SortKeys]]]:
+    return [block.keys() for block in blocks]
 
 
 def _record(selected: SelectedMailbox, table: SortIndex, made: list[int]) -> Write:
@@ -322,6 +337,7 @@ def _record(selected: SelectedMailbox, table: SortIndex, made: list[int]) -> Wri
     mailbox_id, uidvalidity = selected.mailbox_id, selected.uidvalidity
 
     async def write() -> None:
+        await unpack_keys(table)
         entries = [(uid, row_id, table.get(uid, _NO_KEYS)) for uid, row_id in held]
         try:
             await write_recorded(

@@ -16,7 +16,7 @@ missing from the record is done the slow way, so results never depend on it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from sqlalchemy import select
@@ -108,16 +108,18 @@ async def read_recorded(
     account: UnlockedAccount,
     mailbox_id: MailboxId,
     uidvalidity: int,
-    wanted: Wanted,
+    chunks: Iterable[int],
+    wanted_in: Callable[[set[int]], Wanted],
 ) -> list[SortBlock]:
-    """The record's chunks holding ``wanted``, opened: each block takes only the entries
-    of ``wanted`` whose row id matches (decoded further only as a SORT asks)."""
-    if not wanted:
-        return []
-    sealed = await load_sort_chunks(
-        engine, mailbox_id, uidvalidity, {sort_chunk_of(uid) for uid in wanted}
-    )
+    """The record's chunks of ``chunks`` that exist, opened: each block takes only the
+    entries of ``wanted_in(the chunks found)`` whose row id matches (decoded further
+    only as a SORT asks). ``wanted`` is made only once chunks were found: a mailbox
+    never recorded (all mail new) costs one query, not a walk over its messages."""
+    sealed = await load_sort_chunks(engine, mailbox_id, uidvalidity, set(chunks))
     if not sealed:
+        return []
+    wanted = wanted_in(set(sealed))
+    if not wanted:
         return []
     return await run_blocking(_open_blocks, account, mailbox_id, uidvalidity, sealed, wanted)
 
