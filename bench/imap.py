@@ -34,10 +34,11 @@ plain, printed as ratios at the end. ``--sort-wait-pass`` idles until the pass h
 recorded every message instead (``--sort-idle`` the most it waits); ``--sort-dovecot-uncached``
 also asks plain Dovecot each command first on a new session with its index and header
 cache files removed (the fixed order asks its SUBJECT and FROM after its DATE cached what
-they read). ``--sort-before-pass`` measures only the first SORT (ARRIVAL) of a fresh
-session, before any background pass, on a user whose copies came with delivery's sort
-entries (as LMTP delivers) and on one filled without them (the slow path, the same run's
-baseline), next to plain Dovecot's first SORT.
+they read). ``--sort-before-pass`` measures only the first run of each command of
+``--sort-first`` on a fresh session, before any background pass, each on a user of its
+own whose copies came with delivery's sort entries (as LMTP delivers), the first SORT
+(ARRIVAL) also on one filled without them (the slow path, the same run's baseline), next
+to plain Dovecot's first run of each (in turn, on a new session).
 Every figure also has the server's CPU per command (its process tree's schedstat around
 the command); cryptmail's includes whatever its background pass did meanwhile.
 """
@@ -452,6 +453,10 @@ class SortFigures:
     first_slow_ms: float = 0.0
     """The same on a user filled without delivery's sort entries (the slow path)."""
     first_slow_cpu_ms: float = 0.0
+    fresh: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """``--sort-before-pass``: command -> (ms, server CPU ms) of its first run on a fresh
+    session before any pass (cryptmail: a user of its own whose mail came with sort
+    entries; Dovecot: the first time the command is asked, in turn, on a new session)."""
     idle: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Command -> (ms, server CPU ms) of its first run: cryptmail's on a user whose
     session sat idle first (the pass done), Dovecot's the first time it is asked."""
@@ -563,6 +568,17 @@ def _measure_sort(
             figures.first_slow_ms, figures.first_slow_cpu_ms = measured
             client.close()
     if before_pass:
+        for command in SORT_COMMANDS[1:]:
+            name = _first_name(command)
+            if name not in firsts:
+                continue
+            for server in servers:
+                user = f"fresh-{name}" if f"fresh-{name}" in server.sets else "sort"
+                if user not in server.sets:
+                    continue
+                client = _session(server, user)
+                results[server.label].fresh[command] = _sort_ms(server, client, command)
+                client.close()
         return results
     firsts_asked = [c for c in SORT_COMMANDS if _first_name(c) in firsts]
     idle = {
@@ -711,8 +727,12 @@ def _cryptmail_sort(
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         emails = {f"idle-{name}": f"idle-{name.lower()}-c{crypt}@example.org" for name in firsts}
-        if before_pass:  # the fresh-session rows only
-            emails = {}
+        if before_pass:  # the fresh-session rows only: each command on a user of its own
+            emails = {
+                f"fresh-{name}": f"fresh-{name.lower()}-c{crypt}@example.org"
+                for name in firsts
+                if name != "ARRIVAL"
+            }
         if fresh or before_pass:
             emails["sort"] = f"sort-c{crypt}@example.org"
             emails["sort-slow"] = f"sort-slow-c{crypt}@example.org"
@@ -836,6 +856,14 @@ def _print_sort(results: dict[str, SortFigures], count: int) -> None:
     )  # fmt: skip
     if not any(r.warm_ms for r in results.values()):  # --sort-before-pass
         plain = results.get("dovecot plain")
+        for command in SORT_COMMANDS[1:]:
+            if not any(command in r.fresh for r in results.values()):
+                continue
+            row(
+                f"first {command.replace(' UTF-8 ALL', '')}, fresh session",
+                [cell(*r.fresh[command]) if command in r.fresh else "-"
+                 for r in results.values()],
+            )  # fmt: skip
         for label, ours in results.items():
             if not label.startswith("cryptmail") or not ours.first_ms:
                 continue
@@ -846,6 +874,12 @@ def _print_sort(results: dict[str, SortFigures], count: int) -> None:
                     f" (CPU {ours.first_cpu_ms / max(plain.first_cpu_ms, 0.1):.2f}x),"
                     f" slow path {ours.first_slow_ms / plain.first_ms:.2f}x"
                 )
+                for command, (wall, cpu) in ours.fresh.items():
+                    if command in plain.fresh:
+                        line += (
+                            f"; {_first_name(command)} {wall / plain.fresh[command][0]:.2f}x"
+                            f" (CPU {cpu / max(plain.fresh[command][1], 0.1):.2f}x)"
+                        )
             print(line)
         return
     asked = [c for c in SORT_COMMANDS if any(c in r.idle for r in results.values())]
