@@ -37,8 +37,10 @@ cache files removed (the fixed order asks its SUBJECT and FROM after its DATE ca
 they read). ``--sort-before-pass`` measures only the first run of each command of
 ``--sort-first`` on a fresh session, before any background pass, each on a user of its
 own whose copies came with delivery's sort entries (as LMTP delivers), the first SORT
-(ARRIVAL) also on one filled without them (the slow path, the same run's baseline), next
-to plain Dovecot's first run of each (in turn, on a new session).
+(DATE) also on one filled without them (the slow path, the same run's baseline), next
+to plain Dovecot's first run of each (in turn, on a new session; with
+``--sort-dovecot-uncached`` also each on its index removed). Ours are also asked in
+turn of one user, as Dovecot's are.
 Every figure also has the server's CPU per command (its process tree's schedstat around
 the command); cryptmail's includes whatever its background pass did meanwhile.
 """
@@ -451,12 +453,16 @@ class SortFigures:
     first_ms: float = 0.0
     first_cpu_ms: float = 0.0
     first_slow_ms: float = 0.0
-    """The same on a user filled without delivery's sort entries (the slow path)."""
+    """The first SORT (DATE) on a user filled without delivery's sort entries (the slow
+    path; ARRIVAL needs no key, so it would show nothing)."""
     first_slow_cpu_ms: float = 0.0
     fresh: dict[str, tuple[float, float]] = field(default_factory=dict)
     """``--sort-before-pass``: command -> (ms, server CPU ms) of its first run on a fresh
     session before any pass (cryptmail: a user of its own whose mail came with sort
     entries; Dovecot: the first time the command is asked, in turn, on a new session)."""
+    in_turn: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """``--sort-before-pass``: the same, each command asked in turn of one user on a new
+    session after the first SORT (ARRIVAL), as Dovecot's are (Dovecot: the same run)."""
     idle: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Command -> (ms, server CPU ms) of its first run: cryptmail's on a user whose
     session sat idle first (the pass done), Dovecot's the first time it is asked."""
@@ -564,7 +570,7 @@ def _measure_sort(
         client.close()
         if "sort-slow" in server.sets:
             client = _session(server, "sort-slow")
-            measured = _sort_ms(server, client, SORT_COMMANDS[0])
+            measured = _sort_ms(server, client, SORT_COMMANDS[1])
             figures.first_slow_ms, figures.first_slow_cpu_ms = measured
             client.close()
     if before_pass:
@@ -573,11 +579,16 @@ def _measure_sort(
             if name not in firsts:
                 continue
             for server in servers:
-                user = f"fresh-{name}" if f"fresh-{name}" in server.sets else "sort"
-                if user not in server.sets:
+                figures = results[server.label]
+                if "sort" not in server.sets:
                     continue
-                client = _session(server, user)
-                results[server.label].fresh[command] = _sort_ms(server, client, command)
+                if f"fresh-{name}" in server.sets:
+                    client = _session(server, f"fresh-{name}")
+                    figures.fresh[command] = _sort_ms(server, client, command)
+                    client.close()
+                client = _session(server, "sort")
+                figures.in_turn[command] = _sort_ms(server, client, command)
+                figures.fresh.setdefault(command, figures.in_turn[command])
                 client.close()
         return results
     firsts_asked = [c for c in SORT_COMMANDS if _first_name(c) in firsts]
@@ -850,7 +861,7 @@ def _print_sort(results: dict[str, SortFigures], count: int) -> None:
         [cell(r.first_ms, r.first_cpu_ms) if r.first_ms else "-" for r in results.values()],
     )
     row(
-        "  the same, no sort entries (slow path)",
+        "first SORT (DATE), no sort entries (slow)",
         [cell(r.first_slow_ms, r.first_slow_cpu_ms) if r.first_slow_ms else "-"
          for r in results.values()],
     )  # fmt: skip
@@ -864,22 +875,41 @@ def _print_sort(results: dict[str, SortFigures], count: int) -> None:
                 [cell(*r.fresh[command]) if command in r.fresh else "-"
                  for r in results.values()],
             )  # fmt: skip
+            row(
+                "  in turn, one user (Dovecot: the same)",
+                [cell(*r.in_turn[command]) if command in r.in_turn else "-"
+                 for r in results.values()],
+            )  # fmt: skip
+            if any(command in r.uncached for r in results.values()):
+                row(
+                    "  Dovecot: first on its index removed",
+                    [cell(*r.uncached[command]) if command in r.uncached else "-"
+                     for r in results.values()],
+                )  # fmt: skip
         for label, ours in results.items():
             if not label.startswith("cryptmail") or not ours.first_ms:
                 continue
-            line = f"{label}: entries / slow path {ours.first_ms / ours.first_slow_ms:.3f}x"
+            line = f"{label}:"
+            date = ours.fresh.get(SORT_COMMANDS[1])
+            if date is not None and ours.first_slow_ms:
+                line += f" DATE with entries / slow path {date[0] / ours.first_slow_ms:.3f}x;"
             if plain is not None and plain.first_ms:
                 line += (
-                    f"; / Dovecot plain {ours.first_ms / plain.first_ms:.2f}x"
-                    f" (CPU {ours.first_cpu_ms / max(plain.first_cpu_ms, 0.1):.2f}x),"
-                    f" slow path {ours.first_slow_ms / plain.first_ms:.2f}x"
+                    f" / Dovecot plain: ARRIVAL {ours.first_ms / plain.first_ms:.2f}x"
+                    f" (CPU {ours.first_cpu_ms / max(plain.first_cpu_ms, 0.1):.2f}x)"
                 )
                 for command, (wall, cpu) in ours.fresh.items():
                     if command in plain.fresh:
+                        turn = ours.in_turn[command][0] / plain.in_turn[command][0]
                         line += (
                             f"; {_first_name(command)} {wall / plain.fresh[command][0]:.2f}x"
-                            f" (CPU {cpu / max(plain.fresh[command][1], 0.1):.2f}x)"
+                            f" (CPU {cpu / max(plain.fresh[command][1], 0.1):.2f}x,"
+                            f" in turn {turn:.2f}x"
                         )
+                        if command in plain.uncached:
+                            removed = wall / plain.uncached[command][0]
+                            line += f", against its index removed {removed:.2f}x"
+                        line += ")"
             print(line)
         return
     asked = [c for c in SORT_COMMANDS if any(c in r.idle for r in results.values())]
