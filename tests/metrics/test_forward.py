@@ -56,9 +56,18 @@ def test_malformed_lines_are_dropped() -> None:
         b'["delivered",1,0.5]',
         b'["key_cache","yes"]',
         b'{"delivered": 1}',
+        b'["delivered","delivered",true]',  # a bool is no number here
+        b'["delivered","delivered",null]',
+        b'["key_cache",1]',
+        b"[]",
+        b"123",
+        b'"delivered"',
+        b'["delivered","d\xff",0.5]',  # not UTF-8
     ):
         assert not replay(line, metrics), line
     assert _count(metrics, 'cryptmail_deliveries_total{result="delivered"}') == 1
+    assert replay(b'["argon2_wait",2]', metrics)  # a whole number is a float's value
+    assert _count(metrics, "cryptmail_argon2_wait_seconds_sum") == 2.0
 
 
 def test_a_full_pipe_drops_events_instead_of_blocking() -> None:
