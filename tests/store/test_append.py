@@ -17,11 +17,12 @@ from cryptmail import store
 from cryptmail.crypto import PublicKeyInfo, generate_private_key, public_info
 from cryptmail.db import UserId, run_transaction, utcnow
 from cryptmail.db import tables as t
-from cryptmail.errors import KeyLocked, QuotaExceeded, RecipientKeyUnverified
+from cryptmail.errors import KeyLocked, QuotaExceeded, RecipientChanged, RecipientKeyUnverified
 from cryptmail.keys import (
     active_public_key,
     install_server_key,
     load_server_key,
+    rotate_key_pair,
     seal_delivery,
     server_key,
     unlock_account,
@@ -501,3 +502,57 @@ async def test_deliver_many_fails_each_user_alone(rig: StoreRig) -> None:
     assert (await store.check_store(rig.engine, rig.blobs)).clean
     with pytest.raises(ValueError, match="one job per user"):
         await store.deliver_many(rig.engine, rig.blobs, [jobs[0], jobs[0]])
+
+
+async def test_deliver_many_refuses_only_the_copies_whose_user_changed(
+    rig: StoreRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await rig.user("alice@example.org")
+    bob = await rig.user("bob@example.org")
+    carol = await rig.user("carol@example.org", crypt=0)
+    dave = await rig.user("dave@example.org", crypt=0)
+    users = [alice, bob, carol, dave]
+    targets = await _targets(rig, *(u.email for u in users))
+    # After the lookup (LMTP's RCPT, or its cache): Bob's key rotated, Dave set to crypt 2.
+    bob_account, _ = await unlock_account(rig.engine, bob.email, PASSWORD, rig.config.crypto)
+    async with rig.engine.begin() as conn:
+        new_key = await rotate_key_pair(conn, bob_account, "prime256v1")
+        await set_crypt(conn, dave.id, 2)
+        assert await seal_delivery(conn, dave.id)
+    reads: list[list[UserId]] = []
+    real = _append._sealing_now_of
+
+    def counted(conn: Any, user_ids: list[UserId]) -> Any:
+        reads.append(list(user_ids))
+        return real(conn, user_ids)
+
+    monkeypatch.setattr(_append, "_sealing_now_of", counted)
+    message = _message()
+    jobs = [store.DeliveryJob(t, _source(message)) for t in targets]
+    results = await store.deliver_many(rig.engine, rig.blobs, jobs)
+    monkeypatch.undo()
+    assert reads == [[u.id for u in users]]  # one statement for the four copies
+    assert [type(r) for r in results] == [
+        store.Appended,
+        RecipientChanged,
+        store.Appended,
+        RecipientChanged,
+    ]
+    assert await _blob_count(rig) == 2  # the refused copies' blobs are gone
+    # Delivered again after a fresh lookup (as LMTP does): Bob's copy is sealed to his
+    # new key, Dave's is sealed; the others got theirs once.
+    for user in (bob, dave):
+        [fresh] = await store.resolve_delivery(rig.engine, user.email)
+        [again] = await store.deliver_many(
+            rig.engine, rig.blobs, [store.DeliveryJob(fresh, _source(message))]
+        )
+        assert isinstance(again, store.Appended) and again.blob is not None
+        assert again.blob.sealed
+    bob_now, _ = await unlock_account(rig.engine, bob.email, PASSWORD, rig.config.crypto)
+    async with rig.engine.connect() as conn:
+        [row] = await store.load_messages(conn, bob_now, await store.inbox_id(conn, bob.id))
+    opened = await store.open_blob(rig.blobs, bob_now, row.blob_id)
+    assert opened.header.key_id == new_key.key_id
+    for user in users:
+        assert await _counted(rig, user.id) == (1, 1)
+    assert (await store.check_store(rig.engine, rig.blobs)).clean

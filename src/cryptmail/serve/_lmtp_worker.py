@@ -178,7 +178,8 @@ def run_worker(setup: WorkerSetup, fds: WorkerFds, slots: int, slot: int, parent
     return the exit code. Run by `main` in a new interpreter, or in a child `serve`
     forked at its start (`_prefork`)."""
     ctypes.CDLL(None).prctl(_PR_SET_NAME, WORKER_NAME.encode(), 0, 0, 0)
-    install_metrics(PipeMetrics(fds.metrics))
+    metrics = PipeMetrics(fds.metrics)
+    install_metrics(metrics)
     os.umask(0o077)
     logging.basicConfig(format=setup.log_format, stream=sys.stderr)
     use_format(setup.config.log_format)
@@ -193,3 +194,5 @@ def run_worker(setup: WorkerSetup, fds: WorkerFds, slots: int, slot: int, parent
         return asyncio.run(_serve(setup, sock, fds.notify, shares))
     except KeyboardInterrupt:
         return 0
+    finally:
+        metrics.flush()  # the events of the last FLUSH_S, kept for a timer that is gone
