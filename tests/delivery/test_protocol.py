@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from cryptmail.db import tables as t
 from cryptmail.delivery import Limits, delivery_headers
+from cryptmail.delivery._protocol import Envelope, LmtpConnection
 from cryptmail.errors import StoreUnavailable
 from cryptmail.users import add_user
 
@@ -391,3 +392,107 @@ async def test_many_recipients_over_several_connections_each_get_every_copy(rig:
         trace = delivery_headers("s@example.net", email)
         assert all(m.startswith(trace) for m in stored)
         assert sorted(m[len(trace) :] for m in stored) == sent
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.data = b""
+
+    async def write(self, data: bytes) -> None:
+        self.data += data
+
+    async def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+
+class _Handler:
+    """Accepts every recipient; one 250 per recipient."""
+
+    async def handle_rcpt(
+        self, session: object, envelope: object, address: str
+    ) -> tuple[str, object]:
+        return "250 2.1.5 OK", address
+
+    async def open_sink(self, session: object, envelope: object) -> _Sink:
+        return _Sink()
+
+    async def handle_data(
+        self, session: object, envelope: Envelope, sink: object, size: int
+    ) -> list[str]:
+        return ["250 2.0.0 OK"] * len(envelope.recipients)
+
+
+class _Writer:
+    """A StreamWriter that records each write (each is one send on a socket)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed
+        self.writes.append(data)
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> object:
+        return None
+
+
+async def _run_dialogue(*pieces: bytes) -> list[bytes]:
+    """The server's writes for a client that sends each piece once the server waits for
+    input (a pipelining client sends each group after reading the replies before)."""
+    reader = asyncio.StreamReader()
+    writer = _Writer()
+    connection = LmtpConnection(
+        reader,
+        writer,  # type: ignore[arg-type]
+        _Handler(),
+        hostname="lmtp.test",
+        limits=Limits(),
+    )
+    task = asyncio.create_task(connection.run())
+    for piece in pieces:
+        await asyncio.sleep(0.01)
+        reader.feed_data(piece)
+    reader.feed_eof()
+    await asyncio.wait_for(task, 10)
+    assert writer.closed
+    return writer.writes
+
+
+async def test_pipelined_replies_go_out_in_one_send_each_group() -> None:
+    """MAIL, two RCPTs and DATA sent at once (as Postfix pipelines them) get their four
+    replies in one send; the message's per-recipient replies in one more; a client
+    that waits for each reply gets each at once."""
+    writes = await _run_dialogue(
+        b"LHLO c.test\r\n",
+        b"MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
+        b"DATA\r\n",
+        b"Subject: x\r\n\r\nbody\r\n.\r\n",
+        b"MAIL FROM:<s@example.net>\r\n",
+        b"QUIT\r\n",
+    )
+    assert writes[0].startswith(b"220 ")
+    assert writes[1].startswith(b"250-") and writes[1].endswith(b"\r\n")  # LHLO alone
+    assert writes[2] == (
+        b"250 2.1.0 OK\r\n250 2.1.5 OK\r\n250 2.1.5 OK\r\n"
+        b"354 Start mail input; end with <CRLF>.<CRLF>\r\n"
+    )
+    assert writes[3] == b"250 2.0.0 OK\r\n250 2.0.0 OK\r\n"
+    assert writes[4] == b"250 2.1.0 OK\r\n"
+    assert writes[5] == b"221 2.0.0 Bye\r\n"
+    assert len(writes) == 6
+
+
+async def test_held_replies_are_sent_before_the_connection_closes() -> None:
+    """Commands and the end of input in one piece: every reply still goes out."""
+    writes = await _run_dialogue(b"LHLO c.test\r\nNOOP\r\nQUIT\r\n")
+    assert b"".join(writes[1:]).endswith(b"250 2.0.0 OK\r\n221 2.0.0 Bye\r\n")

@@ -16,7 +16,7 @@ delivery), a 1-byte one is memchr.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 _CHUNK = 64 * 1024
@@ -61,13 +61,23 @@ class LineTooLong(Exception):
 
 
 class LmtpInput:
-    def __init__(self, reader: Readable, idle_timeout_s: float) -> None:
+    def __init__(
+        self,
+        reader: Readable,
+        idle_timeout_s: float,
+        before_wait: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``before_wait`` is awaited each time the input has to wait for the socket
+        (the connection sends the replies it held back then)."""
         self._reader = reader
         self._idle = idle_timeout_s
+        self._before_wait = before_wait
         self._buffer = bytearray()
 
     async def _fill(self) -> None:
         """Append the next bytes from the socket; EOFError at its end, TimeoutError if idle."""
+        if self._before_wait is not None:
+            await self._before_wait()
         async with asyncio.timeout(self._idle):
             data = await self._reader.read(_CHUNK)
         if not data:

@@ -13,6 +13,7 @@ ends DATA (a bare LF before or after the dot does not: SMTP smuggling).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -104,8 +105,9 @@ class LmtpConnection:
         hostname: str,
         limits: Limits,
     ) -> None:
-        self._input = LmtpInput(reader, limits.idle_timeout_s)
+        self._input = LmtpInput(reader, limits.idle_timeout_s, before_wait=self._flush)
         self._writer = writer
+        self._held: list[bytes] = []
         self._handler = handler
         self._hostname = hostname
         self._limits = limits
@@ -119,8 +121,21 @@ class LmtpConnection:
     # -- I/O -----------------------------------------------------------------
 
     async def _reply(self, *lines: str) -> None:
-        self._writer.write("".join(line + "\r\n" for line in lines).encode("ascii"))
-        await self._writer.drain()
+        """Hold reply lines back until the connection next waits for input (`_flush`):
+        the replies to a pipelined MAIL, RCPT and DATA (RFC 2920, as Postfix sends
+        them) then go out in one send, not three. A send on loopback costs about 70 us
+        of CPU, a tenth of a small message's delivery here."""
+        self._held.append("".join(line + "\r\n" for line in lines).encode("ascii"))
+
+    async def _flush(self) -> None:
+        if self._held:
+            self._hand_over()
+            await self._writer.drain()
+
+    def _hand_over(self) -> None:
+        """The held replies to the transport (which sends them, also when closed next)."""
+        held, self._held = b"".join(self._held), []
+        self._writer.write(held)
 
     # -- dialogue ------------------------------------------------------------
 
@@ -147,11 +162,15 @@ class LmtpConnection:
             await self._try_reply("421 4.3.2 Service shutting down, try again later")
             raise
         finally:
+            if self._held:
+                with contextlib.suppress(OSError, RuntimeError):
+                    self._hand_over()
             self._writer.close()
 
     async def _try_reply(self, line: str) -> None:
         try:
-            self._writer.write(line.encode("ascii") + b"\r\n")
+            await self._reply(line)
+            self._hand_over()
             async with asyncio.timeout(1):
                 await self._writer.drain()
         except (OSError, TimeoutError, RuntimeError):
@@ -277,6 +296,7 @@ class LmtpConnection:
         self.busy = True
         try:
             await self._receive(envelope)
+            await self._flush()  # busy until the replies are sent (a stop waits for them)
         finally:
             self.busy = False
 
