@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.db import create_engine, run_transaction
+from cryptmail.db._engine import _sync_wal
 
 Db = tuple[AsyncEngine, Path]
 
@@ -195,3 +198,70 @@ async def test_disposing_the_engine_closes_every_file_of_the_database(tmp_path: 
     await run_transaction(engine, lambda c: c.execute(text("DELETE FROM t")))
     await engine.dispose()
     assert _open_in(tmp_path) == []
+
+
+def _fsyncs_of_the_wal(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[bool]:
+    """Record each fsync of ``path``'s WAL: whether the writer turn was free then (another
+    descriptor of the writers file takes its flock at once). Other fsyncs pass."""
+    real = os.fsync
+    seen: list[bool] = []
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == f"{path}-wal":
+            probe = os.open(f"{path}-writers", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(probe, fcntl.LOCK_UN)
+                seen.append(True)
+            except BlockingIOError:
+                seen.append(False)
+            finally:
+                os.close(probe)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return seen
+
+
+async def test_a_write_is_synced_to_disk_after_the_writer_turn(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_transaction's connections commit with synchronous=NORMAL and the WAL is then
+    fsynced once the turn is given back (FULL's durability, the fsync out of the turn);
+    the async engine's connections keep FULL."""
+    engine, path = db
+    seen = _fsyncs_of_the_wal(monkeypatch, path)
+    bump = text("UPDATE counter SET value = value + 1")
+    await run_transaction(engine, lambda c: c.execute(bump))
+    assert seen == [True]
+    # Writers in parallel: each commit is synced (another writer may hold the turn by
+    # then: that is the point).
+    await asyncio.gather(*(run_transaction(engine, lambda c: c.execute(bump)) for _ in range(3)))
+    assert len(seen) == 4
+    mode = text("PRAGMA synchronous")
+    assert await run_transaction(engine, lambda c: c.execute(mode).scalar_one()) == 1
+    async with engine.connect() as conn:
+        assert (await conn.execute(mode)).scalar_one() == 2  # FULL
+
+
+async def test_a_read_transaction_is_synced_only_if_it_wrote(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, path = db
+    seen = _fsyncs_of_the_wal(monkeypatch, path)
+    select_value = text("SELECT value FROM counter")
+    assert (
+        await run_transaction(engine, lambda c: c.execute(select_value).scalar_one(), writes=False)
+        == 0
+    )
+    assert seen == []
+    await run_transaction(
+        engine, lambda c: c.execute(text("UPDATE counter SET value = 7")), writes=False
+    )
+    assert seen == [True]
+
+
+async def test_no_wal_file_means_nothing_to_sync(tmp_path: Path) -> None:
+    """The last connection's close checkpoints the WAL into the database file (synced)
+    and deletes it: the sync then has nothing to do and does not fail."""
+    _sync_wal(str(tmp_path / "absent.sqlite"))
