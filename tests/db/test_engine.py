@@ -17,7 +17,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.db import create_engine, run_transaction
-from cryptmail.db._engine import _sync_wal
+from cryptmail.db._engine import _sqlite_pragmas, _sqlite_pragmas_synced_after, _sync_wal
 
 Db = tuple[AsyncEngine, Path]
 
@@ -265,3 +265,38 @@ async def test_no_wal_file_means_nothing_to_sync(tmp_path: Path) -> None:
     """The last connection's close checkpoints the WAL into the database file (synced)
     and deletes it: the sync then has nothing to do and does not fail."""
     _sync_wal(str(tmp_path / "absent.sqlite"))
+
+
+class _Cursor:
+    def __init__(self, mode: str, run: list[str]) -> None:
+        self._mode, self._run = mode, run
+
+    def execute(self, sql: str) -> None:
+        self._run.append(sql)
+
+    def fetchone(self) -> tuple[str]:
+        return (self._mode,)
+
+    def close(self) -> None:
+        pass
+
+
+class _Connection:
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.run: list[str] = []
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self.mode, self.run)
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("wal", "NORMAL"), ("delete", "FULL")])
+def test_normal_only_where_the_wal_is_what_gets_synced(mode: str, expected: str) -> None:
+    """A file system without shared memory keeps the rollback journal: no WAL to sync
+    after the commit, so that connection commits with FULL."""
+    conn = _Connection(mode)
+    _sqlite_pragmas_synced_after(conn, None)
+    assert f"PRAGMA synchronous={expected}" in conn.run
+    full = _Connection("wal")
+    _sqlite_pragmas(full, None)
+    assert "PRAGMA synchronous=FULL" in full.run

@@ -108,20 +108,24 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    _set_pragmas(dbapi_connection, "FULL")
+    _set_pragmas(dbapi_connection, synced_after=False)
 
 
 def _sqlite_pragmas_synced_after(dbapi_connection: Any, _record: Any) -> None:
     """For `run_transaction`'s connections: NORMAL, which `_sync_wal` completes."""
-    _set_pragmas(dbapi_connection, "NORMAL")
+    _set_pragmas(dbapi_connection, synced_after=True)
 
 
-def _set_pragmas(dbapi_connection: Any, synchronous: str) -> None:
+def _set_pragmas(dbapi_connection: Any, *, synced_after: bool) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    mode = cursor.fetchone()[0]
     # synchronous=FULL, or NORMAL with `_sync_wal` after each commit: a committed
-    # delivery survives power loss, not only a crash.
+    # delivery survives power loss, not only a crash. NORMAL only in WAL mode (a file
+    # system without shared memory keeps the rollback journal, where NORMAL would not
+    # be durable and there is no WAL to sync).
+    synchronous = "NORMAL" if synced_after and str(mode).lower() == "wal" else "FULL"
     for pragma in (
-        "PRAGMA journal_mode=WAL",
         f"PRAGMA synchronous={synchronous}",
         "PRAGMA foreign_keys=ON",
         "PRAGMA busy_timeout=30000",
