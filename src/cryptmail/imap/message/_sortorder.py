@@ -44,7 +44,7 @@ from typing import Any, Final, Protocol
 
 from cryptmail.imap.message._sortkeys import SortKeys
 
-__all__ = ["KeyBlock", "SortIndex"]
+__all__ = ["KeyBlock", "SortIndex", "block_value"]
 
 
 class KeyBlock(Protocol):
@@ -57,11 +57,16 @@ class KeyBlock(Protocol):
     def column(self, field: str) -> list[object]:
         """One SortKeys field of every entry, in ``uids`` order ("sent": DATE's key)."""
 
-    def value(self, field: str, uid: int) -> object:
-        """One field of the entry of ``uid``."""
-
     def keys(self) -> list[tuple[int, SortKeys]]:
         """(uid, whole keys) of every entry."""
+
+
+def block_value(block: KeyBlock, field: str, uid: int) -> object:
+    """One field of the entry of ``uid`` in ``block`` (KeyError if it holds none)."""
+    index = bisect.bisect_left(block.uids, uid)
+    if index == len(block.uids) or block.uids[index] != uid:
+        raise KeyError(uid)
+    return block.column(field)[index]
 
 
 _INSERT_MAX_SHARE: Final = 16
@@ -219,7 +224,7 @@ class SortIndex:
             def sent(uid: int) -> Any:
                 found = keys.get(uid)
                 if found is None:
-                    return lazy[uid].value(column, uid)
+                    return block_value(lazy[uid], column, uid)
                 return found.arrival if found.date is None else found.date
 
             return sent
@@ -227,7 +232,7 @@ class SortIndex:
 
         def one(uid: int) -> Any:
             found = keys.get(uid)
-            return lazy[uid].value(column, uid) if found is None else found[field]
+            return block_value(lazy[uid], column, uid) if found is None else found[field]
 
         return one
 

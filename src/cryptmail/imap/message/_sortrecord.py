@@ -25,7 +25,6 @@ one object per distinct string, as the in-memory table wants them.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import struct
@@ -156,7 +155,7 @@ class SortBlock:
     reads one :meth:`column` (the strings of that field only, each made once), and only
     what needs whole keys (THREAD, several criteria) pays for :meth:`keys`. With
     ``wanted`` or ``span`` the entries taken are ascending by UID, one per UID (the
-    first; writers keep a payload so), as :meth:`value` needs; without, every entry in
+    first; writers keep a payload so), as `_sortorder.block_value` needs; without, every entry in
     payload order.
     """
 
@@ -237,7 +236,7 @@ class SortBlock:
                     continue
                 arrival = entry[1]
             taken[uid] = (i, arrival)
-        self.uids = sorted(taken)  # ascending, as :meth:`value` looks them up
+        self.uids = sorted(taken)  # ascending, as `block_value` looks them up
         self._positions = [taken[uid][0] for uid in self.uids]
         self._arrivals = [taken[uid][1] for uid in self.uids] if wanted is not None else None
 
@@ -285,13 +284,6 @@ class SortBlock:
             raise KeyError(field)
         self._made[field] = made
         return made
-
-    def value(self, field: str, uid: int) -> object:
-        """One field of the entry of ``uid`` (which must be taken)."""
-        index = bisect.bisect_left(self.uids, uid)
-        if index == len(self.uids) or self.uids[index] != uid:
-            raise KeyError(uid)
-        return self.column(field)[index]
 
     def _all_strings(self) -> list[str]:
         strings = self._strings

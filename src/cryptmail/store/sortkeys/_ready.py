@@ -19,7 +19,6 @@ messages.
 
 from __future__ import annotations
 
-import bisect
 import math
 import struct
 import sys
@@ -155,13 +154,6 @@ class ReadyBlock:
             raise KeyError(field)
         self._made[field] = made
         return made
-
-    def value(self, field: str, uid: int) -> object:
-        """One field of the entry of ``uid`` (which must be held)."""
-        index = bisect.bisect_left(self.uids, uid)
-        if index == len(self.uids) or self.uids[index] != uid:
-            raise KeyError(uid)
-        return self.column(field)[index]
 
     def keys(self) -> list[tuple[int, SortKeys]]:
         """(uid, whole keys) of every entry (CPU work for a worker thread: a few
