@@ -53,7 +53,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import Connection, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -65,7 +65,6 @@ from cryptmail.db import tables as t
 from cryptmail.errors import CryptmailError, DatabaseUnavailable
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import BlobId, MessageId
-from cryptmail.store._messages import MessageRow
 from cryptmail.store.sortkeys import (
     ReadyBlock,
     SortKeys,
@@ -73,6 +72,9 @@ from cryptmail.store.sortkeys import (
     encode_ready_keys,
     sort_keys,
 )
+
+if TYPE_CHECKING:  # for annotations only: _messages imports _append, which imports us
+    from cryptmail.store._messages import MessageRow
 
 log = logging.getLogger(__name__)
 
