@@ -1,7 +1,8 @@
 """Sort entries from imports: each sealed imported message gets one, written with its
 row, under one epoch per run (kept across batches only once one committed), opening
 to the keys the slow path makes from the stored bytes; a plain copy gets none, a
-failed batch leaves none and its rerun writes each once; no header word at rest."""
+failed batch leaves none and its rerun writes each once; no header word at rest. The
+same for mail sealed without a password and placed at the login."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 from cryptmail.crypto.dovecot import DovecotKeyring
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store import _import as import_module
-from cryptmail.store import header_sort_fields, sort_entry_count, take_sort_entries
+from cryptmail.store import header_sort_fields, seal_maildir, sort_entry_count, take_sort_entries
 from cryptmail.store.sortkeys import SortKeys, sort_keys
+from cryptmail.users import get_user
 
 from .conftest import StoreRig
 from .test_import import _account, contents, run_import
+from .test_sealed_import import _login_places
 
 WORD = b"Quillowhisk"
 PLAIN = DovecotKeyring()
@@ -119,3 +122,35 @@ async def test_a_failed_batch_leaves_no_entry_and_its_rerun_writes_each_once(
     assert await sort_entry_count(rig.engine, account.user.id) == (7, epochs)
     for slow, taken in await _slow_and_taken(rig, account):
         assert taken == slow
+
+
+async def test_mail_sealed_without_a_password_gets_entries_when_placed(
+    rig: StoreRig, tmp_path: Path
+) -> None:
+    maildir = _maildir(tmp_path / "Maildir")
+    email = "staged@example.org"
+    await rig.user(email)
+    async with rig.engine.connect() as conn:
+        found = await get_user(conn, email)
+    steps = [p async for p in seal_maildir(rig.engine, rig.blobs, found.id, maildir, PLAIN)]
+    assert steps[-1].imported == 7
+    assert await sort_entry_count(rig.engine, found.id) == (0, 0)  # no rows yet
+    for path in rig.data_dir.rglob("*"):  # the records wait in the sealed manifest
+        if path.is_file():
+            assert WORD not in path.read_bytes(), path
+    account = await _login_places(rig, email)
+    assert await sort_entry_count(rig.engine, found.id) == (7, 1)
+    for slow, taken in await _slow_and_taken(rig, account):
+        assert taken == slow
+
+
+async def test_a_plain_user_staged_gets_no_entry(rig: StoreRig, tmp_path: Path) -> None:
+    maildir = _maildir(tmp_path / "Maildir")
+    email = "plainstaged@example.org"
+    await rig.user(email, crypt=0)
+    async with rig.engine.connect() as conn:
+        found = await get_user(conn, email)
+    assert [p async for p in seal_maildir(rig.engine, rig.blobs, found.id, maildir, PLAIN)]
+    account = await _login_places(rig, email)
+    assert sum(len(items) for _b, items in (await contents(rig, account)).values()) == 7
+    assert await sort_entry_count(rig.engine, found.id) == (0, 0)
