@@ -94,6 +94,8 @@ async def prepare_entries(
     the event loop, not in the transaction) and their epoch chosen (a new one: one
     ECDH); None when there are none or they cannot be made (logged: an entry only
     saves work later, so its failure never fails the import)."""
+    if not any(fields is not None and blob.sealed for blob, fields in batch):
+        return None  # a plain import: no trip to a thread per batch
     try:
         return await run_blocking(_prepare, user_id, recipient, batch)
     except Exception as exc:  # the batch's messages are sorted the slow way
