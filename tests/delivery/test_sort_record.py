@@ -1,6 +1,6 @@
 """The sort field record delivery makes from the spooled header: the same bytes the
 IMAP analysis keeps for the message (so keys from a delivery entry and the slow path
-agree), for odd headers, with the spool in memory or on disk; none past MAX_HEADER."""
+agree), for odd headers, with the spool in memory or on disk; none past MAX_SORT_HEADER."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cryptmail.delivery._sort_record import MAX_HEADER, sort_record
+from cryptmail.delivery._sort_record import sort_record
 from cryptmail.imap.message._analysis import analyze_message
-from cryptmail.store import Spool
+from cryptmail.store import MAX_SORT_HEADER, Spool
 
 MESSAGES = [
     b"Subject: plain\r\nFrom: a@b\r\n\r\nbody: x\r\n",
@@ -58,8 +58,8 @@ async def test_the_record_is_the_analysis_record(
 
 
 async def test_no_record_past_the_longest_header(tmp_path: Path) -> None:
-    message = b"X-Long: " + b"y" * MAX_HEADER + b"\r\nSubject: late\r\n\r\nbody\r\n"
-    for limit in (100, 4 * MAX_HEADER):
+    message = b"X-Long: " + b"y" * MAX_SORT_HEADER + b"\r\nSubject: late\r\n\r\nbody\r\n"
+    for limit in (100, 4 * MAX_SORT_HEADER):
         spool = await _spool(tmp_path, message, limit)
         try:
             assert await sort_record(spool) is None

@@ -5,9 +5,11 @@ login, whatever its password."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
@@ -21,6 +23,7 @@ from cryptmail.errors import KeyLocked, StoreError
 from cryptmail.keys import UnlockedAccount, unlock_account
 from cryptmail.secret import Password
 from cryptmail.store import FirstLoginImports, ImportProgress, list_staged, seal_maildir
+from cryptmail.store._sealed_import import _decode, _encode
 from cryptmail.store._staged import SEALING
 from cryptmail.users import add_user, get_user, hash_password
 
@@ -151,3 +154,17 @@ async def test_no_key_no_seal_and_a_dead_run_starts_over(rig: StoreRig, tmp_path
     with pytest.raises(StoreError, match="staged or running already"):
         await _seal(rig, email, maildir, PLAIN)
     assert keyless.id != found.id
+
+
+def test_a_version_1_manifest_is_placed_without_records() -> None:
+    """Staged before the records: its messages are placed, sorted the slow way."""
+    message = {"folder": "INBOX", "base": "b", "new": False, "mtime": 1.0, "uid": 3,
+               "flags": [], "blob": "00" * 16, "size": 9, "sealed": True, "key": None}  # fmt: skip
+    old = {"version": 1, "folders": [], "messages": [message]}
+    (entry,) = _decode(json.dumps(old).encode())[1]
+    assert entry.sort is None and entry.uid == 3
+    record = b"subject:x\n"
+    (entry,) = _decode(_encode([], [replace(entry, sort=record)]))[1]
+    assert entry.sort == record
+    with pytest.raises(StoreError, match="version 3"):
+        _decode(json.dumps({**old, "version": 3}).encode())

@@ -133,7 +133,9 @@ if TYPE_CHECKING:
         take_sort_entries,
     )
     from cryptmail.store._sortfields import (
+        MAX_SORT_HEADER,
         SORT_FIELDS,
+        SortHeader,
         decode_sort_fields,
         encode_sort_fields,
         header_sort_fields,
@@ -160,6 +162,7 @@ __all__ = [
     "DELIMITER",
     "HEAD_SIZE",
     "LISTINGS_PER_ACCOUNT",
+    "MAX_SORT_HEADER",
     "RECENT_FLAG",
     "RESCAN",
     "SORT_CHUNK_UIDS",
@@ -193,6 +196,7 @@ __all__ = [
     "OpenedBlob",
     "PipePublisher",
     "SortFields",
+    "SortHeader",
     "Spool",
     "StagedImport",
     "StagedSource",
@@ -448,7 +452,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "take_sort_entries",
     ),
     "_sortfields": (
+        "MAX_SORT_HEADER",
         "SORT_FIELDS",
+        "SortHeader",
         "decode_sort_fields",
         "encode_sort_fields",
         "header_sort_fields",

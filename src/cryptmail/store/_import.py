@@ -9,13 +9,15 @@ it), those in `cur/` without.
 
 Each message is decrypted (every check before the first byte, see
 `crypto.dovecot.read_dovecot_file`), stored per the user's `crypt` setting (sealed to
-the public key, or plain) and indexed under the data key. UIDs are kept when the
-target folder is empty or carries the Maildir's UIDVALIDITY (an earlier run of this
-import, or the staging of a first-login import, set it): the folder's UIDNEXT is then
-raised to the uidlist's at once, so mail delivered during the import takes UIDs above
-every UID of the uidlist, and each listed UID no other message holds is kept. Otherwise
-(the folder had other mail under another UIDVALIDITY) the message gets a new UID
-(counted as renumbered), as do files the uidlist does not name.
+the public key, or plain) and indexed under the data key; a sealed copy's sort entry
+goes in with its row (`_import_entries`), so the first SORT need not read it. UIDs
+are kept when the target folder is empty or carries the Maildir's UIDVALIDITY (an
+earlier run of this import, or the staging of a first-login import, set it): the
+folder's UIDNEXT is then raised to the uidlist's at once, so mail delivered during
+the import takes UIDs above every UID of the uidlist, and each listed UID no other
+message holds is kept. Otherwise (the folder had other mail under another
+UIDVALIDITY) the message gets a new UID (counted as renumbered), as do files the
+uidlist does not name.
 
 Resumable and idempotent: rows and journal entries commit in one transaction per batch.
 The journal (`cm_jobs`, kind "import") holds, per batch, a keyed hash (under the data
@@ -61,6 +63,7 @@ from cryptmail.keys import UnlockedAccount, checkpoint
 from cryptmail.store._append import StoredBlob, insert_row, write_blob
 from cryptmail.store._codec import MessageCache, encode_flags, flags_context, round_size
 from cryptmail.store._ids import MailboxId, MessageId
+from cryptmail.store._import_entries import prepare_entries, sort_fields_of, tap_header
 from cryptmail.store._mailboxes import (
     Mailbox,
     create_mailbox,
@@ -69,6 +72,8 @@ from cryptmail.store._mailboxes import (
 )
 from cryptmail.store._maildir import MaildirMessage, flags_from_info, scan_maildir
 from cryptmail.store._messages import RECENT_FLAG, MessageRow, _cache_context
+from cryptmail.store._sortentries import DeliveryEpochs, SortFields
+from cryptmail.store._sortfields import SortHeader
 from cryptmail.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
@@ -109,6 +114,9 @@ class Pending:
     uid: int | None
     flags: frozenset[str]
     entry: bytes
+    sort_fields: SortFields | None = field(default=None, repr=False)
+    """The header's sort field record (plaintext: in memory only) when the blob is
+    sealed: `commit_batch` writes the message's sort entry from it."""
 
 
 @dataclass
@@ -264,14 +272,22 @@ async def prepare_folder(
 
 
 async def commit_batch(engine: AsyncEngine, account: UnlockedAccount, state: FolderState) -> None:
-    """Rows, flags, caches and the journal entries of the pending batch: one transaction."""
+    """Rows, flags, sort entries (`_import_entries`) and the journal entries of the
+    pending batch: one transaction."""
     if not state.pending:
         return
     mailbox_id = MailboxId(state.mailbox.id)
+    # Wrapped to the active key: the one `import_maildir` seals to, and one the
+    # account opens whichever key a staged import's blobs were sealed to.
+    entries = await prepare_entries(
+        account.user.id, account.active_key, [(p.blob, p.sort_fields) for p in state.pending]
+    )
     async with engine.begin() as conn:
+        inserted: list[tuple[int, StoredBlob]] = []
         for item in state.pending:
             date = _internal_date(item.message.mtime)
             row_id, uid, modseq = await insert_row(conn, mailbox_id, item.blob, date, uid=item.uid)
+            inserted.append((row_id, item.blob))
             row = MessageRow(
                 id=MessageId(row_id),
                 mailbox_id=mailbox_id,
@@ -292,6 +308,8 @@ async def commit_batch(engine: AsyncEngine, account: UnlockedAccount, state: Fol
             # key alone, as imports wrote before, hid the row from the pass.
             recent = frozenset({RECENT_FLAG}) if item.message.in_new else frozenset()
             await conn.execute(_first_flags(account, row, recent))
+        if entries is not None:
+            await conn.run_sync(entries.write, inserted)
         await conn.execute(
             t.cm_jobs.insert().values(
                 user_id=account.user.id,
@@ -303,6 +321,8 @@ async def commit_batch(engine: AsyncEngine, account: UnlockedAccount, state: Fol
             )
         )
         checkpoint("import:before-commit")
+    if entries is not None:
+        entries.keep()
     checkpoint("import:after-commit")
     state.pending.clear()
 
@@ -391,6 +411,7 @@ async def import_maildir(
     # Imports before issue 16 left caches the pass skips: a rerun hands them to it.
     await drop_bare_caches(engine, account)
     recipient = account.active_key if account.user.crypt == 2 else None
+    epochs = DeliveryEpochs() if recipient is not None else None  # sort entries: sealed only
     async with engine.connect() as conn:
         journal = await load_journal(conn, account)
     progress = ImportProgress(
@@ -440,15 +461,19 @@ async def import_maildir(
                 )
                 yield progress
                 continue
+            header = SortHeader()
+            stream = crlf_source(opened.pieces)
             try:
-                blob = await write_blob(blobs, recipient, crlf_source(opened.pieces))
+                blob = await write_blob(
+                    blobs, recipient, stream if epochs is None else tap_header(stream, header)
+                )
             finally:
                 opened.fileobj.close()
             if uid is not None:
                 state.taken.add(uid)
-            state.pending.append(
-                Pending(message, blob, uid, flags_from_info(message.info, folder.keywords), entry)
-            )
+            flags = flags_from_info(message.info, folder.keywords)
+            fields = None if epochs is None else sort_fields_of(epochs, header)
+            state.pending.append(Pending(message, blob, uid, flags, entry, fields))
             journal.add(entry)
             progress = replace(
                 progress,

@@ -9,13 +9,15 @@ sealed under the data key, which only a login opens. So the work is split:
    the global key; every check before the first byte, as `import_maildir` does) and
    written as a blob sealed to the user's verified public key (plain for crypt = 0);
    the list of what goes where (folder names, UIDs, flags, dates, blob ids and
-   message keys) is itself written as one blob sealed to the public key, the
-   "manifest". The INBOX's UIDs are reserved as for `--at-first-login`. Afterwards the
-   Dovecot tree is no longer needed.
+   message keys, and each sealed message's sort field record, taken from its header
+   as it passed to the blob) is itself written as one blob sealed to the public key,
+   the "manifest". The INBOX's UIDs are reserved as for `--at-first-login`.
+   Afterwards the Dovecot tree is no longer needed.
 2. at the user's next login (`place_sealed`, from `FirstLoginImports`): the manifest
    opens with the account's private key and the rows go into their folders with
-   Dovecot's UIDs, resumable through the same journal as `import_maildir`. No message
-   is decrypted again.
+   Dovecot's UIDs, resumable through the same journal as `import_maildir`, each
+   sealed message's sort entry with its row (`_import_entries`). No message is
+   decrypted again.
 
 Until then the blobs are named in `cm_staged_blobs`, so the sweep of unreferenced blobs
 keeps them; nothing about the mail is readable from them without the user's key.
@@ -29,7 +31,7 @@ import base64
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -59,9 +61,12 @@ from cryptmail.store._import import (
     reserve_uids,
     unreadable,
 )
+from cryptmail.store._import_entries import tap_header
 from cryptmail.store._mailboxes import create_default_mailboxes, mailbox_by_id
 from cryptmail.store._maildir import MaildirMessage, flags_from_info, scan_maildir
 from cryptmail.store._reader import open_blob, read_plaintext
+from cryptmail.store._sortentries import DeliveryEpochs, SortFields
+from cryptmail.store._sortfields import SortHeader
 from cryptmail.store._staged import (
     SEALING,
     STAGED,
@@ -73,7 +78,10 @@ from cryptmail.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
-_MANIFEST_VERSION: Final = 1
+_MANIFEST_VERSION: Final = 2
+"""Version 2 adds each message's "sort" (its sort field record, or null); version 1
+manifests (staged before) are placed without sort entries."""
+_MANIFEST_VERSIONS: Final = frozenset({1, _MANIFEST_VERSION})
 _staged, _blobs = t.cm_staged_imports, t.cm_staged_blobs
 
 
@@ -86,6 +94,9 @@ class _Entry:
     uid: int | None
     flags: tuple[str, ...]
     blob: StoredBlob
+    sort: bytes | None = field(default=None, repr=False)
+    """The header's sort field record (sealed messages only; plaintext: it is written
+    only inside the manifest, which is sealed)."""
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -119,6 +130,7 @@ def _encode(folders: list[tuple[str, Uidlist | None]], entries: list[_Entry]) ->
                 "size": e.blob.size,
                 "sealed": e.blob.sealed,
                 "key": _b64(e.blob.message_key),
+                "sort": _b64(e.sort),
             }
             for e in entries
         ],
@@ -128,7 +140,7 @@ def _encode(folders: list[tuple[str, Uidlist | None]], entries: list[_Entry]) ->
 
 def _decode(data: bytes) -> tuple[list[tuple[str, Uidlist | None]], list[_Entry]]:
     value: dict[str, Any] = json.loads(data.decode("utf-8", "surrogateescape"))
-    if value.get("version") != _MANIFEST_VERSION:
+    if value.get("version") not in _MANIFEST_VERSIONS:
         raise StoreError(f"a staged import's list is in version {value.get('version')!r}")
     folders: list[tuple[str, Uidlist | None]] = []
     for f in value["folders"]:
@@ -150,6 +162,7 @@ def _decode(data: bytes) -> tuple[list[tuple[str, Uidlist | None]], list[_Entry]
                 bool(m["sealed"]),
                 _unb64(m["key"]),
             ),
+            _unb64(m.get("sort")),
         )
         for m in value["messages"]
     ]
@@ -251,8 +264,12 @@ async def seal_maildir(
                 progress = replace(step, failed=progress.failed + 1)
                 yield progress
                 continue
+            header = SortHeader()
+            stream = crlf_source(opened.pieces)
             try:
-                blob = await write_blob(blobs, recipient, crlf_source(opened.pieces))
+                blob = await write_blob(
+                    blobs, recipient, stream if recipient is None else tap_header(stream, header)
+                )
             finally:
                 opened.fileobj.close()
             written.append(blob.blob_id)
@@ -265,6 +282,7 @@ async def seal_maildir(
                 uids.get(message.base),
                 flags,
                 blob,
+                None if recipient is None else header.record(),  # sealed copies only
             )
             entries.append(entry)
             progress = replace(
@@ -318,6 +336,7 @@ async def place_sealed(
     folders, entries = _decode(await read_plaintext(blobs, opened))
     async with engine.connect() as conn:
         journal = await load_journal(conn, account)
+    epochs = DeliveryEpochs()  # this placing's sort entries, one epoch for its batches
     progress = ImportProgress(
         total_messages=len(entries),
         total_bytes=sum(e.blob.size for e in entries),
@@ -346,7 +365,10 @@ async def place_sealed(
             message = MaildirMessage(
                 Path(), entry.base, "", entry.in_new, entry.blob.size, entry.mtime
             )
-            state.pending.append(Pending(message, entry.blob, uid, frozenset(entry.flags), key))
+            fields = None if entry.sort is None else SortFields(epochs, entry.sort)
+            state.pending.append(
+                Pending(message, entry.blob, uid, frozenset(entry.flags), key, fields)
+            )
             journal.add(key)
             progress = replace(step, imported=progress.imported + 1)
             if len(state.pending) >= BATCH_MESSAGES or state.pending_bytes >= BATCH_BYTES:
