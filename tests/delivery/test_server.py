@@ -70,6 +70,32 @@ async def test_a_fuller_server_answers_when_the_emptier_one_does_not(
         await server.stop(grace_s=5)
 
 
+async def test_a_deferring_server_answers_once_it_holds_the_fewest(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that deferred to an emptier one takes the connection as soon as that
+    one holds as many (it took another), not only when the deferral ends."""
+    monkeypatch.setattr("cryptmail.delivery._server.ACCEPT_DEFER_S", 600.0)
+    counts = ConnectionShares.create(2)
+    shares = ConnectionShares(counts.fd, 2, 0)
+    other = ConnectionShares(counts.fd, 2, 1)  # stands for a process busy elsewhere
+    shares.opened()  # this server holds one already, the other none
+    server = LmtpServer(NOBODY, hostname="a.test", shares=shares)
+    await server.serve_socket(listener.dup())
+    port = listener.getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        waiting = asyncio.ensure_future(reader.readline())
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # deferred: the other holds fewer
+        other.opened()  # the other took a connection: now they hold as many
+        assert (await asyncio.wait_for(waiting, 10)).startswith(b"220 ")
+        assert shares.count(0) == 2
+    finally:
+        writer.close()
+        await server.stop(grace_s=5)
+
+
 async def test_stop_closes_the_listener(listener: socket.socket) -> None:
     server = LmtpServer(NOBODY, hostname="a.test")
     own = listener.dup()

@@ -19,11 +19,16 @@ from cryptmail.sockets import bind_listener, wait_readable
 log = logging.getLogger(__name__)
 
 ACCEPT_DEFER_S = 0.02
-"""How long a process holding more connections than another leaves a new one to it.
-Long enough for the emptier one to finish the delivery it is blocked in (a few ms for
-a small message): at 2 ms eight connections opened together went 3/2/2/1 to four
-workers, and the one with three was the bottleneck while the others idled. A new LMTP
-connection waiting 20 ms more is nothing to Postfix, which keeps it for many messages."""
+"""How long at most a process holding more connections than another leaves a new one to
+it. Long enough for the emptier one to finish the delivery it is blocked in (a few ms
+for a small message): at 2 ms eight connections opened together went 3/2/2/1 to four
+workers, and the one with three was the bottleneck while the others idled."""
+DEFER_STEP_S = 0.002
+"""How often a deferring process reads the counts again: it takes the connection as
+soon as it holds the fewest. Sleeping the whole deferral left the last of eight
+connections opened together waiting 20 ms while every process held as many (each had
+deferred when another had not yet taken its first): greetings took 15 ms at the 75th
+percentile, and a round of 40 messages of 206 KB a fifth longer."""
 
 
 class LmtpServer:
@@ -94,8 +99,11 @@ class LmtpServer:
         loop = asyncio.get_running_loop()
         while True:
             await wait_readable(loop, sock)
-            if self._shares is not None and not self._shares.holds_fewest():
-                await asyncio.sleep(ACCEPT_DEFER_S)
+            if self._shares is not None:
+                waited = 0.0
+                while not self._shares.holds_fewest() and waited < ACCEPT_DEFER_S:
+                    await asyncio.sleep(DEFER_STEP_S)
+                    waited += DEFER_STEP_S
             try:
                 conn, _peer = sock.accept()
             except (BlockingIOError, InterruptedError):
