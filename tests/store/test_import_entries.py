@@ -15,7 +15,6 @@ from cryptmail.keys import UnlockedAccount
 from cryptmail.store import _import as import_module
 from cryptmail.store import header_sort_fields, seal_maildir, sort_entry_count, take_sort_entries
 from cryptmail.store.sortkeys import SortKeys, sort_keys
-from cryptmail.users import get_user
 
 from .conftest import StoreRig
 from .test_import import _account, contents, run_import
@@ -129,9 +128,7 @@ async def test_mail_sealed_without_a_password_gets_entries_when_placed(
 ) -> None:
     maildir = _maildir(tmp_path / "Maildir")
     email = "staged@example.org"
-    await rig.user(email)
-    async with rig.engine.connect() as conn:
-        found = await get_user(conn, email)
+    found = await rig.user(email)
     steps = [p async for p in seal_maildir(rig.engine, rig.blobs, found.id, maildir, PLAIN)]
     assert steps[-1].imported == 7
     assert await sort_entry_count(rig.engine, found.id) == (0, 0)  # no rows yet
@@ -147,9 +144,7 @@ async def test_mail_sealed_without_a_password_gets_entries_when_placed(
 async def test_a_plain_user_staged_gets_no_entry(rig: StoreRig, tmp_path: Path) -> None:
     maildir = _maildir(tmp_path / "Maildir")
     email = "plainstaged@example.org"
-    await rig.user(email, crypt=0)
-    async with rig.engine.connect() as conn:
-        found = await get_user(conn, email)
+    found = await rig.user(email, crypt=0)
     assert [p async for p in seal_maildir(rig.engine, rig.blobs, found.id, maildir, PLAIN)]
     account = await _login_places(rig, email)
     assert sum(len(items) for _b, items in (await contents(rig, account)).values()) == 7

@@ -257,7 +257,8 @@ class TakenEntries:
         return {*self.ready.uids, *(uid for uid, _keys in self.made)}
 
 
-_NOTHING_TAKEN: Final = TakenEntries(ReadyBlock(()), [])
+def _nothing_taken() -> TakenEntries:
+    return TakenEntries(ReadyBlock(()), [])  # a new one each time: its list is the caller's
 
 
 def _opened_of(account: UnlockedAccount) -> _Opened:
@@ -350,7 +351,7 @@ async def take_sort_entries(
     An entry that does not open is deleted (logged by row id): its message is done
     the slow way."""
     if not rows:
-        return _NOTHING_TAKEN
+        return _nothing_taken()
     e, ep, m = t.cm_sort_entries, t.cm_sort_epochs, t.cm_messages
     asked = {row.id: row for row in rows}
     boxes = sorted({row.mailbox_id for row in rows})
@@ -389,7 +390,7 @@ async def take_sort_entries(
 
     found, epochs = await run_transaction(engine, read, writes=False)
     if not found:
-        return _NOTHING_TAKEN
+        return _nothing_taken()
     if epochs:
         cache.update(await run_blocking(_open_epochs, account, epochs))
     ciphers = {epoch: cache.get(epoch) for _row, epoch, _sealed in found}
