@@ -1,4 +1,5 @@
-"""LocalBlobStore: crash-safe writes, the temp sweep, overwrite after delete, listing."""
+"""LocalBlobStore: crash-safe writes (small ones under their id, large ones through
+tmp/), the temp sweep, overwrite after delete, listing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptmail.errors import BlobMissing
+from cryptmail.errors import BlobMissing, StoreUnavailable
 from cryptmail.store import BlobId, new_blob_id
 from cryptmail.store.blobs import LocalBlobStore, TempFiles
 
@@ -53,6 +54,66 @@ async def test_a_small_blob_is_written_at_commit_and_an_abort_leaves_nothing(
     blobs: LocalBlobStore,
 ) -> None:
     await small_blob_commits_and_abort_leaves_nothing(blobs)
+    assert _temp_files(blobs) == []
+
+
+async def test_a_small_blob_is_written_under_its_id_with_one_sync_of_each(
+    blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Created under its id, so its name goes to disk with its inode: no temp file, no
+    rename, the file synced before its directory."""
+    from cryptmail.store.blobs import _local
+
+    blob_id = new_blob_id()
+    final = blobs.path_of(blob_id)
+    synced: list[str] = []  # what each fsync was of, files and directories alike
+    real_fsync = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(_local.os, "fsync", record)
+    renames: list[object] = []
+    monkeypatch.setattr(_local.os, "rename", lambda *args: renames.append(args))
+    writer = await blobs.create(blob_id)
+    await writer.write(b"small ")
+    await writer.write(b"message")
+    assert not final.exists()  # nothing on disk before commit
+    assert await writer.commit() == 13
+    assert synced == [str(final), str(final.parent)]
+    assert renames == []
+    assert _temp_files(blobs) == []
+    assert await blobs.read(blob_id) == b"small message"
+
+
+async def test_a_failed_write_under_the_id_leaves_nothing_there(
+    blobs: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that refuses the fsync: the caller gets StoreUnavailable (it commits no
+    row) and the half-made file is zeroed and gone, not left to the orphan sweep."""
+    from cryptmail.store.blobs import _local
+
+    blob_id = new_blob_id()
+    zeroed: list[Path] = []
+    real_zero = _local._zero_and_unlink
+
+    def refuse(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    def zero(path: Path) -> int:
+        zeroed.append(path)
+        return real_zero(path)
+
+    monkeypatch.setattr(_local.os, "fsync", refuse)
+    monkeypatch.setattr(_local, "_zero_and_unlink", zero)
+    writer = await blobs.create(blob_id)
+    await writer.write(b"plaintext of a crypt 0 user")
+    with pytest.raises(StoreUnavailable, match="Input/output error"):
+        await writer.commit()
+    assert zeroed == [blobs.path_of(blob_id)]
+    assert not blobs.path_of(blob_id).exists()
+    assert [b async for b in blobs.list_ids()] == []
     assert _temp_files(blobs) == []
 
 

@@ -1,10 +1,21 @@
 """Blobs as files in a local directory.
 
 Layout: `<root>/<2 hex>/<32 hex>` (the id's first byte fans out directories) and
-`<root>/tmp/` for blobs being written (`<id>.<pid>`) or deleted (`<id>.deleted.<pid>`).
-A write is crash-safe: temp file, fsync, rename, fsync the directory; only then is the
-id visible. A crash leaves at most a file in tmp/, which `sweep_dead_writers` removes at
-the next start (its writer's pid is gone) and `sweep_temp` once it is old.
+`<root>/tmp/` for large blobs being written (`<id>.<pid>`) or deleted
+(`<id>.deleted.<pid>`). A write is crash-safe: no row names a blob before its bytes and
+its name are on disk (the caller commits the row only after `commit` returned).
+
+- A blob that fits the writer's buffer (most mail) is written at commit straight under
+  its id: create, write, fsync, fsync the directory. Its name and inode then go to disk
+  in one journal commit, and the directory's fsync finds nothing left to do (on ext4
+  and XFS); through tmp/ and a rename after the fsync, the rename needed a journal
+  commit of its own, one more disk wait a message (bench/delivery.py, docs/benchmarks.md).
+  A crash before the fsync may leave a part of it under its id: no row names it, so it
+  is an orphan like a blob whose row never committed, removed by the orphan sweep
+  (`store check` reads no orphan's header).
+- A larger one streams into tmp/ as the buffer fills, then: fsync, rename, fsync the
+  directory. A crash leaves at most a file in tmp/, which `sweep_dead_writers` removes at
+  the next start (its writer's pid is gone) and `sweep_temp` once it is old.
 
 Whatever leaves tmp/ is overwritten with zeros first: a temp file or a blob being
 deleted may be a crypt 0 user's plaintext, which must not stay in free blocks (on a
@@ -19,6 +30,7 @@ opens the file after the rename finds it missing, as for any expunged message.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -118,10 +130,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalBlobWriter:
-    """Buffers in memory and opens its temp file only when the buffer fills or at commit.
-
-    So a small blob costs one worker-thread call (open, write, fsync, rename, fsync the
-    directory), not one more to create the file first.
+    """Buffers in memory and opens its temp file only when the buffer fills; a blob that
+    never fills it is written under its id at commit, in one call (open, write, fsync,
+    fsync the directory).
     """
 
     def __init__(self, store: LocalBlobStore, blob_id: BlobId) -> None:
@@ -159,21 +170,49 @@ class LocalBlobWriter:
         if self._pending_size >= _BUFFER:
             await run_blocking(self._append, self._take_pending())
 
-    def _finish(self, pending: list[bytes]) -> None:
-        file = self._open()
-        for piece in pending:
-            file.write(piece)
-        file.flush()
-        os.fsync(file.fileno())
-        file.close()
-        final = self._store.path_of(self._blob_id)
+    def _fan_out_dir(self, final: Path) -> None:
         if not final.parent.is_dir():
             final.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
             # The new fan-out directory's entry must be durable before a row names a
             # blob inside it (also when a concurrent writer made it a moment ago).
             _fsync_dir(final.parent.parent)
+
+    def _finish(self, pending: list[bytes]) -> None:
+        final = self._store.path_of(self._blob_id)
+        if self._file is None:
+            self._write_in_place(final, pending)
+            return
+        file = self._file
+        for piece in pending:
+            file.write(piece)
+        file.flush()
+        os.fsync(file.fileno())
+        file.close()
+        self._fan_out_dir(final)
         os.rename(self._temp, final)
         _fsync_dir(final.parent)
+
+    def _write_in_place(self, final: Path, pending: list[bytes]) -> None:
+        """The whole blob under its id, synced with its name (see the module's note)."""
+        self._fan_out_dir(final)
+        fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                for piece in pending:
+                    file.write(piece)
+                file.flush()
+                os.fsync(file.fileno())
+            _fsync_dir(final.parent)
+        except BaseException:
+            # Never named by a row: take it back now, zeroed (it may be a crypt 0 user's
+            # plaintext), rather than leave it to the orphan sweep; unzeroed if the disk
+            # refuses that too.
+            try:
+                _zero_and_unlink(final)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    final.unlink()
+            raise
 
     @timed("write")
     async def commit(self) -> int:
