@@ -9,6 +9,8 @@ import os
 import socket
 import threading
 
+import pytest
+
 from cryptmail.metrics import MetricsReader, PipeMetrics, PrometheusMetrics, replay
 
 NEVER_S = 3600.0  # a flush interval no test waits out: only flush() or a full batch writes
@@ -159,6 +161,34 @@ async def test_a_burst_goes_in_writes_of_at_most_pipe_buf_each_ending_a_line() -
         lines = b"".join(writes).split(b"\n")[:-1]
         assert len(lines) == 400
         assert all(replay(line, metrics) for line in lines)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+async def test_a_long_burst_is_written_before_the_timer() -> None:
+    """Events are kept unencoded until the write; a burst of _MAX_KEPT goes at once, so
+    what a worker keeps stays bounded whatever its timer."""
+    from cryptmail.metrics._forward import _MAX_KEPT
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    theirs.setblocking(False)
+    try:
+        sink = PipeMetrics(ours.fileno(), flush_s=NEVER_S)
+        for i in range(_MAX_KEPT - 1):
+            sink.blob_operation("write", "ok", i / 1000)
+        with pytest.raises(BlockingIOError):
+            theirs.recv(65536)  # kept, not written
+        sink.blob_operation("write", "ok", 1.0)
+        lines = theirs.recv(65536).split(b"\n")
+        metrics = PrometheusMetrics()
+        while True:
+            assert all(replay(line, metrics) for line in lines[:-1])
+            try:
+                lines = theirs.recv(65536).split(b"\n")
+            except BlockingIOError:
+                break
+        assert _count(metrics, 'cryptmail_blob_seconds_count{operation="write"}') == _MAX_KEPT
     finally:
         ours.close()
         theirs.close()

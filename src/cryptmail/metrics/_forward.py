@@ -1,7 +1,7 @@
 """Events from LMTP worker processes to the main process's registry, over a pipe.
 
-A worker's sink (`PipeMetrics`) turns each event into one short JSON line and keeps the
-lines for up to `FLUSH_S`, then writes them in one go: the main process then wakes, reads
+A worker's sink (`PipeMetrics`) keeps its events for up to `FLUSH_S`, then writes them
+in one go, each as a short JSON line: the main process then wakes, reads
 and replays once per batch, not twice per delivery (its CPU per delivery is what caps
 the delivery rate on a small machine). Each write is at most PIPE_BUF bytes and ends at a
 line end; such a write is atomic, so the workers can share one pipe. The main process
@@ -41,6 +41,9 @@ _MAX_LINE = 512
 _MAX_WRITE = min(select.PIPE_BUF, 4096)
 FLUSH_S = 0.05
 """How long a worker keeps an event before it writes it (with those that came meanwhile)."""
+_MAX_KEPT = 256
+"""Events kept before a write even within FLUSH_S (a burst): bounds the memory and the
+work of one write."""
 
 
 class PipeMetrics:
@@ -54,8 +57,7 @@ class PipeMetrics:
     def __init__(self, fd: int, flush_s: float = FLUSH_S) -> None:
         self._fd = fd
         self._flush_s = flush_s
-        self._lines: list[bytes] = []
-        self._size = 0
+        self._events: list[tuple[Any, ...]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         # Events may come from pool threads too, while the loop's timer flushes.
@@ -65,20 +67,16 @@ class PipeMetrics:
         os.set_blocking(fd, False)
 
     def _send(self, name: str, *args: Any) -> None:
-        line = json.dumps([name, *args], separators=(",", ":")).encode() + b"\n"
-        if len(line) > _MAX_LINE:
-            return  # the reader would drop it; cut short, it would garble the next line
+        # Kept as it came and turned into JSON at the write, all together: one event's
+        # `json.dumps` on a delivery's path cost far more than in a run of them.
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         with self._lock:
-            if self._size + len(line) > _MAX_WRITE:
-                self._write()
-            self._lines.append(line)
-            self._size += len(line)
-            if loop is None:
-                self._write()  # no loop here to flush it later
+            self._events.append((name, *args))
+            if loop is None or len(self._events) >= _MAX_KEPT:
+                self._write()  # no loop here to flush it later, or a burst
             elif self._timer_loop is not loop:  # none armed (or one on a loop now gone)
                 self._timer_loop = loop
                 self._timer = loop.call_later(self._flush_s, self._on_timer)
@@ -98,12 +96,27 @@ class PipeMetrics:
             self._write()
 
     def _write(self) -> None:
-        """Write the kept lines, at most _MAX_WRITE bytes by construction; with the lock."""
-        if not self._lines:
+        """Write the kept events as lines, in writes of at most _MAX_WRITE bytes that end
+        at a line end; with the lock."""
+        if not self._events:
             return
-        data = b"".join(self._lines)
-        self._lines.clear()
-        self._size = 0
+        events, self._events = self._events, []
+        lines: list[bytes] = []
+        size = 0
+        for event in events:
+            line = json.dumps(event, separators=(",", ":")).encode() + b"\n"
+            if len(line) > _MAX_LINE:
+                continue  # the reader would drop it; cut short, it would garble the next
+            if size + len(line) > _MAX_WRITE:
+                self._put(b"".join(lines))
+                lines.clear()
+                size = 0
+            lines.append(line)
+            size += len(line)
+        if lines:
+            self._put(b"".join(lines))
+
+    def _put(self, data: bytes) -> None:
         # A metric must never fail or stall a delivery: a full pipe or a closed one (main
         # process gone) drops the batch.
         with contextlib.suppress(OSError):
