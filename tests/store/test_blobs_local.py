@@ -62,7 +62,6 @@ async def test_a_small_blob_is_written_under_its_id_with_one_sync_of_each(
 ) -> None:
     """Created under its id, so its name goes to disk with its inode: no temp file, no
     rename, the file synced before its directory."""
-    from cryptmail.store.blobs import _local
 
     blob_id = new_blob_id()
     final = blobs.path_of(blob_id)
@@ -73,9 +72,9 @@ async def test_a_small_blob_is_written_under_its_id_with_one_sync_of_each(
         synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
-    monkeypatch.setattr(_local.os, "fsync", record)
+    monkeypatch.setattr("cryptmail.store.blobs._local.os.fsync", record)
     renames: list[object] = []
-    monkeypatch.setattr(_local.os, "rename", lambda *args: renames.append(args))
+    monkeypatch.setattr("cryptmail.store.blobs._local.os.rename", lambda *a: renames.append(a))
     writer = await blobs.create(blob_id)
     await writer.write(b"small ")
     await writer.write(b"message")
@@ -105,7 +104,7 @@ async def test_a_failed_write_under_the_id_leaves_nothing_there(
         zeroed.append(path)
         return real_zero(path)
 
-    monkeypatch.setattr(_local.os, "fsync", refuse)
+    monkeypatch.setattr("cryptmail.store.blobs._local.os.fsync", refuse)
     monkeypatch.setattr(_local, "_zero_and_unlink", zero)
     writer = await blobs.create(blob_id)
     await writer.write(b"plaintext of a crypt 0 user")
