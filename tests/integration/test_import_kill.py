@@ -1,6 +1,8 @@
 """SIGKILL `cryptmail import maildir` and `cryptmail mailbox encrypt` at random points,
 several times each, then let them finish: every message is there exactly once, with its
 UID, flags and bytes, and (after encrypt) sealed; the store check finds nothing left.
+An import to a crypt 2 user, killed the same way, also leaves each sealed message
+exactly one sort entry, opening to the keys its stored bytes give.
 """
 
 from __future__ import annotations
@@ -19,8 +21,17 @@ import pytest
 from cryptmail.db import create_engine
 from cryptmail.keys import unlock_account
 from cryptmail.secret import Password
-from cryptmail.store import list_mailboxes, load_messages, open_blob, read_plaintext
+from cryptmail.store import (
+    header_sort_fields,
+    list_mailboxes,
+    load_messages,
+    open_blob,
+    read_plaintext,
+    sort_entry_count,
+    take_sort_entries,
+)
 from cryptmail.store.blobs import LocalBlobStore
+from cryptmail.store.sortkeys import SortKeys, sort_keys
 
 from .cryptmail_server import CRYPTO, PASSWORD, db_url, make_users, store_check
 
@@ -101,6 +112,49 @@ def _stored(data_dir: Path) -> dict[str, dict[int, tuple[bytes, frozenset[str], 
     return asyncio.run(run())
 
 
+def _check(
+    data_dir: Path,
+    expected: dict[str, dict[int, tuple[bytes, frozenset[str]]]],
+    *,
+    sealed: bool,
+) -> None:
+    stored = _stored(data_dir)
+    for name, messages in expected.items():
+        got = stored[name]
+        assert sorted(got) == sorted(messages), name
+        for uid, (data, flags) in messages.items():
+            assert got[uid][:2] == (data, flags), (name, uid)
+            assert got[uid][2] is sealed
+
+
+def _entries(data_dir: Path) -> tuple[int, list[tuple[SortKeys | None, SortKeys]]]:
+    """(the user's sort entries, and per message the keys its entry opens to (None: no
+    entry) with those the slow path makes from its stored bytes)."""
+
+    async def run() -> tuple[int, list[tuple[SortKeys | None, SortKeys]]]:
+        engine = create_engine(db_url(data_dir))
+        blobs = LocalBlobStore(data_dir / "blobs")
+        account, _ = await unlock_account(engine, EMAIL, Password.from_str(PASSWORD), CRYPTO)
+        pairs: list[tuple[SortKeys | None, SortKeys]] = []
+        async with engine.connect() as conn:
+            boxes = await list_mailboxes(conn, account.user.id, account)
+            rows = [await load_messages(conn, account, box.id) for box in boxes]
+        for box_rows in rows:
+            taken = await take_sort_entries(engine, account, box_rows)
+            opened = dict(taken.ready.keys() + taken.made)
+            for row in box_rows:
+                data = await read_plaintext(blobs, await open_blob(blobs, account, row.blob_id))
+                slow = sort_keys(header_sort_fields(data.split(b"\r\n\r\n")[0]))._replace(
+                    size=len(data), arrival=row.internal_date.timestamp()
+                )
+                pairs.append((opened.get(row.uid), slow))
+        count, _epochs = await sort_entry_count(engine, account.user.id)
+        await engine.dispose()
+        return count, pairs
+
+    return asyncio.run(run())
+
+
 def test_killed_import_and_encrypt_finish_with_every_message_once(tmp_path: Path) -> None:
     seed = int.from_bytes(os.urandom(4), "big")
     print(f"random seed {seed}")
@@ -117,22 +171,37 @@ def test_killed_import_and_encrypt_finish_with_every_message_once(tmp_path: Path
     assert done.returncode == 0, done.stderr.decode()
     print(f"import killed {kills} times; last run: {done.stderr.decode().splitlines()[-1]}")
 
-    def check(sealed: bool) -> None:
-        stored = _stored(data_dir)
-        for name, messages in expected.items():
-            got = stored[name]
-            assert sorted(got) == sorted(messages), name
-            for uid, (data, flags) in messages.items():
-                assert got[uid][:2] == (data, flags), (name, uid)
-                assert got[uid][2] is sealed
-
-    check(sealed=False)
+    _check(data_dir, expected, sealed=False)
     subprocess.run(_cli(data_dir, "user", "crypt", EMAIL, "2"), check=True, capture_output=True)
     command = _cli(data_dir, "mailbox", "encrypt", EMAIL)
     kills = _killed_runs(command, b"", rng, 5)
     done = subprocess.run(command, capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr.decode()
     print(f"encrypt killed {kills} times")
-    check(sealed=True)
+    _check(data_dir, expected, sealed=True)
+    report = store_check(data_dir, grace_s=0)
+    assert report.returncode == 0, report.stdout + report.stderr
+
+
+def test_a_killed_sealed_import_leaves_each_message_and_its_sort_entry_once(
+    tmp_path: Path,
+) -> None:
+    seed = int.from_bytes(os.urandom(4), "big")
+    print(f"random seed {seed}")
+    rng = random.Random(seed)
+    data_dir = tmp_path / "data"
+    make_users(data_dir, "example.org", {EMAIL: 2})
+    expected = _maildir(tmp_path / "Maildir")
+    stdin = f"{PASSWORD}\n".encode()
+    command = _cli(data_dir, "import", "maildir", EMAIL, str(tmp_path / "Maildir"))
+    command.append("--password-stdin")
+    kills = _killed_runs(command, stdin, rng, 5)
+    done = subprocess.run(command, input=stdin, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    print(f"sealed import killed {kills} times")
+    _check(data_dir, expected, sealed=True)
+    count, pairs = _entries(data_dir)
+    assert count == COUNT == len(pairs)  # one each: none missing, none left of a killed batch
+    assert all(opened == slow for opened, slow in pairs)
     report = store_check(data_dir, grace_s=0)
     assert report.returncode == 0, report.stdout + report.stderr
