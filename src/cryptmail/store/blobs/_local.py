@@ -7,9 +7,10 @@ its name are on disk (the caller commits the row only after `commit` returned).
 
 - A blob that fits the writer's buffer (most mail) is written at commit straight under
   its id: create, write, fsync, fsync the directory. Its name and inode then go to disk
-  in one journal commit, and the directory's fsync finds nothing left to do (on ext4
-  and XFS); through tmp/ and a rename after the fsync, the rename needed a journal
-  commit of its own, one more disk wait a message (bench/delivery.py, docs/benchmarks.md).
+  in one journal commit, and the directory's fsync finds nothing left to do (ext4,
+  measured; journaling file systems in general). Through tmp/ and a rename after the
+  fsync, the rename needed a journal commit of its own: one more disk wait a message
+  (docs/benchmarks.md, "Small blobs written under their id").
   A crash before the fsync may leave a part of it under its id: no row names it, so it
   is an orphan like a blob whose row never committed, removed by the orphan sweep
   (`store check` reads no orphan's header).
