@@ -1,7 +1,10 @@
-"""The self-signed certificate: named for the configured host, each name once."""
+"""The self-signed certificate: named for the configured host, each name once; and the
+server side of STARTTLS (`upgrade_stream`): plaintext after the command refused, the
+handshake run, its failure reported."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
@@ -11,7 +14,13 @@ from cryptography.x509.oid import NameOID
 
 from cryptmail.config import load_config
 from cryptmail.errors import ConfigError
-from cryptmail.tls import make_ssl_context, reload_ssl_context
+from cryptmail.tls import (
+    PlaintextAfterStartTls,
+    TlsHandshakeFailed,
+    make_ssl_context,
+    reload_ssl_context,
+    upgrade_stream,
+)
 
 
 def _made(tmp_path: Path, hostname: str) -> x509.Certificate:
@@ -71,3 +80,68 @@ def _handshake(server_context: ssl.SSLContext) -> bytes:
     der = client.getpeercert(binary_form=True)
     assert der is not None
     return der
+
+
+async def _upgrade_once(
+    tmp_path: Path, plaintext_left: int, client_handshakes: bool
+) -> tuple[bytes, BaseException | None]:
+    """One server connection through `upgrade_stream`: what the client read in plaintext,
+    and what the server's upgrade raised (None if it went through)."""
+    context = make_ssl_context(load_config(None, data_dir=str(tmp_path), hostname="mail.test"))
+    outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def say(data: bytes) -> None:
+            writer.write(data)
+            await writer.drain()
+
+        try:
+            await upgrade_stream(
+                writer,
+                context,
+                plaintext_left=lambda: plaintext_left,
+                say=say,
+                go_ahead=b"OK go\r\n",
+                refusal=b"BYE no\r\n",
+            )
+        except Exception as exc:  # the outcome the test reads
+            outcome.set_result(exc)
+        else:
+            writer.write(b"sealed hello\r\n")  # now through TLS
+            await writer.drain()
+            outcome.set_result(None)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    said = await reader.readline()
+    if client_handshakes and said == b"OK go\r\n":
+        client = ssl.create_default_context()
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE
+        await writer.start_tls(client)
+        assert await reader.readline() == b"sealed hello\r\n"
+    writer.close()
+    result = await asyncio.wait_for(outcome, 10)
+    server.close()
+    await server.wait_closed()
+    return said, result
+
+
+async def test_upgrade_stream_refuses_plaintext_after_the_command(tmp_path: Path) -> None:
+    said, raised = await _upgrade_once(tmp_path, plaintext_left=5, client_handshakes=True)
+    assert said == b"BYE no\r\n"
+    assert isinstance(raised, PlaintextAfterStartTls)
+
+
+async def test_upgrade_stream_goes_ahead_and_hands_over_to_tls(tmp_path: Path) -> None:
+    said, raised = await _upgrade_once(tmp_path, plaintext_left=0, client_handshakes=True)
+    assert said == b"OK go\r\n"
+    assert raised is None
+
+
+async def test_upgrade_stream_reports_a_failed_handshake(tmp_path: Path) -> None:
+    said, raised = await _upgrade_once(tmp_path, plaintext_left=0, client_handshakes=False)
+    assert said == b"OK go\r\n"
+    assert isinstance(raised, TlsHandshakeFailed)

@@ -6,10 +6,14 @@ fingerprint is logged once per start, for users to compare with what their clien
 shows), and on SIGHUP loads the certificate files again into the same context
 (`reload_ssl_context`): handshakes from then on present the new certificate (a Let's
 Encrypt renewal), sessions already established keep theirs.
+
+`upgrade_stream` is the server side of STARTTLS (IMAP), STLS (POP3) and ManageSieve's
+STARTTLS: the one place that refuses plaintext pipelined after the command.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import ipaddress
@@ -17,12 +21,55 @@ import logging
 import os
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cryptmail.config import Config
 from cryptmail.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+class PlaintextAfterStartTls(Exception):
+    """The client sent more after the command that starts TLS: the session must end."""
+
+
+class TlsHandshakeFailed(Exception):
+    """The TLS handshake after the go-ahead failed: the session must end."""
+
+
+async def upgrade_stream(
+    writer: asyncio.StreamWriter,
+    context: ssl.SSLContext,
+    *,
+    plaintext_left: Callable[[], int],
+    say: Callable[[bytes], Awaitable[None]],
+    go_ahead: bytes,
+    refusal: bytes,
+) -> None:
+    """Answer the command that starts TLS on `writer`, then run the handshake.
+
+    Bytes received after that command came in plaintext: letting them into the TLS
+    session would run an attacker's commands as if they were protected
+    (CVE-2011-0411). Reading stops first, so new bytes stay in the socket until the TLS
+    layer reads them and what the session's buffers hold (`plaintext_left`) is all the
+    plaintext there will ever be. If there is any, `refusal` is said and
+    PlaintextAfterStartTls raised: like Dovecot and Postfix, the caller hangs up.
+    Otherwise `go_ahead` is said and the handshake runs (TlsHandshakeFailed).
+    `say` sends and drains, with the protocol's own timeout and errors.
+    """
+    transport = writer.transport
+    if isinstance(transport, asyncio.ReadTransport):
+        transport.pause_reading()
+    if plaintext_left():
+        await say(refusal)
+        raise PlaintextAfterStartTls("bytes pipelined after the command that starts TLS")
+    await say(go_ahead)
+    try:
+        await writer.start_tls(context)
+    except (ssl.SSLError, OSError) as exc:
+        raise TlsHandshakeFailed(f"TLS handshake failed: {exc}") from exc
+
 
 # Named for IMAP, which made it first; kept so existing data directories keep theirs.
 _CERT_NAME = "imap-selfsigned.pem"

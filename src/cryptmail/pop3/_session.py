@@ -55,6 +55,7 @@ from cryptmail.secret import Password
 from cryptmail.store import ChangeBus, FirstLoginImports
 from cryptmail.store.blobs import BlobStore
 from cryptmail.tasks import finish_then_cancel
+from cryptmail.tls import PlaintextAfterStartTls, TlsHandshakeFailed, upgrade_stream
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,10 @@ class Session:
         self._writer.write(data)
         if self._writer.transport.get_write_buffer_size() > READ_SIZE:
             await self._drain()
+
+    async def _say(self, data: bytes) -> None:
+        await self.send(data)
+        await self._drain()
 
     async def _drain(self) -> None:
         try:
@@ -283,21 +288,17 @@ class Session:
         context = self.context.ssl_context
         if self.tls_active or context is None:
             return err("TLS is already active." if self.tls_active else "TLS is not offered.")
-        # New bytes stay in the socket until the TLS layer reads them, so what the two
-        # buffers hold now is all the plaintext there will ever be.
-        transport = self._writer.transport
-        if isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
-        if self._unread():
-            await self.send(err("STLS must be the last command before the TLS handshake."))
-            await self._drain()
-            raise _Closed("bytes pipelined after STLS")
-        await self.send(ok("Begin TLS negotiation now."))
-        await self._drain()
         try:
-            await self._writer.start_tls(context)
-        except (ssl.SSLError, OSError) as exc:
-            raise _Closed("TLS handshake failed") from exc
+            await upgrade_stream(
+                self._writer,
+                context,
+                plaintext_left=self._unread,
+                say=self._say,
+                go_ahead=ok("Begin TLS negotiation now."),
+                refusal=err("STLS must be the last command before the TLS handshake."),
+            )
+        except (PlaintextAfterStartTls, TlsHandshakeFailed) as exc:
+            raise _Closed(str(exc)) from exc
         self.tls_active = True
         self._lines = LineReader()
         self.user = None

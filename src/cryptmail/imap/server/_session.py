@@ -21,7 +21,6 @@ import contextlib
 import ipaddress
 import logging
 import re
-import ssl
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
@@ -61,6 +60,7 @@ from cryptmail.imap.wire._response import continuation, response_code, tagged
 from cryptmail.keys import UnlockedAccount, Watch
 from cryptmail.metrics import current as current_metrics
 from cryptmail.tasks import cancel_and_wait
+from cryptmail.tls import PlaintextAfterStartTls, TlsHandshakeFailed, upgrade_stream
 
 if TYPE_CHECKING:
     from cryptmail.imap.server._listener import ServerContext
@@ -373,21 +373,22 @@ class Session:
         """
         context = self.context.ssl_context
         assert context is not None  # noqa: S101 - STARTTLS is refused without one
-        # From here on, new bytes stay in the socket until the TLS layer reads them, so
-        # what the two buffers hold now is all the plaintext there will ever be.
-        transport = self._writer.transport
-        if isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
-        if unread_plaintext(self._reader, self.commands):
-            await self.send(b"* BYE STARTTLS must be the last command before the handshake.\r\n")
+
+        async def say(data: bytes) -> None:
+            await self.send(data)
             await self.drain()
-            raise ConnectionClosed("bytes pipelined after STARTTLS")
-        await self.send(tagged(tag, "OK", "Begin TLS negotiation now."))
-        await self.drain()
+
         try:
-            await self._writer.start_tls(context)
-        except (ssl.SSLError, OSError) as exc:
-            raise ConnectionClosed("TLS handshake failed") from exc
+            await upgrade_stream(
+                self._writer,
+                context,
+                plaintext_left=lambda: unread_plaintext(self._reader, self.commands),
+                say=say,
+                go_ahead=tagged(tag, "OK", "Begin TLS negotiation now."),
+                refusal=b"* BYE STARTTLS must be the last command before the handshake.\r\n",
+            )
+        except (PlaintextAfterStartTls, TlsHandshakeFailed) as exc:
+            raise ConnectionClosed(str(exc)) from exc
         self.tls_active = True
         self.commands = CommandReader(PREAUTH_LIMITS)
 
