@@ -41,12 +41,14 @@ EMAIL = "kill@example.org"
 COUNT = 300
 _FLAG_INFO = ["", "S", "FS", "RS", "T"]
 _FLAGS = {"S": "\\Seen", "F": "\\Flagged", "R": "\\Answered", "T": "\\Deleted"}
+Expected = dict[str, dict[int, tuple[bytes, frozenset[str]]]]
+"""{folder: {uid: (bytes, flags)}}: what an import must bring back."""
 
 
-def _maildir(root: Path) -> dict[str, dict[int, tuple[bytes, frozenset[str]]]]:
+def _maildir(root: Path) -> Expected:
     """A plain Maildir: INBOX and Archive, a uidlist each; returns what must come back."""
     rng = random.Random(7)
-    expected: dict[str, dict[int, tuple[bytes, frozenset[str]]]] = {}
+    expected: Expected = {}
     for name, folder in (("INBOX", root), ("Archive", root / ".Archive")):
         for sub in ("cur", "new", "tmp"):
             (folder / sub).mkdir(parents=True)
@@ -112,12 +114,7 @@ def _stored(data_dir: Path) -> dict[str, dict[int, tuple[bytes, frozenset[str], 
     return asyncio.run(run())
 
 
-def _check(
-    data_dir: Path,
-    expected: dict[str, dict[int, tuple[bytes, frozenset[str]]]],
-    *,
-    sealed: bool,
-) -> None:
+def _check(data_dir: Path, expected: Expected, *, sealed: bool) -> None:
     stored = _stored(data_dir)
     for name, messages in expected.items():
         got = stored[name]
@@ -155,22 +152,27 @@ def _entries(data_dir: Path) -> tuple[int, list[tuple[SortKeys | None, SortKeys]
     return asyncio.run(run())
 
 
-def test_killed_import_and_encrypt_finish_with_every_message_once(tmp_path: Path) -> None:
+def _killed_import(tmp_path: Path, crypt: int) -> tuple[Path, Expected, random.Random]:
+    """A user with `crypt` and a Maildir imported into it, killed five times, then run
+    to its end; returns the data dir, what must come back, and the test's random."""
     seed = int.from_bytes(os.urandom(4), "big")
     print(f"random seed {seed}")
     rng = random.Random(seed)
     data_dir = tmp_path / "data"
-    make_users(data_dir, "example.org", {EMAIL: 0})
+    make_users(data_dir, "example.org", {EMAIL: crypt})
     expected = _maildir(tmp_path / "Maildir")
     stdin = f"{PASSWORD}\n".encode()
-
     command = _cli(data_dir, "import", "maildir", EMAIL, str(tmp_path / "Maildir"))
     command.append("--password-stdin")
     kills = _killed_runs(command, stdin, rng, 5)
     done = subprocess.run(command, input=stdin, capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr.decode()
     print(f"import killed {kills} times; last run: {done.stderr.decode().splitlines()[-1]}")
+    return data_dir, expected, rng
 
+
+def test_killed_import_and_encrypt_finish_with_every_message_once(tmp_path: Path) -> None:
+    data_dir, expected, rng = _killed_import(tmp_path, crypt=0)
     _check(data_dir, expected, sealed=False)
     subprocess.run(_cli(data_dir, "user", "crypt", EMAIL, "2"), check=True, capture_output=True)
     command = _cli(data_dir, "mailbox", "encrypt", EMAIL)
@@ -186,19 +188,7 @@ def test_killed_import_and_encrypt_finish_with_every_message_once(tmp_path: Path
 def test_a_killed_sealed_import_leaves_each_message_and_its_sort_entry_once(
     tmp_path: Path,
 ) -> None:
-    seed = int.from_bytes(os.urandom(4), "big")
-    print(f"random seed {seed}")
-    rng = random.Random(seed)
-    data_dir = tmp_path / "data"
-    make_users(data_dir, "example.org", {EMAIL: 2})
-    expected = _maildir(tmp_path / "Maildir")
-    stdin = f"{PASSWORD}\n".encode()
-    command = _cli(data_dir, "import", "maildir", EMAIL, str(tmp_path / "Maildir"))
-    command.append("--password-stdin")
-    kills = _killed_runs(command, stdin, rng, 5)
-    done = subprocess.run(command, input=stdin, capture_output=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr.decode()
-    print(f"sealed import killed {kills} times")
+    data_dir, expected, _rng = _killed_import(tmp_path, crypt=2)
     _check(data_dir, expected, sealed=True)
     count, pairs = _entries(data_dir)
     assert count == COUNT == len(pairs)  # one each: none missing, none left of a killed batch
