@@ -9,7 +9,8 @@ defaults to two per core), peak RSS (the processes' peaks added up), and the
 crypt2/crypt0 CPU ratio (target <= 1.3x).
 Each server and recipient first gets 50 unmeasured deliveries, then deliveries on 8
 connections until its process count holds still (cryptmail starts LMTP workers on
-demand), so the figures are the steady state, not start-up. All servers run side by
+demand), again before each row at concurrency 8 (a worker idle for a minute exits), so
+the figures are the steady state, not start-up. All servers run side by
 side; each set is delivered in five parts that go round the servers in turn, and each
 row is the median part.
 Temporary data directories (ours and Dovecot's) follow TMPDIR.
@@ -290,6 +291,13 @@ def main() -> None:
             lmtp_deliver(target.port, target.rcpt, warmup)
             _warm_workers(target)
         for (size, concurrency), messages in sets.items():
+            if concurrency > 1:
+                # Workers idle for `lmtp.process_idle_s` (60 s) exit, and the rows on
+                # one connection leave all but one idle for about that long on a slow
+                # machine: started again inside the measured parts, each would add
+                # its second of CPU to them.
+                for target in targets:
+                    _warm_workers(target)
             for row in _measure(targets, messages, concurrency):
                 rows.append(row)
                 by[(size, concurrency, row[2])] = row
