@@ -29,7 +29,7 @@ import pytest
 from cryptmail.delivery import delivery_headers
 
 from .cryptmail_server import CryptmailServer, make_users, read_all
-from .servers._process import pid_alive
+from .servers._process import pid_alive, stop_between_writes
 
 USERS = [f"u{n}@example.org" for n in range(4)]
 CONNECTIONS_PER_USER = 3
@@ -194,7 +194,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(
     server = slow_idle
     victim = _start_a_worker(server, in_main)
     user = USERS[1]
-    os.kill(server.pid, signal.SIGSTOP)  # only the worker can take the connection
+    stop_between_writes(server.pid, server.data_dir)  # only the worker can take it
     try:
         # The signal is delivered asynchronously: until the main process is stopped it
         # could still take the connection below (in-main, after deferring a moment).

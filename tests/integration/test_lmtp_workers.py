@@ -26,7 +26,7 @@ from cryptmail.db import tables as t
 from cryptmail.delivery import delivery_headers
 
 from .cryptmail_server import PASSWORD, CryptmailServer, make_users, read_all
-from .servers._process import pid_alive
+from .servers._process import pid_alive, stop_between_writes
 
 WORKERS = 3
 CONFIG = f"[lmtp]\nprocesses = {WORKERS}\nprocess_idle_s = 0\n"
@@ -77,7 +77,7 @@ def test_workers_deliver_while_the_main_process_is_stopped(server: CryptmailServ
         # Forked by serve: its own command line, no configuration on it (the
         # configuration came over a socket pair).
         assert Path(f"/proc/{pid}/cmdline").read_bytes() == main_argv
-    os.kill(server.pid, signal.SIGSTOP)
+    stop_between_writes(server.pid, server.data_dir)
     try:
         for index in range(6):
             _deliver(server.port, _message(index))
@@ -94,7 +94,7 @@ def test_idle_in_the_main_process_hears_of_a_workers_delivery(server: CryptmailS
         client.login("alice@example.org", PASSWORD)
         client.select_folder("INBOX")
         client.idle()
-        os.kill(server.pid, signal.SIGSTOP)  # only a worker can take the delivery
+        stop_between_writes(server.pid, server.data_dir)  # only a worker can deliver
         try:
             _deliver(server.port, _message(1))
         finally:
@@ -116,7 +116,7 @@ def test_a_worker_that_dies_is_replaced(server: CryptmailServer) -> None:
         lambda: len(server.worker_pids) == WORKERS and victim not in server.worker_pids,
     )
     assert set(survivors) <= set(server.worker_pids)
-    os.kill(server.pid, signal.SIGSTOP)
+    stop_between_writes(server.pid, server.data_dir)
     try:
         _deliver(server.port, _message(7))
     finally:
@@ -159,7 +159,7 @@ def test_a_public_key_replaced_in_sql_is_a_4xx_from_the_workers(
             .values(key_id=attacker.key_id, public_key=attacker.encoded)
         )
     blobs_before = sorted((server.data_dir / "blobs").rglob("*"))
-    os.kill(server.pid, signal.SIGSTOP)  # only a worker can take the delivery
+    stop_between_writes(server.pid, server.data_dir)  # only a worker can deliver
     try:
         with pytest.raises(smtplib.SMTPDataError) as refused:
             _deliver(server.port, _message(2))

@@ -290,3 +290,41 @@ class PrivateServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _holds_a_write_lock(pid: int, data_dir: Path) -> bool:
+    """Whether `pid` holds the writers' turn or SQLite's write lock on the database
+    (from /proc/locks; lines starting "->" are waiters)."""
+    inodes = {
+        os.stat(data_dir / name).st_ino
+        for name in ("cryptmail.db-writers", "cryptmail.db-shm")
+        if (data_dir / name).exists()
+    }
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->" or fields[3] != "WRITE":
+            continue
+        if int(fields[4]) == pid and int(fields[5].rsplit(":", 1)[1]) in inodes:
+            return True
+    return False
+
+
+def stop_between_writes(pid: int, data_dir: Path) -> None:
+    """SIGSTOP `pid` at a moment it holds no write lock. Stopped inside a write, it
+    would keep every other process of the database from writing (SQLite has one writer
+    at a time), which no server could deliver around."""
+    for _ in range(200):
+        os.kill(pid, signal.SIGSTOP)
+        # The signal arrives asynchronously: the locks are read once it has stopped.
+        if not wait_until(lambda: _state(pid) == "T", timeout=10, interval=0.001):
+            raise AssertionError(f"process {pid} did not stop on SIGSTOP")
+        if not _holds_a_write_lock(pid, data_dir):
+            return
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} held a write lock at every try")
+
+
+def _state(pid: int) -> str:
+    """The one-letter state of `pid` (/proc/<pid>/stat: "T" once stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
