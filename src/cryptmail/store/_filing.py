@@ -49,10 +49,10 @@ from cryptmail.db import tables as t
 from cryptmail.errors import (
     CryptmailError,
     DatabaseConflict,
-    DatabaseUnavailable,
     DecryptionFailed,
     ObjectTampered,
     StoreError,
+    TransactionAborted,
 )
 from cryptmail.keys import UnlockedAccount, checkpoint
 from cryptmail.store._codec import RECENT_FLAG, encode_flags, flags_context
@@ -206,7 +206,7 @@ async def holding_mailbox(engine: AsyncEngine, user_id: UserId) -> MailboxId:
     for attempt in range(_ATTEMPTS):
         try:
             return await run_transaction(engine, lambda conn: _make_holding(conn, user_id))
-        except (DatabaseUnavailable, DatabaseConflict):
+        except (TransactionAborted, DatabaseConflict):
             if attempt == _ATTEMPTS - 1:
                 raise
             await asyncio.sleep(0.02 * (attempt + 1))
@@ -407,7 +407,7 @@ async def _apply_with_retry(
             return await run_transaction(
                 engine, lambda conn: _apply_one(conn, account, holding, item)
             )
-        except (DatabaseUnavailable, DatabaseConflict):
+        except (TransactionAborted, DatabaseConflict):
             # A deadlock victim (MariaDB, PostgreSQL) or a folder made or deleted
             # meanwhile by another session: the next attempt sees the other's commit.
             if attempt == _ATTEMPTS - 1:

@@ -37,12 +37,12 @@ from cryptmail.db import (
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     DatabaseConflict,
-    DatabaseUnavailable,
     DecryptionFailed,
     MailboxExists,
     MailboxNotFound,
     ObjectTampered,
     StoreError,
+    TransactionAborted,
 )
 from cryptmail.keys import UnlockedAccount
 from cryptmail.store._ids import BlobId, MailboxId
@@ -237,7 +237,7 @@ async def create_default_mailboxes(engine: AsyncEngine, user_id: UserId) -> Mail
     for attempt in range(_ATTEMPTS):
         try:
             return await run_transaction(engine, create)
-        except (DatabaseUnavailable, DatabaseConflict):
+        except (TransactionAborted, DatabaseConflict):
             # MariaDB ends a transaction that lost a deadlock between parallel first
             # deliveries (InnoDB's gap and duplicate-key locks); the winner's folders
             # are there by the time this one looks again.
