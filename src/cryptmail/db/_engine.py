@@ -9,7 +9,7 @@ to its thread three or four times per statement (cursor, execute, fetch, close),
 the delivery path those hops cost more CPU than the statements themselves. Its write
 transactions begin IMMEDIATE, so what they read before their first write is read under
 the write lock, and they queue first: on a lock of this process, then on an `flock` of
-`<database>-writers` shared with every other process (serve's LMTP workers). SQLite's
+`<database>-writers` shared with every other process (serve's LMTP workers; `_writers`). SQLite's
 own wait for a busy database sleeps in steps of milliseconds, which concurrent
 deliveries would pay; a queue wakes the next writer the moment the last one commits.
 
@@ -30,18 +30,13 @@ it again, a bounded number of times, for the callers that say their work allows 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import random
 import sqlite3
 import threading
-import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.db._errors import install_error_hooks, translate
+from cryptmail.db._writers import WriteQueue
 from cryptmail.errors import ConfigError, DatabaseUnavailable, TransactionAborted
 
 T = TypeVar("T")
@@ -65,14 +61,6 @@ database aborted (TransactionAborted) before it lets the error through."""
 _BACKOFF_S = (0.005, 0.025)
 """The random pause before attempt n + 1 lies in n times this range: 5-25 ms, then
 10-50 ms. Random, so two transactions that deadlocked do not meet again in step."""
-
-WRITER_WAIT_S = 30.0
-"""How long a write transaction on a SQLite file waits for its turn among the writers
-before DatabaseUnavailable: as long as the connections' busy_timeout."""
-_WAITERS = 4
-"""Threads that wait in flock for a writer turn (see `_WriteQueue`); one per thread
-of this process that writes at once is enough, more only hold abandoned waits."""
-_waiters_pool: ThreadPoolExecutor | None = None
 
 _sync_lock = threading.Lock()
 _sync_engines: weakref.WeakKeyDictionary[AsyncEngine, Engine | None] = weakref.WeakKeyDictionary()
@@ -224,7 +212,7 @@ def _begin(conn: Connection, sql: str) -> None:
         raise (translate(error) or error) from error
 
 
-_write_queues: weakref.WeakKeyDictionary[Engine, _WriteQueue] = weakref.WeakKeyDictionary()
+_write_queues: weakref.WeakKeyDictionary[Engine, WriteQueue] = weakref.WeakKeyDictionary()
 
 
 async def run_transaction(
@@ -336,116 +324,10 @@ async def _retrying(once: Callable[[], Awaitable[T]], *, retry: bool) -> T:
             attempt += 1
 
 
-class _WriteQueue:
-    """The writers of one SQLite file, in turn: the threads of this process on a lock,
-    the processes on an `flock` of `<database>-writers` (opened on first use; the
-    kernel drops the flock if a process dies holding it).
-
-    A writer waits WRITER_WAIT_S at most. A process stopped or hung while it holds the
-    turn (SIGSTOP, a disk that stopped answering) would otherwise freeze every other
-    writer for good, and an LMTP worker, which waits on its loop, with all its
-    connections; past the deadline the writer gets DatabaseUnavailable, a 4xx to a
-    delivery. The kernel has no timed flock. So a turn that is not free at once is
-    waited for by a thread of `_WAITERS`, blocked in flock on a descriptor of its own
-    (an open file of its own, so that its lock excludes this process's others), while
-    the writer waits for that thread with a timeout. Polling instead (LOCK_NB and
-    growing pauses) cost 2-3 % of delivery msg/s at 8 connections: the kernel hands
-    a released flock to a blocked waiter at once, a poller finds it only at its next
-    try."""
-
-    def __init__(self, database: str) -> None:
-        self._path = database + "-writers"
-        self._threads = threading.Lock()
-        self._fd: int | None = None
-        self._closer: weakref.finalize[[int], _WriteQueue] | None = None
-
-    @contextmanager
-    def turn(self, wait_s: float | None = None) -> Iterator[None]:
-        """Hold the turn for the block; `wait_s` (default WRITER_WAIT_S) bounds the wait.
-        Raises DatabaseUnavailable when it passes."""
-        wait_s = WRITER_WAIT_S if wait_s is None else wait_s
-        deadline = time.monotonic() + wait_s
-        if not self._threads.acquire(timeout=wait_s):
-            raise self._busy(wait_s)
-        try:
-            fd = self._open()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                holder = fd
-            except BlockingIOError:
-                holder = self._wait(deadline, wait_s)
-            try:
-                yield
-            finally:
-                if holder == fd:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                else:
-                    os.close(holder)  # its only descriptor: the lock goes with it
-        finally:
-            self._threads.release()
-
-    def _open(self) -> int:
-        if self._fd is None:
-            self._fd = self._open_new()
-            self._closer = weakref.finalize(self, os.close, self._fd)
-        return self._fd
-
-    def _open_new(self) -> int:
-        try:
-            return os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise DatabaseUnavailable(
-                f"cannot open the database's writer queue {self._path}: {exc.strerror}"
-            ) from exc
-
-    def _wait(self, deadline: float, wait_s: float) -> int:
-        """The turn, taken by a waiter thread on a new descriptor, which is returned
-        holding it. At the deadline the waiter is left to close that descriptor when
-        its flock returns, which gives the turn back at once."""
-        waiter = self._open_new()
-        taken = _waiters().submit(fcntl.flock, waiter, fcntl.LOCK_EX)
-        try:
-            taken.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            if taken.cancel():  # never started: no lock to give back
-                os.close(waiter)
-            else:
-                taken.add_done_callback(lambda _: os.close(waiter))
-            raise self._busy(wait_s) from None
-        except OSError as exc:
-            os.close(waiter)
-            raise DatabaseUnavailable(
-                f"cannot lock the database's writer queue {self._path}: {exc.strerror}"
-            ) from exc
-        return waiter
-
-    def _busy(self, wait_s: float) -> DatabaseUnavailable:
-        return DatabaseUnavailable(
-            f"the database stayed busy: another writer held its turn ({self._path}) for "
-            f"{wait_s:g} s; is a cryptmail process stopped or hung? Try again later"
-        )
-
-    def close(self) -> None:
-        """Close the flock's descriptor (the engine was disposed); the next turn opens
-        it again."""
-        with self._threads:
-            if self._closer is not None:
-                self._closer()  # closes once; the finalizer never closes a reused number
-            self._fd = self._closer = None
-
-
-def _waiters() -> ThreadPoolExecutor:
-    global _waiters_pool
-    with _sync_lock:
-        if _waiters_pool is None:
-            _waiters_pool = ThreadPoolExecutor(_WAITERS, thread_name_prefix="writer-turn")
-        return _waiters_pool
-
-
-def _write_queue(sync: Engine) -> _WriteQueue:
+def _write_queue(sync: Engine) -> WriteQueue:
     with _sync_lock:
         queue = _write_queues.get(sync)
         if queue is None:
             assert sync.url.database is not None  # noqa: S101 - _sync_engine: a file
-            queue = _write_queues[sync] = _WriteQueue(sync.url.database)
+            queue = _write_queues[sync] = WriteQueue(sync.url.database)
         return queue
