@@ -4,6 +4,7 @@ gave up on one still exits."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import textwrap
@@ -39,17 +40,33 @@ def read(conn: Connection) -> int:
     return int(conn.execute(text("SELECT value FROM counter")).scalar_one())
 
 
-@pytest.mark.parametrize("in_place", [False, True], ids=["in-a-thread", "in-place"])
+@pytest.mark.parametrize(
+    "in_place",
+    [
+        False,
+        # No pytest-timeout here: its SIGALRM would keep the wait from using one.
+        pytest.param(True, marks=pytest.mark.timeout(0)),
+    ],
+    ids=["in-a-thread", "in-place"],
+)
 async def test_a_writer_waits_for_a_stuck_turn_only_so_long(
     db: Db, monkeypatch: pytest.MonkeyPatch, in_place: bool
 ) -> None:
     """A process that holds the turn and never gives it back (stopped, hung) costs the
     other writers a DatabaseUnavailable after WRITER_WAIT_S, not a wait without end;
     nothing of the refused write is stored, and the next write after the holder goes
-    works. Also where the transaction runs on the loop's thread (an LMTP worker)."""
+    works. In a thread through a waiter thread; in place (an LMTP worker, on the main
+    thread) with SIGALRM as the deadline, and no waiter thread."""
     engine, path = db
     monkeypatch.setattr(_writers, "WRITER_WAIT_S", 0.4)
     monkeypatch.setattr(concurrency, "_in_place", in_place)
+    handler = signal.getsignal(signal.SIGALRM)
+    if in_place:
+
+        def no_thread(_fd: int) -> None:
+            raise AssertionError("a waiter thread for a write on the main thread")
+
+        monkeypatch.setattr(_writers._waiters, "lock", no_thread)
     await run_transaction(engine, bump)
     holder = _hold_turn(Path(f"{path}-writers"))
     try:
@@ -63,6 +80,9 @@ async def test_a_writer_waits_for_a_stuck_turn_only_so_long(
             holder.kill()
     await asyncio.wait_for(run_transaction(engine, bump), 10)
     assert await run_transaction(engine, read, writes=False) == 2
+    assert signal.getsignal(signal.SIGALRM) == handler
+    if in_place:  # the alarm is off again (else it is pytest-timeout's)
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 async def test_waits_given_up_free_their_turn_when_the_holder_goes(db: Db) -> None:
