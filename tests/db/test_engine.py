@@ -6,30 +6,16 @@ import asyncio
 import fcntl
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail.db import create_engine, run_transaction
 from cryptmail.db._engine import _sqlite_pragmas, _sqlite_pragmas_synced_after, _sync_wal
 
-Db = tuple[AsyncEngine, Path]
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Db]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    async with engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, value INTEGER)"))
-        await conn.execute(text("INSERT INTO counter VALUES (1, 0)"))
-    yield engine, tmp_path / "db.sqlite"
-    await engine.dispose()
+from .conftest import Db, hold_turn
 
 
 def _locked_for_others(path: Path) -> bool:
@@ -108,27 +94,6 @@ async def test_a_failing_write_transaction_rolls_back_and_frees_the_lock(db: Db)
     assert await run_transaction(engine, read, writes=False) == 0
 
 
-def _hold_turn(writers: Path) -> subprocess.Popen[bytes]:
-    """Another process (an LMTP worker of serve) taking its turn as a writer, until it
-    reads a line."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys\n"
-            f"fd = os.open({str(writers)!r}, os.O_RDWR | os.O_CREAT, 0o600)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "print('held', flush=True)\n"
-            "sys.stdin.readline()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline() == b"held\n"
-    return holder
-
-
 def _mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
@@ -142,7 +107,7 @@ async def test_writers_of_other_processes_queue_on_the_writers_file(db: Db) -> N
 
     await run_transaction(engine, bump)
     assert _mode(writers) == 0o600  # made by the first write; it holds nothing anyway
-    holder = _hold_turn(writers)
+    holder = hold_turn(writers)
     try:
         waiting = asyncio.ensure_future(run_transaction(engine, bump))
         await asyncio.sleep(0.3)

@@ -9,27 +9,16 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
 
 from cryptmail import concurrency
-from cryptmail.db import _writers, create_engine, run_transaction
+from cryptmail.db import _writers, run_transaction
 from cryptmail.errors import DatabaseUnavailable
 
-from .test_engine import Db, _hold_turn
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Db]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    async with engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, value INTEGER)"))
-        await conn.execute(text("INSERT INTO counter VALUES (1, 0)"))
-    yield engine, tmp_path / "db.sqlite"
-    await engine.dispose()
+from .conftest import Db, hold_turn
 
 
 def bump(conn: Connection) -> None:
@@ -68,7 +57,7 @@ async def test_a_writer_waits_for_a_stuck_turn_only_so_long(
 
         monkeypatch.setattr(_writers._waiters, "lock", no_thread)
     await run_transaction(engine, bump)
-    holder = _hold_turn(Path(f"{path}-writers"))
+    holder = hold_turn(Path(f"{path}-writers"))
     try:
         started = time.monotonic()
         with pytest.raises(DatabaseUnavailable, match="stayed busy.*stopped or hung"):
@@ -90,7 +79,7 @@ async def test_waits_given_up_free_their_turn_when_the_holder_goes(db: Db) -> No
     abandoned wait gives the turn straight back, and the next write gets it."""
     _, path = db
     queue = _writers.WriteQueue(str(path))
-    holder = _hold_turn(Path(f"{path}-writers"))
+    holder = hold_turn(Path(f"{path}-writers"))
     try:
         for _ in range(_writers._WAITERS + 2):
             with pytest.raises(DatabaseUnavailable), queue.turn(wait_s=0.05):
@@ -111,7 +100,7 @@ def test_a_process_that_gave_up_exits_while_the_holder_stays(tmp_path: Path) -> 
     """A CLI command whose write was refused prints the error and exits, though its
     waiter thread still sits in flock behind the holder."""
     path = tmp_path / "db.sqlite"
-    holder = _hold_turn(Path(f"{path}-writers"))
+    holder = hold_turn(Path(f"{path}-writers"))
     script = textwrap.dedent(
         f"""
         from cryptmail.db import _writers

@@ -7,24 +7,21 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptmail import store
 from cryptmail.crypto import generate_private_key, public_info
-from cryptmail.db import run_transaction
 from cryptmail.db import tables as t
-from cryptmail.errors import DatabaseUnavailable, ObjectTampered, StoreError, TransactionAborted
+from cryptmail.errors import DatabaseUnavailable, ObjectTampered, StoreError
 from cryptmail.keys import UnlockedAccount, unlock_account
 from cryptmail.store import FilingRequest, _filing, apply_filing_notes
 from cryptmail.store._filing import open_note, seal_note
 from cryptmail.store._ids import BlobId
 from cryptmail.users import User
 
-from .conftest import PASSWORD, StoreRig
+from .conftest import ABORTED_OR_UNAVAILABLE, PASSWORD, FirstWriteFails, StoreRig
 from .test_mailboxes import store_as_before_normalising
 
 MARKER = b"filing-marker-5e1c"
@@ -277,34 +274,18 @@ async def test_of_two_folders_stored_as_two_forms_fileinto_picks_the_one_named(
                 assert [r.blob_id for r in rows] == [blobs[form]], (email, form)
 
 
-@pytest.mark.parametrize(
-    ("error", "runs"),
-    [
-        (TransactionAborted("deadlock victim", code="40P01"), 2),
-        (DatabaseUnavailable("the database stayed busy"), 1),
-    ],
-    ids=["aborted-runs-again", "unavailable-goes-up"],
-)
+@ABORTED_OR_UNAVAILABLE
 async def test_making_the_holding_mailbox_runs_again_only_after_an_abort(
     rig: StoreRig, monkeypatch: pytest.MonkeyPatch, error: Exception, runs: int
 ) -> None:
     """As for the default folders (test_mailboxes): a delivery that files through Sieve
     answers 4xx after one wait for a busy database, not after five."""
     user = await rig.user("alice@example.org")
-    writes = 0
-
-    async def failing_once(engine: AsyncEngine, work: Any, **kwargs: Any) -> Any:
-        nonlocal writes
-        if kwargs.get("writes", True):
-            writes += 1
-            if writes == 1:
-                raise error
-        return await run_transaction(engine, work, **kwargs)
-
-    monkeypatch.setattr(_filing, "run_transaction", failing_once)
+    failing = FirstWriteFails(error)
+    monkeypatch.setattr(_filing, "run_transaction", failing)
     if runs == 1:
         with pytest.raises(DatabaseUnavailable):
             await store.holding_mailbox(rig.engine, user.id)
     else:
         assert await store.holding_mailbox(rig.engine, user.id)
-    assert writes == runs
+    assert failing.writes == runs

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptmail import store
 from cryptmail.crypto import FieldCipher, context
-from cryptmail.db import run_transaction
 from cryptmail.db import tables as t
 from cryptmail.errors import (
     DatabaseUnavailable,
@@ -18,13 +15,12 @@ from cryptmail.errors import (
     MailboxNotFound,
     ObjectTampered,
     StoreError,
-    TransactionAborted,
 )
 from cryptmail.keys import UnlockedAccount, create_user, unlock_account
 from cryptmail.store import _mailboxes
 from cryptmail.users import get_user
 
-from .conftest import PASSWORD, StoreRig
+from .conftest import ABORTED_OR_UNAVAILABLE, PASSWORD, FirstWriteFails, StoreRig
 from .sealed_rows import legacy_seal, swap
 
 SECRET_NAME = "Projekt-Geheim-4a71"
@@ -335,14 +331,7 @@ async def test_two_folders_stored_in_two_forms_are_each_found_by_their_own_form(
             assert (await store.get_mailbox(conn, account, "Old café")).id == ids["Cafe\u0301"]
 
 
-@pytest.mark.parametrize(
-    ("error", "runs"),
-    [
-        (TransactionAborted("deadlock victim", code="1213"), 2),
-        (DatabaseUnavailable("the database stayed busy"), 1),
-    ],
-    ids=["aborted-runs-again", "unavailable-goes-up"],
-)
+@ABORTED_OR_UNAVAILABLE
 async def test_making_the_default_folders_runs_again_only_after_an_abort(
     rig: StoreRig, monkeypatch: pytest.MonkeyPatch, error: Exception, runs: int
 ) -> None:
@@ -352,20 +341,11 @@ async def test_making_the_default_folders_runs_again_only_after_an_abort(
     await create_user(rig.engine, "bob@example.org", PASSWORD, rig.config.crypto, crypt=2)
     async with rig.engine.connect() as conn:
         user = await get_user(conn, "bob@example.org")
-    writes = 0
-
-    async def failing_once(engine: AsyncEngine, work: Any, **kwargs: Any) -> Any:
-        nonlocal writes
-        if kwargs.get("writes", True):
-            writes += 1
-            if writes == 1:
-                raise error
-        return await run_transaction(engine, work, **kwargs)
-
-    monkeypatch.setattr(_mailboxes, "run_transaction", failing_once)
+    failing = FirstWriteFails(error)
+    monkeypatch.setattr(_mailboxes, "run_transaction", failing)
     if runs == 1:
         with pytest.raises(DatabaseUnavailable):
             await store.create_default_mailboxes(rig.engine, user.id)
     else:
         assert await store.create_default_mailboxes(rig.engine, user.id)
-    assert writes == runs
+    assert failing.writes == runs
