@@ -174,10 +174,11 @@ def _asyncpg(error: type[asyncpg.PostgresError]) -> tuple[BaseException, BaseExc
     ("errors", "code"),
     [
         (_pymysql(1213, "Deadlock found when trying to get lock"), "1213"),
+        (_pymysql(1305, "SAVEPOINT sa_savepoint_1 does not exist"), "1305"),
         (_asyncpg(asyncpg.exceptions.DeadlockDetectedError), "40P01"),
         (_asyncpg(asyncpg.exceptions.SerializationError), "40001"),
     ],
-    ids=["mysql-1213", "postgresql-40P01", "postgresql-40001"],
+    ids=["mysql-1213", "mysql-1305", "postgresql-40P01", "postgresql-40001"],
 )
 def test_a_deadlock_victim_or_serialization_failure_is_an_aborted_transaction(
     errors: tuple[BaseException, BaseException], code: str

@@ -59,9 +59,13 @@ _SQLSTATE_UNAVAILABLE = ("55P03",)
 # serialization failure (PostgreSQL; MySQL's SQLSTATE for a deadlock), 40P01 deadlock
 # detected (PostgreSQL), MySQL/MariaDB error 1213 (ER_LOCK_DEADLOCK; its drivers carry
 # no SQLSTATE). A lock wait timeout (1205, 55P03) is not one: on MySQL it ends only the
-# statement, and waiting again is not what a retry should do.
+# statement, and waiting again is not what a retry should do. MySQL/MariaDB's 1305
+# (SAVEPOINT does not exist) is one: a deadlock inside a savepoint (`begin_nested`)
+# rolled the whole transaction back, and the rollback to the savepoint then finds none;
+# SQLAlchemy reports that error, not the deadlock (parallel first deliveries to a user
+# making its folders, on MariaDB).
 _SQLSTATE_ABORTED = ("40001", "40P01")
-_MYSQL_ABORTED = (1213,)
+_MYSQL_ABORTED = (1213, 1305)
 
 
 def install_error_hooks(engine: Engine) -> None:
