@@ -13,7 +13,9 @@ The kernel has no timed flock, so a turn that is not free at once is waited for 
 of two ways:
 - On the main thread (an LMTP worker, which writes on its loop): in flock, with SIGALRM
   set for the deadline, whose handler's exception ends the wait. A few syscalls more
-  than a plain wait, no thread woken. Not while another timer of the process runs.
+  than a plain wait, no thread woken. Not while another timer of the process runs;
+  the handler, installed at the first such wait, stays (nothing else here uses
+  SIGALRM) and ignores an alarm outside a wait.
 - On any other thread (the main process's writers, the CLI's): by a waiter thread,
   blocked in flock on a descriptor of its own (an open file of its own, so that its
   lock excludes this process's other writers as another process's would), while the
@@ -137,9 +139,14 @@ class WriteQueue:
         deadline: the handler's exception ends the flock (PEP 475 retries it only after
         a handler that returns). The alarm may also come just after the flock returned;
         the turn is then given back, which is harmless if it was not taken."""
+        global _armed
         left = max(deadline - time.monotonic(), 1e-6)
-        previous = signal.signal(signal.SIGALRM, _alarm)
+        if signal.getsignal(signal.SIGALRM) is not _alarm:
+            # Installed for good, not put back after: a SIGALRM still on its way when
+            # SIG_DFL was back would end the process.
+            signal.signal(signal.SIGALRM, _alarm)
         try:
+            _armed = True
             try:
                 signal.setitimer(signal.ITIMER_REAL, left)
                 try:
@@ -147,7 +154,7 @@ class WriteQueue:
                 finally:
                     signal.setitimer(signal.ITIMER_REAL, 0)
             finally:
-                signal.signal(signal.SIGALRM, previous)
+                _armed = False
         except _Alarm:
             fcntl.flock(fd, fcntl.LOCK_UN)
             raise self._busy(wait_s) from None
@@ -172,8 +179,13 @@ class _Alarm(Exception):
     """The deadline of a writer's wait in flock on the main thread."""
 
 
+_armed = False
+"""Whether a wait in `_wait_alarmed` runs: a SIGALRM at any other time is ignored."""
+
+
 def _alarm(_signum: int, _frame: object) -> None:
-    raise _Alarm
+    if _armed:
+        raise _Alarm
 
 
 class _Waiters:
