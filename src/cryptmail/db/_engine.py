@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from cryptmail.concurrency import run_blocking
 from cryptmail.db._errors import install_error_hooks, translate
-from cryptmail.db._writers import WriteQueue
+from cryptmail.db._writers import WRITER_WAIT_S, WriteQueue
 from cryptmail.errors import ConfigError, DatabaseUnavailable, TransactionAborted
 
 T = TypeVar("T")
@@ -94,7 +94,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(target, connect_args={"timeout": 30}, **kwargs)
+        engine = create_async_engine(target, connect_args={"timeout": WRITER_WAIT_S}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         install_error_hooks(engine.sync_engine)
         return engine
@@ -127,7 +127,7 @@ def _set_pragmas(dbapi_connection: Any, *, synced_after: bool) -> None:
     for pragma in (
         f"PRAGMA synchronous={synchronous}",
         "PRAGMA foreign_keys=ON",
-        "PRAGMA busy_timeout=30000",
+        f"PRAGMA busy_timeout={int(WRITER_WAIT_S * 1000)}",
     ):
         cursor.execute(pragma)
     cursor.close()
@@ -170,7 +170,7 @@ def _sync_engine(engine: AsyncEngine) -> Engine | None:
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
             sync = create_sync_engine(
                 url.set(drivername="sqlite+pysqlite"),
-                connect_args={"timeout": 30, "check_same_thread": False},
+                connect_args={"timeout": WRITER_WAIT_S, "check_same_thread": False},
                 pool_size=4,
             )
             event.listen(sync, "connect", _sqlite_pragmas_synced_after)

@@ -47,7 +47,8 @@ from cryptmail.errors import DatabaseUnavailable
 
 WRITER_WAIT_S = 30.0
 """How long a write transaction on a SQLite file waits for its turn among the writers
-before DatabaseUnavailable: as long as the connections' busy_timeout."""
+before DatabaseUnavailable; also the connections' busy_timeout (`_engine`), SQLite's own
+wait for its lock."""
 _WAITERS = 4
 """Waiter threads of a process: one per thread of it that writes at once is enough; a
 wait given up holds its thread until the holder goes, and waits beyond these queue."""
